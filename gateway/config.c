@@ -1,0 +1,434 @@
+/* config.c - load and check the gateway config against its table of settings (cg_config.h). */
+#include "cg_config.h"
+
+#include "cg_log.h"
+
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* clang-format off */
+const cg_config_prop_t cg_config_props[] = {
+    {"group_id", CG_CONFIG_STRING, "cohortgate", NULL, 0, 0,
+     "Kafka consumer group of the gateway; instances with the same group share the input partitions."},
+    {"inputs", CG_CONFIG_ARRAY, NULL, NULL, 0, 0,
+     "Raw topics to consume, at least one."},
+    {"inputs[].topic", CG_CONFIG_STRING, NULL, NULL, 0, 0,
+     "Name of a raw topic that carries hospital messages, one message per Kafka record."},
+    {"inputs[].format", CG_CONFIG_ENUM, "hl7v2", "hl7v2", 0, 0,
+     "What the topic carries: HL7 v2 (ER7) messages (XML documents come with the XML decoder)."},
+    {"output", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Where records go."},
+    {"output.topic", CG_CONFIG_STRING, "cohortgate.records", NULL, 0, 0,
+     "Topic for records."},
+    {"output.dead_letter_topic", CG_CONFIG_STRING, "cohortgate.dead-letter", NULL, 0, 0,
+     "Topic for input that could not be processed, with its original bytes and error headers."},
+    {"delivery", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Delivery semantics."},
+    {"delivery.semantics", CG_CONFIG_ENUM, "at-least-once", "at-least-once", 0, 0,
+     "at-least-once: an input offset is committed only after every record it caused is delivered."},
+    {"delivery.commit_interval_ms", CG_CONFIG_INT, "500", NULL, 10, 600000,
+     "How often delivered input offsets are committed."},
+    {"delivery.max_in_flight", CG_CONFIG_INT, "20000", NULL, 1, 10000000,
+     "Input messages consumed but not yet fully delivered before consumption waits."},
+    {"log", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Logging."},
+    {"log.level", CG_CONFIG_ENUM, "info", "debug|info|warn|error", 0, 0,
+     "Least severe level written to stderr (one JSON object a line)."},
+    {"kafka", CG_CONFIG_MAP, NULL, NULL, 0, 0,
+     "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
+     "bootstrap.servers, security.protocol, sasl.*, ssl.*."},
+    {"embedded_broker", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
+     "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."},
+    {"embedded_broker.enabled", CG_CONFIG_BOOL, "false", NULL, 0, 0,
+     "Start the embedded broker and point the gateway at it, ignoring kafka.bootstrap.servers."},
+    {"embedded_broker.partitions", CG_CONFIG_INT, "3", NULL, 1, 64,
+     "Partitions of each topic the embedded broker creates."},
+    {"embedded_broker.preload", CG_CONFIG_ARRAY, NULL, NULL, 0, 0,
+     "Files produced to a topic of the embedded broker before the gateway starts, one record a file."},
+    {"embedded_broker.preload[].topic", CG_CONFIG_STRING, NULL, NULL, 0, 0, "Topic to fill."},
+    {"embedded_broker.preload[].dir", CG_CONFIG_STRING, NULL, NULL, 0, 0,
+     "Folder whose files (sorted by name) are produced; relative to the config file."},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+/* clang-format on */
+
+static const cg_config_prop_t *prop_find(const char *name)
+{
+    for (const cg_config_prop_t *p = cg_config_props; p->name; p++)
+        if (!strcmp(p->name, name))
+            return p;
+    return NULL;
+}
+
+/* Finds where a key is written in the source text, for error positions. jansson keeps no
+ * positions for keys, so search: each path component after the previous one's position. */
+static void locate(const char *text, const char *const *keys, const int *index, int depth,
+                   int *line, int *col)
+{
+    const char *pos = text;
+    for (int d = 0; d < depth && pos; d++) {
+        char pat[260];
+        snprintf(pat, sizeof(pat), "\"%s\"", keys[d]);
+        int skip = index[d] > 0 ? index[d] : 0;
+        const char *found = NULL;
+        for (const char *s = pos; (s = strstr(s, pat)) != NULL; s += strlen(pat)) {
+            const char *q = s + strlen(pat);
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+                q++;
+            if (*q == ':' && skip-- == 0) {
+                found = s;
+                break;
+            }
+        }
+        if (!found)
+            break;
+        pos = found;
+    }
+    *line = 1;
+    *col = 1;
+    for (const char *s = text; s < pos; s++) {
+        if (*s == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+typedef struct walk {
+    const char *text;
+    const char *file;
+    cg_error_t *err;
+    const char *keys[16];
+    int index[16];
+    int depth;
+} walk_t;
+
+static cg_err_t walk_fail(walk_t *w, const char *fmt, const char *a, const char *b)
+{
+    int line, col;
+    locate(w->text, w->keys, w->index, w->depth, &line, &col);
+    char msg[400];
+    snprintf(msg, sizeof(msg), fmt, a, b);
+    return cg_error_set(w->err, CG_ERR_CONFIG, w->file, line, col, "%s", msg);
+}
+
+static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix);
+
+static cg_err_t check_value(walk_t *w, const cg_config_prop_t *p, json_t *v, const char *name)
+{
+    switch (p->type) {
+    case CG_CONFIG_STRING:
+        if (!json_is_string(v))
+            return walk_fail(w, "'%s' must be a string%s", name, "");
+        if (json_string_length(v) == 0)
+            return walk_fail(w, "'%s' must not be empty%s", name, "");
+        return CG_OK;
+    case CG_CONFIG_ENUM: {
+        if (!json_is_string(v))
+            return walk_fail(w, "'%s' must be one of %s", name, p->enums);
+        const char *s = json_string_value(v);
+        size_t n = strlen(s);
+        for (const char *e = p->enums; *e;) {
+            const char *bar = strchr(e, '|');
+            size_t l = bar ? (size_t)(bar - e) : strlen(e);
+            if (l == n && !strncmp(e, s, n))
+                return CG_OK;
+            if (!bar)
+                break;
+            e = bar + 1;
+        }
+        return walk_fail(w, "'%s' must be one of %s", name, p->enums);
+    }
+    case CG_CONFIG_INT: {
+        if (!json_is_integer(v))
+            return walk_fail(w, "'%s' must be an integer%s", name, "");
+        json_int_t i = json_integer_value(v);
+        if (i < p->min || i > p->max) {
+            char range[64];
+            snprintf(range, sizeof(range), " from %ld to %ld", p->min, p->max);
+            return walk_fail(w, "'%s' must be%s", name, range);
+        }
+        return CG_OK;
+    }
+    case CG_CONFIG_BOOL:
+        if (!json_is_boolean(v))
+            return walk_fail(w, "'%s' must be true or false%s", name, "");
+        return CG_OK;
+    case CG_CONFIG_OBJECT:
+        if (!json_is_object(v))
+            return walk_fail(w, "'%s' must be an object%s", name, "");
+        return walk_object(w, v, name);
+    case CG_CONFIG_MAP: {
+        if (!json_is_object(v))
+            return walk_fail(w, "'%s' must be an object of librdkafka properties%s", name, "");
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x)
+        {
+            if (!json_is_string(x) && !json_is_integer(x) && !json_is_boolean(x)) {
+                w->keys[w->depth] = k;
+                w->index[w->depth++] = 0;
+                cg_err_t rc = walk_fail(w, "'%s.%s' must be a string, integer or boolean", name, k);
+                w->depth--;
+                return rc;
+            }
+        }
+        return CG_OK;
+    }
+    case CG_CONFIG_ARRAY: {
+        if (!json_is_array(v))
+            return walk_fail(w, "'%s' must be an array of objects%s", name, "");
+        size_t i;
+        json_t *el;
+        char elem_prefix[128];
+        snprintf(elem_prefix, sizeof(elem_prefix), "%s[]", name);
+        json_array_foreach(v, i, el)
+        {
+            if (!json_is_object(el))
+                return walk_fail(w, "each element of '%s' must be an object%s", name, "");
+            w->index[w->depth - 1] = (int)i; /* key of the array stays; count its elements */
+            cg_err_t rc = walk_object(w, el, elem_prefix);
+            w->index[w->depth - 1] = 0;
+            if (rc)
+                return rc;
+            /* required fields of the element */
+            for (const cg_config_prop_t *q = cg_config_props; q->name; q++) {
+                size_t pl = strlen(elem_prefix);
+                if (!strncmp(q->name, elem_prefix, pl) && q->name[pl] == '.' && !q->def &&
+                    !json_object_get(el, q->name + pl + 1))
+                    return walk_fail(w, "an element of '%s' lacks the required '%s'", name,
+                                     q->name + pl + 1);
+            }
+        }
+        return CG_OK;
+    }
+    }
+    return CG_OK;
+}
+
+static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        char name[256];
+        if (prefix)
+            snprintf(name, sizeof(name), "%s.%s", prefix, k);
+        else
+            snprintf(name, sizeof(name), "%s", k);
+        if (w->depth >= 15)
+            return walk_fail(w, "'%s' is nested too deeply%s", name, "");
+        w->keys[w->depth] = k;
+        w->index[w->depth++] = 0;
+        const cg_config_prop_t *p = prop_find(name);
+        /* a user-facing name drops the [] of array elements */
+        cg_err_t rc = p ? check_value(w, p, v, name)
+                        : walk_fail(w, "unknown setting '%s'%s (see config/README.md)", name, "");
+        w->depth--;
+        if (rc)
+            return rc;
+    }
+    return CG_OK;
+}
+
+static const char *get_str(json_t *root, const char *a, const char *b, const char *name)
+{
+    json_t *o = a ? json_object_get(root, a) : root;
+    json_t *v = o ? json_object_get(o, b) : NULL;
+    if (json_is_string(v))
+        return json_string_value(v);
+    return prop_find(name)->def;
+}
+
+static long get_int(json_t *root, const char *a, const char *b, const char *name)
+{
+    json_t *o = json_object_get(root, a);
+    json_t *v = o ? json_object_get(o, b) : NULL;
+    if (json_is_integer(v))
+        return (long)json_integer_value(v);
+    return strtol(prop_find(name)->def, NULL, 10);
+}
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static char *resolve(const char *base, const char *p)
+{
+    if (p[0] == '/' || !base)
+        return strdup(p);
+    size_t n = strlen(base) + strlen(p) + 2;
+    char *r = malloc(n);
+    if (r)
+        snprintf(r, n, "%s/%s", base, p);
+    return r;
+}
+
+static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
+{
+    cg_config_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->path = strdup(name);
+    c->base_dir = xstrdup(base_dir);
+    c->group_id = xstrdup(get_str(root, NULL, "group_id", "group_id"));
+    c->output_topic = xstrdup(get_str(root, "output", "topic", "output.topic"));
+    c->dead_letter_topic =
+        xstrdup(get_str(root, "output", "dead_letter_topic", "output.dead_letter_topic"));
+    c->commit_interval_ms =
+        (int)get_int(root, "delivery", "commit_interval_ms", "delivery.commit_interval_ms");
+    c->max_in_flight = (int)get_int(root, "delivery", "max_in_flight", "delivery.max_in_flight");
+    c->log_level = cg_log_level_parse(get_str(root, "log", "level", "log.level"));
+
+    json_t *inputs = json_object_get(root, "inputs");
+    c->n_inputs = json_array_size(inputs);
+    c->inputs = calloc(c->n_inputs ? c->n_inputs : 1, sizeof(*c->inputs));
+    for (size_t i = 0; i < c->n_inputs; i++) {
+        json_t *el = json_array_get(inputs, i);
+        c->inputs[i].topic = xstrdup(json_string_value(json_object_get(el, "topic")));
+        const char *fmt = get_str(el, NULL, "format", "inputs[].format");
+        c->inputs[i].format = !strcmp(fmt, "xml") ? CG_INPUT_XML : CG_INPUT_HL7V2;
+    }
+
+    json_t *kafka = json_object_get(root, "kafka");
+    c->n_kafka = json_object_size(kafka);
+    c->kafka = calloc(c->n_kafka ? c->n_kafka : 1, sizeof(*c->kafka));
+    size_t i = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(kafka, k, v)
+    {
+        char num[32];
+        const char *s = num;
+        if (json_is_string(v))
+            s = json_string_value(v);
+        else if (json_is_integer(v))
+            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else
+            s = json_is_true(v) ? "true" : "false";
+        c->kafka[i].key = strdup(k);
+        c->kafka[i].value = strdup(s);
+        i++;
+    }
+
+    json_t *eb = json_object_get(root, "embedded_broker");
+    c->embedded_enabled = json_is_true(json_object_get(eb, "enabled"));
+    c->embedded_partitions =
+        (int)get_int(root, "embedded_broker", "partitions", "embedded_broker.partitions");
+    json_t *pre = json_object_get(eb, "preload");
+    c->n_preload = json_array_size(pre);
+    c->preload = calloc(c->n_preload ? c->n_preload : 1, sizeof(*c->preload));
+    for (i = 0; i < c->n_preload; i++) {
+        json_t *el = json_array_get(pre, i);
+        c->preload[i].topic = xstrdup(json_string_value(json_object_get(el, "topic")));
+        c->preload[i].dir = resolve(base_dir, json_string_value(json_object_get(el, "dir")));
+    }
+    return c;
+}
+
+cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
+                                   cg_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        cg_error_set(err, CG_ERR_CONFIG, name, jerr.line, jerr.column, "%s", jerr.text);
+        return NULL;
+    }
+    walk_t w = {.text = text, .file = name, .err = err};
+    if (!json_is_object(root)) {
+        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1, "the config must be a JSON object");
+        json_decref(root);
+        return NULL;
+    }
+    if (walk_object(&w, root, NULL) != CG_OK) {
+        json_decref(root);
+        return NULL;
+    }
+    if (json_array_size(json_object_get(root, "inputs")) == 0) {
+        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
+                     "'inputs' must list at least one raw topic to consume");
+        json_decref(root);
+        return NULL;
+    }
+    json_t *eb = json_object_get(root, "embedded_broker");
+    json_t *kafka = json_object_get(root, "kafka");
+    if (!json_is_true(json_object_get(eb, "enabled")) &&
+        !json_object_get(kafka, "bootstrap.servers")) {
+        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
+                     "'kafka.bootstrap.servers' is required unless embedded_broker.enabled is "
+                     "true");
+        json_decref(root);
+        return NULL;
+    }
+    cg_config_t *c = build(root, name, base_dir);
+    json_decref(root);
+    if (!c)
+        cg_error_set(err, CG_ERR_NOMEM, name, 0, 0, "out of memory");
+    return c;
+}
+
+cg_config_t *cg_config_load_file(const char *path, cg_error_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot open: %m");
+        return NULL;
+    }
+    cg_config_t *c = NULL;
+    char *text = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        rewind(f);
+        if (n >= 0 && n < 16 * 1024 * 1024 && (text = malloc((size_t)n + 1)) != NULL &&
+            fread(text, 1, (size_t)n, f) == (size_t)n) {
+            text[n] = '\0';
+            char dirbuf[PATH_MAX];
+            snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+            c = cg_config_load_string(text, path, dirname(dirbuf), err);
+        } else {
+            cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot read (or larger than 16 MiB)");
+        }
+    }
+    free(text);
+    fclose(f);
+    return c;
+}
+
+void cg_config_destroy(cg_config_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n_inputs; i++)
+        free(c->inputs[i].topic);
+    for (size_t i = 0; i < c->n_kafka; i++) {
+        free(c->kafka[i].key);
+        free(c->kafka[i].value);
+    }
+    for (size_t i = 0; i < c->n_preload; i++) {
+        free(c->preload[i].topic);
+        free(c->preload[i].dir);
+    }
+    free(c->inputs);
+    free(c->kafka);
+    free(c->preload);
+    free(c->path);
+    free(c->base_dir);
+    free(c->group_id);
+    free(c->output_topic);
+    free(c->dead_letter_topic);
+    free(c);
+}
+
+const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->n_kafka; i++)
+        if (!strcmp(cfg->kafka[i].key, key))
+            return cfg->kafka[i].value;
+    return NULL;
+}

@@ -1,0 +1,446 @@
+/* pipeline.c - the gateway's consume → decode → produce loop with at-least-once commits.
+ *
+ * One thread drives both clients: librdkafka calls every callback (delivery reports, rebalances,
+ * commit results) from inside our poll calls, so the delivery bookkeeping needs no locks.
+ */
+#include "cg_gateway.h"
+
+#include "cg_delivery.h"
+#include "cg_hl7.h"
+#include "cg_kafka.h"
+#include "cg_log.h"
+#include "cg_record.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+struct cg_gateway {
+    const cg_config_t *cfg;
+    cg_gateway_opts_t opts;
+    cg_kafka_embedded_t *embedded; /* NULL unless the config asks for the embedded broker */
+    char *bootstrap;
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    rd_kafka_topic_t *out_rkt;
+    rd_kafka_topic_t *dlq_rkt;
+    cg_delivery_t *delivery;
+    volatile sig_atomic_t stop;
+    cg_err_t fatal;
+    char fatal_reason[512];
+    cg_gateway_stats_t stats;
+    cg_buf_t row;    /* reused per message */
+    cg_buf_t record; /* reused per message */
+    int n_assigned;
+    int64_t last_activity_ms;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_fatal(cg_gateway_t *gw, cg_err_t code, const char *reason)
+{
+    if (gw->fatal)
+        return;
+    gw->fatal = code;
+    snprintf(gw->fatal_reason, sizeof(gw->fatal_reason), "%s", reason);
+    cg_log(CG_LOG_ERROR, "gateway.fatal", "%s", reason);
+    gw->stop = 1;
+}
+
+/* ---- callbacks (run on the gateway thread, from inside poll) ---- */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    cg_gateway_t *gw = opaque;
+    cg_delivery_msg_t *dm = m->_private;
+    if (m->err) {
+        /* The record's input offset stays uncommitted: a restart replays it. */
+        gw->stats.delivery_errors++;
+        char reason[400];
+        snprintf(reason, sizeof(reason), "delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2str(m->err));
+        set_fatal(gw, CG_ERR_KAFKA, reason);
+        return;
+    }
+    if (m->rkt == gw->dlq_rkt)
+        gw->stats.dead_lettered++;
+    else
+        gw->stats.records_out++;
+    cg_delivery_done(gw->delivery, dm);
+}
+
+typedef struct commit_ctx {
+    rd_kafka_topic_partition_list_t *list;
+} commit_ctx_t;
+
+static void add_committable(const char *topic, int32_t partition, int64_t next, void *opaque)
+{
+    commit_ctx_t *c = opaque;
+    rd_kafka_topic_partition_list_add(c->list, topic, partition)->offset = next;
+}
+
+static void record_commit_result(cg_gateway_t *gw, rd_kafka_resp_err_t err,
+                                 const rd_kafka_topic_partition_list_t *offsets)
+{
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return;
+    if (err) {
+        cg_log(CG_LOG_WARN, "offsets.commit_failed", "%s (will retry)", rd_kafka_err2str(err));
+        return;
+    }
+    gw->stats.commits++;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &offsets->elems[i];
+        if (!p->err && p->offset >= 0)
+            cg_delivery_committed(gw->delivery, p->topic, p->partition, p->offset);
+    }
+}
+
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    record_commit_result(opaque, err, offsets);
+}
+
+/* Commits every partition's delivered prefix; sync on shutdown and revoke, async otherwise. */
+static void commit_delivered(cg_gateway_t *gw, int sync)
+{
+    commit_ctx_t c = {rd_kafka_topic_partition_list_new(8)};
+    cg_delivery_foreach_committable(gw->delivery, add_committable, &c);
+    if (c.list->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(gw->consumer, c.list, sync ? 0 : 1);
+        if (sync)
+            record_commit_result(gw, err, c.list);
+        else if (err)
+            cg_log(CG_LOG_WARN, "offsets.commit_failed", "%s", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(c.list);
+}
+
+/* Waits for every record in flight to be delivered (or fail). */
+static void drain(cg_gateway_t *gw, int timeout_ms)
+{
+    rd_kafka_resp_err_t err = rd_kafka_flush(gw->producer, timeout_ms);
+    if (err)
+        cg_log(CG_LOG_WARN, "producer.flush", "%d record(s) still undelivered after %d ms: %s",
+               rd_kafka_outq_len(gw->producer), timeout_ms, rd_kafka_err2str(err));
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    cg_gateway_t *gw = opaque;
+    int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++)
+            cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
+                   parts->elems[i].partition);
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+        gw->n_assigned += parts->cnt;
+        gw->last_activity_ms = now_ms();
+        return;
+    }
+    /* Revoked (or lost): finish what is in flight, commit it, then let go of the partitions. */
+    drain(gw, 30000);
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk))
+        commit_delivered(gw, 1);
+    for (int i = 0; i < parts->cnt; i++) {
+        size_t lost = cg_delivery_drop_partition(gw->delivery, parts->elems[i].topic,
+                                                 parts->elems[i].partition);
+        cg_log(lost ? CG_LOG_WARN : CG_LOG_INFO, "partition.revoked", "%s [%" PRId32 "]%s",
+               parts->elems[i].topic, parts->elems[i].partition,
+               lost ? " with undelivered input left uncommitted" : "");
+    }
+    if (cooperative)
+        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+        rd_kafka_assign(rk, NULL);
+    gw->n_assigned = cooperative ? gw->n_assigned - parts->cnt : 0;
+}
+
+/* ---- producing ---- */
+
+/* Hands one record to the producer, waiting (never dropping) while its queue is full. */
+static cg_err_t produce(cg_gateway_t *gw, rd_kafka_topic_t *rkt, const void *key, size_t key_len,
+                        const void *val, size_t val_len, const rd_kafka_message_t *in,
+                        const char *const *hdrs, size_t n_hdrs, cg_delivery_msg_t *dm)
+{
+    cg_delivery_add(dm);
+    for (;;) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs / 2 + 3);
+        char part[16], off[24];
+        snprintf(part, sizeof(part), "%" PRId32, in->partition);
+        snprintf(off, sizeof(off), "%" PRId64, in->offset);
+        rd_kafka_header_add(h, "cg.source.topic", -1, rd_kafka_topic_name(in->rkt), -1);
+        rd_kafka_header_add(h, "cg.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "cg.source.offset", -1, off, -1);
+        for (size_t i = 0; i + 1 < n_hdrs; i += 2)
+            rd_kafka_header_add(h, hdrs[i], -1, hdrs[i + 1], -1);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            gw->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)val, val_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dm), RD_KAFKA_V_END);
+        if (!err)
+            return CG_OK;
+        rd_kafka_headers_destroy(h);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            /* backpressure: serve delivery reports until there is room */
+            rd_kafka_poll(gw->producer, 50);
+            if (gw->fatal)
+                break;
+            continue;
+        }
+        char reason[400];
+        snprintf(reason, sizeof(reason), "produce to %s failed: %s", rd_kafka_topic_name(rkt),
+                 rd_kafka_err2str(err));
+        set_fatal(gw, CG_ERR_KAFKA, reason);
+        break;
+    }
+    cg_delivery_unadd(gw->delivery, dm);
+    return gw->fatal ? gw->fatal : CG_ERR_KAFKA;
+}
+
+static void dead_letter(cg_gateway_t *gw, const rd_kafka_message_t *in, const char *stage,
+                        cg_err_t code, const char *reason, cg_delivery_msg_t *dm)
+{
+    const char *hdrs[] = {
+        "cg.error.stage",  stage,
+        "cg.error.code",   cg_err_name(code),
+        "cg.error.class",  cg_err_class_name(cg_err_classify(code)),
+        "cg.error.reason", reason,
+    };
+    /* the original bytes and key, untouched */
+    produce(gw, gw->dlq_rkt, in->key, in->key_len, in->payload, in->len, in, hdrs,
+            sizeof(hdrs) / sizeof(hdrs[0]), dm);
+}
+
+/* The walking skeleton's mapping: one record of the message header. Replaced by the spec
+ * engine; kept small on purpose. */
+static cg_err_t map_header(cg_gateway_t *gw, const rd_kafka_message_t *in, const cg_hl7_msh_t *msh,
+                           cg_delivery_msg_t *dm)
+{
+    cg_buf_reset(&gw->row);
+    cg_buf_reset(&gw->record);
+    cg_buf_puts(&gw->row, "{\"message_type\":");
+    cg_buf_put_json_str(&gw->row, msh->message_type.ptr, msh->message_type.len);
+    cg_buf_puts(&gw->row, ",\"message_control_id\":");
+    cg_buf_put_json_str(&gw->row, msh->control_id.ptr, msh->control_id.len);
+    cg_buf_puts(&gw->row, ",\"version_id\":");
+    cg_buf_put_json_str(&gw->row, msh->version.ptr, msh->version.len);
+    cg_buf_puts(&gw->row, "}");
+    cg_record_source_t src = {
+        .topic = rd_kafka_topic_name(in->rkt),
+        .partition = in->partition,
+        .offset = in->offset,
+        .message_id = msh->control_id,
+        .spec = "hl7v2-header",
+        .spec_version = 1,
+        .rule = "msh",
+    };
+    cg_slice_t row = {gw->row.data, gw->row.len};
+    if (cg_record_write_envelope(&gw->record, "hl7v2", "message_header", NULL, 0, row, &src))
+        return CG_ERR_NOMEM;
+    /* Until pseudonyms exist (spec engine), the input key is kept so per-key order holds. */
+    const char *hdrs[] = {"cg.spec", "hl7v2-header", "cg.spec.version", "1"};
+    const void *key = in->key ? in->key : msh->control_id.ptr;
+    size_t key_len = in->key ? in->key_len : msh->control_id.len;
+    return produce(gw, gw->out_rkt, key, key_len, gw->record.data, gw->record.len, in, hdrs, 4, dm);
+}
+
+static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
+{
+    cg_delivery_msg_t *dm =
+        cg_delivery_begin(gw->delivery, rd_kafka_topic_name(in->rkt), in->partition, in->offset);
+    if (!dm) {
+        set_fatal(gw, CG_ERR_NOMEM, "out of memory tracking an input message");
+        return;
+    }
+    gw->stats.consumed++;
+    char reason[256] = "";
+    cg_hl7_msh_t msh;
+    cg_err_t rc = cg_hl7_msh_peek(in->payload, in->len, &msh, reason, sizeof(reason));
+    if (rc == CG_OK) {
+        rc = map_header(gw, in, &msh, dm);
+        if (rc != CG_OK && cg_err_classify(rc) == CG_ERR_CLASS_DEADLETTER)
+            dead_letter(gw, in, "map", rc, cg_err2str(rc), dm);
+    } else {
+        dead_letter(gw, in, "decode", rc, reason, dm);
+    }
+    cg_delivery_seal(gw->delivery, dm);
+}
+
+/* ---- life cycle ---- */
+
+cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *opts, char *errstr,
+                             size_t errstr_size)
+{
+    cg_gateway_t *gw = calloc(1, sizeof(*gw));
+    if (!gw) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    gw->cfg = cfg;
+    if (opts)
+        gw->opts = *opts;
+    cg_buf_init(&gw->row);
+    cg_buf_init(&gw->record);
+    cg_log_set_level((cg_log_level_t)cfg->log_level);
+    if (!(gw->delivery = cg_delivery_new()))
+        goto fail_nomem;
+
+    if (cfg->embedded_enabled) {
+        gw->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size);
+        if (!gw->embedded)
+            goto fail;
+        gw->bootstrap = strdup(cg_kafka_embedded_bootstrap(gw->embedded));
+    } else {
+        gw->bootstrap = strdup(cg_config_kafka_get(cfg, "bootstrap.servers"));
+    }
+    if (!gw->bootstrap)
+        goto fail_nomem;
+
+    gw->producer = cg_kafka_producer_new(cfg, gw->bootstrap, on_delivery, gw, errstr, errstr_size);
+    if (!gw->producer)
+        goto fail;
+    gw->consumer =
+        cg_kafka_consumer_new(cfg, gw->bootstrap, on_rebalance, on_commit, gw, errstr, errstr_size);
+    if (!gw->consumer)
+        goto fail;
+    gw->out_rkt = rd_kafka_topic_new(gw->producer, cfg->output_topic, NULL);
+    gw->dlq_rkt = rd_kafka_topic_new(gw->producer, cfg->dead_letter_topic, NULL);
+    if (!gw->out_rkt || !gw->dlq_rkt)
+        goto fail_nomem;
+    return gw;
+
+fail_nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+fail:
+    cg_gateway_destroy(gw);
+    return NULL;
+}
+
+cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
+{
+    const cg_config_t *cfg = gw->cfg;
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)cfg->n_inputs);
+    for (size_t i = 0; i < cfg->n_inputs; i++)
+        rd_kafka_topic_partition_list_add(subs, cfg->inputs[i].topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(gw->consumer, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (err) {
+        snprintf(errstr, errstr_size, "subscribe failed: %s", rd_kafka_err2str(err));
+        return CG_ERR_KAFKA;
+    }
+    cg_log(CG_LOG_INFO, "gateway.started", "consuming %zu topic(s) from %s as group %s",
+           cfg->n_inputs, gw->bootstrap, cfg->group_id);
+
+    int64_t next_commit = now_ms() + cfg->commit_interval_ms;
+    gw->last_activity_ms = now_ms();
+    while (!gw->stop) {
+        if (cg_delivery_in_flight(gw->delivery) < (size_t)cfg->max_in_flight) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(gw->consumer, 100);
+            if (m) {
+                if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                    process(gw, m);
+                } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    cg_log(CG_LOG_WARN, "consumer.error", "%s", rd_kafka_message_errstr(m));
+                }
+                rd_kafka_message_destroy(m);
+                gw->last_activity_ms = now_ms();
+            }
+        } else {
+            /* too much in flight: wait for delivery reports (the consumer keeps its session) */
+            rd_kafka_poll(gw->producer, 100);
+        }
+        rd_kafka_poll(gw->producer, 0);
+
+        int64_t t = now_ms();
+        if (t >= next_commit) {
+            commit_delivered(gw, 0);
+            next_commit = t + cfg->commit_interval_ms;
+        }
+        if (cg_delivery_in_flight(gw->delivery) > 0)
+            gw->last_activity_ms = t;
+        if (gw->opts.idle_exit_ms > 0 && gw->n_assigned > 0 &&
+            t - gw->last_activity_ms >= gw->opts.idle_exit_ms) {
+            cg_log(CG_LOG_INFO, "gateway.idle", "nothing to consume for %d ms; stopping",
+                   gw->opts.idle_exit_ms);
+            break;
+        }
+    }
+
+    cg_log(CG_LOG_INFO, "gateway.stopping", "draining %zu input message(s) in flight",
+           cg_delivery_in_flight(gw->delivery));
+    drain(gw, 30000);
+    if (!gw->fatal || gw->fatal == CG_ERR_KAFKA)
+        commit_delivered(gw, 1);
+    err = rd_kafka_consumer_close(gw->consumer);
+    if (err)
+        cg_log(CG_LOG_WARN, "consumer.close", "%s", rd_kafka_err2str(err));
+    cg_log(CG_LOG_INFO, "gateway.stopped",
+           "consumed %" PRIu64 ", records %" PRIu64 ", dead-lettered %" PRIu64 ", commits %" PRIu64,
+           gw->stats.consumed, gw->stats.records_out, gw->stats.dead_lettered, gw->stats.commits);
+    if (gw->fatal) {
+        snprintf(errstr, errstr_size, "%s", gw->fatal_reason);
+        return gw->fatal;
+    }
+    return CG_OK;
+}
+
+void cg_gateway_stop(cg_gateway_t *gw)
+{
+    gw->stop = 1;
+}
+
+const char *cg_gateway_bootstrap(const cg_gateway_t *gw)
+{
+    return gw->bootstrap;
+}
+
+void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out)
+{
+    *out = gw->stats;
+}
+
+cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)
+{
+    const char *topics[] = {gw->cfg->output_topic, gw->cfg->dead_letter_topic};
+    return cg_kafka_print_topics(gw->bootstrap, topics, 2, max_per_topic,
+                                 gw->opts.report ? gw->opts.report : stdout);
+}
+
+void cg_gateway_destroy(cg_gateway_t *gw)
+{
+    if (!gw)
+        return;
+    if (gw->out_rkt)
+        rd_kafka_topic_destroy(gw->out_rkt);
+    if (gw->dlq_rkt)
+        rd_kafka_topic_destroy(gw->dlq_rkt);
+    if (gw->consumer)
+        rd_kafka_destroy(gw->consumer);
+    if (gw->producer) {
+        rd_kafka_flush(gw->producer, 5000);
+        rd_kafka_destroy(gw->producer);
+    }
+    cg_kafka_embedded_stop(gw->embedded);
+    cg_delivery_destroy(gw->delivery);
+    cg_buf_free(&gw->row);
+    cg_buf_free(&gw->record);
+    free(gw->bootstrap);
+    free(gw);
+}

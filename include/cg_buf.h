@@ -1,0 +1,64 @@
+/* cg_buf.h - slices, growable byte buffers and the per-message arena.
+ *
+ * cg_slice_t is a zero-copy view {ptr, len} into memory someone else owns (like ngx_str_t).
+ * cg_buf_t is an owned, growable byte buffer; reset keeps its capacity so a buffer reused per
+ * message stops allocating once warm. cg_arena_t hands out scratch memory for one message and
+ * is reset after it (like nginx's request pool): allocations are never freed one by one.
+ */
+#ifndef CG_BUF_H
+#define CG_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cg_err.h"
+
+typedef struct cg_slice {
+    const char *ptr;
+    size_t len;
+} cg_slice_t;
+
+#define CG_SLICE_LIT(s) ((cg_slice_t){(s), sizeof(s) - 1})
+
+int cg_slice_eq(cg_slice_t a, const char *cstr);
+
+typedef struct cg_buf {
+    char *data; /* always NUL-terminated when len > 0 or after any append */
+    size_t len;
+    size_t cap;
+    int failed; /* set once an allocation failed; later appends are no-ops */
+} cg_buf_t;
+
+void cg_buf_init(cg_buf_t *b);
+/* Frees the storage; b may be NULL. */
+void cg_buf_free(cg_buf_t *b);
+/* Empties the buffer, keeping its capacity. */
+void cg_buf_reset(cg_buf_t *b);
+cg_err_t cg_buf_reserve(cg_buf_t *b, size_t extra);
+cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n);
+cg_err_t cg_buf_puts(cg_buf_t *b, const char *s);
+cg_err_t cg_buf_putc(cg_buf_t *b, char c);
+cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal with quotes, escaping as RFC 8259 requires. Bytes that are
+ * not valid UTF-8 are written as U+FFFD so the output is always valid JSON. */
+cg_err_t cg_buf_put_json_str(cg_buf_t *b, const char *s, size_t n);
+
+typedef struct cg_arena_chunk cg_arena_chunk_t;
+
+typedef struct cg_arena {
+    cg_arena_chunk_t *head; /* chunk being filled; older ones follow */
+    size_t chunk_size;
+    size_t used_total; /* bytes handed out since the last reset */
+} cg_arena_t;
+
+/* chunk_size 0 picks a default (64 KiB). */
+void cg_arena_init(cg_arena_t *a, size_t chunk_size);
+/* Allocates n bytes aligned for any type; NULL when out of memory. Valid until reset. */
+void *cg_arena_alloc(cg_arena_t *a, size_t n);
+char *cg_arena_strndup(cg_arena_t *a, const char *s, size_t n);
+/* Forgets every allocation; keeps the first chunk so a warm arena does not call malloc. */
+void cg_arena_reset(cg_arena_t *a);
+/* Frees everything; a may be NULL. */
+void cg_arena_destroy(cg_arena_t *a);
+
+#endif

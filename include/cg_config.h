@@ -1,0 +1,85 @@
+/* cg_config.h - the gateway configuration: one JSON file, checked against a table of settings.
+ *
+ * Every setting the gateway understands is a row of cg_config_props (name, type, default,
+ * range, description); unknown keys and wrong types are refused with file:line:column. The
+ * `kafka` object is passed to librdkafka unchanged, like kcat's -X.
+ */
+#ifndef CG_CONFIG_H
+#define CG_CONFIG_H
+
+#include <stddef.h>
+
+#include "cg_err.h"
+
+typedef enum cg_config_type {
+    CG_CONFIG_STRING,
+    CG_CONFIG_INT,
+    CG_CONFIG_BOOL,
+    CG_CONFIG_ENUM,   /* a string from a |-separated list */
+    CG_CONFIG_ARRAY,  /* an array of objects whose fields are rows named "NAME[].field" */
+    CG_CONFIG_OBJECT, /* a group of settings */
+    CG_CONFIG_MAP,    /* free-form string map, passed through (kafka) */
+} cg_config_type_t;
+
+typedef struct cg_config_prop {
+    const char *name; /* dotted path; "[]" marks array elements */
+    cg_config_type_t type;
+    const char *def;   /* default as text, NULL when required or none */
+    const char *enums; /* for CG_CONFIG_ENUM: "a|b|c" */
+    long min, max;     /* for CG_CONFIG_INT */
+    const char *desc;
+} cg_config_prop_t;
+
+/* The table of every setting; terminated by a row with name NULL. */
+extern const cg_config_prop_t cg_config_props[];
+
+typedef enum cg_input_format {
+    CG_INPUT_HL7V2 = 0,
+    CG_INPUT_XML,
+} cg_input_format_t;
+
+typedef struct cg_config_input {
+    char *topic;
+    cg_input_format_t format;
+} cg_config_input_t;
+
+typedef struct cg_config_kv {
+    char *key;
+    char *value;
+} cg_config_kv_t;
+
+typedef struct cg_config_preload {
+    char *topic;
+    char *dir; /* absolute, or resolved against the config file's folder */
+} cg_config_preload_t;
+
+typedef struct cg_config {
+    char *path;     /* file the config came from ("<string>" otherwise) */
+    char *base_dir; /* relative paths in the config resolve against this */
+    char *group_id;
+    cg_config_input_t *inputs;
+    size_t n_inputs;
+    char *output_topic;
+    char *dead_letter_topic;
+    int commit_interval_ms;
+    int max_in_flight;
+    int log_level; /* cg_log_level_t */
+    cg_config_kv_t *kafka;
+    size_t n_kafka;
+    int embedded_enabled;
+    int embedded_partitions;
+    cg_config_preload_t *preload;
+    size_t n_preload;
+} cg_config_t;
+
+/* Loads and checks a config file. Returns NULL with *err filled (file:line:column) on error. */
+cg_config_t *cg_config_load_file(const char *path, cg_error_t *err);
+/* The same from text; name is used in errors, base_dir for relative paths (NULL: cwd). */
+cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
+                                   cg_error_t *err);
+/* NULL-safe. */
+void cg_config_destroy(cg_config_t *cfg);
+/* Value of a kafka.* setting, or NULL. */
+const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key);
+
+#endif

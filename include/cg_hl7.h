@@ -1,0 +1,250 @@
+/* cg_hl7.h - HL7 v2 (ER7) decoding: message splitting, structural index, value reading and the
+ * path language.
+ *
+ * cg_hl7_msh_peek() reads just the MSH header fields a router needs, without building the
+ * structural index: it is what the gateway uses to recognise an HL7 v2 message.
+ *
+ * The decoder works in one pass over the caller's buffer and builds a structural index of offsets
+ * (segments, fields, repetitions, components, subcomponents) in a reusable cg_hl7_msg_t; nothing is
+ * copied and nothing is allocated per field. Escape sequences and the MSH-18 character set are
+ * only decoded when a value is read (cg_hl7_decode), so a mapper pays for the values it uses.
+ *
+ * Numbering follows the standard: fields, repetitions, components and subcomponents are 1-based;
+ * MSH-1 is the field separator and MSH-2 the encoding characters (same for FHS and BHS).
+ * Segment indexes (cursors) are 0-based positions in the message.
+ *
+ * Ownership: a cg_hl7_msg_t borrows the input buffer; the buffer must outlive every slice and
+ * match taken from it, until the next parse into the same object. A cg_hl7_msg_t is not
+ * thread-safe (it caches iconv descriptors); use one per thread.
+ */
+#ifndef CG_HL7_H
+#define CG_HL7_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cg_buf.h"
+#include "cg_err.h"
+
+/* ---- header peek (no index) ------------------------------------------------------------------ */
+
+typedef struct cg_hl7_msh {
+    char field_sep;              /* MSH-1 */
+    cg_slice_t encoding;         /* MSH-2, raw */
+    cg_slice_t sending_app;      /* MSH-3, raw */
+    cg_slice_t sending_facility; /* MSH-4, raw */
+    cg_slice_t message_type;     /* MSH-9, raw (e.g. "ORU^R01^ORU_R01") */
+    cg_slice_t control_id;       /* MSH-10, raw */
+    cg_slice_t version;          /* MSH-12, raw */
+    size_t msh_offset;           /* byte offset of "MSH" in the input */
+} cg_hl7_msh_t;
+
+/* Finds the MSH segment at the start of buf (after an optional UTF-8 BOM, MLLP start byte,
+ * whitespace, or FHS/BHS batch headers) and fills *out with slices into buf.
+ * Returns CG_OK, CG_ERR_NOT_HL7 (no MSH segment) or CG_ERR_HL7_SYNTAX (MSH malformed), with a
+ * reason in errstr. */
+cg_err_t cg_hl7_msh_peek(const char *buf, size_t len, cg_hl7_msh_t *out, char *errstr,
+                         size_t errstr_size);
+
+/* ---- options and errors ---------------------------------------------------------------------- */
+
+/* Defaults; each bounds memory and time, so hostile input fails fast instead of hurting. */
+#define CG_HL7_DEFAULT_MAX_MESSAGE_BYTES (16u * 1024u * 1024u)
+#define CG_HL7_DEFAULT_MAX_SEGMENTS      100000u
+#define CG_HL7_DEFAULT_MAX_FIELDS        1000u /* per segment */
+#define CG_HL7_DEFAULT_MAX_REPS          10000u /* per field */
+#define CG_HL7_DEFAULT_CHARSET           "UNICODE UTF-8"
+
+typedef struct cg_hl7_options {
+    size_t max_message_bytes; /* at most 4 GiB - 2 (the index stores 32-bit offsets) */
+    uint32_t max_segments;
+    uint32_t max_fields; /* fields in one segment */
+    uint32_t max_reps;   /* repetitions of one field */
+    /* Character set assumed when MSH-18 is empty: an HL7 table 0211 value ("8859/1",
+     * "GB 18030-2000") or an iconv name ("GBK"). Copied by cg_hl7_msg_new. */
+    const char *default_charset;
+} cg_hl7_options_t;
+
+/* Fills *o with the defaults above. */
+void cg_hl7_options_default(cg_hl7_options_t *o);
+
+/* Where and why decoding failed. Every field is filled as far as it is known. */
+typedef struct cg_hl7_error {
+    cg_err_t code;
+    size_t message;   /* 1-based message number in the input; 0 when unknown */
+    size_t segment;   /* 1-based segment index in the message; 0 when unknown */
+    char seg_name[4]; /* "" when unknown */
+    int field;        /* HL7 field number; 0 when unknown */
+    size_t offset;    /* byte offset in the whole input */
+    char reason[256]; /* what went wrong, without the location */
+} cg_hl7_error_t;
+
+/* Formats "segment 3 PID, field 5, byte 120: reason" (the parts that are known) into buf; the
+ * caller prefixes "FILE: message N: " itself. Returns buf. */
+const char *cg_hl7_error_location(const cg_hl7_error_t *e, char *buf, size_t size);
+
+/* ---- decoded messages -------------------------------------------------------------------------- */
+
+typedef struct cg_hl7_msg cg_hl7_msg_t;
+
+/* Delimiters of one message, from MSH-1 and MSH-2. A missing one is '\0'. */
+typedef struct cg_hl7_delims {
+    char field, comp, rep, esc, sub, trunc;
+} cg_hl7_delims_t;
+
+/* Batch context of a message that came inside FHS/BHS envelopes (slices of the raw segments;
+ * empty when absent). */
+typedef struct cg_hl7_batch {
+    cg_slice_t fhs, bhs;
+    size_t fhs_offset, bhs_offset; /* byte offsets in the input */
+    size_t batch_no;               /* 1-based count of BHS seen; 0 outside a batch */
+    size_t index_in_batch;         /* 1-based position of the message in its batch */
+} cg_hl7_batch_t;
+
+/* opts may be NULL for the defaults. Returns NULL when out of memory or when opts are invalid. */
+cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts);
+/* m may be NULL. Closes cached iconv descriptors. */
+void cg_hl7_msg_destroy(cg_hl7_msg_t *m);
+
+/* Splits an input (a file, a Kafka value) into messages: back-to-back MSH messages, MLLP frames,
+ * FHS/BHS/BTS/FTS batches. Borrow-only; stack-allocate it. */
+typedef struct cg_hl7_reader {
+    const char *buf;
+    size_t len;
+    size_t pos;
+    size_t msg_no; /* messages started so far */
+    cg_hl7_batch_t batch;
+} cg_hl7_reader_t;
+
+void cg_hl7_reader_init(cg_hl7_reader_t *r, const char *buf, size_t len);
+/* Skips framing and blank lines and batch trailers; returns 1 when another message (or junk that
+ * will be reported as an error) follows, 0 at the end of the input. */
+int cg_hl7_reader_more(cg_hl7_reader_t *r);
+/* Indexes the next message into m. On error, *err says where, and the reader has moved to the next
+ * MSH/FHS/BHS at a segment start so the caller can go on with the following message. */
+cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_hl7_error_t *err);
+
+/* Indexes exactly one message (with optional BOM, MLLP framing or batch envelope). Extra messages
+ * after the first are an error: use a reader for batches. */
+cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_hl7_error_t *err);
+
+/* The message's own bytes (from "MSH" to the end of its last segment) and where they start. */
+cg_slice_t cg_hl7_msg_bytes(const cg_hl7_msg_t *m);
+size_t cg_hl7_msg_offset(const cg_hl7_msg_t *m);
+size_t cg_hl7_msg_number(const cg_hl7_msg_t *m);
+const cg_hl7_delims_t *cg_hl7_msg_delims(const cg_hl7_msg_t *m);
+const cg_hl7_batch_t *cg_hl7_msg_batch(const cg_hl7_msg_t *m);
+/* iconv name used to decode values ("UTF-8", "ISO-8859-1", "GB18030"). */
+const char *cg_hl7_msg_charset(const cg_hl7_msg_t *m);
+
+/* ---- structural index ------------------------------------------------------------------------ */
+
+#define CG_HL7_NO_SEG UINT32_MAX
+
+uint32_t cg_hl7_seg_count(const cg_hl7_msg_t *m);
+/* Three-character name, NUL-terminated, of segment seg (0-based). */
+const char *cg_hl7_seg_name(const cg_hl7_msg_t *m, uint32_t seg);
+/* Raw segment text without its terminator. */
+cg_slice_t cg_hl7_seg_bytes(const cg_hl7_msg_t *m, uint32_t seg);
+/* Highest field number present (MSH|^~\&|A has 3). */
+uint32_t cg_hl7_field_count(const cg_hl7_msg_t *m, uint32_t seg);
+/* Counts below a field; 0 when the field (or repetition, component) is absent. An empty but
+ * present field has 1 repetition with 1 component with 1 subcomponent. */
+uint32_t cg_hl7_rep_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field);
+uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep);
+uint32_t cg_hl7_sub_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep,
+                          uint32_t comp);
+/* Raw (still escaped, original charset) bytes of a field, repetition, component or subcomponent.
+ * rep/comp/sub 0 means "the whole level above": (seg, 5, 0, 0, 0) is all of field 5 including
+ * its repetitions; (seg, 5, 1, 2, 0) is component 2 of the first repetition. Returns 1 and
+ * fills *out when present; 0 (and an empty slice) when absent. */
+int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep, uint32_t comp,
+                   uint32_t sub, cg_slice_t *out);
+
+/* Segment navigation for spec engines: the nearest segment named name strictly before seg (the
+ * enclosing OBR of an OBX, the PID of an order), and the first at or after from. CG_HL7_NO_SEG
+ * when there is none. */
+uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *m, uint32_t seg, const char *name);
+uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *m, uint32_t from, const char *name);
+
+/* ---- value reading ----------------------------------------------------------------------------- */
+
+/* Appends raw's value to out: escape sequences decoded (\F\ \S\ \T\ \R\ \E\ \Xhh..\ \.br\ -> "\n";
+ * \H\ \N\ dropped; unknown sequences and a lone escape character kept literally) and converted
+ * from the message's character set to UTF-8. raw must lie inside m's message (it is how byte
+ * offsets of invalid bytes are reported). Returns CG_ERR_CHARSET with the offset on bad bytes. */
+cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_error_t *err);
+/* Same, without escape decoding (MSH-1, MSH-2, or callers that want escapes kept). */
+cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out,
+                                cg_hl7_error_t *err);
+/* Maps an HL7 table 0211 name ("8859/1", "GB 18030-2000", "UNICODE UTF-8") to an iconv name;
+ * an unknown name is returned as is (so "GBK" works too). */
+const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len);
+
+/* ---- path language (see specs/README.md) ---------------------------------------------------------
+ *
+ *   SEG[i]-F[r].C.S   e.g. PID-5, PID-5.1, PID-5.1.1, PID-3[2].1, PID-3[*].1, OBX[*]-5, OBX[3]-5
+ *
+ * Compiled once into a small value (no allocation), evaluated many times. */
+
+#define CG_HL7_ALL   (-1) /* [*] */
+#define CG_HL7_FIRST 0    /* no index written */
+
+typedef struct cg_hl7_path {
+    char seg[4];   /* segment name */
+    int seg_index; /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
+    uint32_t field; /* 0: the path names whole segments */
+    int rep;        /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
+    uint32_t comp;  /* 0: whole repetition */
+    uint32_t sub;   /* 0: whole component */
+} cg_hl7_path_t;
+
+/* Compiles text[0..len). On error returns CG_ERR_SPEC and fills *err (may be NULL) with column =
+ * the 1-based position of the offending character and a message quoting it. */
+cg_err_t cg_hl7_path_compile(cg_hl7_path_t *p, const char *text, size_t len, cg_error_t *err);
+/* Writes the canonical text of p ("OBX[*]-5.1") into buf. Returns buf. */
+const char *cg_hl7_path_format(const cg_hl7_path_t *p, char *buf, size_t size);
+
+/* Where a path is evaluated. cur is a cursor segment (CG_HL7_NO_SEG for none); segments are looked
+ * up in [begin, end). A path without a segment index resolves to the cursor when the names match
+ * ("OBX-5" for this OBX), else to the nearest segment of that name before the cursor (the enclosing
+ * OBR, the PID), else to the first one in the range. SEG[n] and SEG[*] count within the range. */
+typedef struct cg_hl7_scope {
+    uint32_t cur, begin, end;
+} cg_hl7_scope_t;
+
+cg_hl7_scope_t cg_hl7_scope_message(const cg_hl7_msg_t *m);
+cg_hl7_scope_t cg_hl7_scope_at(const cg_hl7_msg_t *m, uint32_t seg);
+
+/* One value the path selected. Positions are 1-based HL7 numbers (0 above the path's depth). */
+typedef struct cg_hl7_match {
+    uint32_t seg; /* 0-based segment index: a cursor for relative evaluation */
+    uint32_t field, rep, comp, sub;
+    cg_slice_t raw; /* raw bytes; decode with cg_hl7_decode (or _noescape when literal) */
+    int literal;    /* MSH-1 / MSH-2: not escaped text */
+} cg_hl7_match_t;
+
+/* Iterates the matches of a path: begin, then next until it returns 0. Allocation-free. */
+typedef struct cg_hl7_iter {
+    const cg_hl7_msg_t *m;
+    const cg_hl7_path_t *p;
+    cg_hl7_scope_t scope;
+    uint32_t seg;  /* current segment, CG_HL7_NO_SEG when done */
+    uint32_t rep;  /* next repetition to try (for [*]) */
+    int seg_count; /* occurrences seen (for SEG[n]) */
+    int started;
+} cg_hl7_iter_t;
+
+void cg_hl7_path_begin(cg_hl7_iter_t *it, const cg_hl7_msg_t *m, const cg_hl7_path_t *p,
+                       cg_hl7_scope_t scope);
+int cg_hl7_path_next(cg_hl7_iter_t *it, cg_hl7_match_t *out);
+
+/* First match of p in scope; 0 when none. */
+int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope,
+                      cg_hl7_match_t *out);
+/* Appends every match's decoded value to out, separated by sep (e.g. '~'); *count (may be NULL)
+ * gets the number of matches. */
+cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
+                         cg_buf_t *out, size_t *count, cg_hl7_error_t *err);
+
+#endif

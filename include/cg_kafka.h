@@ -1,0 +1,45 @@
+/* cg_kafka.h - librdkafka clients built from the config, the embedded demo broker, and a topic
+ * printer. kafka.* settings go to librdkafka unchanged and its error text is shown as is. */
+#ifndef CG_KAFKA_H
+#define CG_KAFKA_H
+
+#include <stdio.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "cg_config.h"
+#include "cg_err.h"
+
+typedef void(cg_kafka_dr_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+typedef void(cg_kafka_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                    rd_kafka_topic_partition_list_t *parts, void *opaque);
+typedef void(cg_kafka_commit_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                 rd_kafka_topic_partition_list_t *offsets, void *opaque);
+
+/* An idempotent producer (acks=all) with delivery reports to dr_cb. */
+rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
+                                  cg_kafka_dr_cb *dr_cb, void *opaque, char *errstr,
+                                  size_t errstr_size);
+/* A group consumer with manual offset commits, reading from the earliest offset when the group
+ * has none. */
+rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
+                                  cg_kafka_rebalance_cb *rebalance_cb,
+                                  cg_kafka_commit_cb *commit_cb, void *opaque, char *errstr,
+                                  size_t errstr_size);
+
+/* The embedded broker: librdkafka's in-process mock cluster, for the demo only. */
+typedef struct cg_kafka_embedded cg_kafka_embedded_t;
+
+/* Starts it, creates the config's topics and produces embedded_broker.preload files. */
+cg_kafka_embedded_t *cg_kafka_embedded_start(const cg_config_t *cfg, char *errstr,
+                                             size_t errstr_size);
+const char *cg_kafka_embedded_bootstrap(const cg_kafka_embedded_t *eb);
+/* NULL-safe. */
+void cg_kafka_embedded_stop(cg_kafka_embedded_t *eb);
+
+/* Reads each topic from the beginning to its end and prints a heading with the count, then up
+ * to max_per_topic records (value, and the cg.error.* headers of dead letters). */
+cg_err_t cg_kafka_print_topics(const char *bootstrap, const char *const *topics, size_t n_topics,
+                               int max_per_topic, FILE *out);
+
+#endif

@@ -1,0 +1,25 @@
+/* cg_log.h - structured logs: one JSON object a line on stderr.
+ *
+ *   {"ts":"2026-11-23T11:00:00.123Z","level":"info","event":"partition.assigned","msg":"..."}
+ *
+ * Messages never contain keys or decoded patient identifiers: callers log stages, codes,
+ * topics and offsets, not payloads.
+ */
+#ifndef CG_LOG_H
+#define CG_LOG_H
+
+typedef enum cg_log_level {
+    CG_LOG_DEBUG = 0,
+    CG_LOG_INFO,
+    CG_LOG_WARN,
+    CG_LOG_ERROR,
+} cg_log_level_t;
+
+void cg_log_set_level(cg_log_level_t level);
+cg_log_level_t cg_log_get_level(void);
+/* Parses "debug", "info", "warn", "error"; returns -1 for anything else. */
+int cg_log_level_parse(const char *s);
+void cg_log(cg_log_level_t level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

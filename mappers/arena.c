@@ -1,0 +1,276 @@
+/* arena.c - per-message arena, growable buffers and slices (see cg_buf.h). */
+#include "cg_buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cg_arena_chunk {
+    cg_arena_chunk_t *next;
+    size_t cap;
+    size_t used;
+    max_align_t data[]; /* aligned storage */
+};
+
+int cg_slice_eq(cg_slice_t a, const char *cstr)
+{
+    size_t n = strlen(cstr);
+    return a.len == n && (n == 0 || memcmp(a.ptr, cstr, n) == 0);
+}
+
+void cg_buf_init(cg_buf_t *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void cg_buf_free(cg_buf_t *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+void cg_buf_reset(cg_buf_t *b)
+{
+    b->len = 0;
+    b->failed = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+cg_err_t cg_buf_reserve(cg_buf_t *b, size_t extra)
+{
+    if (b->failed)
+        return CG_ERR_NOMEM;
+    if (b->len + extra + 1 <= b->cap)
+        return CG_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > SIZE_MAX / 2) {
+            b->failed = 1;
+            return CG_ERR_NOMEM;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->failed = 1;
+        return CG_ERR_NOMEM;
+    }
+    b->data = p;
+    b->cap = cap;
+    return CG_OK;
+}
+
+cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n)
+{
+    if (cg_buf_reserve(b, n) != CG_OK)
+        return CG_ERR_NOMEM;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return CG_OK;
+}
+
+cg_err_t cg_buf_puts(cg_buf_t *b, const char *s)
+{
+    return cg_buf_append(b, s, strlen(s));
+}
+
+cg_err_t cg_buf_putc(cg_buf_t *b, char c)
+{
+    return cg_buf_append(b, &c, 1);
+}
+
+cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return CG_ERR_INVALID_ARG;
+    if (cg_buf_reserve(b, (size_t)n) != CG_OK)
+        return CG_ERR_NOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return CG_OK;
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if the bytes are not valid UTF-8. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    uint32_t min;
+    if ((c & 0xE0) == 0xC0) {
+        len = 2;
+        min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3;
+        min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    uint32_t cp = c & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+cg_err_t cg_buf_put_json_str(cg_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* worst case every byte becomes \u00XX (6) or U+FFFD (3) */
+    if (cg_buf_reserve(b, n * 6 + 2) != CG_OK)
+        return CG_ERR_NOMEM;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            *o++ = (char)c;
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t l = utf8_seq_len(p, (size_t)(end - p));
+            if (l == 0) {
+                memcpy(o, "\xEF\xBF\xBD", 3);
+                o += 3;
+                p++;
+            } else {
+                memcpy(o, p, l);
+                o += l;
+                p += l;
+            }
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+        p++;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+    return CG_OK;
+}
+
+void cg_arena_init(cg_arena_t *a, size_t chunk_size)
+{
+    a->head = NULL;
+    a->chunk_size = chunk_size ? chunk_size : 64 * 1024;
+    a->used_total = 0;
+}
+
+void *cg_arena_alloc(cg_arena_t *a, size_t n)
+{
+    const size_t align = sizeof(max_align_t);
+    size_t need = (n + align - 1) & ~(align - 1);
+    if (need < n)
+        return NULL;
+    cg_arena_chunk_t *c = a->head;
+    if (!c || c->cap - c->used < need) {
+        size_t cap = a->chunk_size > need ? a->chunk_size : need;
+        c = malloc(sizeof(*c) + cap);
+        if (!c)
+            return NULL;
+        c->cap = cap;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += need;
+    a->used_total += need;
+    return p;
+}
+
+char *cg_arena_strndup(cg_arena_t *a, const char *s, size_t n)
+{
+    char *p = cg_arena_alloc(a, n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void cg_arena_reset(cg_arena_t *a)
+{
+    cg_arena_chunk_t *c = a->head;
+    if (!c)
+        return;
+    /* keep the oldest chunk (the usual size), free the rest */
+    cg_arena_chunk_t *keep = c;
+    while (keep->next)
+        keep = keep->next;
+    while (c != keep) {
+        cg_arena_chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    keep->used = 0;
+    a->head = keep;
+    a->used_total = 0;
+}
+
+void cg_arena_destroy(cg_arena_t *a)
+{
+    if (!a)
+        return;
+    cg_arena_chunk_t *c = a->head;
+    while (c) {
+        cg_arena_chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+    a->used_total = 0;
+}

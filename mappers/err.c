@@ -1,0 +1,82 @@
+/* err.c - status code names, texts and classes (see cg_err.h). */
+#include "cg_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    const char *text;
+    cg_err_class_t cls;
+} cg_err_table[CG_ERR__COUNT] = {
+    [CG_OK] = {"OK", "success", CG_ERR_CLASS_NONE},
+    [CG_ERR_NOMEM] = {"NOMEM", "out of memory", CG_ERR_CLASS_FATAL},
+    [CG_ERR_INVALID_ARG] = {"INVALID_ARG", "invalid argument", CG_ERR_CLASS_FATAL},
+    [CG_ERR_IO] = {"IO", "input/output error", CG_ERR_CLASS_FATAL},
+    [CG_ERR_CONFIG] = {"CONFIG", "invalid configuration", CG_ERR_CLASS_FATAL},
+    [CG_ERR_SPEC] = {"SPEC", "mapping spec does not compile", CG_ERR_CLASS_FATAL},
+    [CG_ERR_NOT_HL7] = {"NOT_HL7", "not an HL7 v2 message", CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_HL7_SYNTAX] = {"HL7_SYNTAX", "malformed HL7 v2 message", CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_HL7_LIMIT] = {"HL7_LIMIT", "HL7 v2 message exceeds a limit", CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_CHARSET] = {"CHARSET", "invalid bytes for the declared character set",
+                        CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_XML] = {"XML", "malformed or refused XML document", CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_MAP] = {"MAP", "message could not be mapped", CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_REQUIRED] = {"REQUIRED", "a required column could not be filled",
+                         CG_ERR_CLASS_DEADLETTER},
+    [CG_ERR_KAFKA] = {"KAFKA", "Kafka client error", CG_ERR_CLASS_FATAL},
+    [CG_ERR_KAFKA_RETRY] = {"KAFKA_RETRY", "transient Kafka error", CG_ERR_CLASS_RETRY},
+};
+
+const char *cg_err_name(cg_err_t err)
+{
+    if ((unsigned)err >= CG_ERR__COUNT)
+        return "UNKNOWN";
+    return cg_err_table[err].name;
+}
+
+const char *cg_err2str(cg_err_t err)
+{
+    if ((unsigned)err >= CG_ERR__COUNT)
+        return "unknown error";
+    return cg_err_table[err].text;
+}
+
+cg_err_class_t cg_err_classify(cg_err_t err)
+{
+    if ((unsigned)err >= CG_ERR__COUNT)
+        return CG_ERR_CLASS_FATAL;
+    return cg_err_table[err].cls;
+}
+
+const char *cg_err_class_name(cg_err_class_t cls)
+{
+    switch (cls) {
+    case CG_ERR_CLASS_NONE:
+        return "none";
+    case CG_ERR_CLASS_RETRY:
+        return "retry";
+    case CG_ERR_CLASS_DEADLETTER:
+        return "dead-letter";
+    case CG_ERR_CLASS_FATAL:
+        return "fatal";
+    }
+    return "fatal";
+}
+
+cg_err_t cg_error_set(cg_error_t *e, cg_err_t code, const char *file, int line, int column,
+                      const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    e->code = code;
+    snprintf(e->file, sizeof(e->file), "%s", file ? file : "");
+    e->line = line;
+    e->column = column;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->text, sizeof(e->text), fmt, ap);
+    va_end(ap);
+    return code;
+}

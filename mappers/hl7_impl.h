@@ -1,0 +1,61 @@
+/* hl7_impl.h - internals shared by the hl7_*.c files (not a public header). */
+#ifndef CG_HL7_IMPL_H
+#define CG_HL7_IMPL_H
+
+#include <iconv.h>
+#include <stdint.h>
+
+#include "cg_hl7.h"
+
+/* One segment of the index. Offsets are relative to the message start. */
+typedef struct cg_hl7_seg_ix {
+    uint32_t start; /* first byte of the name */
+    uint32_t end;   /* the terminator (or the end of the message) */
+    uint32_t tok0;  /* index of the name token in the token (field) table */
+    uint32_t leaf0; /* index of the name leaf: its start is `start`, not leaf_end[leaf0-1]+1 */
+    char name[4];
+    uint32_t header; /* MSH/FHS/BHS: MSH-1 is the separator itself, MSH-2 one opaque token */
+} cg_hl7_seg_ix_t;
+
+#define CG_HL7_CV_CACHE 8
+
+struct cg_hl7_msg {
+    cg_hl7_options_t opt;
+    char default_charset[64];
+
+    const char *data; /* the message's first byte ("MSH") */
+    size_t len;       /* up to the end of its last segment */
+    size_t offset;    /* of data in the input */
+    size_t number;
+    cg_hl7_delims_t d;
+    cg_hl7_batch_t batch;
+    char charset[64]; /* iconv name */
+    int charset_utf8; /* values need validation only */
+    int charset_mb;   /* lead bytes >= 0x81 take an ASCII-range trail byte (GBK, Big5, SJIS) */
+
+    /* The index: CSR tables, each holding the first child of every unit plus one sentinel. */
+    cg_hl7_seg_ix_t *segs;
+    uint32_t nsegs, seg_cap;
+    uint32_t *leaf_end;  /* end offset of every subcomponent */
+    uint32_t *comp_leaf; /* first leaf of every component */
+    uint32_t *rep_comp;  /* first component of every repetition */
+    uint32_t *tok_rep;   /* first repetition of every token (field) */
+    uint32_t cap;
+    uint32_t nleaves, ncomps, nreps, ntoks;
+    uint8_t cls[256]; /* delimiter class of each byte for the current message */
+
+    struct {
+        char name[64];
+        iconv_t cd;
+    } cv[CG_HL7_CV_CACHE];
+    int ncv;
+    cg_buf_t scratch;
+};
+
+void cg_hl7__err(cg_hl7_error_t *e, cg_err_t code, size_t msg_no, size_t seg, const char *seg_name,
+                 int field, size_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+/* Resolves MSH-18 (or the default) into m->charset and the flags. */
+cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why, size_t why_size);
+
+#endif

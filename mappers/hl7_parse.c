@@ -1,0 +1,966 @@
+/* hl7_parse.c - message splitting and the one-pass structural index (see cg_hl7.h).
+ *
+ * The index is four CSR tables of 32-bit offsets (leaf ends, first leaf of each component, first
+ * component of each repetition, first repetition of each field) plus a segment table. Each
+ * delimiter costs a few unconditional stores: a lower-level delimiter writes scratch slots that
+ * the next higher-level one overwrites, so the hot loop has no branch on the delimiter kind.
+ * Delimiters are found 64 bytes at a time with SSE2 compares (a scalar path elsewhere).
+ */
+#include "hl7_impl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define CG_HL7_SIMD 1
+#else
+#define CG_HL7_SIMD 0
+#endif
+
+enum { L_NONE = 0, L_SUB = 1, L_COMP = 2, L_REP = 3, L_FIELD = 4, L_SEG = 5 };
+
+#define MLLP_START 0x0B
+#define MLLP_END   0x1C
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+void cg_hl7__err(cg_hl7_error_t *e, cg_err_t code, size_t msg_no, size_t seg, const char *seg_name,
+                 int field, size_t offset, const char *fmt, ...)
+{
+    if (!e)
+        return;
+    memset(e, 0, sizeof(*e));
+    e->code = code;
+    e->message = msg_no;
+    e->segment = seg;
+    if (seg_name)
+        snprintf(e->seg_name, sizeof(e->seg_name), "%s", seg_name);
+    e->field = field;
+    e->offset = offset;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+    va_end(ap);
+}
+
+const char *cg_hl7_error_location(const cg_hl7_error_t *e, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        if (n < size) {                                                                            \
+            int w_ = snprintf(buf + n, size - n, __VA_ARGS__);                                     \
+            if (w_ > 0)                                                                            \
+                n += (size_t)w_;                                                                   \
+        }                                                                                          \
+    } while (0)
+    if (e->segment)
+        PUT("segment %zu%s%s, ", e->segment, e->seg_name[0] ? " " : "", e->seg_name);
+    if (e->field)
+        PUT("field %d, ", e->field);
+    PUT("byte %zu: %s", e->offset, e->reason);
+#undef PUT
+    return buf;
+}
+
+/* ---- options, life cycle ------------------------------------------------------------------- */
+
+void cg_hl7_options_default(cg_hl7_options_t *o)
+{
+    o->max_message_bytes = CG_HL7_DEFAULT_MAX_MESSAGE_BYTES;
+    o->max_segments = CG_HL7_DEFAULT_MAX_SEGMENTS;
+    o->max_fields = CG_HL7_DEFAULT_MAX_FIELDS;
+    o->max_reps = CG_HL7_DEFAULT_MAX_REPS;
+    o->default_charset = CG_HL7_DEFAULT_CHARSET;
+}
+
+cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts)
+{
+    cg_hl7_options_t def;
+    if (!opts) {
+        cg_hl7_options_default(&def);
+        opts = &def;
+    }
+    if (opts->max_message_bytes == 0 || opts->max_message_bytes > UINT32_MAX - 2 ||
+        opts->max_segments == 0 || opts->max_fields == 0 || opts->max_reps == 0)
+        return NULL;
+    cg_hl7_msg_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->opt = *opts;
+    snprintf(m->default_charset, sizeof(m->default_charset), "%s",
+             opts->default_charset && opts->default_charset[0] ? opts->default_charset
+                                                                : CG_HL7_DEFAULT_CHARSET);
+    m->opt.default_charset = m->default_charset;
+    cg_buf_init(&m->scratch);
+    return m;
+}
+
+void cg_hl7_msg_destroy(cg_hl7_msg_t *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->ncv; i++)
+        iconv_close(m->cv[i].cd);
+    free(m->segs);
+    free(m->leaf_end);
+    free(m->comp_leaf);
+    free(m->rep_comp);
+    free(m->tok_rep);
+    cg_buf_free(&m->scratch);
+    free(m);
+}
+
+/* Grows the four CSR tables together: every table gains at most one entry per delimiter, so one
+ * capacity check per 64-byte block covers all of them. */
+static int grow_tables(cg_hl7_msg_t *m, size_t need)
+{
+    if (need <= m->cap)
+        return 0;
+    size_t cap = m->cap ? m->cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        return -1;
+    uint32_t **tabs[4] = {&m->leaf_end, &m->comp_leaf, &m->rep_comp, &m->tok_rep};
+    for (int i = 0; i < 4; i++) {
+        uint32_t *p = realloc(*tabs[i], cap * sizeof(uint32_t));
+        if (!p)
+            return -1;
+        *tabs[i] = p;
+    }
+    m->cap = (uint32_t)cap;
+    return 0;
+}
+
+static int grow_segs(cg_hl7_msg_t *m, size_t need)
+{
+    if (need <= m->seg_cap)
+        return 0;
+    size_t cap = m->seg_cap ? m->seg_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    cg_hl7_seg_ix_t *p = realloc(m->segs, cap * sizeof(*p));
+    if (!p)
+        return -1;
+    m->segs = p;
+    m->seg_cap = (uint32_t)cap;
+    return 0;
+}
+
+/* ---- small scanners ------------------------------------------------------------------------ */
+
+static int is_seg_end(unsigned char c)
+{
+    return c == '\r' || c == '\n' || c == MLLP_END;
+}
+
+static int is_name_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int is_seg(const char *p, size_t avail, const char *name)
+{
+    return avail >= 3 && p[0] == name[0] && p[1] == name[1] && p[2] == name[2];
+}
+
+/* Segments that start a new message or close a batch, when seen at a segment start. */
+static int is_boundary(const char *p, size_t avail)
+{
+    if (avail < 3)
+        return 0;
+    switch (p[0]) {
+    case 'M':
+        return p[1] == 'S' && p[2] == 'H';
+    case 'F':
+    case 'B':
+        return (p[1] == 'H' || p[1] == 'T') && p[2] == 'S';
+    default:
+        return 0;
+    }
+}
+
+/* Skips segment terminators, MLLP frame bytes and whitespace-only lines from i. */
+static size_t skip_gap(const char *b, size_t n, size_t i)
+{
+    for (;;) {
+        while (i < n && (is_seg_end((unsigned char)b[i]) || b[i] == MLLP_START))
+            i++;
+        if (i < n && (b[i] == ' ' || b[i] == '\t')) {
+            size_t t = i;
+            while (t < n && (b[t] == ' ' || b[t] == '\t'))
+                t++;
+            if (t == n || is_seg_end((unsigned char)b[t])) {
+                i = t;
+                continue;
+            }
+        }
+        return i;
+    }
+}
+
+static size_t line_end(const char *b, size_t n, size_t i)
+{
+    while (i < n && !is_seg_end((unsigned char)b[i]))
+        i++;
+    return i;
+}
+
+/* Next offset >= from where a message-boundary segment starts a line; n when none. Used to
+ * resynchronise after an error, so it is linear and never revisits bytes. */
+static size_t resync(const char *b, size_t n, size_t from)
+{
+    size_t i = from;
+    while (i < n) {
+        const char *cr = memchr(b + i, '\r', n - i);
+        const char *lf = memchr(b + i, '\n', (cr ? (size_t)(cr - b) : n) - i);
+        const char *e = lf ? lf : cr;
+        if (!e)
+            return n;
+        i = skip_gap(b, n, (size_t)(e - b));
+        if (is_boundary(b + i, n - i))
+            return i;
+    }
+    return n;
+}
+
+/* ---- the indexer ----------------------------------------------------------------------------- */
+
+typedef struct ix_state {
+    cg_hl7_msg_t *m;
+    const char *b;    /* message start in the input */
+    size_t avail;     /* bytes from b to the end of the input */
+    size_t region;    /* bytes the message may use (the size limit) */
+    size_t input_off; /* offset of b in the input */
+    cg_hl7_error_t *err;
+} ix_state_t;
+
+static cg_err_t ix_fail(ix_state_t *st, cg_err_t code, size_t rel, int field, const char *fmt,
+                        ...) __attribute__((format(printf, 5, 6)));
+
+static cg_err_t ix_fail(ix_state_t *st, cg_err_t code, size_t rel, int field, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    cg_hl7_msg_t *m = st->m;
+    const char *name = m->nsegs < m->seg_cap ? m->segs[m->nsegs].name : "";
+    cg_hl7__err(st->err, code, m->number, m->nsegs + 1, name, field, st->input_off + rel, "%s",
+                reason);
+    return code;
+}
+
+/* Reads MSH-1/MSH-2 of the header segment at b and fills d. Returns the length of MSH-2. */
+static cg_err_t read_delims(ix_state_t *st, cg_hl7_delims_t *d, size_t *enc_len)
+{
+    const char *b = st->b;
+    size_t n = st->avail;
+    if (n < 4 || is_seg_end((unsigned char)b[3]))
+        return ix_fail(st, CG_ERR_HL7_SYNTAX, n < 3 ? n : 3, 1, "MSH segment truncated");
+    unsigned char fs = (unsigned char)b[3];
+    if ((fs >= '0' && fs <= '9') || (fs >= 'A' && fs <= 'Z') || (fs >= 'a' && fs <= 'z') ||
+        fs == 0 || fs == ' ')
+        return ix_fail(st, CG_ERR_HL7_SYNTAX, 3, 1,
+                       "MSH-1 field separator 0x%02x is not a usable delimiter", fs);
+    size_t i = 4;
+    while (i < n && b[i] != (char)fs && !is_seg_end((unsigned char)b[i]))
+        i++;
+    size_t len = i - 4;
+    if (len < 1 || len > 5)
+        return ix_fail(st, CG_ERR_HL7_SYNTAX, 4, 2,
+                       "MSH-2 encoding characters must be 1 to 5 characters, found %zu", len);
+    char enc[5] = {0};
+    memcpy(enc, b + 4, len);
+    for (size_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)enc[k];
+        if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c < 0x20)
+            return ix_fail(st, CG_ERR_HL7_SYNTAX, 4 + k, 2,
+                           "MSH-2 encoding character 0x%02x is not a usable delimiter", c);
+        for (size_t j = 0; j < k; j++)
+            if (enc[j] == enc[k])
+                return ix_fail(st, CG_ERR_HL7_SYNTAX, 4 + k, 2,
+                               "MSH-2 encoding character '%c' is repeated", enc[k]);
+    }
+    d->field = (char)fs;
+    d->comp = enc[0];
+    d->rep = enc[1];
+    d->esc = enc[2];
+    d->sub = enc[3];
+    d->trunc = enc[4];
+    *enc_len = len;
+    return CG_OK;
+}
+
+/* Finds the first repetition of MSH-18 without the index (its value decides how the rest is
+ * scanned). Multi-byte mode follows the default charset, since nothing else is known yet. */
+static cg_slice_t peek_msh18(const char *b, size_t n, const cg_hl7_delims_t *d, int mb)
+{
+    cg_slice_t s = {NULL, 0};
+    int field = 2;
+    size_t i = 4;
+    size_t start = 0;
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)b[i];
+        if (mb && c >= 0x81) {
+            i++;
+            continue;
+        }
+        if (is_seg_end(c))
+            break;
+        if (c == (unsigned char)d->field) {
+            field++;
+            if (field == 18)
+                start = i + 1;
+            else if (field == 19)
+                break;
+        }
+    }
+    if (field < 18)
+        return s;
+    if (i > n)
+        i = n;
+    size_t end = start;
+    while (end < i && b[end] != d->rep)
+        end++;
+    while (start < end && b[start] == ' ')
+        start++;
+    while (end > start && b[end - 1] == ' ')
+        end--;
+    s.ptr = b + start;
+    s.len = end - start;
+    return s;
+}
+
+static int charset_is_mb(const char *name)
+{
+    static const char *const mb[] = {"GB18030", "GBK",    "CP936", "BIG5",  "BIG5-HKSCS",
+                                     "CP950",   "SJIS",   "SHIFT_JIS", "CP932", "SHIFT-JIS"};
+    for (size_t i = 0; i < sizeof(mb) / sizeof(mb[0]); i++)
+        if (!strcasecmp(name, mb[i]))
+            return 1;
+    return 0;
+}
+
+static void set_charset_flags(cg_hl7_msg_t *m)
+{
+    m->charset_utf8 = !strcasecmp(m->charset, "UTF-8") || !strcasecmp(m->charset, "UTF8");
+    m->charset_mb = charset_is_mb(m->charset);
+}
+
+cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why,
+                             size_t why_size)
+{
+    const char *name = len ? cg_hl7_charset_iconv_name(raw, len)
+                           : cg_hl7_charset_iconv_name(m->default_charset,
+                                                       strlen(m->default_charset));
+    if (!name || strlen(name) >= sizeof(m->charset)) {
+        snprintf(why, why_size, "MSH-18 character set '%.*s' is not supported", (int)len, raw);
+        return CG_ERR_CHARSET;
+    }
+    snprintf(m->charset, sizeof(m->charset), "%s", name);
+    set_charset_flags(m);
+    return CG_OK;
+}
+
+#if CG_HL7_SIMD
+typedef struct simd_set {
+    __m128i fs, comp, rep, sub, c1f;
+} simd_set_t;
+
+/* Bit i set when byte i is a delimiter or a control character (< 0x20); *hi gets bytes >= 0x80. */
+static inline uint64_t classify64(const char *s, const simd_set_t *v, uint64_t *hi)
+{
+    uint64_t mk = 0, h = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + 16 * k));
+        __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(x, v->c1f), v->c1f);
+        __m128i r = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, v->fs), _mm_cmpeq_epi8(x, v->comp)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(x, v->rep), _mm_cmpeq_epi8(x, v->sub)));
+        r = _mm_or_si128(r, ctl);
+        mk |= (uint64_t)(uint16_t)_mm_movemask_epi8(r) << (16 * k);
+        h |= (uint64_t)(uint16_t)_mm_movemask_epi8(x) << (16 * k);
+    }
+    *hi = h;
+    return mk;
+}
+#endif
+
+/* Bits of the block [s, s+n) that are trail bytes of a double-byte character; *carry says the
+ * block starts with one and is set when the next block does. */
+static uint64_t trail_bits(const unsigned char *s, size_t n, int *carry)
+{
+    uint64_t t = 0;
+    size_t i = 0;
+    if (*carry) {
+        t |= 1;
+        i = 1;
+    }
+    *carry = 0;
+    for (; i < n; i++) {
+        if (s[i] >= 0x81) {
+            if (i + 1 < n)
+                t |= (uint64_t)1 << (i + 1);
+            else
+                *carry = 1;
+            i++;
+        }
+    }
+    return t;
+}
+
+/* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
+ * (the next message, or a resync point after an error). */
+static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, size_t start,
+                              size_t *next, cg_hl7_error_t *err)
+{
+    ix_state_t st = {m, in + start, in_len - start, 0, start, err};
+    const char *b = st.b;
+    const size_t avail = st.avail;
+    st.region = avail < m->opt.max_message_bytes ? avail : m->opt.max_message_bytes;
+    const size_t region = st.region;
+
+    m->data = b;
+    m->len = 0;
+    m->offset = start;
+    m->nsegs = 0;
+    m->nleaves = m->ncomps = m->nreps = m->ntoks = 0;
+    if (grow_segs(m, 2) || grow_tables(m, 256))
+        return ix_fail(&st, CG_ERR_NOMEM, 0, 0, "out of memory");
+    memcpy(m->segs[0].name, "MSH", 4);
+
+    size_t enc_len = 0;
+    cg_err_t rc = read_delims(&st, &m->d, &enc_len);
+    if (rc != CG_OK) {
+        *next = resync(in, in_len, start + 3);
+        return rc;
+    }
+    /* Charset first: it decides whether bytes >= 0x81 hide delimiters in their trail bytes. */
+    char why[160];
+    if (cg_hl7__set_charset(m, "", 0, why, sizeof(why)) != CG_OK) {
+        *next = resync(in, in_len, start + 3);
+        return ix_fail(&st, CG_ERR_CHARSET, 0, 18, "default %s", why);
+    }
+    cg_slice_t cs = peek_msh18(b, region, &m->d, m->charset_mb);
+    if (cs.len && cg_hl7__set_charset(m, cs.ptr, cs.len, why, sizeof(why)) != CG_OK) {
+        *next = resync(in, in_len, start + 3);
+        return ix_fail(&st, CG_ERR_CHARSET, (size_t)(cs.ptr - b), 18, "%s", why);
+    }
+    const int mb = m->charset_mb;
+
+    uint8_t *cls = m->cls;
+    memset(cls, 0, sizeof(m->cls));
+    cls[(unsigned char)m->d.field] = L_FIELD;
+    if (m->d.comp)
+        cls[(unsigned char)m->d.comp] = L_COMP;
+    if (m->d.rep)
+        cls[(unsigned char)m->d.rep] = L_REP;
+    if (m->d.sub)
+        cls[(unsigned char)m->d.sub] = L_SUB;
+    cls['\r'] = cls['\n'] = cls[MLLP_END] = L_SEG;
+
+#if CG_HL7_SIMD
+    simd_set_t vs;
+    vs.fs = _mm_set1_epi8(m->d.field);
+    vs.comp = _mm_set1_epi8(m->d.comp ? m->d.comp : m->d.field);
+    vs.rep = _mm_set1_epi8(m->d.rep ? m->d.rep : m->d.field);
+    vs.sub = _mm_set1_epi8(m->d.sub ? m->d.sub : m->d.field);
+    vs.c1f = _mm_set1_epi8(0x1f);
+#endif
+
+    uint32_t *le = m->leaf_end, *cl = m->comp_leaf, *rc_ = m->rep_comp, *tr = m->tok_rep;
+    uint32_t nl = 0, nc = 1, nr = 1, nt = 1, ns = 0;
+    cl[0] = 0;
+    rc_[0] = 0;
+    tr[0] = 0;
+    /* The header's name token ends at MSH-1; MSH-2 is one opaque token up to the next separator,
+     * which the loop below closes like any other delimiter. */
+    le[nl++] = 3;
+    cl[nc++] = nl;
+    rc_[nr++] = nc - 1;
+    tr[nt++] = nr - 1;
+    cg_hl7_seg_ix_t cur = {0, 0, 0, 0, "MSH", 1};
+    size_t p = 4 + enc_len;
+    int carry = 0;
+    int done = 0;
+    size_t msg_end = 0;
+
+    while (!done) {
+        if (p >= region) {
+            if (region < avail && !is_boundary(b + region, avail - region)) {
+                /* Beyond the limit without reaching the next message. */
+                m->nsegs = ns;
+                m->segs[ns] = cur;
+                *next = resync(in, in_len, start + region);
+                return ix_fail(&st, CG_ERR_HL7_LIMIT, region, 0,
+                               "message longer than the limit of %zu bytes",
+                               m->opt.max_message_bytes);
+            }
+            /* The last segment has no terminator: close it at the end. */
+            le[nl++] = (uint32_t)region;
+            cl[nc++] = nl;
+            rc_[nr++] = nc - 1;
+            tr[nt++] = nr - 1;
+            p = region;
+            goto seg_end;
+        }
+        if (nl + 80 > m->cap) {
+            m->nleaves = nl;
+            if (grow_tables(m, (size_t)nl + 80)) {
+                m->nsegs = ns;
+                m->segs[ns] = cur;
+                *next = resync(in, in_len, start + p);
+                return ix_fail(&st, CG_ERR_NOMEM, p, 0, "out of memory");
+            }
+            le = m->leaf_end;
+            cl = m->comp_leaf;
+            rc_ = m->rep_comp;
+            tr = m->tok_rep;
+        }
+        uint64_t mask, hi;
+        size_t blk = region - p;
+#if CG_HL7_SIMD
+        if (blk >= 64) {
+            mask = classify64(b + p, &vs, &hi);
+            blk = 64;
+        } else {
+            char tmp[64] = {0};
+            memcpy(tmp, b + p, blk);
+            mask = classify64(tmp, &vs, &hi);
+            mask &= ((uint64_t)1 << blk) - 1;
+            hi &= ((uint64_t)1 << blk) - 1;
+        }
+#else
+        if (blk > 64)
+            blk = 64;
+        mask = hi = 0;
+        for (size_t k = 0; k < blk; k++) {
+            unsigned char c = (unsigned char)b[p + k];
+            if (cls[c] || c < 0x20)
+                mask |= (uint64_t)1 << k;
+            if (c >= 0x80)
+                hi |= (uint64_t)1 << k;
+        }
+#endif
+        if (mb && (hi || carry))
+            mask &= ~trail_bits((const unsigned char *)b + p, blk, &carry);
+        while (mask) {
+            size_t pos = p + (size_t)__builtin_ctzll(mask);
+            mask &= mask - 1;
+            unsigned lvl = cls[(unsigned char)b[pos]];
+            if (lvl - 1u >= 4u) { /* rare: a control byte that is data, or a segment end */
+                if (lvl == L_NONE)
+                    continue;
+                le[nl++] = (uint32_t)pos;
+                cl[nc++] = nl;
+                rc_[nr++] = nc - 1;
+                tr[nt++] = nr - 1;
+                p = pos;
+                goto seg_end;
+            }
+            le[nl++] = (uint32_t)pos;
+            cl[nc] = nl;
+            nc += lvl >= L_COMP;
+            rc_[nr] = nc - 1;
+            nr += lvl >= L_REP;
+            tr[nt] = nr - 1;
+            nt += lvl >= L_FIELD;
+        }
+        p += blk;
+        continue;
+
+    seg_end:
+        /* p is the terminator of the segment `cur` (or the end of the region). */
+        cur.end = (uint32_t)p;
+        {
+            uint32_t ntok = (nt - 1) - cur.tok0;
+            uint32_t nfields = cur.header ? ntok : ntok - 1;
+            if (grow_segs(m, (size_t)ns + 2)) {
+                m->nsegs = ns;
+                *next = resync(in, in_len, start + p);
+                return ix_fail(&st, CG_ERR_NOMEM, p, 0, "out of memory");
+            }
+            m->segs[ns] = cur;
+            m->nsegs = ns;
+            if (nfields > m->opt.max_fields) {
+                uint32_t t = cur.tok0 + m->opt.max_fields + (cur.header ? 0 : 1);
+                uint32_t l = cl[rc_[tr[t]]];
+                *next = resync(in, in_len, start + p);
+                return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, (int)m->opt.max_fields + 1,
+                               "more than %u fields in one segment", m->opt.max_fields);
+            }
+            if ((nr - 1) - tr[cur.tok0] > m->opt.max_reps) {
+                for (uint32_t t = cur.tok0; t < nt - 1; t++) {
+                    if (tr[t + 1] - tr[t] > m->opt.max_reps) {
+                        uint32_t l = cl[rc_[tr[t] + m->opt.max_reps]];
+                        int f = (int)(t - cur.tok0) + (cur.header ? 1 : 0);
+                        *next = resync(in, in_len, start + p);
+                        return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, f,
+                                       "more than %u repetitions in one field", m->opt.max_reps);
+                    }
+                }
+            }
+            ns++;
+            m->nsegs = ns;
+            msg_end = p;
+            if (ns > m->opt.max_segments) {
+                m->nsegs = ns - 1;
+                *next = resync(in, in_len, start + p);
+                return ix_fail(&st, CG_ERR_HL7_LIMIT, cur.start, 0,
+                               "more than %u segments in one message", m->opt.max_segments);
+            }
+        }
+        {
+            size_t q = skip_gap(b, avail, p);
+            if (q >= avail || is_boundary(b + q, avail - q)) {
+                *next = start + q;
+                done = 1;
+                break;
+            }
+            if (q >= region) {
+                *next = resync(in, in_len, start + q);
+                return ix_fail(&st, CG_ERR_HL7_LIMIT, q, 0,
+                               "message longer than the limit of %zu bytes",
+                               m->opt.max_message_bytes);
+            }
+            memset(&cur, 0, sizeof(cur));
+            cur.start = (uint32_t)q;
+            cur.tok0 = nt - 1;
+            cur.leaf0 = nl;
+            size_t k = 0;
+            while (k < 3 && q + k < avail && is_name_char((unsigned char)b[q + k])) {
+                cur.name[k] = b[q + k];
+                k++;
+            }
+            m->segs[ns] = cur; /* so an error below names it */
+            if (k < 3 || (q + 3 < avail && b[q + 3] != m->d.field &&
+                          !is_seg_end((unsigned char)b[q + 3]))) {
+                size_t e = line_end(b, avail, q);
+                size_t show = e - q < 20 ? e - q : 20;
+                memset(m->segs[ns].name, 0, 4);
+                *next = resync(in, in_len, start + q);
+                /* Show the offending text as JSON-safe as possible: stop at controls. */
+                char txt[24];
+                size_t w = 0;
+                for (size_t i = 0; i < show; i++) {
+                    unsigned char c = (unsigned char)b[q + i];
+                    txt[w++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+                }
+                txt[w] = '\0';
+                return ix_fail(&st, CG_ERR_HL7_SYNTAX, q, 0,
+                               "segment does not start with a 3-character name: \"%s\"", txt);
+            }
+            p = q + 3;
+            carry = 0;
+        }
+    }
+
+    m->nsegs = ns;
+    /* Sentinel: the phantom token started by the last terminator bounds the last field. */
+    m->segs[ns].tok0 = nt - 1;
+    m->segs[ns].leaf0 = nl;
+    m->segs[ns].start = m->segs[ns].end = (uint32_t)msg_end;
+    m->segs[ns].name[0] = '\0';
+    m->nleaves = nl;
+    m->ncomps = nc;
+    m->nreps = nr;
+    m->ntoks = nt;
+    m->len = msg_end;
+    return CG_OK;
+}
+
+/* ---- reader ---------------------------------------------------------------------------------- */
+
+void cg_hl7_reader_init(cg_hl7_reader_t *r, const char *buf, size_t len)
+{
+    memset(r, 0, sizeof(*r));
+    r->buf = buf;
+    r->len = len;
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        r->pos = 3;
+}
+
+int cg_hl7_reader_more(cg_hl7_reader_t *r)
+{
+    for (;;) {
+        size_t i = r->pos;
+        while (i < r->len && (is_seg_end((unsigned char)r->buf[i]) || r->buf[i] == MLLP_START ||
+                              r->buf[i] == ' ' || r->buf[i] == '\t'))
+            i++;
+        r->pos = i;
+        if (i >= r->len)
+            return 0;
+        const char *p = r->buf + i;
+        size_t avail = r->len - i;
+        int fhs = is_seg(p, avail, "FHS"), bhs = is_seg(p, avail, "BHS");
+        int bts = is_seg(p, avail, "BTS"), fts = is_seg(p, avail, "FTS");
+        if (!(fhs || bhs || bts || fts))
+            return 1;
+        size_t e = line_end(r->buf, r->len, i);
+        cg_slice_t seg = {p, e - i};
+        if (fhs) {
+            memset(&r->batch, 0, sizeof(r->batch));
+            r->batch.fhs = seg;
+            r->batch.fhs_offset = i;
+        } else if (bhs) {
+            size_t no = r->batch.batch_no;
+            r->batch.bhs = seg;
+            r->batch.bhs_offset = i;
+            r->batch.batch_no = no + 1;
+            r->batch.index_in_batch = 0;
+        } else if (bts) {
+            r->batch.bhs = (cg_slice_t){NULL, 0};
+            r->batch.bhs_offset = 0;
+            r->batch.index_in_batch = 0;
+        } else {
+            memset(&r->batch, 0, sizeof(r->batch));
+        }
+        r->pos = e;
+    }
+}
+
+cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_hl7_error_t *err)
+{
+    if (!cg_hl7_reader_more(r)) {
+        cg_hl7__err(err, CG_ERR_NOT_HL7, r->msg_no, 0, NULL, 0, r->pos, "no message in input");
+        return CG_ERR_NOT_HL7;
+    }
+    r->msg_no++;
+    m->number = r->msg_no;
+    m->nsegs = 0;
+    m->len = 0;
+    m->data = r->buf + r->pos;
+    m->offset = r->pos;
+    if (r->batch.bhs.len || r->batch.fhs.len)
+        r->batch.index_in_batch++;
+    m->batch = r->batch;
+    if (!is_seg(r->buf + r->pos, r->len - r->pos, "MSH")) {
+        size_t at = r->pos;
+        char txt[8] = {0};
+        for (size_t i = 0; i < 3 && at + i < r->len; i++) {
+            unsigned char c = (unsigned char)r->buf[at + i];
+            txt[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+        }
+        r->pos = resync(r->buf, r->len, at);
+        cg_hl7__err(err, CG_ERR_NOT_HL7, r->msg_no, 0, NULL, 0, at,
+                    "not an HL7 v2 message: expected an MSH segment, found \"%s\"", txt);
+        return CG_ERR_NOT_HL7;
+    }
+    size_t next = r->len;
+    cg_err_t rc = index_message(m, r->buf, r->len, r->pos, &next, err);
+    if (next <= r->pos) /* never stall */
+        next = resync(r->buf, r->len, r->pos + 1);
+    r->pos = next;
+    if (rc != CG_OK)
+        m->nsegs = 0;
+    return rc;
+}
+
+cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_hl7_error_t *err)
+{
+    cg_hl7_reader_t r;
+    cg_hl7_reader_init(&r, buf, len);
+    if (!cg_hl7_reader_more(&r)) {
+        cg_hl7__err(err, CG_ERR_NOT_HL7, 1, 0, NULL, 0, r.pos, "empty input: no MSH segment");
+        m->nsegs = 0;
+        return CG_ERR_NOT_HL7;
+    }
+    cg_err_t rc = cg_hl7_reader_next(&r, m, err);
+    if (rc != CG_OK)
+        return rc;
+    if (cg_hl7_reader_more(&r)) {
+        cg_hl7__err(err, CG_ERR_HL7_SYNTAX, 2, 0, NULL, 0, r.pos,
+                    "more than one message in the input (use a reader for batches)");
+        m->nsegs = 0;
+        return CG_ERR_HL7_SYNTAX;
+    }
+    return CG_OK;
+}
+
+/* ---- accessors ------------------------------------------------------------------------------- */
+
+cg_slice_t cg_hl7_msg_bytes(const cg_hl7_msg_t *m)
+{
+    return (cg_slice_t){m->data, m->len};
+}
+
+size_t cg_hl7_msg_offset(const cg_hl7_msg_t *m)
+{
+    return m->offset;
+}
+
+size_t cg_hl7_msg_number(const cg_hl7_msg_t *m)
+{
+    return m->number;
+}
+
+const cg_hl7_delims_t *cg_hl7_msg_delims(const cg_hl7_msg_t *m)
+{
+    return &m->d;
+}
+
+const cg_hl7_batch_t *cg_hl7_msg_batch(const cg_hl7_msg_t *m)
+{
+    return &m->batch;
+}
+
+const char *cg_hl7_msg_charset(const cg_hl7_msg_t *m)
+{
+    return m->charset;
+}
+
+uint32_t cg_hl7_seg_count(const cg_hl7_msg_t *m)
+{
+    return m->nsegs;
+}
+
+const char *cg_hl7_seg_name(const cg_hl7_msg_t *m, uint32_t seg)
+{
+    return seg < m->nsegs ? m->segs[seg].name : "";
+}
+
+cg_slice_t cg_hl7_seg_bytes(const cg_hl7_msg_t *m, uint32_t seg)
+{
+    if (seg >= m->nsegs)
+        return (cg_slice_t){NULL, 0};
+    const cg_hl7_seg_ix_t *s = &m->segs[seg];
+    return (cg_slice_t){m->data + s->start, s->end - s->start};
+}
+
+uint32_t cg_hl7_field_count(const cg_hl7_msg_t *m, uint32_t seg)
+{
+    if (seg >= m->nsegs)
+        return 0;
+    uint32_t ntok = m->segs[seg + 1].tok0 - m->segs[seg].tok0;
+    return m->segs[seg].header ? ntok : ntok - 1;
+}
+
+/* Token of field f in seg, or UINT32_MAX when absent. MSH-1 has no token. */
+static uint32_t field_tok(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field)
+{
+    if (seg >= m->nsegs)
+        return UINT32_MAX;
+    const cg_hl7_seg_ix_t *s = &m->segs[seg];
+    uint32_t t;
+    if (s->header) {
+        if (field == 1)
+            return UINT32_MAX;
+        t = field == 0 ? s->tok0 : s->tok0 + field - 1;
+    } else {
+        t = s->tok0 + field;
+    }
+    return t < m->segs[seg + 1].tok0 ? t : UINT32_MAX;
+}
+
+static uint32_t leaf_start(const cg_hl7_msg_t *m, const cg_hl7_seg_ix_t *s, uint32_t l)
+{
+    return l == s->leaf0 ? s->start : m->leaf_end[l - 1] + 1;
+}
+
+static cg_slice_t leaves(const cg_hl7_msg_t *m, const cg_hl7_seg_ix_t *s, uint32_t l0, uint32_t l1)
+{
+    uint32_t a = leaf_start(m, s, l0), e = m->leaf_end[l1 - 1];
+    return (cg_slice_t){m->data + a, e - a};
+}
+
+uint32_t cg_hl7_rep_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field)
+{
+    if (seg < m->nsegs && m->segs[seg].header && field == 1)
+        return 1;
+    uint32_t t = field_tok(m, seg, field);
+    return t == UINT32_MAX ? 0 : m->tok_rep[t + 1] - m->tok_rep[t];
+}
+
+uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep)
+{
+    if (seg < m->nsegs && m->segs[seg].header && field == 1)
+        return rep == 1;
+    uint32_t t = field_tok(m, seg, field);
+    if (t == UINT32_MAX || rep == 0 || rep > m->tok_rep[t + 1] - m->tok_rep[t])
+        return 0;
+    uint32_t r = m->tok_rep[t] + rep - 1;
+    return m->rep_comp[r + 1] - m->rep_comp[r];
+}
+
+uint32_t cg_hl7_sub_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep,
+                          uint32_t comp)
+{
+    if (seg < m->nsegs && m->segs[seg].header && field == 1)
+        return rep == 1 && comp == 1;
+    if (comp == 0 || comp > cg_hl7_comp_count(m, seg, field, rep))
+        return 0;
+    uint32_t t = field_tok(m, seg, field);
+    uint32_t c = m->rep_comp[m->tok_rep[t] + rep - 1] + comp - 1;
+    return m->comp_leaf[c + 1] - m->comp_leaf[c];
+}
+
+int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep, uint32_t comp,
+                   uint32_t sub, cg_slice_t *out)
+{
+    *out = (cg_slice_t){m->data, 0};
+    if (seg >= m->nsegs)
+        return 0;
+    const cg_hl7_seg_ix_t *s = &m->segs[seg];
+    if (s->header && field == 1) {
+        if (rep > 1 || comp > 1 || sub > 1)
+            return 0;
+        *out = (cg_slice_t){m->data + s->start + 3, 1};
+        return 1;
+    }
+    uint32_t t = field_tok(m, seg, field);
+    if (t == UINT32_MAX)
+        return 0;
+    uint32_t r0 = m->tok_rep[t], r1 = m->tok_rep[t + 1];
+    if (rep == 0) {
+        if (comp || sub)
+            return 0;
+        *out = leaves(m, s, m->comp_leaf[m->rep_comp[r0]], m->comp_leaf[m->rep_comp[r1]]);
+        return 1;
+    }
+    if (rep > r1 - r0)
+        return 0;
+    uint32_t r = r0 + rep - 1;
+    uint32_t c0 = m->rep_comp[r], c1 = m->rep_comp[r + 1];
+    if (comp == 0) {
+        if (sub)
+            return 0;
+        *out = leaves(m, s, m->comp_leaf[c0], m->comp_leaf[c1]);
+        return 1;
+    }
+    if (comp > c1 - c0)
+        return 0;
+    uint32_t c = c0 + comp - 1;
+    uint32_t l0 = m->comp_leaf[c], l1 = m->comp_leaf[c + 1];
+    if (sub == 0) {
+        *out = leaves(m, s, l0, l1);
+        return 1;
+    }
+    if (sub > l1 - l0)
+        return 0;
+    *out = leaves(m, s, l0 + sub - 1, l0 + sub);
+    return 1;
+}
+
+uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *m, uint32_t seg, const char *name)
+{
+    if (seg > m->nsegs)
+        seg = m->nsegs;
+    while (seg-- > 0)
+        if (!memcmp(m->segs[seg].name, name, 3))
+            return seg;
+    return CG_HL7_NO_SEG;
+}
+
+uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *m, uint32_t from, const char *name)
+{
+    for (uint32_t s = from; s < m->nsegs; s++)
+        if (!memcmp(m->segs[s].name, name, 3))
+            return s;
+    return CG_HL7_NO_SEG;
+}

@@ -1,0 +1,111 @@
+/* test_buf.c - buffers, JSON strings and the arena. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "cg_buf.h"
+#include "cg_record.h"
+
+static void json_str(const char *in, size_t n, const char *want)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    assert_int_equal(cg_buf_put_json_str(&b, in, n), CG_OK);
+    assert_string_equal(b.data, want);
+    cg_buf_free(&b);
+}
+
+static void test_json_escapes(void **state)
+{
+    (void)state;
+    json_str("plain", 5, "\"plain\"");
+    json_str("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
+    json_str("\r\n\t\x01", 4, "\"\\r\\n\\t\\u0001\"");
+    json_str("\xE5\xBC\xA0\xE4\xB8\x89", 6, "\"\xE5\xBC\xA0\xE4\xB8\x89\""); /* valid UTF-8 kept */
+    json_str("a\xFF"
+             "b",
+             3,
+             "\"a\xEF\xBF\xBD"
+             "b\"");                                         /* invalid → U+FFFD */
+    json_str("\xE5\xBC", 2, "\"\xEF\xBF\xBD\xEF\xBF\xBD\""); /* truncated sequence */
+    json_str("\xED\xA0\x80", 3, "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""); /* surrogate */
+    json_str("nul\0x", 5, "\"nul\\u0000x\"");
+}
+
+static void test_buf_growth_and_reset(void **state)
+{
+    (void)state;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    for (int i = 0; i < 10000; i++)
+        cg_buf_printf(&b, "%d,", i);
+    assert_true(b.len > 40000);
+    assert_memory_equal(b.data, "0,1,2,", 6);
+    size_t cap = b.cap;
+    cg_buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.cap, cap); /* capacity kept for reuse */
+    cg_buf_free(&b);
+    cg_buf_free(NULL);
+}
+
+static void test_arena(void **state)
+{
+    (void)state;
+    cg_arena_t a;
+    cg_arena_init(&a, 1024);
+    char *p1 = cg_arena_alloc(&a, 10);
+    char *p2 = cg_arena_alloc(&a, 10);
+    assert_non_null(p1);
+    assert_true(((uintptr_t)p2 % sizeof(max_align_t)) == 0);
+    assert_true(p2 >= p1 + 10);
+    char *big = cg_arena_alloc(&a, 5000); /* larger than a chunk */
+    assert_non_null(big);
+    memset(big, 'x', 5000);
+    char *s = cg_arena_strndup(&a, "hello world", 5);
+    assert_string_equal(s, "hello");
+    cg_arena_reset(&a);
+    assert_int_equal(a.used_total, 0);
+    char *p3 = cg_arena_alloc(&a, 10);
+    assert_non_null(p3);
+    cg_arena_destroy(&a);
+    cg_arena_destroy(NULL);
+}
+
+static void test_envelope(void **state)
+{
+    (void)state;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    const char *cohorts[] = {"t2dm", "ckd"};
+    cg_record_source_t src = {.topic = "hosp-a.hl7",
+                              .partition = 3,
+                              .offset = 118273,
+                              .message_id = CG_SLICE_LIT("MSG00042"),
+                              .spec = "hl7v2-oru-omop",
+                              .spec_version = 3,
+                              .rule = "obx-numeric"};
+    assert_int_equal(cg_record_write_envelope(&b, "omop-cdm-5.4", "measurement", cohorts, 2,
+                                              CG_SLICE_LIT("{\"value_as_number\":7.2}"), &src),
+                     CG_OK);
+    assert_string_equal(
+        b.data, "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"cohorts\":[\"t2dm\","
+                "\"ckd\"],\"row\":{\"value_as_number\":7.2},\"source\":{\"topic\":\"hosp-a.hl7\","
+                "\"partition\":3,\"offset\":118273,\"message_id\":\"MSG00042\",\"spec\":"
+                "\"hl7v2-oru-omop\",\"spec_version\":3,\"rule\":\"obx-numeric\"}}");
+    cg_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_buf_growth_and_reset),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_envelope),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
