@@ -7,7 +7,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cohortgate check -c CONFIG\n\n"
+            "usage: cohortgate check -c CONFIG\n       cohortgate check --reference\n\n"
             "Load CONFIG and check every setting without connecting to anything. Errors are\n"
             "printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if there are any.\n\n"
             "options:\n"
@@ -20,6 +20,7 @@ int cg_cli_check(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
+        {"reference", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
@@ -28,6 +29,9 @@ int cg_cli_check(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         if (c == 'c') {
             config = optarg;
+        } else if (c == 'R') {
+            cg_config_write_reference(stdout);
+            return CG_EXIT_OK;
         } else if (c == 'h') {
             usage(stdout);
             return CG_EXIT_OK;

@@ -1,7 +1,10 @@
 /* config.c - load and check the gateway config against its table of settings (cg_config.h). */
 #include "cg_config.h"
 
+#include "cg_buf.h"
 #include "cg_log.h"
+
+#define CG_CONFIG_MAX_BYTES (16 * 1024 * 1024)
 
 #include <jansson.h>
 #include <libgen.h>
@@ -61,22 +64,67 @@ static const cg_config_prop_t *prop_find(const char *name)
     return NULL;
 }
 
-/* Finds where a key is written in the source text, for error positions. jansson keeps no
- * positions for keys, so search: each path component after the previous one's position. */
+/* Skips one JSON value starting at p (after white space); returns the position after it. */
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+static const char *skip_value(const char *p)
+{
+    int depth = 0;
+    p = skip_ws(p);
+    do {
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (*p)
+                p++;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+            p++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+            p++;
+        } else if (*p) {
+            p++;
+            if (depth == 0)
+                while (*p && !strchr(",}] \t\r\n", *p))
+                    p++;
+        }
+    } while (*p && depth > 0);
+    return p;
+}
+
+/* Finds where a path is written in the source text, for error positions: jansson keeps no
+ * positions for keys. A component is a key (keys[d]) or, where keys[d] is NULL, the index[d]-th
+ * element of the array just found. */
 static void locate(const char *text, const char *const *keys, const int *index, int depth,
                    int *line, int *col)
 {
     const char *pos = text;
     for (int d = 0; d < depth && pos; d++) {
+        if (!keys[d]) {
+            const char *q = strchr(pos, '[');
+            if (!q)
+                break;
+            q = skip_ws(q + 1);
+            for (int i = 0; i < index[d] && *q; i++) {
+                q = skip_ws(skip_value(q));
+                if (*q == ',')
+                    q = skip_ws(q + 1);
+            }
+            pos = q;
+            continue;
+        }
         char pat[260];
         snprintf(pat, sizeof(pat), "\"%s\"", keys[d]);
-        int skip = index[d] > 0 ? index[d] : 0;
         const char *found = NULL;
         for (const char *s = pos; (s = strstr(s, pat)) != NULL; s += strlen(pat)) {
-            const char *q = s + strlen(pat);
-            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-                q++;
-            if (*q == ':' && skip-- == 0) {
+            if (*skip_ws(s + strlen(pat)) == ':') {
                 found = s;
                 break;
             }
@@ -189,19 +237,22 @@ static cg_err_t check_value(walk_t *w, const cg_config_prop_t *p, json_t *v, con
         {
             if (!json_is_object(el))
                 return walk_fail(w, "each element of '%s' must be an object%s", name, "");
-            w->index[w->depth - 1] = (int)i; /* key of the array stays; count its elements */
+            if (w->depth >= 15)
+                return walk_fail(w, "'%s' is nested too deeply%s", name, "");
+            w->keys[w->depth] = NULL; /* the i-th element */
+            w->index[w->depth++] = (int)i;
             cg_err_t rc = walk_object(w, el, elem_prefix);
-            w->index[w->depth - 1] = 0;
-            if (rc)
-                return rc;
             /* required fields of the element */
-            for (const cg_config_prop_t *q = cg_config_props; q->name; q++) {
+            for (const cg_config_prop_t *q = cg_config_props; !rc && q->name; q++) {
                 size_t pl = strlen(elem_prefix);
                 if (!strncmp(q->name, elem_prefix, pl) && q->name[pl] == '.' && !q->def &&
                     !json_object_get(el, q->name + pl + 1))
-                    return walk_fail(w, "an element of '%s' lacks the required '%s'", name,
-                                     q->name + pl + 1);
+                    rc = walk_fail(w, "an element of '%s' lacks the required '%s'", name,
+                                   q->name + pl + 1);
             }
+            w->depth--;
+            if (rc)
+                return rc;
         }
         return CG_OK;
     }
@@ -380,22 +431,24 @@ cg_config_t *cg_config_load_file(const char *path, cg_error_t *err)
         cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot open: %m");
         return NULL;
     }
+    /* read as a stream, so pipes and /dev/stdin work too */
     cg_config_t *c = NULL;
-    char *text = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        rewind(f);
-        if (n >= 0 && n < 16 * 1024 * 1024 && (text = malloc((size_t)n + 1)) != NULL &&
-            fread(text, 1, (size_t)n, f) == (size_t)n) {
-            text[n] = '\0';
-            char dirbuf[PATH_MAX];
-            snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-            c = cg_config_load_string(text, path, dirname(dirbuf), err);
-        } else {
-            cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot read (or larger than 16 MiB)");
-        }
+    cg_buf_t text;
+    cg_buf_init(&text);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && text.len <= CG_CONFIG_MAX_BYTES)
+        cg_buf_append(&text, chunk, n);
+    if (ferror(f) || text.failed) {
+        cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot read: %m");
+    } else if (text.len > CG_CONFIG_MAX_BYTES) {
+        cg_error_set(err, CG_ERR_CONFIG, path, 0, 0, "larger than %d bytes", CG_CONFIG_MAX_BYTES);
+    } else {
+        char dirbuf[PATH_MAX];
+        snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+        c = cg_config_load_string(text.data ? text.data : "", path, dirname(dirbuf), err);
     }
-    free(text);
+    cg_buf_free(&text);
     fclose(f);
     return c;
 }
@@ -431,4 +484,26 @@ const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key)
         if (!strcmp(cfg->kafka[i].key, key))
             return cfg->kafka[i].value;
     return NULL;
+}
+
+void cg_config_write_reference(FILE *out)
+{
+    static const char *const type_names[] = {"string", "integer", "boolean", "enum",
+                                             "array",  "object",  "map"};
+    fprintf(out, "| setting | type | default | description |\n|---|---|---|---|\n");
+    for (const cg_config_prop_t *p = cg_config_props; p->name; p++) {
+        fprintf(out, "| `%s` | %s", p->name, type_names[p->type]);
+        if (p->type == CG_CONFIG_ENUM) {
+            fputs(" (`", out);
+            for (const char *e = p->enums; *e; e++) /* | would end the Markdown cell */
+                fputs(*e == '|' ? "`, `" : (char[]){*e, 0}, out);
+            fputs("`)", out);
+        }
+        if (p->type == CG_CONFIG_INT)
+            fprintf(out, " (%ld to %ld)", p->min, p->max);
+        if (p->def)
+            fprintf(out, " | `%s` | %s |\n", p->def, p->desc);
+        else
+            fprintf(out, " | %s | %s |\n", p->type == CG_CONFIG_STRING ? "required" : "", p->desc);
+    }
 }

@@ -8,6 +8,7 @@
 #define CG_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "cg_err.h"
 
@@ -79,6 +80,8 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
                                    cg_error_t *err);
 /* NULL-safe. */
 void cg_config_destroy(cg_config_t *cfg);
+/* Writes the settings table as the Markdown reference embedded in config/README.md. */
+void cg_config_write_reference(FILE *out);
 /* Value of a kafka.* setting, or NULL. */
 const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key);
 

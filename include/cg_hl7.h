@@ -51,7 +51,7 @@ cg_err_t cg_hl7_msh_peek(const char *buf, size_t len, cg_hl7_msh_t *out, char *e
 /* Defaults; each bounds memory and time, so hostile input fails fast instead of hurting. */
 #define CG_HL7_DEFAULT_MAX_MESSAGE_BYTES (16u * 1024u * 1024u)
 #define CG_HL7_DEFAULT_MAX_SEGMENTS      100000u
-#define CG_HL7_DEFAULT_MAX_FIELDS        1000u /* per segment */
+#define CG_HL7_DEFAULT_MAX_FIELDS        1000u  /* per segment */
 #define CG_HL7_DEFAULT_MAX_REPS          10000u /* per field */
 #define CG_HL7_DEFAULT_CHARSET           "UNICODE UTF-8"
 
@@ -83,7 +83,8 @@ typedef struct cg_hl7_error {
  * caller prefixes "FILE: message N: " itself. Returns buf. */
 const char *cg_hl7_error_location(const cg_hl7_error_t *e, char *buf, size_t size);
 
-/* ---- decoded messages -------------------------------------------------------------------------- */
+/* ---- decoded messages --------------------------------------------------------------------------
+ */
 
 typedef struct cg_hl7_msg cg_hl7_msg_t;
 
@@ -167,7 +168,8 @@ int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t
 uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *m, uint32_t seg, const char *name);
 uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *m, uint32_t from, const char *name);
 
-/* ---- value reading ----------------------------------------------------------------------------- */
+/* ---- value reading -----------------------------------------------------------------------------
+ */
 
 /* Appends raw's value to out: escape sequences decoded (\F\ \S\ \T\ \R\ \E\ \Xhh..\ \.br\ -> "\n";
  * \H\ \N\ dropped; unknown sequences and a lone escape character kept literally) and converted
@@ -177,11 +179,13 @@ cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_er
 /* Same, without escape decoding (MSH-1, MSH-2, or callers that want escapes kept). */
 cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out,
                                 cg_hl7_error_t *err);
-/* Maps an HL7 table 0211 name ("8859/1", "GB 18030-2000", "UNICODE UTF-8") to an iconv name;
- * an unknown name is returned as is (so "GBK" works too). */
-const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len);
+/* Maps an HL7 table 0211 name ("8859/1", "GB 18030-2000", "UNICODE UTF-8") to an iconv name,
+ * written to buf; an unknown name is copied as is (so "GBK" works too). NULL when it does not
+ * fit. Returns buf. */
+const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len, char *buf, size_t size);
 
-/* ---- path language (see specs/README.md) ---------------------------------------------------------
+/* ---- path language (see specs/README.md)
+ * ---------------------------------------------------------
  *
  *   SEG[i]-F[r].C.S   e.g. PID-5, PID-5.1, PID-5.1.1, PID-3[2].1, PID-3[*].1, OBX[*]-5, OBX[3]-5
  *
@@ -191,8 +195,8 @@ const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len);
 #define CG_HL7_FIRST 0    /* no index written */
 
 typedef struct cg_hl7_path {
-    char seg[4];   /* segment name */
-    int seg_index; /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
+    char seg[4];    /* segment name */
+    int seg_index;  /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
     uint32_t field; /* 0: the path names whole segments */
     int rep;        /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
     uint32_t comp;  /* 0: whole repetition */

@@ -29,9 +29,10 @@ struct cg_hl7_msg {
     size_t number;
     cg_hl7_delims_t d;
     cg_hl7_batch_t batch;
-    char charset[64]; /* iconv name */
-    int charset_utf8; /* values need validation only */
-    int charset_mb;   /* lead bytes >= 0x81 take an ASCII-range trail byte (GBK, Big5, SJIS) */
+    char charset[64];  /* iconv name */
+    int charset_utf8;  /* values need validation only */
+    int charset_ascii; /* ASCII bytes stand for themselves (not UTF-16/32) */
+    int charset_mb;    /* lead bytes >= 0x81 take an ASCII-range trail byte (GBK, Big5, SJIS) */
 
     /* The index: CSR tables, each holding the first child of every unit plus one sentinel. */
     cg_hl7_seg_ix_t *segs;
@@ -56,6 +57,10 @@ void cg_hl7__err(cg_hl7_error_t *e, cg_err_t code, size_t msg_no, size_t seg, co
                  int field, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));
 /* Resolves MSH-18 (or the default) into m->charset and the flags. */
-cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why, size_t why_size);
+cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why,
+                             size_t why_size);
+
+/* The cached UTF-8 converter for m->charset; (iconv_t)-1 when iconv does not know it. */
+iconv_t cg_hl7__iconv(cg_hl7_msg_t *m);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -94,7 +95,7 @@ cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts)
     m->opt = *opts;
     snprintf(m->default_charset, sizeof(m->default_charset), "%s",
              opts->default_charset && opts->default_charset[0] ? opts->default_charset
-                                                                : CG_HL7_DEFAULT_CHARSET);
+                                                               : CG_HL7_DEFAULT_CHARSET);
     m->opt.default_charset = m->default_charset;
     cg_buf_init(&m->scratch);
     return m;
@@ -240,8 +241,8 @@ typedef struct ix_state {
     cg_hl7_error_t *err;
 } ix_state_t;
 
-static cg_err_t ix_fail(ix_state_t *st, cg_err_t code, size_t rel, int field, const char *fmt,
-                        ...) __attribute__((format(printf, 5, 6)));
+static cg_err_t ix_fail(ix_state_t *st, cg_err_t code, size_t rel, int field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 static cg_err_t ix_fail(ix_state_t *st, cg_err_t code, size_t rel, int field, const char *fmt, ...)
 {
@@ -340,8 +341,8 @@ static cg_slice_t peek_msh18(const char *b, size_t n, const cg_hl7_delims_t *d, 
 
 static int charset_is_mb(const char *name)
 {
-    static const char *const mb[] = {"GB18030", "GBK",    "CP936", "BIG5",  "BIG5-HKSCS",
-                                     "CP950",   "SJIS",   "SHIFT_JIS", "CP932", "SHIFT-JIS"};
+    static const char *const mb[] = {"GB18030", "GBK",  "CP936",     "BIG5",  "BIG5-HKSCS",
+                                     "CP950",   "SJIS", "SHIFT_JIS", "CP932", "SHIFT-JIS"};
     for (size_t i = 0; i < sizeof(mb) / sizeof(mb[0]); i++)
         if (!strcasecmp(name, mb[i]))
             return 1;
@@ -352,20 +353,34 @@ static void set_charset_flags(cg_hl7_msg_t *m)
 {
     m->charset_utf8 = !strcasecmp(m->charset, "UTF-8") || !strcasecmp(m->charset, "UTF8");
     m->charset_mb = charset_is_mb(m->charset);
+    m->charset_ascii = strncasecmp(m->charset, "UTF-16", 6) &&
+                       strncasecmp(m->charset, "UTF-32", 6) && strncasecmp(m->charset, "UCS", 3);
 }
 
 cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why,
                              size_t why_size)
 {
-    const char *name = len ? cg_hl7_charset_iconv_name(raw, len)
-                           : cg_hl7_charset_iconv_name(m->default_charset,
-                                                       strlen(m->default_charset));
-    if (!name || strlen(name) >= sizeof(m->charset)) {
-        snprintf(why, why_size, "MSH-18 character set '%.*s' is not supported", (int)len, raw);
+    if (!len) {
+        raw = m->default_charset;
+        len = strlen(raw);
+    }
+    char name[64];
+    if (!cg_hl7_charset_iconv_name(raw, len, name, sizeof(name))) {
+        snprintf(why, why_size, "character set name '%.*s' is too long", (int)(len > 64 ? 64 : len),
+                 raw);
         return CG_ERR_CHARSET;
     }
-    snprintf(m->charset, sizeof(m->charset), "%s", name);
-    set_charset_flags(m);
+    if (strcmp(name, m->charset) != 0) {
+        memcpy(m->charset, name, sizeof(name));
+        set_charset_flags(m);
+        /* Opening once here (cached) rejects an unknown name up front, not at the first value. */
+        if (!m->charset_utf8 && cg_hl7__iconv(m) == (iconv_t)-1) {
+            snprintf(why, why_size, "character set '%.*s' (iconv \"%s\") is not supported",
+                     (int)(len > 64 ? 64 : len), raw, name);
+            m->charset[0] = '\0';
+            return CG_ERR_CHARSET;
+        }
+    }
     return CG_OK;
 }
 
@@ -381,8 +396,9 @@ static inline uint64_t classify64(const char *s, const simd_set_t *v, uint64_t *
     for (int k = 0; k < 4; k++) {
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + 16 * k));
         __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(x, v->c1f), v->c1f);
-        __m128i r = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, v->fs), _mm_cmpeq_epi8(x, v->comp)),
-                                 _mm_or_si128(_mm_cmpeq_epi8(x, v->rep), _mm_cmpeq_epi8(x, v->sub)));
+        __m128i r =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, v->fs), _mm_cmpeq_epi8(x, v->comp)),
+                         _mm_or_si128(_mm_cmpeq_epi8(x, v->rep), _mm_cmpeq_epi8(x, v->sub)));
         r = _mm_or_si128(r, ctl);
         mk |= (uint64_t)(uint16_t)_mm_movemask_epi8(r) << (16 * k);
         h |= (uint64_t)(uint16_t)_mm_movemask_epi8(x) << (16 * k);
@@ -493,7 +509,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
 
     while (!done) {
         if (p >= region) {
-            if (region < avail && !is_boundary(b + region, avail - region)) {
+            if (region < avail && !is_seg_end((unsigned char)b[region])) {
                 /* Beyond the limit without reaching the next message. */
                 m->nsegs = ns;
                 m->segs[ns] = cur;
@@ -639,8 +655,8 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 k++;
             }
             m->segs[ns] = cur; /* so an error below names it */
-            if (k < 3 || (q + 3 < avail && b[q + 3] != m->d.field &&
-                          !is_seg_end((unsigned char)b[q + 3]))) {
+            if (k < 3 ||
+                (q + 3 < avail && b[q + 3] != m->d.field && !is_seg_end((unsigned char)b[q + 3]))) {
                 size_t e = line_end(b, avail, q);
                 size_t show = e - q < 20 ? e - q : 20;
                 memset(m->segs[ns].name, 0, 4);

@@ -1,0 +1,194 @@
+/* test_kafka_skeleton.c - the walking skeleton against the real Apache Kafka broker.
+ *
+ * 1,000 inputs, some of them junk, go to a raw topic; the gateway runs in-process until idle;
+ * every input must come out exactly once across the record and dead-letter topics, junk with
+ * its original bytes, and the group's committed offsets must reach the end of the input.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_config.h"
+#include "cg_gateway.h"
+#include "kafka_util.h"
+
+#define N_INPUTS   1000
+#define PARTITIONS 3
+
+static char in_topic[128], out_topic[128], dlq_topic[128], group[128];
+
+static int is_junk(int i)
+{
+    return i % 10 == 7 || i % 97 == 0;
+}
+
+/* Input i: an HL7 v2 message with control id T<i>, or one of several kinds of junk. */
+static size_t make_input(int i, char *buf, size_t n)
+{
+    if (!is_junk(i))
+        return (size_t)snprintf(buf, n,
+                                "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01^ORU_R01|T%06d|"
+                                "P|2.5.1\rPID|1||%d^^^HOSP^MR||Doe^Jane\rOBX|1|NM|4548-4^HbA1c^LN|"
+                                "|7.%d|%%\r",
+                                i, 100000 + i, i % 10);
+    switch (i % 4) {
+    case 0:
+        return (size_t)snprintf(buf, n, "{\"junk\":%d}", i);
+    case 1: /* binary with NUL bytes */
+        memset(buf, 0, 16);
+        snprintf(buf + 4, n - 4, "J%06d", i);
+        buf[12] = (char)0xFF;
+        return 16;
+    case 2:
+        return (size_t)snprintf(buf, n, "MSA|AA|J%06d\r", i);
+    default:
+        return 0; /* empty value */
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        return 0;
+    tk_unique_name(in_topic, sizeof(in_topic), "cg-it-raw");
+    tk_unique_name(out_topic, sizeof(out_topic), "cg-it-records");
+    tk_unique_name(dlq_topic, sizeof(dlq_topic), "cg-it-dlq");
+    tk_unique_name(group, sizeof(group), "cg-it-group");
+    if (tk_create_topic(in_topic, PARTITIONS) || tk_create_topic(out_topic, PARTITIONS) ||
+        tk_create_topic(dlq_topic, PARTITIONS))
+        return -1;
+    rd_kafka_t *p = tk_producer();
+    char buf[512], key[32];
+    for (int i = 0; i < N_INPUTS; i++) {
+        size_t len = make_input(i, buf, sizeof(buf));
+        int kl = snprintf(key, sizeof(key), "k%06d", i);
+        rd_kafka_resp_err_t err;
+        while ((err = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(key, kl),
+                                        RD_KAFKA_V_VALUE(buf, len),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                        RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(p, 10);
+        if (err)
+            return -1;
+    }
+    int rc = rd_kafka_flush(p, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+    rd_kafka_destroy(p);
+    return rc;
+}
+
+static cg_config_t *make_config(void)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "{\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
+             "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
+             "\"delivery\":{\"commit_interval_ms\":100},\"log\":{\"level\":\"warn\"},"
+             "\"kafka\":{\"bootstrap.servers\":\"%s\",\"session.timeout.ms\":6000}}",
+             group, in_topic, out_topic, dlq_topic, tk_bootstrap());
+    cg_error_t err;
+    cg_config_t *cfg = cg_config_load_string(text, "<test>", NULL, &err);
+    if (!cfg)
+        fprintf(stderr, "%s:%d:%d: %s\n", err.file, err.line, err.column, err.text);
+    return cfg;
+}
+
+static void run_gateway(cg_gateway_stats_t *st)
+{
+    cg_config_t *cfg = make_config();
+    assert_non_null(cfg);
+    char errstr[512];
+    cg_gateway_opts_t o = {.idle_exit_ms = 3000};
+    cg_gateway_t *gw = cg_gateway_new(cfg, &o, errstr, sizeof(errstr));
+    assert_non_null(gw);
+    cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
+    if (rc)
+        fprintf(stderr, "run: %s\n", errstr);
+    assert_int_equal(rc, CG_OK);
+    cg_gateway_get_stats(gw, st);
+    cg_gateway_destroy(gw);
+    cg_config_destroy(cfg);
+}
+
+static void test_every_input_exactly_once(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip(); /* tests/scripts/test.sh starts the broker and sets COHORTGATE_TEST_BOOTSTRAP */
+
+    cg_gateway_stats_t st;
+    run_gateway(&st);
+    int n_junk = 0;
+    for (int i = 0; i < N_INPUTS; i++)
+        n_junk += is_junk(i);
+    assert_int_equal(st.consumed, N_INPUTS);
+    assert_int_equal(st.records_out, N_INPUTS - n_junk);
+    assert_int_equal(st.dead_lettered, n_junk);
+
+    /* what the broker holds, read back independently */
+    static int seen[N_INPUTS];
+    memset(seen, 0, sizeof(seen));
+    tk_msg_t *out, *dlq;
+    size_t n_out = tk_read_all(out_topic, &out);
+    size_t n_dlq = tk_read_all(dlq_topic, &dlq);
+    assert_int_equal(n_out, N_INPUTS - n_junk);
+    assert_int_equal(n_dlq, n_junk);
+    char want[512], ctl[32], hb[128];
+    for (size_t j = 0; j < n_out; j++) {
+        assert_non_null(out[j].key);
+        int i = atoi(out[j].key + 1);
+        assert_true(i >= 0 && i < N_INPUTS && !is_junk(i));
+        seen[i]++;
+        snprintf(ctl, sizeof(ctl), "\"message_control_id\":\"T%06d\"", i);
+        assert_non_null(strstr(out[j].value, ctl));
+        assert_non_null(strstr(out[j].value, "\"standard\":\"hl7v2\""));
+        assert_non_null(tk_header(&out[j], "cg.source.offset", hb, sizeof(hb)));
+        assert_string_equal(tk_header(&out[j], "cg.source.topic", hb, sizeof(hb)), in_topic);
+    }
+    for (size_t j = 0; j < n_dlq; j++) {
+        assert_non_null(dlq[j].key);
+        int i = atoi(dlq[j].key + 1);
+        assert_true(i >= 0 && i < N_INPUTS && is_junk(i));
+        seen[i]++;
+        size_t len = make_input(i, want, sizeof(want));
+        assert_int_equal(dlq[j].value_len, len); /* original bytes, untouched */
+        if (len)
+            assert_memory_equal(dlq[j].value, want, len);
+        assert_string_equal(tk_header(&dlq[j], "cg.error.stage", hb, sizeof(hb)), "decode");
+        assert_string_equal(tk_header(&dlq[j], "cg.error.code", hb, sizeof(hb)), "NOT_HL7");
+        assert_non_null(tk_header(&dlq[j], "cg.error.reason", hb, sizeof(hb)));
+        assert_string_equal(tk_header(&dlq[j], "cg.source.topic", hb, sizeof(hb)), in_topic);
+    }
+    for (int i = 0; i < N_INPUTS; i++) {
+        if (seen[i] != 1)
+            fprintf(stderr, "input %d seen %d times\n", i, seen[i]);
+        assert_int_equal(seen[i], 1);
+    }
+    tk_msgs_free(out, n_out);
+    tk_msgs_free(dlq, n_dlq);
+
+    /* offsets were committed to the end of the input */
+    int64_t end, committed;
+    assert_int_equal(tk_group_lag(group, in_topic, PARTITIONS, &end, &committed), 0);
+    assert_int_equal(end, N_INPUTS);
+    assert_int_equal(committed, N_INPUTS);
+
+    /* and so a second run of the same group has nothing to redo */
+    run_gateway(&st);
+    assert_int_equal(st.consumed, 0);
+}
+
+int main(void)
+{
+    if (!tk_bootstrap())
+        printf("SKIPPED: COHORTGATE_TEST_BOOTSTRAP is not set; tests/scripts/test.sh starts a "
+               "broker\n");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_input_exactly_once),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Everything CI runs, in order: install what is missing, build with warnings as errors, check
+# formatting, run the unit tests, start a real Apache Kafka broker (KRaft, one node, loopback)
+# and run the Kafka integration tests against it, rebuild with AddressSanitizer+UBSan and run
+# the unit tests again, and run the fuzz targets briefly. The broker is stopped on every exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+started=$(date +%s)
+step() { printf '\n== %s (%ds)\n' "$*" $(($(date +%s) - started)); }
+
+step "dependencies"
+bash tests/scripts/install-deps.sh
+bash tests/scripts/kafka-broker.sh fetch
+
+step "build (warnings are errors)"
+bash tests/scripts/build.sh build -DCG_WERROR=ON
+
+step "format (.clang-format)"
+bad=()
+while IFS= read -r f; do
+    clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || bad+=("$f")
+done < <(git ls-files '*.c' '*.h' 2>/dev/null || find gateway mappers include tests -name '*.[ch]')
+if [ ${#bad[@]} -gt 0 ]; then
+    echo "clang-format would change: ${bad[*]}" >&2
+    echo "run: clang-format -i ${bad[*]}" >&2
+    exit 1
+fi
+echo "format ok"
+
+step "unit tests"
+ctest --test-dir build -L unit --output-on-failure
+
+step "Apache Kafka broker"
+broker_dir=$(mktemp -d /tmp/cohortgate-kafka.XXXXXX)
+trap 'bash tests/scripts/kafka-broker.sh stop "$broker_dir"; rm -rf "$broker_dir"' EXIT
+eval "$(bash tests/scripts/kafka-broker.sh start "$broker_dir")"
+export COHORTGATE_TEST_BOOTSTRAP
+
+step "Kafka integration tests against $COHORTGATE_TEST_BOOTSTRAP"
+ctest --test-dir build -L kafka --output-on-failure
+echo "the broker's own log shows the test topics it created:"
+grep -o "Created log for partition cg-it-[^ ]*" "$broker_dir/server.log" | sort -u | head -5
+n=$(grep -c "Created log for partition cg-it-" "$broker_dir/server.log" || true)
+echo "($n test topic partitions in $broker_dir/server.log)"
+[ "$n" -gt 0 ]
+
+step "AddressSanitizer + UBSan build and unit tests"
+bash tests/scripts/build.sh build-asan -DCG_WERROR=ON -DCG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan -L unit --output-on-failure
+
+if [ -f tests/scripts/fuzz-smoke.sh ]; then
+    step "fuzz smoke"
+    bash tests/scripts/fuzz-smoke.sh
+fi
+
+step "all tests passed"

@@ -1,0 +1,165 @@
+/* test_config.c - config loading: defaults, pass-through, and located errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_config.h"
+
+static cg_config_t *load(const char *text, cg_error_t *err)
+{
+    memset(err, 0, sizeof(*err));
+    return cg_config_load_string(text, "t.json", "/base", err);
+}
+
+static void test_minimal_and_defaults(void **state)
+{
+    (void)state;
+    cg_error_t err;
+    cg_config_t *c = load("{\"inputs\":[{\"topic\":\"raw\"}],"
+                          "\"kafka\":{\"bootstrap.servers\":\"127.0.0.1:9092\",\"linger.ms\":20,"
+                          "\"enable.ssl.certificate.verification\":false}}",
+                          &err);
+    assert_non_null(c);
+    assert_string_equal(c->group_id, "cohortgate");
+    assert_int_equal(c->n_inputs, 1);
+    assert_string_equal(c->inputs[0].topic, "raw");
+    assert_int_equal(c->inputs[0].format, CG_INPUT_HL7V2);
+    assert_string_equal(c->output_topic, "cohortgate.records");
+    assert_string_equal(c->dead_letter_topic, "cohortgate.dead-letter");
+    assert_int_equal(c->commit_interval_ms, 500);
+    assert_string_equal(cg_config_kafka_get(c, "bootstrap.servers"), "127.0.0.1:9092");
+    assert_string_equal(cg_config_kafka_get(c, "linger.ms"), "20");
+    assert_string_equal(cg_config_kafka_get(c, "enable.ssl.certificate.verification"), "false");
+    assert_null(cg_config_kafka_get(c, "nope"));
+    assert_int_equal(c->embedded_enabled, 0);
+    cg_config_destroy(c);
+    cg_config_destroy(NULL);
+}
+
+static void expect_error(const char *text, int line, int column, const char *needle)
+{
+    cg_error_t err;
+    cg_config_t *c = load(text, &err);
+    assert_null(c);
+    assert_int_equal(err.code, CG_ERR_CONFIG);
+    assert_string_equal(err.file, "t.json");
+    if (!strstr(err.text, needle))
+        fail_msg("error '%s' lacks '%s'", err.text, needle);
+    assert_int_equal(err.line, line);
+    assert_int_equal(err.column, column);
+}
+
+static void test_errors_are_located(void **state)
+{
+    (void)state;
+    /* unknown key, on line 3 column 3 */
+    expect_error("{\n \"inputs\":[{\"topic\":\"raw\"}],\n  \"outptu\": {},\n"
+                 " \"kafka\":{\"bootstrap.servers\":\"x\"}}",
+                 3, 3, "unknown setting 'outptu'");
+    /* unknown key inside an array element: the second element's */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"},\n{\"topic\":\"b\",\"formt\":\"x\"}],"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"}}",
+                 2, 14, "unknown setting 'inputs[].formt'");
+    /* wrong type */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"delivery\":{\"commit_interval_ms\":\"5\"},"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"}}",
+                 1, 39, "must be an integer");
+    /* out of range */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"delivery\":{\"max_in_flight\":0},"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"}}",
+                 1, 39, "from 1 to");
+    /* enum */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"log\":{\"level\":\"loud\"},"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"}}",
+                 1, 34, "one of debug|info|warn|error");
+    /* required element field */
+    expect_error("{\"inputs\":[{\"format\":\"hl7v2\"}],\"kafka\":{\"bootstrap.servers\":\"x\"}}", 1,
+                 12, "lacks the required 'topic'");
+    /* JSON syntax: jansson's position */
+    expect_error("{\"inputs\": [\n}", 2, 1, "");
+    /* no bootstrap and no embedded broker */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}]}", 1, 1, "bootstrap.servers");
+    /* kafka values must be scalars */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":[1]}}", 1, 36,
+                 "must be a string, integer or boolean");
+    /* duplicate keys are refused by the JSON reader */
+    expect_error(
+        "{\"inputs\":[{\"topic\":\"a\"}],\"inputs\":[],\"kafka\":{\"bootstrap.servers\":\"x\"}}", 1,
+        34, "duplicate");
+}
+
+static void test_embedded_paths_resolve_against_config_dir(void **state)
+{
+    (void)state;
+    cg_error_t err;
+    cg_config_t *c = load("{\"inputs\":[{\"topic\":\"raw\"}],\"embedded_broker\":{\"enabled\":true,"
+                          "\"preload\":[{\"topic\":\"raw\",\"dir\":\"feeds\"},"
+                          "{\"topic\":\"raw\",\"dir\":\"/abs\"}]}}",
+                          &err);
+    assert_non_null(c);
+    assert_int_equal(c->embedded_enabled, 1);
+    assert_int_equal(c->embedded_partitions, 3);
+    assert_int_equal(c->n_preload, 2);
+    assert_string_equal(c->preload[0].dir, "/base/feeds");
+    assert_string_equal(c->preload[1].dir, "/abs");
+    cg_config_destroy(c);
+}
+
+static void test_shipped_configs_load(void **state)
+{
+    (void)state;
+    cg_error_t err;
+    cg_config_t *c = cg_config_load_file(CG_SOURCE_DIR "/config/demo.json", &err);
+    if (!c)
+        fail_msg("%s:%d:%d: %s", err.file, err.line, err.column, err.text);
+    cg_config_destroy(c);
+    c = cg_config_load_file(CG_SOURCE_DIR "/config/production.json", &err);
+    if (!c)
+        fail_msg("%s:%d:%d: %s", err.file, err.line, err.column, err.text);
+    cg_config_destroy(c);
+    assert_null(cg_config_load_file("/nonexistent/x.json", &err));
+    assert_int_equal(err.code, CG_ERR_IO);
+}
+
+/* config/README.md embeds `cohortgate check --reference`; they must not drift apart. */
+static void test_readme_reference_matches_table(void **state)
+{
+    (void)state;
+    char *gen = NULL;
+    size_t gen_len = 0;
+    FILE *m = open_memstream(&gen, &gen_len);
+    cg_config_write_reference(m);
+    fclose(m);
+
+    FILE *f = fopen(CG_SOURCE_DIR "/config/README.md", "rb");
+    assert_non_null(f);
+    static char doc[65536];
+    size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *begin = strstr(doc, "<!-- BEGIN REFERENCE -->\n");
+    const char *end = strstr(doc, "<!-- END REFERENCE -->");
+    assert_non_null(begin);
+    assert_non_null(end);
+    begin += strlen("<!-- BEGIN REFERENCE -->\n");
+    if ((size_t)(end - begin) != gen_len || memcmp(begin, gen, gen_len) != 0)
+        fail_msg("config/README.md is out of date: regenerate its table with "
+                 "`cohortgate check --reference`");
+    free(gen);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal_and_defaults),
+        cmocka_unit_test(test_errors_are_located),
+        cmocka_unit_test(test_embedded_paths_resolve_against_config_dir),
+        cmocka_unit_test(test_shipped_configs_load),
+        cmocka_unit_test(test_readme_reference_matches_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
