@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Everything CI runs, in order: install what is missing, build with warnings as errors, check
-# formatting, run the unit tests, start a real Apache Kafka broker (KRaft, one node, loopback)
-# and run the Kafka integration tests against it, rebuild with AddressSanitizer+UBSan and run
-# the unit tests again, and run the fuzz targets briefly. The broker is stopped on every exit.
+# Everything CI runs, in order: install what is missing, build with warnings as errors and again
+# with AddressSanitizer+UBSan, check formatting, run the unit tests in both builds, start a real
+# Apache Kafka broker (KRaft, one node, loopback) and run the Kafka integration tests against it
+# in both builds, and run the fuzz targets briefly. The broker is stopped on every exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -28,8 +28,15 @@ if [ ${#bad[@]} -gt 0 ]; then
 fi
 echo "format ok"
 
+step "AddressSanitizer + UBSan build"
+bash tests/scripts/build.sh build-asan -DCG_WERROR=ON -DCG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
 step "unit tests"
 ctest --test-dir build -L unit --output-on-failure
+
+step "unit tests under AddressSanitizer + UBSan"
+ctest --test-dir build-asan -L unit --output-on-failure
 
 step "Apache Kafka broker"
 broker_dir=$(mktemp -d /tmp/cohortgate-kafka.XXXXXX)
@@ -45,10 +52,8 @@ n=$(grep -c "Created log for partition cg-it-" "$broker_dir/server.log" || true)
 echo "($n test topic partitions in $broker_dir/server.log)"
 [ "$n" -gt 0 ]
 
-step "AddressSanitizer + UBSan build and unit tests"
-bash tests/scripts/build.sh build-asan -DCG_WERROR=ON -DCG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan -L unit --output-on-failure
+step "Kafka integration tests under AddressSanitizer + UBSan"
+ctest --test-dir build-asan -L kafka --output-on-failure
 
 if [ -f tests/scripts/fuzz-smoke.sh ]; then
     step "fuzz smoke"
