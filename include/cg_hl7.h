@@ -60,6 +60,10 @@ typedef struct cg_hl7_options {
     uint32_t max_segments;
     uint32_t max_fields; /* fields in one segment */
     uint32_t max_reps;   /* repetitions of one field */
+    /* 0 (default): a line that does not start with a segment name continues the previous
+     * segment's last value (editors wrap long lines; some systems put raw line breaks in OBX-5),
+     * counted by cg_hl7_msg_wrapped. 1: such a line is a CG_ERR_HL7_SYNTAX error. */
+    int strict_segments;
     /* Character set assumed when MSH-18 is empty: an HL7 table 0211 value ("8859/1",
      * "GB 18030-2000") or an iconv name ("GBK"). Copied by cg_hl7_msg_new. */
     const char *default_charset;
@@ -135,6 +139,8 @@ size_t cg_hl7_msg_offset(const cg_hl7_msg_t *m);
 size_t cg_hl7_msg_number(const cg_hl7_msg_t *m);
 const cg_hl7_delims_t *cg_hl7_msg_delims(const cg_hl7_msg_t *m);
 const cg_hl7_batch_t *cg_hl7_msg_batch(const cg_hl7_msg_t *m);
+/* Lines that were not segments and were kept as data of the previous one (see strict_segments). */
+uint32_t cg_hl7_msg_wrapped(const cg_hl7_msg_t *m);
 /* iconv name used to decode values ("UTF-8", "ISO-8859-1", "GB18030"). */
 const char *cg_hl7_msg_charset(const cg_hl7_msg_t *m);
 

@@ -32,6 +32,10 @@ struct cg_hl7_msg {
     char charset[64];  /* iconv name */
     int charset_utf8;  /* values need validation only */
     int charset_ascii; /* ASCII bytes stand for themselves (not UTF-16/32) */
+    int default_mb;    /* charset_mb of the default charset */
+    char cs_key[64];   /* raw MSH-18 that m->charset was resolved from */
+    size_t cs_key_len; /* (size_t)-1: none */
+    char cls_set[4];   /* delimiters whose cls[] entries are set */
     int charset_mb;    /* lead bytes >= 0x81 take an ASCII-range trail byte (GBK, Big5, SJIS) */
 
     /* The index: CSR tables, each holding the first child of every unit plus one sentinel. */
@@ -43,6 +47,7 @@ struct cg_hl7_msg {
     uint32_t *tok_rep;   /* first repetition of every token (field) */
     uint32_t cap;
     uint32_t nleaves, ncomps, nreps, ntoks;
+    uint32_t wrapped; /* lines taken as continuations of the previous segment */
     uint8_t cls[256]; /* delimiter class of each byte for the current message */
 
     struct {

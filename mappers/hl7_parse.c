@@ -68,6 +68,8 @@ const char *cg_hl7_error_location(const cg_hl7_error_t *e, char *buf, size_t siz
     return buf;
 }
 
+static int charset_is_mb(const char *name);
+
 /* ---- options, life cycle ------------------------------------------------------------------- */
 
 void cg_hl7_options_default(cg_hl7_options_t *o)
@@ -76,6 +78,7 @@ void cg_hl7_options_default(cg_hl7_options_t *o)
     o->max_segments = CG_HL7_DEFAULT_MAX_SEGMENTS;
     o->max_fields = CG_HL7_DEFAULT_MAX_FIELDS;
     o->max_reps = CG_HL7_DEFAULT_MAX_REPS;
+    o->strict_segments = 0;
     o->default_charset = CG_HL7_DEFAULT_CHARSET;
 }
 
@@ -97,6 +100,10 @@ cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts)
              opts->default_charset && opts->default_charset[0] ? opts->default_charset
                                                                : CG_HL7_DEFAULT_CHARSET);
     m->opt.default_charset = m->default_charset;
+    char dn[64];
+    if (cg_hl7_charset_iconv_name(m->default_charset, strlen(m->default_charset), dn, sizeof(dn)))
+        m->default_mb = charset_is_mb(dn);
+    m->cs_key_len = (size_t)-1;
     cg_buf_init(&m->scratch);
     return m;
 }
@@ -203,6 +210,15 @@ static size_t skip_gap(const char *b, size_t n, size_t i)
         }
         return i;
     }
+}
+
+/* A segment starts with a 3-character name followed by the field separator or its end. */
+static int valid_seg_start(const char *b, size_t n, size_t q, char fs)
+{
+    if (q + 3 > n || !is_name_char((unsigned char)b[q]) || !is_name_char((unsigned char)b[q + 1]) ||
+        !is_name_char((unsigned char)b[q + 2]))
+        return 0;
+    return q + 3 == n || b[q + 3] == fs || is_seg_end((unsigned char)b[q + 3]);
 }
 
 static size_t line_end(const char *b, size_t n, size_t i)
@@ -446,6 +462,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     m->len = 0;
     m->offset = start;
     m->nsegs = 0;
+    m->wrapped = 0;
     m->nleaves = m->ncomps = m->nreps = m->ntoks = 0;
     if (grow_segs(m, 2) || grow_tables(m, 256))
         return ix_fail(&st, CG_ERR_NOMEM, 0, 0, "out of memory");
@@ -457,21 +474,35 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
         *next = resync(in, in_len, start + 3);
         return rc;
     }
-    /* Charset first: it decides whether bytes >= 0x81 hide delimiters in their trail bytes. */
+    /* Charset first: it decides whether bytes >= 0x81 hide delimiters in their trail bytes.
+     * Feeds repeat the same MSH-18, so the resolved name is kept keyed by its raw bytes. */
     char why[160];
-    if (cg_hl7__set_charset(m, "", 0, why, sizeof(why)) != CG_OK) {
-        *next = resync(in, in_len, start + 3);
-        return ix_fail(&st, CG_ERR_CHARSET, 0, 18, "default %s", why);
-    }
-    cg_slice_t cs = peek_msh18(b, region, &m->d, m->charset_mb);
-    if (cs.len && cg_hl7__set_charset(m, cs.ptr, cs.len, why, sizeof(why)) != CG_OK) {
-        *next = resync(in, in_len, start + 3);
-        return ix_fail(&st, CG_ERR_CHARSET, (size_t)(cs.ptr - b), 18, "%s", why);
+    cg_slice_t cs = peek_msh18(b, region, &m->d, m->default_mb);
+    if (cs.len >= sizeof(m->cs_key) || m->cs_key_len != cs.len ||
+        memcmp(m->cs_key, cs.ptr, cs.len) != 0 || !m->charset[0]) {
+        if (cg_hl7__set_charset(m, cs.ptr, cs.len, why, sizeof(why)) != CG_OK) {
+            m->cs_key_len = (size_t)-1;
+            *next = resync(in, in_len, start + 3);
+            return ix_fail(&st, CG_ERR_CHARSET, cs.len ? (size_t)(cs.ptr - b) : 0, 18, "%s%s",
+                           cs.len ? "" : "default ", why);
+        }
+        if (cs.len < sizeof(m->cs_key)) {
+            memcpy(m->cs_key, cs.ptr, cs.len);
+            m->cs_key_len = cs.len;
+        } else {
+            m->cs_key_len = (size_t)-1;
+        }
     }
     const int mb = m->charset_mb;
 
     uint8_t *cls = m->cls;
-    memset(cls, 0, sizeof(m->cls));
+    /* Clear only what the previous message set. */
+    cls[(unsigned char)m->cls_set[0]] = cls[(unsigned char)m->cls_set[1]] = 0;
+    cls[(unsigned char)m->cls_set[2]] = cls[(unsigned char)m->cls_set[3]] = 0;
+    m->cls_set[0] = m->d.field;
+    m->cls_set[1] = m->d.comp;
+    m->cls_set[2] = m->d.rep;
+    m->cls_set[3] = m->d.sub;
     cls[(unsigned char)m->d.field] = L_FIELD;
     if (m->d.comp)
         cls[(unsigned char)m->d.comp] = L_COMP;
@@ -593,6 +624,22 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
 
     seg_end:
         /* p is the terminator of the segment `cur` (or the end of the region). */
+        {
+            size_t q = skip_gap(b, avail, p);
+            if (!m->opt.strict_segments && q < avail && !is_boundary(b + q, avail - q) &&
+                !valid_seg_start(b, avail, q, m->d.field)) {
+                /* A line that is no segment continues the last value (text wrapped by an editor,
+                 * raw line breaks in OBX-5/NTE-3): the terminator becomes data. */
+                nl--;
+                nc--;
+                nr--;
+                nt--;
+                m->wrapped++;
+                p = q;
+                carry = 0;
+                continue;
+            }
+        }
         cur.end = (uint32_t)p;
         {
             uint32_t ntok = (nt - 1) - cur.tok0;
@@ -655,8 +702,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 k++;
             }
             m->segs[ns] = cur; /* so an error below names it */
-            if (k < 3 ||
-                (q + 3 < avail && b[q + 3] != m->d.field && !is_seg_end((unsigned char)b[q + 3]))) {
+            if (!valid_seg_start(b, avail, q, m->d.field)) {
                 size_t e = line_end(b, avail, q);
                 size_t show = e - q < 20 ? e - q : 20;
                 memset(m->segs[ns].name, 0, 4);
@@ -829,6 +875,11 @@ const cg_hl7_batch_t *cg_hl7_msg_batch(const cg_hl7_msg_t *m)
 const char *cg_hl7_msg_charset(const cg_hl7_msg_t *m)
 {
     return m->charset;
+}
+
+uint32_t cg_hl7_msg_wrapped(const cg_hl7_msg_t *m)
+{
+    return m->wrapped;
 }
 
 uint32_t cg_hl7_seg_count(const cg_hl7_msg_t *m)

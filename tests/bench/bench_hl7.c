@@ -1,0 +1,177 @@
+/* bench_hl7.c - throughput of the full structural index (cg_hl7_reader_next) on one core.
+ *
+ * usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] DIR_OR_FILE...
+ * Loads every .hl7 file, keeps the ones that decode, concatenates them (each message ends with
+ * \r) and repeats that to at least MB megabytes in memory; then indexes the whole buffer N times
+ * and prints the median. --emit writes the distinct messages (one per file) for the peer run.
+ */
+#include "cg_hl7.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static char *base;
+static size_t base_len, base_cap, base_msgs;
+
+static void add_file(const char *path, FILE *emit)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, r;
+    char tmp[65536];
+    while ((r = fread(tmp, 1, sizeof(tmp), f)) > 0) {
+        if (len + r > cap) {
+            cap = (len + r) * 2;
+            buf = realloc(buf, cap);
+        }
+        memcpy(buf + len, tmp, r);
+        len += r;
+    }
+    fclose(f);
+    if (!len) {
+        free(buf);
+        return;
+    }
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    cg_hl7_reader_t rd;
+    cg_hl7_error_t e;
+    cg_hl7_reader_init(&rd, buf, len);
+    while (cg_hl7_reader_more(&rd)) {
+        if (cg_hl7_reader_next(&rd, m, &e) != CG_OK)
+            continue;
+        cg_slice_t s = cg_hl7_msg_bytes(m);
+        if (base_len + s.len + 1 > base_cap) {
+            base_cap = (base_len + s.len + 1) * 2;
+            base = realloc(base, base_cap);
+        }
+        memcpy(base + base_len, s.ptr, s.len);
+        base_len += s.len;
+        base[base_len++] = '\r';
+        base_msgs++;
+        if (emit) {
+            fwrite(s.ptr, 1, s.len, emit);
+            fputc('\r', emit);
+            fputc(0x1C, emit); /* message separator for the peer script */
+        }
+    }
+    cg_hl7_msg_destroy(m);
+    free(buf);
+}
+
+static void add_path(const char *path, FILE *emit)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return;
+    if (!S_ISDIR(st.st_mode)) {
+        add_file(path, emit);
+        return;
+    }
+    struct dirent **ents;
+    int n = scandir(path, &ents, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        if (ents[i]->d_name[0] != '.') {
+            char sub[4096];
+            snprintf(sub, sizeof(sub), "%s/%s", path, ents[i]->d_name);
+            add_path(sub, emit);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    int runs = 7;
+    double min_mb = 64;
+    const char *emit_path = NULL;
+    int first = 1;
+    for (; first < argc && argv[first][0] == '-'; first += 2) {
+        if (first + 1 >= argc)
+            return 2;
+        if (!strcmp(argv[first], "--runs"))
+            runs = atoi(argv[first + 1]);
+        else if (!strcmp(argv[first], "--mb"))
+            min_mb = atof(argv[first + 1]);
+        else if (!strcmp(argv[first], "--emit"))
+            emit_path = argv[first + 1];
+    }
+    if (first >= argc || runs < 1) {
+        fprintf(stderr, "usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] DIR_OR_FILE...\n");
+        return 2;
+    }
+    FILE *emit = emit_path ? fopen(emit_path, "wb") : NULL;
+    for (int i = first; i < argc; i++)
+        add_path(argv[i], emit);
+    if (emit)
+        fclose(emit);
+    if (!base_msgs) {
+        fprintf(stderr, "bench_hl7: no decodable message found\n");
+        return 1;
+    }
+    size_t reps = (size_t)(min_mb * 1e6 / (double)base_len) + 1;
+    size_t len = base_len * reps;
+    char *buf = malloc(len);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(buf + i * base_len, base, base_len);
+    size_t expect = base_msgs * reps;
+
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    double *t = calloc((size_t)runs, sizeof(double));
+    size_t fields = 0;
+    for (int r = -1; r < runs; r++) { /* run -1 warms the index up */
+        cg_hl7_reader_t rd;
+        cg_hl7_error_t e;
+        size_t n = 0, segs = 0;
+        double t0 = now();
+        cg_hl7_reader_init(&rd, buf, len);
+        while (cg_hl7_reader_more(&rd)) {
+            if (cg_hl7_reader_next(&rd, m, &e) != CG_OK) {
+                fprintf(stderr, "bench_hl7: message %zu failed: %s\n", e.message, e.reason);
+                return 1;
+            }
+            segs += cg_hl7_seg_count(m);
+            n++;
+        }
+        double dt = now() - t0;
+        if (n != expect) {
+            fprintf(stderr, "bench_hl7: %zu messages, expected %zu\n", n, expect);
+            return 1;
+        }
+        if (r >= 0)
+            t[r] = dt;
+        fields = segs;
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmpd);
+    double med = t[runs / 2];
+    printf("cohortgate hl7 index: %zu distinct messages, %.1f MB buffer (%zu messages, %zu "
+           "segments), %d runs\n",
+           base_msgs, (double)len / 1e6, expect, fields, runs);
+    printf("cohortgate_mb_per_s=%.1f\ncohortgate_msgs_per_s=%.0f\n", (double)len / 1e6 / med,
+           (double)expect / med);
+    printf("min %.4f s, median %.4f s, max %.4f s\n", t[0], med, t[runs - 1]);
+    cg_hl7_msg_destroy(m);
+    free(t);
+    free(buf);
+    free(base);
+    return 0;
+}
