@@ -60,7 +60,7 @@ static cg_err_t index_opt(pctx_t *c, int *out)
         c->i++;
         *out = CG_HL7_ALL;
     } else {
-        uint32_t v;
+        uint32_t v = 0;
         if (number(c, &v, "expected an index (1, 2, ... or *) after '['") != CG_OK)
             return CG_ERR_SPEC;
         *out = (int)v;

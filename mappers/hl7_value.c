@@ -231,7 +231,7 @@ static cg_err_t conv_append(cg_hl7_msg_t *m, const char *p, size_t n, const char
             continue;
         out->data[out->len] = '\0';
         size_t at = (size_t)(in - p);
-        char d[96];
+        char d[160];
         snprintf(d, sizeof(d), "%s byte 0x%02x for character set %s",
                  errno == EINVAL ? "incomplete sequence at" : "invalid", (unsigned char)p[at],
                  m->charset);
@@ -256,6 +256,24 @@ static int hexval(unsigned char c)
     return -1;
 }
 
+/* Next escape character in [p, end); in GBK/Big5-like charsets a trail byte can equal it, so
+ * double-byte characters are stepped over whole. */
+static const char *find_esc(const cg_hl7_msg_t *m, const char *p, const char *end)
+{
+    if (!m->charset_mb)
+        return p < end ? memchr(p, m->d.esc, (size_t)(end - p)) : NULL;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x81)
+            p += 2;
+        else if (c == (unsigned char)m->d.esc)
+            return p;
+        else
+            p++;
+    }
+    return NULL;
+}
+
 cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_error_t *err)
 {
     const char esc = m->d.esc;
@@ -264,12 +282,12 @@ cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_er
         return conv_append(m, p, raw.len, p, out, err);
     cg_err_t rc;
     while (p < end) {
-        const char *e = memchr(p, esc, (size_t)(end - p));
+        const char *e = find_esc(m, p, end);
         if (!e)
             return conv_append(m, p, (size_t)(end - p), p, out, err);
         if ((rc = conv_append(m, p, (size_t)(e - p), p, out, err)) != CG_OK)
             return rc;
-        const char *close = e + 1 < end ? memchr(e + 1, esc, (size_t)(end - e - 1)) : NULL;
+        const char *close = find_esc(m, e + 1, end);
         if (!close) { /* a lone escape character stays as it is */
             return conv_append(m, e, (size_t)(end - e), e, out, err);
         }

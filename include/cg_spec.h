@@ -1,0 +1,92 @@
+/* cg_spec.h - mapping specs: compiled once, applied to each message.
+ *
+ * A spec is a JSON file (see specs/README.md) that says which messages it takes and how each
+ * becomes OMOP CDM v5.4 rows. cg_specset_load() compiles one file or every *.json of a folder,
+ * reporting every error with file:line:column. A cg_mapper_t applies a spec set to messages: it
+ * owns the per-message arena and buffers, so it is one per thread and allocates nothing per
+ * field once warm.
+ *
+ * A message either maps completely or fails: rows are collected and handed out only when every
+ * rule succeeded, so a message that cannot fill a required column never yields a half record.
+ */
+#ifndef CG_SPEC_H
+#define CG_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cg_buf.h"
+#include "cg_err.h"
+#include "cg_record.h"
+
+typedef struct cg_specset cg_specset_t;
+typedef struct cg_mapper cg_mapper_t;
+typedef struct cg_pseudo cg_pseudo_t;
+typedef struct cg_vocab cg_vocab_t;
+
+/* What compiled specs are evaluated against. Borrowed: must outlive the spec set. */
+typedef struct cg_spec_env {
+    const cg_vocab_t *vocab; /* code and unit lookups; NULL: every lookup gives concept 0 */
+    /* Pseudonyms and date shift (its range is the pseudo's); each mapper works on a clone.
+     * Required by specs with a "patient". */
+    const cg_pseudo_t *pseudo;
+    /* Offset for HL7 times without one, as "+HH:MM"/"-HH:MM", or NULL to write local times
+     * without an offset. */
+    const char *source_utc_offset;
+} cg_spec_env_t;
+
+/* Compiles path (a spec file or a folder of *.json specs). Every error found is written to errs
+ * (up to max_errs; *n_errs gets the total count). Returns NULL when any spec has an error. */
+cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_error_t *errs,
+                              size_t max_errs, size_t *n_errs);
+/* The same from text, for tests; name is used in errors. */
+cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
+                                     cg_error_t *errs, size_t max_errs, size_t *n_errs);
+size_t cg_specset_count(const cg_specset_t *ss);
+/* NULL-safe. */
+void cg_specset_destroy(cg_specset_t *ss);
+
+/* One output row of a mapped message. Pointers are valid until the next cg_mapper_map(). */
+typedef struct cg_map_row {
+    const char *standard; /* "omop-cdm-5.4" */
+    const char *table;    /* OMOP table name */
+    const char *spec;     /* spec name */
+    int spec_version;
+    const char *rule;      /* rule name */
+    cg_slice_t row_json;   /* the row as a JSON object */
+    cg_slice_t person_key; /* the patient's pseudonym (the Kafka key); empty when none */
+    cg_slice_t trace_json; /* with tracing on: {"column":{"rule","path"}...}; else empty */
+} cg_map_row_t;
+
+/* Why a message failed: the stage ("decode", "select", "map"), the rule and column when known. */
+typedef struct cg_map_error {
+    cg_err_t code;
+    const char *stage;
+    char rule[64];
+    char column[64];
+    char reason[384];
+} cg_map_error_t;
+
+/* NULL with a reason in errstr. */
+cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,
+                           size_t errstr_size);
+/* Adds the rule and source path of every column to each row (cg_map_row_t.trace_json). */
+void cg_mapper_set_trace(cg_mapper_t *mp, int on);
+/* NULL-safe. */
+void cg_mapper_destroy(cg_mapper_t *mp);
+
+/* Maps one HL7 v2 message (buf holds exactly one message, as from a Kafka record or
+ * cg_hl7_reader). On CG_OK, *rows and *n_rows hold the rows (n_rows may be 0 when no rule applies);
+ * otherwise *err says why and there are no rows. */
+cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err);
+/* The same for a message already decoded (by a cg_hl7_reader, say). */
+typedef struct cg_hl7_msg cg_hl7_msg_t;
+cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err);
+
+/* Appends the JSON envelope of row (see cg_record.h) to out. */
+cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *src,
+                             const char *const *cohorts, size_t n_cohorts, cg_buf_t *out);
+
+#endif

@@ -1,0 +1,415 @@
+/* pseudo.c - keyed pseudonyms, date shifts and row ids (see cg_pseudo.h). */
+#include "cg_pseudo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SHA256_LEN   32
+#define SHA256_BLOCK 64
+
+struct cg_pseudo_key {
+    size_t len;
+    unsigned char *bytes; /* wiped before free */
+};
+
+struct cg_pseudo {
+    EVP_MD *md;          /* fetched once: EVP_sha256() would look it up on every init */
+    EVP_MD_CTX *inner;   /* SHA-256 state after absorbing key ^ ipad */
+    EVP_MD_CTX *outer;   /* SHA-256 state after absorbing key ^ opad */
+    EVP_MD_CTX *work;    /* scratch, per call */
+    int date_shift_days; /* N of [-N, N]; 0 = off */
+};
+
+static const char date_shift_prefix[] = "\0cohortgate/date-shift/v1\x1F";
+static const char row_id_prefix[] = "cohortgate/row-id/v1";
+
+static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+    if (!errstr || !errstr_size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- keys ---- */
+
+cg_pseudo_key_t *cg_pseudo_key_new(const void *bytes, size_t len, char *errstr,
+                                   size_t errstr_size)
+{
+    if (len < CG_PSEUDO_KEY_MIN) {
+        set_err(errstr, errstr_size,
+                "pseudonym key is %zu bytes; at least %d are required (e.g. `openssl rand -hex "
+                "32`)",
+                len, CG_PSEUDO_KEY_MIN);
+        return NULL;
+    }
+    if (len > CG_PSEUDO_KEY_MAX) {
+        set_err(errstr, errstr_size, "pseudonym key is %zu bytes; at most %d are accepted", len,
+                CG_PSEUDO_KEY_MAX);
+        return NULL;
+    }
+    cg_pseudo_key_t *k = calloc(1, sizeof(*k));
+    unsigned char *b = malloc(len);
+    if (!k || !b) {
+        free(k);
+        free(b);
+        set_err(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    memcpy(b, bytes, len);
+    k->bytes = b;
+    k->len = len;
+    return k;
+}
+
+/* Reads at most CG_PSEUDO_KEY_MAX + 1 bytes into buf (so an oversize file is detected). */
+static int read_key_file(const char *path, unsigned char *buf, size_t cap, size_t *len,
+                         char *errstr, size_t errstr_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(errstr, errstr_size, "pseudonym key file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) &&
+        !S_ISCHR(st.st_mode)) {
+        close(fd);
+        set_err(errstr, errstr_size, "pseudonym key file %s: not a regular file", path);
+        return -1;
+    }
+    size_t n = 0;
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            set_err(errstr, errstr_size, "pseudonym key file %s: %s", path, strerror(e));
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *len = n;
+    return 0;
+}
+
+cg_pseudo_key_t *cg_pseudo_key_load(const char *file_path, const char *env_name, char *errstr,
+                                    size_t errstr_size)
+{
+    if (file_path && env_name) {
+        set_err(errstr, errstr_size,
+                "pseudonym key: name either a key file or an environment variable, not both");
+        return NULL;
+    }
+    if (file_path) {
+        unsigned char buf[CG_PSEUDO_KEY_MAX + 2];
+        size_t n = 0;
+        if (read_key_file(file_path, buf, sizeof(buf), &n, errstr, errstr_size) != 0) {
+            OPENSSL_cleanse(buf, sizeof(buf));
+            return NULL;
+        }
+        if (n > CG_PSEUDO_KEY_MAX + 1) {
+            OPENSSL_cleanse(buf, sizeof(buf));
+            set_err(errstr, errstr_size,
+                    "pseudonym key file %s: larger than %d bytes; is this the right file?",
+                    file_path, CG_PSEUDO_KEY_MAX);
+            return NULL;
+        }
+        if (n > 0 && buf[n - 1] == '\n') /* editors add one; it is not part of the key */
+            n--;
+        char sub[128];
+        cg_pseudo_key_t *k = cg_pseudo_key_new(buf, n, sub, sizeof(sub));
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (!k)
+            set_err(errstr, errstr_size, "pseudonym key file %s: %s", file_path, sub);
+        return k;
+    }
+    const char *name = env_name ? env_name : CG_PSEUDO_KEY_ENV;
+    const char *val = getenv(name);
+    if (!val || !*val) {
+        set_err(errstr, errstr_size,
+                "pseudonym key: environment variable %s is not set%s; refusing to emit unkeyed "
+                "pseudonyms",
+                name, env_name ? "" : " and no key file was given");
+        return NULL;
+    }
+    char sub[128];
+    cg_pseudo_key_t *k = cg_pseudo_key_new(val, strlen(val), sub, sizeof(sub));
+    if (!k)
+        set_err(errstr, errstr_size, "environment variable %s: %s", name, sub);
+    return k;
+}
+
+size_t cg_pseudo_key_len(const cg_pseudo_key_t *key)
+{
+    return key ? key->len : 0;
+}
+
+void cg_pseudo_key_destroy(cg_pseudo_key_t *key)
+{
+    if (!key)
+        return;
+    if (key->bytes) {
+        OPENSSL_cleanse(key->bytes, key->len);
+        free(key->bytes);
+    }
+    OPENSSL_cleanse(key, sizeof(*key));
+    free(key);
+}
+
+/* ---- HMAC state ---- */
+
+void cg_pseudo_destroy(cg_pseudo_t *p)
+{
+    if (!p)
+        return;
+    /* EVP_MD_CTX_free clears the provider's digest state before freeing it */
+    EVP_MD_CTX_free(p->inner);
+    EVP_MD_CTX_free(p->outer);
+    EVP_MD_CTX_free(p->work);
+    EVP_MD_free(p->md);
+    free(p);
+}
+
+static cg_pseudo_t *alloc_pseudo(char *errstr, size_t errstr_size)
+{
+    cg_pseudo_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        set_err(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    p->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    p->inner = EVP_MD_CTX_new();
+    p->outer = EVP_MD_CTX_new();
+    p->work = EVP_MD_CTX_new();
+    if (!p->md || !p->inner || !p->outer || !p->work) {
+        cg_pseudo_destroy(p);
+        set_err(errstr, errstr_size, "OpenSSL: cannot set up SHA-256");
+        return NULL;
+    }
+    return p;
+}
+
+cg_pseudo_t *cg_pseudo_new(const cg_pseudo_key_t *key, int date_shift_days, char *errstr,
+                           size_t errstr_size)
+{
+    if (!key || key->len < CG_PSEUDO_KEY_MIN) {
+        set_err(errstr, errstr_size, "pseudonym key missing or shorter than %d bytes",
+                CG_PSEUDO_KEY_MIN);
+        return NULL;
+    }
+    if (date_shift_days < 0 || date_shift_days > CG_PSEUDO_DATE_SHIFT_MAX) {
+        set_err(errstr, errstr_size, "date shift %d days out of range [0, %d]", date_shift_days,
+                CG_PSEUDO_DATE_SHIFT_MAX);
+        return NULL;
+    }
+    cg_pseudo_t *p = alloc_pseudo(errstr, errstr_size);
+    if (!p)
+        return NULL;
+    p->date_shift_days = date_shift_days;
+
+    /* RFC 2104: keys longer than the block are hashed first, shorter ones zero-padded */
+    unsigned char k0[SHA256_BLOCK], pad[SHA256_BLOCK];
+    memset(k0, 0, sizeof(k0));
+    int ok = 1;
+    if (key->len > SHA256_BLOCK) {
+        unsigned int n = 0;
+        ok = EVP_Digest(key->bytes, key->len, k0, &n, p->md, NULL) == 1;
+    } else {
+        memcpy(k0, key->bytes, key->len);
+    }
+    for (size_t i = 0; ok && i < SHA256_BLOCK; i++)
+        pad[i] = k0[i] ^ 0x36;
+    ok = ok && EVP_DigestInit_ex2(p->inner, p->md, NULL) == 1 &&
+         EVP_DigestUpdate(p->inner, pad, SHA256_BLOCK) == 1;
+    for (size_t i = 0; ok && i < SHA256_BLOCK; i++)
+        pad[i] = k0[i] ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex2(p->outer, p->md, NULL) == 1 &&
+         EVP_DigestUpdate(p->outer, pad, SHA256_BLOCK) == 1;
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    if (!ok) {
+        cg_pseudo_destroy(p);
+        set_err(errstr, errstr_size, "OpenSSL: cannot initialise HMAC-SHA256");
+        return NULL;
+    }
+    return p;
+}
+
+cg_pseudo_t *cg_pseudo_clone(const cg_pseudo_t *src, char *errstr, size_t errstr_size)
+{
+    if (!src) {
+        set_err(errstr, errstr_size, "nothing to clone");
+        return NULL;
+    }
+    cg_pseudo_t *p = alloc_pseudo(errstr, errstr_size);
+    if (!p)
+        return NULL;
+    p->date_shift_days = src->date_shift_days;
+    if (EVP_MD_CTX_copy_ex(p->inner, src->inner) != 1 ||
+        EVP_MD_CTX_copy_ex(p->outer, src->outer) != 1) {
+        cg_pseudo_destroy(p);
+        set_err(errstr, errstr_size, "OpenSSL: cannot copy HMAC state");
+        return NULL;
+    }
+    return p;
+}
+
+int cg_pseudo_date_shift_days(const cg_pseudo_t *p)
+{
+    return p ? p->date_shift_days : 0;
+}
+
+/* HMAC over up to four pieces, fed in place so nothing is concatenated. */
+static cg_err_t hmac_parts(cg_pseudo_t *p, const cg_slice_t *parts, size_t nparts,
+                           unsigned char out[SHA256_LEN])
+{
+    unsigned char ih[SHA256_LEN];
+    unsigned int n = 0;
+    if (EVP_MD_CTX_copy_ex(p->work, p->inner) != 1)
+        return CG_ERR_NOMEM;
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].len && EVP_DigestUpdate(p->work, parts[i].ptr, parts[i].len) != 1)
+            return CG_ERR_NOMEM;
+    if (EVP_DigestFinal_ex(p->work, ih, &n) != 1 || EVP_MD_CTX_copy_ex(p->work, p->outer) != 1 ||
+        EVP_DigestUpdate(p->work, ih, SHA256_LEN) != 1 ||
+        EVP_DigestFinal_ex(p->work, out, &n) != 1)
+        return CG_ERR_NOMEM;
+    return CG_OK;
+}
+
+cg_err_t cg_pseudo_hmac(cg_pseudo_t *p, const void *data, size_t len, unsigned char out[32])
+{
+    if (!p || !out || (!data && len))
+        return CG_ERR_INVALID_ARG;
+    cg_slice_t part = {data, len};
+    return hmac_parts(p, &part, 1, out);
+}
+
+/* First 8 bytes big-endian, top bit cleared; 0 (probability 2^-63) becomes 1 so that 0 can
+ * keep meaning "none" downstream. */
+static int64_t to_id63(const unsigned char *h)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | h[i];
+    v &= UINT64_C(0x7FFFFFFFFFFFFFFF);
+    return v ? (int64_t)v : 1;
+}
+
+static int valid_identity(cg_slice_t authority, cg_slice_t patient_id)
+{
+    if (!patient_id.len || !patient_id.ptr || (authority.len && !authority.ptr))
+        return 0;
+    for (size_t i = 0; i < authority.len; i++)
+        if (authority.ptr[i] == 0x1F || authority.ptr[i] == '\0')
+            return 0;
+    return 1;
+}
+
+cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
+                          cg_pseudo_person_t *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!p || !out || !valid_identity(authority, patient_id))
+        return CG_ERR_INVALID_ARG;
+    cg_slice_t parts[3] = {authority, {"\x1F", 1}, patient_id};
+    unsigned char h[SHA256_LEN];
+    cg_err_t rc = hmac_parts(p, parts, 3, h);
+    if (rc != CG_OK)
+        return rc;
+    out->person_id = to_id63(h);
+    for (int i = 0; i < CG_PSEUDO_SOURCE_VALUE_LEN / 2; i++) {
+        out->source_value[2 * i] = hex[h[i] >> 4];
+        out->source_value[2 * i + 1] = hex[h[i] & 15];
+    }
+    out->source_value[CG_PSEUDO_SOURCE_VALUE_LEN] = '\0';
+    return CG_OK;
+}
+
+cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
+                              int *days)
+{
+    if (!p || !days || !valid_identity(authority, patient_id))
+        return CG_ERR_INVALID_ARG;
+    *days = 0;
+    if (p->date_shift_days == 0)
+        return CG_OK;
+    cg_slice_t parts[4] = {
+        {date_shift_prefix, sizeof(date_shift_prefix) - 1}, authority, {"\x1F", 1}, patient_id};
+    unsigned char h[SHA256_LEN];
+    cg_err_t rc = hmac_parts(p, parts, 4, h);
+    if (rc != CG_OK)
+        return rc;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | h[i];
+    /* modulo bias is below 2^-50 for N <= 3650 */
+    uint64_t span = 2 * (uint64_t)p->date_shift_days + 1;
+    *days = (int)(v % span) - p->date_shift_days;
+    return CG_OK;
+}
+
+static void put_u64be(unsigned char *b, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        b[i] = (unsigned char)(v & 0xFF);
+        v >>= 8;
+    }
+}
+
+cg_err_t cg_pseudo_row_id(cg_pseudo_t *p, cg_slice_t spec, cg_slice_t message_id, cg_slice_t rule,
+                          uint64_t position, int64_t *out)
+{
+    if (!out || (spec.len && !spec.ptr) || (message_id.len && !message_id.ptr) ||
+        (rule.len && !rule.ptr))
+        return CG_ERR_INVALID_ARG;
+    EVP_MD_CTX *own = NULL, *ctx;
+    const EVP_MD *md;
+    if (p) {
+        ctx = p->work;
+        md = p->md;
+    } else {
+        ctx = own = EVP_MD_CTX_new();
+        md = EVP_sha256();
+        if (!ctx)
+            return CG_ERR_NOMEM;
+    }
+    unsigned char lens[3][8], pos[8], h[SHA256_LEN];
+    put_u64be(lens[0], spec.len);
+    put_u64be(lens[1], message_id.len);
+    put_u64be(lens[2], rule.len);
+    put_u64be(pos, position);
+    unsigned int n = 0;
+    int ok = EVP_DigestInit_ex2(ctx, md, NULL) == 1 &&
+             EVP_DigestUpdate(ctx, row_id_prefix, sizeof(row_id_prefix) - 1) == 1 &&
+             EVP_DigestUpdate(ctx, lens[0], 8) == 1 &&
+             (!spec.len || EVP_DigestUpdate(ctx, spec.ptr, spec.len) == 1) &&
+             EVP_DigestUpdate(ctx, lens[1], 8) == 1 &&
+             (!message_id.len || EVP_DigestUpdate(ctx, message_id.ptr, message_id.len) == 1) &&
+             EVP_DigestUpdate(ctx, lens[2], 8) == 1 &&
+             (!rule.len || EVP_DigestUpdate(ctx, rule.ptr, rule.len) == 1) &&
+             EVP_DigestUpdate(ctx, pos, 8) == 1 && EVP_DigestFinal_ex(ctx, h, &n) == 1;
+    EVP_MD_CTX_free(own);
+    if (!ok)
+        return CG_ERR_NOMEM;
+    *out = to_id63(h);
+    return CG_OK;
+}

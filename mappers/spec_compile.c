@@ -1,0 +1,1003 @@
+/* spec_compile.c - JSON mapping specs to their compiled form (spec_impl.h).
+ *
+ * Compilation goes on after an error so that one run reports every error of a file, each with
+ * file:line:column, the rule, and the offending text.
+ */
+#include "spec_impl.h"
+
+#include "cg_jsonpos.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct cc {
+    cg_specset_t *ss;
+    const char *file;
+    const cg_jsonpos_t *jp;
+    cg_error_t *errs;
+    size_t max_errs;
+    size_t n_errs;
+    spec_t *spec;
+    const char *rule; /* name of the rule being compiled, for messages */
+    binding_t *msg_lets;
+    size_t n_msg_lets; /* visible message-level bindings */
+    binding_t *rule_lets;
+    size_t n_rule_lets; /* visible rule-level bindings */
+} cc_t;
+
+static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+/* Records an error at value `at`, or at the key `key` of object `obj` when at has no position. */
+static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
+                   ...)
+{
+    size_t i = c->n_errs++;
+    if (i >= c->max_errs || !c->errs)
+        return;
+    cg_jsonpos_loc_t l = cg_jsonpos_of(c->jp, at);
+    if (!l.line && obj && key)
+        l = cg_jsonpos_key(c->jp, obj, key);
+    if (!l.line && obj)
+        l = cg_jsonpos_of(c->jp, obj);
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->rule)
+        cg_error_set(&c->errs[i], CG_ERR_SPEC, c->file, l.line, l.column, "rule '%s': %s", c->rule,
+                     msg);
+    else
+        cg_error_set(&c->errs[i], CG_ERR_SPEC, c->file, l.line, l.column, "%s", msg);
+}
+
+static void *alloc(cc_t *c, size_t n)
+{
+    void *p = cg_arena_alloc(&c->ss->arena, n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+static const char *dup(cc_t *c, const char *s, size_t n)
+{
+    return cg_arena_strndup(&c->ss->arena, s, n);
+}
+
+static int keep_regex(cg_specset_t *ss, pcre2_code *re)
+{
+    if (ss->n_regexes == ss->cap_regexes) {
+        size_t cap = ss->cap_regexes ? ss->cap_regexes * 2 : 8;
+        pcre2_code **p = realloc(ss->regexes, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        ss->regexes = p;
+        ss->cap_regexes = cap;
+    }
+    ss->regexes[ss->n_regexes++] = re;
+    return 0;
+}
+
+static pcre2_code *compile_regex(cc_t *c, const json_t *at, const char *pattern)
+{
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof(msg));
+        err_at(c, at, NULL, NULL, "regex '%s' does not compile at offset %zu: %s", pattern,
+               (size_t)off, (const char *)msg);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT is absent */
+    uint32_t caps = 0;
+    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &caps);
+    if (caps + 1 > c->ss->max_capture)
+        c->ss->max_capture = caps + 1;
+    if (keep_regex(c->ss, re)) {
+        pcre2_code_free(re);
+        return NULL;
+    }
+    return re;
+}
+
+static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path_t *out)
+{
+    cg_error_t e;
+    if (cg_hl7_path_compile(out, text, strlen(text), &e) == CG_OK)
+        return 0;
+    size_t i = c->n_errs;
+    err_at(c, at, NULL, NULL, "%s", e.text);
+    /* point at the character inside the string: after the opening quote */
+    if (i < c->max_errs && c->errs && c->errs[i].line && e.column > 0)
+        c->errs[i].column += e.column;
+    return -1;
+}
+
+static expr_t *compile_expr(cc_t *c, json_t *j);
+static cond_t *compile_cond(cc_t *c, json_t *j);
+
+static const struct {
+    const char *name;
+    xform_kind_t kind;
+} xform_names[] = {
+    {"trim", XF_TRIM},
+    {"upper", XF_UPPER},
+    {"lower", XF_LOWER},
+    {"date", XF_DATE},
+    {"datetime", XF_DATETIME},
+    {"number", XF_NUMBER},
+    {"integer", XF_INTEGER},
+    {"unit", XF_UNIT},
+    {"sn", XF_SN},
+    {"regex_extract", XF_REGEX_EXTRACT},
+    {"regex_replace", XF_REGEX_REPLACE},
+    {"map", XF_MAP},
+    {"lookup", XF_LOOKUP},
+    {"truncate", XF_TRUNCATE},
+};
+
+static int xform_kind_of(const char *name, xform_kind_t *k)
+{
+    for (size_t i = 0; i < sizeof(xform_names) / sizeof(xform_names[0]); i++)
+        if (!strcmp(name, xform_names[i].name)) {
+            *k = xform_names[i].kind;
+            return 0;
+        }
+    return -1;
+}
+
+static int scalar_text(cc_t *c, json_t *v, const char **s, size_t *n)
+{
+    char buf[64];
+    if (json_is_string(v)) { /* copied: the JSON tree is freed after compiling */
+        *n = json_string_length(v);
+        *s = dup(c, json_string_value(v), *n);
+        return *s ? 0 : -1;
+    }
+    if (json_is_integer(v)) {
+        *n = (size_t)snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else if (json_is_real(v)) {
+        *n = (size_t)snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        *n = (size_t)snprintf(buf, sizeof(buf), "%s", json_is_true(v) ? "true" : "false");
+    } else {
+        return -1;
+    }
+    *s = dup(c, buf, *n);
+    return *s ? 0 : -1;
+}
+
+static int compile_xform(cc_t *c, json_t *j, xform_t *x)
+{
+    const char *name;
+    json_t *arg = NULL;
+    if (json_is_string(j)) {
+        name = json_string_value(j);
+    } else if (json_is_object(j) && json_object_size(j) == 1) {
+        void *it = json_object_iter(j);
+        name = json_object_iter_key(it);
+        arg = json_object_iter_value(it);
+    } else {
+        err_at(c, j, NULL, NULL, "a transform is a name or an object with one key");
+        return -1;
+    }
+    if (xform_kind_of(name, &x->kind)) {
+        err_at(c, j, NULL, NULL,
+               "unknown transform '%s' (known: trim, upper, lower, date, datetime, number, "
+               "integer, sn, regex_extract, regex_replace, map, lookup, unit, truncate)",
+               name);
+        return -1;
+    }
+    switch (x->kind) {
+    case XF_SN: {
+        const char *part = json_string_value(arg);
+        if (!part) {
+            err_at(c, j, NULL, NULL, "'sn' takes one of number, comparator, separator, number2");
+            return -1;
+        }
+        if (!strcmp(part, "number"))
+            x->u.sn = SN_NUMBER;
+        else if (!strcmp(part, "comparator"))
+            x->u.sn = SN_COMPARATOR;
+        else if (!strcmp(part, "separator"))
+            x->u.sn = SN_SEPARATOR;
+        else if (!strcmp(part, "number2"))
+            x->u.sn = SN_NUMBER2;
+        else {
+            err_at(c, arg, j, name, "'sn' takes number, comparator, separator or number2, not '%s'",
+                   part);
+            return -1;
+        }
+        return 0;
+    }
+    case XF_REGEX_EXTRACT:
+    case XF_REGEX_REPLACE: {
+        const char *pat = json_string_value(arg);
+        json_t *group = NULL, *with = NULL;
+        if (json_is_object(arg)) {
+            pat = json_string_value(json_object_get(arg, "pattern"));
+            group = json_object_get(arg, "group");
+            with = json_object_get(arg, "with");
+        }
+        if (!pat) {
+            err_at(c, j, NULL, NULL, "'%s' needs a pattern", name);
+            return -1;
+        }
+        if (x->kind == XF_REGEX_REPLACE && !json_is_string(with)) {
+            err_at(c, j, NULL, NULL, "'regex_replace' needs {\"pattern\": …, \"with\": …}");
+            return -1;
+        }
+        x->u.re.re =
+            compile_regex(c, json_is_object(arg) ? json_object_get(arg, "pattern") : arg, pat);
+        if (!x->u.re.re)
+            return -1;
+        uint32_t caps = 0;
+        pcre2_pattern_info(x->u.re.re, PCRE2_INFO_CAPTURECOUNT, &caps);
+        x->u.re.group = group ? (uint32_t)json_integer_value(group) : (caps >= 1 ? 1 : 0);
+        if (group && (!json_is_integer(group) || json_integer_value(group) < 0 ||
+                      (uint32_t)json_integer_value(group) > caps)) {
+            err_at(c, group, arg, "group", "group must be an integer from 0 to %u", caps);
+            return -1;
+        }
+        if (with)
+            x->u.re.with = dup(c, json_string_value(with), json_string_length(with));
+        return 0;
+    }
+    case XF_MAP: {
+        if (!json_is_object(arg) || json_object_size(arg) == 0) {
+            err_at(c, j, NULL, NULL, "'map' takes an object of \"from\": to");
+            return -1;
+        }
+        x->u.map.entries = alloc(c, json_object_size(arg) * sizeof(map_entry_t));
+        const char *k;
+        json_t *v;
+        json_object_foreach(arg, k, v)
+        {
+            map_entry_t *e = &x->u.map.entries[x->u.map.n];
+            e->from = k;
+            e->from_len = strlen(k);
+            if (!json_is_null(v) && scalar_text(c, v, &e->to, &e->to_len)) {
+                err_at(c, v, arg, k, "map values are strings, numbers, booleans or null");
+                return -1;
+            }
+            e->from = dup(c, k, e->from_len);
+            if (!strcmp(k, "*"))
+                x->u.map.deflt = e;
+            else
+                x->u.map.n++;
+        }
+        return 0;
+    }
+    case XF_LOOKUP: {
+        json_t *voc = json_is_object(arg) ? json_object_get(arg, "vocabulary") : NULL;
+        json_t *want = json_is_object(arg) ? json_object_get(arg, "want") : NULL;
+        if (!voc) {
+            err_at(c, j, NULL, NULL,
+                   "'lookup' needs {\"vocabulary\": NAME or expression, \"want\": …}");
+            return -1;
+        }
+        /* a string is a vocabulary name; an expression (object) picks it per message */
+        if (json_is_string(voc))
+            x->u.lookup.vocabulary = dup(c, json_string_value(voc), json_string_length(voc));
+        else if (!json_is_object(voc) || !(x->u.lookup.vocab_expr = compile_expr(c, voc)))
+            return -1;
+        const char *w = want ? json_string_value(want) : "concept_id";
+        if (w && !strcmp(w, "concept_id"))
+            x->u.lookup.want = LK_CONCEPT_ID;
+        else if (w && !strcmp(w, "source_concept_id"))
+            x->u.lookup.want = LK_SOURCE_CONCEPT_ID;
+        else if (w && !strcmp(w, "domain_id"))
+            x->u.lookup.want = LK_DOMAIN_ID;
+        else {
+            err_at(c, want, arg, "want", "want is concept_id, source_concept_id or domain_id");
+            return -1;
+        }
+        return 0;
+    }
+    case XF_TRUNCATE:
+        if (!json_is_integer(arg) || json_integer_value(arg) < 1) {
+            err_at(c, j, NULL, NULL, "'truncate' takes a positive number of characters");
+            return -1;
+        }
+        x->u.truncate = (size_t)json_integer_value(arg);
+        return 0;
+    default:
+        if (arg && !json_is_null(arg) && !(json_is_object(arg) && json_object_size(arg) == 0)) {
+            err_at(c, j, NULL, NULL, "transform '%s' takes no argument", name);
+            return -1;
+        }
+        return 0;
+    }
+}
+
+static int find_var(cc_t *c, const char *name)
+{
+    /* rule bindings shadow message bindings; later ones shadow earlier ones */
+    for (size_t i = c->n_rule_lets; i-- > 0;)
+        if (!strcmp(c->rule_lets[i].name, name))
+            return (int)(c->spec->n_lets + i);
+    for (size_t i = c->n_msg_lets; i-- > 0;)
+        if (!strcmp(c->msg_lets[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+static expr_t **compile_list(cc_t *c, json_t *arr, const char *op, size_t *n)
+{
+    if (!json_is_array(arr) || json_array_size(arr) == 0) {
+        err_at(c, arr, NULL, NULL, "'%s' takes a non-empty array", op);
+        return NULL;
+    }
+    *n = json_array_size(arr);
+    expr_t **items = alloc(c, *n * sizeof(*items));
+    size_t i;
+    json_t *v;
+    int bad = 0;
+    json_array_foreach(arr, i, v) bad |= !(items[i] = compile_expr(c, v));
+    return bad ? NULL : items;
+}
+
+static const char *const expr_ops[] = {"path", "const",   "var",     "concat", "coalesce",
+                                       "if",   "patient", "hash_id", NULL};
+static const char *const expr_mods[] = {"pipe", "default", "required", "sep",
+                                        "then", "else",    "ns",       NULL};
+
+static int in_list(const char *k, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (!strcmp(k, list[i]))
+            return 1;
+    return 0;
+}
+
+static expr_t *compile_expr(cc_t *c, json_t *j)
+{
+    expr_t *e = alloc(c, sizeof(*e));
+    if (!e)
+        return NULL;
+    if (json_is_string(j)) { /* a bare string is a path */
+        e->kind = EX_PATH;
+        e->text = dup(c, json_string_value(j), json_string_length(j));
+        return compile_path(c, j, json_string_value(j), &e->u.path) ? NULL : e;
+    }
+    if (!json_is_object(j)) { /* numbers, booleans, null: constants */
+        e->kind = EX_CONST;
+        e->text = "constant";
+        if (json_is_null(j))
+            return e;
+        e->u.cst.present = 1;
+        if (scalar_text(c, j, &e->u.cst.s, &e->u.cst.len)) {
+            err_at(c, j, NULL, NULL, "an expression is a path, a constant or an object");
+            return NULL;
+        }
+        return e;
+    }
+    const char *op = NULL, *k;
+    json_t *v, *arg = NULL;
+    json_object_foreach(j, k, v)
+    {
+        if (in_list(k, expr_ops)) {
+            if (op) {
+                err_at(c, v, j, k,
+                       "an expression has one of path, const, var, concat, coalesce, "
+                       "if, patient, hash_id; this one has '%s' and '%s'",
+                       op, k);
+                return NULL;
+            }
+            op = k;
+            arg = v;
+        } else if (!in_list(k, expr_mods)) {
+            err_at(c, v, j, k, "unknown expression key '%s'", k);
+            return NULL;
+        }
+    }
+    if (!op) {
+        err_at(c, j, NULL, NULL,
+               "an expression needs one of path, const, var, concat, coalesce, "
+               "if, patient, hash_id");
+        return NULL;
+    }
+    int bad = 0;
+    if (!strcmp(op, "path")) {
+        e->kind = EX_PATH;
+        if (!json_is_string(arg)) {
+            err_at(c, arg, j, op, "'path' takes a string such as \"PID-5.1\"");
+            return NULL;
+        }
+        e->text = dup(c, json_string_value(arg), json_string_length(arg));
+        bad |= compile_path(c, arg, json_string_value(arg), &e->u.path);
+    } else if (!strcmp(op, "const")) {
+        e->kind = EX_CONST;
+        e->text = "constant";
+        if (!json_is_null(arg)) {
+            e->u.cst.present = 1;
+            if (scalar_text(c, arg, &e->u.cst.s, &e->u.cst.len)) {
+                err_at(c, arg, j, op, "'const' takes a string, number, boolean or null");
+                return NULL;
+            }
+        }
+    } else if (!strcmp(op, "var")) {
+        e->kind = EX_VAR;
+        const char *name = json_string_value(arg);
+        if (!name || (e->u.var = find_var(c, name)) < 0) {
+            err_at(c, arg, j, op, "no binding named '%s' before this point (see \"let\")",
+                   name ? name : "?");
+            return NULL;
+        }
+        e->text = dup(c, name, strlen(name));
+    } else if (!strcmp(op, "concat") || !strcmp(op, "coalesce") || !strcmp(op, "hash_id")) {
+        e->kind = !strcmp(op, "concat")     ? EX_CONCAT
+                  : !strcmp(op, "coalesce") ? EX_COALESCE
+                                            : EX_HASH_ID;
+        e->text = e->kind == EX_CONCAT ? "concat" : e->kind == EX_COALESCE ? "coalesce" : "hash_id";
+        if (!(e->u.list.items = compile_list(c, arg, op, &e->u.list.n)))
+            return NULL;
+        json_t *sep = json_object_get(j, e->kind == EX_HASH_ID ? "ns" : "sep");
+        if (e->kind == EX_HASH_ID && !json_is_string(sep)) {
+            err_at(c, j, NULL, NULL, "'hash_id' needs \"ns\": a namespace such as \"visit\"");
+            return NULL;
+        }
+        e->u.list.sep = sep ? dup(c, json_string_value(sep), json_string_length(sep)) : "";
+    } else if (!strcmp(op, "if")) {
+        e->kind = EX_IF;
+        e->text = "if";
+        e->u.iff.cond = compile_cond(c, arg);
+        json_t *t = json_object_get(j, "then"), *el = json_object_get(j, "else");
+        if (!t) {
+            err_at(c, j, NULL, NULL, "'if' needs \"then\"");
+            return NULL;
+        }
+        e->u.iff.then = compile_expr(c, t);
+        e->u.iff.els = el ? compile_expr(c, el) : NULL;
+        bad |= !e->u.iff.cond || !e->u.iff.then || (el && !e->u.iff.els);
+    } else if (!strcmp(op, "patient")) {
+        e->kind = EX_PATIENT;
+        const char *p = json_string_value(arg);
+        if (p && !strcmp(p, "person_id"))
+            e->u.patient = PT_PERSON_ID;
+        else if (p && !strcmp(p, "person_source_value"))
+            e->u.patient = PT_SOURCE_VALUE;
+        else {
+            err_at(c, arg, j, op, "'patient' is person_id or person_source_value");
+            return NULL;
+        }
+        if (!c->spec->has_patient) {
+            err_at(c, arg, j, op, "'patient' needs the spec's \"patient\": {\"id\": PATH, …}");
+            return NULL;
+        }
+        e->text =
+            e->u.patient == PT_PERSON_ID ? "patient person_id" : "patient person_source_value";
+    }
+    json_t *pipe = json_object_get(j, "pipe");
+    if (pipe) {
+        if (!json_is_array(pipe)) {
+            err_at(c, pipe, j, "pipe", "'pipe' is an array of transforms");
+            return NULL;
+        }
+        e->n_xforms = json_array_size(pipe);
+        e->xforms = alloc(c, e->n_xforms * sizeof(xform_t) + 1);
+        size_t i;
+        json_array_foreach(pipe, i, v) bad |= compile_xform(c, v, &e->xforms[i]);
+    }
+    json_t *d = json_object_get(j, "default");
+    if (d)
+        bad |= !(e->deflt = compile_expr(c, d));
+    json_t *r = json_object_get(j, "required");
+    if (r && !json_is_boolean(r)) {
+        err_at(c, r, j, "required", "'required' is true or false");
+        bad = 1;
+    }
+    e->required = json_is_true(r);
+    return bad ? NULL : e;
+}
+
+static cond_t *compile_cond(cc_t *c, json_t *j)
+{
+    static const char *const ops[] = {"eq",  "ne",  "in",  "regex", "present",
+                                      "not", "all", "any", NULL};
+    if (!json_is_object(j) || json_object_size(j) != 1) {
+        err_at(c, j, NULL, NULL,
+               "a condition is an object with one of eq, ne, in, regex, present, not, all, any");
+        return NULL;
+    }
+    void *it = json_object_iter(j);
+    const char *op = json_object_iter_key(it);
+    json_t *arg = json_object_iter_value(it);
+    cond_t *d = alloc(c, sizeof(*d));
+    if (!in_list(op, ops)) {
+        err_at(c, arg, j, op,
+               "unknown condition '%s' (known: eq, ne, in, regex, present, not, all, any)", op);
+        return NULL;
+    }
+    if (!strcmp(op, "eq") || !strcmp(op, "ne")) {
+        d->kind = op[0] == 'e' ? CD_EQ : CD_NE;
+        if (!json_is_array(arg) || json_array_size(arg) != 2) {
+            err_at(c, arg, j, op, "'%s' takes [expression, expression]", op);
+            return NULL;
+        }
+        d->a = compile_expr(c, json_array_get(arg, 0));
+        d->b = compile_expr(c, json_array_get(arg, 1));
+        return d->a && d->b ? d : NULL;
+    }
+    if (!strcmp(op, "in")) {
+        d->kind = CD_IN;
+        json_t *vals = json_array_get(arg, 1);
+        if (!json_is_array(arg) || json_array_size(arg) != 2 || !json_is_array(vals)) {
+            err_at(c, arg, j, op, "'in' takes [expression, [value, …]]");
+            return NULL;
+        }
+        d->a = compile_expr(c, json_array_get(arg, 0));
+        d->n_values = json_array_size(vals);
+        d->values = alloc(c, (d->n_values + 1) * sizeof(*d->values));
+        d->value_lens = alloc(c, (d->n_values + 1) * sizeof(*d->value_lens));
+        size_t i;
+        json_t *v;
+        json_array_foreach(vals, i, v)
+        {
+            if (scalar_text(c, v, &d->values[i], &d->value_lens[i])) {
+                err_at(c, v, NULL, NULL, "'in' values are strings or numbers");
+                return NULL;
+            }
+        }
+        return d->a ? d : NULL;
+    }
+    if (!strcmp(op, "regex")) {
+        d->kind = CD_REGEX;
+        json_t *pat = json_array_get(arg, 1);
+        if (!json_is_array(arg) || json_array_size(arg) != 2 || !json_is_string(pat)) {
+            err_at(c, arg, j, op, "'regex' takes [expression, \"pattern\"]");
+            return NULL;
+        }
+        d->a = compile_expr(c, json_array_get(arg, 0));
+        d->re = compile_regex(c, pat, json_string_value(pat));
+        return d->a && d->re ? d : NULL;
+    }
+    if (!strcmp(op, "present")) {
+        d->kind = CD_PRESENT;
+        d->a = compile_expr(c, arg);
+        return d->a ? d : NULL;
+    }
+    d->kind = !strcmp(op, "not") ? CD_NOT : !strcmp(op, "all") ? CD_ALL : CD_ANY;
+    if (d->kind == CD_NOT) {
+        d->n_subs = 1;
+        d->subs = alloc(c, sizeof(*d->subs));
+        d->subs[0] = compile_cond(c, arg);
+        return d->subs[0] ? d : NULL;
+    }
+    if (!json_is_array(arg) || json_array_size(arg) == 0) {
+        err_at(c, arg, j, op, "'%s' takes a non-empty array of conditions", op);
+        return NULL;
+    }
+    d->n_subs = json_array_size(arg);
+    d->subs = alloc(c, d->n_subs * sizeof(*d->subs));
+    size_t i;
+    json_t *v;
+    int bad = 0;
+    json_array_foreach(arg, i, v) bad |= !(d->subs[i] = compile_cond(c, v));
+    return bad ? NULL : d;
+}
+
+static binding_t *compile_lets(cc_t *c, json_t *lets, size_t *n, int rule_level)
+{
+    *n = 0;
+    if (!lets)
+        return NULL;
+    if (!json_is_object(lets)) {
+        err_at(c, lets, NULL, NULL, "'let' is an object of name: expression");
+        return NULL;
+    }
+    binding_t *b = alloc(c, (json_object_size(lets) + 1) * sizeof(*b));
+    if (rule_level) {
+        c->rule_lets = b;
+        c->n_rule_lets = 0;
+    } else {
+        c->msg_lets = b;
+        c->n_msg_lets = 0;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(lets, k, v)
+    {
+        b[*n].name = dup(c, k, strlen(k));
+        b[*n].expr = compile_expr(c, v); /* sees only the bindings before it */
+        (*n)++;
+        if (rule_level)
+            c->n_rule_lets = *n;
+        else
+            c->n_msg_lets = *n;
+    }
+    return b;
+}
+
+static int check_keys(cc_t *c, json_t *obj, const char *what, const char *const *known)
+{
+    const char *k;
+    json_t *v;
+    int bad = 0;
+    json_object_foreach(obj, k, v)
+    {
+        if (!in_list(k, known)) {
+            err_at(c, v, obj, k, "unknown key '%s' in %s", k, what);
+            bad = 1;
+        }
+    }
+    return bad;
+}
+
+static void compile_rule(cc_t *c, json_t *j, rule_t *r)
+{
+    static const char *const keys[] = {"name", "table",   "foreach",     "when",
+                                       "let",  "columns", "description", NULL};
+    c->rule = NULL;
+    c->rule_lets = NULL; /* a rule sees only its own bindings and the message's */
+    c->n_rule_lets = 0;
+    if (!json_is_object(j)) {
+        err_at(c, j, NULL, NULL, "a rule is an object");
+        return;
+    }
+    const char *name = json_string_value(json_object_get(j, "name"));
+    if (!name) {
+        err_at(c, j, NULL, NULL, "a rule needs a \"name\"");
+        name = "?";
+    }
+    r->name = dup(c, name, strlen(name));
+    c->rule = r->name;
+    check_keys(c, j, "a rule", keys);
+    json_t *t = json_object_get(j, "table");
+    const char *table = json_string_value(t);
+    if (!table || !(r->table = cg_omop_table(table))) {
+        err_at(c, t, j, "table", "\"table\" must name an OMOP CDM v5.4 table, not '%s'",
+               table ? table : "?");
+        return;
+    }
+    json_t *fe = json_object_get(j, "foreach");
+    if (fe) {
+        r->has_foreach = 1;
+        if (!json_is_string(fe))
+            err_at(c, fe, j, "foreach", "'foreach' is a path naming segments, such as \"OBX[*]\"");
+        else if (compile_path(c, fe, json_string_value(fe), &r->foreach) == 0 &&
+                 r->foreach.field != 0)
+            err_at(c, fe, j, "foreach",
+                   "'foreach' names segments, such as \"OBX[*]\", not fields ('%s')",
+                   json_string_value(fe));
+    }
+    r->lets = compile_lets(c, json_object_get(j, "let"), &r->n_lets, 1);
+    if (c->spec->n_lets + r->n_lets > c->spec->max_vars)
+        c->spec->max_vars = c->spec->n_lets + r->n_lets;
+    json_t *w = json_object_get(j, "when");
+    if (w)
+        r->when = compile_cond(c, w);
+
+    json_t *cols = json_object_get(j, "columns");
+    if (!json_is_object(cols)) {
+        err_at(c, cols, j, "columns", "a rule needs \"columns\": {column: expression, …}");
+        return;
+    }
+    size_t n_tab = r->table->n_columns;
+    r->columns = alloc(c, n_tab * sizeof(*r->columns));
+    /* in the table's column order, so output rows read like the CDM */
+    for (size_t i = 0; i < n_tab; i++) {
+        const cg_omop_column_t *col = cg_omop_column_at(r->table, i);
+        json_t *v = json_object_get(cols, col->name);
+        if (!v)
+            continue;
+        column_t *cc = &r->columns[r->n_columns++];
+        cc->col = col;
+        cc->expr = compile_expr(c, v);
+        if (col->primary_key)
+            r->sets_pk = 1;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(cols, k, v)
+    {
+        if (!cg_omop_column(r->table, k, NULL))
+            err_at(c, v, cols, k, "table %s has no column '%s'", table, k);
+    }
+    /* every required column must be given (the primary key is generated when not) */
+    for (size_t i = 0; i < n_tab; i++) {
+        const cg_omop_column_t *col = cg_omop_column_at(r->table, i);
+        if (col->required && !col->primary_key && !json_object_get(cols, col->name))
+            err_at(c, cols, j, "columns", "required column %s.%s is not mapped", table, col->name);
+    }
+}
+
+static int parse_trigger(const char *s, trigger_t *out, size_t max, size_t *n)
+{
+    /* "ADT^A01|A04|A08" or "ORU" */
+    const char *caret = strchr(s, '^');
+    size_t tl = caret ? (size_t)(caret - s) : strlen(s);
+    if (tl == 0 || tl >= sizeof(out->type))
+        return -1;
+    for (size_t i = 0; i < tl; i++)
+        if (!isalnum((unsigned char)s[i]))
+            return -1;
+    if (!caret) {
+        if (*n >= max)
+            return -1;
+        memcpy(out[*n].type, s, tl);
+        out[*n].type[tl] = '\0';
+        out[*n].event[0] = '\0';
+        (*n)++;
+        return 0;
+    }
+    const char *p = caret + 1;
+    for (;;) {
+        const char *bar = strchr(p, '|');
+        size_t el = bar ? (size_t)(bar - p) : strlen(p);
+        if (el == 0 || el >= sizeof(out->event) || *n >= max)
+            return -1;
+        for (size_t i = 0; i < el; i++)
+            if (!isalnum((unsigned char)p[i]))
+                return -1;
+        memcpy(out[*n].type, s, tl);
+        out[*n].type[tl] = '\0';
+        memcpy(out[*n].event, p, el);
+        out[*n].event[el] = '\0';
+        (*n)++;
+        if (!bar)
+            return 0;
+        p = bar + 1;
+    }
+}
+
+static void compile_spec(cc_t *c, json_t *root, spec_t *s)
+{
+    static const char *const keys[] = {"spec",    "version", "description", "input",
+                                       "patient", "let",     "rules",       NULL};
+    static const char *const input_keys[] = {"format", "messages", "when", NULL};
+    c->spec = s;
+    c->rule = NULL;
+    s->file = dup(c, c->file, strlen(c->file));
+    if (!json_is_object(root)) {
+        err_at(c, root, NULL, NULL, "a spec is a JSON object");
+        return;
+    }
+    check_keys(c, root, "the spec", keys);
+    json_t *name = json_object_get(root, "spec");
+    if (!json_is_string(name) || json_string_length(name) == 0) {
+        err_at(c, name, root, "spec", "\"spec\" must name the spec");
+        s->name = "?";
+    } else {
+        s->name = dup(c, json_string_value(name), json_string_length(name));
+    }
+    json_t *ver = json_object_get(root, "version");
+    if (!json_is_integer(ver) || json_integer_value(ver) < 1 || json_integer_value(ver) > 1000000)
+        err_at(c, ver, root, "version", "\"version\" must be a positive integer");
+    else
+        s->version = (int)json_integer_value(ver);
+
+    json_t *in = json_object_get(root, "input");
+    if (!json_is_object(in)) {
+        err_at(
+            c, in, root, "input",
+            "\"input\" must say what the spec takes: {\"format\": \"hl7v2\", \"messages\": […]}");
+    } else {
+        check_keys(c, in, "\"input\"", input_keys);
+        json_t *fmt = json_object_get(in, "format");
+        if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "hl7v2"))
+            err_at(c, fmt, in, "format", "\"format\" must be \"hl7v2\" (XML specs come later)");
+        json_t *msgs = json_object_get(in, "messages");
+        if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+            err_at(c, msgs, in, "messages",
+                   "\"messages\" lists message types such as \"ADT^A01|A04\" or \"ORU^R01\"");
+        } else {
+            size_t max = 0, i;
+            json_t *m;
+            json_array_foreach(msgs, i, m) max += json_is_string(m) ? json_string_length(m) : 1;
+            s->triggers = alloc(c, (max + 1) * sizeof(*s->triggers));
+            json_array_foreach(msgs, i, m)
+            {
+                if (!json_is_string(m) ||
+                    parse_trigger(json_string_value(m), s->triggers, max, &s->n_triggers))
+                    err_at(c, m, NULL, NULL,
+                           "'%s' is not a message type: write TYPE or TYPE^EVENT|EVENT…",
+                           json_is_string(m) ? json_string_value(m) : "?");
+            }
+        }
+        json_t *w = json_object_get(in, "when");
+        if (w)
+            s->when = compile_cond(c, w);
+    }
+    json_t *pat = json_object_get(root, "patient");
+    if (pat) {
+        static const char *const pkeys[] = {"id", "authority", NULL};
+        if (!json_is_object(pat) || !json_object_get(pat, "id")) {
+            err_at(c, pat, root, "patient",
+                   "\"patient\" needs {\"id\": PATH, \"authority\": PATH}");
+        } else {
+            check_keys(c, pat, "\"patient\"", pkeys);
+            s->patient_id = compile_expr(c, json_object_get(pat, "id"));
+            json_t *a = json_object_get(pat, "authority");
+            if (a)
+                s->patient_authority = compile_expr(c, a);
+            s->has_patient = 1;
+        }
+    }
+    s->lets = compile_lets(c, json_object_get(root, "let"), &s->n_lets, 0);
+    s->max_vars = s->n_lets;
+    json_t *rules = json_object_get(root, "rules");
+    if (!json_is_array(rules) || json_array_size(rules) == 0) {
+        err_at(c, rules, root, "rules", "\"rules\" must be a non-empty array");
+        return;
+    }
+    s->n_rules = json_array_size(rules);
+    s->rules = alloc(c, s->n_rules * sizeof(*s->rules));
+    size_t i;
+    json_t *r;
+    json_array_foreach(rules, i, r)
+    {
+        compile_rule(c, r, &s->rules[i]);
+        for (size_t k = 0; k < i; k++)
+            if (s->rules[k].name && s->rules[i].name && !strcmp(s->rules[k].name, s->rules[i].name))
+                err_at(c, json_object_get(r, "name"), r, "name", "a rule named '%s' exists already",
+                       s->rules[i].name);
+    }
+    c->rule = NULL;
+}
+
+static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char *name)
+{
+    c->file = name;
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        size_t i = c->n_errs++;
+        if (i < c->max_errs && c->errs)
+            cg_error_set(&c->errs[i], CG_ERR_SPEC, name, je.line, je.column, "%s", je.text);
+        return -1;
+    }
+    cg_jsonpos_t *jp = cg_jsonpos_build(text, root);
+    c->jp = jp;
+    spec_t *grown = realloc(ss->specs, (ss->n_specs + 1) * sizeof(*grown));
+    if (!grown) {
+        cg_jsonpos_destroy(jp);
+        json_decref(root);
+        return -1;
+    }
+    ss->specs = grown;
+    spec_t *s = &ss->specs[ss->n_specs++];
+    memset(s, 0, sizeof(*s));
+    size_t before = c->n_errs;
+    compile_spec(c, root, s);
+    for (size_t k = 0; k + 1 < ss->n_specs && c->n_errs == before; k++)
+        if (!strcmp(ss->specs[k].name, s->name))
+            err_at(c, json_object_get(root, "spec"), root, "spec",
+                   "a spec named '%s' is loaded already (from %s)", s->name, ss->specs[k].file);
+    c->jp = NULL;
+    cg_jsonpos_destroy(jp);
+    json_decref(root);
+    return c->n_errs == before ? 0 : -1;
+}
+
+static char *read_text(const char *path, cc_t *c)
+{
+    FILE *f = fopen(path, "rb");
+    cg_buf_t b;
+    cg_buf_init(&b);
+    char chunk[8192];
+    size_t n;
+    if (f) {
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            cg_buf_append(&b, chunk, n);
+        if (ferror(f))
+            b.failed = 1;
+        fclose(f);
+    }
+    if (!f || b.failed) {
+        size_t i = c->n_errs++;
+        if (i < c->max_errs && c->errs)
+            cg_error_set(&c->errs[i], CG_ERR_IO, path, 0, 0, "cannot read: %m");
+        cg_buf_free(&b);
+        return NULL;
+    }
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+static cg_specset_t *specset_new(void)
+{
+    cg_specset_t *ss = calloc(1, sizeof(*ss));
+    if (ss)
+        cg_arena_init(&ss->arena, 64 * 1024);
+    return ss;
+}
+
+static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
+{
+    if (n_errs)
+        *n_errs = c->n_errs;
+    if (c->n_errs || ss->n_specs == 0) {
+        if (ss->n_specs == 0 && c->n_errs == 0 && c->errs && c->max_errs) {
+            cg_error_set(&c->errs[0], CG_ERR_SPEC, c->file ? c->file : "", 0, 0,
+                         "no spec (*.json) found");
+            if (n_errs)
+                *n_errs = 1;
+        }
+        cg_specset_destroy(ss);
+        return NULL;
+    }
+    return ss;
+}
+
+cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
+                                     cg_error_t *errs, size_t max_errs, size_t *n_errs)
+{
+    (void)env;
+    cg_specset_t *ss = specset_new();
+    cc_t c = {.ss = ss, .errs = errs, .max_errs = max_errs, .file = name};
+    if (!ss)
+        return NULL;
+    add_spec_text(ss, &c, text, name);
+    return finish(ss, &c, n_errs);
+}
+
+static int json_name(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return d->d_name[0] != '.' && n > 5 && !strcmp(d->d_name + n - 5, ".json");
+}
+
+cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_error_t *errs,
+                              size_t max_errs, size_t *n_errs)
+{
+    (void)env;
+    cg_specset_t *ss = specset_new();
+    cc_t c = {.ss = ss, .errs = errs, .max_errs = max_errs, .file = path};
+    if (!ss)
+        return NULL;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        struct dirent **names;
+        int n = scandir(path, &names, json_name, alphasort);
+        if (n < 0) {
+            size_t i = c.n_errs++;
+            if (i < max_errs && errs)
+                cg_error_set(&errs[i], CG_ERR_IO, path, 0, 0, "cannot read folder: %m");
+        }
+        for (int i = 0; i < n; i++) {
+            char file[4096];
+            snprintf(file, sizeof(file), "%s/%s", path, names[i]->d_name);
+            char *text = read_text(file, &c);
+            if (text)
+                add_spec_text(ss, &c, text, file);
+            free(text);
+            free(names[i]);
+        }
+        if (n >= 0)
+            free(names);
+    } else {
+        char *text = read_text(path, &c);
+        if (text)
+            add_spec_text(ss, &c, text, path);
+        free(text);
+    }
+    c.file = path;
+    return finish(ss, &c, n_errs);
+}
+
+size_t cg_specset_count(const cg_specset_t *ss)
+{
+    return ss ? ss->n_specs : 0;
+}
+
+void cg_specset_destroy(cg_specset_t *ss)
+{
+    if (!ss)
+        return;
+    for (size_t i = 0; i < ss->n_regexes; i++)
+        pcre2_code_free(ss->regexes[i]);
+    free(ss->regexes);
+    free(ss->specs);
+    cg_arena_destroy(&ss->arena);
+    free(ss);
+}

@@ -1,0 +1,907 @@
+/* spec_eval.c - applying compiled specs to decoded HL7 v2 messages (cg_spec.h).
+ *
+ * Values live in the mapper's per-message arena; row JSON is written to one buffer reused across
+ * messages. Nothing here allocates per field once the arena and buffers are warm.
+ */
+#include "spec_impl.h"
+
+#include "cg_pseudo.h"
+#include "cg_vocab.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct row_span {
+    const rule_t *rule;
+    const spec_t *spec;
+    size_t off, len;             /* in rows_buf */
+    size_t trace_off, trace_len; /* in trace_buf */
+} row_span_t;
+
+struct cg_mapper {
+    const cg_specset_t *ss;
+    const cg_vocab_t *vocab;
+    const char *utc_offset;
+    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
+    cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
+    cg_arena_t arena;    /* values of one message */
+    cg_buf_t scratch;    /* decoding */
+    cg_buf_t rows_buf;
+    cg_buf_t trace_buf;
+    row_span_t *spans;
+    cg_map_row_t *rows;
+    size_t n_rows, cap_rows;
+    spec_val_t *vars;
+    size_t cap_vars;
+    pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    int trace;
+
+    /* per message */
+    cg_hl7_msg_t *m;
+    const spec_t *spec;
+    const rule_t *rule;
+    const char *column;
+    cg_hl7_scope_t scope;
+    cg_slice_t message_id;
+    int patient_state; /* 0 not computed, 1 ok, -1 failed */
+    cg_pseudo_person_t person;
+    int shift_days;
+    cg_map_error_t *err;
+};
+
+static const spec_val_t ABSENT = {NULL, 0, 0};
+
+static cg_err_t fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static cg_err_t fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
+{
+    cg_map_error_t *e = mp->err;
+    if (e && e->code == CG_OK) {
+        e->code = code;
+        e->stage = "map";
+        snprintf(e->rule, sizeof(e->rule), "%s", mp->rule ? mp->rule->name : "");
+        snprintf(e->column, sizeof(e->column), "%s", mp->column ? mp->column : "");
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static spec_val_t val_copy(cg_mapper_t *mp, const char *s, size_t n)
+{
+    char *p = cg_arena_strndup(&mp->arena, s, n);
+    return p ? (spec_val_t){p, n, 1} : ABSENT;
+}
+
+/* ---- paths ---- */
+
+static int path_has_all(const cg_hl7_path_t *p)
+{
+    return p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL;
+}
+
+static cg_err_t eval_path(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
+{
+    cg_hl7_error_t he;
+    cg_buf_reset(&mp->scratch);
+    *out = ABSENT;
+    if (path_has_all(p)) {
+        size_t count = 0;
+        if (cg_hl7_path_get(mp->m, p, mp->scope, '~', &mp->scratch, &count, &he) != CG_OK)
+            return fail(mp, he.code, "%s", he.reason);
+        if (!count)
+            return CG_OK;
+    } else {
+        cg_hl7_match_t match;
+        if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
+            return CG_OK;
+        cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
+                                    : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
+        if (rc != CG_OK)
+            return fail(mp, rc, "%s", he.reason);
+    }
+    /* HL7's explicit null "" and an empty value both mean: no value */
+    if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))
+        return CG_OK;
+    *out = val_copy(mp, mp->scratch.data, mp->scratch.len);
+    return out->present ? CG_OK : fail(mp, CG_ERR_NOMEM, "out of memory");
+}
+
+/* ---- transforms ---- */
+
+static spec_val_t trim(spec_val_t v)
+{
+    while (v.len && (*v.s == ' ' || *v.s == '\t' || *v.s == '\r' || *v.s == '\n')) {
+        v.s++;
+        v.len--;
+    }
+    while (v.len && (v.s[v.len - 1] == ' ' || v.s[v.len - 1] == '\t' || v.s[v.len - 1] == '\r' ||
+                     v.s[v.len - 1] == '\n'))
+        v.len--;
+    if (!v.len)
+        return ABSENT;
+    return v;
+}
+
+/* SN: [comparator] num1 [separator num2], components split by the message's component
+ * separator, already decoded into v (so "^" unless the message says otherwise). */
+static spec_val_t sn_part(cg_mapper_t *mp, spec_val_t v, sn_part_t part)
+{
+    const cg_hl7_delims_t *d = cg_hl7_msg_delims(mp->m);
+    char cs = d && d->comp ? d->comp : '^';
+    spec_val_t c[4] = {ABSENT, ABSENT, ABSENT, ABSENT};
+    const char *p = v.s, *end = v.s + v.len;
+    for (int i = 0; i < 4; i++) {
+        const char *q = memchr(p, cs, (size_t)(end - p));
+        if (!q)
+            q = end;
+        c[i] = trim((spec_val_t){p, (size_t)(q - p), q > p});
+        if (q == end)
+            break;
+        p = q + 1;
+    }
+    /* a bare number (no component separator) is num1 with "=" */
+    if (!memchr(v.s, cs, v.len)) {
+        c[1] = trim(v);
+        c[0] = ABSENT;
+    }
+    switch (part) {
+    case SN_COMPARATOR:
+        if (c[0].present)
+            return c[0];
+        return c[1].present ? (spec_val_t){"=", 1, 1} : ABSENT;
+    case SN_NUMBER:
+        return c[1];
+    case SN_SEPARATOR:
+        return c[2];
+    case SN_NUMBER2:
+        return c[3];
+    }
+    return ABSENT;
+}
+
+static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
+{
+    *out = ABSENT;
+    if (x->kind == XF_REGEX_EXTRACT) {
+        int rc = pcre2_match(x->u.re.re, (PCRE2_SPTR)v.s, v.len, 0, 0, mp->md, mp->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            return CG_OK;
+        if (rc < 0)
+            return fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", rc);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(mp->md);
+        uint32_t g = x->u.re.group;
+        if ((int)g >= rc || ov[2 * g] == PCRE2_UNSET)
+            return CG_OK;
+        *out = (spec_val_t){v.s + ov[2 * g], ov[2 * g + 1] - ov[2 * g], 1};
+        return CG_OK;
+    }
+    PCRE2_SIZE outlen = v.len * 2 + 64;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *buf = cg_arena_alloc(&mp->arena, outlen + 1);
+        if (!buf)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        PCRE2_SIZE n = outlen;
+        int rc = pcre2_substitute(x->u.re.re, (PCRE2_SPTR)v.s, v.len, 0,
+                                  PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
+                                  mp->md, mp->mctx, (PCRE2_SPTR)x->u.re.with, PCRE2_ZERO_TERMINATED,
+                                  (PCRE2_UCHAR *)buf, &n);
+        if (rc >= 0) {
+            *out = (spec_val_t){buf, n, n > 0};
+            return CG_OK;
+        }
+        if (rc != PCRE2_ERROR_NOMEMORY)
+            return fail(mp, CG_ERR_MAP, "regex_replace gave up (%d)", rc);
+        outlen = n; /* the length it needs */
+    }
+    return fail(mp, CG_ERR_MAP, "regex_replace output too long");
+}
+
+static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
+{
+    char buf[128];
+    size_t n = cg_spec_number(v.s, v.len, integer_only, buf, sizeof(buf));
+    return n ? val_copy(mp, buf, n) : ABSENT;
+}
+
+static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, x);
+    return val_copy(mp, buf, (size_t)n);
+}
+
+static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+
+static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
+{
+    *out = ABSENT;
+    if (!v.present)
+        return CG_OK;
+    switch (x->kind) {
+    case XF_TRIM:
+        *out = trim(v);
+        return CG_OK;
+    case XF_UPPER:
+    case XF_LOWER: {
+        char *p = cg_arena_alloc(&mp->arena, v.len + 1);
+        if (!p)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < v.len; i++) { /* ASCII only: codes and units */
+            char ch = v.s[i];
+            if (x->kind == XF_UPPER && ch >= 'a' && ch <= 'z')
+                ch = (char)(ch - 32);
+            else if (x->kind == XF_LOWER && ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch + 32);
+            p[i] = ch;
+        }
+        p[v.len] = '\0';
+        *out = (spec_val_t){p, v.len, 1};
+        return CG_OK;
+    }
+    case XF_DATE:
+    case XF_DATETIME: {
+        char buf[48];
+        size_t n = cg_spec_ts_to_iso(v.s, v.len, x->kind == XF_DATETIME, mp->utc_offset,
+                                     mp->shift_days, buf);
+        if (!n)
+            return fail(mp, CG_ERR_MAP, "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
+                        (int)(v.len > 40 ? 40 : v.len), v.s);
+        *out = val_copy(mp, buf, n);
+        return CG_OK;
+    }
+    case XF_NUMBER:
+    case XF_INTEGER:
+        *out = number_text(mp, v, x->kind == XF_INTEGER);
+        return CG_OK;
+    case XF_SN:
+        *out = sn_part(mp, v, x->u.sn);
+        return CG_OK;
+    case XF_REGEX_EXTRACT:
+    case XF_REGEX_REPLACE:
+        return regex_run(mp, x, v, out);
+    case XF_MAP:
+        for (size_t i = 0; i < x->u.map.n; i++) {
+            const map_entry_t *m = &x->u.map.entries[i];
+            if (m->from_len == v.len && !memcmp(m->from, v.s, v.len)) {
+                *out = (spec_val_t){m->to, m->to_len, m->to != NULL};
+                return CG_OK;
+            }
+        }
+        if (x->u.map.deflt)
+            *out = (spec_val_t){x->u.map.deflt->to, x->u.map.deflt->to_len,
+                                x->u.map.deflt->to != NULL};
+        return CG_OK;
+    case XF_LOOKUP: {
+        cg_slice_t voc = {x->u.lookup.vocabulary, 0};
+        if (voc.ptr) {
+            voc.len = strlen(voc.ptr);
+        } else {
+            spec_val_t vv;
+            cg_err_t rc = eval_expr(mp, x->u.lookup.vocab_expr, &vv);
+            if (rc)
+                return rc;
+            voc = (cg_slice_t){vv.s, vv.len};
+        }
+        cg_vocab_hit_t hit;
+        int found = mp->vocab && voc.len &&
+                    cg_vocab_lookup_system(mp->vocab, voc, (cg_slice_t){v.s, v.len}, &hit);
+        switch (x->u.lookup.want) {
+        case LK_CONCEPT_ID:
+            *out = int_text(mp, found ? hit.concept_id : 0); /* unmapped: concept 0 */
+            break;
+        case LK_SOURCE_CONCEPT_ID:
+            *out = int_text(mp, found ? hit.source_concept_id : 0);
+            break;
+        case LK_DOMAIN_ID:
+            *out = found && hit.domain_id ? (spec_val_t){hit.domain_id, strlen(hit.domain_id), 1}
+                                          : ABSENT;
+            break;
+        }
+        return CG_OK;
+    }
+    case XF_UNIT:
+        *out = int_text(mp, mp->vocab ? cg_vocab_unit(mp->vocab, (cg_slice_t){v.s, v.len}) : 0);
+        return CG_OK;
+    case XF_TRUNCATE: {
+        /* cut at a character boundary */
+        size_t chars = 0, i = 0;
+        while (i < v.len && chars < x->u.truncate) {
+            i++;
+            while (i < v.len && ((unsigned char)v.s[i] & 0xC0) == 0x80)
+                i++;
+            chars++;
+        }
+        *out = (spec_val_t){v.s, i, i > 0};
+        return CG_OK;
+    }
+    }
+    return CG_OK;
+}
+
+/* ---- patient ---- */
+
+static cg_err_t patient(cg_mapper_t *mp)
+{
+    if (mp->patient_state)
+        return mp->patient_state > 0 ? CG_OK : CG_ERR_REQUIRED;
+    mp->patient_state = -1;
+    const spec_t *s = mp->spec;
+    cg_hl7_scope_t saved = mp->scope;
+    mp->scope = cg_hl7_scope_message(mp->m);
+    spec_val_t id, auth = ABSENT;
+    const char *saved_col = mp->column;
+    mp->column = "patient.id";
+    cg_err_t rc = eval_expr(mp, s->patient_id, &id);
+    if (!rc && s->patient_authority) {
+        mp->column = "patient.authority";
+        rc = eval_expr(mp, s->patient_authority, &auth);
+    }
+    mp->scope = saved;
+    mp->column = saved_col;
+    if (rc)
+        return rc;
+    if (!id.present)
+        return fail(mp, CG_ERR_REQUIRED, "the patient identifier (%s) is empty",
+                    s->patient_id->text ? s->patient_id->text : "patient.id");
+    if (!mp->pseudo)
+        return fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
+    cg_slice_t a = {auth.s ? auth.s : "", auth.len}, i = {id.s, id.len};
+    rc = cg_pseudo_person(mp->pseudo, a, i, &mp->person);
+    if (!rc)
+        rc = cg_pseudo_date_shift(mp->pseudo, a, i, &mp->shift_days);
+    if (rc)
+        return fail(mp, CG_ERR_MAP, "the patient identifier cannot be pseudonymized (%s)",
+                    cg_err2str(rc));
+    mp->patient_state = 1;
+    return CG_OK;
+}
+
+/* ---- conditions and expressions ---- */
+
+static int val_eq(spec_val_t a, spec_val_t b)
+{
+    if (!a.present || !b.present)
+        return a.present == b.present;
+    return a.len == b.len && !memcmp(a.s, b.s, a.len);
+}
+
+static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
+{
+    spec_val_t a, b;
+    cg_err_t rc;
+    *out = 0;
+    switch (c->kind) {
+    case CD_EQ:
+    case CD_NE:
+        if ((rc = eval_expr(mp, c->a, &a)) || (rc = eval_expr(mp, c->b, &b)))
+            return rc;
+        *out = val_eq(a, b) == (c->kind == CD_EQ);
+        return CG_OK;
+    case CD_IN:
+        if ((rc = eval_expr(mp, c->a, &a)))
+            return rc;
+        for (size_t i = 0; a.present && i < c->n_values; i++)
+            if (c->value_lens[i] == a.len && !memcmp(c->values[i], a.s, a.len))
+                *out = 1;
+        return CG_OK;
+    case CD_REGEX: {
+        if ((rc = eval_expr(mp, c->a, &a)))
+            return rc;
+        if (!a.present)
+            return CG_OK;
+        int m = pcre2_match(c->re, (PCRE2_SPTR)a.s, a.len, 0, 0, mp->md, mp->mctx);
+        if (m < 0 && m != PCRE2_ERROR_NOMATCH)
+            return fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", m);
+        *out = m >= 0;
+        return CG_OK;
+    }
+    case CD_PRESENT:
+        if ((rc = eval_expr(mp, c->a, &a)))
+            return rc;
+        *out = a.present;
+        return CG_OK;
+    case CD_NOT:
+        if ((rc = eval_cond(mp, c->subs[0], out)))
+            return rc;
+        *out = !*out;
+        return CG_OK;
+    case CD_ALL:
+    case CD_ANY:
+        for (size_t i = 0; i < c->n_subs; i++) {
+            int r;
+            if ((rc = eval_cond(mp, c->subs[i], &r)))
+                return rc;
+            if (c->kind == CD_ANY && r) {
+                *out = 1;
+                return CG_OK;
+            }
+            if (c->kind == CD_ALL && !r)
+                return CG_OK;
+        }
+        *out = c->kind == CD_ALL;
+        return CG_OK;
+    }
+    return CG_OK;
+}
+
+static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+{
+    cg_err_t rc = CG_OK;
+    spec_val_t v = ABSENT;
+    switch (e->kind) {
+    case EX_PATH:
+        rc = eval_path(mp, &e->u.path, &v);
+        break;
+    case EX_CONST:
+        v = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
+        break;
+    case EX_VAR:
+        v = mp->vars[e->u.var];
+        break;
+    case EX_CONCAT: {
+        size_t total = 0, seplen = strlen(e->u.list.sep), n = 0;
+        spec_val_t parts[16];
+        for (size_t i = 0; i < e->u.list.n && !rc; i++) {
+            spec_val_t p;
+            rc = eval_expr(mp, e->u.list.items[i], &p);
+            if (!rc && p.present && n < 16) {
+                parts[n++] = p;
+                total += p.len + seplen;
+            }
+        }
+        if (rc || !n)
+            break;
+        char *buf = cg_arena_alloc(&mp->arena, total + 1);
+        if (!buf)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i) {
+                memcpy(buf + o, e->u.list.sep, seplen);
+                o += seplen;
+            }
+            memcpy(buf + o, parts[i].s, parts[i].len);
+            o += parts[i].len;
+        }
+        buf[o] = '\0';
+        v = (spec_val_t){buf, o, 1};
+        break;
+    }
+    case EX_COALESCE:
+        for (size_t i = 0; i < e->u.list.n && !rc && !v.present; i++)
+            rc = eval_expr(mp, e->u.list.items[i], &v);
+        break;
+    case EX_IF: {
+        int t;
+        rc = eval_cond(mp, e->u.iff.cond, &t);
+        if (!rc && t)
+            rc = eval_expr(mp, e->u.iff.then, &v);
+        else if (!rc && e->u.iff.els)
+            rc = eval_expr(mp, e->u.iff.els, &v);
+        break;
+    }
+    case EX_PATIENT:
+        if ((rc = patient(mp)))
+            break;
+        v = e->u.patient == PT_PERSON_ID
+                ? int_text(mp, mp->person.person_id)
+                : (spec_val_t){mp->person.source_value, strlen(mp->person.source_value), 1};
+        break;
+    case EX_HASH_ID: {
+        /* deterministic id of the namespace and the values, e.g. a visit from PV1-19 */
+        spec_val_t parts[8];
+        size_t n = e->u.list.n < 8 ? e->u.list.n : 8, total = 0;
+        int any = 0;
+        for (size_t i = 0; i < n && !rc; i++) {
+            rc = eval_expr(mp, e->u.list.items[i], &parts[i]);
+            total += parts[i].len + 1;
+            any |= parts[i].present;
+        }
+        if (rc || !any)
+            break;
+        char *key = cg_arena_alloc(&mp->arena, total + 1);
+        if (!key)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(key + o, parts[i].s ? parts[i].s : "", parts[i].len);
+            o += parts[i].len;
+            key[o++] = '\x1f';
+        }
+        int64_t id;
+        rc = cg_pseudo_row_id(mp->pseudo, (cg_slice_t){e->u.list.sep, strlen(e->u.list.sep)},
+                              (cg_slice_t){key, o}, (cg_slice_t){"hash_id", 7}, 0, &id);
+        if (rc)
+            return fail(mp, rc, "hash_id failed");
+        v = int_text(mp, id);
+        break;
+    }
+    }
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < e->n_xforms && v.present; i++) {
+        spec_val_t t;
+        if ((rc = apply_xform(mp, &e->xforms[i], v, &t)))
+            return rc;
+        v = t;
+    }
+    if (!v.present && e->deflt && (rc = eval_expr(mp, e->deflt, &v)))
+        return rc;
+    if (!v.present && e->required)
+        return fail(mp, CG_ERR_REQUIRED, "required value %s is empty", e->text ? e->text : "");
+    *out = v;
+    return CG_OK;
+}
+
+/* ---- rows ---- */
+
+static int is_numeric_type(cg_omop_type_t t)
+{
+    return t == CG_OMOP_INTEGER || t == CG_OMOP_BIGINT || t == CG_OMOP_FLOAT;
+}
+
+/* Writes "name":value for one column, checked against the OMOP type; varchar values longer than
+ * the column are cut at a character boundary (source values are often longer than 50). */
+static cg_err_t write_column(cg_mapper_t *mp, const cg_omop_column_t *col, spec_val_t v,
+                             const char *src_text, int first)
+{
+    cg_buf_t *b = &mp->rows_buf;
+    cg_omop_type_t t = cg_omop_column_type(col);
+    if (!first)
+        cg_buf_putc(b, ',');
+    cg_buf_put_json_str(b, col->name, strlen(col->name));
+    cg_buf_putc(b, ':');
+    if (!v.present) {
+        if (col->required)
+            return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,
+                        src_text ? src_text : "?");
+        cg_buf_puts(b, "null");
+        return CG_OK;
+    }
+    if (is_numeric_type(t)) {
+        char num[128];
+        size_t n = cg_spec_number(v.s, v.len, t != CG_OMOP_FLOAT, num, sizeof(num));
+        char why[160];
+        if (!n || !cg_omop_check_value(col, num, n, false, why, sizeof(why)))
+            return fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
+                        col->name, t == CG_OMOP_FLOAT ? "" : "n integer",
+                        (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
+        cg_buf_append(b, num, n);
+        return CG_OK;
+    }
+    if (t == CG_OMOP_VARCHAR && col->max_length > 0) {
+        xform_t cut = {.kind = XF_TRUNCATE, .u.truncate = (size_t)col->max_length};
+        apply_xform(mp, &cut, v, &v);
+    }
+    char why[160];
+    if (!cg_omop_check_value(col, v.s, v.len, true, why, sizeof(why)))
+        return fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
+    cg_buf_put_json_str(b, v.s, v.len);
+    return CG_OK;
+}
+
+static void trace_column(cg_mapper_t *mp, const cg_omop_column_t *col, const char *src, int first)
+{
+    cg_buf_t *t = &mp->trace_buf;
+    if (!first)
+        cg_buf_putc(t, ',');
+    cg_buf_put_json_str(t, col->name, strlen(col->name));
+    cg_buf_puts(t, ":{\"rule\":");
+    cg_buf_put_json_str(t, mp->rule->name, strlen(mp->rule->name));
+    cg_buf_puts(t, ",\"source\":");
+    cg_buf_put_json_str(t, src, strlen(src));
+    cg_buf_putc(t, '}');
+}
+
+static cg_err_t push_span(cg_mapper_t *mp, size_t off, size_t toff)
+{
+    if (mp->n_rows == mp->cap_rows) {
+        size_t cap = mp->cap_rows ? mp->cap_rows * 2 : 16;
+        row_span_t *s = realloc(mp->spans, cap * sizeof(*s));
+        if (!s)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        mp->spans = s;
+        cg_map_row_t *r = realloc(mp->rows, cap * sizeof(*r));
+        if (!r)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        mp->rows = r;
+        mp->cap_rows = cap;
+    }
+    row_span_t *s = &mp->spans[mp->n_rows++];
+    s->rule = mp->rule;
+    s->spec = mp->spec;
+    s->off = off;
+    s->len = mp->rows_buf.len - off;
+    s->trace_off = toff;
+    s->trace_len = mp->trace_buf.len - toff;
+    return CG_OK;
+}
+
+static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
+{
+    const rule_t *r = mp->rule;
+    cg_err_t rc;
+    for (size_t i = 0; i < r->n_lets; i++)
+        if ((rc = eval_expr(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
+            return rc;
+    if (r->when) {
+        int ok;
+        if ((rc = eval_cond(mp, r->when, &ok)))
+            return rc;
+        if (!ok)
+            return CG_OK;
+    }
+    size_t off = mp->rows_buf.len, toff = mp->trace_buf.len;
+    cg_buf_putc(&mp->rows_buf, '{');
+    if (mp->trace)
+        cg_buf_putc(&mp->trace_buf, '{');
+    int first = 1;
+    size_t pk_index;
+    const cg_omop_column_t *pk = cg_omop_primary_key(r->table, &pk_index);
+    if (pk && !r->sets_pk) {
+        int64_t id;
+        cg_slice_t spec = {mp->spec->name, strlen(mp->spec->name)};
+        cg_slice_t rule = {r->name, strlen(r->name)};
+        if ((rc = cg_pseudo_row_id(mp->pseudo, spec, mp->message_id, rule, position, &id)))
+            return fail(mp, rc, "row id failed");
+        mp->column = pk->name;
+        if ((rc = write_column(mp, pk, int_text(mp, id), "row id", first)))
+            return rc;
+        if (mp->trace)
+            trace_column(mp, pk, "row id (spec, MSH-10, rule, position)", first);
+        first = 0;
+    }
+    for (size_t i = 0; i < r->n_columns; i++) {
+        const column_t *c = &r->columns[i];
+        spec_val_t v;
+        mp->column = c->col->name;
+        if ((rc = eval_expr(mp, c->expr, &v)))
+            return rc;
+        if ((rc = write_column(mp, c->col, v, c->expr->text, first)))
+            return rc;
+        if (mp->trace)
+            trace_column(mp, c->col, c->expr->text ? c->expr->text : "", first);
+        first = 0;
+    }
+    mp->column = NULL;
+    cg_buf_putc(&mp->rows_buf, '}');
+    if (mp->trace)
+        cg_buf_putc(&mp->trace_buf, '}');
+    if (mp->rows_buf.failed || mp->trace_buf.failed)
+        return fail(mp, CG_ERR_NOMEM, "out of memory");
+    return push_span(mp, off, toff);
+}
+
+static cg_err_t run_rule(cg_mapper_t *mp, const rule_t *r)
+{
+    mp->rule = r;
+    cg_hl7_scope_t msg_scope = cg_hl7_scope_message(mp->m);
+    if (!r->has_foreach) {
+        mp->scope = msg_scope;
+        return emit_row(mp, 1);
+    }
+    cg_hl7_iter_t it;
+    cg_hl7_match_t match;
+    uint64_t pos = 0;
+    cg_hl7_path_begin(&it, mp->m, &r->foreach, msg_scope);
+    while (cg_hl7_path_next(&it, &match)) {
+        mp->scope = cg_hl7_scope_at(mp->m, match.seg);
+        cg_err_t rc = emit_row(mp, ++pos);
+        if (rc)
+            return rc;
+    }
+    return CG_OK;
+}
+
+static int trigger_matches(const spec_t *s, cg_slice_t type, cg_slice_t event)
+{
+    for (size_t i = 0; i < s->n_triggers; i++) {
+        const trigger_t *t = &s->triggers[i];
+        if (cg_slice_eq(type, t->type) && (!t->event[0] || cg_slice_eq(event, t->event)))
+            return 1;
+    }
+    return 0;
+}
+
+static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
+{
+    mp->spec = s;
+    mp->rule = NULL;
+    mp->patient_state = 0;
+    mp->shift_days = 0;
+    mp->scope = cg_hl7_scope_message(mp->m);
+    cg_err_t rc;
+    for (size_t i = 0; i < s->n_lets; i++)
+        if ((rc = eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
+            return rc;
+    /* dates shift by the patient's offset, so the patient comes first when the spec has one */
+    if (s->has_patient && (rc = patient(mp)))
+        return rc;
+    for (size_t i = 0; i < s->n_rules; i++)
+        if ((rc = run_rule(mp, &s->rules[i])))
+            return rc;
+    return CG_OK;
+}
+
+static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t *out)
+{
+    cg_slice_t raw;
+    *out = (cg_slice_t){"", 0};
+    if (cg_hl7_seg_count(mp->m) && cg_hl7_get_raw(mp->m, 0, field, 1, comp, 0, &raw))
+        *out = raw; /* MSH-9 and MSH-10 are plain codes; no unescaping needed */
+}
+
+cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err)
+{
+    cg_map_error_t local;
+    memset(err ? err : &local, 0, sizeof(local));
+    mp->err = err ? err : &local;
+    mp->m = msg;
+    mp->n_rows = 0;
+    *rows = NULL;
+    *n_rows = 0;
+    cg_arena_reset(&mp->arena);
+    cg_buf_reset(&mp->rows_buf);
+    cg_buf_reset(&mp->trace_buf);
+
+    cg_slice_t type, event;
+    msh_value(mp, 9, 1, &type);
+    msh_value(mp, 9, 2, &event);
+    msh_value(mp, 10, 0, &mp->message_id);
+    size_t matched = 0;
+    for (size_t i = 0; i < mp->ss->n_specs; i++) {
+        const spec_t *s = &mp->ss->specs[i];
+        if (!trigger_matches(s, type, event))
+            continue;
+        if (s->when) {
+            int ok;
+            mp->spec = s;
+            mp->rule = NULL;
+            mp->scope = cg_hl7_scope_message(msg);
+            cg_err_t rc = eval_cond(mp, s->when, &ok);
+            if (rc)
+                return rc;
+            if (!ok)
+                continue;
+        }
+        matched++;
+        size_t before = mp->n_rows;
+        cg_err_t rc = run_spec(mp, s);
+        if (rc) {
+            mp->n_rows = before;
+            return rc;
+        }
+    }
+    if (!matched) {
+        mp->err->code = CG_ERR_MAP;
+        mp->err->stage = "select";
+        snprintf(mp->err->reason, sizeof(mp->err->reason), "no spec takes %.*s^%.*s messages",
+                 (int)type.len, type.ptr, (int)event.len, event.ptr);
+        return CG_ERR_MAP;
+    }
+    /* the buffers are final now: turn spans into rows */
+    for (size_t i = 0; i < mp->n_rows; i++) {
+        const row_span_t *s = &mp->spans[i];
+        cg_map_row_t *r = &mp->rows[i];
+        r->standard = "omop-cdm-5.4";
+        r->table = s->rule->table->name;
+        r->spec = s->spec->name;
+        r->spec_version = s->spec->version;
+        r->rule = s->rule->name;
+        r->row_json = (cg_slice_t){mp->rows_buf.data + s->off, s->len};
+        r->trace_json = mp->trace ? (cg_slice_t){mp->trace_buf.data + s->trace_off, s->trace_len}
+                                  : (cg_slice_t){"", 0};
+        r->person_key = (cg_slice_t){"", 0};
+    }
+    /* key every row by the patient's pseudonym (the last spec's patient) */
+    if (mp->patient_state > 0)
+        for (size_t i = 0; i < mp->n_rows; i++)
+            mp->rows[i].person_key =
+                (cg_slice_t){mp->person.source_value, strlen(mp->person.source_value)};
+    *rows = mp->rows;
+    *n_rows = mp->n_rows;
+    return CG_OK;
+}
+
+cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err)
+{
+    cg_hl7_error_t he;
+    *rows = NULL;
+    *n_rows = 0;
+    cg_err_t rc = cg_hl7_parse(mp->msg, buf, len, &he);
+    if (rc) {
+        if (err) {
+            memset(err, 0, sizeof(*err));
+            err->code = rc;
+            err->stage = "decode";
+            char where[256];
+            snprintf(err->reason, sizeof(err->reason), "%s: %s",
+                     cg_hl7_error_location(&he, where, sizeof(where)), he.reason);
+        }
+        return rc;
+    }
+    return cg_mapper_map_msg(mp, mp->msg, rows, n_rows, err);
+}
+
+cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,
+                           size_t errstr_size)
+{
+    cg_mapper_t *mp = calloc(1, sizeof(*mp));
+    if (!mp) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    mp->ss = ss;
+    mp->vocab = env ? env->vocab : NULL;
+    mp->utc_offset = env ? env->source_utc_offset : NULL;
+    cg_arena_init(&mp->arena, 64 * 1024);
+    cg_buf_init(&mp->scratch);
+    cg_buf_init(&mp->rows_buf);
+    cg_buf_init(&mp->trace_buf);
+    for (size_t i = 0; i < ss->n_specs; i++)
+        if (ss->specs[i].max_vars > mp->cap_vars)
+            mp->cap_vars = ss->specs[i].max_vars;
+    mp->vars = calloc(mp->cap_vars + 1, sizeof(*mp->vars));
+    mp->msg = cg_hl7_msg_new(NULL);
+    mp->md = pcre2_match_data_create(ss->max_capture + 1, NULL);
+    mp->mctx = pcre2_match_context_create(NULL);
+    if (!mp->vars || !mp->msg || !mp->md || !mp->mctx) {
+        snprintf(errstr, errstr_size, "out of memory");
+        cg_mapper_destroy(mp);
+        return NULL;
+    }
+    pcre2_set_match_limit(mp->mctx, SPEC_REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(mp->mctx, SPEC_REGEX_DEPTH_LIMIT);
+    if (env && env->pseudo) {
+        mp->pseudo = cg_pseudo_clone(env->pseudo, errstr, errstr_size);
+        if (!mp->pseudo) {
+            cg_mapper_destroy(mp);
+            return NULL;
+        }
+    }
+    return mp;
+}
+
+void cg_mapper_set_trace(cg_mapper_t *mp, int on)
+{
+    mp->trace = on;
+}
+
+void cg_mapper_destroy(cg_mapper_t *mp)
+{
+    if (!mp)
+        return;
+    cg_pseudo_destroy(mp->pseudo);
+    cg_hl7_msg_destroy(mp->msg);
+    pcre2_match_data_free(mp->md);
+    pcre2_match_context_free(mp->mctx);
+    cg_arena_destroy(&mp->arena);
+    cg_buf_free(&mp->scratch);
+    cg_buf_free(&mp->rows_buf);
+    cg_buf_free(&mp->trace_buf);
+    free(mp->spans);
+    free(mp->rows);
+    free(mp->vars);
+    free(mp);
+}
+
+cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *src,
+                             const char *const *cohorts, size_t n_cohorts, cg_buf_t *out)
+{
+    cg_record_source_t s = *src;
+    s.spec = row->spec;
+    s.spec_version = row->spec_version;
+    s.rule = row->rule;
+    return cg_record_write_envelope(out, row->standard, row->table, cohorts, n_cohorts,
+                                    row->row_json, &s);
+}

@@ -1,0 +1,214 @@
+/* spec_impl.h - the compiled form of mapping specs, shared by the compiler and the evaluator.
+ * Private to mappers/. Everything here is allocated once at load, in the spec set's arena. */
+#ifndef CG_SPEC_IMPL_H
+#define CG_SPEC_IMPL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "cg_hl7.h"
+#include "cg_omop.h"
+#include "cg_spec.h"
+
+/* Values during evaluation: text in the message arena, or absent. */
+typedef struct spec_val {
+    const char *s;
+    size_t len;
+    int present;
+} spec_val_t;
+
+typedef enum expr_kind {
+    EX_PATH,
+    EX_CONST,
+    EX_VAR,
+    EX_CONCAT,
+    EX_COALESCE,
+    EX_IF,
+    EX_PATIENT,
+    EX_HASH_ID,
+} expr_kind_t;
+
+typedef enum xform_kind {
+    XF_TRIM,
+    XF_UPPER,
+    XF_LOWER,
+    XF_DATE,
+    XF_DATETIME,
+    XF_NUMBER,
+    XF_INTEGER,
+    XF_SN,
+    XF_REGEX_EXTRACT,
+    XF_REGEX_REPLACE,
+    XF_MAP,
+    XF_LOOKUP,
+    XF_UNIT,
+    XF_TRUNCATE,
+} xform_kind_t;
+
+typedef enum sn_part {
+    SN_NUMBER,     /* the first number */
+    SN_COMPARATOR, /* >, <, >=, <=, =, <> ("=" when absent and a number is present) */
+    SN_SEPARATOR,  /* -, +, /, : */
+    SN_NUMBER2,
+} sn_part_t;
+
+typedef enum lookup_want {
+    LK_CONCEPT_ID,
+    LK_SOURCE_CONCEPT_ID,
+    LK_DOMAIN_ID,
+} lookup_want_t;
+
+typedef enum patient_part {
+    PT_PERSON_ID,
+    PT_SOURCE_VALUE,
+} patient_part_t;
+
+typedef struct expr expr_t;
+typedef struct cond cond_t;
+
+typedef struct map_entry {
+    const char *from;
+    size_t from_len;
+    const char *to; /* NULL: absent */
+    size_t to_len;
+} map_entry_t;
+
+typedef struct xform {
+    xform_kind_t kind;
+    union {
+        sn_part_t sn;
+        struct {
+            pcre2_code *re;
+            uint32_t group;
+            const char *with; /* replacement, for REGEX_REPLACE */
+        } re;
+        struct {
+            map_entry_t *entries;
+            size_t n;
+            const map_entry_t *deflt; /* "*" */
+        } map;
+        struct {
+            const char *vocabulary; /* fixed OMOP vocabulary_id, or NULL with vocab_expr */
+            expr_t *vocab_expr;     /* HL7 coding system / OID / vocabulary_id per message */
+            lookup_want_t want;
+        } lookup;
+        size_t truncate;
+    } u;
+} xform_t;
+
+struct expr {
+    expr_kind_t kind;
+    union {
+        cg_hl7_path_t path;
+        struct {
+            const char *s;
+            size_t len;
+            int present;
+        } cst;
+        int var; /* index into the bindings of the scope that defines it */
+        struct {
+            expr_t **items;
+            size_t n;
+            const char *sep;
+        } list; /* CONCAT, COALESCE, HASH_ID (items; sep is the namespace for HASH_ID) */
+        struct {
+            cond_t *cond;
+            expr_t *then, *els;
+        } iff;
+        patient_part_t patient;
+    } u;
+    xform_t *xforms;
+    size_t n_xforms;
+    expr_t *deflt;
+    int required;
+    const char *text; /* the source text, for --trace: the path, or a short description */
+};
+
+typedef enum cond_kind {
+    CD_EQ,
+    CD_NE,
+    CD_IN,
+    CD_REGEX,
+    CD_PRESENT,
+    CD_NOT,
+    CD_ALL,
+    CD_ANY,
+} cond_kind_t;
+
+struct cond {
+    cond_kind_t kind;
+    expr_t *a, *b;       /* EQ, NE: a b; IN, REGEX, PRESENT: a */
+    const char **values; /* IN */
+    size_t *value_lens;
+    size_t n_values;
+    pcre2_code *re; /* REGEX */
+    cond_t **subs;  /* NOT (1), ALL, ANY */
+    size_t n_subs;
+};
+
+typedef struct binding {
+    const char *name;
+    expr_t *expr;
+} binding_t;
+
+typedef struct column {
+    const cg_omop_column_t *col; /* the OMOP column */
+    expr_t *expr;
+} column_t;
+
+typedef struct rule {
+    const char *name;
+    const cg_omop_table_t *table;
+    int has_foreach;
+    cg_hl7_path_t foreach; /* a path naming segments: OBX[*], DG1[*] */
+    cond_t *when;
+    binding_t *lets;
+    size_t n_lets;
+    column_t *columns; /* in the table's column order */
+    size_t n_columns;
+    int sets_pk; /* the spec gives the primary key itself */
+} rule_t;
+
+typedef struct trigger {
+    char type[8];  /* MSH-9.1, e.g. "ORU" */
+    char event[8]; /* MSH-9.2, e.g. "R01"; "" for any */
+} trigger_t;
+
+typedef struct spec {
+    const char *name;
+    int version;
+    const char *file;
+    trigger_t *triggers;
+    size_t n_triggers;
+    cond_t *when;
+    int has_patient;
+    expr_t *patient_id;
+    expr_t *patient_authority;
+    binding_t *lets;
+    size_t n_lets;
+    rule_t *rules;
+    size_t n_rules;
+    size_t max_vars; /* message lets + the largest rule's lets */
+} spec_t;
+
+struct cg_specset {
+    cg_arena_t arena; /* every compiled object */
+    spec_t *specs;
+    size_t n_specs;
+    pcre2_code **regexes; /* to free */
+    size_t n_regexes, cap_regexes;
+    uint32_t max_capture; /* for the mappers' match data */
+};
+
+/* Compiled regexes run with these limits so a hostile input cannot make one run away. */
+#define SPEC_REGEX_MATCH_LIMIT 100000u
+#define SPEC_REGEX_DEPTH_LIMIT 1000u
+
+/* transforms.c: HL7 TS/DTM → ISO date or datetime, shifted by shift_days. Writes into out (at
+ * least 40 bytes); returns the length, or 0 when s is not a valid TS. */
+size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const char *utc_offset,
+                         int shift_days, char *out);
+/* Canonical decimal text of s (trimmed, optional sign, digits, optional fraction); 0 if not. */
+size_t cg_spec_number(const char *s, size_t len, int integer_only, char *out, size_t out_size);
+
+#endif

@@ -1,0 +1,161 @@
+/* transforms.c - the value conversions behind the spec transforms that need more than a line:
+ * HL7 TS/DTM times to ISO 8601, and HL7 NM numbers to canonical JSON numbers. */
+#include "spec_impl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int digits(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+static int is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && is_leap(y) ? 29 : d[m - 1];
+}
+
+/* Days since 1970-01-01 of a civil date, and back (H. Hinnant's algorithms). */
+static long days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    long era = (y >= 0 ? y : y - 399) / 400;
+    long yoe = y - era * 400;
+    long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(long z, int *y, int *m, int *d)
+{
+    z += 719468;
+    long era = (z >= 0 ? z : z - 146096) / 146097;
+    long doe = z - era * 146097;
+    long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const char *utc_offset,
+                         int shift_days, char *out)
+{
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    /* split off the zone: +ZZZZ / -ZZZZ after the digits */
+    size_t n = 0;
+    while (n < len && ((s[n] >= '0' && s[n] <= '9') || s[n] == '.'))
+        n++;
+    const char *zone = NULL;
+    if (n < len) {
+        if ((s[n] != '+' && s[n] != '-') || len - n != 5 || digits(s + n + 1, 4) < 0)
+            return 0;
+        zone = s + n;
+    }
+    const char *frac = memchr(s, '.', n);
+    size_t main_len = frac ? (size_t)(frac - s) : n;
+    size_t frac_len = frac ? n - main_len - 1 : 0;
+    /* YYYY[MM[DD[HH[MM[SS]]]]]; the fraction only after seconds */
+    if (main_len < 4 || main_len > 14 || main_len % 2 ||
+        (frac && (main_len != 14 || !frac_len || frac_len > 4)))
+        return 0;
+    if (frac && digits(frac + 1, frac_len) < 0)
+        return 0;
+    int y = digits(s, 4), mo = 1, d = 1, h = -1, mi = -1, se = -1;
+    if (y < 0 || (main_len >= 6 && (mo = digits(s + 4, 2)) < 0) ||
+        (main_len >= 8 && (d = digits(s + 6, 2)) < 0) ||
+        (main_len >= 10 && (h = digits(s + 8, 2)) < 0) ||
+        (main_len >= 12 && (mi = digits(s + 10, 2)) < 0) ||
+        (main_len >= 14 && (se = digits(s + 12, 2)) < 0))
+        return 0;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        se > 60)
+        return 0;
+    if (shift_days)
+        civil_from_days(days_from_civil(y, mo, d) + shift_days, &y, &mo, &d);
+    if (y < 1 || y > 9999)
+        return 0;
+    int w = snprintf(out, 40, "%04d-%02d-%02d", y, mo, d);
+    if (!want_datetime || h < 0)
+        return (size_t)w;
+    w += snprintf(out + w, 40 - (size_t)w, "T%02d:%02d", h, mi < 0 ? 0 : mi);
+    if (se >= 0)
+        w += snprintf(out + w, 40 - (size_t)w, ":%02d", se);
+    if (frac)
+        w += snprintf(out + w, 40 - (size_t)w, ".%.*s", (int)frac_len, frac + 1);
+    if (zone)
+        w += snprintf(out + w, 40 - (size_t)w, "%c%.2s:%.2s", zone[0], zone + 1, zone + 3);
+    else if (utc_offset)
+        w += snprintf(out + w, 40 - (size_t)w, "%s", utc_offset);
+    return (size_t)w;
+}
+
+size_t cg_spec_number(const char *s, size_t len, int integer_only, char *out, size_t out_size)
+{
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    size_t i = 0, o = 0;
+    int neg = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    size_t int_start = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    size_t int_len = i - int_start;
+    size_t frac_start = 0, frac_len = 0;
+    if (i < len && s[i] == '.') {
+        frac_start = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        frac_len = i - frac_start;
+    }
+    if (i != len || (int_len == 0 && frac_len == 0) || (integer_only && frac_len))
+        return 0;
+    /* drop leading zeros of the integer part, keep one */
+    while (int_len > 1 && s[int_start] == '0') {
+        int_start++;
+        int_len--;
+    }
+    while (frac_len && s[frac_start + frac_len - 1] == '0')
+        frac_len--;
+    if (int_len + frac_len + 3 > out_size)
+        return 0;
+    if (integer_only && int_len > 19) /* beyond int64; the column check tells exactly */
+        return 0;
+    int zero = (int_len == 0 || (int_len == 1 && s[int_start] == '0')) && frac_len == 0;
+    if (neg && !zero)
+        out[o++] = '-';
+    if (int_len == 0)
+        out[o++] = '0';
+    memcpy(out + o, s + int_start, int_len);
+    o += int_len;
+    if (frac_len) {
+        out[o++] = '.';
+        memcpy(out + o, s + frac_start, frac_len);
+        o += frac_len;
+    }
+    out[o] = '\0';
+    return o;
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# fuzz-smoke.sh - builds the libFuzzer targets (clang, -DCG_FUZZ=ON) in their own build directory
+# and runs each for a fixed short time. Exits non-zero on any crash, leak, timeout or sanitizer
+# report. Environment: FUZZ_SECONDS (default 30 per target), FUZZ_BUILD_DIR, FUZZ_JOBS.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${FUZZ_BUILD_DIR:-$here/build-fuzz}
+seconds=${FUZZ_SECONDS:-30}
+jobs=${FUZZ_JOBS:-2}
+
+if ! command -v clang >/dev/null; then
+    echo "fuzz-smoke: clang not found; libFuzzer needs clang" >&2
+    exit 1
+fi
+
+cmake -S "$here" -B "$build" -DCMAKE_C_COMPILER=clang -DCG_FUZZ=ON -DCG_BUILD_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" --target fuzz_hl7_parse fuzz_hl7_path -j"$jobs"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Seeds: the project's own fixtures, plus a few paths. (The shared corpus is not copied.)
+mkdir -p "$work/parse" "$work/path"
+cp "$here"/tests/fixtures/hl7/* "$work/parse/"
+for p in 'PID-5' 'PID-5.1.1' 'PID-3[2].1' 'PID-3[*].1' 'OBX[*]-5' 'OBX[3]-5' 'PID-x' 'OBX[*]'; do
+    printf '%s' "$p" >"$work/path/$(printf '%s' "$p" | md5sum | cut -c1-12)"
+done
+
+status=0
+run() {
+    local target=$1 corpus=$2 maxlen=$3
+    echo "fuzz-smoke: $target for ${seconds}s (max_len $maxlen)"
+    if ! "$build/tests/fuzz/$target" "$corpus" -max_total_time="$seconds" -max_len="$maxlen" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/" \
+        >"$work/$target.log" 2>&1; then
+        echo "fuzz-smoke: $target FAILED" >&2
+        tail -n 60 "$work/$target.log" >&2
+        ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null >&2 || true
+        status=1
+    else
+        grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$work/$target.log" || true
+        echo "fuzz-smoke: $target ok"
+    fi
+}
+run fuzz_hl7_parse "$work/parse" 8192
+run fuzz_hl7_path "$work/path" 64
+exit $status

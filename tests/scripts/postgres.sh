@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Starts and stops a throw-away PostgreSQL server for the tests (label pg): a fresh cluster on
+# 127.0.0.1 with a free port, trust authentication, fsync off, its unix socket inside DIR.
+#
+#   tests/scripts/postgres.sh start DIR   initdb a cluster in DIR/data and start it; prints
+#                                         export COHORTGATE_TEST_PG='host=127.0.0.1 port=N ...'
+#   tests/scripts/postgres.sh stop DIR    stop it (fast mode); safe to call twice
+#
+# PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` system user
+# (Debian's package creates it) and initdb/pg_ctl run through runuser; DIR is chowned to it.
+# The binaries come from $COHORTGATE_PG_BIN, else pg_config --bindir, else the newest
+# /usr/lib/postgresql/*/bin (Debian keeps initdb and pg_ctl off the PATH).
+set -euo pipefail
+
+log() { printf 'postgres.sh: %s\n' "$*" >&2; }
+die() {
+    log "FAILED: $*"
+    exit 1
+}
+
+find_bin() {
+    local d
+    for d in "${COHORTGATE_PG_BIN:-}" "$(pg_config --bindir 2>/dev/null || true)" \
+        $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n -r); do
+        if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    die "initdb and pg_ctl not found (install Debian's postgresql, or set COHORTGATE_PG_BIN)"
+}
+
+# Runs a command as the cluster's owner: ourselves, or `postgres` when we are root.
+as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+log_tail() {
+    local dir=$1
+    if [ -f "$dir/postgres.log" ]; then
+        log "last lines of $dir/postgres.log:"
+        tail -n 30 "$dir/postgres.log" >&2 || true
+    fi
+}
+
+start() {
+    local dir=$1 bin port user
+    bin=$(find_bin)
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    [ ! -e "$dir/data" ] || die "$dir/data already exists: stop it and use a fresh DIR"
+    # a unix socket path is limited to 107 bytes: DIR/.s.PGSQL.NNNNN
+    [ ${#dir} -le 90 ] || die "DIR path too long for a unix socket (${#dir} > 90 bytes): $dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || die "running as root needs the postgres system user"
+        chown -R postgres: "$dir"
+        runuser -u postgres -- test -w "$dir" ||
+            die "user postgres cannot write $dir (a parent directory closed to it?)"
+    fi
+    user=postgres
+    # cd: the owner may not be allowed into the caller's working directory
+    (cd "$dir" && as_owner "$bin/initdb" -D "$dir/data" -U "$user" -A trust -E UTF8 --no-locale \
+        --no-sync >"$dir/initdb.log" 2>&1) || {
+        tail -n 30 "$dir/initdb.log" >&2
+        die "initdb (log in $dir/initdb.log)"
+    }
+    local attempt
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        # a free port may be taken again before the server binds it: try another
+        cat >"$dir/data/cohortgate.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+logging_collector = off
+log_min_messages = warning
+CONF
+        if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/data/cohortgate.conf"; fi
+        grep -q "^include_if_exists = 'cohortgate.conf'" "$dir/data/postgresql.conf" ||
+            echo "include_if_exists = 'cohortgate.conf'" >>"$dir/data/postgresql.conf"
+        if (cd "$dir" && as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+            start >"$dir/pg_ctl.log" 2>&1); then
+            if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 2>/dev/null ||
+                [ ! -x "$bin/pg_isready" ]; then
+                local conninfo="host=127.0.0.1 port=$port dbname=postgres user=$user"
+                echo "$conninfo" >"$dir/conninfo"
+                log "PostgreSQL $("$bin/postgres" -V | awk '{print $3}') up on 127.0.0.1:$port" \
+                    "(data and log in $dir)"
+                echo "export COHORTGATE_TEST_PG='$conninfo'"
+                return 0
+            fi
+            log "server started but 127.0.0.1:$port does not answer"
+            stop "$dir"
+        fi
+        if ! grep -qi 'could not bind\|address already in use' "$dir/postgres.log" 2>/dev/null; then
+            break
+        fi
+        log "port $port was taken (attempt $attempt), trying another"
+    done
+    cat "$dir/pg_ctl.log" >&2 2>/dev/null || true
+    log_tail "$dir"
+    die "PostgreSQL did not start (log in $dir/postgres.log)"
+}
+
+stop() {
+    local dir=$1 bin
+    if [ ! -f "$dir/data/postmaster.pid" ]; then
+        log "no server running in $dir"
+        return 0
+    fi
+    bin=$(find_bin)
+    if ! (cd "$dir" && as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop \
+        >"$dir/pg_ctl.log" 2>&1); then
+        # pg_ctl fails on a stale pid file of a server that died: that is stopped too
+        if [ -f "$dir/data/postmaster.pid" ] &&
+            kill -0 "$(head -n 1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+            cat "$dir/pg_ctl.log" >&2 || true
+            log_tail "$dir"
+            die "pg_ctl stop"
+        fi
+    fi
+    log "PostgreSQL in $dir stopped"
+}
+
+case "${1:-}" in
+start) start "${2:?usage: $0 start DIR}" ;;
+stop) stop "${2:?usage: $0 stop DIR}" ;;
+*)
+    echo "usage: $0 start DIR | stop DIR" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,339 @@
+/* test_pseudo.c - HMAC vectors, pseudonyms, date shifts, row ids and key handling.
+ *
+ * Pinned values below were computed independently of this code with Python's hmac/hashlib:
+ *   key = b"cohortgate-test-key-0123456789ab"
+ *   h = hmac.new(key, b"HOSP-A\x1fPAT0001234567", hashlib.sha256).digest()
+ *   person_id = (int.from_bytes(h[:8], "big") & (2**63 - 1)) or 1;  source = h.hex()[:40]
+ *   shift: h = hmac.new(key, b"\0cohortgate/date-shift/v1\x1f" + auth + b"\x1f" + pid, ...)
+ *          int.from_bytes(h[:8], "big") % (2 * N + 1) - N
+ *   row id: sha256(b"cohortgate/row-id/v1" + b"".join(struct.pack(">Q", len(s)) + s for s in
+ *           (spec, msg, rule)) + struct.pack(">Q", pos)), first 8 bytes, top bit cleared
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cg_pseudo.h"
+
+#define TEST_KEY "cohortgate-test-key-0123456789ab"
+
+static const cg_slice_t auth = CG_SLICE_LIT("HOSP-A");
+static const cg_slice_t pat = CG_SLICE_LIT("PAT0001234567");
+
+static cg_pseudo_t *make(const void *key, size_t len, int shift)
+{
+    char err[256] = "";
+    cg_pseudo_key_t *k = cg_pseudo_key_new(key, len, err, sizeof(err));
+    assert_non_null(k);
+    cg_pseudo_t *p = cg_pseudo_new(k, shift, err, sizeof(err));
+    cg_pseudo_key_destroy(k); /* the object must not need the key afterwards */
+    assert_non_null(p);
+    return p;
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static void check_hmac(const void *key, size_t klen, const char *data, const char *want)
+{
+    cg_pseudo_t *p = make(key, klen, 0);
+    unsigned char mac[32];
+    char got[65];
+    assert_int_equal(cg_pseudo_hmac(p, data, strlen(data), mac), CG_OK);
+    hex(mac, 32, got);
+    assert_string_equal(got, want);
+    /* repeated calls reuse the precomputed states and must not drift */
+    assert_int_equal(cg_pseudo_hmac(p, data, strlen(data), mac), CG_OK);
+    hex(mac, 32, got);
+    assert_string_equal(got, want);
+    cg_pseudo_destroy(p);
+}
+
+/* RFC 4231 test cases 6 and 7 (131-byte key, hashed first); cases 1-5 use keys shorter than
+ * the 32 bytes the API accepts. Plus a 32-byte and a 64-byte key (zero-pad path), Python. */
+static void test_rfc4231(void **state)
+{
+    (void)state;
+    unsigned char k131[131];
+    memset(k131, 0xaa, sizeof(k131));
+    check_hmac(k131, sizeof(k131), "Test Using Larger Than Block-Size Key - Hash Key First",
+               "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    check_hmac(k131, sizeof(k131),
+               "This is a test using a larger than block-size key and a larger than block-size "
+               "data. The key needs to be hashed before being used by the HMAC algorithm.",
+               "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+    unsigned char k64[64];
+    for (int i = 0; i < 64; i++)
+        k64[i] = (unsigned char)i;
+    check_hmac(k64, sizeof(k64), "exactly one block of key",
+               "aed89a53f83495834369f6c764db660e0e41d224347eb2b6f2054241399e36e2");
+}
+
+static void test_person_pinned(void **state)
+{
+    (void)state;
+    cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 30);
+    cg_pseudo_person_t out;
+    assert_int_equal(cg_pseudo_person(p, auth, pat, &out), CG_OK);
+    assert_true(out.person_id == INT64_C(4974320388520216297));
+    assert_string_equal(out.source_value, "45085609ccbb06e9b8a74915a6c14e0c00891e98");
+    assert_int_equal(strlen(out.source_value), CG_PSEUDO_SOURCE_VALUE_LEN);
+
+    /* an empty authority is allowed (PID-3.4 often is) */
+    assert_int_equal(cg_pseudo_person(p, (cg_slice_t){"", 0}, pat, &out), CG_OK);
+    assert_true(out.person_id == INT64_C(5790744363457459610));
+    assert_string_equal(out.source_value, "505cdb5160fa359a49df6723bd4a15d5db686d8a");
+
+    int days = 99;
+    assert_int_equal(cg_pseudo_date_shift(p, auth, pat, &days), CG_OK);
+    assert_int_equal(days, 3);
+    assert_int_equal(cg_pseudo_date_shift(p, auth, CG_SLICE_LIT("PAT0001234568"), &days), CG_OK);
+    assert_int_equal(days, -9);
+    cg_pseudo_destroy(p);
+
+    p = make(TEST_KEY, strlen(TEST_KEY), 365);
+    assert_int_equal(cg_pseudo_date_shift(p, auth, pat, &days), CG_OK);
+    assert_int_equal(days, 309);
+    cg_pseudo_destroy(p);
+}
+
+static void test_row_id_pinned(void **state)
+{
+    (void)state;
+    cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 0);
+    int64_t id = 0, id2 = 0;
+    cg_slice_t spec = CG_SLICE_LIT("hl7v2-oru-omop"), msg = CG_SLICE_LIT("MSG00042"),
+               rule = CG_SLICE_LIT("obx-numeric");
+    assert_int_equal(cg_pseudo_row_id(p, spec, msg, rule, 3, &id), CG_OK);
+    assert_true(id == INT64_C(4704905919207679638));
+    assert_int_equal(cg_pseudo_row_id(NULL, spec, msg, rule, 3, &id2), CG_OK); /* keyless path */
+    assert_true(id2 == id);
+    assert_int_equal(cg_pseudo_row_id(p, spec, msg, rule, 4, &id), CG_OK);
+    assert_true(id == INT64_C(521449928841388772));
+    cg_slice_t empty = {"", 0};
+    assert_int_equal(cg_pseudo_row_id(p, empty, empty, empty, 0, &id), CG_OK);
+    assert_true(id == INT64_C(5008390464719488604));
+
+    /* framing: moving a byte between fields changes the id */
+    assert_int_equal(
+        cg_pseudo_row_id(p, CG_SLICE_LIT("ab"), CG_SLICE_LIT("c"), CG_SLICE_LIT("r"), 1, &id),
+        CG_OK);
+    assert_int_equal(
+        cg_pseudo_row_id(p, CG_SLICE_LIT("a"), CG_SLICE_LIT("bc"), CG_SLICE_LIT("r"), 1, &id2),
+        CG_OK);
+    assert_true(id != id2);
+    assert_true(id > 0 && id2 > 0);
+    cg_pseudo_destroy(p);
+}
+
+static void test_date_shift_range(void **state)
+{
+    (void)state;
+    cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 7);
+    int seen[15] = {0};
+    char buf[32];
+    for (int i = 0; i < 3000; i++) {
+        int n = snprintf(buf, sizeof(buf), "P%d", i);
+        int d = 100;
+        assert_int_equal(cg_pseudo_date_shift(p, auth, (cg_slice_t){buf, (size_t)n}, &d), CG_OK);
+        assert_true(d >= -7 && d <= 7);
+        seen[d + 7]++;
+    }
+    for (int i = 0; i < 15; i++)
+        assert_true(seen[i] > 100); /* every value of the range occurs (expected ~200 each) */
+    cg_pseudo_destroy(p);
+
+    p = make(TEST_KEY, strlen(TEST_KEY), 0);
+    int d = 5;
+    assert_int_equal(cg_pseudo_date_shift(p, auth, pat, &d), CG_OK);
+    assert_int_equal(d, 0); /* disabled */
+    cg_pseudo_destroy(p);
+
+    char err[256];
+    cg_pseudo_key_t *k = cg_pseudo_key_new(TEST_KEY, strlen(TEST_KEY), err, sizeof(err));
+    assert_null(cg_pseudo_new(k, -1, err, sizeof(err)));
+    assert_null(cg_pseudo_new(k, CG_PSEUDO_DATE_SHIFT_MAX + 1, err, sizeof(err)));
+    assert_null(strstr(err, TEST_KEY));
+    cg_pseudo_key_destroy(k);
+}
+
+static void test_invalid_identity(void **state)
+{
+    (void)state;
+    cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 10);
+    cg_pseudo_person_t out;
+    int d;
+    assert_int_equal(cg_pseudo_person(p, auth, (cg_slice_t){"", 0}, &out), CG_ERR_INVALID_ARG);
+    assert_int_equal(cg_pseudo_person(p, CG_SLICE_LIT("A\x1F"
+                                                      "B"),
+                                      pat, &out),
+                     CG_ERR_INVALID_ARG);
+    assert_int_equal(cg_pseudo_person(p, (cg_slice_t){"A\0B", 3}, pat, &out), CG_ERR_INVALID_ARG);
+    assert_int_equal(cg_pseudo_date_shift(p, CG_SLICE_LIT("\x1F"), pat, &d), CG_ERR_INVALID_ARG);
+    assert_int_equal(cg_pseudo_person(NULL, auth, pat, &out), CG_ERR_INVALID_ARG);
+    /* the patient id itself may hold 0x1F: only the authority's end is a separator */
+    assert_int_equal(cg_pseudo_person(p, auth, CG_SLICE_LIT("X\x1FY"), &out), CG_OK);
+    cg_pseudo_destroy(p);
+}
+
+static void test_clone(void **state)
+{
+    (void)state;
+    cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 30);
+    char err[128];
+    cg_pseudo_t *c = cg_pseudo_clone(p, err, sizeof(err));
+    assert_non_null(c);
+    cg_pseudo_destroy(p); /* the clone is independent */
+    cg_pseudo_person_t out;
+    int d;
+    assert_int_equal(cg_pseudo_person(c, auth, pat, &out), CG_OK);
+    assert_true(out.person_id == INT64_C(4974320388520216297));
+    assert_int_equal(cg_pseudo_date_shift(c, auth, pat, &d), CG_OK);
+    assert_int_equal(d, 3);
+    assert_int_equal(cg_pseudo_date_shift_days(c), 30);
+    cg_pseudo_destroy(c);
+    cg_pseudo_destroy(NULL);
+    cg_pseudo_key_destroy(NULL);
+}
+
+static char *write_tmp(const void *data, size_t n)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/cg_test_key_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+static int64_t person_of(cg_pseudo_key_t *k)
+{
+    char err[128];
+    cg_pseudo_t *p = cg_pseudo_new(k, 0, err, sizeof(err));
+    assert_non_null(p);
+    cg_pseudo_person_t out;
+    assert_int_equal(cg_pseudo_person(p, auth, pat, &out), CG_OK);
+    cg_pseudo_destroy(p);
+    return out.person_id;
+}
+
+static void test_key_file_and_env(void **state)
+{
+    (void)state;
+    char err[512];
+    /* one trailing newline is not part of the key */
+    char *path = write_tmp(TEST_KEY "\n", strlen(TEST_KEY) + 1);
+    cg_pseudo_key_t *k = cg_pseudo_key_load(path, NULL, err, sizeof(err));
+    assert_non_null(k);
+    assert_int_equal(cg_pseudo_key_len(k), strlen(TEST_KEY));
+    assert_true(person_of(k) == INT64_C(4974320388520216297));
+    cg_pseudo_key_destroy(k);
+    unlink(path);
+
+    /* only one: a second newline stays and gives another key */
+    path = write_tmp(TEST_KEY "\n\n", strlen(TEST_KEY) + 2);
+    k = cg_pseudo_key_load(path, NULL, err, sizeof(err));
+    assert_non_null(k);
+    assert_int_equal(cg_pseudo_key_len(k), strlen(TEST_KEY) + 1);
+    assert_true(person_of(k) != INT64_C(4974320388520216297));
+    cg_pseudo_key_destroy(k);
+    unlink(path);
+
+    /* named environment variable, then the default one */
+    setenv("CG_TEST_PSEUDO_KEY", TEST_KEY, 1);
+    k = cg_pseudo_key_load(NULL, "CG_TEST_PSEUDO_KEY", err, sizeof(err));
+    assert_non_null(k);
+    assert_true(person_of(k) == INT64_C(4974320388520216297));
+    cg_pseudo_key_destroy(k);
+    unsetenv("CG_TEST_PSEUDO_KEY");
+    setenv(CG_PSEUDO_KEY_ENV, TEST_KEY, 1);
+    k = cg_pseudo_key_load(NULL, NULL, err, sizeof(err));
+    assert_non_null(k);
+    cg_pseudo_key_destroy(k);
+    unsetenv(CG_PSEUDO_KEY_ENV);
+
+    /* no key anywhere: refuse rather than run unkeyed */
+    assert_null(cg_pseudo_key_load(NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, CG_PSEUDO_KEY_ENV));
+    assert_null(cg_pseudo_key_load(NULL, "CG_TEST_PSEUDO_KEY", err, sizeof(err)));
+    assert_null(cg_pseudo_key_load("/nonexistent/key", NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "/nonexistent/key"));
+    assert_null(cg_pseudo_key_load("/tmp", "X", err, sizeof(err))); /* both named */
+}
+
+/* A key of the wrong length is refused from every source, and no error text contains it. */
+static void test_short_key_refused_without_echo(void **state)
+{
+    (void)state;
+    const char *secret = "S3CR3T-KEY-MATERIAL-31-bytes-xy"; /* 31 bytes */
+    assert_int_equal(strlen(secret), 31);
+    char err[512];
+
+    memset(err, 0, sizeof(err));
+    assert_null(cg_pseudo_key_new(secret, strlen(secret), err, sizeof(err)));
+    assert_true(err[0] != '\0');
+    assert_null(strstr(err, secret));
+    assert_null(strstr(err, "S3CR3T"));
+
+    char *path = write_tmp(secret, strlen(secret));
+    memset(err, 0, sizeof(err));
+    assert_null(cg_pseudo_key_load(path, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "31 bytes"));
+    assert_null(strstr(err, "S3CR3T"));
+    unlink(path);
+
+    /* 32 bytes with the newline: the stripped key is 31 and refused */
+    char with_nl[64];
+    snprintf(with_nl, sizeof(with_nl), "%s\n", secret);
+    path = write_tmp(with_nl, strlen(with_nl));
+    assert_null(cg_pseudo_key_load(path, NULL, err, sizeof(err)));
+    assert_null(strstr(err, "S3CR3T"));
+    unlink(path);
+
+    setenv("CG_TEST_PSEUDO_KEY", secret, 1);
+    memset(err, 0, sizeof(err));
+    assert_null(cg_pseudo_key_load(NULL, "CG_TEST_PSEUDO_KEY", err, sizeof(err)));
+    assert_non_null(strstr(err, "CG_TEST_PSEUDO_KEY"));
+    assert_null(strstr(err, "S3CR3T"));
+    unsetenv("CG_TEST_PSEUDO_KEY");
+
+    /* oversize key file */
+    char *big = malloc(CG_PSEUDO_KEY_MAX + 10);
+    memset(big, 'k', CG_PSEUDO_KEY_MAX + 10);
+    path = write_tmp(big, CG_PSEUDO_KEY_MAX + 10);
+    assert_null(cg_pseudo_key_load(path, NULL, err, sizeof(err)));
+    assert_null(strstr(err, "kkkk"));
+    unlink(path);
+    free(big);
+
+    /* exactly 32 bytes is enough */
+    cg_pseudo_key_t *k = cg_pseudo_key_new(TEST_KEY, 32, err, sizeof(err));
+    assert_non_null(k);
+    cg_pseudo_key_destroy(k);
+    assert_null(cg_pseudo_new(NULL, 0, err, sizeof(err)));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rfc4231),
+        cmocka_unit_test(test_person_pinned),
+        cmocka_unit_test(test_row_id_pinned),
+        cmocka_unit_test(test_date_shift_range),
+        cmocka_unit_test(test_invalid_identity),
+        cmocka_unit_test(test_clone),
+        cmocka_unit_test(test_key_file_and_env),
+        cmocka_unit_test(test_short_key_refused_without_echo),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

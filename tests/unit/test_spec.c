@@ -1,0 +1,350 @@
+/* test_spec.c - the spec compiler's errors and the evaluator's rows. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_pseudo.h"
+#include "cg_spec.h"
+#include "cg_vocab.h"
+#include "../../mappers/spec_impl.h"
+
+static cg_pseudo_t *pseudo;
+static cg_vocab_t *vocab;
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    cg_pseudo_key_t *k =
+        cg_pseudo_key_new("0123456789abcdef0123456789abcdef", 32, err, sizeof(err));
+    pseudo = cg_pseudo_new(k, 0, err, sizeof(err));
+    cg_pseudo_key_destroy(k);
+    vocab = cg_vocab_new();
+    size_t n = 0;
+    cg_vocab_load_csv_dir(vocab, CG_TEST_FIXTURES "/spec/vocab", NULL, 0, &n);
+    return pseudo && vocab && n == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    cg_pseudo_destroy(pseudo);
+    cg_vocab_destroy(vocab);
+    return 0;
+}
+
+/* ---- transforms ---- */
+
+static void ts(const char *in, int dt, const char *off, int shift, const char *want)
+{
+    char out[48];
+    size_t n = cg_spec_ts_to_iso(in, strlen(in), dt, off, shift, out);
+    if (!want) {
+        assert_int_equal(n, 0);
+        return;
+    }
+    assert_int_equal(n, strlen(want));
+    assert_string_equal(out, want);
+}
+
+static void test_hl7_times(void **state)
+{
+    (void)state;
+    ts("20240314", 0, NULL, 0, "2024-03-14");
+    ts("20240314093000", 1, NULL, 0, "2024-03-14T09:30:00");
+    ts("202403140930", 1, NULL, 0, "2024-03-14T09:30"); /* minute precision kept */
+    ts("20240314093000.1234+0100", 1, NULL, 0, "2024-03-14T09:30:00.1234+01:00");
+    ts("20240314093000-0500", 0, NULL, 0, "2024-03-14");
+    ts("20240314093000", 1, "+08:00", 0, "2024-03-14T09:30:00+08:00");      /* configured zone */
+    ts("20240314093000+0100", 1, "+08:00", 0, "2024-03-14T09:30:00+01:00"); /* value's zone wins */
+    ts("2024", 0, NULL, 0, "2024-01-01");
+    ts("202402", 0, NULL, 0, "2024-02-01");
+    ts("20240229", 0, NULL, 0, "2024-02-29");
+    ts("20240301", 0, NULL, -1, "2024-02-29"); /* shifts cross months and leap days */
+    ts("20231231", 0, NULL, 1, "2024-01-01");
+    ts("20240314093000", 1, NULL, 30, "2024-04-13T09:30:00");
+    ts("20230229", 0, NULL, 0, NULL);
+    ts("20241301", 0, NULL, 0, NULL);
+    ts("2024031", 0, NULL, 0, NULL);
+    ts("20240314093000+01", 1, NULL, 0, NULL);
+    ts("2024-03-14", 0, NULL, 0, NULL);
+    ts("", 0, NULL, 0, NULL);
+    ts("20240314256000", 1, NULL, 0, NULL);
+}
+
+static void num(const char *in, int integer, const char *want)
+{
+    char out[64];
+    size_t n = cg_spec_number(in, strlen(in), integer, out, sizeof(out));
+    if (!want) {
+        assert_int_equal(n, 0);
+        return;
+    }
+    assert_string_equal(out, want);
+}
+
+static void test_numbers(void **state)
+{
+    (void)state;
+    num("7.2", 0, "7.2");
+    num(" +007.50 ", 0, "7.5");
+    num(".5", 0, "0.5");
+    num("5.", 0, "5");
+    num("-0", 0, "0");
+    num("-12", 1, "-12");
+    num("1.5", 1, NULL);
+    num("1e5", 0, NULL);
+    num("abc", 0, NULL);
+    num("", 0, NULL);
+    num("-", 0, NULL);
+    num("1.2.3", 0, NULL);
+    num("12345678901234567890", 1, NULL);
+}
+
+/* ---- compile errors ---- */
+
+static size_t compile_errors(const char *text, cg_error_t *errs, size_t max)
+{
+    size_t n = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(text, "t.json", &env, errs, max, &n);
+    assert_null(ss);
+    return n;
+}
+
+static void test_compile_errors_are_located_and_all_reported(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"spec\":\"t\",\"version\":1,\n"
+        " \"input\":{\"format\":\"hl7v2\",\"messages\":[\"ORU^R01\"]},\n"
+        " \"patient\":{\"id\":\"PID-3.1\"},\n"
+        " \"rules\":[{\"name\":\"r1\",\"table\":\"measurement\",\"foreach\":\"OBX[*]\",\n"
+        "  \"columns\":{\"person_id\":{\"patient\":\"person_id\"},\n"
+        "   \"measurement_concept_id\":{\"path\":\"OBX-3.1\",\"pipe\":[\"dte\"]},\n"
+        "   \"measurement_date\":\"OBX-14!\",\n"
+        "   \"measurement_type_concept_id\":32817,\n"
+        "   \"no_such_column\":1}},\n"
+        "  {\"name\":\"r2\",\"table\":\"measurment\",\"columns\":{}}]}\n";
+    cg_error_t errs[16];
+    size_t n = compile_errors(text, errs, 16);
+    assert_int_equal(n, 4);
+    /* unknown transform, at the "dte" string */
+    assert_string_equal(errs[0].file, "t.json");
+    assert_int_equal(errs[0].line, 6);
+    assert_int_equal(errs[0].column, 55);
+    assert_non_null(strstr(errs[0].text, "rule 'r1': unknown transform 'dte'"));
+    /* a bad path: the column points at the offending character inside the string */
+    assert_int_equal(errs[1].line, 7);
+    assert_int_equal(errs[1].column, 30);
+    assert_non_null(strstr(errs[1].text, "rule 'r1'"));
+    /* an unknown column names the table */
+    assert_int_equal(errs[2].line, 9);
+    assert_non_null(strstr(errs[2].text, "table measurement has no column 'no_such_column'"));
+    /* an unknown table */
+    assert_int_equal(errs[3].line, 10);
+    assert_non_null(strstr(errs[3].text, "rule 'r2'"));
+    assert_non_null(strstr(errs[3].text, "'measurment'"));
+}
+
+static void test_compile_errors_more(void **state)
+{
+    (void)state;
+    cg_error_t errs[8];
+    /* a required column not mapped */
+    size_t n = compile_errors(
+        "{\"spec\":\"t\",\"version\":1,\"input\":{\"format\":\"hl7v2\",\"messages\":[\"ADT\"]},"
+        "\"rules\":[{\"name\":\"p\",\"table\":\"person\",\"columns\":{\"person_id\":1}}]}",
+        errs, 8);
+    assert_true(n >= 1);
+    assert_non_null(strstr(errs[0].text, "required column person.gender_concept_id"));
+    /* JSON syntax */
+    n = compile_errors("{\"spec\":\n\"t\",,}", errs, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(errs[0].line, 2);
+    /* an unknown variable, a bad message type, an unknown condition */
+    n = compile_errors(
+        "{\"spec\":\"t\",\"version\":1,\"input\":{\"format\":\"hl7v2\",\"messages\":[\"OR U\"]},"
+        "\"rules\":[{\"name\":\"o\",\"table\":\"observation\",\"when\":{\"equals\":[1,1]},"
+        "\"columns\":{\"person_id\":{\"var\":\"nope\"},\"observation_concept_id\":0,"
+        "\"observation_date\":\"OBX-14\",\"observation_type_concept_id\":32817}}]}",
+        errs, 8);
+    assert_int_equal(n, 3);
+    assert_non_null(strstr(errs[0].text, "'OR U' is not a message type"));
+    assert_non_null(strstr(errs[1].text, "unknown condition 'equals'"));
+    assert_non_null(strstr(errs[2].text, "no binding named 'nope'"));
+    /* a regex that does not compile */
+    n = compile_errors(
+        "{\"spec\":\"t\",\"version\":1,\"input\":{\"format\":\"hl7v2\",\"messages\":[\"ORU\"]},"
+        "\"rules\":[{\"name\":\"o\",\"table\":\"observation\",\"when\":{\"regex\":[\"OBX-5\",\"(\"]"
+        "},"
+        "\"columns\":{\"person_id\":1,\"observation_concept_id\":0,"
+        "\"observation_date\":\"OBX-14\",\"observation_type_concept_id\":32817}}]}",
+        errs, 8);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(errs[0].text, "regex '(' does not compile"));
+}
+
+/* ---- evaluation ---- */
+
+static const char *ORU =
+    "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01^ORU_R01|M42|P|2.5.1\r"
+    "PID|1||12345^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19670412|F\r"
+    "OBR|1|O1|F1|4548-4^HbA1c^LN|||20240314093000\r"
+    "OBX|1|NM|4548-4^HbA1c^LN||7.2|%^percent^UCUM|4.0-5.6|H|||F\r"
+    "OBX|2|SN|2160-0^Creatinine^LN||>^10|mg/dL|0.7-1.3|HH|||P|||20240315120000\r"
+    "OBX|3|ST|8251-1^Service comment^LN||Sample \\T\\ result ok||||||F\r";
+
+static cg_specset_t *load_shipped(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/specs/%s", CG_SOURCE_DIR, name);
+    cg_error_t errs[8];
+    size_t n = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load(path, &env, errs, 8, &n);
+    for (size_t i = 0; i < n && i < 8; i++)
+        fprintf(stderr, "%s:%d:%d: %s\n", errs[i].file, errs[i].line, errs[i].column, errs[i].text);
+    return ss;
+}
+
+static void test_oru_rows(void **state)
+{
+    (void)state;
+    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
+    assert_non_null(ss);
+    char err[256];
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 3);
+
+    cg_pseudo_person_t who;
+    cg_pseudo_person(pseudo, CG_SLICE_LIT("HOSP"), CG_SLICE_LIT("12345"), &who);
+    char want[256];
+
+    assert_string_equal(rows[0].table, "measurement");
+    assert_string_equal(rows[0].rule, "obx-numeric");
+    const char *r0 = rows[0].row_json.ptr;
+    snprintf(want, sizeof(want), "\"person_id\":%lld,", (long long)who.person_id);
+    assert_non_null(strstr(r0, want));
+    assert_non_null(strstr(r0, "\"measurement_concept_id\":3004410,"));
+    assert_non_null(strstr(r0, "\"measurement_date\":\"2024-03-14\""));
+    assert_non_null(strstr(r0, "\"measurement_datetime\":\"2024-03-14T09:30:00\""));
+    assert_non_null(strstr(r0, "\"value_as_number\":7.2,"));
+    assert_non_null(strstr(r0, "\"unit_concept_id\":8554,"));
+    assert_non_null(strstr(r0, "\"range_low\":4,\"range_high\":5.6,"));
+    assert_non_null(strstr(r0, "\"operator_concept_id\":null"));
+    assert_non_null(strstr(r0, "\"measurement_source_value\":\"4548-4\""));
+    assert_true(strncmp(r0, "{\"measurement_id\":", 18) == 0); /* generated primary key */
+    assert_memory_equal(rows[0].person_key.ptr, who.source_value, 40);
+
+    /* SN ">^10": comparator and number; OBX-14 wins over OBR-7; unknown code → concept 0 */
+    const char *r1 = rows[1].row_json.ptr;
+    assert_non_null(strstr(r1, "\"operator_concept_id\":4172704,"));
+    assert_non_null(strstr(r1, "\"value_as_number\":10,"));
+    assert_non_null(strstr(r1, "\"measurement_date\":\"2024-03-15\""));
+    assert_non_null(strstr(r1, "\"measurement_concept_id\":0,"));
+    assert_non_null(strstr(r1, "\"measurement_source_value\":\"2160-0\""));
+
+    /* text result: observation with the unescaped text */
+    assert_string_equal(rows[2].table, "observation");
+    assert_non_null(strstr(rows[2].row_json.ptr, "\"value_as_string\":\"Sample & result ok\""));
+
+    /* ids are deterministic: the same message maps to the same ids */
+    char first[64];
+    snprintf(first, sizeof(first), "%.*s", 40, rows[0].row_json.ptr);
+    assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, &me), CG_OK);
+    assert_memory_equal(rows[0].row_json.ptr, first, 40);
+
+    /* no raw identifier in any row */
+    for (size_t i = 0; i < n; i++)
+        assert_null(strstr(rows[i].row_json.ptr, "12345"));
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
+static void test_required_failure_gives_no_rows(void **state)
+{
+    (void)state;
+    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
+    assert_non_null(ss);
+    char err[256];
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    /* second OBX has a malformed time: the first OBX's row must not come out alone */
+    const char *bad = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M43|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBR|1|O1|F1|4548-4^HbA1c^LN|||20240314093000\r"
+                      "OBX|1|NM|4548-4^HbA1c^LN||7.2|%\r"
+                      "OBX|2|NM|4548-4^HbA1c^LN||7.4|%|||||F|||2024-03-14\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, bad, strlen(bad), &rows, &n, &me), CG_ERR_MAP);
+    assert_int_equal(n, 0);
+    assert_null(rows);
+    assert_string_equal(me.stage, "map");
+    assert_string_equal(me.rule, "obx-numeric");
+    assert_string_equal(me.column, "measurement_date");
+    assert_non_null(strstr(me.reason, "not an HL7 date/time"));
+
+    /* no patient identifier: a required value */
+    const char *nopid = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M44|P|2.5.1\r"
+                        "PID|1||\r"
+                        "OBX|1|NM|4548-4^HbA1c^LN||7.2|%\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, nopid, strlen(nopid), &rows, &n, &me), CG_ERR_REQUIRED);
+    assert_non_null(strstr(me.reason, "patient identifier"));
+
+    /* a message no spec takes */
+    const char *adt = "MSH|^~\\&|A|B|C|D|20240314||ADT^A01|M45|P|2.5\rPID|1||1^^^H\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, adt, strlen(adt), &rows, &n, &me), CG_ERR_MAP);
+    assert_string_equal(me.stage, "select");
+    assert_non_null(strstr(me.reason, "no spec takes ADT^A01"));
+
+    /* not HL7 at all */
+    assert_int_not_equal(cg_mapper_map_hl7(mp, "hello", 5, &rows, &n, &me), CG_OK);
+    assert_string_equal(me.stage, "decode");
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
+static void test_trace_names_rule_and_path(void **state)
+{
+    (void)state;
+    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
+    char err[256];
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    cg_mapper_set_trace(mp, 1);
+    const cg_map_row_t *rows;
+    size_t n;
+    assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, NULL), CG_OK);
+    assert_non_null(
+        strstr(rows[0].trace_json.ptr,
+               "\"unit_source_value\":{\"rule\":\"obx-numeric\",\"source\":\"OBX-6.1\"}"));
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hl7_times),
+        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_compile_errors_are_located_and_all_reported),
+        cmocka_unit_test(test_compile_errors_more),
+        cmocka_unit_test(test_oru_rows),
+        cmocka_unit_test(test_required_failure_gives_no_rows),
+        cmocka_unit_test(test_trace_names_rule_and_path),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
