@@ -1,34 +1,71 @@
-/* cli_check.c - `cohortgate check`: load a config and report its errors, like `nginx -t`. */
+/* cli_check.c - `cohortgate check`: compile a config or specs and report every error, like
+ * `nginx -t`. Connects to nothing. */
 #include "cg_cli.h"
 #include "cg_config.h"
+#include "cg_spec.h"
 
 #include <getopt.h>
+
+#define CG_CHECK_MAX_ERRORS 200
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cohortgate check -c CONFIG\n       cohortgate check --reference\n\n"
-            "Load CONFIG and check every setting without connecting to anything. Errors are\n"
-            "printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if there are any.\n\n"
+            "usage: cohortgate check -c CONFIG\n"
+            "       cohortgate check --spec FILE|DIR\n"
+            "       cohortgate check --reference\n\n"
+            "Load a gateway config, or compile mapping specs, without connecting to anything.\n"
+            "Every error is printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if\n"
+            "there is any.\n\n"
             "options:\n"
-            "  -c, --config FILE   gateway config to check\n"
-            "  -h, --help          show this help\n");
+            "  -c, --config FILE     gateway config to check\n"
+            "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile\n"
+            "      --reference       print the reference of every config setting (Markdown)\n"
+            "  -h, --help            show this help\n");
+}
+
+static void print_errors(const cg_error_t *errs, size_t n)
+{
+    for (size_t i = 0; i < n && i < CG_CHECK_MAX_ERRORS; i++)
+        fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
+                errs[i].text);
+    if (n > CG_CHECK_MAX_ERRORS)
+        fprintf(stderr, "… and %zu more error(s)\n", n - CG_CHECK_MAX_ERRORS);
+}
+
+static int check_specs(const char *path)
+{
+    static cg_error_t errs[CG_CHECK_MAX_ERRORS];
+    size_t n = 0;
+    /* no key and no vocabulary are needed to compile: they are used when mapping */
+    cg_specset_t *ss = cg_specset_load(path, NULL, errs, CG_CHECK_MAX_ERRORS, &n);
+    if (!ss) {
+        print_errors(errs, n);
+        fprintf(stderr, "%s: %zu error(s)\n", path, n);
+        return CG_EXIT_FAILURE;
+    }
+    printf("%s: ok (%zu spec(s))\n", path, cg_specset_count(ss));
+    cg_specset_destroy(ss);
+    return CG_EXIT_OK;
 }
 
 int cg_cli_check(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"spec", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"reference", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
+    const char *config = NULL, *spec = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
         if (c == 'c') {
             config = optarg;
+        } else if (c == 's') {
+            spec = optarg;
         } else if (c == 'R') {
             cg_config_write_reference(stdout);
             return CG_EXIT_OK;
@@ -40,18 +77,23 @@ int cg_cli_check(int argc, char **argv)
             return CG_EXIT_USAGE;
         }
     }
-    if (!config || optind != argc) {
+    if ((!config && !spec) || optind != argc) {
         usage(stderr);
         return CG_EXIT_USAGE;
     }
-    cg_error_t err;
-    cg_config_t *cfg = cg_config_load_file(config, &err);
-    if (!cfg) {
-        fprintf(stderr, "%s:%d:%d: error: %s\n", err.file, err.line, err.column, err.text);
-        return CG_EXIT_FAILURE;
+    int status = CG_EXIT_OK;
+    if (spec && check_specs(spec) != CG_EXIT_OK)
+        status = CG_EXIT_FAILURE;
+    if (config) {
+        cg_error_t err;
+        cg_config_t *cfg = cg_config_load_file(config, &err);
+        if (!cfg) {
+            print_errors(&err, 1);
+            return CG_EXIT_FAILURE;
+        }
+        printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s)\n", config,
+               cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic);
+        cg_config_destroy(cfg);
     }
-    printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s)\n", config,
-           cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic);
-    cg_config_destroy(cfg);
-    return CG_EXIT_OK;
+    return status;
 }

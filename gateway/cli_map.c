@@ -48,11 +48,7 @@ typedef struct map_opts {
     int date_shift, trace, quiet;
 } map_opts_t;
 
-typedef struct map_counts {
-    size_t messages, failed, rows, bytes;
-} map_counts_t;
-
-static void progress(const map_counts_t *c, int final)
+static void progress(const cg_cli_map_counts_t *c, int final)
 {
     static time_t last;
     time_t now = time(NULL);
@@ -63,12 +59,15 @@ static void progress(const map_counts_t *c, int final)
             c->messages, c->rows, c->failed, c->bytes / 1e6, final ? "\n" : "");
 }
 
-static void map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
-                       size_t len, const map_opts_t *o, map_counts_t *cnt, cg_buf_t *out)
+size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
+                         size_t len, int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
 {
     cg_hl7_reader_t rd;
     cg_hl7_reader_init(&rd, buf, len);
-    int tty = !o->quiet && isatty(2);
+    cg_buf_t line;
+    cg_buf_init(&line);
+    size_t failed = 0;
+    int tty = cnt->progress && isatty(2);
     while (cg_hl7_reader_more(&rd)) {
         cg_hl7_error_t he;
         size_t start = rd.pos;
@@ -76,10 +75,10 @@ static void map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, con
         cg_err_t rc = cg_hl7_reader_next(&rd, msg, &he);
         cnt->bytes += rd.pos - start;
         if (rc) {
-            char where[256];
-            cnt->failed++;
-            fprintf(stderr, "%s: message %zu: decode: %s: %s\n", name, he.message,
-                    cg_hl7_error_location(&he, where, sizeof(where)), he.reason);
+            char where[384];
+            failed++;
+            fprintf(errs, "%s: message %zu: decode: %s\n", name, he.message,
+                    cg_hl7_error_location(&he, where, sizeof(where)));
             continue;
         }
         const cg_map_row_t *rows;
@@ -87,8 +86,8 @@ static void map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, con
         cg_map_error_t me;
         rc = cg_mapper_map_msg(mp, msg, &rows, &n, &me);
         if (rc) {
-            cnt->failed++;
-            fprintf(stderr, "%s: message %zu: %s: %s%s%s%s\n", name, cg_hl7_msg_number(msg),
+            failed++;
+            fprintf(errs, "%s: message %zu: %s: %s%s%s%s\n", name, cg_hl7_msg_number(msg),
                     me.stage ? me.stage : "map", me.rule[0] ? "rule " : "", me.rule,
                     me.rule[0] ? ": " : "", me.reason);
             continue;
@@ -97,25 +96,28 @@ static void map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, con
         cg_hl7_get_raw(msg, 0, 10, 1, 0, 0, &mid);
         cg_record_source_t src = {.message_id = mid};
         for (size_t i = 0; i < n; i++) {
-            cg_buf_reset(out);
-            cg_map_row_envelope(&rows[i], &src, NULL, 0, out);
-            if (o->trace) {
-                out->len--; /* reopen the envelope for "trace" */
-                cg_buf_puts(out, ",\"trace\":");
-                cg_buf_append(out, rows[i].trace_json.ptr, rows[i].trace_json.len);
-                cg_buf_putc(out, '}');
+            cg_buf_reset(&line);
+            cg_map_row_envelope(&rows[i], &src, NULL, 0, &line);
+            if (trace) {
+                line.len--; /* reopen the envelope for "trace" */
+                cg_buf_puts(&line, ",\"trace\":");
+                cg_buf_append(&line, rows[i].trace_json.ptr, rows[i].trace_json.len);
+                cg_buf_putc(&line, '}');
             }
-            cg_buf_putc(out, '\n');
-            fwrite(out->data, 1, out->len, stdout);
+            cg_buf_putc(&line, '\n');
+            fwrite(line.data, 1, line.len, out);
         }
         cnt->rows += n;
         if (tty)
             progress(cnt, 0);
     }
+    cnt->failed += failed;
+    cg_buf_free(&line);
+    return failed;
 }
 
-static int map_input(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, const map_opts_t *o,
-                     map_counts_t *cnt, cg_buf_t *out)
+int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int trace, FILE *out,
+                    FILE *errs, cg_cli_map_counts_t *cnt)
 {
     if (!strcmp(path, "-")) {
         cg_buf_t in;
@@ -124,14 +126,14 @@ static int map_input(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, const
         size_t n;
         while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
             cg_buf_append(&in, chunk, n);
-        map_buffer(mp, msg, "-", in.data ? in.data : "", in.len, o, cnt, out);
+        cg_cli_map_buffer(mp, msg, "-", in.data ? in.data : "", in.len, trace, out, errs, cnt);
         cg_buf_free(&in);
         return 0;
     }
     int fd = open(path, O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
-        fprintf(stderr, "%s: cannot open: %m\n", path);
+        fprintf(errs, "%s: cannot open: %m\n", path);
         if (fd >= 0)
             close(fd);
         return -1;
@@ -145,11 +147,11 @@ static int map_input(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, const
     char *buf = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (buf == MAP_FAILED) {
-        fprintf(stderr, "%s: cannot map: %m\n", path);
+        fprintf(errs, "%s: cannot map: %m\n", path);
         return -1;
     }
     madvise(buf, (size_t)st.st_size, MADV_SEQUENTIAL);
-    map_buffer(mp, msg, path, buf, (size_t)st.st_size, o, cnt, out);
+    cg_cli_map_buffer(mp, msg, path, buf, (size_t)st.st_size, trace, out, errs, cnt);
     munmap(buf, (size_t)st.st_size);
     return 0;
 }
@@ -258,8 +260,6 @@ int cg_cli_map(int argc, char **argv)
     cg_specset_t *ss = NULL;
     cg_mapper_t *mp = NULL;
     cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
-    cg_buf_t out;
-    cg_buf_init(&out);
     cg_error_t errs[64];
     size_t n_errs = 0;
     if (!vocab || !msg) {
@@ -288,10 +288,10 @@ int cg_cli_map(int argc, char **argv)
         goto done;
     }
     cg_mapper_set_trace(mp, o.trace);
-    map_counts_t cnt = {0};
+    cg_cli_map_counts_t cnt = {.progress = !o.quiet};
     int io_failed = 0;
     for (int i = optind; i < argc; i++)
-        io_failed |= map_input(mp, msg, argv[i], &o, &cnt, &out) != 0;
+        io_failed |= cg_cli_map_file(mp, msg, argv[i], o.trace, stdout, stderr, &cnt) != 0;
     fflush(stdout);
     if (!o.quiet && isatty(2))
         progress(&cnt, 1);
@@ -305,7 +305,6 @@ report:
     if (n_errs > 64)
         fprintf(stderr, "… and %zu more error(s)\n", n_errs - 64);
 done:
-    cg_buf_free(&out);
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
     cg_hl7_msg_destroy(msg);

@@ -21,5 +21,21 @@ int cg_cli_run(int argc, char **argv);
 int cg_cli_map(int argc, char **argv);
 int cg_cli_parse(int argc, char **argv);
 int cg_cli_check(int argc, char **argv);
+int cg_cli_test(int argc, char **argv);
+
+/* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
+ * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"). */
+typedef struct cg_mapper cg_mapper_t;
+typedef struct cg_hl7_msg cg_hl7_msg_t;
+typedef struct cg_cli_map_counts {
+    size_t messages, failed, rows, bytes;
+    int progress; /* show progress on stderr when it is a terminal */
+} cg_cli_map_counts_t;
+/* Returns the number of messages that failed. */
+size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
+                         size_t len, int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt);
+/* path "-" is stdin. Returns -1 when the file cannot be read. */
+int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int trace, FILE *out,
+                    FILE *errs, cg_cli_map_counts_t *cnt);
 
 #endif

@@ -36,13 +36,13 @@
 #include "cg_err.h"
 
 /* Environment variable read when neither config nor --key-file names a key. */
-#define CG_PSEUDO_KEY_ENV          "COHORTGATE_PSEUDONYM_KEY"
+#define CG_PSEUDO_KEY_ENV "COHORTGATE_PSEUDONYM_KEY"
 /* Shorter keys are refused: an HMAC key should carry at least the hash's 256 bits. */
-#define CG_PSEUDO_KEY_MIN          32
+#define CG_PSEUDO_KEY_MIN 32
 /* Longer files are refused (a key file is not a data file). */
-#define CG_PSEUDO_KEY_MAX          4096
+#define CG_PSEUDO_KEY_MAX 4096
 /* Largest accepted date-shift range N (days). */
-#define CG_PSEUDO_DATE_SHIFT_MAX   3650
+#define CG_PSEUDO_DATE_SHIFT_MAX 3650
 /* person_source_value length in hex characters (without the NUL). */
 #define CG_PSEUDO_SOURCE_VALUE_LEN 40
 
@@ -59,8 +59,7 @@ typedef struct cg_pseudo cg_pseudo_t;
 cg_pseudo_key_t *cg_pseudo_key_load(const char *file_path, const char *env_name, char *errstr,
                                     size_t errstr_size);
 /* Wraps key bytes already in memory (copied; the caller wipes its own copy). */
-cg_pseudo_key_t *cg_pseudo_key_new(const void *bytes, size_t len, char *errstr,
-                                   size_t errstr_size);
+cg_pseudo_key_t *cg_pseudo_key_new(const void *bytes, size_t len, char *errstr, size_t errstr_size);
 size_t cg_pseudo_key_len(const cg_pseudo_key_t *key);
 /* Wipes and frees; key may be NULL. */
 void cg_pseudo_key_destroy(cg_pseudo_key_t *key);
@@ -81,7 +80,7 @@ int cg_pseudo_date_shift_days(const cg_pseudo_t *p);
 cg_err_t cg_pseudo_hmac(cg_pseudo_t *p, const void *data, size_t len, unsigned char out[32]);
 
 typedef struct cg_pseudo_person {
-    int64_t person_id; /* positive, < 2^63 */
+    int64_t person_id;                                 /* positive, < 2^63 */
     char source_value[CG_PSEUDO_SOURCE_VALUE_LEN + 1]; /* lowercase hex, NUL-terminated */
 } cg_pseudo_person_t;
 

@@ -92,8 +92,8 @@ cg_err_t cg_vocab_load_csv(cg_vocab_t *v, const char *path, cg_error_t *errs, si
                            size_t *n_errs);
 /* Loads every *.csv of dir in name order as one load call (duplicates across files are errors).
  * Same error reporting as cg_vocab_load_csv(). */
-cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs,
-                               size_t errs_cap, size_t *n_errs);
+cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs, size_t errs_cap,
+                               size_t *n_errs);
 
 /* Loads Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv from dir. vocabularies (n entries,
  * NULL/0 for all) restricts which codes are keyed; the standard concepts they map to are looked

@@ -45,8 +45,7 @@ static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
 
 /* ---- keys ---- */
 
-cg_pseudo_key_t *cg_pseudo_key_new(const void *bytes, size_t len, char *errstr,
-                                   size_t errstr_size)
+cg_pseudo_key_t *cg_pseudo_key_new(const void *bytes, size_t len, char *errstr, size_t errstr_size)
 {
     if (len < CG_PSEUDO_KEY_MIN) {
         set_err(errstr, errstr_size,
@@ -277,20 +276,44 @@ int cg_pseudo_date_shift_days(const cg_pseudo_t *p)
     return p ? p->date_shift_days : 0;
 }
 
-/* HMAC over up to four pieces, fed in place so nothing is concatenated. */
+/* Each EVP_DigestUpdate costs a provider dispatch, so short inputs are first packed into one
+ * stack buffer; longer ones are fed piece by piece. */
+#define PACK_MAX 512
+
+static size_t pack(const cg_slice_t *parts, size_t nparts, unsigned char *buf)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].len > PACK_MAX - total)
+            return SIZE_MAX;
+        if (parts[i].len)
+            memcpy(buf + total, parts[i].ptr, parts[i].len);
+        total += parts[i].len;
+    }
+    return total;
+}
+
+static int digest_parts(EVP_MD_CTX *ctx, const cg_slice_t *parts, size_t nparts)
+{
+    unsigned char buf[PACK_MAX];
+    size_t n = pack(parts, nparts, buf);
+    if (n != SIZE_MAX)
+        return EVP_DigestUpdate(ctx, buf, n) == 1;
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].len && EVP_DigestUpdate(ctx, parts[i].ptr, parts[i].len) != 1)
+            return 0;
+    return 1;
+}
+
+/* HMAC from the precomputed inner/outer states. */
 static cg_err_t hmac_parts(cg_pseudo_t *p, const cg_slice_t *parts, size_t nparts,
                            unsigned char out[SHA256_LEN])
 {
     unsigned char ih[SHA256_LEN];
     unsigned int n = 0;
-    if (EVP_MD_CTX_copy_ex(p->work, p->inner) != 1)
-        return CG_ERR_NOMEM;
-    for (size_t i = 0; i < nparts; i++)
-        if (parts[i].len && EVP_DigestUpdate(p->work, parts[i].ptr, parts[i].len) != 1)
-            return CG_ERR_NOMEM;
-    if (EVP_DigestFinal_ex(p->work, ih, &n) != 1 || EVP_MD_CTX_copy_ex(p->work, p->outer) != 1 ||
-        EVP_DigestUpdate(p->work, ih, SHA256_LEN) != 1 ||
-        EVP_DigestFinal_ex(p->work, out, &n) != 1)
+    if (EVP_MD_CTX_copy_ex(p->work, p->inner) != 1 || !digest_parts(p->work, parts, nparts) ||
+        EVP_DigestFinal_ex(p->work, ih, &n) != 1 || EVP_MD_CTX_copy_ex(p->work, p->outer) != 1 ||
+        EVP_DigestUpdate(p->work, ih, SHA256_LEN) != 1 || EVP_DigestFinal_ex(p->work, out, &n) != 1)
         return CG_ERR_NOMEM;
     return CG_OK;
 }
@@ -397,16 +420,17 @@ cg_err_t cg_pseudo_row_id(cg_pseudo_t *p, cg_slice_t spec, cg_slice_t message_id
     put_u64be(lens[1], message_id.len);
     put_u64be(lens[2], rule.len);
     put_u64be(pos, position);
+    cg_slice_t parts[8] = {{row_id_prefix, sizeof(row_id_prefix) - 1},
+                           {(const char *)lens[0], 8},
+                           spec,
+                           {(const char *)lens[1], 8},
+                           message_id,
+                           {(const char *)lens[2], 8},
+                           rule,
+                           {(const char *)pos, 8}};
     unsigned int n = 0;
-    int ok = EVP_DigestInit_ex2(ctx, md, NULL) == 1 &&
-             EVP_DigestUpdate(ctx, row_id_prefix, sizeof(row_id_prefix) - 1) == 1 &&
-             EVP_DigestUpdate(ctx, lens[0], 8) == 1 &&
-             (!spec.len || EVP_DigestUpdate(ctx, spec.ptr, spec.len) == 1) &&
-             EVP_DigestUpdate(ctx, lens[1], 8) == 1 &&
-             (!message_id.len || EVP_DigestUpdate(ctx, message_id.ptr, message_id.len) == 1) &&
-             EVP_DigestUpdate(ctx, lens[2], 8) == 1 &&
-             (!rule.len || EVP_DigestUpdate(ctx, rule.ptr, rule.len) == 1) &&
-             EVP_DigestUpdate(ctx, pos, 8) == 1 && EVP_DigestFinal_ex(ctx, h, &n) == 1;
+    int ok = EVP_DigestInit_ex2(ctx, md, NULL) == 1 && digest_parts(ctx, parts, 8) &&
+             EVP_DigestFinal_ex(ctx, h, &n) == 1;
     EVP_MD_CTX_free(own);
     if (!ok)
         return CG_ERR_NOMEM;

@@ -824,9 +824,7 @@ cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const c
             memset(err, 0, sizeof(*err));
             err->code = rc;
             err->stage = "decode";
-            char where[256];
-            snprintf(err->reason, sizeof(err->reason), "%s: %s",
-                     cg_hl7_error_location(&he, where, sizeof(where)), he.reason);
+            cg_hl7_error_location(&he, err->reason, sizeof(err->reason));
         }
         return rc;
     }

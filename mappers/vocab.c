@@ -436,7 +436,7 @@ enum { COL_VOCAB, COL_CODE, COL_ID, COL_DOMAIN, COL_NAME, COL_STD, COL_STD_NAME,
 static const char *const csv_cols[COL__COUNT] = {
     "vocabulary_id", "concept_code",        "concept_id",           "domain_id",
     "concept_name",  "standard_concept_id", "standard_concept_name"};
-#define CSV_REQUIRED ((1u << COL_VOCAB) | (1u << COL_CODE) | (1u << COL_ID) | (1u << COL_DOMAIN))
+#define CSV_REQUIRED   ((1u << COL_VOCAB) | (1u << COL_CODE) | (1u << COL_ID) | (1u << COL_DOMAIN))
 #define CSV_MAX_FIELDS 16
 
 typedef struct csv_field {
@@ -807,8 +807,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs,
-                               size_t errs_cap, size_t *n_errs)
+cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs, size_t errs_cap,
+                               size_t *n_errs)
 {
     if (n_errs)
         *n_errs = 0;
@@ -1054,9 +1054,9 @@ static int want_vocab(cg_slice_t voc, const char *const *list, size_t n)
 }
 
 enum { AC_ID, AC_DOMAIN, AC_VOCAB, AC_STD, AC_CODE, AC_INVALID, AC__COUNT };
-static const char *const athena_concept_cols[AC__COUNT] = {
-    "concept_id", "domain_id", "vocabulary_id", "standard_concept", "concept_code",
-    "invalid_reason"};
+static const char *const athena_concept_cols[AC__COUNT] = {"concept_id",    "domain_id",
+                                                           "vocabulary_id", "standard_concept",
+                                                           "concept_code",  "invalid_reason"};
 enum { AR_ID1, AR_ID2, AR_REL, AR_INVALID, AR__COUNT };
 static const char *const athena_rel_cols[AR__COUNT] = {"concept_id_1", "concept_id_2",
                                                        "relationship_id", "invalid_reason"};
@@ -1065,10 +1065,9 @@ static cg_err_t tsv_field_count(tsv_t *t, size_t ncols, cg_error_t *err)
 {
     if (t->nf == ncols)
         return CG_OK;
-    return cg_error_set(err, CG_ERR_CONFIG, t->path, (int)t->lineno,
-                        tsv_col(t, t->nf < ncols ? t->nf : ncols),
-                        "%zu tab-separated fields where the header has %zu (truncated download?)",
-                        t->nf, ncols);
+    return cg_error_set(
+        err, CG_ERR_CONFIG, t->path, (int)t->lineno, tsv_col(t, t->nf < ncols ? t->nf : ncols),
+        "%zu tab-separated fields where the header has %zu (truncated download?)", t->nf, ncols);
 }
 
 static cg_err_t bad_id(tsv_t *t, size_t i, cg_error_t *err)
@@ -1142,8 +1141,7 @@ static ventry_t *entry_of(cg_vocab_t *v, const idmap_t *ids, int32_t id)
 }
 
 /* Pass 2: valid "Maps to" rows of loaded codes give their standard concept. */
-static cg_err_t athena_maps_to(cg_vocab_t *v, const char *dir, const idmap_t *ids,
-                               cg_error_t *err)
+static cg_err_t athena_maps_to(cg_vocab_t *v, const char *dir, const idmap_t *ids, cg_error_t *err)
 {
     tsv_t t;
     int idx[AR__COUNT];

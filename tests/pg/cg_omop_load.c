@@ -15,14 +15,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: cg-omop-load [options] [FILE...]   (no FILE or \"-\": standard input)\n"
-            "  --conninfo STR  libpq connection string (default: $COHORTGATE_TEST_PG)\n"
-            "  --schema NAME   load into NAME (created if missing) instead of a new unique schema\n"
-            "  --keep          keep the schema afterwards (default: drop it)\n"
-            "  --strict        also refuse rows that cohortgate's own OMOP checker refuses\n"
-            "  --ddl           print the CREATE TABLE statements and exit (no server needed)\n"
-            "  -q, --quiet     no per-table summary\n");
+    fprintf(
+        out,
+        "usage: cg-omop-load [options] [FILE...]   (no FILE or \"-\": standard input)\n"
+        "  --conninfo STR  libpq connection string (default: $COHORTGATE_TEST_PG)\n"
+        "  --schema NAME   create the tables in NAME (made if missing, must not hold them yet)\n"
+        "                  instead of in a new uniquely named schema\n"
+        "  --keep          keep the schema afterwards (default: drop it)\n"
+        "  --strict        also refuse rows that cohortgate's own OMOP checker refuses\n"
+        "  --ddl           print the CREATE TABLE statements and exit (no server needed)\n"
+        "  -q, --quiet     no per-table summary\n");
 }
 
 int main(int argc, char **argv)

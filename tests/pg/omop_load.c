@@ -177,7 +177,8 @@ cg_omop_loader_t *cg_omop_loader_new(const cg_omop_load_options_t *opt, char *er
         cg_omop_loader_destroy(l);
         return NULL;
     }
-    fputs("SET synchronous_commit = off;\n", f);
+    /* JSON is UTF-8 whatever the environment says (PGCLIENTENCODING) */
+    fputs("SET synchronous_commit = off;\nSET client_encoding = 'UTF8';\n", f);
     if (!(opt && opt->schema)) {
         fputs("CREATE SCHEMA ", f);
         cg_omop_write_ident(f, l->schema);

@@ -20,7 +20,8 @@
 
 typedef struct cg_omop_load_options {
     const char *conninfo; /* libpq connection string; NULL: $COHORTGATE_TEST_PG */
-    const char *schema;   /* NULL: a new unique name, cg_omop_<pid>_<time>_<n> */
+    const char *schema;   /* NULL: a new unique name, cg_omop_<pid>_<time>_<n>; else made if
+                           * missing, and must not hold the CDM tables yet */
     bool keep;            /* keep the schema when the loader is destroyed (default: drop it) */
     bool strict;          /* also run cg_omop_check_row() first; a refused row is a failure
                            * (SQLSTATE "CGCHK") and is not sent to PostgreSQL */

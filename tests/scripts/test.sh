@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything CI runs, in order: install what is missing, build with warnings as errors and again
 # with AddressSanitizer+UBSan, check formatting, run the unit tests in both builds, start a real
-# Apache Kafka broker (KRaft, one node, loopback) and run the Kafka integration tests against it
-# in both builds, and run the fuzz targets briefly. The broker is stopped on every exit.
+# PostgreSQL server and run the OMOP conformance tests against it, start a real Apache Kafka
+# broker (KRaft, one node, loopback) and run the Kafka integration tests against it, in both
+# builds, and run the fuzz targets briefly. The servers are stopped on every exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -38,9 +39,31 @@ ctest --test-dir build -L unit --output-on-failure
 step "unit tests under AddressSanitizer + UBSan"
 ctest --test-dir build-asan -L unit --output-on-failure
 
+# the servers below are stopped on every exit, failed or not
+pg_dir= broker_dir=
+cleanup() {
+    if [ -n "$broker_dir" ]; then
+        bash tests/scripts/kafka-broker.sh stop "$broker_dir"
+        rm -rf "$broker_dir"
+    fi
+    if [ -n "$pg_dir" ]; then
+        bash tests/scripts/postgres.sh stop "$pg_dir"
+        rm -rf "$pg_dir"
+    fi
+}
+trap cleanup EXIT
+
+step "PostgreSQL server"
+pg_dir=$(mktemp -d /tmp/cohortgate-pg.XXXXXX)
+eval "$(bash tests/scripts/postgres.sh start "$pg_dir")"
+export COHORTGATE_TEST_PG
+
+step "PostgreSQL conformance tests against $COHORTGATE_TEST_PG"
+ctest --test-dir build -L pg --output-on-failure
+ctest --test-dir build-asan -L pg --output-on-failure
+
 step "Apache Kafka broker"
 broker_dir=$(mktemp -d /tmp/cohortgate-kafka.XXXXXX)
-trap 'bash tests/scripts/kafka-broker.sh stop "$broker_dir"; rm -rf "$broker_dir"' EXIT
 eval "$(bash tests/scripts/kafka-broker.sh start "$broker_dir")"
 export COHORTGATE_TEST_BOOTSTRAP
 

@@ -173,8 +173,9 @@ static void test_invalid_identity(void **state)
     cg_pseudo_person_t out;
     int d;
     assert_int_equal(cg_pseudo_person(p, auth, (cg_slice_t){"", 0}, &out), CG_ERR_INVALID_ARG);
-    assert_int_equal(cg_pseudo_person(p, CG_SLICE_LIT("A\x1F"
-                                                      "B"),
+    assert_int_equal(cg_pseudo_person(p,
+                                      CG_SLICE_LIT("A\x1F"
+                                                   "B"),
                                       pat, &out),
                      CG_ERR_INVALID_ARG);
     assert_int_equal(cg_pseudo_person(p, (cg_slice_t){"A\0B", 3}, pat, &out), CG_ERR_INVALID_ARG);

@@ -1,0 +1,381 @@
+/* cli_test.c - `cohortgate test`: run golden mapping cases, one folder per case with its input
+ * beside the expected NDJSON, and print a readable difference when they disagree. The project's
+ * golden tests use it, and so can an engineer's own specs. */
+#include "cg_cli.h"
+#include "cg_hl7.h"
+#include "cg_pseudo.h"
+#include "cg_spec.h"
+#include "cg_vocab.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define EXPECTED "expected.ndjson"
+#define ERRORS   "expected.errors"
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: cohortgate test --spec FILE|DIR [OPTIONS] CASES...\n\n"
+        "Each CASE is a folder holding input files (*.hl7, mapped in name order) and\n"
+        "expected.ndjson, the records `cohortgate map` must print for them; optionally\n"
+        "expected.errors, the error lines it must print. A folder of such folders runs them\n"
+        "all. Records are compared as JSON (member order does not matter); a difference is\n"
+        "shown per record and column. The exit status is 1 if any case fails.\n\n"
+        "options:\n"
+        "  -s, --spec FILE|DIR   the specs under test\n"
+        "      --vocab DIR       vocabulary tables; default: vocab/ beside the specs\n"
+        "      --key-file FILE   pseudonym key; default: the file `key` in the case folder,\n"
+        "                        then COHORTGATE_PSEUDONYM_KEY. Expected pseudonyms depend on it.\n"
+        "      --update          write what the specs produce as the expected output\n"
+        "  -h, --help            show this help\n");
+}
+
+typedef struct test_ctx {
+    cg_specset_t *ss;
+    cg_vocab_t *vocab;
+    const char *key_file;
+    int update;
+    size_t passed, failed;
+} test_ctx_t;
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        cg_buf_append(&b, chunk, n);
+    fclose(f);
+    cg_buf_putc(&b, '\0');
+    if (len)
+        *len = b.len - 1;
+    return b.data;
+}
+
+static int is_input(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return d->d_name[0] != '.' && n > 4 && !strcmp(d->d_name + n - 4, ".hl7");
+}
+
+/* Splits text into lines (in place). */
+static size_t split_lines(char *text, char ***lines)
+{
+    size_t n = 0, cap = 16;
+    *lines = malloc(cap * sizeof(**lines));
+    for (char *p = text; p && *p;) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        if (*p) {
+            if (n == cap)
+                *lines = realloc(*lines, (cap *= 2) * sizeof(**lines));
+            (*lines)[n++] = p;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+static void describe(json_t *rec, char *out, size_t n)
+{
+    snprintf(out, n, "%s by rule %s", json_string_value(json_object_get(rec, "table")),
+             json_string_value(json_object_get(json_object_get(rec, "source"), "rule")));
+}
+
+/* Prints how record i differs, column by column. */
+static void diff_record(FILE *o, size_t i, json_t *want, json_t *got)
+{
+    char what[160];
+    describe(want, what, sizeof(what));
+    fprintf(o, "  record %zu (%s):\n", i + 1, what);
+    const char *k;
+    json_t *v;
+    json_t *wr = json_object_get(want, "row"), *gr = json_object_get(got, "row");
+    json_object_foreach(wr, k, v)
+    {
+        json_t *g = json_object_get(gr, k);
+        if (!g || !json_equal(v, g)) {
+            char *a = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)),
+                 *b = g ? json_dumps(g, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
+            fprintf(o, "    %s: expected %s, got %s\n", k, a, b ? b : "(no column)");
+            free(a);
+            free(b);
+        }
+    }
+    json_object_foreach(gr, k, v)
+    {
+        if (!json_object_get(wr, k)) {
+            char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+            fprintf(o, "    %s: not expected, got %s\n", k, b);
+            free(b);
+        }
+    }
+    json_object_foreach(want, k, v)
+    {
+        if (strcmp(k, "row") && !json_equal(v, json_object_get(got, k))) {
+            char *a = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            char *b = json_dumps(json_object_get(got, k), JSON_ENCODE_ANY | JSON_COMPACT);
+            fprintf(o, "    (%s) expected %s, got %s\n", k, a, b ? b : "nothing");
+            free(a);
+            free(b);
+        }
+    }
+}
+
+static int compare(FILE *o, const char *cs, char *want_text, char *got_text)
+{
+    char **want, **got;
+    size_t nw = split_lines(want_text, &want), ng = split_lines(got_text, &got);
+    int ok = 1;
+    for (size_t i = 0; i < nw || i < ng; i++) {
+        json_error_t je;
+        json_t *w = i < nw ? json_loads(want[i], 0, &je) : NULL;
+        json_t *g = i < ng ? json_loads(got[i], 0, &je) : NULL;
+        if (i < nw && !w) {
+            fprintf(o, "  %s/" EXPECTED ":%zu: not JSON: %s\n", cs, i + 1, je.text);
+            ok = 0;
+        } else if (w && g && !json_equal(w, g)) {
+            diff_record(o, i, w, g);
+            ok = 0;
+        } else if (w && !g) {
+            char what[160];
+            describe(w, what, sizeof(what));
+            fprintf(o, "  record %zu (%s): expected, but not produced\n", i + 1, what);
+            ok = 0;
+        } else if (!w && g) {
+            char what[160];
+            describe(g, what, sizeof(what));
+            fprintf(o, "  record %zu (%s): produced, but not expected\n", i + 1, what);
+            ok = 0;
+        }
+        json_decref(w);
+        json_decref(g);
+    }
+    free(want);
+    free(got);
+    return ok;
+}
+
+static int write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int rc = fwrite(data, 1, len, f) == len ? 0 : -1;
+    return fclose(f) || rc ? -1 : 0;
+}
+
+static void run_case(test_ctx_t *t, const char *dir)
+{
+    char path[PATH_MAX], errstr[512];
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, is_input, alphasort);
+    if (n <= 0) {
+        printf("FAIL %s: no *.hl7 input in the case folder\n", dir);
+        t->failed++;
+        free(names);
+        return;
+    }
+    /* the case's own key file, when there is one */
+    snprintf(path, sizeof(path), "%s/key", dir);
+    struct stat st;
+    const char *key_file = t->key_file ? t->key_file : stat(path, &st) == 0 ? path : NULL;
+    cg_pseudo_key_t *key = cg_pseudo_key_load(key_file, NULL, errstr, sizeof(errstr));
+    cg_pseudo_t *pseudo = key ? cg_pseudo_new(key, 0, errstr, sizeof(errstr)) : NULL;
+    cg_pseudo_key_destroy(key);
+    cg_spec_env_t env = {.vocab = t->vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = pseudo ? cg_mapper_new(t->ss, &env, errstr, sizeof(errstr)) : NULL;
+    cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
+    if (!mp || !msg) {
+        printf("FAIL %s: %s\n", dir, errstr);
+        t->failed++;
+        goto done;
+    }
+    char *out_text = NULL, *err_text = NULL;
+    size_t out_len = 0, err_len = 0;
+    FILE *out = open_memstream(&out_text, &out_len), *errs = open_memstream(&err_text, &err_len);
+    cg_cli_map_counts_t cnt = {0};
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+        size_t len;
+        char *buf = slurp(path, &len);
+        /* errors name the file without its folder, so expected.errors travels with the case */
+        if (buf)
+            cg_cli_map_buffer(mp, msg, names[i]->d_name, buf, len, 0, out, errs, &cnt);
+        free(buf);
+    }
+    fclose(out);
+    fclose(errs);
+
+    char want_path[PATH_MAX], errs_path[PATH_MAX];
+    snprintf(want_path, sizeof(want_path), "%s/" EXPECTED, dir);
+    snprintf(errs_path, sizeof(errs_path), "%s/" ERRORS, dir);
+    if (t->update) {
+        int rc = write_file(want_path, out_text, out_len);
+        if (!rc && err_len)
+            rc = write_file(errs_path, err_text, err_len);
+        else if (!rc)
+            remove(errs_path);
+        printf("%s %s: %zu record(s), %zu error(s)\n", rc ? "FAIL" : "UPDATED", dir, cnt.rows,
+               cnt.failed);
+        rc ? t->failed++ : t->passed++;
+    } else {
+        char *want = slurp(want_path, NULL);
+        char *want_errs = slurp(errs_path, NULL);
+        int ok = 1;
+        if (!want) {
+            printf("FAIL %s: no %s (run with --update to create it)\n", dir, EXPECTED);
+            ok = 0;
+        } else {
+            /* the differences go below the case's verdict, so collect them first */
+            char *got_copy = strdup(out_text ? out_text : "");
+            char *diff = NULL;
+            size_t diff_len = 0;
+            FILE *d = open_memstream(&diff, &diff_len);
+            ok = compare(d, dir, want, got_copy);
+            const char *we = want_errs ? want_errs : "";
+            if (strcmp(we, err_text ? err_text : "")) {
+                fprintf(d, "  errors: expected\n%s  got\n%s", *we ? we : "    (none)\n",
+                        err_text && *err_text ? err_text : "    (none)\n");
+                ok = 0;
+            }
+            fclose(d);
+            printf("%s %s (%zu record(s), %zu error(s))\n", ok ? "PASS" : "FAIL", dir, cnt.rows,
+                   cnt.failed);
+            if (!ok)
+                fputs(diff, stdout);
+            free(diff);
+            free(got_copy);
+        }
+        ok ? t->passed++ : t->failed++;
+        free(want);
+        free(want_errs);
+    }
+    free(out_text);
+    free(err_text);
+done:
+    cg_hl7_msg_destroy(msg);
+    cg_mapper_destroy(mp);
+    cg_pseudo_destroy(pseudo);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static int is_subdir(const struct dirent *d)
+{
+    return d->d_name[0] != '.' && (d->d_type == DT_DIR || d->d_type == DT_UNKNOWN);
+}
+
+static void run_path(test_ctx_t *t, const char *path)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/" EXPECTED, path);
+    int has_expected = stat(p, &st) == 0;
+    struct dirent **names = NULL;
+    int n = has_expected ? 0 : scandir(path, &names, is_input, alphasort);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (has_expected || n > 0) { /* a case */
+        run_case(t, path);
+        return;
+    }
+    n = scandir(path, &names, is_subdir, alphasort);
+    if (n < 0) {
+        printf("FAIL %s: cannot read: %m\n", path);
+        t->failed++;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(p, sizeof(p), "%s/%s", path, names[i]->d_name);
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            run_path(t, p);
+        free(names[i]);
+    }
+    free(names);
+}
+
+int cg_cli_test(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"spec", required_argument, NULL, 's'},     {"vocab", required_argument, NULL, 'v'},
+        {"key-file", required_argument, NULL, 'k'}, {"update", no_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    const char *spec = NULL, *vocab_dir = NULL;
+    test_ctx_t t = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            spec = optarg;
+            break;
+        case 'v':
+            vocab_dir = optarg;
+            break;
+        case 'k':
+            t.key_file = optarg;
+            break;
+        case 'u':
+            t.update = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return CG_EXIT_OK;
+        default:
+            usage(stderr);
+            return CG_EXIT_USAGE;
+        }
+    }
+    if (!spec || optind >= argc) {
+        fprintf(stderr, "cohortgate test: %s\n\n", spec ? "no CASES given" : "--spec is required");
+        usage(stderr);
+        return CG_EXIT_USAGE;
+    }
+    cg_error_t errs[64];
+    size_t n_errs = 0;
+    char vdir[PATH_MAX];
+    if (!vocab_dir) {
+        struct stat st;
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof(tmp), "%s", spec);
+        int is_dir = stat(spec, &st) == 0 && S_ISDIR(st.st_mode);
+        snprintf(vdir, sizeof(vdir), "%s/vocab", is_dir ? spec : dirname(tmp));
+        vocab_dir = stat(vdir, &st) == 0 ? vdir : NULL;
+    }
+    t.vocab = cg_vocab_new();
+    if (vocab_dir && cg_vocab_load_csv_dir(t.vocab, vocab_dir, errs, 64, &n_errs) != CG_OK)
+        goto report;
+    t.ss = cg_specset_load(spec, NULL, errs, 64, &n_errs);
+    if (!t.ss)
+        goto report;
+    for (int i = optind; i < argc; i++)
+        run_path(&t, argv[i]);
+    printf("%zu passed, %zu failed\n", t.passed, t.failed);
+    cg_specset_destroy(t.ss);
+    cg_vocab_destroy(t.vocab);
+    return t.failed || !t.passed ? CG_EXIT_FAILURE : CG_EXIT_OK;
+
+report:
+    for (size_t i = 0; i < n_errs && i < 64; i++)
+        fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
+                errs[i].text);
+    cg_vocab_destroy(t.vocab);
+    return CG_EXIT_FAILURE;
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# test_cli.sh COHORTGATE SOURCE_DIR - the command line as a user meets it: help, exit codes,
+# error formats, map/check/test/parse on real files. Prints "N passed, N failed".
+set -uo pipefail
+cg=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+no() {
+    fail=$((fail + 1))
+    echo "FAIL: $*"
+}
+# expect STATUS DESCRIPTION -- COMMAND...; stdout/stderr land in $tmp/out, $tmp/err
+expect() {
+    local want=$1 what=$2
+    shift 3
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local got=$?
+    if [ "$got" = "$want" ]; then ok; else no "$what: exit $got, expected $want ($(head -c 300 "$tmp/err"))"; fi
+}
+has() { # has FILE PATTERN DESCRIPTION
+    if grep -qE -- "$2" "$1"; then ok; else no "$3: /$2/ not in $(basename "$1"): $(head -c 300 "$1")"; fi
+}
+export COHORTGATE_PSEUDONYM_KEY=cli-test-key-cli-test-key-cli-test-key-0001
+
+# top level
+expect 0 "--help" -- "$cg" --help
+for c in run map parse check test; do has "$tmp/out" "^  $c " "--help lists $c"; done
+expect 0 "--version" -- "$cg" --version
+has "$tmp/out" '^cohortgate [0-9]+\.[0-9]+\.[0-9]+$' "--version prints the version"
+expect 2 "unknown command" -- "$cg" frobnicate
+has "$tmp/err" "unknown command 'frobnicate'" "unknown command named"
+for c in run map parse check test; do
+    expect 0 "$c --help" -- "$cg" "$c" --help
+    has "$tmp/out" "^usage: cohortgate $c" "$c --help shows its usage"
+done
+
+# parse
+expect 0 "parse --get" -- "$cg" parse --get MSH-9.1 --get 'PID-3[*].1' "$src/tests/golden/oru_r01_batch/input.hl7"
+has "$tmp/out" $'^ORU\t300112$' "parse --get first message"
+has "$tmp/out" $'^ORU\t300113$' "parse --get second message of the batch"
+printf 'MSH|^~\\&|A|B\rPID|1\r' >"$tmp/bad.hl7"
+printf 'junk' >>"$tmp/bad.hl7"
+expect 0 "parse --stats" -- "$cg" parse --stats "$src/tests/golden/oru_r01_results/input.hl7"
+has "$tmp/out" '"messages": ?1' "parse --stats counts messages"
+
+# map: refuses without a key, maps with one, errors with file and message number
+expect 1 "map without a key" -- env -u COHORTGATE_PSEUDONYM_KEY "$cg" map --spec "$src/specs" "$src/tests/golden/oru_r01_results/input.hl7"
+has "$tmp/err" "refusing to emit unkeyed pseudonyms" "map says why it refuses"
+expect 0 "map" -- "$cg" map --spec "$src/specs" "$src/tests/golden/oru_r01_results/input.hl7"
+has "$tmp/out" '"table":"measurement"' "map prints measurement rows"
+[ "$(wc -l <"$tmp/out")" -eq 5 ] && ok || no "map prints 5 records for oru_r01_results"
+expect 0 "map --trace" -- "$cg" map --trace --spec "$src/specs" "$src/tests/golden/oru_r01_results/input.hl7"
+has "$tmp/out" '"trace":\{"measurement_id":\{"rule":"obx-numeric"' "map --trace adds the trace"
+expect 1 "map with failing messages" -- "$cg" map --spec "$src/specs" "$src/tests/golden/errors_are_reported/input.hl7"
+has "$tmp/err" 'input.hl7: message 2: map: the patient identifier' "map names file and message"
+[ "$(wc -l <"$tmp/out")" -eq 1 ] && ok || no "map still prints the good message's record"
+expect 0 "map from stdin" -- sh -c "\"$cg\" map --spec \"$src/specs\" - <\"$src/tests/golden/vxu_v04_immunization/input.hl7\""
+has "$tmp/out" '"table":"drug_exposure"' "map reads stdin"
+
+# no raw patient identifier (PID-3) of any input reaches the output
+"$cg" map --spec "$src/specs" "$src"/tests/golden/*/input.hl7 >"$tmp/all.ndjson" 2>/dev/null
+"$cg" parse --get 'PID-3[*].1' "$src"/tests/golden/*/input.hl7 2>/dev/null | tr '~' '\n' | sort -u | grep -v '^$' >"$tmp/ids"
+[ -s "$tmp/ids" ] && ok || no "found PID-3 identifiers in the inputs"
+leaked=$(grep -owFf "$tmp/ids" "$tmp/all.ndjson" | sort -u | head -3)
+[ -z "$leaked" ] && ok || no "raw PID-3 identifiers in the output: $leaked"
+
+# check: every error, located
+cat >"$tmp/bad-spec.json" <<'JSON'
+{"spec": "bad", "version": 1,
+ "input": {"format": "hl7v2", "messages": ["ORU^R01"]},
+ "rules": [{"name": "r", "table": "measurement",
+   "columns": {"person_id": 1, "measurement_concept_id": {"path": "OBX-3.1", "pipe": ["nope"]},
+               "measurement_date": "OBX-14", "measurement_type_concept_id": "OBX-99x"}}]}
+JSON
+expect 1 "check --spec with errors" -- "$cg" check --spec "$tmp/bad-spec.json"
+has "$tmp/err" "bad-spec.json:4:87: error: rule 'r': unknown transform 'nope'" "check locates the transform"
+has "$tmp/err" "bad-spec.json:5:.*rule 'r'.*OBX-99x" "check reports the second error too"
+expect 0 "check --spec shipped" -- "$cg" check --spec "$src/specs"
+expect 0 "check -c demo" -- "$cg" check -c "$src/config/demo.json"
+printf '{"inputs":[{"topic":"x"}],\n "kafka":{"bootstrap.servers":"h:1"},\n "outptu":{}}' >"$tmp/bad.json"
+expect 1 "check -c with an unknown key" -- "$cg" check -c "$tmp/bad.json"
+has "$tmp/err" "bad.json:3:2: error: unknown setting 'outptu'" "config error located"
+
+# test: a wrong expectation fails with a readable difference
+mkdir -p "$tmp/case"
+cp "$src/tests/golden/oru_r01_results/input.hl7" "$tmp/case/"
+sed 's/"value_as_number":7.2/"value_as_number":7.3/' "$src/tests/golden/oru_r01_results/expected.ndjson" >"$tmp/case/expected.ndjson"
+expect 1 "test with a wrong expectation" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/case"
+has "$tmp/out" "value_as_number: expected 7.3, got 7.2" "test shows the column difference"
+has "$tmp/out" "^0 passed, 1 failed$" "test counts the failure"
+expect 0 "test --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" --update "$tmp/case"
+expect 0 "test after --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/case"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,68 @@
+/* fuzz_spec.c - the spec compiler and the evaluator under libFuzzer.
+ * Input starting with '{' is compiled as a spec (errors are fine; crashes, leaks and hangs are
+ * not). Anything else is mapped as an HL7 v2 message by every shipped spec, compiled once. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_pseudo.h"
+#include "cg_spec.h"
+#include "cg_vocab.h"
+
+static cg_specset_t *shipped;
+static cg_mapper_t *mapper;
+static cg_vocab_t *vocab;
+static cg_pseudo_t *pseudo;
+
+static void init(void)
+{
+    char err[256];
+    size_t n;
+    cg_pseudo_key_t *k =
+        cg_pseudo_key_new("fuzz-key-fuzz-key-fuzz-key-fuzz-key!", 36, err, sizeof(err));
+    pseudo = cg_pseudo_new(k, 30, err, sizeof(err));
+    cg_pseudo_key_destroy(k);
+    vocab = cg_vocab_new();
+    cg_vocab_load_csv_dir(vocab, CG_SOURCE_DIR "/specs/vocab", NULL, 0, &n);
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .source_utc_offset = "+01:00"};
+    shipped = cg_specset_load(CG_SOURCE_DIR "/specs", &env, NULL, 0, &n);
+    if (!shipped)
+        abort(); /* the shipped specs must compile */
+    mapper = cg_mapper_new(shipped, &env, err, sizeof(err));
+    cg_mapper_set_trace(mapper, 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!mapper)
+        init();
+    if (size && data[0] == '{') {
+        char *text = malloc(size + 1);
+        memcpy(text, data, size);
+        text[size] = '\0';
+        cg_error_t errs[8];
+        size_t n = 0;
+        cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+        cg_specset_t *ss = cg_specset_load_string(text, "fuzz.json", &env, errs, 8, &n);
+        if (ss) {
+            char err[256];
+            cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+            static const char msg[] = "MSH|^~\\&|A|B|C|D|20240314||ORU^R01|M1|P|2.5\r"
+                                      "PID|1||1^^^H\rOBR|1\rOBX|1|NM|X^Y^LN||1|%\r";
+            const cg_map_row_t *rows;
+            size_t nr;
+            cg_mapper_map_hl7(mp, msg, sizeof(msg) - 1, &rows, &nr, NULL);
+            cg_mapper_destroy(mp);
+            cg_specset_destroy(ss);
+        }
+        free(text);
+        return 0;
+    }
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    cg_mapper_map_hl7(mapper, (const char *)data, size, &rows, &n, &me);
+    return 0;
+}
