@@ -92,9 +92,7 @@ size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
                     me.rule[0] ? ": " : "", me.reason);
             continue;
         }
-        cg_slice_t mid = {"", 0};
-        cg_hl7_get_raw(msg, 0, 10, 1, 0, 0, &mid);
-        cg_record_source_t src = {.message_id = mid};
+        cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
         for (size_t i = 0; i < n; i++) {
             cg_buf_reset(&line);
             cg_map_row_envelope(&rows[i], &src, NULL, 0, &line);

@@ -41,6 +41,28 @@ const cg_config_prop_t cg_config_props[] = {
     {"kafka", CG_CONFIG_MAP, NULL, NULL, 0, 0,
      "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
      "bootstrap.servers, security.protocol, sasl.*, ssl.*."},
+    {"mapping", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "How messages become records."},
+    {"mapping.specs", CG_CONFIG_STRING, NULL, NULL, 0, 0,
+     "Mapping spec file, or folder of *.json specs (see specs/README.md); relative to the config "
+     "file. Every spec whose input matches a message applies to it; a message no spec takes is "
+     "dead-lettered."},
+    {"mapping.vocab", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "Folder of vocabulary tables (*.csv); default: the vocab/ folder beside the specs."},
+    {"mapping.athena", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "Folder with OHDSI Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv, loaded after the "
+     "tables; empty for none."},
+    {"mapping.source_utc_offset", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."},
+    {"pseudonym", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
+     "The key of the HMAC that turns patient identifiers into person_id; it never appears in "
+     "output, logs or dead letters."},
+    {"pseudonym.key_file", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "File holding the key (at least 32 bytes; one trailing newline is ignored); relative to the "
+     "config file. Give this or key_env."},
+    {"pseudonym.key_env", CG_CONFIG_STRING, "COHORTGATE_PSEUDONYM_KEY", NULL, 0, 0,
+     "Environment variable holding the key, used when key_file is empty."},
+    {"pseudonym.date_shift_days", CG_CONFIG_INT, "0", NULL, 0, 3650,
+     "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."},
     {"embedded_broker", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
      "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."},
     {"embedded_broker.enabled", CG_CONFIG_BOOL, "false", NULL, 0, 0,
@@ -367,6 +389,20 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
         i++;
     }
 
+    const char *specs = get_str(root, "mapping", "specs", "mapping.specs");
+    c->specs = resolve(base_dir, specs);
+    const char *sv = get_str(root, "mapping", "vocab", "mapping.vocab");
+    c->vocab = *sv ? resolve(base_dir, sv) : NULL;
+    sv = get_str(root, "mapping", "athena", "mapping.athena");
+    c->athena = *sv ? resolve(base_dir, sv) : NULL;
+    sv = get_str(root, "mapping", "source_utc_offset", "mapping.source_utc_offset");
+    c->source_utc_offset = *sv ? strdup(sv) : NULL;
+    sv = get_str(root, "pseudonym", "key_file", "pseudonym.key_file");
+    c->key_file = *sv ? resolve(base_dir, sv) : NULL;
+    c->key_env = xstrdup(get_str(root, "pseudonym", "key_env", "pseudonym.key_env"));
+    c->date_shift_days =
+        (int)get_int(root, "pseudonym", "date_shift_days", "pseudonym.date_shift_days");
+
     json_t *eb = json_object_get(root, "embedded_broker");
     c->embedded_enabled = json_is_true(json_object_get(eb, "enabled"));
     c->embedded_partitions =
@@ -404,6 +440,20 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     if (json_array_size(json_object_get(root, "inputs")) == 0) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
                      "'inputs' must list at least one raw topic to consume");
+        json_decref(root);
+        return NULL;
+    }
+    json_t *mapping = json_object_get(root, "mapping");
+    if (!json_object_get(mapping, "specs")) {
+        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
+                     "'mapping.specs' must name the mapping specs (a file or a folder)");
+        json_decref(root);
+        return NULL;
+    }
+    const char *off = json_string_value(json_object_get(mapping, "source_utc_offset"));
+    if (off && *off && (strlen(off) != 6 || (off[0] != '+' && off[0] != '-') || off[3] != ':')) {
+        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
+                     "'mapping.source_utc_offset' is +HH:MM or -HH:MM, not '%s'", off);
         json_decref(root);
         return NULL;
     }
@@ -475,6 +525,12 @@ void cg_config_destroy(cg_config_t *c)
     free(c->group_id);
     free(c->output_topic);
     free(c->dead_letter_topic);
+    free(c->specs);
+    free(c->vocab);
+    free(c->athena);
+    free(c->source_utc_offset);
+    free(c->key_file);
+    free(c->key_env);
     free(c);
 }
 

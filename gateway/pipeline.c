@@ -6,15 +6,18 @@
 #include "cg_gateway.h"
 
 #include "cg_delivery.h"
-#include "cg_hl7.h"
 #include "cg_kafka.h"
 #include "cg_log.h"
+#include "cg_pseudo.h"
 #include "cg_record.h"
+#include "cg_spec.h"
+#include "cg_vocab.h"
 
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <librdkafka/rdkafka.h>
@@ -29,12 +32,15 @@ struct cg_gateway {
     rd_kafka_topic_t *out_rkt;
     rd_kafka_topic_t *dlq_rkt;
     cg_delivery_t *delivery;
+    cg_vocab_t *vocab;
+    cg_pseudo_t *pseudo;
+    cg_specset_t *specs;
+    cg_mapper_t *mapper;
     volatile sig_atomic_t stop;
     cg_err_t fatal;
     char fatal_reason[512];
     cg_gateway_stats_t stats;
-    cg_buf_t row;    /* reused per message */
-    cg_buf_t record; /* reused per message */
+    cg_buf_t record; /* reused per record */
     int n_assigned;
     int64_t last_activity_ms;
 };
@@ -228,39 +234,6 @@ static void dead_letter(cg_gateway_t *gw, const rd_kafka_message_t *in, const ch
             sizeof(hdrs) / sizeof(hdrs[0]), dm);
 }
 
-/* The walking skeleton's mapping: one record of the message header. Replaced by the spec
- * engine; kept small on purpose. */
-static cg_err_t map_header(cg_gateway_t *gw, const rd_kafka_message_t *in, const cg_hl7_msh_t *msh,
-                           cg_delivery_msg_t *dm)
-{
-    cg_buf_reset(&gw->row);
-    cg_buf_reset(&gw->record);
-    cg_buf_puts(&gw->row, "{\"message_type\":");
-    cg_buf_put_json_str(&gw->row, msh->message_type.ptr, msh->message_type.len);
-    cg_buf_puts(&gw->row, ",\"message_control_id\":");
-    cg_buf_put_json_str(&gw->row, msh->control_id.ptr, msh->control_id.len);
-    cg_buf_puts(&gw->row, ",\"version_id\":");
-    cg_buf_put_json_str(&gw->row, msh->version.ptr, msh->version.len);
-    cg_buf_puts(&gw->row, "}");
-    cg_record_source_t src = {
-        .topic = rd_kafka_topic_name(in->rkt),
-        .partition = in->partition,
-        .offset = in->offset,
-        .message_id = msh->control_id,
-        .spec = "hl7v2-header",
-        .spec_version = 1,
-        .rule = "msh",
-    };
-    cg_slice_t row = {gw->row.data, gw->row.len};
-    if (cg_record_write_envelope(&gw->record, "hl7v2", "message_header", NULL, 0, row, &src))
-        return CG_ERR_NOMEM;
-    /* Until pseudonyms exist (spec engine), the input key is kept so per-key order holds. */
-    const char *hdrs[] = {"cg.spec", "hl7v2-header", "cg.spec.version", "1"};
-    const void *key = in->key ? in->key : msh->control_id.ptr;
-    size_t key_len = in->key ? in->key_len : msh->control_id.len;
-    return produce(gw, gw->out_rkt, key, key_len, gw->record.data, gw->record.len, in, hdrs, 4, dm);
-}
-
 static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
 {
     cg_delivery_msg_t *dm =
@@ -270,17 +243,105 @@ static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
         return;
     }
     gw->stats.consumed++;
-    char reason[256] = "";
-    cg_hl7_msh_t msh;
-    cg_err_t rc = cg_hl7_msh_peek(in->payload, in->len, &msh, reason, sizeof(reason));
-    if (rc == CG_OK) {
-        rc = map_header(gw, in, &msh, dm);
-        if (rc != CG_OK && cg_err_classify(rc) == CG_ERR_CLASS_DEADLETTER)
-            dead_letter(gw, in, "map", rc, cg_err2str(rc), dm);
-    } else {
-        dead_letter(gw, in, "decode", rc, reason, dm);
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    cg_err_t rc =
+        cg_mapper_map_hl7(gw->mapper, in->payload ? in->payload : "", in->len, &rows, &n, &me);
+    if (rc != CG_OK) {
+        if (cg_err_classify(rc) == CG_ERR_CLASS_DEADLETTER) {
+            char reason[512];
+            snprintf(reason, sizeof(reason), "%s%s%s", me.rule[0] ? me.rule : "",
+                     me.rule[0] ? ": " : "", me.reason);
+            dead_letter(gw, in, me.stage ? me.stage : "map", rc, reason, dm);
+        } else {
+            set_fatal(gw, rc, me.reason);
+        }
+        cg_delivery_seal(gw->delivery, dm);
+        return;
+    }
+    cg_record_source_t src = {
+        .topic = rd_kafka_topic_name(in->rkt),
+        .partition = in->partition,
+        .offset = in->offset,
+        .message_id = n ? rows[0].message_id : (cg_slice_t){"", 0},
+    };
+    for (size_t i = 0; i < n && !gw->fatal; i++) {
+        cg_buf_reset(&gw->record);
+        if (cg_map_row_envelope(&rows[i], &src, NULL, 0, &gw->record) != CG_OK) {
+            set_fatal(gw, CG_ERR_NOMEM, "out of memory encoding a record");
+            break;
+        }
+        char ver[16];
+        snprintf(ver, sizeof(ver), "%d", rows[i].spec_version);
+        const char *hdrs[] = {"cg.spec",  rows[i].spec,  "cg.spec.version", ver,
+                              "cg.table", rows[i].table, "cg.rule",         rows[i].rule};
+        /* keyed by the patient's pseudonym: one patient's records stay in order */
+        produce(gw, gw->out_rkt, rows[i].person_key.ptr, rows[i].person_key.len, gw->record.data,
+                gw->record.len, in, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), dm);
     }
     cg_delivery_seal(gw->delivery, dm);
+}
+
+/* Loads what mapping needs: vocabularies, the pseudonym key, the specs. */
+static int load_mapping(cg_gateway_t *gw, char *errstr, size_t errstr_size)
+{
+    const cg_config_t *cfg = gw->cfg;
+    cg_error_t errs[8];
+    size_t n_errs = 0;
+    gw->vocab = cg_vocab_new();
+    if (!gw->vocab) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    char vdir[4096];
+    struct stat st;
+    const char *vocab = cfg->vocab;
+    if (!vocab) { /* the vocab/ folder beside the specs, when there is one */
+        snprintf(vdir, sizeof(vdir), "%s", cfg->specs);
+        if (!(stat(cfg->specs, &st) == 0 && S_ISDIR(st.st_mode))) {
+            char *slash = strrchr(vdir, '/');
+            if (slash)
+                *slash = '\0';
+            else
+                snprintf(vdir, sizeof(vdir), ".");
+        }
+        size_t l = strlen(vdir);
+        snprintf(vdir + l, sizeof(vdir) - l, "/vocab");
+        vocab = stat(vdir, &st) == 0 ? vdir : NULL;
+    }
+    if (vocab && (cg_vocab_load_csv_dir(gw->vocab, vocab, errs, 8, &n_errs) != CG_OK || n_errs))
+        goto located;
+    if (cfg->athena && cg_vocab_load_athena(gw->vocab, cfg->athena, NULL, 0, &errs[0]) != CG_OK) {
+        n_errs = 1;
+        goto located;
+    }
+    cg_pseudo_key_t *key =
+        cg_pseudo_key_load(cfg->key_file, cfg->key_file ? NULL : cfg->key_env, errstr, errstr_size);
+    if (!key)
+        return -1;
+    gw->pseudo = cg_pseudo_new(key, cfg->date_shift_days, errstr, errstr_size);
+    cg_pseudo_key_destroy(key);
+    if (!gw->pseudo)
+        return -1;
+    cg_spec_env_t env = {
+        .vocab = gw->vocab, .pseudo = gw->pseudo, .source_utc_offset = cfg->source_utc_offset};
+    gw->specs = cg_specset_load(cfg->specs, &env, errs, 8, &n_errs);
+    if (!gw->specs)
+        goto located;
+    gw->mapper = cg_mapper_new(gw->specs, &env, errstr, errstr_size);
+    if (!gw->mapper)
+        return -1;
+    cg_log(CG_LOG_INFO, "mapping.loaded", "%zu spec(s) from %s, %zu vocabulary code(s)",
+           cg_specset_count(gw->specs), cfg->specs, cg_vocab_count(gw->vocab));
+    return 0;
+located:
+    if (n_errs)
+        snprintf(errstr, errstr_size, "%s:%d:%d: %s%s", errs[0].file, errs[0].line, errs[0].column,
+                 errs[0].text, n_errs > 1 ? " (and more: run cohortgate check --spec)" : "");
+    else
+        snprintf(errstr, errstr_size, "%s: no spec found", cfg->specs);
+    return -1;
 }
 
 /* ---- life cycle ---- */
@@ -296,11 +357,12 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
     gw->cfg = cfg;
     if (opts)
         gw->opts = *opts;
-    cg_buf_init(&gw->row);
     cg_buf_init(&gw->record);
     cg_log_set_level((cg_log_level_t)cfg->log_level);
     if (!(gw->delivery = cg_delivery_new()))
         goto fail_nomem;
+    if (load_mapping(gw, errstr, errstr_size))
+        goto fail;
 
     if (cfg->embedded_enabled) {
         gw->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size);
@@ -439,7 +501,10 @@ void cg_gateway_destroy(cg_gateway_t *gw)
     }
     cg_kafka_embedded_stop(gw->embedded);
     cg_delivery_destroy(gw->delivery);
-    cg_buf_free(&gw->row);
+    cg_mapper_destroy(gw->mapper);
+    cg_specset_destroy(gw->specs);
+    cg_pseudo_destroy(gw->pseudo);
+    cg_vocab_destroy(gw->vocab);
     cg_buf_free(&gw->record);
     free(gw->bootstrap);
     free(gw);

@@ -64,7 +64,14 @@ typedef struct cg_config {
     char *dead_letter_topic;
     int commit_interval_ms;
     int max_in_flight;
-    int log_level; /* cg_log_level_t */
+    int log_level;           /* cg_log_level_t */
+    char *specs;             /* resolved path of mapping.specs */
+    char *vocab;             /* resolved, or NULL for the vocab/ folder beside the specs */
+    char *athena;            /* resolved, or NULL */
+    char *source_utc_offset; /* "+HH:MM" or NULL */
+    char *key_file;          /* resolved, or NULL to use key_env */
+    char *key_env;
+    int date_shift_days;
     cg_config_kv_t *kafka;
     size_t n_kafka;
     int embedded_enabled;

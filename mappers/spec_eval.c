@@ -798,6 +798,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
         r->spec_version = s->spec->version;
         r->rule = s->rule->name;
         r->row_json = (cg_slice_t){mp->rows_buf.data + s->off, s->len};
+        r->message_id = mp->message_id;
         r->trace_json = mp->trace ? (cg_slice_t){mp->trace_buf.data + s->trace_off, s->trace_len}
                                   : (cg_slice_t){"", 0};
         r->person_key = (cg_slice_t){"", 0};

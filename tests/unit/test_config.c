@@ -19,7 +19,7 @@ static void test_minimal_and_defaults(void **state)
 {
     (void)state;
     cg_error_t err;
-    cg_config_t *c = load("{\"inputs\":[{\"topic\":\"raw\"}],"
+    cg_config_t *c = load("{\"inputs\":[{\"topic\":\"raw\"}],\"mapping\":{\"specs\":\"specs\"},"
                           "\"kafka\":{\"bootstrap.servers\":\"127.0.0.1:9092\",\"linger.ms\":20,"
                           "\"enable.ssl.certificate.verification\":false}}",
                           &err);
@@ -82,7 +82,15 @@ static void test_errors_are_located(void **state)
     /* JSON syntax: jansson's position */
     expect_error("{\"inputs\": [\n}", 2, 1, "");
     /* no bootstrap and no embedded broker */
-    expect_error("{\"inputs\":[{\"topic\":\"a\"}]}", 1, 1, "bootstrap.servers");
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"mapping\":{\"specs\":\"s\"}}", 1, 1,
+                 "bootstrap.servers");
+    /* no specs */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":\"x\"}}", 1, 1,
+                 "mapping.specs");
+    /* a malformed offset */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":\"x\"},"
+                 "\"mapping\":{\"specs\":\"s\",\"source_utc_offset\":\"0100\"}}",
+                 1, 1, "+HH:MM");
     /* kafka values must be scalars */
     expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":[1]}}", 1, 36,
                  "must be a string, integer or boolean");
@@ -96,7 +104,9 @@ static void test_embedded_paths_resolve_against_config_dir(void **state)
 {
     (void)state;
     cg_error_t err;
-    cg_config_t *c = load("{\"inputs\":[{\"topic\":\"raw\"}],\"embedded_broker\":{\"enabled\":true,"
+    cg_config_t *c = load("{\"inputs\":[{\"topic\":\"raw\"}],\"mapping\":{\"specs\":\"specs\","
+                          "\"vocab\":\"/v\"},\"pseudonym\":{\"key_file\":\"k\"},"
+                          "\"embedded_broker\":{\"enabled\":true,"
                           "\"preload\":[{\"topic\":\"raw\",\"dir\":\"feeds\"},"
                           "{\"topic\":\"raw\",\"dir\":\"/abs\"}]}}",
                           &err);
@@ -106,6 +116,11 @@ static void test_embedded_paths_resolve_against_config_dir(void **state)
     assert_int_equal(c->n_preload, 2);
     assert_string_equal(c->preload[0].dir, "/base/feeds");
     assert_string_equal(c->preload[1].dir, "/abs");
+    assert_string_equal(c->specs, "/base/specs");
+    assert_string_equal(c->vocab, "/v");
+    assert_string_equal(c->key_file, "/base/k");
+    assert_string_equal(c->key_env, "COHORTGATE_PSEUDONYM_KEY");
+    assert_null(c->athena);
     cg_config_destroy(c);
 }
 

@@ -1,8 +1,10 @@
-/* test_kafka_skeleton.c - the walking skeleton against the real Apache Kafka broker.
+/* test_kafka_pipeline.c - the gateway against the real Apache Kafka broker.
  *
- * 1,000 inputs, some of them junk, go to a raw topic; the gateway runs in-process until idle;
- * every input must come out exactly once across the record and dead-letter topics, junk with
- * its original bytes, and the group's committed offsets must reach the end of the input.
+ * 1,000 inputs, some of them junk and some HL7 that cannot be mapped, go to a raw topic; the
+ * gateway runs in-process with the shipped specs until idle; every input must come out exactly
+ * once across the record and dead-letter topics (junk with its original bytes and an error
+ * header), records keyed by the patient's pseudonym, and the group's committed offsets must
+ * reach the end of the input.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,14 +28,25 @@ static int is_junk(int i)
     return i % 10 == 7 || i % 97 == 0;
 }
 
+/* HL7 v2 that decodes but cannot be mapped: the patient identifier is empty */
+static int is_unmappable(int i)
+{
+    return !is_junk(i) && i % 50 == 3;
+}
+
 /* Input i: an HL7 v2 message with control id T<i>, or one of several kinds of junk. */
 static size_t make_input(int i, char *buf, size_t n)
 {
+    if (is_unmappable(i))
+        return (size_t)snprintf(buf, n,
+                                "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01^ORU_R01|T%06d|"
+                                "P|2.5.1\rPID|1||\rOBX|1|NM|4548-4^HbA1c^LN||7.1|%%\r",
+                                i);
     if (!is_junk(i))
         return (size_t)snprintf(buf, n,
                                 "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01^ORU_R01|T%06d|"
                                 "P|2.5.1\rPID|1||%d^^^HOSP^MR||Doe^Jane\rOBX|1|NM|4548-4^HbA1c^LN|"
-                                "|7.%d|%%\r",
+                                "|7.%d|%%|||||F|||20240314093000\r",
                                 i, 100000 + i, i % 10);
     switch (i % 4) {
     case 0:
@@ -87,6 +100,8 @@ static cg_config_t *make_config(void)
     snprintf(text, sizeof(text),
              "{\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
              "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
+             "\"mapping\":{\"specs\":\"" CG_SOURCE_DIR "/specs\"},"
+             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
              "\"delivery\":{\"commit_interval_ms\":100},\"log\":{\"level\":\"warn\"},"
              "\"kafka\":{\"bootstrap.servers\":\"%s\",\"session.timeout.ms\":6000}}",
              group, in_topic, out_topic, dlq_topic, tk_bootstrap());
@@ -122,12 +137,16 @@ static void test_every_input_exactly_once(void **state)
 
     cg_gateway_stats_t st;
     run_gateway(&st);
-    int n_junk = 0;
-    for (int i = 0; i < N_INPUTS; i++)
+    int n_junk = 0, n_unmappable = 0;
+    for (int i = 0; i < N_INPUTS; i++) {
         n_junk += is_junk(i);
+        n_unmappable += is_unmappable(i);
+    }
+    assert_true(n_unmappable > 0);
+    int n_dead = n_junk + n_unmappable;
     assert_int_equal(st.consumed, N_INPUTS);
-    assert_int_equal(st.records_out, N_INPUTS - n_junk);
-    assert_int_equal(st.dead_lettered, n_junk);
+    assert_int_equal(st.records_out, N_INPUTS - n_dead);
+    assert_int_equal(st.dead_lettered, n_dead);
 
     /* what the broker holds, read back independently */
     static int seen[N_INPUTS];
@@ -135,31 +154,42 @@ static void test_every_input_exactly_once(void **state)
     tk_msg_t *out, *dlq;
     size_t n_out = tk_read_all(out_topic, &out);
     size_t n_dlq = tk_read_all(dlq_topic, &dlq);
-    assert_int_equal(n_out, N_INPUTS - n_junk);
-    assert_int_equal(n_dlq, n_junk);
-    char want[512], ctl[32], hb[128];
+    assert_int_equal(n_out, N_INPUTS - n_dead);
+    assert_int_equal(n_dlq, n_dead);
+    char want[512], hb[128];
     for (size_t j = 0; j < n_out; j++) {
-        assert_non_null(out[j].key);
-        int i = atoi(out[j].key + 1);
-        assert_true(i >= 0 && i < N_INPUTS && !is_junk(i));
+        const char *mid = strstr(out[j].value, "\"message_id\":\"T");
+        assert_non_null(mid);
+        int i = atoi(mid + strlen("\"message_id\":\"T"));
+        assert_true(i >= 0 && i < N_INPUTS && !is_junk(i) && !is_unmappable(i));
         seen[i]++;
-        snprintf(ctl, sizeof(ctl), "\"message_control_id\":\"T%06d\"", i);
-        assert_non_null(strstr(out[j].value, ctl));
-        assert_non_null(strstr(out[j].value, "\"standard\":\"hl7v2\""));
+        assert_non_null(
+            strstr(out[j].value, "\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\""));
+        assert_non_null(strstr(out[j].value, "\"measurement_concept_id\":3004410"));
+        /* keyed by the 40-hex-digit pseudonym, never the raw identifier */
+        assert_int_equal(out[j].key_len, 40);
+        snprintf(want, sizeof(want), "%d", 100000 + i);
+        assert_null(strstr(out[j].value, want));
+        assert_string_equal(tk_header(&out[j], "cg.spec", hb, sizeof(hb)), "hl7v2-oru-omop");
         assert_non_null(tk_header(&out[j], "cg.source.offset", hb, sizeof(hb)));
         assert_string_equal(tk_header(&out[j], "cg.source.topic", hb, sizeof(hb)), in_topic);
     }
     for (size_t j = 0; j < n_dlq; j++) {
         assert_non_null(dlq[j].key);
         int i = atoi(dlq[j].key + 1);
-        assert_true(i >= 0 && i < N_INPUTS && is_junk(i));
+        assert_true(i >= 0 && i < N_INPUTS && (is_junk(i) || is_unmappable(i)));
         seen[i]++;
         size_t len = make_input(i, want, sizeof(want));
         assert_int_equal(dlq[j].value_len, len); /* original bytes, untouched */
         if (len)
             assert_memory_equal(dlq[j].value, want, len);
-        assert_string_equal(tk_header(&dlq[j], "cg.error.stage", hb, sizeof(hb)), "decode");
-        assert_string_equal(tk_header(&dlq[j], "cg.error.code", hb, sizeof(hb)), "NOT_HL7");
+        if (is_junk(i)) {
+            assert_string_equal(tk_header(&dlq[j], "cg.error.stage", hb, sizeof(hb)), "decode");
+            assert_string_equal(tk_header(&dlq[j], "cg.error.code", hb, sizeof(hb)), "NOT_HL7");
+        } else {
+            assert_string_equal(tk_header(&dlq[j], "cg.error.stage", hb, sizeof(hb)), "map");
+            assert_string_equal(tk_header(&dlq[j], "cg.error.code", hb, sizeof(hb)), "REQUIRED");
+        }
         assert_non_null(tk_header(&dlq[j], "cg.error.reason", hb, sizeof(hb)));
         assert_string_equal(tk_header(&dlq[j], "cg.source.topic", hb, sizeof(hb)), in_topic);
     }
