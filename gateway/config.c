@@ -6,6 +6,7 @@
 
 #define CG_CONFIG_MAX_BYTES (16 * 1024 * 1024)
 
+#include <iconv.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
@@ -53,6 +54,20 @@ const cg_config_prop_t cg_config_props[] = {
      "tables; empty for none."},
     {"mapping.source_utc_offset", CG_CONFIG_STRING, "", NULL, 0, 0,
      "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."},
+    {"hl7", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "HL7 v2 decoding."},
+    {"hl7.default_charset", CG_CONFIG_STRING, "UNICODE UTF-8", NULL, 0, 0,
+     "Character set of messages whose MSH-18 is empty: an HL7 table 0211 value (\"8859/1\", "
+     "\"GB 18030-2000\") or an iconv name (\"GBK\"). Chinese feeds often send GBK undeclared."},
+    {"hl7.strict_segments", CG_CONFIG_BOOL, "false", NULL, 0, 0,
+     "Refuse a line that is not a segment; by default it continues the previous segment's last "
+     "value (editors wrap long lines)."},
+    {"hl7.max_message_bytes", CG_CONFIG_INT, "16777216", NULL, 64, 2147483647,
+     "Largest message accepted."},
+    {"hl7.max_segments", CG_CONFIG_INT, "100000", NULL, 1, 100000000,
+     "Most segments in one message."},
+    {"hl7.max_fields", CG_CONFIG_INT, "1000", NULL, 1, 1000000, "Most fields in one segment."},
+    {"hl7.max_reps", CG_CONFIG_INT, "10000", NULL, 1, 1000000,
+     "Most repetitions of one field."},
     {"pseudonym", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
      "The key of the HMAC that turns patient identifiers into person_id; it never appears in "
      "output, logs or dead letters."},
@@ -403,6 +418,17 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
     c->date_shift_days =
         (int)get_int(root, "pseudonym", "date_shift_days", "pseudonym.date_shift_days");
 
+    cg_hl7_options_default(&c->hl7);
+    c->hl7_charset = xstrdup(get_str(root, "hl7", "default_charset", "hl7.default_charset"));
+    c->hl7.default_charset = c->hl7_charset;
+    c->hl7.strict_segments =
+        json_is_true(json_object_get(json_object_get(root, "hl7"), "strict_segments"));
+    c->hl7.max_message_bytes =
+        (size_t)get_int(root, "hl7", "max_message_bytes", "hl7.max_message_bytes");
+    c->hl7.max_segments = (uint32_t)get_int(root, "hl7", "max_segments", "hl7.max_segments");
+    c->hl7.max_fields = (uint32_t)get_int(root, "hl7", "max_fields", "hl7.max_fields");
+    c->hl7.max_reps = (uint32_t)get_int(root, "hl7", "max_reps", "hl7.max_reps");
+
     json_t *eb = json_object_get(root, "embedded_broker");
     c->embedded_enabled = json_is_true(json_object_get(eb, "enabled"));
     c->embedded_partitions =
@@ -456,6 +482,24 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
                      "'mapping.source_utc_offset' is +HH:MM or -HH:MM, not '%s'", off);
         json_decref(root);
         return NULL;
+    }
+    const char *cs =
+        json_string_value(json_object_get(json_object_get(root, "hl7"), "default_charset"));
+    if (cs) { /* a charset iconv cannot convert would fail every undeclared message */
+        char iname[64];
+        iconv_t cd = (iconv_t)-1;
+        if (cg_hl7_charset_iconv_name(cs, strlen(cs), iname, sizeof(iname)))
+            cd = iconv_open("UTF-8", iname);
+        if (cd == (iconv_t)-1) {
+            const char *keys[] = {"hl7", "default_charset"};
+            int idx[] = {0, 0}, line, col;
+            locate(text, keys, idx, 2, &line, &col);
+            cg_error_set(err, CG_ERR_CONFIG, name, line, col,
+                         "'hl7.default_charset': '%s' is not a character set iconv knows", cs);
+            json_decref(root);
+            return NULL;
+        }
+        iconv_close(cd);
     }
     json_t *eb = json_object_get(root, "embedded_broker");
     json_t *kafka = json_object_get(root, "kafka");
@@ -531,6 +575,7 @@ void cg_config_destroy(cg_config_t *c)
     free(c->source_utc_offset);
     free(c->key_file);
     free(c->key_env);
+    free(c->hl7_charset);
     free(c);
 }
 

@@ -324,8 +324,10 @@ static int load_mapping(cg_gateway_t *gw, char *errstr, size_t errstr_size)
     cg_pseudo_key_destroy(key);
     if (!gw->pseudo)
         return -1;
-    cg_spec_env_t env = {
-        .vocab = gw->vocab, .pseudo = gw->pseudo, .source_utc_offset = cfg->source_utc_offset};
+    cg_spec_env_t env = {.vocab = gw->vocab,
+                         .pseudo = gw->pseudo,
+                         .source_utc_offset = cfg->source_utc_offset,
+                         .hl7 = &cfg->hl7};
     gw->specs = cg_specset_load(cfg->specs, &env, errs, 8, &n_errs);
     if (!gw->specs)
         goto located;

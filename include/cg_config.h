@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "cg_err.h"
+#include "cg_hl7.h"
 
 typedef enum cg_config_type {
     CG_CONFIG_STRING,
@@ -72,6 +73,8 @@ typedef struct cg_config {
     char *key_file;          /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
+    cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */
+    char *hl7_charset;
     cg_config_kv_t *kafka;
     size_t n_kafka;
     int embedded_enabled;

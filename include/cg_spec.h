@@ -33,6 +33,8 @@ typedef struct cg_spec_env {
     /* Offset for HL7 times without one, as "+HH:MM"/"-HH:MM", or NULL to write local times
      * without an offset. */
     const char *source_utc_offset;
+    /* Decoder limits and the charset of messages without MSH-18; NULL for the defaults. */
+    const struct cg_hl7_options *hl7;
 } cg_spec_env_t;
 
 /* Compiles path (a spec file or a folder of *.json specs). Every error found is written to errs

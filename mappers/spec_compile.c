@@ -346,10 +346,10 @@ static expr_t **compile_list(cc_t *c, json_t *arr, const char *op, size_t *n)
     return bad ? NULL : items;
 }
 
-static const char *const expr_ops[] = {"path", "const",   "var",     "concat", "coalesce",
-                                       "if",   "patient", "hash_id", NULL};
-static const char *const expr_mods[] = {"pipe", "default", "required", "sep",
-                                        "then", "else",    "ns",       NULL};
+static const char *const expr_ops[] = {"path", "const",   "var",       "concat",  "coalesce",
+                                       "if",   "patient", "pseudonym", "hash_id", NULL};
+static const char *const expr_mods[] = {"pipe", "default", "required", "sep",       "then",
+                                        "else", "ns",      "id",       "authority", NULL};
 
 static int in_list(const char *k, const char *const *list)
 {
@@ -459,6 +459,29 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
         e->u.iff.then = compile_expr(c, t);
         e->u.iff.els = el ? compile_expr(c, el) : NULL;
         bad |= !e->u.iff.cond || !e->u.iff.then || (el && !e->u.iff.els);
+    } else if (!strcmp(op, "pseudonym")) {
+        /* the pseudonym of another identifier, such as the prior patient of a merge (MRG-1) */
+        e->kind = EX_PSEUDONYM;
+        const char *p = json_string_value(arg);
+        if (p && !strcmp(p, "person_id"))
+            e->part = PT_PERSON_ID;
+        else if (p && !strcmp(p, "person_source_value"))
+            e->part = PT_SOURCE_VALUE;
+        else {
+            err_at(c, arg, j, op, "'pseudonym' is person_id or person_source_value");
+            return NULL;
+        }
+        json_t *id = json_object_get(j, "id"), *auth = json_object_get(j, "authority");
+        if (!id) {
+            err_at(c, j, NULL, NULL, "'pseudonym' needs \"id\": the identifier's path");
+            return NULL;
+        }
+        e->u.list.n = 2;
+        e->u.list.items = alloc(c, 2 * sizeof(expr_t *));
+        e->u.list.items[0] = compile_expr(c, id);
+        e->u.list.items[1] = auth ? compile_expr(c, auth) : NULL;
+        bad |= !e->u.list.items[0] || (auth && !e->u.list.items[1]);
+        e->text = "pseudonym";
     } else if (!strcmp(op, "patient")) {
         e->kind = EX_PATIENT;
         const char *p = json_string_value(arg);
@@ -654,8 +677,9 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     check_keys(c, j, "a rule", keys);
     json_t *t = json_object_get(j, "table");
     const char *table = json_string_value(t);
-    if (!table || !(r->table = cg_omop_table(table))) {
-        err_at(c, t, j, "table", "\"table\" must name an OMOP CDM v5.4 table, not '%s'",
+    if (!table || !(r->table = cg_spec_table(table, &r->standard))) {
+        err_at(c, t, j, "table",
+               "\"table\" must name an OMOP CDM v5.4 table (or cohortgate.person_merge), not '%s'",
                table ? table : "?");
         return;
     }

@@ -495,6 +495,26 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
                 ? int_text(mp, mp->person.person_id)
                 : (spec_val_t){mp->person.source_value, strlen(mp->person.source_value), 1};
         break;
+    case EX_PSEUDONYM: {
+        spec_val_t id, auth = ABSENT;
+        if ((rc = eval_expr(mp, e->u.list.items[0], &id)))
+            break;
+        if (e->u.list.items[1] && (rc = eval_expr(mp, e->u.list.items[1], &auth)))
+            break;
+        if (!id.present)
+            break;
+        if (!mp->pseudo)
+            return fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
+        cg_pseudo_person_t who;
+        rc = cg_pseudo_person(mp->pseudo, (cg_slice_t){auth.s ? auth.s : "", auth.len},
+                              (cg_slice_t){id.s, id.len}, &who);
+        if (rc)
+            return fail(mp, CG_ERR_MAP, "an identifier cannot be pseudonymized (%s)",
+                        cg_err2str(rc));
+        v = e->part == PT_PERSON_ID ? int_text(mp, who.person_id)
+                                    : val_copy(mp, who.source_value, strlen(who.source_value));
+        break;
+    }
     case EX_HASH_ID: {
         /* deterministic id of the namespace and the values, e.g. a visit from PV1-19 */
         spec_val_t parts[8];
@@ -792,7 +812,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
     for (size_t i = 0; i < mp->n_rows; i++) {
         const row_span_t *s = &mp->spans[i];
         cg_map_row_t *r = &mp->rows[i];
-        r->standard = "omop-cdm-5.4";
+        r->standard = s->rule->standard;
         r->table = s->rule->table->name;
         r->spec = s->spec->name;
         r->spec_version = s->spec->version;
@@ -851,7 +871,7 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
         if (ss->specs[i].max_vars > mp->cap_vars)
             mp->cap_vars = ss->specs[i].max_vars;
     mp->vars = calloc(mp->cap_vars + 1, sizeof(*mp->vars));
-    mp->msg = cg_hl7_msg_new(NULL);
+    mp->msg = cg_hl7_msg_new(env ? env->hl7 : NULL);
     mp->md = pcre2_match_data_create(ss->max_capture + 1, NULL);
     mp->mctx = pcre2_match_context_create(NULL);
     if (!mp->vars || !mp->msg || !mp->md || !mp->mctx) {

@@ -26,6 +26,7 @@ typedef enum expr_kind {
     EX_IF,
     EX_PATIENT,
     EX_HASH_ID,
+    EX_PSEUDONYM, /* of another identifier: list.items = {id, authority or NULL} */
 } expr_kind_t;
 
 typedef enum xform_kind {
@@ -115,8 +116,9 @@ struct expr {
             cond_t *cond;
             expr_t *then, *els;
         } iff;
-        patient_part_t patient;
+        patient_part_t patient; /* also the part wanted by EX_PSEUDONYM */
     } u;
+    patient_part_t part; /* EX_PSEUDONYM */
     xform_t *xforms;
     size_t n_xforms;
     expr_t *deflt;
@@ -159,6 +161,7 @@ typedef struct column {
 typedef struct rule {
     const char *name;
     const cg_omop_table_t *table;
+    const char *standard; /* "omop-cdm-5.4", or "cohortgate" for cohortgate's own tables */
     int has_foreach;
     cg_hl7_path_t foreach; /* a path naming segments: OBX[*], DG1[*] */
     cond_t *when;
@@ -199,6 +202,10 @@ struct cg_specset {
     size_t n_regexes, cap_regexes;
     uint32_t max_capture; /* for the mappers' match data */
 };
+
+/* spec_tables.c: an OMOP CDM v5.4 table, or one of cohortgate's own ("cohortgate.*"), with the
+ * standard its records carry. NULL when there is none of that name. */
+const cg_omop_table_t *cg_spec_table(const char *name, const char **standard);
 
 /* Compiled regexes run with these limits so a hostile input cannot make one run away. */
 #define SPEC_REGEX_MATCH_LIMIT 100000u

@@ -91,6 +91,10 @@ static void test_errors_are_located(void **state)
     expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":\"x\"},"
                  "\"mapping\":{\"specs\":\"s\",\"source_utc_offset\":\"0100\"}}",
                  1, 1, "+HH:MM");
+    /* a charset iconv does not know */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":\"x\"},"
+                 "\"mapping\":{\"specs\":\"s\"},\n\"hl7\":{\"default_charset\":\"KLINGON-8\"}}",
+                 2, 8, "'KLINGON-8' is not a character set");
     /* kafka values must be scalars */
     expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":[1]}}", 1, 36,
                  "must be a string, integer or boolean");
