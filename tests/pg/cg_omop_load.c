@@ -1,7 +1,7 @@
 /* cg-omop-load - load NDJSON OMOP CDM v5.4 record envelopes into a fresh PostgreSQL schema and
  * report every row PostgreSQL refuses (file:line, table, column, SQLSTATE and message).
  *
- *   cg-omop-load [--conninfo STR] [--schema NAME] [--keep] [--strict] [-q] [FILE...]
+ *   cg-omop-load [--conninfo STR] [--schema NAME] [--keep] [--strict] [--upsert] [-q] [FILE...]
  *   cg-omop-load --ddl [--schema NAME]
  *
  * Exit status: 0 when every OMOP row inserted, 1 when any failed, 2 on usage or connection
@@ -23,6 +23,8 @@ static void usage(FILE *out)
         "                  instead of in a new uniquely named schema\n"
         "  --keep          keep the schema afterwards (default: drop it)\n"
         "  --strict        also refuse rows that cohortgate's own OMOP checker refuses\n"
+        "  --upsert        a row with a primary key loaded already replaces it, as a sink\n"
+        "                  does (default: a repeated primary key is a failure)\n"
         "  --ddl           print the CREATE TABLE statements and exit (no server needed)\n"
         "  -q, --quiet     no per-table summary\n");
 }
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
             opt.keep = true;
         } else if (strcmp(a, "--strict") == 0) {
             opt.strict = true;
+        } else if (strcmp(a, "--upsert") == 0) {
+            opt.upsert = true;
         } else if (strcmp(a, "--ddl") == 0) {
             ddl = true;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {

@@ -28,6 +28,7 @@ struct cg_omop_loader {
     char schema[64];
     bool keep;
     bool strict;
+    bool upsert;
     FILE *report;
     char **insert_sql; /* per table, built on first use */
     size_t *inserted;  /* per table */
@@ -149,6 +150,7 @@ cg_omop_loader_t *cg_omop_loader_new(const cg_omop_load_options_t *opt, char *er
     }
     l->keep = opt && opt->keep;
     l->strict = opt && opt->strict;
+    l->upsert = opt && opt->upsert;
     l->report = opt ? opt->report : NULL;
     if (opt && opt->schema)
         snprintf(l->schema, sizeof l->schema, "%s", opt->schema);
@@ -259,6 +261,22 @@ static const char *insert_sql(cg_omop_loader_t *l, size_t t)
     for (size_t c = 0; c < tab->n_columns; c++)
         fprintf(f, "%s$%zu", c ? ", " : "", c + 1);
     fputc(')', f);
+    const cg_omop_column_t *pk = cg_omop_primary_key(tab, NULL);
+    if (l->upsert && pk) {
+        fputs(" ON CONFLICT (", f);
+        cg_omop_write_ident(f, pk->name);
+        fputs(") DO UPDATE SET ", f);
+        int first = 1;
+        for (size_t c = 0; c < tab->n_columns; c++) {
+            if (&tab->columns[c] == pk)
+                continue;
+            fputs(first ? "" : ", ", f);
+            cg_omop_write_ident(f, tab->columns[c].name);
+            fputs(" = EXCLUDED.", f);
+            cg_omop_write_ident(f, tab->columns[c].name);
+            first = 0;
+        }
+    }
     fclose(f);
     l->insert_sql[t] = sql;
     return sql;

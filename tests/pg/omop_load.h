@@ -25,6 +25,9 @@ typedef struct cg_omop_load_options {
     bool keep;            /* keep the schema when the loader is destroyed (default: drop it) */
     bool strict;          /* also run cg_omop_check_row() first; a refused row is a failure
                            * (SQLSTATE "CGCHK") and is not sent to PostgreSQL */
+    bool upsert;          /* a row whose primary key is loaded already replaces it (ON CONFLICT
+                           * DO UPDATE), as a downstream sink does with cohortgate's stable
+                           * ids; default: a repeated key is a failure */
     FILE *report;         /* each failure is printed here as it happens; NULL: silent */
 } cg_omop_load_options_t;
 

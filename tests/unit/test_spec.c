@@ -335,6 +335,36 @@ static void test_trace_names_rule_and_path(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A code whose standard concept is in the Observation domain goes to observation. */
+static void test_domain_routes_the_row(void **state)
+{
+    (void)state;
+    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
+    char err[256];
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M50|P|2.5.1\r"
+                      "PID|1||555^^^HOSP^MR\r"
+                      "OBR|1|O1|F1|X^X^LN|||20240314093000\r"
+                      "OBX|1|NM|99999-9^Fictional^LN||12|%|||||F\r"
+                      "OBX|2|NM|4548-4^HbA1c^LN||6.5|%|||||F\r";
+    const cg_map_row_t *rows;
+    size_t n;
+    assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, NULL), CG_OK);
+    assert_int_equal(n, 2);
+    /* rules run in spec order: the observation rule comes second in the file */
+    const cg_map_row_t *obs = !strcmp(rows[0].table, "observation") ? &rows[0] : &rows[1];
+    const cg_map_row_t *meas = obs == &rows[0] ? &rows[1] : &rows[0];
+    assert_string_equal(obs->table, "observation");
+    assert_string_equal(obs->rule, "obx-numeric-observation");
+    assert_non_null(strstr(obs->row_json.ptr, "\"observation_concept_id\":2000000001,"));
+    assert_non_null(strstr(obs->row_json.ptr, "\"value_as_number\":12,"));
+    assert_string_equal(meas->table, "measurement");
+    assert_non_null(strstr(meas->row_json.ptr, "\"measurement_concept_id\":3004410,"));
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_oru_rows),
         cmocka_unit_test(test_required_failure_gives_no_rows),
         cmocka_unit_test(test_trace_names_rule_and_path),
+        cmocka_unit_test(test_domain_routes_the_row),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
