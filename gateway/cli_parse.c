@@ -45,7 +45,7 @@ static void usage(FILE *out)
         "  --get PATH           print, for each message, one line with the value of each PATH\n"
         "                       (repeatable; values separated by tabs, several matches joined\n"
         "                       with '~', tabs and line breaks inside values become spaces).\n"
-        "                       PATH is e.g. PID-5.1, PID-3[*].1, OBX[*]-5: see specs/README.md\n"
+        "                       PATH is e.g. PID-5.1, PID-3[*].1, OBX[*]-5: see specs/PATHS.md\n"
         "  --stats              print one JSON object with counts (messages, segments, fields,\n"
         "                       bytes, errors, messages per type) instead of the messages\n"
         "  --charset NAME       character set for messages with an empty MSH-18 (default\n"

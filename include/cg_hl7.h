@@ -190,7 +190,7 @@ cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out,
  * fit. Returns buf. */
 const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len, char *buf, size_t size);
 
-/* ---- path language (see specs/README.md)
+/* ---- path language (see specs/PATHS.md)
  * ---------------------------------------------------------
  *
  *   SEG[i]-F[r].C.S   e.g. PID-5, PID-5.1, PID-5.1.1, PID-3[2].1, PID-3[*].1, OBX[*]-5, OBX[3]-5

@@ -68,4 +68,33 @@ cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char 
 /* The cached UTF-8 converter for m->charset; (iconv_t)-1 when iconv does not know it. */
 iconv_t cg_hl7__iconv(cg_hl7_msg_t *m);
 
+/* ---- block scanners (hl7_scan_*.c) ----
+ * State of the index loop handed to a wide scanner. The tables are the CSR tables of
+ * cg_hl7_msg; n* are their counts. A scanner may write up to 64 entries past a count (scratch,
+ * overwritten later), so it stops while every table still has CG_HL7_SCAN_SLACK free entries. */
+#define CG_HL7_SCAN_SLACK 96
+
+typedef struct cg_hl7_scan {
+    const char *b; /* message start */
+    uint32_t *le, *cl, *rc, *tr;
+    uint32_t nl, nc, nr, nt;
+    uint32_t cap;
+    int carry; /* the next byte is the trail byte of a double-byte character */
+    int mb;
+    char fs, comp, rep, sub; /* a missing delimiter is fs */
+} cg_hl7_scan_t;
+
+/* Bits of the block [s, s+n) that are trail bytes of a double-byte character; *carry says the
+ * block starts with one and is set when the next block does. */
+uint64_t cg_hl7__trail_bits(const unsigned char *s, size_t n, int *carry);
+
+/* Scans from p towards region, appending every delimiter. Returns where it stopped: at a
+ * segment terminator (already appended; *term = 1), at region, or earlier when the tables need
+ * to grow (*term = 0). Only called when cg_hl7__scan_avx2_ok(). */
+size_t cg_hl7__scan_avx2(cg_hl7_scan_t *sc, size_t p, size_t region, int *term);
+int cg_hl7__scan_avx2_ok(void);
+
+/* Tests: 1 forces the portable (SSE2/scalar) scanner, 0 restores the dispatch. */
+void cg_hl7__force_portable(int on);
+
 #endif

@@ -4,7 +4,8 @@
  * component of each repetition, first repetition of each field) plus a segment table. Each
  * delimiter costs a few unconditional stores: a lower-level delimiter writes scratch slots that
  * the next higher-level one overwrites, so the hot loop has no branch on the delimiter kind.
- * Delimiters are found 64 bytes at a time with SSE2 compares (a scalar path elsewhere).
+ * Delimiters are found 64 bytes at a time: with AVX2 + BMI2 when the CPU has them (hl7_scan_avx2.c),
+ * else with SSE2 compares (a scalar path elsewhere).
  */
 #include "hl7_impl.h"
 
@@ -428,9 +429,7 @@ static inline uint64_t classify64(const char *s, const simd_set_t *v, uint64_t *
 }
 #endif
 
-/* Bits of the block [s, s+n) that are trail bytes of a double-byte character; *carry says the
- * block starts with one and is set when the next block does. */
-static uint64_t trail_bits(const unsigned char *s, size_t n, int *carry)
+uint64_t cg_hl7__trail_bits(const unsigned char *s, size_t n, int *carry)
 {
     uint64_t t = 0;
     size_t i = 0;
@@ -449,6 +448,13 @@ static uint64_t trail_bits(const unsigned char *s, size_t n, int *carry)
         }
     }
     return t;
+}
+
+static int force_portable;
+
+void cg_hl7__force_portable(int on)
+{
+    __atomic_store_n(&force_portable, on, __ATOMIC_RELAXED);
 }
 
 /* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
@@ -542,6 +548,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     int carry = 0;
     int done = 0;
     size_t msg_end = 0;
+    const int wide = !__atomic_load_n(&force_portable, __ATOMIC_RELAXED) && cg_hl7__scan_avx2_ok();
 
     while (!done) {
         if (p >= region) {
@@ -562,9 +569,9 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             p = region;
             goto seg_end;
         }
-        if (nl + 80 > m->cap) {
+        if (nl + CG_HL7_SCAN_SLACK > m->cap) {
             m->nleaves = nl;
-            if (grow_tables(m, (size_t)nl + 80)) {
+            if (grow_tables(m, (size_t)nl + CG_HL7_SCAN_SLACK)) {
                 m->nsegs = ns;
                 m->segs[ns] = cur;
                 *next = resync(in, in_len, start + p);
@@ -574,6 +581,24 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             cl = m->comp_leaf;
             rc_ = m->rep_comp;
             tr = m->tok_rep;
+        }
+        if (wide) {
+            cg_hl7_scan_t sc = {b,  le,     cl,  rc_, tr,       nl,       nc,      nr,
+                                nt, m->cap, carry, mb,  m->d.field, m->d.comp, m->d.rep, m->d.sub};
+            if (!sc.rep)
+                sc.rep = sc.fs;
+            if (!sc.sub)
+                sc.sub = sc.fs;
+            int term;
+            p = cg_hl7__scan_avx2(&sc, p, region, &term);
+            nl = sc.nl;
+            nc = sc.nc;
+            nr = sc.nr;
+            nt = sc.nt;
+            carry = sc.carry;
+            if (term)
+                goto seg_end;
+            continue;
         }
         uint64_t mask, hi;
         size_t blk = region - p;
@@ -601,7 +626,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
         }
 #endif
         if (mb && (hi || carry))
-            mask &= ~trail_bits((const unsigned char *)b + p, blk, &carry);
+            mask &= ~cg_hl7__trail_bits((const unsigned char *)b + p, blk, &carry);
         while (mask) {
             size_t pos = p + (size_t)__builtin_ctzll(mask);
             mask &= mask - 1;

@@ -1,5 +1,5 @@
 /* hl7_path.c - the path language: compile once, evaluate per message (see cg_hl7.h and
- * specs/README.md). A compiled path is a small value, so specs embed them without allocating. */
+ * specs/PATHS.md). A compiled path is a small value, so specs embed them without allocating. */
 #include "cg_hl7.h"
 
 #include <stdio.h>

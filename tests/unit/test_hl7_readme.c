@@ -1,4 +1,4 @@
-/* test_hl7_readme.c - runs every example of specs/README.md (the path language reference): the
+/* test_hl7_readme.c - runs every example of specs/PATHS.md (the path language reference): the
  * message in its ```hl7 block and each row of its example tables. */
 #include "test_hl7_util.h"
 
@@ -66,7 +66,7 @@ static void test_readme_examples(void **state)
 {
     (void)state;
     size_t len;
-    char *doc = th_read(CG_SOURCE_DIR "/specs/README.md", &len);
+    char *doc = th_read(CG_SOURCE_DIR "/specs/PATHS.md", &len);
     assert_non_null(doc);
     cg_buf_t msg;
     cg_buf_init(&msg);
@@ -144,7 +144,7 @@ static void test_readme_examples(void **state)
             checked++;
         }
     }
-    printf("specs/README.md: %d examples checked\n", checked);
+    printf("specs/PATHS.md: %d examples checked\n", checked);
     assert_true(checked >= 40);
     cg_buf_free(&msg);
     cg_hl7_msg_destroy(m);

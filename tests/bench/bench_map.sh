@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# bench_map.sh - `cohortgate map` end to end on one core: read, decode, map with every shipped
+# spec, NDJSON encoding. Prints input MB, messages, rows, median wall time, MB/s, messages/s,
+# rows/s and peak RSS, then maps a 4x larger input once to show that RSS does not grow with it.
+#
+# The input is the shared corpus (every file, sorted) concatenated and repeated to at least
+# BENCH_MB megabytes (default 50) in a temporary folder outside the repository; the corpus is
+# read at run time and never copied into the project. Runs BENCH_RUNS times (default 5), pinned to
+# CPU 0 when taskset exists, output to /dev/null. Messages no spec takes (ORM, OML, ...) fail on
+# purpose; their stderr lines are counted and summarised, not hidden.
+# usage: tests/bench/bench_map.sh [CORPUS_DIR]   (default ../shared/corpus/hl7v2)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BENCH_BUILD_DIR:-$here/build-bench}
+mb=${BENCH_MB:-50}
+runs=${BENCH_RUNS:-5}
+corpus=${1:-$here/../shared/corpus/hl7v2}
+if [ ! -d "$corpus" ]; then
+    echo "bench_map: SKIPPED: corpus $corpus not found (it is read at run time, never shipped)"
+    exit 0
+fi
+
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target cohortgate -j"$(nproc)" >/dev/null
+cg=$build/gateway/cohortgate
+
+pin=()
+if command -v taskset >/dev/null; then
+    pin=(taskset -c 0)
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+head -c 64 /dev/urandom >"$tmp/key" # a throwaway pseudonym key
+
+# one pass over the corpus; a newline after each file so the next MSH starts a line (blank lines
+# between messages are skipped by the reader)
+find "$corpus" -type f -print0 | sort -z | while IFS= read -r -d '' f; do
+    cat "$f"
+    printf '\n'
+done >"$tmp/once.hl7"
+once=$(stat -c %s "$tmp/once.hl7")
+reps=$(((mb * 1000000 + once - 1) / once))
+for ((i = 0; i < reps; i++)); do cat "$tmp/once.hl7"; done >"$tmp/in.hl7"
+rm -f "$tmp/once.hl7"
+
+if [ -x /usr/bin/time ]; then
+    rss_how="max RSS from /usr/bin/time -f %M"
+else
+    rss_how="VmHWM polled from /proc/PID/status every 10 ms"
+fi
+
+# run_once FILE: maps FILE, stdout to /dev/null; sets wall (s), rss (kB) and leaves stderr in
+# $tmp/err
+run_once() {
+    local t0 t1 pid
+    t0=$(date +%s%N)
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f %M -o "$tmp/rss" "${pin[@]}" "$cg" map --quiet --spec "$here/specs" \
+            --key-file "$tmp/key" "$1" >/dev/null 2>"$tmp/err" || true
+        t1=$(date +%s%N)
+        rss=$(tail -n1 "$tmp/rss")
+    else
+        "${pin[@]}" "$cg" map --quiet --spec "$here/specs" --key-file "$tmp/key" "$1" \
+            >/dev/null 2>"$tmp/err" &
+        pid=$!
+        rss=0
+        while [ -r "/proc/$pid/status" ]; do
+            local h
+            h=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+            [ -n "$h" ] && rss=$h
+            sleep 0.01
+        done
+        wait "$pid" || true
+        t1=$(date +%s%N)
+    fi
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
+}
+
+bytes=$(stat -c %s "$tmp/in.hl7")
+# counts (parse and map exit 1 because some corpus messages fail; that is expected here)
+messages=$({ "$cg" parse --stats "$tmp/in.hl7" 2>/dev/null || true; } |
+    sed -n 's/.*"messages":\([0-9]*\).*/\1/p')
+rows=$({ "$cg" map --quiet --spec "$here/specs" --key-file "$tmp/key" "$tmp/in.hl7" \
+    2>"$tmp/err" || true; } | wc -l)
+failed=$(wc -l <"$tmp/err")
+
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs; $(uname -sr)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "corpus: $corpus ($(find "$corpus" -type f | wc -l) files, ${once} bytes) x ${reps}"
+echo "specs: $(ls "$here"/specs/*.json | xargs -n1 basename | tr '\n' ' ')"
+echo "peak RSS: $rss_how"
+
+walls=()
+rss_max=0
+for ((r = 0; r < runs; r++)); do
+    run_once "$tmp/in.hl7"
+    walls+=("$wall")
+    ((rss > rss_max)) && rss_max=$rss
+done
+med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }')
+echo "wall times (s): ${walls[*]}"
+echo "failed messages (stderr lines) per run: $failed of $messages; by reason:"
+sed -E 's/^[^:]*: message [0-9]+: //' "$tmp/err" | sort | uniq -c | sort -rn | head -10 |
+    sed 's/^/    /'
+echo
+printf '%-8s %10s %10s %8s %9s %11s %11s %10s\n' "input" "messages" "rows" "median" "MB/s" \
+    "messages/s" "rows/s" "peak RSS"
+awk -v b="$bytes" -v m="$messages" -v w="$rows" -v t="$med" -v k="$rss_max" 'BEGIN {
+    printf "%-8s %10d %10d %7.3fs %9.1f %11.0f %11.0f %7.1f MB\n", sprintf("%.1fMB", b / 1e6), m,
+        w, t, b / 1e6 / t, m / t, w / t, k / 1024 }'
+
+# 4x the input, one run: memory must not follow the input size
+for ((i = 0; i < 4; i++)); do cat "$tmp/in.hl7"; done >"$tmp/in4.hl7"
+rm -f "$tmp/in.hl7"
+run_once "$tmp/in4.hl7"
+awk -v b="$((bytes * 4))" -v m="$((messages * 4))" -v w="$((rows * 4))" -v t="$wall" \
+    -v k="$rss" 'BEGIN {
+    printf "%-8s %10d %10d %7.3fs %9.1f %11.0f %11.0f %7.1f MB  (4x, one run)\n",
+        sprintf("%.1fMB", b / 1e6), m, w, t, b / 1e6 / t, m / t, w / t, k / 1024 }'
+echo "failed messages at 4x: $(wc -l <"$tmp/err") (expected $((failed * 4)))"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
