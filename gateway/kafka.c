@@ -368,6 +368,32 @@ cg_err_t cg_kafka_print_topics(const char *bootstrap, const char *const *topics,
             }
         }
         fprintf(out, "\n== topic %s: %zu record(s) ==\n", topics[t], n);
+        /* a count per table (the cg.table header) reads faster than the records */
+        const char *tables[32];
+        size_t counts[32], n_tables = 0;
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t len;
+            if (rd_kafka_message_headers(msgs[i], &h) ||
+                rd_kafka_header_get_last(h, "cg.table", &v, &len))
+                continue;
+            size_t k = 0;
+            while (k < n_tables && (strlen(tables[k]) != len || memcmp(tables[k], v, len)))
+                k++;
+            if (k == n_tables && n_tables < 32) {
+                tables[n_tables] = strndup(v, len);
+                counts[n_tables++] = 0;
+            }
+            if (k < n_tables)
+                counts[k]++;
+        }
+        for (size_t k = 0; k < n_tables; k++) {
+            fprintf(out, "%s%s %zu", k ? ", " : "  tables: ", tables[k], counts[k]);
+            free((void *)tables[k]);
+        }
+        if (n_tables)
+            fputc('\n', out);
         for (size_t i = 0; i < n; i++) {
             if ((int)i < max_per_topic)
                 print_one(out, msgs[i]);
