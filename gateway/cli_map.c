@@ -7,10 +7,13 @@
 #include "cg_spec.h"
 #include "cg_vocab.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <iconv.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,13 +41,16 @@ static void usage(FILE *out)
         "                        to run rather than emit unkeyed pseudonyms.\n"
         "      --date-shift N    shift each patient's dates by a keyed offset in [-N, N] days\n"
         "      --utc-offset +HH:MM  offset written for HL7 times that carry none\n"
+        "      --charset NAME    character set of messages with an empty MSH-18 (default\n"
+        "                        \"UNICODE UTF-8\"; e.g. \"8859/1\", \"GB 18030-2000\", or an\n"
+        "                        iconv name)\n"
         "  -t, --trace           add, for every column, the rule and source path behind it\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
 }
 
 typedef struct map_opts {
-    const char *spec, *vocab, *athena, *key_file, *utc_offset;
+    const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset;
     int date_shift, trace, quiet;
 } map_opts_t;
 
@@ -59,24 +65,42 @@ static void progress(const cg_cli_map_counts_t *c, int final)
             c->messages, c->rows, c->failed, c->bytes / 1e6, final ? "\n" : "");
 }
 
-size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
-                         size_t len, int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
+/* Records are gathered here and written in large blocks: one fwrite a line cost more than
+ * encoding it. */
+#define OUT_FLUSH_BYTES (256u * 1024u)
+
+static void flush_out(cg_buf_t *line, FILE *out)
 {
-    cg_hl7_reader_t rd;
-    cg_hl7_reader_init(&rd, buf, len);
-    cg_buf_t line;
-    cg_buf_init(&line);
-    size_t failed = 0;
+    if (line->len)
+        fwrite(line->data, 1, line->len, out);
+    cg_buf_reset(line);
+}
+
+/* A file is mapped in one piece, but the pages behind the reader are given back this often, so
+ * RSS stays flat however long the file is. */
+#define RELEASE_BYTES (8u * 1024u * 1024u)
+
+/* Maps every message the reader holds. base is the input offset of rd->buf[0] (not 0 when
+ * streaming), added to error offsets. With map_base, pages of that mapping before the current
+ * message are released as the reader moves on. */
+static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, cg_hl7_reader_t *rd,
+                         size_t base, const char *map_base, int trace, FILE *out, FILE *errs,
+                         cg_cli_map_counts_t *cnt, cg_buf_t *line)
+{
+    size_t failed = 0, released = 0;
     int tty = cnt->progress && isatty(2);
-    while (cg_hl7_reader_more(&rd)) {
+    int out_tty = isatty(fileno(out));
+    long page = sysconf(_SC_PAGESIZE);
+    while (cg_hl7_reader_more(rd)) {
         cg_hl7_error_t he;
-        size_t start = rd.pos;
+        size_t start = rd->pos;
         cnt->messages++;
-        cg_err_t rc = cg_hl7_reader_next(&rd, msg, &he);
-        cnt->bytes += rd.pos - start;
+        cg_err_t rc = cg_hl7_reader_next(rd, msg, &he);
+        cnt->bytes += rd->pos - start;
         if (rc) {
             char where[384];
             failed++;
+            he.offset += base;
             fprintf(errs, "%s: message %zu: decode: %s\n", name, he.message,
                     cg_hl7_error_location(&he, where, sizeof(where)));
             continue;
@@ -94,39 +118,155 @@ size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
         }
         cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
         for (size_t i = 0; i < n; i++) {
-            cg_buf_reset(&line);
-            cg_map_row_envelope(&rows[i], &src, NULL, 0, &line);
+            cg_map_row_envelope(&rows[i], &src, NULL, 0, line);
             if (trace) {
-                line.len--; /* reopen the envelope for "trace" */
-                cg_buf_puts(&line, ",\"trace\":");
-                cg_buf_append(&line, rows[i].trace_json.ptr, rows[i].trace_json.len);
-                cg_buf_putc(&line, '}');
+                line->len--; /* reopen the envelope for "trace" */
+                cg_buf_append(line, ",\"trace\":", 9);
+                cg_buf_append(line, rows[i].trace_json.ptr, rows[i].trace_json.len);
+                cg_buf_putc(line, '}');
             }
-            cg_buf_putc(&line, '\n');
-            fwrite(line.data, 1, line.len, out);
+            cg_buf_putc(line, '\n');
         }
+        if (line->len >= OUT_FLUSH_BYTES || out_tty)
+            flush_out(line, out);
         cnt->rows += n;
+        if (map_base && page > 0 && rd->pos - released >= RELEASE_BYTES) {
+            /* the rows are encoded: nothing points below the next message any more */
+            size_t upto = rd->pos & ~((size_t)page - 1);
+            madvise((char *)(uintptr_t)map_base + released, upto - released, MADV_DONTNEED);
+            released = upto;
+        }
         if (tty)
             progress(cnt, 0);
     }
     cnt->failed += failed;
+    return failed;
+}
+
+size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
+                         size_t len, int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
+{
+    cg_hl7_reader_t rd;
+    cg_hl7_reader_init(&rd, buf, len);
+    cg_buf_t line;
+    cg_buf_init(&line);
+    size_t failed = map_reader(mp, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
+    flush_out(&line, out);
     cg_buf_free(&line);
     return failed;
+}
+
+/* Where buf[0..n) may be cut so that both parts hold whole messages: the start of the last line
+ * (after \r, \n or an MLLP end byte, MLLP start bytes skipped) that begins with MSH, FHS or BHS,
+ * the segments at which the reader itself ends a message. 0 when there is none after buf[0]. */
+static size_t last_cut(const char *buf, size_t n)
+{
+    for (size_t i = n; i-- > 1;) {
+        unsigned char c = (unsigned char)buf[i - 1];
+        if (c != '\r' && c != '\n' && c != 0x1c)
+            continue;
+        size_t j = i;
+        while (j < n && buf[j] == 0x0b)
+            j++;
+        if (n - j >= 3 &&
+            ((buf[j] == 'M' && buf[j + 1] == 'S' && buf[j + 2] == 'H') ||
+             ((buf[j] == 'F' || buf[j] == 'B') && buf[j + 1] == 'H' && buf[j + 2] == 'S')))
+            return i;
+    }
+    return 0;
+}
+
+/* Batch headers the reader keeps as slices into the chunk about to be dropped: copied, so the
+ * slices stay valid, and their offsets made absolute. */
+static void keep_batch_header(cg_slice_t *seg, size_t *offset, const char *chunk, size_t cut,
+                              size_t base, cg_buf_t *copy)
+{
+    if (!seg->ptr || seg->ptr < chunk || seg->ptr >= chunk + cut)
+        return;
+    cg_buf_reset(copy);
+    cg_buf_append(copy, seg->ptr, seg->len);
+    seg->ptr = copy->data ? copy->data : "";
+    *offset += base;
+}
+
+/* Largest input kept in memory while looking for the end of one message: beyond the decoder's
+ * message size limit it is an error anyway. */
+#define STREAM_CHUNK (1u << 20)
+#define STREAM_MAX   (CG_HL7_DEFAULT_MAX_MESSAGE_BYTES + STREAM_CHUNK)
+
+/* Reads fd in chunks cut at message boundaries, so memory stays bounded for any input length
+ * (stdin, pipes). Messages, numbers and offsets come out as if the input were one buffer.
+ * Returns -1 on a read error. */
+static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int fd, int trace,
+                      FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
+{
+    size_t cap = STREAM_CHUNK, fill = 0, base = 0;
+    char *buf = malloc(cap);
+    cg_buf_t line, fhs, bhs;
+    cg_buf_init(&line);
+    cg_buf_init(&fhs);
+    cg_buf_init(&bhs);
+    cg_hl7_reader_t rd;
+    int started = 0, eof = 0, status = 0;
+    if (!buf) {
+        fprintf(errs, "%s: out of memory\n", name);
+        return -1;
+    }
+    while (!eof || fill) {
+        while (!eof && fill < cap) {
+            ssize_t r = read(fd, buf + fill, cap - fill);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                fprintf(errs, "%s: cannot read: %s\n", name, strerror(errno));
+                status = -1;
+                eof = 1;
+                break;
+            }
+            if (r == 0)
+                eof = 1;
+            fill += (size_t)r;
+        }
+        size_t cut = eof ? fill : last_cut(buf, fill);
+        if (!cut) { /* no message ends in the buffer: read more, or give it up whole */
+            if (cap < STREAM_MAX) {
+                size_t ncap = cap * 2 < STREAM_MAX ? cap * 2 : STREAM_MAX;
+                char *nb = realloc(buf, ncap);
+                if (nb) {
+                    buf = nb;
+                    cap = ncap;
+                    continue;
+                }
+            }
+            cut = fill;
+        }
+        if (!started) {
+            cg_hl7_reader_init(&rd, buf, cut); /* skips a BOM at the very start */
+            started = 1;
+        }
+        rd.buf = buf;
+        rd.len = cut;
+        map_reader(mp, msg, name, &rd, base, NULL, trace, out, errs, cnt, &line);
+        keep_batch_header(&rd.batch.fhs, &rd.batch.fhs_offset, buf, cut, base, &fhs);
+        keep_batch_header(&rd.batch.bhs, &rd.batch.bhs_offset, buf, cut, base, &bhs);
+        memmove(buf, buf + cut, fill - cut);
+        fill -= cut;
+        base += cut;
+        rd.pos = 0;
+    }
+    flush_out(&line, out);
+    cg_buf_free(&line);
+    cg_buf_free(&fhs);
+    cg_buf_free(&bhs);
+    free(buf);
+    return status;
 }
 
 int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int trace, FILE *out,
                     FILE *errs, cg_cli_map_counts_t *cnt)
 {
     if (!strcmp(path, "-")) {
-        cg_buf_t in;
-        cg_buf_init(&in);
-        char chunk[65536];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
-            cg_buf_append(&in, chunk, n);
-        cg_cli_map_buffer(mp, msg, "-", in.data ? in.data : "", in.len, trace, out, errs, cnt);
-        cg_buf_free(&in);
-        return 0;
+        return map_stream(mp, msg, "-", 0, trace, out, errs, cnt);
     }
     int fd = open(path, O_RDONLY);
     struct stat st;
@@ -136,12 +276,17 @@ int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int tr
             close(fd);
         return -1;
     }
+    if (!S_ISREG(st.st_mode)) { /* a pipe or a device: read it as a stream */
+        int rc = map_stream(mp, msg, path, fd, trace, out, errs, cnt);
+        close(fd);
+        return rc;
+    }
     if (st.st_size == 0) {
         close(fd);
         return 0;
     }
-    /* mapped, not read: the file's pages are the message buffers and the kernel drops them as
-     * we move on, so memory does not grow with the file */
+    /* mapped, not read: the file's pages are the message buffers, and map_reader gives them back
+     * behind itself, so memory does not grow with the file */
     char *buf = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (buf == MAP_FAILED) {
@@ -149,7 +294,13 @@ int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int tr
         return -1;
     }
     madvise(buf, (size_t)st.st_size, MADV_SEQUENTIAL);
-    cg_cli_map_buffer(mp, msg, path, buf, (size_t)st.st_size, trace, out, errs, cnt);
+    cg_hl7_reader_t rd;
+    cg_hl7_reader_init(&rd, buf, (size_t)st.st_size);
+    cg_buf_t line;
+    cg_buf_init(&line);
+    map_reader(mp, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
+    flush_out(&line, out);
+    cg_buf_free(&line);
     munmap(buf, (size_t)st.st_size);
     return 0;
 }
@@ -178,6 +329,7 @@ int cg_cli_map(int argc, char **argv)
         {"key-file", required_argument, NULL, 'k'},
         {"date-shift", required_argument, NULL, 'd'},
         {"utc-offset", required_argument, NULL, 'u'},
+        {"charset", required_argument, NULL, 'c'},
         {"trace", no_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -218,6 +370,9 @@ int cg_cli_map(int argc, char **argv)
             }
             o.utc_offset = optarg;
             break;
+        case 'c':
+            o.charset = optarg;
+            break;
         case 't':
             o.trace = 1;
             break;
@@ -239,6 +394,23 @@ int cg_cli_map(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
 
+    cg_hl7_options_t hl7;
+    cg_hl7_options_default(&hl7);
+    if (o.charset) {
+        /* refused up front, not once per message */
+        char name[64];
+        iconv_t cd = cg_hl7_charset_iconv_name(o.charset, strlen(o.charset), name, sizeof(name))
+                         ? iconv_open("UTF-8", name)
+                         : (iconv_t)-1;
+        if (cd == (iconv_t)-1) {
+            fprintf(stderr, "cohortgate map: --charset: character set '%s' is not supported\n",
+                    o.charset);
+            return CG_EXIT_USAGE;
+        }
+        iconv_close(cd);
+        hl7.default_charset = o.charset;
+    }
+
     char errstr[512];
     cg_pseudo_key_t *key = cg_pseudo_key_load(o.key_file, NULL, errstr, sizeof(errstr));
     if (!key) {
@@ -257,7 +429,7 @@ int cg_cli_map(int argc, char **argv)
     cg_vocab_t *vocab = cg_vocab_new();
     cg_specset_t *ss = NULL;
     cg_mapper_t *mp = NULL;
-    cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
+    cg_hl7_msg_t *msg = cg_hl7_msg_new(&hl7);
     cg_error_t errs[64];
     size_t n_errs = 0;
     if (!vocab || !msg) {
@@ -276,7 +448,8 @@ int cg_cli_map(int argc, char **argv)
             goto report;
         }
     }
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .source_utc_offset = o.utc_offset};
+    cg_spec_env_t env = {
+        .vocab = vocab, .pseudo = pseudo, .source_utc_offset = o.utc_offset, .hl7 = &hl7};
     ss = cg_specset_load(o.spec, &env, errs, 64, &n_errs);
     if (!ss)
         goto report;

@@ -13,6 +13,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* Values of single-valued paths already read in this message: rules over the same OBX ask for
+ * OBX-2, OBX-3 and the like again and again. Direct-mapped; an entry counts only for the message
+ * (gen) it was made in, and values stay valid for the whole message (raw slices or the arena). */
+#define PATH_MEMO_SIZE 1024u
+
+typedef struct path_memo {
+    uint32_t gen;
+    cg_hl7_path_t path;
+    cg_hl7_scope_t scope;
+    spec_val_t val;
+} path_memo_t;
 
 typedef struct row_span {
     const rule_t *rule;
@@ -39,9 +52,14 @@ struct cg_mapper {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     int trace;
+    path_memo_t *memo; /* PATH_MEMO_SIZE entries */
+    uint32_t gen;      /* of the message being mapped; never 0 */
 
     /* per message */
     cg_hl7_msg_t *m;
+    char esc;     /* the message's escape character, '\0' when none */
+    int cs_utf8;  /* its charset is UTF-8 */
+    int cs_ascii; /* or another one whose ASCII bytes decode to themselves */
     const spec_t *spec;
     const rule_t *rule;
     const char *column;
@@ -87,7 +105,96 @@ static int path_has_all(const cg_hl7_path_t *p)
     return p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL;
 }
 
+/* Whether decoding raw would give back its bytes unchanged: no escape character in it (unless
+ * literal), and UTF-8 that is valid (what cg_hl7_decode checks for a UTF-8 message) or ASCII in a
+ * charset that is a superset of ASCII. Anything else goes through the decoder, which also reports
+ * the errors. */
+static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
+{
+    const unsigned char *q = (const unsigned char *)raw.ptr, *end = q + raw.len;
+    const unsigned char esc = literal ? 0 : (unsigned char)mp->esc;
+    while (q < end) {
+        unsigned char c = *q;
+        if (c < 0x80) {
+            if (c == esc && esc)
+                return 0;
+            q++;
+            continue;
+        }
+        if (!mp->cs_utf8)
+            return 0;
+        size_t k;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            k = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - q) <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((q[j] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (q[j] & 0x3F);
+        }
+        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        q += k + 1;
+    }
+    return mp->cs_utf8 || mp->cs_ascii;
+}
+
+static int path_eq(const cg_hl7_path_t *a, const cg_hl7_path_t *b)
+{
+    return a->field == b->field && a->comp == b->comp && a->sub == b->sub && a->rep == b->rep &&
+           a->seg_index == b->seg_index && !memcmp(a->seg, b->seg, sizeof(a->seg));
+}
+
+static path_memo_t *memo_slot(cg_mapper_t *mp, const cg_hl7_path_t *p)
+{
+    uint32_t seg;
+    memcpy(&seg, p->seg, sizeof(seg));
+    uint32_t h = seg * 0x9E3779B1u;
+    h ^= (p->field * 0x85EBCA77u) ^ (p->comp * 0xC2B2AE3Du) ^ (p->sub * 0x27D4EB2Fu);
+    h ^= ((uint32_t)p->rep * 0x165667B1u) ^ ((uint32_t)p->seg_index * 0xD3A2646Cu);
+    h ^= mp->scope.cur * 0xFD7046C5u;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    return &mp->memo[h & (PATH_MEMO_SIZE - 1)];
+}
+
+static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out);
+
 static cg_err_t eval_path(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
+{
+    if (path_has_all(p))
+        return eval_path_uncached(mp, p, out);
+    path_memo_t *e = memo_slot(mp, p);
+    if (e->gen == mp->gen && e->scope.cur == mp->scope.cur && e->scope.begin == mp->scope.begin &&
+        e->scope.end == mp->scope.end && path_eq(&e->path, p)) {
+        *out = e->val;
+        return CG_OK;
+    }
+    cg_err_t rc = eval_path_uncached(mp, p, out);
+    if (rc == CG_OK) {
+        e->gen = mp->gen;
+        e->path = *p;
+        e->scope = mp->scope;
+        e->val = *out;
+    }
+    return rc;
+}
+
+static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
 {
     cg_hl7_error_t he;
     cg_buf_reset(&mp->scratch);
@@ -102,6 +209,14 @@ static cg_err_t eval_path(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *o
         cg_hl7_match_t match;
         if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
             return CG_OK;
+        if (raw_is_decoded(mp, match.raw, match.literal)) {
+            /* the usual case: the value is its raw bytes, used in place (valid until the next
+             * message) instead of decoded into scratch and copied to the arena */
+            if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
+                return CG_OK;
+            *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};
+            return CG_OK;
+        }
         cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
                                     : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
         if (rc != CG_OK)
@@ -211,11 +326,28 @@ static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
     return n ? val_copy(mp, buf, n) : ABSENT;
 }
 
+/* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length.
+ * By hand: snprintf cost more than the rest of writing an id column. */
+static size_t fmt_int64(char *buf, int64_t x)
+{
+    char tmp[20];
+    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    size_t n = 0, o = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        buf[o++] = '-';
+    while (n)
+        buf[o++] = tmp[--n];
+    return o;
+}
+
 static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof(buf), "%" PRId64, x);
-    return val_copy(mp, buf, (size_t)n);
+    return val_copy(mp, buf, fmt_int64(buf, x));
 }
 
 static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
@@ -568,6 +700,117 @@ static int is_numeric_type(cg_omop_type_t t)
     return t == CG_OMOP_INTEGER || t == CG_OMOP_BIGINT || t == CG_OMOP_FLOAT;
 }
 
+/* Whether s[0..n) goes into a JSON string as is (what cg_buf_put_json_str copies unchanged):
+ * printable ASCII and DEL, without '"' and '\\'. Eight bytes a step: a byte >= 0x80, < 0x20,
+ * '"' or '\\' sets its top bit in one of the masks (borrows only spread above a real hit). */
+static int json_plain(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
+            return 0;
+    }
+    for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
+        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
+            return 0;
+    return 1;
+}
+
+/* cg_buf_putc without the call when there is room: rows are mostly punctuation. */
+static inline void put_ch(cg_buf_t *b, char c)
+{
+    if (b->len + 2 <= b->cap && !b->failed) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+    } else {
+        cg_buf_putc(b, c);
+    }
+}
+
+/* Appends s as a JSON string: plain text is copied in one go, the rest escaped by
+ * cg_buf_put_json_str (same bytes either way). */
+static void put_json_str(cg_buf_t *b, const char *s, size_t n)
+{
+    if (!json_plain(s, n) || cg_buf_reserve(b, n + 2) != CG_OK) {
+        cg_buf_put_json_str(b, s, n);
+        return;
+    }
+    char *o = b->data + b->len;
+    o[0] = '"';
+    memcpy(o + 1, s, n);
+    o[n + 1] = '"';
+    b->len += n + 2;
+    b->data[b->len] = '\0';
+}
+
+/* Whether the canonical number num[0..n) (from cg_spec_number) certainly passes
+ * cg_omop_check_value for type t, so the check can be skipped: any such text is a valid JSON
+ * number, and integers short enough cannot be out of range. Longer ones are checked. */
+static int number_surely_ok(cg_omop_type_t t, const char *num, size_t n)
+{
+    size_t digits = n - (num[0] == '-');
+    if (t == CG_OMOP_FLOAT)
+        return 1;
+    if (t == CG_OMOP_INTEGER)
+        return digits <= 9;
+    /* BIGINT: 19 digits fit up to INT64_MAX (hashed ids are 63-bit, so nearly all of them) */
+    if (digits == 19)
+        return memcmp(num + (n - digits),
+                      num[0] == '-' ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
+    return digits < 19;
+}
+
+static int two(const char *s, int *v)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return 0;
+    *v = (s[0] - '0') * 10 + (s[1] - '0');
+    return 1;
+}
+
+/* Whether v has the exact shape cg_spec_ts_to_iso writes, YYYY-MM-DD for a date, and for a
+ * datetime optionally THH:MM[:SS][.f{1,4}][+HH:MM] after it, with every part in the range
+ * cg_omop_check_value accepts; such a value passes that check, which is skipped. Anything else
+ * (a leap second, a constant in another format) is left to the check. */
+static int iso_surely_ok(cg_omop_type_t t, const char *s, size_t n)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int c, y, m, d, x;
+    if (n < 10 || !two(s, &c) || !two(s + 2, &y) || s[4] != '-' || !two(s + 5, &m) || s[7] != '-' ||
+        !two(s + 8, &d))
+        return 0;
+    y += c * 100;
+    if (y < 1 || m < 1 || m > 12 || d < 1 ||
+        d > mdays[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
+        return 0;
+    if (n == 10)
+        return 1;
+    if (t != CG_OMOP_DATETIME || n < 16 || s[10] != 'T' || !two(s + 11, &x) || x > 23 ||
+        s[13] != ':' || !two(s + 14, &x) || x > 59)
+        return 0;
+    size_t i = 16;
+    if (i < n && s[i] == ':') {
+        if (n < i + 3 || !two(s + i + 1, &x) || x > 59)
+            return 0;
+        i += 3;
+        if (i < n && s[i] == '.') {
+            size_t j = ++i;
+            while (i < n && i - j < 4 && s[i] >= '0' && s[i] <= '9')
+                i++;
+            if (i == j)
+                return 0;
+        }
+    }
+    if (i == n)
+        return 1;
+    return n - i == 6 && (s[i] == '+' || s[i] == '-') && two(s + i + 1, &x) && x <= 15 &&
+           s[i + 3] == ':' && two(s + i + 4, &x) && x <= 59;
+}
+
 /* Writes "name":value for one column, checked against the OMOP type; varchar values longer than
  * the column are cut at a character boundary (source values are often longer than 50). */
 static cg_err_t write_column(cg_mapper_t *mp, const cg_omop_column_t *col, spec_val_t v,
@@ -576,25 +819,43 @@ static cg_err_t write_column(cg_mapper_t *mp, const cg_omop_column_t *col, spec_
     cg_buf_t *b = &mp->rows_buf;
     cg_omop_type_t t = cg_omop_column_type(col);
     if (!first)
-        cg_buf_putc(b, ',');
-    cg_buf_put_json_str(b, col->name, strlen(col->name));
-    cg_buf_putc(b, ':');
+        put_ch(b, ',');
+    put_json_str(b, col->name, strlen(col->name));
+    put_ch(b, ':');
     if (!v.present) {
         if (col->required)
             return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,
                         src_text ? src_text : "?");
-        cg_buf_puts(b, "null");
+        cg_buf_append(b, "null", 4);
         return CG_OK;
     }
     if (is_numeric_type(t)) {
         char num[128];
         size_t n = cg_spec_number(v.s, v.len, t != CG_OMOP_FLOAT, num, sizeof(num));
         char why[160];
-        if (!n || !cg_omop_check_value(col, num, n, false, why, sizeof(why)))
+        if (!n || (!number_surely_ok(t, num, n) &&
+                   !cg_omop_check_value(col, num, n, false, why, sizeof(why))))
             return fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
                         col->name, t == CG_OMOP_FLOAT ? "" : "n integer",
                         (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
         cg_buf_append(b, num, n);
+        return CG_OK;
+    }
+    /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
+     * cut and the check below reduce to a length limit */
+    if ((t == CG_OMOP_TEXT || (t == CG_OMOP_VARCHAR && col->max_length > 0)) &&
+        json_plain(v.s, v.len)) {
+        size_t n = v.len;
+        if (t == CG_OMOP_VARCHAR && n > (size_t)col->max_length)
+            n = (size_t)col->max_length;
+        if (cg_buf_reserve(b, n + 2) == CG_OK) {
+            char *o = b->data + b->len;
+            o[0] = '"';
+            memcpy(o + 1, v.s, n);
+            o[n + 1] = '"';
+            b->len += n + 2;
+            b->data[b->len] = '\0';
+        }
         return CG_OK;
     }
     if (t == CG_OMOP_VARCHAR && col->max_length > 0) {
@@ -602,9 +863,10 @@ static cg_err_t write_column(cg_mapper_t *mp, const cg_omop_column_t *col, spec_
         apply_xform(mp, &cut, v, &v);
     }
     char why[160];
-    if (!cg_omop_check_value(col, v.s, v.len, true, why, sizeof(why)))
+    if (!((t == CG_OMOP_DATE || t == CG_OMOP_DATETIME) && iso_surely_ok(t, v.s, v.len)) &&
+        !cg_omop_check_value(col, v.s, v.len, true, why, sizeof(why)))
         return fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
-    cg_buf_put_json_str(b, v.s, v.len);
+    put_json_str(b, v.s, v.len);
     return CG_OK;
 }
 
@@ -660,7 +922,7 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
             return CG_OK;
     }
     size_t off = mp->rows_buf.len, toff = mp->trace_buf.len;
-    cg_buf_putc(&mp->rows_buf, '{');
+    put_ch(&mp->rows_buf, '{');
     if (mp->trace)
         cg_buf_putc(&mp->trace_buf, '{');
     int first = 1;
@@ -692,7 +954,7 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         first = 0;
     }
     mp->column = NULL;
-    cg_buf_putc(&mp->rows_buf, '}');
+    put_ch(&mp->rows_buf, '}');
     if (mp->trace)
         cg_buf_putc(&mp->trace_buf, '}');
     if (mp->rows_buf.failed || mp->trace_buf.failed)
@@ -770,8 +1032,20 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
     *rows = NULL;
     *n_rows = 0;
     cg_arena_reset(&mp->arena);
+    if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
+        memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
+        mp->gen = 1;
+    }
     cg_buf_reset(&mp->rows_buf);
     cg_buf_reset(&mp->trace_buf);
+
+    /* for raw_is_decoded: the same charset classes as the decoder's (hl7_parse.c) */
+    const cg_hl7_delims_t *d = cg_hl7_msg_delims(msg);
+    const char *cs = cg_hl7_msg_charset(msg);
+    mp->esc = d ? d->esc : 0;
+    mp->cs_utf8 = cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "UTF8"));
+    mp->cs_ascii = cs && cs[0] && strncasecmp(cs, "UTF-16", 6) && strncasecmp(cs, "UTF-32", 6) &&
+                   strncasecmp(cs, "UCS", 3);
 
     cg_slice_t type, event;
     msh_value(mp, 9, 1, &type);
@@ -872,9 +1146,10 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
             mp->cap_vars = ss->specs[i].max_vars;
     mp->vars = calloc(mp->cap_vars + 1, sizeof(*mp->vars));
     mp->msg = cg_hl7_msg_new(env ? env->hl7 : NULL);
+    mp->memo = calloc(PATH_MEMO_SIZE, sizeof(*mp->memo));
     mp->md = pcre2_match_data_create(ss->max_capture + 1, NULL);
     mp->mctx = pcre2_match_context_create(NULL);
-    if (!mp->vars || !mp->msg || !mp->md || !mp->mctx) {
+    if (!mp->vars || !mp->msg || !mp->md || !mp->mctx || !mp->memo) {
         snprintf(errstr, errstr_size, "out of memory");
         cg_mapper_destroy(mp);
         return NULL;
@@ -911,6 +1186,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     free(mp->spans);
     free(mp->rows);
     free(mp->vars);
+    free(mp->memo);
     free(mp);
 }
 

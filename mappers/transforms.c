@@ -2,7 +2,6 @@
  * HL7 TS/DTM times to ISO 8601, and HL7 NM numbers to canonical JSON numbers. */
 #include "spec_impl.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static int digits(const char *s, size_t n)
@@ -25,6 +24,13 @@ static int days_in_month(int y, int m)
 {
     static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     return m == 2 && is_leap(y) ? 29 : d[m - 1];
+}
+
+/* Two decimal digits of v (0..99). */
+static void put2(char *o, int v)
+{
+    o[0] = (char)('0' + v / 10);
+    o[1] = (char)('0' + v % 10);
 }
 
 /* Days since 1970-01-01 of a civil date, and back (H. Hinnant's algorithms). */
@@ -93,19 +99,47 @@ size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const cha
         civil_from_days(days_from_civil(y, mo, d) + shift_days, &y, &mo, &d);
     if (y < 1 || y > 9999)
         return 0;
-    int w = snprintf(out, 40, "%04d-%02d-%02d", y, mo, d);
-    if (!want_datetime || h < 0)
-        return (size_t)w;
-    w += snprintf(out + w, 40 - (size_t)w, "T%02d:%02d", h, mi < 0 ? 0 : mi);
-    if (se >= 0)
-        w += snprintf(out + w, 40 - (size_t)w, ":%02d", se);
-    if (frac)
-        w += snprintf(out + w, 40 - (size_t)w, ".%.*s", (int)frac_len, frac + 1);
-    if (zone)
-        w += snprintf(out + w, 40 - (size_t)w, "%c%.2s:%.2s", zone[0], zone + 1, zone + 3);
-    else if (utc_offset)
-        w += snprintf(out + w, 40 - (size_t)w, "%s", utc_offset);
-    return (size_t)w;
+    /* written by hand: snprintf was the largest single cost of mapping a result row */
+    size_t w = 0;
+    put2(out + w, y / 100);
+    put2(out + w + 2, y % 100);
+    out[w + 4] = '-';
+    put2(out + w + 5, mo);
+    out[w + 7] = '-';
+    put2(out + w + 8, d);
+    w += 10;
+    if (want_datetime && h >= 0) {
+        out[w] = 'T';
+        put2(out + w + 1, h);
+        out[w + 3] = ':';
+        put2(out + w + 4, mi < 0 ? 0 : mi);
+        w += 6;
+        if (se >= 0) {
+            out[w] = ':';
+            put2(out + w + 1, se);
+            w += 3;
+        }
+        if (frac) {
+            out[w++] = '.';
+            memcpy(out + w, frac + 1, frac_len);
+            w += frac_len;
+        }
+        if (zone) {
+            out[w] = zone[0];
+            memcpy(out + w + 1, zone + 1, 2);
+            out[w + 3] = ':';
+            memcpy(out + w + 4, zone + 3, 2);
+            w += 6;
+        } else if (utc_offset) {
+            size_t ol = strlen(utc_offset);
+            if (ol > 39 - w)
+                ol = 39 - w;
+            memcpy(out + w, utc_offset, ol);
+            w += ol;
+        }
+    }
+    out[w] = '\0';
+    return w;
 }
 
 size_t cg_spec_number(const char *s, size_t len, int integer_only, char *out, size_t out_size)

@@ -101,7 +101,7 @@ done
 med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }')
 echo "wall times (s): ${walls[*]}"
 echo "failed messages (stderr lines) per run: $failed of $messages; by reason:"
-sed -E 's/^[^:]*: message [0-9]+: //' "$tmp/err" | sort | uniq -c | sort -rn | head -10 |
+sed -E 's/^[^:]*: message [0-9]+: //; s/byte [0-9]+/byte N/' "$tmp/err" | sort | uniq -c | sort -rn | head -10 |
     sed 's/^/    /'
 echo
 printf '%-8s %10s %10s %8s %9s %11s %11s %10s\n' "input" "messages" "rows" "median" "MB/s" \
