@@ -123,6 +123,14 @@ static void diff_record(FILE *o, size_t i, json_t *want, json_t *got)
             free(b);
         }
     }
+    json_object_foreach(got, k, v)
+    {
+        if (!json_object_get(want, k)) {
+            char *b = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            fprintf(o, "    (%s) not expected, got %s\n", k, b);
+            free(b);
+        }
+    }
     json_object_foreach(want, k, v)
     {
         if (strcmp(k, "row") && !json_equal(v, json_object_get(got, k))) {

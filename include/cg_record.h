@@ -25,9 +25,11 @@ typedef struct cg_record_source {
     const char *rule;
 } cg_record_source_t;
 
-/* Appends the envelope with row_json (an already-encoded JSON object) as "row". */
+/* Appends the envelope with row_json (an already-encoded JSON object) as "row", and meta_json
+ * (an object of facts about the row that its table has no column for, such as a result's status)
+ * as "meta" unless it is empty. */
 cg_err_t cg_record_write_envelope(cg_buf_t *out, const char *standard, const char *table,
                                   const char *const *cohorts, size_t n_cohorts, cg_slice_t row_json,
-                                  const cg_record_source_t *src);
+                                  cg_slice_t meta_json, const cg_record_source_t *src);
 
 #endif

@@ -56,6 +56,7 @@ typedef struct cg_map_row {
     int spec_version;
     const char *rule;      /* rule name */
     cg_slice_t row_json;   /* the row as a JSON object */
+    cg_slice_t meta_json;  /* the rule's "meta" as a JSON object; empty when it has none */
     cg_slice_t message_id; /* the source message's id (MSH-10), raw */
     cg_slice_t person_key; /* the patient's pseudonym (the Kafka key); empty when none */
     cg_slice_t trace_json; /* with tracing on: {"column":{"rule","path"}...}; else empty */

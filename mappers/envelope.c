@@ -62,7 +62,7 @@ static void put_int(cg_buf_t *out, int64_t x)
 
 cg_err_t cg_record_write_envelope(cg_buf_t *out, const char *standard, const char *table,
                                   const char *const *cohorts, size_t n_cohorts, cg_slice_t row_json,
-                                  const cg_record_source_t *src)
+                                  cg_slice_t meta_json, const cg_record_source_t *src)
 {
     PUT_KEY_STR(out, "{\"standard\":", standard, strlen(standard));
     PUT_KEY_STR(out, ",\"table\":", table, strlen(table));
@@ -71,6 +71,10 @@ cg_err_t cg_record_write_envelope(cg_buf_t *out, const char *standard, const cha
         put_key_str(out, ",", i ? 1 : 0, cohorts[i], strlen(cohorts[i]));
     cg_buf_append(out, "],\"row\":", 8);
     cg_buf_append(out, row_json.ptr, row_json.len);
+    if (meta_json.len) {
+        cg_buf_append(out, ",\"meta\":", 8);
+        cg_buf_append(out, meta_json.ptr, meta_json.len);
+    }
     cg_buf_append(out, ",\"source\":{", 11);
     if (src->topic) {
         PUT_KEY_STR(out, "\"topic\":", src->topic, strlen(src->topic));

@@ -658,8 +658,8 @@ static int check_keys(cc_t *c, json_t *obj, const char *what, const char *const 
 
 static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 {
-    static const char *const keys[] = {"name", "table",   "foreach",     "when",
-                                       "let",  "columns", "description", NULL};
+    static const char *const keys[] = {"name",    "table",       "foreach", "when", "let",
+                                       "columns", "description", "meta",    NULL};
     c->rule = NULL;
     c->rule_lets = NULL; /* a rule sees only its own bindings and the message's */
     c->n_rule_lets = 0;
@@ -701,6 +701,21 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     if (w)
         r->when = compile_cond(c, w);
 
+    json_t *meta = json_object_get(j, "meta");
+    if (meta) {
+        if (!json_is_object(meta)) {
+            err_at(c, meta, j, "meta", "'meta' is an object of name: expression");
+        } else {
+            r->meta = alloc(c, (json_object_size(meta) + 1) * sizeof(*r->meta));
+            const char *mk;
+            json_t *mv;
+            json_object_foreach(meta, mk, mv)
+            {
+                r->meta[r->n_meta].name = dup(c, mk, strlen(mk));
+                r->meta[r->n_meta++].expr = compile_expr(c, mv);
+            }
+        }
+    }
     json_t *cols = json_object_get(j, "columns");
     if (!json_is_object(cols)) {
         err_at(c, cols, j, "columns", "a rule needs \"columns\": {column: expression, …}");

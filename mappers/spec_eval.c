@@ -31,6 +31,7 @@ typedef struct row_span {
     const rule_t *rule;
     const spec_t *spec;
     size_t off, len;             /* in rows_buf */
+    size_t meta_off, meta_len;   /* in rows_buf; meta_len 0 for none */
     size_t trace_off, trace_len; /* in trace_buf */
 } row_span_t;
 
@@ -957,9 +958,34 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
     put_ch(&mp->rows_buf, '}');
     if (mp->trace)
         cg_buf_putc(&mp->trace_buf, '}');
+    size_t row_len = mp->rows_buf.len - off;
+    /* facts without a column go beside the row; absent ones are left out */
+    size_t meta_off = mp->rows_buf.len, n_meta = 0;
+    for (size_t i = 0; i < r->n_meta; i++) {
+        spec_val_t v;
+        mp->column = r->meta[i].name;
+        if ((rc = eval_expr(mp, r->meta[i].expr, &v)))
+            return rc;
+        if (!v.present)
+            continue;
+        put_ch(&mp->rows_buf, n_meta++ ? ',' : '{');
+        put_json_str(&mp->rows_buf, r->meta[i].name, strlen(r->meta[i].name));
+        put_ch(&mp->rows_buf, ':');
+        put_json_str(&mp->rows_buf, v.s, v.len);
+    }
+    mp->column = NULL;
+    if (n_meta)
+        put_ch(&mp->rows_buf, '}');
     if (mp->rows_buf.failed || mp->trace_buf.failed)
         return fail(mp, CG_ERR_NOMEM, "out of memory");
-    return push_span(mp, off, toff);
+    cg_err_t prc = push_span(mp, off, toff);
+    if (prc == CG_OK) {
+        row_span_t *s = &mp->spans[mp->n_rows - 1];
+        s->len = row_len;
+        s->meta_off = meta_off;
+        s->meta_len = mp->rows_buf.len - meta_off;
+    }
+    return prc;
 }
 
 static cg_err_t run_rule(cg_mapper_t *mp, const rule_t *r)
@@ -1092,6 +1118,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
         r->spec_version = s->spec->version;
         r->rule = s->rule->name;
         r->row_json = (cg_slice_t){mp->rows_buf.data + s->off, s->len};
+        r->meta_json = (cg_slice_t){mp->rows_buf.data + s->meta_off, s->meta_len};
         r->message_id = mp->message_id;
         r->trace_json = mp->trace ? (cg_slice_t){mp->trace_buf.data + s->trace_off, s->trace_len}
                                   : (cg_slice_t){"", 0};
@@ -1198,5 +1225,5 @@ cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *
     s.spec_version = row->spec_version;
     s.rule = row->rule;
     return cg_record_write_envelope(out, row->standard, row->table, cohorts, n_cohorts,
-                                    row->row_json, &s);
+                                    row->row_json, row->meta_json, &s);
 }

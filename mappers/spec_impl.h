@@ -169,6 +169,8 @@ typedef struct rule {
     size_t n_lets;
     column_t *columns; /* in the table's column order */
     size_t n_columns;
+    binding_t *meta; /* facts with no column, written beside the row ("meta") */
+    size_t n_meta;
     int sets_pk; /* the spec gives the primary key itself */
 } rule_t;
 

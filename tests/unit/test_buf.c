@@ -89,11 +89,13 @@ static void test_envelope(void **state)
                               .spec_version = 3,
                               .rule = "obx-numeric"};
     assert_int_equal(cg_record_write_envelope(&b, "omop-cdm-5.4", "measurement", cohorts, 2,
-                                              CG_SLICE_LIT("{\"value_as_number\":7.2}"), &src),
+                                              CG_SLICE_LIT("{\"value_as_number\":7.2}"),
+                                              CG_SLICE_LIT("{\"status\":\"F\"}"), &src),
                      CG_OK);
     assert_string_equal(
         b.data, "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"cohorts\":[\"t2dm\","
-                "\"ckd\"],\"row\":{\"value_as_number\":7.2},\"source\":{\"topic\":\"hosp-a.hl7\","
+                "\"ckd\"],\"row\":{\"value_as_number\":7.2},\"meta\":{\"status\":\"F\"},\"source\":"
+                "{\"topic\":\"hosp-a.hl7\","
                 "\"partition\":3,\"offset\":118273,\"message_id\":\"MSG00042\",\"spec\":"
                 "\"hl7v2-oru-omop\",\"spec_version\":3,\"rule\":\"obx-numeric\"}}");
     cg_buf_free(&b);
