@@ -9,9 +9,11 @@
  * The leading NUL cannot start a person input (authorities may not contain NUL or 0x1F), so the
  * two HMAC inputs never coincide and the shift says nothing about the person_id.
  *
- * Row ids: SHA-256("cohortgate/row-id/v1" || u64be(len) spec || u64be(len) message_id ||
- * u64be(len) rule || u64be(position)), first 8 bytes big-endian, top bit cleared, 0 becomes 1.
- * Length prefixes make the framing unambiguous; no key is involved (replays reproduce ids).
+ * Row ids: XXH3-64 (seed 0) of "cohortgate/row-id/v2" || u64be(len) spec || spec ||
+ * u64be(len) message_id || message_id || u64be(len) rule || rule || u64be(position), top bit
+ * cleared, 0 becomes 1. Length prefixes make the framing unambiguous; no key is involved (replays
+ * reproduce ids). Not SHA-256: ids are no secret and no security boundary, and the digest ran
+ * once per row on the hot path (a fifth of mapping time, measured with callgrind).
  *
  * Key material: a cg_pseudo_key_t holds the raw key in memory wiped (OPENSSL_cleanse) on
  * destroy. cg_pseudo_new() only borrows the key to precompute the HMAC inner/outer SHA-256
@@ -95,9 +97,8 @@ cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patie
 cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
                               int *days);
 
-/* Deterministic row id of (spec name, source message id, rule name, position). Uses p only for
- * its scratch digest context (the key is not involved); p may be NULL, which is slower (a
- * context per call). */
+/* Deterministic row id of (spec name, source message id, rule name, position). p is not used
+ * (no key is involved) and may be NULL; no allocation. */
 cg_err_t cg_pseudo_row_id(cg_pseudo_t *p, cg_slice_t spec, cg_slice_t message_id, cg_slice_t rule,
                           uint64_t position, int64_t *out);
 

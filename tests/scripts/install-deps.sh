@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libxml2-dev libjansson-dev librdkafka-dev libpcre2-dev libssl-dev
+  libxml2-dev libjansson-dev librdkafka-dev libpcre2-dev libssl-dev libxxhash-dev
   libcmocka-dev
   clang clang-format libclang-rt-14-dev
   default-jdk-headless maven
