@@ -656,6 +656,22 @@ static int check_keys(cc_t *c, json_t *obj, const char *what, const char *const 
     return bad;
 }
 
+/* What writing a column needs per row, worked out once: its type and its JSON key. */
+static void prepare_column(cc_t *c, column_t *cc, const cg_omop_column_t *col)
+{
+    cc->col = col;
+    cc->type = cg_omop_column_type(col);
+    size_t n = strlen(col->name);
+    char *key = cg_arena_alloc(&c->ss->arena, n + 4);
+    if (key) {
+        key[0] = '"';
+        memcpy(key + 1, col->name, n); /* OMOP column names need no escaping */
+        memcpy(key + 1 + n, "\":", 3);
+    }
+    cc->key = key;
+    cc->key_len = key ? n + 3 : 0;
+}
+
 static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 {
     static const char *const keys[] = {"name",    "table",       "foreach", "when", "let",
@@ -673,6 +689,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         name = "?";
     }
     r->name = dup(c, name, strlen(name));
+    r->name_len = strlen(name);
     c->rule = r->name;
     check_keys(c, j, "a rule", keys);
     json_t *t = json_object_get(j, "table");
@@ -722,6 +739,9 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         return;
     }
     size_t n_tab = r->table->n_columns;
+    const cg_omop_column_t *pk = cg_omop_primary_key(r->table, NULL);
+    if (pk)
+        prepare_column(c, &r->pk, pk);
     r->columns = alloc(c, n_tab * sizeof(*r->columns));
     /* in the table's column order, so output rows read like the CDM */
     for (size_t i = 0; i < n_tab; i++) {
@@ -730,7 +750,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         if (!v)
             continue;
         column_t *cc = &r->columns[r->n_columns++];
-        cc->col = col;
+        prepare_column(c, cc, col);
         cc->expr = compile_expr(c, v);
         if (col->primary_key)
             r->sets_pk = 1;
@@ -808,6 +828,7 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
         s->name = "?";
     } else {
         s->name = dup(c, json_string_value(name), json_string_length(name));
+        s->name_len = json_string_length(name);
     }
     json_t *ver = json_object_get(root, "version");
     if (!json_is_integer(ver) || json_integer_value(ver) < 1 || json_integer_value(ver) > 1000000)

@@ -814,15 +814,15 @@ static int iso_surely_ok(cg_omop_type_t t, const char *s, size_t n)
 
 /* Writes "name":value for one column, checked against the OMOP type; varchar values longer than
  * the column are cut at a character boundary (source values are often longer than 50). */
-static cg_err_t write_column(cg_mapper_t *mp, const cg_omop_column_t *col, spec_val_t v,
+static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
                              const char *src_text, int first)
 {
     cg_buf_t *b = &mp->rows_buf;
-    cg_omop_type_t t = cg_omop_column_type(col);
+    const cg_omop_column_t *col = cc->col;
+    cg_omop_type_t t = cc->type;
     if (!first)
         put_ch(b, ',');
-    put_json_str(b, col->name, strlen(col->name));
-    put_ch(b, ':');
+    cg_buf_append(b, cc->key, cc->key_len);
     if (!v.present) {
         if (col->required)
             return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,
@@ -927,19 +927,17 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
     if (mp->trace)
         cg_buf_putc(&mp->trace_buf, '{');
     int first = 1;
-    size_t pk_index;
-    const cg_omop_column_t *pk = cg_omop_primary_key(r->table, &pk_index);
-    if (pk && !r->sets_pk) {
+    if (r->pk.col && !r->sets_pk) {
         int64_t id;
-        cg_slice_t spec = {mp->spec->name, strlen(mp->spec->name)};
-        cg_slice_t rule = {r->name, strlen(r->name)};
+        cg_slice_t spec = {mp->spec->name, mp->spec->name_len};
+        cg_slice_t rule = {r->name, r->name_len};
         if ((rc = cg_pseudo_row_id(mp->pseudo, spec, mp->message_id, rule, position, &id)))
             return fail(mp, rc, "row id failed");
-        mp->column = pk->name;
-        if ((rc = write_column(mp, pk, int_text(mp, id), "row id", first)))
+        mp->column = r->pk.col->name;
+        if ((rc = write_column(mp, &r->pk, int_text(mp, id), "row id", first)))
             return rc;
         if (mp->trace)
-            trace_column(mp, pk, "row id (spec, MSH-10, rule, position)", first);
+            trace_column(mp, r->pk.col, "row id (spec, MSH-10, rule, position)", first);
         first = 0;
     }
     for (size_t i = 0; i < r->n_columns; i++) {
@@ -948,7 +946,7 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         mp->column = c->col->name;
         if ((rc = eval_expr(mp, c->expr, &v)))
             return rc;
-        if ((rc = write_column(mp, c->col, v, c->expr->text, first)))
+        if ((rc = write_column(mp, c, v, c->expr->text, first)))
             return rc;
         if (mp->trace)
             trace_column(mp, c->col, c->expr->text ? c->expr->text : "", first);

@@ -155,6 +155,9 @@ typedef struct binding {
 
 typedef struct column {
     const cg_omop_column_t *col; /* the OMOP column */
+    cg_omop_type_t type;         /* cg_omop_column_type(col), resolved once */
+    const char *key;             /* "name": as written in a row, prepared once */
+    size_t key_len;
     expr_t *expr;
 } column_t;
 
@@ -171,7 +174,9 @@ typedef struct rule {
     size_t n_columns;
     binding_t *meta; /* facts with no column, written beside the row ("meta") */
     size_t n_meta;
-    int sets_pk; /* the spec gives the primary key itself */
+    int sets_pk;     /* the spec gives the primary key itself */
+    column_t pk;     /* the table's primary key (pk.col NULL when it has none) */
+    size_t name_len; /* strlen(name) */
 } rule_t;
 
 typedef struct trigger {
@@ -181,6 +186,7 @@ typedef struct trigger {
 
 typedef struct spec {
     const char *name;
+    size_t name_len;
     int version;
     const char *file;
     trigger_t *triggers;
