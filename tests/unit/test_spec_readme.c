@@ -51,8 +51,8 @@ static void test_readme_examples(void **state)
     char *doc = read_all(CG_SOURCE_DIR "/specs/README.md");
     assert_non_null(doc);
     char err[256];
-    cg_pseudo_key_t *k = cg_pseudo_key_new("readme-example-key-readme-example-key", 36, err,
-                                           sizeof(err));
+    cg_pseudo_key_t *k =
+        cg_pseudo_key_new("readme-example-key-readme-example-key", 36, err, sizeof(err));
     cg_pseudo_t *pseudo = cg_pseudo_new(k, 0, err, sizeof(err));
     cg_pseudo_key_destroy(k);
     cg_vocab_t *vocab = cg_vocab_new();
@@ -78,8 +78,8 @@ static void test_readme_examples(void **state)
         size_t n_errs = 0;
         cg_specset_t *ss = cg_specset_load_string(spec, name, &env, errs, 4, &n_errs);
         if (!ss)
-            fail_msg("example %s: %s:%d:%d: %s", name, errs[0].file, errs[0].line,
-                     errs[0].column, errs[0].text);
+            fail_msg("example %s: %s:%d:%d: %s", name, errs[0].file, errs[0].line, errs[0].column,
+                     errs[0].text);
         cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
         const cg_map_row_t *rows;
         size_t n_rows;
