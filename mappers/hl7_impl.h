@@ -82,15 +82,22 @@ typedef struct cg_hl7_scan {
     int carry; /* the next byte is the trail byte of a double-byte character */
     int mb;
     char fs, comp, rep, sub; /* a missing delimiter is fs */
+    /* Segment state, so the scanner can itself pass the usual terminator: one CR, LF or CRLF
+     * followed by a well-formed segment of the same message, within every limit. */
+    cg_hl7_msg_t *m;
+    cg_hl7_seg_ix_t cur; /* the open segment */
+    uint32_t ns;         /* closed segments */
+    size_t msg_end;      /* terminator of the last closed segment */
 } cg_hl7_scan_t;
 
 /* Bits of the block [s, s+n) that are trail bytes of a double-byte character; *carry says the
  * block starts with one and is set when the next block does. */
 uint64_t cg_hl7__trail_bits(const unsigned char *s, size_t n, int *carry);
 
-/* Scans from p towards region, appending every delimiter. Returns where it stopped: at a
- * segment terminator (already appended; *term = 1), at region, or earlier when the tables need
- * to grow (*term = 0). Only called when cg_hl7__scan_avx2_ok(). */
+/* Scans from p towards region, appending every delimiter and closing segments whose end needs
+ * no decision (see cg_hl7_scan). Returns where it stopped: at any other segment terminator
+ * (already appended; *term = 1), at region, or earlier when the tables need to grow
+ * (*term = 0). Only called when cg_hl7__scan_avx2_ok(). */
 size_t cg_hl7__scan_avx2(cg_hl7_scan_t *sc, size_t p, size_t region, int *term);
 int cg_hl7__scan_avx2_ok(void);
 

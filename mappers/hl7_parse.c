@@ -4,8 +4,8 @@
  * component of each repetition, first repetition of each field) plus a segment table. Each
  * delimiter costs a few unconditional stores: a lower-level delimiter writes scratch slots that
  * the next higher-level one overwrites, so the hot loop has no branch on the delimiter kind.
- * Delimiters are found 64 bytes at a time: with AVX2 + BMI2 when the CPU has them (hl7_scan_avx2.c),
- * else with SSE2 compares (a scalar path elsewhere).
+ * Delimiters are found 64 bytes at a time: with AVX2 + BMI2 when the CPU has them
+ * (hl7_scan_avx2.c), else with SSE2 compares (a scalar path elsewhere).
  */
 #include "hl7_impl.h"
 
@@ -214,7 +214,7 @@ static size_t skip_gap(const char *b, size_t n, size_t i)
 }
 
 /* A segment starts with a 3-character name followed by the field separator or its end. */
-static int valid_seg_start(const char *b, size_t n, size_t q, char fs)
+static inline int valid_seg_start(const char *b, size_t n, size_t q, char fs)
 {
     if (q + 3 > n || !is_name_char((unsigned char)b[q]) || !is_name_char((unsigned char)b[q + 1]) ||
         !is_name_char((unsigned char)b[q + 2]))
@@ -549,6 +549,8 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     int done = 0;
     size_t msg_end = 0;
     const int wide = !__atomic_load_n(&force_portable, __ATOMIC_RELAXED) && cg_hl7__scan_avx2_ok();
+    size_t q;         /* at a terminator: where the next line starts */
+    int bound, valid; /* ... whether it ends the message, whether it is a segment */
 
     while (!done) {
         if (p >= region) {
@@ -583,12 +585,27 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             tr = m->tok_rep;
         }
         if (wide) {
-            cg_hl7_scan_t sc = {b,  le,     cl,  rc_, tr,       nl,       nc,      nr,
-                                nt, m->cap, carry, mb,  m->d.field, m->d.comp, m->d.rep, m->d.sub};
-            if (!sc.rep)
-                sc.rep = sc.fs;
-            if (!sc.sub)
-                sc.sub = sc.fs;
+            cg_hl7_scan_t sc;
+            sc.b = b;
+            sc.le = le;
+            sc.cl = cl;
+            sc.rc = rc_;
+            sc.tr = tr;
+            sc.nl = nl;
+            sc.nc = nc;
+            sc.nr = nr;
+            sc.nt = nt;
+            sc.cap = m->cap;
+            sc.carry = carry;
+            sc.mb = mb;
+            sc.fs = m->d.field;
+            sc.comp = m->d.comp;
+            sc.rep = m->d.rep ? m->d.rep : m->d.field;
+            sc.sub = m->d.sub ? m->d.sub : m->d.field;
+            sc.m = m;
+            sc.cur = cur;
+            sc.ns = ns;
+            sc.msg_end = msg_end;
             int term;
             p = cg_hl7__scan_avx2(&sc, p, region, &term);
             nl = sc.nl;
@@ -596,6 +613,10 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             nr = sc.nr;
             nt = sc.nt;
             carry = sc.carry;
+            cur = sc.cur;
+            ns = sc.ns;
+            m->nsegs = ns;
+            msg_end = sc.msg_end;
             if (term)
                 goto seg_end;
             continue;
@@ -653,11 +674,17 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
         continue;
 
     seg_end:
-        /* p is the terminator of the segment `cur` (or the end of the region). */
+        /* p is the terminator of the segment `cur` (or the end of the region). Where the next
+         * line starts and what it is are computed once: both steps below need them. */
+        if (p + 1 < avail && is_seg_end((unsigned char)b[p]) &&
+            is_name_char((unsigned char)b[p + 1]))
+            q = p + 1; /* the usual single terminator: what skip_gap would return */
+        else
+            q = skip_gap(b, avail, p);
+        bound = q >= avail || is_boundary(b + q, avail - q);
+        valid = !bound && valid_seg_start(b, avail, q, m->d.field);
         {
-            size_t q = skip_gap(b, avail, p);
-            if (!m->opt.strict_segments && q < avail && !is_boundary(b + q, avail - q) &&
-                !valid_seg_start(b, avail, q, m->d.field)) {
+            if (!m->opt.strict_segments && !bound && !valid) {
                 /* A line that is no segment continues the last value (text wrapped by an editor,
                  * raw line breaks in OBX-5/NTE-3): the terminator becomes data. */
                 nl--;
@@ -674,7 +701,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
         {
             uint32_t ntok = (nt - 1) - cur.tok0;
             uint32_t nfields = cur.header ? ntok : ntok - 1;
-            if (grow_segs(m, (size_t)ns + 2)) {
+            if ((size_t)ns + 2 > m->seg_cap && grow_segs(m, (size_t)ns + 2)) {
                 m->nsegs = ns;
                 *next = resync(in, in_len, start + p);
                 return ix_fail(&st, CG_ERR_NOMEM, p, 0, "out of memory");
@@ -710,8 +737,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             }
         }
         {
-            size_t q = skip_gap(b, avail, p);
-            if (q >= avail || is_boundary(b + q, avail - q)) {
+            if (bound) {
                 *next = start + q;
                 done = 1;
                 break;
@@ -732,7 +758,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 k++;
             }
             m->segs[ns] = cur; /* so an error below names it */
-            if (!valid_seg_start(b, avail, q, m->d.field)) {
+            if (!valid) {
                 size_t e = line_end(b, avail, q);
                 size_t show = e - q < 20 ? e - q : 20;
                 memset(m->segs[ns].name, 0, 4);

@@ -1,11 +1,13 @@
 /* bench_hl7.c - throughput of the full structural index (cg_hl7_reader_next) on one core.
  *
- * usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] DIR_OR_FILE...
+ * usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] [--portable 1] DIR_OR_FILE...
  * Loads every .hl7 file, keeps the ones that decode, concatenates them (each message ends with
  * \r) and repeats that to at least MB megabytes in memory; then indexes the whole buffer N times
  * and prints the median. --emit writes the distinct messages (one per file) for the peer run.
+ * --portable 1 forces the SSE2/scalar scanner instead of the AVX2 one the CPU would get.
  */
 #include "cg_hl7.h"
+#include "hl7_impl.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
     int runs = 7;
     double min_mb = 64;
     const char *emit_path = NULL;
+    int portable = 0;
     int first = 1;
     for (; first < argc && argv[first][0] == '-'; first += 2) {
         if (first + 1 >= argc)
@@ -115,11 +118,16 @@ int main(int argc, char **argv)
             min_mb = atof(argv[first + 1]);
         else if (!strcmp(argv[first], "--emit"))
             emit_path = argv[first + 1];
+        else if (!strcmp(argv[first], "--portable"))
+            portable = atoi(argv[first + 1]) != 0;
     }
     if (first >= argc || runs < 1) {
-        fprintf(stderr, "usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] DIR_OR_FILE...\n");
+        fprintf(
+            stderr,
+            "usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] [--portable 1] DIR_OR_FILE...\n");
         return 2;
     }
+    cg_hl7__force_portable(portable);
     FILE *emit = emit_path ? fopen(emit_path, "wb") : NULL;
     for (int i = first; i < argc; i++)
         add_path(argv[i], emit);
@@ -168,9 +176,11 @@ int main(int argc, char **argv)
     }
     qsort(t, (size_t)runs, sizeof(double), cmpd);
     double med = t[runs / 2];
-    printf("cohortgate hl7 index: %zu distinct messages, %.1f MB buffer (%zu messages, %zu "
-           "segments), %d runs\n",
-           base_msgs, (double)len / 1e6, expect, fields, runs);
+    printf(
+        "cohortgate hl7 index (%s scanner): %zu distinct messages, %.1f MB buffer (%zu messages, "
+        "%zu segments), %d runs\n",
+        portable || !cg_hl7__scan_avx2_ok() ? "portable" : "AVX2", base_msgs, (double)len / 1e6,
+        expect, fields, runs);
     printf("cohortgate_mb_per_s=%.1f\ncohortgate_msgs_per_s=%.0f\n", (double)len / 1e6 / med,
            (double)expect / med);
     printf("min %.4f s, median %.4f s, max %.4f s\n", t[0], med, t[runs - 1]);

@@ -36,6 +36,9 @@ echo "corpus: $corpus"
     "$corpus" | tee "$tmp/c.txt"
 c_mb=$(sed -n 's/^cohortgate_mb_per_s=//p' "$tmp/c.txt")
 c_msgs=$(sed -n 's/^cohortgate_msgs_per_s=//p' "$tmp/c.txt")
+# The same run with the portable (SSE2) scanner, for machines without AVX2 + BMI2; for reference.
+"${pin[@]}" "$build/tests/bench/bench_hl7" --runs "$runs" --mb "$mb" --portable 1 "$corpus" |
+    sed -n 's/^cohortgate_mb_per_s=/portable_scanner_mb_per_s=/p'
 
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
     echo "peer: SKIPPED (npm/node not found): @medplum/core not measured"

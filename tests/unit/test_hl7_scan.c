@@ -1,0 +1,365 @@
+/* test_hl7_scan.c - the AVX2 block scanner (mappers/hl7_scan_avx2.c) and the portable SSE2 /
+ * scalar one build identical indexes: every reader step is run with both, and the results, the
+ * errors, the reader positions and the whole index are compared. Inputs: the fixtures, the
+ * shared corpus (skipped, and said so, when absent), and random and mutated messages under
+ * several option sets (small limits, strict segments, a double-byte default charset). Skipped
+ * when the CPU has no AVX2 + BMI2 (there is then a single path). */
+#include "test_hl7_util.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include "../../mappers/hl7_impl.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15u;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)((rng >> 11) % n);
+}
+
+static size_t compared_msgs;
+
+/* Fails unless a (wide) and b (portable) hold the same outcome of one reader step. */
+static void same(const char *what, cg_err_t ra, cg_err_t rb, const cg_hl7_error_t *ea,
+                 const cg_hl7_error_t *eb, const cg_hl7_reader_t *rda, const cg_hl7_reader_t *rdb,
+                 const cg_hl7_msg_t *a, const cg_hl7_msg_t *b)
+{
+    if (ra != rb || memcmp(ea, eb, sizeof(*ea)) != 0)
+        fail_msg("%s: results differ: wide %d \"%s\" at %zu, portable %d \"%s\" at %zu", what,
+                 (int)ra, ea->reason, ea->offset, (int)rb, eb->reason, eb->offset);
+    if (rda->pos != rdb->pos || rda->msg_no != rdb->msg_no)
+        fail_msg("%s: reader positions differ: %zu / %zu", what, rda->pos, rdb->pos);
+    if (a->nsegs != b->nsegs || a->len != b->len || a->data != b->data ||
+        a->wrapped != b->wrapped || memcmp(&a->d, &b->d, sizeof(a->d)) != 0 ||
+        strcmp(a->charset, b->charset) != 0)
+        fail_msg("%s: message %zu: headers differ (segments %u / %u, wrapped %u / %u)", what,
+                 a->number, a->nsegs, b->nsegs, a->wrapped, b->wrapped);
+    if (ra != CG_OK)
+        return;
+    compared_msgs++;
+    if (a->nleaves != b->nleaves || a->ncomps != b->ncomps || a->nreps != b->nreps ||
+        a->ntoks != b->ntoks)
+        fail_msg("%s: message %zu: table sizes differ", what, a->number);
+    for (uint32_t s = 0; s < a->nsegs; s++)
+        if (memcmp(&a->segs[s], &b->segs[s], sizeof(a->segs[s])) != 0)
+            fail_msg("%s: message %zu: segment %u differs", what, a->number, s);
+    /* The sentinel: the fields the accessors read. */
+    const cg_hl7_seg_ix_t *sa = &a->segs[a->nsegs], *sb = &b->segs[b->nsegs];
+    if (sa->start != sb->start || sa->end != sb->end || sa->tok0 != sb->tok0 ||
+        sa->leaf0 != sb->leaf0 || sa->name[0] != sb->name[0])
+        fail_msg("%s: message %zu: sentinel differs", what, a->number);
+    if (memcmp(a->leaf_end, b->leaf_end, a->nleaves * sizeof(uint32_t)) ||
+        memcmp(a->comp_leaf, b->comp_leaf, a->ncomps * sizeof(uint32_t)) ||
+        memcmp(a->rep_comp, b->rep_comp, a->nreps * sizeof(uint32_t)) ||
+        memcmp(a->tok_rep, b->tok_rep, a->ntoks * sizeof(uint32_t)))
+        fail_msg("%s: message %zu: tables differ", what, a->number);
+}
+
+/* Reads all of buf with both scanners in lockstep. */
+static void diff_input(const char *what, const char *buf, size_t len, const cg_hl7_options_t *o)
+{
+    cg_hl7_msg_t *a = cg_hl7_msg_new(o), *b = cg_hl7_msg_new(o);
+    assert_non_null(a);
+    assert_non_null(b);
+    cg_hl7_reader_t ra, rb;
+    cg_hl7_reader_init(&ra, buf, len);
+    cg_hl7_reader_init(&rb, buf, len);
+    for (;;) {
+        int ma = cg_hl7_reader_more(&ra), mb = cg_hl7_reader_more(&rb);
+        assert_int_equal(ma, mb);
+        if (!ma)
+            break;
+        cg_hl7_error_t ea, eb;
+        memset(&ea, 0, sizeof(ea));
+        memset(&eb, 0, sizeof(eb));
+        cg_hl7__force_portable(0);
+        cg_err_t xa = cg_hl7_reader_next(&ra, a, &ea);
+        cg_hl7__force_portable(1);
+        cg_err_t xb = cg_hl7_reader_next(&rb, b, &eb);
+        cg_hl7__force_portable(0);
+        same(what, xa, xb, &ea, &eb, &ra, &rb, a, b);
+    }
+    cg_hl7_msg_destroy(a);
+    cg_hl7_msg_destroy(b);
+}
+
+/* Option sets: defaults; small limits; strict segments; a double-byte default charset. */
+static int nopts(void)
+{
+    return 4;
+}
+
+static void opts(int k, cg_hl7_options_t *o)
+{
+    cg_hl7_options_default(o);
+    if (k == 1) {
+        o->max_message_bytes = 700;
+        o->max_segments = 4;
+        o->max_fields = 6;
+        o->max_reps = 2;
+    } else if (k == 2) {
+        o->strict_segments = 1;
+    } else if (k == 3) {
+        o->default_charset = "GB 18030-2000";
+    }
+}
+
+static void diff_all_opts(const char *what, const char *buf, size_t len)
+{
+    for (int k = 0; k < nopts(); k++) {
+        cg_hl7_options_t o;
+        opts(k, &o);
+        diff_input(what, buf, len, &o);
+    }
+}
+
+static int have_wide(void)
+{
+    if (cg_hl7__scan_avx2_ok())
+        return 1;
+    printf("SKIPPED: no AVX2 + BMI2 scanner on this CPU; only the portable path exists\n");
+    return 0;
+}
+
+static char **fixtures(size_t *n, size_t **lens)
+{
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/hl7", CG_TEST_FIXTURES);
+    struct dirent **ents;
+    int k = scandir(dir, &ents, NULL, alphasort);
+    assert_true(k > 0);
+    char **bufs = calloc((size_t)k, sizeof(char *));
+    *lens = calloc((size_t)k, sizeof(size_t));
+    *n = 0;
+    for (int i = 0; i < k; i++) {
+        if (ents[i]->d_name[0] != '.') {
+            char path[2048];
+            snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
+            bufs[*n] = th_read(path, &(*lens)[*n]);
+            if (bufs[*n])
+                (*n)++;
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return bufs;
+}
+
+static void test_fixtures(void **state)
+{
+    (void)state;
+    if (!have_wide())
+        skip();
+    size_t n, *lens;
+    char **bufs = fixtures(&n, &lens);
+    for (size_t i = 0; i < n; i++)
+        diff_all_opts("fixture", bufs[i], lens[i]);
+    /* Everything back to back, and repeated past the table and segment capacities. */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += lens[i];
+    char *all = malloc(total * 8 + 1);
+    size_t w = 0;
+    for (int r = 0; r < 8; r++)
+        for (size_t i = 0; i < n; i++) {
+            memcpy(all + w, bufs[i], lens[i]);
+            w += lens[i];
+        }
+    diff_all_opts("fixtures concatenated", all, w);
+    free(all);
+    for (size_t i = 0; i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(lens);
+}
+
+static size_t corpus_files;
+
+static void walk(const char *dir)
+{
+    struct dirent **ents;
+    int k = scandir(dir, &ents, NULL, alphasort);
+    for (int i = 0; i < k; i++) {
+        if (ents[i]->d_name[0] != '.') {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
+            struct stat st;
+            if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+                walk(path);
+            } else {
+                size_t len;
+                char *buf = th_read(path, &len);
+                if (buf) {
+                    diff_all_opts(path, buf, len);
+                    corpus_files++;
+                    free(buf);
+                }
+            }
+        }
+        free(ents[i]);
+    }
+    if (k > 0)
+        free(ents);
+}
+
+static void test_corpus(void **state)
+{
+    (void)state;
+    if (!have_wide())
+        skip();
+    const char *dir = CG_SHARED_CORPUS "/hl7v2";
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        printf("SKIPPED: ../shared/corpus/hl7v2 not found (%s)\n", dir);
+        skip();
+    }
+    walk(dir);
+    printf("scan differential: %zu corpus files\n", corpus_files);
+    assert_true(corpus_files > 0);
+}
+
+/* Pieces that stress the scanner: delimiters, every terminator form, MLLP bytes, segment
+ * names (boundaries among them), double-byte lead bytes, escapes, long runs. */
+static const char *const pieces[] = {
+    "|",           "|",      "|",        "^",        "^",      "~",        "&",
+    "\\",          "\r",     "\n",       "\r\n",     "\n\r",   "\r\r",     "\x1c",
+    "\x0b",        " \r",    "\t\n",     "PID",      "OBX",    "NTE",      "MSH",
+    "FHS",         "BHS",    "BTS",      "FTS",      "ZZ1",    "pid",      "A",
+    "text",        "12345",  "\xb0\xa1", "\xc4\x7c", "\x81\r", "\xfe\x5e", "\xe4\xb8\xad",
+    "\x01",        "\x00",   "|||||||",  "^^^^",     "~~~~~~", "&&&",      "\r\nPID|",
+    "\rOBX|1|TX|", "\nNTE|", "\r\rPV1|"};
+
+static size_t gen_message(char *out, size_t cap)
+{
+    static const char *const heads[] = {
+        "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r",
+        "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|2|P|2.5|||||CN|GB 18030-2000\r",
+        "MSH|^~\\&#|A|B|C|D|20240101||ADT^A01|3|P|2.7\n",
+        "MSH#$%!@|A|B#1$2%3|C|D\r\n",
+        "MSH|^|A|B\r",
+        "MSH|^~|A|B\r",
+        "\x0bMSH|^~\\&|A|B|C|D|20240101||ADT^A08|4|P|2.5|||||8859/1\r",
+        "FHS|^~\\&|F\rBHS|^~\\&|B\rMSH|^~\\&|A|B\r",
+        "\xef\xbb\xbfMSH|^~\\&|A|B|C|D\r",
+    };
+    const char *h = heads[rnd(sizeof(heads) / sizeof(heads[0]))];
+    size_t w = strlen(h);
+    memcpy(out, h, w);
+    size_t want = 20 + rnd(rnd(8) == 0 ? 3000 : 400);
+    while (w < want && w + 64 < cap) {
+        const char *p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+        size_t l = p[0] ? strlen(p) : 1;
+        memcpy(out + w, p, l);
+        w += l;
+    }
+    return w;
+}
+
+static void mutate(char *buf, size_t *len, size_t cap)
+{
+    int edits = 1 + (int)rnd(6);
+    for (int i = 0; i<edits && * len> 0; i++) {
+        size_t at = rnd((uint32_t)*len);
+        switch (rnd(4)) {
+        case 0: /* overwrite with a piece's first byte or a random byte */
+            buf[at] = rnd(2) ? pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))][0] : (char)rnd(256);
+            break;
+        case 1: /* truncate */
+            *len = at;
+            break;
+        case 2: /* insert a piece */
+            if (*len + 8 < cap) {
+                const char *p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+                size_t l = p[0] ? strlen(p) : 1;
+                memmove(buf + at + l, buf + at, *len - at);
+                memcpy(buf + at, p, l);
+                *len += l;
+            }
+            break;
+        default: /* delete a byte */
+            memmove(buf + at, buf + at + 1, *len - at - 1);
+            (*len)--;
+            break;
+        }
+    }
+}
+
+static void test_random(void **state)
+{
+    (void)state;
+    if (!have_wide())
+        skip();
+    enum { CAP = 1 << 16 };
+    char *buf = malloc(CAP);
+    for (int round = 0; round < 3000; round++) {
+        size_t len = 0;
+        int msgs = 1 + (int)rnd(4);
+        for (int k = 0; k < msgs && len + 4096 < CAP; k++)
+            len += gen_message(buf + len, CAP - len);
+        diff_all_opts("random", buf, len);
+        mutate(buf, &len, CAP);
+        diff_all_opts("random, mutated", buf, len);
+    }
+    free(buf);
+}
+
+static void test_mutated_fixtures(void **state)
+{
+    (void)state;
+    if (!have_wide())
+        skip();
+    size_t n, *lens;
+    char **bufs = fixtures(&n, &lens);
+    enum { CAP = 1 << 16 };
+    char *buf = malloc(CAP);
+    for (size_t i = 0; i < n; i++) {
+        for (int round = 0; round < 200; round++) {
+            size_t len = lens[i] < CAP - 64 ? lens[i] : CAP - 64;
+            memcpy(buf, bufs[i], len);
+            mutate(buf, &len, CAP);
+            diff_all_opts("mutated fixture", buf, len);
+        }
+        free(bufs[i]);
+    }
+    free(buf);
+    free(bufs);
+    free(lens);
+}
+
+/* One huge message: table growth in the middle of the scan, dense delimiters. */
+static void test_large(void **state)
+{
+    (void)state;
+    if (!have_wide())
+        skip();
+    size_t cap = 3u << 20, w = 0;
+    char *buf = malloc(cap);
+    const char *h = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|9|P|2.5\r";
+    memcpy(buf, h, strlen(h));
+    w = strlen(h);
+    while (w + 256 < cap) {
+        const char *seg = rnd(2) ? "OBX|1|TX|^^^&&~~|a^b&c~d|||||||||\r"
+                                 : "NTE|||^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^|x~y~z~w\r\n";
+        memcpy(buf + w, seg, strlen(seg));
+        w += strlen(seg);
+    }
+    cg_hl7_options_t o;
+    cg_hl7_options_default(&o);
+    diff_input("large", buf, w, &o);
+    free(buf);
+    printf("scan differential: %zu messages compared\n", compared_msgs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixtures), cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_random),   cmocka_unit_test(test_mutated_fixtures),
+        cmocka_unit_test(test_large),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
