@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <iconv.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -305,21 +304,6 @@ int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int tr
     return 0;
 }
 
-static char *default_vocab_dir(const char *spec)
-{
-    char tmp[PATH_MAX], *dir;
-    struct stat st;
-    snprintf(tmp, sizeof(tmp), "%s", spec);
-    if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode))
-        dir = tmp;
-    else
-        dir = dirname(tmp);
-    char *out = malloc(PATH_MAX);
-    if (out)
-        snprintf(out, PATH_MAX, "%s/vocab", dir);
-    return out;
-}
-
 int cg_cli_map(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -425,7 +409,8 @@ int cg_cli_map(int argc, char **argv)
     }
 
     int status = CG_EXIT_FAILURE;
-    char *vocab_dir = o.vocab ? NULL : default_vocab_dir(o.spec);
+    char vbuf[PATH_MAX];
+    const char *vdir = o.vocab ? o.vocab : cg_spec_vocab_dir(o.spec, vbuf, sizeof(vbuf));
     cg_vocab_t *vocab = cg_vocab_new();
     cg_specset_t *ss = NULL;
     cg_mapper_t *mp = NULL;
@@ -436,9 +421,7 @@ int cg_cli_map(int argc, char **argv)
         fprintf(stderr, "cohortgate map: out of memory\n");
         goto done;
     }
-    struct stat st;
-    const char *vdir = o.vocab ? o.vocab : vocab_dir;
-    if (o.vocab || (vdir && stat(vdir, &st) == 0)) {
+    if (vdir) {
         if (cg_vocab_load_csv_dir(vocab, vdir, errs, 64, &n_errs) != CG_OK || n_errs)
             goto report;
     }
@@ -481,6 +464,5 @@ done:
     cg_hl7_msg_destroy(msg);
     cg_vocab_destroy(vocab);
     cg_pseudo_destroy(pseudo);
-    free(vocab_dir);
     return status;
 }

@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,14 +358,8 @@ int cg_cli_test(int argc, char **argv)
     cg_error_t errs[64];
     size_t n_errs = 0;
     char vdir[PATH_MAX];
-    if (!vocab_dir) {
-        struct stat st;
-        char tmp[PATH_MAX];
-        snprintf(tmp, sizeof(tmp), "%s", spec);
-        int is_dir = stat(spec, &st) == 0 && S_ISDIR(st.st_mode);
-        snprintf(vdir, sizeof(vdir), "%s/vocab", is_dir ? spec : dirname(tmp));
-        vocab_dir = stat(vdir, &st) == 0 ? vdir : NULL;
-    }
+    if (!vocab_dir)
+        vocab_dir = cg_spec_vocab_dir(spec, vdir, sizeof(vdir));
     t.vocab = cg_vocab_new();
     if (vocab_dir && cg_vocab_load_csv_dir(t.vocab, vocab_dir, errs, 64, &n_errs) != CG_OK)
         goto report;

@@ -295,21 +295,7 @@ static int load_mapping(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         return -1;
     }
     char vdir[4096];
-    struct stat st;
-    const char *vocab = cfg->vocab;
-    if (!vocab) { /* the vocab/ folder beside the specs, when there is one */
-        snprintf(vdir, sizeof(vdir), "%s", cfg->specs);
-        if (!(stat(cfg->specs, &st) == 0 && S_ISDIR(st.st_mode))) {
-            char *slash = strrchr(vdir, '/');
-            if (slash)
-                *slash = '\0';
-            else
-                snprintf(vdir, sizeof(vdir), ".");
-        }
-        size_t l = strlen(vdir);
-        snprintf(vdir + l, sizeof(vdir) - l, "/vocab");
-        vocab = stat(vdir, &st) == 0 ? vdir : NULL;
-    }
+    const char *vocab = cfg->vocab ? cfg->vocab : cg_spec_vocab_dir(cfg->specs, vdir, sizeof(vdir));
     if (vocab && (cg_vocab_load_csv_dir(gw->vocab, vocab, errs, 8, &n_errs) != CG_OK || n_errs))
         goto located;
     if (cfg->athena && cg_vocab_load_athena(gw->vocab, cfg->athena, NULL, 0, &errs[0]) != CG_OK) {

@@ -45,6 +45,9 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
                                      cg_error_t *errs, size_t max_errs, size_t *n_errs);
 size_t cg_specset_count(const cg_specset_t *ss);
+/* The vocabulary folder that goes with specs at path: vocab/ inside it when path is a folder,
+ * beside it when path is a file. Written to buf; NULL when there is no such folder. */
+const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size);
 /* NULL-safe. */
 void cg_specset_destroy(cg_specset_t *ss);
 

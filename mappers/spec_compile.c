@@ -1045,6 +1045,20 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
     return finish(ss, &c, n_errs);
 }
 
+const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size)
+{
+    struct stat st;
+    int is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    const char *slash = strrchr(path, '/');
+    if (is_dir)
+        snprintf(buf, size, "%s/vocab", path);
+    else if (slash)
+        snprintf(buf, size, "%.*s/vocab", (int)(slash - path), path);
+    else
+        snprintf(buf, size, "vocab");
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? buf : NULL;
+}
+
 size_t cg_specset_count(const cg_specset_t *ss)
 {
     return ss ? ss->n_specs : 0;
