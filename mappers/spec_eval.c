@@ -27,6 +27,18 @@ typedef struct path_memo {
     spec_val_t val;
 } path_memo_t;
 
+/* Vocabulary lookups of this message: rules over the same OBX look its code up several times
+ * (routing, concept, source concept). Keyed by the value slices, which stay put for the message. */
+#define LOOKUP_MEMO_SIZE 256u
+
+typedef struct lookup_memo {
+    uint32_t gen;
+    const char *sys, *code;
+    size_t sys_len, code_len;
+    int found;
+    cg_vocab_hit_t hit;
+} lookup_memo_t;
+
 typedef struct row_span {
     const rule_t *rule;
     const spec_t *spec;
@@ -54,7 +66,8 @@ struct cg_mapper {
     pcre2_match_context *mctx;
     int trace;
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
-    uint32_t gen;      /* of the message being mapped; never 0 */
+    lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
+    uint32_t gen; /* of the message being mapped; never 0 */
 
     /* per message */
     cg_hl7_msg_t *m;
@@ -423,9 +436,20 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
                 return rc;
             voc = (cg_slice_t){vv.s, vv.len};
         }
-        cg_vocab_hit_t hit;
-        int found = mp->vocab && voc.len &&
-                    cg_vocab_lookup_system(mp->vocab, voc, (cg_slice_t){v.s, v.len}, &hit);
+        cg_vocab_hit_t hit = {0};
+        int found = 0;
+        if (mp->vocab && voc.len) {
+            uintptr_t hk = ((uintptr_t)voc.ptr ^ ((uintptr_t)v.s * 31u) ^ v.len) * 0x9E3779B1u;
+            lookup_memo_t *lm = &mp->lookups[(hk >> 8) & (LOOKUP_MEMO_SIZE - 1)];
+            if (lm->gen == mp->gen && lm->sys == voc.ptr && lm->sys_len == voc.len &&
+                lm->code == v.s && lm->code_len == v.len) {
+                found = lm->found;
+                hit = lm->hit;
+            } else {
+                found = cg_vocab_lookup_system(mp->vocab, voc, (cg_slice_t){v.s, v.len}, &hit);
+                *lm = (lookup_memo_t){mp->gen, voc.ptr, v.s, voc.len, v.len, found, hit};
+            }
+        }
         switch (x->u.lookup.want) {
         case LK_CONCEPT_ID:
             *out = int_text(mp, found ? hit.concept_id : 0); /* unmapped: concept 0 */
