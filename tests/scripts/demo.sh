@@ -9,7 +9,7 @@ cd "$root"
 echo "== 1/3 dependencies"
 bash tests/scripts/install-deps.sh
 echo "== 2/3 build"
-bash tests/scripts/build.sh build -DCG_BUILD_TESTS=OFF >/dev/null
+BUILD_TARGET=cohortgate bash tests/scripts/build.sh build >/dev/null
 echo "built $root/build/gateway/cohortgate ($(./build/gateway/cohortgate --version))"
 echo "== 3/3 run: cohortgate run -c config/demo.json --idle-exit 1500"
 echo "   (logs are JSON lines on stderr; the report of each topic follows on stdout)"
