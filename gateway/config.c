@@ -26,7 +26,7 @@ const cg_config_prop_t cg_config_props[] = {
      "What the topic carries: HL7 v2 (ER7) messages (XML documents come with the XML decoder)."},
     {"output", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Where records go."},
     {"output.topic", CG_CONFIG_STRING, "cohortgate.records", NULL, 0, 0,
-     "Topic for records."},
+     "Topic for records in no cohort (all records when no cohorts are configured)."},
     {"output.dead_letter_topic", CG_CONFIG_STRING, "cohortgate.dead-letter", NULL, 0, 0,
      "Topic for input that could not be processed, with its original bytes and error headers."},
     {"delivery", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Delivery semantics."},
@@ -54,6 +54,14 @@ const cg_config_prop_t cg_config_props[] = {
      "tables; empty for none."},
     {"mapping.source_utc_offset", CG_CONFIG_STRING, "", NULL, 0, 0,
      "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."},
+    {"cohorts", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
+     "Specialty-disease cohorts: which records go to which cohort topics."},
+    {"cohorts.path", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "Cohort file, or folder of *.json cohort files (see specs/cohorts/README.md); relative to "
+     "the config file. Empty: no cohorts, every record goes to output.topic."},
+    {"cohorts.topic", CG_CONFIG_STRING, "cohort.{cohort}.{table}", NULL, 0, 0,
+     "Topic of a record in a cohort: {cohort} and {table} are replaced; a record in several "
+     "cohorts goes to each one's topic."},
     {"hl7", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "HL7 v2 decoding."},
     {"hl7.default_charset", CG_CONFIG_STRING, "UNICODE UTF-8", NULL, 0, 0,
      "Character set of messages whose MSH-18 is empty: an HL7 table 0211 value (\"8859/1\", "
@@ -418,6 +426,10 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
     c->date_shift_days =
         (int)get_int(root, "pseudonym", "date_shift_days", "pseudonym.date_shift_days");
 
+    sv = get_str(root, "cohorts", "path", "cohorts.path");
+    c->cohorts = *sv ? resolve(base_dir, sv) : NULL;
+    c->cohort_topic = xstrdup(get_str(root, "cohorts", "topic", "cohorts.topic"));
+
     cg_hl7_options_default(&c->hl7);
     c->hl7_charset = xstrdup(get_str(root, "hl7", "default_charset", "hl7.default_charset"));
     c->hl7.default_charset = c->hl7_charset;
@@ -480,6 +492,16 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     if (off && *off && (strlen(off) != 6 || (off[0] != '+' && off[0] != '-') || off[3] != ':')) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
                      "'mapping.source_utc_offset' is +HH:MM or -HH:MM, not '%s'", off);
+        json_decref(root);
+        return NULL;
+    }
+    const char *ct = json_string_value(json_object_get(json_object_get(root, "cohorts"), "topic"));
+    if (ct && !strstr(ct, "{cohort}")) {
+        const char *keys[] = {"cohorts", "topic"};
+        int idx[] = {0, 0}, line, col;
+        locate(text, keys, idx, 2, &line, &col);
+        cg_error_set(err, CG_ERR_CONFIG, name, line, col,
+                     "'cohorts.topic' must contain {cohort}, or every cohort shares one topic");
         json_decref(root);
         return NULL;
     }
@@ -576,6 +598,8 @@ void cg_config_destroy(cg_config_t *c)
     free(c->key_file);
     free(c->key_env);
     free(c->hl7_charset);
+    free(c->cohorts);
+    free(c->cohort_topic);
     free(c);
 }
 

@@ -99,8 +99,9 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
                                   cg_kafka_commit_cb *commit_cb, void *opaque, char *errstr,
                                   size_t errstr_size)
 {
-    const char *defaults[] = {"client.id", "cohortgate", "auto.offset.reset",
-                              "earliest",  "group.id",   cfg->group_id,
+    /* end-of-partition events tell a replay (--idle-exit) that it has caught up */
+    const char *defaults[] = {"client.id", "cohortgate",  "auto.offset.reset",    "earliest",
+                              "group.id",  cfg->group_id, "enable.partition.eof", "true",
                               NULL};
     /* offsets are committed by the gateway once deliveries are reported, never automatically */
     static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",

@@ -5,6 +5,7 @@
  */
 #include "cg_gateway.h"
 
+#include "cg_cohort.h"
 #include "cg_delivery.h"
 #include "cg_kafka.h"
 #include "cg_log.h"
@@ -35,12 +36,28 @@ struct cg_gateway {
     cg_pseudo_t *pseudo;
     cg_specset_t *specs;
     cg_mapper_t *mapper;
+    cg_cohortset_t *cohorts; /* NULL when none are configured */
+    cg_cohort_router_t *router;
+    /* cohort topics produced to so far, by name (a handful: cohorts x tables) */
+    struct cohort_topic {
+        char *name;
+        rd_kafka_topic_t *rkt;
+    } * ctopics;
+    size_t n_ctopics;
     volatile sig_atomic_t stop;
     cg_err_t fatal;
     char fatal_reason[512];
     cg_gateway_stats_t stats;
     cg_buf_t record; /* reused per record */
     int n_assigned;
+    /* partitions known to be at their end (for --idle-exit): set by an EOF event, cleared by a
+     * message of that partition */
+    struct at_end {
+        char *topic;
+        int32_t partition;
+        int at_end;
+    } * ends;
+    size_t n_ends;
     int64_t last_activity_ms;
 };
 
@@ -164,6 +181,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk))
         commit_delivered(gw, 1);
     for (int i = 0; i < parts->cnt; i++) {
+        for (size_t k = 0; k < gw->n_ends; k++) /* a revoked partition's end no longer counts */
+            if (gw->ends[k].partition == parts->elems[i].partition &&
+                !strcmp(gw->ends[k].topic, parts->elems[i].topic))
+                gw->ends[k].at_end = 0;
         size_t lost = cg_delivery_drop_partition(gw->delivery, parts->elems[i].topic,
                                                  parts->elems[i].partition);
         cg_log(lost ? CG_LOG_WARN : CG_LOG_INFO, "partition.revoked", "%s [%" PRId32 "]%s",
@@ -233,6 +254,53 @@ static void dead_letter(cg_gateway_t *gw, const rd_kafka_message_t *in, const ch
             sizeof(hdrs) / sizeof(hdrs[0]), dm);
 }
 
+/* The topic of a cohort's records of one table, from the cohorts.topic template. */
+static rd_kafka_topic_t *cohort_topic(cg_gateway_t *gw, const char *cohort, const char *table)
+{
+    char name[512];
+    size_t o = 0;
+    for (const char *t = gw->cfg->cohort_topic; *t && o + 1 < sizeof(name);) {
+        const char *sub = NULL;
+        size_t skip = 1;
+        if (!strncmp(t, "{cohort}", 8)) {
+            sub = cohort;
+            skip = 8;
+        } else if (!strncmp(t, "{table}", 7)) {
+            sub = table;
+            skip = 7;
+        }
+        if (sub)
+            o += (size_t)snprintf(name + o, sizeof(name) - o, "%s", sub);
+        else
+            name[o++] = *t;
+        t += skip;
+        if (o >= sizeof(name))
+            o = sizeof(name) - 1;
+    }
+    name[o] = '\0';
+    for (size_t i = 0; i < gw->n_ctopics; i++)
+        if (!strcmp(gw->ctopics[i].name, name))
+            return gw->ctopics[i].rkt;
+    void *grown = realloc(gw->ctopics, (gw->n_ctopics + 1) * sizeof(*gw->ctopics));
+    if (!grown) {
+        set_fatal(gw, CG_ERR_NOMEM, "out of memory for a cohort topic");
+        return NULL;
+    }
+    gw->ctopics = grown;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(gw->producer, name, NULL);
+    char *copy = strdup(name);
+    if (!rkt || !copy) {
+        free(copy);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+        set_fatal(gw, CG_ERR_KAFKA, "cannot create a cohort topic handle");
+        return NULL;
+    }
+    gw->ctopics[gw->n_ctopics++] = (struct cohort_topic){copy, rkt};
+    cg_log(CG_LOG_INFO, "cohort.topic", "publishing to %s", name);
+    return rkt;
+}
+
 static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
 {
     cg_delivery_msg_t *dm =
@@ -266,8 +334,11 @@ static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
         .message_id = n ? rows[0].message_id : (cg_slice_t){"", 0},
     };
     for (size_t i = 0; i < n && !gw->fatal; i++) {
+        const char *const *cohorts = NULL;
+        size_t n_cohorts =
+            gw->router ? cg_cohort_route(gw->router, rows[i].table, rows[i].row_json, &cohorts) : 0;
         cg_buf_reset(&gw->record);
-        if (cg_map_row_envelope(&rows[i], &src, NULL, 0, &gw->record) != CG_OK) {
+        if (cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, &gw->record) != CG_OK) {
             set_fatal(gw, CG_ERR_NOMEM, "out of memory encoding a record");
             break;
         }
@@ -275,9 +346,16 @@ static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
         snprintf(ver, sizeof(ver), "%d", rows[i].spec_version);
         const char *hdrs[] = {"cg.spec",  rows[i].spec,  "cg.spec.version", ver,
                               "cg.table", rows[i].table, "cg.rule",         rows[i].rule};
-        /* keyed by the patient's pseudonym: one patient's records stay in order */
-        produce(gw, gw->out_rkt, rows[i].person_key.ptr, rows[i].person_key.len, gw->record.data,
-                gw->record.len, in, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), dm);
+        /* keyed by the patient's pseudonym: one patient's records stay in order; a record in
+         * no cohort goes to the output topic, one in cohorts to each cohort's topic */
+        for (size_t k = 0; k < (n_cohorts ? n_cohorts : 1) && !gw->fatal; k++) {
+            rd_kafka_topic_t *rkt =
+                n_cohorts ? cohort_topic(gw, cohorts[k], rows[i].table) : gw->out_rkt;
+            if (!rkt)
+                break;
+            produce(gw, rkt, rows[i].person_key.ptr, rows[i].person_key.len, gw->record.data,
+                    gw->record.len, in, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), dm);
+        }
     }
     cg_delivery_seal(gw->delivery, dm);
 }
@@ -319,6 +397,17 @@ static int load_mapping(cg_gateway_t *gw, char *errstr, size_t errstr_size)
     gw->mapper = cg_mapper_new(gw->specs, &env, errstr, errstr_size);
     if (!gw->mapper)
         return -1;
+    if (cfg->cohorts) {
+        gw->cohorts = cg_cohortset_load(cfg->cohorts, errs, 8, &n_errs);
+        if (!gw->cohorts)
+            goto located;
+        if (!(gw->router = cg_cohort_router_new(gw->cohorts))) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+        cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s",
+               cg_cohortset_count(gw->cohorts), cfg->cohorts);
+    }
     cg_log(CG_LOG_INFO, "mapping.loaded", "%zu spec(s) from %s, %zu vocabulary code(s)",
            cg_specset_count(gw->specs), cfg->specs, cg_vocab_count(gw->vocab));
     return 0;
@@ -382,6 +471,36 @@ fail:
     return NULL;
 }
 
+static void mark_end(cg_gateway_t *gw, const rd_kafka_message_t *m, int at_end)
+{
+    if (!m->rkt)
+        return;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    for (size_t i = 0; i < gw->n_ends; i++)
+        if (gw->ends[i].partition == m->partition && !strcmp(gw->ends[i].topic, topic)) {
+            gw->ends[i].at_end = at_end;
+            return;
+        }
+    void *grown = realloc(gw->ends, (gw->n_ends + 1) * sizeof(*gw->ends));
+    char *copy = strdup(topic);
+    if (!grown || !copy) {
+        free(copy);
+        if (grown)
+            gw->ends = grown;
+        return;
+    }
+    gw->ends = grown;
+    gw->ends[gw->n_ends++] = (struct at_end){copy, m->partition, at_end};
+}
+
+static int count_ends(const cg_gateway_t *gw)
+{
+    int n = 0;
+    for (size_t i = 0; i < gw->n_ends; i++)
+        n += gw->ends[i].at_end;
+    return n;
+}
+
 cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
 {
     const cg_config_t *cfg = gw->cfg;
@@ -405,7 +524,10 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
             if (m) {
                 if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                     process(gw, m);
-                } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    mark_end(gw, m, 0);
+                } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    mark_end(gw, m, 1);
+                } else {
                     cg_log(CG_LOG_WARN, "consumer.error", "%s", rd_kafka_message_errstr(m));
                 }
                 rd_kafka_message_destroy(m);
@@ -424,7 +546,9 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         }
         if (cg_delivery_in_flight(gw->delivery) > 0)
             gw->last_activity_ms = t;
-        if (gw->opts.idle_exit_ms > 0 && gw->n_assigned > 0 &&
+        /* idle means: every assigned partition reported its end, nothing is in flight, and
+         * nothing came for idle_exit_ms (a slow first fetch is not idleness) */
+        if (gw->opts.idle_exit_ms > 0 && gw->n_assigned > 0 && count_ends(gw) >= gw->n_assigned &&
             t - gw->last_activity_ms >= gw->opts.idle_exit_ms) {
             cg_log(CG_LOG_INFO, "gateway.idle", "nothing to consume for %d ms; stopping",
                    gw->opts.idle_exit_ms);
@@ -467,9 +591,17 @@ void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out)
 
 cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)
 {
-    const char *topics[] = {gw->cfg->output_topic, gw->cfg->dead_letter_topic};
-    return cg_kafka_print_topics(gw->bootstrap, topics, 2, max_per_topic,
-                                 gw->opts.report ? gw->opts.report : stdout);
+    const char **topics = calloc(gw->n_ctopics + 2, sizeof(*topics));
+    if (!topics)
+        return CG_ERR_NOMEM;
+    topics[0] = gw->cfg->output_topic;
+    for (size_t i = 0; i < gw->n_ctopics; i++)
+        topics[i + 1] = gw->ctopics[i].name;
+    topics[gw->n_ctopics + 1] = gw->cfg->dead_letter_topic;
+    cg_err_t rc = cg_kafka_print_topics(gw->bootstrap, topics, gw->n_ctopics + 2, max_per_topic,
+                                        gw->opts.report ? gw->opts.report : stdout);
+    free(topics);
+    return rc;
 }
 
 void cg_gateway_destroy(cg_gateway_t *gw)
@@ -480,6 +612,14 @@ void cg_gateway_destroy(cg_gateway_t *gw)
         rd_kafka_topic_destroy(gw->out_rkt);
     if (gw->dlq_rkt)
         rd_kafka_topic_destroy(gw->dlq_rkt);
+    for (size_t i = 0; i < gw->n_ctopics; i++) {
+        rd_kafka_topic_destroy(gw->ctopics[i].rkt);
+        free(gw->ctopics[i].name);
+    }
+    free(gw->ctopics);
+    for (size_t i = 0; i < gw->n_ends; i++)
+        free(gw->ends[i].topic);
+    free(gw->ends);
     if (gw->consumer)
         rd_kafka_destroy(gw->consumer);
     if (gw->producer) {
@@ -489,6 +629,8 @@ void cg_gateway_destroy(cg_gateway_t *gw)
     cg_kafka_embedded_stop(gw->embedded);
     cg_delivery_destroy(gw->delivery);
     cg_mapper_destroy(gw->mapper);
+    cg_cohort_router_destroy(gw->router);
+    cg_cohortset_destroy(gw->cohorts);
     cg_specset_destroy(gw->specs);
     cg_pseudo_destroy(gw->pseudo);
     cg_vocab_destroy(gw->vocab);

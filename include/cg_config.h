@@ -73,6 +73,8 @@ typedef struct cg_config {
     char *key_file;          /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
+    char *cohorts;        /* resolved cohorts.path, or NULL for none */
+    char *cohort_topic;   /* cohorts.topic template */
     cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */
     char *hl7_charset;
     cg_config_kv_t *kafka;

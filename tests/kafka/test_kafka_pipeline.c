@@ -21,7 +21,14 @@
 #define N_INPUTS   1000
 #define PARTITIONS 3
 
-static char in_topic[128], out_topic[128], dlq_topic[128], group[128];
+static char in_topic[128], out_topic[128], dlq_topic[128], group[128], cohort_prefix[128];
+static char t2dm_topic[256];
+
+/* HbA1c of input i: 6.0 to 6.9; from 6.5 on the row belongs to the shipped t2dm cohort */
+static int in_t2dm(int i)
+{
+    return i % 10 >= 5;
+}
 
 static int is_junk(int i)
 {
@@ -46,7 +53,7 @@ static size_t make_input(int i, char *buf, size_t n)
         return (size_t)snprintf(buf, n,
                                 "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01^ORU_R01|T%06d|"
                                 "P|2.5.1\rPID|1||%d^^^HOSP^MR||Doe^Jane\rOBX|1|NM|4548-4^HbA1c^LN|"
-                                "|7.%d|%%|||||F|||20240314093000\r",
+                                "|6.%d|%%|||||F|||20240314093000\r",
                                 i, 100000 + i, i % 10);
     switch (i % 4) {
     case 0:
@@ -72,6 +79,8 @@ static int setup(void **state)
     tk_unique_name(out_topic, sizeof(out_topic), "cg-it-records");
     tk_unique_name(dlq_topic, sizeof(dlq_topic), "cg-it-dlq");
     tk_unique_name(group, sizeof(group), "cg-it-group");
+    tk_unique_name(cohort_prefix, sizeof(cohort_prefix), "cg-it-cohort");
+    snprintf(t2dm_topic, sizeof(t2dm_topic), "%s.t2dm.measurement", cohort_prefix);
     if (tk_create_topic(in_topic, PARTITIONS) || tk_create_topic(out_topic, PARTITIONS) ||
         tk_create_topic(dlq_topic, PARTITIONS))
         return -1;
@@ -102,9 +111,11 @@ static cg_config_t *make_config(void)
              "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
              "\"mapping\":{\"specs\":\"" CG_SOURCE_DIR "/specs\"},"
              "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
+             "\"cohorts\":{\"path\":\"" CG_SOURCE_DIR "/specs/cohorts\","
+             "\"topic\":\"%s.{cohort}.{table}\"},"
              "\"delivery\":{\"commit_interval_ms\":100},\"log\":{\"level\":\"warn\"},"
              "\"kafka\":{\"bootstrap.servers\":\"%s\",\"session.timeout.ms\":6000}}",
-             group, in_topic, out_topic, dlq_topic, tk_bootstrap());
+             group, in_topic, out_topic, dlq_topic, cohort_prefix, tk_bootstrap());
     cg_error_t err;
     cg_config_t *cfg = cg_config_load_string(text, "<test>", NULL, &err);
     if (!cfg)
@@ -143,7 +154,10 @@ static void test_every_input_exactly_once(void **state)
         n_unmappable += is_unmappable(i);
     }
     assert_true(n_unmappable > 0);
-    int n_dead = n_junk + n_unmappable;
+    int n_dead = n_junk + n_unmappable, n_t2dm = 0;
+    for (int i = 0; i < N_INPUTS; i++)
+        n_t2dm += !is_junk(i) && !is_unmappable(i) && in_t2dm(i);
+    assert_true(n_t2dm > 0);
     assert_int_equal(st.consumed, N_INPUTS);
     assert_int_equal(st.records_out, N_INPUTS - n_dead);
     assert_int_equal(st.dead_lettered, n_dead);
@@ -151,17 +165,31 @@ static void test_every_input_exactly_once(void **state)
     /* what the broker holds, read back independently */
     static int seen[N_INPUTS];
     memset(seen, 0, sizeof(seen));
-    tk_msg_t *out, *dlq;
+    tk_msg_t *out, *dlq, *coh;
     size_t n_out = tk_read_all(out_topic, &out);
     size_t n_dlq = tk_read_all(dlq_topic, &dlq);
-    assert_int_equal(n_out, N_INPUTS - n_dead);
+    size_t n_coh = tk_read_all(t2dm_topic, &coh);
+    /* each mapped input's row is in exactly one place: its cohort's topic or the output topic */
+    assert_int_equal(n_coh, n_t2dm);
+    assert_int_equal(n_out, N_INPUTS - n_dead - n_t2dm);
+    for (size_t j = 0; j < n_coh; j++) {
+        const char *mid = strstr(coh[j].value, "\"message_id\":\"T");
+        assert_non_null(mid);
+        int i = atoi(mid + strlen("\"message_id\":\"T"));
+        assert_true(i >= 0 && i < N_INPUTS && in_t2dm(i) && !is_junk(i) && !is_unmappable(i));
+        assert_non_null(strstr(coh[j].value, "\"cohorts\":[\"t2dm\"]"));
+        assert_int_equal(coh[j].key_len, 40);
+        seen[i]++;
+    }
+    tk_msgs_free(coh, n_coh);
     assert_int_equal(n_dlq, n_dead);
     char want[512], hb[128];
     for (size_t j = 0; j < n_out; j++) {
         const char *mid = strstr(out[j].value, "\"message_id\":\"T");
         assert_non_null(mid);
         int i = atoi(mid + strlen("\"message_id\":\"T"));
-        assert_true(i >= 0 && i < N_INPUTS && !is_junk(i) && !is_unmappable(i));
+        assert_true(i >= 0 && i < N_INPUTS && !is_junk(i) && !is_unmappable(i) && !in_t2dm(i));
+        assert_non_null(strstr(out[j].value, "\"cohorts\":[]"));
         seen[i]++;
         assert_non_null(
             strstr(out[j].value, "\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\""));
