@@ -1,6 +1,7 @@
 /* cli_check.c - `cohortgate check`: compile a config or specs and report every error, like
  * `nginx -t`. Connects to nothing. */
 #include "cg_cli.h"
+#include "cg_cohort.h"
 #include "cg_config.h"
 #include "cg_spec.h"
 
@@ -14,7 +15,8 @@ static void usage(FILE *out)
             "usage: cohortgate check -c CONFIG\n"
             "       cohortgate check --spec FILE|DIR\n"
             "       cohortgate check --reference\n\n"
-            "Load a gateway config, or compile mapping specs, without connecting to anything.\n"
+            "Load a gateway config and compile the specs and cohorts it names, or compile mapping\n"
+            "specs alone, without connecting to anything.\n"
             "Every error is printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if\n"
             "there is any.\n\n"
             "options:\n"
@@ -26,9 +28,13 @@ static void usage(FILE *out)
 
 static void print_errors(const cg_error_t *errs, size_t n)
 {
-    for (size_t i = 0; i < n && i < CG_CHECK_MAX_ERRORS; i++)
-        fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
-                errs[i].text);
+    for (size_t i = 0; i < n && i < CG_CHECK_MAX_ERRORS; i++) {
+        if (errs[i].line) /* a position is known */
+            fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
+                    errs[i].text);
+        else
+            fprintf(stderr, "%s: error: %s\n", errs[i].file, errs[i].text);
+    }
     if (n > CG_CHECK_MAX_ERRORS)
         fprintf(stderr, "… and %zu more error(s)\n", n - CG_CHECK_MAX_ERRORS);
 }
@@ -91,8 +97,25 @@ int cg_cli_check(int argc, char **argv)
             print_errors(&err, 1);
             return CG_EXIT_FAILURE;
         }
-        printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s)\n", config,
-               cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic);
+        /* what the config names must compile too, as the daemon would load it */
+        if (check_specs(cfg->specs) != CG_EXIT_OK)
+            status = CG_EXIT_FAILURE;
+        if (cfg->cohorts) {
+            static cg_error_t errs[CG_CHECK_MAX_ERRORS];
+            size_t n = 0;
+            cg_cohortset_t *cs = cg_cohortset_load(cfg->cohorts, errs, CG_CHECK_MAX_ERRORS, &n);
+            if (!cs) {
+                print_errors(errs, n);
+                fprintf(stderr, "%s: %zu error(s)\n", cfg->cohorts, n);
+                status = CG_EXIT_FAILURE;
+            } else {
+                printf("%s: ok (%zu cohort(s))\n", cfg->cohorts, cg_cohortset_count(cs));
+                cg_cohortset_destroy(cs);
+            }
+        }
+        if (status == CG_EXIT_OK)
+            printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s)\n", config,
+                   cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic);
         cg_config_destroy(cfg);
     }
     return status;
