@@ -13,8 +13,11 @@ static cg_gateway_t *cg_cli_run_gw;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    if (cg_cli_run_gw)
+    if (!cg_cli_run_gw)
+        return;
+    if (sig == SIGHUP)
+        cg_gateway_reload(cg_cli_run_gw);
+    else
         cg_gateway_stop(cg_cli_run_gw);
 }
 
@@ -33,7 +36,9 @@ static void usage(FILE *out)
             "                      with embedded_broker.enabled)\n"
             "      --no-report     do not print them\n"
             "  -h, --help          show this help\n\n"
-            "SIGTERM or SIGINT drains in-flight records, commits, and exits 0.\n");
+            "SIGTERM or SIGINT drains in-flight records, commits, and exits 0. SIGHUP recompiles\n"
+            "the specs and cohorts and uses them if they all compile; otherwise the running ones\n"
+            "stay and the error is logged.\n");
 }
 
 int cg_cli_run(int argc, char **argv)
@@ -105,6 +110,7 @@ int cg_cli_run(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 
     cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
     if (rc != CG_OK)

@@ -45,6 +45,7 @@ struct cg_gateway {
     } * ctopics;
     size_t n_ctopics;
     volatile sig_atomic_t stop;
+    volatile sig_atomic_t reload; /* SIGHUP: recompile specs and cohorts between messages */
     cg_err_t fatal;
     char fatal_reason[512];
     cg_gateway_stats_t stats;
@@ -471,6 +472,59 @@ fail:
     return NULL;
 }
 
+/* Compiles the config's specs and cohorts anew and swaps them in only when all compile; on any
+ * error the running ones stay and the error is logged. Runs between messages, so no row of the
+ * old mapper is in use. The vocabularies and the key are kept. */
+static void reload_mapping(cg_gateway_t *gw)
+{
+    const cg_config_t *cfg = gw->cfg;
+    cg_error_t errs[8];
+    size_t n_errs = 0;
+    char errstr[512] = "";
+    cg_spec_env_t env = {.vocab = gw->vocab,
+                         .pseudo = gw->pseudo,
+                         .source_utc_offset = cfg->source_utc_offset,
+                         .hl7 = &cfg->hl7};
+    cg_specset_t *specs = cg_specset_load(cfg->specs, &env, errs, 8, &n_errs);
+    cg_cohortset_t *cohorts = NULL;
+    cg_mapper_t *mapper = NULL;
+    cg_cohort_router_t *router = NULL;
+    if (specs && cfg->cohorts)
+        cohorts = cg_cohortset_load(cfg->cohorts, errs, 8, &n_errs);
+    if (specs && (!cfg->cohorts || cohorts)) {
+        mapper = cg_mapper_new(specs, &env, errstr, sizeof(errstr));
+        if (mapper && cohorts && !(router = cg_cohort_router_new(cohorts)))
+            snprintf(errstr, sizeof(errstr), "out of memory");
+    }
+    /* counted atomically: a test thread watches them to know the reload has happened */
+    __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
+    if (!mapper || (cohorts && !router)) {
+        __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
+        if (n_errs)
+            cg_log(CG_LOG_ERROR, "reload.failed",
+                   "%s:%d:%d: %s (%zu error(s); the running specs and cohorts stay)", errs[0].file,
+                   errs[0].line, errs[0].column, errs[0].text, n_errs);
+        else
+            cg_log(CG_LOG_ERROR, "reload.failed", "%s (the running specs and cohorts stay)",
+                   errstr);
+        cg_cohort_router_destroy(router);
+        cg_mapper_destroy(mapper);
+        cg_cohortset_destroy(cohorts);
+        cg_specset_destroy(specs);
+        return;
+    }
+    cg_mapper_destroy(gw->mapper);
+    cg_specset_destroy(gw->specs);
+    cg_cohort_router_destroy(gw->router);
+    cg_cohortset_destroy(gw->cohorts);
+    gw->mapper = mapper;
+    gw->specs = specs;
+    gw->router = router;
+    gw->cohorts = cohorts;
+    cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use", cg_specset_count(specs),
+           cg_cohortset_count(cohorts));
+}
+
 static void mark_end(cg_gateway_t *gw, const rd_kafka_message_t *m, int at_end)
 {
     if (!m->rkt)
@@ -519,6 +573,10 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
     int64_t next_commit = now_ms() + cfg->commit_interval_ms;
     gw->last_activity_ms = now_ms();
     while (!gw->stop) {
+        if (gw->reload) {
+            gw->reload = 0;
+            reload_mapping(gw);
+        }
         if (cg_delivery_in_flight(gw->delivery) < (size_t)cfg->max_in_flight) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(gw->consumer, 100);
             if (m) {
@@ -579,6 +637,11 @@ void cg_gateway_stop(cg_gateway_t *gw)
     gw->stop = 1;
 }
 
+void cg_gateway_reload(cg_gateway_t *gw)
+{
+    gw->reload = 1;
+}
+
 const char *cg_gateway_bootstrap(const cg_gateway_t *gw)
 {
     return gw->bootstrap;
@@ -587,6 +650,8 @@ const char *cg_gateway_bootstrap(const cg_gateway_t *gw)
 void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out)
 {
     *out = gw->stats;
+    out->reloads = __atomic_load_n(&gw->stats.reloads, __ATOMIC_ACQUIRE);
+    out->reload_failures = __atomic_load_n(&gw->stats.reload_failures, __ATOMIC_ACQUIRE);
 }
 
 cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)

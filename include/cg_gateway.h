@@ -30,6 +30,8 @@ typedef struct cg_gateway_stats {
     uint64_t dead_lettered; /* input messages delivered to the dead-letter topic */
     uint64_t delivery_errors;
     uint64_t commits; /* successful offset commits */
+    uint64_t reloads; /* reloads attempted (SIGHUP), failed or not */
+    uint64_t reload_failures;
 } cg_gateway_stats_t;
 
 /* cfg must outlive the gateway. Returns NULL with a reason in errstr. */
@@ -40,6 +42,9 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
 cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size);
 /* Asks run() to stop; async-signal-safe. */
 void cg_gateway_stop(cg_gateway_t *gw);
+/* Asks run() to recompile the specs and cohorts before the next message and use them if they
+ * all compile (otherwise the running ones stay and the error is logged); async-signal-safe. */
+void cg_gateway_reload(cg_gateway_t *gw);
 /* Bootstrap servers the gateway uses (the embedded broker's when enabled). */
 const char *cg_gateway_bootstrap(const cg_gateway_t *gw);
 void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out);
