@@ -20,6 +20,11 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
                        : level == 4 ? CG_LOG_WARN
                        : level <= 6 ? CG_LOG_INFO
                                     : CG_LOG_DEBUG;
+    /* the kafka.* map goes to both clients on purpose; the other client's properties are not
+     * worth a warning */
+    if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
+                                     strstr(buf, "is a producer property and will be ignored")))
+        l = CG_LOG_DEBUG;
     cg_log(l, "kafka.log", "%s: %s", fac, buf);
 }
 
