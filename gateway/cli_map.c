@@ -124,7 +124,7 @@ static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
                 cg_buf_append(line, rows[i].trace_json.ptr, rows[i].trace_json.len);
                 cg_buf_putc(line, '}');
             }
-            cg_buf_putc(line, '\n');
+            cg_buf_putc_fast(line, '\n');
         }
         if (line->len >= OUT_FLUSH_BYTES || out_tty)
             flush_out(line, out);

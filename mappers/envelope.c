@@ -19,6 +19,12 @@ static int json_plain(const char *s, size_t n)
         if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
             return 0;
     }
+    if (n >= 8 && i < n) { /* the tail: the last eight bytes, overlapping checked ones */
+        uint64_t w;
+        memcpy(&w, s + n - 8, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
+    }
     for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
         if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
             return 0;
@@ -60,10 +66,80 @@ static void put_int(cg_buf_t *out, int64_t x)
     cg_buf_append(out, tmp + n, sizeof(tmp) - n);
 }
 
+/* Decimal text of x ending at end; returns where it starts. */
+static char *fmt_int(char *end, int64_t x)
+{
+    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        *--end = '-';
+    return end;
+}
+
+#define PUT_LIT(o, lit)  (memcpy(o, lit, sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+#define PUT_STR(o, s, n) ((o)[0] = '"', memcpy((o) + 1, s, n), (o)[(n) + 1] = '"', (o) += (n) + 2)
+
+/* The usual envelope, without cohorts or a topic and with every string plain: its length is
+ * known up front, so it is written with one reserve and straight copies (the general path below
+ * reserved and scanned piece by piece, a cost per record). Returns 0 when it does not apply. */
+static int write_plain(cg_buf_t *out, const char *standard, const char *table, cg_slice_t row_json,
+                       cg_slice_t meta_json, const cg_record_source_t *src)
+{
+    size_t sl = strlen(standard), tl = strlen(table);
+    size_t ml = src->message_id.len;
+    const char *mid = src->message_id.ptr ? src->message_id.ptr : "";
+    size_t pl = src->spec ? strlen(src->spec) : 0, rl = src->rule ? strlen(src->rule) : 0;
+    if (!json_plain(standard, sl) || !json_plain(table, tl) || !json_plain(mid, ml) ||
+        (src->spec && !json_plain(src->spec, pl)) || (src->rule && !json_plain(src->rule, rl)))
+        return 0;
+    char vbuf[24], *v = fmt_int(vbuf + sizeof(vbuf), src->spec_version);
+    size_t vl = (size_t)(vbuf + sizeof(vbuf) - v);
+    size_t total = sl + tl + ml + row_json.len + meta_json.len + pl + rl + vl + 128;
+    if (cg_buf_reserve(out, total) != CG_OK)
+        return 1; /* failed is set; the caller reports it */
+    char *o = out->data + out->len;
+    PUT_LIT(o, "{\"standard\":");
+    PUT_STR(o, standard, sl);
+    PUT_LIT(o, ",\"table\":");
+    PUT_STR(o, table, tl);
+    PUT_LIT(o, ",\"cohorts\":[],\"row\":");
+    if (row_json.len) {
+        memcpy(o, row_json.ptr, row_json.len);
+        o += row_json.len;
+    }
+    if (meta_json.len) {
+        PUT_LIT(o, ",\"meta\":");
+        memcpy(o, meta_json.ptr, meta_json.len);
+        o += meta_json.len;
+    }
+    PUT_LIT(o, ",\"source\":{\"message_id\":");
+    PUT_STR(o, mid, ml);
+    if (src->spec) {
+        PUT_LIT(o, ",\"spec\":");
+        PUT_STR(o, src->spec, pl);
+        PUT_LIT(o, ",\"spec_version\":");
+        memcpy(o, v, vl);
+        o += vl;
+    }
+    if (src->rule) {
+        PUT_LIT(o, ",\"rule\":");
+        PUT_STR(o, src->rule, rl);
+    }
+    PUT_LIT(o, "}}");
+    *o = '\0';
+    out->len = (size_t)(o - out->data);
+    return 1;
+}
+
 cg_err_t cg_record_write_envelope(cg_buf_t *out, const char *standard, const char *table,
                                   const char *const *cohorts, size_t n_cohorts, cg_slice_t row_json,
                                   cg_slice_t meta_json, const cg_record_source_t *src)
 {
+    if (!n_cohorts && !src->topic && write_plain(out, standard, table, row_json, meta_json, src))
+        return out->failed ? CG_ERR_NOMEM : CG_OK;
     PUT_KEY_STR(out, "{\"standard\":", standard, strlen(standard));
     PUT_KEY_STR(out, ",\"table\":", table, strlen(table));
     cg_buf_append(out, ",\"cohorts\":[", 12);

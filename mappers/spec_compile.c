@@ -122,6 +122,36 @@ static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path
     return -1;
 }
 
+/* Gives e (a compiled path) its path_id: equal paths share one, so that a value read by one
+ * rule is found in the memo by the next; computed once here, not hashed per lookup. */
+static void set_path_id(cc_t *c, expr_t *e)
+{
+    const cg_hl7_path_t *p = &e->u.path;
+    cg_specset_t *ss = c->ss;
+    if (p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL)
+        return;
+    for (size_t i = 0; i < ss->n_paths; i++) {
+        const cg_hl7_path_t *q = ss->paths[i];
+        if (q->field == p->field && q->comp == p->comp && q->sub == p->sub && q->rep == p->rep &&
+            q->seg_index == p->seg_index && !memcmp(q->seg, p->seg, sizeof(p->seg))) {
+            e->path_id = (uint32_t)i + 1;
+            return;
+        }
+    }
+    if (ss->n_paths == ss->cap_paths) { /* in the arena: the old array is left behind, small */
+        size_t cap = ss->cap_paths ? ss->cap_paths * 2 : 64;
+        const cg_hl7_path_t **np = alloc(c, cap * sizeof(*np));
+        if (!np)
+            return; /* not memoized, still correct */
+        if (ss->n_paths)
+            memcpy(np, ss->paths, ss->n_paths * sizeof(*np));
+        ss->paths = np;
+        ss->cap_paths = cap;
+    }
+    ss->paths[ss->n_paths++] = p;
+    e->path_id = (uint32_t)ss->n_paths;
+}
+
 static expr_t *compile_expr(cc_t *c, json_t *j);
 static cond_t *compile_cond(cc_t *c, json_t *j);
 
@@ -367,7 +397,10 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
     if (json_is_string(j)) { /* a bare string is a path */
         e->kind = EX_PATH;
         e->text = dup(c, json_string_value(j), json_string_length(j));
-        return compile_path(c, j, json_string_value(j), &e->u.path) ? NULL : e;
+        if (compile_path(c, j, json_string_value(j), &e->u.path))
+            return NULL;
+        set_path_id(c, e);
+        return e;
     }
     if (!json_is_object(j)) { /* numbers, booleans, null: constants */
         e->kind = EX_CONST;
@@ -415,6 +448,8 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
         }
         e->text = dup(c, json_string_value(arg), json_string_length(arg));
         bad |= compile_path(c, arg, json_string_value(arg), &e->u.path);
+        if (!bad)
+            set_path_id(c, e);
     } else if (!strcmp(op, "const")) {
         e->kind = EX_CONST;
         e->text = "constant";
@@ -729,6 +764,16 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
             json_object_foreach(meta, mk, mv)
             {
                 r->meta[r->n_meta].name = dup(c, mk, strlen(mk));
+                /* its key as the evaluator would write it: JSON-escaped, with the colon */
+                cg_buf_t kb;
+                cg_buf_init(&kb);
+                cg_buf_put_json_str(&kb, mk, strlen(mk));
+                cg_buf_putc(&kb, ':');
+                if (!kb.failed) {
+                    r->meta[r->n_meta].key = dup(c, kb.data, kb.len);
+                    r->meta[r->n_meta].key_len = r->meta[r->n_meta].key ? kb.len : 0;
+                }
+                cg_buf_free(&kb);
                 r->meta[r->n_meta++].expr = compile_expr(c, mv);
             }
         }

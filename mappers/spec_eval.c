@@ -16,13 +16,14 @@
 #include <strings.h>
 
 /* Values of single-valued paths already read in this message: rules over the same OBX ask for
- * OBX-2, OBX-3 and the like again and again. Direct-mapped; an entry counts only for the message
- * (gen) it was made in, and values stay valid for the whole message (raw slices or the arena). */
-#define PATH_MEMO_SIZE 1024u
+ * OBX-2, OBX-3 and the like again and again. Direct-mapped, keyed by the path's path_id (equal
+ * paths share one, spec_compile.c) and the scope; an entry counts only for the message (gen) it
+ * was made in, and values stay valid for the whole message (raw slices or the arena). */
+#define PATH_MEMO_SIZE 4096u /* 1024 lost a tenth of the hits to collisions on long ORUs */
 
 typedef struct path_memo {
     uint32_t gen;
-    cg_hl7_path_t path;
+    uint32_t path_id;
     cg_hl7_scope_t scope;
     spec_val_t val;
 } path_memo_t;
@@ -38,6 +39,23 @@ typedef struct lookup_memo {
     int found;
     cg_vocab_hit_t hit;
 } lookup_memo_t;
+
+/* TS conversions of this message: a row asks for the date and the datetime of the same value
+ * (and the next rule over the same OBX again), so the datetime form is kept and the date is its
+ * first 10 bytes (cg_spec_ts_to_iso writes the same date either way, and fails alike). Keyed by
+ * the value slice, which stays put for the message, the spec (its patient's source value is the
+ * one slice whose bytes change, per spec) and the date shift. */
+#define TS_MEMO_SIZE 16u
+
+typedef struct ts_memo {
+    uint32_t gen;
+    int shift_days;
+    const void *spec;
+    const char *s;
+    size_t len;
+    const char *iso;
+    size_t iso_len;
+} ts_memo_t;
 
 typedef struct row_span {
     const rule_t *rule;
@@ -67,6 +85,7 @@ struct cg_mapper {
     int trace;
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
+    ts_memo_t ts_memo[TS_MEMO_SIZE];
     uint32_t gen; /* of the message being mapped; never 0 */
 
     /* per message */
@@ -81,6 +100,7 @@ struct cg_mapper {
     cg_slice_t message_id;
     int patient_state; /* 0 not computed, 1 ok, -1 failed */
     cg_pseudo_person_t person;
+    spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
     int shift_days;
     cg_map_error_t *err;
 };
@@ -127,6 +147,17 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
 {
     const unsigned char *q = (const unsigned char *)raw.ptr, *end = q + raw.len;
     const unsigned char esc = literal ? 0 : (unsigned char)mp->esc;
+    /* eight bytes a step while they are ASCII without the escape character (a 0x00 escape is
+     * "none": matching NUL bytes then only sends them to the byte loop, which lets them pass) */
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u, em = ones * esc;
+    while (end - q >= 8) {
+        uint64_t w, x;
+        memcpy(&w, q, 8);
+        x = w ^ em;
+        if ((w | ((x - ones) & ~x)) & high)
+            break;
+        q += 8;
+    }
     while (q < end) {
         unsigned char c = *q;
         if (c < 0x80) {
@@ -166,20 +197,9 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
     return mp->cs_utf8 || mp->cs_ascii;
 }
 
-static int path_eq(const cg_hl7_path_t *a, const cg_hl7_path_t *b)
+static path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
 {
-    return a->field == b->field && a->comp == b->comp && a->sub == b->sub && a->rep == b->rep &&
-           a->seg_index == b->seg_index && !memcmp(a->seg, b->seg, sizeof(a->seg));
-}
-
-static path_memo_t *memo_slot(cg_mapper_t *mp, const cg_hl7_path_t *p)
-{
-    uint32_t seg;
-    memcpy(&seg, p->seg, sizeof(seg));
-    uint32_t h = seg * 0x9E3779B1u;
-    h ^= (p->field * 0x85EBCA77u) ^ (p->comp * 0xC2B2AE3Du) ^ (p->sub * 0x27D4EB2Fu);
-    h ^= ((uint32_t)p->rep * 0x165667B1u) ^ ((uint32_t)p->seg_index * 0xD3A2646Cu);
-    h ^= mp->scope.cur * 0xFD7046C5u;
+    uint32_t h = (path_id * 0x9E3779B1u) ^ (mp->scope.cur * 0x85EBCA77u);
     h ^= h >> 15;
     h *= 0x2C1B3C6Du;
     h ^= h >> 12;
@@ -188,24 +208,52 @@ static path_memo_t *memo_slot(cg_mapper_t *mp, const cg_hl7_path_t *p)
 
 static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out);
 
-static cg_err_t eval_path(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
+static cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
 {
-    if (path_has_all(p))
+    const cg_hl7_path_t *p = &x->u.path;
+    if (!x->path_id) /* [*] paths, or none given */
         return eval_path_uncached(mp, p, out);
-    path_memo_t *e = memo_slot(mp, p);
-    if (e->gen == mp->gen && e->scope.cur == mp->scope.cur && e->scope.begin == mp->scope.begin &&
-        e->scope.end == mp->scope.end && path_eq(&e->path, p)) {
+    path_memo_t *e = memo_slot(mp, x->path_id);
+    if (e->gen == mp->gen && e->path_id == x->path_id && e->scope.cur == mp->scope.cur &&
+        e->scope.begin == mp->scope.begin && e->scope.end == mp->scope.end) {
         *out = e->val;
         return CG_OK;
     }
     cg_err_t rc = eval_path_uncached(mp, p, out);
     if (rc == CG_OK) {
         e->gen = mp->gen;
-        e->path = *p;
+        e->path_id = x->path_id;
         e->scope = mp->scope;
         e->val = *out;
     }
     return rc;
+}
+
+static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+
+/* eval_expr with its most common cases inline at the call: a variable, a constant, or a bare
+ * path already in the memo (no transforms, default or required flag). Same results. */
+static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+{
+    if (!e->n_xforms && !e->deflt && !e->required) {
+        if (e->kind == EX_VAR) {
+            *out = mp->vars[e->u.var];
+            return CG_OK;
+        }
+        if (e->kind == EX_CONST) {
+            *out = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
+            return CG_OK;
+        }
+        if (e->kind == EX_PATH && e->path_id) {
+            const path_memo_t *m = memo_slot(mp, e->path_id);
+            if (m->gen == mp->gen && m->path_id == e->path_id && m->scope.cur == mp->scope.cur &&
+                m->scope.begin == mp->scope.begin && m->scope.end == mp->scope.end) {
+                *out = m->val;
+                return CG_OK;
+            }
+        }
+    }
+    return eval_expr(mp, e, out);
 }
 
 static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
@@ -344,27 +392,39 @@ static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
  * By hand: snprintf cost more than the rest of writing an id column. */
 static size_t fmt_int64(char *buf, int64_t x)
 {
-    char tmp[20];
+    /* two digits a step from the end: ids have 19 of them */
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930"
+                                   "31323334353637383940414243444546474849505152535455565758596061"
+                                   "62636465666768697071727374757677787980818283848586878889909192"
+                                   "93949596979899";
+    char tmp[24];
     uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    size_t n = 0, o = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    size_t n = sizeof(tmp);
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        tmp[--n] = pairs[d + 1];
+        tmp[--n] = pairs[d];
+    }
+    if (u >= 10) {
+        tmp[--n] = pairs[u * 2 + 1];
+        tmp[--n] = pairs[u * 2];
+    } else {
+        tmp[--n] = (char)('0' + u);
+    }
     if (x < 0)
-        buf[o++] = '-';
-    while (n)
-        buf[o++] = tmp[--n];
-    return o;
+        tmp[--n] = '-';
+    memcpy(buf, tmp + n, sizeof(tmp) - n);
+    return sizeof(tmp) - n;
 }
 
 static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
 {
+    if (x == 0) /* unmapped concepts: common enough to skip the arena */
+        return (spec_val_t){"0", 1, 1};
     char buf[24];
     return val_copy(mp, buf, fmt_int64(buf, x));
 }
-
-static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 
 static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
 {
@@ -394,13 +454,22 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     }
     case XF_DATE:
     case XF_DATETIME: {
-        char buf[48];
-        size_t n = cg_spec_ts_to_iso(v.s, v.len, x->kind == XF_DATETIME, mp->utc_offset,
-                                     mp->shift_days, buf);
-        if (!n)
-            return fail(mp, CG_ERR_MAP, "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
-                        (int)(v.len > 40 ? 40 : v.len), v.s);
-        *out = val_copy(mp, buf, n);
+        ts_memo_t *tm = &mp->ts_memo[(((uintptr_t)v.s >> 2) ^ ((uintptr_t)v.s >> 7) ^ v.len) &
+                                     (TS_MEMO_SIZE - 1)];
+        if (tm->gen != mp->gen || tm->s != v.s || tm->len != v.len ||
+            tm->shift_days != mp->shift_days || tm->spec != mp->spec) {
+            char buf[48];
+            size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
+            if (!n)
+                return fail(mp, CG_ERR_MAP,
+                            "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
+                            (int)(v.len > 40 ? 40 : v.len), v.s);
+            spec_val_t c = val_copy(mp, buf, n);
+            if (!c.present)
+                return CG_OK; /* out of memory: absent, as before */
+            *tm = (ts_memo_t){mp->gen, mp->shift_days, mp->spec, v.s, v.len, c.s, c.len};
+        }
+        *out = (spec_val_t){tm->iso, x->kind == XF_DATETIME ? tm->iso_len : 10, 1};
         return CG_OK;
     }
     case XF_NUMBER:
@@ -431,7 +500,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             voc.len = strlen(voc.ptr);
         } else {
             spec_val_t vv;
-            cg_err_t rc = eval_expr(mp, x->u.lookup.vocab_expr, &vv);
+            cg_err_t rc = eval(mp, x->u.lookup.vocab_expr, &vv);
             if (rc)
                 return rc;
             voc = (cg_slice_t){vv.s, vv.len};
@@ -518,6 +587,7 @@ static cg_err_t patient(cg_mapper_t *mp)
         return fail(mp, CG_ERR_MAP, "the patient identifier cannot be pseudonymized (%s)",
                     cg_err2str(rc));
     mp->patient_state = 1;
+    mp->person_id_text = ABSENT;
     return CG_OK;
 }
 
@@ -538,19 +608,20 @@ static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     switch (c->kind) {
     case CD_EQ:
     case CD_NE:
-        if ((rc = eval_expr(mp, c->a, &a)) || (rc = eval_expr(mp, c->b, &b)))
+        if ((rc = eval(mp, c->a, &a)) || (rc = eval(mp, c->b, &b)))
             return rc;
         *out = val_eq(a, b) == (c->kind == CD_EQ);
         return CG_OK;
     case CD_IN:
-        if ((rc = eval_expr(mp, c->a, &a)))
+        if ((rc = eval(mp, c->a, &a)))
             return rc;
         for (size_t i = 0; a.present && i < c->n_values; i++)
-            if (c->value_lens[i] == a.len && !memcmp(c->values[i], a.s, a.len))
+            if (c->value_lens[i] == a.len &&
+                (!a.len || (c->values[i][0] == a.s[0] && !memcmp(c->values[i], a.s, a.len))))
                 *out = 1;
         return CG_OK;
     case CD_REGEX: {
-        if ((rc = eval_expr(mp, c->a, &a)))
+        if ((rc = eval(mp, c->a, &a)))
             return rc;
         if (!a.present)
             return CG_OK;
@@ -561,7 +632,7 @@ static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
         return CG_OK;
     }
     case CD_PRESENT:
-        if ((rc = eval_expr(mp, c->a, &a)))
+        if ((rc = eval(mp, c->a, &a)))
             return rc;
         *out = a.present;
         return CG_OK;
@@ -589,13 +660,112 @@ static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     return CG_OK;
 }
 
+/* The larger expression kinds, one function each. */
+static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const expr_t *e,
+                                                      spec_val_t *out)
+{
+    cg_err_t rc = CG_OK;
+    spec_val_t v = ABSENT;
+    *out = ABSENT;
+    size_t total = 0, seplen = strlen(e->u.list.sep), n = 0;
+    spec_val_t parts[16];
+    for (size_t i = 0; i < e->u.list.n && !rc; i++) {
+        spec_val_t p;
+        rc = eval_expr(mp, e->u.list.items[i], &p);
+        if (!rc && p.present && n < 16) {
+            parts[n++] = p;
+            total += p.len + seplen;
+        }
+    }
+    if (rc || !n)
+        return rc;
+    char *buf = cg_arena_alloc(&mp->arena, total + 1);
+    if (!buf)
+        return fail(mp, CG_ERR_NOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i) {
+            memcpy(buf + o, e->u.list.sep, seplen);
+            o += seplen;
+        }
+        memcpy(buf + o, parts[i].s, parts[i].len);
+        o += parts[i].len;
+    }
+    buf[o] = '\0';
+    v = (spec_val_t){buf, o, 1};
+    *out = v;
+    return CG_OK;
+}
+
+static __attribute__((noinline)) cg_err_t eval_pseudonym(cg_mapper_t *mp, const expr_t *e,
+                                                         spec_val_t *out)
+{
+    cg_err_t rc = CG_OK;
+    spec_val_t v = ABSENT;
+    *out = ABSENT;
+    spec_val_t id, auth = ABSENT;
+    if ((rc = eval_expr(mp, e->u.list.items[0], &id)))
+        return rc;
+    if (e->u.list.items[1] && (rc = eval_expr(mp, e->u.list.items[1], &auth)))
+        return rc;
+    if (!id.present)
+        return rc;
+    if (!mp->pseudo)
+        return fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
+    cg_pseudo_person_t who;
+    rc = cg_pseudo_person(mp->pseudo, (cg_slice_t){auth.s ? auth.s : "", auth.len},
+                          (cg_slice_t){id.s, id.len}, &who);
+    if (rc)
+        return fail(mp, CG_ERR_MAP, "an identifier cannot be pseudonymized (%s)", cg_err2str(rc));
+    v = e->part == PT_PERSON_ID ? int_text(mp, who.person_id)
+                                : val_copy(mp, who.source_value, strlen(who.source_value));
+    *out = v;
+    return CG_OK;
+}
+
+static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const expr_t *e,
+                                                       spec_val_t *out)
+{
+    cg_err_t rc = CG_OK;
+    spec_val_t v = ABSENT;
+    *out = ABSENT;
+    /* deterministic id of the namespace and the values, e.g. a visit from PV1-19 */
+    spec_val_t parts[8];
+    size_t n = e->u.list.n < 8 ? e->u.list.n : 8, total = 0;
+    int any = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = eval_expr(mp, e->u.list.items[i], &parts[i]);
+        total += parts[i].len + 1;
+        any |= parts[i].present;
+    }
+    if (rc || !any)
+        return rc;
+    char *key = cg_arena_alloc(&mp->arena, total + 1);
+    if (!key)
+        return fail(mp, CG_ERR_NOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(key + o, parts[i].s ? parts[i].s : "", parts[i].len);
+        o += parts[i].len;
+        key[o++] = '\x1f';
+    }
+    int64_t id;
+    rc = cg_pseudo_row_id(mp->pseudo, (cg_slice_t){e->u.list.sep, strlen(e->u.list.sep)},
+                          (cg_slice_t){key, o}, (cg_slice_t){"hash_id", 7}, 0, &id);
+    if (rc)
+        return fail(mp, rc, "hash_id failed");
+    v = int_text(mp, id);
+    *out = v;
+    return CG_OK;
+}
+
 static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     cg_err_t rc = CG_OK;
     spec_val_t v = ABSENT;
     switch (e->kind) {
     case EX_PATH:
-        rc = eval_path(mp, &e->u.path, &v);
+        rc = eval_path(mp, e, &v);
         break;
     case EX_CONST:
         v = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
@@ -603,104 +773,40 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     case EX_VAR:
         v = mp->vars[e->u.var];
         break;
-    case EX_CONCAT: {
-        size_t total = 0, seplen = strlen(e->u.list.sep), n = 0;
-        spec_val_t parts[16];
-        for (size_t i = 0; i < e->u.list.n && !rc; i++) {
-            spec_val_t p;
-            rc = eval_expr(mp, e->u.list.items[i], &p);
-            if (!rc && p.present && n < 16) {
-                parts[n++] = p;
-                total += p.len + seplen;
-            }
-        }
-        if (rc || !n)
-            break;
-        char *buf = cg_arena_alloc(&mp->arena, total + 1);
-        if (!buf)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
-        size_t o = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (i) {
-                memcpy(buf + o, e->u.list.sep, seplen);
-                o += seplen;
-            }
-            memcpy(buf + o, parts[i].s, parts[i].len);
-            o += parts[i].len;
-        }
-        buf[o] = '\0';
-        v = (spec_val_t){buf, o, 1};
+    case EX_CONCAT:
+        rc = eval_concat(mp, e, &v);
         break;
-    }
     case EX_COALESCE:
         for (size_t i = 0; i < e->u.list.n && !rc && !v.present; i++)
-            rc = eval_expr(mp, e->u.list.items[i], &v);
+            rc = eval(mp, e->u.list.items[i], &v);
         break;
     case EX_IF: {
         int t;
         rc = eval_cond(mp, e->u.iff.cond, &t);
         if (!rc && t)
-            rc = eval_expr(mp, e->u.iff.then, &v);
+            rc = eval(mp, e->u.iff.then, &v);
         else if (!rc && e->u.iff.els)
-            rc = eval_expr(mp, e->u.iff.els, &v);
+            rc = eval(mp, e->u.iff.els, &v);
         break;
     }
     case EX_PATIENT:
         if ((rc = patient(mp)))
             break;
-        v = e->u.patient == PT_PERSON_ID
-                ? int_text(mp, mp->person.person_id)
-                : (spec_val_t){mp->person.source_value, strlen(mp->person.source_value), 1};
-        break;
-    case EX_PSEUDONYM: {
-        spec_val_t id, auth = ABSENT;
-        if ((rc = eval_expr(mp, e->u.list.items[0], &id)))
-            break;
-        if (e->u.list.items[1] && (rc = eval_expr(mp, e->u.list.items[1], &auth)))
-            break;
-        if (!id.present)
-            break;
-        if (!mp->pseudo)
-            return fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
-        cg_pseudo_person_t who;
-        rc = cg_pseudo_person(mp->pseudo, (cg_slice_t){auth.s ? auth.s : "", auth.len},
-                              (cg_slice_t){id.s, id.len}, &who);
-        if (rc)
-            return fail(mp, CG_ERR_MAP, "an identifier cannot be pseudonymized (%s)",
-                        cg_err2str(rc));
-        v = e->part == PT_PERSON_ID ? int_text(mp, who.person_id)
-                                    : val_copy(mp, who.source_value, strlen(who.source_value));
-        break;
-    }
-    case EX_HASH_ID: {
-        /* deterministic id of the namespace and the values, e.g. a visit from PV1-19 */
-        spec_val_t parts[8];
-        size_t n = e->u.list.n < 8 ? e->u.list.n : 8, total = 0;
-        int any = 0;
-        for (size_t i = 0; i < n && !rc; i++) {
-            rc = eval_expr(mp, e->u.list.items[i], &parts[i]);
-            total += parts[i].len + 1;
-            any |= parts[i].present;
+        if (e->u.patient == PT_PERSON_ID) {
+            /* every row of the patient has it: formatted once */
+            if (!mp->person_id_text.present)
+                mp->person_id_text = int_text(mp, mp->person.person_id);
+            v = mp->person_id_text;
+        } else {
+            v = (spec_val_t){mp->person.source_value, strlen(mp->person.source_value), 1};
         }
-        if (rc || !any)
-            break;
-        char *key = cg_arena_alloc(&mp->arena, total + 1);
-        if (!key)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
-        size_t o = 0;
-        for (size_t i = 0; i < n; i++) {
-            memcpy(key + o, parts[i].s ? parts[i].s : "", parts[i].len);
-            o += parts[i].len;
-            key[o++] = '\x1f';
-        }
-        int64_t id;
-        rc = cg_pseudo_row_id(mp->pseudo, (cg_slice_t){e->u.list.sep, strlen(e->u.list.sep)},
-                              (cg_slice_t){key, o}, (cg_slice_t){"hash_id", 7}, 0, &id);
-        if (rc)
-            return fail(mp, rc, "hash_id failed");
-        v = int_text(mp, id);
         break;
-    }
+    case EX_PSEUDONYM:
+        rc = eval_pseudonym(mp, e, &v);
+        break;
+    case EX_HASH_ID:
+        rc = eval_hash_id(mp, e, &v);
+        break;
     }
     if (rc)
         return rc;
@@ -739,6 +845,12 @@ static int json_plain(const char *s, size_t n)
         if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
             return 0;
     }
+    if (n >= 8 && i < n) { /* the tail: the last eight bytes, overlapping checked ones */
+        uint64_t w;
+        memcpy(&w, s + n - 8, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
+    }
     for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
         if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
             return 0;
@@ -748,12 +860,7 @@ static int json_plain(const char *s, size_t n)
 /* cg_buf_putc without the call when there is room: rows are mostly punctuation. */
 static inline void put_ch(cg_buf_t *b, char c)
 {
-    if (b->len + 2 <= b->cap && !b->failed) {
-        b->data[b->len++] = c;
-        b->data[b->len] = '\0';
-    } else {
-        cg_buf_putc(b, c);
-    }
+    cg_buf_putc_fast(b, c);
 }
 
 /* Appends s as a JSON string: plain text is copied in one go, the rest escaped by
@@ -787,6 +894,28 @@ static int number_surely_ok(cg_omop_type_t t, const char *num, size_t n)
         return memcmp(num + (n - digits),
                       num[0] == '-' ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
     return digits < 19;
+}
+
+/* Whether s[0..n) is an integer as cg_spec_number writes it: 0, or -?[1-9][0-9]* (no blanks,
+ * sign '+' or leading zeros), so that it would come back unchanged. */
+static int canonical_int(const char *s, size_t n)
+{
+    size_t i = n && s[0] == '-';
+    if (i >= n || (s[i] == '0' && (i || n != 1)))
+        return 0;
+    /* eight at a time (ids have 19 digits): a byte outside '0'..'9' sets its top bit in
+     * w - '0' or w + 0x46 (a borrow only spreads above a real hit) */
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if ((w | (w - ones * '0') | (w + ones * 0x46)) & high)
+            return 0;
+    }
+    for (; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
 }
 
 static int two(const char *s, int *v)
@@ -846,12 +975,18 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
     cg_omop_type_t t = cc->type;
     if (!first)
         put_ch(b, ',');
-    cg_buf_append(b, cc->key, cc->key_len);
+    cg_buf_append_fast(b, cc->key, cc->key_len);
     if (!v.present) {
         if (col->required)
             return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,
                         src_text ? src_text : "?");
-        cg_buf_append(b, "null", 4);
+        cg_buf_append_fast(b, "null", 4);
+        return CG_OK;
+    }
+    if (is_numeric_type(t) && v.len <= 20 && canonical_int(v.s, v.len) &&
+        number_surely_ok(t, v.s, v.len)) {
+        /* ids and concept ids: already the text cg_spec_number would give */
+        cg_buf_append_fast(b, v.s, v.len);
         return CG_OK;
     }
     if (is_numeric_type(t)) {
@@ -863,7 +998,7 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
             return fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
                         col->name, t == CG_OMOP_FLOAT ? "" : "n integer",
                         (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
-        cg_buf_append(b, num, n);
+        cg_buf_append_fast(b, num, n);
         return CG_OK;
     }
     /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
@@ -937,7 +1072,7 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
     const rule_t *r = mp->rule;
     cg_err_t rc;
     for (size_t i = 0; i < r->n_lets; i++)
-        if ((rc = eval_expr(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
+        if ((rc = eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
             return rc;
     if (r->when) {
         int ok;
@@ -958,7 +1093,9 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         if ((rc = cg_pseudo_row_id(mp->pseudo, spec, mp->message_id, rule, position, &id)))
             return fail(mp, rc, "row id failed");
         mp->column = r->pk.col->name;
-        if ((rc = write_column(mp, &r->pk, int_text(mp, id), "row id", first)))
+        char idbuf[24]; /* copied into the row right away: no need for the arena */
+        spec_val_t idv = {idbuf, fmt_int64(idbuf, id), 1};
+        if ((rc = write_column(mp, &r->pk, idv, "row id", first)))
             return rc;
         if (mp->trace)
             trace_column(mp, r->pk.col, "row id (spec, MSH-10, rule, position)", first);
@@ -968,7 +1105,7 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         const column_t *c = &r->columns[i];
         spec_val_t v;
         mp->column = c->col->name;
-        if ((rc = eval_expr(mp, c->expr, &v)))
+        if ((rc = eval(mp, c->expr, &v)))
             return rc;
         if ((rc = write_column(mp, c, v, c->expr->text, first)))
             return rc;
@@ -986,13 +1123,17 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
     for (size_t i = 0; i < r->n_meta; i++) {
         spec_val_t v;
         mp->column = r->meta[i].name;
-        if ((rc = eval_expr(mp, r->meta[i].expr, &v)))
+        if ((rc = eval(mp, r->meta[i].expr, &v)))
             return rc;
         if (!v.present)
             continue;
         put_ch(&mp->rows_buf, n_meta++ ? ',' : '{');
-        put_json_str(&mp->rows_buf, r->meta[i].name, strlen(r->meta[i].name));
-        put_ch(&mp->rows_buf, ':');
+        if (r->meta[i].key) {
+            cg_buf_append_fast(&mp->rows_buf, r->meta[i].key, r->meta[i].key_len);
+        } else {
+            put_json_str(&mp->rows_buf, r->meta[i].name, strlen(r->meta[i].name));
+            put_ch(&mp->rows_buf, ':');
+        }
         put_json_str(&mp->rows_buf, v.s, v.len);
     }
     mp->column = NULL;
@@ -1082,6 +1223,8 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
     cg_arena_reset(&mp->arena);
     if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
         memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
+        memset(mp->lookups, 0, sizeof(mp->lookups));
+        memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
         mp->gen = 1;
     }
     cg_buf_reset(&mp->rows_buf);

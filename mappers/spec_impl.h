@@ -124,6 +124,8 @@ struct expr {
     expr_t *deflt;
     int required;
     const char *text; /* the source text, for --trace: the path, or a short description */
+    uint32_t path_id; /* EX_PATH: the same for equal paths across the spec set, so the evaluator's
+                         memo keys on one number; 0 for paths it does not memoize ([*]) */
 };
 
 typedef enum cond_kind {
@@ -151,6 +153,8 @@ struct cond {
 typedef struct binding {
     const char *name;
     expr_t *expr;
+    const char *key; /* meta: "name": as written beside a row, prepared once (NULL: none) */
+    size_t key_len;
 } binding_t;
 
 typedef struct column {
@@ -208,7 +212,9 @@ struct cg_specset {
     size_t n_specs;
     pcre2_code **regexes; /* to free */
     size_t n_regexes, cap_regexes;
-    uint32_t max_capture; /* for the mappers' match data */
+    uint32_t max_capture;        /* for the mappers' match data */
+    const cg_hl7_path_t **paths; /* distinct memoized paths; path_id - 1 indexes it */
+    size_t n_paths, cap_paths;
 };
 
 /* spec_tables.c: an OMOP CDM v5.4 table, or one of cohortgate's own ("cohortgate.*"), with the
