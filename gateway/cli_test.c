@@ -47,20 +47,15 @@ typedef struct test_ctx {
 
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
     cg_buf_t b;
     cg_buf_init(&b);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        cg_buf_append(&b, chunk, n);
-    fclose(f);
-    cg_buf_putc(&b, '\0');
+    if (cg_buf_read_file(&b, path) != CG_OK) {
+        cg_buf_free(&b);
+        return NULL;
+    }
     if (len)
-        *len = b.len - 1;
-    return b.data;
+        *len = b.len;
+    return b.data ? b.data : strdup("");
 }
 
 static int is_input(const struct dirent *d)

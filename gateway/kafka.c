@@ -137,17 +137,8 @@ struct cg_kafka_embedded {
 
 static int read_file(const char *path, cg_buf_t *b)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    char tmp[8192];
-    size_t n;
     cg_buf_reset(b);
-    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-        cg_buf_append(b, tmp, n);
-    int rc = ferror(f) || b->failed ? -1 : 0;
-    fclose(f);
-    return rc;
+    return cg_buf_read_file(b, path) == CG_OK ? 0 : -1;
 }
 
 static int preload_dir(rd_kafka_t *rk, const char *topic, const char *dir, char *errstr,

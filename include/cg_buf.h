@@ -40,6 +40,9 @@ cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n);
 cg_err_t cg_buf_puts(cg_buf_t *b, const char *s);
 cg_err_t cg_buf_putc(cg_buf_t *b, char c);
 cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends the contents of the file at path (a pipe or /dev/stdin works too) and a NUL that does
+ * not count in len. CG_ERR_IO with errno set when it cannot be read, CG_ERR_NOMEM. */
+cg_err_t cg_buf_read_file(cg_buf_t *b, const char *path);
 /* Appends s as a JSON string literal with quotes, escaping as RFC 8259 requires. Bytes that are
  * not valid UTF-8 are written as U+FFFD so the output is always valid JSON. */
 cg_err_t cg_buf_put_json_str(cg_buf_t *b, const char *s, size_t n);

@@ -75,6 +75,28 @@ cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n)
     return CG_OK;
 }
 
+cg_err_t cg_buf_read_file(cg_buf_t *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return CG_ERR_IO;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (cg_buf_append(b, chunk, n) != CG_OK)
+            break;
+    int failed = ferror(f);
+    fclose(f);
+    if (b->failed)
+        return CG_ERR_NOMEM;
+    if (failed)
+        return CG_ERR_IO;
+    if (cg_buf_reserve(b, 0) != CG_OK) /* room for the NUL even when the file is empty */
+        return CG_ERR_NOMEM;
+    b->data[b->len] = '\0';
+    return CG_OK;
+}
+
 cg_err_t cg_buf_puts(cg_buf_t *b, const char *s)
 {
     return cg_buf_append(b, s, strlen(s));

@@ -360,18 +360,13 @@ static int json_file(const struct dirent *d)
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
     cg_buf_t b;
     cg_buf_init(&b);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        cg_buf_append(&b, chunk, n);
-    fclose(f);
-    cg_buf_putc(&b, '\0');
-    return b.data;
+    if (cg_buf_read_file(&b, path) != CG_OK) {
+        cg_buf_free(&b);
+        return NULL;
+    }
+    return b.data ? b.data : strdup("");
 }
 
 cg_cohortset_t *cg_cohortset_load(const char *path, cg_error_t *errs, size_t max_errs,

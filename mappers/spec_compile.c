@@ -986,27 +986,16 @@ static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char
 
 static char *read_text(const char *path, cc_t *c)
 {
-    FILE *f = fopen(path, "rb");
     cg_buf_t b;
     cg_buf_init(&b);
-    char chunk[8192];
-    size_t n;
-    if (f) {
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            cg_buf_append(&b, chunk, n);
-        if (ferror(f))
-            b.failed = 1;
-        fclose(f);
-    }
-    if (!f || b.failed) {
+    if (cg_buf_read_file(&b, path) != CG_OK) {
         size_t i = c->n_errs++;
         if (i < c->max_errs && c->errs)
             cg_error_set(&c->errs[i], CG_ERR_IO, path, 0, 0, "cannot read: %m");
         cg_buf_free(&b);
         return NULL;
     }
-    cg_buf_putc(&b, '\0');
-    return b.data;
+    return b.data ? b.data : strdup("");
 }
 
 static cg_specset_t *specset_new(void)
