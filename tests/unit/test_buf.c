@@ -101,13 +101,29 @@ static void test_envelope(void **state)
     cg_buf_free(&b);
 }
 
+static void test_read_file(void **state)
+{
+    (void)state;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    assert_int_equal(cg_buf_read_file(&b, CG_SOURCE_DIR "/tests/golden/key"), CG_OK);
+    assert_int_equal(b.len, strlen("cohortgate-golden-test-key-do-not-use-in-production\n"));
+    assert_int_equal(b.data[b.len], '\0');
+    cg_buf_reset(&b);
+    assert_int_equal(cg_buf_read_file(&b, "/dev/null"), CG_OK); /* empty: still NUL-terminated */
+    assert_int_equal(b.len, 0);
+    assert_non_null(b.data);
+    assert_int_equal(b.data[0], '\0');
+    assert_int_equal(cg_buf_read_file(&b, "/nonexistent/file"), CG_ERR_IO);
+    cg_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_escapes),
-        cmocka_unit_test(test_buf_growth_and_reset),
-        cmocka_unit_test(test_arena),
-        cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_json_escapes), cmocka_unit_test(test_buf_growth_and_reset),
+        cmocka_unit_test(test_arena),        cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
