@@ -233,7 +233,7 @@ void cg_arena_init(cg_arena_t *a, size_t chunk_size)
 
 void *cg_arena_alloc(cg_arena_t *a, size_t n)
 {
-    const size_t align = sizeof(max_align_t);
+    const size_t align = _Alignof(max_align_t);
     size_t need = (n + align - 1) & ~(align - 1);
     if (need < n)
         return NULL;

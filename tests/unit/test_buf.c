@@ -60,7 +60,7 @@ static void test_arena(void **state)
     char *p1 = cg_arena_alloc(&a, 10);
     char *p2 = cg_arena_alloc(&a, 10);
     assert_non_null(p1);
-    assert_true(((uintptr_t)p2 % sizeof(max_align_t)) == 0);
+    assert_true(((uintptr_t)p2 % _Alignof(max_align_t)) == 0);
     assert_true(p2 >= p1 + 10);
     char *big = cg_arena_alloc(&a, 5000); /* larger than a chunk */
     assert_non_null(big);
