@@ -17,6 +17,12 @@ typedef struct cg_hl7_seg_ix {
     uint32_t header; /* MSH/FHS/BHS: MSH-1 is the separator itself, MSH-2 one opaque token */
 } cg_hl7_seg_ix_t;
 
+/* The repetition/component tables of one segment (see hl7_parse.c). */
+typedef struct cg_hl7_hier {
+    const uint32_t *tr, *rc, *cl;
+    uint32_t t0;
+} cg_hl7_hier_t;
+
 #define CG_HL7_CV_CACHE 8
 
 struct cg_hl7_msg {
@@ -38,15 +44,24 @@ struct cg_hl7_msg {
     char cls_set[4];   /* delimiters whose cls[] entries are set */
     int charset_mb;    /* lead bytes >= 0x81 take an ASCII-range trail byte (GBK, Big5, SJIS) */
 
-    /* The index: CSR tables, each holding the first child of every unit plus one sentinel. */
+    /* The index: the offset of every delimiter once (leaf_end: the end of every subcomponent)
+     * and, CSR-style, the first leaf of every token (field) plus one sentinel. Repetitions,
+     * components and subcomponents of a field are derived on access from its leaves: the byte
+     * at a recorded offset says which delimiter it is (see hl7_parse.c), no text is rescanned. */
     cg_hl7_seg_ix_t *segs;
     uint32_t nsegs, seg_cap;
-    uint32_t *leaf_end;  /* end offset of every subcomponent */
-    uint32_t *comp_leaf; /* first leaf of every component */
-    uint32_t *rep_comp;  /* first component of every repetition */
-    uint32_t *tok_rep;   /* first repetition of every token (field) */
+    uint32_t *leaf_end; /* end offset of every subcomponent */
+    uint32_t *tok_leaf; /* first leaf of every token (field) */
     uint32_t cap;
-    uint32_t nleaves, ncomps, nreps, ntoks;
+    uint32_t nleaves, ntoks;
+    /* Per-segment repetition/component tables, derived on first access (hl7_parse.c): hier_at
+     * holds each segment's offset in the hier pool (UINT32_MAX: not yet), valid while hier_live;
+     * indexing a message clears hier_live. */
+    uint32_t *hier_at, hier_at_cap;
+    uint32_t *hier, hier_len, hier_cap;
+    int hier_live;
+    uint32_t hier_seg; /* the segment whose tables hier_last points to; UINT32_MAX: none */
+    cg_hl7_hier_t hier_last;
     uint32_t wrapped; /* lines taken as continuations of the previous segment */
     uint8_t cls[256]; /* delimiter class of each byte for the current message */
 
@@ -68,16 +83,22 @@ cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char 
 /* The cached UTF-8 converter for m->charset; (iconv_t)-1 when iconv does not know it. */
 iconv_t cg_hl7__iconv(cg_hl7_msg_t *m);
 
+/* Leaves [l0, l1) of one unit, the last one closing it: *out gets the leaves of its part k
+ * (1-based) at delimiter level lvl (2 components, 3 repetitions, 1 subcomponents). Returns the
+ * number of parts. */
+uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl, uint32_t k,
+                       uint32_t *k0, uint32_t *k1);
+
 /* ---- block scanners (hl7_scan_*.c) ----
- * State of the index loop handed to a wide scanner. The tables are the CSR tables of
+ * State of the index loop handed to a wide scanner. The tables are leaf_end and tok_leaf of
  * cg_hl7_msg; n* are their counts. A scanner may write up to 64 entries past a count (scratch,
  * overwritten later), so it stops while every table still has CG_HL7_SCAN_SLACK free entries. */
 #define CG_HL7_SCAN_SLACK 96
 
 typedef struct cg_hl7_scan {
     const char *b; /* message start */
-    uint32_t *le, *cl, *rc, *tr;
-    uint32_t nl, nc, nr, nt;
+    uint32_t *le, *tl;
+    uint32_t nl, nt;
     uint32_t cap;
     int carry; /* the next byte is the trail byte of a double-byte character */
     int mb;
@@ -103,5 +124,9 @@ int cg_hl7__scan_avx2_ok(void);
 
 /* Tests: 1 forces the portable (SSE2/scalar) scanner, 0 restores the dispatch. */
 void cg_hl7__force_portable(int on);
+/* Tests: how the accessors reach what lies below a field: 1 always by walking its leaves (the
+ * fallback when memory runs out), 2 always through the per-segment tables, 0 as chosen by the
+ * field's size (hl7_parse.c). */
+void cg_hl7__force_walk(int on);
 
 #endif

@@ -1,9 +1,12 @@
 /* hl7_parse.c - message splitting and the one-pass structural index (see cg_hl7.h).
  *
- * The index is four CSR tables of 32-bit offsets (leaf ends, first leaf of each component, first
- * component of each repetition, first repetition of each field) plus a segment table. Each
- * delimiter costs a few unconditional stores: a lower-level delimiter writes scratch slots that
- * the next higher-level one overwrites, so the hot loop has no branch on the delimiter kind.
+ * The index records the offset of every delimiter once (leaf ends: the end of every
+ * subcomponent), the first leaf of every field (a CSR table) and a segment table. Each delimiter
+ * costs two unconditional stores: a field-table slot written by a lower-level delimiter is
+ * scratch that the next field delimiter overwrites, so the hot loop has no branch on the kind.
+ * Repetitions, components and subcomponents are derived on access from a field's leaves: the
+ * byte at a recorded offset is the delimiter itself, so its kind is one table lookup and no text
+ * is rescanned (cg_hl7__split). Limits are still checked here, at parse time.
  * Delimiters are found 64 bytes at a time: with AVX2 + BMI2 when the CPU has them
  * (hl7_scan_avx2.c), else with SSE2 compares (a scalar path elsewhere).
  */
@@ -117,15 +120,15 @@ void cg_hl7_msg_destroy(cg_hl7_msg_t *m)
         iconv_close(m->cv[i].cd);
     free(m->segs);
     free(m->leaf_end);
-    free(m->comp_leaf);
-    free(m->rep_comp);
-    free(m->tok_rep);
+    free(m->tok_leaf);
+    free(m->hier_at);
+    free(m->hier);
     cg_buf_free(&m->scratch);
     free(m);
 }
 
-/* Grows the four CSR tables together: every table gains at most one entry per delimiter, so one
- * capacity check per 64-byte block covers all of them. */
+/* Grows both tables together: each gains at most one entry per delimiter, so one capacity check
+ * per 64-byte block covers them. */
 static int grow_tables(cg_hl7_msg_t *m, size_t need)
 {
     if (need <= m->cap)
@@ -135,8 +138,8 @@ static int grow_tables(cg_hl7_msg_t *m, size_t need)
         cap *= 2;
     if (cap > UINT32_MAX)
         return -1;
-    uint32_t **tabs[4] = {&m->leaf_end, &m->comp_leaf, &m->rep_comp, &m->tok_rep};
-    for (int i = 0; i < 4; i++) {
+    uint32_t **tabs[2] = {&m->leaf_end, &m->tok_leaf};
+    for (int i = 0; i < 2; i++) {
         uint32_t *p = realloc(*tabs[i], cap * sizeof(uint32_t));
         if (!p)
             return -1;
@@ -473,7 +476,9 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     m->offset = start;
     m->nsegs = 0;
     m->wrapped = 0;
-    m->nleaves = m->ncomps = m->nreps = m->ntoks = 0;
+    m->nleaves = m->ntoks = 0;
+    m->hier_live = 0;
+    m->hier_seg = UINT32_MAX;
     if (grow_segs(m, 2) || grow_tables(m, 256))
         return ix_fail(&st, CG_ERR_NOMEM, 0, 0, "out of memory");
     memcpy(m->segs[0].name, "MSH", 4);
@@ -532,17 +537,13 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     vs.c1f = _mm_set1_epi8(0x1f);
 #endif
 
-    uint32_t *le = m->leaf_end, *cl = m->comp_leaf, *rc_ = m->rep_comp, *tr = m->tok_rep;
-    uint32_t nl = 0, nc = 1, nr = 1, nt = 1, ns = 0;
-    cl[0] = 0;
-    rc_[0] = 0;
-    tr[0] = 0;
+    uint32_t *le = m->leaf_end, *tl = m->tok_leaf;
+    uint32_t nl = 0, nt = 1, ns = 0;
+    tl[0] = 0;
     /* The header's name token ends at MSH-1; MSH-2 is one opaque token up to the next separator,
      * which the loop below closes like any other delimiter. */
     le[nl++] = 3;
-    cl[nc++] = nl;
-    rc_[nr++] = nc - 1;
-    tr[nt++] = nr - 1;
+    tl[nt++] = nl;
     cg_hl7_seg_ix_t cur = {0, 0, 0, 0, "MSH", 1};
     size_t p = 4 + enc_len;
     int carry = 0;
@@ -565,9 +566,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             }
             /* The last segment has no terminator: close it at the end. */
             le[nl++] = (uint32_t)region;
-            cl[nc++] = nl;
-            rc_[nr++] = nc - 1;
-            tr[nt++] = nr - 1;
+            tl[nt++] = nl;
             p = region;
             goto seg_end;
         }
@@ -580,20 +579,14 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 return ix_fail(&st, CG_ERR_NOMEM, p, 0, "out of memory");
             }
             le = m->leaf_end;
-            cl = m->comp_leaf;
-            rc_ = m->rep_comp;
-            tr = m->tok_rep;
+            tl = m->tok_leaf;
         }
         if (wide) {
             cg_hl7_scan_t sc;
             sc.b = b;
             sc.le = le;
-            sc.cl = cl;
-            sc.rc = rc_;
-            sc.tr = tr;
+            sc.tl = tl;
             sc.nl = nl;
-            sc.nc = nc;
-            sc.nr = nr;
             sc.nt = nt;
             sc.cap = m->cap;
             sc.carry = carry;
@@ -609,8 +602,6 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             int term;
             p = cg_hl7__scan_avx2(&sc, p, region, &term);
             nl = sc.nl;
-            nc = sc.nc;
-            nr = sc.nr;
             nt = sc.nt;
             carry = sc.carry;
             cur = sc.cur;
@@ -656,18 +647,12 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 if (lvl == L_NONE)
                     continue;
                 le[nl++] = (uint32_t)pos;
-                cl[nc++] = nl;
-                rc_[nr++] = nc - 1;
-                tr[nt++] = nr - 1;
+                tl[nt++] = nl;
                 p = pos;
                 goto seg_end;
             }
             le[nl++] = (uint32_t)pos;
-            cl[nc] = nl;
-            nc += lvl >= L_COMP;
-            rc_[nr] = nc - 1;
-            nr += lvl >= L_REP;
-            tr[nt] = nr - 1;
+            tl[nt] = nl;
             nt += lvl >= L_FIELD;
         }
         p += blk;
@@ -688,8 +673,6 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 /* A line that is no segment continues the last value (text wrapped by an editor,
                  * raw line breaks in OBX-5/NTE-3): the terminator becomes data. */
                 nl--;
-                nc--;
-                nr--;
                 nt--;
                 m->wrapped++;
                 p = q;
@@ -710,15 +693,16 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             m->nsegs = ns;
             if (nfields > m->opt.max_fields) {
                 uint32_t t = cur.tok0 + m->opt.max_fields + (cur.header ? 0 : 1);
-                uint32_t l = cl[rc_[tr[t]]];
+                uint32_t l = tl[t];
                 *next = resync(in, in_len, start + p);
                 return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, (int)m->opt.max_fields + 1,
                                "more than %u fields in one segment", m->opt.max_fields);
             }
-            if ((nr - 1) - tr[cur.tok0] > m->opt.max_reps) {
+            /* Every repetition has a leaf: a segment with few leaves needs no closer look. */
+            if (nl - cur.leaf0 > m->opt.max_reps) {
                 for (uint32_t t = cur.tok0; t < nt - 1; t++) {
-                    if (tr[t + 1] - tr[t] > m->opt.max_reps) {
-                        uint32_t l = cl[rc_[tr[t] + m->opt.max_reps]];
+                    uint32_t l, l1, k = m->opt.max_reps + 1;
+                    if (cg_hl7__split(m, tl[t], tl[t + 1], L_REP, k, &l, &l1) == k) {
                         int f = (int)(t - cur.tok0) + (cur.header ? 1 : 0);
                         *next = resync(in, in_len, start + p);
                         return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, f,
@@ -786,8 +770,6 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     m->segs[ns].start = m->segs[ns].end = (uint32_t)msg_end;
     m->segs[ns].name[0] = '\0';
     m->nleaves = nl;
-    m->ncomps = nc;
-    m->nreps = nr;
     m->ntoks = nt;
     m->len = msg_end;
     return CG_OK;
@@ -992,23 +974,235 @@ static cg_slice_t leaves(const cg_hl7_msg_t *m, const cg_hl7_seg_ix_t *s, uint32
     return (cg_slice_t){m->data + a, e - a};
 }
 
+/* Delimiter levels are those of m->cls: the byte at a recorded offset inside a field is a
+ * repetition, component or subcomponent delimiter (only a field's last leaf ends at a field
+ * separator, a terminator or the end of the input, and it is never looked at). */
+uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl, uint32_t k,
+                       uint32_t *k0, uint32_t *k1)
+{
+    const uint32_t *le = m->leaf_end;
+    const unsigned char *d = (const unsigned char *)m->data;
+    uint32_t idx = 1, start = l0;
+    for (uint32_t l = l0; l + 1 < l1; l++) {
+        if (m->cls[d[le[l]]] >= lvl) {
+            if (idx == k) {
+                *k0 = start;
+                *k1 = l + 1;
+                return k;
+            }
+            idx++;
+            start = l + 1;
+        }
+    }
+    if (idx == k) {
+        *k0 = start;
+        *k1 = l1;
+    }
+    return idx;
+}
+
+/* Leaves of repetition rep (1-based) of token t; 0 when there is none. */
+static int rep_leaves(const cg_hl7_msg_t *m, uint32_t t, uint32_t rep, uint32_t *l0, uint32_t *l1)
+{
+    return rep && cg_hl7__split(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, rep, l0, l1) == rep;
+}
+
+/* Leaves of component comp (1-based) of repetition rep of token t; 0 when there is none. One
+ * walk over the field's leaves that stops at the component's end. */
+static int comp_leaves(const cg_hl7_msg_t *m, uint32_t t, uint32_t rep, uint32_t comp, uint32_t *k0,
+                       uint32_t *k1)
+{
+    if (!rep || !comp)
+        return 0;
+    const uint32_t *le = m->leaf_end;
+    const unsigned char *d = (const unsigned char *)m->data;
+    uint32_t l0 = m->tok_leaf[t], l1 = m->tok_leaf[t + 1];
+    uint32_t r = 1, c = 1, start = l0;
+    for (uint32_t l = l0; l + 1 < l1; l++) {
+        unsigned v = m->cls[d[le[l]]];
+        if (v < L_COMP)
+            continue;
+        if (r == rep && c == comp) {
+            *k0 = start;
+            *k1 = l + 1;
+            return 1;
+        }
+        if (v >= L_REP) {
+            if (r == rep)
+                return 0;
+            r++;
+            c = 1;
+        } else {
+            c++;
+        }
+        start = l + 1;
+    }
+    if (r == rep && c == comp) {
+        *k0 = start;
+        *k1 = l1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- per-segment tables, derived on first access ----
+ * For segment s with tokens [t0, t1) and leaves [L0, L1): tr (first repetition of every token,
+ * T+1 entries), rc (first component of every repetition) and cl (first leaf of every component,
+ * absolute), each closed by a sentinel; repetition and component numbers are local to the
+ * segment. One pass over the segment's delimiter offsets builds them (no text is rescanned);
+ * every later access is O(1). Short fields are walked instead (CG_HL7_WALK_MAX), and so is every
+ * field should the pool not grow. */
+static int force_walk;
+
+void cg_hl7__force_walk(int on)
+{
+    __atomic_store_n(&force_walk, on, __ATOMIC_RELAXED);
+}
+
+static __attribute__((noinline)) const cg_hl7_hier_t *derive_hier(cg_hl7_msg_t *m, uint32_t seg)
+{
+    if (!m->hier_live) {
+        if (m->nsegs > m->hier_at_cap) {
+            size_t cap = m->hier_at_cap ? m->hier_at_cap : 64;
+            while (cap < m->nsegs)
+                cap *= 2;
+            uint32_t *p = realloc(m->hier_at, cap * sizeof(uint32_t));
+            if (!p)
+                return NULL;
+            m->hier_at = p;
+            m->hier_at_cap = (uint32_t)cap;
+        }
+        memset(m->hier_at, 0xff, m->nsegs * sizeof(uint32_t));
+        m->hier_len = 0;
+        m->hier_live = 1;
+    }
+    const uint32_t *tl = m->tok_leaf;
+    uint32_t t0 = m->segs[seg].tok0, t1 = m->segs[seg + 1].tok0, T = t1 - t0;
+    uint32_t L0 = tl[t0], L1 = tl[t1], L = L1 - L0;
+    uint32_t o = m->hier_at[seg];
+    if (o == UINT32_MAX) {
+        size_t need = (size_t)m->hier_len + T + 2 * (size_t)L + 3;
+        if (need > m->hier_cap) {
+            size_t cap = m->hier_cap ? m->hier_cap : 1024;
+            while (cap < need)
+                cap *= 2;
+            if (cap > UINT32_MAX)
+                return NULL;
+            uint32_t *p = realloc(m->hier, cap * sizeof(uint32_t));
+            if (!p)
+                return NULL;
+            m->hier = p;
+            m->hier_cap = (uint32_t)cap;
+            m->hier_seg = UINT32_MAX; /* the cached pointers moved */
+        }
+        o = m->hier_len;
+        uint32_t *tr = m->hier + o, *rc = tr + T + 1, *cl = rc + L + 1;
+        const uint32_t *le = m->leaf_end;
+        const unsigned char *d = (const unsigned char *)m->data;
+        const uint8_t *cls = m->cls;
+        /* The old eager scheme, one segment at a time and without a branch per leaf: a slot
+         * written for a lower level is scratch that the next entry of that table overwrites.
+         * The byte at a leaf's end is its delimiter: inside a field a repetition, component or
+         * subcomponent one, at a field's end the field separator or a terminator. The
+         * segment's last leaf closes a field without being read (it may be the end of the
+         * input). */
+        tr[0] = 0;
+        rc[0] = 0;
+        cl[0] = L0;
+        uint32_t nt = 1, nr = 1, nc = 1;
+        for (uint32_t l = L0; l < L1; l++) {
+            int last = l + 1 == L1;
+            unsigned v = cls[d[last ? 0 : le[l]]];
+            v = last ? L_FIELD : v;
+            cl[nc] = l + 1;
+            nc += v >= L_COMP;
+            rc[nr] = nc - 1;
+            nr += v >= L_REP;
+            tr[nt] = nr - 1;
+            nt += v >= L_FIELD;
+        }
+        if (nt != T + 1) /* cannot be: the field table says where fields end */
+            return NULL;
+        m->hier_at[seg] = o;
+        m->hier_len = (uint32_t)(o + T + 2 * L + 3);
+    }
+    cg_hl7_hier_t *h = &m->hier_last;
+    h->tr = m->hier + o;
+    h->rc = h->tr + T + 1;
+    h->cl = h->rc + L + 1;
+    h->t0 = t0;
+    m->hier_seg = seg;
+    return h;
+}
+
+/* The tables of segment seg; 0 when they cannot be had (then walk). Consumers read one segment
+ * at a time, so the last one is kept at hand. */
+/* Fields with at most this many leaves are walked: as cheap as a table lookup, and it spares the
+ * pass over the whole segment that a mapper reading a few short fields would pay for nothing.
+ * Longer ones (long repeating fields) use the tables, so reading every value stays linear. */
+#define CG_HL7_WALK_MAX 8
+
+static inline const cg_hl7_hier_t *get_hier(const cg_hl7_msg_t *cm, uint32_t seg, uint32_t t)
+{
+    int mode = __atomic_load_n(&force_walk, __ATOMIC_RELAXED);
+    if (cm->tok_leaf[t + 1] - cm->tok_leaf[t] <= CG_HL7_WALK_MAX ? mode != 2 : mode == 1)
+        return NULL;
+    if (seg == cm->hier_seg)
+        return &cm->hier_last;
+    /* The cache is no part of the message's value: cg_hl7_msg_t is one thread's (cg_hl7.h). */
+    return derive_hier((cg_hl7_msg_t *)(uintptr_t)cm, seg);
+}
+
 uint32_t cg_hl7_rep_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field)
 {
     if (seg < m->nsegs && m->segs[seg].header && field == 1)
         return 1;
-    uint32_t t = field_tok(m, seg, field);
-    return t == UINT32_MAX ? 0 : m->tok_rep[t + 1] - m->tok_rep[t];
+    uint32_t t = field_tok(m, seg, field), x, y;
+    if (t == UINT32_MAX)
+        return 0;
+    const cg_hl7_hier_t *h = get_hier(m, seg, t);
+    if (h)
+        return h->tr[t - h->t0 + 1] - h->tr[t - h->t0];
+    return cg_hl7__split(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, 0, &x, &y);
 }
 
 uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep)
 {
     if (seg < m->nsegs && m->segs[seg].header && field == 1)
         return rep == 1;
-    uint32_t t = field_tok(m, seg, field);
-    if (t == UINT32_MAX || rep == 0 || rep > m->tok_rep[t + 1] - m->tok_rep[t])
+    uint32_t t = field_tok(m, seg, field), r0, r1, x, y;
+    if (t == UINT32_MAX || rep == 0)
         return 0;
-    uint32_t r = m->tok_rep[t] + rep - 1;
-    return m->rep_comp[r + 1] - m->rep_comp[r];
+    const cg_hl7_hier_t *h = get_hier(m, seg, t);
+    if (h) {
+        uint32_t i = t - h->t0;
+        if (rep > h->tr[i + 1] - h->tr[i])
+            return 0;
+        uint32_t r = h->tr[i] + rep - 1;
+        return h->rc[r + 1] - h->rc[r];
+    }
+    if (!rep_leaves(m, t, rep, &r0, &r1))
+        return 0;
+    return cg_hl7__split(m, r0, r1, L_COMP, 0, &x, &y);
+}
+
+/* Leaves of component comp of repetition rep of token t in seg; 0 when absent. */
+static inline int comp_range(const cg_hl7_msg_t *m, uint32_t seg, uint32_t t, uint32_t rep,
+                             uint32_t comp, uint32_t *l0, uint32_t *l1)
+{
+    const cg_hl7_hier_t *h = get_hier(m, seg, t);
+    if (!h)
+        return comp_leaves(m, t, rep, comp, l0, l1);
+    uint32_t i = t - h->t0;
+    if (rep == 0 || comp == 0 || rep > h->tr[i + 1] - h->tr[i])
+        return 0;
+    uint32_t r = h->tr[i] + rep - 1;
+    if (comp > h->rc[r + 1] - h->rc[r])
+        return 0;
+    uint32_t c = h->rc[r] + comp - 1;
+    *l0 = h->cl[c];
+    *l1 = h->cl[c + 1];
+    return 1;
 }
 
 uint32_t cg_hl7_sub_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep,
@@ -1016,11 +1210,10 @@ uint32_t cg_hl7_sub_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, u
 {
     if (seg < m->nsegs && m->segs[seg].header && field == 1)
         return rep == 1 && comp == 1;
-    if (comp == 0 || comp > cg_hl7_comp_count(m, seg, field, rep))
+    uint32_t t = field_tok(m, seg, field), l0, l1;
+    if (t == UINT32_MAX || !comp_range(m, seg, t, rep, comp, &l0, &l1))
         return 0;
-    uint32_t t = field_tok(m, seg, field);
-    uint32_t c = m->rep_comp[m->tok_rep[t] + rep - 1] + comp - 1;
-    return m->comp_leaf[c + 1] - m->comp_leaf[c];
+    return l1 - l0; /* inside a component, every delimiter separates subcomponents */
 }
 
 int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep, uint32_t comp,
@@ -1039,27 +1232,32 @@ int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t
     uint32_t t = field_tok(m, seg, field);
     if (t == UINT32_MAX)
         return 0;
-    uint32_t r0 = m->tok_rep[t], r1 = m->tok_rep[t + 1];
-    if (rep == 0) {
+    uint32_t l0, l1;
+    if (rep == 0) { /* a whole field needs only the field table */
         if (comp || sub)
             return 0;
-        *out = leaves(m, s, m->comp_leaf[m->rep_comp[r0]], m->comp_leaf[m->rep_comp[r1]]);
+        *out = leaves(m, s, m->tok_leaf[t], m->tok_leaf[t + 1]);
         return 1;
     }
-    if (rep > r1 - r0)
-        return 0;
-    uint32_t r = r0 + rep - 1;
-    uint32_t c0 = m->rep_comp[r], c1 = m->rep_comp[r + 1];
     if (comp == 0) {
         if (sub)
             return 0;
-        *out = leaves(m, s, m->comp_leaf[c0], m->comp_leaf[c1]);
+        const cg_hl7_hier_t *h = get_hier(m, seg, t);
+        if (h) {
+            uint32_t i = t - h->t0;
+            if (rep > h->tr[i + 1] - h->tr[i])
+                return 0;
+            uint32_t r = h->tr[i] + rep - 1;
+            l0 = h->cl[h->rc[r]];
+            l1 = h->cl[h->rc[r + 1]];
+        } else if (!rep_leaves(m, t, rep, &l0, &l1)) {
+            return 0;
+        }
+        *out = leaves(m, s, l0, l1);
         return 1;
     }
-    if (comp > c1 - c0)
+    if (!comp_range(m, seg, t, rep, comp, &l0, &l1))
         return 0;
-    uint32_t c = c0 + comp - 1;
-    uint32_t l0 = m->comp_leaf[c], l1 = m->comp_leaf[c + 1];
     if (sub == 0) {
         *out = leaves(m, s, l0, l1);
         return 1;

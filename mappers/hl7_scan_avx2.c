@@ -1,10 +1,10 @@
 /* hl7_scan_avx2.c - the AVX2 + BMI2 block scanner of the structural index (see hl7_parse.c).
  *
- * Each 64-byte block is classified into cumulative masks: every delimiter (leaf ends),
- * component-or-higher, repetition-or-higher and field-or-higher (a segment terminator being the
- * highest level). The CSR tables then need no per-delimiter decision: the entry a delimiter adds
- * to a table is its rank in the table below, which PEXT turns into bit positions, and a table is
- * written eight bits of mask at a time from a lookup table, without a branch per delimiter.
+ * Each 64-byte block is classified into two masks: every delimiter (leaf ends) and
+ * field-or-higher (a segment terminator being the highest level). The tables then need no
+ * per-delimiter decision: the entry a field delimiter adds to the field table is its rank among
+ * all delimiters, which PEXT turns into bit positions, and a table is written eight bits of mask
+ * at a time from a lookup table, without a branch per delimiter.
  * The tables do not depend on where segments end, so a whole block is appended at once; then
  * its terminators are passed in order, the common ones here (CR, LF or CRLF followed by a
  * well-formed segment, no limit reached), any other by returning it to the caller, which decides
@@ -148,10 +148,8 @@ static inline CG_AVX2 void flatten64(uint32_t *out, uint32_t base, uint64_t bits
     }
 }
 
-/* Writes base, base+1, ... base+n-1 to out: the entries of a table whose lower level had no
- * delimiter in this block (no subcomponent: every leaf closes a component; no repetition: every
- * repetition closes a field), which is most blocks. Up to 24 entries without a branch; same
- * scratch rules as flatten. */
+/* Writes base, base+1, ... base+n-1 to out: the field table of a block whose delimiters all
+ * close fields. Up to 24 entries without a branch; same scratch rules as flatten. */
 static inline CG_AVX2 void iota(uint32_t *out, uint32_t base, unsigned n)
 {
     __m256i v =
@@ -184,7 +182,7 @@ static inline int name_char(unsigned char c)
  * message or batch boundary, and no limit reached. Returns the offset after the new segment's
  * name, or 0 (nothing changed) to leave the terminator to the caller. */
 static inline size_t pass_terminator(cg_hl7_scan_t *sc, size_t t, size_t region, uint32_t nl,
-                                     uint32_t nr, uint32_t nt)
+                                     uint32_t nt)
 {
     const char *b = sc->b;
     size_t q = t + 1;
@@ -203,7 +201,8 @@ static inline size_t pass_terminator(cg_hl7_scan_t *sc, size_t t, size_t region,
     uint32_t ntok = (nt - 1) - cur->tok0;
     uint32_t nfields = cur->header ? ntok : ntok - 1;
     uint32_t ns = sc->ns;
-    if (nfields > m->opt.max_fields || (nr - 1) - sc->tr[cur->tok0] > m->opt.max_reps ||
+    /* Every repetition has a leaf: with no more leaves than the limit, no field can pass it. */
+    if (nfields > m->opt.max_fields || nl - cur->leaf0 > m->opt.max_reps ||
         ns + 1 > m->opt.max_segments || (size_t)ns + 3 > m->seg_cap)
         return 0;
     cur->end = (uint32_t)t;
@@ -229,12 +228,12 @@ static inline __attribute__((always_inline)) CG_AVX2 size_t scan(cg_hl7_scan_t *
                                                                  const int mb)
 {
     const char *b = sc->b;
-    uint32_t *le = sc->le, *cl = sc->cl, *rc = sc->rc, *tr = sc->tr;
-    uint32_t nl = sc->nl, nc = sc->nc, nr = sc->nr, nt = sc->nt;
+    uint32_t *le = sc->le, *tl = sc->tl;
+    uint32_t nl = sc->nl, nt = sc->nt;
     const uint32_t cap = sc->cap;
     int carry = sc->carry;
     /* A missing repetition or subcomponent delimiter is fs: it only repeats bits of a higher
-     * level, which the cumulative masks already hold. */
+     * level, which the all-delimiters mask already holds. */
     const __m256i vfs = _mm256_set1_epi8(sc->fs), vcomp = _mm256_set1_epi8(sc->comp);
     const __m256i vrep = _mm256_set1_epi8(sc->rep), vsub = _mm256_set1_epi8(sc->sub);
     /* Low nibble -> the terminator with that nibble (LF 0x0A, MLLP end 0x1C, CR 0x0D), else a
@@ -264,20 +263,15 @@ static inline __attribute__((always_inline)) CG_AVX2 size_t scan(cg_hl7_scan_t *
         __m256i e0 = _mm256_cmpeq_epi8(x0, _mm256_shuffle_epi8(vterm, x0));
         __m256i e1 = _mm256_cmpeq_epi8(x1, _mm256_shuffle_epi8(vterm, x1));
         __m256i gf0 = _mm256_or_si256(f0, e0), gf1 = _mm256_or_si256(f1, e1);
-        __m256i gr0 = _mm256_or_si256(gf0, _mm256_cmpeq_epi8(x0, vrep));
-        __m256i gr1 = _mm256_or_si256(gf1, _mm256_cmpeq_epi8(x1, vrep));
-        __m256i gc0 = _mm256_or_si256(gr0, _mm256_cmpeq_epi8(x0, vcomp));
-        __m256i gc1 = _mm256_or_si256(gr1, _mm256_cmpeq_epi8(x1, vcomp));
-        __m256i a0 = _mm256_or_si256(gc0, _mm256_cmpeq_epi8(x0, vsub));
-        __m256i a1 = _mm256_or_si256(gc1, _mm256_cmpeq_epi8(x1, vsub));
-        uint64_t e = mask64(e0, e1), gf = mask64(gf0, gf1), gr = mask64(gr0, gr1);
-        uint64_t gc = mask64(gc0, gc1), a = mask64(a0, a1);
+        __m256i o0 = _mm256_or_si256(_mm256_cmpeq_epi8(x0, vrep), _mm256_cmpeq_epi8(x0, vcomp));
+        __m256i o1 = _mm256_or_si256(_mm256_cmpeq_epi8(x1, vrep), _mm256_cmpeq_epi8(x1, vcomp));
+        __m256i a0 = _mm256_or_si256(_mm256_or_si256(gf0, o0), _mm256_cmpeq_epi8(x0, vsub));
+        __m256i a1 = _mm256_or_si256(_mm256_or_si256(gf1, o1), _mm256_cmpeq_epi8(x1, vsub));
+        uint64_t e = mask64(e0, e1), gf = mask64(gf0, gf1), a = mask64(a0, a1);
         if (mb && (carry || mask64(x0, x1))) {
             uint64_t t = ~cg_hl7__trail_bits((const unsigned char *)s, blk, &carry);
             e &= t;
             gf &= t;
-            gr &= t;
-            gc &= t;
             a &= t;
         }
         /* A terminator right after another (the LF of CRLF, blank lines) never enters the
@@ -285,38 +279,27 @@ static inline __attribute__((always_inline)) CG_AVX2 size_t scan(cg_hl7_scan_t *
         uint64_t crlf = ~(e << 1 & e);
         e &= crlf;
         gf &= crlf;
-        gr &= crlf;
-        gc &= crlf;
         a &= crlf;
         /* The tables do not depend on where segments end, so the whole block is appended at
          * once; a terminator the caller must see cuts the counts back to it afterwards (what
          * lies beyond is scratch). A block holds at most 64 entries: the slack covers it. */
-        const unsigned na = (unsigned)_mm_popcnt_u64(a), nga = (unsigned)_mm_popcnt_u64(gc);
-        const unsigned ngr = (unsigned)_mm_popcnt_u64(gr);
+        const unsigned na = (unsigned)_mm_popcnt_u64(a);
         flatten64(le + nl, (uint32_t)p0, a);
-        if (gc == a)
-            iota(cl + nc, nl + 1, na);
+        if (gf == a)
+            iota(tl + nt, nl + 1, na);
         else
-            flatten(cl + nc, nl + 1, _pext_u64(gc, a), na);
-        flatten(rc + nr, nc, _pext_u64(gr, gc), nga);
-        if (gf == gr)
-            iota(tr + nt, nr, ngr);
-        else
-            flatten(tr + nt, nr, _pext_u64(gf, gr), ngr);
+            flatten(tl + nt, nl + 1, _pext_u64(gf, a), na);
         p = p0 + blk;
         while (e) {
             /* Counts just after the terminator, as the caller would have them. */
             uint64_t upto = _blsmsk_u64(e);
-            uint32_t tl = nl + (uint32_t)_mm_popcnt_u64(a & upto);
-            uint32_t tr_ = nr + (uint32_t)_mm_popcnt_u64(gr & upto);
-            uint32_t tt = nt + (uint32_t)_mm_popcnt_u64(gf & upto);
+            uint32_t ul = nl + (uint32_t)_mm_popcnt_u64(a & upto);
+            uint32_t ut = nt + (uint32_t)_mm_popcnt_u64(gf & upto);
             size_t t = p0 + _tzcnt_u64(e);
-            size_t np = pass_terminator(sc, t, region, tl, tr_, tt);
+            size_t np = pass_terminator(sc, t, region, ul, ut);
             if (!np) {
-                nl = tl;
-                nc += (uint32_t)_mm_popcnt_u64(gc & upto);
-                nr = tr_;
-                nt = tt;
+                nl = ul;
+                nt = ut;
                 p = t;
                 *term = 1;
                 goto out;
@@ -327,14 +310,10 @@ static inline __attribute__((always_inline)) CG_AVX2 size_t scan(cg_hl7_scan_t *
             e = _blsr_u64(e);
         }
         nl += na;
-        nc += nga;
-        nr += ngr;
         nt += (uint32_t)_mm_popcnt_u64(gf);
     }
 out:
     sc->nl = nl;
-    sc->nc = nc;
-    sc->nr = nr;
     sc->nt = nt;
     sc->carry = carry;
     return p;

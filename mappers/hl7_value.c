@@ -117,7 +117,7 @@ static void locate(const cg_hl7_msg_t *m, size_t rel, uint32_t *seg, int *field)
     *seg = s;
     const cg_hl7_seg_ix_t *sx = &m->segs[s];
     for (uint32_t t = sx->tok0; t < m->segs[s + 1].tok0; t++) {
-        uint32_t last_leaf = m->comp_leaf[m->rep_comp[m->tok_rep[t + 1]]] - 1;
+        uint32_t last_leaf = m->tok_leaf[t + 1] - 1;
         if (m->leaf_end[last_leaf] >= rel) {
             uint32_t k = t - sx->tok0;
             *field = (int)(sx->header ? (k == 0 ? (rel == sx->start + 3 ? 1 : 0) : k + 1) : k);

@@ -1,5 +1,13 @@
 /* bench_hl7.c - throughput of the full structural index (cg_hl7_reader_next) on one core.
  *
+ * Three figures, each the median of N runs over the whole buffer:
+ *   index   cg_hl7_reader_next on every message (what the peer ratio uses): the delimiter table,
+ *           the field table and the segment table, every limit checked;
+ *   fields  the same plus cg_hl7_get_raw of every field of every segment (what a consumer pays
+ *           to reach every field);
+ *   values  the same plus every repetition, component and subcomponent through the counting
+ *           accessors and cg_hl7_get_raw (these are derived on access from the delimiter table).
+ *
  * usage: bench_hl7 [--runs N] [--mb MB] [--emit FILE] [--portable 1] DIR_OR_FILE...
  * Loads every .hl7 file, keeps the ones that decode, concatenates them (each message ends with
  * \r) and repeats that to at least MB megabytes in memory; then indexes the whole buffer N times
@@ -102,6 +110,83 @@ static int cmpd(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+enum { TOUCH_NONE = 0, TOUCH_FIELDS = 1, TOUCH_VALUES = 2 };
+
+/* Reaches every field (and, for TOUCH_VALUES, every value below it); returns a checksum. */
+static size_t touch(const cg_hl7_msg_t *m, int how)
+{
+    size_t sum = 0;
+    cg_slice_t v;
+    uint32_t ns = cg_hl7_seg_count(m);
+    for (uint32_t s = 0; s < ns; s++) {
+        uint32_t nf = cg_hl7_field_count(m, s);
+        for (uint32_t f = 0; f <= nf; f++) {
+            cg_hl7_get_raw(m, s, f, 0, 0, 0, &v);
+            sum += v.len;
+            if (how != TOUCH_VALUES)
+                continue;
+            uint32_t nr = cg_hl7_rep_count(m, s, f);
+            for (uint32_t r = 1; r <= nr; r++) {
+                uint32_t nc = cg_hl7_comp_count(m, s, f, r);
+                for (uint32_t c = 1; c <= nc; c++) {
+                    uint32_t nu = cg_hl7_sub_count(m, s, f, r, c);
+                    for (uint32_t u = 1; u <= nu; u++) {
+                        cg_hl7_get_raw(m, s, f, r, c, u, &v);
+                        sum += v.len + 1;
+                    }
+                }
+            }
+        }
+    }
+    return sum;
+}
+
+/* Median seconds of `runs` passes over buf (after one warm-up pass); 0 on failure. */
+static double timed(char *buf, size_t len, size_t expect, int runs, int how, size_t *segs_out,
+                    size_t *sum_out)
+{
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    double *t = calloc((size_t)runs, sizeof(double));
+    double med = 0;
+    for (int r = -1; r < runs; r++) { /* run -1 warms the index up */
+        cg_hl7_reader_t rd;
+        cg_hl7_error_t e;
+        size_t n = 0, segs = 0, sum = 0;
+        double t0 = now();
+        cg_hl7_reader_init(&rd, buf, len);
+        while (cg_hl7_reader_more(&rd)) {
+            if (cg_hl7_reader_next(&rd, m, &e) != CG_OK) {
+                fprintf(stderr, "bench_hl7: message %zu failed: %s\n", e.message, e.reason);
+                goto out;
+            }
+            segs += cg_hl7_seg_count(m);
+            if (how)
+                sum += touch(m, how);
+            n++;
+        }
+        double dt = now() - t0;
+        if (n != expect) {
+            fprintf(stderr, "bench_hl7: %zu messages, expected %zu\n", n, expect);
+            goto out;
+        }
+        if (r >= 0)
+            t[r] = dt;
+        *segs_out = segs;
+        *sum_out = sum;
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmpd);
+    med = t[runs / 2];
+    printf("%s: min %.4f s, median %.4f s, max %.4f s\n",
+           how == TOUCH_NONE     ? "index"
+           : how == TOUCH_FIELDS ? "index+fields"
+                                 : "index+values",
+           t[0], med, t[runs - 1]);
+out:
+    cg_hl7_msg_destroy(m);
+    free(t);
+    return med;
+}
+
 int main(int argc, char **argv)
 {
     int runs = 7;
@@ -148,44 +233,23 @@ int main(int argc, char **argv)
         memcpy(buf + i * base_len, base, base_len);
     size_t expect = base_msgs * reps;
 
-    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
-    double *t = calloc((size_t)runs, sizeof(double));
-    size_t fields = 0;
-    for (int r = -1; r < runs; r++) { /* run -1 warms the index up */
-        cg_hl7_reader_t rd;
-        cg_hl7_error_t e;
-        size_t n = 0, segs = 0;
-        double t0 = now();
-        cg_hl7_reader_init(&rd, buf, len);
-        while (cg_hl7_reader_more(&rd)) {
-            if (cg_hl7_reader_next(&rd, m, &e) != CG_OK) {
-                fprintf(stderr, "bench_hl7: message %zu failed: %s\n", e.message, e.reason);
-                return 1;
-            }
-            segs += cg_hl7_seg_count(m);
-            n++;
-        }
-        double dt = now() - t0;
-        if (n != expect) {
-            fprintf(stderr, "bench_hl7: %zu messages, expected %zu\n", n, expect);
-            return 1;
-        }
-        if (r >= 0)
-            t[r] = dt;
-        fields = segs;
-    }
-    qsort(t, (size_t)runs, sizeof(double), cmpd);
-    double med = t[runs / 2];
+    size_t segs = 0, sum_f = 0, sum_v = 0, sum0;
+    double med = timed(buf, len, expect, runs, TOUCH_NONE, &segs, &sum0);
+    double med_f = med > 0 ? timed(buf, len, expect, runs, TOUCH_FIELDS, &segs, &sum_f) : 0;
+    double med_v = med_f > 0 ? timed(buf, len, expect, runs, TOUCH_VALUES, &segs, &sum_v) : 0;
+    if (med_v <= 0)
+        return 1;
     printf(
         "cohortgate hl7 index (%s scanner): %zu distinct messages, %.1f MB buffer (%zu messages, "
-        "%zu segments), %d runs\n",
+        "%zu segments), %d runs (checksums %zu, %zu)\n",
         portable || !cg_hl7__scan_avx2_ok() ? "portable" : "AVX2", base_msgs, (double)len / 1e6,
-        expect, fields, runs);
+        expect, segs, runs, sum_f, sum_v);
     printf("cohortgate_mb_per_s=%.1f\ncohortgate_msgs_per_s=%.0f\n", (double)len / 1e6 / med,
            (double)expect / med);
-    printf("min %.4f s, median %.4f s, max %.4f s\n", t[0], med, t[runs - 1]);
-    cg_hl7_msg_destroy(m);
-    free(t);
+    printf("cohortgate_fields_mb_per_s=%.1f\ncohortgate_fields_msgs_per_s=%.0f\n",
+           (double)len / 1e6 / med_f, (double)expect / med_f);
+    printf("cohortgate_values_mb_per_s=%.1f\ncohortgate_values_msgs_per_s=%.0f\n",
+           (double)len / 1e6 / med_v, (double)expect / med_v);
     free(buf);
     free(base);
     return 0;

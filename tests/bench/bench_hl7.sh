@@ -6,6 +6,11 @@
 # CPU when taskset exists. Then, when npm is present, installs @medplum/core into a scratch folder
 # outside the repository (MEDPLUM_DIR, default ~/.cache/cohortgate/medplum) and runs
 # Hl7Message.parse on the same messages at the same volume; prints both figures and the ratio.
+# cohortgate prints three figures (see bench_hl7.c): index (reader_next: what the ratio uses),
+# index+fields (every field of every segment reached through the API) and index+values (every
+# repetition, component and subcomponent too); the ratio is printed for the first two.
+# BENCH_BASELINE_BIN: another bench_hl7 binary (e.g. built from the previous commit) run on the
+# same input right after this one, for A/B figures against the same peer run.
 # usage: tests/bench/bench_hl7.sh [CORPUS_DIR]   (default ../shared/corpus/hl7v2, else fixtures)
 set -euo pipefail
 
@@ -36,6 +41,11 @@ echo "corpus: $corpus"
     "$corpus" | tee "$tmp/c.txt"
 c_mb=$(sed -n 's/^cohortgate_mb_per_s=//p' "$tmp/c.txt")
 c_msgs=$(sed -n 's/^cohortgate_msgs_per_s=//p' "$tmp/c.txt")
+c_fmb=$(sed -n 's/^cohortgate_fields_mb_per_s=//p' "$tmp/c.txt")
+if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+    "${pin[@]}" "$BENCH_BASELINE_BIN" --runs "$runs" --mb "$mb" "$corpus" |
+        sed -n 's/^cohortgate_/baseline_/p' | tee "$tmp/b.txt"
+fi
 # The same run with the portable (SSE2) scanner, for machines without AVX2 + BMI2; for reference.
 "${pin[@]}" "$build/tests/bench/bench_hl7" --runs "$runs" --mb "$mb" --portable 1 "$corpus" |
     sed -n 's/^cohortgate_mb_per_s=/portable_scanner_mb_per_s=/p'
@@ -55,3 +65,11 @@ p_mb=$(sed -n 's/^medplum_mb_per_s=//p' "$tmp/p.txt")
 p_msgs=$(sed -n 's/^medplum_msgs_per_s=//p' "$tmp/p.txt")
 awk -v a="$c_mb" -v b="$p_mb" -v c="$c_msgs" -v d="$p_msgs" 'BEGIN {
     printf "ratio: cohortgate/medplum = %.1fx (MB/s), %.1fx (messages/s)\n", a / b, c / d }'
+if [ -n "$c_fmb" ]; then
+    awk -v a="$c_fmb" -v b="$p_mb" 'BEGIN {
+        printf "ratio (index + every field reached): %.1fx (MB/s)\n", a / b }'
+fi
+if [ -s "$tmp/b.txt" ]; then
+    b_mb=$(sed -n 's/^baseline_mb_per_s=//p' "$tmp/b.txt")
+    awk -v a="$b_mb" -v b="$p_mb" 'BEGIN { printf "baseline ratio: %.1fx (MB/s)\n", a / b }'
+fi

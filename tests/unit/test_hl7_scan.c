@@ -21,7 +21,109 @@ static uint32_t rnd(uint32_t n)
     return (uint32_t)((rng >> 11) % n);
 }
 
-static size_t compared_msgs;
+static size_t compared_msgs, checked_values;
+
+/* Bytes before this are no delimiters (the MSH-2 encoding characters). */
+static const char *opaque_end;
+
+/* Part k (1-based) of p[0..n) split at sep (0: no split); returns the number of parts. */
+static uint32_t part(const char *p, size_t n, char sep, uint32_t k, cg_slice_t *out)
+{
+    uint32_t idx = 1;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || (sep && p[i] == sep && p + i >= opaque_end)) {
+            if (idx == k)
+                *out = (cg_slice_t){p + start, i - start};
+            if (i == n)
+                break;
+            idx++;
+            start = i + 1;
+        }
+    }
+    return idx;
+}
+
+static void same_slice(const char *what, const cg_hl7_msg_t *m, cg_slice_t got, cg_slice_t want,
+                       uint32_t s, uint32_t f, uint32_t r, uint32_t c, uint32_t u)
+{
+    checked_values++;
+    if (got.ptr != want.ptr || got.len != want.len)
+        fail_msg("%s: message %zu: segment %u field %u.%u.%u.%u: \"%.*s\", expected \"%.*s\"", what,
+                 m->number, s, f, r, c, u, (int)got.len, got.ptr, (int)want.len, want.ptr);
+}
+
+/* The hierarchy the accessors derive from the delimiter table (per-segment tables built on first
+ * access, or the walk over a field's leaves) equals an eager split of each field's text at the
+ * delimiters (single-byte charsets: no trail byte can hide one). */
+static void check_hierarchy(const char *what, const cg_hl7_msg_t *m)
+{
+    const cg_hl7_delims_t *d = cg_hl7_msg_delims(m);
+    /* A space delimiter inside a blank line between two lines of a wrapped value is no delimiter
+     * (the gap is skipped): the plain split would differ there. */
+    if (m->charset_mb || d->comp == ' ' || d->rep == ' ' || d->sub == ' ')
+        return;
+    for (uint32_t s = 0; s < cg_hl7_seg_count(m); s++) {
+        int hdr = m->segs[s].header != 0;
+        uint32_t nf = cg_hl7_field_count(m, s);
+        cg_slice_t x;
+        if (cg_hl7_get_raw(m, s, nf + 1, 0, 0, 0, &x) || cg_hl7_rep_count(m, s, nf + 1))
+            fail_msg("%s: message %zu: segment %u: field past the end", what, m->number, s);
+        for (uint32_t f = 0; f <= nf; f++) {
+            if (hdr && f == 1)
+                continue;
+            cg_slice_t fv;
+            if (!cg_hl7_get_raw(m, s, f, 0, 0, 0, &fv))
+                fail_msg("%s: message %zu: segment %u field %u missing", what, m->number, s, f);
+            /* MSH-2: the encoding characters are one value (a wrapped line may follow them). */
+            opaque_end = fv.ptr;
+            if (hdr && f == 2)
+                while (opaque_end < fv.ptr + fv.len && *opaque_end != d->field &&
+                       *opaque_end != '\r' && *opaque_end != '\n' && *opaque_end != 0x1c)
+                    opaque_end++;
+            char rs = d->rep, cs = d->comp, ss = d->sub;
+            uint32_t nr = part(fv.ptr, fv.len, rs, 0, &x);
+            if (cg_hl7_rep_count(m, s, f) != nr)
+                fail_msg("%s: message %zu: segment %u field %u: %u repetitions, expected %u", what,
+                         m->number, s, f, cg_hl7_rep_count(m, s, f), nr);
+            if (cg_hl7_get_raw(m, s, f, nr + 1, 0, 0, &x) || cg_hl7_comp_count(m, s, f, nr + 1) ||
+                cg_hl7_comp_count(m, s, f, 0) || cg_hl7_get_raw(m, s, f, 0, 1, 0, &x))
+                fail_msg("%s: message %zu: segment %u field %u: repetition out of range", what,
+                         m->number, s, f);
+            for (uint32_t r = 1; r <= nr; r++) {
+                cg_slice_t rv = {NULL, 0}, g;
+                part(fv.ptr, fv.len, rs, r, &rv);
+                cg_hl7_get_raw(m, s, f, r, 0, 0, &g);
+                same_slice(what, m, g, rv, s, f, r, 0, 0);
+                uint32_t nc = part(rv.ptr, rv.len, cs, 0, &x);
+                if (cg_hl7_comp_count(m, s, f, r) != nc)
+                    fail_msg("%s: message %zu: segment %u field %u.%u: %u components, expected %u",
+                             what, m->number, s, f, r, cg_hl7_comp_count(m, s, f, r), nc);
+                if (cg_hl7_get_raw(m, s, f, r, nc + 1, 0, &x) ||
+                    cg_hl7_sub_count(m, s, f, r, nc + 1) || cg_hl7_sub_count(m, s, f, r, 0))
+                    fail_msg("%s: message %zu: segment %u field %u.%u: component out of range",
+                             what, m->number, s, f, r);
+                for (uint32_t c = 1; c <= nc; c++) {
+                    cg_slice_t cv = {NULL, 0};
+                    part(rv.ptr, rv.len, cs, c, &cv);
+                    cg_hl7_get_raw(m, s, f, r, c, 0, &g);
+                    same_slice(what, m, g, cv, s, f, r, c, 0);
+                    uint32_t nu = part(cv.ptr, cv.len, ss, 0, &x);
+                    if (cg_hl7_sub_count(m, s, f, r, c) != nu ||
+                        cg_hl7_get_raw(m, s, f, r, c, nu + 1, &x))
+                        fail_msg("%s: message %zu: segment %u field %u.%u.%u: subcomponents", what,
+                                 m->number, s, f, r, c);
+                    for (uint32_t u = 1; u <= nu; u++) {
+                        cg_slice_t uv = {NULL, 0};
+                        part(cv.ptr, cv.len, ss, u, &uv);
+                        cg_hl7_get_raw(m, s, f, r, c, u, &g);
+                        same_slice(what, m, g, uv, s, f, r, c, u);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /* Fails unless a (wide) and b (portable) hold the same outcome of one reader step. */
 static void same(const char *what, cg_err_t ra, cg_err_t rb, const cg_hl7_error_t *ea,
@@ -41,8 +143,7 @@ static void same(const char *what, cg_err_t ra, cg_err_t rb, const cg_hl7_error_
     if (ra != CG_OK)
         return;
     compared_msgs++;
-    if (a->nleaves != b->nleaves || a->ncomps != b->ncomps || a->nreps != b->nreps ||
-        a->ntoks != b->ntoks)
+    if (a->nleaves != b->nleaves || a->ntoks != b->ntoks)
         fail_msg("%s: message %zu: table sizes differ", what, a->number);
     for (uint32_t s = 0; s < a->nsegs; s++)
         if (memcmp(&a->segs[s], &b->segs[s], sizeof(a->segs[s])) != 0)
@@ -53,10 +154,16 @@ static void same(const char *what, cg_err_t ra, cg_err_t rb, const cg_hl7_error_
         sa->leaf0 != sb->leaf0 || sa->name[0] != sb->name[0])
         fail_msg("%s: message %zu: sentinel differs", what, a->number);
     if (memcmp(a->leaf_end, b->leaf_end, a->nleaves * sizeof(uint32_t)) ||
-        memcmp(a->comp_leaf, b->comp_leaf, a->ncomps * sizeof(uint32_t)) ||
-        memcmp(a->rep_comp, b->rep_comp, a->nreps * sizeof(uint32_t)) ||
-        memcmp(a->tok_rep, b->tok_rep, a->ntoks * sizeof(uint32_t)))
+        memcmp(a->tok_leaf, b->tok_leaf, a->ntoks * sizeof(uint32_t)))
         fail_msg("%s: message %zu: tables differ", what, a->number);
+    /* Every way of reaching a value: as chosen by field size, always by walking a field's
+     * delimiters, always through the per-segment tables derived on access. */
+    check_hierarchy(what, a);
+    cg_hl7__force_walk(1);
+    check_hierarchy(what, b);
+    cg_hl7__force_walk(2);
+    check_hierarchy(what, b);
+    cg_hl7__force_walk(0);
 }
 
 /* Reads all of buf with both scanners in lockstep. */
@@ -351,7 +458,8 @@ static void test_large(void **state)
     cg_hl7_options_default(&o);
     diff_input("large", buf, w, &o);
     free(buf);
-    printf("scan differential: %zu messages compared\n", compared_msgs);
+    printf("scan differential: %zu messages compared, %zu derived values checked\n", compared_msgs,
+           checked_values);
 }
 
 int main(void)
