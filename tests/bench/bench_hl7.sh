@@ -54,10 +54,11 @@ if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
     echo "peer: SKIPPED (npm/node not found): @medplum/core not measured"
     exit 0
 fi
-if [ ! -d "$medplum_dir/node_modules/@medplum/core" ]; then
+# the peer version is pinned so figures compare across runs (MEDPLUM_VERSION overrides)
+if ! grep -qs "\"version\": \"${MEDPLUM_VERSION:-5.2.13}\"" "$medplum_dir/node_modules/@medplum/core/package.json"; then
     mkdir -p "$medplum_dir"
     echo "peer: installing @medplum/core into $medplum_dir"
-    (cd "$medplum_dir" && npm install --no-audit --no-fund --silent @medplum/core >/dev/null)
+    (cd "$medplum_dir" && npm install --no-audit --no-fund --silent "@medplum/core@${MEDPLUM_VERSION:-5.2.13}" >/dev/null)
 fi
 "${pin[@]}" node "$here/tests/bench/medplum_peer.js" "$medplum_dir" "$tmp/messages.bin" "$mb" \
     "$runs" | tee "$tmp/p.txt"
