@@ -40,6 +40,33 @@ cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n);
 cg_err_t cg_buf_puts(cg_buf_t *b, const char *s);
 cg_err_t cg_buf_putc(cg_buf_t *b, char c);
 cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether s[0..n) goes into a JSON string unchanged (printable ASCII and DEL, no '"' or '\\'):
+ * names, codes and ids nearly always do, and copying them whole is cheaper than escaping. Eight
+ * bytes a step: a byte >= 0x80, < 0x20, '"' or '\\' sets its top bit in one of the masks
+ * (borrows only spread above a real hit). Inline: it runs on every value written. */
+static inline int cg_buf_json_plain(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
+            return 0;
+    }
+    if (n >= 8 && i < n) { /* the tail: the last eight bytes, overlapping checked ones */
+        uint64_t w;
+        memcpy(&w, s + n - 8, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+        return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
+    }
+    for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
+        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
+            return 0;
+    return 1;
+}
+
 /* Appends the contents of the file at path (a pipe or /dev/stdin works too) and a NUL that does
  * not count in len. CG_ERR_IO with errno set when it cannot be read, CG_ERR_NOMEM. */
 cg_err_t cg_buf_read_file(cg_buf_t *b, const char *path);

@@ -4,37 +4,10 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Whether s[0..n) goes into a JSON string unchanged (printable ASCII and DEL, no '"' or '\\'):
- * names and ids nearly always do, and copying them whole is cheaper than escaping. Eight bytes
- * a step: a byte >= 0x80, < 0x20, '"' or '\\' sets its top bit in one of the masks (borrows only
- * spread above a real hit). */
-static int json_plain(const char *s, size_t n)
-{
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-        if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
-            return 0;
-    }
-    if (n >= 8 && i < n) { /* the tail: the last eight bytes, overlapping checked ones */
-        uint64_t w;
-        memcpy(&w, s + n - 8, 8);
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-        return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
-    }
-    for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
-        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
-            return 0;
-    return 1;
-}
-
 /* Appends lit (a literal without anything to escape), then s as a JSON string. */
 static void put_key_str(cg_buf_t *out, const char *lit, size_t lit_len, const char *s, size_t n)
 {
-    if (!json_plain(s, n) || cg_buf_reserve(out, lit_len + n + 2) != CG_OK) {
+    if (!cg_buf_json_plain(s, n) || cg_buf_reserve(out, lit_len + n + 2) != CG_OK) {
         cg_buf_append(out, lit, lit_len);
         cg_buf_put_json_str(out, s, n);
         return;
@@ -92,8 +65,9 @@ static int write_plain(cg_buf_t *out, const char *standard, const char *table, c
     size_t ml = src->message_id.len;
     const char *mid = src->message_id.ptr ? src->message_id.ptr : "";
     size_t pl = src->spec ? strlen(src->spec) : 0, rl = src->rule ? strlen(src->rule) : 0;
-    if (!json_plain(standard, sl) || !json_plain(table, tl) || !json_plain(mid, ml) ||
-        (src->spec && !json_plain(src->spec, pl)) || (src->rule && !json_plain(src->rule, rl)))
+    if (!cg_buf_json_plain(standard, sl) || !cg_buf_json_plain(table, tl) ||
+        !cg_buf_json_plain(mid, ml) || (src->spec && !cg_buf_json_plain(src->spec, pl)) ||
+        (src->rule && !cg_buf_json_plain(src->rule, rl)))
         return 0;
     char vbuf[24], *v = fmt_int(vbuf + sizeof(vbuf), src->spec_version);
     size_t vl = (size_t)(vbuf + sizeof(vbuf) - v);

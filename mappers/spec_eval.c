@@ -831,32 +831,6 @@ static int is_numeric_type(cg_omop_type_t t)
     return t == CG_OMOP_INTEGER || t == CG_OMOP_BIGINT || t == CG_OMOP_FLOAT;
 }
 
-/* Whether s[0..n) goes into a JSON string as is (what cg_buf_put_json_str copies unchanged):
- * printable ASCII and DEL, without '"' and '\\'. Eight bytes a step: a byte >= 0x80, < 0x20,
- * '"' or '\\' sets its top bit in one of the masks (borrows only spread above a real hit). */
-static int json_plain(const char *s, size_t n)
-{
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-        if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
-            return 0;
-    }
-    if (n >= 8 && i < n) { /* the tail: the last eight bytes, overlapping checked ones */
-        uint64_t w;
-        memcpy(&w, s + n - 8, 8);
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-        return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
-    }
-    for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
-        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
-            return 0;
-    return 1;
-}
-
 /* cg_buf_putc without the call when there is room: rows are mostly punctuation. */
 static inline void put_ch(cg_buf_t *b, char c)
 {
@@ -867,7 +841,7 @@ static inline void put_ch(cg_buf_t *b, char c)
  * cg_buf_put_json_str (same bytes either way). */
 static void put_json_str(cg_buf_t *b, const char *s, size_t n)
 {
-    if (!json_plain(s, n) || cg_buf_reserve(b, n + 2) != CG_OK) {
+    if (!cg_buf_json_plain(s, n) || cg_buf_reserve(b, n + 2) != CG_OK) {
         cg_buf_put_json_str(b, s, n);
         return;
     }
@@ -1004,7 +978,7 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
     /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
      * cut and the check below reduce to a length limit */
     if ((t == CG_OMOP_TEXT || (t == CG_OMOP_VARCHAR && col->max_length > 0)) &&
-        json_plain(v.s, v.len)) {
+        cg_buf_json_plain(v.s, v.len)) {
         size_t n = v.len;
         if (t == CG_OMOP_VARCHAR && n > (size_t)col->max_length)
             n = (size_t)col->max_length;
