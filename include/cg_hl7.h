@@ -15,7 +15,8 @@
  *
  * Ownership: a cg_hl7_msg_t borrows the input buffer; the buffer must outlive every slice and
  * match taken from it, until the next parse into the same object. A cg_hl7_msg_t is not
- * thread-safe (it caches iconv descriptors); use one per thread.
+ * thread-safe, not even for reading: it caches iconv descriptors, and reading below the field
+ * level builds per-segment tables on first access; use one per thread.
  */
 #ifndef CG_HL7_H
 #define CG_HL7_H
