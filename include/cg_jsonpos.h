@@ -10,6 +10,9 @@
 #define CG_JSONPOS_H
 
 #include <jansson.h>
+#include <stdarg.h>
+
+#include "cg_err.h"
 
 typedef struct cg_jsonpos cg_jsonpos_t;
 
@@ -26,5 +29,18 @@ cg_jsonpos_loc_t cg_jsonpos_of(const cg_jsonpos_t *jp, const json_t *v);
 cg_jsonpos_loc_t cg_jsonpos_key(const cg_jsonpos_t *jp, const json_t *obj, const char *key);
 /* NULL-safe. */
 void cg_jsonpos_destroy(cg_jsonpos_t *jp);
+
+/* A located error list, as spec and cohort compilers keep one: every error counts in n, the
+ * first max are kept in errs (which may be NULL). */
+typedef struct cg_jsonpos_errors {
+    cg_error_t *errs;
+    size_t max, n;
+} cg_jsonpos_errors_t;
+
+/* Adds an error located at value at, else at key `key` of obj, else at obj, with what (e.g.
+ * "rule 'x': ", may be "") before the formatted text. */
+void cg_jsonpos_error(cg_jsonpos_errors_t *e, const cg_jsonpos_t *jp, cg_err_t code,
+                      const char *file, const json_t *at, const json_t *obj, const char *key,
+                      const char *what, const char *fmt, va_list ap);
 
 #endif

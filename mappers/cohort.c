@@ -95,8 +95,7 @@ int cg_cohort_row_value(cg_slice_t row, const char *column, cg_slice_t *value, i
 typedef struct cc {
     const char *file;
     const cg_jsonpos_t *jp;
-    cg_error_t *errs;
-    size_t max_errs, n_errs;
+    cg_jsonpos_errors_t e; /* every error of the files being compiled */
     const char *cohort;
 } cc_t;
 
@@ -106,22 +105,13 @@ static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key
 static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
                    ...)
 {
-    size_t i = c->n_errs++;
-    if (i >= c->max_errs || !c->errs)
-        return;
-    cg_jsonpos_loc_t l = cg_jsonpos_of(c->jp, at);
-    if (!l.line && obj && key)
-        l = cg_jsonpos_key(c->jp, obj, key);
-    if (!l.line && obj)
-        l = cg_jsonpos_of(c->jp, obj);
-    char msg[400];
+    char what[128] = "";
+    if (c->cohort)
+        snprintf(what, sizeof(what), "cohort '%s': ", c->cohort);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cg_jsonpos_error(&c->e, c->jp, CG_ERR_CONFIG, c->file, at, obj, key, what, fmt, ap);
     va_end(ap);
-    cg_error_set(&c->errs[i], CG_ERR_CONFIG, c->file, l.line, l.column, "%s%s%s%s",
-                 c->cohort ? "cohort '" : "", c->cohort ? c->cohort : "", c->cohort ? "': " : "",
-                 msg);
 }
 
 static int valid_name(const char *s)
@@ -307,9 +297,9 @@ static void add_text(cg_cohortset_t *cs, cc_t *c, const char *text, const char *
     json_error_t je;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        size_t i = c->n_errs++;
-        if (i < c->max_errs && c->errs)
-            cg_error_set(&c->errs[i], CG_ERR_CONFIG, name, je.line, je.column, "%s", je.text);
+        size_t i = c->e.n++;
+        if (i < c->e.max && c->e.errs)
+            cg_error_set(&c->e.errs[i], CG_ERR_CONFIG, name, je.line, je.column, "%s", je.text);
         return;
     }
     cg_jsonpos_t *jp = cg_jsonpos_build(text, root);
@@ -333,8 +323,8 @@ static void add_text(cg_cohortset_t *cs, cc_t *c, const char *text, const char *
 static cg_cohortset_t *finish(cg_cohortset_t *cs, cc_t *c, size_t *n_errs)
 {
     if (n_errs)
-        *n_errs = c->n_errs;
-    if (c->n_errs) {
+        *n_errs = c->e.n;
+    if (c->e.n) {
         cg_cohortset_destroy(cs);
         return NULL;
     }
@@ -345,7 +335,7 @@ cg_cohortset_t *cg_cohortset_load_string(const char *text, const char *name, cg_
                                          size_t max_errs, size_t *n_errs)
 {
     cg_cohortset_t *cs = calloc(1, sizeof(*cs));
-    cc_t c = {.errs = errs, .max_errs = max_errs};
+    cc_t c = {.e = {errs, max_errs, 0}};
     if (!cs)
         return NULL;
     add_text(cs, &c, text, name);
@@ -373,7 +363,7 @@ cg_cohortset_t *cg_cohortset_load(const char *path, cg_error_t *errs, size_t max
                                   size_t *n_errs)
 {
     cg_cohortset_t *cs = calloc(1, sizeof(*cs));
-    cc_t c = {.errs = errs, .max_errs = max_errs, .file = path};
+    cc_t c = {.e = {errs, max_errs, 0}, .file = path};
     if (!cs)
         return NULL;
     struct stat st;
@@ -386,21 +376,21 @@ cg_cohortset_t *cg_cohortset_load(const char *path, cg_error_t *errs, size_t max
             char *text = slurp(file);
             if (text)
                 add_text(cs, &c, text, file);
-            else if (c.n_errs++ < max_errs && errs)
-                cg_error_set(&errs[c.n_errs - 1], CG_ERR_IO, file, 0, 0, "cannot read: %m");
+            else if (c.e.n++ < max_errs && errs)
+                cg_error_set(&errs[c.e.n - 1], CG_ERR_IO, file, 0, 0, "cannot read: %m");
             free(text);
             free(names[i]);
         }
         if (n >= 0)
             free(names);
-        else if (c.n_errs++ < max_errs && errs)
-            cg_error_set(&errs[c.n_errs - 1], CG_ERR_IO, path, 0, 0, "cannot read folder: %m");
+        else if (c.e.n++ < max_errs && errs)
+            cg_error_set(&errs[c.e.n - 1], CG_ERR_IO, path, 0, 0, "cannot read folder: %m");
     } else {
         char *text = slurp(path);
         if (text)
             add_text(cs, &c, text, path);
-        else if (c.n_errs++ < max_errs && errs)
-            cg_error_set(&errs[c.n_errs - 1], CG_ERR_IO, path, 0, 0, "cannot read: %m");
+        else if (c.e.n++ < max_errs && errs)
+            cg_error_set(&errs[c.e.n - 1], CG_ERR_IO, path, 0, 0, "cannot read: %m");
         free(text);
     }
     return finish(cs, &c, n_errs);

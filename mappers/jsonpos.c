@@ -2,6 +2,7 @@
 #include "cg_jsonpos.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +186,23 @@ cg_jsonpos_loc_t cg_jsonpos_of(const cg_jsonpos_t *jp, const json_t *v)
 cg_jsonpos_loc_t cg_jsonpos_key(const cg_jsonpos_t *jp, const json_t *obj, const char *key)
 {
     return loc_of(jp, get(jp, obj, key));
+}
+
+void cg_jsonpos_error(cg_jsonpos_errors_t *e, const cg_jsonpos_t *jp, cg_err_t code,
+                      const char *file, const json_t *at, const json_t *obj, const char *key,
+                      const char *what, const char *fmt, va_list ap)
+{
+    size_t i = e->n++;
+    if (i >= e->max || !e->errs)
+        return;
+    cg_jsonpos_loc_t l = cg_jsonpos_of(jp, at);
+    if (!l.line && obj && key)
+        l = cg_jsonpos_key(jp, obj, key);
+    if (!l.line && obj)
+        l = cg_jsonpos_of(jp, obj);
+    char msg[400];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cg_error_set(&e->errs[i], code, file, l.line, l.column, "%s%s", what, msg);
 }
 
 void cg_jsonpos_destroy(cg_jsonpos_t *jp)

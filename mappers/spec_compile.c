@@ -19,9 +19,7 @@ typedef struct cc {
     cg_specset_t *ss;
     const char *file;
     const cg_jsonpos_t *jp;
-    cg_error_t *errs;
-    size_t max_errs;
-    size_t n_errs;
+    cg_jsonpos_errors_t e; /* every error of the files being compiled */
     spec_t *spec;
     const char *rule; /* name of the rule being compiled, for messages */
     binding_t *msg_lets;
@@ -37,24 +35,13 @@ static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key
 static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
                    ...)
 {
-    size_t i = c->n_errs++;
-    if (i >= c->max_errs || !c->errs)
-        return;
-    cg_jsonpos_loc_t l = cg_jsonpos_of(c->jp, at);
-    if (!l.line && obj && key)
-        l = cg_jsonpos_key(c->jp, obj, key);
-    if (!l.line && obj)
-        l = cg_jsonpos_of(c->jp, obj);
-    char msg[400];
+    char what[96] = "";
+    if (c->rule)
+        snprintf(what, sizeof(what), "rule '%s': ", c->rule);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cg_jsonpos_error(&c->e, c->jp, CG_ERR_SPEC, c->file, at, obj, key, what, fmt, ap);
     va_end(ap);
-    if (c->rule)
-        cg_error_set(&c->errs[i], CG_ERR_SPEC, c->file, l.line, l.column, "rule '%s': %s", c->rule,
-                     msg);
-    else
-        cg_error_set(&c->errs[i], CG_ERR_SPEC, c->file, l.line, l.column, "%s", msg);
 }
 
 static void *alloc(cc_t *c, size_t n)
@@ -114,11 +101,11 @@ static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path
     cg_error_t e;
     if (cg_hl7_path_compile(out, text, strlen(text), &e) == CG_OK)
         return 0;
-    size_t i = c->n_errs;
+    size_t i = c->e.n;
     err_at(c, at, NULL, NULL, "%s", e.text);
     /* point at the character inside the string: after the opening quote */
-    if (i < c->max_errs && c->errs && c->errs[i].line && e.column > 0)
-        c->errs[i].column += e.column;
+    if (i < c->e.max && c->e.errs && c->e.errs[i].line && e.column > 0)
+        c->e.errs[i].column += e.column;
     return -1;
 }
 
@@ -956,9 +943,9 @@ static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char
     json_error_t je;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        size_t i = c->n_errs++;
-        if (i < c->max_errs && c->errs)
-            cg_error_set(&c->errs[i], CG_ERR_SPEC, name, je.line, je.column, "%s", je.text);
+        size_t i = c->e.n++;
+        if (i < c->e.max && c->e.errs)
+            cg_error_set(&c->e.errs[i], CG_ERR_SPEC, name, je.line, je.column, "%s", je.text);
         return -1;
     }
     cg_jsonpos_t *jp = cg_jsonpos_build(text, root);
@@ -972,16 +959,16 @@ static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char
     ss->specs = grown;
     spec_t *s = &ss->specs[ss->n_specs++];
     memset(s, 0, sizeof(*s));
-    size_t before = c->n_errs;
+    size_t before = c->e.n;
     compile_spec(c, root, s);
-    for (size_t k = 0; k + 1 < ss->n_specs && c->n_errs == before; k++)
+    for (size_t k = 0; k + 1 < ss->n_specs && c->e.n == before; k++)
         if (!strcmp(ss->specs[k].name, s->name))
             err_at(c, json_object_get(root, "spec"), root, "spec",
                    "a spec named '%s' is loaded already (from %s)", s->name, ss->specs[k].file);
     c->jp = NULL;
     cg_jsonpos_destroy(jp);
     json_decref(root);
-    return c->n_errs == before ? 0 : -1;
+    return c->e.n == before ? 0 : -1;
 }
 
 static char *read_text(const char *path, cc_t *c)
@@ -989,9 +976,9 @@ static char *read_text(const char *path, cc_t *c)
     cg_buf_t b;
     cg_buf_init(&b);
     if (cg_buf_read_file(&b, path) != CG_OK) {
-        size_t i = c->n_errs++;
-        if (i < c->max_errs && c->errs)
-            cg_error_set(&c->errs[i], CG_ERR_IO, path, 0, 0, "cannot read: %m");
+        size_t i = c->e.n++;
+        if (i < c->e.max && c->e.errs)
+            cg_error_set(&c->e.errs[i], CG_ERR_IO, path, 0, 0, "cannot read: %m");
         cg_buf_free(&b);
         return NULL;
     }
@@ -1009,10 +996,10 @@ static cg_specset_t *specset_new(void)
 static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
 {
     if (n_errs)
-        *n_errs = c->n_errs;
-    if (c->n_errs || ss->n_specs == 0) {
-        if (ss->n_specs == 0 && c->n_errs == 0 && c->errs && c->max_errs) {
-            cg_error_set(&c->errs[0], CG_ERR_SPEC, c->file ? c->file : "", 0, 0,
+        *n_errs = c->e.n;
+    if (c->e.n || ss->n_specs == 0) {
+        if (ss->n_specs == 0 && c->e.n == 0 && c->e.errs && c->e.max) {
+            cg_error_set(&c->e.errs[0], CG_ERR_SPEC, c->file ? c->file : "", 0, 0,
                          "no spec (*.json) found");
             if (n_errs)
                 *n_errs = 1;
@@ -1028,7 +1015,7 @@ cg_specset_t *cg_specset_load_string(const char *text, const char *name, const c
 {
     (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .errs = errs, .max_errs = max_errs, .file = name};
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = name};
     if (!ss)
         return NULL;
     add_spec_text(ss, &c, text, name);
@@ -1046,7 +1033,7 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 {
     (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .errs = errs, .max_errs = max_errs, .file = path};
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = path};
     if (!ss)
         return NULL;
     struct stat st;
@@ -1054,7 +1041,7 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
         struct dirent **names;
         int n = scandir(path, &names, json_name, alphasort);
         if (n < 0) {
-            size_t i = c.n_errs++;
+            size_t i = c.e.n++;
             if (i < max_errs && errs)
                 cg_error_set(&errs[i], CG_ERR_IO, path, 0, 0, "cannot read folder: %m");
         }
