@@ -242,17 +242,22 @@ static cg_err_t produce(cg_gateway_t *gw, rd_kafka_topic_t *rkt, const void *key
 }
 
 static void dead_letter(cg_gateway_t *gw, const rd_kafka_message_t *in, const char *stage,
-                        cg_err_t code, const char *reason, cg_delivery_msg_t *dm)
+                        cg_err_t code, const char *reason, const cg_map_error_t *me,
+                        cg_delivery_msg_t *dm)
 {
+    char ver[16];
+    snprintf(ver, sizeof(ver), "%d", me ? me->spec_version : 0);
     const char *hdrs[] = {
         "cg.error.stage",  stage,
         "cg.error.code",   cg_err_name(code),
         "cg.error.class",  cg_err_class_name(cg_err_classify(code)),
         "cg.error.reason", reason,
+        "cg.spec",         me ? me->spec : "",
+        "cg.spec.version", ver,
     };
-    /* the original bytes and key, untouched */
-    produce(gw, gw->dlq_rkt, in->key, in->key_len, in->payload, in->len, in, hdrs,
-            sizeof(hdrs) / sizeof(hdrs[0]), dm);
+    /* the original bytes and key, untouched; the spec headers only when a spec was chosen */
+    size_t n = sizeof(hdrs) / sizeof(hdrs[0]) - (me && me->spec[0] ? 0 : 4);
+    produce(gw, gw->dlq_rkt, in->key, in->key_len, in->payload, in->len, in, hdrs, n, dm);
 }
 
 /* The topic of a cohort's records of one table, from the cohorts.topic template. */
@@ -321,7 +326,7 @@ static void process(cg_gateway_t *gw, const rd_kafka_message_t *in)
             char reason[512];
             snprintf(reason, sizeof(reason), "%s%s%s", me.rule[0] ? me.rule : "",
                      me.rule[0] ? ": " : "", me.reason);
-            dead_letter(gw, in, me.stage ? me.stage : "map", rc, reason, dm);
+            dead_letter(gw, in, me.stage ? me.stage : "map", rc, reason, &me, dm);
         } else {
             set_fatal(gw, rc, me.reason);
         }

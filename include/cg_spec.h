@@ -69,6 +69,8 @@ typedef struct cg_map_row {
 typedef struct cg_map_error {
     cg_err_t code;
     const char *stage;
+    char spec[64]; /* the spec that failed, with its version; "" when none was chosen */
+    int spec_version;
     char rule[64];
     char column[64];
     char reason[384];

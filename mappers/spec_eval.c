@@ -116,6 +116,8 @@ static cg_err_t fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
     if (e && e->code == CG_OK) {
         e->code = code;
         e->stage = "map";
+        snprintf(e->spec, sizeof(e->spec), "%s", mp->spec ? mp->spec->name : "");
+        e->spec_version = mp->spec ? mp->spec->version : 0;
         snprintf(e->rule, sizeof(e->rule), "%s", mp->rule ? mp->rule->name : "");
         snprintf(e->column, sizeof(e->column), "%s", mp->column ? mp->column : "");
         va_list ap;

@@ -214,9 +214,12 @@ static void test_every_input_exactly_once(void **state)
         if (is_junk(i)) {
             assert_string_equal(tk_header(&dlq[j], "cg.error.stage", hb, sizeof(hb)), "decode");
             assert_string_equal(tk_header(&dlq[j], "cg.error.code", hb, sizeof(hb)), "NOT_HL7");
+            assert_null(tk_header(&dlq[j], "cg.spec", hb, sizeof(hb))); /* no spec was chosen */
         } else {
             assert_string_equal(tk_header(&dlq[j], "cg.error.stage", hb, sizeof(hb)), "map");
             assert_string_equal(tk_header(&dlq[j], "cg.error.code", hb, sizeof(hb)), "REQUIRED");
+            assert_string_equal(tk_header(&dlq[j], "cg.spec", hb, sizeof(hb)), "hl7v2-oru-omop");
+            assert_string_equal(tk_header(&dlq[j], "cg.spec.version", hb, sizeof(hb)), "1");
         }
         assert_non_null(tk_header(&dlq[j], "cg.error.reason", hb, sizeof(hb)));
         assert_string_equal(tk_header(&dlq[j], "cg.source.topic", hb, sizeof(hb)), in_topic);
