@@ -40,6 +40,41 @@ cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n);
 cg_err_t cg_buf_puts(cg_buf_t *b, const char *s);
 cg_err_t cg_buf_putc(cg_buf_t *b, char c);
 cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when the bytes there are not valid
+ * UTF-8 (overlong, surrogate, beyond U+10FFFF, truncated). Inline: decoders and writers run it
+ * on every non-ASCII byte. */
+static inline size_t cg_utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    uint32_t min;
+    if ((c & 0xE0) == 0xC0) {
+        len = 2;
+        min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3;
+        min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    uint32_t cp = c & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
 /* Whether s[0..n) goes into a JSON string unchanged (printable ASCII and DEL, no '"' or '\\'):
  * names, codes and ids nearly always do, and copying them whole is cheaper than escaping. Eight
  * bytes a step: a byte >= 0x80, < 0x20, '"' or '\\' sets its top bit in one of the masks

@@ -124,39 +124,6 @@ cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...)
     return CG_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 if the bytes are not valid UTF-8. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t min;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    uint32_t cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 cg_err_t cg_buf_put_json_str(cg_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -174,7 +141,7 @@ cg_err_t cg_buf_put_json_str(cg_buf_t *b, const char *s, size_t n)
             continue;
         }
         if (c >= 0x80) {
-            size_t l = utf8_seq_len(p, (size_t)(end - p));
+            size_t l = cg_utf8_seq_len(p, (size_t)(end - p));
             if (l == 0) {
                 memcpy(o, "\xEF\xBF\xBD", 3);
                 o += 3;

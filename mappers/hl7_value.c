@@ -142,40 +142,10 @@ static cg_err_t value_err(cg_hl7_msg_t *m, cg_hl7_error_t *err, cg_err_t code, c
 /* Length of the valid UTF-8 prefix of p[0..n). */
 static size_t utf8_valid_prefix(const unsigned char *p, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return i;
-        }
-        if (i + k >= n)
-            return i;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return i;
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return i;
-        i += k + 1;
-    }
-    return n;
+    size_t i = 0, l;
+    while (i < n && (l = cg_utf8_seq_len(p + i, n - i)) != 0)
+        i += l;
+    return i;
 }
 
 static int all_ascii(const char *p, size_t n)

@@ -168,33 +168,10 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
             q++;
             continue;
         }
-        if (!mp->cs_utf8)
+        size_t l = mp->cs_utf8 ? cg_utf8_seq_len(q, (size_t)(end - q)) : 0;
+        if (!l)
             return 0;
-        size_t k;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if ((size_t)(end - q) <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((q[j] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (q[j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        q += k + 1;
+        q += l;
     }
     return mp->cs_utf8 || mp->cs_ascii;
 }
