@@ -40,6 +40,8 @@ struct cg_gateway {
     cg_cohort_router_t *router;
     /* cohort topics produced to so far, by name (a handful: cohorts x tables) */
     struct cohort_topic {
+        const char *cohort, *table; /* the names' own pointers, for a lookup without building
+                                     * the name; cohort is cleared when a reload frees it */
         char *name;
         rd_kafka_topic_t *rkt;
     } * ctopics;
@@ -263,6 +265,10 @@ static void dead_letter(cg_gateway_t *gw, const rd_kafka_message_t *in, const ch
 /* The topic of a cohort's records of one table, from the cohorts.topic template. */
 static rd_kafka_topic_t *cohort_topic(cg_gateway_t *gw, const char *cohort, const char *table)
 {
+    /* by pointer first: no name to build per record once the topic is known */
+    for (size_t i = 0; i < gw->n_ctopics; i++)
+        if (gw->ctopics[i].cohort == cohort && gw->ctopics[i].table == table)
+            return gw->ctopics[i].rkt;
     char name[512];
     size_t o = 0;
     for (const char *t = gw->cfg->cohort_topic; *t && o + 1 < sizeof(name);) {
@@ -285,8 +291,11 @@ static rd_kafka_topic_t *cohort_topic(cg_gateway_t *gw, const char *cohort, cons
     }
     name[o] = '\0';
     for (size_t i = 0; i < gw->n_ctopics; i++)
-        if (!strcmp(gw->ctopics[i].name, name))
+        if (!strcmp(gw->ctopics[i].name, name)) { /* known by name, e.g. after a reload */
+            gw->ctopics[i].cohort = cohort;
+            gw->ctopics[i].table = table;
             return gw->ctopics[i].rkt;
+        }
     void *grown = realloc(gw->ctopics, (gw->n_ctopics + 1) * sizeof(*gw->ctopics));
     if (!grown) {
         set_fatal(gw, CG_ERR_NOMEM, "out of memory for a cohort topic");
@@ -302,7 +311,7 @@ static rd_kafka_topic_t *cohort_topic(cg_gateway_t *gw, const char *cohort, cons
         set_fatal(gw, CG_ERR_KAFKA, "cannot create a cohort topic handle");
         return NULL;
     }
-    gw->ctopics[gw->n_ctopics++] = (struct cohort_topic){copy, rkt};
+    gw->ctopics[gw->n_ctopics++] = (struct cohort_topic){cohort, table, copy, rkt};
     cg_log(CG_LOG_INFO, "cohort.topic", "publishing to %s", name);
     return rkt;
 }
@@ -522,6 +531,8 @@ static void reload_mapping(cg_gateway_t *gw)
     cg_specset_destroy(gw->specs);
     cg_cohort_router_destroy(gw->router);
     cg_cohortset_destroy(gw->cohorts);
+    for (size_t i = 0; i < gw->n_ctopics; i++) /* the old cohort names are freed */
+        gw->ctopics[i].cohort = NULL;
     gw->mapper = mapper;
     gw->specs = specs;
     gw->router = router;
