@@ -5,6 +5,7 @@
 #include "cg_pseudo.h"
 #include "cg_record.h"
 #include "cg_spec.h"
+#include "cg_xml.h"
 #include "cg_vocab.h"
 
 #include <errno.h>
@@ -25,10 +26,11 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: cohortgate map --spec FILE|DIR [OPTIONS] INPUT...\n\n"
-        "Map HL7 v2 files (several messages a file, batches and MLLP framing are fine; - for\n"
+        "Map HL7 v2 files (several messages a file, batches and MLLP framing are fine) and XML\n"
+        "documents (CDA / C-CDA, one document a file; told apart by their first bytes; - for\n"
         "stdin) with the given specs and print one JSON record envelope a line. Errors go to\n"
-        "stderr as INPUT: message N: STAGE: REASON; the exit status is 1 if any message\n"
-        "failed, and the other messages are still mapped.\n\n"
+        "stderr as INPUT: message N: STAGE: REASON (document N for XML); the exit status is 1\n"
+        "if any message failed, and the other messages are still mapped.\n\n"
         "options:\n"
         "  -s, --spec FILE|DIR   a spec, or a folder of *.json specs (every matching spec\n"
         "                        applies to a message)\n"
@@ -79,6 +81,44 @@ static void flush_out(cg_buf_t *line, FILE *out)
  * RSS stays flat however long the file is. */
 #define RELEASE_BYTES (8u * 1024u * 1024u)
 
+/* Writes rows as NDJSON envelopes (with their trace when asked) to line. */
+static void put_rows(const cg_map_row_t *rows, size_t n, int trace, cg_buf_t *line)
+{
+    cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
+    for (size_t i = 0; i < n; i++) {
+        cg_map_row_envelope(&rows[i], &src, NULL, 0, line);
+        if (trace) {
+            line->len--; /* reopen the envelope for "trace" */
+            cg_buf_append(line, ",\"trace\":", 9);
+            cg_buf_append(line, rows[i].trace_json.ptr, rows[i].trace_json.len);
+            cg_buf_putc(line, '}');
+        }
+        cg_buf_putc_fast(line, '\n');
+    }
+}
+
+/* An XML input is one document (CDA and vendor XML are sent one per file or record). */
+static size_t map_xml(cg_mapper_t *mp, const char *name, const char *buf, size_t len, int trace,
+                      FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
+{
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    cnt->messages++;
+    cnt->bytes += len;
+    cg_err_t rc = cg_mapper_map_xml(mp, buf, len, &rows, &n, &me);
+    if (rc) {
+        cnt->failed++;
+        fprintf(errs, "%s: document 1: %s: %s%s%s%s\n", name, me.stage ? me.stage : "map",
+                me.rule[0] ? "rule " : "", me.rule, me.rule[0] ? ": " : "", me.reason);
+        return 1;
+    }
+    put_rows(rows, n, trace, line);
+    flush_out(line, out);
+    cnt->rows += n;
+    return 0;
+}
+
 /* Maps every message the reader holds. base is the input offset of rd->buf[0] (not 0 when
  * streaming), added to error offsets. With map_base, pages of that mapping before the current
  * message are released as the reader moves on. */
@@ -115,17 +155,7 @@ static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
                     me.rule[0] ? ": " : "", me.reason);
             continue;
         }
-        cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
-        for (size_t i = 0; i < n; i++) {
-            cg_map_row_envelope(&rows[i], &src, NULL, 0, line);
-            if (trace) {
-                line->len--; /* reopen the envelope for "trace" */
-                cg_buf_append(line, ",\"trace\":", 9);
-                cg_buf_append(line, rows[i].trace_json.ptr, rows[i].trace_json.len);
-                cg_buf_putc(line, '}');
-            }
-            cg_buf_putc_fast(line, '\n');
-        }
+        put_rows(rows, n, trace, line);
         if (line->len >= OUT_FLUSH_BYTES || out_tty)
             flush_out(line, out);
         cnt->rows += n;
@@ -149,7 +179,9 @@ size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
     cg_hl7_reader_init(&rd, buf, len);
     cg_buf_t line;
     cg_buf_init(&line);
-    size_t failed = map_reader(mp, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
+    size_t failed = cg_xml_sniff(buf, len)
+                        ? map_xml(mp, name, buf, len, trace, out, errs, cnt, &line)
+                        : map_reader(mp, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
     flush_out(&line, out);
     cg_buf_free(&line);
     return failed;
@@ -226,6 +258,27 @@ static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int 
                 eof = 1;
             fill += (size_t)r;
         }
+        if (!started && cg_xml_sniff(buf, fill) && !eof) {
+            /* an XML document is read whole (up to the decoder's size limit) */
+            if (fill == cap && cap < STREAM_MAX) {
+                size_t ncap = cap * 2 < STREAM_MAX ? cap * 2 : STREAM_MAX;
+                char *nb = realloc(buf, ncap);
+                if (nb) {
+                    buf = nb;
+                    cap = ncap;
+                    continue;
+                }
+            }
+            if (fill < cap)
+                continue;
+        }
+        if (!started && cg_xml_sniff(buf, fill)) {
+            map_xml(mp, name, buf, fill, trace, out, errs, cnt, &line);
+            if (!eof)
+                fprintf(errs, "%s: XML input longer than %zu bytes: the rest is not read\n", name,
+                        (size_t)STREAM_MAX);
+            break;
+        }
         size_t cut = eof ? fill : last_cut(buf, fill);
         if (!cut) { /* no message ends in the buffer: read more, or give it up whole */
             if (cap < STREAM_MAX) {
@@ -297,7 +350,10 @@ int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int tr
     cg_hl7_reader_init(&rd, buf, (size_t)st.st_size);
     cg_buf_t line;
     cg_buf_init(&line);
-    map_reader(mp, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
+    if (cg_xml_sniff(buf, (size_t)st.st_size))
+        map_xml(mp, path, buf, (size_t)st.st_size, trace, out, errs, cnt, &line);
+    else
+        map_reader(mp, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
     flush_out(&line, out);
     cg_buf_free(&line);
     munmap(buf, (size_t)st.st_size);

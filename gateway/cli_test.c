@@ -23,7 +23,7 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: cohortgate test --spec FILE|DIR [OPTIONS] CASES...\n\n"
-        "Each CASE is a folder holding input files (*.hl7, mapped in name order) and\n"
+        "Each CASE is a folder holding input files (*.hl7 or *.xml, mapped in name order) and\n"
         "expected.ndjson, the records `cohortgate map` must print for them; optionally\n"
         "expected.errors, the error lines it must print. A folder of such folders runs them\n"
         "all. Records are compared as JSON (member order does not matter); a difference is\n"
@@ -61,7 +61,8 @@ static char *slurp(const char *path, size_t *len)
 static int is_input(const struct dirent *d)
 {
     size_t n = strlen(d->d_name);
-    return d->d_name[0] != '.' && n > 4 && !strcmp(d->d_name + n - 4, ".hl7");
+    return d->d_name[0] != '.' && n > 4 &&
+           (!strcmp(d->d_name + n - 4, ".hl7") || !strcmp(d->d_name + n - 4, ".xml"));
 }
 
 /* Splits text into lines (in place). */
@@ -186,7 +187,7 @@ static void run_case(test_ctx_t *t, const char *dir)
     struct dirent **names = NULL;
     int n = scandir(dir, &names, is_input, alphasort);
     if (n <= 0) {
-        printf("FAIL %s: no *.hl7 input in the case folder\n", dir);
+        printf("FAIL %s: no *.hl7 or *.xml input in the case folder\n", dir);
         t->failed++;
         free(names);
         return;

@@ -35,6 +35,8 @@ typedef struct cg_spec_env {
     const char *source_utc_offset;
     /* Decoder limits and the charset of messages without MSH-18; NULL for the defaults. */
     const struct cg_hl7_options *hl7;
+    /* XML decoder limits and default encoding; NULL for the defaults. */
+    const struct cg_xml_options *xml;
 } cg_spec_env_t;
 
 /* Compiles path (a spec file or a folder of *.json specs). Every error found is written to errs
@@ -93,6 +95,15 @@ cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const c
 typedef struct cg_hl7_msg cg_hl7_msg_t;
 cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err);
+
+/* Maps one XML document (CDA R2 / C-CDA or vendor XML) with the spec set's XML specs. Errors as
+ * for cg_mapper_map_hl7: stage "decode" (not well-formed, refused, over a limit), "select" (no
+ * spec takes this root element or these document templateIds) or "map". */
+cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err);
+/* Either, by the input's first bytes (cg_xml_sniff): for feeds and files that mix both. */
+cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+                       size_t *n_rows, cg_map_error_t *err);
 
 /* Appends the JSON envelope of row (see cg_record.h) to out. */
 cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *src,

@@ -109,6 +109,58 @@ static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path
     return -1;
 }
 
+static int keep_xpath(cg_specset_t *ss, cg_xml_xpath_t *x)
+{
+    if (ss->n_xpaths == ss->cap_xpaths) {
+        size_t cap = ss->cap_xpaths ? ss->cap_xpaths * 2 : 16;
+        cg_xml_xpath_t **p = realloc(ss->xpaths, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        ss->xpaths = p;
+        ss->cap_xpaths = cap;
+    }
+    ss->xpaths[ss->n_xpaths++] = x;
+    return 0;
+}
+
+/* An XPath of an XML spec, with the spec's namespace prefixes. */
+static const cg_xml_xpath_t *compile_xpath(cc_t *c, const json_t *at, const char *text)
+{
+    cg_error_t e;
+    cg_xml_xpath_t *x = cg_xml_xpath_compile(text, c->spec->ns, c->spec->n_ns, &e);
+    if (!x) {
+        size_t i = c->e.n;
+        err_at(c, at, NULL, NULL, "%s", e.text);
+        if (i < c->e.max && c->e.errs && c->e.errs[i].line && e.column > 0)
+            c->e.errs[i].column += e.column;
+        return NULL;
+    }
+    if (keep_xpath(c->ss, x)) {
+        cg_xml_xpath_free(x);
+        err_at(c, at, NULL, NULL, "out of memory");
+        return NULL;
+    }
+    return x;
+}
+
+static void set_path_id(cc_t *c, expr_t *e);
+
+/* A path expression in the spec's own path language: HL7 v2 paths or XPath. */
+static int compile_any_path(cc_t *c, const json_t *at, expr_t *e)
+{
+    const char *text = json_string_value(at);
+    e->text = dup(c, text, json_string_length(at));
+    if (c->spec->format == SF_XML) {
+        e->kind = EX_XPATH;
+        return (e->u.xpath = compile_xpath(c, at, text)) ? 0 : -1;
+    }
+    e->kind = EX_PATH;
+    if (compile_path(c, at, text, &e->u.path))
+        return -1;
+    set_path_id(c, e);
+    return 0;
+}
+
 /* Gives e (a compiled path) its path_id: equal paths share one, so that a value read by one
  * rule is found in the memo by the next; computed once here, not hashed per lookup. */
 static void set_path_id(cc_t *c, expr_t *e)
@@ -160,6 +212,7 @@ static const struct {
     {"map", XF_MAP},
     {"lookup", XF_LOOKUP},
     {"truncate", XF_TRUNCATE},
+    {"reference", XF_REFERENCE},
 };
 
 static int xform_kind_of(const char *name, xform_kind_t *k)
@@ -210,8 +263,13 @@ static int compile_xform(cc_t *c, json_t *j, xform_t *x)
     if (xform_kind_of(name, &x->kind)) {
         err_at(c, j, NULL, NULL,
                "unknown transform '%s' (known: trim, upper, lower, date, datetime, number, "
-               "integer, sn, regex_extract, regex_replace, map, lookup, unit, truncate)",
+               "integer, sn, regex_extract, regex_replace, map, lookup, unit, truncate, "
+               "reference)",
                name);
+        return -1;
+    }
+    if (x->kind == XF_REFERENCE && c->spec->format != SF_XML) {
+        err_at(c, j, NULL, NULL, "'reference' resolves CDA narrative references: XML specs only");
         return -1;
     }
     switch (x->kind) {
@@ -381,14 +439,8 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
     expr_t *e = alloc(c, sizeof(*e));
     if (!e)
         return NULL;
-    if (json_is_string(j)) { /* a bare string is a path */
-        e->kind = EX_PATH;
-        e->text = dup(c, json_string_value(j), json_string_length(j));
-        if (compile_path(c, j, json_string_value(j), &e->u.path))
-            return NULL;
-        set_path_id(c, e);
-        return e;
-    }
+    if (json_is_string(j)) /* a bare string is a path */
+        return compile_any_path(c, j, e) ? NULL : e;
     if (!json_is_object(j)) { /* numbers, booleans, null: constants */
         e->kind = EX_CONST;
         e->text = "constant";
@@ -428,15 +480,13 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
     }
     int bad = 0;
     if (!strcmp(op, "path")) {
-        e->kind = EX_PATH;
         if (!json_is_string(arg)) {
-            err_at(c, arg, j, op, "'path' takes a string such as \"PID-5.1\"");
+            err_at(c, arg, j, op,
+                   c->spec->format == SF_XML ? "'path' takes an XPath such as \"hl7:code/@code\""
+                                             : "'path' takes a string such as \"PID-5.1\"");
             return NULL;
         }
-        e->text = dup(c, json_string_value(arg), json_string_length(arg));
-        bad |= compile_path(c, arg, json_string_value(arg), &e->u.path);
-        if (!bad)
-            set_path_id(c, e);
+        bad |= compile_any_path(c, arg, e);
     } else if (!strcmp(op, "const")) {
         e->kind = EX_CONST;
         e->text = "constant";
@@ -694,6 +744,71 @@ static void prepare_column(cc_t *c, column_t *cc, const cg_omop_column_t *col)
     cc->key_len = key ? n + 3 : 0;
 }
 
+/* An XML rule's foreach: an XPath, or {"section": KIND, "path": XPATH}, the entries of every
+ * C-CDA section of that kind, found by templateId (cg_xml.h), relative path inside each. */
+static const cg_xml_xpath_t *compile_foreach_xml(cc_t *c, json_t *rule, json_t *fe)
+{
+    if (json_is_string(fe))
+        return compile_xpath(c, fe, json_string_value(fe));
+    static const char *const keys[] = {"section", "path", NULL};
+    json_t *sec = json_object_get(fe, "section"), *rel = json_object_get(fe, "path");
+    if (!json_is_object(fe) || !(json_is_string(sec) || json_is_array(sec)) ||
+        (rel && !json_is_string(rel))) {
+        err_at(c, fe, rule, "foreach",
+               "an XML 'foreach' is an XPath, or {\"section\": KIND or [KIND, …], \"path\": "
+               "XPATH} for the entries of C-CDA sections");
+        return NULL;
+    }
+    check_keys(c, fe, "'foreach'", keys);
+    /* the sections' kinds: one name or several */
+    const cg_xml_section_kind_t *kinds[16];
+    size_t n_kinds = 0, n_names = json_is_array(sec) ? json_array_size(sec) : 1;
+    int bad = n_names == 0 || n_names > 16;
+    for (size_t k = 0; !bad && k < n_names; k++) {
+        json_t *one = json_is_array(sec) ? json_array_get(sec, k) : sec;
+        bad = !json_is_string(one) ||
+              !(kinds[n_kinds++] = cg_xml_section_kind(json_string_value(one)));
+    }
+    if (bad) {
+        char known[512] = "";
+        size_t n, len = 0;
+        const cg_xml_section_kind_t *all = cg_xml_section_kinds(&n);
+        for (size_t k = 0; k < n && len < sizeof(known) - 40; k++)
+            len += (size_t)snprintf(known + len, sizeof(known) - len, "%s%s", k ? ", " : "",
+                                    all[k].name);
+        err_at(c, sec, fe, "section", "unknown section kind (known: %s)", known);
+        return NULL;
+    }
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "/hl7:ClinicalDocument/hl7:component/hl7:structuredBody/hl7:component/"
+                    "hl7:section[hl7:templateId[");
+    const char *sep = "";
+    for (size_t k = 0; k < n_kinds; k++)
+        for (size_t t = 0; kinds[k]->template_roots[t]; t++, sep = " or ")
+            cg_buf_printf(&b, "%s@root='%s'", sep, kinds[k]->template_roots[t]);
+    cg_buf_puts(&b, "]]");
+    if (rel) {
+        cg_buf_putc(&b, '/');
+        cg_buf_puts(&b, json_string_value(rel));
+    }
+    const cg_xml_xpath_t *x = NULL;
+    if (b.failed) {
+        err_at(c, fe, NULL, NULL, "out of memory");
+    } else {
+        cg_error_t e;
+        cg_xml_xpath_t *own = cg_xml_xpath_compile(b.data, c->spec->ns, c->spec->n_ns, &e);
+        if (!own)
+            err_at(c, rel ? rel : fe, NULL, NULL, "%s", e.text);
+        else if (keep_xpath(c->ss, own))
+            cg_xml_xpath_free(own);
+        else
+            x = own;
+    }
+    cg_buf_free(&b);
+    return x;
+}
+
 static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 {
     static const char *const keys[] = {"name",    "table",       "foreach", "when", "let",
@@ -723,7 +838,10 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         return;
     }
     json_t *fe = json_object_get(j, "foreach");
-    if (fe) {
+    if (fe && c->spec->format == SF_XML) {
+        r->has_foreach = 1;
+        r->xforeach = compile_foreach_xml(c, j, fe);
+    } else if (fe) {
         r->has_foreach = 1;
         if (!json_is_string(fe))
             err_at(c, fe, j, "foreach", "'foreach' is a path naming segments, such as \"OBX[*]\"");
@@ -841,11 +959,88 @@ static int parse_trigger(const char *s, trigger_t *out, size_t max, size_t *n)
     }
 }
 
+static void compile_input_hl7(cc_t *c, json_t *in, spec_t *s)
+{
+    static const char *const keys[] = {"format", "messages", "when", NULL};
+    check_keys(c, in, "\"input\" of an hl7v2 spec", keys);
+    json_t *msgs = json_object_get(in, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        err_at(c, msgs, in, "messages",
+               "\"messages\" lists message types such as \"ADT^A01|A04\" or \"ORU^R01\"");
+        return;
+    }
+    size_t max = 0, i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) max += json_is_string(m) ? json_string_length(m) : 1;
+    s->triggers = alloc(c, (max + 1) * sizeof(*s->triggers));
+    json_array_foreach(msgs, i, m)
+    {
+        if (!json_is_string(m) ||
+            parse_trigger(json_string_value(m), s->triggers, max, &s->n_triggers))
+            err_at(c, m, NULL, NULL, "'%s' is not a message type: write TYPE or TYPE^EVENT|EVENT…",
+                   json_is_string(m) ? json_string_value(m) : "?");
+    }
+}
+
+/* "input" of an XML spec: which documents (root element, templateIds), namespace prefixes for
+ * its XPaths, and optionally what names a document in row ids. */
+static void compile_input_xml(cc_t *c, json_t *in, spec_t *s)
+{
+    static const char *const keys[] = {"format",     "root",       "documents", "when",
+                                       "namespaces", "message_id", NULL};
+    check_keys(c, in, "\"input\" of an xml spec", keys);
+    json_t *ns = json_object_get(in, "namespaces");
+    if (ns && !json_is_object(ns)) {
+        err_at(c, ns, in, "namespaces", "\"namespaces\" is an object of prefix: URI");
+    } else if (ns) {
+        s->ns = alloc(c, (json_object_size(ns) + 1) * sizeof(*s->ns));
+        const char *k;
+        json_t *v;
+        json_object_foreach(ns, k, v)
+        {
+            if (!json_is_string(v) || !*k) {
+                err_at(c, v, ns, k, "a namespace prefix maps to a URI string");
+                continue;
+            }
+            s->ns[s->n_ns].prefix = dup(c, k, strlen(k));
+            s->ns[s->n_ns++].uri = dup(c, json_string_value(v), json_string_length(v));
+        }
+    }
+    json_t *root = json_object_get(in, "root");
+    if (root && (!json_is_string(root) || !json_string_length(root)))
+        err_at(c, root, in, "root", "\"root\" is the root element's local name");
+    s->xml_root = root && json_is_string(root)
+                      ? dup(c, json_string_value(root), json_string_length(root))
+                      : "ClinicalDocument";
+    json_t *docs = json_object_get(in, "documents");
+    if (docs) {
+        if (!json_is_array(docs) || !json_array_size(docs)) {
+            err_at(c, docs, in, "documents",
+                   "\"documents\" lists document templateId roots, such as "
+                   "\"2.16.840.1.113883.10.20.22.1.2\" (CCD)");
+        } else {
+            s->doc_templates = alloc(c, json_array_size(docs) * sizeof(*s->doc_templates));
+            size_t i;
+            json_t *d;
+            json_array_foreach(docs, i, d)
+            {
+                if (!json_is_string(d) || !json_string_length(d))
+                    err_at(c, d, NULL, NULL, "a document templateId root is a string (an OID)");
+                else
+                    s->doc_templates[s->n_doc_templates++] =
+                        dup(c, json_string_value(d), json_string_length(d));
+            }
+        }
+    }
+    json_t *mid = json_object_get(in, "message_id");
+    if (mid)
+        s->message_id = compile_expr(c, mid);
+}
+
 static void compile_spec(cc_t *c, json_t *root, spec_t *s)
 {
     static const char *const keys[] = {"spec",    "version", "description", "input",
                                        "patient", "let",     "rules",       NULL};
-    static const char *const input_keys[] = {"format", "messages", "when", NULL};
     c->spec = s;
     c->rule = NULL;
     s->file = dup(c, c->file, strlen(c->file));
@@ -874,32 +1069,24 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
             c, in, root, "input",
             "\"input\" must say what the spec takes: {\"format\": \"hl7v2\", \"messages\": […]}");
     } else {
-        check_keys(c, in, "\"input\"", input_keys);
         json_t *fmt = json_object_get(in, "format");
-        if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "hl7v2"))
-            err_at(c, fmt, in, "format", "\"format\" must be \"hl7v2\" (XML specs come later)");
-        json_t *msgs = json_object_get(in, "messages");
-        if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-            err_at(c, msgs, in, "messages",
-                   "\"messages\" lists message types such as \"ADT^A01|A04\" or \"ORU^R01\"");
+        const char *f = json_string_value(fmt);
+        if (f && !strcmp(f, "xml")) {
+            s->format = SF_XML;
+            compile_input_xml(c, in, s);
         } else {
-            size_t max = 0, i;
-            json_t *m;
-            json_array_foreach(msgs, i, m) max += json_is_string(m) ? json_string_length(m) : 1;
-            s->triggers = alloc(c, (max + 1) * sizeof(*s->triggers));
-            json_array_foreach(msgs, i, m)
-            {
-                if (!json_is_string(m) ||
-                    parse_trigger(json_string_value(m), s->triggers, max, &s->n_triggers))
-                    err_at(c, m, NULL, NULL,
-                           "'%s' is not a message type: write TYPE or TYPE^EVENT|EVENT…",
-                           json_is_string(m) ? json_string_value(m) : "?");
-            }
+            if (!f || strcmp(f, "hl7v2"))
+                err_at(c, fmt, in, "format", "\"format\" must be \"hl7v2\" or \"xml\"");
+            compile_input_hl7(c, in, s);
         }
         json_t *w = json_object_get(in, "when");
         if (w)
             s->when = compile_cond(c, w);
     }
+    if (s->format == SF_XML)
+        c->ss->has_xml = 1;
+    else
+        c->ss->has_hl7 = 1;
     json_t *pat = json_object_get(root, "patient");
     if (pat) {
         static const char *const pkeys[] = {"id", "authority", NULL};
@@ -1092,6 +1279,9 @@ void cg_specset_destroy(cg_specset_t *ss)
     for (size_t i = 0; i < ss->n_regexes; i++)
         pcre2_code_free(ss->regexes[i]);
     free(ss->regexes);
+    for (size_t i = 0; i < ss->n_xpaths; i++)
+        cg_xml_xpath_free(ss->xpaths[i]);
+    free(ss->xpaths);
     free(ss->specs);
     cg_arena_destroy(&ss->arena);
     free(ss);

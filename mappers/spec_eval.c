@@ -8,6 +8,8 @@
 #include "cg_pseudo.h"
 #include "cg_vocab.h"
 
+#include <libxml/tree.h>
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,8 +73,12 @@ struct cg_mapper {
     const char *utc_offset;
     cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
     cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
-    cg_arena_t arena;    /* values of one message */
-    cg_buf_t scratch;    /* decoding */
+    cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
+    cg_xml_eval_t *xev;
+    cg_xml_options_t xml_opts;
+    int xml_opts_set;
+    cg_arena_t arena; /* values of one message */
+    cg_buf_t scratch; /* decoding */
     cg_buf_t rows_buf;
     cg_buf_t trace_buf;
     row_span_t *spans;
@@ -89,10 +95,11 @@ struct cg_mapper {
     uint32_t gen; /* of the message being mapped; never 0 */
 
     /* per message */
-    cg_hl7_msg_t *m;
-    char esc;     /* the message's escape character, '\0' when none */
-    int cs_utf8;  /* its charset is UTF-8 */
-    int cs_ascii; /* or another one whose ASCII bytes decode to themselves */
+    cg_hl7_msg_t *m;   /* NULL for an XML document */
+    const void *xnode; /* XML: the foreach's node, NULL for the document */
+    char esc;          /* the message's escape character, '\0' when none */
+    int cs_utf8;       /* its charset is UTF-8 */
+    int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
     const spec_t *spec;
     const rule_t *rule;
     const char *column;
@@ -290,7 +297,7 @@ static spec_val_t trim(spec_val_t v)
  * separator, already decoded into v (so "^" unless the message says otherwise). */
 static spec_val_t sn_part(cg_mapper_t *mp, spec_val_t v, sn_part_t part)
 {
-    const cg_hl7_delims_t *d = cg_hl7_msg_delims(mp->m);
+    const cg_hl7_delims_t *d = mp->m ? cg_hl7_msg_delims(mp->m) : NULL;
     char cs = d && d->comp ? d->comp : '^';
     spec_val_t c[4] = {ABSENT, ABSENT, ABSENT, ABSENT};
     const char *p = v.s, *end = v.s + v.len;
@@ -515,6 +522,16 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_UNIT:
         *out = int_text(mp, mp->vocab ? cg_vocab_unit(mp->vocab, (cg_slice_t){v.s, v.len}) : 0);
         return CG_OK;
+    case XF_REFERENCE: {
+        /* originalText/reference/@value "#id" → the narrative text it points at */
+        const void *n = mp->xev ? cg_xml_find_id(mp->xev, v.s, v.len) : NULL;
+        if (!n)
+            return CG_OK;
+        cg_buf_reset(&mp->scratch);
+        if (cg_xml_node_text(n, &mp->scratch) && !mp->scratch.failed)
+            *out = val_copy(mp, mp->scratch.data, mp->scratch.len);
+        return CG_OK;
+    }
     case XF_TRUNCATE: {
         /* cut at a character boundary */
         size_t chars = 0, i = 0;
@@ -540,7 +557,10 @@ static cg_err_t patient(cg_mapper_t *mp)
     mp->patient_state = -1;
     const spec_t *s = mp->spec;
     cg_hl7_scope_t saved = mp->scope;
-    mp->scope = cg_hl7_scope_message(mp->m);
+    const void *saved_node = mp->xnode;
+    if (mp->m)
+        mp->scope = cg_hl7_scope_message(mp->m);
+    mp->xnode = NULL;
     spec_val_t id, auth = ABSENT;
     const char *saved_col = mp->column;
     mp->column = "patient.id";
@@ -550,6 +570,7 @@ static cg_err_t patient(cg_mapper_t *mp)
         rc = eval_expr(mp, s->patient_authority, &auth);
     }
     mp->scope = saved;
+    mp->xnode = saved_node;
     mp->column = saved_col;
     if (rc)
         return rc;
@@ -746,6 +767,13 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     case EX_PATH:
         rc = eval_path(mp, e, &v);
         break;
+    case EX_XPATH: {
+        cg_slice_t xv;
+        /* copied: the evaluator's buffer is reused by the next XPath */
+        if (cg_xml_xpath_value(mp->xev, e->u.xpath, mp->xnode, &xv))
+            v = val_copy(mp, xv.ptr, xv.len);
+        break;
+    }
     case EX_CONST:
         v = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
         break;
@@ -1104,9 +1132,27 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
     return prc;
 }
 
+static cg_err_t run_rule_xml(cg_mapper_t *mp, const rule_t *r)
+{
+    mp->xnode = NULL;
+    if (!r->has_foreach)
+        return emit_row(mp, 1);
+    void *const *nodes;
+    size_t n = cg_xml_xpath_nodes(mp->xev, r->xforeach, NULL, &nodes);
+    cg_err_t rc = CG_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        mp->xnode = nodes[i];
+        rc = emit_row(mp, i + 1);
+    }
+    mp->xnode = NULL;
+    return rc;
+}
+
 static cg_err_t run_rule(cg_mapper_t *mp, const rule_t *r)
 {
     mp->rule = r;
+    if (!mp->m)
+        return run_rule_xml(mp, r);
     cg_hl7_scope_t msg_scope = cg_hl7_scope_message(mp->m);
     if (!r->has_foreach) {
         mp->scope = msg_scope;
@@ -1141,7 +1187,9 @@ static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
     mp->rule = NULL;
     mp->patient_state = 0;
     mp->shift_days = 0;
-    mp->scope = cg_hl7_scope_message(mp->m);
+    mp->xnode = NULL;
+    if (mp->m)
+        mp->scope = cg_hl7_scope_message(mp->m);
     cg_err_t rc;
     for (size_t i = 0; i < s->n_lets; i++)
         if ((rc = eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
@@ -1163,14 +1211,14 @@ static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t
         *out = raw; /* MSH-9 and MSH-10 are plain codes; no unescaping needed */
 }
 
-cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
+/* Starts a message or document: a fresh arena, memo generation and output buffers. */
+static void begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
+                          const cg_map_row_t **rows, size_t *n_rows)
 {
-    cg_map_error_t local;
-    memset(err ? err : &local, 0, sizeof(local));
-    mp->err = err ? err : &local;
-    mp->m = msg;
+    memset(err ? err : local, 0, sizeof(*local));
+    mp->err = err ? err : local;
     mp->n_rows = 0;
+    mp->xnode = NULL;
     *rows = NULL;
     *n_rows = 0;
     cg_arena_reset(&mp->arena);
@@ -1182,51 +1230,35 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
     }
     cg_buf_reset(&mp->rows_buf);
     cg_buf_reset(&mp->trace_buf);
+}
 
-    /* for raw_is_decoded: the same charset classes as the decoder's (hl7_parse.c) */
-    const cg_hl7_delims_t *d = cg_hl7_msg_delims(msg);
-    const char *cs = cg_hl7_msg_charset(msg);
-    mp->esc = d ? d->esc : 0;
-    mp->cs_utf8 = cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "UTF8"));
-    mp->cs_ascii = cs && cs[0] && strncasecmp(cs, "UTF-16", 6) && strncasecmp(cs, "UTF-32", 6) &&
-                   strncasecmp(cs, "UCS", 3);
-
-    cg_slice_t type, event;
-    msh_value(mp, 9, 1, &type);
-    msh_value(mp, 9, 2, &event);
-    msh_value(mp, 10, 0, &mp->message_id);
-    size_t matched = 0;
-    for (size_t i = 0; i < mp->ss->n_specs; i++) {
-        const spec_t *s = &mp->ss->specs[i];
-        if (!trigger_matches(s, type, event))
-            continue;
-        if (s->when) {
-            int ok;
-            mp->spec = s;
-            mp->rule = NULL;
-            mp->scope = cg_hl7_scope_message(msg);
-            cg_err_t rc = eval_cond(mp, s->when, &ok);
-            if (rc)
-                return rc;
-            if (!ok)
-                continue;
-        }
-        matched++;
-        size_t before = mp->n_rows;
-        cg_err_t rc = run_spec(mp, s);
-        if (rc) {
-            mp->n_rows = before;
+/* Runs spec s when its input condition holds; *matched counts the specs that ran. */
+static cg_err_t try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched)
+{
+    if (s->when) {
+        int ok;
+        mp->spec = s;
+        mp->rule = NULL;
+        mp->xnode = NULL;
+        if (mp->m)
+            mp->scope = cg_hl7_scope_message(mp->m);
+        cg_err_t rc = eval_cond(mp, s->when, &ok);
+        if (rc)
             return rc;
-        }
+        if (!ok)
+            return CG_OK;
     }
-    if (!matched) {
-        mp->err->code = CG_ERR_MAP;
-        mp->err->stage = "select";
-        snprintf(mp->err->reason, sizeof(mp->err->reason), "no spec takes %.*s^%.*s messages",
-                 (int)type.len, type.ptr, (int)event.len, event.ptr);
-        return CG_ERR_MAP;
-    }
-    /* the buffers are final now: turn spans into rows */
+    (*matched)++;
+    size_t before = mp->n_rows;
+    cg_err_t rc = run_spec(mp, s);
+    if (rc)
+        mp->n_rows = before;
+    return rc;
+}
+
+/* The buffers are final once every spec ran: turn spans into rows. */
+static void finish_rows(cg_mapper_t *mp, const cg_map_row_t **rows, size_t *n_rows)
+{
     for (size_t i = 0; i < mp->n_rows; i++) {
         const row_span_t *s = &mp->spans[i];
         cg_map_row_t *r = &mp->rows[i];
@@ -1249,7 +1281,193 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_
                 (cg_slice_t){mp->person.source_value, strlen(mp->person.source_value)};
     *rows = mp->rows;
     *n_rows = mp->n_rows;
+}
+
+cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err)
+{
+    cg_map_error_t local;
+    begin_message(mp, err, &local, rows, n_rows);
+    mp->m = msg;
+
+    /* for raw_is_decoded: the same charset classes as the decoder's (hl7_parse.c) */
+    const cg_hl7_delims_t *d = cg_hl7_msg_delims(msg);
+    const char *cs = cg_hl7_msg_charset(msg);
+    mp->esc = d ? d->esc : 0;
+    mp->cs_utf8 = cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "UTF8"));
+    mp->cs_ascii = cs && cs[0] && strncasecmp(cs, "UTF-16", 6) && strncasecmp(cs, "UTF-32", 6) &&
+                   strncasecmp(cs, "UCS", 3);
+
+    cg_slice_t type, event;
+    msh_value(mp, 9, 1, &type);
+    msh_value(mp, 9, 2, &event);
+    msh_value(mp, 10, 0, &mp->message_id);
+    size_t matched = 0;
+    for (size_t i = 0; i < mp->ss->n_specs; i++) {
+        const spec_t *s = &mp->ss->specs[i];
+        if (s->format != SF_HL7V2 || !trigger_matches(s, type, event))
+            continue;
+        cg_err_t rc = try_spec(mp, s, &matched);
+        if (rc)
+            return rc;
+    }
+    if (!matched) {
+        mp->err->code = CG_ERR_MAP;
+        mp->err->stage = "select";
+        snprintf(mp->err->reason, sizeof(mp->err->reason), "no spec takes %.*s^%.*s messages",
+                 (int)type.len, type.ptr, (int)event.len, event.ptr);
+        return CG_ERR_MAP;
+    }
+    finish_rows(mp, rows, n_rows);
     return CG_OK;
+}
+
+/* ---- XML documents ---- */
+
+static const xmlChar *attr_value(const xmlNode *n, const char *name)
+{
+    for (const xmlAttr *a = n->properties; a; a = a->next)
+        if (!a->ns && !strcmp((const char *)a->name, name) && a->children &&
+            a->children->type == XML_TEXT_NODE)
+            return a->children->content;
+    return NULL;
+}
+
+/* Whether spec s takes the document whose root element is root. */
+static int document_matches(const spec_t *s, const xmlNode *root)
+{
+    if (strcmp((const char *)root->name, s->xml_root))
+        return 0;
+    if (!s->n_doc_templates)
+        return 1;
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "templateId"))
+            continue;
+        const xmlChar *r = attr_value(c, "root");
+        for (size_t i = 0; r && i < s->n_doc_templates; i++)
+            if (!strcmp((const char *)r, s->doc_templates[i]))
+                return 1;
+    }
+    return 0;
+}
+
+/* The document's id for row ids: the spec's message_id, else the root's <id> as
+ * root^extension (CDA II: the pair is the identifier). */
+static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *root)
+{
+    if (s->message_id) {
+        spec_val_t v;
+        mp->spec = s;
+        cg_err_t rc = eval_expr(mp, s->message_id, &v);
+        if (rc)
+            return rc;
+        mp->message_id = v.present ? (cg_slice_t){v.s, v.len} : (cg_slice_t){"", 0};
+        return CG_OK;
+    }
+    mp->message_id = (cg_slice_t){"", 0};
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "id"))
+            continue;
+        const char *r = (const char *)attr_value(c, "root");
+        const char *x = (const char *)attr_value(c, "extension");
+        size_t rl = r ? strlen(r) : 0, xl = x ? strlen(x) : 0;
+        char *p = cg_arena_alloc(&mp->arena, rl + xl + 2);
+        if (!p)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        size_t n = 0;
+        if (rl) {
+            memcpy(p, r, rl);
+            n = rl;
+        }
+        if (xl) {
+            if (n)
+                p[n++] = '^';
+            memcpy(p + n, x, xl);
+            n += xl;
+        }
+        p[n] = '\0';
+        mp->message_id = (cg_slice_t){p, n};
+        break;
+    }
+    return CG_OK;
+}
+
+static cg_err_t map_error(cg_map_error_t *err, cg_err_t code, const char *stage, const char *reason)
+{
+    if (err) {
+        memset(err, 0, sizeof(*err));
+        err->code = code;
+        err->stage = stage;
+        snprintf(err->reason, sizeof(err->reason), "%s", reason);
+    }
+    return code;
+}
+
+cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err)
+{
+    *rows = NULL;
+    *n_rows = 0;
+    if (!mp->xdoc) {
+        cg_xml_options_t o;
+        cg_xml_options_default(&o);
+        if (mp->xml_opts_set)
+            o = mp->xml_opts;
+        if (!(mp->xdoc = cg_xml_doc_new(&o)) || !(mp->xev = cg_xml_eval_new()))
+            return map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
+    }
+    cg_xml_error_t xe;
+    cg_err_t rc = cg_xml_parse(mp->xdoc, buf, len, &xe);
+    if (rc) {
+        char where[320];
+        return map_error(err, rc, "decode", cg_xml_error_location(&xe, where, sizeof(where)));
+    }
+    cg_xml_eval_bind(mp->xev, mp->xdoc);
+    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
+    cg_map_error_t local;
+    begin_message(mp, err, &local, rows, n_rows);
+    mp->m = NULL;
+    size_t matched = 0;
+    for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
+        const spec_t *s = &mp->ss->specs[i];
+        if (s->format != SF_XML || !document_matches(s, root))
+            continue;
+        if ((rc = document_id(mp, s, root)) || (rc = try_spec(mp, s, &matched)))
+            return rc;
+    }
+    if (!matched) {
+        mp->err->code = CG_ERR_MAP;
+        mp->err->stage = "select";
+        int n = snprintf(mp->err->reason, sizeof(mp->err->reason),
+                         "no spec takes XML documents with root element <%s>",
+                         root ? (const char *)root->name : "?");
+        /* the templateIds say what the document is: name them for whoever writes the spec */
+        const char *sep = " (templateIds: ";
+        for (const xmlNode *c = root ? root->children : NULL; c && n > 0; c = c->next) {
+            const xmlChar *r =
+                c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "templateId")
+                    ? attr_value(c, "root")
+                    : NULL;
+            if (!r || (size_t)n >= sizeof(mp->err->reason))
+                continue;
+            n += snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, "%s%s", sep,
+                          (const char *)r);
+            sep = " ";
+        }
+        if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->reason))
+            snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, ")");
+        return CG_ERR_MAP;
+    }
+    finish_rows(mp, rows, n_rows);
+    return CG_OK;
+}
+
+cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+                       size_t *n_rows, cg_map_error_t *err)
+{
+    if (cg_xml_sniff(buf, len))
+        return cg_mapper_map_xml(mp, buf, len, rows, n_rows, err);
+    return cg_mapper_map_hl7(mp, buf, len, rows, n_rows, err);
 }
 
 cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
@@ -1291,6 +1509,10 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
             mp->cap_vars = ss->specs[i].max_vars;
     mp->vars = calloc(mp->cap_vars + 1, sizeof(*mp->vars));
     mp->msg = cg_hl7_msg_new(env ? env->hl7 : NULL);
+    if (env && env->xml) {
+        mp->xml_opts = *env->xml;
+        mp->xml_opts_set = 1;
+    }
     mp->memo = calloc(PATH_MEMO_SIZE, sizeof(*mp->memo));
     mp->md = pcre2_match_data_create(ss->max_capture + 1, NULL);
     mp->mctx = pcre2_match_context_create(NULL);
@@ -1322,6 +1544,8 @@ void cg_mapper_destroy(cg_mapper_t *mp)
         return;
     cg_pseudo_destroy(mp->pseudo);
     cg_hl7_msg_destroy(mp->msg);
+    cg_xml_eval_destroy(mp->xev);
+    cg_xml_doc_destroy(mp->xdoc);
     pcre2_match_data_free(mp->md);
     pcre2_match_context_free(mp->mctx);
     cg_arena_destroy(&mp->arena);

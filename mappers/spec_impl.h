@@ -9,6 +9,7 @@
 #include "cg_hl7.h"
 #include "cg_omop.h"
 #include "cg_spec.h"
+#include "cg_xml.h"
 
 /* Values during evaluation: text in the message arena, or absent. */
 typedef struct spec_val {
@@ -17,8 +18,15 @@ typedef struct spec_val {
     int present;
 } spec_val_t;
 
+/* Which decoder a spec reads: the HL7 v2 path language or XPath over an XML document. */
+typedef enum spec_format {
+    SF_HL7V2 = 0,
+    SF_XML,
+} spec_format_t;
+
 typedef enum expr_kind {
     EX_PATH,
+    EX_XPATH, /* XML specs: an XPath at the current node (the document, or a foreach's node) */
     EX_CONST,
     EX_VAR,
     EX_CONCAT,
@@ -44,6 +52,7 @@ typedef enum xform_kind {
     XF_LOOKUP,
     XF_UNIT,
     XF_TRUNCATE,
+    XF_REFERENCE, /* XML: "#id" → the text of the narrative element with that ID */
 } xform_kind_t;
 
 typedef enum sn_part {
@@ -101,6 +110,7 @@ struct expr {
     expr_kind_t kind;
     union {
         cg_hl7_path_t path;
+        const cg_xml_xpath_t *xpath;
         struct {
             const char *s;
             size_t len;
@@ -170,7 +180,8 @@ typedef struct rule {
     const cg_omop_table_t *table;
     const char *standard; /* "omop-cdm-5.4", or "cohortgate" for cohortgate's own tables */
     int has_foreach;
-    cg_hl7_path_t foreach; /* a path naming segments: OBX[*], DG1[*] */
+    cg_hl7_path_t foreach;          /* a path naming segments: OBX[*], DG1[*] */
+    const cg_xml_xpath_t *xforeach; /* XML specs: the nodes, one row each */
     cond_t *when;
     binding_t *lets;
     size_t n_lets;
@@ -189,12 +200,22 @@ typedef struct trigger {
 } trigger_t;
 
 typedef struct spec {
+    spec_format_t format;
     const char *name;
     size_t name_len;
     int version;
     const char *file;
     trigger_t *triggers;
     size_t n_triggers;
+    /* XML specs take documents whose root element has this local name and, when given, one of
+     * these templateId roots; message_id (NULL: the root's id, "root^extension") names the
+     * document in row ids. */
+    cg_xml_ns_t *ns; /* its own namespace prefixes */
+    size_t n_ns;
+    const char *xml_root;
+    const char **doc_templates;
+    size_t n_doc_templates;
+    expr_t *message_id;
     cond_t *when;
     int has_patient;
     expr_t *patient_id;
@@ -215,6 +236,9 @@ struct cg_specset {
     uint32_t max_capture;        /* for the mappers' match data */
     const cg_hl7_path_t **paths; /* distinct memoized paths; path_id - 1 indexes it */
     size_t n_paths, cap_paths;
+    cg_xml_xpath_t **xpaths; /* to free */
+    size_t n_xpaths, cap_xpaths;
+    int has_hl7, has_xml; /* which formats its specs read */
 };
 
 /* spec_tables.c: an OMOP CDM v5.4 table, or one of cohortgate's own ("cohortgate.*"), with the

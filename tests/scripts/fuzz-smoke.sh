@@ -16,13 +16,16 @@ fi
 
 cmake -S "$here" -B "$build" -DCMAKE_C_COMPILER=clang -DCG_FUZZ=ON -DCG_BUILD_TESTS=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_hl7_parse fuzz_hl7_path fuzz_spec -j"$jobs"
+cmake --build "$build" --target fuzz_hl7_parse fuzz_hl7_path fuzz_spec fuzz_xml -j"$jobs"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # Seeds: the project's own fixtures, plus a few paths. (The shared corpus is not copied.)
-mkdir -p "$work/parse" "$work/path" "$work/spec"
+mkdir -p "$work/parse" "$work/path" "$work/spec" "$work/xml"
+while IFS= read -r -d '' f; do # several cases name their document input.xml
+    cp "$f" "$work/xml/$(md5sum <"$f" | cut -c1-12).xml"
+done < <(find "$here"/tests/golden "$here"/tests/unit/xml -name '*.xml' -print0 2>/dev/null)
 cp "$here"/tests/fixtures/hl7/* "$work/parse/"
 cp "$here"/tests/fixtures/hl7/* "$here"/specs/*.json "$work/spec/"
 for p in 'PID-5' 'PID-5.1.1' 'PID-3[2].1' 'PID-3[*].1' 'OBX[*]-5' 'OBX[3]-5' 'PID-x' 'OBX[*]'; do
@@ -48,4 +51,5 @@ run() {
 run fuzz_hl7_parse "$work/parse" 8192
 run fuzz_hl7_path "$work/path" 64
 run fuzz_spec "$work/spec" 16384
+run fuzz_xml "$work/xml" 32768
 exit $status

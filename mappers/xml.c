@@ -1,0 +1,875 @@
+/* xml.c - the hardened XML decoder, format sniffing, the C-CDA section kinds and the document
+ * summary (cg_xml.h). XPath lives in xml_xpath.c.
+ *
+ * libxml2 parses from memory with one parser context per cg_xml_doc_t, reused document after
+ * document so its dictionary and buffers stay warm. Hardening is done on the context's own SAX
+ * table rather than on process-wide hooks (other threads parse too): a declared entity, an
+ * entity reference that is not predefined, or nesting past the depth limit stops the parser;
+ * external subsets and entities are never resolved; XML_PARSE_NONET is on, and NOENT, DTDLOAD,
+ * DTDATTR and HUGE are off. Errors go to a structured handler, never to stderr.
+ */
+#include "cg_xml.h"
+
+#include <errno.h>
+#include <iconv.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/SAX2.h>
+#include <libxml/dict.h>
+#include <libxml/entities.h>
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+
+#define CG_XML_DEFAULT_MAX_BYTES ((size_t)64 << 20)
+#define CG_XML_DEFAULT_MAX_DEPTH 256u
+
+/* NOCDATA: CDATA becomes plain text, so a value reads the same either way. COMPACT: short text
+ * lives inside its node (fewer mallocs). BIG_LINES: line numbers past 65535 stay right for
+ * located errors. Blank text nodes are kept: narrative mixed content needs its spaces. */
+#define CG_XML_PARSE_OPTIONS                                                                       \
+    (XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES)
+
+/* A long-lived context keeps every name it ever saw in its dictionary, and libxml2 refuses
+ * documents once that passes XML_MAX_DICTIONARY_LIMIT (10 MB): start a fresh context well
+ * before, so a stream of odd documents cannot wedge the parser. */
+#define CG_XML_DICT_RECYCLE_BYTES ((size_t)4 << 20)
+
+struct cg_xml_doc {
+    cg_xml_options_t opts;
+    char *default_encoding; /* owned copy; NULL for UTF-8 */
+    xmlParserCtxtPtr ctxt;
+    xmlDocPtr doc;
+    /* state of the parse under way */
+    cg_xml_error_t first; /* first error worth reporting */
+    int have_error;
+    int first_fatal; /* first is a fatal error (or our refusal) */
+    int refused;     /* we stopped the parser: the result is discarded */
+    int charset;     /* an encoding conversion failed (libxml2 says where only vaguely) */
+};
+
+void cg_xml_options_default(cg_xml_options_t *o)
+{
+    o->max_bytes = CG_XML_DEFAULT_MAX_BYTES;
+    o->max_depth = CG_XML_DEFAULT_MAX_DEPTH;
+    o->default_encoding = NULL;
+}
+
+const char *cg_xml_error_location(const cg_xml_error_t *e, char *buf, size_t size)
+{
+    if (!size)
+        return buf;
+    if (e->line > 0 && e->column > 0)
+        snprintf(buf, size, "line %d, column %d: %s", e->line, e->column, e->reason);
+    else if (e->line > 0)
+        snprintf(buf, size, "line %d: %s", e->line, e->reason);
+    else
+        snprintf(buf, size, "%s", e->reason);
+    return buf;
+}
+
+int cg_xml_sniff(const char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)buf, *end = p + len;
+    if (!buf)
+        return 0;
+    if (len >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF)
+        p += 3;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p < end && *p == '<';
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* Copies a libxml2 message into reason as one line: its line breaks become "; ", the trailing
+ * one goes. */
+static void copy_message(char *dst, size_t size, const char *msg)
+{
+    size_t n = 0;
+    for (const char *s = msg ? msg : "unknown error"; *s && n + 3 < size; s++) {
+        if (*s == '\n') {
+            if (s[1] && n)
+                dst[n++] = ';', dst[n++] = ' ';
+            continue;
+        }
+        dst[n++] = *s;
+    }
+    while (n && dst[n - 1] == ' ')
+        n--;
+    dst[n] = '\0';
+}
+
+static void set_error(cg_xml_error_t *e, cg_err_t code, int line, int column, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void set_error(cg_xml_error_t *e, cg_err_t code, int line, int column, const char *fmt, ...)
+{
+    e->code = code;
+    e->line = line;
+    e->column = column;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+    va_end(ap);
+}
+
+static int is_charset_error(const xmlError *e)
+{
+    if (e->domain == XML_FROM_I18N || (e->domain == XML_FROM_IO && e->code == XML_IO_ENCODER))
+        return 1;
+    switch (e->code) {
+    case XML_ERR_UNKNOWN_ENCODING:
+    case XML_ERR_UNSUPPORTED_ENCODING:
+    case XML_ERR_INVALID_ENCODING:
+        return 1;
+    case XML_ERR_INVALID_CHAR: /* also a control character in valid UTF-8: only the UTF-8 one */
+        return e->message && strstr(e->message, "not proper UTF-8") != NULL;
+    default:
+        return 0;
+    }
+}
+
+/* Whether hex (libxml2's "Char 0x%X out of allowed range") is a surrogate or past U+10FFFF. */
+static int out_of_unicode(const char *hex)
+{
+    unsigned long v = strtoul(hex, NULL, 16);
+    return (v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF;
+}
+
+/* Keeps the first error that explains the failure: our own refusal, else the first fatal
+ * error, else the first error. Warnings and namespace errors (an undeclared prefix leaves the
+ * document well-formed) are not failures. */
+static void record(cg_xml_doc_t *d, const xmlError *e)
+{
+    if (e->code == XML_WAR_UNDECLARED_ENTITY) {
+        /* a DOCTYPE with an external subset (never loaded) could be where it is declared;
+         * libxml2 goes on without it, which would drop text silently */
+        if (!d->refused) {
+            d->refused = 1;
+            d->have_error = d->first_fatal = 1;
+            set_error(&d->first, CG_ERR_XML, e->line, e->int2,
+                      "entity '%s' is not declared and external DTDs are never loaded; refused",
+                      e->str1 ? e->str1 : "?");
+        }
+        return;
+    }
+    if (e->level < XML_ERR_ERROR)
+        return;
+    if (e->domain == XML_FROM_I18N || (e->domain == XML_FROM_IO && e->code == XML_IO_ENCODER)) {
+        d->charset = 1; /* located afterwards by find_bad_bytes */
+        return;
+    }
+    if (e->domain == XML_FROM_NAMESPACE || d->refused)
+        return;
+    int fatal = e->level == XML_ERR_FATAL;
+    if (d->have_error && (d->first_fatal || !fatal))
+        return;
+    d->have_error = 1;
+    d->first_fatal = fatal;
+    d->first.line = e->line;
+    d->first.column = e->int2;
+    if (e->code == XML_ERR_NO_MEMORY) {
+        d->first.code = CG_ERR_NOMEM;
+        snprintf(d->first.reason, sizeof(d->first.reason), "out of memory");
+    } else if (e->code == XML_ERR_INVALID_CHAR && is_charset_error(e)) {
+        const char *bytes = strstr(e->message, "Bytes:");
+        char shown[64];
+        copy_message(shown, sizeof(shown), bytes ? bytes + 7 : "?");
+        d->first.code = CG_ERR_CHARSET;
+        snprintf(d->first.reason, sizeof(d->first.reason), "bytes not valid in UTF-8 (%s)", shown);
+    } else if (e->code == XML_ERR_INVALID_CHAR && e->message &&
+               !strncmp(e->message, "Char 0x", 7) && out_of_unicode(e->message + 7)) {
+        /* libxml2 decodes UTF-8 surrogates and values past U+10FFFF before objecting: those
+         * bytes are invalid UTF-8, not a misplaced character */
+        d->first.code = CG_ERR_CHARSET;
+        snprintf(d->first.reason, sizeof(d->first.reason),
+                 "bytes not valid in UTF-8 (they encode U+%lX, which is not a character)",
+                 strtoul(e->message + 7, NULL, 16));
+    } else if (e->message && strstr(e->message, "Excessive depth")) {
+        d->first.code = CG_ERR_XML;
+        snprintf(d->first.reason, sizeof(d->first.reason),
+                 "elements nested deeper than %u (libxml2's limit)", xmlParserMaxDepth);
+    } else {
+        d->first.code = is_charset_error(e) ? CG_ERR_CHARSET : CG_ERR_XML;
+        copy_message(d->first.reason, sizeof(d->first.reason), e->message);
+    }
+}
+
+/* Parser errors arrive with the context (its userData); errors raised without one (encoding
+ * conversion) through the thread's handler, which cg_xml_parse points at the doc meanwhile. */
+static void on_ctxt_error(void *user, xmlErrorPtr e)
+{
+    xmlParserCtxtPtr c = user;
+    if (c && c->_private && e)
+        record(c->_private, e);
+}
+
+static void on_thread_error(void *user, xmlErrorPtr e)
+{
+    if (user && e)
+        record(user, e);
+}
+
+/* Stops the parser with our reason at the current input position. */
+static void refuse(xmlParserCtxtPtr c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(xmlParserCtxtPtr c, const char *fmt, ...)
+{
+    cg_xml_doc_t *d = c->_private;
+    if (!d->refused) {
+        d->refused = 1;
+        d->have_error = d->first_fatal = 1;
+        d->first.code = CG_ERR_XML;
+        d->first.line = c->input ? c->input->line : 0;
+        d->first.column = c->input ? c->input->col : 0;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(d->first.reason, sizeof(d->first.reason), fmt, ap);
+        va_end(ap);
+    }
+    xmlStopParser(c);
+}
+
+/* ---- SAX hooks -------------------------------------------------------------------------- */
+
+static void on_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
+                           const xmlChar *system_id, xmlChar *content)
+{
+    (void)type, (void)public_id, (void)system_id, (void)content;
+    refuse(ctx, "DOCTYPE declares entities ('%s'); refused (XXE/entity expansion)",
+           (const char *)name);
+}
+
+static void on_unparsed_entity_decl(void *ctx, const xmlChar *name, const xmlChar *public_id,
+                                    const xmlChar *system_id, const xmlChar *notation)
+{
+    (void)public_id, (void)system_id, (void)notation;
+    on_entity_decl(ctx, name, 0, NULL, NULL, NULL);
+}
+
+/* Only the five predefined entities exist: nothing declared can be looked up, even if a
+ * declaration slipped past on_entity_decl. */
+static xmlEntityPtr on_get_entity(void *ctx, const xmlChar *name)
+{
+    (void)ctx;
+    return xmlGetPredefinedEntity(name);
+}
+
+static xmlEntityPtr on_get_parameter_entity(void *ctx, const xmlChar *name)
+{
+    (void)ctx, (void)name;
+    return NULL;
+}
+
+static void on_reference(void *ctx, const xmlChar *name)
+{
+    refuse(ctx, "entity reference '&%s;' refused: entities are never expanded", (const char *)name);
+}
+
+static xmlParserInputPtr on_resolve_entity(void *ctx, const xmlChar *public_id,
+                                           const xmlChar *system_id)
+{
+    (void)ctx, (void)public_id, (void)system_id;
+    return NULL; /* never fetch anything a document names */
+}
+
+static void on_external_subset(void *ctx, const xmlChar *name, const xmlChar *external_id,
+                               const xmlChar *system_id)
+{
+    (void)ctx, (void)name, (void)external_id, (void)system_id; /* never loaded */
+}
+
+static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                             const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+                             int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+    xmlParserCtxtPtr c = ctx;
+    cg_xml_doc_t *d = c->_private;
+    /* nodeNr counts the open ancestors: this element is one deeper */
+    if ((unsigned)c->nodeNr >= d->opts.max_depth) {
+        refuse(c, "elements nested deeper than %u", d->opts.max_depth);
+        return;
+    }
+    xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
+                          nb_defaulted, attributes);
+}
+
+static xmlParserCtxtPtr new_context(cg_xml_doc_t *d)
+{
+    xmlParserCtxtPtr c = xmlNewParserCtxt();
+    if (!c)
+        return NULL;
+    xmlSAXHandlerPtr sax = c->sax; /* the context's own copy of the SAX2 table */
+    sax->entityDecl = on_entity_decl;
+    sax->unparsedEntityDecl = on_unparsed_entity_decl;
+    sax->getEntity = on_get_entity;
+    sax->getParameterEntity = on_get_parameter_entity;
+    sax->reference = on_reference;
+    sax->resolveEntity = on_resolve_entity;
+    sax->externalSubset = on_external_subset;
+    sax->startElementNs = on_start_element;
+    sax->serror = on_ctxt_error;
+    c->_private = d;
+    return c;
+}
+
+/* ---- encodings -------------------------------------------------------------------------- */
+
+/* Whether the document says its own encoding: a BOM, UTF-16/UCS-4 layout, or an encoding in
+ * the XML declaration. Only then may opts->default_encoding not apply (libxml2's encoding
+ * argument would override the declaration). */
+static int declares_encoding(const char *buf, size_t len, char *name, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    if (size)
+        name[0] = '\0';
+    if (len >= 2 && ((p[0] == 0xFE && p[1] == 0xFF) || (p[0] == 0xFF && p[1] == 0xFE)))
+        return 1;
+    if (len >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF)
+        return 1;
+    if (len >= 2 && (p[0] == 0 || p[1] == 0))
+        return 1; /* UTF-16 or UCS-4 without a BOM: libxml2 detects those itself */
+    if (len < 6 || memcmp(buf, "<?xml", 5) ||
+        !(p[5] == ' ' || p[5] == '\t' || p[5] == '\r' || p[5] == '\n'))
+        return 0;
+    size_t lim = len < 512 ? len : 512, i = 5;
+    const char *end = memchr(buf, '>', lim);
+    if (!end)
+        return 0;
+    for (; buf + i + 8 < end; i++) {
+        if (memcmp(buf + i, "encoding", 8))
+            continue;
+        const char *s = buf + i + 8;
+        while (s < end && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+            s++;
+        if (s >= end || *s++ != '=')
+            continue;
+        while (s < end && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+            s++;
+        if (s >= end || (*s != '"' && *s != '\''))
+            continue;
+        char q = *s++;
+        const char *e = memchr(s, q, (size_t)(end - s));
+        if (!e)
+            return 0;
+        if (size) {
+            size_t n = (size_t)(e - s) < size - 1 ? (size_t)(e - s) : size - 1;
+            memcpy(name, s, n);
+            name[n] = '\0';
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int is_utf8_name(const char *s)
+{
+    return !s || !*s || !strcasecmp(s, "UTF-8") || !strcasecmp(s, "UTF8");
+}
+
+/* libxml2 reports a failed conversion without a position, and its built-in decoders (ASCII)
+ * not at all: the parser just sees the input end early. On the error path, convert again with
+ * iconv up to the first bad byte and say where it is, in lines and characters. Returns 1 with
+ * *e set when bytes are invalid or a sequence is cut by the end, 0 when enc converts cleanly
+ * or iconv does not know it. */
+static int find_bad_bytes(const char *buf, size_t len, const char *enc, cg_xml_error_t *e)
+{
+    iconv_t cd = iconv_open("UTF-8", enc);
+    if (cd == (iconv_t)-1)
+        return 0;
+    char *in = (char *)buf, chunk[4096];
+    size_t left = len;
+    int line = 1, col = 1, found = 0;
+    for (;;) {
+        char *out = chunk;
+        size_t room = sizeof(chunk);
+        size_t r = iconv(cd, &in, &left, &out, &room);
+        int err = r == (size_t)-1 ? errno : 0;
+        for (const char *q = chunk; q < out; q++) {
+            if (*q == '\n')
+                line++, col = 1;
+            else if (((unsigned char)*q & 0xC0) != 0x80)
+                col++; /* one per character, not per byte */
+        }
+        if (err == E2BIG)
+            continue;
+        if (err == EILSEQ || err == EINVAL) {
+            size_t off = (size_t)(in - buf);
+            char hex[32] = "";
+            for (size_t k = 0, n = 0; k < 4 && off + k < len; k++)
+                n += (size_t)snprintf(hex + n, sizeof(hex) - n, "%s0x%02X", k ? " " : "",
+                                      (unsigned char)buf[off + k]);
+            set_error(e, CG_ERR_CHARSET, line, col,
+                      err == EINVAL ? "truncated %s sequence at the end, byte %zu (%s)"
+                                    : "bytes not valid in %s at byte %zu (%s)",
+                      enc, off, hex);
+            found = 1;
+        }
+        break;
+    }
+    iconv_close(cd);
+    return found;
+}
+
+/* Whether the encoding keeps ASCII bytes as ASCII ('>' is never a trail byte in GB18030, GBK,
+ * Big5, Shift_JIS or the single-byte sets): not UTF-16/UCS-4, which start with a NUL or BOM. */
+static int ascii_compatible(const char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    return !(len >= 2 && (p[0] == 0 || p[1] == 0 || (p[0] == 0xFE && p[1] == 0xFF) ||
+                          (p[0] == 0xFF && p[1] == 0xFE)));
+}
+
+/* After the root element only white space, comments and PIs may follow, all ending in '>'.
+ * libxml2 drops a multi-byte sequence cut by the end of input without a word; anything but
+ * white space after the last '>' of a well-formed document is such a leftover. */
+static int junk_after_end(const char *buf, size_t len)
+{
+    while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' || buf[len - 1] == '\r' ||
+                   buf[len - 1] == '\n'))
+        len--;
+    return len && buf[len - 1] != '>';
+}
+
+/* ---- documents -------------------------------------------------------------------------- */
+
+cg_xml_doc_t *cg_xml_doc_new(const cg_xml_options_t *opts)
+{
+    xmlInitParser();
+    cg_xml_doc_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    cg_xml_options_default(&d->opts);
+    if (opts) {
+        if (opts->max_bytes)
+            d->opts.max_bytes = opts->max_bytes;
+        if (opts->max_depth)
+            d->opts.max_depth = opts->max_depth;
+        if (!is_utf8_name(opts->default_encoding)) {
+            d->default_encoding = strdup(opts->default_encoding);
+            if (!d->default_encoding) {
+                free(d);
+                return NULL;
+            }
+        }
+    }
+    d->opts.default_encoding = d->default_encoding;
+    d->ctxt = new_context(d);
+    if (!d->ctxt) {
+        cg_xml_doc_destroy(d);
+        return NULL;
+    }
+    return d;
+}
+
+void cg_xml_doc_destroy(cg_xml_doc_t *d)
+{
+    if (!d)
+        return;
+    if (d->doc)
+        xmlFreeDoc(d->doc);
+    if (d->ctxt)
+        xmlFreeParserCtxt(d->ctxt);
+    free(d->default_encoding);
+    free(d);
+}
+
+void *cg_xml_doc_tree(const cg_xml_doc_t *d)
+{
+    return d ? d->doc : NULL;
+}
+
+void *cg_xml_doc_root(const cg_xml_doc_t *d)
+{
+    return d && d->doc ? xmlDocGetRootElement(d->doc) : NULL;
+}
+
+cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error_t *err)
+{
+    cg_xml_error_t scratch;
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof(*err));
+    if (!d || (!buf && len)) {
+        set_error(err, CG_ERR_XML, 0, 0, "no document");
+        return err->code = CG_ERR_INVALID_ARG;
+    }
+    if (len > d->opts.max_bytes || len > INT_MAX) {
+        set_error(err, CG_ERR_XML, 0, 0, "document of %zu bytes is over the limit of %zu bytes",
+                  len, d->opts.max_bytes < INT_MAX ? d->opts.max_bytes : (size_t)INT_MAX);
+        return err->code;
+    }
+    if (len == 0) {
+        set_error(err, CG_ERR_XML, 0, 0, "empty document");
+        return err->code;
+    }
+    if (!d->ctxt && !(d->ctxt = new_context(d))) {
+        set_error(err, CG_ERR_NOMEM, 0, 0, "out of memory");
+        return err->code;
+    }
+    char declared[64];
+    const char *enc = NULL;
+    if (!declares_encoding(buf, len, declared, sizeof(declared)))
+        enc = d->default_encoding;
+
+    memset(&d->first, 0, sizeof(d->first));
+    d->have_error = d->first_fatal = d->refused = d->charset = 0;
+    xmlStructuredErrorFunc saved_fn = xmlStructuredError;
+    void *saved_ctx = xmlStructuredErrorContext;
+    xmlSetStructuredErrorFunc(d, on_thread_error);
+    xmlDocPtr doc = xmlCtxtReadMemory(d->ctxt, buf, (int)len, NULL, enc, CG_XML_PARSE_OPTIONS);
+    int well_formed = d->ctxt->wellFormed;
+    xmlSetStructuredErrorFunc(saved_ctx, saved_fn);
+
+    /* the encoding in effect, when it is not UTF-8: bad bytes there are found by iconv */
+    const char *name = enc ? enc : declared[0] && !is_utf8_name(declared) ? declared : NULL;
+    cg_xml_error_t bad;
+    int failed = !doc || !well_formed || d->refused || d->charset;
+    if (!failed && name && ascii_compatible(buf, len) && junk_after_end(buf, len)) {
+        failed = d->charset = 1; /* a sequence cut by the end */
+    }
+    cg_err_t rc = CG_OK;
+    if (failed) {
+        if (doc)
+            xmlFreeDoc(doc);
+        if (d->refused) {
+            *err = d->first;
+        } else if ((d->charset || name) && find_bad_bytes(buf, len, name ? name : "UTF-8", &bad) &&
+                   (d->charset || !d->have_error || d->first.line <= 0 ||
+                    bad.line <= d->first.line)) {
+            *err = bad; /* the parser's complaint (often "Premature end") follows from it */
+        } else if (d->charset) {
+            set_error(err, CG_ERR_CHARSET, d->first.line, d->first.column, "bytes not valid in %s",
+                      name ? name : "UTF-8");
+        } else if (d->have_error) {
+            *err = d->first;
+        } else {
+            set_error(err, CG_ERR_XML, 0, 0, "document is not well-formed");
+        }
+        rc = err->code ? err->code : (err->code = CG_ERR_XML);
+    } else {
+        if (d->doc)
+            xmlFreeDoc(d->doc);
+        d->doc = doc;
+    }
+    if (d->ctxt->dict && xmlDictGetUsage(d->ctxt->dict) > CG_XML_DICT_RECYCLE_BYTES) {
+        xmlFreeParserCtxt(d->ctxt); /* documents keep their own reference to the dictionary */
+        d->ctxt = NULL;
+    }
+    return rc;
+}
+
+/* ---- C-CDA section kinds ---------------------------------------------------------------- */
+
+/* Section templateId roots from C-CDA R2.1 (the "entries optional" root and, where one exists,
+ * the "entries required" one ending in .1), plus the IHE and earlier HL7 section templates that
+ * C-CDA R2.1 document templates name. */
+#define CCDA(n)         "2.16.840.1.113883.10.20.22.2." n
+#define IHE(n)          "1.3.6.1.4.1.19376.1.5.3.1." n
+#define ROOTS(var, ...) static const char *const var[] = {__VA_ARGS__, NULL}
+
+ROOTS(r_problems, CCDA("5"), CCDA("5.1"));
+ROOTS(r_results, CCDA("3"), CCDA("3.1"));
+ROOTS(r_vital_signs, CCDA("4"), CCDA("4.1"));
+ROOTS(r_medications, CCDA("1"), CCDA("1.1"));
+ROOTS(r_encounters, CCDA("22"), CCDA("22.1"));
+ROOTS(r_allergies, CCDA("6"), CCDA("6.1"));
+ROOTS(r_immunizations, CCDA("2"), CCDA("2.1"));
+ROOTS(r_procedures, CCDA("7"), CCDA("7.1"));
+ROOTS(r_social_history, CCDA("17"));
+ROOTS(r_plan_of_treatment, CCDA("10"));
+ROOTS(r_assessment, CCDA("8"));
+ROOTS(r_assessment_and_plan, CCDA("9"));
+ROOTS(r_family_history, CCDA("15"));
+ROOTS(r_functional_status, CCDA("14"));
+ROOTS(r_mental_status, CCDA("56"));
+ROOTS(r_nutrition, CCDA("57"));
+ROOTS(r_health_concerns, CCDA("58"));
+ROOTS(r_goals, CCDA("60"));
+ROOTS(r_health_status_evaluations, CCDA("61"));
+ROOTS(r_interventions, "2.16.840.1.113883.10.20.21.2.3");
+ROOTS(r_medical_equipment, CCDA("23"));
+ROOTS(r_payers, CCDA("18"));
+ROOTS(r_advance_directives, CCDA("21"), CCDA("21.1"));
+ROOTS(r_past_medical_history, CCDA("20"));
+ROOTS(r_medical_history, CCDA("39"));
+ROOTS(r_chief_complaint_and_reason_for_visit, CCDA("13"));
+ROOTS(r_chief_complaint, IHE("1.13.2.1"));
+ROOTS(r_reason_for_visit, CCDA("12"));
+ROOTS(r_reason_for_referral, IHE("3.1"));
+ROOTS(r_history_of_present_illness, IHE("3.4"));
+ROOTS(r_review_of_systems, IHE("3.18"));
+ROOTS(r_physical_exam, "2.16.840.1.113883.10.20.2.10");
+ROOTS(r_general_status, "2.16.840.1.113883.10.20.2.5");
+ROOTS(r_objective, "2.16.840.1.113883.10.20.21.2.1");
+ROOTS(r_subjective, "2.16.840.1.113883.10.20.21.2.2");
+ROOTS(r_instructions, CCDA("45"));
+ROOTS(r_admission_diagnosis, CCDA("43"));
+ROOTS(r_admission_medications, CCDA("44"));
+ROOTS(r_discharge_diagnosis, CCDA("24"));
+ROOTS(r_discharge_medications, CCDA("11"), CCDA("11.1"));
+ROOTS(r_hospital_course, IHE("3.5"));
+ROOTS(r_course_of_care, CCDA("64"));
+ROOTS(r_hospital_consultations, CCDA("42"));
+ROOTS(r_hospital_discharge_instructions, CCDA("41"));
+ROOTS(r_hospital_discharge_physical, IHE("3.26"));
+ROOTS(r_hospital_discharge_studies, CCDA("16"));
+ROOTS(r_medications_administered, CCDA("38"));
+ROOTS(r_anesthesia, CCDA("25"));
+ROOTS(r_complications, CCDA("37"));
+ROOTS(r_preoperative_diagnosis, CCDA("34"));
+ROOTS(r_postoperative_diagnosis, CCDA("35"));
+ROOTS(r_postprocedure_diagnosis, CCDA("36"));
+ROOTS(r_planned_procedure, CCDA("30"));
+ROOTS(r_procedure_description, CCDA("27"));
+ROOTS(r_procedure_findings, CCDA("28"));
+ROOTS(r_procedure_indications, CCDA("29"));
+ROOTS(r_procedure_specimens_taken, CCDA("31"));
+ROOTS(r_procedure_implants, CCDA("40"));
+ROOTS(r_procedure_disposition, "2.16.840.1.113883.10.20.18.2.12");
+ROOTS(r_procedure_estimated_blood_loss, "2.16.840.1.113883.10.20.18.2.9");
+ROOTS(r_operative_note_fluids, "2.16.840.1.113883.10.20.7.12");
+ROOTS(r_surgical_drains, "2.16.840.1.113883.10.20.7.13");
+ROOTS(r_operative_note_surgical_procedure, "2.16.840.1.113883.10.20.7.14");
+ROOTS(r_dicom_object_catalog, "2.16.840.1.113883.10.20.6.1.1");
+ROOTS(r_findings, "2.16.840.1.113883.10.20.6.1.2");
+ROOTS(r_notes, CCDA("65"));
+ROOTS(r_care_teams, CCDA("500"));
+
+#define KIND(name)                                                                                 \
+    {                                                                                              \
+#name, r_##name                                                                            \
+    }
+static const cg_xml_section_kind_t section_kinds[] = {
+    KIND(problems),
+    KIND(results),
+    KIND(vital_signs),
+    KIND(medications),
+    KIND(encounters),
+    KIND(allergies),
+    KIND(immunizations),
+    KIND(procedures),
+    KIND(social_history),
+    KIND(plan_of_treatment),
+    KIND(assessment),
+    KIND(assessment_and_plan),
+    KIND(family_history),
+    KIND(functional_status),
+    KIND(mental_status),
+    KIND(nutrition),
+    KIND(health_concerns),
+    KIND(goals),
+    KIND(health_status_evaluations),
+    KIND(interventions),
+    KIND(medical_equipment),
+    KIND(payers),
+    KIND(advance_directives),
+    KIND(past_medical_history),
+    KIND(medical_history),
+    KIND(chief_complaint_and_reason_for_visit),
+    KIND(chief_complaint),
+    KIND(reason_for_visit),
+    KIND(reason_for_referral),
+    KIND(history_of_present_illness),
+    KIND(review_of_systems),
+    KIND(physical_exam),
+    KIND(general_status),
+    KIND(objective),
+    KIND(subjective),
+    KIND(instructions),
+    KIND(admission_diagnosis),
+    KIND(admission_medications),
+    KIND(discharge_diagnosis),
+    KIND(discharge_medications),
+    KIND(hospital_course),
+    KIND(course_of_care),
+    KIND(hospital_consultations),
+    KIND(hospital_discharge_instructions),
+    KIND(hospital_discharge_physical),
+    KIND(hospital_discharge_studies),
+    KIND(medications_administered),
+    KIND(anesthesia),
+    KIND(complications),
+    KIND(preoperative_diagnosis),
+    KIND(postoperative_diagnosis),
+    KIND(postprocedure_diagnosis),
+    KIND(planned_procedure),
+    KIND(procedure_description),
+    KIND(procedure_findings),
+    KIND(procedure_indications),
+    KIND(procedure_specimens_taken),
+    KIND(procedure_implants),
+    KIND(procedure_disposition),
+    KIND(procedure_estimated_blood_loss),
+    KIND(operative_note_fluids),
+    KIND(surgical_drains),
+    KIND(operative_note_surgical_procedure),
+    KIND(dicom_object_catalog),
+    KIND(findings),
+    KIND(notes),
+    KIND(care_teams),
+};
+#define N_SECTION_KINDS (sizeof(section_kinds) / sizeof(section_kinds[0]))
+
+const cg_xml_section_kind_t *cg_xml_section_kinds(size_t *n)
+{
+    if (n)
+        *n = N_SECTION_KINDS;
+    return section_kinds;
+}
+
+const cg_xml_section_kind_t *cg_xml_section_kind(const char *name)
+{
+    for (size_t i = 0; name && i < N_SECTION_KINDS; i++)
+        if (!strcmp(section_kinds[i].name, name))
+            return &section_kinds[i];
+    return NULL;
+}
+
+const cg_xml_section_kind_t *cg_xml_section_kind_of(const char *root, size_t len)
+{
+    if (!root)
+        return NULL;
+    for (size_t i = 0; i < N_SECTION_KINDS; i++)
+        for (const char *const *r = section_kinds[i].template_roots; *r; r++)
+            if (strlen(*r) == len && !memcmp(*r, root, len))
+                return &section_kinds[i];
+    return NULL;
+}
+
+/* ---- summary ---------------------------------------------------------------------------- */
+
+static int same_ns(const xmlNode *n, const xmlNs *ns)
+{
+    if (!n->ns || !ns)
+        return !n->ns && !ns;
+    return n->ns == ns || xmlStrEqual(n->ns->href, ns->href);
+}
+
+static int is_elem(const xmlNode *n, const char *name, const xmlNs *ns)
+{
+    return n->type == XML_ELEMENT_NODE && same_ns(n, ns) && !strcmp((const char *)n->name, name);
+}
+
+static void put_str_or_null(cg_buf_t *out, const char *s)
+{
+    if (s)
+        cg_buf_put_json_str(out, s, strlen(s));
+    else
+        cg_buf_puts(out, "null");
+}
+
+/* The templateId roots among parent's children, as a JSON array; *kind gets the first that
+ * names a section kind. */
+static void put_template_ids(cg_buf_t *out, const xmlNode *parent, const xmlNs *ns,
+                             const cg_xml_section_kind_t **kind)
+{
+    int any = 0;
+    cg_buf_putc(out, '[');
+    for (const xmlNode *c = parent->children; c; c = c->next) {
+        if (!is_elem(c, "templateId", ns))
+            continue;
+        xmlChar *root = xmlGetNoNsProp(c, (const xmlChar *)"root");
+        if (!root)
+            continue;
+        if (any++)
+            cg_buf_putc(out, ',');
+        cg_buf_put_json_str(out, (const char *)root, strlen((const char *)root));
+        if (kind && !*kind)
+            *kind = cg_xml_section_kind_of((const char *)root, strlen((const char *)root));
+        xmlFree(root);
+    }
+    cg_buf_putc(out, ']');
+}
+
+static void put_section(cg_buf_t *out, const xmlNode *s, const xmlNs *ns, cg_buf_t *tmp)
+{
+    const cg_xml_section_kind_t *kind = NULL;
+    cg_buf_t ids;
+    cg_buf_init(&ids);
+    put_template_ids(&ids, s, ns, &kind);
+    cg_buf_puts(out, "{\"kind\":");
+    put_str_or_null(out, kind ? kind->name : NULL);
+    cg_buf_puts(out, ",\"templateIds\":");
+    cg_buf_append(out, ids.data, ids.len);
+    cg_buf_free(&ids);
+    cg_buf_puts(out, ",\"title\":");
+    const xmlNode *title = NULL;
+    size_t entries = 0;
+    for (const xmlNode *c = s->children; c; c = c->next) {
+        if (!title && is_elem(c, "title", ns))
+            title = c;
+        else if (is_elem(c, "entry", ns))
+            entries++;
+    }
+    if (title) {
+        cg_buf_reset(tmp);
+        cg_xml_node_text(title, tmp);
+        cg_buf_put_json_str(out, tmp->data ? tmp->data : "", tmp->len);
+    } else {
+        cg_buf_puts(out, "null");
+    }
+    cg_buf_printf(out, ",\"entries\":%zu}", entries);
+}
+
+cg_err_t cg_xml_summary(const cg_xml_doc_t *d, cg_buf_t *out)
+{
+    const xmlNode *root = cg_xml_doc_root(d);
+    if (!root || !out)
+        return CG_ERR_INVALID_ARG;
+    const xmlNs *ns = root->ns;
+    cg_buf_t tmp;
+    cg_buf_init(&tmp);
+    cg_buf_puts(out, "{\"root\":");
+    put_str_or_null(out, (const char *)root->name);
+    cg_buf_puts(out, ",\"namespace\":");
+    put_str_or_null(out, ns ? (const char *)ns->href : NULL);
+    cg_buf_puts(out, ",\"templateIds\":");
+    put_template_ids(out, root, ns, NULL);
+    cg_buf_puts(out, ",\"id\":");
+    const xmlNode *id = NULL;
+    for (const xmlNode *c = root->children; c && !id; c = c->next)
+        if (is_elem(c, "id", ns))
+            id = c;
+    xmlChar *id_root = id ? xmlGetNoNsProp(id, (const xmlChar *)"root") : NULL;
+    xmlChar *id_ext = id ? xmlGetNoNsProp(id, (const xmlChar *)"extension") : NULL;
+    if (id_root || id_ext) {
+        cg_buf_reset(&tmp);
+        cg_buf_puts(&tmp, id_root ? (const char *)id_root : "");
+        if (id_ext) {
+            cg_buf_putc(&tmp, '^');
+            cg_buf_puts(&tmp, (const char *)id_ext);
+        }
+        cg_buf_put_json_str(out, tmp.data, tmp.len);
+    } else {
+        cg_buf_puts(out, "null");
+    }
+    xmlFree(id_root);
+    xmlFree(id_ext);
+    /* every section in document order (nested ones too), without recursion: depth is
+     * bounded by the parse limit, but a loop needs no stack at all */
+    cg_buf_puts(out, ",\"sections\":[");
+    int any = 0;
+    const xmlNode *n = root;
+    while (n) {
+        if (is_elem(n, "section", ns)) {
+            if (any++)
+                cg_buf_putc(out, ',');
+            put_section(out, n, ns, &tmp);
+        }
+        if (n->type == XML_ELEMENT_NODE && n->children) {
+            n = n->children;
+            continue;
+        }
+        while (n && n != root && !n->next)
+            n = n->parent;
+        n = n && n != root ? n->next : NULL;
+    }
+    cg_buf_puts(out, "]}");
+    cg_buf_free(&tmp);
+    return out->failed ? CG_ERR_NOMEM : CG_OK;
+}
