@@ -1,6 +1,7 @@
 /* cli_map.c - `cohortgate map`: dry-run mapping specs on files, records as NDJSON on stdout.
  * The integration engineer's loop: edit a spec, map a sample, read the rows (and --trace). */
 #include "cg_cli.h"
+#include "cg_cohort.h"
 #include "cg_hl7.h"
 #include "cg_pseudo.h"
 #include "cg_record.h"
@@ -45,13 +46,15 @@ static void usage(FILE *out)
         "      --charset NAME    character set of messages with an empty MSH-18 (default\n"
         "                        \"UNICODE UTF-8\"; e.g. \"8859/1\", \"GB 18030-2000\", or an\n"
         "                        iconv name)\n"
+        "      --cohorts DIR     route rows through the cohort definitions in DIR (or one\n"
+        "                        file), as the gateway does: each record lists its \"cohorts\"\n"
         "  -t, --trace           add, for every column, the rule and source path behind it\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
 }
 
 typedef struct map_opts {
-    const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset;
+    const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset, *cohorts;
     int date_shift, trace, quiet;
 } map_opts_t;
 
@@ -81,12 +84,19 @@ static void flush_out(cg_buf_t *line, FILE *out)
  * RSS stays flat however long the file is. */
 #define RELEASE_BYTES (8u * 1024u * 1024u)
 
+/* With --cohorts: the routing stage the gateway runs, so "cohorts" shows what a row would join.
+ * One per process, as the command maps on one thread. */
+static cg_cohort_router_t *map_router;
+
 /* Writes rows as NDJSON envelopes (with their trace when asked) to line. */
 static void put_rows(const cg_map_row_t *rows, size_t n, int trace, cg_buf_t *line)
 {
     cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
     for (size_t i = 0; i < n; i++) {
-        cg_map_row_envelope(&rows[i], &src, NULL, 0, line);
+        const char *const *cohorts = NULL;
+        size_t n_cohorts =
+            map_router ? cg_cohort_route(map_router, rows[i].table, rows[i].row_json, &cohorts) : 0;
+        cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, line);
         if (trace) {
             line->len--; /* reopen the envelope for "trace" */
             cg_buf_append(line, ",\"trace\":", 9);
@@ -370,6 +380,7 @@ int cg_cli_map(int argc, char **argv)
         {"date-shift", required_argument, NULL, 'd'},
         {"utc-offset", required_argument, NULL, 'u'},
         {"charset", required_argument, NULL, 'c'},
+        {"cohorts", required_argument, NULL, 'C'},
         {"trace", no_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -412,6 +423,9 @@ int cg_cli_map(int argc, char **argv)
             break;
         case 'c':
             o.charset = optarg;
+            break;
+        case 'C':
+            o.cohorts = optarg;
             break;
         case 't':
             o.trace = 1;
@@ -470,6 +484,7 @@ int cg_cli_map(int argc, char **argv)
     cg_vocab_t *vocab = cg_vocab_new();
     cg_specset_t *ss = NULL;
     cg_mapper_t *mp = NULL;
+    cg_cohortset_t *cohorts = NULL;
     cg_hl7_msg_t *msg = cg_hl7_msg_new(&hl7);
     cg_error_t errs[64];
     size_t n_errs = 0;
@@ -498,6 +513,14 @@ int cg_cli_map(int argc, char **argv)
         goto done;
     }
     cg_mapper_set_trace(mp, o.trace);
+    if (o.cohorts) {
+        if (!(cohorts = cg_cohortset_load(o.cohorts, errs, 64, &n_errs)))
+            goto report;
+        if (!(map_router = cg_cohort_router_new(cohorts))) {
+            fprintf(stderr, "cohortgate map: out of memory\n");
+            goto done;
+        }
+    }
     cg_cli_map_counts_t cnt = {.progress = !o.quiet};
     int io_failed = 0;
     for (int i = optind; i < argc; i++)
@@ -515,6 +538,9 @@ report:
     if (n_errs > 64)
         fprintf(stderr, "… and %zu more error(s)\n", n_errs - 64);
 done:
+    cg_cohort_router_destroy(map_router);
+    map_router = NULL;
+    cg_cohortset_destroy(cohorts);
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
     cg_hl7_msg_destroy(msg);

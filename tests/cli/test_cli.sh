@@ -84,6 +84,15 @@ printf '{"inputs":[{"topic":"x"}],\n "kafka":{"bootstrap.servers":"h:1"},\n "out
 expect 1 "check -c with an unknown key" -- "$cg" check -c "$tmp/bad.json"
 has "$tmp/err" "bad.json:3:2: error: unknown setting 'outptu'" "config error located"
 
+# map --cohorts: records list the cohorts the gateway would route them to
+expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --cohorts "$src/specs/cohorts" "$src/tests/golden/cda_ccd_sections/input.xml"
+has "$tmp/out" '"table":"condition_occurrence","cohorts":\["t2dm"\]' "a C-CDA type 2 diabetes problem joins t2dm"
+has "$tmp/out" '"table":"person","cohorts":\[\]' "a person row joins no cohort"
+expect 0 "map an XML document" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" "$src/tests/golden/cda_discharge_gb18030/input.xml"
+has "$tmp/out" '"value_as_string":"淡黄色，清亮"' "GB18030 text arrives as UTF-8"
+expect 1 "map a refused XML document" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" "$src/tests/golden/cda_errors_are_reported/b_xxe.xml"
+has "$tmp/err" "b_xxe.xml: document 1: decode: .*refused" "XXE refused with the stage and reason"
+
 # test: a wrong expectation fails with a readable difference
 mkdir -p "$tmp/case"
 cp "$src/tests/golden/oru_r01_results/input.hl7" "$tmp/case/"
