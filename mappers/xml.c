@@ -20,6 +20,7 @@
 
 #include <libxml/SAX2.h>
 #include <libxml/dict.h>
+#include <libxml/encoding.h>
 #include <libxml/entities.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
@@ -35,14 +36,15 @@
 #define CG_XML_PARSE_OPTIONS                                                                       \
     (XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES)
 
-/* A long-lived context keeps every name it ever saw in its dictionary, and libxml2 refuses
- * documents once that passes XML_MAX_DICTIONARY_LIMIT (10 MB): start a fresh context well
- * before, so a stream of odd documents cannot wedge the parser. */
+/* A long-lived context keeps every name it ever saw in its dictionary (libxml2 2.9 does not
+ * enforce a limit there), so a stream of documents with ever new names would grow it without
+ * bound: past this size the context is replaced by a fresh one. */
 #define CG_XML_DICT_RECYCLE_BYTES ((size_t)4 << 20)
 
 struct cg_xml_doc {
     cg_xml_options_t opts;
     char *default_encoding; /* owned copy; NULL for UTF-8 */
+    int default_unknown;    /* libxml2 has no converter for it (it would silently read UTF-8) */
     xmlParserCtxtPtr ctxt;
     xmlDocPtr doc;
     /* state of the parse under way */
@@ -458,6 +460,12 @@ cg_xml_doc_t *cg_xml_doc_new(const cg_xml_options_t *opts)
         }
     }
     d->opts.default_encoding = d->default_encoding;
+    if (d->default_encoding) {
+        xmlCharEncodingHandlerPtr h = xmlFindCharEncodingHandler(d->default_encoding);
+        d->default_unknown = !h;
+        if (h)
+            xmlCharEncCloseFunc(h);
+    }
     d->ctxt = new_context(d);
     if (!d->ctxt) {
         cg_xml_doc_destroy(d);
@@ -515,6 +523,13 @@ cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error
     const char *enc = NULL;
     if (!declares_encoding(buf, len, declared, sizeof(declared)))
         enc = d->default_encoding;
+    if (enc && d->default_unknown) {
+        set_error(err, CG_ERR_CHARSET, 0, 0,
+                  "the document declares no encoding and the default '%s' is not one libxml2 "
+                  "or iconv knows",
+                  enc);
+        return err->code;
+    }
 
     memset(&d->first, 0, sizeof(d->first));
     d->have_error = d->first_fatal = d->refused = d->charset = 0;
@@ -536,8 +551,8 @@ cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error
     if (failed) {
         if (doc)
             xmlFreeDoc(doc);
-        if (d->refused) {
-            *err = d->first;
+        if (d->refused || (d->have_error && d->first.code == CG_ERR_CHARSET)) {
+            *err = d->first; /* ours, or libxml2 already named the encoding problem */
         } else if ((d->charset || name) && find_bad_bytes(buf, len, name ? name : "UTF-8", &bad) &&
                    (d->charset || !d->have_error || d->first.line <= 0 ||
                     bad.line <= d->first.line)) {

@@ -291,8 +291,9 @@ static xmlXPathObjectPtr run(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const v
 }
 
 /* Appends the text below node with runs of XML white space collapsed to one space and the ends
- * trimmed; *pending_space carries a run across text nodes. */
-static void gather_text(const xmlNode *n, cg_buf_t *out, int *pending_space)
+ * trimmed; *pending_space carries a run across text nodes, start is out's length before the
+ * first one (a space is never written first). */
+static void gather_text(const xmlNode *n, cg_buf_t *out, int *pending_space, size_t start)
 {
     for (; n; n = n->next) {
         if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
@@ -301,13 +302,13 @@ static void gather_text(const xmlNode *n, cg_buf_t *out, int *pending_space)
                     *pending_space = 1;
                     continue;
                 }
-                if (*pending_space && out->len)
+                if (*pending_space && out->len > start)
                     cg_buf_putc(out, ' ');
                 *pending_space = 0;
                 cg_buf_putc(out, (char)*p);
             }
         } else if (n->type == XML_ELEMENT_NODE) {
-            gather_text(n->children, out, pending_space);
+            gather_text(n->children, out, pending_space, start);
         }
     }
 }
@@ -319,14 +320,13 @@ size_t cg_xml_node_text(const void *node, cg_buf_t *out)
         return 0;
     size_t before = out->len;
     int pending = 0;
-    if (n->type == XML_ELEMENT_NODE || n->type == XML_DOCUMENT_NODE) {
-        gather_text(n->children, out, &pending);
-    } else if (n->type == XML_ATTRIBUTE_NODE) {
-        gather_text(n->children, out, &pending);
+    if (n->type == XML_ELEMENT_NODE || n->type == XML_DOCUMENT_NODE ||
+        n->type == XML_ATTRIBUTE_NODE) {
+        gather_text(n->children, out, &pending, before);
     } else if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
         xmlNode one = *n;
         one.next = NULL;
-        gather_text(&one, out, &pending);
+        gather_text(&one, out, &pending, before);
     }
     return out->len - before;
 }

@@ -103,5 +103,32 @@ has "$tmp/out" "^0 passed, 1 failed$" "test counts the failure"
 expect 0 "test --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" --update "$tmp/case"
 expect 0 "test after --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/case"
 
+# parse on XML: the summary, --get with XPath, refused DOCTYPEs, encodings, errors located
+xml=$src/tests/unit/xml/ccda_small.xml
+expect 0 "parse XML" -- "$cg" parse "$xml"
+has "$tmp/out" '^\{"file":"[^"]*ccda_small.xml","document":1,"root":"ClinicalDocument","namespace":"urn:hl7-org:v3"' "parse XML prints the summary"
+has "$tmp/out" '"sections":\[\{"kind":"problems","templateIds":\[[^]]*\],"title":"Miscellaneous notes","entries":2\}' "parse XML finds sections by templateId"
+expect 0 "parse XML --get" -- "$cg" parse --get '/hl7:ClinicalDocument/hl7:id/@extension' --get '//hl7:section/hl7:title' "$xml"
+has "$tmp/out" $'^DOC-0001\tMiscellaneous notes~Problems~' "parse XML --get prints XPath values"
+printf '<?xml version="1.0"?>\n<!DOCTYPE a [\n  <!ENTITY xxe SYSTEM "file:///etc/passwd">\n]>\n<a>&xxe;</a>\n' >"$tmp/xxe.xml"
+expect 1 "parse XML with an external entity" -- "$cg" parse "$tmp/xxe.xml" "$xml"
+has "$tmp/err" "xxe.xml: document 1: line 3, column [0-9]+: DOCTYPE declares entities \('xxe'\); refused" "XXE refused and located"
+if grep -q 'root:' "$tmp/out" "$tmp/err"; then no "XXE leaked /etc/passwd"; else ok; fi
+has "$tmp/out" '"root":"ClinicalDocument"' "the good document after a refused one still prints"
+expect 0 "parse --stats on HL7 and XML" -- "$cg" parse --stats "$xml" "$src/tests/golden/oru_r01_results/input.hl7"
+has "$tmp/out" '"messages": ?1,"documents": ?1' "parse --stats counts documents"
+printf '<?xml version="1.0" encoding="GB18030"?>\n<name>\xe5\xbc\xa0\xe4\xb8\x89</name>\n' | iconv -f UTF-8 -t GB18030 >"$tmp/gb.xml"
+expect 0 "parse XML in GB18030" -- "$cg" parse --get /name "$tmp/gb.xml"
+has "$tmp/out" $'^\xe5\xbc\xa0\xe4\xb8\x89$' "GB18030 converted to UTF-8"
+printf '<name>\n\xd5\xc5</name>\n' >"$tmp/undeclared.xml"
+expect 1 "parse XML with bytes that are not UTF-8" -- "$cg" parse "$tmp/undeclared.xml"
+has "$tmp/err" 'undeclared.xml: document 1: line 2, column 1: bytes not valid in UTF-8' "invalid bytes located"
+expect 0 "parse XML with --charset" -- "$cg" parse --charset GB18030 --get /name "$tmp/undeclared.xml"
+has "$tmp/out" $'^\xe5\xbc\xa0$' "--charset applies to XML without a declaration"
+expect 1 "HL7 path on XML" -- "$cg" parse --get 'PID-3[*].1' "$xml"
+has "$tmp/err" "not an XPath expression" "an HL7 path on XML is reported"
+expect 2 "--get that is neither" -- "$cg" parse --get '//nope:x' "$xml"
+has "$tmp/err" "neither an HL7 v2 path nor an XPath" "--get explains both failures"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <iconv.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include <libxml/globals.h>
+#include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "cg_xml.h"
@@ -352,6 +355,41 @@ static void test_external_dtd(void **state)
     cg_xml_doc_destroy(d);
 }
 
+/* Another part of the process may have turned libxml2's old global defaults on (entity
+ * substitution, external DTD loading, validation): the decoder's own SAX table still refuses
+ * entities and never loads a DTD. */
+static void test_hostile_globals(void **state)
+{
+    (void)state;
+    int old_subst = xmlSubstituteEntitiesDefault(1);
+    int old_load = xmlLoadExtDtdDefaultValue, old_valid = xmlDoValidityCheckingDefaultValue;
+    xmlLoadExtDtdDefaultValue = XML_DETECT_IDS | XML_COMPLETE_ATTRS;
+    xmlDoValidityCheckingDefaultValue = 1;
+    char dir[] = "/tmp/cg_xml_globXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char dtd[256], doc[512];
+    snprintf(dtd, sizeof(dtd), "%s/x.dtd", dir);
+    FILE *f = fopen(dtd, "w");
+    assert_non_null(f);
+    fputs("<!ENTITY secret \"TOPSECRET\">\n<!ATTLIST a injected CDATA \"INJECTED\">\n", f);
+    fclose(f);
+    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
+    cg_xml_error_t e;
+    snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>plain</a>", dtd);
+    assert_int_equal(parse_str(d, doc, &e), CG_OK);
+    assert_null(xmlHasProp(cg_xml_doc_root(d), (const xmlChar *)"injected"));
+    snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>&secret;</a>", dtd);
+    assert_refused(d, doc, "not declared");
+    snprintf(doc, sizeof(doc), "<!DOCTYPE a [<!ENTITY x SYSTEM \"%s\">]><a>&x;</a>", dtd);
+    assert_refused(d, doc, "DOCTYPE declares entities ('x')");
+    cg_xml_doc_destroy(d);
+    unlink(dtd);
+    rmdir(dir);
+    xmlSubstituteEntitiesDefault(old_subst);
+    xmlLoadExtDtdDefaultValue = old_load;
+    xmlDoValidityCheckingDefaultValue = old_valid;
+}
+
 static char *nested(unsigned depth)
 {
     char *s = malloc(depth * 7 + 16), *p = s;
@@ -513,6 +551,17 @@ static void test_gb18030(void **state)
     assert_int_equal(parse_str(d, utf8, &e), CG_OK);
     assert_string_equal(text_of(d, "name"), chinese);
     free(gb);
+    cg_xml_doc_destroy(d);
+
+    /* a default nobody knows is an error for undeclared documents only */
+    o.default_encoding = "X-NOPE-42";
+    d = cg_xml_doc_new(&o);
+    assert_non_null(d);
+    snprintf(utf8, sizeof(utf8), "<name>%s</name>", chinese);
+    assert_int_equal(parse_str(d, utf8, &e), CG_ERR_CHARSET);
+    assert_non_null(strstr(e.reason, "'X-NOPE-42'"));
+    snprintf(utf8, sizeof(utf8), "<?xml version='1.0' encoding='UTF-8'?><name>%s</name>", chinese);
+    assert_int_equal(parse_str(d, utf8, &e), CG_OK);
     cg_xml_doc_destroy(d);
 
     /* default_encoding "UTF-8" is the same as none */
@@ -799,6 +848,50 @@ static void test_reuse(void **state)
     free(cda);
 }
 
+/* Bytes malloc has handed out, mmapped blocks included (dictionary pools grow large). */
+static size_t in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* Many distinct names fill the context's dictionary: the context is replaced once it is large,
+ * so memory stays bounded, and a document parsed with the old dictionary stays readable (ASan
+ * checks the lifetimes). */
+static void test_dictionary_recycle(void **state)
+{
+    (void)state;
+    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
+    size_t cap = 1000 * 260 + 64;
+    char *doc = malloc(cap);
+    char name[256];
+    size_t in_use_early = 0;
+    for (int round = 0; round < 60; round++) { /* 60 x 1000 names of ~250 bytes: 15 MB */
+        if (round == 10)
+            in_use_early = in_use();
+        size_t n = (size_t)snprintf(doc, cap, "<r%d>", round);
+        for (int i = 0; i < 1000; i++) {
+            memset(name, 'a' + round % 26, 240);
+            snprintf(name + 240, sizeof(name) - 240, "_%d_%d", round, i);
+            n += (size_t)snprintf(doc + n, cap - n, "<%s/>", name);
+        }
+        n += (size_t)snprintf(doc + n, cap - n, "</r%d>", round);
+        cg_xml_error_t e;
+        if (cg_xml_parse(d, doc, n, &e) != CG_OK)
+            fail_msg("round %d: %s", round, e.reason);
+        xmlNodePtr root = cg_xml_doc_root(d);
+        char want[16];
+        snprintf(want, sizeof(want), "r%d", round);
+        assert_string_equal((const char *)root->name, want);
+        assert_string_equal((const char *)xmlLastElementChild(root)->name, name);
+    }
+    size_t in_use_late = in_use();
+    if (in_use_early) /* 0 under ASan, whose allocator glibc's counters do not see */
+        assert_true(in_use_late < in_use_early + ((size_t)8 << 20));
+    free(doc);
+    cg_xml_doc_destroy(d);
+}
+
 /* The C-CDA documents of the shared corpus, when present: each parses and summarizes. */
 static void test_corpus(void **state)
 {
@@ -865,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_xxe_refused),
         cmocka_unit_test(test_billion_laughs),
         cmocka_unit_test(test_external_dtd),
+        cmocka_unit_test(test_hostile_globals),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_truncated_and_not_xml),
@@ -874,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_section_kinds),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_dictionary_recycle),
         cmocka_unit_test(test_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
