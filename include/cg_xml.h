@@ -4,7 +4,8 @@
  * loading, no external entities and no entity expansion; a DOCTYPE that declares entities is
  * refused (XXE, billion laughs). The declared encoding (UTF-8, GB18030/GBK, ISO-8859-1 …) is
  * converted to UTF-8 by libxml2/iconv; bytes invalid in it are an error, never mojibake. Size and
- * depth have limits with defaults.
+ * depth have limits with defaults. The tree is read-only: it is built for reading values, with
+ * indentation and comments left out (cg_xml_options_t.keep_blank_text).
  *
  * XPath 1.0 expressions are compiled once (cg_xml_xpath_compile) with namespace prefixes, and
  * evaluated against a parsed document many times. A cg_xml_doc_t and a cg_xml_eval_t are one per
@@ -25,6 +26,16 @@ typedef struct cg_xml_options {
     /* Encoding of documents without an XML declaration's encoding and without a BOM, as an
      * iconv name ("GB18030"); NULL or "" for UTF-8 (the XML default). Copied by cg_xml_doc_new. */
     const char *default_encoding;
+    /* 0 (the default): white-space-only text between the children of HL7 v3 (urn:hl7-org:v3)
+     * elements with element-only content is not kept, nor are comments and processing
+     * instructions; 1 keeps every text node. Blank text is always kept outside that namespace
+     * (vendor XML), under xml:space="preserve", and in the subtrees of the HL7 elements whose
+     * data types allow mixed content: text (section narrative, ED), title, value,
+     * originalText, name, addr, desc, lotNumberText, signatureText, thumbnail, softwareName,
+     * manufacturerModelName. Values read by specs are the same either way; only the text
+     * content of a structural element (an observation as a whole) and XPath text() steps over
+     * that indentation can differ. Comments between two pieces of text leave one text node. */
+    int keep_blank_text;
 } cg_xml_options_t;
 
 void cg_xml_options_default(cg_xml_options_t *o);

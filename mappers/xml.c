@@ -1,9 +1,10 @@
 /* xml.c - the hardened XML decoder, format sniffing, the C-CDA section kinds and the document
  * summary (cg_xml.h). XPath lives in xml_xpath.c.
  *
- * libxml2 parses from memory with one parser context per cg_xml_doc_t, reused document after
- * document so its dictionary and buffers stay warm. Hardening is done on the context's own SAX
- * table rather than on process-wide hooks (other threads parse too): a declared entity, an
+ * libxml2 parses from memory with a fresh parser context per document, built with its tree in a
+ * per-document arena (see "tree arenas" below): malloc/free were a third of the parse, and
+ * dropping a tree is one reset instead of a free per node. Hardening is done on the context's own
+ * SAX table rather than on process-wide hooks (other threads parse too): a declared entity, an
  * entity reference that is not predefined, or nesting past the depth limit stops the parser;
  * external subsets and entities are never resolved; XML_PARSE_NONET is on, and NOENT, DTDLOAD,
  * DTDATTR and HUGE are off. Errors go to a structured handler, never to stderr.
@@ -12,6 +13,7 @@
 
 #include <errno.h>
 #include <iconv.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,8 +26,29 @@
 #include <libxml/entities.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
+#include <libxml/globals.h>
 #include <libxml/tree.h>
+#include <libxml/valid.h>
 #include <libxml/xmlerror.h>
+#include <libxml/xmlmemory.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CG_XML_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CG_XML_ASAN 1
+#endif
+#endif
+#ifdef CG_XML_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define REDZONE        16 /* poisoned gap after each block: overflows are caught */
+#else
+#define POISON(p, n)   ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#define REDZONE        0
+#endif
 
 #define CG_XML_DEFAULT_MAX_BYTES ((size_t)64 << 20)
 #define CG_XML_DEFAULT_MAX_DEPTH 256u
@@ -36,23 +59,247 @@
 #define CG_XML_PARSE_OPTIONS                                                                       \
     (XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES)
 
-/* A long-lived context keeps every name it ever saw in its dictionary (libxml2 2.9 does not
- * enforce a limit there), so a stream of documents with ever new names would grow it without
- * bound: past this size the context is replaced by a fresh one. */
-#define CG_XML_DICT_RECYCLE_BYTES ((size_t)4 << 20)
+/* ---- tree arenas ------------------------------------------------------------------------
+ *
+ * libxml2 allocates through xmlMalloc/xmlRealloc/xmlFree/xmlMemStrdup, which point at hooks
+ * here (installed once, xmlMemSetup). While a thread parses, a thread-local pointer names the
+ * arena of that parse: the parser context, its dictionary, the input and encoder state and the
+ * whole tree are bump-allocated there. xmlFree of a block inside that arena is a no-op (or
+ * takes the last block back); anything else (no arena active, or a block from before) goes to
+ * the allocator the hooks replaced, so blocks libxml2 allocated before or outside a parse stay
+ * ordinary heap blocks and other threads are unaffected. The parse context is freed at the end
+ * of the parse with the arena still active; the tree lives until the document is dropped,
+ * which releases the one heap resource it holds (its dictionary's mutex, via xmlDictFree) and
+ * resets the arena. Nothing else may free tree nodes: the tree is read-only (cg_xml.h), and
+ * evaluation (XPath) allocates on the heap, since no arena is active then. Under ASan, unused
+ * and released arena memory is poisoned and blocks have red zones, so overflows and reads of a
+ * dropped tree are still caught. */
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size; /* bytes of data after this header */
+    size_t used;
+    size_t pad; /* keeps the data 16-byte aligned */
+} arena_chunk_t;
+
+typedef struct arena {
+    arena_chunk_t *head; /* allocations come from head; older chunks follow */
+    char *last;          /* the newest block in head (extended or taken back in place) */
+} arena_t;
+
+#define ARENA_HDR        16                 /* before each block: its size */
+#define ARENA_MIN_CHUNK  ((size_t)64 << 10) /* a typical C-CDA tree needs a few hundred KB */
+#define ARENA_MAX_GROWTH ((size_t)8 << 20)  /* chunks double up to this, bigger only on demand */
+#define ARENA_RETAIN     ((size_t)4 << 20)  /* largest chunk kept across resets */
+#define ARENA_ALIGN(n)   (((n) + 15) & ~(size_t)15)
+#define CHUNK_DATA(c)    ((char *)(c) + sizeof(arena_chunk_t))
+
+static _Thread_local arena_t *active_arena;
+static xmlFreeFunc sys_free;
+static xmlMallocFunc sys_malloc;
+static xmlReallocFunc sys_realloc;
+static xmlStrdupFunc sys_strdup;
+
+static arena_chunk_t *arena_owner(const arena_t *a, const void *p)
+{
+    const char *q = p;
+    for (arena_chunk_t *c = a->head; c; c = c->next)
+        if (q >= CHUNK_DATA(c) && q < CHUNK_DATA(c) + c->size)
+            return c;
+    return NULL;
+}
+
+static void *arena_alloc(arena_t *a, size_t n)
+{
+    if (n > ((size_t)1 << 40))
+        return NULL;
+    size_t need = ARENA_HDR + ARENA_ALIGN(n) + REDZONE;
+    arena_chunk_t *c = a->head;
+    if (!c || c->size - c->used < need) {
+        size_t size = c ? c->size * 2 : ARENA_MIN_CHUNK;
+        if (size > ARENA_MAX_GROWTH)
+            size = ARENA_MAX_GROWTH;
+        if (size < need)
+            size = need;
+        /* plain malloc: chunks are ours, not libxml2's */
+        arena_chunk_t *nc = malloc(sizeof(*nc) + size);
+        if (!nc)
+            return NULL;
+        *nc = (arena_chunk_t){.next = c, .size = size};
+        POISON(CHUNK_DATA(nc), size);
+        a->head = c = nc;
+    }
+    char *blk = CHUNK_DATA(c) + c->used;
+    UNPOISON(blk, ARENA_HDR);
+    memcpy(blk, &n, sizeof(n));
+    c->used += need;
+    a->last = blk + ARENA_HDR;
+    UNPOISON(a->last, n);
+    return a->last;
+}
+
+static size_t arena_block_size(const char *p)
+{
+    size_t n;
+    memcpy(&n, p - ARENA_HDR, sizeof(n));
+    return n;
+}
+
+static void arena_release(arena_t *a, arena_chunk_t *c, char *p)
+{
+    size_t n = arena_block_size(p);
+    if (p == a->last && c == a->head) {
+        c->used = (size_t)(p - ARENA_HDR - CHUNK_DATA(c)); /* the newest block: take it back */
+        a->last = NULL;
+        POISON(p - ARENA_HDR, ARENA_HDR + ARENA_ALIGN(n) + REDZONE);
+    } else {
+        POISON(p, n); /* a later use is caught under ASan */
+    }
+}
+
+static void *arena_realloc(arena_t *a, arena_chunk_t *c, char *p, size_t n)
+{
+    size_t old = arena_block_size(p);
+    if (p == a->last && c == a->head && n <= ((size_t)1 << 40)) {
+        size_t off = (size_t)(p - CHUNK_DATA(c));
+        size_t need = ARENA_ALIGN(n) + REDZONE;
+        if (c->size - off >= need) { /* the newest block grows (or shrinks) in place */
+            memcpy(p - ARENA_HDR, &n, sizeof(n));
+            if (n < old)
+                POISON(p + n, old - n);
+            c->used = off + need;
+            UNPOISON(p, n);
+            return p;
+        }
+    }
+    char *q = arena_alloc(a, n);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    POISON(p, old);
+    return q;
+}
+
+/* Keeps the largest chunk that is not too large, empty and poisoned; frees the rest. */
+static void arena_reset(arena_t *a)
+{
+    arena_chunk_t *keep = NULL;
+    for (arena_chunk_t *c = a->head, *next; c; c = next) {
+        next = c->next;
+        if (c->size <= ARENA_RETAIN && (!keep || c->size > keep->size)) {
+            free(keep);
+            keep = c;
+        } else {
+            free(c);
+        }
+    }
+    if (keep) {
+        keep->next = NULL;
+        keep->used = 0;
+        POISON(CHUNK_DATA(keep), keep->size);
+    }
+    a->head = keep;
+    a->last = NULL;
+}
+
+static void arena_destroy(arena_t *a)
+{
+    for (arena_chunk_t *c = a->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    a->head = NULL;
+    a->last = NULL;
+}
+
+static void *hook_malloc(size_t n)
+{
+    arena_t *a = active_arena;
+    return a ? arena_alloc(a, n) : sys_malloc(n);
+}
+
+static void *hook_realloc(void *p, size_t n)
+{
+    arena_t *a = active_arena;
+    if (!a)
+        return sys_realloc(p, n);
+    if (!p)
+        return arena_alloc(a, n);
+    arena_chunk_t *c = arena_owner(a, p);
+    /* a heap block (made before the parse) stays on the heap */
+    return c ? arena_realloc(a, c, p, n) : sys_realloc(p, n);
+}
+
+static void hook_free(void *p)
+{
+    arena_t *a = active_arena;
+    arena_chunk_t *c = a && p ? arena_owner(a, p) : NULL;
+    if (c)
+        arena_release(a, c, p);
+    else
+        sys_free(p);
+}
+
+static char *hook_strdup(const char *s)
+{
+    arena_t *a = active_arena;
+    if (!a)
+        return sys_strdup(s);
+    size_t n = strlen(s) + 1;
+    char *p = arena_alloc(a, n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+/* The hooks wrap whatever allocator libxml2 had (its default: malloc and friends). */
+static void install_hooks(void)
+{
+    if (xmlMemGet(&sys_free, &sys_malloc, &sys_realloc, &sys_strdup) != 0 || !sys_free ||
+        !sys_malloc || !sys_realloc || !sys_strdup)
+        return;
+    xmlMemSetup(hook_free, hook_malloc, hook_realloc, hook_strdup);
+}
+
+/* Installed before main, while the process has one thread; the once also covers a library
+ * loaded later. */
+__attribute__((constructor)) static void install_hooks_early(void)
+{
+    pthread_once(&hooks_once, install_hooks);
+}
+
+/* Whether parses may use arenas: our hooks are the ones installed (someone may have replaced
+ * them with xmlMemSetup since; then trees are ordinary heap trees). */
+static int arenas_usable(void)
+{
+    pthread_once(&hooks_once, install_hooks);
+    xmlFreeFunc f;
+    xmlMallocFunc m;
+    xmlReallocFunc r;
+    xmlStrdupFunc s;
+    return xmlMemGet(&f, &m, &r, &s) == 0 && f == hook_free && m == hook_malloc &&
+           r == hook_realloc && s == hook_strdup;
+}
 
 struct cg_xml_doc {
     cg_xml_options_t opts;
     char *default_encoding; /* owned copy; NULL for UTF-8 */
     int default_unknown;    /* libxml2 has no converter for it (it would silently read UTF-8) */
-    xmlParserCtxtPtr ctxt;
     xmlDocPtr doc;
+    arena_t arenas[2]; /* the current document's and the next parse's (a failure keeps doc) */
+    int cur;           /* arenas[cur] holds doc */
+    int doc_in_arena;
     /* state of the parse under way */
     cg_xml_error_t first; /* first error worth reporting */
     int have_error;
-    int first_fatal; /* first is a fatal error (or our refusal) */
-    int refused;     /* we stopped the parser: the result is discarded */
-    int charset;     /* an encoding conversion failed (libxml2 says where only vaguely) */
+    int first_fatal;     /* first is a fatal error (or our refusal) */
+    int refused;         /* we stopped the parser: the result is discarded */
+    int charset;         /* an encoding conversion failed (libxml2 says where only vaguely) */
+    unsigned depth;      /* open elements */
+    unsigned keep_depth; /* depth of the outermost open element whose blank text is kept; 0 none */
+    const xmlChar *hl7_uri; /* the dictionary's copy of urn:hl7-org:v3 in this parse, once seen */
 };
 
 void cg_xml_options_default(cg_xml_options_t *o)
@@ -60,6 +307,7 @@ void cg_xml_options_default(cg_xml_options_t *o)
     o->max_bytes = CG_XML_DEFAULT_MAX_BYTES;
     o->max_depth = CG_XML_DEFAULT_MAX_DEPTH;
     o->default_encoding = NULL;
+    o->keep_blank_text = 0;
 }
 
 const char *cg_xml_error_location(const cg_xml_error_t *e, char *buf, size_t size)
@@ -285,6 +533,63 @@ static void on_external_subset(void *ctx, const xmlChar *name, const xmlChar *ex
     (void)ctx, (void)name, (void)external_id, (void)system_id; /* never loaded */
 }
 
+static const char hl7_ns[] = "urn:hl7-org:v3";
+static const char xml_ns[] = "http://www.w3.org/XML/1998/namespace";
+
+/* HL7 v3 elements whose data types allow mixed content (ED, ST, EN/PN/ON/TN, AD, the narrative
+ * block): white space between their children is part of their text ("<given>Jo</given>
+ * <family>Li</family>" reads "Jo Li"), so their subtrees keep every blank text node. Called for
+ * every element: a switch on the first letter saves most comparisons. */
+static int is_mixed_content(const char *n)
+{
+    switch (n[0]) {
+    case 't':
+        return !strcmp(n, "text") || !strcmp(n, "title") || !strcmp(n, "thumbnail");
+    case 'v':
+        return !strcmp(n, "value");
+    case 'o':
+        return !strcmp(n, "originalText");
+    case 'n':
+        return !strcmp(n, "name");
+    case 'a':
+        return !strcmp(n, "addr");
+    case 'd':
+        return !strcmp(n, "desc");
+    case 'l':
+        return !strcmp(n, "lotNumberText");
+    case 's':
+        return !strcmp(n, "signatureText") || !strcmp(n, "softwareName");
+    case 'm':
+        return !strcmp(n, "manufacturerModelName");
+    default:
+        return 0;
+    }
+}
+
+/* Whether an element's blank text children are kept: anything outside the HL7 v3 namespace
+ * (vendor XML, extensions), the mixed-content HL7 elements, and xml:space="preserve". The
+ * namespace URI comes from the parser's dictionary: the one pointer seen last is remembered. */
+static int keeps_blanks(cg_xml_doc_t *d, const xmlChar *localname, const xmlChar *uri,
+                        int nb_attributes, const xmlChar **attributes)
+{
+    if (!uri)
+        return 1;
+    if (uri != d->hl7_uri) {
+        if (strcmp((const char *)uri, hl7_ns))
+            return 1;
+        d->hl7_uri = uri;
+    }
+    if (is_mixed_content((const char *)localname))
+        return 1;
+    /* attributes: localname, prefix, URI, value, end per attribute */
+    for (int i = 0; i < nb_attributes; i++) {
+        const xmlChar **a = attributes + 5 * i;
+        if (a[2] && !strcmp((const char *)a[2], xml_ns) && !strcmp((const char *)a[0], "space"))
+            return (size_t)(a[4] - a[3]) == 8 && !memcmp(a[3], "preserve", 8);
+    }
+    return 0;
+}
+
 static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                              const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
                              int nb_attributes, int nb_defaulted, const xmlChar **attributes)
@@ -298,6 +603,40 @@ static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar 
     }
     xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
                           nb_defaulted, attributes);
+    d->depth++;
+    if (!d->keep_depth && keeps_blanks(d, localname, uri, nb_attributes, attributes))
+        d->keep_depth = d->depth;
+}
+
+static void on_end_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                           const xmlChar *uri)
+{
+    xmlParserCtxtPtr c = ctx;
+    cg_xml_doc_t *d = c->_private;
+    if (d->keep_depth == d->depth)
+        d->keep_depth = 0;
+    if (d->depth)
+        d->depth--;
+    xmlSAX2EndElementNs(ctx, localname, prefix, uri);
+}
+
+/* White space between the children of HL7 v3 structural elements (observation, entry,
+ * section …: element-only content in the CDA schema) is indentation: it never reaches a value,
+ * and dropping those text nodes takes about half the nodes out of a typical C-CDA tree. A blank
+ * chunk that continues a text node (libxml2 reports long text in pieces) is kept. */
+static void on_characters(void *ctx, const xmlChar *ch, int len)
+{
+    xmlParserCtxtPtr c = ctx;
+    cg_xml_doc_t *d = c->_private;
+    if (!d->keep_depth && d->depth && !d->opts.keep_blank_text &&
+        !(c->node && c->node->last && c->node->last->type == XML_TEXT_NODE)) {
+        int i = 0;
+        while (i < len && (ch[i] == ' ' || ch[i] == '\n' || ch[i] == '\t' || ch[i] == '\r'))
+            i++;
+        if (i == len)
+            return;
+    }
+    xmlSAX2Characters(ctx, ch, len);
 }
 
 static xmlParserCtxtPtr new_context(cg_xml_doc_t *d)
@@ -314,6 +653,13 @@ static xmlParserCtxtPtr new_context(cg_xml_doc_t *d)
     sax->resolveEntity = on_resolve_entity;
     sax->externalSubset = on_external_subset;
     sax->startElementNs = on_start_element;
+    sax->endElementNs = on_end_element;
+    /* one function for both, so libxml2's own blank heuristics (areBlanks) stay off */
+    sax->characters = on_characters;
+    sax->ignorableWhitespace = on_characters;
+    /* specs never read comments or processing instructions: no nodes for them */
+    sax->comment = NULL;
+    sax->processingInstruction = NULL;
     sax->serror = on_ctxt_error;
     c->_private = d;
     return c;
@@ -451,6 +797,7 @@ cg_xml_doc_t *cg_xml_doc_new(const cg_xml_options_t *opts)
             d->opts.max_bytes = opts->max_bytes;
         if (opts->max_depth)
             d->opts.max_depth = opts->max_depth;
+        d->opts.keep_blank_text = opts->keep_blank_text;
         if (!is_utf8_name(opts->default_encoding)) {
             d->default_encoding = strdup(opts->default_encoding);
             if (!d->default_encoding) {
@@ -466,22 +813,45 @@ cg_xml_doc_t *cg_xml_doc_new(const cg_xml_options_t *opts)
         if (h)
             xmlCharEncCloseFunc(h);
     }
-    d->ctxt = new_context(d);
-    if (!d->ctxt) {
-        cg_xml_doc_destroy(d);
-        return NULL;
-    }
     return d;
+}
+
+/* Frees a tree: from an arena, the references to its dictionary (whose mutex is on the heap:
+ * the document's own, and those of its ID/ref tables (xml:id) and internal-subset tables
+ * (<!ELEMENT>/<!ATTLIST> declarations)), then the arena at once; otherwise node by node. */
+static void drop_tree(xmlDocPtr doc, arena_t *a)
+{
+    if (!a) {
+        if (doc)
+            xmlFreeDoc(doc);
+        return;
+    }
+    if (doc) {
+        active_arena = a; /* every xmlFree below is of arena memory: no-ops */
+        if (doc->ids)
+            xmlFreeIDTable(doc->ids);
+        if (doc->refs)
+            xmlFreeRefTable(doc->refs);
+        doc->ids = doc->refs = NULL;
+        if (doc->extSubset && doc->extSubset != doc->intSubset)
+            xmlFreeDtd(doc->extSubset);
+        if (doc->intSubset)
+            xmlFreeDtd(doc->intSubset);
+        doc->extSubset = doc->intSubset = NULL;
+        if (doc->dict)
+            xmlDictFree(doc->dict);
+        active_arena = NULL;
+    }
+    arena_reset(a);
 }
 
 void cg_xml_doc_destroy(cg_xml_doc_t *d)
 {
     if (!d)
         return;
-    if (d->doc)
-        xmlFreeDoc(d->doc);
-    if (d->ctxt)
-        xmlFreeParserCtxt(d->ctxt);
+    drop_tree(d->doc, d->doc_in_arena ? &d->arenas[d->cur] : NULL);
+    arena_destroy(&d->arenas[0]);
+    arena_destroy(&d->arenas[1]);
     free(d->default_encoding);
     free(d);
 }
@@ -515,10 +885,6 @@ cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error
         set_error(err, CG_ERR_XML, 0, 0, "empty document");
         return err->code;
     }
-    if (!d->ctxt && !(d->ctxt = new_context(d))) {
-        set_error(err, CG_ERR_NOMEM, 0, 0, "out of memory");
-        return err->code;
-    }
     char declared[64];
     const char *enc = NULL;
     if (!declares_encoding(buf, len, declared, sizeof(declared)))
@@ -533,25 +899,47 @@ cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error
 
     memset(&d->first, 0, sizeof(d->first));
     d->have_error = d->first_fatal = d->refused = d->charset = 0;
+    d->depth = d->keep_depth = 0;
+    d->hl7_uri = NULL;
+    /* the spare arena (the current document stays readable if this parse fails) */
+    arena_t *arena = arenas_usable() ? &d->arenas[!d->cur] : NULL;
     xmlStructuredErrorFunc saved_fn = xmlStructuredError;
     void *saved_ctx = xmlStructuredErrorContext;
     xmlSetStructuredErrorFunc(d, on_thread_error);
-    xmlDocPtr doc = xmlCtxtReadMemory(d->ctxt, buf, (int)len, NULL, enc, CG_XML_PARSE_OPTIONS);
-    int well_formed = d->ctxt->wellFormed;
+    active_arena = arena;
+    /* a fresh context per document: in an arena it costs a few allocations, and nothing of
+     * one document (names in the dictionary) outlives it */
+    xmlParserCtxtPtr ctxt = new_context(d);
+    xmlDocPtr doc = NULL;
+    int well_formed = 0;
+    if (ctxt) {
+        doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, enc, CG_XML_PARSE_OPTIONS);
+        well_formed = ctxt->wellFormed;
+        xmlFreeParserCtxt(ctxt); /* the document keeps its own reference to the dictionary */
+    } else {
+        d->have_error = d->first_fatal = 1;
+        set_error(&d->first, CG_ERR_NOMEM, 0, 0, "out of memory");
+    }
+    if (arena)
+        xmlResetLastError(); /* its copy of an error message lives in the arena */
+    active_arena = NULL;
     xmlSetStructuredErrorFunc(saved_ctx, saved_fn);
 
     /* the encoding in effect, when it is not UTF-8: bad bytes there are found by iconv */
     const char *name = enc ? enc : declared[0] && !is_utf8_name(declared) ? declared : NULL;
     cg_xml_error_t bad;
     int failed = !doc || !well_formed || d->refused || d->charset;
+    if (!ctxt)
+        *err = d->first;
     if (!failed && name && ascii_compatible(buf, len) && junk_after_end(buf, len)) {
         failed = d->charset = 1; /* a sequence cut by the end */
     }
     cg_err_t rc = CG_OK;
     if (failed) {
-        if (doc)
-            xmlFreeDoc(doc);
-        if (d->refused || (d->have_error && d->first.code == CG_ERR_CHARSET)) {
+        drop_tree(doc, arena);
+        if (!ctxt) {
+            /* *err is set */
+        } else if (d->refused || (d->have_error && d->first.code == CG_ERR_CHARSET)) {
             *err = d->first; /* ours, or libxml2 already named the encoding problem */
         } else if ((d->charset || name) && find_bad_bytes(buf, len, name ? name : "UTF-8", &bad) &&
                    (d->charset || !d->have_error || d->first.line <= 0 ||
@@ -567,13 +955,11 @@ cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error
         }
         rc = err->code ? err->code : (err->code = CG_ERR_XML);
     } else {
-        if (d->doc)
-            xmlFreeDoc(d->doc);
+        drop_tree(d->doc, d->doc_in_arena ? &d->arenas[d->cur] : NULL);
         d->doc = doc;
-    }
-    if (d->ctxt->dict && xmlDictGetUsage(d->ctxt->dict) > CG_XML_DICT_RECYCLE_BYTES) {
-        xmlFreeParserCtxt(d->ctxt); /* documents keep their own reference to the dictionary */
-        d->ctxt = NULL;
+        d->doc_in_arena = arena != NULL;
+        if (arena)
+            d->cur = !d->cur;
     }
     return rc;
 }

@@ -37,9 +37,12 @@ typedef struct id_entry {
 struct cg_xml_eval {
     xmlXPathContextPtr ctx;
     xmlDocPtr doc;
-    uint64_t ns_sig;         /* of the extra prefixes now registered (0: defaults only) */
-    xmlXPathObjectPtr last;  /* result of the last evaluation, freed by the next */
-    xmlXPathObjectPtr nodes; /* of the last cg_xml_xpath_nodes: a foreach walks it meanwhile */
+    uint64_t ns_sig; /* of the extra prefixes now registered (0: defaults only) */
+    /* the nodes of the last cg_xml_xpath_nodes (a foreach walks them meanwhile), copied:
+     * libxml2's result objects are freed at once, since freeing one reads its nodes, which
+     * must not outlive the document */
+    void **nodev;
+    size_t cap_nodev;
     cg_buf_t buf;
     id_entry_t *ids; /* ID attributes of doc, sorted; built on first cg_xml_find_id */
     size_t n_ids, cap_ids;
@@ -229,39 +232,20 @@ cg_xml_eval_t *cg_xml_eval_new(void)
     return ev;
 }
 
-static void drop_last(cg_xml_eval_t *ev)
-{
-    if (ev->last) {
-        xmlXPathFreeObject(ev->last);
-        ev->last = NULL;
-    }
-}
-
-static void drop_nodes(cg_xml_eval_t *ev)
-{
-    if (ev->nodes) {
-        xmlXPathFreeObject(ev->nodes);
-        ev->nodes = NULL;
-    }
-}
-
 void cg_xml_eval_destroy(cg_xml_eval_t *ev)
 {
     if (!ev)
         return;
-    drop_last(ev);
-    drop_nodes(ev);
     xmlResetError(&ev->ctx->lastError);
     xmlXPathFreeContext(ev->ctx);
     cg_buf_free(&ev->buf);
     free(ev->ids);
+    free(ev->nodev);
     free(ev);
 }
 
 void cg_xml_eval_bind(cg_xml_eval_t *ev, cg_xml_doc_t *d)
 {
-    drop_last(ev);
-    drop_nodes(ev);
     ev->doc = d ? (xmlDocPtr)cg_xml_doc_tree(d) : NULL;
     ev->ctx->doc = ev->doc;
     ev->ctx->node = (xmlNodePtr)ev->doc;
@@ -269,9 +253,9 @@ void cg_xml_eval_bind(cg_xml_eval_t *ev, cg_xml_doc_t *d)
     ev->ids_built = 0;
 }
 
+/* Evaluates x at node; the caller frees the result (xmlXPathFreeObject) before returning. */
 static xmlXPathObjectPtr run(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const void *node)
 {
-    drop_last(ev);
     if (!ev->doc || !x)
         return NULL;
     if (x->ns_sig != ev->ns_sig) {
@@ -284,10 +268,10 @@ static xmlXPathObjectPtr run(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const v
         ev->ctx->node = (xmlNodePtr)ev->doc;
     ev->ctx->contextSize = -1;
     ev->ctx->proximityPosition = -1;
-    ev->last = xmlXPathCompiledEval(x->comp, ev->ctx);
-    if (!ev->last)
+    xmlXPathObjectPtr r = xmlXPathCompiledEval(x->comp, ev->ctx);
+    if (!r)
         xmlResetError(&ev->ctx->lastError); /* an evaluation error reads as no value */
-    return ev->last;
+    return r;
 }
 
 /* Appends the text below node with runs of XML white space collapsed to one space and the ends
@@ -398,15 +382,15 @@ int cg_xml_xpath_value(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const void *n
     xmlXPathObjectPtr r = run(ev, x, node);
     if (!r)
         return 0;
+    int found = 0;
     if (r->type != XPATH_NODESET)
-        return scalar_value(ev, r, out);
-    if (!r->nodesetval)
-        return 0;
+        found = scalar_value(ev, r, out);
     /* the first node that has a value: hl7:value[1] with nullFlavor, a second one set */
-    for (int i = 0; i < r->nodesetval->nodeNr; i++)
-        if (node_value(ev, r->nodesetval->nodeTab[i], out))
-            return 1;
-    return 0;
+    for (int i = 0;
+         r->type == XPATH_NODESET && r->nodesetval && !found && i < r->nodesetval->nodeNr; i++)
+        found = node_value(ev, r->nodesetval->nodeTab[i], out);
+    xmlXPathFreeObject(r);
+    return found;
 }
 
 size_t cg_xml_xpath_values(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const void *node, char sep,
@@ -417,14 +401,14 @@ size_t cg_xml_xpath_values(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const voi
     if (!r)
         return 0;
     cg_slice_t v;
-    if (r->type != XPATH_NODESET) {
-        if (!scalar_value(ev, r, &v))
-            return 0;
-        cg_buf_append(out, v.ptr, v.len);
-        return 1;
-    }
     size_t count = 0;
-    for (int i = 0; r->nodesetval && i < r->nodesetval->nodeNr; i++) {
+    if (r->type != XPATH_NODESET) {
+        if (scalar_value(ev, r, &v)) {
+            cg_buf_append(out, v.ptr, v.len);
+            count = 1;
+        }
+    }
+    for (int i = 0; r->type == XPATH_NODESET && r->nodesetval && i < r->nodesetval->nodeNr; i++) {
         cg_buf_reset(&ev->buf);
         if (!node_value(ev, r->nodesetval->nodeTab[i], &v))
             continue;
@@ -432,6 +416,7 @@ size_t cg_xml_xpath_values(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const voi
             cg_buf_putc(out, sep);
         cg_buf_append(out, v.ptr, v.len);
     }
+    xmlXPathFreeObject(r);
     return count;
 }
 
@@ -440,15 +425,29 @@ size_t cg_xml_xpath_nodes(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const void
 {
     static void *const none[1] = {NULL};
     *nodes = none;
-    drop_nodes(ev);
     xmlXPathObjectPtr r = run(ev, x, node);
-    if (!r || r->type != XPATH_NODESET || !r->nodesetval || r->nodesetval->nodeNr <= 0)
+    if (!r)
         return 0;
-    *nodes = (void *const *)r->nodesetval->nodeTab;
-    size_t n = (size_t)r->nodesetval->nodeNr;
-    /* the caller walks these while evaluating other expressions: keep this result alive */
-    ev->nodes = r;
-    ev->last = NULL;
+    size_t n = 0;
+    if (r->type == XPATH_NODESET && r->nodesetval && r->nodesetval->nodeNr > 0) {
+        n = (size_t)r->nodesetval->nodeNr;
+        if (n > ev->cap_nodev) {
+            void **v = realloc(ev->nodev, n * sizeof(*v));
+            if (!v)
+                n = 0;
+            else
+                ev->nodev = v, ev->cap_nodev = n;
+        }
+        /* namespace nodes are copies owned by r: they do not survive it */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (r->nodesetval->nodeTab[i]->type != XML_NAMESPACE_DECL)
+                ev->nodev[k++] = r->nodesetval->nodeTab[i];
+        n = k;
+        if (n)
+            *nodes = (void *const *)ev->nodev;
+    }
+    xmlXPathFreeObject(r);
     return n;
 }
 
@@ -491,7 +490,8 @@ const void *cg_xml_find_id(cg_xml_eval_t *ev, const char *id, size_t len)
     if (!ev->ids_built) {
         ev->n_ids = 0;
         collect_ids(ev, xmlDocGetRootElement(ev->doc));
-        qsort(ev->ids, ev->n_ids, sizeof(*ev->ids), id_cmp);
+        if (ev->n_ids) /* ids is NULL before the first one */
+            qsort(ev->ids, ev->n_ids, sizeof(*ev->ids), id_cmp);
         ev->ids_built = 1;
     }
     size_t lo = 0, hi = ev->n_ids;

@@ -1,12 +1,14 @@
 /* bench_xml.c - C-CDA documents through the XML decoder and the shipped CDA spec on one core.
  *
- * usage: bench_xml [--runs N] [--mb M] SPEC VOCAB_DIR DOCUMENT...
+ * usage: bench_xml [--runs N] [--mb M] [--stage parse|map|encode] SPEC VOCAB_DIR DOCUMENT...
  *
  * The documents are read into memory once and processed round-robin until M megabytes (default
  * 50) went through, RUNS times (default 5). Three stages are timed separately, each on the same
  * input, so the output says where the time goes: parse (libxml2 tree, hardened), parse + map
  * (XPath evaluation and row building), and parse + map + encode (the JSON record envelopes, i.e.
- * everything `cohortgate map` does but the I/O). Medians are printed.
+ * everything `cohortgate map` does but the I/O). Medians are printed. --stage runs only one stage
+ * (for callgrind, whose instruction counts compare variants where wall time on a shared machine
+ * is too noisy: `valgrind --tool=callgrind bench_xml --runs 1 --mb 2 --stage parse …`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,9 +42,45 @@ static int cmp_double(const void *a, const void *b)
 enum { STAGE_PARSE, STAGE_MAP, STAGE_ENCODE, N_STAGES };
 static const char *const stage_names[] = {"parse", "parse + map", "parse + map + encode"};
 
+/* One stage over every document per_pass times. Not inlined, so that callgrind can count it
+ * alone: --toggle-collect=run_stage. */
+__attribute__((noinline)) static void run_stage(int st, size_t per_pass, const doc_t *docs,
+                                                size_t n_docs, cg_xml_doc_t *xd, cg_mapper_t *mp,
+                                                cg_buf_t *out, size_t *rows, size_t *failed)
+{
+    size_t rr = 0, ff = 0;
+    for (size_t p = 0; p < per_pass; p++) {
+        for (size_t i = 0; i < n_docs; i++) {
+            if (st == STAGE_PARSE) {
+                cg_xml_error_t xe;
+                ff += cg_xml_parse(xd, docs[i].buf, docs[i].len, &xe) != CG_OK;
+                continue;
+            }
+            const cg_map_row_t *rws;
+            size_t n;
+            cg_map_error_t me;
+            if (cg_mapper_map_xml(mp, docs[i].buf, docs[i].len, &rws, &n, &me)) {
+                ff++;
+                continue;
+            }
+            rr += n;
+            if (st == STAGE_ENCODE) {
+                cg_buf_reset(out);
+                for (size_t k = 0; k < n; k++) {
+                    cg_record_source_t src = {.message_id = rws[k].message_id};
+                    cg_map_row_envelope(&rws[k], &src, NULL, 0, out);
+                    cg_buf_putc(out, '\n');
+                }
+            }
+        }
+    }
+    *rows = rr;
+    *failed = ff;
+}
+
 int main(int argc, char **argv)
 {
-    int runs = 5, mb = 50, a = 1;
+    int runs = 5, mb = 50, a = 1, only = -1;
     for (; a < argc && !strncmp(argv[a], "--", 2); a += 2) {
         if (a + 1 >= argc)
             break;
@@ -50,9 +88,15 @@ int main(int argc, char **argv)
             runs = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--mb"))
             mb = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--stage"))
+            only = !strcmp(argv[a + 1], "parse")    ? STAGE_PARSE
+                   : !strcmp(argv[a + 1], "map")    ? STAGE_MAP
+                   : !strcmp(argv[a + 1], "encode") ? STAGE_ENCODE
+                                                    : -2;
     }
-    if (argc - a < 3 || runs < 1 || runs > 99 || mb < 1) {
-        fprintf(stderr, "usage: bench_xml [--runs N] [--mb M] SPEC VOCAB_DIR DOCUMENT...\n");
+    if (argc - a < 3 || runs < 1 || runs > 99 || mb < 1 || only == -2) {
+        fprintf(stderr, "usage: bench_xml [--runs N] [--mb M] [--stage parse|map|encode] SPEC "
+                        "VOCAB_DIR DOCUMENT...\n");
         return 2;
     }
     const char *spec = argv[a], *vocab_dir = argv[a + 1];
@@ -107,33 +151,12 @@ int main(int argc, char **argv)
     cg_buf_init(&out);
     for (int r = 0; r < runs; r++) {
         for (int st = 0; st < N_STAGES; st++) {
+            secs[st][r] = 0;
+            if (only >= 0 && st != only)
+                continue;
             double t0 = now();
             size_t rr = 0, ff = 0;
-            for (size_t p = 0; p < per_pass; p++) {
-                for (size_t i = 0; i < n_docs; i++) {
-                    if (st == STAGE_PARSE) {
-                        cg_xml_error_t xe;
-                        ff += cg_xml_parse(xd, docs[i].buf, docs[i].len, &xe) != CG_OK;
-                        continue;
-                    }
-                    const cg_map_row_t *rws;
-                    size_t n;
-                    cg_map_error_t me;
-                    if (cg_mapper_map_xml(mp, docs[i].buf, docs[i].len, &rws, &n, &me)) {
-                        ff++;
-                        continue;
-                    }
-                    rr += n;
-                    if (st == STAGE_ENCODE) {
-                        cg_buf_reset(&out);
-                        for (size_t k = 0; k < n; k++) {
-                            cg_record_source_t src = {.message_id = rws[k].message_id};
-                            cg_map_row_envelope(&rws[k], &src, NULL, 0, &out);
-                            cg_buf_putc(&out, '\n');
-                        }
-                    }
-                }
-            }
+            run_stage(st, per_pass, docs, n_docs, xd, mp, &out, &rr, &ff);
             secs[st][r] = now() - t0;
             if (st == STAGE_ENCODE) {
                 rows = rr;
@@ -147,15 +170,18 @@ int main(int argc, char **argv)
     printf("%-22s %10s %10s %12s\n", "stage (one core)", "median s", "MB/s", "documents/s");
     double med[N_STAGES];
     for (int st = 0; st < N_STAGES; st++) {
+        if (only >= 0 && st != only)
+            continue;
         qsort(secs[st], (size_t)runs, sizeof(double), cmp_double);
         med[st] = secs[st][runs / 2];
         printf("%-22s %10.3f %10.1f %12.0f\n", stage_names[st], med[st],
                (double)bytes / 1e6 / med[st], (double)count / med[st]);
     }
-    printf("time share: parse %.0f%%, map %.0f%%, encode %.0f%%\n",
-           100.0 * med[STAGE_PARSE] / med[STAGE_ENCODE],
-           100.0 * (med[STAGE_MAP] - med[STAGE_PARSE]) / med[STAGE_ENCODE],
-           100.0 * (med[STAGE_ENCODE] - med[STAGE_MAP]) / med[STAGE_ENCODE]);
+    if (only < 0) /* one stage alone (callgrind) has no shares */
+        printf("time share: parse %.0f%%, map %.0f%%, encode %.0f%%\n",
+               100.0 * med[STAGE_PARSE] / med[STAGE_ENCODE],
+               100.0 * (med[STAGE_MAP] - med[STAGE_PARSE]) / med[STAGE_ENCODE],
+               100.0 * (med[STAGE_ENCODE] - med[STAGE_MAP]) / med[STAGE_ENCODE]);
     cg_buf_free(&out);
     cg_xml_doc_destroy(xd);
     cg_mapper_destroy(mp);

@@ -848,6 +848,118 @@ static void test_reuse(void **state)
     free(cda);
 }
 
+/* Element children of the first element named name, and whether any child is a blank text
+ * node. */
+static int blank_children(cg_xml_doc_t *d, const char *name)
+{
+    xmlNodePtr n = cg_xml_doc_root(d);
+    while (n) {
+        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name)) {
+            int blanks = 0;
+            for (xmlNodePtr c = n->children; c; c = c->next)
+                blanks += c->type == XML_TEXT_NODE;
+            return blanks;
+        }
+        if (n->children && n->type == XML_ELEMENT_NODE) {
+            n = n->children;
+            continue;
+        }
+        while (n && !n->next)
+            n = n->parent;
+        n = n ? n->next : NULL;
+    }
+    return -1;
+}
+
+/* Indentation between HL7 v3 structural elements is left out of the tree, comments and PIs
+ * too; mixed content (names, addresses, narrative, ED values), xml:space="preserve", vendor
+ * XML and keep_blank_text keep every text node. */
+static void test_blank_text(void **state)
+{
+    (void)state;
+    static const char cda[] =
+        "<?xml-stylesheet type=\"text/xsl\" href=\"CDA.xsl\"?>\n"
+        "<ClinicalDocument xmlns=\"urn:hl7-org:v3\">\n  <!-- header -->\n"
+        "  <patient>\n    <name>\n      <given>Jo</given>\n      <family>Li</family>\n"
+        "    </name>\n    <addr> <city>Rome</city> <country>IT</country> </addr>\n"
+        "  </patient>\n  <observation>\n    <code code=\"1\"/>\n    <value>a<!-- c -->b</value>\n"
+        "  </observation>\n  <section>\n    <text><content>Type 2</content> "
+        "<content>diabetes</content></text>\n  </section>\n"
+        "  <act xml:space=\"preserve\">\n    <code/>\n  </act>\n"
+        "  <x:ext xmlns:x=\"urn:vendor\">\n    <x:a>1</x:a>\n    <x:b>2</x:b>\n  </x:ext>\n"
+        "</ClinicalDocument>\n";
+    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
+    cg_xml_error_t e;
+    assert_int_equal(parse_str(d, cda, &e), CG_OK);
+    xmlNodePtr root = cg_xml_doc_root(d);
+    for (xmlNodePtr c = root->children; c; c = c->next)
+        assert_int_equal(c->type, XML_ELEMENT_NODE);                   /* no blanks, no comment */
+    assert_ptr_equal(((xmlDocPtr)cg_xml_doc_tree(d))->children, root); /* no PI */
+    assert_int_equal(blank_children(d, "patient"), 0);
+    assert_int_equal(blank_children(d, "observation"), 0);
+    cg_buf_t b;
+    cg_buf_init(&b);
+    xmlNodePtr n = root->children->children; /* name */
+    assert_string_equal((const char *)n->name, "name");
+    cg_xml_node_text(n, &b);
+    assert_int_equal(b.len, 5);
+    assert_memory_equal(b.data, "Jo Li", 5);
+    assert_int_equal(blank_children(d, "addr"), 3);
+    assert_string_equal(text_of(d, "value"), "ab"); /* one text node, as without the comment */
+    assert_int_equal(blank_children(d, "value"), 1);
+    assert_string_equal(text_of(d, "text"), "Type 2 diabetes");
+    assert_int_equal(blank_children(d, "act"), 2);
+    assert_int_equal(blank_children(d, "ext"), 3);
+    cg_xml_doc_destroy(d);
+
+    /* vendor XML (no HL7 namespace) and the option keep everything */
+    d = cg_xml_doc_new(NULL);
+    assert_int_equal(parse_str(d, "<r>\n <observation>\n  <code/>\n </observation>\n</r>", &e),
+                     CG_OK);
+    assert_int_equal(blank_children(d, "observation"), 2);
+    cg_xml_doc_destroy(d);
+    cg_xml_options_t o;
+    cg_xml_options_default(&o);
+    o.keep_blank_text = 1;
+    d = cg_xml_doc_new(&o);
+    assert_int_equal(parse_str(d, cda, &e), CG_OK);
+    assert_int_equal(blank_children(d, "observation"), 3);
+    cg_xml_doc_destroy(d);
+    cg_buf_free(&b);
+}
+
+/* Trees live in per-document arenas: what a tree holds outside it (its dictionary, shared by
+ * ID tables and internal-subset declarations) is released with it (LeakSanitizer checks), and a
+ * tree stays readable while later parses fail (ASan poisons dropped arenas). */
+static void test_arena_lifetimes(void **state)
+{
+    (void)state;
+    static const char with_tables[] =
+        "<!DOCTYPE r [<!ELEMENT r ANY><!ATTLIST r a CDATA #IMPLIED><!NOTATION n SYSTEM \"x\">]>"
+        "<r a=\"1\"><s xml:id=\"i1\">one</s><s xml:id=\"i2\">two</s></r>";
+    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
+    cg_xml_error_t e;
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(parse_str(d, with_tables, &e), CG_OK);
+        assert_string_equal(text_of(d, "s"), "one");
+        assert_int_equal(parse_str(d, "<r><s>", &e), CG_ERR_XML);
+        assert_string_equal(text_of(d, "s"), "one"); /* the last good tree */
+    }
+    /* a big document needs several arena chunks; the next one reuses them */
+    size_t cap = (size_t)4 << 20, n = 0;
+    char *big = malloc(cap);
+    n += (size_t)snprintf(big + n, cap - n, "<r xmlns=\"urn:hl7-org:v3\">");
+    while (n + 64 < cap)
+        n += (size_t)snprintf(big + n, cap - n, "<e a=\"%zu\"><text>t %zu</text></e>\n", n, n);
+    n += (size_t)snprintf(big + n, cap - n, "</r>");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cg_xml_parse(d, big, n, &e), CG_OK);
+        assert_string_equal(text_of(d, "text"), "t 26");
+    }
+    free(big);
+    cg_xml_doc_destroy(d);
+}
+
 /* Bytes malloc has handed out, mmapped blocks included (dictionary pools grow large). */
 static size_t in_use(void)
 {
@@ -968,6 +1080,8 @@ int main(void)
         cmocka_unit_test(test_section_kinds),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_blank_text),
+        cmocka_unit_test(test_arena_lifetimes),
         cmocka_unit_test(test_dictionary_recycle),
         cmocka_unit_test(test_corpus),
     };
