@@ -102,6 +102,16 @@ typedef struct cg_xml_xpath cg_xml_xpath_t;
  * (1-based, in text) where the expression went wrong; the caller adds file and line. */
 cg_xml_xpath_t *cg_xml_xpath_compile(const char *text, const cg_xml_ns_t *ns, size_t n_ns,
                                      cg_error_t *err);
+/* As cg_xml_xpath_compile, with flags. CG_XML_XPATH_LIBXML2: always evaluate with libxml2.
+ * Without it, the location paths specs use (child, '..', descendant:: and // steps with name
+ * tests, a final @attr or text(), predicates [n], [path], [path/@a='lit'], not(), and, or) are
+ * evaluated by a walk of the tree with the same results, and everything else by libxml2. The
+ * environment variable CG_XML_XPATH=libxml2 sets the flag for every compilation (diagnosis). */
+#define CG_XML_XPATH_LIBXML2 1u
+cg_xml_xpath_t *cg_xml_xpath_compile_opts(const char *text, const cg_xml_ns_t *ns, size_t n_ns,
+                                          unsigned flags, cg_error_t *err);
+/* 1 when x is evaluated by the fast walk rather than libxml2 (tests). */
+int cg_xml_xpath_is_fast(const cg_xml_xpath_t *x);
 void cg_xml_xpath_free(cg_xml_xpath_t *x);
 /* The source text. */
 const char *cg_xml_xpath_text(const cg_xml_xpath_t *x);
