@@ -25,9 +25,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cohortgate run -c CONFIG [--idle-exit MS] [--report | --no-report]\n\n"
-            "Consume the raw topics named in CONFIG, map each message, publish the records and\n"
-            "send what cannot be processed to the dead-letter topic. Input offsets are committed\n"
-            "only after every record they caused is delivered (at-least-once).\n\n"
+            "Consume the raw topics named in CONFIG (HL7 v2 messages, XML documents, or both),\n"
+            "map each message, publish the records and send what cannot be processed to the\n"
+            "dead-letter topic. At-least-once (default): input offsets are committed only after\n"
+            "every record they caused is delivered. Exactly-once (delivery.semantics): records\n"
+            "and offsets commit together in Kafka transactions. workers: N maps on N threads.\n\n"
             "options:\n"
             "  -c, --config FILE   gateway config (JSON; see config/README.md)\n"
             "      --idle-exit MS  stop once nothing was consumed for MS milliseconds (replays,\n"
@@ -36,9 +38,12 @@ static void usage(FILE *out)
             "                      with embedded_broker.enabled)\n"
             "      --no-report     do not print them\n"
             "  -h, --help          show this help\n\n"
-            "SIGTERM or SIGINT drains in-flight records, commits, and exits 0. SIGHUP recompiles\n"
-            "the specs and cohorts and uses them if they all compile; otherwise the running ones\n"
-            "stay and the error is logged.\n");
+            "SIGTERM or SIGINT drains in-flight records, commits, and exits 0 within\n"
+            "delivery.drain_timeout_ms (exit 1 when the drain runs out of time; what was not\n"
+            "committed is consumed again). SIGHUP recompiles the specs and cohorts and uses them\n"
+            "if they all compile; otherwise the running ones stay and the error is logged.\n"
+            "Metrics and health: http://metrics.listen/metrics and /healthz (default\n"
+            "127.0.0.1:9464).\n");
 }
 
 int cg_cli_run(int argc, char **argv)

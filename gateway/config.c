@@ -3,6 +3,7 @@
 
 #include "cg_buf.h"
 #include "cg_log.h"
+#include "cg_metrics.h"
 
 #define CG_CONFIG_MAX_BYTES (16 * 1024 * 1024)
 
@@ -22,23 +23,64 @@ const cg_config_prop_t cg_config_props[] = {
      "Raw topics to consume, at least one."},
     {"inputs[].topic", CG_CONFIG_STRING, NULL, NULL, 0, 0,
      "Name of a raw topic that carries hospital messages, one message per Kafka record."},
-    {"inputs[].format", CG_CONFIG_ENUM, "hl7v2", "hl7v2", 0, 0,
-     "What the topic carries: HL7 v2 (ER7) messages (XML documents come with the XML decoder)."},
+    {"inputs[].format", CG_CONFIG_ENUM, "hl7v2", "hl7v2|xml|auto", 0, 0,
+     "What the topic carries: HL7 v2 (ER7) messages, XML documents (CDA / C-CDA), or auto: each "
+     "record by its first bytes, for topics that mix both."},
     {"output", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Where records go."},
     {"output.topic", CG_CONFIG_STRING, "cohortgate.records", NULL, 0, 0,
      "Topic for records in no cohort (all records when no cohorts are configured)."},
     {"output.dead_letter_topic", CG_CONFIG_STRING, "cohortgate.dead-letter", NULL, 0, 0,
      "Topic for input that could not be processed, with its original bytes and error headers."},
     {"delivery", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Delivery semantics."},
-    {"delivery.semantics", CG_CONFIG_ENUM, "at-least-once", "at-least-once", 0, 0,
-     "at-least-once: an input offset is committed only after every record it caused is delivered."},
+    {"delivery.semantics", CG_CONFIG_ENUM, "at-least-once", "at-least-once|exactly-once", 0, 0,
+     "at-least-once: an input offset is committed only after every record it caused is delivered "
+     "(a crash replays the uncommitted inputs, so consumers may see a record twice). "
+     "exactly-once: records and input offsets are committed together in Kafka transactions; a "
+     "consumer with isolation.level=read_committed sees each record once."},
     {"delivery.commit_interval_ms", CG_CONFIG_INT, "500", NULL, 10, 600000,
-     "How often delivered input offsets are committed."},
+     "How often delivered input offsets are committed (at-least-once), or how long a transaction "
+     "stays open at most before it is committed (exactly-once; read_committed consumers see its "
+     "records only then)."},
+    {"delivery.transaction_max_messages", CG_CONFIG_INT, "1000", NULL, 1, 1000000,
+     "exactly-once: input messages in one transaction at most; it is committed when it holds this "
+     "many or after commit_interval_ms, whichever comes first."},
+    {"delivery.transactional_id", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "exactly-once: the producer's transactional.id. It must differ between instances that run at "
+     "the same time (a second instance with the same id fences the first, which stops) and stay "
+     "the same when an instance restarts, so that the restart aborts the transaction a crash left "
+     "open at once instead of after transaction.timeout.ms. Default: the group_id, a dot and the "
+     "host name; set it when two instances share a host."},
     {"delivery.max_in_flight", CG_CONFIG_INT, "20000", NULL, 1, 10000000,
-     "Input messages consumed but not yet fully delivered before consumption waits."},
+     "Input messages consumed but not yet fully delivered before consumption pauses."},
+    {"delivery.pause_after_ms", CG_CONFIG_INT, "1000", NULL, 0, 600000,
+     "When the output side holds consumption back (a full producer queue, max_in_flight inputs "
+     "in flight) this long, the assigned partitions are paused: librdkafka stops fetching and "
+     "frees what it prefetched, while the consumer keeps serving rebalances. Shorter waits only "
+     "stop taking messages (a resume costs a refetch)."},
+    {"delivery.drain_timeout_ms", CG_CONFIG_INT, "30000", NULL, 0, 3600000,
+     "On SIGTERM or SIGINT, how long in-flight records may take to be delivered and their inputs "
+     "committed before the gateway gives up and exits non-zero; what was not committed is consumed "
+     "again on restart."},
+    {"workers", CG_CONFIG_INT, "1", NULL, 1, 32,
+     "Threads that decode and map messages. 1 maps on the consumer thread; N spreads the input "
+     "partitions over N threads, each partition always on the same one, so per-partition order "
+     "holds. Records are produced and offsets committed by the consumer thread."},
     {"log", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Logging."},
     {"log.level", CG_CONFIG_ENUM, "info", "debug|info|warn|error", 0, 0,
      "Least severe level written to stderr (one JSON object a line)."},
+    {"metrics", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
+     "Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP; see "
+     "\"Metrics and health\" below."},
+    {"metrics.listen", CG_CONFIG_STRING, "127.0.0.1:9464", NULL, 0, 0,
+     "Address of the HTTP endpoint: HOST:PORT or [IPV6]:PORT (port 0 picks a free one); \"off\" "
+     "for none. Loopback by default: 0.0.0.0:9464 exposes it to the network, without "
+     "authentication. If it cannot be bound, the gateway logs metrics.failed and runs without it."},
+    {"metrics.health_grace_ms", CG_CONFIG_INT, "60000", NULL, 0, 86400000,
+     "How long /healthz answers 200 without any input partition assigned, from the start and from "
+     "the moment the last partition was revoked; then 503."},
+    {"metrics.max_series", CG_CONFIG_INT, "1000", NULL, 10, 1000000,
+     "Label sets (series) one metric may hold; beyond it, updates count in its `__overflow__` "
+     "series, so that many topic or spec names cannot grow memory without end."},
     {"kafka", CG_CONFIG_MAP, NULL, NULL, 0, 0,
      "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
      "bootstrap.servers, security.protocol, sasl.*, ssl.*."},
@@ -342,7 +384,7 @@ static const char *get_str(json_t *root, const char *a, const char *b, const cha
 
 static long get_int(json_t *root, const char *a, const char *b, const char *name)
 {
-    json_t *o = json_object_get(root, a);
+    json_t *o = a ? json_object_get(root, a) : root;
     json_t *v = o ? json_object_get(o, b) : NULL;
     if (json_is_integer(v))
         return (long)json_integer_value(v);
@@ -379,7 +421,23 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
     c->commit_interval_ms =
         (int)get_int(root, "delivery", "commit_interval_ms", "delivery.commit_interval_ms");
     c->max_in_flight = (int)get_int(root, "delivery", "max_in_flight", "delivery.max_in_flight");
+    c->semantics =
+        !strcmp(get_str(root, "delivery", "semantics", "delivery.semantics"), "exactly-once")
+            ? CG_DELIVERY_EXACTLY_ONCE
+            : CG_DELIVERY_AT_LEAST_ONCE;
+    c->transaction_max_messages = (int)get_int(root, "delivery", "transaction_max_messages",
+                                               "delivery.transaction_max_messages");
+    const char *tid = get_str(root, "delivery", "transactional_id", "delivery.transactional_id");
+    c->transactional_id = *tid ? strdup(tid) : NULL;
+    c->drain_timeout_ms =
+        (int)get_int(root, "delivery", "drain_timeout_ms", "delivery.drain_timeout_ms");
+    c->pause_after_ms = (int)get_int(root, "delivery", "pause_after_ms", "delivery.pause_after_ms");
+    c->workers = (int)get_int(root, NULL, "workers", "workers");
     c->log_level = cg_log_level_parse(get_str(root, "log", "level", "log.level"));
+    c->metrics_listen = xstrdup(get_str(root, "metrics", "listen", "metrics.listen"));
+    c->metrics_health_grace_ms =
+        (int)get_int(root, "metrics", "health_grace_ms", "metrics.health_grace_ms");
+    c->metrics_max_series = (int)get_int(root, "metrics", "max_series", "metrics.max_series");
 
     json_t *inputs = json_object_get(root, "inputs");
     c->n_inputs = json_array_size(inputs);
@@ -388,7 +446,9 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
         json_t *el = json_array_get(inputs, i);
         c->inputs[i].topic = xstrdup(json_string_value(json_object_get(el, "topic")));
         const char *fmt = get_str(el, NULL, "format", "inputs[].format");
-        c->inputs[i].format = !strcmp(fmt, "xml") ? CG_INPUT_XML : CG_INPUT_HL7V2;
+        c->inputs[i].format = !strcmp(fmt, "xml")    ? CG_INPUT_XML
+                              : !strcmp(fmt, "auto") ? CG_INPUT_AUTO
+                                                     : CG_INPUT_HL7V2;
     }
 
     json_t *kafka = json_object_get(root, "kafka");
@@ -523,8 +583,31 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
         }
         iconv_close(cd);
     }
+    const char *ml = json_string_value(json_object_get(json_object_get(root, "metrics"), "listen"));
+    char mhost[256], mport[8], merr[300];
+    if (ml && !cg_metrics_listen_off(ml) &&
+        cg_metrics_listen_parse(ml, mhost, sizeof(mhost), mport, sizeof(mport), merr,
+                                sizeof(merr))) {
+        const char *keys[] = {"metrics", "listen"};
+        int idx[] = {0, 0}, line, col;
+        locate(text, keys, idx, 2, &line, &col);
+        cg_error_set(err, CG_ERR_CONFIG, name, line, col, "'metrics.listen': %s", merr);
+        json_decref(root);
+        return NULL;
+    }
     json_t *eb = json_object_get(root, "embedded_broker");
     json_t *kafka = json_object_get(root, "kafka");
+    if (json_object_get(kafka, "transactional.id")) {
+        /* it would make the at-least-once producer transactional; exactly-once sets it itself */
+        const char *keys[] = {"kafka", "transactional.id"};
+        int idx[] = {0, 0}, line, col;
+        locate(text, keys, idx, 2, &line, &col);
+        cg_error_set(err, CG_ERR_CONFIG, name, line, col,
+                     "'kafka.transactional.id' is set by the gateway: use delivery.semantics "
+                     "\"exactly-once\" and delivery.transactional_id");
+        json_decref(root);
+        return NULL;
+    }
     if (!json_is_true(json_object_get(eb, "enabled")) &&
         !json_object_get(kafka, "bootstrap.servers")) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
@@ -591,6 +674,8 @@ void cg_config_destroy(cg_config_t *c)
     free(c->group_id);
     free(c->output_topic);
     free(c->dead_letter_topic);
+    free(c->transactional_id);
+    free(c->metrics_listen);
     free(c->specs);
     free(c->vocab);
     free(c->athena);

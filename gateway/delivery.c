@@ -1,4 +1,4 @@
-/* delivery.c - per-partition in-flight tracking for at-least-once commits (cg_delivery.h). */
+/* delivery.c - per-partition in-flight tracking for offset commits (cg_delivery.h). */
 #include "cg_delivery.h"
 
 #include <stdlib.h>
@@ -10,6 +10,9 @@ typedef struct partition {
     cg_delivery_msg_t *head, *tail; /* in-flight messages in offset order */
     int64_t committable;            /* next offset to commit; -1 none yet */
     int64_t committed;              /* last acknowledged commit; -1 none */
+    int64_t sealed;                 /* one past the last sealed message; -1 none */
+    int64_t base;                   /* first offset begun since the partition was tracked */
+    int64_t begun;                  /* one past the last message begun; -1 none */
 } partition_t;
 
 struct cg_delivery_msg {
@@ -80,6 +83,9 @@ static partition_t *part_get(cg_delivery_t *d, const char *topic, int32_t partit
     p->partition = partition;
     p->committable = -1;
     p->committed = -1;
+    p->sealed = -1;
+    p->base = -1;
+    p->begun = -1;
     d->parts[d->n_parts++] = p;
     return p;
 }
@@ -104,6 +110,9 @@ cg_delivery_msg_t *cg_delivery_begin(cg_delivery_t *d, const char *topic, int32_
     cg_delivery_msg_t *m = d->free_list;
     d->free_list = m->next;
     m->next = NULL;
+    if (p->base < 0)
+        p->base = offset;
+    p->begun = offset + 1;
     m->part = p;
     m->offset = offset;
     m->pending = 0;
@@ -147,6 +156,8 @@ void cg_delivery_unadd(cg_delivery_t *d, cg_delivery_msg_t *m)
 void cg_delivery_seal(cg_delivery_t *d, cg_delivery_msg_t *m)
 {
     m->sealed = 1;
+    if (m->offset + 1 > m->part->sealed)
+        m->part->sealed = m->offset + 1;
     advance(d, m->part);
 }
 
@@ -174,6 +185,57 @@ void cg_delivery_foreach_committable(cg_delivery_t *d,
     }
 }
 
+void cg_delivery_foreach_sealed(cg_delivery_t *d,
+                                void (*fn)(const char *topic, int32_t partition,
+                                           int64_t next_offset, void *opaque),
+                                void *opaque)
+{
+    for (size_t i = 0; i < d->n_parts; i++) {
+        partition_t *p = d->parts[i];
+        if (p->sealed > p->committed)
+            fn(p->topic, p->partition, p->sealed, opaque);
+    }
+}
+
+/* Returns a partition's in-flight messages to the free list. */
+static size_t forget_messages(cg_delivery_t *d, partition_t *p)
+{
+    size_t dropped = 0;
+    while (p->head) {
+        cg_delivery_msg_t *m = p->head;
+        p->head = m->next;
+        m->next = d->free_list;
+        d->free_list = m;
+        d->in_flight--;
+        dropped++;
+    }
+    p->tail = NULL;
+    return dropped;
+}
+
+size_t cg_delivery_rewind(cg_delivery_t *d,
+                          void (*fn)(const char *topic, int32_t partition, int64_t offset,
+                                     void *opaque),
+                          void *opaque)
+{
+    size_t again = 0;
+    for (size_t i = 0; i < d->n_parts; i++) {
+        partition_t *p = d->parts[i];
+        forget_messages(d, p);
+        /* the group's committed offset, or where this assignment started */
+        int64_t to = p->committed >= 0 ? p->committed : p->base;
+        if (to >= 0 && p->begun > to) {
+            again += (size_t)(p->begun - to);
+            if (fn)
+                fn(p->topic, p->partition, to, opaque);
+        }
+        p->begun = to;
+        p->sealed = p->committed;
+        p->committable = p->committed;
+    }
+    return again;
+}
+
 void cg_delivery_committed(cg_delivery_t *d, const char *topic, int32_t partition,
                            int64_t next_offset)
 {
@@ -188,15 +250,7 @@ size_t cg_delivery_drop_partition(cg_delivery_t *d, const char *topic, int32_t p
         partition_t *p = d->parts[i];
         if (p->partition != partition || strcmp(p->topic, topic))
             continue;
-        size_t dropped = 0;
-        while (p->head) {
-            cg_delivery_msg_t *m = p->head;
-            p->head = m->next;
-            m->next = d->free_list;
-            d->free_list = m;
-            d->in_flight--;
-            dropped++;
-        }
+        size_t dropped = forget_messages(d, p);
         free(p->topic);
         free(p);
         d->parts[i] = d->parts[--d->n_parts];

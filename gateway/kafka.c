@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka_mock.h>
 
@@ -80,13 +81,33 @@ fail:
     return NULL;
 }
 
+const char *cg_kafka_transactional_id(const cg_config_t *cfg, char *buf, size_t size)
+{
+    if (cfg->transactional_id) {
+        snprintf(buf, size, "%s", cfg->transactional_id);
+        return buf;
+    }
+    /* stable across restarts of one instance, distinct between hosts */
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(buf, size, "%s.%s", cfg->group_id, host);
+    return buf;
+}
+
 rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
                                   cg_kafka_dr_cb *dr_cb, void *opaque, char *errstr,
                                   size_t errstr_size)
 {
     static const char *const defaults[] = {"linger.ms", "5", "client.id", "cohortgate", NULL};
     /* idempotence keeps per-partition order and avoids duplicates from producer retries */
-    static const char *const forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
+    char tid[512];
+    const char *forced[] = {"enable.idempotence", "true", "acks", "all", NULL, NULL, NULL};
+    if (cfg && cfg->semantics == CG_DELIVERY_EXACTLY_ONCE) {
+        forced[4] = "transactional.id";
+        forced[5] = cg_kafka_transactional_id(cfg, tid, sizeof(tid));
+    }
     rd_kafka_conf_t *conf =
         conf_build(cfg, bootstrap, defaults, forced, opaque, errstr, errstr_size);
     if (!conf)
@@ -101,16 +122,30 @@ rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
 
 rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
                                   cg_kafka_rebalance_cb *rebalance_cb,
-                                  cg_kafka_commit_cb *commit_cb, void *opaque, char *errstr,
-                                  size_t errstr_size)
+                                  cg_kafka_commit_cb *commit_cb, cg_kafka_stats_cb *stats_cb,
+                                  void *opaque, char *errstr, size_t errstr_size)
 {
-    /* end-of-partition events tell a replay (--idle-exit) that it has caught up */
-    const char *defaults[] = {"client.id", "cohortgate",  "auto.offset.reset",    "earliest",
-                              "group.id",  cfg->group_id, "enable.partition.eof", "true",
+    /* end-of-partition events tell a replay (--idle-exit) that it has caught up; input of an
+     * aborted transaction upstream is never mapped */
+    const char *defaults[] = {"client.id",
+                              "cohortgate",
+                              "auto.offset.reset",
+                              "earliest",
+                              "group.id",
+                              cfg->group_id,
+                              "isolation.level",
+                              "read_committed",
+                              "enable.partition.eof",
+                              "true",
                               NULL};
-    /* offsets are committed by the gateway once deliveries are reported, never automatically */
-    static const char *const forced[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
-                                         "false", NULL};
+    /* offsets are committed by the gateway once deliveries are reported (or in its
+     * transactions), never automatically */
+    const char *forced[] = {
+        "enable.auto.commit", "false", "enable.auto.offset.store", "false", NULL, NULL, NULL};
+    if (cfg->semantics == CG_DELIVERY_EXACTLY_ONCE) {
+        forced[4] = "isolation.level";
+        forced[5] = "read_committed";
+    }
     rd_kafka_conf_t *conf =
         conf_build(cfg, bootstrap, defaults, forced, opaque, errstr, errstr_size);
     if (!conf)
@@ -119,6 +154,14 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     if (commit_cb)
         rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+    /* statistics feed the metrics' consumer lag; a kafka.statistics.interval.ms wins */
+    if (stats_cb && !cg_config_kafka_get(cfg, "statistics.interval.ms") &&
+        conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (stats_cb)
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
     if (!rk) {
         rd_kafka_conf_destroy(conf);

@@ -38,12 +38,18 @@ extern const cg_config_prop_t cg_config_props[];
 typedef enum cg_input_format {
     CG_INPUT_HL7V2 = 0,
     CG_INPUT_XML,
+    CG_INPUT_AUTO, /* per record: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
 } cg_input_format_t;
 
 typedef struct cg_config_input {
     char *topic;
     cg_input_format_t format;
 } cg_config_input_t;
+
+typedef enum cg_delivery_semantics {
+    CG_DELIVERY_AT_LEAST_ONCE = 0,
+    CG_DELIVERY_EXACTLY_ONCE, /* Kafka transactions: records and input offsets commit together */
+} cg_delivery_semantics_t;
 
 typedef struct cg_config_kv {
     char *key;
@@ -65,6 +71,12 @@ typedef struct cg_config {
     char *dead_letter_topic;
     int commit_interval_ms;
     int max_in_flight;
+    cg_delivery_semantics_t semantics;
+    int transaction_max_messages;
+    char *transactional_id; /* delivery.transactional_id, or NULL for the default */
+    int drain_timeout_ms;
+    int pause_after_ms;      /* a wait on the output side this long pauses the assignment */
+    int workers;             /* decode+map threads; 1 maps on the consumer thread */
     int log_level;           /* cg_log_level_t */
     char *specs;             /* resolved path of mapping.specs */
     char *vocab;             /* resolved, or NULL for the vocab/ folder beside the specs */
@@ -83,6 +95,9 @@ typedef struct cg_config {
     int embedded_partitions;
     cg_config_preload_t *preload;
     size_t n_preload;
+    char *metrics_listen; /* metrics.listen: HOST:PORT, or "off" */
+    int metrics_health_grace_ms;
+    int metrics_max_series;
 } cg_config_t;
 
 /* Loads and checks a config file. Returns NULL with *err filled (file:line:column) on error. */

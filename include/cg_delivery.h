@@ -1,10 +1,13 @@
-/* cg_delivery.h - at-least-once bookkeeping: which input offsets may be committed.
+/* cg_delivery.h - delivery bookkeeping: which input offsets may be committed.
  *
  * Each consumed input message is tracked from cg_delivery_begin() until every record it caused
  * (rows and dead letters) has a successful delivery report. Per partition, the committable
  * offset is one past the last message of the longest fully-delivered prefix, so a message whose
  * record is still in flight holds back the commit of every later offset in its partition even
- * when their reports arrive first. No allocation once warm: messages come from a free list.
+ * when their reports arrive first (at-least-once). For exactly-once, the offsets sent with a
+ * transaction are those of sealed messages (all their records handed to the producer: the
+ * transaction commit delivers them), and an aborted transaction rewinds to the last commit.
+ * No allocation once warm: messages come from a free list. Not thread-safe: one thread owns it.
  */
 #ifndef CG_DELIVERY_H
 #define CG_DELIVERY_H
@@ -41,6 +44,20 @@ void cg_delivery_foreach_committable(cg_delivery_t *d,
                                      void (*fn)(const char *topic, int32_t partition,
                                                 int64_t next_offset, void *opaque),
                                      void *opaque);
+/* Calls fn for every partition whose sealed messages reach past what was last committed;
+ * next_offset is one past its last sealed message (what a transaction commits). */
+void cg_delivery_foreach_sealed(cg_delivery_t *d,
+                                void (*fn)(const char *topic, int32_t partition,
+                                           int64_t next_offset, void *opaque),
+                                void *opaque);
+/* After an aborted transaction: forgets every in-flight message and calls fn for every
+ * partition with messages begun past its last commit, with the offset to consume again from
+ * (the last committed one, or the first offset begun when nothing was committed yet). Returns
+ * the number of offsets to consume again. */
+size_t cg_delivery_rewind(cg_delivery_t *d,
+                          void (*fn)(const char *topic, int32_t partition, int64_t offset,
+                                     void *opaque),
+                          void *opaque);
 /* Records that the broker acknowledged a commit of next_offset. */
 void cg_delivery_committed(cg_delivery_t *d, const char *topic, int32_t partition,
                            int64_t next_offset);

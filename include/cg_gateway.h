@@ -2,8 +2,12 @@
  *
  * Life cycle: cg_gateway_new() (connects nothing yet; starts the embedded broker when the
  * config asks for one), cg_gateway_run() (consumes until stopped or idle), cg_gateway_destroy().
- * Delivery is at-least-once: an input offset is committed only after every record it caused
- * has a successful delivery report.
+ * Delivery is at-least-once by default: an input offset is committed only after every record it
+ * caused has a successful delivery report. With delivery.semantics exactly-once, records and
+ * input offsets are committed together in Kafka transactions (consume-transform-produce); an
+ * abortable error aborts the transaction and rewinds the consumer to the last committed offsets.
+ * Decoding and mapping run on `workers` threads, per-partition order kept; while the producer
+ * cannot keep up, consumption pauses. A stop drains and commits within delivery.drain_timeout_ms.
  */
 #ifndef CG_GATEWAY_H
 #define CG_GATEWAY_H
@@ -22,23 +26,42 @@ typedef struct cg_gateway_opts {
     int idle_exit_ms;
     /* Where cg_gateway_report_topics() prints; NULL for stdout. */
     FILE *report;
+    /* Tests only: this many exactly-once commits are turned into aborts, as if the broker had
+     * returned an abortable error (the transaction's records are flushed first, then really
+     * aborted, and its inputs rewound and consumed again). 0 in production. */
+    int inject_abort_commits;
 } cg_gateway_opts_t;
 
+#define CG_GATEWAY_MAX_WORKERS 32
+
+/* Counters since cg_gateway_new(); any thread may read them (cg_gateway_get_stats). After an
+ * aborted transaction its inputs are consumed, and their records delivered, again: consumed,
+ * records_out and dead_lettered count those twice. */
 typedef struct cg_gateway_stats {
     uint64_t consumed;      /* input messages taken from Kafka */
     uint64_t records_out;   /* records delivered to output topics */
     uint64_t dead_lettered; /* input messages delivered to the dead-letter topic */
     uint64_t delivery_errors;
-    uint64_t commits; /* successful offset commits */
+    uint64_t commits; /* successful offset commits (exactly-once: transactions with offsets) */
     uint64_t reloads; /* reloads attempted (SIGHUP), failed or not */
     uint64_t reload_failures;
+    uint64_t transactions_committed; /* exactly-once */
+    uint64_t transactions_aborted;   /* exactly-once; each rewinds the consumer */
+    uint64_t stalls;     /* times consumption waited on the output side (full queue, in flight) */
+    uint64_t pauses;     /* of those, times the wait lasted delivery.pause_after_ms: paused */
+    uint64_t queue_full; /* times a record met a full producer queue */
+    uint64_t workers;    /* decode+map threads (1: mapping on the consumer thread) */
+    uint64_t assigned;   /* input partitions assigned now */
+    uint64_t worker_messages[CG_GATEWAY_MAX_WORKERS]; /* inputs each worker decoded and mapped */
 } cg_gateway_stats_t;
 
 /* cfg must outlive the gateway. Returns NULL with a reason in errstr. */
 cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *opts, char *errstr,
                              size_t errstr_size);
 /* Runs until cg_gateway_stop(), idle exit, or a fatal error; then drains in-flight records,
- * commits what was delivered and closes the consumer. CG_OK on a clean stop. */
+ * commits what was delivered (exactly-once: commits the open transaction) and closes the
+ * consumer, all within delivery.drain_timeout_ms. CG_OK on a clean stop; CG_ERR_KAFKA_RETRY when
+ * the drain ran out of time (the uncommitted inputs are consumed again on restart). */
 cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size);
 /* Asks run() to stop; async-signal-safe. */
 void cg_gateway_stop(cg_gateway_t *gw);
@@ -47,6 +70,8 @@ void cg_gateway_stop(cg_gateway_t *gw);
 void cg_gateway_reload(cg_gateway_t *gw);
 /* Bootstrap servers the gateway uses (the embedded broker's when enabled). */
 const char *cg_gateway_bootstrap(const cg_gateway_t *gw);
+/* The port /metrics and /healthz are served on (metrics.listen), or -1 when they are not. */
+int cg_gateway_metrics_port(const cg_gateway_t *gw);
 void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out);
 /* Reads the output and dead-letter topics from the beginning and prints, per topic, the count
  * and each record (the demo's report). */

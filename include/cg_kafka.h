@@ -15,17 +15,26 @@ typedef void(cg_kafka_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t *parts, void *opaque);
 typedef void(cg_kafka_commit_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  rd_kafka_topic_partition_list_t *offsets, void *opaque);
+/* librdkafka's statistics JSON (every statistics.interval.ms, 5000 unless kafka.* sets it);
+ * return 0 to let librdkafka free json. */
+typedef int(cg_kafka_stats_cb)(rd_kafka_t *rk, char *json, size_t json_len, void *opaque);
 
-/* An idempotent producer (acks=all) with delivery reports to dr_cb. */
+/* The transactional.id of an exactly-once gateway: delivery.transactional_id, or
+ * "GROUP_ID.HOSTNAME" (stable across restarts, distinct between hosts). Written to buf. */
+const char *cg_kafka_transactional_id(const cg_config_t *cfg, char *buf, size_t size);
+
+/* An idempotent producer (acks=all) with delivery reports to dr_cb; transactional (with
+ * cg_kafka_transactional_id()) when cfg asks for exactly-once. cfg may be NULL (defaults). */
 rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
                                   cg_kafka_dr_cb *dr_cb, void *opaque, char *errstr,
                                   size_t errstr_size);
 /* A group consumer with manual offset commits, reading from the earliest offset when the group
- * has none. */
+ * has none, and only committed records of transactional producers (isolation.level
+ * read_committed: the default, forced for exactly-once). stats_cb may be NULL. */
 rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
                                   cg_kafka_rebalance_cb *rebalance_cb,
-                                  cg_kafka_commit_cb *commit_cb, void *opaque, char *errstr,
-                                  size_t errstr_size);
+                                  cg_kafka_commit_cb *commit_cb, cg_kafka_stats_cb *stats_cb,
+                                  void *opaque, char *errstr, size_t errstr_size);
 
 /* The embedded broker: librdkafka's in-process mock cluster, for the demo only. */
 typedef struct cg_kafka_embedded cg_kafka_embedded_t;

@@ -20,6 +20,13 @@
 
 #define N_INPUTS   1000
 #define PARTITIONS 3
+/* tests/kafka/CMakeLists.txt builds this file again for other delivery semantics and workers */
+#ifndef CG_TEST_SEMANTICS
+#define CG_TEST_SEMANTICS "at-least-once"
+#endif
+#ifndef CG_TEST_WORKERS
+#define CG_TEST_WORKERS 1
+#endif
 
 static char in_topic[128], out_topic[128], dlq_topic[128], group[128], cohort_prefix[128];
 static char t2dm_topic[256];
@@ -113,9 +120,10 @@ static cg_config_t *make_config(void)
              "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
              "\"cohorts\":{\"path\":\"" CG_SOURCE_DIR "/specs/cohorts\","
              "\"topic\":\"%s.{cohort}.{table}\"},"
-             "\"delivery\":{\"commit_interval_ms\":100},\"log\":{\"level\":\"warn\"},"
+             "\"delivery\":{\"commit_interval_ms\":100,\"semantics\":\"" CG_TEST_SEMANTICS "\"},"
+             "\"workers\":%d,\"log\":{\"level\":\"warn\"},"
              "\"kafka\":{\"bootstrap.servers\":\"%s\",\"session.timeout.ms\":6000}}",
-             group, in_topic, out_topic, dlq_topic, cohort_prefix, tk_bootstrap());
+             group, in_topic, out_topic, dlq_topic, cohort_prefix, CG_TEST_WORKERS, tk_bootstrap());
     cg_error_t err;
     cg_config_t *cfg = cg_config_load_string(text, "<test>", NULL, &err);
     if (!cfg)
@@ -140,6 +148,25 @@ static void run_gateway(cg_gateway_stats_t *st)
     cg_config_destroy(cfg);
 }
 
+/* Per-partition order: the records of one input partition that share an output partition
+ * come in the order of their input offsets (whatever worker mapped them). */
+static void assert_source_order(const tk_msg_t *m, size_t n, int out_partitions)
+{
+    int64_t last[16][PARTITIONS];
+    assert_true(out_partitions <= 16);
+    for (int o = 0; o < out_partitions; o++)
+        for (int p = 0; p < PARTITIONS; p++)
+            last[o][p] = -1;
+    char hb[64];
+    for (size_t j = 0; j < n; j++) {
+        int src = atoi(tk_header(&m[j], "cg.source.partition", hb, sizeof(hb)));
+        int64_t off = atoll(tk_header(&m[j], "cg.source.offset", hb, sizeof(hb)));
+        assert_true(m[j].partition < out_partitions && src >= 0 && src < PARTITIONS);
+        assert_true(off > last[m[j].partition][src]);
+        last[m[j].partition][src] = off;
+    }
+}
+
 static void test_every_input_exactly_once(void **state)
 {
     (void)state;
@@ -161,6 +188,11 @@ static void test_every_input_exactly_once(void **state)
     assert_int_equal(st.consumed, N_INPUTS);
     assert_int_equal(st.records_out, N_INPUTS - n_dead);
     assert_int_equal(st.dead_lettered, n_dead);
+    assert_int_equal(st.workers, CG_TEST_WORKERS);
+    for (int w = 0; w < CG_TEST_WORKERS; w++) /* the 3 partitions spread over the workers */
+        assert_true(st.worker_messages[w] > 0);
+    if (!strcmp(CG_TEST_SEMANTICS, "exactly-once"))
+        assert_true(st.transactions_committed > 0 && st.transactions_aborted == 0);
 
     /* what the broker holds, read back independently */
     static int seen[N_INPUTS];
@@ -169,6 +201,9 @@ static void test_every_input_exactly_once(void **state)
     size_t n_out = tk_read_all(out_topic, &out);
     size_t n_dlq = tk_read_all(dlq_topic, &dlq);
     size_t n_coh = tk_read_all(t2dm_topic, &coh);
+    assert_source_order(out, n_out, PARTITIONS);
+    assert_source_order(dlq, n_dlq, PARTITIONS);
+    assert_source_order(coh, n_coh, 16); /* auto-created: the broker's default partitions */
     /* each mapped input's row is in exactly one place: its cohort's topic or the output topic */
     assert_int_equal(n_coh, n_t2dm);
     assert_int_equal(n_out, N_INPUTS - n_dead - n_t2dm);

@@ -6,6 +6,9 @@
 #   tests/scripts/kafka-broker.sh start DIR    start a broker whose state lives in DIR; prints
 #                                              `export COHORTGATE_TEST_BOOTSTRAP=127.0.0.1:PORT`
 #   tests/scripts/kafka-broker.sh stop DIR     stop it (SIGTERM, then SIGKILL after 20 s)
+#   tests/scripts/kafka-broker.sh restart DIR  stop the broker of DIR if it runs, then start it
+#                                              again on the same ports with the same state (topics,
+#                                              offsets, groups survive); prints the same export line
 #
 # The jars (org.apache.kafka:kafka_2.13 and its runtime dependencies, tests/kafka/pom.xml) are
 # cached in ${COHORTGATE_CACHE:-~/.cache/cohortgate}, outside the repository.
@@ -33,6 +36,8 @@ fetch() {
     ls "$libs"/kafka_2.13-*.jar >/dev/null
     touch "$libs/.complete"
 }
+
+java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true)
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -75,24 +80,39 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=INFO
 PROPS
-    local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
-        "-Dlog4j.configuration=file:$dir/log4j.properties")
-    java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format \
+    java "${java_opts[@]}" "-Dlog4j.configuration=file:$dir/log4j.properties" -cp "$libs/*" \
+        kafka.tools.StorageTool format \
         -t "$(python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
         -c "$dir/server.properties" >"$dir/format.out" 2>&1 || {
         cat "$dir/format.out" >&2
         log "FAILED: kafka-storage format"
         exit 1
     }
-    nohup java "${java_opts[@]}" -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
-        >"$dir/broker.out" 2>&1 &
+    echo "127.0.0.1:$bport" >"$dir/bootstrap"
+    launch "$dir"
+}
+
+# How many times the broker of DIR has logged that it started.
+started_count() {
+    local n
+    n=$(grep -c 'Kafka Server started' "$1/server.log" 2>/dev/null) || true
+    echo "${n:-0}"
+}
+
+# Runs the broker of an already formatted DIR and waits until it has started (this start, not an
+# earlier one: server.log keeps the lines of every start, so the new line is counted).
+launch() {
+    local dir=$1 bootstrap before
+    bootstrap=$(cat "$dir/bootstrap")
+    before=$(started_count "$dir")
+    nohup java "${java_opts[@]}" "-Dlog4j.configuration=file:$dir/log4j.properties" -cp "$libs/*" \
+        kafka.Kafka "$dir/server.properties" >>"$dir/broker.out" 2>&1 &
     echo $! >"$dir/broker.pid"
     local i
     for i in $(seq 1 120); do
-        if grep -q 'Kafka Server started' "$dir/server.log" 2>/dev/null; then
-            echo "127.0.0.1:$bport" >"$dir/bootstrap"
-            log "Apache Kafka $kafka_version up on 127.0.0.1:$bport (pid $(cat "$dir/broker.pid"), logs in $dir)"
-            echo "export COHORTGATE_TEST_BOOTSTRAP=127.0.0.1:$bport"
+        if [ "$(started_count "$dir")" -gt "$before" ]; then
+            log "Apache Kafka $kafka_version up on $bootstrap (pid $(cat "$dir/broker.pid"), logs in $dir)"
+            echo "export COHORTGATE_TEST_BOOTSTRAP=$bootstrap"
             return 0
         fi
         if ! kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
@@ -106,6 +126,17 @@ PROPS
     log "FAILED: broker not started after 60 s"
     stop "$dir"
     exit 1
+}
+
+restart() {
+    local dir=$1
+    if [ ! -f "$dir/server.properties" ] || [ ! -f "$dir/bootstrap" ]; then
+        log "FAILED: $dir holds no broker started by this script"
+        exit 1
+    fi
+    fetch
+    stop "$dir"
+    launch "$dir"
 }
 
 stop() {
@@ -128,8 +159,9 @@ case "${1:-}" in
 fetch) fetch ;;
 start) start "${2:?usage: $0 start DIR}" ;;
 stop) stop "${2:?usage: $0 stop DIR}" ;;
+restart) restart "${2:?usage: $0 restart DIR}" ;;
 *)
-    echo "usage: $0 fetch | start DIR | stop DIR" >&2
+    echo "usage: $0 fetch | start DIR | stop DIR | restart DIR" >&2
     exit 2
     ;;
 esac
