@@ -235,6 +235,20 @@ static void keep_batch_header(cg_slice_t *seg, size_t *offset, const char *chunk
 #define STREAM_CHUNK (1u << 20)
 #define STREAM_MAX   (CG_HL7_DEFAULT_MAX_MESSAGE_BYTES + STREAM_CHUNK)
 
+/* Doubles the stream buffer up to STREAM_MAX; 0 when it cannot grow. */
+static int grow(char **buf, size_t *cap)
+{
+    if (*cap >= STREAM_MAX)
+        return 0;
+    size_t ncap = *cap * 2 < STREAM_MAX ? *cap * 2 : STREAM_MAX;
+    char *nb = realloc(*buf, ncap);
+    if (!nb)
+        return 0;
+    *buf = nb;
+    *cap = ncap;
+    return 1;
+}
+
 /* Reads fd in chunks cut at message boundaries, so memory stays bounded for any input length
  * (stdin, pipes). Messages, numbers and offsets come out as if the input were one buffer.
  * Returns -1 on a read error. */
@@ -268,20 +282,9 @@ static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int 
                 eof = 1;
             fill += (size_t)r;
         }
-        if (!started && cg_xml_sniff(buf, fill) && !eof) {
-            /* an XML document is read whole (up to the decoder's size limit) */
-            if (fill == cap && cap < STREAM_MAX) {
-                size_t ncap = cap * 2 < STREAM_MAX ? cap * 2 : STREAM_MAX;
-                char *nb = realloc(buf, ncap);
-                if (nb) {
-                    buf = nb;
-                    cap = ncap;
-                    continue;
-                }
-            }
-            if (fill < cap)
-                continue;
-        }
+        /* an XML document is read whole (up to STREAM_MAX) */
+        if (!started && cg_xml_sniff(buf, fill) && !eof && grow(&buf, &cap))
+            continue;
         if (!started && cg_xml_sniff(buf, fill)) {
             map_xml(mp, name, buf, fill, trace, out, errs, cnt, &line);
             if (!eof)
@@ -291,15 +294,8 @@ static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int 
         }
         size_t cut = eof ? fill : last_cut(buf, fill);
         if (!cut) { /* no message ends in the buffer: read more, or give it up whole */
-            if (cap < STREAM_MAX) {
-                size_t ncap = cap * 2 < STREAM_MAX ? cap * 2 : STREAM_MAX;
-                char *nb = realloc(buf, ncap);
-                if (nb) {
-                    buf = nb;
-                    cap = ncap;
-                    continue;
-                }
-            }
+            if (grow(&buf, &cap))
+                continue;
             cut = fill;
         }
         if (!started) {

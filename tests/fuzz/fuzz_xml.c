@@ -6,36 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_shipped.h"
 #include "cg_pseudo.h"
 #include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
 #include "cg_xml.h"
 
-static cg_specset_t *shipped;
-static cg_mapper_t *mapper;
-static cg_vocab_t *vocab;
-static cg_pseudo_t *pseudo;
 static cg_xml_doc_t *doc;
 static cg_xml_eval_t *ev;
 static cg_xml_xpath_t *xp;
 
 static void init(void)
 {
-    char err[256];
-    size_t n;
-    cg_pseudo_key_t *k =
-        cg_pseudo_key_new("fuzz-key-fuzz-key-fuzz-key-fuzz-key!", 36, err, sizeof(err));
-    pseudo = cg_pseudo_new(k, 30, err, sizeof(err));
-    cg_pseudo_key_destroy(k);
-    vocab = cg_vocab_new();
-    cg_vocab_load_csv_dir(vocab, CG_SOURCE_DIR "/specs/vocab", NULL, 0, &n);
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .source_utc_offset = "+01:00"};
-    shipped = cg_specset_load(CG_SOURCE_DIR "/specs", &env, NULL, 0, &n);
-    if (!shipped)
-        abort(); /* the shipped specs must compile */
-    mapper = cg_mapper_new(shipped, &env, err, sizeof(err));
-    cg_mapper_set_trace(mapper, 1);
+    fuzz_shipped_init();
     cg_xml_options_t o;
     cg_xml_options_default(&o);
     o.max_bytes = 1 << 20;
@@ -43,7 +27,7 @@ static void init(void)
     ev = cg_xml_eval_new();
     cg_error_t e;
     xp = cg_xml_xpath_compile("//hl7:section/hl7:entry//@code | //*[@ID]", NULL, 0, &e);
-    if (!mapper || !doc || !ev || !xp)
+    if (!doc || !ev || !xp)
         abort();
 }
 

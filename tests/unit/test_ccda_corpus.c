@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cg_pseudo.h"
+#include "test_hl7_util.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
 
@@ -45,22 +46,6 @@ static const char *const tables[] = {"person",
 
 static cg_mapper_t *mp;
 static tally_t docs, as_is, wrapped;
-
-static char *slurp(const char *path, size_t *len)
-{
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    b[*len] = '\0';
-    fclose(f);
-    return b;
-}
 
 /* Groups a failure's reason by its first words (paths and values differ per file). */
 static void count_reason(tally_t *t, const cg_map_error_t *e)
@@ -165,7 +150,7 @@ static char *wrap(const char *buf, const char *root, size_t *len)
 static void check_file(const char *path)
 {
     size_t len;
-    char *buf = slurp(path, &len);
+    char *buf = th_read(path, &len);
     assert_non_null(buf);
     char root[64];
     root_name(buf, root, sizeof(root));
