@@ -150,16 +150,16 @@ typedef struct fx_step {
     uint8_t any_name; /* '*' or 'prefix:*' */
     uint8_t has_ns;   /* prefixed: the element's namespace URI must be uri; else no namespace */
     uint8_t n_preds;
-    int32_t next;          /* the following step, -1 after the last */
-    uint32_t name, uri;    /* offsets into pool */
-    uint32_t preds;        /* first index into pred */
+    int32_t next;       /* the following step, -1 after the last */
+    uint32_t name, uri; /* offsets into pool */
+    uint32_t preds;     /* first index into pred */
 } fx_step_t;
 
 typedef struct fx_expr {
     uint8_t op;
-    uint8_t abs;    /* FX_EXISTS, FX_EQ: the path is absolute */
-    int32_t a, b;   /* operands (expressions), or a path's first step */
-    uint32_t lit;   /* FX_EQ: literal's offset into pool; FX_POS: the position */
+    uint8_t abs;  /* FX_EXISTS, FX_EQ: the path is absolute */
+    int32_t a, b; /* operands (expressions), or a path's first step */
+    uint32_t lit; /* FX_EQ: literal's offset into pool; FX_POS: the position */
 } fx_expr_t;
 
 struct fx {
@@ -560,8 +560,7 @@ static int fx_main_ordered(const fx_t *fx)
 static int fx_leaves_last(const fx_t *fx)
 {
     for (size_t k = 0; k < fx->n_step; k++)
-        if ((fx->step[k].kind == FX_ATTR || fx->step[k].kind == FX_TEXT) &&
-            fx->step[k].next >= 0)
+        if ((fx->step[k].kind == FX_ATTR || fx->step[k].kind == FX_TEXT) && fx->step[k].next >= 0)
             return 0;
     return 1;
 }
@@ -655,8 +654,7 @@ static int fx_bool(const fx_t *fx, int32_t ei, const xmlNode *n)
 
 /* Whether candidate c passes st's predicates; cnt holds the per-predicate positions for this
  * context. *done is set when no later candidate can pass (a position went by). */
-static int fx_preds(const fx_t *fx, const fx_step_t *st, const xmlNode *c, uint32_t *cnt,
-                    int *done)
+static int fx_preds(const fx_t *fx, const fx_step_t *st, const xmlNode *c, uint32_t *cnt, int *done)
 {
     for (unsigned k = 0; k < st->n_preds; k++) {
         const fx_expr_t *e = &fx->expr[fx->pred[st->preds + k]];
