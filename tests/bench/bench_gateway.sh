@@ -103,7 +103,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-eval "$(bash "$root/tests/scripts/kafka-broker.sh" start "$tmp/broker")"
+started=$(bash "$root/tests/scripts/kafka-broker.sh" start "$tmp/broker") # exits when it fails
+eval "$started"
 boot=$COHORTGATE_TEST_BOOTSTRAP
 head -c 32 /dev/urandom | base64 >"$tmp/key"
 "$cg" check --reference >"$tmp/reference.md"

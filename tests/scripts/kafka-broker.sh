@@ -39,6 +39,16 @@ fetch() {
 
 java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true)
 
+# A cluster id as Kafka's own Uuid.randomUuid makes them: 16 random bytes in base64url, never one
+# that starts with '-' (the storage tool's argument parser would take it for an option).
+cluster_id() {
+    python3 -c 'import base64, uuid
+s = "-"
+while s.startswith("-"):
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+print(s)'
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -82,7 +92,7 @@ log4j.logger.state.change.logger=INFO
 PROPS
     java "${java_opts[@]}" "-Dlog4j.configuration=file:$dir/log4j.properties" -cp "$libs/*" \
         kafka.tools.StorageTool format \
-        -t "$(python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+        --cluster-id="$(cluster_id)" \
         -c "$dir/server.properties" >"$dir/format.out" 2>&1 || {
         cat "$dir/format.out" >&2
         log "FAILED: kafka-storage format"
