@@ -41,7 +41,7 @@ const cg_config_prop_t cg_config_props[] = {
      "How often delivered input offsets are committed (at-least-once), or how long a transaction "
      "stays open at most before it is committed (exactly-once; read_committed consumers see its "
      "records only then)."},
-    {"delivery.transaction_max_messages", CG_CONFIG_INT, "1000", NULL, 1, 1000000,
+    {"delivery.transaction_max_messages", CG_CONFIG_INT, "10000", NULL, 1, 1000000,
      "exactly-once: input messages in one transaction at most; it is committed when it holds this "
      "many or after commit_interval_ms, whichever comes first."},
     {"delivery.transactional_id", CG_CONFIG_STRING, "", NULL, 0, 0,

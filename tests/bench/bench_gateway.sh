@@ -29,7 +29,8 @@
 # The gateway's config is the shipped specs and cohorts with a random pseudonym key, every
 # other setting at its default (log.level info logs only life-cycle events; the metrics endpoint
 # goes on a free port).
-# The input topic has PARTITIONS partitions (default 4).
+# The input topic has PARTITIONS partitions (default 4). BENCH_DELIVERY adds members to the
+# "delivery" object, e.g. BENCH_DELIVERY='"transaction_max_messages": 5000' to compare settings.
 #
 # usage: tests/bench/bench_gateway.sh [options]
 #   --duration S        seconds the rate phase streams (default 30; 600 for the 10-minute RSS run)
@@ -126,7 +127,7 @@ write_config() {
  "output": {"topic": "$name.records", "dead_letter_topic": "$name.dlq"},
  "mapping": {"specs": "$root/specs"}, "pseudonym": {"key_file": "$tmp/key"},
  "cohorts": {"path": "$root/specs/cohorts", "topic": "$name.cohort.{cohort}.{table}"},
- "delivery": {"semantics": "$sem"}, $extra
+ "delivery": {"semantics": "$sem"${BENCH_DELIVERY:+, $BENCH_DELIVERY}}, $extra
  "log": {"level": "info"}, "kafka": {"bootstrap.servers": "$boot"}}
 JSON
 }
