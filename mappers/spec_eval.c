@@ -1478,13 +1478,8 @@ cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const c
     *n_rows = 0;
     cg_err_t rc = cg_hl7_parse(mp->msg, buf, len, &he);
     if (rc) {
-        if (err) {
-            memset(err, 0, sizeof(*err));
-            err->code = rc;
-            err->stage = "decode";
-            cg_hl7_error_location(&he, err->reason, sizeof(err->reason));
-        }
-        return rc;
+        char where[384];
+        return map_error(err, rc, "decode", cg_hl7_error_location(&he, where, sizeof(where)));
     }
     return cg_mapper_map_msg(mp, mp->msg, rows, n_rows, err);
 }

@@ -88,6 +88,30 @@ static char *dup_n(const void *p, size_t n)
     return s;
 }
 
+/* A copy of a consumed record: key, value and headers as "name=value\n" lines. */
+static void msg_copy(tk_msg_t *x, const rd_kafka_message_t *m)
+{
+    x->partition = m->partition;
+    x->offset = m->offset;
+    x->key = dup_n(m->key, m->key_len);
+    x->key_len = m->key_len;
+    x->value = dup_n(m->payload, m->len);
+    x->value_len = m->len;
+    rd_kafka_headers_t *h = NULL;
+    size_t hl = 0;
+    char *hs = calloc(1, 1);
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *val;
+        size_t vlen;
+        for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &val, &vlen); i++) {
+            hs = realloc(hs, hl + strlen(name) + vlen + 3);
+            hl += (size_t)sprintf(hs + hl, "%s=%.*s\n", name, (int)vlen, (const char *)val);
+        }
+    }
+    x->headers = hs;
+}
+
 size_t tk_read_all(const char *topic, tk_msg_t **out)
 {
     char err[512];
@@ -129,27 +153,7 @@ size_t tk_read_all(const char *topic, tk_msg_t **out)
                 cap = cap ? cap * 2 : 256;
                 v = realloc(v, cap * sizeof(*v));
             }
-            tk_msg_t *t = &v[n++];
-            t->partition = m->partition;
-            t->offset = m->offset;
-            t->key = dup_n(m->key, m->key_len);
-            t->key_len = m->key_len;
-            t->value = dup_n(m->payload, m->len);
-            t->value_len = m->len;
-            rd_kafka_headers_t *h = NULL;
-            size_t hl = 0;
-            char *hs = calloc(1, 1);
-            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                const char *name;
-                const void *val;
-                size_t vlen;
-                for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &val, &vlen); i++) {
-                    size_t add = strlen(name) + vlen + 2;
-                    hs = realloc(hs, hl + add + 1);
-                    hl += (size_t)sprintf(hs + hl, "%s=%.*s\n", name, (int)vlen, (const char *)val);
-                }
-            }
-            t->headers = hs;
+            msg_copy(&v[n++], m);
         } else {
             fprintf(stderr, "tk_read_all(%s): %s\n", topic, rd_kafka_message_errstr(m));
         }
@@ -538,27 +542,7 @@ int tk_read_many(const char *const *topics, size_t n, tk_msg_t **out, size_t *co
                     cap[t] = cap[t] ? cap[t] * 2 : 256;
                     out[t] = realloc(out[t], cap[t] * sizeof(**out));
                 }
-                tk_msg_t *x = &out[t][counts[t]++];
-                x->partition = m->partition;
-                x->offset = m->offset;
-                x->key = dup_n(m->key, m->key_len);
-                x->key_len = m->key_len;
-                x->value = dup_n(m->payload, m->len);
-                x->value_len = m->len;
-                rd_kafka_headers_t *h = NULL;
-                size_t hl = 0;
-                char *hs = calloc(1, 1);
-                if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                    const char *hn;
-                    const void *val;
-                    size_t vlen;
-                    for (size_t i = 0; !rd_kafka_header_get_all(h, i, &hn, &val, &vlen); i++) {
-                        hs = realloc(hs, hl + strlen(hn) + vlen + 3);
-                        hl +=
-                            (size_t)sprintf(hs + hl, "%s=%.*s\n", hn, (int)vlen, (const char *)val);
-                    }
-                }
-                x->headers = hs;
+                msg_copy(&out[t][counts[t]++], m);
             }
         } else {
             fprintf(stderr, "tk_read_many: %s\n", rd_kafka_message_errstr(m));
@@ -575,5 +559,30 @@ int tk_read_many(const char *const *topics, size_t n, tk_msg_t **out, size_t *co
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    return rc;
+}
+
+int tk_produce_each(const char *topic, int n, size_t (*make)(int i, char *buf, size_t size))
+{
+    rd_kafka_t *p = tk_producer();
+    if (!p)
+        return -1;
+    static char buf[8192];
+    char key[32];
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        size_t len = make(i, buf, sizeof(buf));
+        int kl = snprintf(key, sizeof(key), "k%06d", i);
+        rd_kafka_resp_err_t err;
+        while ((err = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, kl),
+                                        RD_KAFKA_V_VALUE(buf, len),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                        RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(p, 10);
+        rc = err ? -1 : 0;
+    }
+    if (rd_kafka_flush(p, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = -1;
+    rd_kafka_destroy(p);
     return rc;
 }

@@ -33,6 +33,10 @@ void tk_msgs_free(tk_msg_t *m, size_t n);
 /* Value of header name in m->headers, copied to buf; NULL when absent. */
 const char *tk_header(const tk_msg_t *m, const char *name, char *buf, size_t n);
 
+/* Produces inputs 0..n-1 of make (which writes input i into buf and returns its length) to
+ * topic, keyed "k%06d" by i, and flushes. Returns 0, or -1 when a record was not delivered. */
+int tk_produce_each(const char *topic, int n, size_t (*make)(int i, char *buf, size_t size));
+
 /* Sum over partitions of (high watermark) and of the group's committed offset. */
 int tk_group_lag(const char *group, const char *topic, int partitions, int64_t *end_sum,
                  int64_t *committed_sum);

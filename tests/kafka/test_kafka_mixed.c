@@ -93,23 +93,7 @@ static int setup(void **state)
     if (tk_create_topic(in_topic, PARTITIONS) || tk_create_topic(out_topic, PARTITIONS) ||
         tk_create_topic(dlq_topic, PARTITIONS))
         return -1;
-    rd_kafka_t *p = tk_producer();
-    char buf[4096], key[32];
-    for (int i = 0; i < N_INPUTS; i++) {
-        size_t len = make_input(i, buf, sizeof(buf));
-        int kl = snprintf(key, sizeof(key), "k%06d", i);
-        rd_kafka_resp_err_t err;
-        while ((err = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(key, kl),
-                                        RD_KAFKA_V_VALUE(buf, len),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                        RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(p, 10);
-        if (err)
-            return -1;
-    }
-    int rc = rd_kafka_flush(p, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
-    rd_kafka_destroy(p);
-    return rc;
+    return tk_produce_each(in_topic, N_INPUTS, make_input);
 }
 
 /* What the specs make of each input, mapped here with the mapping library alone. */
