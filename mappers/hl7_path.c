@@ -243,8 +243,30 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
                       cg_hl7_match_t *out)
 {
     cg_hl7_iter_t it;
-    cg_hl7_path_begin(&it, m, p, scope);
-    return cg_hl7_path_next(&it, out);
+    if (p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL || p->field == 0) {
+        cg_hl7_path_begin(&it, m, p, scope);
+        return cg_hl7_path_next(&it, out);
+    }
+    /* One segment, one repetition (what specs read nearly always): path_next's steps for it,
+     * without the iterator's state. */
+    it.m = m;
+    it.p = p;
+    if (scope.end > cg_hl7_seg_count(m))
+        scope.end = cg_hl7_seg_count(m);
+    it.scope = scope;
+    uint32_t s = first_seg(&it);
+    if (s == CG_HL7_NO_SEG)
+        return 0;
+    uint32_t r = p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
+    if (!cg_hl7_get_raw(m, s, p->field, r, p->comp, p->sub, &out->raw))
+        return 0;
+    out->seg = s;
+    out->field = p->field;
+    out->rep = r;
+    out->comp = p->comp;
+    out->sub = p->sub;
+    out->literal = p->field <= 2 && name_is(m, s, "MSH");
+    return 1;
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,

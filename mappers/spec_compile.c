@@ -406,6 +406,58 @@ static int find_var(cc_t *c, const char *name)
     return -1;
 }
 
+static int cond_reads_var_from(const cond_t *k, int from);
+
+/* Whether e reads a binding with an index of at least from (rule-level ones start at the
+ * spec's n_lets). */
+static int expr_reads_var_from(const expr_t *e, int from)
+{
+    if (!e)
+        return 0;
+    switch (e->kind) {
+    case EX_VAR:
+        if (e->u.var >= from)
+            return 1;
+        break;
+    case EX_CONCAT:
+    case EX_COALESCE:
+    case EX_HASH_ID:
+        for (size_t i = 0; i < e->u.list.n; i++)
+            if (expr_reads_var_from(e->u.list.items[i], from))
+                return 1;
+        break;
+    case EX_PSEUDONYM:
+        if (expr_reads_var_from(e->u.list.items[0], from) ||
+            expr_reads_var_from(e->u.list.items[1], from))
+            return 1;
+        break;
+    case EX_IF:
+        if (cond_reads_var_from(e->u.iff.cond, from) || expr_reads_var_from(e->u.iff.then, from) ||
+            expr_reads_var_from(e->u.iff.els, from))
+            return 1;
+        break;
+    default:
+        break;
+    }
+    for (size_t i = 0; i < e->n_xforms; i++)
+        if (e->xforms[i].kind == XF_LOOKUP &&
+            expr_reads_var_from(e->xforms[i].u.lookup.vocab_expr, from))
+            return 1;
+    return expr_reads_var_from(e->deflt, from);
+}
+
+static int cond_reads_var_from(const cond_t *k, int from)
+{
+    if (!k)
+        return 0;
+    if (expr_reads_var_from(k->a, from) || expr_reads_var_from(k->b, from))
+        return 1;
+    for (size_t i = 0; i < k->n_subs; i++)
+        if (cond_reads_var_from(k->subs[i], from))
+            return 1;
+    return 0;
+}
+
 static expr_t **compile_list(cc_t *c, json_t *arr, const char *op, size_t *n)
 {
     if (!json_is_array(arr) || json_array_size(arr) == 0) {
@@ -857,6 +909,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     json_t *w = json_object_get(j, "when");
     if (w)
         r->when = compile_cond(c, w);
+    r->when_uses_lets = cond_reads_var_from(r->when, (int)c->spec->n_lets);
 
     json_t *meta = json_object_get(j, "meta");
     if (meta) {

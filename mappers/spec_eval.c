@@ -26,9 +26,11 @@
 typedef struct path_memo {
     uint32_t gen;
     uint32_t path_id;
-    cg_hl7_scope_t scope;
+    uint32_t cur; /* the scope's cursor: the mapper's scopes span the whole message (begin 0,
+                   * end its segment count, fixed by gen), so the cursor tells them apart */
+    uint32_t pad;
     spec_val_t val;
-} path_memo_t;
+} __attribute__((aligned(32))) path_memo_t; /* 32 bytes: one cache line per probe */
 
 /* Vocabulary lookups of this message: rules over the same OBX look its code up several times
  * (routing, concept, source concept). Keyed by the value slices, which stay put for the message. */
@@ -197,21 +199,16 @@ static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec
 static cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &x->u.path;
-    if (!x->path_id) /* [*] paths, or none given */
+    if (!x->path_id || mp->scope.begin) /* [*] paths, or none given; a partial scope */
         return eval_path_uncached(mp, p, out);
     path_memo_t *e = memo_slot(mp, x->path_id);
-    if (e->gen == mp->gen && e->path_id == x->path_id && e->scope.cur == mp->scope.cur &&
-        e->scope.begin == mp->scope.begin && e->scope.end == mp->scope.end) {
+    if (e->gen == mp->gen && e->path_id == x->path_id && e->cur == mp->scope.cur) {
         *out = e->val;
         return CG_OK;
     }
     cg_err_t rc = eval_path_uncached(mp, p, out);
-    if (rc == CG_OK) {
-        e->gen = mp->gen;
-        e->path_id = x->path_id;
-        e->scope = mp->scope;
-        e->val = *out;
-    }
+    if (rc == CG_OK)
+        *e = (path_memo_t){mp->gen, x->path_id, mp->scope.cur, 0, *out};
     return rc;
 }
 
@@ -232,8 +229,8 @@ static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         }
         if (e->kind == EX_PATH && e->path_id) {
             const path_memo_t *m = memo_slot(mp, e->path_id);
-            if (m->gen == mp->gen && m->path_id == e->path_id && m->scope.cur == mp->scope.cur &&
-                m->scope.begin == mp->scope.begin && m->scope.end == mp->scope.end) {
+            if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == mp->scope.cur &&
+                !mp->scope.begin) {
                 *out = m->val;
                 return CG_OK;
             }
@@ -817,12 +814,11 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     }
     if (rc)
         return rc;
-    for (size_t i = 0; i < e->n_xforms && v.present; i++) {
-        spec_val_t t;
-        if ((rc = apply_xform(mp, &e->xforms[i], v, &t)))
+    /* in place: apply_xform reads its copy of v before it writes (a temporary copied back
+     * cost a store-forwarding stall per transform) */
+    for (size_t i = 0; i < e->n_xforms && v.present; i++)
+        if ((rc = apply_xform(mp, &e->xforms[i], v, &v)))
             return rc;
-        v = t;
-    }
     if (!v.present && e->deflt && (rc = eval_expr(mp, e->deflt, &v)))
         return rc;
     if (!v.present && e->required)
@@ -1052,11 +1048,19 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
 {
     const rule_t *r = mp->rule;
     cg_err_t rc;
+    int ok;
+    /* when first, unless it reads the rule's lets: most rules over OBX[*] make no row for most
+     * OBX (one per value type), and their lets are then not worth evaluating */
+    if (r->when && !r->when_uses_lets) {
+        if ((rc = eval_cond(mp, r->when, &ok)))
+            return rc;
+        if (!ok)
+            return CG_OK;
+    }
     for (size_t i = 0; i < r->n_lets; i++)
         if ((rc = eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
             return rc;
-    if (r->when) {
-        int ok;
+    if (r->when && r->when_uses_lets) {
         if ((rc = eval_cond(mp, r->when, &ok)))
             return rc;
         if (!ok)
@@ -1508,7 +1512,10 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
         mp->xml_opts = *env->xml;
         mp->xml_opts_set = 1;
     }
-    mp->memo = calloc(PATH_MEMO_SIZE, sizeof(*mp->memo));
+    /* aligned, so that no entry straddles two cache lines */
+    mp->memo = aligned_alloc(sizeof(*mp->memo), PATH_MEMO_SIZE * sizeof(*mp->memo));
+    if (mp->memo)
+        memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
     mp->md = pcre2_match_data_create(ss->max_capture + 1, NULL);
     mp->mctx = pcre2_match_context_create(NULL);
     if (!mp->vars || !mp->msg || !mp->md || !mp->mctx || !mp->memo) {

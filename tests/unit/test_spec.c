@@ -335,6 +335,72 @@ static void test_trace_names_rule_and_path(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A rule's when is tested before its lets, unless it reads them: a let that cannot be computed
+ * fails only the rows the rule makes. */
+static void test_when_before_rule_lets(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"when-first\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"nm\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"let\": {\"t\": {\"path\": \"OBX-14\", \"pipe\": [\"datetime\"]}},\n"
+        "   \"when\": {\"eq\": [\"OBX-2\", {\"const\": \"NM\"}]},\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]},\n"
+        "     \"measurement_datetime\": {\"var\": \"t\"}}},\n"
+        "  {\"name\": \"uses-let\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"let\": {\"v\": \"OBX-5\"},\n"
+        "   \"when\": {\"eq\": [{\"var\": \"v\"}, {\"const\": \"42\"}]},\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
+        "     \"value_as_number\": {\"var\": \"v\"}}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "when-first.json", &env, errs, 8, &ne);
+    for (size_t i = 0; i < ne && i < 8; i++)
+        fprintf(stderr, "%d:%d: %s\n", errs[i].line, errs[i].column, errs[i].text);
+    assert_non_null(ss);
+    assert_int_equal(ne, 0);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    /* the ST OBX has a bad OBX-14; rule nm does not take it, so its let is not evaluated */
+    const char *ok = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M50|P|2.5.1\r"
+                     "PID|1||777^^^HOSP^MR\r"
+                     "OBX|1|NM|4548-4^HbA1c^LN||42|%|||||F|||20240314093000\r"
+                     "OBX|2|ST|8251-1^Note^LN||text|||||||F|||not-a-time\r";
+    cg_err_t rc = cg_mapper_map_hl7(mp, ok, strlen(ok), &rows, &n, &me);
+    if (rc)
+        fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.column, me.reason);
+    assert_int_equal(rc, CG_OK);
+    assert_int_equal(n, 2); /* nm for OBX 1, uses-let for OBX 1 (its when reads its let) */
+    assert_non_null(
+        strstr(rows[0].row_json.ptr, "\"measurement_datetime\":\"2024-03-14T09:30:00\""));
+    assert_non_null(strstr(rows[1].row_json.ptr, "\"value_as_number\":42"));
+    /* a row the rule makes still fails on its let */
+    const char *bad = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M51|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBX|1|NM|4548-4^HbA1c^LN||7|%|||||F|||not-a-time\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, bad, strlen(bad), &rows, &n, &me), CG_ERR_MAP);
+    assert_string_equal(me.rule, "nm");
+    assert_non_null(strstr(me.reason, "not an HL7 date/time"));
+    /* the compiler saw which when reads a rule let */
+    const spec_t *s = &ss->specs[0];
+    assert_int_equal(s->rules[0].when_uses_lets, 0);
+    assert_int_equal(s->rules[1].when_uses_lets, 1);
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -376,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_required_failure_gives_no_rows),
         cmocka_unit_test(test_trace_names_rule_and_path),
         cmocka_unit_test(test_domain_routes_the_row),
+        cmocka_unit_test(test_when_before_rule_lets),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
