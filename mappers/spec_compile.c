@@ -174,21 +174,42 @@ static void set_path_id(cc_t *c, expr_t *e)
         if (q->field == p->field && q->comp == p->comp && q->sub == p->sub && q->rep == p->rep &&
             q->seg_index == p->seg_index && !memcmp(q->seg, p->seg, sizeof(p->seg))) {
             e->path_id = (uint32_t)i + 1;
+            ss->path_uses[i]++;
             return;
         }
     }
-    if (ss->n_paths == ss->cap_paths) { /* in the arena: the old array is left behind, small */
+    if (ss->n_paths == ss->cap_paths) { /* in the arena: the old arrays are left behind, small */
         size_t cap = ss->cap_paths ? ss->cap_paths * 2 : 64;
         const cg_hl7_path_t **np = alloc(c, cap * sizeof(*np));
-        if (!np)
+        expr_t **nf = alloc(c, cap * sizeof(*nf));
+        uint32_t *nu = alloc(c, cap * sizeof(*nu));
+        if (!np || !nf || !nu)
             return; /* not memoized, still correct */
-        if (ss->n_paths)
+        if (ss->n_paths) {
             memcpy(np, ss->paths, ss->n_paths * sizeof(*np));
+            memcpy(nf, ss->path_first, ss->n_paths * sizeof(*nf));
+            memcpy(nu, ss->path_uses, ss->n_paths * sizeof(*nu));
+        }
         ss->paths = np;
+        ss->path_first = nf;
+        ss->path_uses = nu;
         ss->cap_paths = cap;
     }
+    ss->path_first[ss->n_paths] = e;
+    ss->path_uses[ss->n_paths] = 1;
     ss->paths[ss->n_paths++] = p;
     e->path_id = (uint32_t)ss->n_paths;
+}
+
+/* A path that one expression alone reads is evaluated once per scope: probing the memo for it
+ * only ever misses (most probes did, a cache miss each), so it goes unmemoized. */
+static void unmemo_single_paths(cg_specset_t *ss)
+{
+    for (size_t i = 0; i < ss->n_paths; i++)
+        if (ss->path_uses[i] == 1)
+            ss->path_first[i]->path_id = 0;
+    ss->path_first = NULL;
+    ss->path_uses = NULL;
 }
 
 static expr_t *compile_expr(cc_t *c, json_t *j);
@@ -786,8 +807,11 @@ static void prepare_column(cc_t *c, column_t *cc, const cg_omop_column_t *col)
     cc->col = col;
     cc->type = cg_omop_column_type(col);
     size_t n = strlen(col->name);
-    char *key = cg_arena_alloc(&c->ss->arena, n + 4);
+    /* at least CG_SPEC_KEY_PAD bytes, zero-filled: write_column copies that many at once */
+    size_t size = n + 4 > CG_SPEC_KEY_PAD ? n + 4 : CG_SPEC_KEY_PAD;
+    char *key = cg_arena_alloc(&c->ss->arena, size);
     if (key) {
+        memset(key, 0, size);
         key[0] = '"';
         memcpy(key + 1, col->name, n); /* OMOP column names need no escaping */
         memcpy(key + 1 + n, "\":", 3);
@@ -1247,6 +1271,7 @@ static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
         cg_specset_destroy(ss);
         return NULL;
     }
+    unmemo_single_paths(ss);
     return ss;
 }
 

@@ -952,7 +952,13 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
     cg_omop_type_t t = cc->type;
     if (!first)
         put_ch(b, ',');
-    cg_buf_append_fast(b, cc->key, cc->key_len);
+    if (cc->key_len <= CG_SPEC_KEY_PAD && b->cap - b->len > CG_SPEC_KEY_PAD && !b->failed) {
+        memcpy(b->data + b->len, cc->key, CG_SPEC_KEY_PAD); /* the padding is overwritten next */
+        b->len += cc->key_len;
+        b->data[b->len] = '\0';
+    } else {
+        cg_buf_append_fast(b, cc->key, cc->key_len);
+    }
     if (!v.present) {
         if (col->required)
             return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,

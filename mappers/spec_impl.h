@@ -169,10 +169,14 @@ typedef struct binding {
     size_t key_len;
 } binding_t;
 
+/* A column key is allocated with at least this many bytes, so that a short one is copied into
+ * a row as one fixed-size block (no memcpy call per column). */
+#define CG_SPEC_KEY_PAD 32u
+
 typedef struct column {
     const cg_omop_column_t *col; /* the OMOP column */
     cg_omop_type_t type;         /* cg_omop_column_type(col), resolved once */
-    const char *key;             /* "name": as written in a row, prepared once */
+    const char *key;             /* "name": as written in a row, prepared once (padded) */
     size_t key_len;
     expr_t *expr;
 } column_t;
@@ -239,6 +243,8 @@ struct cg_specset {
     size_t n_regexes, cap_regexes;
     uint32_t max_capture;        /* for the mappers' match data */
     const cg_hl7_path_t **paths; /* distinct memoized paths; path_id - 1 indexes it */
+    expr_t **path_first;         /* the first expression of each, while compiling */
+    uint32_t *path_uses;         /* how many expressions read each, while compiling */
     size_t n_paths, cap_paths;
     cg_xml_xpath_t **xpaths; /* to free */
     size_t n_xpaths, cap_xpaths;
