@@ -196,7 +196,7 @@ static path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
 
 static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out);
 
-static cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
+static inline cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &x->u.path;
     if (!x->path_id || mp->scope.begin) /* [*] paths, or none given; a partial scope */
@@ -215,7 +215,7 @@ static cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
 static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 
 /* eval_expr with its most common cases inline at the call: a variable, a constant, or a bare
- * path already in the memo (no transforms, default or required flag). Same results. */
+ * path (no transforms, default or required flag). Same results. */
 static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     if (!e->n_xforms && !e->deflt && !e->required) {
@@ -227,14 +227,8 @@ static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
             *out = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
             return CG_OK;
         }
-        if (e->kind == EX_PATH && e->path_id) {
-            const path_memo_t *m = memo_slot(mp, e->path_id);
-            if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == mp->scope.cur &&
-                !mp->scope.begin) {
-                *out = m->val;
-                return CG_OK;
-            }
-        }
+        if (e->kind == EX_PATH) /* one memo probe, the memo filled on a miss */
+            return eval_path(mp, e, out);
     }
     return eval_expr(mp, e, out);
 }
