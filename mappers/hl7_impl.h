@@ -91,9 +91,10 @@ uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned
 
 /* ---- block scanners (hl7_scan_*.c) ----
  * State of the index loop handed to a wide scanner. The tables are leaf_end and tok_leaf of
- * cg_hl7_msg; n* are their counts. A scanner may write up to 64 entries past a count (scratch,
- * overwritten later), so it stops while every table still has CG_HL7_SCAN_SLACK free entries. */
-#define CG_HL7_SCAN_SLACK 96
+ * cg_hl7_msg; n* are their counts. A scanner may write up to 144 entries past a count (two
+ * blocks at a time; scratch, overwritten later), so it stops while every table still has
+ * CG_HL7_SCAN_SLACK free entries. */
+#define CG_HL7_SCAN_SLACK 192
 
 typedef struct cg_hl7_scan {
     const char *b; /* message start */

@@ -462,12 +462,129 @@ static void test_large(void **state)
            checked_values);
 }
 
+/* Realistic segments with terminators at every offset of the scanner's two-block step: a
+ * CR, LF or CRLF at the last byte of either block (a CRLF split between them), a segment name
+ * across a block boundary, runs of more than two blocks without a delimiter, double-byte
+ * characters (one with a '|' trail byte) across every boundary. */
+static void test_alignment(void **state)
+{
+    (void)state;
+    if (!have_wide())
+        skip();
+    enum { CAP = 1 << 16 };
+    char *buf = malloc(CAP);
+    char fill[400];
+    for (size_t i = 0; i < sizeof(fill); i++)
+        fill[i] = (char)('A' + i % 26);
+    static const char *const ends[] = {"\r", "\n", "\r\n", "\r\n\r\n"};
+    static const char *const heads[] = {
+        "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5",
+        "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|2|P|2.5|||||CN|GB 18030-2000",
+    };
+    for (size_t e = 0; e < sizeof(ends) / sizeof(ends[0]); e++) {
+        for (size_t h = 0; h < 2; h++) {
+            for (int pad = 0; pad < 130; pad++) {
+                const char *t = ends[e];
+                int w = snprintf(buf, CAP, "%s%sPID|1|%.*s|x^y~z&w%s", heads[h], t, pad, fill, t);
+                for (int k = 0; k < 24; k++) {
+                    int len = (k * 37 + pad) % 140 + (k % 7 == 3 ? 250 : 0);
+                    const char *mbc = h ? (k % 2 ? "\xc4\x7c" : "\xb0\xa1") : "";
+                    w += snprintf(buf + w, (size_t)(CAP - w), "OBX|%d|TX|%.*s%s|a^b~c&d%s%s", k,
+                                  len, fill, mbc, k % 5 == 4 ? "|" : "", t);
+                }
+                diff_all_opts("alignment", buf, (size_t)w);
+            }
+        }
+    }
+    free(buf);
+}
+
+/* MSH-18 is found before the index is built (it decides how the rest is scanned), 16 bytes at a
+ * time: compare the charset each message gets with a byte-wise search, for MSH-18 at every
+ * offset, absent, behind double-byte characters and after a field holding a terminator. */
+static void test_msh18(void **state)
+{
+    (void)state;
+    char buf[1024], fill[200];
+    for (size_t i = 0; i < sizeof(fill); i++)
+        fill[i] = (char)('a' + i % 26);
+    static const char *const names[] = {"UNICODE UTF-8", " 8859/1 ", "GB 18030-2000~UNICODE UTF-8",
+                                        "", "ASCII"};
+    static const char *const mids[] = {"", "\xb0\xa1", "\xc4|x", "\xc4\x7c\xc4\x7c"};
+    for (int dflt = 0; dflt < 2; dflt++) {
+        cg_hl7_options_t o;
+        cg_hl7_options_default(&o);
+        if (dflt)
+            o.default_charset = "GB 18030-2000";
+        cg_hl7_msg_t *m = cg_hl7_msg_new(&o);
+        assert_non_null(m);
+        for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++)
+            for (size_t md = 0; md < sizeof(mids) / sizeof(mids[0]); md++)
+                for (int nf = 12; nf <= 19; nf++)
+                    for (int pad = 0; pad < 40; pad++) {
+                        /* MSH-3 padded, MSH-4 holds mids, fields up to MSH-nf (charset names,
+                         * should a hidden separator shift them), MSH-18 the name when nf
+                         * reaches it. */
+                        int w =
+                            snprintf(buf, sizeof(buf), "MSH|^~\\&|%.*s|%s", pad, fill, mids[md]);
+                        for (int f = 5; f <= nf; f++)
+                            w += snprintf(buf + w, sizeof(buf) - (size_t)w, "|%s",
+                                          f == 18 ? names[n]
+                                          : f % 3 ? "8859/1"
+                                                  : "");
+                        w +=
+                            snprintf(buf + w, sizeof(buf) - (size_t)w, "\rPID|1|%.*s\r", pad, fill);
+                        /* The byte-wise search (multi-byte when the default charset is). */
+                        int field = 2;
+                        size_t i = 4, start = 0;
+                        for (; i < (size_t)w; i++) {
+                            unsigned char c = (unsigned char)buf[i];
+                            if (dflt && c >= 0x81) {
+                                i++;
+                                continue;
+                            }
+                            if (c == '\r')
+                                break;
+                            if (c == '|' && ++field == 18)
+                                start = i + 1;
+                            else if (c == '|' && field == 19)
+                                break;
+                        }
+                        char want[64];
+                        size_t end = start;
+                        while (field >= 18 && end < i && buf[end] != '~')
+                            end++;
+                        while (start < end && buf[start] == ' ')
+                            start++;
+                        while (end > start && buf[end - 1] == ' ')
+                            end--;
+                        if (field < 18 || end == start)
+                            cg_hl7_charset_iconv_name(o.default_charset, strlen(o.default_charset),
+                                                      want, sizeof(want));
+                        else
+                            cg_hl7_charset_iconv_name(buf + start, end - start, want, sizeof(want));
+                        cg_hl7_reader_t rd;
+                        cg_hl7_error_t err;
+                        cg_hl7_reader_init(&rd, buf, (size_t)w);
+                        cg_err_t rc = cg_hl7_reader_next(&rd, m, &err);
+                        if (rc != CG_OK)
+                            fail_msg("msh18 %zu/%zu/%d/%d/%d: %s", n, md, nf, pad, dflt,
+                                     err.reason);
+                        if (strcmp(cg_hl7_msg_charset(m), want) != 0)
+                            fail_msg("msh18 %zu/%zu/%d/%d/%d: charset %s, expected %s", n, md, nf,
+                                     pad, dflt, cg_hl7_msg_charset(m), want);
+                    }
+        cg_hl7_msg_destroy(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures), cmocka_unit_test(test_corpus),
         cmocka_unit_test(test_random),   cmocka_unit_test(test_mutated_fixtures),
-        cmocka_unit_test(test_large),
+        cmocka_unit_test(test_large),    cmocka_unit_test(test_alignment),
+        cmocka_unit_test(test_msh18),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
