@@ -1,9 +1,71 @@
 /* fuzz_hl7_parse.c - libFuzzer target: split and index arbitrary input, walk the whole index,
- * decode every value and evaluate a few paths. Small limits keep each run cheap. */
+ * decode every value and evaluate a few paths. Small limits keep each run cheap. Each input is
+ * also indexed by the portable scanner and by the wide one (AVX2, when the CPU has it): their
+ * messages, errors, segments and leaves must be the same. */
 #include "cg_hl7.h"
+#include "hl7_impl.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* FNV-1a over what the index says of every message of data: where it is, its error or its
+ * segments, and every leaf (subcomponent) of every field as an offset and a length. */
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        h ^= (v >> (8 * i)) & 0xff;
+        h *= 0x100000001b3u;
+    }
+    return h;
+}
+
+static uint64_t fingerprint(cg_hl7_msg_t *m, const uint8_t *data, size_t size)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    cg_hl7_reader_t r;
+    cg_hl7_error_t e;
+    cg_hl7_reader_init(&r, (const char *)data, size);
+    while (cg_hl7_reader_more(&r)) {
+        cg_err_t rc = cg_hl7_reader_next(&r, m, &e);
+        h = mix(h, (uint64_t)rc);
+        if (rc != CG_OK) {
+            h = mix(h, e.offset);
+            h = mix(h, e.segment);
+            h = mix(h, (uint64_t)e.field);
+            for (const char *q = e.reason; *q; q++)
+                h = mix(h, (unsigned char)*q);
+            continue;
+        }
+        h = mix(h, cg_hl7_msg_offset(m));
+        h = mix(h, cg_hl7_msg_bytes(m).len);
+        h = mix(h, cg_hl7_msg_wrapped(m));
+        for (uint32_t s = 0; s < cg_hl7_seg_count(m); s++) {
+            cg_slice_t sb = cg_hl7_seg_bytes(m, s);
+            h = mix(h, (uint64_t)(sb.ptr - (const char *)data));
+            h = mix(h, sb.len);
+            uint32_t nf = cg_hl7_field_count(m, s);
+            h = mix(h, nf);
+            for (uint32_t f = 0; f <= nf; f++) {
+                uint32_t nr = cg_hl7_rep_count(m, s, f);
+                for (uint32_t rp = 1; rp <= nr; rp++) {
+                    uint32_t nc = cg_hl7_comp_count(m, s, f, rp);
+                    for (uint32_t c = 1; c <= nc; c++) {
+                        uint32_t ns = cg_hl7_sub_count(m, s, f, rp, c);
+                        for (uint32_t k = 1; k <= ns; k++) {
+                            cg_slice_t v = {NULL, 0};
+                            int got = cg_hl7_get_raw(m, s, f, rp, c, k, &v);
+                            h = mix(h, (uint64_t)got);
+                            h = mix(h, got ? (uint64_t)(v.ptr - (const char *)data) : 0);
+                            h = mix(h, v.len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return h;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -63,6 +125,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             }
         }
+    }
+    /* the two scanners index alike (the same table-driven checks in test_hl7_scan, on any input) */
+    for (int pass = 0; pass < 2; pass++) { /* single-byte text, and double-byte (GB 18030) */
+        cg_hl7_msg_t *mm = pass ? mgb : m;
+        uint64_t wide = fingerprint(mm, data, size);
+        cg_hl7__force_portable(1);
+        uint64_t portable = fingerprint(mm, data, size);
+        cg_hl7__force_portable(0);
+        if (wide != portable)
+            abort();
     }
     /* the header peek must agree that a decodable input is HL7 */
     cg_hl7_msh_t h;
