@@ -89,6 +89,25 @@ run_once() {
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
 }
 
+# measure FILE: maps FILE $runs times; sets walls, med (median s) and rss_max (kB)
+measure() {
+    walls=()
+    rss_max=0
+    for ((r = 0; r < runs; r++)); do
+        run_once "$1"
+        walls+=("$wall")
+        ((rss > rss_max)) && rss_max=$rss
+    done
+    med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }')
+}
+
+# row BYTES MESSAGES ROWS SECONDS RSS_KB [NOTE]: one line of the table
+row() {
+    awk -v b="$1" -v m="$2" -v w="$3" -v t="$4" -v k="$5" -v note="${6:-}" 'BEGIN {
+        printf "%-8s %10d %10d %7.3fs %9.1f %11.0f %11.0f %7.1f MB%s\n", sprintf("%.1fMB", b / 1e6),
+            m, w, t, b / 1e6 / t, m / t, w / t, k / 1024, note }'
+}
+
 bytes=$(stat -c %s "$tmp/in.hl7")
 # counts (parse and map exit 1 because some corpus messages fail; that is expected here)
 messages=$({ "$cg" parse --stats "$tmp/in.hl7" 2>/dev/null || true; } |
@@ -103,14 +122,7 @@ echo "corpus: $corpus ($(find "$corpus" -type f | wc -l) files, ${once} bytes) x
 echo "specs: $(ls "$here"/specs/*.json | xargs -n1 basename | tr '\n' ' ')"
 echo "peak RSS: $rss_how"
 
-walls=()
-rss_max=0
-for ((r = 0; r < runs; r++)); do
-    run_once "$tmp/in.hl7"
-    walls+=("$wall")
-    ((rss > rss_max)) && rss_max=$rss
-done
-med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }')
+measure "$tmp/in.hl7"
 echo "wall times (s): ${walls[*]}"
 echo "failed messages (stderr lines) per run: $failed of $messages; by reason:"
 sed -E 's/^[^:]*: message [0-9]+: //; s/byte [0-9]+/byte N/' "$tmp/err" | sort | uniq -c | sort -rn | head -10 |
@@ -118,18 +130,13 @@ sed -E 's/^[^:]*: message [0-9]+: //; s/byte [0-9]+/byte N/' "$tmp/err" | sort |
 echo
 printf '%-8s %10s %10s %8s %9s %11s %11s %10s\n' "input" "messages" "rows" "median" "MB/s" \
     "messages/s" "rows/s" "peak RSS"
-awk -v b="$bytes" -v m="$messages" -v w="$rows" -v t="$med" -v k="$rss_max" 'BEGIN {
-    printf "%-8s %10d %10d %7.3fs %9.1f %11.0f %11.0f %7.1f MB\n", sprintf("%.1fMB", b / 1e6), m,
-        w, t, b / 1e6 / t, m / t, w / t, k / 1024 }'
+row "$bytes" "$messages" "$rows" "$med" "$rss_max"
 
 # 4x the input, one run: memory must not follow the input size
 for ((i = 0; i < 4; i++)); do cat "$tmp/in.hl7"; done >"$tmp/in4.hl7"
 rm -f "$tmp/in.hl7"
 run_once "$tmp/in4.hl7"
-awk -v b="$((bytes * 4))" -v m="$((messages * 4))" -v w="$((rows * 4))" -v t="$wall" \
-    -v k="$rss" 'BEGIN {
-    printf "%-8s %10d %10d %7.3fs %9.1f %11.0f %11.0f %7.1f MB  (4x, one run)\n",
-        sprintf("%.1fMB", b / 1e6), m, w, t, b / 1e6 / t, m / t, w / t, k / 1024 }'
+row "$((bytes * 4))" "$((messages * 4))" "$((rows * 4))" "$wall" "$rss" "  (4x, one run)"
 echo "failed messages at 4x: $(wc -l <"$tmp/err") (expected $((failed * 4)))"
 rm -f "$tmp/in4.hl7"
 
@@ -143,19 +150,10 @@ if [ "$m_once" -gt 0 ]; then
         sed -n 's/.*"messages":\([0-9]*\).*/\1/p')
     m_rows=$({ "$cg" map --quiet --spec "$here/specs" --key-file "$tmp/key" "$tmp/inm.hl7" \
         2>/dev/null || true; } | wc -l)
-    walls=()
-    rss_max=0
-    for ((r = 0; r < runs; r++)); do
-        run_once "$tmp/inm.hl7"
-        walls+=("$wall")
-        ((rss > rss_max)) && rss_max=$rss
-    done
-    med=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }')
+    measure "$tmp/inm.hl7"
     echo
     echo "mapped only: the $n_mapped_files corpus files that map without an error, x ${m_reps};" \
         "failed messages per run: $(wc -l <"$tmp/err"); wall times (s): ${walls[*]}"
-    awk -v b="$m_bytes" -v m="$m_messages" -v w="$m_rows" -v t="$med" -v k="$rss_max" 'BEGIN {
-        printf "%-8s %10d %10d %7.3fs %9.1f %11.0f %11.0f %7.1f MB  (mapped only)\n",
-            sprintf("%.1fMB", b / 1e6), m, w, t, b / 1e6 / t, m / t, w / t, k / 1024 }'
+    row "$m_bytes" "$m_messages" "$m_rows" "$med" "$rss_max" "  (mapped only)"
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
