@@ -288,6 +288,18 @@ void gw_wait_log(gw_run_t *r, pid_t pid, const char *log_name, const char *needl
     }
 }
 
+void gw_assert_running(pid_t pid)
+{
+    int st;
+    if (waitpid(pid, &st, WNOHANG) != pid)
+        return;
+    untrack(pid, 1);
+    if (WIFSIGNALED(st))
+        fail_msg("the gateway (pid %d) died of signal %d (%s)", (int)pid, WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    fail_msg("the gateway (pid %d) exited with status %d", (int)pid, WEXITSTATUS(st));
+}
+
 int gw_wait_exit(pid_t pid, int timeout_ms)
 {
     int st;

@@ -80,6 +80,9 @@ void gw_wait_log(gw_run_t *r, pid_t pid, const char *log_name, const char *needl
 /* Waits until the gateway has ended (within timeout_ms) and returns its exit code; fails if it
  * was killed by a signal or is still running. */
 int gw_wait_exit(pid_t pid, int timeout_ms);
+/* Fails at once, with the end of its log, when the gateway has ended (a crash, a sanitizer's
+ * report): a wait on the broker alone would only run out GW_HANG_MS later. */
+void gw_assert_running(pid_t pid);
 /* Sends sig and, for SIGKILL, reaps the process. */
 void gw_signal(pid_t pid, int sig);
 /* Waits until the records and dead-letter topics together hold at least n records. */
