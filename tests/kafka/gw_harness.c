@@ -178,9 +178,13 @@ int gw_gateway_knows(const char *key)
 void gw_write_config(gw_run_t *r, const char *semantics, const char *specs_dir, const char *extra)
 {
     /* settings the gateway may not have yet */
-    char drain[64] = "", metrics[96] = "";
+    char drain[64] = "", metrics[96] = "", session[64] = "";
+    if (r->session_timeout_ms >= 0)
+        snprintf(session, sizeof(session), ", \"session.timeout.ms\": %d",
+                 r->session_timeout_ms > 0 ? r->session_timeout_ms : 6000);
     if (gw_gateway_knows("delivery.drain_timeout_ms"))
-        snprintf(drain, sizeof(drain), ", \"drain_timeout_ms\": %d", GW_DRAIN_TIMEOUT_MS);
+        snprintf(drain, sizeof(drain), ", \"drain_timeout_ms\": %d",
+                 r->drain_timeout_ms > 0 ? r->drain_timeout_ms : GW_DRAIN_TIMEOUT_MS);
     if (gw_gateway_knows("metrics.listen")) /* a free port: gateways run side by side */
         snprintf(metrics, sizeof(metrics), "\"metrics\": {\"listen\": \"127.0.0.1:0\"},\n  ");
     FILE *f = fopen(r->config, "w");
@@ -197,11 +201,11 @@ void gw_write_config(gw_run_t *r, const char *semantics, const char *specs_dir, 
             "  \"delivery\": {\"semantics\": \"%s\", \"commit_interval_ms\": 200%s},\n"
             "  \"log\": {\"level\": \"info\"},\n"
             "  %s%s%s"
-            "\"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000}\n"
+            "\"kafka\": {\"bootstrap.servers\": \"%s\"%s}\n"
             "}\n",
             r->name, r->in, r->out, r->dlq, specs_dir ? specs_dir : CG_SOURCE_DIR "/specs",
             CG_SOURCE_DIR, CG_SOURCE_DIR, CG_SOURCE_DIR, r->name, semantics, drain, metrics,
-            extra ? extra : "", extra ? ",\n  " : "", tk_bootstrap());
+            extra ? extra : "", extra ? ",\n  " : "", tk_bootstrap(), session);
     fclose(f);
 }
 

@@ -41,6 +41,10 @@ typedef struct gw_run {
     int partitions;
     int n_inputs;
     int passed; /* set by the test at its end: the folder is removed */
+    /* what gw_write_config sets: delivery.drain_timeout_ms (0: GW_DRAIN_TIMEOUT_MS) and the
+     * kafka session.timeout.ms (0: 6000; -1: none, librdkafka's default) */
+    int drain_timeout_ms;
+    int session_timeout_ms;
     int64_t started_ms;
 } gw_run_t;
 
