@@ -1557,9 +1557,18 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
 
     drain_and_commit(gw);
     gw->ran = 1;
+    /* leaving the group: prompt with a broker, up to librdkafka's 5 s LeaveGroup timeout
+     * without one (config/README.md); said when it is slow, as nothing else is logged then */
+    int64_t close_began = now_ms();
     err = rd_kafka_consumer_close(gw->consumer);
+    int64_t close_took = now_ms() - close_began;
     if (err)
         cg_log(CG_LOG_WARN, "consumer.close", "%s", rd_kafka_err2str(err));
+    else if (close_took >= 1000)
+        cg_log(CG_LOG_WARN, "consumer.close",
+               "leaving the group took %" PRId64 " ms: no answer from the group coordinator; "
+               "the group reassigns this member's partitions after session.timeout.ms",
+               close_took);
     workers_stop(gw);
     jobs_discard(gw); /* after a fatal error */
     cg_log(CG_LOG_INFO, "gateway.stopped",

@@ -206,6 +206,11 @@ static void broker_away_sigterm(const char *what, int sig)
         own_broker_signal(SIGCONT);
     assert_int_equal(code, 0);
     assert_true(took <= GONE_BOUND_MS);
+    if (sig != SIGKILL) { /* the close waited for its LeaveGroup request, and says so */
+        char log[300];
+        gw_log_path(&run, "gw.log", log, sizeof(log));
+        assert_int_equal(tk_file_count(log, "leaving the group took"), 1);
+    }
 
     /* the commits made before the broker went away stand, at the input's end */
     gw_wait_committed_end(&run, n);
