@@ -139,6 +139,8 @@ static cg_err_t fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
 
 static spec_val_t val_copy(cg_mapper_t *mp, const char *s, size_t n)
 {
+    if (n > UINT32_MAX) /* spec_val_t's length; callers report it as out of memory */
+        return ABSENT;
     char *p = cg_arena_strndup(&mp->arena, s, n);
     return p ? (spec_val_t){p, n, 1} : ABSENT;
 }
@@ -670,7 +672,7 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
     }
     if (rc || !n)
         return rc;
-    char *buf = cg_arena_alloc(&mp->arena, total + 1);
+    char *buf = total <= UINT32_MAX ? cg_arena_alloc(&mp->arena, total + 1) : NULL;
     if (!buf)
         return fail(mp, CG_ERR_NOMEM, "out of memory");
     size_t o = 0;
