@@ -183,18 +183,46 @@ static uint32_t first_seg(cg_hl7_iter_t *it)
     return next_in_range(it, sc->begin);
 }
 
-void cg_hl7_path_begin(cg_hl7_iter_t *it, const cg_hl7_msg_t *m, const cg_hl7_path_t *p,
-                       cg_hl7_scope_t scope)
+/* The first segment p reads in scope (its end clamped to the message), as it->seg. */
+static uint32_t begin_seg(cg_hl7_iter_t *it, const cg_hl7_msg_t *m, const cg_hl7_path_t *p,
+                          cg_hl7_scope_t scope)
 {
-    memset(it, 0, sizeof(*it));
     it->m = m;
     it->p = p;
     if (scope.end > cg_hl7_seg_count(m))
         scope.end = cg_hl7_seg_count(m);
     it->scope = scope;
-    it->seg = first_seg(it);
+    return it->seg = first_seg(it);
+}
+
+void cg_hl7_path_begin(cg_hl7_iter_t *it, const cg_hl7_msg_t *m, const cg_hl7_path_t *p,
+                       cg_hl7_scope_t scope)
+{
+    memset(it, 0, sizeof(*it));
+    begin_seg(it, m, p, scope);
     it->rep = 1;
     it->started = 1;
+}
+
+/* The one repetition a path without [*] reads. */
+static uint32_t fixed_rep(const cg_hl7_path_t *p)
+{
+    return p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
+}
+
+/* p's value in segment s, repetition r, into out with its position; 0 when there is none. */
+static int read_value(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s, uint32_t r,
+                      cg_hl7_match_t *out)
+{
+    if (!cg_hl7_get_raw(m, s, p->field, r, p->comp, p->sub, &out->raw))
+        return 0;
+    out->seg = s;
+    out->field = p->field;
+    out->rep = r;
+    out->comp = p->comp;
+    out->sub = p->sub;
+    out->literal = p->field <= 2 && name_is(m, s, "MSH");
+    return 1;
 }
 
 static void advance_seg(cg_hl7_iter_t *it)
@@ -224,17 +252,11 @@ int cg_hl7_path_next(cg_hl7_iter_t *it, cg_hl7_match_t *out)
             }
             r = it->rep++;
         } else {
-            r = p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
+            r = fixed_rep(p);
             advance_seg(it);
         }
-        if (cg_hl7_get_raw(it->m, s, p->field, r, p->comp, p->sub, &out->raw)) {
-            out->field = p->field;
-            out->rep = r;
-            out->comp = p->comp;
-            out->sub = p->sub;
-            out->literal = name_is(it->m, s, "MSH") && p->field <= 2;
+        if (read_value(it->m, p, s, r, out))
             return 1;
-        }
     }
     return 0;
 }
@@ -248,25 +270,9 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
         return cg_hl7_path_next(&it, out);
     }
     /* One segment, one repetition (what specs read nearly always): path_next's steps for it,
-     * without the iterator's state. */
-    it.m = m;
-    it.p = p;
-    if (scope.end > cg_hl7_seg_count(m))
-        scope.end = cg_hl7_seg_count(m);
-    it.scope = scope;
-    uint32_t s = first_seg(&it);
-    if (s == CG_HL7_NO_SEG)
-        return 0;
-    uint32_t r = p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
-    if (!cg_hl7_get_raw(m, s, p->field, r, p->comp, p->sub, &out->raw))
-        return 0;
-    out->seg = s;
-    out->field = p->field;
-    out->rep = r;
-    out->comp = p->comp;
-    out->sub = p->sub;
-    out->literal = p->field <= 2 && name_is(m, s, "MSH");
-    return 1;
+     * without the rest of the iterator's state. */
+    uint32_t s = begin_seg(&it, m, p, scope);
+    return s != CG_HL7_NO_SEG && read_value(m, p, s, fixed_rep(p), out);
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
