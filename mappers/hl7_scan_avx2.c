@@ -291,15 +291,16 @@ tok_entries(uint32_t *out, uint32_t nl, uint64_t gf, uint64_t a, unsigned na)
         flatten(out, nl + 1, _pext_u64(gf, a), na, 2);
 }
 
-/* Passes the terminators e of the block at pb, the counts before it being nl and nt, in order.
- * Returns 0 when all passed (*p moved past the last new segment's name when that lies beyond),
- * else 1 with the counts just after the first one left to the caller and *p at it. */
+/* Passes the terminators e of the block at pb, the counts before it being nl0 and nt0, in order.
+ * Returns 0 when all passed (*p moved past the last new segment's name when that lies beyond;
+ * *nl and *nt untouched), else 1 with *nl and *nt the counts just after the first one left to
+ * the caller and *p at it. */
 static inline __attribute__((always_inline)) CG_AVX2 int
 pass_block(const char *b, unsigned char fs, size_t region, uint64_t e, uint64_t a, uint64_t gf,
-           size_t pb, uint32_t *nl, uint32_t *nt, size_t *p, open_seg_t *cur, cg_hl7_seg_ix_t *segs,
-           uint32_t *ns, const scan_lim_t *lim, size_t *msg_end)
+           size_t pb, uint32_t nl0, uint32_t nt0, uint32_t *nl, uint32_t *nt, size_t *p,
+           open_seg_t *cur, cg_hl7_seg_ix_t *segs, uint32_t *ns, const scan_lim_t *lim,
+           size_t *msg_end)
 {
-    const uint32_t nl0 = *nl, nt0 = *nt;
     while (e) {
         /* Counts just after the terminator, as the caller would have them. */
         uint64_t upto = _blsmsk_u64(e);
@@ -402,24 +403,14 @@ static inline __attribute__((always_inline)) CG_AVX2 size_t scan(cg_hl7_scan_t *
             tok_entries(tl + nt, nl, gf0, a0, na0);
             tok_entries(tl + nt + ng0, nl + na0, gf1, a1, na1);
         }
-        if (e0 | e1) {
-            uint32_t ul = nl, ut = nt;
-            if (pass_block(b, fs, region, e0, a0, gf0, p0, &ul, &ut, &p, &cur, segs, &ns, &lim,
-                           &msg_end)) {
-                nl = ul;
-                nt = ut;
-                *term = 1;
-                goto out;
-            }
-            ul = nl + na0;
-            ut = nt + ng0;
-            if (pass_block(b, fs, region, e1, a1, gf1, p0 + 64, &ul, &ut, &p, &cur, segs, &ns, &lim,
-                           &msg_end)) {
-                nl = ul;
-                nt = ut;
-                *term = 1;
-                goto out;
-            }
+        /* (the first call changes nl and nt only when it stops, so the second one's base
+         * counts are still the step's) */
+        if ((e0 | e1) && (pass_block(b, fs, region, e0, a0, gf0, p0, nl, nt, &nl, &nt, &p, &cur,
+                                     segs, &ns, &lim, &msg_end) ||
+                          pass_block(b, fs, region, e1, a1, gf1, p0 + 64, nl + na0, nt + ng0, &nl,
+                                     &nt, &p, &cur, segs, &ns, &lim, &msg_end))) {
+            *term = 1;
+            goto out;
         }
         nl += na0 + na1;
         nt += ng0 + ng1;
@@ -450,11 +441,8 @@ static inline __attribute__((always_inline)) CG_AVX2 size_t scan(cg_hl7_scan_t *
         const unsigned na = (unsigned)_mm_popcnt_u64(a);
         flatten64(le + nl, (uint32_t)p0, a);
         tok_entries(tl + nt, nl, gf, a, na);
-        uint32_t ul = nl, ut = nt;
-        if (pass_block(b, fs, region, e, a, gf, p0, &ul, &ut, &p, &cur, segs, &ns, &lim,
+        if (pass_block(b, fs, region, e, a, gf, p0, nl, nt, &nl, &nt, &p, &cur, segs, &ns, &lim,
                        &msg_end)) {
-            nl = ul;
-            nt = ut;
             *term = 1;
             goto out;
         }
