@@ -1,6 +1,6 @@
 /* cg_omop.h - the OMOP CDM v5.4 schema as code: tables, columns, value checks and DDL.
  *
- * The tables and columns are generated from OHDSI's field-level CSV (mappers/omop_schema.c, see
+ * The tables and columns are generated from OHDSI's field-level CSV (mappers/targets/omop_schema.c, see
  * tests/scripts/gen-omop-schema.py) and are static, read-only data: nothing here allocates and
  * every pointer returned lives as long as the program.
  *

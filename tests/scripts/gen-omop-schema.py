@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Generate mappers/omop_schema.c, the OMOP CDM v5.4 schema as C data, from OHDSI's CSV files.
+"""Generate mappers/targets/omop_schema.c, the OMOP CDM v5.4 schema as C data, from OHDSI's CSV files.
 
-    python3 tests/scripts/gen-omop-schema.py [--omop-dir ../shared/omop] [-o mappers/omop_schema.c]
+    python3 tests/scripts/gen-omop-schema.py [--omop-dir ../shared/omop] [-o mappers/targets/omop_schema.c]
 
 Reads OMOP_CDMv5.4_Table_Level.csv and OMOP_CDMv5.4_Field_Level.csv (OHDSI CommonDataModel,
 Apache-2.0) and writes every table with its columns in the CSV's order. The output only records
-what the CSV says; cohortgate's own decisions (bigint ids) live in mappers/omop.c. The output is
+what the CSV says; cohortgate's own decisions (bigint ids) live in mappers/targets/omop.c. The output is
 deterministic so that a test can regenerate it and compare byte for byte.
 """
 import argparse
@@ -77,7 +77,7 @@ def main():
     root = os.path.normpath(os.path.join(here, "..", ".."))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--omop-dir", default=os.path.join(root, "..", "shared", "omop"))
-    ap.add_argument("-o", "--output", default=os.path.join(root, "mappers", "omop_schema.c"))
+    ap.add_argument("-o", "--output", default=os.path.join(root, "mappers", "targets", "omop_schema.c"))
     args = ap.parse_args()
 
     tables = read_csv(os.path.join(args.omop_dir, TABLE_CSV))
@@ -135,7 +135,7 @@ def main():
     w(" * Apache License 2.0): %s and %s,\n" % (TABLE_CSV, FIELD_CSV))
     w(" * copied to ../shared/omop.\n")
     w(" * Regenerate: python3 tests/scripts/gen-omop-schema.py --omop-dir ../shared/omop \\\n")
-    w(" *                 -o mappers/omop_schema.c\n")
+    w(" *                 -o mappers/targets/omop_schema.c\n")
     w(" * The test test_omop_schema checks that this file matches the CSV files.\n")
     w(" */\n")
     w('#include "cg_omop.h"\n')

@@ -1,4 +1,4 @@
-/* test_hl7_scan.c - the AVX2 block scanner (mappers/hl7_scan_avx2.c) and the portable SSE2 /
+/* test_hl7_scan.c - the AVX2 block scanner (mappers/hl7v2/hl7_scan_avx2.c) and the portable SSE2 /
  * scalar one build identical indexes: every reader step is run with both, and the results, the
  * errors, the reader positions and the whole index are compared. Inputs: the fixtures, the
  * shared corpus (skipped, and said so, when absent), and random and mutated messages under
@@ -9,7 +9,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-#include "../../mappers/hl7_impl.h"
+#include "../../mappers/hl7v2/hl7_impl.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
 

@@ -1,4 +1,4 @@
-/* test_omop_schema.c - mappers/omop_schema.c is what the generator makes of ../shared/omop.
+/* test_omop_schema.c - mappers/targets/omop_schema.c is what the generator makes of ../shared/omop.
  *
  * The generated file is committed so that builds do not need ../shared; this test catches a
  * hand edit, a generator change not re-run, or a new copy of OHDSI's CSV files. */
@@ -58,7 +58,7 @@ static void test_generated_matches_csv(void **state)
     }
     size_t glen, clen;
     char *generated = slurp(tmp, &glen);
-    char *committed = slurp(CG_SOURCE_DIR "/mappers/omop_schema.c", &clen);
+    char *committed = slurp(CG_SOURCE_DIR "/mappers/targets/omop_schema.c", &clen);
     unlink(tmp);
     size_t i = 0;
     while (i < glen && i < clen && generated[i] == committed[i])
@@ -69,7 +69,7 @@ static void test_generated_matches_csv(void **state)
             line += committed[k] == '\n';
         free(generated);
         free(committed);
-        fail_msg("mappers/omop_schema.c differs from the generator's output at line %zu; run: "
+        fail_msg("mappers/targets/omop_schema.c differs from the generator's output at line %zu; run: "
                  "python3 tests/scripts/gen-omop-schema.py --omop-dir ../shared/omop",
                  line);
     }

@@ -10,7 +10,7 @@
 #include "cg_pseudo.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
-#include "../../mappers/spec_impl.h"
+#include "../../mappers/spec/spec_impl.h"
 
 static cg_pseudo_t *pseudo;
 static cg_vocab_t *vocab;

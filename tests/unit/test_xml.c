@@ -1,4 +1,4 @@
-/* test_xml.c - the hardened XML decoder (cg_xml.h, mappers/xml.c): well-formed C-CDA, refused
+/* test_xml.c - the hardened XML decoder (cg_xml.h, mappers/cda/xml.c): well-formed C-CDA, refused
  * DOCTYPEs (XXE, billion laughs, external DTDs), limits, broken input, encodings, the C-CDA
  * section kinds, the summary, and one parser reused many times. Fixtures: tests/unit/xml. */
 #include <arpa/inet.h>

@@ -4,7 +4,7 @@
  * Apache License 2.0): OMOP_CDMv5.4_Table_Level.csv and OMOP_CDMv5.4_Field_Level.csv,
  * copied to ../shared/omop.
  * Regenerate: python3 tests/scripts/gen-omop-schema.py --omop-dir ../shared/omop \
- *                 -o mappers/omop_schema.c
+ *                 -o mappers/targets/omop_schema.c
  * The test test_omop_schema checks that this file matches the CSV files.
  */
 #include "cg_omop.h"
