@@ -688,6 +688,19 @@ void cg_config_destroy(cg_config_t *c)
     free(c);
 }
 
+void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
+{
+    *out = (cg_mapping_opts_t){.specs = cfg->specs,
+                               .vocab = cfg->vocab,
+                               .athena = cfg->athena,
+                               .cohorts = cfg->cohorts,
+                               .key_file = cfg->key_file,
+                               .key_env = cfg->key_env,
+                               .date_shift_days = cfg->date_shift_days,
+                               .source_utc_offset = cfg->source_utc_offset,
+                               .hl7 = &cfg->hl7};
+}
+
 const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key)
 {
     for (size_t i = 0; i < cfg->n_kafka; i++)

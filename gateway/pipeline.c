@@ -22,7 +22,7 @@
 #include "cg_kafka.h"
 #include "cg_log.h"
 #include "cg_metrics.h"
-#include "cg_pseudo.h"
+#include "cg_mapping.h"
 #include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
@@ -76,9 +76,8 @@ typedef struct worker {
     int index;
     pthread_t thread;
     int started;
-    cg_mapper_t *mapper;        /* one per thread */
-    cg_cohort_router_t *router; /* one per thread; NULL without cohorts */
-    job_t *ring;                /* CG_RING_CAP jobs */
+    cg_mapping_worker_t *mw; /* its mapper and cohort router: one per thread */
+    job_t *ring;             /* CG_RING_CAP jobs */
     /* head <= done <= tail, tail - head <= CG_RING_CAP. head: next job to produce (consumer
      * thread only); done: jobs mapped; tail: jobs dispatched. done and tail change under gw->mu. */
     uint64_t head, done, tail;
@@ -95,10 +94,7 @@ struct cg_gateway {
     rd_kafka_topic_t *out_rkt;
     rd_kafka_topic_t *dlq_rkt;
     cg_delivery_t *delivery;
-    cg_vocab_t *vocab;
-    cg_pseudo_t *pseudo;
-    cg_specset_t *specs;
-    cg_cohortset_t *cohorts;  /* NULL when none are configured */
+    cg_mapping_t *mapping;    /* vocabularies, key, specs, cohorts */
     cg_metrics_gw_t *metrics; /* counters and gauges for /metrics; its endpoint's thread */
     worker_t *workers;
     int n_workers;
@@ -238,17 +234,7 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
     size_t n;
     double t0 = cg_metrics_now();
     const char *buf = in->payload ? in->payload : "";
-    switch (j->format) {
-    case CG_INPUT_XML:
-        j->rc = cg_mapper_map_xml(w->mapper, buf, in->len, &rows, &n, &j->me);
-        break;
-    case CG_INPUT_AUTO: /* by the record's first bytes */
-        j->rc = cg_mapper_map(w->mapper, buf, in->len, &rows, &n, &j->me);
-        break;
-    default:
-        j->rc = cg_mapper_map_hl7(w->mapper, buf, in->len, &rows, &n, &j->me);
-        break;
-    }
+    j->rc = cg_mapping_worker_map(w->mw, j->format, buf, in->len, &rows, &n, &j->me);
     cg_metrics_gw_latency(gw->metrics, cg_metrics_now() - t0);
     STAT_ADD(gw, worker_messages[w->index], 1);
     if (j->rc != CG_OK) {
@@ -265,8 +251,7 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
     };
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
-        size_t n_cohorts =
-            w->router ? cg_cohort_route(w->router, rows[i].table, rows[i].row_json, &cohorts) : 0;
+        size_t n_cohorts = cg_mapping_worker_route(w->mw, &rows[i], &cohorts);
         size_t val_off = j->buf.len;
         if (cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, &j->buf) != CG_OK)
             goto nomem;
@@ -1140,92 +1125,47 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- mapping set-up ---- */
 
-/* A mapper and (with cohorts) a router per worker for specs and cohorts; all or none. */
-static int workers_mapping(cg_gateway_t *gw, const cg_specset_t *specs,
-                           const cg_cohortset_t *cohorts, cg_mapper_t **mappers,
-                           cg_cohort_router_t **routers, char *errstr, size_t errstr_size)
+/* A mapping worker per worker thread for bundle m; all or none. */
+static int workers_mapping(cg_gateway_t *gw, const cg_mapping_t *m, cg_mapping_worker_t **mws,
+                           char *errstr, size_t errstr_size)
 {
-    cg_spec_env_t env = {.vocab = gw->vocab,
-                         .pseudo = gw->pseudo,
-                         .source_utc_offset = gw->cfg->source_utc_offset,
-                         .hl7 = &gw->cfg->hl7};
     for (int i = 0; i < gw->n_workers; i++) {
-        mappers[i] = cg_mapper_new(specs, &env, errstr, errstr_size);
-        routers[i] = cohorts ? cg_cohort_router_new(cohorts) : NULL;
-        if (mappers[i] && cohorts && !routers[i])
-            snprintf(errstr, errstr_size, "out of memory");
-        if (!mappers[i] || (cohorts && !routers[i])) {
-            for (int k = 0; k <= i; k++) {
-                cg_mapper_destroy(mappers[k]);
-                cg_cohort_router_destroy(routers[k]);
-                mappers[k] = NULL;
-                routers[k] = NULL;
-            }
+        if (!(mws[i] = cg_mapping_worker_new(m, errstr, errstr_size))) {
+            for (int k = 0; k < i; k++)
+                cg_mapping_worker_destroy(mws[k]);
             return -1;
         }
     }
     return 0;
 }
 
-/* Loads what mapping needs: vocabularies, the pseudonym key, the specs, the cohorts. */
+/* Loads what mapping needs (cg_mapping.h): vocabularies, the pseudonym key, specs, cohorts. */
 static int load_mapping(cg_gateway_t *gw, char *errstr, size_t errstr_size)
 {
-    const cg_config_t *cfg = gw->cfg;
+    cg_mapping_opts_t mo;
+    cg_config_mapping_opts(gw->cfg, &mo);
     cg_error_t errs[8];
     size_t n_errs = 0;
-    gw->vocab = cg_vocab_new();
-    if (!gw->vocab) {
-        snprintf(errstr, errstr_size, "out of memory");
+    gw->mapping = cg_mapping_load(&mo, errs, 8, &n_errs);
+    if (!gw->mapping) {
+        char loc[1024];
+        snprintf(errstr, errstr_size, "%s%s", cg_error_format(&errs[0], loc, sizeof(loc)),
+                 n_errs > 1 ? " (and more: run cohortgate check -c)" : "");
         return -1;
     }
-    char vdir[4096];
-    const char *vocab = cfg->vocab ? cfg->vocab : cg_spec_vocab_dir(cfg->specs, vdir, sizeof(vdir));
-    if (vocab && (cg_vocab_load_csv_dir(gw->vocab, vocab, errs, 8, &n_errs) != CG_OK || n_errs))
-        goto located;
-    if (cfg->athena && cg_vocab_load_athena(gw->vocab, cfg->athena, NULL, 0, &errs[0]) != CG_OK) {
-        n_errs = 1;
-        goto located;
-    }
-    cg_pseudo_key_t *key =
-        cg_pseudo_key_load(cfg->key_file, cfg->key_file ? NULL : cfg->key_env, errstr, errstr_size);
-    if (!key)
+    cg_mapping_worker_t *mws[CG_GATEWAY_MAX_WORKERS];
+    if (workers_mapping(gw, gw->mapping, mws, errstr, errstr_size))
         return -1;
-    gw->pseudo = cg_pseudo_new(key, cfg->date_shift_days, errstr, errstr_size);
-    cg_pseudo_key_destroy(key);
-    if (!gw->pseudo)
-        return -1;
-    cg_spec_env_t env = {.vocab = gw->vocab,
-                         .pseudo = gw->pseudo,
-                         .source_utc_offset = cfg->source_utc_offset,
-                         .hl7 = &cfg->hl7};
-    gw->specs = cg_specset_load(cfg->specs, &env, errs, 8, &n_errs);
-    if (!gw->specs)
-        goto located;
-    if (cfg->cohorts) {
-        gw->cohorts = cg_cohortset_load(cfg->cohorts, errs, 8, &n_errs);
-        if (!gw->cohorts)
-            goto located;
-        cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s",
-               cg_cohortset_count(gw->cohorts), cfg->cohorts);
-    }
-    cg_mapper_t *mappers[CG_GATEWAY_MAX_WORKERS];
-    cg_cohort_router_t *routers[CG_GATEWAY_MAX_WORKERS];
-    if (workers_mapping(gw, gw->specs, gw->cohorts, mappers, routers, errstr, errstr_size))
-        return -1;
-    for (int i = 0; i < gw->n_workers; i++) {
-        gw->workers[i].mapper = mappers[i];
-        gw->workers[i].router = routers[i];
-    }
+    for (int i = 0; i < gw->n_workers; i++)
+        gw->workers[i].mw = mws[i];
+    const cg_cohortset_t *cohorts = cg_mapping_cohorts(gw->mapping);
+    if (cohorts)
+        cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s", cg_cohortset_count(cohorts),
+               cg_mapping_cohorts_path(gw->mapping));
     cg_log(CG_LOG_INFO, "mapping.loaded", "%zu spec(s) from %s, %zu vocabulary code(s)",
-           cg_specset_count(gw->specs), cfg->specs, cg_vocab_count(gw->vocab));
+           cg_specset_count(cg_mapping_specs(gw->mapping)), cg_mapping_specs_path(gw->mapping),
+           cg_vocab_count(cg_mapping_vocab(gw->mapping)));
     return 0;
-located:
-    if (n_errs)
-        snprintf(errstr, errstr_size, "%s:%d:%d: %s%s", errs[0].file, errs[0].line, errs[0].column,
-                 errs[0].text, n_errs > 1 ? " (and more: run cohortgate check --spec)" : "");
-    else
-        snprintf(errstr, errstr_size, "%s: no spec found", cfg->specs);
-    return -1;
 }
 
 /* The workers and their rings (threads start with cg_gateway_run). */
@@ -1268,8 +1208,7 @@ static void workers_destroy(cg_gateway_t *gw)
             cg_buf_free(&w->ring[k].buf);
         }
         free(w->ring);
-        cg_mapper_destroy(w->mapper);
-        cg_cohort_router_destroy(w->router);
+        cg_mapping_worker_destroy(w->mw);
         pthread_cond_destroy(&w->work);
     }
     free(gw->workers);
@@ -1338,56 +1277,39 @@ fail:
  * record of the old specs is waiting. The vocabularies and the key are kept. */
 static void reload_mapping(cg_gateway_t *gw)
 {
-    const cg_config_t *cfg = gw->cfg;
     cg_error_t errs[8];
     size_t n_errs = 0;
-    char errstr[512] = "";
-    cg_spec_env_t env = {.vocab = gw->vocab,
-                         .pseudo = gw->pseudo,
-                         .source_utc_offset = cfg->source_utc_offset,
-                         .hl7 = &cfg->hl7};
-    cg_specset_t *specs = cg_specset_load(cfg->specs, &env, errs, 8, &n_errs);
-    cg_cohortset_t *cohorts = NULL;
-    cg_mapper_t *mappers[CG_GATEWAY_MAX_WORKERS];
-    cg_cohort_router_t *routers[CG_GATEWAY_MAX_WORKERS];
-    if (specs && cfg->cohorts)
-        cohorts = cg_cohortset_load(cfg->cohorts, errs, 8, &n_errs);
-    int ok = specs && (!cfg->cohorts || cohorts);
-    if (ok) {
-        n_errs = 0; /* from here on errstr says why */
-        ok = !workers_mapping(gw, specs, cohorts, mappers, routers, errstr, sizeof(errstr));
-    }
+    char errstr[1024] = "";
+    cg_mapping_worker_t *mws[CG_GATEWAY_MAX_WORKERS];
+    cg_mapping_t *m = cg_mapping_reload(gw->mapping, errs, 8, &n_errs);
+    if (!m)
+        cg_error_format(&errs[0], errstr, sizeof(errstr));
+    int ok = m && !workers_mapping(gw, m, mws, errstr, sizeof(errstr));
     /* counted atomically: a test thread watches them to know the reload has happened */
     __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
     cg_metrics_gw_reload(gw->metrics, ok);
     if (!ok) {
         __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
-        if (n_errs)
+        if (n_errs > 1)
             cg_log(CG_LOG_ERROR, "reload.failed",
-                   "%s:%d:%d: %s (%zu error(s); the running specs and cohorts stay)", errs[0].file,
-                   errs[0].line, errs[0].column, errs[0].text, n_errs);
+                   "%s (%zu error(s); the running specs and cohorts stay)", errstr, n_errs);
         else
             cg_log(CG_LOG_ERROR, "reload.failed", "%s (the running specs and cohorts stay)",
                    errstr);
-        cg_cohortset_destroy(cohorts);
-        cg_specset_destroy(specs);
+        cg_mapping_destroy(m);
         return;
     }
     /* the workers wait for a job, so they hold no mapper now */
     for (int i = 0; i < gw->n_workers; i++) {
-        cg_mapper_destroy(gw->workers[i].mapper);
-        cg_cohort_router_destroy(gw->workers[i].router);
-        gw->workers[i].mapper = mappers[i];
-        gw->workers[i].router = routers[i];
+        cg_mapping_worker_destroy(gw->workers[i].mw);
+        gw->workers[i].mw = mws[i];
     }
-    cg_specset_destroy(gw->specs);
-    cg_cohortset_destroy(gw->cohorts);
+    cg_mapping_destroy(gw->mapping);
     for (size_t i = 0; i < gw->n_ctopics; i++) /* the old cohort names are freed */
         gw->ctopics[i].cohort = NULL;
-    gw->specs = specs;
-    gw->cohorts = cohorts;
-    cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use", cg_specset_count(specs),
-           cg_cohortset_count(cohorts));
+    gw->mapping = m;
+    cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use",
+           cg_specset_count(cg_mapping_specs(m)), cg_cohortset_count(cg_mapping_cohorts(m)));
 }
 
 static void mark_end(cg_gateway_t *gw, const rd_kafka_message_t *m, int at_end)
@@ -1678,10 +1600,7 @@ void cg_gateway_destroy(cg_gateway_t *gw)
     }
     cg_kafka_embedded_stop(gw->embedded);
     cg_delivery_destroy(gw->delivery);
-    cg_cohortset_destroy(gw->cohorts);
-    cg_specset_destroy(gw->specs);
-    cg_pseudo_destroy(gw->pseudo);
-    cg_vocab_destroy(gw->vocab);
+    cg_mapping_destroy(gw->mapping);
     free(gw->bootstrap);
     if (gw->n_workers) {
         pthread_cond_destroy(&gw->done_cv);

@@ -9,6 +9,9 @@
 
 #include <stdio.h>
 
+#include "cg_err.h"
+#include "cg_mapping.h"
+
 /* Exit statuses shared by every subcommand. */
 enum {
     CG_EXIT_OK = 0,
@@ -23,19 +26,23 @@ int cg_cli_parse(int argc, char **argv);
 int cg_cli_check(int argc, char **argv);
 int cg_cli_test(int argc, char **argv);
 
+/* Prints located errors as "FILE:LINE:COLUMN: error: TEXT" (or "FILE: error: TEXT"), one a
+ * line, at most max of them, then how many more there were. */
+void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max);
+
 /* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
  * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"). */
-typedef struct cg_mapper cg_mapper_t;
 typedef struct cg_hl7_msg cg_hl7_msg_t;
 typedef struct cg_cli_map_counts {
     size_t messages, failed, rows, bytes;
     int progress; /* show progress on stderr when it is a terminal */
 } cg_cli_map_counts_t;
 /* Returns the number of messages that failed. */
-size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
-                         size_t len, int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt);
+size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,
+                         const char *buf, size_t len, int trace, FILE *out, FILE *errs,
+                         cg_cli_map_counts_t *cnt);
 /* path "-" is stdin. Returns -1 when the file cannot be read. */
-int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int trace, FILE *out,
-                    FILE *errs, cg_cli_map_counts_t *cnt);
+int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path, int trace,
+                    FILE *out, FILE *errs, cg_cli_map_counts_t *cnt);
 
 #endif

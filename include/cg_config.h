@@ -12,6 +12,7 @@
 
 #include "cg_err.h"
 #include "cg_hl7.h"
+#include "cg_mapping.h"
 
 typedef enum cg_config_type {
     CG_CONFIG_STRING,
@@ -34,12 +35,6 @@ typedef struct cg_config_prop {
 
 /* The table of every setting; terminated by a row with name NULL. */
 extern const cg_config_prop_t cg_config_props[];
-
-typedef enum cg_input_format {
-    CG_INPUT_HL7V2 = 0,
-    CG_INPUT_XML,
-    CG_INPUT_AUTO, /* per record: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
-} cg_input_format_t;
 
 typedef struct cg_config_input {
     char *topic;
@@ -109,6 +104,9 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
 void cg_config_destroy(cg_config_t *cfg);
 /* Writes the settings table as the Markdown reference embedded in config/README.md. */
 void cg_config_write_reference(FILE *out);
+/* The mapping bundle the config names (mapping.*, pseudonym.*, cohorts.path, hl7.*), as run
+ * and check load it. Strings point into cfg. */
+void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out);
 /* Value of a kafka.* setting, or NULL. */
 const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key);
 

@@ -56,4 +56,10 @@ typedef struct cg_error {
 cg_err_t cg_error_set(cg_error_t *e, cg_err_t code, const char *file, int line, int column,
                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* Where e is: "FILE:LINE:COLUMN", "FILE" when no position is known, "" without a file. */
+const char *cg_error_where(const cg_error_t *e, char *buf, size_t size);
+/* Formats e as "FILE:LINE:COLUMN: TEXT", or "FILE: TEXT" when no position is known, or "TEXT"
+ * without a file: the one place a located error is written out. Returns buf. */
+const char *cg_error_format(const cg_error_t *e, char *buf, size_t size);
+
 #endif

@@ -3,6 +3,7 @@
 #include "cg_cli.h"
 #include "cg_cohort.h"
 #include "cg_config.h"
+#include "cg_mapping.h"
 #include "cg_spec.h"
 
 #include <getopt.h>
@@ -15,8 +16,9 @@ static void usage(FILE *out)
             "usage: cohortgate check -c CONFIG\n"
             "       cohortgate check --spec FILE|DIR\n"
             "       cohortgate check --reference\n\n"
-            "Load a gateway config and compile the specs and cohorts it names, or compile mapping\n"
-            "specs alone, without connecting to anything.\n"
+            "Load a gateway config and everything it names as `run` would (vocabularies, the\n"
+            "pseudonym key, specs, cohorts), or compile mapping specs alone with the vocabularies\n"
+            "beside them, without connecting to anything.\n"
             "Every error is printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if\n"
             "there is any.\n\n"
             "options:\n"
@@ -28,30 +30,23 @@ static void usage(FILE *out)
 
 static void print_errors(const cg_error_t *errs, size_t n)
 {
-    for (size_t i = 0; i < n && i < CG_CHECK_MAX_ERRORS; i++) {
-        if (errs[i].line) /* a position is known */
-            fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
-                    errs[i].text);
-        else
-            fprintf(stderr, "%s: error: %s\n", errs[i].file, errs[i].text);
-    }
-    if (n > CG_CHECK_MAX_ERRORS)
-        fprintf(stderr, "… and %zu more error(s)\n", n - CG_CHECK_MAX_ERRORS);
+    cg_cli_print_errors(stderr, errs, n, CG_CHECK_MAX_ERRORS);
 }
 
 static int check_specs(const char *path)
 {
     static cg_error_t errs[CG_CHECK_MAX_ERRORS];
     size_t n = 0;
-    /* no key and no vocabulary are needed to compile: they are used when mapping */
-    cg_specset_t *ss = cg_specset_load(path, NULL, errs, CG_CHECK_MAX_ERRORS, &n);
-    if (!ss) {
+    /* no key is needed to compile: it is used when mapping */
+    cg_mapping_opts_t mo = {.specs = path, .no_key = 1};
+    cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
+    if (!m) {
         print_errors(errs, n);
         fprintf(stderr, "%s: %zu error(s)\n", path, n);
         return CG_EXIT_FAILURE;
     }
-    printf("%s: ok (%zu spec(s))\n", path, cg_specset_count(ss));
-    cg_specset_destroy(ss);
+    printf("%s: ok (%zu spec(s))\n", path, cg_specset_count(cg_mapping_specs(m)));
+    cg_mapping_destroy(m);
     return CG_EXIT_OK;
 }
 
@@ -97,21 +92,23 @@ int cg_cli_check(int argc, char **argv)
             print_errors(&err, 1);
             return CG_EXIT_FAILURE;
         }
-        /* what the config names must compile too, as the daemon would load it */
-        if (check_specs(cfg->specs) != CG_EXIT_OK)
+        /* what the config names must load too, as the daemon loads it: vocabularies, the
+         * pseudonym key, specs and cohorts (cg_mapping.h) */
+        static cg_error_t errs[CG_CHECK_MAX_ERRORS];
+        size_t n = 0;
+        cg_mapping_opts_t mo;
+        cg_config_mapping_opts(cfg, &mo);
+        cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
+        if (!m) {
+            print_errors(errs, n);
+            fprintf(stderr, "%s: %zu error(s)\n", config, n);
             status = CG_EXIT_FAILURE;
-        if (cfg->cohorts) {
-            static cg_error_t errs[CG_CHECK_MAX_ERRORS];
-            size_t n = 0;
-            cg_cohortset_t *cs = cg_cohortset_load(cfg->cohorts, errs, CG_CHECK_MAX_ERRORS, &n);
-            if (!cs) {
-                print_errors(errs, n);
-                fprintf(stderr, "%s: %zu error(s)\n", cfg->cohorts, n);
-                status = CG_EXIT_FAILURE;
-            } else {
-                printf("%s: ok (%zu cohort(s))\n", cfg->cohorts, cg_cohortset_count(cs));
-                cg_cohortset_destroy(cs);
-            }
+        } else {
+            printf("%s: ok (%zu spec(s))\n", cfg->specs, cg_specset_count(cg_mapping_specs(m)));
+            if (cfg->cohorts)
+                printf("%s: ok (%zu cohort(s))\n", cfg->cohorts,
+                       cg_cohortset_count(cg_mapping_cohorts(m)));
+            cg_mapping_destroy(m);
         }
         if (status == CG_EXIT_OK)
             printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s)\n", config,

@@ -1,13 +1,12 @@
 /* cli_map.c - `cohortgate map`: dry-run mapping specs on files, records as NDJSON on stdout.
  * The integration engineer's loop: edit a spec, map a sample, read the rows (and --trace). */
 #include "cg_cli.h"
-#include "cg_cohort.h"
 #include "cg_hl7.h"
+#include "cg_mapping.h"
 #include "cg_pseudo.h"
 #include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_xml.h"
-#include "cg_vocab.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,18 +83,15 @@ static void flush_out(cg_buf_t *line, FILE *out)
  * RSS stays flat however long the file is. */
 #define RELEASE_BYTES (8u * 1024u * 1024u)
 
-/* With --cohorts: the routing stage the gateway runs, so "cohorts" shows what a row would join.
- * One per process, as the command maps on one thread. */
-static cg_cohort_router_t *map_router;
-
-/* Writes rows as NDJSON envelopes (with their trace when asked) to line. */
-static void put_rows(const cg_map_row_t *rows, size_t n, int trace, cg_buf_t *line)
+/* Writes rows as NDJSON envelopes (with their trace when asked) to line. With --cohorts, rows go
+ * through the routing stage the gateway runs, so "cohorts" shows what a row would join. */
+static void put_rows(cg_mapping_worker_t *mw, const cg_map_row_t *rows, size_t n, int trace,
+                     cg_buf_t *line)
 {
     cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
-        size_t n_cohorts =
-            map_router ? cg_cohort_route(map_router, rows[i].table, rows[i].row_json, &cohorts) : 0;
+        size_t n_cohorts = cg_mapping_worker_route(mw, &rows[i], &cohorts);
         cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, line);
         if (trace) {
             line->len--; /* reopen the envelope for "trace" */
@@ -108,22 +104,22 @@ static void put_rows(const cg_map_row_t *rows, size_t n, int trace, cg_buf_t *li
 }
 
 /* An XML input is one document (CDA and vendor XML are sent one per file or record). */
-static size_t map_xml(cg_mapper_t *mp, const char *name, const char *buf, size_t len, int trace,
-                      FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
+static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
+                      int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
 {
     const cg_map_row_t *rows;
     size_t n;
     cg_map_error_t me;
     cnt->messages++;
     cnt->bytes += len;
-    cg_err_t rc = cg_mapper_map_xml(mp, buf, len, &rows, &n, &me);
+    cg_err_t rc = cg_mapping_worker_map(mw, CG_INPUT_XML, buf, len, &rows, &n, &me);
     if (rc) {
         cnt->failed++;
         fprintf(errs, "%s: document 1: %s: %s%s%s%s\n", name, me.stage ? me.stage : "map",
                 me.rule[0] ? "rule " : "", me.rule, me.rule[0] ? ": " : "", me.reason);
         return 1;
     }
-    put_rows(rows, n, trace, line);
+    put_rows(mw, rows, n, trace, line);
     flush_out(line, out);
     cnt->rows += n;
     return 0;
@@ -132,9 +128,9 @@ static size_t map_xml(cg_mapper_t *mp, const char *name, const char *buf, size_t
 /* Maps every message the reader holds. base is the input offset of rd->buf[0] (not 0 when
  * streaming), added to error offsets. With map_base, pages of that mapping before the current
  * message are released as the reader moves on. */
-static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, cg_hl7_reader_t *rd,
-                         size_t base, const char *map_base, int trace, FILE *out, FILE *errs,
-                         cg_cli_map_counts_t *cnt, cg_buf_t *line)
+static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,
+                         cg_hl7_reader_t *rd, size_t base, const char *map_base, int trace,
+                         FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
 {
     size_t failed = 0, released = 0;
     int tty = cnt->progress && isatty(2);
@@ -157,7 +153,7 @@ static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
         const cg_map_row_t *rows;
         size_t n;
         cg_map_error_t me;
-        rc = cg_mapper_map_msg(mp, msg, &rows, &n, &me);
+        rc = cg_mapping_worker_map_msg(mw, msg, &rows, &n, &me);
         if (rc) {
             failed++;
             fprintf(errs, "%s: message %zu: %s: %s%s%s%s\n", name, cg_hl7_msg_number(msg),
@@ -165,7 +161,7 @@ static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
                     me.rule[0] ? ": " : "", me.reason);
             continue;
         }
-        put_rows(rows, n, trace, line);
+        put_rows(mw, rows, n, trace, line);
         if (line->len >= OUT_FLUSH_BYTES || out_tty)
             flush_out(line, out);
         cnt->rows += n;
@@ -182,16 +178,17 @@ static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
     return failed;
 }
 
-size_t cg_cli_map_buffer(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, const char *buf,
-                         size_t len, int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
+size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,
+                         const char *buf, size_t len, int trace, FILE *out, FILE *errs,
+                         cg_cli_map_counts_t *cnt)
 {
     cg_hl7_reader_t rd;
     cg_hl7_reader_init(&rd, buf, len);
     cg_buf_t line;
     cg_buf_init(&line);
     size_t failed = cg_xml_sniff(buf, len)
-                        ? map_xml(mp, name, buf, len, trace, out, errs, cnt, &line)
-                        : map_reader(mp, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
+                        ? map_xml(mw, name, buf, len, trace, out, errs, cnt, &line)
+                        : map_reader(mw, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
     flush_out(&line, out);
     cg_buf_free(&line);
     return failed;
@@ -252,8 +249,8 @@ static int grow(char **buf, size_t *cap)
 /* Reads fd in chunks cut at message boundaries, so memory stays bounded for any input length
  * (stdin, pipes). Messages, numbers and offsets come out as if the input were one buffer.
  * Returns -1 on a read error. */
-static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int fd, int trace,
-                      FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
+static int map_stream(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name, int fd,
+                      int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
 {
     size_t cap = STREAM_CHUNK, fill = 0, base = 0;
     char *buf = malloc(cap);
@@ -286,7 +283,7 @@ static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int 
         if (!started && cg_xml_sniff(buf, fill) && !eof && grow(&buf, &cap))
             continue;
         if (!started && cg_xml_sniff(buf, fill)) {
-            map_xml(mp, name, buf, fill, trace, out, errs, cnt, &line);
+            map_xml(mw, name, buf, fill, trace, out, errs, cnt, &line);
             if (!eof)
                 fprintf(errs, "%s: XML input longer than %zu bytes: the rest is not read\n", name,
                         (size_t)STREAM_MAX);
@@ -304,7 +301,7 @@ static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int 
         }
         rd.buf = buf;
         rd.len = cut;
-        map_reader(mp, msg, name, &rd, base, NULL, trace, out, errs, cnt, &line);
+        map_reader(mw, msg, name, &rd, base, NULL, trace, out, errs, cnt, &line);
         keep_batch_header(&rd.batch.fhs, &rd.batch.fhs_offset, buf, cut, base, &fhs);
         keep_batch_header(&rd.batch.bhs, &rd.batch.bhs_offset, buf, cut, base, &bhs);
         memmove(buf, buf + cut, fill - cut);
@@ -320,11 +317,11 @@ static int map_stream(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, int 
     return status;
 }
 
-int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int trace, FILE *out,
-                    FILE *errs, cg_cli_map_counts_t *cnt)
+int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path, int trace,
+                    FILE *out, FILE *errs, cg_cli_map_counts_t *cnt)
 {
     if (!strcmp(path, "-")) {
-        return map_stream(mp, msg, "-", 0, trace, out, errs, cnt);
+        return map_stream(mw, msg, "-", 0, trace, out, errs, cnt);
     }
     int fd = open(path, O_RDONLY);
     struct stat st;
@@ -335,7 +332,7 @@ int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int tr
         return -1;
     }
     if (!S_ISREG(st.st_mode)) { /* a pipe or a device: read it as a stream */
-        int rc = map_stream(mp, msg, path, fd, trace, out, errs, cnt);
+        int rc = map_stream(mw, msg, path, fd, trace, out, errs, cnt);
         close(fd);
         return rc;
     }
@@ -357,9 +354,9 @@ int cg_cli_map_file(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *path, int tr
     cg_buf_t line;
     cg_buf_init(&line);
     if (cg_xml_sniff(buf, (size_t)st.st_size))
-        map_xml(mp, path, buf, (size_t)st.st_size, trace, out, errs, cnt, &line);
+        map_xml(mw, path, buf, (size_t)st.st_size, trace, out, errs, cnt, &line);
     else
-        map_reader(mp, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
+        map_reader(mw, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
     flush_out(&line, out);
     cg_buf_free(&line);
     munmap(buf, (size_t)st.st_size);
@@ -461,86 +458,43 @@ int cg_cli_map(int argc, char **argv)
         hl7.default_charset = o.charset;
     }
 
-    char errstr[512];
-    cg_pseudo_key_t *key = cg_pseudo_key_load(o.key_file, NULL, errstr, sizeof(errstr));
-    if (!key) {
-        fprintf(stderr, "cohortgate map: %s\n", errstr);
-        return CG_EXIT_FAILURE;
-    }
-    cg_pseudo_t *pseudo = cg_pseudo_new(key, o.date_shift, errstr, sizeof(errstr));
-    cg_pseudo_key_destroy(key);
-    if (!pseudo) {
-        fprintf(stderr, "cohortgate map: %s\n", errstr);
-        return CG_EXIT_FAILURE;
-    }
-
     int status = CG_EXIT_FAILURE;
-    char vbuf[PATH_MAX];
-    const char *vdir = o.vocab ? o.vocab : cg_spec_vocab_dir(o.spec, vbuf, sizeof(vbuf));
-    cg_vocab_t *vocab = cg_vocab_new();
-    cg_specset_t *ss = NULL;
-    cg_mapper_t *mp = NULL;
-    cg_cohortset_t *cohorts = NULL;
-    cg_hl7_msg_t *msg = cg_hl7_msg_new(&hl7);
+    char errstr[512];
     cg_error_t errs[64];
     size_t n_errs = 0;
-    if (!vocab || !msg) {
-        fprintf(stderr, "cohortgate map: out of memory\n");
+    cg_mapping_worker_t *mw = NULL;
+    cg_hl7_msg_t *msg = NULL;
+    cg_mapping_opts_t mo = {.specs = o.spec,
+                            .vocab = o.vocab,
+                            .athena = o.athena,
+                            .cohorts = o.cohorts,
+                            .key_file = o.key_file,
+                            .date_shift_days = o.date_shift,
+                            .source_utc_offset = o.utc_offset,
+                            .hl7 = &hl7};
+    cg_mapping_t *m = cg_mapping_load(&mo, errs, 64, &n_errs);
+    if (!m) {
+        cg_cli_print_errors(stderr, errs, n_errs, 64);
         goto done;
     }
-    if (vdir) {
-        if (cg_vocab_load_csv_dir(vocab, vdir, errs, 64, &n_errs) != CG_OK || n_errs)
-            goto report;
-    }
-    if (o.athena) {
-        if (cg_vocab_load_athena(vocab, o.athena, NULL, 0, &errs[0]) != CG_OK) {
-            n_errs = 1;
-            goto report;
-        }
-    }
-    cg_spec_env_t env = {
-        .vocab = vocab, .pseudo = pseudo, .source_utc_offset = o.utc_offset, .hl7 = &hl7};
-    ss = cg_specset_load(o.spec, &env, errs, 64, &n_errs);
-    if (!ss)
-        goto report;
-    mp = cg_mapper_new(ss, &env, errstr, sizeof(errstr));
-    if (!mp) {
-        fprintf(stderr, "cohortgate map: %s\n", errstr);
+    if (!(mw = cg_mapping_worker_new(m, errstr, sizeof(errstr))) || !(msg = cg_hl7_msg_new(&hl7))) {
+        fprintf(stderr, "cohortgate map: %s\n", mw ? "out of memory" : errstr);
         goto done;
     }
-    cg_mapper_set_trace(mp, o.trace);
-    if (o.cohorts) {
-        if (!(cohorts = cg_cohortset_load(o.cohorts, errs, 64, &n_errs)))
-            goto report;
-        if (!(map_router = cg_cohort_router_new(cohorts))) {
-            fprintf(stderr, "cohortgate map: out of memory\n");
-            goto done;
-        }
-    }
+    cg_mapping_worker_set_trace(mw, o.trace);
     cg_cli_map_counts_t cnt = {.progress = !o.quiet};
     int io_failed = 0;
     for (int i = optind; i < argc; i++)
-        io_failed |= cg_cli_map_file(mp, msg, argv[i], o.trace, stdout, stderr, &cnt) != 0;
+        io_failed |= cg_cli_map_file(mw, msg, argv[i], o.trace, stdout, stderr, &cnt) != 0;
     fflush(stdout);
     if (!o.quiet && isatty(2))
         progress(&cnt, 1);
     status = cnt.failed || io_failed ? CG_EXIT_FAILURE : CG_EXIT_OK;
     goto done;
 
-report:
-    for (size_t i = 0; i < n_errs && i < 64; i++)
-        fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
-                errs[i].text);
-    if (n_errs > 64)
-        fprintf(stderr, "… and %zu more error(s)\n", n_errs - 64);
 done:
-    cg_cohort_router_destroy(map_router);
-    map_router = NULL;
-    cg_cohortset_destroy(cohorts);
-    cg_mapper_destroy(mp);
-    cg_specset_destroy(ss);
     cg_hl7_msg_destroy(msg);
-    cg_vocab_destroy(vocab);
-    cg_pseudo_destroy(pseudo);
+    cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(m);
     return status;
 }

@@ -5,7 +5,6 @@
 #include "cg_hl7.h"
 #include "cg_pseudo.h"
 #include "cg_spec.h"
-#include "cg_vocab.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -38,8 +37,7 @@ static void usage(FILE *out)
 }
 
 typedef struct test_ctx {
-    cg_specset_t *ss;
-    cg_vocab_t *vocab;
+    cg_mapping_t *mapping; /* loaded without a key: each case brings its own */
     const char *key_file;
     int update;
     size_t passed, failed;
@@ -199,10 +197,10 @@ static void run_case(test_ctx_t *t, const char *dir)
     cg_pseudo_key_t *key = cg_pseudo_key_load(key_file, NULL, errstr, sizeof(errstr));
     cg_pseudo_t *pseudo = key ? cg_pseudo_new(key, 0, errstr, sizeof(errstr)) : NULL;
     cg_pseudo_key_destroy(key);
-    cg_spec_env_t env = {.vocab = t->vocab, .pseudo = pseudo};
-    cg_mapper_t *mp = pseudo ? cg_mapper_new(t->ss, &env, errstr, sizeof(errstr)) : NULL;
+    cg_mapping_worker_t *mw =
+        pseudo ? cg_mapping_worker_new_keyed(t->mapping, pseudo, errstr, sizeof(errstr)) : NULL;
     cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
-    if (!mp || !msg) {
+    if (!mw || !msg) {
         printf("FAIL %s: %s\n", dir, errstr);
         t->failed++;
         goto done;
@@ -217,7 +215,7 @@ static void run_case(test_ctx_t *t, const char *dir)
         char *buf = slurp(path, &len);
         /* errors name the file without its folder, so expected.errors travels with the case */
         if (buf)
-            cg_cli_map_buffer(mp, msg, names[i]->d_name, buf, len, 0, out, errs, &cnt);
+            cg_cli_map_buffer(mw, msg, names[i]->d_name, buf, len, 0, out, errs, &cnt);
         free(buf);
     }
     fclose(out);
@@ -271,7 +269,7 @@ static void run_case(test_ctx_t *t, const char *dir)
     free(err_text);
 done:
     cg_hl7_msg_destroy(msg);
-    cg_mapper_destroy(mp);
+    cg_mapping_worker_destroy(mw);
     cg_pseudo_destroy(pseudo);
     for (int i = 0; i < n; i++)
         free(names[i]);
@@ -353,26 +351,14 @@ int cg_cli_test(int argc, char **argv)
     }
     cg_error_t errs[64];
     size_t n_errs = 0;
-    char vdir[PATH_MAX];
-    if (!vocab_dir)
-        vocab_dir = cg_spec_vocab_dir(spec, vdir, sizeof(vdir));
-    t.vocab = cg_vocab_new();
-    if (vocab_dir && cg_vocab_load_csv_dir(t.vocab, vocab_dir, errs, 64, &n_errs) != CG_OK)
-        goto report;
-    t.ss = cg_specset_load(spec, NULL, errs, 64, &n_errs);
-    if (!t.ss)
-        goto report;
+    cg_mapping_opts_t mo = {.specs = spec, .vocab = vocab_dir, .no_key = 1};
+    if (!(t.mapping = cg_mapping_load(&mo, errs, 64, &n_errs))) {
+        cg_cli_print_errors(stderr, errs, n_errs, 64);
+        return CG_EXIT_FAILURE;
+    }
     for (int i = optind; i < argc; i++)
         run_path(&t, argv[i]);
     printf("%zu passed, %zu failed\n", t.passed, t.failed);
-    cg_specset_destroy(t.ss);
-    cg_vocab_destroy(t.vocab);
+    cg_mapping_destroy(t.mapping);
     return t.failed || !t.passed ? CG_EXIT_FAILURE : CG_EXIT_OK;
-
-report:
-    for (size_t i = 0; i < n_errs && i < 64; i++)
-        fprintf(stderr, "%s:%d:%d: error: %s\n", errs[i].file, errs[i].line, errs[i].column,
-                errs[i].text);
-    cg_vocab_destroy(t.vocab);
-    return CG_EXIT_FAILURE;
 }

@@ -80,3 +80,23 @@ cg_err_t cg_error_set(cg_error_t *e, cg_err_t code, const char *file, int line, 
     va_end(ap);
     return code;
 }
+
+const char *cg_error_where(const cg_error_t *e, char *buf, size_t size)
+{
+    if (!size)
+        return buf;
+    if (e->file[0] && e->line)
+        snprintf(buf, size, "%s:%d:%d", e->file, e->line, e->column);
+    else
+        snprintf(buf, size, "%s", e->file);
+    return buf;
+}
+
+const char *cg_error_format(const cg_error_t *e, char *buf, size_t size)
+{
+    char where[sizeof(e->file) + 32];
+    cg_error_where(e, where, sizeof(where));
+    if (size)
+        snprintf(buf, size, "%s%s%s", where, where[0] ? ": " : "", e->text);
+    return buf;
+}

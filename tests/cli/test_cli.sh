@@ -83,6 +83,11 @@ expect 0 "check -c demo" -- "$cg" check -c "$src/config/demo.json"
 printf '{"inputs":[{"topic":"x"}],\n "kafka":{"bootstrap.servers":"h:1"},\n "outptu":{}}' >"$tmp/bad.json"
 expect 1 "check -c with an unknown key" -- "$cg" check -c "$tmp/bad.json"
 has "$tmp/err" "bad.json:3:2: error: unknown setting 'outptu'" "config error located"
+# check loads what run loads: a config whose key file is missing fails as run would
+sed -e "s#\"demo/pseudonym.key\"#\"$tmp/no-such.key\"#" -e "s#\"\\.\\./specs#\"$src/specs#" \
+    -e "s#\"demo/feeds\"#\"$src/config/demo/feeds\"#" "$src/config/demo.json" >"$tmp/nokey.json"
+expect 1 "check -c with a missing key file" -- "$cg" check -c "$tmp/nokey.json"
+has "$tmp/err" "^error: pseudonym key file .*no-such.key" "check names the missing key file"
 
 # map --cohorts: records list the cohorts the gateway would route them to
 expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --cohorts "$src/specs/cohorts" "$src/tests/golden/cda_ccd_sections/input.xml"

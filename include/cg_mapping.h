@@ -1,0 +1,96 @@
+/* cg_mapping.h - the mapping bundle: vocabularies, pseudonym key, specs and cohorts, loaded,
+ * checked and reloaded the same way by every command (run, map, test, check) and the tests.
+ *
+ * A cg_mapping_t is loaded once, in dependency order (vocabularies, key, specs, cohorts: the
+ * specs resolve codes against the vocabularies and the cohorts read the specs' tables), and is
+ * read-only afterwards, so any number of threads share it. Mapping happens in a
+ * cg_mapping_worker_t, one per thread: it owns the mapper (per-message arena, buffers) and the
+ * cohort router.
+ *
+ * A reload (SIGHUP) recompiles the specs and cohorts into a new bundle that shares the old one's
+ * vocabularies and key; when anything fails to compile, nothing changes and the caller keeps the
+ * running bundle. Each bundle owns its share: destroy them in any order.
+ */
+#ifndef CG_MAPPING_H
+#define CG_MAPPING_H
+
+#include <stddef.h>
+
+#include "cg_cohort.h"
+#include "cg_err.h"
+#include "cg_hl7.h"
+#include "cg_spec.h"
+#include "cg_xml.h"
+
+/* How an input's bytes are decoded. */
+typedef enum cg_input_format {
+    CG_INPUT_HL7V2 = 0,
+    CG_INPUT_XML,
+    CG_INPUT_AUTO, /* per input: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
+} cg_input_format_t;
+
+/* What to load. Strings are borrowed for the duration of cg_mapping_load() only. */
+typedef struct cg_mapping_opts {
+    const char *specs;   /* a spec file or a folder of *.json specs; required */
+    const char *vocab;   /* vocabulary folder; NULL: the vocab/ folder of the specs, if any */
+    const char *athena;  /* OHDSI Athena folder (CONCEPT.csv, ...); NULL: none */
+    const char *cohorts; /* a cohort file or folder; NULL: no cohort routing */
+    /* The pseudonym key: key_file, else the environment variable key_env (NULL for
+     * COHORTGATE_PSEUDONYM_KEY). no_key loads none: enough to compile and check specs, and for
+     * cg_mapping_worker_new_keyed() with a key of the caller's (golden cases carry their own). */
+    const char *key_file;
+    const char *key_env;
+    int no_key;
+    int date_shift_days;
+    const char *source_utc_offset; /* "+HH:MM" for HL7 times without one; NULL: none */
+    const cg_hl7_options_t *hl7;   /* NULL: defaults; copied */
+    const cg_xml_options_t *xml; /* NULL: defaults; copied (its strings must outlive the bundle) */
+} cg_mapping_opts_t;
+
+typedef struct cg_mapping cg_mapping_t;
+typedef struct cg_mapping_worker cg_mapping_worker_t;
+
+/* Loads the bundle. NULL on any error: every located error (file:line:column) is written to errs
+ * (up to max_errs; *n_errs gets the total); errors without a place in a file (a missing key, out
+ * of memory) are written as one error with line 0. */
+cg_mapping_t *cg_mapping_load(const cg_mapping_opts_t *opts, cg_error_t *errs, size_t max_errs,
+                              size_t *n_errs);
+/* Recompiles m's specs and cohorts from the same paths, sharing m's vocabularies and key. NULL
+ * with the errors as for cg_mapping_load(); m is unchanged either way. */
+cg_mapping_t *cg_mapping_reload(const cg_mapping_t *m, cg_error_t *errs, size_t max_errs,
+                                size_t *n_errs);
+/* NULL-safe. Workers made from m must be destroyed first. */
+void cg_mapping_destroy(cg_mapping_t *m);
+
+const cg_specset_t *cg_mapping_specs(const cg_mapping_t *m);
+/* NULL when no cohorts were configured. */
+const cg_cohortset_t *cg_mapping_cohorts(const cg_mapping_t *m);
+const cg_vocab_t *cg_mapping_vocab(const cg_mapping_t *m);
+/* The paths it was loaded from (for logs); cohorts may be NULL. */
+const char *cg_mapping_specs_path(const cg_mapping_t *m);
+const char *cg_mapping_cohorts_path(const cg_mapping_t *m);
+
+/* A worker for one thread. NULL with a reason in errstr. The bundle must have a key. */
+cg_mapping_worker_t *cg_mapping_worker_new(const cg_mapping_t *m, char *errstr, size_t errstr_size);
+/* The same with another key (borrowed; must outlive the worker). */
+cg_mapping_worker_t *cg_mapping_worker_new_keyed(const cg_mapping_t *m, const cg_pseudo_t *pseudo,
+                                                 char *errstr, size_t errstr_size);
+/* Adds the rule and source path of every column to each row. */
+void cg_mapping_worker_set_trace(cg_mapping_worker_t *w, int on);
+/* NULL-safe. */
+void cg_mapping_worker_destroy(cg_mapping_worker_t *w);
+
+/* Maps one input (one HL7 v2 message, or one XML document) as cg_mapper_map_hl7() and
+ * cg_mapper_map_xml() do; rows are valid until the worker's next map call. */
+cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
+                               size_t len, const cg_map_row_t **rows, size_t *n_rows,
+                               cg_map_error_t *err);
+/* The same for an HL7 v2 message already decoded (by a cg_hl7_reader). */
+cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg,
+                                   const cg_map_row_t **rows, size_t *n_rows, cg_map_error_t *err);
+/* The cohorts row belongs to: names in *names (valid until the next call), count returned; 0
+ * when the bundle has no cohorts. */
+size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_map_row_t *row,
+                               const char *const **names);
+
+#endif

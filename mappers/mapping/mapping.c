@@ -1,0 +1,294 @@
+/* mapping.c - the mapping bundle (cg_mapping.h): vocabularies, key, specs and cohorts loaded in
+ * one place for every command, and the per-thread workers that map with them. */
+#include "cg_mapping.h"
+#include "cg_pseudo.h"
+#include "cg_vocab.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a reload keeps: loaded once, shared by a bundle and the bundles reloaded from it. */
+typedef struct mapping_base {
+    int refs; /* bundles holding it; atomic, as a bundle may be destroyed on another thread */
+    cg_vocab_t *vocab;
+    cg_pseudo_t *pseudo; /* NULL with opts.no_key */
+    cg_hl7_options_t hl7;
+    cg_xml_options_t xml;
+    char *specs_path, *cohorts_path, *utc_offset, *charset;
+} mapping_base_t;
+
+struct cg_mapping {
+    mapping_base_t *base;
+    cg_specset_t *specs;
+    cg_cohortset_t *cohorts; /* NULL without cohorts */
+};
+
+struct cg_mapping_worker {
+    cg_mapper_t *mapper;
+    cg_cohort_router_t *router; /* NULL without cohorts */
+};
+
+static void base_release(mapping_base_t *b)
+{
+    if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    cg_vocab_destroy(b->vocab);
+    cg_pseudo_destroy(b->pseudo);
+    free(b->specs_path);
+    free(b->cohorts_path);
+    free(b->utc_offset);
+    free(b->charset);
+    free(b);
+}
+
+static char *dup_or_null(const char *s, int *failed)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *failed = 1;
+    return d;
+}
+
+/* One error without a place in a file: "what: text". */
+static void plain_error(cg_error_t *errs, size_t max_errs, size_t *n_errs, cg_err_t code,
+                        const char *what, const char *text)
+{
+    if (max_errs)
+        cg_error_set(&errs[0], code, what, 0, 0, "%s", text);
+    *n_errs = 1;
+}
+
+static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo)
+{
+    return (cg_spec_env_t){.vocab = b->vocab,
+                           .pseudo = pseudo,
+                           .source_utc_offset = b->utc_offset,
+                           .hl7 = &b->hl7,
+                           .xml = &b->xml};
+}
+
+static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, size_t max_errs,
+                                 size_t *n_errs)
+{
+    mapping_base_t *b = calloc(1, sizeof(*b));
+    int nomem = !b;
+    if (b) {
+        b->refs = 1;
+        b->specs_path = dup_or_null(o->specs, &nomem);
+        b->cohorts_path = dup_or_null(o->cohorts, &nomem);
+        b->utc_offset = dup_or_null(o->source_utc_offset, &nomem);
+        if (o->hl7)
+            b->hl7 = *o->hl7;
+        else
+            cg_hl7_options_default(&b->hl7);
+        /* the charset name is the caller's; keep a copy so reloads outlive it */
+        b->charset = dup_or_null(b->hl7.default_charset, &nomem);
+        b->hl7.default_charset = b->charset;
+        if (o->xml)
+            b->xml = *o->xml;
+        else
+            cg_xml_options_default(&b->xml);
+        b->vocab = nomem ? NULL : cg_vocab_new();
+        nomem |= !b->vocab;
+    }
+    if (nomem) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        goto fail;
+    }
+    /* vocabularies first: a spec that names a vocabulary is checked against them */
+    char vbuf[PATH_MAX];
+    const char *vdir = o->vocab ? o->vocab : cg_spec_vocab_dir(o->specs, vbuf, sizeof(vbuf));
+    if (vdir && (cg_vocab_load_csv_dir(b->vocab, vdir, errs, max_errs, n_errs) != CG_OK || *n_errs))
+        goto fail;
+    if (o->athena) {
+        cg_error_t e;
+        if (cg_vocab_load_athena(b->vocab, o->athena, NULL, 0, &e) != CG_OK) {
+            if (max_errs)
+                errs[0] = e;
+            *n_errs = 1;
+            goto fail;
+        }
+    }
+    if (!o->no_key) {
+        char errstr[512];
+        cg_pseudo_key_t *key = cg_pseudo_key_load(o->key_file, o->key_file ? NULL : o->key_env,
+                                                  errstr, sizeof(errstr));
+        if (key)
+            b->pseudo = cg_pseudo_new(key, o->date_shift_days, errstr, sizeof(errstr));
+        cg_pseudo_key_destroy(key);
+        if (!b->pseudo) {
+            plain_error(errs, max_errs, n_errs, CG_ERR_CONFIG, "", errstr);
+            goto fail;
+        }
+    }
+    return b;
+fail:
+    base_release(b);
+    return NULL;
+}
+
+/* Compiles the specs and cohorts of base into a new bundle that takes a reference to base. */
+static cg_mapping_t *compile(mapping_base_t *b, cg_error_t *errs, size_t max_errs, size_t *n_errs)
+{
+    cg_mapping_t *m = calloc(1, sizeof(*m));
+    if (!m) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        return NULL;
+    }
+    cg_spec_env_t env = base_env(b, b->pseudo);
+    m->specs = cg_specset_load(b->specs_path, &env, errs, max_errs, n_errs);
+    if (!m->specs) {
+        if (!*n_errs) /* a folder without specs is an error of its own */
+            plain_error(errs, max_errs, n_errs, CG_ERR_SPEC, b->specs_path, "no spec found");
+        goto fail;
+    }
+    if (b->cohorts_path &&
+        !(m->cohorts = cg_cohortset_load(b->cohorts_path, errs, max_errs, n_errs)))
+        goto fail;
+    __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+    m->base = b;
+    return m;
+fail:
+    cg_specset_destroy(m->specs);
+    free(m);
+    return NULL;
+}
+
+cg_mapping_t *cg_mapping_load(const cg_mapping_opts_t *opts, cg_error_t *errs, size_t max_errs,
+                              size_t *n_errs)
+{
+    size_t n = 0;
+    if (!n_errs)
+        n_errs = &n;
+    *n_errs = 0;
+    if (!opts || !opts->specs) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_INVALID_ARG, "mapping", "no specs given");
+        return NULL;
+    }
+    mapping_base_t *b = base_load(opts, errs, max_errs, n_errs);
+    if (!b)
+        return NULL;
+    cg_mapping_t *m = compile(b, errs, max_errs, n_errs);
+    base_release(b); /* the bundle holds its own reference */
+    return m;
+}
+
+cg_mapping_t *cg_mapping_reload(const cg_mapping_t *m, cg_error_t *errs, size_t max_errs,
+                                size_t *n_errs)
+{
+    size_t n = 0;
+    if (!n_errs)
+        n_errs = &n;
+    *n_errs = 0;
+    return compile(m->base, errs, max_errs, n_errs);
+}
+
+void cg_mapping_destroy(cg_mapping_t *m)
+{
+    if (!m)
+        return;
+    cg_cohortset_destroy(m->cohorts);
+    cg_specset_destroy(m->specs);
+    base_release(m->base);
+    free(m);
+}
+
+const cg_specset_t *cg_mapping_specs(const cg_mapping_t *m)
+{
+    return m->specs;
+}
+
+const cg_cohortset_t *cg_mapping_cohorts(const cg_mapping_t *m)
+{
+    return m->cohorts;
+}
+
+const cg_vocab_t *cg_mapping_vocab(const cg_mapping_t *m)
+{
+    return m->base->vocab;
+}
+
+const char *cg_mapping_specs_path(const cg_mapping_t *m)
+{
+    return m->base->specs_path;
+}
+
+const char *cg_mapping_cohorts_path(const cg_mapping_t *m)
+{
+    return m->base->cohorts_path;
+}
+
+cg_mapping_worker_t *cg_mapping_worker_new_keyed(const cg_mapping_t *m, const cg_pseudo_t *pseudo,
+                                                 char *errstr, size_t errstr_size)
+{
+    cg_mapping_worker_t *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    cg_spec_env_t env = base_env(m->base, pseudo);
+    w->mapper = cg_mapper_new(m->specs, &env, errstr, errstr_size);
+    if (w->mapper && m->cohorts && !(w->router = cg_cohort_router_new(m->cohorts)))
+        snprintf(errstr, errstr_size, "out of memory");
+    if (!w->mapper || (m->cohorts && !w->router)) {
+        cg_mapping_worker_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+cg_mapping_worker_t *cg_mapping_worker_new(const cg_mapping_t *m, char *errstr, size_t errstr_size)
+{
+    if (!m->base->pseudo) {
+        snprintf(errstr, errstr_size, "no pseudonym key was loaded");
+        return NULL;
+    }
+    return cg_mapping_worker_new_keyed(m, m->base->pseudo, errstr, errstr_size);
+}
+
+void cg_mapping_worker_set_trace(cg_mapping_worker_t *w, int on)
+{
+    cg_mapper_set_trace(w->mapper, on);
+}
+
+void cg_mapping_worker_destroy(cg_mapping_worker_t *w)
+{
+    if (!w)
+        return;
+    cg_mapper_destroy(w->mapper);
+    cg_cohort_router_destroy(w->router);
+    free(w);
+}
+
+cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
+                               size_t len, const cg_map_row_t **rows, size_t *n_rows,
+                               cg_map_error_t *err)
+{
+    switch (format) {
+    case CG_INPUT_XML:
+        return cg_mapper_map_xml(w->mapper, buf, len, rows, n_rows, err);
+    case CG_INPUT_AUTO:
+        return cg_mapper_map(w->mapper, buf, len, rows, n_rows, err);
+    case CG_INPUT_HL7V2:
+        break;
+    }
+    return cg_mapper_map_hl7(w->mapper, buf, len, rows, n_rows, err);
+}
+
+cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg,
+                                   const cg_map_row_t **rows, size_t *n_rows, cg_map_error_t *err)
+{
+    return cg_mapper_map_msg(w->mapper, msg, rows, n_rows, err);
+}
+
+size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_map_row_t *row,
+                               const char *const **names)
+{
+    if (!w->router)
+        return 0;
+    return cg_cohort_route(w->router, row->table, row->row_json, names);
+}

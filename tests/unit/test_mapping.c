@@ -1,0 +1,249 @@
+/* test_mapping.c - the mapping bundle (cg_mapping.h): loaded in order with located errors, mapped
+ * per worker, routed through cohorts, reloaded sharing vocabularies and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cg_buf.h"
+#include "cg_mapping.h"
+#include "cg_pseudo.h"
+#include "cg_vocab.h"
+
+#define KEY_FILE CG_SOURCE_DIR "/tests/golden/key"
+
+static char *slurp(const char *path, size_t *len)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    assert_int_equal(cg_buf_read_file(&b, path), CG_OK);
+    *len = b.len;
+    return b.data;
+}
+
+static cg_mapping_t *load_shipped(const char *cohorts)
+{
+    cg_mapping_opts_t o = {
+        .specs = CG_SOURCE_DIR "/specs", .cohorts = cohorts, .key_file = KEY_FILE};
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_mapping_t *m = cg_mapping_load(&o, errs, 4, &n);
+    if (!m) {
+        char buf[1024];
+        fail_msg("load: %s", cg_error_format(&errs[0], buf, sizeof(buf)));
+    }
+    assert_int_equal(n, 0);
+    return m;
+}
+
+static void test_load_map_route(void **state)
+{
+    (void)state;
+    cg_mapping_t *m = load_shipped(CG_SOURCE_DIR "/specs/cohorts");
+    assert_true(cg_specset_count(cg_mapping_specs(m)) >= 4);
+    assert_non_null(cg_mapping_cohorts(m));
+    assert_true(cg_vocab_count(cg_mapping_vocab(m)) > 0); /* vocab/ beside the specs */
+    char errstr[256];
+    cg_mapping_worker_t *w = cg_mapping_worker_new(m, errstr, sizeof(errstr));
+    assert_non_null(w);
+
+    size_t len;
+    char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, oru, len, &rows, &n, &me), CG_OK);
+    assert_true(n > 0);
+    /* the same bytes by sniffing give the same rows */
+    size_t n_auto;
+    assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_AUTO, oru, len, &rows, &n_auto, &me), CG_OK);
+    assert_int_equal(n_auto, n);
+    /* an HbA1c of 7.2 % (the golden case) joins the t2dm cohort */
+    int t2dm = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *const *names;
+        size_t k = cg_mapping_worker_route(w, &rows[i], &names);
+        for (size_t j = 0; j < k; j++)
+            t2dm |= !strcmp(names[j], "t2dm");
+    }
+    assert_true(t2dm);
+    /* HL7 bytes read as XML fail at decode, with a stage */
+    assert_int_not_equal(cg_mapping_worker_map(w, CG_INPUT_XML, oru, len, &rows, &n, &me), CG_OK);
+    assert_string_equal(me.stage, "decode");
+    free(oru);
+
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(m);
+}
+
+static void test_without_cohorts_routes_nowhere(void **state)
+{
+    (void)state;
+    cg_mapping_t *m = load_shipped(NULL);
+    assert_null(cg_mapping_cohorts(m));
+    char errstr[256];
+    cg_mapping_worker_t *w = cg_mapping_worker_new(m, errstr, sizeof(errstr));
+    size_t len;
+    char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
+    const cg_map_row_t *rows;
+    size_t n;
+    cg_map_error_t me;
+    assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, oru, len, &rows, &n, &me), CG_OK);
+    const char *const *names = NULL;
+    assert_int_equal(cg_mapping_worker_route(w, &rows[0], &names), 0);
+    free(oru);
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(m);
+}
+
+static void test_errors_are_located(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cg-test-mapping-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[512];
+    snprintf(path, sizeof(path), "%s/bad.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"name\": \"bad\", \"version\": 1,\n \"nope\": 1}\n", f);
+    fclose(f);
+    cg_mapping_opts_t o = {.specs = path, .key_file = KEY_FILE};
+    cg_error_t errs[4];
+    size_t n = 0;
+    assert_null(cg_mapping_load(&o, errs, 4, &n));
+    assert_true(n >= 1);
+    assert_string_equal(errs[0].file, path);
+    assert_true(errs[0].line >= 1);
+
+    /* a missing key is an error of its own, naming the file and never key bytes */
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s/no-such.key", dir);
+    cg_mapping_opts_t ok = {.specs = CG_SOURCE_DIR "/specs", .key_file = missing};
+    n = 0;
+    assert_null(cg_mapping_load(&ok, errs, 4, &n));
+    assert_int_equal(n, 1);
+    char buf[1024];
+    cg_error_format(&errs[0], buf, sizeof(buf));
+    assert_non_null(strstr(buf, "no-such.key"));
+
+    /* no key: enough to compile (check, test); a worker needs one */
+    cg_mapping_opts_t nk = {.specs = CG_SOURCE_DIR "/specs", .no_key = 1};
+    cg_mapping_t *m = cg_mapping_load(&nk, errs, 4, &n);
+    assert_non_null(m);
+    char errstr[256];
+    assert_null(cg_mapping_worker_new(m, errstr, sizeof(errstr)));
+    assert_non_null(strstr(errstr, "key"));
+    cg_mapping_destroy(m);
+
+    /* an empty folder has no spec */
+    cg_mapping_opts_t empty = {.specs = dir, .no_key = 1};
+    unlink(path);
+    n = 0;
+    assert_null(cg_mapping_load(&empty, errs, 4, &n));
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(errs[0].text, "no spec"));
+    rmdir(dir);
+}
+
+static void test_reload_shares_and_survives(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cg-test-mapping-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cp -r %s/specs/. %s/", CG_SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    cg_mapping_opts_t o = {.specs = dir, .key_file = KEY_FILE};
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_mapping_t *m = cg_mapping_load(&o, errs, 4, &n);
+    assert_non_null(m);
+
+    cg_mapping_t *r = cg_mapping_reload(m, errs, 4, &n);
+    assert_non_null(r);
+    assert_ptr_equal(cg_mapping_vocab(r), cg_mapping_vocab(m)); /* shared, not loaded again */
+    assert_ptr_not_equal(cg_mapping_specs(r), cg_mapping_specs(m));
+
+    /* a spec broken on disk: the reload fails, located, and the running bundle still maps */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/zz-broken.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"name\": \"broken\",\n  \"version\": \"x\"}\n", f);
+    fclose(f);
+    n = 0;
+    assert_null(cg_mapping_reload(r, errs, 4, &n));
+    assert_true(n >= 1);
+    assert_non_null(strstr(errs[0].file, "zz-broken.json"));
+
+    cg_mapping_destroy(m); /* the reloaded bundle keeps the shared vocabularies alive */
+    char errstr[256];
+    cg_mapping_worker_t *w = cg_mapping_worker_new(r, errstr, sizeof(errstr));
+    assert_non_null(w);
+    size_t len;
+    char *adt = slurp(CG_SOURCE_DIR "/tests/golden/adt_a01_admit/input.hl7", &len);
+    const cg_map_row_t *rows;
+    size_t nr;
+    cg_map_error_t me;
+    assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, adt, len, &rows, &nr, &me), CG_OK);
+    assert_true(nr > 0);
+    free(adt);
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(r);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_keyed_worker(void **state)
+{
+    (void)state;
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs", .no_key = 1};
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_mapping_t *m = cg_mapping_load(&o, errs, 4, &n);
+    assert_non_null(m);
+    char errstr[256];
+    cg_pseudo_key_t *k1 = cg_pseudo_key_new("key-one-key-one-key-one-key-one-12", 34, errstr, 256);
+    cg_pseudo_key_t *k2 = cg_pseudo_key_new("key-two-key-two-key-two-key-two-12", 34, errstr, 256);
+    cg_pseudo_t *p1 = cg_pseudo_new(k1, 0, errstr, 256), *p2 = cg_pseudo_new(k2, 0, errstr, 256);
+    cg_pseudo_key_destroy(k1);
+    cg_pseudo_key_destroy(k2);
+    cg_mapping_worker_t *w1 = cg_mapping_worker_new_keyed(m, p1, errstr, sizeof(errstr));
+    cg_mapping_worker_t *w2 = cg_mapping_worker_new_keyed(m, p2, errstr, sizeof(errstr));
+    assert_non_null(w1);
+    assert_non_null(w2);
+    size_t len;
+    char *adt = slurp(CG_SOURCE_DIR "/tests/golden/adt_a01_admit/input.hl7", &len);
+    const cg_map_row_t *r1, *r2;
+    size_t n1, n2;
+    cg_map_error_t me;
+    assert_int_equal(cg_mapping_worker_map(w1, CG_INPUT_HL7V2, adt, len, &r1, &n1, &me), CG_OK);
+    char *key1 = strndup(r1[0].person_key.ptr, r1[0].person_key.len);
+    assert_int_equal(cg_mapping_worker_map(w2, CG_INPUT_HL7V2, adt, len, &r2, &n2, &me), CG_OK);
+    assert_int_equal(n1, n2);
+    /* another key, another pseudonym for the same patient */
+    assert_true(r2[0].person_key.len > 0);
+    assert_false(strlen(key1) == r2[0].person_key.len &&
+                 !memcmp(key1, r2[0].person_key.ptr, r2[0].person_key.len));
+    free(key1);
+    free(adt);
+    cg_mapping_worker_destroy(w1);
+    cg_mapping_worker_destroy(w2);
+    cg_pseudo_destroy(p1);
+    cg_pseudo_destroy(p2);
+    cg_mapping_destroy(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_map_route),
+        cmocka_unit_test(test_without_cohorts_routes_nowhere),
+        cmocka_unit_test(test_errors_are_located),
+        cmocka_unit_test(test_reload_shares_and_survives),
+        cmocka_unit_test(test_keyed_worker),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
