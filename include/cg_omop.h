@@ -1,7 +1,7 @@
 /* cg_omop.h - the OMOP CDM v5.4 schema as code: tables, columns, value checks and DDL.
  *
- * The tables and columns are generated from OHDSI's field-level CSV (mappers/targets/omop_schema.c, see
- * tests/scripts/gen-omop-schema.py) and are static, read-only data: nothing here allocates and
+ * The tables and columns are generated from OHDSI's field-level CSV (mappers/targets/omop_schema.c,
+ * see tests/scripts/gen-omop-schema.py) and are static, read-only data: nothing here allocates and
  * every pointer returned lives as long as the program.
  *
  * One deliberate departure from OMOP's DDL, made for cohortgate's ids: OMOP declares every

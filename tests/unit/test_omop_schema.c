@@ -69,9 +69,10 @@ static void test_generated_matches_csv(void **state)
             line += committed[k] == '\n';
         free(generated);
         free(committed);
-        fail_msg("mappers/targets/omop_schema.c differs from the generator's output at line %zu; run: "
-                 "python3 tests/scripts/gen-omop-schema.py --omop-dir ../shared/omop",
-                 line);
+        fail_msg(
+            "mappers/targets/omop_schema.c differs from the generator's output at line %zu; run: "
+            "python3 tests/scripts/gen-omop-schema.py --omop-dir ../shared/omop",
+            line);
     }
     free(generated);
     free(committed);
