@@ -21,8 +21,8 @@
 #include "cg_delivery.h"
 #include "cg_kafka.h"
 #include "cg_log.h"
-#include "cg_metrics.h"
 #include "cg_mapping.h"
+#include "cg_metrics_gw.h"
 #include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
@@ -513,7 +513,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         STAT_ADD(gw, dead_lettered, 1);
     else
         STAT_ADD(gw, records_out, 1);
-    cg_metrics_gw_delivered(gw->metrics, m, m->rkt == gw->dlq_rkt);
+    char v1[CG_METRICS_MAX_VALUE + 1], v2[CG_METRICS_MAX_VALUE + 1]; /* the metrics' labels */
+    if (m->rkt == gw->dlq_rkt)
+        cg_metrics_gw_dead_letter(gw->metrics, cg_kafka_header(m, "cg.error.stage", v1, sizeof(v1)),
+                                  cg_kafka_header(m, "cg.error.code", v2, sizeof(v2)));
+    else
+        cg_metrics_gw_row_out(gw->metrics, rd_kafka_topic_name(m->rkt),
+                              cg_kafka_header(m, "cg.spec", v1, sizeof(v1)));
     cg_delivery_done(gw->delivery, dm);
 }
 
@@ -1262,7 +1268,7 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
     gw->dlq_rkt = rd_kafka_topic_new(gw->producer, cfg->dead_letter_topic, NULL);
     if (!gw->out_rkt || !gw->dlq_rkt)
         goto fail_nomem;
-    cg_metrics_gw_serve(gw->metrics, cfg->metrics_listen, gw->producer); /* logs its address */
+    cg_metrics_gw_serve(gw->metrics, cfg->metrics_listen, cg_kafka_outq_len, gw->producer);
     return gw;
 
 fail_nomem:

@@ -1,5 +1,6 @@
 /* cg_metrics.h - Prometheus metrics: a small registry, its text renderer (exposition format
- * 0.0.4), a tiny HTTP/1.1 endpoint (/metrics, /healthz), and the gateway's own metric set.
+ * 0.0.4) and its HTTP endpoint (/metrics, /healthz, served by libmicrohttpd). Nothing here knows
+ * the gateway or Kafka: the gateway's own metric set is cg_metrics_gw.h.
  *
  * Registry. A metric (family) is a counter, a gauge or a histogram with fixed buckets, and up to
  * CG_METRICS_MAX_LABELS label names fixed when it is registered. A series (one set of label
@@ -21,8 +22,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include <librdkafka/rdkafka.h>
 
 #include "cg_buf.h"
 #include "cg_err.h"
@@ -92,9 +91,11 @@ typedef struct cg_metrics_server cg_metrics_server_t;
 typedef int(cg_metrics_health_fn)(void *opaque, char *reason, size_t reason_size);
 
 typedef struct cg_metrics_server_opts {
-    int read_timeout_ms;  /* for a whole request head; 0 picks 5000 */
-    int write_timeout_ms; /* for a whole response; 0 picks 10000 */
-    size_t max_request;   /* bytes of request head; 0 picks 8192 */
+    /* A connection idle this long (no request bytes in, no response bytes taken) is closed
+     * without an answer; rounded up to whole seconds (libmicrohttpd's unit). 0 picks 5000. */
+    int read_timeout_ms;
+    size_t max_request;  /* bytes of request head; 0 picks 8192 */
+    int max_connections; /* connections open at once, beyond it new ones are closed; 0: 64 */
 } cg_metrics_server_opts_t;
 
 /* Whether a metrics.listen value turns the endpoint off ("off", "" or NULL). */
@@ -103,11 +104,13 @@ int cg_metrics_listen_off(const char *listen);
  * (0 picks a free one). Fills host and port; -1 with the reason in errstr. */
 int cg_metrics_listen_parse(const char *listen, char *host, size_t host_size, char *port,
                             size_t port_size, char *errstr, size_t errstr_size);
-/* Binds addr (a metrics.listen value) and serves, one connection at a time, on a thread of its own
- * with every signal blocked: GET (or HEAD) /metrics renders m, /healthz asks health (NULL: always
- * 200), another path is 404, another method 405. A request head larger than max_request gets 431,
- * one not complete within read_timeout_ms gets 408; every response closes its connection. Returns
- * NULL with the reason in errstr (also when addr is off). */
+/* Binds addr (a metrics.listen value) and serves it with libmicrohttpd on one polling thread of
+ * its own (epoll), every signal blocked: connections are served side by side, so clients that
+ * send half a request cannot hold off a scrape or /healthz. GET (or HEAD) /metrics renders m,
+ * /healthz asks health (NULL: always 200), another path is 404, another method 405. A request
+ * head larger than max_request gets 431 (414 when its request line alone overflows the
+ * connection's memory), a connection idle for read_timeout_ms is closed; every response closes
+ * its connection. Returns NULL with the reason in errstr (also when addr is off). */
 cg_metrics_server_t *cg_metrics_server_start(const char *addr, cg_metrics_t *m,
                                              cg_metrics_health_fn *health, void *opaque,
                                              const cg_metrics_server_opts_t *opts, char *errstr,
@@ -115,62 +118,8 @@ cg_metrics_server_t *cg_metrics_server_start(const char *addr, cg_metrics_t *m,
 /* The bound port (useful with port 0) and the address as "HOST:PORT" ("[::1]:PORT" for IPv6). */
 int cg_metrics_server_port(const cg_metrics_server_t *s);
 const char *cg_metrics_server_address(const cg_metrics_server_t *s);
-/* Stops the thread (promptly, even with a client connected) and closes the socket. NULL-safe. */
+/* Stops the thread (promptly, even with clients connected), closing every connection and the
+ * socket. NULL-safe. */
 void cg_metrics_server_stop(cg_metrics_server_t *s);
-
-/* ---- the gateway's metric set ----
- *
- * cohortgate_messages_in_total{topic}           input messages taken from Kafka (input topic)
- * cohortgate_rows_out_total{topic,spec}         records delivered, by output topic and spec
- * cohortgate_dead_letter_total{stage,code}      dead letters delivered, by stage and error code
- * cohortgate_mapping_latency_seconds            decode + map time per message (histogram)
- * cohortgate_consumer_lag{topic,partition}      messages behind the committed offset (librdkafka
- *                                               statistics; assigned partitions only)
- * cohortgate_producer_queue_messages            records in the producer's queue
- * cohortgate_transactions_total{result}         committed / aborted Kafka transactions
- * cohortgate_reloads_total{result}              SIGHUP reloads, ok / failed
- * cohortgate_paused                             1 while input is paused (backpressure)
- * cohortgate_assigned_partitions                input partitions assigned to this instance
- * cohortgate_up, cohortgate_build_info{version}, process_resident_memory_bytes,
- * process_start_time_seconds
- */
-
-typedef struct cg_metrics_gw cg_metrics_gw_t;
-
-/* health_grace_ms: how long /healthz stays 200 without a partition assignment, from the start
- * and from the moment the last partition was revoked. */
-cg_metrics_gw_t *cg_metrics_gw_new(size_t max_series, int health_grace_ms);
-/* Stops the endpoint first, then frees. NULL-safe. */
-void cg_metrics_gw_destroy(cg_metrics_gw_t *g);
-cg_metrics_t *cg_metrics_gw_registry(cg_metrics_gw_t *g);
-/* Starts the endpoint on listen (unless off), with producer's queue as
- * cohortgate_producer_queue_messages; the producer must outlive the set or this endpoint. Logs
- * the address (event metrics.listening), or the failure (metrics.failed) and carries on
- * without: the pipeline is worth more than its metrics. Returns 0 when serving or off. */
-int cg_metrics_gw_serve(cg_metrics_gw_t *g, const char *listen, rd_kafka_t *producer);
-/* The endpoint's bound port, or -1 when it is not serving. */
-int cg_metrics_gw_port(const cg_metrics_gw_t *g);
-
-void cg_metrics_gw_message_in(cg_metrics_gw_t *g, const char *topic);
-void cg_metrics_gw_latency(cg_metrics_gw_t *g, double seconds);
-/* From a delivery report of a successful delivery: a row (output topic, cg.spec header) or a
- * dead letter (cg.error.stage and cg.error.code headers). */
-void cg_metrics_gw_delivered(cg_metrics_gw_t *g, const rd_kafka_message_t *m, int dead_letter);
-void cg_metrics_gw_row_out(cg_metrics_gw_t *g, const char *topic, const char *spec);
-void cg_metrics_gw_dead_letter(cg_metrics_gw_t *g, const char *stage, const char *code);
-/* result: "committed" or "aborted". */
-void cg_metrics_gw_transaction(cg_metrics_gw_t *g, const char *result);
-void cg_metrics_gw_reload(cg_metrics_gw_t *g, int ok);
-void cg_metrics_gw_paused(cg_metrics_gw_t *g, int paused);
-void cg_metrics_gw_assigned(cg_metrics_gw_t *g, int n_partitions);
-/* Takes a librdkafka statistics JSON (stats_cb) and sets cohortgate_consumer_lag from its
- * partitions' consumer_lag; partitions without one (-1, not assigned) are hidden. Returns -1
- * when the JSON does not parse. */
-int cg_metrics_gw_kafka_stats(cg_metrics_gw_t *g, const char *json, size_t len);
-/* The gateway's state for /healthz: stopping (draining or stopped), or fatal with a reason. */
-void cg_metrics_gw_stopping(cg_metrics_gw_t *g);
-void cg_metrics_gw_fatal(cg_metrics_gw_t *g, const char *reason);
-/* /healthz's answer (a cg_metrics_health_fn; opaque is the set). */
-int cg_metrics_gw_health(void *opaque, char *reason, size_t reason_size);
 
 #endif

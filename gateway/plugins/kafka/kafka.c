@@ -171,6 +171,28 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
     return rk;
 }
 
+/* ---- for subsystems that do not link librdkafka's types ---- */
+
+const char *cg_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    buf[0] = '\0';
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
+        len = len < size - 1 ? len : size - 1;
+        memcpy(buf, v, len);
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+int cg_kafka_outq_len(void *rk)
+{
+    return rk ? rd_kafka_outq_len(rk) : 0;
+}
+
 /* ---- embedded broker ---- */
 
 struct cg_kafka_embedded {
