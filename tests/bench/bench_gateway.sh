@@ -2,14 +2,25 @@
 # bench_gateway.sh - `cohortgate run` end to end against a real Apache Kafka broker on this
 # machine: throughput, latency and memory, per delivery semantics and worker count.
 #
-# Starts its own broker (tests/scripts/kafka-broker.sh, stopped on every exit), builds cohortgate
-# and the load generator tests/bench/cg_loadgen, and for each semantics x workers row runs:
+# Starts its own broker (tests/scripts/kafka-broker.sh, stopped on every exit), builds cohortgate,
+# the load generator tests/bench/cg_loadgen and the passthrough tests/bench/cg_passthrough, and
+# for each semantics x workers row runs:
 #
-#   flat out   MESSAGES HL7 v2 ORU/ADT messages are preloaded to a fresh raw topic, then the
-#              gateway starts and consumes them as fast as it can. msgs/s = messages over the span
-#              from the first to the last output record timestamp (the gateway's start-up and
-#              group join are outside it). Latency is not reported: preloaded inputs wait in the
-#              topic by design.
+#   flat out   MESSAGES HL7 v2 ORU/ADT messages are preloaded once to a raw topic, then the
+#              gateway starts (a fresh group, fresh output topics) and consumes them as fast as it
+#              can. msgs/s = messages over the span from the first to the last output record
+#              timestamp (the gateway's start-up and group join are outside it), the median of
+#              ROUNDS runs. Latency is not reported: preloaded inputs wait in the topic by design.
+#   ceiling    the transport ceiling, in the same run: cg_passthrough consumes the same preloaded
+#              topic with the gateway's own Kafka clients, settings, commit rule (at-least-once)
+#              or transactions (exactly-once), and produces for each input the records the
+#              gateway produced for it (same count, topics, keys, headers and sizes; filler
+#              values) without decoding or mapping. The records per input (the plan) are read
+#              back from the output of one untimed gateway run before the timed ones, which also
+#              warms the broker up. Per semantics, ROUNDS passthrough runs alternate with the
+#              gateway's (odd rounds gateway first, even rounds passthrough first), msgs/s is
+#              measured the same way, and a second table gives the gateway's median as a
+#              percentage of the passthrough's median.
 #   rate R     the gateway runs idle, then cg_loadgen streams RATE messages/s for DURATION seconds
 #              (paced every millisecond) and the gateway keeps up or not. msgs/s = inputs over the
 #              output span; p50/p99/max latency per input = its last output record's timestamp
@@ -36,6 +47,10 @@
 #   --duration S        seconds the rate phase streams (default 30; 600 for the 10-minute RSS run)
 #   --rate R            messages/s of the rate phase (default 5000)
 #   --messages N        messages preloaded for the flat-out phase (default 200000)
+#   --rounds N          flat-out runs per row, and passthrough runs per semantics (default 3; an
+#                       even N reports the lower of the two middle runs)
+#   --no-ceiling        no passthrough runs (and no untimed plan run)
+#   --quick             --messages 50000 --rounds 3 --workers 1 --duration 10 --warmup 2 (~2 min)
 #   --flat-out-only     only the flat-out phase
 #   --rate-only         only the rate phase (e.g. --rate-only --rate 5000 --duration 600)
 #   --semantics "LIST"  default "at-least-once exactly-once"
@@ -51,8 +66,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BENCH_BUILD_DIR:-$root/build-bench}
-duration=30 rate=5000 messages=200000 partitions=4 warmup=5
-do_flat=1 do_rate=1
+duration=30 rate=5000 messages=200000 partitions=4 warmup=5 rounds=3
+do_flat=1 do_rate=1 do_ceiling=1
 semantics_list="at-least-once exactly-once" workers_list="1 2"
 rss_every=${BENCH_RSS_EVERY:-60}
 
@@ -61,6 +76,9 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2 && shift ;;
     --rate) rate=$2 && shift ;;
     --messages) messages=$2 && shift ;;
+    --rounds) rounds=$2 && shift ;;
+    --no-ceiling) do_ceiling=0 ;;
+    --quick) messages=50000 rounds=3 workers_list=1 duration=10 warmup=2 ;;
     --flat-out-only) do_rate=0 ;;
     --rate-only) do_flat=0 ;;
     --semantics) semantics_list=$2 && shift ;;
@@ -86,12 +104,14 @@ log() { printf 'bench_gateway: %s\n' "$*" >&2; }
 if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCG_BUILD_TESTS=ON >/dev/null
 fi
-cmake --build "$build" --target cohortgate cg_loadgen -j2 >/dev/null
+cmake --build "$build" --target cohortgate cg_loadgen cg_passthrough -j2 >/dev/null
 cg=$build/gateway/cohortgate
 lg=$build/tests/bench/cg_loadgen
+pt=$build/tests/bench/cg_passthrough
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+started_at=$(date +%s)
 tmp=$(mktemp -d /tmp/cg-bench.XXXXXX)
 gw_pid= sampler_pid=
 cleanup() {
@@ -111,9 +131,10 @@ head -c 32 /dev/urandom | base64 >"$tmp/key"
 "$cg" check --reference >"$tmp/reference.md"
 knows() { grep -qF "| \`$1\` |" "$tmp/reference.md"; }
 
-# write_config NAME SEMANTICS WORKERS: the config of one run in $tmp/NAME.json
+# write_config NAME SEMANTICS WORKERS [INPUT]: the config of one run in $tmp/NAME.json, reading
+# INPUT (default NAME.raw); the passthrough reads the gateway's config format too
 write_config() {
-    local name=$1 sem=$2 workers=$3 extra=""
+    local name=$1 sem=$2 workers=$3 input=${4:-$1.raw} extra=""
     # workers: set when the gateway has the setting; asked for anyway when not 1, so that the
     # check refuses it and the row says why
     if knows workers || [ "$workers" != 1 ]; then
@@ -123,7 +144,7 @@ write_config() {
         extra="$extra\"metrics\": {\"listen\": \"127.0.0.1:0\"}, "
     fi
     cat >"$tmp/$name.json" <<JSON
-{"group_id": "$name", "inputs": [{"topic": "$name.raw"}],
+{"group_id": "$name", "inputs": [{"topic": "$input"}],
  "output": {"topic": "$name.records", "dead_letter_topic": "$name.dlq"},
  "mapping": {"specs": "$root/specs"}, "pseudonym": {"key_file": "$tmp/key"},
  "cohorts": {"path": "$root/specs/cohorts", "topic": "$name.cohort.{cohort}.{table}"},
@@ -135,17 +156,21 @@ JSON
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-# start_gateway NAME: runs the gateway and waits until it holds its partitions; sets gw_pid and
-# rss0 (VmRSS then, in kB)
+# start_gateway NAME [PLAN]: runs the gateway (with PLAN: the passthrough instead, producing to
+# NAME.*) and waits until it holds its partitions; sets gw_pid and rss0 (VmRSS then, in kB)
 start_gateway() {
-    local name=$1 i
-    "$cg" run -c "$tmp/$name.json" >"$tmp/$name.out" 2>"$tmp/$name.log" &
+    local name=$1 plan=${2:-} i
+    if [ -n "$plan" ]; then
+        "$pt" run -c "$tmp/$name.json" -p "$plan" -x "$name." >"$tmp/$name.out" 2>"$tmp/$name.log" &
+    else
+        "$cg" run -c "$tmp/$name.json" >"$tmp/$name.out" 2>"$tmp/$name.log" &
+    fi
     gw_pid=$!
     for i in $(seq 1 1200); do
         grep -q '"partition.assigned"' "$tmp/$name.log" && break
         if ! kill -0 "$gw_pid" 2>/dev/null; then
             cat "$tmp/$name.log" >&2
-            log "FAILED: the gateway exited during start-up"
+            log "FAILED: ${plan:+the passthrough instead of }the gateway exited during start-up"
             exit 1
         fi
         sleep 0.05
@@ -174,10 +199,14 @@ stop_gateway() {
 get() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
 rows=()
-fmt='| %-13s | %7s | %-26s | %9s | %6s | %6s | %6s | %11s | %9s | %9s | %9s |'
+fmt='| %-13s | %7s | %-29s | %9s | %6s | %6s | %6s | %11s | %9s | %9s | %9s |'
 row() { rows+=("$(printf "$fmt" "$@")"); }
 notes=()
+ceil_rows=()
+cfmt='| %-13s | %7s | %14s | %18s | %21s | %13s |'
 
+# the semantics x workers the gateway accepts; the others get a row that says so
+combos=()
 for sem in $semantics_list; do
     for workers in $workers_list; do
         name=cg-bench-$sem-w$workers-$$
@@ -187,59 +216,143 @@ for sem in $semantics_list; do
             notes+=("$sem, $workers worker(s): skipped, the gateway refuses the config: ${err##*error: }")
             continue
         fi
-        if [ "$do_flat" = 1 ]; then
-            n=$name-flat
-            write_config "$n" "$sem" "$workers"
-            log "$sem, $workers worker(s): preloading $messages messages"
-            "$lg" produce -b "$boot" -t "$n.raw" -p "$partitions" -n "$messages" >"$tmp/$n.produce"
-            log "$sem, $workers worker(s): consuming flat out"
-            start_gateway "$n"
-            "$lg" wait -b "$boot" -g "$n" -t "$n.raw" -n "$messages" >"$tmp/$n.wait"
-            stop_gateway "$n"
-            s=$("$lg" stats -b "$boot" -t "$n.raw" -x "$n.")
-            [ "$(get matched "$s")" = "$messages" ] || notes+=("$sem/$workers flat out: only $(get matched "$s") of $messages inputs have output: $s")
-            row "$sem" "$workers" "flat out, $messages preloaded" "$(get rate "$s")" "-" "-" "-" "-" \
-                "$(mb "$rss0")" "$(mb "$rss1")" "$(mb "$hwm")"
-            notes+=("$sem/$workers flat out: $(get records "$s") records in $(get span_s "$s") s of output timestamps; $(cat "$tmp/$n.wait")")
-        fi
-        if [ "$do_rate" = 1 ]; then
-            n=$name-rate
-            write_config "$n" "$sem" "$workers"
-            "$lg" create -b "$boot" -t "$n.raw" -p "$partitions"
-            start_gateway "$n"
-            (
-                t=0
-                while kill -0 "$gw_pid" 2>/dev/null; do
-                    echo "$t $(status_kb "$gw_pid" VmRSS)"
-                    sleep "$rss_every"
-                    t=$((t + rss_every))
-                done
-            ) >"$tmp/$n.rss" &
-            sampler_pid=$!
-            log "$sem, $workers worker(s): $rate messages/s for $duration s"
-            p=$("$lg" produce -b "$boot" -t "$n.raw" -r "$rate" -d "$duration")
-            "$lg" wait -b "$boot" -g "$n" -t "$n.raw" -n "$(get produced "$p")" >/dev/null
-            stop_gateway "$n"
-            s=$("$lg" stats -b "$boot" -t "$n.raw" -x "$n." --warmup "$warmup")
-            row "$sem" "$workers" "$rate/s for $duration s" "$(get rate "$s")" "$(get p50_ms "$s")" \
-                "$(get p99_ms "$s")" "$(get max_ms "$s")" "$(get warmup_p99_ms "$s")" \
-                "$(mb "$rss0")" "$(mb "$rss1")" "$(mb "$hwm")"
-            notes+=("$sem/$workers at $rate/s: loadgen $p; $(get matched "$s") of $(get inputs "$s") inputs have output, $(get records "$s") records")
-            if [ "$duration" -ge 120 ]; then
-                notes+=("$sem/$workers at $rate/s: RSS (MB) every $rss_every s: $(awk '{ printf "%.1f ", $2 / 1024 }' "$tmp/$n.rss")")
-            fi
-        fi
+        combos+=("$sem $workers")
     done
 done
 
+# the line of FILE ("msgs/s ...", one per run) with the median msgs/s; of an even count, the lower
+# of the two middle ones, so that the other columns come from a run that happened
+median_line() { sort -n -k1,1 "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+runs_of() { cut -d' ' -f1 "$1" | paste -sd' '; }
+
+# flat_run NAME SEMANTICS WORKERS FILE [PLAN]: one flat-out run over the preloaded $flat_in, by the
+# gateway (by the passthrough with PLAN); appends "msgs/s rss0 rss1 hwm records span_s" to FILE
+flat_run() {
+    local n=$1 sem=$2 workers=$3 file=$4 plan=${5:-} s
+    write_config "$n" "$sem" "$workers" "$flat_in"
+    start_gateway "$n" "$plan"
+    "$lg" wait -b "$boot" -g "$n" -t "$flat_in" -n "$messages" >"$tmp/$n.wait"
+    stop_gateway "$n"
+    s=$("$lg" stats -b "$boot" -t "$flat_in" -x "$n.")
+    [ "$(get matched "$s")" = "$messages" ] ||
+        notes+=("$n: only $(get matched "$s") of $messages inputs have output: $s")
+    [ -z "$plan_records" ] || [ "$(get records "$s")" = "$plan_records" ] ||
+        notes+=("$n: $(get records "$s") records where the plan has $plan_records")
+    echo "$(get rate "$s") $rss0 $rss1 $hwm $(get records "$s") $(get span_s "$s")" >>"$file"
+}
+
+if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
+    # one input topic for every flat-out run: each run is a fresh group with output topics of its
+    # own, so the gateway and the passthrough read the very same records
+    flat_in=cg-bench-$$-flat.raw plan= plan_records=
+    log "preloading $messages messages to $flat_in"
+    "$lg" produce -b "$boot" -t "$flat_in" -p "$partitions" -n "$messages" >"$tmp/flat.produce"
+    if [ "$do_ceiling" = 1 ]; then
+        # the plan: what the gateway produced for each input, read back from an untimed run
+        set -- ${combos[0]}
+        log "$1, $2 worker(s): untimed gateway run for the passthrough's plan"
+        flat_run "cg-bench-$$-plan" "$1" "$2" "$tmp/plan.run"
+        "$pt" plan -b "$boot" -t "$flat_in" -x "cg-bench-$$-plan." -o "$tmp/plan" >"$tmp/plan.out"
+        plan=$tmp/plan plan_records=$(get records "$(cat "$tmp/plan.out")")
+        notes+=("passthrough plan: $(cat "$tmp/plan.out"), from an untimed $1/$2 gateway run ($(cut -d' ' -f1 "$tmp/plan.run") msgs/s)")
+    fi
+    for sem in $semantics_list; do
+        ws=()
+        for c in "${combos[@]}"; do
+            set -- $c
+            [ "$1" != "$sem" ] || ws+=("$2")
+        done
+        [ ${#ws[@]} -gt 0 ] || continue
+        for r in $(seq 1 "$rounds"); do
+            # alternated, so that neither side always runs first on a broker that just did work
+            order="gw pt"
+            [ $((r % 2)) = 1 ] || order="pt gw"
+            [ -n "$plan" ] || order=gw
+            for kind in $order; do
+                if [ "$kind" = pt ]; then
+                    log "$sem: passthrough, round $r of $rounds"
+                    flat_run "cg-bench-$$-$sem-pt-r$r" "$sem" 1 "$tmp/flat.$sem.pt" "$plan"
+                    continue
+                fi
+                for workers in "${ws[@]}"; do
+                    log "$sem, $workers worker(s): flat out, round $r of $rounds"
+                    flat_run "cg-bench-$$-$sem-w$workers-r$r" "$sem" "$workers" "$tmp/flat.$sem.w$workers"
+                done
+            done
+        done
+        for workers in "${ws[@]}"; do
+            f=$tmp/flat.$sem.w$workers
+            set -- $(median_line "$f")
+            row "$sem" "$workers" "flat out, $messages preloaded" "$1" "-" "-" "-" "-" \
+                "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
+            notes+=("$sem/$workers flat out: msgs/s by round $(runs_of "$f"); the median run: $5 records in $6 s of output timestamps")
+            gw_rate=$1
+            if [ -n "$plan" ]; then
+                set -- $(median_line "$tmp/flat.$sem.pt")
+                ceil_rows+=("$(printf "$cfmt" "$sem" "$workers" "$gw_rate" "$1" \
+                    "$(awk -v g="$gw_rate" -v p="$1" 'BEGIN { printf "%.1f %%", (p > 0 ? 100 * g / p : 0) }')" \
+                    "$(awk -v r="$plan_records" -v m="$messages" 'BEGIN { printf "%.3f", r / m }')")")
+            fi
+        done
+        if [ -n "$plan" ]; then
+            f=$tmp/flat.$sem.pt
+            set -- $(median_line "$f")
+            row "$sem" "-" "passthrough, $messages preloaded" "$1" "-" "-" "-" "-" \
+                "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
+            notes+=("$sem passthrough: msgs/s by round $(runs_of "$f"); the median run: $5 records in $6 s of output timestamps")
+        fi
+    done
+fi
+
+if [ "$do_rate" = 1 ]; then
+    for c in "${combos[@]}"; do
+        set -- $c
+        sem=$1 workers=$2
+        n=cg-bench-$sem-w$workers-$$-rate
+        write_config "$n" "$sem" "$workers"
+        "$lg" create -b "$boot" -t "$n.raw" -p "$partitions"
+        start_gateway "$n"
+        (
+            t=0
+            while kill -0 "$gw_pid" 2>/dev/null; do
+                echo "$t $(status_kb "$gw_pid" VmRSS)"
+                sleep "$rss_every"
+                t=$((t + rss_every))
+            done
+        ) >"$tmp/$n.rss" &
+        sampler_pid=$!
+        log "$sem, $workers worker(s): $rate messages/s for $duration s"
+        p=$("$lg" produce -b "$boot" -t "$n.raw" -r "$rate" -d "$duration")
+        "$lg" wait -b "$boot" -g "$n" -t "$n.raw" -n "$(get produced "$p")" >/dev/null
+        stop_gateway "$n"
+        s=$("$lg" stats -b "$boot" -t "$n.raw" -x "$n." --warmup "$warmup")
+        row "$sem" "$workers" "$rate/s for $duration s" "$(get rate "$s")" "$(get p50_ms "$s")" \
+            "$(get p99_ms "$s")" "$(get max_ms "$s")" "$(get warmup_p99_ms "$s")" \
+            "$(mb "$rss0")" "$(mb "$rss1")" "$(mb "$hwm")"
+        notes+=("$sem/$workers at $rate/s: loadgen $p; $(get matched "$s") of $(get inputs "$s") inputs have output, $(get records "$s") records")
+        if [ "$duration" -ge 120 ]; then
+            notes+=("$sem/$workers at $rate/s: RSS (MB) every $rss_every s: $(awk '{ printf "%.1f ", $2 / 1024 }' "$tmp/$n.rss")")
+        fi
+    done
+fi
+
 echo
 echo "cohortgate gateway benchmark: $(nproc) CPU(s), $(uname -m), build $build_type, broker Apache Kafka on 127.0.0.1 (same machine), $partitions input partitions"
-echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(($(date +%s) - started_at)) s in all"
 echo
 printf "$fmt\n" semantics workers load "msgs/s" "p50 ms" "p99 ms" "max ms" "warm-up p99" "RSS start" "RSS end" "peak RSS"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ---------------------------- ----------- -------- -------- -------- ------------- ----------- ----------- -----------
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ------------------------------- ----------- -------- -------- -------- ------------- ----------- ----------- -----------
 printf '%s\n' "${rows[@]}"
 echo
-echo "(latency: after the first $warmup s of the rate phase; warm-up p99: of those first $warmup s."
+echo "(flat out: the median of $rounds run(s). latency: after the first $warmup s of the rate phase; warm-up p99: of those first $warmup s."
 echo " RSS in MB from /proc/PID/status: VmRSS once the gateway holds its partitions, VmRSS before SIGTERM, VmHWM)"
+if [ ${#ceil_rows[@]} -gt 0 ]; then
+    echo
+    echo "transport ceiling: flat-out msgs/s, medians of $rounds gateway and $rounds passthrough run(s), alternated; target: the gateway at 90 % or more"
+    echo
+    printf "$cfmt\n" semantics workers "gateway msgs/s" "passthrough msgs/s" "gateway / passthrough" "records/input"
+    printf '|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ---------------- -------------------- ----------------------- ---------------
+    printf '%s\n' "${ceil_rows[@]}"
+fi
+echo
 for n in "${notes[@]}"; do echo "- $n"; done
