@@ -825,9 +825,9 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 
 /* ---- rows ---- */
 
-static int is_numeric_type(cg_omop_type_t t)
+static int is_numeric_type(cg_col_type_t t)
 {
-    return t == CG_OMOP_INTEGER || t == CG_OMOP_BIGINT || t == CG_OMOP_FLOAT;
+    return t == CG_COL_INT32 || t == CG_COL_INT64 || t == CG_COL_NUMBER;
 }
 
 /* cg_buf_putc without the call when there is room: rows are mostly punctuation. */
@@ -853,14 +853,14 @@ static void put_json_str(cg_buf_t *b, const char *s, size_t n)
 }
 
 /* Whether the canonical number num[0..n) (from cg_spec_number) certainly passes
- * cg_omop_check_value for type t, so the check can be skipped: any such text is a valid JSON
+ * cg_target_check for type t, so the check can be skipped: any such text is a valid JSON
  * number, and integers short enough cannot be out of range. Longer ones are checked. */
-static int number_surely_ok(cg_omop_type_t t, const char *num, size_t n)
+static int number_surely_ok(cg_col_type_t t, const char *num, size_t n)
 {
     size_t digits = n - (num[0] == '-');
-    if (t == CG_OMOP_FLOAT)
+    if (t == CG_COL_NUMBER)
         return 1;
-    if (t == CG_OMOP_INTEGER)
+    if (t == CG_COL_INT32)
         return digits <= 9;
     /* BIGINT: 19 digits fit up to INT64_MAX (hashed ids are 63-bit, so nearly all of them) */
     if (digits == 19)
@@ -901,9 +901,9 @@ static int two(const char *s, int *v)
 
 /* Whether v has the exact shape cg_spec_ts_to_iso writes, YYYY-MM-DD for a date, and for a
  * datetime optionally THH:MM[:SS][.f{1,4}][+HH:MM] after it, with every part in the range
- * cg_omop_check_value accepts; such a value passes that check, which is skipped. Anything else
+ * cg_target_check accepts; such a value passes that check, which is skipped. Anything else
  * (a leap second, a constant in another format) is left to the check. */
-static int iso_surely_ok(cg_omop_type_t t, const char *s, size_t n)
+static int iso_surely_ok(cg_col_type_t t, const char *s, size_t n)
 {
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int c, y, m, d, x;
@@ -916,7 +916,7 @@ static int iso_surely_ok(cg_omop_type_t t, const char *s, size_t n)
         return 0;
     if (n == 10)
         return 1;
-    if (t != CG_OMOP_DATETIME || n < 16 || s[10] != 'T' || !two(s + 11, &x) || x > 23 ||
+    if (t != CG_COL_DATETIME || n < 16 || s[10] != 'T' || !two(s + 11, &x) || x > 23 ||
         s[13] != ':' || !two(s + 14, &x) || x > 59)
         return 0;
     size_t i = 16;
@@ -938,22 +938,23 @@ static int iso_surely_ok(cg_omop_type_t t, const char *s, size_t n)
            s[i + 3] == ':' && two(s + i + 4, &x) && x <= 59;
 }
 
-/* Writes "name":value for one column, checked against the OMOP type; varchar values longer than
+/* Writes "name":value for one column, checked against the column type; varchar values longer than
  * the column are cut at a character boundary (source values are often longer than 50). */
 static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
                              const char *src_text, int first)
 {
     cg_buf_t *b = &mp->rows_buf;
-    const cg_omop_column_t *col = cc->col;
-    cg_omop_type_t t = cc->type;
+    const cg_target_column_t *col = cc->col;
+    cg_col_type_t t = col->type;
     if (!first)
         put_ch(b, ',');
-    if (cc->key_len <= CG_SPEC_KEY_PAD && b->cap - b->len > CG_SPEC_KEY_PAD && !b->failed) {
-        memcpy(b->data + b->len, cc->key, CG_SPEC_KEY_PAD); /* the padding is overwritten next */
-        b->len += cc->key_len;
+    if (col->json_key_len <= CG_TARGET_KEY_PAD && b->cap - b->len > CG_TARGET_KEY_PAD &&
+        !b->failed) {
+        memcpy(b->data + b->len, col->json_key, CG_TARGET_KEY_PAD); /* padding overwritten next */
+        b->len += col->json_key_len;
         b->data[b->len] = '\0';
     } else {
-        cg_buf_append_fast(b, cc->key, cc->key_len);
+        cg_buf_append_fast(b, col->json_key, col->json_key_len);
     }
     if (!v.present) {
         if (col->required)
@@ -970,22 +971,22 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
     }
     if (is_numeric_type(t)) {
         char num[128];
-        size_t n = cg_spec_number(v.s, v.len, t != CG_OMOP_FLOAT, num, sizeof(num));
+        size_t n = cg_spec_number(v.s, v.len, t != CG_COL_NUMBER, num, sizeof(num));
         char why[160];
         if (!n || (!number_surely_ok(t, num, n) &&
-                   !cg_omop_check_value(col, num, n, false, why, sizeof(why))))
+                   !cg_target_check(col, num, n, false, why, sizeof(why))))
             return fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
-                        col->name, t == CG_OMOP_FLOAT ? "" : "n integer",
+                        col->name, t == CG_COL_NUMBER ? "" : "n integer",
                         (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
         cg_buf_append_fast(b, num, n);
         return CG_OK;
     }
     /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
      * cut and the check below reduce to a length limit */
-    if ((t == CG_OMOP_TEXT || (t == CG_OMOP_VARCHAR && col->max_length > 0)) &&
+    if ((t == CG_COL_TEXT || (t == CG_COL_VARCHAR && col->max_length > 0)) &&
         cg_buf_json_plain(v.s, v.len)) {
         size_t n = v.len;
-        if (t == CG_OMOP_VARCHAR && n > (size_t)col->max_length)
+        if (t == CG_COL_VARCHAR && n > (size_t)col->max_length)
             n = (size_t)col->max_length;
         if (cg_buf_reserve(b, n + 2) == CG_OK) {
             char *o = b->data + b->len;
@@ -997,19 +998,19 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
         }
         return CG_OK;
     }
-    if (t == CG_OMOP_VARCHAR && col->max_length > 0) {
+    if (t == CG_COL_VARCHAR && col->max_length > 0) {
         xform_t cut = {.kind = XF_TRUNCATE, .u.truncate = (size_t)col->max_length};
         apply_xform(mp, &cut, v, &v);
     }
     char why[160];
-    if (!((t == CG_OMOP_DATE || t == CG_OMOP_DATETIME) && iso_surely_ok(t, v.s, v.len)) &&
-        !cg_omop_check_value(col, v.s, v.len, true, why, sizeof(why)))
+    if (!((t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len)) &&
+        !cg_target_check(col, v.s, v.len, true, why, sizeof(why)))
         return fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
     put_json_str(b, v.s, v.len);
     return CG_OK;
 }
 
-static void trace_column(cg_mapper_t *mp, const cg_omop_column_t *col, const char *src, int first)
+static void trace_column(cg_mapper_t *mp, const cg_target_column_t *col, const char *src, int first)
 {
     cg_buf_t *t = &mp->trace_buf;
     if (!first)
@@ -1268,7 +1269,7 @@ static void finish_rows(cg_mapper_t *mp, const cg_map_row_t **rows, size_t *n_ro
     for (size_t i = 0; i < mp->n_rows; i++) {
         const row_span_t *s = &mp->spans[i];
         cg_map_row_t *r = &mp->rows[i];
-        r->standard = s->rule->standard;
+        r->standard = s->rule->table->target->name;
         r->table = s->rule->table->name;
         r->spec = s->spec->name;
         r->spec_version = s->spec->version;
