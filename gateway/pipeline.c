@@ -23,7 +23,6 @@
 #include "cg_log.h"
 #include "cg_metrics.h"
 #include "cg_pseudo.h"
-#include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
 
@@ -234,7 +233,7 @@ static job_rec_t *job_add_rec(job_t *j)
 static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
 {
     const rd_kafka_message_t *in = j->in;
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     double t0 = cg_metrics_now();
     const char *buf = in->payload ? in->payload : "";
@@ -257,18 +256,17 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
                      j->me.rule[0] ? ": " : "", j->me.reason);
         return;
     }
-    cg_record_source_t src = {
+    cg_row_source_t src = {
         .topic = rd_kafka_topic_name(in->rkt),
         .partition = in->partition,
         .offset = in->offset,
-        .message_id = n ? rows[0].message_id : (cg_slice_t){"", 0},
     };
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
         size_t n_cohorts =
-            w->router ? cg_cohort_route(w->router, rows[i].table, rows[i].row_json, &cohorts) : 0;
+            w->router ? cg_cohort_route(w->router, &rows[i], &cohorts) : 0;
         size_t val_off = j->buf.len;
-        if (cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, &j->buf) != CG_OK)
+        if (cg_row_encode(&rows[i], &src, cohorts, n_cohorts, 0, &j->buf) != CG_OK)
             goto nomem;
         size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
         if (rows[i].person_key.len &&
@@ -281,7 +279,7 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
             if (!r)
                 goto nomem;
             *r = (job_rec_t){n_cohorts ? cohorts[k] : NULL,
-                             rows[i].table,
+                             rows[i].table->name,
                              rows[i].spec,
                              rows[i].rule,
                              rows[i].spec_version,

@@ -4,7 +4,6 @@
 #include "cg_cohort.h"
 #include "cg_hl7.h"
 #include "cg_pseudo.h"
-#include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_xml.h"
 #include "cg_vocab.h"
@@ -89,20 +88,12 @@ static void flush_out(cg_buf_t *line, FILE *out)
 static cg_cohort_router_t *map_router;
 
 /* Writes rows as NDJSON envelopes (with their trace when asked) to line. */
-static void put_rows(const cg_map_row_t *rows, size_t n, int trace, cg_buf_t *line)
+static void put_rows(const cg_row_t *rows, size_t n, int trace, cg_buf_t *line)
 {
-    cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
-        size_t n_cohorts =
-            map_router ? cg_cohort_route(map_router, rows[i].table, rows[i].row_json, &cohorts) : 0;
-        cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, line);
-        if (trace) {
-            line->len--; /* reopen the envelope for "trace" */
-            cg_buf_append(line, ",\"trace\":", 9);
-            cg_buf_append(line, rows[i].trace_json.ptr, rows[i].trace_json.len);
-            cg_buf_putc(line, '}');
-        }
+        size_t n_cohorts = map_router ? cg_cohort_route(map_router, &rows[i], &cohorts) : 0;
+        cg_row_encode(&rows[i], NULL, cohorts, n_cohorts, trace ? CG_ROW_ENCODE_TRACE : 0, line);
         cg_buf_putc_fast(line, '\n');
     }
 }
@@ -111,7 +102,7 @@ static void put_rows(const cg_map_row_t *rows, size_t n, int trace, cg_buf_t *li
 static size_t map_xml(cg_mapper_t *mp, const char *name, const char *buf, size_t len, int trace,
                       FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
 {
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     cnt->messages++;
@@ -154,7 +145,7 @@ static size_t map_reader(cg_mapper_t *mp, cg_hl7_msg_t *msg, const char *name, c
                     cg_hl7_error_location(&he, where, sizeof(where)));
             continue;
         }
-        const cg_map_row_t *rows;
+        const cg_row_t *rows;
         size_t n;
         cg_map_error_t me;
         rc = cg_mapper_map_msg(mp, msg, &rows, &n, &me);

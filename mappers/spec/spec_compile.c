@@ -927,16 +927,6 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
             json_object_foreach(meta, mk, mv)
             {
                 r->meta[r->n_meta].name = dup(c, mk, strlen(mk));
-                /* its key as the evaluator would write it: JSON-escaped, with the colon */
-                cg_buf_t kb;
-                cg_buf_init(&kb);
-                cg_buf_put_json_str(&kb, mk, strlen(mk));
-                cg_buf_putc(&kb, ':');
-                if (!kb.failed) {
-                    r->meta[r->n_meta].key = dup(c, kb.data, kb.len);
-                    r->meta[r->n_meta].key_len = r->meta[r->n_meta].key ? kb.len : 0;
-                }
-                cg_buf_free(&kb);
                 r->meta[r->n_meta++].expr = compile_expr(c, mv);
             }
         }

@@ -61,14 +61,6 @@ typedef struct ts_memo {
     size_t iso_len;
 } ts_memo_t;
 
-typedef struct row_span {
-    const rule_t *rule;
-    const spec_t *spec;
-    size_t off, len;             /* in rows_buf */
-    size_t meta_off, meta_len;   /* in rows_buf; meta_len 0 for none */
-    size_t trace_off, trace_len; /* in trace_buf */
-} row_span_t;
-
 struct cg_mapper {
     const cg_specset_t *ss;
     const cg_vocab_t *vocab;
@@ -81,10 +73,7 @@ struct cg_mapper {
     int xml_opts_set;
     cg_arena_t arena; /* values of one message */
     cg_buf_t scratch; /* decoding */
-    cg_buf_t rows_buf;
-    cg_buf_t trace_buf;
-    row_span_t *spans;
-    cg_map_row_t *rows;
+    cg_row_t *rows;   /* their values and meta are in the arena */
     size_t n_rows, cap_rows;
     spec_val_t *vars;
     size_t cap_vars;
@@ -110,6 +99,7 @@ struct cg_mapper {
     int patient_state; /* 0 not computed, 1 ok, -1 failed */
     cg_pseudo_person_t person;
     spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
+    spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */
     int shift_days;
     cg_map_error_t *err;
 };
@@ -579,6 +569,9 @@ static cg_err_t patient(cg_mapper_t *mp)
     if (rc)
         return fail(mp, CG_ERR_MAP, "the patient identifier cannot be pseudonymized (%s)",
                     cg_err2str(rc));
+    mp->person_sv = val_copy(mp, mp->person.source_value, strlen(mp->person.source_value));
+    if (!mp->person_sv.present)
+        return fail(mp, CG_ERR_NOMEM, "out of memory");
     mp->patient_state = 1;
     mp->person_id_text = ABSENT;
     return CG_OK;
@@ -798,7 +791,7 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
                 mp->person_id_text = int_text(mp, mp->person.person_id);
             v = mp->person_id_text;
         } else {
-            v = (spec_val_t){mp->person.source_value, strlen(mp->person.source_value), 1};
+            v = mp->person_sv;
         }
         break;
     case EX_PSEUDONYM:
@@ -828,28 +821,6 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 static int is_numeric_type(cg_col_type_t t)
 {
     return t == CG_COL_INT32 || t == CG_COL_INT64 || t == CG_COL_NUMBER;
-}
-
-/* cg_buf_putc without the call when there is room: rows are mostly punctuation. */
-static inline void put_ch(cg_buf_t *b, char c)
-{
-    cg_buf_putc_fast(b, c);
-}
-
-/* Appends s as a JSON string: plain text is copied in one go, the rest escaped by
- * cg_buf_put_json_str (same bytes either way). */
-static void put_json_str(cg_buf_t *b, const char *s, size_t n)
-{
-    if (!cg_buf_json_plain(s, n) || cg_buf_reserve(b, n + 2) != CG_OK) {
-        cg_buf_put_json_str(b, s, n);
-        return;
-    }
-    char *o = b->data + b->len;
-    o[0] = '"';
-    memcpy(o + 1, s, n);
-    o[n + 1] = '"';
-    b->len += n + 2;
-    b->data[b->len] = '\0';
 }
 
 /* Whether the canonical number num[0..n) (from cg_spec_number) certainly passes
@@ -938,35 +909,32 @@ static int iso_surely_ok(cg_col_type_t t, const char *s, size_t n)
            s[i + 3] == ':' && two(s + i + 4, &x) && x <= 59;
 }
 
-/* Writes "name":value for one column, checked against the column type; varchar values longer than
- * the column are cut at a character boundary (source values are often longer than 50). */
-static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
-                             const char *src_text, int first)
+/* The kind of value a column of each type holds. */
+static const uint32_t kind_of[] = {
+    [CG_COL_INT32] = CG_VALUE_INTEGER,     [CG_COL_INT64] = CG_VALUE_INTEGER,
+    [CG_COL_NUMBER] = CG_VALUE_NUMBER,     [CG_COL_VARCHAR] = CG_VALUE_STRING,
+    [CG_COL_TEXT] = CG_VALUE_STRING,       [CG_COL_DATE] = CG_VALUE_DATE,
+    [CG_COL_DATETIME] = CG_VALUE_DATETIME,
+};
+
+/* Types v for col into *out, checked against the column type; varchar values longer than the
+ * column are cut at a character boundary (source values are often longer than 50). Numbers are
+ * made canonical. The text stays where it is (the message, the arena) unless it changes. */
+static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_val_t v,
+                           const char *src_text, cg_value_t *out)
 {
-    cg_buf_t *b = &mp->rows_buf;
-    const cg_target_column_t *col = cc->col;
     cg_col_type_t t = col->type;
-    if (!first)
-        put_ch(b, ',');
-    if (col->json_key_len <= CG_TARGET_KEY_PAD && b->cap - b->len > CG_TARGET_KEY_PAD &&
-        !b->failed) {
-        memcpy(b->data + b->len, col->json_key, CG_TARGET_KEY_PAD); /* padding overwritten next */
-        b->len += col->json_key_len;
-        b->data[b->len] = '\0';
-    } else {
-        cg_buf_append_fast(b, col->json_key, col->json_key_len);
-    }
     if (!v.present) {
         if (col->required)
             return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,
                         src_text ? src_text : "?");
-        cg_buf_append_fast(b, "null", 4);
+        *out = (cg_value_t){NULL, 0, CG_VALUE_NULL};
         return CG_OK;
     }
     if (is_numeric_type(t) && v.len <= 20 && canonical_int(v.s, v.len) &&
         number_surely_ok(t, v.s, v.len)) {
         /* ids and concept ids: already the text cg_spec_number would give */
-        cg_buf_append_fast(b, v.s, v.len);
+        *out = (cg_value_t){v.s, v.len, kind_of[t]};
         return CG_OK;
     }
     if (is_numeric_type(t)) {
@@ -978,7 +946,12 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
             return fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
                         col->name, t == CG_COL_NUMBER ? "" : "n integer",
                         (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
-        cg_buf_append_fast(b, num, n);
+        if (n != v.len || memcmp(num, v.s, n)) { /* "7.20" → "7.2": the new text */
+            v = val_copy(mp, num, n);
+            if (!v.present)
+                return fail(mp, CG_ERR_NOMEM, "out of memory");
+        }
+        *out = (cg_value_t){v.s, v.len, kind_of[t]};
         return CG_OK;
     }
     /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
@@ -988,14 +961,7 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
         size_t n = v.len;
         if (t == CG_COL_VARCHAR && n > (size_t)col->max_length)
             n = (size_t)col->max_length;
-        if (cg_buf_reserve(b, n + 2) == CG_OK) {
-            char *o = b->data + b->len;
-            o[0] = '"';
-            memcpy(o + 1, v.s, n);
-            o[n + 1] = '"';
-            b->len += n + 2;
-            b->data[b->len] = '\0';
-        }
+        *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING};
         return CG_OK;
     }
     if (t == CG_COL_VARCHAR && col->max_length > 0) {
@@ -1006,45 +972,22 @@ static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
     if (!((t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len)) &&
         !cg_target_check(col, v.s, v.len, true, why, sizeof(why)))
         return fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
-    put_json_str(b, v.s, v.len);
+    *out = (cg_value_t){v.s, v.len, kind_of[t]};
     return CG_OK;
 }
 
-static void trace_column(cg_mapper_t *mp, const cg_target_column_t *col, const char *src, int first)
-{
-    cg_buf_t *t = &mp->trace_buf;
-    if (!first)
-        cg_buf_putc(t, ',');
-    cg_buf_put_json_str(t, col->name, strlen(col->name));
-    cg_buf_puts(t, ":{\"rule\":");
-    cg_buf_put_json_str(t, mp->rule->name, strlen(mp->rule->name));
-    cg_buf_puts(t, ",\"source\":");
-    cg_buf_put_json_str(t, src, strlen(src));
-    cg_buf_putc(t, '}');
-}
-
-static cg_err_t push_span(cg_mapper_t *mp, size_t off, size_t toff)
+/* A new row at the end of mp->rows; NULL when out of memory. */
+static cg_row_t *push_row(cg_mapper_t *mp)
 {
     if (mp->n_rows == mp->cap_rows) {
         size_t cap = mp->cap_rows ? mp->cap_rows * 2 : 16;
-        row_span_t *s = realloc(mp->spans, cap * sizeof(*s));
-        if (!s)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
-        mp->spans = s;
-        cg_map_row_t *r = realloc(mp->rows, cap * sizeof(*r));
+        cg_row_t *r = realloc(mp->rows, cap * sizeof(*r));
         if (!r)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
+            return NULL;
         mp->rows = r;
         mp->cap_rows = cap;
     }
-    row_span_t *s = &mp->spans[mp->n_rows++];
-    s->rule = mp->rule;
-    s->spec = mp->spec;
-    s->off = off;
-    s->len = mp->rows_buf.len - off;
-    s->trace_off = toff;
-    s->trace_len = mp->trace_buf.len - toff;
-    return CG_OK;
+    return &mp->rows[mp->n_rows++];
 }
 
 static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
@@ -1069,11 +1012,16 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         if (!ok)
             return CG_OK;
     }
-    size_t off = mp->rows_buf.len, toff = mp->trace_buf.len;
-    put_ch(&mp->rows_buf, '{');
-    if (mp->trace)
-        cg_buf_putc(&mp->trace_buf, '{');
-    int first = 1;
+    /* one value a column of the table, absent unless mapped: one allocation a row */
+    const cg_target_table_t *t = r->table;
+    size_t n_tab = t->n_columns;
+    cg_value_t *vals = cg_arena_alloc(&mp->arena, n_tab * sizeof(*vals));
+    const char **trace = mp->trace ? cg_arena_alloc(&mp->arena, n_tab * sizeof(*trace)) : NULL;
+    if (!vals || (mp->trace && !trace))
+        return fail(mp, CG_ERR_NOMEM, "out of memory");
+    memset(vals, 0, n_tab * sizeof(*vals));
+    if (trace)
+        memset(trace, 0, n_tab * sizeof(*trace));
     if (r->pk.col && !r->sets_pk) {
         int64_t id;
         cg_slice_t spec = {mp->spec->name, mp->spec->name_len};
@@ -1081,13 +1029,14 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         if ((rc = cg_pseudo_row_id(mp->pseudo, spec, mp->message_id, rule, position, &id)))
             return fail(mp, rc, "row id failed");
         mp->column = r->pk.col->name;
-        char idbuf[24]; /* copied into the row right away: no need for the arena */
-        spec_val_t idv = {idbuf, fmt_int64(idbuf, id), 1};
-        if ((rc = write_column(mp, &r->pk, idv, "row id", first)))
+        char *idbuf = cg_arena_alloc(&mp->arena, 24);
+        if (!idbuf)
+            return fail(mp, CG_ERR_NOMEM, "out of memory");
+        spec_val_t idv = {idbuf, (uint32_t)fmt_int64(idbuf, id), 1};
+        if ((rc = set_column(mp, r->pk.col, idv, "row id", &vals[r->pk.col->index])))
             return rc;
-        if (mp->trace)
-            trace_column(mp, r->pk.col, "row id (spec, MSH-10, rule, position)", first);
-        first = 0;
+        if (trace)
+            trace[r->pk.col->index] = "row id (spec, MSH-10, rule, position)";
     }
     for (size_t i = 0; i < r->n_columns; i++) {
         const column_t *c = &r->columns[i];
@@ -1095,48 +1044,39 @@ static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
         mp->column = c->col->name;
         if ((rc = eval(mp, c->expr, &v)))
             return rc;
-        if ((rc = write_column(mp, c, v, c->expr->text, first)))
+        if ((rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
             return rc;
-        if (mp->trace)
-            trace_column(mp, c->col, c->expr->text ? c->expr->text : "", first);
-        first = 0;
+        if (trace)
+            trace[c->col->index] = c->expr->text ? c->expr->text : "";
     }
     mp->column = NULL;
-    put_ch(&mp->rows_buf, '}');
-    if (mp->trace)
-        cg_buf_putc(&mp->trace_buf, '}');
-    size_t row_len = mp->rows_buf.len - off;
     /* facts without a column go beside the row; absent ones are left out */
-    size_t meta_off = mp->rows_buf.len, n_meta = 0;
+    cg_row_meta_t *meta = NULL;
+    size_t n_meta = 0;
+    if (r->n_meta && !(meta = cg_arena_alloc(&mp->arena, r->n_meta * sizeof(*meta))))
+        return fail(mp, CG_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < r->n_meta; i++) {
         spec_val_t v;
         mp->column = r->meta[i].name;
         if ((rc = eval(mp, r->meta[i].expr, &v)))
             return rc;
-        if (!v.present)
-            continue;
-        put_ch(&mp->rows_buf, n_meta++ ? ',' : '{');
-        if (r->meta[i].key) {
-            cg_buf_append_fast(&mp->rows_buf, r->meta[i].key, r->meta[i].key_len);
-        } else {
-            put_json_str(&mp->rows_buf, r->meta[i].name, strlen(r->meta[i].name));
-            put_ch(&mp->rows_buf, ':');
-        }
-        put_json_str(&mp->rows_buf, v.s, v.len);
+        if (v.present)
+            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name, {v.s, v.len, CG_VALUE_STRING}};
     }
     mp->column = NULL;
-    if (n_meta)
-        put_ch(&mp->rows_buf, '}');
-    if (mp->rows_buf.failed || mp->trace_buf.failed)
+    cg_row_t *row = push_row(mp);
+    if (!row)
         return fail(mp, CG_ERR_NOMEM, "out of memory");
-    cg_err_t prc = push_span(mp, off, toff);
-    if (prc == CG_OK) {
-        row_span_t *s = &mp->spans[mp->n_rows - 1];
-        s->len = row_len;
-        s->meta_off = meta_off;
-        s->meta_len = mp->rows_buf.len - meta_off;
-    }
-    return prc;
+    /* message_id and person_key are the message's, set once it is mapped (finish_rows) */
+    *row = (cg_row_t){.table = t,
+                      .values = vals,
+                      .meta = meta,
+                      .n_meta = n_meta,
+                      .spec = mp->spec->name,
+                      .spec_version = mp->spec->version,
+                      .rule = r->name,
+                      .trace = trace};
+    return CG_OK;
 }
 
 static cg_err_t run_rule_xml(cg_mapper_t *mp, const rule_t *r)
@@ -1220,7 +1160,7 @@ static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t
 
 /* Starts a message or document: a fresh arena, memo generation and output buffers. */
 static void begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
-                          const cg_map_row_t **rows, size_t *n_rows)
+                          const cg_row_t **rows, size_t *n_rows)
 {
     memset(err ? err : local, 0, sizeof(*local));
     mp->err = err ? err : local;
@@ -1235,8 +1175,6 @@ static void begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *
         memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
         mp->gen = 1;
     }
-    cg_buf_reset(&mp->rows_buf);
-    cg_buf_reset(&mp->trace_buf);
 }
 
 /* Runs spec s when its input condition holds; *matched counts the specs that ran. */
@@ -1263,34 +1201,21 @@ static cg_err_t try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched)
     return rc;
 }
 
-/* The buffers are final once every spec ran: turn spans into rows. */
-static void finish_rows(cg_mapper_t *mp, const cg_map_row_t **rows, size_t *n_rows)
+/* Every spec ran: the rows get the message's id and the patient's pseudonym. */
+static void finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
 {
-    for (size_t i = 0; i < mp->n_rows; i++) {
-        const row_span_t *s = &mp->spans[i];
-        cg_map_row_t *r = &mp->rows[i];
-        r->standard = s->rule->table->target->name;
-        r->table = s->rule->table->name;
-        r->spec = s->spec->name;
-        r->spec_version = s->spec->version;
-        r->rule = s->rule->name;
-        r->row_json = (cg_slice_t){mp->rows_buf.data + s->off, s->len};
-        r->meta_json = (cg_slice_t){mp->rows_buf.data + s->meta_off, s->meta_len};
-        r->message_id = mp->message_id;
-        r->trace_json = mp->trace ? (cg_slice_t){mp->trace_buf.data + s->trace_off, s->trace_len}
-                                  : (cg_slice_t){"", 0};
-        r->person_key = (cg_slice_t){"", 0};
-    }
     /* key every row by the patient's pseudonym (the last spec's patient) */
-    if (mp->patient_state > 0)
-        for (size_t i = 0; i < mp->n_rows; i++)
-            mp->rows[i].person_key =
-                (cg_slice_t){mp->person.source_value, strlen(mp->person.source_value)};
+    cg_slice_t key = mp->patient_state > 0 ? (cg_slice_t){mp->person_sv.s, mp->person_sv.len}
+                                           : (cg_slice_t){"", 0};
+    for (size_t i = 0; i < mp->n_rows; i++) {
+        mp->rows[i].message_id = mp->message_id;
+        mp->rows[i].person_key = key;
+    }
     *rows = mp->rows;
     *n_rows = mp->n_rows;
 }
 
-cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err)
 {
     cg_map_error_t local;
@@ -1410,7 +1335,7 @@ static cg_err_t map_error(cg_map_error_t *err, cg_err_t code, const char *stage,
     return code;
 }
 
-cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err)
 {
     *rows = NULL;
@@ -1469,7 +1394,7 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
     return CG_OK;
 }
 
-cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                        size_t *n_rows, cg_map_error_t *err)
 {
     if (cg_xml_sniff(buf, len))
@@ -1477,7 +1402,7 @@ cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_ma
     return cg_mapper_map_hl7(mp, buf, len, rows, n_rows, err);
 }
 
-cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err)
 {
     cg_hl7_error_t he;
@@ -1504,8 +1429,6 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
     mp->utc_offset = env ? env->source_utc_offset : NULL;
     cg_arena_init(&mp->arena, 64 * 1024);
     cg_buf_init(&mp->scratch);
-    cg_buf_init(&mp->rows_buf);
-    cg_buf_init(&mp->trace_buf);
     for (size_t i = 0; i < ss->n_specs; i++)
         if (ss->specs[i].max_vars > mp->cap_vars)
             mp->cap_vars = ss->specs[i].max_vars;
@@ -1555,22 +1478,8 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     pcre2_match_context_free(mp->mctx);
     cg_arena_destroy(&mp->arena);
     cg_buf_free(&mp->scratch);
-    cg_buf_free(&mp->rows_buf);
-    cg_buf_free(&mp->trace_buf);
-    free(mp->spans);
     free(mp->rows);
     free(mp->vars);
     free(mp->memo);
     free(mp);
-}
-
-cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *src,
-                             const char *const *cohorts, size_t n_cohorts, cg_buf_t *out)
-{
-    cg_record_source_t s = *src;
-    s.spec = row->spec;
-    s.spec_version = row->spec_version;
-    s.rule = row->rule;
-    return cg_record_write_envelope(out, row->standard, row->table, cohorts, n_cohorts,
-                                    row->row_json, row->meta_json, &s);
 }

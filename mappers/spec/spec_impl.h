@@ -165,8 +165,6 @@ struct cond {
 typedef struct binding {
     const char *name;
     expr_t *expr;
-    const char *key; /* meta: "name": as written beside a row, prepared once (NULL: none) */
-    size_t key_len;
 } binding_t;
 
 typedef struct column {

@@ -44,5 +44,5 @@ const cg_target_t cg_target_cohortgate = {
     .what = "a cohortgate table",
     .tables = cohortgate_tables,
     .check = cg_target_omop_check,
-    .encode = NULL,
+    .encode = cg_target_json_envelope,
 };

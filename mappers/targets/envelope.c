@@ -1,42 +1,37 @@
-/* envelope.c - the JSON record envelope (see cg_record.h). */
-#include "cg_record.h"
+/* envelope.c - the JSON record envelope of OMOP and cohortgate rows (cg_row.h): the encoder of
+ * both targets.
+ *
+ * A record is written with one reserve: a bound on its length is added up first (strings at their
+ * worst, every byte escaped), then everything is copied straight in. Plain strings (the usual
+ * codes, ids and names) are copied whole; others go through cg_buf_put_json_str, whose own
+ * reserve then finds room. Writing piece by piece, reserving and scanning each, cost more than
+ * the rest of the record. */
+#include "cg_row.h"
+#include "target_impl.h"
 
-#include <stdint.h>
 #include <string.h>
 
-/* Appends lit (a literal without anything to escape), then s as a JSON string. */
-static void put_key_str(cg_buf_t *out, const char *lit, size_t lit_len, const char *s, size_t n)
+/* What a string costs at most: every byte \u00XX-escaped, the quotes, a separator. */
+#define STR_BOUND(n) ((n)*6 + 4)
+
+#define PUT_LIT(o, lit) (memcpy(o, lit, sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+
+/* Appends s as a JSON string at o (room reserved); returns the new end. */
+static inline char *put_str(cg_buf_t *b, char *o, const char *s, size_t n)
 {
-    if (!cg_buf_json_plain(s, n) || cg_buf_reserve(out, lit_len + n + 2) != CG_OK) {
-        cg_buf_append(out, lit, lit_len);
-        cg_buf_put_json_str(out, s, n);
-        return;
+    if (!n) {
+        memcpy(o, "\"\"", 2);
+        return o + 2;
     }
-    char *o = out->data + out->len;
-    memcpy(o, lit, lit_len);
-    o += lit_len;
-    *o++ = '"';
-    memcpy(o, s, n);
-    o[n] = '"';
-    out->len += lit_len + n + 2;
-    out->data[out->len] = '\0';
-}
-
-#define PUT_KEY_STR(out, lit, s, n) put_key_str(out, lit, sizeof(lit) - 1, s, n)
-
-/* Appends the decimal text of x (by hand: vsnprintf cost more than the rest of the envelope). */
-static void put_int(cg_buf_t *out, int64_t x)
-{
-    char tmp[24];
-    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    size_t n = sizeof(tmp);
-    do {
-        tmp[--n] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (x < 0)
-        tmp[--n] = '-';
-    cg_buf_append(out, tmp + n, sizeof(tmp) - n);
+    if (cg_buf_json_plain(s, n)) {
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        return o + n + 2;
+    }
+    b->len = (size_t)(o - b->data);
+    cg_buf_put_json_str(b, s, n); /* within the reserve: it does not move data */
+    return b->data + b->len;
 }
 
 /* Decimal text of x ending at end; returns where it starts. */
@@ -52,97 +47,163 @@ static char *fmt_int(char *end, int64_t x)
     return end;
 }
 
-#define PUT_LIT(o, lit)  (memcpy(o, lit, sizeof(lit) - 1), (o) += sizeof(lit) - 1)
-#define PUT_STR(o, s, n) ((o)[0] = '"', memcpy((o) + 1, s, n), (o)[(n) + 1] = '"', (o) += (n) + 2)
-
-/* The usual envelope, without cohorts or a topic and with every string plain: its length is
- * known up front, so it is written with one reserve and straight copies (the general path below
- * reserved and scanned piece by piece, a cost per record). Returns 0 when it does not apply. */
-static int write_plain(cg_buf_t *out, const char *standard, const char *table, cg_slice_t row_json,
-                       cg_slice_t meta_json, const cg_record_source_t *src)
+static char *put_int(char *o, int64_t x)
 {
-    size_t sl = strlen(standard), tl = strlen(table);
-    size_t ml = src->message_id.len;
-    const char *mid = src->message_id.ptr ? src->message_id.ptr : "";
-    size_t pl = src->spec ? strlen(src->spec) : 0, rl = src->rule ? strlen(src->rule) : 0;
-    if (!cg_buf_json_plain(standard, sl) || !cg_buf_json_plain(table, tl) ||
-        !cg_buf_json_plain(mid, ml) || (src->spec && !cg_buf_json_plain(src->spec, pl)) ||
-        (src->rule && !cg_buf_json_plain(src->rule, rl)))
-        return 0;
-    char vbuf[24], *v = fmt_int(vbuf + sizeof(vbuf), src->spec_version);
-    size_t vl = (size_t)(vbuf + sizeof(vbuf) - v);
-    size_t total = sl + tl + ml + row_json.len + meta_json.len + pl + rl + vl + 128;
-    if (cg_buf_reserve(out, total) != CG_OK)
-        return 1; /* failed is set; the caller reports it */
-    char *o = out->data + out->len;
-    PUT_LIT(o, "{\"standard\":");
-    PUT_STR(o, standard, sl);
-    PUT_LIT(o, ",\"table\":");
-    PUT_STR(o, table, tl);
-    PUT_LIT(o, ",\"cohorts\":[],\"row\":");
-    if (row_json.len) {
-        memcpy(o, row_json.ptr, row_json.len);
-        o += row_json.len;
-    }
-    if (meta_json.len) {
-        PUT_LIT(o, ",\"meta\":");
-        memcpy(o, meta_json.ptr, meta_json.len);
-        o += meta_json.len;
-    }
-    PUT_LIT(o, ",\"source\":{\"message_id\":");
-    PUT_STR(o, mid, ml);
-    if (src->spec) {
-        PUT_LIT(o, ",\"spec\":");
-        PUT_STR(o, src->spec, pl);
-        PUT_LIT(o, ",\"spec_version\":");
-        memcpy(o, v, vl);
-        o += vl;
-    }
-    if (src->rule) {
-        PUT_LIT(o, ",\"rule\":");
-        PUT_STR(o, src->rule, rl);
-    }
-    PUT_LIT(o, "}}");
-    *o = '\0';
-    out->len = (size_t)(o - out->data);
-    return 1;
+    char tmp[24], *s = fmt_int(tmp + sizeof(tmp), x);
+    size_t n = (size_t)(tmp + sizeof(tmp) - s);
+    memcpy(o, s, n);
+    return o + n;
 }
 
-cg_err_t cg_record_write_envelope(cg_buf_t *out, const char *standard, const char *table,
-                                  const char *const *cohorts, size_t n_cohorts, cg_slice_t row_json,
-                                  cg_slice_t meta_json, const cg_record_source_t *src)
+/* A column's "name": key; short ones as one fixed-size copy (the padding is overwritten next). */
+static inline char *put_key(char *o, const cg_target_column_t *c)
 {
-    if (!n_cohorts && !src->topic && write_plain(out, standard, table, row_json, meta_json, src))
-        return out->failed ? CG_ERR_NOMEM : CG_OK;
-    PUT_KEY_STR(out, "{\"standard\":", standard, strlen(standard));
-    PUT_KEY_STR(out, ",\"table\":", table, strlen(table));
-    cg_buf_append(out, ",\"cohorts\":[", 12);
+    if (c->json_key_len <= CG_TARGET_KEY_PAD)
+        memcpy(o, c->json_key, CG_TARGET_KEY_PAD);
+    else
+        memcpy(o, c->json_key, c->json_key_len);
+    return o + c->json_key_len;
+}
+
+static size_t bound(const cg_row_t *row, const cg_row_source_t *src, const char *const *cohorts,
+                    size_t n_cohorts, unsigned flags)
+{
+    const cg_target_table_t *t = row->table;
+    size_t n = 160 + STR_BOUND(strlen(t->target->name)) + STR_BOUND(strlen(t->name)) +
+               STR_BOUND(row->message_id.len);
+    if (row->spec)
+        n += STR_BOUND(strlen(row->spec)) + 24;
+    if (row->rule)
+        n += STR_BOUND(strlen(row->rule));
     for (size_t i = 0; i < n_cohorts; i++)
-        put_key_str(out, ",", i ? 1 : 0, cohorts[i], strlen(cohorts[i]));
-    cg_buf_append(out, "],\"row\":", 8);
-    cg_buf_append(out, row_json.ptr, row_json.len);
-    if (meta_json.len) {
-        cg_buf_append(out, ",\"meta\":", 8);
-        cg_buf_append(out, meta_json.ptr, meta_json.len);
+        n += STR_BOUND(strlen(cohorts[i]));
+    if (src && src->topic)
+        n += STR_BOUND(strlen(src->topic)) + 64;
+    for (size_t i = 0; i < t->n_columns; i++) {
+        const cg_value_t *v = &row->values[i];
+        if (v->kind != CG_VALUE_ABSENT)
+            n += CG_TARGET_KEY_PAD + t->columns[i].json_key_len + STR_BOUND((size_t)v->len);
     }
-    cg_buf_append(out, ",\"source\":{", 11);
-    if (src->topic) {
-        PUT_KEY_STR(out, "\"topic\":", src->topic, strlen(src->topic));
-        cg_buf_append(out, ",\"partition\":", 13);
-        put_int(out, src->partition);
-        cg_buf_append(out, ",\"offset\":", 10);
-        put_int(out, src->offset);
-        cg_buf_putc(out, ',');
+    for (size_t i = 0; i < row->n_meta; i++)
+        n += STR_BOUND(strlen(row->meta[i].name)) + STR_BOUND((size_t)row->meta[i].value.len);
+    if ((flags & CG_ROW_ENCODE_TRACE) && row->trace) {
+        size_t rl = row->rule ? strlen(row->rule) : 0;
+        for (size_t i = 0; i < t->n_columns; i++)
+            if (row->values[i].kind != CG_VALUE_ABSENT)
+                n += 32 + t->columns[i].json_key_len + STR_BOUND(rl) +
+                     STR_BOUND(row->trace[i] ? strlen(row->trace[i]) : 0);
     }
-    PUT_KEY_STR(out, "\"message_id\":", src->message_id.ptr ? src->message_id.ptr : "",
-                src->message_id.len);
-    if (src->spec) {
-        PUT_KEY_STR(out, ",\"spec\":", src->spec, strlen(src->spec));
-        cg_buf_append(out, ",\"spec_version\":", 16);
-        put_int(out, src->spec_version);
+    return n;
+}
+
+/* "trace": per column, the rule and the source of its value, in the row's order. */
+static char *put_trace(cg_buf_t *b, char *o, const cg_row_t *row)
+{
+    const cg_target_table_t *t = row->table;
+    const char *rule = row->rule ? row->rule : "";
+    size_t rl = strlen(rule);
+    int first = 1;
+    PUT_LIT(o, ",\"trace\":{");
+    for (size_t i = 0; i < t->n_columns; i++) {
+        if (row->values[i].kind == CG_VALUE_ABSENT)
+            continue;
+        const char *s = row->trace[i] ? row->trace[i] : "";
+        if (!first)
+            *o++ = ',';
+        first = 0;
+        o = put_key(o, &t->columns[i]);
+        PUT_LIT(o, "{\"rule\":");
+        o = put_str(b, o, rule, rl);
+        PUT_LIT(o, ",\"source\":");
+        o = put_str(b, o, s, strlen(s));
+        *o++ = '}';
     }
-    if (src->rule)
-        PUT_KEY_STR(out, ",\"rule\":", src->rule, strlen(src->rule));
-    cg_buf_append(out, "}}", 2);
+    *o++ = '}';
+    return o;
+}
+
+cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src,
+                                 const char *const *cohorts, size_t n_cohorts, unsigned flags,
+                                 cg_buf_t *out)
+{
+    const cg_target_table_t *t = row->table;
+    if (cg_buf_reserve(out, bound(row, src, cohorts, n_cohorts, flags)) != CG_OK)
+        return CG_ERR_NOMEM;
+    char *o = out->data + out->len;
+    PUT_LIT(o, "{\"standard\":");
+    o = put_str(out, o, t->target->name, strlen(t->target->name));
+    PUT_LIT(o, ",\"table\":");
+    o = put_str(out, o, t->name, strlen(t->name));
+    PUT_LIT(o, ",\"cohorts\":[");
+    for (size_t i = 0; i < n_cohorts; i++) {
+        if (i)
+            *o++ = ',';
+        o = put_str(out, o, cohorts[i], strlen(cohorts[i]));
+    }
+    PUT_LIT(o, "],\"row\":{");
+    int first = 1;
+    for (size_t i = 0; i < t->n_columns; i++) {
+        const cg_value_t *v = &row->values[i];
+        if (v->kind == CG_VALUE_ABSENT)
+            continue;
+        if (!first)
+            *o++ = ',';
+        first = 0;
+        o = put_key(o, &t->columns[i]);
+        switch (v->kind) {
+        case CG_VALUE_NULL:
+            PUT_LIT(o, "null");
+            break;
+        case CG_VALUE_INTEGER:
+        case CG_VALUE_NUMBER:
+            memcpy(o, v->ptr, v->len);
+            o += v->len;
+            break;
+        default:
+            o = put_str(out, o, v->ptr, v->len);
+            break;
+        }
+    }
+    *o++ = '}';
+    for (size_t i = 0; i < row->n_meta; i++) {
+        const cg_row_meta_t *m = &row->meta[i];
+        if (i)
+            *o++ = ',';
+        else
+            PUT_LIT(o, ",\"meta\":{");
+        o = put_str(out, o, m->name, strlen(m->name));
+        *o++ = ':';
+        o = put_str(out, o, m->value.ptr, m->value.len);
+    }
+    if (row->n_meta)
+        *o++ = '}';
+    PUT_LIT(o, ",\"source\":{");
+    if (src && src->topic) {
+        PUT_LIT(o, "\"topic\":");
+        o = put_str(out, o, src->topic, strlen(src->topic));
+        PUT_LIT(o, ",\"partition\":");
+        o = put_int(o, src->partition);
+        PUT_LIT(o, ",\"offset\":");
+        o = put_int(o, src->offset);
+        *o++ = ',';
+    }
+    PUT_LIT(o, "\"message_id\":");
+    o = put_str(out, o, row->message_id.ptr ? row->message_id.ptr : "", row->message_id.len);
+    if (row->spec) {
+        PUT_LIT(o, ",\"spec\":");
+        o = put_str(out, o, row->spec, strlen(row->spec));
+        PUT_LIT(o, ",\"spec_version\":");
+        o = put_int(o, row->spec_version);
+    }
+    if (row->rule) {
+        PUT_LIT(o, ",\"rule\":");
+        o = put_str(out, o, row->rule, strlen(row->rule));
+    }
+    *o++ = '}';
+    if ((flags & CG_ROW_ENCODE_TRACE) && row->trace)
+        o = put_trace(out, o, row);
+    *o++ = '}';
+    *o = '\0';
+    out->len = (size_t)(o - out->data);
     return out->failed ? CG_ERR_NOMEM : CG_OK;
 }

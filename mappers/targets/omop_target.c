@@ -113,5 +113,5 @@ const cg_target_t cg_target_omop_cdm54 = {
     .what = "an OMOP CDM v5.4 table",
     .tables = omop_tables,
     .check = cg_target_omop_check,
-    .encode = NULL,
+    .encode = cg_target_json_envelope,
 };

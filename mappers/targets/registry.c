@@ -1,4 +1,5 @@
-/* registry.c - the targets records are written in (cg_target.h): one line each. */
+/* registry.c - the targets records are written in (cg_target.h), one line each, and the entry
+ * points that dispatch to a row's target (cg_row.h). */
 #include "target_impl.h"
 
 #include <string.h>
@@ -47,4 +48,16 @@ const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const
         if (!strcmp(table->columns[i].name, name))
             return &table->columns[i];
     return NULL;
+}
+
+const cg_value_t *cg_row_value_named(const cg_row_t *row, const char *name)
+{
+    const cg_target_column_t *c = cg_target_column(row->table, name);
+    return c ? &row->values[c->index] : NULL;
+}
+
+cg_err_t cg_row_encode(const cg_row_t *row, const cg_row_source_t *src, const char *const *cohorts,
+                       size_t n_cohorts, unsigned flags, cg_buf_t *out)
+{
+    return row->table->target->encode(row, src, cohorts, n_cohorts, flags, out);
 }

@@ -3,6 +3,7 @@
 #define CG_TARGET_IMPL_H
 
 #include "cg_omop.h"
+#include "cg_row.h"
 #include "cg_target.h"
 
 /* The targets of the registry (registry.c lists them). */
@@ -18,5 +19,10 @@ cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_
 /* cg_target_t.check for columns built by cg_target_from_omop: cg_omop_check_value(). */
 bool cg_target_omop_check(const cg_target_column_t *col, const char *text, size_t len, bool quoted,
                           char *why, size_t why_size);
+
+/* envelope.c: the JSON record envelope (cg_row.h), the encoder of omop-cdm-5.4 and cohortgate. */
+cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src,
+                                 const char *const *cohorts, size_t n_cohorts, unsigned flags,
+                                 cg_buf_t *out);
 
 #endif
