@@ -39,7 +39,11 @@ typedef enum cg_value_kind {
 typedef struct cg_value {
     const char *ptr; /* not NUL-terminated; NULL for ABSENT and NULL */
     uint32_t len;
-    uint32_t kind; /* cg_value_kind_t */
+    uint8_t kind;  /* cg_value_kind_t */
+    uint8_t plain; /* 1: the text is printable ASCII without '"' or '\\' (a JSON string as is);
+                    * 0: not known. The engine sets it where its checks found out anyway, so
+                    * that an encoder need not scan again. */
+    uint16_t reserved;
 } cg_value_t;
 
 /* A fact about the row that its table has no column for (a spec rule's "meta"), such as a

@@ -118,13 +118,13 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         if (col->required)
             return cg_spec_fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)",
                                 col->name, src_text ? src_text : "?");
-        *out = (cg_value_t){NULL, 0, CG_VALUE_NULL};
+        *out = (cg_value_t){NULL, 0, CG_VALUE_NULL, 0, 0};
         return CG_OK;
     }
     if (is_numeric_type(t) && v.len <= 20 && canonical_int(v.s, v.len) &&
         number_surely_ok(t, v.s, v.len)) {
         /* ids and concept ids: already the text cg_spec_number would give */
-        *out = (cg_value_t){v.s, v.len, kind_of[t]};
+        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
         return CG_OK;
     }
     if (is_numeric_type(t)) {
@@ -141,7 +141,7 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
             if (!v.present)
                 return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
         }
-        *out = (cg_value_t){v.s, v.len, kind_of[t]};
+        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
         return CG_OK;
     }
     /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
@@ -151,7 +151,7 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         size_t n = v.len;
         if (t == CG_COL_VARCHAR && n > (size_t)col->max_length)
             n = (size_t)col->max_length;
-        *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING};
+        *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING, 1, 0};
         return CG_OK;
     }
     if (t == CG_COL_VARCHAR && col->max_length > 0) {
@@ -159,10 +159,10 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         cg_spec_apply_xform(mp, &cut, v, &v);
     }
     char why[160];
-    if (!((t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len)) &&
-        !cg_target_check(col, v.s, v.len, true, why, sizeof(why)))
+    int iso = (t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len);
+    if (!iso && !cg_target_check(col, v.s, v.len, true, why, sizeof(why)))
         return cg_spec_fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
-    *out = (cg_value_t){v.s, v.len, kind_of[t]};
+    *out = (cg_value_t){v.s, v.len, kind_of[t], (uint8_t)iso, 0}; /* iso: digits, -, T, :, ., + */
     return CG_OK;
 }
 
@@ -251,7 +251,7 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         if ((rc = eval(mp, r->meta[i].expr, &v)))
             return rc;
         if (v.present)
-            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name, {v.s, v.len, CG_VALUE_STRING}};
+            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name, {v.s, v.len, CG_VALUE_STRING, 0, 0}};
     }
     mp->column = NULL;
     cg_row_t *row = push_row(mp);

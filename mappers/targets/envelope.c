@@ -1,11 +1,12 @@
 /* envelope.c - the JSON record envelope of OMOP and cohortgate rows (cg_row.h): the encoder of
  * both targets.
  *
- * A record is written with one reserve: a bound on its length is added up first (strings at their
- * worst, every byte escaped), then everything is copied straight in. Plain strings (the usual
- * codes, ids and names) are copied whole; others go through cg_buf_put_json_str, whose own
- * reserve then finds room. Writing piece by piece, reserving and scanning each, cost more than
- * the rest of the record. */
+ * Written straight into the output buffer through a cursor: each piece makes sure of its room at
+ * its worst (every byte escaped) with one compare, and the buffer grows only when that fails.
+ * Plain strings (the usual codes, ids and names, and values the engine marked plain) are copied
+ * whole; others go through cg_buf_put_json_str. Reserving and scanning piece by piece through
+ * cg_buf calls cost more than the rest of the record.
+ */
 #include "cg_row.h"
 #include "target_impl.h"
 
@@ -65,91 +66,113 @@ static inline char *put_key(char *o, const cg_target_column_t *c)
     return o + c->json_key_len;
 }
 
-static size_t bound(const cg_row_t *row, const cg_row_source_t *src, const char *const *cohorts,
-                    size_t n_cohorts, unsigned flags)
+/* The output cursor: o writes into b, room until end. */
+typedef struct w {
+    cg_buf_t *b;
+    char *o, *end;
+} w_t;
+
+/* Makes room for n more bytes (and the NUL); 0 when the buffer cannot grow. */
+static int grow(w_t *w, size_t n)
 {
-    const cg_target_table_t *t = row->table;
-    size_t n = 160 + STR_BOUND(strlen(t->target->name)) + STR_BOUND(strlen(t->name)) +
-               STR_BOUND(row->message_id.len);
-    if (row->spec)
-        n += STR_BOUND(strlen(row->spec)) + 24;
-    if (row->rule)
-        n += STR_BOUND(strlen(row->rule));
-    for (size_t i = 0; i < n_cohorts; i++)
-        n += STR_BOUND(strlen(cohorts[i]));
-    if (src && src->topic)
-        n += STR_BOUND(strlen(src->topic)) + 64;
-    for (size_t i = 0; i < t->n_columns; i++) {
-        const cg_value_t *v = &row->values[i];
-        if (v->kind != CG_VALUE_ABSENT)
-            n += CG_TARGET_KEY_PAD + t->columns[i].json_key_len + STR_BOUND((size_t)v->len);
-    }
-    for (size_t i = 0; i < row->n_meta; i++)
-        n += STR_BOUND(strlen(row->meta[i].name)) + STR_BOUND((size_t)row->meta[i].value.len);
-    if ((flags & CG_ROW_ENCODE_TRACE) && row->trace) {
-        size_t rl = row->rule ? strlen(row->rule) : 0;
-        for (size_t i = 0; i < t->n_columns; i++)
-            if (row->values[i].kind != CG_VALUE_ABSENT)
-                n += 32 + t->columns[i].json_key_len + STR_BOUND(rl) +
-                     STR_BOUND(row->trace[i] ? strlen(row->trace[i]) : 0);
-    }
-    return n;
+    w->b->len = (size_t)(w->o - w->b->data);
+    if (cg_buf_reserve(w->b, n) != CG_OK)
+        return 0;
+    w->o = w->b->data + w->b->len;
+    w->end = w->b->data + w->b->cap;
+    return 1;
+}
+
+static inline int room(w_t *w, size_t n)
+{
+    return (size_t)(w->end - w->o) > n || grow(w, n);
+}
+
+/* A string at its worst, the literal before it and punctuation after. */
+static inline int room_str(w_t *w, size_t n)
+{
+    return room(w, STR_BOUND(n) + 32);
 }
 
 /* "trace": per column, the rule and the source of its value, in the row's order. */
-static char *put_trace(cg_buf_t *b, char *o, const cg_row_t *row)
+static int put_trace(w_t *w, const cg_row_t *row)
 {
     const cg_target_table_t *t = row->table;
     const char *rule = row->rule ? row->rule : "";
     size_t rl = strlen(rule);
     int first = 1;
-    PUT_LIT(o, ",\"trace\":{");
+    if (!room(w, 16))
+        return 0;
+    PUT_LIT(w->o, ",\"trace\":{");
     for (size_t i = 0; i < t->n_columns; i++) {
         if (row->values[i].kind == CG_VALUE_ABSENT)
             continue;
         const char *s = row->trace[i] ? row->trace[i] : "";
+        size_t sl = strlen(s);
+        if (!room(w, CG_TARGET_KEY_PAD + t->columns[i].json_key_len + STR_BOUND(rl) +
+                         STR_BOUND(sl) + 32))
+            return 0;
         if (!first)
-            *o++ = ',';
+            *w->o++ = ',';
         first = 0;
-        o = put_key(o, &t->columns[i]);
-        PUT_LIT(o, "{\"rule\":");
-        o = put_str(b, o, rule, rl);
-        PUT_LIT(o, ",\"source\":");
-        o = put_str(b, o, s, strlen(s));
-        *o++ = '}';
+        w->o = put_key(w->o, &t->columns[i]);
+        PUT_LIT(w->o, "{\"rule\":");
+        w->o = put_str(w->b, w->o, rule, rl);
+        PUT_LIT(w->o, ",\"source\":");
+        w->o = put_str(w->b, w->o, s, sl);
+        *w->o++ = '}';
     }
-    *o++ = '}';
-    return o;
+    *w->o++ = '}';
+    return 1;
 }
+
+/* "name":"text" of a string, room made. */
+#define PUT_KEY_STR(w, lit, s, n)                                                                  \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if (!room_str(w, n_))                                                                      \
+            goto nomem;                                                                            \
+        PUT_LIT((w)->o, lit);                                                                      \
+        (w)->o = put_str((w)->b, (w)->o, s, n_);                                                   \
+    } while (0)
 
 cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src,
                                  const char *const *cohorts, size_t n_cohorts, unsigned flags,
                                  cg_buf_t *out)
 {
     const cg_target_table_t *t = row->table;
-    if (cg_buf_reserve(out, bound(row, src, cohorts, n_cohorts, flags)) != CG_OK)
+    if (cg_buf_reserve(out, 512) != CG_OK) /* most records fit: one reserve, then compares */
         return CG_ERR_NOMEM;
-    char *o = out->data + out->len;
-    PUT_LIT(o, "{\"standard\":");
-    o = put_str(out, o, t->target->name, strlen(t->target->name));
-    PUT_LIT(o, ",\"table\":");
-    o = put_str(out, o, t->name, strlen(t->name));
-    PUT_LIT(o, ",\"cohorts\":[");
+    w_t w = {out, out->data + out->len, out->data + out->cap};
+    PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
+    PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
+    if (!room(&w, 16))
+        goto nomem;
+    PUT_LIT(w.o, ",\"cohorts\":[");
     for (size_t i = 0; i < n_cohorts; i++) {
+        size_t cl = strlen(cohorts[i]);
+        if (!room_str(&w, cl))
+            goto nomem;
         if (i)
-            *o++ = ',';
-        o = put_str(out, o, cohorts[i], strlen(cohorts[i]));
+            *w.o++ = ',';
+        w.o = put_str(out, w.o, cohorts[i], cl);
     }
-    PUT_LIT(o, "],\"row\":{");
+    if (!room(&w, 16))
+        goto nomem;
+    PUT_LIT(w.o, "],\"row\":{");
     int first = 1;
     for (size_t i = 0; i < t->n_columns; i++) {
         const cg_value_t *v = &row->values[i];
         if (v->kind == CG_VALUE_ABSENT)
             continue;
+        const cg_target_column_t *c = &t->columns[i];
+        if (!room(&w, CG_TARGET_KEY_PAD + c->json_key_len + STR_BOUND((size_t)v->len)))
+            goto nomem;
+        char *o = w.o;
         if (!first)
             *o++ = ',';
         first = 0;
-        o = put_key(o, &t->columns[i]);
+        o = put_key(o, c);
         switch (v->kind) {
         case CG_VALUE_NULL:
             PUT_LIT(o, "null");
@@ -160,50 +183,73 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
             o += v->len;
             break;
         default:
-            o = put_str(out, o, v->ptr, v->len);
+            if (v->plain) { /* the engine checked it already */
+                o[0] = '"';
+                memcpy(o + 1, v->ptr, v->len);
+                o[v->len + 1] = '"';
+                o += v->len + 2;
+            } else {
+                o = put_str(out, o, v->ptr, v->len);
+            }
             break;
         }
+        w.o = o;
     }
-    *o++ = '}';
+    if (!room(&w, 16))
+        goto nomem;
+    *w.o++ = '}';
     for (size_t i = 0; i < row->n_meta; i++) {
         const cg_row_meta_t *m = &row->meta[i];
+        size_t nl = strlen(m->name);
+        if (!room(&w, STR_BOUND(nl) + STR_BOUND((size_t)m->value.len) + 16))
+            goto nomem;
         if (i)
-            *o++ = ',';
+            *w.o++ = ',';
         else
-            PUT_LIT(o, ",\"meta\":{");
-        o = put_str(out, o, m->name, strlen(m->name));
-        *o++ = ':';
-        o = put_str(out, o, m->value.ptr, m->value.len);
+            PUT_LIT(w.o, ",\"meta\":{");
+        w.o = put_str(out, w.o, m->name, nl);
+        *w.o++ = ':';
+        w.o = put_str(out, w.o, m->value.ptr, m->value.len);
     }
+    if (!room(&w, 16))
+        goto nomem;
     if (row->n_meta)
-        *o++ = '}';
-    PUT_LIT(o, ",\"source\":{");
+        *w.o++ = '}';
     if (src && src->topic) {
-        PUT_LIT(o, "\"topic\":");
-        o = put_str(out, o, src->topic, strlen(src->topic));
-        PUT_LIT(o, ",\"partition\":");
-        o = put_int(o, src->partition);
-        PUT_LIT(o, ",\"offset\":");
-        o = put_int(o, src->offset);
-        *o++ = ',';
+        PUT_KEY_STR(&w, ",\"source\":{\"topic\":", src->topic, strlen(src->topic));
+        if (!room(&w, 80))
+            goto nomem;
+        PUT_LIT(w.o, ",\"partition\":");
+        w.o = put_int(w.o, src->partition);
+        PUT_LIT(w.o, ",\"offset\":");
+        w.o = put_int(w.o, src->offset);
+        PUT_KEY_STR(&w, ",\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
+                    row->message_id.len);
+    } else {
+        PUT_KEY_STR(&w,
+                    ",\"source\":{\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
+                    row->message_id.len);
     }
-    PUT_LIT(o, "\"message_id\":");
-    o = put_str(out, o, row->message_id.ptr ? row->message_id.ptr : "", row->message_id.len);
     if (row->spec) {
-        PUT_LIT(o, ",\"spec\":");
-        o = put_str(out, o, row->spec, strlen(row->spec));
-        PUT_LIT(o, ",\"spec_version\":");
-        o = put_int(o, row->spec_version);
+        PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
+        if (!room(&w, 48))
+            goto nomem;
+        PUT_LIT(w.o, ",\"spec_version\":");
+        w.o = put_int(w.o, row->spec_version);
     }
-    if (row->rule) {
-        PUT_LIT(o, ",\"rule\":");
-        o = put_str(out, o, row->rule, strlen(row->rule));
-    }
-    *o++ = '}';
-    if ((flags & CG_ROW_ENCODE_TRACE) && row->trace)
-        o = put_trace(out, o, row);
-    *o++ = '}';
-    *o = '\0';
-    out->len = (size_t)(o - out->data);
-    return out->failed ? CG_ERR_NOMEM : CG_OK;
+    if (row->rule)
+        PUT_KEY_STR(&w, ",\"rule\":", row->rule, strlen(row->rule));
+    if (!room(&w, 4))
+        goto nomem;
+    *w.o++ = '}';
+    if ((flags & CG_ROW_ENCODE_TRACE) && row->trace && !put_trace(&w, row))
+        goto nomem;
+    if (!room(&w, 4))
+        goto nomem;
+    *w.o++ = '}';
+    *w.o = '\0';
+    out->len = (size_t)(w.o - out->data);
+    return CG_OK;
+nomem:
+    return CG_ERR_NOMEM;
 }

@@ -24,8 +24,9 @@ static cg_row_t make_row(const char *table, cg_value_t *vals, const cell_t *cell
     for (size_t i = 0; i < n; i++) {
         const cg_target_column_t *c = cg_target_column(t, cells[i].column);
         assert_non_null(c);
-        vals[c->index] = (cg_value_t){
-            cells[i].text, cells[i].text ? (uint32_t)strlen(cells[i].text) : 0, cells[i].kind};
+        vals[c->index] =
+            (cg_value_t){cells[i].text, cells[i].text ? (uint32_t)strlen(cells[i].text) : 0,
+                         (uint8_t)cells[i].kind, 0, 0};
     }
     return (cg_row_t){.table = t, .values = vals};
 }

@@ -14,7 +14,7 @@ static void set(const cg_target_table_t *t, cg_value_t *vals, const char *column
 {
     const cg_target_column_t *c = cg_target_column(t, column);
     assert_non_null(c);
-    vals[c->index] = (cg_value_t){text, text ? (uint32_t)strlen(text) : 0, kind};
+    vals[c->index] = (cg_value_t){text, text ? (uint32_t)strlen(text) : 0, (uint8_t)kind, 0, 0};
 }
 
 static void test_registry(void **state)
@@ -58,7 +58,7 @@ static void test_envelope(void **state)
     const cg_target_table_t *t = cg_target_table_any("measurement");
     cg_value_t vals[64] = {{0}};
     set(t, vals, "value_as_number", CG_VALUE_NUMBER, "7.2");
-    cg_row_meta_t meta[] = {{"status", {"F", 1, CG_VALUE_STRING}}};
+    cg_row_meta_t meta[] = {{"status", {"F", 1, CG_VALUE_STRING, 1, 0}}};
     cg_row_t row = {.table = t,
                     .values = vals,
                     .meta = meta,
