@@ -147,7 +147,7 @@ static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
     return cg_spec_val_copy(mp, buf, cg_spec_fmt_int64(buf, x));
 }
 
-cg_err_t cg_spec_apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
+static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
 {
     *out = ABSENT;
     if (!v.present)
@@ -556,10 +556,10 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     }
     if (rc)
         return rc;
-    /* in place: cg_spec_apply_xform reads its copy of v before it writes (a temporary copied back
+    /* in place: apply_xform reads its copy of v before it writes (a temporary copied back
      * cost a store-forwarding stall per transform) */
     for (size_t i = 0; i < e->n_xforms && v.present; i++)
-        if ((rc = cg_spec_apply_xform(mp, &e->xforms[i], v, &v)))
+        if ((rc = apply_xform(mp, &e->xforms[i], v, &v)))
             return rc;
     if (!v.present && e->deflt && (rc = cg_spec_eval_expr(mp, e->deflt, &v)))
         return rc;

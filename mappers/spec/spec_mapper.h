@@ -121,7 +121,6 @@ static inline spec_val_t cg_spec_val_copy(cg_mapper_t *mp, const char *s, size_t
 
 cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out);
-cg_err_t cg_spec_apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out);
 /* The spec's patient: pseudonym and date shift, computed once per spec run. */
 cg_err_t cg_spec_patient(cg_mapper_t *mp);
 /* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length. */

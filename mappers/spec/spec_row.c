@@ -107,6 +107,19 @@ static const uint32_t kind_of[] = {
     [CG_COL_DATETIME] = CG_VALUE_DATETIME,
 };
 
+/* v cut to at most max characters, at a character boundary (as the "truncate" transform). */
+static spec_val_t cut_chars(spec_val_t v, size_t max)
+{
+    size_t chars = 0, i = 0;
+    while (i < v.len && chars < max) {
+        i++;
+        while (i < v.len && ((unsigned char)v.s[i] & 0xC0) == 0x80)
+            i++;
+        chars++;
+    }
+    return (spec_val_t){v.s, (uint32_t)i, i > 0};
+}
+
 /* Types v for col into *out, checked against the column type; varchar values longer than the
  * column are cut at a character boundary (source values are often longer than 50). Numbers are
  * made canonical. The text stays where it is (the message, the arena) unless it changes. */
@@ -155,8 +168,7 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         return CG_OK;
     }
     if (t == CG_COL_VARCHAR && col->max_length > 0) {
-        xform_t cut = {.kind = XF_TRUNCATE, .u.truncate = (size_t)col->max_length};
-        cg_spec_apply_xform(mp, &cut, v, &v);
+        v = cut_chars(v, (size_t)col->max_length);
     }
     char why[160];
     int iso = (t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len);
