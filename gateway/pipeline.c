@@ -23,7 +23,6 @@
 #include "cg_log.h"
 #include "cg_mapping.h"
 #include "cg_metrics_gw.h"
-#include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
 
@@ -230,7 +229,7 @@ static job_rec_t *job_add_rec(job_t *j)
 static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
 {
     const rd_kafka_message_t *in = j->in;
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     double t0 = cg_metrics_now();
     const char *buf = in->payload ? in->payload : "";
@@ -243,17 +242,16 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
                      j->me.rule[0] ? ": " : "", j->me.reason);
         return;
     }
-    cg_record_source_t src = {
+    cg_row_source_t src = {
         .topic = rd_kafka_topic_name(in->rkt),
         .partition = in->partition,
         .offset = in->offset,
-        .message_id = n ? rows[0].message_id : (cg_slice_t){"", 0},
     };
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(w->mw, &rows[i], &cohorts);
         size_t val_off = j->buf.len;
-        if (cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, &j->buf) != CG_OK)
+        if (cg_row_encode(&rows[i], &src, cohorts, n_cohorts, 0, &j->buf) != CG_OK)
             goto nomem;
         size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
         if (rows[i].person_key.len &&
@@ -266,7 +264,7 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
             if (!r)
                 goto nomem;
             *r = (job_rec_t){n_cohorts ? cohorts[k] : NULL,
-                             rows[i].table,
+                             rows[i].table->name,
                              rows[i].spec,
                              rows[i].rule,
                              rows[i].spec_version,

@@ -14,6 +14,7 @@
 
 #include "cg_buf.h"
 #include "cg_err.h"
+#include "cg_row.h"
 
 typedef struct cg_cohortset cg_cohortset_t;
 typedef struct cg_cohort_router cg_cohort_router_t;
@@ -34,14 +35,8 @@ cg_cohort_router_t *cg_cohort_router_new(const cg_cohortset_t *cs);
 /* NULL-safe. */
 void cg_cohort_router_destroy(cg_cohort_router_t *r);
 
-/* The cohorts a row of table belongs to: their names in *names (valid until the next call),
- * their count returned. row_json is the row object as the spec engine writes it. */
-size_t cg_cohort_route(cg_cohort_router_t *r, const char *table, cg_slice_t row_json,
-                       const char *const **names);
-
-/* The value of column in a row object written by the spec engine (compact JSON, plain keys):
- * a number's text, or a string's raw JSON content (escapes not decoded). Returns 0 when the
- * column is absent or null. */
-int cg_cohort_row_value(cg_slice_t row_json, const char *column, cg_slice_t *value, int *is_string);
+/* The cohorts row belongs to: their names in *names (valid until the next call), their count
+ * returned. Reads the row's typed values (columns resolved to indexes when the set was loaded). */
+size_t cg_cohort_route(cg_cohort_router_t *r, const cg_row_t *row, const char *const **names);
 
 #endif

@@ -1,13 +1,15 @@
 /* cg_spec.h - mapping specs: compiled once, applied to each message.
  *
  * A spec is a JSON file (see specs/README.md) that says which messages it takes and how each
- * becomes OMOP CDM v5.4 rows. cg_specset_load() compiles one file or every *.json of a folder,
+ * becomes typed rows of a target's tables (cg_row.h, cg_target.h: OMOP CDM v5.4 and cohortgate's
+ * own). cg_specset_load() compiles one file or every *.json of a folder,
  * reporting every error with file:line:column. A cg_mapper_t applies a spec set to messages: it
  * owns the per-message arena and buffers, so it is one per thread and allocates nothing per
  * field once warm.
  *
  * A message either maps completely or fails: rows are collected and handed out only when every
  * rule succeeded, so a message that cannot fill a required column never yields a half record.
+ * The rows handed out are the mapper's: valid until its next map call (see cg_row.h).
  */
 #ifndef CG_SPEC_H
 #define CG_SPEC_H
@@ -17,7 +19,7 @@
 
 #include "cg_buf.h"
 #include "cg_err.h"
-#include "cg_record.h"
+#include "cg_row.h"
 
 typedef struct cg_specset cg_specset_t;
 typedef struct cg_mapper cg_mapper_t;
@@ -53,20 +55,6 @@ const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size);
 /* NULL-safe. */
 void cg_specset_destroy(cg_specset_t *ss);
 
-/* One output row of a mapped message. Pointers are valid until the next cg_mapper_map(). */
-typedef struct cg_map_row {
-    const char *standard; /* "omop-cdm-5.4" */
-    const char *table;    /* OMOP table name */
-    const char *spec;     /* spec name */
-    int spec_version;
-    const char *rule;      /* rule name */
-    cg_slice_t row_json;   /* the row as a JSON object */
-    cg_slice_t meta_json;  /* the rule's "meta" as a JSON object; empty when it has none */
-    cg_slice_t message_id; /* the source message's id (MSH-10), raw */
-    cg_slice_t person_key; /* the patient's pseudonym (the Kafka key); empty when none */
-    cg_slice_t trace_json; /* with tracing on: {"column":{"rule","path"}...}; else empty */
-} cg_map_row_t;
-
 /* Why a message failed: the stage ("decode", "select", "map"), the rule and column when known. */
 typedef struct cg_map_error {
     cg_err_t code;
@@ -81,7 +69,8 @@ typedef struct cg_map_error {
 /* NULL with a reason in errstr. */
 cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,
                            size_t errstr_size);
-/* Adds the rule and source path of every column to each row (cg_map_row_t.trace_json). */
+/* Records the source of every column's value in each row (cg_row_t.trace), for
+ * cg_row_encode(..., CG_ROW_ENCODE_TRACE, ...). */
 void cg_mapper_set_trace(cg_mapper_t *mp, int on);
 /* NULL-safe. */
 void cg_mapper_destroy(cg_mapper_t *mp);
@@ -89,24 +78,20 @@ void cg_mapper_destroy(cg_mapper_t *mp);
 /* Maps one HL7 v2 message (buf holds exactly one message, as from a Kafka record or
  * cg_hl7_reader). On CG_OK, *rows and *n_rows hold the rows (n_rows may be 0 when no rule applies);
  * otherwise *err says why and there are no rows. */
-cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err);
 /* The same for a message already decoded (by a cg_hl7_reader, say). */
 typedef struct cg_hl7_msg cg_hl7_msg_t;
-cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err);
 
 /* Maps one XML document (CDA R2 / C-CDA or vendor XML) with the spec set's XML specs. Errors as
  * for cg_mapper_map_hl7: stage "decode" (not well-formed, refused, over a limit), "select" (no
  * spec takes this root element or these document templateIds) or "map". */
-cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                            size_t *n_rows, cg_map_error_t *err);
 /* Either, by the input's first bytes (cg_xml_sniff): for feeds and files that mix both. */
-cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
+cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                        size_t *n_rows, cg_map_error_t *err);
-
-/* Appends the JSON envelope of row (see cg_record.h) to out. */
-cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *src,
-                             const char *const *cohorts, size_t n_cohorts, cg_buf_t *out);
 
 #endif

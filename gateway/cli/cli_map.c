@@ -4,7 +4,6 @@
 #include "cg_hl7.h"
 #include "cg_mapping.h"
 #include "cg_pseudo.h"
-#include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_xml.h"
 
@@ -85,20 +84,13 @@ static void flush_out(cg_buf_t *line, FILE *out)
 
 /* Writes rows as NDJSON envelopes (with their trace when asked) to line. With --cohorts, rows go
  * through the routing stage the gateway runs, so "cohorts" shows what a row would join. */
-static void put_rows(cg_mapping_worker_t *mw, const cg_map_row_t *rows, size_t n, int trace,
+static void put_rows(cg_mapping_worker_t *mw, const cg_row_t *rows, size_t n, int trace,
                      cg_buf_t *line)
 {
-    cg_record_source_t src = {.message_id = n ? rows[0].message_id : (cg_slice_t){"", 0}};
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(mw, &rows[i], &cohorts);
-        cg_map_row_envelope(&rows[i], &src, cohorts, n_cohorts, line);
-        if (trace) {
-            line->len--; /* reopen the envelope for "trace" */
-            cg_buf_append(line, ",\"trace\":", 9);
-            cg_buf_append(line, rows[i].trace_json.ptr, rows[i].trace_json.len);
-            cg_buf_putc(line, '}');
-        }
+        cg_row_encode(&rows[i], NULL, cohorts, n_cohorts, trace ? CG_ROW_ENCODE_TRACE : 0, line);
         cg_buf_putc_fast(line, '\n');
     }
 }
@@ -107,7 +99,7 @@ static void put_rows(cg_mapping_worker_t *mw, const cg_map_row_t *rows, size_t n
 static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
                       int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
 {
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     cnt->messages++;
@@ -150,7 +142,7 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
                     cg_hl7_error_location(&he, where, sizeof(where)));
             continue;
         }
-        const cg_map_row_t *rows;
+        const cg_row_t *rows;
         size_t n;
         cg_map_error_t me;
         rc = cg_mapping_worker_map_msg(mw, msg, &rows, &n, &me);

@@ -2,7 +2,8 @@
 #include "cg_cohort.h"
 
 #include "cg_jsonpos.h"
-#include "cg_omop.h"
+#include "cg_row.h"
+#include "cg_target.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <ctype.h>
@@ -20,13 +21,15 @@
 
 typedef enum { CMP_NONE, CMP_AT_LEAST, CMP_ABOVE, CMP_AT_MOST, CMP_BELOW } cmp_t;
 
+/* Columns are resolved to their index in the table once, here: routing reads row->values[i]. */
 typedef struct match {
-    char *table;
-    char *column;
+    const cg_target_table_t *table;
+    uint32_t column;
     pcre2_code *re; /* "regex" */
     char **values;  /* "in": text of each value (numbers as written) */
+    size_t *value_lens;
     size_t n_values;
-    char *value_column; /* "value" + threshold */
+    uint32_t value_column; /* "value" + threshold */
     cmp_t cmp;
     double threshold;
 } match_t;
@@ -49,46 +52,6 @@ struct cg_cohort_router {
     pcre2_match_context *mctx;
     const char **hits; /* names of the cohorts the last row matched */
 };
-
-/* ---- row values ---- */
-
-int cg_cohort_row_value(cg_slice_t row, const char *column, cg_slice_t *value, int *is_string)
-{
-    size_t cl = strlen(column);
-    const char *p = row.ptr, *end = row.ptr + row.len;
-    /* keys are written as "name": with no space; values never contain an unescaped '"' */
-    while (p < end) {
-        const char *q = memchr(p, '"', (size_t)(end - p));
-        if (!q || q + cl + 2 >= end)
-            return 0;
-        int is_key = (q > row.ptr && (q[-1] == '{' || q[-1] == ','));
-        if (is_key && !memcmp(q + 1, column, cl) && q[cl + 1] == '"' && q[cl + 2] == ':') {
-            const char *v = q + cl + 3;
-            if (v < end && *v == '"') {
-                const char *s = ++v;
-                while (v < end && *v != '"')
-                    v += *v == '\\' ? 2 : 1;
-                *value = (cg_slice_t){s, (size_t)(v - s)};
-                *is_string = 1;
-                return 1;
-            }
-            const char *s = v;
-            while (v < end && *v != ',' && *v != '}')
-                v++;
-            if (v - s == 4 && !memcmp(s, "null", 4))
-                return 0;
-            *value = (cg_slice_t){s, (size_t)(v - s)};
-            *is_string = 0;
-            return 1;
-        }
-        /* skip this string (a key or a value) */
-        const char *r = q + 1;
-        while (r < end && *r != '"')
-            r += *r == '\\' ? 2 : 1;
-        p = r + 1;
-    }
-    return 0;
-}
 
 /* ---- compiling ---- */
 
@@ -126,13 +89,11 @@ static int valid_name(const char *s)
 
 static void free_match(match_t *m)
 {
-    free(m->table);
-    free(m->column);
-    free(m->value_column);
     pcre2_code_free(m->re);
     for (size_t i = 0; i < m->n_values; i++)
         free(m->values[i]);
     free(m->values);
+    free(m->value_lens);
 }
 
 static void compile_match(cc_t *c, json_t *j, match_t *m)
@@ -155,19 +116,21 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
             err_at(c, v, j, k, "unknown key '%s' in a match", k);
     }
     json_t *t = json_object_get(j, "table"), *col = json_object_get(j, "column");
-    const cg_omop_table_t *table = json_is_string(t) ? cg_omop_table(json_string_value(t)) : NULL;
+    const cg_target_table_t *table =
+        cg_target_table(cg_target_find("omop-cdm-5.4"), json_string_value(t));
     if (!table) {
         err_at(c, t, j, "table", "\"table\" must name an OMOP CDM v5.4 table, not '%s'",
                json_is_string(t) ? json_string_value(t) : "?");
         return;
     }
-    m->table = strdup(json_string_value(t));
-    if (!json_is_string(col) || !cg_omop_column(table, json_string_value(col), NULL)) {
-        err_at(c, col, j, "column", "table %s has no column '%s'", m->table,
+    m->table = table;
+    const cg_target_column_t *tc = cg_target_column(table, json_string_value(col));
+    if (!tc) {
+        err_at(c, col, j, "column", "table %s has no column '%s'", table->name,
                json_is_string(col) ? json_string_value(col) : "?");
         return;
     }
-    m->column = strdup(json_string_value(col));
+    m->column = tc->index;
     json_t *re = json_object_get(j, "regex"), *in = json_object_get(j, "in");
     if (re && in)
         err_at(c, in, j, "in", "a match has \"regex\" or \"in\", not both");
@@ -195,6 +158,11 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
             return;
         }
         m->values = calloc(json_array_size(in), sizeof(*m->values));
+        m->value_lens = calloc(json_array_size(in), sizeof(*m->value_lens));
+        if (!m->values || !m->value_lens) {
+            err_at(c, in, j, "in", "out of memory");
+            return;
+        }
         size_t i;
         json_t *x;
         json_array_foreach(in, i, x)
@@ -207,6 +175,8 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
                 m->values[m->n_values++] = strdup(buf);
             } else
                 err_at(c, x, NULL, NULL, "\"in\" values are strings or integers");
+            if (m->n_values && m->values[m->n_values - 1])
+                m->value_lens[m->n_values - 1] = strlen(m->values[m->n_values - 1]);
         }
     }
     static const struct {
@@ -235,13 +205,13 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
         return;
     }
     if (vc) {
-        const cg_omop_column_t *oc =
-            json_is_string(vc) ? cg_omop_column(table, json_string_value(vc), NULL) : NULL;
-        if (!oc || (oc->cdm_type != CG_OMOP_FLOAT && oc->cdm_type != CG_OMOP_INTEGER)) {
-            err_at(c, vc, j, "value", "\"value\" must name a numeric column of %s", m->table);
+        const cg_target_column_t *oc = cg_target_column(table, json_string_value(vc));
+        if (!oc ||
+            (oc->type != CG_COL_NUMBER && oc->type != CG_COL_INT32 && oc->type != CG_COL_INT64)) {
+            err_at(c, vc, j, "value", "\"value\" must name a numeric column of %s", table->name);
             return;
         }
-        m->value_column = strdup(json_string_value(vc));
+        m->value_column = oc->index;
     }
 }
 
@@ -450,31 +420,30 @@ void cg_cohort_router_destroy(cg_cohort_router_t *r)
     free(r);
 }
 
-static int matches(cg_cohort_router_t *r, const match_t *m, const char *table, cg_slice_t row)
+static int matches(cg_cohort_router_t *r, const match_t *m, const cg_row_t *row)
 {
-    if (strcmp(m->table, table))
+    if (m->table != row->table)
         return 0;
-    cg_slice_t v;
-    int is_str;
-    if (!cg_cohort_row_value(row, m->column, &v, &is_str))
+    const cg_value_t *v = cg_row_value(row, m->column);
+    if (v->kind <= CG_VALUE_NULL)
         return 0;
     /* a regex that hits its match limit counts as no match rather than stalling the pipeline */
-    if (m->re && pcre2_match(m->re, (PCRE2_SPTR)v.ptr, v.len, 0, 0, r->md, r->mctx) < 0)
+    if (m->re && pcre2_match(m->re, (PCRE2_SPTR)v->ptr, v->len, 0, 0, r->md, r->mctx) < 0)
         return 0;
     if (m->n_values) {
         int in = 0;
         for (size_t i = 0; i < m->n_values && !in; i++)
-            in = strlen(m->values[i]) == v.len && !memcmp(m->values[i], v.ptr, v.len);
+            in = m->value_lens[i] == v->len && !memcmp(m->values[i], v->ptr, v->len);
         if (!in)
             return 0;
     }
     if (m->cmp != CMP_NONE) {
-        cg_slice_t x;
-        if (!cg_cohort_row_value(row, m->value_column, &x, &is_str) || is_str || x.len >= 64)
+        const cg_value_t *x = cg_row_value(row, m->value_column);
+        if ((x->kind != CG_VALUE_INTEGER && x->kind != CG_VALUE_NUMBER) || x->len >= 64)
             return 0;
         char num[64];
-        memcpy(num, x.ptr, x.len);
-        num[x.len] = '\0';
+        memcpy(num, x->ptr, x->len);
+        num[x->len] = '\0';
         double d = strtod(num, NULL);
         switch (m->cmp) {
         case CMP_AT_LEAST:
@@ -492,14 +461,13 @@ static int matches(cg_cohort_router_t *r, const match_t *m, const char *table, c
     return 1;
 }
 
-size_t cg_cohort_route(cg_cohort_router_t *r, const char *table, cg_slice_t row_json,
-                       const char *const **names)
+size_t cg_cohort_route(cg_cohort_router_t *r, const cg_row_t *row, const char *const **names)
 {
     size_t n = 0;
     for (size_t i = 0; r->cs && i < r->cs->n; i++) {
         const cohort_t *co = &r->cs->cohorts[i];
         for (size_t k = 0; k < co->n_matches; k++)
-            if (matches(r, &co->matches[k], table, row_json)) {
+            if (matches(r, &co->matches[k], row)) {
                 r->hits[n++] = co->name;
                 break;
             }

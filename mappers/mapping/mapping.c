@@ -265,7 +265,7 @@ void cg_mapping_worker_destroy(cg_mapping_worker_t *w)
 }
 
 cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
-                               size_t len, const cg_map_row_t **rows, size_t *n_rows,
+                               size_t len, const cg_row_t **rows, size_t *n_rows,
                                cg_map_error_t *err)
 {
     switch (format) {
@@ -279,16 +279,16 @@ cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format,
     return cg_mapper_map_hl7(w->mapper, buf, len, rows, n_rows, err);
 }
 
-cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg,
-                                   const cg_map_row_t **rows, size_t *n_rows, cg_map_error_t *err)
+cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,
+                                   size_t *n_rows, cg_map_error_t *err)
 {
     return cg_mapper_map_msg(w->mapper, msg, rows, n_rows, err);
 }
 
-size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_map_row_t *row,
+size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,
                                const char *const **names)
 {
     if (!w->router)
         return 0;
-    return cg_cohort_route(w->router, row->table, row->row_json, names);
+    return cg_cohort_route(w->router, row, names);
 }

@@ -801,25 +801,6 @@ static int check_keys(cc_t *c, json_t *obj, const char *what, const char *const 
     return bad;
 }
 
-/* What writing a column needs per row, worked out once: its type and its JSON key. */
-static void prepare_column(cc_t *c, column_t *cc, const cg_omop_column_t *col)
-{
-    cc->col = col;
-    cc->type = cg_omop_column_type(col);
-    size_t n = strlen(col->name);
-    /* at least CG_SPEC_KEY_PAD bytes, zero-filled: write_column copies that many at once */
-    size_t size = n + 4 > CG_SPEC_KEY_PAD ? n + 4 : CG_SPEC_KEY_PAD;
-    char *key = cg_arena_alloc(&c->ss->arena, size);
-    if (key) {
-        memset(key, 0, size);
-        key[0] = '"';
-        memcpy(key + 1, col->name, n); /* OMOP column names need no escaping */
-        memcpy(key + 1 + n, "\":", 3);
-    }
-    cc->key = key;
-    cc->key_len = key ? n + 3 : 0;
-}
-
 /* An XML rule's foreach: an XPath, or {"section": KIND, "path": XPATH}, the entries of every
  * C-CDA section of that kind, found by templateId (cg_xml.h), relative path inside each. */
 static const cg_xml_xpath_t *compile_foreach_xml(cc_t *c, json_t *rule, json_t *fe)
@@ -907,7 +888,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     check_keys(c, j, "a rule", keys);
     json_t *t = json_object_get(j, "table");
     const char *table = json_string_value(t);
-    if (!table || !(r->table = cg_spec_table(table, &r->standard))) {
+    if (!table || !(r->table = cg_target_table_any(table))) {
         err_at(c, t, j, "table",
                "\"table\" must name an OMOP CDM v5.4 table (or cohortgate.person_merge), not '%s'",
                table ? table : "?");
@@ -946,16 +927,6 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
             json_object_foreach(meta, mk, mv)
             {
                 r->meta[r->n_meta].name = dup(c, mk, strlen(mk));
-                /* its key as the evaluator would write it: JSON-escaped, with the colon */
-                cg_buf_t kb;
-                cg_buf_init(&kb);
-                cg_buf_put_json_str(&kb, mk, strlen(mk));
-                cg_buf_putc(&kb, ':');
-                if (!kb.failed) {
-                    r->meta[r->n_meta].key = dup(c, kb.data, kb.len);
-                    r->meta[r->n_meta].key_len = r->meta[r->n_meta].key ? kb.len : 0;
-                }
-                cg_buf_free(&kb);
                 r->meta[r->n_meta++].expr = compile_expr(c, mv);
             }
         }
@@ -966,18 +937,16 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         return;
     }
     size_t n_tab = r->table->n_columns;
-    const cg_omop_column_t *pk = cg_omop_primary_key(r->table, NULL);
-    if (pk)
-        prepare_column(c, &r->pk, pk);
+    r->pk.col = r->table->pk;
     r->columns = alloc(c, n_tab * sizeof(*r->columns));
     /* in the table's column order, so output rows read like the CDM */
     for (size_t i = 0; i < n_tab; i++) {
-        const cg_omop_column_t *col = cg_omop_column_at(r->table, i);
+        const cg_target_column_t *col = &r->table->columns[i];
         json_t *v = json_object_get(cols, col->name);
         if (!v)
             continue;
         column_t *cc = &r->columns[r->n_columns++];
-        prepare_column(c, cc, col);
+        cc->col = col;
         cc->expr = compile_expr(c, v);
         if (col->primary_key)
             r->sets_pk = 1;
@@ -986,12 +955,12 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     json_t *v;
     json_object_foreach(cols, k, v)
     {
-        if (!cg_omop_column(r->table, k, NULL))
+        if (!cg_target_column(r->table, k))
             err_at(c, v, cols, k, "table %s has no column '%s'", table, k);
     }
     /* every required column must be given (the primary key is generated when not) */
     for (size_t i = 0; i < n_tab; i++) {
-        const cg_omop_column_t *col = cg_omop_column_at(r->table, i);
+        const cg_target_column_t *col = &r->table->columns[i];
         if (col->required && !col->primary_key && !json_object_get(cols, col->name))
             err_at(c, cols, j, "columns", "required column %s.%s is not mapped", table, col->name);
     }

@@ -1,274 +1,17 @@
-/* spec_eval.c - applying compiled specs to decoded HL7 v2 messages (cg_spec.h).
+/* spec_eval.c - evaluating compiled expressions and conditions: transforms, vocabulary lookups,
+ * the patient's pseudonym and date shift, ids. The same for HL7 v2 and XML specs; where a value
+ * is read from (a path, an XPath) is spec_hl7.c's and spec_xml.c's.
  *
- * Values live in the mapper's per-message arena; row JSON is written to one buffer reused across
- * messages. Nothing here allocates per field once the arena and buffers are warm.
+ * Values live in the mapper's per-message arena or point into the message; nothing here
+ * allocates per field once the arena is warm.
  */
-#include "spec_impl.h"
+#include "spec_mapper.h"
 
-#include "cg_pseudo.h"
 #include "cg_vocab.h"
 
-#include <libxml/tree.h>
-
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-/* Values of single-valued paths already read in this message: rules over the same OBX ask for
- * OBX-2, OBX-3 and the like again and again. Direct-mapped, keyed by the path's path_id (equal
- * paths share one, spec_compile.c) and the scope; an entry counts only for the message (gen) it
- * was made in, and values stay valid for the whole message (raw slices or the arena). */
-#define PATH_MEMO_SIZE 4096u /* 1024 lost a tenth of the hits to collisions on long ORUs */
-
-typedef struct path_memo {
-    uint32_t gen;
-    uint32_t path_id;
-    uint32_t cur; /* the scope's cursor: the mapper's scopes span the whole message (begin 0,
-                   * end its segment count, fixed by gen), so the cursor tells them apart */
-    uint32_t pad;
-    spec_val_t val;
-} __attribute__((aligned(32))) path_memo_t; /* 32 bytes: one cache line per probe */
-
-/* Vocabulary lookups of this message: rules over the same OBX look its code up several times
- * (routing, concept, source concept). Keyed by the value slices, which stay put for the message. */
-#define LOOKUP_MEMO_SIZE 256u
-
-typedef struct lookup_memo {
-    uint32_t gen;
-    const char *sys, *code;
-    size_t sys_len, code_len;
-    int found;
-    cg_vocab_hit_t hit;
-} lookup_memo_t;
-
-/* TS conversions of this message: a row asks for the date and the datetime of the same value
- * (and the next rule over the same OBX again), so the datetime form is kept and the date is its
- * first 10 bytes (cg_spec_ts_to_iso writes the same date either way, and fails alike). Keyed by
- * the value slice, which stays put for the message, the spec (its patient's source value is the
- * one slice whose bytes change, per spec) and the date shift. */
-#define TS_MEMO_SIZE 16u
-
-typedef struct ts_memo {
-    uint32_t gen;
-    int shift_days;
-    const void *spec;
-    const char *s;
-    size_t len;
-    const char *iso;
-    size_t iso_len;
-} ts_memo_t;
-
-typedef struct row_span {
-    const rule_t *rule;
-    const spec_t *spec;
-    size_t off, len;             /* in rows_buf */
-    size_t meta_off, meta_len;   /* in rows_buf; meta_len 0 for none */
-    size_t trace_off, trace_len; /* in trace_buf */
-} row_span_t;
-
-struct cg_mapper {
-    const cg_specset_t *ss;
-    const cg_vocab_t *vocab;
-    const char *utc_offset;
-    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
-    cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
-    cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
-    cg_xml_eval_t *xev;
-    cg_xml_options_t xml_opts;
-    int xml_opts_set;
-    cg_arena_t arena; /* values of one message */
-    cg_buf_t scratch; /* decoding */
-    cg_buf_t rows_buf;
-    cg_buf_t trace_buf;
-    row_span_t *spans;
-    cg_map_row_t *rows;
-    size_t n_rows, cap_rows;
-    spec_val_t *vars;
-    size_t cap_vars;
-    pcre2_match_data *md;
-    pcre2_match_context *mctx;
-    int trace;
-    path_memo_t *memo; /* PATH_MEMO_SIZE entries */
-    lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
-    ts_memo_t ts_memo[TS_MEMO_SIZE];
-    uint32_t gen; /* of the message being mapped; never 0 */
-
-    /* per message */
-    cg_hl7_msg_t *m;   /* NULL for an XML document */
-    const void *xnode; /* XML: the foreach's node, NULL for the document */
-    char esc;          /* the message's escape character, '\0' when none */
-    int cs_utf8;       /* its charset is UTF-8 */
-    int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
-    const spec_t *spec;
-    const rule_t *rule;
-    const char *column;
-    cg_hl7_scope_t scope;
-    cg_slice_t message_id;
-    int patient_state; /* 0 not computed, 1 ok, -1 failed */
-    cg_pseudo_person_t person;
-    spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
-    int shift_days;
-    cg_map_error_t *err;
-};
-
-static const spec_val_t ABSENT = {NULL, 0, 0};
-
-static cg_err_t fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static cg_err_t fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
-{
-    cg_map_error_t *e = mp->err;
-    if (e && e->code == CG_OK) {
-        e->code = code;
-        e->stage = "map";
-        snprintf(e->spec, sizeof(e->spec), "%s", mp->spec ? mp->spec->name : "");
-        e->spec_version = mp->spec ? mp->spec->version : 0;
-        snprintf(e->rule, sizeof(e->rule), "%s", mp->rule ? mp->rule->name : "");
-        snprintf(e->column, sizeof(e->column), "%s", mp->column ? mp->column : "");
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static spec_val_t val_copy(cg_mapper_t *mp, const char *s, size_t n)
-{
-    if (n > UINT32_MAX) /* spec_val_t's length; callers report it as out of memory */
-        return ABSENT;
-    char *p = cg_arena_strndup(&mp->arena, s, n);
-    return p ? (spec_val_t){p, n, 1} : ABSENT;
-}
-
-/* ---- paths ---- */
-
-static int path_has_all(const cg_hl7_path_t *p)
-{
-    return p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL;
-}
-
-/* Whether decoding raw would give back its bytes unchanged: no escape character in it (unless
- * literal), and UTF-8 that is valid (what cg_hl7_decode checks for a UTF-8 message) or ASCII in a
- * charset that is a superset of ASCII. Anything else goes through the decoder, which also reports
- * the errors. */
-static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
-{
-    const unsigned char *q = (const unsigned char *)raw.ptr, *end = q + raw.len;
-    const unsigned char esc = literal ? 0 : (unsigned char)mp->esc;
-    /* eight bytes a step while they are ASCII without the escape character (a 0x00 escape is
-     * "none": matching NUL bytes then only sends them to the byte loop, which lets them pass) */
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u, em = ones * esc;
-    while (end - q >= 8) {
-        uint64_t w, x;
-        memcpy(&w, q, 8);
-        x = w ^ em;
-        if ((w | ((x - ones) & ~x)) & high)
-            break;
-        q += 8;
-    }
-    while (q < end) {
-        unsigned char c = *q;
-        if (c < 0x80) {
-            if (c == esc && esc)
-                return 0;
-            q++;
-            continue;
-        }
-        size_t l = mp->cs_utf8 ? cg_utf8_seq_len(q, (size_t)(end - q)) : 0;
-        if (!l)
-            return 0;
-        q += l;
-    }
-    return mp->cs_utf8 || mp->cs_ascii;
-}
-
-static path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
-{
-    uint32_t h = (path_id * 0x9E3779B1u) ^ (mp->scope.cur * 0x85EBCA77u);
-    h ^= h >> 15;
-    h *= 0x2C1B3C6Du;
-    h ^= h >> 12;
-    return &mp->memo[h & (PATH_MEMO_SIZE - 1)];
-}
-
-static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out);
-
-static inline cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
-{
-    const cg_hl7_path_t *p = &x->u.path;
-    if (!x->path_id || mp->scope.begin) /* [*] paths, or none given; a partial scope */
-        return eval_path_uncached(mp, p, out);
-    path_memo_t *e = memo_slot(mp, x->path_id);
-    if (e->gen == mp->gen && e->path_id == x->path_id && e->cur == mp->scope.cur) {
-        *out = e->val;
-        return CG_OK;
-    }
-    cg_err_t rc = eval_path_uncached(mp, p, out);
-    if (rc == CG_OK)
-        *e = (path_memo_t){mp->gen, x->path_id, mp->scope.cur, 0, *out};
-    return rc;
-}
-
-static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
-
-/* eval_expr with its most common cases inline at the call: a variable, a constant, or a bare
- * path (no transforms, default or required flag). Same results. */
-static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
-{
-    if (!e->n_xforms && !e->deflt && !e->required) {
-        if (e->kind == EX_VAR) {
-            *out = mp->vars[e->u.var];
-            return CG_OK;
-        }
-        if (e->kind == EX_CONST) {
-            *out = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
-            return CG_OK;
-        }
-        if (e->kind == EX_PATH) /* one memo probe, the memo filled on a miss */
-            return eval_path(mp, e, out);
-    }
-    return eval_expr(mp, e, out);
-}
-
-static cg_err_t eval_path_uncached(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
-{
-    cg_hl7_error_t he;
-    cg_buf_reset(&mp->scratch);
-    *out = ABSENT;
-    if (path_has_all(p)) {
-        size_t count = 0;
-        if (cg_hl7_path_get(mp->m, p, mp->scope, '~', &mp->scratch, &count, &he) != CG_OK)
-            return fail(mp, he.code, "%s", he.reason);
-        if (!count)
-            return CG_OK;
-    } else {
-        cg_hl7_match_t match;
-        if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
-            return CG_OK;
-        if (raw_is_decoded(mp, match.raw, match.literal)) {
-            /* the usual case: the value is its raw bytes, used in place (valid until the next
-             * message) instead of decoded into scratch and copied to the arena */
-            if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
-                return CG_OK;
-            *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};
-            return CG_OK;
-        }
-        cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
-                                    : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
-        if (rc != CG_OK)
-            return fail(mp, rc, "%s", he.reason);
-    }
-    /* HL7's explicit null "" and an empty value both mean: no value */
-    if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))
-        return CG_OK;
-    *out = val_copy(mp, mp->scratch.data, mp->scratch.len);
-    return out->present ? CG_OK : fail(mp, CG_ERR_NOMEM, "out of memory");
-}
 
 /* ---- transforms ---- */
 
@@ -331,7 +74,7 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
         if (rc == PCRE2_ERROR_NOMATCH)
             return CG_OK;
         if (rc < 0)
-            return fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", rc);
+            return cg_spec_fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(mp->md);
         uint32_t g = x->u.re.group;
         if ((int)g >= rc || ov[2 * g] == PCRE2_UNSET)
@@ -343,7 +86,7 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
     for (int attempt = 0; attempt < 2; attempt++) {
         char *buf = cg_arena_alloc(&mp->arena, outlen + 1);
         if (!buf)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
+            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
         PCRE2_SIZE n = outlen;
         int rc = pcre2_substitute(x->u.re.re, (PCRE2_SPTR)v.s, v.len, 0,
                                   PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
@@ -354,22 +97,21 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
             return CG_OK;
         }
         if (rc != PCRE2_ERROR_NOMEMORY)
-            return fail(mp, CG_ERR_MAP, "regex_replace gave up (%d)", rc);
+            return cg_spec_fail(mp, CG_ERR_MAP, "regex_replace gave up (%d)", rc);
         outlen = n; /* the length it needs */
     }
-    return fail(mp, CG_ERR_MAP, "regex_replace output too long");
+    return cg_spec_fail(mp, CG_ERR_MAP, "regex_replace output too long");
 }
 
 static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
 {
     char buf[128];
     size_t n = cg_spec_number(v.s, v.len, integer_only, buf, sizeof(buf));
-    return n ? val_copy(mp, buf, n) : ABSENT;
+    return n ? cg_spec_val_copy(mp, buf, n) : ABSENT;
 }
 
-/* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length.
- * By hand: snprintf cost more than the rest of writing an id column. */
-static size_t fmt_int64(char *buf, int64_t x)
+/* By hand: snprintf cost more than the rest of writing an id column. */
+size_t cg_spec_fmt_int64(char *buf, int64_t x)
 {
     /* two digits a step from the end: ids have 19 of them */
     static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930"
@@ -402,7 +144,7 @@ static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
     if (x == 0) /* unmapped concepts: common enough to skip the arena */
         return (spec_val_t){"0", 1, 1};
     char buf[24];
-    return val_copy(mp, buf, fmt_int64(buf, x));
+    return cg_spec_val_copy(mp, buf, cg_spec_fmt_int64(buf, x));
 }
 
 static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
@@ -418,7 +160,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_LOWER: {
         char *p = cg_arena_alloc(&mp->arena, v.len + 1);
         if (!p)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
+            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < v.len; i++) { /* ASCII only: codes and units */
             char ch = v.s[i];
             if (x->kind == XF_UPPER && ch >= 'a' && ch <= 'z')
@@ -440,10 +182,10 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             char buf[48];
             size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
             if (!n)
-                return fail(mp, CG_ERR_MAP,
-                            "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
-                            (int)(v.len > 40 ? 40 : v.len), v.s);
-            spec_val_t c = val_copy(mp, buf, n);
+                return cg_spec_fail(mp, CG_ERR_MAP,
+                                    "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
+                                    (int)(v.len > 40 ? 40 : v.len), v.s);
+            spec_val_t c = cg_spec_val_copy(mp, buf, n);
             if (!c.present)
                 return CG_OK; /* out of memory: absent, as before */
             *tm = (ts_memo_t){mp->gen, mp->shift_days, mp->spec, v.s, v.len, c.s, c.len};
@@ -522,7 +264,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             return CG_OK;
         cg_buf_reset(&mp->scratch);
         if (cg_xml_node_text(n, &mp->scratch) && !mp->scratch.failed)
-            *out = val_copy(mp, mp->scratch.data, mp->scratch.len);
+            *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
         return CG_OK;
     }
     case XF_TRUNCATE: {
@@ -543,7 +285,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
 
 /* ---- patient ---- */
 
-static cg_err_t patient(cg_mapper_t *mp)
+cg_err_t cg_spec_patient(cg_mapper_t *mp)
 {
     if (mp->patient_state)
         return mp->patient_state > 0 ? CG_OK : CG_ERR_REQUIRED;
@@ -557,10 +299,10 @@ static cg_err_t patient(cg_mapper_t *mp)
     spec_val_t id, auth = ABSENT;
     const char *saved_col = mp->column;
     mp->column = "patient.id";
-    cg_err_t rc = eval_expr(mp, s->patient_id, &id);
+    cg_err_t rc = cg_spec_eval_expr(mp, s->patient_id, &id);
     if (!rc && s->patient_authority) {
         mp->column = "patient.authority";
-        rc = eval_expr(mp, s->patient_authority, &auth);
+        rc = cg_spec_eval_expr(mp, s->patient_authority, &auth);
     }
     mp->scope = saved;
     mp->xnode = saved_node;
@@ -568,17 +310,20 @@ static cg_err_t patient(cg_mapper_t *mp)
     if (rc)
         return rc;
     if (!id.present)
-        return fail(mp, CG_ERR_REQUIRED, "the patient identifier (%s) is empty",
-                    s->patient_id->text ? s->patient_id->text : "patient.id");
+        return cg_spec_fail(mp, CG_ERR_REQUIRED, "the patient identifier (%s) is empty",
+                            s->patient_id->text ? s->patient_id->text : "patient.id");
     if (!mp->pseudo)
-        return fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
+        return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
     cg_slice_t a = {auth.s ? auth.s : "", auth.len}, i = {id.s, id.len};
     rc = cg_pseudo_person(mp->pseudo, a, i, &mp->person);
     if (!rc)
         rc = cg_pseudo_date_shift(mp->pseudo, a, i, &mp->shift_days);
     if (rc)
-        return fail(mp, CG_ERR_MAP, "the patient identifier cannot be pseudonymized (%s)",
-                    cg_err2str(rc));
+        return cg_spec_fail(mp, CG_ERR_MAP, "the patient identifier cannot be pseudonymized (%s)",
+                            cg_err2str(rc));
+    mp->person_sv = cg_spec_val_copy(mp, mp->person.source_value, strlen(mp->person.source_value));
+    if (!mp->person_sv.present)
+        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
     mp->patient_state = 1;
     mp->person_id_text = ABSENT;
     return CG_OK;
@@ -593,7 +338,7 @@ static int val_eq(spec_val_t a, spec_val_t b)
     return a.len == b.len && !memcmp(a.s, b.s, a.len);
 }
 
-static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
+cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
 {
     spec_val_t a, b;
     cg_err_t rc;
@@ -620,7 +365,7 @@ static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
             return CG_OK;
         int m = pcre2_match(c->re, (PCRE2_SPTR)a.s, a.len, 0, 0, mp->md, mp->mctx);
         if (m < 0 && m != PCRE2_ERROR_NOMATCH)
-            return fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", m);
+            return cg_spec_fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", m);
         *out = m >= 0;
         return CG_OK;
     }
@@ -630,7 +375,7 @@ static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
         *out = a.present;
         return CG_OK;
     case CD_NOT:
-        if ((rc = eval_cond(mp, c->subs[0], out)))
+        if ((rc = cg_spec_eval_cond(mp, c->subs[0], out)))
             return rc;
         *out = !*out;
         return CG_OK;
@@ -638,7 +383,7 @@ static cg_err_t eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     case CD_ANY:
         for (size_t i = 0; i < c->n_subs; i++) {
             int r;
-            if ((rc = eval_cond(mp, c->subs[i], &r)))
+            if ((rc = cg_spec_eval_cond(mp, c->subs[i], &r)))
                 return rc;
             if (c->kind == CD_ANY && r) {
                 *out = 1;
@@ -664,7 +409,7 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
     spec_val_t parts[16];
     for (size_t i = 0; i < e->u.list.n && !rc; i++) {
         spec_val_t p;
-        rc = eval_expr(mp, e->u.list.items[i], &p);
+        rc = cg_spec_eval_expr(mp, e->u.list.items[i], &p);
         if (!rc && p.present && n < 16) {
             parts[n++] = p;
             total += p.len + seplen;
@@ -674,7 +419,7 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
         return rc;
     char *buf = total <= UINT32_MAX ? cg_arena_alloc(&mp->arena, total + 1) : NULL;
     if (!buf)
-        return fail(mp, CG_ERR_NOMEM, "out of memory");
+        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         if (i) {
@@ -697,21 +442,22 @@ static __attribute__((noinline)) cg_err_t eval_pseudonym(cg_mapper_t *mp, const 
     spec_val_t v = ABSENT;
     *out = ABSENT;
     spec_val_t id, auth = ABSENT;
-    if ((rc = eval_expr(mp, e->u.list.items[0], &id)))
+    if ((rc = cg_spec_eval_expr(mp, e->u.list.items[0], &id)))
         return rc;
-    if (e->u.list.items[1] && (rc = eval_expr(mp, e->u.list.items[1], &auth)))
+    if (e->u.list.items[1] && (rc = cg_spec_eval_expr(mp, e->u.list.items[1], &auth)))
         return rc;
     if (!id.present)
         return rc;
     if (!mp->pseudo)
-        return fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
+        return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
     cg_pseudo_person_t who;
     rc = cg_pseudo_person(mp->pseudo, (cg_slice_t){auth.s ? auth.s : "", auth.len},
                           (cg_slice_t){id.s, id.len}, &who);
     if (rc)
-        return fail(mp, CG_ERR_MAP, "an identifier cannot be pseudonymized (%s)", cg_err2str(rc));
+        return cg_spec_fail(mp, CG_ERR_MAP, "an identifier cannot be pseudonymized (%s)",
+                            cg_err2str(rc));
     v = e->part == PT_PERSON_ID ? int_text(mp, who.person_id)
-                                : val_copy(mp, who.source_value, strlen(who.source_value));
+                                : cg_spec_val_copy(mp, who.source_value, strlen(who.source_value));
     *out = v;
     return CG_OK;
 }
@@ -727,7 +473,7 @@ static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const ex
     size_t n = e->u.list.n < 8 ? e->u.list.n : 8, total = 0;
     int any = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = eval_expr(mp, e->u.list.items[i], &parts[i]);
+        rc = cg_spec_eval_expr(mp, e->u.list.items[i], &parts[i]);
         total += parts[i].len + 1;
         any |= parts[i].present;
     }
@@ -735,7 +481,7 @@ static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const ex
         return rc;
     char *key = cg_arena_alloc(&mp->arena, total + 1);
     if (!key)
-        return fail(mp, CG_ERR_NOMEM, "out of memory");
+        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(key + o, parts[i].s ? parts[i].s : "", parts[i].len);
@@ -746,13 +492,13 @@ static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const ex
     rc = cg_pseudo_row_id(mp->pseudo, (cg_slice_t){e->u.list.sep, strlen(e->u.list.sep)},
                           (cg_slice_t){key, o}, (cg_slice_t){"hash_id", 7}, 0, &id);
     if (rc)
-        return fail(mp, rc, "hash_id failed");
+        return cg_spec_fail(mp, rc, "hash_id failed");
     v = int_text(mp, id);
     *out = v;
     return CG_OK;
 }
 
-static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     cg_err_t rc = CG_OK;
     spec_val_t v = ABSENT;
@@ -764,7 +510,7 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         cg_slice_t xv;
         /* copied: the evaluator's buffer is reused by the next XPath */
         if (cg_xml_xpath_value(mp->xev, e->u.xpath, mp->xnode, &xv))
-            v = val_copy(mp, xv.ptr, xv.len);
+            v = cg_spec_val_copy(mp, xv.ptr, xv.len);
         break;
     }
     case EX_CONST:
@@ -782,7 +528,7 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         break;
     case EX_IF: {
         int t;
-        rc = eval_cond(mp, e->u.iff.cond, &t);
+        rc = cg_spec_eval_cond(mp, e->u.iff.cond, &t);
         if (!rc && t)
             rc = eval(mp, e->u.iff.then, &v);
         else if (!rc && e->u.iff.els)
@@ -790,7 +536,7 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         break;
     }
     case EX_PATIENT:
-        if ((rc = patient(mp)))
+        if ((rc = cg_spec_patient(mp)))
             break;
         if (e->u.patient == PT_PERSON_ID) {
             /* every row of the patient has it: formatted once */
@@ -798,7 +544,7 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
                 mp->person_id_text = int_text(mp, mp->person.person_id);
             v = mp->person_id_text;
         } else {
-            v = (spec_val_t){mp->person.source_value, strlen(mp->person.source_value), 1};
+            v = mp->person_sv;
         }
         break;
     case EX_PSEUDONYM:
@@ -815,761 +561,11 @@ static cg_err_t eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     for (size_t i = 0; i < e->n_xforms && v.present; i++)
         if ((rc = apply_xform(mp, &e->xforms[i], v, &v)))
             return rc;
-    if (!v.present && e->deflt && (rc = eval_expr(mp, e->deflt, &v)))
+    if (!v.present && e->deflt && (rc = cg_spec_eval_expr(mp, e->deflt, &v)))
         return rc;
     if (!v.present && e->required)
-        return fail(mp, CG_ERR_REQUIRED, "required value %s is empty", e->text ? e->text : "");
+        return cg_spec_fail(mp, CG_ERR_REQUIRED, "required value %s is empty",
+                            e->text ? e->text : "");
     *out = v;
     return CG_OK;
-}
-
-/* ---- rows ---- */
-
-static int is_numeric_type(cg_omop_type_t t)
-{
-    return t == CG_OMOP_INTEGER || t == CG_OMOP_BIGINT || t == CG_OMOP_FLOAT;
-}
-
-/* cg_buf_putc without the call when there is room: rows are mostly punctuation. */
-static inline void put_ch(cg_buf_t *b, char c)
-{
-    cg_buf_putc_fast(b, c);
-}
-
-/* Appends s as a JSON string: plain text is copied in one go, the rest escaped by
- * cg_buf_put_json_str (same bytes either way). */
-static void put_json_str(cg_buf_t *b, const char *s, size_t n)
-{
-    if (!cg_buf_json_plain(s, n) || cg_buf_reserve(b, n + 2) != CG_OK) {
-        cg_buf_put_json_str(b, s, n);
-        return;
-    }
-    char *o = b->data + b->len;
-    o[0] = '"';
-    memcpy(o + 1, s, n);
-    o[n + 1] = '"';
-    b->len += n + 2;
-    b->data[b->len] = '\0';
-}
-
-/* Whether the canonical number num[0..n) (from cg_spec_number) certainly passes
- * cg_omop_check_value for type t, so the check can be skipped: any such text is a valid JSON
- * number, and integers short enough cannot be out of range. Longer ones are checked. */
-static int number_surely_ok(cg_omop_type_t t, const char *num, size_t n)
-{
-    size_t digits = n - (num[0] == '-');
-    if (t == CG_OMOP_FLOAT)
-        return 1;
-    if (t == CG_OMOP_INTEGER)
-        return digits <= 9;
-    /* BIGINT: 19 digits fit up to INT64_MAX (hashed ids are 63-bit, so nearly all of them) */
-    if (digits == 19)
-        return memcmp(num + (n - digits),
-                      num[0] == '-' ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
-    return digits < 19;
-}
-
-/* Whether s[0..n) is an integer as cg_spec_number writes it: 0, or -?[1-9][0-9]* (no blanks,
- * sign '+' or leading zeros), so that it would come back unchanged. */
-static int canonical_int(const char *s, size_t n)
-{
-    size_t i = n && s[0] == '-';
-    if (i >= n || (s[i] == '0' && (i || n != 1)))
-        return 0;
-    /* eight at a time (ids have 19 digits): a byte outside '0'..'9' sets its top bit in
-     * w - '0' or w + 0x46 (a borrow only spreads above a real hit) */
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if ((w | (w - ones * '0') | (w + ones * 0x46)) & high)
-            return 0;
-    }
-    for (; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-    return 1;
-}
-
-static int two(const char *s, int *v)
-{
-    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-        return 0;
-    *v = (s[0] - '0') * 10 + (s[1] - '0');
-    return 1;
-}
-
-/* Whether v has the exact shape cg_spec_ts_to_iso writes, YYYY-MM-DD for a date, and for a
- * datetime optionally THH:MM[:SS][.f{1,4}][+HH:MM] after it, with every part in the range
- * cg_omop_check_value accepts; such a value passes that check, which is skipped. Anything else
- * (a leap second, a constant in another format) is left to the check. */
-static int iso_surely_ok(cg_omop_type_t t, const char *s, size_t n)
-{
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int c, y, m, d, x;
-    if (n < 10 || !two(s, &c) || !two(s + 2, &y) || s[4] != '-' || !two(s + 5, &m) || s[7] != '-' ||
-        !two(s + 8, &d))
-        return 0;
-    y += c * 100;
-    if (y < 1 || m < 1 || m > 12 || d < 1 ||
-        d > mdays[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
-        return 0;
-    if (n == 10)
-        return 1;
-    if (t != CG_OMOP_DATETIME || n < 16 || s[10] != 'T' || !two(s + 11, &x) || x > 23 ||
-        s[13] != ':' || !two(s + 14, &x) || x > 59)
-        return 0;
-    size_t i = 16;
-    if (i < n && s[i] == ':') {
-        if (n < i + 3 || !two(s + i + 1, &x) || x > 59)
-            return 0;
-        i += 3;
-        if (i < n && s[i] == '.') {
-            size_t j = ++i;
-            while (i < n && i - j < 4 && s[i] >= '0' && s[i] <= '9')
-                i++;
-            if (i == j)
-                return 0;
-        }
-    }
-    if (i == n)
-        return 1;
-    return n - i == 6 && (s[i] == '+' || s[i] == '-') && two(s + i + 1, &x) && x <= 15 &&
-           s[i + 3] == ':' && two(s + i + 4, &x) && x <= 59;
-}
-
-/* Writes "name":value for one column, checked against the OMOP type; varchar values longer than
- * the column are cut at a character boundary (source values are often longer than 50). */
-static cg_err_t write_column(cg_mapper_t *mp, const column_t *cc, spec_val_t v,
-                             const char *src_text, int first)
-{
-    cg_buf_t *b = &mp->rows_buf;
-    const cg_omop_column_t *col = cc->col;
-    cg_omop_type_t t = cc->type;
-    if (!first)
-        put_ch(b, ',');
-    if (cc->key_len <= CG_SPEC_KEY_PAD && b->cap - b->len > CG_SPEC_KEY_PAD && !b->failed) {
-        memcpy(b->data + b->len, cc->key, CG_SPEC_KEY_PAD); /* the padding is overwritten next */
-        b->len += cc->key_len;
-        b->data[b->len] = '\0';
-    } else {
-        cg_buf_append_fast(b, cc->key, cc->key_len);
-    }
-    if (!v.present) {
-        if (col->required)
-            return fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)", col->name,
-                        src_text ? src_text : "?");
-        cg_buf_append_fast(b, "null", 4);
-        return CG_OK;
-    }
-    if (is_numeric_type(t) && v.len <= 20 && canonical_int(v.s, v.len) &&
-        number_surely_ok(t, v.s, v.len)) {
-        /* ids and concept ids: already the text cg_spec_number would give */
-        cg_buf_append_fast(b, v.s, v.len);
-        return CG_OK;
-    }
-    if (is_numeric_type(t)) {
-        char num[128];
-        size_t n = cg_spec_number(v.s, v.len, t != CG_OMOP_FLOAT, num, sizeof(num));
-        char why[160];
-        if (!n || (!number_surely_ok(t, num, n) &&
-                   !cg_omop_check_value(col, num, n, false, why, sizeof(why))))
-            return fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
-                        col->name, t == CG_OMOP_FLOAT ? "" : "n integer",
-                        (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
-        cg_buf_append_fast(b, num, n);
-        return CG_OK;
-    }
-    /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
-     * cut and the check below reduce to a length limit */
-    if ((t == CG_OMOP_TEXT || (t == CG_OMOP_VARCHAR && col->max_length > 0)) &&
-        cg_buf_json_plain(v.s, v.len)) {
-        size_t n = v.len;
-        if (t == CG_OMOP_VARCHAR && n > (size_t)col->max_length)
-            n = (size_t)col->max_length;
-        if (cg_buf_reserve(b, n + 2) == CG_OK) {
-            char *o = b->data + b->len;
-            o[0] = '"';
-            memcpy(o + 1, v.s, n);
-            o[n + 1] = '"';
-            b->len += n + 2;
-            b->data[b->len] = '\0';
-        }
-        return CG_OK;
-    }
-    if (t == CG_OMOP_VARCHAR && col->max_length > 0) {
-        xform_t cut = {.kind = XF_TRUNCATE, .u.truncate = (size_t)col->max_length};
-        apply_xform(mp, &cut, v, &v);
-    }
-    char why[160];
-    if (!((t == CG_OMOP_DATE || t == CG_OMOP_DATETIME) && iso_surely_ok(t, v.s, v.len)) &&
-        !cg_omop_check_value(col, v.s, v.len, true, why, sizeof(why)))
-        return fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
-    put_json_str(b, v.s, v.len);
-    return CG_OK;
-}
-
-static void trace_column(cg_mapper_t *mp, const cg_omop_column_t *col, const char *src, int first)
-{
-    cg_buf_t *t = &mp->trace_buf;
-    if (!first)
-        cg_buf_putc(t, ',');
-    cg_buf_put_json_str(t, col->name, strlen(col->name));
-    cg_buf_puts(t, ":{\"rule\":");
-    cg_buf_put_json_str(t, mp->rule->name, strlen(mp->rule->name));
-    cg_buf_puts(t, ",\"source\":");
-    cg_buf_put_json_str(t, src, strlen(src));
-    cg_buf_putc(t, '}');
-}
-
-static cg_err_t push_span(cg_mapper_t *mp, size_t off, size_t toff)
-{
-    if (mp->n_rows == mp->cap_rows) {
-        size_t cap = mp->cap_rows ? mp->cap_rows * 2 : 16;
-        row_span_t *s = realloc(mp->spans, cap * sizeof(*s));
-        if (!s)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
-        mp->spans = s;
-        cg_map_row_t *r = realloc(mp->rows, cap * sizeof(*r));
-        if (!r)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
-        mp->rows = r;
-        mp->cap_rows = cap;
-    }
-    row_span_t *s = &mp->spans[mp->n_rows++];
-    s->rule = mp->rule;
-    s->spec = mp->spec;
-    s->off = off;
-    s->len = mp->rows_buf.len - off;
-    s->trace_off = toff;
-    s->trace_len = mp->trace_buf.len - toff;
-    return CG_OK;
-}
-
-static cg_err_t emit_row(cg_mapper_t *mp, uint64_t position)
-{
-    const rule_t *r = mp->rule;
-    cg_err_t rc;
-    int ok;
-    /* when first, unless it reads the rule's lets: most rules over OBX[*] make no row for most
-     * OBX (one per value type), and their lets are then not worth evaluating */
-    if (r->when && !r->when_uses_lets) {
-        if ((rc = eval_cond(mp, r->when, &ok)))
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
-    for (size_t i = 0; i < r->n_lets; i++)
-        if ((rc = eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
-            return rc;
-    if (r->when && r->when_uses_lets) {
-        if ((rc = eval_cond(mp, r->when, &ok)))
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
-    size_t off = mp->rows_buf.len, toff = mp->trace_buf.len;
-    put_ch(&mp->rows_buf, '{');
-    if (mp->trace)
-        cg_buf_putc(&mp->trace_buf, '{');
-    int first = 1;
-    if (r->pk.col && !r->sets_pk) {
-        int64_t id;
-        cg_slice_t spec = {mp->spec->name, mp->spec->name_len};
-        cg_slice_t rule = {r->name, r->name_len};
-        if ((rc = cg_pseudo_row_id(mp->pseudo, spec, mp->message_id, rule, position, &id)))
-            return fail(mp, rc, "row id failed");
-        mp->column = r->pk.col->name;
-        char idbuf[24]; /* copied into the row right away: no need for the arena */
-        spec_val_t idv = {idbuf, fmt_int64(idbuf, id), 1};
-        if ((rc = write_column(mp, &r->pk, idv, "row id", first)))
-            return rc;
-        if (mp->trace)
-            trace_column(mp, r->pk.col, "row id (spec, MSH-10, rule, position)", first);
-        first = 0;
-    }
-    for (size_t i = 0; i < r->n_columns; i++) {
-        const column_t *c = &r->columns[i];
-        spec_val_t v;
-        mp->column = c->col->name;
-        if ((rc = eval(mp, c->expr, &v)))
-            return rc;
-        if ((rc = write_column(mp, c, v, c->expr->text, first)))
-            return rc;
-        if (mp->trace)
-            trace_column(mp, c->col, c->expr->text ? c->expr->text : "", first);
-        first = 0;
-    }
-    mp->column = NULL;
-    put_ch(&mp->rows_buf, '}');
-    if (mp->trace)
-        cg_buf_putc(&mp->trace_buf, '}');
-    size_t row_len = mp->rows_buf.len - off;
-    /* facts without a column go beside the row; absent ones are left out */
-    size_t meta_off = mp->rows_buf.len, n_meta = 0;
-    for (size_t i = 0; i < r->n_meta; i++) {
-        spec_val_t v;
-        mp->column = r->meta[i].name;
-        if ((rc = eval(mp, r->meta[i].expr, &v)))
-            return rc;
-        if (!v.present)
-            continue;
-        put_ch(&mp->rows_buf, n_meta++ ? ',' : '{');
-        if (r->meta[i].key) {
-            cg_buf_append_fast(&mp->rows_buf, r->meta[i].key, r->meta[i].key_len);
-        } else {
-            put_json_str(&mp->rows_buf, r->meta[i].name, strlen(r->meta[i].name));
-            put_ch(&mp->rows_buf, ':');
-        }
-        put_json_str(&mp->rows_buf, v.s, v.len);
-    }
-    mp->column = NULL;
-    if (n_meta)
-        put_ch(&mp->rows_buf, '}');
-    if (mp->rows_buf.failed || mp->trace_buf.failed)
-        return fail(mp, CG_ERR_NOMEM, "out of memory");
-    cg_err_t prc = push_span(mp, off, toff);
-    if (prc == CG_OK) {
-        row_span_t *s = &mp->spans[mp->n_rows - 1];
-        s->len = row_len;
-        s->meta_off = meta_off;
-        s->meta_len = mp->rows_buf.len - meta_off;
-    }
-    return prc;
-}
-
-static cg_err_t run_rule_xml(cg_mapper_t *mp, const rule_t *r)
-{
-    mp->xnode = NULL;
-    if (!r->has_foreach)
-        return emit_row(mp, 1);
-    void *const *nodes;
-    size_t n = cg_xml_xpath_nodes(mp->xev, r->xforeach, NULL, &nodes);
-    cg_err_t rc = CG_OK;
-    for (size_t i = 0; i < n && !rc; i++) {
-        mp->xnode = nodes[i];
-        rc = emit_row(mp, i + 1);
-    }
-    mp->xnode = NULL;
-    return rc;
-}
-
-static cg_err_t run_rule(cg_mapper_t *mp, const rule_t *r)
-{
-    mp->rule = r;
-    if (!mp->m)
-        return run_rule_xml(mp, r);
-    cg_hl7_scope_t msg_scope = cg_hl7_scope_message(mp->m);
-    if (!r->has_foreach) {
-        mp->scope = msg_scope;
-        return emit_row(mp, 1);
-    }
-    cg_hl7_iter_t it;
-    cg_hl7_match_t match;
-    uint64_t pos = 0;
-    cg_hl7_path_begin(&it, mp->m, &r->foreach, msg_scope);
-    while (cg_hl7_path_next(&it, &match)) {
-        mp->scope = cg_hl7_scope_at(mp->m, match.seg);
-        cg_err_t rc = emit_row(mp, ++pos);
-        if (rc)
-            return rc;
-    }
-    return CG_OK;
-}
-
-static int trigger_matches(const spec_t *s, cg_slice_t type, cg_slice_t event)
-{
-    for (size_t i = 0; i < s->n_triggers; i++) {
-        const trigger_t *t = &s->triggers[i];
-        if (cg_slice_eq(type, t->type) && (!t->event[0] || cg_slice_eq(event, t->event)))
-            return 1;
-    }
-    return 0;
-}
-
-static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
-{
-    mp->spec = s;
-    mp->rule = NULL;
-    mp->patient_state = 0;
-    mp->shift_days = 0;
-    mp->xnode = NULL;
-    if (mp->m)
-        mp->scope = cg_hl7_scope_message(mp->m);
-    cg_err_t rc;
-    for (size_t i = 0; i < s->n_lets; i++)
-        if ((rc = eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
-            return rc;
-    /* dates shift by the patient's offset, so the patient comes first when the spec has one */
-    if (s->has_patient && (rc = patient(mp)))
-        return rc;
-    for (size_t i = 0; i < s->n_rules; i++)
-        if ((rc = run_rule(mp, &s->rules[i])))
-            return rc;
-    return CG_OK;
-}
-
-static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t *out)
-{
-    cg_slice_t raw;
-    *out = (cg_slice_t){"", 0};
-    if (cg_hl7_seg_count(mp->m) && cg_hl7_get_raw(mp->m, 0, field, 1, comp, 0, &raw))
-        *out = raw; /* MSH-9 and MSH-10 are plain codes; no unescaping needed */
-}
-
-/* Starts a message or document: a fresh arena, memo generation and output buffers. */
-static void begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
-                          const cg_map_row_t **rows, size_t *n_rows)
-{
-    memset(err ? err : local, 0, sizeof(*local));
-    mp->err = err ? err : local;
-    mp->n_rows = 0;
-    mp->xnode = NULL;
-    *rows = NULL;
-    *n_rows = 0;
-    cg_arena_reset(&mp->arena);
-    if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
-        memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
-        memset(mp->lookups, 0, sizeof(mp->lookups));
-        memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
-        mp->gen = 1;
-    }
-    cg_buf_reset(&mp->rows_buf);
-    cg_buf_reset(&mp->trace_buf);
-}
-
-/* Runs spec s when its input condition holds; *matched counts the specs that ran. */
-static cg_err_t try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched)
-{
-    if (s->when) {
-        int ok;
-        mp->spec = s;
-        mp->rule = NULL;
-        mp->xnode = NULL;
-        if (mp->m)
-            mp->scope = cg_hl7_scope_message(mp->m);
-        cg_err_t rc = eval_cond(mp, s->when, &ok);
-        if (rc)
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
-    (*matched)++;
-    size_t before = mp->n_rows;
-    cg_err_t rc = run_spec(mp, s);
-    if (rc)
-        mp->n_rows = before;
-    return rc;
-}
-
-/* The buffers are final once every spec ran: turn spans into rows. */
-static void finish_rows(cg_mapper_t *mp, const cg_map_row_t **rows, size_t *n_rows)
-{
-    for (size_t i = 0; i < mp->n_rows; i++) {
-        const row_span_t *s = &mp->spans[i];
-        cg_map_row_t *r = &mp->rows[i];
-        r->standard = s->rule->standard;
-        r->table = s->rule->table->name;
-        r->spec = s->spec->name;
-        r->spec_version = s->spec->version;
-        r->rule = s->rule->name;
-        r->row_json = (cg_slice_t){mp->rows_buf.data + s->off, s->len};
-        r->meta_json = (cg_slice_t){mp->rows_buf.data + s->meta_off, s->meta_len};
-        r->message_id = mp->message_id;
-        r->trace_json = mp->trace ? (cg_slice_t){mp->trace_buf.data + s->trace_off, s->trace_len}
-                                  : (cg_slice_t){"", 0};
-        r->person_key = (cg_slice_t){"", 0};
-    }
-    /* key every row by the patient's pseudonym (the last spec's patient) */
-    if (mp->patient_state > 0)
-        for (size_t i = 0; i < mp->n_rows; i++)
-            mp->rows[i].person_key =
-                (cg_slice_t){mp->person.source_value, strlen(mp->person.source_value)};
-    *rows = mp->rows;
-    *n_rows = mp->n_rows;
-}
-
-cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_map_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
-{
-    cg_map_error_t local;
-    begin_message(mp, err, &local, rows, n_rows);
-    mp->m = msg;
-
-    /* for raw_is_decoded: the same charset classes as the decoder's (hl7_parse.c) */
-    const cg_hl7_delims_t *d = cg_hl7_msg_delims(msg);
-    const char *cs = cg_hl7_msg_charset(msg);
-    mp->esc = d ? d->esc : 0;
-    mp->cs_utf8 = cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "UTF8"));
-    mp->cs_ascii = cs && cs[0] && strncasecmp(cs, "UTF-16", 6) && strncasecmp(cs, "UTF-32", 6) &&
-                   strncasecmp(cs, "UCS", 3);
-
-    cg_slice_t type, event;
-    msh_value(mp, 9, 1, &type);
-    msh_value(mp, 9, 2, &event);
-    msh_value(mp, 10, 0, &mp->message_id);
-    size_t matched = 0;
-    for (size_t i = 0; i < mp->ss->n_specs; i++) {
-        const spec_t *s = &mp->ss->specs[i];
-        if (s->format != SF_HL7V2 || !trigger_matches(s, type, event))
-            continue;
-        cg_err_t rc = try_spec(mp, s, &matched);
-        if (rc)
-            return rc;
-    }
-    if (!matched) {
-        mp->err->code = CG_ERR_MAP;
-        mp->err->stage = "select";
-        snprintf(mp->err->reason, sizeof(mp->err->reason), "no spec takes %.*s^%.*s messages",
-                 (int)type.len, type.ptr, (int)event.len, event.ptr);
-        return CG_ERR_MAP;
-    }
-    finish_rows(mp, rows, n_rows);
-    return CG_OK;
-}
-
-/* ---- XML documents ---- */
-
-static const xmlChar *attr_value(const xmlNode *n, const char *name)
-{
-    for (const xmlAttr *a = n->properties; a; a = a->next)
-        if (!a->ns && !strcmp((const char *)a->name, name) && a->children &&
-            a->children->type == XML_TEXT_NODE)
-            return a->children->content;
-    return NULL;
-}
-
-/* Whether spec s takes the document whose root element is root. */
-static int document_matches(const spec_t *s, const xmlNode *root)
-{
-    if (strcmp((const char *)root->name, s->xml_root))
-        return 0;
-    if (!s->n_doc_templates)
-        return 1;
-    for (const xmlNode *c = root->children; c; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "templateId"))
-            continue;
-        const xmlChar *r = attr_value(c, "root");
-        for (size_t i = 0; r && i < s->n_doc_templates; i++)
-            if (!strcmp((const char *)r, s->doc_templates[i]))
-                return 1;
-    }
-    return 0;
-}
-
-/* The document's id for row ids: the spec's message_id, else the root's <id> as
- * root^extension (CDA II: the pair is the identifier). */
-static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *root)
-{
-    if (s->message_id) {
-        spec_val_t v;
-        mp->spec = s;
-        cg_err_t rc = eval_expr(mp, s->message_id, &v);
-        if (rc)
-            return rc;
-        mp->message_id = v.present ? (cg_slice_t){v.s, v.len} : (cg_slice_t){"", 0};
-        return CG_OK;
-    }
-    mp->message_id = (cg_slice_t){"", 0};
-    for (const xmlNode *c = root->children; c; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "id"))
-            continue;
-        const char *r = (const char *)attr_value(c, "root");
-        const char *x = (const char *)attr_value(c, "extension");
-        size_t rl = r ? strlen(r) : 0, xl = x ? strlen(x) : 0;
-        char *p = cg_arena_alloc(&mp->arena, rl + xl + 2);
-        if (!p)
-            return fail(mp, CG_ERR_NOMEM, "out of memory");
-        size_t n = 0;
-        if (rl) {
-            memcpy(p, r, rl);
-            n = rl;
-        }
-        if (xl) {
-            if (n)
-                p[n++] = '^';
-            memcpy(p + n, x, xl);
-            n += xl;
-        }
-        p[n] = '\0';
-        mp->message_id = (cg_slice_t){p, n};
-        break;
-    }
-    return CG_OK;
-}
-
-static cg_err_t map_error(cg_map_error_t *err, cg_err_t code, const char *stage, const char *reason)
-{
-    if (err) {
-        memset(err, 0, sizeof(*err));
-        err->code = code;
-        err->stage = stage;
-        snprintf(err->reason, sizeof(err->reason), "%s", reason);
-    }
-    return code;
-}
-
-cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
-{
-    *rows = NULL;
-    *n_rows = 0;
-    if (!mp->xdoc) {
-        cg_xml_options_t o;
-        cg_xml_options_default(&o);
-        if (mp->xml_opts_set)
-            o = mp->xml_opts;
-        if (!(mp->xdoc = cg_xml_doc_new(&o)) || !(mp->xev = cg_xml_eval_new()))
-            return map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
-    }
-    cg_xml_error_t xe;
-    cg_err_t rc = cg_xml_parse(mp->xdoc, buf, len, &xe);
-    if (rc) {
-        char where[320];
-        return map_error(err, rc, "decode", cg_xml_error_location(&xe, where, sizeof(where)));
-    }
-    cg_xml_eval_bind(mp->xev, mp->xdoc);
-    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
-    cg_map_error_t local;
-    begin_message(mp, err, &local, rows, n_rows);
-    mp->m = NULL;
-    size_t matched = 0;
-    for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
-        const spec_t *s = &mp->ss->specs[i];
-        if (s->format != SF_XML || !document_matches(s, root))
-            continue;
-        if ((rc = document_id(mp, s, root)) || (rc = try_spec(mp, s, &matched)))
-            return rc;
-    }
-    if (!matched) {
-        mp->err->code = CG_ERR_MAP;
-        mp->err->stage = "select";
-        int n = snprintf(mp->err->reason, sizeof(mp->err->reason),
-                         "no spec takes XML documents with root element <%s>",
-                         root ? (const char *)root->name : "?");
-        /* the templateIds say what the document is: name them for whoever writes the spec */
-        const char *sep = " (templateIds: ";
-        for (const xmlNode *c = root ? root->children : NULL; c && n > 0; c = c->next) {
-            const xmlChar *r =
-                c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "templateId")
-                    ? attr_value(c, "root")
-                    : NULL;
-            if (!r || (size_t)n >= sizeof(mp->err->reason))
-                continue;
-            n += snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, "%s%s", sep,
-                          (const char *)r);
-            sep = " ";
-        }
-        if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->reason))
-            snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, ")");
-        return CG_ERR_MAP;
-    }
-    finish_rows(mp, rows, n_rows);
-    return CG_OK;
-}
-
-cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
-                       size_t *n_rows, cg_map_error_t *err)
-{
-    if (cg_xml_sniff(buf, len))
-        return cg_mapper_map_xml(mp, buf, len, rows, n_rows, err);
-    return cg_mapper_map_hl7(mp, buf, len, rows, n_rows, err);
-}
-
-cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_map_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
-{
-    cg_hl7_error_t he;
-    *rows = NULL;
-    *n_rows = 0;
-    cg_err_t rc = cg_hl7_parse(mp->msg, buf, len, &he);
-    if (rc) {
-        char where[384];
-        return map_error(err, rc, "decode", cg_hl7_error_location(&he, where, sizeof(where)));
-    }
-    return cg_mapper_map_msg(mp, mp->msg, rows, n_rows, err);
-}
-
-cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,
-                           size_t errstr_size)
-{
-    cg_mapper_t *mp = calloc(1, sizeof(*mp));
-    if (!mp) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    mp->ss = ss;
-    mp->vocab = env ? env->vocab : NULL;
-    mp->utc_offset = env ? env->source_utc_offset : NULL;
-    cg_arena_init(&mp->arena, 64 * 1024);
-    cg_buf_init(&mp->scratch);
-    cg_buf_init(&mp->rows_buf);
-    cg_buf_init(&mp->trace_buf);
-    for (size_t i = 0; i < ss->n_specs; i++)
-        if (ss->specs[i].max_vars > mp->cap_vars)
-            mp->cap_vars = ss->specs[i].max_vars;
-    mp->vars = calloc(mp->cap_vars + 1, sizeof(*mp->vars));
-    mp->msg = cg_hl7_msg_new(env ? env->hl7 : NULL);
-    if (env && env->xml) {
-        mp->xml_opts = *env->xml;
-        mp->xml_opts_set = 1;
-    }
-    /* aligned, so that no entry straddles two cache lines */
-    mp->memo = aligned_alloc(sizeof(*mp->memo), PATH_MEMO_SIZE * sizeof(*mp->memo));
-    if (mp->memo)
-        memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
-    mp->md = pcre2_match_data_create(ss->max_capture + 1, NULL);
-    mp->mctx = pcre2_match_context_create(NULL);
-    if (!mp->vars || !mp->msg || !mp->md || !mp->mctx || !mp->memo) {
-        snprintf(errstr, errstr_size, "out of memory");
-        cg_mapper_destroy(mp);
-        return NULL;
-    }
-    pcre2_set_match_limit(mp->mctx, SPEC_REGEX_MATCH_LIMIT);
-    pcre2_set_depth_limit(mp->mctx, SPEC_REGEX_DEPTH_LIMIT);
-    if (env && env->pseudo) {
-        mp->pseudo = cg_pseudo_clone(env->pseudo, errstr, errstr_size);
-        if (!mp->pseudo) {
-            cg_mapper_destroy(mp);
-            return NULL;
-        }
-    }
-    return mp;
-}
-
-void cg_mapper_set_trace(cg_mapper_t *mp, int on)
-{
-    mp->trace = on;
-}
-
-void cg_mapper_destroy(cg_mapper_t *mp)
-{
-    if (!mp)
-        return;
-    cg_pseudo_destroy(mp->pseudo);
-    cg_hl7_msg_destroy(mp->msg);
-    cg_xml_eval_destroy(mp->xev);
-    cg_xml_doc_destroy(mp->xdoc);
-    pcre2_match_data_free(mp->md);
-    pcre2_match_context_free(mp->mctx);
-    cg_arena_destroy(&mp->arena);
-    cg_buf_free(&mp->scratch);
-    cg_buf_free(&mp->rows_buf);
-    cg_buf_free(&mp->trace_buf);
-    free(mp->spans);
-    free(mp->rows);
-    free(mp->vars);
-    free(mp->memo);
-    free(mp);
-}
-
-cg_err_t cg_map_row_envelope(const cg_map_row_t *row, const cg_record_source_t *src,
-                             const char *const *cohorts, size_t n_cohorts, cg_buf_t *out)
-{
-    cg_record_source_t s = *src;
-    s.spec = row->spec;
-    s.spec_version = row->spec_version;
-    s.rule = row->rule;
-    return cg_record_write_envelope(out, row->standard, row->table, cohorts, n_cohorts,
-                                    row->row_json, row->meta_json, &s);
 }

@@ -7,8 +7,8 @@
 #include <pcre2.h>
 
 #include "cg_hl7.h"
-#include "cg_omop.h"
 #include "cg_spec.h"
+#include "cg_target.h"
 #include "cg_xml.h"
 
 /* Values during evaluation: text in the message arena, or absent. 16 bytes, so that it travels
@@ -165,26 +165,16 @@ struct cond {
 typedef struct binding {
     const char *name;
     expr_t *expr;
-    const char *key; /* meta: "name": as written beside a row, prepared once (NULL: none) */
-    size_t key_len;
 } binding_t;
 
-/* A column key is allocated with at least this many bytes, so that a short one is copied into
- * a row as one fixed-size block (no memcpy call per column). */
-#define CG_SPEC_KEY_PAD 32u
-
 typedef struct column {
-    const cg_omop_column_t *col; /* the OMOP column */
-    cg_omop_type_t type;         /* cg_omop_column_type(col), resolved once */
-    const char *key;             /* "name": as written in a row, prepared once (padded) */
-    size_t key_len;
+    const cg_target_column_t *col; /* the target's column: name, type, index in the row */
     expr_t *expr;
 } column_t;
 
 typedef struct rule {
     const char *name;
-    const cg_omop_table_t *table;
-    const char *standard; /* "omop-cdm-5.4", or "cohortgate" for cohortgate's own tables */
+    const cg_target_table_t *table; /* its target is the records' standard */
     int has_foreach;
     cg_hl7_path_t foreach;          /* a path naming segments: OBX[*], DG1[*] */
     const cg_xml_xpath_t *xforeach; /* XML specs: the nodes, one row each */
@@ -250,10 +240,6 @@ struct cg_specset {
     size_t n_xpaths, cap_xpaths;
     int has_hl7, has_xml; /* which formats its specs read */
 };
-
-/* spec_tables.c: an OMOP CDM v5.4 table, or one of cohortgate's own ("cohortgate.*"), with the
- * standard its records carry. NULL when there is none of that name. */
-const cg_omop_table_t *cg_spec_table(const char *name, const char **standard);
 
 /* Compiled regexes run with these limits so a hostile input cannot make one run away. */
 #define SPEC_REGEX_MATCH_LIMIT 100000u

@@ -1,42 +1,38 @@
-/* envelope.c - the JSON record envelope (see cg_record.h). */
-#include "cg_record.h"
+/* envelope.c - the JSON record envelope of OMOP and cohortgate rows (cg_row.h): the encoder of
+ * both targets.
+ *
+ * Written straight into the output buffer through a cursor: each piece makes sure of its room at
+ * its worst (every byte escaped) with one compare, and the buffer grows only when that fails.
+ * Plain strings (the usual codes, ids and names, and values the engine marked plain) are copied
+ * whole; others go through cg_buf_put_json_str. Reserving and scanning piece by piece through
+ * cg_buf calls cost more than the rest of the record.
+ */
+#include "cg_row.h"
+#include "target_impl.h"
 
-#include <stdint.h>
 #include <string.h>
 
-/* Appends lit (a literal without anything to escape), then s as a JSON string. */
-static void put_key_str(cg_buf_t *out, const char *lit, size_t lit_len, const char *s, size_t n)
+/* What a string costs at most: every byte \u00XX-escaped, the quotes, a separator. */
+#define STR_BOUND(n) ((n)*6 + 4)
+
+#define PUT_LIT(o, lit) (memcpy(o, lit, sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+
+/* Appends s as a JSON string at o (room reserved); returns the new end. */
+static inline char *put_str(cg_buf_t *b, char *o, const char *s, size_t n)
 {
-    if (!cg_buf_json_plain(s, n) || cg_buf_reserve(out, lit_len + n + 2) != CG_OK) {
-        cg_buf_append(out, lit, lit_len);
-        cg_buf_put_json_str(out, s, n);
-        return;
+    if (!n) {
+        memcpy(o, "\"\"", 2);
+        return o + 2;
     }
-    char *o = out->data + out->len;
-    memcpy(o, lit, lit_len);
-    o += lit_len;
-    *o++ = '"';
-    memcpy(o, s, n);
-    o[n] = '"';
-    out->len += lit_len + n + 2;
-    out->data[out->len] = '\0';
-}
-
-#define PUT_KEY_STR(out, lit, s, n) put_key_str(out, lit, sizeof(lit) - 1, s, n)
-
-/* Appends the decimal text of x (by hand: vsnprintf cost more than the rest of the envelope). */
-static void put_int(cg_buf_t *out, int64_t x)
-{
-    char tmp[24];
-    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    size_t n = sizeof(tmp);
-    do {
-        tmp[--n] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (x < 0)
-        tmp[--n] = '-';
-    cg_buf_append(out, tmp + n, sizeof(tmp) - n);
+    if (cg_buf_json_plain(s, n)) {
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        return o + n + 2;
+    }
+    b->len = (size_t)(o - b->data);
+    cg_buf_put_json_str(b, s, n); /* within the reserve: it does not move data */
+    return b->data + b->len;
 }
 
 /* Decimal text of x ending at end; returns where it starts. */
@@ -52,97 +48,208 @@ static char *fmt_int(char *end, int64_t x)
     return end;
 }
 
-#define PUT_LIT(o, lit)  (memcpy(o, lit, sizeof(lit) - 1), (o) += sizeof(lit) - 1)
-#define PUT_STR(o, s, n) ((o)[0] = '"', memcpy((o) + 1, s, n), (o)[(n) + 1] = '"', (o) += (n) + 2)
-
-/* The usual envelope, without cohorts or a topic and with every string plain: its length is
- * known up front, so it is written with one reserve and straight copies (the general path below
- * reserved and scanned piece by piece, a cost per record). Returns 0 when it does not apply. */
-static int write_plain(cg_buf_t *out, const char *standard, const char *table, cg_slice_t row_json,
-                       cg_slice_t meta_json, const cg_record_source_t *src)
+static char *put_int(char *o, int64_t x)
 {
-    size_t sl = strlen(standard), tl = strlen(table);
-    size_t ml = src->message_id.len;
-    const char *mid = src->message_id.ptr ? src->message_id.ptr : "";
-    size_t pl = src->spec ? strlen(src->spec) : 0, rl = src->rule ? strlen(src->rule) : 0;
-    if (!cg_buf_json_plain(standard, sl) || !cg_buf_json_plain(table, tl) ||
-        !cg_buf_json_plain(mid, ml) || (src->spec && !cg_buf_json_plain(src->spec, pl)) ||
-        (src->rule && !cg_buf_json_plain(src->rule, rl)))
+    char tmp[24], *s = fmt_int(tmp + sizeof(tmp), x);
+    size_t n = (size_t)(tmp + sizeof(tmp) - s);
+    memcpy(o, s, n);
+    return o + n;
+}
+
+/* A column's "name": key; short ones as one fixed-size copy (the padding is overwritten next). */
+static inline char *put_key(char *o, const cg_target_column_t *c)
+{
+    if (c->json_key_len <= CG_TARGET_KEY_PAD)
+        memcpy(o, c->json_key, CG_TARGET_KEY_PAD);
+    else
+        memcpy(o, c->json_key, c->json_key_len);
+    return o + c->json_key_len;
+}
+
+/* The output cursor: o writes into b, room until end. */
+typedef struct w {
+    cg_buf_t *b;
+    char *o, *end;
+} w_t;
+
+/* Makes room for n more bytes (and the NUL); 0 when the buffer cannot grow. */
+static int grow(w_t *w, size_t n)
+{
+    w->b->len = (size_t)(w->o - w->b->data);
+    if (cg_buf_reserve(w->b, n) != CG_OK)
         return 0;
-    char vbuf[24], *v = fmt_int(vbuf + sizeof(vbuf), src->spec_version);
-    size_t vl = (size_t)(vbuf + sizeof(vbuf) - v);
-    size_t total = sl + tl + ml + row_json.len + meta_json.len + pl + rl + vl + 128;
-    if (cg_buf_reserve(out, total) != CG_OK)
-        return 1; /* failed is set; the caller reports it */
-    char *o = out->data + out->len;
-    PUT_LIT(o, "{\"standard\":");
-    PUT_STR(o, standard, sl);
-    PUT_LIT(o, ",\"table\":");
-    PUT_STR(o, table, tl);
-    PUT_LIT(o, ",\"cohorts\":[],\"row\":");
-    if (row_json.len) {
-        memcpy(o, row_json.ptr, row_json.len);
-        o += row_json.len;
-    }
-    if (meta_json.len) {
-        PUT_LIT(o, ",\"meta\":");
-        memcpy(o, meta_json.ptr, meta_json.len);
-        o += meta_json.len;
-    }
-    PUT_LIT(o, ",\"source\":{\"message_id\":");
-    PUT_STR(o, mid, ml);
-    if (src->spec) {
-        PUT_LIT(o, ",\"spec\":");
-        PUT_STR(o, src->spec, pl);
-        PUT_LIT(o, ",\"spec_version\":");
-        memcpy(o, v, vl);
-        o += vl;
-    }
-    if (src->rule) {
-        PUT_LIT(o, ",\"rule\":");
-        PUT_STR(o, src->rule, rl);
-    }
-    PUT_LIT(o, "}}");
-    *o = '\0';
-    out->len = (size_t)(o - out->data);
+    w->o = w->b->data + w->b->len;
+    w->end = w->b->data + w->b->cap;
     return 1;
 }
 
-cg_err_t cg_record_write_envelope(cg_buf_t *out, const char *standard, const char *table,
-                                  const char *const *cohorts, size_t n_cohorts, cg_slice_t row_json,
-                                  cg_slice_t meta_json, const cg_record_source_t *src)
+static inline int room(w_t *w, size_t n)
 {
-    if (!n_cohorts && !src->topic && write_plain(out, standard, table, row_json, meta_json, src))
-        return out->failed ? CG_ERR_NOMEM : CG_OK;
-    PUT_KEY_STR(out, "{\"standard\":", standard, strlen(standard));
-    PUT_KEY_STR(out, ",\"table\":", table, strlen(table));
-    cg_buf_append(out, ",\"cohorts\":[", 12);
-    for (size_t i = 0; i < n_cohorts; i++)
-        put_key_str(out, ",", i ? 1 : 0, cohorts[i], strlen(cohorts[i]));
-    cg_buf_append(out, "],\"row\":", 8);
-    cg_buf_append(out, row_json.ptr, row_json.len);
-    if (meta_json.len) {
-        cg_buf_append(out, ",\"meta\":", 8);
-        cg_buf_append(out, meta_json.ptr, meta_json.len);
+    return (size_t)(w->end - w->o) > n || grow(w, n);
+}
+
+/* A string at its worst, the literal before it and punctuation after. */
+static inline int room_str(w_t *w, size_t n)
+{
+    return room(w, STR_BOUND(n) + 32);
+}
+
+/* "trace": per column, the rule and the source of its value, in the row's order. */
+static int put_trace(w_t *w, const cg_row_t *row)
+{
+    const cg_target_table_t *t = row->table;
+    const char *rule = row->rule ? row->rule : "";
+    size_t rl = strlen(rule);
+    int first = 1;
+    if (!room(w, 16))
+        return 0;
+    PUT_LIT(w->o, ",\"trace\":{");
+    for (size_t i = 0; i < t->n_columns; i++) {
+        if (row->values[i].kind == CG_VALUE_ABSENT)
+            continue;
+        const char *s = row->trace[i] ? row->trace[i] : "";
+        size_t sl = strlen(s);
+        if (!room(w, CG_TARGET_KEY_PAD + t->columns[i].json_key_len + STR_BOUND(rl) +
+                         STR_BOUND(sl) + 32))
+            return 0;
+        if (!first)
+            *w->o++ = ',';
+        first = 0;
+        w->o = put_key(w->o, &t->columns[i]);
+        PUT_LIT(w->o, "{\"rule\":");
+        w->o = put_str(w->b, w->o, rule, rl);
+        PUT_LIT(w->o, ",\"source\":");
+        w->o = put_str(w->b, w->o, s, sl);
+        *w->o++ = '}';
     }
-    cg_buf_append(out, ",\"source\":{", 11);
-    if (src->topic) {
-        PUT_KEY_STR(out, "\"topic\":", src->topic, strlen(src->topic));
-        cg_buf_append(out, ",\"partition\":", 13);
-        put_int(out, src->partition);
-        cg_buf_append(out, ",\"offset\":", 10);
-        put_int(out, src->offset);
-        cg_buf_putc(out, ',');
+    *w->o++ = '}';
+    return 1;
+}
+
+/* "name":"text" of a string, room made. */
+#define PUT_KEY_STR(w, lit, s, n)                                                                  \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if (!room_str(w, n_))                                                                      \
+            goto nomem;                                                                            \
+        PUT_LIT((w)->o, lit);                                                                      \
+        (w)->o = put_str((w)->b, (w)->o, s, n_);                                                   \
+    } while (0)
+
+cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src,
+                                 const char *const *cohorts, size_t n_cohorts, unsigned flags,
+                                 cg_buf_t *out)
+{
+    const cg_target_table_t *t = row->table;
+    if (cg_buf_reserve(out, 512) != CG_OK) /* most records fit: one reserve, then compares */
+        return CG_ERR_NOMEM;
+    w_t w = {out, out->data + out->len, out->data + out->cap};
+    PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
+    PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
+    if (!room(&w, 16))
+        goto nomem;
+    PUT_LIT(w.o, ",\"cohorts\":[");
+    for (size_t i = 0; i < n_cohorts; i++) {
+        size_t cl = strlen(cohorts[i]);
+        if (!room_str(&w, cl))
+            goto nomem;
+        if (i)
+            *w.o++ = ',';
+        w.o = put_str(out, w.o, cohorts[i], cl);
     }
-    PUT_KEY_STR(out, "\"message_id\":", src->message_id.ptr ? src->message_id.ptr : "",
-                src->message_id.len);
-    if (src->spec) {
-        PUT_KEY_STR(out, ",\"spec\":", src->spec, strlen(src->spec));
-        cg_buf_append(out, ",\"spec_version\":", 16);
-        put_int(out, src->spec_version);
+    if (!room(&w, 16))
+        goto nomem;
+    PUT_LIT(w.o, "],\"row\":{");
+    int first = 1;
+    for (size_t i = 0; i < t->n_columns; i++) {
+        const cg_value_t *v = &row->values[i];
+        if (v->kind == CG_VALUE_ABSENT)
+            continue;
+        const cg_target_column_t *c = &t->columns[i];
+        if (!room(&w, CG_TARGET_KEY_PAD + c->json_key_len + STR_BOUND((size_t)v->len)))
+            goto nomem;
+        char *o = w.o;
+        if (!first)
+            *o++ = ',';
+        first = 0;
+        o = put_key(o, c);
+        switch (v->kind) {
+        case CG_VALUE_NULL:
+            PUT_LIT(o, "null");
+            break;
+        case CG_VALUE_INTEGER:
+        case CG_VALUE_NUMBER:
+            memcpy(o, v->ptr, v->len);
+            o += v->len;
+            break;
+        default:
+            if (v->plain) { /* the engine checked it already */
+                o[0] = '"';
+                memcpy(o + 1, v->ptr, v->len);
+                o[v->len + 1] = '"';
+                o += v->len + 2;
+            } else {
+                o = put_str(out, o, v->ptr, v->len);
+            }
+            break;
+        }
+        w.o = o;
     }
-    if (src->rule)
-        PUT_KEY_STR(out, ",\"rule\":", src->rule, strlen(src->rule));
-    cg_buf_append(out, "}}", 2);
-    return out->failed ? CG_ERR_NOMEM : CG_OK;
+    if (!room(&w, 16))
+        goto nomem;
+    *w.o++ = '}';
+    for (size_t i = 0; i < row->n_meta; i++) {
+        const cg_row_meta_t *m = &row->meta[i];
+        size_t nl = strlen(m->name);
+        if (!room(&w, STR_BOUND(nl) + STR_BOUND((size_t)m->value.len) + 16))
+            goto nomem;
+        if (i)
+            *w.o++ = ',';
+        else
+            PUT_LIT(w.o, ",\"meta\":{");
+        w.o = put_str(out, w.o, m->name, nl);
+        *w.o++ = ':';
+        w.o = put_str(out, w.o, m->value.ptr, m->value.len);
+    }
+    if (!room(&w, 16))
+        goto nomem;
+    if (row->n_meta)
+        *w.o++ = '}';
+    if (src && src->topic) {
+        PUT_KEY_STR(&w, ",\"source\":{\"topic\":", src->topic, strlen(src->topic));
+        if (!room(&w, 80))
+            goto nomem;
+        PUT_LIT(w.o, ",\"partition\":");
+        w.o = put_int(w.o, src->partition);
+        PUT_LIT(w.o, ",\"offset\":");
+        w.o = put_int(w.o, src->offset);
+        PUT_KEY_STR(&w, ",\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
+                    row->message_id.len);
+    } else {
+        PUT_KEY_STR(&w,
+                    ",\"source\":{\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
+                    row->message_id.len);
+    }
+    if (row->spec) {
+        PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
+        if (!room(&w, 48))
+            goto nomem;
+        PUT_LIT(w.o, ",\"spec_version\":");
+        w.o = put_int(w.o, row->spec_version);
+    }
+    if (row->rule)
+        PUT_KEY_STR(&w, ",\"rule\":", row->rule, strlen(row->rule));
+    if (!room(&w, 4))
+        goto nomem;
+    *w.o++ = '}';
+    if ((flags & CG_ROW_ENCODE_TRACE) && row->trace && !put_trace(&w, row))
+        goto nomem;
+    if (!room(&w, 4))
+        goto nomem;
+    *w.o++ = '}';
+    *w.o = '\0';
+    out->len = (size_t)(w.o - out->data);
+    return CG_OK;
+nomem:
+    return CG_ERR_NOMEM;
 }

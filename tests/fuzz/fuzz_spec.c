@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
             static const char msg[] = "MSH|^~\\&|A|B|C|D|20240314||ORU^R01|M1|P|2.5\r"
                                       "PID|1||1^^^H\rOBR|1\rOBX|1|NM|X^Y^LN||1|%\r";
-            const cg_map_row_t *rows;
+            const cg_row_t *rows;
             size_t nr;
             cg_mapper_map_hl7(mp, msg, sizeof(msg) - 1, &rows, &nr, NULL);
             cg_mapper_destroy(mp);
@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(text);
         return 0;
     }
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     cg_mapper_map_hl7(mapper, (const char *)data, size, &rows, &n, &me);

@@ -8,7 +8,6 @@
 
 #include "fuzz_shipped.h"
 #include "cg_pseudo.h"
-#include "cg_record.h"
 #include "cg_spec.h"
 #include "cg_vocab.h"
 #include "cg_xml.h"
@@ -38,15 +37,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!mapper)
         init();
     const char *buf = (const char *)data;
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     cg_mapper_map_xml(mapper, buf, size, &rows, &n, &me);
     for (size_t i = 0; i < n; i++) {
         cg_buf_t out;
         cg_buf_init(&out);
-        cg_record_source_t src = {.message_id = rows[i].message_id};
-        cg_map_row_envelope(&rows[i], &src, NULL, 0, &out);
+        cg_row_encode(&rows[i], NULL, NULL, 0, CG_ROW_ENCODE_TRACE, &out);
         cg_buf_free(&out);
     }
     cg_xml_error_t xe;

@@ -126,7 +126,7 @@ static void expect_all(void)
     char buf[4096];
     for (int i = 0; i < N_INPUTS; i++) {
         size_t len = make_input(i, buf, sizeof(buf));
-        const cg_map_row_t *rows;
+        const cg_row_t *rows;
         size_t n;
         cg_map_error_t me;
         memset(&want[i], 0, sizeof(want[i]));

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cg_buf.h"
-#include "cg_record.h"
 
 static void json_str(const char *in, size_t n, const char *want)
 {
@@ -75,32 +74,6 @@ static void test_arena(void **state)
     cg_arena_destroy(NULL);
 }
 
-static void test_envelope(void **state)
-{
-    (void)state;
-    cg_buf_t b;
-    cg_buf_init(&b);
-    const char *cohorts[] = {"t2dm", "ckd"};
-    cg_record_source_t src = {.topic = "hosp-a.hl7",
-                              .partition = 3,
-                              .offset = 118273,
-                              .message_id = CG_SLICE_LIT("MSG00042"),
-                              .spec = "hl7v2-oru-omop",
-                              .spec_version = 3,
-                              .rule = "obx-numeric"};
-    assert_int_equal(cg_record_write_envelope(&b, "omop-cdm-5.4", "measurement", cohorts, 2,
-                                              CG_SLICE_LIT("{\"value_as_number\":7.2}"),
-                                              CG_SLICE_LIT("{\"status\":\"F\"}"), &src),
-                     CG_OK);
-    assert_string_equal(
-        b.data, "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"cohorts\":[\"t2dm\","
-                "\"ckd\"],\"row\":{\"value_as_number\":7.2},\"meta\":{\"status\":\"F\"},\"source\":"
-                "{\"topic\":\"hosp-a.hl7\","
-                "\"partition\":3,\"offset\":118273,\"message_id\":\"MSG00042\",\"spec\":"
-                "\"hl7v2-oru-omop\",\"spec_version\":3,\"rule\":\"obx-numeric\"}}");
-    cg_buf_free(&b);
-}
-
 static void test_read_file(void **state)
 {
     (void)state;
@@ -121,8 +94,9 @@ static void test_read_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_escapes), cmocka_unit_test(test_buf_growth_and_reset),
-        cmocka_unit_test(test_arena),        cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_buf_growth_and_reset),
+        cmocka_unit_test(test_arena),
         cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

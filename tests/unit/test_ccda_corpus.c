@@ -69,7 +69,7 @@ static void count_reason(tally_t *t, const cg_map_error_t *e)
 
 static void map_one(tally_t *t, const char *path, const char *buf, size_t len)
 {
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t e;
     t->files++;
@@ -85,17 +85,25 @@ static void map_one(tally_t *t, const char *path, const char *buf, size_t len)
     t->rows += n;
     for (size_t i = 0; i < n; i++) {
         json_error_t je;
-        json_t *row = json_loadb(rows[i].row_json.ptr, rows[i].row_json.len, 0, &je);
+        cg_buf_t rec;
+        cg_buf_init(&rec);
+        if (cg_row_encode(&rows[i], NULL, NULL, 0, 0, &rec) != CG_OK)
+            fail_msg("%s: rule %s: the record cannot be encoded", path, rows[i].rule);
+        json_t *env = json_loadb(rec.data, rec.len, 0, &je);
+        cg_buf_free(&rec);
+        json_t *row = json_object_get(env, "row");
         if (!json_is_object(row))
             fail_msg("%s: rule %s: row is not a JSON object: %s", path, rows[i].rule, je.text);
         if (!json_is_integer(json_object_get(row, "person_id")))
             fail_msg("%s: rule %s: row without an integer person_id", path, rows[i].rule);
-        json_decref(row);
+        if (cg_row_value_named(&rows[i], "person_id")->kind != CG_VALUE_INTEGER)
+            fail_msg("%s: rule %s: person_id is not typed an integer", path, rows[i].rule);
+        json_decref(env);
         size_t k = 0;
-        while (tables[k] && strcmp(tables[k], rows[i].table))
+        while (tables[k] && strcmp(tables[k], rows[i].table->name))
             k++;
         if (!tables[k])
-            fail_msg("%s: unexpected table %s", path, rows[i].table);
+            fail_msg("%s: unexpected table %s", path, rows[i].table->name);
         t->per_table[k]++;
     }
 }

@@ -6,76 +6,91 @@
 #include <string.h>
 
 #include "cg_cohort.h"
+#include "cg_target.h"
 
-static void test_row_value(void **state)
+/* A row of table holding cells (column, kind, text); every other column absent. vals has room
+ * for the table's columns. */
+typedef struct cell {
+    const char *column;
+    uint32_t kind;
+    const char *text;
+} cell_t;
+
+static cg_row_t make_row(const char *table, cg_value_t *vals, const cell_t *cells, size_t n)
 {
-    (void)state;
-    cg_slice_t row =
-        CG_SLICE_LIT("{\"measurement_id\":12,\"value_as_number\":7.2,\"unit_source_value\":\"%\","
-                     "\"measurement_source_value\":\"4548-4\",\"operator_concept_id\":null,"
-                     "\"value_source_value\":\"a \\\"q\\\" ,x\",\"range_low\":4}");
-    cg_slice_t v;
-    int s;
-    assert_true(cg_cohort_row_value(row, "value_as_number", &v, &s));
-    assert_false(s);
-    assert_int_equal(v.len, 3);
-    assert_memory_equal(v.ptr, "7.2", 3);
-    assert_true(cg_cohort_row_value(row, "measurement_source_value", &v, &s));
-    assert_true(s);
-    assert_memory_equal(v.ptr, "4548-4", 6);
-    assert_false(cg_cohort_row_value(row, "operator_concept_id", &v, &s)); /* null */
-    assert_false(cg_cohort_row_value(row, "nope", &v, &s));
-    assert_false(cg_cohort_row_value(row, "measurement", &v, &s)); /* a prefix of a key */
-    /* a key-like text inside a string value is not a key */
-    assert_true(cg_cohort_row_value(row, "range_low", &v, &s));
-    assert_memory_equal(v.ptr, "4", 1);
-    assert_false(cg_cohort_row_value(row, "x", &v, &s));
+    const cg_target_table_t *t = cg_target_table_any(table);
+    assert_non_null(t);
+    memset(vals, 0, t->n_columns * sizeof(*vals));
+    for (size_t i = 0; i < n; i++) {
+        const cg_target_column_t *c = cg_target_column(t, cells[i].column);
+        assert_non_null(c);
+        vals[c->index] =
+            (cg_value_t){cells[i].text, cells[i].text ? (uint32_t)strlen(cells[i].text) : 0,
+                         (uint8_t)cells[i].kind, 0, 0};
+    }
+    return (cg_row_t){.table = t, .values = vals};
 }
+
+#define ROW(table, ...)                                                                            \
+    make_row(table, vals, (const cell_t[]){__VA_ARGS__},                                           \
+             sizeof((const cell_t[]){__VA_ARGS__}) / sizeof(cell_t))
 
 static void test_shipped_cohorts_route(void **state)
 {
     (void)state;
     cg_error_t errs[8];
     size_t n = 0;
+    cg_value_t vals[64];
     cg_cohortset_t *cs = cg_cohortset_load(CG_SOURCE_DIR "/specs/cohorts", errs, 8, &n);
     assert_non_null(cs);
     assert_int_equal(cg_cohortset_count(cs), 2);
     cg_cohort_router_t *r = cg_cohort_router_new(cs);
     const char *const *names;
-    assert_int_equal(cg_cohort_route(r, "condition_occurrence",
-                                     CG_SLICE_LIT("{\"condition_source_value\":\"E11.9\"}"),
-                                     &names),
-                     1);
+    cg_row_t row =
+        ROW("condition_occurrence", {"condition_source_value", CG_VALUE_STRING, "E11.9"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
     assert_string_equal(names[0], "t2dm");
-    assert_int_equal(cg_cohort_route(r, "condition_occurrence",
-                                     CG_SLICE_LIT("{\"condition_source_value\":\"E110\"}"), &names),
-                     0); /* the regex wants E11 then a dot or the end */
-    assert_int_equal(cg_cohort_route(r, "measurement",
-                                     CG_SLICE_LIT("{\"value_as_number\":6.5,"
-                                                  "\"measurement_source_value\":\"4548-4\"}"),
-                                     &names),
-                     1);
-    assert_int_equal(cg_cohort_route(r, "measurement",
-                                     CG_SLICE_LIT("{\"value_as_number\":6.4,"
-                                                  "\"measurement_source_value\":\"4548-4\"}"),
-                                     &names),
-                     0);
-    assert_int_equal(cg_cohort_route(r, "measurement",
-                                     CG_SLICE_LIT("{\"value_as_number\":null,"
-                                                  "\"measurement_source_value\":\"4548-4\"}"),
-                                     &names),
-                     0);
-    assert_int_equal(cg_cohort_route(r, "measurement",
-                                     CG_SLICE_LIT("{\"value_as_number\":45,"
-                                                  "\"measurement_source_value\":\"62238-1\"}"),
-                                     &names),
-                     1);
+    row = ROW("condition_occurrence", {"condition_source_value", CG_VALUE_STRING, "E110"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0); /* E11 then a dot or the end */
+    row = ROW("measurement", {"value_as_number", CG_VALUE_NUMBER, "6.5"},
+              {"measurement_source_value", CG_VALUE_STRING, "4548-4"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
+    row = ROW("measurement", {"value_as_number", CG_VALUE_NUMBER, "6.4"},
+              {"measurement_source_value", CG_VALUE_STRING, "4548-4"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0);
+    row = ROW("measurement", {"value_as_number", CG_VALUE_NULL, NULL},
+              {"measurement_source_value", CG_VALUE_STRING, "4548-4"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0);
+    row = ROW("measurement", {"measurement_source_value", CG_VALUE_STRING, "4548-4"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0); /* value absent */
+    row = ROW("measurement", {"value_as_number", CG_VALUE_INTEGER, "45"},
+              {"measurement_source_value", CG_VALUE_STRING, "62238-1"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
     assert_string_equal(names[0], "ckd");
-    /* the right column in the wrong table is no match */
-    assert_int_equal(cg_cohort_route(r, "observation",
-                                     CG_SLICE_LIT("{\"condition_source_value\":\"E11.9\"}"),
-                                     &names),
-                     0);
+    /* the same code in another table is no match */
+    row = ROW("observation", {"observation_source_value", CG_VALUE_STRING, "E11.9"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0);
+    cg_cohort_router_destroy(r);
+    cg_cohortset_destroy(cs);
+}
+
+/* A value is matched as its text, not as its JSON spelling (a quote is a quote). */
+static void test_route_text_not_json(void **state)
+{
+    (void)state;
+    cg_value_t vals[64];
+    size_t n = 0;
+    cg_cohortset_t *cs = cg_cohortset_load_string(
+        "{\"cohort\":\"q\",\"version\":1,\"match\":[{\"table\":\"observation\","
+        "\"column\":\"value_as_string\",\"in\":[\"a\\\"b\"]}]}",
+        "q.json", NULL, 0, &n);
+    assert_non_null(cs);
+    cg_cohort_router_t *r = cg_cohort_router_new(cs);
+    const char *const *names;
+    cg_row_t row = ROW("observation", {"value_as_string", CG_VALUE_STRING, "a\"b"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
+    row = ROW("observation", {"value_as_string", CG_VALUE_STRING, "a\\\"b"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0);
     cg_cohort_router_destroy(r);
     cg_cohortset_destroy(cs);
 }
@@ -108,8 +123,9 @@ static void test_errors_located(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_row_value),
+
         cmocka_unit_test(test_shipped_cohorts_route),
+        cmocka_unit_test(test_route_text_not_json),
         cmocka_unit_test(test_errors_located),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

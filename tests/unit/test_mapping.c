@@ -53,7 +53,7 @@ static void test_load_map_route(void **state)
 
     size_t len;
     char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, oru, len, &rows, &n, &me), CG_OK);
@@ -89,7 +89,7 @@ static void test_without_cohorts_routes_nowhere(void **state)
     cg_mapping_worker_t *w = cg_mapping_worker_new(m, errstr, sizeof(errstr));
     size_t len;
     char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, oru, len, &rows, &n, &me), CG_OK);
@@ -184,7 +184,7 @@ static void test_reload_shares_and_survives(void **state)
     assert_non_null(w);
     size_t len;
     char *adt = slurp(CG_SOURCE_DIR "/tests/golden/adt_a01_admit/input.hl7", &len);
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t nr;
     cg_map_error_t me;
     assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, adt, len, &rows, &nr, &me), CG_OK);
@@ -216,7 +216,7 @@ static void test_keyed_worker(void **state)
     assert_non_null(w2);
     size_t len;
     char *adt = slurp(CG_SOURCE_DIR "/tests/golden/adt_a01_admit/input.hl7", &len);
-    const cg_map_row_t *r1, *r2;
+    const cg_row_t *r1, *r2;
     size_t n1, n2;
     cg_map_error_t me;
     assert_int_equal(cg_mapping_worker_map(w1, CG_INPUT_HL7V2, adt, len, &r1, &n1, &me), CG_OK);

@@ -12,6 +12,30 @@
 #include "cg_vocab.h"
 #include "../../mappers/spec/spec_impl.h"
 
+/* The row object of r's record ("{...}" and what follows it), as the encoder writes it; four
+ * buffers in turn, so that a test can hold a few at once. */
+static const char *encoded(const cg_row_t *r, unsigned flags, const char *from)
+{
+    static cg_buf_t bufs[4];
+    static unsigned next;
+    cg_buf_t *b = &bufs[next++ % 4];
+    cg_buf_reset(b);
+    assert_int_equal(cg_row_encode(r, NULL, NULL, 0, flags, b), CG_OK);
+    const char *p = strstr(b->data, from);
+    assert_non_null(p);
+    return p + strlen(from);
+}
+
+static const char *row_json(const cg_row_t *r)
+{
+    return encoded(r, 0, ",\"row\":");
+}
+
+static const char *row_trace(const cg_row_t *r)
+{
+    return encoded(r, CG_ROW_ENCODE_TRACE, ",\"trace\":");
+}
+
 static cg_pseudo_t *pseudo;
 static cg_vocab_t *vocab;
 
@@ -221,7 +245,7 @@ static void test_oru_rows(void **state)
     cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
     cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
     assert_non_null(mp);
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, &me), CG_OK);
@@ -231,9 +255,9 @@ static void test_oru_rows(void **state)
     cg_pseudo_person(pseudo, CG_SLICE_LIT("HOSP"), CG_SLICE_LIT("12345"), &who);
     char want[256];
 
-    assert_string_equal(rows[0].table, "measurement");
+    assert_string_equal(rows[0].table->name, "measurement");
     assert_string_equal(rows[0].rule, "obx-numeric");
-    const char *r0 = rows[0].row_json.ptr;
+    const char *r0 = row_json(&rows[0]);
     snprintf(want, sizeof(want), "\"person_id\":%lld,", (long long)who.person_id);
     assert_non_null(strstr(r0, want));
     assert_non_null(strstr(r0, "\"measurement_concept_id\":3004410,"));
@@ -246,9 +270,20 @@ static void test_oru_rows(void **state)
     assert_non_null(strstr(r0, "\"measurement_source_value\":\"4548-4\""));
     assert_true(strncmp(r0, "{\"measurement_id\":", 18) == 0); /* generated primary key */
     assert_memory_equal(rows[0].person_key.ptr, who.source_value, 40);
+    /* the values are typed: numbers and dates as such, null apart from absent */
+    const cg_value_t *v = cg_row_value_named(&rows[0], "value_as_number");
+    assert_int_equal(v->kind, CG_VALUE_NUMBER);
+    assert_int_equal(v->len, 3);
+    assert_memory_equal(v->ptr, "7.2", 3);
+    assert_int_equal(cg_row_value_named(&rows[0], "measurement_concept_id")->kind,
+                     CG_VALUE_INTEGER);
+    assert_int_equal(cg_row_value_named(&rows[0], "measurement_date")->kind, CG_VALUE_DATE);
+    assert_int_equal(cg_row_value_named(&rows[0], "operator_concept_id")->kind, CG_VALUE_NULL);
+    assert_int_equal(cg_row_value_named(&rows[0], "visit_detail_id")->kind, CG_VALUE_ABSENT);
+    assert_string_equal(cg_row_standard(&rows[0]), "omop-cdm-5.4");
 
     /* SN ">^10": comparator and number; OBX-14 wins over OBR-7; unknown code → concept 0 */
-    const char *r1 = rows[1].row_json.ptr;
+    const char *r1 = row_json(&rows[1]);
     assert_non_null(strstr(r1, "\"operator_concept_id\":4172704,"));
     assert_non_null(strstr(r1, "\"value_as_number\":10,"));
     assert_non_null(strstr(r1, "\"measurement_date\":\"2024-03-15\""));
@@ -256,18 +291,18 @@ static void test_oru_rows(void **state)
     assert_non_null(strstr(r1, "\"measurement_source_value\":\"2160-0\""));
 
     /* text result: observation with the unescaped text */
-    assert_string_equal(rows[2].table, "observation");
-    assert_non_null(strstr(rows[2].row_json.ptr, "\"value_as_string\":\"Sample & result ok\""));
+    assert_string_equal(rows[2].table->name, "observation");
+    assert_non_null(strstr(row_json(&rows[2]), "\"value_as_string\":\"Sample & result ok\""));
 
     /* ids are deterministic: the same message maps to the same ids */
     char first[64];
-    snprintf(first, sizeof(first), "%.*s", 40, rows[0].row_json.ptr);
+    snprintf(first, sizeof(first), "%.*s", 40, row_json(&rows[0]));
     assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, &me), CG_OK);
-    assert_memory_equal(rows[0].row_json.ptr, first, 40);
+    assert_memory_equal(row_json(&rows[0]), first, 40);
 
     /* no raw identifier in any row */
     for (size_t i = 0; i < n; i++)
-        assert_null(strstr(rows[i].row_json.ptr, "12345"));
+        assert_null(strstr(row_json(&rows[i]), "12345"));
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
 }
@@ -280,7 +315,7 @@ static void test_required_failure_gives_no_rows(void **state)
     char err[256];
     cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
     cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     /* second OBX has a malformed time: the first OBX's row must not come out alone */
@@ -325,11 +360,11 @@ static void test_trace_names_rule_and_path(void **state)
     cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
     cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
     cg_mapper_set_trace(mp, 1);
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, NULL), CG_OK);
     assert_non_null(
-        strstr(rows[0].trace_json.ptr,
+        strstr(row_trace(&rows[0]),
                "\"unit_source_value\":{\"rule\":\"obx-numeric\",\"source\":\"OBX-6.1\"}"));
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
@@ -370,7 +405,7 @@ static void test_when_before_rule_lets(void **state)
     char err[256];
     cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
     assert_non_null(mp);
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     cg_map_error_t me;
     /* the ST OBX has a bad OBX-14; rule nm does not take it, so its let is not evaluated */
@@ -383,9 +418,8 @@ static void test_when_before_rule_lets(void **state)
         fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.column, me.reason);
     assert_int_equal(rc, CG_OK);
     assert_int_equal(n, 2); /* nm for OBX 1, uses-let for OBX 1 (its when reads its let) */
-    assert_non_null(
-        strstr(rows[0].row_json.ptr, "\"measurement_datetime\":\"2024-03-14T09:30:00\""));
-    assert_non_null(strstr(rows[1].row_json.ptr, "\"value_as_number\":42"));
+    assert_non_null(strstr(row_json(&rows[0]), "\"measurement_datetime\":\"2024-03-14T09:30:00\""));
+    assert_non_null(strstr(row_json(&rows[1]), "\"value_as_number\":42"));
     /* a row the rule makes still fails on its let */
     const char *bad = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M51|P|2.5.1\r"
                       "PID|1||777^^^HOSP^MR\r"
@@ -414,19 +448,19 @@ static void test_domain_routes_the_row(void **state)
                       "OBR|1|O1|F1|X^X^LN|||20240314093000\r"
                       "OBX|1|NM|99999-9^Fictional^LN||12|%|||||F\r"
                       "OBX|2|NM|4548-4^HbA1c^LN||6.5|%|||||F\r";
-    const cg_map_row_t *rows;
+    const cg_row_t *rows;
     size_t n;
     assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, NULL), CG_OK);
     assert_int_equal(n, 2);
     /* rules run in spec order: the observation rule comes second in the file */
-    const cg_map_row_t *obs = !strcmp(rows[0].table, "observation") ? &rows[0] : &rows[1];
-    const cg_map_row_t *meas = obs == &rows[0] ? &rows[1] : &rows[0];
-    assert_string_equal(obs->table, "observation");
+    const cg_row_t *obs = !strcmp(rows[0].table->name, "observation") ? &rows[0] : &rows[1];
+    const cg_row_t *meas = obs == &rows[0] ? &rows[1] : &rows[0];
+    assert_string_equal(obs->table->name, "observation");
     assert_string_equal(obs->rule, "obx-numeric-observation");
-    assert_non_null(strstr(obs->row_json.ptr, "\"observation_concept_id\":2000000001,"));
-    assert_non_null(strstr(obs->row_json.ptr, "\"value_as_number\":12,"));
-    assert_string_equal(meas->table, "measurement");
-    assert_non_null(strstr(meas->row_json.ptr, "\"measurement_concept_id\":3004410,"));
+    assert_non_null(strstr(row_json(obs), "\"observation_concept_id\":2000000001,"));
+    assert_non_null(strstr(row_json(obs), "\"value_as_number\":12,"));
+    assert_string_equal(meas->table->name, "measurement");
+    assert_non_null(strstr(row_json(meas), "\"measurement_concept_id\":3004410,"));
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
 }

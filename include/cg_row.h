@@ -1,0 +1,109 @@
+/* cg_row.h - typed output rows, and encoding them into records.
+ *
+ * The spec engine (cg_spec.h) turns a message into cg_row_t values: a target table, a typed value
+ * per column, the patient's pseudonym and where the row came from. Nothing after mapping parses
+ * text: cohort rules read the values (cg_cohort.h), and the row's target encodes it into the bytes
+ * published for it (cg_row_encode(); for OMOP and cohortgate, the JSON envelope of DESIGN.md):
+ *
+ *   {"standard":..., "table":..., "cohorts":[...], "row":{...}, "meta":{...},
+ *    "source":{"topic","partition","offset","message_id","spec","spec_version","rule"}}
+ *
+ * Ownership: rows, their value arrays and every text they point to belong to the cg_mapper_t that
+ * made them (its per-message arena, the message's own bytes, the compiled specs) and stay valid
+ * until the next map call on that mapper or its destruction. Copy what must live longer; the
+ * encoders do, into a caller-owned cg_buf_t that stops allocating once warm.
+ */
+#ifndef CG_ROW_H
+#define CG_ROW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cg_buf.h"
+#include "cg_err.h"
+#include "cg_target.h"
+
+/* What a column holds. The text is always there for a value (kind > CG_VALUE_NULL), as the
+ * encoders write it: numbers as canonical decimals, dates in ISO 8601. */
+typedef enum cg_value_kind {
+    CG_VALUE_ABSENT = 0, /* the rule does not map this column: it is left out of the record */
+    CG_VALUE_NULL,       /* mapped, without a value: null */
+    CG_VALUE_INTEGER,    /* 0 or -?[1-9][0-9]*, fits its column (32 or 64 bits) */
+    CG_VALUE_NUMBER,     /* -?digits[.digits], as cg_spec_number writes it */
+    CG_VALUE_STRING,     /* UTF-8 (a meta value may hold any bytes; encoders make it valid) */
+    CG_VALUE_DATE,       /* YYYY-MM-DD */
+    CG_VALUE_DATETIME,   /* YYYY-MM-DDTHH:MM[:SS[.f]][+HH:MM] */
+} cg_value_kind_t;
+
+/* A typed value: 16 bytes, a {ptr, len} slice of text and its kind. */
+typedef struct cg_value {
+    const char *ptr; /* not NUL-terminated; NULL for ABSENT and NULL */
+    uint32_t len;
+    uint8_t kind;  /* cg_value_kind_t */
+    uint8_t plain; /* 1: the text is printable ASCII without '"' or '\\' (a JSON string as is);
+                    * 0: not known. The engine sets it where its checks found out anyway, so
+                    * that an encoder need not scan again. */
+    uint16_t reserved;
+} cg_value_t;
+
+/* A fact about the row that its table has no column for (a spec rule's "meta"), such as a
+ * result's status. Present values only. */
+typedef struct cg_row_meta {
+    const char *name;
+    cg_value_t value; /* CG_VALUE_STRING */
+} cg_row_meta_t;
+
+typedef struct cg_row {
+    const cg_target_table_t *table; /* table->target is the standard */
+    /* One per column of table, in its order (values[col->index]); CG_VALUE_ABSENT for a column
+     * the rule does not map. */
+    const cg_value_t *values;
+    const cg_row_meta_t *meta;
+    size_t n_meta;
+    /* The patient's pseudonym, the records' key; empty when the spec has no patient. */
+    cg_slice_t person_key;
+    /* provenance */
+    const char *spec; /* the spec's name */
+    int spec_version;
+    const char *rule;      /* the rule's name */
+    cg_slice_t message_id; /* the source message's id (MSH-10, a document's id), raw */
+    /* With tracing on (cg_mapper_set_trace), per column (as values) the source of its value: the
+     * rule's path or expression text, "row id (...)" for a generated id; NULL for absent columns.
+     * The rule is the row's. NULL when tracing is off. */
+    const char *const *trace;
+} cg_row_t;
+
+/* The standard a row is written in ("omop-cdm-5.4"). */
+static inline const char *cg_row_standard(const cg_row_t *row)
+{
+    return row->table->target->name;
+}
+
+/* The value of column i of the row's table (i from cg_target_column_t.index). */
+static inline const cg_value_t *cg_row_value(const cg_row_t *row, size_t i)
+{
+    return &row->values[i];
+}
+
+/* The value of the column named name; NULL when the table has no such column. For tests and
+ * tools: the hot path resolves the index once (cg_target_column) and uses cg_row_value. */
+const cg_value_t *cg_row_value_named(const cg_row_t *row, const char *name);
+
+/* Where a record's input came from, beside the row's own provenance. topic may be NULL outside
+ * Kafka (files): then topic, partition and offset are left out. Strings are borrowed. */
+typedef struct cg_row_source {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} cg_row_source_t;
+
+/* cg_row_encode flags */
+#define CG_ROW_ENCODE_TRACE 1u /* add "trace": {column: {rule, source}} (needs row->trace) */
+
+/* Appends the record of row in its target's format to out (for OMOP and cohortgate: the JSON
+ * envelope above, cohorts being the names cg_cohort_route gave). src may be NULL. CG_ERR_NOMEM
+ * when out could not grow. */
+cg_err_t cg_row_encode(const cg_row_t *row, const cg_row_source_t *src, const char *const *cohorts,
+                       size_t n_cohorts, unsigned flags, cg_buf_t *out);
+
+#endif

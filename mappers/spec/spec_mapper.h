@@ -1,0 +1,203 @@
+/* spec_mapper.h - a mapper's state while it maps one message, shared by the files that evaluate
+ * compiled specs: spec_eval.c (expressions, transforms, conditions, the patient), spec_hl7.c (HL7
+ * v2 messages and paths), spec_xml.c (XML documents), spec_row.c (typed rows) and spec_mapper.c
+ * (the mapper, a message's run through the specs). Private to mappers/spec/.
+ *
+ * The few functions on every field's path (eval, eval_path, the arena copy) are inline here, so
+ * that splitting the files costs no call on the hot path.
+ */
+#ifndef CG_SPEC_MAPPER_H
+#define CG_SPEC_MAPPER_H
+
+#include "spec_impl.h"
+
+#include "cg_pseudo.h"
+#include "cg_row.h"
+#include "cg_vocab.h"
+
+/* Values of single-valued paths already read in this message: rules over the same OBX ask for
+ * OBX-2, OBX-3 and the like again and again. Direct-mapped, keyed by the path's path_id (equal
+ * paths share one, spec_compile.c) and the scope; an entry counts only for the message (gen) it
+ * was made in, and values stay valid for the whole message (raw slices or the arena). */
+#define PATH_MEMO_SIZE 4096u /* 1024 lost a tenth of the hits to collisions on long ORUs */
+
+typedef struct path_memo {
+    uint32_t gen;
+    uint32_t path_id;
+    uint32_t cur; /* the scope's cursor: the mapper's scopes span the whole message (begin 0,
+                   * end its segment count, fixed by gen), so the cursor tells them apart */
+    uint32_t pad;
+    spec_val_t val;
+} __attribute__((aligned(32))) path_memo_t; /* 32 bytes: one cache line per probe */
+
+/* Vocabulary lookups of this message: rules over the same OBX look its code up several times
+ * (routing, concept, source concept). Keyed by the value slices, which stay put for the message. */
+#define LOOKUP_MEMO_SIZE 256u
+
+typedef struct lookup_memo {
+    uint32_t gen;
+    const char *sys, *code;
+    size_t sys_len, code_len;
+    int found;
+    cg_vocab_hit_t hit;
+} lookup_memo_t;
+
+/* TS conversions of this message: a row asks for the date and the datetime of the same value
+ * (and the next rule over the same OBX again), so the datetime form is kept and the date is its
+ * first 10 bytes (cg_spec_ts_to_iso writes the same date either way, and fails alike). Keyed by
+ * the value slice, which stays put for the message, the spec (its patient's source value is the
+ * one slice whose bytes change, per spec) and the date shift. */
+#define TS_MEMO_SIZE 16u
+
+typedef struct ts_memo {
+    uint32_t gen;
+    int shift_days;
+    const void *spec;
+    const char *s;
+    size_t len;
+    const char *iso;
+    size_t iso_len;
+} ts_memo_t;
+
+struct cg_mapper {
+    const cg_specset_t *ss;
+    const cg_vocab_t *vocab;
+    const char *utc_offset;
+    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
+    cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
+    cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
+    cg_xml_eval_t *xev;
+    cg_xml_options_t xml_opts;
+    int xml_opts_set;
+    cg_arena_t arena; /* values of one message */
+    cg_buf_t scratch; /* decoding */
+    cg_row_t *rows;   /* their values and meta are in the arena */
+    size_t n_rows, cap_rows;
+    spec_val_t *vars;
+    size_t cap_vars;
+    pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    int trace;
+    path_memo_t *memo; /* PATH_MEMO_SIZE entries */
+    lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
+    ts_memo_t ts_memo[TS_MEMO_SIZE];
+    uint32_t gen; /* of the message being mapped; never 0 */
+
+    /* per message */
+    cg_hl7_msg_t *m;   /* NULL for an XML document */
+    const void *xnode; /* XML: the foreach's node, NULL for the document */
+    char esc;          /* the message's escape character, '\0' when none */
+    int cs_utf8;       /* its charset is UTF-8 */
+    int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
+    const spec_t *spec;
+    const rule_t *rule;
+    const char *column;
+    cg_hl7_scope_t scope;
+    cg_slice_t message_id;
+    int patient_state; /* 0 not computed, 1 ok, -1 failed */
+    cg_pseudo_person_t person;
+    spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
+    spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */
+    int shift_days;
+    cg_map_error_t *err;
+};
+
+static const spec_val_t ABSENT = {NULL, 0, 0};
+
+/* Records why the message fails (the first failure wins) and returns code. */
+cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A copy of s[0..n) in the message arena (NUL-terminated); ABSENT when out of memory. */
+static inline spec_val_t cg_spec_val_copy(cg_mapper_t *mp, const char *s, size_t n)
+{
+    if (n > UINT32_MAX) /* spec_val_t's length; callers report it as out of memory */
+        return ABSENT;
+    char *p = cg_arena_strndup(&mp->arena, s, n);
+    return p ? (spec_val_t){p, n, 1} : ABSENT;
+}
+
+/* ---- evaluation (spec_eval.c) ---- */
+
+cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out);
+/* The spec's patient: pseudonym and date shift, computed once per spec run. */
+cg_err_t cg_spec_patient(cg_mapper_t *mp);
+/* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length. */
+size_t cg_spec_fmt_int64(char *buf, int64_t x);
+
+/* ---- HL7 v2 paths (spec_hl7.c) ---- */
+
+/* The value of path p in the current scope, without the memo. */
+cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out);
+/* Runs rule r over the message (its foreach's segments, or once). */
+cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r);
+
+static inline path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
+{
+    uint32_t h = (path_id * 0x9E3779B1u) ^ (mp->scope.cur * 0x85EBCA77u);
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    return &mp->memo[h & (PATH_MEMO_SIZE - 1)];
+}
+
+static inline cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
+{
+    const cg_hl7_path_t *p = &x->u.path;
+    if (!x->path_id || mp->scope.begin) /* [*] paths, or none given; a partial scope */
+        return cg_spec_hl7_path_value(mp, p, out);
+    path_memo_t *e = memo_slot(mp, x->path_id);
+    if (e->gen == mp->gen && e->path_id == x->path_id && e->cur == mp->scope.cur) {
+        *out = e->val;
+        return CG_OK;
+    }
+    cg_err_t rc = cg_spec_hl7_path_value(mp, p, out);
+    if (rc == CG_OK)
+        *e = (path_memo_t){mp->gen, x->path_id, mp->scope.cur, 0, *out};
+    return rc;
+}
+
+/* eval_expr with its most common cases inline at the call: a variable, a constant, or a bare
+ * path (no transforms, default or required flag). Same results. */
+static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+{
+    if (!e->n_xforms && !e->deflt && !e->required) {
+        if (e->kind == EX_VAR) {
+            *out = mp->vars[e->u.var];
+            return CG_OK;
+        }
+        if (e->kind == EX_CONST) {
+            *out = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
+            return CG_OK;
+        }
+        if (e->kind == EX_PATH) /* one memo probe, the memo filled on a miss */
+            return eval_path(mp, e, out);
+    }
+    return cg_spec_eval_expr(mp, e, out);
+}
+
+/* ---- XML documents (spec_xml.c) ---- */
+
+/* Runs rule r over the document (its foreach's nodes, or once). */
+cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r);
+
+/* ---- rows (spec_row.c) ---- */
+
+/* Makes the rule's row at position (1-based, for its id) when its condition holds. */
+cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position);
+/* Every spec ran: hands the rows out. */
+void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows);
+
+/* ---- the mapper (spec_mapper.c) ---- */
+
+/* Starts a message or document: a fresh arena, memo generation and rows. */
+void cg_spec_begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
+                           const cg_row_t **rows, size_t *n_rows);
+/* Runs spec s when its input condition holds; *matched counts the specs that ran. */
+cg_err_t cg_spec_try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched);
+/* A failure before any spec ran (decode): err filled, code returned. */
+cg_err_t cg_spec_map_error(cg_map_error_t *err, cg_err_t code, const char *stage,
+                           const char *reason);
+
+#endif

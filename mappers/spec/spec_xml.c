@@ -1,0 +1,154 @@
+/* spec_xml.c - specs over XML documents (CDA R2 / C-CDA, vendor XML): which spec takes a
+ * document, its id, rules over a foreach's nodes, and cg_mapper_map_xml (cg_spec.h). XPath
+ * values are read in spec_eval.c (EX_XPATH) through cg_xml.h.
+ */
+#include "spec_mapper.h"
+
+#include <libxml/tree.h>
+
+#include <stdio.h>
+#include <string.h>
+
+cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r)
+{
+    mp->xnode = NULL;
+    if (!r->has_foreach)
+        return cg_spec_emit_row(mp, 1);
+    void *const *nodes;
+    size_t n = cg_xml_xpath_nodes(mp->xev, r->xforeach, NULL, &nodes);
+    cg_err_t rc = CG_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        mp->xnode = nodes[i];
+        rc = cg_spec_emit_row(mp, i + 1);
+    }
+    mp->xnode = NULL;
+    return rc;
+}
+
+static const xmlChar *attr_value(const xmlNode *n, const char *name)
+{
+    for (const xmlAttr *a = n->properties; a; a = a->next)
+        if (!a->ns && !strcmp((const char *)a->name, name) && a->children &&
+            a->children->type == XML_TEXT_NODE)
+            return a->children->content;
+    return NULL;
+}
+
+/* Whether spec s takes the document whose root element is root. */
+static int document_matches(const spec_t *s, const xmlNode *root)
+{
+    if (strcmp((const char *)root->name, s->xml_root))
+        return 0;
+    if (!s->n_doc_templates)
+        return 1;
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "templateId"))
+            continue;
+        const xmlChar *r = attr_value(c, "root");
+        for (size_t i = 0; r && i < s->n_doc_templates; i++)
+            if (!strcmp((const char *)r, s->doc_templates[i]))
+                return 1;
+    }
+    return 0;
+}
+
+/* The document's id for row ids: the spec's message_id, else the root's <id> as
+ * root^extension (CDA II: the pair is the identifier). */
+static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *root)
+{
+    if (s->message_id) {
+        spec_val_t v;
+        mp->spec = s;
+        cg_err_t rc = cg_spec_eval_expr(mp, s->message_id, &v);
+        if (rc)
+            return rc;
+        mp->message_id = v.present ? (cg_slice_t){v.s, v.len} : (cg_slice_t){"", 0};
+        return CG_OK;
+    }
+    mp->message_id = (cg_slice_t){"", 0};
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "id"))
+            continue;
+        const char *r = (const char *)attr_value(c, "root");
+        const char *x = (const char *)attr_value(c, "extension");
+        size_t rl = r ? strlen(r) : 0, xl = x ? strlen(x) : 0;
+        char *p = cg_arena_alloc(&mp->arena, rl + xl + 2);
+        if (!p)
+            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+        size_t n = 0;
+        if (rl) {
+            memcpy(p, r, rl);
+            n = rl;
+        }
+        if (xl) {
+            if (n)
+                p[n++] = '^';
+            memcpy(p + n, x, xl);
+            n += xl;
+        }
+        p[n] = '\0';
+        mp->message_id = (cg_slice_t){p, n};
+        break;
+    }
+    return CG_OK;
+}
+
+cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
+                           size_t *n_rows, cg_map_error_t *err)
+{
+    *rows = NULL;
+    *n_rows = 0;
+    if (!mp->xdoc) {
+        cg_xml_options_t o;
+        cg_xml_options_default(&o);
+        if (mp->xml_opts_set)
+            o = mp->xml_opts;
+        if (!(mp->xdoc = cg_xml_doc_new(&o)) || !(mp->xev = cg_xml_eval_new()))
+            return cg_spec_map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
+    }
+    cg_xml_error_t xe;
+    cg_err_t rc = cg_xml_parse(mp->xdoc, buf, len, &xe);
+    if (rc) {
+        char where[320];
+        return cg_spec_map_error(err, rc, "decode",
+                                 cg_xml_error_location(&xe, where, sizeof(where)));
+    }
+    cg_xml_eval_bind(mp->xev, mp->xdoc);
+    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
+    cg_map_error_t local;
+    cg_spec_begin_message(mp, err, &local, rows, n_rows);
+    mp->m = NULL;
+    size_t matched = 0;
+    for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
+        const spec_t *s = &mp->ss->specs[i];
+        if (s->format != SF_XML || !document_matches(s, root))
+            continue;
+        if ((rc = document_id(mp, s, root)) || (rc = cg_spec_try_spec(mp, s, &matched)))
+            return rc;
+    }
+    if (!matched) {
+        mp->err->code = CG_ERR_MAP;
+        mp->err->stage = "select";
+        int n = snprintf(mp->err->reason, sizeof(mp->err->reason),
+                         "no spec takes XML documents with root element <%s>",
+                         root ? (const char *)root->name : "?");
+        /* the templateIds say what the document is: name them for whoever writes the spec */
+        const char *sep = " (templateIds: ";
+        for (const xmlNode *c = root ? root->children : NULL; c && n > 0; c = c->next) {
+            const xmlChar *r =
+                c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "templateId")
+                    ? attr_value(c, "root")
+                    : NULL;
+            if (!r || (size_t)n >= sizeof(mp->err->reason))
+                continue;
+            n += snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, "%s%s", sep,
+                          (const char *)r);
+            sep = " ";
+        }
+        if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->reason))
+            snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, ")");
+        return CG_ERR_MAP;
+    }
+    cg_spec_finish_rows(mp, rows, n_rows);
+    return CG_OK;
+}

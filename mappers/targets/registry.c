@@ -1,0 +1,63 @@
+/* registry.c - the targets records are written in (cg_target.h), one line each, and the entry
+ * points that dispatch to a row's target (cg_row.h). */
+#include "target_impl.h"
+
+#include <string.h>
+
+static const cg_target_t *const targets[] = {
+    &cg_target_omop_cdm54,
+    &cg_target_cohortgate,
+};
+
+#define N_TARGETS (sizeof(targets) / sizeof(targets[0]))
+
+const cg_target_t *cg_target_at(size_t i)
+{
+    return i < N_TARGETS ? targets[i] : NULL;
+}
+
+const cg_target_t *cg_target_find(const char *name)
+{
+    for (size_t i = 0; name && i < N_TARGETS; i++)
+        if (!strcmp(targets[i]->name, name))
+            return targets[i];
+    return NULL;
+}
+
+const cg_target_table_t *cg_target_table(const cg_target_t *t, const char *name)
+{
+    size_t n;
+    const cg_target_table_t *tabs = t && name ? t->tables(&n) : NULL;
+    for (size_t i = 0; tabs && i < n; i++)
+        if (!strcmp(tabs[i].name, name))
+            return &tabs[i];
+    return NULL;
+}
+
+const cg_target_table_t *cg_target_table_any(const char *name)
+{
+    const cg_target_table_t *t = NULL;
+    for (size_t i = 0; !t && i < N_TARGETS; i++)
+        t = cg_target_table(targets[i], name);
+    return t;
+}
+
+const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const char *name)
+{
+    for (size_t i = 0; table && name && i < table->n_columns; i++)
+        if (!strcmp(table->columns[i].name, name))
+            return &table->columns[i];
+    return NULL;
+}
+
+const cg_value_t *cg_row_value_named(const cg_row_t *row, const char *name)
+{
+    const cg_target_column_t *c = cg_target_column(row->table, name);
+    return c ? &row->values[c->index] : NULL;
+}
+
+cg_err_t cg_row_encode(const cg_row_t *row, const cg_row_source_t *src, const char *const *cohorts,
+                       size_t n_cohorts, unsigned flags, cg_buf_t *out)
+{
+    return row->table->target->encode(row, src, cohorts, n_cohorts, flags, out);
+}

@@ -1,0 +1,28 @@
+/* target_impl.h - what the targets of mappers/targets/ share. Private to mappers/. */
+#ifndef CG_TARGET_IMPL_H
+#define CG_TARGET_IMPL_H
+
+#include "cg_omop.h"
+#include "cg_row.h"
+#include "cg_target.h"
+
+/* The targets of the registry (registry.c lists them). */
+extern const cg_target_t cg_target_omop_cdm54;
+extern const cg_target_t cg_target_cohortgate;
+
+/* Generic tables for schema tables typed as OMOP's (cg_omop_table_t): OMOP CDM v5.4 itself and
+ * cohortgate's own tables, which use OMOP's types so that they are checked alike. Allocated once
+ * for the program's lifetime (never freed: the registry hands out pointers into them). NULL when
+ * out of memory. */
+cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_table_t *tables,
+                                       size_t n_tables);
+/* cg_target_t.check for columns built by cg_target_from_omop: cg_omop_check_value(). */
+bool cg_target_omop_check(const cg_target_column_t *col, const char *text, size_t len, bool quoted,
+                          char *why, size_t why_size);
+
+/* envelope.c: the JSON record envelope (cg_row.h), the encoder of omop-cdm-5.4 and cohortgate. */
+cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src,
+                                 const char *const *cohorts, size_t n_cohorts, unsigned flags,
+                                 cg_buf_t *out);
+
+#endif
