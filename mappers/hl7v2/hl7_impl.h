@@ -90,13 +90,6 @@ iconv_t cg_hl7__iconv(cg_hl7_msg_t *m);
  * range (GBK, Big5, SJIS): a delimiter byte there is not a delimiter. */
 int cg_hl7__charset_is_mb(const char *name);
 
-/* ---- hl7_parse.c ---- */
-/* Leaves [l0, l1) of one unit, the last one closing it: *out gets the leaves of its part k
- * (1-based) at delimiter level lvl (2 components, 3 repetitions, 1 subcomponents). Returns the
- * number of parts. */
-uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl, uint32_t k,
-                       uint32_t *k0, uint32_t *k1);
-
 /* ---- block scanners (hl7_scan_*.c) ----
  * State of the index loop handed to a wide scanner. The tables are leaf_end and tok_leaf of
  * cg_hl7_msg; n* are their counts. A scanner may write up to 144 entries past a count (two

@@ -6,7 +6,7 @@
  * scratch that the next field delimiter overwrites, so the hot loop has no branch on the kind.
  * Repetitions, components and subcomponents are derived on access from a field's leaves: the
  * byte at a recorded offset is the delimiter itself, so its kind is one table lookup and no text
- * is rescanned (cg_hl7__split). Limits are still checked here, at parse time.
+ * is rescanned (split_leaves). Limits are still checked here, at parse time.
  * Delimiters are found 64 bytes at a time: with AVX2 + BMI2 when the CPU has them
  * (hl7_scan_avx2.c), else with SSE2 compares (a scalar path elsewhere).
  */
@@ -373,6 +373,9 @@ void cg_hl7__force_portable(int on)
     __atomic_store_n(&force_portable, on, __ATOMIC_RELAXED);
 }
 
+static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl,
+                             uint32_t k, uint32_t *k0, uint32_t *k1);
+
 /* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
  * (the next message, or a resync point after an error). */
 static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, size_t start,
@@ -615,7 +618,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             if (nl - cur.leaf0 > m->opt.max_reps) {
                 for (uint32_t t = cur.tok0; t < nt - 1; t++) {
                     uint32_t l, l1, k = m->opt.max_reps + 1;
-                    if (cg_hl7__split(m, tl[t], tl[t + 1], L_REP, k, &l, &l1) == k) {
+                    if (split_leaves(m, tl[t], tl[t + 1], L_REP, k, &l, &l1) == k) {
                         int f = (int)(t - cur.tok0) + (cur.header ? 1 : 0);
                         *next = resync(in, in_len, start + p);
                         return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, f,
@@ -887,11 +890,14 @@ static cg_slice_t leaves(const cg_hl7_msg_t *m, const cg_hl7_seg_ix_t *s, uint32
     return (cg_slice_t){m->data + a, e - a};
 }
 
-/* Delimiter levels are those of m->cls: the byte at a recorded offset inside a field is a
+/* Leaves [l0, l1) of one unit, the last one closing it: *k0, *k1 get the leaves of its part k
+ * (1-based) at delimiter level lvl (2 components, 3 repetitions, 1 subcomponents). Returns the
+ * number of parts.
+ * Delimiter levels are those of m->cls: the byte at a recorded offset inside a field is a
  * repetition, component or subcomponent delimiter (only a field's last leaf ends at a field
  * separator, a terminator or the end of the input, and it is never looked at). */
-uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl, uint32_t k,
-                       uint32_t *k0, uint32_t *k1)
+static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl,
+                             uint32_t k, uint32_t *k0, uint32_t *k1)
 {
     const uint32_t *le = m->leaf_end;
     const unsigned char *d = (const unsigned char *)m->data;
@@ -917,7 +923,7 @@ uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned
 /* Leaves of repetition rep (1-based) of token t; 0 when there is none. */
 static int rep_leaves(const cg_hl7_msg_t *m, uint32_t t, uint32_t rep, uint32_t *l0, uint32_t *l1)
 {
-    return rep && cg_hl7__split(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, rep, l0, l1) == rep;
+    return rep && split_leaves(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, rep, l0, l1) == rep;
 }
 
 /* Leaves of component comp (1-based) of repetition rep of token t; 0 when there is none. One
@@ -1076,7 +1082,7 @@ uint32_t cg_hl7_rep_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field)
     const cg_hl7_hier_t *h = get_hier(m, seg, t);
     if (h)
         return h->tr[t - h->t0 + 1] - h->tr[t - h->t0];
-    return cg_hl7__split(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, 0, &x, &y);
+    return split_leaves(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, 0, &x, &y);
 }
 
 uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep)
@@ -1096,7 +1102,7 @@ uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, 
     }
     if (!rep_leaves(m, t, rep, &r0, &r1))
         return 0;
-    return cg_hl7__split(m, r0, r1, L_COMP, 0, &x, &y);
+    return split_leaves(m, r0, r1, L_COMP, 0, &x, &y);
 }
 
 /* Leaves of component comp of repetition rep of token t in seg; 0 when absent. */
