@@ -1,9 +1,6 @@
 /* cg_hl7.h - HL7 v2 (ER7) decoding: message splitting, structural index, value reading and the
  * path language.
  *
- * cg_hl7_msh_peek() reads just the MSH header fields a router needs, without building the
- * structural index: it is what the gateway uses to recognise an HL7 v2 message.
- *
  * The decoder works in one pass over the caller's buffer and builds a structural index of offsets
  * (segments, fields, repetitions, components, subcomponents) in a reusable cg_hl7_msg_t; nothing is
  * copied and nothing is allocated per field. Escape sequences and the MSH-18 character set are
@@ -26,26 +23,6 @@
 
 #include "cg_buf.h"
 #include "cg_err.h"
-
-/* ---- header peek (no index) ------------------------------------------------------------------ */
-
-typedef struct cg_hl7_msh {
-    char field_sep;              /* MSH-1 */
-    cg_slice_t encoding;         /* MSH-2, raw */
-    cg_slice_t sending_app;      /* MSH-3, raw */
-    cg_slice_t sending_facility; /* MSH-4, raw */
-    cg_slice_t message_type;     /* MSH-9, raw (e.g. "ORU^R01^ORU_R01") */
-    cg_slice_t control_id;       /* MSH-10, raw */
-    cg_slice_t version;          /* MSH-12, raw */
-    size_t msh_offset;           /* byte offset of "MSH" in the input */
-} cg_hl7_msh_t;
-
-/* Finds the MSH segment at the start of buf (after an optional UTF-8 BOM, MLLP start byte,
- * whitespace, or FHS/BHS batch headers) and fills *out with slices into buf.
- * Returns CG_OK, CG_ERR_NOT_HL7 (no MSH segment) or CG_ERR_HL7_SYNTAX (MSH malformed), with a
- * reason in errstr. */
-cg_err_t cg_hl7_msh_peek(const char *buf, size_t len, cg_hl7_msh_t *out, char *errstr,
-                         size_t errstr_size);
 
 /* ---- options and errors ---------------------------------------------------------------------- */
 

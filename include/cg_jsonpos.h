@@ -16,17 +16,8 @@
 
 typedef struct cg_jsonpos cg_jsonpos_t;
 
-typedef struct cg_jsonpos_loc {
-    int line;   /* 1-based */
-    int column; /* 1-based, in bytes */
-} cg_jsonpos_loc_t;
-
 /* text must be what root was loaded from (with JSON_REJECT_DUPLICATES). NULL on out of memory. */
 cg_jsonpos_t *cg_jsonpos_build(const char *text, json_t *root);
-/* Position of value v (its first character); {0, 0} when unknown. */
-cg_jsonpos_loc_t cg_jsonpos_of(const cg_jsonpos_t *jp, const json_t *v);
-/* Position of the key of member `key` of object obj; {0, 0} when unknown. */
-cg_jsonpos_loc_t cg_jsonpos_key(const cg_jsonpos_t *jp, const json_t *obj, const char *key);
 /* NULL-safe. */
 void cg_jsonpos_destroy(cg_jsonpos_t *jp);
 

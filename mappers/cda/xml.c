@@ -1,5 +1,5 @@
 /* xml.c - the hardened XML decoder, format sniffing, the C-CDA section kinds and the document
- * summary (cg_xml.h). XPath lives in xml_xpath.c.
+ * summary (cg_xml.h). XPath lives in xml_xpath.c, the text of a node in xml_node.c.
  *
  * libxml2 parses from memory with a fresh parser context per document, built with its tree in a
  * per-document arena (see "tree arenas" below): malloc/free were a third of the parse, and

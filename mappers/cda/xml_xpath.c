@@ -907,47 +907,6 @@ static xmlXPathObjectPtr run(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const v
     return r;
 }
 
-/* Appends the text below node with runs of XML white space collapsed to one space and the ends
- * trimmed; *pending_space carries a run across text nodes, start is out's length before the
- * first one (a space is never written first). */
-static void gather_text(const xmlNode *n, cg_buf_t *out, int *pending_space, size_t start)
-{
-    for (; n; n = n->next) {
-        if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
-            for (const xmlChar *p = n->content; p && *p; p++) {
-                if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
-                    *pending_space = 1;
-                    continue;
-                }
-                if (*pending_space && out->len > start)
-                    cg_buf_putc(out, ' ');
-                *pending_space = 0;
-                cg_buf_putc(out, (char)*p);
-            }
-        } else if (n->type == XML_ELEMENT_NODE) {
-            gather_text(n->children, out, pending_space, start);
-        }
-    }
-}
-
-size_t cg_xml_node_text(const void *node, cg_buf_t *out)
-{
-    const xmlNode *n = node;
-    if (!n)
-        return 0;
-    size_t before = out->len;
-    int pending = 0;
-    if (n->type == XML_ELEMENT_NODE || n->type == XML_DOCUMENT_NODE ||
-        n->type == XML_ATTRIBUTE_NODE) {
-        gather_text(n->children, out, &pending, before);
-    } else if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
-        xmlNode one = *n;
-        one.next = NULL;
-        gather_text(&one, out, &pending, before);
-    }
-    return out->len - before;
-}
-
 /* Whether text has anything but XML white space. */
 static int has_text(const xmlChar *s)
 {

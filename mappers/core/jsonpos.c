@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct cg_jsonpos_loc {
+    int line;   /* 1-based */
+    int column; /* 1-based, in bytes */
+} cg_jsonpos_loc_t;
+
 typedef struct entry {
     const json_t *v; /* the value, or the object for a key entry */
     const char *key; /* NULL for a value entry */
@@ -178,12 +183,14 @@ static cg_jsonpos_loc_t loc_of(const cg_jsonpos_t *jp, const entry_t *e)
     return l;
 }
 
-cg_jsonpos_loc_t cg_jsonpos_of(const cg_jsonpos_t *jp, const json_t *v)
+/* Position of value v (its first character); {0, 0} when unknown. */
+static cg_jsonpos_loc_t value_loc(const cg_jsonpos_t *jp, const json_t *v)
 {
     return loc_of(jp, get(jp, v, NULL));
 }
 
-cg_jsonpos_loc_t cg_jsonpos_key(const cg_jsonpos_t *jp, const json_t *obj, const char *key)
+/* Position of the key of member `key` of object obj; {0, 0} when unknown. */
+static cg_jsonpos_loc_t key_loc(const cg_jsonpos_t *jp, const json_t *obj, const char *key)
 {
     return loc_of(jp, get(jp, obj, key));
 }
@@ -195,11 +202,11 @@ void cg_jsonpos_error(cg_jsonpos_errors_t *e, const cg_jsonpos_t *jp, cg_err_t c
     size_t i = e->n++;
     if (i >= e->max || !e->errs)
         return;
-    cg_jsonpos_loc_t l = cg_jsonpos_of(jp, at);
+    cg_jsonpos_loc_t l = value_loc(jp, at);
     if (!l.line && obj && key)
-        l = cg_jsonpos_key(jp, obj, key);
+        l = key_loc(jp, obj, key);
     if (!l.line && obj)
-        l = cg_jsonpos_of(jp, obj);
+        l = value_loc(jp, obj);
     char msg[400];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     cg_error_set(&e->errs[i], code, file, l.line, l.column, "%s%s", what, msg);

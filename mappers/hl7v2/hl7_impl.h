@@ -73,9 +73,12 @@ struct cg_hl7_msg {
     cg_buf_t scratch;
 };
 
+/* ---- hl7_err.c ---- */
 void cg_hl7__err(cg_hl7_error_t *e, cg_err_t code, size_t msg_no, size_t seg, const char *seg_name,
                  int field, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));
+
+/* ---- hl7_charset.c ---- */
 /* Resolves MSH-18 (or the default) into m->charset and the flags. */
 cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why,
                              size_t why_size);
@@ -83,11 +86,9 @@ cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char 
 /* The cached UTF-8 converter for m->charset; (iconv_t)-1 when iconv does not know it. */
 iconv_t cg_hl7__iconv(cg_hl7_msg_t *m);
 
-/* Leaves [l0, l1) of one unit, the last one closing it: *out gets the leaves of its part k
- * (1-based) at delimiter level lvl (2 components, 3 repetitions, 1 subcomponents). Returns the
- * number of parts. */
-uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl, uint32_t k,
-                       uint32_t *k0, uint32_t *k1);
+/* 1 when the iconv charset name is a double-byte one whose trail bytes may fall in the ASCII
+ * range (GBK, Big5, SJIS): a delimiter byte there is not a delimiter. */
+int cg_hl7__charset_is_mb(const char *name);
 
 /* ---- block scanners (hl7_scan_*.c) ----
  * State of the index loop handed to a wide scanner. The tables are leaf_end and tok_leaf of
@@ -113,8 +114,29 @@ typedef struct cg_hl7_scan {
 } cg_hl7_scan_t;
 
 /* Bits of the block [s, s+n) that are trail bytes of a double-byte character; *carry says the
- * block starts with one and is set when the next block does. */
-uint64_t cg_hl7__trail_bits(const unsigned char *s, size_t n, int *carry);
+ * block starts with one and is set when the next block does. Used by both scanners (portable in
+ * hl7_parse.c, hl7_scan_avx2.c): inline here so neither calls into the other's file and the
+ * portable loop keeps it inlined as before. */
+static inline uint64_t cg_hl7__trail_bits(const unsigned char *s, size_t n, int *carry)
+{
+    uint64_t t = 0;
+    size_t i = 0;
+    if (*carry) {
+        t |= 1;
+        i = 1;
+    }
+    *carry = 0;
+    for (; i < n; i++) {
+        if (s[i] >= 0x81) {
+            if (i + 1 < n)
+                t |= (uint64_t)1 << (i + 1);
+            else
+                *carry = 1;
+            i++;
+        }
+    }
+    return t;
+}
 
 /* Scans from p towards region, appending every delimiter and closing segments whose end needs
  * no decision (see cg_hl7_scan). Returns where it stopped: at any other segment terminator

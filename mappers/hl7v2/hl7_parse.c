@@ -6,7 +6,7 @@
  * scratch that the next field delimiter overwrites, so the hot loop has no branch on the kind.
  * Repetitions, components and subcomponents are derived on access from a field's leaves: the
  * byte at a recorded offset is the delimiter itself, so its kind is one table lookup and no text
- * is rescanned (cg_hl7__split). Limits are still checked here, at parse time.
+ * is rescanned (split_leaves). Limits are still checked here, at parse time.
  * Delimiters are found 64 bytes at a time: with AVX2 + BMI2 when the CPU has them
  * (hl7_scan_avx2.c), else with SSE2 compares (a scalar path elsewhere).
  */
@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -29,50 +28,6 @@ enum { L_NONE = 0, L_SUB = 1, L_COMP = 2, L_REP = 3, L_FIELD = 4, L_SEG = 5 };
 
 #define MLLP_START 0x0B
 #define MLLP_END   0x1C
-
-/* ---- errors -------------------------------------------------------------------------------- */
-
-void cg_hl7__err(cg_hl7_error_t *e, cg_err_t code, size_t msg_no, size_t seg, const char *seg_name,
-                 int field, size_t offset, const char *fmt, ...)
-{
-    if (!e)
-        return;
-    memset(e, 0, sizeof(*e));
-    e->code = code;
-    e->message = msg_no;
-    e->segment = seg;
-    if (seg_name)
-        snprintf(e->seg_name, sizeof(e->seg_name), "%s", seg_name);
-    e->field = field;
-    e->offset = offset;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
-    va_end(ap);
-}
-
-const char *cg_hl7_error_location(const cg_hl7_error_t *e, char *buf, size_t size)
-{
-    size_t n = 0;
-    buf[0] = '\0';
-#define PUT(...)                                                                                   \
-    do {                                                                                           \
-        if (n < size) {                                                                            \
-            int w_ = snprintf(buf + n, size - n, __VA_ARGS__);                                     \
-            if (w_ > 0)                                                                            \
-                n += (size_t)w_;                                                                   \
-        }                                                                                          \
-    } while (0)
-    if (e->segment)
-        PUT("segment %zu%s%s, ", e->segment, e->seg_name[0] ? " " : "", e->seg_name);
-    if (e->field)
-        PUT("field %d, ", e->field);
-    PUT("byte %zu: %s", e->offset, e->reason);
-#undef PUT
-    return buf;
-}
-
-static int charset_is_mb(const char *name);
 
 /* ---- options, life cycle ------------------------------------------------------------------- */
 
@@ -106,7 +61,7 @@ cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts)
     m->opt.default_charset = m->default_charset;
     char dn[64];
     if (cg_hl7_charset_iconv_name(m->default_charset, strlen(m->default_charset), dn, sizeof(dn)))
-        m->default_mb = charset_is_mb(dn);
+        m->default_mb = cg_hl7__charset_is_mb(dn);
     m->cs_key_len = (size_t)-1;
     cg_buf_init(&m->scratch);
     return m;
@@ -383,51 +338,6 @@ static cg_slice_t peek_msh18(const char *b, size_t n, const cg_hl7_delims_t *d, 
     return s;
 }
 
-static int charset_is_mb(const char *name)
-{
-    static const char *const mb[] = {"GB18030", "GBK",  "CP936",     "BIG5",  "BIG5-HKSCS",
-                                     "CP950",   "SJIS", "SHIFT_JIS", "CP932", "SHIFT-JIS"};
-    for (size_t i = 0; i < sizeof(mb) / sizeof(mb[0]); i++)
-        if (!strcasecmp(name, mb[i]))
-            return 1;
-    return 0;
-}
-
-static void set_charset_flags(cg_hl7_msg_t *m)
-{
-    m->charset_utf8 = !strcasecmp(m->charset, "UTF-8") || !strcasecmp(m->charset, "UTF8");
-    m->charset_mb = charset_is_mb(m->charset);
-    m->charset_ascii = strncasecmp(m->charset, "UTF-16", 6) &&
-                       strncasecmp(m->charset, "UTF-32", 6) && strncasecmp(m->charset, "UCS", 3);
-}
-
-cg_err_t cg_hl7__set_charset(cg_hl7_msg_t *m, const char *raw, size_t len, char *why,
-                             size_t why_size)
-{
-    if (!len) {
-        raw = m->default_charset;
-        len = strlen(raw);
-    }
-    char name[64];
-    if (!cg_hl7_charset_iconv_name(raw, len, name, sizeof(name))) {
-        snprintf(why, why_size, "character set name '%.*s' is too long", (int)(len > 64 ? 64 : len),
-                 raw);
-        return CG_ERR_CHARSET;
-    }
-    if (strcmp(name, m->charset) != 0) {
-        memcpy(m->charset, name, sizeof(name));
-        set_charset_flags(m);
-        /* Opening once here (cached) rejects an unknown name up front, not at the first value. */
-        if (!m->charset_utf8 && cg_hl7__iconv(m) == (iconv_t)-1) {
-            snprintf(why, why_size, "character set '%.*s' (iconv \"%s\") is not supported",
-                     (int)(len > 64 ? 64 : len), raw, name);
-            m->charset[0] = '\0';
-            return CG_ERR_CHARSET;
-        }
-    }
-    return CG_OK;
-}
-
 #if CG_HL7_SIMD
 typedef struct simd_set {
     __m128i fs, comp, rep, sub, c1f;
@@ -456,33 +366,15 @@ static inline uint64_t classify64(const char *s, const simd_set_t *v, uint64_t *
 }
 #endif
 
-uint64_t cg_hl7__trail_bits(const unsigned char *s, size_t n, int *carry)
-{
-    uint64_t t = 0;
-    size_t i = 0;
-    if (*carry) {
-        t |= 1;
-        i = 1;
-    }
-    *carry = 0;
-    for (; i < n; i++) {
-        if (s[i] >= 0x81) {
-            if (i + 1 < n)
-                t |= (uint64_t)1 << (i + 1);
-            else
-                *carry = 1;
-            i++;
-        }
-    }
-    return t;
-}
-
 static int force_portable;
 
 void cg_hl7__force_portable(int on)
 {
     __atomic_store_n(&force_portable, on, __ATOMIC_RELAXED);
 }
+
+static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl,
+                             uint32_t k, uint32_t *k0, uint32_t *k1);
 
 /* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
  * (the next message, or a resync point after an error). */
@@ -726,7 +618,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             if (nl - cur.leaf0 > m->opt.max_reps) {
                 for (uint32_t t = cur.tok0; t < nt - 1; t++) {
                     uint32_t l, l1, k = m->opt.max_reps + 1;
-                    if (cg_hl7__split(m, tl[t], tl[t + 1], L_REP, k, &l, &l1) == k) {
+                    if (split_leaves(m, tl[t], tl[t + 1], L_REP, k, &l, &l1) == k) {
                         int f = (int)(t - cur.tok0) + (cur.header ? 1 : 0);
                         *next = resync(in, in_len, start + p);
                         return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, f,
@@ -998,11 +890,14 @@ static cg_slice_t leaves(const cg_hl7_msg_t *m, const cg_hl7_seg_ix_t *s, uint32
     return (cg_slice_t){m->data + a, e - a};
 }
 
-/* Delimiter levels are those of m->cls: the byte at a recorded offset inside a field is a
+/* Leaves [l0, l1) of one unit, the last one closing it: *k0, *k1 get the leaves of its part k
+ * (1-based) at delimiter level lvl (2 components, 3 repetitions, 1 subcomponents). Returns the
+ * number of parts.
+ * Delimiter levels are those of m->cls: the byte at a recorded offset inside a field is a
  * repetition, component or subcomponent delimiter (only a field's last leaf ends at a field
  * separator, a terminator or the end of the input, and it is never looked at). */
-uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl, uint32_t k,
-                       uint32_t *k0, uint32_t *k1)
+static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl,
+                             uint32_t k, uint32_t *k0, uint32_t *k1)
 {
     const uint32_t *le = m->leaf_end;
     const unsigned char *d = (const unsigned char *)m->data;
@@ -1028,7 +923,7 @@ uint32_t cg_hl7__split(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned
 /* Leaves of repetition rep (1-based) of token t; 0 when there is none. */
 static int rep_leaves(const cg_hl7_msg_t *m, uint32_t t, uint32_t rep, uint32_t *l0, uint32_t *l1)
 {
-    return rep && cg_hl7__split(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, rep, l0, l1) == rep;
+    return rep && split_leaves(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, rep, l0, l1) == rep;
 }
 
 /* Leaves of component comp (1-based) of repetition rep of token t; 0 when there is none. One
@@ -1187,7 +1082,7 @@ uint32_t cg_hl7_rep_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field)
     const cg_hl7_hier_t *h = get_hier(m, seg, t);
     if (h)
         return h->tr[t - h->t0 + 1] - h->tr[t - h->t0];
-    return cg_hl7__split(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, 0, &x, &y);
+    return split_leaves(m, m->tok_leaf[t], m->tok_leaf[t + 1], L_REP, 0, &x, &y);
 }
 
 uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep)
@@ -1207,7 +1102,7 @@ uint32_t cg_hl7_comp_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, 
     }
     if (!rep_leaves(m, t, rep, &r0, &r1))
         return 0;
-    return cg_hl7__split(m, r0, r1, L_COMP, 0, &x, &y);
+    return split_leaves(m, r0, r1, L_COMP, 0, &x, &y);
 }
 
 /* Leaves of component comp of repetition rep of token t in seg; 0 when absent. */

@@ -6,97 +6,9 @@
  */
 #include "hl7_impl.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-
-/* HL7 table 0211 -> iconv names. */
-static const struct {
-    const char *hl7, *iconv;
-} cg_hl7_charsets[] = {
-    {"ASCII", "ASCII"},
-    {"ISO IR6", "ASCII"},
-    {"8859/1", "ISO-8859-1"},
-    {"8859/2", "ISO-8859-2"},
-    {"8859/3", "ISO-8859-3"},
-    {"8859/4", "ISO-8859-4"},
-    {"8859/5", "ISO-8859-5"},
-    {"8859/6", "ISO-8859-6"},
-    {"8859/7", "ISO-8859-7"},
-    {"8859/8", "ISO-8859-8"},
-    {"8859/9", "ISO-8859-9"},
-    {"8859/15", "ISO-8859-15"},
-    {"ISO IR100", "ISO-8859-1"},
-    {"ISO IR101", "ISO-8859-2"},
-    {"ISO IR109", "ISO-8859-3"},
-    {"ISO IR110", "ISO-8859-4"},
-    {"ISO IR144", "ISO-8859-5"},
-    {"ISO IR127", "ISO-8859-6"},
-    {"ISO IR126", "ISO-8859-7"},
-    {"ISO IR138", "ISO-8859-8"},
-    {"ISO IR148", "ISO-8859-9"},
-    {"ISO IR166", "TIS-620"},
-    {"ISO IR192", "UTF-8"},
-    {"ISO IR13", "JIS_X0201"},
-    {"ISO IR14", "JIS_X0201"},
-    /* JIS X 0208 / 0212 travel in ISO 2022 escape sequences in ER7 messages. */
-    {"ISO IR87", "ISO-2022-JP"},
-    {"ISO IR159", "ISO-2022-JP-2"},
-    {"GB 18030-2000", "GB18030"},
-    {"GB18030", "GB18030"},
-    {"KS X 1001", "EUC-KR"},
-    {"CNS 11643-1992", "EUC-TW"},
-    {"BIG-5", "BIG5"},
-    /* "UNICODE" (v2.3-2.5) cannot be 16-bit in a byte-delimited ER7 stream; senders mean UTF-8. */
-    {"UNICODE", "UTF-8"},
-    {"UNICODE UTF-8", "UTF-8"},
-    {"UNICODE UTF-16", "UTF-16"},
-    {"UNICODE UTF-32", "UTF-32"},
-};
-
-const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len, char *buf, size_t size)
-{
-    while (len && isspace((unsigned char)*hl7_name)) {
-        hl7_name++;
-        len--;
-    }
-    while (len && isspace((unsigned char)hl7_name[len - 1]))
-        len--;
-    for (size_t i = 0; i < sizeof(cg_hl7_charsets) / sizeof(cg_hl7_charsets[0]); i++) {
-        const char *h = cg_hl7_charsets[i].hl7;
-        if (strlen(h) == len && !strncasecmp(h, hl7_name, len)) {
-            snprintf(buf, size, "%s", cg_hl7_charsets[i].iconv);
-            return buf;
-        }
-    }
-    if (len == 0 || len >= size)
-        return NULL;
-    memcpy(buf, hl7_name, len);
-    buf[len] = '\0';
-    return buf;
-}
-
-iconv_t cg_hl7__iconv(cg_hl7_msg_t *m)
-{
-    for (int i = 0; i < m->ncv; i++)
-        if (!strcmp(m->cv[i].name, m->charset))
-            return m->cv[i].cd;
-    iconv_t cd = iconv_open("UTF-8", m->charset);
-    if (cd == (iconv_t)-1)
-        return cd;
-    int slot = m->ncv;
-    if (slot == CG_HL7_CV_CACHE) { /* full: a feed rarely mixes this many; recycle the last */
-        slot = CG_HL7_CV_CACHE - 1;
-        iconv_close(m->cv[slot].cd);
-    } else {
-        m->ncv++;
-    }
-    snprintf(m->cv[slot].name, sizeof(m->cv[slot].name), "%s", m->charset);
-    m->cv[slot].cd = cd;
-    return cd;
-}
 
 /* Segment and field holding message-relative offset rel, for error reports. */
 static void locate(const cg_hl7_msg_t *m, size_t rel, uint32_t *seg, int *field)

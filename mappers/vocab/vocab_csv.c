@@ -1,0 +1,457 @@
+/* vocab_csv.c - the project CSV tables loader: specs/vocab/NAME.csv, RFC 4180, every bad line
+ * reported (see cg_vocab.h).
+ */
+#include "vocab_impl.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CSV_MAX_BYTES  (256u << 20)
+#define OMOP_VOCAB_LEN 20 /* concept.vocabulary_id varchar(20) */
+#define OMOP_CODE_LEN  50 /* concept.concept_code varchar(50) */
+
+enum { COL_VOCAB, COL_CODE, COL_ID, COL_DOMAIN, COL_NAME, COL_STD, COL_STD_NAME, COL__COUNT };
+static const char *const csv_cols[COL__COUNT] = {
+    "vocabulary_id", "concept_code",        "concept_id",           "domain_id",
+    "concept_name",  "standard_concept_id", "standard_concept_name"};
+#define CSV_REQUIRED   ((1u << COL_VOCAB) | (1u << COL_CODE) | (1u << COL_ID) | (1u << COL_DOMAIN))
+#define CSV_MAX_FIELDS 16
+
+typedef struct csv_field {
+    char *p; /* unescaped in place */
+    size_t len;
+    int line, col;
+} csv_field_t;
+
+typedef struct csv_ctx {
+    cg_vocab_t *v;
+    const char *path;
+    cg_error_t *errs;
+    size_t errs_cap;
+    size_t n_errs;
+    cg_err_t first;
+    char *buf;
+    size_t len, pos;
+    int line;          /* current line, 1-based */
+    size_t line_start; /* offset of the current line */
+} csv_ctx_t;
+
+static void csv_err(csv_ctx_t *c, cg_err_t code, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void csv_err(csv_ctx_t *c, cg_err_t code, int line, int col, const char *fmt, ...)
+{
+    if (c->first == CG_OK)
+        c->first = code;
+    if (c->n_errs < c->errs_cap) {
+        char text[sizeof(c->errs[0].text)];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+        cg_error_set(&c->errs[c->n_errs], code, c->path, line, col, "%s", text);
+    }
+    c->n_errs++;
+}
+
+/* Skips to just after the end of the current line (error resync). */
+static void csv_skip_line(csv_ctx_t *c)
+{
+    char *nl = memchr(c->buf + c->pos, '\n', c->len - c->pos);
+    c->pos = nl ? (size_t)(nl - c->buf) + 1 : c->len;
+    c->line++;
+    c->line_start = c->pos;
+}
+
+/* Parses one record. Returns 1 with fields, 0 at end of input, -1 after reporting a syntax error
+ * (the rest of that line is skipped), -2 when the file cannot be resynchronised. */
+static int csv_record(csv_ctx_t *c, csv_field_t *f, size_t *nf, int *rec_line)
+{
+    *nf = 0;
+    *rec_line = c->line;
+    if (c->pos >= c->len)
+        return 0;
+    for (;;) {
+        if (*nf == CSV_MAX_FIELDS) {
+            csv_err(c, CG_ERR_CONFIG, c->line, (int)(c->pos - c->line_start) + 1,
+                    "more than %d fields", CSV_MAX_FIELDS);
+            csv_skip_line(c);
+            return -1;
+        }
+        csv_field_t *fd = &f[(*nf)++];
+        fd->line = c->line;
+        fd->col = (int)(c->pos - c->line_start) + 1;
+        fd->p = c->buf + c->pos;
+        fd->len = 0;
+        if (c->pos < c->len && c->buf[c->pos] == '"') {
+            char *out = fd->p;
+            size_t i = c->pos + 1;
+            int closed = 0;
+            while (i < c->len) {
+                char ch = c->buf[i];
+                if (ch == '"') {
+                    if (i + 1 < c->len && c->buf[i + 1] == '"') {
+                        *out++ = '"';
+                        i += 2;
+                        continue;
+                    }
+                    i++;
+                    closed = 1;
+                    break;
+                }
+                if (ch == '\n') {
+                    c->line++;
+                    c->line_start = i + 1;
+                }
+                *out++ = ch;
+                i++;
+            }
+            if (!closed) {
+                csv_err(c, CG_ERR_CONFIG, fd->line, fd->col,
+                        "quoted field never closed (the rest of the file is inside it)");
+                c->pos = c->len;
+                return -2;
+            }
+            fd->len = (size_t)(out - fd->p);
+            c->pos = i;
+            if (c->pos < c->len && c->buf[c->pos] != ',' && c->buf[c->pos] != '\n' &&
+                !(c->buf[c->pos] == '\r' && c->pos + 1 < c->len && c->buf[c->pos + 1] == '\n')) {
+                char sb[CG_VOCAB_SHOW_MAX + 4];
+                size_t rest = c->len - c->pos;
+                const char *nl = memchr(c->buf + c->pos, '\n', rest);
+                size_t n = nl ? (size_t)(nl - (c->buf + c->pos)) : rest;
+                csv_err(c, CG_ERR_CONFIG, c->line, (int)(c->pos - c->line_start) + 1,
+                        "text after a closing quote: '%s'", cg_vocab__show(c->buf + c->pos, n, sb));
+                csv_skip_line(c);
+                return -1;
+            }
+        } else {
+            size_t i = c->pos;
+            while (i < c->len && c->buf[i] != ',' && c->buf[i] != '\n') {
+                if (c->buf[i] == '"') {
+                    char sb[CG_VOCAB_SHOW_MAX + 4];
+                    const char *nl = memchr(c->buf + c->pos, '\n', c->len - c->pos);
+                    size_t n = nl ? (size_t)(nl - (c->buf + c->pos)) : c->len - c->pos;
+                    csv_err(c, CG_ERR_CONFIG, c->line, (int)(i - c->line_start) + 1,
+                            "quote inside an unquoted field (quote the whole field and double "
+                            "the quote): '%s'",
+                            cg_vocab__show(c->buf + c->pos, n, sb));
+                    csv_skip_line(c);
+                    return -1;
+                }
+                i++;
+            }
+            fd->len = i - c->pos;
+            if (fd->len && i < c->len && c->buf[i] == '\n' && fd->p[fd->len - 1] == '\r')
+                fd->len--; /* CRLF line end */
+            c->pos = i;
+        }
+        if (c->pos >= c->len)
+            return 1;
+        if (c->buf[c->pos] == ',') {
+            c->pos++;
+            continue;
+        }
+        /* line end ("\r\n" already stripped from unquoted fields) */
+        if (c->buf[c->pos] == '\r')
+            c->pos++;
+        c->pos++;
+        c->line++;
+        c->line_start = c->pos;
+        return 1;
+    }
+}
+
+static int is_blank_record(const csv_field_t *f, size_t nf)
+{
+    return nf == 1 && f[0].len == 0;
+}
+
+static int has_edge_space(const csv_field_t *f)
+{
+    return f->len && (isspace((unsigned char)f->p[0]) || isspace((unsigned char)f->p[f->len - 1]));
+}
+
+static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
+{
+    c->path = path;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        csv_err(c, CG_ERR_IO, 0, 0, "cannot open: %s", strerror(errno));
+        return CG_ERR_IO;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= CSV_MAX_BYTES) {
+                free(buf);
+                fclose(fp);
+                csv_err(c, CG_ERR_CONFIG, 0, 0,
+                        "larger than %u MiB: load big vocabularies in Athena format",
+                        CSV_MAX_BYTES >> 20);
+                return CG_ERR_CONFIG;
+            }
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(fp);
+                csv_err(c, CG_ERR_NOMEM, 0, 0, "out of memory");
+                return CG_ERR_NOMEM;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, cap - len, fp);
+        len += r;
+        if (r == 0)
+            break;
+    }
+    int rd_err = ferror(fp);
+    fclose(fp);
+    if (rd_err) {
+        free(buf);
+        csv_err(c, CG_ERR_IO, 0, 0, "read error");
+        return CG_ERR_IO;
+    }
+    c->buf = buf;
+    c->len = len;
+    c->pos = 0;
+    c->line = 1;
+    c->line_start = 0;
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        c->pos = c->line_start = 3; /* UTF-8 BOM (column counts start after it) */
+
+    csv_field_t f[CSV_MAX_FIELDS];
+    size_t nf;
+    int rec_line, r;
+    /* header */
+    do {
+        r = csv_record(c, f, &nf, &rec_line);
+    } while (r == 1 && is_blank_record(f, nf));
+    if (r != 1) {
+        if (r == 0)
+            csv_err(c, CG_ERR_CONFIG, 1, 1, "empty file: a header row is required (%s,%s,%s,%s)",
+                    csv_cols[0], csv_cols[1], csv_cols[2], csv_cols[3]);
+        free(buf);
+        return CG_ERR_CONFIG;
+    }
+    int colmap[CSV_MAX_FIELDS];
+    unsigned seen = 0;
+    int header_ok = 1;
+    for (size_t i = 0; i < nf; i++) {
+        colmap[i] = -1;
+        for (int k = 0; k < COL__COUNT; k++)
+            if (f[i].len == strlen(csv_cols[k]) && memcmp(f[i].p, csv_cols[k], f[i].len) == 0)
+                colmap[i] = k;
+        char sb[CG_VOCAB_SHOW_MAX + 4];
+        if (colmap[i] < 0) {
+            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col,
+                    "unknown column '%s' (expected vocabulary_id, concept_code, concept_id, "
+                    "domain_id, concept_name, standard_concept_id, standard_concept_name)",
+                    cg_vocab__show(f[i].p, f[i].len, sb));
+            header_ok = 0;
+        } else if (seen & (1u << colmap[i])) {
+            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "column '%s' appears twice",
+                    csv_cols[colmap[i]]);
+            header_ok = 0;
+        } else {
+            seen |= 1u << colmap[i];
+        }
+    }
+    for (int k = 0; k < COL__COUNT; k++)
+        if ((CSV_REQUIRED & (1u << k)) && !(seen & (1u << k))) {
+            csv_err(c, CG_ERR_CONFIG, rec_line, 1, "header lacks the column '%s'", csv_cols[k]);
+            header_ok = 0;
+        }
+    if (!header_ok) {
+        free(buf);
+        return CG_ERR_CONFIG;
+    }
+    size_t ncols = nf;
+
+    while ((r = csv_record(c, f, &nf, &rec_line)) != 0) {
+        if (r == -2)
+            break;
+        if (r < 0 || is_blank_record(f, nf))
+            continue;
+        if (nf != ncols) {
+            csv_err(c, CG_ERR_CONFIG, rec_line, nf > ncols ? f[ncols].col : 1,
+                    "%zu fields where the header has %zu", nf, ncols);
+            continue;
+        }
+        csv_field_t *col[COL__COUNT] = {0};
+        for (size_t i = 0; i < nf; i++)
+            col[colmap[i]] = &f[i];
+        char sb[CG_VOCAB_SHOW_MAX + 4];
+        csv_field_t *fv = col[COL_VOCAB], *fc = col[COL_CODE], *fi = col[COL_ID],
+                    *fdm = col[COL_DOMAIN], *fs = col[COL_STD];
+        if (!fv->len || fv->len > OMOP_VOCAB_LEN || has_edge_space(fv)) {
+            csv_err(c, CG_ERR_CONFIG, fv->line, fv->col,
+                    "vocabulary_id must be 1-%d characters without surrounding spaces: '%s'",
+                    OMOP_VOCAB_LEN, cg_vocab__show(fv->p, fv->len, sb));
+            continue;
+        }
+        if (!fc->len || fc->len > OMOP_CODE_LEN || has_edge_space(fc)) {
+            csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                    "concept_code must be 1-%d characters without surrounding spaces: '%s'",
+                    OMOP_CODE_LEN, cg_vocab__show(fc->p, fc->len, sb));
+            continue;
+        }
+        int32_t id = 0, std = 0;
+        if (cg_vocab__parse_id(fi->p, fi->len, &id) != 0) {
+            csv_err(c, CG_ERR_CONFIG, fi->line, fi->col,
+                    "concept_id is not an integer in 0..2147483647: '%s'",
+                    cg_vocab__show(fi->p, fi->len, sb));
+            continue;
+        }
+        cg_slice_t dom_s = {fdm->p, fdm->len};
+        if (cg_vocab_domain_parse(dom_s) == CG_VOCAB_DOMAIN_OTHER) {
+            csv_err(c, CG_ERR_CONFIG, fdm->line, fdm->col,
+                    "unknown domain_id '%s' (OMOP spelling: Condition, Measurement, "
+                    "Observation, Drug, Procedure, Device, Visit, Gender, Race, Ethnicity, Unit, "
+                    "Type Concept, Meas Value, Meas Value Operator, Route, Spec Anatomic Site, "
+                    "Metadata)",
+                    cg_vocab__show(fdm->p, fdm->len, sb));
+            continue;
+        }
+        if (fs && fs->len) {
+            if (cg_vocab__parse_id(fs->p, fs->len, &std) != 0) {
+                csv_err(c, CG_ERR_CONFIG, fs->line, fs->col,
+                        "standard_concept_id is not an integer in 0..2147483647: '%s'",
+                        cg_vocab__show(fs->p, fs->len, sb));
+                continue;
+            }
+        } else {
+            std = id; /* no column or empty: the concept is its own standard */
+        }
+        if (id == 0 && std == 0) {
+            csv_err(c, CG_ERR_CONFIG, fi->line, fi->col,
+                    "concept_id and standard_concept_id are both 0: the row maps to nothing");
+            continue;
+        }
+        int vi = cg_vocab__intern_vocab(v, (cg_slice_t){fv->p, fv->len});
+        int di = cg_vocab__intern_domain(v, dom_s);
+        int created = 0;
+        ventry_t *e = vi < 0 || di < 0 ? NULL : cg_vocab__upsert(v, vi, fc->p, fc->len, &created);
+        if (!e) {
+            csv_err(c, CG_ERR_NOMEM, rec_line, 1, "out of memory");
+            break;
+        }
+        if (!created && e->gen == v->gen) {
+            char sb2[CG_VOCAB_SHOW_MAX + 4];
+            csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                    "duplicate code '%s' in vocabulary '%s' (already defined in this load)",
+                    cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
+            continue;
+        }
+        e->concept_id = id;
+        e->standard_id = std;
+        e->domain = (uint8_t)di;
+        e->flags = 0;
+        e->gen = v->gen;
+    }
+    free(buf);
+    c->buf = NULL;
+    return c->first;
+}
+
+static void csv_ctx_init(csv_ctx_t *c, cg_vocab_t *v, cg_error_t *errs, size_t errs_cap)
+{
+    memset(c, 0, sizeof(*c));
+    c->v = v;
+    c->errs = errs;
+    c->errs_cap = errs ? errs_cap : 0;
+}
+
+cg_err_t cg_vocab_load_csv(cg_vocab_t *v, const char *path, cg_error_t *errs, size_t errs_cap,
+                           size_t *n_errs)
+{
+    if (n_errs)
+        *n_errs = 0;
+    if (!v || !path)
+        return CG_ERR_INVALID_ARG;
+    csv_ctx_t c;
+    csv_ctx_init(&c, v, errs, errs_cap);
+    c.path = path;
+    v->gen++;
+    load_csv_file(v, path, &c);
+    if (n_errs)
+        *n_errs = c.n_errs;
+    return c.first;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs, size_t errs_cap,
+                               size_t *n_errs)
+{
+    if (n_errs)
+        *n_errs = 0;
+    if (!v || !dir)
+        return CG_ERR_INVALID_ARG;
+    csv_ctx_t c;
+    csv_ctx_init(&c, v, errs, errs_cap);
+    c.path = dir;
+    DIR *d = opendir(dir);
+    if (!d) {
+        csv_err(&c, CG_ERR_IO, 0, 0, "cannot open folder: %s", strerror(errno));
+        if (n_errs)
+            *n_errs = c.n_errs;
+        return CG_ERR_IO;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    cg_err_t rc = CG_OK;
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l < 5 || strcmp(de->d_name + l - 4, ".csv") != 0 || de->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(names, cap * sizeof(*nn));
+            if (!nn) {
+                rc = CG_ERR_NOMEM;
+                break;
+            }
+            names = nn;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            rc = CG_ERR_NOMEM;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (rc == CG_OK && n)
+        qsort(names, n, sizeof(*names), cmp_str);
+    v->gen++;
+    for (size_t i = 0; rc == CG_OK && i < n; i++) {
+        size_t pl = strlen(dir) + strlen(names[i]) + 2;
+        char *path = malloc(pl);
+        if (!path) {
+            rc = CG_ERR_NOMEM;
+            break;
+        }
+        snprintf(path, pl, "%s/%s", dir, names[i]);
+        /* cg_error_t copies the path, so the buffer can go after the file */
+        load_csv_file(v, path, &c);
+        free(path);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc != CG_OK)
+        csv_err(&c, rc, 0, 0, "out of memory");
+    if (n_errs)
+        *n_errs = c.n_errs;
+    return c.first;
+}
