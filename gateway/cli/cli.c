@@ -52,14 +52,3 @@ int cg_cli_main(int argc, char **argv)
     usage(stderr);
     return CG_EXIT_USAGE;
 }
-
-void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max)
-{
-    for (size_t i = 0; i < n && i < max; i++) {
-        char where[512];
-        cg_error_where(&errs[i], where, sizeof(where));
-        fprintf(out, "%s%serror: %s\n", where, where[0] ? ": " : "", errs[i].text);
-    }
-    if (n > max)
-        fprintf(out, "… and %zu more error(s)\n", n - max);
-}

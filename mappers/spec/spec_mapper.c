@@ -1,6 +1,12 @@
-/* spec_mapper.c - the mapper (cg_spec.h): its state made once per thread, and one message's run
- * through the spec set (a fresh arena, each spec's lets, patient and rules). What a message is
- * read from is spec_hl7.c's and spec_xml.c's; rows are spec_row.c's.
+/* spec_mapper.c - the mapper (cg_spec.h): its state, made once per thread, and cg_mapper_map,
+ * which tells the input formats apart. The top of the evaluator's files, which form a DAG:
+ *   spec_fail.c       errors
+ *   spec_hl7_value.c  HL7 v2 path values
+ *   spec_eval.c       expressions, conditions, transforms, the patient
+ *   spec_row.c        typed rows
+ *   spec_run.c        one message's run through the specs
+ *   spec_hl7.c, spec_xml.c   the input formats' entry points and rules
+ *   spec_mapper.c     this file
  */
 #include "spec_mapper.h"
 
@@ -10,107 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
-{
-    cg_map_error_t *e = mp->err;
-    if (e && e->code == CG_OK) {
-        e->code = code;
-        e->stage = "map";
-        snprintf(e->spec, sizeof(e->spec), "%s", mp->spec ? mp->spec->name : "");
-        e->spec_version = mp->spec ? mp->spec->version : 0;
-        snprintf(e->rule, sizeof(e->rule), "%s", mp->rule ? mp->rule->name : "");
-        snprintf(e->column, sizeof(e->column), "%s", mp->column ? mp->column : "");
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static cg_err_t run_rule(cg_mapper_t *mp, const rule_t *r)
-{
-    mp->rule = r;
-    return mp->m ? cg_spec_hl7_run_rule(mp, r) : cg_spec_xml_run_rule(mp, r);
-}
-
-static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
-{
-    mp->spec = s;
-    mp->rule = NULL;
-    mp->patient_state = 0;
-    mp->shift_days = 0;
-    mp->xnode = NULL;
-    if (mp->m)
-        mp->scope = cg_hl7_scope_message(mp->m);
-    cg_err_t rc;
-    for (size_t i = 0; i < s->n_lets; i++)
-        if ((rc = cg_spec_eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
-            return rc;
-    /* dates shift by the patient's offset, so the patient comes first when the spec has one */
-    if (s->has_patient && (rc = cg_spec_patient(mp)))
-        return rc;
-    for (size_t i = 0; i < s->n_rules; i++)
-        if ((rc = run_rule(mp, &s->rules[i])))
-            return rc;
-    return CG_OK;
-}
-
-/* Starts a message or document: a fresh arena, memo generation and output buffers. */
-void cg_spec_begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
-                           const cg_row_t **rows, size_t *n_rows)
-{
-    memset(err ? err : local, 0, sizeof(*local));
-    mp->err = err ? err : local;
-    mp->n_rows = 0;
-    mp->xnode = NULL;
-    *rows = NULL;
-    *n_rows = 0;
-    cg_arena_reset(&mp->arena);
-    if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
-        memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
-        memset(mp->lookups, 0, sizeof(mp->lookups));
-        memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
-        mp->gen = 1;
-    }
-}
-
-/* Runs spec s when its input condition holds; *matched counts the specs that ran. */
-cg_err_t cg_spec_try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched)
-{
-    if (s->when) {
-        int ok;
-        mp->spec = s;
-        mp->rule = NULL;
-        mp->xnode = NULL;
-        if (mp->m)
-            mp->scope = cg_hl7_scope_message(mp->m);
-        cg_err_t rc = cg_spec_eval_cond(mp, s->when, &ok);
-        if (rc)
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
-    (*matched)++;
-    size_t before = mp->n_rows;
-    cg_err_t rc = run_spec(mp, s);
-    if (rc)
-        mp->n_rows = before;
-    return rc;
-}
-
-cg_err_t cg_spec_map_error(cg_map_error_t *err, cg_err_t code, const char *stage,
-                           const char *reason)
-{
-    if (err) {
-        memset(err, 0, sizeof(*err));
-        err->code = code;
-        err->stage = stage;
-        snprintf(err->reason, sizeof(err->reason), "%s", reason);
-    }
-    return code;
-}
 
 cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                        size_t *n_rows, cg_map_error_t *err)

@@ -61,6 +61,9 @@ typedef struct ts_memo {
 
 struct cg_mapper {
     const cg_specset_t *ss;
+    /* How the current input's rules run: set by its format's entry point (spec_hl7.c,
+     * spec_xml.c), so spec_run.c calls neither file directly. */
+    cg_err_t (*run_rule)(cg_mapper_t *mp, const rule_t *r);
     const cg_vocab_t *vocab;
     const char *utc_offset;
     cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */

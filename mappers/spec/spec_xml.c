@@ -118,6 +118,7 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
     cg_map_error_t local;
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = NULL;
+    mp->run_rule = cg_spec_xml_run_rule;
     size_t matched = 0;
     for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
         const spec_t *s = &mp->ss->specs[i];

@@ -16,7 +16,7 @@
 # fails; an allowed edge that no longer exists fails too, so the list only shrinks.
 set -euo pipefail
 
-# "user.c.o definer.c.o", one per line, each with why it is tolerated.
+# "LIB.a:user.c.o LIB.a:definer.c.o", one per line, each with why it is tolerated.
 ALLOW=(
 )
 
@@ -37,8 +37,9 @@ for lib in "$@"; do
 done
 
 # nm -A -g prints "lib.a:member.o: [addr] TYPE name" for extern symbols only; the member name is
-# the .c file's base name, so two files with one base name would merge: refuse that.
-dups=$(for lib in "$@"; do ar t "$lib"; done | sort | uniq -d)
+# the .c file's base name, so two files of one library with one base name would merge: refuse
+# that. Files are named "LIB.a:FILE.c.o", so libraries may share a base name (registry.c).
+dups=$(for lib in "$@"; do ar t "$lib" | sort | uniq -d; done)
 if [ -n "$dups" ]; then
     echo "check-cycles: object names appear twice, cannot tell the files apart: $dups" >&2
     exit 2
@@ -53,9 +54,11 @@ printf '%s\n' "${ALLOW[@]+"${ALLOW[@]}"}" |
     }
     {
         split($1, p, ":")
-        obj = p[2]
-        if (obj == "")
+        if (p[2] == "")
             next
+        lib = p[1]
+        sub(/.*\//, "", lib)
+        obj = lib ":" p[2]
         nodes[obj] = 1
         type = $(NF - 1)
         sym = $NF

@@ -1,0 +1,14 @@
+/* cli_errors.c - located errors as every subcommand prints them (cg_cli.h). Apart from cli.c,
+ * which dispatches to the subcommands, so the subcommands do not call back into it. */
+#include "cg_cli.h"
+
+void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max)
+{
+    for (size_t i = 0; i < n && i < max; i++) {
+        char where[512];
+        cg_error_where(&errs[i], where, sizeof(where));
+        fprintf(out, "%s%serror: %s\n", where, where[0] ? ": " : "", errs[i].text);
+    }
+    if (n > max)
+        fprintf(out, "… and %zu more error(s)\n", n - max);
+}

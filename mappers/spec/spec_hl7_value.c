@@ -1,0 +1,80 @@
+/* spec_hl7_value.c - the value of an HL7 v2 path in the message being mapped: raw bytes used in
+ * place when decoding would not change them, else decoded into the mapper's scratch buffer. */
+#include "spec_mapper.h"
+
+#include <string.h>
+
+static int path_has_all(const cg_hl7_path_t *p)
+{
+    return p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL;
+}
+
+/* Whether decoding raw would give back its bytes unchanged: no escape character in it (unless
+ * literal), and UTF-8 that is valid (what cg_hl7_decode checks for a UTF-8 message) or ASCII in a
+ * charset that is a superset of ASCII. Anything else goes through the decoder, which also reports
+ * the errors. */
+static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
+{
+    const unsigned char *q = (const unsigned char *)raw.ptr, *end = q + raw.len;
+    const unsigned char esc = literal ? 0 : (unsigned char)mp->esc;
+    /* eight bytes a step while they are ASCII without the escape character (a 0x00 escape is
+     * "none": matching NUL bytes then only sends them to the byte loop, which lets them pass) */
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u, em = ones * esc;
+    while (end - q >= 8) {
+        uint64_t w, x;
+        memcpy(&w, q, 8);
+        x = w ^ em;
+        if ((w | ((x - ones) & ~x)) & high)
+            break;
+        q += 8;
+    }
+    while (q < end) {
+        unsigned char c = *q;
+        if (c < 0x80) {
+            if (c == esc && esc)
+                return 0;
+            q++;
+            continue;
+        }
+        size_t l = mp->cs_utf8 ? cg_utf8_seq_len(q, (size_t)(end - q)) : 0;
+        if (!l)
+            return 0;
+        q += l;
+    }
+    return mp->cs_utf8 || mp->cs_ascii;
+}
+
+cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
+{
+    cg_hl7_error_t he;
+    cg_buf_reset(&mp->scratch);
+    *out = ABSENT;
+    if (path_has_all(p)) {
+        size_t count = 0;
+        if (cg_hl7_path_get(mp->m, p, mp->scope, '~', &mp->scratch, &count, &he) != CG_OK)
+            return cg_spec_fail(mp, he.code, "%s", he.reason);
+        if (!count)
+            return CG_OK;
+    } else {
+        cg_hl7_match_t match;
+        if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
+            return CG_OK;
+        if (raw_is_decoded(mp, match.raw, match.literal)) {
+            /* the usual case: the value is its raw bytes, used in place (valid until the next
+             * message) instead of decoded into scratch and copied to the arena */
+            if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
+                return CG_OK;
+            *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};
+            return CG_OK;
+        }
+        cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
+                                    : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
+        if (rc != CG_OK)
+            return cg_spec_fail(mp, rc, "%s", he.reason);
+    }
+    /* HL7's explicit null "" and an empty value both mean: no value */
+    if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))
+        return CG_OK;
+    *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
+    return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+}

@@ -1,0 +1,78 @@
+/* spec_run.c - one message's run through the spec set: a fresh arena and memo generation, then
+ * per spec its input condition, lets, patient and rules. The input formats' entry points
+ * (spec_hl7.c, spec_xml.c) call in here and say how their rules run (cg_mapper.run_rule), so this
+ * file depends on neither of them. */
+#include "spec_mapper.h"
+
+#include <string.h>
+
+static cg_err_t run_rule(cg_mapper_t *mp, const rule_t *r)
+{
+    mp->rule = r;
+    return mp->run_rule(mp, r); /* the input format's, set by its entry point */
+}
+
+static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
+{
+    mp->spec = s;
+    mp->rule = NULL;
+    mp->patient_state = 0;
+    mp->shift_days = 0;
+    mp->xnode = NULL;
+    if (mp->m)
+        mp->scope = cg_hl7_scope_message(mp->m);
+    cg_err_t rc;
+    for (size_t i = 0; i < s->n_lets; i++)
+        if ((rc = cg_spec_eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
+            return rc;
+    /* dates shift by the patient's offset, so the patient comes first when the spec has one */
+    if (s->has_patient && (rc = cg_spec_patient(mp)))
+        return rc;
+    for (size_t i = 0; i < s->n_rules; i++)
+        if ((rc = run_rule(mp, &s->rules[i])))
+            return rc;
+    return CG_OK;
+}
+
+/* Starts a message or document: a fresh arena, memo generation and output buffers. */
+void cg_spec_begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
+                           const cg_row_t **rows, size_t *n_rows)
+{
+    memset(err ? err : local, 0, sizeof(*local));
+    mp->err = err ? err : local;
+    mp->n_rows = 0;
+    mp->xnode = NULL;
+    *rows = NULL;
+    *n_rows = 0;
+    cg_arena_reset(&mp->arena);
+    if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
+        memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
+        memset(mp->lookups, 0, sizeof(mp->lookups));
+        memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
+        mp->gen = 1;
+    }
+}
+
+/* Runs spec s when its input condition holds; *matched counts the specs that ran. */
+cg_err_t cg_spec_try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched)
+{
+    if (s->when) {
+        int ok;
+        mp->spec = s;
+        mp->rule = NULL;
+        mp->xnode = NULL;
+        if (mp->m)
+            mp->scope = cg_hl7_scope_message(mp->m);
+        cg_err_t rc = cg_spec_eval_cond(mp, s->when, &ok);
+        if (rc)
+            return rc;
+        if (!ok)
+            return CG_OK;
+    }
+    (*matched)++;
+    size_t before = mp->n_rows;
+    cg_err_t rc = run_spec(mp, s);
+    if (rc)
+        mp->n_rows = before;
+    return rc;
+}
