@@ -62,7 +62,7 @@ typedef struct job {
     cg_input_format_t format;
     cg_err_t
         rc; /* CG_OK: the records; a dead-letter error: the input goes to the DLQ; else fatal */
-    cg_map_error_t me;
+    cg_error_t me;
     char reason[512]; /* the dead letter's reason */
     job_rec_t *recs;
     size_t n_recs, cap_recs;
@@ -238,8 +238,7 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
     STAT_ADD(gw, worker_messages[w->index], 1);
     if (j->rc != CG_OK) {
         if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER)
-            snprintf(j->reason, sizeof(j->reason), "%s%s%s", j->me.rule[0] ? j->me.rule : "",
-                     j->me.rule[0] ? ": " : "", j->me.reason);
+            cg_error_format(&j->me, j->reason, sizeof(j->reason));
         return;
     }
     cg_row_source_t src = {
@@ -277,7 +276,7 @@ static void map_job(cg_gateway_t *gw, worker_t *w, job_t *j)
     return;
 nomem:
     j->rc = CG_ERR_NOMEM;
-    snprintf(j->me.reason, sizeof(j->me.reason), "out of memory encoding a record");
+    snprintf(j->me.text, sizeof(j->me.text), "out of memory encoding a record");
 }
 
 static void *worker_main(void *arg)
@@ -689,7 +688,7 @@ static int produce_job(cg_gateway_t *gw, job_t *j)
 {
     int dead = j->rc != CG_OK;
     if (dead && cg_err_classify(j->rc) != CG_ERR_CLASS_DEADLETTER) {
-        set_fatal(gw, j->rc, j->me.reason);
+        set_fatal(gw, j->rc, j->me.text);
         return -1;
     }
     if (gw->eos && txn_begin(gw))
@@ -702,7 +701,7 @@ static int produce_job(cg_gateway_t *gw, job_t *j)
         if (dead) {
             /* the original bytes and key, untouched; the spec headers only when a spec was
              * chosen */
-            const cg_map_error_t *me = &j->me;
+            const cg_error_t *me = &j->me;
             snprintf(ver, sizeof(ver), "%d", me->spec_version);
             const char *hdrs[] = {
                 "cg.error.stage",  me->stage ? me->stage : "map",

@@ -43,23 +43,48 @@ cg_err_class_t cg_err_classify(cg_err_t err);
 /* "retry", "dead-letter" or "fatal". */
 const char *cg_err_class_name(cg_err_class_t cls);
 
-/* A located error, for specs and config: file:line:column plus message (like json_error_t). */
+/* Where an error is, as far as it is known. */
+typedef enum cg_error_at {
+    CG_ERROR_AT_NONE = 0, /* nowhere in particular (a missing key file, out of memory) */
+    CG_ERROR_AT_FILE,     /* file:line:column of a config or spec file */
+    CG_ERROR_AT_HL7,      /* an HL7 v2 input: segment, field, byte offset */
+    CG_ERROR_AT_XML,      /* an XML document: line and column */
+} cg_error_at_t;
+
+/* The one error carrier, for config and spec files (like jansson's json_error_t), the decoders
+ * and the mapping engine: what went wrong and where, every field filled as far as it is known.
+ * Written out by cg_error_format() alone. */
 typedef struct cg_error {
     cg_err_t code;
-    char file[256];
-    int line;   /* 1-based; 0 when unknown */
-    int column; /* 1-based; 0 when unknown */
-    char text[512];
+    cg_error_at_t at;
+    const char *stage; /* a message's: "decode", "select" or "map"; NULL otherwise */
+    char file[256];    /* CG_ERROR_AT_FILE: the config or spec file */
+    int line;          /* AT_FILE, AT_XML: 1-based; 0 when unknown */
+    int column;        /* AT_FILE, AT_XML: 1-based; 0 when unknown */
+    size_t message;    /* AT_HL7: 1-based message number in the input; 0 when unknown */
+    size_t segment;    /* AT_HL7: 1-based segment index in the message; 0 when unknown */
+    char seg_name[4];  /* AT_HL7: "" when unknown */
+    int field;         /* AT_HL7: field number; 0 when unknown */
+    size_t offset;     /* AT_HL7: byte offset in the whole input */
+    /* mapping: the spec (and its version), rule and output column in effect; "" when none */
+    char spec[64];
+    int spec_version;
+    char rule[64];
+    char out_column[64];
+    char text[512]; /* what went wrong, without the place */
 } cg_error_t;
 
-/* Fill *e (which may be NULL) and return code. Formats like printf. */
+/* Fill *e (which may be NULL) as a file error (CG_ERROR_AT_FILE; CG_ERROR_AT_NONE when file is
+ * NULL or "") and return code. Formats like printf. */
 cg_err_t cg_error_set(cg_error_t *e, cg_err_t code, const char *file, int line, int column,
                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-/* Where e is: "FILE:LINE:COLUMN", "FILE" when no position is known, "" without a file. */
+/* Where e is: "FILE:LINE:COLUMN" or "FILE" (AT_FILE), "segment 3 PID, field 5, byte 120" (AT_HL7,
+ * the parts known), "line 4, column 7" (AT_XML), or "". Returns buf. */
 const char *cg_error_where(const cg_error_t *e, char *buf, size_t size);
-/* Formats e as "FILE:LINE:COLUMN: TEXT", or "FILE: TEXT" when no position is known, or "TEXT"
- * without a file: the one place a located error is written out. Returns buf. */
+/* The one place an error is written out: "WHERE: rule R: TEXT", each part when known (no rule
+ * for config and spec errors, no place when none is known). Callers put what only they know
+ * (the input's name, the message number, the stage) before it. Returns buf. */
 const char *cg_error_format(const cg_error_t *e, char *buf, size_t size);
 
 #endif

@@ -50,20 +50,8 @@ typedef struct cg_hl7_options {
 /* Fills *o with the defaults above. */
 void cg_hl7_options_default(cg_hl7_options_t *o);
 
-/* Where and why decoding failed. Every field is filled as far as it is known. */
-typedef struct cg_hl7_error {
-    cg_err_t code;
-    size_t message;   /* 1-based message number in the input; 0 when unknown */
-    size_t segment;   /* 1-based segment index in the message; 0 when unknown */
-    char seg_name[4]; /* "" when unknown */
-    int field;        /* HL7 field number; 0 when unknown */
-    size_t offset;    /* byte offset in the whole input */
-    char reason[256]; /* what went wrong, without the location */
-} cg_hl7_error_t;
-
-/* Formats "segment 3 PID, field 5, byte 120: reason" (the parts that are known) into buf; the
- * caller prefixes "FILE: message N: " itself. Returns buf. */
-const char *cg_hl7_error_location(const cg_hl7_error_t *e, char *buf, size_t size);
+/* Decoding errors are cg_error_t (cg_err.h) located CG_ERROR_AT_HL7: message, segment, field and
+ * byte offset, as far as they are known. */
 
 /* ---- decoded messages --------------------------------------------------------------------------
  */
@@ -105,11 +93,11 @@ void cg_hl7_reader_init(cg_hl7_reader_t *r, const char *buf, size_t len);
 int cg_hl7_reader_more(cg_hl7_reader_t *r);
 /* Indexes the next message into m. On error, *err says where, and the reader has moved to the next
  * MSH/FHS/BHS at a segment start so the caller can go on with the following message. */
-cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_hl7_error_t *err);
+cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_error_t *err);
 
 /* Indexes exactly one message (with optional BOM, MLLP framing or batch envelope). Extra messages
  * after the first are an error: use a reader for batches. */
-cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_hl7_error_t *err);
+cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_error_t *err);
 
 /* The message's own bytes (from "MSH" to the end of its last segment) and where they start. */
 cg_slice_t cg_hl7_msg_bytes(const cg_hl7_msg_t *m);
@@ -159,10 +147,9 @@ uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *m, uint32_t from, const char *name)
  * \H\ \N\ dropped; unknown sequences and a lone escape character kept literally) and converted
  * from the message's character set to UTF-8. raw must lie inside m's message (it is how byte
  * offsets of invalid bytes are reported). Returns CG_ERR_CHARSET with the offset on bad bytes. */
-cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_error_t *err);
+cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_error_t *err);
 /* Same, without escape decoding (MSH-1, MSH-2, or callers that want escapes kept). */
-cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out,
-                                cg_hl7_error_t *err);
+cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_error_t *err);
 /* Maps an HL7 table 0211 name ("8859/1", "GB 18030-2000", "UNICODE UTF-8") to an iconv name,
  * written to buf; an unknown name is copied as is (so "GBK" works too). NULL when it does not
  * fit. Returns buf. */
@@ -233,6 +220,6 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
 /* Appends every match's decoded value to out, separated by sep (e.g. '~'); *count (may be NULL)
  * gets the number of matches. */
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
-                         cg_buf_t *out, size_t *count, cg_hl7_error_t *err);
+                         cg_buf_t *out, size_t *count, cg_error_t *err);
 
 #endif

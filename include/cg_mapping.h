@@ -83,11 +83,10 @@ void cg_mapping_worker_destroy(cg_mapping_worker_t *w);
 /* Maps one input (one HL7 v2 message, or one XML document) as cg_mapper_map_hl7() and
  * cg_mapper_map_xml() do; rows are valid until the worker's next map call. */
 cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
-                               size_t len, const cg_row_t **rows, size_t *n_rows,
-                               cg_map_error_t *err);
+                               size_t len, const cg_row_t **rows, size_t *n_rows, cg_error_t *err);
 /* The same for an HL7 v2 message already decoded (by a cg_hl7_reader). */
 cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,
-                                   size_t *n_rows, cg_map_error_t *err);
+                                   size_t *n_rows, cg_error_t *err);
 /* The cohorts row belongs to: names in *names (valid until the next call), count returned; 0
  * when the bundle has no cohorts. */
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,

@@ -55,16 +55,8 @@ const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size);
 /* NULL-safe. */
 void cg_specset_destroy(cg_specset_t *ss);
 
-/* Why a message failed: the stage ("decode", "select", "map"), the rule and column when known. */
-typedef struct cg_map_error {
-    cg_err_t code;
-    const char *stage;
-    char spec[64]; /* the spec that failed, with its version; "" when none was chosen */
-    int spec_version;
-    char rule[64];
-    char column[64];
-    char reason[384];
-} cg_map_error_t;
+/* Why a message failed is a cg_error_t (cg_err.h): its stage ("decode", "select", "map"), the
+ * place in the input when the decoder found it, and the spec, rule and column when known. */
 
 /* NULL with a reason in errstr. */
 cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,
@@ -79,19 +71,19 @@ void cg_mapper_destroy(cg_mapper_t *mp);
  * cg_hl7_reader). On CG_OK, *rows and *n_rows hold the rows (n_rows may be 0 when no rule applies);
  * otherwise *err says why and there are no rows. */
 cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err);
+                           size_t *n_rows, cg_error_t *err);
 /* The same for a message already decoded (by a cg_hl7_reader, say). */
 typedef struct cg_hl7_msg cg_hl7_msg_t;
 cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err);
+                           size_t *n_rows, cg_error_t *err);
 
 /* Maps one XML document (CDA R2 / C-CDA or vendor XML) with the spec set's XML specs. Errors as
  * for cg_mapper_map_hl7: stage "decode" (not well-formed, refused, over a limit), "select" (no
  * spec takes this root element or these document templateIds) or "map". */
 cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err);
+                           size_t *n_rows, cg_error_t *err);
 /* Either, by the input's first bytes (cg_xml_sniff): for feeds and files that mix both. */
 cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                       size_t *n_rows, cg_map_error_t *err);
+                       size_t *n_rows, cg_error_t *err);
 
 #endif

@@ -40,15 +40,8 @@ typedef struct cg_xml_options {
 
 void cg_xml_options_default(cg_xml_options_t *o);
 
-typedef struct cg_xml_error {
-    cg_err_t code; /* CG_ERR_XML, CG_ERR_CHARSET, CG_ERR_NOMEM */
-    int line;      /* 1-based, 0 when unknown */
-    int column;    /* 1-based, 0 when unknown */
-    char reason[256];
-} cg_xml_error_t;
-
-/* "line L, column C: reason" (or just the reason), into buf. Returns buf. */
-const char *cg_xml_error_location(const cg_xml_error_t *e, char *buf, size_t size);
+/* Decoding and XPath errors are cg_error_t (cg_err.h) located CG_ERROR_AT_XML (line and column in
+ * the document, when known); codes CG_ERR_XML, CG_ERR_CHARSET, CG_ERR_NOMEM. */
 
 /* 1 when buf looks like an XML document: after an optional UTF-8 BOM and white space, '<'. HL7 v2
  * starts with MSH/FHS/BHS (or MLLP 0x0B), so this tells the two formats apart. */
@@ -62,7 +55,7 @@ cg_xml_doc_t *cg_xml_doc_new(const cg_xml_options_t *opts);
 void cg_xml_doc_destroy(cg_xml_doc_t *d);
 /* Parses buf (one document). On success the previous document is freed and this one kept until
  * the next parse; on failure *err says why (line and column when libxml2 knows them). */
-cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error_t *err);
+cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_error_t *err);
 /* libxml2's tree of the last successful parse (an xmlDocPtr), or NULL. */
 void *cg_xml_doc_tree(const cg_xml_doc_t *d);
 /* Its root element (an xmlNodePtr), or NULL. */

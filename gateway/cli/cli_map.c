@@ -95,20 +95,27 @@ static void put_rows(cg_mapping_worker_t *mw, const cg_row_t *rows, size_t n, in
     }
 }
 
+/* One failed input as "NAME: message N: STAGE: ERROR" ("document N" for XML). */
+static void put_error(FILE *errs, const char *name, const char *unit, size_t n, const cg_error_t *e)
+{
+    char text[1024];
+    fprintf(errs, "%s: %s %zu: %s: %s\n", name, unit, n, e->stage ? e->stage : "map",
+            cg_error_format(e, text, sizeof(text)));
+}
+
 /* An XML input is one document (CDA and vendor XML are sent one per file or record). */
 static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
                       int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
 {
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     cnt->messages++;
     cnt->bytes += len;
     cg_err_t rc = cg_mapping_worker_map(mw, CG_INPUT_XML, buf, len, &rows, &n, &me);
     if (rc) {
         cnt->failed++;
-        fprintf(errs, "%s: document 1: %s: %s%s%s%s\n", name, me.stage ? me.stage : "map",
-                me.rule[0] ? "rule " : "", me.rule, me.rule[0] ? ": " : "", me.reason);
+        put_error(errs, name, "document", 1, &me);
         return 1;
     }
     put_rows(mw, rows, n, trace, line);
@@ -129,28 +136,25 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
     int out_tty = isatty(fileno(out));
     long page = sysconf(_SC_PAGESIZE);
     while (cg_hl7_reader_more(rd)) {
-        cg_hl7_error_t he;
+        cg_error_t he;
         size_t start = rd->pos;
         cnt->messages++;
         cg_err_t rc = cg_hl7_reader_next(rd, msg, &he);
         cnt->bytes += rd->pos - start;
         if (rc) {
-            char where[384];
             failed++;
             he.offset += base;
-            fprintf(errs, "%s: message %zu: decode: %s\n", name, he.message,
-                    cg_hl7_error_location(&he, where, sizeof(where)));
+            he.stage = "decode";
+            put_error(errs, name, "message", he.message, &he);
             continue;
         }
         const cg_row_t *rows;
         size_t n;
-        cg_map_error_t me;
+        cg_error_t me;
         rc = cg_mapping_worker_map_msg(mw, msg, &rows, &n, &me);
         if (rc) {
             failed++;
-            fprintf(errs, "%s: message %zu: %s: %s%s%s%s\n", name, cg_hl7_msg_number(msg),
-                    me.stage ? me.stage : "map", me.rule[0] ? "rule " : "", me.rule,
-                    me.rule[0] ? ": " : "", me.reason);
+            put_error(errs, name, "message", cg_hl7_msg_number(msg), &me);
             continue;
         }
         put_rows(mw, rows, n, trace, line);

@@ -133,16 +133,16 @@ static int read_all(FILE *f, char **out, size_t *len)
     return 0;
 }
 
-static void report(const char *file, const cg_hl7_error_t *e)
+static void report(const char *file, const cg_error_t *e)
 {
     char loc[512];
     fprintf(stderr, "%s: message %zu: %s\n", file, e->message,
-            cg_hl7_error_location(e, loc, sizeof(loc)));
+            cg_error_format(e, loc, sizeof(loc)));
 }
 
 /* Appends raw decoded as a JSON string. */
 static cg_err_t put_value(cg_hl7_msg_t *m, cg_slice_t raw, int literal, cg_buf_t *tmp,
-                          cg_buf_t *out, cg_hl7_error_t *err)
+                          cg_buf_t *out, cg_error_t *err)
 {
     cg_buf_reset(tmp);
     cg_err_t rc =
@@ -153,7 +153,7 @@ static cg_err_t put_value(cg_hl7_msg_t *m, cg_slice_t raw, int literal, cg_buf_t
 }
 
 static cg_err_t render_json(cg_hl7_msg_t *m, const char *file, cg_buf_t *tmp, cg_buf_t *out,
-                            cg_hl7_error_t *err)
+                            cg_error_t *err)
 {
     cg_hl7_path_t p9, p10;
     cg_hl7_path_compile(&p9, "MSH-9", 5, NULL);
@@ -226,7 +226,7 @@ static cg_err_t render_json(cg_hl7_msg_t *m, const char *file, cg_buf_t *tmp, cg
 }
 
 static cg_err_t render_get(cg_hl7_msg_t *m, const parse_opts_t *o, cg_buf_t *tmp, cg_buf_t *out,
-                           cg_hl7_error_t *err)
+                           cg_error_t *err)
 {
     cg_hl7_scope_t all = cg_hl7_scope_message(m);
     for (size_t i = 0; i < o->npaths; i++) {
@@ -256,7 +256,7 @@ static void count_stats(cg_hl7_msg_t *m, parse_stats_t *st, cg_buf_t *tmp)
     cg_hl7_path_t p1, p2;
     cg_hl7_path_compile(&p1, "MSH-9.1", 7, NULL);
     cg_hl7_path_compile(&p2, "MSH-9.2", 7, NULL);
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_buf_reset(tmp);
     cg_hl7_path_get(m, &p1, cg_hl7_scope_message(m), 0, tmp, NULL, &e);
     size_t n1 = tmp->len;
@@ -334,11 +334,11 @@ static int parse_xml(const char *shown, const char *data, size_t len, const pars
         st->errors++;
         return 1;
     }
-    cg_xml_error_t e;
+    cg_error_t e;
     cg_err_t rc = cg_xml_parse(x->doc, data, len, &e);
     if (rc != CG_OK) {
         char loc[512];
-        fprintf(stderr, "%s: document 1: %s\n", shown, cg_xml_error_location(&e, loc, sizeof(loc)));
+        fprintf(stderr, "%s: document 1: %s\n", shown, cg_error_format(&e, loc, sizeof(loc)));
         st->errors++;
         return 1;
     }
@@ -409,7 +409,7 @@ static int parse_file(const char *file, const parse_opts_t *o, cg_hl7_msg_t *m, 
         failed = 1;
     }
     while (cg_hl7_reader_more(&r)) {
-        cg_hl7_error_t err;
+        cg_error_t err;
         cg_err_t rc = cg_hl7_reader_next(&r, m, &err);
         if (rc == CG_OK) {
             cg_buf_reset(out);

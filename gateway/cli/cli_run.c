@@ -98,7 +98,7 @@ int cg_cli_run(int argc, char **argv)
     cg_error_t err;
     cg_config_t *cfg = cg_config_load_file(config, &err);
     if (!cfg) {
-        fprintf(stderr, "%s:%d:%d: error: %s\n", err.file, err.line, err.column, err.text);
+        cg_cli_print_errors(stderr, &err, 1, 1);
         return CG_EXIT_FAILURE;
     }
     char errstr[512];

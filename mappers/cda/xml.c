@@ -292,7 +292,7 @@ struct cg_xml_doc {
     int cur;           /* arenas[cur] holds doc */
     int doc_in_arena;
     /* state of the parse under way */
-    cg_xml_error_t first; /* first error worth reporting */
+    cg_error_t first; /* first error worth reporting */
     int have_error;
     int first_fatal;     /* first is a fatal error (or our refusal) */
     int refused;         /* we stopped the parser: the result is discarded */
@@ -308,19 +308,6 @@ void cg_xml_options_default(cg_xml_options_t *o)
     o->max_depth = CG_XML_DEFAULT_MAX_DEPTH;
     o->default_encoding = NULL;
     o->keep_blank_text = 0;
-}
-
-const char *cg_xml_error_location(const cg_xml_error_t *e, char *buf, size_t size)
-{
-    if (!size)
-        return buf;
-    if (e->line > 0 && e->column > 0)
-        snprintf(buf, size, "line %d, column %d: %s", e->line, e->column, e->reason);
-    else if (e->line > 0)
-        snprintf(buf, size, "line %d: %s", e->line, e->reason);
-    else
-        snprintf(buf, size, "%s", e->reason);
-    return buf;
 }
 
 int cg_xml_sniff(const char *buf, size_t len)
@@ -355,16 +342,16 @@ static void copy_message(char *dst, size_t size, const char *msg)
     dst[n] = '\0';
 }
 
-static void set_error(cg_xml_error_t *e, cg_err_t code, int line, int column, const char *fmt, ...)
+static void set_error(cg_error_t *e, cg_err_t code, int line, int column, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-static void set_error(cg_xml_error_t *e, cg_err_t code, int line, int column, const char *fmt, ...)
+static void set_error(cg_error_t *e, cg_err_t code, int line, int column, const char *fmt, ...)
 {
     e->code = code;
     e->line = line;
     e->column = column;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+    vsnprintf(e->text, sizeof(e->text), fmt, ap);
     va_end(ap);
 }
 
@@ -425,28 +412,28 @@ static void record(cg_xml_doc_t *d, const xmlError *e)
     d->first.column = e->int2;
     if (e->code == XML_ERR_NO_MEMORY) {
         d->first.code = CG_ERR_NOMEM;
-        snprintf(d->first.reason, sizeof(d->first.reason), "out of memory");
+        snprintf(d->first.text, sizeof(d->first.text), "out of memory");
     } else if (e->code == XML_ERR_INVALID_CHAR && is_charset_error(e)) {
         const char *bytes = strstr(e->message, "Bytes:");
         char shown[64];
         copy_message(shown, sizeof(shown), bytes ? bytes + 7 : "?");
         d->first.code = CG_ERR_CHARSET;
-        snprintf(d->first.reason, sizeof(d->first.reason), "bytes not valid in UTF-8 (%s)", shown);
+        snprintf(d->first.text, sizeof(d->first.text), "bytes not valid in UTF-8 (%s)", shown);
     } else if (e->code == XML_ERR_INVALID_CHAR && e->message &&
                !strncmp(e->message, "Char 0x", 7) && out_of_unicode(e->message + 7)) {
         /* libxml2 decodes UTF-8 surrogates and values past U+10FFFF before objecting: those
          * bytes are invalid UTF-8, not a misplaced character */
         d->first.code = CG_ERR_CHARSET;
-        snprintf(d->first.reason, sizeof(d->first.reason),
+        snprintf(d->first.text, sizeof(d->first.text),
                  "bytes not valid in UTF-8 (they encode U+%lX, which is not a character)",
                  strtoul(e->message + 7, NULL, 16));
     } else if (e->message && strstr(e->message, "Excessive depth")) {
         d->first.code = CG_ERR_XML;
-        snprintf(d->first.reason, sizeof(d->first.reason),
+        snprintf(d->first.text, sizeof(d->first.text),
                  "elements nested deeper than %u (libxml2's limit)", xmlParserMaxDepth);
     } else {
         d->first.code = is_charset_error(e) ? CG_ERR_CHARSET : CG_ERR_XML;
-        copy_message(d->first.reason, sizeof(d->first.reason), e->message);
+        copy_message(d->first.text, sizeof(d->first.text), e->message);
     }
 }
 
@@ -478,7 +465,7 @@ static void refuse(xmlParserCtxtPtr c, const char *fmt, ...)
         d->first.column = c->input ? c->input->col : 0;
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(d->first.reason, sizeof(d->first.reason), fmt, ap);
+        vsnprintf(d->first.text, sizeof(d->first.text), fmt, ap);
         va_end(ap);
     }
     xmlStopParser(c);
@@ -724,7 +711,7 @@ static int is_utf8_name(const char *s)
  * iconv up to the first bad byte and say where it is, in lines and characters. Returns 1 with
  * *e set when bytes are invalid or a sequence is cut by the end, 0 when enc converts cleanly
  * or iconv does not know it. */
-static int find_bad_bytes(const char *buf, size_t len, const char *enc, cg_xml_error_t *e)
+static int find_bad_bytes(const char *buf, size_t len, const char *enc, cg_error_t *e)
 {
     iconv_t cd = iconv_open("UTF-8", enc);
     if (cd == (iconv_t)-1)
@@ -866,12 +853,21 @@ void *cg_xml_doc_root(const cg_xml_doc_t *d)
     return d && d->doc ? xmlDocGetRootElement(d->doc) : NULL;
 }
 
-cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error_t *err)
+static cg_err_t parse_doc(cg_xml_doc_t *d, const char *buf, size_t len, cg_error_t *err);
+
+cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_error_t *err)
 {
-    cg_xml_error_t scratch;
+    cg_error_t scratch;
     if (!err)
         err = &scratch;
     memset(err, 0, sizeof(*err));
+    cg_err_t rc = parse_doc(d, buf, len, err);
+    err->at = CG_ERROR_AT_XML; /* every error of a document is located in it, when known */
+    return rc;
+}
+
+static cg_err_t parse_doc(cg_xml_doc_t *d, const char *buf, size_t len, cg_error_t *err)
+{
     if (!d || (!buf && len)) {
         set_error(err, CG_ERR_XML, 0, 0, "no document");
         return err->code = CG_ERR_INVALID_ARG;
@@ -927,7 +923,7 @@ cg_err_t cg_xml_parse(cg_xml_doc_t *d, const char *buf, size_t len, cg_xml_error
 
     /* the encoding in effect, when it is not UTF-8: bad bytes there are found by iconv */
     const char *name = enc ? enc : declared[0] && !is_utf8_name(declared) ? declared : NULL;
-    cg_xml_error_t bad;
+    cg_error_t bad;
     int failed = !doc || !well_formed || d->refused || d->charset;
     if (!ctxt)
         *err = d->first;

@@ -70,7 +70,9 @@ cg_err_t cg_error_set(cg_error_t *e, cg_err_t code, const char *file, int line, 
 {
     if (!e)
         return code;
+    memset(e, 0, sizeof(*e));
     e->code = code;
+    e->at = file && file[0] ? CG_ERROR_AT_FILE : CG_ERROR_AT_NONE;
     snprintf(e->file, sizeof(e->file), "%s", file ? file : "");
     e->line = line;
     e->column = column;
@@ -85,18 +87,49 @@ const char *cg_error_where(const cg_error_t *e, char *buf, size_t size)
 {
     if (!size)
         return buf;
-    if (e->file[0] && e->line)
-        snprintf(buf, size, "%s:%d:%d", e->file, e->line, e->column);
-    else
-        snprintf(buf, size, "%s", e->file);
+    buf[0] = '\0';
+    size_t n = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        if (n < size) {                                                                            \
+            int w_ = snprintf(buf + n, size - n, __VA_ARGS__);                                     \
+            if (w_ > 0)                                                                            \
+                n += (size_t)w_;                                                                   \
+        }                                                                                          \
+    } while (0)
+    switch (e->at) {
+    case CG_ERROR_AT_FILE:
+        if (e->line)
+            PUT("%s:%d:%d", e->file, e->line, e->column);
+        else
+            PUT("%s", e->file);
+        break;
+    case CG_ERROR_AT_HL7:
+        if (e->segment)
+            PUT("segment %zu%s%s, ", e->segment, e->seg_name[0] ? " " : "", e->seg_name);
+        if (e->field)
+            PUT("field %d, ", e->field);
+        PUT("byte %zu", e->offset);
+        break;
+    case CG_ERROR_AT_XML:
+        if (e->line > 0 && e->column > 0)
+            PUT("line %d, column %d", e->line, e->column);
+        else if (e->line > 0)
+            PUT("line %d", e->line);
+        break;
+    case CG_ERROR_AT_NONE:
+        break;
+    }
+#undef PUT
     return buf;
 }
 
 const char *cg_error_format(const cg_error_t *e, char *buf, size_t size)
 {
-    char where[sizeof(e->file) + 32];
+    char where[sizeof(e->file) + 64];
     cg_error_where(e, where, sizeof(where));
     if (size)
-        snprintf(buf, size, "%s%s%s", where, where[0] ? ": " : "", e->text);
+        snprintf(buf, size, "%s%s%s%s%s%s", where, where[0] ? ": " : "", e->rule[0] ? "rule " : "",
+                 e->rule, e->rule[0] ? ": " : "", e->text);
     return buf;
 }

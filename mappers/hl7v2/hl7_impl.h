@@ -74,7 +74,7 @@ struct cg_hl7_msg {
 };
 
 /* ---- hl7_err.c ---- */
-void cg_hl7__err(cg_hl7_error_t *e, cg_err_t code, size_t msg_no, size_t seg, const char *seg_name,
+void cg_hl7__err(cg_error_t *e, cg_err_t code, size_t msg_no, size_t seg, const char *seg_name,
                  int field, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));
 

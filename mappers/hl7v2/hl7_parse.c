@@ -213,7 +213,7 @@ typedef struct ix_state {
     size_t avail;     /* bytes from b to the end of the input */
     size_t region;    /* bytes the message may use (the size limit) */
     size_t input_off; /* offset of b in the input */
-    cg_hl7_error_t *err;
+    cg_error_t *err;
 } ix_state_t;
 
 static cg_err_t ix_fail(ix_state_t *st, cg_err_t code, size_t rel, int field, const char *fmt, ...)
@@ -379,7 +379,7 @@ static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, un
 /* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
  * (the next message, or a resync point after an error). */
 static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, size_t start,
-                              size_t *next, cg_hl7_error_t *err)
+                              size_t *next, cg_error_t *err)
 {
     ix_state_t st = {m, in + start, in_len - start, 0, start, err};
     const char *b = st.b;
@@ -741,7 +741,7 @@ int cg_hl7_reader_more(cg_hl7_reader_t *r)
     }
 }
 
-cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_hl7_error_t *err)
+cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_error_t *err)
 {
     if (!cg_hl7_reader_more(r)) {
         cg_hl7__err(err, CG_ERR_NOT_HL7, r->msg_no, 0, NULL, 0, r->pos, "no message in input");
@@ -778,7 +778,7 @@ cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_hl7_error_t 
     return rc;
 }
 
-cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_hl7_error_t *err)
+cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_error_t *err)
 {
     cg_hl7_reader_t r;
     cg_hl7_reader_init(&r, buf, len);

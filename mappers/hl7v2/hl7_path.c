@@ -276,7 +276,7 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
-                         cg_buf_t *out, size_t *count, cg_hl7_error_t *err)
+                         cg_buf_t *out, size_t *count, cg_error_t *err)
 {
     cg_hl7_iter_t it;
     cg_hl7_match_t mt;

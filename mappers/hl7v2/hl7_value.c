@@ -38,7 +38,7 @@ static void locate(const cg_hl7_msg_t *m, size_t rel, uint32_t *seg, int *field)
     }
 }
 
-static cg_err_t value_err(cg_hl7_msg_t *m, cg_hl7_error_t *err, cg_err_t code, const char *at,
+static cg_err_t value_err(cg_hl7_msg_t *m, cg_error_t *err, cg_err_t code, const char *at,
                           const char *fmt, const char *detail)
 {
     size_t rel = (size_t)(at - m->data);
@@ -70,7 +70,7 @@ static int all_ascii(const char *p, size_t n)
 
 /* Appends p[0..n) converted to UTF-8. src is where the bytes sit in the message (for errors). */
 static cg_err_t conv_append(cg_hl7_msg_t *m, const char *p, size_t n, const char *src,
-                            cg_buf_t *out, cg_hl7_error_t *err)
+                            cg_buf_t *out, cg_error_t *err)
 {
     if (n == 0)
         return CG_OK;
@@ -123,7 +123,7 @@ static cg_err_t conv_append(cg_hl7_msg_t *m, const char *p, size_t n, const char
     return CG_OK;
 }
 
-cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_error_t *err)
+cg_err_t cg_hl7_decode_noescape(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_error_t *err)
 {
     return conv_append(m, raw.ptr, raw.len, raw.ptr, out, err);
 }
@@ -156,7 +156,7 @@ static const char *find_esc(const cg_hl7_msg_t *m, const char *p, const char *en
     return NULL;
 }
 
-cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_hl7_error_t *err)
+cg_err_t cg_hl7_decode(cg_hl7_msg_t *m, cg_slice_t raw, cg_buf_t *out, cg_error_t *err)
 {
     const char esc = m->d.esc;
     const char *p = raw.ptr, *end = raw.ptr + raw.len;

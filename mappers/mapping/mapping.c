@@ -265,8 +265,7 @@ void cg_mapping_worker_destroy(cg_mapping_worker_t *w)
 }
 
 cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
-                               size_t len, const cg_row_t **rows, size_t *n_rows,
-                               cg_map_error_t *err)
+                               size_t len, const cg_row_t **rows, size_t *n_rows, cg_error_t *err)
 {
     switch (format) {
     case CG_INPUT_XML:
@@ -280,7 +279,7 @@ cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format,
 }
 
 cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,
-                                   size_t *n_rows, cg_map_error_t *err)
+                                   size_t *n_rows, cg_error_t *err)
 {
     return cg_mapper_map_msg(w->mapper, msg, rows, n_rows, err);
 }

@@ -1,5 +1,5 @@
 /* spec_fail.c - how a message's mapping fails: the error filled with the stage, spec, rule and
- * column in effect (cg_map_error_t). The lowest layer of the evaluator: every other file of it
+ * column in effect (cg_error_t). The lowest layer of the evaluator: every other file of it
  * reports through these. */
 #include "spec_mapper.h"
 
@@ -9,30 +9,38 @@
 
 cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
 {
-    cg_map_error_t *e = mp->err;
+    cg_error_t *e = mp->err;
     if (e && e->code == CG_OK) {
         e->code = code;
         e->stage = "map";
         snprintf(e->spec, sizeof(e->spec), "%s", mp->spec ? mp->spec->name : "");
         e->spec_version = mp->spec ? mp->spec->version : 0;
         snprintf(e->rule, sizeof(e->rule), "%s", mp->rule ? mp->rule->name : "");
-        snprintf(e->column, sizeof(e->column), "%s", mp->column ? mp->column : "");
+        snprintf(e->out_column, sizeof(e->out_column), "%s", mp->column ? mp->column : "");
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+        vsnprintf(e->text, sizeof(e->text), fmt, ap);
         va_end(ap);
     }
     return code;
 }
 
-cg_err_t cg_spec_map_error(cg_map_error_t *err, cg_err_t code, const char *stage,
-                           const char *reason)
+cg_err_t cg_spec_map_error(cg_error_t *err, cg_err_t code, const char *stage, const char *reason)
 {
     if (err) {
         memset(err, 0, sizeof(*err));
         err->code = code;
         err->stage = stage;
-        snprintf(err->reason, sizeof(err->reason), "%s", reason);
+        snprintf(err->text, sizeof(err->text), "%s", reason);
     }
     return code;
+}
+
+cg_err_t cg_spec_decode_error(cg_error_t *err, const cg_error_t *decoder)
+{
+    if (err) {
+        *err = *decoder;
+        err->stage = "decode";
+    }
+    return decoder->code;
 }

@@ -46,9 +46,9 @@ static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t
 }
 
 cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
+                           size_t *n_rows, cg_error_t *err)
 {
-    cg_map_error_t local;
+    cg_error_t local;
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = msg;
     mp->run_rule = cg_spec_hl7_run_rule;
@@ -77,7 +77,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     if (!matched) {
         mp->err->code = CG_ERR_MAP;
         mp->err->stage = "select";
-        snprintf(mp->err->reason, sizeof(mp->err->reason), "no spec takes %.*s^%.*s messages",
+        snprintf(mp->err->text, sizeof(mp->err->text), "no spec takes %.*s^%.*s messages",
                  (int)type.len, type.ptr, (int)event.len, event.ptr);
         return CG_ERR_MAP;
     }
@@ -86,16 +86,13 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
 }
 
 cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
+                           size_t *n_rows, cg_error_t *err)
 {
-    cg_hl7_error_t he;
+    cg_error_t he;
     *rows = NULL;
     *n_rows = 0;
     cg_err_t rc = cg_hl7_parse(mp->msg, buf, len, &he);
-    if (rc) {
-        char where[384];
-        return cg_spec_map_error(err, rc, "decode",
-                                 cg_hl7_error_location(&he, where, sizeof(where)));
-    }
+    if (rc)
+        return cg_spec_decode_error(err, &he);
     return cg_mapper_map_msg(mp, mp->msg, rows, n_rows, err);
 }

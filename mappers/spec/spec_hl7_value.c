@@ -46,13 +46,13 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
 
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
 {
-    cg_hl7_error_t he;
+    cg_error_t he;
     cg_buf_reset(&mp->scratch);
     *out = ABSENT;
     if (path_has_all(p)) {
         size_t count = 0;
         if (cg_hl7_path_get(mp->m, p, mp->scope, '~', &mp->scratch, &count, &he) != CG_OK)
-            return cg_spec_fail(mp, he.code, "%s", he.reason);
+            return cg_spec_fail(mp, he.code, "%s", he.text);
         if (!count)
             return CG_OK;
     } else {
@@ -70,7 +70,7 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_va
         cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
                                     : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
         if (rc != CG_OK)
-            return cg_spec_fail(mp, rc, "%s", he.reason);
+            return cg_spec_fail(mp, rc, "%s", he.text);
     }
     /* HL7's explicit null "" and an empty value both mean: no value */
     if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))

@@ -18,7 +18,7 @@
 #include <string.h>
 
 cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                       size_t *n_rows, cg_map_error_t *err)
+                       size_t *n_rows, cg_error_t *err)
 {
     if (cg_xml_sniff(buf, len))
         return cg_mapper_map_xml(mp, buf, len, rows, n_rows, err);

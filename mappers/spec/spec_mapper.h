@@ -102,7 +102,7 @@ struct cg_mapper {
     spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
     spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */
     int shift_days;
-    cg_map_error_t *err;
+    cg_error_t *err;
 };
 
 static const spec_val_t ABSENT = {NULL, 0, 0};
@@ -195,12 +195,13 @@ void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
 /* ---- the mapper (spec_mapper.c) ---- */
 
 /* Starts a message or document: a fresh arena, memo generation and rows. */
-void cg_spec_begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
+void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
                            const cg_row_t **rows, size_t *n_rows);
 /* Runs spec s when its input condition holds; *matched counts the specs that ran. */
 cg_err_t cg_spec_try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched);
 /* A failure before any spec ran (decode): err filled, code returned. */
-cg_err_t cg_spec_map_error(cg_map_error_t *err, cg_err_t code, const char *stage,
-                           const char *reason);
+/* A decoder's error (located in the input) as the message's error, at stage "decode". */
+cg_err_t cg_spec_decode_error(cg_error_t *err, const cg_error_t *decoder);
+cg_err_t cg_spec_map_error(cg_error_t *err, cg_err_t code, const char *stage, const char *reason);
 
 #endif

@@ -35,7 +35,7 @@ static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
 }
 
 /* Starts a message or document: a fresh arena, memo generation and output buffers. */
-void cg_spec_begin_message(cg_mapper_t *mp, cg_map_error_t *err, cg_map_error_t *local,
+void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
                            const cg_row_t **rows, size_t *n_rows)
 {
     memset(err ? err : local, 0, sizeof(*local));

@@ -94,7 +94,7 @@ static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *roo
 }
 
 cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                           size_t *n_rows, cg_map_error_t *err)
+                           size_t *n_rows, cg_error_t *err)
 {
     *rows = NULL;
     *n_rows = 0;
@@ -106,16 +106,13 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
         if (!(mp->xdoc = cg_xml_doc_new(&o)) || !(mp->xev = cg_xml_eval_new()))
             return cg_spec_map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
     }
-    cg_xml_error_t xe;
+    cg_error_t xe;
     cg_err_t rc = cg_xml_parse(mp->xdoc, buf, len, &xe);
-    if (rc) {
-        char where[320];
-        return cg_spec_map_error(err, rc, "decode",
-                                 cg_xml_error_location(&xe, where, sizeof(where)));
-    }
+    if (rc)
+        return cg_spec_decode_error(err, &xe);
     cg_xml_eval_bind(mp->xev, mp->xdoc);
     const xmlNode *root = cg_xml_doc_root(mp->xdoc);
-    cg_map_error_t local;
+    cg_error_t local;
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = NULL;
     mp->run_rule = cg_spec_xml_run_rule;
@@ -130,7 +127,7 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
     if (!matched) {
         mp->err->code = CG_ERR_MAP;
         mp->err->stage = "select";
-        int n = snprintf(mp->err->reason, sizeof(mp->err->reason),
+        int n = snprintf(mp->err->text, sizeof(mp->err->text),
                          "no spec takes XML documents with root element <%s>",
                          root ? (const char *)root->name : "?");
         /* the templateIds say what the document is: name them for whoever writes the spec */
@@ -140,14 +137,14 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
                 c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "templateId")
                     ? attr_value(c, "root")
                     : NULL;
-            if (!r || (size_t)n >= sizeof(mp->err->reason))
+            if (!r || (size_t)n >= sizeof(mp->err->text))
                 continue;
-            n += snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, "%s%s", sep,
+            n += snprintf(mp->err->text + n, sizeof(mp->err->text) - (size_t)n, "%s%s", sep,
                           (const char *)r);
             sep = " ";
         }
-        if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->reason))
-            snprintf(mp->err->reason + n, sizeof(mp->err->reason) - (size_t)n, ")");
+        if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->text))
+            snprintf(mp->err->text + n, sizeof(mp->err->text) - (size_t)n, ")");
         return CG_ERR_MAP;
     }
     cg_spec_finish_rows(mp, rows, n_rows);

@@ -52,7 +52,7 @@ static void add_file(const char *path, FILE *emit)
     }
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
     cg_hl7_reader_t rd;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&rd, buf, len);
     while (cg_hl7_reader_more(&rd)) {
         if (cg_hl7_reader_next(&rd, m, &e) != CG_OK)
@@ -151,13 +151,13 @@ static double timed(char *buf, size_t len, size_t expect, int runs, int how, siz
     double med = 0;
     for (int r = -1; r < runs; r++) { /* run -1 warms the index up */
         cg_hl7_reader_t rd;
-        cg_hl7_error_t e;
+        cg_error_t e;
         size_t n = 0, segs = 0, sum = 0;
         double t0 = now();
         cg_hl7_reader_init(&rd, buf, len);
         while (cg_hl7_reader_more(&rd)) {
             if (cg_hl7_reader_next(&rd, m, &e) != CG_OK) {
-                fprintf(stderr, "bench_hl7: message %zu failed: %s\n", e.message, e.reason);
+                fprintf(stderr, "bench_hl7: message %zu failed: %s\n", e.message, e.text);
                 goto out;
             }
             segs += cg_hl7_seg_count(m);

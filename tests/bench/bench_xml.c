@@ -51,13 +51,13 @@ __attribute__((noinline)) static void run_stage(int st, size_t per_pass, const d
     for (size_t p = 0; p < per_pass; p++) {
         for (size_t i = 0; i < n_docs; i++) {
             if (st == STAGE_PARSE) {
-                cg_xml_error_t xe;
+                cg_error_t xe;
                 ff += cg_xml_parse(xd, docs[i].buf, docs[i].len, &xe) != CG_OK;
                 continue;
             }
             const cg_row_t *rws;
             size_t n;
-            cg_map_error_t me;
+            cg_error_t me;
             if (cg_mapper_map_xml(mp, docs[i].buf, docs[i].len, &rws, &n, &me)) {
                 ff++;
                 continue;

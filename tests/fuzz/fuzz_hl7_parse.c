@@ -24,7 +24,7 @@ static uint64_t fingerprint(cg_hl7_msg_t *m, const uint8_t *data, size_t size)
 {
     uint64_t h = 0xcbf29ce484222325u;
     cg_hl7_reader_t r;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&r, (const char *)data, size);
     while (cg_hl7_reader_more(&r)) {
         cg_err_t rc = cg_hl7_reader_next(&r, m, &e);
@@ -33,7 +33,7 @@ static uint64_t fingerprint(cg_hl7_msg_t *m, const uint8_t *data, size_t size)
             h = mix(h, e.offset);
             h = mix(h, e.segment);
             h = mix(h, (uint64_t)e.field);
-            for (const char *q = e.reason; *q; q++)
+            for (const char *q = e.text; *q; q++)
                 h = mix(h, (unsigned char)*q);
             continue;
         }
@@ -91,12 +91,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int pass = 0; pass < 2; pass++) {
         cg_hl7_msg_t *mm = pass ? mgb : m;
         cg_hl7_reader_t r;
-        cg_hl7_error_t e;
+        cg_error_t e;
         char loc[512];
         cg_hl7_reader_init(&r, (const char *)data, size);
         while (cg_hl7_reader_more(&r)) {
             if (cg_hl7_reader_next(&r, mm, &e) != CG_OK) {
-                cg_hl7_error_location(&e, loc, sizeof(loc));
+                cg_error_format(&e, loc, sizeof(loc));
                 continue;
             }
             for (uint32_t s = 0; s < cg_hl7_seg_count(mm); s++) {
@@ -111,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 if (cg_hl7_get_raw(mm, s, f, rp, c, k, &v)) {
                                     cg_buf_reset(&out);
                                     if (cg_hl7_decode(mm, v, &out, &e) != CG_OK)
-                                        cg_hl7_error_location(&e, loc, sizeof(loc));
+                                        cg_error_format(&e, loc, sizeof(loc));
                                 }
                             }
                         }

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     cg_mapper_map_hl7(mapper, (const char *)data, size, &rows, &n, &me);
     return 0;
 }

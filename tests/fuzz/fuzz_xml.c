@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *buf = (const char *)data;
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     cg_mapper_map_xml(mapper, buf, size, &rows, &n, &me);
     for (size_t i = 0; i < n; i++) {
         cg_buf_t out;
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cg_row_encode(&rows[i], NULL, NULL, 0, CG_ROW_ENCODE_TRACE, &out);
         cg_buf_free(&out);
     }
-    cg_xml_error_t xe;
+    cg_error_t xe;
     if (cg_xml_parse(doc, buf, size, &xe) == CG_OK) {
         cg_buf_t out;
         cg_buf_init(&out);

@@ -128,7 +128,7 @@ static void expect_all(void)
         size_t len = make_input(i, buf, sizeof(buf));
         const cg_row_t *rows;
         size_t n;
-        cg_map_error_t me;
+        cg_error_t me;
         memset(&want[i], 0, sizeof(want[i]));
         if (cg_mapper_map(mp, buf, len, &rows, &n, &me) == CG_OK) {
             assert_true(n > 0);

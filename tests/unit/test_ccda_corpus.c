@@ -48,11 +48,11 @@ static cg_mapper_t *mp;
 static tally_t docs, as_is, wrapped;
 
 /* Groups a failure's reason by its first words (paths and values differ per file). */
-static void count_reason(tally_t *t, const cg_map_error_t *e)
+static void count_reason(tally_t *t, const cg_error_t *e)
 {
     char key[160];
     snprintf(key, sizeof(key), "%s: %s%s%.90s", e->stage ? e->stage : "?", e->rule,
-             e->rule[0] ? ": " : "", e->reason);
+             e->rule[0] ? ": " : "", e->text);
     char *paren = strstr(key, " (templateIds");
     if (paren)
         *paren = '\0';
@@ -71,12 +71,12 @@ static void map_one(tally_t *t, const char *path, const char *buf, size_t len)
 {
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t e;
+    cg_error_t e;
     t->files++;
     cg_err_t rc = cg_mapper_map_xml(mp, buf, len, &rows, &n, &e);
     if (rc) {
         t->failed++;
-        if (!e.stage || !e.reason[0])
+        if (!e.stage || !e.text[0])
             fail_msg("%s: failed (%s) without a stage and reason", path, cg_err_name(rc));
         count_reason(t, &e);
         return;

@@ -44,7 +44,7 @@ static void check_file(const char *path, cg_hl7_msg_t *m)
     assert_non_null(buf);
     files++;
     cg_hl7_reader_t r;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&r, buf, len);
     int n = 0, failed = 0;
     while (cg_hl7_reader_more(&r)) {
@@ -54,7 +54,7 @@ static void check_file(const char *path, cg_hl7_msg_t *m)
             if (!expected_bad(path)) {
                 char loc[512];
                 fail_msg("%s: message %zu: %s", path, e.message,
-                         cg_hl7_error_location(&e, loc, sizeof(loc)));
+                         cg_error_format(&e, loc, sizeof(loc)));
             }
             continue;
         }
@@ -81,7 +81,7 @@ static void check_file(const char *path, cg_hl7_msg_t *m)
                 if (!strcmp(cg_hl7_seg_name(m, s), "MSH") && f <= 2)
                     continue;
                 if (cg_hl7_decode(m, raw, &out, &e) != CG_OK)
-                    fail_msg("%s: %s", path, e.reason);
+                    fail_msg("%s: %s", path, e.text);
             }
         cg_buf_free(&out);
     }

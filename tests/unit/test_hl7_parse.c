@@ -7,9 +7,9 @@ static cg_hl7_msg_t *parse_fixture(const char *name, char **buf)
     size_t len;
     *buf = th_fixture(name, &len);
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
-    cg_hl7_error_t e;
+    cg_error_t e;
     if (cg_hl7_parse(m, *buf, len, &e) != CG_OK)
-        fail_msg("%s: message %zu: %s", name, e.message, e.reason);
+        fail_msg("%s: message %zu: %s", name, e.message, e.text);
     return m;
 }
 
@@ -154,7 +154,7 @@ static void test_multi(const char *file, const char *const *ctl, size_t n)
     char *buf = th_fixture(file, &len);
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
     cg_hl7_reader_t r;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&r, buf, len);
     size_t i = 0;
     while (cg_hl7_reader_more(&r)) {
@@ -187,7 +187,7 @@ static void test_batch(void **state)
     char *buf = th_fixture("batch.hl7", &len);
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
     cg_hl7_reader_t r;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&r, buf, len);
     static const struct {
         const char *ctl;
@@ -215,7 +215,7 @@ static void expect_error(const char *buf, size_t len, const cg_hl7_options_t *o,
                          size_t seg, const char *name, int field, size_t offset, const char *why)
 {
     cg_hl7_msg_t *m = cg_hl7_msg_new(o);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, buf, len, &e), code);
     assert_int_equal(e.code, code);
     assert_int_equal(e.message, 1);
@@ -223,8 +223,8 @@ static void expect_error(const char *buf, size_t len, const cg_hl7_options_t *o,
     assert_string_equal(e.seg_name, name);
     assert_int_equal(e.field, field);
     assert_int_equal(e.offset, offset);
-    if (!strstr(e.reason, why))
-        fail_msg("reason \"%s\" lacks \"%s\"", e.reason, why);
+    if (!strstr(e.text, why))
+        fail_msg("reason \"%s\" lacks \"%s\"", e.text, why);
     cg_hl7_msg_destroy(m);
 }
 
@@ -244,7 +244,7 @@ static void test_truncated_and_garbage(void **state)
     /* A header cut after MSH-2 still decodes: later stages judge missing fields. */
     char *t = th_fixture("truncated.hl7", &len);
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, t, len, &e), CG_OK);
     assert_get(m, "MSH-2", "^~");
     assert_no_match(m, "MSH-9");
@@ -256,7 +256,7 @@ static void test_truncated_and_garbage(void **state)
         assert_true(rc == CG_OK || rc == CG_ERR_HL7_SYNTAX || rc == CG_ERR_NOT_HL7 ||
                     rc == CG_ERR_CHARSET);
         if (n >= 12 && rc != CG_OK && rc != CG_ERR_CHARSET)
-            fail_msg("prefix %zu: %s", n, e.reason);
+            fail_msg("prefix %zu: %s", n, e.text);
     }
     cg_hl7_msg_destroy(m);
     free(a);
@@ -271,7 +271,7 @@ static void test_wrapped_lines(void **state)
     /* lenient (default): the odd line continues PID-3 */
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
     cg_hl7_reader_t r;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&r, buf, len);
     assert_int_equal(cg_hl7_reader_next(&r, m, &e), CG_OK);
     assert_int_equal(cg_hl7_msg_wrapped(m), 1);
@@ -290,7 +290,7 @@ static void test_wrapped_lines(void **state)
     assert_int_equal(e.segment, 3);
     assert_int_equal(e.offset, 56);
     char loc[400];
-    cg_hl7_error_location(&e, loc, sizeof(loc));
+    cg_error_format(&e, loc, sizeof(loc));
     assert_non_null(strstr(loc, "segment 3, byte 56: segment does not start"));
     assert_true(cg_hl7_reader_more(&r));
     assert_int_equal(cg_hl7_reader_next(&r, m, &e), CG_OK);
@@ -329,7 +329,7 @@ static void test_limits(void **state)
     expect_error(msg, sizeof(msg) - 1, &o, CG_ERR_HL7_LIMIT, 2, "PID", 0, 40, "limit of 40");
     o.max_message_bytes = sizeof(msg) - 2; /* exactly the message without its last \r */
     cg_hl7_msg_t *m = cg_hl7_msg_new(&o);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, msg, sizeof(msg) - 1, &e), CG_OK);
     cg_hl7_msg_destroy(m);
     /* a pathological line: 1 MB of separators is linear work and a clean limit error */
@@ -356,7 +356,7 @@ static void test_reuse_and_resync(void **state)
                       "MSH|^~\\&|A|B|C|D|1||ADT^A01|R2|P|2.5\rPID|2\r";
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
     cg_hl7_reader_t r;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_hl7_reader_init(&r, in, sizeof(in) - 1);
     assert_int_equal(cg_hl7_reader_next(&r, m, &e), CG_OK);
     /* lenient mode folds the junk into PID-1; check the raw layout instead */

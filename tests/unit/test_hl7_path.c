@@ -70,7 +70,7 @@ static void test_eval_scopes(void **state)
                       "OBR|2||||B\r"
                       "OBX|3|NM|Z||3~3b\r";
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_OK);
     assert_get(m, "OBX-5", "1");
     assert_get(m, "OBX[*]-5", "1~2~3");

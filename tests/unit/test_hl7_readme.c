@@ -77,7 +77,7 @@ static void test_readme_examples(void **state)
         if (in_hl7) {
             if (!strncmp(line, "```", 3)) {
                 in_hl7 = 0;
-                cg_hl7_error_t e;
+                cg_error_t e;
                 assert_int_equal(cg_hl7_parse(m, msg.data, msg.len, &e), CG_OK);
                 parsed = 1;
             } else {
@@ -123,7 +123,7 @@ static void test_readme_examples(void **state)
             cg_buf_t out;
             cg_buf_init(&out);
             size_t count = 0;
-            cg_hl7_error_t he;
+            cg_error_t he;
             assert_int_equal(cg_hl7_path_get(m, &p, sc, '~', &out, &count, &he), CG_OK);
             if (!has && count)
                 fail_msg("README %s: expected no match, got \"%s\"", path, out.data);

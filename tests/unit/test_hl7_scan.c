@@ -126,13 +126,13 @@ static void check_hierarchy(const char *what, const cg_hl7_msg_t *m)
 }
 
 /* Fails unless a (wide) and b (portable) hold the same outcome of one reader step. */
-static void same(const char *what, cg_err_t ra, cg_err_t rb, const cg_hl7_error_t *ea,
-                 const cg_hl7_error_t *eb, const cg_hl7_reader_t *rda, const cg_hl7_reader_t *rdb,
+static void same(const char *what, cg_err_t ra, cg_err_t rb, const cg_error_t *ea,
+                 const cg_error_t *eb, const cg_hl7_reader_t *rda, const cg_hl7_reader_t *rdb,
                  const cg_hl7_msg_t *a, const cg_hl7_msg_t *b)
 {
     if (ra != rb || memcmp(ea, eb, sizeof(*ea)) != 0)
         fail_msg("%s: results differ: wide %d \"%s\" at %zu, portable %d \"%s\" at %zu", what,
-                 (int)ra, ea->reason, ea->offset, (int)rb, eb->reason, eb->offset);
+                 (int)ra, ea->text, ea->offset, (int)rb, eb->text, eb->offset);
     if (rda->pos != rdb->pos || rda->msg_no != rdb->msg_no)
         fail_msg("%s: reader positions differ: %zu / %zu", what, rda->pos, rdb->pos);
     if (a->nsegs != b->nsegs || a->len != b->len || a->data != b->data ||
@@ -180,7 +180,7 @@ static void diff_input(const char *what, const char *buf, size_t len, const cg_h
         assert_int_equal(ma, mb);
         if (!ma)
             break;
-        cg_hl7_error_t ea, eb;
+        cg_error_t ea, eb;
         memset(&ea, 0, sizeof(ea));
         memset(&eb, 0, sizeof(eb));
         cg_hl7__force_portable(0);
@@ -564,12 +564,11 @@ static void test_msh18(void **state)
                         else
                             cg_hl7_charset_iconv_name(buf + start, end - start, want, sizeof(want));
                         cg_hl7_reader_t rd;
-                        cg_hl7_error_t err;
+                        cg_error_t err;
                         cg_hl7_reader_init(&rd, buf, (size_t)w);
                         cg_err_t rc = cg_hl7_reader_next(&rd, m, &err);
                         if (rc != CG_OK)
-                            fail_msg("msh18 %zu/%zu/%d/%d/%d: %s", n, md, nf, pad, dflt,
-                                     err.reason);
+                            fail_msg("msh18 %zu/%zu/%d/%d/%d: %s", n, md, nf, pad, dflt, err.text);
                         if (strcmp(cg_hl7_msg_charset(m), want) != 0)
                             fail_msg("msh18 %zu/%zu/%d/%d/%d: charset %s, expected %s", n, md, nf,
                                      pad, dflt, cg_hl7_msg_charset(m), want);

@@ -48,13 +48,13 @@ static inline const char *th_get(cg_hl7_msg_t *m, const char *path)
     static cg_buf_t out;
     cg_hl7_path_t p;
     cg_error_t e;
-    cg_hl7_error_t he;
+    cg_error_t he;
     size_t n = 0;
     if (cg_hl7_path_compile(&p, path, strlen(path), &e) != CG_OK)
         fail_msg("path %s: %s", path, e.text);
     cg_buf_reset(&out);
     if (cg_hl7_path_get(m, &p, cg_hl7_scope_message(m), '~', &out, &n, &he) != CG_OK)
-        fail_msg("path %s: decode failed: %s", path, he.reason);
+        fail_msg("path %s: decode failed: %s", path, he.text);
     return n ? out.data : NULL;
 }
 

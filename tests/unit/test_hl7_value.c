@@ -10,9 +10,9 @@ static cg_hl7_msg_t *parse_with(const char *file, char **buf, const char *defaul
     if (default_charset)
         o.default_charset = default_charset;
     cg_hl7_msg_t *m = cg_hl7_msg_new(&o);
-    cg_hl7_error_t e;
+    cg_error_t e;
     if (cg_hl7_parse(m, *buf, len, &e) != CG_OK)
-        fail_msg("%s: %s", file, e.reason);
+        fail_msg("%s: %s", file, e.text);
     return m;
 }
 
@@ -38,7 +38,7 @@ static void test_escape_edges(void **state)
     const char in[] = "MSH|^~\\&|A|B|C|D|1||ADT^A01|E1|P|2.5\r"
                       "NTE|1||\\|trailing\\|\\E\\\\E\\|\\X41\\|\\X4\\|\\\\|\\.sp\\|\\H\\\\N\\\r";
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_OK);
     assert_get(m, "NTE-3", "\\");         /* a lone escape character */
     assert_get(m, "NTE-4", "trailing\\"); /* lone at the end */
@@ -80,7 +80,7 @@ static void test_undeclared_gb18030_default(void **state)
     cg_hl7_options_default(&o);
     o.default_charset = "GB 18030-2000";
     cg_hl7_msg_t *m = cg_hl7_msg_new(&o);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_OK);
     assert_get(m, "PID-5", "王^明");
     cg_hl7_msg_destroy(m);
@@ -98,7 +98,7 @@ static void test_undeclared_gb18030_default(void **state)
     assert_string_equal(e.seg_name, "PID");
     assert_int_equal(e.field, 5);
     assert_int_equal(e.message, 1);
-    assert_non_null(strstr(e.reason, "0xcd"));
+    assert_non_null(strstr(e.text, "0xcd"));
     cg_buf_free(&out);
     cg_hl7_msg_destroy(m);
 }
@@ -118,7 +118,7 @@ static void test_latin1_and_utf8(void **state)
     m = parse_with("bad_utf8.hl7", &buf, NULL);
     cg_hl7_path_t p;
     cg_buf_t out;
-    cg_hl7_error_t e;
+    cg_error_t e;
     cg_buf_init(&out);
     cg_hl7_path_compile(&p, "PID-5", 5, NULL);
     assert_int_equal(cg_hl7_path_get(m, &p, cg_hl7_scope_message(m), '~', &out, NULL, &e),
@@ -126,7 +126,7 @@ static void test_latin1_and_utf8(void **state)
     assert_int_equal(e.offset, 80);
     assert_int_equal(e.field, 5);
     char loc[512];
-    assert_string_equal(cg_hl7_error_location(&e, loc, sizeof(loc)),
+    assert_string_equal(cg_error_format(&e, loc, sizeof(loc)),
                         "segment 2 PID, field 5, byte 80: invalid UTF-8 byte 0xff (the message "
                         "declares or defaults to UTF-8)");
     cg_buf_free(&out);
@@ -152,7 +152,7 @@ static void test_charset_names(void **state)
     /* an unknown MSH-18 is an error at parse time, pointing at MSH-18 */
     const char in[] = "MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5||||||NOSUCH-CHARSET\rPID|1\r";
     cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
-    cg_hl7_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_ERR_CHARSET);
     assert_int_equal(e.field, 18);
     assert_int_equal(e.offset, (size_t)(strstr(in, "NOSUCH") - in));

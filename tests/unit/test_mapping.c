@@ -55,7 +55,7 @@ static void test_load_map_route(void **state)
     char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, oru, len, &rows, &n, &me), CG_OK);
     assert_true(n > 0);
     /* the same bytes by sniffing give the same rows */
@@ -91,7 +91,7 @@ static void test_without_cohorts_routes_nowhere(void **state)
     char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, oru, len, &rows, &n, &me), CG_OK);
     const char *const *names = NULL;
     assert_int_equal(cg_mapping_worker_route(w, &rows[0], &names), 0);
@@ -186,7 +186,7 @@ static void test_reload_shares_and_survives(void **state)
     char *adt = slurp(CG_SOURCE_DIR "/tests/golden/adt_a01_admit/input.hl7", &len);
     const cg_row_t *rows;
     size_t nr;
-    cg_map_error_t me;
+    cg_error_t me;
     assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, adt, len, &rows, &nr, &me), CG_OK);
     assert_true(nr > 0);
     free(adt);
@@ -218,7 +218,7 @@ static void test_keyed_worker(void **state)
     char *adt = slurp(CG_SOURCE_DIR "/tests/golden/adt_a01_admit/input.hl7", &len);
     const cg_row_t *r1, *r2;
     size_t n1, n2;
-    cg_map_error_t me;
+    cg_error_t me;
     assert_int_equal(cg_mapping_worker_map(w1, CG_INPUT_HL7V2, adt, len, &r1, &n1, &me), CG_OK);
     char *key1 = strndup(r1[0].person_key.ptr, r1[0].person_key.len);
     assert_int_equal(cg_mapping_worker_map(w2, CG_INPUT_HL7V2, adt, len, &r2, &n2, &me), CG_OK);

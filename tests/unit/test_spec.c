@@ -247,7 +247,7 @@ static void test_oru_rows(void **state)
     assert_non_null(mp);
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     assert_int_equal(cg_mapper_map_hl7(mp, ORU, strlen(ORU), &rows, &n, &me), CG_OK);
     assert_int_equal(n, 3);
 
@@ -317,7 +317,7 @@ static void test_required_failure_gives_no_rows(void **state)
     cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     /* second OBX has a malformed time: the first OBX's row must not come out alone */
     const char *bad = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M43|P|2.5.1\r"
                       "PID|1||777^^^HOSP^MR\r"
@@ -329,21 +329,21 @@ static void test_required_failure_gives_no_rows(void **state)
     assert_null(rows);
     assert_string_equal(me.stage, "map");
     assert_string_equal(me.rule, "obx-numeric");
-    assert_string_equal(me.column, "measurement_date");
-    assert_non_null(strstr(me.reason, "not an HL7 date/time"));
+    assert_string_equal(me.out_column, "measurement_date");
+    assert_non_null(strstr(me.text, "not an HL7 date/time"));
 
     /* no patient identifier: a required value */
     const char *nopid = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M44|P|2.5.1\r"
                         "PID|1||\r"
                         "OBX|1|NM|4548-4^HbA1c^LN||7.2|%\r";
     assert_int_equal(cg_mapper_map_hl7(mp, nopid, strlen(nopid), &rows, &n, &me), CG_ERR_REQUIRED);
-    assert_non_null(strstr(me.reason, "patient identifier"));
+    assert_non_null(strstr(me.text, "patient identifier"));
 
     /* a message no spec takes */
     const char *adt = "MSH|^~\\&|A|B|C|D|20240314||ADT^A01|M45|P|2.5\rPID|1||1^^^H\r";
     assert_int_equal(cg_mapper_map_hl7(mp, adt, strlen(adt), &rows, &n, &me), CG_ERR_MAP);
     assert_string_equal(me.stage, "select");
-    assert_non_null(strstr(me.reason, "no spec takes ADT^A01"));
+    assert_non_null(strstr(me.text, "no spec takes ADT^A01"));
 
     /* not HL7 at all */
     assert_int_not_equal(cg_mapper_map_hl7(mp, "hello", 5, &rows, &n, &me), CG_OK);
@@ -407,7 +407,7 @@ static void test_when_before_rule_lets(void **state)
     assert_non_null(mp);
     const cg_row_t *rows;
     size_t n;
-    cg_map_error_t me;
+    cg_error_t me;
     /* the ST OBX has a bad OBX-14; rule nm does not take it, so its let is not evaluated */
     const char *ok = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M50|P|2.5.1\r"
                      "PID|1||777^^^HOSP^MR\r"
@@ -415,7 +415,7 @@ static void test_when_before_rule_lets(void **state)
                      "OBX|2|ST|8251-1^Note^LN||text|||||||F|||not-a-time\r";
     cg_err_t rc = cg_mapper_map_hl7(mp, ok, strlen(ok), &rows, &n, &me);
     if (rc)
-        fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.column, me.reason);
+        fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.out_column, me.text);
     assert_int_equal(rc, CG_OK);
     assert_int_equal(n, 2); /* nm for OBX 1, uses-let for OBX 1 (its when reads its let) */
     assert_non_null(strstr(row_json(&rows[0]), "\"measurement_datetime\":\"2024-03-14T09:30:00\""));
@@ -426,7 +426,7 @@ static void test_when_before_rule_lets(void **state)
                       "OBX|1|NM|4548-4^HbA1c^LN||7|%|||||F|||not-a-time\r";
     assert_int_equal(cg_mapper_map_hl7(mp, bad, strlen(bad), &rows, &n, &me), CG_ERR_MAP);
     assert_string_equal(me.rule, "nm");
-    assert_non_null(strstr(me.reason, "not an HL7 date/time"));
+    assert_non_null(strstr(me.text, "not an HL7 date/time"));
     /* the compiler saw which when reads a rule let */
     const spec_t *s = &ss->specs[0];
     assert_int_equal(s->rules[0].when_uses_lets, 0);

@@ -87,9 +87,9 @@ static void test_readme_examples(void **state)
         cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
         const cg_row_t *rows;
         size_t n_rows;
-        cg_map_error_t me;
+        cg_error_t me;
         if (cg_mapper_map(mp, hl7, strlen(hl7), &rows, &n_rows, &me) != CG_OK)
-            fail_msg("example %s: %s: %s", name, me.stage, me.reason);
+            fail_msg("example %s: %s: %s", name, me.stage, me.text);
         size_t line = 0;
         for (char *l = strtok(expected, "\n"); l; l = strtok(NULL, "\n"), line++) {
             json_error_t je;

@@ -56,7 +56,7 @@ static char *fixture(const char *name, size_t *len)
     return b;
 }
 
-static cg_err_t parse_str(cg_xml_doc_t *d, const char *s, cg_xml_error_t *e)
+static cg_err_t parse_str(cg_xml_doc_t *d, const char *s, cg_error_t *e)
 {
     return cg_xml_parse(d, s, strlen(s), e);
 }
@@ -107,16 +107,17 @@ static void test_options_and_location(void **state)
     assert_int_equal(o.max_depth, 256);
     assert_null(o.default_encoding);
 
-    cg_xml_error_t e = {CG_ERR_XML, 3, 7, "boom"};
+    cg_error_t e = {
+        .code = CG_ERR_XML, .at = CG_ERROR_AT_XML, .line = 3, .column = 7, .text = "boom"};
     char buf[64];
-    assert_string_equal(cg_xml_error_location(&e, buf, sizeof(buf)), "line 3, column 7: boom");
+    assert_string_equal(cg_error_format(&e, buf, sizeof(buf)), "line 3, column 7: boom");
     e.column = 0;
-    assert_string_equal(cg_xml_error_location(&e, buf, sizeof(buf)), "line 3: boom");
+    assert_string_equal(cg_error_format(&e, buf, sizeof(buf)), "line 3: boom");
     e.line = 0;
-    assert_string_equal(cg_xml_error_location(&e, buf, sizeof(buf)), "boom");
+    assert_string_equal(cg_error_format(&e, buf, sizeof(buf)), "boom");
     char small[8];
     e.line = 12;
-    assert_string_equal(cg_xml_error_location(&e, small, sizeof(small)), "line 12");
+    assert_string_equal(cg_error_format(&e, small, sizeof(small)), "line 12");
 }
 
 static void test_sniff(void **state)
@@ -145,7 +146,7 @@ static void test_well_formed_cda(void **state)
     assert_non_null(d);
     assert_null(cg_xml_doc_tree(d));
     assert_null(cg_xml_doc_root(d));
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_xml_parse(d, buf, len, &e), CG_OK);
     xmlDocPtr doc = cg_xml_doc_tree(d);
     xmlNodePtr root = cg_xml_doc_root(d);
@@ -193,7 +194,7 @@ static void test_unbound_prefix_tolerated(void **state)
     /* section snippets often use xsi:type without declaring xsi; the document is still
      * well-formed XML 1.0, only not namespace-well-formed: parsed, prefix kept in the name */
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(parse_str(d, "<section><value xsi:type=\"PQ\" value=\"7\"/></section>", &e),
                      CG_OK);
     assert_string_equal((const char *)((xmlNodePtr)cg_xml_doc_root(d))->name, "section");
@@ -202,13 +203,13 @@ static void test_unbound_prefix_tolerated(void **state)
 
 static void assert_refused(cg_xml_doc_t *d, const char *doc, const char *why)
 {
-    cg_xml_error_t e;
+    cg_error_t e;
     void *before = cg_xml_doc_tree(d);
     assert_int_equal(parse_str(d, doc, &e), CG_ERR_XML);
     assert_int_equal(e.code, CG_ERR_XML);
-    if (!strstr(e.reason, why))
-        fail_msg("reason '%s' does not say '%s'", e.reason, why);
-    assert_null(strstr(e.reason, "root:"));
+    if (!strstr(e.text, why))
+        fail_msg("reason '%s' does not say '%s'", e.text, why);
+    assert_null(strstr(e.text, "root:"));
     assert_ptr_equal(cg_xml_doc_tree(d), before); /* a failed parse keeps the last document */
 }
 
@@ -224,7 +225,7 @@ static void test_xxe_refused(void **state)
                    "<ClinicalDocument><title>&xxe;</title></ClinicalDocument>",
                    "DOCTYPE declares entities ('xxe'); refused (XXE/entity expansion)");
     assert_null(cg_xml_doc_tree(d));
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(parse_str(d, "<a>ok</a>", &e), CG_OK);
     void *good = cg_xml_doc_tree(d);
     /* parameter entities, internal entities, unparsed entities: all refused, with the line */
@@ -242,7 +243,7 @@ static void test_xxe_refused(void **state)
     assert_string_equal(text_of(d, "a"), "ok");
     /* an undeclared entity without any DTD is plain malformed XML */
     assert_int_equal(parse_str(d, "<a>&xxe;</a>", &e), CG_ERR_XML);
-    assert_non_null(strstr(e.reason, "xxe"));
+    assert_non_null(strstr(e.text, "xxe"));
     cg_xml_doc_destroy(d);
 }
 
@@ -316,7 +317,7 @@ static void test_external_dtd(void **state)
              "\"http://127.0.0.1:%d/cda.dtd\">\n<ClinicalDocument>ok</ClinicalDocument>",
              port);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(parse_str(d, doc, &e), CG_OK);
     assert_string_equal(text_of(d, "ClinicalDocument"), "ok");
     snprintf(doc, sizeof(doc),
@@ -349,7 +350,7 @@ static void test_external_dtd(void **state)
     snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>&secret;</a>", dtd);
     assert_refused(d, doc, "not declared");
     assert_int_equal(parse_str(d, doc, &e), CG_ERR_XML);
-    assert_null(strstr(e.reason, "TOPSECRET"));
+    assert_null(strstr(e.text, "TOPSECRET"));
     unlink(dtd);
     rmdir(dir);
     cg_xml_doc_destroy(d);
@@ -374,7 +375,7 @@ static void test_hostile_globals(void **state)
     fputs("<!ENTITY secret \"TOPSECRET\">\n<!ATTLIST a injected CDATA \"INJECTED\">\n", f);
     fclose(f);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>plain</a>", dtd);
     assert_int_equal(parse_str(d, doc, &e), CG_OK);
     assert_null(xmlHasProp(cg_xml_doc_root(d), (const xmlChar *)"injected"));
@@ -405,15 +406,15 @@ static void test_depth_limit(void **state)
 {
     (void)state;
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     char *ok = nested(256), *deep = nested(257), *very = nested(100000);
     assert_int_equal(parse_str(d, ok, &e), CG_OK);
     assert_int_equal(parse_str(d, deep, &e), CG_ERR_XML);
-    assert_string_equal(e.reason, "elements nested deeper than 256");
+    assert_string_equal(e.text, "elements nested deeper than 256");
     assert_int_equal(e.line, 1);
     assert_true(e.column > 256 * 3);
     assert_int_equal(parse_str(d, very, &e), CG_ERR_XML);
-    assert_string_equal(e.reason, "elements nested deeper than 256");
+    assert_string_equal(e.text, "elements nested deeper than 256");
     cg_xml_doc_destroy(d);
 
     cg_xml_options_t o;
@@ -426,7 +427,7 @@ static void test_depth_limit(void **state)
     deep = nested(11);
     assert_int_equal(parse_str(d, ok, &e), CG_OK);
     assert_int_equal(parse_str(d, deep, &e), CG_ERR_XML);
-    assert_string_equal(e.reason, "elements nested deeper than 10");
+    assert_string_equal(e.text, "elements nested deeper than 10");
     /* siblings do not add depth */
     assert_int_equal(parse_str(d, "<a><b/><b/><b><c/></b></a>", &e), CG_OK);
     cg_xml_doc_destroy(d);
@@ -447,12 +448,12 @@ static void test_size_limit(void **state)
     strcpy(doc, "<a>");
     memset(doc + 3, 'x', 57);
     strcpy(doc + 60, "</a>"); /* 64 bytes: at the limit */
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_xml_parse(d, doc, 64, &e), CG_OK);
     memset(doc + 3, 'y', 58);
     strcpy(doc + 61, "</a>");
     assert_int_equal(cg_xml_parse(d, doc, 65, &e), CG_ERR_XML);
-    assert_string_equal(e.reason, "document of 65 bytes is over the limit of 64 bytes");
+    assert_string_equal(e.text, "document of 65 bytes is over the limit of 64 bytes");
     assert_int_equal(e.line, 0);
     assert_string_equal(text_of(d, "a"),
                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
@@ -463,26 +464,26 @@ static void test_truncated_and_not_xml(void **state)
 {
     (void)state;
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     size_t len;
     char *buf = fixture("ccda_small.xml", &len);
     assert_int_equal(cg_xml_parse(d, buf, len / 2, &e), CG_ERR_XML);
     assert_true(e.line > 10);
     assert_true(e.column > 0);
-    assert_non_null(strstr(e.reason, "Premature end of data"));
+    assert_non_null(strstr(e.text, "Premature end of data"));
     free(buf);
     assert_int_equal(parse_str(d, "<a>\n<b>x</b>\n", &e), CG_ERR_XML);
     assert_int_equal(e.line, 3);
     assert_int_equal(parse_str(d, "<a><b></a>", &e), CG_ERR_XML);
-    assert_non_null(strstr(e.reason, "mismatch"));
+    assert_non_null(strstr(e.text, "mismatch"));
     assert_int_equal(parse_str(d, "<a/><b/>", &e), CG_ERR_XML);
-    assert_non_null(strstr(e.reason, "Extra content"));
+    assert_non_null(strstr(e.text, "Extra content"));
     const char hl7[] = "MSH|^~\\&|LAB|HOSP|||20240314||ORU^R01|1|P|2.5\rPID|1||42\r";
     assert_false(cg_xml_sniff(hl7, sizeof(hl7) - 1));
     assert_int_equal(parse_str(d, hl7, &e), CG_ERR_XML);
     assert_int_equal(e.line, 1);
     assert_int_equal(cg_xml_parse(d, "", 0, &e), CG_ERR_XML);
-    assert_string_equal(e.reason, "empty document");
+    assert_string_equal(e.text, "empty document");
     assert_int_equal(cg_xml_parse(d, "\0\0\0\0", 4, &e), CG_ERR_XML);
     assert_int_equal(cg_xml_parse(d, NULL, 3, &e), CG_ERR_INVALID_ARG);
     assert_int_equal(cg_xml_parse(NULL, "<a/>", 4, &e), CG_ERR_INVALID_ARG);
@@ -508,7 +509,7 @@ static void test_gb18030(void **state)
     char *gb = to_encoding(utf8, "GB18030", &len);
     assert_null(memmem(gb, len, chinese, strlen(chinese))); /* really re-encoded */
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(cg_xml_parse(d, gb, len, &e), CG_OK);
     assert_string_equal(text_of(d, "name"), chinese);
     char want[64];
@@ -559,7 +560,7 @@ static void test_gb18030(void **state)
     assert_non_null(d);
     snprintf(utf8, sizeof(utf8), "<name>%s</name>", chinese);
     assert_int_equal(parse_str(d, utf8, &e), CG_ERR_CHARSET);
-    assert_non_null(strstr(e.reason, "'X-NOPE-42'"));
+    assert_non_null(strstr(e.text, "'X-NOPE-42'"));
     snprintf(utf8, sizeof(utf8), "<?xml version='1.0' encoding='UTF-8'?><name>%s</name>", chinese);
     assert_int_equal(parse_str(d, utf8, &e), CG_OK);
     cg_xml_doc_destroy(d);
@@ -577,7 +578,7 @@ static void test_latin1(void **state)
 {
     (void)state;
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     const char doc[] = "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
                        "<patient family=\"M\xfcller\"><given>Ren\xe9\x65</given></patient>";
     assert_int_equal(parse_str(d, doc, &e), CG_OK);
@@ -590,7 +591,7 @@ static void test_latin1(void **state)
     assert_int_equal(parse_str(d, body, &e), CG_ERR_CHARSET);
     assert_int_equal(e.line, 1);
     assert_true(e.column > 0);
-    assert_non_null(strstr(e.reason, "0xFC"));
+    assert_non_null(strstr(e.text, "0xFC"));
     cg_xml_doc_destroy(d);
 }
 
@@ -598,7 +599,7 @@ static void test_invalid_bytes(void **state)
 {
     (void)state;
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     const char *good_doc = "<a>good</a>";
     assert_int_equal(parse_str(d, good_doc, &e), CG_OK);
     void *good = cg_xml_doc_tree(d);
@@ -607,7 +608,7 @@ static void test_invalid_bytes(void **state)
     assert_int_equal(e.code, CG_ERR_CHARSET);
     assert_int_equal(e.line, 3);
     assert_true(e.column >= 5 && e.column <= 6);
-    assert_non_null(strstr(e.reason, "bytes not valid in UTF-8 (0xC3 0x28"));
+    assert_non_null(strstr(e.text, "bytes not valid in UTF-8 (0xC3 0x28"));
     /* overlong and surrogate encodings too */
     assert_int_equal(parse_str(d, "<a>\xC0\xAF</a>", &e), CG_ERR_CHARSET);
     assert_int_equal(parse_str(d, "<a>\xED\xA0\x80</a>", &e), CG_ERR_CHARSET);
@@ -623,12 +624,12 @@ static void test_invalid_bytes(void **state)
     assert_int_equal(cg_xml_parse(d, gb, len, &e), CG_ERR_CHARSET);
     assert_int_equal(e.line, 3);
     assert_int_equal(e.column, 8); /* two spaces, <b>, two characters, then the bad byte */
-    assert_non_null(strstr(e.reason, "bytes not valid in GB18030 at byte"));
-    assert_non_null(strstr(e.reason, "0xFF 0xFF"));
+    assert_non_null(strstr(e.text, "bytes not valid in GB18030 at byte"));
+    assert_non_null(strstr(e.text, "0xFF 0xFF"));
     /* a multi-byte sequence cut by the end of the document */
     at[0] = (char)0x81, at[1] = '\0';
     assert_int_equal(cg_xml_parse(d, gb, (size_t)(at - gb) + 1, &e), CG_ERR_CHARSET);
-    assert_non_null(strstr(e.reason, "truncated GB18030 sequence at the end"));
+    assert_non_null(strstr(e.text, "truncated GB18030 sequence at the end"));
     free(gb);
     /* ... even after the root element, where libxml2 alone would drop it silently */
     const char tail[] = "<?xml version=\"1.0\" encoding=\"GB18030\"?>\n<a>x</a>\n\x81";
@@ -642,11 +643,11 @@ static void test_invalid_bytes(void **state)
                      CG_ERR_CHARSET);
     assert_int_equal(e.line, 2);
     assert_int_equal(e.column, 5);
-    assert_non_null(strstr(e.reason, "bytes not valid in US-ASCII at byte 46 (0x80"));
+    assert_non_null(strstr(e.text, "bytes not valid in US-ASCII at byte 46 (0x80"));
     /* an encoding nobody knows */
     assert_int_equal(parse_str(d, "<?xml version='1.0' encoding='X-NOPE-42'?><a/>", &e),
                      CG_ERR_CHARSET);
-    assert_non_null(strstr(e.reason, "X-NOPE-42"));
+    assert_non_null(strstr(e.text, "X-NOPE-42"));
     /* a control character in valid UTF-8 is an XML error, not a charset one */
     assert_int_equal(parse_str(d, "<a>\x01</a>", &e), CG_ERR_XML);
     assert_ptr_equal(cg_xml_doc_tree(d), good);
@@ -817,7 +818,7 @@ static void test_reuse(void **state)
     size_t len;
     char *cda = fixture("ccda_small.xml", &len);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     char doc[128];
     for (int i = 0; i < 3000; i++) {
         switch (i % 5) {
@@ -889,7 +890,7 @@ static void test_blank_text(void **state)
         "  <x:ext xmlns:x=\"urn:vendor\">\n    <x:a>1</x:a>\n    <x:b>2</x:b>\n  </x:ext>\n"
         "</ClinicalDocument>\n";
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     assert_int_equal(parse_str(d, cda, &e), CG_OK);
     xmlNodePtr root = cg_xml_doc_root(d);
     for (xmlNodePtr c = root->children; c; c = c->next)
@@ -938,7 +939,7 @@ static void test_arena_lifetimes(void **state)
         "<!DOCTYPE r [<!ELEMENT r ANY><!ATTLIST r a CDATA #IMPLIED><!NOTATION n SYSTEM \"x\">]>"
         "<r a=\"1\"><s xml:id=\"i1\">one</s><s xml:id=\"i2\">two</s></r>";
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_xml_error_t e;
+    cg_error_t e;
     for (int i = 0; i < 2000; i++) {
         assert_int_equal(parse_str(d, with_tables, &e), CG_OK);
         assert_string_equal(text_of(d, "s"), "one");
@@ -988,9 +989,9 @@ static void test_dictionary_recycle(void **state)
             n += (size_t)snprintf(doc + n, cap - n, "<%s/>", name);
         }
         n += (size_t)snprintf(doc + n, cap - n, "</r%d>", round);
-        cg_xml_error_t e;
+        cg_error_t e;
         if (cg_xml_parse(d, doc, n, &e) != CG_OK)
-            fail_msg("round %d: %s", round, e.reason);
+            fail_msg("round %d: %s", round, e.text);
         xmlNodePtr root = cg_xml_doc_root(d);
         char want[16];
         snprintf(want, sizeof(want), "r%d", round);
@@ -1044,9 +1045,9 @@ static void test_corpus(void **state)
                 continue;
             size_t len;
             char *buf = read_path(path, &len);
-            cg_xml_error_t e;
+            cg_error_t e;
             if (cg_xml_parse(d, buf, len, &e) != CG_OK)
-                fail_msg("%s: line %d: %s", path, e.line, e.reason);
+                fail_msg("%s: line %d: %s", path, e.line, e.text);
             json_t *j = summary_json(d);
             assert_string_equal(json_string_value(json_object_get(j, "root")), "ClinicalDocument");
             assert_true(json_array_size(json_object_get(j, "sections")) > 0);

@@ -266,9 +266,9 @@ static void check_doc(const plist_t *l, const pair_t *all_elems, const char *fil
     assert_non_null(buf);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_xml_eval_t *ev = cg_xml_eval_new();
-    cg_xml_error_t err;
+    cg_error_t err;
     if (cg_xml_parse(d, buf, len, &err) != CG_OK) {
-        fprintf(stderr, "note: %s does not parse (%s), skipped\n", file, err.reason);
+        fprintf(stderr, "note: %s does not parse (%s), skipped\n", file, err.text);
         goto out;
     }
     cg_xml_eval_bind(ev, d);
