@@ -22,13 +22,6 @@
 #include "cg_spec.h"
 #include "cg_xml.h"
 
-/* How an input's bytes are decoded. */
-typedef enum cg_input_format {
-    CG_INPUT_HL7V2 = 0,
-    CG_INPUT_XML,
-    CG_INPUT_AUTO, /* per input: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
-} cg_input_format_t;
-
 /* What to load. Strings are borrowed for the duration of cg_mapping_load() only. */
 typedef struct cg_mapping_opts {
     const char *specs;   /* a spec file or a folder of *.json specs; required */

@@ -267,15 +267,10 @@ void cg_mapping_worker_destroy(cg_mapping_worker_t *w)
 cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
                                size_t len, const cg_row_t **rows, size_t *n_rows, cg_error_t *err)
 {
-    switch (format) {
-    case CG_INPUT_XML:
-        return cg_mapper_map_xml(w->mapper, buf, len, rows, n_rows, err);
-    case CG_INPUT_AUTO:
-        return cg_mapper_map(w->mapper, buf, len, rows, n_rows, err);
-    case CG_INPUT_HL7V2:
-        break;
-    }
-    return cg_mapper_map_hl7(w->mapper, buf, len, rows, n_rows, err);
+    const cg_spec_format_t *f = cg_spec_format_of(format);
+    if (!f) /* auto: by the input's first bytes */
+        f = cg_spec_format_sniff(buf, len);
+    return f->map(w->mapper, buf, len, rows, n_rows, err);
 }
 
 cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,

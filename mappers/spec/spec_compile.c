@@ -1116,13 +1116,15 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
             "\"input\" must say what the spec takes: {\"format\": \"hl7v2\", \"messages\": […]}");
     } else {
         json_t *fmt = json_object_get(in, "format");
-        const char *f = json_string_value(fmt);
-        if (f && !strcmp(f, "xml")) {
+        const cg_spec_format_t *f = cg_spec_format_find(json_string_value(fmt));
+        if (f && f->format == CG_INPUT_XML) {
             s->format = SF_XML;
             compile_input_xml(c, in, s);
         } else {
-            if (!f || strcmp(f, "hl7v2"))
-                err_at(c, fmt, in, "format", "\"format\" must be \"hl7v2\" or \"xml\"");
+            char names[64];
+            if (!f)
+                err_at(c, fmt, in, "format", "\"format\" must be %s",
+                       cg_spec_format_names(names, sizeof(names)));
             compile_input_hl7(c, in, s);
         }
         json_t *w = json_object_get(in, "when");

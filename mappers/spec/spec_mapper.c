@@ -10,8 +10,6 @@
  */
 #include "spec_mapper.h"
 
-#include "cg_xml.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +18,7 @@
 cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                        size_t *n_rows, cg_error_t *err)
 {
-    if (cg_xml_sniff(buf, len))
-        return cg_mapper_map_xml(mp, buf, len, rows, n_rows, err);
-    return cg_mapper_map_hl7(mp, buf, len, rows, n_rows, err);
+    return cg_spec_format_sniff(buf, len)->map(mp, buf, len, rows, n_rows, err);
 }
 
 cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,

@@ -236,6 +236,31 @@ static void test_keyed_worker(void **state)
     cg_mapping_destroy(m);
 }
 
+static void test_input_formats(void **state)
+{
+    (void)state;
+    assert_int_equal(cg_spec_format_find("xml")->format, CG_INPUT_XML);
+    assert_int_equal(cg_spec_format_find("hl7v2")->format, CG_INPUT_HL7V2);
+    assert_null(cg_spec_format_find("fhir-json"));
+    assert_null(cg_spec_format_of(CG_INPUT_AUTO));
+    assert_string_equal(cg_spec_format_sniff("\xEF\xBB\xBF <?xml version=\"1.0\"?><a/>", 27)->name,
+                        "xml");
+    assert_string_equal(cg_spec_format_sniff("MSH|^~\\&|", 9)->name, "hl7v2");
+    assert_string_equal(cg_spec_format_sniff("", 0)->name, "hl7v2"); /* the fallback */
+    char names[64];
+    assert_string_equal(cg_spec_format_names(names, sizeof(names)), "\"hl7v2\" or \"xml\"");
+    /* a spec naming another format is refused at its "format", with the known ones */
+    const char *spec = "{\"spec\": \"x\", \"version\": 1,\n"
+                       " \"input\": {\"format\": \"fhir-json\", \"messages\": [\"ADT^A01\"]},\n"
+                       " \"rules\": []}";
+    cg_error_t errs[4];
+    size_t n = 0;
+    assert_null(cg_specset_load_string(spec, "x.json", NULL, errs, 4, &n));
+    assert_true(n >= 1);
+    assert_int_equal(errs[0].line, 2);
+    assert_non_null(strstr(errs[0].text, "\"format\" must be \"hl7v2\" or \"xml\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_located),
         cmocka_unit_test(test_reload_shares_and_survives),
         cmocka_unit_test(test_keyed_worker),
+        cmocka_unit_test(test_input_formats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
