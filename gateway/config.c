@@ -701,6 +701,15 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                                .hl7 = &cfg->hl7};
 }
 
+const void *cg_config_plugin_conf(const cg_config_t *cfg, const char *name,
+                                  const cg_config_map_t *map)
+{
+    (void)cfg;
+    (void)name;
+    (void)map;
+    return NULL;
+}
+
 const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key)
 {
     for (size_t i = 0; i < cfg->n_kafka; i++)

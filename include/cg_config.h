@@ -33,6 +33,8 @@ typedef struct cg_config_prop {
     const char *desc;
 } cg_config_prop_t;
 
+typedef struct cg_config_map cg_config_map_t;
+
 /* The table of every setting; terminated by a row with name NULL. */
 extern const cg_config_prop_t cg_config_props[];
 
@@ -58,6 +60,8 @@ typedef struct cg_config_preload {
 
 typedef struct cg_config {
     char *path;     /* file the config came from ("<string>" otherwise) */
+    char *source;   /* the source plug-in (cg_plugin.h); NULL: kafka */
+    char *sink;     /* the sink plug-in; NULL: kafka */
     char *base_dir; /* relative paths in the config resolve against this */
     char *group_id;
     cg_config_input_t *inputs;
@@ -107,6 +111,10 @@ void cg_config_write_reference(FILE *out);
 /* The mapping bundle the config names (mapping.*, pseudonym.*, cohorts.path, hl7.*), as run
  * and check load it. Strings point into cfg. */
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out);
+/* The config struct of the plug-in called name whose rows are map, filled when the config was
+ * loaded; NULL when it has no rows. */
+const void *cg_config_plugin_conf(const cg_config_t *cfg, const char *name,
+                                  const cg_config_map_t *map);
 /* Value of a kafka.* setting, or NULL. */
 const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key);
 
