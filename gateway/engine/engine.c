@@ -64,14 +64,14 @@ static int plugins_new(cg_engine_t *gw, char *errstr, size_t errstr_size)
         return -1;
     }
     cg_plugin_env_t env = {.cfg = cfg,
-                           .conf = cg_config_plugin_conf(cfg, sp->name, sp->config_map),
+                           .conf = cg_config_plugin_conf(cfg, sp->config_map),
                            .engine = gw,
                            .metrics = gw->metrics,
                            .exactly_once = gw->eos};
     gw->source.p = sp;
     if (!(gw->source.ctx = sp->init(&env, errstr, errstr_size)))
         return -1;
-    env.conf = cg_config_plugin_conf(cfg, kp->name, kp->config_map);
+    env.conf = cg_config_plugin_conf(cfg, kp->config_map);
     env.source = &gw->source;
     gw->sink.p = kp;
     if (!(gw->sink.ctx = kp->init(&env, errstr, errstr_size)))

@@ -2,10 +2,10 @@
  * folder under gateway/plugins/ and a line here (and its files in gateway/CMakeLists.txt). */
 #include "cg_plugin.h"
 
-#include <string.h>
+#include "file/file_sink.h"
+#include "kafka/kafka_int.h"
 
-extern const cg_source_plugin_t cg_kafka_source_plugin;
-extern const cg_sink_plugin_t cg_kafka_sink_plugin;
+#include <string.h>
 
 const cg_source_plugin_t *const cg_source_plugins[] = {
     &cg_kafka_source_plugin,
@@ -14,6 +14,7 @@ const cg_source_plugin_t *const cg_source_plugins[] = {
 
 const cg_sink_plugin_t *const cg_sink_plugins[] = {
     &cg_kafka_sink_plugin,
+    &cg_file_sink_plugin,
     NULL,
 };
 
