@@ -1,4 +1,5 @@
-/* cg_gateway.h - the streaming gateway: Kafka raw topics in, records and dead letters out.
+/* cg_gateway.h - the streaming gateway: input messages from a source plug-in in, records and dead
+ * letters to a sink plug-in out (cg_plugin.h; Kafka for both unless the config names others).
  *
  * Life cycle: cg_gateway_new() (connects nothing yet; starts the embedded broker when the
  * config asks for one), cg_gateway_run() (consumes until stopped or idle), cg_gateway_destroy().
