@@ -560,7 +560,9 @@ static void unfill(const cg_config_map_t *map, const char *prefix, void *base)
     size_t pl = strlen(prefix);
     for (const cg_config_map_t *p = map; base && p->name; p++) {
         if (strncmp(p->name, prefix, pl) || strstr(p->name + pl, "[]") ||
-            p->offset == CG_CONFIG_NO_FIELD)
+            p->offset == CG_CONFIG_NO_FIELD ||
+            (p->type != CG_CONFIG_STRING && p->type != CG_CONFIG_MAP &&
+             p->type != CG_CONFIG_ARRAY)) /* only these own memory */
             continue;
         char *field = (char *)base + p->offset;
         void *ptr;
@@ -579,8 +581,6 @@ static void unfill(const cg_config_map_t *map, const char *prefix, void *base)
             snprintf(elem_prefix, sizeof(elem_prefix), "%s[].", p->name);
             for (size_t i = 0; ptr && i < n; i++)
                 unfill(map, elem_prefix, (char *)ptr + i * p->size);
-        } else if (p->type != CG_CONFIG_STRING) {
-            continue;
         }
         free(ptr);
     }

@@ -174,7 +174,7 @@ int txn_full(const cg_engine_t *gw);
 void txn_abort(cg_engine_t *gw, const cg_source_pos_t *keep, size_t n_keep, int rewind);
 void txn_commit(cg_engine_t *gw, const cg_source_pos_t *keep, size_t n_keep);
 
-/* ends.c... in engine.c: partitions at their end */
+/* engine_api.c: partitions at their end (for --idle-exit) */
 void mark_end(cg_engine_t *gw, const char *topic, int32_t partition, int at_end);
 int count_ends(const cg_engine_t *gw);
 void ends_clear(cg_engine_t *gw);
