@@ -4,6 +4,7 @@
 #include "cg_buf.h"
 #include "cg_log.h"
 #include "cg_metrics.h"
+#include "cg_plugin.h"
 
 #define CG_CONFIG_MAX_BYTES (16 * 1024 * 1024)
 
@@ -16,138 +17,169 @@
 #include <string.h>
 
 /* clang-format off */
-const cg_config_prop_t cg_config_props[] = {
-    {"group_id", CG_CONFIG_STRING, "cohortgate", NULL, 0, 0,
-     "Kafka consumer group of the gateway; instances with the same group share the input partitions."},
-    {"inputs", CG_CONFIG_ARRAY, NULL, NULL, 0, 0,
-     "Raw topics to consume, at least one."},
-    {"inputs[].topic", CG_CONFIG_STRING, NULL, NULL, 0, 0,
-     "Name of a raw topic that carries hospital messages, one message per Kafka record."},
-    {"inputs[].format", CG_CONFIG_ENUM, "hl7v2", "hl7v2|xml|auto", 0, 0,
+const cg_config_map_t cg_config_core_map[] = {
+    CG_CONFIG_ROW_STRING("source", cg_config_t, source, "kafka", 0,
+     "Where input messages come from: the source plug-in. kafka: the raw topics of `inputs`, read by a consumer group."),
+    CG_CONFIG_ROW_STRING("group_id", cg_config_t, group_id, "cohortgate", 0,
+     "Kafka consumer group of the gateway; instances with the same group share the input partitions."),
+    CG_CONFIG_ROW_ARRAY("inputs", cg_config_t, inputs, n_inputs, cg_config_input_t,
+     "Raw topics to consume, at least one."),
+    CG_CONFIG_ROW_STRING("inputs[].topic", cg_config_input_t, topic, NULL, 0,
+     "Name of a raw topic that carries hospital messages, one message per Kafka record."),
+    CG_CONFIG_ROW_ENUM("inputs[].format", cg_config_input_t, format, "hl7v2", "hl7v2|xml|auto",
      "What the topic carries: HL7 v2 (ER7) messages, XML documents (CDA / C-CDA), or auto: each "
-     "record by its first bytes, for topics that mix both."},
-    {"output", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Where records go."},
-    {"output.topic", CG_CONFIG_STRING, "cohortgate.records", NULL, 0, 0,
-     "Topic for records in no cohort (all records when no cohorts are configured)."},
-    {"output.dead_letter_topic", CG_CONFIG_STRING, "cohortgate.dead-letter", NULL, 0, 0,
-     "Topic for input that could not be processed, with its original bytes and error headers."},
-    {"delivery", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Delivery semantics."},
-    {"delivery.semantics", CG_CONFIG_ENUM, "at-least-once", "at-least-once|exactly-once", 0, 0,
+     "record by its first bytes, for topics that mix both."),
+    CG_CONFIG_ROW_GROUP("output",
+     "Where records go."),
+    CG_CONFIG_ROW_STRING("output.sink", cg_config_t, sink, "kafka", 0,
+     "Where records go: the sink plug-in. kafka: to the topics below; file: one NDJSON line a record to output.file.path (dry runs: nothing is published)."),
+    CG_CONFIG_ROW_STRING("output.topic", cg_config_t, output_topic, "cohortgate.records", 0,
+     "Topic for records in no cohort (all records when no cohorts are configured)."),
+    CG_CONFIG_ROW_STRING("output.dead_letter_topic", cg_config_t, dead_letter_topic, "cohortgate.dead-letter", 0,
+     "Topic for input that could not be processed, with its original bytes and error headers."),
+    CG_CONFIG_ROW_GROUP("delivery",
+     "Delivery semantics."),
+    CG_CONFIG_ROW_ENUM("delivery.semantics", cg_config_t, semantics, "at-least-once", "at-least-once|exactly-once",
      "at-least-once: an input offset is committed only after every record it caused is delivered "
      "(a crash replays the uncommitted inputs, so consumers may see a record twice). "
      "exactly-once: records and input offsets are committed together in Kafka transactions; a "
-     "consumer with isolation.level=read_committed sees each record once."},
-    {"delivery.commit_interval_ms", CG_CONFIG_INT, "500", NULL, 10, 600000,
+     "consumer with isolation.level=read_committed sees each record once."),
+    CG_CONFIG_ROW_INT("delivery.commit_interval_ms", cg_config_t, commit_interval_ms, "500", 10, 600000,
      "How often delivered input offsets are committed (at-least-once), or how long a transaction "
      "stays open at most before it is committed (exactly-once; read_committed consumers see its "
-     "records only then)."},
-    {"delivery.transaction_max_messages", CG_CONFIG_INT, "10000", NULL, 1, 1000000,
+     "records only then)."),
+    CG_CONFIG_ROW_INT("delivery.transaction_max_messages", cg_config_t, transaction_max_messages, "10000", 1, 1000000,
      "exactly-once: input messages in one transaction at most; it is committed when it holds this "
-     "many or after commit_interval_ms, whichever comes first."},
-    {"delivery.transactional_id", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "many or after commit_interval_ms, whichever comes first."),
+    CG_CONFIG_ROW_STRING("delivery.transactional_id", cg_config_t, transactional_id, "", CG_CONFIG_F_EMPTY,
      "exactly-once: the producer's transactional.id. It must differ between instances that run at "
      "the same time (a second instance with the same id fences the first, which stops) and stay "
      "the same when an instance restarts, so that the restart aborts the transaction a crash left "
      "open at once instead of after transaction.timeout.ms. Default: the group_id, a dot and the "
-     "host name; set it when two instances share a host."},
-    {"delivery.max_in_flight", CG_CONFIG_INT, "20000", NULL, 1, 10000000,
-     "Input messages consumed but not yet fully delivered before consumption pauses."},
-    {"delivery.pause_after_ms", CG_CONFIG_INT, "1000", NULL, 0, 600000,
+     "host name; set it when two instances share a host."),
+    CG_CONFIG_ROW_INT("delivery.max_in_flight", cg_config_t, max_in_flight, "20000", 1, 10000000,
+     "Input messages consumed but not yet fully delivered before consumption pauses."),
+    CG_CONFIG_ROW_INT("delivery.pause_after_ms", cg_config_t, pause_after_ms, "1000", 0, 600000,
      "When the output side holds consumption back (a full producer queue, max_in_flight inputs "
      "in flight) this long, the assigned partitions are paused: librdkafka stops fetching and "
      "frees what it prefetched, while the consumer keeps serving rebalances. Shorter waits only "
-     "stop taking messages (a resume costs a refetch)."},
-    {"delivery.drain_timeout_ms", CG_CONFIG_INT, "30000", NULL, 0, 3600000,
+     "stop taking messages (a resume costs a refetch)."),
+    CG_CONFIG_ROW_INT("delivery.drain_timeout_ms", cg_config_t, drain_timeout_ms, "30000", 0, 3600000,
      "On SIGTERM or SIGINT, how long in-flight records may take to be delivered and their inputs "
      "committed before the gateway gives up and exits non-zero; what was not committed is consumed "
-     "again on restart."},
-    {"workers", CG_CONFIG_INT, "1", NULL, 1, 32,
+     "again on restart."),
+    CG_CONFIG_ROW_INT("workers", cg_config_t, workers, "1", 1, 32,
      "Threads that decode and map messages. 1 maps on the consumer thread; N spreads the input "
      "partitions over N threads, each partition always on the same one, so per-partition order "
-     "holds. Records are produced and offsets committed by the consumer thread."},
-    {"log", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "Logging."},
-    {"log.level", CG_CONFIG_ENUM, "info", "debug|info|warn|error", 0, 0,
-     "Least severe level written to stderr (one JSON object a line)."},
-    {"metrics", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
+     "holds. Records are produced and offsets committed by the consumer thread."),
+    CG_CONFIG_ROW_GROUP("log",
+     "Logging."),
+    CG_CONFIG_ROW_ENUM("log.level", cg_config_t, log_level, "info", "debug|info|warn|error",
+     "Least severe level written to stderr (one JSON object a line)."),
+    CG_CONFIG_ROW_GROUP("metrics",
      "Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP; see "
-     "\"Metrics and health\" below."},
-    {"metrics.listen", CG_CONFIG_STRING, "127.0.0.1:9464", NULL, 0, 0,
+     "\"Metrics and health\" below."),
+    CG_CONFIG_ROW_STRING("metrics.listen", cg_config_t, metrics_listen, "127.0.0.1:9464", 0,
      "Address of the HTTP endpoint: HOST:PORT or [IPV6]:PORT (port 0 picks a free one); \"off\" "
      "for none. Loopback by default: 0.0.0.0:9464 exposes it to the network, without "
-     "authentication. If it cannot be bound, the gateway logs metrics.failed and runs without it."},
-    {"metrics.health_grace_ms", CG_CONFIG_INT, "60000", NULL, 0, 86400000,
+     "authentication. If it cannot be bound, the gateway logs metrics.failed and runs without it."),
+    CG_CONFIG_ROW_INT("metrics.health_grace_ms", cg_config_t, metrics_health_grace_ms, "60000", 0, 86400000,
      "How long /healthz answers 200 without any input partition assigned, from the start and from "
-     "the moment the last partition was revoked; then 503."},
-    {"metrics.max_series", CG_CONFIG_INT, "1000", NULL, 10, 1000000,
+     "the moment the last partition was revoked; then 503."),
+    CG_CONFIG_ROW_INT("metrics.max_series", cg_config_t, metrics_max_series, "1000", 10, 1000000,
      "Label sets (series) one metric may hold; beyond it, updates count in its `__overflow__` "
-     "series, so that many topic or spec names cannot grow memory without end."},
-    {"kafka", CG_CONFIG_MAP, NULL, NULL, 0, 0,
+     "series, so that many topic or spec names cannot grow memory without end."),
+    CG_CONFIG_ROW_MAP("kafka", cg_config_t, kafka, n_kafka,
      "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
-     "bootstrap.servers, security.protocol, sasl.*, ssl.*."},
-    {"mapping", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "How messages become records."},
-    {"mapping.specs", CG_CONFIG_STRING, NULL, NULL, 0, 0,
+     "bootstrap.servers, security.protocol, sasl.*, ssl.*."),
+    CG_CONFIG_ROW_GROUP("mapping",
+     "How messages become records."),
+    CG_CONFIG_ROW_STRING("mapping.specs", cg_config_t, specs, NULL, CG_CONFIG_F_PATH,
      "Mapping spec file, or folder of *.json specs (see specs/README.md); relative to the config "
      "file. Every spec whose input matches a message applies to it; a message no spec takes is "
-     "dead-lettered."},
-    {"mapping.vocab", CG_CONFIG_STRING, "", NULL, 0, 0,
-     "Folder of vocabulary tables (*.csv); default: the vocab/ folder beside the specs."},
-    {"mapping.athena", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "dead-lettered."),
+    CG_CONFIG_ROW_STRING("mapping.vocab", cg_config_t, vocab, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Folder of vocabulary tables (*.csv); default: the vocab/ folder beside the specs."),
+    CG_CONFIG_ROW_STRING("mapping.athena", cg_config_t, athena, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Folder with OHDSI Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv, loaded after the "
-     "tables; empty for none."},
-    {"mapping.source_utc_offset", CG_CONFIG_STRING, "", NULL, 0, 0,
-     "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."},
-    {"cohorts", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
-     "Specialty-disease cohorts: which records go to which cohort topics."},
-    {"cohorts.path", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "tables; empty for none."),
+    CG_CONFIG_ROW_STRING("mapping.source_utc_offset", cg_config_t, source_utc_offset, "", CG_CONFIG_F_EMPTY,
+     "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."),
+    CG_CONFIG_ROW_GROUP("cohorts",
+     "Specialty-disease cohorts: which records go to which cohort topics."),
+    CG_CONFIG_ROW_STRING("cohorts.path", cg_config_t, cohorts, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Cohort file, or folder of *.json cohort files (see specs/cohorts/README.md); relative to "
-     "the config file. Empty: no cohorts, every record goes to output.topic."},
-    {"cohorts.topic", CG_CONFIG_STRING, "cohort.{cohort}.{table}", NULL, 0, 0,
+     "the config file. Empty: no cohorts, every record goes to output.topic."),
+    CG_CONFIG_ROW_STRING("cohorts.topic", cg_config_t, cohort_topic, "cohort.{cohort}.{table}", 0,
      "Topic of a record in a cohort: {cohort} and {table} are replaced; a record in several "
-     "cohorts goes to each one's topic."},
-    {"hl7", CG_CONFIG_OBJECT, NULL, NULL, 0, 0, "HL7 v2 decoding."},
-    {"hl7.default_charset", CG_CONFIG_STRING, "UNICODE UTF-8", NULL, 0, 0,
+     "cohorts goes to each one's topic."),
+    CG_CONFIG_ROW_GROUP("hl7",
+     "HL7 v2 decoding."),
+    CG_CONFIG_ROW_STRING("hl7.default_charset", cg_config_t, hl7_charset, "UNICODE UTF-8", 0,
      "Character set of messages whose MSH-18 is empty: an HL7 table 0211 value (\"8859/1\", "
-     "\"GB 18030-2000\") or an iconv name (\"GBK\"). Chinese feeds often send GBK undeclared."},
-    {"hl7.strict_segments", CG_CONFIG_BOOL, "false", NULL, 0, 0,
+     "\"GB 18030-2000\") or an iconv name (\"GBK\"). Chinese feeds often send GBK undeclared."),
+    CG_CONFIG_ROW_BOOL("hl7.strict_segments", cg_config_t, hl7.strict_segments, "false",
      "Refuse a line that is not a segment; by default it continues the previous segment's last "
-     "value (editors wrap long lines)."},
-    {"hl7.max_message_bytes", CG_CONFIG_INT, "16777216", NULL, 64, 2147483647,
-     "Largest message accepted."},
-    {"hl7.max_segments", CG_CONFIG_INT, "100000", NULL, 1, 100000000,
-     "Most segments in one message."},
-    {"hl7.max_fields", CG_CONFIG_INT, "1000", NULL, 1, 1000000, "Most fields in one segment."},
-    {"hl7.max_reps", CG_CONFIG_INT, "10000", NULL, 1, 1000000,
-     "Most repetitions of one field."},
-    {"pseudonym", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
+     "value (editors wrap long lines)."),
+    CG_CONFIG_ROW_INT("hl7.max_message_bytes", cg_config_t, hl7.max_message_bytes, "16777216", 64, 2147483647,
+     "Largest message accepted."),
+    CG_CONFIG_ROW_INT("hl7.max_segments", cg_config_t, hl7.max_segments, "100000", 1, 100000000,
+     "Most segments in one message."),
+    CG_CONFIG_ROW_INT("hl7.max_fields", cg_config_t, hl7.max_fields, "1000", 1, 1000000,
+     "Most fields in one segment."),
+    CG_CONFIG_ROW_INT("hl7.max_reps", cg_config_t, hl7.max_reps, "10000", 1, 1000000,
+     "Most repetitions of one field."),
+    CG_CONFIG_ROW_GROUP("pseudonym",
      "The key of the HMAC that turns patient identifiers into person_id; it never appears in "
-     "output, logs or dead letters."},
-    {"pseudonym.key_file", CG_CONFIG_STRING, "", NULL, 0, 0,
+     "output, logs or dead letters."),
+    CG_CONFIG_ROW_STRING("pseudonym.key_file", cg_config_t, key_file, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "File holding the key (at least 32 bytes; one trailing newline is ignored); relative to the "
-     "config file. Give this or key_env."},
-    {"pseudonym.key_env", CG_CONFIG_STRING, "COHORTGATE_PSEUDONYM_KEY", NULL, 0, 0,
-     "Environment variable holding the key, used when key_file is empty."},
-    {"pseudonym.date_shift_days", CG_CONFIG_INT, "0", NULL, 0, 3650,
-     "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."},
-    {"embedded_broker", CG_CONFIG_OBJECT, NULL, NULL, 0, 0,
-     "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."},
-    {"embedded_broker.enabled", CG_CONFIG_BOOL, "false", NULL, 0, 0,
-     "Start the embedded broker and point the gateway at it, ignoring kafka.bootstrap.servers."},
-    {"embedded_broker.partitions", CG_CONFIG_INT, "3", NULL, 1, 64,
-     "Partitions of each topic the embedded broker creates."},
-    {"embedded_broker.preload", CG_CONFIG_ARRAY, NULL, NULL, 0, 0,
-     "Files produced to a topic of the embedded broker before the gateway starts, one record a file."},
-    {"embedded_broker.preload[].topic", CG_CONFIG_STRING, NULL, NULL, 0, 0, "Topic to fill."},
-    {"embedded_broker.preload[].dir", CG_CONFIG_STRING, NULL, NULL, 0, 0,
-     "Folder whose files (sorted by name) are produced; relative to the config file."},
-    {NULL, 0, NULL, NULL, 0, 0, NULL},
+     "config file. Give this or key_env."),
+    CG_CONFIG_ROW_STRING("pseudonym.key_env", cg_config_t, key_env, "COHORTGATE_PSEUDONYM_KEY", 0,
+     "Environment variable holding the key, used when key_file is empty."),
+    CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
+     "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
+    CG_CONFIG_ROW_GROUP("embedded_broker",
+     "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."),
+    CG_CONFIG_ROW_BOOL("embedded_broker.enabled", cg_config_t, embedded_enabled, "false",
+     "Start the embedded broker and point the gateway at it, ignoring kafka.bootstrap.servers."),
+    CG_CONFIG_ROW_INT("embedded_broker.partitions", cg_config_t, embedded_partitions, "3", 1, 64,
+     "Partitions of each topic the embedded broker creates."),
+    CG_CONFIG_ROW_ARRAY("embedded_broker.preload", cg_config_t, preload, n_preload, cg_config_preload_t,
+     "Files produced to a topic of the embedded broker before the gateway starts, one record a file."),
+    CG_CONFIG_ROW_STRING("embedded_broker.preload[].topic", cg_config_preload_t, topic, NULL, 0,
+     "Topic to fill."),
+    CG_CONFIG_ROW_STRING("embedded_broker.preload[].dir", cg_config_preload_t, dir, NULL, CG_CONFIG_F_PATH,
+     "Folder whose files (sorted by name) are produced; relative to the config file."),
+    CG_CONFIG_ROW_END,
 };
 /* clang-format on */
 
-static const cg_config_prop_t *prop_find(const char *name)
+/* Every map in order: the core's, then each registered plug-in's (sources, then sinks). Returns
+ * NULL past the last. */
+static const cg_config_map_t *map_at(size_t i)
 {
-    for (const cg_config_prop_t *p = cg_config_props; p->name; p++)
-        if (!strcmp(p->name, name))
-            return p;
+    if (i == 0)
+        return cg_config_core_map;
+    i--;
+    for (size_t k = 0; cg_source_plugins[k]; k++)
+        if (cg_source_plugins[k]->config_map && i-- == 0)
+            return cg_source_plugins[k]->config_map;
+    for (size_t k = 0; cg_sink_plugins[k]; k++)
+        if (cg_sink_plugins[k]->config_map && i-- == 0)
+            return cg_sink_plugins[k]->config_map;
+    return NULL;
+}
+
+/* The row of a setting, in whichever map has it (plug-ins may share a row, as the Kafka source
+ * and sink share `kafka`: the first one is checked, each one filled). */
+static const cg_config_map_t *prop_find(const char *name)
+{
+    const cg_config_map_t *m;
+    for (size_t i = 0; (m = map_at(i)) != NULL; i++)
+        for (const cg_config_map_t *p = m; p->name; p++)
+            if (!strcmp(p->name, name))
+                return p;
     return NULL;
 }
 
@@ -252,7 +284,7 @@ static cg_err_t walk_fail(walk_t *w, const char *fmt, const char *a, const char 
 
 static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix);
 
-static cg_err_t check_value(walk_t *w, const cg_config_prop_t *p, json_t *v, const char *name)
+static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, const char *name)
 {
     switch (p->type) {
     case CG_CONFIG_STRING:
@@ -330,7 +362,7 @@ static cg_err_t check_value(walk_t *w, const cg_config_prop_t *p, json_t *v, con
             w->index[w->depth++] = (int)i;
             cg_err_t rc = walk_object(w, el, elem_prefix);
             /* required fields of the element */
-            for (const cg_config_prop_t *q = cg_config_props; !rc && q->name; q++) {
+            for (const cg_config_map_t *q = p; !rc && q->name; q++) {
                 size_t pl = strlen(elem_prefix);
                 if (!strncmp(q->name, elem_prefix, pl) && q->name[pl] == '.' && !q->def &&
                     !json_object_get(el, q->name + pl + 1))
@@ -362,7 +394,7 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
             return walk_fail(w, "'%s' is nested too deeply%s", name, "");
         w->keys[w->depth] = k;
         w->index[w->depth++] = 0;
-        const cg_config_prop_t *p = prop_find(name);
+        const cg_config_map_t *p = prop_find(name);
         /* a user-facing name drops the [] of array elements */
         cg_err_t rc = p ? check_value(w, p, v, name)
                         : walk_fail(w, "unknown setting '%s'%s (see config/README.md)", name, "");
@@ -371,29 +403,6 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
             return rc;
     }
     return CG_OK;
-}
-
-static const char *get_str(json_t *root, const char *a, const char *b, const char *name)
-{
-    json_t *o = a ? json_object_get(root, a) : root;
-    json_t *v = o ? json_object_get(o, b) : NULL;
-    if (json_is_string(v))
-        return json_string_value(v);
-    return prop_find(name)->def;
-}
-
-static long get_int(json_t *root, const char *a, const char *b, const char *name)
-{
-    json_t *o = a ? json_object_get(root, a) : root;
-    json_t *v = o ? json_object_get(o, b) : NULL;
-    if (json_is_integer(v))
-        return (long)json_integer_value(v);
-    return strtol(prop_find(name)->def, NULL, 10);
-}
-
-static char *xstrdup(const char *s)
-{
-    return s ? strdup(s) : NULL;
 }
 
 static char *resolve(const char *base, const char *p)
@@ -407,113 +416,242 @@ static char *resolve(const char *base, const char *p)
     return r;
 }
 
+/* The value at a row's dotted path below obj (names after prefix_len, which skips "NAME[]."). */
+static json_t *lookup(json_t *obj, const char *path)
+{
+    char key[256];
+    while (obj && *path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, path, n);
+        key[n] = '\0';
+        obj = json_object_get(obj, key);
+        path = dot ? dot + 1 : path + n;
+    }
+    return obj;
+}
+
+static void store_int(void *field, size_t size, long v)
+{
+    if (size == sizeof(int8_t)) {
+        int8_t x = (int8_t)v;
+        memcpy(field, &x, size);
+    } else if (size == sizeof(int16_t)) {
+        int16_t x = (int16_t)v;
+        memcpy(field, &x, size);
+    } else if (size == sizeof(int32_t)) {
+        int32_t x = (int32_t)v;
+        memcpy(field, &x, size);
+    } else {
+        int64_t x = (int64_t)v;
+        memcpy(field, &x, sizeof(x));
+    }
+}
+
+static int enum_index(const char *enums, const char *s)
+{
+    size_t n = strlen(s);
+    int i = 0;
+    for (const char *e = enums; *e; i++) {
+        const char *bar = strchr(e, '|');
+        size_t l = bar ? (size_t)(bar - e) : strlen(e);
+        if (l == n && !strncmp(e, s, n))
+            return i;
+        if (!bar)
+            break;
+        e = bar + 1;
+    }
+    return 0;
+}
+
+/* Fills base (the struct map binds) from obj: every row of map whose name starts with prefix
+ * and has no further "[]" (array elements are filled by their array's row). The values were
+ * checked already (walk_object); absent ones get the row's default. -1 when out of memory. */
+static int fill(const cg_config_map_t *map, const char *prefix, json_t *obj, void *base,
+                const char *base_dir)
+{
+    size_t pl = strlen(prefix);
+    for (const cg_config_map_t *p = map; p->name; p++) {
+        if (strncmp(p->name, prefix, pl) || strstr(p->name + pl, "[]") ||
+            p->offset == CG_CONFIG_NO_FIELD)
+            continue;
+        char *field = (char *)base + p->offset;
+        json_t *v = lookup(obj, p->name + pl);
+        switch (p->type) {
+        case CG_CONFIG_STRING: {
+            const char *str = json_is_string(v) ? json_string_value(v) : p->def;
+            char *copy = NULL;
+            if (str && !(*str == '\0' && (p->flags & CG_CONFIG_F_EMPTY))) {
+                copy = (p->flags & CG_CONFIG_F_PATH) ? resolve(base_dir, str) : strdup(str);
+                if (!copy)
+                    return -1;
+            }
+            memcpy(field, &copy, sizeof(copy));
+            break;
+        }
+        case CG_CONFIG_INT:
+            store_int(field, p->size,
+                      json_is_integer(v) ? (long)json_integer_value(v)
+                                         : strtol(p->def ? p->def : "0", NULL, 10));
+            break;
+        case CG_CONFIG_BOOL: {
+            int b = v ? json_is_true(v) : (p->def && !strcmp(p->def, "true"));
+            memcpy(field, &b, sizeof(b));
+            break;
+        }
+        case CG_CONFIG_ENUM: {
+            int e = enum_index(p->enums, json_is_string(v) ? json_string_value(v) : p->def);
+            memcpy(field, &e, sizeof(e));
+            break;
+        }
+        case CG_CONFIG_MAP: {
+            size_t n = json_object_size(v);
+            cg_config_kv_t *kv = calloc(n ? n : 1, sizeof(*kv));
+            if (!kv)
+                return -1;
+            memcpy(field, &kv, sizeof(kv));
+            memcpy((char *)base + p->count_offset, &n, sizeof(n));
+            size_t i = 0;
+            const char *k;
+            json_t *x;
+            json_object_foreach(v, k, x)
+            {
+                char num[32];
+                const char *str = num;
+                if (json_is_string(x))
+                    str = json_string_value(x);
+                else if (json_is_integer(x))
+                    snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(x));
+                else
+                    str = json_is_true(x) ? "true" : "false";
+                kv[i].key = strdup(k);
+                kv[i].value = strdup(str);
+                if (!kv[i].key || !kv[i++].value)
+                    return -1;
+            }
+            break;
+        }
+        case CG_CONFIG_ARRAY: {
+            size_t n = json_array_size(v);
+            char *elems = calloc(n ? n : 1, p->size);
+            if (!elems)
+                return -1;
+            memcpy(field, &elems, sizeof(elems));
+            memcpy((char *)base + p->count_offset, &n, sizeof(n));
+            char elem_prefix[128];
+            snprintf(elem_prefix, sizeof(elem_prefix), "%s[].", p->name);
+            for (size_t i = 0; i < n; i++)
+                if (fill(map, elem_prefix, json_array_get(v, i), elems + i * p->size, base_dir))
+                    return -1;
+            break;
+        }
+        case CG_CONFIG_OBJECT:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Frees what fill() allocated in base. */
+static void unfill(const cg_config_map_t *map, const char *prefix, void *base)
+{
+    size_t pl = strlen(prefix);
+    for (const cg_config_map_t *p = map; base && p->name; p++) {
+        if (strncmp(p->name, prefix, pl) || strstr(p->name + pl, "[]") ||
+            p->offset == CG_CONFIG_NO_FIELD ||
+            (p->type != CG_CONFIG_STRING && p->type != CG_CONFIG_MAP &&
+             p->type != CG_CONFIG_ARRAY)) /* only these own memory */
+            continue;
+        char *field = (char *)base + p->offset;
+        void *ptr;
+        memcpy(&ptr, field, sizeof(ptr));
+        size_t n = 0;
+        if (p->type == CG_CONFIG_MAP || p->type == CG_CONFIG_ARRAY)
+            memcpy(&n, (char *)base + p->count_offset, sizeof(n));
+        if (p->type == CG_CONFIG_MAP) {
+            cg_config_kv_t *kv = ptr;
+            for (size_t i = 0; kv && i < n; i++) {
+                free(kv[i].key);
+                free(kv[i].value);
+            }
+        } else if (p->type == CG_CONFIG_ARRAY) {
+            char elem_prefix[128];
+            snprintf(elem_prefix, sizeof(elem_prefix), "%s[].", p->name);
+            for (size_t i = 0; ptr && i < n; i++)
+                unfill(map, elem_prefix, (char *)ptr + i * p->size);
+        }
+        free(ptr);
+    }
+}
+
 static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
 {
     cg_config_t *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->path = strdup(name);
-    c->base_dir = xstrdup(base_dir);
-    c->group_id = xstrdup(get_str(root, NULL, "group_id", "group_id"));
-    c->output_topic = xstrdup(get_str(root, "output", "topic", "output.topic"));
-    c->dead_letter_topic =
-        xstrdup(get_str(root, "output", "dead_letter_topic", "output.dead_letter_topic"));
-    c->commit_interval_ms =
-        (int)get_int(root, "delivery", "commit_interval_ms", "delivery.commit_interval_ms");
-    c->max_in_flight = (int)get_int(root, "delivery", "max_in_flight", "delivery.max_in_flight");
-    c->semantics =
-        !strcmp(get_str(root, "delivery", "semantics", "delivery.semantics"), "exactly-once")
-            ? CG_DELIVERY_EXACTLY_ONCE
-            : CG_DELIVERY_AT_LEAST_ONCE;
-    c->transaction_max_messages = (int)get_int(root, "delivery", "transaction_max_messages",
-                                               "delivery.transaction_max_messages");
-    const char *tid = get_str(root, "delivery", "transactional_id", "delivery.transactional_id");
-    c->transactional_id = *tid ? strdup(tid) : NULL;
-    c->drain_timeout_ms =
-        (int)get_int(root, "delivery", "drain_timeout_ms", "delivery.drain_timeout_ms");
-    c->pause_after_ms = (int)get_int(root, "delivery", "pause_after_ms", "delivery.pause_after_ms");
-    c->workers = (int)get_int(root, NULL, "workers", "workers");
-    c->log_level = cg_log_level_parse(get_str(root, "log", "level", "log.level"));
-    c->metrics_listen = xstrdup(get_str(root, "metrics", "listen", "metrics.listen"));
-    c->metrics_health_grace_ms =
-        (int)get_int(root, "metrics", "health_grace_ms", "metrics.health_grace_ms");
-    c->metrics_max_series = (int)get_int(root, "metrics", "max_series", "metrics.max_series");
-
-    json_t *inputs = json_object_get(root, "inputs");
-    c->n_inputs = json_array_size(inputs);
-    c->inputs = calloc(c->n_inputs ? c->n_inputs : 1, sizeof(*c->inputs));
-    for (size_t i = 0; i < c->n_inputs; i++) {
-        json_t *el = json_array_get(inputs, i);
-        c->inputs[i].topic = xstrdup(json_string_value(json_object_get(el, "topic")));
-        const char *fmt = get_str(el, NULL, "format", "inputs[].format");
-        c->inputs[i].format = !strcmp(fmt, "xml")    ? CG_INPUT_XML
-                              : !strcmp(fmt, "auto") ? CG_INPUT_AUTO
-                                                     : CG_INPUT_HL7V2;
-    }
-
-    json_t *kafka = json_object_get(root, "kafka");
-    c->n_kafka = json_object_size(kafka);
-    c->kafka = calloc(c->n_kafka ? c->n_kafka : 1, sizeof(*c->kafka));
-    size_t i = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(kafka, k, v)
-    {
-        char num[32];
-        const char *s = num;
-        if (json_is_string(v))
-            s = json_string_value(v);
-        else if (json_is_integer(v))
-            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else
-            s = json_is_true(v) ? "true" : "false";
-        c->kafka[i].key = strdup(k);
-        c->kafka[i].value = strdup(s);
-        i++;
-    }
-
-    const char *specs = get_str(root, "mapping", "specs", "mapping.specs");
-    c->specs = resolve(base_dir, specs);
-    const char *sv = get_str(root, "mapping", "vocab", "mapping.vocab");
-    c->vocab = *sv ? resolve(base_dir, sv) : NULL;
-    sv = get_str(root, "mapping", "athena", "mapping.athena");
-    c->athena = *sv ? resolve(base_dir, sv) : NULL;
-    sv = get_str(root, "mapping", "source_utc_offset", "mapping.source_utc_offset");
-    c->source_utc_offset = *sv ? strdup(sv) : NULL;
-    sv = get_str(root, "pseudonym", "key_file", "pseudonym.key_file");
-    c->key_file = *sv ? resolve(base_dir, sv) : NULL;
-    c->key_env = xstrdup(get_str(root, "pseudonym", "key_env", "pseudonym.key_env"));
-    c->date_shift_days =
-        (int)get_int(root, "pseudonym", "date_shift_days", "pseudonym.date_shift_days");
-
-    sv = get_str(root, "cohorts", "path", "cohorts.path");
-    c->cohorts = *sv ? resolve(base_dir, sv) : NULL;
-    c->cohort_topic = xstrdup(get_str(root, "cohorts", "topic", "cohorts.topic"));
-
+    c->base_dir = base_dir ? strdup(base_dir) : NULL;
     cg_hl7_options_default(&c->hl7);
-    c->hl7_charset = xstrdup(get_str(root, "hl7", "default_charset", "hl7.default_charset"));
+    if (!c->path || (base_dir && !c->base_dir) || fill(cg_config_core_map, "", root, c, base_dir))
+        goto fail;
     c->hl7.default_charset = c->hl7_charset;
-    c->hl7.strict_segments =
-        json_is_true(json_object_get(json_object_get(root, "hl7"), "strict_segments"));
-    c->hl7.max_message_bytes =
-        (size_t)get_int(root, "hl7", "max_message_bytes", "hl7.max_message_bytes");
-    c->hl7.max_segments = (uint32_t)get_int(root, "hl7", "max_segments", "hl7.max_segments");
-    c->hl7.max_fields = (uint32_t)get_int(root, "hl7", "max_fields", "hl7.max_fields");
-    c->hl7.max_reps = (uint32_t)get_int(root, "hl7", "max_reps", "hl7.max_reps");
-
-    json_t *eb = json_object_get(root, "embedded_broker");
-    c->embedded_enabled = json_is_true(json_object_get(eb, "enabled"));
-    c->embedded_partitions =
-        (int)get_int(root, "embedded_broker", "partitions", "embedded_broker.partitions");
-    json_t *pre = json_object_get(eb, "preload");
-    c->n_preload = json_array_size(pre);
-    c->preload = calloc(c->n_preload ? c->n_preload : 1, sizeof(*c->preload));
-    for (i = 0; i < c->n_preload; i++) {
-        json_t *el = json_array_get(pre, i);
-        c->preload[i].topic = xstrdup(json_string_value(json_object_get(el, "topic")));
-        c->preload[i].dir = resolve(base_dir, json_string_value(json_object_get(el, "dir")));
+    /* every registered plug-in's struct, so that each finds its own whichever is chosen */
+    const cg_config_map_t *m;
+    for (size_t i = 1; map_at(i); i++)
+        c->n_plugins++;
+    if (!(c->plugins = calloc(c->n_plugins ? c->n_plugins : 1, sizeof(*c->plugins))))
+        goto fail;
+    for (size_t i = 1; (m = map_at(i)) != NULL; i++) {
+        size_t size = 0;
+        for (size_t k = 0; cg_source_plugins[k]; k++)
+            if (cg_source_plugins[k]->config_map == m)
+                size = cg_source_plugins[k]->conf_size;
+        for (size_t k = 0; cg_sink_plugins[k]; k++)
+            if (cg_sink_plugins[k]->config_map == m)
+                size = cg_sink_plugins[k]->conf_size;
+        cg_config_plugin_t *pc = &c->plugins[i - 1];
+        pc->map = m;
+        if (!(pc->conf = calloc(1, size ? size : 1)) || fill(m, "", root, pc->conf, base_dir))
+            goto fail;
     }
     return c;
+fail:
+    cg_config_destroy(c);
+    return NULL;
+}
+
+/* The settings that name a plug-in name one the registry has. */
+static cg_err_t check_plugins(json_t *root, const char *text, const char *name, cg_error_t *err)
+{
+    const char *src = json_string_value(json_object_get(root, "source"));
+    const char *sink = json_string_value(json_object_get(json_object_get(root, "output"), "sink"));
+    const char *keys[] = {"source", NULL};
+    const char *bad = NULL, *kind = NULL;
+    if (src && !cg_source_plugin_find(src)) {
+        bad = src;
+        kind = "source";
+    } else if (sink && !cg_sink_plugin_find(sink)) {
+        keys[0] = "output";
+        keys[1] = "sink";
+        bad = sink;
+        kind = "output.sink";
+    }
+    if (!bad)
+        return CG_OK;
+    char known[256] = "";
+    size_t o = 0;
+    for (size_t k = 0; !strcmp(kind, "source") && cg_source_plugins[k]; k++)
+        o += (size_t)snprintf(known + o, o < sizeof(known) ? sizeof(known) - o : 0, "%s%s",
+                              k ? ", " : "", cg_source_plugins[k]->name);
+    for (size_t k = 0; strcmp(kind, "source") && cg_sink_plugins[k]; k++)
+        o += (size_t)snprintf(known + o, o < sizeof(known) ? sizeof(known) - o : 0, "%s%s",
+                              k ? ", " : "", cg_sink_plugins[k]->name);
+    int idx[] = {0, 0}, line, col;
+    locate(text, keys, idx, keys[1] ? 2 : 1, &line, &col);
+    return cg_error_set(err, CG_ERR_CONFIG, name, line, col, "'%s': no %s plug-in '%s' (%s)", kind,
+                        strcmp(kind, "source") ? "sink" : "source", bad, known);
 }
 
 cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
@@ -616,6 +754,10 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
         json_decref(root);
         return NULL;
     }
+    if (check_plugins(root, text, name, err) != CG_OK) {
+        json_decref(root);
+        return NULL;
+    }
     cg_config_t *c = build(root, name, base_dir);
     json_decref(root);
     if (!c)
@@ -656,36 +798,23 @@ void cg_config_destroy(cg_config_t *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n_inputs; i++)
-        free(c->inputs[i].topic);
-    for (size_t i = 0; i < c->n_kafka; i++) {
-        free(c->kafka[i].key);
-        free(c->kafka[i].value);
+    for (size_t i = 0; c->plugins && i < c->n_plugins; i++) {
+        unfill(c->plugins[i].map, "", c->plugins[i].conf);
+        free(c->plugins[i].conf);
     }
-    for (size_t i = 0; i < c->n_preload; i++) {
-        free(c->preload[i].topic);
-        free(c->preload[i].dir);
-    }
-    free(c->inputs);
-    free(c->kafka);
-    free(c->preload);
+    free(c->plugins);
+    unfill(cg_config_core_map, "", c);
     free(c->path);
     free(c->base_dir);
-    free(c->group_id);
-    free(c->output_topic);
-    free(c->dead_letter_topic);
-    free(c->transactional_id);
-    free(c->metrics_listen);
-    free(c->specs);
-    free(c->vocab);
-    free(c->athena);
-    free(c->source_utc_offset);
-    free(c->key_file);
-    free(c->key_env);
-    free(c->hl7_charset);
-    free(c->cohorts);
-    free(c->cohort_topic);
     free(c);
+}
+
+const void *cg_config_plugin_conf(const cg_config_t *cfg, const cg_config_map_t *map)
+{
+    for (size_t i = 0; map && i < cfg->n_plugins; i++)
+        if (cfg->plugins[i].map == map)
+            return cfg->plugins[i].conf;
+    return NULL;
 }
 
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
@@ -701,32 +830,29 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                                .hl7 = &cfg->hl7};
 }
 
-const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key)
-{
-    for (size_t i = 0; i < cfg->n_kafka; i++)
-        if (!strcmp(cfg->kafka[i].key, key))
-            return cfg->kafka[i].value;
-    return NULL;
-}
-
 void cg_config_write_reference(FILE *out)
 {
     static const char *const type_names[] = {"string", "integer", "boolean", "enum",
                                              "array",  "object",  "map"};
     fprintf(out, "| setting | type | default | description |\n|---|---|---|---|\n");
-    for (const cg_config_prop_t *p = cg_config_props; p->name; p++) {
-        fprintf(out, "| `%s` | %s", p->name, type_names[p->type]);
-        if (p->type == CG_CONFIG_ENUM) {
-            fputs(" (`", out);
-            for (const char *e = p->enums; *e; e++) /* | would end the Markdown cell */
-                fputs(*e == '|' ? "`, `" : (char[]){*e, 0}, out);
-            fputs("`)", out);
+    const cg_config_map_t *m;
+    for (size_t i = 0; (m = map_at(i)) != NULL; i++)
+        for (const cg_config_map_t *p = m; p->name; p++) {
+            if (prop_find(p->name) != p) /* a row two plug-ins share is written once */
+                continue;
+            fprintf(out, "| `%s` | %s", p->name, type_names[p->type]);
+            if (p->type == CG_CONFIG_ENUM) {
+                fputs(" (`", out);
+                for (const char *e = p->enums; *e; e++) /* | would end the Markdown cell */
+                    fputs(*e == '|' ? "`, `" : (char[]){*e, 0}, out);
+                fputs("`)", out);
+            }
+            if (p->type == CG_CONFIG_INT)
+                fprintf(out, " (%ld to %ld)", p->min, p->max);
+            if (p->def)
+                fprintf(out, " | `%s` | %s |\n", p->def, p->desc);
+            else
+                fprintf(out, " | %s | %s |\n", p->type == CG_CONFIG_STRING ? "required" : "",
+                        p->desc);
         }
-        if (p->type == CG_CONFIG_INT)
-            fprintf(out, " (%ld to %ld)", p->min, p->max);
-        if (p->def)
-            fprintf(out, " | `%s` | %s |\n", p->def, p->desc);
-        else
-            fprintf(out, " | %s | %s |\n", p->type == CG_CONFIG_STRING ? "required" : "", p->desc);
-    }
 }

@@ -1,13 +1,15 @@
-/* cg_config.h - the gateway configuration: one JSON file, checked against a table of settings.
+/* cg_config.h - the gateway configuration: one JSON file, checked against rows of settings.
  *
- * Every setting the gateway understands is a row of cg_config_props (name, type, default,
- * range, description); unknown keys and wrong types are refused with file:line:column. The
- * `kafka` object is passed to librdkafka unchanged, like kcat's -X.
+ * Every setting the gateway understands is a row (cg_config_map_t: name, type, default, range,
+ * description, and the struct field it fills), of the core's map or of a plug-in's; unknown
+ * keys and wrong types are refused with file:line:column. The `kafka` object is passed to
+ * librdkafka unchanged, like kcat's -X.
  */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cg_err.h"
@@ -24,17 +26,70 @@ typedef enum cg_config_type {
     CG_CONFIG_MAP,    /* free-form string map, passed through (kafka) */
 } cg_config_type_t;
 
-typedef struct cg_config_prop {
+/* One setting (a row of a config map, as Fluent Bit's struct flb_config_map and librdkafka's
+ * property table): its name in the file, type, default, range, description, and where its
+ * value goes in the struct the map fills (offsetof). The core's rows fill cg_config_t; each
+ * plug-in brings rows of its own that fill its own struct (cg_plugin.h), so the loader checks
+ * and fills every setting the same way and the reference is generated from the rows. */
+typedef struct cg_config_map {
     const char *name; /* dotted path; "[]" marks array elements */
     cg_config_type_t type;
     const char *def;   /* default as text, NULL when required or none */
-    const char *enums; /* for CG_CONFIG_ENUM: "a|b|c" */
+    const char *enums; /* for CG_CONFIG_ENUM: "a|b|c"; the field gets the index */
     long min, max;     /* for CG_CONFIG_INT */
     const char *desc;
-} cg_config_prop_t;
+    size_t offset;       /* the field: offsetof(struct, field); CG_CONFIG_NO_FIELD for groups */
+    size_t size;         /* INT: sizeof the field; ARRAY: sizeof an element */
+    size_t count_offset; /* ARRAY, MAP: the size_t field that gets the count */
+    unsigned flags;      /* CG_CONFIG_F_* */
+} cg_config_map_t;
 
-/* The table of every setting; terminated by a row with name NULL. */
-extern const cg_config_prop_t cg_config_props[];
+#define CG_CONFIG_NO_FIELD ((size_t)-1)
+#define CG_CONFIG_F_PATH   1u /* resolved against the config file's folder */
+#define CG_CONFIG_F_EMPTY  2u /* "" leaves the field NULL */
+
+/* Rows, by type. A string field is a char * (owned by the struct); an int field an integer of
+ * any width; BOOL and ENUM an int; ARRAY a pointer to elements plus a size_t count, the
+ * elements' fields rows named "NAME[].field"; MAP a cg_config_kv_t pointer plus a count. */
+#define CG_CONFIG_ROW_GROUP(name, desc)                                                            \
+    {                                                                                              \
+        name, CG_CONFIG_OBJECT, NULL, NULL, 0, 0, desc, CG_CONFIG_NO_FIELD, 0, 0, 0                \
+    }
+#define CG_CONFIG_ROW_STRING(name, st, field, def, flags, desc)                                    \
+    {                                                                                              \
+        name, CG_CONFIG_STRING, def, NULL, 0, 0, desc, offsetof(st, field), sizeof(char *), 0,     \
+            flags                                                                                  \
+    }
+#define CG_CONFIG_ROW_INT(name, st, field, def, min, max, desc)                                    \
+    {                                                                                              \
+        name, CG_CONFIG_INT, def, NULL, min, max, desc, offsetof(st, field),                       \
+            sizeof(((st *)0)->field), 0, 0                                                         \
+    }
+#define CG_CONFIG_ROW_BOOL(name, st, field, def, desc)                                             \
+    {                                                                                              \
+        name, CG_CONFIG_BOOL, def, NULL, 0, 0, desc, offsetof(st, field), sizeof(int), 0, 0        \
+    }
+#define CG_CONFIG_ROW_ENUM(name, st, field, def, enums, desc)                                      \
+    {                                                                                              \
+        name, CG_CONFIG_ENUM, def, enums, 0, 0, desc, offsetof(st, field), sizeof(int), 0, 0       \
+    }
+#define CG_CONFIG_ROW_ARRAY(name, st, field, count, elem, desc)                                    \
+    {                                                                                              \
+        name, CG_CONFIG_ARRAY, NULL, NULL, 0, 0, desc, offsetof(st, field), sizeof(elem),          \
+            offsetof(st, count), 0                                                                 \
+    }
+#define CG_CONFIG_ROW_MAP(name, st, field, count, desc)                                            \
+    {                                                                                              \
+        name, CG_CONFIG_MAP, NULL, NULL, 0, 0, desc, offsetof(st, field), 0, offsetof(st, count),  \
+            0                                                                                      \
+    }
+#define CG_CONFIG_ROW_END                                                                          \
+    {                                                                                              \
+        NULL, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0                                                \
+    }
+
+/* The core's rows (gateway/config.c), filling cg_config_t; terminated by CG_CONFIG_ROW_END. */
+extern const cg_config_map_t cg_config_core_map[];
 
 typedef struct cg_config_input {
     char *topic;
@@ -56,8 +111,18 @@ typedef struct cg_config_preload {
     char *dir; /* absolute, or resolved against the config file's folder */
 } cg_config_preload_t;
 
+/* The config struct of one plug-in, filled from its rows. */
+typedef struct cg_config_plugin {
+    const cg_config_map_t *map;
+    void *conf;
+} cg_config_plugin_t;
+
 typedef struct cg_config {
-    char *path;     /* file the config came from ("<string>" otherwise) */
+    char *path;                  /* file the config came from ("<string>" otherwise) */
+    char *source;                /* the source plug-in (cg_plugin.h) */
+    char *sink;                  /* the sink plug-in (output.sink) */
+    cg_config_plugin_t *plugins; /* every registered plug-in's config struct */
+    size_t n_plugins;
     char *base_dir; /* relative paths in the config resolve against this */
     char *group_id;
     cg_config_input_t *inputs;
@@ -102,11 +167,15 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
                                    cg_error_t *err);
 /* NULL-safe. */
 void cg_config_destroy(cg_config_t *cfg);
-/* Writes the settings table as the Markdown reference embedded in config/README.md. */
+/* Writes every row (the core's, then each plug-in's) as the Markdown reference embedded in
+ * config/README.md. */
 void cg_config_write_reference(FILE *out);
 /* The mapping bundle the config names (mapping.*, pseudonym.*, cohorts.path, hl7.*), as run
  * and check load it. Strings point into cfg. */
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out);
+/* The config struct a plug-in's rows (map) filled when the config was loaded; NULL when map is
+ * NULL. */
+const void *cg_config_plugin_conf(const cg_config_t *cfg, const cg_config_map_t *map);
 /* Value of a kafka.* setting, or NULL. */
 const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key);
 

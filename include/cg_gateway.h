@@ -1,4 +1,5 @@
-/* cg_gateway.h - the streaming gateway: Kafka raw topics in, records and dead letters out.
+/* cg_gateway.h - the streaming gateway: input messages from a source plug-in in, records and dead
+ * letters to a sink plug-in out (cg_plugin.h; Kafka for both unless the config names others).
  *
  * Life cycle: cg_gateway_new() (connects nothing yet; starts the embedded broker when the
  * config asks for one), cg_gateway_run() (consumes until stopped or idle), cg_gateway_destroy().
@@ -18,7 +19,8 @@
 #include "cg_config.h"
 #include "cg_err.h"
 
-typedef struct cg_gateway cg_gateway_t;
+/* The engine (gateway/engine/) between a source and a sink plug-in (cg_plugin.h). */
+typedef struct cg_engine cg_gateway_t;
 
 typedef struct cg_gateway_opts {
     /* Stop once this many ms pass with partitions assigned, nothing consumed and nothing in
@@ -26,10 +28,6 @@ typedef struct cg_gateway_opts {
     int idle_exit_ms;
     /* Where cg_gateway_report_topics() prints; NULL for stdout. */
     FILE *report;
-    /* Tests only: this many exactly-once commits are turned into aborts, as if the broker had
-     * returned an abortable error (the transaction's records are flushed first, then really
-     * aborted, and its inputs rewound and consumed again). 0 in production. */
-    int inject_abort_commits;
 } cg_gateway_opts_t;
 
 #define CG_GATEWAY_MAX_WORKERS 32
@@ -68,8 +66,6 @@ void cg_gateway_stop(cg_gateway_t *gw);
 /* Asks run() to recompile the specs and cohorts before the next message and use them if they
  * all compile (otherwise the running ones stay and the error is logged); async-signal-safe. */
 void cg_gateway_reload(cg_gateway_t *gw);
-/* Bootstrap servers the gateway uses (the embedded broker's when enabled). */
-const char *cg_gateway_bootstrap(const cg_gateway_t *gw);
 /* The port /metrics and /healthz are served on (metrics.listen), or -1 when they are not. */
 int cg_gateway_metrics_port(const cg_gateway_t *gw);
 void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out);

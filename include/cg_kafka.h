@@ -39,9 +39,6 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
 /* A header's last value as a C string in buf (cut to size - 1 bytes), "" when the message has
  * none; returns buf. For callers that take strings, such as the metrics' labels. */
 const char *cg_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size);
-/* rd_kafka_outq_len() of rk (an rd_kafka_t *), 0 for NULL: a queue-length callback with an
- * opaque, as cg_metrics_gw_serve() takes one. */
-int cg_kafka_outq_len(void *rk);
 
 /* The embedded broker: librdkafka's in-process mock cluster, for the demo only. */
 typedef struct cg_kafka_embedded cg_kafka_embedded_t;

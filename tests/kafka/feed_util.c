@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "feed_util.h"
+#include "testing.h"
 
 int feed_is_junk(int i)
 {
@@ -157,9 +158,10 @@ int64_t feed_committed(const feed_t *f)
 cg_gateway_stats_t feed_run_until_idle(const cg_config_t *cfg, int inject_abort_commits)
 {
     char errstr[512];
-    cg_gateway_opts_t o = {.idle_exit_ms = 3000, .inject_abort_commits = inject_abort_commits};
+    cg_gateway_opts_t o = {.idle_exit_ms = 3000};
     cg_gateway_t *gw = cg_gateway_new(cfg, &o, errstr, sizeof(errstr));
     assert_non_null(gw);
+    cg_engine_testing_inject_aborts(gw, inject_abort_commits);
     cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
     if (rc)
         fprintf(stderr, "run: %s\n", errstr);

@@ -1,4 +1,4 @@
-/* registry.c - the metrics registry and its Prometheus text renderer (see cg_metrics.h). The
+/* metrics_registry.c - the metrics registry and its Prometheus text renderer (see cg_metrics.h). The
  * renderer lives beside the registry because it walks the same lock-free series slots. */
 #include "cg_metrics.h"
 

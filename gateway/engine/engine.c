@@ -1,0 +1,405 @@
+/* engine.c - the gateway's life cycle and run loop: plug-ins made from the config, the mapping
+ * bundle loaded (and reloaded on SIGHUP), then take inputs from the source, map, produce,
+ * commit, until stopped or idle; then drain and commit within delivery.drain_timeout_ms. */
+#include "engine.h"
+
+#include "cg_cohort.h"
+#include "cg_log.h"
+#include "cg_metrics_gw.h"
+#include "cg_spec.h"
+#include "cg_vocab.h"
+#include "testing.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Loads what mapping needs (cg_mapping.h): vocabularies, the pseudonym key, specs, cohorts. */
+static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
+{
+    cg_mapping_opts_t mo;
+    cg_config_mapping_opts(gw->cfg, &mo);
+    cg_error_t errs[8];
+    size_t n_errs = 0;
+    gw->mapping = cg_mapping_load(&mo, errs, 8, &n_errs);
+    if (!gw->mapping) {
+        char loc[1024];
+        snprintf(errstr, errstr_size, "%s%s", cg_error_format(&errs[0], loc, sizeof(loc)),
+                 n_errs > 1 ? " (and more: run cohortgate check -c)" : "");
+        return -1;
+    }
+    cg_mapping_worker_t *mws[CG_GATEWAY_MAX_WORKERS];
+    if (cg_engine_workers_mapping(gw, gw->mapping, mws, errstr, errstr_size))
+        return -1;
+    for (int i = 0; i < gw->n_workers; i++)
+        gw->workers[i].mw = mws[i];
+    const cg_cohortset_t *cohorts = cg_mapping_cohorts(gw->mapping);
+    if (cohorts)
+        cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s", cg_cohortset_count(cohorts),
+               cg_mapping_cohorts_path(gw->mapping));
+    cg_log(CG_LOG_INFO, "mapping.loaded", "%zu spec(s) from %s, %zu vocabulary code(s)",
+           cg_specset_count(cg_mapping_specs(gw->mapping)), cg_mapping_specs_path(gw->mapping),
+           cg_vocab_count(cg_mapping_vocab(gw->mapping)));
+    return 0;
+}
+
+/* Makes the source and the sink the config names, each with its own config struct. */
+/* The sink's queue, for /metrics (cg_metrics_gw_queue_fn; opaque is the sink instance). */
+static int sink_queue_len(void *opaque)
+{
+    const cg_sink_t *s = opaque;
+    return s->p->queue_len(s->ctx);
+}
+
+static int plugins_new(cg_engine_t *gw, char *errstr, size_t errstr_size)
+{
+    const cg_config_t *cfg = gw->cfg;
+    const char *src_name = cfg->source ? cfg->source : "kafka";
+    const char *sink_name = cfg->sink ? cfg->sink : "kafka";
+    const cg_source_plugin_t *sp = cg_source_plugin_find(src_name);
+    const cg_sink_plugin_t *kp = cg_sink_plugin_find(sink_name);
+    if (!sp || !kp) {
+        snprintf(errstr, errstr_size, "no %s plug-in named '%s'", sp ? "sink" : "source",
+                 sp ? sink_name : src_name);
+        return -1;
+    }
+    if (gw->eos && (!kp->txn_commit || !sp->seek)) {
+        snprintf(errstr, errstr_size,
+                 "delivery.semantics exactly-once needs a source that can rewind and a sink with "
+                 "transactions: the %s %s has none",
+                 sp->seek ? sink_name : src_name, sp->seek ? "sink" : "source");
+        return -1;
+    }
+    cg_plugin_env_t env = {.cfg = cfg,
+                           .conf = cg_config_plugin_conf(cfg, sp->config_map),
+                           .engine = gw,
+                           .metrics = gw->metrics,
+                           .exactly_once = gw->eos};
+    gw->source.p = sp;
+    if (!(gw->source.ctx = sp->init(&env, errstr, errstr_size)))
+        return -1;
+    env.conf = cg_config_plugin_conf(cfg, kp->config_map);
+    env.source = &gw->source;
+    gw->sink.p = kp;
+    if (!(gw->sink.ctx = kp->init(&env, errstr, errstr_size)))
+        return -1;
+    return 0;
+}
+
+cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *opts, char *errstr,
+                             size_t errstr_size)
+{
+    cg_engine_t *gw = calloc(1, sizeof(*gw));
+    if (!gw) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    gw->cfg = cfg;
+    if (opts)
+        gw->opts = *opts;
+    gw->eos = cfg->semantics == CG_DELIVERY_EXACTLY_ONCE;
+    cg_log_set_level((cg_log_level_t)cfg->log_level);
+    if (cg_engine_workers_new(gw))
+        goto fail_nomem;
+    if (!(gw->delivery = cg_delivery_new()))
+        goto fail_nomem;
+    if (!(gw->metrics = cg_metrics_gw_new(cfg->metrics_max_series, cfg->metrics_health_grace_ms)))
+        goto fail_nomem;
+    if (load_mapping(gw, errstr, errstr_size))
+        goto fail;
+    if (plugins_new(gw, errstr, errstr_size))
+        goto fail;
+    /* /metrics shows the sink's queue (the producer's, for Kafka); logs its address */
+    cg_metrics_gw_serve(gw->metrics, cfg->metrics_listen, sink_queue_len, &gw->sink);
+    return gw;
+
+fail_nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+fail:
+    cg_gateway_destroy(gw);
+    return NULL;
+}
+
+/* Compiles the config's specs and cohorts anew and swaps them in only when all compile; on any
+ * error the running ones stay and the error is logged. Runs with no job in any ring, so no
+ * record of the old specs is waiting. The vocabularies and the key are kept. */
+static void reload_mapping(cg_engine_t *gw)
+{
+    cg_error_t errs[8];
+    size_t n_errs = 0;
+    char errstr[1024] = "";
+    cg_mapping_worker_t *mws[CG_GATEWAY_MAX_WORKERS];
+    cg_mapping_t *m = cg_mapping_reload(gw->mapping, errs, 8, &n_errs);
+    if (!m)
+        cg_error_format(&errs[0], errstr, sizeof(errstr));
+    int ok = m && !cg_engine_workers_mapping(gw, m, mws, errstr, sizeof(errstr));
+    /* counted atomically: a test thread watches them to know the reload has happened */
+    __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
+    cg_metrics_gw_reload(gw->metrics, ok);
+    if (!ok) {
+        __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
+        if (n_errs > 1)
+            cg_log(CG_LOG_ERROR, "reload.failed",
+                   "%s (%zu error(s); the running specs and cohorts stay)", errstr, n_errs);
+        else
+            cg_log(CG_LOG_ERROR, "reload.failed", "%s (the running specs and cohorts stay)",
+                   errstr);
+        cg_mapping_destroy(m);
+        return;
+    }
+    /* the workers wait for a job, so they hold no mapper now */
+    for (int i = 0; i < gw->n_workers; i++) {
+        cg_mapping_worker_destroy(gw->workers[i].mw);
+        gw->workers[i].mw = mws[i];
+    }
+    cg_mapping_destroy(gw->mapping);
+    for (size_t i = 0; i < gw->n_cdests; i++) /* the old cohort names are freed */
+        gw->cdests[i].cohort = NULL;
+    gw->mapping = m;
+    cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use",
+           cg_specset_count(cg_mapping_specs(m)), cg_cohortset_count(cg_mapping_cohorts(m)));
+}
+
+/* After the loop: produce what was consumed, commit it (or the open transaction), all within
+ * the drain timeout. */
+static void drain_and_commit(cg_engine_t *gw)
+{
+    cg_engine_note_stop(gw);
+    if (!gw->deadline_ms) /* an idle exit */
+        gw->deadline_ms = cg_engine_now_ms() + gw->cfg->drain_timeout_ms;
+    cg_log(CG_LOG_INFO, "gateway.stopping",
+           "draining %zu input message(s) in flight (at most %d ms)",
+           cg_delivery_in_flight(gw->delivery), gw->cfg->drain_timeout_ms);
+    cg_metrics_gw_stopping(gw->metrics);
+    int drained = !gw->fatal && cg_engine_jobs_drain(gw) == 0;
+    if (gw->eos) {
+        if (drained && !gw->txn_failed && !gw->fatal) {
+            cg_engine_txn_commit(gw, NULL, 0);
+        } else if (!gw->fatal || !gw->sink.p->fatal(gw->sink.ctx, NULL, 0)) {
+            cg_engine_txn_abort(gw, NULL, 0, 0); /* its inputs are consumed again on restart */
+            if (!gw->fatal)
+                gw->drain_incomplete = 1;
+        }
+        if (gw->txn_open) /* the commit ran out of time: a restart's init aborts it */
+            gw->drain_incomplete = 1;
+        return;
+    }
+    if (!drained && !gw->fatal)
+        gw->drain_incomplete = 1;
+    cg_engine_flush_sink(gw);
+    if (!gw->fatal || gw->fatal == CG_ERR_KAFKA)
+        cg_engine_commit_delivered(gw, 1);
+}
+
+/* Takes what the source has (a message, an end, nothing) within timeout_ms. */
+static void take_input(cg_engine_t *gw, int timeout_ms)
+{
+    cg_source_msg_t m;
+    switch (gw->source.p->poll(gw->source.ctx, timeout_ms, &m)) {
+    case CG_SOURCE_NONE:
+        return;
+    case CG_SOURCE_MSG:
+        cg_engine_mark_end(gw, m.topic, m.partition, 0);
+        cg_engine_dispatch(gw, &m);
+        break;
+    case CG_SOURCE_END:
+        cg_engine_mark_end(gw, m.topic, m.partition, 1);
+        break;
+    case CG_SOURCE_ERROR:
+        break;
+    }
+    gw->last_activity_ms = cg_engine_now_ms();
+}
+
+cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
+{
+    const cg_config_t *cfg = gw->cfg;
+    const cg_source_plugin_t *sp = gw->source.p;
+    const cg_sink_plugin_t *kp = gw->sink.p;
+    if (sp->start(gw->source.ctx, errstr, errstr_size))
+        return CG_ERR_KAFKA;
+    /* exactly-once: fences a previous instance and aborts what it left open */
+    if (gw->eos && kp->txn_init(gw->sink.ctx, errstr, errstr_size) != CG_TXN_OK) {
+        sp->close(gw->source.ctx);
+        return CG_ERR_KAFKA;
+    }
+    if (cg_engine_workers_start(gw, errstr, errstr_size)) {
+        cg_engine_workers_stop(gw);
+        sp->close(gw->source.ctx);
+        return CG_ERR_INVALID_ARG;
+    }
+    char what[512] = "";
+    if (sp->describe)
+        sp->describe(gw->source.ctx, what, sizeof(what));
+    cg_log(CG_LOG_INFO, "gateway.started", "consuming %s, %s, %d worker(s)", what,
+           gw->eos ? "exactly-once" : "at-least-once", gw->n_workers);
+
+    int64_t next_commit = cg_engine_now_ms() + cfg->commit_interval_ms;
+    gw->last_activity_ms = cg_engine_now_ms();
+    while (!gw->stop) {
+        char reason[512];
+        if (kp->fatal(gw->sink.ctx, reason, sizeof(reason))) {
+            cg_engine_fatal(gw, CG_ERR_KAFKA, reason);
+            break;
+        }
+        if (gw->reload && !cg_engine_jobs_outstanding(gw)) { /* no record of the old specs waits */
+            gw->reload = 0;
+            reload_mapping(gw);
+        }
+        if (gw->eos && gw->txn_failed)
+            cg_engine_txn_abort(gw, NULL, 0, 1);
+        cg_engine_produce_ready(gw, 0);
+        /* a transaction commits whole inputs only */
+        if (gw->eos && gw->txn_open && !cg_engine_job_partial(gw) &&
+            (cg_engine_txn_full(gw) ||
+             cg_engine_now_ms() - gw->txn_began_ms >= cfg->commit_interval_ms))
+            cg_engine_txn_commit(gw, NULL, 0);
+        if (gw->fatal)
+            break;
+        cg_engine_backpressure(gw);
+
+        int64_t t = cg_engine_now_ms();
+        int waiting = gw->stalled_since != 0;
+        int can_poll = t >= gw->hold_until_ms && !gw->reload && cg_engine_rings_have_room(gw) &&
+                       (!waiting || gw->paused);
+        /* wait on the sink when the output side is what holds things up */
+        kp->poll(gw->sink.ctx, (waiting || (!can_poll && !gw->threaded)) ? 10 : 0);
+        if (can_poll) {
+            /* a paused source is still polled: rebalances, max.poll.interval.ms */
+            take_input(gw, waiting ? 0 : cg_engine_jobs_outstanding(gw) ? 1 : 100);
+        } else if (!waiting) {
+            cg_engine_wait_done(gw, 10);
+        }
+
+        t = cg_engine_now_ms();
+        if (!gw->eos && t >= next_commit) {
+            cg_engine_commit_delivered(gw, 0);
+            next_commit = t + cfg->commit_interval_ms;
+        }
+        if (cg_delivery_in_flight(gw->delivery) > 0 || cg_engine_jobs_outstanding(gw))
+            gw->last_activity_ms = t;
+        /* idle means: every assigned partition reported its end, nothing is in flight, and
+         * nothing came for idle_exit_ms (a slow first fetch is not idleness) */
+        if (gw->opts.idle_exit_ms > 0 && gw->n_assigned > 0 &&
+            cg_engine_count_ends(gw) >= gw->n_assigned && !gw->stalled_since &&
+            t - gw->last_activity_ms >= gw->opts.idle_exit_ms) {
+            cg_log(CG_LOG_INFO, "gateway.idle", "nothing to consume for %d ms; stopping",
+                   gw->opts.idle_exit_ms);
+            break;
+        }
+    }
+
+    drain_and_commit(gw);
+    gw->ran = 1;
+    sp->close(gw->source.ctx);
+    cg_engine_workers_stop(gw);
+    cg_engine_jobs_discard(gw); /* after a fatal error */
+    cg_log(CG_LOG_INFO, "gateway.stopped",
+           "consumed %" PRIu64 ", records %" PRIu64 ", dead-lettered %" PRIu64 ", commits %" PRIu64
+           ", transactions %" PRIu64 " committed and %" PRIu64 " aborted, waited %" PRIu64
+           " and paused %" PRIu64 " time(s)",
+           gw->stats.consumed, gw->stats.records_out, gw->stats.dead_lettered, gw->stats.commits,
+           gw->stats.transactions_committed, gw->stats.transactions_aborted, gw->stats.stalls,
+           gw->stats.pauses);
+    if (gw->fatal) {
+        snprintf(errstr, errstr_size, "%s", gw->fatal_reason);
+        return gw->fatal;
+    }
+    if (gw->drain_incomplete) {
+        snprintf(errstr, errstr_size,
+                 "the drain did not finish within delivery.drain_timeout_ms (%d ms): the inputs "
+                 "left uncommitted are consumed again on restart",
+                 cfg->drain_timeout_ms);
+        return CG_ERR_KAFKA_RETRY;
+    }
+    return CG_OK;
+}
+
+void cg_gateway_stop(cg_gateway_t *gw)
+{
+    gw->stop = 1;
+}
+
+void cg_gateway_reload(cg_gateway_t *gw)
+{
+    gw->reload = 1;
+}
+
+int cg_gateway_metrics_port(const cg_gateway_t *gw)
+{
+    return cg_metrics_gw_port(gw->metrics);
+}
+
+void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out)
+{
+#define LOAD(f) out->f = __atomic_load_n(&gw->stats.f, __ATOMIC_ACQUIRE)
+    LOAD(consumed);
+    LOAD(records_out);
+    LOAD(dead_lettered);
+    LOAD(delivery_errors);
+    LOAD(commits);
+    LOAD(reloads);
+    LOAD(reload_failures);
+    LOAD(transactions_committed);
+    LOAD(transactions_aborted);
+    LOAD(stalls);
+    LOAD(pauses);
+    LOAD(queue_full);
+    LOAD(workers);
+    LOAD(assigned);
+    for (int i = 0; i < CG_GATEWAY_MAX_WORKERS; i++)
+        LOAD(worker_messages[i]);
+#undef LOAD
+}
+
+cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)
+{
+    if (!gw->sink.p->report)
+        return CG_OK;
+    const char **dests = calloc(gw->n_cdests + 2, sizeof(*dests));
+    if (!dests)
+        return CG_ERR_NOMEM;
+    dests[0] = gw->cfg->output_topic;
+    for (size_t i = 0; i < gw->n_cdests; i++)
+        dests[i + 1] = gw->cdests[i].name;
+    dests[gw->n_cdests + 1] = gw->cfg->dead_letter_topic;
+    cg_err_t rc = gw->sink.p->report(gw->sink.ctx, dests, gw->n_cdests + 2, max_per_topic,
+                                     gw->opts.report ? gw->opts.report : stdout);
+    free(dests);
+    return rc;
+}
+
+void cg_engine_testing_inject_aborts(cg_gateway_t *gw, int n)
+{
+    gw->inject_aborts = n;
+}
+
+void cg_gateway_destroy(cg_gateway_t *gw)
+{
+    if (!gw)
+        return;
+    cg_metrics_gw_destroy(gw->metrics); /* first: its endpoint reads the sink's queue */
+    if (gw->workers)
+        cg_engine_workers_stop(gw); /* when run() never did */
+    cg_engine_workers_destroy(gw);  /* before the source: the rings hold its messages */
+    /* the sink first: a Kafka sink may use the source's embedded broker; run() has drained
+     * within its time already, what is left is given up */
+    if (gw->sink.p && gw->sink.ctx) {
+        if (!gw->ran)
+            gw->sink.p->flush(gw->sink.ctx, 5000);
+        gw->sink.p->destroy(gw->sink.ctx);
+    }
+    if (gw->source.p && gw->source.ctx)
+        gw->source.p->destroy(gw->source.ctx);
+    cg_engine_cohort_dests_free(gw);
+    for (size_t i = 0; i < gw->n_ends; i++)
+        free(gw->ends[i].topic);
+    free(gw->ends);
+    cg_delivery_destroy(gw->delivery);
+    cg_mapping_destroy(gw->mapping);
+    if (gw->n_workers) {
+        pthread_cond_destroy(&gw->done_cv);
+        pthread_mutex_destroy(&gw->mu);
+    }
+    free(gw);
+}

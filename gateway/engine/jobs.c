@@ -1,0 +1,91 @@
+/* jobs.c - one input on its way: decoded and mapped into records (map_job), then reset for the
+ * next input once the sink has them all. */
+#include "engine.h"
+
+#include "cg_metrics_gw.h"
+
+#include <stdlib.h>
+
+void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
+{
+    if (j->has_in)
+        gw->source.p->release(gw->source.ctx, &j->in);
+    j->has_in = 0;
+    j->dm = NULL;
+    j->rc = CG_OK;
+    j->reason[0] = '\0';
+    j->n_recs = 0;
+    j->next_rec = 0;
+    cg_buf_reset(&j->buf);
+    if (j->buf.cap > CG_JOB_KEEP_BYTES) { /* one huge message does not keep its slot big */
+        cg_buf_free(&j->buf);
+        cg_buf_init(&j->buf);
+    }
+}
+
+static job_rec_t *job_add_rec(job_t *j)
+{
+    if (j->n_recs == j->cap_recs) {
+        size_t cap = j->cap_recs ? j->cap_recs * 2 : 8;
+        job_rec_t *r = realloc(j->recs, cap * sizeof(*r));
+        if (!r)
+            return NULL;
+        j->recs = r;
+        j->cap_recs = cap;
+    }
+    return &j->recs[j->n_recs++];
+}
+
+/* Decodes and maps a job's input into its records and their cohorts (on the job's worker). */
+void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
+{
+    const cg_source_msg_t *in = &j->in;
+    const cg_row_t *rows;
+    size_t n;
+    double t0 = cg_metrics_now();
+    const char *buf = in->payload ? in->payload : "";
+    j->rc = cg_mapping_worker_map(w->mw, j->format, buf, in->len, &rows, &n, &j->me);
+    cg_metrics_gw_latency(gw->metrics, cg_metrics_now() - t0);
+    STAT_ADD(gw, worker_messages[w->index], 1);
+    if (j->rc != CG_OK) {
+        if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER)
+            cg_error_format(&j->me, j->reason, sizeof(j->reason));
+        return;
+    }
+    cg_row_source_t src = {
+        .topic = in->topic,
+        .partition = in->partition,
+        .offset = in->offset,
+    };
+    for (size_t i = 0; i < n; i++) {
+        const char *const *cohorts = NULL;
+        size_t n_cohorts = cg_mapping_worker_route(w->mw, &rows[i], &cohorts);
+        size_t val_off = j->buf.len;
+        if (cg_row_encode(&rows[i], &src, cohorts, n_cohorts, 0, &j->buf) != CG_OK)
+            goto nomem;
+        size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
+        if (rows[i].person_key.len &&
+            cg_buf_append(&j->buf, rows[i].person_key.ptr, rows[i].person_key.len) != CG_OK)
+            goto nomem;
+        /* keyed by the patient's pseudonym: one patient's records stay in order; a record in
+         * no cohort goes to the output topic, one in cohorts to each cohort's topic */
+        for (size_t k = 0; k < (n_cohorts ? n_cohorts : 1); k++) {
+            job_rec_t *r = job_add_rec(j);
+            if (!r)
+                goto nomem;
+            *r = (job_rec_t){n_cohorts ? cohorts[k] : NULL,
+                             rows[i].table->name,
+                             rows[i].spec,
+                             rows[i].rule,
+                             rows[i].spec_version,
+                             key_off,
+                             rows[i].person_key.len,
+                             val_off,
+                             val_len};
+        }
+    }
+    return;
+nomem:
+    j->rc = CG_ERR_NOMEM;
+    snprintf(j->me.text, sizeof(j->me.text), "out of memory encoding a record");
+}

@@ -1,0 +1,244 @@
+/* produce.c - mapped jobs to the sink, in ring order: destination names, provenance headers,
+ * dead letters, and backpressure when the sink cannot keep up. */
+#include "engine.h"
+
+#include "cg_log.h"
+#include "cg_metrics_gw.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The destination of a cohort's records of one table, from the cohorts.topic template. */
+static const char *cohort_dest(cg_engine_t *gw, const char *cohort, const char *table)
+{
+    /* by pointer first: no name to build per record once the destination is known */
+    for (size_t i = 0; i < gw->n_cdests; i++)
+        if (gw->cdests[i].cohort == cohort && gw->cdests[i].table == table)
+            return gw->cdests[i].name;
+    char name[512];
+    size_t o = 0;
+    for (const char *t = gw->cfg->cohort_topic; *t && o + 1 < sizeof(name);) {
+        const char *sub = NULL;
+        size_t skip = 1;
+        if (!strncmp(t, "{cohort}", 8)) {
+            sub = cohort;
+            skip = 8;
+        } else if (!strncmp(t, "{table}", 7)) {
+            sub = table;
+            skip = 7;
+        }
+        if (sub)
+            o += (size_t)snprintf(name + o, sizeof(name) - o, "%s", sub);
+        else
+            name[o++] = *t;
+        t += skip;
+        if (o >= sizeof(name))
+            o = sizeof(name) - 1;
+    }
+    name[o] = '\0';
+    for (size_t i = 0; i < gw->n_cdests; i++)
+        if (!strcmp(gw->cdests[i].name, name)) { /* known by name, e.g. after a reload */
+            gw->cdests[i].cohort = cohort;
+            gw->cdests[i].table = table;
+            return gw->cdests[i].name;
+        }
+    void *grown = realloc(gw->cdests, (gw->n_cdests + 1) * sizeof(*gw->cdests));
+    if (!grown) {
+        cg_engine_fatal(gw, CG_ERR_NOMEM, "out of memory for a cohort topic");
+        return NULL;
+    }
+    gw->cdests = grown;
+    char *copy = strdup(name);
+    if (!copy) {
+        cg_engine_fatal(gw, CG_ERR_NOMEM, "out of memory for a cohort topic");
+        return NULL;
+    }
+    gw->cdests[gw->n_cdests++] = (cohort_dest_t){cohort, table, copy};
+    cg_log(CG_LOG_INFO, "cohort.topic", "publishing to %s", copy);
+    return copy;
+}
+
+void cg_engine_cohort_dests_free(cg_engine_t *gw)
+{
+    for (size_t i = 0; i < gw->n_cdests; i++)
+        free(gw->cdests[i].name);
+    free(gw->cdests);
+    gw->cdests = NULL;
+    gw->n_cdests = 0;
+}
+
+/* Hands one record to the sink with provenance headers before hdrs (name, value pairs). */
+static cg_sink_result_t produce_one(cg_engine_t *gw, const char *dest, int dead, const void *key,
+                                    size_t key_len, const void *val, size_t val_len,
+                                    const cg_source_msg_t *in, const char *const *hdrs,
+                                    size_t n_hdrs, cg_delivery_msg_t *dm)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof(part), "%" PRId32, in->partition);
+    snprintf(off, sizeof(off), "%" PRId64, in->offset);
+    const char *all[6 + 16] = {"cg.source.topic",  in->topic, "cg.source.partition", part,
+                               "cg.source.offset", off};
+    size_t n = 6;
+    for (size_t i = 0; i + 1 < n_hdrs && n + 2 <= sizeof(all) / sizeof(all[0]); i += 2) {
+        all[n++] = hdrs[i];
+        all[n++] = hdrs[i + 1];
+    }
+    cg_sink_record_t rec = {dest, dead, key, key_len, val, val_len, all, n, dm};
+    cg_delivery_add(dm);
+    cg_sink_result_t rc = gw->sink.p->produce(gw->sink.ctx, &rec);
+    if (rc != CG_SINK_OK)
+        cg_delivery_unadd(gw->delivery, dm);
+    return rc;
+}
+
+/* Produces a mapped job's records from where it stopped. 1: all handed over (the input is
+ * sealed); 0: the sink's queue is full, try again later; -1: failed (fatal, or the transaction
+ * failed). */
+static int produce_job(cg_engine_t *gw, job_t *j)
+{
+    int dead = j->rc != CG_OK;
+    if (dead && cg_err_classify(j->rc) != CG_ERR_CLASS_DEADLETTER) {
+        cg_engine_fatal(gw, j->rc, j->me.text);
+        return -1;
+    }
+    if (gw->eos && cg_engine_txn_begin(gw))
+        return -1;
+    const cg_source_msg_t *in = &j->in;
+    for (size_t total = dead ? 1 : j->n_recs; j->next_rec < total; j->next_rec++) {
+        cg_sink_result_t rc;
+        char ver[16];
+        if (dead) {
+            /* the original bytes and key, untouched; the spec headers only when a spec was
+             * chosen */
+            const cg_error_t *me = &j->me;
+            snprintf(ver, sizeof(ver), "%d", me->spec_version);
+            const char *hdrs[] = {
+                "cg.error.stage",  me->stage ? me->stage : "map",
+                "cg.error.code",   cg_err_name(j->rc),
+                "cg.error.class",  cg_err_class_name(cg_err_classify(j->rc)),
+                "cg.error.reason", j->reason,
+                "cg.spec",         me->spec,
+                "cg.spec.version", ver,
+            };
+            size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (me->spec[0] ? 0 : 4);
+            rc = produce_one(gw, gw->cfg->dead_letter_topic, 1, in->key, in->key_len, in->payload,
+                             in->len, in, hdrs, nh, j->dm);
+        } else {
+            const job_rec_t *r = &j->recs[j->next_rec];
+            const char *dest =
+                r->cohort ? cohort_dest(gw, r->cohort, r->table) : gw->cfg->output_topic;
+            if (!dest)
+                return -1;
+            snprintf(ver, sizeof(ver), "%d", r->spec_version);
+            const char *hdrs[] = {"cg.spec",  r->spec,  "cg.spec.version", ver,
+                                  "cg.table", r->table, "cg.rule",         r->rule};
+            rc = produce_one(gw, dest, 0, j->buf.data + r->key_off, r->key_len,
+                             j->buf.data + r->val_off, r->val_len, in, hdrs,
+                             sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+        }
+        if (rc == CG_SINK_FULL) {
+            STAT_ADD(gw, queue_full, 1);
+            return 0;
+        }
+        if (rc != CG_SINK_OK)
+            return -1;
+    }
+    cg_delivery_seal(gw->delivery, j->dm);
+    if (gw->eos)
+        gw->txn_msgs++;
+    return 1;
+}
+
+/* Produces the mapped jobs at the front of every ring, in ring order. Stops at a full sink
+ * queue (gw->blocked), at a failure, and (exactly-once, unless fill) at a full transaction. */
+void cg_engine_produce_ready(cg_engine_t *gw, int fill)
+{
+    gw->blocked = 0;
+    for (int i = 0; i < gw->n_workers; i++) {
+        worker_t *w = &gw->workers[i];
+        for (uint64_t done = cg_engine_worker_done(w); w->head < done; w->head++) {
+            if (gw->fatal || gw->txn_failed || (!fill && cg_engine_txn_full(gw)))
+                return;
+            job_t *j = &w->ring[w->head % CG_RING_CAP];
+            int rc = produce_job(gw, j);
+            if (rc == 0)
+                gw->blocked = 1;
+            if (rc <= 0)
+                return;
+            cg_engine_job_reset(gw, j);
+        }
+    }
+}
+
+/* Produces every job dispatched so far (revoke, shutdown), filling the open transaction beyond
+ * its size; gives up at a failure or when the time is out. 0 when nothing is left. */
+int cg_engine_jobs_drain(cg_engine_t *gw)
+{
+    int64_t until = cg_engine_now_ms() + cg_engine_remaining_ms(gw);
+    while (cg_engine_jobs_outstanding(gw)) {
+        cg_engine_produce_ready(gw, 1);
+        if (!cg_engine_jobs_outstanding(gw))
+            break;
+        if (gw->fatal || gw->txn_failed || cg_engine_now_ms() >= until)
+            return -1;
+        if (gw->blocked)
+            gw->sink.p->poll(gw->sink.ctx, 10);
+        else
+            cg_engine_wait_done(gw, 10);
+    }
+    return 0;
+}
+
+/* Waits (at most the time left) for every record in flight to be delivered or to fail. */
+void cg_engine_flush_sink(cg_engine_t *gw)
+{
+    int t = cg_engine_remaining_ms(gw);
+    if (gw->sink.p->flush(gw->sink.ctx, t)) {
+        cg_log(CG_LOG_WARN, "producer.flush", "%d record(s) still undelivered after %d ms",
+               gw->sink.p->queue_len(gw->sink.ctx), t);
+        if (gw->stop)
+            gw->drain_incomplete = 1;
+    }
+}
+
+static void set_paused(cg_engine_t *gw, int on)
+{
+    gw->source.p->pause(gw->source.ctx, on);
+    gw->paused = on;
+    cg_log(CG_LOG_DEBUG, on ? "consumer.paused" : "consumer.resumed",
+           "%zu input(s) in flight, %d record(s) in the producer queue",
+           cg_delivery_in_flight(gw->delivery), gw->sink.p->queue_len(gw->sink.ctx));
+}
+
+/* Backpressure. While the output side cannot keep up (a full sink queue, max_in_flight inputs
+ * in flight) no message is taken; if that lasts pause_after_ms, the source is paused as well
+ * (Kafka: librdkafka stops fetching and frees what it prefetched, and the consumer is polled
+ * again, for rebalances and max.poll.interval.ms). Short waits do not pause, since a resume
+ * costs a refetch. Consumption goes on once the sink has drained half its queue and in-flight
+ * inputs are down by a quarter, so that waits do not alternate with every message. */
+void cg_engine_backpressure(cg_engine_t *gw)
+{
+    size_t in_flight = cg_delivery_in_flight(gw->delivery);
+    size_t max = (size_t)gw->cfg->max_in_flight;
+    int64_t t = cg_engine_now_ms();
+    if (!gw->stalled_since) {
+        if (gw->blocked || in_flight >= max) {
+            gw->stalled_since = t;
+            gw->outq_resume = gw->sink.p->queue_len(gw->sink.ctx) / 2;
+            STAT_ADD(gw, stalls, 1);
+            cg_metrics_gw_paused(gw->metrics, 1);
+        }
+        return;
+    }
+    if (!gw->blocked && in_flight <= max - max / 4 &&
+        gw->sink.p->queue_len(gw->sink.ctx) <= gw->outq_resume) {
+        if (gw->paused)
+            set_paused(gw, 0);
+        gw->stalled_since = 0;
+        cg_metrics_gw_paused(gw->metrics, 0);
+    } else if (!gw->paused && t - gw->stalled_since >= gw->cfg->pause_after_ms) {
+        STAT_ADD(gw, pauses, 1);
+        set_paused(gw, 1);
+    }
+}

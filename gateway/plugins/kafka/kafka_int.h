@@ -1,0 +1,23 @@
+/* kafka_int.h - what the Kafka plug-in's files share (gateway/plugins/kafka/), not installed:
+ * the source and the sink plug-ins, and the handful of things one needs of the other. */
+#ifndef CG_KAFKA_INT_H
+#define CG_KAFKA_INT_H
+
+#include "cg_kafka.h"
+#include "cg_plugin.h"
+
+extern const cg_source_plugin_t cg_kafka_source_plugin;
+extern const cg_sink_plugin_t cg_kafka_sink_plugin;
+
+/* librdkafka's log lines to cg_log (a log_cb). */
+void cg_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
+/* Sets one property; errstr gets "kafka.K: reason". */
+int cg_kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                      size_t errstr_size);
+
+/* The bootstrap servers a Kafka source reads from (the embedded broker's when it runs one), so
+ * that a Kafka sink with it uses the same cluster; NULL when src is not a Kafka source. */
+const char *cg_kafka_source_bootstrap(const cg_source_t *src);
+
+#endif

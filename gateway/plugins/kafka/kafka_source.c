@@ -1,0 +1,364 @@
+/* kafka_source.c - the Kafka source: a group consumer of the raw topics. Hands out their
+ * records, commits offsets once the engine says their outputs are delivered, pauses the
+ * assignment for backpressure, serves rebalances through the engine (cg_engine_revoke drains
+ * and commits before partitions go), and, for exactly-once, rewinds (seek) and gives the sink
+ * the consumer group metadata its transactions commit offsets with. */
+#include "kafka_int.h"
+
+#include "cg_log.h"
+#include "cg_metrics_gw.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct kafka_source {
+    cg_engine_t *engine;
+    const cg_config_t *cfg;
+    cg_metrics_gw_t *metrics;
+    cg_kafka_embedded_t *embedded; /* NULL unless the config asks for the embedded broker */
+    char *bootstrap;
+    rd_kafka_t *consumer;
+    int paused;          /* partitions assigned later are paused too */
+    int n_assigned;      /* partitions assigned now */
+    char end_topic[256]; /* the topic of the last end event (the message is gone by then) */
+} kafka_source_t;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The format the config gives the input topic. A topic that came in through a regex
+ * subscription ("^…") takes the format of the first regex input, or is told apart per record
+ * when there are several (the regex itself is librdkafka's to match). */
+static cg_input_format_t input_format(const kafka_source_t *ks, const char *topic)
+{
+    int regexes = 0;
+    cg_input_format_t first = CG_INPUT_AUTO;
+    for (size_t i = 0; i < ks->cfg->n_inputs; i++) {
+        const cg_config_input_t *in = &ks->cfg->inputs[i];
+        if (!strcmp(in->topic, topic))
+            return in->format;
+        if (in->topic[0] == '^' && !regexes++)
+            first = in->format;
+    }
+    return regexes == 1 ? first : CG_INPUT_AUTO;
+}
+
+/* ---- librdkafka callbacks (from inside the consumer's poll, on the engine thread) ---- */
+
+static void record_commit_result(kafka_source_t *ks, rd_kafka_resp_err_t err,
+                                 const rd_kafka_topic_partition_list_t *offsets)
+{
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return;
+    if (err) {
+        cg_log(CG_LOG_WARN, "offsets.commit_failed", "%s (will retry)", rd_kafka_err2str(err));
+        return;
+    }
+    size_t n = 0;
+    cg_source_pos_t *pos =
+        offsets && offsets->cnt ? calloc((size_t)offsets->cnt, sizeof(*pos)) : NULL;
+    for (int i = 0; pos && i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &offsets->elems[i];
+        if (!p->err && p->offset >= 0)
+            pos[n++] = (cg_source_pos_t){p->topic, p->partition, p->offset};
+    }
+    cg_engine_committed(ks->engine, pos, n);
+    free(pos);
+}
+
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    record_commit_result(opaque, err, offsets);
+}
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    cg_metrics_gw_kafka_stats(((kafka_source_t *)opaque)->metrics, json, json_len);
+    return 0;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kafka_source_t *ks = opaque;
+    int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++)
+            cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
+                   parts->elems[i].partition);
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+        if (ks->paused) /* backpressure holds for new partitions too */
+            rd_kafka_pause_partitions(rk, parts);
+        ks->n_assigned += parts->cnt;
+        cg_engine_assigned(ks->engine, ks->n_assigned);
+        return;
+    }
+    /* Revoked (or lost): the engine finishes what is in flight and commits it, then the
+     * partitions go. Lost ones cannot be committed any more. */
+    int lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
+    int n_left = cooperative ? ks->n_assigned - parts->cnt : 0;
+    cg_source_pos_t *pos = calloc(parts->cnt ? (size_t)parts->cnt : 1, sizeof(*pos));
+    for (int i = 0; pos && i < parts->cnt; i++)
+        pos[i] = (cg_source_pos_t){parts->elems[i].topic, parts->elems[i].partition,
+                                   parts->elems[i].offset};
+    if (pos)
+        cg_engine_revoke(ks->engine, pos, (size_t)parts->cnt, lost, n_left);
+    else
+        cg_engine_fatal(ks->engine, CG_ERR_NOMEM, "out of memory revoking partitions");
+    free(pos);
+    if (cooperative)
+        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+        rd_kafka_assign(rk, NULL);
+    ks->n_assigned = n_left;
+}
+
+/* ---- the plug-in ---- */
+
+static void ksrc_destroy(void *ctx)
+{
+    kafka_source_t *ks = ctx;
+    if (!ks)
+        return;
+    if (ks->consumer)
+        rd_kafka_destroy(ks->consumer);
+    cg_kafka_embedded_stop(ks->embedded);
+    free(ks->bootstrap);
+    free(ks);
+}
+
+static void *ksrc_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_size)
+{
+    kafka_source_t *ks = calloc(1, sizeof(*ks));
+    if (!ks) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    const cg_config_t *cfg = env->cfg;
+    ks->engine = env->engine;
+    ks->cfg = cfg;
+    ks->metrics = env->metrics;
+    if (cfg->embedded_enabled) {
+        if (!(ks->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size)))
+            goto fail;
+        ks->bootstrap = strdup(cg_kafka_embedded_bootstrap(ks->embedded));
+    } else {
+        ks->bootstrap = strdup(cg_config_kafka_get(cfg, "bootstrap.servers"));
+    }
+    if (!ks->bootstrap) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    ks->consumer = cg_kafka_consumer_new(cfg, ks->bootstrap, on_rebalance, on_commit, on_stats, ks,
+                                         errstr, errstr_size);
+    if (!ks->consumer)
+        goto fail;
+    return ks;
+fail:
+    ksrc_destroy(ks);
+    return NULL;
+}
+
+static int ksrc_start(void *ctx, char *errstr, size_t errstr_size)
+{
+    kafka_source_t *ks = ctx;
+    rd_kafka_topic_partition_list_t *subs =
+        rd_kafka_topic_partition_list_new((int)ks->cfg->n_inputs);
+    for (size_t i = 0; i < ks->cfg->n_inputs; i++)
+        rd_kafka_topic_partition_list_add(subs, ks->cfg->inputs[i].topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(ks->consumer, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (err) {
+        snprintf(errstr, errstr_size, "subscribe failed: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *msg)
+{
+    kafka_source_t *ks = ctx;
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->consumer, timeout_ms);
+    if (!m)
+        return CG_SOURCE_NONE;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        *msg = (cg_source_msg_t){.payload = m->payload,
+                                 .len = m->len,
+                                 .key = m->key,
+                                 .key_len = m->key_len,
+                                 .topic = topic,
+                                 .partition = m->partition,
+                                 .offset = m->offset,
+                                 .format = input_format(ks, topic),
+                                 .opaque = m};
+        return CG_SOURCE_MSG;
+    }
+    cg_source_event_t ev = CG_SOURCE_ERROR;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        snprintf(ks->end_topic, sizeof(ks->end_topic), "%s",
+                 m->rkt ? rd_kafka_topic_name(m->rkt) : "");
+        *msg = (cg_source_msg_t){.topic = m->rkt ? ks->end_topic : NULL, .partition = m->partition};
+        ev = CG_SOURCE_END;
+    } else {
+        cg_log(CG_LOG_WARN, "consumer.error", "%s", rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+    return ev;
+}
+
+static void ksrc_release(void *ctx, cg_source_msg_t *msg)
+{
+    (void)ctx;
+    rd_kafka_message_destroy(msg->opaque);
+    msg->opaque = NULL;
+}
+
+static rd_kafka_topic_partition_list_t *pos_list(const cg_source_pos_t *pos, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, pos[i].topic, pos[i].partition)->offset =
+            pos[i].offset;
+    return l;
+}
+
+static int ksrc_commit(void *ctx, const cg_source_pos_t *pos, size_t n, int sync)
+{
+    kafka_source_t *ks = ctx;
+    rd_kafka_topic_partition_list_t *list = pos_list(pos, n);
+    int rc = 0;
+    if (!sync) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(ks->consumer, list, 1);
+        if (err)
+            cg_log(CG_LOG_WARN, "offsets.commit_failed", "%s", rd_kafka_err2str(err));
+    } else {
+        /* through a queue of our own, so that the wait is bounded */
+        rd_kafka_queue_t *q = rd_kafka_queue_new(ks->consumer);
+        rd_kafka_resp_err_t err = rd_kafka_commit_queue(ks->consumer, list, q, NULL, NULL);
+        rd_kafka_event_t *ev =
+            err ? NULL : rd_kafka_queue_poll(q, cg_engine_remaining_ms(ks->engine));
+        if (err) {
+            cg_log(CG_LOG_WARN, "offsets.commit_failed", "%s", rd_kafka_err2str(err));
+        } else if (!ev) {
+            cg_log(CG_LOG_WARN, "offsets.commit_failed", "no answer within the drain timeout");
+            rc = -1;
+        } else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            record_commit_result(ks, rd_kafka_event_error(ev),
+                                 rd_kafka_event_topic_partition_list(ev));
+        }
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}
+
+static void ksrc_pause(void *ctx, int on)
+{
+    kafka_source_t *ks = ctx;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (!rd_kafka_assignment(ks->consumer, &parts) && parts) {
+        if (parts->cnt && on)
+            rd_kafka_pause_partitions(ks->consumer, parts);
+        else if (parts->cnt)
+            rd_kafka_resume_partitions(ks->consumer, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    ks->paused = on;
+}
+
+/* Leaves the group: prompt with a broker, up to librdkafka's 5 s LeaveGroup timeout without one
+ * (config/README.md); said when it is slow, as nothing else is logged then. */
+static void ksrc_close(void *ctx)
+{
+    kafka_source_t *ks = ctx;
+    int64_t close_began = mono_ms();
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(ks->consumer);
+    int64_t close_took = mono_ms() - close_began;
+    if (err)
+        cg_log(CG_LOG_WARN, "consumer.close", "%s", rd_kafka_err2str(err));
+    else if (close_took >= 1000)
+        cg_log(CG_LOG_WARN, "consumer.close",
+               "leaving the group took %" PRId64 " ms: no answer from the group coordinator; "
+               "the group reassigns this member's partitions after session.timeout.ms",
+               close_took);
+}
+
+static int ksrc_seek(void *ctx, const cg_source_pos_t *pos, size_t n, char *errstr,
+                     size_t errstr_size)
+{
+    kafka_source_t *ks = ctx;
+    rd_kafka_topic_partition_list_t *seek = pos_list(pos, n);
+    /* waits until no message fetched before the seek can be returned any more */
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(ks->consumer, seek, 10000);
+    int rc = 0;
+    if (e) {
+        snprintf(errstr, errstr_size, "%s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rc = -1;
+    }
+    for (int i = 0; !rc && i < seek->cnt; i++)
+        if (seek->elems[i].err) {
+            snprintf(errstr, errstr_size, "%s [%" PRId32 "]: %s", seek->elems[i].topic,
+                     seek->elems[i].partition, rd_kafka_err2str(seek->elems[i].err));
+            rc = -1;
+        }
+    rd_kafka_topic_partition_list_destroy(seek);
+    return rc;
+}
+
+static void *ksrc_txn_context_new(void *ctx)
+{
+    return rd_kafka_consumer_group_metadata(((kafka_source_t *)ctx)->consumer);
+}
+
+static void ksrc_txn_context_free(void *txn_ctx)
+{
+    if (txn_ctx)
+        rd_kafka_consumer_group_metadata_destroy(txn_ctx);
+}
+
+static void ksrc_describe(void *ctx, char *buf, size_t size)
+{
+    const kafka_source_t *ks = ctx;
+    snprintf(buf, size, "%zu topic(s) from %s as group %s", ks->cfg->n_inputs, ks->bootstrap,
+             ks->cfg->group_id);
+}
+
+const char *cg_kafka_source_bootstrap(const cg_source_t *src)
+{
+    if (!src || src->p != &cg_kafka_source_plugin || !src->ctx)
+        return NULL;
+    return ((const kafka_source_t *)src->ctx)->bootstrap;
+}
+
+const cg_source_plugin_t cg_kafka_source_plugin = {
+    .name = "kafka",
+    .desc = "a Kafka consumer group reading the raw topics (inputs)",
+    .init = ksrc_init,
+    .start = ksrc_start,
+    .poll = ksrc_poll,
+    .release = ksrc_release,
+    .commit = ksrc_commit,
+    .pause = ksrc_pause,
+    .close = ksrc_close,
+    .destroy = ksrc_destroy,
+    .seek = ksrc_seek,
+    .txn_context_new = ksrc_txn_context_new,
+    .txn_context_free = ksrc_txn_context_free,
+    .describe = ksrc_describe,
+};
