@@ -172,8 +172,7 @@ void cg_engine_txn_commit(cg_engine_t *gw, const cg_source_pos_t *keep, size_t n
     }
     pos_list_t offsets = {0};
     cg_delivery_foreach_sealed(gw->delivery, pos_add, &offsets);
-    cg_txn_result_t r =
-        gw->sink.p->txn_commit(gw->sink.ctx, offsets.v, offsets.n, &gw->source);
+    cg_txn_result_t r = gw->sink.p->txn_commit(gw->sink.ctx, offsets.v, offsets.n, &gw->source);
     if (r == CG_TXN_OK) {
         for (size_t i = 0; i < offsets.n; i++)
             cg_delivery_committed(gw->delivery, offsets.v[i].topic, offsets.v[i].partition,

@@ -1,5 +1,5 @@
-/* metrics_registry.c - the metrics registry and its Prometheus text renderer (see cg_metrics.h). The
- * renderer lives beside the registry because it walks the same lock-free series slots. */
+/* metrics_registry.c - the metrics registry and its Prometheus text renderer (see cg_metrics.h).
+ * The renderer lives beside the registry because it walks the same lock-free series slots. */
 #include "cg_metrics.h"
 
 #include <inttypes.h>
