@@ -19,7 +19,7 @@
 /* clang-format off */
 const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_STRING("source", cg_config_t, source, "kafka", 0,
-     "Where input messages come from: the source plug-in. kafka: the raw topics of `inputs`, read by a consumer group."),
+     "Where input messages come from: the source plug-in. kafka: the raw topics of `inputs`, read by a consumer group; mllp: the MLLP listener of `cohortgate listen` (listen.*), which needs neither inputs nor mapping.specs."),
     CG_CONFIG_ROW_STRING("group_id", cg_config_t, group_id, "cohortgate", 0,
      "Kafka consumer group of the gateway; instances with the same group share the input partitions."),
     CG_CONFIG_ROW_ARRAY("inputs", cg_config_t, inputs, n_inputs, cg_config_input_t,
@@ -673,14 +673,17 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
         json_decref(root);
         return NULL;
     }
-    if (json_array_size(json_object_get(root, "inputs")) == 0) {
+    /* an MLLP listener takes no raw topics in and maps nothing (`cohortgate listen`) */
+    const char *src_name = json_string_value(json_object_get(root, "source"));
+    int kafka_source = !src_name || !strcmp(src_name, "kafka");
+    if (kafka_source && json_array_size(json_object_get(root, "inputs")) == 0) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
                      "'inputs' must list at least one raw topic to consume");
         json_decref(root);
         return NULL;
     }
     json_t *mapping = json_object_get(root, "mapping");
-    if (!json_object_get(mapping, "specs")) {
+    if (kafka_source && !json_object_get(mapping, "specs")) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
                      "'mapping.specs' must name the mapping specs (a file or a folder)");
         json_decref(root);

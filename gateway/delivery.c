@@ -168,6 +168,14 @@ void cg_delivery_done(cg_delivery_t *d, cg_delivery_msg_t *m)
     advance(d, m->part);
 }
 
+void cg_delivery_msg_pos(const cg_delivery_msg_t *m, const char **topic, int32_t *partition,
+                         int64_t *offset)
+{
+    *topic = m->part->topic;
+    *partition = m->part->partition;
+    *offset = m->offset;
+}
+
 size_t cg_delivery_in_flight(const cg_delivery_t *d)
 {
     return d->in_flight;

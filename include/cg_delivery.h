@@ -35,6 +35,10 @@ void cg_delivery_seal(cg_delivery_t *d, cg_delivery_msg_t *m);
 /* One record of m was delivered. */
 void cg_delivery_done(cg_delivery_t *d, cg_delivery_msg_t *m);
 
+/* Where m is (its topic string lives as long as its partition is tracked). */
+void cg_delivery_msg_pos(const cg_delivery_msg_t *m, const char **topic, int32_t *partition,
+                         int64_t *offset);
+
 /* Input messages begun and not yet complete. */
 size_t cg_delivery_in_flight(const cg_delivery_t *d);
 

@@ -28,6 +28,10 @@ typedef struct cg_gateway_opts {
     int idle_exit_ms;
     /* Where cg_gateway_report_topics() prints; NULL for stdout. */
     FILE *report;
+    /* No mapping (`cohortgate listen`): every input goes unchanged, with its key and the
+     * source's headers, to the destination the source names (cg_source_msg_t.dest), and what is
+     * delivered is committed at once (an MLLP ACK waits on it). No specs are loaded. */
+    int passthrough;
 } cg_gateway_opts_t;
 
 #define CG_GATEWAY_MAX_WORKERS 32

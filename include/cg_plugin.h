@@ -55,6 +55,12 @@ typedef struct cg_source_msg {
     int64_t offset;
     cg_input_format_t format; /* how the engine decodes it (the source's config says) */
     void *opaque;             /* the source's own (Kafka: the rd_kafka_message_t) */
+    /* A pass-through run (cg_gateway_opts_t.passthrough, `cohortgate listen`) writes the input
+     * unchanged to dest with these headers (name, value, ...; n_headers counts both) and its
+     * key; a mapping run ignores them. */
+    const char *dest; /* stable for the run: sinks cache by the pointer */
+    const char *const *headers;
+    size_t n_headers;
 } cg_source_msg_t;
 
 /* What poll() found. */
@@ -125,6 +131,12 @@ typedef struct cg_source_plugin {
     void (*txn_context_free)(void *txn_ctx);
     /* For logs: "4 topic(s) from HOST:PORT as group G". */
     void (*describe)(void *ctx, char *buf, size_t size);
+
+    /* ---- at-least-once sources that answer for each input (MLLP); NULL for Kafka ---- */
+    /* A record of the input at pos could not be delivered: the source tells its sender (MLLP:
+     * AR) and the input counts as done, so later ones go on. Without it such a failure stops
+     * the gateway and the input stays uncommitted. */
+    void (*reject)(void *ctx, const cg_source_pos_t *pos, const char *reason);
 } cg_source_plugin_t;
 
 /* One encoded record, borrowed for the duration of produce(). */
@@ -202,6 +214,10 @@ void cg_engine_delivered(cg_engine_t *e, void *token, int dead_letter);
  * aborted and its inputs consumed again; otherwise the gateway stops (its input stays
  * uncommitted, so a restart replays it). */
 void cg_engine_delivery_failed(cg_engine_t *e, cg_err_t code, const char *reason, int abortable);
+/* The record of token could not be delivered: the source rejects its input when it can
+ * (reject, at-least-once), else as cg_engine_delivery_failed(). */
+void cg_engine_record_failed(cg_engine_t *e, void *token, cg_err_t code, const char *reason,
+                             int abortable);
 /* The open transaction cannot commit any more (an abortable error): it is aborted. */
 void cg_engine_txn_failed(cg_engine_t *e, const char *reason);
 /* The gateway stops with this error (the first one wins). */

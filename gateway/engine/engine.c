@@ -105,7 +105,7 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
         goto fail_nomem;
     if (!(gw->metrics = cg_metrics_gw_new(cfg->metrics_max_series, cfg->metrics_health_grace_ms)))
         goto fail_nomem;
-    if (load_mapping(gw, errstr, errstr_size))
+    if (!gw->opts.passthrough && load_mapping(gw, errstr, errstr_size))
         goto fail;
     if (plugins_new(gw, errstr, errstr_size))
         goto fail;
@@ -244,7 +244,8 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         }
         if (gw->reload && !cg_engine_jobs_outstanding(gw)) { /* no record of the old specs waits */
             gw->reload = 0;
-            reload_mapping(gw);
+            if (!gw->opts.passthrough) /* nothing to reload */
+                reload_mapping(gw);
         }
         if (gw->eos && gw->txn_failed)
             cg_engine_txn_abort(gw, NULL, 0, 1);
@@ -266,13 +267,17 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         kp->poll(gw->sink.ctx, (waiting || (!can_poll && !gw->threaded)) ? 10 : 0);
         if (can_poll) {
             /* a paused source is still polled: rebalances, max.poll.interval.ms */
-            take_input(gw, waiting ? 0 : cg_engine_jobs_outstanding(gw) ? 1 : 100);
+            /* pass-through: delivery reports are what the senders wait for, so the source's
+             * wait is short while any is due */
+            int busy = cg_engine_jobs_outstanding(gw) ||
+                       (gw->opts.passthrough && cg_delivery_in_flight(gw->delivery));
+            take_input(gw, waiting ? 0 : busy ? 1 : 100);
         } else if (!waiting) {
             cg_engine_wait_done(gw, 10);
         }
 
         t = cg_engine_now_ms();
-        if (!gw->eos && t >= next_commit) {
+        if (!gw->eos && (t >= next_commit || gw->opts.passthrough)) {
             cg_engine_commit_delivered(gw, 0);
             next_commit = t + cfg->commit_interval_ms;
         }

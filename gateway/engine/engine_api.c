@@ -39,6 +39,22 @@ void cg_engine_delivery_failed(cg_engine_t *gw, cg_err_t code, const char *reaso
     cg_engine_fatal(gw, code, reason);
 }
 
+void cg_engine_record_failed(cg_engine_t *gw, void *token, cg_err_t code, const char *reason,
+                             int abortable)
+{
+    if (gw->eos || !gw->source.p->reject || !token) {
+        cg_engine_delivery_failed(gw, code, reason, abortable);
+        return;
+    }
+    /* the source answers for this input (an MLLP AR) and the gateway goes on */
+    STAT_ADD(gw, delivery_errors, 1);
+    cg_source_pos_t pos;
+    cg_delivery_msg_pos(token, &pos.topic, &pos.partition, &pos.offset);
+    cg_log(CG_LOG_WARN, "record.failed", "%s (the input is rejected)", reason);
+    gw->source.p->reject(gw->source.ctx, &pos, reason);
+    cg_delivery_done(gw->delivery, token);
+}
+
 void cg_engine_assigned(cg_engine_t *gw, int n_assigned)
 {
     gw->n_assigned = n_assigned;

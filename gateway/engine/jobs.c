@@ -39,6 +39,11 @@ static job_rec_t *job_add_rec(job_t *j)
 /* Decodes and maps a job's input into its records and their cohorts (on the job's worker). */
 void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
 {
+    if (gw->opts.passthrough) { /* the input is its own record (produce.c) */
+        j->rc = CG_OK;
+        STAT_ADD(gw, worker_messages[w->index], 1);
+        return;
+    }
     const cg_source_msg_t *in = &j->in;
     const cg_row_t *rows;
     size_t n;

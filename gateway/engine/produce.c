@@ -105,6 +105,22 @@ static int produce_job(cg_engine_t *gw, job_t *j)
     if (gw->eos && cg_engine_txn_begin(gw))
         return -1;
     const cg_source_msg_t *in = &j->in;
+    if (gw->opts.passthrough) {
+        /* the input unchanged, with its key and the source's headers only: the cg.source.*
+         * position of a pass-through source means nothing to the destination's readers */
+        cg_sink_record_t rec = {in->dest, 0,           in->key,       in->key_len, in->payload,
+                                in->len,  in->headers, in->n_headers, j->dm};
+        cg_delivery_add(j->dm);
+        cg_sink_result_t rc = gw->sink.p->produce(gw->sink.ctx, &rec);
+        if (rc != CG_SINK_OK) {
+            cg_delivery_unadd(gw->delivery, j->dm);
+            if (rc == CG_SINK_FULL)
+                STAT_ADD(gw, queue_full, 1);
+            return rc == CG_SINK_FULL ? 0 : -1;
+        }
+        cg_delivery_seal(gw->delivery, j->dm);
+        return 1;
+    }
     for (size_t total = dead ? 1 : j->n_recs; j->next_rec < total; j->next_rec++) {
         cg_sink_result_t rc;
         char ver[16];

@@ -185,7 +185,7 @@ int cg_engine_workers_mapping(cg_engine_t *gw, const cg_mapping_t *m, cg_mapping
 /* The workers and their rings (threads start with cg_gateway_run). */
 int cg_engine_workers_new(cg_engine_t *gw)
 {
-    int n = gw->cfg->workers;
+    int n = gw->opts.passthrough ? 1 : gw->cfg->workers; /* nothing to map: no threads */
     gw->n_workers = n < 1 ? 1 : n > CG_GATEWAY_MAX_WORKERS ? CG_GATEWAY_MAX_WORKERS : n;
     gw->threaded = gw->n_workers > 1;
     gw->stats.workers = (uint64_t)gw->n_workers;

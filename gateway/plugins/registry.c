@@ -4,11 +4,13 @@
 
 #include "file/file_sink.h"
 #include "kafka/kafka_int.h"
+#include "mllp/mllp_int.h"
 
 #include <string.h>
 
 const cg_source_plugin_t *const cg_source_plugins[] = {
     &cg_kafka_source_plugin,
+    &cg_mllp_source_plugin,
     NULL,
 };
 

@@ -71,7 +71,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         int abortable = k->eos && !rd_kafka_fatal_error(k->producer, NULL, 0);
         if (k->eos && !abortable)
             producer_fatal(k, reason, sizeof(reason));
-        cg_engine_delivery_failed(k->engine, CG_ERR_KAFKA, reason, abortable);
+        cg_engine_record_failed(k->engine, m->_private, CG_ERR_KAFKA, reason, abortable);
         return;
     }
     char v1[CG_METRICS_MAX_VALUE + 1], v2[CG_METRICS_MAX_VALUE + 1]; /* the metrics' labels */

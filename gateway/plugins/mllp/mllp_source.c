@@ -1,0 +1,833 @@
+/* mllp_source.c - the MLLP listener as a source plug-in (cg_plugin.h): hospitals' interface
+ * engines connect and send HL7 v2 messages framed by MLLP; each message goes to the engine as
+ * one input, unchanged, for the raw topic, and is acknowledged only once the engine says it is
+ * delivered (commit) or could not be (reject).
+ *
+ * One epoll loop, non-blocking sockets, on the engine's thread (poll() is the loop's wait). A
+ * connection is a slot: its inputs are positions (listener, slot, sequence), the sequence of a
+ * slot growing across the connections that use it, so the engine's per-partition bookkeeping
+ * keeps each connection's order and commits it on its own: a slow connection holds back no
+ * other. Per connection, acknowledgements go out in the order the messages came, whatever order
+ * the broker reports them in. Hostile peers are bounded: frame size, connections, unacknowledged
+ * messages per connection, and timeouts for idle peers, frames that never end (slowloris) and
+ * acknowledgements the sender would no longer wait for (closed rather than sent late). */
+#include "mllp_int.h"
+
+#include "cg_log.h"
+#include "cg_metrics.h"
+#include "cg_pseudo.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MLLP_POS_TOPIC    "mllp" /* the topic of this source's positions (never a Kafka topic) */
+#define MLLP_READ_CHUNK   65536
+#define MLLP_READS_PER_IO 4         /* per connection and wake-up: one peer cannot hog the loop */
+#define MLLP_MAX_OUT      (1 << 20) /* ACK bytes a peer that does not read may leave queued */
+#define MLLP_SWEEP_MS     100       /* how often timeouts are looked at */
+#define MLLP_KEY_DOMAIN   "\0cohortgate/mllp-key/v1\x1F"
+#define MLLP_MAX_EVENTS   64
+
+/* clang-format off */
+static const cg_config_map_t mllp_config_map[] = {
+    CG_CONFIG_ROW_GROUP("listen",
+     "The MLLP listener of `cohortgate listen` (source \"mllp\"): HL7 v2 over MLLP in, each message "
+     "byte for byte to a raw topic, acknowledged only once the broker has it."),
+    CG_CONFIG_ROW_STRING("listen.address", mllp_conf_t, address, "127.0.0.1:2575", 0,
+     "HOST:PORT or [IPV6]:PORT to listen on (port 0 picks a free one). Loopback by default; "
+     "0.0.0.0:2575 accepts the network, in plaintext: put it behind a TLS terminator until the "
+     "listener speaks TLS itself."),
+    CG_CONFIG_ROW_STRING("listen.topic", mllp_conf_t, topic, "cohortgate.raw", 0,
+     "Raw topic every message is written to, unchanged, keyed by a keyed hash of (sending "
+     "facility, patient identifier) with headers cg.mllp.remote, cg.mllp.received and "
+     "cg.mllp.sha256 (and cg.error.* when it does not decode)."),
+    CG_CONFIG_ROW_INT("listen.max_frame_bytes", mllp_conf_t, max_frame_bytes, "4194304", 64, 1073741824,
+     "Largest MLLP frame accepted; a larger one closes the connection."),
+    CG_CONFIG_ROW_INT("listen.max_connections", mllp_conf_t, max_connections, "256", 1, 65536,
+     "Connections open at once; more are accepted and closed at once."),
+    CG_CONFIG_ROW_INT("listen.max_unacked", mllp_conf_t, max_unacked, "64", 1, 100000,
+     "Messages of one connection waiting for their acknowledgement before the listener stops "
+     "reading from it (senders usually wait for each ACK: 1)."),
+    CG_CONFIG_ROW_INT("listen.idle_timeout_ms", mllp_conf_t, idle_timeout_ms, "300000", 100, 86400000,
+     "A connection with no complete frame and nothing to acknowledge for this long is closed."),
+    CG_CONFIG_ROW_INT("listen.read_timeout_ms", mllp_conf_t, read_timeout_ms, "30000", 100, 3600000,
+     "A frame must be complete this long after its start byte, or the connection is closed "
+     "(a slowloris peer)."),
+    CG_CONFIG_ROW_INT("listen.ack_timeout_ms", mllp_conf_t, ack_timeout_ms, "30000", 100, 3600000,
+     "A message still not delivered this long after it came is never acknowledged late: the "
+     "connection is closed, and the sender sends it again. Set it below the sender's own ACK "
+     "timeout."),
+    CG_CONFIG_ROW_INT("listen.dup_window_ms", mllp_conf_t, dup_window_ms, "600000", 0, 86400000,
+     "A message sent again within this long of being stored (same MSH-3, MSH-4 and MSH-10, same "
+     "bytes) is acknowledged again and not written twice; 0 writes every one."),
+    CG_CONFIG_ROW_INT("listen.dup_cache_entries", mllp_conf_t, dup_cache_entries, "100000", 1, 100000000,
+     "Stored messages remembered for dup_window_ms (about 100 bytes each); the oldest make room."),
+    CG_CONFIG_ROW_END,
+};
+/* clang-format on */
+
+/* A message waiting for its acknowledgement, in its connection's order. */
+typedef struct mllp_pending {
+    struct mllp_pending *next;
+    int64_t seq;                    /* its position; -1: a resend answered from the cache */
+    int ready;                      /* its outcome is known */
+    cg_mllp_ack_kind_t kind;        /* the outcome, once ready */
+    cg_mllp_ack_kind_t on_delivery; /* the outcome once delivered: OK, or ERROR (no decode) */
+    int64_t received_ms;
+    int has_id; /* id is valid: stored and acknowledged, it goes into the cache */
+    unsigned char id[32], sha[32];
+    char reason[160];
+    size_t msh_len;
+    char msh[]; /* the message's MSH line: its acknowledgement is built from it */
+} mllp_pending_t;
+
+typedef struct mllp_conn {
+    struct mllp_conn *next_dead; /* closed, freed once no epoll event can name it */
+    int fd;
+    int32_t slot;
+    uint32_t events; /* what epoll watches now */
+    char remote[64];
+    cg_mllp_framer_t fr;
+    int64_t last_frame_ms, frame_start_ms;
+    mllp_pending_t *head, *tail;
+    int n_pending;
+    cg_buf_t out;
+    size_t out_off;
+} mllp_conn_t;
+
+/* One message handed to the engine: freed by release(). */
+typedef struct mllp_msg {
+    struct mllp_msg *next; /* in the ready queue */
+    int32_t slot;
+    int64_t seq;
+    char key[65];
+    const char *hdrs[14];
+    size_t n_hdrs;
+    char remote[64], received[32], sha_hex[65], err_code[32], err_reason[160];
+    size_t len;
+    char bytes[];
+} mllp_msg_t;
+
+typedef struct mllp_stats {
+    uint64_t accepted, refused, messages, bytes, junk_bytes, too_big, idle_closed, read_timeouts,
+        ack_timeouts, duplicates, reused_ids, undecodable, acks[3];
+} mllp_stats_t;
+
+typedef struct mllp_source {
+    cg_engine_t *engine;
+    const cg_config_t *cfg;
+    const mllp_conf_t *conf;
+    int epfd, lfd;
+    char bound[80];
+    mllp_conn_t **slots;
+    int n_conns, next_slot;
+    int64_t *slot_seq;
+    mllp_msg_t *rq_head, *rq_tail; /* framed, not yet handed out */
+    mllp_conn_t *dead;
+    cg_pseudo_t *pseudo;
+    cg_hl7_msg_t *hl7;
+    mllp_dedup_t *dedup;
+    uint64_t ack_no;
+    time_t started;
+    int paused;
+    int64_t last_sweep_ms;
+    mllp_stats_t st;
+} mllp_source_t;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sha256(const void *a, size_t n, unsigned char out[32])
+{
+    EVP_Digest(a, n, out, NULL, EVP_sha256(), NULL);
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* ---- connections ---- */
+
+static void conn_events(mllp_source_t *ls, mllp_conn_t *c)
+{
+    uint32_t ev = 0;
+    if (c->fd < 0)
+        return;
+    if (!ls->paused && c->n_pending < ls->conf->max_unacked)
+        ev |= EPOLLIN;
+    if (c->out_off < c->out.len)
+        ev |= EPOLLOUT;
+    if (ev == c->events)
+        return;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    epoll_ctl(ls->epfd, EPOLL_CTL_MOD, c->fd, &e);
+    c->events = ev;
+}
+
+static void conn_close(mllp_source_t *ls, mllp_conn_t *c, const char *why)
+{
+    if (why)
+        cg_log(CG_LOG_INFO, "listen.closed", "%s: %s (%d unacknowledged)", c->remote, why,
+               c->n_pending);
+    epoll_ctl(ls->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    while (c->head) { /* never acknowledged: the sender sends them again */
+        mllp_pending_t *p = c->head;
+        c->head = p->next;
+        free(p);
+    }
+    c->head = c->tail = NULL;
+    c->n_pending = 0;
+    c->fd = -1;
+    ls->st.junk_bytes += c->fr.junk;
+    cg_mllp_framer_free(&c->fr);
+    cg_buf_free(&c->out);
+    ls->slots[c->slot] = NULL;
+    ls->n_conns--;
+    c->next_dead = ls->dead;
+    ls->dead = c;
+}
+
+static void free_dead(mllp_source_t *ls)
+{
+    while (ls->dead) {
+        mllp_conn_t *c = ls->dead;
+        ls->dead = c->next_dead;
+        free(c);
+    }
+}
+
+static void conn_write(mllp_source_t *ls, mllp_conn_t *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        conn_close(ls, c, "write failed");
+        return;
+    }
+    if (c->out_off == c->out.len) {
+        cg_buf_reset(&c->out);
+        c->out_off = 0;
+    } else if (c->out.len - c->out_off > MLLP_MAX_OUT) {
+        conn_close(ls, c, "the peer does not read its acknowledgements");
+        return;
+    }
+    conn_events(ls, c);
+}
+
+/* Sends the acknowledgements at the front of c whose outcome is known, in order. */
+static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
+{
+    int sent = 0;
+    while (c->head && c->head->ready) {
+        mllp_pending_t *p = c->head;
+        cg_mllp_msh_t h;
+        cg_error_t err;
+        cg_mllp_msh_read(ls->hl7, p->msh, p->msh_len, &h, &err);
+        if (cg_mllp_msh_wants_ack(&h, p->kind == CG_MLLP_ACK_OK)) {
+            char id[24];
+            snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
+                     ++ls->ack_no % 10000000000u);
+            if (cg_mllp_ack_build(&h, p->kind, p->reason, id, time(NULL), 1, &c->out) == CG_OK)
+                ls->st.acks[p->kind]++;
+        }
+        if (p->kind == CG_MLLP_ACK_OK && p->has_id && p->seq >= 0)
+            mllp_dedup_put(ls->dedup, p->id, p->sha, now_ms());
+        c->head = p->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->n_pending--;
+        free(p);
+        sent = 1;
+    }
+    if (sent)
+        conn_write(ls, c); /* may close c */
+}
+
+static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64_t seq)
+{
+    const char *msh = h->found ? h->seps.ptr - 3 : NULL;
+    const char *end = msh;
+    if (msh) /* the MSH line: what the acknowledgement is built from */
+        while (*end != '\r' && *end != '\n' && end < h->seps.ptr + 4096 &&
+               end < c->fr.frame.data + c->fr.frame.len)
+            end++;
+    size_t n = (size_t)(end - msh);
+    mllp_pending_t *p = calloc(1, sizeof(*p) + n + 1);
+    if (!p)
+        return NULL;
+    if (n)
+        memcpy(p->msh, msh, n);
+    p->msh_len = n;
+    p->seq = seq;
+    if (c->tail)
+        c->tail->next = p;
+    else
+        c->head = p;
+    c->tail = p;
+    c->n_pending++;
+    return p;
+}
+
+/* The raw topic's key: a keyed hash (the pseudonym key) of the sending facility and the
+ * patient's identifier with its authority, so that one patient's messages share a partition
+ * and no identifier shows in Kafka's metadata. Its own domain prefix keeps it apart from the
+ * person pseudonyms made with the same key. Raw (escaped) bytes: the same message always
+ * gives the same key. */
+static void message_key(mllp_source_t *ls, const cg_mllp_msh_t *h, char out[65])
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_append(&b, MLLP_KEY_DOMAIN, sizeof(MLLP_KEY_DOMAIN) - 1);
+    cg_buf_append(&b, h->fld[4].ptr ? h->fld[4].ptr : "", h->fld[4].len);
+    cg_buf_putc(&b, 0x1F);
+    cg_buf_append(&b, h->pid_authority.ptr ? h->pid_authority.ptr : "", h->pid_authority.len);
+    cg_buf_putc(&b, 0x1F);
+    cg_buf_append(&b, h->pid_id.ptr ? h->pid_id.ptr : "", h->pid_id.len);
+    unsigned char mac[32] = {0};
+    cg_pseudo_hmac(ls->pseudo, b.data ? b.data : "", b.len, mac);
+    cg_buf_free(&b);
+    hex(mac, 32, out);
+}
+
+static void rfc3339_now(char *out, size_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t o = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + o, n - o, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* A complete frame: answered from the cache when it is a resend, else queued for the engine
+ * with a pending acknowledgement. */
+static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
+{
+    int64_t t = now_ms();
+    ls->st.messages++;
+    ls->st.bytes += len;
+    cg_mllp_msh_t h;
+    cg_error_t err;
+    memset(&err, 0, sizeof(err));
+    cg_err_t rc = cg_mllp_msh_read(ls->hl7, buf, len, &h, &err);
+    unsigned char sha[32], id[32];
+    sha256(buf, len, sha);
+    int has_id = rc == CG_OK && h.fld[10].len > 0;
+    if (has_id) { /* the sender (MSH-3, MSH-4) and its MSH-10, as a digest */
+        cg_buf_t b;
+        cg_buf_init(&b);
+        cg_buf_append(&b, h.fld[3].ptr ? h.fld[3].ptr : "", h.fld[3].len);
+        cg_buf_putc(&b, 0x1F);
+        cg_buf_append(&b, h.fld[4].ptr ? h.fld[4].ptr : "", h.fld[4].len);
+        cg_buf_putc(&b, 0x1F);
+        cg_buf_append(&b, h.fld[10].ptr, h.fld[10].len);
+        sha256(b.data ? b.data : "", b.len, id);
+        cg_buf_free(&b);
+        mllp_dedup_result_t d = mllp_dedup_check(ls->dedup, id, sha, t);
+        if (d == MLLP_DEDUP_SAME) { /* stored already: acknowledged again, not written twice */
+            ls->st.duplicates++;
+            mllp_pending_t *p = pending_new(c, &h, -1);
+            if (!p) {
+                conn_close(ls, c, "out of memory");
+                return;
+            }
+            p->ready = 1;
+            p->kind = CG_MLLP_ACK_OK;
+            p->received_ms = t;
+            conn_flush_acks(ls, c);
+            return;
+        }
+        if (d == MLLP_DEDUP_REUSED_ID) {
+            ls->st.reused_ids++;
+            cg_log(CG_LOG_WARN, "listen.reused_id",
+                   "%s: a message reuses the MSH-10 of one stored %d ms ago with other bytes; "
+                   "written",
+                   c->remote, ls->conf->dup_window_ms);
+        }
+    }
+    int64_t seq = ls->slot_seq[c->slot]++;
+    mllp_pending_t *p = pending_new(c, &h, seq);
+    mllp_msg_t *m = calloc(1, sizeof(*m) + len);
+    if (!p || !m) {
+        free(m);
+        conn_close(ls, c, "out of memory");
+        return;
+    }
+    p->received_ms = t;
+    p->on_delivery = rc == CG_OK ? CG_MLLP_ACK_OK : CG_MLLP_ACK_ERROR;
+    p->has_id = has_id;
+    if (has_id)
+        memcpy(p->id, id, 32);
+    memcpy(p->sha, sha, 32);
+    memcpy(m->bytes, buf, len);
+    m->len = len;
+    m->slot = c->slot;
+    m->seq = seq;
+    message_key(ls, &h, m->key);
+    snprintf(m->remote, sizeof(m->remote), "%s", c->remote);
+    rfc3339_now(m->received, sizeof(m->received));
+    hex(sha, 32, m->sha_hex);
+    size_t k = 0;
+    m->hdrs[k++] = "cg.mllp.remote";
+    m->hdrs[k++] = m->remote;
+    m->hdrs[k++] = "cg.mllp.received";
+    m->hdrs[k++] = m->received;
+    m->hdrs[k++] = "cg.mllp.sha256";
+    m->hdrs[k++] = m->sha_hex;
+    if (rc != CG_OK) {
+        /* stored all the same, marked for the dead-letter path; the reason names the place
+         * and the kind of fault, never a value (err.text may quote the message) */
+        ls->st.undecodable++;
+        char where[128];
+        cg_error_where(&err, where, sizeof(where));
+        snprintf(m->err_code, sizeof(m->err_code), "%s", cg_err_name(rc));
+        snprintf(m->err_reason, sizeof(m->err_reason), "%s%s%s", cg_err2str(rc),
+                 where[0] ? " at " : "", where);
+        snprintf(p->reason, sizeof(p->reason), "%s", m->err_reason);
+        m->hdrs[k++] = "cg.error.stage";
+        m->hdrs[k++] = "listen";
+        m->hdrs[k++] = "cg.error.code";
+        m->hdrs[k++] = m->err_code;
+        m->hdrs[k++] = "cg.error.reason";
+        m->hdrs[k++] = m->err_reason;
+    }
+    m->n_hdrs = k;
+    if (ls->rq_tail)
+        ls->rq_tail->next = m;
+    else
+        ls->rq_head = m;
+    ls->rq_tail = m;
+    if (c->n_pending >= ls->conf->max_unacked)
+        conn_events(ls, c); /* stop reading it until acknowledgements go out */
+}
+
+static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
+{
+    static char buf[MLLP_READ_CHUNK];
+    for (int r = 0; r < MLLP_READS_PER_IO; r++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n == 0) {
+            conn_close(ls, c, NULL);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_close(ls, c, "read failed");
+            return;
+        }
+        size_t off = 0;
+        while (off < (size_t)n) {
+            size_t used = 0;
+            cg_mllp_event_t ev = cg_mllp_framer_feed(&c->fr, buf + off, (size_t)n - off, &used);
+            off += used;
+            if (ev == CG_MLLP_TOO_BIG) {
+                ls->st.too_big++;
+                cg_log(CG_LOG_WARN, "listen.too_big",
+                       "%s: a frame larger than listen.max_frame_bytes (%d)", c->remote,
+                       ls->conf->max_frame_bytes);
+                conn_close(ls, c, "frame too big");
+                return;
+            }
+            if (ev == CG_MLLP_FRAME) {
+                c->last_frame_ms = now_ms();
+                c->frame_start_ms = 0;
+                conn_frame(ls, c, c->fr.frame.data ? c->fr.frame.data : "", c->fr.frame.len);
+                if (c->fd < 0)
+                    return; /* closed */
+            }
+        }
+        if (cg_mllp_framer_in_frame(&c->fr) && !c->frame_start_ms)
+            c->frame_start_ms = now_ms();
+        if (!(c->events & EPOLLIN) || (size_t)n < sizeof(buf))
+            return;
+    }
+}
+
+static void accept_all(mllp_source_t *ls)
+{
+    for (;;) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof(sa);
+        int fd = accept4(ls->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN, or an error of that one connection */
+        if (ls->n_conns >= ls->conf->max_connections) {
+            ls->st.refused++;
+            close(fd);
+            continue;
+        }
+        mllp_conn_t *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        int slot = ls->next_slot;
+        while (ls->slots[slot])
+            slot = (slot + 1) % ls->conf->max_connections;
+        ls->next_slot = (slot + 1) % ls->conf->max_connections;
+        c->fd = fd;
+        c->slot = slot;
+        char host[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+            port = ntohs(s4->sin_port);
+            snprintf(c->remote, sizeof(c->remote), "%s:%d", host, port);
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+            port = ntohs(s6->sin6_port);
+            snprintf(c->remote, sizeof(c->remote), "[%s]:%d", host, port);
+        }
+        cg_mllp_framer_init(&c->fr, (size_t)ls->conf->max_frame_bytes);
+        cg_buf_init(&c->out);
+        c->last_frame_ms = now_ms();
+        c->events = ls->paused ? 0 : EPOLLIN;
+        struct epoll_event e = {.events = c->events, .data.ptr = c};
+        if (epoll_ctl(ls->epfd, EPOLL_CTL_ADD, fd, &e)) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        ls->slots[slot] = c;
+        ls->n_conns++;
+        ls->st.accepted++;
+    }
+}
+
+/* Timeouts: no one waits on a peer that stopped, and no acknowledgement goes out late. */
+static void sweep(mllp_source_t *ls, int64_t t)
+{
+    const mllp_conf_t *cf = ls->conf;
+    for (int i = 0; i < cf->max_connections; i++) {
+        mllp_conn_t *c = ls->slots[i];
+        if (!c)
+            continue;
+        if (c->head && !c->head->ready && t - c->head->received_ms > cf->ack_timeout_ms) {
+            ls->st.ack_timeouts++;
+            cg_log(CG_LOG_WARN, "listen.ack_timeout",
+                   "%s: a message not delivered within listen.ack_timeout_ms (%d): closing "
+                   "instead of acknowledging late",
+                   c->remote, cf->ack_timeout_ms);
+            conn_close(ls, c, "acknowledgement timeout");
+        } else if (c->frame_start_ms && t - c->frame_start_ms > cf->read_timeout_ms) {
+            ls->st.read_timeouts++;
+            conn_close(ls, c, "frame not complete within listen.read_timeout_ms");
+        } else if (!c->head && !c->frame_start_ms && t - c->last_frame_ms > cf->idle_timeout_ms) {
+            ls->st.idle_closed++;
+            conn_close(ls, c, "idle");
+        }
+    }
+}
+
+static void io(mllp_source_t *ls, int timeout_ms)
+{
+    struct epoll_event ev[MLLP_MAX_EVENTS];
+    int n = epoll_wait(ls->epfd, ev, MLLP_MAX_EVENTS, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        mllp_conn_t *c = ev[i].data.ptr;
+        if (!c) {
+            accept_all(ls);
+            continue;
+        }
+        if (c->fd < 0) /* closed earlier in this batch */
+            continue;
+        if (ev[i].events & EPOLLOUT)
+            conn_write(ls, c);
+        if (c->fd >= 0 && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+            conn_read(ls, c);
+    }
+    int64_t t = now_ms();
+    if (t - ls->last_sweep_ms >= MLLP_SWEEP_MS) {
+        ls->last_sweep_ms = t;
+        sweep(ls, t);
+    }
+    free_dead(ls);
+}
+
+/* ---- the plug-in ---- */
+
+static void mllp_destroy(void *ctx)
+{
+    mllp_source_t *ls = ctx;
+    if (!ls)
+        return;
+    for (int i = 0; ls->slots && i < ls->conf->max_connections; i++)
+        if (ls->slots[i])
+            conn_close(ls, ls->slots[i], NULL);
+    free_dead(ls);
+    while (ls->rq_head) {
+        mllp_msg_t *m = ls->rq_head;
+        ls->rq_head = m->next;
+        free(m);
+    }
+    if (ls->lfd >= 0)
+        close(ls->lfd);
+    if (ls->epfd >= 0)
+        close(ls->epfd);
+    free(ls->slots);
+    free(ls->slot_seq);
+    cg_pseudo_destroy(ls->pseudo);
+    cg_hl7_msg_destroy(ls->hl7);
+    mllp_dedup_destroy(ls->dedup);
+    free(ls);
+}
+
+static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_size)
+{
+    mllp_source_t *ls = calloc(1, sizeof(*ls));
+    if (!ls) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    ls->lfd = ls->epfd = -1;
+    ls->engine = env->engine;
+    ls->cfg = env->cfg;
+    ls->conf = env->conf;
+    ls->started = time(NULL);
+    const mllp_conf_t *cf = ls->conf;
+    /* the pseudonym key the config names, loaded as the mapping bundle loads it */
+    const cg_config_t *cfg = env->cfg;
+    cg_pseudo_key_t *key =
+        cg_pseudo_key_load(cfg->key_file, cfg->key_file ? NULL : cfg->key_env, errstr, errstr_size);
+    if (!key)
+        goto fail;
+    ls->pseudo = cg_pseudo_new(key, 0, errstr, errstr_size);
+    cg_pseudo_key_destroy(key);
+    if (!ls->pseudo)
+        goto fail;
+    if (!(ls->hl7 = cg_hl7_msg_new(&cfg->hl7)) ||
+        !(ls->dedup = mllp_dedup_new((size_t)cf->dup_cache_entries, cf->dup_window_ms)) ||
+        !(ls->slots = calloc((size_t)cf->max_connections, sizeof(*ls->slots))) ||
+        !(ls->slot_seq = calloc((size_t)cf->max_connections, sizeof(*ls->slot_seq)))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    return ls;
+fail:
+    mllp_destroy(ls);
+    return NULL;
+}
+
+static int mllp_start(void *ctx, char *errstr, size_t errstr_size)
+{
+    mllp_source_t *ls = ctx;
+    char host[256], port[8];
+    if (cg_metrics_listen_parse(ls->conf->address, host, sizeof(host), port, sizeof(port), errstr,
+                                errstr_size))
+        return -1;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc) {
+        snprintf(errstr, errstr_size, "listen.address %s: %s", ls->conf->address, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 512)) {
+        snprintf(errstr, errstr_size, "listen.address %s: %s", ls->conf->address, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    ls->lfd = fd;
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char h[INET6_ADDRSTRLEN] = "?";
+    int p = 0;
+    if (sa.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, h, sizeof(h));
+        p = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, h, sizeof(h));
+        p = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    }
+    snprintf(ls->bound, sizeof(ls->bound), sa.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", h, p);
+    if ((ls->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        snprintf(errstr, errstr_size, "epoll: %s", strerror(errno));
+        return -1;
+    }
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(ls->epfd, EPOLL_CTL_ADD, fd, &e);
+    cg_log(CG_LOG_INFO, "listen.started", "MLLP on %s, messages to topic %s", ls->bound,
+           ls->conf->topic);
+    cg_engine_assigned(ls->engine, 1); /* for /healthz: the listener is its one "partition" */
+    return 0;
+}
+
+static cg_source_event_t mllp_poll(void *ctx, int timeout_ms, cg_source_msg_t *msg)
+{
+    mllp_source_t *ls = ctx;
+    if (!ls->rq_head) {
+        io(ls, timeout_ms);
+        if (!ls->rq_head)
+            return CG_SOURCE_NONE;
+    } else {
+        io(ls, 0); /* keep accepting and reading while messages wait */
+    }
+    mllp_msg_t *m = ls->rq_head;
+    ls->rq_head = m->next;
+    if (!ls->rq_head)
+        ls->rq_tail = NULL;
+    m->next = NULL;
+    *msg = (cg_source_msg_t){.payload = m->len ? m->bytes : NULL,
+                             .len = m->len,
+                             .key = m->key,
+                             .key_len = 64,
+                             .topic = MLLP_POS_TOPIC,
+                             .partition = m->slot,
+                             .offset = m->seq,
+                             .format = CG_INPUT_HL7V2,
+                             .opaque = m,
+                             .dest = ls->conf->topic,
+                             .headers = m->hdrs,
+                             .n_headers = m->n_hdrs};
+    return CG_SOURCE_MSG;
+}
+
+static void mllp_release(void *ctx, cg_source_msg_t *msg)
+{
+    (void)ctx;
+    free(msg->opaque);
+}
+
+/* Delivered up to these positions: their acknowledgements go out (in each connection's order). */
+static int mllp_commit(void *ctx, const cg_source_pos_t *pos, size_t n, int sync)
+{
+    (void)sync; /* sending is all there is to it */
+    mllp_source_t *ls = ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (pos[i].partition < 0 || pos[i].partition >= ls->conf->max_connections)
+            continue;
+        mllp_conn_t *c = ls->slots[pos[i].partition];
+        if (!c) /* closed: the sender sends them again (and the cache answers) */
+            continue;
+        for (mllp_pending_t *p = c->head; p; p = p->next)
+            if (!p->ready && p->seq >= 0 && p->seq < pos[i].offset) {
+                p->ready = 1;
+                p->kind = p->on_delivery;
+            }
+        conn_flush_acks(ls, c);
+    }
+    cg_engine_committed(ls->engine, pos, n);
+    free_dead(ls);
+    return 0;
+}
+
+/* Not delivered: a rejection (AR/CR) goes out in its turn; the sender may send it again. */
+static void mllp_reject(void *ctx, const cg_source_pos_t *pos, const char *reason)
+{
+    mllp_source_t *ls = ctx;
+    if (pos->partition < 0 || pos->partition >= ls->conf->max_connections)
+        return;
+    mllp_conn_t *c = ls->slots[pos->partition];
+    for (mllp_pending_t *p = c ? c->head : NULL; p; p = p->next)
+        if (p->seq == pos->offset && !p->ready) {
+            p->ready = 1;
+            p->kind = CG_MLLP_ACK_REJECTED;
+            snprintf(p->reason, sizeof(p->reason), "not stored: %s", reason);
+            break;
+        }
+    if (c)
+        conn_flush_acks(ls, c);
+    free_dead(ls);
+}
+
+static void mllp_pause(void *ctx, int paused)
+{
+    mllp_source_t *ls = ctx;
+    ls->paused = paused;
+    for (int i = 0; i < ls->conf->max_connections; i++)
+        if (ls->slots[i])
+            conn_events(ls, ls->slots[i]);
+}
+
+/* Stops accepting; what is unacknowledged stays so (the senders send it again). */
+static void mllp_close(void *ctx)
+{
+    mllp_source_t *ls = ctx;
+    if (ls->lfd >= 0) {
+        if (ls->epfd >= 0)
+            epoll_ctl(ls->epfd, EPOLL_CTL_DEL, ls->lfd, NULL);
+        close(ls->lfd);
+        ls->lfd = -1;
+    }
+    for (int i = 0; i < ls->conf->max_connections; i++)
+        if (ls->slots[i])
+            conn_close(ls, ls->slots[i], NULL);
+    free_dead(ls);
+    const mllp_stats_t *st = &ls->st;
+    cg_log(CG_LOG_INFO, "listen.stopped",
+           "%" PRIu64 " connection(s) (%" PRIu64 " refused), %" PRIu64 " message(s), %" PRIu64
+           " byte(s); acknowledged %" PRIu64 " ok, %" PRIu64 " error, %" PRIu64
+           " rejected; %" PRIu64 " resend(s) answered from the cache, %" PRIu64
+           " reused MSH-10, %" PRIu64 " undecodable; closed: %" PRIu64 " too big, %" PRIu64
+           " idle, %" PRIu64 " read timeout, %" PRIu64 " ack timeout; %" PRIu64 " junk byte(s)",
+           st->accepted, st->refused, st->messages, st->bytes, st->acks[0], st->acks[1],
+           st->acks[2], st->duplicates, st->reused_ids, st->undecodable, st->too_big,
+           st->idle_closed, st->read_timeouts, st->ack_timeouts, st->junk_bytes);
+}
+
+static void mllp_describe(void *ctx, char *buf, size_t size)
+{
+    mllp_source_t *ls = ctx;
+    snprintf(buf, size, "MLLP on %s to topic %s", ls->bound[0] ? ls->bound : ls->conf->address,
+             ls->conf->topic);
+}
+
+const cg_source_plugin_t cg_mllp_source_plugin = {
+    .name = "mllp",
+    .desc = "an MLLP listener: HL7 v2 from interface engines, acknowledged once stored",
+    .config_map = mllp_config_map,
+    .conf_size = sizeof(mllp_conf_t),
+    .init = mllp_init,
+    .start = mllp_start,
+    .poll = mllp_poll,
+    .release = mllp_release,
+    .commit = mllp_commit,
+    .reject = mllp_reject,
+    .pause = mllp_pause,
+    .close = mllp_close,
+    .destroy = mllp_destroy,
+    .describe = mllp_describe,
+};
