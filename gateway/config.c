@@ -386,6 +386,10 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
     json_object_foreach(obj, k, v)
     {
         char name[256];
+        /* JSON has no comments: a key starting with // is one (its value a string), so that
+         * example configs explain themselves; it fills nothing */
+        if (!strncmp(k, "//", 2) && json_is_string(v))
+            continue;
         if (prefix)
             snprintf(name, sizeof(name), "%s.%s", prefix, k);
         else

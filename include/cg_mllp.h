@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cg_buf.h"
+#include "cg_config.h"
 #include "cg_err.h"
 #include "cg_hl7.h"
 
@@ -95,5 +96,11 @@ const char *cg_mllp_ack_code(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind);
  * separators in it are replaced by spaces). framed wraps it in MLLP's start and end bytes. */
 cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind, const char *text,
                            const char *control_id, time_t now, int framed, cg_buf_t *out);
+
+/* ---- the listener's config (gateway/plugins/mllp/mllp_source.c) ---- */
+
+/* What `cohortgate listen` would refuse of cfg without binding anything: listen.address, the
+ * pseudonym key its message keys need. -1 with the reason in errstr. */
+int cg_mllp_config_check(const cg_config_t *cfg, char *errstr, size_t errstr_size);
 
 #endif

@@ -4,9 +4,11 @@
 #include "cg_cohort.h"
 #include "cg_config.h"
 #include "cg_mapping.h"
+#include "cg_mllp.h"
 #include "cg_spec.h"
 
 #include <getopt.h>
+#include <string.h>
 
 #define CG_CHECK_MAX_ERRORS 200
 
@@ -91,6 +93,20 @@ int cg_cli_check(int argc, char **argv)
         if (!cfg) {
             print_errors(&err, 1);
             return CG_EXIT_FAILURE;
+        }
+        if (cfg->source && !strcmp(cfg->source, "mllp")) {
+            /* a listener: its address and the key of its message keys */
+            char why[512];
+            if (cg_mllp_config_check(cfg, why, sizeof(why))) {
+                fprintf(stderr, "%s: error: %s\n", config, why);
+                status = CG_EXIT_FAILURE;
+            } else {
+                printf("%s: ok (an MLLP listener for `cohortgate listen`)\n", config);
+            }
+            if (!cfg->specs) { /* `listen` maps nothing */
+                cg_config_destroy(cfg);
+                return status;
+            }
         }
         /* what the config names must load too, as the daemon loads it: vocabularies, the
          * pseudonym key, specs and cohorts (cg_mapping.h) */
