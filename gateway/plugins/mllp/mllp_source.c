@@ -369,9 +369,9 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         if (d == MLLP_DEDUP_REUSED_ID) {
             ls->st.reused_ids++;
             cg_log(CG_LOG_WARN, "listen.reused_id",
-                   "%s: a message reuses the MSH-10 of one stored %d ms ago with other bytes; "
-                   "written",
-                   c->remote, ls->conf->dup_window_ms);
+                   "%s: a message reuses the MSH-3/4/10 of one stored within "
+                   "listen.dup_window_ms with other bytes: written as a new message",
+                   c->remote);
         }
     }
     int64_t seq = ls->slot_seq[c->slot]++;

@@ -1,0 +1,563 @@
+/* test_mllp_listen.c - `cohortgate listen` against the real broker: an in-process listener (the
+ * engine in pass-through mode with the MLLP source and the Kafka sink) and MLLP clients on
+ * 127.0.0.1. The shared corpus over several connections: every ACK names its message (MSA-2 =
+ * MSH-10) and every acknowledged message is on the raw topic byte for byte, keyed and with its
+ * headers; a resend within the window is not written twice; hostile peers (junk, an over-size
+ * frame, idle, slowloris) do not stall a good one; with no broker, nothing is acknowledged AA. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "cg_config.h"
+#include "cg_gateway.h"
+#include "cg_hl7.h"
+#include "kafka_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CORPUS       CG_SHARED_CORPUS "/hl7v2"
+#define N_CONNS      4
+#define MAX_MSGS     1024
+#define FRAME_LIMIT  (1 << 20)
+#define READ_TIMEOUT 1000
+#define IDLE_TIMEOUT 1500
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- an in-process listener ---- */
+
+typedef struct listener {
+    cg_config_t *cfg;
+    cg_gateway_t *gw;
+    pthread_t th;
+    cg_err_t rc;
+    int port;
+    char topic[128];
+} listener_t;
+
+static void *listener_main(void *arg)
+{
+    listener_t *l = arg;
+    char errstr[512];
+    l->rc = cg_gateway_run(l->gw, errstr, sizeof(errstr));
+    if (l->rc)
+        fprintf(stderr, "listen: %s\n", errstr);
+    return NULL;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int mllp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Starts a listener on a free port writing to a fresh topic; extra_listen and kafka are JSON
+ * members added to "listen" and "kafka". */
+static void listener_start(listener_t *l, const char *bootstrap, const char *extra_listen,
+                           const char *extra_kafka)
+{
+    memset(l, 0, sizeof(*l));
+    l->port = free_port();
+    tk_unique_name(l->topic, sizeof(l->topic), "cg-mllp-raw");
+    if (!strcmp(bootstrap, tk_bootstrap()))
+        assert_int_equal(tk_create_topic(l->topic, 3), 0);
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "{\"source\":\"mllp\",\"listen\":{\"address\":\"127.0.0.1:%d\",\"topic\":\"%s\","
+             "\"max_frame_bytes\":%d,\"read_timeout_ms\":%d,\"idle_timeout_ms\":%d%s},"
+             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
+             "\"metrics\":{\"listen\":\"off\"},\"log\":{\"level\":\"warn\"},"
+             "\"delivery\":{\"drain_timeout_ms\":5000},"
+             "\"kafka\":{\"bootstrap.servers\":\"%s\"%s}}",
+             l->port, l->topic, FRAME_LIMIT, READ_TIMEOUT, IDLE_TIMEOUT, extra_listen, bootstrap,
+             extra_kafka);
+    cg_error_t err;
+    l->cfg = cg_config_load_string(text, "<test>", NULL, &err);
+    if (!l->cfg)
+        fprintf(stderr, "config: %s\n", err.text);
+    assert_non_null(l->cfg);
+    char errstr[512];
+    cg_gateway_opts_t o = {.passthrough = 1};
+    l->gw = cg_gateway_new(l->cfg, &o, errstr, sizeof(errstr));
+    if (!l->gw)
+        fprintf(stderr, "new: %s\n", errstr);
+    assert_non_null(l->gw);
+    assert_int_equal(pthread_create(&l->th, NULL, listener_main, l), 0);
+    for (int i = 0; i < 500; i++) { /* until it accepts */
+        int fd = mllp_connect(l->port);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        usleep(10000);
+    }
+    fail_msg("the listener did not start");
+}
+
+static void listener_stop(listener_t *l)
+{
+    cg_gateway_stop(l->gw);
+    pthread_join(l->th, NULL);
+    cg_gateway_destroy(l->gw);
+    cg_config_destroy(l->cfg);
+}
+
+/* ---- an MLLP client ---- */
+
+static int send_frame(int fd, const char *msg, size_t len)
+{
+    char sb = 0x0b, eb[2] = {0x1c, 0x0d};
+    if (send(fd, &sb, 1, MSG_NOSIGNAL) != 1 || send(fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len ||
+        send(fd, eb, 2, MSG_NOSIGNAL) != 2)
+        return -1;
+    return 0;
+}
+
+/* Reads one framed ACK into buf (without framing) within timeout_ms; its length, or -1 on a
+ * timeout, -2 when the listener closed the connection. */
+static int read_ack(int fd, char *buf, size_t size, int timeout_ms)
+{
+    size_t n = 0;
+    int64_t until = now_ms() + timeout_ms;
+    for (;;) {
+        char *eb = n > 1 ? memchr(buf, 0x1c, n) : NULL;
+        if (eb && eb + 1 < buf + n) {
+            size_t len = (size_t)(eb - buf) - 1; /* after the start byte */
+            memmove(buf, buf + 1, len);
+            buf[len] = '\0';
+            return (int)len;
+        }
+        int left = (int)(until - now_ms());
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            return -1;
+        ssize_t r = recv(fd, buf + n, size - 1 - n, 0);
+        if (r <= 0)
+            return -2;
+        n += (size_t)r;
+    }
+}
+
+/* Field n (>= 3) of the first segment of an HL7 message, split on its MSH-1 by hand. */
+static void field_of(const char *msg, size_t len, const char *seg, int n, char *out, size_t size)
+{
+    out[0] = '\0';
+    const char *s = msg, *end = msg + len;
+    while (s + 3 < end && memcmp(s, seg, 3)) { /* the segment at a line start */
+        while (s < end && *s != '\r' && *s != '\n')
+            s++;
+        while (s < end && (*s == '\r' || *s == '\n'))
+            s++;
+    }
+    if (s + 4 > end)
+        return;
+    char fs = s[3];
+    const char *p = s + 3;
+    int f = !strcmp(seg, "MSH") ? 1 : 0;
+    while (f < n && p < end && *p != '\r' && *p != '\n') {
+        p++;
+        if (p[-1] == fs)
+            f++;
+    }
+    if (f != n)
+        return;
+    size_t o = 0;
+    while (p < end && *p != fs && *p != '\r' && *p != '\n' && o + 1 < size)
+        out[o++] = *p++;
+    out[o] = '\0';
+}
+
+/* ---- the corpus, split into messages ---- */
+
+typedef struct msg {
+    char *bytes;
+    size_t len;
+    char ack_code[3];
+} msg_t;
+
+static msg_t msgs[MAX_MSGS];
+static size_t n_msgs;
+
+static int add_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag != FTW_F || n_msgs >= MAX_MSGS)
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    static char buf[8 << 20];
+    size_t len = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    cg_hl7_reader_t r;
+    cg_hl7_reader_init(&r, buf, len);
+    cg_error_t err;
+    size_t before = n_msgs;
+    while (cg_hl7_reader_more(&r) && n_msgs < MAX_MSGS) {
+        if (cg_hl7_reader_next(&r, m, &err) != CG_OK)
+            break;
+        cg_slice_t b = cg_hl7_msg_bytes(m);
+        msgs[n_msgs].bytes = malloc(b.len);
+        memcpy(msgs[n_msgs].bytes, b.ptr, b.len);
+        msgs[n_msgs++].len = b.len;
+    }
+    if (n_msgs == before && len) { /* it does not split: sent whole (an AE/CE) */
+        msgs[n_msgs].bytes = malloc(len);
+        memcpy(msgs[n_msgs].bytes, buf, len);
+        msgs[n_msgs++].len = len;
+    }
+    cg_hl7_msg_destroy(m);
+    return 0;
+}
+
+typedef struct conn_job {
+    int port, index;
+    int failures;
+    int64_t worst_ms;
+} conn_job_t;
+
+/* One connection sends every N_CONNS-th message, each after the last one's ACK. */
+static void *send_share(void *arg)
+{
+    conn_job_t *j = arg;
+    int fd = mllp_connect(j->port);
+    char ack[8192], want[256], got[256], code[8];
+    for (size_t i = (size_t)j->index; fd >= 0 && i < n_msgs; i += N_CONNS) {
+        int64_t t0 = now_ms();
+        if (send_frame(fd, msgs[i].bytes, msgs[i].len)) {
+            j->failures++;
+            break;
+        }
+        char accept[8];
+        field_of(msgs[i].bytes, msgs[i].len, "MSH", 15, accept, sizeof(accept));
+        if (!strcmp(accept, "NE")) { /* the sender asks for no accept acknowledgement */
+            snprintf(msgs[i].ack_code, sizeof(msgs[i].ack_code), "NE");
+            continue;
+        }
+        int n = read_ack(fd, ack, sizeof(ack), 15000);
+        if (now_ms() - t0 > j->worst_ms)
+            j->worst_ms = now_ms() - t0;
+        if (n < 0) {
+            fprintf(stderr, "message %zu: no ACK (%d)\n", i, n);
+            j->failures++;
+            break;
+        }
+        field_of(msgs[i].bytes, msgs[i].len, "MSH", 10, want, sizeof(want));
+        field_of(ack, (size_t)n, "MSA", 2, got, sizeof(got));
+        field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
+        if (strcmp(want, got)) {
+            fprintf(stderr, "message %zu: MSA-2 '%s', MSH-10 '%s'\n", i, got, want);
+            j->failures++;
+        }
+        snprintf(msgs[i].ack_code, sizeof(msgs[i].ack_code), "%s", code);
+    }
+    if (fd >= 0)
+        close(fd);
+    else
+        j->failures++;
+    return NULL;
+}
+
+static void sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char d[32];
+    EVP_Digest(p, n, d, NULL, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void test_corpus_over_connections(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    if (access(CORPUS, R_OK)) {
+        printf("SKIPPED: %s is absent (the shared corpus)\n", CORPUS);
+        skip();
+    }
+    nftw(CORPUS, add_file, 16, FTW_PHYS);
+    printf("corpus: %zu message(s)\n", n_msgs);
+    assert_true(n_msgs > 100);
+    listener_t l;
+    listener_start(&l, tk_bootstrap(), "", "");
+    conn_job_t jobs[N_CONNS];
+    pthread_t th[N_CONNS];
+    for (int i = 0; i < N_CONNS; i++) {
+        jobs[i] = (conn_job_t){.port = l.port, .index = i};
+        pthread_create(&th[i], NULL, send_share, &jobs[i]);
+    }
+    for (int i = 0; i < N_CONNS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].failures, 0);
+    }
+    listener_stop(&l);
+
+    tk_msg_t *out;
+    size_t n_out = tk_read_all(l.topic, &out);
+    size_t acked = 0, errors = 0;
+    for (size_t i = 0; i < n_msgs; i++) {
+        const char *c = msgs[i].ack_code;
+        assert_true(!strcmp(c, "AA") || !strcmp(c, "CA") || !strcmp(c, "AE") || !strcmp(c, "CE") ||
+                    !strcmp(c, "NE"));
+        errors += c[1] == 'E';
+        acked++;
+        int found = 0;
+        for (size_t k = 0; k < n_out && !found; k++) {
+            if (out[k].value_len != msgs[i].len || memcmp(out[k].value, msgs[i].bytes, msgs[i].len))
+                continue;
+            found = 1;
+            char hb[128], sha[65];
+            sha256_hex(msgs[i].bytes, msgs[i].len, sha);
+            assert_string_equal(tk_header(&out[k], "cg.mllp.sha256", hb, sizeof(hb)), sha);
+            assert_non_null(tk_header(&out[k], "cg.mllp.remote", hb, sizeof(hb)));
+            assert_true(!strncmp(hb, "127.0.0.1:", 10));
+            assert_non_null(tk_header(&out[k], "cg.mllp.received", hb, sizeof(hb)));
+            /* an error ACK is stored with the dead-letter path's mark */
+            if (strcmp(c, "NE"))
+                assert_int_equal(tk_header(&out[k], "cg.error.stage", hb, sizeof(hb)) != NULL,
+                                 c[1] == 'E');
+            /* the key: a keyed hash, no identifier */
+            assert_int_equal(out[k].key_len, 64);
+            char pid[256];
+            field_of(msgs[i].bytes, msgs[i].len, "PID", 3, pid, sizeof(pid));
+            char *caret = strchr(pid, '^');
+            if (caret)
+                *caret = '\0';
+            if (strlen(pid) >= 4)
+                assert_null(strstr(out[k].key, pid));
+        }
+        if (!found)
+            fprintf(stderr, "message %zu (ACK %s) is not on the topic\n", i, c);
+        assert_true(found);
+    }
+    printf("%zu acknowledged (%zu AE/CE), %zu record(s) on the topic\n", acked, errors, n_out);
+    assert_true(n_out <= n_msgs);
+    tk_msgs_free(out, n_out);
+}
+
+static size_t make_adt(char *buf, size_t size, const char *ctrl, const char *name)
+{
+    return (size_t)snprintf(buf, size,
+                            "MSH|^~\\&|APP|FAC|CG|CG|20240101000000||ADT^A08|%s|P|2.5.1\r"
+                            "PID|1||P%s^^^HOSP^MR||%s\r",
+                            ctrl, ctrl, name);
+}
+
+static void test_resend_is_not_written_twice(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    listener_t l;
+    listener_start(&l, tk_bootstrap(), "", "");
+    char ctrl[64], a[512], b[512], ack[4096], code[8];
+    snprintf(ctrl, sizeof(ctrl), "R%d", (int)getpid());
+    size_t na = make_adt(a, sizeof(a), ctrl, "DOE"), nb = make_adt(b, sizeof(b), ctrl, "ROE");
+    /* sent, acknowledged; the ACK "lost": the sender connects again and resends */
+    for (int round = 0; round < 3; round++) {
+        int fd = mllp_connect(l.port);
+        assert_int_equal(send_frame(fd, a, na), 0);
+        int n = read_ack(fd, ack, sizeof(ack), 10000);
+        assert_true(n > 0);
+        field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
+        assert_string_equal(code, "AA");
+        close(fd);
+    }
+    /* the same MSH-10 with other bytes: a new message, written */
+    int fd = mllp_connect(l.port);
+    assert_int_equal(send_frame(fd, b, nb), 0);
+    assert_true(read_ack(fd, ack, sizeof(ack), 10000) > 0);
+    close(fd);
+    listener_stop(&l);
+    tk_msg_t *out;
+    size_t n_out = tk_read_all(l.topic, &out);
+    assert_int_equal(n_out, 2);
+    size_t as = 0, bs = 0;
+    for (size_t k = 0; k < n_out; k++) {
+        as += out[k].value_len == na && !memcmp(out[k].value, a, na);
+        bs += out[k].value_len == nb && !memcmp(out[k].value, b, nb);
+    }
+    assert_int_equal(as, 1);
+    assert_int_equal(bs, 1);
+    /* one patient, one key (PID-3 is the same in both) */
+    assert_memory_equal(out[0].key, out[1].key, 64);
+    tk_msgs_free(out, n_out);
+}
+
+/* ---- hostile peers ---- */
+
+static volatile int hostile_stop;
+
+static void *slowloris(void *arg)
+{
+    int fd = *(int *)arg;
+    char sb = 0x0b;
+    send(fd, &sb, 1, MSG_NOSIGNAL);
+    while (!hostile_stop && send(fd, "M", 1, MSG_NOSIGNAL) == 1)
+        usleep(100000);
+    return NULL;
+}
+
+static void *junk(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[4096];
+    memset(buf, 'x', sizeof(buf));
+    while (!hostile_stop && send(fd, buf, sizeof(buf), MSG_NOSIGNAL) > 0)
+        usleep(1000);
+    return NULL;
+}
+
+/* 1 when the listener closed fd within ms */
+static int closed_within(int fd, int ms)
+{
+    char b[256];
+    int64_t until = now_ms() + ms;
+    while (now_ms() < until) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) > 0) {
+            ssize_t r = recv(fd, b, sizeof(b), 0);
+            if (r == 0 || (r < 0 && errno == ECONNRESET))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_hostile_peers_stall_no_one(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    listener_t l;
+    listener_start(&l, tk_bootstrap(), "", "");
+    hostile_stop = 0;
+    int slow = mllp_connect(l.port), jnk = mllp_connect(l.port), big = mllp_connect(l.port);
+    int idle[20];
+    for (int i = 0; i < 20; i++)
+        idle[i] = mllp_connect(l.port);
+    pthread_t ts, tj;
+    pthread_create(&ts, NULL, slowloris, &slow);
+    pthread_create(&tj, NULL, junk, &jnk);
+    /* a frame past max_frame_bytes */
+    char *huge = malloc(FRAME_LIMIT + 4096);
+    memset(huge, 'Z', FRAME_LIMIT + 4096);
+    huge[0] = 0x0b;
+    send(big, huge, FRAME_LIMIT + 4096, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(huge);
+    /* meanwhile a good sender keeps its ACK latency */
+    int good = mllp_connect(l.port);
+    char msg[512], ctrl[64], ack[4096], code[8];
+    int64_t worst = 0;
+    for (int i = 0; i < 50; i++) {
+        snprintf(ctrl, sizeof(ctrl), "H%d-%d", (int)getpid(), i);
+        size_t n = make_adt(msg, sizeof(msg), ctrl, "DOE");
+        int64_t t0 = now_ms();
+        assert_int_equal(send_frame(good, msg, n), 0);
+        int r = read_ack(good, ack, sizeof(ack), 5000);
+        assert_true(r > 0);
+        field_of(ack, (size_t)r, "MSA", 1, code, sizeof(code));
+        assert_string_equal(code, "AA");
+        if (now_ms() - t0 > worst)
+            worst = now_ms() - t0;
+    }
+    printf("good sender: worst ACK latency %lld ms among hostile peers\n", (long long)worst);
+    assert_true(worst < 2000);
+    assert_true(closed_within(big, 2000));                 /* over-size frame */
+    assert_true(closed_within(slow, READ_TIMEOUT + 1500)); /* slowloris */
+    assert_true(closed_within(idle[0], IDLE_TIMEOUT + 1500));
+    assert_true(closed_within(jnk, IDLE_TIMEOUT + 1500)); /* junk and no frame: idle */
+    hostile_stop = 1;
+    pthread_join(ts, NULL);
+    pthread_join(tj, NULL);
+    close(slow);
+    close(jnk);
+    close(big);
+    close(good);
+    for (int i = 0; i < 20; i++)
+        close(idle[i]);
+    listener_stop(&l);
+}
+
+static void test_no_broker_no_aa(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    /* nothing listens on the bootstrap address: the message can never be stored */
+    listener_t l;
+    char bs[64];
+    snprintf(bs, sizeof(bs), "127.0.0.1:%d", free_port());
+    listener_start(&l, bs, ",\"ack_timeout_ms\":8000", ",\"message.timeout.ms\":1500");
+    int fd = mllp_connect(l.port);
+    char msg[512], ack[4096], code[8];
+    size_t n = make_adt(msg, sizeof(msg), "NB1", "DOE");
+    assert_int_equal(send_frame(fd, msg, n), 0);
+    int r = read_ack(fd, ack, sizeof(ack), 10000);
+    if (r > 0) {
+        field_of(ack, (size_t)r, "MSA", 1, code, sizeof(code));
+        printf("no broker: %s\n", code);
+        assert_string_equal(code, "AR");
+    } else {
+        assert_int_equal(r, -2); /* closed rather than acknowledged */
+    }
+    close(fd);
+    listener_stop(&l);
+}
+
+int main(void)
+{
+    if (!tk_bootstrap())
+        printf("SKIPPED: COHORTGATE_TEST_BOOTSTRAP is not set; tests/scripts/test.sh starts a "
+               "broker\n");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_corpus_over_connections),
+        cmocka_unit_test(test_resend_is_not_written_twice),
+        cmocka_unit_test(test_hostile_peers_stall_no_one),
+        cmocka_unit_test(test_no_broker_no_aa),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    for (size_t i = 0; i < n_msgs; i++)
+        free(msgs[i].bytes);
+    return rc;
+}
