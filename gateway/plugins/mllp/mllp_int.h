@@ -4,6 +4,7 @@
 
 #include "cg_mllp.h"
 #include "cg_plugin.h"
+#include "cg_pseudo.h"
 
 #include <stdint.h>
 
@@ -22,6 +23,10 @@ typedef struct mllp_conf {
     int dup_window_ms;
     int dup_cache_entries;
 } mllp_conf_t;
+
+/* The pseudonym key the config names (pseudonym.key_file or key_env), loaded as the mapping
+ * bundle loads it. NULL with the reason in errstr. */
+cg_pseudo_t *mllp_key_load(const cg_config_t *cfg, char *errstr, size_t errstr_size);
 
 /* Resends after a lost acknowledgement: per (sender, MSH-10), the SHA-256 of the bytes that
  * were stored and when. Bounded: the oldest entry makes room; an entry older than the window

@@ -577,32 +577,6 @@ static void io(mllp_source_t *ls, int timeout_ms)
     free_dead(ls);
 }
 
-/* The pseudonym key the config names, loaded as the mapping bundle loads it. */
-static cg_pseudo_t *load_key(const cg_config_t *cfg, char *errstr, size_t errstr_size)
-{
-    cg_pseudo_key_t *key =
-        cg_pseudo_key_load(cfg->key_file, cfg->key_file ? NULL : cfg->key_env, errstr, errstr_size);
-    if (!key)
-        return NULL;
-    cg_pseudo_t *p = cg_pseudo_new(key, 0, errstr, errstr_size);
-    cg_pseudo_key_destroy(key);
-    return p;
-}
-
-int cg_mllp_config_check(const cg_config_t *cfg, char *errstr, size_t errstr_size)
-{
-    const mllp_conf_t *cf = cg_config_plugin_conf(cfg, cg_mllp_source_plugin.config_map);
-    char host[256], port[8], why[300];
-    if (!cf || cg_metrics_listen_parse(cf->address, host, sizeof(host), port, sizeof(port), why,
-                                       sizeof(why))) {
-        snprintf(errstr, errstr_size, "listen.address: %s", cf ? why : "no listener settings");
-        return -1;
-    }
-    cg_pseudo_t *p = load_key(cfg, errstr, errstr_size);
-    cg_pseudo_destroy(p);
-    return p ? 0 : -1;
-}
-
 /* ---- the plug-in ---- */
 
 static void mllp_destroy(void *ctx)
@@ -645,7 +619,7 @@ static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
     ls->started = time(NULL);
     const mllp_conf_t *cf = ls->conf;
     const cg_config_t *cfg = env->cfg;
-    if (!(ls->pseudo = load_key(cfg, errstr, errstr_size)))
+    if (!(ls->pseudo = mllp_key_load(cfg, errstr, errstr_size)))
         goto fail;
     if (!(ls->hl7 = cg_hl7_msg_new(&cfg->hl7)) ||
         !(ls->dedup = mllp_dedup_new((size_t)cf->dup_cache_entries, cf->dup_window_ms)) ||

@@ -1,0 +1,22 @@
+/* mllp_check.c - what `cohortgate check -c` checks of a listener's config (cg_mllp.h). Apart from
+ * the plug-in: it reads the plug-in's settings from the config, and the config reads the plug-in
+ * list, so one file holding both would make a call cycle. */
+#include "mllp_int.h"
+
+#include "cg_metrics.h"
+
+#include <stdio.h>
+
+int cg_mllp_config_check(const cg_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    const mllp_conf_t *cf = cg_config_plugin_conf(cfg, cg_mllp_source_plugin.config_map);
+    char host[256], port[8], why[300];
+    if (!cf || cg_metrics_listen_parse(cf->address, host, sizeof(host), port, sizeof(port), why,
+                                       sizeof(why))) {
+        snprintf(errstr, errstr_size, "listen.address: %s", cf ? why : "no listener settings");
+        return -1;
+    }
+    cg_pseudo_t *p = mllp_key_load(cfg, errstr, errstr_size);
+    cg_pseudo_destroy(p);
+    return p ? 0 : -1;
+}
