@@ -104,7 +104,7 @@ static void listener_start(listener_t *l, const char *bootstrap, const char *ext
              "{\"source\":\"mllp\",\"listen\":{\"address\":\"127.0.0.1:%d\",\"topic\":\"%s\","
              "\"max_frame_bytes\":%d,\"read_timeout_ms\":%d,\"idle_timeout_ms\":%d%s},"
              "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
-             "\"metrics\":{\"listen\":\"off\"},\"log\":{\"level\":\"warn\"},"
+             "\"metrics\":{\"listen\":\"127.0.0.1:0\"},\"log\":{\"level\":\"warn\"},"
              "\"delivery\":{\"drain_timeout_ms\":5000},"
              "\"kafka\":{\"bootstrap.servers\":\"%s\"%s}}",
              l->port, l->topic, FRAME_LIMIT, READ_TIMEOUT, IDLE_TIMEOUT, extra_listen, bootstrap,
@@ -298,6 +298,21 @@ static void *send_share(void *arg)
     return NULL;
 }
 
+/* GET /metrics of the listener's gateway into buf. */
+static void scrape(listener_t *l, char *buf, size_t size)
+{
+    int fd = mllp_connect(cg_gateway_metrics_port(l->gw));
+    assert_true(fd >= 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < size && (r = recv(fd, buf + n, size - 1 - n, 0)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    close(fd);
+}
+
 static void sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char d[32];
@@ -319,17 +334,26 @@ static void test_corpus_over_connections(void **state)
     printf("corpus: %zu message(s)\n", n_msgs);
     assert_true(n_msgs > 100);
     listener_t l;
-    listener_start(&l, tk_bootstrap(), "", "");
+    listener_start(&l, tk_bootstrap(), "", ",\"linger.ms\":1");
     conn_job_t jobs[N_CONNS];
     pthread_t th[N_CONNS];
     for (int i = 0; i < N_CONNS; i++) {
         jobs[i] = (conn_job_t){.port = l.port, .index = i};
         pthread_create(&th[i], NULL, send_share, &jobs[i]);
     }
+    int64_t worst = 0;
     for (int i = 0; i < N_CONNS; i++) {
         pthread_join(th[i], NULL);
         assert_int_equal(jobs[i].failures, 0);
+        worst = jobs[i].worst_ms > worst ? jobs[i].worst_ms : worst;
     }
+    static char metrics[1 << 16];
+    scrape(&l, metrics, sizeof(metrics));
+    const char *le10 = strstr(metrics, "cohortgate_mllp_ack_latency_seconds_bucket{le=\"0.01\"} ");
+    if (getenv("CG_TEST_VERBOSE"))
+        fputs(strstr(metrics, "cohortgate_mllp_ack_latency_seconds_bucket"), stdout);
+    printf("%d connections: worst ACK latency %lld ms, %d ACK(s) within 10 ms\n", N_CONNS,
+           (long long)worst, le10 ? atoi(le10 + 54) : -1);
     listener_stop(&l);
 
     tk_msg_t *out;
@@ -408,6 +432,12 @@ static void test_resend_is_not_written_twice(void **state)
     assert_int_equal(send_frame(fd, b, nb), 0);
     assert_true(read_ack(fd, ack, sizeof(ack), 10000) > 0);
     close(fd);
+    static char metrics[1 << 16];
+    scrape(&l, metrics, sizeof(metrics));
+    assert_non_null(strstr(metrics, "\ncohortgate_mllp_duplicates_total 2\n"));
+    assert_non_null(strstr(metrics, "\ncohortgate_mllp_reused_ids_total 1\n"));
+    assert_non_null(strstr(metrics, "\ncohortgate_mllp_acks_total{code=\"AA\"} 4\n"));
+    assert_non_null(strstr(metrics, "\ncohortgate_mllp_ack_latency_seconds_count 4\n"));
     listener_stop(&l);
     tk_msg_t *out;
     size_t n_out = tk_read_all(l.topic, &out);

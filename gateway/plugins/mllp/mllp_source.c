@@ -15,6 +15,7 @@
 
 #include "cg_log.h"
 #include "cg_metrics.h"
+#include "cg_metrics_gw.h"
 #include "cg_pseudo.h"
 
 #include <arpa/inet.h>
@@ -80,6 +81,7 @@ static const cg_config_map_t mllp_config_map[] = {
 /* A message waiting for its acknowledgement, in its connection's order. */
 typedef struct mllp_pending {
     struct mllp_pending *next;
+    int32_t slot;
     int64_t seq;                    /* its position; -1: a resend answered from the cache */
     int ready;                      /* its outcome is known */
     cg_mllp_ack_kind_t kind;        /* the outcome, once ready */
@@ -124,6 +126,12 @@ typedef struct mllp_stats {
         ack_timeouts, duplicates, reused_ids, undecodable, acks[3];
 } mllp_stats_t;
 
+/* The listener's series in the gateway's registry (/metrics); NULL-safe when metrics are off. */
+typedef struct mllp_metrics {
+    cg_metric_series_t *connections, *messages, *bytes, *duplicates, *reused_ids, *junk, *latency;
+    cg_metric_t *acks, *closed;
+} mllp_metrics_t;
+
 typedef struct mllp_source {
     cg_engine_t *engine;
     const cg_config_t *cfg;
@@ -135,6 +143,9 @@ typedef struct mllp_source {
     int64_t *slot_seq;
     mllp_msg_t *rq_head, *rq_tail; /* framed, not yet handed out */
     mllp_conn_t *dead;
+    /* in flight when their connection closed: once delivered they go into the resend cache,
+     * so the sender's resend is answered from it rather than written twice */
+    mllp_pending_t *orphans;
     cg_pseudo_t *pseudo;
     cg_hl7_msg_t *hl7;
     mllp_dedup_t *dedup;
@@ -143,6 +154,7 @@ typedef struct mllp_source {
     int paused;
     int64_t last_sweep_ms;
     mllp_stats_t st;
+    mllp_metrics_t mx;
 } mllp_source_t;
 
 static int64_t now_ms(void)
@@ -195,12 +207,19 @@ static void conn_close(mllp_source_t *ls, mllp_conn_t *c, const char *why)
     while (c->head) { /* never acknowledged: the sender sends them again */
         mllp_pending_t *p = c->head;
         c->head = p->next;
-        free(p);
+        if (!p->ready && p->seq >= 0 && p->has_id) {
+            p->next = ls->orphans;
+            ls->orphans = p;
+        } else {
+            free(p);
+        }
     }
     c->head = c->tail = NULL;
     c->n_pending = 0;
     c->fd = -1;
     ls->st.junk_bytes += c->fr.junk;
+    cg_metric_inc(ls->mx.junk, c->fr.junk);
+    cg_metric_add(ls->mx.connections, -1);
     cg_mllp_framer_free(&c->fr);
     cg_buf_free(&c->out);
     ls->slots[c->slot] = NULL;
@@ -256,8 +275,11 @@ static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
             char id[24];
             snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
                      ++ls->ack_no % 10000000000u);
-            if (cg_mllp_ack_build(&h, p->kind, p->reason, id, time(NULL), 1, &c->out) == CG_OK)
+            if (cg_mllp_ack_build(&h, p->kind, p->reason, id, time(NULL), 1, &c->out) == CG_OK) {
                 ls->st.acks[p->kind]++;
+                cg_metric_inc(cg_metric_get1(ls->mx.acks, cg_mllp_ack_code(&h, p->kind)), 1);
+                cg_metric_observe(ls->mx.latency, (double)(now_ms() - p->received_ms) / 1000.0);
+            }
         }
         if (p->kind == CG_MLLP_ACK_OK && p->has_id && p->seq >= 0)
             mllp_dedup_put(ls->dedup, p->id, p->sha, now_ms());
@@ -287,6 +309,7 @@ static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64
     if (n)
         memcpy(p->msh, msh, n);
     p->msh_len = n;
+    p->slot = c->slot;
     p->seq = seq;
     if (c->tail)
         c->tail->next = p;
@@ -335,6 +358,8 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     int64_t t = now_ms();
     ls->st.messages++;
     ls->st.bytes += len;
+    cg_metric_inc(ls->mx.messages, 1);
+    cg_metric_inc(ls->mx.bytes, len);
     cg_mllp_msh_t h;
     cg_error_t err;
     memset(&err, 0, sizeof(err));
@@ -355,6 +380,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         mllp_dedup_result_t d = mllp_dedup_check(ls->dedup, id, sha, t);
         if (d == MLLP_DEDUP_SAME) { /* stored already: acknowledged again, not written twice */
             ls->st.duplicates++;
+            cg_metric_inc(ls->mx.duplicates, 1);
             mllp_pending_t *p = pending_new(c, &h, -1);
             if (!p) {
                 conn_close(ls, c, "out of memory");
@@ -368,6 +394,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         }
         if (d == MLLP_DEDUP_REUSED_ID) {
             ls->st.reused_ids++;
+            cg_metric_inc(ls->mx.reused_ids, 1);
             cg_log(CG_LOG_WARN, "listen.reused_id",
                    "%s: a message reuses the MSH-3/4/10 of one stored within "
                    "listen.dup_window_ms with other bytes: written as a new message",
@@ -453,6 +480,7 @@ static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
             off += used;
             if (ev == CG_MLLP_TOO_BIG) {
                 ls->st.too_big++;
+                cg_metric_inc(cg_metric_get1(ls->mx.closed, "too_big"), 1);
                 cg_log(CG_LOG_WARN, "listen.too_big",
                        "%s: a frame larger than listen.max_frame_bytes (%d)", c->remote,
                        ls->conf->max_frame_bytes);
@@ -484,6 +512,7 @@ static void accept_all(mllp_source_t *ls)
             return; /* EAGAIN, or an error of that one connection */
         if (ls->n_conns >= ls->conf->max_connections) {
             ls->st.refused++;
+            cg_metric_inc(cg_metric_get1(ls->mx.closed, "max_connections"), 1);
             close(fd);
             continue;
         }
@@ -523,6 +552,7 @@ static void accept_all(mllp_source_t *ls)
         }
         ls->slots[slot] = c;
         ls->n_conns++;
+        cg_metric_add(ls->mx.connections, 1);
         ls->st.accepted++;
     }
 }
@@ -537,6 +567,7 @@ static void sweep(mllp_source_t *ls, int64_t t)
             continue;
         if (c->head && !c->head->ready && t - c->head->received_ms > cf->ack_timeout_ms) {
             ls->st.ack_timeouts++;
+            cg_metric_inc(cg_metric_get1(ls->mx.closed, "ack_timeout"), 1);
             cg_log(CG_LOG_WARN, "listen.ack_timeout",
                    "%s: a message not delivered within listen.ack_timeout_ms (%d): closing "
                    "instead of acknowledging late",
@@ -544,9 +575,11 @@ static void sweep(mllp_source_t *ls, int64_t t)
             conn_close(ls, c, "acknowledgement timeout");
         } else if (c->frame_start_ms && t - c->frame_start_ms > cf->read_timeout_ms) {
             ls->st.read_timeouts++;
+            cg_metric_inc(cg_metric_get1(ls->mx.closed, "read_timeout"), 1);
             conn_close(ls, c, "frame not complete within listen.read_timeout_ms");
         } else if (!c->head && !c->frame_start_ms && t - c->last_frame_ms > cf->idle_timeout_ms) {
             ls->st.idle_closed++;
+            cg_metric_inc(cg_metric_get1(ls->mx.closed, "idle"), 1);
             conn_close(ls, c, "idle");
         }
     }
@@ -579,6 +612,45 @@ static void io(mllp_source_t *ls, int timeout_ms)
 
 /* ---- the plug-in ---- */
 
+/* Registered at init, before the metrics endpoint starts (cg_metrics.h asks so). */
+static void metrics_register(mllp_source_t *ls, cg_metrics_gw_t *g)
+{
+    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   10};
+    cg_metrics_t *r = g ? cg_metrics_gw_registry(g) : NULL;
+    if (!r)
+        return;
+    mllp_metrics_t *mx = &ls->mx;
+    mx->connections = cg_metric_get(
+        cg_metrics_gauge(r, "cohortgate_mllp_connections", "MLLP connections open now", NULL),
+        NULL);
+    mx->messages = cg_metric_get(
+        cg_metrics_counter(r, "cohortgate_mllp_messages_total", "MLLP frames received", NULL),
+        NULL);
+    mx->bytes = cg_metric_get(
+        cg_metrics_counter(r, "cohortgate_mllp_bytes_total", "Bytes of MLLP frames received", NULL),
+        NULL);
+    mx->duplicates = cg_metric_get(
+        cg_metrics_counter(r, "cohortgate_mllp_duplicates_total",
+                           "Resends acknowledged from the cache, not written again", NULL),
+        NULL);
+    mx->reused_ids = cg_metric_get(
+        cg_metrics_counter(r, "cohortgate_mllp_reused_ids_total",
+                           "Messages written that reuse a stored MSH-10 with other bytes", NULL),
+        NULL);
+    mx->junk = cg_metric_get(cg_metrics_counter(r, "cohortgate_mllp_junk_bytes_total",
+                                                "Bytes skipped outside MLLP frames", NULL),
+                             NULL);
+    mx->latency =
+        cg_metric_get(cg_metrics_histogram(r, "cohortgate_mllp_ack_latency_seconds",
+                                           "From a frame's end to its acknowledgement", NULL,
+                                           bounds, sizeof(bounds) / sizeof(bounds[0])),
+                      NULL);
+    mx->acks = cg_metrics_counter(r, "cohortgate_mllp_acks_total", "Acknowledgements sent", "code");
+    mx->closed = cg_metrics_counter(r, "cohortgate_mllp_closed_total",
+                                    "Connections the listener closed, by reason", "reason");
+}
+
 static void mllp_destroy(void *ctx)
 {
     mllp_source_t *ls = ctx;
@@ -588,6 +660,11 @@ static void mllp_destroy(void *ctx)
         if (ls->slots[i])
             conn_close(ls, ls->slots[i], NULL);
     free_dead(ls);
+    while (ls->orphans) {
+        mllp_pending_t *p = ls->orphans;
+        ls->orphans = p->next;
+        free(p);
+    }
     while (ls->rq_head) {
         mllp_msg_t *m = ls->rq_head;
         ls->rq_head = m->next;
@@ -619,6 +696,7 @@ static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
     ls->started = time(NULL);
     const mllp_conf_t *cf = ls->conf;
     const cg_config_t *cfg = env->cfg;
+    metrics_register(ls, env->metrics);
     if (!(ls->pseudo = mllp_key_load(cfg, errstr, errstr_size)))
         goto fail;
     if (!(ls->hl7 = cg_hl7_msg_new(&cfg->hl7)) ||
@@ -732,8 +810,19 @@ static int mllp_commit(void *ctx, const cg_source_pos_t *pos, size_t n, int sync
     for (size_t i = 0; i < n; i++) {
         if (pos[i].partition < 0 || pos[i].partition >= ls->conf->max_connections)
             continue;
+        for (mllp_pending_t **o = &ls->orphans; *o;) {
+            mllp_pending_t *p = *o;
+            if (p->slot == pos[i].partition && p->seq < pos[i].offset) {
+                if (p->on_delivery == CG_MLLP_ACK_OK)
+                    mllp_dedup_put(ls->dedup, p->id, p->sha, now_ms());
+                *o = p->next;
+                free(p);
+            } else {
+                o = &p->next;
+            }
+        }
         mllp_conn_t *c = ls->slots[pos[i].partition];
-        if (!c) /* closed: the sender sends them again (and the cache answers) */
+        if (!c)
             continue;
         for (mllp_pending_t *p = c->head; p; p = p->next)
             if (!p->ready && p->seq >= 0 && p->seq < pos[i].offset) {
@@ -753,6 +842,13 @@ static void mllp_reject(void *ctx, const cg_source_pos_t *pos, const char *reaso
     mllp_source_t *ls = ctx;
     if (pos->partition < 0 || pos->partition >= ls->conf->max_connections)
         return;
+    for (mllp_pending_t **o = &ls->orphans; *o; o = &(*o)->next)
+        if ((*o)->slot == pos->partition && (*o)->seq == pos->offset) {
+            mllp_pending_t *p = *o;
+            *o = p->next;
+            free(p);
+            break;
+        }
     mllp_conn_t *c = ls->slots[pos->partition];
     for (mllp_pending_t *p = c ? c->head : NULL; p; p = p->next)
         if (p->seq == pos->offset && !p->ready) {
