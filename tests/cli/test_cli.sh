@@ -27,12 +27,12 @@ export COHORTGATE_PSEUDONYM_KEY=cli-test-key-cli-test-key-cli-test-key-0001
 
 # top level
 expect 0 "--help" -- "$cg" --help
-for c in run map parse check test; do has "$tmp/out" "^  $c " "--help lists $c"; done
+for c in run listen map parse check test; do has "$tmp/out" "^  $c " "--help lists $c"; done
 expect 0 "--version" -- "$cg" --version
 has "$tmp/out" '^cohortgate [0-9]+\.[0-9]+\.[0-9]+$' "--version prints the version"
 expect 2 "unknown command" -- "$cg" frobnicate
 has "$tmp/err" "unknown command 'frobnicate'" "unknown command named"
-for c in run map parse check test; do
+for c in run listen map parse check test; do
     expect 0 "$c --help" -- "$cg" "$c" --help
     has "$tmp/out" "^usage: cohortgate $c" "$c --help shows its usage"
 done
@@ -88,6 +88,15 @@ sed -e "s#\"demo/pseudonym.key\"#\"$tmp/no-such.key\"#" -e "s#\"\\.\\./specs#\"$
     -e "s#\"demo/feeds\"#\"$src/config/demo/feeds\"#" "$src/config/demo.json" >"$tmp/nokey.json"
 expect 1 "check -c with a missing key file" -- "$cg" check -c "$tmp/nokey.json"
 has "$tmp/err" "^error: pseudonym key file .*no-such.key" "check names the missing key file"
+# a listener's config: no inputs, no specs; its address and key are checked
+sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
+expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"
+has "$tmp/out" "MLLP listener" "check -c knows a listener"
+sed -e "s#127.0.0.1:2575#127.0.0.1#" "$tmp/listen.json" >"$tmp/listen-bad.json"
+expect 1 "check -c listen with a bad address" -- "$cg" check -c "$tmp/listen-bad.json"
+has "$tmp/err" "listen.address" "the bad address is named"
+expect 1 "listen with a Kafka source" -- "$cg" listen -c "$src/config/demo.json"
+has "$tmp/err" '"source" must be "mllp"' "listen refuses a config without the MLLP source"
 
 # map --cohorts: records list the cohorts the gateway would route them to
 expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --cohorts "$src/specs/cohorts" "$src/tests/golden/cda_ccd_sections/input.xml"

@@ -549,6 +549,49 @@ static void test_hostile_peers_stall_no_one(void **state)
     listener_stop(&l);
 }
 
+/* Sends one message on fd and returns its MSA-1 in code ("" when no ACK came). */
+static void send_one(int fd, const char *ctrl, char *code, size_t size)
+{
+    char msg[512], ack[4096];
+    size_t n = make_adt(msg, sizeof(msg), ctrl, "DOE");
+    code[0] = '\0';
+    if (send_frame(fd, msg, n))
+        return;
+    int r = read_ack(fd, ack, sizeof(ack), 5000);
+    if (r > 0)
+        field_of(ack, (size_t)r, "MSA", 1, code, size);
+}
+
+static void test_max_connections(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    listener_t l;
+    listener_start(&l, tk_bootstrap(), ",\"max_connections\":3", "");
+    int fd[3];
+    char code[8], ctrl[64];
+    for (int i = 0; i < 3; i++) {
+        fd[i] = mllp_connect(l.port);
+        snprintf(ctrl, sizeof(ctrl), "M%d-%d", (int)getpid(), i);
+        send_one(fd[i], ctrl, code, sizeof(code));
+        assert_string_equal(code, "AA");
+    }
+    int extra = mllp_connect(l.port); /* the kernel accepts it; the listener closes it */
+    assert_true(closed_within(extra, 2000));
+    close(extra);
+    close(fd[0]); /* a slot is free again */
+    usleep(200000);
+    int again = mllp_connect(l.port);
+    snprintf(ctrl, sizeof(ctrl), "M%d-again", (int)getpid());
+    send_one(again, ctrl, code, sizeof(code));
+    assert_string_equal(code, "AA");
+    close(again);
+    close(fd[1]);
+    close(fd[2]);
+    listener_stop(&l);
+}
+
 static void test_no_broker_no_aa(void **state)
 {
     (void)state;
@@ -584,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_corpus_over_connections),
         cmocka_unit_test(test_resend_is_not_written_twice),
         cmocka_unit_test(test_hostile_peers_stall_no_one),
+        cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_no_broker_no_aa),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
