@@ -155,6 +155,7 @@ typedef struct mllp_source {
     int64_t last_sweep_ms;
     mllp_stats_t st;
     mllp_metrics_t mx;
+    char rbuf[MLLP_READ_CHUNK];
 } mllp_source_t;
 
 static int64_t now_ms(void)
@@ -297,11 +298,11 @@ static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
 static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64_t seq)
 {
     const char *msh = h->found ? h->seps.ptr - 3 : NULL;
-    const char *end = msh;
-    if (msh) /* the MSH line: what the acknowledgement is built from */
-        while (*end != '\r' && *end != '\n' && end < h->seps.ptr + 4096 &&
-               end < c->fr.frame.data + c->fr.frame.len)
-            end++;
+    const char *end = msh, *stop = c->fr.frame.data + c->fr.frame.len;
+    if (msh && stop > msh + 4096)
+        stop = msh + 4096; /* an MSH line is short; a longer one is cut (its fields are early) */
+    while (msh && end < stop && *end != '\r' && *end != '\n') /* the MSH line: the ACK's base */
+        end++;
     size_t n = (size_t)(end - msh);
     mllp_pending_t *p = calloc(1, sizeof(*p) + n + 1);
     if (!p)
@@ -459,9 +460,9 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
 
 static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
 {
-    static char buf[MLLP_READ_CHUNK];
+    char *buf = ls->rbuf;
     for (int r = 0; r < MLLP_READS_PER_IO; r++) {
-        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        ssize_t n = recv(c->fd, buf, MLLP_READ_CHUNK, 0);
         if (n == 0) {
             conn_close(ls, c, NULL);
             return;
@@ -497,7 +498,7 @@ static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
         }
         if (cg_mllp_framer_in_frame(&c->fr) && !c->frame_start_ms)
             c->frame_start_ms = now_ms();
-        if (!(c->events & EPOLLIN) || (size_t)n < sizeof(buf))
+        if (!(c->events & EPOLLIN) || (size_t)n < MLLP_READ_CHUNK)
             return;
     }
 }
