@@ -1,9 +1,6 @@
 /* pseudo.c - keyed pseudonyms, date shifts and row ids (see cg_pseudo.h). */
 #include "cg_pseudo.h"
 
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -32,7 +29,7 @@ struct cg_pseudo {
 };
 
 static const char date_shift_prefix[] = "\0cohortgate/date-shift/v1\x1F";
-static const char row_id_prefix[] = "cohortgate/row-id/v2";
+static const char row_id_prefix[] = "\0cohortgate/row-id/v3\x1F";
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -393,62 +390,49 @@ cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t p
     return CG_OK;
 }
 
-static void put_u64be(unsigned char *b, uint64_t v)
+static void put_u32be(unsigned char *b, uint32_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        b[i] = (unsigned char)(v & 0xFF);
-        v >>= 8;
-    }
+    b[0] = (unsigned char)(v >> 24);
+    b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8);
+    b[3] = (unsigned char)v;
 }
 
-cg_err_t cg_pseudo_row_id(cg_pseudo_t *p, cg_slice_t spec, cg_slice_t message_id, cg_slice_t rule,
-                          uint64_t position, int64_t *out)
+cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
+                          const cg_slice_t *parts, size_t n_parts, int64_t *out)
 {
-    (void)p; /* no key and no scratch state: XXH3 hashes from the stack */
-    if (!out || (spec.len && !spec.ptr) || (message_id.len && !message_id.ptr) ||
-        (rule.len && !rule.ptr))
+    if (!p || !out || n_parts > CG_PSEUDO_ID_MAX_PARTS || (ns.len && !ns.ptr) ||
+        ns.len > UINT32_MAX)
         return CG_ERR_INVALID_ARG;
-    unsigned char lens[3][8], pos[8];
-    put_u64be(lens[0], spec.len);
-    put_u64be(lens[1], message_id.len);
-    put_u64be(lens[2], rule.len);
-    put_u64be(pos, position);
-    cg_slice_t parts[8] = {{row_id_prefix, sizeof(row_id_prefix) - 1},
-                           {(const char *)lens[0], 8},
-                           spec,
-                           {(const char *)lens[1], 8},
-                           message_id,
-                           {(const char *)lens[2], 8},
-                           rule,
-                           {(const char *)pos, 8}};
-    /* Row ids run once per row on the hot path, where SHA-256 through EVP was a fifth of all
-     * mapping time; they need no key and no secrecy, only a well-spread 64-bit hash of an
-     * unambiguous encoding. Short tuples (nearly all) are framed on the stack and hashed in one
-     * call; long ones are streamed. */
-    unsigned char buf[512];
-    size_t total = 0;
-    for (size_t i = 0; i < 8; i++)
-        total += parts[i].len;
-    XXH64_hash_t h;
-    if (total <= sizeof(buf)) {
-        size_t o = 0;
-        for (size_t i = 0; i < 8; i++) {
+    /* the framing: prefix, kind, ns; then a presence byte and a length before each part. Short
+     * ids (nearly all) are packed into one buffer by hmac_parts, so one digest update. */
+    unsigned char head[6], frames[CG_PSEUDO_ID_MAX_PARTS][5];
+    cg_slice_t sl[3 + 2 * CG_PSEUDO_ID_MAX_PARTS];
+    size_t n = 0;
+    head[0] = (unsigned char)kind;
+    put_u32be(head + 1, (uint32_t)ns.len);
+    sl[n++] = (cg_slice_t){row_id_prefix, sizeof(row_id_prefix) - 1};
+    sl[n++] = (cg_slice_t){(const char *)head, 5};
+    sl[n++] = ns;
+    for (size_t i = 0; i < n_parts; i++) {
+        if (!parts[i].ptr) {
             if (parts[i].len)
-                memcpy(buf + o, parts[i].ptr, parts[i].len);
-            o += parts[i].len;
+                return CG_ERR_INVALID_ARG;
+            frames[i][0] = 0;
+            sl[n++] = (cg_slice_t){(const char *)frames[i], 1};
+            continue;
         }
-        h = XXH3_64bits(buf, o);
-    } else {
-        XXH3_state_t st;
-        XXH3_INITSTATE(&st);
-        if (XXH3_64bits_reset(&st) != XXH_OK)
-            return CG_ERR_NOMEM;
-        for (size_t i = 0; i < 8; i++)
-            if (parts[i].len && XXH3_64bits_update(&st, parts[i].ptr, parts[i].len) != XXH_OK)
-                return CG_ERR_NOMEM;
-        h = XXH3_64bits_digest(&st);
+        if (parts[i].len > UINT32_MAX)
+            return CG_ERR_INVALID_ARG;
+        frames[i][0] = 1;
+        put_u32be(frames[i] + 1, (uint32_t)parts[i].len);
+        sl[n++] = (cg_slice_t){(const char *)frames[i], 5};
+        sl[n++] = parts[i];
     }
-    int64_t id = (int64_t)(h & UINT64_C(0x7FFFFFFFFFFFFFFF));
-    *out = id ? id : 1;
+    unsigned char h[SHA256_LEN];
+    cg_err_t rc = hmac_parts(p, sl, n, h);
+    if (rc != CG_OK)
+        return rc;
+    *out = to_id63(h);
     return CG_OK;
 }
