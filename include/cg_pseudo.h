@@ -23,13 +23,12 @@
  * states, so the caller may destroy the key right after. No function here ever puts key bytes
  * into an error text.
  *
- * Threads: a cg_pseudo_t keeps scratch digest contexts, so one object must not be used by two
- * threads at once; give each worker its own with cg_pseudo_clone() (copies the precomputed
- * states, never touches the key). Cost per call (measured by tests/bench/bench_pseudo.c): OpenSSL
- * 3.0 duplicates the provider context on EVP_MD_CTX_copy_ex, so each HMAC makes two small
- * malloc/free pairs inside libcrypto and each row id one; no API of OpenSSL 3.0 that is not
- * deprecated restores a saved SHA-256 state without allocating, and a portable C SHA-256
- * measured 2.5x slower than this path on SHA-NI hardware.
+ * Threads: cg_pseudo_t functions take a non-const object for the API's stability, but keep no
+ * scratch state today: the precomputed HMAC states are SHA256_CTX structs, copied onto the
+ * stack per call (OpenSSL's deprecated low-level SHA-256, the only interface that restores a
+ * saved state without allocating: through EVP each HMAC made two small malloc/free pairs, and a
+ * keyed id on every row halved mapping throughput). Still give each worker its own with
+ * cg_pseudo_clone() (a struct copy; never touches the key).
  */
 #ifndef CG_PSEUDO_H
 #define CG_PSEUDO_H
