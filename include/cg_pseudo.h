@@ -9,24 +9,26 @@
  * The leading NUL cannot start a person input (authorities may not contain NUL or 0x1F), so the
  * two HMAC inputs never coincide and the shift says nothing about the person_id.
  *
- * Row ids: XXH3-64 (seed 0) of "cohortgate/row-id/v2" || u64be(len) spec || spec ||
- * u64be(len) message_id || message_id || u64be(len) rule || rule || u64be(position), top bit
- * cleared, 0 becomes 1. Length prefixes make the framing unambiguous; no key is involved (replays
- * reproduce ids). Not SHA-256: ids are no secret and no security boundary, and the digest ran
- * once per row on the hot path (a fifth of mapping time, measured with callgrind).
+ * Row ids (cg_pseudo_key_id): HMAC-SHA256(key, "\0cohortgate/row-id/v3\x1F" || kind ||
+ * u32be(len) ns || ns || per part: 0x00 when absent, else 0x01 || u32be(len) || bytes), reduced
+ * as a person_id. ns is the target table (a rule's "id", or a hash_id's "ns"); kind tells a
+ * business key (CG_PSEUDO_ID_KEY) from a message identity (CG_PSEUDO_ID_MESSAGE), so no key
+ * can pose as a message. Keyed because the parts are identifiers (order and visit numbers, the
+ * sender's message ids): an unkeyed hash of a visit number is reversible by enumeration. The
+ * leading NUL keeps the input apart from person and date-shift inputs; the length framing and
+ * the presence byte keep ("ab","c") apart from ("a","bc") and an empty part from an absent one.
  *
  * Key material: a cg_pseudo_key_t holds the raw key in memory wiped (OPENSSL_cleanse) on
  * destroy. cg_pseudo_new() only borrows the key to precompute the HMAC inner/outer SHA-256
  * states, so the caller may destroy the key right after. No function here ever puts key bytes
  * into an error text.
  *
- * Threads: a cg_pseudo_t keeps scratch digest contexts, so one object must not be used by two
- * threads at once; give each worker its own with cg_pseudo_clone() (copies the precomputed
- * states, never touches the key). Cost per call (measured by tests/bench/bench_pseudo.c): OpenSSL
- * 3.0 duplicates the provider context on EVP_MD_CTX_copy_ex, so each HMAC makes two small
- * malloc/free pairs inside libcrypto and each row id one; no API of OpenSSL 3.0 that is not
- * deprecated restores a saved SHA-256 state without allocating, and a portable C SHA-256
- * measured 2.5x slower than this path on SHA-NI hardware.
+ * Threads: cg_pseudo_t functions take a non-const object for the API's stability, but keep no
+ * scratch state today: the precomputed HMAC states are SHA256_CTX structs, copied onto the
+ * stack per call (OpenSSL's deprecated low-level SHA-256, the only interface that restores a
+ * saved state without allocating: through EVP each HMAC made two small malloc/free pairs, and a
+ * keyed id on every row halved mapping throughput). Still give each worker its own with
+ * cg_pseudo_clone() (a struct copy; never touches the key).
  */
 #ifndef CG_PSEUDO_H
 #define CG_PSEUDO_H
@@ -97,9 +99,19 @@ cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patie
 cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
                               int *days);
 
-/* Deterministic row id of (spec name, source message id, rule name, position). p is not used
- * (no key is involved) and may be NULL; no allocation. */
-cg_err_t cg_pseudo_row_id(cg_pseudo_t *p, cg_slice_t spec, cg_slice_t message_id, cg_slice_t rule,
-                          uint64_t position, int64_t *out);
+/* Most parts a row id takes (a spec's "id" or hash_id list is checked against it). */
+#define CG_PSEUDO_ID_MAX_PARTS 12
+
+/* What a row id's parts are (cg_pseudo_key_id). */
+typedef enum cg_pseudo_id_kind {
+    CG_PSEUDO_ID_KEY = 1,     /* the fact's business key: an order number, a visit number ... */
+    CG_PSEUDO_ID_MESSAGE = 2, /* the fallback: the message's identity, the rule and position */
+} cg_pseudo_id_kind_t;
+
+/* Keyed, deterministic 63-bit id (positive, never 0) of ns and parts. A part with ptr NULL is
+ * absent (framed apart from an empty one). No allocation beyond OpenSSL's (see above).
+ * CG_ERR_INVALID_ARG for a NULL p or out, a part with len but no ptr, or a part over 4 GiB. */
+cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
+                          const cg_slice_t *parts, size_t n_parts, int64_t *out);
 
 #endif

@@ -53,8 +53,26 @@ typedef struct cg_row_meta {
     cg_value_t value; /* CG_VALUE_STRING */
 } cg_row_meta_t;
 
+/* What a record does to the row with its id (the envelope's "op"). A consumer applies them in
+ * order per person (the records' key) and has the source's current truth; specs/README.md
+ * ("What goes out") says what each means for a database. */
+typedef enum cg_row_op {
+    CG_ROW_UPSERT = 0, /* insert the row, or replace the one with its id */
+    CG_ROW_DELETE,     /* retract the row with its id (only the id and person_id are set) */
+    CG_ROW_MERGE,      /* cohortgate.person_merge: move merged_person_id's rows to person_id */
+    CG_ROW_RETRACT,    /* cohortgate.document_retraction: retract every row of that document */
+} cg_row_op_t;
+
+/* The op's name as records spell it ("upsert"). */
+static inline const char *cg_row_op_name(cg_row_op_t op)
+{
+    static const char *const names[] = {"upsert", "delete", "merge", "retract"};
+    return (unsigned)op < sizeof(names) / sizeof(names[0]) ? names[op] : "upsert";
+}
+
 typedef struct cg_row {
     const cg_target_table_t *table; /* table->target is the standard */
+    uint8_t op;                     /* cg_row_op_t */
     /* One per column of table, in its order (values[col->index]); CG_VALUE_ABSENT for a column
      * the rule does not map. */
     const cg_value_t *values;
@@ -67,6 +85,10 @@ typedef struct cg_row {
     int spec_version;
     const char *rule;      /* the rule's name */
     cg_slice_t message_id; /* the source message's id (MSH-10, a document's id), raw */
+    /* The source's own time of the message (MSH-7, a document's effectiveTime) as ISO 8601,
+     * shifted like the row's dates; empty when it has none. Consumers order a fact's records by
+     * it (last writer by source time), not by arrival. */
+    cg_slice_t source_time;
     /* With tracing on (cg_mapper_set_trace), per column (as values) the source of its value: the
      * rule's path or expression text, "row id (...)" for a generated id; NULL for absent columns.
      * The rule is the row's. NULL when tracing is off. */

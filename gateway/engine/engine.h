@@ -40,6 +40,7 @@
 typedef struct job_rec {
     const char *cohort;              /* NULL: the output topic */
     const char *table, *spec, *rule; /* the compiled specs' strings: valid until a reload */
+    const char *op;                  /* "upsert", "delete", ... (static strings) */
     int spec_version;
     size_t key_off, key_len, val_off, val_len; /* in the job's buf */
 } job_rec_t;

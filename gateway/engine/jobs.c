@@ -82,6 +82,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                              rows[i].table->name,
                              rows[i].spec,
                              rows[i].rule,
+                             cg_row_op_name((cg_row_op_t)rows[i].op),
                              rows[i].spec_version,
                              key_off,
                              rows[i].person_key.len,

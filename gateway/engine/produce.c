@@ -147,8 +147,9 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             if (!dest)
                 return -1;
             snprintf(ver, sizeof(ver), "%d", r->spec_version);
-            const char *hdrs[] = {"cg.spec",  r->spec,  "cg.spec.version", ver,
-                                  "cg.table", r->table, "cg.rule",         r->rule};
+            /* cg.op lets a consumer route deletes and merges without parsing the value */
+            const char *hdrs[] = {"cg.spec", r->spec,   "cg.spec.version", ver,     "cg.table",
+                                  r->table,  "cg.rule", r->rule,           "cg.op", r->op};
             rc = produce_one(gw, dest, 0, j->buf.data + r->key_off, r->key_len,
                              j->buf.data + r->val_off, r->val_len, in, hdrs,
                              sizeof(hdrs) / sizeof(hdrs[0]), j->dm);

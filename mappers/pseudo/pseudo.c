@@ -1,13 +1,15 @@
 /* pseudo.c - keyed pseudonyms, date shifts and row ids (see cg_pseudo.h). */
 #include "cg_pseudo.h"
 
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
-
 #include <errno.h>
 #include <fcntl.h>
+/* The SHA256_CTX interface is deprecated in OpenSSL 3.0 but kept: it is the only one that saves
+ * and restores a SHA-256 state by a struct copy. Through EVP each HMAC cost two context copies
+ * that allocate, and with a keyed id on every row that halved mapping throughput (bench_map.sh);
+ * with SHA256_CTX an HMAC is two struct copies and the SHA-NI compression, nothing allocated. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,15 +26,13 @@ struct cg_pseudo_key {
 };
 
 struct cg_pseudo {
-    EVP_MD *md;          /* fetched once: EVP_sha256() would look it up on every init */
-    EVP_MD_CTX *inner;   /* SHA-256 state after absorbing key ^ ipad */
-    EVP_MD_CTX *outer;   /* SHA-256 state after absorbing key ^ opad */
-    EVP_MD_CTX *work;    /* scratch, per call */
+    SHA256_CTX inner;    /* SHA-256 state after absorbing key ^ ipad */
+    SHA256_CTX outer;    /* SHA-256 state after absorbing key ^ opad */
     int date_shift_days; /* N of [-N, N]; 0 = off */
 };
 
 static const char date_shift_prefix[] = "\0cohortgate/date-shift/v1\x1F";
-static const char row_id_prefix[] = "cohortgate/row-id/v2";
+static const char row_id_prefix[] = "\0cohortgate/row-id/v3\x1F";
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -182,11 +182,7 @@ void cg_pseudo_destroy(cg_pseudo_t *p)
 {
     if (!p)
         return;
-    /* EVP_MD_CTX_free clears the provider's digest state before freeing it */
-    EVP_MD_CTX_free(p->inner);
-    EVP_MD_CTX_free(p->outer);
-    EVP_MD_CTX_free(p->work);
-    EVP_MD_free(p->md);
+    OPENSSL_cleanse(p, sizeof(*p)); /* the key states */
     free(p);
 }
 
@@ -195,15 +191,6 @@ static cg_pseudo_t *alloc_pseudo(char *errstr, size_t errstr_size)
     cg_pseudo_t *p = calloc(1, sizeof(*p));
     if (!p) {
         set_err(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    p->md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    p->inner = EVP_MD_CTX_new();
-    p->outer = EVP_MD_CTX_new();
-    p->work = EVP_MD_CTX_new();
-    if (!p->md || !p->inner || !p->outer || !p->work) {
-        cg_pseudo_destroy(p);
-        set_err(errstr, errstr_size, "OpenSSL: cannot set up SHA-256");
         return NULL;
     }
     return p;
@@ -232,19 +219,19 @@ cg_pseudo_t *cg_pseudo_new(const cg_pseudo_key_t *key, int date_shift_days, char
     memset(k0, 0, sizeof(k0));
     int ok = 1;
     if (key->len > SHA256_BLOCK) {
-        unsigned int n = 0;
-        ok = EVP_Digest(key->bytes, key->len, k0, &n, p->md, NULL) == 1;
+        SHA256_CTX c;
+        ok = SHA256_Init(&c) == 1 && SHA256_Update(&c, key->bytes, key->len) == 1 &&
+             SHA256_Final(k0, &c) == 1;
+        OPENSSL_cleanse(&c, sizeof(c));
     } else {
         memcpy(k0, key->bytes, key->len);
     }
     for (size_t i = 0; ok && i < SHA256_BLOCK; i++)
         pad[i] = k0[i] ^ 0x36;
-    ok = ok && EVP_DigestInit_ex2(p->inner, p->md, NULL) == 1 &&
-         EVP_DigestUpdate(p->inner, pad, SHA256_BLOCK) == 1;
+    ok = ok && SHA256_Init(&p->inner) == 1 && SHA256_Update(&p->inner, pad, SHA256_BLOCK) == 1;
     for (size_t i = 0; ok && i < SHA256_BLOCK; i++)
         pad[i] = k0[i] ^ 0x5c;
-    ok = ok && EVP_DigestInit_ex2(p->outer, p->md, NULL) == 1 &&
-         EVP_DigestUpdate(p->outer, pad, SHA256_BLOCK) == 1;
+    ok = ok && SHA256_Init(&p->outer) == 1 && SHA256_Update(&p->outer, pad, SHA256_BLOCK) == 1;
     OPENSSL_cleanse(k0, sizeof(k0));
     OPENSSL_cleanse(pad, sizeof(pad));
     if (!ok) {
@@ -265,12 +252,8 @@ cg_pseudo_t *cg_pseudo_clone(const cg_pseudo_t *src, char *errstr, size_t errstr
     if (!p)
         return NULL;
     p->date_shift_days = src->date_shift_days;
-    if (EVP_MD_CTX_copy_ex(p->inner, src->inner) != 1 ||
-        EVP_MD_CTX_copy_ex(p->outer, src->outer) != 1) {
-        cg_pseudo_destroy(p);
-        set_err(errstr, errstr_size, "OpenSSL: cannot copy HMAC state");
-        return NULL;
-    }
+    p->inner = src->inner;
+    p->outer = src->outer;
     return p;
 }
 
@@ -279,7 +262,7 @@ int cg_pseudo_date_shift_days(const cg_pseudo_t *p)
     return p ? p->date_shift_days : 0;
 }
 
-/* Each EVP_DigestUpdate costs a provider dispatch, so short inputs are first packed into one
+/* Each SHA256_Update buffers and checks, so short inputs are first packed into one
  * stack buffer; longer ones are fed piece by piece. */
 #define PACK_MAX 512
 
@@ -296,14 +279,14 @@ static size_t pack(const cg_slice_t *parts, size_t nparts, unsigned char *buf)
     return total;
 }
 
-static int digest_parts(EVP_MD_CTX *ctx, const cg_slice_t *parts, size_t nparts)
+static int digest_parts(SHA256_CTX *ctx, const cg_slice_t *parts, size_t nparts)
 {
     unsigned char buf[PACK_MAX];
     size_t n = pack(parts, nparts, buf);
     if (n != SIZE_MAX)
-        return EVP_DigestUpdate(ctx, buf, n) == 1;
+        return SHA256_Update(ctx, buf, n) == 1;
     for (size_t i = 0; i < nparts; i++)
-        if (parts[i].len && EVP_DigestUpdate(ctx, parts[i].ptr, parts[i].len) != 1)
+        if (parts[i].len && SHA256_Update(ctx, parts[i].ptr, parts[i].len) != 1)
             return 0;
     return 1;
 }
@@ -313,10 +296,12 @@ static cg_err_t hmac_parts(cg_pseudo_t *p, const cg_slice_t *parts, size_t npart
                            unsigned char out[SHA256_LEN])
 {
     unsigned char ih[SHA256_LEN];
-    unsigned int n = 0;
-    if (EVP_MD_CTX_copy_ex(p->work, p->inner) != 1 || !digest_parts(p->work, parts, nparts) ||
-        EVP_DigestFinal_ex(p->work, ih, &n) != 1 || EVP_MD_CTX_copy_ex(p->work, p->outer) != 1 ||
-        EVP_DigestUpdate(p->work, ih, SHA256_LEN) != 1 || EVP_DigestFinal_ex(p->work, out, &n) != 1)
+    SHA256_CTX c = p->inner; /* the saved state: a struct copy */
+    int ok = digest_parts(&c, parts, nparts) && SHA256_Final(ih, &c) == 1;
+    c = p->outer;
+    ok = ok && SHA256_Update(&c, ih, SHA256_LEN) == 1 && SHA256_Final(out, &c) == 1;
+    OPENSSL_cleanse(&c, sizeof(c));
+    if (!ok)
         return CG_ERR_NOMEM;
     return CG_OK;
 }
@@ -393,62 +378,49 @@ cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t p
     return CG_OK;
 }
 
-static void put_u64be(unsigned char *b, uint64_t v)
+static void put_u32be(unsigned char *b, uint32_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        b[i] = (unsigned char)(v & 0xFF);
-        v >>= 8;
-    }
+    b[0] = (unsigned char)(v >> 24);
+    b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8);
+    b[3] = (unsigned char)v;
 }
 
-cg_err_t cg_pseudo_row_id(cg_pseudo_t *p, cg_slice_t spec, cg_slice_t message_id, cg_slice_t rule,
-                          uint64_t position, int64_t *out)
+cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
+                          const cg_slice_t *parts, size_t n_parts, int64_t *out)
 {
-    (void)p; /* no key and no scratch state: XXH3 hashes from the stack */
-    if (!out || (spec.len && !spec.ptr) || (message_id.len && !message_id.ptr) ||
-        (rule.len && !rule.ptr))
+    if (!p || !out || n_parts > CG_PSEUDO_ID_MAX_PARTS || (ns.len && !ns.ptr) ||
+        ns.len > UINT32_MAX)
         return CG_ERR_INVALID_ARG;
-    unsigned char lens[3][8], pos[8];
-    put_u64be(lens[0], spec.len);
-    put_u64be(lens[1], message_id.len);
-    put_u64be(lens[2], rule.len);
-    put_u64be(pos, position);
-    cg_slice_t parts[8] = {{row_id_prefix, sizeof(row_id_prefix) - 1},
-                           {(const char *)lens[0], 8},
-                           spec,
-                           {(const char *)lens[1], 8},
-                           message_id,
-                           {(const char *)lens[2], 8},
-                           rule,
-                           {(const char *)pos, 8}};
-    /* Row ids run once per row on the hot path, where SHA-256 through EVP was a fifth of all
-     * mapping time; they need no key and no secrecy, only a well-spread 64-bit hash of an
-     * unambiguous encoding. Short tuples (nearly all) are framed on the stack and hashed in one
-     * call; long ones are streamed. */
-    unsigned char buf[512];
-    size_t total = 0;
-    for (size_t i = 0; i < 8; i++)
-        total += parts[i].len;
-    XXH64_hash_t h;
-    if (total <= sizeof(buf)) {
-        size_t o = 0;
-        for (size_t i = 0; i < 8; i++) {
+    /* the framing: prefix, kind, ns; then a presence byte and a length before each part. Short
+     * ids (nearly all) are packed into one buffer by hmac_parts, so one digest update. */
+    unsigned char head[6], frames[CG_PSEUDO_ID_MAX_PARTS][5];
+    cg_slice_t sl[3 + 2 * CG_PSEUDO_ID_MAX_PARTS];
+    size_t n = 0;
+    head[0] = (unsigned char)kind;
+    put_u32be(head + 1, (uint32_t)ns.len);
+    sl[n++] = (cg_slice_t){row_id_prefix, sizeof(row_id_prefix) - 1};
+    sl[n++] = (cg_slice_t){(const char *)head, 5};
+    sl[n++] = ns;
+    for (size_t i = 0; i < n_parts; i++) {
+        if (!parts[i].ptr) {
             if (parts[i].len)
-                memcpy(buf + o, parts[i].ptr, parts[i].len);
-            o += parts[i].len;
+                return CG_ERR_INVALID_ARG;
+            frames[i][0] = 0;
+            sl[n++] = (cg_slice_t){(const char *)frames[i], 1};
+            continue;
         }
-        h = XXH3_64bits(buf, o);
-    } else {
-        XXH3_state_t st;
-        XXH3_INITSTATE(&st);
-        if (XXH3_64bits_reset(&st) != XXH_OK)
-            return CG_ERR_NOMEM;
-        for (size_t i = 0; i < 8; i++)
-            if (parts[i].len && XXH3_64bits_update(&st, parts[i].ptr, parts[i].len) != XXH_OK)
-                return CG_ERR_NOMEM;
-        h = XXH3_64bits_digest(&st);
+        if (parts[i].len > UINT32_MAX)
+            return CG_ERR_INVALID_ARG;
+        frames[i][0] = 1;
+        put_u32be(frames[i] + 1, (uint32_t)parts[i].len);
+        sl[n++] = (cg_slice_t){(const char *)frames[i], 5};
+        sl[n++] = parts[i];
     }
-    int64_t id = (int64_t)(h & UINT64_C(0x7FFFFFFFFFFFFFFF));
-    *out = id ? id : 1;
+    unsigned char h[SHA256_LEN];
+    cg_err_t rc = hmac_parts(p, sl, n, h);
+    if (rc != CG_OK)
+        return rc;
+    *out = to_id63(h);
     return CG_OK;
 }

@@ -6,6 +6,8 @@
 #include "spec_impl.h"
 
 #include "cg_jsonpos.h"
+#include "cg_pseudo.h"
+#include "cg_row.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -588,7 +590,13 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
             return NULL;
         json_t *sep = json_object_get(j, e->kind == EX_HASH_ID ? "ns" : "sep");
         if (e->kind == EX_HASH_ID && !json_is_string(sep)) {
-            err_at(c, j, NULL, NULL, "'hash_id' needs \"ns\": a namespace such as \"visit\"");
+            err_at(c, j, NULL, NULL,
+                   "'hash_id' needs \"ns\": the table whose ids it makes, such as "
+                   "\"visit_occurrence\"");
+            return NULL;
+        }
+        if (e->kind == EX_HASH_ID && e->u.list.n > CG_PSEUDO_ID_MAX_PARTS) {
+            err_at(c, arg, j, op, "'hash_id' takes at most %d values", CG_PSEUDO_ID_MAX_PARTS);
             return NULL;
         }
         e->u.list.sep = sep ? dup(c, json_string_value(sep), json_string_length(sep)) : "";
@@ -866,10 +874,42 @@ static const cg_xml_xpath_t *compile_foreach_xml(cc_t *c, json_t *rule, json_t *
     return x;
 }
 
+/* The operation of a table's records: cohortgate's own tables say what they do to other rows
+ * (cg_row.h); every other table's rows are upserts unless the rule's delete_when holds. */
+static uint8_t table_op(const cg_target_table_t *t)
+{
+    if (!strcmp(t->name, "cohortgate.person_merge"))
+        return CG_ROW_MERGE;
+    if (!strcmp(t->name, "cohortgate.document_retraction"))
+        return CG_ROW_RETRACT;
+    return CG_ROW_UPSERT;
+}
+
+/* "id": [EXPRESSION, ...], the parts of the fact's business key (spec_row.c hashes them). */
+static void compile_id(cc_t *c, json_t *j, rule_t *r)
+{
+    json_t *id = json_object_get(j, "id");
+    if (!id)
+        return;
+    if (!r->table->pk) {
+        err_at(c, id, j, "id", "table %s has no primary key: its rows need no \"id\"",
+               r->table->name);
+        return;
+    }
+    if (!json_is_array(id) || json_array_size(id) == 0 ||
+        json_array_size(id) > CG_PSEUDO_ID_MAX_PARTS) {
+        err_at(c, id, j, "id", "\"id\" is a list of 1 to %d expressions, the fact's key parts",
+               CG_PSEUDO_ID_MAX_PARTS);
+        return;
+    }
+    r->id_parts = compile_list(c, id, "id", &r->n_id_parts);
+}
+
 static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 {
-    static const char *const keys[] = {"name",    "table",       "foreach", "when", "let",
-                                       "columns", "description", "meta",    NULL};
+    static const char *const keys[] = {"name",        "table",       "foreach", "when",
+                                       "let",         "id",          "columns", "meta",
+                                       "delete_when", "description", NULL};
     c->rule = NULL;
     c->rule_lets = NULL; /* a rule sees only its own bindings and the message's */
     c->n_rule_lets = 0;
@@ -915,6 +955,13 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     if (w)
         r->when = compile_cond(c, w);
     r->when_uses_lets = cond_reads_var_from(r->when, (int)c->spec->n_lets);
+    r->op = table_op(r->table);
+    json_t *dw = json_object_get(j, "delete_when");
+    if (dw && r->op != CG_ROW_UPSERT)
+        err_at(c, dw, j, "delete_when", "%s records cannot be deletes", table);
+    else if (dw)
+        r->delete_when = compile_cond(c, dw);
+    compile_id(c, j, r);
 
     json_t *meta = json_object_get(j, "meta");
     if (meta) {
@@ -950,7 +997,14 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         cc->expr = compile_expr(c, v);
         if (col->primary_key)
             r->sets_pk = 1;
+        if (!strcmp(col->name, "person_id"))
+            r->person = cc;
     }
+    if (r->sets_pk && r->n_id_parts)
+        err_at(c, json_object_get(j, "id"), j, "id",
+               "the rule sets its primary key %s in \"columns\" and also gives an \"id\": say "
+               "it once",
+               r->table->pk->name);
     const char *k;
     json_t *v;
     json_object_foreach(cols, k, v)

@@ -462,39 +462,43 @@ static __attribute__((noinline)) cg_err_t eval_pseudonym(cg_mapper_t *mp, const 
     return CG_OK;
 }
 
+/* The values of key parts as slices for cg_pseudo_key_id: absent values stay absent (ptr
+ * NULL); *any says whether one is present. */
+cg_err_t cg_spec_eval_key(cg_mapper_t *mp, expr_t *const *items, size_t n, cg_slice_t *parts,
+                          int *any)
+{
+    *any = 0;
+    for (size_t i = 0; i < n; i++) {
+        spec_val_t v;
+        cg_err_t rc = eval(mp, items[i], &v);
+        if (rc)
+            return rc;
+        parts[i] = v.present ? (cg_slice_t){v.s ? v.s : "", v.len} : (cg_slice_t){NULL, 0};
+        *any |= (int)v.present;
+    }
+    return CG_OK;
+}
+
 static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const expr_t *e,
                                                        spec_val_t *out)
 {
-    cg_err_t rc = CG_OK;
-    spec_val_t v = ABSENT;
+    /* keyed id of the namespace (a table) and the values, e.g. a visit from PV1-19; the same
+     * as a rule's "id" over these values on that table (spec_row.c), so foreign keys match */
     *out = ABSENT;
-    /* deterministic id of the namespace and the values, e.g. a visit from PV1-19 */
-    spec_val_t parts[8];
-    size_t n = e->u.list.n < 8 ? e->u.list.n : 8, total = 0;
-    int any = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        rc = cg_spec_eval_expr(mp, e->u.list.items[i], &parts[i]);
-        total += parts[i].len + 1;
-        any |= parts[i].present;
-    }
+    cg_slice_t parts[CG_PSEUDO_ID_MAX_PARTS];
+    int any;
+    cg_err_t rc = cg_spec_eval_key(mp, e->u.list.items, e->u.list.n, parts, &any);
     if (rc || !any)
         return rc;
-    char *key = cg_arena_alloc(&mp->arena, total + 1);
-    if (!key)
-        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(key + o, parts[i].s ? parts[i].s : "", parts[i].len);
-        o += parts[i].len;
-        key[o++] = '\x1f';
-    }
+    if (!mp->pseudo)
+        return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: ids cannot be computed");
     int64_t id;
-    rc = cg_pseudo_row_id(mp->pseudo, (cg_slice_t){e->u.list.sep, strlen(e->u.list.sep)},
-                          (cg_slice_t){key, o}, (cg_slice_t){"hash_id", 7}, 0, &id);
+    rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_KEY,
+                          (cg_slice_t){e->u.list.sep, strlen(e->u.list.sep)}, parts, e->u.list.n,
+                          &id);
     if (rc)
         return cg_spec_fail(mp, rc, "hash_id failed");
-    v = int_text(mp, id);
-    *out = v;
+    *out = int_text(mp, id);
     return CG_OK;
 }
 

@@ -65,6 +65,15 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     msh_value(mp, 9, 1, &type);
     msh_value(mp, 9, 2, &event);
     msh_value(mp, 10, 0, &mp->message_id);
+    /* the message's identity for rows without a business key: senders reuse MSH-10 (daily
+     * counters, test systems), so the sending application, facility and time join it */
+    msh_value(mp, 3, 0, &mp->msg_key[0]);
+    msh_value(mp, 4, 0, &mp->msg_key[1]);
+    msh_value(mp, 7, 0, &mp->msg_key[2]);
+    mp->msg_key[3] = mp->message_id;
+    mp->n_msg_key = 4;
+    mp->msg_key_patient = 0;
+    msh_value(mp, 7, 1, &mp->time_raw);
     size_t matched = 0;
     for (size_t i = 0; i < mp->ss->n_specs; i++) {
         const spec_t *s = &mp->ss->specs[i];

@@ -187,9 +187,16 @@ typedef struct rule {
     size_t n_columns;
     binding_t *meta; /* facts with no column, written beside the row ("meta") */
     size_t n_meta;
-    int sets_pk;     /* the spec gives the primary key itself */
-    column_t pk;     /* the table's primary key (pk.col NULL when it has none) */
-    size_t name_len; /* strlen(name) */
+    int sets_pk; /* the spec gives the primary key itself */
+    /* "id": the fact's business key, hashed (keyed) with the table's name into the primary key;
+     * when a part is absent the row falls back to the message's identity (spec_row.c) */
+    expr_t **id_parts;
+    size_t n_id_parts;
+    cond_t *delete_when;    /* "delete_when": the row is a retraction (op delete) when it holds */
+    uint8_t op;             /* the records' operation otherwise (cg_row_op_t): the table's kind */
+    const column_t *person; /* the rule's person_id column (a delete carries it), or NULL */
+    column_t pk;            /* the table's primary key (pk.col NULL when it has none) */
+    size_t name_len;        /* strlen(name) */
 } rule_t;
 
 typedef struct trigger {

@@ -97,7 +97,13 @@ struct cg_mapper {
     const char *column;
     cg_hl7_scope_t scope;
     cg_slice_t message_id;
-    int patient_state; /* 0 not computed, 1 ok, -1 failed */
+    /* The message's identity, for rows without a business key: MSH-3, MSH-4, MSH-7, MSH-10; a
+     * document's id, setId, versionNumber and effectiveTime (spec_hl7.c, spec_xml.c) */
+    cg_slice_t msg_key[4];
+    size_t n_msg_key;
+    int msg_key_patient; /* XML: the patient's pseudonym joins it (document ids are reused) */
+    cg_slice_t time_raw; /* MSH-7, the document's effectiveTime: the records' source time */
+    int patient_state;   /* 0 not computed, 1 ok, -1 failed */
     cg_pseudo_person_t person;
     spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
     spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */
@@ -124,6 +130,10 @@ static inline spec_val_t cg_spec_val_copy(cg_mapper_t *mp, const char *s, size_t
 
 cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out);
+/* The values of the key parts items[0..n) into parts (absent ones with ptr NULL); *any: one is
+ * present. For hash_id and a rule's "id". */
+cg_err_t cg_spec_eval_key(cg_mapper_t *mp, expr_t *const *items, size_t n, cg_slice_t *parts,
+                          int *any);
 /* The spec's patient: pseudonym and date shift, computed once per spec run. */
 cg_err_t cg_spec_patient(cg_mapper_t *mp);
 /* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length. */

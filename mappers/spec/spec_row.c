@@ -178,6 +178,48 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
     return CG_OK;
 }
 
+/* The row's id: the keyed hash of its table and the rule's "id" parts when the rule has them
+ * and all are present; else of the message's identity (mp->msg_key: never the message id
+ * alone, which senders reuse), the spec, the rule and the row's position in it. *how says
+ * which, for --trace. */
+static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int64_t *id,
+                       const char **how)
+{
+    cg_slice_t parts[CG_PSEUDO_ID_MAX_PARTS];
+    cg_slice_t ns = {r->table->name, strlen(r->table->name)};
+    cg_err_t rc;
+    if (!mp->pseudo)
+        return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: row ids cannot be computed");
+    if (r->n_id_parts) {
+        int any, all = 1;
+        if ((rc = cg_spec_eval_key(mp, r->id_parts, r->n_id_parts, parts, &any)))
+            return rc;
+        for (size_t i = 0; i < r->n_id_parts; i++)
+            all &= parts[i].ptr != NULL;
+        if (all) {
+            *how = "row id (the rule's id)";
+            if ((rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_KEY, ns, parts, r->n_id_parts, id)))
+                return cg_spec_fail(mp, rc, "row id failed");
+            return CG_OK;
+        }
+    }
+    char pos[24];
+    size_t n = 0;
+    parts[n++] = (cg_slice_t){mp->spec->name, mp->spec->name_len};
+    parts[n++] = (cg_slice_t){r->name, r->name_len};
+    parts[n++] = (cg_slice_t){pos, cg_spec_fmt_int64(pos, (int64_t)position)};
+    for (size_t i = 0; i < mp->n_msg_key; i++)
+        parts[n++] = mp->msg_key[i];
+    if (mp->msg_key_patient)
+        parts[n++] = mp->patient_state > 0 ? (cg_slice_t){mp->person_sv.s, mp->person_sv.len}
+                                           : (cg_slice_t){NULL, 0};
+    *how = mp->m ? "row id (MSH-3, MSH-4, MSH-7, MSH-10, rule, position)"
+                 : "row id (document id, setId, versionNumber, time, patient, rule, position)";
+    if ((rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_MESSAGE, ns, parts, n, id)))
+        return cg_spec_fail(mp, rc, "row id failed");
+    return CG_OK;
+}
+
 /* A new row at the end of mp->rows; NULL when out of memory. */
 static cg_row_t *push_row(cg_mapper_t *mp)
 {
@@ -224,13 +266,15 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     memset(vals, 0, n_tab * sizeof(*vals));
     if (trace)
         memset(trace, 0, n_tab * sizeof(*trace));
+    int del = 0;
+    if (r->delete_when && (rc = cg_spec_eval_cond(mp, r->delete_when, &del)))
+        return rc;
     if (r->pk.col && !r->sets_pk) {
         int64_t id;
-        cg_slice_t spec = {mp->spec->name, mp->spec->name_len};
-        cg_slice_t rule = {r->name, r->name_len};
-        if ((rc = cg_pseudo_row_id(mp->pseudo, spec, mp->message_id, rule, position, &id)))
-            return cg_spec_fail(mp, rc, "row id failed");
+        const char *how = "row id";
         mp->column = r->pk.col->name;
+        if ((rc = row_id(mp, r, position, &id, &how)))
+            return rc;
         char *idbuf = cg_arena_alloc(&mp->arena, 24);
         if (!idbuf)
             return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
@@ -238,10 +282,14 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         if ((rc = set_column(mp, r->pk.col, idv, "row id", &vals[r->pk.col->index])))
             return rc;
         if (trace)
-            trace[r->pk.col->index] = "row id (spec, MSH-10, rule, position)";
+            trace[r->pk.col->index] = how;
     }
     for (size_t i = 0; i < r->n_columns; i++) {
         const column_t *c = &r->columns[i];
+        /* a delete names the row (its id) and its person, nothing else: a cancel message need
+         * not carry what the row's required columns were made of */
+        if (del && !c->col->primary_key && c != r->person)
+            continue;
         spec_val_t v;
         mp->column = c->col->name;
         if ((rc = eval(mp, c->expr, &v)))
@@ -271,6 +319,7 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
     /* message_id and person_key are the message's, set once it is mapped (cg_spec_finish_rows) */
     *row = (cg_row_t){.table = t,
+                      .op = del ? CG_ROW_DELETE : r->op,
                       .values = vals,
                       .meta = meta,
                       .n_meta = n_meta,
@@ -287,9 +336,19 @@ void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
     /* key every row by the patient's pseudonym (the last spec's patient) */
     cg_slice_t key = mp->patient_state > 0 ? (cg_slice_t){mp->person_sv.s, mp->person_sv.len}
                                            : (cg_slice_t){"", 0};
+    /* the source's time, shifted as the rows' dates are; left out when it is no valid time */
+    cg_slice_t when = {"", 0};
+    char iso[48];
+    size_t n = mp->time_raw.len ? cg_spec_ts_to_iso(mp->time_raw.ptr, mp->time_raw.len, 1,
+                                                    mp->utc_offset, mp->shift_days, iso)
+                                : 0;
+    spec_val_t t = n && mp->n_rows ? cg_spec_val_copy(mp, iso, n) : ABSENT;
+    if (t.present)
+        when = (cg_slice_t){t.s, t.len};
     for (size_t i = 0; i < mp->n_rows; i++) {
         mp->rows[i].message_id = mp->message_id;
         mp->rows[i].person_key = key;
+        mp->rows[i].source_time = when;
     }
     *rows = mp->rows;
     *n_rows = mp->n_rows;

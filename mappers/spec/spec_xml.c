@@ -52,25 +52,18 @@ static int document_matches(const spec_t *s, const xmlNode *root)
     return 0;
 }
 
-/* The document's id for row ids: the spec's message_id, else the root's <id> as
- * root^extension (CDA II: the pair is the identifier). */
-static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *root)
+/* The root's child element name as an II, "root^extension" (CDA II: the pair is the
+ * identifier), or its attribute attr's value when attr is given; absent (ptr NULL) when the
+ * document has no such element. */
+static cg_err_t root_child(cg_mapper_t *mp, const xmlNode *root, const char *name, const char *attr,
+                           cg_slice_t *out)
 {
-    if (s->message_id) {
-        spec_val_t v;
-        mp->spec = s;
-        cg_err_t rc = cg_spec_eval_expr(mp, s->message_id, &v);
-        if (rc)
-            return rc;
-        mp->message_id = v.present ? (cg_slice_t){v.s, v.len} : (cg_slice_t){"", 0};
-        return CG_OK;
-    }
-    mp->message_id = (cg_slice_t){"", 0};
+    *out = (cg_slice_t){NULL, 0};
     for (const xmlNode *c = root->children; c; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "id"))
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, name))
             continue;
-        const char *r = (const char *)attr_value(c, "root");
-        const char *x = (const char *)attr_value(c, "extension");
+        const char *r = (const char *)attr_value(c, attr ? attr : "root");
+        const char *x = attr ? NULL : (const char *)attr_value(c, "extension");
         size_t rl = r ? strlen(r) : 0, xl = x ? strlen(x) : 0;
         char *p = cg_arena_alloc(&mp->arena, rl + xl + 2);
         if (!p)
@@ -87,9 +80,36 @@ static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *roo
             n += xl;
         }
         p[n] = '\0';
-        mp->message_id = (cg_slice_t){p, n};
+        *out = (cg_slice_t){p, n};
         break;
     }
+    return CG_OK;
+}
+
+/* The document's id (the spec's message_id, else the root's <id>) and its identity for rows
+ * without an entry id: that id, setId, versionNumber and effectiveTime, and the patient (a
+ * sample's id such as TT988 recurs in documents of different patients). */
+static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *root)
+{
+    cg_err_t rc;
+    cg_slice_t id;
+    if ((rc = root_child(mp, root, "id", NULL, &id)) ||
+        (rc = root_child(mp, root, "setId", NULL, &mp->msg_key[1])) ||
+        (rc = root_child(mp, root, "versionNumber", "value", &mp->msg_key[2])) ||
+        (rc = root_child(mp, root, "effectiveTime", "value", &mp->msg_key[3])))
+        return rc;
+    mp->time_raw = mp->msg_key[3].ptr ? mp->msg_key[3] : (cg_slice_t){"", 0};
+    mp->n_msg_key = 4;
+    mp->msg_key_patient = 1;
+    mp->message_id = id.ptr ? id : (cg_slice_t){"", 0};
+    if (s->message_id) {
+        spec_val_t v;
+        mp->spec = s;
+        if ((rc = cg_spec_eval_expr(mp, s->message_id, &v)))
+            return rc;
+        mp->message_id = v.present ? (cg_slice_t){v.s, v.len} : (cg_slice_t){"", 0};
+    }
+    mp->msg_key[0] = mp->message_id;
     return CG_OK;
 }
 

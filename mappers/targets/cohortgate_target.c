@@ -5,8 +5,10 @@
 
 #include <pthread.h>
 
-/* A patient merge (HL7 ADT^A40): the prior identifier's person now lives on as person_id.
- * Downstream databases use it to move or link the merged person's rows. */
+/* A patient merge (HL7 ADT^A40) or identifier change (A47): the prior identifier's person
+ * (merged_person_id) now lives on as person_id. Its records have op "merge": a consumer moves
+ * every row of merged_person_id to person_id and drops the merged person row (specs/README.md,
+ * "What goes out"). reason says which event: "merge" or "identifier_change". */
 static const cg_omop_column_t person_merge_columns[] = {
     {"person_merge_id", "bigint", CG_OMOP_BIGINT, 0, true, true, false, NULL, NULL, false},
     {"person_id", "bigint", CG_OMOP_BIGINT, 0, true, false, false, NULL, NULL, false},
@@ -15,11 +17,33 @@ static const cg_omop_column_t person_merge_columns[] = {
      NULL, false},
     {"merge_date", "date", CG_OMOP_DATE, 0, true, false, false, NULL, NULL, false},
     {"merge_datetime", "datetime", CG_OMOP_DATETIME, 0, false, false, false, NULL, NULL, false},
+    {"reason", "varchar(20)", CG_OMOP_VARCHAR, 20, false, false, false, NULL, NULL, false},
+};
+
+/* A document that replaces another (C-CDA relatedDocument typeCode="RPLC"): op "retract". A
+ * consumer retracts every row of person_id whose record came from the replaced document (its
+ * source "message_id" equals replaced_document_id, root^extension) before applying the new
+ * document's rows, which follow it. Rows whose id comes from an entry id the new version keeps
+ * are upserted again right after; entries it dropped stay retracted. */
+static const cg_omop_column_t document_retraction_columns[] = {
+    {"document_retraction_id", "bigint", CG_OMOP_BIGINT, 0, true, true, false, NULL, NULL, false},
+    {"person_id", "bigint", CG_OMOP_BIGINT, 0, true, false, false, NULL, NULL, false},
+    {"replaced_document_id", "varchar(255)", CG_OMOP_VARCHAR, 255, true, false, false, NULL, NULL,
+     false},
+    {"replaced_set_id", "varchar(255)", CG_OMOP_VARCHAR, 255, false, false, false, NULL, NULL,
+     false},
+    {"replaced_version_number", "integer", CG_OMOP_INTEGER, 0, false, false, false, NULL, NULL,
+     false},
+    {"retraction_date", "date", CG_OMOP_DATE, 0, true, false, false, NULL, NULL, false},
+    {"retraction_datetime", "datetime", CG_OMOP_DATETIME, 0, false, false, false, NULL, NULL,
+     false},
 };
 
 static const cg_omop_table_t schema[] = {
     {"cohortgate.person_merge", "COHORTGATE", false, person_merge_columns,
      sizeof(person_merge_columns) / sizeof(person_merge_columns[0])},
+    {"cohortgate.document_retraction", "COHORTGATE", false, document_retraction_columns,
+     sizeof(document_retraction_columns) / sizeof(document_retraction_columns[0])},
 };
 
 static const cg_target_table_t *tabs;

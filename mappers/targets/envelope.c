@@ -146,6 +146,8 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
     w_t w = {out, out->data + out->len, out->data + out->cap};
     PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
     PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
+    const char *op_name = cg_row_op_name((cg_row_op_t)row->op);
+    PUT_KEY_STR(&w, ",\"op\":", op_name, strlen(op_name));
     if (!room(&w, 16))
         goto nomem;
     PUT_LIT(w.o, ",\"cohorts\":[");
@@ -230,6 +232,8 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
                     ",\"source\":{\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
                     row->message_id.len);
     }
+    if (row->source_time.len)
+        PUT_KEY_STR(&w, ",\"time\":", row->source_time.ptr, row->source_time.len);
     if (row->spec) {
         PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
         if (!room(&w, 48))

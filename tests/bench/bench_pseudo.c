@@ -53,9 +53,10 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-enum { B_PERSON, B_SHIFT, B_ROW, B_ROW_NOCTX, B__COUNT };
+enum { B_PERSON, B_SHIFT, B_ROW, B_ROW_MSG, B__COUNT };
 static const char *const names[B__COUNT] = {"person_id+source_value", "date_shift",
-                                            "row_id (cg_pseudo_t scratch)", "row_id (p == NULL)"};
+                                            "key_id (4-part business key)",
+                                            "key_id (7-part message identity)"};
 
 static volatile uint64_t sink; /* unsigned: the sums wrap on purpose */
 
@@ -66,8 +67,14 @@ static size_t id_len[N_IDS];
 static void run(int which, cg_pseudo_t *p, long iters)
 {
     cg_slice_t auth = CG_SLICE_LIT("HOSP-A");
-    cg_slice_t spec = CG_SLICE_LIT("hl7v2-oru-omop"), msg = CG_SLICE_LIT("MSG00042"),
-               rule = CG_SLICE_LIT("obx-numeric");
+    cg_slice_t ns = CG_SLICE_LIT("measurement");
+    cg_slice_t key[4] = {CG_SLICE_LIT("GENHOSP"), CG_SLICE_LIT("FIL889"), CG_SLICE_LIT("4548-4"),
+                         CG_SLICE_LIT("1")};
+    char pos[24];
+    cg_slice_t msg[7] = {
+        CG_SLICE_LIT("hl7v2-oru-omop"), CG_SLICE_LIT("obx-numeric"), {pos, 0},
+        CG_SLICE_LIT("EPIC"),           CG_SLICE_LIT("GENHOSP"),     CG_SLICE_LIT("20240314101500"),
+        CG_SLICE_LIT("MSG00042")};
     for (long i = 0; i < iters; i++) {
         switch (which) {
         case B_PERSON: {
@@ -84,10 +91,18 @@ static void run(int which, cg_pseudo_t *p, long iters)
             sink += (uint64_t)d;
             break;
         }
-        case B_ROW:
-        case B_ROW_NOCTX: {
+        case B_ROW: {
             int64_t r = 0;
-            cg_pseudo_row_id(which == B_ROW ? p : NULL, spec, msg, rule, (uint64_t)i, &r);
+            key[1].ptr = ids[i % N_IDS];
+            key[1].len = id_len[i % N_IDS];
+            cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, key, 4, &r);
+            sink += (uint64_t)r;
+            break;
+        }
+        case B_ROW_MSG: {
+            int64_t r = 0;
+            msg[2].len = (size_t)snprintf(pos, sizeof(pos), "%ld", i % 64);
+            cg_pseudo_key_id(p, CG_PSEUDO_ID_MESSAGE, ns, msg, 7, &r);
             sink += (uint64_t)r;
             break;
         }

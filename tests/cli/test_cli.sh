@@ -100,8 +100,8 @@ has "$tmp/err" '"source" must be "mllp"' "listen refuses a config without the ML
 
 # map --cohorts: records list the cohorts the gateway would route them to
 expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --cohorts "$src/specs/cohorts" "$src/tests/golden/cda_ccd_sections/input.xml"
-has "$tmp/out" '"table":"condition_occurrence","cohorts":\["t2dm"\]' "a C-CDA type 2 diabetes problem joins t2dm"
-has "$tmp/out" '"table":"person","cohorts":\[\]' "a person row joins no cohort"
+has "$tmp/out" '"table":"condition_occurrence","op":"upsert","cohorts":\["t2dm"\]' "a C-CDA type 2 diabetes problem joins t2dm"
+has "$tmp/out" '"table":"person","op":"upsert","cohorts":\[\]' "a person row joins no cohort"
 expect 0 "map an XML document" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" "$src/tests/golden/cda_discharge_gb18030/input.xml"
 has "$tmp/out" '"value_as_string":"淡黄色，清亮"' "GB18030 text arrives as UTF-8"
 expect 1 "map a refused XML document" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" "$src/tests/golden/cda_errors_are_reported/b_xxe.xml"

@@ -218,6 +218,7 @@ static void test_every_input_exactly_once(void **state)
         snprintf(want, sizeof(want), "%d", 100000 + i);
         assert_null(strstr(out[j].value, want));
         assert_string_equal(tk_header(&out[j], "cg.spec", hb, sizeof(hb)), "hl7v2-oru-omop");
+        assert_string_equal(tk_header(&out[j], "cg.op", hb, sizeof(hb)), "upsert");
         assert_non_null(tk_header(&out[j], "cg.source.offset", hb, sizeof(hb)));
         assert_string_equal(tk_header(&out[j], "cg.source.topic", hb, sizeof(hb)), in_topic);
     }

@@ -33,6 +33,7 @@ struct cg_omop_loader {
     char **insert_sql; /* per table, built on first use */
     size_t *inserted;  /* per table */
     size_t skipped;
+    size_t deleted; /* records with "op":"delete" applied */
     cg_omop_load_failure_t *failures;
     size_t n_failures, cap_failures;
     seen_key_t **seen; /* hash buckets */
@@ -239,6 +240,48 @@ void cg_omop_loader_destroy(cg_omop_loader_t *l)
     free(l);
 }
 
+/* A delete record ("op":"delete", README "What goes out") carries the row's id (and person_id):
+ * the row with that id goes, as a sink retracts it; a table without a primary key (death) is
+ * one row per person. */
+static int apply_delete(cg_omop_loader_t *l, const char *origin, long line,
+                        const cg_omop_table_t *tab, json_t *row)
+{
+    const cg_omop_column_t *pk = cg_omop_primary_key(tab, NULL);
+    const char *col = pk ? pk->name : "person_id";
+    char buf[64];
+    const char *value = NULL;
+    size_t vlen;
+    bool quoted;
+    json_t *jv = json_object_get(row, col);
+    if (!jv || !cg_omop_json_text(jv, buf, sizeof buf, &value, &vlen, &quoted) || !value) {
+        add_failure(l, origin, line, tab->name, col, "CGENV", "a delete without its %s", col);
+        return -1;
+    }
+    char *sql = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&sql, &n);
+    if (!f)
+        return -1;
+    fputs("DELETE FROM ", f);
+    write_qualified(f, l->schema, tab->name);
+    fputs(" WHERE ", f);
+    cg_omop_write_ident(f, col);
+    fputs(" = $1", f);
+    fclose(f);
+    PGresult *res = PQexecParams(l->conn, sql, 1, NULL, &value, NULL, NULL, 0);
+    free(sql);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc) {
+        char msg[640];
+        pg_message(res, l->conn, msg, sizeof msg);
+        add_failure(l, origin, line, tab->name, col, "CGDEL", "delete failed: %s", msg);
+    } else {
+        l->deleted++;
+    }
+    PQclear(res);
+    return rc;
+}
+
 static const char *insert_sql(cg_omop_loader_t *l, size_t t)
 {
     if (l->insert_sql[t])
@@ -397,6 +440,11 @@ int cg_omop_loader_load_line(cg_omop_loader_t *l, const char *origin, long line,
     }
     if (!json_is_object(row)) {
         add_failure(l, origin, line, tab->name, "", "CGENV", "envelope has no \"row\" object");
+        goto out;
+    }
+    const char *op = json_string_value(json_object_get(env, "op"));
+    if (op && !strcmp(op, "delete")) {
+        rc = apply_delete(l, origin, line, tab, row);
         goto out;
     }
     const char *key;
@@ -564,4 +612,6 @@ void cg_omop_loader_print_summary(const cg_omop_loader_t *l, FILE *out)
             fprintf(out, "  %-24s %zu\n", cg_omop_table_at(t)->name, l->inserted[t]);
     fprintf(out, "total: %zu inserted, %zu failed, %zu skipped (not %s)\n",
             cg_omop_loader_inserted(l, NULL), l->n_failures, l->skipped, OMOP_STANDARD);
+    if (l->deleted)
+        fprintf(out, "deleted: %zu (records with op delete)\n", l->deleted);
 }

@@ -42,6 +42,7 @@ static const char *const tables[] = {"person",
                                      "drug_exposure",
                                      "observation",
                                      "death",
+                                     "cohortgate.document_retraction",
                                      NULL};
 
 static cg_mapper_t *mp;

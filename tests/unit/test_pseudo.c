@@ -6,8 +6,9 @@
  *   person_id = (int.from_bytes(h[:8], "big") & (2**63 - 1)) or 1;  source = h.hex()[:40]
  *   shift: h = hmac.new(key, b"\0cohortgate/date-shift/v1\x1f" + auth + b"\x1f" + pid, ...)
  *          int.from_bytes(h[:8], "big") % (2 * N + 1) - N
- *   row id: `xxhsum -H3` (Debian's xxhash) of b"cohortgate/row-id/v2" + b"".join(struct.pack(">Q",
- *           len(s)) + s for s in (spec, msg, rule)) + struct.pack(">Q", pos), top bit cleared
+ *   row id: h = hmac.new(key, b"\0cohortgate/row-id/v3\x1f" + bytes([kind]) + struct.pack(">I",
+ *           len(ns)) + ns + b"".join(b"\0" if p is None else b"\1" + struct.pack(">I", len(p)) + p
+ *           for p in parts), hashlib.sha256).digest(), reduced as person_id
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -106,35 +107,49 @@ static void test_person_pinned(void **state)
     cg_pseudo_destroy(p);
 }
 
-/* Row ids pinned against Debian's xxhsum: the framed bytes ("cohortgate/row-id/v2", then each of
- * spec, message id, rule as u64be(length) || bytes, then u64be(position)) written to a file and
- * hashed with `xxhsum -H3`, top bit cleared. */
+/* Row ids pinned against Python's hmac (see the top): keyed, framed, absent apart from empty. */
 static void test_row_id_pinned(void **state)
 {
     (void)state;
     cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 0);
     int64_t id = 0, id2 = 0;
-    cg_slice_t spec = CG_SLICE_LIT("hl7v2-oru-omop"), msg = CG_SLICE_LIT("MSG00042"),
-               rule = CG_SLICE_LIT("obx-numeric");
-    assert_int_equal(cg_pseudo_row_id(p, spec, msg, rule, 3, &id), CG_OK);
-    assert_true(id == INT64_C(3544658664208303197));
-    assert_int_equal(cg_pseudo_row_id(NULL, spec, msg, rule, 3, &id2), CG_OK); /* keyless path */
-    assert_true(id2 == id);
-    assert_int_equal(cg_pseudo_row_id(p, spec, msg, rule, 4, &id), CG_OK);
-    assert_true(id == INT64_C(7176230133777978486));
-    cg_slice_t empty = {"", 0};
-    assert_int_equal(cg_pseudo_row_id(p, empty, empty, empty, 0, &id), CG_OK);
-    assert_true(id == INT64_C(92992711601869850));
+    cg_slice_t ns = CG_SLICE_LIT("measurement");
+    cg_slice_t parts[4] = {
+        CG_SLICE_LIT("GENHOSP"), CG_SLICE_LIT("FIL889"), CG_SLICE_LIT("4548-4"), {"", 0}};
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, parts, 4, &id), CG_OK);
+    assert_true(id == INT64_C(3604121886744574686));
+    parts[3] = (cg_slice_t){NULL, 0}; /* absent, not empty */
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, parts, 4, &id), CG_OK);
+    assert_true(id == INT64_C(8074340979466933752));
+    parts[3] = (cg_slice_t){"", 0}; /* a message identity never equals a business key */
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_MESSAGE, ns, parts, 4, &id), CG_OK);
+    assert_true(id == INT64_C(4831949276852340425));
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, (cg_slice_t){"", 0}, NULL, 0, &id),
+                     CG_OK);
+    assert_true(id == INT64_C(3613771425043809504));
 
-    /* framing: moving a byte between fields changes the id */
-    assert_int_equal(
-        cg_pseudo_row_id(p, CG_SLICE_LIT("ab"), CG_SLICE_LIT("c"), CG_SLICE_LIT("r"), 1, &id),
-        CG_OK);
-    assert_int_equal(
-        cg_pseudo_row_id(p, CG_SLICE_LIT("a"), CG_SLICE_LIT("bc"), CG_SLICE_LIT("r"), 1, &id2),
-        CG_OK);
+    /* framing: moving a byte between parts changes the id */
+    cg_slice_t a[2] = {CG_SLICE_LIT("ab"), CG_SLICE_LIT("c")},
+               b[2] = {CG_SLICE_LIT("a"), CG_SLICE_LIT("bc")};
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, a, 2, &id), CG_OK);
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, b, 2, &id2), CG_OK);
     assert_true(id != id2);
     assert_true(id > 0 && id2 > 0);
+
+    /* keyed: another key, another id */
+    cg_pseudo_t *q = make("another-test-key-0123456789abcdef", 33, 0);
+    assert_int_equal(cg_pseudo_key_id(q, CG_PSEUDO_ID_KEY, ns, a, 2, &id2), CG_OK);
+    assert_true(id != id2);
+    cg_pseudo_destroy(q);
+
+    /* no key, a part with a length but no bytes, too many parts: refused */
+    assert_int_equal(cg_pseudo_key_id(NULL, CG_PSEUDO_ID_KEY, ns, a, 2, &id), CG_ERR_INVALID_ARG);
+    cg_slice_t bad = {NULL, 3};
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, &bad, 1, &id), CG_ERR_INVALID_ARG);
+    cg_slice_t many[CG_PSEUDO_ID_MAX_PARTS + 1] = {{NULL, 0}};
+    assert_int_equal(
+        cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, many, CG_PSEUDO_ID_MAX_PARTS + 1, &id),
+        CG_ERR_INVALID_ARG);
     cg_pseudo_destroy(p);
 }
 

@@ -66,17 +66,20 @@ static void test_envelope(void **state)
                     .spec = "hl7v2-oru-omop",
                     .spec_version = 3,
                     .rule = "obx-numeric",
-                    .message_id = CG_SLICE_LIT("MSG00042")};
+                    .message_id = CG_SLICE_LIT("MSG00042"),
+                    .source_time = CG_SLICE_LIT("2024-03-14T10:15:00")};
     const char *cohorts[] = {"t2dm", "ckd"};
     cg_row_source_t src = {.topic = "hosp-a.hl7", .partition = 3, .offset = 118273};
     cg_buf_t b;
     cg_buf_init(&b);
     assert_int_equal(cg_row_encode(&row, &src, cohorts, 2, 0, &b), CG_OK);
     assert_string_equal(
-        b.data, "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"cohorts\":[\"t2dm\","
+        b.data, "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
+                "\"cohorts\":[\"t2dm\","
                 "\"ckd\"],\"row\":{\"value_as_number\":7.2},\"meta\":{\"status\":\"F\"},\"source\":"
                 "{\"topic\":\"hosp-a.hl7\","
-                "\"partition\":3,\"offset\":118273,\"message_id\":\"MSG00042\",\"spec\":"
+                "\"partition\":3,\"offset\":118273,\"message_id\":\"MSG00042\",\"time\":"
+                "\"2024-03-14T10:15:00\",\"spec\":"
                 "\"hl7v2-oru-omop\",\"spec_version\":3,\"rule\":\"obx-numeric\"}}");
     cg_buf_free(&b);
 }
@@ -96,6 +99,7 @@ static void test_envelope_values_and_trace(void **state)
     trace[cg_target_column(t, "observation_id")->index] = "row id";
     trace[cg_target_column(t, "value_as_string")->index] = "OBX-5";
     cg_row_t row = {.table = t,
+                    .op = CG_ROW_DELETE,
                     .values = vals,
                     .spec = "s",
                     .spec_version = 1,
@@ -108,7 +112,8 @@ static void test_envelope_values_and_trace(void **state)
     assert_int_equal(cg_row_encode(&row, NULL, NULL, 0, CG_ROW_ENCODE_TRACE, &b), CG_OK);
     assert_string_equal(
         b.data,
-        "x{\"standard\":\"omop-cdm-5.4\",\"table\":\"observation\",\"cohorts\":[],\"row\":{"
+        "x{\"standard\":\"omop-cdm-5.4\",\"table\":\"observation\",\"op\":\"delete\","
+        "\"cohorts\":[],\"row\":{"
         "\"observation_id\":-12,\"observation_date\":\"2024-03-14\",\"value_as_string\":"
         "\"a \\\"q\\\"\\n\xef\xbf\xbd\",\"provider_id\":null},\"source\":{\"message_id\":"
         "\"M\\\"1\",\"spec\":\"s\",\"spec_version\":1,\"rule\":\"r\"},\"trace\":{"
