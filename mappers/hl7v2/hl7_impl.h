@@ -63,6 +63,15 @@ struct cg_hl7_msg {
     uint32_t hier_seg; /* the segment whose tables hier_last points to; UINT32_MAX: none */
     cg_hl7_hier_t hier_last;
     uint32_t wrapped; /* lines taken as continuations of the previous segment */
+    /* cg_hl7_seg_prev's last answers, one per slot by name: the walk back from each OBX of an
+     * order to its OBR or PID is then one step, not the distance (rules per OBX would be
+     * quadratic in segments). Cleared by indexing a message (prev_live = 0). */
+    struct {
+        char name[4];
+        uint32_t from;  /* asked from this segment ... */
+        uint32_t found; /* ... and found this one (CG_HL7_NO_SEG: none) */
+    } prev_memo[4];
+    int prev_live;
     uint8_t cls[256]; /* delimiter class of each byte for the current message */
 
     struct {

@@ -394,6 +394,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     m->wrapped = 0;
     m->nleaves = m->ntoks = 0;
     m->hier_live = 0;
+    m->prev_live = 0;
     m->hier_seg = UINT32_MAX;
     if (grow_segs(m, 2) || grow_tables(m, 256))
         return ix_fail(&st, CG_ERR_NOMEM, 0, 0, "out of memory");
@@ -1187,14 +1188,33 @@ int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t
     return 1;
 }
 
-uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *m, uint32_t seg, const char *name)
+uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *cm, uint32_t seg, const char *name)
 {
+    /* the memo is a cache of a read: writing it does not change the message (cg_hl7.h: a
+     * message is not thread-safe even for reading) */
+    cg_hl7_msg_t *m = (cg_hl7_msg_t *)(uintptr_t)cm;
     if (seg > m->nsegs)
         seg = m->nsegs;
-    while (seg-- > 0)
-        if (!memcmp(m->segs[seg].name, name, 3))
-            return seg;
-    return CG_HL7_NO_SEG;
+    if (!m->prev_live) {
+        memset(m->prev_memo, 0, sizeof(m->prev_memo));
+        m->prev_live = 1;
+    }
+    unsigned slot = ((unsigned char)name[0] + (unsigned char)name[1] + (unsigned char)name[2]) & 3;
+    uint32_t stop = 0, found = CG_HL7_NO_SEG;
+    if (!memcmp(m->prev_memo[slot].name, name, 3) && m->prev_memo[slot].from <= seg) {
+        /* only the segments since the last question are new */
+        stop = m->prev_memo[slot].from;
+        found = m->prev_memo[slot].found;
+    }
+    for (uint32_t s = seg; s-- > stop;)
+        if (!memcmp(m->segs[s].name, name, 3)) {
+            found = s;
+            break;
+        }
+    memcpy(m->prev_memo[slot].name, name, 3);
+    m->prev_memo[slot].from = seg;
+    m->prev_memo[slot].found = found;
+    return found;
 }
 
 uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *m, uint32_t from, const char *name)

@@ -10,6 +10,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <sodium/crypto_shorthash_siphash24.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +30,13 @@ struct cg_pseudo {
     SHA256_CTX inner;    /* SHA-256 state after absorbing key ^ ipad */
     SHA256_CTX outer;    /* SHA-256 state after absorbing key ^ opad */
     int date_shift_days; /* N of [-N, N]; 0 = off */
+    /* SipHash-2-4 key of row ids: HMAC(key, row_id_key_label), its first 16 bytes */
+    unsigned char id_key[crypto_shorthash_siphash24_KEYBYTES];
 };
 
 static const char date_shift_prefix[] = "\0cohortgate/date-shift/v1\x1F";
-static const char row_id_prefix[] = "\0cohortgate/row-id/v3\x1F";
+static const char row_id_prefix[] = "\0cohortgate/row-id/v4\x1F";
+static const char row_id_key_label[] = "\0cohortgate/row-id-key/v4";
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -234,6 +238,12 @@ cg_pseudo_t *cg_pseudo_new(const cg_pseudo_key_t *key, int date_shift_days, char
     ok = ok && SHA256_Init(&p->outer) == 1 && SHA256_Update(&p->outer, pad, SHA256_BLOCK) == 1;
     OPENSSL_cleanse(k0, sizeof(k0));
     OPENSSL_cleanse(pad, sizeof(pad));
+    unsigned char h[SHA256_LEN];
+    if (ok && cg_pseudo_hmac(p, row_id_key_label, sizeof(row_id_key_label) - 1, h) == CG_OK)
+        memcpy(p->id_key, h, sizeof(p->id_key));
+    else
+        ok = 0;
+    OPENSSL_cleanse(h, sizeof(h));
     if (!ok) {
         cg_pseudo_destroy(p);
         set_err(errstr, errstr_size, "OpenSSL: cannot initialise HMAC-SHA256");
@@ -254,6 +264,7 @@ cg_pseudo_t *cg_pseudo_clone(const cg_pseudo_t *src, char *errstr, size_t errstr
     p->date_shift_days = src->date_shift_days;
     p->inner = src->inner;
     p->outer = src->outer;
+    memcpy(p->id_key, src->id_key, sizeof(p->id_key));
     return p;
 }
 
@@ -417,10 +428,25 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
         sl[n++] = (cg_slice_t){(const char *)frames[i], 5};
         sl[n++] = parts[i];
     }
-    unsigned char h[SHA256_LEN];
-    cg_err_t rc = hmac_parts(p, sl, n, h);
-    if (rc != CG_OK)
-        return rc;
-    *out = to_id63(h);
+    /* SipHash-2-4 under a key derived from the site key: a PRF like HMAC for these short
+     * inputs at a tenth of its cost (one keyed id a row halved mapping throughput with
+     * HMAC-SHA256). Inputs past the pack buffer are first reduced by HMAC; the leading byte
+     * keeps the two forms apart. */
+    unsigned char buf[1 + PACK_MAX], h[SHA256_LEN];
+    size_t len = pack(sl, n, buf + 1);
+    if (len != SIZE_MAX) {
+        buf[0] = 0;
+        len += 1;
+    } else {
+        cg_err_t rc = hmac_parts(p, sl, n, h);
+        if (rc != CG_OK)
+            return rc;
+        buf[0] = 1;
+        memcpy(buf + 1, h, SHA256_LEN);
+        len = 1 + SHA256_LEN;
+    }
+    unsigned char sh[crypto_shorthash_siphash24_BYTES];
+    crypto_shorthash_siphash24(sh, buf, len, p->id_key);
+    *out = to_id63(sh);
     return CG_OK;
 }

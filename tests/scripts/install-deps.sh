@@ -5,8 +5,9 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libxml2-dev libjansson-dev librdkafka-dev libpcre2-dev libssl-dev libxxhash-dev
+  libxml2-dev libjansson-dev librdkafka-dev libpcre2-dev libssl-dev
   libmicrohttpd-dev
+  libsodium-dev
   libcmocka-dev
   clang clang-format libclang-rt-14-dev
   default-jdk-headless maven
