@@ -31,6 +31,10 @@ int cg_cli_test(int argc, char **argv);
  * line, at most max of them, then how many more there were. */
 void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max);
 
+/* Loads a config file for run, listen and check; NULL after printing its error to stderr. */
+typedef struct cg_config cg_config_t;
+cg_config_t *cg_cli_load_config(const char *path);
+
 /* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
  * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"). */
 typedef struct cg_hl7_msg cg_hl7_msg_t;

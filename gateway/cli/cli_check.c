@@ -88,12 +88,9 @@ int cg_cli_check(int argc, char **argv)
     if (spec && check_specs(spec) != CG_EXIT_OK)
         status = CG_EXIT_FAILURE;
     if (config) {
-        cg_error_t err;
-        cg_config_t *cfg = cg_config_load_file(config, &err);
-        if (!cfg) {
-            print_errors(&err, 1);
+        cg_config_t *cfg = cg_cli_load_config(config);
+        if (!cfg)
             return CG_EXIT_FAILURE;
-        }
         if (cfg->source && !strcmp(cfg->source, "mllp")) {
             /* a listener: its address and the key of its message keys */
             char why[512];

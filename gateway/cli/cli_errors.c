@@ -1,6 +1,8 @@
-/* cli_errors.c - located errors as every subcommand prints them (cg_cli.h). Apart from cli.c,
+/* cli_errors.c - located errors as every subcommand prints them, and loading a config that way
+ * (cg_cli.h). Apart from cli.c,
  * which dispatches to the subcommands, so the subcommands do not call back into it. */
 #include "cg_cli.h"
+#include "cg_config.h"
 
 void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max)
 {
@@ -11,4 +13,13 @@ void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max
     }
     if (n > max)
         fprintf(out, "… and %zu more error(s)\n", n - max);
+}
+
+cg_config_t *cg_cli_load_config(const char *path)
+{
+    cg_error_t err;
+    cg_config_t *cfg = cg_config_load_file(path, &err);
+    if (!cfg)
+        cg_cli_print_errors(stderr, &err, 1, 1);
+    return cfg;
 }

@@ -63,12 +63,9 @@ int cg_cli_listen(int argc, char **argv)
         usage(stderr);
         return CG_EXIT_USAGE;
     }
-    cg_error_t err;
-    cg_config_t *cfg = cg_config_load_file(config, &err);
-    if (!cfg) {
-        cg_cli_print_errors(stderr, &err, 1, 1);
+    cg_config_t *cfg = cg_cli_load_config(config);
+    if (!cfg)
         return CG_EXIT_FAILURE;
-    }
     if (!cfg->source || strcmp(cfg->source, "mllp")) {
         fprintf(stderr, "cohortgate listen: %s: \"source\" must be \"mllp\" (it is \"%s\")\n",
                 config, cfg->source ? cfg->source : "kafka");

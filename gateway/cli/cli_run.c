@@ -95,12 +95,9 @@ int cg_cli_run(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
 
-    cg_error_t err;
-    cg_config_t *cfg = cg_config_load_file(config, &err);
-    if (!cfg) {
-        cg_cli_print_errors(stderr, &err, 1, 1);
+    cg_config_t *cfg = cg_cli_load_config(config);
+    if (!cfg)
         return CG_EXIT_FAILURE;
-    }
     char errstr[512];
     cg_gateway_opts_t gopts = {.idle_exit_ms = idle_ms, .report = stdout};
     cg_gateway_t *gw = cg_gateway_new(cfg, &gopts, errstr, sizeof(errstr));
