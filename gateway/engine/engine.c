@@ -192,21 +192,35 @@ static void drain_and_commit(cg_engine_t *gw)
 }
 
 /* Takes what the source has (a message, an end, nothing) within timeout_ms. */
+/* Inputs taken per turn of the run loop at most: the loop's own work (the sink's poll, the
+ * clock, backpressure) is then paid once per batch, not once per input. The rings and
+ * max_in_flight still bound what is taken. */
+#define CG_INPUT_BATCH 32
+
 static void take_input(cg_engine_t *gw, int timeout_ms)
 {
-    cg_source_msg_t m;
-    switch (gw->source.p->poll(gw->source.ctx, timeout_ms, &m)) {
-    case CG_SOURCE_NONE:
-        return;
-    case CG_SOURCE_MSG:
-        cg_engine_mark_end(gw, m.topic, m.partition, 0);
-        cg_engine_dispatch(gw, &m);
-        break;
-    case CG_SOURCE_END:
-        cg_engine_mark_end(gw, m.topic, m.partition, 1);
-        break;
-    case CG_SOURCE_ERROR:
-        break;
+    size_t max = (size_t)gw->cfg->max_in_flight;
+    for (int k = 0; k < CG_INPUT_BATCH; k++) {
+        if (k && (gw->stop || gw->fatal || !cg_engine_rings_have_room(gw) ||
+                  cg_delivery_in_flight(gw->delivery) >= max))
+            break;
+        cg_source_msg_t m;
+        switch (gw->source.p->poll(gw->source.ctx, k ? 0 : timeout_ms, &m)) {
+        case CG_SOURCE_NONE:
+            if (k)
+                gw->last_activity_ms = cg_engine_now_ms();
+            return;
+        case CG_SOURCE_MSG:
+            cg_engine_mark_end(gw, m.topic, m.partition, 0);
+            cg_engine_dispatch(gw, &m);
+            break;
+        case CG_SOURCE_END:
+            cg_engine_mark_end(gw, m.topic, m.partition, 1);
+            break;
+        case CG_SOURCE_ERROR:
+            k = CG_INPUT_BATCH; /* the loop looks at what the error did first */
+            break;
+        }
     }
     gw->last_activity_ms = cg_engine_now_ms();
 }
