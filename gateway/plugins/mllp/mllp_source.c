@@ -46,9 +46,32 @@ static const cg_config_map_t mllp_config_map[] = {
      "The MLLP listener of `cohortgate listen` (source \"mllp\"): HL7 v2 over MLLP in, each message "
      "byte for byte to a raw topic, acknowledged only once the broker has it."),
     CG_CONFIG_ROW_STRING("listen.address", mllp_conf_t, address, "127.0.0.1:2575", 0,
-     "HOST:PORT or [IPV6]:PORT to listen on (port 0 picks a free one). Loopback by default; "
-     "0.0.0.0:2575 accepts the network, in plaintext: put it behind a TLS terminator until the "
-     "listener speaks TLS itself."),
+     "HOST:PORT or [IPV6]:PORT to listen on (port 0 picks a free one). Loopback by default. "
+     "Any other address needs TLS (listen.tls.cert_file and key_file) or, said explicitly, "
+     "listen.plaintext."),
+    CG_CONFIG_ROW_BOOL("listen.plaintext", mllp_conf_t, plaintext, "false",
+     "Accept connections in plaintext on an address other than loopback (a trusted network, "
+     "or TLS terminated in front). Without it such an address needs listen.tls.*."),
+    CG_CONFIG_ROW_STRING("listen.allow", mllp_conf_t, allow, "", CG_CONFIG_F_EMPTY,
+     "Peers that may connect: IPv4 or IPv6 addresses or ADDRESS/PREFIX, separated by commas "
+     "(e.g. \"10.20.0.0/16, 192.168.1.7\"). Others are closed at accept. Empty: any."),
+    CG_CONFIG_ROW_GROUP("listen.tls",
+     "TLS on the listener (OpenSSL, TLS 1.2 or later). Off unless cert_file and key_file are set."),
+    CG_CONFIG_ROW_STRING("listen.tls.cert_file", mllp_conf_t, tls_cert_file, "",
+     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "The server's certificate chain, PEM (the server certificate first)."),
+    CG_CONFIG_ROW_STRING("listen.tls.key_file", mllp_conf_t, tls_key_file, "",
+     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "The server certificate's private key, PEM, unencrypted; keep it readable by the gateway only."),
+    CG_CONFIG_ROW_STRING("listen.tls.client_ca_file", mllp_conf_t, tls_client_ca_file, "",
+     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Mutual TLS: CA certificates (PEM) that sign the clients' certificates. When set, a client "
+     "without a certificate they verify is refused in the handshake."),
+    CG_CONFIG_ROW_MAP("listen.tls.senders", mllp_conf_t, tls_senders, n_tls_senders,
+     "Mutual TLS: per client certificate (its subject's common name), the sending facilities "
+     "(MSH-4.1) it may send for, separated by commas, e.g. {\"lab.example.org\": \"LAB,LAB2\"}. "
+     "A message for another facility, or from a certificate not named, is refused (AR/CR) and "
+     "not stored. Empty: any verified client sends for any facility."),
     CG_CONFIG_ROW_STRING("listen.topic", mllp_conf_t, topic, "cohortgate.raw", 0,
      "Raw topic every message is written to, unchanged, keyed by a keyed hash of (sending "
      "facility, patient identifier) with headers cg.mllp.remote, cg.mllp.received and "
@@ -106,6 +129,10 @@ typedef struct mllp_conn {
     int n_pending;
     cg_buf_t out;
     size_t out_off;
+    SSL *ssl;           /* TLS, or NULL */
+    int handshaking;    /* the TLS handshake is not done */
+    int io_wants_write; /* TLS: reading (or the handshake) waits for the socket to be writable */
+    char peer_cn[128];  /* the verified client certificate's common name, or "" */
 } mllp_conn_t;
 
 /* One message handed to the engine: freed by release(). */
@@ -123,13 +150,14 @@ typedef struct mllp_msg {
 
 typedef struct mllp_stats {
     uint64_t accepted, refused, messages, bytes, junk_bytes, too_big, idle_closed, read_timeouts,
-        ack_timeouts, duplicates, reused_ids, undecodable, acks[3];
+        ack_timeouts, duplicates, reused_ids, undecodable, acks[3], not_allowed, tls_failed,
+        wrong_sender;
 } mllp_stats_t;
 
 /* The listener's series in the gateway's registry (/metrics); NULL-safe when metrics are off. */
 typedef struct mllp_metrics {
     cg_metric_series_t *connections, *messages, *bytes, *duplicates, *reused_ids, *junk, *latency;
-    cg_metric_t *acks, *closed;
+    cg_metric_t *acks, *closed, *refused;
 } mllp_metrics_t;
 
 typedef struct mllp_source {
@@ -149,6 +177,8 @@ typedef struct mllp_source {
     cg_pseudo_t *pseudo;
     cg_hl7_msg_t *hl7;
     mllp_dedup_t *dedup;
+    mllp_tls_t *tls;     /* NULL: plaintext */
+    mllp_allow_t *allow; /* listen.allow */
     uint64_t ack_no;
     time_t started;
     int paused;
@@ -187,8 +217,10 @@ static void conn_events(mllp_source_t *ls, mllp_conn_t *c)
     uint32_t ev = 0;
     if (c->fd < 0)
         return;
-    if (!ls->paused && c->n_pending < ls->conf->max_unacked)
-        ev |= EPOLLIN;
+    if (c->handshaking)
+        ev = c->io_wants_write ? EPOLLOUT : EPOLLIN;
+    else if (!ls->paused && c->n_pending < ls->conf->max_unacked)
+        ev |= c->io_wants_write ? EPOLLOUT : EPOLLIN;
     if (c->out_off < c->out.len)
         ev |= EPOLLOUT;
     if (ev == c->events)
@@ -204,6 +236,8 @@ static void conn_close(mllp_source_t *ls, mllp_conn_t *c, const char *why)
         cg_log(CG_LOG_INFO, "listen.closed", "%s: %s (%d unacknowledged)", c->remote, why,
                c->n_pending);
     epoll_ctl(ls->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    SSL_free(c->ssl); /* no close_notify: the peer is gone or being dropped */
+    c->ssl = NULL;
     close(c->fd);
     while (c->head) { /* never acknowledged: the sender sends them again */
         mllp_pending_t *p = c->head;
@@ -238,20 +272,116 @@ static void free_dead(mllp_source_t *ls)
     }
 }
 
+/* send() or TLS: bytes sent (> 0), -1 to try again later, -2 failed (c is closed). */
+static ssize_t conn_send(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t n)
+{
+    if (c->ssl) {
+        size_t sent = 0;
+        char why[160];
+        switch (mllp_tls_send(c->ssl, buf, n, &sent, why, sizeof(why))) {
+        case MLLP_IO_OK:
+            return (ssize_t)sent;
+        case MLLP_IO_WANT_READ:
+        case MLLP_IO_WANT_WRITE:
+            return -1;
+        default:
+            conn_close(ls, c, "TLS write failed");
+            return -2;
+        }
+    }
+    for (;;) {
+        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -1;
+        conn_close(ls, c, "write failed");
+        return -2;
+    }
+}
+
+/* recv() or TLS: bytes read (> 0), 0 when the peer closed, -1 to try again later, -2 failed
+ * (c is closed). */
+static ssize_t conn_recv(mllp_source_t *ls, mllp_conn_t *c, char *buf, size_t n)
+{
+    if (c->ssl) {
+        size_t got = 0;
+        char why[160];
+        int wanted = c->io_wants_write;
+        c->io_wants_write = 0;
+        switch (mllp_tls_recv(c->ssl, buf, n, &got, why, sizeof(why))) {
+        case MLLP_IO_OK:
+            if (wanted)
+                conn_events(ls, c);
+            return (ssize_t)got;
+        case MLLP_IO_WANT_READ:
+            if (wanted)
+                conn_events(ls, c);
+            return -1;
+        case MLLP_IO_WANT_WRITE:
+            c->io_wants_write = 1;
+            conn_events(ls, c);
+            return -1;
+        case MLLP_IO_CLOSED:
+            return 0;
+        default:
+            cg_log(CG_LOG_WARN, "listen.tls", "%s: %s", c->remote, why);
+            conn_close(ls, c, "TLS read failed");
+            return -2;
+        }
+    }
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, n, 0);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -1;
+        conn_close(ls, c, "read failed");
+        return -2;
+    }
+}
+
+/* The TLS handshake, one step per readiness event; a peer that never finishes it is closed by
+ * the read timeout (its start counts as a frame's). */
+static void conn_handshake(mllp_source_t *ls, mllp_conn_t *c)
+{
+    char why[256];
+    mllp_io_t r = mllp_tls_handshake(c->ssl, c->peer_cn, sizeof(c->peer_cn), why, sizeof(why));
+    if (r == MLLP_IO_WANT_READ || r == MLLP_IO_WANT_WRITE) {
+        c->io_wants_write = r == MLLP_IO_WANT_WRITE;
+        conn_events(ls, c);
+        return;
+    }
+    if (r != MLLP_IO_OK) {
+        ls->st.tls_failed++;
+        cg_metric_inc(cg_metric_get1(ls->mx.closed, "tls"), 1);
+        cg_log(CG_LOG_WARN, "listen.tls", "%s: TLS handshake failed: %s", c->remote,
+               r == MLLP_IO_CLOSED ? "closed by the peer" : why);
+        conn_close(ls, c, NULL);
+        return;
+    }
+    c->handshaking = 0;
+    c->io_wants_write = 0;
+    c->frame_start_ms = 0;
+    c->last_frame_ms = now_ms();
+    cg_log(CG_LOG_DEBUG, "listen.tls", "%s: TLS %s%s%s", c->remote, SSL_get_version(c->ssl),
+           c->peer_cn[0] ? ", client " : "", c->peer_cn);
+    conn_events(ls, c);
+}
+
 static void conn_write(mllp_source_t *ls, mllp_conn_t *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = conn_send(ls, c, c->out.data + c->out_off, c->out.len - c->out_off);
+        if (n == -2)
+            return; /* closed */
+        if (n < 0)
             break;
-        conn_close(ls, c, "write failed");
-        return;
+        c->out_off += (size_t)n;
     }
     if (c->out_off == c->out.len) {
         cg_buf_reset(&c->out);
@@ -352,6 +482,16 @@ static void rfc3339_now(char *out, size_t n)
     snprintf(out + o, n - o, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* Whether c's client certificate may send for h's sending facility (MSH-4.1, raw). */
+static int sender_allowed(mllp_source_t *ls, const mllp_conn_t *c, const cg_mllp_msh_t *h)
+{
+    const char *f = h->fld[4].ptr ? h->fld[4].ptr : "";
+    size_t n = 0;
+    while (n < h->fld[4].len && f[n] != h->comp_sep)
+        n++;
+    return mllp_tls_sender_allowed(ls->tls, c->peer_cn, f, n);
+}
+
 /* A complete frame: answered from the cache when it is a resend, else queued for the engine
  * with a pending acknowledgement. */
 static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
@@ -365,6 +505,26 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     cg_error_t err;
     memset(&err, 0, sizeof(err));
     cg_err_t rc = cg_mllp_msh_read(ls->hl7, buf, len, &h, &err);
+    if (c->ssl && !sender_allowed(ls, c, &h)) {
+        ls->st.wrong_sender++;
+        cg_metric_inc(cg_metric_get1(ls->mx.refused, "sender"), 1);
+        cg_log(CG_LOG_WARN, "listen.sender",
+               "%s: client certificate '%s' may not send for this message's sending facility "
+               "(listen.tls.senders): refused, not stored",
+               c->remote, c->peer_cn);
+        mllp_pending_t *p = pending_new(c, &h, -1);
+        if (!p) {
+            conn_close(ls, c, "out of memory");
+            return;
+        }
+        p->ready = 1;
+        p->kind = CG_MLLP_ACK_REJECTED;
+        p->received_ms = t;
+        snprintf(p->reason, sizeof(p->reason),
+                 "the client certificate may not send for this sending facility (MSH-4)");
+        conn_flush_acks(ls, c);
+        return;
+    }
     unsigned char sha[32], id[32];
     sha256(buf, len, sha);
     int has_id = rc == CG_OK && h.fld[10].len > 0;
@@ -462,18 +622,13 @@ static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
 {
     char *buf = ls->rbuf;
     for (int r = 0; r < MLLP_READS_PER_IO; r++) {
-        ssize_t n = recv(c->fd, buf, MLLP_READ_CHUNK, 0);
+        ssize_t n = conn_recv(ls, c, buf, MLLP_READ_CHUNK);
         if (n == 0) {
             conn_close(ls, c, NULL);
             return;
         }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn_close(ls, c, "read failed");
-            return;
-        }
+        if (n < 0)
+            return; /* later, or closed */
         size_t off = 0;
         while (off < (size_t)n) {
             size_t used = 0;
@@ -498,7 +653,9 @@ static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
         }
         if (cg_mllp_framer_in_frame(&c->fr) && !c->frame_start_ms)
             c->frame_start_ms = now_ms();
-        if (!(c->events & EPOLLIN) || (size_t)n < MLLP_READ_CHUNK)
+        /* TLS may hold decrypted bytes the socket no longer signals */
+        if (!(c->events & EPOLLIN) ||
+            ((size_t)n < MLLP_READ_CHUNK && !(c->ssl && SSL_pending(c->ssl))))
             return;
     }
 }
@@ -511,6 +668,12 @@ static void accept_all(mllp_source_t *ls)
         int fd = accept4(ls->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or an error of that one connection */
+        if (!mllp_allow_check(ls->allow, &sa)) {
+            ls->st.not_allowed++;
+            cg_metric_inc(cg_metric_get1(ls->mx.closed, "not_allowed"), 1);
+            close(fd);
+            continue;
+        }
         if (ls->n_conns >= ls->conf->max_connections) {
             ls->st.refused++;
             cg_metric_inc(cg_metric_get1(ls->mx.closed, "max_connections"), 1);
@@ -541,12 +704,22 @@ static void accept_all(mllp_source_t *ls)
             port = ntohs(s6->sin6_port);
             snprintf(c->remote, sizeof(c->remote), "[%s]:%d", host, port);
         }
+        if (ls->tls && !(c->ssl = mllp_tls_conn_new(ls->tls, fd))) {
+            close(fd);
+            free(c);
+            continue;
+        }
         cg_mllp_framer_init(&c->fr, (size_t)ls->conf->max_frame_bytes);
         cg_buf_init(&c->out);
         c->last_frame_ms = now_ms();
-        c->events = ls->paused ? 0 : EPOLLIN;
+        c->handshaking = c->ssl != NULL;
+        if (c->handshaking)
+            c->frame_start_ms = c->last_frame_ms; /* the read timeout bounds the handshake */
+        c->events = c->handshaking ? EPOLLIN : ls->paused ? 0 : EPOLLIN;
         struct epoll_event e = {.events = c->events, .data.ptr = c};
         if (epoll_ctl(ls->epfd, EPOLL_CTL_ADD, fd, &e)) {
+            SSL_free(c->ssl);
+            cg_mllp_framer_free(&c->fr);
             close(fd);
             free(c);
             continue;
@@ -598,9 +771,15 @@ static void io(mllp_source_t *ls, int timeout_ms)
         }
         if (c->fd < 0) /* closed earlier in this batch */
             continue;
+        if (c->handshaking) {
+            conn_handshake(ls, c);
+            continue;
+        }
+        int read_on_out = c->io_wants_write;
         if (ev[i].events & EPOLLOUT)
             conn_write(ls, c);
-        if (c->fd >= 0 && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        if (c->fd >= 0 && ((ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+                           (read_on_out && (ev[i].events & EPOLLOUT))))
             conn_read(ls, c);
     }
     int64_t t = now_ms();
@@ -650,6 +829,9 @@ static void metrics_register(mllp_source_t *ls, cg_metrics_gw_t *g)
     mx->acks = cg_metrics_counter(r, "cohortgate_mllp_acks_total", "Acknowledgements sent", "code");
     mx->closed = cg_metrics_counter(r, "cohortgate_mllp_closed_total",
                                     "Connections the listener closed, by reason", "reason");
+    mx->refused =
+        cg_metrics_counter(r, "cohortgate_mllp_refused_total",
+                           "Messages refused (AR/CR) without being stored, by reason", "reason");
 }
 
 static void mllp_destroy(void *ctx)
@@ -680,6 +862,8 @@ static void mllp_destroy(void *ctx)
     cg_pseudo_destroy(ls->pseudo);
     cg_hl7_msg_destroy(ls->hl7);
     mllp_dedup_destroy(ls->dedup);
+    mllp_tls_destroy(ls->tls);
+    mllp_allow_destroy(ls->allow);
     free(ls);
 }
 
@@ -699,6 +883,10 @@ static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
     const cg_config_t *cfg = env->cfg;
     metrics_register(ls, env->metrics);
     if (!(ls->pseudo = mllp_key_load(cfg, errstr, errstr_size)))
+        goto fail;
+    if (!(ls->allow = mllp_allow_new(cf->allow, errstr, errstr_size)))
+        goto fail;
+    if (!(ls->tls = mllp_tls_new(cf, errstr, errstr_size)) && errstr[0])
         goto fail;
     if (!(ls->hl7 = cg_hl7_msg_new(&cfg->hl7)) ||
         !(ls->dedup = mllp_dedup_new((size_t)cf->dup_cache_entries, cf->dup_window_ms)) ||
@@ -727,6 +915,10 @@ static int mllp_start(void *ctx, char *errstr, size_t errstr_size)
     int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc) {
         snprintf(errstr, errstr_size, "listen.address %s: %s", ls->conf->address, gai_strerror(rc));
+        return -1;
+    }
+    if (mllp_plaintext_check(ls->conf, ai->ai_addr, ls->tls != NULL, errstr, errstr_size)) {
+        freeaddrinfo(ai);
         return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -761,8 +953,9 @@ static int mllp_start(void *ctx, char *errstr, size_t errstr_size)
     }
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ls->epfd, EPOLL_CTL_ADD, fd, &e);
-    cg_log(CG_LOG_INFO, "listen.started", "MLLP on %s, messages to topic %s", ls->bound,
-           ls->conf->topic);
+    cg_log(CG_LOG_INFO, "listen.started", "MLLP%s on %s, messages to topic %s",
+           ls->tls ? (ls->conf->tls_client_ca_file ? " over mutual TLS" : " over TLS") : "",
+           ls->bound, ls->conf->topic);
     cg_engine_assigned(ls->engine, 1); /* for /healthz: the listener is its one "partition" */
     return 0;
 }
@@ -891,18 +1084,21 @@ static void mllp_close(void *ctx)
            "%" PRIu64 " connection(s) (%" PRIu64 " refused), %" PRIu64 " message(s), %" PRIu64
            " byte(s); acknowledged %" PRIu64 " ok, %" PRIu64 " error, %" PRIu64
            " rejected; %" PRIu64 " resend(s) answered from the cache, %" PRIu64
-           " reused MSH-10, %" PRIu64 " undecodable; closed: %" PRIu64 " too big, %" PRIu64
+           " reused MSH-10, %" PRIu64 " undecodable, %" PRIu64
+           " from a sender its certificate may not send for; closed: %" PRIu64
+           " not allowed, %" PRIu64 " TLS handshake, %" PRIu64 " too big, %" PRIu64
            " idle, %" PRIu64 " read timeout, %" PRIu64 " ack timeout; %" PRIu64 " junk byte(s)",
            st->accepted, st->refused, st->messages, st->bytes, st->acks[0], st->acks[1],
-           st->acks[2], st->duplicates, st->reused_ids, st->undecodable, st->too_big,
-           st->idle_closed, st->read_timeouts, st->ack_timeouts, st->junk_bytes);
+           st->acks[2], st->duplicates, st->reused_ids, st->undecodable, st->wrong_sender,
+           st->not_allowed, st->tls_failed, st->too_big, st->idle_closed, st->read_timeouts,
+           st->ack_timeouts, st->junk_bytes);
 }
 
 static void mllp_describe(void *ctx, char *buf, size_t size)
 {
     mllp_source_t *ls = ctx;
-    snprintf(buf, size, "MLLP on %s to topic %s", ls->bound[0] ? ls->bound : ls->conf->address,
-             ls->conf->topic);
+    snprintf(buf, size, "MLLP%s on %s to topic %s", ls->tls ? " over TLS" : "",
+             ls->bound[0] ? ls->bound : ls->conf->address, ls->conf->topic);
 }
 
 const cg_source_plugin_t cg_mllp_source_plugin = {
