@@ -6,11 +6,37 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
-echo "== 1/3 dependencies"
+echo "== 1/4 dependencies"
 bash tests/scripts/install-deps.sh
-echo "== 2/3 build"
+echo "== 2/4 build"
 BUILD_TARGET=cohortgate bash tests/scripts/build.sh build >/dev/null
 echo "built $root/build/gateway/cohortgate ($(./build/gateway/cohortgate --version))"
-echo "== 3/3 run: cohortgate run -c config/demo.json --idle-exit 1500"
+echo "== 3/4 run: cohortgate run -c config/demo.json --idle-exit 1500"
 echo "   (logs are JSON lines on stderr; the report of each topic follows on stdout)"
 ./build/gateway/cohortgate run -c config/demo.json --idle-exit 1500
+
+echo "== 4/4 the hospital side: cohortgate listen -c config/demo-listen.json, cohortgate send"
+echo "   (an MLLP listener storing each message in the raw topic before it ACKs; a client"
+echo "    sending the same feeds as an interface engine would, one line per ACK)"
+log=$(mktemp)
+./build/gateway/cohortgate listen -c config/demo-listen.json 2>"$log" &
+listener=$!
+trap 'kill $listener 2>/dev/null || true; rm -f "$log"' EXIT
+address=
+for _ in $(seq 100); do
+    address=$(sed -n 's/.*"listen.started".*MLLP on \([^ ]*\),.*/\1/p' "$log")
+    [ -n "$address" ] && break
+    kill -0 $listener 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$address" ]; then
+    cat "$log" >&2
+    echo "demo: the listener did not start" >&2
+    exit 1
+fi
+# the junk and XML files are acknowledged AE (stored, marked for the dead-letter path): send
+# exits 1 when not every message is accepted, which is the point of showing them
+./build/gateway/cohortgate send --to "$address" config/demo/feeds/* || true
+kill -TERM $listener
+wait $listener || true
+grep '"listen.stopped"' "$log" | sed 's/.*"msg":"\(.*\)"}$/listener: \1/'

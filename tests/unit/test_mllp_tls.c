@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "cg_cli.h"
 #include "cg_config.h"
 #include "cg_gateway.h"
 #include "cg_mllp.h"
@@ -392,6 +393,43 @@ static void test_mtls_refuses_unknown_clients(void **state)
     free(out);
 }
 
+/* `cohortgate send` over mutual TLS: LF line ends sent as CR, each ACK checked; exit 0 only when
+ * every message was accepted. */
+static void test_send_command(void **state)
+{
+    (void)state;
+    listener_t l;
+    mtls_listener(&l);
+    char good[128], bad[128], addr[64], ca[128], cert[128], m[512];
+    snprintf(good, sizeof(good), "%s/good.hl7", dir);
+    snprintf(bad, sizeof(bad), "%s/bad.hl7", dir);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", l.port);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(cert, sizeof(cert), "%s/lab.pem", dir);
+    FILE *f = fopen(good, "w");
+    msg_for("LAB", "SEND001", m, sizeof(m));
+    for (char *p = m; *p; p++)
+        if (*p == '\r')
+            *p = '\n';
+    fputs(m, f);
+    fclose(f);
+    f = fopen(bad, "w");
+    fputs(msg_for("ICU", "SEND002", m, sizeof(m)), f);
+    fclose(f);
+    char *ok_argv[] = {"send", "--to", addr, "--tls-ca", ca, "--tls-cert", cert, good, NULL};
+    assert_int_equal(cg_cli_send(8, ok_argv), CG_EXIT_OK);
+    char *bad_argv[] = {"send",       "-q", "--to", addr, "--tls-ca", ca,
+                        "--tls-cert", cert, good,   bad,  NULL};
+    assert_int_equal(cg_cli_send(10, bad_argv), CG_EXIT_FAILURE);
+    char *nocert_argv[] = {"send", "--to", addr, "--tls-ca", ca, "--timeout", "2000", good, NULL};
+    assert_int_equal(cg_cli_send(8, nocert_argv), CG_EXIT_FAILURE);
+    char *out = listener_stop(&l);
+    assert_non_null(strstr(out, "SEND001"));
+    assert_null(strstr(out, "SEND002"));
+    assert_null(strstr(out, "\\n")); /* sent with CR segment ends */
+    free(out);
+}
+
 /* listen.allow: a peer outside it is closed before anything is read. */
 static void test_allow_list(void **state)
 {
@@ -483,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_mtls_sender_stored),
         cmocka_unit_test(test_mtls_wrong_facility_refused),
         cmocka_unit_test(test_mtls_refuses_unknown_clients),
+        cmocka_unit_test(test_send_command),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_config_checks),
     };

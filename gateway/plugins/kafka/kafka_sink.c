@@ -30,6 +30,7 @@ typedef struct kafka_sink {
     size_t n_topics;
     rd_kafka_topic_t *dlq_rkt;
     int txn_offsets_sent; /* the open transaction's offsets are sent: only the commit is left */
+    cg_kafka_embedded_t *embedded; /* its own, when the source is not Kafka (listen's demo) */
 } kafka_sink_t;
 
 static int is_fenced(rd_kafka_resp_err_t err)
@@ -120,6 +121,7 @@ static void ksink_destroy(void *ctx)
         rd_kafka_flush(k->producer, 0); /* the engine drained already: what is left is lost */
         rd_kafka_destroy(k->producer);
     }
+    cg_kafka_embedded_stop(k->embedded);
     free(k->bootstrap);
     free(k);
 }
@@ -136,12 +138,14 @@ static void *ksink_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_
     k->cfg = cfg;
     k->metrics = env->metrics;
     k->eos = env->exactly_once;
-    /* the embedded broker is the source's; the sink writes to the cluster it reads */
+    /* the embedded broker is the Kafka source's, and the sink writes to the cluster it reads;
+     * with another source (MLLP) the sink starts one of its own */
     const char *bootstrap = cfg->embedded_enabled ? cg_kafka_source_bootstrap(env->source)
                                                   : cg_config_kafka_get(cfg, "bootstrap.servers");
-    if (!bootstrap) {
-        snprintf(errstr, errstr_size, "embedded_broker.enabled needs the kafka source");
-        goto fail;
+    if (!bootstrap && cfg->embedded_enabled) {
+        if (!(k->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size)))
+            goto fail;
+        bootstrap = cg_kafka_embedded_bootstrap(k->embedded);
     }
     if (!(k->bootstrap = strdup(bootstrap))) {
         snprintf(errstr, errstr_size, "out of memory");
