@@ -438,6 +438,7 @@ static void test_resend_is_not_written_twice(void **state)
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_reused_ids_total 1\n"));
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_acks_total{code=\"AA\"} 4\n"));
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_ack_latency_seconds_count 4\n"));
+    assert_non_null(strstr(metrics, "\ncohortgate_mllp_messages_total{sender=\"FAC\"} 4\n"));
     listener_stop(&l);
     tk_msg_t *out;
     size_t n_out = tk_read_all(l.topic, &out);

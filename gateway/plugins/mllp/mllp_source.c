@@ -156,8 +156,8 @@ typedef struct mllp_stats {
 
 /* The listener's series in the gateway's registry (/metrics); NULL-safe when metrics are off. */
 typedef struct mllp_metrics {
-    cg_metric_series_t *connections, *messages, *bytes, *duplicates, *reused_ids, *junk, *latency;
-    cg_metric_t *acks, *closed, *refused;
+    cg_metric_series_t *connections, *duplicates, *reused_ids, *junk, *latency;
+    cg_metric_t *acks, *closed, *refused, *messages, *bytes; /* the last two by sender */
 } mllp_metrics_t;
 
 typedef struct mllp_source {
@@ -482,6 +482,18 @@ static void rfc3339_now(char *out, size_t n)
     snprintf(out + o, n - o, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* The sending facility's name for metrics: MSH-4.1 raw, at most size - 1 bytes; "" without. */
+static void sender_name(const cg_mllp_msh_t *h, char *out, size_t size)
+{
+    size_t n = 0;
+    const char *f = h->fld[4].ptr;
+    while (f && n + 1 < size && n < h->fld[4].len && f[n] != h->comp_sep) {
+        out[n] = f[n];
+        n++;
+    }
+    out[n] = '\0';
+}
+
 /* Whether c's client certificate may send for h's sending facility (MSH-4.1, raw). */
 static int sender_allowed(mllp_source_t *ls, const mllp_conn_t *c, const cg_mllp_msh_t *h)
 {
@@ -499,12 +511,16 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     int64_t t = now_ms();
     ls->st.messages++;
     ls->st.bytes += len;
-    cg_metric_inc(ls->mx.messages, 1);
-    cg_metric_inc(ls->mx.bytes, len);
     cg_mllp_msh_t h;
     cg_error_t err;
     memset(&err, 0, sizeof(err));
     cg_err_t rc = cg_mllp_msh_read(ls->hl7, buf, len, &h, &err);
+    if (ls->mx.messages) { /* by sending facility: organisations, not patients */
+        char sender[65];
+        sender_name(&h, sender, sizeof(sender));
+        cg_metric_inc(cg_metric_get1(ls->mx.messages, sender), 1);
+        cg_metric_inc(cg_metric_get1(ls->mx.bytes, sender), len);
+    }
     if (c->ssl && !sender_allowed(ls, c, &h)) {
         ls->st.wrong_sender++;
         cg_metric_inc(cg_metric_get1(ls->mx.refused, "sender"), 1);
@@ -804,12 +820,12 @@ static void metrics_register(mllp_source_t *ls, cg_metrics_gw_t *g)
     mx->connections = cg_metric_get(
         cg_metrics_gauge(r, "cohortgate_mllp_connections", "MLLP connections open now", NULL),
         NULL);
-    mx->messages = cg_metric_get(
-        cg_metrics_counter(r, "cohortgate_mllp_messages_total", "MLLP frames received", NULL),
-        NULL);
-    mx->bytes = cg_metric_get(
-        cg_metrics_counter(r, "cohortgate_mllp_bytes_total", "Bytes of MLLP frames received", NULL),
-        NULL);
+    mx->messages =
+        cg_metrics_counter(r, "cohortgate_mllp_messages_total",
+                           "MLLP frames received, by sending facility (MSH-4.1)", "sender");
+    mx->bytes = cg_metrics_counter(r, "cohortgate_mllp_bytes_total",
+                                   "Bytes of MLLP frames received, by sending facility (MSH-4.1)",
+                                   "sender");
     mx->duplicates = cg_metric_get(
         cg_metrics_counter(r, "cohortgate_mllp_duplicates_total",
                            "Resends acknowledged from the cache, not written again", NULL),
