@@ -495,6 +495,45 @@ static int closed_within(int fd, int ms)
     return 0;
 }
 
+/* A resend while the first copy is still on its way to the broker (its connection closed before
+ * the ACK; linger.ms holds the record back): the resend waits for that copy's delivery and is
+ * acknowledged with its outcome; one copy on the topic. */
+static void test_resend_while_in_flight(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    listener_t l;
+    listener_start(&l, tk_bootstrap(), "", ",\"linger.ms\":1500");
+    char ctrl[64], a[512], ack[4096], code[8], ref[64];
+    snprintf(ctrl, sizeof(ctrl), "F%d", (int)getpid());
+    size_t na = make_adt(a, sizeof(a), ctrl, "DOE");
+    int fd = mllp_connect(l.port);
+    assert_int_equal(send_frame(fd, a, na), 0);
+    usleep(200000); /* read by the listener, held by the producer */
+    close(fd);      /* the ACK is lost with the connection */
+    usleep(200000);
+    fd = mllp_connect(l.port);
+    int64_t t0 = now_ms();
+    assert_int_equal(send_frame(fd, a, na), 0);
+    int n = read_ack(fd, ack, sizeof(ack), 10000);
+    assert_true(n > 0);
+    field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
+    field_of(ack, (size_t)n, "MSA", 2, ref, sizeof(ref));
+    assert_string_equal(code, "AA");
+    assert_string_equal(ref, ctrl);
+    assert_true(now_ms() - t0 >= 500); /* it waited for the first copy's delivery */
+    close(fd);
+    static char metrics[1 << 16];
+    scrape(&l, metrics, sizeof(metrics));
+    assert_non_null(strstr(metrics, "\ncohortgate_mllp_duplicates_total 1\n"));
+    listener_stop(&l);
+    tk_msg_t *out;
+    size_t n_out = tk_read_all(l.topic, &out);
+    assert_int_equal(n_out, 1);
+    tk_msgs_free(out, n_out);
+}
+
 static void test_hostile_peers_stall_no_one(void **state)
 {
     (void)state;
@@ -627,6 +666,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_over_connections),
         cmocka_unit_test(test_resend_is_not_written_twice),
+        cmocka_unit_test(test_resend_while_in_flight),
         cmocka_unit_test(test_hostile_peers_stall_no_one),
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_no_broker_no_aa),

@@ -111,6 +111,10 @@ typedef struct mllp_pending {
     cg_mllp_ack_kind_t on_delivery; /* the outcome once delivered: OK, or ERROR (no decode) */
     int64_t received_ms;
     int has_id; /* id is valid: stored and acknowledged, it goes into the cache */
+    /* a resend of an orphan still in flight: acknowledged with the orphan's outcome */
+    int waiting;
+    int32_t wait_slot;
+    int64_t wait_seq;
     unsigned char id[32], sha[32];
     char reason[160];
     size_t msh_len;
@@ -174,6 +178,7 @@ typedef struct mllp_source {
     /* in flight when their connection closed: once delivered they go into the resend cache,
      * so the sender's resend is answered from it rather than written twice */
     mllp_pending_t *orphans;
+    int n_waiting; /* pendings waiting on an orphan */
     cg_pseudo_t *pseudo;
     cg_hl7_msg_t *hl7;
     mllp_dedup_t *dedup;
@@ -242,6 +247,8 @@ static void conn_close(mllp_source_t *ls, mllp_conn_t *c, const char *why)
     while (c->head) { /* never acknowledged: the sender sends them again */
         mllp_pending_t *p = c->head;
         c->head = p->next;
+        if (p->waiting)
+            ls->n_waiting--;
         if (!p->ready && p->seq >= 0 && p->has_id) {
             p->next = ls->orphans;
             ls->orphans = p;
@@ -504,6 +511,40 @@ static int sender_allowed(mllp_source_t *ls, const mllp_conn_t *c, const cg_mllp
     return mllp_tls_sender_allowed(ls->tls, c->peer_cn, f, n);
 }
 
+/* The message in flight whose connection closed before its ACK, with this id and these bytes. */
+static const mllp_pending_t *orphan_of(const mllp_source_t *ls, const unsigned char id[32],
+                                       const unsigned char sha[32])
+{
+    for (const mllp_pending_t *o = ls->orphans; o; o = o->next)
+        if (o->has_id && !memcmp(o->id, id, 32) && !memcmp(o->sha, sha, 32))
+            return o;
+    return NULL;
+}
+
+/* The orphan (slot, seq) has its outcome: the resends waiting on it get the same one. */
+static void orphan_settled(mllp_source_t *ls, int32_t slot, int64_t seq, cg_mllp_ack_kind_t kind,
+                           const char *reason)
+{
+    if (!ls->n_waiting)
+        return;
+    for (int i = 0; i < ls->conf->max_connections; i++) {
+        mllp_conn_t *c = ls->slots[i];
+        int any = 0;
+        for (mllp_pending_t *p = c ? c->head : NULL; p; p = p->next)
+            if (p->waiting && p->wait_slot == slot && p->wait_seq == seq) {
+                p->waiting = 0;
+                p->ready = 1;
+                p->kind = kind;
+                if (reason)
+                    snprintf(p->reason, sizeof(p->reason), "%s", reason);
+                ls->n_waiting--;
+                any = 1;
+            }
+        if (any)
+            conn_flush_acks(ls, c);
+    }
+}
+
 /* A complete frame: answered from the cache when it is a resend, else queued for the engine
  * with a pending acknowledgement. */
 static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
@@ -577,6 +618,24 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
                    "listen.dup_window_ms with other bytes: written as a new message",
                    c->remote);
         }
+    }
+    const mllp_pending_t *o = has_id ? orphan_of(ls, id, sha) : NULL;
+    if (o) { /* sent again while the first one is still on its way: wait for its outcome */
+        ls->st.duplicates++;
+        cg_metric_inc(ls->mx.duplicates, 1);
+        mllp_pending_t *w = pending_new(c, &h, -1);
+        if (!w) {
+            conn_close(ls, c, "out of memory");
+            return;
+        }
+        w->received_ms = t;
+        w->waiting = 1;
+        w->wait_slot = o->slot;
+        w->wait_seq = o->seq;
+        ls->n_waiting++;
+        if (c->n_pending >= ls->conf->max_unacked)
+            conn_events(ls, c);
+        return;
     }
     int64_t seq = ls->slot_seq[c->slot]++;
     mllp_pending_t *p = pending_new(c, &h, seq);
@@ -1020,16 +1079,24 @@ static int mllp_commit(void *ctx, const cg_source_pos_t *pos, size_t n, int sync
     for (size_t i = 0; i < n; i++) {
         if (pos[i].partition < 0 || pos[i].partition >= ls->conf->max_connections)
             continue;
+        mllp_pending_t *settled = NULL; /* unlinked first: settling may orphan more */
         for (mllp_pending_t **o = &ls->orphans; *o;) {
             mllp_pending_t *p = *o;
             if (p->slot == pos[i].partition && p->seq < pos[i].offset) {
                 if (p->on_delivery == CG_MLLP_ACK_OK)
                     mllp_dedup_put(ls->dedup, p->id, p->sha, now_ms());
                 *o = p->next;
-                free(p);
+                p->next = settled;
+                settled = p;
             } else {
                 o = &p->next;
             }
+        }
+        while (settled) {
+            mllp_pending_t *p = settled;
+            settled = p->next;
+            orphan_settled(ls, p->slot, p->seq, p->on_delivery, p->reason[0] ? p->reason : NULL);
+            free(p);
         }
         mllp_conn_t *c = ls->slots[pos[i].partition];
         if (!c)
@@ -1052,10 +1119,13 @@ static void mllp_reject(void *ctx, const cg_source_pos_t *pos, const char *reaso
     mllp_source_t *ls = ctx;
     if (pos->partition < 0 || pos->partition >= ls->conf->max_connections)
         return;
+    char why[200];
+    snprintf(why, sizeof(why), "not stored: %s", reason);
     for (mllp_pending_t **o = &ls->orphans; *o; o = &(*o)->next)
         if ((*o)->slot == pos->partition && (*o)->seq == pos->offset) {
             mllp_pending_t *p = *o;
             *o = p->next;
+            orphan_settled(ls, p->slot, p->seq, CG_MLLP_ACK_REJECTED, why);
             free(p);
             break;
         }
@@ -1064,7 +1134,7 @@ static void mllp_reject(void *ctx, const cg_source_pos_t *pos, const char *reaso
         if (p->seq == pos->offset && !p->ready) {
             p->ready = 1;
             p->kind = CG_MLLP_ACK_REJECTED;
-            snprintf(p->reason, sizeof(p->reason), "not stored: %s", reason);
+            snprintf(p->reason, sizeof(p->reason), "%s", why);
             break;
         }
     if (c)
