@@ -84,6 +84,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     cg_arena_destroy(&mp->arena);
     cg_buf_free(&mp->scratch);
     free(mp->rows);
+    free(mp->quality);
     free(mp->vars);
     free(mp->memo);
     free(mp);
