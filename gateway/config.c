@@ -37,6 +37,12 @@ const cg_config_map_t cg_config_core_map[] = {
      "Topic for records in no cohort (all records when no cohorts are configured)."),
     CG_CONFIG_ROW_STRING("output.dead_letter_topic", cg_config_t, dead_letter_topic, "cohortgate.dead-letter", 0,
      "Topic for input that could not be processed, with its original bytes and error headers."),
+    CG_CONFIG_ROW_STRING("output.quality_topic", cg_config_t, quality_topic, "cohortgate.quality", 0,
+     "Topic for data-quality records: an entry of a document that a spec with on_error \"entry\" "
+     "left out (C-CDA's default) while the rest mapped. A record names the stage, spec, rule, "
+     "column, reason and the entry's place (XPath and line, or HL7 segment) and the input's "
+     "topic, partition and offset; never a value or patient data, and it has no key. It is part "
+     "of its input's outputs: committed with the records, in the same transaction exactly-once."),
     CG_CONFIG_ROW_GROUP("delivery",
      "Delivery semantics."),
     CG_CONFIG_ROW_ENUM("delivery.semantics", cg_config_t, semantics, "at-least-once", "at-least-once|exactly-once",

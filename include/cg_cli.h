@@ -37,11 +37,13 @@ typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);
 
 /* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
- * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"). */
+ * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"), and
+ * a line for each entry left out ("NAME: document N: quality: map: FINDING"). */
 typedef struct cg_hl7_msg cg_hl7_msg_t;
 typedef struct cg_cli_map_counts {
     size_t messages, failed, rows, bytes;
-    int progress; /* show progress on stderr when it is a terminal */
+    size_t quality; /* entries left out (on_error "entry") */
+    int progress;   /* show progress on stderr when it is a terminal */
 } cg_cli_map_counts_t;
 /* Returns the number of messages that failed. */
 size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,

@@ -129,6 +129,7 @@ typedef struct cg_config {
     size_t n_inputs;
     char *output_topic;
     char *dead_letter_topic;
+    char *quality_topic; /* entries left out of documents (on_error "entry") */
     int commit_interval_ms;
     int max_in_flight;
     cg_delivery_semantics_t semantics;

@@ -41,7 +41,7 @@ typedef struct cg_gateway_opts {
  * records_out and dead_lettered count those twice. */
 typedef struct cg_gateway_stats {
     uint64_t consumed;      /* input messages taken from Kafka */
-    uint64_t records_out;   /* records delivered to output topics */
+    uint64_t records_out;   /* records delivered to output topics (quality records too) */
     uint64_t dead_lettered; /* input messages delivered to the dead-letter topic */
     uint64_t delivery_errors;
     uint64_t commits; /* successful offset commits (exactly-once: transactions with offsets) */

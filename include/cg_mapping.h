@@ -80,6 +80,9 @@ cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format,
 /* The same for an HL7 v2 message already decoded (by a cg_hl7_reader). */
 cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,
                                    size_t *n_rows, cg_error_t *err);
+/* The quality findings of the last input that mapped (entries left out, cg_mapper_quality):
+ * *items valid until the worker's next map call. */
+size_t cg_mapping_worker_quality(const cg_mapping_worker_t *w, const cg_quality_t **items);
 /* The cohorts row belongs to: names in *names (valid until the next call), count returned; 0
  * when the bundle has no cohorts. */
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,

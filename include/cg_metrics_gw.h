@@ -5,6 +5,7 @@
  * cohortgate_messages_in_total{topic}           input messages taken from Kafka (input topic)
  * cohortgate_rows_out_total{topic,spec}         records delivered, by output topic and spec
  * cohortgate_dead_letter_total{stage,code}      dead letters delivered, by stage and error code
+ * cohortgate_quality_records_total{spec,reason} quality records delivered (entries left out)
  * cohortgate_mapping_latency_seconds            decode + map time per message (histogram)
  * cohortgate_consumer_lag{topic,partition}      messages behind the committed offset (librdkafka
  *                                               statistics; assigned partitions only)
@@ -52,6 +53,8 @@ void cg_metrics_gw_latency(cg_metrics_gw_t *g, double seconds);
  * CG_METRICS_MAX_VALUE bytes; NULL counts as "". */
 void cg_metrics_gw_row_out(cg_metrics_gw_t *g, const char *topic, const char *spec);
 void cg_metrics_gw_dead_letter(cg_metrics_gw_t *g, const char *stage, const char *code);
+/* A quality record (its cg.spec and cg.quality.reason headers). */
+void cg_metrics_gw_quality(cg_metrics_gw_t *g, const char *spec, const char *reason);
 /* result: "committed" or "aborted". */
 void cg_metrics_gw_transaction(cg_metrics_gw_t *g, const char *result);
 void cg_metrics_gw_reload(cg_metrics_gw_t *g, int ok);

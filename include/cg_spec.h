@@ -8,7 +8,9 @@
  * field once warm.
  *
  * A message either maps completely or fails: rows are collected and handed out only when every
- * rule succeeded, so a message that cannot fill a required column never yields a half record.
+ * rule succeeded, so a message that cannot fill a required column never yields a half record;
+ * a spec with "on_error": "entry" (documents) leaves out only the failing entry's row and says
+ * so in a quality finding (cg_mapper_quality).
  * The rows handed out are the mapper's: valid until its next map call (see cg_row.h).
  */
 #ifndef CG_SPEC_H
@@ -113,5 +115,44 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
 /* Either, by the input's first bytes (cg_xml_sniff): for feeds and files that mix both. */
 cg_err_t cg_mapper_map(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                        size_t *n_rows, cg_error_t *err);
+
+/* Entry-level isolation. A spec's "on_error" says what one failing foreach node (a document's
+ * entry, an HL7 v2 segment) does: "message" fails the whole input (HL7 v2's default), "entry"
+ * (XML documents' default) leaves that rule's row for the node out, maps the rest and reports a
+ * quality finding. Failures outside a foreach (the patient, a rule without one) always fail the
+ * input, and so does running out of memory.
+ *
+ * A finding names the spec, rule, column, the kind of problem and where the entry is, never a
+ * value of the input: no patient data, so it may go where the data-quality team reads
+ * (output.quality_topic). */
+typedef struct cg_quality {
+    const char *stage; /* "map" */
+    const char *spec;
+    int spec_version;
+    const char *rule;
+    const char *column; /* the output column being filled, or NULL (a let, the rule's when) */
+    cg_err_t code;      /* CG_ERR_MAP, CG_ERR_REQUIRED, ... */
+    const char *reason; /* what went wrong, a stable name: "invalid_datetime", ... */
+    uint64_t entry;     /* the node's 1-based position among the rule's foreach nodes */
+    /* where: an XML element's path by local names with positions among same-named siblings
+     * ("/ClinicalDocument/component/structuredBody/component[3]/section/entry[2]/encounter")
+     * and its line, or an HL7 v2 segment's 1-based index and name */
+    const char *xpath; /* NULL for HL7 v2 */
+    int line;          /* 0 when unknown */
+    uint32_t segment;  /* 0 for XML */
+    char seg_name[4];
+} cg_quality_t;
+
+/* The findings of the last map call that succeeded (0 after a failed one): *items valid until
+ * the mapper's next map call. */
+size_t cg_mapper_quality(const cg_mapper_t *mp, const cg_quality_t **items);
+/* A value-free description of a finding's reason ("not an HL7 date/time ..."). */
+const char *cg_quality_reason_text(const char *reason);
+/* A finding as one line for people: "rule R, column C, entry N at WHERE: REASON (TEXT)", where
+ * WHERE is "XPATH (line L)" or "segment S NAME". Returns buf. */
+const char *cg_quality_format(const cg_quality_t *q, char *buf, size_t size);
+/* A finding as the JSON value of a quality record (appended to out); src, when not NULL, names
+ * the input (topic, partition, offset). */
+cg_err_t cg_quality_encode(const cg_quality_t *q, const cg_row_source_t *src, cg_buf_t *out);
 
 #endif

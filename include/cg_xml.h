@@ -137,5 +137,12 @@ size_t cg_xml_xpath_nodes(cg_xml_eval_t *ev, const cg_xml_xpath_t *x, const void
 const void *cg_xml_find_id(cg_xml_eval_t *ev, const char *id, size_t len);
 /* An element's text content with white space runs collapsed, into out (appended); 0 if none. */
 size_t cg_xml_node_text(const void *node, cg_buf_t *out);
+/* Where an element is, for reports that must not quote the document: its path from the root
+ * by local names, with [n] where same-named siblings make it ambiguous ("/ClinicalDocument/
+ * component/structuredBody/component[3]/section/entry[2]/encounter"), written to buf (cut at
+ * size); returns the length it needed. */
+size_t cg_xml_node_path(const void *node, char *buf, size_t size);
+/* The line an element starts on in its document; 0 when unknown. */
+int cg_xml_node_line(const void *node);
 
 #endif

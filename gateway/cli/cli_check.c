@@ -124,8 +124,10 @@ int cg_cli_check(int argc, char **argv)
             cg_mapping_destroy(m);
         }
         if (status == CG_EXIT_OK)
-            printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s)\n", config,
-                   cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic);
+            printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s, quality "
+                   "records to %s)\n",
+                   config, cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic,
+                   cfg->quality_topic);
         cg_config_destroy(cfg);
     }
     return status;

@@ -29,7 +29,11 @@ static void usage(FILE *out)
         "documents (CDA / C-CDA, one document a file; told apart by their first bytes; - for\n"
         "stdin) with the given specs and print one JSON record envelope a line. Errors go to\n"
         "stderr as INPUT: message N: STAGE: REASON (document N for XML); the exit status is 1\n"
-        "if any message failed, and the other messages are still mapped.\n\n"
+        "if any message failed, and the other messages are still mapped. An entry a spec with\n"
+        "\"on_error\": \"entry\" leaves out (C-CDA's default) is reported on stderr as\n"
+        "INPUT: document N: quality: map: rule R, column C, entry K at WHERE: left out: REASON\n"
+        "(what `run` publishes on the quality topic, no values); the rest of the document maps\n"
+        "and the exit status stays 0.\n\n"
         "options:\n"
         "  -s, --spec FILE|DIR   a spec, or a folder of *.json specs (every matching spec\n"
         "                        applies to a message)\n"
@@ -63,8 +67,10 @@ static void progress(const cg_cli_map_counts_t *c, int final)
     if (!final && now == last)
         return;
     last = now;
-    fprintf(stderr, "\rcohortgate map: %zu message(s), %zu row(s), %zu failed, %.1f MB%s",
-            c->messages, c->rows, c->failed, c->bytes / 1e6, final ? "\n" : "");
+    fprintf(stderr,
+            "\rcohortgate map: %zu message(s), %zu row(s), %zu failed, %zu entries left out, "
+            "%.1f MB%s",
+            c->messages, c->rows, c->failed, c->quality, c->bytes / 1e6, final ? "\n" : "");
 }
 
 /* Records are gathered here and written in large blocks: one fwrite a line cost more than
@@ -103,6 +109,21 @@ static void put_error(FILE *errs, const char *name, const char *unit, size_t n, 
             cg_error_format(e, text, sizeof(text)));
 }
 
+/* The entries the last input left out (on_error "entry"), as "NAME: message N: quality: map:
+ * FINDING" lines beside the errors: what `run` publishes on the quality topic, value-free. */
+static void put_quality(cg_mapping_worker_t *mw, FILE *errs, const char *name, const char *unit,
+                        size_t n, cg_cli_map_counts_t *cnt)
+{
+    const cg_quality_t *q;
+    size_t nq = cg_mapping_worker_quality(mw, &q);
+    for (size_t i = 0; i < nq; i++) {
+        char text[1536];
+        fprintf(errs, "%s: %s %zu: quality: %s: %s\n", name, unit, n, q[i].stage,
+                cg_quality_format(&q[i], text, sizeof(text)));
+    }
+    cnt->quality += nq;
+}
+
 /* An XML input is one document (CDA and vendor XML are sent one per file or record). */
 static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
                       int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
@@ -120,6 +141,7 @@ static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf
     }
     put_rows(mw, rows, n, trace, line);
     flush_out(line, out);
+    put_quality(mw, errs, name, "document", 1, cnt);
     cnt->rows += n;
     return 0;
 }
@@ -160,6 +182,7 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
         put_rows(mw, rows, n, trace, line);
         if (line->len >= OUT_FLUSH_BYTES || out_tty)
             flush_out(line, out);
+        put_quality(mw, errs, name, "message", cg_hl7_msg_number(msg), cnt);
         cnt->rows += n;
         if (map_base && page > 0 && rd->pos - released >= RELEASE_BYTES) {
             /* the rows are encoded: nothing points below the next message any more */

@@ -41,6 +41,7 @@ typedef struct job_rec {
     const char *cohort;              /* NULL: the output topic */
     const char *table, *spec, *rule; /* the compiled specs' strings: valid until a reload */
     const char *op;                  /* "upsert", "delete", ... (static strings) */
+    const char *quality; /* a quality record (an entry left out): its reason; NULL for a row */
     int spec_version;
     size_t key_off, key_len, val_off, val_len; /* in the job's buf */
 } job_rec_t;

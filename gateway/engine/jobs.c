@@ -83,12 +83,31 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                              rows[i].spec,
                              rows[i].rule,
                              cg_row_op_name((cg_row_op_t)rows[i].op),
+                             NULL,
                              rows[i].spec_version,
                              key_off,
                              rows[i].person_key.len,
                              val_off,
                              val_len};
         }
+    }
+    /* entries the specs left out: quality records, outputs of this input like its rows (so
+     * they are sealed, committed and in the transaction with them); no key, no patient data */
+    const cg_quality_t *q;
+    size_t nq = cg_mapping_worker_quality(w->mw, &q);
+    for (size_t i = 0; i < nq; i++) {
+        size_t val_off = j->buf.len;
+        if (cg_quality_encode(&q[i], &src, &j->buf) != CG_OK)
+            goto nomem;
+        job_rec_t *r = job_add_rec(j);
+        if (!r)
+            goto nomem;
+        *r = (job_rec_t){.spec = q[i].spec,
+                         .rule = q[i].rule,
+                         .quality = q[i].reason,
+                         .spec_version = q[i].spec_version,
+                         .val_off = val_off,
+                         .val_len = j->buf.len - val_off};
     }
     return;
 nomem:

@@ -140,6 +140,13 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (me->spec[0] ? 0 : 4);
             rc = produce_one(gw, gw->cfg->dead_letter_topic, 1, in->key, in->key_len, in->payload,
                              in->len, in, hdrs, nh, j->dm);
+        } else if (j->recs[j->next_rec].quality) {
+            const job_rec_t *r = &j->recs[j->next_rec];
+            snprintf(ver, sizeof(ver), "%d", r->spec_version);
+            const char *hdrs[] = {"cg.spec", r->spec, "cg.spec.version",   ver,
+                                  "cg.rule", r->rule, "cg.quality.reason", r->quality};
+            rc = produce_one(gw, gw->cfg->quality_topic, 0, NULL, 0, j->buf.data + r->val_off,
+                             r->val_len, in, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
         } else {
             const job_rec_t *r = &j->recs[j->next_rec];
             const char *dest =

@@ -29,7 +29,7 @@ enum { GW_RUNNING = 0, GW_STOPPING, GW_FATAL };
 
 struct cg_metrics_gw {
     cg_metrics_t *reg;
-    cg_metric_t *in, *rows, *dlq, *latency, *lag, *tx, *reloads;
+    cg_metric_t *in, *rows, *dlq, *quality, *latency, *lag, *tx, *reloads;
     cg_metric_series_t *s_latency, *s_outq, *s_paused, *s_assigned, *s_rss, *s_reload_ok,
         *s_reload_failed;
     /* set before the endpoint's thread starts, so that thread sees them */
@@ -117,6 +117,10 @@ cg_metrics_gw_t *cg_metrics_gw_new(size_t max_series, int health_grace_ms)
                                 "Input messages delivered to the dead-letter topic, by stage and "
                                 "error code.",
                                 "stage,code");
+    g->quality = cg_metrics_counter(m, "cohortgate_quality_records_total",
+                                    "Quality records delivered: entries of documents left out "
+                                    "(on_error \"entry\"), by mapping spec and reason.",
+                                    "spec,reason");
     g->latency = cg_metrics_histogram(
         m, "cohortgate_mapping_latency_seconds", "Time to decode and map one input message.", NULL,
         cg_metrics_latency_bounds,
@@ -232,6 +236,12 @@ void cg_metrics_gw_dead_letter(cg_metrics_gw_t *g, const char *stage, const char
 {
     if (g)
         cg_metric_inc(cg_metric_get2(g->dlq, stage, code), 1);
+}
+
+void cg_metrics_gw_quality(cg_metrics_gw_t *g, const char *spec, const char *reason)
+{
+    if (g)
+        cg_metric_inc(cg_metric_get2(g->quality, spec, reason), 1);
 }
 
 void cg_metrics_gw_transaction(cg_metrics_gw_t *g, const char *result)

@@ -279,6 +279,11 @@ cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, co
     return cg_mapper_map_msg(w->mapper, msg, rows, n_rows, err);
 }
 
+size_t cg_mapping_worker_quality(const cg_mapping_worker_t *w, const cg_quality_t **items)
+{
+    return cg_mapper_quality(w->mapper, items);
+}
+
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,
                                const char *const **names)
 {

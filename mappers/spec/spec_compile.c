@@ -1139,8 +1139,8 @@ static void compile_input_xml(cc_t *c, json_t *in, spec_t *s)
 
 static void compile_spec(cc_t *c, json_t *root, spec_t *s)
 {
-    static const char *const keys[] = {"spec",    "version", "description", "input",
-                                       "patient", "let",     "rules",       NULL};
+    static const char *const keys[] = {"spec", "version", "description", "input", "patient",
+                                       "let",  "rules",   "on_error",    NULL};
     c->spec = s;
     c->rule = NULL;
     s->file = dup(c, c->file, strlen(c->file));
@@ -1189,6 +1189,18 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
         c->ss->has_xml = 1;
     else
         c->ss->has_hl7 = 1;
+    /* a document's entries are facts of their own; an HL7 v2 message is one fact */
+    s->on_error_entry = s->format == SF_XML;
+    json_t *oe = json_object_get(root, "on_error");
+    if (oe) {
+        const char *v = json_string_value(oe);
+        if (v && !strcmp(v, "entry"))
+            s->on_error_entry = 1;
+        else if (v && !strcmp(v, "message"))
+            s->on_error_entry = 0;
+        else
+            err_at(c, oe, root, "on_error", "\"on_error\" must be \"message\" or \"entry\"");
+    }
     json_t *pat = json_object_get(root, "patient");
     if (pat) {
         static const char *const pkeys[] = {"id", "authority", NULL};

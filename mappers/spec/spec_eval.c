@@ -74,7 +74,8 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
         if (rc == PCRE2_ERROR_NOMATCH)
             return CG_OK;
         if (rc < 0)
-            return cg_spec_fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", rc);
+            return cg_spec_fail_as(mp, CG_ERR_MAP, "regex_limit",
+                                   "regex gave up (%d): match limit reached", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(mp->md);
         uint32_t g = x->u.re.group;
         if ((int)g >= rc || ov[2 * g] == PCRE2_UNSET)
@@ -97,10 +98,10 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
             return CG_OK;
         }
         if (rc != PCRE2_ERROR_NOMEMORY)
-            return cg_spec_fail(mp, CG_ERR_MAP, "regex_replace gave up (%d)", rc);
+            return cg_spec_fail_as(mp, CG_ERR_MAP, "regex_limit", "regex_replace gave up (%d)", rc);
         outlen = n; /* the length it needs */
     }
-    return cg_spec_fail(mp, CG_ERR_MAP, "regex_replace output too long");
+    return cg_spec_fail_as(mp, CG_ERR_MAP, "regex_limit", "regex_replace output too long");
 }
 
 static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
@@ -182,9 +183,9 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             char buf[48];
             size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
             if (!n)
-                return cg_spec_fail(mp, CG_ERR_MAP,
-                                    "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
-                                    (int)(v.len > 40 ? 40 : v.len), v.s);
+                return cg_spec_fail_as(mp, CG_ERR_MAP, "invalid_datetime",
+                                       "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
+                                       (int)(v.len > 40 ? 40 : v.len), v.s);
             spec_val_t c = cg_spec_val_copy(mp, buf, n);
             if (!c.present)
                 return CG_OK; /* out of memory: absent, as before */
@@ -365,7 +366,8 @@ cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
             return CG_OK;
         int m = pcre2_match(c->re, (PCRE2_SPTR)a.s, a.len, 0, 0, mp->md, mp->mctx);
         if (m < 0 && m != PCRE2_ERROR_NOMATCH)
-            return cg_spec_fail(mp, CG_ERR_MAP, "regex gave up (%d): match limit reached", m);
+            return cg_spec_fail_as(mp, CG_ERR_MAP, "regex_limit",
+                                   "regex gave up (%d): match limit reached", m);
         *out = m >= 0;
         return CG_OK;
     }

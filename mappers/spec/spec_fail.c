@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
+static cg_err_t vfail(cg_mapper_t *mp, cg_err_t code, const char *problem, const char *fmt,
+                      va_list ap)
 {
     cg_error_t *e = mp->err;
     if (e && e->code == CG_OK) {
@@ -17,11 +18,27 @@ cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
         e->spec_version = mp->spec ? mp->spec->version : 0;
         snprintf(e->rule, sizeof(e->rule), "%s", mp->rule ? mp->rule->name : "");
         snprintf(e->out_column, sizeof(e->out_column), "%s", mp->column ? mp->column : "");
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(e->text, sizeof(e->text), fmt, ap);
-        va_end(ap);
+        mp->problem = problem;
     }
+    return code;
+}
+
+cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(mp, code, NULL, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+cg_err_t cg_spec_fail_as(cg_mapper_t *mp, cg_err_t code, const char *problem, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(mp, code, problem, fmt, ap);
+    va_end(ap);
     return code;
 }
 

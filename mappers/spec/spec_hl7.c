@@ -21,7 +21,7 @@ cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
     while (cg_hl7_path_next(&it, &match)) {
         mp->scope = cg_hl7_scope_at(mp->m, match.seg);
         cg_err_t rc = cg_spec_emit_row(mp, ++pos);
-        if (rc)
+        if (rc && (rc = cg_spec_entry_failed(mp, rc, pos)))
             return rc;
     }
     return CG_OK;
@@ -100,6 +100,7 @@ cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const c
     cg_error_t he;
     *rows = NULL;
     *n_rows = 0;
+    mp->quality_done = 0; /* a message that does not decode has no findings */
     cg_err_t rc = cg_hl7_parse(mp->msg, buf, len, &he);
     if (rc)
         return cg_spec_decode_error(err, &he);

@@ -230,6 +230,9 @@ typedef struct spec {
     rule_t *rules;
     size_t n_rules;
     size_t max_vars; /* message lets + the largest rule's lets */
+    /* "on_error": "entry" (the default for XML documents): a foreach node whose row fails is
+     * left out and reported as a quality finding; "message" (HL7 v2's default): the input fails */
+    int on_error_entry;
 } spec_t;
 
 struct cg_specset {

@@ -5,6 +5,7 @@
  *   spec_eval.c       expressions, conditions, transforms, the patient
  *   spec_row.c        typed rows
  *   spec_run.c        one message's run through the specs
+ *   spec_quality.c    entries left out (on_error "entry") and their quality findings
  *   spec_hl7.c, spec_xml.c   the input formats' entry points and rules
  *   spec_mapper.c     this file
  */
@@ -84,6 +85,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     cg_arena_destroy(&mp->arena);
     cg_buf_free(&mp->scratch);
     free(mp->rows);
+    free(mp->quality);
     free(mp->vars);
     free(mp->memo);
     free(mp);

@@ -109,6 +109,12 @@ struct cg_mapper {
     spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */
     int shift_days;
     cg_error_t *err;
+    /* the first failure's problem by a value-free name (cg_spec_fail_as); NULL: by its code */
+    const char *problem;
+    /* entries left out of this input (on_error "entry"); their paths are in the arena */
+    cg_quality_t *quality;
+    size_t n_quality, cap_quality;
+    int quality_done; /* the input mapped: its findings are handed out (cg_mapper_quality) */
 };
 
 static const spec_val_t ABSENT = {NULL, 0, 0};
@@ -116,6 +122,10 @@ static const spec_val_t ABSENT = {NULL, 0, 0};
 /* Records why the message fails (the first failure wins) and returns code. */
 cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same, naming the problem without the value for quality findings ("invalid_datetime"):
+ * for failures whose text quotes the input. */
+cg_err_t cg_spec_fail_as(cg_mapper_t *mp, cg_err_t code, const char *problem, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* A copy of s[0..n) in the message arena (NUL-terminated); ABSENT when out of memory. */
 static inline spec_val_t cg_spec_val_copy(cg_mapper_t *mp, const char *s, size_t n)
@@ -201,6 +211,13 @@ cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r);
 cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position);
 /* Every spec ran: hands the rows out. */
 void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows);
+
+/* ---- entries (spec_quality.c) ---- */
+
+/* Rule mp->rule failed with rc on its foreach node at position (mp->xnode, or the scope's
+ * segment): under the spec's on_error "entry", and for a problem of the input, the row is left
+ * out, a finding is noted and CG_OK returned; otherwise rc. */
+cg_err_t cg_spec_entry_failed(cg_mapper_t *mp, cg_err_t rc, uint64_t position);
 
 /* ---- the mapper (spec_mapper.c) ---- */
 

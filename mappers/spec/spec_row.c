@@ -146,9 +146,10 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         char why[160];
         if (!n || (!number_surely_ok(t, num, n) &&
                    !cg_target_check(col, num, n, false, why, sizeof(why))))
-            return cg_spec_fail(mp, CG_ERR_MAP, "column %s takes a%s number, not '%.*s' (from %s)",
-                                col->name, t == CG_COL_NUMBER ? "" : "n integer",
-                                (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
+            return cg_spec_fail_as(mp, CG_ERR_MAP, "invalid_number",
+                                   "column %s takes a%s number, not '%.*s' (from %s)", col->name,
+                                   t == CG_COL_NUMBER ? "" : "n integer",
+                                   (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
         if (n != v.len || memcmp(num, v.s, n)) { /* "7.20" → "7.2": the new text */
             v = cg_spec_val_copy(mp, num, n);
             if (!v.present)
@@ -173,7 +174,8 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
     char why[160];
     int iso = (t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len);
     if (!iso && !cg_target_check(col, v.s, v.len, true, why, sizeof(why)))
-        return cg_spec_fail(mp, CG_ERR_MAP, "%s (from %s)", why, src_text ? src_text : "?");
+        return cg_spec_fail_as(mp, CG_ERR_MAP, "invalid_value", "%s (from %s)", why,
+                               src_text ? src_text : "?");
     *out = (cg_value_t){v.s, v.len, kind_of[t], (uint8_t)iso, 0}; /* iso: digits, -, T, :, ., + */
     return CG_OK;
 }
@@ -352,4 +354,5 @@ void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
     }
     *rows = mp->rows;
     *n_rows = mp->n_rows;
+    mp->quality_done = 1;
 }

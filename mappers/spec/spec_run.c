@@ -41,6 +41,9 @@ void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
     memset(err ? err : local, 0, sizeof(*local));
     mp->err = err ? err : local;
     mp->n_rows = 0;
+    mp->n_quality = 0;
+    mp->quality_done = 0;
+    mp->problem = NULL;
     mp->xnode = NULL;
     *rows = NULL;
     *n_rows = 0;

@@ -19,7 +19,8 @@ cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r)
     cg_err_t rc = CG_OK;
     for (size_t i = 0; i < n && !rc; i++) {
         mp->xnode = nodes[i];
-        rc = cg_spec_emit_row(mp, i + 1);
+        if ((rc = cg_spec_emit_row(mp, i + 1)))
+            rc = cg_spec_entry_failed(mp, rc, i + 1);
     }
     mp->xnode = NULL;
     return rc;
@@ -118,6 +119,7 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
 {
     *rows = NULL;
     *n_rows = 0;
+    mp->quality_done = 0; /* a document that does not decode has no findings */
     if (!mp->xdoc) {
         cg_xml_options_t o;
         cg_xml_options_default(&o);

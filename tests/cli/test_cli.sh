@@ -57,6 +57,16 @@ has "$tmp/out" '"trace":\{"measurement_id":\{"rule":"obx-numeric"' "map --trace 
 expect 1 "map with failing messages" -- "$cg" map --spec "$src/specs" "$src/tests/golden/errors_are_reported/input.hl7"
 has "$tmp/err" 'input.hl7: message 2: map: the patient identifier' "map names file and message"
 [ "$(wc -l <"$tmp/out")" -eq 1 ] && ok || no "map still prints the good message's record"
+# map: a C-CDA entry that fails is left out (on_error "entry"): the rest on stdout, the finding on
+# stderr without the value, exit 0; the same from stdin
+doc="$src/tests/golden/cda_entry_left_out/input.xml"
+expect 0 "map a document with bad entries" -- "$cg" map --spec "$src/specs" "$doc"
+[ "$(wc -l <"$tmp/out")" -eq 3 ] && ok || no "map prints the 3 records of the good entries"
+has "$tmp/err" 'input.xml: document 1: quality: map: rule encounters, column visit_start_date, entry 2 at /ClinicalDocument/component/structuredBody/component\[2\]/section/entry\[2\]/encounter \(line 35\): left out: invalid_datetime' "map prints the finding"
+[ "$(grep -c ': quality: ' "$tmp/err")" -eq 2 ] && ok || no "map prints one line per entry left out"
+grep -qE '200130212|2024-13-45|P1' "$tmp/err" "$tmp/out" && no "a finding or record quotes the bad value" || ok
+expect 0 "map a document with bad entries from stdin" -- sh -c "\"$cg\" map --spec \"$src/specs\" - <\"$doc\""
+has "$tmp/err" '^-: document 1: quality: map: rule problem' "map names stdin in the finding"
 expect 0 "map from stdin" -- sh -c "\"$cg\" map --spec \"$src/specs\" - <\"$src/tests/golden/vxu_v04_immunization/input.hl7\""
 has "$tmp/out" '"table":"drug_exposure"' "map reads stdin"
 

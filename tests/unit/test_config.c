@@ -30,6 +30,7 @@ static void test_minimal_and_defaults(void **state)
     assert_int_equal(c->inputs[0].format, CG_INPUT_HL7V2);
     assert_string_equal(c->output_topic, "cohortgate.records");
     assert_string_equal(c->dead_letter_topic, "cohortgate.dead-letter");
+    assert_string_equal(c->quality_topic, "cohortgate.quality");
     assert_int_equal(c->commit_interval_ms, 500);
     assert_string_equal(cg_config_kafka_get(c, "bootstrap.servers"), "127.0.0.1:9092");
     assert_string_equal(cg_config_kafka_get(c, "linger.ms"), "20");

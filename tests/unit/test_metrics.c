@@ -375,6 +375,9 @@ static void test_gateway_set_renders_every_metric(void **state)
     cg_metrics_gw_message_in(g, "hosp.a");
     cg_metrics_gw_row_out(g, "cohort.t2dm.measurement", "hl7v2-oru-omop");
     cg_metrics_gw_dead_letter(g, "decode", "CG_ERR_PARSE");
+    cg_metrics_gw_quality(g, "cda-ccda-omop", "invalid_datetime");
+    cg_metrics_gw_quality(g, "cda-ccda-omop", "invalid_datetime");
+    cg_metrics_gw_quality(NULL, "x", "y");
     cg_metrics_gw_latency(g, 0.0003);
     cg_metrics_gw_reload(g, 1);
     cg_metrics_gw_reload(g, 0);
@@ -392,6 +395,8 @@ static void test_gateway_set_renders_every_metric(void **state)
         t, "cohortgate_rows_out_total{topic=\"cohort.t2dm.measurement\",spec=\"hl7v2-oru-omop\"} "
            "1");
     expect_line(t, "cohortgate_dead_letter_total{stage=\"decode\",code=\"CG_ERR_PARSE\"} 1");
+    expect_line(t, "cohortgate_quality_records_total{spec=\"cda-ccda-omop\",reason=\"invalid_"
+                   "datetime\"} 2");
     expect_line(t, "cohortgate_mapping_latency_seconds_bucket{le=\"0.00025\"} 0");
     expect_line(t, "cohortgate_mapping_latency_seconds_bucket{le=\"0.0005\"} 1");
     expect_line(t, "cohortgate_mapping_latency_seconds_count 1");

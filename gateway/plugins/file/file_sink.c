@@ -199,6 +199,9 @@ static cg_sink_result_t fsink_produce(void *ctx, const cg_sink_record_t *rec)
     if (rec->dead_letter)
         cg_metrics_gw_dead_letter(fs->metrics, header(rec, "cg.error.stage"),
                                   header(rec, "cg.error.code"));
+    else if (header(rec, "cg.quality.reason")[0])
+        cg_metrics_gw_quality(fs->metrics, header(rec, "cg.spec"),
+                              header(rec, "cg.quality.reason"));
     else
         cg_metrics_gw_row_out(fs->metrics, rec->dest, header(rec, "cg.spec"));
     return CG_SINK_OK;

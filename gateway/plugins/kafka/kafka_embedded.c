@@ -91,8 +91,8 @@ cg_kafka_embedded_t *cg_kafka_embedded_start(const cg_config_t *cfg, char *errst
         snprintf(errstr, errstr_size, "embedded broker: could not start librdkafka's mock cluster");
         goto fail;
     }
-    const char *topics[2] = {cfg->output_topic, cfg->dead_letter_topic};
-    for (size_t i = 0; i < cfg->n_inputs + 2; i++) {
+    const char *topics[3] = {cfg->output_topic, cfg->dead_letter_topic, cfg->quality_topic};
+    for (size_t i = 0; i < cfg->n_inputs + 3; i++) {
         const char *t = i < cfg->n_inputs ? cfg->inputs[i].topic : topics[i - cfg->n_inputs];
         rd_kafka_resp_err_t err =
             rd_kafka_mock_topic_create(eb->mcluster, t, cfg->embedded_partitions, 1);

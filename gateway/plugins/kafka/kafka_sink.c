@@ -29,6 +29,7 @@ typedef struct kafka_sink {
     kafka_topic_t *topics; /* a handful: output, dead letters, cohorts x tables */
     size_t n_topics;
     rd_kafka_topic_t *dlq_rkt;
+    rd_kafka_topic_t *quality_rkt; /* its delivery reports count as quality records */
     int txn_offsets_sent; /* the open transaction's offsets are sent: only the commit is left */
     cg_kafka_embedded_t *embedded; /* its own, when the source is not Kafka (listen's demo) */
 } kafka_sink_t;
@@ -79,6 +80,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (dead)
         cg_metrics_gw_dead_letter(k->metrics, cg_kafka_header(m, "cg.error.stage", v1, sizeof(v1)),
                                   cg_kafka_header(m, "cg.error.code", v2, sizeof(v2)));
+    else if (m->rkt == k->quality_rkt)
+        cg_metrics_gw_quality(k->metrics, cg_kafka_header(m, "cg.spec", v1, sizeof(v1)),
+                              cg_kafka_header(m, "cg.quality.reason", v2, sizeof(v2)));
     else
         cg_metrics_gw_row_out(k->metrics, rd_kafka_topic_name(m->rkt),
                               cg_kafka_header(m, "cg.spec", v1, sizeof(v1)));
@@ -155,7 +159,8 @@ static void *ksink_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_
     if (!k->producer)
         goto fail;
     /* the dead-letter topic is known up front: its delivery reports say so */
-    if (!topic_of(k, cfg->output_topic, 0) || !topic_of(k, cfg->dead_letter_topic, 1)) {
+    if (!topic_of(k, cfg->output_topic, 0) || !topic_of(k, cfg->dead_letter_topic, 1) ||
+        !(k->quality_rkt = topic_of(k, cfg->quality_topic, 0))) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
