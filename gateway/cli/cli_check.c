@@ -4,11 +4,15 @@
 #include "cg_cohort.h"
 #include "cg_config.h"
 #include "cg_mapping.h"
+#include "cg_metrics.h"
 #include "cg_mllp.h"
 #include "cg_spec.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CG_CHECK_MAX_ERRORS 200
 
@@ -33,6 +37,41 @@ static void usage(FILE *out)
 static void print_errors(const cg_error_t *errs, size_t n)
 {
     cg_cli_print_errors(stderr, errs, n, CG_CHECK_MAX_ERRORS);
+}
+
+/* Exposure a config allows without being wrong: a key file others may read, /metrics beyond
+ * loopback. Warnings (FILE: warning: ...) that leave the exit status alone. */
+static void warn_exposure(const char *config, const cg_config_t *cfg)
+{
+    struct stat st;
+    if (cfg->key_file && !stat(cfg->key_file, &st) && (st.st_mode & 077))
+        fprintf(stderr,
+                "%s: warning: pseudonym.key_file %s can be read or written by group or others "
+                "(mode %03o): chmod 600 it, it is the key of every pseudonym\n",
+                config, cfg->key_file, (unsigned)(st.st_mode & 0777));
+    char host[256], port[8], why[256];
+    if (!cfg->metrics_listen || cg_metrics_listen_off(cfg->metrics_listen) ||
+        cg_metrics_listen_parse(cfg->metrics_listen, host, sizeof(host), port, sizeof(port), why,
+                                sizeof(why)))
+        return;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai))
+        return; /* the config check reported it */
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        int loop = a->ai_family == AF_INET
+                       ? (ntohl(((struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr) >> 24) == 127
+                       : a->ai_family == AF_INET6 &&
+                             IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr);
+        if (!loop) {
+            fprintf(stderr,
+                    "%s: warning: metrics.listen %s serves /metrics and /healthz beyond loopback, "
+                    "without TLS or authentication: keep it on a management network\n",
+                    config, cfg->metrics_listen);
+            break;
+        }
+    }
+    freeaddrinfo(ai);
 }
 
 static int check_specs(const char *path)
@@ -91,6 +130,7 @@ int cg_cli_check(int argc, char **argv)
         cg_config_t *cfg = cg_cli_load_config(config);
         if (!cfg)
             return CG_EXIT_FAILURE;
+        warn_exposure(config, cfg);
         if (cfg->source && !strcmp(cfg->source, "mllp")) {
             /* a listener: its address and the key of its message keys */
             char why[512];

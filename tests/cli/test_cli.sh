@@ -98,6 +98,18 @@ sed -e "s#\"demo/pseudonym.key\"#\"$tmp/no-such.key\"#" -e "s#\"\\.\\./specs#\"$
     -e "s#\"demo/feeds\"#\"$src/config/demo/feeds\"#" "$src/config/demo.json" >"$tmp/nokey.json"
 expect 1 "check -c with a missing key file" -- "$cg" check -c "$tmp/nokey.json"
 has "$tmp/err" "^error: pseudonym key file .*no-such.key" "check names the missing key file"
+# check warns (exit 0) about a key file others can read and /metrics beyond loopback
+cp "$src/tests/golden/key" "$tmp/open.key" && chmod 644 "$tmp/open.key"
+sed -e "s#\"demo/pseudonym.key\"#\"$tmp/open.key\"#" -e "s#\"\\.\\./specs#\"$src/specs#" \
+    -e "s#\"demo/feeds\"#\"$src/config/demo/feeds\"#" -e 's#"log": {#"metrics": {"listen": "0.0.0.0:9464"}, "log": {#' \
+    "$src/config/demo.json" >"$tmp/exposed.json"
+expect 0 "check -c with an exposed key and metrics" -- "$cg" check -c "$tmp/exposed.json"
+has "$tmp/err" "warning: pseudonym.key_file .*open.key can be read or written by group or others \\(mode 644\\)" "check warns about the key file's mode"
+has "$tmp/err" "warning: metrics.listen 0.0.0.0:9464 serves /metrics" "check warns about metrics beyond loopback"
+chmod 600 "$tmp/open.key"
+sed -e 's#"0.0.0.0:9464"#"127.0.0.1:9464"#' "$tmp/exposed.json" >"$tmp/closed.json"
+expect 0 "check -c with a private key and loopback metrics" -- "$cg" check -c "$tmp/closed.json"
+if grep -q warning "$tmp/err"; then no "no warnings for a private key and loopback metrics"; else ok; fi
 # a listener's config: no inputs, no specs; its address and key are checked
 sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
 expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"
