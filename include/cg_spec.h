@@ -22,6 +22,7 @@
 #include "cg_buf.h"
 #include "cg_err.h"
 #include "cg_row.h"
+#include "cg_spec_format.h" /* the input formats: cg_input_format_t, the registry */
 
 typedef struct cg_specset cg_specset_t;
 typedef struct cg_mapper cg_mapper_t;
@@ -59,34 +60,6 @@ void cg_specset_destroy(cg_specset_t *ss);
 
 /* Why a message failed is a cg_error_t (cg_err.h): its stage ("decode", "select", "map"), the
  * place in the input when the decoder found it, and the spec, rule and column when known. */
-
-/* How an input's bytes are decoded. */
-typedef enum cg_input_format {
-    CG_INPUT_HL7V2 = 0,
-    CG_INPUT_XML,
-    CG_INPUT_AUTO, /* per input: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
-} cg_input_format_t;
-
-/* An input format (a decoder kind): its name (a spec's "input.format", a config's
- * inputs[].format), how its inputs are told apart by their first bytes (NULL: by none; the
- * fallback) and how one input is mapped with the specs of that format. The table is in
- * mappers/spec/spec_formats.c. */
-typedef struct cg_spec_format {
-    const char *name;
-    cg_input_format_t format;
-    int (*sniff)(const char *buf, size_t len);
-    cg_err_t (*map)(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
-                    size_t *n_rows, cg_error_t *err);
-} cg_spec_format_t;
-
-/* The format named name, or NULL. */
-const cg_spec_format_t *cg_spec_format_find(const char *name);
-/* The format of a config's input format; NULL for CG_INPUT_AUTO. */
-const cg_spec_format_t *cg_spec_format_of(cg_input_format_t format);
-/* The format an input's first bytes say (never NULL: the fallback takes the rest). */
-const cg_spec_format_t *cg_spec_format_sniff(const char *buf, size_t len);
-/* The formats' names for an error message: "\"hl7v2\" or \"xml\"". Returns buf. */
-const char *cg_spec_format_names(char *buf, size_t size);
 
 /* NULL with a reason in errstr. */
 cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, char *errstr,

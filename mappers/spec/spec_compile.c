@@ -3,61 +3,24 @@
  * Compilation goes on after an error so that one run reports every error of a file, each with
  * file:line:column, the rule, and the offending text.
  */
-#include "spec_impl.h"
+#include "spec_compile.h"
 
 #include "cg_jsonpos.h"
 #include "cg_pseudo.h"
 #include "cg_row.h"
 
-#include <ctype.h>
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-typedef struct cc {
-    cg_specset_t *ss;
-    const char *file;
-    const cg_jsonpos_t *jp;
-    cg_jsonpos_errors_t e; /* every error of the files being compiled */
-    spec_t *spec;
-    const char *rule; /* name of the rule being compiled, for messages */
-    binding_t *msg_lets;
-    size_t n_msg_lets; /* visible message-level bindings */
-    binding_t *rule_lets;
-    size_t n_rule_lets; /* visible rule-level bindings */
-} cc_t;
-
-static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
-                   ...) __attribute__((format(printf, 5, 6)));
-
-/* Records an error at value `at`, or at the key `key` of object `obj` when at has no position. */
-static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
-                   ...)
-{
-    char what[96] = "";
-    if (c->rule)
-        snprintf(what, sizeof(what), "rule '%s': ", c->rule);
-    va_list ap;
-    va_start(ap, fmt);
-    cg_jsonpos_error(&c->e, c->jp, CG_ERR_SPEC, c->file, at, obj, key, what, fmt, ap);
-    va_end(ap);
-}
-
-static void *alloc(cc_t *c, size_t n)
-{
-    void *p = cg_arena_alloc(&c->ss->arena, n);
-    if (p)
-        memset(p, 0, n);
-    return p;
-}
-
-static const char *dup(cc_t *c, const char *s, size_t n)
-{
-    return cg_arena_strndup(&c->ss->arena, s, n);
-}
+/* The helpers shared with the formats' path languages (spec_cc.c), under this file's names. */
+#define err_at     cg_spec_cc_err
+#define alloc      cg_spec_cc_alloc
+#define dup        cg_spec_cc_dup
+#define in_list    cg_spec_cc_in_list
+#define check_keys cg_spec_cc_check_keys
 
 static int keep_regex(cg_specset_t *ss, pcre2_code *re)
 {
@@ -98,109 +61,11 @@ static pcre2_code *compile_regex(cc_t *c, const json_t *at, const char *pattern)
     return re;
 }
 
-static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path_t *out)
-{
-    cg_error_t e;
-    if (cg_hl7_path_compile(out, text, strlen(text), &e) == CG_OK)
-        return 0;
-    size_t i = c->e.n;
-    err_at(c, at, NULL, NULL, "%s", e.text);
-    /* point at the character inside the string: after the opening quote */
-    if (i < c->e.max && c->e.errs && c->e.errs[i].line && e.column > 0)
-        c->e.errs[i].column += e.column;
-    return -1;
-}
-
-static int keep_xpath(cg_specset_t *ss, cg_xml_xpath_t *x)
-{
-    if (ss->n_xpaths == ss->cap_xpaths) {
-        size_t cap = ss->cap_xpaths ? ss->cap_xpaths * 2 : 16;
-        cg_xml_xpath_t **p = realloc(ss->xpaths, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        ss->xpaths = p;
-        ss->cap_xpaths = cap;
-    }
-    ss->xpaths[ss->n_xpaths++] = x;
-    return 0;
-}
-
-/* An XPath of an XML spec, with the spec's namespace prefixes. */
-static const cg_xml_xpath_t *compile_xpath(cc_t *c, const json_t *at, const char *text)
-{
-    cg_error_t e;
-    cg_xml_xpath_t *x = cg_xml_xpath_compile(text, c->spec->ns, c->spec->n_ns, &e);
-    if (!x) {
-        size_t i = c->e.n;
-        err_at(c, at, NULL, NULL, "%s", e.text);
-        if (i < c->e.max && c->e.errs && c->e.errs[i].line && e.column > 0)
-            c->e.errs[i].column += e.column;
-        return NULL;
-    }
-    if (keep_xpath(c->ss, x)) {
-        cg_xml_xpath_free(x);
-        err_at(c, at, NULL, NULL, "out of memory");
-        return NULL;
-    }
-    return x;
-}
-
-static void set_path_id(cc_t *c, expr_t *e);
-
-/* A path expression in the spec's own path language: HL7 v2 paths or XPath. */
+/* A path expression in the spec's own path language: its format's (cg_spec_format.h). */
 static int compile_any_path(cc_t *c, const json_t *at, expr_t *e)
 {
-    const char *text = json_string_value(at);
-    e->text = dup(c, text, json_string_length(at));
-    if (c->spec->format == SF_XML) {
-        e->kind = EX_XPATH;
-        return (e->u.xpath = compile_xpath(c, at, text)) ? 0 : -1;
-    }
-    e->kind = EX_PATH;
-    if (compile_path(c, at, text, &e->u.path))
-        return -1;
-    set_path_id(c, e);
-    return 0;
-}
-
-/* Gives e (a compiled path) its path_id: equal paths share one, so that a value read by one
- * rule is found in the memo by the next; computed once here, not hashed per lookup. */
-static void set_path_id(cc_t *c, expr_t *e)
-{
-    const cg_hl7_path_t *p = &e->u.path;
-    cg_specset_t *ss = c->ss;
-    if (p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL)
-        return;
-    for (size_t i = 0; i < ss->n_paths; i++) {
-        const cg_hl7_path_t *q = ss->paths[i];
-        if (q->field == p->field && q->comp == p->comp && q->sub == p->sub && q->rep == p->rep &&
-            q->seg_index == p->seg_index && !memcmp(q->seg, p->seg, sizeof(p->seg))) {
-            e->path_id = (uint32_t)i + 1;
-            ss->path_uses[i]++;
-            return;
-        }
-    }
-    if (ss->n_paths == ss->cap_paths) { /* in the arena: the old arrays are left behind, small */
-        size_t cap = ss->cap_paths ? ss->cap_paths * 2 : 64;
-        const cg_hl7_path_t **np = alloc(c, cap * sizeof(*np));
-        expr_t **nf = alloc(c, cap * sizeof(*nf));
-        uint32_t *nu = alloc(c, cap * sizeof(*nu));
-        if (!np || !nf || !nu)
-            return; /* not memoized, still correct */
-        if (ss->n_paths) {
-            memcpy(np, ss->paths, ss->n_paths * sizeof(*np));
-            memcpy(nf, ss->path_first, ss->n_paths * sizeof(*nf));
-            memcpy(nu, ss->path_uses, ss->n_paths * sizeof(*nu));
-        }
-        ss->paths = np;
-        ss->path_first = nf;
-        ss->path_uses = nu;
-        ss->cap_paths = cap;
-    }
-    ss->path_first[ss->n_paths] = e;
-    ss->path_uses[ss->n_paths] = 1;
-    ss->paths[ss->n_paths++] = p;
-    e->path_id = (uint32_t)ss->n_paths;
+    e->text = dup(c, json_string_value(at), json_string_length(at));
+    return c->spec->format->compile_path(c, at, e);
 }
 
 /* A path that one expression alone reads is evaluated once per scope: probing the memo for it
@@ -291,7 +156,7 @@ static int compile_xform(cc_t *c, json_t *j, xform_t *x)
                name);
         return -1;
     }
-    if (x->kind == XF_REFERENCE && c->spec->format != SF_XML) {
+    if (x->kind == XF_REFERENCE && !c->spec->format->reference) {
         err_at(c, j, NULL, NULL, "'reference' resolves CDA narrative references: XML specs only");
         return -1;
     }
@@ -501,14 +366,6 @@ static const char *const expr_ops[] = {"path", "const",   "var",       "concat",
 static const char *const expr_mods[] = {"pipe", "default", "required", "sep",       "then",
                                         "else", "ns",      "id",       "authority", NULL};
 
-static int in_list(const char *k, const char *const *list)
-{
-    for (size_t i = 0; list[i]; i++)
-        if (!strcmp(k, list[i]))
-            return 1;
-    return 0;
-}
-
 static expr_t *compile_expr(cc_t *c, json_t *j)
 {
     expr_t *e = alloc(c, sizeof(*e));
@@ -556,9 +413,7 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
     int bad = 0;
     if (!strcmp(op, "path")) {
         if (!json_is_string(arg)) {
-            err_at(c, arg, j, op,
-                   c->spec->format == SF_XML ? "'path' takes an XPath such as \"hl7:code/@code\""
-                                             : "'path' takes a string such as \"PID-5.1\"");
+            err_at(c, arg, j, op, "%s", c->spec->format->path_hint);
             return NULL;
         }
         bad |= compile_any_path(c, arg, e);
@@ -794,88 +649,6 @@ static binding_t *compile_lets(cc_t *c, json_t *lets, size_t *n, int rule_level)
     return b;
 }
 
-static int check_keys(cc_t *c, json_t *obj, const char *what, const char *const *known)
-{
-    const char *k;
-    json_t *v;
-    int bad = 0;
-    json_object_foreach(obj, k, v)
-    {
-        if (!in_list(k, known)) {
-            err_at(c, v, obj, k, "unknown key '%s' in %s", k, what);
-            bad = 1;
-        }
-    }
-    return bad;
-}
-
-/* An XML rule's foreach: an XPath, or {"section": KIND, "path": XPATH}, the entries of every
- * C-CDA section of that kind, found by templateId (cg_xml.h), relative path inside each. */
-static const cg_xml_xpath_t *compile_foreach_xml(cc_t *c, json_t *rule, json_t *fe)
-{
-    if (json_is_string(fe))
-        return compile_xpath(c, fe, json_string_value(fe));
-    static const char *const keys[] = {"section", "path", NULL};
-    json_t *sec = json_object_get(fe, "section"), *rel = json_object_get(fe, "path");
-    if (!json_is_object(fe) || !(json_is_string(sec) || json_is_array(sec)) ||
-        (rel && !json_is_string(rel))) {
-        err_at(c, fe, rule, "foreach",
-               "an XML 'foreach' is an XPath, or {\"section\": KIND or [KIND, …], \"path\": "
-               "XPATH} for the entries of C-CDA sections");
-        return NULL;
-    }
-    check_keys(c, fe, "'foreach'", keys);
-    /* the sections' kinds: one name or several */
-    const cg_xml_section_kind_t *kinds[16];
-    size_t n_kinds = 0, n_names = json_is_array(sec) ? json_array_size(sec) : 1;
-    int bad = n_names == 0 || n_names > 16;
-    for (size_t k = 0; !bad && k < n_names; k++) {
-        json_t *one = json_is_array(sec) ? json_array_get(sec, k) : sec;
-        bad = !json_is_string(one) ||
-              !(kinds[n_kinds++] = cg_xml_section_kind(json_string_value(one)));
-    }
-    if (bad) {
-        char known[512] = "";
-        size_t n, len = 0;
-        const cg_xml_section_kind_t *all = cg_xml_section_kinds(&n);
-        for (size_t k = 0; k < n && len < sizeof(known) - 40; k++)
-            len += (size_t)snprintf(known + len, sizeof(known) - len, "%s%s", k ? ", " : "",
-                                    all[k].name);
-        err_at(c, sec, fe, "section", "unknown section kind (known: %s)", known);
-        return NULL;
-    }
-    cg_buf_t b;
-    cg_buf_init(&b);
-    cg_buf_puts(&b, "/hl7:ClinicalDocument/hl7:component/hl7:structuredBody/hl7:component/"
-                    "hl7:section[hl7:templateId[");
-    const char *sep = "";
-    for (size_t k = 0; k < n_kinds; k++)
-        for (size_t t = 0; kinds[k]->template_roots[t]; t++, sep = " or ")
-            cg_buf_printf(&b, "%s@root='%s'", sep, kinds[k]->template_roots[t]);
-    cg_buf_puts(&b, "]]");
-    if (rel) {
-        cg_buf_putc(&b, '/');
-        cg_buf_puts(&b, json_string_value(rel));
-    }
-    const cg_xml_xpath_t *x = NULL;
-    if (b.failed) {
-        err_at(c, fe, NULL, NULL, "out of memory");
-    } else {
-        cg_error_t e;
-        cg_xml_xpath_t *own = cg_xml_xpath_compile(b.data, c->spec->ns, c->spec->n_ns, &e);
-        if (!own)
-            err_at(c, rel ? rel : fe, NULL, NULL, "%s", e.text);
-        else if (keep_xpath(c->ss, own))
-            cg_xml_xpath_free(own);
-        else
-            x = own;
-    }
-    cg_buf_free(&b);
-    return x;
-}
-
-/* The operation of a table's records: cohortgate's own tables say what they do to other rows
- * (cg_row.h); every other table's rows are upserts unless the rule's delete_when holds. */
 static uint8_t table_op(const cg_target_table_t *t)
 {
     if (!strcmp(t->name, "cohortgate.person_merge"))
@@ -935,18 +708,9 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         return;
     }
     json_t *fe = json_object_get(j, "foreach");
-    if (fe && c->spec->format == SF_XML) {
+    if (fe) {
         r->has_foreach = 1;
-        r->xforeach = compile_foreach_xml(c, j, fe);
-    } else if (fe) {
-        r->has_foreach = 1;
-        if (!json_is_string(fe))
-            err_at(c, fe, j, "foreach", "'foreach' is a path naming segments, such as \"OBX[*]\"");
-        else if (compile_path(c, fe, json_string_value(fe), &r->foreach) == 0 &&
-                 r->foreach.field != 0)
-            err_at(c, fe, j, "foreach",
-                   "'foreach' names segments, such as \"OBX[*]\", not fields ('%s')",
-                   json_string_value(fe));
+        c->spec->format->compile_foreach(c, j, fe, r);
     }
     r->lets = compile_lets(c, json_object_get(j, "let"), &r->n_lets, 1);
     if (c->spec->n_lets + r->n_lets > c->spec->max_vars)
@@ -1020,129 +784,14 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     }
 }
 
-static int parse_trigger(const char *s, trigger_t *out, size_t max, size_t *n)
-{
-    /* "ADT^A01|A04|A08" or "ORU" */
-    const char *caret = strchr(s, '^');
-    size_t tl = caret ? (size_t)(caret - s) : strlen(s);
-    if (tl == 0 || tl >= sizeof(out->type))
-        return -1;
-    for (size_t i = 0; i < tl; i++)
-        if (!isalnum((unsigned char)s[i]))
-            return -1;
-    if (!caret) {
-        if (*n >= max)
-            return -1;
-        memcpy(out[*n].type, s, tl);
-        out[*n].type[tl] = '\0';
-        out[*n].event[0] = '\0';
-        (*n)++;
-        return 0;
-    }
-    const char *p = caret + 1;
-    for (;;) {
-        const char *bar = strchr(p, '|');
-        size_t el = bar ? (size_t)(bar - p) : strlen(p);
-        if (el == 0 || el >= sizeof(out->event) || *n >= max)
-            return -1;
-        for (size_t i = 0; i < el; i++)
-            if (!isalnum((unsigned char)p[i]))
-                return -1;
-        memcpy(out[*n].type, s, tl);
-        out[*n].type[tl] = '\0';
-        memcpy(out[*n].event, p, el);
-        out[*n].event[el] = '\0';
-        (*n)++;
-        if (!bar)
-            return 0;
-        p = bar + 1;
-    }
-}
-
-static void compile_input_hl7(cc_t *c, json_t *in, spec_t *s)
-{
-    static const char *const keys[] = {"format", "messages", "when", NULL};
-    check_keys(c, in, "\"input\" of an hl7v2 spec", keys);
-    json_t *msgs = json_object_get(in, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        err_at(c, msgs, in, "messages",
-               "\"messages\" lists message types such as \"ADT^A01|A04\" or \"ORU^R01\"");
-        return;
-    }
-    size_t max = 0, i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) max += json_is_string(m) ? json_string_length(m) : 1;
-    s->triggers = alloc(c, (max + 1) * sizeof(*s->triggers));
-    json_array_foreach(msgs, i, m)
-    {
-        if (!json_is_string(m) ||
-            parse_trigger(json_string_value(m), s->triggers, max, &s->n_triggers))
-            err_at(c, m, NULL, NULL, "'%s' is not a message type: write TYPE or TYPE^EVENT|EVENT…",
-                   json_is_string(m) ? json_string_value(m) : "?");
-    }
-}
-
-/* "input" of an XML spec: which documents (root element, templateIds), namespace prefixes for
- * its XPaths, and optionally what names a document in row ids. */
-static void compile_input_xml(cc_t *c, json_t *in, spec_t *s)
-{
-    static const char *const keys[] = {"format",     "root",       "documents", "when",
-                                       "namespaces", "message_id", NULL};
-    check_keys(c, in, "\"input\" of an xml spec", keys);
-    json_t *ns = json_object_get(in, "namespaces");
-    if (ns && !json_is_object(ns)) {
-        err_at(c, ns, in, "namespaces", "\"namespaces\" is an object of prefix: URI");
-    } else if (ns) {
-        s->ns = alloc(c, (json_object_size(ns) + 1) * sizeof(*s->ns));
-        const char *k;
-        json_t *v;
-        json_object_foreach(ns, k, v)
-        {
-            if (!json_is_string(v) || !*k) {
-                err_at(c, v, ns, k, "a namespace prefix maps to a URI string");
-                continue;
-            }
-            s->ns[s->n_ns].prefix = dup(c, k, strlen(k));
-            s->ns[s->n_ns++].uri = dup(c, json_string_value(v), json_string_length(v));
-        }
-    }
-    json_t *root = json_object_get(in, "root");
-    if (root && (!json_is_string(root) || !json_string_length(root)))
-        err_at(c, root, in, "root", "\"root\" is the root element's local name");
-    s->xml_root = root && json_is_string(root)
-                      ? dup(c, json_string_value(root), json_string_length(root))
-                      : "ClinicalDocument";
-    json_t *docs = json_object_get(in, "documents");
-    if (docs) {
-        if (!json_is_array(docs) || !json_array_size(docs)) {
-            err_at(c, docs, in, "documents",
-                   "\"documents\" lists document templateId roots, such as "
-                   "\"2.16.840.1.113883.10.20.22.1.2\" (CCD)");
-        } else {
-            s->doc_templates = alloc(c, json_array_size(docs) * sizeof(*s->doc_templates));
-            size_t i;
-            json_t *d;
-            json_array_foreach(docs, i, d)
-            {
-                if (!json_is_string(d) || !json_string_length(d))
-                    err_at(c, d, NULL, NULL, "a document templateId root is a string (an OID)");
-                else
-                    s->doc_templates[s->n_doc_templates++] =
-                        dup(c, json_string_value(d), json_string_length(d));
-            }
-        }
-    }
-    json_t *mid = json_object_get(in, "message_id");
-    if (mid)
-        s->message_id = compile_expr(c, mid);
-}
-
 static void compile_spec(cc_t *c, json_t *root, spec_t *s)
 {
     static const char *const keys[] = {"spec", "version", "description", "input", "patient",
                                        "let",  "rules",   "on_error",    NULL};
     c->spec = s;
     c->rule = NULL;
+    /* the fallback format until "input" names one, so that a spec without it is still checked */
+    s->format = cg_spec_format_sniff("", 0);
     s->file = dup(c, c->file, strlen(c->file));
     if (!json_is_object(root)) {
         err_at(c, root, NULL, NULL, "a spec is a JSON object");
@@ -1171,26 +820,21 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
     } else {
         json_t *fmt = json_object_get(in, "format");
         const cg_spec_format_t *f = cg_spec_format_find(json_string_value(fmt));
-        if (f && f->format == CG_INPUT_XML) {
-            s->format = SF_XML;
-            compile_input_xml(c, in, s);
+        if (f) {
+            s->format = f;
         } else {
             char names[64];
-            if (!f)
-                err_at(c, fmt, in, "format", "\"format\" must be %s",
-                       cg_spec_format_names(names, sizeof(names)));
-            compile_input_hl7(c, in, s);
+            err_at(c, fmt, in, "format", "\"format\" must be %s",
+                   cg_spec_format_names(names, sizeof(names)));
         }
+        s->format->compile_input(c, in, s);
         json_t *w = json_object_get(in, "when");
         if (w)
             s->when = compile_cond(c, w);
     }
-    if (s->format == SF_XML)
-        c->ss->has_xml = 1;
-    else
-        c->ss->has_hl7 = 1;
-    /* a document's entries are facts of their own; an HL7 v2 message is one fact */
-    s->on_error_entry = s->format == SF_XML;
+    /* the format's default: a document's entries are facts of their own; an HL7 v2 message is
+     * one fact */
+    s->on_error_entry = s->format->on_error_entry;
     json_t *oe = json_object_get(root, "on_error");
     if (oe) {
         const char *v = json_string_value(oe);
@@ -1317,7 +961,7 @@ cg_specset_t *cg_specset_load_string(const char *text, const char *name, const c
 {
     (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = name};
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = name, .expr = compile_expr};
     if (!ss)
         return NULL;
     add_spec_text(ss, &c, text, name);
@@ -1335,7 +979,7 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 {
     (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = path};
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = path, .expr = compile_expr};
     if (!ss)
         return NULL;
     struct stat st;
@@ -1394,9 +1038,9 @@ void cg_specset_destroy(cg_specset_t *ss)
     for (size_t i = 0; i < ss->n_regexes; i++)
         pcre2_code_free(ss->regexes[i]);
     free(ss->regexes);
-    for (size_t i = 0; i < ss->n_xpaths; i++)
-        cg_xml_xpath_free(ss->xpaths[i]);
-    free(ss->xpaths);
+    for (size_t i = 0; i < ss->n_owned; i++)
+        ss->owned[i].free(ss->owned[i].p);
+    free(ss->owned);
     free(ss->specs);
     cg_arena_destroy(&ss->arena);
     free(ss);

@@ -1,6 +1,6 @@
 /* spec_eval.c - evaluating compiled expressions and conditions: transforms, vocabulary lookups,
- * the patient's pseudonym and date shift, ids. The same for HL7 v2 and XML specs; where a value
- * is read from (a path, an XPath) is spec_hl7.c's and spec_xml.c's.
+ * the patient's pseudonym and date shift, ids. The same for every input format; where a path's
+ * value is read from is the format's (cg_spec_format.h: spec_hl7_value.c, spec_xml.c).
  *
  * Values live in the mapper's per-message arena or point into the message; nothing here
  * allocates per field once the arena is warm.
@@ -258,16 +258,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_UNIT:
         *out = int_text(mp, mp->vocab ? cg_vocab_unit(mp->vocab, (cg_slice_t){v.s, v.len}) : 0);
         return CG_OK;
-    case XF_REFERENCE: {
-        /* originalText/reference/@value "#id" → the narrative text it points at */
-        const void *n = mp->xev ? cg_xml_find_id(mp->xev, v.s, v.len) : NULL;
-        if (!n)
-            return CG_OK;
-        cg_buf_reset(&mp->scratch);
-        if (cg_xml_node_text(n, &mp->scratch) && !mp->scratch.failed)
-            *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
-        return CG_OK;
-    }
+    case XF_REFERENCE: /* the compiler let it through only for formats that have one */
+        return mp->spec->format->reference(mp, &v, out);
     case XF_TRUNCATE: {
         /* cut at a character boundary */
         size_t chars = 0, i = 0;
@@ -512,13 +504,6 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     case EX_PATH:
         rc = eval_path(mp, e, &v);
         break;
-    case EX_XPATH: {
-        cg_slice_t xv;
-        /* copied: the evaluator's buffer is reused by the next XPath */
-        if (cg_xml_xpath_value(mp->xev, e->u.xpath, mp->xnode, &xv))
-            v = cg_spec_val_copy(mp, xv.ptr, xv.len);
-        break;
-    }
     case EX_CONST:
         v = (spec_val_t){e->u.cst.s, e->u.cst.len, e->u.cst.present};
         break;

@@ -1,5 +1,6 @@
 /* spec_hl7.c - specs over HL7 v2 messages: rules over a foreach's segments, and the entry points
- * cg_mapper_map_hl7 and cg_mapper_map_msg (cg_spec.h). Path values are spec_hl7_value.c's.
+ * cg_mapper_map_hl7 and cg_mapper_map_msg (cg_spec.h). Path values are spec_hl7_value.c's; the
+ * format's compiler side is spec_hl7_format.c.
  */
 #include "spec_mapper.h"
 
@@ -52,6 +53,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = msg;
     mp->run_rule = cg_spec_hl7_run_rule;
+    mp->path_value = cg_spec_hl7_path_value;
 
     /* for raw_is_decoded: the same charset classes as the decoder's (hl7_parse.c) */
     const cg_hl7_delims_t *d = cg_hl7_msg_delims(msg);
@@ -77,7 +79,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     size_t matched = 0;
     for (size_t i = 0; i < mp->ss->n_specs; i++) {
         const spec_t *s = &mp->ss->specs[i];
-        if (s->format != SF_HL7V2 || !trigger_matches(s, type, event))
+        if (s->format->format != CG_INPUT_HL7V2 || !trigger_matches(s, type, event))
             continue;
         cg_err_t rc = cg_spec_try_spec(mp, s, &matched);
         if (rc)

@@ -44,8 +44,9 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
     return mp->cs_utf8 || mp->cs_ascii;
 }
 
-cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out)
+cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
+    const cg_hl7_path_t *p = &e->u.path;
     cg_error_t he;
     cg_buf_reset(&mp->scratch);
     *out = ABSENT;

@@ -7,6 +7,8 @@
  *   spec_run.c        one message's run through the specs
  *   spec_quality.c    entries left out (on_error "entry") and their quality findings
  *   spec_hl7.c, spec_xml.c   the input formats' entry points and rules
+ *   spec_hl7_format.c, spec_xml_format.c   the formats (cg_spec_format.h), with their compilers
+ *   spec_formats.c    the formats' registry
  *   spec_mapper.c     this file
  */
 #include "spec_mapper.h"

@@ -17,7 +17,7 @@
 
 /* Values of single-valued paths already read in this message: rules over the same OBX ask for
  * OBX-2, OBX-3 and the like again and again. Direct-mapped, keyed by the path's path_id (equal
- * paths share one, spec_compile.c) and the scope; an entry counts only for the message (gen) it
+ * paths share one, spec_hl7_format.c) and the scope; an entry counts only for the message (gen) it
  * was made in, and values stay valid for the whole message (raw slices or the arena). */
 #define PATH_MEMO_SIZE 4096u /* 1024 lost a tenth of the hits to collisions on long ORUs */
 
@@ -64,6 +64,8 @@ struct cg_mapper {
     /* How the current input's rules run: set by its format's entry point (spec_hl7.c,
      * spec_xml.c), so spec_run.c calls neither file directly. */
     cg_err_t (*run_rule)(cg_mapper_t *mp, const rule_t *r);
+    /* The value of a path of its format (cg_spec_format_t.path_value), set alike. */
+    cg_err_t (*path_value)(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
     const cg_vocab_t *vocab;
     const char *utc_offset;
     cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
@@ -151,8 +153,8 @@ size_t cg_spec_fmt_int64(char *buf, int64_t x);
 
 /* ---- HL7 v2 paths (spec_hl7.c) ---- */
 
-/* The value of path p in the current scope, without the memo. */
-cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const cg_hl7_path_t *p, spec_val_t *out);
+/* The value of path e in the current scope, without the memo. */
+cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 /* Runs rule r over the message (its foreach's segments, or once). */
 cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r);
 
@@ -165,17 +167,18 @@ static inline path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
     return &mp->memo[h & (PATH_MEMO_SIZE - 1)];
 }
 
+/* The value of path x in its format's language; memoized when the compiler gave it a path_id
+ * (HL7 v2 paths read more than once, spec_hl7_format.c). */
 static inline cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *out)
 {
-    const cg_hl7_path_t *p = &x->u.path;
     if (!x->path_id || mp->scope.begin) /* [*] paths, or none given; a partial scope */
-        return cg_spec_hl7_path_value(mp, p, out);
+        return mp->path_value(mp, x, out);
     path_memo_t *e = memo_slot(mp, x->path_id);
     if (e->gen == mp->gen && e->path_id == x->path_id && e->cur == mp->scope.cur) {
         *out = e->val;
         return CG_OK;
     }
-    cg_err_t rc = cg_spec_hl7_path_value(mp, p, out);
+    cg_err_t rc = mp->path_value(mp, x, out);
     if (rc == CG_OK)
         *e = (path_memo_t){mp->gen, x->path_id, mp->scope.cur, 0, *out};
     return rc;
@@ -204,6 +207,10 @@ static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 
 /* Runs rule r over the document (its foreach's nodes, or once). */
 cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r);
+/* The value of XPath e at the current node (the document, or a foreach's). */
+cg_err_t cg_spec_xml_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+/* "reference": "#id" to the text of the narrative element with that ID. */
+cg_err_t cg_spec_xml_reference(cg_mapper_t *mp, const spec_val_t *v, spec_val_t *out);
 
 /* ---- rows (spec_row.c) ---- */
 

@@ -1,6 +1,6 @@
 /* spec_xml.c - specs over XML documents (CDA R2 / C-CDA, vendor XML): which spec takes a
- * document, its id, rules over a foreach's nodes, and cg_mapper_map_xml (cg_spec.h). XPath
- * values are read in spec_eval.c (EX_XPATH) through cg_xml.h.
+ * document, its id, rules over a foreach's nodes, XPath values and narrative references, and
+ * cg_mapper_map_xml (cg_spec.h). The format's compiler side is spec_xml_format.c.
  */
 #include "spec_mapper.h"
 
@@ -24,6 +24,28 @@ cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r)
     }
     mp->xnode = NULL;
     return rc;
+}
+
+cg_err_t cg_spec_xml_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+{
+    cg_slice_t xv;
+    *out = ABSENT;
+    /* copied: the evaluator's buffer is reused by the next XPath */
+    if (cg_xml_xpath_value(mp->xev, e->u.xpath, mp->xnode, &xv))
+        *out = cg_spec_val_copy(mp, xv.ptr, xv.len);
+    return CG_OK;
+}
+
+cg_err_t cg_spec_xml_reference(cg_mapper_t *mp, const spec_val_t *v, spec_val_t *out)
+{
+    /* originalText/reference/@value "#id" → the narrative text it points at */
+    const void *n = mp->xev ? cg_xml_find_id(mp->xev, v->s, v->len) : NULL;
+    if (!n)
+        return CG_OK;
+    cg_buf_reset(&mp->scratch);
+    if (cg_xml_node_text(n, &mp->scratch) && !mp->scratch.failed)
+        *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
+    return CG_OK;
 }
 
 static const xmlChar *attr_value(const xmlNode *n, const char *name)
@@ -138,10 +160,11 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = NULL;
     mp->run_rule = cg_spec_xml_run_rule;
+    mp->path_value = cg_spec_xml_path_value;
     size_t matched = 0;
     for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
         const spec_t *s = &mp->ss->specs[i];
-        if (s->format != SF_XML || !document_matches(s, root))
+        if (s->format->format != CG_INPUT_XML || !document_matches(s, root))
             continue;
         if ((rc = document_id(mp, s, root)) || (rc = cg_spec_try_spec(mp, s, &matched)))
             return rc;

@@ -261,6 +261,63 @@ static void test_input_formats(void **state)
     assert_non_null(strstr(errs[0].text, "\"format\" must be \"hl7v2\" or \"xml\""));
 }
 
+/* The error of compiling spec that contains want, or NULL when none does; *col its column. */
+static const char *spec_error(const char *spec, const char *want, int *line, int *col)
+{
+    static cg_error_t errs[8];
+    size_t n = 0;
+    cg_specset_t *ss = cg_specset_load_string(spec, "f.json", NULL, errs, 8, &n);
+    cg_specset_destroy(ss);
+    for (size_t i = 0; i < n && i < 8; i++)
+        if (strstr(errs[i].text, want)) {
+            *line = errs[i].line;
+            *col = errs[i].column;
+            return errs[i].text;
+        }
+    return NULL;
+}
+
+/* Each format compiles its own "input", paths and foreach (cg_spec_format.h): the same spec text
+ * gets the errors of the format it names. */
+static void test_formats_compile_their_paths(void **state)
+{
+    (void)state;
+    int line = 0, col = 0;
+    /* a path that is not a string: each format's hint */
+    const char *hl7 = "{\"spec\": \"h\", \"version\": 1,\n"
+                      " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ADT^A01\"]},\n"
+                      " \"rules\": [{\"name\": \"r\", \"table\": \"person\", \"foreach\": "
+                      "\"PID-3\",\n \"columns\": {\"gender_source_value\": {\"path\": 1},\n"
+                      " \"person_source_value\": {\"path\": \"PID-3.1\", \"pipe\": "
+                      "[\"reference\"]}}}]}";
+    assert_non_null(spec_error(hl7, "'path' takes a string such as \"PID-5.1\"", &line, &col));
+    assert_int_equal(line, 4);
+    assert_non_null(spec_error(hl7, "not fields ('PID-3')", &line, &col));
+    assert_int_equal(line, 3);
+    assert_non_null(spec_error(hl7, "'reference' resolves CDA narrative references", &line, &col));
+    const char *xml = "{\"spec\": \"x\", \"version\": 1,\n"
+                      " \"input\": {\"format\": \"xml\", \"namespaces\": {\"hl7\": "
+                      "\"urn:hl7-org:v3\"}},\n"
+                      " \"rules\": [{\"name\": \"r\", \"table\": \"person\", \"foreach\": "
+                      "{\"section\": \"nope\"},\n \"columns\": {\"gender_source_value\": "
+                      "{\"path\": 1},\n"
+                      " \"person_source_value\": {\"path\": \"hl7:a[\", \"pipe\": "
+                      "[\"reference\"]}}}]}";
+    assert_non_null(spec_error(xml, "'path' takes an XPath such as", &line, &col));
+    assert_int_equal(line, 4);
+    assert_non_null(spec_error(xml, "unknown section kind", &line, &col));
+    assert_int_equal(line, 3);
+    /* the XPath's own error, placed at its character inside the string (the quote is at 34) */
+    assert_non_null(
+        spec_error(xml, "XPath 'hl7:a[': invalid expression at character 7", &line, &col));
+    assert_int_equal(line, 5);
+    assert_int_equal(col, 41);
+    /* no complaint about "reference": XML has narrative references */
+    assert_null(spec_error(xml, "'reference' resolves", &line, &col));
+    assert_null(spec_error(xml, "\"messages\" lists", &line, &col));
+    assert_null(spec_error(hl7, "\"messages\" lists", &line, &col));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_reload_shares_and_survives),
         cmocka_unit_test(test_keyed_worker),
         cmocka_unit_test(test_input_formats),
+        cmocka_unit_test(test_formats_compile_their_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,83 @@
+/* cg_spec_format.h - input formats (decoder kinds) as plug-ins of the spec engine.
+ *
+ * A format (HL7 v2; XML for CDA R2 / C-CDA) brings everything the engine needs to know of it:
+ * how its inputs are told apart by their first bytes, how one input is decoded and mapped, and
+ * its path language: how a spec's "input", its paths and its foreach are compiled, and how the
+ * value of a compiled path is read from a decoded input. The formats are a static list (nginx's
+ * module array) in mappers/spec/spec_formats.c; adding one (FHIR JSON, say) is its files beside
+ * spec_hl7*.c and spec_xml*.c and one line there, with no change to the compiler's core
+ * (spec_compile.c) or the evaluator (spec_eval.c).
+ *
+ * The compile and evaluation callbacks work on the spec engine's private types
+ * (mappers/spec/spec_impl.h, spec_compile.h, spec_mapper.h), named here only. Every callback is
+ * called on the thread that compiles or maps; none keeps state of its own.
+ */
+#ifndef CG_SPEC_FORMAT_H
+#define CG_SPEC_FORMAT_H
+
+#include <stddef.h>
+
+#include "cg_err.h"
+#include "cg_row.h"
+
+/* How an input's bytes are decoded (a config's inputs[].format). */
+typedef enum cg_input_format {
+    CG_INPUT_HL7V2 = 0,
+    CG_INPUT_XML,
+    CG_INPUT_AUTO, /* per input: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
+} cg_input_format_t;
+
+struct json_t;     /* jansson's */
+struct cg_mapper;  /* cg_spec.h */
+struct cg_spec_cc; /* a spec file being compiled (spec_compile.h) */
+struct cg_spec;    /* a compiled spec (spec_impl.h) */
+struct cg_spec_rule;
+struct cg_spec_expr;
+struct cg_spec_val; /* a value during evaluation */
+
+typedef struct cg_spec_format {
+    const char *name; /* a spec's "input.format", a config's inputs[].format */
+    cg_input_format_t format;
+    /* Whether an input's first bytes are this format's; NULL: by none (the fallback). */
+    int (*sniff)(const char *buf, size_t len);
+    /* Decodes one input and maps it with the spec set's specs of this format (cg_spec.h). */
+    cg_err_t (*map)(struct cg_mapper *mp, const char *buf, size_t len, const cg_row_t **rows,
+                    size_t *n_rows, cg_error_t *err);
+
+    /* ---- the path language, for the spec compiler; errors go to c (file:line:column) ---- */
+    /* The spec's "input" object: which inputs the spec takes, and what its paths need. */
+    void (*compile_input)(struct cg_spec_cc *c, struct json_t *in, struct cg_spec *s);
+    /* A path (the JSON string at) into e; 0, or -1 with the error recorded. */
+    int (*compile_path)(struct cg_spec_cc *c, const struct json_t *at, struct cg_spec_expr *e);
+    /* A rule's "foreach" (fe, in the rule object rule): what the rule makes one row for. */
+    void (*compile_foreach)(struct cg_spec_cc *c, struct json_t *rule, struct json_t *fe,
+                            struct cg_spec_rule *r);
+    const char *path_hint; /* the error for a "path" that is not a string */
+    /* A spec's "on_error" when it gives none: 1 "entry" (a document's entries are facts of
+     * their own), 0 "message" (an HL7 v2 message is one fact). */
+    int on_error_entry;
+
+    /* ---- evaluation, on the input map() decoded ---- */
+    /* Runs rule r: its foreach's items (each row's place), or once. */
+    cg_err_t (*run_rule)(struct cg_mapper *mp, const struct cg_spec_rule *r);
+    /* The value of compiled path e at the current place. */
+    cg_err_t (*path_value)(struct cg_mapper *mp, const struct cg_spec_expr *e,
+                           struct cg_spec_val *out);
+    /* The "reference" transform (CDA: "#id" to the narrative text); NULL when the format has
+     * none, and specs that use it are refused. */
+    cg_err_t (*reference)(struct cg_mapper *mp, const struct cg_spec_val *v,
+                          struct cg_spec_val *out);
+} cg_spec_format_t;
+
+/* ---- the registry (mappers/spec/spec_formats.c) ---- */
+
+/* The format named name, or NULL. */
+const cg_spec_format_t *cg_spec_format_find(const char *name);
+/* The format of a config's input format; NULL for CG_INPUT_AUTO. */
+const cg_spec_format_t *cg_spec_format_of(cg_input_format_t format);
+/* The format an input's first bytes say (never NULL: the fallback takes the rest). */
+const cg_spec_format_t *cg_spec_format_sniff(const char *buf, size_t len);
+/* The formats' names for an error message: "\"hl7v2\" or \"xml\"". Returns buf. */
+const char *cg_spec_format_names(char *buf, size_t size);
+
+#endif

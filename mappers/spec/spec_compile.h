@@ -1,0 +1,50 @@
+/* spec_compile.h - a spec file being compiled: the compiler's state and the helpers that the
+ * compiler's core (spec_compile.c) and the input formats' path languages (spec_hl7_format.c,
+ * spec_xml_format.c; cg_spec_format.h) share. The helpers are spec_cc.c's, below both, so that
+ * the formats never call into the core (the core reaches them through the format table).
+ * Private to mappers/spec/. */
+#ifndef CG_SPEC_COMPILE_H
+#define CG_SPEC_COMPILE_H
+
+#include "spec_impl.h"
+
+#include "cg_jsonpos.h"
+
+#include <jansson.h>
+
+typedef struct cg_spec_cc {
+    cg_specset_t *ss;
+    const char *file;
+    const cg_jsonpos_t *jp;
+    cg_jsonpos_errors_t e; /* every error of the files being compiled */
+    spec_t *spec;
+    const char *rule; /* name of the rule being compiled, for messages */
+    binding_t *msg_lets;
+    size_t n_msg_lets; /* visible message-level bindings */
+    binding_t *rule_lets;
+    size_t n_rule_lets; /* visible rule-level bindings */
+    /* The core's expression compiler, for a format whose input holds expressions (an XML
+     * spec's message_id): a pointer, so that the formats do not call the core by name. */
+    expr_t *(*expr)(struct cg_spec_cc *c, json_t *j);
+} cc_t;
+
+/* Records an error at value `at`, or at the key `key` of object `obj` when at has no position;
+ * prefixed with the rule being compiled. */
+void cg_spec_cc_err(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
+/* An error reported by a path compiler at column (1-based) inside the JSON string at: the
+ * position points at that character. */
+void cg_spec_cc_err_in(cc_t *c, const json_t *at, int column, const char *text);
+/* Zeroed memory in the spec set's arena. */
+void *cg_spec_cc_alloc(cc_t *c, size_t n);
+/* A copy of s[0..n) in the arena. */
+const char *cg_spec_cc_dup(cc_t *c, const char *s, size_t n);
+/* Whether k is one of the NULL-terminated list. */
+int cg_spec_cc_in_list(const char *k, const char *const *list);
+/* Reports every key of obj that is not in known; 1 when there was one. */
+int cg_spec_cc_check_keys(cc_t *c, json_t *obj, const char *what, const char *const *known);
+/* The spec set frees p with free_fn when it is destroyed. -1 when out of memory (p is not
+ * freed then: the caller still owns it). */
+int cg_spec_cc_own(cc_t *c, void (*free_fn)(void *), void *p);
+
+#endif
