@@ -20,15 +20,6 @@
 const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_STRING("source", cg_config_t, source, "kafka", 0,
      "Where input messages come from: the source plug-in. kafka: the raw topics of `inputs`, read by a consumer group; mllp: the MLLP listener of `cohortgate listen` (listen.*), which needs neither inputs nor mapping.specs."),
-    CG_CONFIG_ROW_STRING("group_id", cg_config_t, group_id, "cohortgate", 0,
-     "Kafka consumer group of the gateway; instances with the same group share the input partitions."),
-    CG_CONFIG_ROW_ARRAY("inputs", cg_config_t, inputs, n_inputs, cg_config_input_t,
-     "Raw topics to consume, at least one."),
-    CG_CONFIG_ROW_STRING("inputs[].topic", cg_config_input_t, topic, NULL, 0,
-     "Name of a raw topic that carries hospital messages, one message per Kafka record."),
-    CG_CONFIG_ROW_ENUM("inputs[].format", cg_config_input_t, format, "hl7v2", "hl7v2|xml|auto",
-     "What the topic carries: HL7 v2 (ER7) messages, XML documents (CDA / C-CDA), or auto: each "
-     "record by its first bytes, for topics that mix both."),
     CG_CONFIG_ROW_GROUP("output",
      "Where records go."),
     CG_CONFIG_ROW_STRING("output.sink", cg_config_t, sink, "kafka", 0,
@@ -57,12 +48,6 @@ const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_INT("delivery.transaction_max_messages", cg_config_t, transaction_max_messages, "10000", 1, 1000000,
      "exactly-once: input messages in one transaction at most; it is committed when it holds this "
      "many or after commit_interval_ms, whichever comes first."),
-    CG_CONFIG_ROW_STRING("delivery.transactional_id", cg_config_t, transactional_id, "", CG_CONFIG_F_EMPTY,
-     "exactly-once: the producer's transactional.id. It must differ between instances that run at "
-     "the same time (a second instance with the same id fences the first, which stops) and stay "
-     "the same when an instance restarts, so that the restart aborts the transaction a crash left "
-     "open at once instead of after transaction.timeout.ms. Default: the group_id, a dot and the "
-     "host name; set it when two instances share a host."),
     CG_CONFIG_ROW_INT("delivery.max_in_flight", cg_config_t, max_in_flight, "20000", 1, 10000000,
      "Input messages consumed but not yet fully delivered before consumption pauses."),
     CG_CONFIG_ROW_INT("delivery.pause_after_ms", cg_config_t, pause_after_ms, "1000", 0, 600000,
@@ -95,9 +80,6 @@ const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_INT("metrics.max_series", cg_config_t, metrics_max_series, "1000", 10, 1000000,
      "Label sets (series) one metric may hold; beyond it, updates count in its `__overflow__` "
      "series, so that many topic or spec names cannot grow memory without end."),
-    CG_CONFIG_ROW_MAP("kafka", cg_config_t, kafka, n_kafka,
-     "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
-     "bootstrap.servers, security.protocol, sasl.*, ssl.*."),
     CG_CONFIG_ROW_GROUP("mapping",
      "How messages become records."),
     CG_CONFIG_ROW_STRING("mapping.specs", cg_config_t, specs, NULL, CG_CONFIG_F_PATH,
@@ -145,40 +127,44 @@ const cg_config_map_t cg_config_core_map[] = {
      "Environment variable holding the key, used when key_file is empty."),
     CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
      "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
-    CG_CONFIG_ROW_GROUP("embedded_broker",
-     "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."),
-    CG_CONFIG_ROW_BOOL("embedded_broker.enabled", cg_config_t, embedded_enabled, "false",
-     "Start the embedded broker and point the gateway at it, ignoring kafka.bootstrap.servers."),
-    CG_CONFIG_ROW_INT("embedded_broker.partitions", cg_config_t, embedded_partitions, "3", 1, 64,
-     "Partitions of each topic the embedded broker creates."),
-    CG_CONFIG_ROW_ARRAY("embedded_broker.preload", cg_config_t, preload, n_preload, cg_config_preload_t,
-     "Files produced to a topic of the embedded broker before the gateway starts, one record a file."),
-    CG_CONFIG_ROW_STRING("embedded_broker.preload[].topic", cg_config_preload_t, topic, NULL, 0,
-     "Topic to fill."),
-    CG_CONFIG_ROW_STRING("embedded_broker.preload[].dir", cg_config_preload_t, dir, NULL, CG_CONFIG_F_PATH,
-     "Folder whose files (sorted by name) are produced; relative to the config file."),
     CG_CONFIG_ROW_END,
 };
 /* clang-format on */
 
-/* Every map in order: the core's, then each registered plug-in's (sources, then sinks). Returns
- * NULL past the last. */
+/* The k-th plug-in's map (sources, then sinks; NULL when it has none); *end past the last. */
+static const cg_config_map_t *plugin_map(size_t k, int *end)
+{
+    size_t n_src = 0;
+    while (cg_source_plugins[n_src])
+        n_src++;
+    *end = k >= n_src && !cg_sink_plugins[k - n_src];
+    if (*end)
+        return NULL;
+    return k < n_src ? cg_source_plugins[k]->config_map : cg_sink_plugins[k - n_src]->config_map;
+}
+
+/* Every map in order: the core's, then each registered plug-in's (sources, then sinks), a map
+ * two plug-ins share (Kafka's source and sink) once. Returns NULL past the last. */
 static const cg_config_map_t *map_at(size_t i)
 {
     if (i == 0)
         return cg_config_core_map;
     i--;
-    for (size_t k = 0; cg_source_plugins[k]; k++)
-        if (cg_source_plugins[k]->config_map && i-- == 0)
-            return cg_source_plugins[k]->config_map;
-    for (size_t k = 0; cg_sink_plugins[k]; k++)
-        if (cg_sink_plugins[k]->config_map && i-- == 0)
-            return cg_sink_plugins[k]->config_map;
-    return NULL;
+    int end = 0;
+    for (size_t k = 0;; k++) {
+        const cg_config_map_t *m = plugin_map(k, &end);
+        if (end)
+            return NULL;
+        int seen = !m, e_end;
+        for (size_t e = 0; !seen && e < k; e++)
+            seen = plugin_map(e, &e_end) == m;
+        if (!seen && i-- == 0)
+            return m;
+    }
 }
 
-/* The row of a setting, in whichever map has it (plug-ins may share a row, as the Kafka source
- * and sink share `kafka`: the first one is checked, each one filled). */
+/* The row of a setting, in whichever map has it (the first: a map that two plug-ins share, as
+ * the Kafka source and sink do, is listed once). */
 static const cg_config_map_t *prop_find(const char *name)
 {
     const cg_config_map_t *m;
@@ -664,6 +650,24 @@ static cg_err_t check_plugins(json_t *root, const char *text, const char *name, 
                         strcmp(kind, "source") ? "sink" : "source", bad, known);
 }
 
+/* The chosen source's and sink's checks of their settings (cg_plugin.h), located in text. */
+static cg_err_t check_chosen(const cg_config_t *c, const char *text, const char *name,
+                             cg_error_t *err)
+{
+    const cg_source_plugin_t *src = cg_source_plugin_find(c->source);
+    const cg_sink_plugin_t *sink = cg_sink_plugin_find(c->sink);
+    cg_config_problem_t pr = {.n_keys = 0};
+    int bad = src && src->check && src->check(cg_config_plugin_conf(c, src->config_map), c, &pr);
+    if (!bad && sink && sink->check)
+        bad = sink->check(cg_config_plugin_conf(c, sink->config_map), c, &pr);
+    if (!bad)
+        return CG_OK;
+    int idx[4] = {0, 0, 0, 0}, line = 1, col = 1;
+    if (pr.n_keys > 0)
+        locate(text, pr.keys, idx, pr.n_keys, &line, &col);
+    return cg_error_set(err, CG_ERR_CONFIG, name, line, col, "%s", pr.text);
+}
+
 cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
                                    cg_error_t *err)
 {
@@ -683,15 +687,10 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
         json_decref(root);
         return NULL;
     }
-    /* an MLLP listener takes no raw topics in and maps nothing (`cohortgate listen`) */
+    /* an MLLP listener maps nothing (`cohortgate listen`); the Kafka source's own settings are
+     * checked by the plug-in (check_chosen) */
     const char *src_name = json_string_value(json_object_get(root, "source"));
     int kafka_source = !src_name || !strcmp(src_name, "kafka");
-    if (kafka_source && json_array_size(json_object_get(root, "inputs")) == 0) {
-        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
-                     "'inputs' must list at least one raw topic to consume");
-        json_decref(root);
-        return NULL;
-    }
     json_t *mapping = json_object_get(root, "mapping");
     if (kafka_source && !json_object_get(mapping, "specs")) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
@@ -746,35 +745,18 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
         json_decref(root);
         return NULL;
     }
-    json_t *eb = json_object_get(root, "embedded_broker");
-    json_t *kafka = json_object_get(root, "kafka");
-    if (json_object_get(kafka, "transactional.id")) {
-        /* it would make the at-least-once producer transactional; exactly-once sets it itself */
-        const char *keys[] = {"kafka", "transactional.id"};
-        int idx[] = {0, 0}, line, col;
-        locate(text, keys, idx, 2, &line, &col);
-        cg_error_set(err, CG_ERR_CONFIG, name, line, col,
-                     "'kafka.transactional.id' is set by the gateway: use delivery.semantics "
-                     "\"exactly-once\" and delivery.transactional_id");
-        json_decref(root);
-        return NULL;
-    }
-    if (!json_is_true(json_object_get(eb, "enabled")) &&
-        !json_object_get(kafka, "bootstrap.servers")) {
-        cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
-                     "'kafka.bootstrap.servers' is required unless embedded_broker.enabled is "
-                     "true");
-        json_decref(root);
-        return NULL;
-    }
     if (check_plugins(root, text, name, err) != CG_OK) {
         json_decref(root);
         return NULL;
     }
     cg_config_t *c = build(root, name, base_dir);
     json_decref(root);
-    if (!c)
+    if (!c) {
         cg_error_set(err, CG_ERR_NOMEM, name, 0, 0, "out of memory");
+    } else if (check_chosen(c, text, name, err) != CG_OK) {
+        cg_config_destroy(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -820,14 +802,6 @@ void cg_config_destroy(cg_config_t *c)
     free(c->path);
     free(c->base_dir);
     free(c);
-}
-
-const void *cg_config_plugin_conf(const cg_config_t *cfg, const cg_config_map_t *map)
-{
-    for (size_t i = 0; map && i < cfg->n_plugins; i++)
-        if (cfg->plugins[i].map == map)
-            return cfg->plugins[i].conf;
-    return NULL;
 }
 
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)

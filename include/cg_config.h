@@ -2,8 +2,10 @@
  *
  * Every setting the gateway understands is a row (cg_config_map_t: name, type, default, range,
  * description, and the struct field it fills), of the core's map or of a plug-in's; unknown
- * keys and wrong types are refused with file:line:column. The `kafka` object is passed to
- * librdkafka unchanged, like kcat's -X.
+ * keys and wrong types are refused with file:line:column. The core's rows are the settings of
+ * every command (mapping, delivery, destinations, metrics); a plug-in's rows are its own (the
+ * Kafka plug-in's `kafka` object, passed to librdkafka unchanged like kcat's -X, its `inputs`,
+ * group and embedded broker: cg_kafka.h).
  */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
@@ -91,11 +93,6 @@ typedef struct cg_config_map {
 /* The core's rows (gateway/config.c), filling cg_config_t; terminated by CG_CONFIG_ROW_END. */
 extern const cg_config_map_t cg_config_core_map[];
 
-typedef struct cg_config_input {
-    char *topic;
-    cg_input_format_t format;
-} cg_config_input_t;
-
 typedef enum cg_delivery_semantics {
     CG_DELIVERY_AT_LEAST_ONCE = 0,
     CG_DELIVERY_EXACTLY_ONCE, /* Kafka transactions: records and input offsets commit together */
@@ -106,10 +103,14 @@ typedef struct cg_config_kv {
     char *value;
 } cg_config_kv_t;
 
-typedef struct cg_config_preload {
-    char *topic;
-    char *dir; /* absolute, or resolved against the config file's folder */
-} cg_config_preload_t;
+/* What a plug-in's check (cg_plugin.h) found wrong with settings that rows cannot check alone
+ * (one against another): the setting, as its path of keys ({"kafka", "transactional.id"}; none:
+ * the file as a whole), and why. The loader reports it with file:line:column. */
+typedef struct cg_config_problem {
+    const char *keys[4];
+    int n_keys;
+    char text[400];
+} cg_config_problem_t;
 
 /* The config struct of one plug-in, filled from its rows. */
 typedef struct cg_config_plugin {
@@ -124,9 +125,6 @@ typedef struct cg_config {
     cg_config_plugin_t *plugins; /* every registered plug-in's config struct */
     size_t n_plugins;
     char *base_dir; /* relative paths in the config resolve against this */
-    char *group_id;
-    cg_config_input_t *inputs;
-    size_t n_inputs;
     char *output_topic;
     char *dead_letter_topic;
     char *quality_topic; /* entries left out of documents (on_error "entry") */
@@ -134,7 +132,6 @@ typedef struct cg_config {
     int max_in_flight;
     cg_delivery_semantics_t semantics;
     int transaction_max_messages;
-    char *transactional_id; /* delivery.transactional_id, or NULL for the default */
     int drain_timeout_ms;
     int pause_after_ms;      /* a wait on the output side this long pauses the assignment */
     int workers;             /* decode+map threads; 1 maps on the consumer thread */
@@ -150,12 +147,6 @@ typedef struct cg_config {
     char *cohort_topic;   /* cohorts.topic template */
     cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */
     char *hl7_charset;
-    cg_config_kv_t *kafka;
-    size_t n_kafka;
-    int embedded_enabled;
-    int embedded_partitions;
-    cg_config_preload_t *preload;
-    size_t n_preload;
     char *metrics_listen; /* metrics.listen: HOST:PORT, or "off" */
     int metrics_health_grace_ms;
     int metrics_max_series;
@@ -177,7 +168,5 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out);
 /* The config struct a plug-in's rows (map) filled when the config was loaded; NULL when map is
  * NULL. */
 const void *cg_config_plugin_conf(const cg_config_t *cfg, const cg_config_map_t *map);
-/* Value of a kafka.* setting, or NULL. */
-const char *cg_config_kafka_get(const cg_config_t *cfg, const char *key);
 
 #endif

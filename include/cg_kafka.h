@@ -1,5 +1,6 @@
-/* cg_kafka.h - librdkafka clients built from the config, the embedded demo broker, and a topic
- * printer. kafka.* settings go to librdkafka unchanged and its error text is shown as is. */
+/* cg_kafka.h - the Kafka plug-in's settings, librdkafka clients built from the config, the
+ * embedded demo broker, and a topic printer. kafka.* settings go to librdkafka unchanged and its
+ * error text is shown as is. */
 #ifndef CG_KAFKA_H
 #define CG_KAFKA_H
 
@@ -9,6 +10,39 @@
 
 #include "cg_config.h"
 #include "cg_err.h"
+
+/* A raw topic the Kafka source consumes (inputs[]). */
+typedef struct cg_kafka_input {
+    char *topic;
+    cg_input_format_t format;
+} cg_kafka_input_t;
+
+typedef struct cg_kafka_preload {
+    char *topic;
+    char *dir; /* absolute, or resolved against the config file's folder */
+} cg_kafka_preload_t;
+
+/* The Kafka plug-in's settings (gateway/plugins/kafka/kafka_config.c), one struct for its
+ * source and its sink, which share the rows: the loader fills it from cg_kafka_config_map. */
+typedef struct cg_kafka_conf {
+    char *group_id;
+    cg_kafka_input_t *inputs; /* the source's topics */
+    size_t n_inputs;
+    char *transactional_id; /* the sink's delivery.transactional_id, or NULL for the default */
+    cg_config_kv_t *kafka;  /* kafka.*, for librdkafka */
+    size_t n_kafka;
+    int embedded_enabled;
+    int embedded_partitions;
+    cg_kafka_preload_t *preload;
+    size_t n_preload;
+} cg_kafka_conf_t;
+
+extern const cg_config_map_t cg_kafka_config_map[];
+
+/* The Kafka settings of a loaded config (never NULL for one; NULL for cfg NULL). */
+const cg_kafka_conf_t *cg_kafka_conf(const cg_config_t *cfg);
+/* Value of a kafka.* setting, or NULL (kc may be NULL). */
+const char *cg_kafka_get(const cg_kafka_conf_t *kc, const char *key);
 
 typedef void(cg_kafka_dr_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 typedef void(cg_kafka_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,

@@ -101,6 +101,9 @@ typedef struct cg_source_plugin {
     const char *desc;
     const cg_config_map_t *config_map; /* rows of its settings, bound into a conf_size struct */
     size_t conf_size;
+    /* When the config chooses it: checks its settings against each other (conf, filled from
+     * config_map) and against the core's, as rows cannot. -1 with *problem filled; NULL: none. */
+    int (*check)(const void *conf, const cg_config_t *cfg, cg_config_problem_t *problem);
     /* Makes the context; connects nothing yet. NULL with a reason in errstr. */
     void *(*init)(const cg_plugin_env_t *env, char *errstr, size_t errstr_size);
     /* Starts consuming (Kafka: subscribes). -1 with a reason. */
@@ -155,8 +158,9 @@ typedef struct cg_sink_record {
 typedef struct cg_sink_plugin {
     const char *name; /* the config's "output.sink" value */
     const char *desc;
-    const cg_config_map_t *config_map;
+    const cg_config_map_t *config_map; /* a source's and a sink's may be one (Kafka's) */
     size_t conf_size;
+    int (*check)(const void *conf, const cg_config_t *cfg, cg_config_problem_t *problem);
     void *(*init)(const cg_plugin_env_t *env, char *errstr, size_t errstr_size);
     /* Queues a record; never blocks. */
     cg_sink_result_t (*produce)(void *ctx, const cg_sink_record_t *rec);

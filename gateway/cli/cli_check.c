@@ -3,6 +3,7 @@
 #include "cg_cli.h"
 #include "cg_cohort.h"
 #include "cg_config.h"
+#include "cg_kafka.h"
 #include "cg_mapping.h"
 #include "cg_metrics.h"
 #include "cg_mllp.h"
@@ -166,7 +167,7 @@ int cg_cli_check(int argc, char **argv)
         if (status == CG_EXIT_OK)
             printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s, quality "
                    "records to %s)\n",
-                   config, cfg->n_inputs, cfg->output_topic, cfg->dead_letter_topic,
+                   config, cg_kafka_conf(cfg)->n_inputs, cfg->output_topic, cfg->dead_letter_topic,
                    cfg->quality_topic);
         cg_config_destroy(cfg);
     }

@@ -2,6 +2,7 @@
 #include "cg_cli.h"
 #include "cg_config.h"
 #include "cg_gateway.h"
+#include "cg_kafka.h"
 #include "cg_log.h"
 
 #include <getopt.h>
@@ -117,7 +118,7 @@ int cg_cli_run(int argc, char **argv)
     cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
     if (rc != CG_OK)
         fprintf(stderr, "cohortgate run: %s\n", errstr);
-    if (report == 1 || (report == -1 && cfg->embedded_enabled)) {
+    if (report == 1 || (report == -1 && cg_kafka_conf(cfg)->embedded_enabled)) {
         cg_gateway_stats_t st;
         cg_gateway_get_stats(gw, &st);
         printf("cohortgate: consumed %llu message(s): %llu record(s), %llu dead letter(s)\n",

@@ -689,8 +689,8 @@ static void commit_delivered(pt_t *pt, int sync)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(pt->n_tracks);
     for (int p = 0; p < pt->n_tracks; p++)
         if (pt->tracks[p].done_next > pt->tracks[p].committed)
-            rd_kafka_topic_partition_list_add(l, pt->cfg->inputs[0].topic, p)->offset =
-                pt->tracks[p].done_next;
+            rd_kafka_topic_partition_list_add(l, cg_kafka_conf(pt->cfg)->inputs[0].topic, p)
+                ->offset = pt->tracks[p].done_next;
     if (l->cnt) {
         rd_kafka_resp_err_t err = rd_kafka_commit(pt->consumer, l, !sync);
         if (err && sync)
@@ -749,8 +749,8 @@ static void txn_commit(pt_t *pt)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(pt->n_tracks);
     for (int p = 0; p < pt->n_tracks; p++)
         if (pt->tracks[p].sealed_next > pt->tracks[p].committed)
-            rd_kafka_topic_partition_list_add(l, pt->cfg->inputs[0].topic, p)->offset =
-                pt->tracks[p].sealed_next;
+            rd_kafka_topic_partition_list_add(l, cg_kafka_conf(pt->cfg)->inputs[0].topic, p)
+                ->offset = pt->tracks[p].sealed_next;
     if (l->cnt) {
         rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(pt->consumer);
         for (;;) {
@@ -935,7 +935,7 @@ static int cmd_run(const char *config, const char *plan_path, const char *prefix
         fprintf(stderr, "cg_passthrough: %s:%d:%d: %s\n", ce.file, ce.line, ce.column, ce.text);
         return 1;
     }
-    if (cfg->n_inputs != 1 || cfg->embedded_enabled)
+    if (cg_kafka_conf(cfg)->n_inputs != 1 || cg_kafka_conf(cfg)->embedded_enabled)
         die("%s: one input topic on a real broker, please", config);
     cg_log_set_level((cg_log_level_t)cfg->log_level);
     pt_t pt_ = {.cfg = cfg, .eos = cfg->semantics == CG_DELIVERY_EXACTLY_ONCE}, *pt = &pt_;
@@ -955,7 +955,7 @@ static int cmd_run(const char *config, const char *plan_path, const char *prefix
     }
 
     char err[512];
-    const char *boot = cg_config_kafka_get(cfg, "bootstrap.servers");
+    const char *boot = cg_kafka_get(cg_kafka_conf(cfg), "bootstrap.servers");
     pt->producer = cg_kafka_producer_new(cfg, boot, on_delivery, pt, err, sizeof(err));
     if (!pt->producer)
         die("%s", err);
@@ -972,7 +972,8 @@ static int cmd_run(const char *config, const char *plan_path, const char *prefix
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(subs, cfg->inputs[0].topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(subs, cg_kafka_conf(cfg)->inputs[0].topic,
+                                      RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t rerr = rd_kafka_subscribe(pt->consumer, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (rerr)
@@ -981,8 +982,8 @@ static int cmd_run(const char *config, const char *plan_path, const char *prefix
         return 1;
     cg_log(CG_LOG_INFO, "passthrough.started",
            "%s, group %s, plan of %zu record(s) over %zu topic(s)",
-           pt->eos ? "exactly-once" : "at-least-once", cfg->group_id, pt->plan.n_recs,
-           pt->plan.n_topics);
+           pt->eos ? "exactly-once" : "at-least-once", cg_kafka_conf(cfg)->group_id,
+           pt->plan.n_recs, pt->plan.n_topics);
 
     /* the gateway's loop (cg_gateway_run with one worker) without the mapping */
     int64_t next_commit = now_ms() + cfg->commit_interval_ms;

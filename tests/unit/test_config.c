@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cg_config.h"
+#include "cg_kafka.h"
 
 static cg_config_t *load(const char *text, cg_error_t *err)
 {
@@ -24,19 +25,21 @@ static void test_minimal_and_defaults(void **state)
                           "\"enable.ssl.certificate.verification\":false}}",
                           &err);
     assert_non_null(c);
-    assert_string_equal(c->group_id, "cohortgate");
-    assert_int_equal(c->n_inputs, 1);
-    assert_string_equal(c->inputs[0].topic, "raw");
-    assert_int_equal(c->inputs[0].format, CG_INPUT_HL7V2);
+    const cg_kafka_conf_t *kc = cg_kafka_conf(c);
+    assert_non_null(kc);
+    assert_string_equal(kc->group_id, "cohortgate");
+    assert_int_equal(kc->n_inputs, 1);
+    assert_string_equal(kc->inputs[0].topic, "raw");
+    assert_int_equal(kc->inputs[0].format, CG_INPUT_HL7V2);
     assert_string_equal(c->output_topic, "cohortgate.records");
     assert_string_equal(c->dead_letter_topic, "cohortgate.dead-letter");
     assert_string_equal(c->quality_topic, "cohortgate.quality");
     assert_int_equal(c->commit_interval_ms, 500);
-    assert_string_equal(cg_config_kafka_get(c, "bootstrap.servers"), "127.0.0.1:9092");
-    assert_string_equal(cg_config_kafka_get(c, "linger.ms"), "20");
-    assert_string_equal(cg_config_kafka_get(c, "enable.ssl.certificate.verification"), "false");
-    assert_null(cg_config_kafka_get(c, "nope"));
-    assert_int_equal(c->embedded_enabled, 0);
+    assert_string_equal(cg_kafka_get(kc, "bootstrap.servers"), "127.0.0.1:9092");
+    assert_string_equal(cg_kafka_get(kc, "linger.ms"), "20");
+    assert_string_equal(cg_kafka_get(kc, "enable.ssl.certificate.verification"), "false");
+    assert_null(cg_kafka_get(kc, "nope"));
+    assert_int_equal(kc->embedded_enabled, 0);
     cg_config_destroy(c);
     cg_config_destroy(NULL);
 }
@@ -105,6 +108,48 @@ static void test_errors_are_located(void **state)
         34, "duplicate");
 }
 
+/* The Kafka plug-in's own settings (cg_kafka.h) are checked by the plug-in when the config
+ * chooses its source or sink, and reported where they are written. */
+static void test_kafka_plugin_checks(void **state)
+{
+    (void)state;
+    /* a transactional.id of the user's, at its key */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"mapping\":{\"specs\":\"s\"},\n"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\",\"transactional.id\":\"t\"}}",
+                 2, 34, "'kafka.transactional.id' is set by the gateway");
+    /* the Kafka source needs topics */
+    expect_error("{\"mapping\":{\"specs\":\"s\"},\"kafka\":{\"bootstrap.servers\":\"x\"}}", 1, 1,
+                 "'inputs' must list at least one raw topic");
+    expect_error(
+        "{\"inputs\":[],\"mapping\":{\"specs\":\"s\"},\"kafka\":{\"bootstrap.servers\":\"x\"}}", 1,
+        1, "'inputs' must list at least one raw topic");
+    /* the Kafka sink alone (the MLLP listener's) needs a broker too, not topics in */
+    expect_error("{\"source\":\"mllp\"}", 1, 1, "'kafka.bootstrap.servers' is required");
+    expect_error("{\"source\":\"mllp\",\"kafka\":{\"bootstrap.servers\":\"x\",\n"
+                 "  \"transactional.id\":\"t\"}}",
+                 2, 3, "'kafka.transactional.id' is set by the gateway");
+    cg_error_t err;
+    cg_config_t *c = load("{\"source\":\"mllp\",\"kafka\":{\"bootstrap.servers\":\"x\"}}", &err);
+    if (!c)
+        fail_msg("%d:%d: %s", err.line, err.column, err.text);
+    assert_int_equal(cg_kafka_conf(c)->n_inputs, 0);
+    cg_config_destroy(c);
+    /* with neither a Kafka source nor a Kafka sink, no Kafka setting is needed */
+    c = load("{\"source\":\"mllp\",\"output\":{\"sink\":\"file\"}}", &err);
+    if (!c)
+        fail_msg("%d:%d: %s", err.line, err.column, err.text);
+    assert_null(cg_kafka_get(cg_kafka_conf(c), "bootstrap.servers"));
+    cg_config_destroy(c);
+    /* an embedded broker stands in for bootstrap.servers */
+    c = load("{\"inputs\":[{\"topic\":\"a\"}],\"mapping\":{\"specs\":\"s\"},"
+             "\"embedded_broker\":{\"enabled\":true},\"delivery\":{\"transactional_id\":\"g.h\"}}",
+             &err);
+    if (!c)
+        fail_msg("%d:%d: %s", err.line, err.column, err.text);
+    assert_string_equal(cg_kafka_conf(c)->transactional_id, "g.h");
+    cg_config_destroy(c);
+}
+
 static void test_embedded_paths_resolve_against_config_dir(void **state)
 {
     (void)state;
@@ -116,11 +161,12 @@ static void test_embedded_paths_resolve_against_config_dir(void **state)
                           "{\"topic\":\"raw\",\"dir\":\"/abs\"}]}}",
                           &err);
     assert_non_null(c);
-    assert_int_equal(c->embedded_enabled, 1);
-    assert_int_equal(c->embedded_partitions, 3);
-    assert_int_equal(c->n_preload, 2);
-    assert_string_equal(c->preload[0].dir, "/base/feeds");
-    assert_string_equal(c->preload[1].dir, "/abs");
+    const cg_kafka_conf_t *kc = cg_kafka_conf(c);
+    assert_int_equal(kc->embedded_enabled, 1);
+    assert_int_equal(kc->embedded_partitions, 3);
+    assert_int_equal(kc->n_preload, 2);
+    assert_string_equal(kc->preload[0].dir, "/base/feeds");
+    assert_string_equal(kc->preload[1].dir, "/abs");
     assert_string_equal(c->specs, "/base/specs");
     assert_string_equal(c->vocab, "/v");
     assert_string_equal(c->key_file, "/base/k");
@@ -177,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_and_defaults),
         cmocka_unit_test(test_errors_are_located),
+        cmocka_unit_test(test_kafka_plugin_checks),
         cmocka_unit_test(test_embedded_paths_resolve_against_config_dir),
         cmocka_unit_test(test_shipped_configs_load),
         cmocka_unit_test(test_readme_reference_matches_table),

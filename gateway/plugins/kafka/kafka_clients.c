@@ -56,12 +56,13 @@ static rd_kafka_conf_t *conf_build(const cg_config_t *cfg, const char *bootstrap
     for (size_t i = 0; defaults[i]; i += 2)
         if (cg_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
             goto fail;
-    for (size_t i = 0; cfg && i < cfg->n_kafka; i++) {
+    const cg_kafka_conf_t *kc = cg_kafka_conf(cfg);
+    for (size_t i = 0; kc && i < kc->n_kafka; i++) {
         /* a consumer- or producer-only property is fine for the other client to ignore */
         char e[512];
-        if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, e, sizeof(e)) !=
+        if (rd_kafka_conf_set(conf, kc->kafka[i].key, kc->kafka[i].value, e, sizeof(e)) !=
             RD_KAFKA_CONF_OK) {
-            snprintf(errstr, errstr_size, "kafka.%s: %s", cfg->kafka[i].key, e);
+            snprintf(errstr, errstr_size, "kafka.%s: %s", kc->kafka[i].key, e);
             goto fail;
         }
     }
@@ -78,8 +79,9 @@ fail:
 
 const char *cg_kafka_transactional_id(const cg_config_t *cfg, char *buf, size_t size)
 {
-    if (cfg->transactional_id) {
-        snprintf(buf, size, "%s", cfg->transactional_id);
+    const cg_kafka_conf_t *kc = cg_kafka_conf(cfg);
+    if (kc->transactional_id) {
+        snprintf(buf, size, "%s", kc->transactional_id);
         return buf;
     }
     /* stable across restarts of one instance, distinct between hosts */
@@ -87,7 +89,7 @@ const char *cg_kafka_transactional_id(const cg_config_t *cfg, char *buf, size_t 
     if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
         snprintf(host, sizeof(host), "localhost");
     host[sizeof(host) - 1] = '\0';
-    snprintf(buf, size, "%s.%s", cfg->group_id, host);
+    snprintf(buf, size, "%s.%s", kc->group_id, host);
     return buf;
 }
 
@@ -127,7 +129,7 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
                               "auto.offset.reset",
                               "earliest",
                               "group.id",
-                              cfg->group_id,
+                              cg_kafka_conf(cfg)->group_id,
                               "isolation.level",
                               "read_committed",
                               "enable.partition.eof",
@@ -150,7 +152,7 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
     if (commit_cb)
         rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
     /* statistics feed the metrics' consumer lag; a kafka.statistics.interval.ms wins */
-    if (stats_cb && !cg_config_kafka_get(cfg, "statistics.interval.ms") &&
+    if (stats_cb && !cg_kafka_get(cg_kafka_conf(cfg), "statistics.interval.ms") &&
         cg_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -91,26 +91,27 @@ cg_kafka_embedded_t *cg_kafka_embedded_start(const cg_config_t *cfg, char *errst
         snprintf(errstr, errstr_size, "embedded broker: could not start librdkafka's mock cluster");
         goto fail;
     }
+    const cg_kafka_conf_t *kc = cg_kafka_conf(cfg);
     const char *topics[3] = {cfg->output_topic, cfg->dead_letter_topic, cfg->quality_topic};
-    for (size_t i = 0; i < cfg->n_inputs + 3; i++) {
-        const char *t = i < cfg->n_inputs ? cfg->inputs[i].topic : topics[i - cfg->n_inputs];
+    for (size_t i = 0; i < kc->n_inputs + 3; i++) {
+        const char *t = i < kc->n_inputs ? kc->inputs[i].topic : topics[i - kc->n_inputs];
         rd_kafka_resp_err_t err =
-            rd_kafka_mock_topic_create(eb->mcluster, t, cfg->embedded_partitions, 1);
+            rd_kafka_mock_topic_create(eb->mcluster, t, kc->embedded_partitions, 1);
         if (err) {
             snprintf(errstr, errstr_size, "embedded broker: create topic %s: %s", t,
                      rd_kafka_err2str(err));
             goto fail;
         }
     }
-    if (cfg->n_preload) {
+    if (kc->n_preload) {
         /* produce through the network path, like a hospital's interface engine would */
         rd_kafka_t *p = cg_kafka_producer_new(NULL, rd_kafka_mock_cluster_bootstraps(eb->mcluster),
                                               NULL, NULL, errstr, errstr_size);
         if (!p)
             goto fail;
         int rc = 0;
-        for (size_t i = 0; rc == 0 && i < cfg->n_preload; i++)
-            rc = preload_dir(p, cfg->preload[i].topic, cfg->preload[i].dir, errstr, errstr_size);
+        for (size_t i = 0; rc == 0 && i < kc->n_preload; i++)
+            rc = preload_dir(p, kc->preload[i].topic, kc->preload[i].dir, errstr, errstr_size);
         rd_kafka_destroy(p);
         if (rc)
             goto fail;

@@ -9,6 +9,10 @@
 extern const cg_source_plugin_t cg_kafka_source_plugin;
 extern const cg_sink_plugin_t cg_kafka_sink_plugin;
 
+/* The checks the loader runs when the config chooses the source or the sink (cg_plugin.h). */
+int cg_kafka_source_check(const void *conf, const cg_config_t *cfg, cg_config_problem_t *pr);
+int cg_kafka_sink_check(const void *conf, const cg_config_t *cfg, cg_config_problem_t *pr);
+
 /* librdkafka's log lines to cg_log (a log_cb). */
 void cg_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 

@@ -144,9 +144,10 @@ static void *ksink_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_
     k->eos = env->exactly_once;
     /* the embedded broker is the Kafka source's, and the sink writes to the cluster it reads;
      * with another source (MLLP) the sink starts one of its own */
-    const char *bootstrap = cfg->embedded_enabled ? cg_kafka_source_bootstrap(env->source)
-                                                  : cg_config_kafka_get(cfg, "bootstrap.servers");
-    if (!bootstrap && cfg->embedded_enabled) {
+    const cg_kafka_conf_t *kc = env->conf ? env->conf : cg_kafka_conf(cfg);
+    const char *bootstrap = kc->embedded_enabled ? cg_kafka_source_bootstrap(env->source)
+                                                 : cg_kafka_get(kc, "bootstrap.servers");
+    if (!bootstrap && kc->embedded_enabled) {
         if (!(k->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size)))
             goto fail;
         bootstrap = cg_kafka_embedded_bootstrap(k->embedded);
@@ -355,6 +356,9 @@ static cg_txn_result_t ksink_txn_abort(void *ctx)
 const cg_sink_plugin_t cg_kafka_sink_plugin = {
     .name = "kafka",
     .desc = "an idempotent Kafka producer; transactional for exactly-once",
+    .config_map = cg_kafka_config_map,
+    .conf_size = sizeof(cg_kafka_conf_t),
+    .check = cg_kafka_sink_check,
     .init = ksink_init,
     .produce = ksink_produce,
     .poll = ksink_poll,

@@ -16,6 +16,7 @@
 typedef struct kafka_source {
     cg_engine_t *engine;
     const cg_config_t *cfg;
+    const cg_kafka_conf_t *kc; /* its settings (cg_kafka.h) */
     cg_metrics_gw_t *metrics;
     cg_kafka_embedded_t *embedded; /* NULL unless the config asks for the embedded broker */
     char *bootstrap;
@@ -39,8 +40,8 @@ static cg_input_format_t input_format(const kafka_source_t *ks, const char *topi
 {
     int regexes = 0;
     cg_input_format_t first = CG_INPUT_AUTO;
-    for (size_t i = 0; i < ks->cfg->n_inputs; i++) {
-        const cg_config_input_t *in = &ks->cfg->inputs[i];
+    for (size_t i = 0; i < ks->kc->n_inputs; i++) {
+        const cg_kafka_input_t *in = &ks->kc->inputs[i];
         if (!strcmp(in->topic, topic))
             return in->format;
         if (in->topic[0] == '^' && !regexes++)
@@ -149,13 +150,14 @@ static void *ksrc_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
     const cg_config_t *cfg = env->cfg;
     ks->engine = env->engine;
     ks->cfg = cfg;
+    ks->kc = env->conf ? env->conf : cg_kafka_conf(cfg);
     ks->metrics = env->metrics;
-    if (cfg->embedded_enabled) {
+    if (ks->kc->embedded_enabled) {
         if (!(ks->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size)))
             goto fail;
         ks->bootstrap = strdup(cg_kafka_embedded_bootstrap(ks->embedded));
     } else {
-        ks->bootstrap = strdup(cg_config_kafka_get(cfg, "bootstrap.servers"));
+        ks->bootstrap = strdup(cg_kafka_get(ks->kc, "bootstrap.servers"));
     }
     if (!ks->bootstrap) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -175,9 +177,9 @@ static int ksrc_start(void *ctx, char *errstr, size_t errstr_size)
 {
     kafka_source_t *ks = ctx;
     rd_kafka_topic_partition_list_t *subs =
-        rd_kafka_topic_partition_list_new((int)ks->cfg->n_inputs);
-    for (size_t i = 0; i < ks->cfg->n_inputs; i++)
-        rd_kafka_topic_partition_list_add(subs, ks->cfg->inputs[i].topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_new((int)ks->kc->n_inputs);
+    for (size_t i = 0; i < ks->kc->n_inputs; i++)
+        rd_kafka_topic_partition_list_add(subs, ks->kc->inputs[i].topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(ks->consumer, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (err) {
@@ -335,8 +337,8 @@ static void ksrc_txn_context_free(void *txn_ctx)
 static void ksrc_describe(void *ctx, char *buf, size_t size)
 {
     const kafka_source_t *ks = ctx;
-    snprintf(buf, size, "%zu topic(s) from %s as group %s", ks->cfg->n_inputs, ks->bootstrap,
-             ks->cfg->group_id);
+    snprintf(buf, size, "%zu topic(s) from %s as group %s", ks->kc->n_inputs, ks->bootstrap,
+             ks->kc->group_id);
 }
 
 const char *cg_kafka_source_bootstrap(const cg_source_t *src)
@@ -349,6 +351,9 @@ const char *cg_kafka_source_bootstrap(const cg_source_t *src)
 const cg_source_plugin_t cg_kafka_source_plugin = {
     .name = "kafka",
     .desc = "a Kafka consumer group reading the raw topics (inputs)",
+    .config_map = cg_kafka_config_map,
+    .conf_size = sizeof(cg_kafka_conf_t),
+    .check = cg_kafka_source_check,
     .init = ksrc_init,
     .start = ksrc_start,
     .poll = ksrc_poll,

@@ -1,0 +1,96 @@
+/* kafka_config.c - the Kafka plug-in's settings (cg_kafka.h): its rows, bound to
+ * cg_kafka_conf_t, which its source and its sink share (a `listen` with the MLLP source and the
+ * Kafka sink reads the same `kafka` object as a `run`), and the checks of the settings against
+ * each other that the loader runs when the config chooses the Kafka source or sink. */
+#include "kafka_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* clang-format off */
+const cg_config_map_t cg_kafka_config_map[] = {
+    CG_CONFIG_ROW_STRING("group_id", cg_kafka_conf_t, group_id, "cohortgate", 0,
+     "Kafka consumer group of the gateway; instances with the same group share the input partitions."),
+    CG_CONFIG_ROW_ARRAY("inputs", cg_kafka_conf_t, inputs, n_inputs, cg_kafka_input_t,
+     "Raw topics to consume, at least one."),
+    CG_CONFIG_ROW_STRING("inputs[].topic", cg_kafka_input_t, topic, NULL, 0,
+     "Name of a raw topic that carries hospital messages, one message per Kafka record."),
+    CG_CONFIG_ROW_ENUM("inputs[].format", cg_kafka_input_t, format, "hl7v2", "hl7v2|xml|auto",
+     "What the topic carries: HL7 v2 (ER7) messages, XML documents (CDA / C-CDA), or auto: each "
+     "record by its first bytes, for topics that mix both."),
+    CG_CONFIG_ROW_STRING("delivery.transactional_id", cg_kafka_conf_t, transactional_id, "", CG_CONFIG_F_EMPTY,
+     "exactly-once: the producer's transactional.id. It must differ between instances that run at "
+     "the same time (a second instance with the same id fences the first, which stops) and stay "
+     "the same when an instance restarts, so that the restart aborts the transaction a crash left "
+     "open at once instead of after transaction.timeout.ms. Default: the group_id, a dot and the "
+     "host name; set it when two instances share a host."),
+    CG_CONFIG_ROW_MAP("kafka", cg_kafka_conf_t, kafka, n_kafka,
+     "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
+     "bootstrap.servers, security.protocol, sasl.*, ssl.*."),
+    CG_CONFIG_ROW_GROUP("embedded_broker",
+     "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."),
+    CG_CONFIG_ROW_BOOL("embedded_broker.enabled", cg_kafka_conf_t, embedded_enabled, "false",
+     "Start the embedded broker and point the gateway at it, ignoring kafka.bootstrap.servers."),
+    CG_CONFIG_ROW_INT("embedded_broker.partitions", cg_kafka_conf_t, embedded_partitions, "3", 1, 64,
+     "Partitions of each topic the embedded broker creates."),
+    CG_CONFIG_ROW_ARRAY("embedded_broker.preload", cg_kafka_conf_t, preload, n_preload, cg_kafka_preload_t,
+     "Files produced to a topic of the embedded broker before the gateway starts, one record a file."),
+    CG_CONFIG_ROW_STRING("embedded_broker.preload[].topic", cg_kafka_preload_t, topic, NULL, 0,
+     "Topic to fill."),
+    CG_CONFIG_ROW_STRING("embedded_broker.preload[].dir", cg_kafka_preload_t, dir, NULL, CG_CONFIG_F_PATH,
+     "Folder whose files (sorted by name) are produced; relative to the config file."),
+    CG_CONFIG_ROW_END,
+};
+/* clang-format on */
+
+const cg_kafka_conf_t *cg_kafka_conf(const cg_config_t *cfg)
+{
+    return cg_config_plugin_conf(cfg, cg_kafka_config_map);
+}
+
+const char *cg_kafka_get(const cg_kafka_conf_t *kc, const char *key)
+{
+    for (size_t i = 0; kc && i < kc->n_kafka; i++)
+        if (!strcmp(kc->kafka[i].key, key))
+            return kc->kafka[i].value;
+    return NULL;
+}
+
+/* What both the source and the sink need: a broker, and no transactional.id of the user's. */
+static int check_clients(const cg_kafka_conf_t *kc, cg_config_problem_t *pr)
+{
+    if (cg_kafka_get(kc, "transactional.id")) {
+        /* it would make the at-least-once producer transactional; exactly-once sets it itself */
+        *pr = (cg_config_problem_t){.keys = {"kafka", "transactional.id"}, .n_keys = 2};
+        snprintf(pr->text, sizeof(pr->text),
+                 "'kafka.transactional.id' is set by the gateway: use delivery.semantics "
+                 "\"exactly-once\" and delivery.transactional_id");
+        return -1;
+    }
+    if (!kc->embedded_enabled && !cg_kafka_get(kc, "bootstrap.servers")) {
+        *pr = (cg_config_problem_t){.n_keys = 0};
+        snprintf(pr->text, sizeof(pr->text),
+                 "'kafka.bootstrap.servers' is required unless embedded_broker.enabled is true");
+        return -1;
+    }
+    return 0;
+}
+
+int cg_kafka_source_check(const void *conf, const cg_config_t *cfg, cg_config_problem_t *pr)
+{
+    (void)cfg;
+    const cg_kafka_conf_t *kc = conf;
+    if (kc->n_inputs == 0) {
+        *pr = (cg_config_problem_t){.n_keys = 0};
+        snprintf(pr->text, sizeof(pr->text),
+                 "'inputs' must list at least one raw topic to consume");
+        return -1;
+    }
+    return check_clients(kc, pr);
+}
+
+int cg_kafka_sink_check(const void *conf, const cg_config_t *cfg, cg_config_problem_t *pr)
+{
+    (void)cfg;
+    return check_clients(conf, pr);
+}
