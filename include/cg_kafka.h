@@ -64,9 +64,10 @@ rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
                                   size_t errstr_size);
 /* A group consumer with manual offset commits, reading from the earliest offset when the group
  * has none, and only committed records of transactional producers (isolation.level
- * read_committed: the default, forced for exactly-once). stats_cb may be NULL. */
-rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
-                                  cg_kafka_rebalance_cb *rebalance_cb,
+ * read_committed: the default, forced for exactly-once). Its group and kafka.* settings are kc's
+ * (a source's own; NULL: cfg's). stats_cb may be NULL. */
+rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const cg_kafka_conf_t *kc,
+                                  const char *bootstrap, cg_kafka_rebalance_cb *rebalance_cb,
                                   cg_kafka_commit_cb *commit_cb, cg_kafka_stats_cb *stats_cb,
                                   void *opaque, char *errstr, size_t errstr_size);
 

@@ -959,8 +959,8 @@ static int cmd_run(const char *config, const char *plan_path, const char *prefix
     pt->producer = cg_kafka_producer_new(cfg, boot, on_delivery, pt, err, sizeof(err));
     if (!pt->producer)
         die("%s", err);
-    pt->consumer =
-        cg_kafka_consumer_new(cfg, boot, on_rebalance, on_commit, on_stats, pt, err, sizeof(err));
+    pt->consumer = cg_kafka_consumer_new(cfg, NULL, boot, on_rebalance, on_commit, on_stats, pt,
+                                         err, sizeof(err));
     if (!pt->consumer)
         die("%s", err);
     pt->out = xrealloc(NULL, pt->plan.n_topics * sizeof(*pt->out));

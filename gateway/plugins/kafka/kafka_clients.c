@@ -45,7 +45,7 @@ int cg_kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char 
 }
 
 /* Our defaults, then the user's kafka.* settings, then what delivery semantics require. */
-static rd_kafka_conf_t *conf_build(const cg_config_t *cfg, const char *bootstrap,
+static rd_kafka_conf_t *conf_build(const cg_kafka_conf_t *kc, const char *bootstrap,
                                    const char *const *defaults, const char *const *forced,
                                    void *opaque, char *errstr, size_t errstr_size)
 {
@@ -56,7 +56,6 @@ static rd_kafka_conf_t *conf_build(const cg_config_t *cfg, const char *bootstrap
     for (size_t i = 0; defaults[i]; i += 2)
         if (cg_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
             goto fail;
-    const cg_kafka_conf_t *kc = cg_kafka_conf(cfg);
     for (size_t i = 0; kc && i < kc->n_kafka; i++) {
         /* a consumer- or producer-only property is fine for the other client to ignore */
         char e[512];
@@ -106,7 +105,7 @@ rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
         forced[5] = cg_kafka_transactional_id(cfg, tid, sizeof(tid));
     }
     rd_kafka_conf_t *conf =
-        conf_build(cfg, bootstrap, defaults, forced, opaque, errstr, errstr_size);
+        conf_build(cg_kafka_conf(cfg), bootstrap, defaults, forced, opaque, errstr, errstr_size);
     if (!conf)
         return NULL;
     if (dr_cb)
@@ -117,11 +116,13 @@ rd_kafka_t *cg_kafka_producer_new(const cg_config_t *cfg, const char *bootstrap,
     return rk;
 }
 
-rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
-                                  cg_kafka_rebalance_cb *rebalance_cb,
+rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const cg_kafka_conf_t *kc,
+                                  const char *bootstrap, cg_kafka_rebalance_cb *rebalance_cb,
                                   cg_kafka_commit_cb *commit_cb, cg_kafka_stats_cb *stats_cb,
                                   void *opaque, char *errstr, size_t errstr_size)
 {
+    if (!kc)
+        kc = cg_kafka_conf(cfg);
     /* end-of-partition events tell a replay (--idle-exit) that it has caught up; input of an
      * aborted transaction upstream is never mapped */
     const char *defaults[] = {"client.id",
@@ -129,7 +130,7 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
                               "auto.offset.reset",
                               "earliest",
                               "group.id",
-                              cg_kafka_conf(cfg)->group_id,
+                              kc->group_id,
                               "isolation.level",
                               "read_committed",
                               "enable.partition.eof",
@@ -144,7 +145,7 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
         forced[5] = "read_committed";
     }
     rd_kafka_conf_t *conf =
-        conf_build(cfg, bootstrap, defaults, forced, opaque, errstr, errstr_size);
+        conf_build(kc, bootstrap, defaults, forced, opaque, errstr, errstr_size);
     if (!conf)
         return NULL;
     if (rebalance_cb)
@@ -152,7 +153,7 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const char *bootstrap,
     if (commit_cb)
         rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
     /* statistics feed the metrics' consumer lag; a kafka.statistics.interval.ms wins */
-    if (stats_cb && !cg_kafka_get(cg_kafka_conf(cfg), "statistics.interval.ms") &&
+    if (stats_cb && !cg_kafka_get(kc, "statistics.interval.ms") &&
         cg_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;

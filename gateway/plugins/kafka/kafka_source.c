@@ -163,8 +163,8 @@ static void *ksrc_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    ks->consumer = cg_kafka_consumer_new(cfg, ks->bootstrap, on_rebalance, on_commit, on_stats, ks,
-                                         errstr, errstr_size);
+    ks->consumer = cg_kafka_consumer_new(cfg, ks->kc, ks->bootstrap, on_rebalance, on_commit,
+                                         on_stats, ks, errstr, errstr_size);
     if (!ks->consumer)
         goto fail;
     return ks;
