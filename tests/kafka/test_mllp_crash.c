@@ -169,14 +169,24 @@ static void test_kill9_loses_no_acknowledged_message(void **state)
     for (int k = 0; k < N_CONNS; k++)
         conns[k].fd = -1;
     int n_acked = 0, sends = 0;
-    int64_t until = tk_now_ms() + 120000;
+    int64_t until = tk_now_ms() + 300000; /* generous: a loaded machine restarts slowly */
     while (n_acked < N_MSGS && tk_now_ms() < until) {
         for (int i = 0; i < N_MSGS; i++) { /* each pass resends what is not acknowledged */
             if (acked[i])
                 continue;
             conn_t *c = &conns[i % N_CONNS];
             if (conn_ensure(c)) {
-                usleep(20000); /* the listener is restarting */
+                pthread_mutex_lock(&pid_lock); /* restarting, or did it die on its own? */
+                int st, died = tk_wait_pid(listener_pid, 0, &st) == 0;
+                pthread_mutex_unlock(&pid_lock);
+                if (died) {
+                    char cmd[256];
+                    snprintf(cmd, sizeof(cmd), "tail -20 %s", log_path);
+                    if (system(cmd) != 0)
+                        fprintf(stderr, "(no listener log at %s)\n", log_path);
+                    fail_msg("the listener exited by itself (status %d)", st);
+                }
+                usleep(20000);
                 continue;
             }
             sends++;
