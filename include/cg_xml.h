@@ -43,8 +43,9 @@ void cg_xml_options_default(cg_xml_options_t *o);
 /* Decoding and XPath errors are cg_error_t (cg_err.h) located CG_ERROR_AT_XML (line and column in
  * the document, when known); codes CG_ERR_XML, CG_ERR_CHARSET, CG_ERR_NOMEM. */
 
-/* 1 when buf looks like an XML document: after an optional UTF-8 BOM and white space, '<'. HL7 v2
- * starts with MSH/FHS/BHS (or MLLP 0x0B), so this tells the two formats apart. */
+/* 1 when buf looks like an XML document: after an optional UTF-8 BOM and white space, '<'; in
+ * UTF-16 too (LE or BE, with a BOM or without one). HL7 v2 starts with MSH/FHS/BHS (or MLLP
+ * 0x0B), so this tells the two formats apart. */
 int cg_xml_sniff(const char *buf, size_t len);
 
 typedef struct cg_xml_doc cg_xml_doc_t;

@@ -315,6 +315,23 @@ int cg_xml_sniff(const char *buf, size_t len)
     const unsigned char *p = (const unsigned char *)buf, *end = p + len;
     if (!buf)
         return 0;
+    /* UTF-16 (with a BOM, or without one as XML's appendix F detects it: '<' as a 16-bit unit);
+     * libxml2 decodes it: only the first character is looked at here */
+    int lo = -1; /* the byte of a 16-bit unit that holds an ASCII character: 0 LE, 1 BE */
+    if (len >= 2 && p[0] == 0xFF && p[1] == 0xFE)
+        lo = 0, p += 2;
+    else if (len >= 2 && p[0] == 0xFE && p[1] == 0xFF)
+        lo = 1, p += 2;
+    else if (len >= 2 && p[0] == '<' && p[1] == 0)
+        lo = 0;
+    else if (len >= 2 && p[0] == 0 && p[1] == '<')
+        lo = 1;
+    if (lo >= 0) {
+        for (; p + 1 < end && !p[!lo]; p += 2)
+            if (p[lo] != ' ' && p[lo] != '\t' && p[lo] != '\r' && p[lo] != '\n')
+                return p[lo] == '<';
+        return 0;
+    }
     if (len >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF)
         p += 3;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))

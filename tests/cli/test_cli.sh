@@ -77,6 +77,19 @@ has "$tmp/out" '"table":"drug_exposure"' "map reads stdin"
 leaked=$(grep -owFf "$tmp/ids" "$tmp/all.ndjson" | sort -u | head -3)
 [ -z "$leaked" ] && ok || no "raw PID-3 identifiers in the output: $leaked"
 
+# a C-CDA document in UTF-16 (with a BOM, and big endian without one) maps as its UTF-8 self
+doc="$src/tests/golden/cda_ccd_sections/input.xml"
+if [ -f "$doc" ] && command -v iconv >/dev/null; then
+    iconv -f UTF-8 -t UTF-16 "$doc" >"$tmp/u16.xml"
+    iconv -f UTF-8 -t UTF-16BE "$doc" >"$tmp/u16be.xml"
+    "$cg" map -q --key-file "$src/tests/golden/key" --spec "$src/specs" "$doc" >"$tmp/u8.out" 2>/dev/null
+    for f in u16 u16be; do
+        expect 0 "map $f.xml" -- "$cg" map -q --key-file "$src/tests/golden/key" --spec "$src/specs" "$tmp/$f.xml"
+        if [ -s "$tmp/u8.out" ] && cmp -s "$tmp/out" "$tmp/u8.out"; then ok; else no "$f.xml maps as its UTF-8 self"; fi
+    done
+else
+    no "the golden C-CDA document $doc (or iconv) is missing"
+fi
 # check: every error, located
 cat >"$tmp/bad-spec.json" <<'JSON'
 {"spec": "bad", "version": 1,

@@ -135,6 +135,15 @@ static void test_sniff(void **state)
     assert_false(cg_xml_sniff("\xEF\xBB\xBF", 3));
     assert_false(cg_xml_sniff("x<a/>", 5));
     assert_false(cg_xml_sniff("<a/>", 0)); /* only len bytes count */
+    /* UTF-16, little and big endian, with a BOM and without (appendix F of XML 1.0) */
+    assert_true(cg_xml_sniff("\xFF\xFE<\0?\0", 6));
+    assert_true(cg_xml_sniff("\xFE\xFF\0<\0?", 6));
+    assert_true(cg_xml_sniff("\xFF\xFE \0\n\0<\0", 8));
+    assert_true(cg_xml_sniff("<\0?\0x\0", 6));
+    assert_true(cg_xml_sniff("\0<\0?\0x", 6));
+    assert_false(cg_xml_sniff("\xFF\xFEM\0S\0H\0", 8)); /* HL7 v2 in UTF-16 is not XML */
+    assert_false(cg_xml_sniff("\xFF\xFE", 2));
+    assert_false(cg_xml_sniff("\xFF\xFE \0", 4));
 }
 
 static void test_well_formed_cda(void **state)
