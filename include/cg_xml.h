@@ -23,6 +23,9 @@
 typedef struct cg_xml_options {
     size_t max_bytes;   /* largest document; default 64 MiB */
     unsigned max_depth; /* deepest element nesting; default 256 */
+    /* most attributes of one element (namespace declarations included); default 256. Checked
+     * before parsing: libxml2 spends quadratic time on an element's attributes */
+    unsigned max_attributes;
     /* Encoding of documents without an XML declaration's encoding and without a BOM, as an
      * iconv name ("GB18030"); NULL or "" for UTF-8 (the XML default). Copied by cg_xml_doc_new. */
     const char *default_encoding;

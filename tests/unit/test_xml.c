@@ -146,6 +146,54 @@ static void test_sniff(void **state)
     assert_false(cg_xml_sniff("\xFF\xFE \0", 4));
 }
 
+/* An element with more than max_attributes attributes is refused before libxml2 parses it
+ * (quadratic there: 80,000 took 22 s); quoted '=', comments, CDATA and PIs do not count. */
+static char *attrs_doc(unsigned n, const char *before)
+{
+    char *s = malloc(64 + 16 * (size_t)n + strlen(before));
+    size_t o = (size_t)sprintf(s, "<ClinicalDocument xmlns='urn:hl7-org:v3'>%s\n<id", before);
+    for (unsigned i = 0; i < n; i++)
+        o += (size_t)sprintf(s + o, " a%u='1'", i);
+    strcpy(s + o, "/></ClinicalDocument>");
+    return s;
+}
+
+static void test_too_many_attributes(void **state)
+{
+    (void)state;
+    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
+    cg_error_t e;
+    char *ok = attrs_doc(256, ""), *over = attrs_doc(257, "<!-- x='1' -->"),
+         *big = attrs_doc(80000, "");
+    assert_int_equal(cg_xml_parse(d, ok, strlen(ok), &e), CG_OK); /* 256: at the limit */
+    assert_int_equal(cg_xml_parse(d, over, strlen(over), &e), CG_ERR_XML);
+    assert_non_null(strstr(e.text, "more than 256 attributes"));
+    assert_int_equal(e.line, 2);
+    assert_int_equal(cg_xml_parse(d, big, strlen(big), &e), CG_ERR_XML);
+    /* a '<' inside a value (not well-formed; libxml2 reads on) does not hide the rest */
+    char *hidden = attrs_doc(300, "");
+    memcpy(strstr(hidden, "<id") + 3, " x='<' ", 7); /* over " a0='1'" */
+    assert_int_equal(cg_xml_parse(d, hidden, strlen(hidden), &e), CG_ERR_XML);
+    assert_non_null(strstr(e.text, "more than 256 attributes"));
+    free(hidden);
+    const char *skipped = "<a><!-- b='1' c='2' d='3' --><![CDATA[<e f='1' g='2' h='3'>]]>"
+                          "<?pi i='1' j='2' k='3'?><l m='a=b' n=\"o=p\"/></a>";
+    cg_xml_doc_destroy(d);
+    cg_xml_options_t o;
+    cg_xml_options_default(&o);
+    o.max_attributes = 2;
+    d = cg_xml_doc_new(&o);
+    assert_int_equal(cg_xml_parse(d, skipped, strlen(skipped), &e), CG_OK);
+    /* UTF-16 is counted too */
+    const char u16[] = "\xFF\xFE<\0a\0 \0x\0=\0'\0'\0 \0y\0=\0'\0'\0 \0z\0=\0'\0'\0/\0>\0";
+    assert_int_equal(cg_xml_parse(d, u16, sizeof(u16) - 1, &e), CG_ERR_XML);
+    assert_non_null(strstr(e.text, "more than 2 attributes"));
+    cg_xml_doc_destroy(d);
+    free(ok);
+    free(over);
+    free(big);
+}
+
 static void test_well_formed_cda(void **state)
 {
     (void)state;
@@ -1075,6 +1123,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options_and_location),
         cmocka_unit_test(test_sniff),
+        cmocka_unit_test(test_too_many_attributes),
         cmocka_unit_test(test_well_formed_cda),
         cmocka_unit_test(test_unbound_prefix_tolerated),
         cmocka_unit_test(test_xxe_refused),
