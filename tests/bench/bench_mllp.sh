@@ -213,17 +213,19 @@ median() { awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ l[NR] = $0 } END
 by_round() { awk -v c="$1" '{ printf "%s%s", (NR > 1 ? ", " : ""), $c }' "$2"; }
 
 declare -A label=([cg]="cohortgate listen" [hapi]="HAPI 2.5.1 server + Kafka producer")
-fmt='| %-34s | %14s | %11s | %8s | %8s | %8s | %12s | %13s |'
+fmt='| %-34s | %15s | %17s | %8s | %8s | %8s | %12s | %13s |'
 echo
 echo "MLLP listener benchmark: $(nproc) CPU(s), $(uname -m), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), cohortgate build $build_type, broker Apache Kafka on 127.0.0.1 (same machine), linger.ms $linger"
 echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(($(date +%s) - started_at)) s in all"
 echo
 printf "$fmt\n" listener "flat-out msgs/s" "at $rate/s: msgs/s" "p50 ms" "p99 ms" "max ms" "late sends" "peak RSS MB"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------------------------------ ---------------- ------------- ---------- ---------- ---------- -------------- ---------------
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------------------------------ ----------------- ------------------- ---------- ---------- ---------- -------------- ---------------
 for impl in $impls; do
     f="$tmp/res.$impl"
     printf "$fmt\n" "${label[$impl]}" "$(median 1 "$f")" "$(median 2 "$f")" "$(median 3 "$f")" \
         "$(median 4 "$f")" "$(median 5 "$f")" "$(median 6 "$f")" "$((${hwms[$impl]:-0} / 1024))"
+    awk -v got="$(median 2 "$f")" -v r="$rate" 'BEGIN { exit !(got < 0.95 * r) }' &&
+        notes+=("${label[$impl]} did not sustain $rate msgs/s (median $(median 2 "$f")/s): its latencies at that rate are mostly time queued behind earlier messages")
     notes+=("${label[$impl]}: flat-out msgs/s by round $(by_round 1 "$f"); p99 ms at $rate/s by round $(by_round 4 "$f"); ACKs still outstanding 5 s after a rate run's end (left out) by round $(by_round 8 "$f")")
 done
 echo
