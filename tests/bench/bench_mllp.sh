@@ -138,9 +138,10 @@ JSON
         "$cg" listen -c "$tmp/$name.json" >"$tmp/$name.out" 2>"$tmp/$name.log" &
         ready='"listen.started"'
     else
-        java -Xms256m -Xmx1g -Djava.awt.headless=true -cp "$hapi_cp" HapiKafkaListener \
-            --port "$port" --bootstrap "$boot" --topic "$name" --linger-ms "$linger" \
-            >"$tmp/$name.log" 2>&1 &
+        # in $tmp: HAPI's default message id generator keeps its state in ./id_file
+        (cd "$tmp" && exec java -Xms256m -Xmx1g -Djava.awt.headless=true -cp "$hapi_cp" \
+            HapiKafkaListener --port "$port" --bootstrap "$boot" --topic "$name" \
+            --linger-ms "$linger" >"$tmp/$name.log" 2>&1) &
         ready='listening on'
     fi
     pid=$!
