@@ -7,7 +7,8 @@
 # HL7 v2 ORU^R01 of ~800 bytes with its own MSH-10 and waiting for its ACK before the next, as
 # interface engines do; every ACK must be AA naming its message). Both listeners run for the whole
 # benchmark, each producing to a raw topic of its own, and get PRIME s of unmeasured flat-out load
-# after their start; then per round, against each listener:
+# after their start; then per round, against each listener (the other one stopped with SIGSTOP
+# meanwhile, so that its background work takes no CPU from the one measured):
 #
 #   flat out   every connection sends its next message as soon as its ACK is in, for FLAT
 #              seconds; msgs/s = ACKs after the first WARMUP seconds over the rest of the time
@@ -171,9 +172,14 @@ stop_listener() {
 
 get() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
-# run_load IMPL: the flat-out run, then the rate run, against the listener IMPL
+# run_load IMPL: the flat-out run, then the rate run, against the listener IMPL; the other
+# listener is stopped (SIGSTOP) meanwhile, so that its background work (the JVM's compiler
+# threads, timers) takes no CPU from the one measured
 run_load() {
-    local impl=$1 port=${ports[$1]} f r
+    local impl=$1 port=${ports[$1]} f r other
+    for other in "${!lpids[@]}"; do
+        if [ "$other" != "$impl" ]; then kill -STOP "${lpids[$other]}"; fi
+    done
     f=$("$lg" --port "$port" --connections "$conns" --duration "$flat" --warmup "$warmup" \
         --tag "$impl-$round-f") || {
         log "FAILED: the flat-out run against $impl ($f)"
@@ -184,6 +190,9 @@ run_load() {
         log "FAILED: the rate run against $impl ($r)"
         exit 1
     }
+    for other in "${!lpids[@]}"; do
+        if [ "$other" != "$impl" ]; then kill -CONT "${lpids[$other]}"; fi
+    done
     echo "$(get msgs_per_s "$f") $(get msgs_per_s "$r") $(get p50_ms "$r") $(get p99_ms "$r") $(get max_ms "$r") $(get late "$r") 0 $(get unacked "$r")" >>"$tmp/res.$impl"
     log "round $round, $impl: flat out $(get msgs_per_s "$f") msgs/s; at $rate/s: $r"
 }
@@ -194,9 +203,12 @@ impls="cg"
 # (the JVM compiles HAPI's and the Kafka client's hot paths; the same load for cohortgate)
 for impl in $impls; do
     start_listener "$impl" "bench-mllp-$impl-$$"
-    round=0
+done
+for impl in $impls; do
+    for other in "${!lpids[@]}"; do if [ "$other" != "$impl" ]; then kill -STOP "${lpids[$other]}"; fi; done
     "$lg" --port "${ports[$impl]}" --connections "$conns" --duration "$prime" --warmup 0 \
         --tag "$impl-prime" >/dev/null || { log "FAILED: the priming run against $impl"; exit 1; }
+    for other in "${!lpids[@]}"; do if [ "$other" != "$impl" ]; then kill -CONT "${lpids[$other]}"; fi; done
 done
 for round in $(seq 1 "$rounds"); do
     order=$impls
