@@ -13,6 +13,7 @@ step() { printf '\n== %s (%ds)\n' "$*" $(($(date +%s) - started)); }
 step "dependencies"
 bash tests/scripts/install-deps.sh
 bash tests/scripts/kafka-broker.sh fetch
+bash tests/interop/hapi/hapi-peer.sh fetch # HAPI's MLLP client and server (test_hapi_interop)
 
 step "build (warnings are errors)"
 bash tests/scripts/build.sh build -DCG_WERROR=ON -DCG_BUILD_TESTS=ON

@@ -188,6 +188,22 @@ static void test_undecodable_still_answered(void **state)
     cg_mllp_ack_build(&h, CG_MLLP_ACK_ERROR, NULL, "CG4", 0, 0, &b);
     cg_buf_putc(&b, '\0');
     assert_non_null(strstr(b.data, "\rMSA|AE|\r"));
+    assert_non_null(strstr(b.data, "|ACK^^ACK|CG4||2.5.1\r")); /* MSH-12 is required */
+    /* MSH-2 empty or incomplete: the ACK has the default encoding characters, or it could not
+     * be read (HAPI's parser refuses an empty MSH-2) */
+    static const char no_enc[] = "MSH||A|B|C|D|20240101||ADT^A08|ID8|P|2.5\r";
+    static const char short_enc[] = "MSH|^~|A|B|C|D|20240101||ADT^A08|ID9|P|2.5\r";
+    const char *const bad_enc[] = {no_enc, short_enc};
+    for (int i = 0; i < 2; i++) {
+        cg_mllp_msh_read(m, bad_enc[i], strlen(bad_enc[i]), &h, &err);
+        assert_true(h.found);
+        cg_buf_reset(&b);
+        cg_mllp_ack_build(&h, CG_MLLP_ACK_ERROR, "does not decode", "CG5", 0, 0, &b);
+        cg_buf_putc(&b, '\0');
+        assert_true(!strncmp(b.data, "MSH|^~\\&|C|D|A|B|", 17));
+        assert_non_null(strstr(b.data, "|ACK^A08^ACK|CG5|"));
+        assert_non_null(strstr(b.data, i ? "\rMSA|AE|ID9|" : "\rMSA|AE|ID8|"));
+    }
     cg_buf_free(&b);
     cg_hl7_msg_destroy(m);
 }

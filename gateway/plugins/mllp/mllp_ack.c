@@ -4,6 +4,9 @@
 
 #include <string.h>
 
+/* MSH-12 of the ACK to a message that carries no version */
+#define CG_MLLP_ACK_DEFAULT_VERSION "2.5.1"
+
 static cg_slice_t slice_of(const char *p, size_t n)
 {
     return (cg_slice_t){p, n};
@@ -143,9 +146,37 @@ static int version_at_least_25(cg_slice_t v)
     return minor >= 5;
 }
 
-cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind, const char *text,
+/* MSH-2 holds the four encoding characters (five from 2.7 on), distinct, none of them the field
+ * separator or a line end. */
+static int seps_usable(cg_slice_t seps)
+{
+    if (seps.len < 5)
+        return 0;
+    for (size_t i = 1; i < seps.len; i++) {
+        char c = seps.ptr[i];
+        if (c == seps.ptr[0] || c == '\r' || c == '\n' || memchr(seps.ptr + 1, c, i - 1))
+            return 0;
+    }
+    return 1;
+}
+
+cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *msh, cg_mllp_ack_kind_t kind, const char *text,
                            const char *control_id, time_t now, int framed, cg_buf_t *out)
 {
+    /* A message whose MSH-2 is empty or incomplete gets an ACK with the default encoding
+     * characters after its field separator: an ACK with an empty MSH-2 is itself unreadable
+     * (HAPI refuses it: "MSH-2 is null"), and the sender could not match it to its message. */
+    cg_mllp_msh_t fixed;
+    char seps[6];
+    const cg_mllp_msh_t *h = msh;
+    if (msh->seps.len && !seps_usable(msh->seps)) {
+        fixed = *msh;
+        seps[0] = msh->seps.ptr[0];
+        memcpy(seps + 1, "^~\\&", 4);
+        fixed.seps = slice_of(seps, 5);
+        fixed.comp_sep = '^';
+        h = &fixed;
+    }
     size_t start = out->len;
     char fs = h->field_sep, cs = h->comp_sep;
     char ss = h->seps.len >= 5 ? h->seps.ptr[4] : '&';
@@ -171,8 +202,13 @@ cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind, cons
     cg_buf_printf(out, "%cACK%c%s%c", cs, fs, control_id, fs);
     put_slice(out, h->fld[11]); /* processing id */
     cg_buf_putc(out, fs);
-    put_slice(out, h->fld[12]); /* version */
-    if (h->fld[18].len) {       /* MSH-13..17 empty, then the character set echoed */
+    /* version: echoed; a message without one gets an ACK of 2.5.1 all the same, since a
+     * receiver needs MSH-12 to read the ACK (HAPI refuses one without it) */
+    if (h->fld[12].len)
+        put_slice(out, h->fld[12]);
+    else
+        cg_buf_puts(out, CG_MLLP_ACK_DEFAULT_VERSION);
+    if (h->fld[18].len) { /* MSH-13..17 empty, then the character set echoed */
         cg_buf_printf(out, "%c%c%c%c%c%c", fs, fs, fs, fs, fs, fs);
         put_slice(out, h->fld[18]);
     }
@@ -186,7 +222,7 @@ cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind, cons
         int code = kind == CG_MLLP_ACK_REJECTED ? 207 : 102;
         const char *name =
             kind == CG_MLLP_ACK_REJECTED ? "Application internal error" : "Data type error";
-        if (version_at_least_25(h->fld[12]))
+        if (!h->fld[12].len || version_at_least_25(h->fld[12]))
             cg_buf_printf(out, "\rERR%c%c%c%d%c%s%cHL70357%cE", fs, fs, fs, code, cs, name, cs, fs);
         else /* ERR-1, an ELD: its fourth component is the code, as subcomponents */
             cg_buf_printf(out, "\rERR%c%c%c%c%d%c%s%cHL70357", fs, cs, cs, cs, code, ss, name, ss);
