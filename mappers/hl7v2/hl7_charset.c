@@ -86,8 +86,9 @@ iconv_t cg_hl7__iconv(cg_hl7_msg_t *m)
     if (cd == (iconv_t)-1)
         return cd;
     int slot = m->ncv;
-    if (slot == CG_HL7_CV_CACHE) { /* full: a feed rarely mixes this many; recycle the last */
-        slot = CG_HL7_CV_CACHE - 1;
+    if (slot == CG_HL7_CV_CACHE) { /* full: in turn, so no one slot is reopened every time */
+        slot = m->cv_next;
+        m->cv_next = (m->cv_next + 1) % CG_HL7_CV_CACHE;
         iconv_close(m->cv[slot].cd);
     } else {
         m->ncv++;

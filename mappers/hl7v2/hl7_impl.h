@@ -23,7 +23,10 @@ typedef struct cg_hl7_hier {
     uint32_t t0;
 } cg_hl7_hier_t;
 
-#define CG_HL7_CV_CACHE 8
+/* iconv converters kept per decoder: HL7 v2 table 0211 names about 20 character sets, and a
+ * feed that cycles through more than the cache holds reopens one per message (8 were 8x
+ * slower over 16 charsets) */
+#define CG_HL7_CV_CACHE 32
 
 struct cg_hl7_msg {
     cg_hl7_options_t opt;
@@ -79,6 +82,7 @@ struct cg_hl7_msg {
         iconv_t cd;
     } cv[CG_HL7_CV_CACHE];
     int ncv;
+    int cv_next; /* the slot a full cache recycles next (round robin) */
     cg_buf_t scratch;
 };
 
