@@ -252,9 +252,9 @@ static const struct {
     size_t len;
     const char *outcome, *type;
 } ends[] = {
-    {"", 0, "dead_letter", ""},                          /* an empty record */
-    {"\xef\xbb\xbf", 3, "dead_letter", ""},              /* a BOM alone */
-    {"\x0b\x1c\x0d", 3, "dead_letter", ""},              /* an empty MLLP frame */
+    {"", 0, "dead_letter", ""},                         /* an empty record */
+    {"\xef\xbb\xbf", 3, "dead_letter", ""},             /* a BOM alone */
+    {"\x0b\x1c\x0d", 3, "dead_letter", ""},             /* an empty MLLP frame */
     {"FHS|^~\\&|LAB|H\rFTS|0\r", 0, "dead_letter", ""}, /* a batch envelope alone */
     {"MSH|^~\\&|LAB|H|CG|R|20240314||ORU^R01|N1|P|2.5.1\rPID|1||4711^^^H\r"
      "OBR|1|P1|F1|4548-4^HbA1c^LN\r",
