@@ -882,7 +882,9 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
     s->max_vars = s->n_lets;
     json_t *rules = json_object_get(root, "rules");
     if (!json_is_array(rules) || json_array_size(rules) == 0) {
-        err_at(c, rules, root, "rules", "\"rules\" must be a non-empty array");
+        err_at(c, rules, root, "rules",
+               "\"rules\" must be a non-empty array (or, for messages with nothing "
+               "to map, \"no_research_content\": \"WHY\")");
         return;
     }
     s->n_rules = json_array_size(rules);
