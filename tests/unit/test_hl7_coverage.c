@@ -235,9 +235,9 @@ static void test_listed_types_have_a_declared_handling(void **state)
                          "PID|1||4711^^^H||Doe^J||19700101|F\r",
                          type, k);
         const cg_row_t *rows;
-        size_t n_rows;
+        size_t n_out;
         cg_error_t e;
-        cg_err_t rc = cg_mapper_map_hl7(m, text, (size_t)n, &rows, &n_rows, &e);
+        cg_err_t rc = cg_mapper_map_hl7(m, text, (size_t)n, &rows, &n_out, &e);
         if (rc)
             fail_msg("%s: %s: %s", type, e.stage ? e.stage : "?", e.text);
         n_checked++;
@@ -248,18 +248,18 @@ static void test_listed_types_have_a_declared_handling(void **state)
                          "J||19700101|F\r",
                          listed[k], k);
         const cg_row_t *rows;
-        size_t n_rows;
+        size_t n_out;
         cg_error_t e;
-        if (cg_mapper_map_hl7(m, text, (size_t)n, &rows, &n_rows, &e))
+        if (cg_mapper_map_hl7(m, text, (size_t)n, &rows, &n_out, &e))
             fail_msg("%s: %s: %s", listed[k], e.stage ? e.stage : "?", e.text);
         n_checked++;
     }
     printf("%zu message types have a declared handling\n", n_checked);
     const char *z = "MSH|^~\\&|A|H|C|R|20240401080000||ZZZ^Z01|Z1|P|2.5.1\rPID|1||4711^^^H\r";
     const cg_row_t *rows;
-    size_t n_rows;
+    size_t n_out;
     cg_error_t e;
-    assert_int_equal(cg_mapper_map_hl7(m, z, strlen(z), &rows, &n_rows, &e), CG_ERR_MAP);
+    assert_int_equal(cg_mapper_map_hl7(m, z, strlen(z), &rows, &n_out, &e), CG_ERR_MAP);
     assert_string_equal(e.stage, "select");
     assert_non_null(strstr(e.text, "no spec takes ZZZ^Z01"));
     cg_mapper_destroy(m);
