@@ -85,7 +85,8 @@ const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_STRING("mapping.specs", cg_config_t, specs, NULL, CG_CONFIG_F_PATH,
      "Mapping spec file, or folder of *.json specs (see specs/README.md); relative to the config "
      "file. Every spec whose input matches a message applies to it; a message no spec takes is "
-     "dead-lettered."),
+     "dead-lettered, one only \"no_research_content\" specs take is consumed and counted "
+     "(cohortgate_inputs_total)."),
     CG_CONFIG_ROW_STRING("mapping.vocab", cg_config_t, vocab, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Folder of vocabulary tables (*.csv); default: the vocab/ folder beside the specs."),
     CG_CONFIG_ROW_STRING("mapping.athena", cg_config_t, athena, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,

@@ -37,13 +37,18 @@ typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);
 
 /* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
- * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"), and
- * a line for each entry left out ("NAME: document N: quality: map: FINDING"). */
+ * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"), a
+ * line for each entry left out ("NAME: document N: quality: map: FINDING"); a
+ * message that maps to no record is a line there too ("NAME: message N: no_rows: TYPE: …" or
+ * "…: no_research_content: TYPE: REASON (spec NAME)"), not an error. An input that holds no
+ * message at all (empty, a BOM, an empty MLLP frame, a batch envelope alone) is the error the
+ * gateway dead-letters it with. */
 typedef struct cg_hl7_msg cg_hl7_msg_t;
 typedef struct cg_cli_map_counts {
     size_t messages, failed, rows, bytes;
-    size_t quality; /* entries left out (on_error "entry") */
-    int progress;   /* show progress on stderr when it is a terminal */
+    size_t quality;                      /* entries left out (on_error "entry") */
+    size_t no_rows, no_research_content; /* messages that mapped to no record, by outcome */
+    int progress;                        /* show progress on stderr when it is a terminal */
 } cg_cli_map_counts_t;
 /* Returns the number of messages that failed. */
 size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,

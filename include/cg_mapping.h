@@ -85,6 +85,9 @@ cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, co
 size_t cg_mapping_worker_quality(const cg_mapping_worker_t *w, const cg_quality_t **items);
 /* The cohorts row belongs to: names in *names (valid until the next call), count returned; 0
  * when the bundle has no cohorts. */
+/* How the worker's last successful map ended (cg_mapper_outcome): rows, no rows, or no
+ * research content; valid until its next map call. */
+void cg_mapping_worker_outcome(const cg_mapping_worker_t *w, cg_map_outcome_t *out);
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,
                                const char *const **names);
 

@@ -6,6 +6,10 @@
  * cohortgate_rows_out_total{topic,spec}         records delivered, by output topic and spec
  * cohortgate_dead_letter_total{stage,code}      dead letters delivered, by stage and error code
  * cohortgate_quality_records_total{spec,reason} quality records delivered (entries left out)
+ * cohortgate_inputs_total{outcome,type}         inputs mapped, by how they ended: records,
+ *                                               no_rows, no_research_content, dead_letter
+ *                                               (type "" when no spec took it); counted when
+ *                                               mapped, so a replay counts again
  * cohortgate_mapping_latency_seconds            decode + map time per message (histogram)
  * cohortgate_consumer_lag{topic,partition}      messages behind the committed offset (librdkafka
  *                                               statistics; assigned partitions only)
@@ -55,6 +59,8 @@ void cg_metrics_gw_row_out(cg_metrics_gw_t *g, const char *topic, const char *sp
 void cg_metrics_gw_dead_letter(cg_metrics_gw_t *g, const char *stage, const char *code);
 /* A quality record (its cg.spec and cg.quality.reason headers). */
 void cg_metrics_gw_quality(cg_metrics_gw_t *g, const char *spec, const char *reason);
+/* One mapped input's outcome (cg_map_outcome_name, or "dead_letter") and its type label. */
+void cg_metrics_gw_input(cg_metrics_gw_t *g, const char *outcome, const char *type);
 /* result: "committed" or "aborted". */
 void cg_metrics_gw_transaction(cg_metrics_gw_t *g, const char *result);
 void cg_metrics_gw_reload(cg_metrics_gw_t *g, int ok);

@@ -70,6 +70,33 @@ void cg_mapper_set_trace(cg_mapper_t *mp, int on);
 /* NULL-safe. */
 void cg_mapper_destroy(cg_mapper_t *mp);
 
+/* How an input that mapped without an error ended. Every consumed input leaves a trace: rows,
+ * a counted "no rows" (a spec took it and none of its rules applied: an ORU with an OBR and no
+ * OBX, a PID-only message) or a counted "no research content" (only a spec with
+ * "no_research_content" takes it: scheduling, acknowledgements, ...; see specs/README.md).
+ * Failures are errors (stage "decode", "select", "map"), dead-lettered by the gateway. */
+typedef enum cg_map_outcome_kind {
+    CG_MAP_ROWS = 0,
+    CG_MAP_NO_ROWS,
+    CG_MAP_NO_RESEARCH_CONTENT,
+} cg_map_outcome_kind_t;
+
+typedef struct cg_map_outcome {
+    cg_map_outcome_kind_t kind;
+    /* The message type as the selecting spec declares it ("ADT^A01", "SIU" for a spec taking
+     * every SIU event) or an XML document's root element name: strings of the spec set, so a
+     * bounded metric label. */
+    const char *type;
+    /* CG_MAP_NO_RESEARCH_CONTENT: the declaring spec and its reason; NULL otherwise. */
+    const char *spec;
+    const char *reason;
+} cg_map_outcome_t;
+
+/* "records", "no_rows" or "no_research_content": the metric label and log word. */
+const char *cg_map_outcome_name(cg_map_outcome_kind_t kind);
+/* The outcome of the mapper's last map call that returned CG_OK; valid until its next call. */
+void cg_mapper_outcome(const cg_mapper_t *mp, cg_map_outcome_t *out);
+
 /* Maps one HL7 v2 message (buf holds exactly one message, as from a Kafka record or
  * cg_hl7_reader). On CG_OK, *rows and *n_rows hold the rows (n_rows may be 0 when no rule applies);
  * otherwise *err says why and there are no rows. */

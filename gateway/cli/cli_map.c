@@ -33,7 +33,11 @@ static void usage(FILE *out)
         "\"on_error\": \"entry\" leaves out (C-CDA's default) is reported on stderr as\n"
         "INPUT: document N: quality: map: rule R, column C, entry K at WHERE: left out: REASON\n"
         "(what `run` publishes on the quality topic, no values); the rest of the document maps\n"
-        "and the exit status stays 0.\n\n"
+        "and the exit status stays 0. A message that maps to no record is a line there too,\n"
+        "not a failure: INPUT: message N: no_rows: TYPE: ... or INPUT: message N:\n"
+        "no_research_content: TYPE: REASON (spec NAME). An input with no message in it (empty,\n"
+        "a BOM, an empty MLLP frame, a batch envelope alone) fails as cohortgate run\n"
+        "dead-letters it.\n\n"
         "options:\n"
         "  -s, --spec FILE|DIR   a spec, or a folder of *.json specs (every matching spec\n"
         "                        applies to a message)\n"
@@ -68,9 +72,10 @@ static void progress(const cg_cli_map_counts_t *c, int final)
         return;
     last = now;
     fprintf(stderr,
-            "\rcohortgate map: %zu message(s), %zu row(s), %zu failed, %zu entries left out, "
-            "%.1f MB%s",
-            c->messages, c->rows, c->failed, c->quality, c->bytes / 1e6, final ? "\n" : "");
+            "\rcohortgate map: %zu message(s), %zu row(s), %zu failed, %zu entries left out, %zu "
+            "without rows, %zu no research content, %.1f MB%s",
+            c->messages, c->rows, c->failed, c->quality, c->no_rows, c->no_research_content,
+            c->bytes / 1e6, final ? "\n" : "");
 }
 
 /* Records are gathered here and written in large blocks: one fwrite a line cost more than
@@ -124,6 +129,40 @@ static void put_quality(cg_mapping_worker_t *mw, FILE *errs, const char *name, c
     cnt->quality += nq;
 }
 
+/* A message that mapped to no record leaves a line, as the gateway counts and logs it: the
+ * outcome in the place of an error's stage. */
+static void put_outcome(cg_mapping_worker_t *mw, FILE *errs, const char *name, const char *unit,
+                        size_t n, cg_cli_map_counts_t *cnt)
+{
+    cg_map_outcome_t o;
+    cg_mapping_worker_outcome(mw, &o);
+    if (o.kind == CG_MAP_NO_ROWS) {
+        cnt->no_rows++;
+        fprintf(errs, "%s: %s %zu: no_rows: %s: a spec took it and no rule made a row\n", name,
+                unit, n, o.type);
+    } else if (o.kind == CG_MAP_NO_RESEARCH_CONTENT) {
+        cnt->no_research_content++;
+        fprintf(errs, "%s: %s %zu: no_research_content: %s: %s (spec %s)\n", name, unit, n, o.type,
+                o.reason, o.spec);
+    }
+}
+
+/* An input in which the reader found no message (empty, a BOM, an empty MLLP frame, a batch
+ * envelope alone) fails as the gateway fails the same bytes as one record: mapped whole, so
+ * the reason is the gateway's dead letter's, word for word. */
+static void map_no_message(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
+                           FILE *errs, cg_cli_map_counts_t *cnt)
+{
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    cnt->messages++;
+    if (cg_mapping_worker_map(mw, CG_INPUT_HL7V2, buf, len, &rows, &n, &me) != CG_OK) {
+        cnt->failed++;
+        put_error(errs, name, "message", 1, &me);
+    }
+}
+
 /* An XML input is one document (CDA and vendor XML are sent one per file or record). */
 static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
                       int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
@@ -143,6 +182,8 @@ static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf
     flush_out(line, out);
     put_quality(mw, errs, name, "document", 1, cnt);
     cnt->rows += n;
+    if (!n)
+        put_outcome(mw, errs, name, "document", 1, cnt);
     return 0;
 }
 
@@ -184,6 +225,8 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
             flush_out(line, out);
         put_quality(mw, errs, name, "message", cg_hl7_msg_number(msg), cnt);
         cnt->rows += n;
+        if (!n)
+            put_outcome(mw, errs, name, "message", cg_hl7_msg_number(msg), cnt);
         if (map_base && page > 0 && rd->pos - released >= RELEASE_BYTES) {
             /* the rows are encoded: nothing points below the next message any more */
             size_t upto = rd->pos & ~((size_t)page - 1);
@@ -205,9 +248,14 @@ size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
     cg_hl7_reader_init(&rd, buf, len);
     cg_buf_t line;
     cg_buf_init(&line);
+    size_t before = cnt->messages, failed_before = cnt->failed;
     size_t failed = cg_xml_sniff(buf, len)
                         ? map_xml(mw, name, buf, len, trace, out, errs, cnt, &line)
                         : map_reader(mw, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
+    if (cnt->messages == before) {
+        map_no_message(mw, name, buf, len, errs, cnt);
+        failed += cnt->failed - failed_before;
+    }
     flush_out(&line, out);
     cg_buf_free(&line);
     return failed;
@@ -279,6 +327,10 @@ static int map_stream(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *na
     cg_buf_init(&bhs);
     cg_hl7_reader_t rd;
     int started = 0, eof = 0, status = 0;
+    size_t before = cnt->messages;
+    /* the first bytes, for an input that turns out to hold no message (map_no_message) */
+    char head[64];
+    size_t head_len = 0;
     if (!buf) {
         fprintf(errs, "%s: out of memory\n", name);
         return -1;
@@ -317,6 +369,8 @@ static int map_stream(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *na
         if (!started) {
             cg_hl7_reader_init(&rd, buf, cut); /* skips a BOM at the very start */
             started = 1;
+            head_len = cut < sizeof(head) ? cut : sizeof(head);
+            memcpy(head, buf, head_len);
         }
         rd.buf = buf;
         rd.len = cut;
@@ -328,6 +382,8 @@ static int map_stream(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *na
         base += cut;
         rd.pos = 0;
     }
+    if (cnt->messages == before && status == 0)
+        map_no_message(mw, name, head, head_len, errs, cnt);
     flush_out(&line, out);
     cg_buf_free(&line);
     cg_buf_free(&fhs);
@@ -357,6 +413,7 @@ int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path
     }
     if (st.st_size == 0) {
         close(fd);
+        map_no_message(mw, path, "", 0, errs, cnt);
         return 0;
     }
     /* mapped, not read: the file's pages are the message buffers, and map_reader gives them back
@@ -372,10 +429,13 @@ int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path
     cg_hl7_reader_init(&rd, buf, (size_t)st.st_size);
     cg_buf_t line;
     cg_buf_init(&line);
+    size_t before = cnt->messages;
     if (cg_xml_sniff(buf, (size_t)st.st_size))
         map_xml(mw, path, buf, (size_t)st.st_size, trace, out, errs, cnt, &line);
     else
         map_reader(mw, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
+    if (cnt->messages == before) /* madvise above gave no page back: none was mapped */
+        map_no_message(mw, path, buf, (size_t)st.st_size, errs, cnt);
     flush_out(&line, out);
     cg_buf_free(&line);
     munmap(buf, (size_t)st.st_size);

@@ -2,6 +2,7 @@
  * next input once the sink has them all. */
 #include "engine.h"
 
+#include "cg_log.h"
 #include "cg_metrics_gw.h"
 
 #include <stdlib.h>
@@ -36,6 +37,25 @@ static job_rec_t *job_add_rec(job_t *j)
     return &j->recs[j->n_recs++];
 }
 
+/* Every consumed input leaves a trace: one that maps to no record is counted by outcome and
+ * type and logged (no rows at info: a reconciler may ask; declared no research content, the
+ * bulk of an ADT feed's traffic, at debug), so "nothing to emit" is never "lost". */
+static void job_outcome(cg_engine_t *gw, const cg_source_msg_t *in, cg_mapping_worker_t *mw)
+{
+    cg_map_outcome_t o;
+    cg_mapping_worker_outcome(mw, &o);
+    cg_metrics_gw_input(gw->metrics, cg_map_outcome_name(o.kind), o.type);
+    if (o.kind == CG_MAP_NO_ROWS)
+        cg_log(CG_LOG_INFO, "input.no_rows",
+               "%s partition %d offset %lld: %s: a spec took it and no rule made a row",
+               in->topic ? in->topic : "", (int)in->partition, (long long)in->offset, o.type);
+    else if (o.kind == CG_MAP_NO_RESEARCH_CONTENT)
+        cg_log(CG_LOG_DEBUG, "input.no_research_content",
+               "%s partition %d offset %lld: %s: no research content (spec %s)",
+               in->topic ? in->topic : "", (int)in->partition, (long long)in->offset, o.type,
+               o.spec);
+}
+
 /* Decodes and maps a job's input into its records and their cohorts (on the job's worker). */
 void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
 {
@@ -53,10 +73,13 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
     cg_metrics_gw_latency(gw->metrics, cg_metrics_now() - t0);
     STAT_ADD(gw, worker_messages[w->index], 1);
     if (j->rc != CG_OK) {
-        if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER)
+        if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER) {
             cg_error_format(&j->me, j->reason, sizeof(j->reason));
+            cg_metrics_gw_input(gw->metrics, "dead_letter", "");
+        }
         return;
     }
+    job_outcome(gw, in, w->mw);
     cg_row_source_t src = {
         .topic = in->topic,
         .partition = in->partition,

@@ -29,7 +29,7 @@ enum { GW_RUNNING = 0, GW_STOPPING, GW_FATAL };
 
 struct cg_metrics_gw {
     cg_metrics_t *reg;
-    cg_metric_t *in, *rows, *dlq, *quality, *latency, *lag, *tx, *reloads;
+    cg_metric_t *in, *rows, *dlq, *quality, *inputs, *latency, *lag, *tx, *reloads;
     cg_metric_series_t *s_latency, *s_outq, *s_paused, *s_assigned, *s_rss, *s_reload_ok,
         *s_reload_failed;
     /* set before the endpoint's thread starts, so that thread sees them */
@@ -121,6 +121,11 @@ cg_metrics_gw_t *cg_metrics_gw_new(size_t max_series, int health_grace_ms)
                                     "Quality records delivered: entries of documents left out "
                                     "(on_error \"entry\"), by mapping spec and reason.",
                                     "spec,reason");
+    g->inputs = cg_metrics_counter(m, "cohortgate_inputs_total",
+                                   "Input messages mapped, by outcome (records, no_rows, "
+                                   "no_research_content, dead_letter) and message type as the "
+                                   "selecting spec declares it.",
+                                   "outcome,type");
     g->latency = cg_metrics_histogram(
         m, "cohortgate_mapping_latency_seconds", "Time to decode and map one input message.", NULL,
         cg_metrics_latency_bounds,
@@ -230,6 +235,12 @@ void cg_metrics_gw_row_out(cg_metrics_gw_t *g, const char *topic, const char *sp
 {
     if (g)
         cg_metric_inc(cg_metric_get2(g->rows, topic, spec), 1);
+}
+
+void cg_metrics_gw_input(cg_metrics_gw_t *g, const char *outcome, const char *type)
+{
+    if (g)
+        cg_metric_inc(cg_metric_get2(g->inputs, outcome, type), 1);
 }
 
 void cg_metrics_gw_dead_letter(cg_metrics_gw_t *g, const char *stage, const char *code)

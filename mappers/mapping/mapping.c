@@ -284,6 +284,11 @@ size_t cg_mapping_worker_quality(const cg_mapping_worker_t *w, const cg_quality_
     return cg_mapper_quality(w->mapper, items);
 }
 
+void cg_mapping_worker_outcome(const cg_mapping_worker_t *w, cg_map_outcome_t *out)
+{
+    cg_mapper_outcome(w->mapper, out);
+}
+
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,
                                const char *const **names)
 {

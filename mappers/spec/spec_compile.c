@@ -786,8 +786,9 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 
 static void compile_spec(cc_t *c, json_t *root, spec_t *s)
 {
-    static const char *const keys[] = {"spec", "version", "description", "input", "patient",
-                                       "let",  "rules",   "on_error",    NULL};
+    static const char *const keys[] = {
+        "spec",  "version",  "description",         "input", "patient", "let",
+        "rules", "on_error", "no_research_content", NULL};
     c->spec = s;
     c->rule = NULL;
     /* the fallback format until "input" names one, so that a spec without it is still checked */
@@ -845,6 +846,23 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
         else
             err_at(c, oe, root, "on_error", "\"on_error\" must be \"message\" or \"entry\"");
     }
+    json_t *nrc = json_object_get(root, "no_research_content");
+    if (nrc) {
+        /* a declaration, not a mapping: nothing to evaluate beyond the input's condition */
+        if (!json_is_string(nrc) || !json_string_length(nrc))
+            err_at(c, nrc, root, "no_research_content",
+                   "\"no_research_content\" says why the messages carry nothing to map (a "
+                   "non-empty string)");
+        else
+            s->no_research_content = dup(c, json_string_value(nrc), json_string_length(nrc));
+        static const char *const mapping_keys[] = {"patient", "let", "rules"};
+        for (size_t k = 0; k < 3; k++)
+            if (json_object_get(root, mapping_keys[k]))
+                err_at(c, json_object_get(root, mapping_keys[k]), root, mapping_keys[k],
+                       "a spec with \"no_research_content\" maps nothing: it has no \"%s\"",
+                       mapping_keys[k]);
+        return;
+    }
     json_t *pat = json_object_get(root, "patient");
     if (pat) {
         static const char *const pkeys[] = {"id", "authority", NULL};
@@ -864,7 +882,9 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
     s->max_vars = s->n_lets;
     json_t *rules = json_object_get(root, "rules");
     if (!json_is_array(rules) || json_array_size(rules) == 0) {
-        err_at(c, rules, root, "rules", "\"rules\" must be a non-empty array");
+        err_at(c, rules, root, "rules",
+               "\"rules\" must be a non-empty array (or, for messages with nothing "
+               "to map, \"no_research_content\": \"WHY\")");
         return;
     }
     s->n_rules = json_array_size(rules);
@@ -953,6 +973,15 @@ static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
         return NULL;
     }
     unmemo_single_paths(ss);
+    if (cg_spec_select_build(ss)) {
+        if (n_errs)
+            *n_errs = 1;
+        if (c->e.errs && c->e.max)
+            cg_error_set(&c->e.errs[0], CG_ERR_NOMEM, c->file ? c->file : "", 0, 0,
+                         "out of memory");
+        cg_specset_destroy(ss);
+        return NULL;
+    }
     return ss;
 }
 
@@ -1042,6 +1071,8 @@ void cg_specset_destroy(cg_specset_t *ss)
         ss->owned[i].free(ss->owned[i].p);
     free(ss->owned);
     free(ss->specs);
+    free(ss->sel);
+    free(ss->sel_specs);
     cg_arena_destroy(&ss->arena);
     free(ss);
 }

@@ -28,16 +28,6 @@ cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
     return CG_OK;
 }
 
-static int trigger_matches(const spec_t *s, cg_slice_t type, cg_slice_t event)
-{
-    for (size_t i = 0; i < s->n_triggers; i++) {
-        const trigger_t *t = &s->triggers[i];
-        if (cg_slice_eq(type, t->type) && (!t->event[0] || cg_slice_eq(event, t->event)))
-            return 1;
-    }
-    return 0;
-}
-
 static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t *out)
 {
     cg_slice_t raw;
@@ -77,17 +67,14 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     mp->msg_key_patient = 0;
     msh_value(mp, 7, 1, &mp->time_raw);
     size_t matched = 0;
-    for (size_t i = 0; i < mp->ss->n_specs; i++) {
-        const spec_t *s = &mp->ss->specs[i];
-        if (s->format->format != CG_INPUT_HL7V2 || !trigger_matches(s, type, event))
-            continue;
-        cg_err_t rc = cg_spec_try_spec(mp, s, &matched);
+    const select_entry_t *sel = cg_spec_select_hl7(mp->ss, type, event);
+    for (uint32_t i = 0; sel && i < sel->n; i++) {
+        cg_err_t rc =
+            cg_spec_try_spec(mp, &mp->ss->specs[mp->ss->sel_specs[sel->first + i]], &matched);
         if (rc)
             return rc;
     }
-    if (!matched) {
-        mp->err->code = CG_ERR_MAP;
-        mp->err->stage = "select";
+    if (cg_spec_select_outcome(mp, matched, sel ? sel->label : NULL)) {
         snprintf(mp->err->text, sizeof(mp->err->text), "no spec takes %.*s^%.*s messages",
                  (int)type.len, type.ptr, (int)event.len, event.ptr);
         return CG_ERR_MAP;

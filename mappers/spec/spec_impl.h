@@ -228,7 +228,21 @@ typedef struct cg_spec {
     /* "on_error": "entry" (the default for XML documents): a foreach node whose row fails is
      * left out and reported as a quality finding; "message" (HL7 v2's default): the input fails */
     int on_error_entry;
+    /* "no_research_content": why the messages it takes carry nothing to map (NULL: a mapping
+     * spec). Such a spec has no rules: a message only it takes is consumed as a counted outcome,
+     * not dead-lettered; a mapping spec that takes the same message wins. */
+    const char *no_research_content;
 } spec_t;
+
+/* The compiled selection of HL7 v2 specs (spec_select.c): one entry per message type and event
+ * a spec names ("ADT^A01"), and one per type for specs taking all its events ("SIU"); an event's
+ * entry lists those too. Types and events are at most 7 bytes, packed into integers, so a lookup
+ * is a hash probe with integer compares, whatever the number of specs and triggers. */
+typedef struct select_entry {
+    uint64_t type, event; /* packed, zero-padded; event 0: every event of the type */
+    uint32_t first, n;    /* the specs' indices: ss->sel_specs[first .. first + n), load order */
+    char label[16];       /* "TYPE^EVENT" or "TYPE": the outcome's type (bounded by the specs) */
+} select_entry_t;
 
 struct cg_specset {
     cg_arena_t arena; /* every compiled object */
@@ -247,7 +261,15 @@ struct cg_specset {
         void *p;
     } * owned;
     size_t n_owned, cap_owned;
+    select_entry_t *sel; /* open addressing, sel_mask + 1 slots (a power of two); type 0: free */
+    size_t sel_mask;
+    uint32_t *sel_specs;
 };
+
+/* spec_select.c: builds ss->sel from the HL7 v2 specs' triggers (0, or -1 out of memory), and
+ * finds the entry a message's MSH-9.1 and MSH-9.2 select (NULL: no spec takes it). */
+int cg_spec_select_build(cg_specset_t *ss);
+const select_entry_t *cg_spec_select_hl7(const cg_specset_t *ss, cg_slice_t type, cg_slice_t event);
 
 /* Compiled regexes run with these limits so a hostile input cannot make one run away. */
 #define SPEC_REGEX_MATCH_LIMIT 100000u

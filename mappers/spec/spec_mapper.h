@@ -117,6 +117,8 @@ struct cg_mapper {
     cg_quality_t *quality;
     size_t n_quality, cap_quality;
     int quality_done; /* the input mapped: its findings are handed out (cg_mapper_quality) */
+    cg_map_outcome_t outcome; /* of the last message that mapped (cg_mapper_outcome) */
+    const spec_t *nrc;        /* the first "no_research_content" spec that took it */
 };
 
 static const spec_val_t ABSENT = {NULL, 0, 0};
@@ -231,8 +233,13 @@ cg_err_t cg_spec_entry_failed(cg_mapper_t *mp, cg_err_t rc, uint64_t position);
 /* Starts a message or document: a fresh arena, memo generation and rows. */
 void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
                            const cg_row_t **rows, size_t *n_rows);
-/* Runs spec s when its input condition holds; *matched counts the specs that ran. */
+/* Runs spec s when its input condition holds; *matched counts the specs that ran. A
+ * "no_research_content" spec whose condition holds is remembered in mp->nrc instead. */
 cg_err_t cg_spec_try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched);
+/* After every spec was tried: the outcome of a message *matched specs ran on (type: its label);
+ * CG_ERR_MAP when none did and no spec declared it no research content (err then says so, the
+ * caller adds what it was). */
+cg_err_t cg_spec_select_outcome(cg_mapper_t *mp, size_t matched, const char *type);
 /* A failure before any spec ran (decode): err filled, code returned. */
 /* A decoder's error (located in the input) as the message's error, at stage "decode". */
 cg_err_t cg_spec_decode_error(cg_error_t *err, const cg_error_t *decoder);

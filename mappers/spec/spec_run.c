@@ -47,6 +47,8 @@ void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
     mp->xnode = NULL;
     *rows = NULL;
     *n_rows = 0;
+    mp->nrc = NULL;
+    mp->outcome = (cg_map_outcome_t){CG_MAP_ROWS, "", NULL, NULL};
     cg_arena_reset(&mp->arena);
     if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
         memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
@@ -72,10 +74,50 @@ cg_err_t cg_spec_try_spec(cg_mapper_t *mp, const spec_t *s, size_t *matched)
         if (!ok)
             return CG_OK;
     }
+    if (s->no_research_content) {
+        if (!mp->nrc)
+            mp->nrc = s;
+        return CG_OK;
+    }
     (*matched)++;
     size_t before = mp->n_rows;
     cg_err_t rc = run_spec(mp, s);
     if (rc)
         mp->n_rows = before;
     return rc;
+}
+
+cg_err_t cg_spec_select_outcome(cg_mapper_t *mp, size_t matched, const char *type)
+{
+    mp->outcome.type = type ? type : "";
+    if (matched) {
+        mp->outcome.kind = mp->n_rows ? CG_MAP_ROWS : CG_MAP_NO_ROWS;
+        return CG_OK;
+    }
+    if (mp->nrc) {
+        mp->outcome.kind = CG_MAP_NO_RESEARCH_CONTENT;
+        mp->outcome.spec = mp->nrc->name;
+        mp->outcome.reason = mp->nrc->no_research_content;
+        return CG_OK;
+    }
+    mp->err->code = CG_ERR_MAP;
+    mp->err->stage = "select";
+    return CG_ERR_MAP;
+}
+
+const char *cg_map_outcome_name(cg_map_outcome_kind_t kind)
+{
+    switch (kind) {
+    case CG_MAP_NO_ROWS:
+        return "no_rows";
+    case CG_MAP_NO_RESEARCH_CONTENT:
+        return "no_research_content";
+    default:
+        return "records";
+    }
+}
+
+void cg_mapper_outcome(const cg_mapper_t *mp, cg_map_outcome_t *out)
+{
+    *out = mp->outcome;
 }

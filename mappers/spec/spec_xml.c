@@ -169,9 +169,8 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
         if ((rc = document_id(mp, s, root)) || (rc = cg_spec_try_spec(mp, s, &matched)))
             return rc;
     }
-    if (!matched) {
-        mp->err->code = CG_ERR_MAP;
-        mp->err->stage = "select";
+    /* a spec took it, so the root's name is one a spec names: a bounded label */
+    if (cg_spec_select_outcome(mp, matched, root ? (const char *)root->name : NULL)) {
         int n = snprintf(mp->err->text, sizeof(mp->err->text),
                          "no spec takes XML documents with root element <%s>",
                          root ? (const char *)root->name : "?");

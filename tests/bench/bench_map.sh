@@ -6,8 +6,9 @@
 # The input is the shared corpus (every file, sorted) concatenated and repeated to at least
 # BENCH_MB megabytes (default 50) in a temporary folder outside the repository; the corpus is
 # read at run time and never copied into the project. Runs BENCH_RUNS times (default 5), pinned to
-# CPU 0 when taskset exists, output to /dev/null. Messages no spec takes (ORM, OML, ...) fail on
-# purpose; their stderr lines are counted and summarised, not hidden. Then the same measurement
+# CPU 0 when taskset exists, output to /dev/null. The corpus's broken messages fail on purpose,
+# and messages that map to no record say so (no_rows, no_research_content); their stderr lines are
+# counted and summarised, not hidden. Then the same measurement
 # over only the corpus files that map without an error (so no message is skipped cheaply), each
 # repeated to the same volume: the figure for a feed every message of which becomes rows.
 # usage: tests/bench/bench_map.sh [CORPUS_DIR]   (default ../shared/corpus/hl7v2)

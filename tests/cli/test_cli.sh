@@ -70,6 +70,25 @@ has "$tmp/err" '^-: document 1: quality: map: rule problem' "map names stdin in 
 expect 0 "map from stdin" -- sh -c "\"$cg\" map --spec \"$src/specs\" - <\"$src/tests/golden/vxu_v04_immunization/input.hl7\""
 has "$tmp/out" '"table":"drug_exposure"' "map reads stdin"
 
+# inputs that hold no message fail as `run` dead-letters the same bytes (one record each): the
+# same stage and reason, from a file and from stdin; a message that maps to no record is a line
+# on stderr with its outcome, not a failure
+: >"$tmp/empty.hl7"
+printf '\xef\xbb\xbf' >"$tmp/bom.hl7"
+printf '\x0b\x1c\x0d' >"$tmp/frame.hl7"
+printf 'FHS|^~\\&|LAB|H\rFTS|0\r' >"$tmp/fhs.hl7"
+for f in empty bom frame fhs; do
+    expect 1 "map $f input" -- "$cg" map --spec "$src/specs" "$tmp/$f.hl7"
+    has "$tmp/err" "^$tmp/$f.hl7: message 1: decode: byte [0-9]+: empty input: no MSH segment$" "map fails the $f input as run does"
+    [ -s "$tmp/out" ] && no "map prints no record for the $f input" || ok
+    expect 1 "map $f input from stdin" -- sh -c "\"$cg\" map --spec \"$src/specs\" - <\"$tmp/$f.hl7\""
+    has "$tmp/err" "^-: message 1: decode: byte [0-9]+: empty input: no MSH segment$" "map fails the $f input on stdin"
+done
+printf 'MSH|^~\\&|LAB|H|CG|R|20240314||ORU^R01|N1|P|2.5.1\rPID|1||4711^^^H\rOBR|1|P1|F1|4548-4^HbA1c^LN\r' >"$tmp/no_obx.hl7"
+expect 0 "map an ORU without OBX" -- "$cg" map --spec "$src/specs" "$tmp/no_obx.hl7"
+has "$tmp/err" "no_obx.hl7: message 1: no_rows: ORU\^R01: a spec took it and no rule made a row" "map shows the no-rows outcome"
+[ -s "$tmp/out" ] && no "no record for an ORU without OBX" || ok
+
 # no raw patient identifier (PID-3) of any input reaches the output
 "$cg" map --spec "$src/specs" "$src"/tests/golden/*/input.hl7 >"$tmp/all.ndjson" 2>/dev/null
 "$cg" parse --get 'PID-3[*].1' "$src"/tests/golden/*/input.hl7 2>/dev/null | tr '~' '\n' | sort -u | grep -v '^$' >"$tmp/ids"

@@ -17,7 +17,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "cg_cli.h"
 #include "cg_config.h"
+#include "cg_hl7.h"
+#include "cg_mapping.h"
 #include "cg_gateway.h"
 #include "kafka_util.h"
 
@@ -242,6 +245,165 @@ static void reconcile(int eos, int workers)
     cg_config_destroy(cfg);
 }
 
+/* Inputs that end without a record, as in issue 12: four that hold no message (dead letters in
+ * run, errors in map) and two that map to nothing (counted outcomes in both). */
+static const struct {
+    const char *bytes;
+    size_t len;
+    const char *outcome, *type;
+} ends[] = {
+    {"", 0, "dead_letter", ""},                         /* an empty record */
+    {"\xef\xbb\xbf", 3, "dead_letter", ""},             /* a BOM alone */
+    {"\x0b\x1c\x0d", 3, "dead_letter", ""},             /* an empty MLLP frame */
+    {"FHS|^~\\&|LAB|H\rFTS|0\r", 0, "dead_letter", ""}, /* a batch envelope alone */
+    {"MSH|^~\\&|LAB|H|CG|R|20240314||ORU^R01|N1|P|2.5.1\rPID|1||4711^^^H\r"
+     "OBR|1|P1|F1|4548-4^HbA1c^LN\r",
+     0, "no_rows", "ORU^R01"}, /* an order without results */
+    {"MSH|^~\\&|SCH|H|CG|R|20240314||SIU^S12|S1|P|2.5.1\rSCH|1\rPID|1||4711^^^H\r", 0,
+     "no_research_content", "SIU^S12"},
+};
+#define N_ENDS (sizeof(ends) / sizeof(ends[0]))
+
+static size_t end_len(size_t i)
+{
+    return ends[i].len ? ends[i].len : strlen(ends[i].bytes);
+}
+
+/* What `cohortgate map` prints on stderr for input i (its map code path, cg_cli_map_buffer). */
+static void map_says(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, size_t i, char *out, size_t n)
+{
+    char *text = NULL;
+    size_t tl = 0;
+    FILE *errs = open_memstream(&text, &tl);
+    FILE *recs = fopen("/dev/null", "w");
+    cg_cli_map_counts_t cnt = {0};
+    cg_cli_map_buffer(mw, msg, "x", ends[i].bytes, end_len(i), 0, recs, errs, &cnt);
+    fclose(errs);
+    fclose(recs);
+    snprintf(out, n, "%s", text ? text : "");
+    free(text);
+    assert_int_equal(cnt.rows, 0);
+}
+
+static void test_every_input_leaves_a_trace_and_map_agrees(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    tk_unique_name(in_topic, sizeof(in_topic), "cg-it-ends-raw");
+    tk_unique_name(out_topic, sizeof(out_topic), "cg-it-ends-out");
+    tk_unique_name(dlq_topic, sizeof(dlq_topic), "cg-it-ends-dlq");
+    tk_unique_name(group, sizeof(group), "cg-it-ends-group");
+    assert_int_equal(tk_create_topic(in_topic, 1), 0);
+    assert_int_equal(tk_create_topic(out_topic, 1), 0);
+    assert_int_equal(tk_create_topic(dlq_topic, 1), 0);
+    rd_kafka_t *p = tk_producer();
+    for (size_t i = 0; i < N_ENDS; i++)
+        assert_int_equal(
+            rd_kafka_producev(
+                p, RD_KAFKA_V_TOPIC(in_topic),
+                RD_KAFKA_V_VALUE(end_len(i) ? (void *)ends[i].bytes : NULL, end_len(i)),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "{\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
+             "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
+             "\"mapping\":{\"specs\":\"" CG_SOURCE_DIR "/specs\"},"
+             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
+             "\"delivery\":{\"commit_interval_ms\":100},\"log\":{\"level\":\"warn\"},"
+             "\"metrics\":{\"listen\":\"127.0.0.1:0\"},"
+             "\"kafka\":{\"bootstrap.servers\":\"%s\"}}",
+             group, in_topic, out_topic, dlq_topic, tk_bootstrap());
+    cg_error_t err;
+    cg_config_t *cfg = cg_config_load_string(text, "<test>", NULL, &err);
+    if (!cfg)
+        fail_msg("%s", err.text);
+    run_ctx_t c = {0};
+    c.gw = cg_gateway_new(cfg, NULL, c.err, sizeof(c.err));
+    if (!c.gw)
+        fail_msg("%s", c.err);
+    int port = cg_gateway_metrics_port(c.gw), status;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run, &c), 0);
+    double counted = 0;
+    for (int tries = 0; tries < 240 && counted < N_ENDS; tries++) {
+        char *m = http_get(port, "/metrics", &status);
+        counted = sample_sum(m, "cohortgate_inputs_total{", NULL);
+        free(m);
+        if (counted < N_ENDS)
+            usleep(250000);
+    }
+    assert_int_equal((int)counted, N_ENDS);
+    cg_gateway_stop(c.gw);
+    pthread_join(th, NULL);
+    assert_int_equal(c.rc, CG_OK);
+
+    /* each input counted once, by outcome and type */
+    char *m = http_get(port, "/metrics", &status);
+    for (size_t i = 0; i < N_ENDS; i++) {
+        char o[64], t[64];
+        snprintf(o, sizeof(o), "outcome=\"%s\"", ends[i].outcome);
+        snprintf(t, sizeof(t), "type=\"%s\"", ends[i].type);
+        size_t same = 0;
+        for (size_t k = 0; k < N_ENDS; k++)
+            same +=
+                !strcmp(ends[k].outcome, ends[i].outcome) && !strcmp(ends[k].type, ends[i].type);
+        assert_int_equal((int)sample_sum(m, "cohortgate_inputs_total{", o, t, NULL), (int)same);
+    }
+    free(m);
+    cg_gateway_stats_t st;
+    cg_gateway_get_stats(c.gw, &st);
+    assert_int_equal(st.consumed, N_ENDS);
+    assert_int_equal(st.records_out, 0);
+
+    /* map, on the same bytes, says what the dead letter says, and shows the other outcomes */
+    cg_mapping_opts_t mo = {.specs = CG_SOURCE_DIR "/specs",
+                            .key_file = CG_SOURCE_DIR "/tests/golden/key"};
+    cg_error_t errs[4];
+    size_t n_errs = 0;
+    cg_mapping_t *mapping = cg_mapping_load(&mo, errs, 4, &n_errs);
+    assert_non_null(mapping);
+    char es[256];
+    cg_mapping_worker_t *mw = cg_mapping_worker_new(mapping, es, sizeof(es));
+    cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
+    assert_non_null(mw);
+    tk_msg_t *dl;
+    size_t n_dl = tk_read_all(dlq_topic, &dl), next_dl = 0;
+    assert_int_equal(n_dl, 4);
+    for (size_t i = 0; i < N_ENDS; i++) {
+        char said[1024], want[1024], reason[512];
+        map_says(mw, msg, i, said, sizeof(said));
+        if (!strcmp(ends[i].outcome, "dead_letter")) {
+            const tk_msg_t *d = &dl[next_dl++];
+            /* the original bytes, untouched */
+            assert_int_equal(d->value_len, end_len(i));
+            if (end_len(i))
+                assert_memory_equal(d->value, ends[i].bytes, end_len(i));
+            assert_non_null(tk_header(d, "cg.error.reason", reason, sizeof(reason)));
+            assert_non_null(strstr(reason, "empty input: no MSH segment"));
+            snprintf(want, sizeof(want), "x: message 1: decode: %s\n", reason);
+            assert_string_equal(said, want);
+        } else {
+            snprintf(want, sizeof(want), "x: message 1: %s: %s: ", ends[i].outcome, ends[i].type);
+            assert_int_equal(strncmp(said, want, strlen(want)), 0);
+        }
+    }
+    tk_msgs_free(dl, n_dl);
+    tk_msg_t *recs;
+    size_t n_recs = tk_read_all(out_topic, &recs);
+    assert_int_equal(n_recs, 0);
+    tk_msgs_free(recs, n_recs);
+    cg_hl7_msg_destroy(msg);
+    cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(mapping);
+    cg_gateway_destroy(c.gw);
+    cg_config_destroy(cfg);
+}
+
 static void test_metrics_reconcile_while_running(void **state)
 {
     (void)state;
@@ -266,6 +428,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_reconcile_while_running),
         cmocka_unit_test(test_metrics_exactly_once_with_workers),
+        cmocka_unit_test(test_every_input_leaves_a_trace_and_map_agrees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,7 @@ check() { # check NAME FILE...
         return
     fi
     if "$load" --strict --upsert "$tmp/$name.ndjson" >"$tmp/$name.load" 2>&1; then
-        echo "PASS $name: $rows OMOP row(s) inserted ($(wc -l <"$tmp/$name.err") message(s) not mapped)"
+        echo "PASS $name: $rows OMOP row(s) inserted ($(wc -l <"$tmp/$name.err") line(s) on stderr: failures and no-record outcomes)"
         sed 's/^/    /' "$tmp/$name.load"
     else
         echo "FAIL $name: rows refused by PostgreSQL or the OMOP checker:"

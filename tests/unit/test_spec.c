@@ -465,6 +465,107 @@ static void test_domain_routes_the_row(void **state)
     cg_specset_destroy(ss);
 }
 
+/* Selection: a "no_research_content" spec consumes what it declares (a counted outcome, no
+ * error), a mapping spec that takes the same message wins, a message a spec takes and no rule
+ * maps is "no rows", and what no spec takes still fails at select. */
+static void test_outcomes_and_no_research_content(void **state)
+{
+    (void)state;
+    const char *text = "{\"spec\": \"nrc\", \"version\": 1, \"input\": {\"format\": \"hl7v2\", "
+                       "\"messages\": [\"SIU\", \"ADT^A20|A01\"]}, "
+                       "\"no_research_content\": \"scheduling and bed status\"}";
+    const char *oru =
+        "{\"spec\": \"oru\", \"version\": 1, \"input\": {\"format\": \"hl7v2\", "
+        "\"messages\": [\"ORU^R01\", \"ADT^A01\"]}, \"patient\": {\"id\": \"PID-3.1\"}, "
+        "\"rules\": [{\"name\": \"r\", \"table\": \"observation\", \"foreach\": "
+        "\"OBX[*]\", \"columns\": {\"person_id\": {\"patient\": \"person_id\"}, "
+        "\"observation_concept_id\": 0, \"observation_date\": {\"path\": \"MSH-7\", "
+        "\"pipe\": [\"date\"]}, \"observation_type_concept_id\": 32817}}]}";
+    char both[2048];
+    cg_error_t errs[4];
+    size_t n_errs = 0;
+    /* two specs in one set: a folder would do the same; load_string takes one, so join them */
+    cg_specset_t *nrc = cg_specset_load_string(text, "nrc.json", NULL, errs, 4, &n_errs);
+    assert_non_null(nrc);
+    cg_specset_destroy(nrc);
+    char dir[] = "/tmp/cg-test-spec-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(both, sizeof(both), "%s/a.json", dir);
+    FILE *f = fopen(both, "w");
+    fputs(text, f);
+    fclose(f);
+    snprintf(both, sizeof(both), "%s/b.json", dir);
+    f = fopen(both, "w");
+    fputs(oru, f);
+    fclose(f);
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load(dir, &env, errs, 4, &n_errs);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    cg_map_outcome_t o;
+
+    const char *siu = "MSH|^~\\&|S|H|C|R|20240314||SIU^S12|1|P|2.5\rSCH|1\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, siu, strlen(siu), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 0);
+    cg_mapper_outcome(mp, &o);
+    assert_int_equal(o.kind, CG_MAP_NO_RESEARCH_CONTENT);
+    assert_string_equal(o.type, "SIU");
+    assert_string_equal(o.spec, "nrc");
+    assert_string_equal(o.reason, "scheduling and bed status");
+    assert_string_equal(cg_map_outcome_name(o.kind), "no_research_content");
+
+    const char *a20 = "MSH|^~\\&|S|H|C|R|20240314||ADT^A20|2|P|2.5\rNPU|1\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, a20, strlen(a20), &rows, &n, &me), CG_OK);
+    cg_mapper_outcome(mp, &o);
+    assert_int_equal(o.kind, CG_MAP_NO_RESEARCH_CONTENT);
+    assert_string_equal(o.type, "ADT^A20");
+
+    /* ADT^A01 is declared by both: the mapping spec wins; it has no OBX, so no rows */
+    const char *a01 = "MSH|^~\\&|S|H|C|R|20240314||ADT^A01|3|P|2.5\rPID|1||9^^^H\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, a01, strlen(a01), &rows, &n, &me), CG_OK);
+    cg_mapper_outcome(mp, &o);
+    assert_int_equal(o.kind, CG_MAP_NO_ROWS);
+    assert_string_equal(o.type, "ADT^A01");
+    assert_null(o.spec);
+
+    const char *r01 = "MSH|^~\\&|S|H|C|R|20240314||ORU^R01|4|P|2.5\rPID|1||9^^^H\r"
+                      "OBR|1\rOBX|1|ST|X||v\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, r01, strlen(r01), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 1);
+    cg_mapper_outcome(mp, &o);
+    assert_int_equal(o.kind, CG_MAP_ROWS);
+    assert_string_equal(o.type, "ORU^R01");
+
+    /* an event no spec names, of a type no spec takes whole: still a select error */
+    const char *a02 = "MSH|^~\\&|S|H|C|R|20240314||ADT^A02|5|P|2.5\rPID|1||9^^^H\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, a02, strlen(a02), &rows, &n, &me), CG_ERR_MAP);
+    assert_string_equal(me.stage, "select");
+    assert_non_null(strstr(me.text, "no spec takes ADT^A02"));
+    /* an event longer than any trigger's, and a type of the "SIU" declaration */
+    const char *long_ev = "MSH|^~\\&|S|H|C|R|20240314||SIU^S12345678|6|P|2.5\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, long_ev, strlen(long_ev), &rows, &n, &me), CG_OK);
+    cg_mapper_outcome(mp, &o);
+    assert_string_equal(o.type, "SIU");
+
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+    snprintf(both, sizeof(both), "rm -rf %s", dir);
+    assert_int_equal(system(both), 0);
+
+    /* a declaration maps nothing: rules beside it are an error, located */
+    const char *bad = "{\"spec\": \"x\", \"version\": 1, \"input\": {\"format\": \"hl7v2\", "
+                      "\"messages\": [\"SIU\"]}, \"no_research_content\": \"\", \"rules\": []}";
+    assert_null(cg_specset_load_string(bad, "bad.json", NULL, errs, 4, &n_errs));
+    assert_int_equal(n_errs, 2);
+    assert_non_null(strstr(errs[0].text, "non-empty string"));
+    assert_non_null(strstr(errs[1].text, "has no \"rules\""));
+    assert_int_equal(errs[1].line, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_trace_names_rule_and_path),
         cmocka_unit_test(test_domain_routes_the_row),
         cmocka_unit_test(test_when_before_rule_lets),
+        cmocka_unit_test(test_outcomes_and_no_research_content),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
