@@ -92,9 +92,29 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     kafka_source_t *ks = opaque;
     int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++)
-            cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
-                   parts->elems[i].partition);
+        /* a sink that stores offsets itself (in its database transaction) says where each
+         * partition starts; elsewhere the group's committed offset applies */
+        cg_source_pos_t *start = calloc(parts->cnt ? (size_t)parts->cnt : 1, sizeof(*start));
+        if (!start) {
+            cg_engine_fatal(ks->engine, CG_ERR_NOMEM, "out of memory assigning partitions");
+        } else {
+            for (int i = 0; i < parts->cnt; i++)
+                start[i] = (cg_source_pos_t){parts->elems[i].topic, parts->elems[i].partition, -1};
+            if (!cg_engine_stored_positions(ks->engine, start, (size_t)parts->cnt))
+                for (int i = 0; i < parts->cnt; i++)
+                    if (start[i].offset >= 0)
+                        parts->elems[i].offset = start[i].offset;
+            free(start);
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            if (parts->elems[i].offset >= 0)
+                cg_log(CG_LOG_INFO, "partition.assigned",
+                       "%s [%" PRId32 "] from offset %" PRId64 " (stored by the sink)",
+                       parts->elems[i].topic, parts->elems[i].partition, parts->elems[i].offset);
+            else
+                cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
+                       parts->elems[i].partition);
+        }
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
