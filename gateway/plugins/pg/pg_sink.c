@@ -324,12 +324,12 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
     json_decref(env);
     return rc;
 reject:
+    /* tname lives in env */
+    rc = pg_apply_reject(s->apply, tname, state, why, pos, raw, raw_len);
     json_decref(env);
-    if (pg_apply_reject(s->apply, tname, state, why, pos, raw, raw_len)) {
+    if (rc)
         snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static cg_sink_result_t pgs_produce(void *ctx, const cg_sink_record_t *rec)
