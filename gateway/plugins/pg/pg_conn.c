@@ -24,8 +24,7 @@ static const char *conninfo_of(const pg_conf_t *conf)
     return conf->conninfo ? conf->conninfo : "";
 }
 
-/* Reads the first line of a password file into buf. */
-static int read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size)
+int pg_read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -39,43 +38,11 @@ static int read_password(const char *path, char *buf, size_t size, char *errstr,
     return 0;
 }
 
-int cg_pg_config_check(const cg_config_t *cfg, char *why, size_t why_size)
-{
-    const pg_conf_t *conf = cg_config_plugin_conf(cfg, cg_pg_config_map);
-    if (!conf) {
-        snprintf(why, why_size, "no pg settings");
-        return -1;
-    }
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conf->conninfo ? conf->conninfo : "", &err);
-    if (!opts) {
-        size_t n = snprintf(why, why_size, "pg.conninfo does not parse: %s", err ? err : "?");
-        while (n > 0 && n < why_size && why[n - 1] == '\n')
-            why[--n] = '\0';
-        PQfreemem(err);
-        return -1;
-    }
-    int rc = 0;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (!strcmp(o->keyword, "password") && o->val && *o->val) {
-            snprintf(why, why_size,
-                     "pg.conninfo holds a password: put it in pg.password_file, the environment "
-                     "variable pg.conninfo_env names, PGPASSWORD or ~/.pgpass instead");
-            rc = -1;
-        }
-    PQconninfoFree(opts);
-    char pw[256];
-    if (!rc && conf->password_file &&
-        read_password(conf->password_file, pw, sizeof(pw), why, why_size))
-        rc = -1;
-    return rc;
-}
-
 PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size)
 {
     char pw[1024] = "";
     if (conf->password_file &&
-        read_password(conf->password_file, pw, sizeof(pw), errstr, errstr_size))
+        pg_read_password(conf->password_file, pw, sizeof(pw), errstr, errstr_size))
         return NULL;
     /* dbname is expanded as a whole conninfo; the password, when given, wins over it */
     const char *keys[] = {"dbname", "password", "client_encoding", "application_name", NULL};

@@ -1,5 +1,7 @@
 /* pg_int.h - the PostgreSQL sink's own declarations, shared by its files, not installed.
  *
+ *   pg_config.c  the settings (pg.*)
+ *   pg_check.c   the CLI's config check and `--init`, apart from the plug-in (no call cycle)
  *   pg_conn.c    the connection: conninfo from the config, environment or password file
  *   pg_schema.c  the DDL of `--init`, the version check, the table list in foreign-key order
  *   pg_apply.c   a batch into the open transaction: COPY to staging, id map, upsert, delete,
@@ -33,6 +35,8 @@ extern const cg_config_map_t cg_pg_config_map[];
 extern const cg_sink_plugin_t cg_pg_sink_plugin;
 
 /* ---- pg_conn.c ---- */
+/* The first line of a password file into buf; -1 (errstr names the file) when unreadable. */
+int pg_read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size);
 /* Connects; on failure NULL with a reason that names host/port/database, never the secret. */
 PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size);
 /* PostgreSQL's message on one line (with its DETAIL). */

@@ -375,19 +375,3 @@ int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errs
     }
     return check_meta(c, conf, errstr, errstr_size);
 }
-
-int cg_pg_schema_init(const cg_config_t *cfg, char *summary, size_t summary_size, char *errstr,
-                      size_t errstr_size)
-{
-    const pg_conf_t *conf = cg_config_plugin_conf(cfg, cg_pg_config_map);
-    if (!conf) {
-        snprintf(errstr, errstr_size, "no pg settings");
-        return -1;
-    }
-    PGconn *c = pg_connect(conf, errstr, errstr_size);
-    if (!c)
-        return -1;
-    int rc = pg_schema_create(c, conf, summary, summary_size, errstr, errstr_size);
-    PQfinish(c);
-    return rc;
-}
