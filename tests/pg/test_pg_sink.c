@@ -12,6 +12,8 @@
  *   kill -9:   20,000 versions of 5,000 measurements and 50 rows the database refuses, small
  *              transactions, the sink killed mid-stream and restarted: every measurement holds
  *              its last version, and every refused row is in cg_rejects exactly once.
+ *   rebalance: a second instance joins the group mid-stream: the same end state.
+ *   conn lost: the server drops the sink's connection three times mid-stream: the same.
  *   init:      --init twice is idempotent; a config of the other id type is refused.
  */
 #include "kafka_util.h"
@@ -456,75 +458,77 @@ static void test_lifecycle(void **state)
 /* a source value longer than varchar(50): refused by the database */
 #define BAD(i) ((i) >= KILL_INPUTS - KILL_IDS && (i) % (KILL_IDS / KILL_BAD) == 7)
 
-static void test_kill9(void **state)
+/* The versioned measurement stream of the failure cases, produced to r's topic; --init done. */
+static void stream_feed(const run_t *r)
 {
-    (void)state;
-    run_t r;
-    run_new(&r, "cg-it-sink-kill", 3, 200);
     rec_t *v = calloc(KILL_INPUTS, sizeof(*v));
     char long_src[80];
     memset(long_src, 'x', 60);
     long_src[60] = '\0';
     for (int i = 0; i < KILL_INPUTS; i++) {
         int id = i % KILL_IDS, person = id % 200;
-        int bad = BAD(i); /* a source value longer than varchar(50) */
         char buf[1024];
         snprintf(buf, sizeof(buf),
                  "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
                  "\"row\":{\"measurement_id\":%d,\"person_id\":%d,\"measurement_concept_id\":"
                  "3004410,\"measurement_date\":\"2024-03-14\",\"measurement_type_concept_id\":"
                  "32856,\"value_as_number\":%d,\"measurement_source_value\":\"%s\"}}",
-                 900000000 + id, 700000000 + person, i, bad ? long_src : "4548-4");
+                 900000000 + id, 700000000 + person, i, BAD(i) ? long_src : "4548-4");
         v[i].value = strdup(buf);
         snprintf(v[i].key, sizeof(v[i].key), "%d", person);
     }
-    produce(r.topic, v, KILL_INPUTS);
-    assert_int_equal(sink(&r, "--init", 0), 0);
+    produce(r->topic, v, KILL_INPUTS);
+    free_records(v, KILL_INPUTS);
+    assert_int_equal(sink(r, "--init", 0), 0);
+}
 
+static pid_t sink_start(const run_t *r, const char *log_name)
+{
     char log[400];
-    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", r.config, NULL};
+    snprintf(log, sizeof(log), "%s/%s", r->dir, log_name);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config,
+                    (char *)"--idle-exit",  (char *)"3000", NULL};
     pid_t pid = tk_spawn(argv, log, NULL);
     assert_true(pid > 0);
-    /* kill -9 once some transactions committed, and before the end */
-    int64_t until = tk_now_ms() + HANG_MS;
-    long long done = 0;
-    while (tk_now_ms() < until) {
-        done = q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r.schema);
-        if (done >= KILL_INPUTS / 5)
-            break;
-        usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    int st;
-    assert_int_equal(tk_wait_pid(pid, 10000, &st), 0);
-    long long at_kill = q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r.schema);
-    fprintf(stderr, "killed with %lld of %d inputs committed\n", at_kill, KILL_INPUTS);
-    assert_true(at_kill > 0);
-    assert_true(at_kill < KILL_INPUTS);
+    return pid;
+}
 
-    assert_int_equal(sink(&r, NULL, 1), 0);
-    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema), KILL_INPUTS);
-    /* every refused row once: its source position is unique */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), KILL_BAD);
+static long long committed(const run_t *r)
+{
+    return q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r->schema);
+}
+
+/* Waits until the database holds at least n inputs' offsets. */
+static void wait_committed(const run_t *r, long long n)
+{
+    int64_t until = tk_now_ms() + HANG_MS;
+    while (committed(r) < n && tk_now_ms() < until)
+        usleep(20000);
+    assert_true(committed(r) >= n);
+}
+
+/* The end state of the stream: every input's offset, every measurement at its last good
+ * version, every refused row in cg_rejects exactly once. */
+static void stream_check(const run_t *r)
+{
+    assert_int_equal(committed(r), KILL_INPUTS);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r->schema), KILL_BAD);
     assert_int_equal(q_int("SELECT count(DISTINCT (topic, partition, \"offset\")) FROM "
                            "%s.cg_rejects",
-                           r.schema),
+                           r->schema),
                      KILL_BAD);
     assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = '22001' AND "
                            "table_name = 'measurement'",
-                           r.schema),
+                           r->schema),
                      KILL_BAD);
-    /* every measurement holds its last good version */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement", r.schema), KILL_IDS);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement", r->schema), KILL_IDS);
     int wrong = 0;
-    PGresult *res;
     char sql[512];
     snprintf(sql, sizeof(sql),
              "SELECT m.source_id - 900000000, x.value_as_number FROM %s.measurement x JOIN "
              "%s.cg_id_map m ON m.id = x.measurement_id",
-             r.schema, r.schema);
-    res = PQexec(pg, sql);
+             r->schema, r->schema);
+    PGresult *res = PQexec(pg, sql);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     for (int i = 0; i < PQntuples(res); i++) {
         int id = atoi(PQgetvalue(res, i, 0)), val = atoi(PQgetvalue(res, i, 1)), want = -1;
@@ -535,7 +539,111 @@ static void test_kill9(void **state)
     }
     PQclear(res);
     assert_int_equal(wrong, 0);
-    free_records(v, KILL_INPUTS);
+    /* compact ids: one per row id, nothing burnt */
+    assert_int_equal(q_int("SELECT max(id) FROM %s.cg_id_map", r->schema),
+                     q_int("SELECT count(*) FROM %s.cg_id_map", r->schema));
+}
+
+/* The inputs a sink consumed, from its gateway.stopped line. */
+static long long consumed_in(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[2048];
+    long long n = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, "\"gateway.stopped\"");
+        p = p ? strstr(p, "consumed ") : NULL;
+        if (p)
+            n = strtoll(p + 9, NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static void wait_exit(pid_t pid)
+{
+    int st;
+    if (tk_wait_pid(pid, HANG_MS, &st)) {
+        kill(pid, SIGKILL);
+        fail_msg("the sink did not stop");
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_kill9(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-kill", 3, 200);
+    stream_feed(&r);
+    pid_t pid = sink_start(&r, "sink-1.log");
+    /* kill -9 once some transactions committed, and before the end */
+    wait_committed(&r, KILL_INPUTS / 5);
+    kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(tk_wait_pid(pid, 10000, &st), 0);
+    long long at_kill = committed(&r);
+    fprintf(stderr, "killed with %lld of %d inputs committed\n", at_kill, KILL_INPUTS);
+    assert_true(at_kill < KILL_INPUTS);
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    stream_check(&r);
+    run_end(&r);
+}
+
+/* Two instances in one group: the second joins mid-stream and takes partitions over; the first
+ * commits what it holds of them before they go, the second starts where the database says. */
+static void test_rebalance(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-rebal", 4, 10); /* small transactions: a longer stream */
+    stream_feed(&r);
+    pid_t a = sink_start(&r, "sink-a.log");
+    wait_committed(&r, KILL_INPUTS / 10);
+    pid_t b = sink_start(&r, "sink-b.log");
+    wait_exit(a);
+    wait_exit(b);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-b.log", r.dir);
+    int assigned_b = tk_file_count(log, "partition.assigned");
+    long long consumed_b = consumed_in(log);
+    snprintf(log, sizeof(log), "%s/sink-a.log", r.dir);
+    fprintf(stderr,
+            "the second instance was assigned %d partition(s) and consumed %lld input(s), the "
+            "first consumed %lld (revoked %d partition(s))\n",
+            assigned_b, consumed_b, consumed_in(log), tk_file_count(log, "partition.revoked"));
+    assert_true(consumed_b > 0); /* it joined mid-stream */
+    assert_true(assigned_b > 0);
+    stream_check(&r);
+    run_end(&r);
+}
+
+/* The database drops the sink's connection mid-stream, three times: the open transaction is
+ * lost, the sink reconnects and consumes it again from the database's offsets. */
+static void test_conn_lost(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-conn", 3, 200);
+    stream_feed(&r);
+    pid_t pid = sink_start(&r, "sink.log");
+    int killed = 0;
+    for (int round = 1; round <= 3; round++) {
+        wait_committed(&r, (long long)KILL_INPUTS * round / 5);
+        killed +=
+            (int)q_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                       "application_name = 'cohortgate-sink' AND query NOT LIKE '%%--init%%'");
+    }
+    wait_exit(pid);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    fprintf(stderr, "terminated %d connection(s); %d reconnect(s)\n", killed,
+            tk_file_count(log, "pg.connected") - 1);
+    assert_true(killed >= 1);
+    assert_true(tk_file_count(log, "pg.connected") >= 2);
+    stream_check(&r);
     run_end(&r);
 }
 
@@ -576,10 +684,9 @@ int main(void)
     }
     PQclear(PQexec(pg, "SET client_min_messages = warning"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init),
-        cmocka_unit_test(test_golden),
-        cmocka_unit_test(test_lifecycle),
-        cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_init),      cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_rebalance), cmocka_unit_test(test_conn_lost),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(pg);
