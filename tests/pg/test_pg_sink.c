@@ -334,6 +334,29 @@ static void test_golden(void **state)
                            "%s.cg_id_map i WHERE i.id = m.person_id)",
                            r.schema, r.schema),
                      0);
+    /* Data Quality Dashboard style: one observation period per person, for persons only, and
+     * every dated row of a person inside it */
+    assert_true(q_int("SELECT count(*) FROM %s.observation_period", r.schema) > 0);
+    assert_int_equal(
+        q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period", r.schema),
+        0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.observation_period o WHERE NOT EXISTS (SELECT "
+                           "1 FROM %s.person p WHERE p.person_id = o.person_id)",
+                           r.schema, r.schema),
+                     0);
+    const char *dated[][2] = {{"visit_occurrence", "visit_start_date"},
+                              {"condition_occurrence", "condition_start_date"},
+                              {"measurement", "measurement_date"},
+                              {"drug_exposure", "drug_exposure_start_date"},
+                              {"observation", "observation_date"}};
+    for (size_t i = 0; i < sizeof(dated) / sizeof(dated[0]); i++)
+        assert_int_equal(q_int("SELECT count(*) FROM %s.%s x JOIN %s.person p ON p.person_id = "
+                               "x.person_id WHERE NOT EXISTS (SELECT 1 FROM %s.observation_period "
+                               "o WHERE o.person_id = x.person_id AND x.%s BETWEEN "
+                               "o.observation_period_start_date AND "
+                               "o.observation_period_end_date)",
+                               r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
+                         0);
     /* the offsets reached the topic's end */
     assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema), (long long)n);
 
@@ -431,7 +454,8 @@ static void test_lifecycle(void **state)
         if (!strcmp(v[i].op, "merge")) {
             merges++;
             const char *tables[] = {"person",      "visit_occurrence", "condition_occurrence",
-                                    "measurement", "observation",      NULL};
+                                    "measurement", "observation",      "observation_period",
+                                    NULL};
             for (int t = 0; tables[t]; t++)
                 assert_int_equal(q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON "
                                        "m.id = t.person_id WHERE m.source_id = %s",
@@ -443,6 +467,10 @@ static void test_lifecycle(void **state)
                                 r.schema, r.schema, v[i].key);
         }
     }
+    /* one observation period per person, after the merges too */
+    assert_int_equal(
+        q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period", r.schema),
+        0);
     assert_true(deletes > 0);
     assert_true(merges > 0);
     assert_true(moved > 0);

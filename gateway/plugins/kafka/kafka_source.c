@@ -325,6 +325,30 @@ static int ksrc_seek(void *ctx, const cg_source_pos_t *pos, size_t n, char *errs
     rd_kafka_topic_partition_list_t *seek = pos_list(pos, n);
     /* waits until no message fetched before the seek can be returned any more */
     rd_kafka_error_t *e = rd_kafka_seek_partitions(ks->consumer, seek, 10000);
+    if (e && rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        /* librdkafka 2.0 can give up on a seek within milliseconds (seen right after an
+         * assignment): seek each partition again, one by one, each waiting for its own */
+        rd_kafka_error_destroy(e);
+        e = NULL;
+        for (int i = 0; i < seek->cnt && !e; i++) {
+            rd_kafka_topic_t *t = rd_kafka_topic_new(ks->consumer, seek->elems[i].topic, NULL);
+            rd_kafka_resp_err_t err =
+                t ? rd_kafka_seek(t, seek->elems[i].partition, seek->elems[i].offset, 10000)
+                  : rd_kafka_last_error();
+            if (t)
+                rd_kafka_topic_destroy(t);
+            if (err)
+                e = rd_kafka_error_new(err, "%s [%" PRId32 "]: %s", seek->elems[i].topic,
+                                       seek->elems[i].partition, rd_kafka_err2str(err));
+            else
+                seek->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
+        if (!e)
+            cg_log(CG_LOG_INFO, "consumer.seek",
+                   "seeked %d partition(s) one by one after a "
+                   "timed-out seek",
+                   seek->cnt);
+    }
     int rc = 0;
     if (e) {
         snprintf(errstr, errstr_size, "%s", rd_kafka_error_string(e));

@@ -39,6 +39,7 @@ struct pg_apply {
     int64_t seq;
     pg_apply_stats_t st;
     cg_metric_t *m_rows, *m_rejects;
+    char *periods_sql; /* observation_period of the persons a batch touched (built once) */
 };
 
 /* ---- COPY text ---- */
@@ -116,6 +117,7 @@ void pg_apply_destroy(pg_apply_t *a)
     }
     free(a->stages);
     cg_buf_free(&a->rejects);
+    free(a->periods_sql);
     free(a);
 }
 
@@ -209,8 +211,13 @@ int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, cons
     a->st.rejected++;
     if (a->m_rejects)
         cg_metric_inc(cg_metric_get2(a->m_rejects, table ? table : "", sqlstate), 1);
-    cg_log(CG_LOG_WARN, "sink.rejected", "%s [%" PRId32 "] offset %" PRId64 ": %s: %s (%s)",
-           pos->topic, pos->partition, pos->offset, table ? table : "?", reason, sqlstate);
+    /* PostgreSQL's text may quote the value (22P02, 23505): it stays in cg_rejects, as
+     * sensitive as the rows; the log gets the sink's own reasons only */
+    int own = !strncmp(sqlstate, "CG", 2);
+    cg_log(CG_LOG_WARN, "sink.rejected",
+           "%s [%" PRId32 "] offset %" PRId64 ": %s: %s (SQLSTATE %s)", pos->topic, pos->partition,
+           pos->offset, table ? table : "?",
+           own ? reason : "refused by PostgreSQL, the reason is in cg_rejects", sqlstate);
     return 0;
 }
 
@@ -617,6 +624,108 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
     return 0;
 }
 
+/* Where each clinical table's dates are: a row spans [start, end or start]. */
+static const struct {
+    const char *table, *start, *end;
+} period_dates[] = {
+    {"visit_occurrence", "visit_start_date", "visit_end_date"},
+    {"visit_detail", "visit_detail_start_date", "visit_detail_end_date"},
+    {"condition_occurrence", "condition_start_date", "condition_end_date"},
+    {"drug_exposure", "drug_exposure_start_date", "drug_exposure_end_date"},
+    {"procedure_occurrence", "procedure_date", "procedure_end_date"},
+    {"device_exposure", "device_exposure_start_date", "device_exposure_end_date"},
+    {"measurement", "measurement_date", NULL},
+    {"observation", "observation_date", NULL},
+    {"specimen", "specimen_date", NULL},
+    {"note", "note_date", NULL},
+    {"death", "death_date", NULL},
+};
+
+/* The statements that make each touched person's observation_period one span from the first to
+ * the last date of their rows (id: the person's own id; type 32817, EHR); a person with no
+ * dated row, or no person row, has none. touched: a SELECT of person ids as stored. */
+static char *periods_sql(const pg_conf_t *conf, const char *touched)
+{
+    const char *sc = conf->schema;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_printf(&b,
+                  "WITH touched AS (SELECT DISTINCT pid FROM (%s) u(pid) WHERE pid IS NOT "
+                  "NULL), spans AS (",
+                  touched);
+    int first = 1;
+    for (size_t i = 0; i < sizeof(period_dates) / sizeof(period_dates[0]); i++) {
+        const cg_omop_table_t *t = cg_omop_table(period_dates[i].table);
+        if (!t || !cg_omop_column(t, period_dates[i].start, NULL))
+            continue;
+        const char *end = period_dates[i].end && cg_omop_column(t, period_dates[i].end, NULL)
+                              ? period_dates[i].end
+                              : period_dates[i].start;
+        cg_buf_printf(&b,
+                      "%sSELECT person_id, %s AS d0, greatest(%s, coalesce(%s, %s)) AS d1 FROM ",
+                      first ? "" : " UNION ALL ", period_dates[i].start, period_dates[i].start, end,
+                      period_dates[i].start);
+        pg_qual(&b, sc, t->name);
+        cg_buf_puts(&b, " WHERE person_id IN (SELECT pid FROM touched)");
+        first = 0;
+    }
+    cg_buf_puts(&b, "), agg AS (SELECT g.person_id, min(g.d0) AS d0, max(g.d1) AS d1 FROM spans g "
+                    "WHERE EXISTS (SELECT 1 FROM ");
+    pg_qual(&b, sc, "person");
+    cg_buf_puts(&b,
+                " p WHERE p.person_id = g.person_id) GROUP BY g.person_id), gone AS (DELETE FROM ");
+    pg_qual(&b, sc, "observation_period");
+    cg_buf_puts(&b, " o WHERE o.person_id IN (SELECT pid FROM touched) AND (o.person_id NOT IN "
+                    "(SELECT person_id FROM agg) OR o.observation_period_id <> o.person_id)) "
+                    "INSERT INTO ");
+    pg_qual(&b, sc, "observation_period");
+    cg_buf_puts(&b, " AS o (observation_period_id, person_id, observation_period_start_date, "
+                    "observation_period_end_date, period_type_concept_id) SELECT person_id, "
+                    "person_id, d0, d1, 32817 FROM agg ON CONFLICT (observation_period_id) DO "
+                    "UPDATE SET person_id = EXCLUDED.person_id, observation_period_start_date = "
+                    "EXCLUDED.observation_period_start_date, observation_period_end_date = "
+                    "EXCLUDED.observation_period_end_date WHERE (o.person_id, "
+                    "o.observation_period_start_date, o.observation_period_end_date) IS DISTINCT "
+                    "FROM (EXCLUDED.person_id, EXCLUDED.observation_period_start_date, "
+                    "EXCLUDED.observation_period_end_date)");
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+/* The person ids every staged row names, as stored: the touched persons of a batch. */
+static char *touched_sql(const pg_conf_t *conf)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    int first = 1;
+    for (size_t i = 0; i < pg_table_count(); i++) {
+        const cg_omop_table_t *t = pg_table_at(i);
+        const cg_omop_column_t *col = cg_omop_column(t, "person_id", NULL);
+        if (!col)
+            continue;
+        cg_buf_puts(&b, first ? "SELECT " : " UNION ALL SELECT ");
+        id_expr(&b, conf, t, col);
+        cg_buf_puts(&b, " FROM ");
+        stage_name(&b, t);
+        cg_buf_puts(&b, " s");
+        first = 0;
+    }
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+static int derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!a->periods_sql) {
+        char *touched = touched_sql(a->conf);
+        a->periods_sql = touched ? periods_sql(a->conf, touched) : NULL;
+        free(touched);
+        if (!a->periods_sql)
+            return -1;
+    }
+    return pg_exec(c, a->periods_sql, errstr, errstr_size);
+}
+
 int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 {
     cg_buf_t sql;
@@ -635,6 +744,8 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     for (size_t i = 0; i < a->n_stages && !rc; i++)
         if (a->stages[i].n)
             rc = apply_table(a, c, i, errstr, errstr_size);
+    if (!rc)
+        rc = derive_periods(a, c, errstr, errstr_size);
     /* the staging tables are the session's: emptied for the next batch */
     cg_buf_reset(&sql);
     for (size_t i = 0; i < a->n_stages && !rc; i++) {
@@ -716,6 +827,15 @@ int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *sur
         const cg_omop_table_t *t = pg_table_at(i);
         if (!strcmp(t->name, "person") || !cg_omop_column(t, "person_id", NULL))
             continue;
+        if (!strcmp(t->name, "observation_period")) { /* derived: the survivor's is made anew */
+            cg_buf_reset(&b);
+            cg_buf_puts(&b, "DELETE FROM ");
+            pg_qual(&b, conf->schema, "observation_period");
+            cg_buf_printf(&b, " WHERE person_id = %s", mid.data);
+            cg_buf_putc(&b, '\0');
+            stmts[n++] = strdup(b.data);
+            continue;
+        }
         if (!strcmp(t->name, "death")) { /* one per person: the survivor's own stays */
             cg_buf_reset(&b);
             cg_buf_puts(&b, "DELETE FROM ");
@@ -739,6 +859,10 @@ int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *sur
     cg_buf_printf(&b, " WHERE person_id = %s", mid.data);
     cg_buf_putc(&b, '\0');
     stmts[n++] = strdup(b.data);
+    cg_buf_reset(&b);
+    cg_buf_printf(&b, "SELECT %s", sid.data);
+    cg_buf_putc(&b, '\0');
+    stmts[n++] = periods_sql(conf, b.data);
     for (size_t i = 0; i < n; i++) {
         if (rc || !stmts[i]) {
             rc = -1;

@@ -240,6 +240,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
                  tname);
         goto reject;
     }
+    if (!strcmp(tname, "observation_period")) { /* the sink derives it from the rows */
+        state = "CGTBL";
+        snprintf(why, sizeof(why),
+                 "observation_period is derived by the sink from each person's "
+                 "rows, not taken from records");
+        goto reject;
+    }
     int del = !strcmp(op, "delete");
     if (!del && strcmp(op, "upsert")) {
         state = "CGOP";
