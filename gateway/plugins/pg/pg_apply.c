@@ -39,7 +39,9 @@ struct pg_apply {
     int64_t seq;
     pg_apply_stats_t st;
     cg_metric_t *m_rows, *m_rejects;
-    char *periods_sql; /* observation_period of the persons a batch touched (built once) */
+    char *periods_sql; /* observation_period made anew for some persons of a batch */
+    char *widen_sql;   /* ... and widened for the others (both built once) */
+    int remake;        /* a delete or a person row is staged: some periods are made anew */
 };
 
 /* ---- COPY text ---- */
@@ -118,6 +120,7 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->stages);
     cg_buf_free(&a->rejects);
     free(a->periods_sql);
+    free(a->widen_sql);
     free(a);
 }
 
@@ -140,6 +143,7 @@ void pg_apply_clear(pg_apply_t *a)
     cg_buf_reset(&a->rejects);
     a->n_rejects = 0;
     a->pending = 0;
+    a->remake = 0;
 }
 
 static void stage_name(cg_buf_t *b, const cg_omop_table_t *t)
@@ -189,6 +193,8 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
         return -1;
     s->n++;
     a->pending++;
+    if (del || !strcmp(t->name, "person"))
+        a->remake = 1;
     return 0;
 }
 
@@ -420,21 +426,24 @@ static char *idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t)
     cg_buf_init(&b);
     cg_buf_puts(&b, "INSERT INTO ");
     pg_qual(&b, conf->schema, "cg_id_map");
-    cg_buf_puts(&b, " (source_id) SELECT v FROM (SELECT DISTINCT v::bigint AS v FROM (");
+    cg_buf_puts(&b, " (source_id) SELECT v FROM (SELECT DISTINCT v FROM (");
     int first = 1;
     for (size_t k = 0; k < t->n_columns; k++) {
         const cg_omop_column_t *col = &t->columns[k];
         if (!pg_column_is_id(col))
             continue;
         cg_buf_puts(&b, first ? "SELECT " : " UNION ALL SELECT ");
-        /* nested CASE: the cast only runs on digits that fit */
+        /* nested CASE: the cast only runs on digits that fit 63 bits (19 digits compared as
+         * text, in C collation: no numeric arithmetic per value) */
         cg_buf_puts(&b, "CASE WHEN s.");
         pg_ident(&b, col->name);
-        cg_buf_puts(&b, " ~ '^[0-9]{1,19}$' THEN CASE WHEN s.");
+        cg_buf_puts(&b, " ~ '^[0-9]{1,19}$' THEN CASE WHEN length(s.");
         pg_ident(&b, col->name);
-        cg_buf_puts(&b, "::numeric < 9223372036854775808 THEN s.");
+        cg_buf_puts(&b, ") < 19 OR s.");
         pg_ident(&b, col->name);
-        cg_buf_puts(&b, "::numeric END END FROM ");
+        cg_buf_puts(&b, " COLLATE \"C\" <= '9223372036854775807' THEN s.");
+        pg_ident(&b, col->name);
+        cg_buf_puts(&b, "::bigint END END FROM ");
         stage_name(&b, t);
         cg_buf_puts(&b, " s");
         first = 0;
@@ -692,7 +701,8 @@ static char *periods_sql(const pg_conf_t *conf, const char *touched)
     return b.data;
 }
 
-/* The person ids every staged row names, as stored: the touched persons of a batch. */
+/* The persons whose period is made anew from all their rows: those a staged delete names (a
+ * period may shrink) and those whose person row came (their earlier rows count from now). */
 static char *touched_sql(const pg_conf_t *conf)
 {
     cg_buf_t b;
@@ -707,9 +717,61 @@ static char *touched_sql(const pg_conf_t *conf)
         id_expr(&b, conf, t, col);
         cg_buf_puts(&b, " FROM ");
         stage_name(&b, t);
-        cg_buf_puts(&b, " s");
+        cg_buf_puts(&b, strcmp(t->name, "person") ? " s WHERE s.cg_op = 'd'" : " s");
         first = 0;
     }
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+/* The periods of the persons whose rows a batch upserted, widened to those rows' dates (read
+ * back from the tables by key, so a row PostgreSQL refused counts for nothing): one pass over
+ * the batch, not over each person's history. */
+static char *widen_sql(const pg_conf_t *conf)
+{
+    const char *sc = conf->schema;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "WITH spans AS (");
+    int first = 1;
+    for (size_t i = 0; i < sizeof(period_dates) / sizeof(period_dates[0]); i++) {
+        const cg_omop_table_t *t = cg_omop_table(period_dates[i].table);
+        const cg_omop_column_t *key = t ? pg_table_key(t) : NULL;
+        if (!key || pg_table_index(t) < 0 || !cg_omop_column(t, period_dates[i].start, NULL))
+            continue;
+        const char *end = period_dates[i].end && cg_omop_column(t, period_dates[i].end, NULL)
+                              ? period_dates[i].end
+                              : period_dates[i].start;
+        cg_buf_printf(&b,
+                      "%sSELECT t.person_id, t.%s AS d0, greatest(t.%s, coalesce(t.%s, t.%s)) AS "
+                      "d1 FROM ",
+                      first ? "" : " UNION ALL ", period_dates[i].start, period_dates[i].start, end,
+                      period_dates[i].start);
+        pg_qual(&b, sc, t->name);
+        cg_buf_puts(&b, " t WHERE t.");
+        pg_ident(&b, key->name);
+        cg_buf_puts(&b, " IN (SELECT ");
+        value_expr(&b, conf, t, key);
+        cg_buf_puts(&b, " FROM ");
+        stage_name(&b, t);
+        cg_buf_puts(&b, " s WHERE s.cg_op = 'u')");
+        first = 0;
+    }
+    cg_buf_puts(&b, "), agg AS (SELECT g.person_id, min(g.d0) AS d0, max(g.d1) AS d1 FROM spans g "
+                    "WHERE EXISTS (SELECT 1 FROM ");
+    pg_qual(&b, sc, "person");
+    cg_buf_puts(&b, " p WHERE p.person_id = g.person_id) GROUP BY g.person_id) INSERT INTO ");
+    pg_qual(&b, sc, "observation_period");
+    cg_buf_puts(&b,
+                " AS o (observation_period_id, person_id, observation_period_start_date, "
+                "observation_period_end_date, period_type_concept_id) SELECT person_id, "
+                "person_id, d0, d1, 32817 FROM agg ON CONFLICT (observation_period_id) DO "
+                "UPDATE SET observation_period_start_date = "
+                "least(o.observation_period_start_date, "
+                "EXCLUDED.observation_period_start_date), observation_period_end_date = "
+                "greatest(o.observation_period_end_date, EXCLUDED.observation_period_end_date) "
+                "WHERE EXCLUDED.observation_period_start_date < o.observation_period_start_date "
+                "OR EXCLUDED.observation_period_end_date > o.observation_period_end_date");
     cg_buf_putc(&b, '\0');
     return b.data;
 }
@@ -719,11 +781,19 @@ static int derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_
     if (!a->periods_sql) {
         char *touched = touched_sql(a->conf);
         a->periods_sql = touched ? periods_sql(a->conf, touched) : NULL;
+        a->widen_sql = widen_sql(a->conf);
         free(touched);
-        if (!a->periods_sql)
+        if (!a->periods_sql || !a->widen_sql)
             return -1;
     }
-    return pg_exec(c, a->periods_sql, errstr, errstr_size);
+    /* widen first: a person made anew after it is then exact; the remake reads each touched
+     * person's history, so it runs only when a batch has someone to remake */
+    if (pg_exec(c, a->widen_sql, errstr, errstr_size))
+        return -1;
+    if (a->remake && pg_exec(c, a->periods_sql, errstr, errstr_size))
+        return -1;
+    a->remake = 0;
+    return 0;
 }
 
 int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
