@@ -14,6 +14,7 @@
  *              its last version, and every refused row is in cg_rejects exactly once.
  *   rebalance: a second instance joins the group mid-stream: the same end state.
  *   conn lost: the server drops the sink's connection three times mid-stream: the same.
+ *   sigterm:   SIGTERM mid-stream commits what was consumed; a restart finishes the same.
  *   init:      --init twice is idempotent; a config of the other id type is refused.
  */
 #include "kafka_util.h"
@@ -679,6 +680,32 @@ static void test_conn_lost(void **state)
     run_end(&r);
 }
 
+/* SIGTERM mid-stream: the open transaction commits, so what the sink consumed is exactly what
+ * the database holds; a restart goes on from there. */
+static void test_sigterm(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-term", 3, 200);
+    stream_feed(&r);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-1.log", r.dir);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", r.config, NULL};
+    pid_t pid = tk_spawn(argv, log, NULL);
+    assert_true(pid > 0);
+    wait_committed(&r, KILL_INPUTS / 5);
+    int64_t t0 = tk_now_ms();
+    kill(pid, SIGTERM);
+    wait_exit(pid);
+    fprintf(stderr, "SIGTERM: stopped in %lld ms with %lld of %d inputs committed\n",
+            (long long)(tk_now_ms() - t0), committed(&r), KILL_INPUTS);
+    assert_true(tk_now_ms() - t0 < 20000);
+    assert_int_equal(consumed_in(log), committed(&r));
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    stream_check(&r);
+    run_end(&r);
+}
+
 static void test_init(void **state)
 {
     (void)state;
@@ -719,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_init),      cmocka_unit_test(test_golden),
         cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_rebalance), cmocka_unit_test(test_conn_lost),
+        cmocka_unit_test(test_sigterm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(pg);
