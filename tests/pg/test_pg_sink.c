@@ -303,11 +303,24 @@ static void test_golden(void **state)
     size_t n = load_records(globs, 1, "merge", &v);
     assert_true(n > 50);
     produce(r.topic, v, n);
+    /* and bytes that are no envelope, not even text: kept in cg_rejects, hex-encoded */
+    rd_kafka_t *p = tk_producer();
+    static const char junk[] = {'\xff', '\xfe', 0, 'M', 'S', 'H', '|'};
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(r.topic), RD_KAFKA_V_KEY("junk", 4),
+                                       RD_KAFKA_V_VALUE((void *)junk, sizeof(junk)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(p, 30000), 0);
+    rd_kafka_destroy(p);
     assert_int_equal(sink(&r, "--init", 0), 0);
     assert_int_equal(sink(&r, NULL, 1), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGENV' AND "
+                           "record = 'hex:fffe004d53487c'",
+                           r.schema),
+                     1);
 
     /* every table: one row per key whose last record is an upsert */
-    size_t rejects = 0;
+    size_t rejects = 1;
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(v[i].table, "cohortgate.document_retraction")) {
             rejects++; /* not applied yet: kept as a reject, never dropped */
@@ -360,8 +373,9 @@ static void test_golden(void **state)
                                "o.observation_period_end_date)",
                                r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
                          0);
-    /* the offsets reached the topic's end */
-    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema), (long long)n);
+    /* the offsets reached the topic's end (the envelopes and the junk) */
+    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
+                     (long long)n + 1);
 
     /* a second run over the same topics changes nothing: no row is even written */
     char *before = state_sum(r.schema, all_tables, 1);
@@ -418,7 +432,8 @@ static void test_golden(void **state)
         assert_true(rows > 0);
         assert_true(kept >= rows - multi);
     }
-    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema), (long long)n);
+    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
+                     (long long)n + 1);
     /* the replay's reject went in again: a replay past the stored offsets is a new delivery */
     assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 2 * (long long)rejects);
     free(before);

@@ -198,6 +198,34 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
     return 0;
 }
 
+/* Whether bytes can go into a text column: UTF-8 without NUL. */
+static int text_ok(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = v[i] ? cg_utf8_seq_len((const unsigned char *)v + i, n - i) : 0;
+        if (!k)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* The original bytes of a rejected record: as they are when they are text, else "hex:" and
+ * their hex digits (a text column takes no NUL or invalid UTF-8, and nothing is dropped). */
+static void copy_raw(cg_buf_t *b, const char *raw, size_t n)
+{
+    if (!raw || text_ok(raw, n)) {
+        copy_value(b, raw ? raw : "", n);
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    cg_buf_puts(b, "hex:");
+    for (size_t i = 0; i < n; i++) {
+        cg_buf_putc(b, hex[(unsigned char)raw[i] >> 4]);
+        cg_buf_putc(b, hex[(unsigned char)raw[i] & 15]);
+    }
+}
+
 int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, const char *reason,
                     const pg_pos_t *pos, const char *raw, size_t raw_len)
 {
@@ -210,7 +238,7 @@ int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, cons
     cg_buf_putc(b, '\t');
     copy_str(b, reason);
     cg_buf_putc(b, '\t');
-    copy_value(b, raw, raw_len);
+    copy_raw(b, raw, raw_len);
     if (cg_buf_putc(b, '\n') != CG_OK)
         return -1;
     a->n_rejects++;
