@@ -694,7 +694,11 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     const char *src_name = json_string_value(json_object_get(root, "source"));
     int kafka_source = !src_name || !strcmp(src_name, "kafka");
     json_t *mapping = json_object_get(root, "mapping");
-    if (kafka_source && !json_object_get(mapping, "specs")) {
+    /* a database sink (`cohortgate sink`) takes record topics in and maps nothing */
+    const char *sink_name =
+        json_string_value(json_object_get(json_object_get(root, "output"), "sink"));
+    int maps = !sink_name || strcmp(sink_name, "pg");
+    if (kafka_source && maps && !json_object_get(mapping, "specs")) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1,
                      "'mapping.specs' must name the mapping specs (a file or a folder)");
         json_decref(root);

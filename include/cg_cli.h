@@ -23,6 +23,7 @@ int cg_cli_main(int argc, char **argv);
 int cg_cli_run(int argc, char **argv);
 int cg_cli_listen(int argc, char **argv);
 int cg_cli_send(int argc, char **argv);
+int cg_cli_sink(int argc, char **argv);
 int cg_cli_map(int argc, char **argv);
 int cg_cli_parse(int argc, char **argv);
 int cg_cli_check(int argc, char **argv);

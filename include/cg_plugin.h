@@ -188,6 +188,15 @@ typedef struct cg_sink_plugin {
                                   const struct cg_source *source);
     /* Aborts it: its records are never seen by read_committed consumers. */
     cg_txn_result_t (*txn_abort)(void *ctx);
+
+    /* ---- sinks that store the source's positions themselves; NULL for the others ---- */
+    /* A database sink commits the positions in the transaction of its rows (txn_commit), so
+     * they, not the source's own commits, say where to go on: on an assignment the source asks
+     * (cg_engine_stored_positions) and starts each partition at pos[i].offset, which this fills
+     * with the next offset to hand out, or -1 where the sink holds none (the source's own rule
+     * applies). 0, or -1 with a reason (the engine stops). */
+    int (*stored_positions)(void *ctx, cg_source_pos_t *pos, size_t n, char *errstr,
+                            size_t errstr_size);
 } cg_sink_plugin_t;
 
 /* Instances: a plug-in, its context and its config. */
@@ -226,6 +235,10 @@ void cg_engine_record_failed(cg_engine_t *e, void *token, cg_err_t code, const c
 void cg_engine_txn_failed(cg_engine_t *e, const char *reason);
 /* The gateway stops with this error (the first one wins). */
 void cg_engine_fatal(cg_engine_t *e, cg_err_t code, const char *reason);
+/* Partitions are being assigned: fills pos[i].offset with where the sink's own store says
+ * to start (-1: no stored position, the source's rule applies). 0, or -1 after reporting a
+ * fatal error. A source that can start at an offset calls it before taking the partitions. */
+int cg_engine_stored_positions(cg_engine_t *e, cg_source_pos_t *pos, size_t n);
 /* The source now holds n_assigned partitions, after an assignment. */
 void cg_engine_assigned(cg_engine_t *e, int n_assigned);
 /* Partitions are about to be taken away (lost: they cannot be committed any more): the engine

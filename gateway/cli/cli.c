@@ -13,6 +13,7 @@ static const cg_cli_cmd_t cg_cli_cmds[] = {
     {"run", cg_cli_run, "run the gateway daemon: consume raw topics, map, publish cohort topics"},
     {"listen", cg_cli_listen, "receive HL7 v2 over MLLP, store each message in a raw topic, ACK"},
     {"send", cg_cli_send, "send HL7 v2 files over MLLP (plaintext or TLS) and check each ACK"},
+    {"sink", cg_cli_sink, "apply record topics to PostgreSQL OMOP tables, exactly once"},
     {"map", cg_cli_map, "dry-run mapping specs on files and print the records as NDJSON"},
     {"parse", cg_cli_parse, "decode HL7 v2 or XML files and print their structure or values"},
     {"check", cg_cli_check, "load a config, compile its specs and rules, report errors"},

@@ -7,6 +7,7 @@
 #include "cg_mapping.h"
 #include "cg_metrics.h"
 #include "cg_mllp.h"
+#include "cg_pg.h"
 #include "cg_spec.h"
 
 #include <arpa/inet.h>
@@ -142,6 +143,21 @@ int cg_cli_check(int argc, char **argv)
                 printf("%s: ok (an MLLP listener for `cohortgate listen`)\n", config);
             }
             if (!cfg->specs) { /* `listen` maps nothing */
+                cg_config_destroy(cfg);
+                return status;
+            }
+        }
+        if (cfg->sink && !strcmp(cfg->sink, "pg")) {
+            /* a database sink: its connection settings (it maps nothing) */
+            char why[512];
+            if (cg_pg_config_check(cfg, why, sizeof(why))) {
+                fprintf(stderr, "%s: error: %s\n", config, why);
+                status = CG_EXIT_FAILURE;
+            } else {
+                printf("%s: ok (a PostgreSQL sink for `cohortgate sink`: %zu record topic(s))\n",
+                       config, cg_kafka_conf(cfg)->n_inputs);
+            }
+            if (!cfg->specs) {
                 cg_config_destroy(cfg);
                 return status;
             }

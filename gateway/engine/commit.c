@@ -113,7 +113,11 @@ void cg_engine_txn_abort(cg_engine_t *gw, const cg_source_pos_t *keep, size_t n_
         snprintf(msg, sizeof(msg), "exactly-once: cannot rewind the consumer: %s", reason);
         cg_engine_fatal(gw, CG_ERR_KAFKA, msg);
     }
-    cg_engine_ends_clear(gw); /* rewound partitions are behind their end again */
+    /* rewound partitions are behind their end again; the others stay where they are (clearing
+     * them all left a partition consumed to its end, with nothing more to come, never at its
+     * end again, so --idle-exit never came) */
+    for (size_t i = 0; i < seek.n; i++)
+        cg_engine_mark_end(gw, seek.v[i].topic, seek.v[i].partition, 0);
     gw->aborts_in_row++;
     cg_log(CG_LOG_WARN, "transaction.aborted",
            "rewound %zu partition(s) to their committed offsets; %zu input(s) to consume again",

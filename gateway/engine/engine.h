@@ -179,6 +179,5 @@ void cg_engine_txn_commit(cg_engine_t *gw, const cg_source_pos_t *keep, size_t n
 /* engine_api.c: partitions at their end (for --idle-exit) */
 void cg_engine_mark_end(cg_engine_t *gw, const char *topic, int32_t partition, int at_end);
 int cg_engine_count_ends(const cg_engine_t *gw);
-void cg_engine_ends_clear(cg_engine_t *gw);
 
 #endif

@@ -55,6 +55,23 @@ void cg_engine_record_failed(cg_engine_t *gw, void *token, cg_err_t code, const 
     cg_delivery_done(gw->delivery, token);
 }
 
+int cg_engine_stored_positions(cg_engine_t *gw, cg_source_pos_t *pos, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        pos[i].offset = -1;
+    if (!gw->sink.p || !gw->sink.p->stored_positions || !n)
+        return 0;
+    char why[512] = "";
+    if (gw->sink.p->stored_positions(gw->sink.ctx, pos, n, why, sizeof(why))) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "cannot read the stored positions of assigned partitions: %s",
+                 why);
+        cg_engine_fatal(gw, CG_ERR_IO, msg);
+        return -1;
+    }
+    return 0;
+}
+
 void cg_engine_assigned(cg_engine_t *gw, int n_assigned)
 {
     gw->n_assigned = n_assigned;

@@ -89,9 +89,3 @@ int cg_engine_count_ends(const cg_engine_t *gw)
         n += gw->ends[i].at_end;
     return n;
 }
-
-void cg_engine_ends_clear(cg_engine_t *gw)
-{
-    for (size_t k = 0; k < gw->n_ends; k++)
-        gw->ends[k].at_end = 0;
-}

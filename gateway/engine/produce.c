@@ -119,6 +119,8 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             return rc == CG_SINK_FULL ? 0 : -1;
         }
         cg_delivery_seal(gw->delivery, j->dm);
+        if (gw->eos) /* a transaction's size counts inputs, as below */
+            gw->txn_msgs++;
         return 1;
     }
     for (size_t total = dead ? 1 : j->n_recs; j->next_rec < total; j->next_rec++) {

@@ -5,6 +5,7 @@
 #include "file/file_sink.h"
 #include "kafka/kafka_int.h"
 #include "mllp/mllp_int.h"
+#include "pg/pg_int.h"
 
 #include <string.h>
 
@@ -17,6 +18,7 @@ const cg_source_plugin_t *const cg_source_plugins[] = {
 const cg_sink_plugin_t *const cg_sink_plugins[] = {
     &cg_kafka_sink_plugin,
     &cg_file_sink_plugin,
+    &cg_pg_sink_plugin,
     NULL,
 };
 

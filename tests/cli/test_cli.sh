@@ -27,12 +27,12 @@ export COHORTGATE_PSEUDONYM_KEY=cli-test-key-cli-test-key-cli-test-key-0001
 
 # top level
 expect 0 "--help" -- "$cg" --help
-for c in run listen map parse check test; do has "$tmp/out" "^  $c " "--help lists $c"; done
+for c in run listen sink map parse check test; do has "$tmp/out" "^  $c " "--help lists $c"; done
 expect 0 "--version" -- "$cg" --version
 has "$tmp/out" '^cohortgate [0-9]+\.[0-9]+\.[0-9]+$' "--version prints the version"
 expect 2 "unknown command" -- "$cg" frobnicate
 has "$tmp/err" "unknown command 'frobnicate'" "unknown command named"
-for c in run listen map parse check test; do
+for c in run listen sink map parse check test; do
     expect 0 "$c --help" -- "$cg" "$c" --help
     has "$tmp/out" "^usage: cohortgate $c" "$c --help shows its usage"
 done
@@ -151,6 +151,29 @@ expect 1 "check -c listen with a bad address" -- "$cg" check -c "$tmp/listen-bad
 has "$tmp/err" "listen.address" "the bad address is named"
 expect 1 "listen with a Kafka source" -- "$cg" listen -c "$src/config/demo.json"
 has "$tmp/err" '"source" must be "mllp"' "listen refuses a config without the MLLP source"
+
+# a sink's config: record topics in, no specs; its connection settings are checked, never shown
+echo "not-the-password" >"$tmp/pg.password"
+sed -e "s#/etc/cohortgate/pg.password#$tmp/pg.password#" "$src/config/sink.json" >"$tmp/sink.json"
+expect 0 "check -c sink" -- "$cg" check -c "$tmp/sink.json"
+has "$tmp/out" "PostgreSQL sink" "check -c knows a sink"
+expect 1 "check -c sink with a missing password file" -- "$cg" check -c "$src/config/sink.json"
+has "$tmp/err" "pg.password_file /etc/cohortgate/pg.password cannot be read" "the missing password file is named"
+sed -e 's#sslmode=prefer#sslmode=prefer password=hunter2#' "$tmp/sink.json" >"$tmp/sink-pw.json"
+expect 1 "check -c sink with a password in pg.conninfo" -- "$cg" check -c "$tmp/sink-pw.json"
+has "$tmp/err" "pg.conninfo holds a password" "a password in the config is refused"
+if grep -q hunter2 "$tmp/err"; then no "the refused password is printed"; else ok; fi
+sed -e 's#"id_type": "integer"#"id_type": "int"#' "$tmp/sink.json" >"$tmp/sink-bad.json"
+expect 1 "check -c sink with a bad id_type" -- "$cg" check -c "$tmp/sink-bad.json"
+has "$tmp/err" "sink-bad.json:[0-9]+:[0-9]+: error: 'pg.id_type' must be one of integer\|bigint" "the bad id_type is located"
+expect 1 "sink with a Kafka sink" -- "$cg" sink -c "$src/config/demo.json"
+has "$tmp/err" '"output.sink" must be "pg"' "sink refuses a config without the pg sink"
+expect 2 "sink without a config" -- "$cg" sink
+# the database is not there: a clear error naming where, never the password
+sed -e 's#"conninfo": "[^"]*"#"conninfo": "host=127.0.0.1 port=1 dbname=omop connect_timeout=2"#' "$tmp/sink.json" >"$tmp/sink-nodb.json"
+COHORTGATE_PG_CONNINFO= expect 1 "sink --init without a database" -- "$cg" sink --init -c "$tmp/sink-nodb.json"
+has "$tmp/err" "cannot connect to PostgreSQL \(host 127.0.0.1, port 1, database omop" "the failed connection names the server"
+if grep -q not-the-password "$tmp/err" "$tmp/out"; then no "the password is printed"; else ok; fi
 
 # map --cohorts: records list the cohorts the gateway would route them to
 expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --cohorts "$src/specs/cohorts" "$src/tests/golden/cda_ccd_sections/input.xml"

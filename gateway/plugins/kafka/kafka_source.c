@@ -93,9 +93,29 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     kafka_source_t *ks = opaque;
     int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++)
-            cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
-                   parts->elems[i].partition);
+        /* a sink that stores offsets itself (in its database transaction) says where each
+         * partition starts; elsewhere the group's committed offset applies */
+        cg_source_pos_t *start = calloc(parts->cnt ? (size_t)parts->cnt : 1, sizeof(*start));
+        if (!start) {
+            cg_engine_fatal(ks->engine, CG_ERR_NOMEM, "out of memory assigning partitions");
+        } else {
+            for (int i = 0; i < parts->cnt; i++)
+                start[i] = (cg_source_pos_t){parts->elems[i].topic, parts->elems[i].partition, -1};
+            if (!cg_engine_stored_positions(ks->engine, start, (size_t)parts->cnt))
+                for (int i = 0; i < parts->cnt; i++)
+                    if (start[i].offset >= 0)
+                        parts->elems[i].offset = start[i].offset;
+            free(start);
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            if (parts->elems[i].offset >= 0)
+                cg_log(CG_LOG_INFO, "partition.assigned",
+                       "%s [%" PRId32 "] from offset %" PRId64 " (stored by the sink)",
+                       parts->elems[i].topic, parts->elems[i].partition, parts->elems[i].offset);
+            else
+                cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
+                       parts->elems[i].partition);
+        }
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
@@ -307,6 +327,30 @@ static int ksrc_seek(void *ctx, const cg_source_pos_t *pos, size_t n, char *errs
     rd_kafka_topic_partition_list_t *seek = pos_list(pos, n);
     /* waits until no message fetched before the seek can be returned any more */
     rd_kafka_error_t *e = rd_kafka_seek_partitions(ks->consumer, seek, 10000);
+    if (e && rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        /* librdkafka 2.0 can give up on a seek within milliseconds (seen right after an
+         * assignment): seek each partition again, one by one, each waiting for its own */
+        rd_kafka_error_destroy(e);
+        e = NULL;
+        for (int i = 0; i < seek->cnt && !e; i++) {
+            rd_kafka_topic_t *t = rd_kafka_topic_new(ks->consumer, seek->elems[i].topic, NULL);
+            rd_kafka_resp_err_t err =
+                t ? rd_kafka_seek(t, seek->elems[i].partition, seek->elems[i].offset, 10000)
+                  : rd_kafka_last_error();
+            if (t)
+                rd_kafka_topic_destroy(t);
+            if (err)
+                e = rd_kafka_error_new(err, "%s [%" PRId32 "]: %s", seek->elems[i].topic,
+                                       seek->elems[i].partition, rd_kafka_err2str(err));
+            else
+                seek->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
+        if (!e)
+            cg_log(CG_LOG_INFO, "consumer.seek",
+                   "seeked %d partition(s) one by one after a "
+                   "timed-out seek",
+                   seek->cnt);
+    }
     int rc = 0;
     if (e) {
         snprintf(errstr, errstr_size, "%s", rd_kafka_error_string(e));

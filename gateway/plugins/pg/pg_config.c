@@ -1,0 +1,36 @@
+/* pg_config.c - the PostgreSQL sink's settings (pg.*), rows bound to pg_conf_t. A file of their
+ * own: the plug-in, the CLI's checks and the config reference all read them. */
+#include "pg_int.h"
+
+/* clang-format off */
+const cg_config_map_t cg_pg_config_map[] = {
+    CG_CONFIG_ROW_GROUP("pg",
+     "The PostgreSQL sink of `cohortgate sink` (output.sink \"pg\"): record envelopes from the "
+     "inputs (the record topics) into an OMOP CDM v5.4 schema, exactly once (the offsets are "
+     "stored in the transaction of the rows)."),
+    CG_CONFIG_ROW_STRING("pg.conninfo", pg_conf_t, conninfo, "host=127.0.0.1 dbname=omop", 0,
+     "libpq connection string (keyword=value or postgresql:// URI), e.g. \"host=db.internal "
+     "dbname=omop user=cohortgate sslmode=verify-full\". Never a password: `check` refuses one; "
+     "see pg.password_file and pg.conninfo_env. Loopback by default."),
+    CG_CONFIG_ROW_STRING("pg.conninfo_env", pg_conf_t, conninfo_env, "COHORTGATE_PG_CONNINFO",
+     CG_CONFIG_F_EMPTY,
+     "Environment variable that, when set and not empty, holds the whole connection string "
+     "instead of pg.conninfo (it may carry the password); \"\" ignores the environment."),
+    CG_CONFIG_ROW_STRING("pg.password_file", pg_conf_t, password_file, "",
+     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "File whose first line is the password; by default libpq's own sources (PGPASSWORD, "
+     "~/.pgpass). Never logged."),
+    CG_CONFIG_ROW_STRING("pg.schema", pg_conf_t, schema, "cdm", 0,
+     "Schema of the OMOP tables and the sink's own (cg_offsets, cg_id_map, cg_person_merge, "
+     "cg_rejects, cg_sink_meta); `cohortgate sink --init` creates it."),
+    CG_CONFIG_ROW_ENUM("pg.id_type", pg_conf_t, id_type, "integer", "integer|bigint",
+     "integer: the stock OMOP DDL; each 63-bit row id gets a compact integer through cg_id_map "
+     "(OHDSI tools read it without overflow). bigint: the row ids as the records carry them. "
+     "Fixed when the schema is made."),
+    CG_CONFIG_ROW_INT("pg.batch_rows", pg_conf_t, batch_rows, "5000", 1, 1000000,
+     "Rows staged before they are applied (COPY and one upsert per table) inside the open "
+     "transaction; delivery.transaction_max_messages and delivery.commit_interval_ms say when "
+     "it commits."),
+    CG_CONFIG_ROW_END,
+};
+/* clang-format on */

@@ -1,0 +1,128 @@
+/* pg_conn.c - the sink's connection to PostgreSQL: the connection string from the environment
+ * (pg.conninfo_env) or the config (pg.conninfo), the password from pg.password_file or libpq's
+ * own sources; errors say where it tried to connect, never with what secret. */
+#include "pg_int.h"
+
+#include "cg_omop.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void quiet_notices(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* The conninfo in use: the environment variable when it is set, else the config's. */
+static const char *conninfo_of(const pg_conf_t *conf)
+{
+    const char *env = conf->conninfo_env && *conf->conninfo_env ? getenv(conf->conninfo_env) : NULL;
+    if (env && *env)
+        return env;
+    return conf->conninfo ? conf->conninfo : "";
+}
+
+int pg_read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(errstr, errstr_size, "pg.password_file %s cannot be read", path);
+        return -1;
+    }
+    if (!fgets(buf, (int)size, f))
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    char pw[1024] = "";
+    if (conf->password_file &&
+        pg_read_password(conf->password_file, pw, sizeof(pw), errstr, errstr_size))
+        return NULL;
+    /* dbname is expanded as a whole conninfo; the password, when given, wins over it */
+    const char *keys[] = {"dbname", "password", "client_encoding", "application_name", NULL};
+    const char *vals[] = {conninfo_of(conf), pw[0] ? pw : NULL, "UTF8", "cohortgate-sink", NULL};
+    if (!pw[0]) { /* keep libpq's own password sources: no empty password */
+        keys[1] = "client_encoding";
+        vals[1] = "UTF8";
+        keys[2] = "application_name";
+        vals[2] = "cohortgate-sink";
+        keys[3] = NULL;
+        vals[3] = NULL;
+    }
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    memset(pw, 0, sizeof(pw));
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", c ? PQerrorMessage(c) : "out of memory");
+        msg[strcspn(msg, "\n")] = '\0';
+        snprintf(errstr, errstr_size,
+                 "cannot connect to PostgreSQL (host %s, port %s, database %s, user %s): %s",
+                 c && PQhost(c) ? PQhost(c) : "?", c && PQport(c) ? PQport(c) : "?",
+                 c && PQdb(c) ? PQdb(c) : "?", c && PQuser(c) ? PQuser(c) : "?", msg);
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, quiet_notices, NULL);
+    return c;
+}
+
+void pg_message(const PGresult *res, const PGconn *conn, char *buf, size_t size)
+{
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    if (!primary)
+        primary = PQerrorMessage(conn);
+    snprintf(buf, size, "%s%s%s", primary, detail ? "; " : "", detail ? detail : "");
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+int pg_exec(PGconn *c, const char *sql, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        pg_message(res, c, errstr, errstr_size);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int pg_conn_lost(PGconn *c)
+{
+    return !c || PQstatus(c) != CONNECTION_OK;
+}
+
+void pg_ident(cg_buf_t *b, const char *name)
+{
+    if (!cg_omop_ident_needs_quotes(name)) {
+        cg_buf_puts(b, name);
+        return;
+    }
+    cg_buf_putc(b, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            cg_buf_putc(b, '"');
+        cg_buf_putc(b, *p);
+    }
+    cg_buf_putc(b, '"');
+}
+
+void pg_qual(cg_buf_t *b, const char *schema, const char *name)
+{
+    pg_ident(b, schema);
+    cg_buf_putc(b, '.');
+    pg_ident(b, name);
+}

@@ -1,0 +1,105 @@
+/* pg_int.h - the PostgreSQL sink's own declarations, shared by its files, not installed.
+ *
+ *   pg_config.c  the settings (pg.*)
+ *   pg_check.c   the CLI's config check and `--init`, apart from the plug-in (no call cycle)
+ *   pg_conn.c    the connection: conninfo from the config, environment or password file
+ *   pg_schema.c  the DDL of `--init`, the version check, the table list in foreign-key order
+ *   pg_apply.c   a batch into the open transaction: COPY to staging, id map, upsert, delete,
+ *                merge, rejects
+ *   pg_sink.c    the plug-in: config rows, envelopes parsed into staged rows, transactions
+ */
+#ifndef CG_PG_INT_H
+#define CG_PG_INT_H
+
+#include "cg_buf.h"
+#include "cg_omop.h"
+#include "cg_pg.h"
+#include "cg_plugin.h"
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* Its config (pg.*), filled from its rows (pg_sink.c). */
+typedef struct pg_conf {
+    char *conninfo;      /* libpq keyword/value string or URI, without password */
+    char *conninfo_env;  /* an environment variable that, when set, holds the conninfo */
+    char *password_file; /* NULL: libpq's own (PGPASSWORD, ~/.pgpass) */
+    char *schema;
+    int id_type; /* 0 integer (through the id map), 1 bigint (the row ids as they are) */
+    int batch_rows;
+} pg_conf_t;
+
+enum { PG_IDS_INTEGER = 0, PG_IDS_BIGINT = 1 };
+
+extern const cg_config_map_t cg_pg_config_map[];
+extern const cg_sink_plugin_t cg_pg_sink_plugin;
+
+/* ---- pg_conn.c ---- */
+/* The first line of a password file into buf; -1 (errstr names the file) when unreadable. */
+int pg_read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size);
+/* Connects; on failure NULL with a reason that names host/port/database, never the secret. */
+PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size);
+/* PostgreSQL's message on one line (with its DETAIL). */
+void pg_message(const PGresult *res, const PGconn *conn, char *buf, size_t size);
+/* Runs sql (no parameters); 0, or -1 with the message in errstr. */
+int pg_exec(PGconn *c, const char *sql, char *errstr, size_t errstr_size);
+/* Whether the connection is gone (so a batch is retried on a new one, not rejected). */
+int pg_conn_lost(PGconn *c);
+/* "schema"."name" into b, quoted as PostgreSQL needs. */
+void pg_qual(cg_buf_t *b, const char *schema, const char *name);
+void pg_ident(cg_buf_t *b, const char *name);
+
+/* ---- pg_schema.c ---- */
+/* Tables the sink applies records to, in foreign-key order (location, care_site, provider,
+ * person, observation_period, visit_occurrence, visit_detail, then the events). */
+size_t pg_table_count(void);
+const cg_omop_table_t *pg_table_at(size_t i);
+/* Index of the table in that order, or -1 when the sink does not take it. */
+int pg_table_index(const cg_omop_table_t *t);
+/* The column a table's records are keyed by: its primary key, person_id for death. */
+const cg_omop_column_t *pg_table_key(const cg_omop_table_t *t);
+/* Whether col holds a row id (a non-concept *_id): mapped through the id map. */
+int pg_column_is_id(const cg_omop_column_t *col);
+/* Creates the schema as cg_pg_schema_init() says, on c. */
+int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t summary_size,
+                     char *errstr, size_t errstr_size);
+/* Checks at start that the schema was made by --init for this id type. */
+int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errstr_size);
+
+/* ---- pg_apply.c ---- */
+typedef struct pg_apply pg_apply_t;
+
+/* What one record is after parsing (pg_sink.c), for the rejects. */
+typedef struct pg_pos {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} pg_pos_t;
+
+pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics);
+void pg_apply_destroy(pg_apply_t *a);
+/* The connection's per-session statements and staging tables; after each (re)connect. */
+int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+/* Stages an upsert or delete of table (values: one text per column or NULL). */
+int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
+                   const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len);
+/* A merge (merged person's rows to the survivor), applied after what is staged before it. */
+int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor, char *errstr,
+                   size_t errstr_size);
+/* A record the sink refuses before the database sees it. */
+int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, const char *reason,
+                    const pg_pos_t *pos, const char *raw, size_t raw_len);
+/* Rows staged and not applied. */
+size_t pg_apply_pending(const pg_apply_t *a);
+/* Applies what is staged into the open transaction, in foreign-key order; a row the database
+ * refuses goes to the rejects table. -1 (errstr) only when the transaction cannot go on. */
+int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+/* Forgets what is staged (an abort). */
+void pg_apply_clear(pg_apply_t *a);
+/* Counters since start, for tests and logs. */
+typedef struct pg_apply_stats {
+    uint64_t upserted, unchanged, deleted, merged, rejected;
+} pg_apply_stats_t;
+void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
+
+#endif

@@ -1,0 +1,377 @@
+/* pg_schema.c - the database side of `cohortgate sink --init`: the OMOP CDM v5.4 tables as
+ * OHDSI's DDL has them (from the CDM's field-level CSV, compiled in: cg_omop.h), their primary
+ * keys and the indexes the sink and cohort queries need, and the sink's own tables; the check
+ * that a schema holds no other CDM version; and the tables in the order the sink applies them. */
+#include "pg_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_CDM_VERSION "5.4"
+
+/* Parents before children, so that a batch never writes a row before the row it names. */
+static const char *const fk_first[] = {
+    "location",           "care_site",        "provider",     "person",
+    "observation_period", "visit_occurrence", "visit_detail", NULL};
+
+static const cg_omop_table_t *order[128];
+static size_t n_order;
+
+const cg_omop_column_t *pg_table_key(const cg_omop_table_t *t)
+{
+    const cg_omop_column_t *pk = cg_omop_primary_key(t, NULL);
+    if (pk)
+        return pk;
+    if (!strcmp(t->name, "death")) /* one row per person */
+        return cg_omop_column(t, "person_id", NULL);
+    return NULL;
+}
+
+static void order_init(void)
+{
+    if (n_order)
+        return;
+    for (size_t i = 0; fk_first[i]; i++) {
+        const cg_omop_table_t *t = cg_omop_table(fk_first[i]);
+        if (t)
+            order[n_order++] = t;
+    }
+    const cg_omop_table_t *t;
+    for (size_t i = 0; (t = cg_omop_table_at(i)) && n_order < sizeof(order) / sizeof(order[0]);
+         i++) {
+        if (strcmp(t->schema, "CDM") || !pg_table_key(t) || pg_table_index(t) >= 0)
+            continue;
+        order[n_order++] = t;
+    }
+}
+
+size_t pg_table_count(void)
+{
+    order_init();
+    return n_order;
+}
+
+const cg_omop_table_t *pg_table_at(size_t i)
+{
+    order_init();
+    return i < n_order ? order[i] : NULL;
+}
+
+int pg_table_index(const cg_omop_table_t *t)
+{
+    for (size_t i = 0; i < n_order; i++)
+        if (order[i] == t)
+            return (int)i;
+    return -1;
+}
+
+int pg_column_is_id(const cg_omop_column_t *col)
+{
+    size_t n = strlen(col->name);
+    return !col->concept_id && n > 3 && !strcmp(col->name + n - 3, "_id") &&
+           (col->cdm_type == CG_OMOP_INTEGER || col->cdm_type == CG_OMOP_BIGINT);
+}
+
+/* The column's type: the stock DDL's, ids bigint when the schema keeps the row ids as they are. */
+static const char *column_type(const cg_omop_column_t *col, int id_type, char *buf, size_t size)
+{
+    if (pg_column_is_id(col))
+        return id_type == PG_IDS_BIGINT || col->cdm_type == CG_OMOP_BIGINT ? "bigint" : "integer";
+    if (col->cdm_type == CG_OMOP_INTEGER)
+        return "integer";
+    return cg_omop_pg_type(col, buf, size);
+}
+
+/* One CREATE TABLE IF NOT EXISTS, with its primary key (and death's one row per person). */
+static void table_ddl(cg_buf_t *b, const char *schema, const cg_omop_table_t *t, int id_type)
+{
+    char ty[64];
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, schema, t->name);
+    cg_buf_puts(b, " (");
+    for (size_t i = 0; i < t->n_columns; i++) {
+        const cg_omop_column_t *col = &t->columns[i];
+        cg_buf_puts(b, i ? ", " : "");
+        pg_ident(b, col->name);
+        cg_buf_printf(b, " %s%s", column_type(col, id_type, ty, sizeof(ty)),
+                      col->required ? " NOT NULL" : "");
+    }
+    const cg_omop_column_t *pk = cg_omop_primary_key(t, NULL);
+    if (pk) {
+        cg_buf_puts(b, ", PRIMARY KEY (");
+        pg_ident(b, pk->name);
+        cg_buf_putc(b, ')');
+    }
+    cg_buf_puts(b, ");\n");
+    if (!pk && !strcmp(t->name, "death")) {
+        cg_buf_printf(b, "CREATE UNIQUE INDEX IF NOT EXISTS cg_death_person ON ");
+        pg_qual(b, schema, "death");
+        cg_buf_puts(b, " (person_id);\n");
+    }
+}
+
+/* The indexes of OHDSI's DDL that the sink's statements and cohort queries lean on. */
+static void table_indexes(cg_buf_t *b, const char *schema, const cg_omop_table_t *t)
+{
+    const cg_omop_column_t *pk = cg_omop_primary_key(t, NULL);
+    int concept_done = 0;
+    for (size_t i = 0; i < t->n_columns; i++) {
+        const cg_omop_column_t *col = &t->columns[i];
+        int want = col != pk &&
+                   (!strcmp(col->name, "person_id") || !strcmp(col->name, "visit_occurrence_id"));
+        if (!want && col->concept_id && col != pk && !concept_done) {
+            want = 1; /* the table's own concept, its first concept column */
+            concept_done = 1;
+        }
+        if (!want || (!strcmp(t->name, "death") && !strcmp(col->name, "person_id")))
+            continue;
+        cg_buf_printf(b, "CREATE INDEX IF NOT EXISTS idx_%s_%s ON ", t->name, col->name);
+        pg_qual(b, schema, t->name);
+        cg_buf_puts(b, " (");
+        pg_ident(b, col->name);
+        cg_buf_puts(b, ");\n");
+    }
+}
+
+/* The sink's own tables. */
+static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
+{
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_sink_meta");
+    cg_buf_puts(b, " (key text PRIMARY KEY, value text NOT NULL);\n");
+    /* the next offset to consume per partition, written in the transaction of the rows */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_offsets");
+    cg_buf_puts(b, " (topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT "
+                   "NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (topic, "
+                   "partition));\n");
+    /* 63-bit row identity -> compact id; an identity column: collision-free by construction */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_id_map");
+    cg_buf_printf(b,
+                  " (source_id bigint PRIMARY KEY, id %s GENERATED BY DEFAULT AS IDENTITY "
+                  "UNIQUE NOT NULL);\n",
+                  id_type == PG_IDS_BIGINT ? "bigint" : "integer");
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_person_merge");
+    cg_buf_puts(b, " (merged_source_id bigint PRIMARY KEY, survivor_source_id bigint NOT NULL, "
+                   "merged_at timestamptz NOT NULL DEFAULT now());\n");
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_rejects");
+    cg_buf_puts(b, " (reject_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, rejected_at "
+                   "timestamptz NOT NULL DEFAULT now(), topic text, partition integer, "
+                   "\"offset\" bigint, table_name text, sqlstate text, reason text NOT NULL, "
+                   "record text);\n");
+    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_rejects_table ON ");
+    pg_qual(b, s, "cg_rejects");
+    cg_buf_puts(b, " (table_name, sqlstate);\n");
+}
+
+typedef struct existing_col {
+    char *table, *column, *type;
+} existing_col_t;
+
+/* What the schema holds now; refuses another CDM version or id type. 0 when it may be used. */
+static int check_existing(PGconn *c, const pg_conf_t *conf, int *has_meta, char *errstr,
+                          size_t errstr_size)
+{
+    const char *p[1] = {conf->schema};
+    PGresult *r = PQexecParams(c,
+                               "SELECT table_name, column_name, data_type FROM "
+                               "information_schema.columns WHERE table_schema = $1",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    int rc = 0, n = PQntuples(r);
+    *has_meta = 0;
+    const char *const want_id = conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer";
+    for (int i = 0; i < n && !rc; i++) {
+        const char *tn = PQgetvalue(r, i, 0), *cn = PQgetvalue(r, i, 1), *ty = PQgetvalue(r, i, 2);
+        if (!strcmp(tn, "cg_sink_meta"))
+            *has_meta = 1;
+        if (!strcmp(tn, "person") && !strcmp(cn, "person_id") && strcmp(ty, want_id)) {
+            snprintf(errstr, errstr_size,
+                     "schema %s: person.person_id is %s, but pg.id_type is %s: use pg.id_type "
+                     "\"%s\" or another schema",
+                     conf->schema, ty, want_id, ty);
+            rc = -1;
+        }
+    }
+    /* every table of CDM v5.4 that is there must have every 5.4 column (v5.3's visit tables,
+     * for one, have admitting_source_concept_id where 5.4 has admitted_from_concept_id) */
+    const cg_omop_table_t *t;
+    for (size_t ti = 0; !rc && (t = cg_omop_table_at(ti)); ti++) {
+        int present = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(PQgetvalue(r, i, 0), t->name))
+                present = 1;
+        if (!present)
+            continue;
+        for (size_t ci = 0; !rc && ci < t->n_columns; ci++) {
+            int found = 0;
+            for (int i = 0; i < n && !found; i++)
+                found = !strcmp(PQgetvalue(r, i, 0), t->name) &&
+                        !strcmp(PQgetvalue(r, i, 1), t->columns[ci].name);
+            if (!found) {
+                snprintf(
+                    errstr, errstr_size,
+                    "schema %s holds a table %s without the column %s of OMOP CDM v" PG_CDM_VERSION
+                    ": it is another CDM version (or not a CDM); the sink "
+                    "writes v" PG_CDM_VERSION " only: use another pg.schema, or migrate it",
+                    conf->schema, t->name, t->columns[ci].name);
+                rc = -1;
+            }
+        }
+    }
+    int has_cdm_source = 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(PQgetvalue(r, i, 0), "cdm_source"))
+            has_cdm_source = 1;
+    PQclear(r);
+    if (rc || !has_cdm_source)
+        return rc;
+    /* what the CDM says of itself */
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "SELECT cdm_version FROM ");
+    pg_qual(&q, conf->schema, "cdm_source");
+    cg_buf_puts(&q, " WHERE cdm_version IS NOT NULL AND ltrim(lower(cdm_version), 'v') NOT LIKE "
+                    "'" PG_CDM_VERSION "%' LIMIT 1");
+    cg_buf_putc(&q, '\0');
+    r = PQexec(c, q.data);
+    cg_buf_free(&q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        rc = -1;
+    } else if (PQntuples(r) > 0) {
+        snprintf(errstr, errstr_size,
+                 "schema %s holds OMOP CDM version %s (cdm_source.cdm_version); the sink writes "
+                 "v" PG_CDM_VERSION " only: use another pg.schema",
+                 conf->schema, PQgetvalue(r, 0, 0));
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* The sink's record of what --init made: version and id type. */
+static int check_meta(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "SELECT key, value FROM ");
+    pg_qual(&q, conf->schema, "cg_sink_meta");
+    cg_buf_putc(&q, '\0');
+    PGresult *r = PQexec(c, q.data);
+    cg_buf_free(&q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    int rc = 0;
+    const char *want_id = conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer";
+    for (int i = 0; i < PQntuples(r) && !rc; i++) {
+        const char *k = PQgetvalue(r, i, 0), *v = PQgetvalue(r, i, 1);
+        if (!strcmp(k, "cdm_version") && strcmp(v, PG_CDM_VERSION)) {
+            snprintf(errstr, errstr_size,
+                     "schema %s was made for OMOP CDM v%s; the sink writes v" PG_CDM_VERSION,
+                     conf->schema, v);
+            rc = -1;
+        } else if (!strcmp(k, "id_type") && strcmp(v, want_id)) {
+            snprintf(errstr, errstr_size,
+                     "schema %s was made with pg.id_type \"%s\", the config says \"%s\"",
+                     conf->schema, v, want_id);
+            rc = -1;
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t summary_size,
+                     char *errstr, size_t errstr_size)
+{
+    char err[768];
+    /* one --init at a time per schema; all or nothing */
+    if (pg_exec(c, "BEGIN", err, sizeof(err)))
+        goto fail;
+    const char *p[1] = {conf->schema};
+    PGresult *r = PQexecParams(c, "SELECT pg_advisory_xact_lock(hashtext('cohortgate:' || $1))", 1,
+                               NULL, p, NULL, NULL, 0);
+    int locked = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!locked)
+        pg_message(r, c, err, sizeof(err));
+    PQclear(r);
+    if (!locked)
+        goto fail;
+    int has_meta = 0;
+    if (check_existing(c, conf, &has_meta, err, sizeof(err)))
+        goto fail;
+    if (has_meta && check_meta(c, conf, err, sizeof(err)))
+        goto fail;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "SET LOCAL client_min_messages = warning;\nCREATE SCHEMA IF NOT EXISTS ");
+    pg_ident(&b, conf->schema);
+    cg_buf_puts(&b, ";\n");
+    size_t n_tables = 0;
+    const cg_omop_table_t *t;
+    for (size_t i = 0; (t = cg_omop_table_at(i)); i++) {
+        table_ddl(&b, conf->schema, t, conf->id_type);
+        n_tables++;
+    }
+    for (size_t i = 0; (t = pg_table_at(i)); i++)
+        table_indexes(&b, conf->schema, t);
+    sink_ddl(&b, conf->schema, conf->id_type);
+    cg_buf_puts(&b, "INSERT INTO ");
+    pg_qual(&b, conf->schema, "cg_sink_meta");
+    cg_buf_printf(&b,
+                  " VALUES ('cdm_version', '" PG_CDM_VERSION "'), ('id_type', '%s') ON "
+                  "CONFLICT (key) DO NOTHING;\n",
+                  conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer");
+    cg_buf_putc(&b, '\0');
+    int rc = b.data ? pg_exec(c, b.data, err, sizeof(err)) : -1;
+    cg_buf_free(&b);
+    if (rc || pg_exec(c, "COMMIT", err, sizeof(err)))
+        goto fail;
+    if (summary)
+        snprintf(summary, summary_size,
+                 "schema %s: %zu OMOP CDM v" PG_CDM_VERSION " tables (%s ids, the sink applies %zu "
+                 "of them) and the sink's tables cg_offsets, cg_id_map, cg_person_merge, "
+                 "cg_rejects, cg_sink_meta%s",
+                 conf->schema, n_tables, conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer",
+                 pg_table_count(),
+                 has_meta ? " (already there: nothing changed that existed)" : "");
+    return 0;
+fail:
+    PQclear(PQexec(c, "ROLLBACK"));
+    snprintf(errstr, errstr_size, "%s", err);
+    return -1;
+}
+
+int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    const char *p[1] = {conf->schema};
+    PGresult *r = PQexecParams(c,
+                               "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 "
+                               "AND table_name = 'cg_sink_meta'",
+                               1, NULL, p, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK, found = ok && PQntuples(r) > 0;
+    if (!ok)
+        pg_message(r, c, errstr, errstr_size);
+    PQclear(r);
+    if (!ok)
+        return -1;
+    if (!found) {
+        snprintf(errstr, errstr_size,
+                 "schema %s has no cohortgate sink tables: run `cohortgate sink --init -c "
+                 "CONFIG` first",
+                 conf->schema);
+        return -1;
+    }
+    return check_meta(c, conf, errstr, errstr_size);
+}

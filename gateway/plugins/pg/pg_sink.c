@@ -1,0 +1,552 @@
+/* pg_sink.c - the PostgreSQL sink (output.sink "pg", `cohortgate sink`): OMOP record envelopes
+ * from the record topics into an OMOP CDM v5.4 schema, exactly once.
+ *
+ * The engine runs it in pass-through mode with exactly-once delivery: each input (one record)
+ * is parsed here into a staged row of its table (pg_apply.c) inside the engine's transaction,
+ * which is one database transaction; txn_commit applies what is staged and stores the inputs'
+ * next offsets in cg_offsets in that same transaction, so rows and offsets commit together.
+ * On an assignment the source starts each partition at the offset the database holds
+ * (stored_positions). A second instance that took a partition over moves its offset on; an old
+ * owner's commit then finds the offset past its batch and aborts (the offsets row is its
+ * fence). */
+#include "pg_int.h"
+
+#include "cg_delivery.h"
+#include "cg_log.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PG_RECONNECT_MS 1000 /* between attempts while the database is away */
+#define PG_MAX_COLUMNS  64
+
+typedef struct part_start {
+    char *topic;
+    int32_t partition;
+    int64_t first; /* the first offset of the open transaction */
+} part_start_t;
+
+typedef struct pg_sink {
+    cg_engine_t *engine;
+    const pg_conf_t *conf;
+    PGconn *conn;
+    pg_apply_t *apply;
+    int in_txn;
+    int64_t next_connect_ms;
+    void **tokens; /* staged records not yet reported delivered */
+    size_t n_tokens, cap_tokens;
+    part_start_t *starts;
+    size_t n_starts, cap_starts;
+    int fatal;
+    char fatal_reason[512];
+    uint64_t commits;
+} pg_sink_t;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_fatal(pg_sink_t *s, const char *reason)
+{
+    if (!s->fatal)
+        snprintf(s->fatal_reason, sizeof(s->fatal_reason), "%s", reason);
+    s->fatal = 1;
+}
+
+/* A connection ready for a transaction; after a loss, tries again at most every second. */
+static int ensure_conn(pg_sink_t *s, char *errstr, size_t errstr_size)
+{
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        return 0;
+    if (s->conn) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+        s->in_txn = 0;
+        cg_log(CG_LOG_WARN, "pg.disconnected", "connection to PostgreSQL lost; reconnecting");
+    }
+    int64_t now = mono_ms();
+    if (now < s->next_connect_ms) {
+        snprintf(errstr, errstr_size, "waiting to reconnect to PostgreSQL");
+        return -1;
+    }
+    s->next_connect_ms = now + PG_RECONNECT_MS;
+    PGconn *c = pg_connect(s->conf, errstr, errstr_size);
+    if (!c)
+        return -1;
+    if (pg_schema_verify(c, s->conf, errstr, errstr_size)) {
+        set_fatal(s, errstr); /* the schema is not (any more) one the sink can write */
+        PQfinish(c);
+        return -1;
+    }
+    if (pg_apply_prepare(s->apply, c, errstr, errstr_size)) {
+        PQfinish(c);
+        return -1;
+    }
+    s->conn = c;
+    cg_log(CG_LOG_INFO, "pg.connected", "host %s, port %s, database %s, user %s, schema %s",
+           PQhost(c), PQport(c), PQdb(c), PQuser(c), s->conf->schema);
+    return 0;
+}
+
+static void pgs_destroy(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    if (!s)
+        return;
+    if (s->conn)
+        PQfinish(s->conn);
+    pg_apply_destroy(s->apply);
+    for (size_t i = 0; i < s->n_starts; i++)
+        free(s->starts[i].topic);
+    free(s->starts);
+    free(s->tokens);
+    free(s);
+}
+
+static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_size)
+{
+    if (!env->exactly_once) {
+        snprintf(errstr, errstr_size,
+                 "the pg sink stores offsets in its database transactions: it runs with "
+                 "delivery.semantics exactly-once (`cohortgate sink` sets it)");
+        return NULL;
+    }
+    pg_sink_t *s = calloc(1, sizeof(*s));
+    if (!s || !(s->apply = pg_apply_new(env->conf, env->metrics))) {
+        free(s);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->engine = env->engine;
+    s->conf = env->conf;
+    return s;
+}
+
+/* Notes the first offset of each partition in the open transaction (the offsets fence). */
+static void note_start(pg_sink_t *s, const char *topic, int32_t partition, int64_t offset)
+{
+    for (size_t i = 0; i < s->n_starts; i++)
+        if (s->starts[i].partition == partition && !strcmp(s->starts[i].topic, topic)) {
+            if (s->starts[i].first < 0)
+                s->starts[i].first = offset;
+            return;
+        }
+    if (s->n_starts == s->cap_starts) {
+        size_t cap = s->cap_starts ? s->cap_starts * 2 : 8;
+        part_start_t *p = realloc(s->starts, cap * sizeof(*p));
+        if (!p)
+            return; /* the fence is then the no-going-back rule alone */
+        s->starts = p;
+        s->cap_starts = cap;
+    }
+    char *t = strdup(topic);
+    if (t)
+        s->starts[s->n_starts++] = (part_start_t){t, partition, offset};
+}
+
+static int64_t start_of(const pg_sink_t *s, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < s->n_starts; i++)
+        if (s->starts[i].partition == partition && !strcmp(s->starts[i].topic, topic))
+            return s->starts[i].first;
+    return -1;
+}
+
+/* A record that went wrong in the open transaction: the engine aborts it. */
+static cg_sink_result_t txn_broken(pg_sink_t *s, const char *what, const char *why)
+{
+    char msg[900];
+    snprintf(msg, sizeof(msg), "PostgreSQL: %s: %s", what, why);
+    cg_engine_txn_failed(s->engine, msg);
+    (void)s;
+    return CG_SINK_FAILED;
+}
+
+static int flush_staged(pg_sink_t *s, char *errstr, size_t errstr_size)
+{
+    if (!pg_apply_pending(s->apply))
+        return 0;
+    return pg_apply_flush(s->apply, s->conn, errstr, errstr_size);
+}
+
+/* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
+ * (errstr); a record the sink cannot apply is rejected and counts as handled. */
+static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_t *pos,
+                        char *errstr, size_t errstr_size)
+{
+    const char *raw = rec->value ? rec->value : "";
+    size_t raw_len = rec->value_len;
+    json_error_t jerr;
+    json_t *env = json_loadb(raw, raw_len, 0, &jerr);
+    char why[512];
+    const char *state = "CGENV", *tname = NULL;
+    int rc = 0;
+    if (!env || !json_is_object(env)) {
+        snprintf(why, sizeof(why), "not a JSON object: %s", env ? "another JSON value" : jerr.text);
+        goto reject;
+    }
+    const char *standard = json_string_value(json_object_get(env, "standard"));
+    tname = json_string_value(json_object_get(env, "table"));
+    const char *op = json_string_value(json_object_get(env, "op"));
+    json_t *row = json_object_get(env, "row");
+    if (!standard || !tname || !op || !json_is_object(row)) {
+        snprintf(why, sizeof(why),
+                 "an envelope needs \"standard\", \"table\", \"op\" and a \"row\" "
+                 "object");
+        goto reject;
+    }
+    if (!strcmp(standard, "cohortgate") && !strcmp(tname, "cohortgate.person_merge") &&
+        !strcmp(op, "merge")) {
+        char mb[64], sb[64];
+        const char *mv = NULL, *sv = NULL;
+        size_t ml, sl;
+        bool q;
+        json_t *mj = json_object_get(row, "merged_person_id"),
+               *sj = json_object_get(row, "person_id");
+        if (!json_is_integer(mj) || !json_is_integer(sj) ||
+            !cg_omop_json_text(mj, mb, sizeof(mb), &mv, &ml, &q) ||
+            !cg_omop_json_text(sj, sb, sizeof(sb), &sv, &sl, &q)) {
+            state = "CGKEY";
+            snprintf(why, sizeof(why), "a merge needs integer person_id and merged_person_id");
+            goto reject;
+        }
+        /* what came before the merge is applied first: a person's order holds */
+        rc = flush_staged(s, errstr, errstr_size) ||
+             pg_apply_merge(s->apply, s->conn, mv, sv, errstr, errstr_size);
+        json_decref(env);
+        return rc ? -1 : 0;
+    }
+    if (strcmp(standard, "omop-cdm-5.4")) {
+        state = "CGSTD";
+        snprintf(why, sizeof(why),
+                 "standard \"%s\" / table \"%s\" / op \"%s\" is not applied by "
+                 "the sink",
+                 standard, tname, op);
+        goto reject;
+    }
+    const cg_omop_table_t *t = cg_omop_table(tname);
+    int ti = t ? pg_table_index(t) : -1;
+    if (ti < 0) {
+        state = "CGTBL";
+        snprintf(why, sizeof(why),
+                 "%s is not an OMOP CDM v5.4 table the sink applies records to "
+                 "(a clinical table with a key)",
+                 tname);
+        goto reject;
+    }
+    if (!strcmp(tname, "observation_period")) { /* the sink derives it from the rows */
+        state = "CGTBL";
+        snprintf(why, sizeof(why),
+                 "observation_period is derived by the sink from each person's "
+                 "rows, not taken from records");
+        goto reject;
+    }
+    int del = !strcmp(op, "delete");
+    if (!del && strcmp(op, "upsert")) {
+        state = "CGOP";
+        snprintf(why, sizeof(why), "op \"%s\" is not upsert or delete", op);
+        goto reject;
+    }
+    if (t->n_columns > PG_MAX_COLUMNS) {
+        state = "CGTBL";
+        snprintf(why, sizeof(why), "%s has too many columns", tname);
+        goto reject;
+    }
+    const char *vals[PG_MAX_COLUMNS] = {0};
+    size_t lens[PG_MAX_COLUMNS] = {0};
+    char nums[PG_MAX_COLUMNS][64];
+    const char *k;
+    json_t *v;
+    json_object_foreach(row, k, v)
+    {
+        size_t ci;
+        if (!cg_omop_column(t, k, &ci)) {
+            state = "CGCOL";
+            snprintf(why, sizeof(why), "%s has no column %s", tname, k);
+            goto reject;
+        }
+        bool quoted;
+        if (!cg_omop_json_text(v, nums[ci], sizeof(nums[ci]), &vals[ci], &lens[ci], &quoted)) {
+            state = "CGVAL";
+            snprintf(why, sizeof(why), "%s.%s is an object or an array", tname, k);
+            goto reject;
+        }
+    }
+    size_t key_i;
+    const cg_omop_column_t *key = pg_table_key(t);
+    cg_omop_column(t, key->name, &key_i);
+    if (!vals[key_i]) {
+        state = "CGKEY";
+        snprintf(why, sizeof(why), "%s record without its key %s", tname, key->name);
+        goto reject;
+    }
+    /* a person's or a visit's delete reaches into other tables: applied in its place */
+    int barrier = del && (!strcmp(tname, "person") || !strcmp(tname, "visit_occurrence"));
+    if (barrier && flush_staged(s, errstr, errstr_size))
+        rc = -1;
+    else if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len))
+        snprintf(errstr, errstr_size, "out of memory"), rc = -1;
+    else if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
+             flush_staged(s, errstr, errstr_size))
+        rc = -1;
+    json_decref(env);
+    return rc;
+reject:
+    /* tname lives in env */
+    rc = pg_apply_reject(s->apply, tname, state, why, pos, raw, raw_len);
+    json_decref(env);
+    if (rc)
+        snprintf(errstr, errstr_size, "out of memory");
+    return rc;
+}
+
+static cg_sink_result_t pgs_produce(void *ctx, const cg_sink_record_t *rec)
+{
+    pg_sink_t *s = ctx;
+    if (!s->in_txn || !s->conn)
+        return txn_broken(s, "a record outside a transaction", "no open transaction");
+    if (s->n_tokens == s->cap_tokens) {
+        size_t cap = s->cap_tokens ? s->cap_tokens * 2 : 1024;
+        void **t = realloc(s->tokens, cap * sizeof(*t));
+        if (!t)
+            return CG_SINK_FULL;
+        s->tokens = t;
+        s->cap_tokens = cap;
+    }
+    pg_pos_t pos = {"", 0, 0};
+    cg_delivery_msg_pos(rec->token, &pos.topic, &pos.partition, &pos.offset);
+    note_start(s, pos.topic, pos.partition, pos.offset);
+    char err[768];
+    if (stage_record(s, rec, &pos, err, sizeof(err)))
+        return txn_broken(s, "applying a batch", err);
+    s->tokens[s->n_tokens++] = rec->token;
+    return CG_SINK_OK;
+}
+
+/* A staged record is delivered: it is in the open transaction, as a Kafka transactional
+ * producer's record is once acknowledged; the commit makes it visible. */
+static void report_delivered(pg_sink_t *s)
+{
+    size_t n = s->n_tokens;
+    s->n_tokens = 0;
+    for (size_t i = 0; i < n; i++)
+        cg_engine_delivered(s->engine, s->tokens[i], 0);
+}
+
+static void pgs_poll(void *ctx, int timeout_ms)
+{
+    pg_sink_t *s = ctx;
+    if (s->n_tokens) {
+        report_delivered(s);
+        return;
+    }
+    if (timeout_ms > 0) { /* nothing to report: the engine's wait, kept short */
+        struct timespec ts = {0, (long)(timeout_ms < 5 ? timeout_ms : 5) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int pgs_flush(void *ctx, int timeout_ms)
+{
+    (void)timeout_ms;
+    report_delivered(ctx);
+    return 0;
+}
+
+static int pgs_queue_len(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    return (int)__atomic_load_n(&s->n_tokens, __ATOMIC_RELAXED);
+}
+
+static int pgs_fatal(void *ctx, char *reason, size_t size)
+{
+    pg_sink_t *s = ctx;
+    if (s->fatal && reason)
+        snprintf(reason, size, "%s", s->fatal_reason);
+    return s->fatal;
+}
+
+static cg_txn_result_t pgs_txn_init(void *ctx, char *errstr, size_t errstr_size)
+{
+    pg_sink_t *s = ctx;
+    s->next_connect_ms = 0;
+    if (ensure_conn(s, errstr, errstr_size))
+        return CG_TXN_FATAL;
+    return CG_TXN_OK;
+}
+
+static cg_txn_result_t pgs_txn_begin(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    char err[768];
+    if (ensure_conn(s, err, sizeof(err)) || pg_exec(s->conn, "BEGIN", err, sizeof(err))) {
+        if (strcmp(err, "waiting to reconnect to PostgreSQL"))
+            cg_log(CG_LOG_WARN, "pg.begin_failed", "%s (retrying)", err);
+        return CG_TXN_ABORT;
+    }
+    s->in_txn = 1;
+    for (size_t i = 0; i < s->n_starts; i++)
+        s->starts[i].first = -1;
+    return CG_TXN_OK;
+}
+
+/* After a commit whose answer was lost: did it happen? The offsets say. */
+static int commit_happened(pg_sink_t *s, const cg_source_pos_t *pos, size_t n)
+{
+    char err[512];
+    s->next_connect_ms = 0;
+    if (ensure_conn(s, err, sizeof(err)) || !n)
+        return 0;
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "SELECT next_offset FROM ");
+    pg_qual(&q, s->conf->schema, "cg_offsets");
+    cg_buf_puts(&q, " WHERE topic = $1 AND partition = $2::integer");
+    cg_buf_putc(&q, '\0');
+    char part[16];
+    snprintf(part, sizeof(part), "%" PRId32, pos[0].partition);
+    const char *p[2] = {pos[0].topic, part};
+    PGresult *r = PQexecParams(s->conn, q.data, 2, NULL, p, NULL, NULL, 0);
+    cg_buf_free(&q);
+    int yes = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+              strtoll(PQgetvalue(r, 0, 0), NULL, 10) == pos[0].offset;
+    PQclear(r);
+    return yes;
+}
+
+static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, size_t n,
+                                      const struct cg_source *source)
+{
+    (void)source;
+    pg_sink_t *s = ctx;
+    char err[768];
+    if (!s->in_txn || !s->conn)
+        return CG_TXN_ABORT;
+    if (flush_staged(s, err, sizeof(err))) {
+        cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
+        return CG_TXN_ABORT;
+    }
+    /* the offsets, fenced: never backwards, and only from where this batch began */
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "INSERT INTO ");
+    pg_qual(&q, s->conf->schema, "cg_offsets");
+    cg_buf_puts(&q, " AS o (topic, partition, next_offset) VALUES ($1, $2::integer, $3::bigint) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+                    "EXCLUDED.next_offset, updated_at = now() WHERE o.next_offset <= $4::bigint");
+    cg_buf_putc(&q, '\0');
+    for (size_t i = 0; i < n; i++) {
+        char part[16], next[24], from[24];
+        int64_t first = start_of(s, pos[i].topic, pos[i].partition);
+        snprintf(part, sizeof(part), "%" PRId32, pos[i].partition);
+        snprintf(next, sizeof(next), "%" PRId64, pos[i].offset);
+        snprintf(from, sizeof(from), "%" PRId64, first >= 0 ? first : pos[i].offset);
+        const char *p[4] = {pos[i].topic, part, next, from};
+        PGresult *r = PQexecParams(s->conn, q.data, 4, NULL, p, NULL, NULL, 0);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        int moved = ok && !strcmp(PQcmdTuples(r), "1");
+        if (!ok)
+            pg_message(r, s->conn, err, sizeof(err));
+        PQclear(r);
+        if (!ok || !moved) {
+            cg_buf_free(&q);
+            if (!ok)
+                cg_log(CG_LOG_WARN, "pg.offsets_failed", "%s (the transaction is aborted)", err);
+            else
+                cg_log(CG_LOG_WARN, "pg.fenced",
+                       "%s [%" PRId32 "]: the database's offset is past this batch's first "
+                       "offset %s: another instance applied it (the transaction is aborted)",
+                       pos[i].topic, pos[i].partition, from);
+            return CG_TXN_ABORT;
+        }
+    }
+    cg_buf_free(&q);
+    PGresult *r = PQexec(s->conn, "COMMIT");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        pg_message(r, s->conn, err, sizeof(err));
+    PQclear(r);
+    s->in_txn = 0;
+    if (!ok) {
+        if (pg_conn_lost(s->conn) && commit_happened(s, pos, n)) {
+            cg_log(CG_LOG_WARN, "pg.commit_unknown",
+                   "the connection was lost at COMMIT, which "
+                   "had happened (the offsets say so)");
+            return CG_TXN_OK;
+        }
+        cg_log(CG_LOG_WARN, "pg.commit_failed", "%s (the transaction is aborted)", err);
+        return CG_TXN_ABORT;
+    }
+    s->commits++;
+    return CG_TXN_OK;
+}
+
+static cg_txn_result_t pgs_txn_abort(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK && s->in_txn)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    s->in_txn = 0;
+    s->n_tokens = 0; /* purged: nothing to report */
+    pg_apply_clear(s->apply);
+    return CG_TXN_OK;
+}
+
+static int pgs_stored_positions(void *ctx, cg_source_pos_t *pos, size_t n, char *errstr,
+                                size_t errstr_size)
+{
+    pg_sink_t *s = ctx;
+    if (ensure_conn(s, errstr, errstr_size)) {
+        s->next_connect_ms = 0; /* one more try at once: an assignment cannot wait */
+        if (ensure_conn(s, errstr, errstr_size))
+            return -1;
+    }
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "SELECT next_offset FROM ");
+    pg_qual(&q, s->conf->schema, "cg_offsets");
+    cg_buf_puts(&q, " WHERE topic = $1 AND partition = $2::integer");
+    cg_buf_putc(&q, '\0');
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        char part[16];
+        snprintf(part, sizeof(part), "%" PRId32, pos[i].partition);
+        const char *p[2] = {pos[i].topic, part};
+        PGresult *r = PQexecParams(s->conn, q.data, 2, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            pg_message(r, s->conn, errstr, errstr_size);
+            rc = -1;
+        } else {
+            pos[i].offset = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+        }
+        PQclear(r);
+    }
+    cg_buf_free(&q);
+    return rc;
+}
+
+const cg_sink_plugin_t cg_pg_sink_plugin = {
+    .name = "pg",
+    .desc = "PostgreSQL OMOP CDM v5.4 tables, exactly once (`cohortgate sink`)",
+    .config_map = cg_pg_config_map,
+    .conf_size = sizeof(pg_conf_t),
+    .init = pgs_init,
+    .produce = pgs_produce,
+    .poll = pgs_poll,
+    .flush = pgs_flush,
+    .queue_len = pgs_queue_len,
+    .fatal = pgs_fatal,
+    .destroy = pgs_destroy,
+    .txn_init = pgs_txn_init,
+    .txn_begin = pgs_txn_begin,
+    .txn_commit = pgs_txn_commit,
+    .txn_abort = pgs_txn_abort,
+    .stored_positions = pgs_stored_positions,
+};

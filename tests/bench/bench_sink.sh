@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench_sink.sh - `cohortgate sink`: rows/s from a record topic into PostgreSQL OMOP tables, and
+# a plain COPY of the same rows into the same table shape in the same run, as the ceiling.
+#
+# BENCH_ROWS measurement upserts (default 200000) of 2000 persons on a 3-partition topic (made
+# by cg_sinkgen, which also writes the same rows as COPY text with the integer ids the id map
+# would give). Then:
+#   copy: psql's \copy of that file into a fresh schema made by `sink --init` (one COPY, one
+#         transaction, no id map, no staging, no conflict handling);
+#   sink: `cohortgate sink` into another fresh schema, from its start until the database holds
+#         every offset (wall, including the group join), and from its first committed
+#         transaction to its last (steady);
+# and prints rows/s, the sink's steady rate as a percentage of the COPY's, and the sink's peak
+# RSS. Uses the broker and server of COHORTGATE_TEST_BOOTSTRAP / COHORTGATE_TEST_PG when set,
+# else starts both (tests/scripts/kafka-broker.sh, postgres.sh) and stops them on exit. On a
+# shared machine the figures move with the other load: the load average is printed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BENCH_BUILD_DIR:-$here/build-bench}
+rows=${BENCH_ROWS:-200000}
+txn=${BENCH_TXN:-20000}
+
+# a Release build of its own, configured once (BENCH_BUILD_DIR may name an existing one)
+[ -f "$build/CMakeCache.txt" ] || cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target cohortgate cg_sinkgen -j2 >/dev/null
+cg=$build/gateway/cohortgate
+gen=$build/tests/bench/cg_sinkgen
+
+tmp=$(mktemp -d)
+started_pg= started_kafka=
+cleanup() {
+    [ -n "$started_kafka" ] && bash "$here/tests/scripts/kafka-broker.sh" stop "$tmp/kafka" || true
+    [ -n "$started_pg" ] && bash "$here/tests/scripts/postgres.sh" stop "$tmp/pg" || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+if [ -z "${COHORTGATE_TEST_PG:-}" ]; then
+    mkdir -p "$tmp/pg"
+    eval "$(bash "$here/tests/scripts/postgres.sh" start "$tmp/pg")"
+    started_pg=1
+fi
+if [ -z "${COHORTGATE_TEST_BOOTSTRAP:-}" ]; then
+    mkdir -p "$tmp/kafka"
+    eval "$(bash "$here/tests/scripts/kafka-broker.sh" start "$tmp/kafka")"
+    started_kafka=1
+fi
+export COHORTGATE_TEST_PG
+psql() { command psql -qAtX "$COHORTGATE_TEST_PG" "$@"; }
+now() { date +%s.%N; }
+echo "bench_sink: $rows rows, transactions of $txn; $(nproc) CPU(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+id=$$-$(date +%s)
+topic=bench-sink-$id
+config() { # config SCHEMA FILE
+    cat >"$2" <<JSON
+{"group_id": "bench-sink-$id-$1", "inputs": [{"topic": "$topic"}], "output": {"sink": "pg"},
+ "delivery": {"transaction_max_messages": $txn, "commit_interval_ms": 1000},
+ "kafka": {"bootstrap.servers": "$COHORTGATE_TEST_BOOTSTRAP"},
+ "pg": {"conninfo_env": "COHORTGATE_TEST_PG", "schema": "$1"},
+ "metrics": {"listen": "off"}, "log": {"level": "warn"}}
+JSON
+}
+"$gen" "$COHORTGATE_TEST_BOOTSTRAP" "$topic" "$rows" 2000 "$tmp/rows.copy" 2>/dev/null ||
+    { echo "bench_sink: producing the input failed (does the broker create topics?)"; exit 1; }
+
+# plain COPY into the same table shape
+copy_schema=bench_copy_${id//-/_}
+config "$copy_schema" "$tmp/copy.json"
+"$cg" sink --init -c "$tmp/copy.json" >/dev/null
+t0=$(now)
+psql -c "\\copy $copy_schema.measurement (measurement_id, person_id, measurement_concept_id, measurement_date, measurement_datetime, measurement_type_concept_id, value_as_number, unit_concept_id, measurement_source_value, unit_source_value) FROM '$tmp/rows.copy'"
+t1=$(now)
+copy_s=$(echo "$t1 - $t0" | bc -l)
+[ "$(psql -c "SELECT count(*) FROM $copy_schema.measurement")" = "$rows" ]
+
+# the sink
+sink_schema=bench_sink_${id//-/_}
+config "$sink_schema" "$tmp/sink.json"
+"$cg" sink --init -c "$tmp/sink.json" >/dev/null
+committed() { psql -c "SELECT coalesce(sum(next_offset), 0) FROM $sink_schema.cg_offsets"; }
+t0=$(now)
+if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f %M -o "$tmp/rss" "$cg" sink -c "$tmp/sink.json" --idle-exit 1000 2>"$tmp/sink.log" &
+else
+    "$cg" sink -c "$tmp/sink.json" --idle-exit 1000 2>"$tmp/sink.log" &
+fi
+pid=$!
+first=
+while :; do
+    c=$(committed)
+    if [ -z "$first" ] && [ "$c" -gt 0 ]; then first=$(now) first_rows=$c; fi
+    [ "$c" -ge "$rows" ] && break
+    kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped early:"; tail -5 "$tmp/sink.log"; exit 1; }
+    sleep 0.05
+done
+t1=$(now)
+wait "$pid"
+[ "$(psql -c "SELECT count(*) FROM $sink_schema.measurement")" = "$rows" ]
+[ "$(psql -c "SELECT count(*) FROM $sink_schema.cg_rejects")" = 0 ]
+wall_s=$(echo "$t1 - $t0" | bc -l)
+steady_rows=$((rows - first_rows))
+steady_s=$(echo "$t1 - $first" | bc -l)
+
+printf '%-34s %12s %10s\n' "" "seconds" "rows/s"
+printf '%-34s %12.2f %10.0f\n' "plain COPY (one \\copy)" "$copy_s" "$(echo "$rows / $copy_s" | bc -l)"
+printf '%-34s %12.2f %10.0f\n' "cohortgate sink, wall" "$wall_s" "$(echo "$rows / $wall_s" | bc -l)"
+if [ "$steady_rows" -gt 0 ]; then
+    rate=$(echo "$steady_rows / $steady_s" | bc -l)
+    printf '%-34s %12.2f %10.0f\n' "cohortgate sink, steady ($steady_rows rows)" "$steady_s" "$rate"
+    printf 'sink steady rate / plain COPY rate: %.0f %%\n' "$(echo "100 * $rate * $copy_s / $rows" | bc -l)"
+else
+    echo "(one transaction held every row: no steady figure; lower BENCH_TXN)"
+fi
+[ -f "$tmp/rss" ] && echo "sink peak RSS: $(($(tail -1 "$tmp/rss") / 1024)) MB"
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+psql -c "DROP SCHEMA $copy_schema CASCADE; DROP SCHEMA $sink_schema CASCADE" 2>/dev/null || true

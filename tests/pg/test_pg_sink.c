@@ -1,0 +1,769 @@
+/* test_pg_sink.c - `cohortgate sink` against the real broker and the real PostgreSQL server
+ * (labels kafka and pg; skipped, exit 77, unless COHORTGATE_TEST_BOOTSTRAP and
+ * COHORTGATE_TEST_PG are both set). Drives the built binary as a separate process.
+ *
+ *   golden:    every golden case's records (but the merge cases) on 3 partitions, keyed by
+ *              person: each table holds one row per key whose last record is an upsert, ids
+ *              are compact integers, the offsets reach the topic's end; a second run changes
+ *              nothing; a replay of everything (offsets removed) rewrites no row (xmin kept).
+ *   lifecycle: the lifecycle and merge goldens on one partition: deleted rows are gone, a
+ *              deleted visit is named by no row, merged persons own no row and have no person
+ *              row, their rows belong to the survivor.
+ *   kill -9:   20,000 versions of 5,000 measurements and 50 rows the database refuses, small
+ *              transactions, the sink killed mid-stream and restarted: every measurement holds
+ *              its last version, and every refused row is in cg_rejects exactly once.
+ *   rebalance: a second instance joins the group mid-stream: the same end state.
+ *   conn lost: the server drops the sink's connection three times mid-stream: the same.
+ *   sigterm:   SIGTERM mid-stream commits what was consumed; a restart finishes the same.
+ *   init:      --init twice is idempotent; a config of the other id type is refused.
+ */
+#include "kafka_util.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <glob.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CG_GATEWAY_BIN
+#error "CG_GATEWAY_BIN must name the cohortgate binary"
+#endif
+
+#define HANG_MS 120000
+
+static PGconn *pg;
+
+typedef struct run {
+    char name[96];
+    char topic[128];
+    char schema[96];
+    char dir[256];
+    char config[320];
+} run_t;
+
+static long long q_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long q_int(const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
+        PQclear(r);
+        fail();
+    }
+    long long v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+/* A text result (first cell), malloc'ed. */
+static char *q_text(const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
+        PQclear(r);
+        fail();
+    }
+    char *v = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void run_new(run_t *r, const char *prefix, int partitions, int txn_max)
+{
+    tk_unique_name(r->name, sizeof(r->name), prefix);
+    snprintf(r->topic, sizeof(r->topic), "%s.records", r->name);
+    snprintf(r->schema, sizeof(r->schema), "%s", r->name);
+    for (char *p = r->schema; *p; p++)
+        if (*p == '-' || *p == '.')
+            *p = '_';
+    snprintf(r->dir, sizeof(r->dir), "/tmp/%s", r->name);
+    assert_int_equal(mkdir(r->dir, 0700), 0);
+    snprintf(r->config, sizeof(r->config), "%s/sink.json", r->dir);
+    assert_int_equal(tk_create_topic(r->topic, partitions), 0);
+    FILE *f = fopen(r->config, "w");
+    assert_non_null(f);
+    /* the connection string comes from the environment, as a deployment's would */
+    fprintf(f,
+            "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
+            " \"output\": {\"sink\": \"pg\"},\n"
+            " \"delivery\": {\"transaction_max_messages\": %d, \"commit_interval_ms\": 200},\n"
+            " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
+            " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
+            "\"batch_rows\": 300},\n"
+            " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"info\"}}\n",
+            r->name, r->topic, txn_max, tk_bootstrap(), r->schema);
+    fclose(f);
+}
+
+static void run_end(const run_t *r)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", r->dir);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", r->schema);
+    PQclear(PQexec(pg, sql));
+}
+
+/* Runs `cohortgate sink` with args; returns its exit status. */
+static int sink(const run_t *r, const char *extra, int idle_exit)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r->dir);
+    char *argv[8] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config};
+    int n = 4;
+    if (extra)
+        argv[n++] = (char *)extra;
+    if (idle_exit) {
+        argv[n++] = (char *)"--idle-exit";
+        argv[n++] = (char *)"1500";
+    }
+    argv[n] = NULL;
+    pid_t pid = tk_spawn(argv, log, NULL);
+    assert_true(pid > 0);
+    int st;
+    if (tk_wait_pid(pid, HANG_MS, &st)) {
+        kill(pid, SIGKILL);
+        fprintf(stderr, "sink hung; log in %s\n", log);
+        fail();
+    }
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (rc)
+        fprintf(stderr, "sink exited %d; log in %s\n", rc, log);
+    return rc;
+}
+
+/* ---- records ---- */
+
+typedef struct rec {
+    char *value;
+    char key[32];
+    char table[64];
+    char op[16];
+    char id[32]; /* the table's key value as text (person_id for death) */
+    char merged[32];
+    char *row; /* the row object, keys sorted: equal rows, equal text */
+} rec_t;
+
+static const char *key_col(const char *table)
+{
+    static char buf[80];
+    if (!strcmp(table, "death"))
+        return "person_id";
+    snprintf(buf, sizeof(buf), "%s_id", table);
+    return buf;
+}
+
+static size_t load_records(const char *const *globs, size_t n_globs, const char *skip, rec_t **out)
+{
+    size_t n = 0, cap = 0;
+    rec_t *v = NULL;
+    for (size_t g = 0; g < n_globs; g++) {
+        glob_t gl;
+        if (glob(globs[g], 0, NULL, &gl))
+            continue;
+        for (size_t i = 0; i < gl.gl_pathc; i++) {
+            if (skip && strstr(gl.gl_pathv[i], skip))
+                continue;
+            FILE *f = fopen(gl.gl_pathv[i], "r");
+            char *line = NULL;
+            size_t lcap = 0;
+            ssize_t len;
+            while (f && (len = getline(&line, &lcap, f)) > 0) {
+                json_t *e = json_loads(line, 0, NULL);
+                if (!e)
+                    continue;
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    v = realloc(v, cap * sizeof(*v));
+                }
+                rec_t *r = &v[n++];
+                memset(r, 0, sizeof(*r));
+                while (len > 0 && line[len - 1] == '\n')
+                    line[--len] = '\0';
+                r->value = strdup(line);
+                snprintf(r->table, sizeof(r->table), "%s",
+                         json_string_value(json_object_get(e, "table")));
+                snprintf(r->op, sizeof(r->op), "%s", json_string_value(json_object_get(e, "op")));
+                json_t *row = json_object_get(e, "row");
+                r->row = json_dumps(row, JSON_SORT_KEYS | JSON_COMPACT);
+                snprintf(r->key, sizeof(r->key), "%lld",
+                         (long long)json_integer_value(json_object_get(row, "person_id")));
+                json_t *id = json_object_get(row, key_col(r->table));
+                if (json_is_integer(id))
+                    snprintf(r->id, sizeof(r->id), "%lld", (long long)json_integer_value(id));
+                json_t *m = json_object_get(row, "merged_person_id");
+                if (json_is_integer(m))
+                    snprintf(r->merged, sizeof(r->merged), "%lld",
+                             (long long)json_integer_value(m));
+                json_decref(e);
+            }
+            free(line);
+            if (f)
+                fclose(f);
+        }
+        globfree(&gl);
+    }
+    *out = v;
+    return n;
+}
+
+static void produce(const char *topic, const rec_t *v, size_t n)
+{
+    rd_kafka_t *p = tk_producer();
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(v[i].key, strlen(v[i].key)),
+            RD_KAFKA_V_VALUE(v[i].value, strlen(v[i].value)),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(p, 100);
+            i--;
+            continue;
+        }
+        assert_int_equal(err, 0);
+    }
+    assert_int_equal(rd_kafka_flush(p, 30000), 0);
+    rd_kafka_destroy(p);
+}
+
+static void free_records(rec_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].value);
+        free(v[i].row);
+    }
+    free(v);
+}
+
+/* Whether record i is the last of its (table, id). */
+static int is_last(const rec_t *v, size_t n, size_t i)
+{
+    for (size_t j = i + 1; j < n; j++)
+        if (!strcmp(v[j].table, v[i].table) && !strcmp(v[j].id, v[i].id))
+            return 0;
+    return 1;
+}
+
+/* A checksum of the OMOP tables the sink wrote; with xmin, equal only when no row was written
+ * at all. */
+static const char *const all_tables[] = {
+    "person",      "visit_occurrence", "care_site",   "provider", "condition_occurrence",
+    "measurement", "drug_exposure",    "observation", "death",    NULL};
+/* the tables that no delete of the non-merge goldens reaches (a visit's delete rewrites the
+ * rows that named it when history is replayed, even though the end state is the same) */
+static const char *const upsert_only_tables[] = {"person", "care_site", "provider", "death", NULL};
+
+static char *state_sum(const char *schema, const char *const *tables, int with_xmin)
+{
+    char sql[8192];
+    size_t o = (size_t)snprintf(sql, sizeof(sql), "SELECT md5(");
+    for (int i = 0; tables[i]; i++)
+        o += (size_t)snprintf(sql + o, sizeof(sql) - o,
+                              "%s coalesce((SELECT string_agg(%st::text, '|' ORDER "
+                              "BY t::text) FROM %s.%s t), '')",
+                              i ? " ||" : "", with_xmin ? "t.xmin::text || " : "", schema,
+                              tables[i]);
+    snprintf(sql + o, sizeof(sql) - o, ")");
+    return q_text(sql);
+}
+
+static int have_services(void)
+{
+    return tk_bootstrap() && getenv("COHORTGATE_TEST_PG");
+}
+
+/* ---- the cases ---- */
+
+static void test_golden(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-golden", 3, 20);
+    const char *globs[] = {CG_SOURCE_DIR "/tests/golden/*/expected.ndjson"};
+    rec_t *v;
+    size_t n = load_records(globs, 1, "merge", &v);
+    assert_true(n > 50);
+    produce(r.topic, v, n);
+    /* and bytes that are no envelope, not even text: kept in cg_rejects, hex-encoded */
+    rd_kafka_t *p = tk_producer();
+    static const char junk[] = {'\xff', '\xfe', 0, 'M', 'S', 'H', '|'};
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(r.topic), RD_KAFKA_V_KEY("junk", 4),
+                                       RD_KAFKA_V_VALUE((void *)junk, sizeof(junk)),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(p, 30000), 0);
+    rd_kafka_destroy(p);
+    assert_int_equal(sink(&r, "--init", 0), 0);
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGENV' AND "
+                           "record = 'hex:fffe004d53487c'",
+                           r.schema),
+                     1);
+
+    /* every table: one row per key whose last record is an upsert */
+    size_t rejects = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(v[i].table, "cohortgate.document_retraction")) {
+            rejects++; /* not applied yet: kept as a reject, never dropped */
+            continue;
+        }
+        int seen = 0;
+        for (size_t j = 0; j < i; j++)
+            seen |= !strcmp(v[j].table, v[i].table);
+        if (seen)
+            continue;
+        long long want = 0;
+        for (size_t j = i; j < n; j++)
+            if (!strcmp(v[j].table, v[i].table) && is_last(v, n, j) && !strcmp(v[j].op, "upsert"))
+                want++;
+        long long got = q_int("SELECT count(*) FROM %s.%s", r.schema, v[i].table);
+        if (got != want)
+            fprintf(stderr, "%s: %lld row(s), expected %lld\n", v[i].table, got, want);
+        assert_int_equal(got, want);
+    }
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), (long long)rejects);
+    /* ids are compact integers from the id map: no gap without an aborted transaction */
+    assert_int_equal(q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
+                     q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    assert_true(q_int("SELECT max(person_id) FROM %s.person", r.schema) <=
+                q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement m WHERE NOT EXISTS (SELECT 1 FROM "
+                           "%s.cg_id_map i WHERE i.id = m.person_id)",
+                           r.schema, r.schema),
+                     0);
+    /* Data Quality Dashboard style: one observation period per person, for persons only, and
+     * every dated row of a person inside it */
+    assert_true(q_int("SELECT count(*) FROM %s.observation_period", r.schema) > 0);
+    assert_int_equal(
+        q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period", r.schema),
+        0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.observation_period o WHERE NOT EXISTS (SELECT "
+                           "1 FROM %s.person p WHERE p.person_id = o.person_id)",
+                           r.schema, r.schema),
+                     0);
+    const char *dated[][2] = {{"visit_occurrence", "visit_start_date"},
+                              {"condition_occurrence", "condition_start_date"},
+                              {"measurement", "measurement_date"},
+                              {"drug_exposure", "drug_exposure_start_date"},
+                              {"observation", "observation_date"}};
+    for (size_t i = 0; i < sizeof(dated) / sizeof(dated[0]); i++)
+        assert_int_equal(q_int("SELECT count(*) FROM %s.%s x JOIN %s.person p ON p.person_id = "
+                               "x.person_id WHERE NOT EXISTS (SELECT 1 FROM %s.observation_period "
+                               "o WHERE o.person_id = x.person_id AND x.%s BETWEEN "
+                               "o.observation_period_start_date AND "
+                               "o.observation_period_end_date)",
+                               r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
+                         0);
+    /* the offsets reached the topic's end (the envelopes and the junk) */
+    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
+                     (long long)n + 1);
+
+    /* a second run over the same topics changes nothing: no row is even written */
+    char *before = state_sum(r.schema, all_tables, 1);
+    char *before_vals = state_sum(r.schema, all_tables, 0);
+    char snap[1024];
+    snprintf(snap, sizeof(snap),
+             "CREATE TABLE %s.cg_snap AS SELECT 'x'::text AS tbl, 0::bigint AS "
+             "k, ''::text AS x LIMIT 0",
+             r.schema);
+    PQclear(PQexec(pg, snap));
+    for (int t = 0; upsert_only_tables[t]; t++) {
+        snprintf(snap, sizeof(snap),
+                 "INSERT INTO %s.cg_snap SELECT '%s', %s, xmin::text FROM %s.%s", r.schema,
+                 upsert_only_tables[t], key_col(upsert_only_tables[t]), r.schema,
+                 upsert_only_tables[t]);
+        PQclear(PQexec(pg, snap));
+    }
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    char *after = state_sum(r.schema, all_tables, 1);
+    assert_string_equal(before, after);
+    free(after);
+    /* a replay of everything (no stored offsets) ends in the same state, and rewrites no row
+     * that no delete reaches: an upsert writes a row only when it changed */
+    PQclear(PQexec(pg, "BEGIN"));
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DELETE FROM %s.cg_offsets", r.schema);
+    PQclear(PQexec(pg, sql));
+    PQclear(PQexec(pg, "COMMIT"));
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    after = state_sum(r.schema, all_tables, 0);
+    assert_string_equal(before_vals, after);
+    free(after);
+    /* in the tables no delete reaches, the replay wrote only rows whose key had versions that
+     * differ (it passes through the older ones); every other row kept its xmin */
+    for (int t = 0; upsert_only_tables[t]; t++) {
+        const char *tn = upsert_only_tables[t];
+        long long multi = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(v[i].table, tn) || !is_last(v, n, i))
+                continue;
+            for (size_t j = 0; j < i; j++)
+                if (!strcmp(v[j].table, tn) && !strcmp(v[j].id, v[i].id) &&
+                    strcmp(v[j].row, v[i].row)) {
+                    multi++;
+                    break;
+                }
+        }
+        long long rows = q_int("SELECT count(*) FROM %s.%s", r.schema, tn);
+        long long kept = q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_snap s ON s.tbl = '%s' "
+                               "AND s.k = t.%s AND s.x = t.xmin::text",
+                               r.schema, tn, r.schema, tn, key_col(tn));
+        fprintf(stderr, "%s: %lld row(s), %lld kept by the replay, %lld with several versions\n",
+                tn, rows, kept, multi);
+        assert_true(rows > 0);
+        assert_true(kept >= rows - multi);
+    }
+    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
+                     (long long)n + 1);
+    /* the replay's reject went in again: a replay past the stored offsets is a new delivery */
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 2 * (long long)rejects);
+    free(before);
+    free(before_vals);
+    free_records(v, n);
+    run_end(&r);
+}
+
+static void test_lifecycle(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-life", 1, 1000);
+    const char *globs[] = {CG_SOURCE_DIR "/tests/golden/lifecycle_*/expected.ndjson",
+                           CG_SOURCE_DIR "/tests/golden/adt_a40_merge/expected.ndjson"};
+    rec_t *v;
+    size_t n = load_records(globs, 2, NULL, &v);
+    produce(r.topic, v, n);
+    assert_int_equal(sink(&r, "--init", 0), 0);
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    int deletes = 0, merges = 0, moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(v[i].op, "delete") && is_last(v, n, i)) {
+            deletes++;
+            assert_int_equal(q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON m.id = "
+                                   "t.%s WHERE m.source_id = %s",
+                                   r.schema, v[i].table, r.schema, key_col(v[i].table), v[i].id),
+                             0);
+            if (!strcmp(v[i].table, "visit_occurrence")) /* no row names it */
+                assert_int_equal(q_int("SELECT count(*) FROM %s.condition_occurrence t JOIN "
+                                       "%s.cg_id_map m ON m.id = t.visit_occurrence_id WHERE "
+                                       "m.source_id = %s",
+                                       r.schema, r.schema, v[i].id),
+                                 0);
+        }
+        if (!strcmp(v[i].op, "merge")) {
+            merges++;
+            const char *tables[] = {"person",      "visit_occurrence", "condition_occurrence",
+                                    "measurement", "observation",      "observation_period",
+                                    NULL};
+            for (int t = 0; tables[t]; t++)
+                assert_int_equal(q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON "
+                                       "m.id = t.person_id WHERE m.source_id = %s",
+                                       r.schema, tables[t], r.schema, v[i].merged),
+                                 0);
+            /* what the merged person had now belongs to the survivor */
+            moved += (int)q_int("SELECT count(*) FROM %s.visit_occurrence t JOIN %s.cg_id_map m "
+                                "ON m.id = t.person_id WHERE m.source_id = %s",
+                                r.schema, r.schema, v[i].key);
+        }
+    }
+    /* one observation period per person, after the merges too */
+    assert_int_equal(
+        q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period", r.schema),
+        0);
+    assert_true(deletes > 0);
+    assert_true(merges > 0);
+    assert_true(moved > 0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_person_merge", r.schema) > 0, 1);
+    free_records(v, n);
+    run_end(&r);
+}
+
+#define KILL_INPUTS 20000
+#define KILL_IDS    5000
+#define KILL_BAD    50 /* in the last round of versions: each id keeps the one before */
+
+/* a source value longer than varchar(50): refused by the database */
+#define BAD(i) ((i) >= KILL_INPUTS - KILL_IDS && (i) % (KILL_IDS / KILL_BAD) == 7)
+
+/* The versioned measurement stream of the failure cases, produced to r's topic; --init done. */
+static void stream_feed(const run_t *r)
+{
+    rec_t *v = calloc(KILL_INPUTS, sizeof(*v));
+    char long_src[80];
+    memset(long_src, 'x', 60);
+    long_src[60] = '\0';
+    for (int i = 0; i < KILL_INPUTS; i++) {
+        int id = i % KILL_IDS, person = id % 200;
+        char buf[1024];
+        snprintf(buf, sizeof(buf),
+                 "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
+                 "\"row\":{\"measurement_id\":%d,\"person_id\":%d,\"measurement_concept_id\":"
+                 "3004410,\"measurement_date\":\"2024-03-14\",\"measurement_type_concept_id\":"
+                 "32856,\"value_as_number\":%d,\"measurement_source_value\":\"%s\"}}",
+                 900000000 + id, 700000000 + person, i, BAD(i) ? long_src : "4548-4");
+        v[i].value = strdup(buf);
+        snprintf(v[i].key, sizeof(v[i].key), "%d", person);
+    }
+    produce(r->topic, v, KILL_INPUTS);
+    free_records(v, KILL_INPUTS);
+    assert_int_equal(sink(r, "--init", 0), 0);
+}
+
+static pid_t sink_start(const run_t *r, const char *log_name)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/%s", r->dir, log_name);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config,
+                    (char *)"--idle-exit",  (char *)"3000", NULL};
+    pid_t pid = tk_spawn(argv, log, NULL);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static long long committed(const run_t *r)
+{
+    return q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r->schema);
+}
+
+/* Waits until the database holds at least n inputs' offsets. */
+static void wait_committed(const run_t *r, long long n)
+{
+    int64_t until = tk_now_ms() + HANG_MS;
+    while (committed(r) < n && tk_now_ms() < until)
+        usleep(20000);
+    assert_true(committed(r) >= n);
+}
+
+/* The end state of the stream: every input's offset, every measurement at its last good
+ * version, every refused row in cg_rejects exactly once. */
+static void stream_check(const run_t *r)
+{
+    assert_int_equal(committed(r), KILL_INPUTS);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r->schema), KILL_BAD);
+    assert_int_equal(q_int("SELECT count(DISTINCT (topic, partition, \"offset\")) FROM "
+                           "%s.cg_rejects",
+                           r->schema),
+                     KILL_BAD);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = '22001' AND "
+                           "table_name = 'measurement'",
+                           r->schema),
+                     KILL_BAD);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement", r->schema), KILL_IDS);
+    int wrong = 0;
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT m.source_id - 900000000, x.value_as_number FROM %s.measurement x JOIN "
+             "%s.cg_id_map m ON m.id = x.measurement_id",
+             r->schema, r->schema);
+    PGresult *res = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int id = atoi(PQgetvalue(res, i, 0)), val = atoi(PQgetvalue(res, i, 1)), want = -1;
+        for (int k = id; k < KILL_INPUTS; k += KILL_IDS)
+            if (!BAD(k))
+                want = k;
+        wrong += val != want;
+    }
+    PQclear(res);
+    assert_int_equal(wrong, 0);
+    /* compact ids: an aborted transaction leaves a gap (a sequence gives nothing back), at most
+     * its new ids, but ids are never reused (the column is unique) */
+    long long ids = q_int("SELECT count(*) FROM %s.cg_id_map", r->schema);
+    assert_true(ids >= KILL_IDS + 200);
+    assert_true(q_int("SELECT max(id) FROM %s.cg_id_map", r->schema) - ids < 4 * 2 * 200);
+}
+
+/* The inputs a sink consumed, from its gateway.stopped line. */
+static long long consumed_in(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[2048];
+    long long n = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, "\"gateway.stopped\"");
+        p = p ? strstr(p, "consumed ") : NULL;
+        if (p)
+            n = strtoll(p + 9, NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static void wait_exit(pid_t pid)
+{
+    int st;
+    if (tk_wait_pid(pid, HANG_MS, &st)) {
+        kill(pid, SIGKILL);
+        fail_msg("the sink did not stop");
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_kill9(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-kill", 3, 200);
+    stream_feed(&r);
+    pid_t pid = sink_start(&r, "sink-1.log");
+    /* kill -9 once some transactions committed, and before the end */
+    wait_committed(&r, KILL_INPUTS / 5);
+    kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(tk_wait_pid(pid, 10000, &st), 0);
+    long long at_kill = committed(&r);
+    fprintf(stderr, "killed with %lld of %d inputs committed\n", at_kill, KILL_INPUTS);
+    assert_true(at_kill < KILL_INPUTS);
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    stream_check(&r);
+    run_end(&r);
+}
+
+/* Two instances in one group: the second joins mid-stream and takes partitions over; the first
+ * commits what it holds of them before they go, the second starts where the database says. */
+static void test_rebalance(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-rebal", 4, 10); /* small transactions: a longer stream */
+    stream_feed(&r);
+    pid_t a = sink_start(&r, "sink-a.log");
+    wait_committed(&r, KILL_INPUTS / 10);
+    pid_t b = sink_start(&r, "sink-b.log");
+    wait_exit(a);
+    wait_exit(b);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-b.log", r.dir);
+    int assigned_b = tk_file_count(log, "partition.assigned");
+    long long consumed_b = consumed_in(log);
+    snprintf(log, sizeof(log), "%s/sink-a.log", r.dir);
+    fprintf(stderr,
+            "the second instance was assigned %d partition(s) and consumed %lld input(s), the "
+            "first consumed %lld (revoked %d partition(s))\n",
+            assigned_b, consumed_b, consumed_in(log), tk_file_count(log, "partition.revoked"));
+    assert_true(consumed_b > 0); /* it joined mid-stream */
+    assert_true(assigned_b > 0);
+    stream_check(&r);
+    run_end(&r);
+}
+
+/* The database drops the sink's connection mid-stream, three times: the open transaction is
+ * lost, the sink reconnects and consumes it again from the database's offsets. */
+static void test_conn_lost(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-conn", 3, 200);
+    stream_feed(&r);
+    pid_t pid = sink_start(&r, "sink.log");
+    int killed = 0;
+    for (int round = 1; round <= 3; round++) {
+        wait_committed(&r, (long long)KILL_INPUTS * round / 5);
+        killed +=
+            (int)q_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                       "application_name = 'cohortgate-sink' AND query NOT LIKE '%%--init%%'");
+    }
+    wait_exit(pid);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    fprintf(stderr, "terminated %d connection(s); %d reconnect(s)\n", killed,
+            tk_file_count(log, "pg.connected") - 1);
+    assert_true(killed >= 1);
+    assert_true(tk_file_count(log, "pg.connected") >= 2);
+    stream_check(&r);
+    run_end(&r);
+}
+
+/* SIGTERM mid-stream: the open transaction commits, so what the sink consumed is exactly what
+ * the database holds; a restart goes on from there. */
+static void test_sigterm(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-term", 3, 200);
+    stream_feed(&r);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-1.log", r.dir);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", r.config, NULL};
+    pid_t pid = tk_spawn(argv, log, NULL);
+    assert_true(pid > 0);
+    wait_committed(&r, KILL_INPUTS / 5);
+    int64_t t0 = tk_now_ms();
+    kill(pid, SIGTERM);
+    wait_exit(pid);
+    fprintf(stderr, "SIGTERM: stopped in %lld ms with %lld of %d inputs committed\n",
+            (long long)(tk_now_ms() - t0), committed(&r), KILL_INPUTS);
+    assert_true(tk_now_ms() - t0 < 20000);
+    assert_int_equal(consumed_in(log), committed(&r));
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    stream_check(&r);
+    run_end(&r);
+}
+
+static void test_init(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-init", 1, 100);
+    assert_int_equal(sink(&r, "--init", 0), 0);
+    assert_int_equal(sink(&r, "--init", 0), 0);
+    assert_int_equal(q_int("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                           "'%s' AND table_name IN ('person', 'measurement', 'cg_offsets', "
+                           "'cg_id_map', 'cg_rejects')",
+                           r.schema),
+                     5);
+    /* the other id type is refused with a reason */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "sed -i 's/\"batch_rows\"/\"id_type\": \"bigint\", \"batch_rows\"/' '%s'", r.config);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(sink(&r, "--init", 0), 1);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    assert_true(tk_file_count(log, "pg.id_type is bigint") > 0);
+    run_end(&r);
+}
+
+int main(void)
+{
+    if (!have_services()) {
+        printf("skipped: set COHORTGATE_TEST_BOOTSTRAP and COHORTGATE_TEST_PG\n");
+        return 77;
+    }
+    pg = PQconnectdb(getenv("COHORTGATE_TEST_PG"));
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(pg));
+        return 1;
+    }
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init),      cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_rebalance), cmocka_unit_test(test_conn_lost),
+        cmocka_unit_test(test_sigterm),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    PQfinish(pg);
+    return rc;
+}
