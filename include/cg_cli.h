@@ -37,6 +37,11 @@ void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max
 typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);
 
+/* Runs gw (run, listen, sink) until it ends: SIGINT and SIGTERM stop it, SIGHUP reloads when
+ * reloads is set; a failure is printed as "cohortgate NAME: REASON". The run's result. */
+typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
+cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
+
 /* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
  * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"), a
  * line for each entry left out ("NAME: document N: quality: map: FINDING"); a

@@ -9,15 +9,6 @@
 #include <signal.h>
 #include <string.h>
 
-static cg_gateway_t *cg_cli_listen_gw;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (cg_cli_listen_gw)
-        cg_gateway_stop(cg_cli_listen_gw);
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -80,17 +71,7 @@ int cg_cli_listen(int argc, char **argv)
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
-    cg_cli_listen_gw = gw;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN); /* a peer gone mid-ACK is an error of that write only */
-    cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
-    if (rc != CG_OK)
-        fprintf(stderr, "cohortgate listen: %s\n", errstr);
-    cg_cli_listen_gw = NULL;
+    cg_err_t rc = cg_cli_daemon_run(gw, "listen", 0);
     cg_gateway_destroy(gw);
     cg_config_destroy(cfg);
     return rc == CG_OK ? CG_EXIT_OK : CG_EXIT_FAILURE;

@@ -10,18 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cg_gateway_t *cg_cli_run_gw;
-
-static void on_signal(int sig)
-{
-    if (!cg_cli_run_gw)
-        return;
-    if (sig == SIGHUP)
-        cg_gateway_reload(cg_cli_run_gw);
-    else
-        cg_gateway_stop(cg_cli_run_gw);
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -107,17 +95,7 @@ int cg_cli_run(int argc, char **argv)
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
-    cg_cli_run_gw = gw;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-
-    cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
-    if (rc != CG_OK)
-        fprintf(stderr, "cohortgate run: %s\n", errstr);
+    cg_err_t rc = cg_cli_daemon_run(gw, "run", 1);
     if (report == 1 || (report == -1 && cg_kafka_conf(cfg)->embedded_enabled)) {
         cg_gateway_stats_t st;
         cg_gateway_get_stats(gw, &st);
@@ -126,7 +104,6 @@ int cg_cli_run(int argc, char **argv)
                (unsigned long long)st.dead_lettered);
         cg_gateway_report_topics(gw, 20);
     }
-    cg_cli_run_gw = NULL;
     cg_gateway_destroy(gw);
     cg_config_destroy(cfg);
     return rc == CG_OK ? CG_EXIT_OK : CG_EXIT_FAILURE;

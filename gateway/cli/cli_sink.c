@@ -11,15 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cg_gateway_t *cg_cli_sink_gw;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (cg_cli_sink_gw)
-        cg_gateway_stop(cg_cli_sink_gw);
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -128,16 +119,7 @@ int cg_cli_sink(int argc, char **argv)
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
-    cg_cli_sink_gw = gw;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
-    if (rc != CG_OK)
-        fprintf(stderr, "cohortgate sink: %s\n", errstr);
-    cg_cli_sink_gw = NULL;
+    cg_err_t rc = cg_cli_daemon_run(gw, "sink", 0);
     cg_gateway_destroy(gw);
     cg_config_destroy(cfg);
     return rc == CG_OK ? CG_EXIT_OK : CG_EXIT_FAILURE;
