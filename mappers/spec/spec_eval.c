@@ -184,8 +184,9 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
             if (!n)
                 return cg_spec_fail_as(mp, CG_ERR_MAP, "invalid_datetime",
-                                       "'%.*s' is not an HL7 date/time (YYYY[MM[DD[HHMM[SS]]]])",
-                                       (int)(v.len > 40 ? 40 : v.len), v.s);
+                                       "a value of %zu byte%s is not an HL7 date/time "
+                                       "(YYYY[MM[DD[HHMM[SS]]]])",
+                                       (size_t)v.len, v.len == 1 ? "" : "s");
             spec_val_t c = cg_spec_val_copy(mp, buf, n);
             if (!c.present)
                 return CG_OK; /* out of memory: absent, as before */

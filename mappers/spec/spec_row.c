@@ -146,10 +146,11 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         char why[160];
         if (!n || (!number_surely_ok(t, num, n) &&
                    !cg_target_check(col, num, n, false, why, sizeof(why))))
-            return cg_spec_fail_as(mp, CG_ERR_MAP, "invalid_number",
-                                   "column %s takes a%s number, not '%.*s' (from %s)", col->name,
-                                   t == CG_COL_NUMBER ? "" : "n integer",
-                                   (int)(v.len > 40 ? 40 : v.len), v.s, src_text ? src_text : "?");
+            return cg_spec_fail_as(
+                mp, CG_ERR_MAP, "invalid_number",
+                "column %s takes a%s number, not a value of %zu byte%s (from %s)", col->name,
+                t == CG_COL_NUMBER ? "" : "n integer", (size_t)v.len, v.len == 1 ? "" : "s",
+                src_text ? src_text : "?");
         if (n != v.len || memcmp(num, v.s, n)) { /* "7.20" → "7.2": the new text */
             v = cg_spec_val_copy(mp, num, n);
             if (!v.present)

@@ -168,21 +168,12 @@ static bool fail(char *why, size_t why_size, const cg_omop_column_t *col, const 
 }
 
 /* Copies at most 40 bytes of the offending value for an error text, cut at a character. */
+/* What a refused value is, without its content: these reasons reach dead-letter headers and
+ * logs, where a value (a name, a date of birth) must not (issue 17). Its length in bytes. */
 static const char *excerpt(const char *text, size_t len, char *buf, size_t size)
 {
-    size_t n = len < size - 4 ? len : size - 4;
-    if (n > 40)
-        n = 40;
-    while (n < len && n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-        n--;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++)
-        buf[j++] = (text[i] == '\0' || text[i] == '\n') ? '?' : text[i];
-    if (n < len) {
-        memcpy(buf + j, "...", 3);
-        j += 3;
-    }
-    buf[j] = '\0';
+    (void)text;
+    snprintf(buf, size, "a value of %zu byte%s", len, len == 1 ? "" : "s");
     return buf;
 }
 
@@ -374,7 +365,7 @@ bool cg_omop_check_value(const cg_omop_column_t *col, const char *text, size_t l
     case CG_OMOP_BIGINT: {
         bool integral;
         if (quoted)
-            return fail(why, why_size, col, "expected a JSON integer for %s, got the string \"%s\"",
+            return fail(why, why_size, col, "expected a JSON integer for %s, got a string (%s)",
                         cg_omop_type_name(type), excerpt(text, len, ex, sizeof ex));
         if (!json_number(text, len, &integral) || !integral)
             return fail(why, why_size, col, "expected an integer for %s, got %s",
@@ -388,16 +379,16 @@ bool cg_omop_check_value(const cg_omop_column_t *col, const char *text, size_t l
         errno = 0;
         long long v = strtoll(buf, NULL, 10);
         if (errno == ERANGE || (type == CG_OMOP_INTEGER && (v < INT32_MIN || v > INT32_MAX)))
-            return fail(why, why_size, col, "%s out of range for %s (%s)", buf,
-                        cg_omop_type_name(type), type == CG_OMOP_INTEGER ? "32 bits" : "64 bits");
+            return fail(why, why_size, col, "out of range for %s (%s)", cg_omop_type_name(type),
+                        type == CG_OMOP_INTEGER ? "32 bits" : "64 bits");
         return true;
     }
     case CG_OMOP_FLOAT: {
         bool integral;
         if (quoted || !json_number(text, len, &integral))
             return fail(why, why_size, col, "expected a JSON number, got %s%s%s",
-                        quoted ? "the string \"" : "", excerpt(text, len, ex, sizeof ex),
-                        quoted ? "\"" : "");
+                        quoted ? "a string (" : "", excerpt(text, len, ex, sizeof ex),
+                        quoted ? ")" : "");
         return true;
     }
     case CG_OMOP_VARCHAR:
@@ -411,8 +402,8 @@ bool cg_omop_check_value(const cg_omop_column_t *col, const char *text, size_t l
             return fail(why, why_size, col, "%s at byte %zu (PostgreSQL refuses it)",
                         text[bad] ? "invalid UTF-8" : "NUL character", bad);
         if (type == CG_OMOP_VARCHAR && chars > col->max_length)
-            return fail(why, why_size, col, "%ld characters, longer than %s: \"%s\"", chars,
-                        col->cdm_datatype, excerpt(text, len, ex, sizeof ex));
+            return fail(why, why_size, col, "%ld characters, longer than %s", chars,
+                        col->cdm_datatype);
         return true;
     }
     case CG_OMOP_DATE:
@@ -424,7 +415,7 @@ bool cg_omop_check_value(const cg_omop_column_t *col, const char *text, size_t l
                             ? (len == 10 ? check_date(text, len) : "not an ISO date YYYY-MM-DD")
                             : check_datetime(text, len);
         if (r)
-            return fail(why, why_size, col, "%s: \"%s\"", r, excerpt(text, len, ex, sizeof ex));
+            return fail(why, why_size, col, "%s (%s)", r, excerpt(text, len, ex, sizeof ex));
         return true;
     }
     }

@@ -109,6 +109,16 @@ if [ -f "$doc" ] && command -v iconv >/dev/null; then
 else
     no "the golden C-CDA document $doc (or iconv) is missing"
 fi
+# error reasons (map's stderr, the dead-letter header cg.error.reason) never quote an input value
+for m in "MK1|19800101|MARKERNUM|20240314" "MK2|MARKERDOB|6.5|20240314" "MK3|19800101|6.5|MARKERDATE"; do
+    IFS='|' read -r id dob val when <<<"$m"
+    printf 'MSH|^~\\&|LIS|LAB|CG|CG|20240314101500||ORU^R01|%s|P|2.5\rPID|1||%s^^^HOSP^MR||ROE^ANN||%s|F\rOBR|1|O%s||4548-4^HbA1c^LN\rOBX|1|NM|4548-4^HbA1c^LN||%s|%%|||||F|||%s\r' \
+        "$id" "$id" "$dob" "$id" "$val" "$when"
+done >"$tmp/marked.hl7"
+"$cg" map -q --key-file "$src/tests/golden/key" --spec "$src/specs" "$tmp/marked.hl7" >"$tmp/out" 2>"$tmp/err"
+n=$(grep -c ': map: ' "$tmp/err" || true)
+if [ "$n" -ge 1 ]; then ok; else no "a marked message fails in map: $(head -c 300 "$tmp/err")"; fi
+if grep -q MARKER "$tmp/err"; then no "an error reason quotes a value: $(grep MARKER "$tmp/err" | head -2)"; else ok; fi
 # check: every error, located
 cat >"$tmp/bad-spec.json" <<'JSON'
 {"spec": "bad", "version": 1,

@@ -176,7 +176,7 @@ static void test_integers(void **state)
     assert_true(lit_ok("person", "gender_concept_id", "8507", why, sizeof why));
     assert_true(lit_ok("person", "gender_concept_id", "2147483647", why, sizeof why));
     assert_false(lit_ok("person", "gender_concept_id", "2147483648", why, sizeof why));
-    assert_string_equal(why, "gender_concept_id: 2147483648 out of range for integer (32 bits)");
+    assert_string_equal(why, "gender_concept_id: out of range for integer (32 bits)");
     assert_true(lit_ok("person", "gender_concept_id", "-2147483648", why, sizeof why));
     assert_false(lit_ok("person", "year_of_birth", "1980.0", why, sizeof why));
     assert_non_null(strstr(why, "expected an integer"));
@@ -184,7 +184,8 @@ static void test_integers(void **state)
     assert_false(lit_ok("person", "year_of_birth", "true", why, sizeof why));
     assert_false(lit_ok("person", "year_of_birth", "01980", why, sizeof why));
     assert_false(str_ok("person", "year_of_birth", "1980", why, sizeof why));
-    assert_non_null(strstr(why, "got the string \"1980\""));
+    assert_non_null(strstr(why, "got a string (a value of 4 bytes)"));
+    assert_null(strstr(why, "1980")); /* never the value itself */
     assert_false(str_ok("person", "year_of_birth", "abc", why, sizeof why));
 }
 
@@ -271,7 +272,8 @@ static void test_dates(void **state)
         if (str_ok("measurement", "measurement_date", bad_dates[i], why, sizeof why))
             fail_msg("%s accepted as date", bad_dates[i]);
     assert_false(str_ok("measurement", "measurement_date", "2023-02-29", why, sizeof why));
-    assert_string_equal(why, "measurement_date: day out of range for its month: \"2023-02-29\"");
+    assert_string_equal(why,
+                        "measurement_date: day out of range for its month (a value of 10 bytes)");
     assert_false(lit_ok("measurement", "measurement_date", "20240314", why, sizeof why));
 
     const char *good_ts[] = {
