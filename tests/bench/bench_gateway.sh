@@ -103,6 +103,8 @@ log() { printf 'bench_gateway: %s\n' "$*" >&2; }
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCG_BUILD_TESTS=ON >/dev/null
+else # refresh: the sources may have changed since it was configured
+    cmake -S "$root" -B "$build" >/dev/null
 fi
 cmake --build "$build" --target cohortgate cg_loadgen cg_passthrough -j2 >/dev/null
 cg=$build/gateway/cohortgate

@@ -81,6 +81,8 @@ notes=()
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCG_BUILD_TESTS=ON >/dev/null
+else # refresh: the sources may have changed since it was configured
+    cmake -S "$root" -B "$build" >/dev/null
 fi
 cmake --build "$build" --target cohortgate cg_mllp_load -j2 >/dev/null
 cg=$build/gateway/cohortgate
