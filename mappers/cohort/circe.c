@@ -1,0 +1,1181 @@
+/* circe.c - OHDSI Circe cohort expressions: loading (the supported subset, located refusals)
+ * and compiling to PostgreSQL SQL over an OMOP CDM v5.4 schema (see include/cg_circe.h).
+ *
+ * One walk of the JSON tree does both: it checks every object's members against what the subset
+ * supports and writes the SQL. Loading runs it once to collect the errors; compiling runs it
+ * again on a tree known to be good, with the caller's schemas and cohort id.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "cg_circe.h"
+#include "cg_jsonpos.h"
+
+struct cg_circe {
+    char *file;
+    char *text;
+    json_t *root;
+    cg_jsonpos_t *jp;
+};
+
+typedef struct cc {
+    const char *file;
+    const cg_jsonpos_t *jp;
+    cg_jsonpos_errors_t e;
+    cg_buf_t *b;
+    char cdm[160]; /* "schema". or empty */
+    char res[160];
+    int n_codesets;
+    long long codeset_ids[256];
+} cc_t;
+
+static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
+                   ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cg_jsonpos_error(&c->e, c->jp, CG_ERR_CONFIG, c->file, at, obj, key, "", fmt, ap);
+    va_end(ap);
+}
+
+#define P(...) cg_buf_printf(c->b, __VA_ARGS__)
+#define S(s)   cg_buf_puts(c->b, s)
+
+/* ---- checking members ---- */
+
+/* A member that is present but says nothing (null, false, [], {}) is as good as absent. */
+static int empty_value(const json_t *v)
+{
+    return !v || json_is_null(v) || json_is_false(v) ||
+           (json_is_array(v) && json_array_size(v) == 0) ||
+           (json_is_object(v) && json_object_size(v) == 0);
+}
+
+/* Every member of obj must be named in allowed (NULL-terminated) or be empty; the others are
+ * refused, naming the element and where it is (ctx). */
+static void check_members(cc_t *c, const json_t *obj, const char *ctx, const char *const *allowed)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = !strcmp(*a, k);
+        if (!ok && !empty_value(v))
+            err_at(c, v, obj, k,
+                   "%s: element '%s' is not supported by cohortgate (see "
+                   "specs/cohorts/CIRCE.md)",
+                   ctx, k);
+    }
+}
+
+static const json_t *want_object(cc_t *c, const json_t *obj, const char *key, const char *ctx)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_object(v)) {
+        err_at(c, v, obj, key, "%s: '%s' must be an object", ctx, key);
+        return NULL;
+    }
+    return v;
+}
+
+static const json_t *want_array(cc_t *c, const json_t *obj, const char *key, const char *ctx)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_array(v)) {
+        err_at(c, v, obj, key, "%s: '%s' must be an array", ctx, key);
+        return NULL;
+    }
+    return v;
+}
+
+/* An integer member; def when absent or null. */
+static long long want_int(cc_t *c, const json_t *obj, const char *key, const char *ctx,
+                          long long def)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
+        return (long long)json_real_value(v);
+    err_at(c, v, obj, key, "%s: '%s' must be an integer", ctx, key);
+    return def;
+}
+
+static int want_bool(cc_t *c, const json_t *obj, const char *key, const char *ctx, int def)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (json_is_boolean(v))
+        return json_is_true(v);
+    err_at(c, v, obj, key, "%s: '%s' must be true or false", ctx, key);
+    return def;
+}
+
+static const char *want_string(cc_t *c, const json_t *obj, const char *key, const char *ctx)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        err_at(c, v, obj, key, "%s: '%s' must be a string", ctx, key);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* ---- SQL pieces ---- */
+
+static void quote_ident(char *out, size_t size, const char *name)
+{
+    size_t o = 0;
+    if (!name || !*name) {
+        out[0] = '\0';
+        return;
+    }
+    out[o++] = '"';
+    for (const char *p = name; *p && o + 4 < size; p++) {
+        if (*p == '"')
+            out[o++] = '"';
+        out[o++] = *p;
+    }
+    out[o++] = '"';
+    out[o++] = '.';
+    out[o] = '\0';
+}
+
+static int valid_date(const char *s)
+{
+    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
+            return 0;
+    int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
+    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* A Circe range ({Value, Op, Extent}) on expr: dates (is_date) or numbers. */
+static void range_clause(cc_t *c, const json_t *r, const char *ctx, const char *expr, int is_date)
+{
+    static const char *const members[] = {"Value", "Op", "Extent", NULL};
+    check_members(c, r, ctx, members);
+    const char *op = want_string(c, r, "Op", ctx);
+    const json_t *v = json_object_get(r, "Value"), *x = json_object_get(r, "Extent");
+    char val[64] = "", ext[64] = "";
+    for (int i = 0; i < 2; i++) {
+        const json_t *j = i ? x : v;
+        char *dst = i ? ext : val;
+        if (!j || json_is_null(j))
+            continue;
+        if (is_date) {
+            if (!json_is_string(j) || !valid_date(json_string_value(j))) {
+                err_at(c, j, r, i ? "Extent" : "Value", "%s: '%s' must be a date YYYY-MM-DD", ctx,
+                       i ? "Extent" : "Value");
+                continue;
+            }
+            snprintf(dst, 64, "DATE '%s'", json_string_value(j));
+        } else if (json_is_integer(j)) {
+            snprintf(dst, 64, "%lld", (long long)json_integer_value(j));
+        } else if (json_is_real(j)) {
+            snprintf(dst, 64, "%.17g", json_real_value(j));
+        } else {
+            err_at(c, j, r, i ? "Extent" : "Value", "%s: '%s' must be a number", ctx,
+                   i ? "Extent" : "Value");
+        }
+    }
+    if (!op) {
+        err_at(c, r, NULL, NULL, "%s: 'Op' is required", ctx);
+        return;
+    }
+    if (!*val) {
+        err_at(c, r, NULL, NULL, "%s: 'Value' is required", ctx);
+        return;
+    }
+    static const struct {
+        const char *op, *sql;
+    } ops[] = {{"lt", "<"}, {"lte", "<="}, {"eq", "="}, {"gt", ">"}, {"gte", ">="}, {"neq", "<>"}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (!strcmp(op, ops[i].op)) {
+            P(" AND %s %s %s", expr, ops[i].sql, val);
+            return;
+        }
+    if (!strcmp(op, "bt") || !strcmp(op, "!bt")) {
+        if (!*ext) {
+            err_at(c, r, NULL, NULL, "%s: 'Extent' is required with Op '%s'", ctx, op);
+            return;
+        }
+        P(" AND %s(%s >= %s AND %s <= %s)", op[0] == '!' ? "NOT " : "", expr, val, expr, ext);
+        return;
+    }
+    err_at(c, json_object_get(r, "Op"), r, "Op",
+           "%s: Op '%s' is not one of lt, lte, eq, neq, gt, gte, bt, !bt", ctx, op);
+}
+
+/* A Circe concept list ([{CONCEPT_ID: n, ...}]) on expr: "AND expr [NOT] IN (...)". */
+static void concept_list_clause(cc_t *c, const json_t *list, const char *ctx, const char *expr,
+                                int exclude)
+{
+    if (!json_is_array(list) || json_array_size(list) == 0)
+        return;
+    P(" AND %s %sIN (", expr, exclude ? "NOT " : "");
+    size_t i;
+    const json_t *it;
+    json_array_foreach((json_t *)list, i, it)
+    {
+        const json_t *id = json_is_object(it) ? json_object_get(it, "CONCEPT_ID") : NULL;
+        if (!json_is_integer(id)) {
+            err_at(c, it, NULL, NULL, "%s: each concept needs an integer CONCEPT_ID", ctx);
+            continue;
+        }
+        P("%s%lld", i ? ", " : "", (long long)json_integer_value(id));
+    }
+    S(")");
+}
+
+static int codeset_known(cc_t *c, long long id)
+{
+    for (int i = 0; i < c->n_codesets; i++)
+        if (c->codeset_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* ---- concept sets ---- */
+
+/* The concepts of one item list (items with their flags) into ids: "SELECT ... UNION ..." for
+ * the items where isExcluded == excluded. Returns how many items there were. */
+static int codeset_part(cc_t *c, const json_t *items, int excluded)
+{
+    int n = 0;
+    /* explicit concepts */
+    size_t i;
+    const json_t *it;
+    cg_buf_t ids, desc, mapped;
+    cg_buf_init(&ids);
+    cg_buf_init(&desc);
+    cg_buf_init(&mapped);
+    json_array_foreach((json_t *)items, i, it)
+    {
+        if (!json_is_object(it))
+            continue;
+        const json_t *con = json_object_get(it, "concept");
+        const json_t *id = json_is_object(con) ? json_object_get(con, "CONCEPT_ID") : NULL;
+        if (!json_is_integer(id))
+            continue;
+        if (json_is_true(json_object_get(it, "isExcluded")) != excluded)
+            continue;
+        long long cid = (long long)json_integer_value(id);
+        cg_buf_printf(&ids, "%s(%lld)", ids.len ? ", " : "", cid);
+        int d = json_is_true(json_object_get(it, "includeDescendants"));
+        if (d)
+            cg_buf_printf(&desc, "%s%lld", desc.len ? ", " : "", cid);
+        if (json_is_true(json_object_get(it, "includeMapped")))
+            cg_buf_printf(&mapped, "%s%lld", mapped.len ? ", " : "", cid);
+        n++;
+    }
+    if (n) {
+        P("SELECT v.concept_id FROM (VALUES %.*s) v(concept_id)", (int)ids.len, ids.data);
+        if (desc.len)
+            P("\n    UNION SELECT ca.descendant_concept_id FROM %sconcept_ancestor ca"
+              " WHERE ca.ancestor_concept_id IN (%.*s)"
+              " AND NOT EXISTS (SELECT 1 FROM %sconcept dc WHERE dc.concept_id ="
+              " ca.descendant_concept_id AND dc.invalid_reason IS NOT NULL)",
+              c->cdm, (int)desc.len, desc.data, c->cdm);
+        if (mapped.len) {
+            /* source concepts that map to the item (and to its descendants when asked) */
+            P("\n    UNION SELECT cr.concept_id_1 FROM %sconcept_relationship cr"
+              " WHERE cr.relationship_id = 'Maps to' AND cr.invalid_reason IS NULL"
+              " AND (cr.concept_id_2 IN (%.*s)",
+              c->cdm, (int)mapped.len, mapped.data);
+            if (desc.len)
+                P(" OR cr.concept_id_2 IN (SELECT ca.descendant_concept_id FROM"
+                  " %sconcept_ancestor ca WHERE ca.ancestor_concept_id IN (%.*s))",
+                  c->cdm, (int)desc.len, desc.data);
+            S(")");
+        }
+    }
+    cg_buf_free(&ids);
+    cg_buf_free(&desc);
+    cg_buf_free(&mapped);
+    return n;
+}
+
+static void concept_sets(cc_t *c, const json_t *root)
+{
+    const json_t *sets = want_array(c, root, "ConceptSets", "ConceptSets");
+    S("codesets (codeset_id, concept_id) AS (\n");
+    int any = 0;
+    size_t i;
+    const json_t *cs;
+    if (sets)
+        json_array_foreach((json_t *)sets, i, cs)
+        {
+            if (!json_is_object(cs)) {
+                err_at(c, cs, NULL, NULL, "ConceptSets: each concept set must be an object");
+                continue;
+            }
+            static const char *const m_set[] = {"id", "name", "expression", NULL};
+            check_members(c, cs, "concept set", m_set);
+            const json_t *idv = json_object_get(cs, "id");
+            if (!json_is_integer(idv)) {
+                err_at(c, cs, NULL, NULL, "concept set: 'id' (an integer) is required");
+                continue;
+            }
+            long long id = (long long)json_integer_value(idv);
+            if (codeset_known(c, id))
+                err_at(c, idv, cs, "id", "concept set: id %lld is used twice", id);
+            else if (c->n_codesets < (int)(sizeof c->codeset_ids / sizeof c->codeset_ids[0]))
+                c->codeset_ids[c->n_codesets++] = id;
+            const json_t *ex = want_object(c, cs, "expression", "concept set");
+            if (!ex)
+                continue;
+            static const char *const m_ex[] = {"items", NULL};
+            check_members(c, ex, "concept set expression", m_ex);
+            const json_t *items = want_array(c, ex, "items", "concept set expression");
+            if (!items)
+                continue;
+            size_t k;
+            const json_t *it;
+            json_array_foreach((json_t *)items, k, it)
+            {
+                static const char *const m_item[] = {"concept", "includeDescendants",
+                                                     "includeMapped", "isExcluded", NULL};
+                if (!json_is_object(it)) {
+                    err_at(c, it, NULL, NULL, "concept set item must be an object");
+                    continue;
+                }
+                check_members(c, it, "concept set item", m_item);
+                want_bool(c, it, "includeDescendants", "concept set item", 0);
+                want_bool(c, it, "includeMapped", "concept set item", 0);
+                want_bool(c, it, "isExcluded", "concept set item", 0);
+                const json_t *con = want_object(c, it, "concept", "concept set item");
+                if (!con || !json_is_integer(json_object_get(con, "CONCEPT_ID")))
+                    err_at(c, con ? con : it, NULL, NULL,
+                           "concept set item: 'concept' needs an integer CONCEPT_ID");
+            }
+            /* included minus excluded */
+            S(any ? "  UNION ALL\n" : "");
+            P("  SELECT %lld, I.concept_id FROM (", id);
+            size_t mark = c->b->len;
+            if (!codeset_part(c, items, 0)) {
+                c->b->len = mark;
+                S("SELECT NULL::bigint AS concept_id WHERE false");
+            }
+            S(") I");
+            cg_buf_t probe;
+            cg_buf_init(&probe);
+            cg_buf_t *save = c->b;
+            c->b = &probe;
+            int n_ex = codeset_part(c, items, 1);
+            c->b = save;
+            if (n_ex)
+                P("\n    WHERE I.concept_id NOT IN (%.*s)", (int)probe.len, probe.data);
+            cg_buf_free(&probe);
+            S("\n");
+            any = 1;
+        }
+    if (!any)
+        S("  SELECT NULL::bigint, NULL::bigint WHERE false\n");
+    S(")");
+}
+
+/* ---- criteria ---- */
+
+typedef struct kind {
+    const char *name, *table, *id, *concept, *start, *end, *visit, *source_key, *source_col,
+        *type_key, *type_col;
+    const char *const *extra; /* further members this kind supports */
+} kind_t;
+
+static const char *const x_cond[] = {"ConditionStatus", NULL};
+static const char *const x_meas[] = {"ValueAsNumber", "ValueAsConcept", "Unit", "RangeLow",
+                                     "RangeHigh",     "Abnormal",       NULL};
+static const char *const x_obs[] = {"ValueAsNumber", "ValueAsConcept", "Unit", NULL};
+static const char *const x_none[] = {NULL};
+
+static const kind_t kinds[] = {
+    {"ConditionOccurrence", "condition_occurrence", "condition_occurrence_id",
+     "condition_concept_id", "condition_start_date",
+     "COALESCE(C.condition_end_date, C.condition_start_date + 1)", "C.visit_occurrence_id",
+     "ConditionSourceConcept", "condition_source_concept_id", "ConditionType",
+     "condition_type_concept_id", x_cond},
+    {"DrugExposure", "drug_exposure", "drug_exposure_id", "drug_concept_id",
+     "drug_exposure_start_date",
+     "COALESCE(C.drug_exposure_end_date, C.drug_exposure_start_date + C.days_supply, "
+     "C.drug_exposure_start_date + 1)",
+     "C.visit_occurrence_id", "DrugSourceConcept", "drug_source_concept_id", "DrugType",
+     "drug_type_concept_id", x_none},
+    {"Measurement", "measurement", "measurement_id", "measurement_concept_id", "measurement_date",
+     "C.measurement_date + 1", "C.visit_occurrence_id", "MeasurementSourceConcept",
+     "measurement_source_concept_id", "MeasurementType", "measurement_type_concept_id", x_meas},
+    {"Observation", "observation", "observation_id", "observation_concept_id", "observation_date",
+     "C.observation_date + 1", "C.visit_occurrence_id", "ObservationSourceConcept",
+     "observation_source_concept_id", "ObservationType", "observation_type_concept_id", x_obs},
+    {"ProcedureOccurrence", "procedure_occurrence", "procedure_occurrence_id",
+     "procedure_concept_id", "procedure_date", "C.procedure_date + 1", "C.visit_occurrence_id",
+     "ProcedureSourceConcept", "procedure_source_concept_id", "ProcedureType",
+     "procedure_type_concept_id", x_none},
+    {"VisitOccurrence", "visit_occurrence", "visit_occurrence_id", "visit_concept_id",
+     "visit_start_date", "C.visit_end_date", "C.visit_occurrence_id", "VisitSourceConcept",
+     "visit_source_concept_id", "VisitType", "visit_type_concept_id", x_none},
+    {"Death", "death", "person_id", "cause_concept_id", "death_date", "C.death_date + 1",
+     "CAST(NULL AS bigint)", "DeathSourceConcept", "cause_source_concept_id", "DeathType",
+     "death_type_concept_id", x_none},
+    {"DeviceExposure", "device_exposure", "device_exposure_id", "device_concept_id",
+     "device_exposure_start_date",
+     "COALESCE(C.device_exposure_end_date, C.device_exposure_start_date + 1)",
+     "C.visit_occurrence_id", "DeviceSourceConcept", "device_source_concept_id", "DeviceType",
+     "device_type_concept_id", x_none},
+    {"Specimen", "specimen", "specimen_id", "specimen_concept_id", "specimen_date",
+     "C.specimen_date + 1", "CAST(NULL AS bigint)", "SpecimenSourceConcept",
+     "specimen_source_concept_id", "SpecimenType", "specimen_type_concept_id", x_none},
+    {"ConditionEra", "condition_era", "condition_era_id", "condition_concept_id",
+     "condition_era_start_date", "C.condition_era_end_date", "CAST(NULL AS bigint)", NULL, NULL,
+     NULL, NULL, x_none},
+    {"DrugEra", "drug_era", "drug_era_id", "drug_concept_id", "drug_era_start_date",
+     "C.drug_era_end_date", "CAST(NULL AS bigint)", NULL, NULL, NULL, NULL, x_none},
+};
+
+static int codeset_ref(cc_t *c, const json_t *obj, const char *key, const char *ctx, long long *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v)) {
+        err_at(c, v, obj, key, "%s: '%s' must be a concept set id", ctx, key);
+        return 0;
+    }
+    *out = (long long)json_integer_value(v);
+    if (!codeset_known(c, *out)) {
+        err_at(c, v, obj, key, "%s: '%s' names concept set %lld, which ConceptSets does not define",
+               ctx, key, *out);
+        return 0;
+    }
+    return 1;
+}
+
+/* One criterion ({"ConditionOccurrence": {...}}) as a query with the columns person_id,
+ * event_id, start_date, end_date, visit_occurrence_id, sort_date, domain_concept_id. */
+static void criteria_query(cc_t *c, const json_t *crit, const char *ctx)
+{
+    if (!json_is_object(crit) || json_object_size(crit) != 1) {
+        err_at(c, crit, NULL, NULL, "%s: a criterion is an object with one member, its domain",
+               ctx);
+        S("SELECT NULL");
+        return;
+    }
+    const char *name = json_object_iter_key(json_object_iter((json_t *)crit));
+    const json_t *a = json_object_get(crit, name);
+    const kind_t *k = NULL;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(kinds[i].name, name))
+            k = &kinds[i];
+    if (!k) {
+        err_at(c, a, crit, name,
+               "%s: criterion '%s' is not supported by cohortgate (see "
+               "specs/cohorts/CIRCE.md)",
+               ctx, name);
+        S("SELECT NULL");
+        return;
+    }
+    if (!json_is_object(a)) {
+        err_at(c, a, crit, name, "%s: '%s' must be an object", ctx, name);
+        S("SELECT NULL");
+        return;
+    }
+    char kctx[96];
+    snprintf(kctx, sizeof kctx, "%s %s", ctx, name);
+    const char *allowed[32];
+    size_t n = 0;
+    allowed[n++] = "CodesetId";
+    allowed[n++] = "First";
+    allowed[n++] = "OccurrenceStartDate";
+    allowed[n++] = "OccurrenceEndDate";
+    allowed[n++] = "Age";
+    allowed[n++] = "Gender";
+    char type_ex[64] = "";
+    if (k->source_key)
+        allowed[n++] = k->source_key;
+    if (k->type_key) {
+        allowed[n++] = k->type_key;
+        snprintf(type_ex, sizeof type_ex, "%sExclude", k->type_key);
+        allowed[n++] = type_ex;
+    }
+    for (const char *const *x = k->extra; *x; x++)
+        allowed[n++] = *x;
+    allowed[n] = NULL;
+    check_members(c, a, kctx, allowed);
+
+    long long cs = 0, src = 0;
+    int has_cs = codeset_ref(c, a, "CodesetId", kctx, &cs);
+    int has_src = k->source_key && codeset_ref(c, a, k->source_key, kctx, &src);
+    int first = want_bool(c, a, "First", kctx, 0);
+    const json_t *age = want_object(c, a, "Age", kctx);
+    const json_t *gender = want_array(c, a, "Gender", kctx);
+    int need_person = age || (gender && json_array_size(gender));
+
+    P("SELECT C.person_id, C.%s AS event_id, C.%s AS start_date, %s AS end_date, %s AS "
+      "visit_occurrence_id, C.%s AS sort_date, C.%s AS domain_concept_id\n",
+      k->id, k->start, k->end, k->visit, k->start, k->concept);
+    P("    FROM (SELECT T.*");
+    if (first)
+        P(", row_number() OVER (PARTITION BY T.person_id ORDER BY T.%s, T.%s) AS ordinal", k->start,
+          k->id);
+    P(" FROM %s%s T", c->cdm, k->table);
+    if (has_cs)
+        P(" JOIN codesets cs ON T.%s = cs.concept_id AND cs.codeset_id = %lld", k->concept, cs);
+    S(") C");
+    if (need_person)
+        P(" JOIN %sperson PE ON PE.person_id = C.person_id", c->cdm);
+    S("\n    WHERE true");
+    if (first)
+        S(" AND C.ordinal = 1");
+    if (has_src)
+        P(" AND C.%s IN (SELECT concept_id FROM codesets WHERE codeset_id = %lld)", k->source_col,
+          src);
+    const json_t *r;
+    char expr[160];
+    if ((r = want_object(c, a, "OccurrenceStartDate", kctx))) {
+        snprintf(expr, sizeof expr, "C.%s", k->start);
+        range_clause(c, r, kctx, expr, 1);
+    }
+    if ((r = want_object(c, a, "OccurrenceEndDate", kctx)))
+        range_clause(c, r, kctx, k->end, 1);
+    if (age) {
+        snprintf(expr, sizeof expr, "(EXTRACT(YEAR FROM C.%s) - PE.year_of_birth)", k->start);
+        range_clause(c, age, kctx, expr, 0);
+    }
+    if (gender)
+        concept_list_clause(c, gender, kctx, "PE.gender_concept_id", 0);
+    if (k->type_key) {
+        const json_t *tl = want_array(c, a, k->type_key, kctx);
+        int ex = want_bool(c, a, type_ex, kctx, 0);
+        snprintf(expr, sizeof expr, "C.%s", k->type_col);
+        if (tl)
+            concept_list_clause(c, tl, kctx, expr, ex);
+    }
+    if (k->extra == x_cond) {
+        const json_t *st = want_array(c, a, "ConditionStatus", kctx);
+        if (st)
+            concept_list_clause(c, st, kctx, "C.condition_status_concept_id", 0);
+    }
+    if (k->extra == x_meas || k->extra == x_obs) {
+        if ((r = want_object(c, a, "ValueAsNumber", kctx)))
+            range_clause(c, r, kctx, "C.value_as_number", 0);
+        const json_t *l;
+        if ((l = want_array(c, a, "ValueAsConcept", kctx)))
+            concept_list_clause(c, l, kctx, "C.value_as_concept_id", 0);
+        if ((l = want_array(c, a, "Unit", kctx)))
+            concept_list_clause(c, l, kctx, "C.unit_concept_id", 0);
+    }
+    if (k->extra == x_meas) {
+        if ((r = want_object(c, a, "RangeLow", kctx)))
+            range_clause(c, r, kctx, "C.range_low", 0);
+        if ((r = want_object(c, a, "RangeHigh", kctx)))
+            range_clause(c, r, kctx, "C.range_high", 0);
+        if (want_bool(c, a, "Abnormal", kctx, 0))
+            S(" AND (C.value_as_number < C.range_low OR C.value_as_number > C.range_high"
+              " OR C.value_as_concept_id IN (4155142, 4155143))");
+    }
+}
+
+/* ---- criteria groups ---- */
+
+static void group_query(cc_t *c, const json_t *g, const char *events, int index_id, const char *ctx,
+                        int depth);
+
+static void window_bound(cc_t *c, const json_t *w, const char *which, const char *ctx,
+                         const char *event_date, const char *index_date, const char *cmp,
+                         int check_op)
+{
+    const json_t *b = want_object(c, w, which, ctx);
+    long long coeff = 1;
+    const json_t *days = NULL;
+    if (!b)
+        return;
+    {
+        static const char *const m[] = {"Days", "Coeff", NULL};
+        check_members(c, b, ctx, m);
+        coeff = want_int(c, b, "Coeff", ctx, 1);
+        if (coeff != 1 && coeff != -1)
+            err_at(c, json_object_get(b, "Coeff"), b, "Coeff", "%s: 'Coeff' must be -1 or 1", ctx);
+        days = json_object_get(b, "Days");
+        if (days && !json_is_null(days))
+            want_int(c, b, "Days", ctx, 0);
+        else
+            days = NULL;
+    }
+    if (days)
+        P(" AND %s %s %s + %lld", event_date, cmp, index_date,
+          coeff * (long long)json_integer_value(days));
+    else if (check_op)
+        P(" AND %s %s %s", event_date, cmp, coeff == -1 ? "P.op_start_date" : "P.op_end_date");
+}
+
+static void window_clauses(cc_t *c, const json_t *w, const char *ctx, int is_end, int check_op)
+{
+    static const char *const m[] = {"Start", "End", "UseIndexEnd", "UseEventEnd", NULL};
+    check_members(c, w, ctx, m);
+    int use_index_end = want_bool(c, w, "UseIndexEnd", ctx, 0);
+    /* Circe: the start window looks at the event's start unless told, the end window at its end */
+    int use_event_end = want_bool(c, w, "UseEventEnd", ctx, is_end);
+    const char *ev = use_event_end ? "A.end_date" : "A.start_date";
+    const char *ix = use_index_end ? "P.end_date" : "P.start_date";
+    window_bound(c, w, "Start", ctx, ev, ix, ">=", check_op);
+    window_bound(c, w, "End", ctx, ev, ix, "<=", check_op);
+}
+
+/* A correlated criterion: the events of `events` and how many criteria rows fall in its windows. */
+static void correlated_query(cc_t *c, const json_t *cc, const char *events, int index_id,
+                             const char *ctx)
+{
+    static const char *const m[] = {"Criteria",   "StartWindow",
+                                    "EndWindow",  "RestrictVisit",
+                                    "Occurrence", "IgnoreObservationPeriod",
+                                    NULL};
+    check_members(c, cc, ctx, m);
+    const json_t *crit = want_object(c, cc, "Criteria", ctx);
+    const json_t *occ = want_object(c, cc, "Occurrence", ctx);
+    if (!crit) {
+        err_at(c, cc, NULL, NULL, "%s: 'Criteria' is required", ctx);
+        return;
+    }
+    if (!occ) {
+        err_at(c, cc, NULL, NULL, "%s: 'Occurrence' is required", ctx);
+        return;
+    }
+    static const char *const m_occ[] = {"Type", "Count", "IsDistinct", "CountColumn", NULL};
+    check_members(c, occ, ctx, m_occ);
+    long long type = want_int(c, occ, "Type", ctx, 0), count = want_int(c, occ, "Count", ctx, 0);
+    static const char *const ops[] = {"=", "<=", ">="};
+    if (type < 0 || type > 2) {
+        err_at(c, json_object_get(occ, "Type"), occ, "Type",
+               "%s: Occurrence 'Type' must be 0 (exactly), 1 (at most) or 2 (at least)", ctx);
+        type = 0;
+    }
+    int distinct = want_bool(c, occ, "IsDistinct", ctx, 0);
+    const char *col = want_string(c, occ, "CountColumn", ctx);
+    const char *count_col = "cc_event_id";
+    if (distinct) {
+        count_col = "cc_concept";
+        if (col && !strcmp(col, "START_DATE"))
+            count_col = "cc_start";
+        else if (col && !strcmp(col, "VISIT_ID"))
+            count_col = "cc_visit";
+        else if (col && strcmp(col, "DOMAIN_CONCEPT"))
+            err_at(c, json_object_get(occ, "CountColumn"), occ, "CountColumn",
+                   "%s: CountColumn '%s' is not one of DOMAIN_CONCEPT, START_DATE, VISIT_ID", ctx,
+                   col);
+    }
+    int ignore_op = want_bool(c, cc, "IgnoreObservationPeriod", ctx, 0);
+    int restrict_visit = want_bool(c, cc, "RestrictVisit", ctx, 0);
+    P("SELECT %d AS index_id, p.person_id, p.event_id FROM %s p\n", index_id, events);
+    P("    LEFT JOIN (SELECT P.person_id, P.event_id, A.event_id AS cc_event_id, "
+      "A.domain_concept_id"
+      " AS cc_concept, A.start_date AS cc_start, A.visit_occurrence_id AS cc_visit FROM %s P\n"
+      "      JOIN (",
+      events);
+    criteria_query(c, crit, ctx);
+    S(") A ON A.person_id = P.person_id");
+    if (!ignore_op)
+        S(" AND A.start_date >= P.op_start_date AND A.start_date <= P.op_end_date");
+    const json_t *w;
+    if ((w = want_object(c, cc, "StartWindow", ctx)))
+        window_clauses(c, w, ctx, 0, !ignore_op);
+    if ((w = want_object(c, cc, "EndWindow", ctx)))
+        window_clauses(c, w, ctx, 1, !ignore_op);
+    if (restrict_visit)
+        S(" AND A.visit_occurrence_id = P.visit_occurrence_id");
+    P("\n    ) cc ON p.person_id = cc.person_id AND p.event_id = cc.event_id\n"
+      "    GROUP BY p.person_id, p.event_id HAVING COUNT(%scc.%s) %s %lld",
+      distinct ? "DISTINCT " : "", count_col, ops[type], count);
+}
+
+static void demographic_query(cc_t *c, const json_t *d, const char *events, int index_id,
+                              const char *ctx)
+{
+    static const char *const m[] = {
+        "Age", "Gender", "Race", "Ethnicity", "OccurrenceStartDate", "OccurrenceEndDate", NULL};
+    check_members(c, d, ctx, m);
+    P("SELECT %d AS index_id, E.person_id, E.event_id FROM %s E JOIN %sperson PE ON PE.person_id = "
+      "E.person_id WHERE true",
+      index_id, events, c->cdm);
+    const json_t *r, *l;
+    if ((r = want_object(c, d, "Age", ctx)))
+        range_clause(c, r, ctx, "(EXTRACT(YEAR FROM E.start_date) - PE.year_of_birth)", 0);
+    if ((l = want_array(c, d, "Gender", ctx)))
+        concept_list_clause(c, l, ctx, "PE.gender_concept_id", 0);
+    if ((l = want_array(c, d, "Race", ctx)))
+        concept_list_clause(c, l, ctx, "PE.race_concept_id", 0);
+    if ((l = want_array(c, d, "Ethnicity", ctx)))
+        concept_list_clause(c, l, ctx, "PE.ethnicity_concept_id", 0);
+    if ((r = want_object(c, d, "OccurrenceStartDate", ctx)))
+        range_clause(c, r, ctx, "E.start_date", 1);
+    if ((r = want_object(c, d, "OccurrenceEndDate", ctx)))
+        range_clause(c, r, ctx, "E.end_date", 1);
+}
+
+/* A criteria group: the events of `events` that satisfy it, as (index_id, person_id, event_id). */
+static void group_query(cc_t *c, const json_t *g, const char *events, int index_id, const char *ctx,
+                        int depth)
+{
+    static const char *const m[] = {"Type",   "Count", "CriteriaList", "DemographicCriteriaList",
+                                    "Groups", NULL};
+    if (depth > 16) {
+        err_at(c, g, NULL, NULL, "%s: groups nested more than 16 deep", ctx);
+        return;
+    }
+    check_members(c, g, ctx, m);
+    const char *type = want_string(c, g, "Type", ctx);
+    long long count = want_int(c, g, "Count", ctx, 0);
+    if (!type)
+        type = "ALL";
+    int all = !strcasecmp(type, "ALL"), any = !strcasecmp(type, "ANY"),
+        least = !strcasecmp(type, "AT_LEAST"), most = !strcasecmp(type, "AT_MOST");
+    if (!all && !any && !least && !most)
+        err_at(c, json_object_get(g, "Type"), g, "Type",
+               "%s: group Type '%s' is not one of ALL, ANY, AT_LEAST, AT_MOST", ctx, type);
+    const json_t *lists[3] = {want_array(c, g, "CriteriaList", ctx),
+                              want_array(c, g, "DemographicCriteriaList", ctx),
+                              want_array(c, g, "Groups", ctx)};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++)
+        total += lists[i] ? json_array_size(lists[i]) : 0;
+    if (!total) {
+        P("SELECT %d AS index_id, person_id, event_id FROM %s", index_id, events);
+        return;
+    }
+    P("SELECT %d AS index_id, E.person_id, E.event_id FROM %s E\n  %sJOIN (\n", index_id, events,
+      most ? "LEFT " : "");
+    int idx = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t k;
+        const json_t *x;
+        if (!lists[i])
+            continue;
+        json_array_foreach((json_t *)lists[i], k, x)
+        {
+            char sub[128];
+            static const char *const what[] = {"correlated criterion", "demographic criterion",
+                                               "group"};
+            snprintf(sub, sizeof sub, "%s, %s %zu", ctx, what[i], k + 1);
+            if (!json_is_object(x)) {
+                err_at(c, x, NULL, NULL, "%s: must be an object", sub);
+                continue;
+            }
+            S(idx ? "\n  UNION ALL\n  " : "  ");
+            if (i == 0)
+                correlated_query(c, x, events, idx, sub);
+            else if (i == 1)
+                demographic_query(c, x, events, idx, sub);
+            else
+                group_query(c, x, events, idx, sub, depth + 1);
+            idx++;
+        }
+    }
+    if (!idx) {
+        /* nothing compiled (errors reported): keep the text valid */
+        S("  SELECT 0, NULL::bigint, NULL::bigint WHERE false");
+    }
+    S("\n  ) CQ ON E.person_id = CQ.person_id AND E.event_id = CQ.event_id\n"
+      "  GROUP BY E.person_id, E.event_id\n");
+    if (all)
+        P("  HAVING COUNT(CQ.index_id) = %zu", total);
+    else if (any)
+        S("  HAVING COUNT(CQ.index_id) > 0");
+    else if (least)
+        P("  HAVING COUNT(CQ.index_id) >= %lld", count);
+    else
+        P("  HAVING COUNT(CQ.index_id) <= %lld", count);
+}
+
+static int group_empty(const json_t *g)
+{
+    static const char *const k[] = {"CriteriaList", "DemographicCriteriaList", "Groups"};
+    for (int i = 0; i < 3; i++) {
+        const json_t *l = json_object_get(g, k[i]);
+        if (json_is_array(l) && json_array_size(l))
+            return 0;
+    }
+    return 1;
+}
+
+/* "First" / "Last" / "All" of a limit object; returns 0 all, 1 first, 2 last. */
+static int limit_type(cc_t *c, const json_t *root, const char *key)
+{
+    const json_t *l = want_object(c, root, key, key);
+    if (!l)
+        return 0;
+    static const char *const m[] = {"Type", NULL};
+    check_members(c, l, key, m);
+    const char *t = want_string(c, l, "Type", key);
+    if (!t || !strcasecmp(t, "All"))
+        return 0;
+    if (!strcasecmp(t, "First"))
+        return 1;
+    if (!strcasecmp(t, "Last"))
+        return 2;
+    err_at(c, json_object_get(l, "Type"), l, "Type", "%s: Type '%s' is not All, First or Last", key,
+           t);
+    return 0;
+}
+
+/* ---- the whole expression ---- */
+
+static void compile(cc_t *c, const json_t *root, long long cohort_id)
+{
+    if (!json_is_object(root)) {
+        err_at(c, root, NULL, NULL, "a Circe cohort expression is a JSON object");
+        return;
+    }
+    static const char *const m_root[] = {
+        "ConceptSets",      "PrimaryCriteria", "AdditionalCriteria", "QualifiedLimit",
+        "ExpressionLimit",  "InclusionRules",  "EndStrategy",        "CensoringCriteria",
+        "CollapseSettings", "CensorWindow",    "cdmVersionRange",    NULL};
+    check_members(c, root, "cohort expression", m_root);
+
+    P("DELETE FROM %scohort WHERE cohort_definition_id = %lld;\n", c->res, cohort_id);
+    P("INSERT INTO %scohort (cohort_definition_id, subject_id, cohort_start_date, "
+      "cohort_end_date)\nWITH ",
+      c->res);
+    concept_sets(c, root);
+
+    /* primary events */
+    const json_t *pc = want_object(c, root, "PrimaryCriteria", "cohort expression");
+    const json_t *plist = NULL;
+    long long prior = 0, post = 0;
+    int plimit = 0;
+    if (!pc)
+        err_at(c, root, NULL, NULL, "cohort expression: 'PrimaryCriteria' is required");
+    else {
+        static const char *const m_pc[] = {"CriteriaList", "ObservationWindow",
+                                           "PrimaryCriteriaLimit", NULL};
+        check_members(c, pc, "PrimaryCriteria", m_pc);
+        plist = want_array(c, pc, "CriteriaList", "PrimaryCriteria");
+        if (!plist || !json_array_size(plist))
+            err_at(c, plist ? plist : pc, NULL, NULL,
+                   "PrimaryCriteria: 'CriteriaList' needs at least one criterion");
+        const json_t *ow = want_object(c, pc, "ObservationWindow", "PrimaryCriteria");
+        if (ow) {
+            static const char *const m_ow[] = {"PriorDays", "PostDays", NULL};
+            check_members(c, ow, "ObservationWindow", m_ow);
+            prior = want_int(c, ow, "PriorDays", "ObservationWindow", 0);
+            post = want_int(c, ow, "PostDays", "ObservationWindow", 0);
+        }
+        plimit = limit_type(c, pc, "PrimaryCriteriaLimit");
+    }
+    S(",\nprimary_events AS (\n  SELECT P.ordinal AS event_id, P.person_id, P.start_date, "
+      "P.end_date, P.op_start_date, P.op_end_date, P.visit_occurrence_id\n  FROM (SELECT "
+      "E.person_id, E.start_date, E.end_date,\n");
+    P("    row_number() OVER (PARTITION BY E.person_id ORDER BY E.sort_date %s, E.event_id) AS "
+      "ordinal,\n    OP.observation_period_start_date AS op_start_date, "
+      "OP.observation_period_end_date AS op_end_date, E.visit_occurrence_id\n    FROM (\n",
+      plimit == 2 ? "DESC" : "ASC");
+    size_t i;
+    const json_t *x;
+    int nprim = 0;
+    if (plist)
+        json_array_foreach((json_t *)plist, i, x)
+        {
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "PrimaryCriteria criterion %zu", i + 1);
+            S(nprim++ ? "\n    UNION ALL\n    " : "    ");
+            criteria_query(c, x, ctx);
+        }
+    if (!nprim)
+        S("    SELECT NULL::bigint AS person_id, NULL::bigint AS event_id, NULL::date AS "
+          "start_date, NULL::date AS end_date, NULL::bigint AS visit_occurrence_id, NULL::date "
+          "AS sort_date WHERE false");
+    P("\n    ) E\n    JOIN %sobservation_period OP ON E.person_id = OP.person_id AND E.start_date "
+      ">= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date\n"
+      "    WHERE OP.observation_period_start_date + %lld <= E.start_date AND E.start_date + %lld "
+      "<= OP.observation_period_end_date\n  ) P%s\n)",
+      c->cdm, prior, post, plimit ? " WHERE P.ordinal = 1" : "");
+
+    /* qualified events */
+    const json_t *ac = want_object(c, root, "AdditionalCriteria", "cohort expression");
+    int qlimit = limit_type(c, root, "QualifiedLimit");
+    P(",\nqualified_events AS (\n  SELECT QE.event_id, QE.person_id, QE.start_date, QE.end_date, "
+      "QE.op_start_date, QE.op_end_date, QE.visit_occurrence_id FROM (\n    SELECT pe.*, "
+      "row_number() OVER (PARTITION BY pe.person_id ORDER BY pe.start_date %s, pe.event_id) AS "
+      "ordinal FROM primary_events pe\n",
+      qlimit == 2 ? "DESC" : "ASC");
+    if (ac && !group_empty(ac)) {
+        S("    JOIN (");
+        group_query(c, ac, "primary_events", 0, "AdditionalCriteria", 0);
+        S(") AC ON AC.person_id = pe.person_id AND AC.event_id = pe.event_id\n");
+    } else if (ac)
+        check_members(c, ac, "AdditionalCriteria",
+                      (const char *const[]){"Type", "Count", "CriteriaList",
+                                            "DemographicCriteriaList", "Groups", NULL});
+    P("  ) QE%s\n)", qlimit ? " WHERE QE.ordinal = 1" : "");
+
+    /* inclusion rules */
+    const json_t *rules = want_array(c, root, "InclusionRules", "cohort expression");
+    int elimit = limit_type(c, root, "ExpressionLimit");
+    int nrules = 0;
+    if (rules)
+        json_array_foreach((json_t *)rules, i, x)
+        {
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "inclusion rule %zu", i + 1);
+            if (!json_is_object(x)) {
+                err_at(c, x, NULL, NULL, "%s: must be an object", ctx);
+                continue;
+            }
+            static const char *const m_rule[] = {"name", "description", "expression", NULL};
+            check_members(c, x, ctx, m_rule);
+            const json_t *ex = want_object(c, x, "expression", ctx);
+            P(",\ninclusion_%d AS (\n  ", nrules++);
+            if (ex)
+                group_query(c, ex, "qualified_events", (int)i, ctx, 0);
+            else
+                S("SELECT 0 AS index_id, person_id, event_id FROM qualified_events");
+            S("\n)");
+        }
+    P(",\nincluded_events AS (\n  SELECT event_id, person_id, start_date, end_date, op_start_date, "
+      "op_end_date FROM (\n    SELECT Q.*, row_number() OVER (PARTITION BY Q.person_id ORDER BY "
+      "Q.start_date %s, Q.event_id) AS ordinal FROM qualified_events Q WHERE true",
+      elimit == 2 ? "DESC" : "ASC");
+    for (int r = 0; r < nrules; r++)
+        P("\n      AND EXISTS (SELECT 1 FROM inclusion_%d R WHERE R.person_id = Q.person_id AND "
+          "R.event_id = Q.event_id)",
+          r);
+    P("\n  ) I%s\n)", elimit ? " WHERE I.ordinal = 1" : "");
+
+    /* end dates */
+    const json_t *es = want_object(c, root, "EndStrategy", "cohort expression");
+    S(",\ncohort_ends AS (\n");
+    int strategy = 0;
+    if (es) {
+        static const char *const m_es[] = {"DateOffset", NULL};
+        check_members(c, es, "EndStrategy", m_es);
+        const json_t *dof = want_object(c, es, "DateOffset", "EndStrategy");
+        if (dof) {
+            static const char *const m_do[] = {"DateField", "Offset", NULL};
+            check_members(c, dof, "EndStrategy DateOffset", m_do);
+            const char *field = want_string(c, dof, "DateField", "EndStrategy DateOffset");
+            long long off = want_int(c, dof, "Offset", "EndStrategy DateOffset", 0);
+            const char *col = "start_date";
+            if (field && !strcmp(field, "EndDate"))
+                col = "end_date";
+            else if (field && strcmp(field, "StartDate"))
+                err_at(c, json_object_get(dof, "DateField"), dof, "DateField",
+                       "EndStrategy DateOffset: DateField '%s' is not StartDate or EndDate", field);
+            P("  SELECT event_id, person_id, CASE WHEN %s + %lld > op_end_date THEN op_end_date "
+              "ELSE %s + %lld END AS end_date FROM included_events\n",
+              col, off, col, off);
+            strategy = 1;
+        }
+    }
+    if (!strategy)
+        S("  SELECT event_id, person_id, op_end_date AS end_date FROM included_events\n");
+    const json_t *cens = want_array(c, root, "CensoringCriteria", "cohort expression");
+    if (cens && json_array_size(cens)) {
+        S("  UNION ALL\n  SELECT i.event_id, i.person_id, MIN(C.start_date) AS end_date FROM "
+          "included_events i JOIN (\n");
+        int n = 0;
+        json_array_foreach((json_t *)cens, i, x)
+        {
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "CensoringCriteria criterion %zu", i + 1);
+            S(n++ ? "\n    UNION ALL\n    " : "    ");
+            criteria_query(c, x, ctx);
+        }
+        S("\n  ) C ON C.person_id = i.person_id AND C.start_date >= i.start_date AND C.start_date "
+          "<= i.op_end_date GROUP BY i.event_id, i.person_id\n");
+    }
+    S("),\nfirst_ends AS (\n  SELECT F.person_id, F.start_date, F.end_date FROM (\n    SELECT "
+      "I.event_id, I.person_id, I.start_date, CE.end_date, row_number() OVER (PARTITION BY "
+      "I.person_id, I.event_id ORDER BY CE.end_date) AS ordinal\n    FROM included_events I JOIN "
+      "cohort_ends CE ON I.event_id = CE.event_id AND I.person_id = CE.person_id AND CE.end_date "
+      ">= I.start_date\n  ) F WHERE F.ordinal = 1\n)");
+
+    /* eras */
+    long long pad = 0;
+    const json_t *cs = want_object(c, root, "CollapseSettings", "cohort expression");
+    if (cs) {
+        static const char *const m_cs[] = {"CollapseType", "EraPad", NULL};
+        check_members(c, cs, "CollapseSettings", m_cs);
+        const char *t = want_string(c, cs, "CollapseType", "CollapseSettings");
+        if (t && strcmp(t, "ERA"))
+            err_at(c, json_object_get(cs, "CollapseType"), cs, "CollapseType",
+                   "CollapseSettings: CollapseType '%s' is not supported (only ERA)", t);
+        pad = want_int(c, cs, "EraPad", "CollapseSettings", 0);
+        if (pad < 0)
+            err_at(c, json_object_get(cs, "EraPad"), cs, "EraPad",
+                   "CollapseSettings: EraPad must not be negative");
+    }
+    P(",\nend_dates AS (\n  SELECT person_id, event_date - %lld AS end_date FROM (\n    SELECT "
+      "person_id, event_date, SUM(event_type) OVER (PARTITION BY person_id ORDER BY event_date, "
+      "event_type ROWS UNBOUNDED PRECEDING) AS interval_status FROM (\n      SELECT person_id, "
+      "start_date AS event_date, -1 AS event_type FROM first_ends\n      UNION ALL\n      SELECT "
+      "person_id, end_date + %lld AS event_date, 1 AS event_type FROM first_ends\n    ) RAWDATA\n"
+      "  ) e WHERE interval_status = 0\n),\n",
+      pad, pad);
+    S("eras AS (\n  SELECT c.person_id, c.start_date, MIN(d.end_date) AS end_date FROM first_ends "
+      "c JOIN end_dates d ON c.person_id = d.person_id AND c.start_date <= d.end_date GROUP BY "
+      "c.person_id, c.start_date\n),\nfinal_cohort AS (\n  SELECT person_id, MIN(start_date) AS "
+      "start_date, end_date FROM eras GROUP BY person_id, end_date\n)\n");
+
+    /* censor window */
+    const json_t *cw = want_object(c, root, "CensorWindow", "cohort expression");
+    const char *ws = NULL, *we = NULL;
+    if (cw) {
+        static const char *const m_cw[] = {"StartDate", "EndDate", NULL};
+        check_members(c, cw, "CensorWindow", m_cw);
+        ws = want_string(c, cw, "StartDate", "CensorWindow");
+        we = want_string(c, cw, "EndDate", "CensorWindow");
+        if (ws && !valid_date(ws)) {
+            err_at(c, json_object_get(cw, "StartDate"), cw, "StartDate",
+                   "CensorWindow: StartDate must be a date YYYY-MM-DD");
+            ws = NULL;
+        }
+        if (we && !valid_date(we)) {
+            err_at(c, json_object_get(cw, "EndDate"), cw, "EndDate",
+                   "CensorWindow: EndDate must be a date YYYY-MM-DD");
+            we = NULL;
+        }
+    }
+    char sx[96] = "start_date", ex[96] = "end_date";
+    if (ws)
+        snprintf(sx, sizeof sx, "GREATEST(start_date, DATE '%s')", ws);
+    if (we)
+        snprintf(ex, sizeof ex, "LEAST(end_date, DATE '%s')", we);
+    P("SELECT %lld, person_id, %s, %s FROM final_cohort", cohort_id, sx, ex);
+    if (ws || we)
+        P(" WHERE %s <= %s", sx, ex);
+    S(";\n");
+}
+
+/* ---- loading ---- */
+
+void cg_circe_destroy(cg_circe_t *c)
+{
+    if (!c)
+        return;
+    cg_jsonpos_destroy(c->jp);
+    json_decref(c->root);
+    free(c->text);
+    free(c->file);
+    free(c);
+}
+
+static void cc_init(cc_t *c, const char *file, const cg_jsonpos_t *jp, cg_error_t *errs, size_t max,
+                    cg_buf_t *b)
+{
+    memset(c, 0, sizeof(*c));
+    c->file = file;
+    c->jp = jp;
+    c->e.errs = errs;
+    c->e.max = max;
+    c->b = b;
+}
+
+cg_circe_t *cg_circe_load_string(const char *text, const char *name, cg_error_t *errs,
+                                 size_t max_errs, size_t *n_errs)
+{
+    if (n_errs)
+        *n_errs = 0;
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        if (errs && max_errs)
+            cg_error_set(&errs[0], CG_ERR_CONFIG, name, je.line, je.column, "%s", je.text);
+        if (n_errs)
+            *n_errs = 1;
+        return NULL;
+    }
+    cg_circe_t *c = calloc(1, sizeof(*c));
+    if (!c || !(c->text = strdup(text)) || !(c->file = strdup(name ? name : ""))) {
+        json_decref(root);
+        cg_circe_destroy(c);
+        if (errs && max_errs)
+            cg_error_set(&errs[0], CG_ERR_NOMEM, name, 0, 0, "out of memory");
+        if (n_errs)
+            *n_errs = 1;
+        return NULL;
+    }
+    c->root = root;
+    c->jp = cg_jsonpos_build(text, root);
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cc_t cc;
+    cc_init(&cc, c->file, c->jp, errs, max_errs, &b);
+    compile(&cc, root, 1);
+    cg_buf_free(&b);
+    if (n_errs)
+        *n_errs = cc.e.n;
+    if (cc.e.n) {
+        cg_circe_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+cg_circe_t *cg_circe_load(const char *path, cg_error_t *errs, size_t max_errs, size_t *n_errs)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    if (cg_buf_read_file(&b, path) != CG_OK || cg_buf_putc(&b, '\0') != CG_OK) {
+        cg_buf_free(&b);
+        if (errs && max_errs)
+            cg_error_set(&errs[0], CG_ERR_IO, path, 0, 0, "cannot read the file");
+        if (n_errs)
+            *n_errs = 1;
+        return NULL;
+    }
+    cg_circe_t *c = cg_circe_load_string(b.data, path, errs, max_errs, n_errs);
+    cg_buf_free(&b);
+    return c;
+}
+
+void cg_circe_summarize(const cg_circe_t *c, cg_circe_summary_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!c)
+        return;
+    const json_t *r = c->root, *pc = json_object_get(r, "PrimaryCriteria");
+    out->concept_sets = json_array_size(json_object_get(r, "ConceptSets"));
+    out->primary_criteria = json_array_size(json_object_get(pc, "CriteriaList"));
+    out->inclusion_rules = json_array_size(json_object_get(r, "InclusionRules"));
+    out->censoring_criteria = json_array_size(json_object_get(r, "CensoringCriteria"));
+    const json_t *ac = json_object_get(r, "AdditionalCriteria");
+    out->additional_criteria = json_is_object(ac) && !group_empty(ac);
+}
+
+cg_err_t cg_circe_compile(const cg_circe_t *c, const cg_circe_sql_options_t *opt, cg_buf_t *out)
+{
+    if (!c || !opt || !out)
+        return CG_ERR_INVALID_ARG;
+    cc_t cc;
+    cg_error_t err;
+    cc_init(&cc, c->file, c->jp, &err, 1, out);
+    quote_ident(cc.cdm, sizeof cc.cdm, opt->cdm_schema);
+    quote_ident(cc.res, sizeof cc.res, opt->results_schema ? opt->results_schema : opt->cdm_schema);
+    size_t mark = out->len;
+    compile(&cc, c->root, opt->cohort_id);
+    if (cc.e.n) {
+        out->len = mark;
+        return err.code ? err.code : CG_ERR_CONFIG;
+    }
+    return CG_OK;
+}
