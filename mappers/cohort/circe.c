@@ -963,12 +963,15 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
 
     /* end dates */
     const json_t *es = want_object(c, root, "EndStrategy", "cohort expression");
-    S(",\ncohort_ends AS (\n");
     int strategy = 0;
     if (es) {
-        static const char *const m_es[] = {"DateOffset", NULL};
+        static const char *const m_es[] = {"DateOffset", "CustomEra", NULL};
         check_members(c, es, "EndStrategy", m_es);
         const json_t *dof = want_object(c, es, "DateOffset", "EndStrategy");
+        const json_t *era = want_object(c, es, "CustomEra", "EndStrategy");
+        if (dof && era)
+            err_at(c, era, es, "CustomEra",
+                   "EndStrategy: DateOffset and CustomEra cannot both be given");
         if (dof) {
             static const char *const m_do[] = {"DateField", "Offset", NULL};
             check_members(c, dof, "EndStrategy DateOffset", m_do);
@@ -980,12 +983,61 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
             else if (field && strcmp(field, "StartDate"))
                 err_at(c, json_object_get(dof, "DateField"), dof, "DateField",
                        "EndStrategy DateOffset: DateField '%s' is not StartDate or EndDate", field);
-            P("  SELECT event_id, person_id, CASE WHEN %s + %lld > op_end_date THEN op_end_date "
-              "ELSE %s + %lld END AS end_date FROM included_events\n",
+            P(",\nstrategy_ends AS (\n  SELECT event_id, person_id, CASE WHEN %s + %lld > "
+              "op_end_date THEN op_end_date ELSE %s + %lld END AS end_date FROM included_events\n)",
               col, off, col, off);
+            strategy = 1;
+        } else if (era) {
+            const char *ctx = "EndStrategy CustomEra";
+            static const char *const m_ce[] = {"DrugCodesetId", "GapDays", "Offset",
+                                               "DaysSupplyOverride", NULL};
+            check_members(c, era, ctx, m_ce);
+            long long drugs = 0;
+            if (!codeset_ref(c, era, "DrugCodesetId", ctx, &drugs) &&
+                !json_object_get(era, "DrugCodesetId"))
+                err_at(c, era, NULL, NULL, "%s: 'DrugCodesetId' is required", ctx);
+            long long gap = want_int(c, era, "GapDays", ctx, 0);
+            long long off = want_int(c, era, "Offset", ctx, 0);
+            const json_t *ovr = json_object_get(era, "DaysSupplyOverride");
+            char end[200];
+            if (ovr && !json_is_null(ovr))
+                snprintf(end, sizeof end, "de.drug_exposure_start_date + %lld",
+                         want_int(c, era, "DaysSupplyOverride", ctx, 0));
+            else
+                snprintf(end, sizeof end,
+                         "COALESCE(de.drug_exposure_end_date, de.drug_exposure_start_date + "
+                         "de.days_supply, de.drug_exposure_start_date + 1)");
+            /* the exposures of the drug concept set (by concept or source concept), their
+             * eras with GapDays between exposures, each era's end moved by Offset */
+            P(",\ndrug_target AS (\n");
+            for (int k = 0; k < 2; k++)
+                P("%s  SELECT de.person_id, de.drug_exposure_start_date AS start_date, %s AS "
+                  "end_date FROM %sdrug_exposure de JOIN codesets cs ON cs.codeset_id = %lld AND "
+                  "de.%s = cs.concept_id WHERE de.person_id IN (SELECT person_id FROM "
+                  "included_events)\n",
+                  k ? "  UNION ALL\n" : "", end, c->cdm, drugs,
+                  k ? "drug_source_concept_id" : "drug_concept_id");
+            P("),\ndrug_eras AS (\n  SELECT D.person_id, MIN(D.start_date) AS era_start, "
+              "D.end_date + "
+              "%lld AS era_end FROM (\n    SELECT d.person_id, d.start_date, MIN(e.end_date) AS "
+              "end_date FROM drug_target d JOIN (\n      SELECT person_id, event_date - %lld AS "
+              "end_date FROM (\n        SELECT person_id, event_date, SUM(event_type) OVER "
+              "(PARTITION BY person_id ORDER BY event_date, event_type ROWS UNBOUNDED PRECEDING) "
+              "AS interval_status FROM (\n          SELECT person_id, start_date AS event_date, -1 "
+              "AS event_type FROM drug_target\n          UNION ALL\n          SELECT person_id, "
+              "end_date + %lld, 1 FROM drug_target\n        ) R\n      ) X WHERE interval_status "
+              "= 0\n    ) e ON d.person_id = e.person_id AND e.end_date >= d.start_date GROUP BY "
+              "d.person_id, d.start_date\n  ) D GROUP BY D.person_id, D.end_date\n),\n"
+              "strategy_ends AS (\n  SELECT et.event_id, et.person_id, ER.era_end AS end_date "
+              "FROM included_events et JOIN drug_eras ER ON ER.person_id = et.person_id AND "
+              "et.start_date BETWEEN ER.era_start AND ER.era_end\n)",
+              off, gap, gap);
             strategy = 1;
         }
     }
+    S(",\ncohort_ends AS (\n");
+    if (strategy)
+        S("  SELECT event_id, person_id, end_date FROM strategy_ends\n");
     if (!strategy)
         S("  SELECT event_id, person_id, op_end_date AS end_date FROM included_events\n");
     const json_t *cens = want_array(c, root, "CensoringCriteria", "cohort expression");

@@ -115,6 +115,17 @@ static void test_groups_and_windows(void **state)
     assert_non_null(strstr(sql, "FROM \"cdm\".death T"));
     assert_non_null(strstr(sql, "MIN(C.start_date) AS end_date"));
     free(sql);
+
+    /* CustomEra: drug eras with GapDays, moved by Offset */
+    sql = compile_text(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
+                           ",\n  \"EndStrategy\": {\"CustomEra\": {\"DrugCodesetId\": 0, "
+                           "\"GapDays\": 30, \"Offset\": 7}}"),
+                       8);
+    assert_non_null(strstr(sql, "D.end_date + 7 AS era_end"));
+    assert_non_null(strstr(sql, "event_date - 30 AS end_date"));
+    assert_non_null(strstr(sql, "de.drug_source_concept_id = cs.concept_id"));
+    assert_non_null(strstr(sql, "SELECT event_id, person_id, end_date FROM strategy_ends"));
+    free(sql);
 }
 
 static void test_refusals_are_located(void **state)
@@ -145,9 +156,13 @@ static void test_refusals_are_located(void **state)
 
     /* unsupported strategies and settings */
     e = refuse(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
-                   ",\n  \"EndStrategy\": {\"CustomEra\": {\"DrugCodesetId\": 0}}"));
+                   ",\n  \"EndStrategy\": {\"CustomEra\": {\"GapDays\": 30}}"));
     assert_int_equal(e.line, 9);
-    assert_non_null(strstr(e.text, "EndStrategy: element 'CustomEra'"));
+    assert_non_null(strstr(e.text, "CustomEra: 'DrugCodesetId' is required"));
+    e = refuse(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
+                   ",\n  \"EndStrategy\": {\"DateOffset\": {\"DateField\": \"StartDate\"}, "
+                   "\"CustomEra\": {\"DrugCodesetId\": 0}}"));
+    assert_non_null(strstr(e.text, "cannot both be given"));
     e = refuse(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
                    ",\n  \"CollapseSettings\": {\"CollapseType\": \"COLLAPSE\"}"));
     assert_non_null(strstr(e.text, "CollapseType 'COLLAPSE' is not supported"));
