@@ -20,6 +20,25 @@
 
 typedef struct cg_circe cg_circe_t;
 
+/* A definition file is a bare Circe expression as ATLAS exports it, or a cohortgate definition:
+ * {"cohortgate": HEADER, "expression": CIRCE-EXPRESSION}, the header saying what the cohort is:
+ *   "id"          its cohort_definition_id (an integer from 1), required;
+ *   "name"        lower-case letters, digits, '_' and '-', required;
+ *   "version"     an integer from 1, required;
+ *   "kind"        "disease" (a specialty-disease cohort) or "precohort" (a trial pre-cohort);
+ *   "draws_from"  a pre-cohort's disease cohort (its name), required for and only for one;
+ *   "sponsor"     a pre-cohort's sponsor, required for and only for one;
+ *   "description" free text, optional. */
+typedef struct cg_circe_header {
+    int present; /* 0 for a bare expression: every other field is then empty */
+    long long id;
+    long long version;
+    char name[64];
+    char kind[16];
+    char draws_from[64];
+    char sponsor[128];
+} cg_circe_header_t;
+
 /* Loads and checks a definition file. NULL on any error: every error is counted in *n_errs (may
  * be NULL) and the first max_errs are written to errs (may be NULL). */
 cg_circe_t *cg_circe_load(const char *path, cg_error_t *errs, size_t max_errs, size_t *n_errs);
@@ -28,6 +47,8 @@ cg_circe_t *cg_circe_load_string(const char *text, const char *name, cg_error_t 
                                  size_t max_errs, size_t *n_errs);
 /* NULL-safe. */
 void cg_circe_destroy(cg_circe_t *c);
+/* The definition's header (present == 0 for a bare expression); owned by c. */
+const cg_circe_header_t *cg_circe_header(const cg_circe_t *c);
 
 /* Counts of what a definition holds, for `cohortgate cohort check`. */
 typedef struct cg_circe_summary {

@@ -26,7 +26,9 @@ static void usage(FILE *out)
         "DEF...\n\n"
         "Cohort definitions are OHDSI Circe cohort expressions (the JSON ATLAS exports), within\n"
         "the subset of specs/cohorts/CIRCE.md; anything outside it is refused with\n"
-        "FILE:LINE:COLUMN naming the element.\n\n"
+        "FILE:LINE:COLUMN naming the element. A DEF is a bare expression, or a definition\n"
+        "with its header: {\"cohortgate\": {\"id\", \"name\", \"version\", \"kind\": \"disease\"\n"
+        "or \"precohort\" (with \"draws_from\" and \"sponsor\")}, \"expression\": {...}}.\n\n"
         "  check     load and compile each DEF; print what it holds, or every error\n"
         "  explain   print the PostgreSQL SQL that recomputes DEF: a DELETE of its rows in\n"
         "            `cohort`, then an INSERT of primary events -> qualified events ->\n"
@@ -133,6 +135,7 @@ int cg_cli_cohort(int argc, char **argv)
     }
     const char *conninfo = NULL, *schema = NULL, *results = NULL;
     long long first_id = 1;
+    int id_given = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc - 1, argv + 1, "c:s:r:i:h", longopts, NULL)) != -1) {
@@ -150,6 +153,7 @@ int cg_cli_cohort(int argc, char **argv)
             char *end;
             errno = 0;
             first_id = strtoll(optarg, &end, 10);
+            id_given = 1;
             if (*end || errno || end == optarg) {
                 fprintf(stderr, "cohortgate cohort: --id wants an integer, not '%s'\n", optarg);
                 return CG_EXIT_USAGE;
@@ -189,13 +193,16 @@ int cg_cli_cohort(int argc, char **argv)
     }
     int failed = 0;
     for (int i = first; i < argc; i++) {
-        long long id = first_id + (i - first);
+        long long id = 0;
         const char *path = def_path(argv[i], &id);
         cg_circe_t *c = load(path);
         if (!c) {
             failed++;
             continue;
         }
+        const cg_circe_header_t *h = cg_circe_header(c);
+        if (!id) /* N=FILE, else --id, else the header's id, else 1, 2, ... in order */
+            id = id_given || !h->present ? first_id + (i - first) : h->id;
         cg_circe_sql_options_t o = {schema, results, id};
         if (act == 0) {
             cg_circe_summary_t s;
@@ -206,12 +213,19 @@ int cg_cli_cohort(int argc, char **argv)
             if (e != CG_OK) {
                 fprintf(stderr, "%s: error: %s\n", path, cg_err2str(e));
                 failed++;
-            } else
+            } else {
+                if (h->present)
+                    printf("%s: %s version %lld (%s%s%s%s%s), cohort_definition_id "
+                           "%lld\n",
+                           path, h->name, h->version, h->kind,
+                           h->draws_from[0] ? " drawn from " : "", h->draws_from,
+                           h->sponsor[0] ? " for " : "", h->sponsor, id);
                 printf("%s: ok: %zu concept sets, %zu primary criteria, %s, %zu inclusion rules, "
                        "%zu censoring criteria; %zu bytes of SQL\n",
                        path, s.concept_sets, s.primary_criteria,
                        s.additional_criteria ? "additional criteria" : "no additional criteria",
                        s.inclusion_rules, s.censoring_criteria, sql.len);
+            }
             cg_buf_free(&sql);
         } else if (act == 1) {
             cg_buf_t sql;

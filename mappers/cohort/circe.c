@@ -21,7 +21,9 @@ struct cg_circe {
     char *file;
     char *text;
     json_t *root;
+    const json_t *expr; /* root, or its "expression" under a header */
     cg_jsonpos_t *jp;
+    cg_circe_header_t header;
 };
 
 typedef struct cc {
@@ -1118,6 +1120,80 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
     S(";\n");
 }
 
+/* ---- the header of a cohortgate definition ---- */
+
+static int valid_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+static void copy_str(cc_t *c, const json_t *h, const char *key, char *dst, size_t size,
+                     int required)
+{
+    const char *v = want_string(c, h, key, "cohortgate header");
+    if (!v) {
+        if (required && !json_object_get(h, key))
+            err_at(c, h, NULL, NULL, "cohortgate header: '%s' is required", key);
+        return;
+    }
+    if (strlen(v) >= size)
+        err_at(c, json_object_get(h, key), h, key,
+               "cohortgate header: '%s' is longer than %zu characters", key, size - 1);
+    snprintf(dst, size, "%s", v);
+}
+
+/* Reads {"cohortgate": HEADER, "expression": ...}; returns the expression. */
+static const json_t *read_header(cc_t *c, const json_t *root, cg_circe_header_t *hd)
+{
+    static const char *const m_root[] = {"cohortgate", "expression", NULL};
+    static const char *const m_head[] = {"id",         "name",    "version",     "kind",
+                                         "draws_from", "sponsor", "description", NULL};
+    check_members(c, root, "cohortgate definition", m_root);
+    const json_t *h = want_object(c, root, "cohortgate", "cohortgate definition");
+    const json_t *ex = want_object(c, root, "expression", "cohortgate definition");
+    if (!ex)
+        err_at(c, root, NULL, NULL,
+               "cohortgate definition: 'expression' (the Circe cohort expression) is required");
+    if (!h)
+        return ex;
+    hd->present = 1;
+    check_members(c, h, "cohortgate header", m_head);
+    hd->id = want_int(c, h, "id", "cohortgate header", 0);
+    hd->version = want_int(c, h, "version", "cohortgate header", 0);
+    if (hd->id < 1)
+        err_at(c, json_object_get(h, "id"), h, "id",
+               "cohortgate header: 'id' (an integer from 1) is required");
+    if (hd->version < 1)
+        err_at(c, json_object_get(h, "version"), h, "version",
+               "cohortgate header: 'version' (an integer from 1) is required");
+    copy_str(c, h, "name", hd->name, sizeof hd->name, 1);
+    if (hd->name[0] && !valid_name(hd->name))
+        err_at(c, json_object_get(h, "name"), h, "name",
+               "cohortgate header: 'name' takes lower-case letters, digits, '_' and '-'");
+    copy_str(c, h, "kind", hd->kind, sizeof hd->kind, 1);
+    copy_str(c, h, "draws_from", hd->draws_from, sizeof hd->draws_from, 0);
+    copy_str(c, h, "sponsor", hd->sponsor, sizeof hd->sponsor, 0);
+    want_string(c, h, "description", "cohortgate header");
+    int pre = !strcmp(hd->kind, "precohort");
+    if (hd->kind[0] && !pre && strcmp(hd->kind, "disease"))
+        err_at(c, json_object_get(h, "kind"), h, "kind",
+               "cohortgate header: 'kind' is \"disease\" or \"precohort\", not \"%s\"", hd->kind);
+    if (pre && (!hd->draws_from[0] || !hd->sponsor[0]))
+        err_at(c, h, NULL, NULL,
+               "cohortgate header: a precohort needs 'draws_from' (its disease cohort) and "
+               "'sponsor'");
+    if (!pre && (hd->draws_from[0] || hd->sponsor[0]))
+        err_at(c, json_object_get(h, hd->draws_from[0] ? "draws_from" : "sponsor"), h,
+               hd->draws_from[0] ? "draws_from" : "sponsor",
+               "cohortgate header: only a precohort has 'draws_from' and 'sponsor'");
+    return ex;
+}
+
 /* ---- loading ---- */
 
 void cg_circe_destroy(cg_circe_t *c)
@@ -1167,12 +1243,16 @@ cg_circe_t *cg_circe_load_string(const char *text, const char *name, cg_error_t 
         return NULL;
     }
     c->root = root;
+    c->expr = root;
     c->jp = cg_jsonpos_build(text, root);
     cg_buf_t b;
     cg_buf_init(&b);
     cc_t cc;
     cc_init(&cc, c->file, c->jp, errs, max_errs, &b);
-    compile(&cc, root, 1);
+    if (json_is_object(root) && json_object_get(root, "cohortgate"))
+        c->expr = read_header(&cc, root, &c->header);
+    if (c->expr)
+        compile(&cc, c->expr, c->header.present ? c->header.id : 1);
     cg_buf_free(&b);
     if (n_errs)
         *n_errs = cc.e.n;
@@ -1200,12 +1280,17 @@ cg_circe_t *cg_circe_load(const char *path, cg_error_t *errs, size_t max_errs, s
     return c;
 }
 
+const cg_circe_header_t *cg_circe_header(const cg_circe_t *c)
+{
+    return c ? &c->header : NULL;
+}
+
 void cg_circe_summarize(const cg_circe_t *c, cg_circe_summary_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (!c)
         return;
-    const json_t *r = c->root, *pc = json_object_get(r, "PrimaryCriteria");
+    const json_t *r = c->expr, *pc = json_object_get(r, "PrimaryCriteria");
     out->concept_sets = json_array_size(json_object_get(r, "ConceptSets"));
     out->primary_criteria = json_array_size(json_object_get(pc, "CriteriaList"));
     out->inclusion_rules = json_array_size(json_object_get(r, "InclusionRules"));
@@ -1224,7 +1309,7 @@ cg_err_t cg_circe_compile(const cg_circe_t *c, const cg_circe_sql_options_t *opt
     quote_ident(cc.cdm, sizeof cc.cdm, opt->cdm_schema);
     quote_ident(cc.res, sizeof cc.res, opt->results_schema ? opt->results_schema : opt->cdm_schema);
     size_t mark = out->len;
-    compile(&cc, c->root, opt->cohort_id);
+    compile(&cc, c->expr, opt->cohort_id);
     if (cc.e.n) {
         out->len = mark;
         return err.code ? err.code : CG_ERR_CONFIG;

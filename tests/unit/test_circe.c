@@ -209,8 +209,63 @@ static void test_shipped_definitions_load(void **state)
         cg_circe_summarize(c, &s);
         assert_true(s.concept_sets >= 1);
         assert_true(s.primary_criteria >= 1);
+        const cg_circe_header_t *h = cg_circe_header(c);
+        assert_int_equal(h->present, 1);
+        assert_int_equal(h->id, (long long)i + 1);
+        assert_string_equal(h->kind, i == 2 ? "precohort" : "disease");
         cg_circe_destroy(c);
     }
+}
+
+static void test_header(void **state)
+{
+    (void)state;
+    static const char def[] =
+        "{\"cohortgate\": {\"id\": 12, \"name\": \"t2dm-trial\", \"version\": 3, \"kind\": "
+        "\"precohort\", \"draws_from\": \"t2dm\", \"sponsor\": \"Acme\"},\n"
+        " \"expression\": {\"PrimaryCriteria\": {\"CriteriaList\": [{\"Death\": {}}]}}}";
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_circe_t *c = cg_circe_load_string(def, "def.json", errs, 4, &n);
+    assert_non_null(c);
+    const cg_circe_header_t *h = cg_circe_header(c);
+    assert_int_equal(h->present, 1);
+    assert_int_equal(h->id, 12);
+    assert_int_equal(h->version, 3);
+    assert_string_equal(h->name, "t2dm-trial");
+    assert_string_equal(h->kind, "precohort");
+    assert_string_equal(h->draws_from, "t2dm");
+    assert_string_equal(h->sponsor, "Acme");
+    cg_circe_destroy(c);
+
+    /* a bare expression has no header */
+    c = cg_circe_load_string("{\"PrimaryCriteria\": {\"CriteriaList\": [{\"Death\": {}}]}}",
+                             "bare.json", errs, 4, &n);
+    assert_non_null(c);
+    assert_int_equal(cg_circe_header(c)->present, 0);
+    cg_circe_destroy(c);
+
+    /* refusals, located */
+    cg_error_t e = refuse("{\"cohortgate\": {\"id\": 1, \"name\": \"x\", \"version\": 1, "
+                          "\"kind\": \"trial\"},\n \"expression\": {\"PrimaryCriteria\": "
+                          "{\"CriteriaList\": [{\"Death\": {}}]}}}");
+    assert_int_equal(e.line, 1);
+    assert_int_equal(e.column, 61);
+    assert_non_null(strstr(e.text, "'kind' is \"disease\" or \"precohort\""));
+    e = refuse("{\"cohortgate\": {\"id\": 1, \"name\": \"x\", \"version\": 1, \"kind\": "
+               "\"precohort\"},\n \"expression\": {\"PrimaryCriteria\": {\"CriteriaList\": "
+               "[{\"Death\": {}}]}}}");
+    assert_non_null(strstr(e.text, "a precohort needs 'draws_from'"));
+    e = refuse("{\"cohortgate\": {\"id\": 1, \"name\": \"X Y\", \"version\": 1, \"kind\": "
+               "\"disease\"},\n \"expression\": {\"PrimaryCriteria\": {\"CriteriaList\": "
+               "[{\"Death\": {}}]}}}");
+    assert_non_null(strstr(e.text, "'name' takes lower-case letters"));
+    /* an error in the expression under a header is located in the file */
+    e = refuse("{\"cohortgate\": {\"id\": 1, \"name\": \"x\", \"version\": 1, \"kind\": "
+               "\"disease\"},\n \"expression\": {\"PrimaryCriteria\": {\"CriteriaList\": "
+               "[{\"VisitDetail\": {}}]}}}");
+    assert_int_equal(e.line, 2);
+    assert_non_null(strstr(e.text, "'VisitDetail' is not supported"));
 }
 
 int main(void)
@@ -220,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_groups_and_windows),
         cmocka_unit_test(test_refusals_are_located),
         cmocka_unit_test(test_shipped_definitions_load),
+        cmocka_unit_test(test_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
