@@ -61,6 +61,11 @@ typedef struct cg_circe_sql_options {
     const char *cdm_schema;     /* the OMOP tables' schema; NULL or "": unqualified */
     const char *results_schema; /* the `cohort` table's; NULL: cdm_schema */
     long long cohort_id;        /* cohort_definition_id of the rows written */
+    const char *person;         /* NULL; else, instead of writing `cohort`, one SELECT of
+                                 * (step, what, n, dates): for that person (person_source_value,
+                                 * the pseudonym, or person_id), how many events each step keeps:
+                                 * primary, qualified, each inclusion rule, included, and the
+                                 * cohort periods; why the person is in or out */
 } cg_circe_sql_options_t;
 
 /* Appends to out the SQL that replaces the definition's rows in `cohort`: a DELETE then one

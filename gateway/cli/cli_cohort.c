@@ -22,6 +22,7 @@ static void usage(FILE *out)
         out,
         "usage: cohortgate cohort check [--id N] DEF...\n"
         "       cohortgate cohort explain [--id N] [--schema S] [--results-schema R] DEF\n"
+        "       cohortgate cohort explain -c CONNINFO --schema S --person P DEF\n"
         "       cohortgate cohort run -c CONNINFO --schema S [--results-schema R] [--id N] "
         "DEF...\n\n"
         "Cohort definitions are OHDSI Circe cohort expressions (the JSON ATLAS exports), within\n"
@@ -32,15 +33,20 @@ static void usage(FILE *out)
         "  check     load and compile each DEF; print what it holds, or every error\n"
         "  explain   print the PostgreSQL SQL that recomputes DEF: a DELETE of its rows in\n"
         "            `cohort`, then an INSERT of primary events -> qualified events ->\n"
-        "            inclusion rules -> end dates -> eras\n"
+        "            inclusion rules -> end dates -> eras; with --person, why that person\n"
+        "            is in or out: the events each step keeps, and the step that loses them\n"
         "  run       evaluate each DEF against the OMOP schema and replace its rows in\n"
         "            `cohort` (one transaction per definition); print the rows written\n\n"
         "options:\n"
-        "  -c, --db CONNINFO       libpq connection string (run), e.g. 'host=/tmp dbname=omop'\n"
+        "  -c, --db CONNINFO       libpq connection string (run, explain --person), e.g. "
+        "'host=/tmp dbname=omop'\n"
         "  -s, --schema S          schema of the OMOP CDM tables (default: the search_path)\n"
         "  -r, --results-schema R  schema of the `cohort` table (default: --schema)\n"
-        "  -i, --id N              cohort_definition_id (default 1); with several DEFs, the\n"
-        "                          first gets N, the next N+1, ...; or write DEF as N=FILE\n"
+        "  -i, --id N              cohort_definition_id; with several DEFs the first gets N,\n"
+        "                          the next N+1, ...; or write DEF as N=FILE; by default the\n"
+        "                          id in the definition's header, else 1, 2, ... in order\n"
+        "  -p, --person P          explain: a person's pseudonym (person_source_value) or\n"
+        "                          person_id\n"
         "  -h, --help              show this help\n\n"
         "exit status: 0 all good, 1 a definition was refused or failed, 2 bad command line\n");
 }
@@ -112,12 +118,49 @@ static int run_one(PGconn *db, const cg_circe_t *c, const cg_circe_sql_options_t
     return 0;
 }
 
+/* Why o->person is in or out: how many events each step keeps, the first empty step named. */
+static int diagnose(PGconn *db, const cg_circe_t *c, const cg_circe_sql_options_t *o,
+                    const char *path)
+{
+    cg_buf_t sql;
+    cg_buf_init(&sql);
+    if (cg_circe_compile(c, o, &sql) != CG_OK) {
+        fprintf(stderr, "%s: error: cannot compile\n", path);
+        cg_buf_free(&sql);
+        return -1;
+    }
+    PGresult *r = PQexec(db, sql.data);
+    cg_buf_free(&sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "%s: error: PostgreSQL: %s", path, PQerrorMessage(db));
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r), out_at = -1;
+    printf("%s: person %s\n", path, o->person);
+    for (int i = 0; i < n; i++) {
+        const char *count = PQgetvalue(r, i, 2), *dates = PQgetvalue(r, i, 3);
+        int zero = !strcmp(count, "0");
+        printf("  %-75s %6s%s%s%s\n", PQgetvalue(r, i, 1), count, *dates ? "  (" : "", dates,
+               *dates ? ")" : "");
+        if (zero && out_at < 0)
+            out_at = i;
+    }
+    if (out_at < 0)
+        printf("  IN: the person is a member\n");
+    else
+        printf("  OUT: no event is left after: %s\n", PQgetvalue(r, out_at, 1));
+    PQclear(r);
+    return 0;
+}
+
 int cg_cli_cohort(int argc, char **argv)
 {
     static const struct option longopts[] = {{"db", required_argument, NULL, 'c'},
                                              {"schema", required_argument, NULL, 's'},
                                              {"results-schema", required_argument, NULL, 'r'},
                                              {"id", required_argument, NULL, 'i'},
+                                             {"person", required_argument, NULL, 'p'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -133,12 +176,12 @@ int cg_cli_cohort(int argc, char **argv)
         fprintf(stderr, "cohortgate cohort: unknown action '%s' (check, explain or run)\n", action);
         return CG_EXIT_USAGE;
     }
-    const char *conninfo = NULL, *schema = NULL, *results = NULL;
+    const char *conninfo = NULL, *schema = NULL, *results = NULL, *person = NULL;
     long long first_id = 1;
     int id_given = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc - 1, argv + 1, "c:s:r:i:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc - 1, argv + 1, "c:s:r:i:p:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             conninfo = optarg;
@@ -148,6 +191,9 @@ int cg_cli_cohort(int argc, char **argv)
             break;
         case 'r':
             results = optarg;
+            break;
+        case 'p':
+            person = optarg;
             break;
         case 'i': {
             char *end;
@@ -181,8 +227,12 @@ int cg_cli_cohort(int argc, char **argv)
         fprintf(stderr, "cohortgate cohort run: -c/--db CONNINFO is required\n");
         return CG_EXIT_USAGE;
     }
+    if (person && (act != 1 || !conninfo)) {
+        fprintf(stderr, "cohortgate cohort: --person goes with explain and -c/--db CONNINFO\n");
+        return CG_EXIT_USAGE;
+    }
     PGconn *db = NULL;
-    if (act == 2) {
+    if (act == 2 || person) {
         db = PQconnectdb(conninfo);
         if (PQstatus(db) != CONNECTION_OK) {
             fprintf(stderr, "cohortgate cohort run: cannot connect: %s", PQerrorMessage(db));
@@ -203,7 +253,7 @@ int cg_cli_cohort(int argc, char **argv)
         const cg_circe_header_t *h = cg_circe_header(c);
         if (!id) /* N=FILE, else --id, else the header's id, else 1, 2, ... in order */
             id = id_given || !h->present ? first_id + (i - first) : h->id;
-        cg_circe_sql_options_t o = {schema, results, id};
+        cg_circe_sql_options_t o = {schema, results, id, person};
         if (act == 0) {
             cg_circe_summary_t s;
             cg_circe_summarize(c, &s);
@@ -227,6 +277,9 @@ int cg_cli_cohort(int argc, char **argv)
                        s.inclusion_rules, s.censoring_criteria, sql.len);
             }
             cg_buf_free(&sql);
+        } else if (act == 1 && person) {
+            if (diagnose(db, c, &o, path) != 0)
+                failed++;
         } else if (act == 1) {
             cg_buf_t sql;
             cg_buf_init(&sql);

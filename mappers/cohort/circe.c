@@ -33,6 +33,8 @@ typedef struct cc {
     cg_buf_t *b;
     char cdm[160]; /* "schema". or empty */
     char res[160];
+    const char *person; /* diagnose this person instead of writing `cohort` */
+    cg_buf_t steps;     /* the diagnosis's SELECTs, one per step */
     int n_codesets;
     long long codeset_ids[256];
 } cc_t;
@@ -842,6 +844,38 @@ static int limit_type(cc_t *c, const json_t *root, const char *key)
 
 /* ---- the whole expression ---- */
 
+/* 'text' as an SQL literal. */
+static void put_literal(cg_buf_t *b, const char *text)
+{
+    cg_buf_putc(b, '\'');
+    for (const char *p = text; *p; p++) {
+        if (*p == '\'')
+            cg_buf_putc(b, '\'');
+        cg_buf_putc(b, *p);
+    }
+    cg_buf_putc(b, '\'');
+}
+
+/* A step of the diagnosis: how many rows of cte are the person's, and their dates. */
+static void diag_step(cc_t *c, int step, const char *what, const char *cte, int periods)
+{
+    if (!c->person)
+        return;
+    cg_buf_t *b = &c->steps;
+    cg_buf_printf(b, "%sSELECT %d AS step, ", b->len ? "\nUNION ALL " : "", step);
+    put_literal(b, what);
+    cg_buf_printf(b,
+                  " AS what, count(*) AS n, string_agg(%s, ', ' ORDER BY start_date) AS dates "
+                  "FROM %s WHERE person_id IN (SELECT person_id FROM %sperson WHERE "
+                  "person_source_value = ",
+                  periods ? "start_date::text || ' to ' || end_date::text" : "start_date::text",
+                  cte, c->cdm);
+    put_literal(b, c->person);
+    cg_buf_puts(b, " OR CAST(person_id AS text) = ");
+    put_literal(b, c->person);
+    cg_buf_puts(b, ")");
+}
+
 static void compile(cc_t *c, const json_t *root, long long cohort_id)
 {
     if (!json_is_object(root)) {
@@ -854,10 +888,14 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
         "CollapseSettings", "CensorWindow",    "cdmVersionRange",    NULL};
     check_members(c, root, "cohort expression", m_root);
 
-    P("DELETE FROM %scohort WHERE cohort_definition_id = %lld;\n", c->res, cohort_id);
-    P("INSERT INTO %scohort (cohort_definition_id, subject_id, cohort_start_date, "
-      "cohort_end_date)\nWITH ",
-      c->res);
+    if (c->person)
+        S("WITH ");
+    else {
+        P("DELETE FROM %scohort WHERE cohort_definition_id = %lld;\n", c->res, cohort_id);
+        P("INSERT INTO %scohort (cohort_definition_id, subject_id, cohort_start_date, "
+          "cohort_end_date)\nWITH ",
+          c->res);
+    }
     concept_sets(c, root);
 
     /* primary events */
@@ -946,6 +984,15 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
             static const char *const m_rule[] = {"name", "description", "expression", NULL};
             check_members(c, x, ctx, m_rule);
             const json_t *ex = want_object(c, x, "expression", ctx);
+            const char *rname = want_string(c, x, "name", ctx);
+            char what[200], cte[200];
+            snprintf(what, sizeof what, "inclusion rule %zu%s%s%s: qualified events that pass",
+                     i + 1, rname ? " \"" : "", rname ? rname : "", rname ? "\"" : "");
+            snprintf(cte, sizeof cte,
+                     "(SELECT Q.* FROM qualified_events Q JOIN inclusion_%d R ON R.person_id = "
+                     "Q.person_id AND R.event_id = Q.event_id) X",
+                     nrules);
+            diag_step(c, 3 + nrules, what, cte, 0);
             P(",\ninclusion_%d AS (\n  ", nrules++);
             if (ex)
                 group_query(c, ex, "qualified_events", (int)i, ctx, 0);
@@ -953,6 +1000,9 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
                 S("SELECT 0 AS index_id, person_id, event_id FROM qualified_events");
             S("\n)");
         }
+    diag_step(c, 1, "primary events (PrimaryCriteria, ObservationWindow, PrimaryCriteriaLimit)",
+              "primary_events", 0);
+    diag_step(c, 2, "qualified events (AdditionalCriteria, QualifiedLimit)", "qualified_events", 0);
     P(",\nincluded_events AS (\n  SELECT event_id, person_id, start_date, end_date, op_start_date, "
       "op_end_date FROM (\n    SELECT Q.*, row_number() OVER (PARTITION BY Q.person_id ORDER BY "
       "Q.start_date %s, Q.event_id) AS ordinal FROM qualified_events Q WHERE true",
@@ -1114,6 +1164,13 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
         snprintf(sx, sizeof sx, "GREATEST(start_date, DATE '%s')", ws);
     if (we)
         snprintf(ex, sizeof ex, "LEAST(end_date, DATE '%s')", we);
+    if (c->person) {
+        diag_step(c, 1000, "included events (every inclusion rule, ExpressionLimit)",
+                  "included_events", 0);
+        diag_step(c, 1001, "cohort periods (before the censor window)", "final_cohort", 1);
+        P("%.*s\nORDER BY 1;\n", (int)c->steps.len, c->steps.data);
+        return;
+    }
     P("SELECT %lld, person_id, %s, %s FROM final_cohort", cohort_id, sx, ex);
     if (ws || we)
         P(" WHERE %s <= %s", sx, ex);
@@ -1309,7 +1366,10 @@ cg_err_t cg_circe_compile(const cg_circe_t *c, const cg_circe_sql_options_t *opt
     quote_ident(cc.cdm, sizeof cc.cdm, opt->cdm_schema);
     quote_ident(cc.res, sizeof cc.res, opt->results_schema ? opt->results_schema : opt->cdm_schema);
     size_t mark = out->len;
+    cc.person = opt->person;
+    cg_buf_init(&cc.steps);
     compile(&cc, c->expr, opt->cohort_id);
+    cg_buf_free(&cc.steps);
     if (cc.e.n) {
         out->len = mark;
         return err.code ? err.code : CG_ERR_CONFIG;

@@ -421,7 +421,7 @@ static void run_case(const conf_case_t *cs)
         }
         cg_buf_t sql;
         cg_buf_init(&sql);
-        cg_circe_sql_options_t o = {schema, NULL, v->id};
+        cg_circe_sql_options_t o = {schema, NULL, v->id, NULL};
         assert_int_equal(cg_circe_compile(c, &o, &sql), CG_OK);
         exec_ok(sql.data);
         cg_buf_free(&sql);
@@ -688,7 +688,7 @@ static void test_circe_golden(void **state)
             fail_msg("%s: %d:%d: %s", goldens[i].what, errs[0].line, errs[0].column, errs[0].text);
         cg_buf_t sql;
         cg_buf_init(&sql);
-        cg_circe_sql_options_t o = {schema, NULL, id};
+        cg_circe_sql_options_t o = {schema, NULL, id, NULL};
         assert_int_equal(cg_circe_compile(c, &o, &sql), CG_OK);
         exec_ok(sql.data);
         /* run twice: a recomputation replaces the definition's rows, it does not add to them */
@@ -750,6 +750,37 @@ static void test_circe_golden(void **state)
     r = PQexec(db, q);
     assert_string_equal(PQgetvalue(r, 0, 0), "8");
     PQclear(r);
+
+    /* why a person is in or out: person 1 passes every step, person 2's only visit has no
+     * HbA1c recorded at it, so the first inclusion rule loses the event */
+    char tmp[] = "/tmp/cg_circe_explainXXXXXX";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(goldens[4].expr, f);
+    fclose(f);
+    for (int who = 1; who <= 2; who++) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' cohort explain -c \"$COHORTGATE_TEST_PG\" --schema %s --person %d %s",
+                 CG_COHORTGATE_BIN, schema, who, tmp);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        cg_buf_t out;
+        cg_buf_init(&out);
+        while (fgets(line, sizeof line, p))
+            cg_buf_puts(&out, line);
+        assert_int_equal(pclose(p), 0);
+        printf("%s", out.data);
+        if (who == 1) {
+            assert_non_null(strstr(out.data, "IN: the person is a member"));
+            assert_non_null(strstr(out.data, "2016-01-01 to 2020-12-31"));
+        } else {
+            assert_non_null(strstr(out.data, "OUT: no event is left after: inclusion rule 1 "
+                                             "\"HbA1c at this visit\""));
+        }
+        cg_buf_free(&out);
+    }
+    unlink(tmp);
 
     /* a refused definition: nothing runs, the error names the element */
     snprintf(cmd, sizeof cmd,
