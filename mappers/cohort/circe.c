@@ -478,7 +478,11 @@ static int codeset_ref(cc_t *c, const json_t *obj, const char *key, const char *
 
 /* One criterion ({"ConditionOccurrence": {...}}) as a query with the columns person_id,
  * event_id, start_date, end_date, visit_occurrence_id, sort_date, domain_concept_id. */
-static void criteria_query(cc_t *c, const json_t *crit, const char *ctx)
+static void group_query(cc_t *c, const json_t *g, const char *events, int index_id, const char *ctx,
+                        int depth);
+static int group_empty(const json_t *g);
+
+static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
 {
     if (!json_is_object(crit) || json_object_size(crit) != 1) {
         err_at(c, crit, NULL, NULL, "%s: a criterion is an object with one member, its domain",
@@ -515,6 +519,7 @@ static void criteria_query(cc_t *c, const json_t *crit, const char *ctx)
     allowed[n++] = "OccurrenceEndDate";
     allowed[n++] = "Age";
     allowed[n++] = "Gender";
+    allowed[n++] = "CorrelatedCriteria";
     char type_ex[64] = "";
     if (k->source_key)
         allowed[n++] = k->source_key;
@@ -599,6 +604,43 @@ static void criteria_query(cc_t *c, const json_t *crit, const char *ctx)
             S(" AND (C.value_as_number < C.range_low OR C.value_as_number > C.range_high"
               " OR C.value_as_concept_id IN (4155142, 4155143))");
     }
+}
+
+/* A criterion, with the criteria group nested in it (CorrelatedCriteria) when it has one: its
+ * events then count only when they are in an observation period and satisfy the group, each
+ * event the index of the group's windows. */
+static void criteria_query(cc_t *c, const json_t *crit, const char *ctx)
+{
+    const json_t *a = NULL;
+    if (json_is_object(crit) && json_object_size(crit) == 1)
+        a = json_object_iter_value(json_object_iter((json_t *)crit));
+    const json_t *g = json_is_object(a) ? json_object_get(a, "CorrelatedCriteria") : NULL;
+    if (!g || json_is_null(g) || (json_is_object(g) && group_empty(g))) {
+        criteria_base(c, crit, ctx);
+        return;
+    }
+    char gctx[128];
+    snprintf(gctx, sizeof gctx, "%s CorrelatedCriteria", ctx);
+    if (!json_is_object(g)) {
+        err_at(c, g, a, "CorrelatedCriteria", "%s: must be an object", gctx);
+        return;
+    }
+    cg_buf_t base, *save = c->b;
+    cg_buf_init(&base);
+    c->b = &base;
+    P("(SELECT E.*, OP.observation_period_start_date AS op_start_date, "
+      "OP.observation_period_end_date AS op_end_date FROM (");
+    criteria_base(c, crit, ctx);
+    P(") E JOIN %sobservation_period OP ON E.person_id = OP.person_id AND E.start_date >= "
+      "OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date)",
+      c->cdm);
+    c->b = save;
+    P("SELECT PE.person_id, PE.event_id, PE.start_date, PE.end_date, PE.visit_occurrence_id, "
+      "PE.sort_date, PE.domain_concept_id FROM %.*s PE\n    JOIN (",
+      (int)base.len, base.data);
+    group_query(c, g, base.data ? base.data : "", 0, gctx, 1);
+    S(") CC ON CC.person_id = PE.person_id AND CC.event_id = PE.event_id");
+    cg_buf_free(&base);
 }
 
 /* ---- criteria groups ---- */

@@ -649,6 +649,27 @@ static const golden_t goldens[] = {
                                                                             "[{\"CONCEPT_ID\": "
                                                                             "8532}]}]}}]}",
      "1|2016-01-01|2020-12-31\n"},
+    {"a criterion with its own CorrelatedCriteria: a diagnosis with an HbA1c within a year",
+     "{\"ConceptSets\": [" CS(
+         0,
+         ITEM(10,
+              ", \"includeDescendants\": true, \"includeMapped\": "
+              "true")) "," CS(1,
+                              ITEM(
+                                  20,
+                                  "")) "],"
+                                       " \"PrimaryCriteria\": {\"CriteriaList\": "
+                                       "[{\"ConditionOccurrence\": {\"CodesetId\": 0, "
+                                       "\"CorrelatedCriteria\": {\"Type\": \"ALL\", "
+                                       "\"CriteriaList\": [{\"Criteria\": "
+                                       "{\"Measurement\": {\"CodesetId\": 1}}, "
+                                       "\"StartWindow\": " WIN(
+                                           "{\"Days\": 0, \"Coeff\": 1}",
+                                           "{\"Days\": 365, \"Coeff\": 1}") ", "
+                                                                            "\"Occurrence\": "
+                                                                            "{\"Type\": 2, "
+                                                                            "\"Count\": 1}}]}}}]}}",
+     "1|2015-03-01|2020-12-31\n2|2016-01-01|2020-12-31\n"},
     {"Death; AT_MOST 0 of a criterion no one has",
      "{\"ConceptSets\": [" CS(
          0,
@@ -748,7 +769,7 @@ static void test_circe_golden(void **state)
     snprintf(q, sizeof q, "SELECT count(*) FROM \"%s\".cohort WHERE cohort_definition_id >= 100",
              schema);
     r = PQexec(db, q);
-    assert_string_equal(PQgetvalue(r, 0, 0), "8");
+    assert_string_equal(PQgetvalue(r, 0, 0), "10");
     PQclear(r);
 
     /* why a person is in or out: person 1 passes every step, person 2's only visit has no

@@ -116,6 +116,21 @@ static void test_groups_and_windows(void **state)
     assert_non_null(strstr(sql, "MIN(C.start_date) AS end_date"));
     free(sql);
 
+    /* a criterion's own correlated criteria: its events, with their observation period, are
+     * the index events of the nested group */
+    sql = compile_text(DEF("{\"ConditionOccurrence\": {\"CodesetId\": 0, \"CorrelatedCriteria\": "
+                           "{\"Type\": \"ALL\", \"CriteriaList\": [{\"Criteria\": {\"Death\": "
+                           "{}}, \"StartWindow\": {\"Start\": {\"Days\": 0, \"Coeff\": 1}, "
+                           "\"End\": {\"Days\": 30, \"Coeff\": 1}}, \"Occurrence\": {\"Type\": "
+                           "2, \"Count\": 1}}]}}}",
+                           ""),
+                       9);
+    assert_non_null(strstr(sql, "SELECT PE.person_id, PE.event_id, PE.start_date"));
+    assert_non_null(
+        strstr(sql, ") CC ON CC.person_id = PE.person_id AND CC.event_id = PE.event_id"));
+    assert_non_null(strstr(sql, "A.start_date <= P.start_date + 30"));
+    free(sql);
+
     /* CustomEra: drug eras with GapDays, moved by Offset */
     sql = compile_text(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
                            ",\n  \"EndStrategy\": {\"CustomEra\": {\"DrugCodesetId\": 0, "
