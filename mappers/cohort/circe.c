@@ -458,6 +458,49 @@ static const kind_t kinds[] = {
      "C.drug_era_end_date", "CAST(NULL AS bigint)", NULL, NULL, NULL, NULL, x_none},
 };
 
+/* Further attributes of one criterion: a number range, a date range or a concept list on an
+ * expression of its row (C) and, for ages, its person (PE). */
+enum { A_NUM, A_DATE, A_CONCEPTS };
+typedef struct attr {
+    const char *kind, *key, *expr;
+    int type, person;
+} attr_t;
+
+static const attr_t attrs[] = {
+    {"DrugExposure", "DaysSupply", "C.days_supply", A_NUM, 0},
+    {"DrugExposure", "Quantity", "C.quantity", A_NUM, 0},
+    {"DrugExposure", "Refills", "C.refills", A_NUM, 0},
+    {"DrugExposure", "RouteConcept", "C.route_concept_id", A_CONCEPTS, 0},
+    {"Measurement", "Operator", "C.operator_concept_id", A_CONCEPTS, 0},
+    {"Observation", "Qualifier", "C.qualifier_concept_id", A_CONCEPTS, 0},
+    {"ProcedureOccurrence", "Modifier", "C.modifier_concept_id", A_CONCEPTS, 0},
+    {"ProcedureOccurrence", "Quantity", "C.quantity", A_NUM, 0},
+    {"DeviceExposure", "Quantity", "C.quantity", A_NUM, 0},
+    {"Specimen", "Quantity", "C.quantity", A_NUM, 0},
+    {"Specimen", "Unit", "C.unit_concept_id", A_CONCEPTS, 0},
+    {"Specimen", "AnatomicSite", "C.anatomic_site_concept_id", A_CONCEPTS, 0},
+    {"Specimen", "DiseaseStatus", "C.disease_status_concept_id", A_CONCEPTS, 0},
+    {"VisitOccurrence", "VisitLength", "(C.visit_end_date - C.visit_start_date)", A_NUM, 0},
+    {"ConditionEra", "EraStartDate", "C.condition_era_start_date", A_DATE, 0},
+    {"ConditionEra", "EraEndDate", "C.condition_era_end_date", A_DATE, 0},
+    {"ConditionEra", "OccurrenceCount", "C.condition_occurrence_count", A_NUM, 0},
+    {"ConditionEra", "EraLength", "(C.condition_era_end_date - C.condition_era_start_date)", A_NUM,
+     0},
+    {"ConditionEra", "AgeAtStart",
+     "(EXTRACT(YEAR FROM C.condition_era_start_date) - PE.year_of_birth)", A_NUM, 1},
+    {"ConditionEra", "AgeAtEnd", "(EXTRACT(YEAR FROM C.condition_era_end_date) - PE.year_of_birth)",
+     A_NUM, 1},
+    {"DrugEra", "EraStartDate", "C.drug_era_start_date", A_DATE, 0},
+    {"DrugEra", "EraEndDate", "C.drug_era_end_date", A_DATE, 0},
+    {"DrugEra", "OccurrenceCount", "C.drug_exposure_count", A_NUM, 0},
+    {"DrugEra", "GapDays", "C.gap_days", A_NUM, 0},
+    {"DrugEra", "EraLength", "(C.drug_era_end_date - C.drug_era_start_date)", A_NUM, 0},
+    {"DrugEra", "AgeAtStart", "(EXTRACT(YEAR FROM C.drug_era_start_date) - PE.year_of_birth)",
+     A_NUM, 1},
+    {"DrugEra", "AgeAtEnd", "(EXTRACT(YEAR FROM C.drug_era_end_date) - PE.year_of_birth)", A_NUM,
+     1},
+};
+
 static int codeset_ref(cc_t *c, const json_t *obj, const char *key, const char *ctx, long long *out)
 {
     const json_t *v = json_object_get(obj, key);
@@ -511,7 +554,7 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     }
     char kctx[96];
     snprintf(kctx, sizeof kctx, "%s %s", ctx, name);
-    const char *allowed[32];
+    const char *allowed[48];
     size_t n = 0;
     allowed[n++] = "CodesetId";
     allowed[n++] = "First";
@@ -530,6 +573,9 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     }
     for (const char *const *x = k->extra; *x; x++)
         allowed[n++] = *x;
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        if (!strcmp(attrs[i].kind, k->name) && n + 1 < sizeof allowed / sizeof allowed[0])
+            allowed[n++] = attrs[i].key;
     allowed[n] = NULL;
     check_members(c, a, kctx, allowed);
 
@@ -540,6 +586,10 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     const json_t *age = want_object(c, a, "Age", kctx);
     const json_t *gender = want_array(c, a, "Gender", kctx);
     int need_person = age || (gender && json_array_size(gender));
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        if (attrs[i].person && !strcmp(attrs[i].kind, k->name) &&
+            !empty_value(json_object_get(a, attrs[i].key)))
+            need_person = 1;
 
     P("SELECT C.person_id, C.%s AS event_id, C.%s AS start_date, %s AS end_date, %s AS "
       "visit_occurrence_id, C.%s AS sort_date, C.%s AS domain_concept_id\n",
@@ -603,6 +653,17 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
         if (want_bool(c, a, "Abnormal", kctx, 0))
             S(" AND (C.value_as_number < C.range_low OR C.value_as_number > C.range_high"
               " OR C.value_as_concept_id IN (4155142, 4155143))");
+    }
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        const attr_t *at = &attrs[i];
+        if (strcmp(at->kind, k->name))
+            continue;
+        if (at->type == A_CONCEPTS) {
+            const json_t *l = want_array(c, a, at->key, kctx);
+            if (l)
+                concept_list_clause(c, l, kctx, at->expr, 0);
+        } else if ((r = want_object(c, a, at->key, kctx)))
+            range_clause(c, r, kctx, at->expr, at->type == A_DATE);
     }
 }
 

@@ -670,6 +670,11 @@ static const golden_t goldens[] = {
                                                                             "{\"Type\": 2, "
                                                                             "\"Count\": 1}}]}}}]}}",
      "1|2015-03-01|2020-12-31\n2|2016-01-01|2020-12-31\n"},
+    {"VisitOccurrence VisitLength and Gender",
+     "{\"ConceptSets\": [], \"PrimaryCriteria\": {\"CriteriaList\": [{\"VisitOccurrence\": "
+     "{\"VisitLength\": {\"Value\": 0, \"Op\": \"eq\"}, \"Gender\": [{\"CONCEPT_ID\": "
+     "8507}]}}]}}",
+     "2|2016-02-01|2020-12-31\n"},
     {"Death; AT_MOST 0 of a criterion no one has",
      "{\"ConceptSets\": [" CS(
          0,
@@ -769,7 +774,7 @@ static void test_circe_golden(void **state)
     snprintf(q, sizeof q, "SELECT count(*) FROM \"%s\".cohort WHERE cohort_definition_id >= 100",
              schema);
     r = PQexec(db, q);
-    assert_string_equal(PQgetvalue(r, 0, 0), "10");
+    assert_string_equal(PQgetvalue(r, 0, 0), "11");
     PQclear(r);
 
     /* why a person is in or out: person 1 passes every step, person 2's only visit has no

@@ -131,6 +131,19 @@ static void test_groups_and_windows(void **state)
     assert_non_null(strstr(sql, "A.start_date <= P.start_date + 30"));
     free(sql);
 
+    /* era attributes: a length, a count, the age at the era's start */
+    sql = compile_text(DEF("{\"DrugEra\": {\"CodesetId\": 0, \"EraLength\": {\"Value\": 90, "
+                           "\"Op\": \"gte\"}, \"OccurrenceCount\": {\"Value\": 2, \"Op\": "
+                           "\"gt\"}, \"AgeAtStart\": {\"Value\": 65, \"Op\": \"lt\"}}}",
+                           ""),
+                       10);
+    assert_non_null(strstr(sql, "(C.drug_era_end_date - C.drug_era_start_date) >= 90"));
+    assert_non_null(strstr(sql, "C.drug_exposure_count > 2"));
+    assert_non_null(strstr(sql, "JOIN \"cdm\".person PE ON PE.person_id = C.person_id"));
+    assert_non_null(
+        strstr(sql, "(EXTRACT(YEAR FROM C.drug_era_start_date) - PE.year_of_birth) < 65"));
+    free(sql);
+
     /* CustomEra: drug eras with GapDays, moved by Offset */
     sql = compile_text(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
                            ",\n  \"EndStrategy\": {\"CustomEra\": {\"DrugCodesetId\": 0, "
