@@ -233,6 +233,37 @@ static void range_clause(cc_t *c, const json_t *r, const char *ctx, const char *
            "%s: Op '%s' is not one of lt, lte, eq, neq, gt, gte, bt, !bt", ctx, op);
 }
 
+/* A Circe text filter ({Text, Op}) on expr, as Circe writes it: a LIKE. */
+static void text_clause(cc_t *c, const json_t *t, const char *ctx, const char *expr)
+{
+    static const char *const members[] = {"Text", "Op", NULL};
+    check_members(c, t, ctx, members);
+    const char *text = want_string(c, t, "Text", ctx), *op = want_string(c, t, "Op", ctx);
+    if (!text) {
+        err_at(c, t, NULL, NULL, "%s: 'Text' is required", ctx);
+        return;
+    }
+    if (!op)
+        op = "contains";
+    int neg = op[0] == '!';
+    const char *o = op + neg;
+    int starts = !strcmp(o, "startsWith"), contains = !strcmp(o, "contains"),
+        ends = !strcmp(o, "endsWith");
+    if (!starts && !contains && !ends) {
+        err_at(c, json_object_get(t, "Op"), t, "Op",
+               "%s: Op '%s' is not startsWith, contains or endsWith (or one of them after !)", ctx,
+               op);
+        return;
+    }
+    P(" AND %s %sLIKE '%s", expr, neg ? "NOT " : "", ends || contains ? "%" : "");
+    for (const char *p = text; *p; p++) {
+        if (*p == '\'')
+            S("'");
+        cg_buf_putc(c->b, *p);
+    }
+    P("%s'", starts || contains ? "%" : "");
+}
+
 /* A Circe concept list ([{CONCEPT_ID: n, ...}]) on expr: "AND expr [NOT] IN (...)". */
 static void concept_list_clause(cc_t *c, const json_t *list, const char *ctx, const char *expr,
                                 int exclude)
@@ -460,10 +491,11 @@ static const kind_t kinds[] = {
 
 /* Further attributes of one criterion: a number range, a date range or a concept list on an
  * expression of its row (C) and, for ages, its person (PE). */
-enum { A_NUM, A_DATE, A_CONCEPTS };
+enum { A_NUM, A_DATE, A_CONCEPTS, A_TEXT };
+enum { J_PERSON = 1, J_VISIT, J_PROVIDER }; /* the table an attribute's expression needs */
 typedef struct attr {
     const char *kind, *key, *expr;
-    int type, person;
+    int type, person; /* person: one of J_* or 0 */
 } attr_t;
 
 static const attr_t attrs[] = {
@@ -487,16 +519,34 @@ static const attr_t attrs[] = {
     {"ConditionEra", "EraLength", "(C.condition_era_end_date - C.condition_era_start_date)", A_NUM,
      0},
     {"ConditionEra", "AgeAtStart",
-     "(EXTRACT(YEAR FROM C.condition_era_start_date) - PE.year_of_birth)", A_NUM, 1},
+     "(EXTRACT(YEAR FROM C.condition_era_start_date) - PE.year_of_birth)", A_NUM, J_PERSON},
     {"ConditionEra", "AgeAtEnd", "(EXTRACT(YEAR FROM C.condition_era_end_date) - PE.year_of_birth)",
-     A_NUM, 1},
+     A_NUM, J_PERSON},
     {"DrugEra", "EraStartDate", "C.drug_era_start_date", A_DATE, 0},
     {"DrugEra", "EraEndDate", "C.drug_era_end_date", A_DATE, 0},
     {"DrugEra", "OccurrenceCount", "C.drug_exposure_count", A_NUM, 0},
     {"DrugEra", "GapDays", "C.gap_days", A_NUM, 0},
     {"DrugEra", "EraLength", "(C.drug_era_end_date - C.drug_era_start_date)", A_NUM, 0},
     {"DrugEra", "AgeAtStart", "(EXTRACT(YEAR FROM C.drug_era_start_date) - PE.year_of_birth)",
-     A_NUM, 1},
+     A_NUM, J_PERSON},
+    {"ConditionOccurrence", "StopReason", "C.stop_reason", A_TEXT, 0},
+    {"DrugExposure", "StopReason", "C.stop_reason", A_TEXT, 0},
+    {"DrugExposure", "LotNumber", "C.lot_number", A_TEXT, 0},
+    {"Observation", "ValueAsString", "C.value_as_string", A_TEXT, 0},
+    {"DeviceExposure", "UniqueDeviceId", "C.unique_device_id", A_TEXT, 0},
+    {"ConditionOccurrence", "VisitType", "V.visit_concept_id", A_CONCEPTS, J_VISIT},
+    {"DrugExposure", "VisitType", "V.visit_concept_id", A_CONCEPTS, J_VISIT},
+    {"Measurement", "VisitType", "V.visit_concept_id", A_CONCEPTS, J_VISIT},
+    {"Observation", "VisitType", "V.visit_concept_id", A_CONCEPTS, J_VISIT},
+    {"ProcedureOccurrence", "VisitType", "V.visit_concept_id", A_CONCEPTS, J_VISIT},
+    {"DeviceExposure", "VisitType", "V.visit_concept_id", A_CONCEPTS, J_VISIT},
+    {"ConditionOccurrence", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"DrugExposure", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"Measurement", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"Observation", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"ProcedureOccurrence", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"DeviceExposure", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"VisitOccurrence", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
     {"DrugEra", "AgeAtEnd", "(EXTRACT(YEAR FROM C.drug_era_end_date) - PE.year_of_birth)", A_NUM,
      1},
 };
@@ -586,10 +636,12 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     const json_t *age = want_object(c, a, "Age", kctx);
     const json_t *gender = want_array(c, a, "Gender", kctx);
     int need_person = age || (gender && json_array_size(gender));
+    int need_join[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
         if (attrs[i].person && !strcmp(attrs[i].kind, k->name) &&
             !empty_value(json_object_get(a, attrs[i].key)))
-            need_person = 1;
+            need_join[attrs[i].person] = 1;
+    need_person |= need_join[J_PERSON];
 
     P("SELECT C.person_id, C.%s AS event_id, C.%s AS start_date, %s AS end_date, %s AS "
       "visit_occurrence_id, C.%s AS sort_date, C.%s AS domain_concept_id\n",
@@ -604,6 +656,12 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     S(") C");
     if (need_person)
         P(" JOIN %sperson PE ON PE.person_id = C.person_id", c->cdm);
+    if (need_join[J_VISIT])
+        P(" JOIN %svisit_occurrence V ON V.visit_occurrence_id = C.visit_occurrence_id AND "
+          "V.person_id = C.person_id",
+          c->cdm);
+    if (need_join[J_PROVIDER])
+        P(" LEFT JOIN %sprovider PR ON PR.provider_id = C.provider_id", c->cdm);
     S("\n    WHERE true");
     if (first)
         S(" AND C.ordinal = 1");
@@ -658,7 +716,11 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
         const attr_t *at = &attrs[i];
         if (strcmp(at->kind, k->name))
             continue;
-        if (at->type == A_CONCEPTS) {
+        if (at->type == A_TEXT) {
+            const json_t *t = want_object(c, a, at->key, kctx);
+            if (t)
+                text_clause(c, t, kctx, at->expr);
+        } else if (at->type == A_CONCEPTS) {
             const json_t *l = want_array(c, a, at->key, kctx);
             if (l)
                 concept_list_clause(c, l, kctx, at->expr, 0);

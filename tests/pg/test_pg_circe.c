@@ -675,6 +675,11 @@ static const golden_t goldens[] = {
      "{\"VisitLength\": {\"Value\": 0, \"Op\": \"eq\"}, \"Gender\": [{\"CONCEPT_ID\": "
      "8507}]}}]}}",
      "2|2016-02-01|2020-12-31\n"},
+    {"Measurement VisitType: only the results recorded at an outpatient visit",
+     "{\"ConceptSets\": [" CS(0, ITEM(20, "")) "], \"PrimaryCriteria\": {\"CriteriaList\": "
+                                               "[{\"Measurement\": {\"CodesetId\": 0, "
+                                               "\"VisitType\": [{\"CONCEPT_ID\": 9201}]}}]}}",
+     "1|2015-06-01|2020-12-31\n"},
     {"Death; AT_MOST 0 of a criterion no one has",
      "{\"ConceptSets\": [" CS(
          0,
@@ -774,7 +779,7 @@ static void test_circe_golden(void **state)
     snprintf(q, sizeof q, "SELECT count(*) FROM \"%s\".cohort WHERE cohort_definition_id >= 100",
              schema);
     r = PQexec(db, q);
-    assert_string_equal(PQgetvalue(r, 0, 0), "11");
+    assert_string_equal(PQgetvalue(r, 0, 0), "12");
     PQclear(r);
 
     /* why a person is in or out: person 1 passes every step, person 2's only visit has no

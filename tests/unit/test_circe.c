@@ -144,6 +144,23 @@ static void test_groups_and_windows(void **state)
         strstr(sql, "(EXTRACT(YEAR FROM C.drug_era_start_date) - PE.year_of_birth) < 65"));
     free(sql);
 
+    /* text filters as Circe writes them, the visit's type, the provider's specialty */
+    sql = compile_text(DEF("{\"DrugExposure\": {\"CodesetId\": 0, \"StopReason\": {\"Text\": "
+                           "\"side effect's\", \"Op\": \"!contains\"}, \"LotNumber\": "
+                           "{\"Text\": \"AB\", \"Op\": \"startsWith\"}, \"VisitType\": "
+                           "[{\"CONCEPT_ID\": 9201}], \"ProviderSpecialty\": [{\"CONCEPT_ID\": "
+                           "38004456}]}}",
+                           ""),
+                       11);
+    assert_non_null(strstr(sql, "C.stop_reason NOT LIKE '%side effect''s%'"));
+    assert_non_null(strstr(sql, "C.lot_number LIKE 'AB%'"));
+    assert_non_null(strstr(sql, "JOIN \"cdm\".visit_occurrence V ON V.visit_occurrence_id = "
+                                "C.visit_occurrence_id"));
+    assert_non_null(strstr(sql, "V.visit_concept_id IN (9201)"));
+    assert_non_null(strstr(sql, "LEFT JOIN \"cdm\".provider PR ON PR.provider_id = C.provider_id"));
+    assert_non_null(strstr(sql, "PR.specialty_concept_id IN (38004456)"));
+    free(sql);
+
     /* CustomEra: drug eras with GapDays, moved by Offset */
     sql = compile_text(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
                            ",\n  \"EndStrategy\": {\"CustomEra\": {\"DrugCodesetId\": 0, "
@@ -170,11 +187,11 @@ static void test_refusals_are_located(void **state)
 
     /* an unsupported attribute of a supported criterion */
     e = refuse(DEF("{\"ConditionOccurrence\": {\"CodesetId\": 0,\n"
-                   "        \"ProviderSpecialty\": [{\"CONCEPT_ID\": 1}]}}",
+                   "        \"DateAdjustment\": {\"StartWith\": \"START_DATE\"}}}",
                    ""));
     assert_int_equal(e.line, 7);
-    assert_int_equal(e.column, 30);
-    assert_non_null(strstr(e.text, "ConditionOccurrence: element 'ProviderSpecialty'"));
+    assert_int_equal(e.column, 27);
+    assert_non_null(strstr(e.text, "ConditionOccurrence: element 'DateAdjustment'"));
 
     /* an empty unsupported element says nothing and is accepted */
     free(compile_text(DEF("{\"ConditionOccurrence\": {\"CodesetId\": 0, \"ProviderSpecialty\": "
