@@ -194,8 +194,8 @@ static void test_refusals_are_located(void **state)
     assert_non_null(strstr(e.text, "ConditionOccurrence: element 'DateAdjustment'"));
 
     /* an empty unsupported element says nothing and is accepted */
-    free(compile_text(DEF("{\"ConditionOccurrence\": {\"CodesetId\": 0, \"ProviderSpecialty\": "
-                          "[], \"CorrelatedCriteria\": null}}",
+    free(compile_text(DEF("{\"ConditionOccurrence\": {\"CodesetId\": 0, \"PlaceOfService\": "
+                          "[], \"DateAdjustment\": null}}",
                           ""),
                       1));
 
