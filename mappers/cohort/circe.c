@@ -487,6 +487,10 @@ static const kind_t kinds[] = {
      NULL, NULL, x_none},
     {"DrugEra", "drug_era", "drug_era_id", "drug_concept_id", "drug_era_start_date",
      "C.drug_era_end_date", "CAST(NULL AS bigint)", NULL, NULL, NULL, NULL, x_none},
+    /* no concept set: its concept is the period's type */
+    {"ObservationPeriod", "observation_period", "observation_period_id", "period_type_concept_id",
+     "observation_period_start_date", "C.observation_period_end_date", "CAST(NULL AS bigint)", NULL,
+     NULL, "PeriodType", "period_type_concept_id", x_none},
 };
 
 /* Further attributes of one criterion: a number range, a date range or a concept list on an
@@ -547,6 +551,14 @@ static const attr_t attrs[] = {
     {"ProcedureOccurrence", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
     {"DeviceExposure", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
     {"VisitOccurrence", "ProviderSpecialty", "PR.specialty_concept_id", A_CONCEPTS, J_PROVIDER},
+    {"ObservationPeriod", "PeriodStartDate", "C.observation_period_start_date", A_DATE, 0},
+    {"ObservationPeriod", "PeriodEndDate", "C.observation_period_end_date", A_DATE, 0},
+    {"ObservationPeriod", "PeriodLength",
+     "(C.observation_period_end_date - C.observation_period_start_date)", A_NUM, 0},
+    {"ObservationPeriod", "AgeAtStart",
+     "(EXTRACT(YEAR FROM C.observation_period_start_date) - PE.year_of_birth)", A_NUM, J_PERSON},
+    {"ObservationPeriod", "AgeAtEnd",
+     "(EXTRACT(YEAR FROM C.observation_period_end_date) - PE.year_of_birth)", A_NUM, J_PERSON},
     {"DrugEra", "AgeAtEnd", "(EXTRACT(YEAR FROM C.drug_era_end_date) - PE.year_of_birth)", A_NUM,
      1},
 };
@@ -606,7 +618,11 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     snprintf(kctx, sizeof kctx, "%s %s", ctx, name);
     const char *allowed[48];
     size_t n = 0;
-    allowed[n++] = "CodesetId";
+    int is_op = !strcmp(k->name, "ObservationPeriod");
+    if (!is_op)
+        allowed[n++] = "CodesetId";
+    else
+        allowed[n++] = "UserDefinedPeriod";
     allowed[n++] = "First";
     allowed[n++] = "OccurrenceStartDate";
     allowed[n++] = "OccurrenceEndDate";
@@ -643,9 +659,39 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
             need_join[attrs[i].person] = 1;
     need_person |= need_join[J_PERSON];
 
-    P("SELECT C.person_id, C.%s AS event_id, C.%s AS start_date, %s AS end_date, %s AS "
-      "visit_occurrence_id, C.%s AS sort_date, C.%s AS domain_concept_id\n",
-      k->id, k->start, k->end, k->visit, k->start, k->concept);
+    /* an observation period's event may be a user-defined period inside it */
+    char start_expr[96], end_expr[256], udp_where[400] = "";
+    snprintf(start_expr, sizeof start_expr, "C.%s", k->start);
+    snprintf(end_expr, sizeof end_expr, "%s", k->end);
+    const json_t *udp = is_op ? want_object(c, a, "UserDefinedPeriod", kctx) : NULL;
+    if (udp) {
+        static const char *const m_udp[] = {"StartDate", "EndDate", NULL};
+        check_members(c, udp, kctx, m_udp);
+        const char *sd = want_string(c, udp, "StartDate", kctx);
+        const char *ed = want_string(c, udp, "EndDate", kctx);
+        size_t w = 0;
+        if (sd && valid_date(sd)) {
+            snprintf(start_expr, sizeof start_expr, "DATE '%s'", sd);
+            w += (size_t)snprintf(udp_where + w, sizeof udp_where - w,
+                                  " AND C.observation_period_start_date <= DATE '%s' AND "
+                                  "C.observation_period_end_date >= DATE '%s'",
+                                  sd, sd);
+        } else if (sd)
+            err_at(c, json_object_get(udp, "StartDate"), udp, "StartDate",
+                   "%s: UserDefinedPeriod StartDate must be a date YYYY-MM-DD", kctx);
+        if (ed && valid_date(ed)) {
+            snprintf(end_expr, sizeof end_expr, "DATE '%s'", ed);
+            snprintf(udp_where + w, sizeof udp_where - w,
+                     " AND C.observation_period_start_date <= DATE '%s' AND "
+                     "C.observation_period_end_date >= DATE '%s'",
+                     ed, ed);
+        } else if (ed)
+            err_at(c, json_object_get(udp, "EndDate"), udp, "EndDate",
+                   "%s: UserDefinedPeriod EndDate must be a date YYYY-MM-DD", kctx);
+    }
+    P("SELECT C.person_id, C.%s AS event_id, %s AS start_date, %s AS end_date, %s AS "
+      "visit_occurrence_id, %s AS sort_date, C.%s AS domain_concept_id\n",
+      k->id, start_expr, end_expr, k->visit, start_expr, k->concept);
     P("    FROM (SELECT T.*");
     if (first)
         P(", row_number() OVER (PARTITION BY T.person_id ORDER BY T.%s, T.%s) AS ordinal", k->start,
@@ -665,6 +711,7 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     S("\n    WHERE true");
     if (first)
         S(" AND C.ordinal = 1");
+    S(udp_where);
     if (has_src)
         P(" AND C.%s IN (SELECT concept_id FROM codesets WHERE codeset_id = %lld)", k->source_col,
           src);

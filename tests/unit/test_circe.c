@@ -212,6 +212,10 @@ static void test_refusals_are_located(void **state)
                    ",\n  \"CollapseSettings\": {\"CollapseType\": \"COLLAPSE\"}"));
     assert_non_null(strstr(e.text, "CollapseType 'COLLAPSE' is not supported"));
 
+    /* an observation period has no concept set */
+    e = refuse(DEF("{\"ObservationPeriod\": {\"CodesetId\": 0}}", ""));
+    assert_non_null(strstr(e.text, "ObservationPeriod: element 'CodesetId' is not supported"));
+
     /* a concept set that is not defined */
     e = refuse(DEF("{\"DrugExposure\": {\"CodesetId\": 3}}", ""));
     assert_non_null(strstr(e.text, "concept set 3, which ConceptSets does not define"));
