@@ -496,7 +496,7 @@ static const kind_t kinds[] = {
 /* Further attributes of one criterion: a number range, a date range or a concept list on an
  * expression of its row (C) and, for ages, its person (PE). */
 enum { A_NUM, A_DATE, A_CONCEPTS, A_TEXT };
-enum { J_PERSON = 1, J_VISIT, J_PROVIDER }; /* the table an attribute's expression needs */
+enum { J_PERSON = 1, J_VISIT, J_PROVIDER, J_CARE_SITE }; /* the table an attribute needs */
 typedef struct attr {
     const char *kind, *key, *expr;
     int type, person; /* person: one of J_* or 0 */
@@ -559,6 +559,11 @@ static const attr_t attrs[] = {
      "(EXTRACT(YEAR FROM C.observation_period_start_date) - PE.year_of_birth)", A_NUM, J_PERSON},
     {"ObservationPeriod", "AgeAtEnd",
      "(EXTRACT(YEAR FROM C.observation_period_end_date) - PE.year_of_birth)", A_NUM, J_PERSON},
+    {"Measurement", "RangeLowRatio", "(C.value_as_number / NULLIF(C.range_low, 0))", A_NUM, 0},
+    {"Measurement", "RangeHighRatio", "(C.value_as_number / NULLIF(C.range_high, 0))", A_NUM, 0},
+    {"Specimen", "SourceId", "C.specimen_source_id", A_TEXT, 0},
+    {"VisitOccurrence", "PlaceOfService", "CSI.place_of_service_concept_id", A_CONCEPTS,
+     J_CARE_SITE},
     {"DrugEra", "AgeAtEnd", "(EXTRACT(YEAR FROM C.drug_era_end_date) - PE.year_of_birth)", A_NUM,
      1},
 };
@@ -652,7 +657,7 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     const json_t *age = want_object(c, a, "Age", kctx);
     const json_t *gender = want_array(c, a, "Gender", kctx);
     int need_person = age || (gender && json_array_size(gender));
-    int need_join[4] = {0, 0, 0, 0};
+    int need_join[5] = {0, 0, 0, 0, 0};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
         if (attrs[i].person && !strcmp(attrs[i].kind, k->name) &&
             !empty_value(json_object_get(a, attrs[i].key)))
@@ -706,6 +711,8 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
         P(" JOIN %svisit_occurrence V ON V.visit_occurrence_id = C.visit_occurrence_id AND "
           "V.person_id = C.person_id",
           c->cdm);
+    if (need_join[J_CARE_SITE])
+        P(" JOIN %scare_site CSI ON CSI.care_site_id = C.care_site_id", c->cdm);
     if (need_join[J_PROVIDER])
         P(" LEFT JOIN %sprovider PR ON PR.provider_id = C.provider_id", c->cdm);
     S("\n    WHERE true");

@@ -833,9 +833,9 @@ static void test_circe_golden(void **state)
             cg_buf_puts(&all, line);
         assert_int_not_equal(pclose(p), 0);
         assert_non_null(all.data);
-        assert_non_null(strstr(all.data, "allCriteriaExpression.json:2071:35: error: inclusion "
-                                         "rule 13, correlated criterion 1 VisitOccurrence: element "
-                                         "'PlaceOfService' is not supported"));
+        assert_non_null(strstr(all.data, "allCriteriaExpression.json:932:38: error: inclusion "
+                                         "rule 7, correlated criterion 1 DrugExposure: element "
+                                         "'EffectiveDrugDose' is not supported"));
         assert_null(strstr(all.data, "cohort_definition_id"));
         cg_buf_free(&all);
     }

@@ -161,6 +161,17 @@ static void test_groups_and_windows(void **state)
     assert_non_null(strstr(sql, "PR.specialty_concept_id IN (38004456)"));
     free(sql);
 
+    /* ratio ranges, a visit's place of service */
+    sql = compile_text(DEF("{\"Measurement\": {\"CodesetId\": 0, \"RangeHighRatio\": "
+                           "{\"Value\": 2, \"Op\": \"gt\"}}}, {\"VisitOccurrence\": "
+                           "{\"PlaceOfService\": [{\"CONCEPT_ID\": 8756}]}}",
+                           ""),
+                       12);
+    assert_non_null(strstr(sql, "(C.value_as_number / NULLIF(C.range_high, 0)) > 2"));
+    assert_non_null(strstr(sql, "JOIN \"cdm\".care_site CSI ON CSI.care_site_id = C.care_site_id"));
+    assert_non_null(strstr(sql, "CSI.place_of_service_concept_id IN (8756)"));
+    free(sql);
+
     /* CustomEra: drug eras with GapDays, moved by Offset */
     sql = compile_text(DEF("{\"DrugExposure\": {\"CodesetId\": 0}}",
                            ",\n  \"EndStrategy\": {\"CustomEra\": {\"DrugCodesetId\": 0, "
