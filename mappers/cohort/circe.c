@@ -107,18 +107,28 @@ static const json_t *want_array(cc_t *c, const json_t *obj, const char *key, con
     return v;
 }
 
-/* An integer member; def when absent or null. */
+/* An integer member (a Java int in Circe: 32 bits); def when absent or null. */
 static long long want_int(cc_t *c, const json_t *obj, const char *key, const char *ctx,
                           long long def)
 {
     const json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v))
         return def;
-    if (json_is_integer(v))
-        return json_integer_value(v);
-    if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
-        return (long long)json_real_value(v);
-    err_at(c, v, obj, key, "%s: '%s' must be an integer", ctx, key);
+    long long x = 0;
+    int ok = 0;
+    if (json_is_integer(v)) {
+        x = (long long)json_integer_value(v);
+        ok = 1;
+    } else if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d > -2147483649.0 && d < 2147483648.0 && d == (double)(long long)d) {
+            x = (long long)d;
+            ok = 1;
+        }
+    }
+    if (ok && x >= -2147483648LL && x <= 2147483647LL)
+        return x;
+    err_at(c, v, obj, key, "%s: '%s' must be an integer (32 bits)", ctx, key);
     return def;
 }
 
@@ -830,25 +840,20 @@ static void window_bound(cc_t *c, const json_t *w, const char *which, const char
                          int check_op)
 {
     const json_t *b = want_object(c, w, which, ctx);
-    long long coeff = 1;
-    const json_t *days = NULL;
     if (!b)
         return;
-    {
-        static const char *const m[] = {"Days", "Coeff", NULL};
-        check_members(c, b, ctx, m);
-        coeff = want_int(c, b, "Coeff", ctx, 1);
-        if (coeff != 1 && coeff != -1)
-            err_at(c, json_object_get(b, "Coeff"), b, "Coeff", "%s: 'Coeff' must be -1 or 1", ctx);
-        days = json_object_get(b, "Days");
-        if (days && !json_is_null(days))
-            want_int(c, b, "Days", ctx, 0);
-        else
-            days = NULL;
+    static const char *const m[] = {"Days", "Coeff", NULL};
+    check_members(c, b, ctx, m);
+    long long coeff = want_int(c, b, "Coeff", ctx, 1);
+    if (coeff != 1 && coeff != -1) {
+        err_at(c, json_object_get(b, "Coeff"), b, "Coeff", "%s: 'Coeff' must be -1 or 1", ctx);
+        coeff = 1;
     }
-    if (days)
-        P(" AND %s %s %s + %lld", event_date, cmp, index_date,
-          coeff * (long long)json_integer_value(days));
+    const json_t *dv = json_object_get(b, "Days");
+    int has_days = dv && !json_is_null(dv);
+    long long days = want_int(c, b, "Days", ctx, 0);
+    if (has_days)
+        P(" AND %s %s %s + %lld", event_date, cmp, index_date, coeff * days);
     else if (check_op)
         P(" AND %s %s %s", event_date, cmp, coeff == -1 ? "P.op_start_date" : "P.op_end_date");
 }

@@ -245,6 +245,23 @@ static void test_refusals_are_located(void **state)
                                              "\"Occurrence\": {\"Type\": 7, \"Count\": 1}}]}"));
     assert_non_null(strstr(e.text, "Occurrence 'Type' must be 0"));
 
+    /* integers are Circe's (32 bits); a whole real is an integer */
+    e = refuse(DEF("{\"DrugExposure\": {}}", ",\n  \"AdditionalCriteria\": {\"Type\": \"ALL\", "
+                                             "\"CriteriaList\": [{\"Criteria\": {\"Death\": {}}, "
+                                             "\"StartWindow\": {\"Start\": {\"Days\": 1e300, "
+                                             "\"Coeff\": -1}}, \"Occurrence\": {\"Type\": 2, "
+                                             "\"Count\": 1}}]}"));
+    assert_non_null(strstr(e.text, "'Days' must be an integer (32 bits)"));
+    char *sql =
+        compile_text(DEF("{\"DrugExposure\": {}}",
+                         ",\n  \"AdditionalCriteria\": {\"Type\": \"ALL\", \"CriteriaList\": "
+                         "[{\"Criteria\": {\"Death\": {}}, \"StartWindow\": {\"Start\": "
+                         "{\"Days\": 30.0, \"Coeff\": -1}}, \"Occurrence\": {\"Type\": 2, "
+                         "\"Count\": 1}}]}"),
+                     1);
+    assert_non_null(strstr(sql, "A.start_date >= P.start_date + -30"));
+    free(sql);
+
     /* no primary criteria, and text that is not JSON */
     e = refuse("{\"ConceptSets\": [], \"PrimaryCriteria\": {\"CriteriaList\": []}}");
     assert_non_null(strstr(e.text, "needs at least one criterion"));
