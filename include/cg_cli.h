@@ -28,6 +28,7 @@ int cg_cli_map(int argc, char **argv);
 int cg_cli_parse(int argc, char **argv);
 int cg_cli_check(int argc, char **argv);
 int cg_cli_test(int argc, char **argv);
+int cg_cli_cohort(int argc, char **argv);
 
 /* Prints located errors as "FILE:LINE:COLUMN: error: TEXT" (or "FILE: error: TEXT"), one a
  * line, at most max of them, then how many more there were. */

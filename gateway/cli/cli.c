@@ -17,6 +17,8 @@ static const cg_cli_cmd_t cg_cli_cmds[] = {
     {"map", cg_cli_map, "dry-run mapping specs on files and print the records as NDJSON"},
     {"parse", cg_cli_parse, "decode HL7 v2 or XML files and print their structure or values"},
     {"check", cg_cli_check, "load a config, compile its specs and rules, report errors"},
+    {"cohort", cg_cli_cohort,
+     "Circe cohort definitions: check, explain the SQL, run on PostgreSQL"},
     {"test", cg_cli_test, "run mapping specs' example cases (input beside expected NDJSON)"},
 };
 
