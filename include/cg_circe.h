@@ -50,6 +50,21 @@ void cg_circe_destroy(cg_circe_t *c);
 /* The definition's header (present == 0 for a bare expression); owned by c. */
 const cg_circe_header_t *cg_circe_header(const cg_circe_t *c);
 
+/* The definition's Circe expression as compact JSON, members in the file's order: what the OMOP
+ * `cohort_definition` table keeps as cohort_definition_syntax. Malloc'd (free it); NULL when out
+ * of memory. */
+char *cg_circe_expression_json(const cg_circe_t *c);
+/* The header's "description", or NULL (none, or a bare expression); owned by c. */
+const char *cg_circe_description(const cg_circe_t *c);
+
+/* Small-cell suppression, the one rule for every count that leaves cohortgate (`cohortgate cohort
+ * count`, and any later report or gauge): a count below k is never shown, only "<k" (k = 10 by
+ * default: 0..9 are all "<10"). Writes n, or "<k", to out and returns out. k below 1 counts as
+ * 1. */
+#define CG_CIRCE_SUPPRESS_K 10
+int cg_circe_count_suppressed(long long n, long long k);
+const char *cg_circe_count_format(long long n, long long k, char *out, size_t size);
+
 /* Counts of what a definition holds, for `cohortgate cohort check`. */
 typedef struct cg_circe_summary {
     size_t concept_sets, primary_criteria, inclusion_rules, censoring_criteria;

@@ -1600,3 +1600,34 @@ cg_err_t cg_circe_compile(const cg_circe_t *c, const cg_circe_sql_options_t *opt
     }
     return CG_OK;
 }
+
+char *cg_circe_expression_json(const cg_circe_t *c)
+{
+    return c ? json_dumps(c->expr, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+}
+
+const char *cg_circe_description(const cg_circe_t *c)
+{
+    if (!c || !c->header.present)
+        return NULL;
+    return json_string_value(
+        json_object_get(json_object_get(c->root, "cohortgate"), "description"));
+}
+
+int cg_circe_count_suppressed(long long n, long long k)
+{
+    return n < (k < 1 ? 1 : k);
+}
+
+const char *cg_circe_count_format(long long n, long long k, char *out, size_t size)
+{
+    if (!out || !size)
+        return out;
+    if (k < 1)
+        k = 1;
+    if (cg_circe_count_suppressed(n, k))
+        snprintf(out, size, "<%lld", k);
+    else
+        snprintf(out, size, "%lld", n);
+    return out;
+}

@@ -313,6 +313,10 @@ static void test_header(void **state)
     assert_string_equal(h->kind, "precohort");
     assert_string_equal(h->draws_from, "t2dm");
     assert_string_equal(h->sponsor, "Acme");
+    assert_null(cg_circe_description(c));
+    char *syntax = cg_circe_expression_json(c);
+    assert_string_equal(syntax, "{\"PrimaryCriteria\":{\"CriteriaList\":[{\"Death\":{}}]}}");
+    free(syntax);
     cg_circe_destroy(c);
 
     /* a bare expression has no header */
@@ -345,6 +349,35 @@ static void test_header(void **state)
     assert_non_null(strstr(e.text, "'VisitDetail' is not supported"));
 }
 
+/* Small-cell suppression: below k is "<k", never the count. */
+static void test_count_suppression(void **state)
+{
+    (void)state;
+    char b[32];
+    assert_string_equal(cg_circe_count_format(0, CG_CIRCE_SUPPRESS_K, b, sizeof b), "<10");
+    assert_string_equal(cg_circe_count_format(9, CG_CIRCE_SUPPRESS_K, b, sizeof b), "<10");
+    assert_string_equal(cg_circe_count_format(10, CG_CIRCE_SUPPRESS_K, b, sizeof b), "10");
+    assert_string_equal(cg_circe_count_format(12345, 10, b, sizeof b), "12345");
+    assert_string_equal(cg_circe_count_format(4, 5, b, sizeof b), "<5");
+    assert_string_equal(cg_circe_count_format(5, 5, b, sizeof b), "5");
+    assert_string_equal(cg_circe_count_format(1, 1, b, sizeof b), "1");
+    assert_string_equal(cg_circe_count_format(0, 0, b, sizeof b), "<1"); /* k < 1 counts as 1 */
+    assert_true(cg_circe_count_suppressed(9, 10));
+    assert_false(cg_circe_count_suppressed(10, 10));
+
+    /* a header's description */
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_circe_t *c = cg_circe_load_string(
+        "{\"cohortgate\": {\"id\": 2, \"name\": \"ckd\", \"version\": 1, \"kind\": \"disease\", "
+        "\"description\": \"eGFR below 60\"}, \"expression\": {\"PrimaryCriteria\": "
+        "{\"CriteriaList\": [{\"Death\": {}}]}}}",
+        "d.json", errs, 4, &n);
+    assert_non_null(c);
+    assert_string_equal(cg_circe_description(c), "eGFR below 60");
+    cg_circe_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_refusals_are_located),
         cmocka_unit_test(test_shipped_definitions_load),
         cmocka_unit_test(test_header),
+        cmocka_unit_test(test_count_suppression),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
