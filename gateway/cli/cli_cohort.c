@@ -49,8 +49,8 @@ static void usage(FILE *out)
         "            with small cells suppressed: a count below k is shown only as \"<k\"\n"
         "            (\"<10\" by default, 0 included), as everywhere counts leave cohortgate\n\n"
         "options:\n"
-        "  -c, --db CONNINFO       libpq connection string (run, explain --person), e.g. "
-        "'host=/tmp dbname=omop'\n"
+        "  -c, --db CONNINFO       libpq connection string (run, count, explain --person),\n"
+        "                          e.g. 'host=/tmp dbname=omop'\n"
         "  -s, --schema S          schema of the OMOP CDM tables (default: the search_path)\n"
         "  -r, --results-schema R  schema of the `cohort` and `cohort_definition` tables\n"
         "                          (default: --schema)\n"
@@ -262,13 +262,11 @@ static int add_entry(count_entry_t **v, size_t *n, long long id, const char *nam
     return 1;
 }
 
-/* Members (distinct subject_id in `cohort`) of each entry, printed with counts below k shown
- * only as "<k" (cg_circe_count_format). */
-static int count_print(PGconn *db, const char *res, count_entry_t *v, size_t n, long long k,
-                       int as_json)
+/* 1 when res + name is a table, 0 when not, -1 on a database error (printed) */
+static int has_table(PGconn *db, const char *res, const char *name)
 {
-    char q[1024], tbl[200];
-    snprintf(tbl, sizeof tbl, "%scohort_definition", res);
+    char tbl[256];
+    snprintf(tbl, sizeof tbl, "%s%s", res, name);
     const char *p1[1] = {tbl};
     PGresult *r =
         PQexecParams(db, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, p1, NULL, NULL, 0);
@@ -277,8 +275,26 @@ static int count_print(PGconn *db, const char *res, count_entry_t *v, size_t n, 
         PQclear(r);
         return -1;
     }
-    int has_defs = !strcmp(PQgetvalue(r, 0, 0), "t");
+    int yes = !strcmp(PQgetvalue(r, 0, 0), "t");
     PQclear(r);
+    if (!yes && !strcmp(name, "cohort"))
+        fprintf(stderr,
+                "cohortgate cohort count: error: there is no table %scohort (give the schema "
+                "of the OMOP `cohort` table with --results-schema or --schema)\n",
+                res);
+    return yes;
+}
+
+/* Members (distinct subject_id in `cohort`) of each entry, printed with counts below k shown
+ * only as "<k" (cg_circe_count_format). */
+static int count_print(PGconn *db, const char *res, count_entry_t *v, size_t n, long long k,
+                       int as_json)
+{
+    char q[1024];
+    PGresult *r;
+    int has_defs = has_table(db, res, "cohort_definition");
+    if (has_defs < 0 || has_table(db, res, "cohort") != 1)
+        return -1;
     if (has_defs)
         snprintf(q, sizeof q,
                  "SELECT (SELECT count(DISTINCT subject_id) FROM %scohort WHERE "
@@ -336,19 +352,16 @@ static int count_print(PGconn *db, const char *res, count_entry_t *v, size_t n, 
 /* Every cohort_definition_id in `cohort` or `cohort_definition`, in order. */
 static int count_all(PGconn *db, const char *res, count_entry_t **v, size_t *n)
 {
-    char q[1024], tbl[200];
-    snprintf(tbl, sizeof tbl, "%scohort_definition", res);
-    const char *p1[1] = {tbl};
-    PGresult *r =
-        PQexecParams(db, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, p1, NULL, NULL, 0);
-    int has_defs = PQresultStatus(r) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(r, 0, 0), "t");
-    PQclear(r);
+    char q[1024];
+    int has_defs = has_table(db, res, "cohort_definition");
+    if (has_defs < 0 || has_table(db, res, "cohort") != 1)
+        return -1;
     int len = snprintf(q, sizeof q, "SELECT cohort_definition_id FROM %scohort", res);
     if (has_defs)
         snprintf(q + len, sizeof q - (size_t)len,
                  " UNION SELECT cohort_definition_id FROM %scohort_definition", res);
     strncat(q, " ORDER BY 1", sizeof q - strlen(q) - 1);
-    r = PQexec(db, q);
+    PGresult *r = PQexec(db, q);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "cohortgate cohort count: error: PostgreSQL: %s", PQerrorMessage(db));
         PQclear(r);
