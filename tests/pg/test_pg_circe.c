@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -843,6 +844,184 @@ static void test_circe_golden(void **state)
     exec_ok(q);
 }
 
+/* Runs a shell command (cohortgate's path is the first %s), its stdout and stderr in *out;
+ * returns its exit status. */
+static int sh(cg_buf_t *out, const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    cg_buf_init(out);
+    cg_buf_putc(out, '\0');
+    out->len = 0;
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[1024];
+    while (fgets(line, sizeof line, p))
+        cg_buf_puts(out, line);
+    int st = pclose(p);
+    printf("$ %s\n%s", cmd, out->data);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *query1(const char *sql)
+{
+    PGresult *r = PQexec(db, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("PostgreSQL: %s\nin: %.300s", PQerrorMessage(db), sql);
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* `cohort run` keeps the definition's row in cohort_definition (one row however often it runs,
+ * rolled back with the cohort rows); `cohort count` shows members per definition, a count below
+ * k only as "<k". */
+static void test_circe_definition_and_count(void **state)
+{
+    (void)state;
+    char schema[64], q[1024];
+    snprintf(schema, sizeof schema, "cg_circe_%d_count", (int)getpid());
+    make_schema(schema);
+    json_error_t je;
+    json_t *rows = json_loads(golden_rows, 0, &je);
+    if (!rows)
+        fail_msg("golden rows: %d:%d: %s", je.line, je.column, je.text);
+    load_rows(schema, rows, "golden rows");
+    json_decref(rows);
+    const char *bin = CG_COHORTGATE_BIN, *src = CG_SOURCE_DIR;
+    cg_buf_t out;
+
+    /* run twice: one cohort_definition row, updated, not duplicated */
+    for (int round = 0; round < 2; round++) {
+        if (round) {
+            snprintf(q, sizeof q,
+                     "UPDATE \"%s\".cohort_definition SET cohort_definition_name = 'stale', "
+                     "cohort_initiation_date = '2001-01-01'",
+                     schema);
+            exec_ok(q);
+        }
+        assert_int_equal(sh(&out,
+                            "'%s' cohort run -c \"$COHORTGATE_TEST_PG\" --schema %s "
+                            "7=%s/specs/cohorts/circe/t2dm.json",
+                            bin, schema, src),
+                         0);
+        cg_buf_free(&out);
+        snprintf(q, sizeof q,
+                 "SELECT count(*) || '|' || min(cohort_definition_name) || '|' || "
+                 "min(definition_type_concept_id) || '|' || min(subject_concept_id) || '|' || "
+                 "(min(cohort_initiation_date) = CURRENT_DATE) || '|' || "
+                 "min(left(cohort_definition_description, 24)) || '|' || "
+                 "min(left(cohort_definition_syntax, 16)) FROM \"%s\".cohort_definition WHERE "
+                 "cohort_definition_id = 7",
+                 schema);
+        char *v = query1(q);
+        assert_string_equal(v, "1|t2dm|0|0|true|Type 2 diabetes mellitus|{\"ConceptSets\":[");
+        free(v);
+    }
+    /* the syntax is the Circe expression, which loads again as a bare one */
+    snprintf(q, sizeof q,
+             "SELECT cohort_definition_syntax FROM \"%s\".cohort_definition WHERE "
+             "cohort_definition_id = 7",
+             schema);
+    char *syntax = query1(q);
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_circe_t *c = cg_circe_load_string(syntax, "syntax", errs, 4, &n);
+    assert_non_null(c);
+    assert_int_equal(cg_circe_header(c)->present, 0);
+    cg_circe_destroy(c);
+    free(syntax);
+
+    /* a run that fails leaves no cohort_definition row: one transaction with the cohort rows */
+    snprintf(q, sizeof q,
+             "SET client_min_messages = warning; DROP SCHEMA IF EXISTS \"%s_res\" CASCADE; "
+             "CREATE SCHEMA \"%s_res\"; CREATE TABLE \"%s_res\".cohort_definition AS SELECT * "
+             "FROM \"%s\".cohort_definition WHERE false",
+             schema, schema, schema, schema);
+    exec_ok(q);
+    assert_int_equal(sh(&out,
+                        "'%s' cohort run -c \"$COHORTGATE_TEST_PG\" --schema %s "
+                        "--results-schema %s_res 7=%s/specs/cohorts/circe/t2dm.json",
+                        bin, schema, schema, src),
+                     1);
+    assert_non_null(strstr(out.data, "PostgreSQL"));
+    cg_buf_free(&out);
+    snprintf(q, sizeof q, "SELECT count(*) FROM \"%s_res\".cohort_definition", schema);
+    char *v = query1(q);
+    assert_string_equal(v, "0");
+    free(v);
+
+    /* counts: 12 distinct persons in 50 (person 1 twice), 3 in 51, 1 in 7 (the run above) */
+    snprintf(q, sizeof q,
+             "INSERT INTO \"%s\".cohort SELECT 50, g, '2020-01-01', '2020-02-01' FROM "
+             "generate_series(1, 12) g; INSERT INTO \"%s\".cohort VALUES (50, 1, '2021-01-01', "
+             "'2021-02-01'); INSERT INTO \"%s\".cohort SELECT 51, g, '2020-01-01', "
+             "'2020-02-01' FROM generate_series(1, 3) g",
+             schema, schema, schema);
+    exec_ok(q);
+    assert_int_equal(
+        sh(&out, "'%s' cohort count -c \"$COHORTGATE_TEST_PG\" --schema %s --all", bin, schema), 0);
+    assert_non_null(strstr(out.data, "\n7                     t2dm"));
+    assert_non_null(strstr(out.data, "\n50  "));
+    assert_non_null(strstr(out.data, "  12\n"));
+    assert_non_null(strstr(out.data, "\n51  "));
+    assert_null(strstr(out.data, "   3\n"));
+    assert_null(strstr(out.data, "   1\n"));
+    assert_non_null(strstr(out.data, "<10\n"));
+    assert_non_null(strstr(out.data, "a count below 10 is shown as \"<10\""));
+    cg_buf_free(&out);
+    /* k configurable; a definition file, an id, JSON */
+    assert_int_equal(sh(&out,
+                        "'%s' cohort count -c \"$COHORTGATE_TEST_PG\" --schema %s --k 3 --json "
+                        "51 7=%s/specs/cohorts/circe/t2dm.json 50 99",
+                        bin, schema, src),
+                     0);
+    assert_string_equal(out.data,
+                        "{\"k\":3,\"cohorts\":[{\"cohort_definition_id\":51,\"name\":\"\","
+                        "\"members\":3,\"suppressed\":false},{\"cohort_definition_id\":7,"
+                        "\"name\":\"t2dm\",\"members\":\"<3\",\"suppressed\":true},"
+                        "{\"cohort_definition_id\":50,\"name\":\"\",\"members\":12,"
+                        "\"suppressed\":false},{\"cohort_definition_id\":99,\"name\":\"\","
+                        "\"members\":\"<3\",\"suppressed\":true}]}\n");
+    cg_buf_free(&out);
+    assert_int_equal(
+        sh(&out, "'%s' cohort count -c \"$COHORTGATE_TEST_PG\" --schema %s --k 4 51", bin, schema),
+        0);
+    assert_non_null(strstr(out.data, "<4\n"));
+    cg_buf_free(&out);
+
+    /* bad arguments: clear errors, exit 2; a missing table, exit 1 */
+    static const struct {
+        const char *args, *error;
+        int status;
+    } bad[] = {
+        {"count -c \"$COHORTGATE_TEST_PG\" --k 0 50", "--k wants an integer from 1", 2},
+        {"count -c \"$COHORTGATE_TEST_PG\" --k ten 50", "--k wants an integer from 1", 2},
+        {"count --all", "-c/--db CONNINFO is required", 2},
+        {"count -c \"$COHORTGATE_TEST_PG\"", "no definition given (DEF... or --all)", 2},
+        {"count -c \"$COHORTGATE_TEST_PG\" --all 50", "either definitions or --all", 2},
+        {"run -c \"$COHORTGATE_TEST_PG\" --json 50", "--k, --json and --all go with count", 2},
+        {"count -c \"$COHORTGATE_TEST_PG\" --schema cg_no_such_schema --all",
+         "there is no table \"cg_no_such_schema\".cohort", 1},
+        {"count -c \"$COHORTGATE_TEST_PG\" /nonexistent/def.json",
+         "/nonexistent/def.json: error: cannot read the file", 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sh(&out, "'%s' cohort %s", bin, bad[i].args), bad[i].status);
+        assert_non_null(strstr(out.data, bad[i].error));
+        cg_buf_free(&out);
+    }
+    snprintf(q, sizeof q,
+             "SET client_min_messages = warning; DROP SCHEMA \"%s\" CASCADE; DROP SCHEMA "
+             "\"%s_res\" CASCADE",
+             schema, schema);
+    exec_ok(q);
+}
+
 static void test_circe_conformance(void **state)
 {
     (void)state;
@@ -878,6 +1057,7 @@ int main(void)
     }
     PQclear(PQexec(db, "SET DateStyle = ISO"));
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_circe_golden),
+                                       cmocka_unit_test(test_circe_definition_and_count),
                                        cmocka_unit_test(test_circe_conformance)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(db);
