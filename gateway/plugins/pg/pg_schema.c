@@ -449,8 +449,8 @@ int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errs
             return -1;
         }
     }
-    /* the row it should be; one statement keeps every row that says it (the first of them) and
-     * deletes every other, the next inserts it when none is left */
+    /* the row it should be; one statement keeps the first row that says it and deletes every
+     * other, the next inserts it when none is left (min(ctid): PostgreSQL 14 or later) */
     cg_buf_puts(&b, "WITH v AS (SELECT left($1::text, 255) AS n, left($2::text, 25) AS a, "
                     "left($3::text, 255) AS h, 'Records of the cohortgate topics, loaded by "
                     "cohortgate sink'::text AS d, 'cohortgate sink'::text AS e, coalesce((SELECT "
