@@ -15,7 +15,11 @@
  *   rebalance: a second instance joins the group mid-stream: the same end state.
  *   conn lost: the server drops the sink's connection three times mid-stream: the same.
  *   sigterm:   SIGTERM mid-stream commits what was consumed; a restart finishes the same.
- *   init:      --init twice is idempotent; a config of the other id type is refused.
+ *   init:      --init twice is idempotent (cdm_source too); a config of the other id type is
+ *              refused.
+ *   metrics:   persons and measurements loaded once each, some refused: /metrics counts per
+ *              table what the database holds, and the rejects cg_rejects holds; cdm_source
+ *              holds one row, its first load today.
  */
 #include "kafka_util.h"
 
@@ -29,9 +33,13 @@
 
 #include <cmocka.h>
 #include <glob.h>
+#include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -721,13 +729,195 @@ static void test_sigterm(void **state)
     run_end(&r);
 }
 
+/* GET /metrics from 127.0.0.1:port; the body (malloc'ed), or NULL. */
+static char *scrape(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return NULL;
+    }
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(req) - 1);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    for (;;) {
+        if (len + 1 >= cap)
+            out = realloc(out, cap *= 2);
+        ssize_t n = recv(fd, out + len, cap - len - 1, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    out[len] = '\0';
+    if (strncmp(out, "HTTP/1.1 200", 12)) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The sample of the series written as series (name and labels, as rendered); -1 when absent. */
+static long long sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, series, n) && line[n] == ' ')
+            return strtoll(line + n + 1, NULL, 10);
+    return -1;
+}
+
+/* The port of the metrics endpoint, from the metrics.listening line of the log. */
+static int metrics_port(const char *log)
+{
+    int64_t until = tk_now_ms() + HANG_MS;
+    while (tk_now_ms() < until) {
+        FILE *f = fopen(log, "r");
+        char line[2048];
+        int port = 0;
+        while (f && fgets(line, sizeof(line), f)) {
+            const char *p = strstr(line, "\"metrics.listening\"");
+            p = p ? strstr(p, "http://127.0.0.1:") : NULL;
+            if (p)
+                port = atoi(p + strlen("http://127.0.0.1:"));
+        }
+        if (f)
+            fclose(f);
+        if (port > 0)
+            return port;
+        usleep(50000);
+    }
+    fail_msg("no metrics.listening in %s", log);
+    return -1;
+}
+
+#define M_PERSONS 200
+#define M_MEAS    1000
+#define M_BAD     10 /* measurements the database refuses (source value too long) */
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-sink-metrics", 2, 100);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "sed -i 's/\"listen\": \"off\"/\"listen\": \"127.0.0.1:0\"/' '%s'",
+             r.config);
+    assert_int_equal(system(cmd), 0);
+    size_t n = M_PERSONS + M_MEAS;
+    rec_t *v = calloc(n, sizeof(*v));
+    char long_src[80];
+    memset(long_src, 'x', 60);
+    long_src[60] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char buf[1024];
+        int person = (int)(i < M_PERSONS ? i : (i - M_PERSONS) % M_PERSONS);
+        if (i < M_PERSONS)
+            snprintf(buf, sizeof(buf),
+                     "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\","
+                     "\"row\":{\"person_id\":%d,\"gender_concept_id\":8507,\"year_of_birth\":"
+                     "1970,\"race_concept_id\":0,\"ethnicity_concept_id\":0}}",
+                     700000000 + person);
+        else
+            snprintf(buf, sizeof(buf),
+                     "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":"
+                     "\"upsert\",\"row\":{\"measurement_id\":%zu,\"person_id\":%d,"
+                     "\"measurement_concept_id\":3004410,\"measurement_date\":\"2024-03-14\","
+                     "\"measurement_type_concept_id\":32856,\"measurement_source_value\":"
+                     "\"%s\"}}",
+                     900000000 + i, 700000000 + person,
+                     (i - M_PERSONS) % (M_MEAS / M_BAD) == 3 ? long_src : "4548-4");
+        v[i].value = strdup(buf);
+        snprintf(v[i].key, sizeof(v[i].key), "%d", person);
+    }
+    produce(r.topic, v, n);
+    free_records(v, n);
+    assert_int_equal(sink(&r, "--init", 0), 0);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-1.log", r.dir);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", r.config, NULL};
+    pid_t pid = tk_spawn(argv, log, NULL);
+    assert_true(pid > 0);
+    wait_committed(&r, (long long)n);
+    int port = metrics_port(log);
+    long long persons = q_int("SELECT count(*) FROM %s.person", r.schema);
+    long long meas = q_int("SELECT count(*) FROM %s.measurement", r.schema);
+    long long rejects = q_int("SELECT count(*) FROM %s.cg_rejects WHERE table_name = "
+                              "'measurement' AND sqlstate = '22001'",
+                              r.schema);
+    assert_int_equal(persons, M_PERSONS);
+    assert_int_equal(meas, M_MEAS - M_BAD);
+    assert_int_equal(rejects, M_BAD);
+    /* the counters move at the commit, just after the offsets are visible: a few scrapes */
+    char *m = NULL;
+    long long m_persons = -1, m_meas = -1, m_rejects = -1;
+    for (int tries = 0; tries < 100; tries++) {
+        free(m);
+        m = scrape(port);
+        assert_non_null(m);
+        m_persons = sample(m, "cohortgate_sink_rows_total{table=\"person\",result=\"upserted\"}");
+        m_meas = sample(m, "cohortgate_sink_rows_total{table=\"measurement\",result=\"upserted\"}");
+        m_rejects =
+            sample(m, "cohortgate_sink_rejects_total{table=\"measurement\",reason=\"22001\"}");
+        if (m_persons == persons && m_meas == meas && m_rejects == rejects)
+            break;
+        usleep(50000);
+    }
+    fprintf(stderr, "/metrics: person %lld, measurement %lld, rejects %lld; %lld batch(es)\n",
+            m_persons, m_meas, m_rejects,
+            sample(m, "cohortgate_sink_batches_total{result=\"committed\"}"));
+    assert_int_equal(m_persons, persons);
+    assert_int_equal(m_meas, meas);
+    assert_int_equal(m_rejects, rejects);
+    assert_int_equal(
+        sample(m, "cohortgate_sink_rows_total{table=\"measurement\",result=\"deleted\"}"), -1);
+    long long batches = sample(m, "cohortgate_sink_batches_total{result=\"committed\"}");
+    assert_true(batches >= 1);
+    assert_true(sample(m, "cohortgate_sink_batch_seconds_count") >= 1);
+    assert_true(sample(m, "cohortgate_sink_batch_seconds_bucket{le=\"+Inf\"}") >= 1);
+    assert_true(sample(m, "cohortgate_sink_batches_total{result=\"aborted\"}") >= 0);
+    free(m);
+    kill(pid, SIGTERM);
+    wait_exit(pid);
+    /* cdm_source: one row, the first load's date today */
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cdm_source WHERE cdm_version = 'v5.4' AND "
+                           "cdm_version_concept_id = 756265 AND source_release_date = "
+                           "current_date AND cdm_release_date = current_date AND "
+                           "cdm_source_abbreviation = left('%s', 25) AND vocabulary_version = ''",
+                           r.schema, r.schema),
+                     1);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cdm_source", r.schema), 1);
+    assert_int_equal(
+        q_int("SELECT count(*) FROM %s.cg_sink_meta WHERE key = 'first_load_date'", r.schema), 1);
+    run_end(&r);
+}
+
 static void test_init(void **state)
 {
     (void)state;
     run_t r;
     run_new(&r, "cg-it-sink-init", 1, 100);
     assert_int_equal(sink(&r, "--init", 0), 0);
+    /* cdm_source: one row, which a second --init leaves as it is (not even rewritten) */
+    char cdm_sql[256];
+    snprintf(cdm_sql, sizeof(cdm_sql),
+             "SELECT count(*)::text || ' ' || string_agg(ctid::text || xmin::text, ',') FROM "
+             "%s.cdm_source",
+             r.schema);
+    char *cdm0 = q_text(cdm_sql);
+    assert_int_equal(strncmp(cdm0, "1 ", 2), 0);
     assert_int_equal(sink(&r, "--init", 0), 0);
+    char *cdm1 = q_text(cdm_sql);
+    assert_string_equal(cdm0, cdm1);
+    free(cdm0);
+    free(cdm1);
     assert_int_equal(q_int("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
                            "'%s' AND table_name IN ('person', 'measurement', 'cg_offsets', "
                            "'cg_id_map', 'cg_rejects')",
@@ -761,7 +951,7 @@ int main(void)
         cmocka_unit_test(test_init),      cmocka_unit_test(test_golden),
         cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_rebalance), cmocka_unit_test(test_conn_lost),
-        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_sigterm),   cmocka_unit_test(test_metrics),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(pg);

@@ -29,6 +29,12 @@ typedef struct stage {
     char *upsert_sql, *delete_sql, *idmap_sql; /* built on first use */
 } stage_t;
 
+typedef struct pending_reject {
+    char table[64];
+    char sqlstate[8];
+    uint64_t n;
+} pending_reject_t;
+
 struct pg_apply {
     const pg_conf_t *conf;
     stage_t *stages; /* per pg_table_at() */
@@ -39,6 +45,10 @@ struct pg_apply {
     int64_t seq;
     pg_apply_stats_t st;
     cg_metric_t *m_rows, *m_rejects;
+    /* what the open transaction applied, counted in the metrics when it commits */
+    uint64_t *txn_upserted, *txn_deleted; /* per table */
+    pending_reject_t *txn_rejects;
+    size_t n_txn_rejects, cap_txn_rejects;
     char *periods_sql; /* observation_period made anew for some persons of a batch */
     char *widen_sql;   /* ... and widened for the others (both built once) */
     int remake;        /* a delete or a person row is staged: some periods are made anew */
@@ -86,7 +96,12 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
     a->conf = conf;
     a->n_stages = pg_table_count();
     a->stages = calloc(a->n_stages, sizeof(*a->stages));
-    if (!a->stages) {
+    a->txn_upserted = calloc(a->n_stages, sizeof(*a->txn_upserted));
+    a->txn_deleted = calloc(a->n_stages, sizeof(*a->txn_deleted));
+    if (!a->stages || !a->txn_upserted || !a->txn_deleted) {
+        free(a->stages);
+        free(a->txn_upserted);
+        free(a->txn_deleted);
         free(a);
         return NULL;
     }
@@ -118,6 +133,9 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].idmap_sql);
     }
     free(a->stages);
+    free(a->txn_upserted);
+    free(a->txn_deleted);
+    free(a->txn_rejects);
     cg_buf_free(&a->rejects);
     free(a->periods_sql);
     free(a->widen_sql);
@@ -127,6 +145,52 @@ void pg_apply_destroy(pg_apply_t *a)
 void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out)
 {
     *out = a->st;
+}
+
+/* A reject of the open transaction, counted when it commits. */
+static void note_reject(pg_apply_t *a, const char *table, const char *sqlstate)
+{
+    if (!a->m_rejects)
+        return;
+    for (size_t i = 0; i < a->n_txn_rejects; i++) {
+        pending_reject_t *p = &a->txn_rejects[i];
+        if (!strncmp(p->table, table, sizeof(p->table) - 1) &&
+            !strncmp(p->sqlstate, sqlstate, sizeof(p->sqlstate) - 1)) {
+            p->n++;
+            return;
+        }
+    }
+    if (a->n_txn_rejects == a->cap_txn_rejects) {
+        size_t cap = a->cap_txn_rejects ? a->cap_txn_rejects * 2 : 8;
+        pending_reject_t *p = realloc(a->txn_rejects, cap * sizeof(*p));
+        if (!p)
+            return; /* the count is lost, the reject is not */
+        a->txn_rejects = p;
+        a->cap_txn_rejects = cap;
+    }
+    pending_reject_t *p = &a->txn_rejects[a->n_txn_rejects++];
+    snprintf(p->table, sizeof(p->table), "%s", table);
+    snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", sqlstate);
+    p->n = 1;
+}
+
+void pg_apply_txn_counted(pg_apply_t *a, int committed)
+{
+    for (size_t i = 0; i < a->n_stages; i++) {
+        if (committed && a->m_rows) {
+            const char *name = pg_table_at(i)->name;
+            if (a->txn_upserted[i])
+                cg_metric_inc(cg_metric_get2(a->m_rows, name, "upserted"), a->txn_upserted[i]);
+            if (a->txn_deleted[i])
+                cg_metric_inc(cg_metric_get2(a->m_rows, name, "deleted"), a->txn_deleted[i]);
+        }
+        a->txn_upserted[i] = a->txn_deleted[i] = 0;
+    }
+    for (size_t i = 0; committed && i < a->n_txn_rejects; i++)
+        cg_metric_inc(
+            cg_metric_get2(a->m_rejects, a->txn_rejects[i].table, a->txn_rejects[i].sqlstate),
+            a->txn_rejects[i].n);
+    a->n_txn_rejects = 0;
 }
 
 size_t pg_apply_pending(const pg_apply_t *a)
@@ -243,8 +307,7 @@ int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, cons
         return -1;
     a->n_rejects++;
     a->st.rejected++;
-    if (a->m_rejects)
-        cg_metric_inc(cg_metric_get2(a->m_rejects, table ? table : "", sqlstate), 1);
+    note_reject(a, table ? table : "", sqlstate);
     /* PostgreSQL's text may quote the value (22P02, 23505): it stays in cg_rejects, as
      * sensitive as the rows; the log gets the sink's own reasons only */
     int own = !strncmp(sqlstate, "CG", 2);
@@ -614,12 +677,6 @@ static int row_by_row(pg_apply_t *a, PGconn *c, size_t ti, int del, char *errstr
     return rc;
 }
 
-static void count_rows(pg_apply_t *a, const char *table, const char *result, uint64_t n)
-{
-    if (a->m_rows && n)
-        cg_metric_inc(cg_metric_get2(a->m_rows, table, result), n);
-}
-
 /* One table's staged rows: ids, upserts, deletes. */
 static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size)
 {
@@ -637,7 +694,7 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
         s->delete_sql = delete_sql(a->conf, t, 0);
     if (!s->upsert_sql || !s->delete_sql)
         return -1;
-    uint64_t rejected0 = a->st.rejected, upserted0 = a->st.upserted, unchanged0 = a->st.unchanged;
+    uint64_t upserted0 = a->st.upserted, deleted0 = a->st.deleted;
     uint64_t n = 0;
     int rc = run_guarded(c, s->upsert_sql, &n, errstr, errstr_size);
     if (rc < 0)
@@ -654,10 +711,9 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
         return -1;
     if (rc == 1)
         a->st.deleted += n;
-    count_rows(a, t->name, "upserted", a->st.upserted - upserted0);
-    count_rows(a, t->name, "deleted", n);
-    (void)rejected0;
-    (void)unchanged0;
+    /* row by row counts in st too; the metrics count them at the commit */
+    a->txn_upserted[ti] += a->st.upserted - upserted0;
+    a->txn_deleted[ti] += a->st.deleted - deleted0;
     return 0;
 }
 

@@ -31,6 +31,15 @@ const cg_config_map_t cg_pg_config_map[] = {
      "Rows staged before they are applied (COPY and one upsert per table) inside the open "
      "transaction; delivery.transaction_max_messages and delivery.commit_interval_ms say when "
      "it commits."),
+    CG_CONFIG_ROW_STRING("pg.cdm_source_name", pg_conf_t, cdm_source_name, "", CG_CONFIG_F_EMPTY,
+     "cdm_source.cdm_source_name, the name OHDSI tools show for the database; \"\" picks "
+     "\"cohortgate OMOP CDM (schema SCHEMA)\"."),
+    CG_CONFIG_ROW_STRING("pg.cdm_source_abbreviation", pg_conf_t, cdm_source_abbreviation, "",
+     CG_CONFIG_F_EMPTY,
+     "cdm_source.cdm_source_abbreviation (at most 25 characters, longer is cut); \"\" picks the "
+     "schema name."),
+    CG_CONFIG_ROW_STRING("pg.cdm_holder", pg_conf_t, cdm_holder, "", CG_CONFIG_F_EMPTY,
+     "cdm_source.cdm_holder, the organisation holding the CDM; \"\" picks \"cohortgate\"."),
     CG_CONFIG_ROW_END,
 };
 /* clang-format on */

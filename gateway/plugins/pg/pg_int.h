@@ -27,6 +27,9 @@ typedef struct pg_conf {
     char *schema;
     int id_type; /* 0 integer (through the id map), 1 bigint (the row ids as they are) */
     int batch_rows;
+    char *cdm_source_name; /* cdm_source's row; "" picks a default (pg_cdm_source_write) */
+    char *cdm_source_abbreviation;
+    char *cdm_holder;
 } pg_conf_t;
 
 enum { PG_IDS_INTEGER = 0, PG_IDS_BIGINT = 1 };
@@ -65,6 +68,12 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
                      char *errstr, size_t errstr_size);
 /* Checks at start that the schema was made by --init for this id type. */
 int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errstr_size);
+/* Makes cdm_source hold exactly one row describing the schema, in the open transaction, writing
+ * nothing when it already says the same. loaded: a batch is committing (its date becomes the
+ * first load's date if none is recorded). 0, or -1 with the reason in errstr (the caller rolls
+ * its savepoint back). */
+int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
+                        size_t errstr_size);
 
 /* ---- pg_apply.c ---- */
 typedef struct pg_apply pg_apply_t;
@@ -96,6 +105,10 @@ size_t pg_apply_pending(const pg_apply_t *a);
 int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
 /* Forgets what is staged (an abort). */
 void pg_apply_clear(pg_apply_t *a);
+/* The end of a transaction: when it committed, the rows it applied and the records it rejected
+ * go into cohortgate_sink_rows_total and cohortgate_sink_rejects_total (so the metrics count
+ * what the database holds, never a batch that was rolled back); either way they are forgotten. */
+void pg_apply_txn_counted(pg_apply_t *a, int committed);
 /* Counters since start, for tests and logs. */
 typedef struct pg_apply_stats {
     uint64_t upserted, unchanged, deleted, merged, rejected;

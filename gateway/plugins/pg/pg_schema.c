@@ -336,6 +336,8 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
     cg_buf_putc(&b, '\0');
     int rc = b.data ? pg_exec(c, b.data, err, sizeof(err)) : -1;
     cg_buf_free(&b);
+    if (!rc)
+        rc = pg_cdm_source_write(c, conf, 0, err, sizeof(err));
     if (rc || pg_exec(c, "COMMIT", err, sizeof(err)))
         goto fail;
     if (summary)
@@ -374,4 +376,124 @@ int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errs
         return -1;
     }
     return check_meta(c, conf, errstr, errstr_size);
+}
+
+/* ---- cdm_source ---- */
+
+/* The vocabulary's version as the vocabulary table says ('None' row, as Athena ships it), or ""
+ * when the table is not there or empty; cut to cdm_source's 20 characters. */
+static int vocabulary_version(PGconn *c, const char *schema, char *out, size_t size, char *errstr,
+                              size_t errstr_size)
+{
+    cg_buf_t q;
+    cg_buf_init(&q);
+    pg_qual(&q, schema, "vocabulary");
+    cg_buf_putc(&q, '\0');
+    const char *p[1] = {q.data};
+    PGresult *r = PQexecParams(c, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, p, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    int present = ok && !strcmp(PQgetvalue(r, 0, 0), "t");
+    if (!ok)
+        pg_message(r, c, errstr, errstr_size);
+    PQclear(r);
+    out[0] = '\0';
+    if (!ok || !present) {
+        cg_buf_free(&q);
+        return ok ? 0 : -1;
+    }
+    cg_buf_t s;
+    cg_buf_init(&s);
+    cg_buf_puts(&s, "SELECT left(vocabulary_version, 20) FROM ");
+    pg_qual(&s, schema, "vocabulary");
+    cg_buf_puts(&s, " WHERE vocabulary_id = 'None' AND vocabulary_version IS NOT NULL");
+    cg_buf_putc(&s, '\0');
+    cg_buf_free(&q);
+    r = PQexec(c, s.data);
+    cg_buf_free(&s);
+    ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        pg_message(r, c, errstr, errstr_size);
+    else if (PQntuples(r) > 0)
+        snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
+                        size_t errstr_size)
+{
+    const char *sc = conf->schema;
+    char name[300], vocab[32];
+    if (conf->cdm_source_name && *conf->cdm_source_name)
+        snprintf(name, sizeof(name), "%s", conf->cdm_source_name);
+    else
+        snprintf(name, sizeof(name), "cohortgate OMOP CDM (schema %s)", sc);
+    const char *abbr = conf->cdm_source_abbreviation && *conf->cdm_source_abbreviation
+                           ? conf->cdm_source_abbreviation
+                           : sc;
+    const char *holder = conf->cdm_holder && *conf->cdm_holder ? conf->cdm_holder : "cohortgate";
+    if (vocabulary_version(c, sc, vocab, sizeof(vocab), errstr, errstr_size))
+        return -1;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    if (loaded) { /* the date of the first batch: source_release_date from then on */
+        cg_buf_puts(&b, "INSERT INTO ");
+        pg_qual(&b, sc, "cg_sink_meta");
+        cg_buf_puts(&b, " VALUES ('first_load_date', current_date::text) ON CONFLICT (key) DO "
+                        "NOTHING");
+        cg_buf_putc(&b, '\0');
+        int rc = pg_exec(c, b.data, errstr, errstr_size);
+        cg_buf_reset(&b);
+        if (rc) {
+            cg_buf_free(&b);
+            return -1;
+        }
+    }
+    /* the row it should be; one statement keeps the first row that says it and deletes every
+     * other, the next inserts it when none is left (min(ctid): PostgreSQL 14 or later) */
+    cg_buf_puts(&b, "WITH v AS (SELECT left($1::text, 255) AS n, left($2::text, 25) AS a, "
+                    "left($3::text, 255) AS h, 'Records of the cohortgate topics, loaded by "
+                    "cohortgate sink'::text AS d, 'cohortgate sink'::text AS e, coalesce((SELECT "
+                    "value::date FROM ");
+    pg_qual(&b, sc, "cg_sink_meta");
+    cg_buf_puts(&b, " WHERE key = 'first_load_date'), current_date) AS s, current_date AS r, "
+                    "'v5.4'::text AS cv, 756265 AS cvc, $4::text AS vv), keep AS (SELECT "
+                    "min(c.ctid) AS ctid FROM ");
+    pg_qual(&b, sc, "cdm_source");
+    cg_buf_puts(&b, " c, v WHERE (c.cdm_source_name, c.cdm_source_abbreviation, c.cdm_holder, "
+                    "c.source_description, c.cdm_etl_reference, c.source_release_date, "
+                    "c.cdm_release_date, c.cdm_version, c.cdm_version_concept_id, "
+                    "c.vocabulary_version) IS NOT DISTINCT FROM (v.n, v.a, v.h, v.d, v.e, v.s, "
+                    "v.r, v.cv, v.cvc, v.vv)) ");
+    size_t with_len = b.len;
+    cg_buf_puts(&b, "DELETE FROM ");
+    pg_qual(&b, sc, "cdm_source");
+    cg_buf_puts(&b, " c WHERE c.ctid IS DISTINCT FROM (SELECT ctid FROM keep)");
+    cg_buf_putc(&b, '\0');
+    const char *p[4] = {name, abbr, holder, vocab};
+    PGresult *r = PQexecParams(c, b.data, 4, NULL, p, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        pg_message(r, c, errstr, errstr_size);
+    PQclear(r);
+    if (ok) {
+        b.len = with_len; /* the same row, inserted when the table is empty */
+        cg_buf_puts(&b, "INSERT INTO ");
+        pg_qual(&b, sc, "cdm_source");
+        cg_buf_puts(&b, " (cdm_source_name, cdm_source_abbreviation, cdm_holder, "
+                        "source_description, cdm_etl_reference, source_release_date, "
+                        "cdm_release_date, cdm_version, cdm_version_concept_id, "
+                        "vocabulary_version) SELECT n, a, h, d, e, s, r, cv, cvc, vv FROM v WHERE "
+                        "NOT EXISTS (SELECT 1 FROM ");
+        pg_qual(&b, sc, "cdm_source");
+        cg_buf_puts(&b, ")");
+        cg_buf_putc(&b, '\0');
+        r = PQexecParams(c, b.data, 4, NULL, p, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+    }
+    cg_buf_free(&b);
+    return ok ? 0 : -1;
 }

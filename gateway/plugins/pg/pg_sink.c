@@ -13,6 +13,8 @@
 
 #include "cg_delivery.h"
 #include "cg_log.h"
+#include "cg_metrics.h"
+#include "cg_metrics_gw.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -20,8 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#define PG_RECONNECT_MS 1000 /* between attempts while the database is away */
-#define PG_MAX_COLUMNS  64
+#define PG_RECONNECT_MS  1000 /* between attempts while the database is away */
+#define PG_MAX_COLUMNS   64
+#define PG_CDM_SOURCE_MS 60000 /* cdm_source kept current at most this often */
 
 typedef struct part_start {
     char *topic;
@@ -43,6 +46,12 @@ typedef struct pg_sink {
     int fatal;
     char fatal_reason[512];
     uint64_t commits;
+    int began;               /* a transaction was begun and has not ended */
+    double txn_apply_s;      /* seconds the open transaction spent applying batches */
+    int64_t cdm_source_next; /* mono_ms when cdm_source is next refreshed; 0 at start */
+    int cdm_source_due;      /* the open transaction refreshed it: the time moves on at commit */
+    cg_metric_t *m_latency;
+    cg_metric_series_t *m_committed, *m_aborted;
 } pg_sink_t;
 
 static int64_t mono_ms(void)
@@ -125,6 +134,22 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
     }
     s->engine = env->engine;
     s->conf = env->conf;
+    cg_metrics_t *reg = env->metrics ? cg_metrics_gw_registry(env->metrics) : NULL;
+    if (reg) {
+        static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10};
+        s->m_latency = cg_metrics_histogram(
+            reg, "cohortgate_sink_batch_seconds",
+            "Time a committed transaction of the sink spent in PostgreSQL: COPY to staging, "
+            "upserts and deletes, offsets and COMMIT",
+            "", bounds, sizeof(bounds) / sizeof(bounds[0]));
+        cg_metric_t *b = cg_metrics_counter(reg, "cohortgate_sink_batches_total",
+                                            "Transactions of the sink, by result (committed, "
+                                            "aborted)",
+                                            "result");
+        s->m_committed = cg_metric_get1(b, "committed");
+        s->m_aborted = cg_metric_get1(b, "aborted");
+    }
     return s;
 }
 
@@ -172,7 +197,50 @@ static int flush_staged(pg_sink_t *s, char *errstr, size_t errstr_size)
 {
     if (!pg_apply_pending(s->apply))
         return 0;
-    return pg_apply_flush(s->apply, s->conn, errstr, errstr_size);
+    double t0 = cg_metrics_now();
+    int rc = pg_apply_flush(s->apply, s->conn, errstr, errstr_size);
+    s->txn_apply_s += cg_metrics_now() - t0;
+    return rc;
+}
+
+/* cdm_source kept current: at the first commit after start, then at most once a minute, by one
+ * instance at a time (the others skip it rather than wait). Under a savepoint: a cdm_source the
+ * sink cannot write (changed by hand) is logged and never stalls the rows. */
+static int refresh_cdm_source(pg_sink_t *s, char *errstr, size_t errstr_size)
+{
+    if (s->cdm_source_next && mono_ms() < s->cdm_source_next)
+        return 0;
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "SELECT pg_try_advisory_xact_lock(hashtext('cohortgate:cdm_source:' || $1))");
+    cg_buf_putc(&q, '\0');
+    const char *p[1] = {s->conf->schema};
+    PGresult *r = PQexecParams(s->conn, q.data, 1, NULL, p, NULL, NULL, 0);
+    cg_buf_free(&q);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    int locked = ok && !strcmp(PQgetvalue(r, 0, 0), "t");
+    if (!ok)
+        pg_message(r, s->conn, errstr, errstr_size);
+    PQclear(r);
+    if (!ok)
+        return -1;
+    s->cdm_source_due = 1; /* tried: another instance holding it does it now */
+    if (!locked)
+        return 0;
+    if (pg_exec(s->conn, "SAVEPOINT cg_cdm_source", errstr, errstr_size))
+        return -1;
+    char why[768];
+    if (pg_cdm_source_write(s->conn, s->conf, 1, why, sizeof(why))) {
+        if (pg_conn_lost(s->conn)) {
+            snprintf(errstr, errstr_size, "%s", why);
+            return -1;
+        }
+        cg_log(CG_LOG_WARN, "pg.cdm_source_failed",
+               "schema %s: cdm_source could not be written (tried again in a minute): %s",
+               s->conf->schema, why);
+        return pg_exec(s->conn, "ROLLBACK TO SAVEPOINT cg_cdm_source", errstr, errstr_size);
+    }
+    return pg_exec(s->conn, "RELEASE SAVEPOINT cg_cdm_source", errstr, errstr_size);
 }
 
 /* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
@@ -392,6 +460,9 @@ static cg_txn_result_t pgs_txn_begin(void *ctx)
         return CG_TXN_ABORT;
     }
     s->in_txn = 1;
+    s->began = 1;
+    s->txn_apply_s = 0;
+    s->cdm_source_due = 0;
     for (size_t i = 0; i < s->n_starts; i++)
         s->starts[i].first = -1;
     return CG_TXN_OK;
@@ -421,6 +492,18 @@ static int commit_happened(pg_sink_t *s, const cg_source_pos_t *pos, size_t n)
     return yes;
 }
 
+/* A transaction committed: its counts go into the metrics. t0: when its commit step began. */
+static void txn_committed(pg_sink_t *s, double t0)
+{
+    s->commits++;
+    s->began = 0;
+    cg_metric_inc(s->m_committed, 1);
+    cg_metric_observe(cg_metric_get(s->m_latency, NULL), s->txn_apply_s + (cg_metrics_now() - t0));
+    pg_apply_txn_counted(s->apply, 1);
+    if (s->cdm_source_due)
+        s->cdm_source_next = mono_ms() + PG_CDM_SOURCE_MS;
+}
+
 static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, size_t n,
                                       const struct cg_source *source)
 {
@@ -430,6 +513,11 @@ static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, siz
     if (!s->in_txn || !s->conn)
         return CG_TXN_ABORT;
     if (flush_staged(s, err, sizeof(err))) {
+        cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
+        return CG_TXN_ABORT;
+    }
+    double t0 = cg_metrics_now();
+    if (refresh_cdm_source(s, err, sizeof(err))) {
         cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
         return CG_TXN_ABORT;
     }
@@ -479,12 +567,13 @@ static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, siz
             cg_log(CG_LOG_WARN, "pg.commit_unknown",
                    "the connection was lost at COMMIT, which "
                    "had happened (the offsets say so)");
+            txn_committed(s, t0);
             return CG_TXN_OK;
         }
         cg_log(CG_LOG_WARN, "pg.commit_failed", "%s (the transaction is aborted)", err);
         return CG_TXN_ABORT;
     }
-    s->commits++;
+    txn_committed(s, t0);
     return CG_TXN_OK;
 }
 
@@ -496,6 +585,10 @@ static cg_txn_result_t pgs_txn_abort(void *ctx)
     s->in_txn = 0;
     s->n_tokens = 0; /* purged: nothing to report */
     pg_apply_clear(s->apply);
+    pg_apply_txn_counted(s->apply, 0);
+    if (s->began)
+        cg_metric_inc(s->m_aborted, 1);
+    s->began = 0;
     return CG_TXN_OK;
 }
 
