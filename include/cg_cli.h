@@ -43,6 +43,10 @@ cg_config_t *cg_cli_load_config(const char *path);
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
 
+/* An option's milliseconds (1 to 86400000, a day) into *out; -1 after printing to stderr
+ * "cohortgate CMD: OPTION takes milliseconds ...". */
+int cg_cli_parse_ms(const char *cmd, const char *option, const char *arg, int *out);
+
 /* Shared by map and test: map every HL7 v2 message of a buffer or file, writing one record
  * envelope a line to out and one error a line to errs ("NAME: message N: STAGE: REASON"), a
  * line for each entry left out ("NAME: document N: quality: map: FINDING"); a

@@ -4,6 +4,8 @@
 #include "cg_gateway.h"
 
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static cg_gateway_t *volatile cg_cli_daemon_gw;
@@ -38,4 +40,17 @@ cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads)
         fprintf(stderr, "cohortgate %s: %s\n", name, errstr);
     cg_cli_daemon_gw = NULL;
     return rc;
+}
+
+int cg_cli_parse_ms(const char *cmd, const char *option, const char *arg, int *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || v < 1 || v > 86400000) {
+        fprintf(stderr, "cohortgate %s: %s takes milliseconds from 1 to 86400000, not '%s'\n", cmd,
+                option, arg);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
 }

@@ -50,19 +50,10 @@ int cg_cli_run(int argc, char **argv)
         case 'c':
             config = optarg;
             break;
-        case 'i': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 86400000) {
-                fprintf(stderr,
-                        "cohortgate run: --idle-exit takes milliseconds from 1 to "
-                        "86400000, not '%s'\n",
-                        optarg);
+        case 'i':
+            if (cg_cli_parse_ms("run", "--idle-exit", optarg, &idle_ms))
                 return CG_EXIT_USAGE;
-            }
-            idle_ms = (int)v;
             break;
-        }
         case 'r':
             report = 1;
             break;

@@ -325,17 +325,13 @@ int cg_cli_send(int argc, char **argv)
     int timeout_ms = 30000, raw = 0, quiet = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 't':
             to = optarg;
             break;
         case OPT_TIMEOUT:
-            timeout_ms = (int)strtol(optarg, &end, 10);
-            if (*end || timeout_ms <= 0) {
-                fprintf(stderr, "cohortgate send: --timeout takes milliseconds > 0\n");
+            if (cg_cli_parse_ms("send", "--timeout", optarg, &timeout_ms))
                 return CG_EXIT_USAGE;
-            }
             break;
         case OPT_CA:
             ca = optarg;

@@ -58,19 +58,10 @@ int cg_cli_sink(int argc, char **argv)
         case 'I':
             init = 1;
             break;
-        case 'i': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 86400000) {
-                fprintf(stderr,
-                        "cohortgate sink: --idle-exit takes milliseconds from 1 to "
-                        "86400000, not '%s'\n",
-                        optarg);
+        case 'i':
+            if (cg_cli_parse_ms("sink", "--idle-exit", optarg, &idle_ms))
                 return CG_EXIT_USAGE;
-            }
-            idle_ms = (int)v;
             break;
-        }
         case 'h':
             usage(stdout);
             return CG_EXIT_OK;
