@@ -243,6 +243,23 @@ static int refresh_cdm_source(pg_sink_t *s, char *errstr, size_t errstr_size)
     return pg_exec(s->conn, "RELEASE SAVEPOINT cg_cdm_source", errstr, errstr_size);
 }
 
+/* An id as records carry it: a JSON integer, or its digits as a string (output.ids_as_strings). */
+static bool is_json_id(const json_t *v)
+{
+    if (json_is_integer(v))
+        return true;
+    const char *t = json_string_value(v);
+    if (!t || !*t)
+        return false;
+    t += *t == '-';
+    if (!*t || strlen(t) > 19)
+        return false;
+    for (; *t; t++)
+        if (*t < '0' || *t > '9')
+            return false;
+    return true;
+}
+
 /* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
  * (errstr); a record the sink cannot apply is rejected and counts as handled. */
 static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_t *pos,
@@ -277,11 +294,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         bool q;
         json_t *mj = json_object_get(row, "merged_person_id"),
                *sj = json_object_get(row, "person_id");
-        if (!json_is_integer(mj) || !json_is_integer(sj) ||
+        if (!is_json_id(mj) || !is_json_id(sj) ||
             !cg_omop_json_text(mj, mb, sizeof(mb), &mv, &ml, &q) ||
             !cg_omop_json_text(sj, sb, sizeof(sb), &sv, &sl, &q)) {
             state = "CGKEY";
-            snprintf(why, sizeof(why), "a merge needs integer person_id and merged_person_id");
+            snprintf(why, sizeof(why),
+                     "a merge needs integer person_id and merged_person_id (numbers, or strings "
+                     "of digits as output.ids_as_strings writes them)");
             goto reject;
         }
         /* what came before the merge is applied first: a person's order holds */
