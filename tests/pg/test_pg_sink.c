@@ -340,6 +340,19 @@ static void test_golden(void **state)
                                        RD_KAFKA_V_VALUE((void *)junk, sizeof(junk)),
                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
                      0);
+    /* and ids that are not 64-bit integers: refused when staged, named by column */
+    static const char *const bad_ids[] = {
+        "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\",\"row\":"
+        "{\"measurement_id\":\"12x\",\"person_id\":1}}",
+        "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\",\"row\":"
+        "{\"measurement_id\":1,\"person_id\":\"9223372036854775808\"}}",
+    };
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(r.topic), RD_KAFKA_V_KEY("bad", 3),
+                                           RD_KAFKA_V_VALUE((void *)bad_ids[i], strlen(bad_ids[i])),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
     assert_int_equal(rd_kafka_flush(p, 30000), 0);
     rd_kafka_destroy(p);
     assert_int_equal(sink(&r, "--init", 0), 0);
@@ -348,9 +361,14 @@ static void test_golden(void **state)
                            "record = 'hex:fffe004d53487c'",
                            r.schema),
                      1);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGVAL' AND "
+                           "reason IN ('measurement.measurement_id is not a 64-bit integer id', "
+                           "'measurement.person_id is not a 64-bit integer id')",
+                           r.schema),
+                     2);
 
     /* every table: one row per key whose last record is an upsert */
-    size_t rejects = 1;
+    size_t rejects = 3;
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(v[i].table, "cohortgate.document_retraction")) {
             rejects++; /* not applied yet: kept as a reject, never dropped */
@@ -403,9 +421,9 @@ static void test_golden(void **state)
                                "o.observation_period_end_date)",
                                r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
                          0);
-    /* the offsets reached the topic's end (the envelopes and the junk) */
+    /* the offsets reached the topic's end (the envelopes, the junk and the bad ids) */
     assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
-                     (long long)n + 1);
+                     (long long)n + 3);
 
     /* a second run over the same topics changes nothing: no row is even written */
     char *before = state_sum(r.schema, all_tables, 1);
@@ -463,7 +481,7 @@ static void test_golden(void **state)
         assert_true(kept >= rows - multi);
     }
     assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
-                     (long long)n + 1);
+                     (long long)n + 3);
     /* the replay's reject went in again: a replay past the stored offsets is a new delivery */
     assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 2 * (long long)rejects);
     free(before);
