@@ -123,6 +123,20 @@ const cg_config_map_t cg_config_core_map[] = {
      "Most fields in one segment."),
     CG_CONFIG_ROW_INT("hl7.max_reps", cg_config_t, hl7.max_reps, "10000", 1, 1000000,
      "Most repetitions of one field."),
+    CG_CONFIG_ROW_GROUP("xml",
+     "XML (CDA) decoding bounds: a document past one is dead-lettered with the bound named, "
+     "before it can hold a worker or its memory."),
+    CG_CONFIG_ROW_INT("xml.max_document_bytes", cg_config_t, xml.max_bytes, "67108864", 64, 2147483647,
+     "Largest document accepted."),
+    CG_CONFIG_ROW_INT("xml.max_depth", cg_config_t, xml.max_depth, "256", 1, 256,
+     "Deepest element nesting (libxml2 allows 256)."),
+    CG_CONFIG_ROW_INT("xml.max_attributes", cg_config_t, xml.max_attributes, "256", 1, 10000,
+     "Most attributes of one element, namespace declarations included; checked before parsing, "
+     "since libxml2's time grows with the square of an element's attributes."),
+    CG_CONFIG_ROW_INT("xml.max_nodes", cg_config_t, xml.max_nodes, "1000000", 1000, 100000000,
+     "Most nodes in one document (elements, attributes and text): the bound on a parse's "
+     "memory, about 140 bytes an element and 250 an attribute. A C-CDA averages ~29 bytes of "
+     "document a node, so the default takes a ~29 MB document and at most ~250 MB a worker."),
     CG_CONFIG_ROW_GROUP("pseudonym",
      "The key of the HMAC that turns patient identifiers into person_id; it never appears in "
      "output, logs or dead letters."),
@@ -824,7 +838,8 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                                .key_env = cfg->key_env,
                                .date_shift_days = cfg->date_shift_days,
                                .source_utc_offset = cfg->source_utc_offset,
-                               .hl7 = &cfg->hl7};
+                               .hl7 = &cfg->hl7,
+                               .xml = &cfg->xml};
 }
 
 void cg_config_write_reference(FILE *out)

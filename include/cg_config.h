@@ -147,6 +147,7 @@ typedef struct cg_config {
     char *cohorts;        /* resolved cohorts.path, or NULL for none */
     char *cohort_topic;   /* cohorts.topic template */
     cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */
+    cg_xml_options_t xml; /* xml.*: the decoder's bounds */
     char *hl7_charset;
     char *metrics_listen; /* metrics.listen: HOST:PORT, or "off" */
     int metrics_health_grace_ms;

@@ -26,6 +26,10 @@ typedef struct cg_xml_options {
     /* most attributes of one element (namespace declarations included); default 256. Checked
      * before parsing: libxml2 spends quadratic time on an element's attributes */
     unsigned max_attributes;
+    /* most nodes in one document: elements, attributes and text nodes; default 1,000,000. The
+     * tree takes ~140 bytes an element and ~250 an attribute, so this bounds a parse's memory
+     * (a C-CDA averages ~29 bytes of document a node: 1,000,000 nodes is a ~29 MB document) */
+    unsigned long max_nodes;
     /* Encoding of documents without an XML declaration's encoding and without a BOM, as an
      * iconv name ("GB18030"); NULL or "" for UTF-8 (the XML default). Copied by cg_xml_doc_new. */
     const char *default_encoding;

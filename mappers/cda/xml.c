@@ -54,6 +54,7 @@
 #define CG_XML_DEFAULT_MAX_BYTES ((size_t)64 << 20)
 #define CG_XML_DEFAULT_MAX_DEPTH 256u
 #define CG_XML_DEFAULT_MAX_ATTRS 256u
+#define CG_XML_DEFAULT_MAX_NODES 1000000ul
 
 /* NOCDATA: CDATA becomes plain text, so a value reads the same either way. COMPACT: short text
  * lives inside its node (fewer mallocs). BIG_LINES: line numbers past 65535 stay right for
@@ -300,6 +301,7 @@ struct cg_xml_doc {
     int refused;         /* we stopped the parser: the result is discarded */
     int charset;         /* an encoding conversion failed (libxml2 says where only vaguely) */
     unsigned depth;      /* open elements */
+    unsigned long nodes; /* elements, attributes and text nodes so far (max_nodes) */
     unsigned keep_depth; /* depth of the outermost open element whose blank text is kept; 0 none */
     const xmlChar *hl7_uri; /* the dictionary's copy of urn:hl7-org:v3 in this parse, once seen */
 };
@@ -309,6 +311,7 @@ void cg_xml_options_default(cg_xml_options_t *o)
     o->max_bytes = CG_XML_DEFAULT_MAX_BYTES;
     o->max_depth = CG_XML_DEFAULT_MAX_DEPTH;
     o->max_attributes = CG_XML_DEFAULT_MAX_ATTRS;
+    o->max_nodes = CG_XML_DEFAULT_MAX_NODES;
     o->default_encoding = NULL;
     o->keep_blank_text = 0;
 }
@@ -608,6 +611,14 @@ static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar 
         refuse(c, "elements nested deeper than %u", d->opts.max_depth);
         return;
     }
+    /* the tree costs about 140 bytes an element and 250 an attribute (its value is a text
+     * node): a bound on nodes is a bound on memory, whatever the document's size */
+    d->nodes += 1 + (unsigned)nb_attributes;
+    if (d->nodes > d->opts.max_nodes) {
+        refuse(c, "more than %lu nodes (elements, attributes and text; xml.max_nodes)",
+               d->opts.max_nodes);
+        return;
+    }
     xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
                           nb_defaulted, attributes);
     d->depth++;
@@ -642,6 +653,12 @@ static void on_characters(void *ctx, const xmlChar *ch, int len)
             i++;
         if (i == len)
             return;
+    }
+    if (!(c->node && c->node->last && c->node->last->type == XML_TEXT_NODE) &&
+        ++d->nodes > d->opts.max_nodes) { /* a new text node, not a continued one */
+        refuse(c, "more than %lu nodes (elements, attributes and text; xml.max_nodes)",
+               d->opts.max_nodes);
+        return;
     }
     xmlSAX2Characters(ctx, ch, len);
 }
@@ -806,6 +823,8 @@ cg_xml_doc_t *cg_xml_doc_new(const cg_xml_options_t *opts)
             d->opts.max_depth = opts->max_depth;
         if (opts->max_attributes)
             d->opts.max_attributes = opts->max_attributes;
+        if (opts->max_nodes)
+            d->opts.max_nodes = opts->max_nodes;
         d->opts.keep_blank_text = opts->keep_blank_text;
         if (!is_utf8_name(opts->default_encoding)) {
             d->default_encoding = strdup(opts->default_encoding);
@@ -925,6 +944,7 @@ static cg_err_t parse_doc(cg_xml_doc_t *d, const char *buf, size_t len, cg_error
     memset(&d->first, 0, sizeof(d->first));
     d->have_error = d->first_fatal = d->refused = d->charset = 0;
     d->depth = d->keep_depth = 0;
+    d->nodes = 0;
     d->hl7_uri = NULL;
     /* the spare arena (the current document stays readable if this parse fails) */
     arena_t *arena = arenas_usable() ? &d->arenas[!d->cur] : NULL;

@@ -517,6 +517,40 @@ static void test_size_limit(void **state)
     cg_xml_doc_destroy(d);
 }
 
+/* Elements, attributes and text nodes count against max_nodes; past it the parse stops (and
+ * with it the tree's memory), the bound named; blank indentation that is dropped costs none. */
+static void test_node_limit(void **state)
+{
+    (void)state;
+    cg_xml_options_t o;
+    cg_xml_options_default(&o);
+    assert_int_equal(o.max_nodes, 1000000);
+    o.max_nodes = 1000;
+    cg_xml_doc_t *d = cg_xml_doc_new(&o);
+    cg_buf_t b;
+    cg_buf_init(&b);
+    /* the root, then n elements of one attribute and one text node each: 1 + 3n nodes */
+    for (int n = 333; n <= 334; n++) {
+        cg_buf_reset(&b);
+        cg_buf_puts(&b, "<r xmlns=\"urn:hl7-org:v3\">\n");
+        for (int i = 0; i < n; i++)
+            cg_buf_printf(&b, "  <v a=\"%d\">x</v>\n", i);
+        cg_buf_puts(&b, "</r>");
+        cg_error_t e;
+        cg_err_t rc = cg_xml_parse(d, b.data, b.len, &e);
+        if (n == 333) {
+            assert_int_equal(rc, CG_OK); /* 1,000 nodes: at the limit */
+        } else {
+            assert_int_equal(rc, CG_ERR_XML);
+            assert_string_equal(
+                e.text, "more than 1000 nodes (elements, attributes and text; xml.max_nodes)");
+            assert_int_equal(e.line, 335);
+        }
+    }
+    cg_buf_free(&b);
+    cg_xml_doc_destroy(d);
+}
+
 static void test_truncated_and_not_xml(void **state)
 {
     (void)state;
@@ -1132,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_hostile_globals),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_node_limit),
         cmocka_unit_test(test_truncated_and_not_xml),
         cmocka_unit_test(test_gb18030),
         cmocka_unit_test(test_latin1),
