@@ -33,6 +33,11 @@ static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
         return -1;
     for (int i = 0; i < gw->n_workers; i++)
         gw->workers[i].mw = mws[i];
+    /* what `check` warns about (a spec whose lookups find no vocabulary) */
+    const cg_error_t *warns;
+    size_t n_warns = cg_mapping_warnings(gw->mapping, &warns);
+    for (size_t i = 0; i < n_warns; i++)
+        cg_log(CG_LOG_WARN, "mapping.warning", "%s: %s", warns[i].file, warns[i].text);
     const cg_cohortset_t *cohorts = cg_mapping_cohorts(gw->mapping);
     if (cohorts)
         cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s", cg_cohortset_count(cohorts),

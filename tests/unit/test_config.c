@@ -167,8 +167,10 @@ static void test_embedded_paths_resolve_against_config_dir(void **state)
     assert_int_equal(kc->n_preload, 2);
     assert_string_equal(kc->preload[0].dir, "/base/feeds");
     assert_string_equal(kc->preload[1].dir, "/abs");
-    assert_string_equal(c->specs, "/base/specs");
-    assert_string_equal(c->vocab, "/v");
+    assert_int_equal(c->n_specs, 1);
+    assert_string_equal(c->specs[0], "/base/specs");
+    assert_int_equal(c->n_vocab, 1);
+    assert_string_equal(c->vocab[0], "/v");
     assert_string_equal(c->key_file, "/base/k");
     assert_string_equal(c->key_env, "COHORTGATE_PSEUDONYM_KEY");
     assert_null(c->athena);
