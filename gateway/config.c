@@ -96,7 +96,8 @@ const cg_config_map_t cg_config_core_map[] = {
      "layer, in order."),
     CG_CONFIG_ROW_STRING("mapping.athena", cg_config_t, athena, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Folder with OHDSI Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv, loaded after the "
-     "tables; empty for none."),
+     "first vocabulary layer (its ids win over the shipped tables) and before the others (a "
+     "site's rows win over Athena's); empty for none."),
     CG_CONFIG_ROW_STRING("mapping.source_utc_offset", cg_config_t, source_utc_offset, "", CG_CONFIG_F_EMPTY,
      "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."),
     CG_CONFIG_ROW_GROUP("cohorts",

@@ -29,7 +29,8 @@
  * file or a folder of *.json specs; a vocabulary layer a folder of *.csv tables or one table
  * (project tables and SOURCE_TO_CONCEPT_MAP files, cg_vocab.h). Without vocabulary layers,
  * each spec layer's vocab/ folder (cg_spec_vocab_dir) is one, in the spec layers' order. An
- * Athena folder loads after every layer. */
+ * Athena folder loads after the first vocabulary layer (the base: its ids win over the shipped
+ * tables') and before the others (a site's rows win over Athena's). */
 
 /* What to load. Strings are borrowed for the duration of cg_mapping_load() only. */
 typedef struct cg_mapping_opts {

@@ -82,7 +82,8 @@ static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo
                            .xml = &b->xml};
 }
 
-/* Loads the vocabulary layers of o (or the spec layers' vocab/ folders) into b. -1 on errors. */
+/* Loads the vocabulary layers of o (or the spec layers' vocab/ folders) into b, and Athena after
+ * the first of them. -1 on errors. */
 static int vocab_layers(mapping_base_t *b, const cg_mapping_opts_t *o, cg_error_t *errs,
                         size_t max_errs, size_t *n_errs)
 {
@@ -106,7 +107,23 @@ static int vocab_layers(mapping_base_t *b, const cg_mapping_opts_t *o, cg_error_
     for (size_t i = 0; found && i < b->n_spec_paths; i++)
         if (cg_spec_vocab_dir(b->spec_paths[i], found[k], sizeof(found[k])))
             paths[k] = found[k], k++;
-    int rc = cg_mapping__vocab_layers(&b->vocab_layers, b->vocab, paths, k, errs, max_errs, n_errs);
+    /* Athena completes the base layer (its ids win over the shipped tables'), and a site's
+     * layers go over both: a site's decision about a code is the last word */
+    size_t base = k ? 1 : 0;
+    int rc =
+        cg_mapping__vocab_layers(&b->vocab_layers, b->vocab, paths, base, errs, max_errs, n_errs);
+    if (!rc && o->athena) {
+        cg_error_t e;
+        if (cg_vocab_load_athena(b->vocab, o->athena, NULL, 0, &e) != CG_OK) {
+            if (*n_errs < max_errs)
+                errs[*n_errs] = e;
+            ++*n_errs;
+            rc = -1;
+        }
+    }
+    if (!rc)
+        rc = cg_mapping__vocab_layers(&b->vocab_layers, b->vocab, paths + base, k - base, errs,
+                                      max_errs, n_errs);
     free(found);
     free(paths);
     return rc;
@@ -150,15 +167,6 @@ static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, s
      * vocabulary layers, each spec layer's vocab/ folder is one. */
     if (vocab_layers(b, o, errs, max_errs, n_errs))
         goto fail;
-    if (o->athena) {
-        cg_error_t e;
-        if (cg_vocab_load_athena(b->vocab, o->athena, NULL, 0, &e) != CG_OK) {
-            if (max_errs)
-                errs[0] = e;
-            *n_errs = 1;
-            goto fail;
-        }
-    }
     /* source-to-concept rows take their target's domain, from whichever layer or Athena */
     cg_vocab_resolve_domains(b->vocab);
     if (!o->no_key) {

@@ -294,6 +294,23 @@ static void test_layers_override(void **state)
     cg_mapping_destroy(r);
     cg_mapping_destroy(m);
 
+    /* Athena completes the base layer: a site's row still wins over Athena's 4548-4 */
+    const char *vlayers[] = {vocab};
+    cg_mapping_opts_t oa = {.specs = CG_SOURCE_DIR "/specs",
+                            .vocab = CG_SOURCE_DIR "/specs/vocab",
+                            .more_vocab = vlayers,
+                            .n_more_vocab = 1,
+                            .athena = CG_TEST_FIXTURES "/vocab/athena",
+                            .no_key = 1};
+    assert_non_null(m = cg_mapping_load(&oa, errs, 4, &n));
+    cg_vocab_hit_t hit;
+    assert_true(cg_vocab_lookup(cg_mapping_vocab(m), (cg_slice_t){"LOINC", 5},
+                                (cg_slice_t){"4548-4", 6}, &hit));
+    assert_int_equal(hit.concept_id, 3004501);
+    assert_true(cg_vocab_lookup(cg_mapping_vocab(m), (cg_slice_t){"ICD10CM", 7},
+                                (cg_slice_t){"X01.1", 5}, NULL)); /* and Athena's own codes */
+    cg_mapping_destroy(m);
+
     /* the same name twice within one layer is still an error */
     write_text(site, "my-oru-again.json",
                "{\"spec\": \"hl7v2-oru-omop\", \"version\": 8, \"input\": {\"format\": "
