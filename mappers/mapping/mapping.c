@@ -222,9 +222,11 @@ static cg_mapping_t *compile(mapping_base_t *b, cg_error_t *errs, size_t max_err
         plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
         goto fail;
     }
-    memcpy(m->layers, sl->layers, sl->n_layers * sizeof(*m->layers));
-    memcpy(m->layers + sl->n_layers, b->vocab_layers.layers,
-           b->vocab_layers.n_layers * sizeof(*m->layers));
+    if (sl->n_layers)
+        memcpy(m->layers, sl->layers, sl->n_layers * sizeof(*m->layers));
+    if (b->vocab_layers.n_layers) /* none: each spec layer without a vocab/ folder */
+        memcpy(m->layers + sl->n_layers, b->vocab_layers.layers,
+               b->vocab_layers.n_layers * sizeof(*m->layers));
     if (b->cohorts_path &&
         !(m->cohorts = cg_cohortset_load(b->cohorts_path, errs, max_errs, n_errs)))
         goto fail;
