@@ -141,6 +141,14 @@ has "$tmp/out" "vocab layer 2 .*site/vocab: 4 code\\(s\\) \\(99HLAB, 99HIMG\\), 
 # a site spec folder alone has no vocabulary: a warning, not silence (exit 0)
 expect 0 "check a site layer alone" -- "$cg" check --spec "$site/specs"
 has "$tmp/err" "site-omi-omop.json: warning: spec 'site-omi-omop' looks codes up .* no vocabulary is loaded" "check warns about lookups with no vocabulary"
+cat >"$tmp/layers.json" <<EOF
+{"inputs": [{"topic": "raw"}], "kafka": {"bootstrap.servers": "127.0.0.1:9"},
+ "pseudonym": {"key_file": "$src/tests/golden/key"},
+ "mapping": {"specs": ["$src/specs", "$site/specs"], "vocab": ["$src/specs/vocab", "$site/vocab"]}}
+EOF
+expect 0 "check -c with layer lists" -- "$cg" check -c "$tmp/layers.json"
+has "$tmp/out" "specs layer 2 .*site/specs: 1 spec\\(s\\)" "check -c reports the config's spec layers"
+has "$tmp/out" "vocab layer 2 .*site/vocab: 4 code\\(s\\)" "check -c reports the config's vocabulary layers"
 expect 0 "map with two spec layers" -- "$cg" map --spec "$src/specs" --spec "$site/specs" --vocab "$src/specs/vocab" --vocab "$site/vocab" "$src/tests/golden/site_two_layers/1-oru-local-codes.hl7" "$src/tests/golden/site_two_layers/2-omi-site-spec.hl7"
 has "$tmp/out" '"measurement_concept_id":3004410,.*"measurement_source_value":"GLYHB"' "map looks a local code up in the site's STCM"
 has "$tmp/out" '"spec":"site-omi-omop"' "map applies the site's spec"
