@@ -82,7 +82,7 @@ static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *voca
 {
     static cg_error_t errs[CG_CHECK_MAX_ERRORS];
     size_t n = 0;
-    const char *path = specs->paths[specs->n - 1];
+    const char *path = specs->paths[0]; /* the base layer names the set, as before layers */
     /* no key is needed to compile: it is used when mapping */
     cg_mapping_opts_t mo = {.no_key = 1};
     cg_cli_layers_opts(specs, vocab, &mo);
@@ -92,7 +92,10 @@ static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *voca
         fprintf(stderr, "%s: %zu error(s)\n", path, n);
         return CG_EXIT_FAILURE;
     }
-    printf("%s: ok (%zu spec(s))\n", path, cg_specset_count(cg_mapping_specs(m)));
+    printf("%s: ok (%zu spec(s)", path, cg_specset_count(cg_mapping_specs(m)));
+    if (specs->n > 1)
+        printf(" from %zu layers", specs->n);
+    printf(")\n");
     cg_cli_print_layers(stdout, m);
     cg_cli_print_warnings(stderr, m);
     cg_mapping_destroy(m);
@@ -181,8 +184,10 @@ int cg_cli_check(int argc, char **argv)
             fprintf(stderr, "%s: %zu error(s)\n", config, n);
             status = CG_EXIT_FAILURE;
         } else {
-            printf("%s: ok (%zu spec(s))\n", cfg->specs[cfg->n_specs - 1],
-                   cg_specset_count(cg_mapping_specs(m)));
+            printf("%s: ok (%zu spec(s)", cfg->specs[0], cg_specset_count(cg_mapping_specs(m)));
+            if (cfg->n_specs > 1)
+                printf(" from %zu layers", cfg->n_specs);
+            printf(")\n");
             cg_cli_print_layers(stdout, m);
             cg_cli_print_warnings(stderr, m);
             if (cfg->cohorts)

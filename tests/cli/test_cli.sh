@@ -135,7 +135,7 @@ expect 0 "check -c demo" -- "$cg" check -c "$src/config/demo.json"
 # layers: --spec twice adds (a second --spec used to replace the first); check reports each layer
 site="$src/tests/golden/site_two_layers/site"
 expect 0 "check --spec twice" -- "$cg" check --spec "$src/specs" --spec "$site/specs" --vocab "$src/specs/vocab" --vocab "$site/vocab"
-has "$tmp/out" "ok \\(9 spec\\(s\\)\\)" "check compiles both spec layers"
+has "$tmp/out" "specs: ok \\(9 spec\\(s\\) from 2 layers\\)" "check compiles both spec layers"
 has "$tmp/out" "specs layer 2 .*site/specs: 1 spec\\(s\\) \\(site-omi-omop\\)" "check names what the site layer adds"
 has "$tmp/out" "vocab layer 2 .*site/vocab: 4 code\\(s\\) \\(99HLAB, 99HIMG\\), 2 reviewed as no mapping" "check counts the site's vocabulary"
 # a site spec folder alone has no vocabulary: a warning, not silence (exit 0)
