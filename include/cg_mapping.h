@@ -87,7 +87,8 @@ typedef enum cg_mapping_layer_kind {
 typedef struct cg_mapping_layer {
     cg_mapping_layer_kind_t kind;
     const char *path;
-    size_t n_items;        /* specs: its specs in use; vocab: the codes it set */
+    size_t n_items;        /* specs: its specs in use; vocab: the codes it set (an Athena folder,
+                            * whose items start with "Athena": the codes it added) */
     size_t n_overrides;    /* of them, replacing an earlier layer's spec (by name) or code */
     size_t n_overridden;   /* specs: its specs a later layer replaced */
     const char *items;     /* specs: the names in use; vocab: its vocabulary_ids (", ") */

@@ -3,6 +3,8 @@
  * (cg_cli.h). */
 #include "cg_cli.h"
 
+#include <string.h>
+
 int cg_cli_layers_add(cg_cli_layers_t *l, const char *cmd, const char *option, const char *path)
 {
     if (l->n == CG_CLI_MAX_LAYERS) {
@@ -40,7 +42,11 @@ void cg_cli_print_layers(FILE *out, const cg_mapping_t *m)
             if (l[i].n_overrides)
                 fprintf(out, "; overrides %s", l[i].overrides);
         } else {
-            fprintf(out, "  vocab layer %zu %s: %zu code(s)", ++n_vocab, l[i].path, l[i].n_items);
+            int athena = !strncmp(l[i].items, "Athena", 6);
+            fprintf(out,
+                    athena ? "  vocab layer %zu %s: %zu new code(s)"
+                           : "  vocab layer %zu %s: %zu code(s)",
+                    ++n_vocab, l[i].path, l[i].n_items);
             if (l[i].n_items)
                 fprintf(out, " (%s)", l[i].items);
             if (l[i].unmapped)

@@ -256,6 +256,17 @@ int cg_mapping__vocab_layers(layer_set_t *ls, cg_vocab_t *v, const char *const *
     return failed ? -1 : 0;
 }
 
+int cg_mapping__athena_layer(layer_set_t *ls, const char *dir, size_t n_codes)
+{
+    cg_mapping_layer_t *l = add_layer(ls, CG_MAPPING_LAYER_VOCAB, dir);
+    if (!l)
+        return -1;
+    l->n_items = n_codes;
+    l->items = strdup("Athena: CONCEPT.csv, CONCEPT_RELATIONSHIP.csv");
+    l->overrides = strdup("");
+    return l->items && l->overrides ? 0 : -1;
+}
+
 /* ---- warnings ---- */
 
 static void warn(layer_set_t *ls, const char *file, const char *fmt, ...)

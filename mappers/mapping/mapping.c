@@ -114,10 +114,15 @@ static int vocab_layers(mapping_base_t *b, const cg_mapping_opts_t *o, cg_error_
         cg_mapping__vocab_layers(&b->vocab_layers, b->vocab, paths, base, errs, max_errs, n_errs);
     if (!rc && o->athena) {
         cg_error_t e;
+        size_t before = cg_vocab_count(b->vocab);
         if (cg_vocab_load_athena(b->vocab, o->athena, NULL, 0, &e) != CG_OK) {
             if (*n_errs < max_errs)
                 errs[*n_errs] = e;
             ++*n_errs;
+            rc = -1;
+        } else if (cg_mapping__athena_layer(&b->vocab_layers, o->athena,
+                                            cg_vocab_count(b->vocab) - before)) {
+            plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
             rc = -1;
         }
     }

@@ -39,6 +39,8 @@ int cg_mapping__spec_layers(layer_set_t *ls, const char *const *paths, size_t n,
  * one VOCAB report per layer. -1 when any layer had an error (all of them in errs). */
 int cg_mapping__vocab_layers(layer_set_t *ls, cg_vocab_t *v, const char *const *paths, size_t n,
                              cg_error_t *errs, size_t max_errs, size_t *n_errs);
+/* Adds a VOCAB report for an Athena folder that added n_codes new keys. -1 out of memory. */
+int cg_mapping__athena_layer(layer_set_t *ls, const char *dir, size_t n_codes);
 /* Adds a warning for each spec in ls->files whose lookups find no loaded vocabulary. */
 void cg_mapping__lookup_warnings(layer_set_t *ls, const cg_vocab_t *v);
 /* NULL-safe on its members; leaves ls zeroed. */

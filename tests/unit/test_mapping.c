@@ -307,6 +307,11 @@ static void test_layers_override(void **state)
     assert_true(cg_vocab_lookup(cg_mapping_vocab(m), (cg_slice_t){"LOINC", 5},
                                 (cg_slice_t){"4548-4", 6}, &hit));
     assert_int_equal(hit.concept_id, 3004501);
+    assert_int_equal(cg_mapping_layers(m, &l), 4); /* specs; shipped, Athena, site vocab */
+    assert_string_equal(l[1].path, CG_SOURCE_DIR "/specs/vocab");
+    assert_non_null(strstr(l[2].items, "Athena"));
+    assert_true(l[2].n_items > 0);
+    assert_int_equal(l[3].n_overrides, 1); /* over Athena's 4548-4 */
     assert_true(cg_vocab_lookup(cg_mapping_vocab(m), (cg_slice_t){"ICD10CM", 7},
                                 (cg_slice_t){"X01.1", 5}, NULL)); /* and Athena's own codes */
     cg_mapping_destroy(m);
