@@ -86,16 +86,22 @@ const cg_config_map_t cg_config_core_map[] = {
      "series, so that many topic or spec names cannot grow memory without end."),
     CG_CONFIG_ROW_GROUP("mapping",
      "How messages become records."),
-    CG_CONFIG_ROW_STRING("mapping.specs", cg_config_t, specs, NULL, CG_CONFIG_F_PATH,
-     "Mapping spec file, or folder of *.json specs (see specs/README.md); relative to the config "
-     "file. Every spec whose input matches a message applies to it; a message no spec takes is "
-     "dead-lettered, one only \"no_research_content\" specs take is consumed and counted "
-     "(cohortgate_inputs_total)."),
-    CG_CONFIG_ROW_STRING("mapping.vocab", cg_config_t, vocab, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
-     "Folder of vocabulary tables (*.csv); default: the vocab/ folder beside the specs."),
+    CG_CONFIG_ROW_STRINGS("mapping.specs", cg_config_t, specs, n_specs, NULL, CG_CONFIG_F_PATH,
+     "Mapping spec file, or folder of *.json specs (see specs/README.md), or a list of them: "
+     "layers, the shipped specs/ first and a site's folders after it, where a spec replaces an "
+     "earlier layer's spec of the same name (\"spec\"); relative to the config file. Every spec "
+     "whose input matches a message applies to it; a message no spec takes is dead-lettered, one "
+     "only \"no_research_content\" specs take is consumed and counted (cohortgate_inputs_total). "
+     "`cohortgate check` prints what each layer contributed and overrode."),
+    CG_CONFIG_ROW_STRINGS("mapping.vocab", cg_config_t, vocab, n_vocab, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Vocabulary layers: a folder of tables (*.csv: project tables or OMOP SOURCE_TO_CONCEPT_MAP "
+     "files, see specs/vocab/README.md), one such file, or a list of them, where a row replaces an "
+     "earlier layer's row of the same (vocabulary, code). Default: the vocab/ folder of each spec "
+     "layer, in order."),
     CG_CONFIG_ROW_STRING("mapping.athena", cg_config_t, athena, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Folder with OHDSI Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv, loaded after the "
-     "tables; empty for none."),
+     "first vocabulary layer (its ids win over the shipped tables) and before the others (a "
+     "site's rows win over Athena's); empty for none."),
     CG_CONFIG_ROW_STRING("mapping.source_utc_offset", cg_config_t, source_utc_offset, "", CG_CONFIG_F_EMPTY,
      "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."),
     CG_CONFIG_ROW_GROUP("cohorts",
@@ -340,6 +346,26 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
         if (!json_is_object(v))
             return walk_fail(w, "'%s' must be an object%s", name, "");
         return walk_object(w, v, name);
+    case CG_CONFIG_STRINGS: {
+        json_t *one = v;
+        if (json_is_array(v)) {
+            if (!json_array_size(v) && !(p->flags & CG_CONFIG_F_EMPTY))
+                return walk_fail(w, "'%s' must not be an empty list%s", name, "");
+            size_t i;
+            json_array_foreach(v, i, one)
+            {
+                if (!json_is_string(one) || !json_string_length(one))
+                    return walk_fail(w, "each element of '%s' must be a non-empty string%s", name,
+                                     "");
+            }
+            return CG_OK;
+        }
+        if (!json_is_string(one))
+            return walk_fail(w, "'%s' must be a string or a list of strings%s", name, "");
+        if (json_string_length(v) == 0 && !(p->flags & CG_CONFIG_F_EMPTY))
+            return walk_fail(w, "'%s' must not be empty%s", name, "");
+        return CG_OK;
+    }
     case CG_CONFIG_MAP: {
         if (!json_is_object(v))
             return walk_fail(w, "'%s' must be an object of librdkafka properties%s", name, "");
@@ -563,6 +589,25 @@ static int fill(const cg_config_map_t *map, const char *prefix, json_t *obj, voi
                     return -1;
             break;
         }
+        case CG_CONFIG_STRINGS: {
+            /* a string is a list of one; "" or [] (with F_EMPTY) and no default are none */
+            size_t n = json_is_array(v) ? json_array_size(v) : 1;
+            const char *one = json_is_string(v) ? json_string_value(v) : p->def;
+            if (!json_is_array(v) && (!one || (!*one && (p->flags & CG_CONFIG_F_EMPTY))))
+                n = 0;
+            char **list = n ? calloc(n, sizeof(*list)) : NULL;
+            if (n && !list)
+                return -1;
+            memcpy(field, &list, sizeof(list));
+            memcpy((char *)base + p->count_offset, &n, sizeof(n));
+            for (size_t i = 0; i < n; i++) {
+                const char *str = json_is_array(v) ? json_string_value(json_array_get(v, i)) : one;
+                list[i] = (p->flags & CG_CONFIG_F_PATH) ? resolve(base_dir, str) : strdup(str);
+                if (!list[i])
+                    return -1;
+            }
+            break;
+        }
         case CG_CONFIG_OBJECT:
             break;
         }
@@ -578,14 +623,17 @@ static void unfill(const cg_config_map_t *map, const char *prefix, void *base)
         if (strncmp(p->name, prefix, pl) || strstr(p->name + pl, "[]") ||
             p->offset == CG_CONFIG_NO_FIELD ||
             (p->type != CG_CONFIG_STRING && p->type != CG_CONFIG_MAP &&
-             p->type != CG_CONFIG_ARRAY)) /* only these own memory */
+             p->type != CG_CONFIG_ARRAY && p->type != CG_CONFIG_STRINGS)) /* these own memory */
             continue;
         char *field = (char *)base + p->offset;
         void *ptr;
         memcpy(&ptr, field, sizeof(ptr));
         size_t n = 0;
-        if (p->type == CG_CONFIG_MAP || p->type == CG_CONFIG_ARRAY)
+        if (p->type == CG_CONFIG_MAP || p->type == CG_CONFIG_ARRAY || p->type == CG_CONFIG_STRINGS)
             memcpy(&n, (char *)base + p->count_offset, sizeof(n));
+        if (p->type == CG_CONFIG_STRINGS)
+            for (size_t i = 0; ptr && i < n; i++)
+                free(((char **)ptr)[i]);
         if (p->type == CG_CONFIG_MAP) {
             cg_config_kv_t *kv = ptr;
             for (size_t i = 0; kv && i < n; i++) {
@@ -830,22 +878,29 @@ void cg_config_destroy(cg_config_t *c)
 
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
 {
-    *out = (cg_mapping_opts_t){.specs = cfg->specs,
-                               .vocab = cfg->vocab,
-                               .athena = cfg->athena,
-                               .cohorts = cfg->cohorts,
-                               .key_file = cfg->key_file,
-                               .key_env = cfg->key_env,
-                               .date_shift_days = cfg->date_shift_days,
-                               .source_utc_offset = cfg->source_utc_offset,
-                               .hl7 = &cfg->hl7,
-                               .xml = &cfg->xml};
+    /* the first layer and the layers over it */
+    *out =
+        (cg_mapping_opts_t){.specs = cfg->n_specs ? cfg->specs[0] : NULL,
+                            .more_specs = cfg->n_specs ? (const char *const *)cfg->specs + 1 : NULL,
+                            .n_more_specs = cfg->n_specs ? cfg->n_specs - 1 : 0,
+                            .vocab = cfg->n_vocab ? cfg->vocab[0] : NULL,
+                            .more_vocab = cfg->n_vocab ? (const char *const *)cfg->vocab + 1 : NULL,
+                            .n_more_vocab = cfg->n_vocab ? cfg->n_vocab - 1 : 0,
+                            .athena = cfg->athena,
+                            .cohorts = cfg->cohorts,
+                            .key_file = cfg->key_file,
+                            .key_env = cfg->key_env,
+                            .date_shift_days = cfg->date_shift_days,
+                            .source_utc_offset = cfg->source_utc_offset,
+                            .hl7 = &cfg->hl7,
+                            .xml = &cfg->xml};
 }
 
 void cg_config_write_reference(FILE *out)
 {
-    static const char *const type_names[] = {"string", "integer", "boolean", "enum",
-                                             "array",  "object",  "map"};
+    static const char *const type_names[] = {
+        "string", "integer", "boolean", "enum",
+        "array",  "object",  "map",     "string or list of strings"};
     fprintf(out, "| setting | type | default | description |\n|---|---|---|---|\n");
     const cg_config_map_t *m;
     for (size_t i = 0; (m = map_at(i)) != NULL; i++)
@@ -864,7 +919,9 @@ void cg_config_write_reference(FILE *out)
             if (p->def)
                 fprintf(out, " | `%s` | %s |\n", p->def, p->desc);
             else
-                fprintf(out, " | %s | %s |\n", p->type == CG_CONFIG_STRING ? "required" : "",
+                fprintf(out, " | %s | %s |\n",
+                        p->type == CG_CONFIG_STRING || p->type == CG_CONFIG_STRINGS ? "required"
+                                                                                    : "",
                         p->desc);
         }
 }

@@ -35,6 +35,23 @@ int cg_cli_schema(int argc, char **argv);
  * line, at most max of them, then how many more there were. */
 void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max);
 
+/* --spec and --vocab given more than once (map, test, check): layers in the order given, the
+ * first the base (cg_mapping.h). */
+#define CG_CLI_MAX_LAYERS 32
+typedef struct cg_cli_layers {
+    const char *paths[CG_CLI_MAX_LAYERS];
+    size_t n;
+} cg_cli_layers_t;
+/* Adds a layer; -1 after printing "cohortgate CMD: too many OPTION layers" to stderr. */
+int cg_cli_layers_add(cg_cli_layers_t *l, const char *cmd, const char *option, const char *path);
+/* Sets mo's specs, more_specs, vocab and more_vocab from the layers (which must outlive mo). */
+void cg_cli_layers_opts(const cg_cli_layers_t *specs, const cg_cli_layers_t *vocab,
+                        cg_mapping_opts_t *mo);
+/* What each layer of m contributed and overrode, one line a layer ("  specs layer 2 DIR: ..."),
+ * to out; its warnings as "FILE: warning: TEXT" to warn. */
+void cg_cli_print_layers(FILE *out, const cg_mapping_t *m);
+void cg_cli_print_warnings(FILE *warn, const cg_mapping_t *m);
+
 /* Loads a config file for run, listen and check; NULL after printing its error to stderr. */
 typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);

@@ -22,10 +22,11 @@ typedef enum cg_config_type {
     CG_CONFIG_STRING,
     CG_CONFIG_INT,
     CG_CONFIG_BOOL,
-    CG_CONFIG_ENUM,   /* a string from a |-separated list */
-    CG_CONFIG_ARRAY,  /* an array of objects whose fields are rows named "NAME[].field" */
-    CG_CONFIG_OBJECT, /* a group of settings */
-    CG_CONFIG_MAP,    /* free-form string map, passed through (kafka) */
+    CG_CONFIG_ENUM,    /* a string from a |-separated list */
+    CG_CONFIG_ARRAY,   /* an array of objects whose fields are rows named "NAME[].field" */
+    CG_CONFIG_OBJECT,  /* a group of settings */
+    CG_CONFIG_MAP,     /* free-form string map, passed through (kafka) */
+    CG_CONFIG_STRINGS, /* a string or an array of strings (layers) */
 } cg_config_type_t;
 
 /* One setting (a row of a config map, as Fluent Bit's struct flb_config_map and librdkafka's
@@ -85,6 +86,13 @@ typedef struct cg_config_map {
         name, CG_CONFIG_MAP, NULL, NULL, 0, 0, desc, offsetof(st, field), 0, offsetof(st, count),  \
             0                                                                                      \
     }
+/* STRINGS: a char ** (owned, NULL when none) plus a size_t count; a single string is a list of
+ * one. CG_CONFIG_F_PATH resolves each, CG_CONFIG_F_EMPTY makes "" (or []) none. */
+#define CG_CONFIG_ROW_STRINGS(name, st, field, count, def, flags, desc)                            \
+    {                                                                                              \
+        name, CG_CONFIG_STRINGS, def, NULL, 0, 0, desc, offsetof(st, field), sizeof(char **),      \
+            offsetof(st, count), flags                                                             \
+    }
 #define CG_CONFIG_ROW_END                                                                          \
     {                                                                                              \
         NULL, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0                                                \
@@ -134,11 +142,13 @@ typedef struct cg_config {
     cg_delivery_semantics_t semantics;
     int transaction_max_messages;
     int drain_timeout_ms;
-    int pause_after_ms;      /* a wait on the output side this long pauses the assignment */
-    int workers;             /* decode+map threads; 1 maps on the consumer thread */
-    int log_level;           /* cg_log_level_t */
-    char *specs;             /* resolved path of mapping.specs */
-    char *vocab;             /* resolved, or NULL for the vocab/ folder beside the specs */
+    int pause_after_ms; /* a wait on the output side this long pauses the assignment */
+    int workers;        /* decode+map threads; 1 maps on the consumer thread */
+    int log_level;      /* cg_log_level_t */
+    char **specs;       /* mapping.specs: the spec layers, resolved, base first */
+    size_t n_specs;
+    char **vocab; /* mapping.vocab: the vocabulary layers, or NULL for each spec layer's vocab/ */
+    size_t n_vocab;
     char *athena;            /* resolved, or NULL */
     char *source_utc_offset; /* "+HH:MM" or NULL */
     char *key_file;          /* resolved, or NULL to use key_env */

@@ -22,10 +22,25 @@
 #include "cg_spec.h"
 #include "cg_xml.h"
 
+/* Layers. Specs and vocabularies come in layers, the base first (the shipped specs/ and
+ * specs/vocab/) and a site's folders over it: a spec overrides an earlier layer's spec of the
+ * same name ("spec"), a vocabulary row an earlier layer's row of the same (vocabulary_id,
+ * code); within one layer a name or code twice is an error, as before. A spec layer is a spec
+ * file or a folder of *.json specs; a vocabulary layer a folder of *.csv tables or one table
+ * (project tables and SOURCE_TO_CONCEPT_MAP files, cg_vocab.h). Without vocabulary layers,
+ * each spec layer's vocab/ folder (cg_spec_vocab_dir) is one, in the spec layers' order. An
+ * Athena folder loads after the first vocabulary layer (the base: its ids win over the shipped
+ * tables') and before the others (a site's rows win over Athena's). */
+
 /* What to load. Strings are borrowed for the duration of cg_mapping_load() only. */
 typedef struct cg_mapping_opts {
-    const char *specs;   /* a spec file or a folder of *.json specs; required */
-    const char *vocab;   /* vocabulary folder; NULL: the vocab/ folder of the specs, if any */
+    const char *specs; /* the first spec layer: a spec file or a folder of *.json specs; required */
+    const char *const *more_specs; /* further spec layers, in order (n_more_specs) */
+    size_t n_more_specs;
+    const char *vocab; /* the first vocabulary layer; NULL (and no more_vocab): the vocab/
+                        * folder of each spec layer, if any */
+    const char *const *more_vocab; /* further vocabulary layers, in order (n_more_vocab) */
+    size_t n_more_vocab;
     const char *athena;  /* OHDSI Athena folder (CONCEPT.csv, ...); NULL: none */
     const char *cohorts; /* a cohort file or folder; NULL: no cohort routing */
     /* The pseudonym key: key_file, else the environment variable key_env (NULL for
@@ -62,6 +77,34 @@ const cg_vocab_t *cg_mapping_vocab(const cg_mapping_t *m);
 /* The paths it was loaded from (for logs); cohorts may be NULL. */
 const char *cg_mapping_specs_path(const cg_mapping_t *m);
 const char *cg_mapping_cohorts_path(const cg_mapping_t *m);
+
+/* What one layer contributed, for `check` (cg_mapping_layers). Strings are the bundle's. */
+typedef enum cg_mapping_layer_kind {
+    CG_MAPPING_LAYER_SPECS,
+    CG_MAPPING_LAYER_VOCAB,
+} cg_mapping_layer_kind_t;
+
+typedef struct cg_mapping_layer {
+    cg_mapping_layer_kind_t kind;
+    const char *path;
+    size_t n_items;        /* specs: its specs in use; vocab: the codes it set (an Athena folder,
+                            * whose items start with "Athena": the codes it added) */
+    size_t n_overrides;    /* of them, replacing an earlier layer's spec (by name) or code */
+    size_t n_overridden;   /* specs: its specs a later layer replaced */
+    const char *items;     /* specs: the names in use; vocab: its vocabulary_ids (", ") */
+    const char *overrides; /* specs: "NAME (over FILE)"; vocab: the first few codes,
+                            * "VOCABULARY CODE (was N, now M)" ("; "); "" when none */
+    size_t unmapped;       /* vocab: source-to-concept rows reviewed as "no mapping" */
+    size_t not_valid;      /* vocab: source-to-concept rows left out (invalid_reason, dates) */
+} cg_mapping_layer_t;
+
+/* The spec layers, then the vocabulary layers, as the bundle was loaded (a reload re-reads the
+ * spec layers' folders). */
+size_t cg_mapping_layers(const cg_mapping_t *m, const cg_mapping_layer_t **layers);
+/* What loads but is probably a mistake, each a cg_error_t with the file it concerns (line 0):
+ * a spec whose lookups find no loaded vocabulary (every lookup would give concept 0). `check`
+ * prints them as warnings and `run` logs them. */
+size_t cg_mapping_warnings(const cg_mapping_t *m, const cg_error_t **warnings);
 
 /* A worker for one thread. NULL with a reason in errstr. The bundle must have a key. */
 cg_mapping_worker_t *cg_mapping_worker_new(const cg_mapping_t *m, char *errstr, size_t errstr_size);

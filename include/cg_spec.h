@@ -51,6 +51,10 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 /* The same from text, for tests; name is used in errors. */
 cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
                                      cg_error_t *errs, size_t max_errs, size_t *n_errs);
+/* The same from a list of spec files, compiled in order (the mapping bundle's layers, resolved
+ * to files by cg_mapping_load: a spec name still appears once). */
+cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg_spec_env_t *env,
+                                    cg_error_t *errs, size_t max_errs, size_t *n_errs);
 size_t cg_specset_count(const cg_specset_t *ss);
 /* The vocabulary folder that goes with specs at path: vocab/ inside it when path is a folder,
  * beside it when path is a file. Written to buf; NULL when there is no such folder. */

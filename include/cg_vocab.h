@@ -18,6 +18,21 @@
  *    "no standard concept"; domain_id must be one of cg_vocab_domain_t's names. Every bad line
  *    is reported (up to the caller's cap), with file:line:column and the offending text.
  *    Duplicate keys within one load call are errors.
+ *  - OMOP SOURCE_TO_CONCEPT_MAP files (the CDM table, as Usagi and Athena-style exports write
+ *    it), recognised by a header with source_code, in the same folders and by the same calls;
+ *    comma- or tab-separated (the header line decides), RFC 4180 quoting:
+ *      source_code,source_concept_id,source_vocabulary_id,source_code_description,
+ *      target_concept_id,target_vocabulary_id,valid_start_date,valid_end_date,invalid_reason
+ *    source_code, source_vocabulary_id and target_concept_id are required; the key is
+ *    (source_vocabulary_id, source_code): the vocabulary name a message's coding system gives.
+ *    target_concept_id is the standard concept; 0 means "reviewed, no mapping" (the code is
+ *    known, its concept is 0, no error); source_concept_id (empty: 0) is the code's own concept.
+ *    A row whose invalid_reason is set (D, U) is left out, and so is a row whose validity
+ *    (valid_start_date..valid_end_date, YYYY-MM-DD or YYYYMMDD, empty: open) does not include
+ *    the day it is loaded: a mapping retired or not yet in force. Several valid rows for one
+ *    key (a one-to-many mapping) keep the lowest target and set CG_VOCAB_MULTI_MAP, as Athena's
+ *    "Maps to" does. STCM has no domain: a code takes its target's domain when the target is a
+ *    loaded concept (cg_vocab_resolve_domains), else none.
  *  - OHDSI Athena downloads: CONCEPT.csv and CONCEPT_RELATIONSHIP.csv from a folder
  *    (tab-separated, header row, no quoting), streamed line by line, optionally restricted to a
  *    list of vocabulary_ids; valid "Maps to" relationships give the standard concept. A code
@@ -94,6 +109,29 @@ cg_err_t cg_vocab_load_csv(cg_vocab_t *v, const char *path, cg_error_t *errs, si
  * Same error reporting as cg_vocab_load_csv(). */
 cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs, size_t errs_cap,
                                size_t *n_errs);
+
+/* What the last load call did (cg_vocab_load_csv, _csv_dir, _athena): for `check`'s report of
+ * what each layer contributed and overrode. */
+#define CG_VOCAB_STATS_EXAMPLES 8
+typedef struct cg_vocab_load_stats {
+    size_t codes;      /* keys it set */
+    size_t overridden; /* of them, keys an earlier load call had set (the later one wins) */
+    size_t unmapped;   /* source-to-concept rows with target_concept_id 0: reviewed, no mapping */
+    size_t not_valid;  /* source-to-concept rows left out: invalid_reason, or validity dates */
+    char vocabularies[160]; /* the vocabulary_ids it set, comma-separated ("..." when cut) */
+    size_t n_examples;      /* the first overridden keys, "VOCABULARY CODE (was N, now M)" */
+    char examples[CG_VOCAB_STATS_EXAMPLES][120];
+} cg_vocab_load_stats_t;
+
+void cg_vocab_last_load(const cg_vocab_t *v, cg_vocab_load_stats_t *out);
+
+/* Whether any code of vocabulary_id is loaded; the name may be a coding-system name as for
+ * cg_vocab_lookup_system(). */
+int cg_vocab_has_vocabulary(const cg_vocab_t *v, cg_slice_t system);
+
+/* Gives codes without a domain (source-to-concept rows) their target's domain when the target
+ * is a loaded concept. Call once after the last load. */
+void cg_vocab_resolve_domains(cg_vocab_t *v);
 
 /* Loads Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv from dir. vocabularies (n entries,
  * NULL/0 for all) restricts which codes are keyed; the standard concepts they map to are looked

@@ -22,7 +22,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cohortgate check -c CONFIG\n"
-            "       cohortgate check --spec FILE|DIR\n"
+            "       cohortgate check --spec FILE|DIR [--spec ...] [--vocab DIR|FILE ...]\n"
             "       cohortgate check --reference\n\n"
             "Load a gateway config and everything it names as `run` would (vocabularies, the\n"
             "pseudonym key, specs, cohorts), or compile mapping specs alone with the vocabularies\n"
@@ -31,7 +31,9 @@ static void usage(FILE *out)
             "there is any.\n\n"
             "options:\n"
             "  -c, --config FILE     gateway config to check\n"
-            "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile\n"
+            "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile;\n"
+            "                        again for a layer over the ones before\n"
+            "      --vocab DIR|FILE  a vocabulary layer (default: each spec layer's vocab/)\n"
             "      --reference       print the reference of every config setting (Markdown)\n"
             "  -h, --help            show this help\n");
 }
@@ -76,19 +78,26 @@ static void warn_exposure(const char *config, const cg_config_t *cfg)
     freeaddrinfo(ai);
 }
 
-static int check_specs(const char *path)
+static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *vocab)
 {
     static cg_error_t errs[CG_CHECK_MAX_ERRORS];
     size_t n = 0;
+    const char *path = specs->paths[0]; /* the base layer names the set, as before layers */
     /* no key is needed to compile: it is used when mapping */
-    cg_mapping_opts_t mo = {.specs = path, .no_key = 1};
+    cg_mapping_opts_t mo = {.no_key = 1};
+    cg_cli_layers_opts(specs, vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
     if (!m) {
         print_errors(errs, n);
         fprintf(stderr, "%s: %zu error(s)\n", path, n);
         return CG_EXIT_FAILURE;
     }
-    printf("%s: ok (%zu spec(s))\n", path, cg_specset_count(cg_mapping_specs(m)));
+    printf("%s: ok (%zu spec(s)", path, cg_specset_count(cg_mapping_specs(m)));
+    if (specs->n > 1)
+        printf(" from %zu layers", specs->n);
+    printf(")\n");
+    cg_cli_print_layers(stdout, m);
+    cg_cli_print_warnings(stderr, m);
     cg_mapping_destroy(m);
     return CG_EXIT_OK;
 }
@@ -96,20 +105,21 @@ static int check_specs(const char *path)
 int cg_cli_check(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"spec", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {"reference", no_argument, NULL, 'R'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"spec", required_argument, NULL, 's'},
+        {"vocab", required_argument, NULL, 'v'},  {"help", no_argument, NULL, 'h'},
+        {"reference", no_argument, NULL, 'R'},    {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *spec = NULL;
+    const char *config = NULL;
+    cg_cli_layers_t specs = {.n = 0}, vocab = {.n = 0};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
         if (c == 'c') {
             config = optarg;
-        } else if (c == 's') {
-            spec = optarg;
+        } else if (c == 's' || c == 'v') {
+            if (cg_cli_layers_add(c == 's' ? &specs : &vocab, "check",
+                                  c == 's' ? "--spec" : "--vocab", optarg))
+                return CG_EXIT_USAGE;
         } else if (c == 'R') {
             cg_config_write_reference(stdout);
             return CG_EXIT_OK;
@@ -121,12 +131,12 @@ int cg_cli_check(int argc, char **argv)
             return CG_EXIT_USAGE;
         }
     }
-    if ((!config && !spec) || optind != argc) {
+    if ((!config && !specs.n) || (vocab.n && !specs.n) || optind != argc) {
         usage(stderr);
         return CG_EXIT_USAGE;
     }
     int status = CG_EXIT_OK;
-    if (spec && check_specs(spec) != CG_EXIT_OK)
+    if (specs.n && check_specs(&specs, &vocab) != CG_EXIT_OK)
         status = CG_EXIT_FAILURE;
     if (config) {
         cg_config_t *cfg = cg_cli_load_config(config);
@@ -174,7 +184,12 @@ int cg_cli_check(int argc, char **argv)
             fprintf(stderr, "%s: %zu error(s)\n", config, n);
             status = CG_EXIT_FAILURE;
         } else {
-            printf("%s: ok (%zu spec(s))\n", cfg->specs, cg_specset_count(cg_mapping_specs(m)));
+            printf("%s: ok (%zu spec(s)", cfg->specs[0], cg_specset_count(cg_mapping_specs(m)));
+            if (cfg->n_specs > 1)
+                printf(" from %zu layers", cfg->n_specs);
+            printf(")\n");
+            cg_cli_print_layers(stdout, m);
+            cg_cli_print_warnings(stderr, m);
             if (cfg->cohorts)
                 printf("%s: ok (%zu cohort(s))\n", cfg->cohorts,
                        cg_cohortset_count(cg_mapping_cohorts(m)));

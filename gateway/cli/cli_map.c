@@ -40,9 +40,13 @@ static void usage(FILE *out)
         "dead-letters it.\n\n"
         "options:\n"
         "  -s, --spec FILE|DIR   a spec, or a folder of *.json specs (every matching spec\n"
-        "                        applies to a message)\n"
-        "      --vocab DIR       vocabulary tables (*.csv); default: the vocab/ folder beside\n"
-        "                        the spec file or inside the spec folder\n"
+        "                        applies to a message); again for a layer over the ones\n"
+        "                        before (the shipped specs/ first, a site's after it): a\n"
+        "                        spec replaces an earlier layer's of the same name\n"
+        "      --vocab DIR|FILE  vocabulary tables (*.csv: project tables or OMOP\n"
+        "                        SOURCE_TO_CONCEPT_MAP files); again for a layer whose rows\n"
+        "                        replace earlier layers' (vocabulary, code); default: the\n"
+        "                        vocab/ folder of each spec layer\n"
         "      --athena DIR      also load OHDSI Athena CONCEPT.csv and CONCEPT_RELATIONSHIP.csv\n"
         "      --key-file FILE   pseudonym key (at least 32 bytes); default: the environment\n"
         "                        variable COHORTGATE_PSEUDONYM_KEY. Without a key, map refuses\n"
@@ -61,7 +65,8 @@ static void usage(FILE *out)
 }
 
 typedef struct map_opts {
-    const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset, *cohorts;
+    cg_cli_layers_t specs, vocab;
+    const char *athena, *key_file, *utc_offset, *charset, *cohorts;
     int date_shift, trace, ids_as_strings, quiet;
 } map_opts_t;
 
@@ -467,10 +472,12 @@ int cg_cli_map(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "s:tqh", opts, NULL)) != -1) {
         switch (c) {
         case 's':
-            o.spec = optarg;
+            if (cg_cli_layers_add(&o.specs, "map", "--spec", optarg))
+                return CG_EXIT_USAGE;
             break;
         case 'v':
-            o.vocab = optarg;
+            if (cg_cli_layers_add(&o.vocab, "map", "--vocab", optarg))
+                return CG_EXIT_USAGE;
             break;
         case 'a':
             o.athena = optarg;
@@ -519,9 +526,9 @@ int cg_cli_map(int argc, char **argv)
             return CG_EXIT_USAGE;
         }
     }
-    if (!o.spec || optind >= argc) {
+    if (!o.specs.n || optind >= argc) {
         fprintf(stderr, "cohortgate map: %s\n\n",
-                o.spec ? "no INPUT given (- for stdin)" : "--spec is required");
+                o.specs.n ? "no INPUT given (- for stdin)" : "--spec is required");
         usage(stderr);
         return CG_EXIT_USAGE;
     }
@@ -549,14 +556,13 @@ int cg_cli_map(int argc, char **argv)
     size_t n_errs = 0;
     cg_mapping_worker_t *mw = NULL;
     cg_hl7_msg_t *msg = NULL;
-    cg_mapping_opts_t mo = {.specs = o.spec,
-                            .vocab = o.vocab,
-                            .athena = o.athena,
+    cg_mapping_opts_t mo = {.athena = o.athena,
                             .cohorts = o.cohorts,
                             .key_file = o.key_file,
                             .date_shift_days = o.date_shift,
                             .source_utc_offset = o.utc_offset,
                             .hl7 = &hl7};
+    cg_cli_layers_opts(&o.specs, &o.vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, 64, &n_errs);
     if (!m) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);

@@ -16,6 +16,7 @@
 
 #define EXPECTED "expected.ndjson"
 #define ERRORS   "expected.errors"
+#define CASE     "case.json"
 
 static void usage(FILE *out)
 {
@@ -28,9 +29,15 @@ static void usage(FILE *out)
         "print. A folder of such folders runs them all. Records are compared as JSON (member\n"
         "order does not matter); a difference is shown per record and column. The exit status\n"
         "is 1 if any case fails.\n\n"
+        "A case may hold case.json, a site's layers over the ones given here, its paths\n"
+        "relative to the case folder: {\"specs\": [DIR...], \"vocab\": [DIR|FILE...],\n"
+        "\"cohorts\": DIR|FILE} (each optional; a string is a list of one). \"vocab\" adds to\n"
+        "--vocab, or to the vocab/ folders of the --spec layers when there is none; without it\n"
+        "every spec layer's vocab/ folder is one. With \"cohorts\", records list their cohorts.\n\n"
         "options:\n"
-        "  -s, --spec FILE|DIR   the specs under test\n"
-        "      --vocab DIR       vocabulary tables; default: vocab/ beside the specs\n"
+        "  -s, --spec FILE|DIR   the specs under test; again for a layer over the ones before\n"
+        "      --vocab DIR|FILE  vocabulary tables (again for a layer); default: the vocab/\n"
+        "                        folder of each spec layer\n"
         "      --key-file FILE   pseudonym key; default: the file `key` in the case folder,\n"
         "                        then COHORTGATE_PSEUDONYM_KEY. Expected pseudonyms depend on it.\n"
         "      --update          write what the specs produce as the expected output\n"
@@ -38,7 +45,8 @@ static void usage(FILE *out)
 }
 
 typedef struct test_ctx {
-    cg_mapping_t *mapping; /* loaded without a key: each case brings its own */
+    cg_mapping_t *mapping;        /* loaded without a key: each case brings its own */
+    cg_cli_layers_t specs, vocab; /* the command line's layers */
     const char *key_file;
     int update;
     size_t passed, failed;
@@ -180,6 +188,75 @@ static int write_file(const char *path, const char *data, size_t len)
     return fclose(f) || rc ? -1 : 0;
 }
 
+/* A case's own layers (case.json) over the command line's: its own bundle, or NULL after
+ * printing why the case fails. */
+static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const char *file)
+{
+    json_error_t je;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(root)) {
+        printf("FAIL %s: %s:%d:%d: %s\n", dir, CASE, je.line, je.column,
+               root ? "a JSON object is expected" : je.text);
+        json_decref(root);
+        return NULL;
+    }
+    cg_cli_layers_t specs = t->specs, vocab = t->vocab;
+    char paths[2 * CG_CLI_MAX_LAYERS + 1][PATH_MAX], defaults[CG_CLI_MAX_LAYERS][PATH_MAX];
+    size_t n_paths = 0;
+    const char *cohorts = NULL;
+    const char *k;
+    json_t *v;
+    int bad = 0;
+    json_object_foreach(root, k, v)
+    {
+        int is_specs = !strcmp(k, "specs"), is_vocab = !strcmp(k, "vocab");
+        if (!strncmp(k, "//", 2))
+            continue;
+        if (!is_specs && !is_vocab && strcmp(k, "cohorts")) {
+            printf("FAIL %s: %s: unknown key '%s' (specs, vocab, cohorts)\n", dir, CASE, k);
+            bad = 1;
+            break;
+        }
+        if (is_vocab && !vocab.n) /* adding to the default: make the default explicit */
+            for (size_t i = 0; i < specs.n; i++)
+                if (cg_spec_vocab_dir(specs.paths[i], defaults[i], sizeof(defaults[i])))
+                    vocab.paths[vocab.n++] = defaults[i];
+        size_t n = json_is_array(v) ? json_array_size(v) : 1;
+        for (size_t i = 0; i < n && !bad; i++) {
+            json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+            if (!json_is_string(x) || n_paths == sizeof(paths) / sizeof(paths[0]) ||
+                (!strcmp(k, "cohorts") && json_is_array(v))) {
+                printf("FAIL %s: %s: '%s' is a path or a list of paths\n", dir, CASE, k);
+                bad = 1;
+                break;
+            }
+            const char *p = json_string_value(x);
+            snprintf(paths[n_paths], sizeof(paths[0]), "%s%s%s", *p == '/' ? "" : dir,
+                     *p == '/' ? "" : "/", p);
+            const char *path = paths[n_paths++];
+            if (!strcmp(k, "cohorts"))
+                cohorts = path;
+            else
+                bad = cg_cli_layers_add(is_specs ? &specs : &vocab, "test", k, path) != 0;
+        }
+        if (bad)
+            break;
+    }
+    json_decref(root);
+    if (bad)
+        return NULL;
+    cg_error_t errs[16];
+    size_t n_errs = 0;
+    cg_mapping_opts_t mo = {.cohorts = cohorts, .no_key = 1};
+    cg_cli_layers_opts(&specs, &vocab, &mo);
+    cg_mapping_t *m = cg_mapping_load(&mo, errs, 16, &n_errs);
+    if (!m) {
+        printf("FAIL %s: its layers (%s) do not load:\n", dir, CASE);
+        cg_cli_print_errors(stdout, errs, n_errs, 16);
+    }
+    return m;
+}
+
 static void run_case(test_ctx_t *t, const char *dir)
 {
     char path[PATH_MAX], errstr[512];
@@ -198,8 +275,20 @@ static void run_case(test_ctx_t *t, const char *dir)
     cg_pseudo_key_t *key = cg_pseudo_key_load(key_file, NULL, errstr, sizeof(errstr));
     cg_pseudo_t *pseudo = key ? cg_pseudo_new(key, 0, errstr, sizeof(errstr)) : NULL;
     cg_pseudo_key_destroy(key);
+    /* a case with its own layers maps with its own bundle */
+    cg_mapping_t *own = NULL;
+    snprintf(path, sizeof(path), "%s/" CASE, dir);
+    if (stat(path, &st) == 0 && !(own = case_mapping(t, dir, path))) {
+        t->failed++;
+        cg_pseudo_destroy(pseudo);
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        return;
+    }
     cg_mapping_worker_t *mw =
-        pseudo ? cg_mapping_worker_new_keyed(t->mapping, pseudo, errstr, sizeof(errstr)) : NULL;
+        pseudo ? cg_mapping_worker_new_keyed(own ? own : t->mapping, pseudo, errstr, sizeof(errstr))
+               : NULL;
     cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
     if (!mw || !msg) {
         printf("FAIL %s: %s\n", dir, errstr);
@@ -271,6 +360,7 @@ static void run_case(test_ctx_t *t, const char *dir)
 done:
     cg_hl7_msg_destroy(msg);
     cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(own);
     cg_pseudo_destroy(pseudo);
     for (int i = 0; i < n; i++)
         free(names[i]);
@@ -319,17 +409,18 @@ int cg_cli_test(int argc, char **argv)
         {"key-file", required_argument, NULL, 'k'}, {"update", no_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
-    const char *spec = NULL, *vocab_dir = NULL;
     test_ctx_t t = {0};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
-            spec = optarg;
+            if (cg_cli_layers_add(&t.specs, "test", "--spec", optarg))
+                return CG_EXIT_USAGE;
             break;
         case 'v':
-            vocab_dir = optarg;
+            if (cg_cli_layers_add(&t.vocab, "test", "--vocab", optarg))
+                return CG_EXIT_USAGE;
             break;
         case 'k':
             t.key_file = optarg;
@@ -345,14 +436,16 @@ int cg_cli_test(int argc, char **argv)
             return CG_EXIT_USAGE;
         }
     }
-    if (!spec || optind >= argc) {
-        fprintf(stderr, "cohortgate test: %s\n\n", spec ? "no CASES given" : "--spec is required");
+    if (!t.specs.n || optind >= argc) {
+        fprintf(stderr, "cohortgate test: %s\n\n",
+                t.specs.n ? "no CASES given" : "--spec is required");
         usage(stderr);
         return CG_EXIT_USAGE;
     }
     cg_error_t errs[64];
     size_t n_errs = 0;
-    cg_mapping_opts_t mo = {.specs = spec, .vocab = vocab_dir, .no_key = 1};
+    cg_mapping_opts_t mo = {.no_key = 1};
+    cg_cli_layers_opts(&t.specs, &t.vocab, &mo);
     if (!(t.mapping = cg_mapping_load(&mo, errs, 64, &n_errs))) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);
         return CG_EXIT_FAILURE;

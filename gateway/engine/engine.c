@@ -33,6 +33,11 @@ static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
         return -1;
     for (int i = 0; i < gw->n_workers; i++)
         gw->workers[i].mw = mws[i];
+    /* what `check` warns about (a spec whose lookups find no vocabulary) */
+    const cg_error_t *warns;
+    size_t n_warns = cg_mapping_warnings(gw->mapping, &warns);
+    for (size_t i = 0; i < n_warns; i++)
+        cg_log(CG_LOG_WARN, "mapping.warning", "%s: %s", warns[i].file, warns[i].text);
     const cg_cohortset_t *cohorts = cg_mapping_cohorts(gw->mapping);
     if (cohorts)
         cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s", cg_cohortset_count(cohorts),
@@ -157,6 +162,10 @@ static void reload_mapping(cg_engine_t *gw)
     for (size_t i = 0; i < gw->n_cdests; i++) /* the old cohort names are freed */
         gw->cdests[i].cohort = NULL;
     gw->mapping = m;
+    const cg_error_t *warns; /* a reload re-reads the spec layers: they may warn anew */
+    size_t n_warns = cg_mapping_warnings(m, &warns);
+    for (size_t i = 0; i < n_warns; i++)
+        cg_log(CG_LOG_WARN, "mapping.warning", "%s: %s", warns[i].file, warns[i].text);
     cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use",
            cg_specset_count(cg_mapping_specs(m)), cg_cohortset_count(cg_mapping_cohorts(m)));
 }

@@ -32,6 +32,11 @@ typedef struct match {
     uint32_t value_column; /* "value" + threshold */
     cmp_t cmp;
     double threshold;
+    /* "unmapped": the rule applies only while this concept column is 0 or empty, so a source
+     * code is a fallback for rows no vocabulary mapped, and a mapped row is judged by its
+     * concept alone */
+    int has_unmapped;
+    uint32_t unmapped_column;
 } match_t;
 
 typedef struct cohort {
@@ -98,9 +103,9 @@ static void free_match(match_t *m)
 
 static void compile_match(cc_t *c, json_t *j, match_t *m)
 {
-    static const char *const keys[] = {"table", "column",      "regex", "in",
-                                       "value", "at_least",    "above", "at_most",
-                                       "below", "description", NULL};
+    static const char *const keys[] = {"table", "column",   "regex",       "in",
+                                       "value", "at_least", "above",       "at_most",
+                                       "below", "unmapped", "description", NULL};
     if (!json_is_object(j)) {
         err_at(c, j, NULL, NULL, "a match is an object: {\"table\", \"column\", …}");
         return;
@@ -197,6 +202,20 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
         }
         m->cmp = cmps[i].cmp;
         m->threshold = json_number_value(th);
+    }
+    json_t *um = json_object_get(j, "unmapped");
+    if (um) {
+        const cg_target_column_t *uc = cg_target_column(table, json_string_value(um));
+        size_t l = uc ? strlen(uc->name) : 0;
+        if (!uc || uc->type != CG_COL_INT32 || l < 11 || strcmp(uc->name + l - 11, "_concept_id")) {
+            err_at(c, um, j, "unmapped",
+                   "\"unmapped\" names a *_concept_id column of %s: the rule applies while it "
+                   "is 0 (no vocabulary mapped the code)",
+                   table->name);
+            return;
+        }
+        m->has_unmapped = 1;
+        m->unmapped_column = uc->index;
     }
     json_t *vc = json_object_get(j, "value");
     if ((vc != NULL) != (m->cmp != CMP_NONE)) {
@@ -424,6 +443,11 @@ static int matches(cg_cohort_router_t *r, const match_t *m, const cg_row_t *row)
 {
     if (m->table != row->table)
         return 0;
+    if (m->has_unmapped) {
+        const cg_value_t *c = cg_row_value(row, m->unmapped_column);
+        if (c->kind > CG_VALUE_NULL && !(c->len == 1 && c->ptr[0] == '0'))
+            return 0; /* mapped: the concept rules decide */
+    }
     const cg_value_t *v = cg_row_value(row, m->column);
     if (v->kind <= CG_VALUE_NULL)
         return 0;

@@ -3,6 +3,7 @@
 #include "cg_mapping.h"
 #include "cg_pseudo.h"
 #include "cg_vocab.h"
+#include "mapping_layers.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -17,12 +18,18 @@ typedef struct mapping_base {
     cg_hl7_options_t hl7;
     cg_xml_options_t xml;
     char *specs_path, *cohorts_path, *utc_offset, *charset;
+    char **spec_paths; /* every spec layer, specs_path first */
+    size_t n_spec_paths;
+    layer_set_t vocab_layers; /* what each vocabulary layer contributed */
 } mapping_base_t;
 
 struct cg_mapping {
     mapping_base_t *base;
     cg_specset_t *specs;
-    cg_cohortset_t *cohorts; /* NULL without cohorts */
+    cg_cohortset_t *cohorts;    /* NULL without cohorts */
+    layer_set_t spec_layers;    /* the files compiled, each layer's report, the warnings */
+    cg_mapping_layer_t *layers; /* spec layers' reports, then the base's vocabulary layers' */
+    size_t n_layers;
 };
 
 struct cg_mapping_worker {
@@ -37,6 +44,10 @@ static void base_release(mapping_base_t *b)
     cg_vocab_destroy(b->vocab);
     cg_pseudo_destroy(b->pseudo);
     free(b->specs_path);
+    for (size_t i = 0; i < b->n_spec_paths; i++)
+        free(b->spec_paths[i]);
+    free(b->spec_paths);
+    cg_mapping__layers_free(&b->vocab_layers);
     free(b->cohorts_path);
     free(b->utc_offset);
     free(b->charset);
@@ -71,6 +82,58 @@ static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo
                            .xml = &b->xml};
 }
 
+/* Loads the vocabulary layers of o (or the spec layers' vocab/ folders) into b, and Athena after
+ * the first of them. -1 on errors. */
+static int vocab_layers(mapping_base_t *b, const cg_mapping_opts_t *o, cg_error_t *errs,
+                        size_t max_errs, size_t *n_errs)
+{
+    size_t n = o->vocab ? 1 + o->n_more_vocab : o->n_more_vocab;
+    char(*found)[PATH_MAX] = NULL;
+    const char **paths = calloc(n + b->n_spec_paths + 1, sizeof(*paths));
+    if (!paths) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        return -1;
+    }
+    size_t k = 0;
+    if (o->vocab)
+        paths[k++] = o->vocab;
+    for (size_t i = 0; i < o->n_more_vocab; i++)
+        paths[k++] = o->more_vocab[i];
+    if (!k && !(found = calloc(b->n_spec_paths + 1, sizeof(*found)))) {
+        free(paths);
+        plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; found && i < b->n_spec_paths; i++)
+        if (cg_spec_vocab_dir(b->spec_paths[i], found[k], sizeof(found[k])))
+            paths[k] = found[k], k++;
+    /* Athena completes the base layer (its ids win over the shipped tables'), and a site's
+     * layers go over both: a site's decision about a code is the last word */
+    size_t base = k ? 1 : 0;
+    int rc =
+        cg_mapping__vocab_layers(&b->vocab_layers, b->vocab, paths, base, errs, max_errs, n_errs);
+    if (!rc && o->athena) {
+        cg_error_t e;
+        size_t before = cg_vocab_count(b->vocab);
+        if (cg_vocab_load_athena(b->vocab, o->athena, NULL, 0, &e) != CG_OK) {
+            if (*n_errs < max_errs)
+                errs[*n_errs] = e;
+            ++*n_errs;
+            rc = -1;
+        } else if (cg_mapping__athena_layer(&b->vocab_layers, o->athena,
+                                            cg_vocab_count(b->vocab) - before)) {
+            plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+            rc = -1;
+        }
+    }
+    if (!rc)
+        rc = cg_mapping__vocab_layers(&b->vocab_layers, b->vocab, paths + base, k - base, errs,
+                                      max_errs, n_errs);
+    free(found);
+    free(paths);
+    return rc;
+}
+
 static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, size_t max_errs,
                                  size_t *n_errs)
 {
@@ -94,25 +157,23 @@ static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, s
             cg_xml_options_default(&b->xml);
         b->vocab = nomem ? NULL : cg_vocab_new();
         nomem |= !b->vocab;
+        b->spec_paths = calloc(1 + o->n_more_specs, sizeof(*b->spec_paths));
+        nomem |= !b->spec_paths;
+        for (size_t i = 0; !nomem && i <= o->n_more_specs; i++) {
+            b->spec_paths[i] = dup_or_null(i ? o->more_specs[i - 1] : o->specs, &nomem);
+            b->n_spec_paths += !nomem;
+        }
     }
     if (nomem) {
         plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
         goto fail;
     }
-    /* vocabularies first: a spec that names a vocabulary is checked against them */
-    char vbuf[PATH_MAX];
-    const char *vdir = o->vocab ? o->vocab : cg_spec_vocab_dir(o->specs, vbuf, sizeof(vbuf));
-    if (vdir && (cg_vocab_load_csv_dir(b->vocab, vdir, errs, max_errs, n_errs) != CG_OK || *n_errs))
+    /* vocabularies first: a spec that names a vocabulary is checked against them. Without
+     * vocabulary layers, each spec layer's vocab/ folder is one. */
+    if (vocab_layers(b, o, errs, max_errs, n_errs))
         goto fail;
-    if (o->athena) {
-        cg_error_t e;
-        if (cg_vocab_load_athena(b->vocab, o->athena, NULL, 0, &e) != CG_OK) {
-            if (max_errs)
-                errs[0] = e;
-            *n_errs = 1;
-            goto fail;
-        }
-    }
+    /* source-to-concept rows take their target's domain, from whichever layer or Athena */
+    cg_vocab_resolve_domains(b->vocab);
     if (!o->no_key) {
         char errstr[512];
         cg_pseudo_key_t *key = cg_pseudo_key_load(o->key_file, o->key_file ? NULL : o->key_env,
@@ -140,12 +201,37 @@ static cg_mapping_t *compile(mapping_base_t *b, cg_error_t *errs, size_t max_err
         return NULL;
     }
     cg_spec_env_t env = base_env(b, b->pseudo);
-    m->specs = cg_specset_load(b->specs_path, &env, errs, max_errs, n_errs);
+    /* the spec layers are read again on each compile, so a reload sees new files */
+    if (cg_mapping__spec_layers(&m->spec_layers, (const char *const *)b->spec_paths,
+                                b->n_spec_paths, errs, max_errs, n_errs))
+        goto fail;
+    layer_set_t *sl = &m->spec_layers;
+    const char **files = calloc(sl->n_files + 1, sizeof(*files));
+    if (!files) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < sl->n_files; i++)
+        files[i] = sl->files[i].path;
+    m->specs = sl->n_files ? cg_specset_load_files(files, sl->n_files, &env, errs, max_errs, n_errs)
+                           : NULL;
+    free(files);
     if (!m->specs) {
         if (!*n_errs) /* a folder without specs is an error of its own */
             plain_error(errs, max_errs, n_errs, CG_ERR_SPEC, b->specs_path, "no spec found");
         goto fail;
     }
+    cg_mapping__lookup_warnings(sl, b->vocab);
+    m->n_layers = sl->n_layers + b->vocab_layers.n_layers;
+    if (!(m->layers = calloc(m->n_layers + 1, sizeof(*m->layers)))) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        goto fail;
+    }
+    if (sl->n_layers)
+        memcpy(m->layers, sl->layers, sl->n_layers * sizeof(*m->layers));
+    if (b->vocab_layers.n_layers) /* none: each spec layer without a vocab/ folder */
+        memcpy(m->layers + sl->n_layers, b->vocab_layers.layers,
+               b->vocab_layers.n_layers * sizeof(*m->layers));
     if (b->cohorts_path &&
         !(m->cohorts = cg_cohortset_load(b->cohorts_path, errs, max_errs, n_errs)))
         goto fail;
@@ -154,6 +240,8 @@ static cg_mapping_t *compile(mapping_base_t *b, cg_error_t *errs, size_t max_err
     return m;
 fail:
     cg_specset_destroy(m->specs);
+    cg_mapping__layers_free(&m->spec_layers);
+    free(m->layers);
     free(m);
     return NULL;
 }
@@ -193,8 +281,22 @@ void cg_mapping_destroy(cg_mapping_t *m)
         return;
     cg_cohortset_destroy(m->cohorts);
     cg_specset_destroy(m->specs);
+    cg_mapping__layers_free(&m->spec_layers);
+    free(m->layers);
     base_release(m->base);
     free(m);
+}
+
+size_t cg_mapping_layers(const cg_mapping_t *m, const cg_mapping_layer_t **layers)
+{
+    *layers = m->layers;
+    return m->n_layers;
+}
+
+size_t cg_mapping_warnings(const cg_mapping_t *m, const cg_error_t **warnings)
+{
+    *warnings = m->spec_layers.warnings;
+    return m->spec_layers.n_warnings;
 }
 
 const cg_specset_t *cg_mapping_specs(const cg_mapping_t *m)

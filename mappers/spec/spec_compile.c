@@ -1041,6 +1041,23 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
     return finish(ss, &c, n_errs);
 }
 
+cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg_spec_env_t *env,
+                                    cg_error_t *errs, size_t max_errs, size_t *n_errs)
+{
+    (void)env;
+    cg_specset_t *ss = specset_new();
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = n ? files[0] : "", .expr = compile_expr};
+    if (!ss)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char *text = read_text(files[i], &c);
+        if (text)
+            add_spec_text(ss, &c, text, files[i]);
+        free(text);
+    }
+    return finish(ss, &c, n_errs);
+}
+
 const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size)
 {
     struct stat st;

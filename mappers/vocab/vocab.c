@@ -4,6 +4,7 @@
  */
 #include "vocab_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,7 +253,7 @@ int cg_vocab_lookup(const cg_vocab_t *v, cg_slice_t vocabulary_id, cg_slice_t co
         hit->source_concept_id = e->concept_id;
         hit->domain = e->domain ? v->domains[e->domain].dom : CG_VOCAB_DOMAIN_OTHER;
         hit->domain_id = e->domain ? v->domains[e->domain].name : NULL;
-        hit->flags = e->flags;
+        hit->flags = e->flags & ~CG_VOCAB__STCM;
     }
     return 1;
 }
@@ -264,6 +265,101 @@ int32_t cg_vocab_unit(const cg_vocab_t *v, cg_slice_t ucum)
 }
 
 /* ---- for the loaders ---- */
+
+int cg_vocab__has_vocab_id(const cg_vocab_t *v, cg_slice_t name)
+{
+    return v && find_vocab(v, name) >= 0;
+}
+
+void cg_vocab__begin_load(cg_vocab_t *v)
+{
+    v->gen++;
+    memset(&v->last, 0, sizeof(v->last));
+}
+
+void cg_vocab__note_set(cg_vocab_t *v, const ventry_t *e, int created, int32_t new_std)
+{
+    cg_vocab_load_stats_t *st = &v->last;
+    st->codes++;
+    const vname_t *vn = &v->vocabs[e->vocab];
+    if (!created && e->gen != v->gen) { /* an earlier load call's key */
+        st->overridden++;
+        if (st->n_examples < CG_VOCAB_STATS_EXAMPLES)
+            snprintf(st->examples[st->n_examples++], sizeof(st->examples[0]),
+                     "%.*s %.*s (was %ld, now %ld)", (int)vn->len, vn->name, (int)e->code_len,
+                     e->code, (long)e->standard_id, (long)new_std);
+    }
+    /* the vocabularies named so far, each once */
+    size_t used = strlen(st->vocabularies);
+    for (const char *p = st->vocabularies; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == vn->len && !memcmp(p, vn->name, n))
+            return;
+        p = comma ? comma + 2 : p + n;
+    }
+    if (used && strcmp(st->vocabularies + used - 3, "...") == 0)
+        return;
+    size_t need = vn->len + (used ? 2 : 0);
+    if (used + need + 4 >= sizeof(st->vocabularies)) {
+        snprintf(st->vocabularies + used, sizeof(st->vocabularies) - used, "%s...",
+                 used ? ", " : "");
+        return;
+    }
+    snprintf(st->vocabularies + used, sizeof(st->vocabularies) - used, "%s%.*s", used ? ", " : "",
+             (int)vn->len, vn->name);
+}
+
+void cg_vocab_last_load(const cg_vocab_t *v, cg_vocab_load_stats_t *out)
+{
+    if (v)
+        *out = v->last;
+    else
+        memset(out, 0, sizeof(*out));
+}
+
+/* concept_id -> domain index, for cg_vocab_resolve_domains (open addressing, 0 = empty). */
+typedef struct {
+    int32_t id;
+    uint8_t domain;
+} id_domain_t;
+
+void cg_vocab_resolve_domains(cg_vocab_t *v)
+{
+    if (!v)
+        return;
+    size_t need = 0;
+    for (size_t k = 0; k < v->n_entries; k++)
+        need += !v->entries[k].domain && v->entries[k].standard_id;
+    if (!need)
+        return;
+    size_t cap = 1024;
+    while (cap < v->n_entries * 2)
+        cap *= 2;
+    id_domain_t *map = calloc(cap, sizeof(*map));
+    if (!map)
+        return; /* the domains stay unknown, as without this call */
+    for (size_t k = 0; k < v->n_entries; k++) {
+        const ventry_t *e = &v->entries[k];
+        if (!e->domain || !e->concept_id)
+            continue;
+        size_t i = ((uint32_t)e->concept_id * 2654435761u) & (cap - 1);
+        while (map[i].id && map[i].id != e->concept_id)
+            i = (i + 1) & (cap - 1);
+        map[i] = (id_domain_t){e->concept_id, e->domain};
+    }
+    for (size_t k = 0; k < v->n_entries; k++) {
+        ventry_t *e = &v->entries[k];
+        if (e->domain || !e->standard_id)
+            continue;
+        size_t i = ((uint32_t)e->standard_id * 2654435761u) & (cap - 1);
+        while (map[i].id && map[i].id != e->standard_id)
+            i = (i + 1) & (cap - 1);
+        if (map[i].id)
+            e->domain = map[i].domain;
+    }
+    free(map);
+}
 
 /* Copies up to CG_VOCAB_SHOW_MAX bytes of s for an error text, control bytes as '?'. */
 const char *cg_vocab__show(const char *s, size_t n, char buf[CG_VOCAB_SHOW_MAX + 4])

@@ -359,7 +359,7 @@ cg_err_t cg_vocab_load_athena(cg_vocab_t *v, const char *dir, const char *const 
 {
     if (!v || !dir)
         return cg_error_set(err, CG_ERR_INVALID_ARG, "", 0, 0, "no vocabulary or folder");
-    v->gen++;
+    cg_vocab__begin_load(v);
     idmap_t ids = {0}, pending = {0};
     cg_err_t rc = athena_concepts(v, dir, vocabularies, n, &ids, err);
     if (rc == CG_OK)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CSV_MAX_BYTES  (256u << 20)
 #define OMOP_VOCAB_LEN 20 /* concept.vocabulary_id varchar(20) */
@@ -37,6 +38,7 @@ typedef struct csv_ctx {
     cg_err_t first;
     char *buf;
     size_t len, pos;
+    char sep;          /* ',' or '\t' (a source-to-concept file may be either) */
     int line;          /* current line, 1-based */
     size_t line_start; /* offset of the current line */
 } csv_ctx_t;
@@ -118,7 +120,7 @@ static int csv_record(csv_ctx_t *c, csv_field_t *f, size_t *nf, int *rec_line)
             }
             fd->len = (size_t)(out - fd->p);
             c->pos = i;
-            if (c->pos < c->len && c->buf[c->pos] != ',' && c->buf[c->pos] != '\n' &&
+            if (c->pos < c->len && c->buf[c->pos] != c->sep && c->buf[c->pos] != '\n' &&
                 !(c->buf[c->pos] == '\r' && c->pos + 1 < c->len && c->buf[c->pos + 1] == '\n')) {
                 char sb[CG_VOCAB_SHOW_MAX + 4];
                 size_t rest = c->len - c->pos;
@@ -131,7 +133,7 @@ static int csv_record(csv_ctx_t *c, csv_field_t *f, size_t *nf, int *rec_line)
             }
         } else {
             size_t i = c->pos;
-            while (i < c->len && c->buf[i] != ',' && c->buf[i] != '\n') {
+            while (i < c->len && c->buf[i] != c->sep && c->buf[i] != '\n') {
                 if (c->buf[i] == '"') {
                     char sb[CG_VOCAB_SHOW_MAX + 4];
                     const char *nl = memchr(c->buf + c->pos, '\n', c->len - c->pos);
@@ -152,7 +154,7 @@ static int csv_record(csv_ctx_t *c, csv_field_t *f, size_t *nf, int *rec_line)
         }
         if (c->pos >= c->len)
             return 1;
-        if (c->buf[c->pos] == ',') {
+        if (c->buf[c->pos] == c->sep) {
             c->pos++;
             continue;
         }
@@ -174,6 +176,203 @@ static int is_blank_record(const csv_field_t *f, size_t nf)
 static int has_edge_space(const csv_field_t *f)
 {
     return f->len && (isspace((unsigned char)f->p[0]) || isspace((unsigned char)f->p[f->len - 1]));
+}
+
+/* ---- OMOP SOURCE_TO_CONCEPT_MAP ---- */
+
+enum {
+    ST_CODE,
+    ST_SRC_ID,
+    ST_SRC_VOCAB,
+    ST_DESC,
+    ST_TARGET,
+    ST_TARGET_VOCAB,
+    ST_START,
+    ST_END,
+    ST_INVALID,
+    ST__COUNT
+};
+static const char *const stcm_cols[ST__COUNT] = {
+    "source_code",       "source_concept_id",    "source_vocabulary_id", "source_code_description",
+    "target_concept_id", "target_vocabulary_id", "valid_start_date",     "valid_end_date",
+    "invalid_reason"};
+#define STCM_REQUIRED ((1u << ST_CODE) | (1u << ST_SRC_VOCAB) | (1u << ST_TARGET))
+
+/* YYYY-MM-DD or YYYYMMDD as the number YYYYMMDD; -1 when neither. */
+static long parse_day(const char *p, size_t n)
+{
+    char d[8];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (n == 10 && (i == 4 || i == 7)) {
+            if (p[i] != '-')
+                return -1;
+            continue;
+        }
+        if (p[i] < '0' || p[i] > '9' || k == 8)
+            return -1;
+        d[k++] = p[i];
+    }
+    if (k != 8 || (n != 8 && n != 10))
+        return -1;
+    long x = 0;
+    for (size_t i = 0; i < 8; i++)
+        x = x * 10 + (d[i] - '0');
+    long mo = x / 100 % 100, dd = x % 100;
+    return mo >= 1 && mo <= 12 && dd >= 1 && dd <= 31 ? x : -1;
+}
+
+static long today_day(void)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    return (long)(tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+}
+
+/* The rows of a source-to-concept map whose header is f (nf fields). Every bad row is reported
+ * with its line and column, as for the project tables. */
+static void load_stcm(cg_vocab_t *v, csv_ctx_t *c, csv_field_t *f, size_t nf, int header_line)
+{
+    int colmap[CSV_MAX_FIELDS];
+    unsigned seen = 0;
+    int header_ok = 1;
+    char sb[CG_VOCAB_SHOW_MAX + 4], sb2[CG_VOCAB_SHOW_MAX + 4];
+    for (size_t i = 0; i < nf; i++) {
+        colmap[i] = -1;
+        for (int k = 0; k < ST__COUNT; k++)
+            if (f[i].len == strlen(stcm_cols[k]) && !memcmp(f[i].p, stcm_cols[k], f[i].len))
+                colmap[i] = k;
+        if (colmap[i] < 0) {
+            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col,
+                    "unknown column '%s' in a SOURCE_TO_CONCEPT_MAP file (expected source_code, "
+                    "source_concept_id, source_vocabulary_id, source_code_description, "
+                    "target_concept_id, target_vocabulary_id, valid_start_date, valid_end_date, "
+                    "invalid_reason)",
+                    cg_vocab__show(f[i].p, f[i].len, sb));
+            header_ok = 0;
+        } else if (seen & (1u << colmap[i])) {
+            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "column '%s' appears twice",
+                    stcm_cols[colmap[i]]);
+            header_ok = 0;
+        } else {
+            seen |= 1u << colmap[i];
+        }
+    }
+    for (int k = 0; k < ST__COUNT; k++)
+        if ((STCM_REQUIRED & (1u << k)) && !(seen & (1u << k))) {
+            csv_err(c, CG_ERR_CONFIG, header_line, 1, "header lacks the column '%s'", stcm_cols[k]);
+            header_ok = 0;
+        }
+    if (!header_ok)
+        return;
+    size_t ncols = nf;
+    long today = today_day();
+    int r, rec_line;
+    while ((r = csv_record(c, f, &nf, &rec_line)) != 0) {
+        if (r == -2)
+            break;
+        if (r < 0 || is_blank_record(f, nf))
+            continue;
+        if (nf != ncols) {
+            csv_err(c, CG_ERR_CONFIG, rec_line, nf > ncols ? f[ncols].col : 1,
+                    "%zu fields where the header has %zu", nf, ncols);
+            continue;
+        }
+        csv_field_t *col[ST__COUNT] = {0};
+        for (size_t i = 0; i < nf; i++)
+            col[colmap[i]] = &f[i];
+        csv_field_t *fc = col[ST_CODE], *fv = col[ST_SRC_VOCAB], *ft = col[ST_TARGET],
+                    *fs = col[ST_SRC_ID], *fst = col[ST_START], *fen = col[ST_END],
+                    *finv = col[ST_INVALID];
+        if (!fv->len || fv->len > OMOP_VOCAB_LEN || has_edge_space(fv)) {
+            csv_err(c, CG_ERR_CONFIG, fv->line, fv->col,
+                    "source_vocabulary_id must be 1-%d characters without surrounding spaces: "
+                    "'%s'",
+                    OMOP_VOCAB_LEN, cg_vocab__show(fv->p, fv->len, sb));
+            continue;
+        }
+        if (!fc->len || fc->len > OMOP_CODE_LEN || has_edge_space(fc)) {
+            csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                    "source_code must be 1-%d characters without surrounding spaces: '%s'",
+                    OMOP_CODE_LEN, cg_vocab__show(fc->p, fc->len, sb));
+            continue;
+        }
+        int32_t target = 0, src = 0;
+        if (cg_vocab__parse_id(ft->p, ft->len, &target) != 0) {
+            csv_err(c, CG_ERR_CONFIG, ft->line, ft->col,
+                    "target_concept_id is not an integer in 0..2147483647 (0: reviewed, no "
+                    "mapping): '%s'",
+                    cg_vocab__show(ft->p, ft->len, sb));
+            continue;
+        }
+        if (fs && fs->len && cg_vocab__parse_id(fs->p, fs->len, &src) != 0) {
+            csv_err(c, CG_ERR_CONFIG, fs->line, fs->col,
+                    "source_concept_id is not an integer in 0..2147483647: '%s'",
+                    cg_vocab__show(fs->p, fs->len, sb));
+            continue;
+        }
+        long start = 0, end = 99991231;
+        if (fst && fst->len && (start = parse_day(fst->p, fst->len)) < 0) {
+            csv_err(c, CG_ERR_CONFIG, fst->line, fst->col,
+                    "valid_start_date is not a date (YYYY-MM-DD or YYYYMMDD): '%s'",
+                    cg_vocab__show(fst->p, fst->len, sb));
+            continue;
+        }
+        if (fen && fen->len && (end = parse_day(fen->p, fen->len)) < 0) {
+            csv_err(c, CG_ERR_CONFIG, fen->line, fen->col,
+                    "valid_end_date is not a date (YYYY-MM-DD or YYYYMMDD): '%s'",
+                    cg_vocab__show(fen->p, fen->len, sb));
+            continue;
+        }
+        if (end < start) {
+            csv_err(c, CG_ERR_CONFIG, fen->line, fen->col,
+                    "valid_end_date is before valid_start_date");
+            continue;
+        }
+        if (finv && finv->len && !(finv->len == 1 && (finv->p[0] == 'D' || finv->p[0] == 'U'))) {
+            csv_err(c, CG_ERR_CONFIG, finv->line, finv->col,
+                    "invalid_reason is empty, D (deleted) or U (updated): '%s'",
+                    cg_vocab__show(finv->p, finv->len, sb));
+            continue;
+        }
+        /* a retired mapping (or one not yet in force) is not loaded: the code then keeps what
+         * an earlier layer says, or is unmapped */
+        if ((finv && finv->len) || today < start || today > end) {
+            v->last.not_valid++;
+            continue;
+        }
+        int vi = cg_vocab__intern_vocab(v, (cg_slice_t){fv->p, fv->len});
+        int created = 0;
+        ventry_t *e = vi < 0 ? NULL : cg_vocab__upsert(v, vi, fc->p, fc->len, &created);
+        if (!e) {
+            csv_err(c, CG_ERR_NOMEM, rec_line, 1, "out of memory");
+            break;
+        }
+        if (!created && e->gen == v->gen) {
+            if (!(e->flags & CG_VOCAB__STCM)) {
+                csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                        "duplicate code '%s' in vocabulary '%s' (already defined in this load)",
+                        cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
+                continue;
+            }
+            /* one-to-many: the lowest target, as for Athena's several "Maps to" */
+            if (target != e->standard_id) {
+                e->flags |= CG_VOCAB_MULTI_MAP;
+                if (target && (target < e->standard_id || !e->standard_id))
+                    e->standard_id = target;
+            }
+            continue;
+        }
+        cg_vocab__note_set(v, e, created, target);
+        if (!target)
+            v->last.unmapped++;
+        e->concept_id = src;
+        e->standard_id = target;
+        e->domain = 0; /* STCM has none; cg_vocab_resolve_domains() takes the target's */
+        e->flags = CG_VOCAB__STCM;
+        e->gen = v->gen;
+    }
 }
 
 static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
@@ -226,6 +425,11 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
         c->pos = c->line_start = 3; /* UTF-8 BOM (column counts start after it) */
 
+    /* the header line says the separator: a tab in it makes a tab-separated file (as Athena
+     * and some Usagi exports write source-to-concept maps) */
+    const char *nl = memchr(buf + c->pos, '\n', len - c->pos);
+    c->sep = memchr(buf + c->pos, '\t', (nl ? (size_t)(nl - buf) : len) - c->pos) ? '\t' : ',';
+
     csv_field_t f[CSV_MAX_FIELDS];
     size_t nf;
     int rec_line, r;
@@ -240,6 +444,13 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
         free(buf);
         return CG_ERR_CONFIG;
     }
+    for (size_t i = 0; i < nf; i++)
+        if (f[i].len == 11 && !memcmp(f[i].p, "source_code", 11)) {
+            load_stcm(v, c, f, nf, rec_line);
+            free(buf);
+            c->buf = NULL;
+            return c->first;
+        }
     int colmap[CSV_MAX_FIELDS];
     unsigned seen = 0;
     int header_ok = 1;
@@ -252,7 +463,8 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
         if (colmap[i] < 0) {
             csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col,
                     "unknown column '%s' (expected vocabulary_id, concept_code, concept_id, "
-                    "domain_id, concept_name, standard_concept_id, standard_concept_name)",
+                    "domain_id, concept_name, standard_concept_id, standard_concept_name; or a "
+                    "SOURCE_TO_CONCEPT_MAP file, whose header has source_code)",
                     cg_vocab__show(f[i].p, f[i].len, sb));
             header_ok = 0;
         } else if (seen & (1u << colmap[i])) {
@@ -349,6 +561,7 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
                     cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
             continue;
         }
+        cg_vocab__note_set(v, e, created, std);
         e->concept_id = id;
         e->standard_id = std;
         e->domain = (uint8_t)di;
@@ -378,7 +591,7 @@ cg_err_t cg_vocab_load_csv(cg_vocab_t *v, const char *path, cg_error_t *errs, si
     csv_ctx_t c;
     csv_ctx_init(&c, v, errs, errs_cap);
     c.path = path;
-    v->gen++;
+    cg_vocab__begin_load(v);
     load_csv_file(v, path, &c);
     if (n_errs)
         *n_errs = c.n_errs;
@@ -433,7 +646,7 @@ cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs,
     closedir(d);
     if (rc == CG_OK && n)
         qsort(names, n, sizeof(*names), cmp_str);
-    v->gen++;
+    cg_vocab__begin_load(v);
     for (size_t i = 0; rc == CG_OK && i < n; i++) {
         size_t pl = strlen(dir) + strlen(names[i]) + 2;
         char *path = malloc(pl);

@@ -45,7 +45,18 @@ struct cg_vocab {
     uint32_t *slots; /* entry index + 1; 0 = empty */
     size_t cap_slots;
     uint32_t gen;
+    cg_vocab_load_stats_t last; /* what the load call gen did */
 };
+
+/* Internal entry flag (not handed out): set from a source-to-concept row, so that several rows
+ * of one key are a one-to-many mapping rather than a duplicate. */
+#define CG_VOCAB__STCM 0x80u
+
+/* Starts a load call: a new generation and empty stats. */
+void cg_vocab__begin_load(cg_vocab_t *v);
+/* Counts a key set by the current load call (before e is overwritten: old values are read for
+ * the override example). */
+void cg_vocab__note_set(cg_vocab_t *v, const ventry_t *e, int created, int32_t new_std);
 
 /* Index of the vocabulary name, added when new; -1 when out of memory or too many. */
 int cg_vocab__intern_vocab(cg_vocab_t *v, cg_slice_t name);
@@ -54,6 +65,9 @@ int cg_vocab__intern_domain(cg_vocab_t *v, cg_slice_t name);
 /* The entry for the key, created (zeroed but for the key) when new; *created tells which.
  * NULL when out of memory. */
 ventry_t *cg_vocab__upsert(cg_vocab_t *v, int vocab, const char *code, size_t len, int *created);
+
+/* Whether the vocabulary_id is interned, i.e. some load call set a code of it. */
+int cg_vocab__has_vocab_id(const cg_vocab_t *v, cg_slice_t name);
 
 /* Copies up to CG_VOCAB_SHOW_MAX bytes of s for an error text, control bytes as '?'. */
 const char *cg_vocab__show(const char *s, size_t n, char buf[CG_VOCAB_SHOW_MAX + 4]);

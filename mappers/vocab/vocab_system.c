@@ -1,7 +1,7 @@
 /* vocab_system.c - coding-system names as found in messages (HL7 v2 table 0396, CDA/FHIR OIDs)
  * to OMOP vocabulary_ids, and lookups through them (see cg_vocab.h).
  */
-#include "cg_vocab.h"
+#include "vocab_impl.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -90,4 +90,10 @@ int cg_vocab_lookup_system(const cg_vocab_t *v, cg_slice_t system, cg_slice_t co
     const char *voc = cg_vocab_system(system);
     cg_slice_t vs = voc ? (cg_slice_t){voc, strlen(voc)} : system;
     return cg_vocab_lookup(v, vs, code, hit);
+}
+
+int cg_vocab_has_vocabulary(const cg_vocab_t *v, cg_slice_t system)
+{
+    const char *voc = cg_vocab_system(system);
+    return cg_vocab__has_vocab_id(v, voc ? (cg_slice_t){voc, strlen(voc)} : system);
 }

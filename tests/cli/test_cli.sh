@@ -132,6 +132,26 @@ has "$tmp/err" "bad-spec.json:4:87: error: rule 'r': unknown transform 'nope'" "
 has "$tmp/err" "bad-spec.json:5:.*rule 'r'.*OBX-99x" "check reports the second error too"
 expect 0 "check --spec shipped" -- "$cg" check --spec "$src/specs"
 expect 0 "check -c demo" -- "$cg" check -c "$src/config/demo.json"
+# layers: --spec twice adds (a second --spec used to replace the first); check reports each layer
+site="$src/tests/golden/site_two_layers/site"
+expect 0 "check --spec twice" -- "$cg" check --spec "$src/specs" --spec "$site/specs" --vocab "$src/specs/vocab" --vocab "$site/vocab"
+has "$tmp/out" "specs: ok \\(9 spec\\(s\\) from 2 layers\\)" "check compiles both spec layers"
+has "$tmp/out" "specs layer 2 .*site/specs: 1 spec\\(s\\) \\(site-omi-omop\\)" "check names what the site layer adds"
+has "$tmp/out" "vocab layer 2 .*site/vocab: 4 code\\(s\\) \\(99HLAB, 99HIMG\\), 2 reviewed as no mapping" "check counts the site's vocabulary"
+# a site spec folder alone has no vocabulary: a warning, not silence (exit 0)
+expect 0 "check a site layer alone" -- "$cg" check --spec "$site/specs"
+has "$tmp/err" "site-omi-omop.json: warning: spec 'site-omi-omop' looks codes up .* no vocabulary is loaded" "check warns about lookups with no vocabulary"
+cat >"$tmp/layers.json" <<EOF
+{"inputs": [{"topic": "raw"}], "kafka": {"bootstrap.servers": "127.0.0.1:9"},
+ "pseudonym": {"key_file": "$src/tests/golden/key"},
+ "mapping": {"specs": ["$src/specs", "$site/specs"], "vocab": ["$src/specs/vocab", "$site/vocab"]}}
+EOF
+expect 0 "check -c with layer lists" -- "$cg" check -c "$tmp/layers.json"
+has "$tmp/out" "specs layer 2 .*site/specs: 1 spec\\(s\\)" "check -c reports the config's spec layers"
+has "$tmp/out" "vocab layer 2 .*site/vocab: 4 code\\(s\\)" "check -c reports the config's vocabulary layers"
+expect 0 "map with two spec layers" -- "$cg" map --spec "$src/specs" --spec "$site/specs" --vocab "$src/specs/vocab" --vocab "$site/vocab" "$src/tests/golden/site_two_layers/1-oru-local-codes.hl7" "$src/tests/golden/site_two_layers/2-omi-site-spec.hl7"
+has "$tmp/out" '"measurement_concept_id":3004410,.*"measurement_source_value":"GLYHB"' "map looks a local code up in the site's STCM"
+has "$tmp/out" '"spec":"site-omi-omop"' "map applies the site's spec"
 printf '{"inputs":[{"topic":"x"}],\n "kafka":{"bootstrap.servers":"h:1"},\n "outptu":{}}' >"$tmp/bad.json"
 expect 1 "check -c with an unknown key" -- "$cg" check -c "$tmp/bad.json"
 has "$tmp/err" "bad.json:3:2: error: unknown setting 'outptu'" "config error located"

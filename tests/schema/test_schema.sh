@@ -74,7 +74,8 @@ mkdir "$tmp/feeds"
 cp "$root"/config/demo/feeds/* "$tmp/feeds/"
 for d in "$root"/tests/golden/*/; do
     for f in "$d"*; do
-        case $f in *expected* | */key) continue ;; esac
+        [ -f "$f" ] || continue
+        case $f in *expected* | */key | */case.json) continue ;; esac
         cp "$f" "$tmp/feeds/$(basename "$d")-$(basename "$f")"
     done
 done

@@ -74,6 +74,56 @@ static void test_shipped_cohorts_route(void **state)
     cg_cohortset_destroy(cs);
 }
 
+/* The shipped cohorts judge a row by its standard concept, so a local code a vocabulary mapped
+ * joins; a source code counts only while the row is unmapped (concept 0). */
+static void test_shipped_cohorts_on_concepts(void **state)
+{
+    (void)state;
+    cg_error_t errs[8];
+    size_t n = 0;
+    cg_value_t vals[64];
+    cg_cohortset_t *cs = cg_cohortset_load(CG_SOURCE_DIR "/specs/cohorts", errs, 8, &n);
+    assert_non_null(cs);
+    cg_cohort_router_t *r = cg_cohort_router_new(cs);
+    const char *const *names;
+    /* a hospital's own HbA1c code mapped to LOINC 4548-4's concept */
+    cg_row_t row = ROW("measurement", {"measurement_concept_id", CG_VALUE_INTEGER, "3004410"},
+                       {"value_as_number", CG_VALUE_NUMBER, "7.1"},
+                       {"measurement_source_value", CG_VALUE_STRING, "GLYHB"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
+    assert_string_equal(names[0], "t2dm");
+    /* unmapped: the source code decides */
+    row = ROW("measurement", {"measurement_concept_id", CG_VALUE_INTEGER, "0"},
+              {"value_as_number", CG_VALUE_NUMBER, "7.1"},
+              {"measurement_source_value", CG_VALUE_STRING, "4548-4"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
+    /* mapped to something else: the source code no longer decides */
+    row = ROW("measurement", {"measurement_concept_id", CG_VALUE_INTEGER, "3004501"},
+              {"value_as_number", CG_VALUE_NUMBER, "7.1"},
+              {"measurement_source_value", CG_VALUE_STRING, "4548-4"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 0);
+    row = ROW("measurement", {"measurement_concept_id", CG_VALUE_INTEGER, "3049187"},
+              {"value_as_number", CG_VALUE_INTEGER, "48"},
+              {"measurement_source_value", CG_VALUE_STRING, "EGFR"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
+    assert_string_equal(names[0], "ckd");
+    row = ROW("condition_occurrence", {"condition_concept_id", CG_VALUE_INTEGER, "201826"},
+              {"condition_source_value", CG_VALUE_STRING, "DM2-LOCAL"});
+    assert_int_equal(cg_cohort_route(r, &row, &names), 1);
+    assert_string_equal(names[0], "t2dm");
+    cg_cohort_router_destroy(r);
+    cg_cohortset_destroy(cs);
+
+    /* "unmapped" names a concept column of the rule's table */
+    assert_null(cg_cohortset_load_string(
+        "{\"cohort\":\"x\",\"version\":1,\"match\":[{\"table\":\"measurement\","
+        "\"column\":\"measurement_source_value\",\"in\":[\"a\"],"
+        "\"unmapped\":\"value_as_number\"}]}",
+        "u.json", errs, 8, &n));
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(errs[0].text, "*_concept_id column of measurement"));
+}
+
 /* A value is matched as its text, not as its JSON spelling (a quote is a quote). */
 static void test_route_text_not_json(void **state)
 {
@@ -125,6 +175,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 
         cmocka_unit_test(test_shipped_cohorts_route),
+        cmocka_unit_test(test_shipped_cohorts_on_concepts),
         cmocka_unit_test(test_route_text_not_json),
         cmocka_unit_test(test_errors_located),
     };

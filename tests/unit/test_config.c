@@ -167,12 +167,59 @@ static void test_embedded_paths_resolve_against_config_dir(void **state)
     assert_int_equal(kc->n_preload, 2);
     assert_string_equal(kc->preload[0].dir, "/base/feeds");
     assert_string_equal(kc->preload[1].dir, "/abs");
-    assert_string_equal(c->specs, "/base/specs");
-    assert_string_equal(c->vocab, "/v");
+    assert_int_equal(c->n_specs, 1);
+    assert_string_equal(c->specs[0], "/base/specs");
+    assert_int_equal(c->n_vocab, 1);
+    assert_string_equal(c->vocab[0], "/v");
     assert_string_equal(c->key_file, "/base/k");
     assert_string_equal(c->key_env, "COHORTGATE_PSEUDONYM_KEY");
     assert_null(c->athena);
     cg_config_destroy(c);
+}
+
+/* mapping.specs and mapping.vocab are layers: a string or a list, each resolved; the mapping
+ * options get the first as the base and the rest over it. */
+static void test_layer_lists(void **state)
+{
+    (void)state;
+    cg_error_t err;
+    cg_config_t *c =
+        load("{\"inputs\":[{\"topic\":\"raw\"}],\"mapping\":{\"specs\":[\"/opt/specs\","
+             "\"site/specs\"],\"vocab\":[\"/opt/specs/vocab\",\"site/"
+             "stcm.csv\"]},\"kafka\":{\"bootstrap.servers\":\"x:1\"}}",
+             &err);
+    assert_non_null(c);
+    assert_int_equal(c->n_specs, 2);
+    assert_string_equal(c->specs[0], "/opt/specs");
+    assert_string_equal(c->specs[1], "/base/site/specs");
+    assert_int_equal(c->n_vocab, 2);
+    assert_string_equal(c->vocab[1], "/base/site/stcm.csv");
+    cg_mapping_opts_t mo;
+    cg_config_mapping_opts(c, &mo);
+    assert_string_equal(mo.specs, "/opt/specs");
+    assert_int_equal(mo.n_more_specs, 1);
+    assert_string_equal(mo.more_specs[0], "/base/site/specs");
+    assert_string_equal(mo.vocab, "/opt/specs/vocab");
+    assert_int_equal(mo.n_more_vocab, 1);
+    assert_string_equal(mo.more_vocab[0], "/base/site/stcm.csv");
+    cg_config_destroy(c);
+    /* "" (the default) and [] are no vocabulary layers: each spec layer's vocab/ */
+    c = load("{\"inputs\":[{\"topic\":\"raw\"}],\"mapping\":{\"specs\":\"s\",\"vocab\":[]},"
+             "\"kafka\":{\"bootstrap.servers\":\"x:1\"}}",
+             &err);
+    assert_non_null(c);
+    assert_int_equal(c->n_vocab, 0);
+    assert_null(c->vocab);
+    cg_config_mapping_opts(c, &mo);
+    assert_null(mo.vocab);
+    assert_int_equal(mo.n_more_vocab, 0);
+    cg_config_destroy(c);
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\n\"mapping\":{\"specs\":[]}}", 2, 12,
+                 "'mapping.specs' must not be an empty list");
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\n\"mapping\":{\"specs\":[\"a\", 3]}}", 2, 12,
+                 "each element of 'mapping.specs' must be a non-empty string");
+    expect_error("{\"inputs\":[{\"topic\":\"a\"}],\n\"mapping\":{\"specs\":7}}", 2, 12,
+                 "'mapping.specs' must be a string or a list of strings");
 }
 
 static void test_shipped_configs_load(void **state)
@@ -225,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_located),
         cmocka_unit_test(test_kafka_plugin_checks),
         cmocka_unit_test(test_embedded_paths_resolve_against_config_dir),
+        cmocka_unit_test(test_layer_lists),
         cmocka_unit_test(test_shipped_configs_load),
         cmocka_unit_test(test_readme_reference_matches_table),
     };

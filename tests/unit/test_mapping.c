@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cg_buf.h"
 #include "cg_mapping.h"
 #include "cg_pseudo.h"
+#include "cg_target.h"
 #include "cg_vocab.h"
 
 #define KEY_FILE CG_SOURCE_DIR "/tests/golden/key"
@@ -196,6 +198,179 @@ static void test_reload_shares_and_survives(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A site's layer over the shipped specs: a spec of the shipped one's name replaces it, a
+ * source-to-concept row replaces the shipped table's code, and each layer says so. */
+static void test_layers_override(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cg-test-layers-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char site[600], vocab[700];
+    snprintf(site, sizeof(site), "%s/specs", dir);
+    snprintf(vocab, sizeof(vocab), "%s/vocab", site);
+    assert_int_equal(mkdir(site, 0700), 0);
+    assert_int_equal(mkdir(vocab, 0700), 0);
+    write_text(site, "my-oru.json",
+               "{\"spec\": \"hl7v2-oru-omop\", \"version\": 7,\n"
+               " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+               " \"patient\": {\"id\": \"PID-3.1\"},\n"
+               " \"rules\": [{\"name\": \"site-obx\", \"table\": \"measurement\", \"foreach\": "
+               "\"OBX[*]\",\n"
+               "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+               "     \"measurement_concept_id\": {\"path\": \"OBX-3.1\", \"pipe\": [{\"lookup\": "
+               "{\"vocabulary\": {\"path\": \"OBX-3.3\"}}}], \"default\": 0},\n"
+               "     \"measurement_date\": {\"coalesce\": [\"OBX-14\", \"MSH-7\"], \"pipe\": "
+               "[\"date\"], \"required\": true},\n"
+               "     \"measurement_type_concept_id\": 32817,\n"
+               "     \"measurement_source_value\": \"OBX-3.1\"}}]}\n");
+    write_text(vocab, "site.csv",
+               "source_code,source_vocabulary_id,target_concept_id\n4548-4,LOINC,3004501\n");
+    const char *more[] = {site};
+    /* no vocabulary layers: each spec layer's vocab/ folder, in order */
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs",
+                           .more_specs = more,
+                           .n_more_specs = 1,
+                           .key_file = KEY_FILE};
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_mapping_t *m = cg_mapping_load(&o, errs, 4, &n);
+    if (!m) {
+        char buf[1024];
+        fail_msg("load: %s", cg_error_format(&errs[0], buf, sizeof(buf)));
+    }
+    const cg_mapping_layer_t *l;
+    assert_int_equal(cg_mapping_layers(m, &l), 4);
+    assert_int_equal(l[0].kind, CG_MAPPING_LAYER_SPECS);
+    assert_int_equal(l[0].n_overridden, 1);
+    assert_null(strstr(l[0].items, "hl7v2-oru-omop"));
+    assert_int_equal(l[1].n_items, 1);
+    assert_int_equal(l[1].n_overrides, 1);
+    assert_non_null(strstr(l[1].overrides, "hl7v2-oru-omop (over "));
+    assert_non_null(strstr(l[1].overrides, "specs/hl7v2-oru-omop.json"));
+    assert_int_equal(l[2].kind, CG_MAPPING_LAYER_VOCAB);
+    assert_int_equal(l[3].kind, CG_MAPPING_LAYER_VOCAB);
+    assert_string_equal(l[3].path, vocab);
+    assert_int_equal(l[3].n_items, 1);
+    assert_int_equal(l[3].n_overrides, 1);
+    assert_string_equal(l[3].overrides, "LOINC 4548-4 (was 3004410, now 3004501)");
+    const cg_error_t *w;
+    assert_int_equal(cg_mapping_warnings(m, &w), 0);
+
+    char errstr[256];
+    cg_mapping_worker_t *wk = cg_mapping_worker_new(m, errstr, sizeof(errstr));
+    assert_non_null(wk);
+    size_t len;
+    char *oru = slurp(CG_SOURCE_DIR "/tests/golden/oru_r01_results/input.hl7", &len);
+    const cg_row_t *rows;
+    size_t nr;
+    cg_error_t me;
+    assert_int_equal(cg_mapping_worker_map(wk, CG_INPUT_HL7V2, oru, len, &rows, &nr, &me), CG_OK);
+    assert_int_equal(nr, 5); /* the site's spec alone: one measurement per OBX */
+    assert_string_equal(rows[0].spec, "hl7v2-oru-omop");
+    assert_int_equal(rows[0].spec_version, 7);
+    const cg_value_t *c =
+        cg_row_value(&rows[0], cg_target_column(rows[0].table, "measurement_concept_id")->index);
+    assert_int_equal(c->len, 7);
+    assert_memory_equal(c->ptr, "3004501", 7);
+    free(oru);
+    cg_mapping_worker_destroy(wk);
+
+    /* a reload reads the layers again: the same spec replaced the same way */
+    cg_mapping_t *r = cg_mapping_reload(m, errs, 4, &n);
+    assert_non_null(r);
+    assert_int_equal(cg_specset_count(cg_mapping_specs(r)), cg_specset_count(cg_mapping_specs(m)));
+    assert_int_equal(cg_mapping_layers(r, &l), 4);
+    assert_int_equal(l[1].n_overrides, 1);
+    cg_mapping_destroy(r);
+    cg_mapping_destroy(m);
+
+    /* Athena completes the base layer: a site's row still wins over Athena's 4548-4 */
+    const char *vlayers[] = {vocab};
+    cg_mapping_opts_t oa = {.specs = CG_SOURCE_DIR "/specs",
+                            .vocab = CG_SOURCE_DIR "/specs/vocab",
+                            .more_vocab = vlayers,
+                            .n_more_vocab = 1,
+                            .athena = CG_TEST_FIXTURES "/vocab/athena",
+                            .no_key = 1};
+    assert_non_null(m = cg_mapping_load(&oa, errs, 4, &n));
+    cg_vocab_hit_t hit;
+    assert_true(cg_vocab_lookup(cg_mapping_vocab(m), (cg_slice_t){"LOINC", 5},
+                                (cg_slice_t){"4548-4", 6}, &hit));
+    assert_int_equal(hit.concept_id, 3004501);
+    assert_int_equal(cg_mapping_layers(m, &l), 4); /* specs; shipped, Athena, site vocab */
+    assert_string_equal(l[1].path, CG_SOURCE_DIR "/specs/vocab");
+    assert_non_null(strstr(l[2].items, "Athena"));
+    assert_true(l[2].n_items > 0);
+    assert_int_equal(l[3].n_overrides, 1); /* over Athena's 4548-4 */
+    assert_true(cg_vocab_lookup(cg_mapping_vocab(m), (cg_slice_t){"ICD10CM", 7},
+                                (cg_slice_t){"X01.1", 5}, NULL)); /* and Athena's own codes */
+    cg_mapping_destroy(m);
+
+    /* the same name twice within one layer is still an error */
+    write_text(site, "my-oru-again.json",
+               "{\"spec\": \"hl7v2-oru-omop\", \"version\": 8, \"input\": {\"format\": "
+               "\"hl7v2\", \"messages\": [\"ORU^R01\"]}, \"no_research_content\": \"x\"}\n");
+    n = 0;
+    assert_null(cg_mapping_load(&o, errs, 4, &n));
+    assert_true(n >= 1);
+    assert_non_null(strstr(errs[0].text, "loaded already"));
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Lookups that find no loaded vocabulary are a warning, not silence. */
+static void test_layers_lookup_warnings(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cg-test-layers-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    write_text(dir, "site.json",
+               "{\"spec\": \"site-cpt\", \"version\": 1,\n"
+               " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORM^O01\"]},\n"
+               " \"patient\": {\"id\": \"PID-3.1\"},\n"
+               " \"rules\": [{\"name\": \"p\", \"table\": \"procedure_occurrence\", \"foreach\": "
+               "\"OBR[*]\",\n"
+               "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+               "     \"procedure_concept_id\": {\"path\": \"OBR-4.1\", \"pipe\": [{\"lookup\": "
+               "{\"vocabulary\": \"CPTX\"}}], \"default\": 0},\n"
+               "     \"procedure_date\": {\"path\": \"MSH-7\", \"pipe\": [\"date\"], "
+               "\"required\": true},\n"
+               "     \"procedure_type_concept_id\": 32817}}]}\n");
+    /* the site's folder alone: no vocabulary at all */
+    cg_mapping_opts_t o = {.specs = dir, .no_key = 1};
+    cg_error_t errs[4];
+    size_t n = 0;
+    cg_mapping_t *m = cg_mapping_load(&o, errs, 4, &n);
+    assert_non_null(m);
+    const cg_error_t *w;
+    assert_int_equal(cg_mapping_warnings(m, &w), 1);
+    assert_non_null(strstr(w[0].file, "site.json"));
+    assert_non_null(strstr(w[0].text, "no vocabulary is loaded"));
+    cg_mapping_destroy(m);
+    /* over the shipped layer: vocabularies, but not the one it names */
+    const char *more[] = {dir};
+    cg_mapping_opts_t o2 = {
+        .specs = CG_SOURCE_DIR "/specs", .more_specs = more, .n_more_specs = 1, .no_key = 1};
+    assert_non_null(m = cg_mapping_load(&o2, errs, 4, &n));
+    assert_int_equal(cg_mapping_warnings(m, &w), 1);
+    assert_non_null(strstr(w[0].text, "vocabulary 'CPTX'"));
+    cg_mapping_destroy(m);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_keyed_worker(void **state)
 {
     (void)state;
@@ -323,6 +498,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_map_route),
         cmocka_unit_test(test_without_cohorts_routes_nowhere),
+        cmocka_unit_test(test_layers_override),
+        cmocka_unit_test(test_layers_lookup_warnings),
         cmocka_unit_test(test_errors_are_located),
         cmocka_unit_test(test_reload_shares_and_survives),
         cmocka_unit_test(test_keyed_worker),

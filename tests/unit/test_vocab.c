@@ -215,6 +215,106 @@ static void test_later_load_replaces(void **state)
     cg_vocab_destroy(v);
 }
 
+/* OMOP SOURCE_TO_CONCEPT_MAP files (Usagi's export layout): target 0 is "reviewed, no
+ * mapping", retired rows are left out, one-to-many keeps the lowest target, tabs work too. */
+static void test_stcm(void **state)
+{
+    (void)state;
+    cg_vocab_t *v = cg_vocab_new();
+    cg_error_t errs[8];
+    size_t n = 0;
+    assert_int_equal(cg_vocab_load_csv_dir(v, CG_SOURCE_DIR "/specs/vocab", errs, 8, &n), CG_OK);
+    assert_int_equal(cg_vocab_load_csv(v, FIX "/stcm/good.csv", errs, 8, &n), CG_OK);
+    assert_int_equal(n, 0);
+    cg_vocab_hit_t hit = must_find(v, "HOSPLAB", "GLYHB");
+    assert_int_equal(hit.concept_id, 3004410);
+    assert_int_equal(hit.source_concept_id, 0);
+    assert_int_equal(hit.flags, 0);
+    /* reviewed, no mapping: known, concept 0, no error */
+    hit = must_find(v, "HOSPLAB", "MISC1");
+    assert_int_equal(hit.concept_id, 0);
+    /* D, ended and not yet in force: not loaded */
+    assert_false(cg_vocab_lookup(v, S("HOSPLAB"), S("OLD1"), NULL));
+    assert_false(cg_vocab_lookup(v, S("HOSPLAB"), S("GONE"), NULL));
+    assert_false(cg_vocab_lookup(v, S("HOSPLAB"), S("LATER"), NULL));
+    hit = must_find(v, "HOSPLAB", "MULTI");
+    assert_int_equal(hit.concept_id, 3004501);
+    assert_int_equal(hit.flags, CG_VOCAB_MULTI_MAP);
+    cg_vocab_load_stats_t st;
+    cg_vocab_last_load(v, &st);
+    assert_int_equal(st.codes, 4);
+    assert_int_equal(st.unmapped, 1);
+    assert_int_equal(st.not_valid, 3);
+    assert_int_equal(st.overridden, 0);
+    assert_string_equal(st.vocabularies, "HOSPLAB");
+    assert_true(cg_vocab_has_vocabulary(v, S("HOSPLAB")));
+    assert_true(cg_vocab_has_vocabulary(v, S("LN"))); /* HL7 0396's name for LOINC */
+    assert_false(cg_vocab_has_vocabulary(v, S("CPTX")));
+    /* no domain in STCM: the target's, when the target is a loaded concept */
+    assert_null(must_find(v, "HOSPLAB", "GLYHB").domain_id);
+    cg_vocab_resolve_domains(v);
+    assert_int_equal(must_find(v, "HOSPLAB", "GLYHB").domain, CG_VOCAB_DOMAIN_MEASUREMENT);
+
+    /* tab-separated, YYYYMMDD dates */
+    assert_int_equal(cg_vocab_load_csv(v, FIX "/stcm/tabs.csv", errs, 8, &n), CG_OK);
+    assert_int_equal(must_find(v, "HOSPLAB2", "K+").concept_id, 3023103);
+    cg_vocab_destroy(v);
+}
+
+static void test_stcm_bad(void **state)
+{
+    (void)state;
+    cg_vocab_t *v = cg_vocab_new();
+    cg_error_t errs[16];
+    size_t n = 0;
+    assert_int_equal(cg_vocab_load_csv(v, FIX "/stcm/bad.csv", errs, 16, &n), CG_ERR_CONFIG);
+    for (size_t i = 0; i < n && i < 16; i++)
+        printf("    %s:%d:%d: %s\n", errs[i].file, errs[i].line, errs[i].column, errs[i].text);
+    assert_int_equal(n, 6);
+    assert_true(has_error(errs, n, 2, 12, "target_concept_id is not an integer"));
+    assert_true(has_error(errs, n, 3, 1, "source_code must be"));
+    assert_true(has_error(errs, n, 4, 14, "valid_start_date is not a date"));
+    assert_true(has_error(errs, n, 5, 25, "before valid_start_date"));
+    assert_true(has_error(errs, n, 6, 16, "invalid_reason"));
+    assert_true(has_error(errs, n, 7, 1, "5 fields where the header has 6"));
+    for (size_t i = 0; i < n; i++)
+        assert_non_null(strstr(errs[i].file, "stcm/bad.csv"));
+    assert_int_equal(must_find(v, "HOSPLAB", "A7").concept_id, 7); /* the good row loaded */
+    assert_int_equal(cg_vocab_load_csv(v, FIX "/stcm/header_bad.csv", errs, 16, &n), CG_ERR_CONFIG);
+    assert_int_equal(n, 2); /* unknown target_id, and target_concept_id missing */
+    assert_true(has_error(errs, n, 1, 34, "'target_id'"));
+    assert_true(has_error(errs, n, 1, 1, "lacks the column 'target_concept_id'"));
+    cg_vocab_destroy(v);
+}
+
+/* A later load call (a later layer) overrides codes by (vocabulary, code) and says which. */
+static void test_layer_override_stats(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/cg_vocab_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *t = "source_code,source_vocabulary_id,target_concept_id\n4548-4,LOINC,0\n"
+                    "NEW,LOINC,3004501\n";
+    assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
+    close(fd);
+    cg_vocab_t *v = cg_vocab_new();
+    cg_error_t err;
+    size_t n;
+    assert_int_equal(cg_vocab_load_csv_dir(v, CG_SOURCE_DIR "/specs/vocab", &err, 1, &n), CG_OK);
+    assert_int_equal(must_find(v, "LOINC", "4548-4").concept_id, 3004410);
+    assert_int_equal(cg_vocab_load_csv(v, path, &err, 1, &n), CG_OK);
+    assert_int_equal(must_find(v, "LOINC", "4548-4").concept_id, 0);
+    cg_vocab_load_stats_t st;
+    cg_vocab_last_load(v, &st);
+    assert_int_equal(st.codes, 2);
+    assert_int_equal(st.overridden, 1);
+    assert_int_equal(st.n_examples, 1);
+    assert_string_equal(st.examples[0], "LOINC 4548-4 (was 3004410, now 0)");
+    unlink(path);
+    cg_vocab_destroy(v);
+}
+
 static void test_athena(void **state)
 {
     (void)state;
@@ -398,6 +498,9 @@ int main(void)
         cmocka_unit_test(test_csv_bad_reports_every_line),
         cmocka_unit_test(test_csv_bad_files),
         cmocka_unit_test(test_later_load_replaces),
+        cmocka_unit_test(test_stcm),
+        cmocka_unit_test(test_stcm_bad),
+        cmocka_unit_test(test_layer_override_stats),
         cmocka_unit_test(test_athena),
         cmocka_unit_test(test_athena_filtered),
         cmocka_unit_test(test_athena_errors),
