@@ -81,6 +81,10 @@ const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_INT("metrics.health_grace_ms", cg_config_t, metrics_health_grace_ms, "60000", 0, 86400000,
      "How long /healthz answers 200 without any input partition assigned, from the start and from "
      "the moment the last partition was revoked; then 503."),
+    CG_CONFIG_ROW_INT("metrics.stuck_worker_ms", cg_config_t, metrics_stuck_worker_ms, "60000", 0, 86400000,
+     "/healthz answers 503 (\"stuck: worker N has been on partition P offset O for S s\") once a "
+     "worker has mapped one message this long; 0: never. The XML and HL7 bounds keep a message "
+     "from taking this long; this is the alarm for one that still does."),
     CG_CONFIG_ROW_INT("metrics.max_series", cg_config_t, metrics_max_series, "1000", 10, 1000000,
      "Label sets (series) one metric may hold; beyond it, updates count in its `__overflow__` "
      "series, so that many topic or spec names cannot grow memory without end."),
@@ -136,7 +140,7 @@ const cg_config_map_t cg_config_core_map[] = {
      "Largest document accepted."),
     CG_CONFIG_ROW_INT("xml.max_depth", cg_config_t, xml.max_depth, "256", 1, 256,
      "Deepest element nesting (libxml2 allows 256)."),
-    CG_CONFIG_ROW_INT("xml.max_attributes", cg_config_t, xml.max_attributes, "256", 1, 10000,
+    CG_CONFIG_ROW_INT("xml.max_attributes", cg_config_t, xml.max_attributes, "256", 1, 100000,
      "Most attributes of one element, namespace declarations included; checked before parsing, "
      "since libxml2's time grows with the square of an element's attributes."),
     CG_CONFIG_ROW_INT("xml.max_nodes", cg_config_t, xml.max_nodes, "1000000", 1000, 100000000,

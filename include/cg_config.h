@@ -161,6 +161,7 @@ typedef struct cg_config {
     char *hl7_charset;
     char *metrics_listen; /* metrics.listen: HOST:PORT, or "off" */
     int metrics_health_grace_ms;
+    int metrics_stuck_worker_ms;
     int metrics_max_series;
 } cg_config_t;
 

@@ -70,6 +70,8 @@ void cg_gateway_stop(cg_gateway_t *gw);
 /* Asks run() to recompile the specs and cohorts before the next message and use them if they
  * all compile (otherwise the running ones stay and the error is logged); async-signal-safe. */
 void cg_gateway_reload(cg_gateway_t *gw);
+/* delivery.drain_timeout_ms: how long a stop may take (the daemons' bound after a signal). */
+int cg_gateway_drain_timeout_ms(const cg_gateway_t *gw);
 /* The port /metrics and /healthz are served on (metrics.listen), or -1 when they are not. */
 int cg_gateway_metrics_port(const cg_gateway_t *gw);
 void cg_gateway_get_stats(const cg_gateway_t *gw, cg_gateway_stats_t *out);

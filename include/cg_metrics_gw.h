@@ -40,6 +40,17 @@ cg_metrics_t *cg_metrics_gw_registry(cg_metrics_gw_t *g);
 /* The length of a queue, read on the endpoint's thread at every scrape. */
 typedef int(cg_metrics_gw_queue_fn)(void *opaque);
 
+/* How long the longest-busy worker has been on its current message, in ms (0: none busy), with
+ * what it is on ("worker 2 at hosp-a.raw [3] offset 118273") in what. Read on the endpoint's
+ * thread: it must only read atomics. */
+typedef int64_t(cg_metrics_gw_busy_fn)(void *opaque, char *what, size_t what_size);
+
+/* /healthz answers 503 once a worker has been on one message for stuck_ms (0: never): a
+ * message that holds a worker (a decoder bound not set tight enough) stalls its partition,
+ * and a liveness probe should see it. Call before cg_metrics_gw_serve(). */
+void cg_metrics_gw_set_stuck(cg_metrics_gw_t *g, int stuck_ms, cg_metrics_gw_busy_fn *busy,
+                             void *opaque);
+
 /* Starts the endpoint on listen (unless off), with queue_len(queue_opaque) as
  * cohortgate_producer_queue_messages (queue_len NULL: 0); queue_opaque must outlive the set or
  * its endpoint. Logs the address (event metrics.listening), or the failure (metrics.failed) and

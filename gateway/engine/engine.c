@@ -115,6 +115,7 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
         goto fail;
     if (plugins_new(gw, errstr, errstr_size))
         goto fail;
+    cg_metrics_gw_set_stuck(gw->metrics, cfg->metrics_stuck_worker_ms, cg_engine_workers_busy, gw);
     /* /metrics shows the sink's queue (the producer's, for Kafka); logs its address */
     cg_metrics_gw_serve(gw->metrics, cfg->metrics_listen, sink_queue_len, &gw->sink);
     return gw;
@@ -352,6 +353,11 @@ void cg_gateway_stop(cg_gateway_t *gw)
 void cg_gateway_reload(cg_gateway_t *gw)
 {
     gw->reload = 1;
+}
+
+int cg_gateway_drain_timeout_ms(const cg_gateway_t *gw)
+{
+    return gw->cfg->drain_timeout_ms;
 }
 
 int cg_gateway_metrics_port(const cg_gateway_t *gw)

@@ -73,6 +73,10 @@ typedef struct worker {
      * thread only); done: jobs mapped; tail: jobs dispatched. done and tail change under gw->mu. */
     uint64_t head, done, tail;
     pthread_cond_t work; /* tail moved, or stopping */
+    /* the message it maps, for /healthz (read by the endpoint's thread: atomics only): since
+     * when (0: idle), and the message's partition and offset */
+    int64_t busy_since_ms, busy_offset;
+    int32_t busy_partition;
 } worker_t;
 
 /* The destination name of a cohort's records of one table (cohorts.topic), kept for the run:
@@ -156,6 +160,8 @@ int cg_engine_workers_start(cg_engine_t *gw, char *errstr, size_t errstr_size);
 void cg_engine_workers_stop(cg_engine_t *gw);
 void cg_engine_workers_destroy(cg_engine_t *gw);
 uint64_t cg_engine_worker_done(const worker_t *w);
+/* /healthz's view of the workers (a cg_metrics_gw_busy_fn; opaque is the engine). */
+int64_t cg_engine_workers_busy(void *opaque, char *what, size_t what_size);
 size_t cg_engine_jobs_outstanding(const cg_engine_t *gw);
 int cg_engine_rings_have_room(const cg_engine_t *gw);
 int cg_engine_job_partial(const cg_engine_t *gw);

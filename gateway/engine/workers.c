@@ -31,6 +31,23 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+int64_t cg_engine_workers_busy(void *opaque, char *what, size_t what_size)
+{
+    const cg_engine_t *gw = opaque;
+    int64_t now = cg_engine_now_ms(), longest = 0;
+    for (int i = 0; i < gw->n_workers; i++) {
+        const worker_t *w = &gw->workers[i];
+        int64_t since = __atomic_load_n(&w->busy_since_ms, __ATOMIC_ACQUIRE);
+        if (since && now - since > longest) {
+            longest = now - since;
+            snprintf(what, what_size, "worker %d has been on partition %d offset %lld", i,
+                     (int)__atomic_load_n(&w->busy_partition, __ATOMIC_RELAXED),
+                     (long long)__atomic_load_n(&w->busy_offset, __ATOMIC_RELAXED));
+        }
+    }
+    return longest;
+}
+
 uint64_t cg_engine_worker_done(const worker_t *w)
 {
     return __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);

@@ -35,6 +35,9 @@ struct cg_metrics_gw {
     /* set before the endpoint's thread starts, so that thread sees them */
     cg_metrics_gw_queue_fn *queue_len;
     void *queue_opaque;
+    cg_metrics_gw_busy_fn *busy;
+    void *busy_opaque;
+    int stuck_ms;
     cg_metrics_server_t *server;
     int grace_ms;
     atomic_int state;
@@ -330,6 +333,14 @@ void cg_metrics_gw_fatal(cg_metrics_gw_t *g, const char *reason)
     atomic_store_explicit(&g->state, GW_FATAL, memory_order_release); /* publishes the reason */
 }
 
+void cg_metrics_gw_set_stuck(cg_metrics_gw_t *g, int stuck_ms, cg_metrics_gw_busy_fn *busy,
+                             void *opaque)
+{
+    g->stuck_ms = stuck_ms;
+    g->busy = busy;
+    g->busy_opaque = opaque;
+}
+
 int cg_metrics_gw_health(void *opaque, char *reason, size_t n)
 {
     cg_metrics_gw_t *g = opaque;
@@ -340,6 +351,13 @@ int cg_metrics_gw_health(void *opaque, char *reason, size_t n)
     }
     if (state == GW_STOPPING) {
         snprintf(reason, n, "stopping");
+        return 503;
+    }
+    char what[160];
+    int64_t busy = g->busy && g->stuck_ms > 0 ? g->busy(g->busy_opaque, what, sizeof(what)) : 0;
+    if (busy >= g->stuck_ms && busy > 0) {
+        snprintf(reason, n, "stuck: %s for %" PRId64 " s (metrics.stuck_worker_ms %d)", what,
+                 busy / 1000, g->stuck_ms);
         return 503;
     }
     if (atomic_load(&g->assigned) > 0) {

@@ -29,7 +29,7 @@ schema=$root/specs/schema/records.schema.json
 validate "$schema" "$root"/tests/golden/*/expected.ndjson
 
 # 3. lines broken on purpose are refused (each alone)
-line=$(grep -h -m1 '"table":"measurement","op":"upsert"' "$root"/tests/golden/*/expected.ndjson | head -1)
+line=$(grep -h -m1 '"table":"measurement","op":"upsert"' "$root"/tests/golden/*/expected.ndjson | sed -n 1p)
 [ -n "$line" ] || fail "no golden measurement upsert to break"
 i=0
 for edit in 's/"measurement_date":"\([0-9-]*\)"/"measurement_date":"bad"/' \
