@@ -1,6 +1,8 @@
 /* config.c - load and check the gateway config against its table of settings (cg_config.h). */
 #include "cg_config.h"
 
+#include "config_int.h"
+
 #include "cg_buf.h"
 #include "cg_log.h"
 #include "cg_metrics.h"
@@ -261,6 +263,7 @@ static void locate(const char *text, const char *const *keys, const int *index, 
 typedef struct walk {
     const char *text;
     const char *file;
+    const char *base_dir; /* of {"file": PATH} values */
     cg_error_t *err;
     const char *keys[16];
     int index[16];
@@ -284,7 +287,8 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
     case CG_CONFIG_STRING:
         if (!json_is_string(v))
             return walk_fail(w, "'%s' must be a string%s", name, "");
-        if (json_string_length(v) == 0)
+        /* "" is the default of these: a templated config may write it out */
+        if (json_string_length(v) == 0 && !(p->flags & CG_CONFIG_F_EMPTY))
             return walk_fail(w, "'%s' must not be empty%s", name, "");
         return CG_OK;
     case CG_CONFIG_ENUM: {
@@ -329,10 +333,22 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
         json_t *x;
         json_object_foreach(v, k, x)
         {
-            if (!json_is_string(x) && !json_is_integer(x) && !json_is_boolean(x)) {
+            char why[300];
+            const char *bad = NULL;
+            if (json_is_object(x)) { /* a secret from outside the file */
+                char *val = NULL;
+                if (cg_config_secret_read(x, w->base_dir, &val, why, sizeof(why)))
+                    bad = why;
+                free(val);
+            } else if (!json_is_string(x) && !json_is_integer(x) && !json_is_boolean(x)) {
+                bad = "must be a string, integer, boolean, {\"env\": NAME} or {\"file\": PATH}";
+            }
+            if (bad) {
+                char msg[400];
+                snprintf(msg, sizeof(msg), "'%s.%s' %s", name, k, bad);
                 w->keys[w->depth] = k;
                 w->index[w->depth++] = 0;
-                cg_err_t rc = walk_fail(w, "'%s.%s' must be a string, integer or boolean", name, k);
+                cg_err_t rc = walk_fail(w, "%s%s", msg, "");
                 w->depth--;
                 return rc;
             }
@@ -516,16 +532,23 @@ static int fill(const cg_config_map_t *map, const char *prefix, json_t *obj, voi
             json_t *x;
             json_object_foreach(v, k, x)
             {
-                char num[32];
+                char num[32], why[300];
                 const char *str = num;
-                if (json_is_string(x))
+                if (json_is_object(x)) { /* checked by the walk; read again here */
+                    kv[i].secret = 1;
+                    if (cg_config_secret_read(x, base_dir, &kv[i].value, why, sizeof(why)))
+                        return -1;
+                    str = NULL;
+                } else if (json_is_string(x)) {
                     str = json_string_value(x);
-                else if (json_is_integer(x))
+                } else if (json_is_integer(x)) {
                     snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(x));
-                else
+                } else {
                     str = json_is_true(x) ? "true" : "false";
+                }
                 kv[i].key = strdup(k);
-                kv[i].value = strdup(str);
+                if (str)
+                    kv[i].value = strdup(str);
                 if (!kv[i].key || !kv[i++].value)
                     return -1;
             }
@@ -572,6 +595,8 @@ static void unfill(const cg_config_map_t *map, const char *prefix, void *base)
             cg_config_kv_t *kv = ptr;
             for (size_t i = 0; kv && i < n; i++) {
                 free(kv[i].key);
+                if (kv[i].value && kv[i].secret) /* no copy of a secret left behind */
+                    explicit_bzero(kv[i].value, strlen(kv[i].value));
                 free(kv[i].value);
             }
         } else if (p->type == CG_CONFIG_ARRAY) {
@@ -664,9 +689,9 @@ static cg_err_t check_chosen(const cg_config_t *c, const char *text, const char 
         bad = sink->check(cg_config_plugin_conf(c, sink->config_map), c, &pr);
     if (!bad)
         return CG_OK;
-    int idx[4] = {0, 0, 0, 0}, line = 1, col = 1;
+    int line = 1, col = 1;
     if (pr.n_keys > 0)
-        locate(text, pr.keys, idx, pr.n_keys, &line, &col);
+        locate(text, pr.keys, pr.index, pr.n_keys, &line, &col);
     return cg_error_set(err, CG_ERR_CONFIG, name, line, col, "%s", pr.text);
 }
 
@@ -679,7 +704,7 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
         cg_error_set(err, CG_ERR_CONFIG, name, jerr.line, jerr.column, "%s", jerr.text);
         return NULL;
     }
-    walk_t w = {.text = text, .file = name, .err = err};
+    walk_t w = {.text = text, .file = name, .base_dir = base_dir, .err = err};
     if (!json_is_object(root)) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1, "the config must be a JSON object");
         json_decref(root);
@@ -757,6 +782,10 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     }
     cg_config_t *c = build(root, name, base_dir);
     json_decref(root);
+    if (c && !(c->text = strdup(text))) {
+        cg_config_destroy(c);
+        c = NULL;
+    }
     if (!c) {
         cg_error_set(err, CG_ERR_NOMEM, name, 0, 0, "out of memory");
     } else if (check_chosen(c, text, name, err) != CG_OK) {
@@ -807,7 +836,17 @@ void cg_config_destroy(cg_config_t *c)
     unfill(cg_config_core_map, "", c);
     free(c->path);
     free(c->base_dir);
+    free(c->text);
     free(c);
+}
+
+void cg_config_locate(const cg_config_t *cfg, const char *const *keys, const int *index, int n_keys,
+                      int *line, int *col)
+{
+    static const int zeros[16];
+    *line = *col = 1;
+    if (cfg && cfg->text && n_keys > 0 && n_keys <= 16)
+        locate(cfg->text, keys, index ? index : zeros, n_keys, line, col);
 }
 
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)

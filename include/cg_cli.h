@@ -34,12 +34,20 @@ int cg_cli_cohort(int argc, char **argv);
  * line, at most max of them, then how many more there were. */
 void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max);
 
-/* Loads a config file for run, listen and check; NULL after printing its error to stderr. */
+/* Loads a config file for check; NULL after printing its error to stderr. */
 typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);
+/* Loads a daemon's config (run, listen, sink) and validates it as `check -c` does
+ * (cg_config_validate); NULL after logging every error as a JSON line on stderr, the daemons'
+ * log format (event config.invalid, the message FILE:LINE:COLUMN: TEXT). */
+cg_config_t *cg_cli_daemon_config(const char *path);
+/* A daemon's start-up error (JSON line, event gateway.start_failed): "NAME: TEXT". */
+void cg_cli_daemon_fail(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Runs gw (run, listen, sink) until it ends: SIGINT and SIGTERM stop it, SIGHUP reloads when
- * reloads is set; a failure is printed as "cohortgate NAME: REASON". The run's result. */
+ * reloads is set; a failure is logged (event gateway.failed, "NAME: REASON"). The run's
+ * result. */
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
 

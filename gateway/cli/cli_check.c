@@ -133,6 +133,13 @@ int cg_cli_check(int argc, char **argv)
         if (!cfg)
             return CG_EXIT_FAILURE;
         warn_exposure(config, cfg);
+        /* what the daemons refuse at start once the file loaded (cg_cli_daemon_config) */
+        static cg_error_t verrs[CG_CHECK_MAX_ERRORS];
+        size_t nv = cg_config_validate(cfg, verrs, CG_CHECK_MAX_ERRORS);
+        if (nv) {
+            print_errors(verrs, nv);
+            status = CG_EXIT_FAILURE;
+        }
         if (cfg->source && !strcmp(cfg->source, "mllp")) {
             /* a listener: its address and the key of its message keys */
             char why[512];

@@ -2,6 +2,7 @@
  * or a signal stops it. One gateway a process, so the handler finds it in a static. */
 #include "cg_cli.h"
 #include "cg_gateway.h"
+#include "cg_log.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads)
     char errstr[1024];
     cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
     if (rc != CG_OK)
-        fprintf(stderr, "cohortgate %s: %s\n", name, errstr);
+        cg_log(CG_LOG_ERROR, "gateway.failed", "cohortgate %s: %s", name, errstr);
     cg_cli_daemon_gw = NULL;
     return rc;
 }

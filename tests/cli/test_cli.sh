@@ -160,7 +160,7 @@ sed -e "s#127.0.0.1:2575#127.0.0.1#" "$tmp/listen.json" >"$tmp/listen-bad.json"
 expect 1 "check -c listen with a bad address" -- "$cg" check -c "$tmp/listen-bad.json"
 has "$tmp/err" "listen.address" "the bad address is named"
 expect 1 "listen with a Kafka source" -- "$cg" listen -c "$src/config/demo.json"
-has "$tmp/err" '"source" must be "mllp"' "listen refuses a config without the MLLP source"
+has "$tmp/err" '^\{"ts":.*"level":"error","event":"gateway.start_failed","msg":"cohortgate listen: .*demo.json: '"'source'"' must be \\"mllp\\"' "listen refuses a config without the MLLP source, as a JSON log line"
 
 # a sink's config: record topics in, no specs; its connection settings are checked, never shown
 echo "not-the-password" >"$tmp/pg.password"
@@ -177,7 +177,7 @@ sed -e 's#"id_type": "integer"#"id_type": "int"#' "$tmp/sink.json" >"$tmp/sink-b
 expect 1 "check -c sink with a bad id_type" -- "$cg" check -c "$tmp/sink-bad.json"
 has "$tmp/err" "sink-bad.json:[0-9]+:[0-9]+: error: 'pg.id_type' must be one of integer\|bigint" "the bad id_type is located"
 expect 1 "sink with a Kafka sink" -- "$cg" sink -c "$src/config/demo.json"
-has "$tmp/err" '"output.sink" must be "pg"' "sink refuses a config without the pg sink"
+has "$tmp/err" '"event":"gateway.start_failed","msg":"cohortgate sink: .*demo.json: '"'output.sink'"' must be \\"pg\\"' "sink refuses a config without the pg sink, as a JSON log line"
 expect 2 "sink without a config" -- "$cg" sink
 # the database is not there: a clear error naming where, never the password
 sed -e 's#"conninfo": "[^"]*"#"conninfo": "host=127.0.0.1 port=1 dbname=omop connect_timeout=2"#' "$tmp/sink.json" >"$tmp/sink-nodb.json"

@@ -56,15 +56,10 @@ static rd_kafka_conf_t *conf_build(const cg_kafka_conf_t *kc, const char *bootst
     for (size_t i = 0; defaults[i]; i += 2)
         if (cg_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
             goto fail;
-    for (size_t i = 0; kc && i < kc->n_kafka; i++) {
-        /* a consumer- or producer-only property is fine for the other client to ignore */
-        char e[512];
-        if (rd_kafka_conf_set(conf, kc->kafka[i].key, kc->kafka[i].value, e, sizeof(e)) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(errstr, errstr_size, "kafka.%s: %s", kc->kafka[i].key, e);
+    /* a consumer- or producer-only property is fine for the other client to ignore */
+    for (size_t i = 0; kc && i < kc->n_kafka; i++)
+        if (cg_kafka_conf_set_kv(conf, &kc->kafka[i], errstr, errstr_size))
             goto fail;
-        }
-    }
     for (size_t i = 0; forced[i]; i += 2)
         if (cg_kafka_conf_set(conf, forced[i], forced[i + 1], errstr, errstr_size))
             goto fail;

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# test_check_run.sh COHORTGATE SOURCE_DIR - `check -c` refuses what `run -c` refuses, for the same
+# reason: each broken config of the list goes through both; check must exit 1 naming the reason,
+# run must exit 1 before connecting (its bootstrap, 127.0.0.1:1, is never reached; a run that is
+# still going after a few seconds got past its start-up checks) with the same reason as a JSON log
+# line. A good config passes check and keeps run going. Prints "N passed, N failed".
+set -uo pipefail
+cg=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+no() {
+    fail=$((fail + 1))
+    echo "FAIL: $*"
+}
+unset COHORTGATE_PSEUDONYM_KEY KAFKA_TEST_PASSWORD
+key=$src/tests/golden/key
+
+# config NAME MAPPING KAFKA OUTPUT INPUTS DELIVERY EXTRA: a run config in $tmp/NAME.json
+config() {
+    local mapping=${2:-"\"specs\": \"$src/specs\""} output=${4:-'"topic": "records"'}
+    local inputs=${5:-'{"topic": "hosp.raw"}'} delivery=${6:-'"semantics": "at-least-once"'}
+    local kafka='"bootstrap.servers": "127.0.0.1:1"' extra=""
+    [ -n "${3:-}" ] && kafka="$kafka, $3"
+    [ -n "${7:-}" ] && extra=",
+  $7"
+    cat >"$tmp/$1.json" <<JSON
+{
+  "inputs": [$inputs],
+  "output": {$output},
+  "mapping": {$mapping},
+  "pseudonym": {"key_file": "${KEYFILE:-$key}"},
+  "delivery": {$delivery},
+  "metrics": {"listen": "off"},
+  "kafka": {$kafka}$extra
+}
+JSON
+}
+
+# refused NAME REASON-REGEX: check and run both refuse $tmp/NAME.json, for the same reason
+refused() {
+    local name=$1 want=$2
+    "$cg" check -c "$tmp/$name.json" >"$tmp/check.out" 2>"$tmp/check.err"
+    local rc=$?
+    [ "$rc" = 1 ] && ok || no "$name: check exits $rc, expected 1"
+    if grep -qE -- "$want" "$tmp/check.err"; then ok; else no "$name: check does not say /$want/: $(head -c 400 "$tmp/check.err")"; fi
+    timeout 20 "$cg" run -c "$tmp/$name.json" >"$tmp/run.out" 2>"$tmp/run.err"
+    rc=$?
+    [ "$rc" = 1 ] && ok || no "$name: run exits $rc, expected 1 (124: it did not refuse at start)"
+    # the first reason check gives is the (first) one run gives, as a JSON log line
+    local first
+    first=$(grep -m1 'error: ' "$tmp/check.err" | sed 's/error: //')
+    python3 - "$tmp/run.err" "$first" "$want" <<'PY' && ok || no "$name: run's reason differs from check's ($first): $(head -c 600 "$tmp/run.err")"
+import json, re, sys
+lines = [l for l in open(sys.argv[1]) if l.strip()]
+msgs = [json.loads(l) for l in lines]  # every line is JSON
+errs = [m["msg"] for m in msgs if m["level"] == "error"]
+assert errs, "no error logged"
+assert any(sys.argv[2] in e for e in errs), errs
+assert any(re.search(sys.argv[3], e) for e in errs), errs
+PY
+}
+
+# the control: a good config passes check, and run goes on until it is stopped
+config good
+"$cg" check -c "$tmp/good.json" >"$tmp/out" 2>"$tmp/err" && ok || no "the good config fails check: $(head -c 400 "$tmp/err")"
+timeout 3 "$cg" run -c "$tmp/good.json" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 124 ] && ok || no "run of the good config exits $rc instead of running: $(head -c 400 "$tmp/err")"
+
+# the broken ones
+config kafka_misspelt "" '"enable.auto.commmit": "false"'
+refused kafka_misspelt "kafka_misspelt.json:[0-9]+:[0-9]+: .*'kafka.enable.auto.commmit': No such configuration property"
+config kafka_bad_value "" '"session.timeout.ms": "soon"'
+refused kafka_bad_value "kafka_bad_value.json:[0-9]+:[0-9]+: .*'kafka.session.timeout.ms': Invalid value"
+config kafka_secret_env "" '"sasl.password": {"env": "KAFKA_TEST_PASSWORD"}'
+refused kafka_secret_env "kafka_secret_env.json:[0-9]+:[0-9]+: .*'kafka.sasl.password' comes from the environment variable KAFKA_TEST_PASSWORD, which is not set"
+config kafka_secret_file "" '"sasl.password": {"file": "no-such-secret"}'
+refused kafka_secret_file "kafka_secret_file.json:[0-9]+:[0-9]+: .*'kafka.sasl.password' cannot read the file .*no-such-secret"
+config kafka_txn_id "" '"transactional.id": "mine"'
+refused kafka_txn_id "kafka_txn_id.json:[0-9]+:[0-9]+: .*'kafka.transactional.id' is set by the gateway"
+KEYFILE=$tmp/no-such.key config key_missing
+refused key_missing "pseudonym key file .*no-such.key"
+printf 'short' >"$tmp/short.key"
+KEYFILE=$tmp/short.key config key_short
+refused key_short "short.key.*(at least|too short|32)"
+config output_is_input "" "" '"topic": "hosp.raw"'
+refused output_is_input "output_is_input.json:3:[0-9]+: .*'output.topic': 'hosp.raw' is also an input topic"
+config dlq_is_input "" "" '"dead_letter_topic": "hosp.raw"'
+refused dlq_is_input "'output.dead_letter_topic': 'hosp.raw' is also an input topic"
+config outputs_shared "" "" '"topic": "records", "quality_topic": "records"'
+refused outputs_shared "'output.quality_topic': 'records' is also output.topic"
+config input_twice "" "" "" '{"topic": "a"}, {"topic": "b"}, {"topic": "a"}'
+refused input_twice "input_twice.json:2:[0-9]+: .*'inputs\[2\].topic': 'a' is listed twice"
+config unknown_setting "" "" "" "" "" '"outptu": {}'
+refused unknown_setting "unknown_setting.json:[0-9]+:[0-9]+: .*unknown setting 'outptu'"
+config specs_missing "\"specs\": \"$tmp/no-such-specs\""
+refused specs_missing "no-such-specs"
+mkdir -p "$tmp/badspec"
+printf '{"spec": "bad", "version": 1, "input": {"format": "hl7v2", "messages": ["ORU^R01"]},\n "rules": [{"name": "r", "table": "measurement", "columns": {"no_such_column": 1}}]}\n' >"$tmp/badspec/bad.json"
+config spec_broken "\"specs\": \"$tmp/badspec\""
+refused spec_broken "bad.json:2:[0-9]+: .*no column 'no_such_column'"
+mkdir -p "$tmp/badvocab"
+printf 'vocabulary_id,concept_code,concept_id,domain_id,concept_name\nLOINC,4548-4,not-a-number,Measurement,HbA1c\n' >"$tmp/badvocab/loinc.csv"
+config vocab_broken "\"specs\": \"$src/specs\", \"vocab\": \"$tmp/badvocab\""
+refused vocab_broken "loinc.csv:2"
+config cohorts_missing "" "" "" "" "" '"cohorts": {"path": "no-such-cohorts"}'
+refused cohorts_missing "no-such-cohorts"
+config eos_file_sink "" "" '"sink": "file", "file": {"path": "out.ndjson"}' "" '"semantics": "exactly-once"'
+refused eos_file_sink "'delivery.semantics' exactly-once needs .*the file sink has none"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
