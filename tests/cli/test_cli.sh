@@ -203,6 +203,20 @@ has "$tmp/out" "value_as_number: expected 7.3, got 7.2" "test shows the column d
 has "$tmp/out" "^0 passed, 1 failed$" "test counts the failure"
 expect 0 "test --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" --update "$tmp/case"
 expect 0 "test after --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/case"
+# a folder of cases given with a trailing slash names its cases with one slash
+mkdir -p "$tmp/cases" && cp -r "$tmp/case" "$tmp/cases/one"
+expect 0 "test cases/" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/cases/"
+has "$tmp/out" "^PASS $tmp/cases/one " "test names a case as cases/name"
+if grep -q '//' "$tmp/out"; then no "test prints a doubled slash: $(head -c 200 "$tmp/out")"; else ok; fi
+# a column the table lacks: the error lists the table's columns and guesses the misspelt one
+cat >"$tmp/col-spec.json" <<'JSON'
+{"spec": "cols", "version": 1, "input": {"format": "hl7v2", "messages": ["ORU^R01"]},
+ "rules": [{"name": "r", "table": "measurement",
+   "columns": {"person_id": 1, "measurement_concept_id": 0, "measurement_type_concept_id": 0,
+               "measurment_date": "OBX-14"}}]}
+JSON
+expect 1 "check --spec with a misspelt column" -- "$cg" check --spec "$tmp/col-spec.json"
+has "$tmp/err" "col-spec.json:4:35: error: rule 'r': table measurement has no column 'measurment_date': did you mean 'measurement_date'\? its columns: measurement_id, person_id, .*, meas_event_field_concept_id$" "the error lists the columns"
 
 # parse on XML: the summary, --get with XPath, refused DOCTYPEs, encodings, errors located
 xml=$src/tests/unit/xml/ccda_small.xml
