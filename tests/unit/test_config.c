@@ -183,6 +183,7 @@ static void test_shipped_configs_load(void **state)
     if (!c)
         fail_msg("%s:%d:%d: %s", err.file, err.line, err.column, err.text);
     cg_config_destroy(c);
+    setenv("COHORTGATE_KAFKA_PASSWORD", "x", 1); /* its kafka.sasl.password */
     c = cg_config_load_file(CG_SOURCE_DIR "/config/production.json", &err);
     if (!c)
         fail_msg("%s:%d:%d: %s", err.file, err.line, err.column, err.text);
