@@ -21,6 +21,20 @@ void cg_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
     if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
                                      strstr(buf, "is a producer property and will be ignored")))
         l = CG_LOG_DEBUG;
+    /* exactly-once start: InitProducerId waits while the coordinator aborts the transaction a
+     * crashed instance left open (that is the fencing working) or while it loads; librdkafka
+     * retries and says so as a warning, but nothing is wrong */
+    if (!strcmp(fac, "GETPID") && l == CG_LOG_WARN && strstr(buf, "retrying")) {
+        if (strstr(buf, rd_kafka_err2str(RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS))) {
+            cg_log(CG_LOG_INFO, "transaction.fencing",
+                   "the transaction a previous instance with this transactional.id left open is "
+                   "being aborted (expected after a crash); waiting for it: %s",
+                   buf);
+            return;
+        }
+        if (strstr(buf, rd_kafka_err2str(RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS)))
+            l = CG_LOG_INFO;
+    }
     cg_log(l, "kafka.log", "%s: %s", fac, buf);
 }
 
