@@ -168,7 +168,8 @@ void cg_config_destroy(cg_config_t *cfg);
 /* What a daemon (`run`, `listen`, `sink`) refuses at start once its config loaded, short of
  * connecting and of loading the mapping bundle (cg_mapping_load does that, for both): the
  * chosen plug-ins' validate (Kafka: every kafka.* property through librdkafka's own
- * rd_kafka_conf_set; topics: none read and written, none listed twice) and whether they can do
+ * rd_kafka_conf_set, then the clients made from them without a broker to connect to; topics:
+ * none read and written, none listed twice) and whether they can do
  * exactly-once when asked. `check -c` calls the same, so the two refuse the same configs for
  * the same reasons. Every error, located in the config file, up to max in errs; returns how many
  * there were (0: none). */

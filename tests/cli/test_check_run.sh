@@ -75,6 +75,12 @@ config kafka_misspelt "" '"enable.auto.commmit": "false"'
 refused kafka_misspelt "kafka_misspelt.json:[0-9]+:[0-9]+: .*'kafka.enable.auto.commmit': No such configuration property"
 config kafka_bad_value "" '"session.timeout.ms": "soon"'
 refused kafka_bad_value "kafka_bad_value.json:[0-9]+:[0-9]+: .*'kafka.session.timeout.ms': Invalid value"
+# each property passes alone; the clients made of them (no broker named, so nothing connects) do not
+config kafka_sasl "" '"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "FOO", "sasl.username": "u", "sasl.password": "hunter2"'
+refused kafka_sasl "kafka_sasl.json:8:3: .*'kafka': librdkafka cannot make the producer from these settings: Unsupported SASL mechanism: FOO"
+if grep -q hunter2 "$tmp/check.err" "$tmp/check.out" "$tmp/run.err" "$tmp/run.out"; then no "kafka_sasl: the password is printed"; else ok; fi
+config kafka_ca "" '"security.protocol": "SSL", "ssl.ca.location": "/nonexistent/ca.pem"'
+refused kafka_ca "'kafka': librdkafka cannot make the producer from these settings: ssl.ca.location failed"
 config kafka_secret_env "" '"sasl.password": {"env": "KAFKA_TEST_PASSWORD"}'
 refused kafka_secret_env "kafka_secret_env.json:[0-9]+:[0-9]+: .*'kafka.sasl.password' comes from the environment variable KAFKA_TEST_PASSWORD, which is not set"
 config kafka_secret_file "" '"sasl.password": {"file": "no-such-secret"}'

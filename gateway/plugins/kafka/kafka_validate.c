@@ -8,29 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Whether a property's value must never be shown, even when written in the file. */
-static int is_secret(const cg_config_kv_t *kv)
-{
-    return kv->secret || strstr(kv->key, "password") || strstr(kv->key, "secret") ||
-           !strcmp(kv->key, "ssl.key.pem") || !strcmp(kv->key, "sasl.oauthbearer.config");
-}
-
-int cg_kafka_conf_set_kv(rd_kafka_conf_t *conf, const cg_config_kv_t *kv, char *errstr,
-                         size_t errstr_size)
-{
-    char e[512];
-    if (rd_kafka_conf_set(conf, kv->key, kv->value, e, sizeof(e)) == RD_KAFKA_CONF_OK)
-        return 0;
-    /* librdkafka quotes a refused value ("Invalid value \"x\" for ..."): blank it out */
-    size_t vl = strlen(kv->value);
-    for (char *p; is_secret(kv) && vl && (p = strstr(e, kv->value)) != NULL;) {
-        memmove(p + 3, p + vl, strlen(p + vl) + 1);
-        memcpy(p, "***", 3);
-    }
-    snprintf(errstr, errstr_size, "'kafka.%s': %s", kv->key, e);
-    return -1;
-}
-
 /* Appends a problem about keys (up to 3 of them; NULL at i: the index-th element of keys[i-1]). */
 static void problem(cg_config_problem_t *prs, size_t max, size_t *n, const char *k0, const char *k1,
                     const char *k2, int index, const char *text)
@@ -47,6 +24,16 @@ static void problem(cg_config_problem_t *prs, size_t max, size_t *n, const char 
         snprintf(pr->text, sizeof(pr->text), "%s", text);
     }
     (*n)++;
+}
+
+static void client_problem(const cg_kafka_conf_t *kc, const char *what, char *why,
+                           cg_config_problem_t *prs, size_t max, size_t *n)
+{
+    char text[sizeof(prs->text)];
+    cg_kafka_redact(kc, why);
+    snprintf(text, sizeof(text), "'kafka': librdkafka cannot make the %s from these settings: %s",
+             what, why);
+    problem(prs, max, n, "kafka", NULL, NULL, -1, text);
 }
 
 static int is_kafka(const char *plugin)
@@ -66,6 +53,24 @@ size_t cg_kafka_validate(const void *conf, const cg_config_t *cfg, cg_config_pro
         if (cg_kafka_conf_set_kv(rc, &kc->kafka[i], text, sizeof(text)))
             problem(prs, max, &n, "kafka", kc->kafka[i].key, NULL, -1, text);
     rd_kafka_conf_destroy(rc);
+    /* each property alone is fine: the clients the daemon makes from them, with its own
+     * settings, must be too (a SASL mechanism librdkafka lacks, an ssl.ca.location it cannot
+     * load); made with no bootstrap server, they connect to nothing, and are dropped at once */
+    char why[512];
+    rd_kafka_t *rk = NULL;
+    if (!n && is_kafka(cfg->sink) &&
+        !(rk = cg_kafka_producer_new(cfg, "", NULL, NULL, why, sizeof(why))))
+        client_problem(kc, "producer", why, prs, max, &n);
+    if (rk)
+        rd_kafka_destroy(rk);
+    rk = NULL;
+    if (!n && is_kafka(cfg->source) &&
+        !(rk = cg_kafka_consumer_new(cfg, kc, "", NULL, NULL, NULL, NULL, why, sizeof(why))))
+        client_problem(kc, "consumer", why, prs, max, &n);
+    if (rk) {
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+    }
 
     if (!is_kafka(cfg->source))
         return n;
