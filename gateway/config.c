@@ -265,6 +265,9 @@ typedef struct walk {
     const char *file;
     const char *base_dir; /* of {"file": PATH} values */
     cg_error_t *err;
+    cg_error_t *more; /* NULL: stop at the first error; else every one: the 2nd on, up to */
+    size_t max_more;  /* max_more of them, go here (`check -c`) */
+    size_t n;         /* errors found */
     const char *keys[16];
     int index[16];
     int depth;
@@ -276,7 +279,10 @@ static cg_err_t walk_fail(walk_t *w, const char *fmt, const char *a, const char 
     locate(w->text, w->keys, w->index, w->depth, &line, &col);
     char msg[400];
     snprintf(msg, sizeof(msg), fmt, a, b);
-    return cg_error_set(w->err, CG_ERR_CONFIG, w->file, line, col, "%s", msg);
+    cg_error_t *e = !w->n ? w->err : w->more && w->n - 1 < w->max_more ? &w->more[w->n - 1] : NULL;
+    w->n++;
+    cg_error_set(e, CG_ERR_CONFIG, w->file, line, col, "%s", msg);
+    return CG_ERR_CONFIG;
 }
 
 static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix);
@@ -331,6 +337,7 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
             return walk_fail(w, "'%s' must be an object of librdkafka properties%s", name, "");
         const char *k;
         json_t *x;
+        size_t before = w->n;
         json_object_foreach(v, k, x)
         {
             char why[300];
@@ -350,15 +357,16 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
                 w->index[w->depth++] = 0;
                 cg_err_t rc = walk_fail(w, "%s%s", msg, "");
                 w->depth--;
-                return rc;
+                if (!w->more)
+                    return rc;
             }
         }
-        return CG_OK;
+        return w->n > before ? CG_ERR_CONFIG : CG_OK;
     }
     case CG_CONFIG_ARRAY: {
         if (!json_is_array(v))
             return walk_fail(w, "'%s' must be an array of objects%s", name, "");
-        size_t i;
+        size_t i, before = w->n;
         json_t *el;
         char elem_prefix[128];
         snprintf(elem_prefix, sizeof(elem_prefix), "%s[]", name);
@@ -380,10 +388,10 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
                                    q->name + pl + 1);
             }
             w->depth--;
-            if (rc)
+            if (rc && !w->more)
                 return rc;
         }
-        return CG_OK;
+        return w->n > before ? CG_ERR_CONFIG : CG_OK;
     }
     }
     return CG_OK;
@@ -393,6 +401,7 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
 {
     const char *k;
     json_t *v;
+    size_t before = w->n;
     json_object_foreach(obj, k, v)
     {
         char name[256];
@@ -413,10 +422,10 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
         cg_err_t rc = p ? check_value(w, p, v, name)
                         : walk_fail(w, "unknown setting '%s'%s (see config/README.md)", name, "");
         w->depth--;
-        if (rc)
+        if (rc && !w->more)
             return rc;
     }
-    return CG_OK;
+    return w->n > before ? CG_ERR_CONFIG : CG_OK;
 }
 
 static char *resolve(const char *base, const char *p)
@@ -695,22 +704,40 @@ static cg_err_t check_chosen(const cg_config_t *c, const char *text, const char 
     return cg_error_set(err, CG_ERR_CONFIG, name, line, col, "%s", pr.text);
 }
 
+/* cg_config_load_string, and every error of the settings' walk when more is not NULL. */
+static cg_config_t *load_string(const char *text, const char *name, const char *base_dir,
+                                cg_error_t *err, cg_error_t *more, size_t max_more, size_t *n);
+
 cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
                                    cg_error_t *err)
 {
+    size_t n;
+    return load_string(text, name, base_dir, err, NULL, 0, &n);
+}
+
+static cg_config_t *load_string(const char *text, const char *name, const char *base_dir,
+                                cg_error_t *err, cg_error_t *more, size_t max_more, size_t *n)
+{
+    *n = 1; /* unless the walk finds more */
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         cg_error_set(err, CG_ERR_CONFIG, name, jerr.line, jerr.column, "%s", jerr.text);
         return NULL;
     }
-    walk_t w = {.text = text, .file = name, .base_dir = base_dir, .err = err};
+    walk_t w = {.text = text,
+                .file = name,
+                .base_dir = base_dir,
+                .err = err,
+                .more = more,
+                .max_more = max_more};
     if (!json_is_object(root)) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1, "the config must be a JSON object");
         json_decref(root);
         return NULL;
     }
     if (walk_object(&w, root, NULL) != CG_OK) {
+        *n = w.n;
         json_decref(root);
         return NULL;
     }
@@ -795,8 +822,30 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     return c;
 }
 
+static cg_config_t *load_file(const char *path, cg_error_t *err, cg_error_t *more, size_t max_more,
+                              size_t *n);
+
 cg_config_t *cg_config_load_file(const char *path, cg_error_t *err)
 {
+    size_t n;
+    return load_file(path, err, NULL, 0, &n);
+}
+
+cg_config_t *cg_config_load_file_all(const char *path, cg_error_t *errs, size_t max, size_t *n)
+{
+    cg_error_t first;
+    cg_config_t *c = load_file(path, &first, max > 1 ? errs + 1 : NULL, max > 1 ? max - 1 : 0, n);
+    if (c)
+        *n = 0;
+    else if (max)
+        errs[0] = first;
+    return c;
+}
+
+static cg_config_t *load_file(const char *path, cg_error_t *err, cg_error_t *more, size_t max_more,
+                              size_t *n_errs)
+{
+    *n_errs = 1;
     FILE *f = fopen(path, "rb");
     if (!f) {
         cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot open: %m");
@@ -817,7 +866,8 @@ cg_config_t *cg_config_load_file(const char *path, cg_error_t *err)
     } else {
         char dirbuf[PATH_MAX];
         snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-        c = cg_config_load_string(text.data ? text.data : "", path, dirname(dirbuf), err);
+        c = load_string(text.data ? text.data : "", path, dirname(dirbuf), err, more, max_more,
+                        n_errs);
     }
     cg_buf_free(&text);
     fclose(f);

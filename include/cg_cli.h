@@ -34,7 +34,7 @@ int cg_cli_cohort(int argc, char **argv);
  * line, at most max of them, then how many more there were. */
 void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max);
 
-/* Loads a config file for check; NULL after printing its error to stderr. */
+/* Loads a config file for check; NULL after printing its errors (every one) to stderr. */
 typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);
 /* Loads a daemon's config (run, listen, sink) and validates it as `check -c` does

@@ -160,6 +160,10 @@ typedef struct cg_config {
 
 /* Loads and checks a config file. Returns NULL with *err filled (file:line:column) on error. */
 cg_config_t *cg_config_load_file(const char *path, cg_error_t *err);
+/* The same, reporting every error of the settings (unknown, of the wrong type, out of range:
+ * each located), up to max of them in errs, for `check -c`; *n gets how many there were (0 when
+ * it loaded). An error found after those (one setting against another) is reported alone. */
+cg_config_t *cg_config_load_file_all(const char *path, cg_error_t *errs, size_t max, size_t *n);
 /* The same from text; name is used in errors, base_dir for relative paths (NULL: cwd). */
 cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
                                    cg_error_t *err);

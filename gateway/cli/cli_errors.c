@@ -22,10 +22,11 @@ void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max
 
 cg_config_t *cg_cli_load_config(const char *path)
 {
-    cg_error_t err;
-    cg_config_t *cfg = cg_config_load_file(path, &err);
+    static cg_error_t errs[CG_CLI_MAX_CONFIG_ERRORS];
+    size_t n = 0;
+    cg_config_t *cfg = cg_config_load_file_all(path, errs, CG_CLI_MAX_CONFIG_ERRORS, &n);
     if (!cfg)
-        cg_cli_print_errors(stderr, &err, 1, 1);
+        cg_cli_print_errors(stderr, errs, n, CG_CLI_MAX_CONFIG_ERRORS);
     return cfg;
 }
 
@@ -42,14 +43,14 @@ static void log_errors(const cg_error_t *errs, size_t n, size_t max)
 
 cg_config_t *cg_cli_daemon_config(const char *path)
 {
-    cg_error_t err;
-    cg_config_t *cfg = cg_config_load_file(path, &err);
+    static cg_error_t errs[CG_CLI_MAX_CONFIG_ERRORS];
+    size_t n = 0;
+    cg_config_t *cfg = cg_config_load_file_all(path, errs, CG_CLI_MAX_CONFIG_ERRORS, &n);
     if (!cfg) {
-        log_errors(&err, 1, 1);
+        log_errors(errs, n, CG_CLI_MAX_CONFIG_ERRORS);
         return NULL;
     }
-    static cg_error_t errs[CG_CLI_MAX_CONFIG_ERRORS];
-    size_t n = cg_config_validate(cfg, errs, CG_CLI_MAX_CONFIG_ERRORS);
+    n = cg_config_validate(cfg, errs, CG_CLI_MAX_CONFIG_ERRORS);
     if (n) {
         log_errors(errs, n, CG_CLI_MAX_CONFIG_ERRORS);
         cg_config_destroy(cfg);

@@ -117,5 +117,21 @@ refused cohorts_missing "no-such-cohorts"
 config eos_file_sink "" "" '"sink": "file", "file": {"path": "out.ndjson"}' "" '"semantics": "exactly-once"'
 refused eos_file_sink "'delivery.semantics' exactly-once needs .*the file sink has none"
 
+# every error, not the first only: of the settings, and of what the validation finds
+config several "" '"enable.auto.commmit": false, "linger.ms": "soon"' "" "" '"semantics": "once"' '"outptu": {}'
+refused several "several.json:6:16: .*'delivery.semantics' must be one of"
+for f in check run; do
+    for want in "'delivery.semantics' must be one of" "unknown setting 'outptu'"; do
+        grep -q "$want" "$tmp/$f.err" && ok || no "several: $f does not report $want"
+    done
+done
+config several_validate "" '"enable.auto.commmit": false, "linger.ms": "soon"' '"topic": "hosp.raw"'
+refused several_validate "'kafka.enable.auto.commmit'"
+for f in check run; do
+    for want in "'kafka.linger.ms'" "'output.topic': 'hosp.raw' is also an input topic"; do
+        grep -q "$want" "$tmp/$f.err" && ok || no "several_validate: $f does not report $want"
+    done
+done
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
