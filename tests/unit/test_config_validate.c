@@ -12,6 +12,7 @@
 
 #include "cg_config.h"
 #include "cg_kafka.h"
+#include "cg_plugin.h"
 
 static cg_config_t *load(const char *text)
 {
@@ -117,6 +118,57 @@ static void test_explicit_empty_defaults(void **state)
     assert_non_null(strstr(err.text, "'output.topic' must not be empty"));
 }
 
+/* Every row of every map whose default is "" takes "" written out: the rule, not a list. */
+static void every_empty_default_of(const cg_config_map_t *map, size_t *seen)
+{
+    for (const cg_config_map_t *p = map; map && p->name; p++) {
+        if (p->type != CG_CONFIG_STRING || !p->def || *p->def || strstr(p->name, "[]"))
+            continue;
+        /* "a.b.c" as {"a":{"b":{"c":""}}} */
+        char json[512] = "", close[64] = "";
+        size_t o = 0, depth = 0;
+        const char *s = p->name;
+        while (s) {
+            const char *dot = strchr(s, '.');
+            int len = dot ? (int)(dot - s) : (int)strlen(s);
+            o += (size_t)snprintf(json + o, sizeof(json) - o, "\"%.*s\":%s", len, s,
+                                  dot ? "{" : "\"\"");
+            if (dot)
+                close[depth++] = '}';
+            s = dot ? dot + 1 : NULL;
+        }
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "{\"inputs\":[{\"topic\":\"a\"}],\"mapping\":{\"specs\":\"s\"},"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"},%s%s}",
+                 json, close);
+        /* the mapping group is given above already: merge by writing it alone */
+        if (!strncmp(p->name, "mapping.", 8))
+            snprintf(text, sizeof(text),
+                     "{\"inputs\":[{\"topic\":\"a\"}],\"mapping\":{\"specs\":\"s\",\"%s\":\"\"},"
+                     "\"kafka\":{\"bootstrap.servers\":\"x\"}}",
+                     p->name + 8);
+        cg_error_t err;
+        cg_config_t *c = cg_config_load_string(text, "t.json", NULL, &err);
+        if (!c && strstr(err.text, "must not be empty"))
+            fail_msg("%s: its default is \"\" but \"\" is refused: %s", p->name, err.text);
+        cg_config_destroy(c);
+        (*seen)++;
+    }
+}
+
+static void test_every_empty_default_takes_empty(void **state)
+{
+    (void)state;
+    size_t seen = 0;
+    every_empty_default_of(cg_config_core_map, &seen);
+    for (size_t i = 0; cg_source_plugins[i]; i++)
+        every_empty_default_of(cg_source_plugins[i]->config_map, &seen);
+    for (size_t i = 0; cg_sink_plugins[i]; i++)
+        every_empty_default_of(cg_sink_plugins[i]->config_map, &seen);
+    assert_true(seen >= 8); /* mapping.vocab, .athena, cohorts.path, pseudonym.key_file, … */
+}
+
 static void test_kafka_secrets(void **state)
 {
     (void)state;
@@ -182,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_topics),
         cmocka_unit_test(test_exactly_once_needs_transactions),
         cmocka_unit_test(test_explicit_empty_defaults),
+        cmocka_unit_test(test_every_empty_default_takes_empty),
         cmocka_unit_test(test_kafka_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
