@@ -3,7 +3,8 @@
 # reason: each broken config of the list goes through both; check must exit 1 naming the reason,
 # run must exit 1 before connecting (its bootstrap, 127.0.0.1:1, is never reached; a run that is
 # still going after a few seconds got past its start-up checks) with the same reason as a JSON log
-# line. A good config passes check and keeps run going. Prints "N passed, N failed".
+# line. A good config passes check and keeps run going. `listen` and `sink` configs go through
+# check and their daemon the same way. Prints "N passed, N failed".
 set -uo pipefail
 cg=$1
 src=$2
@@ -15,7 +16,7 @@ no() {
     fail=$((fail + 1))
     echo "FAIL: $*"
 }
-unset COHORTGATE_PSEUDONYM_KEY KAFKA_TEST_PASSWORD
+unset COHORTGATE_PSEUDONYM_KEY KAFKA_TEST_PASSWORD COHORTGATE_PG_CONNINFO
 key=$src/tests/golden/key
 
 # config NAME MAPPING KAFKA OUTPUT INPUTS DELIVERY EXTRA: a run config in $tmp/NAME.json
@@ -31,7 +32,7 @@ config() {
   "inputs": [$inputs],
   "output": {$output},
   "mapping": {$mapping},
-  "pseudonym": {"key_file": "${KEYFILE:-$key}"},
+  "pseudonym": {"key_file": "${KEYFILE-$key}"},
   "delivery": {$delivery},
   "metrics": {"listen": "off"},
   "kafka": {$kafka}$extra
@@ -39,16 +40,18 @@ config() {
 JSON
 }
 
-# refused NAME REASON-REGEX: check and run both refuse $tmp/NAME.json, for the same reason
+# refused NAME REASON-REGEX: check and run (or $daemon) both refuse $tmp/NAME.json, for the
+# same reasons
+daemon=run
 refused() {
     local name=$1 want=$2
     "$cg" check -c "$tmp/$name.json" >"$tmp/check.out" 2>"$tmp/check.err"
     local rc=$?
     [ "$rc" = 1 ] && ok || no "$name: check exits $rc, expected 1"
     if grep -qE -- "$want" "$tmp/check.err"; then ok; else no "$name: check does not say /$want/: $(head -c 400 "$tmp/check.err")"; fi
-    timeout 20 "$cg" run -c "$tmp/$name.json" >"$tmp/run.out" 2>"$tmp/run.err"
+    timeout 20 "$cg" "$daemon" -c "$tmp/$name.json" >"$tmp/run.out" 2>"$tmp/run.err"
     rc=$?
-    [ "$rc" = 1 ] && ok || no "$name: run exits $rc, expected 1 (124: it did not refuse at start)"
+    [ "$rc" = 1 ] && ok || no "$name: $daemon exits $rc, expected 1 (124: it did not refuse at start)"
     # every reason check gives, run gives too, each as a JSON log line
     python3 - "$tmp/run.err" "$tmp/check.err" "$want" <<'PY' && ok || no "$name: run's reasons differ from check's: $(head -c 600 "$tmp/check.err") / $(head -c 600 "$tmp/run.err")"
 import json, re, sys
@@ -92,6 +95,8 @@ refused key_missing "pseudonym key file .*no-such.key"
 printf 'short' >"$tmp/short.key"
 KEYFILE=$tmp/short.key config key_short
 refused key_short "short.key.*(at least|too short|32)"
+KEYFILE="" config key_env_unset
+refused key_env_unset "environment variable COHORTGATE_PSEUDONYM_KEY is not set"
 config output_is_input "" "" '"topic": "hosp.raw"'
 refused output_is_input "output_is_input.json:3:[0-9]+: .*'output.topic': 'hosp.raw' is also an input topic"
 config dlq_is_input "" "" '"dead_letter_topic": "hosp.raw"'
@@ -135,6 +140,41 @@ for f in check run; do
         grep -q "$want" "$tmp/$f.err" && ok || no "several_validate: $f does not report $want"
     done
 done
+
+# the other daemons share the validation: `listen` (MLLP in, Kafka out) and `sink` (Kafka in,
+# PostgreSQL out) refuse as check does, before binding a port or connecting to a database
+daemon=listen
+listen_config() {
+    cat >"$tmp/$1.json" <<JSON
+{
+  "source": "mllp",
+  "listen": {"address": "127.0.0.1:0", "topic": "hosp.raw"},
+  "pseudonym": {"key_file": "$key"},
+  "metrics": {"listen": "off"},
+  "kafka": {"bootstrap.servers": "127.0.0.1:1"$2}
+}
+JSON
+}
+listen_config listen_kafka_misspelt ', "lingr.ms": 5'
+refused listen_kafka_misspelt "listen_kafka_misspelt.json:6:[0-9]+: .*'kafka.lingr.ms': No such configuration property"
+listen_config listen_eos ', "linger.ms": 5}, "delivery": {"semantics": "exactly-once"'
+refused listen_eos "'delivery.semantics' exactly-once needs a source that can rewind .*the mllp source has none"
+daemon=sink
+sink_config() {
+    cat >"$tmp/$1.json" <<JSON
+{
+  "inputs": [{"topic": "records"}${2:-}],
+  "output": {"sink": "pg"},
+  "pg": {"conninfo": "host=127.0.0.1 port=1 dbname=omop connect_timeout=2"},
+  "metrics": {"listen": "off"},
+  "kafka": {"bootstrap.servers": "127.0.0.1:1"${3:-}}
+}
+JSON
+}
+sink_config sink_kafka_misspelt "" ', "fetch.max.byts": 1'
+refused sink_kafka_misspelt "sink_kafka_misspelt.json:6:[0-9]+: .*'kafka.fetch.max.byts': No such configuration property"
+sink_config sink_input_twice ', {"topic": "records"}'
+refused sink_input_twice "'inputs\[1\].topic': 'records' is listed twice"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
