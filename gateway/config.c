@@ -36,6 +36,10 @@ const cg_config_map_t cg_config_core_map[] = {
      "column, reason and the entry's place (XPath and line, or HL7 segment) and the input's "
      "topic, partition and offset; never a value or patient data, and it has no key. It is part "
      "of its input's outputs: committed with the records, in the same transaction exactly-once."),
+    CG_CONFIG_ROW_BOOL("output.ids_as_strings", cg_config_t, ids_as_strings, "false",
+     "Write 64-bit ids (row ids, person_id: the columns the JSON Schema types as int64) as JSON "
+     "strings, \"5500483416384649466\", for consumers that read JSON numbers as doubles "
+     "(JavaScript, jq) and would round them. The sink reads both forms."),
     CG_CONFIG_ROW_GROUP("delivery",
      "Delivery semantics."),
     CG_CONFIG_ROW_ENUM("delivery.semantics", cg_config_t, semantics, "at-least-once", "at-least-once|exactly-once",

@@ -29,6 +29,7 @@ int cg_cli_parse(int argc, char **argv);
 int cg_cli_check(int argc, char **argv);
 int cg_cli_test(int argc, char **argv);
 int cg_cli_cohort(int argc, char **argv);
+int cg_cli_schema(int argc, char **argv);
 
 /* Prints located errors as "FILE:LINE:COLUMN: error: TEXT" (or "FILE: error: TEXT"), one a
  * line, at most max of them, then how many more there were. */
@@ -69,7 +70,8 @@ typedef struct cg_cli_map_counts {
     size_t no_rows, no_research_content; /* messages that mapped to no record, by outcome */
     int progress;                        /* show progress on stderr when it is a terminal */
 } cg_cli_map_counts_t;
-/* Returns the number of messages that failed. */
+/* Maps buf and writes its records to out; trace: cg_row_encode flags (CG_ROW_ENCODE_TRACE,
+ * CG_ROW_ENCODE_IDS_AS_STRINGS). Returns the number of messages that failed. */
 size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,
                          const char *buf, size_t len, int trace, FILE *out, FILE *errs,
                          cg_cli_map_counts_t *cnt);

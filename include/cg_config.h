@@ -134,6 +134,7 @@ typedef struct cg_config {
     char *output_topic;
     char *dead_letter_topic;
     char *quality_topic; /* entries left out of documents (on_error "entry") */
+    int ids_as_strings;  /* 64-bit ids as JSON strings (CG_ROW_ENCODE_IDS_AS_STRINGS) */
     int commit_interval_ms;
     int max_in_flight;
     cg_delivery_semantics_t semantics;

@@ -121,6 +121,9 @@ typedef struct cg_row_source {
 
 /* cg_row_encode flags */
 #define CG_ROW_ENCODE_TRACE 1u /* add "trace": {column: {rule, source}} (needs row->trace) */
+/* 64-bit columns (CG_COL_INT64: row ids, person_id) as JSON strings ("5500483416384649466"), for
+ * consumers that read JSON numbers as doubles (JavaScript, jq) and would round them */
+#define CG_ROW_ENCODE_IDS_AS_STRINGS 2u
 
 /* Appends the record of row in its target's format to out (for OMOP and cohortgate: the JSON
  * envelope above, cohorts being the names cg_cohort_route gave). src may be NULL. CG_ERR_NOMEM

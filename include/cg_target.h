@@ -99,6 +99,11 @@ const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const
  * buf. */
 const char *cg_target_column_hint(const cg_target_table_t *table, const char *name, char *buf,
                                   size_t size);
+struct json_t;
+/* The JSON Schema (draft 2020-12) of the record envelope of every target's tables and of the
+ * quality record (flags: CG_ROW_ENCODE_IDS_AS_STRINGS types 64-bit ids as strings); a new
+ * reference, NULL when out of memory. */
+struct json_t *cg_target_json_schema(unsigned flags);
 /* The target's check of a value for col (see cg_target_t.check). */
 static inline bool cg_target_check(const cg_target_column_t *col, const char *text, size_t len,
                                    bool quoted, char *why, size_t why_size)

@@ -20,6 +20,7 @@ static const cg_cli_cmd_t cg_cli_cmds[] = {
     {"cohort", cg_cli_cohort,
      "Circe cohort definitions: check, explain the SQL, run on PostgreSQL"},
     {"test", cg_cli_test, "run mapping specs' example cases (input beside expected NDJSON)"},
+    {"schema", cg_cli_schema, "print the JSON Schema of the records, quality records and headers"},
 };
 
 static void usage(FILE *out)

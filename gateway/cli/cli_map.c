@@ -55,13 +55,14 @@ static void usage(FILE *out)
         "      --cohorts DIR     route rows through the cohort definitions in DIR (or one\n"
         "                        file), as the gateway does: each record lists its \"cohorts\"\n"
         "  -t, --trace           add, for every column, the rule and source path behind it\n"
+        "      --ids-as-strings  64-bit ids as JSON strings, as output.ids_as_strings does\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
 }
 
 typedef struct map_opts {
     const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset, *cohorts;
-    int date_shift, trace, quiet;
+    int date_shift, trace, ids_as_strings, quiet;
 } map_opts_t;
 
 static void progress(const cg_cli_map_counts_t *c, int final)
@@ -93,15 +94,16 @@ static void flush_out(cg_buf_t *line, FILE *out)
  * RSS stays flat however long the file is. */
 #define RELEASE_BYTES (8u * 1024u * 1024u)
 
-/* Writes rows as NDJSON envelopes (with their trace when asked) to line. With --cohorts, rows go
- * through the routing stage the gateway runs, so "cohorts" shows what a row would join. */
-static void put_rows(cg_mapping_worker_t *mw, const cg_row_t *rows, size_t n, int trace,
+/* Writes rows as NDJSON envelopes to line; flags: cg_row_encode's (the trace, ids as strings).
+ * With --cohorts, rows go through the routing stage the gateway runs, so "cohorts" shows what a
+ * row would join. */
+static void put_rows(cg_mapping_worker_t *mw, const cg_row_t *rows, size_t n, int flags,
                      cg_buf_t *line)
 {
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(mw, &rows[i], &cohorts);
-        cg_row_encode(&rows[i], NULL, cohorts, n_cohorts, trace ? CG_ROW_ENCODE_TRACE : 0, line);
+        cg_row_encode(&rows[i], NULL, cohorts, n_cohorts, (unsigned)flags, line);
         cg_buf_putc_fast(line, '\n');
     }
 }
@@ -454,6 +456,7 @@ int cg_cli_map(int argc, char **argv)
         {"charset", required_argument, NULL, 'c'},
         {"cohorts", required_argument, NULL, 'C'},
         {"trace", no_argument, NULL, 't'},
+        {"ids-as-strings", no_argument, NULL, 'I'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -501,6 +504,9 @@ int cg_cli_map(int argc, char **argv)
             break;
         case 't':
             o.trace = 1;
+            break;
+        case 'I':
+            o.ids_as_strings = 1;
             break;
         case 'q':
             o.quiet = 1;
@@ -562,9 +568,10 @@ int cg_cli_map(int argc, char **argv)
     }
     cg_mapping_worker_set_trace(mw, o.trace);
     cg_cli_map_counts_t cnt = {.progress = !o.quiet};
-    int io_failed = 0;
+    int io_failed = 0, flags = (o.trace ? CG_ROW_ENCODE_TRACE : 0) |
+                               (o.ids_as_strings ? CG_ROW_ENCODE_IDS_AS_STRINGS : 0);
     for (int i = optind; i < argc; i++)
-        io_failed |= cg_cli_map_file(mw, msg, argv[i], o.trace, stdout, stderr, &cnt) != 0;
+        io_failed |= cg_cli_map_file(mw, msg, argv[i], flags, stdout, stderr, &cnt) != 0;
     fflush(stdout);
     if (!o.quiet && isatty(2))
         progress(&cnt, 1);

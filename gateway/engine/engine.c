@@ -104,6 +104,7 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
         return NULL;
     }
     gw->cfg = cfg;
+    gw->encode_flags = cfg->ids_as_strings ? CG_ROW_ENCODE_IDS_AS_STRINGS : 0;
     if (opts)
         gw->opts = *opts;
     gw->eos = cfg->semantics == CG_DELIVERY_EXACTLY_ONCE;

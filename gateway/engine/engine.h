@@ -94,6 +94,7 @@ typedef struct at_end {
 struct cg_engine {
     const cg_config_t *cfg;
     cg_gateway_opts_t opts;
+    unsigned encode_flags; /* cg_row_encode flags from the config (ids_as_strings) */
     cg_source_t source;
     cg_sink_t sink;
     cg_delivery_t *delivery;

@@ -89,7 +89,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(w->mw, &rows[i], &cohorts);
         size_t val_off = j->buf.len;
-        if (cg_row_encode(&rows[i], &src, cohorts, n_cohorts, 0, &j->buf) != CG_OK)
+        if (cg_row_encode(&rows[i], &src, cohorts, n_cohorts, gw->encode_flags, &j->buf) != CG_OK)
             goto nomem;
         size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
         if (rows[i].person_key.len &&

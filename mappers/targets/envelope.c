@@ -180,6 +180,16 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
             PUT_LIT(o, "null");
             break;
         case CG_VALUE_INTEGER:
+            if ((flags & CG_ROW_ENCODE_IDS_AS_STRINGS) && c->type == CG_COL_INT64) {
+                *o++ = '"'; /* digits and a sign: nothing to escape */
+                memcpy(o, v->ptr, v->len);
+                o += v->len;
+                *o++ = '"';
+                break;
+            }
+            memcpy(o, v->ptr, v->len);
+            o += v->len;
+            break;
         case CG_VALUE_NUMBER:
             memcpy(o, v->ptr, v->len);
             o += v->len;

@@ -234,6 +234,28 @@ static size_t load_records(const char *const *globs, size_t n_globs, const char 
     return n;
 }
 
+/* Rewrites the record's 64-bit ids as strings of digits, as output.ids_as_strings writes them
+ * (the ids beyond 32 bits: concept ids stay numbers). */
+static void stringify_ids(rec_t *r)
+{
+    json_t *e = json_loads(r->value, 0, NULL);
+    json_t *row = json_object_get(e, "row"), *v;
+    const char *k;
+    void *tmp;
+    json_object_foreach_safe(row, tmp, k, v)
+    {
+        json_int_t x = json_integer_value(v);
+        if (json_is_integer(v) && (x > INT32_MAX || x < INT32_MIN)) {
+            char digits[32];
+            snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT, x);
+            json_object_set_new(row, k, json_string(digits));
+        }
+    }
+    free(r->value);
+    r->value = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(e);
+}
+
 static void produce(const char *topic, const rec_t *v, size_t n)
 {
     rd_kafka_t *p = tk_producer();
@@ -318,6 +340,19 @@ static void test_golden(void **state)
                                        RD_KAFKA_V_VALUE((void *)junk, sizeof(junk)),
                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
                      0);
+    /* and ids that are not 64-bit integers: refused when staged, named by column */
+    static const char *const bad_ids[] = {
+        "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\",\"row\":"
+        "{\"measurement_id\":\"12x\",\"person_id\":1}}",
+        "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\",\"row\":"
+        "{\"measurement_id\":1,\"person_id\":\"9223372036854775808\"}}",
+    };
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(r.topic), RD_KAFKA_V_KEY("bad", 3),
+                                           RD_KAFKA_V_VALUE((void *)bad_ids[i], strlen(bad_ids[i])),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
     assert_int_equal(rd_kafka_flush(p, 30000), 0);
     rd_kafka_destroy(p);
     assert_int_equal(sink(&r, "--init", 0), 0);
@@ -326,9 +361,14 @@ static void test_golden(void **state)
                            "record = 'hex:fffe004d53487c'",
                            r.schema),
                      1);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGVAL' AND "
+                           "reason IN ('measurement.measurement_id is not a 64-bit integer id', "
+                           "'measurement.person_id is not a 64-bit integer id')",
+                           r.schema),
+                     2);
 
     /* every table: one row per key whose last record is an upsert */
-    size_t rejects = 1;
+    size_t rejects = 3;
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(v[i].table, "cohortgate.document_retraction")) {
             rejects++; /* not applied yet: kept as a reject, never dropped */
@@ -381,9 +421,9 @@ static void test_golden(void **state)
                                "o.observation_period_end_date)",
                                r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
                          0);
-    /* the offsets reached the topic's end (the envelopes and the junk) */
+    /* the offsets reached the topic's end (the envelopes, the junk and the bad ids) */
     assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
-                     (long long)n + 1);
+                     (long long)n + 3);
 
     /* a second run over the same topics changes nothing: no row is even written */
     char *before = state_sum(r.schema, all_tables, 1);
@@ -441,7 +481,7 @@ static void test_golden(void **state)
         assert_true(kept >= rows - multi);
     }
     assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
-                     (long long)n + 1);
+                     (long long)n + 3);
     /* the replay's reject went in again: a replay past the stored offsets is a new delivery */
     assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 2 * (long long)rejects);
     free(before);
@@ -459,6 +499,9 @@ static void test_lifecycle(void **state)
                            CG_SOURCE_DIR "/tests/golden/adt_a40_merge/expected.ndjson"};
     rec_t *v;
     size_t n = load_records(globs, 2, NULL, &v);
+    /* every other record with its ids as strings (output.ids_as_strings): the sink reads both */
+    for (size_t i = 1; i < n; i += 2)
+        stringify_ids(&v[i]);
     produce(r.topic, v, n);
     assert_int_equal(sink(&r, "--init", 0), 0);
     assert_int_equal(sink(&r, NULL, 1), 0);

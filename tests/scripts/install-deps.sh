@@ -12,7 +12,7 @@ pkgs=(
   clang clang-format libclang-rt-14-dev
   default-jdk-headless maven
   postgresql libpq-dev
-  python3
+  python3 python3-jsonschema
 )
 
 missing=()

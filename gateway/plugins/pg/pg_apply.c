@@ -229,7 +229,9 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         for (size_t k = 0; k < t->n_columns; k++) {
             cg_buf_puts(&b, ", ");
             pg_ident(&b, t->columns[k].name);
-            cg_buf_puts(&b, " text");
+            /* ids were checked when staged (pg_sink.c): typed here, the id map and the
+             * statements below neither test nor cast them row by row */
+            cg_buf_puts(&b, pg_column_is_id(&t->columns[k]) ? " bigint" : " text");
         }
         cg_buf_puts(&b, ");\n");
     }
@@ -330,12 +332,10 @@ static void id_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t
     if (!strcmp(col->name, "person_id") && strcmp(t->name, "person")) {
         cg_buf_puts(&src, "COALESCE((SELECT g.survivor_source_id FROM ");
         pg_qual(&src, conf->schema, "cg_person_merge");
-        cg_buf_puts(&src, " g WHERE g.merged_source_id = s.person_id::bigint), "
-                          "s.person_id::bigint)");
+        cg_buf_puts(&src, " g WHERE g.merged_source_id = s.person_id), s.person_id)");
     } else {
         cg_buf_puts(&src, "s.");
         pg_ident(&src, col->name);
-        cg_buf_puts(&src, "::bigint");
     }
     cg_buf_putc(&src, '\0');
     if (conf->id_type == PG_IDS_BIGINT) {
@@ -420,7 +420,7 @@ static char *upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t
     if (!strcmp(t->name, "person")) { /* a merged person stays merged */
         cg_buf_puts(&b, " AND NOT EXISTS (SELECT 1 FROM ");
         pg_qual(&b, conf->schema, "cg_person_merge");
-        cg_buf_puts(&b, " g WHERE g.merged_source_id = s.person_id::bigint)");
+        cg_buf_puts(&b, " g WHERE g.merged_source_id = s.person_id)");
     }
     cg_buf_puts(&b, " ON CONFLICT (");
     pg_ident(&b, key->name);
@@ -524,19 +524,9 @@ static char *idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t)
         if (!pg_column_is_id(col))
             continue;
         cg_buf_puts(&b, first ? "SELECT " : " UNION ALL SELECT ");
-        /* nested CASE: the cast only runs on digits that fit 63 bits (19 digits compared as
-         * text, in C collation: no numeric arithmetic per value) */
-        cg_buf_puts(&b, "CASE WHEN s.");
         pg_ident(&b, col->name);
-        cg_buf_puts(&b, " ~ '^[0-9]{1,19}$' THEN CASE WHEN length(s.");
-        pg_ident(&b, col->name);
-        cg_buf_puts(&b, ") < 19 OR s.");
-        pg_ident(&b, col->name);
-        cg_buf_puts(&b, " COLLATE \"C\" <= '9223372036854775807' THEN s.");
-        pg_ident(&b, col->name);
-        cg_buf_puts(&b, "::bigint END END FROM ");
+        cg_buf_puts(&b, " FROM ");
         stage_name(&b, t);
-        cg_buf_puts(&b, " s");
         first = 0;
     }
     if (first) {

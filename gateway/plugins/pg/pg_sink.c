@@ -243,6 +243,27 @@ static int refresh_cdm_source(pg_sink_t *s, char *errstr, size_t errstr_size)
     return pg_exec(s->conn, "RELEASE SAVEPOINT cg_cdm_source", errstr, errstr_size);
 }
 
+/* Whether text is a 64-bit id: digits (a sign allowed) that fit a bigint. Checked here, once,
+ * so the staging tables type ids as bigint and the batch's statements never test them. */
+static bool id_text_ok(const char *t, size_t n)
+{
+    size_t neg = n && t[0] == '-';
+    if (n == neg || n - neg > 19)
+        return false;
+    for (size_t i = neg; i < n; i++)
+        if (t[i] < '0' || t[i] > '9')
+            return false;
+    return n - neg < 19 ||
+           memcmp(t + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
+}
+
+/* An id as records carry it: a JSON integer, or its digits as a string (output.ids_as_strings). */
+static bool is_json_id(const json_t *v)
+{
+    const char *t = json_string_value(v);
+    return json_is_integer(v) || (t && id_text_ok(t, json_string_length(v)));
+}
+
 /* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
  * (errstr); a record the sink cannot apply is rejected and counts as handled. */
 static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_t *pos,
@@ -277,11 +298,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         bool q;
         json_t *mj = json_object_get(row, "merged_person_id"),
                *sj = json_object_get(row, "person_id");
-        if (!json_is_integer(mj) || !json_is_integer(sj) ||
+        if (!is_json_id(mj) || !is_json_id(sj) ||
             !cg_omop_json_text(mj, mb, sizeof(mb), &mv, &ml, &q) ||
             !cg_omop_json_text(sj, sb, sizeof(sb), &sv, &sl, &q)) {
             state = "CGKEY";
-            snprintf(why, sizeof(why), "a merge needs integer person_id and merged_person_id");
+            snprintf(why, sizeof(why),
+                     "a merge needs integer person_id and merged_person_id (numbers, or strings "
+                     "of digits as output.ids_as_strings writes them)");
             goto reject;
         }
         /* what came before the merge is applied first: a person's order holds */
@@ -346,6 +369,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
             goto reject;
         }
     }
+    for (size_t ci = 0; ci < t->n_columns; ci++)
+        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !id_text_ok(vals[ci], lens[ci])) {
+            state = "CGVAL";
+            snprintf(why, sizeof(why), "%s.%s is not a 64-bit integer id", tname,
+                     t->columns[ci].name);
+            goto reject;
+        }
     size_t key_i;
     const cg_omop_column_t *key = pg_table_key(t);
     cg_omop_column(t, key->name, &key_i);
