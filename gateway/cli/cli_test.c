@@ -57,6 +57,13 @@ static char *slurp(const char *path, size_t *len)
     return b.data ? b.data : strdup("");
 }
 
+/* dir/name, without a second slash when dir ends in one (`test cases/` names cases/x). */
+static void join(char *buf, size_t size, const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    snprintf(buf, size, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+}
+
 static int is_input(const struct dirent *d)
 {
     size_t n = strlen(d->d_name);
@@ -178,13 +185,6 @@ static int write_file(const char *path, const char *data, size_t len)
         return -1;
     int rc = fwrite(data, 1, len, f) == len ? 0 : -1;
     return fclose(f) || rc ? -1 : 0;
-}
-
-/* dir/name, without a second slash when dir ends in one (`test cases/` names cases/x). */
-static void join(char *buf, size_t size, const char *dir, const char *name)
-{
-    size_t n = strlen(dir);
-    snprintf(buf, size, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
 }
 
 static void run_case(test_ctx_t *t, const char *dir)
