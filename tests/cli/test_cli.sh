@@ -132,10 +132,6 @@ has "$tmp/err" "bad-spec.json:4:87: error: rule 'r': unknown transform 'nope'" "
 has "$tmp/err" "bad-spec.json:5:.*rule 'r'.*OBX-99x" "check reports the second error too"
 expect 0 "check --spec shipped" -- "$cg" check --spec "$src/specs"
 expect 0 "check -c demo" -- "$cg" check -c "$src/config/demo.json"
-# the README's example, on a fresh checkout: the key and the Kafka password from the environment
-expect 0 "check -c config/production.json" -- env COHORTGATE_KAFKA_PASSWORD=not-shown "$cg" check -c "$src/config/production.json"
-expect 1 "check -c config/production.json without the Kafka password" -- env -u COHORTGATE_KAFKA_PASSWORD "$cg" check -c "$src/config/production.json"
-has "$tmp/err" "production.json:[0-9]+:[0-9]+: error: 'kafka.sasl.password' comes from the environment variable COHORTGATE_KAFKA_PASSWORD, which is not set" "the missing password is located"
 printf '{"inputs":[{"topic":"x"}],\n "kafka":{"bootstrap.servers":"h:1"},\n "outptu":{}}' >"$tmp/bad.json"
 expect 1 "check -c with an unknown key" -- "$cg" check -c "$tmp/bad.json"
 has "$tmp/err" "bad.json:3:2: error: unknown setting 'outptu'" "config error located"
@@ -156,6 +152,10 @@ chmod 600 "$tmp/open.key"
 sed -e 's#"0.0.0.0:9464"#"127.0.0.1:9464"#' "$tmp/exposed.json" >"$tmp/closed.json"
 expect 0 "check -c with a private key and loopback metrics" -- "$cg" check -c "$tmp/closed.json"
 if grep -q warning "$tmp/err"; then no "no warnings for a private key and loopback metrics"; else ok; fi
+# the README's example, on a fresh checkout: the key and the Kafka password from the environment
+expect 0 "check -c config/production.json" -- env COHORTGATE_KAFKA_PASSWORD=not-shown "$cg" check -c "$src/config/production.json"
+expect 1 "check -c config/production.json without the Kafka password" -- env -u COHORTGATE_KAFKA_PASSWORD "$cg" check -c "$src/config/production.json"
+has "$tmp/err" "production.json:[0-9]+:[0-9]+: error: 'kafka.sasl.password' comes from the environment variable COHORTGATE_KAFKA_PASSWORD, which is not set" "the missing password is located"
 # a listener's config: no inputs, no specs; its address and key are checked
 sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
 expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"
