@@ -156,6 +156,17 @@ if grep -q warning "$tmp/err"; then no "no warnings for a private key and loopba
 expect 0 "check -c config/production.json" -- env COHORTGATE_KAFKA_PASSWORD=not-shown "$cg" check -c "$src/config/production.json"
 expect 1 "check -c config/production.json without the Kafka password" -- env -u COHORTGATE_KAFKA_PASSWORD "$cg" check -c "$src/config/production.json"
 has "$tmp/err" "production.json:[0-9]+:[0-9]+: error: 'kafka.sasl.password' comes from the environment variable COHORTGATE_KAFKA_PASSWORD, which is not set" "the missing password is located"
+# a Kafka password written in the config is a warning (exit 0), never printed; from the environment
+# it is none
+sed -e "s#\"demo/pseudonym.key\"#\"$tmp/open.key\"#" -e "s#\"\\.\\./specs#\"$src/specs#" \
+    -e "s#\"demo/feeds\"#\"$src/config/demo/feeds\"#" -e 's#"log": {#"kafka": {"sasl.password": "hunter2"}, "log": {#' \
+    "$src/config/demo.json" >"$tmp/pw.json"
+expect 0 "check -c with a Kafka password in the file" -- "$cg" check -c "$tmp/pw.json"
+has "$tmp/err" "pw.json: warning: kafka.sasl.password is written in the config" "check warns about a password in the file"
+if grep -q hunter2 "$tmp/err" "$tmp/out"; then no "the password is printed"; else ok; fi
+sed -e 's#"sasl.password": "hunter2"#"sasl.password": {"env": "CG_CLI_TEST_PW"}#' "$tmp/pw.json" >"$tmp/pw-env.json"
+CG_CLI_TEST_PW=hunter2 expect 0 "check -c with a Kafka password from the environment" -- "$cg" check -c "$tmp/pw-env.json"
+if grep -q 'kafka.sasl.password' "$tmp/err"; then no "a password from the environment is warned about"; else ok; fi
 # a listener's config: no inputs, no specs; its address and key are checked
 sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
 expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"
