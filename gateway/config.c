@@ -1,6 +1,8 @@
 /* config.c - load and check the gateway config against its table of settings (cg_config.h). */
 #include "cg_config.h"
 
+#include "config_int.h"
+
 #include "cg_buf.h"
 #include "cg_log.h"
 #include "cg_metrics.h"
@@ -289,7 +291,11 @@ static void locate(const char *text, const char *const *keys, const int *index, 
 typedef struct walk {
     const char *text;
     const char *file;
+    const char *base_dir; /* of {"file": PATH} values */
     cg_error_t *err;
+    cg_error_t *more; /* NULL: stop at the first error; else every one: the 2nd on, up to */
+    size_t max_more;  /* max_more of them, go here (`check -c`) */
+    size_t n;         /* errors found */
     const char *keys[16];
     int index[16];
     int depth;
@@ -301,7 +307,10 @@ static cg_err_t walk_fail(walk_t *w, const char *fmt, const char *a, const char 
     locate(w->text, w->keys, w->index, w->depth, &line, &col);
     char msg[400];
     snprintf(msg, sizeof(msg), fmt, a, b);
-    return cg_error_set(w->err, CG_ERR_CONFIG, w->file, line, col, "%s", msg);
+    cg_error_t *e = !w->n ? w->err : w->more && w->n - 1 < w->max_more ? &w->more[w->n - 1] : NULL;
+    w->n++;
+    cg_error_set(e, CG_ERR_CONFIG, w->file, line, col, "%s", msg);
+    return CG_ERR_CONFIG;
 }
 
 static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix);
@@ -312,7 +321,8 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
     case CG_CONFIG_STRING:
         if (!json_is_string(v))
             return walk_fail(w, "'%s' must be a string%s", name, "");
-        if (json_string_length(v) == 0)
+        /* "" is the default of these: a templated config may write it out */
+        if (json_string_length(v) == 0 && !(p->flags & CG_CONFIG_F_EMPTY))
             return walk_fail(w, "'%s' must not be empty%s", name, "");
         return CG_OK;
     case CG_CONFIG_ENUM: {
@@ -375,22 +385,36 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
             return walk_fail(w, "'%s' must be an object of librdkafka properties%s", name, "");
         const char *k;
         json_t *x;
+        size_t before = w->n;
         json_object_foreach(v, k, x)
         {
-            if (!json_is_string(x) && !json_is_integer(x) && !json_is_boolean(x)) {
+            char why[300];
+            const char *bad = NULL;
+            if (json_is_object(x)) { /* a secret from outside the file */
+                char *val = NULL;
+                if (cg_config_secret_read(x, w->base_dir, &val, why, sizeof(why)))
+                    bad = why;
+                free(val);
+            } else if (!json_is_string(x) && !json_is_integer(x) && !json_is_boolean(x)) {
+                bad = "must be a string, integer, boolean, {\"env\": NAME} or {\"file\": PATH}";
+            }
+            if (bad) {
+                char msg[400];
+                snprintf(msg, sizeof(msg), "'%s.%s' %s", name, k, bad);
                 w->keys[w->depth] = k;
                 w->index[w->depth++] = 0;
-                cg_err_t rc = walk_fail(w, "'%s.%s' must be a string, integer or boolean", name, k);
+                cg_err_t rc = walk_fail(w, "%s%s", msg, "");
                 w->depth--;
-                return rc;
+                if (!w->more)
+                    return rc;
             }
         }
-        return CG_OK;
+        return w->n > before ? CG_ERR_CONFIG : CG_OK;
     }
     case CG_CONFIG_ARRAY: {
         if (!json_is_array(v))
             return walk_fail(w, "'%s' must be an array of objects%s", name, "");
-        size_t i;
+        size_t i, before = w->n;
         json_t *el;
         char elem_prefix[128];
         snprintf(elem_prefix, sizeof(elem_prefix), "%s[]", name);
@@ -412,10 +436,10 @@ static cg_err_t check_value(walk_t *w, const cg_config_map_t *p, json_t *v, cons
                                    q->name + pl + 1);
             }
             w->depth--;
-            if (rc)
+            if (rc && !w->more)
                 return rc;
         }
-        return CG_OK;
+        return w->n > before ? CG_ERR_CONFIG : CG_OK;
     }
     }
     return CG_OK;
@@ -425,6 +449,7 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
 {
     const char *k;
     json_t *v;
+    size_t before = w->n;
     json_object_foreach(obj, k, v)
     {
         char name[256];
@@ -445,10 +470,10 @@ static cg_err_t walk_object(walk_t *w, json_t *obj, const char *prefix)
         cg_err_t rc = p ? check_value(w, p, v, name)
                         : walk_fail(w, "unknown setting '%s'%s (see config/README.md)", name, "");
         w->depth--;
-        if (rc)
+        if (rc && !w->more)
             return rc;
     }
-    return CG_OK;
+    return w->n > before ? CG_ERR_CONFIG : CG_OK;
 }
 
 static char *resolve(const char *base, const char *p)
@@ -564,16 +589,23 @@ static int fill(const cg_config_map_t *map, const char *prefix, json_t *obj, voi
             json_t *x;
             json_object_foreach(v, k, x)
             {
-                char num[32];
+                char num[32], why[300];
                 const char *str = num;
-                if (json_is_string(x))
+                if (json_is_object(x)) { /* checked by the walk; read again here */
+                    kv[i].secret = 1;
+                    if (cg_config_secret_read(x, base_dir, &kv[i].value, why, sizeof(why)))
+                        return -1;
+                    str = NULL;
+                } else if (json_is_string(x)) {
                     str = json_string_value(x);
-                else if (json_is_integer(x))
+                } else if (json_is_integer(x)) {
                     snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(x));
-                else
+                } else {
                     str = json_is_true(x) ? "true" : "false";
+                }
                 kv[i].key = strdup(k);
-                kv[i].value = strdup(str);
+                if (str)
+                    kv[i].value = strdup(str);
                 if (!kv[i].key || !kv[i++].value)
                     return -1;
             }
@@ -642,6 +674,8 @@ static void unfill(const cg_config_map_t *map, const char *prefix, void *base)
             cg_config_kv_t *kv = ptr;
             for (size_t i = 0; kv && i < n; i++) {
                 free(kv[i].key);
+                if (kv[i].value && kv[i].secret) /* no copy of a secret left behind */
+                    explicit_bzero(kv[i].value, strlen(kv[i].value));
                 free(kv[i].value);
             }
         } else if (p->type == CG_CONFIG_ARRAY) {
@@ -734,28 +768,46 @@ static cg_err_t check_chosen(const cg_config_t *c, const char *text, const char 
         bad = sink->check(cg_config_plugin_conf(c, sink->config_map), c, &pr);
     if (!bad)
         return CG_OK;
-    int idx[4] = {0, 0, 0, 0}, line = 1, col = 1;
+    int line = 1, col = 1;
     if (pr.n_keys > 0)
-        locate(text, pr.keys, idx, pr.n_keys, &line, &col);
+        locate(text, pr.keys, pr.index, pr.n_keys, &line, &col);
     return cg_error_set(err, CG_ERR_CONFIG, name, line, col, "%s", pr.text);
 }
+
+/* cg_config_load_string, and every error of the settings' walk when more is not NULL. */
+static cg_config_t *load_string(const char *text, const char *name, const char *base_dir,
+                                cg_error_t *err, cg_error_t *more, size_t max_more, size_t *n);
 
 cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
                                    cg_error_t *err)
 {
+    size_t n;
+    return load_string(text, name, base_dir, err, NULL, 0, &n);
+}
+
+static cg_config_t *load_string(const char *text, const char *name, const char *base_dir,
+                                cg_error_t *err, cg_error_t *more, size_t max_more, size_t *n)
+{
+    *n = 1; /* unless the walk finds more */
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         cg_error_set(err, CG_ERR_CONFIG, name, jerr.line, jerr.column, "%s", jerr.text);
         return NULL;
     }
-    walk_t w = {.text = text, .file = name, .err = err};
+    walk_t w = {.text = text,
+                .file = name,
+                .base_dir = base_dir,
+                .err = err,
+                .more = more,
+                .max_more = max_more};
     if (!json_is_object(root)) {
         cg_error_set(err, CG_ERR_CONFIG, name, 1, 1, "the config must be a JSON object");
         json_decref(root);
         return NULL;
     }
     if (walk_object(&w, root, NULL) != CG_OK) {
+        *n = w.n;
         json_decref(root);
         return NULL;
     }
@@ -827,6 +879,10 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     }
     cg_config_t *c = build(root, name, base_dir);
     json_decref(root);
+    if (c && !(c->text = strdup(text))) {
+        cg_config_destroy(c);
+        c = NULL;
+    }
     if (!c) {
         cg_error_set(err, CG_ERR_NOMEM, name, 0, 0, "out of memory");
     } else if (check_chosen(c, text, name, err) != CG_OK) {
@@ -836,8 +892,30 @@ cg_config_t *cg_config_load_string(const char *text, const char *name, const cha
     return c;
 }
 
+static cg_config_t *load_file(const char *path, cg_error_t *err, cg_error_t *more, size_t max_more,
+                              size_t *n);
+
 cg_config_t *cg_config_load_file(const char *path, cg_error_t *err)
 {
+    size_t n;
+    return load_file(path, err, NULL, 0, &n);
+}
+
+cg_config_t *cg_config_load_file_all(const char *path, cg_error_t *errs, size_t max, size_t *n)
+{
+    cg_error_t first;
+    cg_config_t *c = load_file(path, &first, max > 1 ? errs + 1 : NULL, max > 1 ? max - 1 : 0, n);
+    if (c)
+        *n = 0;
+    else if (max)
+        errs[0] = first;
+    return c;
+}
+
+static cg_config_t *load_file(const char *path, cg_error_t *err, cg_error_t *more, size_t max_more,
+                              size_t *n_errs)
+{
+    *n_errs = 1;
     FILE *f = fopen(path, "rb");
     if (!f) {
         cg_error_set(err, CG_ERR_IO, path, 0, 0, "cannot open: %m");
@@ -858,7 +936,8 @@ cg_config_t *cg_config_load_file(const char *path, cg_error_t *err)
     } else {
         char dirbuf[PATH_MAX];
         snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-        c = cg_config_load_string(text.data ? text.data : "", path, dirname(dirbuf), err);
+        c = load_string(text.data ? text.data : "", path, dirname(dirbuf), err, more, max_more,
+                        n_errs);
     }
     cg_buf_free(&text);
     fclose(f);
@@ -877,7 +956,17 @@ void cg_config_destroy(cg_config_t *c)
     unfill(cg_config_core_map, "", c);
     free(c->path);
     free(c->base_dir);
+    free(c->text);
     free(c);
+}
+
+void cg_config_locate(const cg_config_t *cfg, const char *const *keys, const int *index, int n_keys,
+                      int *line, int *col)
+{
+    static const int zeros[16];
+    *line = *col = 1;
+    if (cfg && cfg->text && n_keys > 0 && n_keys <= 16)
+        locate(cfg->text, keys, index ? index : zeros, n_keys, line, col);
 }
 
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)

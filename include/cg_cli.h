@@ -52,12 +52,20 @@ void cg_cli_layers_opts(const cg_cli_layers_t *specs, const cg_cli_layers_t *voc
 void cg_cli_print_layers(FILE *out, const cg_mapping_t *m);
 void cg_cli_print_warnings(FILE *warn, const cg_mapping_t *m);
 
-/* Loads a config file for run, listen and check; NULL after printing its error to stderr. */
+/* Loads a config file for check; NULL after printing its errors (every one) to stderr. */
 typedef struct cg_config cg_config_t;
 cg_config_t *cg_cli_load_config(const char *path);
+/* Loads a daemon's config (run, listen, sink) and validates it as `check -c` does
+ * (cg_config_validate); NULL after logging every error as a JSON line on stderr, the daemons'
+ * log format (event config.invalid, the message FILE:LINE:COLUMN: TEXT). */
+cg_config_t *cg_cli_daemon_config(const char *path);
+/* A daemon's start-up error (JSON line, event gateway.start_failed): "NAME: TEXT". */
+void cg_cli_daemon_fail(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Runs gw (run, listen, sink) until it ends: SIGINT and SIGTERM stop it, SIGHUP reloads when
- * reloads is set; a failure is printed as "cohortgate NAME: REASON". The run's result. */
+ * reloads is set; a failure is logged (event gateway.failed, "NAME: REASON"). The run's
+ * result. */
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
 

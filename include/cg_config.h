@@ -49,7 +49,7 @@ typedef struct cg_config_map {
 
 #define CG_CONFIG_NO_FIELD ((size_t)-1)
 #define CG_CONFIG_F_PATH   1u /* resolved against the config file's folder */
-#define CG_CONFIG_F_EMPTY  2u /* "" leaves the field NULL */
+#define CG_CONFIG_F_EMPTY  2u /* "" (written out or the default) leaves the field NULL */
 
 /* Rows, by type. A string field is a char * (owned by the struct); an int field an integer of
  * any width; BOOL and ENUM an int; ARRAY a pointer to elements plus a size_t count, the
@@ -106,16 +106,21 @@ typedef enum cg_delivery_semantics {
     CG_DELIVERY_EXACTLY_ONCE, /* Kafka transactions: records and input offsets commit together */
 } cg_delivery_semantics_t;
 
+/* A MAP row's entry. A value may come from outside the file, {"env": "NAME"} or
+ * {"file": "PATH"} (relative to the config file; one trailing newline dropped), for secrets such
+ * as kafka.sasl.password: such a value is secret and is never printed (logs, errors). */
 typedef struct cg_config_kv {
     char *key;
     char *value;
+    int secret; /* came from {"env"} or {"file"} */
 } cg_config_kv_t;
 
 /* What a plug-in's check (cg_plugin.h) found wrong with settings that rows cannot check alone
  * (one against another): the setting, as its path of keys ({"kafka", "transactional.id"}; none:
  * the file as a whole), and why. The loader reports it with file:line:column. */
 typedef struct cg_config_problem {
-    const char *keys[4];
+    const char *keys[4]; /* NULL: the index[i]-th element of the array keys[i - 1] names */
+    int index[4];
     int n_keys;
     char text[400];
 } cg_config_problem_t;
@@ -133,6 +138,7 @@ typedef struct cg_config {
     cg_config_plugin_t *plugins; /* every registered plug-in's config struct */
     size_t n_plugins;
     char *base_dir; /* relative paths in the config resolve against this */
+    char *text;     /* the file's text: where a setting is written (cg_config_locate) */
     char *output_topic;
     char *dead_letter_topic;
     char *quality_topic; /* entries left out of documents (on_error "entry") */
@@ -167,11 +173,28 @@ typedef struct cg_config {
 
 /* Loads and checks a config file. Returns NULL with *err filled (file:line:column) on error. */
 cg_config_t *cg_config_load_file(const char *path, cg_error_t *err);
+/* The same, reporting every error of the settings (unknown, of the wrong type, out of range:
+ * each located), up to max of them in errs, for `check -c`; *n gets how many there were (0 when
+ * it loaded). An error found after those (one setting against another) is reported alone. */
+cg_config_t *cg_config_load_file_all(const char *path, cg_error_t *errs, size_t max, size_t *n);
 /* The same from text; name is used in errors, base_dir for relative paths (NULL: cwd). */
 cg_config_t *cg_config_load_string(const char *text, const char *name, const char *base_dir,
                                    cg_error_t *err);
 /* NULL-safe. */
 void cg_config_destroy(cg_config_t *cfg);
+/* What a daemon (`run`, `listen`, `sink`) refuses at start once its config loaded, short of
+ * connecting and of loading the mapping bundle (cg_mapping_load does that, for both): the
+ * chosen plug-ins' validate (Kafka: every kafka.* property through librdkafka's own
+ * rd_kafka_conf_set, then the clients made from them without a broker to connect to; topics:
+ * none read and written, none listed twice) and whether they can do
+ * exactly-once when asked. `check -c` calls the same, so the two refuse the same configs for
+ * the same reasons. Every error, located in the config file, up to max in errs; returns how many
+ * there were (0: none). */
+size_t cg_config_validate(const cg_config_t *cfg, cg_error_t *errs, size_t max);
+/* Where a setting is written in cfg's file: keys as cg_config_problem_t's; the closest place
+ * found (1:1 when none). */
+void cg_config_locate(const cg_config_t *cfg, const char *const *keys, const int *index, int n_keys,
+                      int *line, int *col);
 /* Writes every row (the core's, then each plug-in's) as the Markdown reference embedded in
  * config/README.md. */
 void cg_config_write_reference(FILE *out);

@@ -71,7 +71,7 @@ typedef struct cg_error {
     int spec_version;
     char rule[64];
     char out_column[64];
-    char text[512]; /* what went wrong, without the place */
+    char text[1024]; /* what went wrong, without the place (a column list fits) */
 } cg_error_t;
 
 /* Fill *e (which may be NULL) as a file error (CG_ERROR_AT_FILE; CG_ERROR_AT_NONE when file is

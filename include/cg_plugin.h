@@ -104,6 +104,12 @@ typedef struct cg_source_plugin {
     /* When the config chooses it: checks its settings against each other (conf, filled from
      * config_map) and against the core's, as rows cannot. -1 with *problem filled; NULL: none. */
     int (*check)(const void *conf, const cg_config_t *cfg, cg_config_problem_t *problem);
+    /* What check cannot see without the plug-in's own library or the whole config (Kafka:
+     * kafka.* through librdkafka, topics read and written), run by cg_config_validate for
+     * `check -c` and the daemons alike: every problem found, up to max in problems; returns how
+     * many there were. NULL: none. */
+    size_t (*validate)(const void *conf, const cg_config_t *cfg, cg_config_problem_t *problems,
+                       size_t max);
     /* Makes the context; connects nothing yet. NULL with a reason in errstr. */
     void *(*init)(const cg_plugin_env_t *env, char *errstr, size_t errstr_size);
     /* Starts consuming (Kafka: subscribes). -1 with a reason. */
@@ -161,6 +167,8 @@ typedef struct cg_sink_plugin {
     const cg_config_map_t *config_map; /* a source's and a sink's may be one (Kafka's) */
     size_t conf_size;
     int (*check)(const void *conf, const cg_config_t *cfg, cg_config_problem_t *problem);
+    size_t (*validate)(const void *conf, const cg_config_t *cfg, cg_config_problem_t *problems,
+                       size_t max); /* as the source's */
     void *(*init)(const cg_plugin_env_t *env, char *errstr, size_t errstr_size);
     /* Queues a record; never blocks. */
     cg_sink_result_t (*produce)(void *ctx, const cg_sink_record_t *rec);

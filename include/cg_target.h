@@ -94,6 +94,11 @@ const cg_target_table_t *cg_target_table(const cg_target_t *t, const char *name)
 const cg_target_table_t *cg_target_table_any(const char *name);
 /* The column named name of table, or NULL. */
 const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const char *name);
+/* For an error about a column name the table lacks: "did you mean 'C'? its columns: A, B, …"
+ * (the guess only when a column is a few edits away; the list cut with "…" to fit). Returns
+ * buf. */
+const char *cg_target_column_hint(const cg_target_table_t *table, const char *name, char *buf,
+                                  size_t size);
 struct json_t;
 /* The JSON Schema (draft 2020-12) of the record envelope of every target's tables and of the
  * quality record (flags: CG_ROW_ENCODE_IDS_AS_STRINGS types 64-bit ids as strings); a new

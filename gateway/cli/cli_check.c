@@ -44,9 +44,18 @@ static void print_errors(const cg_error_t *errs, size_t n)
 }
 
 /* Exposure a config allows without being wrong: a key file others may read, /metrics beyond
- * loopback. Warnings (FILE: warning: ...) that leave the exit status alone. */
+ * loopback, a Kafka password written in the file. Warnings (FILE: warning: ...) that leave the
+ * exit status alone. */
 static void warn_exposure(const char *config, const cg_config_t *cfg)
 {
+    const cg_kafka_conf_t *kc = cg_kafka_conf(cfg);
+    for (size_t i = 0; kc && i < kc->n_kafka; i++)
+        if (!kc->kafka[i].secret &&
+            (strstr(kc->kafka[i].key, "password") || strstr(kc->kafka[i].key, "secret")))
+            fprintf(stderr,
+                    "%s: warning: kafka.%s is written in the config: anyone who reads the file "
+                    "has it; take it from {\"env\": \"NAME\"} or {\"file\": \"PATH\"}\n",
+                    config, kc->kafka[i].key);
     struct stat st;
     if (cfg->key_file && !stat(cfg->key_file, &st) && (st.st_mode & 077))
         fprintf(stderr,
@@ -143,6 +152,13 @@ int cg_cli_check(int argc, char **argv)
         if (!cfg)
             return CG_EXIT_FAILURE;
         warn_exposure(config, cfg);
+        /* what the daemons refuse at start once the file loaded (cg_cli_daemon_config) */
+        static cg_error_t verrs[CG_CHECK_MAX_ERRORS];
+        size_t nv = cg_config_validate(cfg, verrs, CG_CHECK_MAX_ERRORS);
+        if (nv) {
+            print_errors(verrs, nv);
+            status = CG_EXIT_FAILURE;
+        }
         if (cfg->source && !strcmp(cfg->source, "mllp")) {
             /* a listener: its address and the key of its message keys */
             char why[512];

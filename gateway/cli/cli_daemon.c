@@ -7,6 +7,7 @@
  * an exactly-once transaction left open is aborted by the next start's fencing. */
 #include "cg_cli.h"
 #include "cg_gateway.h"
+#include "cg_log.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -73,7 +74,7 @@ cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads)
      * stop it bounds */
     cg_err_t rc = cg_gateway_run(gw, errstr, sizeof(errstr));
     if (rc != CG_OK)
-        fprintf(stderr, "cohortgate %s: %s\n", name, errstr);
+        cg_log(CG_LOG_ERROR, "gateway.failed", "cohortgate %s: %s", name, errstr);
     cg_cli_daemon_gw = NULL;
     return rc;
 }

@@ -54,12 +54,12 @@ int cg_cli_listen(int argc, char **argv)
         usage(stderr);
         return CG_EXIT_USAGE;
     }
-    cg_config_t *cfg = cg_cli_load_config(config);
+    cg_config_t *cfg = cg_cli_daemon_config(config);
     if (!cfg)
         return CG_EXIT_FAILURE;
     if (!cfg->source || strcmp(cfg->source, "mllp")) {
-        fprintf(stderr, "cohortgate listen: %s: \"source\" must be \"mllp\" (it is \"%s\")\n",
-                config, cfg->source ? cfg->source : "kafka");
+        cg_cli_daemon_fail("cohortgate listen", "%s: 'source' must be \"mllp\" (it is \"%s\")",
+                           config, cfg->source ? cfg->source : "kafka");
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
@@ -67,7 +67,7 @@ int cg_cli_listen(int argc, char **argv)
     cg_gateway_opts_t gopts = {.passthrough = 1};
     cg_gateway_t *gw = cg_gateway_new(cfg, &gopts, errstr, sizeof(errstr));
     if (!gw) {
-        fprintf(stderr, "cohortgate listen: %s\n", errstr);
+        cg_cli_daemon_fail("cohortgate listen", "%s", errstr);
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }

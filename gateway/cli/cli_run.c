@@ -75,14 +75,15 @@ int cg_cli_run(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
 
-    cg_config_t *cfg = cg_cli_load_config(config);
+    /* refuses what `check -c` refuses, before connecting to anything */
+    cg_config_t *cfg = cg_cli_daemon_config(config);
     if (!cfg)
         return CG_EXIT_FAILURE;
-    char errstr[512];
+    char errstr[1024];
     cg_gateway_opts_t gopts = {.idle_exit_ms = idle_ms, .report = stdout};
     cg_gateway_t *gw = cg_gateway_new(cfg, &gopts, errstr, sizeof(errstr));
     if (!gw) {
-        fprintf(stderr, "cohortgate run: %s\n", errstr);
+        cg_cli_daemon_fail("cohortgate run", "%s", errstr);
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }

@@ -76,18 +76,18 @@ int cg_cli_sink(int argc, char **argv)
         usage(stderr);
         return CG_EXIT_USAGE;
     }
-    cg_config_t *cfg = cg_cli_load_config(config);
+    cg_config_t *cfg = cg_cli_daemon_config(config);
     if (!cfg)
         return CG_EXIT_FAILURE;
     char errstr[1024];
     if (!cfg->sink || strcmp(cfg->sink, "pg")) {
-        fprintf(stderr, "cohortgate sink: %s: \"output.sink\" must be \"pg\" (it is \"%s\")\n",
-                config, cfg->sink ? cfg->sink : "kafka");
+        cg_cli_daemon_fail("cohortgate sink", "%s: 'output.sink' must be \"pg\" (it is \"%s\")",
+                           config, cfg->sink ? cfg->sink : "kafka");
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
     if (cg_pg_config_check(cfg, errstr, sizeof(errstr))) {
-        fprintf(stderr, "cohortgate sink: %s: %s\n", config, errstr);
+        cg_cli_daemon_fail("cohortgate sink", "%s: %s", config, errstr);
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
@@ -106,7 +106,7 @@ int cg_cli_sink(int argc, char **argv)
     cg_gateway_opts_t gopts = {.passthrough = 1, .idle_exit_ms = idle_ms};
     cg_gateway_t *gw = cg_gateway_new(cfg, &gopts, errstr, sizeof(errstr));
     if (!gw) {
-        fprintf(stderr, "cohortgate sink: %s\n", errstr);
+        cg_cli_daemon_fail("cohortgate sink", "%s", errstr);
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }

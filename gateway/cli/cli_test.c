@@ -65,6 +65,13 @@ static char *slurp(const char *path, size_t *len)
     return b.data ? b.data : strdup("");
 }
 
+/* dir/name, without a second slash when dir ends in one (`test cases/` names cases/x). */
+static void join(char *buf, size_t size, const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    snprintf(buf, size, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+}
+
 static int is_input(const struct dirent *d)
 {
     size_t n = strlen(d->d_name);
@@ -300,7 +307,7 @@ static void run_case(test_ctx_t *t, const char *dir)
     FILE *out = open_memstream(&out_text, &out_len), *errs = open_memstream(&err_text, &err_len);
     cg_cli_map_counts_t cnt = {0};
     for (int i = 0; i < n; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+        join(path, sizeof(path), dir, names[i]->d_name);
         size_t len;
         char *buf = slurp(path, &len);
         /* errors name the file without its folder, so expected.errors travels with the case */
@@ -394,7 +401,7 @@ static void run_path(test_ctx_t *t, const char *path)
         return;
     }
     for (int i = 0; i < n; i++) {
-        snprintf(p, sizeof(p), "%s/%s", path, names[i]->d_name);
+        join(p, sizeof(p), path, names[i]->d_name);
         if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
             run_path(t, p);
         free(names[i]);

@@ -19,13 +19,22 @@ static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
 {
     cg_mapping_opts_t mo;
     cg_config_mapping_opts(gw->cfg, &mo);
-    cg_error_t errs[8];
+    enum { MAX_ERRS = 32 };
+    cg_error_t errs[MAX_ERRS];
     size_t n_errs = 0;
-    gw->mapping = cg_mapping_load(&mo, errs, 8, &n_errs);
+    gw->mapping = cg_mapping_load(&mo, errs, MAX_ERRS, &n_errs);
     if (!gw->mapping) {
         char loc[1024];
-        snprintf(errstr, errstr_size, "%s%s", cg_error_format(&errs[0], loc, sizeof(loc)),
-                 n_errs > 1 ? " (and more: run cohortgate check -c)" : "");
+        /* every one in order, as `check -c` prints them; the first is also the reason */
+        for (size_t i = 0; n_errs > 1 && i < n_errs && i < MAX_ERRS; i++)
+            cg_log(CG_LOG_ERROR, "config.invalid", "%s",
+                   cg_error_format(&errs[i], loc, sizeof(loc)));
+        if (n_errs > MAX_ERRS)
+            cg_log(CG_LOG_ERROR, "config.invalid", "… and %zu more error(s)", n_errs - MAX_ERRS);
+        snprintf(errstr, errstr_size, "%s", cg_error_format(&errs[0], loc, sizeof(loc)));
+        if (n_errs > 1)
+            snprintf(errstr + strlen(errstr), errstr_size - strlen(errstr),
+                     " (and %zu more error(s), each logged as config.invalid)", n_errs - 1);
         return -1;
     }
     cg_mapping_worker_t *mws[CG_GATEWAY_MAX_WORKERS];

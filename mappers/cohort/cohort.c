@@ -131,8 +131,10 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
     m->table = table;
     const cg_target_column_t *tc = cg_target_column(table, json_string_value(col));
     if (!tc) {
-        err_at(c, col, j, "column", "table %s has no column '%s'", table->name,
-               json_is_string(col) ? json_string_value(col) : "?");
+        char hint[800];
+        err_at(c, col, j, "column", "table %s has no column '%s': %s", table->name,
+               json_is_string(col) ? json_string_value(col) : "?",
+               cg_target_column_hint(table, json_string_value(col), hint, sizeof(hint)));
         return;
     }
     m->column = tc->index;

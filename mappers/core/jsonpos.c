@@ -207,7 +207,7 @@ void cg_jsonpos_error(cg_jsonpos_errors_t *e, const cg_jsonpos_t *jp, cg_err_t c
         l = key_loc(jp, obj, key);
     if (!l.line && obj)
         l = value_loc(jp, obj);
-    char msg[400];
+    char msg[sizeof(e->errs[i].text)];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     cg_error_set(&e->errs[i], code, file, l.line, l.column, "%s%s", what, msg);
 }

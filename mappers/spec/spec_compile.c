@@ -773,8 +773,10 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     json_t *v;
     json_object_foreach(cols, k, v)
     {
+        char hint[800];
         if (!cg_target_column(r->table, k))
-            err_at(c, v, cols, k, "table %s has no column '%s'", table, k);
+            err_at(c, v, cols, k, "table %s has no column '%s': %s", table, k,
+                   cg_target_column_hint(r->table, k, hint, sizeof(hint)));
     }
     /* every required column must be given (the primary key is generated when not) */
     for (size_t i = 0; i < n_tab; i++) {

@@ -50,6 +50,63 @@ const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const
     return NULL;
 }
 
+/* Edits (insert, delete, replace) from a to b, for guessing a misspelt column; short names. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65];
+    if (la > 64 || lb > 64)
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *cg_target_column_hint(const cg_target_table_t *table, const char *name, char *buf,
+                                  size_t size)
+{
+    size_t o = 0, best = (size_t)-1;
+    const char *guess = NULL;
+    buf[0] = '\0';
+    if (!table || !size)
+        return buf;
+    size_t nl = name ? strlen(name) : 0;
+    for (size_t i = 0; name && i < table->n_columns; i++) {
+        size_t d = edit_distance(name, table->columns[i].name);
+        if (d < best) {
+            best = d;
+            guess = table->columns[i].name;
+        }
+    }
+    if (guess && best <= (nl / 4 > 2 ? nl / 4 : 2))
+        o += (size_t)snprintf(buf, size, "did you mean '%s'? ", guess);
+    if (o < size)
+        o += (size_t)snprintf(buf + o, size - o, "its columns:");
+    for (size_t i = 0; i < table->n_columns && o < size; i++) {
+        const char *c = table->columns[i].name;
+        /* room for this one and a closing ", …" */
+        if (o + strlen(c) + 2 + 5 >= size) {
+            snprintf(buf + o, size - o, " …");
+            break;
+        }
+        o += (size_t)snprintf(buf + o, size - o, "%s %s", i ? "," : "", c);
+    }
+    return buf;
+}
+
 const cg_value_t *cg_row_value_named(const cg_row_t *row, const char *name)
 {
     const cg_target_column_t *c = cg_target_column(row->table, name);

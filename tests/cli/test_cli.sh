@@ -172,6 +172,21 @@ chmod 600 "$tmp/open.key"
 sed -e 's#"0.0.0.0:9464"#"127.0.0.1:9464"#' "$tmp/exposed.json" >"$tmp/closed.json"
 expect 0 "check -c with a private key and loopback metrics" -- "$cg" check -c "$tmp/closed.json"
 if grep -q warning "$tmp/err"; then no "no warnings for a private key and loopback metrics"; else ok; fi
+# the README's example, on a fresh checkout: the key and the Kafka password from the environment
+expect 0 "check -c config/production.json" -- env COHORTGATE_KAFKA_PASSWORD=not-shown "$cg" check -c "$src/config/production.json"
+expect 1 "check -c config/production.json without the Kafka password" -- env -u COHORTGATE_KAFKA_PASSWORD "$cg" check -c "$src/config/production.json"
+has "$tmp/err" "production.json:[0-9]+:[0-9]+: error: 'kafka.sasl.password' comes from the environment variable COHORTGATE_KAFKA_PASSWORD, which is not set" "the missing password is located"
+# a Kafka password written in the config is a warning (exit 0), never printed; from the environment
+# it is none
+sed -e "s#\"demo/pseudonym.key\"#\"$tmp/open.key\"#" -e "s#\"\\.\\./specs#\"$src/specs#" \
+    -e "s#\"demo/feeds\"#\"$src/config/demo/feeds\"#" -e 's#"log": {#"kafka": {"sasl.password": "hunter2"}, "log": {#' \
+    "$src/config/demo.json" >"$tmp/pw.json"
+expect 0 "check -c with a Kafka password in the file" -- "$cg" check -c "$tmp/pw.json"
+has "$tmp/err" "pw.json: warning: kafka.sasl.password is written in the config" "check warns about a password in the file"
+if grep -q hunter2 "$tmp/err" "$tmp/out"; then no "the password is printed"; else ok; fi
+sed -e 's#"sasl.password": "hunter2"#"sasl.password": {"env": "CG_CLI_TEST_PW"}#' "$tmp/pw.json" >"$tmp/pw-env.json"
+CG_CLI_TEST_PW=hunter2 expect 0 "check -c with a Kafka password from the environment" -- "$cg" check -c "$tmp/pw-env.json"
+if grep -q 'kafka.sasl.password' "$tmp/err"; then no "a password from the environment is warned about"; else ok; fi
 # a listener's config: no inputs, no specs; its address and key are checked
 sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
 expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"
@@ -180,7 +195,7 @@ sed -e "s#127.0.0.1:2575#127.0.0.1#" "$tmp/listen.json" >"$tmp/listen-bad.json"
 expect 1 "check -c listen with a bad address" -- "$cg" check -c "$tmp/listen-bad.json"
 has "$tmp/err" "listen.address" "the bad address is named"
 expect 1 "listen with a Kafka source" -- "$cg" listen -c "$src/config/demo.json"
-has "$tmp/err" '"source" must be "mllp"' "listen refuses a config without the MLLP source"
+has "$tmp/err" '^\{"ts":.*"level":"error","event":"gateway.start_failed","msg":"cohortgate listen: .*demo.json: '"'source'"' must be \\"mllp\\"' "listen refuses a config without the MLLP source, as a JSON log line"
 
 # a sink's config: record topics in, no specs; its connection settings are checked, never shown
 echo "not-the-password" >"$tmp/pg.password"
@@ -197,7 +212,7 @@ sed -e 's#"id_type": "integer"#"id_type": "int"#' "$tmp/sink.json" >"$tmp/sink-b
 expect 1 "check -c sink with a bad id_type" -- "$cg" check -c "$tmp/sink-bad.json"
 has "$tmp/err" "sink-bad.json:[0-9]+:[0-9]+: error: 'pg.id_type' must be one of integer\|bigint" "the bad id_type is located"
 expect 1 "sink with a Kafka sink" -- "$cg" sink -c "$src/config/demo.json"
-has "$tmp/err" '"output.sink" must be "pg"' "sink refuses a config without the pg sink"
+has "$tmp/err" '"event":"gateway.start_failed","msg":"cohortgate sink: .*demo.json: '"'output.sink'"' must be \\"pg\\"' "sink refuses a config without the pg sink, as a JSON log line"
 expect 2 "sink without a config" -- "$cg" sink
 # the database is not there: a clear error naming where, never the password
 sed -e 's#"conninfo": "[^"]*"#"conninfo": "host=127.0.0.1 port=1 dbname=omop connect_timeout=2"#' "$tmp/sink.json" >"$tmp/sink-nodb.json"
@@ -223,6 +238,20 @@ has "$tmp/out" "value_as_number: expected 7.3, got 7.2" "test shows the column d
 has "$tmp/out" "^0 passed, 1 failed$" "test counts the failure"
 expect 0 "test --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" --update "$tmp/case"
 expect 0 "test after --update" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/case"
+# a folder of cases given with a trailing slash names its cases with one slash
+mkdir -p "$tmp/cases" && cp -r "$tmp/case" "$tmp/cases/one"
+expect 0 "test cases/" -- "$cg" test --spec "$src/specs" --key-file "$src/tests/golden/key" "$tmp/cases/"
+has "$tmp/out" "^PASS $tmp/cases/one " "test names a case as cases/name"
+if grep -q '//' "$tmp/out"; then no "test prints a doubled slash: $(head -c 200 "$tmp/out")"; else ok; fi
+# a column the table lacks: the error lists the table's columns and guesses the misspelt one
+cat >"$tmp/col-spec.json" <<'JSON'
+{"spec": "cols", "version": 1, "input": {"format": "hl7v2", "messages": ["ORU^R01"]},
+ "rules": [{"name": "r", "table": "measurement",
+   "columns": {"person_id": 1, "measurement_concept_id": 0, "measurement_type_concept_id": 0,
+               "measurment_date": "OBX-14"}}]}
+JSON
+expect 1 "check --spec with a misspelt column" -- "$cg" check --spec "$tmp/col-spec.json"
+has "$tmp/err" "col-spec.json:4:35: error: rule 'r': table measurement has no column 'measurment_date': did you mean 'measurement_date'\? its columns: measurement_id, person_id, .*, meas_event_field_concept_id$" "the error lists the columns"
 
 # parse on XML: the summary, --get with XPath, refused DOCTYPEs, encodings, errors located
 xml=$src/tests/unit/xml/ccda_small.xml

@@ -19,8 +19,24 @@ void cg_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
     /* the kafka.* map goes to both clients on purpose; the other client's properties are not
      * worth a warning */
     if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
-                                     strstr(buf, "is a producer property and will be ignored")))
+                                     strstr(buf, "is a producer property and will be ignored") ||
+                                     /* only the clients validation makes have none */
+                                     strstr(buf, "No `bootstrap.servers` configured")))
         l = CG_LOG_DEBUG;
+    /* exactly-once start: InitProducerId waits while the coordinator aborts the transaction a
+     * crashed instance left open (that is the fencing working) or while it loads; librdkafka
+     * retries and says so as a warning, but nothing is wrong */
+    if (!strcmp(fac, "GETPID") && l == CG_LOG_WARN && strstr(buf, "retrying")) {
+        if (strstr(buf, rd_kafka_err2str(RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS))) {
+            cg_log(CG_LOG_INFO, "transaction.fencing",
+                   "the transaction a previous instance with this transactional.id left open is "
+                   "being aborted (expected after a crash); waiting for it: %s",
+                   buf);
+            return;
+        }
+        if (strstr(buf, rd_kafka_err2str(RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS)))
+            l = CG_LOG_INFO;
+    }
     cg_log(l, "kafka.log", "%s: %s", fac, buf);
 }
 
@@ -44,6 +60,40 @@ int cg_kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char 
     return 0;
 }
 
+/* Whether a property's value must never be shown, even when written in the file. */
+static int is_secret(const cg_config_kv_t *kv)
+{
+    return kv->secret || strstr(kv->key, "password") || strstr(kv->key, "secret") ||
+           !strcmp(kv->key, "ssl.key.pem") || !strcmp(kv->key, "sasl.oauthbearer.config");
+}
+
+/* Blanks kv's value out of text when it is a secret. */
+static void redact_one(const cg_config_kv_t *kv, char *text)
+{
+    size_t vl = strlen(kv->value);
+    for (char *p; is_secret(kv) && vl && (p = strstr(text, kv->value)) != NULL;) {
+        memmove(p + 3, p + vl, strlen(p + vl) + 1);
+        memcpy(p, "***", 3);
+    }
+}
+
+void cg_kafka_redact(const cg_kafka_conf_t *kc, char *text)
+{
+    for (size_t i = 0; kc && i < kc->n_kafka; i++)
+        redact_one(&kc->kafka[i], text);
+}
+
+int cg_kafka_conf_set_kv(rd_kafka_conf_t *conf, const cg_config_kv_t *kv, char *errstr,
+                         size_t errstr_size)
+{
+    char e[512];
+    if (rd_kafka_conf_set(conf, kv->key, kv->value, e, sizeof(e)) == RD_KAFKA_CONF_OK)
+        return 0;
+    redact_one(kv, e); /* librdkafka quotes a refused value ("Invalid value \"x\" for ...") */
+    snprintf(errstr, errstr_size, "'kafka.%s': %s", kv->key, e);
+    return -1;
+}
+
 /* Our defaults, then the user's kafka.* settings, then what delivery semantics require. */
 static rd_kafka_conf_t *conf_build(const cg_kafka_conf_t *kc, const char *bootstrap,
                                    const char *const *defaults, const char *const *forced,
@@ -56,15 +106,10 @@ static rd_kafka_conf_t *conf_build(const cg_kafka_conf_t *kc, const char *bootst
     for (size_t i = 0; defaults[i]; i += 2)
         if (cg_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size))
             goto fail;
-    for (size_t i = 0; kc && i < kc->n_kafka; i++) {
-        /* a consumer- or producer-only property is fine for the other client to ignore */
-        char e[512];
-        if (rd_kafka_conf_set(conf, kc->kafka[i].key, kc->kafka[i].value, e, sizeof(e)) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(errstr, errstr_size, "kafka.%s: %s", kc->kafka[i].key, e);
+    /* a consumer- or producer-only property is fine for the other client to ignore */
+    for (size_t i = 0; kc && i < kc->n_kafka; i++)
+        if (cg_kafka_conf_set_kv(conf, &kc->kafka[i], errstr, errstr_size))
             goto fail;
-        }
-    }
     for (size_t i = 0; forced[i]; i += 2)
         if (cg_kafka_conf_set(conf, forced[i], forced[i + 1], errstr, errstr_size))
             goto fail;

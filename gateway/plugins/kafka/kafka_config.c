@@ -26,7 +26,21 @@ const cg_config_map_t cg_kafka_config_map[] = {
      "host name; set it when two instances share a host."),
     CG_CONFIG_ROW_MAP("kafka", cg_kafka_conf_t, kafka, n_kafka,
      "librdkafka properties passed unchanged to the consumer and the producer, e.g. "
-     "bootstrap.servers, security.protocol, sasl.*, ssl.*."),
+     "bootstrap.servers, security.protocol, sasl.*, ssl.*; each is checked by librdkafka "
+     "itself at `check -c` and before a daemon connects, so a misspelt one is refused at its "
+     "line. A value may be kept out of the file: {\"env\": \"NAME\"} (an environment variable) "
+     "or {\"file\": \"PATH\"} (a file, relative to the config; one trailing newline dropped), "
+     "e.g. \"sasl.password\": {\"env\": \"COHORTGATE_KAFKA_PASSWORD\"}; such values, and any "
+     "property whose name holds password or secret, are never printed. Consumer defaults that change "
+     "what is read (a kafka.* setting overrides them): auto.offset.reset=earliest (a new group "
+     "reads each input topic from its start, not only what arrives after it joins), "
+     "enable.partition.eof=true (a partition's end is reported, which --idle-exit waits for), "
+     "isolation.level=read_committed (forced exactly-once). group.instance.id (static "
+     "membership; unique per instance and stable across its restarts, e.g. the "
+     "delivery.transactional_id) lets an instance restarted after a crash take back its "
+     "partitions at once; without it they wait until the group drops the dead member, "
+     "session.timeout.ms (45 s by default). With it, a stopped instance that does not come back "
+     "holds its partitions for session.timeout.ms too."),
     CG_CONFIG_ROW_GROUP("embedded_broker",
      "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."),
     CG_CONFIG_ROW_BOOL("embedded_broker.enabled", cg_kafka_conf_t, embedded_enabled, "false",

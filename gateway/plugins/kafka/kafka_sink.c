@@ -359,6 +359,7 @@ const cg_sink_plugin_t cg_kafka_sink_plugin = {
     .config_map = cg_kafka_config_map,
     .conf_size = sizeof(cg_kafka_conf_t),
     .check = cg_kafka_sink_check,
+    .validate = cg_kafka_validate,
     .init = ksink_init,
     .produce = ksink_produce,
     .poll = ksink_poll,

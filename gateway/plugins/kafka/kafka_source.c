@@ -398,6 +398,7 @@ const cg_source_plugin_t cg_kafka_source_plugin = {
     .config_map = cg_kafka_config_map,
     .conf_size = sizeof(cg_kafka_conf_t),
     .check = cg_kafka_source_check,
+    .validate = cg_kafka_validate,
     .init = ksrc_init,
     .start = ksrc_start,
     .poll = ksrc_poll,
