@@ -85,6 +85,10 @@ typedef struct cg_hl7_reader {
     size_t pos;
     size_t msg_no; /* messages started so far */
     cg_hl7_batch_t batch;
+    /* the first trailer whose count disagrees with what came (BTS-1 messages in the batch,
+     * FTS-1 batches in the file): a message or batch lost on the way. 0 when none */
+    size_t count_error_at; /* byte offset of that BTS or FTS, plus one */
+    char count_error[128];
 } cg_hl7_reader_t;
 
 void cg_hl7_reader_init(cg_hl7_reader_t *r, const char *buf, size_t len);
@@ -94,6 +98,11 @@ int cg_hl7_reader_more(cg_hl7_reader_t *r);
 /* Indexes the next message into m. On error, *err says where, and the reader has moved to the next
  * MSH/FHS/BHS at a segment start so the caller can go on with the following message. */
 cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_error_t *err);
+/* After the last message: CG_ERR_HL7_SYNTAX with *err located at the trailer when a BTS-1 or
+ * FTS-1 count disagreed with the messages or batches that came, else CG_OK. The messages were
+ * read all the same; a caller that stores the input whole (the gateway) refuses it, so that a
+ * batch that lost a message on the way is sent again rather than half-loaded. */
+cg_err_t cg_hl7_reader_end(const cg_hl7_reader_t *r, cg_error_t *err);
 
 /* Indexes exactly one message (with optional BOM, MLLP framing or batch envelope). Extra messages
  * after the first are an error: use a reader for batches. */

@@ -247,6 +247,19 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
     return failed;
 }
 
+/* After an input's last message: a BTS or FTS whose count disagreed (a message or batch lost on
+ * the way) is reported as a failure of the input, as the gateway dead-letters it. */
+static void put_count_error(const cg_hl7_reader_t *rd, const char *name, FILE *errs,
+                            cg_cli_map_counts_t *cnt)
+{
+    cg_error_t he;
+    if (cg_hl7_reader_end(rd, &he) == CG_OK)
+        return;
+    he.stage = "decode";
+    put_error(errs, name, "message", he.message, &he);
+    cnt->failed++;
+}
+
 size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *name,
                          const char *buf, size_t len, int trace, FILE *out, FILE *errs,
                          cg_cli_map_counts_t *cnt)
@@ -259,6 +272,10 @@ size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
     size_t failed = cg_xml_sniff(buf, len)
                         ? map_xml(mw, name, buf, len, trace, out, errs, cnt, &line)
                         : map_reader(mw, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
+    if (!cg_xml_sniff(buf, len) && rd.count_error_at) {
+        put_count_error(&rd, name, errs, cnt);
+        failed++;
+    }
     if (cnt->messages == before) {
         map_no_message(mw, name, buf, len, errs, cnt);
         failed += cnt->failed - failed_before;
@@ -389,6 +406,8 @@ static int map_stream(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *na
         base += cut;
         rd.pos = 0;
     }
+    if (started)
+        put_count_error(&rd, name, errs, cnt);
     if (cnt->messages == before && status == 0)
         map_no_message(mw, name, head, head_len, errs, cnt);
     flush_out(&line, out);
@@ -439,8 +458,10 @@ int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path
     size_t before = cnt->messages;
     if (cg_xml_sniff(buf, (size_t)st.st_size))
         map_xml(mw, path, buf, (size_t)st.st_size, trace, out, errs, cnt, &line);
-    else
+    else {
         map_reader(mw, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);
+        put_count_error(&rd, path, errs, cnt);
+    }
     if (cnt->messages == before) /* madvise above gave no page back: none was mapped */
         map_no_message(mw, path, buf, (size_t)st.st_size, errs, cnt);
     flush_out(&line, out);

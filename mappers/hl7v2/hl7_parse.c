@@ -703,6 +703,35 @@ void cg_hl7_reader_init(cg_hl7_reader_t *r, const char *buf, size_t len)
         r->pos = 3;
 }
 
+/* A trailer's count (its first field, when given) against what came; the first mismatch is
+ * kept for cg_hl7_reader_end(). */
+static void check_count(cg_hl7_reader_t *r, cg_slice_t seg, size_t at, size_t came,
+                        const char *field, const char *what)
+{
+    if (r->count_error_at || seg.len < 5)
+        return;
+    char sep = seg.ptr[3];
+    size_t i = 4, n = 0, digits = 0;
+    while (i < seg.len && seg.ptr[i] != sep && seg.ptr[i] == ' ')
+        i++;
+    for (; i < seg.len && seg.ptr[i] >= '0' && seg.ptr[i] <= '9' && digits < 12; i++, digits++)
+        n = n * 10 + (size_t)(seg.ptr[i] - '0');
+    if (!digits || n == came)
+        return; /* no count given (it is optional), or it agrees */
+    r->count_error_at = at + 1;
+    snprintf(r->count_error, sizeof(r->count_error), "%s says %zu, but %zu %s came", field, n, came,
+             what);
+}
+
+cg_err_t cg_hl7_reader_end(const cg_hl7_reader_t *r, cg_error_t *err)
+{
+    if (!r->count_error_at)
+        return CG_OK;
+    cg_hl7__err(err, CG_ERR_HL7_SYNTAX, r->msg_no, 0, NULL, 0, r->count_error_at - 1, "%s",
+                r->count_error);
+    return CG_ERR_HL7_SYNTAX;
+}
+
 int cg_hl7_reader_more(cg_hl7_reader_t *r)
 {
     for (;;) {
@@ -721,6 +750,10 @@ int cg_hl7_reader_more(cg_hl7_reader_t *r)
             return 1;
         size_t e = line_end(r->buf, r->len, i);
         cg_slice_t seg = {p, e - i};
+        if (bts || (fts && r->batch.batch_no)) /* FTS-1 counts batches: none, nothing to count */
+            check_count(r, seg, i, bts ? r->batch.index_in_batch : r->batch.batch_no,
+                        bts ? "BTS-1 (batch message count)" : "FTS-1 (file batch count)",
+                        bts ? "message(s) in the batch" : "batch(es) in the file");
         if (fhs) {
             memset(&r->batch, 0, sizeof(r->batch));
             r->batch.fhs = seg;
@@ -797,7 +830,9 @@ cg_err_t cg_hl7_parse(cg_hl7_msg_t *m, const char *buf, size_t len, cg_error_t *
         m->nsegs = 0;
         return CG_ERR_HL7_SYNTAX;
     }
-    return CG_OK;
+    if ((rc = cg_hl7_reader_end(&r, err)) != CG_OK)
+        m->nsegs = 0;
+    return rc;
 }
 
 /* ---- accessors ------------------------------------------------------------------------------- */

@@ -207,8 +207,60 @@ static void test_batch(void **state)
         assert_int_equal(cg_hl7_seg_count(m), 2); /* BTS/FTS are not part of a message */
     }
     assert_false(cg_hl7_reader_more(&r));
+    assert_int_equal(cg_hl7_reader_end(&r, &e), CG_OK); /* its BTS and FTS counts agree */
     cg_hl7_msg_destroy(m);
     free(buf);
+}
+
+/* Reads every message of buf; returns cg_hl7_reader_end's answer (e gets its error). */
+static cg_err_t read_all(const char *buf, cg_error_t *e, size_t *n_msgs)
+{
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    cg_hl7_reader_t r;
+    cg_hl7_reader_init(&r, buf, strlen(buf));
+    *n_msgs = 0;
+    while (cg_hl7_reader_more(&r)) {
+        cg_error_t me;
+        assert_int_equal(cg_hl7_reader_next(&r, m, &me), CG_OK);
+        (*n_msgs)++;
+    }
+    cg_hl7_msg_destroy(m);
+    return cg_hl7_reader_end(&r, e);
+}
+
+/* BTS-1 and FTS-1 count what a batch and a file hold: a count that disagrees means a message or
+ * a batch was lost on the way, and the input is refused whole (all its messages still read). */
+static void test_batch_counts(void **state)
+{
+    (void)state;
+#define M(id) "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|" id "|P|2.5\r"
+    cg_error_t e;
+    size_t n;
+    assert_int_equal(read_all("FHS|^~\\&\rBHS|^~\\&\r" M("1") M("2") "BTS|2\rFTS|1\r", &e, &n),
+                     CG_OK);
+    assert_int_equal(n, 2);
+    /* counts are optional */
+    assert_int_equal(read_all("BHS|^~\\&\r" M("1") "BTS|\r", &e, &n), CG_OK);
+    assert_int_equal(read_all("FHS|^~\\&\r" M("1") "FTS|1\r", &e, &n), CG_OK); /* no BHS */
+    const char *lost = "BHS|^~\\&\r" M("1") M("2") "BTS|3\r";
+    assert_int_equal(read_all(lost, &e, &n), CG_ERR_HL7_SYNTAX);
+    assert_int_equal(n, 2);
+    assert_string_equal(e.text,
+                        "BTS-1 (batch message count) says 3, but 2 message(s) in the batch came");
+    assert_int_equal(e.offset, (size_t)(strstr(lost, "BTS") - lost));
+    const char *lost_batch = "FHS|^~\\&\rBHS|^~\\&\r" M("1") "BTS|1\rFTS|2\r";
+    assert_int_equal(read_all(lost_batch, &e, &n), CG_ERR_HL7_SYNTAX);
+    assert_string_equal(e.text,
+                        "FTS-1 (file batch count) says 2, but 1 batch(es) in the file came");
+    /* one message in an envelope, as the gateway parses an input */
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    const char *one = "BHS|^~\\&\r" M("1") "BTS|1\r";
+    assert_int_equal(cg_hl7_parse(m, one, strlen(one), &e), CG_OK);
+    const char *short1 = "BHS|^~\\&\r" M("1") "BTS|2\r";
+    assert_int_equal(cg_hl7_parse(m, short1, strlen(short1), &e), CG_ERR_HL7_SYNTAX);
+    assert_non_null(strstr(e.text, "says 2, but 1"));
+    cg_hl7_msg_destroy(m);
+#undef M
 }
 
 static void expect_error(const char *buf, size_t len, const cg_hl7_options_t *o, cg_err_t code,
@@ -379,15 +431,11 @@ static void test_reuse_and_resync(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_adt_a01),
-        cmocka_unit_test(test_message_types),
-        cmocka_unit_test(test_oru_many_obx),
-        cmocka_unit_test(test_custom_delimiters),
-        cmocka_unit_test(test_splitting),
-        cmocka_unit_test(test_batch),
-        cmocka_unit_test(test_truncated_and_garbage),
-        cmocka_unit_test(test_wrapped_lines),
-        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_adt_a01),          cmocka_unit_test(test_message_types),
+        cmocka_unit_test(test_oru_many_obx),     cmocka_unit_test(test_custom_delimiters),
+        cmocka_unit_test(test_splitting),        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_counts),     cmocka_unit_test(test_truncated_and_garbage),
+        cmocka_unit_test(test_wrapped_lines),    cmocka_unit_test(test_limits),
         cmocka_unit_test(test_reuse_and_resync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
