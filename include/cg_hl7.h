@@ -74,6 +74,11 @@ typedef struct cg_hl7_batch {
 
 /* opts may be NULL for the defaults. Returns NULL when out of memory or when opts are invalid. */
 cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts);
+/* The charset of messages whose MSH-18 is empty, from the next message on: an HL7 table 0211
+ * value or an iconv name, as cg_hl7_options_t.default_charset; NULL or "" goes back to the
+ * options' one. For an input whose feed differs from the rest (inputs[].charset); an unknown
+ * name fails the next such message (CG_ERR_CHARSET), as a bad default does. */
+void cg_hl7_msg_set_default_charset(cg_hl7_msg_t *m, const char *name);
 /* m may be NULL. Closes cached iconv descriptors. */
 void cg_hl7_msg_destroy(cg_hl7_msg_t *m);
 

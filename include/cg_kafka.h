@@ -15,6 +15,7 @@
 typedef struct cg_kafka_input {
     char *topic;
     cg_input_format_t format;
+    char *charset; /* HL7 v2 charset of its messages with an empty MSH-18; NULL: hl7's */
 } cg_kafka_input_t;
 
 typedef struct cg_kafka_preload {

@@ -113,6 +113,9 @@ cg_mapping_worker_t *cg_mapping_worker_new_keyed(const cg_mapping_t *m, const cg
                                                  char *errstr, size_t errstr_size);
 /* Adds the rule and source path of every column to each row. */
 void cg_mapping_worker_set_trace(cg_mapping_worker_t *w, int on);
+/* The HL7 v2 charset for messages with an empty MSH-18 from the next input on (an input topic's
+ * inputs[].charset); NULL: the bundle's hl7.default_charset. */
+void cg_mapping_worker_set_hl7_charset(cg_mapping_worker_t *w, const char *charset);
 /* NULL-safe. */
 void cg_mapping_worker_destroy(cg_mapping_worker_t *w);
 

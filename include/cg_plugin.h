@@ -54,6 +54,8 @@ typedef struct cg_source_msg {
     int32_t partition;
     int64_t offset;
     cg_input_format_t format; /* how the engine decodes it (the source's config says) */
+    const char *charset;      /* HL7 v2 charset when MSH-18 is empty (inputs[].charset); NULL: the
+                               * config's hl7.default_charset. Stable for the run. */
     void *opaque;             /* the source's own (Kafka: the rd_kafka_message_t) */
     /* A pass-through run (cg_gateway_opts_t.passthrough, `cohortgate listen`) writes the input
      * unchanged to dest with these headers (name, value, ...; n_headers counts both) and its

@@ -71,6 +71,9 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
 /* Records the source of every column's value in each row (cg_row_t.trace), for
  * cg_row_encode(..., CG_ROW_ENCODE_TRACE, ...). */
 void cg_mapper_set_trace(cg_mapper_t *mp, int on);
+/* The charset of HL7 v2 messages with an empty MSH-18 from the next one on (NULL: the env's
+ * hl7.default_charset); see cg_hl7_msg_set_default_charset(). */
+void cg_mapper_set_hl7_charset(cg_mapper_t *mp, const char *charset);
 /* NULL-safe. */
 void cg_mapper_destroy(cg_mapper_t *mp);
 

@@ -72,6 +72,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
     __atomic_store_n(&w->busy_offset, in->offset, __ATOMIC_RELAXED);
     __atomic_store_n(&w->busy_since_ms, cg_engine_now_ms(), __ATOMIC_RELEASE);
     const char *buf = in->payload ? in->payload : "";
+    cg_mapping_worker_set_hl7_charset(w->mw, in->charset);
     j->rc = cg_mapping_worker_map(w->mw, j->format, buf, in->len, &rows, &n, &j->me);
     __atomic_store_n(&w->busy_since_ms, 0, __ATOMIC_RELEASE);
     cg_metrics_gw_latency(gw->metrics, cg_metrics_now() - t0);

@@ -31,6 +31,7 @@ typedef struct cg_hl7_hier {
 struct cg_hl7_msg {
     cg_hl7_options_t opt;
     char default_charset[64];
+    char base_charset[64]; /* the options' default, which a per-input one replaces for a while */
 
     const char *data; /* the message's first byte ("MSH") */
     size_t len;       /* up to the end of its last segment */

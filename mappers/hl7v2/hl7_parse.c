@@ -59,12 +59,26 @@ cg_hl7_msg_t *cg_hl7_msg_new(const cg_hl7_options_t *opts)
              opts->default_charset && opts->default_charset[0] ? opts->default_charset
                                                                : CG_HL7_DEFAULT_CHARSET);
     m->opt.default_charset = m->default_charset;
+    memcpy(m->base_charset, m->default_charset, sizeof(m->base_charset));
     char dn[64];
     if (cg_hl7_charset_iconv_name(m->default_charset, strlen(m->default_charset), dn, sizeof(dn)))
         m->default_mb = cg_hl7__charset_is_mb(dn);
     m->cs_key_len = (size_t)-1;
     cg_buf_init(&m->scratch);
     return m;
+}
+
+void cg_hl7_msg_set_default_charset(cg_hl7_msg_t *m, const char *name)
+{
+    const char *want = name && name[0] ? name : m->base_charset;
+    if (!strcmp(want, m->default_charset))
+        return; /* the usual case: a topic's messages come in runs */
+    snprintf(m->default_charset, sizeof(m->default_charset), "%s", want);
+    char dn[64];
+    m->default_mb = cg_hl7_charset_iconv_name(want, strlen(want), dn, sizeof(dn))
+                        ? cg_hl7__charset_is_mb(dn)
+                        : 0;
+    m->cs_key_len = (size_t)-1; /* an empty MSH-18 now means another charset */
 }
 
 void cg_hl7_msg_destroy(cg_hl7_msg_t *m)

@@ -357,6 +357,11 @@ void cg_mapping_worker_set_trace(cg_mapping_worker_t *w, int on)
     cg_mapper_set_trace(w->mapper, on);
 }
 
+void cg_mapping_worker_set_hl7_charset(cg_mapping_worker_t *w, const char *charset)
+{
+    cg_mapper_set_hl7_charset(w->mapper, charset);
+}
+
 void cg_mapping_worker_destroy(cg_mapping_worker_t *w)
 {
     if (!w)

@@ -74,6 +74,11 @@ void cg_mapper_set_trace(cg_mapper_t *mp, int on)
     mp->trace = on;
 }
 
+void cg_mapper_set_hl7_charset(cg_mapper_t *mp, const char *charset)
+{
+    cg_hl7_msg_set_default_charset(mp->msg, charset);
+}
+
 void cg_mapper_destroy(cg_mapper_t *mp)
 {
     if (!mp)

@@ -78,6 +78,8 @@ config kafka_misspelt "" '"enable.auto.commmit": "false"'
 refused kafka_misspelt "kafka_misspelt.json:[0-9]+:[0-9]+: .*'kafka.enable.auto.commmit': No such configuration property"
 config kafka_bad_value "" '"session.timeout.ms": "soon"'
 refused kafka_bad_value "kafka_bad_value.json:[0-9]+:[0-9]+: .*'kafka.session.timeout.ms': Invalid value"
+config input_charset "" "" "" '{"topic": "hosp.raw"}, {"topic": "hosp-b.raw", "charset": "NO-SUCH-SET"}'
+refused input_charset "input_charset.json:2:[0-9]+: .*'inputs\\[\\]\\.charset': 'NO-SUCH-SET' is not a character set iconv knows"
 # each property passes alone; the clients made of them (no broker named, so nothing connects) do not
 config kafka_sasl "" '"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "FOO", "sasl.username": "u", "sasl.password": "hunter2"'
 refused kafka_sasl "kafka_sasl.json:8:3: .*'kafka': librdkafka cannot make the producer from these settings: Unsupported SASL mechanism: FOO"

@@ -103,6 +103,31 @@ static void test_undeclared_gb18030_default(void **state)
     cg_hl7_msg_destroy(m);
 }
 
+/* One topic's feed sends GBK undeclared, the others UTF-8 (inputs[].charset): the default can
+ * change between messages on one parser and back, and an empty MSH-18 follows it each time. */
+static void test_default_charset_per_input(void **state)
+{
+    (void)state;
+    const char in[] = "MSH|^~\\&|HIS|H|EMR|H|1||ADT^A01|C1|P|2.4\rPID|1||1||\xcd\xf5^\xc3\xf7\r";
+    const char utf8[] = "MSH|^~\\&|HIS|H|EMR|H|1||ADT^A01|C2|P|2.4\rPID|1||1||\xe7\x8e\x8b\r";
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL); /* UTF-8 by default */
+    cg_error_t e;
+    for (int round = 0; round < 2; round++) {
+        cg_hl7_msg_set_default_charset(m, "GBK");
+        assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_OK);
+        assert_string_equal(cg_hl7_msg_charset(m), "GBK");
+        assert_get(m, "PID-5", "王^明");
+        cg_hl7_msg_set_default_charset(m, NULL); /* back to the options' default */
+        assert_int_equal(cg_hl7_parse(m, utf8, sizeof(utf8) - 1, &e), CG_OK);
+        assert_string_equal(cg_hl7_msg_charset(m), "UTF-8");
+        assert_get(m, "PID-5", "王");
+    }
+    /* a name iconv does not know fails the message, as a bad default does */
+    cg_hl7_msg_set_default_charset(m, "NO-SUCH-CHARSET");
+    assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_ERR_CHARSET);
+    cg_hl7_msg_destroy(m);
+}
+
 static void test_latin1_and_utf8(void **state)
 {
     (void)state;
@@ -180,9 +205,13 @@ static void test_charset_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_escapes),         cmocka_unit_test(test_escape_edges),
-        cmocka_unit_test(test_gb18030),         cmocka_unit_test(test_undeclared_gb18030_default),
-        cmocka_unit_test(test_latin1_and_utf8), cmocka_unit_test(test_charset_names),
+        cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_escape_edges),
+        cmocka_unit_test(test_gb18030),
+        cmocka_unit_test(test_undeclared_gb18030_default),
+        cmocka_unit_test(test_default_charset_per_input),
+        cmocka_unit_test(test_latin1_and_utf8),
+        cmocka_unit_test(test_charset_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include "kafka_int.h"
 
 #include <stdio.h>
+#include <iconv.h>
 #include <string.h>
 
 /* clang-format off */
@@ -18,6 +19,10 @@ const cg_config_map_t cg_kafka_config_map[] = {
     CG_CONFIG_ROW_ENUM("inputs[].format", cg_kafka_input_t, format, "hl7v2", "hl7v2|xml|auto",
      "What the topic carries: HL7 v2 (ER7) messages, XML documents (CDA / C-CDA), or auto: each "
      "record by its first bytes, for topics that mix both."),
+    CG_CONFIG_ROW_STRING("inputs[].charset", cg_kafka_input_t, charset, "", CG_CONFIG_F_EMPTY,
+     "Character set of this topic's HL7 v2 messages whose MSH-18 is empty, when it differs from "
+     "hl7.default_charset (one hospital sends GBK undeclared, the others UTF-8): an HL7 table "
+     "0211 value or an iconv name. Empty: hl7.default_charset."),
     CG_CONFIG_ROW_STRING("delivery.transactional_id", cg_kafka_conf_t, transactional_id, "", CG_CONFIG_F_EMPTY,
      "exactly-once: the producer's transactional.id. It must differ between instances that run at "
      "the same time (a second instance with the same id fences the first, which stops) and stay "
@@ -99,6 +104,24 @@ int cg_kafka_source_check(const void *conf, const cg_config_t *cfg, cg_config_pr
         snprintf(pr->text, sizeof(pr->text),
                  "'inputs' must list at least one raw topic to consume");
         return -1;
+    }
+    for (size_t i = 0; i < kc->n_inputs; i++) {
+        const char *cs = kc->inputs[i].charset;
+        if (!cs || !*cs)
+            continue;
+        /* a charset iconv cannot convert would fail every undeclared message of the topic */
+        char iname[64];
+        iconv_t cd = (iconv_t)-1;
+        if (cg_hl7_charset_iconv_name(cs, strlen(cs), iname, sizeof(iname)))
+            cd = iconv_open("UTF-8", iname);
+        if (cd == (iconv_t)-1) {
+            *pr = (cg_config_problem_t){
+                .keys = {"inputs", NULL, "charset"}, .index = {0, (int)i, 0}, .n_keys = 3};
+            snprintf(pr->text, sizeof(pr->text),
+                     "'inputs[].charset': '%s' is not a character set iconv knows", cs);
+            return -1;
+        }
+        iconv_close(cd);
     }
     return check_clients(kc, pr);
 }

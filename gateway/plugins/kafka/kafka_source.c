@@ -33,21 +33,22 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The format the config gives the input topic. A topic that came in through a regex
- * subscription ("^…") takes the format of the first regex input, or is told apart per record
- * when there are several (the regex itself is librdkafka's to match). */
-static cg_input_format_t input_format(const kafka_source_t *ks, const char *topic)
+/* The config's input for the topic (its format and charset). A topic that came in through a
+ * regex subscription ("^…") takes the first regex input's, or none when there are several (the
+ * regex itself is librdkafka's to match): then records are told apart per record (auto), with
+ * hl7.default_charset. */
+static const cg_kafka_input_t *input_of(const kafka_source_t *ks, const char *topic)
 {
     int regexes = 0;
-    cg_input_format_t first = CG_INPUT_AUTO;
+    const cg_kafka_input_t *first = NULL;
     for (size_t i = 0; i < ks->kc->n_inputs; i++) {
         const cg_kafka_input_t *in = &ks->kc->inputs[i];
         if (!strcmp(in->topic, topic))
-            return in->format;
+            return in;
         if (in->topic[0] == '^' && !regexes++)
-            first = in->format;
+            first = in;
     }
-    return regexes == 1 ? first : CG_INPUT_AUTO;
+    return regexes == 1 ? first : NULL;
 }
 
 /* ---- librdkafka callbacks (from inside the consumer's poll, on the engine thread) ---- */
@@ -217,6 +218,7 @@ static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
         return CG_SOURCE_NONE;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         const char *topic = rd_kafka_topic_name(m->rkt);
+        const cg_kafka_input_t *in = input_of(ks, topic);
         *msg = (cg_source_msg_t){.payload = m->payload,
                                  .len = m->len,
                                  .key = m->key,
@@ -224,7 +226,8 @@ static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
                                  .topic = topic,
                                  .partition = m->partition,
                                  .offset = m->offset,
-                                 .format = input_format(ks, topic),
+                                 .format = in ? in->format : CG_INPUT_AUTO,
+                                 .charset = in ? in->charset : NULL,
                                  .opaque = m};
         return CG_SOURCE_MSG;
     }
