@@ -32,8 +32,7 @@ static void set_path_id(cc_t *c, expr_t *e)
         return;
     for (size_t i = 0; i < ss->n_paths; i++) {
         const cg_hl7_path_t *q = ss->paths[i];
-        if (q->field == p->field && q->comp == p->comp && q->sub == p->sub && q->rep == p->rep &&
-            q->seg_index == p->seg_index && !memcmp(q->seg, p->seg, sizeof(p->seg))) {
+        if (cg_hl7_path_equal(q, p)) {
             e->path_id = (uint32_t)i + 1;
             ss->path_uses[i]++;
             return;
@@ -65,7 +64,8 @@ static void set_path_id(cc_t *c, expr_t *e)
 static int hl7_compile_path(cc_t *c, const json_t *at, expr_t *e)
 {
     e->kind = EX_PATH;
-    if (compile_path(c, at, json_string_value(at), &e->u.path))
+    /* from e->text, the arena's copy: a selector's values point into it (cg_hl7.h) */
+    if (!e->text || compile_path(c, at, e->text, &e->u.path))
         return -1;
     set_path_id(c, e);
     return 0;
