@@ -43,6 +43,11 @@ cg_config_t *cg_cli_load_config(const char *path);
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
 
+/* --param NAME=VALUE: appended to params (at most max; *n counts them), pointing into arg,
+ * whose '=' becomes the name's end. -1 after printing to stderr what is wrong. */
+#define CG_CLI_MAX_PARAMS 32
+int cg_cli_parse_param(const char *cmd, char *arg, cg_spec_param_t *params, size_t *n, size_t max);
+
 /* An option's milliseconds (1 to 86400000, a day) into *out; -1 after printing to stderr
  * "cohortgate CMD: OPTION takes milliseconds ...". */
 int cg_cli_parse_ms(const char *cmd, const char *option, const char *arg, int *out);

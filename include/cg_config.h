@@ -133,14 +133,17 @@ typedef struct cg_config {
     cg_delivery_semantics_t semantics;
     int transaction_max_messages;
     int drain_timeout_ms;
-    int pause_after_ms;      /* a wait on the output side this long pauses the assignment */
-    int workers;             /* decode+map threads; 1 maps on the consumer thread */
-    int log_level;           /* cg_log_level_t */
-    char *specs;             /* resolved path of mapping.specs */
-    char *vocab;             /* resolved, or NULL for the vocab/ folder beside the specs */
-    char *athena;            /* resolved, or NULL */
-    char *source_utc_offset; /* "+HH:MM" or NULL */
-    char *key_file;          /* resolved, or NULL to use key_env */
+    int pause_after_ms;          /* a wait on the output side this long pauses the assignment */
+    int workers;                 /* decode+map threads; 1 maps on the consumer thread */
+    int log_level;               /* cg_log_level_t */
+    char *specs;                 /* resolved path of mapping.specs */
+    char *vocab;                 /* resolved, or NULL for the vocab/ folder beside the specs */
+    char *athena;                /* resolved, or NULL */
+    char *source_utc_offset;     /* "+HH:MM" or NULL */
+    cg_config_kv_t *spec_params; /* mapping.params: the specs' parameters, NAME: value */
+    size_t n_spec_params;
+    cg_spec_param_t *spec_param_view; /* the same for cg_mapping_opts_t (names borrowed) */
+    char *key_file;                   /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
     char *cohorts;        /* resolved cohorts.path, or NULL for none */

@@ -42,7 +42,17 @@ typedef struct cg_spec_env {
     const struct cg_hl7_options *hl7;
     /* XML decoder limits and default encoding; NULL for the defaults. */
     const struct cg_xml_options *xml;
+    /* Values for the specs' "params" (specs/README.md, "Parameters"): each replaces the default
+     * of every loaded spec that declares a parameter of that name; naming one that no spec
+     * declares is an error. NULL / 0: the specs' defaults. */
+    const struct cg_spec_param *params;
+    size_t n_params;
 } cg_spec_env_t;
+
+/* A spec parameter's value, given by a site (mapping.params, --param NAME=VALUE). */
+typedef struct cg_spec_param {
+    const char *name, *value;
+} cg_spec_param_t;
 
 /* Compiles path (a spec file or a folder of *.json specs). Every error found is written to errs
  * (up to max_errs; *n_errs gets the total count). Returns NULL when any spec has an error. */

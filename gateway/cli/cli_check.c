@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "options:\n"
             "  -c, --config FILE     gateway config to check\n"
             "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile\n"
+            "      --param NAME=VALUE  with --spec: a value for the specs' parameter NAME\n"
             "      --reference       print the reference of every config setting (Markdown)\n"
             "  -h, --help            show this help\n");
 }
@@ -76,12 +77,12 @@ static void warn_exposure(const char *config, const cg_config_t *cfg)
     freeaddrinfo(ai);
 }
 
-static int check_specs(const char *path)
+static int check_specs(const char *path, const cg_spec_param_t *params, size_t n_params)
 {
     static cg_error_t errs[CG_CHECK_MAX_ERRORS];
     size_t n = 0;
     /* no key is needed to compile: it is used when mapping */
-    cg_mapping_opts_t mo = {.specs = path, .no_key = 1};
+    cg_mapping_opts_t mo = {.specs = path, .no_key = 1, .params = params, .n_params = n_params};
     cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
     if (!m) {
         print_errors(errs, n);
@@ -96,12 +97,12 @@ static int check_specs(const char *path)
 int cg_cli_check(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"spec", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {"reference", no_argument, NULL, 'R'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"spec", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},         {"reference", no_argument, NULL, 'R'},
+        {"param", required_argument, NULL, 'P'},  {NULL, 0, NULL, 0},
     };
+    cg_spec_param_t params[CG_CLI_MAX_PARAMS];
+    size_t n_params = 0;
     const char *config = NULL, *spec = NULL;
     int c;
     optind = 1;
@@ -110,6 +111,9 @@ int cg_cli_check(int argc, char **argv)
             config = optarg;
         } else if (c == 's') {
             spec = optarg;
+        } else if (c == 'P') {
+            if (cg_cli_parse_param("check", optarg, params, &n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
         } else if (c == 'R') {
             cg_config_write_reference(stdout);
             return CG_EXIT_OK;
@@ -126,7 +130,7 @@ int cg_cli_check(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
     int status = CG_EXIT_OK;
-    if (spec && check_specs(spec) != CG_EXIT_OK)
+    if (spec && check_specs(spec, params, n_params) != CG_EXIT_OK)
         status = CG_EXIT_FAILURE;
     if (config) {
         cg_config_t *cfg = cg_cli_load_config(config);

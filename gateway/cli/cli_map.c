@@ -54,6 +54,8 @@ static void usage(FILE *out)
         "                        iconv name)\n"
         "      --cohorts DIR     route rows through the cohort definitions in DIR (or one\n"
         "                        file), as the gateway does: each record lists its \"cohorts\"\n"
+        "      --param NAME=VALUE  a value for the specs' parameter NAME (as mapping.params),\n"
+        "                        e.g. patient_id_types='NNCHN|MR|*'; repeatable\n"
         "  -t, --trace           add, for every column, the rule and source path behind it\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
@@ -62,6 +64,8 @@ static void usage(FILE *out)
 typedef struct map_opts {
     const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset, *cohorts;
     int date_shift, trace, quiet;
+    cg_spec_param_t params[CG_CLI_MAX_PARAMS];
+    size_t n_params;
 } map_opts_t;
 
 static void progress(const cg_cli_map_counts_t *c, int final)
@@ -455,6 +459,7 @@ int cg_cli_map(int argc, char **argv)
         {"cohorts", required_argument, NULL, 'C'},
         {"trace", no_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},
+        {"param", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -501,6 +506,10 @@ int cg_cli_map(int argc, char **argv)
             break;
         case 't':
             o.trace = 1;
+            break;
+        case 'P':
+            if (cg_cli_parse_param("map", optarg, o.params, &o.n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
             break;
         case 'q':
             o.quiet = 1;
@@ -550,7 +559,9 @@ int cg_cli_map(int argc, char **argv)
                             .key_file = o.key_file,
                             .date_shift_days = o.date_shift,
                             .source_utc_offset = o.utc_offset,
-                            .hl7 = &hl7};
+                            .hl7 = &hl7,
+                            .params = o.params,
+                            .n_params = o.n_params};
     cg_mapping_t *m = cg_mapping_load(&mo, errs, 64, &n_errs);
     if (!m) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);

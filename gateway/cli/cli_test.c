@@ -33,12 +33,16 @@ static void usage(FILE *out)
         "      --vocab DIR       vocabulary tables; default: vocab/ beside the specs\n"
         "      --key-file FILE   pseudonym key; default: the file `key` in the case folder,\n"
         "                        then COHORTGATE_PSEUDONYM_KEY. Expected pseudonyms depend on it.\n"
+        "      --param NAME=VALUE  a value for the specs' parameter NAME; repeatable\n"
         "      --update          write what the specs produce as the expected output\n"
+        "A case folder may hold a file params (NAME=VALUE lines): the specs' parameters its\n"
+        "expected output was made with (a site's identifier types, say).\n"
         "  -h, --help            show this help\n");
 }
 
 typedef struct test_ctx {
     cg_mapping_t *mapping; /* loaded without a key: each case brings its own */
+    cg_mapping_opts_t mo;  /* what it was loaded with, for a case with parameters of its own */
     const char *key_file;
     int update;
     size_t passed, failed;
@@ -180,6 +184,52 @@ static int write_file(const char *path, const char *data, size_t len)
     return fclose(f) || rc ? -1 : 0;
 }
 
+/* A case's file "params" (NAME=VALUE a line, as --param; # comments): the site parameters its
+ * expected output was made with, such as the identifier types of a hospital. NULL when the case
+ * has none (it uses the command's mapping); else a mapping of its own, or NULL with *failed. */
+static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, char *errstr,
+                                  size_t errstr_size, int *failed)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/params", dir);
+    char *text = slurp(path, NULL);
+    *failed = 0;
+    if (!text)
+        return NULL;
+    cg_spec_param_t params[2 * CG_CLI_MAX_PARAMS];
+    size_t n = 0;
+    for (size_t i = 0; i < t->mo.n_params; i++)
+        params[n++] = t->mo.params[i];
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(l, '=');
+        if (*l == '#')
+            continue;
+        if (!eq || eq == l || n == sizeof(params) / sizeof(params[0])) {
+            snprintf(errstr, errstr_size, "%s: a line is NAME=VALUE", path);
+            *failed = 1;
+            free(text);
+            return NULL;
+        }
+        *eq = '\0'; /* the case's values come after the command's: they win */
+        params[n++] = (cg_spec_param_t){l, eq + 1};
+    }
+    cg_mapping_opts_t mo = t->mo;
+    mo.params = params;
+    mo.n_params = n;
+    cg_error_t errs[4];
+    size_t n_errs = 0;
+    cg_mapping_t *m = cg_mapping_load(&mo, errs, 4, &n_errs);
+    if (!m) {
+        char loc[1024];
+        snprintf(errstr, errstr_size, "%s: %s", path,
+                 n_errs ? cg_error_format(&errs[0], loc, sizeof(loc)) : "cannot load");
+        *failed = 1;
+    }
+    free(text);
+    return m;
+}
+
 static void run_case(test_ctx_t *t, const char *dir)
 {
     char path[PATH_MAX], errstr[512];
@@ -198,8 +248,12 @@ static void run_case(test_ctx_t *t, const char *dir)
     cg_pseudo_key_t *key = cg_pseudo_key_load(key_file, NULL, errstr, sizeof(errstr));
     cg_pseudo_t *pseudo = key ? cg_pseudo_new(key, 0, errstr, sizeof(errstr)) : NULL;
     cg_pseudo_key_destroy(key);
+    int own_failed = 0;
+    cg_mapping_t *own = pseudo ? case_mapping(t, dir, errstr, sizeof(errstr), &own_failed) : NULL;
     cg_mapping_worker_t *mw =
-        pseudo ? cg_mapping_worker_new_keyed(t->mapping, pseudo, errstr, sizeof(errstr)) : NULL;
+        pseudo && !own_failed
+            ? cg_mapping_worker_new_keyed(own ? own : t->mapping, pseudo, errstr, sizeof(errstr))
+            : NULL;
     cg_hl7_msg_t *msg = cg_hl7_msg_new(NULL);
     if (!mw || !msg) {
         printf("FAIL %s: %s\n", dir, errstr);
@@ -271,6 +325,7 @@ static void run_case(test_ctx_t *t, const char *dir)
 done:
     cg_hl7_msg_destroy(msg);
     cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(own);
     cg_pseudo_destroy(pseudo);
     for (int i = 0; i < n; i++)
         free(names[i]);
@@ -315,10 +370,16 @@ static void run_path(test_ctx_t *t, const char *path)
 int cg_cli_test(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"spec", required_argument, NULL, 's'},     {"vocab", required_argument, NULL, 'v'},
-        {"key-file", required_argument, NULL, 'k'}, {"update", no_argument, NULL, 'u'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"spec", required_argument, NULL, 's'},
+        {"vocab", required_argument, NULL, 'v'},
+        {"key-file", required_argument, NULL, 'k'},
+        {"update", no_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},
+        {"param", required_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
+    cg_spec_param_t params[CG_CLI_MAX_PARAMS];
+    size_t n_params = 0;
     const char *spec = NULL, *vocab_dir = NULL;
     test_ctx_t t = {0};
     int c;
@@ -337,6 +398,10 @@ int cg_cli_test(int argc, char **argv)
         case 'u':
             t.update = 1;
             break;
+        case 'P':
+            if (cg_cli_parse_param("test", optarg, params, &n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
+            break;
         case 'h':
             usage(stdout);
             return CG_EXIT_OK;
@@ -352,8 +417,9 @@ int cg_cli_test(int argc, char **argv)
     }
     cg_error_t errs[64];
     size_t n_errs = 0;
-    cg_mapping_opts_t mo = {.specs = spec, .vocab = vocab_dir, .no_key = 1};
-    if (!(t.mapping = cg_mapping_load(&mo, errs, 64, &n_errs))) {
+    t.mo = (cg_mapping_opts_t){
+        .specs = spec, .vocab = vocab_dir, .no_key = 1, .params = params, .n_params = n_params};
+    if (!(t.mapping = cg_mapping_load(&t.mo, errs, 64, &n_errs))) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);
         return CG_EXIT_FAILURE;
     }

@@ -26,6 +26,7 @@ typedef struct cg_spec_cc {
     /* The core's expression compiler, for a format whose input holds expressions (an XML
      * spec's message_id): a pointer, so that the formats do not call the core by name. */
     expr_t *(*expr)(struct cg_spec_cc *c, json_t *j);
+    const cg_spec_env_t *env; /* the site's parameter values (NULL: none) */
 } cc_t;
 
 /* Records an error at value `at`, or at the key `key` of object `obj` when at has no position;
@@ -35,6 +36,9 @@ void cg_spec_cc_err(cc_t *c, const json_t *at, const json_t *obj, const char *ke
 /* An error reported by a path compiler at column (1-based) inside the JSON string at: the
  * position points at that character. */
 void cg_spec_cc_err_in(cc_t *c, const json_t *at, int column, const char *text);
+/* The column (1-based) of a path compiler's error inside the JSON string at, or 0 (the string's
+ * start) when the compiled text is not the string's own (parameters were substituted). */
+int cg_spec_cc_column(const json_t *at, const char *compiled, int column);
 /* Zeroed memory in the spec set's arena. */
 void *cg_spec_cc_alloc(cc_t *c, size_t n);
 /* A copy of s[0..n) in the arena. */

@@ -18,7 +18,7 @@ static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path
     cg_error_t e;
     if (cg_hl7_path_compile(out, text, strlen(text), &e) == CG_OK)
         return 0;
-    cg_spec_cc_err_in(c, at, e.column, e.text);
+    cg_spec_cc_err_in(c, at, cg_spec_cc_column(at, text, e.column), e.text);
     return -1;
 }
 

@@ -205,6 +205,10 @@ typedef struct cg_spec {
     size_t name_len;
     int version;
     const char *file;
+    /* "params": names and values (the site's, else the spec's defaults) that paths use as
+     * ${NAME}; substituted when paths compile, so evaluation never sees them */
+    const char **param_names, **param_values;
+    size_t n_params;
     trigger_t *triggers;
     size_t n_triggers;
     /* XML specs take documents whose root element has this local name and, when given, one of
