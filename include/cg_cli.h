@@ -43,6 +43,10 @@ cg_config_t *cg_cli_load_config(const char *path);
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
 
+/* The spec set's warnings (cg_specset_warnings) as FILE:LINE:COLUMN: warning: TEXT, or as
+ * errors (map --strict); returns how many there are. */
+size_t cg_cli_print_warnings(FILE *out, const cg_specset_t *ss, int as_errors);
+
 /* --param NAME=VALUE: appended to params (at most max; *n counts them), pointing into arg,
  * whose '=' becomes the name's end. -1 after printing to stderr what is wrong. */
 #define CG_CLI_MAX_PARAMS 32

@@ -62,6 +62,12 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
                                      cg_error_t *errs, size_t max_errs, size_t *n_errs);
 size_t cg_specset_count(const cg_specset_t *ss);
+/* What compiled but is most likely a mistake (a concept id column taking a raw code, a message
+ * type that is none, an unknown vocabulary, a bare string naming an unread segment), located
+ * like errors: cohortgate check prints them, map --strict refuses them. *n gets how many were
+ * found; the first CG_SPEC_MAX_WARNINGS are returned. */
+#define CG_SPEC_MAX_WARNINGS 64
+const cg_error_t *cg_specset_warnings(const cg_specset_t *ss, size_t *n);
 /* The vocabulary folder that goes with specs at path: vocab/ inside it when path is a folder,
  * beside it when path is a file. Written to buf; NULL when there is no such folder. */
 const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size);

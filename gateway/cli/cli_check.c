@@ -89,7 +89,10 @@ static int check_specs(const char *path, const cg_spec_param_t *params, size_t n
         fprintf(stderr, "%s: %zu error(s)\n", path, n);
         return CG_EXIT_FAILURE;
     }
-    printf("%s: ok (%zu spec(s))\n", path, cg_specset_count(cg_mapping_specs(m)));
+    size_t nw = cg_cli_print_warnings(stderr, cg_mapping_specs(m), 0);
+    printf("%s: ok (%zu spec(s)%s", path, cg_specset_count(cg_mapping_specs(m)), nw ? ", " : ")\n");
+    if (nw)
+        printf("%zu warning(s))\n", nw);
     cg_mapping_destroy(m);
     return CG_EXIT_OK;
 }
@@ -178,6 +181,7 @@ int cg_cli_check(int argc, char **argv)
             fprintf(stderr, "%s: %zu error(s)\n", config, n);
             status = CG_EXIT_FAILURE;
         } else {
+            cg_cli_print_warnings(stderr, cg_mapping_specs(m), 0);
             printf("%s: ok (%zu spec(s))\n", cfg->specs, cg_specset_count(cg_mapping_specs(m)));
             if (cfg->cohorts)
                 printf("%s: ok (%zu cohort(s))\n", cfg->cohorts,

@@ -56,6 +56,8 @@ static void usage(FILE *out)
         "                        file), as the gateway does: each record lists its \"cohorts\"\n"
         "      --param NAME=VALUE  a value for the specs' parameter NAME (as mapping.params),\n"
         "                        e.g. patient_id_types='NNCHN|MR|*'; repeatable\n"
+        "      --strict          refuse specs that check --spec warns about (a concept id from a\n"
+        "                        raw code, an unknown vocabulary, …): warnings become errors\n"
         "  -t, --trace           add, for every column, the rule and source path behind it\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
@@ -63,7 +65,7 @@ static void usage(FILE *out)
 
 typedef struct map_opts {
     const char *spec, *vocab, *athena, *key_file, *utc_offset, *charset, *cohorts;
-    int date_shift, trace, quiet;
+    int date_shift, trace, quiet, strict;
     cg_spec_param_t params[CG_CLI_MAX_PARAMS];
     size_t n_params;
 } map_opts_t;
@@ -460,6 +462,7 @@ int cg_cli_map(int argc, char **argv)
         {"trace", no_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},
         {"param", required_argument, NULL, 'P'},
+        {"strict", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -510,6 +513,9 @@ int cg_cli_map(int argc, char **argv)
         case 'P':
             if (cg_cli_parse_param("map", optarg, o.params, &o.n_params, CG_CLI_MAX_PARAMS))
                 return CG_EXIT_USAGE;
+            break;
+        case 'S':
+            o.strict = 1;
             break;
         case 'q':
             o.quiet = 1;
@@ -565,6 +571,11 @@ int cg_cli_map(int argc, char **argv)
     cg_mapping_t *m = cg_mapping_load(&mo, errs, 64, &n_errs);
     if (!m) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);
+        goto done;
+    }
+    /* --strict: what check --spec warns about is refused, so a CI job fails on it */
+    if (o.strict && cg_cli_print_warnings(stderr, cg_mapping_specs(m), 1)) {
+        fprintf(stderr, "cohortgate map: --strict: the specs have warnings (see above)\n");
         goto done;
     }
     if (!(mw = cg_mapping_worker_new(m, errstr, sizeof(errstr))) || !(msg = cg_hl7_msg_new(&hl7))) {

@@ -67,6 +67,7 @@ static int hl7_compile_path(cc_t *c, const json_t *at, expr_t *e)
     /* from e->text, the arena's copy: a selector's values point into it (cg_hl7.h) */
     if (!e->text || compile_path(c, at, e->text, &e->u.path))
         return -1;
+    cg_spec_warn_path(c, at, &e->u.path, 0);
     set_path_id(c, e);
     return 0;
 }
@@ -79,6 +80,8 @@ static void hl7_compile_foreach(cc_t *c, json_t *j, json_t *fe, rule_t *r)
         err_at(c, fe, j, "foreach",
                "'foreach' names segments, such as \"OBX[*]\", not fields ('%s')",
                json_string_value(fe));
+    else
+        cg_spec_warn_path(c, fe, &r->foreach, 1);
 }
 
 static int parse_trigger(const char *s, trigger_t *out, size_t max, size_t *n)
@@ -136,10 +139,14 @@ static void hl7_compile_input(cc_t *c, json_t *in, spec_t *s)
     s->triggers = alloc(c, (max + 1) * sizeof(*s->triggers));
     json_array_foreach(msgs, i, m)
     {
+        size_t before = s->n_triggers;
         if (!json_is_string(m) ||
             parse_trigger(json_string_value(m), s->triggers, max, &s->n_triggers))
             err_at(c, m, NULL, NULL, "'%s' is not a message type: write TYPE or TYPE^EVENT|EVENT…",
                    json_is_string(m) ? json_string_value(m) : "?");
+        else
+            for (size_t k = before; k < s->n_triggers; k++)
+                cg_spec_warn_trigger(c, m, &s->triggers[k]);
     }
 }
 

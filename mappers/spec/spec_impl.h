@@ -265,7 +265,9 @@ struct cg_specset {
         void *p;
     } * owned;
     size_t n_owned, cap_owned;
-    select_entry_t *sel; /* open addressing, sel_mask + 1 slots (a power of two); type 0: free */
+    cg_error_t *warnings; /* CG_SPEC_MAX_WARNINGS kept (spec_warn.c) */
+    size_t n_warnings;    /* found, which may be more */
+    select_entry_t *sel;  /* open addressing, sel_mask + 1 slots (a power of two); type 0: free */
     size_t sel_mask;
     uint32_t *sel_specs;
 };
