@@ -402,6 +402,9 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
     *out = ABSENT;
     size_t total = 0, seplen = strlen(e->u.list.sep), n = 0;
     spec_val_t parts[16];
+    /* a [*] path among the parts joins its values with the same sep: its values are parts */
+    const char *outer = mp->join_sep;
+    mp->join_sep = e->u.list.sep;
     for (size_t i = 0; i < e->u.list.n && !rc; i++) {
         spec_val_t p;
         rc = cg_spec_eval_expr(mp, e->u.list.items[i], &p);
@@ -410,6 +413,7 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
             total += p.len + seplen;
         }
     }
+    mp->join_sep = outer;
     if (rc || !n)
         return rc;
     char *buf = total <= UINT32_MAX ? cg_arena_alloc(&mp->arena, total + 1) : NULL;

@@ -51,9 +51,19 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
     cg_buf_reset(&mp->scratch);
     *out = ABSENT;
     if (path_has_all(p)) {
+        /* every match, joined by the enclosing concat's sep (else "~") */
+        cg_hl7_iter_t it;
+        cg_hl7_match_t mt;
         size_t count = 0;
-        if (cg_hl7_path_get(mp->m, p, mp->scope, '~', &mp->scratch, &count, &he) != CG_OK)
-            return cg_spec_fail(mp, he.code, "%s", he.text);
+        cg_hl7_path_begin(&it, mp->m, p, mp->scope);
+        while (cg_hl7_path_next(&it, &mt)) {
+            if (count++ && cg_buf_puts(&mp->scratch, mp->join_sep) != CG_OK)
+                return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+            cg_err_t rc = mt.literal ? cg_hl7_decode_noescape(mp->m, mt.raw, &mp->scratch, &he)
+                                     : cg_hl7_decode(mp->m, mt.raw, &mp->scratch, &he);
+            if (rc != CG_OK)
+                return cg_spec_fail(mp, rc, "%s", he.text);
+        }
         if (!count)
             return CG_OK;
     } else {

@@ -33,6 +33,7 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
         return NULL;
     }
     mp->ss = ss;
+    mp->join_sep = "~";
     mp->vocab = env ? env->vocab : NULL;
     mp->utc_offset = env ? env->source_utc_offset : NULL;
     cg_arena_init(&mp->arena, 64 * 1024);

@@ -119,6 +119,9 @@ struct cg_mapper {
     int quality_done; /* the input mapped: its findings are handed out (cg_mapper_quality) */
     cg_map_outcome_t outcome; /* of the last message that mapped (cg_mapper_outcome) */
     const spec_t *nrc;        /* the first "no_research_content" spec that took it */
+    /* what joins the values of a [*] path: the sep of the innermost concat being evaluated,
+     * else "~" (HL7's repetition separator, as parse --get writes them) */
+    const char *join_sep;
 };
 
 static const spec_val_t ABSENT = {NULL, 0, 0};
