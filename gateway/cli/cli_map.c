@@ -58,7 +58,8 @@ static void usage(FILE *out)
         "                        e.g. patient_id_types='NNCHN|MR|*'; repeatable\n"
         "      --strict          refuse specs that check --spec warns about (a concept id from a\n"
         "                        raw code, an unknown vocabulary, …): warnings become errors\n"
-        "  -t, --trace           add, for every column, the rule and source path behind it\n"
+        "  -t, --trace           add, for every column, the rule and source path behind it and\n"
+        "                        the steps its value took (coalesce branch, vocabulary row)\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
 }

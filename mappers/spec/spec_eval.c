@@ -9,9 +9,51 @@
 
 #include "cg_vocab.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- --trace ---- */
+
+void cg_spec_trace_step(cg_mapper_t *mp, const char *fmt, ...)
+{
+    if (!mp->trace)
+        return;
+    char buf[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (mp->steps.len)
+        cg_buf_puts(&mp->steps, "; ");
+    cg_buf_puts(&mp->steps, buf);
+}
+
+const char *cg_spec_trace_take(cg_mapper_t *mp)
+{
+    if (!mp->steps.len)
+        return NULL;
+    spec_val_t v = cg_spec_val_copy(mp, mp->steps.data, mp->steps.len);
+    cg_buf_reset(&mp->steps);
+    return v.present ? v.s : NULL;
+}
+
+cg_err_t cg_spec_eval_binding(cg_mapper_t *mp, const expr_t *e, size_t i)
+{
+    if (!mp->trace)
+        return eval(mp, e, &mp->vars[i]);
+    cg_buf_t outer = mp->steps; /* a binding's steps are its own */
+    cg_buf_init(&mp->steps);
+    cg_err_t rc = eval(mp, e, &mp->vars[i]);
+    mp->var_steps[i] = cg_spec_trace_take(mp);
+    cg_buf_free(&mp->steps);
+    mp->steps = outer;
+    return rc;
+}
+
+/* Text for a trace step: at most 64 bytes of a value (a code, a vocabulary name). */
+#define TV(v) (int)((v).len > 64 ? 64 : (v).len), (v).s ? (v).s : ""
 
 /* ---- transforms ---- */
 
@@ -210,12 +252,17 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             const map_entry_t *m = &x->u.map.entries[i];
             if (m->from_len == v.len && !memcmp(m->from, v.s, v.len)) {
                 *out = (spec_val_t){m->to, m->to_len, m->to != NULL};
+                if (mp->trace)
+                    cg_spec_trace_step(mp, "map: \"%.*s\" -> %.*s", TV(v), TV(*out));
                 return CG_OK;
             }
         }
         if (x->u.map.deflt)
             *out = (spec_val_t){x->u.map.deflt->to, x->u.map.deflt->to_len,
                                 x->u.map.deflt->to != NULL};
+        if (mp->trace)
+            cg_spec_trace_step(mp, "map: \"%.*s\" is not listed: %s%.*s", TV(v),
+                               x->u.map.deflt ? "\"*\" -> " : "no value", TV(*out));
         return CG_OK;
     case XF_LOOKUP: {
         cg_slice_t voc = {x->u.lookup.vocabulary, 0};
@@ -242,6 +289,19 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
                 *lm = (lookup_memo_t){mp->gen, voc.ptr, v.s, voc.len, v.len, found, hit};
             }
         }
+        if (mp->trace) {
+            spec_val_t vs = {voc.ptr, (uint32_t)voc.len, 1};
+            if (found)
+                cg_spec_trace_step(mp,
+                                   "lookup %.*s \"%.*s\": concept_id %d, source_concept_id %d, "
+                                   "domain %s",
+                                   TV(vs), TV(v), (int)hit.concept_id, (int)hit.source_concept_id,
+                                   hit.domain_id ? hit.domain_id : "?");
+            else
+                cg_spec_trace_step(mp, "lookup %.*s \"%.*s\": %s", TV(vs), TV(v),
+                                   mp->vocab ? "no such row (concept 0)"
+                                             : "no vocabularies loaded (concept 0)");
+        }
         switch (x->u.lookup.want) {
         case LK_CONCEPT_ID:
             *out = int_text(mp, found ? hit.concept_id : 0); /* unmapped: concept 0 */
@@ -258,6 +318,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     }
     case XF_UNIT:
         *out = int_text(mp, mp->vocab ? cg_vocab_unit(mp->vocab, (cg_slice_t){v.s, v.len}) : 0);
+        if (mp->trace)
+            cg_spec_trace_step(mp, "unit \"%.*s\": unit_concept_id %.*s", TV(v), TV(*out));
         return CG_OK;
     case XF_REFERENCE: /* the compiler let it through only for formats that have one */
         return mp->spec->format->reference(mp, &v, out);
@@ -514,14 +576,25 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         break;
     case EX_VAR:
         v = mp->vars[e->u.var];
+        if (mp->trace && mp->var_steps[e->u.var])
+            cg_spec_trace_step(mp, "%s: %s", e->text, mp->var_steps[e->u.var]);
         break;
     case EX_CONCAT:
         rc = eval_concat(mp, e, &v);
         break;
-    case EX_COALESCE:
-        for (size_t i = 0; i < e->u.list.n && !rc && !v.present; i++)
+    case EX_COALESCE: {
+        size_t i = 0;
+        for (; i < e->u.list.n && !rc && !v.present; i++)
             rc = eval(mp, e->u.list.items[i], &v);
+        if (mp->trace && !rc && v.present) {
+            const expr_t *b = e->u.list.items[i - 1];
+            cg_spec_trace_step(mp, "coalesce: branch %zu of %zu (%s)", i, e->u.list.n,
+                               b->text ? b->text : "");
+        } else if (mp->trace && !rc) {
+            cg_spec_trace_step(mp, "coalesce: no branch has a value");
+        }
         break;
+    }
     case EX_IF: {
         int t;
         rc = cg_spec_eval_cond(mp, e->u.iff.cond, &t);
@@ -557,8 +630,12 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     for (size_t i = 0; i < e->n_xforms && v.present; i++)
         if ((rc = apply_xform(mp, &e->xforms[i], v, &v)))
             return rc;
-    if (!v.present && e->deflt && (rc = cg_spec_eval_expr(mp, e->deflt, &v)))
-        return rc;
+    if (!v.present && e->deflt) {
+        if ((rc = cg_spec_eval_expr(mp, e->deflt, &v)))
+            return rc;
+        if (mp->trace)
+            cg_spec_trace_step(mp, "default (%s)", e->deflt->text ? e->deflt->text : "");
+    }
     if (!v.present && e->required)
         return cg_spec_fail(mp, CG_ERR_REQUIRED, "required value %s is empty",
                             e->text ? e->text : "");

@@ -366,6 +366,19 @@ static void test_trace_names_rule_and_path(void **state)
     assert_non_null(
         strstr(row_trace(&rows[0]),
                "\"unit_source_value\":{\"rule\":\"obx-numeric\",\"source\":\"OBX-6.1\"}"));
+    /* the steps behind a value: the vocabulary row a lookup found, the coalesce branch (here
+     * through the binding "when"), the map entry */
+    const char *t0 = row_trace(&rows[0]);
+    if (!strstr(t0, "\"measurement_concept_id\":{\"rule\":\"obx-numeric\",\"source\":\"OBX-3."
+                    "1\",\"steps\":\"lookup LN \\\"4548-4\\\": concept_id 3004410,"))
+        fail_msg("%s", t0);
+    assert_non_null(strstr(t0, "\"source\":\"when\",\"steps\":\"when: order_time: coalesce: "
+                               "branch 1 of 2 (OBR-7); coalesce: branch 2 of 2 (order_time)\""));
+    const char *t1 = row_trace(&rows[1]);
+    assert_non_null(strstr(t1, "\"steps\":\"when: coalesce: branch 1 of 2 (OBX-14)\""));
+    assert_non_null(strstr(t1, "\"steps\":\"map: \\\">\\\" -> 4172704\""));
+    /* unit_source_value above took no step (its source closes the object); unit_concept_id did */
+    assert_non_null(strstr(t0, "\"steps\":\"unit \\\"%\\\": unit_concept_id 8554\""));
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
 }
