@@ -54,6 +54,33 @@ has "$tmp/out" '"table":"measurement"' "map prints measurement rows"
 [ "$(wc -l <"$tmp/out")" -eq 5 ] && ok || no "map prints 5 records for oru_r01_results"
 expect 0 "map --trace" -- "$cg" map --trace --spec "$src/specs" "$src/tests/golden/oru_r01_results/input.hl7"
 has "$tmp/out" '"trace":\{"measurement_id":\{"rule":"obx-numeric"' "map --trace adds the trace"
+has "$tmp/out" '"measurement_concept_id":\{"rule":"obx-numeric","source":"OBX-3.1","steps":"lookup LN' "map --trace names the vocabulary row"
+# identifiers by type (specs/README.md, "Which identifier is the patient's"): --param sets it
+printf 'MSH|^~\\&|A|H|C|R|20240101||ADT^A04|P1|P|2.5.1\rPID|1||H1^^^H^MR~N1^^^CHN^NNCHN||DOE||19600101|F\r' >"$tmp/a04.hl7"
+expect 0 "map --param" -- "$cg" map --spec "$src/specs" --param 'patient_id_types=NNCHN|*' "$tmp/a04.hl7"
+cp "$tmp/out" "$tmp/typed"
+expect 0 "map, the first identifier" -- "$cg" map --spec "$src/specs" "$tmp/a04.hl7"
+cmp -s "$tmp/out" "$tmp/typed" && no "patient_id_types changes the person" || ok
+expect 1 "map --param of no spec" -- "$cg" map --spec "$src/specs" --param 'patient_id_typo=MR' "$tmp/a04.hl7"
+has "$tmp/err" "parameter 'patient_id_typo': no loaded spec declares it" "an unknown parameter is named"
+expect 2 "map --param without =" -- "$cg" map --spec "$src/specs" --param 'patient_id_types' "$tmp/a04.hl7"
+# warnings: check prints them located and passes, map --strict refuses them
+cat >"$tmp/warn.json" <<'JSON'
+{"spec": "w", "version": 1, "input": {"format": "hl7v2", "messages": ["ORM^O1"]},
+ "patient": {"id": "PID-3.1"},
+ "rules": [{"name": "p", "table": "procedure_occurrence", "foreach": "OBR[*]",
+   "columns": {"person_id": {"patient": "person_id"}, "procedure_concept_id": "OBR-4.1",
+     "procedure_date": {"path": "OBR-7", "pipe": ["date"]}, "procedure_type_concept_id": "EHR"}}]}
+JSON
+expect 0 "check --spec with warnings" -- "$cg" check --spec "$tmp/warn.json"
+has "$tmp/err" 'warn.json:1:71: warning: .O1. is not an HL7 v2 trigger event' "check warns about ORM^O1, located"
+has "$tmp/err" 'warn.json:4:79: warning: rule .p.: procedure_concept_id is a concept id' "check warns about a raw concept id"
+has "$tmp/err" 'warning: rule .p.: "EHR" is a path' "check warns about a bare string segment"
+has "$tmp/out" 'ok \(1 spec\(s\), 4 warning\(s\)\)' "check counts the warnings"
+expect 1 "map --strict" -- "$cg" map --strict --spec "$tmp/warn.json" "$tmp/a04.hl7"
+has "$tmp/err" 'warn.json:1:71: error: .O1. is not' "map --strict makes them errors"
+expect 0 "check --spec specs: no warnings" -- "$cg" check --spec "$src/specs"
+[ -s "$tmp/err" ] && no "the shipped specs have warnings: $(head -c 300 "$tmp/err")" || ok
 expect 1 "map with failing messages" -- "$cg" map --spec "$src/specs" "$src/tests/golden/errors_are_reported/input.hl7"
 has "$tmp/err" 'input.hl7: message 2: map: the patient identifier' "map names file and message"
 [ "$(wc -l <"$tmp/out")" -eq 1 ] && ok || no "map still prints the good message's record"
