@@ -163,24 +163,24 @@ const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len, char *bu
  *
  * Compiled once into a small value (no allocation), evaluated many times. */
 
-#define CG_HL7_ALL    (-1) /* [*] */
-#define CG_HL7_FIRST  0    /* no index written */
-#define CG_HL7_SELECT (-2) /* [C=V|V…]: the repetition a selector picks (field repetitions only) \
-                            */
-#define CG_HL7_SEL_MAX 255 /* bytes of a selector's values, separators included */
+#define CG_HL7_ALL     (-1) /* [*]; with a selector (sel_len > 0), the repetition it picks */
+#define CG_HL7_FIRST   0    /* no index written */
+#define CG_HL7_SEL_MAX 255  /* bytes of a selector's values, separators included */
 
 typedef struct cg_hl7_path {
     char seg[4];    /* segment name */
     int seg_index;  /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
     uint32_t field; /* 0: the path names whole segments */
-    int rep;        /* CG_HL7_FIRST, CG_HL7_ALL, CG_HL7_SELECT or n >= 1 */
+    int rep;        /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
     uint32_t comp;  /* 0: whole repetition */
     uint32_t sub;   /* 0: whole component */
-    /* rep == CG_HL7_SELECT: the first repetition whose component sel_comp (subcomponent sel_sub,
-     * 0: the whole component) is sel's first value, else its second, …; "*" is any repetition.
+    /* A selector (sel_len > 0, rep CG_HL7_ALL): of the repetitions, only the first whose
+     * component sel_comp (subcomponent sel_sub, 0: the whole component) is sel's first value,
+     * else its second, …; "*" is any repetition. As a filtered [*], it takes the iterator's
+     * road, so the one-repetition fast road of cg_hl7_path_first is exactly what it was.
      * sel points into the text the path was compiled from ('|'-separated values, sel_len
-     * bytes): that text must outlive the path. A pointer, not a copy, so that the paths without
-     * a selector (nearly all) stay as small as they were. */
+     * bytes): that text must outlive the path. A pointer, not a copy: 16 bytes more a path,
+     * not 256. */
     uint16_t sel_comp, sel_sub, sel_len;
     const char *sel;
 } cg_hl7_path_t;

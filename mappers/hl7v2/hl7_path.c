@@ -112,7 +112,7 @@ static cg_err_t selector(pctx_t *c, cg_hl7_path_t *p)
         return perr(c, "expected ']'");
     if (c->i - from > CG_HL7_SEL_MAX)
         return perr(c, "selector values too long (at most 255 bytes)");
-    p->rep = CG_HL7_SELECT;
+    p->rep = CG_HL7_ALL; /* a filtered [*] */
     p->sel_comp = (uint16_t)comp;
     p->sel_sub = (uint16_t)sub;
     p->sel = c->s + from;
@@ -141,9 +141,9 @@ int cg_hl7_path_equal(const cg_hl7_path_t *a, const cg_hl7_path_t *b)
 {
     return a->field == b->field && a->comp == b->comp && a->sub == b->sub && a->rep == b->rep &&
            a->seg_index == b->seg_index && !memcmp(a->seg, b->seg, sizeof(a->seg)) &&
-           (a->rep != CG_HL7_SELECT ||
-            (a->sel_comp == b->sel_comp && a->sel_sub == b->sel_sub && a->sel_len == b->sel_len &&
-             !memcmp(a->sel, b->sel, a->sel_len)));
+           a->sel_len == b->sel_len &&
+           (!a->sel_len || (a->sel_comp == b->sel_comp && a->sel_sub == b->sel_sub &&
+                            !memcmp(a->sel, b->sel, a->sel_len)));
 }
 
 cg_err_t cg_hl7_path_compile(cg_hl7_path_t *p, const char *text, size_t len, cg_error_t *err)
@@ -203,10 +203,10 @@ const char *cg_hl7_path_format(const cg_hl7_path_t *p, char *buf, size_t size)
     n += put_index(tmp + n, sizeof(tmp) - n, p->seg_index);
     if (p->field) {
         n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "-%u", p->field);
-        if (p->rep == CG_HL7_SELECT && p->sel_sub)
+        if (p->sel_len && p->sel_sub)
             n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "[%u.%u=%.*s]", p->sel_comp, p->sel_sub,
                                   (int)p->sel_len, p->sel);
-        else if (p->rep == CG_HL7_SELECT)
+        else if (p->sel_len)
             n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "[%u=%.*s]", p->sel_comp,
                                   (int)p->sel_len, p->sel);
         else
@@ -290,7 +290,8 @@ void cg_hl7_path_begin(cg_hl7_iter_t *it, const cg_hl7_msg_t *m, const cg_hl7_pa
  * selector's first value, else its second, …; 0 when none. The values are compared with the raw
  * bytes (type codes and authorities have no escapes); one pass over the repetitions per value,
  * which keeps the preference order without storing anything. */
-static uint32_t select_rep(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s)
+static __attribute__((noinline)) uint32_t select_rep(const cg_hl7_msg_t *m, const cg_hl7_path_t *p,
+                                                     uint32_t s)
 {
     uint32_t n = cg_hl7_rep_count(m, s, p->field);
     const char *v = p->sel, *end = p->sel + p->sel_len;
@@ -310,12 +311,10 @@ static uint32_t select_rep(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32
     return 0;
 }
 
-/* The one repetition a path without [*] reads in segment s; 0: none. */
-static uint32_t fixed_rep(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s)
+/* The one repetition a path without [*] reads. */
+static uint32_t fixed_rep(const cg_hl7_path_t *p)
 {
-    if (p->rep == CG_HL7_FIRST)
-        return 1;
-    return p->rep > 0 ? (uint32_t)p->rep : select_rep(m, p, s);
+    return p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
 }
 
 /* p's value in segment s, repetition r, into out with its position; 0 when there is none. */
@@ -353,14 +352,17 @@ int cg_hl7_path_next(cg_hl7_iter_t *it, cg_hl7_match_t *out)
             return 1;
         }
         uint32_t r;
-        if (p->rep == CG_HL7_ALL) {
+        if (p->sel_len) { /* the one repetition the selector picks, if any */
+            r = select_rep(it->m, p, s);
+            advance_seg(it);
+        } else if (p->rep == CG_HL7_ALL) {
             if (it->rep > cg_hl7_rep_count(it->m, s, p->field)) {
                 advance_seg(it);
                 continue;
             }
             r = it->rep++;
         } else {
-            r = fixed_rep(it->m, p, s);
+            r = fixed_rep(p);
             advance_seg(it);
         }
         if (r && read_value(it->m, p, s, r, out))
@@ -373,6 +375,7 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
                       cg_hl7_match_t *out)
 {
     cg_hl7_iter_t it;
+    /* [*] (selectors too), whole segments: the iterator's first match */
     if (p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL || p->field == 0) {
         cg_hl7_path_begin(&it, m, p, scope);
         return cg_hl7_path_next(&it, out);
@@ -380,10 +383,7 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
     /* One segment, one repetition (what specs read nearly always): path_next's steps for it,
      * without the rest of the iterator's state. */
     uint32_t s = begin_seg(&it, m, p, scope);
-    if (s == CG_HL7_NO_SEG)
-        return 0;
-    uint32_t r = fixed_rep(m, p, s);
-    return r && read_value(m, p, s, r, out);
+    return s != CG_HL7_NO_SEG && read_value(m, p, s, fixed_rep(p), out);
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,

@@ -55,6 +55,49 @@ cg_err_t cg_spec_eval_binding(cg_mapper_t *mp, const expr_t *e, size_t i)
 /* Text for a trace step: at most 64 bytes of a value (a code, a vocabulary name). */
 #define TV(v) (int)((v).len > 64 ? 64 : (v).len), (v).s ? (v).s : ""
 
+/* The steps of transforms, out of line and cold: evaluation without --trace pays one test. */
+#define TRACE_FN static __attribute__((noinline, cold)) void
+
+TRACE_FN trace_map(cg_mapper_t *mp, spec_val_t v, spec_val_t out, int listed, int deflt)
+{
+    if (listed)
+        cg_spec_trace_step(mp, "map: \"%.*s\" -> %.*s", TV(v), TV(out));
+    else
+        cg_spec_trace_step(mp, "map: \"%.*s\" is not listed: %s%.*s", TV(v),
+                           deflt ? "\"*\" -> " : "no value", TV(out));
+}
+
+TRACE_FN trace_lookup(cg_mapper_t *mp, cg_slice_t voc, spec_val_t v, int found,
+                      const cg_vocab_hit_t *hit)
+{
+    spec_val_t vs = {voc.ptr, (uint32_t)voc.len, 1};
+    if (found)
+        cg_spec_trace_step(mp,
+                           "lookup %.*s \"%.*s\": concept_id %d, source_concept_id %d, domain %s",
+                           TV(vs), TV(v), (int)hit->concept_id, (int)hit->source_concept_id,
+                           hit->domain_id ? hit->domain_id : "?");
+    else
+        cg_spec_trace_step(mp, "lookup %.*s \"%.*s\": %s", TV(vs), TV(v),
+                           mp->vocab ? "no such row (concept 0)"
+                                     : "no vocabularies loaded (concept 0)");
+}
+
+TRACE_FN trace_unit(cg_mapper_t *mp, spec_val_t v, spec_val_t out)
+{
+    cg_spec_trace_step(mp, "unit \"%.*s\": unit_concept_id %.*s", TV(v), TV(out));
+}
+
+TRACE_FN trace_var(cg_mapper_t *mp, const expr_t *e)
+{
+    if (mp->var_steps[e->u.var])
+        cg_spec_trace_step(mp, "%s: %s", e->text, mp->var_steps[e->u.var]);
+}
+
+TRACE_FN trace_default(cg_mapper_t *mp, const expr_t *e)
+{
+    cg_spec_trace_step(mp, "default (%s)", e->deflt->text ? e->deflt->text : "");
+}
+
 /* ---- transforms ---- */
 
 static spec_val_t trim(spec_val_t v)
@@ -253,7 +296,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             if (m->from_len == v.len && !memcmp(m->from, v.s, v.len)) {
                 *out = (spec_val_t){m->to, m->to_len, m->to != NULL};
                 if (mp->trace)
-                    cg_spec_trace_step(mp, "map: \"%.*s\" -> %.*s", TV(v), TV(*out));
+                    trace_map(mp, v, *out, 1, 0);
                 return CG_OK;
             }
         }
@@ -261,8 +304,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             *out = (spec_val_t){x->u.map.deflt->to, x->u.map.deflt->to_len,
                                 x->u.map.deflt->to != NULL};
         if (mp->trace)
-            cg_spec_trace_step(mp, "map: \"%.*s\" is not listed: %s%.*s", TV(v),
-                               x->u.map.deflt ? "\"*\" -> " : "no value", TV(*out));
+            trace_map(mp, v, *out, 0, x->u.map.deflt != NULL);
         return CG_OK;
     case XF_LOOKUP: {
         cg_slice_t voc = {x->u.lookup.vocabulary, 0};
@@ -289,19 +331,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
                 *lm = (lookup_memo_t){mp->gen, voc.ptr, v.s, voc.len, v.len, found, hit};
             }
         }
-        if (mp->trace) {
-            spec_val_t vs = {voc.ptr, (uint32_t)voc.len, 1};
-            if (found)
-                cg_spec_trace_step(mp,
-                                   "lookup %.*s \"%.*s\": concept_id %d, source_concept_id %d, "
-                                   "domain %s",
-                                   TV(vs), TV(v), (int)hit.concept_id, (int)hit.source_concept_id,
-                                   hit.domain_id ? hit.domain_id : "?");
-            else
-                cg_spec_trace_step(mp, "lookup %.*s \"%.*s\": %s", TV(vs), TV(v),
-                                   mp->vocab ? "no such row (concept 0)"
-                                             : "no vocabularies loaded (concept 0)");
-        }
+        if (mp->trace)
+            trace_lookup(mp, voc, v, found, &hit);
         switch (x->u.lookup.want) {
         case LK_CONCEPT_ID:
             *out = int_text(mp, found ? hit.concept_id : 0); /* unmapped: concept 0 */
@@ -319,7 +350,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_UNIT:
         *out = int_text(mp, mp->vocab ? cg_vocab_unit(mp->vocab, (cg_slice_t){v.s, v.len}) : 0);
         if (mp->trace)
-            cg_spec_trace_step(mp, "unit \"%.*s\": unit_concept_id %.*s", TV(v), TV(*out));
+            trace_unit(mp, v, *out);
         return CG_OK;
     case XF_REFERENCE: /* the compiler let it through only for formats that have one */
         return mp->spec->format->reference(mp, &v, out);
@@ -563,6 +594,22 @@ static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const ex
     return CG_OK;
 }
 
+/* --trace: coalesce, noting which branch gave the value. */
+static __attribute__((noinline)) cg_err_t eval_coalesce_traced(cg_mapper_t *mp, const expr_t *e,
+                                                               spec_val_t *v)
+{
+    cg_err_t rc = CG_OK;
+    size_t i = 0;
+    for (; i < e->u.list.n && !rc && !v->present; i++)
+        rc = cg_spec_eval_expr(mp, e->u.list.items[i], v); /* a variable's binding steps too */
+    if (!rc && v->present)
+        cg_spec_trace_step(mp, "coalesce: branch %zu of %zu (%s)", i, e->u.list.n,
+                           e->u.list.items[i - 1]->text ? e->u.list.items[i - 1]->text : "");
+    else if (!rc)
+        cg_spec_trace_step(mp, "coalesce: no branch has a value");
+    return rc;
+}
+
 cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     cg_err_t rc = CG_OK;
@@ -576,25 +623,20 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         break;
     case EX_VAR:
         v = mp->vars[e->u.var];
-        if (mp->trace && mp->var_steps[e->u.var])
-            cg_spec_trace_step(mp, "%s: %s", e->text, mp->var_steps[e->u.var]);
+        if (mp->trace)
+            trace_var(mp, e);
         break;
     case EX_CONCAT:
         rc = eval_concat(mp, e, &v);
         break;
-    case EX_COALESCE: {
-        size_t i = 0;
-        for (; i < e->u.list.n && !rc && !v.present; i++)
-            rc = eval(mp, e->u.list.items[i], &v);
-        if (mp->trace && !rc && v.present) {
-            const expr_t *b = e->u.list.items[i - 1];
-            cg_spec_trace_step(mp, "coalesce: branch %zu of %zu (%s)", i, e->u.list.n,
-                               b->text ? b->text : "");
-        } else if (mp->trace && !rc) {
-            cg_spec_trace_step(mp, "coalesce: no branch has a value");
+    case EX_COALESCE:
+        if (mp->trace) {
+            rc = eval_coalesce_traced(mp, e, &v);
+            break;
         }
+        for (size_t i = 0; i < e->u.list.n && !rc && !v.present; i++)
+            rc = eval(mp, e->u.list.items[i], &v);
         break;
-    }
     case EX_IF: {
         int t;
         rc = cg_spec_eval_cond(mp, e->u.iff.cond, &t);
@@ -634,7 +676,7 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         if ((rc = cg_spec_eval_expr(mp, e->deflt, &v)))
             return rc;
         if (mp->trace)
-            cg_spec_trace_step(mp, "default (%s)", e->deflt->text ? e->deflt->text : "");
+            trace_default(mp, e);
     }
     if (!v.present && e->required)
         return cg_spec_fail(mp, CG_ERR_REQUIRED, "required value %s is empty",

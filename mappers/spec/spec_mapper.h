@@ -207,7 +207,7 @@ static inline cg_err_t eval_path(cg_mapper_t *mp, const expr_t *x, spec_val_t *o
 static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     if (!e->n_xforms && !e->deflt && !e->required) {
-        if (e->kind == EX_VAR && !mp->trace) { /* traced: the binding's steps too */
+        if (e->kind == EX_VAR) {
             *out = mp->vars[e->u.var];
             return CG_OK;
         }

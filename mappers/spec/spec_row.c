@@ -223,6 +223,18 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
     return CG_OK;
 }
 
+/* --trace: column c's value, with its source and the steps it took recorded in trace (the
+ * sources, then the steps, n_tab each). Out of line: the untraced loop is the hot one. */
+static __attribute__((noinline)) cg_err_t
+traced_column(cg_mapper_t *mp, const column_t *c, spec_val_t *v, const char **trace, size_t n_tab)
+{
+    cg_buf_reset(&mp->steps);
+    cg_err_t rc = cg_spec_eval_expr(mp, c->expr, v); /* a variable's binding steps too */
+    trace[c->col->index] = c->expr->text ? c->expr->text : "";
+    trace[n_tab + c->col->index] = cg_spec_trace_take(mp);
+    return rc;
+}
+
 /* A new row at the end of mp->rows; NULL when out of memory. */
 static cg_row_t *push_row(cg_mapper_t *mp)
 {
@@ -297,15 +309,11 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         spec_val_t v;
         mp->column = c->col->name;
         if (trace)
-            cg_buf_reset(&mp->steps);
-        if ((rc = eval(mp, c->expr, &v)))
+            rc = traced_column(mp, c, &v, trace, n_tab);
+        else
+            rc = eval(mp, c->expr, &v);
+        if (rc || (rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
             return rc;
-        if ((rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
-            return rc;
-        if (trace) {
-            trace[c->col->index] = c->expr->text ? c->expr->text : "";
-            trace[n_tab + c->col->index] = cg_spec_trace_take(mp);
-        }
     }
     mp->column = NULL;
     /* facts without a column go beside the row; absent ones are left out */
