@@ -61,103 +61,13 @@ static pcre2_code *compile_regex(cc_t *c, const json_t *at, const char *pattern)
     return re;
 }
 
-/* text with every ${NAME} replaced by the spec's parameter NAME, in the arena; NULL (the error
- * recorded) when a name is not a parameter of the spec. */
-static const char *expand_params(cc_t *c, const json_t *at, const char *text, size_t len)
-{
-    if (!memmem(text, len, "${", 2))
-        return dup(c, text, len);
-    cg_buf_t b;
-    cg_buf_init(&b);
-    const char *p = text, *end = text + len, *res = NULL;
-    while (p < end) {
-        const char *d = memmem(p, (size_t)(end - p), "${", 2);
-        if (!d) {
-            cg_buf_append(&b, p, (size_t)(end - p));
-            break;
-        }
-        cg_buf_append(&b, p, (size_t)(d - p));
-        const char *close = memchr(d, '}', (size_t)(end - d));
-        size_t nl = close ? (size_t)(close - d - 2) : 0;
-        const spec_t *s = c->spec;
-        size_t k = 0;
-        while (close && k < s->n_params &&
-               !(strlen(s->param_names[k]) == nl && !memcmp(s->param_names[k], d + 2, nl)))
-            k++;
-        if (!close || k == s->n_params) {
-            err_at(c, at, NULL, NULL,
-                   "'%.*s' is not a parameter of the spec (declare it in \"params\")",
-                   close ? (int)(close - d + 1) : (int)(end - d), d);
-            goto done;
-        }
-        cg_buf_puts(&b, s->param_values[k]);
-        p = close + 1;
-    }
-    res = dup(c, b.data ? b.data : "", b.len);
-done:
-    cg_buf_free(&b);
-    return res;
-}
-
 /* A path expression in the spec's own path language: its format's (cg_spec_format.h). */
 static int compile_any_path(cc_t *c, const json_t *at, expr_t *e)
 {
-    e->text = expand_params(c, at, json_string_value(at), json_string_length(at));
+    e->text = cg_spec_params_expand(c, at, json_string_value(at), json_string_length(at));
     if (!e->text)
         return -1;
     return c->spec->format->compile_path(c, at, e);
-}
-
-/* "params": {"NAME": "default", …}: values a site may set (cg_spec_env_t.params) that paths
- * use as ${NAME}. */
-static void compile_params(cc_t *c, json_t *root, spec_t *s)
-{
-    json_t *pj = json_object_get(root, "params");
-    if (!pj)
-        return;
-    if (!json_is_object(pj)) {
-        err_at(c, pj, root, "params", "\"params\" is an object of NAME: default value (a string)");
-        return;
-    }
-    size_t n = json_object_size(pj);
-    s->param_names = alloc(c, (n + 1) * sizeof(char *));
-    s->param_values = alloc(c, (n + 1) * sizeof(char *));
-    if (!s->param_names || !s->param_values)
-        return;
-    const char *k;
-    json_t *v;
-    json_object_foreach(pj, k, v)
-    {
-        if (!json_is_string(v)) {
-            err_at(c, v, pj, k, "parameter '%s' needs a default value (a string)", k);
-            continue;
-        }
-        const char *val = json_string_value(v);
-        for (size_t i = 0; c->env && i < c->env->n_params; i++)
-            if (!strcmp(c->env->params[i].name, k))
-                val = c->env->params[i].value; /* the site's, the last one given */
-        s->param_names[s->n_params] = dup(c, k, strlen(k));
-        s->param_values[s->n_params++] = dup(c, val, strlen(val));
-    }
-}
-
-/* Every site value names a parameter some spec declares: a misspelt name would otherwise be
- * ignored, and the specs' defaults used without a word. */
-static void check_site_params(cg_specset_t *ss, cc_t *c)
-{
-    for (size_t i = 0; c->env && i < c->env->n_params; i++) {
-        int found = 0;
-        for (size_t s = 0; s < ss->n_specs && !found; s++)
-            for (size_t k = 0; k < ss->specs[s].n_params && !found; k++)
-                found = !strcmp(ss->specs[s].param_names[k], c->env->params[i].name);
-        size_t e = c->e.n++;
-        if (found)
-            c->e.n--;
-        else if (e < c->e.max && c->e.errs)
-            cg_error_set(&c->e.errs[e], CG_ERR_CONFIG, c->file ? c->file : "", 0, 0,
-                         "parameter '%s': no loaded spec declares it (\"params\")",
-                         c->env->params[i].name);
-    }
 }
 
 /* A path that one expression alone reads is evaluated once per scope: probing the memo for it
@@ -906,7 +816,7 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
         err_at(c, ver, root, "version", "\"version\" must be a positive integer");
     else
         s->version = (int)json_integer_value(ver);
-    compile_params(c, root, s); /* before anything that holds a path */
+    cg_spec_params_compile(c, root, s); /* before anything that holds a path */
 
     json_t *in = json_object_get(root, "input");
     if (!json_is_object(in)) {
@@ -1060,7 +970,7 @@ static cg_specset_t *specset_new(void)
 
 static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
 {
-    check_site_params(ss, c);
+    cg_spec_params_check_site(ss, c);
     ss->n_warnings = c->w.n;
     if (n_errs)
         *n_errs = c->e.n;

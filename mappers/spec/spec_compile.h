@@ -50,6 +50,16 @@ void cg_spec_cc_err_in(cc_t *c, const json_t *at, int column, const char *text);
 /* The column (1-based) of a path compiler's error inside the JSON string at, or 0 (the string's
  * start) when the compiled text is not the string's own (parameters were substituted). */
 int cg_spec_cc_column(const json_t *at, const char *compiled, int column);
+/* ---- parameters (spec_params.c) ---- */
+
+/* The spec's "params" (root's), with the site's values (c->env) over the defaults. */
+void cg_spec_params_compile(cc_t *c, json_t *root, spec_t *s);
+/* text[0..len) with every ${NAME} replaced by the spec's parameter, in the arena; NULL with the
+ * error recorded (at the JSON string at) when NAME is not one of the spec's. */
+const char *cg_spec_params_expand(cc_t *c, const json_t *at, const char *text, size_t len);
+/* An error for each site value whose name no spec of ss declares (a misspelt name). */
+void cg_spec_params_check_site(cg_specset_t *ss, cc_t *c);
+
 /* ---- warnings (spec_warn.c) ---- */
 
 /* Records a warning, located as cg_spec_cc_err does. */
