@@ -179,6 +179,12 @@ chmod 600 "$tmp/open.key"
 sed -e 's#"0.0.0.0:9464"#"127.0.0.1:9464"#' "$tmp/exposed.json" >"$tmp/closed.json"
 expect 0 "check -c with a private key and loopback metrics" -- "$cg" check -c "$tmp/closed.json"
 if grep -q warning "$tmp/err"; then no "no warnings for a private key and loopback metrics"; else ok; fi
+# mapping.params: the specs' parameters from the config; a name no spec declares is refused
+sed -e 's#"specs": "\([^"]*\)"#"specs": "\1", "params": {"patient_id_types": "NNCHN|MR|*"}#' "$tmp/closed.json" >"$tmp/params.json"
+expect 0 "check -c with mapping.params" -- "$cg" check -c "$tmp/params.json"
+sed -e 's#"patient_id_types"#"patient_id_type"#' "$tmp/params.json" >"$tmp/params-typo.json"
+expect 1 "check -c with a misspelt mapping.params" -- "$cg" check -c "$tmp/params-typo.json"
+has "$tmp/err" "parameter 'patient_id_type': no loaded spec declares it" "check -c names the unknown parameter"
 # a listener's config: no inputs, no specs; its address and key are checked
 sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
 expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"
