@@ -41,6 +41,8 @@ done
 expect 0 "parse --get" -- "$cg" parse --get MSH-9.1 --get 'PID-3[*].1' "$src/tests/golden/oru_r01_batch/input.hl7"
 has "$tmp/out" $'^ORU\t300112$' "parse --get first message"
 has "$tmp/out" $'^ORU\t300113$' "parse --get second message of the batch"
+expect 0 "parse --get with a selector" -- "$cg" parse --get 'PID-3[5=XX|*].1' --get 'PID-3[5=XX].1' "$src/tests/golden/identifiers_by_type/2_oru_r01.hl7"
+has "$tmp/out" $'^110101196704120023\t$' "parse --get: a selector's fallback, and no match"
 printf 'MSH|^~\\&|A|B\rPID|1\r' >"$tmp/bad.hl7"
 printf 'junk' >>"$tmp/bad.hl7"
 expect 0 "parse --stats" -- "$cg" parse --stats "$src/tests/golden/oru_r01_results/input.hl7"
