@@ -110,6 +110,10 @@ const cg_config_map_t cg_config_core_map[] = {
      "site's rows win over Athena's); empty for none."),
     CG_CONFIG_ROW_STRING("mapping.source_utc_offset", cg_config_t, source_utc_offset, "", CG_CONFIG_F_EMPTY,
      "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."),
+    CG_CONFIG_ROW_MAP("mapping.params", cg_config_t, spec_params, n_spec_params,
+     "Values of the specs' parameters, NAME: value (specs/README.md, \"Parameters\"), such as "
+     "{\"patient_id_types\": \"NNCHN|MR|*\"}: which PID-3 identifier types are the patient's, in "
+     "order of preference. A name no loaded spec declares is an error."),
     CG_CONFIG_ROW_GROUP("cohorts",
      "Specialty-disease cohorts: which records go to which cohort topics."),
     CG_CONFIG_ROW_STRING("cohorts.path", cg_config_t, cohorts, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
@@ -699,6 +703,12 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
     if (!c->path || (base_dir && !c->base_dir) || fill(cg_config_core_map, "", root, c, base_dir))
         goto fail;
     c->hl7.default_charset = c->hl7_charset;
+    /* mapping.params as the mapping bundle takes them */
+    if (c->n_spec_params &&
+        !(c->spec_param_view = calloc(c->n_spec_params, sizeof(*c->spec_param_view))))
+        goto fail;
+    for (size_t i = 0; i < c->n_spec_params; i++)
+        c->spec_param_view[i] = (cg_spec_param_t){c->spec_params[i].key, c->spec_params[i].value};
     /* every registered plug-in's struct, so that each finds its own whichever is chosen */
     const cg_config_map_t *m;
     for (size_t i = 1; map_at(i); i++)
@@ -954,6 +964,7 @@ void cg_config_destroy(cg_config_t *c)
     }
     free(c->plugins);
     unfill(cg_config_core_map, "", c);
+    free(c->spec_param_view);
     free(c->path);
     free(c->base_dir);
     free(c->text);
@@ -986,7 +997,9 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                             .date_shift_days = cfg->date_shift_days,
                             .source_utc_offset = cfg->source_utc_offset,
                             .hl7 = &cfg->hl7,
-                            .xml = &cfg->xml};
+                            .xml = &cfg->xml,
+                            .params = cfg->spec_param_view,
+                            .n_params = cfg->n_spec_params};
 }
 
 void cg_config_write_reference(FILE *out)

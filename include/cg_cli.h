@@ -69,6 +69,15 @@ void cg_cli_daemon_fail(const char *name, const char *fmt, ...)
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
 
+/* The spec set's warnings (cg_specset_warnings) as FILE:LINE:COLUMN: warning: TEXT, or as
+ * errors (map --strict); returns how many there are. */
+size_t cg_cli_print_spec_warnings(FILE *out, const cg_specset_t *ss, int as_errors);
+
+/* --param NAME=VALUE: appended to params (at most max; *n counts them), pointing into arg,
+ * whose '=' becomes the name's end. -1 after printing to stderr what is wrong. */
+#define CG_CLI_MAX_PARAMS 32
+int cg_cli_parse_param(const char *cmd, char *arg, cg_spec_param_t *params, size_t *n, size_t max);
+
 /* An option's milliseconds (1 to 86400000, a day) into *out; -1 after printing to stderr
  * "cohortgate CMD: OPTION takes milliseconds ...". */
 int cg_cli_parse_ms(const char *cmd, const char *option, const char *arg, int *out);

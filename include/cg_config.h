@@ -155,9 +155,12 @@ typedef struct cg_config {
     size_t n_specs;
     char **vocab; /* mapping.vocab: the vocabulary layers, or NULL for each spec layer's vocab/ */
     size_t n_vocab;
-    char *athena;            /* resolved, or NULL */
-    char *source_utc_offset; /* "+HH:MM" or NULL */
-    char *key_file;          /* resolved, or NULL to use key_env */
+    char *athena;                /* resolved, or NULL */
+    char *source_utc_offset;     /* "+HH:MM" or NULL */
+    cg_config_kv_t *spec_params; /* mapping.params: the specs' parameters, NAME: value */
+    size_t n_spec_params;
+    cg_spec_param_t *spec_param_view; /* the same for cg_mapping_opts_t (names borrowed) */
+    char *key_file;                   /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
     char *cohorts;        /* resolved cohorts.path, or NULL for none */

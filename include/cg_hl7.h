@@ -173,11 +173,13 @@ const char *cg_hl7_charset_iconv_name(const char *hl7_name, size_t len, char *bu
  * ---------------------------------------------------------
  *
  *   SEG[i]-F[r].C.S   e.g. PID-5, PID-5.1, PID-5.1.1, PID-3[2].1, PID-3[*].1, OBX[*]-5, OBX[3]-5
+ *   F[C=V|V…]         a repetition by a component's value: PID-3[5=NNCHN|MR|*].1
  *
  * Compiled once into a small value (no allocation), evaluated many times. */
 
-#define CG_HL7_ALL   (-1) /* [*] */
-#define CG_HL7_FIRST 0    /* no index written */
+#define CG_HL7_ALL     (-1) /* [*]; with a selector (sel_len > 0), the repetition it picks */
+#define CG_HL7_FIRST   0    /* no index written */
+#define CG_HL7_SEL_MAX 255  /* bytes of a selector's values, separators included */
 
 typedef struct cg_hl7_path {
     char seg[4];    /* segment name */
@@ -186,11 +188,23 @@ typedef struct cg_hl7_path {
     int rep;        /* CG_HL7_FIRST, CG_HL7_ALL or n >= 1 */
     uint32_t comp;  /* 0: whole repetition */
     uint32_t sub;   /* 0: whole component */
+    /* A selector (sel_len > 0, rep CG_HL7_ALL): of the repetitions, only the first whose
+     * component sel_comp (subcomponent sel_sub, 0: the whole component) is sel's first value,
+     * else its second, …; "*" is any repetition. As a filtered [*], it takes the iterator's
+     * road, so the one-repetition fast road of cg_hl7_path_first is exactly what it was.
+     * sel points into the text the path was compiled from ('|'-separated values, sel_len
+     * bytes): that text must outlive the path. A pointer, not a copy: 16 bytes more a path,
+     * not 256. */
+    uint16_t sel_comp, sel_sub, sel_len;
+    const char *sel;
 } cg_hl7_path_t;
 
 /* Compiles text[0..len). On error returns CG_ERR_SPEC and fills *err (may be NULL) with column =
- * the 1-based position of the offending character and a message quoting it. */
+ * the 1-based position of the offending character and a message quoting it. A path with a
+ * selector borrows text (see sel above). */
 cg_err_t cg_hl7_path_compile(cg_hl7_path_t *p, const char *text, size_t len, cg_error_t *err);
+/* Whether a and b are the same path (selectors compared by their values). */
+int cg_hl7_path_equal(const cg_hl7_path_t *a, const cg_hl7_path_t *b);
 /* Writes the canonical text of p ("OBX[*]-5.1") into buf. Returns buf. */
 const char *cg_hl7_path_format(const cg_hl7_path_t *p, char *buf, size_t size);
 

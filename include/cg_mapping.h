@@ -53,6 +53,9 @@ typedef struct cg_mapping_opts {
     const char *source_utc_offset; /* "+HH:MM" for HL7 times without one; NULL: none */
     const cg_hl7_options_t *hl7;   /* NULL: defaults; copied */
     const cg_xml_options_t *xml; /* NULL: defaults; copied (its strings must outlive the bundle) */
+    /* The site's values of spec parameters (mapping.params, --param); copied, kept for reloads */
+    const cg_spec_param_t *params;
+    size_t n_params;
 } cg_mapping_opts_t;
 
 typedef struct cg_mapping cg_mapping_t;

@@ -93,6 +93,10 @@ typedef struct cg_row {
      * rule's path or expression text, "row id (...)" for a generated id; NULL for absent columns.
      * The rule is the row's. NULL when tracing is off. */
     const char *const *trace;
+    /* With tracing on, per column the steps its value took, "; "-separated: which coalesce
+     * branch, if branch or default gave it, which vocabulary row (or none) a lookup found, which
+     * map entry applied, through the bindings it read; NULL for a column without such steps. */
+    const char *const *trace_steps;
 } cg_row_t;
 
 /* The standard a row is written in ("omop-cdm-5.4"). */
@@ -120,7 +124,7 @@ typedef struct cg_row_source {
 } cg_row_source_t;
 
 /* cg_row_encode flags */
-#define CG_ROW_ENCODE_TRACE 1u /* add "trace": {column: {rule, source}} (needs row->trace) */
+#define CG_ROW_ENCODE_TRACE 1u /* add "trace": {column: {rule, source[, steps]}} (row->trace) */
 /* 64-bit columns (CG_COL_INT64: row ids, person_id) as JSON strings ("5500483416384649466"), for
  * consumers that read JSON numbers as doubles (JavaScript, jq) and would round them */
 #define CG_ROW_ENCODE_IDS_AS_STRINGS 2u

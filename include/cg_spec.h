@@ -42,7 +42,17 @@ typedef struct cg_spec_env {
     const struct cg_hl7_options *hl7;
     /* XML decoder limits and default encoding; NULL for the defaults. */
     const struct cg_xml_options *xml;
+    /* Values for the specs' "params" (specs/README.md, "Parameters"): each replaces the default
+     * of every loaded spec that declares a parameter of that name; naming one that no spec
+     * declares is an error. NULL / 0: the specs' defaults. */
+    const struct cg_spec_param *params;
+    size_t n_params;
 } cg_spec_env_t;
+
+/* A spec parameter's value, given by a site (mapping.params, --param NAME=VALUE). */
+typedef struct cg_spec_param {
+    const char *name, *value;
+} cg_spec_param_t;
 
 /* Compiles path (a spec file or a folder of *.json specs). Every error found is written to errs
  * (up to max_errs; *n_errs gets the total count). Returns NULL when any spec has an error. */
@@ -56,6 +66,12 @@ cg_specset_t *cg_specset_load_string(const char *text, const char *name, const c
 cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg_spec_env_t *env,
                                     cg_error_t *errs, size_t max_errs, size_t *n_errs);
 size_t cg_specset_count(const cg_specset_t *ss);
+/* What compiled but is most likely a mistake (a concept id column taking a raw code, a message
+ * type that is none, an unknown vocabulary, a bare string naming an unread segment), located
+ * like errors: cohortgate check prints them, map --strict refuses them. *n gets how many were
+ * found; the first CG_SPEC_MAX_WARNINGS are returned. */
+#define CG_SPEC_MAX_WARNINGS 64
+const cg_error_t *cg_specset_warnings(const cg_specset_t *ss, size_t *n);
 /* The vocabulary folder that goes with specs at path: vocab/ inside it when path is a folder,
  * beside it when path is a file. Written to buf; NULL when there is no such folder. */
 const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size);

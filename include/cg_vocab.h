@@ -151,6 +151,15 @@ int cg_vocab_lookup(const cg_vocab_t *v, cg_slice_t vocabulary_id, cg_slice_t co
  * The result is a static string. */
 const char *cg_vocab_system(cg_slice_t name);
 
+/* Whether name is a coding-system name cg_vocab_system() knows, or an OMOP vocabulary_id it maps
+ * names to ("LOINC", "SNOMED", "CPT4"…): what a spec's lookup may name without a loaded table. */
+int cg_vocab_system_known(cg_slice_t name);
+
+/* The vocabulary_ids that have codes loaded: how many, and the i-th (owned by the table), in
+ * the order they were first loaded. For messages such as "unknown vocabulary (loaded: …)". */
+size_t cg_vocab_vocabulary_count(const cg_vocab_t *v);
+const char *cg_vocab_vocabulary_name(const cg_vocab_t *v, size_t i);
+
 /* Like cg_vocab_lookup(), where system is first passed through cg_vocab_system(); a system that
  * is not a known name is taken as a vocabulary_id as is (so "LOINC" or a project vocabulary
  * works too). */

@@ -34,6 +34,7 @@ static void usage(FILE *out)
             "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile;\n"
             "                        again for a layer over the ones before\n"
             "      --vocab DIR|FILE  a vocabulary layer (default: each spec layer's vocab/)\n"
+            "      --param NAME=VALUE  with --spec: a value for the specs' parameter NAME\n"
             "      --reference       print the reference of every config setting (Markdown)\n"
             "  -h, --help            show this help\n");
 }
@@ -87,13 +88,14 @@ static void warn_exposure(const char *config, const cg_config_t *cfg)
     freeaddrinfo(ai);
 }
 
-static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *vocab)
+static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *vocab,
+                       const cg_spec_param_t *params, size_t n_params)
 {
     static cg_error_t errs[CG_CHECK_MAX_ERRORS];
     size_t n = 0;
     const char *path = specs->paths[0]; /* the base layer names the set, as before layers */
     /* no key is needed to compile: it is used when mapping */
-    cg_mapping_opts_t mo = {.no_key = 1};
+    cg_mapping_opts_t mo = {.no_key = 1, .params = params, .n_params = n_params};
     cg_cli_layers_opts(specs, vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
     if (!m) {
@@ -101,9 +103,12 @@ static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *voca
         fprintf(stderr, "%s: %zu error(s)\n", path, n);
         return CG_EXIT_FAILURE;
     }
+    size_t nw = cg_cli_print_spec_warnings(stderr, cg_mapping_specs(m), 0);
     printf("%s: ok (%zu spec(s)", path, cg_specset_count(cg_mapping_specs(m)));
     if (specs->n > 1)
         printf(" from %zu layers", specs->n);
+    if (nw)
+        printf(", %zu warning(s)", nw);
     printf(")\n");
     cg_cli_print_layers(stdout, m);
     cg_cli_print_warnings(stderr, m);
@@ -114,10 +119,16 @@ static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *voca
 int cg_cli_check(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"spec", required_argument, NULL, 's'},
-        {"vocab", required_argument, NULL, 'v'},  {"help", no_argument, NULL, 'h'},
-        {"reference", no_argument, NULL, 'R'},    {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"spec", required_argument, NULL, 's'},
+        {"vocab", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"reference", no_argument, NULL, 'R'},
+        {"param", required_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
+    cg_spec_param_t params[CG_CLI_MAX_PARAMS];
+    size_t n_params = 0;
     const char *config = NULL;
     cg_cli_layers_t specs = {.n = 0}, vocab = {.n = 0};
     int c;
@@ -128,6 +139,9 @@ int cg_cli_check(int argc, char **argv)
         } else if (c == 's' || c == 'v') {
             if (cg_cli_layers_add(c == 's' ? &specs : &vocab, "check",
                                   c == 's' ? "--spec" : "--vocab", optarg))
+                return CG_EXIT_USAGE;
+        } else if (c == 'P') {
+            if (cg_cli_parse_param("check", optarg, params, &n_params, CG_CLI_MAX_PARAMS))
                 return CG_EXIT_USAGE;
         } else if (c == 'R') {
             cg_config_write_reference(stdout);
@@ -145,7 +159,7 @@ int cg_cli_check(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
     int status = CG_EXIT_OK;
-    if (specs.n && check_specs(&specs, &vocab) != CG_EXIT_OK)
+    if (specs.n && check_specs(&specs, &vocab, params, n_params) != CG_EXIT_OK)
         status = CG_EXIT_FAILURE;
     if (config) {
         cg_config_t *cfg = cg_cli_load_config(config);
@@ -200,6 +214,7 @@ int cg_cli_check(int argc, char **argv)
             fprintf(stderr, "%s: %zu error(s)\n", config, n);
             status = CG_EXIT_FAILURE;
         } else {
+            cg_cli_print_spec_warnings(stderr, cg_mapping_specs(m), 0);
             printf("%s: ok (%zu spec(s)", cfg->specs[0], cg_specset_count(cg_mapping_specs(m)));
             if (cfg->n_specs > 1)
                 printf(" from %zu layers", cfg->n_specs);

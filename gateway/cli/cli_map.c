@@ -58,7 +58,12 @@ static void usage(FILE *out)
         "                        iconv name)\n"
         "      --cohorts DIR     route rows through the cohort definitions in DIR (or one\n"
         "                        file), as the gateway does: each record lists its \"cohorts\"\n"
-        "  -t, --trace           add, for every column, the rule and source path behind it\n"
+        "      --param NAME=VALUE  a value for the specs' parameter NAME (as mapping.params),\n"
+        "                        e.g. patient_id_types='NNCHN|MR|*'; repeatable\n"
+        "      --strict          refuse specs that check --spec warns about (a concept id from a\n"
+        "                        raw code, an unknown vocabulary, …): warnings become errors\n"
+        "  -t, --trace           add, for every column, the rule and source path behind it and\n"
+        "                        the steps its value took (coalesce branch, vocabulary row)\n"
         "      --ids-as-strings  64-bit ids as JSON strings, as output.ids_as_strings does\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
@@ -67,7 +72,9 @@ static void usage(FILE *out)
 typedef struct map_opts {
     cg_cli_layers_t specs, vocab;
     const char *athena, *key_file, *utc_offset, *charset, *cohorts;
-    int date_shift, trace, ids_as_strings, quiet;
+    int date_shift, trace, ids_as_strings, quiet, strict;
+    cg_spec_param_t params[CG_CLI_MAX_PARAMS];
+    size_t n_params;
 } map_opts_t;
 
 static void progress(const cg_cli_map_counts_t *c, int final)
@@ -484,6 +491,8 @@ int cg_cli_map(int argc, char **argv)
         {"trace", no_argument, NULL, 't'},
         {"ids-as-strings", no_argument, NULL, 'I'},
         {"quiet", no_argument, NULL, 'q'},
+        {"param", required_argument, NULL, 'P'},
+        {"strict", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -536,6 +545,13 @@ int cg_cli_map(int argc, char **argv)
         case 'I':
             o.ids_as_strings = 1;
             break;
+        case 'P':
+            if (cg_cli_parse_param("map", optarg, o.params, &o.n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
+            break;
+        case 'S':
+            o.strict = 1;
+            break;
         case 'q':
             o.quiet = 1;
             break;
@@ -582,11 +598,18 @@ int cg_cli_map(int argc, char **argv)
                             .key_file = o.key_file,
                             .date_shift_days = o.date_shift,
                             .source_utc_offset = o.utc_offset,
-                            .hl7 = &hl7};
+                            .hl7 = &hl7,
+                            .params = o.params,
+                            .n_params = o.n_params};
     cg_cli_layers_opts(&o.specs, &o.vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, 64, &n_errs);
     if (!m) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);
+        goto done;
+    }
+    /* --strict: what check --spec warns about is refused, so a CI job fails on it */
+    if (o.strict && cg_cli_print_spec_warnings(stderr, cg_mapping_specs(m), 1)) {
+        fprintf(stderr, "cohortgate map: --strict: the specs have warnings (see above)\n");
         goto done;
     }
     if (!(mw = cg_mapping_worker_new(m, errstr, sizeof(errstr))) || !(msg = cg_hl7_msg_new(&hl7))) {

@@ -31,13 +31,16 @@ static void usage(FILE *out)
         "is 1 if any case fails.\n\n"
         "A case may hold case.json, a site's layers over the ones given here, its paths\n"
         "relative to the case folder: {\"specs\": [DIR...], \"vocab\": [DIR|FILE...],\n"
-        "\"cohorts\": DIR|FILE} (each optional; a string is a list of one). \"vocab\" adds to\n"
-        "--vocab, or to the vocab/ folders of the --spec layers when there is none; without it\n"
-        "every spec layer's vocab/ folder is one. With \"cohorts\", records list their cohorts.\n\n"
+        "\"cohorts\": DIR|FILE, \"params\": {NAME: VALUE}} (each optional; a string is a list\n"
+        "of one). \"vocab\" adds to --vocab, or to the vocab/ folders of the --spec layers when\n"
+        "there is none; without it every spec layer's vocab/ folder is one. With \"cohorts\",\n"
+        "records list their cohorts. \"params\" are the specs' parameters the expected output\n"
+        "was made with (a site's identifier types, say), over --param's.\n\n"
         "options:\n"
         "  -s, --spec FILE|DIR   the specs under test; again for a layer over the ones before\n"
         "      --vocab DIR|FILE  vocabulary tables (again for a layer); default: the vocab/\n"
         "                        folder of each spec layer\n"
+        "      --param NAME=VALUE  a value for the specs' parameter NAME; repeatable\n"
         "      --key-file FILE   pseudonym key; default: the file `key` in the case folder,\n"
         "                        then COHORTGATE_PSEUDONYM_KEY. Expected pseudonyms depend on it.\n"
         "      --update          write what the specs produce as the expected output\n"
@@ -45,8 +48,10 @@ static void usage(FILE *out)
 }
 
 typedef struct test_ctx {
-    cg_mapping_t *mapping;        /* loaded without a key: each case brings its own */
-    cg_cli_layers_t specs, vocab; /* the command line's layers */
+    cg_mapping_t *mapping;                     /* loaded without a key: each case brings its own */
+    cg_cli_layers_t specs, vocab;              /* the command line's layers */
+    cg_spec_param_t params[CG_CLI_MAX_PARAMS]; /* the command line's --param */
+    size_t n_params;
     const char *key_file;
     int update;
     size_t passed, failed;
@@ -211,6 +216,10 @@ static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const ch
     char paths[2 * CG_CLI_MAX_LAYERS + 1][PATH_MAX], defaults[CG_CLI_MAX_LAYERS][PATH_MAX];
     size_t n_paths = 0;
     const char *cohorts = NULL;
+    cg_spec_param_t params[2 * CG_CLI_MAX_PARAMS];
+    size_t n_params = 0;
+    for (size_t i = 0; i < t->n_params; i++)
+        params[n_params++] = t->params[i];
     const char *k;
     json_t *v;
     int bad = 0;
@@ -219,8 +228,28 @@ static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const ch
         int is_specs = !strcmp(k, "specs"), is_vocab = !strcmp(k, "vocab");
         if (!strncmp(k, "//", 2))
             continue;
+        if (!strcmp(k, "params")) { /* after the command's: the case's values win */
+            const char *name;
+            json_t *val;
+            json_object_foreach(v, name, val)
+            {
+                if (!json_is_string(val) || n_params == sizeof(params) / sizeof(params[0])) {
+                    printf("FAIL %s: %s: params: '%s' needs a string value\n", dir, CASE, name);
+                    bad = 1;
+                    break;
+                }
+                params[n_params++] = (cg_spec_param_t){name, json_string_value(val)};
+            }
+            if (bad || !json_is_object(v)) {
+                if (!bad)
+                    printf("FAIL %s: %s: params is an object of NAME: VALUE\n", dir, CASE);
+                bad = 1;
+                break;
+            }
+            continue;
+        }
         if (!is_specs && !is_vocab && strcmp(k, "cohorts")) {
-            printf("FAIL %s: %s: unknown key '%s' (specs, vocab, cohorts)\n", dir, CASE, k);
+            printf("FAIL %s: %s: unknown key '%s' (specs, vocab, cohorts, params)\n", dir, CASE, k);
             bad = 1;
             break;
         }
@@ -249,14 +278,17 @@ static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const ch
         if (bad)
             break;
     }
-    json_decref(root);
-    if (bad)
+    if (bad) {
+        json_decref(root);
         return NULL;
+    }
     cg_error_t errs[16];
     size_t n_errs = 0;
-    cg_mapping_opts_t mo = {.cohorts = cohorts, .no_key = 1};
+    cg_mapping_opts_t mo = {
+        .cohorts = cohorts, .no_key = 1, .params = params, .n_params = n_params};
     cg_cli_layers_opts(&specs, &vocab, &mo);
-    cg_mapping_t *m = cg_mapping_load(&mo, errs, 16, &n_errs);
+    cg_mapping_t *m = cg_mapping_load(&mo, errs, 16, &n_errs); /* params live in root */
+    json_decref(root);
     if (!m) {
         printf("FAIL %s: its layers (%s) do not load:\n", dir, CASE);
         cg_cli_print_errors(stdout, errs, n_errs, 16);
@@ -412,9 +444,13 @@ static void run_path(test_ctx_t *t, const char *path)
 int cg_cli_test(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"spec", required_argument, NULL, 's'},     {"vocab", required_argument, NULL, 'v'},
-        {"key-file", required_argument, NULL, 'k'}, {"update", no_argument, NULL, 'u'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"spec", required_argument, NULL, 's'},
+        {"vocab", required_argument, NULL, 'v'},
+        {"key-file", required_argument, NULL, 'k'},
+        {"update", no_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},
+        {"param", required_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
     test_ctx_t t = {0};
     int c;
@@ -431,6 +467,10 @@ int cg_cli_test(int argc, char **argv)
             break;
         case 'k':
             t.key_file = optarg;
+            break;
+        case 'P':
+            if (cg_cli_parse_param("test", optarg, t.params, &t.n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
             break;
         case 'u':
             t.update = 1;
@@ -451,7 +491,7 @@ int cg_cli_test(int argc, char **argv)
     }
     cg_error_t errs[64];
     size_t n_errs = 0;
-    cg_mapping_opts_t mo = {.no_key = 1};
+    cg_mapping_opts_t mo = {.no_key = 1, .params = t.params, .n_params = t.n_params};
     cg_cli_layers_opts(&t.specs, &t.vocab, &mo);
     if (!(t.mapping = cg_mapping_load(&mo, errs, 64, &n_errs))) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);

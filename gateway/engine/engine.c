@@ -14,6 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The specs' warnings (cg_specset_warnings: what check --spec prints), one log line each, so
+ * that a daemon started without a check still says what is most likely a mistake. */
+static void log_spec_warnings(const cg_specset_t *ss)
+{
+    size_t n;
+    const cg_error_t *w = cg_specset_warnings(ss, &n);
+    for (size_t i = 0; i < n && i < CG_SPEC_MAX_WARNINGS; i++) {
+        char where[512];
+        cg_log(CG_LOG_WARN, "spec.warning", "%s: %s", cg_error_where(&w[i], where, sizeof(where)),
+               w[i].text);
+    }
+}
+
 /* Loads what mapping needs (cg_mapping.h): vocabularies, the pseudonym key, specs, cohorts. */
 static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
 {
@@ -51,6 +64,7 @@ static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
     if (cohorts)
         cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s", cg_cohortset_count(cohorts),
                cg_mapping_cohorts_path(gw->mapping));
+    log_spec_warnings(cg_mapping_specs(gw->mapping));
     cg_log(CG_LOG_INFO, "mapping.loaded", "%zu spec(s) from %s, %zu vocabulary code(s)",
            cg_specset_count(cg_mapping_specs(gw->mapping)), cg_mapping_specs_path(gw->mapping),
            cg_vocab_count(cg_mapping_vocab(gw->mapping)));
@@ -176,6 +190,7 @@ static void reload_mapping(cg_engine_t *gw)
     size_t n_warns = cg_mapping_warnings(m, &warns);
     for (size_t i = 0; i < n_warns; i++)
         cg_log(CG_LOG_WARN, "mapping.warning", "%s: %s", warns[i].file, warns[i].text);
+    log_spec_warnings(cg_mapping_specs(m));
     cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use",
            cg_specset_count(cg_mapping_specs(m)), cg_cohortset_count(cg_mapping_cohorts(m)));
 }

@@ -71,6 +71,81 @@ static cg_err_t index_opt(pctx_t *c, int *out)
     return CG_OK;
 }
 
+/* One value of a selector: bytes up to '|' or ']' (no control bytes, none of the brackets). */
+static cg_err_t sel_value(pctx_t *c)
+{
+    size_t from = c->i;
+    int ch;
+    while ((ch = peek(c)) >= 0x20 && ch != 0x7f && ch != '|' && ch != ']' && ch != '[')
+        c->i++;
+    if (c->i == from)
+        return perr(c, "expected a value (such as MR) in the selector");
+    if (c->i - from == 1 && c->s[from] == '*' && (peek(c) != ']'))
+        return perr(c, "'*' (any repetition) is the selector's last value");
+    return CG_OK;
+}
+
+/* [C=V|V…] or [C.S=V|V…], after '[' and a digit: the repetition whose component C (its
+ * subcomponent S) is V, in order of preference. */
+static cg_err_t selector(pctx_t *c, cg_hl7_path_t *p)
+{
+    uint32_t comp = 0, sub = 0;
+    if (number(c, &comp, "expected a component number") != CG_OK)
+        return CG_ERR_SPEC;
+    if (peek(c) == '.') {
+        c->i++;
+        if (number(c, &sub, "expected a subcomponent number after '.'") != CG_OK)
+            return CG_ERR_SPEC;
+    }
+    if (peek(c) != '=')
+        return perr(c, "expected '=' and the values the component is compared with");
+    c->i++;
+    size_t from = c->i;
+    for (;;) {
+        if (sel_value(c) != CG_OK)
+            return CG_ERR_SPEC;
+        if (peek(c) != '|')
+            break;
+        c->i++;
+    }
+    if (peek(c) != ']')
+        return perr(c, "expected ']'");
+    if (c->i - from > CG_HL7_SEL_MAX)
+        return perr(c, "selector values too long (at most 255 bytes)");
+    p->rep = CG_HL7_ALL; /* a filtered [*] */
+    p->sel_comp = (uint16_t)comp;
+    p->sel_sub = (uint16_t)sub;
+    p->sel = c->s + from;
+    p->sel_len = (uint16_t)(c->i - from);
+    c->i++;
+    return CG_OK;
+}
+
+/* A field's [n], [*] or selector. */
+static cg_err_t field_index_opt(pctx_t *c, cg_hl7_path_t *p)
+{
+    if (peek(c) != '[')
+        return index_opt(c, &p->rep);
+    /* a number followed by '=' or '.' is a selector's component, else an index */
+    size_t j = c->i + 1;
+    while (j < c->n && c->s[j] >= '0' && c->s[j] <= '9')
+        j++;
+    if (j > c->i + 1 && j < c->n && (c->s[j] == '=' || c->s[j] == '.')) {
+        c->i++;
+        return selector(c, p);
+    }
+    return index_opt(c, &p->rep);
+}
+
+int cg_hl7_path_equal(const cg_hl7_path_t *a, const cg_hl7_path_t *b)
+{
+    return a->field == b->field && a->comp == b->comp && a->sub == b->sub && a->rep == b->rep &&
+           a->seg_index == b->seg_index && !memcmp(a->seg, b->seg, sizeof(a->seg)) &&
+           a->sel_len == b->sel_len &&
+           (!a->sel_len || (a->sel_comp == b->sel_comp && a->sel_sub == b->sel_sub &&
+                            !memcmp(a->sel, b->sel, a->sel_len)));
+}
+
 cg_err_t cg_hl7_path_compile(cg_hl7_path_t *p, const char *text, size_t len, cg_error_t *err)
 {
     pctx_t c = {text, len, 0, err};
@@ -93,7 +168,7 @@ cg_err_t cg_hl7_path_compile(cg_hl7_path_t *p, const char *text, size_t len, cg_
     c.i++;
     if (number(&c, &p->field, "expected a field number (1, 2, ...) after '-'") != CG_OK)
         return CG_ERR_SPEC;
-    if (index_opt(&c, &p->rep) != CG_OK)
+    if (field_index_opt(&c, p) != CG_OK)
         return CG_ERR_SPEC;
     if (peek(&c) == '.') {
         c.i++;
@@ -122,13 +197,20 @@ static size_t put_index(char *buf, size_t size, int idx)
 
 const char *cg_hl7_path_format(const cg_hl7_path_t *p, char *buf, size_t size)
 {
-    char tmp[96];
+    char tmp[96 + CG_HL7_SEL_MAX];
     size_t n = 0;
     n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "%.3s", p->seg);
     n += put_index(tmp + n, sizeof(tmp) - n, p->seg_index);
     if (p->field) {
         n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "-%u", p->field);
-        n += put_index(tmp + n, sizeof(tmp) - n, p->rep);
+        if (p->sel_len && p->sel_sub)
+            n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "[%u.%u=%.*s]", p->sel_comp, p->sel_sub,
+                                  (int)p->sel_len, p->sel);
+        else if (p->sel_len)
+            n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "[%u=%.*s]", p->sel_comp,
+                                  (int)p->sel_len, p->sel);
+        else
+            n += put_index(tmp + n, sizeof(tmp) - n, p->rep);
         if (p->comp)
             n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, ".%u", p->comp);
         if (p->sub)
@@ -204,6 +286,31 @@ void cg_hl7_path_begin(cg_hl7_iter_t *it, const cg_hl7_msg_t *m, const cg_hl7_pa
     it->started = 1;
 }
 
+/* The repetition of segment s that selector p picks: the first whose compared value is the
+ * selector's first value, else its second, …; 0 when none. The values are compared with the raw
+ * bytes (type codes and authorities have no escapes); one pass over the repetitions per value,
+ * which keeps the preference order without storing anything. */
+static __attribute__((noinline)) uint32_t select_rep(const cg_hl7_msg_t *m, const cg_hl7_path_t *p,
+                                                     uint32_t s)
+{
+    uint32_t n = cg_hl7_rep_count(m, s, p->field);
+    const char *v = p->sel, *end = p->sel + p->sel_len;
+    while (v < end && n) {
+        const char *bar = memchr(v, '|', (size_t)(end - v));
+        size_t vl = bar ? (size_t)(bar - v) : (size_t)(end - v);
+        if (vl == 1 && *v == '*')
+            return 1;
+        for (uint32_t r = 1; r <= n; r++) {
+            cg_slice_t raw;
+            if (cg_hl7_get_raw(m, s, p->field, r, p->sel_comp, p->sel_sub, &raw) && raw.len == vl &&
+                !memcmp(raw.ptr, v, vl))
+                return r;
+        }
+        v += vl + 1;
+    }
+    return 0;
+}
+
 /* The one repetition a path without [*] reads. */
 static uint32_t fixed_rep(const cg_hl7_path_t *p)
 {
@@ -245,7 +352,10 @@ int cg_hl7_path_next(cg_hl7_iter_t *it, cg_hl7_match_t *out)
             return 1;
         }
         uint32_t r;
-        if (p->rep == CG_HL7_ALL) {
+        if (p->sel_len) { /* the one repetition the selector picks, if any */
+            r = select_rep(it->m, p, s);
+            advance_seg(it);
+        } else if (p->rep == CG_HL7_ALL) {
             if (it->rep > cg_hl7_rep_count(it->m, s, p->field)) {
                 advance_seg(it);
                 continue;
@@ -255,7 +365,7 @@ int cg_hl7_path_next(cg_hl7_iter_t *it, cg_hl7_match_t *out)
             r = fixed_rep(p);
             advance_seg(it);
         }
-        if (read_value(it->m, p, s, r, out))
+        if (r && read_value(it->m, p, s, r, out))
             return 1;
     }
     return 0;
@@ -265,6 +375,7 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
                       cg_hl7_match_t *out)
 {
     cg_hl7_iter_t it;
+    /* [*] (selectors too), whole segments: the iterator's first match */
     if (p->seg_index == CG_HL7_ALL || p->rep == CG_HL7_ALL || p->field == 0) {
         cg_hl7_path_begin(&it, m, p, scope);
         return cg_hl7_path_next(&it, out);

@@ -21,6 +21,8 @@ typedef struct mapping_base {
     char **spec_paths; /* every spec layer, specs_path first */
     size_t n_spec_paths;
     layer_set_t vocab_layers; /* what each vocabulary layer contributed */
+    cg_spec_param_t *params;  /* names and values strdup'ed */
+    size_t n_params;
 } mapping_base_t;
 
 struct cg_mapping {
@@ -51,6 +53,11 @@ static void base_release(mapping_base_t *b)
     free(b->cohorts_path);
     free(b->utc_offset);
     free(b->charset);
+    for (size_t i = 0; i < b->n_params; i++) {
+        free((char *)b->params[i].name);
+        free((char *)b->params[i].value);
+    }
+    free(b->params);
     free(b);
 }
 
@@ -79,7 +86,9 @@ static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo
                            .pseudo = pseudo,
                            .source_utc_offset = b->utc_offset,
                            .hl7 = &b->hl7,
-                           .xml = &b->xml};
+                           .xml = &b->xml,
+                           .params = b->params,
+                           .n_params = b->n_params};
 }
 
 /* Loads the vocabulary layers of o (or the spec layers' vocab/ folders) into b, and Athena after
@@ -155,6 +164,12 @@ static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, s
             b->xml = *o->xml;
         else
             cg_xml_options_default(&b->xml);
+        if (o->n_params && !nomem && !(b->params = calloc(o->n_params, sizeof(*b->params))))
+            nomem = 1;
+        for (size_t i = 0; b->params && i < o->n_params; i++, b->n_params++) {
+            b->params[i].name = dup_or_null(o->params[i].name, &nomem);
+            b->params[i].value = dup_or_null(o->params[i].value, &nomem);
+        }
         b->vocab = nomem ? NULL : cg_vocab_new();
         nomem |= !b->vocab;
         b->spec_paths = calloc(1 + o->n_more_specs, sizeof(*b->spec_paths));

@@ -29,6 +29,12 @@ void cg_spec_cc_err_in(cc_t *c, const json_t *at, int column, const char *text)
         c->e.errs[i].column += column;
 }
 
+int cg_spec_cc_column(const json_t *at, const char *compiled, int column)
+{
+    const char *own = json_string_value(at);
+    return own && compiled && !strcmp(own, compiled) ? column : 0;
+}
+
 void *cg_spec_cc_alloc(cc_t *c, size_t n)
 {
     void *p = cg_arena_alloc(&c->ss->arena, n);

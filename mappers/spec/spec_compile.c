@@ -64,7 +64,9 @@ static pcre2_code *compile_regex(cc_t *c, const json_t *at, const char *pattern)
 /* A path expression in the spec's own path language: its format's (cg_spec_format.h). */
 static int compile_any_path(cc_t *c, const json_t *at, expr_t *e)
 {
-    e->text = dup(c, json_string_value(at), json_string_length(at));
+    e->text = cg_spec_params_expand(c, at, json_string_value(at), json_string_length(at));
+    if (!e->text)
+        return -1;
     return c->spec->format->compile_path(c, at, e);
 }
 
@@ -249,9 +251,10 @@ static int compile_xform(cc_t *c, json_t *j, xform_t *x)
             return -1;
         }
         /* a string is a vocabulary name; an expression (object) picks it per message */
-        if (json_is_string(voc))
+        if (json_is_string(voc)) {
             x->u.lookup.vocabulary = dup(c, json_string_value(voc), json_string_length(voc));
-        else if (!json_is_object(voc) || !(x->u.lookup.vocab_expr = compile_expr(c, voc)))
+            cg_spec_warn_vocabulary(c, voc, json_string_value(voc));
+        } else if (!json_is_object(voc) || !(x->u.lookup.vocab_expr = compile_expr(c, voc)))
             return -1;
         const char *w = want ? json_string_value(want) : "concept_id";
         if (w && !strcmp(w, "concept_id"))
@@ -764,6 +767,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         if (!strcmp(col->name, "person_id"))
             r->person = cc;
     }
+    cg_spec_warn_columns(c, cols, r);
     if (r->sets_pk && r->n_id_parts)
         err_at(c, json_object_get(j, "id"), j, "id",
                "the rule sets its primary key %s in \"columns\" and also gives an \"id\": say "
@@ -789,8 +793,8 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 static void compile_spec(cc_t *c, json_t *root, spec_t *s)
 {
     static const char *const keys[] = {
-        "spec",  "version",  "description",         "input", "patient", "let",
-        "rules", "on_error", "no_research_content", NULL};
+        "spec",  "version",  "description",         "input",  "patient", "let",
+        "rules", "on_error", "no_research_content", "params", NULL};
     c->spec = s;
     c->rule = NULL;
     /* the fallback format until "input" names one, so that a spec without it is still checked */
@@ -814,6 +818,7 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
         err_at(c, ver, root, "version", "\"version\" must be a positive integer");
     else
         s->version = (int)json_integer_value(ver);
+    cg_spec_params_compile(c, root, s); /* before anything that holds a path */
 
     json_t *in = json_object_get(root, "input");
     if (!json_is_object(in)) {
@@ -928,6 +933,7 @@ static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char
     memset(s, 0, sizeof(*s));
     size_t before = c->e.n;
     compile_spec(c, root, s);
+    cg_spec_warn_spec_done(c);
     for (size_t k = 0; k + 1 < ss->n_specs && c->e.n == before; k++)
         if (!strcmp(ss->specs[k].name, s->name))
             err_at(c, json_object_get(root, "spec"), root, "spec",
@@ -955,6 +961,10 @@ static char *read_text(const char *path, cc_t *c)
 static cg_specset_t *specset_new(void)
 {
     cg_specset_t *ss = calloc(1, sizeof(*ss));
+    if (ss && !(ss->warnings = calloc(CG_SPEC_MAX_WARNINGS, sizeof(*ss->warnings)))) {
+        free(ss);
+        return NULL;
+    }
     if (ss)
         cg_arena_init(&ss->arena, 64 * 1024);
     return ss;
@@ -962,6 +972,8 @@ static cg_specset_t *specset_new(void)
 
 static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
 {
+    cg_spec_params_check_site(ss, c);
+    ss->n_warnings = c->w.n;
     if (n_errs)
         *n_errs = c->e.n;
     if (c->e.n || ss->n_specs == 0) {
@@ -990,11 +1002,11 @@ static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
 cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
                                      cg_error_t *errs, size_t max_errs, size_t *n_errs)
 {
-    (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = name, .expr = compile_expr};
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = name, .expr = compile_expr, .env = env};
     if (!ss)
         return NULL;
+    c.w = (cg_jsonpos_errors_t){ss->warnings, CG_SPEC_MAX_WARNINGS, 0};
     add_spec_text(ss, &c, text, name);
     return finish(ss, &c, n_errs);
 }
@@ -1008,11 +1020,11 @@ static int json_name(const struct dirent *d)
 cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_error_t *errs,
                               size_t max_errs, size_t *n_errs)
 {
-    (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = path, .expr = compile_expr};
+    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = path, .expr = compile_expr, .env = env};
     if (!ss)
         return NULL;
+    c.w = (cg_jsonpos_errors_t){ss->warnings, CG_SPEC_MAX_WARNINGS, 0};
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         struct dirent **names;
@@ -1046,11 +1058,15 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg_spec_env_t *env,
                                     cg_error_t *errs, size_t max_errs, size_t *n_errs)
 {
-    (void)env;
     cg_specset_t *ss = specset_new();
-    cc_t c = {.ss = ss, .e = {errs, max_errs, 0}, .file = n ? files[0] : "", .expr = compile_expr};
+    cc_t c = {.ss = ss,
+              .e = {errs, max_errs, 0},
+              .file = n ? files[0] : "",
+              .expr = compile_expr,
+              .env = env};
     if (!ss)
         return NULL;
+    c.w = (cg_jsonpos_errors_t){ss->warnings, CG_SPEC_MAX_WARNINGS, 0};
     for (size_t i = 0; i < n; i++) {
         char *text = read_text(files[i], &c);
         if (text)
@@ -1074,6 +1090,12 @@ const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size)
     return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? buf : NULL;
 }
 
+const cg_error_t *cg_specset_warnings(const cg_specset_t *ss, size_t *n)
+{
+    *n = ss ? ss->n_warnings : 0;
+    return ss ? ss->warnings : NULL;
+}
+
 size_t cg_specset_count(const cg_specset_t *ss)
 {
     return ss ? ss->n_specs : 0;
@@ -1092,6 +1114,7 @@ void cg_specset_destroy(cg_specset_t *ss)
     free(ss->specs);
     free(ss->sel);
     free(ss->sel_specs);
+    free(ss->warnings);
     cg_arena_destroy(&ss->arena);
     free(ss);
 }

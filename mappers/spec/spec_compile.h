@@ -26,6 +26,18 @@ typedef struct cg_spec_cc {
     /* The core's expression compiler, for a format whose input holds expressions (an XML
      * spec's message_id): a pointer, so that the formats do not call the core by name. */
     expr_t *(*expr)(struct cg_spec_cc *c, json_t *j);
+    const cg_spec_env_t *env; /* the site's parameter values, the vocabularies (NULL: none) */
+    /* warnings (spec_warn.c): located like errors, kept in the spec set */
+    cg_jsonpos_errors_t w;
+    /* per spec: whole-segment paths that may be constants meant, and the segments read */
+    struct spec_seg_cand {
+        const json_t *at;
+        const char *rule;
+        char seg[4];
+    } * seg_cands;
+    size_t n_seg_cands;
+    char (*segs_used)[4];
+    size_t n_segs_used;
 } cc_t;
 
 /* Records an error at value `at`, or at the key `key` of object `obj` when at has no position;
@@ -35,6 +47,36 @@ void cg_spec_cc_err(cc_t *c, const json_t *at, const json_t *obj, const char *ke
 /* An error reported by a path compiler at column (1-based) inside the JSON string at: the
  * position points at that character. */
 void cg_spec_cc_err_in(cc_t *c, const json_t *at, int column, const char *text);
+/* The column (1-based) of a path compiler's error inside the JSON string at, or 0 (the string's
+ * start) when the compiled text is not the string's own (parameters were substituted). */
+int cg_spec_cc_column(const json_t *at, const char *compiled, int column);
+/* ---- parameters (spec_params.c) ---- */
+
+/* The spec's "params" (root's), with the site's values (c->env) over the defaults. */
+void cg_spec_params_compile(cc_t *c, json_t *root, spec_t *s);
+/* text[0..len) with every ${NAME} replaced by the spec's parameter, in the arena; NULL with the
+ * error recorded (at the JSON string at) when NAME is not one of the spec's. */
+const char *cg_spec_params_expand(cc_t *c, const json_t *at, const char *text, size_t len);
+/* An error for each site value whose name no spec of ss declares (a misspelt name). */
+void cg_spec_params_check_site(cg_specset_t *ss, cc_t *c);
+
+/* ---- warnings (spec_warn.c) ---- */
+
+/* Records a warning, located as cg_spec_cc_err does. */
+void cg_spec_warn(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
+/* A rule's *_concept_id columns (cols: its "columns" object) that take a raw code. */
+void cg_spec_warn_columns(cc_t *c, json_t *cols, const rule_t *r);
+/* An HL7 v2 message type and trigger a spec's input names (the string at). */
+void cg_spec_warn_trigger(cc_t *c, const json_t *at, const trigger_t *t);
+/* A lookup's fixed vocabulary name (the string at). */
+void cg_spec_warn_vocabulary(cc_t *c, const json_t *at, const char *name);
+/* A compiled HL7 v2 path (a foreach's when is_foreach): a segment it reads, or a whole segment
+ * that may be a constant meant. */
+void cg_spec_warn_path(cc_t *c, const json_t *at, const cg_hl7_path_t *p, int is_foreach);
+/* The spec is compiled: the whole-segment paths whose segment nothing else reads. */
+void cg_spec_warn_spec_done(cc_t *c);
+
 /* Zeroed memory in the spec set's arena. */
 void *cg_spec_cc_alloc(cc_t *c, size_t n);
 /* A copy of s[0..n) in the arena. */

@@ -9,9 +9,94 @@
 
 #include "cg_vocab.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- --trace ---- */
+
+void cg_spec_trace_step(cg_mapper_t *mp, const char *fmt, ...)
+{
+    if (!mp->trace)
+        return;
+    char buf[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (mp->steps.len)
+        cg_buf_puts(&mp->steps, "; ");
+    cg_buf_puts(&mp->steps, buf);
+}
+
+const char *cg_spec_trace_take(cg_mapper_t *mp)
+{
+    if (!mp->steps.len)
+        return NULL;
+    spec_val_t v = cg_spec_val_copy(mp, mp->steps.data, mp->steps.len);
+    cg_buf_reset(&mp->steps);
+    return v.present ? v.s : NULL;
+}
+
+cg_err_t cg_spec_eval_binding(cg_mapper_t *mp, const expr_t *e, size_t i)
+{
+    if (!mp->trace)
+        return eval(mp, e, &mp->vars[i]);
+    cg_buf_t outer = mp->steps; /* a binding's steps are its own */
+    cg_buf_init(&mp->steps);
+    cg_err_t rc = eval(mp, e, &mp->vars[i]);
+    mp->var_steps[i] = cg_spec_trace_take(mp);
+    cg_buf_free(&mp->steps);
+    mp->steps = outer;
+    return rc;
+}
+
+/* Text for a trace step: at most 64 bytes of a value (a code, a vocabulary name). */
+#define TV(v) (int)((v).len > 64 ? 64 : (v).len), (v).s ? (v).s : ""
+
+/* The steps of transforms, out of line and cold: evaluation without --trace pays one test. */
+#define TRACE_FN static __attribute__((noinline, cold)) void
+
+TRACE_FN trace_map(cg_mapper_t *mp, spec_val_t v, spec_val_t out, int listed, int deflt)
+{
+    if (listed)
+        cg_spec_trace_step(mp, "map: \"%.*s\" -> %.*s", TV(v), TV(out));
+    else
+        cg_spec_trace_step(mp, "map: \"%.*s\" is not listed: %s%.*s", TV(v),
+                           deflt ? "\"*\" -> " : "no value", TV(out));
+}
+
+TRACE_FN trace_lookup(cg_mapper_t *mp, cg_slice_t voc, spec_val_t v, int found,
+                      const cg_vocab_hit_t *hit)
+{
+    spec_val_t vs = {voc.ptr, (uint32_t)voc.len, 1};
+    if (found)
+        cg_spec_trace_step(mp,
+                           "lookup %.*s \"%.*s\": concept_id %d, source_concept_id %d, domain %s",
+                           TV(vs), TV(v), (int)hit->concept_id, (int)hit->source_concept_id,
+                           hit->domain_id ? hit->domain_id : "?");
+    else
+        cg_spec_trace_step(mp, "lookup %.*s \"%.*s\": %s", TV(vs), TV(v),
+                           mp->vocab ? "no such row (concept 0)"
+                                     : "no vocabularies loaded (concept 0)");
+}
+
+TRACE_FN trace_unit(cg_mapper_t *mp, spec_val_t v, spec_val_t out)
+{
+    cg_spec_trace_step(mp, "unit \"%.*s\": unit_concept_id %.*s", TV(v), TV(out));
+}
+
+TRACE_FN trace_var(cg_mapper_t *mp, const expr_t *e)
+{
+    if (mp->var_steps[e->u.var])
+        cg_spec_trace_step(mp, "%s: %s", e->text, mp->var_steps[e->u.var]);
+}
+
+TRACE_FN trace_default(cg_mapper_t *mp, const expr_t *e)
+{
+    cg_spec_trace_step(mp, "default (%s)", e->deflt->text ? e->deflt->text : "");
+}
 
 /* ---- transforms ---- */
 
@@ -210,12 +295,16 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
             const map_entry_t *m = &x->u.map.entries[i];
             if (m->from_len == v.len && !memcmp(m->from, v.s, v.len)) {
                 *out = (spec_val_t){m->to, m->to_len, m->to != NULL};
+                if (mp->trace)
+                    trace_map(mp, v, *out, 1, 0);
                 return CG_OK;
             }
         }
         if (x->u.map.deflt)
             *out = (spec_val_t){x->u.map.deflt->to, x->u.map.deflt->to_len,
                                 x->u.map.deflt->to != NULL};
+        if (mp->trace)
+            trace_map(mp, v, *out, 0, x->u.map.deflt != NULL);
         return CG_OK;
     case XF_LOOKUP: {
         cg_slice_t voc = {x->u.lookup.vocabulary, 0};
@@ -242,6 +331,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
                 *lm = (lookup_memo_t){mp->gen, voc.ptr, v.s, voc.len, v.len, found, hit};
             }
         }
+        if (mp->trace)
+            trace_lookup(mp, voc, v, found, &hit);
         switch (x->u.lookup.want) {
         case LK_CONCEPT_ID:
             *out = int_text(mp, found ? hit.concept_id : 0); /* unmapped: concept 0 */
@@ -258,6 +349,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     }
     case XF_UNIT:
         *out = int_text(mp, mp->vocab ? cg_vocab_unit(mp->vocab, (cg_slice_t){v.s, v.len}) : 0);
+        if (mp->trace)
+            trace_unit(mp, v, *out);
         return CG_OK;
     case XF_REFERENCE: /* the compiler let it through only for formats that have one */
         return mp->spec->format->reference(mp, &v, out);
@@ -402,6 +495,9 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
     *out = ABSENT;
     size_t total = 0, seplen = strlen(e->u.list.sep), n = 0;
     spec_val_t parts[16];
+    /* a [*] path among the parts joins its values with the same sep: its values are parts */
+    const char *outer = mp->join_sep;
+    mp->join_sep = e->u.list.sep;
     for (size_t i = 0; i < e->u.list.n && !rc; i++) {
         spec_val_t p;
         rc = cg_spec_eval_expr(mp, e->u.list.items[i], &p);
@@ -410,6 +506,7 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
             total += p.len + seplen;
         }
     }
+    mp->join_sep = outer;
     if (rc || !n)
         return rc;
     char *buf = total <= UINT32_MAX ? cg_arena_alloc(&mp->arena, total + 1) : NULL;
@@ -497,6 +594,22 @@ static __attribute__((noinline)) cg_err_t eval_hash_id(cg_mapper_t *mp, const ex
     return CG_OK;
 }
 
+/* --trace: coalesce, noting which branch gave the value. */
+static __attribute__((noinline)) cg_err_t eval_coalesce_traced(cg_mapper_t *mp, const expr_t *e,
+                                                               spec_val_t *v)
+{
+    cg_err_t rc = CG_OK;
+    size_t i = 0;
+    for (; i < e->u.list.n && !rc && !v->present; i++)
+        rc = cg_spec_eval_expr(mp, e->u.list.items[i], v); /* a variable's binding steps too */
+    if (!rc && v->present)
+        cg_spec_trace_step(mp, "coalesce: branch %zu of %zu (%s)", i, e->u.list.n,
+                           e->u.list.items[i - 1]->text ? e->u.list.items[i - 1]->text : "");
+    else if (!rc)
+        cg_spec_trace_step(mp, "coalesce: no branch has a value");
+    return rc;
+}
+
 cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     cg_err_t rc = CG_OK;
@@ -510,11 +623,17 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
         break;
     case EX_VAR:
         v = mp->vars[e->u.var];
+        if (mp->trace)
+            trace_var(mp, e);
         break;
     case EX_CONCAT:
         rc = eval_concat(mp, e, &v);
         break;
     case EX_COALESCE:
+        if (mp->trace) {
+            rc = eval_coalesce_traced(mp, e, &v);
+            break;
+        }
         for (size_t i = 0; i < e->u.list.n && !rc && !v.present; i++)
             rc = eval(mp, e->u.list.items[i], &v);
         break;
@@ -553,8 +672,12 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     for (size_t i = 0; i < e->n_xforms && v.present; i++)
         if ((rc = apply_xform(mp, &e->xforms[i], v, &v)))
             return rc;
-    if (!v.present && e->deflt && (rc = cg_spec_eval_expr(mp, e->deflt, &v)))
-        return rc;
+    if (!v.present && e->deflt) {
+        if ((rc = cg_spec_eval_expr(mp, e->deflt, &v)))
+            return rc;
+        if (mp->trace)
+            trace_default(mp, e);
+    }
     if (!v.present && e->required)
         return cg_spec_fail(mp, CG_ERR_REQUIRED, "required value %s is empty",
                             e->text ? e->text : "");

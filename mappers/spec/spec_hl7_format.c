@@ -18,7 +18,7 @@ static int compile_path(cc_t *c, const json_t *at, const char *text, cg_hl7_path
     cg_error_t e;
     if (cg_hl7_path_compile(out, text, strlen(text), &e) == CG_OK)
         return 0;
-    cg_spec_cc_err_in(c, at, e.column, e.text);
+    cg_spec_cc_err_in(c, at, cg_spec_cc_column(at, text, e.column), e.text);
     return -1;
 }
 
@@ -32,8 +32,7 @@ static void set_path_id(cc_t *c, expr_t *e)
         return;
     for (size_t i = 0; i < ss->n_paths; i++) {
         const cg_hl7_path_t *q = ss->paths[i];
-        if (q->field == p->field && q->comp == p->comp && q->sub == p->sub && q->rep == p->rep &&
-            q->seg_index == p->seg_index && !memcmp(q->seg, p->seg, sizeof(p->seg))) {
+        if (cg_hl7_path_equal(q, p)) {
             e->path_id = (uint32_t)i + 1;
             ss->path_uses[i]++;
             return;
@@ -65,8 +64,10 @@ static void set_path_id(cc_t *c, expr_t *e)
 static int hl7_compile_path(cc_t *c, const json_t *at, expr_t *e)
 {
     e->kind = EX_PATH;
-    if (compile_path(c, at, json_string_value(at), &e->u.path))
+    /* from e->text, the arena's copy: a selector's values point into it (cg_hl7.h) */
+    if (!e->text || compile_path(c, at, e->text, &e->u.path))
         return -1;
+    cg_spec_warn_path(c, at, &e->u.path, 0);
     set_path_id(c, e);
     return 0;
 }
@@ -79,6 +80,8 @@ static void hl7_compile_foreach(cc_t *c, json_t *j, json_t *fe, rule_t *r)
         err_at(c, fe, j, "foreach",
                "'foreach' names segments, such as \"OBX[*]\", not fields ('%s')",
                json_string_value(fe));
+    else
+        cg_spec_warn_path(c, fe, &r->foreach, 1);
 }
 
 static int parse_trigger(const char *s, trigger_t *out, size_t max, size_t *n)
@@ -136,10 +139,14 @@ static void hl7_compile_input(cc_t *c, json_t *in, spec_t *s)
     s->triggers = alloc(c, (max + 1) * sizeof(*s->triggers));
     json_array_foreach(msgs, i, m)
     {
+        size_t before = s->n_triggers;
         if (!json_is_string(m) ||
             parse_trigger(json_string_value(m), s->triggers, max, &s->n_triggers))
             err_at(c, m, NULL, NULL, "'%s' is not a message type: write TYPE or TYPE^EVENT|EVENT…",
                    json_is_string(m) ? json_string_value(m) : "?");
+        else
+            for (size_t k = before; k < s->n_triggers; k++)
+                cg_spec_warn_trigger(c, m, &s->triggers[k]);
     }
 }
 

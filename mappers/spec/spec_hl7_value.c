@@ -44,6 +44,27 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
     return mp->cs_utf8 || mp->cs_ascii;
 }
 
+/* Every match of a [*] path into mp->scratch, joined by the enclosing concat's sep (else "~");
+ * *count gets how many. Out of line: the one-value case below is the hot one. */
+static __attribute__((noinline)) cg_err_t all_values(cg_mapper_t *mp, const cg_hl7_path_t *p,
+                                                     size_t *count)
+{
+    cg_hl7_iter_t it;
+    cg_hl7_match_t mt;
+    cg_error_t he;
+    *count = 0;
+    cg_hl7_path_begin(&it, mp->m, p, mp->scope);
+    while (cg_hl7_path_next(&it, &mt)) {
+        if ((*count)++ && cg_buf_puts(&mp->scratch, mp->join_sep) != CG_OK)
+            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+        cg_err_t rc = mt.literal ? cg_hl7_decode_noescape(mp->m, mt.raw, &mp->scratch, &he)
+                                 : cg_hl7_decode(mp->m, mt.raw, &mp->scratch, &he);
+        if (rc != CG_OK)
+            return cg_spec_fail(mp, rc, "%s", he.text);
+    }
+    return CG_OK;
+}
+
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &e->u.path;
@@ -52,10 +73,9 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
     *out = ABSENT;
     if (path_has_all(p)) {
         size_t count = 0;
-        if (cg_hl7_path_get(mp->m, p, mp->scope, '~', &mp->scratch, &count, &he) != CG_OK)
-            return cg_spec_fail(mp, he.code, "%s", he.text);
-        if (!count)
-            return CG_OK;
+        cg_err_t rc = all_values(mp, p, &count);
+        if (rc != CG_OK || !count)
+            return rc;
     } else {
         cg_hl7_match_t match;
         if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))

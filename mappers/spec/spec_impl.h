@@ -205,6 +205,10 @@ typedef struct cg_spec {
     size_t name_len;
     int version;
     const char *file;
+    /* "params": names and values (the site's, else the spec's defaults) that paths use as
+     * ${NAME}; substituted when paths compile, so evaluation never sees them */
+    const char **param_names, **param_values;
+    size_t n_params;
     trigger_t *triggers;
     size_t n_triggers;
     /* XML specs take documents whose root element has this local name and, when given, one of
@@ -261,7 +265,9 @@ struct cg_specset {
         void *p;
     } * owned;
     size_t n_owned, cap_owned;
-    select_entry_t *sel; /* open addressing, sel_mask + 1 slots (a power of two); type 0: free */
+    cg_error_t *warnings; /* CG_SPEC_MAX_WARNINGS kept (spec_warn.c) */
+    size_t n_warnings;    /* found, which may be more */
+    select_entry_t *sel;  /* open addressing, sel_mask + 1 slots (a power of two); type 0: free */
     size_t sel_mask;
     uint32_t *sel_specs;
 };

@@ -33,6 +33,8 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
         return NULL;
     }
     mp->ss = ss;
+    mp->join_sep = "~";
+    cg_buf_init(&mp->steps);
     mp->vocab = env ? env->vocab : NULL;
     mp->utc_offset = env ? env->source_utc_offset : NULL;
     cg_arena_init(&mp->arena, 64 * 1024);
@@ -72,6 +74,10 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
 void cg_mapper_set_trace(cg_mapper_t *mp, int on)
 {
     mp->trace = on;
+    if (on && !mp->var_steps)
+        mp->var_steps = calloc(mp->cap_vars + 1, sizeof(*mp->var_steps));
+    if (!mp->var_steps)
+        mp->trace = 0; /* out of memory: no trace rather than a wrong one */
 }
 
 void cg_mapper_set_hl7_charset(cg_mapper_t *mp, const char *charset)
@@ -84,6 +90,8 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     if (!mp)
         return;
     cg_pseudo_destroy(mp->pseudo);
+    free(mp->var_steps);
+    cg_buf_free(&mp->steps);
     cg_hl7_msg_destroy(mp->msg);
     cg_xml_eval_destroy(mp->xev);
     cg_xml_doc_destroy(mp->xdoc);

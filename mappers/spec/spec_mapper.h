@@ -119,6 +119,13 @@ struct cg_mapper {
     int quality_done; /* the input mapped: its findings are handed out (cg_mapper_quality) */
     cg_map_outcome_t outcome; /* of the last message that mapped (cg_mapper_outcome) */
     const spec_t *nrc;        /* the first "no_research_content" spec that took it */
+    /* what joins the values of a [*] path: the sep of the innermost concat being evaluated,
+     * else "~" (HL7's repetition separator, as parse --get writes them) */
+    const char *join_sep;
+    /* --trace only: the steps taken by the value being evaluated (which coalesce branch, which
+     * vocabulary row, which map entry), and each binding's (cap_vars entries, in the arena) */
+    cg_buf_t steps;
+    const char **var_steps;
 };
 
 static const spec_val_t ABSENT = {NULL, 0, 0};
@@ -148,6 +155,15 @@ cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out);
  * present. For hash_id and a rule's "id". */
 cg_err_t cg_spec_eval_key(cg_mapper_t *mp, expr_t *const *items, size_t n, cg_slice_t *parts,
                           int *any);
+/* --trace: notes a step of the value being evaluated ("coalesce: branch 2 of 3 (OBR-7)"); does
+ * nothing when tracing is off. */
+void cg_spec_trace_step(cg_mapper_t *mp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The steps noted since the last call, in the arena (NULL: none), and starts afresh. */
+const char *cg_spec_trace_take(cg_mapper_t *mp);
+/* Evaluates binding e into mp->vars[i], keeping its steps for the columns that read it. */
+cg_err_t cg_spec_eval_binding(cg_mapper_t *mp, const expr_t *e, size_t i);
+
 /* The spec's patient: pseudonym and date shift, computed once per spec run. */
 cg_err_t cg_spec_patient(cg_mapper_t *mp);
 /* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length. */

@@ -223,6 +223,18 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
     return CG_OK;
 }
 
+/* --trace: column c's value, with its source and the steps it took recorded in trace (the
+ * sources, then the steps, n_tab each). Out of line: the untraced loop is the hot one. */
+static __attribute__((noinline)) cg_err_t
+traced_column(cg_mapper_t *mp, const column_t *c, spec_val_t *v, const char **trace, size_t n_tab)
+{
+    cg_buf_reset(&mp->steps);
+    cg_err_t rc = cg_spec_eval_expr(mp, c->expr, v); /* a variable's binding steps too */
+    trace[c->col->index] = c->expr->text ? c->expr->text : "";
+    trace[n_tab + c->col->index] = cg_spec_trace_take(mp);
+    return rc;
+}
+
 /* A new row at the end of mp->rows; NULL when out of memory. */
 static cg_row_t *push_row(cg_mapper_t *mp)
 {
@@ -251,7 +263,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
             return CG_OK;
     }
     for (size_t i = 0; i < r->n_lets; i++)
-        if ((rc = eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
+        if ((rc = mp->trace ? cg_spec_eval_binding(mp, r->lets[i].expr, mp->spec->n_lets + i)
+                            : eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
             return rc;
     if (r->when && r->when_uses_lets) {
         if ((rc = cg_spec_eval_cond(mp, r->when, &ok)))
@@ -263,12 +276,12 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     const cg_target_table_t *t = r->table;
     size_t n_tab = t->n_columns;
     cg_value_t *vals = cg_arena_alloc(&mp->arena, n_tab * sizeof(*vals));
-    const char **trace = mp->trace ? cg_arena_alloc(&mp->arena, n_tab * sizeof(*trace)) : NULL;
+    const char **trace = mp->trace ? cg_arena_alloc(&mp->arena, 2 * n_tab * sizeof(*trace)) : NULL;
     if (!vals || (mp->trace && !trace))
         return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
     memset(vals, 0, n_tab * sizeof(*vals));
     if (trace)
-        memset(trace, 0, n_tab * sizeof(*trace));
+        memset(trace, 0, 2 * n_tab * sizeof(*trace)); /* the sources, then the steps */
     int del = 0;
     if (r->delete_when && (rc = cg_spec_eval_cond(mp, r->delete_when, &del)))
         return rc;
@@ -295,12 +308,12 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
             continue;
         spec_val_t v;
         mp->column = c->col->name;
-        if ((rc = eval(mp, c->expr, &v)))
-            return rc;
-        if ((rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
-            return rc;
         if (trace)
-            trace[c->col->index] = c->expr->text ? c->expr->text : "";
+            rc = traced_column(mp, c, &v, trace, n_tab);
+        else
+            rc = eval(mp, c->expr, &v);
+        if (rc || (rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
+            return rc;
     }
     mp->column = NULL;
     /* facts without a column go beside the row; absent ones are left out */
@@ -329,7 +342,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
                       .spec = mp->spec->name,
                       .spec_version = mp->spec->version,
                       .rule = r->name,
-                      .trace = trace};
+                      .trace = trace,
+                      .trace_steps = trace ? trace + n_tab : NULL};
     return CG_OK;
 }
 

@@ -23,7 +23,8 @@ static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
         mp->scope = cg_hl7_scope_message(mp->m);
     cg_err_t rc;
     for (size_t i = 0; i < s->n_lets; i++)
-        if ((rc = cg_spec_eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
+        if ((rc = mp->trace ? cg_spec_eval_binding(mp, s->lets[i].expr, i)
+                            : cg_spec_eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
             return rc;
     /* dates shift by the patient's offset, so the patient comes first when the spec has one */
     if (s->has_patient && (rc = cg_spec_patient(mp)))

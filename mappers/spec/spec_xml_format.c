@@ -24,7 +24,7 @@ static const cg_xml_xpath_t *compile_xpath(cc_t *c, const json_t *at, const char
     cg_error_t e;
     cg_xml_xpath_t *x = cg_xml_xpath_compile(text, c->spec->ns, c->spec->n_ns, &e);
     if (!x) {
-        cg_spec_cc_err_in(c, at, e.column, e.text);
+        cg_spec_cc_err_in(c, at, cg_spec_cc_column(at, text, e.column), e.text);
         return NULL;
     }
     if (cg_spec_cc_own(c, free_xpath, x)) {
@@ -38,7 +38,8 @@ static const cg_xml_xpath_t *compile_xpath(cc_t *c, const json_t *at, const char
 static int xml_compile_path(cc_t *c, const json_t *at, expr_t *e)
 {
     e->kind = EX_PATH;
-    return (e->u.xpath = compile_xpath(c, at, json_string_value(at))) ? 0 : -1;
+    /* e->text: the path with the spec's parameters substituted */
+    return (e->u.xpath = compile_xpath(c, at, e->text ? e->text : json_string_value(at))) ? 0 : -1;
 }
 
 /* An XML rule's foreach: an XPath, or {"section": KIND, "path": XPATH}, the entries of every

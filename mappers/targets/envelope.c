@@ -108,9 +108,10 @@ static int put_trace(w_t *w, const cg_row_t *row)
         if (row->values[i].kind == CG_VALUE_ABSENT)
             continue;
         const char *s = row->trace[i] ? row->trace[i] : "";
-        size_t sl = strlen(s);
+        const char *st = row->trace_steps ? row->trace_steps[i] : NULL;
+        size_t sl = strlen(s), stl = st ? strlen(st) : 0;
         if (!room(w, CG_TARGET_KEY_PAD + t->columns[i].json_key_len + STR_BOUND(rl) +
-                         STR_BOUND(sl) + 32))
+                         STR_BOUND(sl) + STR_BOUND(stl) + 48))
             return 0;
         if (!first)
             *w->o++ = ',';
@@ -120,6 +121,10 @@ static int put_trace(w_t *w, const cg_row_t *row)
         w->o = put_str(w->b, w->o, rule, rl);
         PUT_LIT(w->o, ",\"source\":");
         w->o = put_str(w->b, w->o, s, sl);
+        if (st) {
+            PUT_LIT(w->o, ",\"steps\":");
+            w->o = put_str(w->b, w->o, st, stl);
+        }
         *w->o++ = '}';
     }
     *w->o++ = '}';

@@ -235,6 +235,16 @@ ventry_t *cg_vocab__upsert(cg_vocab_t *v, int vocab, const char *code, size_t le
     return e;
 }
 
+size_t cg_vocab_vocabulary_count(const cg_vocab_t *v)
+{
+    return v ? v->n_vocabs : 0;
+}
+
+const char *cg_vocab_vocabulary_name(const cg_vocab_t *v, size_t i)
+{
+    return v && i < v->n_vocabs ? v->vocabs[i].name : NULL;
+}
+
 int cg_vocab_lookup(const cg_vocab_t *v, cg_slice_t vocabulary_id, cg_slice_t code,
                     cg_vocab_hit_t *hit)
 {

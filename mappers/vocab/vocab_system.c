@@ -84,6 +84,16 @@ const char *cg_vocab_system(cg_slice_t name)
     return NULL;
 }
 
+int cg_vocab_system_known(cg_slice_t name)
+{
+    if (cg_vocab_system(name))
+        return 1;
+    for (size_t i = 0; name.ptr && i < sizeof(systems) / sizeof(systems[0]); i++)
+        if (strlen(systems[i].vocab) == name.len && !memcmp(systems[i].vocab, name.ptr, name.len))
+            return 1;
+    return 0;
+}
+
 int cg_vocab_lookup_system(const cg_vocab_t *v, cg_slice_t system, cg_slice_t code,
                            cg_vocab_hit_t *hit)
 {

@@ -41,6 +41,8 @@ done
 expect 0 "parse --get" -- "$cg" parse --get MSH-9.1 --get 'PID-3[*].1' "$src/tests/golden/oru_r01_batch/input.hl7"
 has "$tmp/out" $'^ORU\t300112$' "parse --get first message"
 has "$tmp/out" $'^ORU\t300113$' "parse --get second message of the batch"
+expect 0 "parse --get with a selector" -- "$cg" parse --get 'PID-3[5=XX|*].1' --get 'PID-3[5=XX].1' "$src/tests/golden/identifiers_by_type/2_oru_r01.hl7"
+has "$tmp/out" $'^110101196704120023\t$' "parse --get: a selector's fallback, and no match"
 printf 'MSH|^~\\&|A|B\rPID|1\r' >"$tmp/bad.hl7"
 printf 'junk' >>"$tmp/bad.hl7"
 expect 0 "parse --stats" -- "$cg" parse --stats "$src/tests/golden/oru_r01_results/input.hl7"
@@ -54,6 +56,33 @@ has "$tmp/out" '"table":"measurement"' "map prints measurement rows"
 [ "$(wc -l <"$tmp/out")" -eq 5 ] && ok || no "map prints 5 records for oru_r01_results"
 expect 0 "map --trace" -- "$cg" map --trace --spec "$src/specs" "$src/tests/golden/oru_r01_results/input.hl7"
 has "$tmp/out" '"trace":\{"measurement_id":\{"rule":"obx-numeric"' "map --trace adds the trace"
+has "$tmp/out" '"measurement_concept_id":\{"rule":"obx-numeric","source":"OBX-3.1","steps":"lookup LN' "map --trace names the vocabulary row"
+# identifiers by type (specs/README.md, "Which identifier is the patient's"): --param sets it
+printf 'MSH|^~\\&|A|H|C|R|20240101||ADT^A04|P1|P|2.5.1\rPID|1||H1^^^H^MR~N1^^^CHN^NNCHN||DOE||19600101|F\r' >"$tmp/a04.hl7"
+expect 0 "map --param" -- "$cg" map --spec "$src/specs" --param 'patient_id_types=NNCHN|*' "$tmp/a04.hl7"
+cp "$tmp/out" "$tmp/typed"
+expect 0 "map, the first identifier" -- "$cg" map --spec "$src/specs" "$tmp/a04.hl7"
+cmp -s "$tmp/out" "$tmp/typed" && no "patient_id_types changes the person" || ok
+expect 1 "map --param of no spec" -- "$cg" map --spec "$src/specs" --param 'patient_id_typo=MR' "$tmp/a04.hl7"
+has "$tmp/err" "parameter 'patient_id_typo': no loaded spec declares it" "an unknown parameter is named"
+expect 2 "map --param without =" -- "$cg" map --spec "$src/specs" --param 'patient_id_types' "$tmp/a04.hl7"
+# warnings: check prints them located and passes, map --strict refuses them
+cat >"$tmp/warn.json" <<'JSON'
+{"spec": "w", "version": 1, "input": {"format": "hl7v2", "messages": ["ORM^O1"]},
+ "patient": {"id": "PID-3.1"},
+ "rules": [{"name": "p", "table": "procedure_occurrence", "foreach": "OBR[*]",
+   "columns": {"person_id": {"patient": "person_id"}, "procedure_concept_id": "OBR-4.1",
+     "procedure_date": {"path": "OBR-7", "pipe": ["date"]}, "procedure_type_concept_id": "EHR"}}]}
+JSON
+expect 0 "check --spec with warnings" -- "$cg" check --spec "$tmp/warn.json"
+has "$tmp/err" 'warn.json:1:71: warning: .O1. is not an HL7 v2 trigger event' "check warns about ORM^O1, located"
+has "$tmp/err" 'warn.json:4:79: warning: rule .p.: procedure_concept_id is a concept id' "check warns about a raw concept id"
+has "$tmp/err" 'warning: rule .p.: "EHR" is a path' "check warns about a bare string segment"
+has "$tmp/out" 'ok \(1 spec\(s\), 4 warning\(s\)\)' "check counts the warnings"
+expect 1 "map --strict" -- "$cg" map --strict --spec "$tmp/warn.json" "$tmp/a04.hl7"
+has "$tmp/err" 'warn.json:1:71: error: .O1. is not' "map --strict makes them errors"
+expect 0 "check --spec specs: no warnings" -- "$cg" check --spec "$src/specs"
+[ -s "$tmp/err" ] && no "the shipped specs have warnings: $(head -c 300 "$tmp/err")" || ok
 expect 1 "map with failing messages" -- "$cg" map --spec "$src/specs" "$src/tests/golden/errors_are_reported/input.hl7"
 has "$tmp/err" 'input.hl7: message 2: map: the patient identifier' "map names file and message"
 [ "$(wc -l <"$tmp/out")" -eq 1 ] && ok || no "map still prints the good message's record"
@@ -187,6 +216,12 @@ if grep -q hunter2 "$tmp/err" "$tmp/out"; then no "the password is printed"; els
 sed -e 's#"sasl.password": "hunter2"#"sasl.password": {"env": "CG_CLI_TEST_PW"}#' "$tmp/pw.json" >"$tmp/pw-env.json"
 CG_CLI_TEST_PW=hunter2 expect 0 "check -c with a Kafka password from the environment" -- "$cg" check -c "$tmp/pw-env.json"
 if grep -q 'kafka.sasl.password' "$tmp/err"; then no "a password from the environment is warned about"; else ok; fi
+# mapping.params: the specs' parameters from the config; a name no spec declares is refused
+sed -e 's#"specs": "\([^"]*\)"#"specs": "\1", "params": {"patient_id_types": "NNCHN|MR|*"}#' "$tmp/closed.json" >"$tmp/params.json"
+expect 0 "check -c with mapping.params" -- "$cg" check -c "$tmp/params.json"
+sed -e 's#"patient_id_types"#"patient_id_type"#' "$tmp/params.json" >"$tmp/params-typo.json"
+expect 1 "check -c with a misspelt mapping.params" -- "$cg" check -c "$tmp/params-typo.json"
+has "$tmp/err" "parameter 'patient_id_type': no loaded spec declares it" "check -c names the unknown parameter"
 # a listener's config: no inputs, no specs; its address and key are checked
 sed -e "s#/etc/cohortgate/pseudonym.key#$src/tests/golden/key#" "$src/config/listen.json" >"$tmp/listen.json"
 expect 0 "check -c listen" -- "$cg" check -c "$tmp/listen.json"

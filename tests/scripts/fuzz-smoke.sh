@@ -28,7 +28,8 @@ while IFS= read -r -d '' f; do # several cases name their document input.xml
 done < <(find "$here"/tests/golden "$here"/tests/unit/xml -name '*.xml' -print0 2>/dev/null)
 cp "$here"/tests/fixtures/hl7/* "$work/parse/"
 cp "$here"/tests/fixtures/hl7/* "$here"/specs/*.json "$work/spec/"
-for p in 'PID-5' 'PID-5.1.1' 'PID-3[2].1' 'PID-3[*].1' 'OBX[*]-5' 'OBX[3]-5' 'PID-x' 'OBX[*]'; do
+for p in 'PID-5' 'PID-5.1.1' 'PID-3[2].1' 'PID-3[*].1' 'OBX[*]-5' 'OBX[3]-5' 'PID-x' 'OBX[*]' \
+    'PID-3[5=MR].1' 'PID-3[5=NNCHN|MR|*].4.1' 'PID-3[4.1=GHH].5'; do
     printf '%s' "$p" >"$work/path/$(printf '%s' "$p" | md5sum | cut -c1-12)"
 done
 

@@ -31,20 +31,22 @@ static struct {
     {"Test/Message/msh_present_but_missing_all_fields.hl7", "MSH-2 encoding characters", 0},
     {"Test/Message/msh_present_but_missing_msh-2.hl7", "MSH-2 encoding characters", 0},
     {"Test/Message/msh_present_but_missing_msh-9.hl7", "no spec takes ^ messages", 0},
-    {"Test/Message/msh_present_but_missing_msh-6.hl7", "patient identifier (PID-3.1) is empty", 0},
-    {"Test/Message/msh_present_but_missing_msh-10.hl7", "patient identifier (PID-3.1) is empty", 0},
-    {"Test/Message/msh-12_has_value_2_3.hl7", "patient identifier (PID-3.1) is empty", 0},
-    {"Test/Message/orm_obx-5_is_not_a_numeric_value.hl7", "patient identifier (PID-3.1) is empty",
+    {"Test/Message/msh_present_but_missing_msh-6.hl7", "patient identifier (PID-3[5=*].1) is empty",
      0},
+    {"Test/Message/msh_present_but_missing_msh-10.hl7",
+     "patient identifier (PID-3[5=*].1) is empty", 0},
+    {"Test/Message/msh-12_has_value_2_3.hl7", "patient identifier (PID-3[5=*].1) is empty", 0},
+    {"Test/Message/orm_obx-5_is_not_a_numeric_value.hl7",
+     "patient identifier (PID-3[5=*].1) is empty", 0},
     /* "Incorrect data types": an OBX-14 of 'February 4 2024' */
     {"Test/Orders/006_AL_ORM_O01_NBS_Incorrect_Data_Types_0_initial_message.hl7",
      "a value of 15 bytes is not an HL7 date/time", 0},
     /* 29 February 2017 does not exist */
     {"NewSTEPs/002_NewSTEPs_ORU_R01.hl7", "a value of 17 bytes is not an HL7 date/time", 0},
     /* the patient's identifier is redacted (PID-3 holds only its authority) */
-    {"CA/002_CA_ORU_R01.hl7", "patient identifier (PID-3.1) is empty", 0},
+    {"CA/002_CA_ORU_R01.hl7", "patient identifier (PID-3[5=*].1) is empty", 0},
     /* a template with placeholders ("DOB", "SEX"); its v2.3 PID-3 is empty */
-    {"Epic/001_Epic_ORM_O01.hl7", "patient identifier (PID-3.1) is empty", 0},
+    {"Epic/001_Epic_ORM_O01.hl7", "patient identifier (PID-3[5=*].1) is empty", 0},
 };
 #define N_BROKEN (sizeof(broken) / sizeof(broken[0]))
 

@@ -107,11 +107,71 @@ static void test_eval_scopes(void **state)
     cg_hl7_msg_destroy(m);
 }
 
+/* [C=V|V…]: a repetition by a component's value, in order of preference (specs/PATHS.md). */
+static void test_selector(void **state)
+{
+    (void)state;
+    compile_ok("PID-3[5=MR].1", "PID-3[5=MR].1");
+    compile_ok("PID-3[5=NNCHN|MR|*].1", "PID-3[5=NNCHN|MR|*].1");
+    compile_ok("PID-3[4.1=GHH].4.2", "PID-3[4.1=GHH].4.2");
+    compile_ok("PID[*]-3[5=MR]", "PID[*]-3[5=MR]");
+    compile_bad("PID-3[5=]", 9, "expected a value");
+    compile_bad("PID-3[5=MR|]", 12, "expected a value");
+    compile_bad("PID-3[5=*|MR]", 10, "selector's last value");
+    compile_bad("PID-3[5=MR", 11, "expected ']'");
+    compile_bad("PID-3[5=M[R]", 10, "expected ']'");
+    compile_bad("PID-5.1[5=MR]", 8, "only segments and fields take an index");
+
+    /* equal paths, also by their selectors' values (the spec engine memoizes by equality) */
+    cg_hl7_path_t a, b, c, d;
+    cg_hl7_path_compile(&a, "PID-3[5=MR].1", 13, NULL);
+    cg_hl7_path_compile(&b, "PID-3[5=MR].1", 13, NULL);
+    cg_hl7_path_compile(&c, "PID-3[5=PI].1", 13, NULL);
+    cg_hl7_path_compile(&d, "PID-3.1", 7, NULL);
+    assert_true(cg_hl7_path_equal(&a, &b));
+    assert_false(cg_hl7_path_equal(&a, &c));
+    assert_false(cg_hl7_path_equal(&a, &d));
+
+    const char in[] =
+        "MSH|^~\\&|A|B|C|D|1||ADT^A01|P1|P|2.5\r"
+        "PID|1||H77^^^HOSP&1.2.3&ISO^MR~110101199003077777^^^CHN^NNCHN~~X^^^^\\T\\||DOE\r"
+        "PID|2||K1^^^B^PI\r"
+        "PID|3\r";
+    cg_hl7_msg_t *m = cg_hl7_msg_new(NULL);
+    cg_error_t e;
+    assert_int_equal(cg_hl7_parse(m, in, sizeof(in) - 1, &e), CG_OK);
+    assert_get(m, "PID-3[5=NNCHN].1", "110101199003077777");
+    assert_get(m, "PID-3[5=NNCHN].4", "CHN");
+    assert_get(m, "PID-3[5=NNCHN|MR].1", "110101199003077777");
+    assert_get(m, "PID-3[5=PI|MR|NNCHN].1", "H77");
+    assert_get(m, "PID-3[5=MR].4.2", "1.2.3");
+    assert_get(m, "PID-3[4.1=HOSP].5", "MR");
+    assert_get(m, "PID-3[5=XX|*].1", "H77");
+    assert_no_match(m, "PID-3[5=XX].1");
+    assert_no_match(m, "PID-3[5=mr].1"); /* case counts */
+    /* compared with the raw bytes: the escape as written matches, what it decodes to not */
+    assert_get(m, "PID-3[5=\\T\\].1", "X");
+    assert_no_match(m, "PID-3[5=&].1");
+    /* one chosen repetition per segment; segments without one give nothing */
+    assert_get(m, "PID[*]-3[5=PI|MR].1", "H77~K1");
+    assert_get(m, "PID[*]-3[5=MR|*].1", "H77~K1");
+    assert_get(m, "PID[2]-3[5=PI].1", "K1");
+    assert_no_match(m, "PID[3]-3[5=*].1");
+    /* the match says which repetition */
+    cg_hl7_path_t p;
+    cg_hl7_match_t mt;
+    cg_hl7_path_compile(&p, "PID-3[5=NNCHN].1", 16, NULL);
+    assert_true(cg_hl7_path_first(m, &p, cg_hl7_scope_message(m), &mt));
+    assert_int_equal(mt.rep, 2);
+    cg_hl7_msg_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compile),
         cmocka_unit_test(test_eval_scopes),
+        cmocka_unit_test(test_selector),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

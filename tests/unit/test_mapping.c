@@ -493,6 +493,62 @@ static void test_formats_compile_their_paths(void **state)
     assert_null(spec_error(hl7, "\"messages\" lists", &line, &col));
 }
 
+/* The first row's person key (its pseudonym) of one HL7 v2 message, copied into out. */
+static void person_key_of(cg_mapping_worker_t *w, const char *msg, char *out, size_t size)
+{
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t e;
+    if (cg_mapping_worker_map(w, CG_INPUT_HL7V2, msg, strlen(msg), &rows, &n, &e) != CG_OK)
+        fail_msg("map: %s", e.text);
+    assert_true(n > 0);
+    snprintf(out, size, "%.*s", (int)rows[0].person_key.len, rows[0].person_key.ptr);
+}
+
+/* Issue #13: the shipped specs take the patient identifier by type (mapping.params
+ * patient_id_types), so an ADT and an ORU listing PID-3 in another order name one person; by
+ * default (the first repetition) they do not, as before. */
+static void test_patient_id_types(void **state)
+{
+    (void)state;
+    const char *adt = "MSH|^~\\&|HIS|H|CG|R|20240402080000||ADT^A04|A1|P|2.5.1\r"
+                      "PID|1||H-1^^^H^MR~1101^^^CHN^NNCHN||Li^Wei||19670412|F\r";
+    const char *oru = "MSH|^~\\&|LIS|H|CG|R|20240402113000||ORU^R01|L1|P|2.5.1\r"
+                      "PID|1||1101^^^CHN^NNCHN~H-1^^^H^MR||Li^Wei||19670412|F\r"
+                      "OBR|1|O1|F1|4548-4^HbA1c^LN|||20240402100000\r"
+                      "OBX|1|NM|4548-4^HbA1c^LN||7.9|%|||||F\r";
+    for (int typed = 0; typed < 2; typed++) {
+        cg_spec_param_t p = {"patient_id_types", "NNCHN|MR|*"};
+        cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs",
+                               .key_file = KEY_FILE,
+                               .params = &p,
+                               .n_params = (size_t)typed};
+        cg_error_t errs[4];
+        size_t n = 0;
+        cg_mapping_t *m = cg_mapping_load(&o, errs, 4, &n);
+        assert_non_null(m);
+        char errstr[256], a[64], b[64];
+        cg_mapping_worker_t *w = cg_mapping_worker_new(m, errstr, sizeof(errstr));
+        assert_non_null(w);
+        person_key_of(w, adt, a, sizeof(a));
+        person_key_of(w, oru, b, sizeof(b));
+        if (typed)
+            assert_string_equal(a, b);
+        else
+            assert_string_not_equal(a, b);
+        cg_mapping_worker_destroy(w);
+        cg_mapping_destroy(m);
+    }
+    /* a parameter no spec declares is an error, not silence */
+    cg_spec_param_t typo = {"patient_id_type", "MR"};
+    cg_mapping_opts_t o = {
+        .specs = CG_SOURCE_DIR "/specs", .no_key = 1, .params = &typo, .n_params = 1};
+    cg_error_t errs[4];
+    size_t n = 0;
+    assert_null(cg_mapping_load(&o, errs, 4, &n));
+    assert_non_null(strstr(errs[0].text, "no loaded spec declares it"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_keyed_worker),
         cmocka_unit_test(test_input_formats),
         cmocka_unit_test(test_formats_compile_their_paths),
+        cmocka_unit_test(test_patient_id_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

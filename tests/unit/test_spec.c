@@ -366,8 +366,72 @@ static void test_trace_names_rule_and_path(void **state)
     assert_non_null(
         strstr(row_trace(&rows[0]),
                "\"unit_source_value\":{\"rule\":\"obx-numeric\",\"source\":\"OBX-6.1\"}"));
+    /* the steps behind a value: the vocabulary row a lookup found, the coalesce branch (here
+     * through the binding "when"), the map entry */
+    const char *t0 = row_trace(&rows[0]);
+    if (!strstr(t0, "\"measurement_concept_id\":{\"rule\":\"obx-numeric\",\"source\":\"OBX-3."
+                    "1\",\"steps\":\"lookup LN \\\"4548-4\\\": concept_id 3004410,"))
+        fail_msg("%s", t0);
+    assert_non_null(strstr(t0, "\"source\":\"when\",\"steps\":\"when: order_time: coalesce: "
+                               "branch 1 of 2 (OBR-7); coalesce: branch 2 of 2 (order_time)\""));
+    const char *t1 = row_trace(&rows[1]);
+    assert_non_null(strstr(t1, "\"steps\":\"when: coalesce: branch 1 of 2 (OBX-14)\""));
+    assert_non_null(strstr(t1, "\"steps\":\"map: \\\">\\\" -> 4172704\""));
+    /* unit_source_value above took no step (its source closes the object); unit_concept_id did */
+    assert_non_null(strstr(t0, "\"steps\":\"unit \\\"%\\\": unit_concept_id 8554\""));
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
+}
+
+/* "params": defaults a site may override (cg_spec_env_t.params), put into paths as ${NAME}
+ * before they compile; an undeclared ${NAME} is an error at its string. */
+static void test_params(void **state)
+{
+    (void)state;
+    const char *spec = "{\"spec\": \"p\", \"version\": 1, \"params\": {\"types\": \"MR|*\"},\n"
+                       " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ADT^A04\"]},\n"
+                       " \"patient\": {\"id\": \"PID-3[5=${types}].1\"},\n"
+                       " \"rules\": [{\"name\": \"r\", \"table\": \"observation\",\n"
+                       "  \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+                       "   \"observation_concept_id\": 0, \"observation_type_concept_id\": 32817,\n"
+                       "   \"observation_date\": {\"const\": \"2024-01-01\"},\n"
+                       "   \"value_as_string\": \"PID-3[5=${types}].1\"}}]}";
+    const char *msg = "MSH|^~\\&|A|H|C|R|20240101||ADT^A04|P1|P|2.5.1\r"
+                      "PID|1||N1^^^CHN^NNCHN~H1^^^H^MR\r";
+    const char *want[] = {"\"value_as_string\":\"H1\"", "\"value_as_string\":\"N1\""};
+    for (int site = 0; site < 2; site++) {
+        cg_spec_param_t p = {"types", "NNCHN|MR"};
+        cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .params = &p, .n_params = site};
+        cg_error_t errs[4];
+        size_t n = 0;
+        cg_specset_t *ss = cg_specset_load_string(spec, "p.json", &env, errs, 4, &n);
+        if (!ss)
+            fail_msg("%s", errs[0].text);
+        char err[256];
+        cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+        const cg_row_t *rows;
+        size_t nr;
+        assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &nr, NULL), CG_OK);
+        assert_int_equal(nr, 1);
+        if (!strstr(row_json(&rows[0]), want[site]))
+            fail_msg("site %d: %s", site, row_json(&rows[0]));
+        cg_mapper_destroy(mp);
+        cg_specset_destroy(ss);
+    }
+    /* ${NAME} that the spec does not declare: located at its string */
+    const char *bad =
+        "{\"spec\": \"p\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ADT^A04\"]},\n"
+        " \"patient\": {\"id\": \"PID-3[5=${types}].1\"},\n"
+        " \"rules\": [{\"name\": \"r\", \"table\": \"death\", \"columns\": {\"person_id\": "
+        "{\"patient\": \"person_id\"}, \"death_date\": \"PID-29\"}}]}";
+    cg_error_t errs[4];
+    size_t n = 0;
+    assert_null(cg_specset_load_string(bad, "p.json", NULL, errs, 4, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(errs[0].line, 3);
+    assert_int_equal(errs[0].column, 20); /* the string's opening quote */
+    assert_non_null(strstr(errs[0].text, "'${types}' is not a parameter of the spec"));
 }
 
 /* A rule's when is tested before its lets, unless it reads them: a let that cannot be computed
@@ -576,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_oru_rows),
         cmocka_unit_test(test_required_failure_gives_no_rows),
         cmocka_unit_test(test_trace_names_rule_and_path),
+        cmocka_unit_test(test_params),
         cmocka_unit_test(test_domain_routes_the_row),
         cmocka_unit_test(test_when_before_rule_lets),
         cmocka_unit_test(test_outcomes_and_no_research_content),
