@@ -38,5 +38,8 @@ void cg_cohort_router_destroy(cg_cohort_router_t *r);
 /* The cohorts row belongs to: their names in *names (valid until the next call), their count
  * returned. Reads the row's typed values (columns resolved to indexes when the set was loaded). */
 size_t cg_cohort_route(cg_cohort_router_t *r, const cg_row_t *row, const char *const **names);
+/* Why the last routed row is in its i-th cohort: the rule that matched, as its file writes it
+ * ("match[1] {\"table\":…}"), for `map --trace`; NULL when i is past the hits. */
+const char *cg_cohort_route_why(const cg_cohort_router_t *r, size_t i);
 
 #endif

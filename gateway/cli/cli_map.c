@@ -63,7 +63,8 @@ static void usage(FILE *out)
         "      --strict          refuse specs that check --spec warns about (a concept id from a\n"
         "                        raw code, an unknown vocabulary, …): warnings become errors\n"
         "  -t, --trace           add, for every column, the rule and source path behind it and\n"
-        "                        the steps its value took (coalesce branch, vocabulary row)\n"
+        "                        the steps its value took (coalesce branch, vocabulary row);\n"
+        "                        with --cohorts, the rule behind each cohort (\"cohort_rules\")\n"
         "      --ids-as-strings  64-bit ids as JSON strings, as output.ids_as_strings does\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
@@ -116,6 +117,19 @@ static void put_rows(cg_mapping_worker_t *mw, const cg_row_t *rows, size_t n, in
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(mw, &rows[i], &cohorts);
         cg_row_encode(&rows[i], NULL, cohorts, n_cohorts, (unsigned)flags, line);
+        if ((flags & CG_ROW_ENCODE_TRACE) && n_cohorts && line->len) {
+            /* with the trace, the rule behind each cohort the row joined */
+            line->len--; /* the record's closing brace */
+            cg_buf_puts(line, ",\"cohort_rules\":{");
+            for (size_t k = 0; k < n_cohorts; k++) {
+                const char *why = cg_mapping_worker_route_why(mw, k);
+                cg_buf_puts(line, k ? "," : "");
+                cg_buf_put_json_str(line, cohorts[k], strlen(cohorts[k]));
+                cg_buf_putc(line, ':');
+                cg_buf_put_json_str(line, why ? why : "", why ? strlen(why) : 0);
+            }
+            cg_buf_puts(line, "}}");
+        }
         cg_buf_putc_fast(line, '\n');
     }
 }

@@ -37,6 +37,7 @@ typedef struct match {
      * concept alone */
     int has_unmapped;
     uint32_t unmapped_column;
+    char *why; /* for --trace: "match[N] {the rule as written}" */
 } match_t;
 
 typedef struct cohort {
@@ -56,6 +57,8 @@ struct cg_cohort_router {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     const char **hits; /* names of the cohorts the last row matched */
+    const char **why;  /* and the rule of each that matched */
+    size_t n_hits;
 };
 
 /* ---- compiling ---- */
@@ -99,6 +102,7 @@ static void free_match(match_t *m)
         free(m->values[i]);
     free(m->values);
     free(m->value_lens);
+    free(m->why);
 }
 
 static void compile_match(cc_t *c, json_t *j, match_t *m)
@@ -278,7 +282,16 @@ static void compile_cohort(cc_t *c, json_t *root, cohort_t *co)
     }
     co->matches = calloc(json_array_size(ms), sizeof(*co->matches));
     size_t i;
-    json_array_foreach(ms, i, v) compile_match(c, v, &co->matches[co->n_matches++]);
+    json_array_foreach(ms, i, v)
+    {
+        match_t *m = &co->matches[co->n_matches++];
+        compile_match(c, v, m);
+        /* the rule as its file writes it, for --trace: cut when a long "in" makes it long */
+        char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (text && (m->why = malloc(strlen(text) + 32)))
+            sprintf(m->why, "match[%zu] %.200s%s", i, text, strlen(text) > 200 ? "…" : "");
+        free(text);
+    }
 }
 
 static void add_text(cg_cohortset_t *cs, cc_t *c, const char *text, const char *name)
@@ -420,9 +433,10 @@ cg_cohort_router_t *cg_cohort_router_new(const cg_cohortset_t *cs)
         return NULL;
     r->cs = cs;
     r->hits = calloc(cg_cohortset_count(cs) + 1, sizeof(*r->hits));
+    r->why = calloc(cg_cohortset_count(cs) + 1, sizeof(*r->why));
     r->md = pcre2_match_data_create(1, NULL);
     r->mctx = pcre2_match_context_create(NULL);
-    if (!r->hits || !r->md || !r->mctx) {
+    if (!r->hits || !r->why || !r->md || !r->mctx) {
         cg_cohort_router_destroy(r);
         return NULL;
     }
@@ -436,6 +450,7 @@ void cg_cohort_router_destroy(cg_cohort_router_t *r)
     if (!r)
         return;
     free(r->hits);
+    free(r->why);
     pcre2_match_data_free(r->md);
     pcre2_match_context_free(r->mctx);
     free(r);
@@ -494,10 +509,17 @@ size_t cg_cohort_route(cg_cohort_router_t *r, const cg_row_t *row, const char *c
         const cohort_t *co = &r->cs->cohorts[i];
         for (size_t k = 0; k < co->n_matches; k++)
             if (matches(r, &co->matches[k], row)) {
+                r->why[n] = co->matches[k].why;
                 r->hits[n++] = co->name;
                 break;
             }
     }
     *names = r->hits;
+    r->n_hits = n;
     return n;
+}
+
+const char *cg_cohort_route_why(const cg_cohort_router_t *r, size_t i)
+{
+    return r && i < r->n_hits ? r->why[i] : NULL;
 }

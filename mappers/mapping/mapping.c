@@ -411,6 +411,11 @@ void cg_mapping_worker_outcome(const cg_mapping_worker_t *w, cg_map_outcome_t *o
     cg_mapper_outcome(w->mapper, out);
 }
 
+const char *cg_mapping_worker_route_why(const cg_mapping_worker_t *w, size_t i)
+{
+    return cg_cohort_route_why(w->router, i);
+}
+
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,
                                const char *const **names)
 {

@@ -149,22 +149,27 @@ static json_t *record_schema(unsigned flags)
                                                        "table", "const", t->name, "then", then));
         }
     }
-    json_t *trace =
-        json_pack("{s:s, s:s, s:{s:s, s:[ss], s:{s:{s:s}, s:{s:s}}, s:b}}", "description",
-                  "`cohortgate map --trace` only: per column, the rule and the source of its value",
-                  "type", "object", "additionalProperties", "type", "object", "required", "rule",
-                  "source", "properties", "rule", "type", "string", "source", "type", "string",
-                  "additionalProperties", 0);
+    json_t *trace = json_pack(
+        "{s:s, s:s, s:{s:s, s:[ss], s:{s:{s:s}, s:{s:s}, s:{s:s, s:s}}, s:b}}", "description",
+        "`cohortgate map --trace` only: per column, the rule and the source of its value", "type",
+        "object", "additionalProperties", "type", "object", "required", "rule", "source",
+        "properties", "rule", "type", "string", "source", "type", "string", "steps", "type",
+        "string", "description",
+        "the steps the value took: the coalesce branch, the vocabulary row, the map entry",
+        "additionalProperties", 0);
     json_t *props = json_pack(
         "{s:{s:o}, s:{s:o}, s:{s:[ssss]}, s:{s:s, s:s, s:{s:s}, s:b}, s:{s:s}, "
-        "s:{s:s, s:s, s:{s:s}}, s:{s:s}, s:o}",
+        "s:{s:s, s:s, s:{s:s}}, s:{s:s}, s:o, s:{s:s, s:s, s:{s:s}}}",
         "standard", "enum", standards, "table", "enum", tables, "op", "enum", "upsert", "delete",
         "merge", "retract", "cohorts", "description",
         "the cohorts whose row-level rules the row matched (the topics it went to)", "type",
         "array", "items", "type", "string", "uniqueItems", 1, "row", "type", "object", "meta",
         "description", "facts the table has no column for (absent values left out)", "type",
         "object", "additionalProperties", "type", "string", "source", "$ref", "#/$defs/source",
-        "trace", trace);
+        "trace", trace, "cohort_rules", "description",
+        "`cohortgate map --trace --cohorts` only: per cohort in \"cohorts\", the rule that "
+        "matched, as its file writes it",
+        "type", "object", "additionalProperties", "type", "string");
     return json_pack("{s:s, s:s, s:o, s:[ssssss], s:b, s:o}", "description",
                      "one row operation: the value of a record on the output and cohort topics",
                      "type", "object", "properties", props, "required", "standard", "table", "op",

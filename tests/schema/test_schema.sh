@@ -28,6 +28,12 @@ schema=$root/specs/schema/records.schema.json
 # 2. the golden outputs
 validate "$schema" "$root"/tests/golden/*/expected.ndjson
 
+# and with --trace and --cohorts: each column's trace and each cohort's rule
+"$cg" map -q --trace --spec "$root/specs" --key-file "$root/tests/golden/key" \
+    --cohorts "$root/specs/cohorts" "$root"/tests/golden/*/input.hl7 >"$tmp/trace.ndjson" 2>/dev/null || true
+grep -q '"cohort_rules":{"t2dm":"match\[' "$tmp/trace.ndjson" || fail "no record with its cohort rule traced"
+validate "$schema" "$tmp/trace.ndjson"
+
 # 3. lines broken on purpose are refused (each alone)
 line=$(grep -h -m1 '"table":"measurement","op":"upsert"' "$root"/tests/golden/*/expected.ndjson | sed -n 1p)
 [ -n "$line" ] || fail "no golden measurement upsert to break"
