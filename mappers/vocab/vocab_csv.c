@@ -230,40 +230,53 @@ static long today_day(void)
     return (long)(tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
 }
 
+/* Maps a header's fields to the known columns (cols, n; colmap[i] gets f[i]'s column or -1):
+ * an unknown or repeated column, or a missing required one, is an error located at its field.
+ * 1 when the header is usable. expected names the columns in the unknown-column error. */
+static int map_header(csv_ctx_t *c, const csv_field_t *f, size_t nf, const char *const *cols, int n,
+                      unsigned required, const char *expected, int header_line, int *colmap)
+{
+    unsigned seen = 0;
+    int ok = 1;
+    char sb[CG_VOCAB_SHOW_MAX + 4];
+    for (size_t i = 0; i < nf; i++) {
+        colmap[i] = -1;
+        for (int k = 0; k < n; k++)
+            if (f[i].len == strlen(cols[k]) && !memcmp(f[i].p, cols[k], f[i].len))
+                colmap[i] = k;
+        if (colmap[i] < 0) {
+            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "unknown column '%s' (%s)",
+                    cg_vocab__show(f[i].p, f[i].len, sb), expected);
+            ok = 0;
+        } else if (seen & (1u << colmap[i])) {
+            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "column '%s' appears twice",
+                    cols[colmap[i]]);
+            ok = 0;
+        } else {
+            seen |= 1u << colmap[i];
+        }
+    }
+    for (int k = 0; k < n; k++)
+        if ((required & (1u << k)) && !(seen & (1u << k))) {
+            csv_err(c, CG_ERR_CONFIG, header_line, 1, "header lacks the column '%s'", cols[k]);
+            ok = 0;
+        }
+    return ok;
+}
+
 /* The rows of a source-to-concept map whose header is f (nf fields). Every bad row is reported
  * with its line and column, as for the project tables. */
 static void load_stcm(cg_vocab_t *v, csv_ctx_t *c, csv_field_t *f, size_t nf, int header_line)
 {
     int colmap[CSV_MAX_FIELDS];
-    unsigned seen = 0;
-    int header_ok = 1;
     char sb[CG_VOCAB_SHOW_MAX + 4], sb2[CG_VOCAB_SHOW_MAX + 4];
-    for (size_t i = 0; i < nf; i++) {
-        colmap[i] = -1;
-        for (int k = 0; k < ST__COUNT; k++)
-            if (f[i].len == strlen(stcm_cols[k]) && !memcmp(f[i].p, stcm_cols[k], f[i].len))
-                colmap[i] = k;
-        if (colmap[i] < 0) {
-            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col,
-                    "unknown column '%s' in a SOURCE_TO_CONCEPT_MAP file (expected source_code, "
-                    "source_concept_id, source_vocabulary_id, source_code_description, "
-                    "target_concept_id, target_vocabulary_id, valid_start_date, valid_end_date, "
-                    "invalid_reason)",
-                    cg_vocab__show(f[i].p, f[i].len, sb));
-            header_ok = 0;
-        } else if (seen & (1u << colmap[i])) {
-            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "column '%s' appears twice",
-                    stcm_cols[colmap[i]]);
-            header_ok = 0;
-        } else {
-            seen |= 1u << colmap[i];
-        }
-    }
-    for (int k = 0; k < ST__COUNT; k++)
-        if ((STCM_REQUIRED & (1u << k)) && !(seen & (1u << k))) {
-            csv_err(c, CG_ERR_CONFIG, header_line, 1, "header lacks the column '%s'", stcm_cols[k]);
-            header_ok = 0;
-        }
+    int header_ok = map_header(c, f, nf, stcm_cols, ST__COUNT, STCM_REQUIRED,
+                               "in a SOURCE_TO_CONCEPT_MAP file, expected source_code, "
+                               "source_concept_id, source_vocabulary_id, "
+                               "source_code_description, target_concept_id, "
+                               "target_vocabulary_id, valid_start_date, valid_end_date, "
+                               "invalid_reason",
+                               header_line, colmap);
     if (!header_ok)
         return;
     size_t ncols = nf;
@@ -452,34 +465,11 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
             return c->first;
         }
     int colmap[CSV_MAX_FIELDS];
-    unsigned seen = 0;
-    int header_ok = 1;
-    for (size_t i = 0; i < nf; i++) {
-        colmap[i] = -1;
-        for (int k = 0; k < COL__COUNT; k++)
-            if (f[i].len == strlen(csv_cols[k]) && memcmp(f[i].p, csv_cols[k], f[i].len) == 0)
-                colmap[i] = k;
-        char sb[CG_VOCAB_SHOW_MAX + 4];
-        if (colmap[i] < 0) {
-            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col,
-                    "unknown column '%s' (expected vocabulary_id, concept_code, concept_id, "
-                    "domain_id, concept_name, standard_concept_id, standard_concept_name; or a "
-                    "SOURCE_TO_CONCEPT_MAP file, whose header has source_code)",
-                    cg_vocab__show(f[i].p, f[i].len, sb));
-            header_ok = 0;
-        } else if (seen & (1u << colmap[i])) {
-            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "column '%s' appears twice",
-                    csv_cols[colmap[i]]);
-            header_ok = 0;
-        } else {
-            seen |= 1u << colmap[i];
-        }
-    }
-    for (int k = 0; k < COL__COUNT; k++)
-        if ((CSV_REQUIRED & (1u << k)) && !(seen & (1u << k))) {
-            csv_err(c, CG_ERR_CONFIG, rec_line, 1, "header lacks the column '%s'", csv_cols[k]);
-            header_ok = 0;
-        }
+    int header_ok = map_header(c, f, nf, csv_cols, COL__COUNT, CSV_REQUIRED,
+                               "expected vocabulary_id, concept_code, concept_id, domain_id, "
+                               "concept_name, standard_concept_id, standard_concept_name; or a "
+                               "SOURCE_TO_CONCEPT_MAP file, whose header has source_code",
+                               rec_line, colmap);
     if (!header_ok) {
         free(buf);
         return CG_ERR_CONFIG;
