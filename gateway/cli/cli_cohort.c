@@ -495,7 +495,7 @@ int cg_cli_cohort(int argc, char **argv)
     size_t n_entries = 0;
     char res[160] = "";
     if (act == 3) {
-        cg_circe_sql_options_t o = {schema, results, 0, NULL};
+        cg_circe_sql_options_t o = {schema, results, 0, NULL, NULL, NULL};
         qualifier(db, &o, res, sizeof res);
         if (all && count_all(db, res, &entries, &n_entries) != 0)
             failed++;
@@ -517,7 +517,7 @@ int cg_cli_cohort(int argc, char **argv)
         const cg_circe_header_t *h = cg_circe_header(c);
         if (!id) /* N=FILE, else --id, else the header's id, else 1, 2, ... in order */
             id = id_given || !h->present ? first_id + (i - first) : h->id;
-        cg_circe_sql_options_t o = {schema, results, id, person};
+        cg_circe_sql_options_t o = {schema, results, id, person, NULL, NULL};
         if (act == 0) {
             cg_circe_summary_t s;
             cg_circe_summarize(c, &s);

@@ -34,6 +34,8 @@ typedef struct cc {
     char cdm[160]; /* "schema". or empty */
     char res[160];
     const char *person; /* diagnose this person instead of writing `cohort` */
+    const char *into;   /* insert into this table instead of replacing rows of `cohort` */
+    const char *only;   /* evaluate only the persons (person_id) of this table */
     cg_buf_t steps;     /* the diagnosis's SELECTs, one per step */
     int n_codesets;
     long long codeset_ids[256];
@@ -1114,6 +1116,10 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
 
     if (c->person)
         S("WITH ");
+    else if (c->into)
+        P("INSERT INTO %s (cohort_definition_id, subject_id, cohort_start_date, "
+          "cohort_end_date)\nWITH ",
+          c->into);
     else {
         P("DELETE FROM %scohort WHERE cohort_definition_id = %lld;\n", c->res, cohort_id);
         P("INSERT INTO %scohort (cohort_definition_id, subject_id, cohort_start_date, "
@@ -1171,8 +1177,12 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
     P("\n    ) E\n    JOIN %sobservation_period OP ON E.person_id = OP.person_id AND E.start_date "
       ">= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date\n"
       "    WHERE OP.observation_period_start_date + %lld <= E.start_date AND E.start_date + %lld "
-      "<= OP.observation_period_end_date\n  ) P%s\n)",
-      c->cdm, prior, post, plimit ? " WHERE P.ordinal = 1" : "");
+      "<= OP.observation_period_end_date",
+      c->cdm, prior, post);
+    /* every later step joins on the person, so restricting the primary events restricts all */
+    if (c->only)
+        P(" AND E.person_id IN (SELECT person_id FROM %s)", c->only);
+    P("\n  ) P%s\n)", plimit ? " WHERE P.ordinal = 1" : "");
 
     /* qualified events */
     const json_t *ac = want_object(c, root, "AdditionalCriteria", "cohort expression");
@@ -1591,6 +1601,8 @@ cg_err_t cg_circe_compile(const cg_circe_t *c, const cg_circe_sql_options_t *opt
     quote_ident(cc.res, sizeof cc.res, opt->results_schema ? opt->results_schema : opt->cdm_schema);
     size_t mark = out->len;
     cc.person = opt->person;
+    cc.into = opt->into;
+    cc.only = opt->only_persons;
     cg_buf_init(&cc.steps);
     compile(&cc, c->expr, opt->cohort_id);
     cg_buf_free(&cc.steps);
