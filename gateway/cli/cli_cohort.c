@@ -24,7 +24,8 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: cohortgate cohort check [--id N] DEF...\n"
-        "       cohortgate cohort explain [--id N] [--schema S] [--results-schema R] DEF\n"
+        "       cohortgate cohort explain [--id N] [--schema S] [--results-schema R]\n"
+        "                                 [--incremental] DEF\n"
         "       cohortgate cohort explain -c CONNINFO --schema S --person P DEF\n"
         "       cohortgate cohort run -c CONNINFO --schema S [--results-schema R] [--id N] "
         "DEF...\n"
@@ -40,7 +41,9 @@ static void usage(FILE *out)
         "  explain   print the PostgreSQL SQL that recomputes DEF: a DELETE of its rows in\n"
         "            `cohort`, then an INSERT of primary events -> qualified events ->\n"
         "            inclusion rules -> end dates -> eras; with --person, why that person\n"
-        "            is in or out: the events each step keeps, and the step that loses them\n"
+        "            is in or out: the events each step keeps, and the step that loses them;\n"
+        "            with --incremental, the SQL `cohortgate sink` runs in each batch: only\n"
+        "            the persons of pg_temp.cg_changed_persons, into pg_temp.cg_cohort_new\n"
         "  run       evaluate each DEF against the OMOP schema and replace its rows in\n"
         "            `cohort`, and its row in `cohort_definition` (name, description, the\n"
         "            Circe JSON), in one transaction per definition; print the rows written\n"
@@ -384,6 +387,7 @@ int cg_cli_cohort(int argc, char **argv)
                                              {"k", required_argument, NULL, 'k'},
                                              {"json", no_argument, NULL, 'j'},
                                              {"all", no_argument, NULL, 'a'},
+                                             {"incremental", no_argument, NULL, 'n'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -403,7 +407,7 @@ int cg_cli_cohort(int argc, char **argv)
     }
     const char *conninfo = NULL, *schema = NULL, *results = NULL, *person = NULL;
     long long first_id = 1, k = CG_CIRCE_SUPPRESS_K;
-    int id_given = 0, as_json = 0, all = 0, k_given = 0;
+    int id_given = 0, as_json = 0, all = 0, k_given = 0, incremental = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc - 1, argv + 1, "c:s:r:i:p:h", longopts, NULL)) != -1) {
@@ -425,6 +429,9 @@ int cg_cli_cohort(int argc, char **argv)
             break;
         case 'a':
             all = 1;
+            break;
+        case 'n':
+            incremental = 1;
             break;
         case 'i':
         case 'k': {
@@ -457,6 +464,13 @@ int cg_cli_cohort(int argc, char **argv)
     int first = optind + 1;
     if (act != 3 && (k_given || as_json || all)) {
         fprintf(stderr, "cohortgate cohort %s: --k, --json and --all go with count\n", action);
+        return CG_EXIT_USAGE;
+    }
+    if (incremental && (act != 1 || person)) {
+        fprintf(stderr,
+                "cohortgate cohort %s: --incremental goes with explain (without "
+                "--person)\n",
+                action);
         return CG_EXIT_USAGE;
     }
     if (act == 3 && all && first < argc) {
@@ -518,6 +532,10 @@ int cg_cli_cohort(int argc, char **argv)
         if (!id) /* N=FILE, else --id, else the header's id, else 1, 2, ... in order */
             id = id_given || !h->present ? first_id + (i - first) : h->id;
         cg_circe_sql_options_t o = {schema, results, id, person, NULL, NULL};
+        if (incremental) { /* what `cohortgate sink` runs in each batch (pg_cohort.c) */
+            o.into = "pg_temp.cg_cohort_new";
+            o.only_persons = "pg_temp.cg_changed_persons";
+        }
         if (act == 0) {
             cg_circe_summary_t s;
             cg_circe_summarize(c, &s);
