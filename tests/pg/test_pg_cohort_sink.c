@@ -379,6 +379,15 @@ static long long cohort_diff(const run_t *r)
 static void check_outbox(const run_t *r)
 {
     const char *s = r->schema;
+    /* the record that triggered each event: one of the stream's (or none: a definition's first
+     * evaluation, a withdrawal) */
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT "
+                           "NULL AND (source_topic <> '%s' OR source_partition NOT IN (0, 1) OR "
+                           "source_offset < 0 OR source_offset >= %lld)",
+                           s, r->topic, r->produced),
+                     0);
+    assert_true(
+        q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT NULL", s) > 0);
     assert_int_equal(
         q_int("WITH last AS (SELECT DISTINCT ON (cohort_definition_id, person_id) "
               "cohort_definition_id AS d, person_id AS p, periods::jsonb AS periods FROM "

@@ -20,6 +20,8 @@
 #include "cg_circe.h"
 #include "cg_kafka.h"
 #include "cg_log.h"
+#include "cg_metrics.h"
+#include "cg_metrics_gw.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -47,7 +49,11 @@ struct pg_cohorts {
     rd_kafka_t *producer;
     int delivery_failed; /* a delivery report of the current publish failed */
     uint64_t published, events;
+    uint64_t txn_events[3]; /* enter, exit, change written by the open transaction */
+    cg_metric_series_t *m_events[3], *m_published;
 };
+
+static const char *const event_names[3] = {"enter", "exit", "change"};
 
 static int by_name(const void *a, const void *b)
 {
@@ -170,7 +176,7 @@ static char *diff_sql(const pg_cohorts_t *cs)
                     "ON defs.id = x.d JOIN pg_temp.cg_changed_persons cp ON cp.person_id = x.p "
                     "LEFT JOIN ");
     pg_qual(&b, sc, "person");
-    cg_buf_puts(&b, " pe ON pe.person_id = x.p ORDER BY x.p, x.d");
+    cg_buf_puts(&b, " pe ON pe.person_id = x.p ORDER BY x.p, x.d RETURNING event");
     cg_buf_putc(&b, '\0');
     return b.data;
 }
@@ -256,6 +262,37 @@ int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, siz
     }
     *out = cs;
     return 0;
+}
+
+void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics)
+{
+    cg_metrics_t *reg = cs && metrics ? cg_metrics_gw_registry(metrics) : NULL;
+    if (!reg)
+        return;
+    cg_metric_t *ev = cg_metrics_counter(reg, "cohortgate_sink_cohort_events_total",
+                                         "Cohort membership events the sink committed to its "
+                                         "outbox, by event (enter, exit, change)",
+                                         "event");
+    for (int k = 0; k < 3; k++)
+        cs->m_events[k] = cg_metric_get1(ev, event_names[k]);
+    cg_metric_t *pub = cg_metrics_counter(reg, "cohortgate_sink_cohort_events_published_total",
+                                          "Cohort membership events sent to the events topic "
+                                          "and marked published",
+                                          "");
+    cs->m_published = cg_metric_get(pub, NULL);
+}
+
+void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed)
+{
+    if (!cs)
+        return;
+    for (int k = 0; k < 3; k++) {
+        if (committed) {
+            cs->events += cs->txn_events[k];
+            cg_metric_inc(cs->m_events[k], cs->txn_events[k]);
+        }
+        cs->txn_events[k] = 0;
+    }
 }
 
 size_t pg_cohorts_count(const pg_cohorts_t *cs)
@@ -352,12 +389,15 @@ int pg_cohorts_evaluate(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr
     if (rc)
         return -1;
     r = PQexec(c, cs->diff_sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_message(r, c, errstr, errstr_size);
         PQclear(r);
         return -1;
     }
-    cs->events += strtoull(PQcmdTuples(r), NULL, 10);
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(PQgetvalue(r, i, 0), event_names[k]))
+                cs->txn_events[k]++;
     PQclear(r);
     snprintf(q, sizeof(q), "TRUNCATE pg_temp.cg_changed_persons, pg_temp.cg_cohort_new");
     return pg_exec(c, q, errstr, errstr_size);
@@ -456,11 +496,12 @@ int pg_cohorts_sync(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_siz
                    sc, cs->n_defs);
     }
     cg_buf_free(&b);
-    if (rc) {
+    if (!rc)
+        rc = pg_exec(c, "COMMIT", errstr, errstr_size);
+    if (rc)
         PQclear(PQexec(c, "ROLLBACK"));
-        return -1;
-    }
-    return pg_exec(c, "COMMIT", errstr, errstr_size);
+    pg_cohorts_txn_end(cs, !rc);
+    return rc;
 }
 
 /* ---- the publisher ---- */
@@ -497,7 +538,6 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
     for (;;) {
         cg_buf_t b;
         cg_buf_init(&b);
-        /* SKIP LOCKED: two instances publish disjoint events */
         cg_buf_puts(&b, "SELECT event_id, cohort_definition_id::text || ':' || "
                         "coalesce(person_source_value, 'person_id:' || person_id::text), "
                         "jsonb_build_object('event_id', event_id, 'event', event, "
@@ -514,7 +554,17 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
                       "LOCKED",
                       PUBLISH_BATCH);
         cg_buf_putc(&b, '\0');
+        /* one publisher at a time, so each key's events reach the topic in event_id order
+         * (compaction keeps the last); another instance's publish is short: wait for it */
+        cg_buf_t lock;
+        cg_buf_init(&lock);
+        cg_buf_puts(&lock, "SELECT pg_advisory_xact_lock(hashtext('cohortgate:publish:' || $1))");
+        cg_buf_putc(&lock, '\0');
+        const char *lp[1] = {sc};
         int rc = pg_exec(c, "BEGIN", errstr, errstr_size);
+        if (!rc)
+            rc = lock.data ? exec_params(c, lock.data, 1, lp, errstr, errstr_size) : -1;
+        cg_buf_free(&lock);
         PGresult *r = rc ? NULL : PQexec(c, b.data);
         cg_buf_free(&b);
         if (!rc && PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -574,6 +624,7 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
         if (pg_exec(c, "COMMIT", errstr, errstr_size))
             return -1;
         cs->published += (uint64_t)n;
+        cg_metric_inc(cs->m_published, (uint64_t)n);
         if (n < PUBLISH_BATCH)
             return 0;
     }

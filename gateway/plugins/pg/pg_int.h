@@ -134,6 +134,10 @@ typedef struct pg_cohorts pg_cohorts_t;
 int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, size_t errstr_size);
 void pg_cohorts_destroy(pg_cohorts_t *cs);
 size_t pg_cohorts_count(const pg_cohorts_t *cs);
+/* cohortgate_sink_cohort_events_total{event} and _published_total; metrics may be NULL. */
+void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics);
+/* The end of a transaction: its events counted when it committed, forgotten either way. */
+void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed);
 /* Makes the producer of the events topic (none when pg.cohorts.topic is ""). */
 int pg_cohorts_publisher(pg_cohorts_t *cs, const cg_config_t *cfg, char *errstr,
                          size_t errstr_size);

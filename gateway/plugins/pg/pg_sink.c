@@ -151,6 +151,7 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
         return NULL;
     }
     pg_apply_track_persons(s->apply, s->cohorts != NULL);
+    pg_cohorts_metrics(s->cohorts, env->metrics);
     if (s->cohorts)
         cg_log(CG_LOG_INFO, "pg.cohorts", "%zu cohort definitions from %s, events to %s",
                pg_cohorts_count(s->cohorts), s->conf->cohort_definitions,
@@ -526,6 +527,7 @@ static void txn_committed(pg_sink_t *s, double t0)
     cg_metric_inc(s->m_committed, 1);
     cg_metric_observe(cg_metric_get(s->m_latency, NULL), s->txn_apply_s + (cg_metrics_now() - t0));
     pg_apply_txn_counted(s->apply, 1);
+    pg_cohorts_txn_end(s->cohorts, 1);
     if (s->cdm_source_due)
         s->cdm_source_next = mono_ms() + PG_CDM_SOURCE_MS;
     /* the membership events the commit made, to their topic; what fails stays in the outbox
@@ -621,6 +623,7 @@ static cg_txn_result_t pgs_txn_abort(void *ctx)
     s->n_tokens = 0; /* purged: nothing to report */
     pg_apply_clear(s->apply);
     pg_apply_txn_counted(s->apply, 0);
+    pg_cohorts_txn_end(s->cohorts, 0);
     if (s->began)
         cg_metric_inc(s->m_aborted, 1);
     s->began = 0;
