@@ -175,8 +175,13 @@ static int run_one(PGconn *db, const cg_circe_t *c, const cg_circe_sql_options_t
     qualifier(db, o, res, sizeof res);
     snprintf(id, sizeof id, "%lld", o->cohort_id);
     /* the definition's row and its cohort rows in one transaction */
-    int ok = pg_ok(db, PQexec(db, "BEGIN"), path) && write_definition(db, c, res, id, path) &&
-             pg_ok(db, PQexec(db, sql.data), path) && pg_ok(db, PQexec(db, "COMMIT"), path);
+    /* without nested loops: Circe's CTEs are estimated at a row or two, and with them
+     * PostgreSQL joins the steps to themselves quadratically (minutes over 1M rows, seconds
+     * without; gateway/plugins/pg/pg_cohort.c) */
+    int ok = pg_ok(db, PQexec(db, "BEGIN"), path) &&
+             pg_ok(db, PQexec(db, "SET LOCAL enable_nestloop = off"), path) &&
+             write_definition(db, c, res, id, path) && pg_ok(db, PQexec(db, sql.data), path) &&
+             pg_ok(db, PQexec(db, "COMMIT"), path);
     cg_buf_free(&sql);
     if (!ok) {
         PQclear(PQexec(db, "ROLLBACK"));

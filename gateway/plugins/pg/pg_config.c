@@ -51,11 +51,12 @@ const cg_config_map_t cg_pg_config_map[] = {
      "*.json files are such definitions (e.g. specs/cohorts/circe); \"\" keeps no cohorts. A "
      "definition that does not load stops the sink at start with FILE:LINE:COLUMN; a new or "
      "changed one is evaluated for every person at start."),
-    CG_CONFIG_ROW_STRING("pg.cohorts.topic", pg_conf_t, cohort_topic, "cohort.events",
-     CG_CONFIG_F_EMPTY,
+    CG_CONFIG_ROW_STRING("pg.cohorts.topic", pg_conf_t, cohort_topic, "cohort.events", 0,
      "Compacted Kafka topic of the membership events, keyed by \"DEFINITION_ID:PSEUDONYM\"; "
-     "published after each commit from the outbox, at least once. \"\" keeps the events in "
-     "cg_cohort_events only."),
+     "published after each commit from the outbox, at least once."),
+    CG_CONFIG_ROW_BOOL("pg.cohorts.publish", pg_conf_t, cohort_publish, "true",
+     "Whether the sink publishes the outbox's events to pg.cohorts.topic; false keeps them in "
+     "cg_cohort_events only (for another publisher)."),
     CG_CONFIG_ROW_END,
 };
 /* clang-format on */

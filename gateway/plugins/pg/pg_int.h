@@ -33,7 +33,8 @@ typedef struct pg_conf {
     char *cdm_source_abbreviation;
     char *cdm_holder;
     char *cohort_definitions; /* a Circe definition file or a folder of them; NULL: none */
-    char *cohort_topic;       /* where membership events go; NULL: the outbox only */
+    char *cohort_topic;       /* where membership events go */
+    int cohort_publish;       /* 0: the events stay in the outbox */
 } pg_conf_t;
 
 enum { PG_IDS_INTEGER = 0, PG_IDS_BIGINT = 1 };
@@ -138,7 +139,7 @@ size_t pg_cohorts_count(const pg_cohorts_t *cs);
 void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics);
 /* The end of a transaction: its events counted when it committed, forgotten either way. */
 void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed);
-/* Makes the producer of the events topic (none when pg.cohorts.topic is ""). */
+/* Makes the producer of the events topic (none when pg.cohorts.publish is false). */
 int pg_cohorts_publisher(pg_cohorts_t *cs, const cg_config_t *cfg, char *errstr,
                          size_t errstr_size);
 /* After each (re)connect: the tables, the session's temporary table. */

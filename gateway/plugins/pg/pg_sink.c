@@ -155,8 +155,7 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
     if (s->cohorts)
         cg_log(CG_LOG_INFO, "pg.cohorts", "%zu cohort definitions from %s, events to %s",
                pg_cohorts_count(s->cohorts), s->conf->cohort_definitions,
-               s->conf->cohort_topic && *s->conf->cohort_topic ? s->conf->cohort_topic
-                                                               : "the outbox only");
+               s->conf->cohort_publish ? s->conf->cohort_topic : "the outbox only");
     cg_metrics_t *reg = env->metrics ? cg_metrics_gw_registry(env->metrics) : NULL;
     if (reg) {
         static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
