@@ -14,6 +14,8 @@
  *   kill -9:    the sink killed mid-stream and restarted: `cohort` equals a full recomputation,
  *               holds no duplicate row, the outbox replays to it, and the topic holds every
  *               outbox event (at least once).
+ *   two:        two instances in one group, each evaluating the persons of its partitions
+ *               (merges reach across them): after every round, the same checks.
  */
 #include "kafka_util.h"
 
@@ -583,6 +585,32 @@ static void test_kill9(void **state)
     run_end(&r);
 }
 
+/* Two instances in one group, each evaluating the persons of its partitions (a merge's two
+ * persons may be on both): the same cohort as a full recomputation, no duplicate row. */
+static void test_two_instances(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-cohort-two", 5);
+    sink_init(&r);
+    pid_t a = sink_start(&r, "sink-a.log"), b = sink_start(&r, "sink-b.log");
+    out_t o = {0};
+    for (int p = 0; p < PERSONS; p++)
+        person_rec(&o, p);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 300; i++)
+            random_rec(&o);
+        produce_out(&r, &o);
+        wait_caught_up(&r);
+        check_all(&r, 1);
+    }
+    sink_stop(&r, a);
+    sink_stop(&r, b);
+    free(o.values);
+    free(o.keys);
+    run_end(&r);
+}
+
 int main(void)
 {
     if (!have_services()) {
@@ -598,6 +626,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_two_instances),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(pg);

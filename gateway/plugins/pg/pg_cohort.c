@@ -373,6 +373,19 @@ static int evaluate(pg_cohorts_t *cs, PGconn *c, int full, char *errstr, size_t 
     PQclear(r);
     if (!changed)
         return 0;
+    /* two instances may evaluate one person at once (a merge's persons on two partitions, a
+     * rebalance): each would delete the rows it saw and insert its own, leaving both. Persons
+     * are locked in 1,024 buckets, in order (no deadlock between evaluations), until commit */
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "SELECT count(pg_advisory_xact_lock(hashtext('cohortgate:cohort:' || $1), "
+                    "x.b)) FROM (SELECT DISTINCT (person_id % 1024)::integer AS b FROM "
+                    "pg_temp.cg_changed_persons ORDER BY 1) x");
+    cg_buf_putc(&b, '\0');
+    const char *p1[1] = {cs->conf->schema};
+    rc = b.data ? exec_params(c, b.data, 1, p1, errstr, errstr_size) : -1;
+    cg_buf_free(&b);
+    if (rc)
+        return -1;
     if (pg_exec(c, "TRUNCATE pg_temp.cg_cohort_new", errstr, errstr_size))
         return -1;
     /* Circe's steps are CTEs the planner estimates at a row or two: with nested loops it joins
