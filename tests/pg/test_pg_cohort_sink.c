@@ -498,11 +498,15 @@ static void test_random(void **state)
         for (int i = 0; i < 140; i++)
             random_rec(&o);
         produce_out(&r, &o);
+        int64_t t0 = tk_now_ms();
         wait_caught_up(&r);
+        int64_t caught = tk_now_ms() - t0;
         check_all(&r, 0);
-        fprintf(stderr, "round %d: %lld records, %lld cohort rows, %lld events\n", round,
+        /* caught up: every record committed with its cohorts, every event on the topic */
+        fprintf(stderr,
+                "round %d: %lld records, %lld cohort rows, %lld events, caught up %lld ms\n", round,
                 r.produced, q_int("SELECT count(*) FROM %s.cohort", r.schema),
-                q_int("SELECT count(*) FROM %s.cg_cohort_events", r.schema));
+                q_int("SELECT count(*) FROM %s.cg_cohort_events", r.schema), (long long)caught);
     }
     /* not vacuous: members came and went */
     assert_true(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'enter'", r.schema) >
