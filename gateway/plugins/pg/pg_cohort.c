@@ -212,6 +212,7 @@ int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, siz
     }
     for (size_t i = 0; i < n && !rc; i++) {
         cg_error_t err;
+        memset(&err, 0, sizeof(err)); /* formatted even when the loader wrote none */
         size_t n_errs = 0;
         cg_circe_t *c = cg_circe_load(files[i], &err, 1, &n_errs);
         if (!c) {
