@@ -81,6 +81,13 @@ typedef struct cg_circe_sql_options {
                                  * the pseudonym, or person_id), how many events each step keeps:
                                  * primary, qualified, each inclusion rule, included, and the
                                  * cohort periods; why the person is in or out */
+    const char *into;           /* NULL; else a table (cohort's four columns) the rows are
+                                 * inserted into, with no DELETE from `cohort`: the sink's
+                                 * incremental evaluation (gateway/plugins/pg/pg_cohort.c) */
+    const char *only_persons;   /* NULL; else a table or SELECT with a person_id column: only
+                                 * those persons are evaluated (a Circe expression correlates
+                                 * every criterion by person, so their rows are exactly the
+                                 * rows a full evaluation gives them) */
 } cg_circe_sql_options_t;
 
 /* Appends to out the SQL that replaces the definition's rows in `cohort`: a DELETE then one

@@ -24,7 +24,8 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: cohortgate cohort check [--id N] DEF...\n"
-        "       cohortgate cohort explain [--id N] [--schema S] [--results-schema R] DEF\n"
+        "       cohortgate cohort explain [--id N] [--schema S] [--results-schema R]\n"
+        "                                 [--incremental] DEF\n"
         "       cohortgate cohort explain -c CONNINFO --schema S --person P DEF\n"
         "       cohortgate cohort run -c CONNINFO --schema S [--results-schema R] [--id N] "
         "DEF...\n"
@@ -40,7 +41,9 @@ static void usage(FILE *out)
         "  explain   print the PostgreSQL SQL that recomputes DEF: a DELETE of its rows in\n"
         "            `cohort`, then an INSERT of primary events -> qualified events ->\n"
         "            inclusion rules -> end dates -> eras; with --person, why that person\n"
-        "            is in or out: the events each step keeps, and the step that loses them\n"
+        "            is in or out: the events each step keeps, and the step that loses them;\n"
+        "            with --incremental, the SQL `cohortgate sink` runs in each batch: only\n"
+        "            the persons of pg_temp.cg_changed_persons, into pg_temp.cg_cohort_new\n"
         "  run       evaluate each DEF against the OMOP schema and replace its rows in\n"
         "            `cohort`, and its row in `cohort_definition` (name, description, the\n"
         "            Circe JSON), in one transaction per definition; print the rows written\n"
@@ -172,8 +175,13 @@ static int run_one(PGconn *db, const cg_circe_t *c, const cg_circe_sql_options_t
     qualifier(db, o, res, sizeof res);
     snprintf(id, sizeof id, "%lld", o->cohort_id);
     /* the definition's row and its cohort rows in one transaction */
-    int ok = pg_ok(db, PQexec(db, "BEGIN"), path) && write_definition(db, c, res, id, path) &&
-             pg_ok(db, PQexec(db, sql.data), path) && pg_ok(db, PQexec(db, "COMMIT"), path);
+    /* without nested loops: Circe's CTEs are estimated at a row or two, and with them
+     * PostgreSQL joins the steps to themselves quadratically (minutes over 1M rows, seconds
+     * without; gateway/plugins/pg/pg_cohort.c) */
+    int ok = pg_ok(db, PQexec(db, "BEGIN"), path) &&
+             pg_ok(db, PQexec(db, "SET LOCAL enable_nestloop = off"), path) &&
+             write_definition(db, c, res, id, path) && pg_ok(db, PQexec(db, sql.data), path) &&
+             pg_ok(db, PQexec(db, "COMMIT"), path);
     cg_buf_free(&sql);
     if (!ok) {
         PQclear(PQexec(db, "ROLLBACK"));
@@ -384,6 +392,7 @@ int cg_cli_cohort(int argc, char **argv)
                                              {"k", required_argument, NULL, 'k'},
                                              {"json", no_argument, NULL, 'j'},
                                              {"all", no_argument, NULL, 'a'},
+                                             {"incremental", no_argument, NULL, 'n'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -403,7 +412,7 @@ int cg_cli_cohort(int argc, char **argv)
     }
     const char *conninfo = NULL, *schema = NULL, *results = NULL, *person = NULL;
     long long first_id = 1, k = CG_CIRCE_SUPPRESS_K;
-    int id_given = 0, as_json = 0, all = 0, k_given = 0;
+    int id_given = 0, as_json = 0, all = 0, k_given = 0, incremental = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc - 1, argv + 1, "c:s:r:i:p:h", longopts, NULL)) != -1) {
@@ -425,6 +434,9 @@ int cg_cli_cohort(int argc, char **argv)
             break;
         case 'a':
             all = 1;
+            break;
+        case 'n':
+            incremental = 1;
             break;
         case 'i':
         case 'k': {
@@ -457,6 +469,13 @@ int cg_cli_cohort(int argc, char **argv)
     int first = optind + 1;
     if (act != 3 && (k_given || as_json || all)) {
         fprintf(stderr, "cohortgate cohort %s: --k, --json and --all go with count\n", action);
+        return CG_EXIT_USAGE;
+    }
+    if (incremental && (act != 1 || person)) {
+        fprintf(stderr,
+                "cohortgate cohort %s: --incremental goes with explain (without "
+                "--person)\n",
+                action);
         return CG_EXIT_USAGE;
     }
     if (act == 3 && all && first < argc) {
@@ -495,7 +514,7 @@ int cg_cli_cohort(int argc, char **argv)
     size_t n_entries = 0;
     char res[160] = "";
     if (act == 3) {
-        cg_circe_sql_options_t o = {schema, results, 0, NULL};
+        cg_circe_sql_options_t o = {schema, results, 0, NULL, NULL, NULL};
         qualifier(db, &o, res, sizeof res);
         if (all && count_all(db, res, &entries, &n_entries) != 0)
             failed++;
@@ -517,7 +536,11 @@ int cg_cli_cohort(int argc, char **argv)
         const cg_circe_header_t *h = cg_circe_header(c);
         if (!id) /* N=FILE, else --id, else the header's id, else 1, 2, ... in order */
             id = id_given || !h->present ? first_id + (i - first) : h->id;
-        cg_circe_sql_options_t o = {schema, results, id, person};
+        cg_circe_sql_options_t o = {schema, results, id, person, NULL, NULL};
+        if (incremental) { /* what `cohortgate sink` runs in each batch (pg_cohort.c) */
+            o.into = "pg_temp.cg_cohort_new";
+            o.only_persons = "pg_temp.cg_changed_persons";
+        }
         if (act == 0) {
             cg_circe_summary_t s;
             cg_circe_summarize(c, &s);

@@ -34,10 +34,25 @@ typedef struct cc {
     char cdm[160]; /* "schema". or empty */
     char res[160];
     const char *person; /* diagnose this person instead of writing `cohort` */
+    const char *into;   /* insert into this table instead of replacing rows of `cohort` */
+    const char *only;   /* evaluate only the persons (person_id) of this table */
     cg_buf_t steps;     /* the diagnosis's SELECTs, one per step */
     int n_codesets;
     long long codeset_ids[256];
 } cc_t;
+
+/* A table of the person's own rows, schema-qualified; in the restricted form (c->only) only the
+ * rows of those persons, through the person_id index, so no step reads the whole table. */
+static const char *own(const cc_t *c, const char *table, char *buf, size_t size)
+{
+    if (c->only)
+        snprintf(buf, size,
+                 "(SELECT * FROM %s%s WHERE person_id = ANY (ARRAY(SELECT person_id FROM %s)))",
+                 c->cdm, table, c->only);
+    else
+        snprintf(buf, size, "%s%s", c->cdm, table);
+    return buf;
+}
 
 static void err_at(cc_t *c, const json_t *at, const json_t *obj, const char *key, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
@@ -714,13 +729,18 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
     P(" FROM %s%s T", c->cdm, k->table);
     if (has_cs)
         P(" JOIN codesets cs ON T.%s = cs.concept_id AND cs.codeset_id = %lld", k->concept, cs);
+    /* every criterion's rows are the person's own: restricted here, below the window functions
+     * (First) that would keep the planner from pushing the restriction down itself */
+    if (c->only)
+        P(" WHERE T.person_id = ANY (ARRAY(SELECT person_id FROM %s))", c->only);
     S(") C");
+    char tb[400];
     if (need_person)
-        P(" JOIN %sperson PE ON PE.person_id = C.person_id", c->cdm);
+        P(" JOIN %s PE ON PE.person_id = C.person_id", own(c, "person", tb, sizeof tb));
     if (need_join[J_VISIT])
-        P(" JOIN %svisit_occurrence V ON V.visit_occurrence_id = C.visit_occurrence_id AND "
+        P(" JOIN %s V ON V.visit_occurrence_id = C.visit_occurrence_id AND "
           "V.person_id = C.person_id",
-          c->cdm);
+          own(c, "visit_occurrence", tb, sizeof tb));
     if (need_join[J_CARE_SITE])
         P(" JOIN %scare_site CSI ON CSI.care_site_id = C.care_site_id", c->cdm);
     if (need_join[J_PROVIDER])
@@ -818,9 +838,10 @@ static void criteria_query(cc_t *c, const json_t *crit, const char *ctx)
     P("(SELECT E.*, OP.observation_period_start_date AS op_start_date, "
       "OP.observation_period_end_date AS op_end_date FROM (");
     criteria_base(c, crit, ctx);
-    P(") E JOIN %sobservation_period OP ON E.person_id = OP.person_id AND E.start_date >= "
+    char tb[400];
+    P(") E JOIN %s OP ON E.person_id = OP.person_id AND E.start_date >= "
       "OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date)",
-      c->cdm);
+      own(c, "observation_period", tb, sizeof tb));
     c->b = save;
     P("SELECT PE.person_id, PE.event_id, PE.start_date, PE.end_date, PE.visit_occurrence_id, "
       "PE.sort_date, PE.domain_concept_id FROM %.*s PE\n    JOIN (",
@@ -943,9 +964,10 @@ static void demographic_query(cc_t *c, const json_t *d, const char *events, int 
     static const char *const m[] = {
         "Age", "Gender", "Race", "Ethnicity", "OccurrenceStartDate", "OccurrenceEndDate", NULL};
     check_members(c, d, ctx, m);
-    P("SELECT %d AS index_id, E.person_id, E.event_id FROM %s E JOIN %sperson PE ON PE.person_id = "
+    char tb[400];
+    P("SELECT %d AS index_id, E.person_id, E.event_id FROM %s E JOIN %s PE ON PE.person_id = "
       "E.person_id WHERE true",
-      index_id, events, c->cdm);
+      index_id, events, own(c, "person", tb, sizeof tb));
     const json_t *r, *l;
     if ((r = want_object(c, d, "Age", ctx)))
         range_clause(c, r, ctx, "(EXTRACT(YEAR FROM E.start_date) - PE.year_of_birth)", 0);
@@ -1114,6 +1136,10 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
 
     if (c->person)
         S("WITH ");
+    else if (c->into)
+        P("INSERT INTO %s (cohort_definition_id, subject_id, cohort_start_date, "
+          "cohort_end_date)\nWITH ",
+          c->into);
     else {
         P("DELETE FROM %scohort WHERE cohort_definition_id = %lld;\n", c->res, cohort_id);
         P("INSERT INTO %scohort (cohort_definition_id, subject_id, cohort_start_date, "
@@ -1168,11 +1194,13 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
         S("    SELECT NULL::bigint AS person_id, NULL::bigint AS event_id, NULL::date AS "
           "start_date, NULL::date AS end_date, NULL::bigint AS visit_occurrence_id, NULL::date "
           "AS sort_date WHERE false");
-    P("\n    ) E\n    JOIN %sobservation_period OP ON E.person_id = OP.person_id AND E.start_date "
+    char tb[400];
+    P("\n    ) E\n    JOIN %s OP ON E.person_id = OP.person_id AND E.start_date "
       ">= OP.observation_period_start_date AND E.start_date <= OP.observation_period_end_date\n"
       "    WHERE OP.observation_period_start_date + %lld <= E.start_date AND E.start_date + %lld "
-      "<= OP.observation_period_end_date\n  ) P%s\n)",
-      c->cdm, prior, post, plimit ? " WHERE P.ordinal = 1" : "");
+      "<= OP.observation_period_end_date",
+      own(c, "observation_period", tb, sizeof tb), prior, post);
+    P("\n  ) P%s\n)", plimit ? " WHERE P.ordinal = 1" : "");
 
     /* qualified events */
     const json_t *ac = want_object(c, root, "AdditionalCriteria", "cohort expression");
@@ -1288,10 +1316,10 @@ static void compile(cc_t *c, const json_t *root, long long cohort_id)
             P(",\ndrug_target AS (\n");
             for (int k = 0; k < 2; k++)
                 P("%s  SELECT de.person_id, de.drug_exposure_start_date AS start_date, %s AS "
-                  "end_date FROM %sdrug_exposure de JOIN codesets cs ON cs.codeset_id = %lld AND "
+                  "end_date FROM %s de JOIN codesets cs ON cs.codeset_id = %lld AND "
                   "de.%s = cs.concept_id WHERE de.person_id IN (SELECT person_id FROM "
                   "included_events)\n",
-                  k ? "  UNION ALL\n" : "", end, c->cdm, drugs,
+                  k ? "  UNION ALL\n" : "", end, own(c, "drug_exposure", tb, sizeof tb), drugs,
                   k ? "drug_source_concept_id" : "drug_concept_id");
             P("),\ndrug_eras AS (\n  SELECT D.person_id, MIN(D.start_date) AS era_start, "
               "D.end_date + "
@@ -1591,6 +1619,8 @@ cg_err_t cg_circe_compile(const cg_circe_t *c, const cg_circe_sql_options_t *opt
     quote_ident(cc.res, sizeof cc.res, opt->results_schema ? opt->results_schema : opt->cdm_schema);
     size_t mark = out->len;
     cc.person = opt->person;
+    cc.into = opt->into;
+    cc.only = opt->only_persons;
     cg_buf_init(&cc.steps);
     compile(&cc, c->expr, opt->cohort_id);
     cg_buf_free(&cc.steps);

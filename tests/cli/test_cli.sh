@@ -234,7 +234,8 @@ has "$tmp/err" '^\{"ts":.*"level":"error","event":"gateway.start_failed","msg":"
 
 # a sink's config: record topics in, no specs; its connection settings are checked, never shown
 echo "not-the-password" >"$tmp/pg.password"
-sed -e "s#/etc/cohortgate/pg.password#$tmp/pg.password#" "$src/config/sink.json" >"$tmp/sink.json"
+sed -e "s#/etc/cohortgate/pg.password#$tmp/pg.password#" -e "s#/etc/cohortgate/cohorts#$src/specs/cohorts/circe#" \
+    "$src/config/sink.json" >"$tmp/sink.json"
 expect 0 "check -c sink" -- "$cg" check -c "$tmp/sink.json"
 has "$tmp/out" "PostgreSQL sink" "check -c knows a sink"
 expect 1 "check -c sink with a missing password file" -- "$cg" check -c "$src/config/sink.json"
@@ -246,6 +247,14 @@ if grep -q hunter2 "$tmp/err"; then no "the refused password is printed"; else o
 sed -e 's#"id_type": "integer"#"id_type": "int"#' "$tmp/sink.json" >"$tmp/sink-bad.json"
 expect 1 "check -c sink with a bad id_type" -- "$cg" check -c "$tmp/sink-bad.json"
 has "$tmp/err" "sink-bad.json:[0-9]+:[0-9]+: error: 'pg.id_type' must be one of integer\|bigint" "the bad id_type is located"
+# a cohort definition the sink would keep does not load: located, before anything connects
+mkdir -p "$tmp/badcohorts"
+sed -e 's#"PrimaryCriteriaLimit"#"Bogus": 1, "PrimaryCriteriaLimit"#' "$src/specs/cohorts/circe/ckd.json" >"$tmp/badcohorts/ckd.json"
+sed -e "s#$src/specs/cohorts/circe#$tmp/badcohorts#" "$tmp/sink.json" >"$tmp/sink-badcohort.json"
+expect 1 "check -c sink with a bad cohort definition" -- "$cg" check -c "$tmp/sink-badcohort.json"
+has "$tmp/err" "badcohorts/ckd.json:[0-9]+:[0-9]+: PrimaryCriteria: element 'Bogus' is not supported" "the bad definition is located"
+expect 1 "sink with a bad cohort definition" -- "$cg" sink -c "$tmp/sink-badcohort.json"
+has "$tmp/err" "badcohorts/ckd.json:[0-9]+:[0-9]+: PrimaryCriteria: element 'Bogus'" "the sink names the bad definition at start"
 expect 1 "sink with a Kafka sink" -- "$cg" sink -c "$src/config/demo.json"
 has "$tmp/err" '"event":"gateway.start_failed","msg":"cohortgate sink: .*demo.json: '"'output.sink'"' must be \\"pg\\"' "sink refuses a config without the pg sink, as a JSON log line"
 expect 2 "sink without a config" -- "$cg" sink

@@ -422,7 +422,7 @@ static void run_case(const conf_case_t *cs)
         }
         cg_buf_t sql;
         cg_buf_init(&sql);
-        cg_circe_sql_options_t o = {schema, NULL, v->id, NULL};
+        cg_circe_sql_options_t o = {schema, NULL, v->id, NULL, NULL, NULL};
         assert_int_equal(cg_circe_compile(c, &o, &sql), CG_OK);
         exec_ok(sql.data);
         cg_buf_free(&sql);
@@ -726,7 +726,7 @@ static void test_circe_golden(void **state)
             fail_msg("%s: %d:%d: %s", goldens[i].what, errs[0].line, errs[0].column, errs[0].text);
         cg_buf_t sql;
         cg_buf_init(&sql);
-        cg_circe_sql_options_t o = {schema, NULL, id, NULL};
+        cg_circe_sql_options_t o = {schema, NULL, id, NULL, NULL, NULL};
         assert_int_equal(cg_circe_compile(c, &o, &sql), CG_OK);
         exec_ok(sql.data);
         /* run twice: a recomputation replaces the definition's rows, it does not add to them */

@@ -32,7 +32,7 @@ static char *compile_text(const char *text, long long id)
     assert_int_equal(n, 0);
     cg_buf_t b;
     cg_buf_init(&b);
-    cg_circe_sql_options_t o = {"cdm", "results", id, NULL};
+    cg_circe_sql_options_t o = {"cdm", "results", id, NULL, NULL, NULL};
     assert_int_equal(cg_circe_compile(c, &o, &b), CG_OK);
     cg_circe_destroy(c);
     return b.data;

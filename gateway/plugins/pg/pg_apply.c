@@ -27,6 +27,7 @@ typedef struct stage {
     cg_buf_t copy; /* COPY text rows */
     size_t n;
     char *upsert_sql, *delete_sql, *idmap_sql; /* built on first use */
+    char *before_sql, *after_sql;              /* the persons it touches (track) */
 } stage_t;
 
 typedef struct pending_reject {
@@ -52,6 +53,7 @@ struct pg_apply {
     char *periods_sql; /* observation_period made anew for some persons of a batch */
     char *widen_sql;   /* ... and widened for the others (both built once) */
     int remake;        /* a delete or a person row is staged: some periods are made anew */
+    int track;         /* touched persons into pg_temp.cg_changed_persons (cohorts) */
 };
 
 /* ---- COPY text ---- */
@@ -131,6 +133,8 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].upsert_sql);
         free(a->stages[i].delete_sql);
         free(a->stages[i].idmap_sql);
+        free(a->stages[i].before_sql);
+        free(a->stages[i].after_sql);
     }
     free(a->stages);
     free(a->txn_upserted);
@@ -215,11 +219,20 @@ static void stage_name(cg_buf_t *b, const cg_omop_table_t *t)
     cg_buf_printf(b, "pg_temp.cg_stg_%s", t->name);
 }
 
+void pg_apply_track_persons(pg_apply_t *a, int on)
+{
+    a->track = on;
+}
+
 int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 {
     cg_buf_t b;
     cg_buf_init(&b);
     cg_buf_puts(&b, "SET client_min_messages = warning;\n");
+    if (a->track) /* seq: the last record that touched the person names it */
+        cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS cg_changed_persons (person_id bigint "
+                        "PRIMARY KEY, topic text, part integer, off bigint, seq bigint NOT "
+                        "NULL);\n");
     for (size_t i = 0; i < a->n_stages; i++) {
         const cg_omop_table_t *t = pg_table_at(i);
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");
@@ -538,6 +551,68 @@ static char *idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t)
     cg_buf_puts(&b, " m WHERE m.source_id = y.v) ORDER BY v ON CONFLICT DO NOTHING");
     cg_buf_putc(&b, '\0');
     return b.data;
+}
+
+/* The INSERT of touched persons (a SELECT of person_id, cg_topic, cg_part, cg_off, cg_seq as
+ * `src`) into pg_temp.cg_changed_persons, the latest record per person winning. */
+static void track_insert(cg_buf_t *b, const char *src)
+{
+    cg_buf_printf(b,
+                  "INSERT INTO pg_temp.cg_changed_persons AS c (person_id, topic, part, off, seq) "
+                  "SELECT DISTINCT ON (pid) pid, cg_topic, cg_part, cg_off, cg_seq FROM (%s) x "
+                  "WHERE pid IS NOT NULL ORDER BY pid, cg_seq DESC ON CONFLICT (person_id) DO "
+                  "UPDATE SET topic = EXCLUDED.topic, part = EXCLUDED.part, off = EXCLUDED.off, "
+                  "seq = EXCLUDED.seq WHERE EXCLUDED.seq > c.seq",
+                  src);
+}
+
+/* The persons of the rows the staged keys name before the batch (an update may move a row to
+ * another person, a delete takes it from one), or after it (the staged rows' own person_id). */
+static char *track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after)
+{
+    const cg_omop_column_t *pid = cg_omop_column(t, "person_id", NULL);
+    if (!pid)
+        return NULL;
+    cg_buf_t src, b;
+    cg_buf_init(&src);
+    cg_buf_init(&b);
+    if (after) {
+        cg_buf_puts(&src, "SELECT ");
+        id_expr(&src, conf, t, pid);
+        cg_buf_puts(&src, " AS pid, s.cg_topic, s.cg_part, s.cg_off, s.cg_seq FROM ");
+        stage_name(&src, t);
+        cg_buf_puts(&src, " s");
+    } else {
+        const cg_omop_column_t *key = pg_table_key(t);
+        cg_buf_puts(&src, "SELECT t.person_id AS pid, s.cg_topic, s.cg_part, s.cg_off, s.cg_seq "
+                          "FROM ");
+        stage_name(&src, t);
+        cg_buf_puts(&src, " s JOIN ");
+        pg_qual(&src, conf->schema, t->name);
+        cg_buf_puts(&src, " t ON t.");
+        pg_ident(&src, key->name);
+        cg_buf_puts(&src, " = ");
+        value_expr(&src, conf, t, key);
+    }
+    cg_buf_putc(&src, '\0');
+    if (src.data)
+        track_insert(&b, src.data);
+    cg_buf_free(&src);
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+static int track_stage(pg_apply_t *a, PGconn *c, size_t ti, int after, char *errstr,
+                       size_t errstr_size)
+{
+    stage_t *s = &a->stages[ti];
+    const cg_omop_table_t *t = pg_table_at(ti);
+    if (!a->track || !s->n || !cg_omop_column(t, "person_id", NULL))
+        return 0;
+    char **sql = after ? &s->after_sql : &s->before_sql;
+    if (!*sql)
+        *sql = track_sql(a->conf, t, after);
+    return *sql ? pg_exec(c, *sql, errstr, errstr_size) : -1;
 }
 
 /* ---- running them ---- */
@@ -886,8 +961,12 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         rc = copy_in(c, sql.data, &a->stages[i].copy, errstr, errstr_size);
     }
     for (size_t i = 0; i < a->n_stages && !rc; i++)
+        rc = track_stage(a, c, i, 0, errstr, errstr_size);
+    for (size_t i = 0; i < a->n_stages && !rc; i++)
         if (a->stages[i].n)
             rc = apply_table(a, c, i, errstr, errstr_size);
+    for (size_t i = 0; i < a->n_stages && !rc; i++)
+        rc = track_stage(a, c, i, 1, errstr, errstr_size);
     if (!rc)
         rc = derive_periods(a, c, errstr, errstr_size);
     /* the staging tables are the session's: emptied for the next batch */
@@ -917,8 +996,8 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     return rc;
 }
 
-int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor, char *errstr,
-                   size_t errstr_size)
+int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor,
+                   const pg_pos_t *pos, char *errstr, size_t errstr_size)
 {
     const pg_conf_t *conf = a->conf;
     int ints = conf->id_type == PG_IDS_INTEGER;
@@ -967,7 +1046,7 @@ int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *sur
                     "EXCLUDED.survivor_source_id");
     cg_buf_putc(&b, '\0');
     stmts[n++] = strdup(b.data);
-    for (size_t i = 0; i < pg_table_count() && n + 3 < sizeof(stmts) / sizeof(stmts[0]); i++) {
+    for (size_t i = 0; i < pg_table_count() && n + 4 < sizeof(stmts) / sizeof(stmts[0]); i++) {
         const cg_omop_table_t *t = pg_table_at(i);
         if (!strcmp(t->name, "person") || !cg_omop_column(t, "person_id", NULL))
             continue;
@@ -1007,6 +1086,24 @@ int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *sur
     cg_buf_printf(&b, "SELECT %s", sid.data);
     cg_buf_putc(&b, '\0');
     stmts[n++] = periods_sql(conf, b.data);
+    if (a->track) { /* both persons: the merged one leaves its cohorts, the survivor may join */
+        char *topic = PQescapeLiteral(c, pos->topic, strlen(pos->topic));
+        cg_buf_t src;
+        cg_buf_init(&src);
+        cg_buf_printf(&src,
+                      "SELECT v AS pid, %s::text AS cg_topic, %" PRId32 " AS cg_part, %" PRId64
+                      "::bigint AS cg_off, %" PRId64 "::bigint AS cg_seq FROM (VALUES (%s), "
+                      "(%s)) p(v)",
+                      topic ? topic : "NULL", pos->partition, pos->offset, ++a->seq, mid.data,
+                      sid.data);
+        cg_buf_putc(&src, '\0');
+        cg_buf_reset(&b);
+        track_insert(&b, src.data);
+        cg_buf_putc(&b, '\0');
+        stmts[n++] = strdup(b.data);
+        cg_buf_free(&src);
+        PQfreemem(topic);
+    }
     for (size_t i = 0; i < n; i++) {
         if (rc || !stmts[i]) {
             rc = -1;

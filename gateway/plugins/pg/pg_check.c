@@ -36,6 +36,11 @@ int cg_pg_config_check(const cg_config_t *cfg, char *why, size_t why_size)
     if (!rc && conf->password_file &&
         pg_read_password(conf->password_file, pw, sizeof(pw), why, why_size))
         rc = -1;
+    /* the cohort definitions load and compile as the sink would at start */
+    pg_cohorts_t *cs = NULL;
+    if (!rc && pg_cohorts_load(conf, &cs, why, why_size))
+        rc = -1;
+    pg_cohorts_destroy(cs);
     return rc;
 }
 

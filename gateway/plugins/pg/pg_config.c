@@ -40,6 +40,23 @@ const cg_config_map_t cg_pg_config_map[] = {
      "schema name."),
     CG_CONFIG_ROW_STRING("pg.cdm_holder", pg_conf_t, cdm_holder, "", CG_CONFIG_F_EMPTY,
      "cdm_source.cdm_holder, the organisation holding the CDM; \"\" picks \"cohortgate\"."),
+    CG_CONFIG_ROW_GROUP("pg.cohorts",
+     "Patient-level cohort membership kept current by the sink: in each batch's transaction the "
+     "persons whose rows it changed are re-evaluated against every definition, `cohort` is "
+     "corrected and each enter, exit or change goes to the outbox table cg_cohort_events, then "
+     "to pg.cohorts.topic (specs/cohorts/CIRCE.md)."),
+    CG_CONFIG_ROW_STRING("pg.cohorts.definitions", pg_conf_t, cohort_definitions, "",
+     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "A Circe cohort definition with its cohortgate header (id, version), or a folder whose "
+     "*.json files are such definitions (e.g. specs/cohorts/circe); \"\" keeps no cohorts. A "
+     "definition that does not load stops the sink at start with FILE:LINE:COLUMN; a new or "
+     "changed one is evaluated for every person at start."),
+    CG_CONFIG_ROW_STRING("pg.cohorts.topic", pg_conf_t, cohort_topic, "cohort.events", 0,
+     "Compacted Kafka topic of the membership events, keyed by \"DEFINITION_ID:PSEUDONYM\"; "
+     "published after each commit from the outbox, at least once."),
+    CG_CONFIG_ROW_BOOL("pg.cohorts.publish", pg_conf_t, cohort_publish, "true",
+     "Whether the sink publishes the outbox's events to pg.cohorts.topic; false keeps them in "
+     "cg_cohort_events only (for another publisher)."),
     CG_CONFIG_ROW_END,
 };
 /* clang-format on */

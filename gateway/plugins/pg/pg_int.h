@@ -6,6 +6,8 @@
  *   pg_schema.c  the DDL of `--init`, the version check, the table list in foreign-key order
  *   pg_apply.c   a batch into the open transaction: COPY to staging, id map, upsert, delete,
  *                merge, rejects
+ *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
+ *                transaction, the outbox of enter/exit events and its publisher
  *   pg_sink.c    the plug-in: config rows, envelopes parsed into staged rows, transactions
  */
 #ifndef CG_PG_INT_H
@@ -30,6 +32,9 @@ typedef struct pg_conf {
     char *cdm_source_name; /* cdm_source's row; "" picks a default (pg_cdm_source_write) */
     char *cdm_source_abbreviation;
     char *cdm_holder;
+    char *cohort_definitions; /* a Circe definition file or a folder of them; NULL: none */
+    char *cohort_topic;       /* where membership events go */
+    int cohort_publish;       /* 0: the events stay in the outbox */
 } pg_conf_t;
 
 enum { PG_IDS_INTEGER = 0, PG_IDS_BIGINT = 1 };
@@ -72,6 +77,9 @@ int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errs
  * nothing when it already says the same. loaded: a batch is committing (its date becomes the
  * first load's date if none is recorded). 0, or -1 with the reason in errstr (the caller rolls
  * its savepoint back). */
+/* The DDL of the cohort engine's tables (cg_cohort_events, cg_cohort_state, cg_withdrawn) and
+ * an index of `cohort` by definition and person, idempotent: --init and the sink's start. */
+void pg_cohort_ddl(cg_buf_t *b, const char *schema);
 int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
                         size_t errstr_size);
 
@@ -93,8 +101,12 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
                    const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len);
 /* A merge (merged person's rows to the survivor), applied after what is staged before it. */
-int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor, char *errstr,
-                   size_t errstr_size);
+int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor,
+                   const pg_pos_t *pos, char *errstr, size_t errstr_size);
+/* on: every person whose rows a flush or merge touches (the rows' persons before and after, both
+ * persons of a merge) goes into the temporary table pg_temp.cg_changed_persons with the position
+ * of the last record that touched them, for the cohort evaluation (pg_cohort.c). */
+void pg_apply_track_persons(pg_apply_t *a, int on);
 /* A record the sink refuses before the database sees it. */
 int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, const char *reason,
                     const pg_pos_t *pos, const char *raw, size_t raw_len);
@@ -114,5 +126,31 @@ typedef struct pg_apply_stats {
     uint64_t upserted, unchanged, deleted, merged, rejected;
 } pg_apply_stats_t;
 void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
+
+/* ---- pg_cohort.c ---- */
+typedef struct pg_cohorts pg_cohorts_t;
+
+/* Loads and compiles conf's definitions; *out NULL when none are configured. -1 with the first
+ * error (file:line:column) in errstr. */
+int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, size_t errstr_size);
+void pg_cohorts_destroy(pg_cohorts_t *cs);
+size_t pg_cohorts_count(const pg_cohorts_t *cs);
+/* cohortgate_sink_cohort_events_total{event} and _published_total; metrics may be NULL. */
+void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics);
+/* The end of a transaction: its events counted when it committed, forgotten either way. */
+void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed);
+/* Makes the producer of the events topic (none when pg.cohorts.publish is false). */
+int pg_cohorts_publisher(pg_cohorts_t *cs, const cg_config_t *cfg, char *errstr,
+                         size_t errstr_size);
+/* After each (re)connect: the tables, the session's temporary table. */
+int pg_cohorts_prepare(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
+/* At start, in a transaction of its own: definitions new or changed since the schema was last
+ * evaluated are evaluated for every person. */
+int pg_cohorts_sync(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
+/* In the open transaction, before it commits: the changed persons (and pending withdrawals)
+ * re-evaluated, `cohort` corrected, the events written to the outbox. */
+int pg_cohorts_evaluate(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
+/* After a commit, outside a transaction: unsent events to the topic, then marked sent. */
+int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 
 #endif

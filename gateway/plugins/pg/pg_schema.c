@@ -167,6 +167,42 @@ static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
     cg_buf_puts(b, " (table_name, sqlstate);\n");
 }
 
+void pg_cohort_ddl(cg_buf_t *b, const char *s)
+{
+    /* the outbox: one row per enter, exit or change, written with the rows that caused it */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_cohort_events");
+    cg_buf_puts(b, " (event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                   "cohort_definition_id bigint NOT NULL, definition_version bigint NOT NULL, "
+                   "person_id bigint NOT NULL, person_source_value text, event text NOT NULL, "
+                   "cohort_start_date date, cohort_end_date date, periods text NOT NULL, "
+                   "source_topic text, source_partition integer, source_offset bigint, "
+                   "created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);\n");
+    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_events_unsent ON ");
+    pg_qual(b, s, "cg_cohort_events");
+    cg_buf_puts(b, " (event_id) WHERE published_at IS NULL;\n");
+    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_events_person ON ");
+    pg_qual(b, s, "cg_cohort_events");
+    cg_buf_puts(b, " (cohort_definition_id, person_id);\n");
+    /* what each definition was last evaluated with in full */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_cohort_state");
+    cg_buf_puts(b, " (cohort_definition_id bigint PRIMARY KEY, definition_version bigint NOT "
+                   "NULL, sql_md5 text NOT NULL, evaluated_at timestamptz NOT NULL DEFAULT "
+                   "now());\n");
+    /* withdrawn consent, by pseudonym: honoured by the next batch's commit */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_withdrawn");
+    cg_buf_puts(b, " (person_source_value text PRIMARY KEY, withdrawn_at timestamptz NOT NULL "
+                   "DEFAULT now(), applied_at timestamptz);\n");
+    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_withdrawn_pending ON ");
+    pg_qual(b, s, "cg_withdrawn");
+    cg_buf_puts(b, " (person_source_value) WHERE applied_at IS NULL;\n");
+    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_definition_subject ON ");
+    pg_qual(b, s, "cohort");
+    cg_buf_puts(b, " (cohort_definition_id, subject_id);\n");
+}
+
 typedef struct existing_col {
     char *table, *column, *type;
 } existing_col_t;
@@ -327,6 +363,7 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
     for (size_t i = 0; (t = pg_table_at(i)); i++)
         table_indexes(&b, conf->schema, t);
     sink_ddl(&b, conf->schema, conf->id_type);
+    pg_cohort_ddl(&b, conf->schema);
     cg_buf_puts(&b, "INSERT INTO ");
     pg_qual(&b, conf->schema, "cg_sink_meta");
     cg_buf_printf(&b,

@@ -37,6 +37,8 @@ typedef struct pg_sink {
     const pg_conf_t *conf;
     PGconn *conn;
     pg_apply_t *apply;
+    pg_cohorts_t *cohorts; /* NULL: no cohort definitions configured */
+    int cohorts_synced;    /* the definitions were brought up to date on this run */
     int in_txn;
     int64_t next_connect_ms;
     void **tokens; /* staged records not yet reported delivered */
@@ -93,9 +95,17 @@ static int ensure_conn(pg_sink_t *s, char *errstr, size_t errstr_size)
         PQfinish(c);
         return -1;
     }
-    if (pg_apply_prepare(s->apply, c, errstr, errstr_size)) {
+    if (pg_apply_prepare(s->apply, c, errstr, errstr_size) ||
+        (s->cohorts && pg_cohorts_prepare(s->cohorts, c, errstr, errstr_size))) {
         PQfinish(c);
         return -1;
+    }
+    if (s->cohorts && !s->cohorts_synced) {
+        if (pg_cohorts_sync(s->cohorts, c, errstr, errstr_size)) {
+            PQfinish(c);
+            return -1;
+        }
+        s->cohorts_synced = 1;
     }
     s->conn = c;
     cg_log(CG_LOG_INFO, "pg.connected", "host %s, port %s, database %s, user %s, schema %s",
@@ -111,6 +121,7 @@ static void pgs_destroy(void *ctx)
     if (s->conn)
         PQfinish(s->conn);
     pg_apply_destroy(s->apply);
+    pg_cohorts_destroy(s->cohorts);
     for (size_t i = 0; i < s->n_starts; i++)
         free(s->starts[i].topic);
     free(s->starts);
@@ -134,6 +145,17 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
     }
     s->engine = env->engine;
     s->conf = env->conf;
+    if (pg_cohorts_load(s->conf, &s->cohorts, errstr, errstr_size) ||
+        pg_cohorts_publisher(s->cohorts, env->cfg, errstr, errstr_size)) {
+        pgs_destroy(s);
+        return NULL;
+    }
+    pg_apply_track_persons(s->apply, s->cohorts != NULL);
+    pg_cohorts_metrics(s->cohorts, env->metrics);
+    if (s->cohorts)
+        cg_log(CG_LOG_INFO, "pg.cohorts", "%zu cohort definitions from %s, events to %s",
+               pg_cohorts_count(s->cohorts), s->conf->cohort_definitions,
+               s->conf->cohort_publish ? s->conf->cohort_topic : "the outbox only");
     cg_metrics_t *reg = env->metrics ? cg_metrics_gw_registry(env->metrics) : NULL;
     if (reg) {
         static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -309,7 +331,7 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         }
         /* what came before the merge is applied first: a person's order holds */
         rc = flush_staged(s, errstr, errstr_size) ||
-             pg_apply_merge(s->apply, s->conn, mv, sv, errstr, errstr_size);
+             pg_apply_merge(s->apply, s->conn, mv, sv, pos, errstr, errstr_size);
         json_decref(env);
         return rc ? -1 : 0;
     }
@@ -477,6 +499,10 @@ static cg_txn_result_t pgs_txn_init(void *ctx, char *errstr, size_t errstr_size)
     s->next_connect_ms = 0;
     if (ensure_conn(s, errstr, errstr_size))
         return CG_TXN_FATAL;
+    /* events a previous run committed and did not send */
+    char err[768];
+    if (s->cohorts && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
+        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
     return CG_TXN_OK;
 }
 
@@ -530,8 +556,14 @@ static void txn_committed(pg_sink_t *s, double t0)
     cg_metric_inc(s->m_committed, 1);
     cg_metric_observe(cg_metric_get(s->m_latency, NULL), s->txn_apply_s + (cg_metrics_now() - t0));
     pg_apply_txn_counted(s->apply, 1);
+    pg_cohorts_txn_end(s->cohorts, 1);
     if (s->cdm_source_due)
         s->cdm_source_next = mono_ms() + PG_CDM_SOURCE_MS;
+    /* the membership events the commit made, to their topic; what fails stays in the outbox
+     * for the next commit */
+    char err[768];
+    if (s->cohorts && s->conn && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
+        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
 }
 
 static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, size_t n,
@@ -547,6 +579,10 @@ static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, siz
         return CG_TXN_ABORT;
     }
     double t0 = cg_metrics_now();
+    if (s->cohorts && pg_cohorts_evaluate(s->cohorts, s->conn, err, sizeof(err))) {
+        cg_log(CG_LOG_WARN, "pg.cohorts_failed", "%s (the transaction is aborted)", err);
+        return CG_TXN_ABORT;
+    }
     if (refresh_cdm_source(s, err, sizeof(err))) {
         cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
         return CG_TXN_ABORT;
@@ -616,6 +652,7 @@ static cg_txn_result_t pgs_txn_abort(void *ctx)
     s->n_tokens = 0; /* purged: nothing to report */
     pg_apply_clear(s->apply);
     pg_apply_txn_counted(s->apply, 0);
+    pg_cohorts_txn_end(s->cohorts, 0);
     if (s->began)
         cg_metric_inc(s->m_aborted, 1);
     s->began = 0;

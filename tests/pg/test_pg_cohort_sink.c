@@ -1,0 +1,638 @@
+/* test_pg_cohort_sink.c - cohort membership kept by `cohortgate sink` (pg.cohorts), against the
+ * real broker and the real PostgreSQL server (labels kafka and pg; exit 77 without them). Drives
+ * the built binary as a separate process with the shipped definitions (specs/cohorts/circe).
+ *
+ *   random:     rounds of a randomized stream (persons, conditions, HbA1c and eGFR results,
+ *               insulin exposures; corrections, deletes, person deletes, merges) on two
+ *               partitions, small transactions; after every round `cohort` equals a full
+ *               recomputation (`cohortgate cohort run` into another schema), the outbox's events
+ *               replayed per (definition, person) give exactly `cohort`'s periods, no event
+ *               repeats the state before it, and the events topic holds every outbox event once
+ *               with the same content. Then a definition added while the sink is stopped is
+ *               evaluated for everyone at start, and a withdrawal takes a member out of every
+ *               cohort with exit events, and keeps them out.
+ *   kill -9:    the sink killed mid-stream and restarted: `cohort` equals a full recomputation,
+ *               holds no duplicate row, the outbox replays to it, and the topic holds every
+ *               outbox event (at least once).
+ *   two:        two instances in one group, each evaluating the persons of its partitions
+ *               (merges reach across them): after every round, the same checks.
+ */
+#include "kafka_util.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CG_GATEWAY_BIN
+#error "CG_GATEWAY_BIN must name the cohortgate binary"
+#endif
+#ifndef CG_SOURCE_DIR
+#error "CG_SOURCE_DIR must name the source tree"
+#endif
+
+#define HANG_MS 120000
+#define PERSONS 30
+#define FACTS   80 /* ids per clinical table: reused, so later records correct earlier ones */
+#define PERSON0 710000000LL
+#define FACT0   720000000LL
+
+static PGconn *pg;
+
+typedef struct run {
+    char name[96], topic[128], events[128], schema[96], full[110], dir[256], defs[300], config[320];
+    long long produced;
+} run_t;
+
+static long long q_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long q_int(const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
+        PQclear(r);
+        fail();
+    }
+    long long v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static void q_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void q_exec(const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(pg, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "statement failed: %s\n%s\n", sql, PQerrorMessage(pg));
+        PQclear(r);
+        fail();
+    }
+    PQclear(r);
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "failed: %s\n", cmd);
+        fail();
+    }
+}
+
+static void run_new(run_t *r, const char *prefix, int txn_max)
+{
+    memset(r, 0, sizeof(*r));
+    tk_unique_name(r->name, sizeof(r->name), prefix);
+    snprintf(r->topic, sizeof(r->topic), "%s.records", r->name);
+    snprintf(r->events, sizeof(r->events), "%s.cohort.events", r->name);
+    snprintf(r->schema, sizeof(r->schema), "%s", r->name);
+    for (char *p = r->schema; *p; p++)
+        if (*p == '-' || *p == '.')
+            *p = '_';
+    snprintf(r->full, sizeof(r->full), "%s_full", r->schema);
+    snprintf(r->dir, sizeof(r->dir), "/tmp/%s", r->name);
+    assert_int_equal(mkdir(r->dir, 0700), 0);
+    snprintf(r->defs, sizeof(r->defs), "%s/defs", r->dir);
+    sh("mkdir -p '%s' && cp %s/specs/cohorts/circe/*.json '%s'/", r->defs, CG_SOURCE_DIR, r->defs);
+    snprintf(r->config, sizeof(r->config), "%s/sink.json", r->dir);
+    assert_int_equal(tk_create_topic(r->topic, 2), 0);
+    FILE *f = fopen(r->config, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
+            " \"output\": {\"sink\": \"pg\"},\n"
+            " \"delivery\": {\"transaction_max_messages\": %d, \"commit_interval_ms\": 100},\n"
+            " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
+            " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
+            "\"batch_rows\": 25, \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s\"}},\n"
+            " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"info\"}}\n",
+            r->name, r->topic, txn_max, tk_bootstrap(), r->schema, r->defs, r->events);
+    fclose(f);
+    /* the full recomputation's results, apart */
+    q_exec("CREATE SCHEMA %s", r->full);
+}
+
+static void run_end(const run_t *r)
+{
+    sh("rm -rf '%s'", r->dir);
+    q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->schema);
+    q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->full);
+}
+
+static int wait_status(pid_t pid, const char *log)
+{
+    int st;
+    if (tk_wait_pid(pid, HANG_MS, &st)) {
+        kill(pid, SIGKILL);
+        fprintf(stderr, "hung; log in %s\n", log);
+        fail();
+    }
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (rc)
+        fprintf(stderr, "exited %d; log in %s\n", rc, log);
+    return rc;
+}
+
+static void sink_init(const run_t *r)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r->dir);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink",   (char *)"-c",
+                    (char *)r->config,      (char *)"--init", NULL};
+    assert_int_equal(wait_status(tk_spawn(argv, log, NULL), log), 0);
+    q_exec("CREATE TABLE %s.cohort (LIKE %s.cohort)", r->full, r->schema);
+    q_exec("CREATE TABLE %s.cohort_definition (LIKE %s.cohort_definition)", r->full, r->schema);
+}
+
+static pid_t sink_start(const run_t *r, const char *log_name)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/%s", r->dir, log_name);
+    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config, NULL};
+    pid_t pid = tk_spawn(argv, log, NULL);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void sink_stop(const run_t *r, pid_t pid)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r->dir);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_status(pid, log), 0);
+}
+
+static long long committed(const run_t *r)
+{
+    return q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r->schema);
+}
+
+/* Every produced record committed, and every event of the outbox sent. */
+static void wait_caught_up(const run_t *r)
+{
+    int64_t until = tk_now_ms() + HANG_MS;
+    while (tk_now_ms() < until &&
+           (committed(r) < r->produced ||
+            q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL",
+                  r->schema) > 0))
+        usleep(50000);
+    assert_int_equal(committed(r), r->produced);
+    assert_int_equal(
+        q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL", r->schema), 0);
+}
+
+/* ---- the randomized stream ---- */
+
+static unsigned long long rng = 88172645463325252ULL;
+static unsigned rnd(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+static void date_of(char *out, size_t n)
+{
+    snprintf(out, n, "202%u-%02u-%02u", 2 + rnd(3), 1 + rnd(12), 1 + rnd(28));
+}
+
+typedef struct out {
+    char **values, **keys;
+    size_t n, cap;
+} out_t;
+
+static void emit(out_t *o, long long key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void emit(out_t *o, long long key, const char *fmt, ...)
+{
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 256;
+        o->values = realloc(o->values, o->cap * sizeof(char *));
+        o->keys = realloc(o->keys, o->cap * sizeof(char *));
+    }
+    char buf[2048], k[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    snprintf(k, sizeof(k), "%lld", key);
+    o->values[o->n] = strdup(buf);
+    o->keys[o->n++] = strdup(k);
+}
+
+static void person_rec(out_t *o, int p)
+{
+    emit(o, PERSON0 + p,
+         "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\",\"row\":{"
+         "\"person_id\":%lld,\"gender_concept_id\":%d,\"year_of_birth\":%u,\"race_concept_id\":0,"
+         "\"ethnicity_concept_id\":0,\"person_source_value\":\"psn-%d\"}}",
+         PERSON0 + p, rnd(2) ? 8507 : 8532, 1935 + rnd(80), p);
+}
+
+/* One random record (or merge) for a random person. */
+static void random_rec(out_t *o)
+{
+    int p = (int)rnd(PERSONS);
+    long long pid = PERSON0 + p;
+    unsigned kind = rnd(100);
+    char d[16], d2[16];
+    date_of(d, sizeof(d));
+    if (kind < 10) {
+        person_rec(o, p);
+    } else if (kind < 30) {
+        long long id = FACT0 + 1000 + rnd(FACTS);
+        emit(o, pid,
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"condition_occurrence\",\"op\":\"upsert\","
+             "\"row\":{\"condition_occurrence_id\":%lld,\"person_id\":%lld,"
+             "\"condition_concept_id\":%d,\"condition_start_date\":\"%s\","
+             "\"condition_type_concept_id\":32817}}",
+             id, pid, rnd(3) ? 201826 : 320128, d);
+    } else if (kind < 62) {
+        long long id = FACT0 + 2000 + rnd(FACTS);
+        int egfr = rnd(2);
+        emit(o, pid,
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\",\"row\":{"
+             "\"measurement_id\":%lld,\"person_id\":%lld,\"measurement_concept_id\":%d,"
+             "\"measurement_date\":\"%s\",\"measurement_type_concept_id\":32856,"
+             "\"value_as_number\":%u.%u,\"unit_concept_id\":%d}}",
+             id, pid, egfr ? 3049187 : 3004410, d, egfr ? 30 + rnd(60) : 5 + rnd(8), rnd(10),
+             egfr ? 8795 : 8554);
+    } else if (kind < 75) {
+        long long id = FACT0 + 3000 + rnd(FACTS);
+        date_of(d2, sizeof(d2));
+        emit(o, pid,
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"drug_exposure\",\"op\":\"upsert\","
+             "\"row\":{\"drug_exposure_id\":%lld,\"person_id\":%lld,\"drug_concept_id\":21600713,"
+             "\"drug_exposure_start_date\":\"%s\",\"drug_exposure_end_date\":\"%s\","
+             "\"drug_type_concept_id\":32817}}",
+             id, pid, strcmp(d, d2) < 0 ? d : d2, strcmp(d, d2) < 0 ? d2 : d);
+    } else if (kind < 93) { /* a retraction of whatever fact has that id */
+        static const char *const tables[] = {"condition_occurrence", "measurement",
+                                             "drug_exposure"};
+        unsigned t = rnd(3);
+        emit(o, pid,
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"%s\",\"op\":\"delete\",\"row\":{"
+             "\"%s_id\":%lld,\"person_id\":%lld}}",
+             tables[t], tables[t], FACT0 + 1000 * (t + 1) + rnd(FACTS), pid);
+    } else if (kind < 96) { /* a person's delete (A29): every row of them */
+        emit(o, pid,
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"delete\",\"row\":{"
+             "\"person_id\":%lld}}",
+             pid);
+    } else { /* a merge into another person, keyed by the survivor */
+        int s = (int)rnd(PERSONS);
+        if (s == p)
+            s = (p + 1) % PERSONS;
+        emit(o, PERSON0 + s,
+             "{\"standard\":\"cohortgate\",\"table\":\"cohortgate.person_merge\",\"op\":"
+             "\"merge\",\"row\":{\"person_id\":%lld,\"merged_person_id\":%lld,"
+             "\"merged_person_source_value\":\"psn-%d\",\"merge_date\":\"2024-06-01\","
+             "\"reason\":\"merge\"}}",
+             PERSON0 + s, pid, p);
+    }
+}
+
+static void produce_out(run_t *r, out_t *o)
+{
+    rd_kafka_t *p = tk_producer();
+    for (size_t i = 0; i < o->n; i++) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(o->keys[i], strlen(o->keys[i])),
+            RD_KAFKA_V_VALUE(o->values[i], strlen(o->values[i])),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(p, 100);
+            i--;
+            continue;
+        }
+        assert_int_equal(err, 0);
+    }
+    assert_int_equal(rd_kafka_flush(p, 30000), 0);
+    rd_kafka_destroy(p);
+    r->produced += (long long)o->n;
+    for (size_t i = 0; i < o->n; i++) {
+        free(o->values[i]);
+        free(o->keys[i]);
+    }
+    o->n = 0;
+}
+
+/* ---- the checks ---- */
+
+/* `cohortgate cohort run` of the same definitions over the same rows, into r->full. */
+static void full_recompute(const run_t *r)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/full.log", r->dir);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "%s cohort run -c \"$COHORTGATE_TEST_PG\" --schema %s "
+             "--results-schema %s %s/*.json > '%s' 2>&1",
+             CG_GATEWAY_BIN, r->schema, r->full, r->defs, log);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "full recomputation failed; log in %s\n", log);
+        fail();
+    }
+}
+
+/* Rows in one and not the other, both ways (withdrawn persons left out of the full one). */
+static long long cohort_diff(const run_t *r)
+{
+    return q_int("SELECT count(*) FROM ((SELECT * FROM %s.cohort EXCEPT ALL SELECT f.* FROM "
+                 "%s.cohort f WHERE f.subject_id NOT IN (SELECT pe.person_id FROM %s.person pe "
+                 "JOIN %s.cg_withdrawn w USING (person_source_value))) UNION ALL (SELECT f.* FROM "
+                 "%s.cohort f WHERE f.subject_id NOT IN (SELECT pe.person_id FROM %s.person pe "
+                 "JOIN %s.cg_withdrawn w USING (person_source_value)) EXCEPT ALL SELECT * FROM "
+                 "%s.cohort)) x",
+                 r->schema, r->full, r->schema, r->schema, r->full, r->schema, r->schema,
+                 r->schema);
+}
+
+/* The outbox replayed: each (definition, person)'s last event gives its periods (an exit none);
+ * they must be exactly `cohort`'s. And no event repeats the state before it, the first of each
+ * pair is an enter, an exit follows a membership. */
+static void check_outbox(const run_t *r)
+{
+    const char *s = r->schema;
+    /* the record that triggered each event: one of the stream's (or none: a definition's first
+     * evaluation, a withdrawal) */
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT "
+                           "NULL AND (source_topic <> '%s' OR source_partition NOT IN (0, 1) OR "
+                           "source_offset < 0 OR source_offset >= %lld)",
+                           s, r->topic, r->produced),
+                     0);
+    assert_true(
+        q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT NULL", s) > 0);
+    assert_int_equal(
+        q_int("WITH last AS (SELECT DISTINCT ON (cohort_definition_id, person_id) "
+              "cohort_definition_id AS d, person_id AS p, periods::jsonb AS periods FROM "
+              "%s.cg_cohort_events ORDER BY cohort_definition_id, person_id, event_id DESC), "
+              "now AS (SELECT cohort_definition_id AS d, subject_id AS p, jsonb_agg("
+              "jsonb_build_array(cohort_start_date, cohort_end_date) ORDER BY cohort_start_date, "
+              "cohort_end_date) AS periods FROM %s.cohort GROUP BY 1, 2) SELECT count(*) FROM "
+              "last FULL JOIN now USING (d, p) WHERE coalesce(last.periods, '[]') IS DISTINCT "
+              "FROM coalesce(now.periods, '[]')",
+              s, s),
+        0);
+    assert_int_equal(
+        q_int("SELECT count(*) FROM (SELECT event, periods, lag(periods) OVER w AS before, "
+              "lag(event) OVER w AS ev_before FROM %s.cg_cohort_events WINDOW w AS (PARTITION BY "
+              "cohort_definition_id, person_id ORDER BY event_id)) x WHERE periods = before OR "
+              "(before IS NULL AND event <> 'enter') OR (event = 'exit' AND periods <> '[]') OR "
+              "(event = 'enter' AND ev_before IS NOT NULL AND ev_before <> 'exit') OR (event = "
+              "'exit' AND ev_before = 'exit')",
+              s),
+        0);
+}
+
+/* The topic against the outbox: every event there, with its content; dups: how many records
+ * beyond one per event are allowed (0 without a crash). */
+static void check_topic(const run_t *r, int allow_dups)
+{
+    tk_msg_t *m = NULL;
+    size_t n = tk_read_all(r->events, &m);
+    long long events = q_int("SELECT count(*) FROM %s.cg_cohort_events", r->schema);
+    if (!allow_dups)
+        assert_int_equal((long long)n, events);
+    assert_true((long long)n >= events);
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT event, cohort_definition_id, person_source_value, periods, "
+             "cohort_start_date::text FROM %s.cg_cohort_events WHERE event_id = $1::bigint",
+             r->schema);
+    char *seen = calloc((size_t)events + 2, 1);
+    long long first =
+        q_int("SELECT coalesce(min(event_id), 0) FROM %s.cg_cohort_events", r->schema);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        char idb[32];
+        assert_non_null(tk_header(&m[i], "cg.cohort.event_id", idb, sizeof(idb)));
+        json_t *v = json_loads(m[i].value, 0, NULL);
+        assert_non_null(v);
+        const char *params[1] = {idb};
+        PGresult *res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        assert_int_equal(PQntuples(res), 1);
+        assert_string_equal(json_string_value(json_object_get(v, "event")), PQgetvalue(res, 0, 0));
+        assert_int_equal(json_integer_value(json_object_get(v, "cohort_definition_id")),
+                         strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+        char key[256];
+        snprintf(key, sizeof(key), "%s:%s", PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+        assert_string_equal(m[i].key, key);
+        json_t *periods = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+        assert_true(json_equal(periods, json_object_get(v, "periods")));
+        json_decref(periods);
+        long long idx = strtoll(idb, NULL, 10) - first;
+        assert_true(idx >= 0 && idx < events + 1);
+        if (!seen[idx]++)
+            distinct++;
+        PQclear(res);
+        json_decref(v);
+    }
+    assert_int_equal((long long)distinct, events);
+    free(seen);
+    tk_msgs_free(m, n);
+}
+
+static void check_all(const run_t *r, int allow_dups)
+{
+    full_recompute(r);
+    long long diff = cohort_diff(r);
+    if (diff)
+        fprintf(stderr,
+                "cohort differs from the full recomputation by %lld rows (schemas %s, "
+                "%s)\n",
+                diff, r->schema, r->full);
+    assert_int_equal(diff, 0);
+    assert_int_equal(q_int("SELECT count(*) - count(DISTINCT (cohort_definition_id, subject_id, "
+                           "cohort_start_date, cohort_end_date)) FROM %s.cohort",
+                           r->schema),
+                     0);
+    check_outbox(r);
+    check_topic(r, allow_dups);
+}
+
+static int have_services(void)
+{
+    return tk_bootstrap() && getenv("COHORTGATE_TEST_PG");
+}
+
+static void test_random(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-cohort-rand", 15);
+    sink_init(&r);
+    pid_t pid = sink_start(&r, "sink.log");
+    out_t o = {0};
+    for (int p = 0; p < PERSONS; p++)
+        person_rec(&o, p);
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 140; i++)
+            random_rec(&o);
+        produce_out(&r, &o);
+        int64_t t0 = tk_now_ms();
+        wait_caught_up(&r);
+        int64_t caught = tk_now_ms() - t0;
+        check_all(&r, 0);
+        /* caught up: every record committed with its cohorts, every event on the topic */
+        fprintf(stderr,
+                "round %d: %lld records, %lld cohort rows, %lld events, caught up %lld ms\n", round,
+                r.produced, q_int("SELECT count(*) FROM %s.cohort", r.schema),
+                q_int("SELECT count(*) FROM %s.cg_cohort_events", r.schema), (long long)caught);
+    }
+    /* not vacuous: members came and went */
+    assert_true(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'enter'", r.schema) >
+                10);
+    assert_true(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit'", r.schema) >
+                0);
+    assert_true(q_int("SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort", r.schema) >= 2);
+    sink_stop(&r, pid);
+
+    /* a definition added while the sink is stopped: evaluated for every person at start */
+    sh("sed '0,/\"id\": 1,/s//\"id\": 11,/; s/\"name\": \"t2dm\"/\"name\": \"t2dm-copy\"/' "
+       "'%s/t2dm.json' > '%s/t2dm-copy.json'",
+       r.defs, r.defs);
+    pid = sink_start(&r, "sink-2.log");
+    for (int i = 0; i < 20; i++)
+        random_rec(&o);
+    produce_out(&r, &o);
+    wait_caught_up(&r);
+    assert_true(q_int("SELECT count(*) FROM %s.cohort WHERE cohort_definition_id = 11", r.schema) >
+                0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cohort_definition WHERE "
+                           "cohort_definition_id = 11",
+                           r.schema),
+                     1);
+    check_all(&r, 0);
+
+    /* a withdrawal: the member leaves every cohort at the next batch, with exit events */
+    long long who = q_int("SELECT subject_id FROM %s.cohort ORDER BY subject_id LIMIT 1", r.schema);
+    long long memberships =
+        q_int("SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort WHERE subject_id = %lld",
+              r.schema, who);
+    long long last0 = q_int("SELECT max(event_id) FROM %s.cg_cohort_events", r.schema);
+    q_exec("INSERT INTO %s.cg_withdrawn (person_source_value) SELECT person_source_value FROM "
+           "%s.person WHERE person_id = %lld",
+           r.schema, r.schema, who);
+    for (int i = 0; i < 10; i++)
+        random_rec(&o);
+    produce_out(&r, &o);
+    wait_caught_up(&r);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cohort WHERE subject_id = %lld", r.schema, who),
+                     0);
+    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit' AND "
+                           "person_id = %lld AND event_id > %lld",
+                           r.schema, who, last0),
+                     memberships);
+    check_all(&r, 0);
+    sink_stop(&r, pid);
+    free(o.values);
+    free(o.keys);
+    run_end(&r);
+}
+
+static void test_kill9(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-cohort-kill", 5);
+    sink_init(&r);
+    out_t o = {0};
+    for (int p = 0; p < PERSONS; p++)
+        person_rec(&o, p);
+    for (int i = 0; i < 1500; i++)
+        random_rec(&o);
+    produce_out(&r, &o);
+    pid_t pid = sink_start(&r, "sink.log");
+    int64_t until = tk_now_ms() + HANG_MS;
+    while (committed(&r) < r.produced / 4 && tk_now_ms() < until)
+        usleep(10000);
+    kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(tk_wait_pid(pid, 10000, &st), 0);
+    fprintf(stderr, "killed with %lld of %lld records committed\n", committed(&r), r.produced);
+    assert_true(committed(&r) < r.produced);
+    pid = sink_start(&r, "sink-2.log");
+    wait_caught_up(&r);
+    check_all(&r, 1);
+    sink_stop(&r, pid);
+    free(o.values);
+    free(o.keys);
+    run_end(&r);
+}
+
+/* Two instances in one group, each evaluating the persons of its partitions (a merge's two
+ * persons may be on both): the same cohort as a full recomputation, no duplicate row. */
+static void test_two_instances(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-cohort-two", 5);
+    sink_init(&r);
+    pid_t a = sink_start(&r, "sink-a.log"), b = sink_start(&r, "sink-b.log");
+    out_t o = {0};
+    for (int p = 0; p < PERSONS; p++)
+        person_rec(&o, p);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 300; i++)
+            random_rec(&o);
+        produce_out(&r, &o);
+        wait_caught_up(&r);
+        check_all(&r, 1);
+    }
+    sink_stop(&r, a);
+    sink_stop(&r, b);
+    free(o.values);
+    free(o.keys);
+    run_end(&r);
+}
+
+int main(void)
+{
+    if (!have_services()) {
+        printf("skipped: set COHORTGATE_TEST_BOOTSTRAP and COHORTGATE_TEST_PG\n");
+        return 77;
+    }
+    pg = PQconnectdb(getenv("COHORTGATE_TEST_PG"));
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(pg));
+        return 1;
+    }
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_two_instances),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    PQfinish(pg);
+    return rc;
+}
