@@ -27,6 +27,7 @@ cg=$build/gateway/cohortgate
 gen=$build/tests/bench/cg_sinkgen
 
 tmp=$(mktemp -d)
+chmod 755 "$tmp" # the postgres user runs the server it starts below
 started_pg= started_kafka=
 cleanup() {
     [ -n "$started_kafka" ] && bash "$here/tests/scripts/kafka-broker.sh" stop "$tmp/kafka" || true
