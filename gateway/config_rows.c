@@ -1,0 +1,156 @@
+/* config_rows.c - the core's settings as a table (cg_config.h): each row a name, type, default,
+ * bounds, description and struct field. The loader (config.c) reads config files against it and
+ * config/README.md's reference is written from it; each plug-in keeps its own rows beside its
+ * code (plugins/NAME/NAME_config.c). */
+#include "cg_config.h"
+
+#include <stddef.h>
+
+/* clang-format off */
+const cg_config_map_t cg_config_core_map[] = {
+    CG_CONFIG_ROW_STRING("source", cg_config_t, source, "kafka", 0,
+     "Where input messages come from: the source plug-in. kafka: the raw topics of `inputs`, read by a consumer group; mllp: the MLLP listener of `cohortgate listen` (listen.*), which needs neither inputs nor mapping.specs."),
+    CG_CONFIG_ROW_GROUP("output",
+     "Where records go."),
+    CG_CONFIG_ROW_STRING("output.sink", cg_config_t, sink, "kafka", 0,
+     "Where records go: the sink plug-in. kafka: to the topics below; file: one NDJSON line a record to output.file.path (dry runs: nothing is published)."),
+    CG_CONFIG_ROW_STRING("output.topic", cg_config_t, output_topic, "cohortgate.records", 0,
+     "Topic for records in no cohort (all records when no cohorts are configured)."),
+    CG_CONFIG_ROW_STRING("output.dead_letter_topic", cg_config_t, dead_letter_topic, "cohortgate.dead-letter", 0,
+     "Topic for input that could not be processed, with its original bytes and error headers."),
+    CG_CONFIG_ROW_STRING("output.quality_topic", cg_config_t, quality_topic, "cohortgate.quality", 0,
+     "Topic for data-quality records: an entry of a document that a spec with on_error \"entry\" "
+     "left out (C-CDA's default) while the rest mapped. A record names the stage, spec, rule, "
+     "column, reason and the entry's place (XPath and line, or HL7 segment) and the input's "
+     "topic, partition and offset; never a value or patient data, and it has no key. It is part "
+     "of its input's outputs: committed with the records, in the same transaction exactly-once."),
+    CG_CONFIG_ROW_BOOL("output.ids_as_strings", cg_config_t, ids_as_strings, "false",
+     "Write 64-bit ids (row ids, person_id: the columns the JSON Schema types as int64) as JSON "
+     "strings, \"5500483416384649466\", for consumers that read JSON numbers as doubles "
+     "(JavaScript, jq) and would round them. The sink reads both forms."),
+    CG_CONFIG_ROW_GROUP("delivery",
+     "Delivery semantics."),
+    CG_CONFIG_ROW_ENUM("delivery.semantics", cg_config_t, semantics, "at-least-once", "at-least-once|exactly-once",
+     "at-least-once: an input offset is committed only after every record it caused is delivered "
+     "(a crash replays the uncommitted inputs, so consumers may see a record twice). "
+     "exactly-once: records and input offsets are committed together in Kafka transactions; a "
+     "consumer with isolation.level=read_committed sees each record once."),
+    CG_CONFIG_ROW_INT("delivery.commit_interval_ms", cg_config_t, commit_interval_ms, "500", 10, 600000,
+     "How often delivered input offsets are committed (at-least-once), or how long a transaction "
+     "stays open at most before it is committed (exactly-once; read_committed consumers see its "
+     "records only then)."),
+    CG_CONFIG_ROW_INT("delivery.transaction_max_messages", cg_config_t, transaction_max_messages, "10000", 1, 1000000,
+     "exactly-once: input messages in one transaction at most; it is committed when it holds this "
+     "many or after commit_interval_ms, whichever comes first."),
+    CG_CONFIG_ROW_INT("delivery.max_in_flight", cg_config_t, max_in_flight, "20000", 1, 10000000,
+     "Input messages consumed but not yet fully delivered before consumption pauses."),
+    CG_CONFIG_ROW_INT("delivery.pause_after_ms", cg_config_t, pause_after_ms, "1000", 0, 600000,
+     "When the output side holds consumption back (a full producer queue, max_in_flight inputs "
+     "in flight) this long, the assigned partitions are paused: librdkafka stops fetching and "
+     "frees what it prefetched, while the consumer keeps serving rebalances. Shorter waits only "
+     "stop taking messages (a resume costs a refetch)."),
+    CG_CONFIG_ROW_INT("delivery.drain_timeout_ms", cg_config_t, drain_timeout_ms, "30000", 0, 3600000,
+     "On SIGTERM or SIGINT, how long in-flight records may take to be delivered and their inputs "
+     "committed before the gateway gives up and exits non-zero; what was not committed is consumed "
+     "again on restart."),
+    CG_CONFIG_ROW_INT("workers", cg_config_t, workers, "1", 1, 32,
+     "Threads that decode and map messages. 1 maps on the consumer thread; N spreads the input "
+     "partitions over N threads, each partition always on the same one, so per-partition order "
+     "holds. Records are produced and offsets committed by the consumer thread."),
+    CG_CONFIG_ROW_GROUP("log",
+     "Logging."),
+    CG_CONFIG_ROW_ENUM("log.level", cg_config_t, log_level, "info", "debug|info|warn|error",
+     "Least severe level written to stderr (one JSON object a line)."),
+    CG_CONFIG_ROW_GROUP("metrics",
+     "Prometheus metrics (GET /metrics) and a health check (GET /healthz) over HTTP; see "
+     "\"Metrics and health\" below."),
+    CG_CONFIG_ROW_STRING("metrics.listen", cg_config_t, metrics_listen, "127.0.0.1:9464", 0,
+     "Address of the HTTP endpoint: HOST:PORT or [IPV6]:PORT (port 0 picks a free one); \"off\" "
+     "for none. Loopback by default: 0.0.0.0:9464 exposes it to the network, without "
+     "authentication. If it cannot be bound, the gateway logs metrics.failed and runs without it."),
+    CG_CONFIG_ROW_INT("metrics.health_grace_ms", cg_config_t, metrics_health_grace_ms, "60000", 0, 86400000,
+     "How long /healthz answers 200 without any input partition assigned, from the start and from "
+     "the moment the last partition was revoked; then 503."),
+    CG_CONFIG_ROW_INT("metrics.stuck_worker_ms", cg_config_t, metrics_stuck_worker_ms, "60000", 0, 86400000,
+     "/healthz answers 503 (\"stuck: worker N has been on partition P offset O for S s\") once a "
+     "worker has mapped one message this long; 0: never. The XML and HL7 bounds keep a message "
+     "from taking this long; this is the alarm for one that still does."),
+    CG_CONFIG_ROW_INT("metrics.max_series", cg_config_t, metrics_max_series, "1000", 10, 1000000,
+     "Label sets (series) one metric may hold; beyond it, updates count in its `__overflow__` "
+     "series, so that many topic or spec names cannot grow memory without end."),
+    CG_CONFIG_ROW_GROUP("mapping",
+     "How messages become records."),
+    CG_CONFIG_ROW_STRINGS("mapping.specs", cg_config_t, specs, n_specs, NULL, CG_CONFIG_F_PATH,
+     "Mapping spec file, or folder of *.json specs (see specs/README.md), or a list of them: "
+     "layers, the shipped specs/ first and a site's folders after it, where a spec replaces an "
+     "earlier layer's spec of the same name (\"spec\"); relative to the config file. Every spec "
+     "whose input matches a message applies to it; a message no spec takes is dead-lettered, one "
+     "only \"no_research_content\" specs take is consumed and counted (cohortgate_inputs_total). "
+     "`cohortgate check` prints what each layer contributed and overrode."),
+    CG_CONFIG_ROW_STRINGS("mapping.vocab", cg_config_t, vocab, n_vocab, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Vocabulary layers: a folder of tables (*.csv: project tables or OMOP SOURCE_TO_CONCEPT_MAP "
+     "files, see specs/vocab/README.md), one such file, or a list of them, where a row replaces an "
+     "earlier layer's row of the same (vocabulary, code). Default: the vocab/ folder of each spec "
+     "layer, in order."),
+    CG_CONFIG_ROW_STRING("mapping.athena", cg_config_t, athena, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Folder with OHDSI Athena's CONCEPT.csv and CONCEPT_RELATIONSHIP.csv, loaded after the "
+     "first vocabulary layer (its ids win over the shipped tables) and before the others (a "
+     "site's rows win over Athena's); empty for none."),
+    CG_CONFIG_ROW_STRING("mapping.source_utc_offset", cg_config_t, source_utc_offset, "", CG_CONFIG_F_EMPTY,
+     "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."),
+    CG_CONFIG_ROW_MAP("mapping.params", cg_config_t, spec_params, n_spec_params,
+     "Values of the specs' parameters, NAME: value (specs/README.md, \"Parameters\"), such as "
+     "{\"patient_id_types\": \"NNCHN|MR|*\"}: which PID-3 identifier types are the patient's, in "
+     "order of preference. A name no loaded spec declares is an error."),
+    CG_CONFIG_ROW_GROUP("cohorts",
+     "Specialty-disease cohorts: which records go to which cohort topics."),
+    CG_CONFIG_ROW_STRING("cohorts.path", cg_config_t, cohorts, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Cohort file, or folder of *.json cohort files (see specs/cohorts/README.md); relative to "
+     "the config file. Empty: no cohorts, every record goes to output.topic."),
+    CG_CONFIG_ROW_STRING("cohorts.topic", cg_config_t, cohort_topic, "cohort.{cohort}.{table}", 0,
+     "Topic of a record in a cohort: {cohort} and {table} are replaced; a record in several "
+     "cohorts goes to each one's topic."),
+    CG_CONFIG_ROW_GROUP("hl7",
+     "HL7 v2 decoding."),
+    CG_CONFIG_ROW_STRING("hl7.default_charset", cg_config_t, hl7_charset, "UNICODE UTF-8", 0,
+     "Character set of messages whose MSH-18 is empty: an HL7 table 0211 value (\"8859/1\", "
+     "\"GB 18030-2000\") or an iconv name (\"GBK\"). Chinese feeds often send GBK undeclared."),
+    CG_CONFIG_ROW_BOOL("hl7.strict_segments", cg_config_t, hl7.strict_segments, "false",
+     "Refuse a line that is not a segment; by default it continues the previous segment's last "
+     "value (editors wrap long lines)."),
+    CG_CONFIG_ROW_INT("hl7.max_message_bytes", cg_config_t, hl7.max_message_bytes, "16777216", 64, 2147483647,
+     "Largest message accepted."),
+    CG_CONFIG_ROW_INT("hl7.max_segments", cg_config_t, hl7.max_segments, "100000", 1, 1000000,
+     "Most segments in one message (mapping is linear in them; a 100,000-segment ORU maps in "
+     "about 0.3 s and 170 MB)."),
+    CG_CONFIG_ROW_INT("hl7.max_fields", cg_config_t, hl7.max_fields, "1000", 1, 1000000,
+     "Most fields in one segment."),
+    CG_CONFIG_ROW_INT("hl7.max_reps", cg_config_t, hl7.max_reps, "10000", 1, 1000000,
+     "Most repetitions of one field."),
+    CG_CONFIG_ROW_GROUP("xml",
+     "XML (CDA) decoding bounds: a document past one is dead-lettered with the bound named, "
+     "before it can hold a worker or its memory."),
+    CG_CONFIG_ROW_INT("xml.max_document_bytes", cg_config_t, xml.max_bytes, "67108864", 64, 2147483647,
+     "Largest document accepted."),
+    CG_CONFIG_ROW_INT("xml.max_depth", cg_config_t, xml.max_depth, "256", 1, 256,
+     "Deepest element nesting (libxml2 allows 256)."),
+    CG_CONFIG_ROW_INT("xml.max_attributes", cg_config_t, xml.max_attributes, "256", 1, 100000,
+     "Most attributes of one element, namespace declarations included; checked before parsing, "
+     "since libxml2's time grows with the square of an element's attributes."),
+    CG_CONFIG_ROW_INT("xml.max_nodes", cg_config_t, xml.max_nodes, "1000000", 1000, 100000000,
+     "Most nodes in one document (elements, attributes and text): the bound on a parse's "
+     "memory, about 140 bytes an element and 250 an attribute. A C-CDA averages ~29 bytes of "
+     "document a node, so the default takes a ~29 MB document and at most ~250 MB a worker."),
+    CG_CONFIG_ROW_GROUP("pseudonym",
+     "The key of the HMAC that turns patient identifiers into person_id; it never appears in "
+     "output, logs or dead letters."),
+    CG_CONFIG_ROW_STRING("pseudonym.key_file", cg_config_t, key_file, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "File holding the key (at least 32 bytes; one trailing newline is ignored); relative to the "
+     "config file. Give this or key_env."),
+    CG_CONFIG_ROW_STRING("pseudonym.key_env", cg_config_t, key_env, "COHORTGATE_PSEUDONYM_KEY", 0,
+     "Environment variable holding the key, used when key_file is empty."),
+    CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
+     "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
+    CG_CONFIG_ROW_END,
+};
+/* clang-format on */
