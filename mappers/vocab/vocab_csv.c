@@ -230,6 +230,25 @@ static long today_day(void)
     return (long)(tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
 }
 
+/* The next data record with as many fields as the header (ncols): records that do not parse,
+ * blank ones and ones of another width (reported at their line) are passed over. 0 at the end,
+ * or when the file cannot be read on. */
+static int next_row(csv_ctx_t *c, csv_field_t *f, size_t *nf, size_t ncols, int *line)
+{
+    int r;
+    while ((r = csv_record(c, f, nf, line)) != 0) {
+        if (r == -2)
+            return 0;
+        if (r < 0 || is_blank_record(f, *nf))
+            continue;
+        if (*nf == ncols)
+            return 1;
+        csv_err(c, CG_ERR_CONFIG, *line, *nf > ncols ? f[ncols].col : 1,
+                "%zu fields where the header has %zu", *nf, ncols);
+    }
+    return 0;
+}
+
 /* Maps a header's fields to the known columns (cols, n; colmap[i] gets f[i]'s column or -1):
  * an unknown or repeated column, or a missing required one, is an error located at its field.
  * 1 when the header is usable. expected names the columns in the unknown-column error. */
@@ -281,17 +300,8 @@ static void load_stcm(cg_vocab_t *v, csv_ctx_t *c, csv_field_t *f, size_t nf, in
         return;
     size_t ncols = nf;
     long today = today_day();
-    int r, rec_line;
-    while ((r = csv_record(c, f, &nf, &rec_line)) != 0) {
-        if (r == -2)
-            break;
-        if (r < 0 || is_blank_record(f, nf))
-            continue;
-        if (nf != ncols) {
-            csv_err(c, CG_ERR_CONFIG, rec_line, nf > ncols ? f[ncols].col : 1,
-                    "%zu fields where the header has %zu", nf, ncols);
-            continue;
-        }
+    int rec_line;
+    while (next_row(c, f, &nf, ncols, &rec_line)) {
         csv_field_t *col[ST__COUNT] = {0};
         for (size_t i = 0; i < nf; i++)
             col[colmap[i]] = &f[i];
@@ -476,16 +486,7 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
     }
     size_t ncols = nf;
 
-    while ((r = csv_record(c, f, &nf, &rec_line)) != 0) {
-        if (r == -2)
-            break;
-        if (r < 0 || is_blank_record(f, nf))
-            continue;
-        if (nf != ncols) {
-            csv_err(c, CG_ERR_CONFIG, rec_line, nf > ncols ? f[ncols].col : 1,
-                    "%zu fields where the header has %zu", nf, ncols);
-            continue;
-        }
+    while (next_row(c, f, &nf, ncols, &rec_line)) {
         csv_field_t *col[COL__COUNT] = {0};
         for (size_t i = 0; i < nf; i++)
             col[colmap[i]] = &f[i];
