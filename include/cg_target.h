@@ -62,7 +62,10 @@ struct cg_target_table {
     const cg_target_column_t *columns; /* in the standard's order; a primary key comes first */
     size_t n_columns;
     const cg_target_column_t *pk; /* NULL when the table has none (death, fact_relationship) */
-    const void *impl;             /* the target's own description (OMOP: its cg_omop_table_t) */
+    /* The op of its rows (cg_row_op_t, cg_row.h): CG_ROW_UPSERT (0) for a table whose rows are
+     * upserted or deleted; the one op of a table of events (cohortgate.person_merge: merge) */
+    uint8_t op;
+    const void *impl; /* the target's own description (OMOP: its cg_omop_table_t) */
 };
 
 /* Appends the record of row (cg_row.h) in the target's wire format; what flags and cohorts mean

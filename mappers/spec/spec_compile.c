@@ -652,15 +652,6 @@ static binding_t *compile_lets(cc_t *c, json_t *lets, size_t *n, int rule_level)
     return b;
 }
 
-static uint8_t table_op(const cg_target_table_t *t)
-{
-    if (!strcmp(t->name, "cohortgate.person_merge"))
-        return CG_ROW_MERGE;
-    if (!strcmp(t->name, "cohortgate.document_retraction"))
-        return CG_ROW_RETRACT;
-    return CG_ROW_UPSERT;
-}
-
 /* "id": [EXPRESSION, ...], the parts of the fact's business key (spec_row.c hashes them). */
 static void compile_id(cc_t *c, json_t *j, rule_t *r)
 {
@@ -722,7 +713,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     if (w)
         r->when = compile_cond(c, w);
     r->when_uses_lets = cond_reads_var_from(r->when, (int)c->spec->n_lets);
-    r->op = table_op(r->table);
+    r->op = r->table->op;
     json_t *dw = json_object_get(j, "delete_when");
     if (dw && r->op != CG_ROW_UPSERT)
         err_at(c, dw, j, "delete_when", "%s records cannot be deletes", table);

@@ -1,6 +1,7 @@
 /* cohortgate_target.c - cohortgate's own record tables, for facts OMOP CDM v5.4 has no table for.
  * They use the OMOP schema types so that the spec compiler and the row checks treat them alike;
  * their records carry "standard":"cohortgate" so that OMOP loaders can tell them apart. */
+#include "cg_row.h"
 #include "target_impl.h"
 
 #include <pthread.h>
@@ -51,8 +52,14 @@ static size_t n_tabs;
 
 static void build(void)
 {
-    tabs = cg_target_from_omop(&cg_target_cohortgate, schema, sizeof(schema) / sizeof(schema[0]));
-    n_tabs = tabs ? sizeof(schema) / sizeof(schema[0]) : 0;
+    cg_target_table_t *t =
+        cg_target_from_omop(&cg_target_cohortgate, schema, sizeof(schema) / sizeof(schema[0]));
+    if (t) { /* in schema[]'s order: their records' one op each */
+        t[0].op = CG_ROW_MERGE;
+        t[1].op = CG_ROW_RETRACT;
+    }
+    tabs = t;
+    n_tabs = t ? sizeof(schema) / sizeof(schema[0]) : 0;
 }
 
 static const cg_target_table_t *cohortgate_tables(size_t *n)

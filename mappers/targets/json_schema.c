@@ -11,16 +11,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* The op a table of cohortgate's own target carries; OMOP tables take upsert and delete. */
-static const char *table_op(const cg_target_table_t *t)
-{
-    if (!strcmp(t->name, "cohortgate.person_merge"))
-        return "merge";
-    if (!strcmp(t->name, "cohortgate.document_retraction"))
-        return "retract";
-    return NULL;
-}
-
 #define DATE_RE "[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 /* One column's value; nullable unless required. */
@@ -91,7 +81,8 @@ static json_t *row_schema(const cg_target_table_t *t, unsigned flags)
     }
     json_t *row = json_pack("{s:s, s:o, s:b}", "type", "object", "properties", props,
                             "additionalProperties", 0);
-    const char *op = table_op(t);
+    /* a table of events has its one op (cg_target_table_t.op); others upsert and delete */
+    const char *op = t->op != CG_ROW_UPSERT ? cg_row_op_name((cg_row_op_t)t->op) : NULL;
     json_t *full = json_pack("{s:{s:{s:o, s:o}}}", "properties", "row", "required", req,
                              "properties", nonnull);
     if (op) /* one op: its row is complete */
