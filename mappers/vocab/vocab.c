@@ -4,6 +4,8 @@
  */
 #include "vocab_impl.h"
 
+#include "cg_csv.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,13 +376,5 @@ void cg_vocab_resolve_domains(cg_vocab_t *v)
 /* Copies up to CG_VOCAB_SHOW_MAX bytes of s for an error text, control bytes as '?'. */
 const char *cg_vocab__show(const char *s, size_t n, char buf[CG_VOCAB_SHOW_MAX + 4])
 {
-    size_t m = n > CG_VOCAB_SHOW_MAX ? CG_VOCAB_SHOW_MAX : n;
-    for (size_t i = 0; i < m; i++)
-        buf[i] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
-    if (m < n) {
-        memcpy(buf + m, "...", 4);
-    } else {
-        buf[m] = '\0';
-    }
-    return buf;
+    return cg_csv_show(s, n, buf);
 }

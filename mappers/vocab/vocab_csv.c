@@ -3,6 +3,8 @@
  */
 #include "vocab_impl.h"
 
+#include "cg_csv.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -20,163 +22,7 @@ enum { COL_VOCAB, COL_CODE, COL_ID, COL_DOMAIN, COL_NAME, COL_STD, COL_STD_NAME,
 static const char *const csv_cols[COL__COUNT] = {
     "vocabulary_id", "concept_code",        "concept_id",           "domain_id",
     "concept_name",  "standard_concept_id", "standard_concept_name"};
-#define CSV_REQUIRED   ((1u << COL_VOCAB) | (1u << COL_CODE) | (1u << COL_ID) | (1u << COL_DOMAIN))
-#define CSV_MAX_FIELDS 16
-
-typedef struct csv_field {
-    char *p; /* unescaped in place */
-    size_t len;
-    int line, col;
-} csv_field_t;
-
-typedef struct csv_ctx {
-    cg_vocab_t *v;
-    const char *path;
-    cg_error_t *errs;
-    size_t errs_cap;
-    size_t n_errs;
-    cg_err_t first;
-    char *buf;
-    size_t len, pos;
-    char sep;          /* ',' or '\t' (a source-to-concept file may be either) */
-    int line;          /* current line, 1-based */
-    size_t line_start; /* offset of the current line */
-} csv_ctx_t;
-
-static void csv_err(csv_ctx_t *c, cg_err_t code, int line, int col, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void csv_err(csv_ctx_t *c, cg_err_t code, int line, int col, const char *fmt, ...)
-{
-    if (c->first == CG_OK)
-        c->first = code;
-    if (c->n_errs < c->errs_cap) {
-        char text[sizeof(c->errs[0].text)];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(text, sizeof(text), fmt, ap);
-        va_end(ap);
-        cg_error_set(&c->errs[c->n_errs], code, c->path, line, col, "%s", text);
-    }
-    c->n_errs++;
-}
-
-/* Skips to just after the end of the current line (error resync). */
-static void csv_skip_line(csv_ctx_t *c)
-{
-    char *nl = memchr(c->buf + c->pos, '\n', c->len - c->pos);
-    c->pos = nl ? (size_t)(nl - c->buf) + 1 : c->len;
-    c->line++;
-    c->line_start = c->pos;
-}
-
-/* Parses one record. Returns 1 with fields, 0 at end of input, -1 after reporting a syntax error
- * (the rest of that line is skipped), -2 when the file cannot be resynchronised. */
-static int csv_record(csv_ctx_t *c, csv_field_t *f, size_t *nf, int *rec_line)
-{
-    *nf = 0;
-    *rec_line = c->line;
-    if (c->pos >= c->len)
-        return 0;
-    for (;;) {
-        if (*nf == CSV_MAX_FIELDS) {
-            csv_err(c, CG_ERR_CONFIG, c->line, (int)(c->pos - c->line_start) + 1,
-                    "more than %d fields", CSV_MAX_FIELDS);
-            csv_skip_line(c);
-            return -1;
-        }
-        csv_field_t *fd = &f[(*nf)++];
-        fd->line = c->line;
-        fd->col = (int)(c->pos - c->line_start) + 1;
-        fd->p = c->buf + c->pos;
-        fd->len = 0;
-        if (c->pos < c->len && c->buf[c->pos] == '"') {
-            char *out = fd->p;
-            size_t i = c->pos + 1;
-            int closed = 0;
-            while (i < c->len) {
-                char ch = c->buf[i];
-                if (ch == '"') {
-                    if (i + 1 < c->len && c->buf[i + 1] == '"') {
-                        *out++ = '"';
-                        i += 2;
-                        continue;
-                    }
-                    i++;
-                    closed = 1;
-                    break;
-                }
-                if (ch == '\n') {
-                    c->line++;
-                    c->line_start = i + 1;
-                }
-                *out++ = ch;
-                i++;
-            }
-            if (!closed) {
-                csv_err(c, CG_ERR_CONFIG, fd->line, fd->col,
-                        "quoted field never closed (the rest of the file is inside it)");
-                c->pos = c->len;
-                return -2;
-            }
-            fd->len = (size_t)(out - fd->p);
-            c->pos = i;
-            if (c->pos < c->len && c->buf[c->pos] != c->sep && c->buf[c->pos] != '\n' &&
-                !(c->buf[c->pos] == '\r' && c->pos + 1 < c->len && c->buf[c->pos + 1] == '\n')) {
-                char sb[CG_VOCAB_SHOW_MAX + 4];
-                size_t rest = c->len - c->pos;
-                const char *nl = memchr(c->buf + c->pos, '\n', rest);
-                size_t n = nl ? (size_t)(nl - (c->buf + c->pos)) : rest;
-                csv_err(c, CG_ERR_CONFIG, c->line, (int)(c->pos - c->line_start) + 1,
-                        "text after a closing quote: '%s'", cg_vocab__show(c->buf + c->pos, n, sb));
-                csv_skip_line(c);
-                return -1;
-            }
-        } else {
-            size_t i = c->pos;
-            while (i < c->len && c->buf[i] != c->sep && c->buf[i] != '\n') {
-                if (c->buf[i] == '"') {
-                    char sb[CG_VOCAB_SHOW_MAX + 4];
-                    const char *nl = memchr(c->buf + c->pos, '\n', c->len - c->pos);
-                    size_t n = nl ? (size_t)(nl - (c->buf + c->pos)) : c->len - c->pos;
-                    csv_err(c, CG_ERR_CONFIG, c->line, (int)(i - c->line_start) + 1,
-                            "quote inside an unquoted field (quote the whole field and double "
-                            "the quote): '%s'",
-                            cg_vocab__show(c->buf + c->pos, n, sb));
-                    csv_skip_line(c);
-                    return -1;
-                }
-                i++;
-            }
-            fd->len = i - c->pos;
-            if (fd->len && i < c->len && c->buf[i] == '\n' && fd->p[fd->len - 1] == '\r')
-                fd->len--; /* CRLF line end */
-            c->pos = i;
-        }
-        if (c->pos >= c->len)
-            return 1;
-        if (c->buf[c->pos] == c->sep) {
-            c->pos++;
-            continue;
-        }
-        /* line end ("\r\n" already stripped from unquoted fields) */
-        if (c->buf[c->pos] == '\r')
-            c->pos++;
-        c->pos++;
-        c->line++;
-        c->line_start = c->pos;
-        return 1;
-    }
-}
-
-static int is_blank_record(const csv_field_t *f, size_t nf)
-{
-    return nf == 1 && f[0].len == 0;
-}
-
-static int has_edge_space(const csv_field_t *f)
-{
-    return f->len && (isspace((unsigned char)f->p[0]) || isspace((unsigned char)f->p[f->len - 1]));
-}
+#define CSV_REQUIRED ((1u << COL_VOCAB) | (1u << COL_CODE) | (1u << COL_ID) | (1u << COL_DOMAIN))
 
 /* ---- OMOP SOURCE_TO_CONCEPT_MAP ---- */
 
@@ -230,133 +76,80 @@ static long today_day(void)
     return (long)(tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
 }
 
-/* The next data record with as many fields as the header (ncols): records that do not parse,
- * blank ones and ones of another width (reported at their line) are passed over. 0 at the end,
- * or when the file cannot be read on. */
-static int next_row(csv_ctx_t *c, csv_field_t *f, size_t *nf, size_t ncols, int *line)
-{
-    int r;
-    while ((r = csv_record(c, f, nf, line)) != 0) {
-        if (r == -2)
-            return 0;
-        if (r < 0 || is_blank_record(f, *nf))
-            continue;
-        if (*nf == ncols)
-            return 1;
-        csv_err(c, CG_ERR_CONFIG, *line, *nf > ncols ? f[ncols].col : 1,
-                "%zu fields where the header has %zu", *nf, ncols);
-    }
-    return 0;
-}
-
-/* Maps a header's fields to the known columns (cols, n; colmap[i] gets f[i]'s column or -1):
- * an unknown or repeated column, or a missing required one, is an error located at its field.
- * 1 when the header is usable. expected names the columns in the unknown-column error. */
-static int map_header(csv_ctx_t *c, const csv_field_t *f, size_t nf, const char *const *cols, int n,
-                      unsigned required, const char *expected, int header_line, int *colmap)
-{
-    unsigned seen = 0;
-    int ok = 1;
-    char sb[CG_VOCAB_SHOW_MAX + 4];
-    for (size_t i = 0; i < nf; i++) {
-        colmap[i] = -1;
-        for (int k = 0; k < n; k++)
-            if (f[i].len == strlen(cols[k]) && !memcmp(f[i].p, cols[k], f[i].len))
-                colmap[i] = k;
-        if (colmap[i] < 0) {
-            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "unknown column '%s' (%s)",
-                    cg_vocab__show(f[i].p, f[i].len, sb), expected);
-            ok = 0;
-        } else if (seen & (1u << colmap[i])) {
-            csv_err(c, CG_ERR_CONFIG, f[i].line, f[i].col, "column '%s' appears twice",
-                    cols[colmap[i]]);
-            ok = 0;
-        } else {
-            seen |= 1u << colmap[i];
-        }
-    }
-    for (int k = 0; k < n; k++)
-        if ((required & (1u << k)) && !(seen & (1u << k))) {
-            csv_err(c, CG_ERR_CONFIG, header_line, 1, "header lacks the column '%s'", cols[k]);
-            ok = 0;
-        }
-    return ok;
-}
-
 /* The rows of a source-to-concept map whose header is f (nf fields). Every bad row is reported
  * with its line and column, as for the project tables. */
-static void load_stcm(cg_vocab_t *v, csv_ctx_t *c, csv_field_t *f, size_t nf, int header_line)
+static void load_stcm(cg_vocab_t *v, cg_csv_t *c, cg_csv_field_t *f, size_t nf, int header_line)
 {
-    int colmap[CSV_MAX_FIELDS];
+    int colmap[CG_CSV_MAX_FIELDS];
     char sb[CG_VOCAB_SHOW_MAX + 4], sb2[CG_VOCAB_SHOW_MAX + 4];
-    int header_ok = map_header(c, f, nf, stcm_cols, ST__COUNT, STCM_REQUIRED,
-                               "in a SOURCE_TO_CONCEPT_MAP file, expected source_code, "
-                               "source_concept_id, source_vocabulary_id, "
-                               "source_code_description, target_concept_id, "
-                               "target_vocabulary_id, valid_start_date, valid_end_date, "
-                               "invalid_reason",
-                               header_line, colmap);
+    int header_ok = cg_csv_header(c, f, nf, stcm_cols, ST__COUNT, STCM_REQUIRED,
+                                  "in a SOURCE_TO_CONCEPT_MAP file, expected source_code, "
+                                  "source_concept_id, source_vocabulary_id, "
+                                  "source_code_description, target_concept_id, "
+                                  "target_vocabulary_id, valid_start_date, valid_end_date, "
+                                  "invalid_reason",
+                                  header_line, colmap);
     if (!header_ok)
         return;
     size_t ncols = nf;
     long today = today_day();
     int rec_line;
-    while (next_row(c, f, &nf, ncols, &rec_line)) {
-        csv_field_t *col[ST__COUNT] = {0};
+    while (cg_csv_next_row(c, f, &nf, ncols, &rec_line)) {
+        cg_csv_field_t *col[ST__COUNT] = {0};
         for (size_t i = 0; i < nf; i++)
             col[colmap[i]] = &f[i];
-        csv_field_t *fc = col[ST_CODE], *fv = col[ST_SRC_VOCAB], *ft = col[ST_TARGET],
-                    *fs = col[ST_SRC_ID], *fst = col[ST_START], *fen = col[ST_END],
-                    *finv = col[ST_INVALID];
-        if (!fv->len || fv->len > OMOP_VOCAB_LEN || has_edge_space(fv)) {
-            csv_err(c, CG_ERR_CONFIG, fv->line, fv->col,
-                    "source_vocabulary_id must be 1-%d characters without surrounding spaces: "
-                    "'%s'",
-                    OMOP_VOCAB_LEN, cg_vocab__show(fv->p, fv->len, sb));
+        cg_csv_field_t *fc = col[ST_CODE], *fv = col[ST_SRC_VOCAB], *ft = col[ST_TARGET],
+                       *fs = col[ST_SRC_ID], *fst = col[ST_START], *fen = col[ST_END],
+                       *finv = col[ST_INVALID];
+        if (!fv->len || fv->len > OMOP_VOCAB_LEN || cg_csv_edge_space(fv)) {
+            cg_csv_err(c, CG_ERR_CONFIG, fv->line, fv->col,
+                       "source_vocabulary_id must be 1-%d characters without surrounding spaces: "
+                       "'%s'",
+                       OMOP_VOCAB_LEN, cg_vocab__show(fv->p, fv->len, sb));
             continue;
         }
-        if (!fc->len || fc->len > OMOP_CODE_LEN || has_edge_space(fc)) {
-            csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
-                    "source_code must be 1-%d characters without surrounding spaces: '%s'",
-                    OMOP_CODE_LEN, cg_vocab__show(fc->p, fc->len, sb));
+        if (!fc->len || fc->len > OMOP_CODE_LEN || cg_csv_edge_space(fc)) {
+            cg_csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                       "source_code must be 1-%d characters without surrounding spaces: '%s'",
+                       OMOP_CODE_LEN, cg_vocab__show(fc->p, fc->len, sb));
             continue;
         }
         int32_t target = 0, src = 0;
         if (cg_vocab__parse_id(ft->p, ft->len, &target) != 0) {
-            csv_err(c, CG_ERR_CONFIG, ft->line, ft->col,
-                    "target_concept_id is not an integer in 0..2147483647 (0: reviewed, no "
-                    "mapping): '%s'",
-                    cg_vocab__show(ft->p, ft->len, sb));
+            cg_csv_err(c, CG_ERR_CONFIG, ft->line, ft->col,
+                       "target_concept_id is not an integer in 0..2147483647 (0: reviewed, no "
+                       "mapping): '%s'",
+                       cg_vocab__show(ft->p, ft->len, sb));
             continue;
         }
         if (fs && fs->len && cg_vocab__parse_id(fs->p, fs->len, &src) != 0) {
-            csv_err(c, CG_ERR_CONFIG, fs->line, fs->col,
-                    "source_concept_id is not an integer in 0..2147483647: '%s'",
-                    cg_vocab__show(fs->p, fs->len, sb));
+            cg_csv_err(c, CG_ERR_CONFIG, fs->line, fs->col,
+                       "source_concept_id is not an integer in 0..2147483647: '%s'",
+                       cg_vocab__show(fs->p, fs->len, sb));
             continue;
         }
         long start = 0, end = 99991231;
         if (fst && fst->len && (start = parse_day(fst->p, fst->len)) < 0) {
-            csv_err(c, CG_ERR_CONFIG, fst->line, fst->col,
-                    "valid_start_date is not a date (YYYY-MM-DD or YYYYMMDD): '%s'",
-                    cg_vocab__show(fst->p, fst->len, sb));
+            cg_csv_err(c, CG_ERR_CONFIG, fst->line, fst->col,
+                       "valid_start_date is not a date (YYYY-MM-DD or YYYYMMDD): '%s'",
+                       cg_vocab__show(fst->p, fst->len, sb));
             continue;
         }
         if (fen && fen->len && (end = parse_day(fen->p, fen->len)) < 0) {
-            csv_err(c, CG_ERR_CONFIG, fen->line, fen->col,
-                    "valid_end_date is not a date (YYYY-MM-DD or YYYYMMDD): '%s'",
-                    cg_vocab__show(fen->p, fen->len, sb));
+            cg_csv_err(c, CG_ERR_CONFIG, fen->line, fen->col,
+                       "valid_end_date is not a date (YYYY-MM-DD or YYYYMMDD): '%s'",
+                       cg_vocab__show(fen->p, fen->len, sb));
             continue;
         }
         if (end < start) {
-            csv_err(c, CG_ERR_CONFIG, fen->line, fen->col,
-                    "valid_end_date is before valid_start_date");
+            cg_csv_err(c, CG_ERR_CONFIG, fen->line, fen->col,
+                       "valid_end_date is before valid_start_date");
             continue;
         }
         if (finv && finv->len && !(finv->len == 1 && (finv->p[0] == 'D' || finv->p[0] == 'U'))) {
-            csv_err(c, CG_ERR_CONFIG, finv->line, finv->col,
-                    "invalid_reason is empty, D (deleted) or U (updated): '%s'",
-                    cg_vocab__show(finv->p, finv->len, sb));
+            cg_csv_err(c, CG_ERR_CONFIG, finv->line, finv->col,
+                       "invalid_reason is empty, D (deleted) or U (updated): '%s'",
+                       cg_vocab__show(finv->p, finv->len, sb));
             continue;
         }
         /* a retired mapping (or one not yet in force) is not loaded: the code then keeps what
@@ -369,14 +162,14 @@ static void load_stcm(cg_vocab_t *v, csv_ctx_t *c, csv_field_t *f, size_t nf, in
         int created = 0;
         ventry_t *e = vi < 0 ? NULL : cg_vocab__upsert(v, vi, fc->p, fc->len, &created);
         if (!e) {
-            csv_err(c, CG_ERR_NOMEM, rec_line, 1, "out of memory");
+            cg_csv_err(c, CG_ERR_NOMEM, rec_line, 1, "out of memory");
             break;
         }
         if (!created && e->gen == v->gen) {
             if (!(e->flags & CG_VOCAB__STCM)) {
-                csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
-                        "duplicate code '%s' in vocabulary '%s' (already defined in this load)",
-                        cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
+                cg_csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                           "duplicate code '%s' in vocabulary '%s' (already defined in this load)",
+                           cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
                 continue;
             }
             /* one-to-many: the lowest target, as for Athena's several "Maps to" */
@@ -398,143 +191,89 @@ static void load_stcm(cg_vocab_t *v, csv_ctx_t *c, csv_field_t *f, size_t nf, in
     }
 }
 
-static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
+static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, cg_csv_t *c)
 {
-    c->path = path;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        csv_err(c, CG_ERR_IO, 0, 0, "cannot open: %s", strerror(errno));
-        return CG_ERR_IO;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= CSV_MAX_BYTES) {
-                free(buf);
-                fclose(fp);
-                csv_err(c, CG_ERR_CONFIG, 0, 0,
-                        "larger than %u MiB: load big vocabularies in Athena format",
-                        CSV_MAX_BYTES >> 20);
-                return CG_ERR_CONFIG;
-            }
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(fp);
-                csv_err(c, CG_ERR_NOMEM, 0, 0, "out of memory");
-                return CG_ERR_NOMEM;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, cap - len, fp);
-        len += r;
-        if (r == 0)
-            break;
-    }
-    int rd_err = ferror(fp);
-    fclose(fp);
-    if (rd_err) {
-        free(buf);
-        csv_err(c, CG_ERR_IO, 0, 0, "read error");
-        return CG_ERR_IO;
-    }
-    c->buf = buf;
-    c->len = len;
-    c->pos = 0;
-    c->line = 1;
-    c->line_start = 0;
-    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
-        c->pos = c->line_start = 3; /* UTF-8 BOM (column counts start after it) */
-
-    /* the header line says the separator: a tab in it makes a tab-separated file (as Athena
-     * and some Usagi exports write source-to-concept maps) */
-    const char *nl = memchr(buf + c->pos, '\n', len - c->pos);
-    c->sep = memchr(buf + c->pos, '\t', (nl ? (size_t)(nl - buf) : len) - c->pos) ? '\t' : ',';
-
-    csv_field_t f[CSV_MAX_FIELDS];
+    cg_err_t rc = cg_csv_open(c, path, CSV_MAX_BYTES, "load big vocabularies in Athena format");
+    if (rc != CG_OK)
+        return rc;
+    cg_csv_field_t f[CG_CSV_MAX_FIELDS];
     size_t nf;
-    int rec_line, r;
-    /* header */
-    do {
-        r = csv_record(c, f, &nf, &rec_line);
-    } while (r == 1 && is_blank_record(f, nf));
-    if (r != 1) {
-        if (r == 0)
-            csv_err(c, CG_ERR_CONFIG, 1, 1, "empty file: a header row is required (%s,%s,%s,%s)",
-                    csv_cols[0], csv_cols[1], csv_cols[2], csv_cols[3]);
-        free(buf);
+    int rec_line;
+    char expected[160];
+    snprintf(expected, sizeof(expected), "%s,%s,%s,%s", csv_cols[0], csv_cols[1], csv_cols[2],
+             csv_cols[3]);
+    if (!cg_csv_first(c, f, &nf, &rec_line, expected)) {
+        cg_csv_close(c);
         return CG_ERR_CONFIG;
     }
     for (size_t i = 0; i < nf; i++)
         if (f[i].len == 11 && !memcmp(f[i].p, "source_code", 11)) {
             load_stcm(v, c, f, nf, rec_line);
-            free(buf);
-            c->buf = NULL;
+            cg_csv_close(c);
             return c->first;
         }
-    int colmap[CSV_MAX_FIELDS];
-    int header_ok = map_header(c, f, nf, csv_cols, COL__COUNT, CSV_REQUIRED,
-                               "expected vocabulary_id, concept_code, concept_id, domain_id, "
-                               "concept_name, standard_concept_id, standard_concept_name; or a "
-                               "SOURCE_TO_CONCEPT_MAP file, whose header has source_code",
-                               rec_line, colmap);
+    int colmap[CG_CSV_MAX_FIELDS];
+    int header_ok = cg_csv_header(c, f, nf, csv_cols, COL__COUNT, CSV_REQUIRED,
+                                  "expected vocabulary_id, concept_code, concept_id, domain_id, "
+                                  "concept_name, standard_concept_id, standard_concept_name; or a "
+                                  "SOURCE_TO_CONCEPT_MAP file, whose header has source_code",
+                                  rec_line, colmap);
     if (!header_ok) {
-        free(buf);
+        cg_csv_close(c);
         return CG_ERR_CONFIG;
     }
     size_t ncols = nf;
 
-    while (next_row(c, f, &nf, ncols, &rec_line)) {
-        csv_field_t *col[COL__COUNT] = {0};
+    while (cg_csv_next_row(c, f, &nf, ncols, &rec_line)) {
+        cg_csv_field_t *col[COL__COUNT] = {0};
         for (size_t i = 0; i < nf; i++)
             col[colmap[i]] = &f[i];
         char sb[CG_VOCAB_SHOW_MAX + 4];
-        csv_field_t *fv = col[COL_VOCAB], *fc = col[COL_CODE], *fi = col[COL_ID],
-                    *fdm = col[COL_DOMAIN], *fs = col[COL_STD];
-        if (!fv->len || fv->len > OMOP_VOCAB_LEN || has_edge_space(fv)) {
-            csv_err(c, CG_ERR_CONFIG, fv->line, fv->col,
-                    "vocabulary_id must be 1-%d characters without surrounding spaces: '%s'",
-                    OMOP_VOCAB_LEN, cg_vocab__show(fv->p, fv->len, sb));
+        cg_csv_field_t *fv = col[COL_VOCAB], *fc = col[COL_CODE], *fi = col[COL_ID],
+                       *fdm = col[COL_DOMAIN], *fs = col[COL_STD];
+        if (!fv->len || fv->len > OMOP_VOCAB_LEN || cg_csv_edge_space(fv)) {
+            cg_csv_err(c, CG_ERR_CONFIG, fv->line, fv->col,
+                       "vocabulary_id must be 1-%d characters without surrounding spaces: '%s'",
+                       OMOP_VOCAB_LEN, cg_vocab__show(fv->p, fv->len, sb));
             continue;
         }
-        if (!fc->len || fc->len > OMOP_CODE_LEN || has_edge_space(fc)) {
-            csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
-                    "concept_code must be 1-%d characters without surrounding spaces: '%s'",
-                    OMOP_CODE_LEN, cg_vocab__show(fc->p, fc->len, sb));
+        if (!fc->len || fc->len > OMOP_CODE_LEN || cg_csv_edge_space(fc)) {
+            cg_csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                       "concept_code must be 1-%d characters without surrounding spaces: '%s'",
+                       OMOP_CODE_LEN, cg_vocab__show(fc->p, fc->len, sb));
             continue;
         }
         int32_t id = 0, std = 0;
         if (cg_vocab__parse_id(fi->p, fi->len, &id) != 0) {
-            csv_err(c, CG_ERR_CONFIG, fi->line, fi->col,
-                    "concept_id is not an integer in 0..2147483647: '%s'",
-                    cg_vocab__show(fi->p, fi->len, sb));
+            cg_csv_err(c, CG_ERR_CONFIG, fi->line, fi->col,
+                       "concept_id is not an integer in 0..2147483647: '%s'",
+                       cg_vocab__show(fi->p, fi->len, sb));
             continue;
         }
         cg_slice_t dom_s = {fdm->p, fdm->len};
         if (cg_vocab_domain_parse(dom_s) == CG_VOCAB_DOMAIN_OTHER) {
-            csv_err(c, CG_ERR_CONFIG, fdm->line, fdm->col,
-                    "unknown domain_id '%s' (OMOP spelling: Condition, Measurement, "
-                    "Observation, Drug, Procedure, Device, Visit, Gender, Race, Ethnicity, Unit, "
-                    "Type Concept, Meas Value, Meas Value Operator, Route, Spec Anatomic Site, "
-                    "Metadata)",
-                    cg_vocab__show(fdm->p, fdm->len, sb));
+            cg_csv_err(
+                c, CG_ERR_CONFIG, fdm->line, fdm->col,
+                "unknown domain_id '%s' (OMOP spelling: Condition, Measurement, "
+                "Observation, Drug, Procedure, Device, Visit, Gender, Race, Ethnicity, Unit, "
+                "Type Concept, Meas Value, Meas Value Operator, Route, Spec Anatomic Site, "
+                "Metadata)",
+                cg_vocab__show(fdm->p, fdm->len, sb));
             continue;
         }
         if (fs && fs->len) {
             if (cg_vocab__parse_id(fs->p, fs->len, &std) != 0) {
-                csv_err(c, CG_ERR_CONFIG, fs->line, fs->col,
-                        "standard_concept_id is not an integer in 0..2147483647: '%s'",
-                        cg_vocab__show(fs->p, fs->len, sb));
+                cg_csv_err(c, CG_ERR_CONFIG, fs->line, fs->col,
+                           "standard_concept_id is not an integer in 0..2147483647: '%s'",
+                           cg_vocab__show(fs->p, fs->len, sb));
                 continue;
             }
         } else {
             std = id; /* no column or empty: the concept is its own standard */
         }
         if (id == 0 && std == 0) {
-            csv_err(c, CG_ERR_CONFIG, fi->line, fi->col,
-                    "concept_id and standard_concept_id are both 0: the row maps to nothing");
+            cg_csv_err(c, CG_ERR_CONFIG, fi->line, fi->col,
+                       "concept_id and standard_concept_id are both 0: the row maps to nothing");
             continue;
         }
         int vi = cg_vocab__intern_vocab(v, (cg_slice_t){fv->p, fv->len});
@@ -542,14 +281,14 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
         int created = 0;
         ventry_t *e = vi < 0 || di < 0 ? NULL : cg_vocab__upsert(v, vi, fc->p, fc->len, &created);
         if (!e) {
-            csv_err(c, CG_ERR_NOMEM, rec_line, 1, "out of memory");
+            cg_csv_err(c, CG_ERR_NOMEM, rec_line, 1, "out of memory");
             break;
         }
         if (!created && e->gen == v->gen) {
             char sb2[CG_VOCAB_SHOW_MAX + 4];
-            csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
-                    "duplicate code '%s' in vocabulary '%s' (already defined in this load)",
-                    cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
+            cg_csv_err(c, CG_ERR_CONFIG, fc->line, fc->col,
+                       "duplicate code '%s' in vocabulary '%s' (already defined in this load)",
+                       cg_vocab__show(fc->p, fc->len, sb), cg_vocab__show(fv->p, fv->len, sb2));
             continue;
         }
         cg_vocab__note_set(v, e, created, std);
@@ -559,17 +298,8 @@ static cg_err_t load_csv_file(cg_vocab_t *v, const char *path, csv_ctx_t *c)
         e->flags = 0;
         e->gen = v->gen;
     }
-    free(buf);
-    c->buf = NULL;
+    cg_csv_close(c);
     return c->first;
-}
-
-static void csv_ctx_init(csv_ctx_t *c, cg_vocab_t *v, cg_error_t *errs, size_t errs_cap)
-{
-    memset(c, 0, sizeof(*c));
-    c->v = v;
-    c->errs = errs;
-    c->errs_cap = errs ? errs_cap : 0;
 }
 
 cg_err_t cg_vocab_load_csv(cg_vocab_t *v, const char *path, cg_error_t *errs, size_t errs_cap,
@@ -579,8 +309,8 @@ cg_err_t cg_vocab_load_csv(cg_vocab_t *v, const char *path, cg_error_t *errs, si
         *n_errs = 0;
     if (!v || !path)
         return CG_ERR_INVALID_ARG;
-    csv_ctx_t c;
-    csv_ctx_init(&c, v, errs, errs_cap);
+    cg_csv_t c;
+    cg_csv_init(&c, errs, errs_cap);
     c.path = path;
     cg_vocab__begin_load(v);
     load_csv_file(v, path, &c);
@@ -601,12 +331,12 @@ cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs,
         *n_errs = 0;
     if (!v || !dir)
         return CG_ERR_INVALID_ARG;
-    csv_ctx_t c;
-    csv_ctx_init(&c, v, errs, errs_cap);
+    cg_csv_t c;
+    cg_csv_init(&c, errs, errs_cap);
     c.path = dir;
     DIR *d = opendir(dir);
     if (!d) {
-        csv_err(&c, CG_ERR_IO, 0, 0, "cannot open folder: %s", strerror(errno));
+        cg_csv_err(&c, CG_ERR_IO, 0, 0, "cannot open folder: %s", strerror(errno));
         if (n_errs)
             *n_errs = c.n_errs;
         return CG_ERR_IO;
@@ -654,7 +384,7 @@ cg_err_t cg_vocab_load_csv_dir(cg_vocab_t *v, const char *dir, cg_error_t *errs,
         free(names[i]);
     free(names);
     if (rc != CG_OK)
-        csv_err(&c, rc, 0, 0, "out of memory");
+        cg_csv_err(&c, rc, 0, 0, "out of memory");
     if (n_errs)
         *n_errs = c.n_errs;
     return c.first;

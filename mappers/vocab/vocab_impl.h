@@ -9,8 +9,9 @@
 #include <stdint.h>
 
 #include "cg_vocab.h"
+#include "cg_csv.h"
 
-#define CG_VOCAB_SHOW_MAX 60  /* bytes of offending text quoted in an error */
+#define CG_VOCAB_SHOW_MAX CG_CSV_SHOW_MAX /* bytes of offending text quoted in an error */
 #define MAX_DOMAINS       255 /* domain index 0 means "unknown" */
 
 typedef struct ventry {
