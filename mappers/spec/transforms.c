@@ -2,6 +2,8 @@
  * HL7 TS/DTM times to ISO 8601, and HL7 NM numbers to canonical JSON numbers. */
 #include "spec_impl.h"
 
+#include "cg_date.h"
+
 #include <string.h>
 
 static int digits(const char *s, size_t n)
@@ -15,46 +17,11 @@ static int digits(const char *s, size_t n)
     return v;
 }
 
-static int is_leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : d[m - 1];
-}
-
 /* Two decimal digits of v (0..99). */
 static void put2(char *o, int v)
 {
     o[0] = (char)('0' + v / 10);
     o[1] = (char)('0' + v % 10);
-}
-
-/* Days since 1970-01-01 of a civil date, and back (H. Hinnant's algorithms). */
-static long days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    long era = (y >= 0 ? y : y - 399) / 400;
-    long yoe = y - era * 400;
-    long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(long z, int *y, int *m, int *d)
-{
-    z += 719468;
-    long era = (z >= 0 ? z : z - 146096) / 146097;
-    long doe = z - era * 146097;
-    long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    long mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
 }
 
 size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const char *utc_offset,
@@ -92,11 +59,11 @@ size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const cha
         (main_len >= 12 && (mi = digits(s + 10, 2)) < 0) ||
         (main_len >= 14 && (se = digits(s + 12, 2)) < 0))
         return 0;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-        se > 60)
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > cg_date_days_in_month(y, mo) || h > 23 ||
+        mi > 59 || se > 60)
         return 0;
     if (shift_days)
-        civil_from_days(days_from_civil(y, mo, d) + shift_days, &y, &mo, &d);
+        cg_date_civil_from_days(cg_date_days_from_civil(y, mo, d) + shift_days, &y, &mo, &d);
     if (y < 1 || y > 9999)
         return 0;
     /* written by hand: snprintf was the largest single cost of mapping a result row */

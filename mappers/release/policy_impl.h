@@ -1,0 +1,40 @@
+/* policy_impl.h - a compiled policy: a plan per table (mappers/release/), not installed. */
+#ifndef CG_POLICY_IMPL_H
+#define CG_POLICY_IMPL_H
+
+#include "release_impl.h"
+
+#include "cg_date.h"
+
+/* What a column becomes (P_DROP: left out of the record). */
+enum { P_DROP = 0, P_KEEP, P_GEN, P_REKEY_INT, P_REKEY_TEXT };
+
+typedef struct col_plan {
+    uint8_t action;
+    uint8_t gen;   /* P_GEN: cg_release_generalize_t */
+    uint8_t level; /* the level it leaves at */
+} col_plan_t;
+
+typedef struct table_plan {
+    const cg_target_table_t *table;
+    int granted;
+    col_plan_t *cols;
+    uint8_t time_action; /* the row's source time: as the table's dates (keep, gen, drop) */
+} table_plan_t;
+
+struct cg_policy {
+    char *name, *agreement;
+    char version[96];
+    time_t expires_at; /* the end of the agreement's last day */
+    int max_level;
+    int dates_year, shift_days, age_top, year_now;
+    char **cohorts;
+    size_t n_cohorts;
+    table_plan_t *tables;
+    size_t n_tables;
+    cg_pseudo_t *pseudo; /* the subscriber's key (stateless: shared by threads) */
+};
+
+const table_plan_t *cg_policy__plan(const cg_policy_t *p, const cg_target_table_t *t);
+
+#endif

@@ -1,0 +1,356 @@
+/* release.c - one row for one subscriber: its table's plan applied column by column, the
+ * pseudonyms re-keyed under the subscriber's key, dates shifted and generalized, and the row's
+ * level found (see cg_release.h). No allocation once the scratch is warm; the per-message values
+ * (the message id, the patient's key and date shift) are computed once per input. */
+#include "policy_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Longest text one released value takes: a 40-hex pseudonym, a 64-bit id, a date-time. */
+#define VALUE_TEXT_MAX 48
+#define CACHE_IN_MAX   256 /* longer message ids and keys are not cached (rare) */
+
+struct cg_release_scratch {
+    cg_value_t *vals;
+    size_t cap_vals;
+    char *text;
+    size_t cap_text, used;
+    /* the last message id's pseudonym, per policy */
+    const cg_policy_t *mid_policy;
+    char mid_in[CACHE_IN_MAX];
+    size_t mid_len;
+    char mid_hex[41];
+    /* the last patient's key and date shift, per policy */
+    const cg_policy_t *key_policy;
+    char key_in[CACHE_IN_MAX];
+    size_t key_len;
+    char key_out[17];
+    int shift;
+};
+
+cg_release_scratch_t *cg_release_scratch_new(void)
+{
+    return calloc(1, sizeof(cg_release_scratch_t));
+}
+
+void cg_release_scratch_destroy(cg_release_scratch_t *s)
+{
+    if (!s)
+        return;
+    free(s->vals);
+    free(s->text);
+    free(s);
+}
+
+const char *cg_release_outcome_name(cg_release_outcome_t o)
+{
+    static const char *const names[] = {"released", "table_not_granted", "not_in_cohort",
+                                        "above_level", "agreement_expired"};
+    return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
+}
+
+static char *text_take(cg_release_scratch_t *s, size_t n)
+{
+    char *t = s->text + s->used;
+    s->used += n;
+    return t;
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* The subscriber's keyed 63-bit id of a value (a site id's 8 bytes, a patient's key), in its own
+ * namespace so that no two uses coincide. */
+static int64_t keyed(const cg_policy_t *p, const char *ns, const void *data, size_t len)
+{
+    cg_slice_t part = {data, len};
+    int64_t out = 0;
+    cg_pseudo_key_id(p->pseudo, CG_PSEUDO_ID_KEY, (cg_slice_t){ns, strlen(ns)}, &part, 1, &out);
+    return out;
+}
+
+/* 40 hex digits of the subscriber's HMAC of a text pseudonym (a person_source_value, a document
+ * id), as long as the site's own. */
+static void keyed_text(const cg_policy_t *p, const char *text, size_t len, char out[41])
+{
+    unsigned char buf[CACHE_IN_MAX + 32], md[32];
+    static const char label[] = "\0cohortgate/release-text/v1\x1F";
+    size_t l = sizeof(label) - 1, n = len < CACHE_IN_MAX ? len : CACHE_IN_MAX;
+    memcpy(buf, label, l);
+    memcpy(buf + l, text, n);
+    if (len > CACHE_IN_MAX) { /* a long one by its own digest */
+        cg_pseudo_hmac(p->pseudo, text, len, md);
+        memcpy(buf + l, md, 32);
+        n = 32;
+    }
+    cg_pseudo_hmac(p->pseudo, buf, l + n, md);
+    hex(md, 20, out);
+}
+
+static size_t put_int(char *o, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    int neg = v < 0;
+    uint64_t u = neg ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t w = 0;
+    if (neg)
+        o[w++] = '-';
+    while (n)
+        o[w++] = tmp[--n];
+    return w;
+}
+
+static int parse_int64(const cg_value_t *v, int64_t *out)
+{
+    if (!v->len || v->len > 19)
+        return -1;
+    int64_t x = 0;
+    size_t i = v->ptr[0] == '-';
+    if (i == v->len)
+        return -1;
+    for (; i < v->len; i++) {
+        if (v->ptr[i] < '0' || v->ptr[i] > '9')
+            return -1;
+        x = x * 10 + (v->ptr[i] - '0');
+    }
+    *out = v->ptr[0] == '-' ? -x : x;
+    return 0;
+}
+
+static int two(const char *p)
+{
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+/* A date or date-time value shifted by days and, with gen, cut to the month or year; the
+ * written length, or 0 when the text is no date (then the column is dropped). */
+static size_t date_out(const cg_value_t *v, int days, int gen, int year_only, char *o)
+{
+    const char *t = v->ptr;
+    if (v->len < 10 || t[4] != '-' || t[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (t[i] < '0' || t[i] > '9'))
+            return 0;
+    int y = two(t) * 100 + two(t + 2), m = two(t + 5), d = two(t + 8);
+    if (m < 1 || m > 12 || d < 1 || d > cg_date_days_in_month(y, m))
+        return 0;
+    if (days)
+        cg_date_civil_from_days(cg_date_days_from_civil(y, m, d) + days, &y, &m, &d);
+    if (y < 1 || y > 9999)
+        return 0;
+    if (gen) {
+        d = 1;
+        if (year_only)
+            m = 1;
+    }
+    o[0] = (char)('0' + y / 1000);
+    o[1] = (char)('0' + y / 100 % 10);
+    o[2] = (char)('0' + y / 10 % 10);
+    o[3] = (char)('0' + y % 10);
+    o[4] = '-';
+    o[5] = (char)('0' + m / 10);
+    o[6] = (char)('0' + m % 10);
+    o[7] = '-';
+    o[8] = (char)('0' + d / 10);
+    o[9] = (char)('0' + d % 10);
+    size_t w = 10;
+    if (v->kind == CG_VALUE_DATETIME) {
+        if (gen) {
+            memcpy(o + w, "T00:00:00", 9);
+            w += 9;
+        } else if (v->len - 10 <= VALUE_TEXT_MAX - 10) { /* the time of day as it was */
+            memcpy(o + w, t + 10, v->len - 10);
+            w += v->len - 10;
+        }
+    }
+    return w;
+}
+
+/* The patient's key and date shift under p, computed once per patient in a row. */
+static void patient(const cg_policy_t *p, cg_release_scratch_t *s, cg_slice_t key)
+{
+    if (s->key_policy == p && s->key_len == key.len && key.len <= CACHE_IN_MAX &&
+        !memcmp(s->key_in, key.ptr, key.len))
+        return;
+    int64_t k = keyed(p, "cohortgate/release-key", key.ptr, key.len);
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)k >> (56 - 8 * i));
+    hex(b, 8, s->key_out);
+    s->shift = 0;
+    if (p->shift_days) {
+        uint64_t h = (uint64_t)keyed(p, "cohortgate/release-shift", key.ptr, key.len);
+        s->shift = (int)(h % (uint64_t)(2 * p->shift_days + 1)) - p->shift_days;
+    }
+    s->key_policy = key.len <= CACHE_IN_MAX ? p : NULL;
+    s->key_len = key.len;
+    if (key.len <= CACHE_IN_MAX)
+        memcpy(s->key_in, key.ptr, key.len);
+}
+
+static int in_cohorts(const cg_policy_t *p, const char *const *cohorts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < p->n_cohorts; k++)
+            if (!strcmp(cohorts[i], p->cohorts[k]))
+                return 1;
+    return 0;
+}
+
+cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const cg_row_t *row,
+                        const char *const *cohorts, size_t n_cohorts, time_t now,
+                        cg_release_scratch_t *s, cg_release_out_t *out,
+                        cg_release_outcome_t *outcome)
+{
+    const cg_target_table_t *t = row->table;
+    const table_plan_t *tp = cg_policy__plan(p, t);
+    if (!tp || !tp->granted) {
+        *outcome = CG_RELEASE_TABLE;
+        return CG_OK;
+    }
+    if (p->n_cohorts && !in_cohorts(p, cohorts, n_cohorts)) {
+        *outcome = CG_RELEASE_COHORT;
+        return CG_OK;
+    }
+    if (!cg_policy_in_force(p, now)) {
+        *outcome = CG_RELEASE_EXPIRED;
+        return CG_OK;
+    }
+    const char *set = NULL;
+    int level = cg_catalogue_row_level(cat, row, &set);
+    if (level > p->max_level) { /* a sensitive code: the whole row stays in */
+        *outcome = CG_RELEASE_LEVEL;
+        out->level = level;
+        out->set = set;
+        return CG_OK;
+    }
+    /* room for every value's text, reserved up front so that no pointer moves */
+    size_t need = (t->n_columns + 2) * VALUE_TEXT_MAX;
+    if (s->cap_vals < t->n_columns) {
+        cg_value_t *v = realloc(s->vals, t->n_columns * sizeof(*v));
+        if (!v)
+            return CG_ERR_NOMEM;
+        s->vals = v;
+        s->cap_vals = t->n_columns;
+    }
+    if (s->cap_text < need) {
+        char *x = realloc(s->text, need);
+        if (!x)
+            return CG_ERR_NOMEM;
+        s->text = x;
+        s->cap_text = need;
+    }
+    s->used = 0;
+    if (row->person_key.len)
+        patient(p, s, row->person_key);
+    else
+        s->shift = 0;
+    int shift = row->person_key.len ? s->shift : 0;
+    for (size_t c = 0; c < t->n_columns; c++) {
+        const cg_value_t *in = &row->values[c];
+        const col_plan_t *cp = &tp->cols[c];
+        cg_value_t *o = &s->vals[c];
+        *o = *in;
+        if (in->kind <= CG_VALUE_NULL)
+            continue; /* absent stays absent, a null carries nothing */
+        if (cp->action == P_DROP) {
+            *o = (cg_value_t){0};
+            continue;
+        }
+        int is_date = in->kind == CG_VALUE_DATE || in->kind == CG_VALUE_DATETIME;
+        if (cp->action == P_KEEP && !(is_date && shift)) {
+            if (cp->level > level)
+                level = cp->level;
+            continue;
+        }
+        char *txt = text_take(s, VALUE_TEXT_MAX);
+        size_t n = 0;
+        if (cp->action == P_REKEY_INT) {
+            int64_t id;
+            if (!parse_int64(in, &id)) {
+                unsigned char b[8];
+                for (int i = 0; i < 8; i++)
+                    b[i] = (unsigned char)((uint64_t)id >> (56 - 8 * i));
+                n = put_int(txt, keyed(p, "cohortgate/release-id", b, 8));
+            }
+        } else if (cp->action == P_REKEY_TEXT) {
+            keyed_text(p, in->ptr, in->len, txt);
+            n = 40;
+            o->kind = CG_VALUE_STRING;
+        } else if (is_date) {
+            int gen = cp->action == P_GEN;
+            /* a birth date-time goes to its year: its month is level 4 on its own */
+            int year = p->dates_year || !strcmp(t->columns[c].name, "birth_datetime");
+            n = date_out(in, shift, gen, year, txt);
+        } else if (cp->gen == CG_GEN_AGE_BAND) {
+            int64_t y;
+            if (!parse_int64(in, &y) && y > 0 && y < 10000) {
+                int top = p->year_now - p->age_top;
+                y = y <= top ? top : y - y % 5; /* everyone at or above the top age: one band */
+                n = put_int(txt, y);
+            }
+        } else if (cp->gen == CG_GEN_ZIP3) {
+            n = in->len < 3 ? in->len : 3;
+            memcpy(txt, in->ptr, n);
+        }
+        if (!n) { /* not what its column promised: left out rather than guessed */
+            *o = (cg_value_t){0};
+            continue;
+        }
+        o->ptr = txt;
+        o->len = (uint32_t)n;
+        o->plain = 1;
+        if (cp->level > level)
+            level = cp->level;
+    }
+    cg_row_t *r = &out->row;
+    *r = *row;
+    r->values = s->vals;
+    r->meta = NULL; /* a spec's extra facts are not in the catalogue: not released */
+    r->n_meta = 0;
+    r->trace = NULL;
+    r->trace_steps = NULL;
+    r->person_key = row->person_key.len ? (cg_slice_t){s->key_out, 16} : row->person_key;
+    out->key = r->person_key;
+    /* the message id only as the subscriber's pseudonym (retractions match on it) */
+    if (row->message_id.len) {
+        if (!(s->mid_policy == p && s->mid_len == row->message_id.len &&
+              row->message_id.len <= CACHE_IN_MAX &&
+              !memcmp(s->mid_in, row->message_id.ptr, row->message_id.len))) {
+            keyed_text(p, row->message_id.ptr, row->message_id.len, s->mid_hex);
+            s->mid_policy = row->message_id.len <= CACHE_IN_MAX ? p : NULL;
+            s->mid_len = row->message_id.len;
+            if (row->message_id.len <= CACHE_IN_MAX)
+                memcpy(s->mid_in, row->message_id.ptr, row->message_id.len);
+        }
+        r->message_id = (cg_slice_t){s->mid_hex, 40};
+    }
+    if (row->source_time.len) {
+        cg_value_t tv = {row->source_time.ptr, (uint32_t)row->source_time.len,
+                         row->source_time.len > 10 ? CG_VALUE_DATETIME : CG_VALUE_DATE, 0, 0};
+        char *txt = text_take(s, VALUE_TEXT_MAX);
+        size_t n = tp->time_action == P_DROP
+                       ? 0
+                       : date_out(&tv, shift, tp->time_action == P_GEN, p->dates_year, txt);
+        r->source_time = (cg_slice_t){n ? txt : NULL, n};
+    }
+    out->level = level;
+    out->set = set;
+    out->src = (cg_row_source_t){0};
+    *outcome = CG_RELEASE_OK;
+    return CG_OK;
+}
