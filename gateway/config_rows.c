@@ -151,6 +151,67 @@ const cg_config_map_t cg_config_core_map[] = {
      "Environment variable holding the key, used when key_file is empty."),
     CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
      "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
+    CG_CONFIG_ROW_GROUP("release",
+     "Graded release (specs/classification/README.md): subscribers (a sponsor's pre-cohort feed, "
+     "a disease database) each get their own topic of records under a data-use policy: only the "
+     "tables, cohorts and levels it grants, columns generalized or dropped per the "
+     "classification catalogue, pseudonyms under the subscriber's own key. Without subscribers "
+     "nothing changes."),
+    CG_CONFIG_ROW_STRINGS("release.catalogue", cg_config_t, catalogue, n_catalogue, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "The classification catalogue: a folder, or a list of folders (the base first, a site's "
+     "over it), each with columns.csv and/or sensitive-codes.csv; relative to the config file. "
+     "Empty: classification/ beside the first mapping.specs layer (the shipped "
+     "specs/classification)."),
+    CG_CONFIG_ROW_STRING("release.audit_topic", cg_config_t, audit_topic, "cohortgate.audit", 0,
+     "Topic for audit records: per subscriber and interval, the records released by table and "
+     "level and those withheld by reason, with the policy and catalogue versions."),
+    CG_CONFIG_ROW_INT("release.audit_interval_ms", cg_config_t, audit_interval_ms, "10000", 100, 3600000,
+     "How often audit records are written (and at shutdown). Each is part of the input whose "
+     "records completed it, so it is committed with them."),
+    CG_CONFIG_ROW_ARRAY("release.subscribers", cg_config_t, subscribers, n_subscribers, cg_config_subscriber_t,
+     "The subscribers, each under its data-use agreement."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].name", cg_config_subscriber_t, name, NULL, 0,
+     "The subscriber's name (audit records, metrics, its derived key)."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].topic", cg_config_subscriber_t, topic, NULL, 0,
+     "The topic its records go to; no other output may use it."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].agreement", cg_config_subscriber_t, agreement, NULL, 0,
+     "The data-use agreement's id, carried in audit records."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].expires", cg_config_subscriber_t, expires, NULL, 0,
+     "The agreement's last day, YYYY-MM-DD (UTC). After it the subscriber gets nothing (each "
+     "withheld record is counted, cohortgate_release_withheld_total{reason=\"agreement_expired\"}, "
+     "and logged once as release.agreement_expired); the others go on."),
+    CG_CONFIG_ROW_INT("release.subscribers[].max_level", cg_config_subscriber_t, max_level, NULL, 1, 5,
+     "The highest level (GB/T 39725-2020, 1-5) the subscriber may receive: no record carries a "
+     "column or is a row above it."),
+    CG_CONFIG_ROW_STRINGS("release.subscribers[].tables", cg_config_subscriber_t, tables, n_tables, "", CG_CONFIG_F_EMPTY,
+     "Tables it may receive (\"person\", \"measurement\", ...). Empty: every table the policy "
+     "can release whole. A listed table whose required column the policy would drop is refused."),
+    CG_CONFIG_ROW_STRINGS("release.subscribers[].cohorts", cg_config_subscriber_t, cohorts, n_cohorts, "", CG_CONFIG_F_EMPTY,
+     "Only rows routed to one of these cohorts (a pre-cohort feed); empty: every row."),
+    /* a map row with a default: optional */
+    {"release.subscribers[].levels", CG_CONFIG_MAP, "{}", NULL, 0, 0,
+     "Per level (\"1\" to \"5\") what its columns become: keep, generalize (a column the "
+     "catalogue can generalize, else as the default) or drop. Default: keep at or below "
+     "max_level, generalize or drop above. keep above max_level is refused.",
+     offsetof(cg_config_subscriber_t, levels), 0, offsetof(cg_config_subscriber_t, n_levels), 0},
+    CG_CONFIG_ROW_ENUM("release.subscribers[].dates", cg_config_subscriber_t, dates, "month", "month|year",
+     "What a generalized date keeps: its month (the first of the month) or its year (1 January)."),
+    CG_CONFIG_ROW_INT("release.subscribers[].date_shift_days", cg_config_subscriber_t, date_shift_days, "0", 0, 3650,
+     "The subscriber's own shift of each patient's dates, by a keyed offset in [-N, N] days "
+     "(on top of pseudonym.date_shift_days); 0: none."),
+    CG_CONFIG_ROW_INT("release.subscribers[].age_top", cg_config_subscriber_t, age_top, "90", 1, 150,
+     "The top age band: everyone this old or older gets the same banded year_of_birth (\"90+\")."),
+    CG_CONFIG_ROW_BOOL("release.subscribers[].free_text", cg_config_subscriber_t, free_text, "false",
+     "Keep free-text columns (note_text, value_as_string) when their level allows; by default "
+     "they are dropped."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].key_file", cg_config_subscriber_t, key_file, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "File holding the subscriber's own pseudonym key (at least 32 bytes). Empty and no key_env: "
+     "derived from the site key and the name, HMAC(site key, name)."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].key_env", cg_config_subscriber_t, key_env, "", CG_CONFIG_F_EMPTY,
+     "Environment variable holding the subscriber's key, when key_file is empty."),
+    CG_CONFIG_ROW_STRING("release.subscribers[].version", cg_config_subscriber_t, version, "", CG_CONFIG_F_EMPTY,
+     "The policy's version as its authors name it; records carry it with the catalogue's and a "
+     "digest of the policy (header cg.policy)."),
     CG_CONFIG_ROW_END,
 };
 /* clang-format on */

@@ -125,6 +125,24 @@ typedef struct cg_config_problem {
     char text[400];
 } cg_config_problem_t;
 
+/* A subscriber of graded release (release.subscribers[], cg_release.h). */
+typedef struct cg_config_subscriber {
+    char *name, *topic, *agreement, *expires;
+    int max_level;
+    char **tables;
+    size_t n_tables;
+    char **cohorts;
+    size_t n_cohorts;
+    cg_config_kv_t *levels; /* "3": "generalize" */
+    size_t n_levels;
+    int dates; /* 0 month, 1 year */
+    int date_shift_days;
+    int age_top;
+    int free_text;
+    char *key_file, *key_env; /* NULL: derived from the site key */
+    char *version;
+} cg_config_subscriber_t;
+
 /* The config struct of one plug-in, filled from its rows. */
 typedef struct cg_config_plugin {
     const cg_config_map_t *map;
@@ -172,6 +190,12 @@ typedef struct cg_config {
     int metrics_health_grace_ms;
     int metrics_stuck_worker_ms;
     int metrics_max_series;
+    char **catalogue; /* release.catalogue layers, resolved; NULL: beside mapping.specs */
+    size_t n_catalogue;
+    char *audit_topic;
+    int audit_interval_ms;
+    cg_config_subscriber_t *subscribers;
+    size_t n_subscribers;
 } cg_config_t;
 
 /* Loads and checks a config file. Returns NULL with *err filled (file:line:column) on error. */

@@ -77,6 +77,9 @@ const cg_specset_t *cg_mapping_specs(const cg_mapping_t *m);
 /* NULL when no cohorts were configured. */
 const cg_cohortset_t *cg_mapping_cohorts(const cg_mapping_t *m);
 const cg_vocab_t *cg_mapping_vocab(const cg_mapping_t *m);
+/* The site's pseudonym key (NULL when loaded with no_key): what subscribers' keys derive from
+ * when they have none of their own (cg_release_derive_key). */
+const cg_pseudo_t *cg_mapping_pseudo(const cg_mapping_t *m);
 /* The paths it was loaded from (for logs); cohorts may be NULL. */
 const char *cg_mapping_specs_path(const cg_mapping_t *m);
 const char *cg_mapping_cohorts_path(const cg_mapping_t *m);

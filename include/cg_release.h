@@ -116,6 +116,11 @@ typedef struct cg_policy_def {
 
 typedef struct cg_policy cg_policy_t;
 
+/* A subscriber's key derived from the site's: HMAC-SHA256(site key, "\0cohortgate/subscriber-key
+ * /v1\x1F" || name). Only the site key's holder can make it, and it differs per subscriber. */
+cg_pseudo_key_t *cg_release_derive_key(const cg_pseudo_t *site, const char *name, char *errstr,
+                                       size_t errstr_size);
+
 /* Compiles def against cat with the subscriber's key (borrowed). Every way the policy grants
  * what the catalogue forbids is an error in errs, each naming the setting: keeping a level above
  * max_level, a listed table whose required column cannot be released at that level, an unknown

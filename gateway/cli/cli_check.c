@@ -5,6 +5,7 @@
 #include "cg_config.h"
 #include "cg_kafka.h"
 #include "cg_mapping.h"
+#include "cg_subscribers.h"
 #include "cg_metrics.h"
 #include "cg_mllp.h"
 #include "cg_pg.h"
@@ -15,6 +16,7 @@
 #include <netdb.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define CG_CHECK_MAX_ERRORS 200
 
@@ -113,6 +115,35 @@ static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *voca
     cg_cli_print_layers(stdout, m);
     cg_cli_print_warnings(stderr, m);
     cg_mapping_destroy(m);
+    return CG_EXIT_OK;
+}
+
+/* The release section: the catalogue and each subscriber's policy, as `run` compiles them. */
+static int check_subscribers(const char *config, const cg_config_t *cfg, const cg_mapping_t *m)
+{
+    if (!cfg->n_subscribers)
+        return CG_EXIT_OK;
+    static cg_error_t errs[CG_CHECK_MAX_ERRORS];
+    size_t n = 0;
+    cg_subscribers_t *subs = cg_subscribers_load(cfg, m, errs, CG_CHECK_MAX_ERRORS, &n);
+    if (!subs) {
+        print_errors(errs, n);
+        fprintf(stderr, "%s: %zu error(s) in release\n", config, n);
+        return CG_EXIT_FAILURE;
+    }
+    time_t now = time(NULL);
+    for (size_t i = 0; i < subs->n; i++) {
+        const cg_policy_t *p = subs->v[i].policy;
+        printf("%s: ok (subscriber %s: level %d and below to %s, agreement %s, policy %s)\n",
+               config, subs->v[i].name, cg_policy_max_level(p), subs->v[i].topic,
+               cg_policy_agreement(p), cg_policy_version(p));
+        if (!cg_policy_in_force(p, now))
+            fprintf(stderr,
+                    "%s: warning: subscriber %s: its agreement %s has expired: it will get "
+                    "nothing\n",
+                    config, subs->v[i].name, cg_policy_agreement(p));
+    }
+    cg_subscribers_destroy(subs);
     return CG_EXIT_OK;
 }
 
@@ -224,6 +255,8 @@ int cg_cli_check(int argc, char **argv)
             if (cfg->cohorts)
                 printf("%s: ok (%zu cohort(s))\n", cfg->cohorts,
                        cg_cohortset_count(cg_mapping_cohorts(m)));
+            if (check_subscribers(config, cfg, m) != CG_EXIT_OK)
+                status = CG_EXIT_FAILURE;
             cg_mapping_destroy(m);
         }
         if (status == CG_EXIT_OK)

@@ -329,6 +329,11 @@ const cg_vocab_t *cg_mapping_vocab(const cg_mapping_t *m)
     return m->base->vocab;
 }
 
+const cg_pseudo_t *cg_mapping_pseudo(const cg_mapping_t *m)
+{
+    return m->base->pseudo;
+}
+
 const char *cg_mapping_specs_path(const cg_mapping_t *m)
 {
     return m->base->specs_path;

@@ -4,6 +4,7 @@
  * the same policies and releasing a row never has to decide anything. */
 #include "policy_impl.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +29,31 @@ static void perr(perr_t *e, const char *fmt, ...)
         cg_error_set(&e->errs[e->n], CG_ERR_CONFIG, e->name, 0, 0, "%s", text);
     }
     e->n++;
+}
+
+cg_pseudo_key_t *cg_release_derive_key(const cg_pseudo_t *site, const char *name, char *errstr,
+                                       size_t errstr_size)
+{
+    static const char label[] = "\0cohortgate/subscriber-key/v1\x1F";
+    size_t l = sizeof(label) - 1, n = strlen(name);
+    unsigned char *buf = malloc(l + n), md[32];
+    if (!buf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    memcpy(buf, label, l);
+    memcpy(buf + l, name, n);
+    cg_pseudo_t *own = cg_pseudo_clone(site, errstr, errstr_size); /* the site's is shared */
+    cg_err_t rc = own ? cg_pseudo_hmac(own, buf, l + n, md) : CG_ERR_NOMEM;
+    cg_pseudo_destroy(own);
+    free(buf);
+    if (rc != CG_OK) {
+        snprintf(errstr, errstr_size, "cannot derive the subscriber's key");
+        return NULL;
+    }
+    cg_pseudo_key_t *k = cg_pseudo_key_new(md, sizeof(md), errstr, errstr_size);
+    OPENSSL_cleanse(md, sizeof(md));
+    return k;
 }
 
 /* YYYY-MM-DD: the time its day ends (UTC); -1 when it is not a date. */
