@@ -72,6 +72,12 @@ void cg_metrics_gw_dead_letter(cg_metrics_gw_t *g, const char *stage, const char
 void cg_metrics_gw_quality(cg_metrics_gw_t *g, const char *spec, const char *reason);
 /* One mapped input's outcome (cg_map_outcome_name, or "dead_letter") and its type label. */
 void cg_metrics_gw_input(cg_metrics_gw_t *g, const char *outcome, const char *type);
+/* Graded release: n records of a level handed to a subscriber's topic; n rows withheld from it
+ * for a reason (cg_release_outcome_name); whether its agreement is in force. */
+void cg_metrics_gw_released(cg_metrics_gw_t *g, const char *subscriber, int level, uint64_t n);
+void cg_metrics_gw_withheld(cg_metrics_gw_t *g, const char *subscriber, const char *reason,
+                            uint64_t n);
+void cg_metrics_gw_agreement(cg_metrics_gw_t *g, const char *subscriber, int in_force);
 /* result: "committed" or "aborted". */
 void cg_metrics_gw_transaction(cg_metrics_gw_t *g, const char *result);
 void cg_metrics_gw_reload(cg_metrics_gw_t *g, int ok);

@@ -134,7 +134,8 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
         goto fail_nomem;
     if (!(gw->metrics = cg_metrics_gw_new(cfg->metrics_max_series, cfg->metrics_health_grace_ms)))
         goto fail_nomem;
-    if (!gw->opts.passthrough && load_mapping(gw, errstr, errstr_size))
+    if (!gw->opts.passthrough &&
+        (load_mapping(gw, errstr, errstr_size) || cg_engine_release_setup(gw, errstr, errstr_size)))
         goto fail;
     if (plugins_new(gw, errstr, errstr_size))
         goto fail;
@@ -207,6 +208,11 @@ static void drain_and_commit(cg_engine_t *gw)
            cg_delivery_in_flight(gw->delivery), gw->cfg->drain_timeout_ms);
     cg_metrics_gw_stopping(gw->metrics);
     int drained = !gw->fatal && cg_engine_jobs_drain(gw) == 0;
+    /* the last audit records: what was released since the last ones (no input of their own) */
+    if (drained && gw->subs && !(gw->eos && cg_engine_txn_begin(gw)) &&
+        cg_engine_release_audit(gw, NULL, 1) != 1)
+        cg_log(CG_LOG_ERROR, "release.audit_failed",
+               "the last audit records could not be handed to the sink");
     if (gw->eos) {
         if (drained && !gw->txn_failed && !gw->fatal) {
             cg_engine_txn_commit(gw, NULL, 0);
@@ -441,6 +447,7 @@ void cg_gateway_destroy(cg_gateway_t *gw)
     cg_metrics_gw_destroy(gw->metrics); /* first: its endpoint reads the sink's queue */
     if (gw->workers)
         cg_engine_workers_stop(gw); /* when run() never did */
+    cg_engine_release_free(gw);     /* the workers' scratch and the jobs' counts with it */
     cg_engine_workers_destroy(gw);  /* before the source: the rings hold its messages */
     /* the sink first: a Kafka sink may use the source's embedded broker; run() has drained
      * within its time already, what is left is given up */

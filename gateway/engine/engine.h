@@ -22,10 +22,12 @@
 #include "cg_gateway.h"
 #include "cg_mapping.h"
 #include "cg_plugin.h"
+#include "cg_subscribers.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Jobs one worker's ring holds: inputs dispatched and not yet produced. Bounds the memory of
  * mapped records waiting for the sink. */
@@ -44,6 +46,8 @@ typedef struct job_rec {
     const char *quality; /* a quality record (an entry left out): its reason; NULL for a row */
     int spec_version;
     size_t key_off, key_len, val_off, val_len; /* in the job's buf */
+    int sub;       /* a subscriber's record: its index + 1 (release.c); 0: not released */
+    uint8_t level; /* a subscriber's record: the row's level */
 } job_rec_t;
 
 /* One input message on its way: mapped by a worker, produced by the engine thread. */
@@ -60,15 +64,23 @@ typedef struct job {
     size_t n_recs, cap_recs;
     size_t next_rec; /* records handed to the sink so far: resumes after a full queue */
     cg_buf_t buf;    /* keys and envelopes */
+    /* rows withheld from each subscriber, by reason: [sub * CG_RELEASE_REASONS + reason];
+     * NULL without subscribers */
+    uint32_t *withheld;
+    int audited; /* its withheld rows are counted (cg_engine_release_count) */
 } job_t;
+
+/* cg_release_outcome_t values (CG_RELEASE_OK unused in job_t.withheld) */
+#define CG_RELEASE_REASONS 5
 
 typedef struct worker {
     cg_engine_t *gw;
     int index;
     pthread_t thread;
     int started;
-    cg_mapping_worker_t *mw; /* its mapper and cohort router: one per thread */
-    job_t *ring;             /* CG_RING_CAP jobs */
+    cg_mapping_worker_t *mw;       /* its mapper and cohort router: one per thread */
+    cg_release_scratch_t *scratch; /* the text of released values (with subscribers) */
+    job_t *ring;                   /* CG_RING_CAP jobs */
     /* head <= done <= tail, tail - head <= CG_RING_CAP. head: next job to produce (engine
      * thread only); done: jobs mapped; tail: jobs dispatched. done and tail change under gw->mu. */
     uint64_t head, done, tail;
@@ -110,7 +122,10 @@ struct cg_engine {
     pthread_mutex_t mu;
     pthread_cond_t done_cv; /* a worker finished a job */
     int workers_stop;
-    cohort_dest_t *cdests; /* cohort destinations produced to so far (cohorts x tables) */
+    cg_subscribers_t *subs;      /* graded release: NULL without subscribers */
+    struct release_audit *audit; /* per subscriber: counts since the last audit record */
+    int64_t audit_due_ms;        /* when the next audit records are due */
+    cohort_dest_t *cdests;       /* cohort destinations produced to so far (cohorts x tables) */
     size_t n_cdests;
     volatile sig_atomic_t stop;
     volatile sig_atomic_t reload; /* SIGHUP: recompile specs and cohorts between messages */
@@ -151,6 +166,8 @@ void cg_engine_note_stop(cg_engine_t *gw);
 /* jobs.c: one input from mapping to its records */
 void cg_engine_job_reset(cg_engine_t *gw, job_t *j);
 void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j);
+/* One more record of j (NULL when out of memory). */
+job_rec_t *cg_engine_job_add_rec(job_t *j);
 
 /* workers.c: the workers, their rings and threads */
 int cg_engine_workers_new(cg_engine_t *gw);
@@ -175,6 +192,25 @@ int cg_engine_jobs_drain(cg_engine_t *gw);
 void cg_engine_flush_sink(cg_engine_t *gw);
 void cg_engine_backpressure(cg_engine_t *gw);
 void cg_engine_cohort_dests_free(cg_engine_t *gw);
+
+/* release.c: graded release to subscribers and its audit */
+int cg_engine_release_setup(cg_engine_t *gw, char *errstr, size_t errstr_size);
+void cg_engine_release_free(cg_engine_t *gw);
+/* The row's records for each subscriber (on the job's worker); CG_ERR_NOMEM or CG_OK. */
+cg_err_t cg_engine_release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row_t *row,
+                               const char *const *cohorts, size_t n_cohorts, time_t now);
+/* A produced job's releases counted for the audit and metrics (engine thread). */
+void cg_engine_release_count(cg_engine_t *gw, const job_t *j);
+void cg_engine_release_counted(cg_engine_t *gw, const job_rec_t *r);
+/* The audit records due (force: all pending, as at shutdown), as outputs of j (NULL: of none):
+ * 1 when every due one is handed over, 0 when the sink's queue is full (call again: the ones
+ * handed over are not written twice), -1 when the sink failed. */
+int cg_engine_release_audit(cg_engine_t *gw, job_t *j, int force);
+/* produce.c: one record to the sink; in NULL: no cg.source.* headers (released, audit) */
+cg_sink_result_t cg_engine_produce_one(cg_engine_t *gw, const char *dest, int dead, const void *key,
+                                       size_t key_len, const void *val, size_t val_len,
+                                       const cg_source_msg_t *in, const char *const *hdrs,
+                                       size_t n_hdrs, cg_delivery_msg_t *dm);
 
 /* commit.c: at-least-once commits, exactly-once transactions */
 void cg_engine_commit_delivered(cg_engine_t *gw, int sync);

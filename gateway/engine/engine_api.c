@@ -17,7 +17,8 @@ void cg_engine_delivered(cg_engine_t *gw, void *token, int dead_letter)
         STAT_ADD(gw, dead_lettered, 1);
     else
         STAT_ADD(gw, records_out, 1);
-    cg_delivery_done(gw->delivery, token);
+    if (token) /* NULL: a record of no input (the last audit records) */
+        cg_delivery_done(gw->delivery, token);
 }
 
 void cg_engine_txn_failed(cg_engine_t *gw, const char *reason)

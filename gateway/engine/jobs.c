@@ -6,6 +6,7 @@
 #include "cg_metrics_gw.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
 {
@@ -17,6 +18,9 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     j->reason[0] = '\0';
     j->n_recs = 0;
     j->next_rec = 0;
+    j->audited = 0;
+    if (j->withheld)
+        memset(j->withheld, 0, gw->subs->n * CG_RELEASE_REASONS * sizeof(*j->withheld));
     cg_buf_reset(&j->buf);
     if (j->buf.cap > CG_JOB_KEEP_BYTES) { /* one huge message does not keep its slot big */
         cg_buf_free(&j->buf);
@@ -24,7 +28,7 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     }
 }
 
-static job_rec_t *job_add_rec(job_t *j)
+job_rec_t *cg_engine_job_add_rec(job_t *j)
 {
     if (j->n_recs == j->cap_recs) {
         size_t cap = j->cap_recs ? j->cap_recs * 2 : 8;
@@ -90,6 +94,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         .partition = in->partition,
         .offset = in->offset,
     };
+    time_t now = gw->subs ? time(NULL) : 0;
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(w->mw, &rows[i], &cohorts);
@@ -103,7 +108,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         /* keyed by the patient's pseudonym: one patient's records stay in order; a record in
          * no cohort goes to the output topic, one in cohorts to each cohort's topic */
         for (size_t k = 0; k < (n_cohorts ? n_cohorts : 1); k++) {
-            job_rec_t *r = job_add_rec(j);
+            job_rec_t *r = cg_engine_job_add_rec(j);
             if (!r)
                 goto nomem;
             *r = (job_rec_t){n_cohorts ? cohorts[k] : NULL,
@@ -116,8 +121,12 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                              key_off,
                              rows[i].person_key.len,
                              val_off,
-                             val_len};
+                             val_len,
+                             0,
+                             0};
         }
+        if (gw->subs && cg_engine_release_row(gw, w, j, &rows[i], cohorts, n_cohorts, now))
+            goto nomem;
     }
     /* entries the specs left out: quality records, outputs of this input like its rows (so
      * they are sealed, committed and in the transaction with them); no key, no patient data */
@@ -127,7 +136,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         size_t val_off = j->buf.len;
         if (cg_quality_encode(&q[i], &src, &j->buf) != CG_OK)
             goto nomem;
-        job_rec_t *r = job_add_rec(j);
+        job_rec_t *r = cg_engine_job_add_rec(j);
         if (!r)
             goto nomem;
         *r = (job_rec_t){.spec = q[i].spec,

@@ -68,26 +68,35 @@ void cg_engine_cohort_dests_free(cg_engine_t *gw)
     gw->n_cdests = 0;
 }
 
-/* Hands one record to the sink with provenance headers before hdrs (name, value pairs). */
-static cg_sink_result_t produce_one(cg_engine_t *gw, const char *dest, int dead, const void *key,
-                                    size_t key_len, const void *val, size_t val_len,
-                                    const cg_source_msg_t *in, const char *const *hdrs,
-                                    size_t n_hdrs, cg_delivery_msg_t *dm)
+/* Hands one record to the sink with provenance headers (when in) before hdrs (name, value
+ * pairs); dm NULL: a record of no input (the last audit records at shutdown). */
+cg_sink_result_t cg_engine_produce_one(cg_engine_t *gw, const char *dest, int dead, const void *key,
+                                       size_t key_len, const void *val, size_t val_len,
+                                       const cg_source_msg_t *in, const char *const *hdrs,
+                                       size_t n_hdrs, cg_delivery_msg_t *dm)
 {
     char part[16], off[24];
-    snprintf(part, sizeof(part), "%" PRId32, in->partition);
-    snprintf(off, sizeof(off), "%" PRId64, in->offset);
-    const char *all[6 + 16] = {"cg.source.topic",  in->topic, "cg.source.partition", part,
-                               "cg.source.offset", off};
-    size_t n = 6;
+    const char *all[6 + 18];
+    size_t n = 0;
+    if (in) {
+        snprintf(part, sizeof(part), "%" PRId32, in->partition);
+        snprintf(off, sizeof(off), "%" PRId64, in->offset);
+        all[n++] = "cg.source.topic";
+        all[n++] = in->topic;
+        all[n++] = "cg.source.partition";
+        all[n++] = part;
+        all[n++] = "cg.source.offset";
+        all[n++] = off;
+    }
     for (size_t i = 0; i + 1 < n_hdrs && n + 2 <= sizeof(all) / sizeof(all[0]); i += 2) {
         all[n++] = hdrs[i];
         all[n++] = hdrs[i + 1];
     }
     cg_sink_record_t rec = {dest, dead, key, key_len, val, val_len, all, n, dm};
-    cg_delivery_add(dm);
+    if (dm)
+        cg_delivery_add(dm);
     cg_sink_result_t rc = gw->sink.p->produce(gw->sink.ctx, &rec);
-    if (rc != CG_SINK_OK)
+    if (rc != CG_SINK_OK && dm)
         cg_delivery_unadd(gw->delivery, dm);
     return rc;
 }
@@ -140,15 +149,37 @@ static int produce_job(cg_engine_t *gw, job_t *j)
                 "cg.spec.version", ver,
             };
             size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (me->spec[0] ? 0 : 4);
-            rc = produce_one(gw, gw->cfg->dead_letter_topic, 1, in->key, in->key_len, in->payload,
-                             in->len, in, hdrs, nh, j->dm);
+            rc = cg_engine_produce_one(gw, gw->cfg->dead_letter_topic, 1, in->key, in->key_len,
+                                       in->payload, in->len, in, hdrs, nh, j->dm);
         } else if (j->recs[j->next_rec].quality) {
             const job_rec_t *r = &j->recs[j->next_rec];
             snprintf(ver, sizeof(ver), "%d", r->spec_version);
             const char *hdrs[] = {"cg.spec", r->spec, "cg.spec.version",   ver,
                                   "cg.rule", r->rule, "cg.quality.reason", r->quality};
-            rc = produce_one(gw, gw->cfg->quality_topic, 0, NULL, 0, j->buf.data + r->val_off,
-                             r->val_len, in, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+            rc = cg_engine_produce_one(gw, gw->cfg->quality_topic, 0, NULL, 0,
+                                       j->buf.data + r->val_off, r->val_len, in, hdrs,
+                                       sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+        } else if (j->recs[j->next_rec].sub) {
+            /* released to a subscriber: its topic, its policy, no source position (offsets
+             * would be the same in every subscriber's records and link them) */
+            const job_rec_t *r = &j->recs[j->next_rec];
+            const cg_subscriber_t *sub = &gw->subs->v[r->sub - 1];
+            char level[4];
+            snprintf(ver, sizeof(ver), "%d", r->spec_version);
+            snprintf(level, sizeof(level), "%d", r->level);
+            const char *hdrs[] = {"cg.spec",         r->spec,
+                                  "cg.spec.version", ver,
+                                  "cg.table",        r->table,
+                                  "cg.rule",         r->rule,
+                                  "cg.op",           r->op,
+                                  "cg.subscriber",   sub->name,
+                                  "cg.policy",       cg_policy_version(sub->policy),
+                                  "cg.level",        level};
+            rc = cg_engine_produce_one(gw, sub->topic, 0, j->buf.data + r->key_off, r->key_len,
+                                       j->buf.data + r->val_off, r->val_len, NULL, hdrs,
+                                       sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+            if (rc == CG_SINK_OK)
+                cg_engine_release_counted(gw, r);
         } else {
             const job_rec_t *r = &j->recs[j->next_rec];
             const char *dest =
@@ -159,9 +190,9 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             /* cg.op lets a consumer route deletes and merges without parsing the value */
             const char *hdrs[] = {"cg.spec", r->spec,   "cg.spec.version", ver,     "cg.table",
                                   r->table,  "cg.rule", r->rule,           "cg.op", r->op};
-            rc = produce_one(gw, dest, 0, j->buf.data + r->key_off, r->key_len,
-                             j->buf.data + r->val_off, r->val_len, in, hdrs,
-                             sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+            rc = cg_engine_produce_one(gw, dest, 0, j->buf.data + r->key_off, r->key_len,
+                                       j->buf.data + r->val_off, r->val_len, in, hdrs,
+                                       sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
         }
         if (rc == CG_SINK_FULL) {
             STAT_ADD(gw, queue_full, 1);
@@ -169,6 +200,20 @@ static int produce_job(cg_engine_t *gw, job_t *j)
         }
         if (rc != CG_SINK_OK)
             return -1;
+    }
+    if (gw->subs && !dead) {
+        /* withheld rows counted once (a full queue may have us here again), then the audit
+         * records when due, as outputs of this input: committed with it */
+        if (!j->audited) {
+            cg_engine_release_count(gw, j);
+            j->audited = 1;
+        }
+        int a = cg_engine_release_audit(gw, j, gw->stop);
+        if (a <= 0) {
+            if (a == 0)
+                STAT_ADD(gw, queue_full, 1);
+            return a;
+        }
     }
     cg_delivery_seal(gw->delivery, j->dm);
     if (gw->eos)

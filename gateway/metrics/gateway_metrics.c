@@ -30,6 +30,7 @@ enum { GW_RUNNING = 0, GW_STOPPING, GW_FATAL };
 struct cg_metrics_gw {
     cg_metrics_t *reg;
     cg_metric_t *in, *rows, *dlq, *quality, *inputs, *latency, *lag, *tx, *reloads;
+    cg_metric_t *released, *withheld, *agreement;
     cg_metric_series_t *s_latency, *s_outq, *s_paused, *s_assigned, *s_rss, *s_reload_ok,
         *s_reload_failed;
     /* set before the endpoint's thread starts, so that thread sees them */
@@ -124,6 +125,19 @@ cg_metrics_gw_t *cg_metrics_gw_new(size_t max_series, int health_grace_ms)
                                     "Quality records delivered: entries of documents left out "
                                     "(on_error \"entry\"), by mapping spec and reason.",
                                     "spec,reason");
+    g->released = cg_metrics_counter(m, "cohortgate_release_records_total",
+                                     "Records released to a subscriber (handed to its topic), by "
+                                     "subscriber and the record's level (1-5).",
+                                     "subscriber,level");
+    g->withheld = cg_metrics_counter(m, "cohortgate_release_withheld_total",
+                                     "Rows not released to a subscriber, by subscriber and reason "
+                                     "(table_not_granted, not_in_cohort, above_level, "
+                                     "agreement_expired).",
+                                     "subscriber,reason");
+    g->agreement = cg_metrics_gauge(m, "cohortgate_release_agreement_in_force",
+                                    "1 while a subscriber's data-use agreement is in force, 0 "
+                                    "once it has expired (its feed stops).",
+                                    "subscriber");
     g->inputs = cg_metrics_counter(m, "cohortgate_inputs_total",
                                    "Input messages mapped, by outcome (records, no_rows, "
                                    "no_research_content, dead_letter) and message type as the "
@@ -256,6 +270,27 @@ void cg_metrics_gw_quality(cg_metrics_gw_t *g, const char *spec, const char *rea
 {
     if (g)
         cg_metric_inc(cg_metric_get2(g->quality, spec, reason), 1);
+}
+
+void cg_metrics_gw_released(cg_metrics_gw_t *g, const char *subscriber, int level, uint64_t n)
+{
+    char l[4];
+    snprintf(l, sizeof(l), "%d", level);
+    if (g && n)
+        cg_metric_inc(cg_metric_get2(g->released, subscriber, l), n);
+}
+
+void cg_metrics_gw_withheld(cg_metrics_gw_t *g, const char *subscriber, const char *reason,
+                            uint64_t n)
+{
+    if (g && n)
+        cg_metric_inc(cg_metric_get2(g->withheld, subscriber, reason), n);
+}
+
+void cg_metrics_gw_agreement(cg_metrics_gw_t *g, const char *subscriber, int in_force)
+{
+    if (g)
+        cg_metric_set(cg_metric_get1(g->agreement, subscriber), in_force ? 1 : 0);
 }
 
 void cg_metrics_gw_transaction(cg_metrics_gw_t *g, const char *result)

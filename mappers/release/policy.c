@@ -99,6 +99,15 @@ static col_plan_t plan_column(const cg_policy_def_t *def, const cg_target_column
     return p;
 }
 
+/* The message's own time (a row's source time) as the catalogue would class an event date:
+ * level 3, a quasi-identifier, generalized to the month or year at level 2. */
+static col_plan_t source_time_plan(const cg_policy_def_t *def)
+{
+    static const cg_target_column_t col = {.name = "source_time", .type = CG_COL_DATETIME};
+    cg_class_column_t e = {CG_CAT_MEDICAL_APPLICATION, 3, CG_CLASS_QUASI, CG_GEN_DATE, 2};
+    return plan_column(def, &col, e);
+}
+
 static int granted_by_name(const cg_policy_def_t *def, const char *name)
 {
     for (size_t i = 0; i < def->n_tables; i++)
@@ -234,16 +243,8 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                 tp->granted = 0;
                 break;
             }
-            /* the source time goes as the table's dates go */
-            tp->time_action = P_KEEP;
-            for (size_t c = 0; c < t->n_columns; c++)
-                if (t->columns[c].type == CG_COL_DATE || t->columns[c].type == CG_COL_DATETIME) {
-                    if (tp->cols[c].action == P_GEN)
-                        tp->time_action = P_GEN;
-                    else if (tp->cols[c].action == P_DROP && tp->time_action == P_KEEP &&
-                             ct->cols[c].flags & CG_CLASS_QUASI)
-                        tp->time_action = P_DROP;
-                }
+            /* the source time is an event time of the patient: as a level-3 date goes */
+            tp->time_action = source_time_plan(def).action;
         }
     }
     if (e.n)

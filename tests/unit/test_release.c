@@ -330,6 +330,13 @@ static void test_transforms(void **state)
     assert_string_equal(col(&out, "condition_start_datetime", b), "2024-03-01T00:00:00");
     assert_int_equal(out.row.source_time.len, 19);
     assert_memory_equal(out.row.source_time.ptr, "2024-03-01T00:00:00", 19);
+    /* a table without dates still has its message's time generalized */
+    cg_row_t site = ROW("care_site", {"care_site_id", CG_VALUE_INTEGER, "44"});
+    site.source_time = (cg_slice_t){"2024-03-14T08:30:00+01:00", 25};
+    assert_int_equal(cg_release_row(p, cat, &site, NULL, 0, now, s, &out, &why), CG_OK);
+    assert_int_equal(why, CG_RELEASE_OK);
+    assert_int_equal(out.row.source_time.len, 19);
+    assert_memory_equal(out.row.source_time.ptr, "2024-03-01T00:00:00", 19);
     cg_row_t person =
         ROW("person", {"person_id", CG_VALUE_INTEGER, "5"},
             {"gender_concept_id", CG_VALUE_INTEGER, "8507"},
