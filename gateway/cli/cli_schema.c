@@ -48,10 +48,31 @@ static json_t *headers_object(const char *desc, json_t *props, json_t *req)
                      "properties", props, "required", req, "additionalProperties", 0);
 }
 
-static json_t *record_headers(json_t *tables)
+/* A record's headers; released: a subscriber's record (graded release), whose headers name the
+ * subscriber, policy and level and carry no source position. */
+static json_t *row_headers(json_t *tables, int released)
 {
     json_t *props = json_object(), *req = json_array();
-    source_headers(props, req);
+    if (released) {
+        json_object_set_new(props, "cg.subscriber",
+                            json_pack("{s:s, s:i}", "type", "string", "minLength", 1));
+        json_object_set_new(props, "cg.policy",
+                            json_pack("{s:s, s:s}", "description",
+                                      "LABEL+CATALOGUE.DIGEST: the policy the record was "
+                                      "released under",
+                                      "type", "string"));
+        json_object_set_new(props, "cg.level",
+                            json_pack("{s:s, s:s, s:s}", "description",
+                                      "the row's level (GB/T 39725-2020), at most the "
+                                      "subscriber's max_level",
+                                      "type", "string", "pattern", "^[1-5]$"));
+        for (const char *const *h =
+                 (const char *const[]){"cg.subscriber", "cg.policy", "cg.level", NULL};
+             *h; h++)
+            json_array_append_new(req, json_string(*h));
+    } else {
+        source_headers(props, req);
+    }
     json_object_set_new(props, "cg.spec", json_pack("{s:s}", "type", "string"));
     json_object_set_new(props, "cg.spec.version",
                         json_pack("{s:s, s:s}", "type", "string", "pattern", DIGITS));
@@ -63,7 +84,50 @@ static json_t *record_headers(json_t *tables)
                                                       "cg.rule", "cg.op", NULL};
          *h; h++)
         json_array_append_new(req, json_string(*h));
-    return headers_object("the headers of a record (output and cohort topics)", props, req);
+    return headers_object(released ? "the headers of a record released to a subscriber (its "
+                                     "release.subscribers[].topic)"
+                                   : "the headers of a record (output and cohort topics)",
+                          props, req);
+}
+
+static json_t *audit_headers(void)
+{
+    json_t *props = json_object(), *req = json_array();
+    json_object_set_new(props, "cg.subscriber", json_pack("{s:s}", "type", "string"));
+    json_object_set_new(props, "cg.policy", json_pack("{s:s}", "type", "string"));
+    json_array_append_new(req, json_string("cg.subscriber"));
+    json_array_append_new(req, json_string("cg.policy"));
+    return headers_object("the headers of an audit record (release.audit_topic; its key is the "
+                          "subscriber's name)",
+                          props, req);
+}
+
+/* What one audit record says: a subscriber's releases since its last one. */
+static json_t *audit_schema(json_t *tables)
+{
+    json_t *count = json_pack("{s:s, s:i}", "type", "integer", "minimum", 0);
+    json_t *levels =
+        json_pack("{s:s, s:{s:s}, s:O, s:i}", "type", "object", "propertyNames", "pattern",
+                  "^[1-5]$", "additionalProperties", count, "minProperties", 1);
+    json_t *props = json_pack(
+        "{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s, s:i, s:i}, s:{s:s, s:s}, "
+        "s:{s:s, s:s}, s:O, s:{s:s, s:{s:O}, s:o}, s:{s:s, s:{s:O, s:O, s:O, s:O}, s:[ssss], "
+        "s:b}}",
+        "type", "const", "release", "subscriber", "type", "string", "agreement", "type", "string",
+        "policy", "type", "string", "catalogue", "type", "string", "max_level", "type", "integer",
+        "minimum", 1, "maximum", 5, "from", "type", "string", "format", "date-time", "to", "type",
+        "string", "format", "date-time", "released_total", count, "released", "type", "object",
+        "propertyNames", "enum", tables, "additionalProperties", levels, "withheld", "type",
+        "object", "properties", "table_not_granted", count, "not_in_cohort", count, "above_level",
+        count, "agreement_expired", count, "required", "table_not_granted", "not_in_cohort",
+        "above_level", "agreement_expired", "additionalProperties", 0);
+    json_decref(count);
+    return json_pack("{s:s, s:s, s:o, s:[sssssssssss], s:b}", "description",
+                     "an audit record (release.audit_topic): what one subscriber was released, by "
+                     "table and level, and what was withheld, by reason, from `from` to `to`",
+                     "type", "object", "properties", props, "required", "type", "subscriber",
+                     "agreement", "policy", "catalogue", "max_level", "from", "to",
+                     "released_total", "released", "withheld", "additionalProperties", 0);
 }
 
 static json_t *dead_letter_headers(void)
@@ -126,19 +190,28 @@ static json_t *kafka_message(void)
     json_t *props =
         json_pack("{s:O, s:{s:[ss]}, s:{s:s, s:s, s:s}, s:{s:s, s:{s:s}}}", "topic", str, "key",
                   "type", "string", "null", "value", "description",
-                  "the message's bytes as text: a record (#/$defs/record) or a quality record "
-                  "(#/$defs/quality) as JSON, or a dead letter's original input",
+                  "the message's bytes as text: a record (#/$defs/record), a quality record "
+                  "(#/$defs/quality) or an audit record (#/$defs/audit) as JSON, or a dead "
+                  "letter's original input",
                   "type", "string", "contentMediaType", "application/json", "headers", "type",
                   "object", "additionalProperties", "type", "string");
     json_decref(str);
-    /* a dead letter's headers, else a quality record's, else a record's */
-    json_t *by_kind = json_pack(
-        "[{s:{s:{s:{s:[s]}}}, s:{s:{s:{s:s}}}, "
-        "s:{s:{s:{s:{s:[s]}}}, s:{s:{s:{s:s}}}, s:{s:{s:{s:s}}}}}]",
-        "if", "properties", "headers", "required", "cg.error.code", "then", "properties", "headers",
-        "$ref", "#/$defs/dead_letter_headers", "else", "if", "properties", "headers", "required",
-        "cg.quality.reason", "then", "properties", "headers", "$ref", "#/$defs/quality_headers",
-        "else", "properties", "headers", "$ref", "#/$defs/record_headers");
+    /* a dead letter's headers, else a quality record's, else a released record's, else an
+     * audit record's, else a record's: the first header each has that the next ones lack */
+    static const char *const kinds[][2] = {{"cg.error.code", "dead_letter_headers"},
+                                           {"cg.quality.reason", "quality_headers"},
+                                           {"cg.level", "released_headers"},
+                                           {"cg.subscriber", "audit_headers"}};
+    json_t *rule =
+        json_pack("{s:{s:{s:s}}}", "properties", "headers", "$ref", "#/$defs/record_headers");
+    for (size_t i = sizeof(kinds) / sizeof(kinds[0]); i-- > 0;) {
+        char ref[64];
+        snprintf(ref, sizeof(ref), "#/$defs/%s", kinds[i][1]);
+        rule = json_pack("{s:{s:{s:{s:[s]}}}, s:{s:{s:{s:s}}}, s:o}", "if", "properties", "headers",
+                         "required", kinds[i][0], "then", "properties", "headers", "$ref", ref,
+                         "else", rule);
+    }
+    json_t *by_kind = json_pack("[o]", rule);
     return json_pack("{s:s, s:s, s:o, s:[sss], s:b, s:o}", "description",
                      "a Kafka message as one NDJSON line: the file sink's output and `cohortgate "
                      "run --report-ndjson`",
@@ -179,7 +252,12 @@ int cg_cli_schema(int argc, char **argv)
     json_t *tables = json_object_get(
         json_object_get(json_object_get(json_object_get(defs, "record"), "properties"), "table"),
         "enum");
-    if (!tables || json_object_set_new(defs, "record_headers", record_headers(tables)) ||
+    if (!tables || json_object_set_new(defs, "record_headers", row_headers(tables, 0)) ||
+        json_object_set_new(defs, "released_headers", row_headers(tables, 1)) ||
+        json_object_set_new(defs, "audit_headers", audit_headers()) ||
+        json_object_set_new(defs, "audit", audit_schema(tables)) ||
+        json_array_append_new(json_object_get(schema, "oneOf"),
+                              json_pack("{s:s}", "$ref", "#/$defs/audit")) ||
         json_object_set_new(defs, "dead_letter_headers", dead_letter_headers()) ||
         json_object_set_new(defs, "quality_headers", quality_headers()) ||
         json_object_set_new(defs, "kafka_message", kafka_message())) {

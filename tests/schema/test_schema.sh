@@ -3,8 +3,8 @@
 # (generated from the target registry), and everything cohortgate writes validates against it:
 # every golden output, every output of the shared corpus (beside this repository, skipped with a
 # message when absent), the same with 64-bit ids as strings, and the Kafka messages of a real run
-# (records, dead letters and quality records with their headers, through the embedded broker and
-# the file sink). Lines broken on purpose must fail, or the schema would prove nothing.
+# (records, dead letters, quality records, records released to two subscribers and their audit
+# records, with their headers, through the embedded broker and the file sink). Lines broken on purpose must fail, or the schema would prove nothing.
 # usage: test_schema.sh COHORTGATE SOURCE_DIR
 set -euo pipefail
 cg=$1
@@ -92,7 +92,12 @@ for ids in false true; do
  "mapping": {"specs": "$root/specs"},
  "pseudonym": {"key_file": "$root/tests/golden/key"},
  "cohorts": {"path": "$root/specs/cohorts"},
- "metrics": {"listen": "off"}, "log": {"level": "warn"},
+ "release": {"subscribers": [
+   {"name": "sponsor", "topic": "release.sponsor", "agreement": "DUA-1", "expires": "2999-12-31",
+    "max_level": 3, "levels": {"3": "generalize"}},
+   {"name": "registry", "topic": "release.registry", "agreement": "DUA-2", "expires": "2999-12-31",
+    "max_level": 5, "free_text": true}]},
+ "metrics": {"listen": "off"}, "log": {"level": "error"},
  "embedded_broker": {"enabled": true, "partitions": 2,
                      "preload": [{"topic": "raw", "dir": "$tmp/feeds"}]}}
 JSON
@@ -101,7 +106,7 @@ JSON
     s=$schema
     [ $ids = true ] && s=$tmp/schema-str.json
     validate "$s" --kafka "$tmp/out-$ids.ndjson" | tee "$tmp/v.txt"
-    for kind in "dead letter" quality record; do
+    for kind in "dead letter" quality record "released record" audit; do
         grep -q "[1-9][0-9]* $kind" "$tmp/v.txt" || fail "the run wrote no $kind"
     done
 done

@@ -32,6 +32,7 @@ def main(argv):
         return cls({"$ref": "#/$defs/" + name, "$defs": schema["$defs"]})
 
     kafka_v, record_v, quality_v = sub("kafka_message"), sub("record"), sub("quality")
+    audit_v = sub("audit")
     failures, counts = 0, {}
     record_def = schema["$defs"]["record"]
     by_table = {}
@@ -88,13 +89,28 @@ def main(argv):
                 if "cg.error.code" in h:
                     kind = "dead letter"  # its value is the input's original bytes
                 else:
-                    kind = "quality" if "cg.quality.reason" in h else "record"
+                    if "cg.quality.reason" in h:
+                        kind = "quality"
+                    elif "cg.level" in h:
+                        kind = "released record"
+                    elif "cg.subscriber" in h:
+                        kind = "audit"
+                    else:
+                        kind = "record"
                     value = json.loads(doc["value"])
-                    verrs = list(quality_v.iter_errors(value)) if kind == "quality" else record_errors(value)
+                    if kind == "quality":
+                        verrs = list(quality_v.iter_errors(value))
+                    elif kind == "audit":
+                        verrs = list(audit_v.iter_errors(value))
+                    else:
+                        verrs = record_errors(value)
                     report(where + " (value)", verrs)
                     if verrs:
                         continue
-                    if kind == "record" and (value["table"] != h["cg.table"] or value["op"] != h["cg.op"]):
+                    if kind == "released record" and "topic" in value["source"]:
+                        report(where, [jsonschema.ValidationError("a released record names its source topic")])
+                        continue
+                    if kind.endswith("record") and (value["table"] != h["cg.table"] or value["op"] != h["cg.op"]):
                         report(where, [jsonschema.ValidationError("cg.table/cg.op differ from the value's")])
                         continue
                 counts[kind] = counts.get(kind, 0) + 1
