@@ -118,4 +118,10 @@ typedef enum cg_pseudo_id_kind {
 cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
                           const cg_slice_t *parts, size_t n_parts, int64_t *out);
 
+/* An id of another key's ids under this key: SipHash-2-4 under the id key of the 8 bytes of id
+ * (big-endian), reduced as a person_id. For re-keying a site's ids per subscriber (cg_release.h):
+ * the same id gives the same result in every table, so joins hold, and two keys' results share
+ * nothing. Its 8-byte input is shorter than any cg_pseudo_key_id input, so the two never meet. */
+int64_t cg_pseudo_id64(const cg_pseudo_t *p, int64_t id);
+
 #endif

@@ -162,11 +162,12 @@ typedef struct cg_release_out {
     cg_row_source_t src; /* provenance left in: none (topic NULL) */
 } cg_release_out_t;
 
-/* Releases row to p's subscriber at time now: CG_RELEASE_OK with out filled (valid until the
- * scratch is used again), or why not. cohorts are the row's (cg_cohort_route). CG_ERR_NOMEM
- * comes back as CG_RELEASE_OK with out->level 0 never: see cg_release_row's rc. */
-cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const cg_row_t *row,
-                        const char *const *cohorts, size_t n_cohorts, time_t now,
+/* Releases row to p's subscriber at time now: *outcome CG_RELEASE_OK with out filled (valid
+ * until the scratch is used again), or why not. cohorts are the row's (cg_cohort_route); level
+ * and set are what cg_catalogue_row_level() says of it, found once for every subscriber. CG_OK,
+ * or CG_ERR_NOMEM when the scratch could not grow. */
+cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *const *cohorts,
+                        size_t n_cohorts, int level, const char *set, time_t now,
                         cg_release_scratch_t *s, cg_release_out_t *out,
                         cg_release_outcome_t *outcome);
 const char *cg_release_outcome_name(cg_release_outcome_t o);

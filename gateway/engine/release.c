@@ -113,11 +113,13 @@ cg_err_t cg_engine_release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_
                                const char *const *cohorts, size_t n_cohorts, time_t now)
 {
     const cg_subscribers_t *subs = gw->subs;
+    const char *set = NULL; /* the row's sensitive codes: the same for every subscriber */
+    int level = cg_catalogue_row_level(subs->catalogue, row, &set);
     for (size_t s = 0; s < subs->n; s++) {
         cg_release_out_t out;
         cg_release_outcome_t why;
-        cg_err_t rc = cg_release_row(subs->v[s].policy, subs->catalogue, row, cohorts, n_cohorts,
-                                     now, w->scratch, &out, &why);
+        cg_err_t rc = cg_release_row(subs->v[s].policy, row, cohorts, n_cohorts, level, set, now,
+                                     w->scratch, &out, &why);
         if (rc != CG_OK)
             return rc;
         if (why != CG_RELEASE_OK) {

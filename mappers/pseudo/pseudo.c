@@ -450,3 +450,14 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
     *out = to_id63(sh);
     return CG_OK;
 }
+
+int64_t cg_pseudo_id64(const cg_pseudo_t *p, int64_t id)
+{
+    /* 8 bytes: shorter than any framed key_id input (which starts with its prefix), so the two
+     * never hash the same bytes */
+    unsigned char in[8], sh[crypto_shorthash_siphash24_BYTES];
+    for (int i = 0; i < 8; i++)
+        in[i] = (unsigned char)((uint64_t)id >> (56 - 8 * i));
+    crypto_shorthash_siphash24(sh, in, sizeof(in), p->id_key);
+    return to_id63(sh);
+}

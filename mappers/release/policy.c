@@ -72,7 +72,7 @@ static time_t day_end(const char *s)
 static col_plan_t plan_column(const cg_policy_def_t *def, const cg_target_column_t *col,
                               cg_class_column_t e)
 {
-    col_plan_t p = {P_DROP, 0, e.level};
+    col_plan_t p = {P_DROP, 0, e.level, 0};
     int max = def->max_level;
     cg_release_action_t act = def->levels[e.level];
     if ((e.flags & CG_CLASS_FREE_TEXT) && !def->free_text)
@@ -220,6 +220,10 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                 if (tp->cols[c].action == P_GEN && tp->cols[c].gen == CG_GEN_AGE_BAND)
                     banded = 1;
             }
+            /* a birth date-time goes to its year: its month is level 4 on its own */
+            const cg_target_column_t *bdt = cg_target_column(t, "birth_datetime");
+            if (bdt)
+                tp->cols[bdt->index].year = 1;
             /* a birth date beside a banded year would give the band away (90+ especially) */
             const cg_target_column_t *bd = cg_target_column(t, "birth_datetime");
             if (banded && bd && tp->cols[bd->index].action != P_DROP)

@@ -13,6 +13,7 @@ typedef struct col_plan {
     uint8_t action;
     uint8_t gen;   /* P_GEN: cg_release_generalize_t */
     uint8_t level; /* the level it leaves at */
+    uint8_t year;  /* a generalized date goes to its year whatever the policy's "dates" */
 } col_plan_t;
 
 typedef struct table_plan {

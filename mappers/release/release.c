@@ -4,6 +4,7 @@
  * (the message id, the patient's key and date shift) are computed once per input. */
 #include "policy_impl.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,23 +12,49 @@
 #define VALUE_TEXT_MAX 48
 #define CACHE_IN_MAX   256 /* longer message ids and keys are not cached (rare) */
 
+/* What a subscriber's pseudonyms of one input are: its message id's and its patient's key
+ * and date shift, computed once per input and policy (rows of an input share them, and `run`
+ * releases each row to every subscriber in turn). */
+typedef struct per_policy {
+    const cg_policy_t *policy;
+    char mid_in[CACHE_IN_MAX];
+    size_t mid_len; /* SIZE_MAX: none cached */
+    char mid_hex[41];
+    char key_in[CACHE_IN_MAX];
+    size_t key_len; /* SIZE_MAX: none cached */
+    char key_out[17];
+    int shift;
+    /* the last site ids re-keyed (person_id, visit_occurrence_id ... recur in every row of an
+     * input): their text, direct-mapped by it */
+    struct {
+        uint8_t in_len, out_len;
+        char in[20], out[20];
+    } ids[16];
+} per_policy_t;
+
+#define CACHE_POLICIES 8 /* more subscribers share the slots round-robin (recomputed) */
+
 struct cg_release_scratch {
     cg_value_t *vals;
     size_t cap_vals;
     char *text;
     size_t cap_text, used;
-    /* the last message id's pseudonym, per policy */
-    const cg_policy_t *mid_policy;
-    char mid_in[CACHE_IN_MAX];
-    size_t mid_len;
-    char mid_hex[41];
-    /* the last patient's key and date shift, per policy */
-    const cg_policy_t *key_policy;
-    char key_in[CACHE_IN_MAX];
-    size_t key_len;
-    char key_out[17];
-    int shift;
+    per_policy_t slots[CACHE_POLICIES];
+    unsigned next_slot;
 };
+
+static per_policy_t *slot_of(cg_release_scratch_t *s, const cg_policy_t *p)
+{
+    for (unsigned i = 0; i < CACHE_POLICIES; i++)
+        if (s->slots[i].policy == p)
+            return &s->slots[i];
+    per_policy_t *c = &s->slots[s->next_slot++ % CACHE_POLICIES];
+    c->policy = p;
+    c->mid_len = c->key_len = SIZE_MAX;
+    for (size_t i = 0; i < sizeof(c->ids) / sizeof(c->ids[0]); i++)
+        c->ids[i].in_len = 0;
+    return c;
+}
 
 cg_release_scratch_t *cg_release_scratch_new(void)
 {
@@ -130,6 +157,30 @@ static int parse_int64(const cg_value_t *v, int64_t *out)
     return 0;
 }
 
+/* A site id's text re-keyed under p into o (at most 20 bytes); 0 when it is no id. */
+static size_t rekey_id(const cg_policy_t *p, per_policy_t *c, const cg_value_t *in, char *o)
+{
+    if (!in->len || in->len > 20)
+        return 0;
+    unsigned h = (unsigned)in->len;
+    for (uint32_t i = 0; i < in->len; i++)
+        h = h * 31u + (unsigned char)in->ptr[i];
+    size_t slot = h % (sizeof(c->ids) / sizeof(c->ids[0]));
+    if (c->ids[slot].in_len == in->len && !memcmp(c->ids[slot].in, in->ptr, in->len)) {
+        memcpy(o, c->ids[slot].out, c->ids[slot].out_len);
+        return c->ids[slot].out_len;
+    }
+    int64_t id;
+    if (parse_int64(in, &id))
+        return 0;
+    size_t n = put_int(o, cg_pseudo_id64(p->pseudo, id));
+    c->ids[slot].in_len = (uint8_t)in->len;
+    memcpy(c->ids[slot].in, in->ptr, in->len);
+    c->ids[slot].out_len = (uint8_t)n;
+    memcpy(c->ids[slot].out, o, n);
+    return n;
+}
+
 static int two(const char *p)
 {
     return (p[0] - '0') * 10 + (p[1] - '0');
@@ -180,26 +231,24 @@ static size_t date_out(const cg_value_t *v, int days, int gen, int year_only, ch
     return w;
 }
 
-/* The patient's key and date shift under p, computed once per patient in a row. */
-static void patient(const cg_policy_t *p, cg_release_scratch_t *s, cg_slice_t key)
+/* The patient's key and date shift under p, computed once per patient (c: p's slot). */
+static void patient(const cg_policy_t *p, per_policy_t *c, cg_slice_t key)
 {
-    if (s->key_policy == p && s->key_len == key.len && key.len <= CACHE_IN_MAX &&
-        !memcmp(s->key_in, key.ptr, key.len))
+    if (c->key_len == key.len && !memcmp(c->key_in, key.ptr, key.len))
         return;
     int64_t k = keyed(p, "cohortgate/release-key", key.ptr, key.len);
     unsigned char b[8];
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)((uint64_t)k >> (56 - 8 * i));
-    hex(b, 8, s->key_out);
-    s->shift = 0;
+    hex(b, 8, c->key_out);
+    c->shift = 0;
     if (p->shift_days) {
         uint64_t h = (uint64_t)keyed(p, "cohortgate/release-shift", key.ptr, key.len);
-        s->shift = (int)(h % (uint64_t)(2 * p->shift_days + 1)) - p->shift_days;
+        c->shift = (int)(h % (uint64_t)(2 * p->shift_days + 1)) - p->shift_days;
     }
-    s->key_policy = key.len <= CACHE_IN_MAX ? p : NULL;
-    s->key_len = key.len;
+    c->key_len = key.len <= CACHE_IN_MAX ? key.len : SIZE_MAX; /* a long one is not kept */
     if (key.len <= CACHE_IN_MAX)
-        memcpy(s->key_in, key.ptr, key.len);
+        memcpy(c->key_in, key.ptr, key.len);
 }
 
 static int in_cohorts(const cg_policy_t *p, const char *const *cohorts, size_t n)
@@ -211,8 +260,8 @@ static int in_cohorts(const cg_policy_t *p, const char *const *cohorts, size_t n
     return 0;
 }
 
-cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const cg_row_t *row,
-                        const char *const *cohorts, size_t n_cohorts, time_t now,
+cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *const *cohorts,
+                        size_t n_cohorts, int level, const char *set, time_t now,
                         cg_release_scratch_t *s, cg_release_out_t *out,
                         cg_release_outcome_t *outcome)
 {
@@ -230,8 +279,6 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const c
         *outcome = CG_RELEASE_EXPIRED;
         return CG_OK;
     }
-    const char *set = NULL;
-    int level = cg_catalogue_row_level(cat, row, &set);
     if (level > p->max_level) { /* a sensitive code: the whole row stays in */
         *outcome = CG_RELEASE_LEVEL;
         out->level = level;
@@ -255,11 +302,10 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const c
         s->cap_text = need;
     }
     s->used = 0;
+    per_policy_t *pc = slot_of(s, p);
     if (row->person_key.len)
-        patient(p, s, row->person_key);
-    else
-        s->shift = 0;
-    int shift = row->person_key.len ? s->shift : 0;
+        patient(p, pc, row->person_key);
+    int shift = row->person_key.len ? pc->shift : 0;
     for (size_t c = 0; c < t->n_columns; c++) {
         const cg_value_t *in = &row->values[c];
         const col_plan_t *cp = &tp->cols[c];
@@ -280,22 +326,14 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const c
         char *txt = text_take(s, VALUE_TEXT_MAX);
         size_t n = 0;
         if (cp->action == P_REKEY_INT) {
-            int64_t id;
-            if (!parse_int64(in, &id)) {
-                unsigned char b[8];
-                for (int i = 0; i < 8; i++)
-                    b[i] = (unsigned char)((uint64_t)id >> (56 - 8 * i));
-                n = put_int(txt, keyed(p, "cohortgate/release-id", b, 8));
-            }
+            n = rekey_id(p, pc, in, txt);
         } else if (cp->action == P_REKEY_TEXT) {
             keyed_text(p, in->ptr, in->len, txt);
             n = 40;
             o->kind = CG_VALUE_STRING;
         } else if (is_date) {
             int gen = cp->action == P_GEN;
-            /* a birth date-time goes to its year: its month is level 4 on its own */
-            int year = p->dates_year || !strcmp(t->columns[c].name, "birth_datetime");
-            n = date_out(in, shift, gen, year, txt);
+            n = date_out(in, shift, gen, p->dates_year || cp->year, txt);
         } else if (cp->gen == CG_GEN_AGE_BAND) {
             int64_t y;
             if (!parse_int64(in, &y) && y > 0 && y < 10000) {
@@ -324,20 +362,18 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_catalogue_t *cat, const c
     r->n_meta = 0;
     r->trace = NULL;
     r->trace_steps = NULL;
-    r->person_key = row->person_key.len ? (cg_slice_t){s->key_out, 16} : row->person_key;
+    r->person_key = row->person_key.len ? (cg_slice_t){pc->key_out, 16} : row->person_key;
     out->key = r->person_key;
     /* the message id only as the subscriber's pseudonym (retractions match on it) */
     if (row->message_id.len) {
-        if (!(s->mid_policy == p && s->mid_len == row->message_id.len &&
-              row->message_id.len <= CACHE_IN_MAX &&
-              !memcmp(s->mid_in, row->message_id.ptr, row->message_id.len))) {
-            keyed_text(p, row->message_id.ptr, row->message_id.len, s->mid_hex);
-            s->mid_policy = row->message_id.len <= CACHE_IN_MAX ? p : NULL;
-            s->mid_len = row->message_id.len;
+        if (!(pc->mid_len == row->message_id.len &&
+              !memcmp(pc->mid_in, row->message_id.ptr, row->message_id.len))) {
+            keyed_text(p, row->message_id.ptr, row->message_id.len, pc->mid_hex);
+            pc->mid_len = row->message_id.len <= CACHE_IN_MAX ? row->message_id.len : SIZE_MAX;
             if (row->message_id.len <= CACHE_IN_MAX)
-                memcpy(s->mid_in, row->message_id.ptr, row->message_id.len);
+                memcpy(pc->mid_in, row->message_id.ptr, row->message_id.len);
         }
-        r->message_id = (cg_slice_t){s->mid_hex, 40};
+        r->message_id = (cg_slice_t){pc->mid_hex, 40};
     }
     if (row->source_time.len) {
         cg_value_t tv = {row->source_time.ptr, (uint32_t)row->source_time.len,

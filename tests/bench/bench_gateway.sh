@@ -42,6 +42,9 @@
 # goes on a free port).
 # The input topic has PARTITIONS partitions (default 4). BENCH_DELIVERY adds members to the
 # "delivery" object, e.g. BENCH_DELIVERY='"transaction_max_messages": 5000' to compare settings.
+# BENCH_RELEASE=N (1-3) adds N graded-release subscribers (release_config below), whose records
+# count as outputs like the others (the passthrough's plan includes them): compare a run with
+# BENCH_RELEASE=3 against one without for the cost of enforcement.
 #
 # usage: tests/bench/bench_gateway.sh [options]
 #   --duration S        seconds the rate phase streams (default 30; 600 for the 10-minute RSS run)
@@ -133,6 +136,22 @@ head -c 32 /dev/urandom | base64 >"$tmp/key"
 "$cg" check --reference >"$tmp/reference.md"
 knows() { grep -qF "| \`$1\` |" "$tmp/reference.md"; }
 
+# release_config NAME: BENCH_RELEASE subscribers (at most 3) with topics NAME.release.*, so that
+# the output statistics count their records: a sponsor at level 3 with dates to the month, a
+# registry at level 5 with free text, a level-4 database with its own date shift
+release_config() {
+    local subs=(
+        "{\"name\": \"sponsor\", \"topic\": \"$1.release.sponsor\", \"agreement\": \"B-1\", \"expires\": \"2999-12-31\", \"max_level\": 3, \"levels\": {\"3\": \"generalize\"}}"
+        "{\"name\": \"registry\", \"topic\": \"$1.release.registry\", \"agreement\": \"B-2\", \"expires\": \"2999-12-31\", \"max_level\": 5, \"free_text\": true}"
+        "{\"name\": \"disease-db\", \"topic\": \"$1.release.disease-db\", \"agreement\": \"B-3\", \"expires\": \"2999-12-31\", \"max_level\": 4, \"date_shift_days\": 30}")
+    local n=${BENCH_RELEASE:-0} list="" i
+    [ "$n" -le 3 ] || n=3
+    for ((i = 0; i < n; i++)); do
+        list="$list${list:+, }${subs[$i]}"
+    done
+    printf '"release": {"audit_topic": "%s.audit", "subscribers": [%s]}, ' "$1" "$list"
+}
+
 # write_config NAME SEMANTICS WORKERS [INPUT]: the config of one run in $tmp/NAME.json, reading
 # INPUT (default NAME.raw); the passthrough reads the gateway's config format too
 write_config() {
@@ -144,6 +163,9 @@ write_config() {
     fi
     if knows metrics.listen; then
         extra="$extra\"metrics\": {\"listen\": \"127.0.0.1:0\"}, "
+    fi
+    if [ "${BENCH_RELEASE:-0}" -gt 0 ]; then
+        extra="$extra$(release_config "$name")"
     fi
     cat >"$tmp/$name.json" <<JSON
 {"group_id": "$name", "inputs": [{"topic": "$input"}],
