@@ -71,6 +71,72 @@ static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* Graded release (release.*): the catalogue and each subscriber's policy, compiled as `check`
+ * compiles them; the workers' scratch space; the audit's counts (release.c). */
+static int release_setup(cg_engine_t *gw, char *errstr, size_t errstr_size)
+{
+    const cg_config_t *cfg = gw->cfg;
+    if (!cfg->n_subscribers)
+        return 0;
+    enum { MAX_ERRS = 32 };
+    cg_error_t errs[MAX_ERRS];
+    size_t n = 0;
+    gw->subs = cg_subscribers_load(cfg, gw->mapping, errs, MAX_ERRS, &n);
+    if (!gw->subs) {
+        char loc[1024];
+        for (size_t i = 0; n > 1 && i < n && i < MAX_ERRS; i++)
+            cg_log(CG_LOG_ERROR, "config.invalid", "%s",
+                   cg_error_format(&errs[i], loc, sizeof(loc)));
+        snprintf(errstr, errstr_size, "%s%s", cg_error_format(&errs[0], loc, sizeof(loc)),
+                 n > 1 ? " (and more errors, each logged as config.invalid)" : "");
+        return -1;
+    }
+    if (!(gw->audit = cg_engine_release_audit_new(gw->subs->n))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < gw->n_workers; i++)
+        if (!(gw->workers[i].scratch = cg_release_scratch_new())) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+    time_t now = time(NULL);
+    for (size_t i = 0; i < gw->subs->n; i++) {
+        const cg_subscriber_t *s = &gw->subs->v[i];
+        int in_force = cg_policy_in_force(s->policy, now);
+        cg_engine_release_audit_written(gw, i, cg_engine_release_wall_ms());
+        cg_metrics_gw_agreement(gw->metrics, s->name, in_force);
+        cg_log(CG_LOG_INFO, "release.subscriber",
+               "%s: level %d and below to %s under agreement %s, policy %s", s->name,
+               cg_policy_max_level(s->policy), s->topic, cg_policy_agreement(s->policy),
+               cg_policy_version(s->policy));
+        if (!in_force) {
+            cg_log(CG_LOG_ERROR, "release.agreement_expired",
+                   "%s: agreement %s has expired: the subscriber gets nothing", s->name,
+                   cg_policy_agreement(s->policy));
+            cg_engine_release_expired_logged(gw, i);
+        }
+    }
+    cg_engine_release_audit_rearm(gw);
+    return 0;
+}
+
+static void release_free(cg_engine_t *gw)
+{
+    for (int i = 0; gw->workers && i < gw->n_workers; i++) {
+        cg_release_scratch_destroy(gw->workers[i].scratch);
+        gw->workers[i].scratch = NULL;
+        for (size_t k = 0; gw->workers[i].ring && k < CG_RING_CAP; k++) {
+            free(gw->workers[i].ring[k].withheld);
+            gw->workers[i].ring[k].withheld = NULL;
+        }
+    }
+    cg_engine_release_audit_free(gw->audit, gw->subs ? gw->subs->n : 0);
+    gw->audit = NULL;
+    cg_subscribers_destroy(gw->subs);
+    gw->subs = NULL;
+}
+
 /* Makes the source and the sink the config names, each with its own config struct. */
 /* The sink's queue, for /metrics (cg_metrics_gw_queue_fn; opaque is the sink instance). */
 static int sink_queue_len(void *opaque)
@@ -135,7 +201,7 @@ cg_gateway_t *cg_gateway_new(const cg_config_t *cfg, const cg_gateway_opts_t *op
     if (!(gw->metrics = cg_metrics_gw_new(cfg->metrics_max_series, cfg->metrics_health_grace_ms)))
         goto fail_nomem;
     if (!gw->opts.passthrough &&
-        (load_mapping(gw, errstr, errstr_size) || cg_engine_release_setup(gw, errstr, errstr_size)))
+        (load_mapping(gw, errstr, errstr_size) || release_setup(gw, errstr, errstr_size)))
         goto fail;
     if (plugins_new(gw, errstr, errstr_size))
         goto fail;
@@ -210,7 +276,7 @@ static void drain_and_commit(cg_engine_t *gw)
     int drained = !gw->fatal && cg_engine_jobs_drain(gw) == 0;
     /* the last audit records: what was released since the last ones (no input of their own) */
     if (drained && gw->subs && !(gw->eos && cg_engine_txn_begin(gw)) &&
-        cg_engine_release_audit(gw, NULL, 1) != 1)
+        cg_engine_audit_produce(gw, NULL, 1) != 1)
         cg_log(CG_LOG_ERROR, "release.audit_failed",
                "the last audit records could not be handed to the sink");
     if (gw->eos) {
@@ -447,7 +513,7 @@ void cg_gateway_destroy(cg_gateway_t *gw)
     cg_metrics_gw_destroy(gw->metrics); /* first: its endpoint reads the sink's queue */
     if (gw->workers)
         cg_engine_workers_stop(gw); /* when run() never did */
-    cg_engine_release_free(gw);     /* the workers' scratch and the jobs' counts with it */
+    release_free(gw);               /* the workers' scratch and the jobs' counts with it */
     cg_engine_workers_destroy(gw);  /* before the source: the rings hold its messages */
     /* the sink first: a Kafka sink may use the source's embedded broker; run() has drained
      * within its time already, what is left is given up */

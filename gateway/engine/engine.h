@@ -193,19 +193,30 @@ void cg_engine_flush_sink(cg_engine_t *gw);
 void cg_engine_backpressure(cg_engine_t *gw);
 void cg_engine_cohort_dests_free(cg_engine_t *gw);
 
-/* release.c: graded release to subscribers and its audit */
-int cg_engine_release_setup(cg_engine_t *gw, char *errstr, size_t errstr_size);
-void cg_engine_release_free(cg_engine_t *gw);
-/* The row's records for each subscriber (on the job's worker); CG_ERR_NOMEM or CG_OK. */
-cg_err_t cg_engine_release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row_t *row,
-                               const char *const *cohorts, size_t n_cohorts, time_t now);
-/* A produced job's releases counted for the audit and metrics (engine thread). */
+/* release.c: graded release's bookkeeping (the rows are released in jobs.c) */
+/* The audit's counts of n subscribers (NULL when out of memory), and freed. */
+struct release_audit *cg_engine_release_audit_new(size_t n);
+void cg_engine_release_audit_free(struct release_audit *a, size_t n);
+/* Subscriber s's expired agreement has been logged (at start): not again. */
+void cg_engine_release_expired_logged(cg_engine_t *gw, size_t s);
+/* A produced job's withheld rows counted for the audit and metrics (engine thread). */
 void cg_engine_release_count(cg_engine_t *gw, const job_t *j);
+/* One released record handed to the sink, counted. */
 void cg_engine_release_counted(cg_engine_t *gw, const job_rec_t *r);
-/* The audit records due (force: all pending, as at shutdown), as outputs of j (NULL: of none):
- * 1 when every due one is handed over, 0 when the sink's queue is full (call again: the ones
- * handed over are not written twice), -1 when the sink failed. */
-int cg_engine_release_audit(cg_engine_t *gw, job_t *j, int force);
+/* Whether audit records are due (force: yes). */
+int cg_engine_release_audit_due(const cg_engine_t *gw, int force);
+/* Subscriber s's audit record up to now_ms (a new string), or NULL when nothing happened to it
+ * (or no memory: the caller tells them apart by gw->audit's counts, see produce.c). */
+char *cg_engine_release_audit_text(cg_engine_t *gw, size_t s, int64_t now_ms);
+/* Subscriber s's audit record was handed over: its counts start again at now_ms. */
+void cg_engine_release_audit_written(cg_engine_t *gw, size_t s, int64_t now_ms);
+/* Every due record was handed over: the next are due an interval from now. */
+void cg_engine_release_audit_rearm(cg_engine_t *gw);
+int64_t cg_engine_release_wall_ms(void);
+/* produce.c: the audit records due (force: all pending, as at shutdown) as outputs of j (NULL:
+ * of none): 1 when each was handed over, 0 when the sink's queue is full (call again: one
+ * handed over is not written twice), -1 when the sink failed. */
+int cg_engine_audit_produce(cg_engine_t *gw, job_t *j, int force);
 /* produce.c: one record to the sink; in NULL: no cg.source.* headers (released, audit) */
 cg_sink_result_t cg_engine_produce_one(cg_engine_t *gw, const char *dest, int dead, const void *key,
                                        size_t key_len, const void *val, size_t val_len,

@@ -60,6 +60,54 @@ static void job_outcome(cg_engine_t *gw, const cg_source_msg_t *in, cg_mapping_w
                o.spec);
 }
 
+/* The row's records for each subscriber under its policy (cg_release.h): its topic, its level,
+ * its pseudonyms; rows withheld are counted in the job, by subscriber and reason. */
+static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row_t *row,
+                            const char *const *cohorts, size_t n_cohorts, time_t now)
+{
+    const cg_subscribers_t *subs = gw->subs;
+    const char *set = NULL; /* the row's sensitive codes: the same for every subscriber */
+    int level = cg_catalogue_row_level(subs->catalogue, row, &set);
+    for (size_t s = 0; s < subs->n; s++) {
+        cg_release_out_t out;
+        cg_release_outcome_t why;
+        cg_err_t rc = cg_release_row(subs->v[s].policy, row, cohorts, n_cohorts, level, set, now,
+                                     w->scratch, &out, &why);
+        if (rc != CG_OK)
+            return rc;
+        if (why != CG_RELEASE_OK) {
+            if (!j->withheld &&
+                !(j->withheld = calloc(subs->n * CG_RELEASE_REASONS, sizeof(*j->withheld))))
+                return CG_ERR_NOMEM;
+            j->withheld[s * CG_RELEASE_REASONS + why]++;
+            continue;
+        }
+        size_t val_off = j->buf.len;
+        /* no cohorts in a subscriber's record: the names of sensitive cohorts would say what
+         * the catalogue withholds */
+        if (cg_row_encode(&out.row, &out.src, NULL, 0, gw->encode_flags, &j->buf) != CG_OK)
+            return CG_ERR_NOMEM;
+        size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
+        if (out.key.len && cg_buf_append(&j->buf, out.key.ptr, out.key.len) != CG_OK)
+            return CG_ERR_NOMEM;
+        job_rec_t *r = cg_engine_job_add_rec(j);
+        if (!r)
+            return CG_ERR_NOMEM;
+        *r = (job_rec_t){.table = row->table->name,
+                         .spec = row->spec,
+                         .rule = row->rule,
+                         .op = cg_row_op_name((cg_row_op_t)row->op),
+                         .spec_version = row->spec_version,
+                         .key_off = key_off,
+                         .key_len = out.key.len,
+                         .val_off = val_off,
+                         .val_len = val_len,
+                         .sub = (int)s + 1,
+                         .level = (uint8_t)out.level};
+    }
+    return CG_OK;
+}
+
 /* Decodes and maps a job's input into its records and their cohorts (on the job's worker). */
 void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
 {
@@ -125,7 +173,7 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                              0,
                              0};
         }
-        if (gw->subs && cg_engine_release_row(gw, w, j, &rows[i], cohorts, n_cohorts, now))
+        if (gw->subs && release_row(gw, w, j, &rows[i], cohorts, n_cohorts, now))
             goto nomem;
     }
     /* entries the specs left out: quality records, outputs of this input like its rows (so

@@ -101,6 +101,32 @@ cg_sink_result_t cg_engine_produce_one(cg_engine_t *gw, const char *dest, int de
     return rc;
 }
 
+int cg_engine_audit_produce(cg_engine_t *gw, job_t *j, int force)
+{
+    if (!cg_engine_release_audit_due(gw, force))
+        return 1;
+    int64_t now = cg_engine_release_wall_ms();
+    for (size_t s = 0; s < gw->subs->n; s++) {
+        const cg_subscriber_t *sub = &gw->subs->v[s];
+        char *text = cg_engine_release_audit_text(gw, s, now);
+        if (!text)
+            continue; /* nothing to say of this subscriber (out of memory: said next time) */
+        const char *hdrs[] = {"cg.subscriber", sub->name, "cg.policy",
+                              cg_policy_version(sub->policy)};
+        cg_sink_result_t rc = cg_engine_produce_one(
+            gw, gw->cfg->audit_topic, 0, sub->name, strlen(sub->name), text, strlen(text), NULL,
+            hdrs, sizeof(hdrs) / sizeof(hdrs[0]), j ? j->dm : NULL);
+        free(text);
+        if (rc == CG_SINK_FULL)
+            return 0; /* this one and the rest again on the next call */
+        if (rc != CG_SINK_OK)
+            return -1;
+        cg_engine_release_audit_written(gw, s, now);
+    }
+    cg_engine_release_audit_rearm(gw);
+    return 1;
+}
+
 /* Produces a mapped job's records from where it stopped. 1: all handed over (the input is
  * sealed); 0: the sink's queue is full, try again later; -1: failed (fatal, or the transaction
  * failed). */
@@ -208,7 +234,7 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             cg_engine_release_count(gw, j);
             j->audited = 1;
         }
-        int a = cg_engine_release_audit(gw, j, gw->stop);
+        int a = cg_engine_audit_produce(gw, j, gw->stop);
         if (a <= 0) {
             if (a == 0)
                 STAT_ADD(gw, queue_full, 1);

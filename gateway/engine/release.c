@@ -1,8 +1,8 @@
-/* release.c - graded release in the engine: every mapped row released to each subscriber under
- * its policy (cg_release.h; on the job's worker), what was released and withheld counted (on
- * the engine thread, as the records are handed to the sink), and audit records written per
- * release.audit_interval_ms as outputs of the input that completed the interval, so that they
- * commit with it. */
+/* release.c - graded release's bookkeeping in the engine: the subscribers loaded, what was
+ * released and withheld counted (on the engine thread, as the records are handed to the sink)
+ * and the audit records' text (produce.c writes them every release.audit_interval_ms as
+ * outputs of the input that completed the interval, so that they commit with it). The rows
+ * themselves are released on the workers (jobs.c). */
 #include "engine.h"
 
 #include "cg_log.h"
@@ -43,116 +43,21 @@ static void iso(int64_t ms, char out[32])
     snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-int cg_engine_release_setup(cg_engine_t *gw, char *errstr, size_t errstr_size)
+struct release_audit *cg_engine_release_audit_new(size_t n)
 {
-    const cg_config_t *cfg = gw->cfg;
-    if (!cfg->n_subscribers)
-        return 0;
-    enum { MAX_ERRS = 32 };
-    cg_error_t errs[MAX_ERRS];
-    size_t n = 0;
-    gw->subs = cg_subscribers_load(cfg, gw->mapping, errs, MAX_ERRS, &n);
-    if (!gw->subs) {
-        char loc[1024];
-        for (size_t i = 0; n > 1 && i < n && i < MAX_ERRS; i++)
-            cg_log(CG_LOG_ERROR, "config.invalid", "%s",
-                   cg_error_format(&errs[i], loc, sizeof(loc)));
-        snprintf(errstr, errstr_size, "%s%s", cg_error_format(&errs[0], loc, sizeof(loc)),
-                 n > 1 ? " (and more errors, each logged as config.invalid)" : "");
-        return -1;
-    }
-    if (!(gw->audit = calloc(gw->subs->n, sizeof(*gw->audit)))) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < gw->n_workers; i++)
-        if (!(gw->workers[i].scratch = cg_release_scratch_new())) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return -1;
-        }
-    time_t now = time(NULL);
-    for (size_t i = 0; i < gw->subs->n; i++) {
-        const cg_subscriber_t *s = &gw->subs->v[i];
-        int in_force = cg_policy_in_force(s->policy, now);
-        gw->audit[i].since_ms = wall_ms();
-        cg_metrics_gw_agreement(gw->metrics, s->name, in_force);
-        cg_log(CG_LOG_INFO, "release.subscriber",
-               "%s: level %d and below to %s under agreement %s, policy %s", s->name,
-               cg_policy_max_level(s->policy), s->topic, cg_policy_agreement(s->policy),
-               cg_policy_version(s->policy));
-        if (!in_force) {
-            cg_log(CG_LOG_ERROR, "release.agreement_expired",
-                   "%s: agreement %s has expired: the subscriber gets nothing", s->name,
-                   cg_policy_agreement(s->policy));
-            gw->audit[i].expired_logged = 1;
-        }
-    }
-    gw->audit_due_ms = cg_engine_now_ms() + cfg->audit_interval_ms;
-    return 0;
+    return calloc(n ? n : 1, sizeof(release_audit_t));
 }
 
-void cg_engine_release_free(cg_engine_t *gw)
+void cg_engine_release_audit_free(struct release_audit *a, size_t n)
 {
-    for (int i = 0; gw->workers && i < gw->n_workers; i++) {
-        cg_release_scratch_destroy(gw->workers[i].scratch);
-        gw->workers[i].scratch = NULL;
-        for (size_t k = 0; gw->workers[i].ring && k < CG_RING_CAP; k++) {
-            free(gw->workers[i].ring[k].withheld);
-            gw->workers[i].ring[k].withheld = NULL;
-        }
-    }
-    for (size_t i = 0; gw->audit && i < gw->subs->n; i++)
-        free(gw->audit[i].tables);
-    free(gw->audit);
-    gw->audit = NULL;
-    cg_subscribers_destroy(gw->subs);
-    gw->subs = NULL;
+    for (size_t i = 0; a && i < n; i++)
+        free(a[i].tables);
+    free(a);
 }
 
-cg_err_t cg_engine_release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row_t *row,
-                               const char *const *cohorts, size_t n_cohorts, time_t now)
+void cg_engine_release_expired_logged(cg_engine_t *gw, size_t s)
 {
-    const cg_subscribers_t *subs = gw->subs;
-    const char *set = NULL; /* the row's sensitive codes: the same for every subscriber */
-    int level = cg_catalogue_row_level(subs->catalogue, row, &set);
-    for (size_t s = 0; s < subs->n; s++) {
-        cg_release_out_t out;
-        cg_release_outcome_t why;
-        cg_err_t rc = cg_release_row(subs->v[s].policy, row, cohorts, n_cohorts, level, set, now,
-                                     w->scratch, &out, &why);
-        if (rc != CG_OK)
-            return rc;
-        if (why != CG_RELEASE_OK) {
-            if (!j->withheld &&
-                !(j->withheld = calloc(subs->n * CG_RELEASE_REASONS, sizeof(*j->withheld))))
-                return CG_ERR_NOMEM;
-            j->withheld[s * CG_RELEASE_REASONS + why]++;
-            continue;
-        }
-        size_t val_off = j->buf.len;
-        /* no cohorts in a subscriber's record: the names of sensitive cohorts would say what
-         * the catalogue withholds */
-        if (cg_row_encode(&out.row, &out.src, NULL, 0, gw->encode_flags, &j->buf) != CG_OK)
-            return CG_ERR_NOMEM;
-        size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
-        if (out.key.len && cg_buf_append(&j->buf, out.key.ptr, out.key.len) != CG_OK)
-            return CG_ERR_NOMEM;
-        job_rec_t *r = cg_engine_job_add_rec(j);
-        if (!r)
-            return CG_ERR_NOMEM;
-        *r = (job_rec_t){.table = row->table->name,
-                         .spec = row->spec,
-                         .rule = row->rule,
-                         .op = cg_row_op_name((cg_row_op_t)row->op),
-                         .spec_version = row->spec_version,
-                         .key_off = key_off,
-                         .key_len = out.key.len,
-                         .val_off = val_off,
-                         .val_len = val_len,
-                         .sub = (int)s + 1,
-                         .level = (uint8_t)out.level};
-    }
-    return CG_OK;
+    gw->audit[s].expired_logged = 1;
 }
 
 void cg_engine_release_count(cg_engine_t *gw, const job_t *j)
@@ -241,39 +146,37 @@ static char *audit_json(cg_engine_t *gw, size_t s, int64_t to_ms)
     return text;
 }
 
-int cg_engine_release_audit(cg_engine_t *gw, job_t *j, int force)
+int cg_engine_release_audit_due(const cg_engine_t *gw, int force)
 {
-    if (!force && cg_engine_now_ms() < gw->audit_due_ms)
-        return 1;
-    int64_t now = wall_ms();
-    for (size_t s = 0; s < gw->subs->n; s++) {
-        release_audit_t *a = &gw->audit[s];
-        uint64_t withheld = 0;
-        for (int why = 1; why < CG_RELEASE_REASONS; why++)
-            withheld += a->withheld[why];
-        if (!a->released && !withheld)
-            continue; /* nothing happened: no record */
-        const cg_subscriber_t *sub = &gw->subs->v[s];
-        char *text = audit_json(gw, s, now);
-        if (!text) {
-            cg_engine_fatal(gw, CG_ERR_NOMEM, "out of memory writing an audit record");
-            return -1;
-        }
-        const char *hdrs[] = {"cg.subscriber", sub->name, "cg.policy",
-                              cg_policy_version(sub->policy)};
-        cg_sink_result_t rc = cg_engine_produce_one(
-            gw, gw->cfg->audit_topic, 0, sub->name, strlen(sub->name), text, strlen(text), NULL,
-            hdrs, sizeof(hdrs) / sizeof(hdrs[0]), j ? j->dm : NULL);
-        free(text);
-        if (rc == CG_SINK_FULL)
-            return 0; /* this one and the rest again on the next call */
-        if (rc != CG_SINK_OK)
-            return -1;
-        a->n = 0; /* the table names stay allocated for the next interval */
-        a->released = 0;
-        memset(a->withheld, 0, sizeof(a->withheld));
-        a->since_ms = now;
-    }
+    return force || cg_engine_now_ms() >= gw->audit_due_ms;
+}
+
+char *cg_engine_release_audit_text(cg_engine_t *gw, size_t s, int64_t now_ms)
+{
+    const release_audit_t *a = &gw->audit[s];
+    uint64_t withheld = 0;
+    for (int why = 1; why < CG_RELEASE_REASONS; why++)
+        withheld += a->withheld[why];
+    if (!a->released && !withheld)
+        return NULL; /* nothing happened: no record */
+    return audit_json(gw, s, now_ms);
+}
+
+void cg_engine_release_audit_written(cg_engine_t *gw, size_t s, int64_t now_ms)
+{
+    release_audit_t *a = &gw->audit[s];
+    a->n = 0; /* the table names stay allocated for the next interval */
+    a->released = 0;
+    memset(a->withheld, 0, sizeof(a->withheld));
+    a->since_ms = now_ms;
+}
+
+void cg_engine_release_audit_rearm(cg_engine_t *gw)
+{
     gw->audit_due_ms = cg_engine_now_ms() + gw->cfg->audit_interval_ms;
-    return 1;
+}
+
+int64_t cg_engine_release_wall_ms(void)
+{
+    return wall_ms();
 }
