@@ -177,6 +177,20 @@ sink_config sink_kafka_misspelt "" ', "fetch.max.byts": 1'
 refused sink_kafka_misspelt "sink_kafka_misspelt.json:6:[0-9]+: .*'kafka.fetch.max.byts': No such configuration property"
 sink_config sink_input_twice ', {"topic": "records"}'
 refused sink_input_twice "'inputs\[1\].topic': 'records' is listed twice"
+# pg.subscriber must name a subscriber of the same file's release section (graded release)
+cat >"$tmp/sink_subscriber_undeclared.json" <<JSON
+{
+  "inputs": [{"topic": "records"}],
+  "output": {"sink": "pg"},
+  "pg": {"conninfo": "host=127.0.0.1 port=1 dbname=omop connect_timeout=2",
+         "subscriber": "sponsor-c"},
+  "release": {"subscribers": [{"name": "sponsor-a", "topic": "records", "agreement": "DUA-A",
+                               "expires": "2099-12-31", "max_level": 3}]},
+  "metrics": {"listen": "off"},
+  "kafka": {"bootstrap.servers": "127.0.0.1:1"}
+}
+JSON
+refused sink_subscriber_undeclared "sink_subscriber_undeclared.json:5:10: .*'pg.subscriber' names 'sponsor-c', which is no subscriber of release.subscribers\[\] \(declared: 'sponsor-a'\)"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -210,6 +210,44 @@ static int ksrc_start(void *ctx, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* The message's headers as the C strings a pass-through run hands its sink (cg_source_msg_t:
+ * `cohortgate sink` reads the release headers cg.subscriber, cg.level, cg.policy): one block,
+ * the pointers then the strings, freed by release(); NULL when it has none (or no memory: the
+ * record then reaches the sink without them, which a sink that needs them refuses). A header
+ * without a value gets "". */
+static const char *const *headers_of(rd_kafka_message_t *m, size_t *n_out)
+{
+    rd_kafka_headers_t *h = NULL;
+    *n_out = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h)
+        return NULL;
+    size_t n = rd_kafka_header_cnt(h), bytes = 0;
+    const char *name;
+    const void *val;
+    size_t len;
+    for (size_t i = 0; i < n && !rd_kafka_header_get_all(h, i, &name, &val, &len); i++)
+        bytes += strlen(name) + 1 + len + 1;
+    if (!n)
+        return NULL;
+    char **v = malloc(2 * n * sizeof(char *) + bytes);
+    if (!v)
+        return NULL;
+    char *p = (char *)(v + 2 * n);
+    size_t k = 0;
+    for (size_t i = 0; i < n && !rd_kafka_header_get_all(h, i, &name, &val, &len); i++) {
+        size_t nl = strlen(name);
+        v[k++] = memcpy(p, name, nl + 1);
+        p += nl + 1;
+        v[k++] = p;
+        if (len)
+            memcpy(p, val, len);
+        p[len] = '\0';
+        p += len + 1;
+    }
+    *n_out = k;
+    return (const char *const *)v;
+}
+
 static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *msg)
 {
     kafka_source_t *ks = ctx;
@@ -229,6 +267,7 @@ static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
                                  .format = in ? in->format : CG_INPUT_AUTO,
                                  .charset = in ? in->charset : NULL,
                                  .opaque = m};
+        msg->headers = headers_of(m, &msg->n_headers);
         return CG_SOURCE_MSG;
     }
     cg_source_event_t ev = CG_SOURCE_ERROR;
@@ -249,6 +288,9 @@ static void ksrc_release(void *ctx, cg_source_msg_t *msg)
     (void)ctx;
     rd_kafka_message_destroy(msg->opaque);
     msg->opaque = NULL;
+    free((void *)msg->headers);
+    msg->headers = NULL;
+    msg->n_headers = 0;
 }
 
 static rd_kafka_topic_partition_list_t *pos_list(const cg_source_pos_t *pos, size_t n)

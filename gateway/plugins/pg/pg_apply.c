@@ -30,6 +30,15 @@ typedef struct stage {
     char *before_sql, *after_sql;              /* the persons it touches (track) */
 } stage_t;
 
+/* Rows of the open transaction released under one policy version, of one table and level:
+ * the release audit's line (pg_apply_audit). */
+typedef struct audit_line {
+    char *policy;
+    size_t table;
+    int level;
+    int64_t rows; /* staged, less those the database refused */
+} audit_line_t;
+
 typedef struct pending_reject {
     char table[64];
     char sqlstate[8];
@@ -50,10 +59,12 @@ struct pg_apply {
     uint64_t *txn_upserted, *txn_deleted; /* per table */
     pending_reject_t *txn_rejects;
     size_t n_txn_rejects, cap_txn_rejects;
-    char *periods_sql; /* observation_period made anew for some persons of a batch */
-    char *widen_sql;   /* ... and widened for the others (both built once) */
-    int remake;        /* a delete or a person row is staged: some periods are made anew */
-    int track;         /* touched persons into pg_temp.cg_changed_persons (cohorts) */
+    char *periods_sql;   /* observation_period made anew for some persons of a batch */
+    char *widen_sql;     /* ... and widened for the others (both built once) */
+    int remake;          /* a delete or a person row is staged: some periods are made anew */
+    int track;           /* touched persons into pg_temp.cg_changed_persons (cohorts) */
+    audit_line_t *audit; /* the open transaction's; a staged row names its line (cg_audit) */
+    size_t n_audit, cap_audit;
 };
 
 /* ---- COPY text ---- */
@@ -140,6 +151,9 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->txn_upserted);
     free(a->txn_deleted);
     free(a->txn_rejects);
+    for (size_t i = 0; i < a->cap_audit; i++)
+        free(a->audit[i].policy);
+    free(a->audit);
     cg_buf_free(&a->rejects);
     free(a->periods_sql);
     free(a->widen_sql);
@@ -190,6 +204,7 @@ void pg_apply_txn_counted(pg_apply_t *a, int committed)
         }
         a->txn_upserted[i] = a->txn_deleted[i] = 0;
     }
+    a->n_audit = 0; /* the lines' policy strings are kept for reuse */
     for (size_t i = 0; committed && i < a->n_txn_rejects; i++)
         cg_metric_inc(
             cg_metric_get2(a->m_rejects, a->txn_rejects[i].table, a->txn_rejects[i].sqlstate),
@@ -238,7 +253,7 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");
         cg_buf_printf(&b, "cg_stg_%s", t->name);
         cg_buf_puts(&b, " (cg_seq bigint, cg_op \"char\", cg_topic text, cg_part integer, "
-                        "cg_off bigint, cg_raw text");
+                        "cg_off bigint, cg_raw text, cg_audit integer");
         for (size_t k = 0; k < t->n_columns; k++) {
             cg_buf_puts(&b, ", ");
             pg_ident(&b, t->columns[k].name);
@@ -254,16 +269,55 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     return rc;
 }
 
+/* The open transaction's audit line of (policy, table, level), made when new: its index, or -1
+ * when out of memory. */
+static long audit_line(pg_apply_t *a, const char *policy, size_t table, int level)
+{
+    for (size_t i = 0; i < a->n_audit; i++)
+        if (a->audit[i].table == table && a->audit[i].level == level &&
+            !strcmp(a->audit[i].policy, policy))
+            return (long)i;
+    if (a->n_audit == a->cap_audit) {
+        size_t cap = a->cap_audit ? a->cap_audit * 2 : 16;
+        audit_line_t *v = realloc(a->audit, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        memset(v + a->cap_audit, 0, (cap - a->cap_audit) * sizeof(*v));
+        a->audit = v;
+        a->cap_audit = cap;
+    }
+    audit_line_t *l = &a->audit[a->n_audit];
+    if (!l->policy || strcmp(l->policy, policy)) {
+        char *p = strdup(policy);
+        if (!p)
+            return -1;
+        free(l->policy);
+        l->policy = p;
+    }
+    l->table = table;
+    l->level = level;
+    l->rows = 0;
+    return (long)a->n_audit++;
+}
+
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
-                   const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len)
+                   const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len,
+                   const char *policy, int level)
 {
     stage_t *s = &a->stages[table];
     const cg_omop_table_t *t = pg_table_at(table);
+    long line = -1;
+    if (policy && level > 0 && (line = audit_line(a, policy, table, level)) < 0)
+        return -1;
     cg_buf_t *b = &s->copy;
     cg_buf_printf(b, "%" PRId64 "\t%c\t", ++a->seq, del ? 'd' : 'u');
     copy_str(b, pos->topic);
     cg_buf_printf(b, "\t%" PRId32 "\t%" PRId64 "\t", pos->partition, pos->offset);
     copy_value(b, raw, raw_len);
+    if (line >= 0)
+        cg_buf_printf(b, "\t%ld", line);
+    else
+        cg_buf_puts(b, "\t\\N");
     for (size_t k = 0; k < t->n_columns; k++) {
         cg_buf_putc(b, '\t');
         copy_value(b, values[k], lens[k]);
@@ -272,6 +326,8 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
         return -1;
     s->n++;
     a->pending++;
+    if (line >= 0)
+        a->audit[line].rows++;
     if (del || !strcmp(t->name, "person"))
         a->remake = 1;
     return 0;
@@ -679,7 +735,7 @@ static int row_by_row(pg_apply_t *a, PGconn *c, size_t ti, int del, char *errstr
     const cg_omop_table_t *t = pg_table_at(ti);
     cg_buf_t q;
     cg_buf_init(&q);
-    cg_buf_puts(&q, "SELECT cg_seq, cg_topic, cg_part, cg_off, cg_raw FROM ");
+    cg_buf_puts(&q, "SELECT cg_seq, cg_topic, cg_part, cg_off, cg_raw, cg_audit FROM ");
     rows_from(&q, t, 0);
     cg_buf_printf(&q, " WHERE s.cg_op = '%c' ORDER BY cg_seq", del ? 'd' : 'u');
     cg_buf_putc(&q, '\0');
@@ -736,6 +792,11 @@ static int row_by_row(pg_apply_t *a, PGconn *c, size_t ti, int del, char *errstr
         pg_pos_t pos = {PQgetvalue(rows, i, 1), (int32_t)atoi(PQgetvalue(rows, i, 2)),
                         strtoll(PQgetvalue(rows, i, 3), NULL, 10)};
         const char *raw = PQgetvalue(rows, i, 4);
+        if (!PQgetisnull(rows, i, 5)) { /* refused: not loaded, not in the audit */
+            long line = strtol(PQgetvalue(rows, i, 5), NULL, 10);
+            if (line >= 0 && (size_t)line < a->n_audit)
+                a->audit[line].rows--;
+        }
         rc = pg_apply_reject(a, t->name, state, why, &pos, raw, strlen(raw));
     }
     PQclear(rows);
@@ -1123,5 +1184,75 @@ int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *sur
     cg_buf_free(&sid);
     if (!rc)
         a->st.merged++;
+    return rc;
+}
+
+/* An element of a PostgreSQL array literal: quoted, with its quotes and backslashes escaped. */
+static void array_elem(cg_buf_t *b, const char *v)
+{
+    cg_buf_putc(b, '"');
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\')
+            cg_buf_putc(b, '\\');
+        cg_buf_putc(b, *v);
+    }
+    cg_buf_putc(b, '"');
+}
+
+int pg_apply_audit(pg_apply_t *a, PGconn *c, const char *subscriber, char *errstr,
+                   size_t errstr_size)
+{
+    cg_buf_t pol, tab, lev, cnt;
+    cg_buf_init(&pol);
+    cg_buf_init(&tab);
+    cg_buf_init(&lev);
+    cg_buf_init(&cnt);
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_audit; i++) {
+        const audit_line_t *l = &a->audit[i];
+        if (l->rows <= 0)
+            continue;
+        cg_buf_putc(&pol, n ? ',' : '{');
+        array_elem(&pol, l->policy);
+        cg_buf_putc(&tab, n ? ',' : '{');
+        array_elem(&tab, pg_table_at(l->table)->name);
+        cg_buf_printf(&lev, "%c%d", n ? ',' : '{', l->level);
+        cg_buf_printf(&cnt, "%c%" PRId64, n ? ',' : '{', l->rows);
+        n++;
+    }
+    int rc = 0;
+    if (n) {
+        cg_buf_puts(&pol, "}");
+        cg_buf_puts(&tab, "}");
+        cg_buf_puts(&lev, "}");
+        cg_buf_puts(&cnt, "}");
+        cg_buf_t q;
+        cg_buf_init(&q);
+        cg_buf_puts(&q, "INSERT INTO ");
+        pg_qual(&q, a->conf->schema, "cohortgate_release_audit");
+        cg_buf_puts(&q, " (subscriber, policy, table_name, level, rows) SELECT $1, u.p, u.t, "
+                        "u.l, u.n FROM unnest($2::text[], $3::text[], $4::smallint[], "
+                        "$5::bigint[]) AS u(p, t, l, n)");
+        int oom = cg_buf_putc(&q, '\0') != CG_OK || cg_buf_putc(&pol, '\0') != CG_OK ||
+                  cg_buf_putc(&tab, '\0') != CG_OK || cg_buf_putc(&lev, '\0') != CG_OK ||
+                  cg_buf_putc(&cnt, '\0') != CG_OK;
+        if (oom) {
+            snprintf(errstr, errstr_size, "out of memory");
+            rc = -1;
+        } else {
+            const char *p[5] = {subscriber, pol.data, tab.data, lev.data, cnt.data};
+            PGresult *r = PQexecParams(c, q.data, 5, NULL, p, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                pg_message(r, c, errstr, errstr_size);
+                rc = -1;
+            }
+            PQclear(r);
+        }
+        cg_buf_free(&q);
+    }
+    cg_buf_free(&pol);
+    cg_buf_free(&tab);
+    cg_buf_free(&lev);
+    cg_buf_free(&cnt);
     return rc;
 }

@@ -2,6 +2,9 @@
  * own: the plug-in, the CLI's checks and the config reference all read them. */
 #include "pg_int.h"
 
+#include <stdio.h>
+#include <string.h>
+
 /* clang-format off */
 const cg_config_map_t cg_pg_config_map[] = {
     CG_CONFIG_ROW_GROUP("pg",
@@ -57,6 +60,48 @@ const cg_config_map_t cg_pg_config_map[] = {
     CG_CONFIG_ROW_BOOL("pg.cohorts.publish", pg_conf_t, cohort_publish, "true",
      "Whether the sink publishes the outbox's events to pg.cohorts.topic; false keeps them in "
      "cg_cohort_events only (for another publisher)."),
+    CG_CONFIG_ROW_STRING("pg.subscriber", pg_conf_t, subscriber, "", CG_CONFIG_F_EMPTY,
+     "Graded release: the name of the subscriber of this file's release.subscribers[] whose "
+     "database this is; \"\" none. When set, only records released to it are loaded: each must "
+     "carry the header cg.subscriber equal to this name and a cg.level no higher than its "
+     "max_level, anything else (another subscriber's, a higher level, no release headers) goes "
+     "to cg_rejects (SQLSTATE CGREL), never to the tables; each transaction adds the rows it "
+     "loaded per policy version, table and level to cohortgate_release_audit."),
     CG_CONFIG_ROW_END,
 };
 /* clang-format on */
+
+const cg_config_subscriber_t *pg_config_subscriber(const pg_conf_t *conf, const cg_config_t *cfg)
+{
+    if (!conf || !conf->subscriber || !*conf->subscriber)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_subscribers; i++)
+        if (cfg->subscribers[i].name && !strcmp(cfg->subscribers[i].name, conf->subscriber))
+            return &cfg->subscribers[i];
+    return NULL;
+}
+
+size_t pg_config_validate(const void *conf_, const cg_config_t *cfg, cg_config_problem_t *prs,
+                          size_t max)
+{
+    const pg_conf_t *conf = conf_;
+    if (!conf || !conf->subscriber || !*conf->subscriber || pg_config_subscriber(conf, cfg))
+        return 0;
+    if (max) {
+        prs[0] = (cg_config_problem_t){.keys = {"pg", "subscriber"}, .n_keys = 2};
+        int n = snprintf(prs[0].text, sizeof(prs[0].text),
+                         "'pg.subscriber' names '%s', which is no subscriber of "
+                         "release.subscribers[]",
+                         conf->subscriber);
+        if (cfg->n_subscribers && n > 0 && (size_t)n < sizeof(prs[0].text)) {
+            size_t o = (size_t)n;
+            o += (size_t)snprintf(prs[0].text + o, sizeof(prs[0].text) - o, " (declared:");
+            for (size_t i = 0; i < cfg->n_subscribers && o < sizeof(prs[0].text); i++)
+                o += (size_t)snprintf(prs[0].text + o, sizeof(prs[0].text) - o, "%s '%s'",
+                                      i ? "," : "", cfg->subscribers[i].name);
+            if (o < sizeof(prs[0].text))
+                snprintf(prs[0].text + o, sizeof(prs[0].text) - o, ")");
+        }
+    }
+    return 1;
+}

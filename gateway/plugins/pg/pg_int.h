@@ -35,12 +35,22 @@ typedef struct pg_conf {
     char *cohort_definitions; /* a Circe definition file or a folder of them; NULL: none */
     char *cohort_topic;       /* where membership events go */
     int cohort_publish;       /* 0: the events stay in the outbox */
+    char *subscriber;         /* release.subscribers[].name this database is; NULL or "": none */
 } pg_conf_t;
 
 enum { PG_IDS_INTEGER = 0, PG_IDS_BIGINT = 1 };
 
 extern const cg_config_map_t cg_pg_config_map[];
 extern const cg_sink_plugin_t cg_pg_sink_plugin;
+
+/* ---- pg_config.c ---- */
+/* The plug-in's validate (cg_plugin.h): pg.subscriber names a subscriber of the same file's
+ * release.subscribers[]. */
+size_t pg_config_validate(const void *conf, const cg_config_t *cfg, cg_config_problem_t *prs,
+                          size_t max);
+/* The subscriber of cfg's release section that pg.subscriber names; NULL when none is set or
+ * it names none. */
+const cg_config_subscriber_t *pg_config_subscriber(const pg_conf_t *conf, const cg_config_t *cfg);
 
 /* ---- pg_conn.c ---- */
 /* The first line of a password file into buf; -1 (errstr names the file) when unreadable. */
@@ -82,6 +92,9 @@ int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errs
 void pg_cohort_ddl(cg_buf_t *b, const char *schema);
 int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
                         size_t errstr_size);
+/* The DDL of the release audit table (cohortgate_release_audit), idempotent: --init and the
+ * start of a sink whose pg.subscriber is set. */
+void pg_release_ddl(cg_buf_t *b, const char *schema);
 
 /* ---- pg_apply.c ---- */
 typedef struct pg_apply pg_apply_t;
@@ -97,9 +110,18 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics);
 void pg_apply_destroy(pg_apply_t *a);
 /* The connection's per-session statements and staging tables; after each (re)connect. */
 int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
-/* Stages an upsert or delete of table (values: one text per column or NULL). */
+/* Stages an upsert or delete of table (values: one text per column or NULL). policy and level:
+ * what the record was released under (its cg.policy and cg.level headers), counted in the
+ * release audit (pg_apply_audit) unless the database refuses the row; NULL and 0: none. */
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
-                   const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len);
+                   const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len,
+                   const char *policy, int level);
+/* In the open transaction, before it commits: the rows the transaction loaded per (policy,
+ * table, level) into cohortgate_release_audit as subscriber's, one INSERT; nothing when it
+ * loaded none. Call after the last flush. -1 with the reason when the transaction cannot go
+ * on. */
+int pg_apply_audit(pg_apply_t *a, PGconn *c, const char *subscriber, char *errstr,
+                   size_t errstr_size);
 /* A merge (merged person's rows to the survivor), applied after what is staged before it. */
 int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor,
                    const pg_pos_t *pos, char *errstr, size_t errstr_size);

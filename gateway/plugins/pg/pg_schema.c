@@ -167,6 +167,17 @@ static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
     cg_buf_puts(b, " (table_name, sqlstate);\n");
 }
 
+void pg_release_ddl(cg_buf_t *b, const char *s)
+{
+    /* graded release: the rows each transaction loaded, per subscriber, policy version, table
+     * and level (pg.subscriber) */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cohortgate_release_audit");
+    cg_buf_puts(b, " (loaded_at timestamptz NOT NULL DEFAULT now(), subscriber text NOT NULL, "
+                   "policy text NOT NULL, table_name text NOT NULL, level smallint NOT NULL, "
+                   "rows bigint NOT NULL);\n");
+}
+
 void pg_cohort_ddl(cg_buf_t *b, const char *s)
 {
     /* the outbox: one row per enter, exit or change, written with the rows that caused it */
@@ -364,6 +375,7 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
         table_indexes(&b, conf->schema, t);
     sink_ddl(&b, conf->schema, conf->id_type);
     pg_cohort_ddl(&b, conf->schema);
+    pg_release_ddl(&b, conf->schema);
     cg_buf_puts(&b, "INSERT INTO ");
     pg_qual(&b, conf->schema, "cg_sink_meta");
     cg_buf_printf(&b,
@@ -381,7 +393,7 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
         snprintf(summary, summary_size,
                  "schema %s: %zu OMOP CDM v" PG_CDM_VERSION " tables (%s ids, the sink applies %zu "
                  "of them) and the sink's tables cg_offsets, cg_id_map, cg_person_merge, "
-                 "cg_rejects, cg_sink_meta%s",
+                 "cg_rejects, cg_sink_meta, cohortgate_release_audit%s",
                  conf->schema, n_tables, conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer",
                  pg_table_count(),
                  has_meta ? " (already there: nothing changed that existed)" : "");

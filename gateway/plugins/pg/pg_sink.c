@@ -54,6 +54,8 @@ typedef struct pg_sink {
     int cdm_source_due;      /* the open transaction refreshed it: the time moves on at commit */
     cg_metric_t *m_latency;
     cg_metric_series_t *m_committed, *m_aborted;
+    const char *subscriber; /* pg.subscriber: only its records load; NULL: any record */
+    int max_level;          /* that subscriber's */
 } pg_sink_t;
 
 static int64_t mono_ms(void)
@@ -95,6 +97,18 @@ static int ensure_conn(pg_sink_t *s, char *errstr, size_t errstr_size)
         PQfinish(c);
         return -1;
     }
+    if (s->subscriber) { /* the audit table, for a schema made before it existed */
+        cg_buf_t ddl;
+        cg_buf_init(&ddl);
+        pg_release_ddl(&ddl, s->conf->schema);
+        cg_buf_putc(&ddl, '\0');
+        int bad = !ddl.data || pg_exec(c, ddl.data, errstr, errstr_size);
+        cg_buf_free(&ddl);
+        if (bad) {
+            PQfinish(c);
+            return -1;
+        }
+    }
     if (pg_apply_prepare(s->apply, c, errstr, errstr_size) ||
         (s->cohorts && pg_cohorts_prepare(s->cohorts, c, errstr, errstr_size))) {
         PQfinish(c);
@@ -129,6 +143,21 @@ static void pgs_destroy(void *ctx)
     free(s);
 }
 
+/* An agreement past its expiry day (UTC) is logged at start: the gateway stops its feed, so
+ * nothing new should come; what comes is still held to the subscriber's level. */
+static void agreement_at_start(const cg_config_subscriber_t *sub)
+{
+    char today[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+    if (sub->expires && strlen(sub->expires) == 10 && strcmp(sub->expires, today) < 0)
+        cg_log(CG_LOG_ERROR, "release.agreement_expired",
+               "subscriber %s: agreement %s expired on %s (the gateway stops its feed)", sub->name,
+               sub->agreement ? sub->agreement : "?", sub->expires);
+}
+
 static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_size)
 {
     if (!env->exactly_once) {
@@ -149,6 +178,22 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
         pg_cohorts_publisher(s->cohorts, env->cfg, errstr, errstr_size)) {
         pgs_destroy(s);
         return NULL;
+    }
+    const cg_config_subscriber_t *sub = pg_config_subscriber(s->conf, env->cfg);
+    if (s->conf->subscriber && *s->conf->subscriber && !sub) { /* validate refused it already */
+        snprintf(errstr, errstr_size,
+                 "'pg.subscriber' names no subscriber of release.subscribers[]");
+        pgs_destroy(s);
+        return NULL;
+    }
+    if (sub) {
+        s->subscriber = sub->name;
+        s->max_level = sub->max_level;
+        agreement_at_start(sub);
+        cg_log(CG_LOG_INFO, "pg.subscriber",
+               "this database is subscriber %s's (max_level %d): only records released to it "
+               "load, with their counts in cohortgate_release_audit",
+               sub->name, sub->max_level);
     }
     pg_apply_track_persons(s->apply, s->cohorts != NULL);
     pg_cohorts_metrics(s->cohorts, env->metrics);
@@ -286,6 +331,52 @@ static bool is_json_id(const json_t *v)
     return json_is_integer(v) || (t && id_text_ok(t, json_string_length(v)));
 }
 
+/* A header's value, or NULL. */
+static const char *header(const cg_sink_record_t *rec, const char *name)
+{
+    for (size_t i = 0; i + 1 < rec->n_headers; i += 2)
+        if (rec->headers[i] && !strcmp(rec->headers[i], name))
+            return rec->headers[i + 1];
+    return NULL;
+}
+
+/* Graded release (pg.subscriber): whether the record was released to this database's
+ * subscriber at a level it may hold. 0 with *policy and *level set, or -1 with why. */
+static int released_here(const pg_sink_t *s, const cg_sink_record_t *rec, const char **policy,
+                         int *level, char *why, size_t why_size)
+{
+    const char *sub = header(rec, "cg.subscriber"), *lv = header(rec, "cg.level");
+    const char *pol = header(rec, "cg.policy");
+    if (!sub) {
+        snprintf(why, why_size,
+                 "record has no cg.subscriber header: not released under a policy (this "
+                 "database is subscriber '%s')",
+                 s->subscriber);
+        return -1;
+    }
+    if (strcmp(sub, s->subscriber)) {
+        snprintf(why, why_size, "record released for subscriber '%.100s', this database is '%s'",
+                 sub, s->subscriber);
+        return -1;
+    }
+    if (!lv || lv[0] < '1' || lv[0] > '5' || lv[1]) {
+        snprintf(why, why_size, "record has %s cg.level header (1 to 5)", lv ? "an invalid" : "no");
+        return -1;
+    }
+    if (!pol || !*pol) {
+        snprintf(why, why_size, "record has no cg.policy header: not released under a policy");
+        return -1;
+    }
+    *level = lv[0] - '0';
+    if (*level > s->max_level) {
+        snprintf(why, why_size, "record level %d above this subscriber's max_level %d", *level,
+                 s->max_level);
+        return -1;
+    }
+    *policy = pol;
+    return 0;
+}
+
 /* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
  * (errstr); a record the sink cannot apply is rejected and counts as handled. */
 static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_t *pos,
@@ -293,6 +384,19 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
 {
     const char *raw = rec->value ? rec->value : "";
     size_t raw_len = rec->value_len;
+    const char *policy = NULL;
+    int level = 0;
+    if (s->subscriber) {
+        char rwhy[400];
+        if (released_here(s, rec, &policy, &level, rwhy, sizeof(rwhy))) {
+            if (pg_apply_reject(s->apply, header(rec, "cg.table"), "CGREL", rwhy, pos, raw,
+                                raw_len)) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+            }
+            return 0;
+        }
+    }
     json_error_t jerr;
     json_t *env = json_loadb(raw, raw_len, 0, &jerr);
     char why[512];
@@ -410,7 +514,8 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
     int barrier = del && (!strcmp(tname, "person") || !strcmp(tname, "visit_occurrence"));
     if (barrier && flush_staged(s, errstr, errstr_size))
         rc = -1;
-    else if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len))
+    else if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy,
+                            level))
         snprintf(errstr, errstr_size, "out of memory"), rc = -1;
     else if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
              flush_staged(s, errstr, errstr_size))
@@ -578,6 +683,10 @@ static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, siz
         cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
         return CG_TXN_ABORT;
     }
+    if (s->subscriber && pg_apply_audit(s->apply, s->conn, s->subscriber, err, sizeof(err))) {
+        cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
+        return CG_TXN_ABORT;
+    }
     double t0 = cg_metrics_now();
     if (s->cohorts && pg_cohorts_evaluate(s->cohorts, s->conn, err, sizeof(err))) {
         cg_log(CG_LOG_WARN, "pg.cohorts_failed", "%s (the transaction is aborted)", err);
@@ -697,6 +806,7 @@ const cg_sink_plugin_t cg_pg_sink_plugin = {
     .desc = "PostgreSQL OMOP CDM v5.4 tables, exactly once (`cohortgate sink`)",
     .config_map = cg_pg_config_map,
     .conf_size = sizeof(pg_conf_t),
+    .validate = pg_config_validate,
     .init = pgs_init,
     .produce = pgs_produce,
     .poll = pgs_poll,
