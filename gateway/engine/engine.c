@@ -487,15 +487,20 @@ cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)
 {
     if (!gw->sink.p->report)
         return CG_OK;
-    const char **dests = calloc(gw->n_cdests + 3, sizeof(*dests));
+    size_t n_subs = gw->subs ? gw->subs->n : 0, n = 0;
+    const char **dests = calloc(gw->n_cdests + n_subs + 4, sizeof(*dests));
     if (!dests)
         return CG_ERR_NOMEM;
-    dests[0] = gw->cfg->output_topic;
+    dests[n++] = gw->cfg->output_topic;
     for (size_t i = 0; i < gw->n_cdests; i++)
-        dests[i + 1] = gw->cdests[i].name;
-    dests[gw->n_cdests + 1] = gw->cfg->dead_letter_topic;
-    dests[gw->n_cdests + 2] = gw->cfg->quality_topic;
-    cg_err_t rc = gw->sink.p->report(gw->sink.ctx, dests, gw->n_cdests + 3, max_per_topic,
+        dests[n++] = gw->cdests[i].name;
+    for (size_t i = 0; i < n_subs; i++) /* what each subscriber got, and the audit of it */
+        dests[n++] = gw->subs->v[i].topic;
+    if (n_subs)
+        dests[n++] = gw->cfg->audit_topic;
+    dests[n++] = gw->cfg->dead_letter_topic;
+    dests[n++] = gw->cfg->quality_topic;
+    cg_err_t rc = gw->sink.p->report(gw->sink.ctx, dests, n, max_per_topic,
                                      gw->opts.report ? gw->opts.report : stdout);
     free(dests);
     return rc;
