@@ -204,6 +204,9 @@ const cg_config_map_t cg_config_core_map[] = {
     CG_CONFIG_ROW_BOOL("release.subscribers[].free_text", cg_config_subscriber_t, free_text, "false",
      "Keep free-text columns (note_text, value_as_string) when their level allows; by default "
      "they are dropped."),
+    CG_CONFIG_ROW_INT("release.subscribers[].small_cell", cg_config_subscriber_t, small_cell, "10", 1, 1000,
+     "Counts that leave for the subscriber (`cohortgate cohort count --for NAME`) below this are "
+     "shown only as \"<N\"."),
     CG_CONFIG_ROW_STRING("release.subscribers[].key_file", cg_config_subscriber_t, key_file, "", CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "File holding the subscriber's own pseudonym key (at least 32 bytes). Empty and no key_env: "
      "derived from the site key and the name, HMAC(site key, name)."),

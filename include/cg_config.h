@@ -139,6 +139,7 @@ typedef struct cg_config_subscriber {
     int date_shift_days;
     int age_top;
     int free_text;
+    int small_cell;           /* counts below it leave only as "<N" */
     char *key_file, *key_env; /* NULL: derived from the site key */
     char *version;
 } cg_config_subscriber_t;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -18,6 +19,7 @@
 
 #include "cg_circe.h"
 #include "cg_cli.h"
+#include "cg_config.h"
 
 static void usage(FILE *out)
 {
@@ -67,11 +69,16 @@ static void usage(FILE *out)
         "                          [{\"cohort_definition_id\", \"name\", \"members\" (a number,\n"
         "                          or \"<10\" when suppressed), \"suppressed\"}]}\n"
         "      --all               count: every definition in `cohort` or `cohort_definition`\n"
+        "      --for NAME          count: for subscriber NAME of --config's release.subscribers:\n"
+        "                          its small_cell is k (a lower --k is refused), and nothing\n"
+        "                          once its agreement has expired\n"
+        "      --config FILE       count --for: the config declaring the subscriber\n"
         "  -h, --help              show this help\n\n"
         "examples:\n"
         "  cohortgate cohort run -c 'dbname=omop' --schema cdm specs/cohorts/circe/*.json\n"
         "  cohortgate cohort count -c 'dbname=omop' --schema cdm --all\n"
-        "  cohortgate cohort count -c 'dbname=omop' --schema cdm --k 5 --json 1 2\n\n"
+        "  cohortgate cohort count -c 'dbname=omop' --schema cdm --k 5 --json 1 2\n"
+        "  cohortgate cohort count -c 'dbname=omop' --all --for sponsor-a --config gw.json\n\n"
         "exit status: 0 all good, 1 a definition was refused or failed, 2 bad command line\n");
 }
 
@@ -382,6 +389,44 @@ static int count_all(PGconn *db, const char *res, count_entry_t **v, size_t *n)
     return ok ? 0 : -1;
 }
 
+/* count --for NAME --config FILE: the subscriber's small-cell rule (its small_cell; a --k below
+ * it is refused), and nothing for a subscriber whose agreement has expired. */
+static int subscriber_k(const char *config, const char *name, int k_given, long long *k)
+{
+    cg_config_t *cfg = cg_cli_load_config(config);
+    if (!cfg)
+        return CG_EXIT_FAILURE;
+    const cg_config_subscriber_t *sub = NULL;
+    for (size_t i = 0; i < cfg->n_subscribers && !sub; i++)
+        if (!strcmp(cfg->subscribers[i].name, name))
+            sub = &cfg->subscribers[i];
+    int rc = CG_EXIT_OK;
+    char day[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    if (!sub) {
+        fprintf(stderr, "cohortgate cohort count: %s declares no subscriber '%s'\n", config, name);
+        rc = CG_EXIT_USAGE;
+    } else if (strcmp(day, sub->expires) > 0) {
+        fprintf(stderr,
+                "cohortgate cohort count: subscriber '%s': agreement %s expired on %s: no counts "
+                "leave for it\n",
+                name, sub->agreement, sub->expires);
+        rc = CG_EXIT_FAILURE;
+    } else if (k_given && *k < sub->small_cell) {
+        fprintf(stderr,
+                "cohortgate cohort count: --k %lld is below subscriber '%s''s small_cell %d\n", *k,
+                name, sub->small_cell);
+        rc = CG_EXIT_USAGE;
+    } else if (!k_given) {
+        *k = sub->small_cell;
+    }
+    cg_config_destroy(cfg);
+    return rc;
+}
+
 int cg_cli_cohort(int argc, char **argv)
 {
     static const struct option longopts[] = {{"db", required_argument, NULL, 'c'},
@@ -393,6 +438,8 @@ int cg_cli_cohort(int argc, char **argv)
                                              {"json", no_argument, NULL, 'j'},
                                              {"all", no_argument, NULL, 'a'},
                                              {"incremental", no_argument, NULL, 'n'},
+                                             {"for", required_argument, NULL, 'f'},
+                                             {"config", required_argument, NULL, 'C'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -411,6 +458,7 @@ int cg_cli_cohort(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
     const char *conninfo = NULL, *schema = NULL, *results = NULL, *person = NULL;
+    const char *for_sub = NULL, *config = NULL;
     long long first_id = 1, k = CG_CIRCE_SUPPRESS_K;
     int id_given = 0, as_json = 0, all = 0, k_given = 0, incremental = 0;
     optind = 1;
@@ -437,6 +485,12 @@ int cg_cli_cohort(int argc, char **argv)
             break;
         case 'n':
             incremental = 1;
+            break;
+        case 'f':
+            for_sub = optarg;
+            break;
+        case 'C':
+            config = optarg;
             break;
         case 'i':
         case 'k': {
@@ -477,6 +531,18 @@ int cg_cli_cohort(int argc, char **argv)
                 "--person)\n",
                 action);
         return CG_EXIT_USAGE;
+    }
+    if ((for_sub || config) && (act != 3 || !for_sub || !config)) {
+        fprintf(stderr,
+                "cohortgate cohort %s: --for NAME and --config FILE go together, with "
+                "count\n",
+                action);
+        return CG_EXIT_USAGE;
+    }
+    if (for_sub) {
+        int rc = subscriber_k(config, for_sub, k_given, &k);
+        if (rc != CG_EXIT_OK)
+            return rc;
     }
     if (act == 3 && all && first < argc) {
         fprintf(stderr, "cohortgate cohort count: either definitions or --all, not both\n");

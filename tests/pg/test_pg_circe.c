@@ -993,6 +993,44 @@ static void test_circe_definition_and_count(void **state)
         0);
     assert_non_null(strstr(out.data, "<4\n"));
     cg_buf_free(&out);
+    /* for a subscriber: its small_cell is k, a lower --k is refused, an expired agreement gets
+     * nothing */
+    char cfgpath[] = "/tmp/cg-count-XXXXXX";
+    int fd = mkstemp(cfgpath);
+    assert_true(fd >= 0);
+    FILE *cf = fdopen(fd, "w");
+    fprintf(cf,
+            "{\"inputs\": [{\"topic\": \"raw\"}], \"mapping\": {\"specs\": \"%s/specs\"},\n"
+            " \"kafka\": {\"bootstrap.servers\": \"127.0.0.1:9\"},\n"
+            " \"release\": {\"subscribers\": [\n"
+            "  {\"name\": \"sponsor\", \"topic\": \"rel.s\", \"agreement\": \"D1\", "
+            "\"expires\": \"2999-01-01\", \"max_level\": 3, \"small_cell\": 20},\n"
+            "  {\"name\": \"old\", \"topic\": \"rel.o\", \"agreement\": \"D0\", "
+            "\"expires\": \"2020-01-01\", \"max_level\": 3}]}}\n",
+            src);
+    fclose(cf);
+    assert_int_equal(sh(&out,
+                        "'%s' cohort count -c \"$COHORTGATE_TEST_PG\" --schema %s --for sponsor "
+                        "--config %s 50",
+                        bin, schema, cfgpath),
+                     0);
+    assert_non_null(strstr(out.data, "<20\n")); /* 12 members, below the sponsor's 20 */
+    cg_buf_free(&out);
+    assert_int_equal(sh(&out,
+                        "'%s' cohort count -c \"$COHORTGATE_TEST_PG\" --schema %s --for sponsor "
+                        "--config %s --k 5 50 2>&1",
+                        bin, schema, cfgpath),
+                     2);
+    assert_non_null(strstr(out.data, "below subscriber 'sponsor''s small_cell 20"));
+    cg_buf_free(&out);
+    assert_int_equal(sh(&out,
+                        "'%s' cohort count -c \"$COHORTGATE_TEST_PG\" --schema %s --for old "
+                        "--config %s 50 2>&1",
+                        bin, schema, cfgpath),
+                     1);
+    assert_non_null(strstr(out.data, "agreement D0 expired on 2020-01-01"));
+    cg_buf_free(&out);
+    unlink(cfgpath);
 
     /* bad arguments: clear errors, exit 2; a missing table, exit 1 */
     static const struct {
