@@ -68,6 +68,9 @@ static time_t day_end(const char *s)
     return (time_t)(cg_date_days_from_civil(y, m, d) + 1) * 86400;
 }
 
+/* The level of a re-keyed pseudonym: that of the keyed ids (person_id ...) in the catalogue. */
+#define PSEUDONYM_LEVEL 3
+
 /* What the policy does with one column. */
 static col_plan_t plan_column(const cg_policy_def_t *def, const cg_target_column_t *col,
                               cg_class_column_t e)
@@ -77,8 +80,12 @@ static col_plan_t plan_column(const cg_policy_def_t *def, const cg_target_column
     cg_release_action_t act = def->levels[e.level];
     if ((e.flags & CG_CLASS_FREE_TEXT) && !def->free_text)
         return p;
-    if (e.flags & CG_CLASS_PSEUDONYM) { /* a keyed id: this subscriber's key, never the site's */
-        if (e.level <= max && act != CG_ACT_DROP)
+    if (e.flags & CG_CLASS_PSEUDONYM) {
+        /* a keyed id: this subscriber's key, never the site's. Re-keyed, a raw identifier (a
+         * document id, a person_source_value) is a keyed id like the others: no higher than
+         * PSEUDONYM_LEVEL, so that a retraction or a merge still reaches a level-3 database */
+        p.level = e.level > PSEUDONYM_LEVEL ? PSEUDONYM_LEVEL : e.level;
+        if (p.level <= max && def->levels[p.level] != CG_ACT_DROP)
             p.action = col->type == CG_COL_INT64 ? P_REKEY_INT : P_REKEY_TEXT;
         return p;
     }

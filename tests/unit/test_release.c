@@ -305,6 +305,19 @@ static void test_subscribers_ids_do_not_link(void **state)
     assert_int_equal(rel(pa, cat, &person, NULL, 0, now, s, &out, &why), CG_OK);
     assert_int_equal(why, CG_RELEASE_OK);
     assert_string_equal(col(&out, "person_id", b1), a_person);
+    /* a retraction reaches a level-3 subscriber, naming the document by the subscriber's
+     * pseudonym of its message id, so that its database can retract the document's rows */
+    cg_row_t retract =
+        ROW("cohortgate.document_retraction", {"document_retraction_id", CG_VALUE_INTEGER, "77"},
+            {"person_id", CG_VALUE_INTEGER, "998877665544"},
+            {"replaced_document_id", CG_VALUE_STRING, "MSG00001"},
+            {"retraction_date", CG_VALUE_DATE, "2024-03-15"});
+    retract.person_key = row.person_key;
+    assert_int_equal(rel(pa, cat, &retract, NULL, 0, now, s, &out, &why), CG_OK);
+    assert_int_equal(why, CG_RELEASE_OK);
+    assert_string_equal(col(&out, "replaced_document_id", b1), a_mid);
+    assert_string_equal(col(&out, "person_id", b2), a_person);
+    assert_int_equal(out.level, 3);
     cg_release_scratch_destroy(s);
     cg_policy_destroy(pa);
     cg_policy_destroy(pb);
