@@ -1,6 +1,9 @@
 /* cli_map.c - `cohortgate map`: dry-run mapping specs on files, records as NDJSON on stdout.
  * The integration engineer's loop: edit a spec, map a sample, read the rows (and --trace). */
 #include "cg_cli.h"
+#include "cg_config.h"
+#include "cg_release.h"
+#include "cg_subscribers.h"
 #include "cg_hl7.h"
 #include "cg_mapping.h"
 #include "cg_pseudo.h"
@@ -66,13 +69,17 @@ static void usage(FILE *out)
         "                        the steps its value took (coalesce branch, vocabulary row);\n"
         "                        with --cohorts, the rule behind each cohort (\"cohort_rules\")\n"
         "      --ids-as-strings  64-bit ids as JSON strings, as output.ids_as_strings does\n"
+        "      --for NAME        print what subscriber NAME of --config's release.subscribers\n"
+        "                        would get instead (its policy, its pseudonyms; rows withheld are\n"
+        "                        counted on stderr by reason)\n"
+        "      --config FILE     with --for: the gateway config that declares the subscriber\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            show this help\n");
 }
 
 typedef struct map_opts {
     cg_cli_layers_t specs, vocab;
-    const char *athena, *key_file, *utc_offset, *charset, *cohorts;
+    const char *athena, *key_file, *utc_offset, *charset, *cohorts, *for_sub, *config;
     int date_shift, trace, ids_as_strings, quiet, strict;
     cg_spec_param_t params[CG_CLI_MAX_PARAMS];
     size_t n_params;
@@ -107,6 +114,37 @@ static void flush_out(cg_buf_t *line, FILE *out)
  * RSS stays flat however long the file is. */
 #define RELEASE_BYTES (8u * 1024u * 1024u)
 
+/* --for: the subscriber whose records are printed instead of the site's, and what it was not
+ * given. One map command at a time, so file-level. */
+static struct {
+    const cg_subscribers_t *subs;
+    const cg_subscriber_t *sub;
+    cg_release_scratch_t *scratch;
+    size_t released, withheld[CG_RELEASE_EXPIRED + 1];
+} rel;
+
+/* The subscriber's record of row, if released, to line. */
+static void put_released(const cg_row_t *row, const char *const *cohorts, size_t n_cohorts,
+                         int flags, cg_buf_t *line)
+{
+    const char *set = NULL;
+    int level = cg_catalogue_row_level(rel.subs->catalogue, row, &set);
+    cg_release_out_t out;
+    cg_release_outcome_t why;
+    if (cg_release_row(rel.sub->policy, row, cohorts, n_cohorts, level, set, time(NULL),
+                       rel.scratch, &out, &why) != CG_OK) {
+        fprintf(stderr, "cohortgate map: out of memory releasing a row\n");
+        exit(CG_EXIT_FAILURE);
+    }
+    if (why != CG_RELEASE_OK) {
+        rel.withheld[why]++;
+        return;
+    }
+    rel.released++;
+    cg_row_encode(&out.row, &out.src, NULL, 0, (unsigned)flags & ~CG_ROW_ENCODE_TRACE, line);
+    cg_buf_putc_fast(line, '\n');
+}
+
 /* Writes rows as NDJSON envelopes to line; flags: cg_row_encode's (the trace, ids as strings).
  * With --cohorts, rows go through the routing stage the gateway runs, so "cohorts" shows what a
  * row would join. */
@@ -116,6 +154,10 @@ static void put_rows(cg_mapping_worker_t *mw, const cg_row_t *rows, size_t n, in
     for (size_t i = 0; i < n; i++) {
         const char *const *cohorts = NULL;
         size_t n_cohorts = cg_mapping_worker_route(mw, &rows[i], &cohorts);
+        if (rel.sub) {
+            put_released(&rows[i], cohorts, n_cohorts, flags, line);
+            continue;
+        }
         cg_row_encode(&rows[i], NULL, cohorts, n_cohorts, (unsigned)flags, line);
         if ((flags & CG_ROW_ENCODE_TRACE) && n_cohorts && line->len) {
             /* with the trace, the rule behind each cohort the row joined */
@@ -491,6 +533,34 @@ int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path
     return 0;
 }
 
+/* --for NAME --config FILE: the subscriber's policy compiled as `run` compiles it, its key from
+ * the config or derived from this command's site key. */
+static int release_for(const map_opts_t *o, const cg_mapping_t *m, cg_config_t **cfg,
+                       cg_subscribers_t **subs)
+{
+    if (!(*cfg = cg_cli_load_config(o->config)))
+        return CG_EXIT_FAILURE;
+    cg_error_t errs[32];
+    size_t n = 0;
+    if (!(*subs = cg_subscribers_load(*cfg, m, errs, 32, &n))) {
+        cg_cli_print_errors(stderr, errs, n, 32);
+        return CG_EXIT_FAILURE;
+    }
+    for (size_t i = 0; i < (*subs)->n; i++)
+        if (!strcmp((*subs)->v[i].name, o->for_sub))
+            rel.sub = &(*subs)->v[i];
+    if (!rel.sub) {
+        fprintf(stderr, "cohortgate map: %s declares no subscriber '%s'\n", o->config, o->for_sub);
+        return CG_EXIT_USAGE;
+    }
+    rel.subs = *subs;
+    if (!(rel.scratch = cg_release_scratch_new())) {
+        fprintf(stderr, "cohortgate map: out of memory\n");
+        return CG_EXIT_FAILURE;
+    }
+    return CG_EXIT_OK;
+}
+
 int cg_cli_map(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -507,6 +577,8 @@ int cg_cli_map(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {"param", required_argument, NULL, 'P'},
         {"strict", no_argument, NULL, 'S'},
+        {"for", required_argument, NULL, 'F'},
+        {"config", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -563,6 +635,12 @@ int cg_cli_map(int argc, char **argv)
             if (cg_cli_parse_param("map", optarg, o.params, &o.n_params, CG_CLI_MAX_PARAMS))
                 return CG_EXIT_USAGE;
             break;
+        case 'F':
+            o.for_sub = optarg;
+            break;
+        case 'G':
+            o.config = optarg;
+            break;
         case 'S':
             o.strict = 1;
             break;
@@ -584,6 +662,11 @@ int cg_cli_map(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
 
+    if (!o.for_sub != !o.config) {
+        fprintf(stderr, "cohortgate map: --for NAME and --config FILE go together\n\n");
+        usage(stderr);
+        return CG_EXIT_USAGE;
+    }
     cg_hl7_options_t hl7;
     cg_hl7_options_default(&hl7);
     if (o.charset) {
@@ -607,6 +690,8 @@ int cg_cli_map(int argc, char **argv)
     size_t n_errs = 0;
     cg_mapping_worker_t *mw = NULL;
     cg_hl7_msg_t *msg = NULL;
+    cg_config_t *cfg = NULL;
+    cg_subscribers_t *subs = NULL;
     cg_mapping_opts_t mo = {.athena = o.athena,
                             .cohorts = o.cohorts,
                             .key_file = o.key_file,
@@ -630,6 +715,8 @@ int cg_cli_map(int argc, char **argv)
         fprintf(stderr, "cohortgate map: %s\n", mw ? "out of memory" : errstr);
         goto done;
     }
+    if (o.for_sub && (status = release_for(&o, m, &cfg, &subs)) != CG_EXIT_OK)
+        goto done;
     cg_mapping_worker_set_trace(mw, o.trace);
     cg_cli_map_counts_t cnt = {.progress = !o.quiet};
     int io_failed = 0, flags = (o.trace ? CG_ROW_ENCODE_TRACE : 0) |
@@ -640,9 +727,21 @@ int cg_cli_map(int argc, char **argv)
     if (!o.quiet && isatty(2))
         progress(&cnt, 1);
     status = cnt.failed || io_failed ? CG_EXIT_FAILURE : CG_EXIT_OK;
+    if (rel.sub) {
+        fprintf(stderr, "cohortgate map: released to %s: %zu record(s); withheld:", rel.sub->name,
+                rel.released);
+        for (int w = 1; w <= CG_RELEASE_EXPIRED; w++)
+            fprintf(stderr, "%s %zu %s", w > 1 ? "," : "", rel.withheld[w],
+                    cg_release_outcome_name((cg_release_outcome_t)w));
+        fprintf(stderr, " (policy %s)\n", cg_policy_version(rel.sub->policy));
+    }
     goto done;
 
 done:
+    cg_release_scratch_destroy(rel.scratch);
+    memset(&rel, 0, sizeof(rel));
+    cg_subscribers_destroy(subs);
+    cg_config_destroy(cfg);
     cg_hl7_msg_destroy(msg);
     cg_mapping_worker_destroy(mw);
     cg_mapping_destroy(m);

@@ -57,6 +57,27 @@ has "$tmp/out" '"table":"measurement"' "map prints measurement rows"
 expect 0 "map --trace" -- "$cg" map --trace --spec "$src/specs" "$src/tests/golden/oru_r01_results/input.hl7"
 has "$tmp/out" '"trace":\{"measurement_id":\{"rule":"obx-numeric"' "map --trace adds the trace"
 has "$tmp/out" '"measurement_concept_id":\{"rule":"obx-numeric","source":"OBX-3.1","steps":"lookup LN' "map --trace names the vocabulary row"
+
+# map --for: what a subscriber would get (graded release): an HIV diagnosis withheld from a
+# level-3 sponsor, dates to the month, its own person_id
+cat >"$tmp/rel.json" <<JSON
+{"inputs": [{"topic": "raw"}], "kafka": {"bootstrap.servers": "127.0.0.1:9"},
+ "mapping": {"specs": "$src/specs"},
+ "release": {"subscribers": [{"name": "sponsor", "topic": "rel.s", "agreement": "D1",
+   "expires": "2999-01-01", "max_level": 3, "levels": {"3": "generalize"}}]}}
+JSON
+printf 'MSH|^~\\&|EPIC|GENHOSP|CG|RES|20240314101500||ADT^A01^ADT_A01|M1|P|2.5.1\rPID|1||MRN-1^^^GENHOSP^MR||Doe^Jane||19670412|F\rPV1|1|I|4W^402^B^GENHOSP||||||||MED|||||||||V-1|||||||||||||||||||||||||20240314080000\rDG1|1||B20.1^HIV disease^I10||20240314|A\rDG1|2||E11.9^T2DM^I10||20240314|A\r' >"$tmp/hiv.hl7"
+expect 0 "map --for" -- "$cg" map -q --spec "$src/specs" --for sponsor --config "$tmp/rel.json" "$tmp/hiv.hl7"
+has "$tmp/out" '"condition_source_value":"E11.9"' "map --for releases the diabetes row"
+if grep -q 'B20' "$tmp/out"; then no "map --for released the HIV row to a level-3 sponsor"; else ok; fi
+has "$tmp/out" '"condition_start_date":"2024-03-01"' "map --for: dates to the month"
+has "$tmp/err" 'released to sponsor: [0-9]+ record\(s\); withheld: 0 table_not_granted, 0 not_in_cohort, 1 above_level' "map --for counts the withheld row"
+"$cg" map -q --spec "$src/specs" "$tmp/hiv.hl7" >"$tmp/site.out" 2>/dev/null
+site_pid=$(grep -o '"person_id":[0-9]*' "$tmp/site.out" | head -1)
+if grep -q "$site_pid" "$tmp/out"; then no "map --for kept the site's person_id"; else ok; fi
+expect 2 "map --for without --config" -- "$cg" map --spec "$src/specs" --for sponsor "$tmp/hiv.hl7"
+expect 2 "map --for an undeclared subscriber" -- "$cg" map --spec "$src/specs" --for nobody --config "$tmp/rel.json" "$tmp/hiv.hl7"
+has "$tmp/err" "declares no subscriber 'nobody'" "map --for names the missing subscriber"
 # identifiers by type (specs/README.md, "Which identifier is the patient's"): --param sets it
 printf 'MSH|^~\\&|A|H|C|R|20240101||ADT^A04|P1|P|2.5.1\rPID|1||H1^^^H^MR~N1^^^CHN^NNCHN||DOE||19600101|F\r' >"$tmp/a04.hl7"
 expect 0 "map --param" -- "$cg" map --spec "$src/specs" --param 'patient_id_types=NNCHN|*' "$tmp/a04.hl7"
