@@ -4,8 +4,12 @@
  *   pg_check.c   the CLI's config check and `--init`, apart from the plug-in (no call cycle)
  *   pg_conn.c    the connection: conninfo from the config, environment or password file
  *   pg_schema.c  the DDL of `--init`, the version check, the table list in foreign-key order
- *   pg_apply.c   a batch into the open transaction: COPY to staging, id map, upsert, delete,
- *                merge, rejects
+ *   pg_apply.c   a batch into the open transaction: the staged rows, the rejects, the counts
+ *   pg_apply_audit.c    the release audit of the open transaction
+ *   pg_apply_sql.c      the statements per table: upsert, delete, id map, touched persons
+ *   pg_apply_periods.c  observation_period derived from the rows
+ *   pg_apply_flush.c    a batch's statements run: COPY, bulk then row by row, rejects
+ *   pg_apply_merge.c    a person merge
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
  *                transaction, the outbox of enter/exit events and its publisher
  *   pg_sink.c    the plug-in: config rows, envelopes parsed into staged rows, transactions
@@ -14,6 +18,7 @@
 #define CG_PG_INT_H
 
 #include "cg_buf.h"
+#include "cg_metrics.h"
 #include "cg_omop.h"
 #include "cg_pg.h"
 #include "cg_plugin.h"
@@ -148,6 +153,74 @@ typedef struct pg_apply_stats {
     uint64_t upserted, unchanged, deleted, merged, rejected;
 } pg_apply_stats_t;
 void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
+
+/* The apply state, shared by pg_apply*.c (what pg_apply.c's functions keep up). */
+typedef struct stage {
+    cg_buf_t copy; /* COPY text rows */
+    size_t n;
+    char *upsert_sql, *delete_sql, *idmap_sql; /* built on first use */
+    char *before_sql, *after_sql;              /* the persons it touches (track) */
+} stage_t;
+
+/* Rows of the open transaction released under one policy version, of one table and level:
+ * the release audit's line (pg_apply_audit). */
+typedef struct audit_line {
+    char *policy;
+    size_t table;
+    int level;
+    int64_t rows; /* staged, less those the database refused */
+} audit_line_t;
+
+typedef struct pending_reject {
+    char table[64];
+    char sqlstate[8];
+    uint64_t n;
+} pending_reject_t;
+
+struct pg_apply {
+    const pg_conf_t *conf;
+    stage_t *stages; /* per pg_table_at() */
+    size_t n_stages;
+    size_t pending;
+    cg_buf_t rejects; /* COPY text rows of cg_rejects */
+    size_t n_rejects;
+    int64_t seq;
+    pg_apply_stats_t st;
+    cg_metric_t *m_rows, *m_rejects;
+    /* what the open transaction applied, counted in the metrics when it commits */
+    uint64_t *txn_upserted, *txn_deleted; /* per table */
+    pending_reject_t *txn_rejects;
+    size_t n_txn_rejects, cap_txn_rejects;
+    char *periods_sql;   /* observation_period made anew for some persons of a batch */
+    char *widen_sql;     /* ... and widened for the others (both built once) */
+    int remake;          /* a delete or a person row is staged: some periods are made anew */
+    int track;           /* touched persons into pg_temp.cg_changed_persons (cohorts) */
+    audit_line_t *audit; /* the open transaction's; a staged row names its line (cg_audit) */
+    size_t n_audit, cap_audit;
+};
+
+/* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
+void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
+/* pg_apply_audit.c: the open transaction's audit line of (policy, table, level), made when new:
+ * its index, or -1 when out of memory. */
+long pg_audit_line(pg_apply_t *a, const char *policy, size_t table, int level);
+/* pg_apply_sql.c: expressions over a staged row `s` and statements of table t (one_seq > 0:
+ * of that one record, else of the latest record per key); the char * are malloc'ed, NULL when
+ * out of memory (or, for the id map and tracking, when t needs none). */
+void pg_id_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
+                const cg_omop_column_t *col);
+void pg_value_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
+                   const cg_omop_column_t *col);
+void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq);
+char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
+char *pg_delete_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
+char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
+void pg_track_insert(cg_buf_t *b, const char *src);
+char *pg_track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after);
+/* pg_apply_periods.c: the statement that makes the touched persons' (a SELECT of person ids as
+ * stored) observation_period anew; the batch's periods widened, and made anew where needed. */
+char *pg_periods_sql(const pg_conf_t *conf, const char *touched);
+int pg_derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

@@ -1,0 +1,246 @@
+/* pg_apply_flush.c - running a batch's statements in the open transaction: the COPY into the
+ * staging tables, per table the id map, the bulk upsert and delete under a savepoint (row by
+ * row when the database refuses the bulk one for the rows' fault), the touched persons, the
+ * observation periods, then the rejects.
+ */
+#include "pg_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int track_stage(pg_apply_t *a, PGconn *c, size_t ti, int after, char *errstr,
+                       size_t errstr_size)
+{
+    stage_t *s = &a->stages[ti];
+    const cg_omop_table_t *t = pg_table_at(ti);
+    if (!a->track || !s->n || !cg_omop_column(t, "person_id", NULL))
+        return 0;
+    char **sql = after ? &s->after_sql : &s->before_sql;
+    if (!*sql)
+        *sql = pg_track_sql(a->conf, t, after);
+    return *sql ? pg_exec(c, *sql, errstr, errstr_size) : -1;
+}
+
+/* ---- running them ---- */
+
+/* Whether a failed statement is the rows' fault (data or constraint: reject them) rather than
+ * the transaction's (connection, deadlock, a bug: abort and retry). */
+static int rows_fault(const PGresult *r)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return st && (!strncmp(st, "22", 2) || !strncmp(st, "23", 2));
+}
+
+static int copy_in(PGconn *c, const char *sql, const cg_buf_t *data, char *errstr,
+                   size_t errstr_size)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    int ok = PQputCopyData(c, data->data, (int)data->len) == 1 && PQputCopyEnd(c, NULL) == 1;
+    r = PQgetResult(c);
+    if (!ok || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        ok = 0;
+    }
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    return ok ? 0 : -1;
+}
+
+/* Runs a bulk statement under a savepoint. 1 done (*affected), 0 the rows' fault (rolled back
+ * to the savepoint), -1 the transaction's. */
+static int run_guarded(PGconn *c, const char *sql, uint64_t *affected, char *errstr,
+                       size_t errstr_size)
+{
+    if (pg_exec(c, "SAVEPOINT cg_stmt", errstr, errstr_size))
+        return -1;
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (affected)
+            *affected = strtoull(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        return pg_exec(c, "RELEASE SAVEPOINT cg_stmt", errstr, errstr_size) ? -1 : 1;
+    }
+    pg_message(r, c, errstr, errstr_size);
+    int mine = rows_fault(r);
+    PQclear(r);
+    if (pg_exec(c, "ROLLBACK TO SAVEPOINT cg_stmt", errstr + strlen(errstr),
+                errstr_size - strlen(errstr)))
+        return -1;
+    return mine ? 0 : -1;
+}
+
+/* After a bulk statement of table t was refused: its rows one by one, the refused ones to the
+ * rejects. */
+static int row_by_row(pg_apply_t *a, PGconn *c, size_t ti, int del, char *errstr,
+                      size_t errstr_size)
+{
+    const cg_omop_table_t *t = pg_table_at(ti);
+    cg_buf_t q;
+    cg_buf_init(&q);
+    cg_buf_puts(&q, "SELECT cg_seq, cg_topic, cg_part, cg_off, cg_raw, cg_audit FROM ");
+    pg_rows_from(&q, t, 0);
+    cg_buf_printf(&q, " WHERE s.cg_op = '%c' ORDER BY cg_seq", del ? 'd' : 'u');
+    cg_buf_putc(&q, '\0');
+    PGresult *rows = PQexec(c, q.data);
+    cg_buf_free(&q);
+    if (PQresultStatus(rows) != PGRES_TUPLES_OK) {
+        pg_message(rows, c, errstr, errstr_size);
+        PQclear(rows);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < PQntuples(rows) && !rc; i++) {
+        int64_t seq = strtoll(PQgetvalue(rows, i, 0), NULL, 10);
+        char *sql = del ? pg_delete_sql(a->conf, t, seq) : pg_upsert_sql(a->conf, t, seq);
+        if (!sql)
+            return -1;
+        PGresult *r;
+        if (pg_exec(c, "SAVEPOINT cg_row", errstr, errstr_size)) {
+            free(sql);
+            rc = -1;
+            break;
+        }
+        r = PQexec(c, sql);
+        free(sql);
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            uint64_t n = strtoull(PQcmdTuples(r), NULL, 10);
+            if (del)
+                a->st.deleted += n;
+            else if (n)
+                a->st.upserted += n;
+            else
+                a->st.unchanged++;
+            PQclear(r);
+            rc = pg_exec(c, "RELEASE SAVEPOINT cg_row", errstr, errstr_size);
+            continue;
+        }
+        char why[768];
+        pg_message(r, c, why, sizeof(why));
+        const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        char state[8];
+        snprintf(state, sizeof(state), "%s", sqlstate ? sqlstate : "?");
+        int mine = rows_fault(r);
+        PQclear(r);
+        if (!mine) {
+            snprintf(errstr, errstr_size, "%s", why);
+            rc = -1;
+            break;
+        }
+        if (pg_exec(c, "ROLLBACK TO SAVEPOINT cg_row", errstr, errstr_size)) {
+            rc = -1;
+            break;
+        }
+        pg_pos_t pos = {PQgetvalue(rows, i, 1), (int32_t)atoi(PQgetvalue(rows, i, 2)),
+                        strtoll(PQgetvalue(rows, i, 3), NULL, 10)};
+        const char *raw = PQgetvalue(rows, i, 4);
+        if (!PQgetisnull(rows, i, 5)) { /* refused: not loaded, not in the audit */
+            long line = strtol(PQgetvalue(rows, i, 5), NULL, 10);
+            if (line >= 0 && (size_t)line < a->n_audit)
+                a->audit[line].rows--;
+        }
+        rc = pg_apply_reject(a, t->name, state, why, &pos, raw, strlen(raw));
+    }
+    PQclear(rows);
+    return rc;
+}
+
+/* One table's staged rows: ids, upserts, deletes. */
+static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size)
+{
+    stage_t *s = &a->stages[ti];
+    const cg_omop_table_t *t = pg_table_at(ti);
+    if (a->conf->id_type == PG_IDS_INTEGER) {
+        if (!s->idmap_sql)
+            s->idmap_sql = pg_idmap_sql(a->conf, t);
+        if (s->idmap_sql && pg_exec(c, s->idmap_sql, errstr, errstr_size))
+            return -1;
+    }
+    if (!s->upsert_sql)
+        s->upsert_sql = pg_upsert_sql(a->conf, t, 0);
+    if (!s->delete_sql)
+        s->delete_sql = pg_delete_sql(a->conf, t, 0);
+    if (!s->upsert_sql || !s->delete_sql)
+        return -1;
+    uint64_t upserted0 = a->st.upserted, deleted0 = a->st.deleted;
+    uint64_t n = 0;
+    int rc = run_guarded(c, s->upsert_sql, &n, errstr, errstr_size);
+    if (rc < 0)
+        return -1;
+    if (rc == 0 && row_by_row(a, c, ti, 0, errstr, errstr_size))
+        return -1;
+    if (rc == 1)
+        a->st.upserted += n;
+    n = 0;
+    rc = run_guarded(c, s->delete_sql, &n, errstr, errstr_size);
+    if (rc < 0)
+        return -1;
+    if (rc == 0 && row_by_row(a, c, ti, 1, errstr, errstr_size))
+        return -1;
+    if (rc == 1)
+        a->st.deleted += n;
+    /* row by row counts in st too; the metrics count them at the commit */
+    a->txn_upserted[ti] += a->st.upserted - upserted0;
+    a->txn_deleted[ti] += a->st.deleted - deleted0;
+    return 0;
+}
+
+int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+{
+    cg_buf_t sql;
+    cg_buf_init(&sql);
+    int rc = 0;
+    for (size_t i = 0; i < a->n_stages && !rc; i++) {
+        if (!a->stages[i].n)
+            continue;
+        cg_buf_reset(&sql);
+        cg_buf_puts(&sql, "COPY ");
+        pg_stage_name(&sql, pg_table_at(i));
+        cg_buf_puts(&sql, " FROM STDIN");
+        cg_buf_putc(&sql, '\0');
+        rc = copy_in(c, sql.data, &a->stages[i].copy, errstr, errstr_size);
+    }
+    for (size_t i = 0; i < a->n_stages && !rc; i++)
+        rc = track_stage(a, c, i, 0, errstr, errstr_size);
+    for (size_t i = 0; i < a->n_stages && !rc; i++)
+        if (a->stages[i].n)
+            rc = apply_table(a, c, i, errstr, errstr_size);
+    for (size_t i = 0; i < a->n_stages && !rc; i++)
+        rc = track_stage(a, c, i, 1, errstr, errstr_size);
+    if (!rc)
+        rc = pg_derive_periods(a, c, errstr, errstr_size);
+    /* the staging tables are the session's: emptied for the next batch */
+    cg_buf_reset(&sql);
+    for (size_t i = 0; i < a->n_stages && !rc; i++) {
+        if (!a->stages[i].n)
+            continue;
+        cg_buf_puts(&sql, sql.len ? ", " : "TRUNCATE ");
+        pg_stage_name(&sql, pg_table_at(i));
+    }
+    if (!rc && sql.len) {
+        cg_buf_putc(&sql, '\0');
+        rc = pg_exec(c, sql.data, errstr, errstr_size);
+    }
+    if (!rc && a->n_rejects) {
+        cg_buf_reset(&sql);
+        cg_buf_puts(&sql, "COPY ");
+        pg_qual(&sql, a->conf->schema, "cg_rejects");
+        cg_buf_puts(&sql, " (topic, partition, \"offset\", table_name, sqlstate, reason, record) "
+                          "FROM STDIN");
+        cg_buf_putc(&sql, '\0');
+        rc = copy_in(c, sql.data, &a->rejects, errstr, errstr_size);
+    }
+    cg_buf_free(&sql);
+    if (!rc)
+        pg_apply_clear(a);
+    return rc;
+}
