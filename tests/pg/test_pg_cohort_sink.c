@@ -17,7 +17,7 @@
  *   two:        two instances in one group, each evaluating the persons of its partitions
  *               (merges reach across them): after every round, the same checks.
  */
-#include "kafka_util.h"
+#include "pg_test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,10 +29,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef CG_GATEWAY_BIN
@@ -42,169 +39,71 @@
 #error "CG_SOURCE_DIR must name the source tree"
 #endif
 
-#define HANG_MS 120000
 #define PERSONS 30
 #define FACTS   80 /* ids per clinical table: reused, so later records correct earlier ones */
 #define PERSON0 710000000LL
 #define FACT0   720000000LL
 
-static PGconn *pg;
-
 typedef struct run {
-    char name[96], topic[128], events[128], schema[96], full[110], dir[256], defs[300], config[320];
+    pt_run_t pt;
+    char events[128], full[110], defs[300];
     long long produced;
 } run_t;
-
-static long long q_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long q_int(const char *fmt, ...)
-{
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
-        PQclear(r);
-        fail();
-    }
-    long long v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return v;
-}
-
-static void q_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void q_exec(const char *fmt, ...)
-{
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(pg, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "statement failed: %s\n%s\n", sql, PQerrorMessage(pg));
-        PQclear(r);
-        fail();
-    }
-    PQclear(r);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "failed: %s\n", cmd);
-        fail();
-    }
-}
 
 static void run_new(run_t *r, const char *prefix, int txn_max)
 {
     memset(r, 0, sizeof(*r));
-    tk_unique_name(r->name, sizeof(r->name), prefix);
-    snprintf(r->topic, sizeof(r->topic), "%s.records", r->name);
-    snprintf(r->events, sizeof(r->events), "%s.cohort.events", r->name);
-    snprintf(r->schema, sizeof(r->schema), "%s", r->name);
-    for (char *p = r->schema; *p; p++)
-        if (*p == '-' || *p == '.')
-            *p = '_';
-    snprintf(r->full, sizeof(r->full), "%s_full", r->schema);
-    snprintf(r->dir, sizeof(r->dir), "/tmp/%s", r->name);
-    assert_int_equal(mkdir(r->dir, 0700), 0);
-    snprintf(r->defs, sizeof(r->defs), "%s/defs", r->dir);
-    sh("mkdir -p '%s' && cp %s/specs/cohorts/circe/*.json '%s'/", r->defs, CG_SOURCE_DIR, r->defs);
-    snprintf(r->config, sizeof(r->config), "%s/sink.json", r->dir);
-    assert_int_equal(tk_create_topic(r->topic, 2), 0);
-    FILE *f = fopen(r->config, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
-            " \"output\": {\"sink\": \"pg\"},\n"
-            " \"delivery\": {\"transaction_max_messages\": %d, \"commit_interval_ms\": 100},\n"
-            " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
-            " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
-            "\"batch_rows\": 25, \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s\"}},\n"
-            " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"info\"}}\n",
-            r->name, r->topic, txn_max, tk_bootstrap(), r->schema, r->defs, r->events);
-    fclose(f);
+    pt_run_new(&r->pt, prefix, "records", 2);
+    snprintf(r->events, sizeof(r->events), "%s.cohort.events", r->pt.name);
+    snprintf(r->full, sizeof(r->full), "%s_full", r->pt.schema);
+    snprintf(r->defs, sizeof(r->defs), "%s/defs", r->pt.dir);
+    pt_sh("mkdir -p '%s' && cp %s/specs/cohorts/circe/*.json '%s'/", r->defs, CG_SOURCE_DIR,
+          r->defs);
+    char pg_more[700];
+    snprintf(pg_more, sizeof(pg_more),
+             ", \"batch_rows\": 25, \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s\"}",
+             r->defs, r->events);
+    pt_write_config(&r->pt, r->pt.config, txn_max, 100, pg_more, "");
     /* the full recomputation's results, apart */
-    q_exec("CREATE SCHEMA %s", r->full);
+    pt_q_exec("CREATE SCHEMA %s", r->full);
 }
 
 static void run_end(const run_t *r)
 {
-    sh("rm -rf '%s'", r->dir);
-    q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->schema);
-    q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->full);
-}
-
-static int wait_status(pid_t pid, const char *log)
-{
-    int st;
-    if (tk_wait_pid(pid, HANG_MS, &st)) {
-        kill(pid, SIGKILL);
-        fprintf(stderr, "hung; log in %s\n", log);
-        fail();
-    }
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (rc)
-        fprintf(stderr, "exited %d; log in %s\n", rc, log);
-    return rc;
+    pt_run_end(&r->pt);
+    pt_q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->full);
 }
 
 static void sink_init(const run_t *r)
 {
     char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r->dir);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink",   (char *)"-c",
-                    (char *)r->config,      (char *)"--init", NULL};
-    assert_int_equal(wait_status(tk_spawn(argv, log, NULL), log), 0);
-    q_exec("CREATE TABLE %s.cohort (LIKE %s.cohort)", r->full, r->schema);
-    q_exec("CREATE TABLE %s.cohort_definition (LIKE %s.cohort_definition)", r->full, r->schema);
-}
-
-static pid_t sink_start(const run_t *r, const char *log_name)
-{
-    char log[400];
-    snprintf(log, sizeof(log), "%s/%s", r->dir, log_name);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config, NULL};
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    return pid;
+    snprintf(log, sizeof(log), "%s/init.log", r->pt.dir);
+    assert_int_equal(pt_sink(r->pt.config, "--init", 0, log), 0);
+    pt_q_exec("CREATE TABLE %s.cohort (LIKE %s.cohort)", r->full, r->pt.schema);
+    pt_q_exec("CREATE TABLE %s.cohort_definition (LIKE %s.cohort_definition)", r->full,
+              r->pt.schema);
 }
 
 static void sink_stop(const run_t *r, pid_t pid)
 {
     char log[400];
-    snprintf(log, sizeof(log), "%s/sink.log", r->dir);
-    kill(pid, SIGTERM);
-    assert_int_equal(wait_status(pid, log), 0);
-}
-
-static long long committed(const run_t *r)
-{
-    return q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r->schema);
+    snprintf(log, sizeof(log), "%s/sink.log", r->pt.dir);
+    pt_sink_stop(pid, log);
 }
 
 /* Every produced record committed, and every event of the outbox sent. */
 static void wait_caught_up(const run_t *r)
 {
-    int64_t until = tk_now_ms() + HANG_MS;
+    int64_t until = tk_now_ms() + PT_HANG_MS;
     while (tk_now_ms() < until &&
-           (committed(r) < r->produced ||
-            q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL",
-                  r->schema) > 0))
+           (pt_committed(&r->pt) < r->produced ||
+            pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL",
+                     r->pt.schema) > 0))
         usleep(50000);
-    assert_int_equal(committed(r), r->produced);
-    assert_int_equal(
-        q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL", r->schema), 0);
+    assert_int_equal(pt_committed(&r->pt), r->produced);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL",
+                              r->pt.schema),
+                     0);
 }
 
 /* ---- the randomized stream ---- */
@@ -322,20 +221,9 @@ static void random_rec(out_t *o)
 static void produce_out(run_t *r, out_t *o)
 {
     rd_kafka_t *p = tk_producer();
-    for (size_t i = 0; i < o->n; i++) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            p, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(o->keys[i], strlen(o->keys[i])),
-            RD_KAFKA_V_VALUE(o->values[i], strlen(o->values[i])),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(p, 100);
-            i--;
-            continue;
-        }
-        assert_int_equal(err, 0);
-    }
-    assert_int_equal(rd_kafka_flush(p, 30000), 0);
-    rd_kafka_destroy(p);
+    for (size_t i = 0; i < o->n; i++)
+        pt_produce(p, r->pt.topic, o->keys[i], o->values[i]);
+    pt_producer_close(p);
     r->produced += (long long)o->n;
     for (size_t i = 0; i < o->n; i++) {
         free(o->values[i]);
@@ -350,12 +238,12 @@ static void produce_out(run_t *r, out_t *o)
 static void full_recompute(const run_t *r)
 {
     char log[400];
-    snprintf(log, sizeof(log), "%s/full.log", r->dir);
+    snprintf(log, sizeof(log), "%s/full.log", r->pt.dir);
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
              "%s cohort run -c \"$COHORTGATE_TEST_PG\" --schema %s "
              "--results-schema %s %s/*.json > '%s' 2>&1",
-             CG_GATEWAY_BIN, r->schema, r->full, r->defs, log);
+             CG_GATEWAY_BIN, r->pt.schema, r->full, r->defs, log);
     if (system(cmd) != 0) {
         fprintf(stderr, "full recomputation failed; log in %s\n", log);
         fail();
@@ -365,14 +253,15 @@ static void full_recompute(const run_t *r)
 /* Rows in one and not the other, both ways (withdrawn persons left out of the full one). */
 static long long cohort_diff(const run_t *r)
 {
-    return q_int("SELECT count(*) FROM ((SELECT * FROM %s.cohort EXCEPT ALL SELECT f.* FROM "
-                 "%s.cohort f WHERE f.subject_id NOT IN (SELECT pe.person_id FROM %s.person pe "
-                 "JOIN %s.cg_withdrawn w USING (person_source_value))) UNION ALL (SELECT f.* FROM "
-                 "%s.cohort f WHERE f.subject_id NOT IN (SELECT pe.person_id FROM %s.person pe "
-                 "JOIN %s.cg_withdrawn w USING (person_source_value)) EXCEPT ALL SELECT * FROM "
-                 "%s.cohort)) x",
-                 r->schema, r->full, r->schema, r->schema, r->full, r->schema, r->schema,
-                 r->schema);
+    return pt_q_int(
+        "SELECT count(*) FROM ((SELECT * FROM %s.cohort EXCEPT ALL SELECT f.* FROM "
+        "%s.cohort f WHERE f.subject_id NOT IN (SELECT pe.person_id FROM %s.person pe "
+        "JOIN %s.cg_withdrawn w USING (person_source_value))) UNION ALL (SELECT f.* FROM "
+        "%s.cohort f WHERE f.subject_id NOT IN (SELECT pe.person_id FROM %s.person pe "
+        "JOIN %s.cg_withdrawn w USING (person_source_value)) EXCEPT ALL SELECT * FROM "
+        "%s.cohort)) x",
+        r->pt.schema, r->full, r->pt.schema, r->pt.schema, r->full, r->pt.schema, r->pt.schema,
+        r->pt.schema);
 }
 
 /* The outbox replayed: each (definition, person)'s last event gives its periods (an exit none);
@@ -380,35 +269,37 @@ static long long cohort_diff(const run_t *r)
  * pair is an enter, an exit follows a membership. */
 static void check_outbox(const run_t *r)
 {
-    const char *s = r->schema;
+    const char *s = r->pt.schema;
     /* the record that triggered each event: one of the stream's (or none: a definition's first
      * evaluation, a withdrawal) */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT "
-                           "NULL AND (source_topic <> '%s' OR source_partition NOT IN (0, 1) OR "
-                           "source_offset < 0 OR source_offset >= %lld)",
-                           s, r->topic, r->produced),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT "
+                              "NULL AND (source_topic <> '%s' OR source_partition NOT IN (0, 1) OR "
+                              "source_offset < 0 OR source_offset >= %lld)",
+                              s, r->pt.topic, r->produced),
                      0);
     assert_true(
-        q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT NULL", s) > 0);
+        pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE source_topic IS NOT NULL", s) > 0);
     assert_int_equal(
-        q_int("WITH last AS (SELECT DISTINCT ON (cohort_definition_id, person_id) "
-              "cohort_definition_id AS d, person_id AS p, periods::jsonb AS periods FROM "
-              "%s.cg_cohort_events ORDER BY cohort_definition_id, person_id, event_id DESC), "
-              "now AS (SELECT cohort_definition_id AS d, subject_id AS p, jsonb_agg("
-              "jsonb_build_array(cohort_start_date, cohort_end_date) ORDER BY cohort_start_date, "
-              "cohort_end_date) AS periods FROM %s.cohort GROUP BY 1, 2) SELECT count(*) FROM "
-              "last FULL JOIN now USING (d, p) WHERE coalesce(last.periods, '[]') IS DISTINCT "
-              "FROM coalesce(now.periods, '[]')",
-              s, s),
+        pt_q_int(
+            "WITH last AS (SELECT DISTINCT ON (cohort_definition_id, person_id) "
+            "cohort_definition_id AS d, person_id AS p, periods::jsonb AS periods FROM "
+            "%s.cg_cohort_events ORDER BY cohort_definition_id, person_id, event_id DESC), "
+            "now AS (SELECT cohort_definition_id AS d, subject_id AS p, jsonb_agg("
+            "jsonb_build_array(cohort_start_date, cohort_end_date) ORDER BY cohort_start_date, "
+            "cohort_end_date) AS periods FROM %s.cohort GROUP BY 1, 2) SELECT count(*) FROM "
+            "last FULL JOIN now USING (d, p) WHERE coalesce(last.periods, '[]') IS DISTINCT "
+            "FROM coalesce(now.periods, '[]')",
+            s, s),
         0);
     assert_int_equal(
-        q_int("SELECT count(*) FROM (SELECT event, periods, lag(periods) OVER w AS before, "
-              "lag(event) OVER w AS ev_before FROM %s.cg_cohort_events WINDOW w AS (PARTITION BY "
-              "cohort_definition_id, person_id ORDER BY event_id)) x WHERE periods = before OR "
-              "(before IS NULL AND event <> 'enter') OR (event = 'exit' AND periods <> '[]') OR "
-              "(event = 'enter' AND ev_before IS NOT NULL AND ev_before <> 'exit') OR (event = "
-              "'exit' AND ev_before = 'exit')",
-              s),
+        pt_q_int(
+            "SELECT count(*) FROM (SELECT event, periods, lag(periods) OVER w AS before, "
+            "lag(event) OVER w AS ev_before FROM %s.cg_cohort_events WINDOW w AS (PARTITION BY "
+            "cohort_definition_id, person_id ORDER BY event_id)) x WHERE periods = before OR "
+            "(before IS NULL AND event <> 'enter') OR (event = 'exit' AND periods <> '[]') OR "
+            "(event = 'enter' AND ev_before IS NOT NULL AND ev_before <> 'exit') OR (event = "
+            "'exit' AND ev_before = 'exit')",
+            s),
         0);
 }
 
@@ -418,7 +309,7 @@ static void check_topic(const run_t *r, int allow_dups)
 {
     tk_msg_t *m = NULL;
     size_t n = tk_read_all(r->events, &m);
-    long long events = q_int("SELECT count(*) FROM %s.cg_cohort_events", r->schema);
+    long long events = pt_q_int("SELECT count(*) FROM %s.cg_cohort_events", r->pt.schema);
     if (!allow_dups)
         assert_int_equal((long long)n, events);
     assert_true((long long)n >= events);
@@ -426,10 +317,10 @@ static void check_topic(const run_t *r, int allow_dups)
     snprintf(sql, sizeof(sql),
              "SELECT event, cohort_definition_id, person_source_value, periods, "
              "cohort_start_date::text FROM %s.cg_cohort_events WHERE event_id = $1::bigint",
-             r->schema);
+             r->pt.schema);
     char *seen = calloc((size_t)events + 2, 1);
     long long first =
-        q_int("SELECT coalesce(min(event_id), 0) FROM %s.cg_cohort_events", r->schema);
+        pt_q_int("SELECT coalesce(min(event_id), 0) FROM %s.cg_cohort_events", r->pt.schema);
     size_t distinct = 0;
     for (size_t i = 0; i < n; i++) {
         char idb[32];
@@ -437,7 +328,7 @@ static void check_topic(const run_t *r, int allow_dups)
         json_t *v = json_loads(m[i].value, 0, NULL);
         assert_non_null(v);
         const char *params[1] = {idb};
-        PGresult *res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQexecParams(pt_pg, sql, 1, NULL, params, NULL, NULL, 0);
         assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
         assert_int_equal(PQntuples(res), 1);
         assert_string_equal(json_string_value(json_object_get(v, "event")), PQgetvalue(res, 0, 0));
@@ -469,19 +360,14 @@ static void check_all(const run_t *r, int allow_dups)
         fprintf(stderr,
                 "cohort differs from the full recomputation by %lld rows (schemas %s, "
                 "%s)\n",
-                diff, r->schema, r->full);
+                diff, r->pt.schema, r->full);
     assert_int_equal(diff, 0);
-    assert_int_equal(q_int("SELECT count(*) - count(DISTINCT (cohort_definition_id, subject_id, "
-                           "cohort_start_date, cohort_end_date)) FROM %s.cohort",
-                           r->schema),
+    assert_int_equal(pt_q_int("SELECT count(*) - count(DISTINCT (cohort_definition_id, subject_id, "
+                              "cohort_start_date, cohort_end_date)) FROM %s.cohort",
+                              r->pt.schema),
                      0);
     check_outbox(r);
     check_topic(r, allow_dups);
-}
-
-static int have_services(void)
-{
-    return tk_bootstrap() && getenv("COHORTGATE_TEST_PG");
 }
 
 static void test_random(void **state)
@@ -490,7 +376,7 @@ static void test_random(void **state)
     run_t r;
     run_new(&r, "cg-it-cohort-rand", 15);
     sink_init(&r);
-    pid_t pid = sink_start(&r, "sink.log");
+    pid_t pid = pt_sink_start(&r.pt, "sink.log", 0);
     out_t o = {0};
     for (int p = 0; p < PERSONS; p++)
         person_rec(&o, p);
@@ -503,54 +389,56 @@ static void test_random(void **state)
         int64_t caught = tk_now_ms() - t0;
         check_all(&r, 0);
         /* caught up: every record committed with its cohorts, every event on the topic */
-        fprintf(stderr,
-                "round %d: %lld records, %lld cohort rows, %lld events, caught up %lld ms\n", round,
-                r.produced, q_int("SELECT count(*) FROM %s.cohort", r.schema),
-                q_int("SELECT count(*) FROM %s.cg_cohort_events", r.schema), (long long)caught);
+        fprintf(
+            stderr, "round %d: %lld records, %lld cohort rows, %lld events, caught up %lld ms\n",
+            round, r.produced, pt_q_int("SELECT count(*) FROM %s.cohort", r.pt.schema),
+            pt_q_int("SELECT count(*) FROM %s.cg_cohort_events", r.pt.schema), (long long)caught);
     }
     /* not vacuous: members came and went */
-    assert_true(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'enter'", r.schema) >
-                10);
-    assert_true(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit'", r.schema) >
-                0);
-    assert_true(q_int("SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort", r.schema) >= 2);
+    assert_true(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'enter'",
+                         r.pt.schema) > 10);
+    assert_true(
+        pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit'", r.pt.schema) > 0);
+    assert_true(
+        pt_q_int("SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort", r.pt.schema) >= 2);
     sink_stop(&r, pid);
 
     /* a definition added while the sink is stopped: evaluated for every person at start */
-    sh("sed '0,/\"id\": 1,/s//\"id\": 11,/; s/\"name\": \"t2dm\"/\"name\": \"t2dm-copy\"/' "
-       "'%s/t2dm.json' > '%s/t2dm-copy.json'",
-       r.defs, r.defs);
-    pid = sink_start(&r, "sink-2.log");
+    pt_sh("sed '0,/\"id\": 1,/s//\"id\": 11,/; s/\"name\": \"t2dm\"/\"name\": \"t2dm-copy\"/' "
+          "'%s/t2dm.json' > '%s/t2dm-copy.json'",
+          r.defs, r.defs);
+    pid = pt_sink_start(&r.pt, "sink-2.log", 0);
     for (int i = 0; i < 20; i++)
         random_rec(&o);
     produce_out(&r, &o);
     wait_caught_up(&r);
-    assert_true(q_int("SELECT count(*) FROM %s.cohort WHERE cohort_definition_id = 11", r.schema) >
-                0);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cohort_definition WHERE "
-                           "cohort_definition_id = 11",
-                           r.schema),
+    assert_true(pt_q_int("SELECT count(*) FROM %s.cohort WHERE cohort_definition_id = 11",
+                         r.pt.schema) > 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cohort_definition WHERE "
+                              "cohort_definition_id = 11",
+                              r.pt.schema),
                      1);
     check_all(&r, 0);
 
     /* a withdrawal: the member leaves every cohort at the next batch, with exit events */
-    long long who = q_int("SELECT subject_id FROM %s.cohort ORDER BY subject_id LIMIT 1", r.schema);
-    long long memberships =
-        q_int("SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort WHERE subject_id = %lld",
-              r.schema, who);
-    long long last0 = q_int("SELECT max(event_id) FROM %s.cg_cohort_events", r.schema);
-    q_exec("INSERT INTO %s.cg_withdrawn (person_source_value) SELECT person_source_value FROM "
-           "%s.person WHERE person_id = %lld",
-           r.schema, r.schema, who);
+    long long who =
+        pt_q_int("SELECT subject_id FROM %s.cohort ORDER BY subject_id LIMIT 1", r.pt.schema);
+    long long memberships = pt_q_int(
+        "SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort WHERE subject_id = %lld",
+        r.pt.schema, who);
+    long long last0 = pt_q_int("SELECT max(event_id) FROM %s.cg_cohort_events", r.pt.schema);
+    pt_q_exec("INSERT INTO %s.cg_withdrawn (person_source_value) SELECT person_source_value FROM "
+              "%s.person WHERE person_id = %lld",
+              r.pt.schema, r.pt.schema, who);
     for (int i = 0; i < 10; i++)
         random_rec(&o);
     produce_out(&r, &o);
     wait_caught_up(&r);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cohort WHERE subject_id = %lld", r.schema, who),
-                     0);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit' AND "
-                           "person_id = %lld AND event_id > %lld",
-                           r.schema, who, last0),
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cohort WHERE subject_id = %lld", r.pt.schema, who), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit' AND "
+                              "person_id = %lld AND event_id > %lld",
+                              r.pt.schema, who, last0),
                      memberships);
     check_all(&r, 0);
     sink_stop(&r, pid);
@@ -571,16 +459,17 @@ static void test_kill9(void **state)
     for (int i = 0; i < 1500; i++)
         random_rec(&o);
     produce_out(&r, &o);
-    pid_t pid = sink_start(&r, "sink.log");
-    int64_t until = tk_now_ms() + HANG_MS;
-    while (committed(&r) < r.produced / 4 && tk_now_ms() < until)
+    pid_t pid = pt_sink_start(&r.pt, "sink.log", 0);
+    int64_t until = tk_now_ms() + PT_HANG_MS;
+    while (pt_committed(&r.pt) < r.produced / 4 && tk_now_ms() < until)
         usleep(10000);
     kill(pid, SIGKILL);
     int st;
     assert_int_equal(tk_wait_pid(pid, 10000, &st), 0);
-    fprintf(stderr, "killed with %lld of %lld records committed\n", committed(&r), r.produced);
-    assert_true(committed(&r) < r.produced);
-    pid = sink_start(&r, "sink-2.log");
+    fprintf(stderr, "killed with %lld of %lld records committed\n", pt_committed(&r.pt),
+            r.produced);
+    assert_true(pt_committed(&r.pt) < r.produced);
+    pid = pt_sink_start(&r.pt, "sink-2.log", 0);
     wait_caught_up(&r);
     check_all(&r, 1);
     sink_stop(&r, pid);
@@ -597,7 +486,7 @@ static void test_two_instances(void **state)
     run_t r;
     run_new(&r, "cg-it-cohort-two", 5);
     sink_init(&r);
-    pid_t a = sink_start(&r, "sink-a.log"), b = sink_start(&r, "sink-b.log");
+    pid_t a = pt_sink_start(&r.pt, "sink-a.log", 0), b = pt_sink_start(&r.pt, "sink-b.log", 0);
     out_t o = {0};
     for (int p = 0; p < PERSONS; p++)
         person_rec(&o, p);
@@ -617,22 +506,10 @@ static void test_two_instances(void **state)
 
 int main(void)
 {
-    if (!have_services()) {
-        printf("skipped: set COHORTGATE_TEST_BOOTSTRAP and COHORTGATE_TEST_PG\n");
-        return 77;
-    }
-    pg = PQconnectdb(getenv("COHORTGATE_TEST_PG"));
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(pg));
-        return 1;
-    }
-    PQclear(PQexec(pg, "SET client_min_messages = warning"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_two_instances),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    PQfinish(pg);
-    return rc;
+    return PT_RUN_TESTS(tests);
 }

@@ -14,7 +14,7 @@
  *   - a second run over the same topic adds nothing (exactly once, audit included);
  *   - a pg.subscriber naming no declared subscriber stops the sink at start, located.
  */
-#include "kafka_util.h"
+#include "pg_test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,115 +25,28 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <libpq-fe.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#ifndef CG_GATEWAY_BIN
-#error "CG_GATEWAY_BIN must name the cohortgate binary"
-#endif
+#define POLICY "v1+0123456789ab.ba9876543210"
 
-#define HANG_MS 120000
-#define POLICY  "v1+0123456789ab.ba9876543210"
-
-static PGconn *pg;
-
-static long long q_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long q_int(const char *fmt, ...)
+/* The sink's config for a database of subscriber (pg.subscriber is on line 6 of the file). */
+static void write_config(const pt_run_t *r, const char *path, const char *subscriber)
 {
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
-        PQclear(r);
-        fail();
-    }
-    long long v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return v;
+    char pg_more[128], release[1024];
+    snprintf(pg_more, sizeof(pg_more), ",\n        \"subscriber\": \"%s\"", subscriber);
+    snprintf(release, sizeof(release),
+             " \"release\": {\"subscribers\": [\n"
+             "   {\"name\": \"sponsor-a\", \"topic\": \"%s\", \"agreement\": \"DUA-A\",\n"
+             "    \"expires\": \"2020-01-31\", \"max_level\": 3},\n"
+             "   {\"name\": \"sponsor-b\", \"topic\": \"%s.b\", \"agreement\": \"DUA-B\",\n"
+             "    \"expires\": \"2099-12-31\", \"max_level\": 5}]},\n",
+             r->topic, r->topic);
+    pt_write_config(r, path, 100, 200, pg_more, release);
 }
 
-typedef struct run {
-    char name[96], topic[128], schema[96], dir[256], config[320];
-} run_t;
-
-static void write_config(const run_t *r, const char *path, const char *subscriber)
+static void run_new(pt_run_t *r, const char *prefix)
 {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
-            " \"output\": {\"sink\": \"pg\"},\n"
-            " \"delivery\": {\"transaction_max_messages\": 100, \"commit_interval_ms\": 200},\n"
-            " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
-            " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\",\n"
-            "        \"subscriber\": \"%s\"},\n"
-            " \"release\": {\"subscribers\": [\n"
-            "   {\"name\": \"sponsor-a\", \"topic\": \"%s\", \"agreement\": \"DUA-A\",\n"
-            "    \"expires\": \"2020-01-31\", \"max_level\": 3},\n"
-            "   {\"name\": \"sponsor-b\", \"topic\": \"%s.b\", \"agreement\": \"DUA-B\",\n"
-            "    \"expires\": \"2099-12-31\", \"max_level\": 5}]},\n"
-            " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"info\"}}\n",
-            r->name, r->topic, tk_bootstrap(), r->schema, subscriber, r->topic, r->topic);
-    fclose(f);
-}
-
-static void run_new(run_t *r, const char *prefix)
-{
-    tk_unique_name(r->name, sizeof(r->name), prefix);
-    snprintf(r->topic, sizeof(r->topic), "%s.sponsor-a", r->name);
-    snprintf(r->schema, sizeof(r->schema), "%s", r->name);
-    for (char *p = r->schema; *p; p++)
-        if (*p == '-' || *p == '.')
-            *p = '_';
-    snprintf(r->dir, sizeof(r->dir), "/tmp/%s", r->name);
-    assert_int_equal(mkdir(r->dir, 0700), 0);
-    snprintf(r->config, sizeof(r->config), "%s/sink.json", r->dir);
-    assert_int_equal(tk_create_topic(r->topic, 1), 0);
+    pt_run_new(r, prefix, "sponsor-a", 1);
     write_config(r, r->config, "sponsor-a");
-}
-
-static void run_end(const run_t *r)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", r->dir);
-    char sql[256];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", r->schema);
-    PQclear(PQexec(pg, sql));
-}
-
-/* `cohortgate sink -c config EXTRA` (NULL: --idle-exit 1500): its exit status; its log in log. */
-static int sink(const char *config, const char *extra, const char *log)
-{
-    char *argv[8] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)config};
-    int n = 4;
-    if (extra) {
-        argv[n++] = (char *)extra;
-    } else {
-        argv[n++] = (char *)"--idle-exit";
-        argv[n++] = (char *)"1500";
-    }
-    argv[n] = NULL;
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    int st;
-    if (tk_wait_pid(pid, HANG_MS, &st)) {
-        kill(pid, SIGKILL);
-        fprintf(stderr, "sink hung; log in %s\n", log);
-        fail();
-    }
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (rc)
-        fprintf(stderr, "sink exited %d; log in %s\n", rc, log);
-    return rc;
 }
 
 /* One envelope with the release headers of subscriber at level (level "": no cg.level;
@@ -168,25 +81,25 @@ static void produce(rd_kafka_t *p, const char *topic, const char *table, const c
     "{\"measurement_id\":" #id ",\"person_id\":1,\"measurement_concept_id\":3004410,"              \
     "\"measurement_date\":\"" date "\",\"measurement_type_concept_id\":32817}"
 
-static long long audited(const run_t *r, const char *table, int level)
+static long long audited(const pt_run_t *r, const char *table, int level)
 {
-    return q_int("SELECT coalesce(sum(rows), 0) FROM %s.cohortgate_release_audit WHERE "
-                 "subscriber = 'sponsor-a' AND policy = '" POLICY "' AND table_name = '%s' AND "
-                 "level = %d",
-                 r->schema, table, level);
+    return pt_q_int("SELECT coalesce(sum(rows), 0) FROM %s.cohortgate_release_audit WHERE "
+                    "subscriber = 'sponsor-a' AND policy = '" POLICY "' AND table_name = '%s' AND "
+                    "level = %d",
+                    r->schema, table, level);
 }
 
-static long long rejected(const run_t *r, int id, const char *reason)
+static long long rejected(const pt_run_t *r, int id, const char *reason)
 {
-    return q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGREL' AND reason LIKE "
-                 "'%s' AND record LIKE '%%\"measurement_id\":%d,%%'",
-                 r->schema, reason, id);
+    return pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGREL' AND reason LIKE "
+                    "'%s' AND record LIKE '%%\"measurement_id\":%d,%%'",
+                    r->schema, reason, id);
 }
 
 static void test_release(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-release");
     rd_kafka_t *p = tk_producer();
     produce(p, r.topic, "person",
@@ -203,27 +116,26 @@ static void test_release(void **state)
     produce(p, r.topic, "measurement", MEAS(14, "2024-01-06"), "sponsor-b", "2");
     produce(p, r.topic, "measurement", MEAS(15, "2024-01-07"), NULL, NULL);
     produce(p, r.topic, "measurement", MEAS(17, "2024-01-08"), "sponsor-a", "");
-    assert_int_equal(rd_kafka_flush(p, 30000), 0);
-    rd_kafka_destroy(p);
+    pt_producer_close(p);
 
     char log[400];
     snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(sink(r.config, "--init", log), 0);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
     snprintf(log, sizeof(log), "%s/sink.log", r.dir);
-    assert_int_equal(sink(r.config, NULL, log), 0);
+    assert_int_equal(pt_sink(r.config, NULL, 1, log), 0);
     assert_true(tk_file_count(log, "release.agreement_expired") > 0);
 
-    assert_int_equal(q_int("SELECT count(*) FROM %s.person", r.schema), 1);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement", r.schema), 3);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.person", r.schema), 1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r.schema), 3);
     /* the loaded ones are the source ids 10, 11 and 16 (ids through the id map) */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement m JOIN %s.cg_id_map i ON i.id = "
-                           "m.measurement_id WHERE i.source_id IN (10, 11, 16)",
-                           r.schema, r.schema),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement m JOIN %s.cg_id_map i ON i.id = "
+                              "m.measurement_id WHERE i.source_id IN (10, 11, 16)",
+                              r.schema, r.schema),
                      3);
     assert_int_equal(
-        q_int("SELECT count(*) FROM %s.cg_id_map WHERE source_id IN (13, 14, 15, 17)", r.schema),
+        pt_q_int("SELECT count(*) FROM %s.cg_id_map WHERE source_id IN (13, 14, 15, 17)", r.schema),
         0);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 5);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 5);
     assert_int_equal(rejected(&r, 13, "record level 5 above this subscriber''s max_level 3"), 1);
     assert_int_equal(rejected(&r, 14,
                               "record released for subscriber ''sponsor-b'', this database is "
@@ -232,66 +144,55 @@ static void test_release(void **state)
     assert_int_equal(
         rejected(&r, 15, "record has no cg.subscriber header: not released under a policy%%"), 1);
     assert_int_equal(rejected(&r, 17, "record has no cg.level header (1 to 5)"), 1);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE table_name = 'measurement' "
-                           "AND sqlstate = 'CGREL'",
-                           r.schema),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE table_name = 'measurement' "
+                              "AND sqlstate = 'CGREL'",
+                              r.schema),
                      3); /* the one without headers has no cg.table */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate NOT LIKE 'CG%%' AND "
-                           "record LIKE '%%\"measurement_id\":12,%%'",
-                           r.schema),
-                     1);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate NOT LIKE 'CG%%' AND "
+                 "record LIKE '%%\"measurement_id\":12,%%'",
+                 r.schema),
+        1);
 
     /* the audit: per (subscriber, policy, table, level), the rows loaded */
     assert_int_equal(audited(&r, "person", 2), 1);
     assert_int_equal(audited(&r, "measurement", 3), 2);
     assert_int_equal(audited(&r, "measurement", 2), 1);
-    assert_int_equal(q_int("SELECT sum(rows) FROM %s.cohortgate_release_audit", r.schema), 4);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cohortgate_release_audit WHERE loaded_at IS "
-                           "NULL OR rows <= 0",
-                           r.schema),
+    assert_int_equal(pt_q_int("SELECT sum(rows) FROM %s.cohortgate_release_audit", r.schema), 4);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cohortgate_release_audit WHERE loaded_at IS "
+                              "NULL OR rows <= 0",
+                              r.schema),
                      0);
 
     /* a second run: nothing new, nothing audited twice */
     snprintf(log, sizeof(log), "%s/sink2.log", r.dir);
-    assert_int_equal(sink(r.config, NULL, log), 0);
-    assert_int_equal(q_int("SELECT sum(rows) FROM %s.cohortgate_release_audit", r.schema), 4);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 5);
-    run_end(&r);
+    assert_int_equal(pt_sink(r.config, NULL, 1, log), 0);
+    assert_int_equal(pt_q_int("SELECT sum(rows) FROM %s.cohortgate_release_audit", r.schema), 4);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 5);
+    pt_run_end(&r);
 }
 
 /* pg.subscriber naming no declared subscriber: the sink refuses to start, located. */
 static void test_undeclared(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-release-bad");
     char bad[400], log[400];
     snprintf(bad, sizeof(bad), "%s/bad.json", r.dir);
     write_config(&r, bad, "sponsor-c");
     snprintf(log, sizeof(log), "%s/bad.log", r.dir);
-    assert_int_equal(sink(bad, NULL, log), 1);
+    assert_int_equal(pt_sink(bad, NULL, 1, log), 1);
     assert_true(tk_file_count(log, "bad.json:6:") > 0);
     assert_true(tk_file_count(log, "'pg.subscriber' names 'sponsor-c'") > 0);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 int main(void)
 {
-    if (!tk_bootstrap() || !getenv("COHORTGATE_TEST_PG")) {
-        printf("skipped: set COHORTGATE_TEST_BOOTSTRAP and COHORTGATE_TEST_PG\n");
-        return 77;
-    }
-    pg = PQconnectdb(getenv("COHORTGATE_TEST_PG"));
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(pg));
-        return 1;
-    }
-    PQclear(PQexec(pg, "SET client_min_messages = warning"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_release),
         cmocka_unit_test(test_undeclared),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    PQfinish(pg);
-    return rc;
+    return PT_RUN_TESTS(tests);
 }

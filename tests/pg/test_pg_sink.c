@@ -21,7 +21,7 @@
  *              table what the database holds, and the rejects cg_rejects holds; cdm_source
  *              holds one row, its first load today.
  */
-#include "kafka_util.h"
+#include "pg_test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,128 +35,24 @@
 #include <glob.h>
 #include <errno.h>
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef CG_GATEWAY_BIN
-#error "CG_GATEWAY_BIN must name the cohortgate binary"
-#endif
-
-#define HANG_MS 120000
-
-static PGconn *pg;
-
-typedef struct run {
-    char name[96];
-    char topic[128];
-    char schema[96];
-    char dir[256];
-    char config[320];
-} run_t;
-
-static long long q_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long q_int(const char *fmt, ...)
+static void run_new(pt_run_t *r, const char *prefix, int partitions, int txn_max)
 {
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
-        PQclear(r);
-        fail();
-    }
-    long long v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return v;
+    pt_run_new(r, prefix, "records", partitions);
+    pt_write_config(r, r->config, txn_max, 200, ", \"batch_rows\": 300", "");
 }
 
-/* A text result (first cell), malloc'ed. */
-static char *q_text(const char *sql)
-{
-    PGresult *r = PQexec(pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "query failed: %s\n%s\n", sql, PQerrorMessage(pg));
-        PQclear(r);
-        fail();
-    }
-    char *v = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-static void run_new(run_t *r, const char *prefix, int partitions, int txn_max)
-{
-    tk_unique_name(r->name, sizeof(r->name), prefix);
-    snprintf(r->topic, sizeof(r->topic), "%s.records", r->name);
-    snprintf(r->schema, sizeof(r->schema), "%s", r->name);
-    for (char *p = r->schema; *p; p++)
-        if (*p == '-' || *p == '.')
-            *p = '_';
-    snprintf(r->dir, sizeof(r->dir), "/tmp/%s", r->name);
-    assert_int_equal(mkdir(r->dir, 0700), 0);
-    snprintf(r->config, sizeof(r->config), "%s/sink.json", r->dir);
-    assert_int_equal(tk_create_topic(r->topic, partitions), 0);
-    FILE *f = fopen(r->config, "w");
-    assert_non_null(f);
-    /* the connection string comes from the environment, as a deployment's would */
-    fprintf(f,
-            "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
-            " \"output\": {\"sink\": \"pg\"},\n"
-            " \"delivery\": {\"transaction_max_messages\": %d, \"commit_interval_ms\": 200},\n"
-            " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
-            " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
-            "\"batch_rows\": 300},\n"
-            " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"info\"}}\n",
-            r->name, r->topic, txn_max, tk_bootstrap(), r->schema);
-    fclose(f);
-}
-
-static void run_end(const run_t *r)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", r->dir);
-    char sql[256];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", r->schema);
-    PQclear(PQexec(pg, sql));
-}
-
-/* Runs `cohortgate sink` with args; returns its exit status. */
-static int sink(const run_t *r, const char *extra, int idle_exit)
+/* Runs `cohortgate sink` with args, its log in sink.log; returns its exit status. */
+static int sink(const pt_run_t *r, const char *extra, int idle_exit)
 {
     char log[400];
     snprintf(log, sizeof(log), "%s/sink.log", r->dir);
-    char *argv[8] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config};
-    int n = 4;
-    if (extra)
-        argv[n++] = (char *)extra;
-    if (idle_exit) {
-        argv[n++] = (char *)"--idle-exit";
-        argv[n++] = (char *)"1500";
-    }
-    argv[n] = NULL;
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    int st;
-    if (tk_wait_pid(pid, HANG_MS, &st)) {
-        kill(pid, SIGKILL);
-        fprintf(stderr, "sink hung; log in %s\n", log);
-        fail();
-    }
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (rc)
-        fprintf(stderr, "sink exited %d; log in %s\n", rc, log);
-    return rc;
+    return pt_sink(r->config, extra, idle_exit, log);
 }
 
 /* ---- records ---- */
@@ -259,20 +155,9 @@ static void stringify_ids(rec_t *r)
 static void produce(const char *topic, const rec_t *v, size_t n)
 {
     rd_kafka_t *p = tk_producer();
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(v[i].key, strlen(v[i].key)),
-            RD_KAFKA_V_VALUE(v[i].value, strlen(v[i].value)),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(p, 100);
-            i--;
-            continue;
-        }
-        assert_int_equal(err, 0);
-    }
-    assert_int_equal(rd_kafka_flush(p, 30000), 0);
-    rd_kafka_destroy(p);
+    for (size_t i = 0; i < n; i++)
+        pt_produce(p, topic, v[i].key, v[i].value);
+    pt_producer_close(p);
 }
 
 static void free_records(rec_t *v, size_t n)
@@ -313,12 +198,7 @@ static char *state_sum(const char *schema, const char *const *tables, int with_x
                               i ? " ||" : "", with_xmin ? "t.xmin::text || " : "", schema,
                               tables[i]);
     snprintf(sql + o, sizeof(sql) - o, ")");
-    return q_text(sql);
-}
-
-static int have_services(void)
-{
-    return tk_bootstrap() && getenv("COHORTGATE_TEST_PG");
+    return pt_q_text(sql);
 }
 
 /* ---- the cases ---- */
@@ -326,7 +206,7 @@ static int have_services(void)
 static void test_golden(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-golden", 3, 20);
     const char *globs[] = {CG_SOURCE_DIR "/tests/golden/*/expected.ndjson"};
     rec_t *v;
@@ -353,18 +233,17 @@ static void test_golden(void **state)
                                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                            RD_KAFKA_V_END),
                          0);
-    assert_int_equal(rd_kafka_flush(p, 30000), 0);
-    rd_kafka_destroy(p);
+    pt_producer_close(p);
     assert_int_equal(sink(&r, "--init", 0), 0);
     assert_int_equal(sink(&r, NULL, 1), 0);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGENV' AND "
-                           "record = 'hex:fffe004d53487c'",
-                           r.schema),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGENV' AND "
+                              "record = 'hex:fffe004d53487c'",
+                              r.schema),
                      1);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGVAL' AND "
-                           "reason IN ('measurement.measurement_id is not a 64-bit integer id', "
-                           "'measurement.person_id is not a 64-bit integer id')",
-                           r.schema),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = 'CGVAL' AND "
+                              "reason IN ('measurement.measurement_id is not a 64-bit integer id', "
+                              "'measurement.person_id is not a 64-bit integer id')",
+                              r.schema),
                      2);
 
     /* every table: one row per key whose last record is an upsert */
@@ -383,46 +262,50 @@ static void test_golden(void **state)
         for (size_t j = i; j < n; j++)
             if (!strcmp(v[j].table, v[i].table) && is_last(v, n, j) && !strcmp(v[j].op, "upsert"))
                 want++;
-        long long got = q_int("SELECT count(*) FROM %s.%s", r.schema, v[i].table);
+        long long got = pt_q_int("SELECT count(*) FROM %s.%s", r.schema, v[i].table);
         if (got != want)
             fprintf(stderr, "%s: %lld row(s), expected %lld\n", v[i].table, got, want);
         assert_int_equal(got, want);
     }
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), (long long)rejects);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), (long long)rejects);
     /* ids are compact integers from the id map: no gap without an aborted transaction */
-    assert_int_equal(q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
-                     q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
-    assert_true(q_int("SELECT max(person_id) FROM %s.person", r.schema) <=
-                q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
-    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement m WHERE NOT EXISTS (SELECT 1 FROM "
-                           "%s.cg_id_map i WHERE i.id = m.person_id)",
-                           r.schema, r.schema),
-                     0);
+    assert_int_equal(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
+                     pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    assert_true(pt_q_int("SELECT max(person_id) FROM %s.person", r.schema) <=
+                pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.measurement m WHERE NOT EXISTS (SELECT 1 FROM "
+                 "%s.cg_id_map i WHERE i.id = m.person_id)",
+                 r.schema, r.schema),
+        0);
     /* Data Quality Dashboard style: one observation period per person, for persons only, and
      * every dated row of a person inside it */
-    assert_true(q_int("SELECT count(*) FROM %s.observation_period", r.schema) > 0);
+    assert_true(pt_q_int("SELECT count(*) FROM %s.observation_period", r.schema) > 0);
     assert_int_equal(
-        q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period", r.schema),
+        pt_q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period",
+                 r.schema),
         0);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.observation_period o WHERE NOT EXISTS (SELECT "
-                           "1 FROM %s.person p WHERE p.person_id = o.person_id)",
-                           r.schema, r.schema),
-                     0);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.observation_period o WHERE NOT EXISTS (SELECT "
+                 "1 FROM %s.person p WHERE p.person_id = o.person_id)",
+                 r.schema, r.schema),
+        0);
     const char *dated[][2] = {{"visit_occurrence", "visit_start_date"},
                               {"condition_occurrence", "condition_start_date"},
                               {"measurement", "measurement_date"},
                               {"drug_exposure", "drug_exposure_start_date"},
                               {"observation", "observation_date"}};
     for (size_t i = 0; i < sizeof(dated) / sizeof(dated[0]); i++)
-        assert_int_equal(q_int("SELECT count(*) FROM %s.%s x JOIN %s.person p ON p.person_id = "
-                               "x.person_id WHERE NOT EXISTS (SELECT 1 FROM %s.observation_period "
-                               "o WHERE o.person_id = x.person_id AND x.%s BETWEEN "
-                               "o.observation_period_start_date AND "
-                               "o.observation_period_end_date)",
-                               r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
-                         0);
+        assert_int_equal(
+            pt_q_int("SELECT count(*) FROM %s.%s x JOIN %s.person p ON p.person_id = "
+                     "x.person_id WHERE NOT EXISTS (SELECT 1 FROM %s.observation_period "
+                     "o WHERE o.person_id = x.person_id AND x.%s BETWEEN "
+                     "o.observation_period_start_date AND "
+                     "o.observation_period_end_date)",
+                     r.schema, dated[i][0], r.schema, r.schema, dated[i][1]),
+            0);
     /* the offsets reached the topic's end (the envelopes, the junk and the bad ids) */
-    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
+    assert_int_equal(pt_q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
                      (long long)n + 3);
 
     /* a second run over the same topics changes nothing: no row is even written */
@@ -433,13 +316,13 @@ static void test_golden(void **state)
              "CREATE TABLE %s.cg_snap AS SELECT 'x'::text AS tbl, 0::bigint AS "
              "k, ''::text AS x LIMIT 0",
              r.schema);
-    PQclear(PQexec(pg, snap));
+    PQclear(PQexec(pt_pg, snap));
     for (int t = 0; upsert_only_tables[t]; t++) {
         snprintf(snap, sizeof(snap),
                  "INSERT INTO %s.cg_snap SELECT '%s', %s, xmin::text FROM %s.%s", r.schema,
                  upsert_only_tables[t], key_col(upsert_only_tables[t]), r.schema,
                  upsert_only_tables[t]);
-        PQclear(PQexec(pg, snap));
+        PQclear(PQexec(pt_pg, snap));
     }
     assert_int_equal(sink(&r, NULL, 1), 0);
     char *after = state_sum(r.schema, all_tables, 1);
@@ -447,11 +330,11 @@ static void test_golden(void **state)
     free(after);
     /* a replay of everything (no stored offsets) ends in the same state, and rewrites no row
      * that no delete reaches: an upsert writes a row only when it changed */
-    PQclear(PQexec(pg, "BEGIN"));
+    PQclear(PQexec(pt_pg, "BEGIN"));
     char sql[256];
     snprintf(sql, sizeof(sql), "DELETE FROM %s.cg_offsets", r.schema);
-    PQclear(PQexec(pg, sql));
-    PQclear(PQexec(pg, "COMMIT"));
+    PQclear(PQexec(pt_pg, sql));
+    PQclear(PQexec(pt_pg, "COMMIT"));
     assert_int_equal(sink(&r, NULL, 1), 0);
     after = state_sum(r.schema, all_tables, 0);
     assert_string_equal(before_vals, after);
@@ -471,29 +354,30 @@ static void test_golden(void **state)
                     break;
                 }
         }
-        long long rows = q_int("SELECT count(*) FROM %s.%s", r.schema, tn);
-        long long kept = q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_snap s ON s.tbl = '%s' "
-                               "AND s.k = t.%s AND s.x = t.xmin::text",
-                               r.schema, tn, r.schema, tn, key_col(tn));
+        long long rows = pt_q_int("SELECT count(*) FROM %s.%s", r.schema, tn);
+        long long kept = pt_q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_snap s ON s.tbl = '%s' "
+                                  "AND s.k = t.%s AND s.x = t.xmin::text",
+                                  r.schema, tn, r.schema, tn, key_col(tn));
         fprintf(stderr, "%s: %lld row(s), %lld kept by the replay, %lld with several versions\n",
                 tn, rows, kept, multi);
         assert_true(rows > 0);
         assert_true(kept >= rows - multi);
     }
-    assert_int_equal(q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
+    assert_int_equal(pt_q_int("SELECT sum(next_offset) FROM %s.cg_offsets", r.schema),
                      (long long)n + 3);
     /* the replay's reject went in again: a replay past the stored offsets is a new delivery */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 2 * (long long)rejects);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema),
+                     2 * (long long)rejects);
     free(before);
     free(before_vals);
     free_records(v, n);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 static void test_lifecycle(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-life", 1, 1000);
     const char *globs[] = {CG_SOURCE_DIR "/tests/golden/lifecycle_*/expected.ndjson",
                            CG_SOURCE_DIR "/tests/golden/adt_a40_merge/expected.ndjson"};
@@ -509,15 +393,15 @@ static void test_lifecycle(void **state)
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(v[i].op, "delete") && is_last(v, n, i)) {
             deletes++;
-            assert_int_equal(q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON m.id = "
-                                   "t.%s WHERE m.source_id = %s",
-                                   r.schema, v[i].table, r.schema, key_col(v[i].table), v[i].id),
+            assert_int_equal(pt_q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON m.id = "
+                                      "t.%s WHERE m.source_id = %s",
+                                      r.schema, v[i].table, r.schema, key_col(v[i].table), v[i].id),
                              0);
             if (!strcmp(v[i].table, "visit_occurrence")) /* no row names it */
-                assert_int_equal(q_int("SELECT count(*) FROM %s.condition_occurrence t JOIN "
-                                       "%s.cg_id_map m ON m.id = t.visit_occurrence_id WHERE "
-                                       "m.source_id = %s",
-                                       r.schema, r.schema, v[i].id),
+                assert_int_equal(pt_q_int("SELECT count(*) FROM %s.condition_occurrence t JOIN "
+                                          "%s.cg_id_map m ON m.id = t.visit_occurrence_id WHERE "
+                                          "m.source_id = %s",
+                                          r.schema, r.schema, v[i].id),
                                  0);
         }
         if (!strcmp(v[i].op, "merge")) {
@@ -526,26 +410,27 @@ static void test_lifecycle(void **state)
                                     "measurement", "observation",      "observation_period",
                                     NULL};
             for (int t = 0; tables[t]; t++)
-                assert_int_equal(q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON "
-                                       "m.id = t.person_id WHERE m.source_id = %s",
-                                       r.schema, tables[t], r.schema, v[i].merged),
+                assert_int_equal(pt_q_int("SELECT count(*) FROM %s.%s t JOIN %s.cg_id_map m ON "
+                                          "m.id = t.person_id WHERE m.source_id = %s",
+                                          r.schema, tables[t], r.schema, v[i].merged),
                                  0);
             /* what the merged person had now belongs to the survivor */
-            moved += (int)q_int("SELECT count(*) FROM %s.visit_occurrence t JOIN %s.cg_id_map m "
-                                "ON m.id = t.person_id WHERE m.source_id = %s",
-                                r.schema, r.schema, v[i].key);
+            moved += (int)pt_q_int("SELECT count(*) FROM %s.visit_occurrence t JOIN %s.cg_id_map m "
+                                   "ON m.id = t.person_id WHERE m.source_id = %s",
+                                   r.schema, r.schema, v[i].key);
         }
     }
     /* one observation period per person, after the merges too */
     assert_int_equal(
-        q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period", r.schema),
+        pt_q_int("SELECT count(*) - count(DISTINCT person_id) FROM %s.observation_period",
+                 r.schema),
         0);
     assert_true(deletes > 0);
     assert_true(merges > 0);
     assert_true(moved > 0);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_person_merge", r.schema) > 0, 1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_person_merge", r.schema) > 0, 1);
     free_records(v, n);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 #define KILL_INPUTS 20000
@@ -556,7 +441,7 @@ static void test_lifecycle(void **state)
 #define BAD(i) ((i) >= KILL_INPUTS - KILL_IDS && (i) % (KILL_IDS / KILL_BAD) == 7)
 
 /* The versioned measurement stream of the failure cases, produced to r's topic; --init done. */
-static void stream_feed(const run_t *r)
+static void stream_feed(const pt_run_t *r)
 {
     rec_t *v = calloc(KILL_INPUTS, sizeof(*v));
     char long_src[80];
@@ -579,53 +464,28 @@ static void stream_feed(const run_t *r)
     assert_int_equal(sink(r, "--init", 0), 0);
 }
 
-static pid_t sink_start(const run_t *r, const char *log_name)
-{
-    char log[400];
-    snprintf(log, sizeof(log), "%s/%s", r->dir, log_name);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config,
-                    (char *)"--idle-exit",  (char *)"3000", NULL};
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    return pid;
-}
-
-static long long committed(const run_t *r)
-{
-    return q_int("SELECT coalesce(sum(next_offset), 0) FROM %s.cg_offsets", r->schema);
-}
-
-/* Waits until the database holds at least n inputs' offsets. */
-static void wait_committed(const run_t *r, long long n)
-{
-    int64_t until = tk_now_ms() + HANG_MS;
-    while (committed(r) < n && tk_now_ms() < until)
-        usleep(20000);
-    assert_true(committed(r) >= n);
-}
-
 /* The end state of the stream: every input's offset, every measurement at its last good
  * version, every refused row in cg_rejects exactly once. */
-static void stream_check(const run_t *r)
+static void stream_check(const pt_run_t *r)
 {
-    assert_int_equal(committed(r), KILL_INPUTS);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects", r->schema), KILL_BAD);
-    assert_int_equal(q_int("SELECT count(DISTINCT (topic, partition, \"offset\")) FROM "
-                           "%s.cg_rejects",
-                           r->schema),
+    assert_int_equal(pt_committed(r), KILL_INPUTS);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r->schema), KILL_BAD);
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT (topic, partition, \"offset\")) FROM "
+                              "%s.cg_rejects",
+                              r->schema),
                      KILL_BAD);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = '22001' AND "
-                           "table_name = 'measurement'",
-                           r->schema),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE sqlstate = '22001' AND "
+                              "table_name = 'measurement'",
+                              r->schema),
                      KILL_BAD);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.measurement", r->schema), KILL_IDS);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r->schema), KILL_IDS);
     int wrong = 0;
     char sql[512];
     snprintf(sql, sizeof(sql),
              "SELECT m.source_id - 900000000, x.value_as_number FROM %s.measurement x JOIN "
              "%s.cg_id_map m ON m.id = x.measurement_id",
              r->schema, r->schema);
-    PGresult *res = PQexec(pg, sql);
+    PGresult *res = PQexec(pt_pg, sql);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     for (int i = 0; i < PQntuples(res); i++) {
         int id = atoi(PQgetvalue(res, i, 0)), val = atoi(PQgetvalue(res, i, 1)), want = -1;
@@ -638,9 +498,9 @@ static void stream_check(const run_t *r)
     assert_int_equal(wrong, 0);
     /* compact ids: an aborted transaction leaves a gap (a sequence gives nothing back), at most
      * its new ids, but ids are never reused (the column is unique) */
-    long long ids = q_int("SELECT count(*) FROM %s.cg_id_map", r->schema);
+    long long ids = pt_q_int("SELECT count(*) FROM %s.cg_id_map", r->schema);
     assert_true(ids >= KILL_IDS + 200);
-    assert_true(q_int("SELECT max(id) FROM %s.cg_id_map", r->schema) - ids < 4 * 2 * 200);
+    assert_true(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r->schema) - ids < 4 * 2 * 200);
 }
 
 /* The inputs a sink consumed, from its gateway.stopped line. */
@@ -660,35 +520,24 @@ static long long consumed_in(const char *log)
     return n;
 }
 
-static void wait_exit(pid_t pid)
-{
-    int st;
-    if (tk_wait_pid(pid, HANG_MS, &st)) {
-        kill(pid, SIGKILL);
-        fail_msg("the sink did not stop");
-    }
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-}
-
 static void test_kill9(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-kill", 3, 200);
     stream_feed(&r);
-    pid_t pid = sink_start(&r, "sink-1.log");
+    pid_t pid = pt_sink_start(&r, "sink-1.log", 3000);
     /* kill -9 once some transactions committed, and before the end */
-    wait_committed(&r, KILL_INPUTS / 5);
+    pt_wait_committed(&r, KILL_INPUTS / 5);
     kill(pid, SIGKILL);
     int st;
     assert_int_equal(tk_wait_pid(pid, 10000, &st), 0);
-    long long at_kill = committed(&r);
+    long long at_kill = pt_committed(&r);
     fprintf(stderr, "killed with %lld of %d inputs committed\n", at_kill, KILL_INPUTS);
     assert_true(at_kill < KILL_INPUTS);
     assert_int_equal(sink(&r, NULL, 1), 0);
     stream_check(&r);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 /* Two instances in one group: the second joins mid-stream and takes partitions over; the first
@@ -696,16 +545,17 @@ static void test_kill9(void **state)
 static void test_rebalance(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-rebal", 4, 10); /* small transactions: a longer stream */
     stream_feed(&r);
-    pid_t a = sink_start(&r, "sink-a.log");
-    wait_committed(&r, KILL_INPUTS / 10);
-    pid_t b = sink_start(&r, "sink-b.log");
-    wait_exit(a);
-    wait_exit(b);
+    pid_t a = pt_sink_start(&r, "sink-a.log", 3000);
+    pt_wait_committed(&r, KILL_INPUTS / 10);
+    pid_t b = pt_sink_start(&r, "sink-b.log", 3000);
     char log[400];
+    snprintf(log, sizeof(log), "%s/sink-a.log", r.dir);
+    pt_wait_exit(a, log);
     snprintf(log, sizeof(log), "%s/sink-b.log", r.dir);
+    pt_wait_exit(b, log);
     int assigned_b = tk_file_count(log, "partition.assigned");
     long long consumed_b = consumed_in(log);
     snprintf(log, sizeof(log), "%s/sink-a.log", r.dir);
@@ -716,7 +566,7 @@ static void test_rebalance(void **state)
     assert_true(consumed_b > 0); /* it joined mid-stream */
     assert_true(assigned_b > 0);
     stream_check(&r);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 /* The database drops the sink's connection mid-stream, three times: the open transaction is
@@ -724,26 +574,26 @@ static void test_rebalance(void **state)
 static void test_conn_lost(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-conn", 3, 200);
     stream_feed(&r);
-    pid_t pid = sink_start(&r, "sink.log");
+    pid_t pid = pt_sink_start(&r, "sink.log", 3000);
     int killed = 0;
     for (int round = 1; round <= 3; round++) {
-        wait_committed(&r, (long long)KILL_INPUTS * round / 5);
+        pt_wait_committed(&r, (long long)KILL_INPUTS * round / 5);
         killed +=
-            (int)q_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-                       "application_name = 'cohortgate-sink' AND query NOT LIKE '%%--init%%'");
+            (int)pt_q_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                          "application_name = 'cohortgate-sink' AND query NOT LIKE '%%--init%%'");
     }
-    wait_exit(pid);
     char log[400];
     snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    pt_wait_exit(pid, log);
     fprintf(stderr, "terminated %d connection(s); %d reconnect(s)\n", killed,
             tk_file_count(log, "pg.connected") - 1);
     assert_true(killed >= 1);
     assert_true(tk_file_count(log, "pg.connected") >= 2);
     stream_check(&r);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 /* SIGTERM mid-stream: the open transaction commits, so what the sink consumed is exactly what
@@ -751,25 +601,22 @@ static void test_conn_lost(void **state)
 static void test_sigterm(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-term", 3, 200);
     stream_feed(&r);
     char log[400];
     snprintf(log, sizeof(log), "%s/sink-1.log", r.dir);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", r.config, NULL};
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    wait_committed(&r, KILL_INPUTS / 5);
+    pid_t pid = pt_sink_start(&r, "sink-1.log", 0);
+    pt_wait_committed(&r, KILL_INPUTS / 5);
     int64_t t0 = tk_now_ms();
-    kill(pid, SIGTERM);
-    wait_exit(pid);
+    pt_sink_stop(pid, log);
     fprintf(stderr, "SIGTERM: stopped in %lld ms with %lld of %d inputs committed\n",
-            (long long)(tk_now_ms() - t0), committed(&r), KILL_INPUTS);
+            (long long)(tk_now_ms() - t0), pt_committed(&r), KILL_INPUTS);
     assert_true(tk_now_ms() - t0 < 20000);
-    assert_int_equal(consumed_in(log), committed(&r));
+    assert_int_equal(consumed_in(log), pt_committed(&r));
     assert_int_equal(sink(&r, NULL, 1), 0);
     stream_check(&r);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 /* GET /metrics from 127.0.0.1:port; the body (malloc'ed), or NULL. */
@@ -820,7 +667,7 @@ static long long sample(const char *text, const char *series)
 /* The port of the metrics endpoint, from the metrics.listening line of the log. */
 static int metrics_port(const char *log)
 {
-    int64_t until = tk_now_ms() + HANG_MS;
+    int64_t until = tk_now_ms() + PT_HANG_MS;
     while (tk_now_ms() < until) {
         FILE *f = fopen(log, "r");
         char line[2048];
@@ -848,7 +695,7 @@ static int metrics_port(const char *log)
 static void test_metrics(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-metrics", 2, 100);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "sed -i 's/\"listen\": \"off\"/\"listen\": \"127.0.0.1:0\"/' '%s'",
@@ -885,16 +732,14 @@ static void test_metrics(void **state)
     assert_int_equal(sink(&r, "--init", 0), 0);
     char log[400];
     snprintf(log, sizeof(log), "%s/sink-1.log", r.dir);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", r.config, NULL};
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    wait_committed(&r, (long long)n);
+    pid_t pid = pt_sink_start(&r, "sink-1.log", 0);
+    pt_wait_committed(&r, (long long)n);
     int port = metrics_port(log);
-    long long persons = q_int("SELECT count(*) FROM %s.person", r.schema);
-    long long meas = q_int("SELECT count(*) FROM %s.measurement", r.schema);
-    long long rejects = q_int("SELECT count(*) FROM %s.cg_rejects WHERE table_name = "
-                              "'measurement' AND sqlstate = '22001'",
-                              r.schema);
+    long long persons = pt_q_int("SELECT count(*) FROM %s.person", r.schema);
+    long long meas = pt_q_int("SELECT count(*) FROM %s.measurement", r.schema);
+    long long rejects = pt_q_int("SELECT count(*) FROM %s.cg_rejects WHERE table_name = "
+                                 "'measurement' AND sqlstate = '22001'",
+                                 r.schema);
     assert_int_equal(persons, M_PERSONS);
     assert_int_equal(meas, M_MEAS - M_BAD);
     assert_int_equal(rejects, M_BAD);
@@ -927,25 +772,26 @@ static void test_metrics(void **state)
     assert_true(sample(m, "cohortgate_sink_batch_seconds_bucket{le=\"+Inf\"}") >= 1);
     assert_true(sample(m, "cohortgate_sink_batches_total{result=\"aborted\"}") >= 0);
     free(m);
-    kill(pid, SIGTERM);
-    wait_exit(pid);
+    pt_sink_stop(pid, log);
     /* cdm_source: one row, the first load's date today */
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cdm_source WHERE cdm_version = 'v5.4' AND "
-                           "cdm_version_concept_id = 756265 AND source_release_date = "
-                           "current_date AND cdm_release_date = current_date AND "
-                           "cdm_source_abbreviation = left('%s', 25) AND vocabulary_version = ''",
-                           r.schema, r.schema),
-                     1);
-    assert_int_equal(q_int("SELECT count(*) FROM %s.cdm_source", r.schema), 1);
     assert_int_equal(
-        q_int("SELECT count(*) FROM %s.cg_sink_meta WHERE key = 'first_load_date'", r.schema), 1);
-    run_end(&r);
+        pt_q_int("SELECT count(*) FROM %s.cdm_source WHERE cdm_version = 'v5.4' AND "
+                 "cdm_version_concept_id = 756265 AND source_release_date = "
+                 "current_date AND cdm_release_date = current_date AND "
+                 "cdm_source_abbreviation = left('%s', 25) AND vocabulary_version = ''",
+                 r.schema, r.schema),
+        1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cdm_source", r.schema), 1);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cg_sink_meta WHERE key = 'first_load_date'", r.schema),
+        1);
+    pt_run_end(&r);
 }
 
 static void test_init(void **state)
 {
     (void)state;
-    run_t r;
+    pt_run_t r;
     run_new(&r, "cg-it-sink-init", 1, 100);
     assert_int_equal(sink(&r, "--init", 0), 0);
     /* cdm_source: one row, which a second --init leaves as it is (not even rewritten) */
@@ -954,17 +800,17 @@ static void test_init(void **state)
              "SELECT count(*)::text || ' ' || string_agg(ctid::text || xmin::text, ',') FROM "
              "%s.cdm_source",
              r.schema);
-    char *cdm0 = q_text(cdm_sql);
+    char *cdm0 = pt_q_text(cdm_sql);
     assert_int_equal(strncmp(cdm0, "1 ", 2), 0);
     assert_int_equal(sink(&r, "--init", 0), 0);
-    char *cdm1 = q_text(cdm_sql);
+    char *cdm1 = pt_q_text(cdm_sql);
     assert_string_equal(cdm0, cdm1);
     free(cdm0);
     free(cdm1);
-    assert_int_equal(q_int("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-                           "'%s' AND table_name IN ('person', 'measurement', 'cg_offsets', "
-                           "'cg_id_map', 'cg_rejects')",
-                           r.schema),
+    assert_int_equal(pt_q_int("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                              "'%s' AND table_name IN ('person', 'measurement', 'cg_offsets', "
+                              "'cg_id_map', 'cg_rejects')",
+                              r.schema),
                      5);
     /* the other id type is refused with a reason */
     char cmd[1024];
@@ -975,28 +821,16 @@ static void test_init(void **state)
     char log[400];
     snprintf(log, sizeof(log), "%s/sink.log", r.dir);
     assert_true(tk_file_count(log, "pg.id_type is bigint") > 0);
-    run_end(&r);
+    pt_run_end(&r);
 }
 
 int main(void)
 {
-    if (!have_services()) {
-        printf("skipped: set COHORTGATE_TEST_BOOTSTRAP and COHORTGATE_TEST_PG\n");
-        return 77;
-    }
-    pg = PQconnectdb(getenv("COHORTGATE_TEST_PG"));
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(pg));
-        return 1;
-    }
-    PQclear(PQexec(pg, "SET client_min_messages = warning"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init),      cmocka_unit_test(test_golden),
         cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_rebalance), cmocka_unit_test(test_conn_lost),
         cmocka_unit_test(test_sigterm),   cmocka_unit_test(test_metrics),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    PQfinish(pg);
-    return rc;
+    return PT_RUN_TESTS(tests);
 }
