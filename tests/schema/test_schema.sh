@@ -66,8 +66,11 @@ if [ -d "$corpus" ]; then
     xargs -a "$tmp/files" -d '\n' "$cg" map -q --ids-as-strings --spec "$root/specs" \
         --key-file "$root/tests/golden/key" >"$tmp/corpus-str.ndjson" 2>/dev/null || true
     validate "$tmp/schema-str.json" "$tmp/corpus-str.ndjson"
-    # strings are not numbers: the default schema must refuse them
-    if validate "$schema" "$tmp/corpus-str.ndjson" >/dev/null 2>&1; then
+    # strings are not numbers: the default schema must refuse them. 50 records with a string
+    # person_id show it (the whole corpus, every line failing, took the validator ~40 s to report).
+    grep -m 50 '"person_id":"' "$tmp/corpus-str.ndjson" >"$tmp/some-str.ndjson" ||
+        fail "no corpus record with person_id as a string"
+    if validate "$schema" "$tmp/some-str.ndjson" >/dev/null 2>&1; then
         fail "ids as strings passed the schema of ids as numbers"
     fi
 else
