@@ -17,7 +17,7 @@ typedef struct partition {
 
 struct cg_delivery_msg {
     cg_delivery_msg_t *next;
-    partition_t *part;
+    partition_t *part; /* NULL: an orphan, its partition dropped with records still out */
     int64_t offset;
     uint32_t pending; /* records added and not yet delivered */
     int sealed;
@@ -146,8 +146,25 @@ static void advance(cg_delivery_t *d, partition_t *p)
     }
 }
 
+/* A record of an orphan came back: the message is free once it is sealed and the last one has. Its
+ * reports can come after a revoke's flush ran out of time; its partition is gone by then, and the
+ * message must not be reused while they are out (they name it). */
+static void orphan_done(cg_delivery_t *d, cg_delivery_msg_t *m)
+{
+    if (m->pending)
+        m->pending--;
+    if (!m->pending && m->sealed) {
+        m->next = d->free_list;
+        d->free_list = m;
+    }
+}
+
 void cg_delivery_unadd(cg_delivery_t *d, cg_delivery_msg_t *m)
 {
+    if (!m->part) {
+        orphan_done(d, m);
+        return;
+    }
     if (m->pending)
         m->pending--;
     advance(d, m->part);
@@ -156,6 +173,11 @@ void cg_delivery_unadd(cg_delivery_t *d, cg_delivery_msg_t *m)
 void cg_delivery_seal(cg_delivery_t *d, cg_delivery_msg_t *m)
 {
     m->sealed = 1;
+    if (!m->part) { /* its job was still producing when its partition went */
+        m->pending++;
+        orphan_done(d, m);
+        return;
+    }
     if (m->offset + 1 > m->part->sealed)
         m->part->sealed = m->offset + 1;
     advance(d, m->part);
@@ -163,6 +185,10 @@ void cg_delivery_seal(cg_delivery_t *d, cg_delivery_msg_t *m)
 
 void cg_delivery_done(cg_delivery_t *d, cg_delivery_msg_t *m)
 {
+    if (!m->part) {
+        orphan_done(d, m);
+        return;
+    }
     if (m->pending)
         m->pending--;
     advance(d, m->part);
@@ -171,8 +197,8 @@ void cg_delivery_done(cg_delivery_t *d, cg_delivery_msg_t *m)
 void cg_delivery_msg_pos(const cg_delivery_msg_t *m, const char **topic, int32_t *partition,
                          int64_t *offset)
 {
-    *topic = m->part->topic;
-    *partition = m->part->partition;
+    *topic = m->part ? m->part->topic : "";
+    *partition = m->part ? m->part->partition : -1;
     *offset = m->offset;
 }
 
@@ -205,15 +231,21 @@ void cg_delivery_foreach_sealed(cg_delivery_t *d,
     }
 }
 
-/* Returns a partition's in-flight messages to the free list. */
-static size_t forget_messages(cg_delivery_t *d, partition_t *p)
+/* Takes a partition's in-flight messages off it: to the free list, or (orphans) as orphans while
+ * records of theirs are still out, so that their late reports find them and nothing else. */
+static size_t forget_messages(cg_delivery_t *d, partition_t *p, int orphans)
 {
     size_t dropped = 0;
     while (p->head) {
         cg_delivery_msg_t *m = p->head;
         p->head = m->next;
-        m->next = d->free_list;
-        d->free_list = m;
+        if (orphans && (m->pending || !m->sealed)) {
+            m->part = NULL;
+            m->next = NULL;
+        } else {
+            m->next = d->free_list;
+            d->free_list = m;
+        }
         d->in_flight--;
         dropped++;
     }
@@ -229,7 +261,7 @@ size_t cg_delivery_rewind(cg_delivery_t *d,
     size_t again = 0;
     for (size_t i = 0; i < d->n_parts; i++) {
         partition_t *p = d->parts[i];
-        forget_messages(d, p);
+        forget_messages(d, p, 0); /* an abort purged their records: no report comes */
         /* the group's committed offset, or where this assignment started */
         int64_t to = p->committed >= 0 ? p->committed : p->base;
         if (to >= 0 && p->begun > to) {
@@ -258,7 +290,7 @@ size_t cg_delivery_drop_partition(cg_delivery_t *d, const char *topic, int32_t p
         partition_t *p = d->parts[i];
         if (p->partition != partition || strcmp(p->topic, topic))
             continue;
-        size_t dropped = forget_messages(d, p);
+        size_t dropped = forget_messages(d, p, 1);
         free(p->topic);
         free(p);
         d->parts[i] = d->parts[--d->n_parts];
