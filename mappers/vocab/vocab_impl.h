@@ -12,7 +12,7 @@
 #include "cg_csv.h"
 
 #define CG_VOCAB_SHOW_MAX CG_CSV_SHOW_MAX /* bytes of offending text quoted in an error */
-#define MAX_DOMAINS       255 /* domain index 0 means "unknown" */
+#define MAX_DOMAINS       255             /* domain index 0 means "unknown" */
 
 typedef struct ventry {
     const char *code;
