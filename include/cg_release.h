@@ -134,6 +134,9 @@ const char *cg_policy_agreement(const cg_policy_t *p);
 /* "LABEL+CATALOGUE.POLICY" digests: what the records' cohortgate.policy header carries. */
 const char *cg_policy_version(const cg_policy_t *p);
 int cg_policy_max_level(const cg_policy_t *p);
+/* The end of day YYYY-MM-DD (UTC), when an agreement expiring that day stops covering; -1 when
+ * s is not such a date. */
+time_t cg_release_day_end(const char *s);
 /* Whether the agreement still covers time t (through the end of its expiry day, UTC). */
 int cg_policy_in_force(const cg_policy_t *p, time_t t);
 /* What the policy does with each column of table, one line per column ("column: keep (level
@@ -152,6 +155,7 @@ typedef enum cg_release_outcome {
     CG_RELEASE_COHORT,  /* in none of the subscriber's cohorts */
     CG_RELEASE_LEVEL,   /* above the subscriber's level (a sensitive code set) */
     CG_RELEASE_EXPIRED, /* the agreement has expired */
+    CG_RELEASE__COUNT
 } cg_release_outcome_t;
 
 typedef struct cg_release_out {

@@ -20,6 +20,7 @@
 #include "cg_circe.h"
 #include "cg_cli.h"
 #include "cg_config.h"
+#include "cg_release.h"
 
 static void usage(FILE *out)
 {
@@ -401,15 +402,15 @@ static int subscriber_k(const char *config, const char *name, int k_given, long 
         if (!strcmp(cfg->subscribers[i].name, name))
             sub = &cfg->subscribers[i];
     int rc = CG_EXIT_OK;
-    char day[16];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
     if (!sub) {
         fprintf(stderr, "cohortgate cohort count: %s declares no subscriber '%s'\n", config, name);
         rc = CG_EXIT_USAGE;
-    } else if (strcmp(day, sub->expires) > 0) {
+    } else if (cg_release_day_end(sub->expires) == (time_t)-1) {
+        fprintf(stderr,
+                "cohortgate cohort count: subscriber '%s': expires '%s' is not YYYY-MM-DD\n", name,
+                sub->expires);
+        rc = CG_EXIT_FAILURE;
+    } else if (time(NULL) >= cg_release_day_end(sub->expires)) {
         fprintf(stderr,
                 "cohortgate cohort count: subscriber '%s': agreement %s expired on %s: no counts "
                 "leave for it\n",

@@ -120,7 +120,7 @@ static struct {
     const cg_subscribers_t *subs;
     const cg_subscriber_t *sub;
     cg_release_scratch_t *scratch;
-    size_t released, withheld[CG_RELEASE_EXPIRED + 1];
+    size_t released, withheld[CG_RELEASE__COUNT];
 } rel;
 
 /* The subscriber's record of row, if released, to line. */
@@ -730,7 +730,7 @@ int cg_cli_map(int argc, char **argv)
     if (rel.sub) {
         fprintf(stderr, "cohortgate map: released to %s: %zu record(s); withheld:", rel.sub->name,
                 rel.released);
-        for (int w = 1; w <= CG_RELEASE_EXPIRED; w++)
+        for (int w = 1; w < CG_RELEASE__COUNT; w++)
             fprintf(stderr, "%s %zu %s", w > 1 ? "," : "", rel.withheld[w],
                     cg_release_outcome_name((cg_release_outcome_t)w));
         fprintf(stderr, " (policy %s)\n", cg_policy_version(rel.sub->policy));

@@ -64,14 +64,11 @@ typedef struct job {
     size_t n_recs, cap_recs;
     size_t next_rec; /* records handed to the sink so far: resumes after a full queue */
     cg_buf_t buf;    /* keys and envelopes */
-    /* rows withheld from each subscriber, by reason: [sub * CG_RELEASE_REASONS + reason];
+    /* rows withheld from each subscriber, by reason: [sub * CG_RELEASE__COUNT + reason];
      * NULL without subscribers */
     uint32_t *withheld;
     int audited; /* its withheld rows are counted (cg_engine_release_count) */
 } job_t;
-
-/* cg_release_outcome_t values (CG_RELEASE_OK unused in job_t.withheld) */
-#define CG_RELEASE_REASONS 5
 
 typedef struct worker {
     cg_engine_t *gw;

@@ -20,7 +20,7 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     j->next_rec = 0;
     j->audited = 0;
     if (j->withheld)
-        memset(j->withheld, 0, gw->subs->n * CG_RELEASE_REASONS * sizeof(*j->withheld));
+        memset(j->withheld, 0, gw->subs->n * CG_RELEASE__COUNT * sizeof(*j->withheld));
     cg_buf_reset(&j->buf);
     if (j->buf.cap > CG_JOB_KEEP_BYTES) { /* one huge message does not keep its slot big */
         cg_buf_free(&j->buf);
@@ -77,9 +77,9 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
             return rc;
         if (why != CG_RELEASE_OK) {
             if (!j->withheld &&
-                !(j->withheld = calloc(subs->n * CG_RELEASE_REASONS, sizeof(*j->withheld))))
+                !(j->withheld = calloc(subs->n * CG_RELEASE__COUNT, sizeof(*j->withheld))))
                 return CG_ERR_NOMEM;
-            j->withheld[s * CG_RELEASE_REASONS + why]++;
+            j->withheld[s * CG_RELEASE__COUNT + why]++;
             continue;
         }
         size_t val_off = j->buf.len;

@@ -22,7 +22,7 @@ typedef struct release_audit {
     audit_table_t *tables;
     size_t n, cap;
     uint64_t released;
-    uint64_t withheld[CG_RELEASE_REASONS];
+    uint64_t withheld[CG_RELEASE__COUNT];
     int64_t since_ms; /* wall clock: the interval's start */
     int expired_logged;
 } release_audit_t;
@@ -67,8 +67,8 @@ void cg_engine_release_count(cg_engine_t *gw, const job_t *j)
     for (size_t s = 0; s < gw->subs->n; s++) {
         release_audit_t *a = &gw->audit[s];
         const char *name = gw->subs->v[s].name;
-        for (int why = 1; why < CG_RELEASE_REASONS; why++) {
-            uint32_t n = j->withheld[s * CG_RELEASE_REASONS + why];
+        for (int why = 1; why < CG_RELEASE__COUNT; why++) {
+            uint32_t n = j->withheld[s * CG_RELEASE__COUNT + why];
             if (!n)
                 continue;
             a->withheld[why] += n;
@@ -132,7 +132,7 @@ static char *audit_json(cg_engine_t *gw, size_t s, int64_t to_ms)
             }
         json_object_set_new(released, a->tables[i].table, levels);
     }
-    for (int why = 1; why < CG_RELEASE_REASONS; why++)
+    for (int why = 1; why < CG_RELEASE__COUNT; why++)
         json_object_set_new(withheld, cg_release_outcome_name((cg_release_outcome_t)why),
                             json_integer((json_int_t)a->withheld[why]));
     json_t *o = json_pack(
@@ -155,7 +155,7 @@ char *cg_engine_release_audit_text(cg_engine_t *gw, size_t s, int64_t now_ms)
 {
     const release_audit_t *a = &gw->audit[s];
     uint64_t withheld = 0;
-    for (int why = 1; why < CG_RELEASE_REASONS; why++)
+    for (int why = 1; why < CG_RELEASE__COUNT; why++)
         withheld += a->withheld[why];
     if (!a->released && !withheld)
         return NULL; /* nothing happened: no record */

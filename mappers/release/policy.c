@@ -56,8 +56,7 @@ cg_pseudo_key_t *cg_release_derive_key(const cg_pseudo_t *site, const char *name
     return k;
 }
 
-/* YYYY-MM-DD: the time its day ends (UTC); -1 when it is not a date. */
-static time_t day_end(const char *s)
+time_t cg_release_day_end(const char *s)
 {
     int y, m, d;
     char rest;
@@ -160,7 +159,7 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
     }
     if (def->max_level < 1 || def->max_level > CG_RELEASE_LEVEL_MAX)
         perr(&e, "max_level must be 1 to 5, not %d", def->max_level);
-    if ((p->expires_at = day_end(def->expires)) == (time_t)-1)
+    if ((p->expires_at = cg_release_day_end(def->expires)) == (time_t)-1)
         perr(&e, "expires must be the agreement's last day as YYYY-MM-DD, not '%s'",
              def->expires ? def->expires : "");
     for (int l = 1; l <= CG_RELEASE_LEVEL_MAX; l++)
@@ -201,6 +200,8 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                 goto out;
             }
     }
+    /* the source time is an event time of the patient: as a level-3 date goes */
+    uint8_t time_action = source_time_plan(def).action;
     /* a plan per table of every target */
     for (size_t ti = 0; cg_target_at(ti); ti++) {
         size_t n;
@@ -254,8 +255,7 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                 tp->granted = 0;
                 break;
             }
-            /* the source time is an event time of the patient: as a level-3 date goes */
-            tp->time_action = source_time_plan(def).action;
+            tp->time_action = time_action;
         }
     }
     if (e.n)
