@@ -847,6 +847,8 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                             .key_env = cfg->key_env,
                             .date_shift_days = cfg->date_shift_days,
                             .source_utc_offset = cfg->source_utc_offset,
+                            .max_message_ms = (unsigned)cfg->max_message_ms,
+                            .max_message_memory = (size_t)cfg->max_message_mb << 20,
                             .hl7 = &cfg->hl7,
                             .xml = &cfg->xml,
                             .params = cfg->spec_param_view,

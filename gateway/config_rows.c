@@ -98,6 +98,16 @@ const cg_config_map_t cg_config_core_map[] = {
      "site's rows win over Athena's); empty for none."),
     CG_CONFIG_ROW_STRING("mapping.source_utc_offset", cg_config_t, source_utc_offset, "", CG_CONFIG_F_EMPTY,
      "UTC offset (+HH:MM) written for HL7 times that carry none; empty writes them without one."),
+    CG_CONFIG_ROW_INT("mapping.max_message_ms", cg_config_t, max_message_ms, "10000", 0, 3600000,
+     "Time budget of one message's mapping, in milliseconds (wall clock, on its worker): a message "
+     "still mapping past it is dead-lettered (MAP_LIMIT, \"took longer than its budget\") instead "
+     "of holding its worker and partition; 0: none. A normal message maps in well under a "
+     "millisecond."),
+    CG_CONFIG_ROW_INT("mapping.max_message_mb", cg_config_t, max_message_mb, "1024", 0, 1048576,
+     "Memory budget of one message's mapped values, in MiB: a message that needs more is "
+     "dead-lettered (MAP_LIMIT) instead of growing the worker; 0: none. Running out of memory "
+     "while mapping one message dead-letters that message too, rather than stopping the "
+     "gateway, which would meet it again on every restart."),
     CG_CONFIG_ROW_MAP("mapping.params", cg_config_t, spec_params, n_spec_params,
      "Values of the specs' parameters, NAME: value (specs/README.md, \"Parameters\"), such as "
      "{\"patient_id_types\": \"NNCHN|MR|*\"}: which PID-3 identifier types are the patient's, in "

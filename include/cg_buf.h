@@ -139,11 +139,18 @@ typedef struct cg_arena {
     cg_arena_chunk_t *head; /* chunk being filled; older ones follow */
     size_t chunk_size;
     size_t used_total; /* bytes handed out since the last reset */
+    size_t limit;      /* most bytes handed out between resets; 0: no limit */
+    int over_limit;    /* an allocation was refused for the limit since the last reset */
 } cg_arena_t;
 
 /* chunk_size 0 picks a default (64 KiB). */
 void cg_arena_init(cg_arena_t *a, size_t chunk_size);
-/* Allocates n bytes aligned for any type; NULL when out of memory. Valid until reset. */
+/* Caps the bytes handed out between resets (one message's values): past it, allocations fail
+ * and over_limit is set, so a caller tells a message too big to map from a machine out of
+ * memory. 0: no cap. */
+void cg_arena_set_limit(cg_arena_t *a, size_t bytes);
+/* Allocates n bytes aligned for any type; NULL when out of memory or over the limit. Valid until
+ * reset. */
 void *cg_arena_alloc(cg_arena_t *a, size_t n);
 char *cg_arena_strndup(cg_arena_t *a, const char *s, size_t n);
 /* Forgets every allocation; keeps the first chunk so a warm arena does not call malloc. */

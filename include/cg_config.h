@@ -176,6 +176,8 @@ typedef struct cg_config {
     size_t n_vocab;
     char *athena;                /* resolved, or NULL */
     char *source_utc_offset;     /* "+HH:MM" or NULL */
+    int max_message_ms;          /* mapping.max_message_ms: one message's time budget; 0 none */
+    int max_message_mb;          /* mapping.max_message_mb: its memory budget; 0 none */
     cg_config_kv_t *spec_params; /* mapping.params: the specs' parameters, NAME: value */
     size_t n_spec_params;
     cg_spec_param_t *spec_param_view; /* the same for cg_mapping_opts_t (names borrowed) */

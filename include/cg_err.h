@@ -25,6 +25,7 @@ typedef enum cg_err {
     CG_ERR_REQUIRED,    /* a required output column could not be filled */
     CG_ERR_KAFKA,       /* Kafka client error (text from librdkafka) */
     CG_ERR_KAFKA_RETRY, /* transient Kafka error, worth retrying */
+    CG_ERR_MAP_LIMIT,   /* one message's mapping ran past its time or memory budget */
     CG_ERR__COUNT
 } cg_err_t;
 

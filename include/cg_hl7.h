@@ -94,6 +94,11 @@ typedef struct cg_hl7_reader {
      * FTS-1 batches in the file): a message or batch lost on the way. 0 when none */
     size_t count_error_at; /* byte offset of that BTS or FTS, plus one */
     char count_error[128];
+    /* Optional: told, every few MiB, how far a skip over bytes that are no message (junk after
+     * an error, a file of zeros) has gone; nothing before upto is read again. cohortgate map
+     * releases a mapped file's pages with it. Set after cg_hl7_reader_init(). */
+    void (*scanned)(void *ctx, size_t upto);
+    void *scanned_ctx;
 } cg_hl7_reader_t;
 
 void cg_hl7_reader_init(cg_hl7_reader_t *r, const char *buf, size_t len);

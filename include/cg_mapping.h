@@ -32,6 +32,11 @@
  * Athena folder loads after the first vocabulary layer (the base: its ids win over the shipped
  * tables') and before the others (a site's rows win over Athena's). */
 
+/* The budgets of one message's mapping that run and map apply unless told otherwise
+ * (mapping.max_message_ms, mapping.max_message_mb) */
+#define CG_MAPPING_DEFAULT_MAX_MESSAGE_MS 10000
+#define CG_MAPPING_DEFAULT_MAX_MESSAGE_MB 1024
+
 /* What to load. Strings are borrowed for the duration of cg_mapping_load() only. */
 typedef struct cg_mapping_opts {
     const char *specs; /* the first spec layer: a spec file or a folder of *.json specs; required */
@@ -56,6 +61,9 @@ typedef struct cg_mapping_opts {
     /* The site's values of spec parameters (mapping.params, --param); copied, kept for reloads */
     const cg_spec_param_t *params;
     size_t n_params;
+    /* Wall-clock budget of one message's mapping (cg_spec_env_t.max_message_ms); 0: none */
+    unsigned max_message_ms;
+    size_t max_message_memory; /* bytes (cg_spec_env_t.max_message_memory); 0: none */
 } cg_mapping_opts_t;
 
 typedef struct cg_mapping cg_mapping_t;

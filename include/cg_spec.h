@@ -47,6 +47,13 @@ typedef struct cg_spec_env {
      * declares is an error. NULL / 0: the specs' defaults. */
     const struct cg_spec_param *params;
     size_t n_params;
+    /* Wall-clock budget of one message's mapping, in milliseconds (mapping.max_message_ms); a
+     * message past it fails with CG_ERR_MAP_LIMIT ("map" stage) instead of holding its worker.
+     * 0: none. */
+    unsigned max_message_ms;
+    /* The most memory one message's values may take, in bytes (mapping.max_message_mb); past
+     * it the message fails with CG_ERR_MAP_LIMIT. 0: none. */
+    size_t max_message_memory;
 } cg_spec_env_t;
 
 /* A spec parameter's value, given by a site (mapping.params, --param NAME=VALUE). */

@@ -63,6 +63,10 @@ static void usage(FILE *out)
         "                        file), as the gateway does: each record lists its \"cohorts\"\n"
         "      --param NAME=VALUE  a value for the specs' parameter NAME (as mapping.params),\n"
         "                        e.g. patient_id_types='NNCHN|MR|*'; repeatable\n"
+        "      --max-message-ms N  time budget of one message's mapping (default %d; 0: none)\n"
+        "      --max-message-mb N  memory budget of its values in MiB (default %d; 0: none):\n"
+        "                        past either, the message fails with MAP_LIMIT, as run\n"
+        "                        dead-letters it (mapping.max_message_ms, max_message_mb)\n"
         "      --strict          refuse specs that check --spec warns about (a concept id from a\n"
         "                        raw code, an unknown vocabulary, …): warnings become errors\n"
         "  -t, --trace           add, for every column, the rule and source path behind it and\n"
@@ -74,13 +78,15 @@ static void usage(FILE *out)
         "                        counted on stderr by reason)\n"
         "      --config FILE     with --for: the gateway config that declares the subscriber\n"
         "  -q, --quiet           no progress on stderr\n"
-        "  -h, --help            show this help\n");
+        "  -h, --help            show this help\n",
+        CG_MAPPING_DEFAULT_MAX_MESSAGE_MS, CG_MAPPING_DEFAULT_MAX_MESSAGE_MB);
 }
 
 typedef struct map_opts {
     cg_cli_layers_t specs, vocab;
     const char *athena, *key_file, *utc_offset, *charset, *cohorts, *for_sub, *config;
     int date_shift, trace, ids_as_strings, quiet, strict;
+    long max_ms, max_mb;
     cg_spec_param_t params[CG_CLI_MAX_PARAMS];
     size_t n_params;
 } map_opts_t;
@@ -257,6 +263,25 @@ static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf
     return 0;
 }
 
+/* Pages of a mapped input the reader has left behind, given back as it goes (cg_hl7_reader_t
+ * scanned, and between messages) so that memory does not grow with the file. */
+typedef struct page_release {
+    const char *base; /* NULL: the input is not a mapping of ours */
+    size_t done, page;
+} page_release_t;
+
+static void release_pages(void *ctx, size_t upto)
+{
+    page_release_t *pr = ctx;
+    if (!pr->base || !pr->page)
+        return;
+    upto &= ~(pr->page - 1);
+    if (upto <= pr->done || upto - pr->done < RELEASE_BYTES)
+        return;
+    madvise((char *)(uintptr_t)pr->base + pr->done, upto - pr->done, MADV_DONTNEED);
+    pr->done = upto;
+}
+
 /* Maps every message the reader holds. base is the input offset of rd->buf[0] (not 0 when
  * streaming), added to error offsets. With map_base, pages of that mapping before the current
  * message are released as the reader moves on. */
@@ -264,11 +289,18 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
                          cg_hl7_reader_t *rd, size_t base, const char *map_base, int trace,
                          FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
 {
-    size_t failed = 0, released = 0;
+    size_t failed = 0;
     int tty = cnt->progress && isatty(2);
     int out_tty = isatty(fileno(out));
     long page = sysconf(_SC_PAGESIZE);
+    page_release_t pr = {map_base, 0, page > 0 ? (size_t)page : 0};
+    if (map_base) {
+        rd->scanned = release_pages;
+        rd->scanned_ctx = &pr;
+    }
     while (cg_hl7_reader_more(rd)) {
+        /* the last message's rows are encoded: nothing points below rd->pos any more */
+        release_pages(&pr, rd->pos);
         cg_error_t he;
         size_t start = rd->pos;
         cnt->messages++;
@@ -297,15 +329,10 @@ static size_t map_reader(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
         cnt->rows += n;
         if (!n)
             put_outcome(mw, errs, name, "message", cg_hl7_msg_number(msg), cnt);
-        if (map_base && page > 0 && rd->pos - released >= RELEASE_BYTES) {
-            /* the rows are encoded: nothing points below the next message any more */
-            size_t upto = rd->pos & ~((size_t)page - 1);
-            madvise((char *)(uintptr_t)map_base + released, upto - released, MADV_DONTNEED);
-            released = upto;
-        }
         if (tty)
             progress(cnt, 0);
     }
+    rd->scanned = NULL;
     cnt->failed += failed;
     return failed;
 }
@@ -578,11 +605,14 @@ int cg_cli_map(int argc, char **argv)
         {"param", required_argument, NULL, 'P'},
         {"strict", no_argument, NULL, 'S'},
         {"for", required_argument, NULL, 'F'},
+        {"max-message-ms", required_argument, NULL, 'M'},
+        {"max-message-mb", required_argument, NULL, 'B'},
         {"config", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    map_opts_t o = {0};
+    map_opts_t o = {.max_ms = CG_MAPPING_DEFAULT_MAX_MESSAGE_MS,
+                    .max_mb = CG_MAPPING_DEFAULT_MAX_MESSAGE_MB};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "s:tqh", opts, NULL)) != -1) {
@@ -638,6 +668,19 @@ int cg_cli_map(int argc, char **argv)
         case 'F':
             o.for_sub = optarg;
             break;
+        case 'M':
+        case 'B': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || !*optarg || v < 0 || v > (c == 'M' ? 3600000 : 1048576)) {
+                fprintf(stderr, "cohortgate map: %s takes a number from 0 to %d\n",
+                        c == 'M' ? "--max-message-ms" : "--max-message-mb",
+                        c == 'M' ? 3600000 : 1048576);
+                return CG_EXIT_USAGE;
+            }
+            *(c == 'M' ? &o.max_ms : &o.max_mb) = v;
+            break;
+        }
         case 'G':
             o.config = optarg;
             break;
@@ -697,6 +740,8 @@ int cg_cli_map(int argc, char **argv)
                             .key_file = o.key_file,
                             .date_shift_days = o.date_shift,
                             .source_utc_offset = o.utc_offset,
+                            .max_message_ms = (unsigned)o.max_ms,
+                            .max_message_memory = (size_t)o.max_mb << 20,
                             .hl7 = &hl7,
                             .params = o.params,
                             .n_params = o.n_params};

@@ -196,6 +196,13 @@ void cg_arena_init(cg_arena_t *a, size_t chunk_size)
     a->head = NULL;
     a->chunk_size = chunk_size ? chunk_size : 64 * 1024;
     a->used_total = 0;
+    a->limit = 0;
+    a->over_limit = 0;
+}
+
+void cg_arena_set_limit(cg_arena_t *a, size_t bytes)
+{
+    a->limit = bytes;
 }
 
 void *cg_arena_alloc(cg_arena_t *a, size_t n)
@@ -204,6 +211,10 @@ void *cg_arena_alloc(cg_arena_t *a, size_t n)
     size_t need = (n + align - 1) & ~(align - 1);
     if (need < n)
         return NULL;
+    if (a->limit && need > a->limit - (a->used_total < a->limit ? a->used_total : a->limit)) {
+        a->over_limit = 1;
+        return NULL;
+    }
     cg_arena_chunk_t *c = a->head;
     if (!c || c->cap - c->used < need) {
         size_t cap = a->chunk_size > need ? a->chunk_size : need;
@@ -233,6 +244,7 @@ char *cg_arena_strndup(cg_arena_t *a, const char *s, size_t n)
 
 void cg_arena_reset(cg_arena_t *a)
 {
+    a->over_limit = 0;
     cg_arena_chunk_t *c = a->head;
     if (!c)
         return;

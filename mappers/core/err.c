@@ -27,6 +27,10 @@ static const struct {
                          CG_ERR_CLASS_DEADLETTER},
     [CG_ERR_KAFKA] = {"KAFKA", "Kafka client error", CG_ERR_CLASS_FATAL},
     [CG_ERR_KAFKA_RETRY] = {"KAFKA_RETRY", "transient Kafka error", CG_ERR_CLASS_RETRY},
+    /* the message's own fault, or too big for this machine: either way not a reason to stop
+     * the gateway, which would meet the same message again on every restart */
+    [CG_ERR_MAP_LIMIT] = {"MAP_LIMIT", "message exceeds the mapping's time or memory budget",
+                          CG_ERR_CLASS_DEADLETTER},
 };
 
 const char *cg_err_name(cg_err_t err)

@@ -75,7 +75,14 @@ struct cg_hl7_msg {
         uint32_t from;  /* asked from this segment ... */
         uint32_t found; /* ... and found this one (CG_HL7_NO_SEG: none) */
     } prev_memo[4];
-    int prev_live;
+    /* cg_hl7_seg_next's alike, forward: the search from each OBX for a segment that follows
+     * it (an NTE, an SPM) or that the message lacks is then amortized to one pass */
+    struct {
+        char name[4];
+        uint32_t from;  /* no such segment in [from, found) ... */
+        uint32_t found; /* ... and this is one (CG_HL7_NO_SEG: none to the end) */
+    } next_memo[4];
+    int prev_live; /* both memos */
     uint8_t cls[256]; /* delimiter class of each byte for the current message */
 
     struct {

@@ -203,15 +203,27 @@ static size_t line_end(const char *b, size_t n, size_t i)
 
 /* Next offset >= from where a message-boundary segment starts a line; n when none. Used to
  * resynchronise after an error, so it is linear and never revisits bytes. */
-static size_t resync(const char *b, size_t n, size_t from)
+#define RESYNC_WINDOW ((size_t)4 << 20)
+
+static size_t resync(const cg_hl7_reader_t *r, size_t from)
 {
-    size_t i = from;
+    const char *b = r->buf;
+    size_t n = r->len, i = from, told = from;
     while (i < n) {
-        const char *cr = memchr(b + i, '\r', n - i);
-        const char *lf = memchr(b + i, '\n', (cr ? (size_t)(cr - b) : n) - i);
+        /* a window at a time, so that a long stretch without a line end (a file of zeros) is
+         * handed to r->scanned as it is passed: map releases those pages as it goes */
+        size_t lim = n - i > RESYNC_WINDOW ? i + RESYNC_WINDOW : n;
+        const char *cr = memchr(b + i, '\r', lim - i);
+        const char *lf = memchr(b + i, '\n', (cr ? (size_t)(cr - b) : lim) - i);
         const char *e = lf ? lf : cr;
-        if (!e)
-            return n;
+        if (!e) {
+            i = lim;
+            if (r->scanned && i - told >= RESYNC_WINDOW) {
+                r->scanned(r->scanned_ctx, i);
+                told = i;
+            }
+            continue;
+        }
         i = skip_gap(b, n, (size_t)(e - b));
         if (is_boundary(b + i, n - i))
             return i;
@@ -392,9 +404,11 @@ static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, un
 
 /* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
  * (the next message, or a resync point after an error). */
-static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, size_t start,
+static cg_err_t index_message(cg_hl7_msg_t *m, const cg_hl7_reader_t *r, size_t start,
                               size_t *next, cg_error_t *err)
 {
+    const char *in = r->buf;
+    size_t in_len = r->len;
     ix_state_t st = {m, in + start, in_len - start, 0, start, err};
     const char *b = st.b;
     const size_t avail = st.avail;
@@ -417,7 +431,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
     size_t enc_len = 0;
     cg_err_t rc = read_delims(&st, &m->d, &enc_len);
     if (rc != CG_OK) {
-        *next = resync(in, in_len, start + 3);
+        *next = resync(r, start + 3);
         return rc;
     }
     /* Charset first: it decides whether bytes >= 0x81 hide delimiters in their trail bytes.
@@ -428,7 +442,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
         (cs.len && memcmp(m->cs_key, cs.ptr, cs.len) != 0) || !m->charset[0]) {
         if (cg_hl7__set_charset(m, cs.ptr, cs.len, why, sizeof(why)) != CG_OK) {
             m->cs_key_len = (size_t)-1;
-            *next = resync(in, in_len, start + 3);
+            *next = resync(r, start + 3);
             return ix_fail(&st, CG_ERR_CHARSET, cs.len ? (size_t)(cs.ptr - b) : 0, 18, "%s%s",
                            cs.len ? "" : "default ", why);
         }
@@ -490,7 +504,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 /* Beyond the limit without reaching the next message. */
                 m->nsegs = ns;
                 m->segs[ns] = cur;
-                *next = resync(in, in_len, start + region);
+                *next = resync(r, start + region);
                 return ix_fail(&st, CG_ERR_HL7_LIMIT, region, 0,
                                "message longer than the limit of %zu bytes",
                                m->opt.max_message_bytes);
@@ -506,7 +520,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             if (grow_tables(m, (size_t)nl + CG_HL7_SCAN_SLACK)) {
                 m->nsegs = ns;
                 m->segs[ns] = cur;
-                *next = resync(in, in_len, start + p);
+                *next = resync(r, start + p);
                 return ix_fail(&st, CG_ERR_NOMEM, p, 0, "out of memory");
             }
             le = m->leaf_end;
@@ -617,7 +631,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             uint32_t nfields = cur.header ? ntok : ntok - 1;
             if ((size_t)ns + 2 > m->seg_cap && grow_segs(m, (size_t)ns + 2)) {
                 m->nsegs = ns;
-                *next = resync(in, in_len, start + p);
+                *next = resync(r, start + p);
                 return ix_fail(&st, CG_ERR_NOMEM, p, 0, "out of memory");
             }
             m->segs[ns] = cur;
@@ -625,7 +639,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             if (nfields > m->opt.max_fields) {
                 uint32_t t = cur.tok0 + m->opt.max_fields + (cur.header ? 0 : 1);
                 uint32_t l = tl[t];
-                *next = resync(in, in_len, start + p);
+                *next = resync(r, start + p);
                 return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, (int)m->opt.max_fields + 1,
                                "more than %u fields in one segment", m->opt.max_fields);
             }
@@ -635,7 +649,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                     uint32_t l, l1, k = m->opt.max_reps + 1;
                     if (split_leaves(m, tl[t], tl[t + 1], L_REP, k, &l, &l1) == k) {
                         int f = (int)(t - cur.tok0) + (cur.header ? 1 : 0);
-                        *next = resync(in, in_len, start + p);
+                        *next = resync(r, start + p);
                         return ix_fail(&st, CG_ERR_HL7_LIMIT, le[l - 1] + 1, f,
                                        "more than %u repetitions in one field", m->opt.max_reps);
                     }
@@ -646,7 +660,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
             msg_end = p;
             if (ns > m->opt.max_segments) {
                 m->nsegs = ns - 1;
-                *next = resync(in, in_len, start + p);
+                *next = resync(r, start + p);
                 return ix_fail(&st, CG_ERR_HL7_LIMIT, cur.start, 0,
                                "more than %u segments in one message", m->opt.max_segments);
             }
@@ -658,7 +672,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 break;
             }
             if (q >= region) {
-                *next = resync(in, in_len, start + q);
+                *next = resync(r, start + q);
                 return ix_fail(&st, CG_ERR_HL7_LIMIT, q, 0,
                                "message longer than the limit of %zu bytes",
                                m->opt.max_message_bytes);
@@ -677,7 +691,7 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const char *in, size_t in_len, si
                 size_t e = line_end(b, avail, q);
                 size_t show = e - q < 20 ? e - q : 20;
                 memset(m->segs[ns].name, 0, 4);
-                *next = resync(in, in_len, start + q);
+                *next = resync(r, start + q);
                 /* Show the offending text as JSON-safe as possible: stop at controls. */
                 char txt[24];
                 size_t w = 0;
@@ -811,15 +825,15 @@ cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_error_t *err
             unsigned char c = (unsigned char)r->buf[at + i];
             txt[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
         }
-        r->pos = resync(r->buf, r->len, at);
+        r->pos = resync(r, at);
         cg_hl7__err(err, CG_ERR_NOT_HL7, r->msg_no, 0, NULL, 0, at,
                     "not an HL7 v2 message: expected an MSH segment, found \"%s\"", txt);
         return CG_ERR_NOT_HL7;
     }
     size_t next = r->len;
-    cg_err_t rc = index_message(m, r->buf, r->len, r->pos, &next, err);
+    cg_err_t rc = index_message(m, r, r->pos, &next, err);
     if (next <= r->pos) /* never stall */
-        next = resync(r->buf, r->len, r->pos + 1);
+        next = resync(r, r->pos + 1);
     r->pos = next;
     if (rc != CG_OK)
         m->nsegs = 0;
@@ -1237,6 +1251,20 @@ int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t
     return 1;
 }
 
+static void memo_live(cg_hl7_msg_t *m)
+{
+    if (!m->prev_live) {
+        memset(m->prev_memo, 0, sizeof(m->prev_memo));
+        memset(m->next_memo, 0, sizeof(m->next_memo));
+        m->prev_live = 1;
+    }
+}
+
+static unsigned memo_slot(const char *name)
+{
+    return ((unsigned char)name[0] + (unsigned char)name[1] + (unsigned char)name[2]) & 3;
+}
+
 uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *cm, uint32_t seg, const char *name)
 {
     /* the memo is a cache of a read: writing it does not change the message (cg_hl7.h: a
@@ -1244,11 +1272,8 @@ uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *cm, uint32_t seg, const char *name)
     cg_hl7_msg_t *m = (cg_hl7_msg_t *)(uintptr_t)cm;
     if (seg > m->nsegs)
         seg = m->nsegs;
-    if (!m->prev_live) {
-        memset(m->prev_memo, 0, sizeof(m->prev_memo));
-        m->prev_live = 1;
-    }
-    unsigned slot = ((unsigned char)name[0] + (unsigned char)name[1] + (unsigned char)name[2]) & 3;
+    memo_live(m);
+    unsigned slot = memo_slot(name);
     uint32_t stop = 0, found = CG_HL7_NO_SEG;
     if (!memcmp(m->prev_memo[slot].name, name, 3) && m->prev_memo[slot].from <= seg) {
         /* only the segments since the last question are new */
@@ -1266,10 +1291,22 @@ uint32_t cg_hl7_seg_prev(const cg_hl7_msg_t *cm, uint32_t seg, const char *name)
     return found;
 }
 
-uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *m, uint32_t from, const char *name)
+uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *cm, uint32_t from, const char *name)
 {
+    cg_hl7_msg_t *m = (cg_hl7_msg_t *)(uintptr_t)cm; /* the memo, as in cg_hl7_seg_prev */
+    memo_live(m);
+    unsigned slot = memo_slot(name);
+    if (!memcmp(m->next_memo[slot].name, name, 3) && m->next_memo[slot].from <= from &&
+        (m->next_memo[slot].found == CG_HL7_NO_SEG || m->next_memo[slot].found >= from))
+        return m->next_memo[slot].found; /* nothing of that name between from and it */
+    uint32_t found = CG_HL7_NO_SEG;
     for (uint32_t s = from; s < m->nsegs; s++)
-        if (!memcmp(m->segs[s].name, name, 3))
-            return s;
-    return CG_HL7_NO_SEG;
+        if (!memcmp(m->segs[s].name, name, 3)) {
+            found = s;
+            break;
+        }
+    memcpy(m->next_memo[slot].name, name, 3);
+    m->next_memo[slot].from = from;
+    m->next_memo[slot].found = found;
+    return found;
 }

@@ -23,6 +23,8 @@ typedef struct mapping_base {
     layer_set_t vocab_layers; /* what each vocabulary layer contributed */
     cg_spec_param_t *params;  /* names and values strdup'ed */
     size_t n_params;
+    unsigned max_message_ms;
+    size_t max_message_memory;
 } mapping_base_t;
 
 struct cg_mapping {
@@ -88,7 +90,9 @@ static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo
                            .hl7 = &b->hl7,
                            .xml = &b->xml,
                            .params = b->params,
-                           .n_params = b->n_params};
+                           .n_params = b->n_params,
+                           .max_message_ms = b->max_message_ms,
+                           .max_message_memory = b->max_message_memory};
 }
 
 /* Loads the vocabulary layers of o (or the spec layers' vocab/ folders) into b, and Athena after
@@ -153,6 +157,8 @@ static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, s
         b->specs_path = dup_or_null(o->specs, &nomem);
         b->cohorts_path = dup_or_null(o->cohorts, &nomem);
         b->utc_offset = dup_or_null(o->source_utc_offset, &nomem);
+        b->max_message_ms = o->max_message_ms;
+        b->max_message_memory = o->max_message_memory;
         if (o->hl7)
             b->hl7 = *o->hl7;
         else

@@ -38,6 +38,10 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
     mp->vocab = env ? env->vocab : NULL;
     mp->utc_offset = env ? env->source_utc_offset : NULL;
     cg_arena_init(&mp->arena, 64 * 1024);
+    if (env) {
+        mp->budget_ms = env->max_message_ms;
+        cg_arena_set_limit(&mp->arena, env->max_message_memory);
+    }
     cg_buf_init(&mp->scratch);
     for (size_t i = 0; i < ss->n_specs; i++)
         if (ss->specs[i].max_vars > mp->cap_vars)

@@ -15,6 +15,8 @@
 #include "cg_row.h"
 #include "cg_vocab.h"
 
+#include <time.h>
+
 /* Values of single-valued paths already read in this message: rules over the same OBX ask for
  * OBX-2, OBX-3 and the like again and again. Direct-mapped, keyed by the path's path_id (equal
  * paths share one, spec_hl7_format.c) and the scope; an entry counts only for the message (gen) it
@@ -87,6 +89,11 @@ struct cg_mapper {
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
     uint32_t gen; /* of the message being mapped; never 0 */
+    /* the per-message budget (cg_spec_env_t.max_message_ms): checked every BUDGET_EVERY rows
+     * a rule considers, on a coarse clock, so that it costs nothing measurable */
+    unsigned budget_ms;
+    unsigned budget_tick;
+    int64_t deadline_ms;
 
     /* per message */
     cg_hl7_msg_t *m;   /* NULL for an XML document */
@@ -129,6 +136,26 @@ struct cg_mapper {
 };
 
 static const spec_val_t ABSENT = {NULL, 0, 0};
+
+/* Milliseconds on a coarse monotonic clock (a few ms of resolution, a fraction of a normal
+ * clock read's cost): enough for budgets of seconds. */
+static inline int64_t cg_spec_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define BUDGET_EVERY 64u
+/* CG_ERR_MAP_LIMIT when the message has run past its time budget (spec_fail.c), else CG_OK.
+ * Cheap: reads the clock once every BUDGET_EVERY calls. */
+cg_err_t cg_spec_budget_check(cg_mapper_t *mp);
+static inline cg_err_t cg_spec_budget(cg_mapper_t *mp)
+{
+    if (!mp->budget_ms || (++mp->budget_tick & (BUDGET_EVERY - 1)))
+        return CG_OK;
+    return cg_spec_budget_check(mp);
+}
 
 /* Records why the message fails (the first failure wins) and returns code. */
 cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)

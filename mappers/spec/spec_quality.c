@@ -50,8 +50,8 @@ const char *cg_quality_reason_text(const char *reason)
 
 cg_err_t cg_spec_entry_failed(cg_mapper_t *mp, cg_err_t rc, uint64_t position)
 {
-    /* out of memory is no fault of the entry; a fatal error stops the process anyway */
-    if (!mp->spec->on_error_entry || rc == CG_ERR_NOMEM ||
+    /* a budget (time, memory) is the message's, not the entry's: the whole input fails */
+    if (!mp->spec->on_error_entry || rc == CG_ERR_NOMEM || rc == CG_ERR_MAP_LIMIT ||
         cg_err_classify(rc) != CG_ERR_CLASS_DEADLETTER)
         return rc;
     if (mp->n_quality == mp->cap_quality) {

@@ -254,6 +254,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     const rule_t *r = mp->rule;
     cg_err_t rc;
     int ok;
+    if ((rc = cg_spec_budget(mp)))
+        return rc;
     /* when first, unless it reads the rule's lets: most rules over OBX[*] make no row for most
      * OBX (one per value type), and their lets are then not worth evaluating */
     if (r->when && !r->when_uses_lets) {

@@ -51,6 +51,10 @@ void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
     mp->nrc = NULL;
     mp->outcome = (cg_map_outcome_t){CG_MAP_ROWS, "", NULL, NULL};
     cg_arena_reset(&mp->arena);
+    if (mp->budget_ms) {
+        mp->deadline_ms = cg_spec_now_ms() + mp->budget_ms;
+        mp->budget_tick = 0;
+    }
     if (++mp->gen == 0) { /* wrapped: forget every entry rather than trust an old one */
         memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
         memset(mp->lookups, 0, sizeof(mp->lookups));

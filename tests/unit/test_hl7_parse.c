@@ -120,6 +120,18 @@ static void test_oru_many_obx(void **state)
     while (cg_hl7_path_next(&it, &mt))
         n++;
     assert_int_equal(n, 4);
+    /* forward searches in any order agree with a plain scan (the memo only skips known gaps) */
+    uint32_t nsegs = cg_hl7_seg_count(m);
+    static const char *const names[] = {"NTE", "OBX", "OBR", "SPM", "PID"};
+    static const uint32_t order[] = {3, 9, 1, 20, 20, 5, 0, 30, 9, 2, 100, 4, 7, 7, 6};
+    for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++)
+        for (size_t q = 0; q < sizeof(names) / sizeof(names[0]); q++) {
+            uint32_t want = CG_HL7_NO_SEG;
+            for (uint32_t x = order[k]; x < nsegs && want == CG_HL7_NO_SEG; x++)
+                if (!strcmp(cg_hl7_seg_name(m, x), names[q]))
+                    want = x;
+            assert_int_equal(cg_hl7_seg_next(m, order[k], names[q]), want);
+        }
     cg_hl7_msg_destroy(m);
     free(buf);
 }
