@@ -82,7 +82,7 @@ struct cg_hl7_msg {
         uint32_t from;  /* no such segment in [from, found) ... */
         uint32_t found; /* ... and this is one (CG_HL7_NO_SEG: none to the end) */
     } next_memo[4];
-    int prev_live; /* both memos */
+    int prev_live;    /* both memos */
     uint8_t cls[256]; /* delimiter class of each byte for the current message */
 
     struct {

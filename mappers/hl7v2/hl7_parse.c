@@ -404,8 +404,8 @@ static uint32_t split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, un
 
 /* Indexes the message whose "MSH" is at input offset start. *next gets where the reader goes on
  * (the next message, or a resync point after an error). */
-static cg_err_t index_message(cg_hl7_msg_t *m, const cg_hl7_reader_t *r, size_t start,
-                              size_t *next, cg_error_t *err)
+static cg_err_t index_message(cg_hl7_msg_t *m, const cg_hl7_reader_t *r, size_t start, size_t *next,
+                              cg_error_t *err)
 {
     const char *in = r->buf;
     size_t in_len = r->len;
