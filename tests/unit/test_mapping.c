@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "cg_buf.h"
 #include "cg_mapping.h"
 #include "cg_pseudo.h"
@@ -549,10 +551,102 @@ static void test_patient_id_types(void **state)
     assert_non_null(strstr(errs[0].text, "no loaded spec declares it"));
 }
 
+/* How many numbers in [0, n) give want as the visit id of HOSP_A's visit number "%08d", under
+ * the id key of p (a keyed enumeration), or, p NULL, under an unkeyed SHA-256 of the same
+ * framing reduced alike (what an attacker without the key can compute). */
+static int enumerate_visits(cg_pseudo_t *p, int n, int64_t want, int *which)
+{
+    int hits = 0;
+    for (int v = 0; v < n; v++) {
+        char num[16];
+        int len = snprintf(num, sizeof(num), "%08d", v);
+        cg_slice_t parts[2] = {{"HOSP_A", 6}, {num, (size_t)len}};
+        int64_t id = 0;
+        if (p) {
+            assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY,
+                                              (cg_slice_t){"visit_occurrence", 16}, parts, 2, &id),
+                             CG_OK);
+        } else {
+            unsigned char md[SHA256_DIGEST_LENGTH];
+            char in[64];
+            int k = snprintf(in, sizeof(in), "visit_occurrence\x1fHOSP_A\x1f%s", num);
+            SHA256((const unsigned char *)in, (size_t)k, md);
+            uint64_t x = 0;
+            for (int i = 0; i < 8; i++)
+                x = x << 8 | md[i];
+            id = (int64_t)(x >> 1);
+        }
+        if (id == want) {
+            hits++;
+            *which = v;
+        }
+    }
+    return hits;
+}
+
+/* #17: an id derived from an identifier cannot be recovered by enumerating the identifier's
+ * small space without the key. The keyed enumeration with the site's key is the control: it
+ * finds the visit number, so the framing tried is the real one. */
+static void test_visit_ids_resist_enumeration(void **state)
+{
+    (void)state;
+    cg_mapping_t *m = load_shipped(NULL);
+    char errstr[256];
+    cg_mapping_worker_t *w = cg_mapping_worker_new(m, errstr, sizeof(errstr));
+    assert_non_null(w);
+    static const char adt[] =
+        "MSH|^~\\&|ADT|HOSP_A|CG|CG|20240101120000||ADT^A01^ADT_A01|M1|P|2.5.1\r"
+        "PID|1||88001^^^HOSP_A^MR||Roe^Ann||19800101|F\r"
+        "PV1|1|I|W1^101^1||||||||||||||||00042424\r";
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, adt, sizeof(adt) - 1, &rows, &n, &me),
+                     CG_OK);
+    int64_t visit_id = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].table->name, "visit_occurrence")) {
+            const cg_value_t *v = cg_row_value_named(&rows[i], "visit_occurrence_id");
+            assert_non_null(v);
+            char num[24] = {0};
+            assert_true(v->ptr && v->len < sizeof(num));
+            memcpy(num, v->ptr, v->len);
+            visit_id = strtoll(num, NULL, 10);
+        }
+    assert_true(visit_id > 0);
+
+    char err[128];
+    cg_pseudo_key_t *site = cg_pseudo_key_load(KEY_FILE, NULL, err, sizeof(err));
+    cg_pseudo_key_t *other =
+        cg_pseudo_key_new("another site's key, 32 bytes long!", 34, err, sizeof(err));
+    assert_non_null(site);
+    assert_non_null(other);
+    cg_pseudo_t *ps = cg_pseudo_new(site, 0, err, sizeof(err));
+    cg_pseudo_t *po = cg_pseudo_new(other, 0, err, sizeof(err));
+    assert_non_null(ps);
+    assert_non_null(po);
+    int which = -1;
+    /* every 8-digit number up to 200,000: the keyed control finds the one visit ... */
+    assert_int_equal(enumerate_visits(ps, 200000, visit_id, &which), 1);
+    assert_int_equal(which, 42424);
+    /* ... and neither another key nor the unkeyed hash finds any */
+    which = -1;
+    assert_int_equal(enumerate_visits(po, 200000, visit_id, &which), 0);
+    assert_int_equal(enumerate_visits(NULL, 200000, visit_id, &which), 0);
+    assert_int_equal(which, -1);
+    cg_pseudo_destroy(ps);
+    cg_pseudo_destroy(po);
+    cg_pseudo_key_destroy(site);
+    cg_pseudo_key_destroy(other);
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_map_route),
+        cmocka_unit_test(test_visit_ids_resist_enumeration),
         cmocka_unit_test(test_without_cohorts_routes_nowhere),
         cmocka_unit_test(test_layers_override),
         cmocka_unit_test(test_layers_lookup_warnings),
