@@ -688,20 +688,12 @@ static cg_err_t index_message(cg_hl7_msg_t *m, const cg_hl7_reader_t *r, size_t 
             }
             m->segs[ns] = cur; /* so an error below names it */
             if (!valid) {
-                size_t e = line_end(b, avail, q);
-                size_t show = e - q < 20 ? e - q : 20;
                 memset(m->segs[ns].name, 0, 4);
                 *next = resync(r, start + q);
-                /* Show the offending text as JSON-safe as possible: stop at controls. */
-                char txt[24];
-                size_t w = 0;
-                for (size_t i = 0; i < show; i++) {
-                    unsigned char c = (unsigned char)b[q + i];
-                    txt[w++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-                }
-                txt[w] = '\0';
+                /* where, not what: the line may be a wrapped free-text value (a name, a note);
+                 * cohortgate parse shows it locally */
                 return ix_fail(&st, CG_ERR_HL7_SYNTAX, q, 0,
-                               "segment does not start with a 3-character name: \"%s\"", txt);
+                               "a line does not start with a 3-character segment name");
             }
             p = q + 3;
             carry = 0;
@@ -803,6 +795,21 @@ int cg_hl7_reader_more(cg_hl7_reader_t *r)
     }
 }
 
+/* What the bytes at p are, by kind and never by content (they may be patient data). */
+static const char *what_starts(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    if (n >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF)))
+        return "a UTF-16 byte order mark (HL7 v2 is not sent in UTF-16)";
+    if (n && u[0] == '<')
+        return "'<' (an XML document? give the input format xml or auto)";
+    if (n && u[0] == 0)
+        return "zero bytes";
+    if (n && (u[0] < 0x20 || u[0] >= 0x7F))
+        return "a control or non-ASCII byte";
+    return "other text";
+}
+
 cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_error_t *err)
 {
     if (!cg_hl7_reader_more(r)) {
@@ -820,14 +827,10 @@ cg_err_t cg_hl7_reader_next(cg_hl7_reader_t *r, cg_hl7_msg_t *m, cg_error_t *err
     m->batch = r->batch;
     if (!is_seg(r->buf + r->pos, r->len - r->pos, "MSH")) {
         size_t at = r->pos;
-        char txt[8] = {0};
-        for (size_t i = 0; i < 3 && at + i < r->len; i++) {
-            unsigned char c = (unsigned char)r->buf[at + i];
-            txt[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-        }
         r->pos = resync(r, at);
         cg_hl7__err(err, CG_ERR_NOT_HL7, r->msg_no, 0, NULL, 0, at,
-                    "not an HL7 v2 message: expected an MSH segment, found \"%s\"", txt);
+                    "not an HL7 v2 message: expected an MSH segment, found %s",
+                    what_starts(r->buf + at, r->len - at));
         return CG_ERR_NOT_HL7;
     }
     size_t next = r->len;

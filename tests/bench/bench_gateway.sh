@@ -45,6 +45,10 @@
 # BENCH_RELEASE=N (1-3) adds N graded-release subscribers (release_config below), whose records
 # count as outputs like the others (the passthrough's plan includes them): compare a run with
 # BENCH_RELEASE=3 against one without for the cost of enforcement.
+# BENCH_FANOUT=N (1-8) replaces the shipped cohorts with N cohorts that every row of the clinical
+# tables joins, so each row goes out N times with no policy applied: BENCH_FANOUT=4 produces
+# about the records of BENCH_RELEASE=3 (the output topic and three subscribers), the run to
+# compare it with for what enforcement costs apart from the volume it sends.
 #
 # usage: tests/bench/bench_gateway.sh [options]
 #   --duration S        seconds the rate phase streams (default 30; 600 for the 10-minute RSS run)
@@ -152,6 +156,22 @@ release_config() {
     printf '"release": {"audit_topic": "%s.audit", "subscribers": [%s]}, ' "$1" "$list"
 }
 
+# fanout_cohorts: BENCH_FANOUT cohorts in $tmp/fanout that every row with a person_id joins
+fanout_cohorts() {
+    local n=${BENCH_FANOUT:-0} i t rules=""
+    [ "$n" -le 8 ] || n=8
+    mkdir -p "$tmp/fanout"
+    for t in person observation_period visit_occurrence visit_detail condition_occurrence \
+        drug_exposure procedure_occurrence device_exposure measurement observation death note \
+        specimen; do
+        rules="$rules${rules:+, }{\"table\": \"$t\", \"column\": \"person_id\"}"
+    done
+    for ((i = 1; i <= n; i++)); do
+        printf '{"cohort": "all%d", "version": 1, "match": [%s]}\n' "$i" "$rules" \
+            >"$tmp/fanout/all$i.json"
+    done
+}
+
 # write_config NAME SEMANTICS WORKERS [INPUT]: the config of one run in $tmp/NAME.json, reading
 # INPUT (default NAME.raw); the passthrough reads the gateway's config format too
 write_config() {
@@ -167,11 +187,16 @@ write_config() {
     if [ "${BENCH_RELEASE:-0}" -gt 0 ]; then
         extra="$extra$(release_config "$name")"
     fi
+    local cohorts=$root/specs/cohorts
+    if [ "${BENCH_FANOUT:-0}" -gt 0 ]; then
+        fanout_cohorts
+        cohorts=$tmp/fanout
+    fi
     cat >"$tmp/$name.json" <<JSON
 {"group_id": "$name", "inputs": [{"topic": "$input"}],
  "output": {"topic": "$name.records", "dead_letter_topic": "$name.dlq"},
  "mapping": {"specs": "$root/specs"}, "pseudonym": {"key_file": "$tmp/key"},
- "cohorts": {"path": "$root/specs/cohorts", "topic": "$name.cohort.{cohort}.{table}"},
+ "cohorts": {"path": "$cohorts", "topic": "$name.cohort.{cohort}.{table}"},
  "delivery": {"semantics": "$sem"${BENCH_DELIVERY:+, $BENCH_DELIVERY}}, $extra
  "log": {"level": "info"}, "kafka": {"bootstrap.servers": "$boot"}}
 JSON

@@ -169,6 +169,12 @@ done >"$tmp/marked.hl7"
 n=$(grep -c ': map: ' "$tmp/err" || true)
 if [ "$n" -ge 1 ]; then ok; else no "a marked message fails in map: $(head -c 300 "$tmp/err")"; fi
 if grep -q MARKER "$tmp/err"; then no "an error reason quotes a value: $(grep MARKER "$tmp/err" | head -2)"; else ok; fi
+# the decoder's errors too: junk where a message should start, and (strict) a line that is no
+# segment, such as a wrapped note; neither is quoted, not even its first letters
+printf 'MKJUNK Roe Ann 19800101\rMSH|^~\\&|LIS|LAB|CG|CG|20240314101500||ORU^R01|MK4|P|2.5\rPID|1||MK4^^^HOSP^MR\rMKLINE Roe Ann called\r' >"$tmp/marked-decode.hl7"
+"$cg" parse --strict-segments "$tmp/marked-decode.hl7" >/dev/null 2>"$tmp/err" || true
+if [ "$(grep -c 'expected an MSH segment, found other text\|does not start with a 3-character segment name' "$tmp/err")" = 2 ]; then ok; else no "decoder errors on marked input: $(head -c 300 "$tmp/err")"; fi
+if grep -q 'MK\|Roe' "$tmp/err"; then no "a decoder error quotes the input: $(grep 'MK\|Roe' "$tmp/err" | head -2)"; else ok; fi
 # check: every error, located
 cat >"$tmp/bad-spec.json" <<'JSON'
 {"spec": "bad", "version": 1,
