@@ -29,8 +29,9 @@ static void usage(FILE *out)
             "  -h, --help          show this help\n\n"
             "SIGTERM or SIGINT drains in-flight records, commits, and exits 0 within\n"
             "delivery.drain_timeout_ms (exit 1 when the drain runs out of time; what was not\n"
-            "committed is consumed again). SIGHUP recompiles the specs and cohorts and uses them\n"
-            "if they all compile; otherwise the running ones stay and the error is logged.\n"
+            "committed is consumed again). SIGHUP recompiles the specs, the cohorts and the\n"
+            "release policies (config file re-read) and uses each if it compiles; otherwise the\n"
+            "running ones stay and the error is logged.\n"
             "Metrics and health: http://metrics.listen/metrics and /healthz (default\n"
             "127.0.0.1:9464).\n");
 }

@@ -135,6 +135,73 @@ static void release_free(cg_engine_t *gw)
     gw->audit = NULL;
     cg_subscribers_destroy(gw->subs);
     gw->subs = NULL;
+    cg_config_destroy(gw->release_cfg);
+    gw->release_cfg = NULL;
+}
+
+/* The same subscribers, in the same order, to the same topics: what a reload may not change
+ * (their topics, counts and audit are set up at start). */
+static const char *same_subscribers(const cg_subscribers_t *subs, const cg_config_t *cfg)
+{
+    if (cfg->n_subscribers != subs->n)
+        return "a subscriber was added or removed";
+    for (size_t i = 0; i < subs->n; i++)
+        if (strcmp(cfg->subscribers[i].name, subs->v[i].name) ||
+            strcmp(cfg->subscribers[i].topic, subs->v[i].topic))
+            return "a subscriber's name, topic or place in the list changed";
+    return NULL;
+}
+
+/* SIGHUP: the release section and the catalogue read again and every policy compiled anew,
+ * swapped in only when all compile (as check -c would accept them). What the old policies
+ * released is audited under their version first. Adding, removing or renaming subscribers
+ * needs a restart. Runs with no job in any ring, as reload_mapping. */
+static int reload_release(cg_engine_t *gw)
+{
+    if (!gw->subs)
+        return 0;
+    enum { MAX_ERRS = 32 };
+    cg_error_t errs[MAX_ERRS];
+    size_t n = 0;
+    char loc[1024] = "";
+    cg_subscribers_t *subs = NULL;
+    cg_config_t *cfg = cg_config_load_file_all(gw->cfg->path, errs, MAX_ERRS, &n);
+    const char *changed = cfg ? same_subscribers(gw->subs, cfg) : NULL;
+    if (cfg && !changed)
+        subs = cg_subscribers_load(cfg, gw->mapping, errs, MAX_ERRS, &n);
+    if (!subs) {
+        for (size_t i = 1; !changed && i < n && i < MAX_ERRS; i++)
+            cg_log(CG_LOG_ERROR, "config.invalid", "%s",
+                   cg_error_format(&errs[i], loc, sizeof(loc)));
+        cg_log(CG_LOG_ERROR, "reload.failed", "release: %s (the running policies stay)",
+               changed ? changed
+               : n     ? cg_error_format(&errs[0], loc, sizeof(loc))
+                       : "out of memory");
+        if (changed)
+            cg_log(CG_LOG_ERROR, "reload.failed", "release: restart to change subscribers");
+        cg_config_destroy(cfg);
+        return -1;
+    }
+    if ((gw->eos && cg_engine_txn_begin(gw)) || cg_engine_audit_produce(gw, NULL, 1) != 1)
+        cg_log(CG_LOG_WARN, "release.audit_failed",
+               "the audit of the policies being replaced could not be written now; its counts "
+               "go into the next audit records");
+    cg_subscribers_destroy(gw->subs);
+    cg_config_destroy(gw->release_cfg);
+    gw->subs = subs;
+    gw->release_cfg = cfg;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < subs->n; i++) {
+        const cg_subscriber_t *s = &subs->v[i];
+        int in_force = cg_policy_in_force(s->policy, now);
+        cg_engine_release_policy_replaced(gw, i);
+        cg_metrics_gw_agreement(gw->metrics, s->name, in_force);
+        cg_log(CG_LOG_INFO, "release.reloaded",
+               "%s: level %d and below to %s under agreement %s, policy %s", s->name,
+               cg_policy_max_level(s->policy), s->topic, cg_policy_agreement(s->policy),
+               cg_policy_version(s->policy));
+    }
+    return 0;
 }
 
 /* Makes the source and the sink the config names, each with its own config struct. */
@@ -220,7 +287,7 @@ fail:
 /* Compiles the config's specs and cohorts anew and swaps them in only when all compile; on any
  * error the running ones stay and the error is logged. Runs with no job in any ring, so no
  * record of the old specs is waiting. The vocabularies and the key are kept. */
-static void reload_mapping(cg_engine_t *gw)
+static int reload_mapping(cg_engine_t *gw)
 {
     cg_error_t errs[8];
     size_t n_errs = 0;
@@ -230,11 +297,7 @@ static void reload_mapping(cg_engine_t *gw)
     if (!m)
         cg_error_format(&errs[0], errstr, sizeof(errstr));
     int ok = m && !cg_engine_workers_mapping(gw, m, mws, errstr, sizeof(errstr));
-    /* counted atomically: a test thread watches them to know the reload has happened */
-    __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
-    cg_metrics_gw_reload(gw->metrics, ok);
     if (!ok) {
-        __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
         if (n_errs > 1)
             cg_log(CG_LOG_ERROR, "reload.failed",
                    "%s (%zu error(s); the running specs and cohorts stay)", errstr, n_errs);
@@ -242,7 +305,7 @@ static void reload_mapping(cg_engine_t *gw)
             cg_log(CG_LOG_ERROR, "reload.failed", "%s (the running specs and cohorts stay)",
                    errstr);
         cg_mapping_destroy(m);
-        return;
+        return -1;
     }
     /* the workers wait for a job, so they hold no mapper now */
     for (int i = 0; i < gw->n_workers; i++) {
@@ -260,6 +323,7 @@ static void reload_mapping(cg_engine_t *gw)
     log_spec_warnings(cg_mapping_specs(m));
     cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use",
            cg_specset_count(cg_mapping_specs(m)), cg_cohortset_count(cg_mapping_cohorts(m)));
+    return 0;
 }
 
 /* After the loop: produce what was consumed, commit it (or the open transaction), all within
@@ -365,8 +429,17 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         }
         if (gw->reload && !cg_engine_jobs_outstanding(gw)) { /* no record of the old specs waits */
             gw->reload = 0;
-            if (!gw->opts.passthrough) /* nothing to reload */
-                reload_mapping(gw);
+            if (!gw->opts.passthrough) { /* nothing to reload */
+                /* each part swaps in alone when it compiles: a broken policy does not hold back
+                 * good specs, nor the reverse */
+                int ok = !reload_mapping(gw);
+                ok &= !reload_release(gw);
+                cg_metrics_gw_reload(gw->metrics, ok);
+                if (!ok)
+                    __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
+                /* last, atomically: a test thread watches it to know the reload has happened */
+                __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
+            }
         }
         if (gw->eos && gw->txn_failed)
             cg_engine_txn_abort(gw, NULL, 0, 1);

@@ -120,6 +120,8 @@ struct cg_engine {
     pthread_cond_t done_cv; /* a worker finished a job */
     int workers_stop;
     cg_subscribers_t *subs;      /* graded release: NULL without subscribers */
+    cg_config_t *release_cfg;    /* the config re-read by the last reload whose subscribers are
+                                  * in use (subs borrows its strings); NULL: cfg's */
     struct release_audit *audit; /* per subscriber: counts since the last audit record */
     int64_t audit_due_ms;        /* when the next audit records are due */
     cohort_dest_t *cdests;       /* cohort destinations produced to so far (cohorts x tables) */
@@ -196,6 +198,8 @@ struct release_audit *cg_engine_release_audit_new(size_t n);
 void cg_engine_release_audit_free(struct release_audit *a, size_t n);
 /* Subscriber s's expired agreement has been logged (at start): not again. */
 void cg_engine_release_expired_logged(cg_engine_t *gw, size_t s);
+/* Subscriber s has a new policy (a reload): its expiry is logged anew. */
+void cg_engine_release_policy_replaced(cg_engine_t *gw, size_t s);
 /* A produced job's withheld rows counted for the audit and metrics (engine thread). */
 void cg_engine_release_count(cg_engine_t *gw, const job_t *j);
 /* One released record handed to the sink, counted. */

@@ -60,6 +60,11 @@ void cg_engine_release_expired_logged(cg_engine_t *gw, size_t s)
     gw->audit[s].expired_logged = 1;
 }
 
+void cg_engine_release_policy_replaced(cg_engine_t *gw, size_t s)
+{
+    gw->audit[s].expired_logged = 0; /* an agreement the new policy has expired is said again */
+}
+
 void cg_engine_release_count(cg_engine_t *gw, const job_t *j)
 {
     if (!j->withheld)
