@@ -52,6 +52,8 @@ struct pg_cohorts {
     uint64_t published, events;
     uint64_t txn_events[3]; /* enter, exit, change written by the open transaction */
     cg_metric_series_t *m_events[3], *m_published;
+    cg_metric_t *m_members, *m_small; /* per definition name */
+    double next_count_s;              /* cg_metrics_now() of the next member count */
 };
 
 static const char *const event_names[3] = {"enter", "exit", "change"};
@@ -297,6 +299,55 @@ void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics)
                                           "and marked published",
                                           "");
     cs->m_published = cg_metric_get(pub, NULL);
+    cs->m_members = cg_metrics_gauge(reg, "cohortgate_sink_cohort_members",
+                                     "Distinct persons with a row in `cohort` per definition, "
+                                     "counted every pg.cohorts.count_interval_ms; 0 for a small "
+                                     "cell (see cohortgate_sink_cohort_small_cell)",
+                                     "definition");
+    cs->m_small = cg_metrics_gauge(reg, "cohortgate_sink_cohort_small_cell",
+                                   "1 when the definition has members but fewer than "
+                                   "pg.cohorts.small_cell: its members gauge shows 0",
+                                   "definition");
+}
+
+int pg_cohorts_count_members(pg_cohorts_t *cs, PGconn *c, int force, char *errstr,
+                             size_t errstr_size)
+{
+    if (!cs || !cs->n_defs || !cs->m_members || !cs->conf->cohort_count_ms)
+        return 0;
+    double now = cg_metrics_now();
+    if (!force && now < cs->next_count_s)
+        return 0;
+    cs->next_count_s = now + cs->conf->cohort_count_ms / 1000.0;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "SELECT cohort_definition_id, count(DISTINCT subject_id) FROM ");
+    pg_qual(&b, cs->conf->schema, "cohort");
+    cg_buf_puts(&b, " WHERE cohort_definition_id IN (");
+    for (size_t i = 0; i < cs->n_defs; i++)
+        cg_buf_printf(&b, "%s%lld", i ? ", " : "", cs->defs[i].id);
+    cg_buf_puts(&b, ") GROUP BY 1");
+    cg_buf_putc(&b, '\0');
+    PGresult *r = b.data ? PQexec(c, b.data) : NULL;
+    cg_buf_free(&b);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    long long k = cs->conf->cohort_small_cell;
+    for (size_t i = 0; i < cs->n_defs; i++) {
+        long long n = 0; /* a definition without rows has no row in the result */
+        for (int t = 0; t < PQntuples(r); t++)
+            if (strtoll(PQgetvalue(r, t, 0), NULL, 10) == cs->defs[i].id)
+                n = strtoll(PQgetvalue(r, t, 1), NULL, 10);
+        const char *name = cg_circe_header(cs->defs[i].circe)->name;
+        int small = n > 0 && n < k;
+        cg_metric_set(cg_metric_get1(cs->m_members, name), small ? 0 : (double)n);
+        cg_metric_set(cg_metric_get1(cs->m_small, name), small);
+    }
+    PQclear(r);
+    return 0;
 }
 
 void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed)

@@ -60,6 +60,14 @@ const cg_config_map_t cg_pg_config_map[] = {
     CG_CONFIG_ROW_BOOL("pg.cohorts.publish", pg_conf_t, cohort_publish, "true",
      "Whether the sink publishes the outbox's events to pg.cohorts.topic; false keeps them in "
      "cg_cohort_events only (for another publisher)."),
+    CG_CONFIG_ROW_INT("pg.cohorts.count_interval_ms", pg_conf_t, cohort_count_ms, "10000", 0,
+     86400000,
+     "How often, at most, the sink counts each definition's members (distinct persons in "
+     "`cohort`) into the gauge cohortgate_sink_cohort_members, after a commit; 0: never."),
+    CG_CONFIG_ROW_INT("pg.cohorts.small_cell", pg_conf_t, cohort_small_cell, "10", 1, 1000000,
+     "Small-cell rule of the member gauges: a count from 1 to this minus one is shown as 0 with "
+     "cohortgate_sink_cohort_small_cell 1 (\"fewer than k\"), as `cohortgate cohort count` shows "
+     "\"<k\"; 1 shows every count."),
     CG_CONFIG_ROW_STRING("pg.subscriber", pg_conf_t, subscriber, "", CG_CONFIG_F_EMPTY,
      "Graded release: the name of the subscriber of this file's release.subscribers[] whose "
      "database this is; \"\" none. When set, only records released to it are loaded: each must "

@@ -40,6 +40,8 @@ typedef struct pg_conf {
     char *cohort_definitions; /* a Circe definition file or a folder of them; NULL: none */
     char *cohort_topic;       /* where membership events go */
     int cohort_publish;       /* 0: the events stay in the outbox */
+    int cohort_small_cell;    /* member counts below it leave as "below k" */
+    int cohort_count_ms;      /* how often the member gauges are counted; 0: never */
     char *subscriber;         /* release.subscribers[].name this database is; NULL or "": none */
 } pg_conf_t;
 
@@ -247,5 +249,9 @@ int pg_cohorts_sync(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_siz
 int pg_cohorts_evaluate(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 /* After a commit, outside a transaction: unsent events to the topic, then marked sent. */
 int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
+/* Counts each definition's members into the gauges when pg.cohorts.count_interval_ms has passed
+ * since the last count (or force); 0, or -1 with the message (the gauges keep their values). */
+int pg_cohorts_count_members(pg_cohorts_t *cs, PGconn *c, int force, char *errstr,
+                             size_t errstr_size);
 
 #endif

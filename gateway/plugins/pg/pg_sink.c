@@ -121,6 +121,9 @@ static int ensure_conn(pg_sink_t *s, char *errstr, size_t errstr_size)
         }
         s->cohorts_synced = 1;
     }
+    char cerr[512];
+    if (s->cohorts && pg_cohorts_count_members(s->cohorts, c, 1, cerr, sizeof(cerr)))
+        cg_log(CG_LOG_WARN, "pg.cohort_count_failed", "%s (counted after a later commit)", cerr);
     s->conn = c;
     cg_log(CG_LOG_INFO, "pg.connected", "host %s, port %s, database %s, user %s, schema %s",
            PQhost(c), PQport(c), PQdb(c), PQuser(c), s->conf->schema);
@@ -669,6 +672,8 @@ static void txn_committed(pg_sink_t *s, double t0)
     char err[768];
     if (s->cohorts && s->conn && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
         cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
+    if (s->cohorts && s->conn && pg_cohorts_count_members(s->cohorts, s->conn, 0, err, sizeof(err)))
+        cg_log(CG_LOG_WARN, "pg.cohort_count_failed", "%s (counted after a later commit)", err);
 }
 
 static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, size_t n,
