@@ -46,7 +46,7 @@
 
 typedef struct run {
     pt_run_t pt;
-    char events[128], full[110], defs[300];
+    char events[128], full[110], defs[300], disease[110];
     long long produced;
 } run_t;
 
@@ -56,14 +56,15 @@ static void run_new(run_t *r, const char *prefix, int txn_max)
     pt_run_new(&r->pt, prefix, "records", 2);
     snprintf(r->events, sizeof(r->events), "%s.cohort.events", r->pt.name);
     snprintf(r->full, sizeof(r->full), "%s_full", r->pt.schema);
+    snprintf(r->disease, sizeof(r->disease), "%s_t2dm", r->pt.schema);
     snprintf(r->defs, sizeof(r->defs), "%s/defs", r->pt.dir);
     pt_sh("mkdir -p '%s' && cp %s/specs/cohorts/circe/*.json '%s'/", r->defs, CG_SOURCE_DIR,
           r->defs);
     char pg_more[700];
     snprintf(pg_more, sizeof(pg_more),
              ", \"batch_rows\": 25, \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s\", "
-             "\"count_interval_ms\": 100, \"small_cell\": 3}",
-             r->defs, r->events);
+             "\"count_interval_ms\": 100, \"small_cell\": 3, \"databases\": {\"t2dm\": \"%s\"}}",
+             r->defs, r->events, r->disease);
     pt_write_config(&r->pt, r->pt.config, txn_max, 100, pg_more,
                     " \"metrics\": {\"listen\": \"127.0.0.1:0\"},");
     /* the full recomputation's results, apart */
@@ -74,6 +75,7 @@ static void run_end(const run_t *r)
 {
     pt_run_end(&r->pt);
     pt_q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->full);
+    pt_q_exec("DROP SCHEMA IF EXISTS %s CASCADE", r->disease);
 }
 
 static void sink_init(const run_t *r)
@@ -354,6 +356,35 @@ static void check_topic(const run_t *r, int allow_dups)
     tk_msgs_free(m, n);
 }
 
+/* The t2dm disease schema (pg.cohorts.databases) holds exactly the rows of t2dm's members in
+ * every table with a person, and t2dm's `cohort` rows. */
+static void check_disease(const run_t *r)
+{
+    static const char *const tables[] = {
+        "person",      "observation_period", "visit_occurrence", "condition_occurrence",
+        "measurement", "drug_exposure",      "observation",      "death"};
+    const char *m = r->pt.schema, *d = r->disease;
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        const char *t = tables[i];
+        long long diff = pt_q_int(
+            "SELECT count(*) FROM ((SELECT * FROM %s.%s WHERE person_id IN (SELECT subject_id "
+            "FROM %s.cohort WHERE cohort_definition_id = 1) EXCEPT ALL SELECT * FROM %s.%s) UNION "
+            "ALL (SELECT * FROM %s.%s EXCEPT ALL SELECT * FROM %s.%s WHERE person_id IN (SELECT "
+            "subject_id FROM %s.cohort WHERE cohort_definition_id = 1))) x",
+            m, t, m, d, t, d, t, m, t, m);
+        if (diff)
+            fprintf(stderr, "disease schema %s.%s differs from its members' rows by %lld\n", d, t,
+                    diff);
+        assert_int_equal(diff, 0);
+    }
+    assert_int_equal(pt_q_int("SELECT count(*) FROM ((SELECT * FROM %s.cohort WHERE "
+                              "cohort_definition_id = 1 EXCEPT ALL SELECT * FROM %s.cohort) UNION "
+                              "ALL (SELECT * FROM %s.cohort EXCEPT ALL SELECT * FROM %s.cohort "
+                              "WHERE cohort_definition_id = 1)) x",
+                              m, d, d, m),
+                     0);
+}
+
 static void check_all(const run_t *r, int allow_dups)
 {
     full_recompute(r);
@@ -370,6 +401,7 @@ static void check_all(const run_t *r, int allow_dups)
                      0);
     check_outbox(r);
     check_topic(r, allow_dups);
+    check_disease(r);
 }
 
 /* The sink's member gauges agree with `cohort` (small cells, below pg.cohorts.small_cell 3,
@@ -449,6 +481,10 @@ static void test_random(void **state)
         pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit'", r.pt.schema) > 0);
     assert_true(
         pt_q_int("SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort", r.pt.schema) >= 2);
+    /* not vacuous either: the disease schema holds members' rows */
+    long long dz = pt_q_int("SELECT count(*) FROM %s.person", r.disease);
+    assert_true(dz > 0);
+    assert_true(pt_q_int("SELECT count(*) FROM %s.measurement", r.disease) > 0);
     check_member_gauges(&r, &o);
     sink_stop(&r, pid);
 

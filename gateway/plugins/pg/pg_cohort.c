@@ -53,7 +53,9 @@ struct pg_cohorts {
     uint64_t txn_events[3]; /* enter, exit, change written by the open transaction */
     cg_metric_series_t *m_events[3], *m_published;
     cg_metric_t *m_members, *m_small; /* per definition name */
-    double next_count_s;              /* cg_metrics_now() of the next member count */
+    char **disease_sql;               /* per pg.cohorts.databases entry (pg_disease.c) */
+    size_t n_disease;
+    double next_count_s; /* cg_metrics_now() of the next member count */
 };
 
 static const char *const event_names[3] = {"enter", "exit", "change"};
@@ -121,6 +123,9 @@ void pg_cohorts_destroy(pg_cohorts_t *cs)
         free(cs->defs[i].full_sql);
     }
     free(cs->defs);
+    for (size_t i = 0; i < cs->n_disease; i++)
+        free(cs->disease_sql[i]);
+    free(cs->disease_sql);
     free(cs->diff_sql);
     free(cs->full_diff_sql);
     if (cs->producer) {
@@ -189,6 +194,51 @@ static char *diff_sql(const pg_cohorts_t *cs, int full)
     cg_buf_puts(&b, " pe ON pe.person_id = x.p ORDER BY x.p, x.d RETURNING event");
     cg_buf_putc(&b, '\0');
     return b.data;
+}
+
+/* pg.cohorts.databases: each names a definition (by its header's name or id) and a schema of
+ * its own; the statements that keep it are made once here. */
+static int disease_load(pg_cohorts_t *cs, char *errstr, size_t errstr_size)
+{
+    const pg_conf_t *conf = cs->conf;
+    if (!conf->n_disease_dbs)
+        return 0;
+    if (!(cs->disease_sql = calloc(conf->n_disease_dbs, sizeof(*cs->disease_sql))))
+        return -1;
+    for (size_t i = 0; i < conf->n_disease_dbs; i++) {
+        const cg_config_kv_t *kv = &conf->disease_dbs[i];
+        const pg_def_t *d = NULL;
+        for (size_t k = 0; k < cs->n_defs && !d; k++) {
+            char id[24];
+            snprintf(id, sizeof(id), "%lld", cs->defs[k].id);
+            if (!strcmp(cg_circe_header(cs->defs[k].circe)->name, kv->key) || !strcmp(id, kv->key))
+                d = &cs->defs[k];
+        }
+        if (!d) {
+            snprintf(errstr, errstr_size,
+                     "pg.cohorts.databases: no definition of pg.cohorts.definitions is named or "
+                     "numbered '%s'",
+                     kv->key);
+            return -1;
+        }
+        if (!strcmp(kv->value, conf->schema) || !*kv->value) {
+            snprintf(errstr, errstr_size,
+                     "pg.cohorts.databases: '%s' needs a schema of its own, not '%s'", kv->key,
+                     kv->value);
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(conf->disease_dbs[k].value, kv->value)) {
+                snprintf(errstr, errstr_size,
+                         "pg.cohorts.databases: '%s' and '%s' both name schema '%s'",
+                         conf->disease_dbs[k].key, kv->key, kv->value);
+                return -1;
+            }
+        if (!(cs->disease_sql[i] = pg_disease_sql(conf->schema, kv->value, d->id)))
+            return -1;
+        cs->n_disease++;
+    }
+    return 0;
 }
 
 int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, size_t errstr_size)
@@ -273,6 +323,8 @@ int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, siz
     free(files);
     if (!rc && (!(cs->diff_sql = diff_sql(cs, 0)) || !(cs->full_diff_sql = diff_sql(cs, 1))))
         rc = -1;
+    if (!rc)
+        rc = disease_load(cs, errstr, errstr_size);
     if (rc) {
         if (!*errstr)
             snprintf(errstr, errstr_size, "out of memory");
@@ -373,6 +425,13 @@ int pg_cohorts_prepare(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
     cg_buf_t b;
     cg_buf_init(&b);
     pg_cohort_ddl(&b, cs->conf->schema);
+    if (cs->n_disease) { /* the disease schemas, as --init makes them */
+        cg_buf_puts(&b, "SET client_min_messages = warning;\n");
+        for (size_t i = 0; i < cs->n_disease; i++)
+            pg_omop_ddl(&b, cs->conf->disease_dbs[i].value, cs->conf->id_type);
+        pg_disease_ddl(&b);
+        cg_buf_puts(&b, "RESET client_min_messages;\n");
+    }
     cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS cg_cohort_new (cohort_definition_id bigint, "
                     "subject_id bigint, cohort_start_date date, cohort_end_date date);\n");
     cg_buf_putc(&b, '\0');
@@ -484,6 +543,10 @@ static int evaluate(pg_cohorts_t *cs, PGconn *c, int full, char *errstr, size_t 
             if (!strcmp(PQgetvalue(r, i, 0), event_names[k]))
                 cs->txn_events[k]++;
     PQclear(r);
+    /* the disease schemas follow `cohort` for the same persons (pg_disease.c) */
+    for (size_t i = 0; i < cs->n_disease; i++)
+        if (pg_exec(c, cs->disease_sql[i], errstr, errstr_size))
+            return -1;
     snprintf(q, sizeof(q), "TRUNCATE pg_temp.cg_changed_persons, pg_temp.cg_cohort_new");
     return pg_exec(c, q, errstr, errstr_size);
 }

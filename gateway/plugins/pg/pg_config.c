@@ -60,6 +60,13 @@ const cg_config_map_t cg_pg_config_map[] = {
     CG_CONFIG_ROW_BOOL("pg.cohorts.publish", pg_conf_t, cohort_publish, "true",
      "Whether the sink publishes the outbox's events to pg.cohorts.topic; false keeps them in "
      "cg_cohort_events only (for another publisher)."),
+    CG_CONFIG_ROW_MAP("pg.cohorts.databases", pg_conf_t, disease_dbs, n_disease_dbs,
+     "Patient-level disease databases, DEFINITION: SCHEMA (a definition of "
+     "pg.cohorts.definitions by its header's name or id, and a schema of its own in the same "
+     "database, created like --init's): in each batch's transaction the schema gets every row "
+     "of the definition's members from every table with a person (their history when they "
+     "enter, later rows as they come, updates and deletes), and loses a person's rows when they "
+     "leave or withdraw; the definition's `cohort` rows go along."),
     CG_CONFIG_ROW_INT("pg.cohorts.count_interval_ms", pg_conf_t, cohort_count_ms, "10000", 0,
      86400000,
      "How often, at most, the sink counts each definition's members (distinct persons in "

@@ -37,12 +37,14 @@ typedef struct pg_conf {
     char *cdm_source_name; /* cdm_source's row; "" picks a default (pg_cdm_source_write) */
     char *cdm_source_abbreviation;
     char *cdm_holder;
-    char *cohort_definitions; /* a Circe definition file or a folder of them; NULL: none */
-    char *cohort_topic;       /* where membership events go */
-    int cohort_publish;       /* 0: the events stay in the outbox */
-    int cohort_small_cell;    /* member counts below it leave as "below k" */
-    int cohort_count_ms;      /* how often the member gauges are counted; 0: never */
-    char *subscriber;         /* release.subscribers[].name this database is; NULL or "": none */
+    char *cohort_definitions;    /* a Circe definition file or a folder of them; NULL: none */
+    char *cohort_topic;          /* where membership events go */
+    int cohort_publish;          /* 0: the events stay in the outbox */
+    int cohort_small_cell;       /* member counts below it leave as "below k" */
+    int cohort_count_ms;         /* how often the member gauges are counted; 0: never */
+    cg_config_kv_t *disease_dbs; /* pg.cohorts.databases: definition name -> schema */
+    size_t n_disease_dbs;
+    char *subscriber; /* release.subscribers[].name this database is; NULL or "": none */
 } pg_conf_t;
 
 enum { PG_IDS_INTEGER = 0, PG_IDS_BIGINT = 1 };
@@ -97,6 +99,13 @@ int pg_schema_verify(PGconn *c, const pg_conf_t *conf, char *errstr, size_t errs
 /* The DDL of the cohort engine's tables (cg_cohort_events, cg_cohort_state, cg_withdrawn) and
  * an index of `cohort` by definition and person, idempotent: --init and the sink's start. */
 void pg_cohort_ddl(cg_buf_t *b, const char *schema);
+/* Schema s and every OMOP CDM table in it (IF NOT EXISTS), with the sink's indexes. */
+void pg_omop_ddl(cg_buf_t *b, const char *s, int id_type);
+/* pg_disease.c: the statements that bring disease schema `schema` of definition def in line with
+ * main_schema for the persons of pg_temp.cg_changed_persons (malloc'ed; NULL: no memory), and the
+ * temporary table they use. */
+char *pg_disease_sql(const char *main_schema, const char *schema, long long def);
+void pg_disease_ddl(cg_buf_t *b);
 int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
                         size_t errstr_size);
 /* The DDL of the release audit table (cohortgate_release_audit), idempotent: --init and the

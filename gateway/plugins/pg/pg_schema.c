@@ -214,6 +214,18 @@ void pg_cohort_ddl(cg_buf_t *b, const char *s)
     cg_buf_puts(b, " (cohort_definition_id, subject_id);\n");
 }
 
+void pg_omop_ddl(cg_buf_t *b, const char *schema, int id_type)
+{
+    cg_buf_puts(b, "CREATE SCHEMA IF NOT EXISTS ");
+    pg_ident(b, schema);
+    cg_buf_puts(b, ";\n");
+    const cg_omop_table_t *t;
+    for (size_t i = 0; (t = cg_omop_table_at(i)); i++)
+        table_ddl(b, schema, t, id_type);
+    for (size_t i = 0; (t = pg_table_at(i)); i++)
+        table_indexes(b, schema, t);
+}
+
 typedef struct existing_col {
     char *table, *column, *type;
 } existing_col_t;
@@ -362,17 +374,11 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
         goto fail;
     cg_buf_t b;
     cg_buf_init(&b);
-    cg_buf_puts(&b, "SET LOCAL client_min_messages = warning;\nCREATE SCHEMA IF NOT EXISTS ");
-    pg_ident(&b, conf->schema);
-    cg_buf_puts(&b, ";\n");
-    size_t n_tables = 0;
-    const cg_omop_table_t *t;
-    for (size_t i = 0; (t = cg_omop_table_at(i)); i++) {
-        table_ddl(&b, conf->schema, t, conf->id_type);
-        n_tables++;
-    }
-    for (size_t i = 0; (t = pg_table_at(i)); i++)
-        table_indexes(&b, conf->schema, t);
+    cg_buf_puts(&b, "SET LOCAL client_min_messages = warning;\n");
+    size_t n_tables = cg_omop_table_count();
+    pg_omop_ddl(&b, conf->schema, conf->id_type);
+    for (size_t i = 0; i < conf->n_disease_dbs; i++) /* pg.cohorts.databases */
+        pg_omop_ddl(&b, conf->disease_dbs[i].value, conf->id_type);
     sink_ddl(&b, conf->schema, conf->id_type);
     pg_cohort_ddl(&b, conf->schema);
     pg_release_ddl(&b, conf->schema);
