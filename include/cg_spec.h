@@ -162,7 +162,7 @@ typedef struct cg_quality {
      * and its line, or an HL7 v2 segment's 1-based index and name */
     const char *xpath; /* NULL for HL7 v2 */
     int line;          /* 0 when unknown */
-    uint32_t segment;  /* 0 for XML */
+    uint32_t segment;  /* 0 for XML, unless the document was embedded in this segment */
     char seg_name[4];
 } cg_quality_t;
 

@@ -11,9 +11,12 @@
 cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
 {
     cg_hl7_scope_t msg_scope = cg_hl7_scope_message(mp->m);
+    /* a "document" rule makes no row: the document it reads does (spec_embed.c) */
+    cg_err_t (*emit)(cg_mapper_t *, uint64_t) =
+        r->doc_data ? cg_spec_embed_document : cg_spec_emit_row;
     if (!r->has_foreach) {
         mp->scope = msg_scope;
-        return cg_spec_emit_row(mp, 1);
+        return emit(mp, 1);
     }
     cg_hl7_iter_t it;
     cg_hl7_match_t match;
@@ -21,7 +24,7 @@ cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
     cg_hl7_path_begin(&it, mp->m, &r->foreach, msg_scope);
     while (cg_hl7_path_next(&it, &match)) {
         mp->scope = cg_hl7_scope_at(mp->m, match.seg);
-        cg_err_t rc = cg_spec_emit_row(mp, ++pos);
+        cg_err_t rc = emit(mp, ++pos);
         if (rc && (rc = cg_spec_entry_failed(mp, rc, pos)))
             return rc;
     }
