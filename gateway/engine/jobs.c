@@ -60,6 +60,38 @@ static void job_outcome(cg_engine_t *gw, const cg_source_msg_t *in, cg_mapping_w
                o.spec);
 }
 
+/* How well entry x ("TYPE" or "TYPE^EVENT") names the message type t^e: 2 exactly, 1 by its
+ * type alone, 0 not. */
+static int type_match(const char *x, cg_slice_t t, cg_slice_t e)
+{
+    size_t xl = strlen(x);
+    if (xl < t.len || memcmp(x, t.ptr, t.len))
+        return 0;
+    if (xl == t.len)
+        return 1;
+    return x[t.len] == '^' && xl - t.len - 1 == e.len && !memcmp(x + t.len + 1, e.ptr, e.len) ? 2
+                                                                                              : 0;
+}
+
+/* The feed's own handling of the input's message type (inputs[].no_research_content and
+ * dead_letter), which goes over the specs': 'n', 'd', or 0 when neither names it; *entry the
+ * entry that did (a config string: a bounded metric label). TYPE^EVENT wins over TYPE. */
+static int feed_handling(const cg_source_msg_t *in, cg_mapping_worker_t *mw, const char **entry)
+{
+    cg_slice_t t, e;
+    if ((!in->n_nrc_types && !in->n_dl_types) || !cg_mapping_worker_msg_type(mw, &t, &e) || !t.len)
+        return 0;
+    int best = 0, how = 0;
+    for (size_t i = 0; i < in->n_nrc_types + in->n_dl_types; i++) {
+        int dl = i >= in->n_nrc_types;
+        const char *x = dl ? in->dl_types[i - in->n_nrc_types] : in->nrc_types[i];
+        int m = type_match(x, t, e);
+        if (m > best)
+            best = m, how = dl ? 'd' : 'n', *entry = x;
+    }
+    return how;
+}
+
 /* The row's records for each subscriber under its policy (cg_release.h): its topic, its level,
  * its pseudonyms; rows withheld are counted in the job, by subscriber and reason. */
 static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row_t *row,
@@ -129,6 +161,31 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
     __atomic_store_n(&w->busy_since_ms, 0, __ATOMIC_RELEASE);
     cg_metrics_gw_latency(gw->metrics, cg_metrics_now() - t0);
     STAT_ADD(gw, worker_messages[w->index], 1);
+    const char *entry = NULL;
+    /* not over a failure of our own (out of memory), which stays what it is */
+    int how = j->rc == CG_OK || cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER
+                  ? feed_handling(in, w->mw, &entry)
+                  : 0;
+    if (how == 'd') { /* a type this feed should never send: seen, whatever the specs say */
+        j->rc = CG_ERR_MAP;
+        memset(&j->me, 0, sizeof(j->me));
+        j->me.code = CG_ERR_MAP;
+        j->me.stage = "select";
+        snprintf(j->me.text, sizeof(j->me.text),
+                 "%s messages are dead-lettered on this input (inputs[].dead_letter)", entry);
+        cg_error_format(&j->me, j->reason, sizeof(j->reason));
+        cg_metrics_gw_input(gw->metrics, "dead_letter", entry);
+        return;
+    }
+    if (how == 'n') { /* consumed quietly: no records, no findings, counted */
+        j->rc = CG_OK;
+        cg_metrics_gw_input(gw->metrics, "no_research_content", entry);
+        cg_log(CG_LOG_DEBUG, "input.no_research_content",
+               "%s partition %d offset %lld: %s: no research content on this input "
+               "(inputs[].no_research_content)",
+               in->topic ? in->topic : "", (int)in->partition, (long long)in->offset, entry);
+        return;
+    }
     if (j->rc != CG_OK) {
         if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER) {
             cg_error_format(&j->me, j->reason, sizeof(j->reason));

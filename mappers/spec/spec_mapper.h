@@ -70,6 +70,7 @@ struct cg_mapper {
     const char *utc_offset;
     cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
     cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
+    cg_hl7_msg_t *last;  /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
     cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
     cg_xml_eval_t *xev;
     cg_xml_options_t xml_opts;

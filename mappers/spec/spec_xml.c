@@ -203,6 +203,7 @@ cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const c
     *rows = NULL;
     *n_rows = 0;
     mp->quality_done = 0; /* a document that does not decode has no findings */
+    mp->last = NULL;
     if (cg_spec_xml_ready(mp))
         return cg_spec_map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
     cg_error_t xe;
