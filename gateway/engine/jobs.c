@@ -19,6 +19,8 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     j->n_recs = 0;
     j->next_rec = 0;
     j->audited = 0;
+    j->oc_kind = j->oc_type = j->oc_spec = NULL;
+    j->oc_done = 0;
     if (j->withheld)
         memset(j->withheld, 0, gw->subs->n * CG_RELEASE__COUNT * sizeof(*j->withheld));
     cg_buf_reset(&j->buf);
@@ -44,10 +46,14 @@ job_rec_t *cg_engine_job_add_rec(job_t *j)
 /* Every consumed input leaves a trace: one that maps to no record is counted by outcome and
  * type and logged (no rows at info: a reconciler may ask; declared no research content, the
  * bulk of an ADT feed's traffic, at debug), so "nothing to emit" is never "lost". */
-static void job_outcome(cg_engine_t *gw, const cg_source_msg_t *in, cg_mapping_worker_t *mw)
+static void job_outcome(cg_engine_t *gw, job_t *j, const cg_source_msg_t *in,
+                        cg_mapping_worker_t *mw)
 {
     cg_map_outcome_t o;
     cg_mapping_worker_outcome(mw, &o);
+    j->oc_kind = cg_map_outcome_name(o.kind);
+    j->oc_type = o.type;
+    j->oc_spec = o.spec;
     cg_metrics_gw_input(gw->metrics, cg_map_outcome_name(o.kind), o.type);
     if (o.kind == CG_MAP_NO_ROWS)
         cg_log(CG_LOG_INFO, "input.no_rows",
@@ -175,11 +181,15 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                  "%s messages are dead-lettered on this input (inputs[].dead_letter)", entry);
         cg_error_format(&j->me, j->reason, sizeof(j->reason));
         cg_metrics_gw_input(gw->metrics, "dead_letter", entry);
+        j->oc_kind = "dead_letter";
+        j->oc_type = entry;
         return;
     }
     if (how == 'n') { /* consumed quietly: no records, no findings, counted */
         j->rc = CG_OK;
         cg_metrics_gw_input(gw->metrics, "no_research_content", entry);
+        j->oc_kind = "no_research_content";
+        j->oc_type = entry;
         cg_log(CG_LOG_DEBUG, "input.no_research_content",
                "%s partition %d offset %lld: %s: no research content on this input "
                "(inputs[].no_research_content)",
@@ -190,10 +200,11 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER) {
             cg_error_format(&j->me, j->reason, sizeof(j->reason));
             cg_metrics_gw_input(gw->metrics, "dead_letter", "");
+            j->oc_kind = "dead_letter";
         }
         return;
     }
-    job_outcome(gw, in, w->mw);
+    job_outcome(gw, j, in, w->mw);
     cg_row_source_t src = {
         .topic = in->topic,
         .partition = in->partition,
