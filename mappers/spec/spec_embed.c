@@ -28,9 +28,17 @@ typedef struct saved {
 
 static cg_err_t save(cg_mapper_t *mp, saved_t *s)
 {
-    *s = (saved_t){mp->m,          mp->spec,       mp->nrc,      mp->rule,      mp->scope,
-                   mp->message_id, {{0}},          mp->time_raw, mp->n_msg_key, mp->msg_key_patient,
-                   mp->run_rule,   mp->path_value, NULL,         NULL};
+    *s = (saved_t){.m = mp->m,
+                   .spec = mp->spec,
+                   .nrc = mp->nrc,
+                   .rule = mp->rule,
+                   .scope = mp->scope,
+                   .message_id = mp->message_id,
+                   .time_raw = mp->time_raw,
+                   .n_msg_key = mp->n_msg_key,
+                   .msg_key_patient = mp->msg_key_patient,
+                   .run_rule = mp->run_rule,
+                   .path_value = mp->path_value};
     memcpy(s->msg_key, mp->msg_key, sizeof(s->msg_key));
     /* the XML specs' lets take the same slots as the message spec's */
     size_t n = mp->cap_vars + 1;
