@@ -24,6 +24,15 @@ const cg_config_map_t cg_config_core_map[] = {
      "column, reason and the entry's place (XPath and line, or HL7 segment) and the input's "
      "topic, partition and offset; never a value or patient data, and it has no key. It is part "
      "of its input's outputs: committed with the records, in the same transaction exactly-once."),
+    CG_CONFIG_ROW_STRING("output.outcome_topic", cg_config_t, outcome_topic, "", CG_CONFIG_F_EMPTY,
+     "Topic for outcome records, one per consumed input, so that a reconciler can account for "
+     "every input: {\"kind\": \"outcome\", \"outcome\": records|no_rows|no_research_content|"
+     "dead_letter, the message type (as the metric's type label), the number of records and "
+     "quality records it gave, for a dead letter the error's stage and code (never its reason, "
+     "which may quote a value), the input's topic, partition and offset}; no patient data. Keyed by "
+     "the input's \"topic:partition\", so one input partition's outcomes stay in order. Part of "
+     "its input's outputs: committed with them, in the same transaction exactly-once. Empty (the "
+     "default): none are written. Not for `cohortgate listen` (it maps nothing)."),
     CG_CONFIG_ROW_BOOL("output.ids_as_strings", cg_config_t, ids_as_strings, "false",
      "Write 64-bit ids (row ids, person_id: the columns the JSON Schema types as int64) as JSON "
      "strings, \"5500483416384649466\", for consumers that read JSON numbers as doubles "

@@ -161,6 +161,7 @@ typedef struct cg_config {
     char *output_topic;
     char *dead_letter_topic;
     char *quality_topic; /* entries left out of documents (on_error "entry") */
+    char *outcome_topic; /* one outcome record per input (output.outcome_topic); NULL: off */
     int ids_as_strings;  /* 64-bit ids as JSON strings (CG_ROW_ENCODE_IDS_AS_STRINGS) */
     int commit_interval_ms;
     int max_in_flight;

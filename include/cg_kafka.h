@@ -16,6 +16,12 @@ typedef struct cg_kafka_input {
     char *topic;
     cg_input_format_t format;
     char *charset; /* HL7 v2 charset of its messages with an empty MSH-18; NULL: hl7's */
+    /* message types ("SIU", "MFN^M02") this feed's messages of which are consumed as no
+     * research content, or dead-lettered, whatever the specs do with them (cg_source_msg_t) */
+    char **no_research_content;
+    size_t n_no_research_content;
+    char **dead_letter;
+    size_t n_dead_letter;
 } cg_kafka_input_t;
 
 typedef struct cg_kafka_preload {

@@ -148,6 +148,8 @@ size_t cg_mapping_worker_quality(const cg_mapping_worker_t *w, const cg_quality_
 /* How the worker's last successful map ended (cg_mapper_outcome): rows, no rows, or no
  * research content; valid until its next map call. */
 void cg_mapping_worker_outcome(const cg_mapping_worker_t *w, cg_map_outcome_t *out);
+/* The last input's MSH-9.1 and MSH-9.2 (cg_mapper_msg_type); 0 when it was no decoded HL7 v2. */
+int cg_mapping_worker_msg_type(const cg_mapping_worker_t *w, cg_slice_t *type, cg_slice_t *event);
 /* The rule behind the i-th cohort of the last route (cg_cohort_route_why), or NULL. */
 const char *cg_mapping_worker_route_why(const cg_mapping_worker_t *w, size_t i);
 size_t cg_mapping_worker_route(cg_mapping_worker_t *w, const cg_row_t *row,

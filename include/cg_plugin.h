@@ -56,7 +56,14 @@ typedef struct cg_source_msg {
     cg_input_format_t format; /* how the engine decodes it (the source's config says) */
     const char *charset;      /* HL7 v2 charset when MSH-18 is empty (inputs[].charset); NULL: the
                                * config's hl7.default_charset. Stable for the run. */
-    void *opaque;             /* the source's own (Kafka: the rd_kafka_message_t) */
+    /* The feed's own handling of HL7 v2 message types ("SIU", "MFN^M02"), over the specs':
+     * consumed as no research content, or dead-lettered (inputs[].no_research_content,
+     * dead_letter). Stable for the run; NULL and 0 when none. */
+    char *const *nrc_types;
+    size_t n_nrc_types;
+    char *const *dl_types;
+    size_t n_dl_types;
+    void *opaque; /* the source's own (Kafka: the rd_kafka_message_t) */
     /* A pass-through run (cg_gateway_opts_t.passthrough, `cohortgate listen`) writes the input
      * unchanged to dest with these headers (name, value, ...; n_headers counts both) and its
      * key; a mapping run ignores them. */

@@ -126,6 +126,11 @@ typedef struct cg_map_outcome {
 const char *cg_map_outcome_name(cg_map_outcome_kind_t kind);
 /* The outcome of the mapper's last map call that returned CG_OK; valid until its next call. */
 void cg_mapper_outcome(const cg_mapper_t *mp, cg_map_outcome_t *out);
+/* The message type (MSH-9.1) and trigger event (MSH-9.2) of the last input when it decoded as an
+ * HL7 v2 message, whether or not it then mapped: 1 with the raw slices (valid until the next
+ * map call), 0 for an XML document or an input that did not decode. What a feed's own handling
+ * of message types (the gateway's inputs[].no_research_content, dead_letter) matches. */
+int cg_mapper_msg_type(const cg_mapper_t *mp, cg_slice_t *type, cg_slice_t *event);
 
 /* Maps one HL7 v2 message (buf holds exactly one message, as from a Kafka record or
  * cg_hl7_reader). On CG_OK, *rows and *n_rows hold the rows (n_rows may be 0 when no rule applies);
@@ -169,7 +174,7 @@ typedef struct cg_quality {
      * and its line, or an HL7 v2 segment's 1-based index and name */
     const char *xpath; /* NULL for HL7 v2 */
     int line;          /* 0 when unknown */
-    uint32_t segment;  /* 0 for XML */
+    uint32_t segment;  /* 0 for XML, unless the document was embedded in this segment */
     char seg_name[4];
 } cg_quality_t;
 

@@ -261,9 +261,10 @@ int cg_cli_check(int argc, char **argv)
         }
         if (status == CG_EXIT_OK)
             printf("%s: ok (%zu input topic(s), records to %s, dead letters to %s, quality "
-                   "records to %s)\n",
+                   "records to %s%s%s)\n",
                    config, cg_kafka_conf(cfg)->n_inputs, cfg->output_topic, cfg->dead_letter_topic,
-                   cfg->quality_topic);
+                   cfg->quality_topic, cfg->outcome_topic ? ", outcomes to " : "",
+                   cfg->outcome_topic ? cfg->outcome_topic : "");
         cg_config_destroy(cfg);
     }
     return status;

@@ -16,8 +16,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: cohortgate schema [--ids-as-strings]\n\n"
             "Print the JSON Schema (draft 2020-12) of the records cohortgate writes: the record\n"
-            "envelope of every table of every target, the quality record, the Kafka headers of\n"
-            "records, dead letters and quality records, and the NDJSON line of a Kafka message.\n"
+            "envelope of every table of every target, the quality, audit and outcome records,\n"
+            "the Kafka headers of each kind, and the NDJSON line of a Kafka message.\n"
             "The repository keeps it as specs/schema/records.schema.json.\n\n"
             "options:\n"
             "      --ids-as-strings  64-bit ids typed as strings, as output.ids_as_strings\n"
@@ -183,6 +183,50 @@ static json_t *quality_headers(void)
     return headers_object("the headers of a quality record (it has no key)", props, req);
 }
 
+static json_t *outcome_headers(void)
+{
+    json_t *props = json_object(), *req = json_array();
+    source_headers(props, req);
+    json_object_set_new(props, "cg.outcome",
+                        json_pack("{s:[ssss]}", "enum", "records", "no_rows", "no_research_content",
+                                  "dead_letter"));
+    json_array_append_new(req, json_string("cg.outcome"));
+    return headers_object("the headers of an outcome record (output.outcome_topic; its key is the "
+                          "input's \"topic:partition\")",
+                          props, req);
+}
+
+/* One consumed input's outcome (output.outcome_topic): what a reconciler counts. */
+static json_t *outcome_schema(void)
+{
+    json_t *count = json_pack("{s:s, s:i}", "type", "integer", "minimum", 0);
+    json_t *source =
+        json_pack("{s:s, s:{s:{s:s, s:i}, s:{s:s, s:i}, s:{s:s, s:i}}, s:[sss], s:b}", "type",
+                  "object", "properties", "topic", "type", "string", "minLength", 1, "partition",
+                  "type", "integer", "minimum", 0, "offset", "type", "integer", "minimum", 0,
+                  "required", "topic", "partition", "offset", "additionalProperties", 0);
+    json_t *props = json_pack(
+        "{s:{s:s}, s:{s:[ssss]}, s:{s:s, s:s}, s:O, s:O, s:{s:s, s:s}, s:{s:s, s:[sss]}, "
+        "s:{s:s, s:s}, s:o}",
+        "kind", "const", "outcome", "outcome", "enum", "records", "no_rows", "no_research_content",
+        "dead_letter", "type", "description",
+        "the message type as the metric's type label: the selecting spec's trigger, an XML "
+        "root's name, or the input's inputs[] entry that decided; absent when unknown",
+        "type", "string", "records", count, "quality", count, "spec", "description",
+        "no_research_content: the declaring spec", "type", "string", "stage", "description",
+        "dead_letter: where it failed (its reason is the dead letter's, which may quote a value)",
+        "enum", "decode", "select", "map", "code", "description", "dead_letter: the error code",
+        "type", "string", "source", source);
+    json_decref(count);
+    return json_pack(
+        "{s:s, s:s, s:o, s:[sss], s:b}", "description",
+        "how one consumed input ended, on output.outcome_topic, in the same transaction as its "
+        "records exactly-once: records and quality counts, or a dead letter's stage and code; "
+        "never a value of the input or anything of the patient",
+        "type", "object", "properties", props, "required", "kind", "outcome", "source",
+        "additionalProperties", 0);
+}
+
 /* A Kafka message as one NDJSON line: which headers it carries says what its value is. */
 static json_t *kafka_message(void)
 {
@@ -191,7 +235,8 @@ static json_t *kafka_message(void)
         json_pack("{s:O, s:{s:[ss]}, s:{s:s, s:s, s:s}, s:{s:s, s:{s:s}}}", "topic", str, "key",
                   "type", "string", "null", "value", "description",
                   "the message's bytes as text: a record (#/$defs/record), a quality record "
-                  "(#/$defs/quality) or an audit record (#/$defs/audit) as JSON, or a dead "
+                  "(#/$defs/quality), an audit record (#/$defs/audit) or an outcome record "
+                  "(#/$defs/outcome) as JSON, or a dead "
                   "letter's original input",
                   "type", "string", "contentMediaType", "application/json", "headers", "type",
                   "object", "additionalProperties", "type", "string");
@@ -199,6 +244,7 @@ static json_t *kafka_message(void)
     /* a dead letter's headers, else a quality record's, else a released record's, else an
      * audit record's, else a record's: the first header each has that the next ones lack */
     static const char *const kinds[][2] = {{"cg.error.code", "dead_letter_headers"},
+                                           {"cg.outcome", "outcome_headers"},
                                            {"cg.quality.reason", "quality_headers"},
                                            {"cg.level", "released_headers"},
                                            {"cg.subscriber", "audit_headers"}};
@@ -260,6 +306,10 @@ int cg_cli_schema(int argc, char **argv)
                               json_pack("{s:s}", "$ref", "#/$defs/audit")) ||
         json_object_set_new(defs, "dead_letter_headers", dead_letter_headers()) ||
         json_object_set_new(defs, "quality_headers", quality_headers()) ||
+        json_object_set_new(defs, "outcome_headers", outcome_headers()) ||
+        json_object_set_new(defs, "outcome", outcome_schema()) ||
+        json_array_append_new(json_object_get(schema, "oneOf"),
+                              json_pack("{s:s}", "$ref", "#/$defs/outcome")) ||
         json_object_set_new(defs, "kafka_message", kafka_message())) {
         fprintf(stderr, "cohortgate schema: out of memory\n");
         json_decref(schema);

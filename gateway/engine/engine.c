@@ -561,7 +561,7 @@ cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)
     if (!gw->sink.p->report)
         return CG_OK;
     size_t n_subs = gw->subs ? gw->subs->n : 0, n = 0;
-    const char **dests = calloc(gw->n_cdests + n_subs + 4, sizeof(*dests));
+    const char **dests = calloc(gw->n_cdests + n_subs + 5, sizeof(*dests));
     if (!dests)
         return CG_ERR_NOMEM;
     dests[n++] = gw->cfg->output_topic;
@@ -573,6 +573,8 @@ cg_err_t cg_gateway_report_topics(cg_gateway_t *gw, int max_per_topic)
         dests[n++] = gw->cfg->audit_topic;
     dests[n++] = gw->cfg->dead_letter_topic;
     dests[n++] = gw->cfg->quality_topic;
+    if (gw->cfg->outcome_topic)
+        dests[n++] = gw->cfg->outcome_topic;
     cg_err_t rc = gw->sink.p->report(gw->sink.ctx, dests, n, max_per_topic,
                                      gw->opts.report ? gw->opts.report : stdout);
     free(dests);

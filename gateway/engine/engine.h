@@ -68,6 +68,11 @@ typedef struct job {
      * NULL without subscribers */
     uint32_t *withheld;
     int audited; /* its withheld rows are counted (cg_engine_release_count) */
+    /* how it ended, for its outcome record (output.outcome_topic): "records", "no_rows",
+     * "no_research_content", "dead_letter"; the type label and declaring spec when known (the
+     * specs' or the config's strings); NULL when it was not mapped */
+    const char *oc_kind, *oc_type, *oc_spec;
+    int oc_done; /* its outcome record is handed to the sink */
 } job_t;
 
 typedef struct worker {

@@ -19,6 +19,8 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     j->n_recs = 0;
     j->next_rec = 0;
     j->audited = 0;
+    j->oc_kind = j->oc_type = j->oc_spec = NULL;
+    j->oc_done = 0;
     if (j->withheld)
         memset(j->withheld, 0, gw->subs->n * CG_RELEASE__COUNT * sizeof(*j->withheld));
     cg_buf_reset(&j->buf);
@@ -44,10 +46,14 @@ job_rec_t *cg_engine_job_add_rec(job_t *j)
 /* Every consumed input leaves a trace: one that maps to no record is counted by outcome and
  * type and logged (no rows at info: a reconciler may ask; declared no research content, the
  * bulk of an ADT feed's traffic, at debug), so "nothing to emit" is never "lost". */
-static void job_outcome(cg_engine_t *gw, const cg_source_msg_t *in, cg_mapping_worker_t *mw)
+static void job_outcome(cg_engine_t *gw, job_t *j, const cg_source_msg_t *in,
+                        cg_mapping_worker_t *mw)
 {
     cg_map_outcome_t o;
     cg_mapping_worker_outcome(mw, &o);
+    j->oc_kind = cg_map_outcome_name(o.kind);
+    j->oc_type = o.type;
+    j->oc_spec = o.spec;
     cg_metrics_gw_input(gw->metrics, cg_map_outcome_name(o.kind), o.type);
     if (o.kind == CG_MAP_NO_ROWS)
         cg_log(CG_LOG_INFO, "input.no_rows",
@@ -58,6 +64,38 @@ static void job_outcome(cg_engine_t *gw, const cg_source_msg_t *in, cg_mapping_w
                "%s partition %d offset %lld: %s: no research content (spec %s)",
                in->topic ? in->topic : "", (int)in->partition, (long long)in->offset, o.type,
                o.spec);
+}
+
+/* How well entry x ("TYPE" or "TYPE^EVENT") names the message type t^e: 2 exactly, 1 by its
+ * type alone, 0 not. */
+static int type_match(const char *x, cg_slice_t t, cg_slice_t e)
+{
+    size_t xl = strlen(x);
+    if (xl < t.len || memcmp(x, t.ptr, t.len))
+        return 0;
+    if (xl == t.len)
+        return 1;
+    return x[t.len] == '^' && xl - t.len - 1 == e.len && !memcmp(x + t.len + 1, e.ptr, e.len) ? 2
+                                                                                              : 0;
+}
+
+/* The feed's own handling of the input's message type (inputs[].no_research_content and
+ * dead_letter), which goes over the specs': 'n', 'd', or 0 when neither names it; *entry the
+ * entry that did (a config string: a bounded metric label). TYPE^EVENT wins over TYPE. */
+static int feed_handling(const cg_source_msg_t *in, cg_mapping_worker_t *mw, const char **entry)
+{
+    cg_slice_t t, e;
+    if ((!in->n_nrc_types && !in->n_dl_types) || !cg_mapping_worker_msg_type(mw, &t, &e) || !t.len)
+        return 0;
+    int best = 0, how = 0;
+    for (size_t i = 0; i < in->n_nrc_types + in->n_dl_types; i++) {
+        int dl = i >= in->n_nrc_types;
+        const char *x = dl ? in->dl_types[i - in->n_nrc_types] : in->nrc_types[i];
+        int m = type_match(x, t, e);
+        if (m > best)
+            best = m, how = dl ? 'd' : 'n', *entry = x;
+    }
+    return how;
 }
 
 /* The row's records for each subscriber under its policy (cg_release.h): its topic, its level,
@@ -129,14 +167,44 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
     __atomic_store_n(&w->busy_since_ms, 0, __ATOMIC_RELEASE);
     cg_metrics_gw_latency(gw->metrics, cg_metrics_now() - t0);
     STAT_ADD(gw, worker_messages[w->index], 1);
+    const char *entry = NULL;
+    /* not over a failure of our own (out of memory), which stays what it is */
+    int how = j->rc == CG_OK || cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER
+                  ? feed_handling(in, w->mw, &entry)
+                  : 0;
+    if (how == 'd') { /* a type this feed should never send: seen, whatever the specs say */
+        j->rc = CG_ERR_MAP;
+        memset(&j->me, 0, sizeof(j->me));
+        j->me.code = CG_ERR_MAP;
+        j->me.stage = "select";
+        snprintf(j->me.text, sizeof(j->me.text),
+                 "%s messages are dead-lettered on this input (inputs[].dead_letter)", entry);
+        cg_error_format(&j->me, j->reason, sizeof(j->reason));
+        cg_metrics_gw_input(gw->metrics, "dead_letter", entry);
+        j->oc_kind = "dead_letter";
+        j->oc_type = entry;
+        return;
+    }
+    if (how == 'n') { /* consumed quietly: no records, no findings, counted */
+        j->rc = CG_OK;
+        cg_metrics_gw_input(gw->metrics, "no_research_content", entry);
+        j->oc_kind = "no_research_content";
+        j->oc_type = entry;
+        cg_log(CG_LOG_DEBUG, "input.no_research_content",
+               "%s partition %d offset %lld: %s: no research content on this input "
+               "(inputs[].no_research_content)",
+               in->topic ? in->topic : "", (int)in->partition, (long long)in->offset, entry);
+        return;
+    }
     if (j->rc != CG_OK) {
         if (cg_err_classify(j->rc) == CG_ERR_CLASS_DEADLETTER) {
             cg_error_format(&j->me, j->reason, sizeof(j->reason));
             cg_metrics_gw_input(gw->metrics, "dead_letter", "");
+            j->oc_kind = "dead_letter";
         }
         return;
     }
-    job_outcome(gw, in, w->mw);
+    job_outcome(gw, j, in, w->mw);
     cg_row_source_t src = {
         .topic = in->topic,
         .partition = in->partition,

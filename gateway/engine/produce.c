@@ -127,6 +127,55 @@ int cg_engine_audit_produce(cg_engine_t *gw, job_t *j, int force)
     return 1;
 }
 
+static void put_field(cg_buf_t *b, const char *name, const char *v)
+{
+    cg_buf_printf(b, ",\"%s\":", name);
+    cg_buf_put_json_str(b, v, strlen(v));
+}
+
+/* The job's outcome record (output.outcome_topic): how its input ended, what it gave and where
+ * it came from, never a value of it (a dead letter's stage and code, not its reason). Keyed by
+ * the input's topic and partition, so one partition's outcomes keep their order. 1 handed over,
+ * 0 the queue is full, -1 failed. */
+static int produce_outcome(cg_engine_t *gw, job_t *j, int dead)
+{
+    const cg_source_msg_t *in = &j->in;
+    size_t records = 0, quality = 0;
+    for (size_t i = 0; !dead && i < j->n_recs; i++)
+        *(j->recs[i].quality ? &quality : &records) += 1;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "{\"kind\":\"outcome\"");
+    put_field(&b, "outcome", dead ? "dead_letter" : j->oc_kind ? j->oc_kind : "records");
+    if (j->oc_type && j->oc_type[0])
+        put_field(&b, "type", j->oc_type);
+    if (dead) {
+        put_field(&b, "stage", j->me.stage ? j->me.stage : "map");
+        put_field(&b, "code", cg_err_name(j->rc));
+    } else {
+        cg_buf_printf(&b, ",\"records\":%zu,\"quality\":%zu", records, quality);
+        if (j->oc_spec)
+            put_field(&b, "spec", j->oc_spec);
+    }
+    cg_buf_puts(&b, ",\"source\":{\"topic\":");
+    cg_buf_put_json_str(&b, in->topic ? in->topic : "", in->topic ? strlen(in->topic) : 0);
+    cg_buf_printf(&b, ",\"partition\":%d,\"offset\":%lld}}", (int)in->partition,
+                  (long long)in->offset);
+    char key[300];
+    int kl = snprintf(key, sizeof(key), "%s:%d", in->topic ? in->topic : "", (int)in->partition);
+    if (b.failed) {
+        cg_buf_free(&b);
+        cg_engine_fatal(gw, CG_ERR_NOMEM, "out of memory encoding an outcome record");
+        return -1;
+    }
+    const char *hdrs[] = {"cg.outcome", dead ? "dead_letter" : j->oc_kind ? j->oc_kind : "records"};
+    cg_sink_result_t rc = cg_engine_produce_one(gw, gw->cfg->outcome_topic, 0, key,
+                                                kl > 0 && (size_t)kl < sizeof(key) ? (size_t)kl : 0,
+                                                b.data, b.len, in, hdrs, 2, j->dm);
+    cg_buf_free(&b);
+    return rc == CG_SINK_OK ? 1 : rc == CG_SINK_FULL ? 0 : -1;
+}
+
 /* Produces a mapped job's records from where it stopped. 1: all handed over (the input is
  * sealed); 0: the sink's queue is full, try again later; -1: failed (fatal, or the transaction
  * failed). */
@@ -240,6 +289,17 @@ static int produce_job(cg_engine_t *gw, job_t *j)
                 STAT_ADD(gw, queue_full, 1);
             return a;
         }
+    }
+    /* last, so that a full queue above does not write it twice; in the transaction with the
+     * records, so a reconciler sees both or neither */
+    if (gw->cfg->outcome_topic && !j->oc_done) {
+        int o = produce_outcome(gw, j, dead);
+        if (o <= 0) {
+            if (o == 0)
+                STAT_ADD(gw, queue_full, 1);
+            return o;
+        }
+        j->oc_done = 1;
     }
     cg_delivery_seal(gw->delivery, j->dm);
     if (gw->eos)

@@ -422,6 +422,11 @@ void cg_mapping_worker_outcome(const cg_mapping_worker_t *w, cg_map_outcome_t *o
     cg_mapper_outcome(w->mapper, out);
 }
 
+int cg_mapping_worker_msg_type(const cg_mapping_worker_t *w, cg_slice_t *type, cg_slice_t *event)
+{
+    return cg_mapper_msg_type(w->mapper, type, event);
+}
+
 const char *cg_mapping_worker_route_why(const cg_mapping_worker_t *w, size_t i)
 {
     return cg_cohort_route_why(w->router, i);

@@ -674,9 +674,9 @@ static void compile_id(cc_t *c, json_t *j, rule_t *r)
 
 static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 {
-    static const char *const keys[] = {"name",        "table",       "foreach", "when",
-                                       "let",         "id",          "columns", "meta",
-                                       "delete_when", "description", NULL};
+    static const char *const keys[] = {"name",        "table",       "foreach",  "when",
+                                       "let",         "id",          "columns",  "meta",
+                                       "delete_when", "description", "document", NULL};
     c->rule = NULL;
     c->rule_lets = NULL; /* a rule sees only its own bindings and the message's */
     c->n_rule_lets = 0;
@@ -695,7 +695,10 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     check_keys(c, j, "a rule", keys);
     json_t *t = json_object_get(j, "table");
     const char *table = json_string_value(t);
-    if (!table || !(r->table = cg_target_table_any(table))) {
+    json_t *doc = json_object_get(j, "document");
+    if (doc) /* no row of its own: its value is a document the XML specs map (spec_embed.c) */
+        cg_spec_document_compile(c, j, doc, r);
+    else if (!table || !(r->table = cg_target_table_any(table))) {
         err_at(c, t, j, "table",
                "\"table\" must name an OMOP CDM v5.4 table (or cohortgate.person_merge), not '%s'",
                table ? table : "?");
@@ -713,6 +716,8 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     if (w)
         r->when = compile_cond(c, w);
     r->when_uses_lets = cond_reads_var_from(r->when, (int)c->spec->n_lets);
+    if (doc)
+        return;
     r->op = r->table->op;
     json_t *dw = json_object_get(j, "delete_when");
     if (dw && r->op != CG_ROW_UPSERT)

@@ -77,6 +77,13 @@ void cg_spec_warn_path(cc_t *c, const json_t *at, const cg_hl7_path_t *p, int is
 /* The spec is compiled: the whole-segment paths whose segment nothing else reads. */
 void cg_spec_warn_spec_done(cc_t *c);
 
+/* ---- embedded documents (spec_document.c) ---- */
+
+/* A rule's "document" (doc, in rule object j): its data and encoding expressions into r, and
+ * the checks that such a rule makes no row of its own (no table, columns, id) and stands in an
+ * HL7 v2 spec that has a patient. */
+void cg_spec_document_compile(cc_t *c, json_t *j, json_t *doc, rule_t *r);
+
 /* Zeroed memory in the spec set's arena. */
 void *cg_spec_cc_alloc(cc_t *c, size_t n);
 /* A copy of s[0..n) in the arena. */

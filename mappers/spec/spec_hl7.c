@@ -11,9 +11,12 @@
 cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
 {
     cg_hl7_scope_t msg_scope = cg_hl7_scope_message(mp->m);
+    /* a "document" rule makes no row: the document it reads does (spec_embed.c) */
+    cg_err_t (*emit)(cg_mapper_t *, uint64_t) =
+        r->doc_data ? cg_spec_embed_document : cg_spec_emit_row;
     if (!r->has_foreach) {
         mp->scope = msg_scope;
-        return cg_spec_emit_row(mp, 1);
+        return emit(mp, 1);
     }
     cg_hl7_iter_t it;
     cg_hl7_match_t match;
@@ -21,7 +24,7 @@ cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
     cg_hl7_path_begin(&it, mp->m, &r->foreach, msg_scope);
     while (cg_hl7_path_next(&it, &match)) {
         mp->scope = cg_hl7_scope_at(mp->m, match.seg);
-        cg_err_t rc = cg_spec_emit_row(mp, ++pos);
+        cg_err_t rc = emit(mp, ++pos);
         if (rc && (rc = cg_spec_entry_failed(mp, rc, pos)))
             return rc;
     }
@@ -42,6 +45,7 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     cg_error_t local;
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = msg;
+    mp->last = msg;
     mp->run_rule = cg_spec_hl7_run_rule;
     mp->path_value = cg_spec_hl7_path_value;
 
@@ -83,6 +87,19 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     return CG_OK;
 }
 
+int cg_mapper_msg_type(const cg_mapper_t *mp, cg_slice_t *type, cg_slice_t *event)
+{
+    *type = *event = (cg_slice_t){"", 0};
+    if (!mp->last || !cg_hl7_seg_count(mp->last))
+        return 0;
+    cg_slice_t raw;
+    if (cg_hl7_get_raw(mp->last, 0, 9, 1, 1, 0, &raw))
+        *type = raw;
+    if (cg_hl7_get_raw(mp->last, 0, 9, 1, 2, 0, &raw))
+        *event = raw;
+    return 1;
+}
+
 cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                            size_t *n_rows, cg_error_t *err)
 {
@@ -90,6 +107,7 @@ cg_err_t cg_mapper_map_hl7(cg_mapper_t *mp, const char *buf, size_t len, const c
     *rows = NULL;
     *n_rows = 0;
     mp->quality_done = 0; /* a message that does not decode has no findings */
+    mp->last = NULL;
     cg_err_t rc = cg_hl7_parse(mp->msg, buf, len, &he);
     if (rc)
         return cg_spec_decode_error(err, &he);

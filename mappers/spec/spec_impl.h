@@ -191,6 +191,10 @@ typedef struct cg_spec_rule {
     const column_t *person; /* the rule's person_id column (a delete carries it), or NULL */
     column_t pk;            /* the table's primary key (pk.col NULL when it has none) */
     size_t name_len;        /* strlen(name) */
+    /* "document" (table NULL): the value holds a whole XML document that the spec set's XML
+     * specs map as if it came on its own, keyed to this spec's patient (spec_embed.c); the rule
+     * makes no row of its own. doc_encoding: HL7 table 0299 (A, Hex, Base64; absent: A) */
+    expr_t *doc_data, *doc_encoding;
 } rule_t;
 
 typedef struct trigger {

@@ -72,6 +72,7 @@ struct cg_mapper {
     const char *utc_offset;
     cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
     cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
+    cg_hl7_msg_t *last;  /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
     cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
     cg_xml_eval_t *xev;
     cg_xml_options_t xml_opts;
@@ -129,6 +130,11 @@ struct cg_mapper {
     /* what joins the values of a [*] path: the sep of the innermost concat being evaluated,
      * else "~" (HL7's repetition separator, as parse --get writes them) */
     const char *join_sep;
+    /* while an embedded document maps (spec_embed.c): the message's patient stays (its specs'
+     * own patients are not computed), and findings name the segment that held it (1-based) */
+    int embedded;
+    uint32_t embed_segment;
+    char embed_seg_name[4];
     /* --trace only: the steps taken by the value being evaluated (which coalesce branch, which
      * vocabulary row, which map entry), and each binding's (cap_vars entries, in the arena) */
     cg_buf_t steps;
@@ -256,6 +262,21 @@ cg_err_t cg_spec_xml_run_rule(cg_mapper_t *mp, const rule_t *r);
 cg_err_t cg_spec_xml_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 /* "reference": "#id" to the text of the narrative element with that ID. */
 cg_err_t cg_spec_xml_reference(cg_mapper_t *mp, const spec_val_t *v, spec_val_t *out);
+/* Makes the mapper's XML document and evaluator on first use; CG_ERR_NOMEM. */
+cg_err_t cg_spec_xml_ready(cg_mapper_t *mp);
+/* Runs every XML spec that takes the parsed document mp->xdoc (its id set per spec); *matched
+ * counts the specs that ran. */
+cg_err_t cg_spec_xml_run_specs(cg_mapper_t *mp, size_t *matched);
+/* The parsed document's root element's name (NULL: none). */
+const char *cg_spec_xml_root_name(const cg_mapper_t *mp);
+/* mp->err's text when no spec takes the parsed document: its root and templateIds. */
+void cg_spec_xml_no_spec(cg_mapper_t *mp);
+
+/* ---- embedded documents (spec_embed.c) ---- */
+
+/* Rule mp->rule, a "document" rule, at its foreach position: the document its data holds is
+ * decoded and mapped by the XML specs into this message's rows, keyed to its patient. */
+cg_err_t cg_spec_embed_document(cg_mapper_t *mp, uint64_t position);
 
 /* ---- rows (spec_row.c) ---- */
 

@@ -38,6 +38,8 @@ static const struct {
     {"undecodable_field", "a field that does not decode"},
     {"over_limit", "a value over a decoder limit"},
     {"map_failed", "the row could not be made"},
+    {"undecodable_document", "an embedded document that does not decode"},
+    {"no_spec", "an embedded document no spec takes"},
 };
 
 const char *cg_quality_reason_text(const char *reason)
@@ -79,6 +81,10 @@ cg_err_t cg_spec_entry_failed(cg_mapper_t *mp, cg_err_t rc, uint64_t position)
         if (!q->xpath)
             return rc;
         q->line = cg_xml_node_line(mp->xnode);
+        if (mp->embed_segment) { /* a message's embedded document: the segment that held it */
+            q->segment = mp->embed_segment;
+            memcpy(q->seg_name, mp->embed_seg_name, sizeof(q->seg_name));
+        }
     } else if (mp->m) {
         q->segment = mp->scope.cur + 1;
         const char *name = cg_hl7_seg_name(mp->m, mp->scope.cur);
@@ -102,10 +108,13 @@ size_t cg_mapper_quality(const cg_mapper_t *mp, const cg_quality_t **items)
 const char *cg_quality_format(const cg_quality_t *q, char *buf, size_t size)
 {
     char where[1100];
+    char seg[32] = "";
+    if (q->xpath && q->segment) /* in a document embedded in that segment */
+        snprintf(seg, sizeof(seg), " in segment %u %s", q->segment, q->seg_name);
     if (q->xpath && q->line)
-        snprintf(where, sizeof(where), "%s (line %d)", q->xpath, q->line);
+        snprintf(where, sizeof(where), "%s (line %d)%s", q->xpath, q->line, seg);
     else if (q->xpath)
-        snprintf(where, sizeof(where), "%s", q->xpath);
+        snprintf(where, sizeof(where), "%s%s", q->xpath, seg);
     else
         snprintf(where, sizeof(where), "segment %u %s", q->segment, q->seg_name);
     snprintf(buf, size, "rule %s%s%s, entry %llu at %s: left out: %s, %s", q->rule,
@@ -137,7 +146,8 @@ cg_err_t cg_quality_encode(const cg_quality_t *q, const cg_row_source_t *src, cg
         put_str(out, "xpath", q->xpath);
         if (q->line)
             cg_buf_printf(out, ",\"line\":%d", q->line);
-    } else {
+    }
+    if (!q->xpath || q->segment) {
         cg_buf_printf(out, ",\"segment\":%u", q->segment);
         put_str(out, "segment_name", q->seg_name);
     }

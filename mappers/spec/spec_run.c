@@ -16,8 +16,10 @@ static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
 {
     mp->spec = s;
     mp->rule = NULL;
-    mp->patient_state = 0;
-    mp->shift_days = 0;
+    if (!mp->embedded) { /* an embedded document's rows are the message's patient's */
+        mp->patient_state = 0;
+        mp->shift_days = 0;
+    }
     mp->xnode = NULL;
     if (mp->m)
         mp->scope = cg_hl7_scope_message(mp->m);
@@ -27,7 +29,7 @@ static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
                             : cg_spec_eval_expr(mp, s->lets[i].expr, &mp->vars[i])))
             return rc;
     /* dates shift by the patient's offset, so the patient comes first when the spec has one */
-    if (s->has_patient && (rc = cg_spec_patient(mp)))
+    if (s->has_patient && !mp->embedded && (rc = cg_spec_patient(mp)))
         return rc;
     for (size_t i = 0; i < s->n_rules; i++)
         if ((rc = run_rule(mp, &s->rules[i])))
@@ -46,6 +48,8 @@ void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
     mp->quality_done = 0;
     mp->problem = NULL;
     mp->xnode = NULL;
+    mp->embedded = 0;
+    mp->embed_segment = 0;
     *rows = NULL;
     *n_rows = 0;
     mp->nrc = NULL;

@@ -136,59 +136,89 @@ static cg_err_t document_id(cg_mapper_t *mp, const spec_t *s, const xmlNode *roo
     return CG_OK;
 }
 
+cg_err_t cg_spec_xml_ready(cg_mapper_t *mp)
+{
+    if (!mp->xdoc) {
+        cg_xml_options_t o;
+        cg_xml_options_default(&o);
+        if (mp->xml_opts_set)
+            o = mp->xml_opts;
+        if (!(mp->xdoc = cg_xml_doc_new(&o)))
+            return CG_ERR_NOMEM;
+    }
+    if (!mp->xev && !(mp->xev = cg_xml_eval_new()))
+        return CG_ERR_NOMEM;
+    return CG_OK;
+}
+
+cg_err_t cg_spec_xml_run_specs(cg_mapper_t *mp, size_t *matched)
+{
+    cg_xml_eval_bind(mp->xev, mp->xdoc);
+    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
+    mp->run_rule = cg_spec_xml_run_rule;
+    mp->path_value = cg_spec_xml_path_value;
+    cg_err_t rc;
+    for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
+        const spec_t *s = &mp->ss->specs[i];
+        if (s->format->format != CG_INPUT_XML || !document_matches(s, root))
+            continue;
+        if ((rc = document_id(mp, s, root)) || (rc = cg_spec_try_spec(mp, s, matched)))
+            return rc;
+    }
+    return CG_OK;
+}
+
+const char *cg_spec_xml_root_name(const cg_mapper_t *mp)
+{
+    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
+    return root ? (const char *)root->name : NULL;
+}
+
+void cg_spec_xml_no_spec(cg_mapper_t *mp)
+{
+    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
+    int n = snprintf(mp->err->text, sizeof(mp->err->text),
+                     "no spec takes XML documents with root element <%s>",
+                     root ? (const char *)root->name : "?");
+    /* the templateIds say what the document is: name them for whoever writes the spec */
+    const char *sep = " (templateIds: ";
+    for (const xmlNode *c = root ? root->children : NULL; c && n > 0; c = c->next) {
+        const xmlChar *r =
+            c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "templateId")
+                ? attr_value(c, "root")
+                : NULL;
+        if (!r || (size_t)n >= sizeof(mp->err->text))
+            continue;
+        n += snprintf(mp->err->text + n, sizeof(mp->err->text) - (size_t)n, "%s%s", sep,
+                      (const char *)r);
+        sep = " ";
+    }
+    if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->text))
+        snprintf(mp->err->text + n, sizeof(mp->err->text) - (size_t)n, ")");
+}
+
 cg_err_t cg_mapper_map_xml(cg_mapper_t *mp, const char *buf, size_t len, const cg_row_t **rows,
                            size_t *n_rows, cg_error_t *err)
 {
     *rows = NULL;
     *n_rows = 0;
     mp->quality_done = 0; /* a document that does not decode has no findings */
-    if (!mp->xdoc) {
-        cg_xml_options_t o;
-        cg_xml_options_default(&o);
-        if (mp->xml_opts_set)
-            o = mp->xml_opts;
-        if (!(mp->xdoc = cg_xml_doc_new(&o)) || !(mp->xev = cg_xml_eval_new()))
-            return cg_spec_map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
-    }
+    mp->last = NULL;
+    if (cg_spec_xml_ready(mp))
+        return cg_spec_map_error(err, CG_ERR_NOMEM, "decode", "out of memory");
     cg_error_t xe;
     cg_err_t rc = cg_xml_parse(mp->xdoc, buf, len, &xe);
     if (rc)
         return cg_spec_decode_error(err, &xe);
-    cg_xml_eval_bind(mp->xev, mp->xdoc);
-    const xmlNode *root = cg_xml_doc_root(mp->xdoc);
     cg_error_t local;
     cg_spec_begin_message(mp, err, &local, rows, n_rows);
     mp->m = NULL;
-    mp->run_rule = cg_spec_xml_run_rule;
-    mp->path_value = cg_spec_xml_path_value;
     size_t matched = 0;
-    for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
-        const spec_t *s = &mp->ss->specs[i];
-        if (s->format->format != CG_INPUT_XML || !document_matches(s, root))
-            continue;
-        if ((rc = document_id(mp, s, root)) || (rc = cg_spec_try_spec(mp, s, &matched)))
-            return rc;
-    }
+    if ((rc = cg_spec_xml_run_specs(mp, &matched)))
+        return rc;
     /* a spec took it, so the root's name is one a spec names: a bounded label */
-    if (cg_spec_select_outcome(mp, matched, root ? (const char *)root->name : NULL)) {
-        int n = snprintf(mp->err->text, sizeof(mp->err->text),
-                         "no spec takes XML documents with root element <%s>",
-                         root ? (const char *)root->name : "?");
-        /* the templateIds say what the document is: name them for whoever writes the spec */
-        const char *sep = " (templateIds: ";
-        for (const xmlNode *c = root ? root->children : NULL; c && n > 0; c = c->next) {
-            const xmlChar *r =
-                c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "templateId")
-                    ? attr_value(c, "root")
-                    : NULL;
-            if (!r || (size_t)n >= sizeof(mp->err->text))
-                continue;
-            n += snprintf(mp->err->text + n, sizeof(mp->err->text) - (size_t)n, "%s%s", sep,
-                          (const char *)r);
-            sep = " ";
-        }
-        if (*sep == ' ' && sep[1] == '\0' && (size_t)n < sizeof(mp->err->text))
-            snprintf(mp->err->text + n, sizeof(mp->err->text) - (size_t)n, ")");
+    if (cg_spec_select_outcome(mp, matched, cg_spec_xml_root_name(mp))) {
+        cg_spec_xml_no_spec(mp);
         return CG_ERR_MAP;
     }
     cg_spec_finish_rows(mp, rows, n_rows);

@@ -91,7 +91,8 @@ done
 for ids in false true; do
     cat >"$tmp/run.json" <<JSON
 {"group_id": "schema", "inputs": [{"topic": "raw", "format": "auto"}],
- "output": {"sink": "file", "file": {"path": "$tmp/out-$ids.ndjson"}, "ids_as_strings": $ids},
+ "output": {"sink": "file", "file": {"path": "$tmp/out-$ids.ndjson"}, "ids_as_strings": $ids,
+            "outcome_topic": "cohortgate.outcomes"},
  "mapping": {"specs": "$root/specs"},
  "pseudonym": {"key_file": "$root/tests/golden/key"},
  "cohorts": {"path": "$root/specs/cohorts"},
@@ -109,7 +110,7 @@ JSON
     s=$schema
     [ $ids = true ] && s=$tmp/schema-str.json
     validate "$s" --kafka "$tmp/out-$ids.ndjson" | tee "$tmp/v.txt"
-    for kind in "dead letter" quality record "released record" audit; do
+    for kind in "dead letter" quality record "released record" audit outcome; do
         grep -q "[1-9][0-9]* $kind" "$tmp/v.txt" || fail "the run wrote no $kind"
     done
 done

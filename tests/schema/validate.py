@@ -32,7 +32,7 @@ def main(argv):
         return cls({"$ref": "#/$defs/" + name, "$defs": schema["$defs"]})
 
     kafka_v, record_v, quality_v = sub("kafka_message"), sub("record"), sub("quality")
-    audit_v = sub("audit")
+    audit_v, outcome_v = sub("audit"), sub("outcome")
     failures, counts = 0, {}
     record_def = schema["$defs"]["record"]
     by_table = {}
@@ -89,7 +89,9 @@ def main(argv):
                 if "cg.error.code" in h:
                     kind = "dead letter"  # its value is the input's original bytes
                 else:
-                    if "cg.quality.reason" in h:
+                    if "cg.outcome" in h:
+                        kind = "outcome"
+                    elif "cg.quality.reason" in h:
                         kind = "quality"
                     elif "cg.level" in h:
                         kind = "released record"
@@ -102,6 +104,10 @@ def main(argv):
                         verrs = list(quality_v.iter_errors(value))
                     elif kind == "audit":
                         verrs = list(audit_v.iter_errors(value))
+                    elif kind == "outcome":
+                        verrs = list(outcome_v.iter_errors(value))
+                        if not verrs and value["outcome"] != h["cg.outcome"]:
+                            verrs = [jsonschema.ValidationError("cg.outcome differs from the value's")]
                     else:
                         verrs = record_errors(value)
                     report(where + " (value)", verrs)

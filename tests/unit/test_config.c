@@ -99,6 +99,14 @@ static void test_errors_are_located(void **state)
     expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":\"x\"},"
                  "\"mapping\":{\"specs\":\"s\"},\n\"hl7\":{\"default_charset\":\"KLINGON-8\"}}",
                  2, 8, "'KLINGON-8' is not a character set");
+    /* a feed's message types: well-formed, and each in one list only */
+    expect_error("{\"inputs\":[{\"topic\":\"a\"},\n{\"topic\":\"b\",\"dead_letter\":[\"SIU\"],"
+                 "\"no_research_content\":[\"SIU\"]}],"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"},\"mapping\":{\"specs\":\"s\"}}",
+                 2, 36, "'inputs[].no_research_content': 'SIU' is in dead_letter too");
+    expect_error("{\"inputs\":[{\"topic\":\"a\",\"dead_letter\":\"siu^s12\"}],"
+                 "\"kafka\":{\"bootstrap.servers\":\"x\"},\"mapping\":{\"specs\":\"s\"}}",
+                 1, 25, "'siu^s12' is no message type");
     /* kafka values must be scalars */
     expect_error("{\"inputs\":[{\"topic\":\"a\"}],\"kafka\":{\"bootstrap.servers\":[1]}}", 1, 36,
                  "must be a string, integer, boolean");

@@ -23,6 +23,18 @@ const cg_config_map_t cg_kafka_config_map[] = {
      "Character set of this topic's HL7 v2 messages whose MSH-18 is empty, when it differs from "
      "hl7.default_charset (one hospital sends GBK undeclared, the others UTF-8): an HL7 table "
      "0211 value or an iconv name. Empty: hl7.default_charset."),
+    CG_CONFIG_ROW_STRINGS("inputs[].no_research_content", cg_kafka_input_t, no_research_content, n_no_research_content, "", CG_CONFIG_F_EMPTY,
+     "HL7 v2 message types this topic's messages of which are consumed quietly, as no research "
+     "content, whatever the specs do with them (map them or dead-letter them): \"TYPE\" for every "
+     "event of a type, \"TYPE^EVENT\" for one, e.g. [\"SIU\", \"MFN^M02\"] on a feed whose "
+     "scheduling and master files a study does not want. Counted in cohortgate_inputs_total as "
+     "outcome no_research_content with the entry as type; no records, no quality records."),
+    CG_CONFIG_ROW_STRINGS("inputs[].dead_letter", cg_kafka_input_t, dead_letter, n_dead_letter, "", CG_CONFIG_F_EMPTY,
+     "HL7 v2 message types (as no_research_content) that are dead-lettered on this topic whatever "
+     "the specs do with them: a feed that should never send them (an SIU on a lab feed, which the "
+     "shipped specs would consume as no research content) is then seen. Reason: 'TYPE messages "
+     "are dead-lettered on this input', stage select; counted as outcome dead_letter with the entry "
+     "as type. A type may not be in both lists; the more specific entry (TYPE^EVENT) wins over TYPE."),
     CG_CONFIG_ROW_STRING("delivery.transactional_id", cg_kafka_conf_t, transactional_id, "", CG_CONFIG_F_EMPTY,
      "exactly-once: the producer's transactional.id. It must differ between instances that run at "
      "the same time (a second instance with the same id fences the first, which stops) and stay "
@@ -95,6 +107,47 @@ static int check_clients(const cg_kafka_conf_t *kc, cg_config_problem_t *pr)
     return 0;
 }
 
+/* Whether s is a message type entry: TYPE or TYPE^EVENT, each 1 to 7 capitals or digits (MSH-9
+ * codes are three; a site's Z types may be longer). */
+static int type_entry_ok(const char *s)
+{
+    size_t n = 0, parts = 1;
+    for (; *s; s++) {
+        if (*s == '^' && n && parts == 1) {
+            parts++, n = 0;
+            continue;
+        }
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')) || ++n > 7)
+            return 0;
+    }
+    return n > 0;
+}
+
+/* An input's no_research_content and dead_letter: well-formed, and no entry in both. */
+static int check_types(const cg_kafka_input_t *in, int i, cg_config_problem_t *pr)
+{
+    const char *names[] = {"no_research_content", "dead_letter"};
+    char **lists[] = {in->no_research_content, in->dead_letter};
+    size_t counts[] = {in->n_no_research_content, in->n_dead_letter};
+    for (int l = 0; l < 2; l++)
+        for (size_t k = 0; k < counts[l]; k++) {
+            const char *bad = NULL;
+            if (!type_entry_ok(lists[l][k]))
+                bad = "is no message type: TYPE or TYPE^EVENT, e.g. \"SIU\" or \"MFN^M02\"";
+            for (size_t m = 0; !bad && l == 0 && m < counts[1]; m++)
+                if (!strcmp(lists[0][k], lists[1][m]))
+                    bad = "is in dead_letter too: say which it is";
+            if (bad) {
+                *pr = (cg_config_problem_t){
+                    .keys = {"inputs", NULL, names[l]}, .index = {0, i, 0}, .n_keys = 3};
+                snprintf(pr->text, sizeof(pr->text), "'inputs[].%s': '%s' %s", names[l],
+                         lists[l][k], bad);
+                return -1;
+            }
+        }
+    return 0;
+}
+
 int cg_kafka_source_check(const void *conf, const cg_config_t *cfg, cg_config_problem_t *pr)
 {
     (void)cfg;
@@ -123,6 +176,9 @@ int cg_kafka_source_check(const void *conf, const cg_config_t *cfg, cg_config_pr
         }
         iconv_close(cd);
     }
+    for (size_t i = 0; i < kc->n_inputs; i++)
+        if (check_types(&kc->inputs[i], (int)i, pr))
+            return -1;
     return check_clients(kc, pr);
 }
 

@@ -92,9 +92,12 @@ cg_kafka_embedded_t *cg_kafka_embedded_start(const cg_config_t *cfg, char *errst
         goto fail;
     }
     const cg_kafka_conf_t *kc = cg_kafka_conf(cfg);
-    const char *topics[3] = {cfg->output_topic, cfg->dead_letter_topic, cfg->quality_topic};
-    for (size_t i = 0; i < kc->n_inputs + 3; i++) {
+    const char *topics[4] = {cfg->output_topic, cfg->dead_letter_topic, cfg->quality_topic,
+                             cfg->outcome_topic};
+    for (size_t i = 0; i < kc->n_inputs + 4; i++) {
         const char *t = i < kc->n_inputs ? kc->inputs[i].topic : topics[i - kc->n_inputs];
+        if (!t) /* output.outcome_topic is off */
+            continue;
         rd_kafka_resp_err_t err =
             rd_kafka_mock_topic_create(eb->mcluster, t, kc->embedded_partitions, 1);
         if (err) {

@@ -266,6 +266,10 @@ static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
                                  .offset = m->offset,
                                  .format = in ? in->format : CG_INPUT_AUTO,
                                  .charset = in ? in->charset : NULL,
+                                 .nrc_types = in ? in->no_research_content : NULL,
+                                 .n_nrc_types = in ? in->n_no_research_content : 0,
+                                 .dl_types = in ? in->dead_letter : NULL,
+                                 .n_dl_types = in ? in->n_dead_letter : 0,
                                  .opaque = m};
         msg->headers = headers_of(m, &msg->n_headers);
         return CG_SOURCE_MSG;

@@ -86,10 +86,12 @@ size_t cg_kafka_validate(const void *conf, const cg_config_t *cfg, cg_config_pro
     if (!is_kafka(cfg->sink))
         return n;
     /* a mapping run: what it writes must not be what it reads, nor two things at once */
-    const char *names[] = {"output.topic", "output.dead_letter_topic", "output.quality_topic"};
-    const char *keys[] = {"topic", "dead_letter_topic", "quality_topic"};
-    const char *topics[] = {cfg->output_topic, cfg->dead_letter_topic, cfg->quality_topic};
-    for (size_t o = 0; o < 3; o++) {
+    const char *names[] = {"output.topic", "output.dead_letter_topic", "output.quality_topic",
+                           "output.outcome_topic"};
+    const char *keys[] = {"topic", "dead_letter_topic", "quality_topic", "outcome_topic"};
+    const char *topics[] = {cfg->output_topic, cfg->dead_letter_topic, cfg->quality_topic,
+                            cfg->outcome_topic};
+    for (size_t o = 0; o < 4; o++) {
         if (!topics[o])
             continue;
         for (size_t i = 0; i < kc->n_inputs; i++)
