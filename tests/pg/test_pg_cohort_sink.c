@@ -63,7 +63,8 @@ static void run_new(run_t *r, const char *prefix, int txn_max)
     char pg_more[700];
     snprintf(pg_more, sizeof(pg_more),
              ", \"batch_rows\": 25, \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s\", "
-             "\"count_interval_ms\": 100, \"small_cell\": 3, \"databases\": {\"t2dm\": \"%s\"}}",
+             "\"count_interval_ms\": 100, \"lapse_interval_ms\": 100, \"small_cell\": 3, "
+             "\"databases\": {\"t2dm\": \"%s\"}}",
              r->defs, r->events, r->disease);
     pt_write_config(&r->pt, r->pt.config, txn_max, 100, pg_more,
                     " \"metrics\": {\"listen\": \"127.0.0.1:0\"},");
@@ -296,14 +297,14 @@ static void check_outbox(const run_t *r)
             s, s),
         0);
     assert_int_equal(
-        pt_q_int(
-            "SELECT count(*) FROM (SELECT event, periods, lag(periods) OVER w AS before, "
-            "lag(event) OVER w AS ev_before FROM %s.cg_cohort_events WINDOW w AS (PARTITION BY "
-            "cohort_definition_id, person_id ORDER BY event_id)) x WHERE periods = before OR "
-            "(before IS NULL AND event <> 'enter') OR (event = 'exit' AND periods <> '[]') OR "
-            "(event = 'enter' AND ev_before IS NOT NULL AND ev_before <> 'exit') OR (event = "
-            "'exit' AND ev_before = 'exit')",
-            s),
+        pt_q_int("SELECT count(*) FROM (SELECT event, periods, lag(periods) OVER w AS before, "
+                 "lag(event) OVER w AS ev_before FROM %s.cg_cohort_events WHERE event <> 'lapse' "
+                 "WINDOW w AS (PARTITION BY "
+                 "cohort_definition_id, person_id ORDER BY event_id)) x WHERE periods = before OR "
+                 "(before IS NULL AND event <> 'enter') OR (event = 'exit' AND periods <> '[]') OR "
+                 "(event = 'enter' AND ev_before IS NOT NULL AND ev_before <> 'exit') OR (event = "
+                 "'exit' AND ev_before = 'exit')",
+                 s),
         0);
 }
 
@@ -450,6 +451,43 @@ static void check_member_gauges(run_t *r, out_t *o)
     assert_true(checked >= 2);
 }
 
+static long long lapses(const run_t *r)
+{
+    return pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'lapse'", r->pt.schema);
+}
+
+/* As if the sink had last looked for lapsed periods in 2000: each member whose last period has
+ * ended since gets one lapse event with their periods, published; and only once. */
+static void check_lapses(run_t *r, out_t *o)
+{
+    assert_int_equal(lapses(r), 0); /* the first look only starts the count */
+    pt_q_exec("UPDATE %s.cg_cohort_state SET lapse_through = DATE '2000-01-01'", r->pt.schema);
+    long long want = pt_q_int("SELECT count(*) FROM (SELECT 1 FROM %s.cohort GROUP BY "
+                              "cohort_definition_id, subject_id HAVING max(cohort_end_date) > DATE "
+                              "'2000-01-01' AND max(cohort_end_date) < CURRENT_DATE) x",
+                              r->pt.schema);
+    assert_true(want > 0);
+    for (int round = 0; round < 2; round++) {
+        usleep(300000); /* past pg.cohorts.lapse_interval_ms, then a commit */
+        person_rec(o, PERSONS + 501 + round);
+        produce_out(r, o);
+        wait_caught_up(r);
+        for (int i = 0; i < 100 && lapses(r) < want; i++)
+            usleep(100000);
+        wait_caught_up(r); /* published too */
+        assert_int_equal(lapses(r), want);
+    }
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events e WHERE event = 'lapse' "
+                              "AND periods::jsonb IS DISTINCT FROM (SELECT jsonb_agg("
+                              "jsonb_build_array(cohort_start_date, cohort_end_date) ORDER BY "
+                              "cohort_start_date, cohort_end_date) FROM %s.cohort c WHERE "
+                              "c.cohort_definition_id = e.cohort_definition_id AND c.subject_id = "
+                              "e.person_id)",
+                              r->pt.schema, r->pt.schema),
+                     0);
+    check_topic(r, 0);
+}
+
 static void test_random(void **state)
 {
     (void)state;
@@ -486,6 +524,7 @@ static void test_random(void **state)
     assert_true(dz > 0);
     assert_true(pt_q_int("SELECT count(*) FROM %s.measurement", r.disease) > 0);
     check_member_gauges(&r, &o);
+    check_lapses(&r, &o);
     sink_stop(&r, pid);
 
     /* a definition added while the sink is stopped: evaluated for every person at start */

@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 
 #define PUBLISH_BATCH 1000
+#define N_EVENTS      4
 
 typedef struct pg_def {
     char *path;
@@ -50,15 +51,17 @@ struct pg_cohorts {
     rd_kafka_t *producer;
     int delivery_failed; /* a delivery report of the current publish failed */
     uint64_t published, events;
-    uint64_t txn_events[3]; /* enter, exit, change written by the open transaction */
-    cg_metric_series_t *m_events[3], *m_published;
+    uint64_t txn_events[N_EVENTS]; /* of each kind, written by the open transaction */
+    cg_metric_series_t *m_events[N_EVENTS], *m_published;
+    double next_lapse_s;              /* cg_metrics_now() of the next look for lapsed periods */
     cg_metric_t *m_members, *m_small; /* per definition name */
     char **disease_sql;               /* per pg.cohorts.databases entry (pg_disease.c) */
     size_t n_disease;
     double next_count_s; /* cg_metrics_now() of the next member count */
 };
 
-static const char *const event_names[3] = {"enter", "exit", "change"};
+/* lapse: a member's last period ended (its end date passed) since the last look */
+static const char *const event_names[N_EVENTS] = {"enter", "exit", "change", "lapse"};
 
 static int by_name(const void *a, const void *b)
 {
@@ -342,9 +345,9 @@ void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics)
         return;
     cg_metric_t *ev = cg_metrics_counter(reg, "cohortgate_sink_cohort_events_total",
                                          "Cohort membership events the sink committed to its "
-                                         "outbox, by event (enter, exit, change)",
+                                         "outbox, by event (enter, exit, change, lapse)",
                                          "event");
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < N_EVENTS; k++)
         cs->m_events[k] = cg_metric_get1(ev, event_names[k]);
     cg_metric_t *pub = cg_metrics_counter(reg, "cohortgate_sink_cohort_events_published_total",
                                           "Cohort membership events sent to the events topic "
@@ -406,7 +409,7 @@ void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed)
 {
     if (!cs)
         return;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N_EVENTS; k++) {
         if (committed) {
             cs->events += cs->txn_events[k];
             cg_metric_inc(cs->m_events[k], cs->txn_events[k]);
@@ -539,7 +542,7 @@ static int evaluate(pg_cohorts_t *cs, PGconn *c, int full, char *errstr, size_t 
         return -1;
     }
     for (int i = 0; i < PQntuples(r); i++)
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < N_EVENTS; k++)
             if (!strcmp(PQgetvalue(r, i, 0), event_names[k]))
                 cs->txn_events[k]++;
     PQclear(r);
@@ -655,6 +658,92 @@ int pg_cohorts_sync(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_siz
         PQclear(PQexec(c, "ROLLBACK"));
     pg_cohorts_txn_end(cs, !rc);
     return rc;
+}
+
+/* Lapse events: once a day (looked for every pg.cohorts.lapse_interval_ms), each member whose
+ * last period's end date has passed since the last look gets a "lapse" event (its periods
+ * unchanged): "no longer a member today". cg_cohort_state.lapse_through is the day up to which
+ * that was said, set in the same transaction, under the lock of pg_cohorts_sync, so that of
+ * several instances one says it, once. A definition's first look only starts the count: periods
+ * that ended before it were never announced as current. */
+int pg_cohorts_lapse(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!cs || !cs->n_defs || !cs->conf->cohort_lapse_ms)
+        return 0;
+    double now = cg_metrics_now();
+    if (now < cs->next_lapse_s)
+        return 0;
+    cs->next_lapse_s = now + cs->conf->cohort_lapse_ms / 1000.0;
+    const char *sc = cs->conf->schema;
+    cg_buf_t b, ids;
+    cg_buf_init(&b);
+    cg_buf_init(&ids);
+    for (size_t i = 0; i < cs->n_defs; i++)
+        cg_buf_printf(&ids, "%s%lld", i ? ", " : "", cs->defs[i].id);
+    cg_buf_puts(&b, "UPDATE ");
+    pg_qual(&b, sc, "cg_cohort_state");
+    cg_buf_printf(&b,
+                  " SET lapse_through = CURRENT_DATE - 1 WHERE lapse_through IS NULL AND "
+                  "cohort_definition_id IN (%s);\nWITH due AS (SELECT cohort_definition_id AS d, "
+                  "definition_version AS v, lapse_through AS since FROM ",
+                  ids.data ? ids.data : "0");
+    pg_qual(&b, sc, "cg_cohort_state");
+    cg_buf_printf(&b,
+                  " WHERE cohort_definition_id IN (%s) AND lapse_through < CURRENT_DATE - 1), "
+                  "per AS (SELECT c.cohort_definition_id AS d, c.subject_id AS p, "
+                  "min(c.cohort_start_date) AS s, max(c.cohort_end_date) AS e, jsonb_agg("
+                  "jsonb_build_array(c.cohort_start_date, c.cohort_end_date) ORDER BY "
+                  "c.cohort_start_date, c.cohort_end_date) AS periods FROM ",
+                  ids.data ? ids.data : "0");
+    pg_qual(&b, sc, "cohort");
+    cg_buf_puts(&b, " c JOIN due ON due.d = c.cohort_definition_id GROUP BY 1, 2 HAVING "
+                    "max(c.cohort_end_date) > min(due.since) AND max(c.cohort_end_date) < "
+                    "CURRENT_DATE), said AS (INSERT INTO ");
+    pg_qual(&b, sc, "cg_cohort_events");
+    cg_buf_puts(&b, " (cohort_definition_id, definition_version, person_id, person_source_value, "
+                    "event, cohort_start_date, cohort_end_date, periods) SELECT per.d, due.v, "
+                    "per.p, pe.person_source_value, 'lapse', per.s, per.e, per.periods::text FROM "
+                    "per JOIN due ON due.d = per.d LEFT JOIN ");
+    pg_qual(&b, sc, "person");
+    cg_buf_puts(&b, " pe ON pe.person_id = per.p ORDER BY per.p, per.d RETURNING 1) UPDATE ");
+    pg_qual(&b, sc, "cg_cohort_state");
+    cg_buf_puts(&b, " SET lapse_through = CURRENT_DATE - 1 WHERE cohort_definition_id IN (SELECT d "
+                    "FROM due) RETURNING (SELECT count(*) FROM said)");
+    cg_buf_putc(&b, '\0');
+    cg_buf_free(&ids);
+    int rc = b.data ? pg_exec(c, "BEGIN", errstr, errstr_size) : -1;
+    const char *p1[1] = {sc};
+    if (!rc)
+        rc = exec_params(c, "SELECT pg_advisory_xact_lock(hashtext('cohortgate:cohorts:' || $1))",
+                         1, p1, errstr, errstr_size);
+    long long said = 0;
+    if (!rc) {
+        /* the statements before the last, then the last for its count */
+        char *last = strrchr(b.data, '\n');
+        *last = '\0';
+        rc = pg_exec(c, b.data, errstr, errstr_size);
+        PGresult *r = rc ? NULL : PQexec(c, last + 1);
+        if (!rc && PQresultStatus(r) != PGRES_TUPLES_OK) {
+            pg_message(r, c, errstr, errstr_size);
+            rc = -1;
+        } else if (!rc && PQntuples(r))
+            said = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    cg_buf_free(&b);
+    if (!rc)
+        rc = pg_exec(c, "COMMIT", errstr, errstr_size);
+    if (rc) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return -1;
+    }
+    if (said) {
+        cs->events += (uint64_t)said;
+        cg_metric_inc(cs->m_events[3], (uint64_t)said);
+        cg_log(CG_LOG_INFO, "pg.cohort_lapses", "schema %s: %lld member(s) whose last period ended",
+               sc, said);
+    }
+    return 0;
 }
 
 /* ---- the publisher ---- */

@@ -67,6 +67,11 @@ const cg_config_map_t cg_pg_config_map[] = {
      "of the definition's members from every table with a person (their history when they "
      "enter, later rows as they come, updates and deletes), and loses a person's rows when they "
      "leave or withdraw; the definition's `cohort` rows go along."),
+    CG_CONFIG_ROW_INT("pg.cohorts.lapse_interval_ms", pg_conf_t, cohort_lapse_ms, "60000", 0,
+     86400000,
+     "How often, at most, the sink looks for members whose last period's end date has passed "
+     "(\"no longer a member today\") and writes one \"lapse\" event for each, once (after a "
+     "commit, in a transaction of its own); 0: never."),
     CG_CONFIG_ROW_INT("pg.cohorts.count_interval_ms", pg_conf_t, cohort_count_ms, "10000", 0,
      86400000,
      "How often, at most, the sink counts each definition's members (distinct persons in "

@@ -42,6 +42,7 @@ typedef struct pg_conf {
     int cohort_publish;          /* 0: the events stay in the outbox */
     int cohort_small_cell;       /* member counts below it leave as "below k" */
     int cohort_count_ms;         /* how often the member gauges are counted; 0: never */
+    int cohort_lapse_ms;         /* how often lapsed periods are looked for; 0: never */
     cg_config_kv_t *disease_dbs; /* pg.cohorts.databases: definition name -> schema */
     size_t n_disease_dbs;
     char *subscriber; /* release.subscribers[].name this database is; NULL or "": none */
@@ -260,6 +261,10 @@ int pg_cohorts_evaluate(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr
 int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 /* Counts each definition's members into the gauges when pg.cohorts.count_interval_ms has passed
  * since the last count (or force); 0, or -1 with the message (the gauges keep their values). */
+/* Writes a "lapse" event for each member whose last period ended since the day last looked at,
+ * in a transaction of its own, when pg.cohorts.lapse_interval_ms has passed; 0, or -1 with the
+ * message (looked at again next time). */
+int pg_cohorts_lapse(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 int pg_cohorts_count_members(pg_cohorts_t *cs, PGconn *c, int force, char *errstr,
                              size_t errstr_size);
 

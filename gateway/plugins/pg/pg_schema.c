@@ -201,6 +201,11 @@ void pg_cohort_ddl(cg_buf_t *b, const char *s)
     cg_buf_puts(b, " (cohort_definition_id bigint PRIMARY KEY, definition_version bigint NOT "
                    "NULL, sql_md5 text NOT NULL, evaluated_at timestamptz NOT NULL DEFAULT "
                    "now());\n");
+    /* the day up to which lapsed periods were announced (pg_cohorts_lapse); added to schemas
+     * made before it */
+    cg_buf_puts(b, "ALTER TABLE ");
+    pg_qual(b, s, "cg_cohort_state");
+    cg_buf_puts(b, " ADD COLUMN IF NOT EXISTS lapse_through date;\n");
     /* withdrawn consent, by pseudonym: honoured by the next batch's commit */
     cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
     pg_qual(b, s, "cg_withdrawn");

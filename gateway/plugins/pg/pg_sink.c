@@ -667,9 +667,11 @@ static void txn_committed(pg_sink_t *s, double t0)
     pg_cohorts_txn_end(s->cohorts, 1);
     if (s->cdm_source_due)
         s->cdm_source_next = mono_ms() + PG_CDM_SOURCE_MS;
-    /* the membership events the commit made, to their topic; what fails stays in the outbox
-     * for the next commit */
+    /* lapsed periods (at most every pg.cohorts.lapse_interval_ms), then the membership events
+     * the commits made, to their topic; what fails stays in the outbox for the next commit */
     char err[768];
+    if (s->cohorts && s->conn && pg_cohorts_lapse(s->cohorts, s->conn, err, sizeof(err)))
+        cg_log(CG_LOG_WARN, "pg.cohort_lapse_failed", "%s (looked for again later)", err);
     if (s->cohorts && s->conn && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
         cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
     if (s->cohorts && s->conn && pg_cohorts_count_members(s->cohorts, s->conn, 0, err, sizeof(err)))
