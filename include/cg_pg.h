@@ -13,6 +13,7 @@
 #define CG_PG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "cg_config.h"
 
@@ -27,5 +28,15 @@ int cg_pg_config_check(const cg_config_t *cfg, char *why, size_t why_size);
  * gets a line for the user ("schema omop: 39 CDM tables ..."). */
 int cg_pg_schema_init(const cg_config_t *cfg, char *summary, size_t summary_size, char *errstr,
                       size_t errstr_size);
+
+/* `cohortgate sink --load-vocab DIR`: OHDSI Athena's vocabulary files of dir (CONCEPT.csv,
+ * CONCEPT_RELATIONSHIP.csv, CONCEPT_ANCESTOR.csv, VOCABULARY.csv, DOMAIN.csv, CONCEPT_CLASS.csv,
+ * RELATIONSHIP.csv, CONCEPT_SYNONYM.csv, DRUG_STRENGTH.csv, SOURCE_TO_CONCEPT_MAP.csv: those
+ * present, any case, tab-separated with a header line) into the schema's tables with COPY, each
+ * replacing its table's rows, all in one transaction; then cdm_source.vocabulary_version. The
+ * schema must exist (--init). progress (may be NULL) gets a line per table. 0, or -1 with the
+ * reason (FILE:LINE: when the database refused a line) in errstr. */
+int cg_pg_load_vocab(const cg_config_t *cfg, const char *dir, FILE *progress, char *summary,
+                     size_t summary_size, char *errstr, size_t errstr_size);
 
 #endif

@@ -14,7 +14,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cohortgate sink -c CONFIG [--init] [--idle-exit MS]\n\n"
+            "usage: cohortgate sink -c CONFIG [--init | --load-vocab DIR] [--idle-exit MS]\n\n"
             "Consume the record topics named in CONFIG's inputs (read_committed) and apply each\n"
             "record envelope to the OMOP CDM v5.4 tables of a PostgreSQL schema (output.sink\n"
             "\"pg\", settings pg.*): upserts replace the row with that id (written only when it\n"
@@ -28,6 +28,12 @@ static void usage(FILE *out)
             "      --init          create the schema (OMOP CDM v5.4 tables, keys, indexes, and\n"
             "                      the sink's cg_* tables) if missing, then exit; idempotent;\n"
             "                      refuses a schema of another CDM version or id type\n"
+            "      --load-vocab DIR  load OHDSI Athena's vocabulary files from DIR (CONCEPT.csv,\n"
+            "                      CONCEPT_RELATIONSHIP.csv, CONCEPT_ANCESTOR.csv, VOCABULARY.csv\n"
+            "                      and the others present) into the schema with COPY, each\n"
+            "                      replacing its table's rows, in one transaction, then exit;\n"
+            "                      after --init; cohorts then resolve includeDescendants and\n"
+            "                      includeMapped through them\n"
             "      --idle-exit MS  stop once every partition is consumed and nothing came for\n"
             "                      MS milliseconds (loads, tests); by default run until SIGTERM\n"
             "  -h, --help          show this help\n\n"
@@ -43,11 +49,12 @@ int cg_cli_sink(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"init", no_argument, NULL, 'I'},
+        {"load-vocab", required_argument, NULL, 'V'},
         {"idle-exit", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
+    const char *config = NULL, *vocab = NULL;
     int init = 0, idle_ms = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -57,6 +64,9 @@ int cg_cli_sink(int argc, char **argv)
             break;
         case 'I':
             init = 1;
+            break;
+        case 'V':
+            vocab = optarg;
             break;
         case 'i':
             if (cg_cli_parse_ms("sink", "--idle-exit", optarg, &idle_ms))
@@ -69,6 +79,12 @@ int cg_cli_sink(int argc, char **argv)
             usage(stderr);
             return CG_EXIT_USAGE;
         }
+    }
+    if (init && vocab) {
+        fprintf(stderr, "cohortgate sink: --init and --load-vocab are two steps: run --init "
+                        "first\n\n");
+        usage(stderr);
+        return CG_EXIT_USAGE;
     }
     if (!config || optind != argc) {
         fprintf(stderr, "cohortgate sink: %s\n\n",
@@ -96,6 +112,17 @@ int cg_cli_sink(int argc, char **argv)
         int rc = cg_pg_schema_init(cfg, summary, sizeof(summary), errstr, sizeof(errstr));
         if (rc)
             fprintf(stderr, "cohortgate sink --init: %s\n", errstr);
+        else
+            printf("%s\n", summary);
+        cg_config_destroy(cfg);
+        return rc ? CG_EXIT_FAILURE : CG_EXIT_OK;
+    }
+    if (vocab) {
+        char summary[512];
+        int rc =
+            cg_pg_load_vocab(cfg, vocab, stderr, summary, sizeof(summary), errstr, sizeof(errstr));
+        if (rc)
+            fprintf(stderr, "cohortgate sink --load-vocab: %s\n", errstr);
         else
             printf("%s\n", summary);
         cg_config_destroy(cfg);
