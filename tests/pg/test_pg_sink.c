@@ -922,6 +922,12 @@ static void test_load_vocab(void **state)
     char *v = pt_q_text(sql);
     assert_string_equal(v, "v5.0 20-NOV-26");
     free(v);
+    /* the cohorts are evaluated anew at the next start: their state is gone */
+    pt_q_exec("INSERT INTO %s.cg_cohort_state (cohort_definition_id, definition_version, sql_md5) "
+              "VALUES (1, 1, 'x')",
+              r.schema);
+    assert_int_equal(load_vocab(&r, dir), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_state", r.schema), 0);
     /* a refused line: FILE:LINE, and nothing changed */
     assert_int_equal(load_vocab(&r, CG_SOURCE_DIR "/tests/fixtures/vocab/athena_bad"), 1);
     char log[400];

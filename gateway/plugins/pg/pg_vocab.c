@@ -202,9 +202,19 @@ int cg_pg_load_vocab(const cg_config_t *cfg, const char *dir, FILE *progress, ch
                         t->name, rows, (long)(time(NULL) - t0));
         }
     }
-    /* cdm_source.vocabulary_version follows what was loaded */
+    /* cdm_source.vocabulary_version follows what was loaded; and concept sets now resolve
+     * descendants they did not: the sink's next start evaluates every definition anew */
     if (!rc)
         rc = pg_cdm_source_write(c, conf, 0, errstr, errstr_size);
+    if (!rc && tables) {
+        cg_buf_t q;
+        cg_buf_init(&q);
+        cg_buf_puts(&q, "DELETE FROM ");
+        pg_qual(&q, conf->schema, "cg_cohort_state");
+        cg_buf_putc(&q, '\0');
+        rc = q.data ? pg_exec(c, q.data, errstr, errstr_size) : -1;
+        cg_buf_free(&q);
+    }
     if (!rc)
         rc = pg_exec(c, "COMMIT", errstr, errstr_size);
     if (rc)
