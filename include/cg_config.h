@@ -185,6 +185,7 @@ typedef struct cg_config {
     char *key_file;                   /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
+    int message_id_plain; /* pseudonym.message_id: 0 keyed, 1 plain */
     char *cohorts;        /* resolved cohorts.path, or NULL for none */
     char *cohort_topic;   /* cohorts.topic template */
     cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */

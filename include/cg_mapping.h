@@ -64,6 +64,9 @@ typedef struct cg_mapping_opts {
     /* Wall-clock budget of one message's mapping (cg_spec_env_t.max_message_ms); 0: none */
     unsigned max_message_ms;
     size_t max_message_memory; /* bytes (cg_spec_env_t.max_message_memory); 0: none */
+    /* Records' source.message_id as sent (pseudonym.message_id "plain", map --message-id
+     * plain); 0, the default: its keyed hash (cg_pseudo_message_id), as an identifier. */
+    int message_id_plain;
 } cg_mapping_opts_t;
 
 typedef struct cg_mapping cg_mapping_t;

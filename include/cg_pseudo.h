@@ -22,6 +22,13 @@
  * quarter of mapping's time. The length framing and the presence byte keep ("ab","c") apart
  * from ("a","bc") and an empty part from an absent one.
  *
+ * Message ids (cg_pseudo_message_id): the first 40 hex digits of HMAC-SHA256(key,
+ * "\0cohortgate/message-id/v1\x1F" || id). Records carry it as source.message_id (and a
+ * document retraction its replaced_document_id) instead of the sender's MSH-10 or document id,
+ * which are identifiers; the same id under the same key always gives the same text, so a
+ * retraction still finds the records of the document it replaces. The leading NUL keeps it
+ * apart from person inputs, the label from the date shift's.
+ *
  * Key material: a cg_pseudo_key_t holds the raw key in memory wiped (OPENSSL_cleanse) on
  * destroy. cg_pseudo_new() only borrows the key to precompute the HMAC inner/outer SHA-256
  * states, so the caller may destroy the key right after. No function here ever puts key bytes
@@ -102,6 +109,14 @@ cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patie
  * rules as cg_pseudo_person(). */
 cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
                               int *days);
+
+/* Length of a keyed message id in hex characters (without the NUL). */
+#define CG_PSEUDO_MESSAGE_ID_LEN 40
+
+/* The keyed message id of id (see above) into out, NUL-terminated lowercase hex. id may be
+ * empty. CG_ERR_INVALID_ARG for a NULL p or out, or an id with len but no ptr. */
+cg_err_t cg_pseudo_message_id(cg_pseudo_t *p, cg_slice_t id,
+                              char out[CG_PSEUDO_MESSAGE_ID_LEN + 1]);
 
 /* Most parts a row id takes (a spec's "id" or hash_id list is checked against it). */
 #define CG_PSEUDO_ID_MAX_PARTS 12
