@@ -119,6 +119,8 @@ const cg_config_map_t cg_config_core_map[] = {
      "gateway, which would meet it again on every restart."),
     CG_CONFIG_ROW_MAP("mapping.params", cg_config_t, spec_params, n_spec_params,
      "Values of the specs' parameters, NAME: value (specs/README.md, \"Parameters\"), such as "
+     "{\"free_text\": \"value_as_string\"} (write text results, which may name anyone: "
+     "specs/README.md, \"Free text\") or "
      "{\"patient_id_types\": \"NNCHN|MR|*\"}: which PID-3 identifier types are the patient's, in "
      "order of preference. A name no loaded spec declares is an error."),
     CG_CONFIG_ROW_GROUP("cohorts",
