@@ -600,7 +600,7 @@ int cg_cli_map(int argc, char **argv)
         {"key-file", required_argument, NULL, 'k'},
         {"date-shift", required_argument, NULL, 'd'},
         {"utc-offset", required_argument, NULL, 'u'},
-        {"message-id", required_argument, NULL, 'M'},
+        {"message-id", required_argument, NULL, 'i'},
         {"charset", required_argument, NULL, 'c'},
         {"cohorts", required_argument, NULL, 'C'},
         {"trace", no_argument, NULL, 't'},
@@ -653,7 +653,7 @@ int cg_cli_map(int argc, char **argv)
             }
             o.utc_offset = optarg;
             break;
-        case 'M':
+        case 'i':
             if (strcmp(optarg, "keyed") && strcmp(optarg, "plain")) {
                 fprintf(stderr, "cohortgate map: --message-id is keyed or plain\n");
                 return CG_EXIT_USAGE;
