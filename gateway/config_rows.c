@@ -170,13 +170,13 @@ const cg_config_map_t cg_config_core_map[] = {
      "config file. Give this or key_env."),
     CG_CONFIG_ROW_STRING("pseudonym.key_env", cg_config_t, key_env, "COHORTGATE_PSEUDONYM_KEY", 0,
      "Environment variable holding the key, used when key_file is empty."),
-    CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
-     "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
     CG_CONFIG_ROW_ENUM("pseudonym.message_id", cg_config_t, message_id_plain, "keyed", "keyed|plain",
      "What records carry as source.message_id (and a document retraction as its "
      "replaced_document_id and replaced_set_id): keyed, the first 40 hex digits of a keyed HMAC of the sender's "
      "MSH-10 or document id, stable for one key, so retractions still match; plain, the id as "
      "sent (an identifier: only where the consumers may hold it)."),
+    CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
+     "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
     CG_CONFIG_ROW_GROUP("release",
      "Graded release (specs/classification/README.md): subscribers (a sponsor's pre-cohort feed, "
      "a disease database) each get their own topic of records under a data-use policy: only the "

@@ -171,7 +171,9 @@ typedef struct cg_config {
     int pause_after_ms; /* a wait on the output side this long pauses the assignment */
     int workers;        /* decode+map threads; 1 maps on the consumer thread */
     int log_level;      /* cg_log_level_t */
-    char **specs;       /* mapping.specs: the spec layers, resolved, base first */
+    /* pseudonym.message_id: 0 keyed, 1 plain */
+    int message_id_plain;
+    char **specs; /* mapping.specs: the spec layers, resolved, base first */
     size_t n_specs;
     char **vocab; /* mapping.vocab: the vocabulary layers, or NULL for each spec layer's vocab/ */
     size_t n_vocab;
@@ -185,7 +187,6 @@ typedef struct cg_config {
     char *key_file;                   /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
-    int message_id_plain; /* pseudonym.message_id: 0 keyed, 1 plain */
     char *cohorts;        /* resolved cohorts.path, or NULL for none */
     char *cohort_topic;   /* cohorts.topic template */
     cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */

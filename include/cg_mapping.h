@@ -55,6 +55,9 @@ typedef struct cg_mapping_opts {
     const char *key_env;
     int no_key;
     int date_shift_days;
+    /* Records' source.message_id as sent (pseudonym.message_id "plain", map --message-id
+     * plain); 0, the default: its keyed hash (cg_pseudo_message_id), as an identifier. */
+    int message_id_plain;
     const char *source_utc_offset; /* "+HH:MM" for HL7 times without one; NULL: none */
     const cg_hl7_options_t *hl7;   /* NULL: defaults; copied */
     const cg_xml_options_t *xml; /* NULL: defaults; copied (its strings must outlive the bundle) */
@@ -64,9 +67,6 @@ typedef struct cg_mapping_opts {
     /* Wall-clock budget of one message's mapping (cg_spec_env_t.max_message_ms); 0: none */
     unsigned max_message_ms;
     size_t max_message_memory; /* bytes (cg_spec_env_t.max_message_memory); 0: none */
-    /* Records' source.message_id as sent (pseudonym.message_id "plain", map --message-id
-     * plain); 0, the default: its keyed hash (cg_pseudo_message_id), as an identifier. */
-    int message_id_plain;
 } cg_mapping_opts_t;
 
 typedef struct cg_mapping cg_mapping_t;

@@ -34,10 +34,10 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
     }
     mp->ss = ss;
     mp->join_sep = "~";
+    mp->message_id_plain = env ? env->message_id_plain : 0;
     cg_buf_init(&mp->steps);
     mp->vocab = env ? env->vocab : NULL;
     mp->utc_offset = env ? env->source_utc_offset : NULL;
-    mp->message_id_plain = env ? env->message_id_plain : 0;
     cg_arena_init(&mp->arena, 64 * 1024);
     if (env) {
         mp->budget_ms = env->max_message_ms;

@@ -70,11 +70,10 @@ struct cg_mapper {
     cg_err_t (*path_value)(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
     const cg_vocab_t *vocab;
     const char *utc_offset;
-    cg_pseudo_t *pseudo;  /* our own clone: it keeps scratch state */
-    int message_id_plain; /* cg_spec_env_t.message_id_plain */
-    cg_hl7_msg_t *msg;    /* for cg_mapper_map_hl7 */
-    cg_hl7_msg_t *last;   /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
-    cg_xml_doc_t *xdoc;   /* for cg_mapper_map_xml; made on first use */
+    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
+    cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
+    cg_hl7_msg_t *last;  /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
+    cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
     cg_xml_eval_t *xev;
     cg_xml_options_t xml_opts;
     int xml_opts_set;
@@ -87,6 +86,8 @@ struct cg_mapper {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     int trace;
+    /* cg_spec_env_t.message_id_plain */
+    int message_id_plain;
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
@@ -163,6 +164,7 @@ static inline cg_err_t cg_spec_budget(cg_mapper_t *mp)
         return CG_OK;
     return cg_spec_budget_check(mp);
 }
+
 /* What a record says of the source id s[0..len) (its source.message_id, a retraction's
  * replaced_document_id): the keyed hash (cg_pseudo_message_id) in the arena, or s itself when
  * message ids are plain; absent without a pseudo. CG_ERR_NOMEM recorded as the failure. */
