@@ -846,6 +846,7 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                             .key_file = cfg->key_file,
                             .key_env = cfg->key_env,
                             .date_shift_days = cfg->date_shift_days,
+                            .message_id_plain = cfg->message_id_plain,
                             .source_utc_offset = cfg->source_utc_offset,
                             .max_message_ms = (unsigned)cfg->max_message_ms,
                             .max_message_memory = (size_t)cfg->max_message_mb << 20,

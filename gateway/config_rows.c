@@ -119,6 +119,8 @@ const cg_config_map_t cg_config_core_map[] = {
      "gateway, which would meet it again on every restart."),
     CG_CONFIG_ROW_MAP("mapping.params", cg_config_t, spec_params, n_spec_params,
      "Values of the specs' parameters, NAME: value (specs/README.md, \"Parameters\"), such as "
+     "{\"free_text\": \"value_as_string\"} (write text results, which may name anyone: "
+     "specs/README.md, \"Free text\") or "
      "{\"patient_id_types\": \"NNCHN|MR|*\"}: which PID-3 identifier types are the patient's, in "
      "order of preference. A name no loaded spec declares is an error."),
     CG_CONFIG_ROW_GROUP("cohorts",
@@ -168,6 +170,11 @@ const cg_config_map_t cg_config_core_map[] = {
      "config file. Give this or key_env."),
     CG_CONFIG_ROW_STRING("pseudonym.key_env", cg_config_t, key_env, "COHORTGATE_PSEUDONYM_KEY", 0,
      "Environment variable holding the key, used when key_file is empty."),
+    CG_CONFIG_ROW_ENUM("pseudonym.message_id", cg_config_t, message_id_plain, "keyed", "keyed|plain",
+     "What records carry as source.message_id (and a document retraction as its "
+     "replaced_document_id and replaced_set_id): keyed, the first 40 hex digits of a keyed HMAC of the sender's "
+     "MSH-10 or document id, stable for one key, so retractions still match; plain, the id as "
+     "sent (an identifier: only where the consumers may hold it)."),
     CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
      "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
     CG_CONFIG_ROW_GROUP("release",

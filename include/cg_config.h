@@ -171,7 +171,9 @@ typedef struct cg_config {
     int pause_after_ms; /* a wait on the output side this long pauses the assignment */
     int workers;        /* decode+map threads; 1 maps on the consumer thread */
     int log_level;      /* cg_log_level_t */
-    char **specs;       /* mapping.specs: the spec layers, resolved, base first */
+    /* pseudonym.message_id: 0 keyed, 1 plain */
+    int message_id_plain;
+    char **specs; /* mapping.specs: the spec layers, resolved, base first */
     size_t n_specs;
     char **vocab; /* mapping.vocab: the vocabulary layers, or NULL for each spec layer's vocab/ */
     size_t n_vocab;

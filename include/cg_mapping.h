@@ -55,6 +55,9 @@ typedef struct cg_mapping_opts {
     const char *key_env;
     int no_key;
     int date_shift_days;
+    /* Records' source.message_id as sent (pseudonym.message_id "plain", map --message-id
+     * plain); 0, the default: its keyed hash (cg_pseudo_message_id), as an identifier. */
+    int message_id_plain;
     const char *source_utc_offset; /* "+HH:MM" for HL7 times without one; NULL: none */
     const cg_hl7_options_t *hl7;   /* NULL: defaults; copied */
     const cg_xml_options_t *xml; /* NULL: defaults; copied (its strings must outlive the bundle) */

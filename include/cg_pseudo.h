@@ -9,6 +9,13 @@
  * The leading NUL cannot start a person input (authorities may not contain NUL or 0x1F), so the
  * two HMAC inputs never coincide and the shift says nothing about the person_id.
  *
+ * Message ids (cg_pseudo_message_id): the first 40 hex digits of HMAC-SHA256(key,
+ * "\0cohortgate/message-id/v1\x1F" || id). Records carry it as source.message_id (and a
+ * document retraction its replaced_document_id) instead of the sender's MSH-10 or document id,
+ * which are identifiers; the same id under the same key always gives the same text, so a
+ * retraction still finds the records of the document it replaces. The leading NUL keeps it
+ * apart from person inputs, the label from the date shift's.
+ *
  * Row ids (cg_pseudo_key_id): SipHash-2-4 (libsodium's crypto_shorthash_siphash24) under an id
  * key, the first 16 bytes of HMAC-SHA256(key, "\0cohortgate/row-id-key/v4"), of 0x00 ||
  * "\0cohortgate/row-id/v4\x1F" || kind || u32be(len) ns || ns || per part: 0x00 when absent, else
@@ -86,6 +93,14 @@ int cg_pseudo_date_shift_days(const cg_pseudo_t *p);
 /* HMAC-SHA256(key, data) into out; the primitive the others build on (and what the RFC 4231
  * tests check). */
 cg_err_t cg_pseudo_hmac(cg_pseudo_t *p, const void *data, size_t len, unsigned char out[32]);
+
+/* Length of a keyed message id in hex characters (without the NUL). */
+#define CG_PSEUDO_MESSAGE_ID_LEN 40
+
+/* The keyed message id of id (see above) into out, NUL-terminated lowercase hex. id may be
+ * empty. CG_ERR_INVALID_ARG for a NULL p or out, or an id with len but no ptr. */
+cg_err_t cg_pseudo_message_id(cg_pseudo_t *p, cg_slice_t id,
+                              char out[CG_PSEUDO_MESSAGE_ID_LEN + 1]);
 
 typedef struct cg_pseudo_person {
     int64_t person_id;                                 /* positive, < 2^63 */

@@ -83,8 +83,10 @@ typedef struct cg_row {
     /* provenance */
     const char *spec; /* the spec's name */
     int spec_version;
-    const char *rule;      /* the rule's name */
-    cg_slice_t message_id; /* the source message's id (MSH-10, a document's id), raw */
+    const char *rule; /* the rule's name */
+    /* The source message's id (MSH-10, a document's id) as records carry it: its keyed hash
+     * (cg_pseudo_message_id) unless the mapping's message ids are plain (cg_mapping_opts_t) */
+    cg_slice_t message_id;
     /* The source's own time of the message (MSH-7, a document's effectiveTime) as ISO 8601,
      * shifted like the row's dates; empty when it has none. Consumers order a fact's records by
      * it (last writer by source time), not by arrival. */

@@ -54,6 +54,10 @@ typedef struct cg_spec_env {
     /* The most memory one message's values may take, in bytes (mapping.max_message_mb); past
      * it the message fails with CG_ERR_MAP_LIMIT. 0: none. */
     size_t max_message_memory;
+    /* Records' source.message_id (and a document retraction's replaced_document_id): 0 the
+     * keyed hash of the sender's id (cg_pseudo_message_id; empty without a pseudo), 1 the id as
+     * sent (pseudonym.message_id "plain"). */
+    int message_id_plain;
 } cg_spec_env_t;
 
 /* A spec parameter's value, given by a site (mapping.params, --param NAME=VALUE). */

@@ -56,6 +56,9 @@ static void usage(FILE *out)
         "                        to run rather than emit unkeyed pseudonyms.\n"
         "      --date-shift N    shift each patient's dates by a keyed offset in [-N, N] days\n"
         "      --utc-offset +HH:MM  offset written for HL7 times that carry none\n"
+        "      --message-id keyed|plain  source.message_id as a keyed hash of MSH-10 or the\n"
+        "                        document id (keyed, the default, as pseudonym.message_id) or\n"
+        "                        as sent (plain)\n"
         "      --charset NAME    character set of messages with an empty MSH-18 (default\n"
         "                        \"UNICODE UTF-8\"; e.g. \"8859/1\", \"GB 18030-2000\", or an\n"
         "                        iconv name)\n"
@@ -85,7 +88,7 @@ static void usage(FILE *out)
 typedef struct map_opts {
     cg_cli_layers_t specs, vocab;
     const char *athena, *key_file, *utc_offset, *charset, *cohorts, *for_sub, *config;
-    int date_shift, trace, ids_as_strings, quiet, strict;
+    int date_shift, trace, ids_as_strings, quiet, strict, message_id_plain;
     long max_ms, max_mb;
     cg_spec_param_t params[CG_CLI_MAX_PARAMS];
     size_t n_params;
@@ -597,6 +600,7 @@ int cg_cli_map(int argc, char **argv)
         {"key-file", required_argument, NULL, 'k'},
         {"date-shift", required_argument, NULL, 'd'},
         {"utc-offset", required_argument, NULL, 'u'},
+        {"message-id", required_argument, NULL, 'i'},
         {"charset", required_argument, NULL, 'c'},
         {"cohorts", required_argument, NULL, 'C'},
         {"trace", no_argument, NULL, 't'},
@@ -648,6 +652,13 @@ int cg_cli_map(int argc, char **argv)
                 return CG_EXIT_USAGE;
             }
             o.utc_offset = optarg;
+            break;
+        case 'i':
+            if (strcmp(optarg, "keyed") && strcmp(optarg, "plain")) {
+                fprintf(stderr, "cohortgate map: --message-id is keyed or plain\n");
+                return CG_EXIT_USAGE;
+            }
+            o.message_id_plain = !strcmp(optarg, "plain");
             break;
         case 'c':
             o.charset = optarg;
@@ -739,6 +750,7 @@ int cg_cli_map(int argc, char **argv)
                             .cohorts = o.cohorts,
                             .key_file = o.key_file,
                             .date_shift_days = o.date_shift,
+                            .message_id_plain = o.message_id_plain,
                             .source_utc_offset = o.utc_offset,
                             .max_message_ms = (unsigned)o.max_ms,
                             .max_message_memory = (size_t)o.max_mb << 20,

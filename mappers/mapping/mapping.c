@@ -25,6 +25,7 @@ typedef struct mapping_base {
     size_t n_params;
     unsigned max_message_ms;
     size_t max_message_memory;
+    int message_id_plain; /* cg_mapping_opts_t.message_id_plain */
 } mapping_base_t;
 
 struct cg_mapping {
@@ -92,7 +93,8 @@ static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo
                            .params = b->params,
                            .n_params = b->n_params,
                            .max_message_ms = b->max_message_ms,
-                           .max_message_memory = b->max_message_memory};
+                           .max_message_memory = b->max_message_memory,
+                           .message_id_plain = b->message_id_plain};
 }
 
 /* Loads the vocabulary layers of o (or the spec layers' vocab/ folders) into b, and Athena after
@@ -159,6 +161,7 @@ static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, s
         b->utc_offset = dup_or_null(o->source_utc_offset, &nomem);
         b->max_message_ms = o->max_message_ms;
         b->max_message_memory = o->max_message_memory;
+        b->message_id_plain = o->message_id_plain;
         if (o->hl7)
             b->hl7 = *o->hl7;
         else

@@ -37,6 +37,7 @@ struct cg_pseudo {
 static const char date_shift_prefix[] = "\0cohortgate/date-shift/v1\x1F";
 static const char row_id_prefix[] = "\0cohortgate/row-id/v4\x1F";
 static const char row_id_key_label[] = "\0cohortgate/row-id-key/v4";
+static const char message_id_prefix[] = "\0cohortgate/message-id/v1\x1F";
 
 static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -363,6 +364,24 @@ cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patie
         out->source_value[2 * i + 1] = hex[h[i] & 15];
     }
     out->source_value[CG_PSEUDO_SOURCE_VALUE_LEN] = '\0';
+    return CG_OK;
+}
+
+cg_err_t cg_pseudo_message_id(cg_pseudo_t *p, cg_slice_t id, char out[CG_PSEUDO_MESSAGE_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!p || !out || (id.len && !id.ptr))
+        return CG_ERR_INVALID_ARG;
+    cg_slice_t parts[2] = {{message_id_prefix, sizeof(message_id_prefix) - 1}, id};
+    unsigned char h[SHA256_LEN];
+    cg_err_t rc = hmac_parts(p, parts, 2, h);
+    if (rc != CG_OK)
+        return rc;
+    for (int i = 0; i < CG_PSEUDO_MESSAGE_ID_LEN / 2; i++) {
+        out[2 * i] = hex[h[i] >> 4];
+        out[2 * i + 1] = hex[h[i] & 15];
+    }
+    out[CG_PSEUDO_MESSAGE_ID_LEN] = '\0';
     return CG_OK;
 }
 

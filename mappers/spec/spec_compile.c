@@ -674,9 +674,9 @@ static void compile_id(cc_t *c, json_t *j, rule_t *r)
 
 static void compile_rule(cc_t *c, json_t *j, rule_t *r)
 {
-    static const char *const keys[] = {"name",        "table",       "foreach",  "when",
-                                       "let",         "id",          "columns",  "meta",
-                                       "delete_when", "description", "document", NULL};
+    static const char *const keys[] = {
+        "name", "table",       "foreach",     "when",     "let",       "id", "columns",
+        "meta", "delete_when", "description", "document", "free_text", NULL};
     c->rule = NULL;
     c->rule_lets = NULL; /* a rule sees only its own bindings and the message's */
     c->n_rule_lets = 0;
@@ -749,15 +749,24 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     size_t n_tab = r->table->n_columns;
     r->pk.col = r->table->pk;
     r->columns = alloc(c, n_tab * sizeof(*r->columns));
+    unsigned char *optin = alloc(c, n_tab + 1);
+    if (!r->columns || !optin) {
+        err_at(c, cols, j, "columns", "out of memory");
+        return;
+    }
+    int declared = cg_spec_free_text_optin(c, j, r, optin);
     /* in the table's column order, so output rows read like the CDM */
     for (size_t i = 0; i < n_tab; i++) {
         const cg_target_column_t *col = &r->table->columns[i];
         json_t *v = json_object_get(cols, col->name);
         if (!v)
             continue;
-        column_t *cc = &r->columns[r->n_columns++];
+        column_t *cc = &r->columns[r->n_columns];
         cc->col = col;
         cc->expr = compile_expr(c, v);
+        if (!cg_spec_free_text_keep(c, cols, cc, optin, declared))
+            continue; /* free text the rule did not opt in: never evaluated */
+        r->n_columns++;
         if (col->primary_key)
             r->sets_pk = 1;
         if (!strcmp(col->name, "person_id"))

@@ -60,6 +60,17 @@ const char *cg_spec_params_expand(cc_t *c, const json_t *at, const char *text, s
 /* An error for each site value whose name no spec of ss declares (a misspelt name). */
 void cg_spec_params_check_site(cg_specset_t *ss, cc_t *c);
 
+/* ---- free text (spec_free_text.c) ---- */
+
+/* The rule's "free_text" (rule: its JSON; r: its table known): optin[i] set for each column i
+ * of the table it lists, parameters expanded. 1 when the rule has the key, 0 when not. */
+int cg_spec_free_text_optin(cc_t *c, json_t *rule, const rule_t *r, unsigned char *optin);
+/* Whether the compiled column cc (of cols, the rule's "columns") is kept: 0 for a free-text
+ * column the rule did not opt in (left out; a warning when the rule has no "free_text",
+ * declared 0; an error when the column is required). */
+int cg_spec_free_text_keep(cc_t *c, json_t *cols, const column_t *cc, const unsigned char *optin,
+                           int declared);
+
 /* ---- warnings (spec_warn.c) ---- */
 
 /* Records a warning, located as cg_spec_cc_err does. */

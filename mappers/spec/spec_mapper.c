@@ -34,6 +34,7 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
     }
     mp->ss = ss;
     mp->join_sep = "~";
+    mp->message_id_plain = env ? env->message_id_plain : 0;
     cg_buf_init(&mp->steps);
     mp->vocab = env ? env->vocab : NULL;
     mp->utc_offset = env ? env->source_utc_offset : NULL;

@@ -86,6 +86,8 @@ struct cg_mapper {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     int trace;
+    /* cg_spec_env_t.message_id_plain */
+    int message_id_plain;
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
@@ -162,6 +164,11 @@ static inline cg_err_t cg_spec_budget(cg_mapper_t *mp)
         return CG_OK;
     return cg_spec_budget_check(mp);
 }
+
+/* What a record says of the source id s[0..len) (its source.message_id, a retraction's
+ * replaced_document_id): the keyed hash (cg_pseudo_message_id) in the arena, or s itself when
+ * message ids are plain; absent without a pseudo. CG_ERR_NOMEM recorded as the failure. */
+cg_err_t cg_spec_source_id(cg_mapper_t *mp, const char *s, size_t len, spec_val_t *out);
 
 /* Records why the message fails (the first failure wins) and returns code. */
 cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)

@@ -314,6 +314,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
             rc = traced_column(mp, c, &v, trace, n_tab);
         else
             rc = eval(mp, c->expr, &v);
+        if (!rc && c->col->source_id && v.present)
+            rc = cg_spec_source_id(mp, v.s, v.len, &v); /* as the records' message_id */
         if (rc || (rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
             return rc;
     }
@@ -349,6 +351,25 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     return CG_OK;
 }
 
+cg_err_t cg_spec_source_id(cg_mapper_t *mp, const char *s, size_t len, spec_val_t *out)
+{
+    if (mp->message_id_plain) {
+        *out = (spec_val_t){s, (uint32_t)len, 1};
+        return CG_OK;
+    }
+    *out = ABSENT;
+    if (!mp->pseudo)
+        return CG_OK;
+    char hex[CG_PSEUDO_MESSAGE_ID_LEN + 1];
+    cg_err_t rc = cg_pseudo_message_id(mp->pseudo, (cg_slice_t){s, len}, hex);
+    if (rc)
+        return cg_spec_fail(mp, rc, "message id failed");
+    *out = cg_spec_val_copy(mp, hex, CG_PSEUDO_MESSAGE_ID_LEN);
+    if (!out->present)
+        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+    return CG_OK;
+}
+
 /* Every spec ran: the rows get the message's id and the patient's pseudonym. */
 void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
 {
@@ -364,8 +385,14 @@ void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
     spec_val_t t = n && mp->n_rows ? cg_spec_val_copy(mp, iso, n) : ABSENT;
     if (t.present)
         when = (cg_slice_t){t.s, t.len};
+    /* the sender's id only as configured: keyed by default (it is an identifier) */
+    cg_slice_t mid = {"", 0};
+    spec_val_t kv;
+    if (mp->n_rows && mp->message_id.len &&
+        cg_spec_source_id(mp, mp->message_id.ptr, mp->message_id.len, &kv) == CG_OK && kv.present)
+        mid = (cg_slice_t){kv.s, kv.len};
     for (size_t i = 0; i < mp->n_rows; i++) {
-        mp->rows[i].message_id = mp->message_id;
+        mp->rows[i].message_id = mid;
         mp->rows[i].person_key = key;
         mp->rows[i].source_time = when;
     }

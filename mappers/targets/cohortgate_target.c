@@ -23,7 +23,8 @@ static const cg_omop_column_t person_merge_columns[] = {
 
 /* A document that replaces another (C-CDA relatedDocument typeCode="RPLC"): op "retract". A
  * consumer retracts every row of person_id whose record came from the replaced document (its
- * source "message_id" equals replaced_document_id, root^extension) before applying the new
+ * source "message_id" equals replaced_document_id: both the document's root^extension, keyed
+ * alike unless pseudonym.message_id is "plain") before applying the new
  * document's rows, which follow it. Rows whose id comes from an entry id the new version keeps
  * are upserted again right after; entries it dropped stay retracted. */
 static const cg_omop_column_t document_retraction_columns[] = {
@@ -50,10 +51,19 @@ static const cg_omop_table_t schema[] = {
 static const cg_target_table_t *tabs;
 static size_t n_tabs;
 
+/* The replaced document's id is compared with records' source.message_id: the same transform;
+ * its set id is a document identifier too, keyed alike */
+static const cg_target_mark_t source_ids[] = {
+    {"cohortgate.document_retraction", "replaced_document_id"},
+    {"cohortgate.document_retraction", "replaced_set_id"},
+    {NULL, NULL},
+};
+
 static void build(void)
 {
     cg_target_table_t *t =
         cg_target_from_omop(&cg_target_cohortgate, schema, sizeof(schema) / sizeof(schema[0]));
+    cg_target_mark(t, sizeof(schema) / sizeof(schema[0]), NULL, source_ids);
     if (t) { /* in schema[]'s order: their records' one op each */
         t[0].op = CG_ROW_MERGE;
         t[1].op = CG_ROW_RETRACT;

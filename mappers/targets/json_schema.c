@@ -54,6 +54,14 @@ static json_t *column_schema(const cg_target_column_t *c, unsigned flags, int nu
                                         "(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"));
         break;
     }
+    if (c->free_text)
+        json_object_set_new(s, "description",
+                            json_string("free text: written only where the spec's rule opts in "
+                                        "(\"free_text\"); it may name a person"));
+    if (c->source_id)
+        json_object_set_new(s, "description",
+                            json_string("a source document's id as source.message_id carries it: "
+                                        "keyed unless pseudonym.message_id is plain"));
     json_object_set_new(s, "type", nullable ? json_pack("[ss]", type, "null") : json_string(type));
     return s;
 }
@@ -109,8 +117,10 @@ static json_t *source_schema(void)
         "topic", "type", "string", "description", "the input's topic (absent outside Kafka)",
         "partition", "type", "integer", "minimum", 0, "offset", "type", "integer", "minimum", 0,
         "message_id", "type", "string", "description",
-        "the input's id: MSH-10, or a document's id root^extension", "time", "type", "string",
-        "description",
+        "the input's id, MSH-10 or a document's id root^extension: by default (pseudonym."
+        "message_id keyed) the first 40 hex digits of its keyed HMAC, as sent when configured "
+        "plain; empty when the input has none",
+        "time", "type", "string", "description",
         "the input's time (MSH-7, a document's effectiveTime), ISO 8601, shifted like the row's "
         "dates; absent when the input has none",
         "spec", "type", "string", "description", "the spec that made the row", "spec_version",

@@ -84,6 +84,31 @@ cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_
     return tabs;
 }
 
+static void mark(cg_target_table_t *tabs, size_t n_tables, const cg_target_mark_t *m, int source)
+{
+    for (; m && m->table; m++)
+        for (size_t t = 0; t < n_tables; t++)
+            for (size_t i = 0; !strcmp(tabs[t].name, m->table) && i < tabs[t].n_columns; i++) {
+                /* the columns were allocated here, writable until handed out */
+                cg_target_column_t *c = (cg_target_column_t *)&tabs[t].columns[i];
+                if (!strcmp(c->name, m->column)) {
+                    if (source)
+                        c->source_id = true;
+                    else
+                        c->free_text = true;
+                }
+            }
+}
+
+void cg_target_mark(cg_target_table_t *tabs, size_t n_tables, const cg_target_mark_t *free_text,
+                    const cg_target_mark_t *source_id)
+{
+    if (!tabs)
+        return;
+    mark(tabs, n_tables, free_text, 0);
+    mark(tabs, n_tables, source_id, 1);
+}
+
 bool cg_target_omop_check(const cg_target_column_t *col, const char *text, size_t len, bool quoted,
                           char *why, size_t why_size)
 {
@@ -93,10 +118,28 @@ bool cg_target_omop_check(const cg_target_column_t *col, const char *text, size_
 static const cg_target_table_t *omop_tabs;
 static size_t omop_n;
 
+/* OMOP's text columns that hold what a person wrote rather than a code, a number or a name of
+ * a concept: the catalogue flags the same ones free_text (specs/classification/columns.csv,
+ * test_target_free_text). Source values (*_source_value) are codes as sent. */
+static const cg_target_mark_t omop_free_text[] = {
+    {"condition_occurrence", "stop_reason"},
+    {"drug_exposure", "stop_reason"},
+    {"drug_exposure", "sig"},
+    {"observation", "value_as_string"},
+    {"note", "note_title"},
+    {"note", "note_text"},
+    {"note_nlp", "snippet"},
+    {"note_nlp", "lexical_variant"},
+    {"note_nlp", "term_modifiers"},
+    {NULL, NULL},
+};
+
 static void omop_build(void)
 {
-    omop_tabs =
+    cg_target_table_t *t =
         cg_target_from_omop(&cg_target_omop_cdm54, cg_omop_cdm54_tables, cg_omop_cdm54_n_tables);
+    cg_target_mark(t, cg_omop_cdm54_n_tables, omop_free_text, NULL);
+    omop_tabs = t;
     omop_n = omop_tabs ? cg_omop_cdm54_n_tables : 0;
 }
 

@@ -16,6 +16,14 @@ extern const cg_target_t cg_target_cohortgate;
  * out of memory. */
 cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_table_t *tables,
                                        size_t n_tables);
+/* A column a target marks (cg_target_column_t.free_text, .source_id): lists end with a NULL table.
+ */
+typedef struct cg_target_mark {
+    const char *table, *column;
+} cg_target_mark_t;
+/* Sets the marks of tabs (n_tables, from cg_target_from_omop): free text, source ids. */
+void cg_target_mark(cg_target_table_t *tabs, size_t n_tables, const cg_target_mark_t *free_text,
+                    const cg_target_mark_t *source_id);
 /* cg_target_t.check for columns built by cg_target_from_omop: cg_omop_check_value(). */
 bool cg_target_omop_check(const cg_target_column_t *col, const char *text, size_t len, bool quoted,
                           char *why, size_t why_size);

@@ -296,7 +296,14 @@ expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/te
 has "$tmp/out" '"table":"condition_occurrence","op":"upsert","cohorts":\["t2dm"\]' "a C-CDA type 2 diabetes problem joins t2dm"
 has "$tmp/out" '"table":"person","op":"upsert","cohorts":\[\]' "a person row joins no cohort"
 expect 0 "map an XML document" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" "$src/tests/golden/cda_discharge_gb18030/input.xml"
+if grep -q value_as_string "$tmp/out"; then no "free text is written without an opt-in"; else ok; fi
+has "$tmp/out" '"source":\{"message_id":"[0-9a-f]{40}"' "the document id is keyed by default"
+if grep -q '出院-2024-0042' "$tmp/out"; then no "the document id is written as sent by default"; else ok; fi
+expect 0 "map an XML document, free text opted in" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --param free_text=value_as_string --message-id plain "$src/tests/golden/cda_discharge_gb18030/input.xml"
 has "$tmp/out" '"value_as_string":"淡黄色，清亮"' "GB18030 text arrives as UTF-8"
+has "$tmp/out" '"message_id":"2.16.156.10011.1.1\^出院-2024-0042"' "--message-id plain writes the document id as sent"
+expect 2 "map --message-id of another kind" -- "$cg" map -q --spec "$src/specs" --message-id hashed x.hl7
+has "$tmp/err" "--message-id is keyed or plain" "--message-id takes keyed or plain"
 expect 1 "map a refused XML document" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" "$src/tests/golden/cda_errors_are_reported/b_xxe.xml"
 has "$tmp/err" "b_xxe.xml: document 1: decode: .*refused" "XXE refused with the stage and reason"
 

@@ -67,7 +67,8 @@ cg_config_t *feed_config(const feed_t *f, const char *delivery, int workers,
              "{\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
              "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
              "\"mapping\":{\"specs\":\"" CG_SOURCE_DIR "/specs\"},"
-             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
+             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\","
+             "\"message_id\":\"plain\"},"
              "\"delivery\":{%s},\"workers\":%d,"
              "\"log\":{\"level\":\"warn\"},\"metrics\":{\"listen\":\"off\"},"
              "\"kafka\":{%s\"bootstrap.servers\":\"%s\",\"session.timeout.ms\":6000}}",

@@ -46,6 +46,8 @@ void gw_oracle_init(int n)
     char *argv[] = {CG_GATEWAY_BIN,
                     "map",
                     "--quiet",
+                    "--message-id", /* records are told apart by their inputs' MSH-10 */
+                    "plain",
                     "--spec",
                     CG_SOURCE_DIR "/specs",
                     "--key-file",
@@ -195,7 +197,8 @@ void gw_write_config(gw_run_t *r, const char *semantics, const char *specs_dir, 
             "  \"inputs\": [{\"topic\": \"%s\", \"format\": \"hl7v2\"}],\n"
             "  \"output\": {\"topic\": \"%s\", \"dead_letter_topic\": \"%s\"},\n"
             "  \"mapping\": {\"specs\": \"%s\", \"vocab\": \"%s/specs/vocab\"},\n"
-            "  \"pseudonym\": {\"key_file\": \"%s/config/demo/pseudonym.key\"},\n"
+            "  \"pseudonym\": {\"key_file\": \"%s/config/demo/pseudonym.key\", "
+            "\"message_id\": \"plain\"},\n"
             "  \"cohorts\": {\"path\": \"%s/specs/cohorts\", \"topic\": "
             "\"%s.cohort.{cohort}.{table}\"},\n"
             "  \"delivery\": {\"semantics\": \"%s\", \"commit_interval_ms\": 200%s},\n"

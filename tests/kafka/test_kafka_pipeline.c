@@ -16,6 +16,7 @@
 
 #include "cg_config.h"
 #include "cg_gateway.h"
+#include "cg_pseudo.h"
 #include "kafka_util.h"
 
 #define N_INPUTS   1000
@@ -151,6 +152,36 @@ static void assert_source_order(const tk_msg_t *m, size_t n, int out_partitions)
     }
 }
 
+/* The input a record came from, by its source.message_id: the keyed id of T%06d under the
+ * config's key (pseudonym.message_id keyed, the default), never the sender's MSH-10. */
+static int input_of(const char *value)
+{
+    static char mids[N_INPUTS][CG_PSEUDO_MESSAGE_ID_LEN + 1];
+    if (!mids[0][0]) {
+        char err[256], id[16];
+        cg_pseudo_key_t *k =
+            cg_pseudo_key_load(CG_SOURCE_DIR "/tests/golden/key", NULL, err, sizeof(err));
+        cg_pseudo_t *p = k ? cg_pseudo_new(k, 0, err, sizeof(err)) : NULL;
+        cg_pseudo_key_destroy(k);
+        assert_non_null(p);
+        for (int i = 0; i < N_INPUTS; i++) {
+            int n = snprintf(id, sizeof(id), "T%06d", i);
+            assert_int_equal(cg_pseudo_message_id(p, (cg_slice_t){id, (size_t)n}, mids[i]), CG_OK);
+        }
+        cg_pseudo_destroy(p);
+    }
+    assert_null(strstr(value, "\"message_id\":\"T"));
+    const char *mid = strstr(value, "\"message_id\":\"");
+    assert_non_null(mid);
+    mid += strlen("\"message_id\":\"");
+    for (int i = 0; i < N_INPUTS; i++)
+        if (!strncmp(mid, mids[i], CG_PSEUDO_MESSAGE_ID_LEN) &&
+            mid[CG_PSEUDO_MESSAGE_ID_LEN] == '"')
+            return i;
+    fail_msg("a record of no input: %.80s", mid);
+    return -1;
+}
+
 static void test_every_input_exactly_once(void **state)
 {
     (void)state;
@@ -192,9 +223,7 @@ static void test_every_input_exactly_once(void **state)
     assert_int_equal(n_coh, n_t2dm);
     assert_int_equal(n_out, N_INPUTS - n_dead - n_t2dm);
     for (size_t j = 0; j < n_coh; j++) {
-        const char *mid = strstr(coh[j].value, "\"message_id\":\"T");
-        assert_non_null(mid);
-        int i = atoi(mid + strlen("\"message_id\":\"T"));
+        int i = input_of(coh[j].value);
         assert_true(i >= 0 && i < N_INPUTS && in_t2dm(i) && !is_junk(i) && !is_unmappable(i));
         assert_non_null(strstr(coh[j].value, "\"cohorts\":[\"t2dm\"]"));
         assert_int_equal(coh[j].key_len, 40);
@@ -204,9 +233,7 @@ static void test_every_input_exactly_once(void **state)
     assert_int_equal(n_dlq, n_dead);
     char want[512], hb[128];
     for (size_t j = 0; j < n_out; j++) {
-        const char *mid = strstr(out[j].value, "\"message_id\":\"T");
-        assert_non_null(mid);
-        int i = atoi(mid + strlen("\"message_id\":\"T"));
+        int i = input_of(out[j].value);
         assert_true(i >= 0 && i < N_INPUTS && !is_junk(i) && !is_unmappable(i) && !in_t2dm(i));
         assert_non_null(strstr(out[j].value, "\"cohorts\":[]"));
         seen[i]++;

@@ -131,7 +131,8 @@ static void test_reload_keeps_old_specs_on_error(void **state)
              "{\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
              "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
              "\"mapping\":{\"specs\":\"%s\",\"vocab\":\"" CG_SOURCE_DIR "/specs/vocab\"},"
-             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
+             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\","
+             "\"message_id\":\"plain\"},"
              "\"delivery\":{\"commit_interval_ms\":100},\"log\":{\"level\":\"warn\"},"
              "\"kafka\":{\"bootstrap.servers\":\"%s\"}}",
              group, in_topic, out_topic, dlq_topic, dir, tk_bootstrap());

@@ -40,8 +40,19 @@ static void test_minimal_and_defaults(void **state)
     assert_string_equal(cg_kafka_get(kc, "enable.ssl.certificate.verification"), "false");
     assert_null(cg_kafka_get(kc, "nope"));
     assert_int_equal(kc->embedded_enabled, 0);
+    assert_int_equal(c->message_id_plain, 0); /* records' message ids keyed by default */
     cg_config_destroy(c);
     cg_config_destroy(NULL);
+    /* pseudonym.message_id: plain reaches the mapping bundle's options */
+    c = load("{\"inputs\":[{\"topic\":\"raw\"}],\"mapping\":{\"specs\":\"specs\"},"
+             "\"pseudonym\":{\"message_id\":\"plain\"},"
+             "\"kafka\":{\"bootstrap.servers\":\"127.0.0.1:9092\"}}",
+             &err);
+    assert_non_null(c);
+    cg_mapping_opts_t mo;
+    cg_config_mapping_opts(c, &mo);
+    assert_int_equal(mo.message_id_plain, 1);
+    cg_config_destroy(c);
 }
 
 static void expect_error(const char *text, int line, int column, const char *needle)
@@ -61,6 +72,9 @@ static void test_errors_are_located(void **state)
 {
     (void)state;
     /* unknown key, on line 3 column 3 */
+    expect_error("{\"inputs\":[{\"topic\":\"raw\"}],\"mapping\":{\"specs\":\"s\"},\n"
+                 "\"pseudonym\":{\"message_id\":\"hashed\"}}",
+                 2, 14, "must be one of keyed|plain");
     expect_error("{\n \"inputs\":[{\"topic\":\"raw\"}],\n  \"outptu\": {},\n"
                  " \"kafka\":{\"bootstrap.servers\":\"x\"}}",
                  3, 3, "unknown setting 'outptu'");

@@ -427,21 +427,43 @@ static void test_merge_and_rekey(void **state)
 }
 
 /* A C-CDA document and its replacement: the replaced version's rows are retracted, entries the
- * new version keeps (by entry id) come back, the one it dropped stays gone. */
+ * new version keeps (by entry id) come back, the one it dropped stays gone. Both with the
+ * records' message ids keyed (the default: the retraction's replaced_document_id is keyed
+ * alike) and plain (pseudonym.message_id "plain"). */
 static void test_document_replacement(void **state)
 {
     (void)state;
-    db_t db = {0};
-    feed_xml(&db, "lifecycle_ccda_replace", "1-original.xml");
-    feed_xml(&db, "lifecycle_ccda_replace", "2-replacement.xml");
-    const char *const want[] = {
-        "2.16.840.1.113883.19.5.99999.2/MRN-4711 | person year_of_birth=1975",
-        "2.16.840.1.113883.19.5.99999.2/MRN-4711 | condition_occurrence "
-        "condition_source_value=E11.65 condition_start_date=2023-09-05 | visit=null",
-        "2.16.840.1.113883.19.5.99999.2/MRN-4711 | condition_occurrence "
-        "condition_source_value=J45.909 condition_start_date=2021-03-01 | visit=null",
-        NULL};
-    check_state(&db, want);
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs", .no_key = 1, .message_id_plain = 1};
+    cg_error_t errs[4];
+    size_t n = 0;
+    char errstr[256];
+    cg_mapping_t *plain_bundle = cg_mapping_load(&o, errs, 4, &n);
+    assert_non_null(plain_bundle);
+    cg_mapping_worker_t *keyed = worker, *plain = cg_mapping_worker_new_keyed(
+                                             plain_bundle, pseudo, errstr, sizeof(errstr));
+    assert_non_null(plain);
+    for (int mode = 0; mode < 2; mode++) {
+        worker = mode ? plain : keyed;
+        db_t db = {0};
+        feed_xml(&db, "lifecycle_ccda_replace", "1-original.xml");
+        for (size_t i = 0; i < db.n; i++) /* keyed: 40 hex digits, never the document's id */
+            if (mode)
+                assert_non_null(strstr(db.rows[i].message_id, "^DOC-100"));
+            else
+                assert_int_equal(strspn(db.rows[i].message_id, "0123456789abcdef"), 40);
+        feed_xml(&db, "lifecycle_ccda_replace", "2-replacement.xml");
+        const char *const want[] = {
+            "2.16.840.1.113883.19.5.99999.2/MRN-4711 | person year_of_birth=1975",
+            "2.16.840.1.113883.19.5.99999.2/MRN-4711 | condition_occurrence "
+            "condition_source_value=E11.65 condition_start_date=2023-09-05 | visit=null",
+            "2.16.840.1.113883.19.5.99999.2/MRN-4711 | condition_occurrence "
+            "condition_source_value=J45.909 condition_start_date=2021-03-01 | visit=null",
+            NULL};
+        check_state(&db, want);
+    }
+    worker = keyed;
+    cg_mapping_worker_destroy(plain);
+    cg_mapping_destroy(plain_bundle);
 }
 
 /* Reused ids never make one fact overwrite another's. */

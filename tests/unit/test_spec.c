@@ -290,9 +290,11 @@ static void test_oru_rows(void **state)
     assert_non_null(strstr(r1, "\"measurement_concept_id\":0,"));
     assert_non_null(strstr(r1, "\"measurement_source_value\":\"2160-0\""));
 
-    /* text result: observation with the unescaped text */
+    /* text result: an observation without its text (free text: only when a site opts in,
+     * test_free_text) */
     assert_string_equal(rows[2].table->name, "observation");
-    assert_non_null(strstr(row_json(&rows[2]), "\"value_as_string\":\"Sample & result ok\""));
+    assert_null(strstr(row_json(&rows[2]), "value_as_string"));
+    assert_null(strstr(row_json(&rows[2]), "Sample"));
 
     /* ids are deterministic: the same message maps to the same ids */
     char first[64];
@@ -395,10 +397,11 @@ static void test_params(void **state)
                        "  \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
                        "   \"observation_concept_id\": 0, \"observation_type_concept_id\": 32817,\n"
                        "   \"observation_date\": {\"const\": \"2024-01-01\"},\n"
-                       "   \"value_as_string\": \"PID-3[5=${types}].1\"}}]}";
+                       "   \"observation_source_value\": \"PID-3[5=${types}].1\"}}]}";
     const char *msg = "MSH|^~\\&|A|H|C|R|20240101||ADT^A04|P1|P|2.5.1\r"
                       "PID|1||N1^^^CHN^NNCHN~H1^^^H^MR\r";
-    const char *want[] = {"\"value_as_string\":\"H1\"", "\"value_as_string\":\"N1\""};
+    const char *want[] = {"\"observation_source_value\":\"H1\"",
+                          "\"observation_source_value\":\"N1\""};
     for (int site = 0; site < 2; site++) {
         cg_spec_param_t p = {"types", "NNCHN|MR"};
         cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .params = &p, .n_params = site};

@@ -170,7 +170,10 @@ static void test_escaped_and_base64_map_alike(void **state)
     /* the message's patient keys the document's rows, not the document's own identifier */
     int64_t person = id_of(note, "person_id"), cid = id_of(cond, "condition_occurrence_id");
     assert_int_equal(id_of(cond, "person_id"), person);
-    assert_int_equal(cond->message_id.len, 2); /* the message's: M1 */
+    char m1_id[CG_PSEUDO_MESSAGE_ID_LEN + 1]; /* the message's, M1, keyed */
+    assert_int_equal(cg_pseudo_message_id(pseudo, CG_SLICE_LIT("M1"), m1_id), CG_OK);
+    assert_int_equal(cond->message_id.len, CG_PSEUDO_MESSAGE_ID_LEN);
+    assert_memory_equal(cond->message_id.ptr, m1_id, CG_PSEUDO_MESSAGE_ID_LEN);
     const cg_value_t *src = cg_row_value_named(cond, "condition_source_value");
     assert_int_equal(src->len, 9);
     assert_memory_equal(src->ptr, "195967001", 9);
