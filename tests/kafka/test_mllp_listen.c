@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -632,6 +633,56 @@ static void test_max_connections(void **state)
     listener_stop(&l);
 }
 
+/* A thousand connections that send nothing: the listener (epoll) serves a sender among them
+ * with its usual ACK latency, and still accepts. The test holds both ends of each connection, so
+ * it raises its own descriptor limit first. */
+static void test_thousand_idle(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    enum { IDLE = 1000 };
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 2 * IDLE + 256) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < 2 * IDLE + 256) {
+        printf("SKIPPED: 1,000 idle connections need %d descriptors; the limit is %llu\n",
+               2 * IDLE + 256, (unsigned long long)rl.rlim_cur);
+        skip();
+    }
+    listener_t l;
+    listener_start(&l, tk_bootstrap(), ",\"max_connections\":1100", "");
+    static int idle[IDLE];
+    int64_t t0 = now_ms();
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = mllp_connect(l.port);
+        assert_true(idle[i] >= 0);
+    }
+    int64_t opened = now_ms() - t0;
+    int good = mllp_connect(l.port);
+    assert_true(good >= 0);
+    char ctrl[64], code[8];
+    int64_t worst = 0;
+    for (int i = 0; i < 50; i++) {
+        snprintf(ctrl, sizeof(ctrl), "T%d-%d", (int)getpid(), i);
+        int64_t s = now_ms();
+        send_one(good, ctrl, code, sizeof(code));
+        assert_string_equal(code, "AA");
+        if (now_ms() - s > worst)
+            worst = now_ms() - s;
+    }
+    printf("1,000 idle connections (opened in %lld ms): worst ACK latency %lld ms\n",
+           (long long)opened, (long long)worst);
+    assert_true(worst < 2000);
+    for (int i = 0; i < IDLE; i++)
+        close(idle[i]);
+    close(good);
+    listener_stop(&l);
+}
+
 static void test_no_broker_no_aa(void **state)
 {
     (void)state;
@@ -669,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_resend_while_in_flight),
         cmocka_unit_test(test_hostile_peers_stall_no_one),
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_thousand_idle),
         cmocka_unit_test(test_no_broker_no_aa),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
