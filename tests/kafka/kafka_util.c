@@ -586,3 +586,89 @@ int tk_produce_each(const char *topic, int n, size_t (*make)(int i, char *buf, s
     rd_kafka_destroy(p);
     return rc;
 }
+
+/* ---- a broker of the test's own ---- */
+
+int tk_own_broker_script(tk_own_broker_t *b, const char *cmd)
+{
+    char out[400];
+    snprintf(out, sizeof(out), "%s/kafka-broker.out", b->home);
+    char *argv[] = {"/bin/bash", CG_SOURCE_DIR "/tests/scripts/kafka-broker.sh", (char *)cmd,
+                    b->dir, NULL};
+    pid_t pid = tk_spawn(argv, out, NULL);
+    int st;
+    if (pid <= 0 || tk_wait_pid(pid, 180000, &st))
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int tk_own_broker_start(tk_own_broker_t *b)
+{
+    if (b->up)
+        return 0;
+    snprintf(b->home, sizeof(b->home), "/tmp/cg-it-broker-XXXXXX");
+    if (!mkdtemp(b->home))
+        return -1;
+    snprintf(b->dir, sizeof(b->dir), "%s/broker", b->home);
+    b->up = 1;
+    int64_t t0 = tk_now_ms();
+    if (tk_own_broker_script(b, "start"))
+        return -1;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/bootstrap", b->dir);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(b->bootstrap, sizeof(b->bootstrap), f)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    b->bootstrap[strcspn(b->bootstrap, "\n")] = '\0';
+    printf("own broker on %s, up in %lld ms\n", b->bootstrap, (long long)(tk_now_ms() - t0));
+    setenv("COHORTGATE_TEST_BOOTSTRAP", b->bootstrap, 1);
+    return 0;
+}
+
+static long own_broker_pid(const tk_own_broker_t *b)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/broker.pid", b->dir);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f && fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+int tk_own_broker_signal(tk_own_broker_t *b, int sig)
+{
+    long pid = own_broker_pid(b);
+    if (pid <= 0 || kill((pid_t)pid, sig))
+        return -1;
+    if (sig != SIGKILL)
+        return 0;
+    for (int i = 0; i < 200 && kill((pid_t)pid, 0) == 0; i++)
+        usleep(50 * 1000);
+    return kill((pid_t)pid, 0) == 0 ? -1 : 0;
+}
+
+void tk_own_broker_end(tk_own_broker_t *b, int remove)
+{
+    if (b->up) {
+        long pid = own_broker_pid(b);
+        if (pid > 0)
+            kill((pid_t)pid, SIGCONT); /* a case that failed may have left it stopped */
+        tk_own_broker_script(b, "stop");
+    }
+    b->up = 0;
+    if (remove && b->home[0] && !getenv("CG_TEST_KEEP")) {
+        char cmd[400];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->home);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", b->home);
+    } else if (b->home[0]) {
+        fprintf(stderr, "the broker's logs are kept in %s\n", b->dir);
+    }
+}

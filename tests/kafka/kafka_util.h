@@ -92,4 +92,24 @@ int tk_file_count(const char *path, const char *needle);
 /* Milliseconds on the monotonic clock. */
 int64_t tk_now_ms(void);
 
+/* A broker of the test's own (tests/scripts/kafka-broker.sh in a fresh folder), for tests that
+ * stop, pause or restart it without disturbing the shared one. */
+typedef struct tk_own_broker {
+    char home[256]; /* the script's output and the broker's folder */
+    char dir[300];
+    char bootstrap[128];
+    int up;
+} tk_own_broker_t;
+
+/* Runs kafka-broker.sh CMD (start, stop, restart) on b's folder; its exit status. */
+int tk_own_broker_script(tk_own_broker_t *b, const char *cmd);
+/* Starts b in a fresh folder and points COHORTGATE_TEST_BOOTSTRAP at it (the helpers keep the
+ * clients of the first bootstrap they see: start it before using them). 0, or -1. */
+int tk_own_broker_start(tk_own_broker_t *b);
+/* Sends sig to the broker process (SIGSTOP: unreachable, as in a network partition; SIGCONT
+ * resumes it; SIGKILL: gone, and waited for). 0, or -1. */
+int tk_own_broker_signal(tk_own_broker_t *b, int sig);
+/* Resumes and stops it; removes its folder when remove, else says where its logs are. */
+void tk_own_broker_end(tk_own_broker_t *b, int remove);
+
 #endif

@@ -25,22 +25,7 @@
 #include "gw_harness.h"
 
 static gw_run_t run;
-static char home[256], broker[300]; /* home holds the script's output and the broker's DIR */
-static int broker_up;
-
-/* Runs tests/scripts/kafka-broker.sh CMD DIR; returns its exit status. */
-static int broker_script(const char *cmd)
-{
-    char out[300];
-    snprintf(out, sizeof(out), "%s/kafka-broker.out", home);
-    char *argv[] = {"/bin/bash", CG_SOURCE_DIR "/tests/scripts/kafka-broker.sh", (char *)cmd,
-                    broker, NULL};
-    pid_t pid = tk_spawn(argv, out, NULL);
-    assert_true(pid > 0);
-    int st;
-    assert_int_equal(tk_wait_pid(pid, GW_HANG_MS, &st), 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+static tk_own_broker_t own; /* shared by the cases, stopped at the end */
 
 static int all_passed = 1;
 
@@ -58,72 +43,25 @@ static int teardown(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    if (broker_up) {
-        char path[400];
-        snprintf(path, sizeof(path), "%s/broker.pid", broker);
-        FILE *f = fopen(path, "r");
-        long pid = 0;
-        if (f && fscanf(f, "%ld", &pid) == 1 && pid > 0)
-            kill((pid_t)pid, SIGCONT); /* a case that failed may have left it stopped */
-        if (f)
-            fclose(f);
-        broker_script("stop");
-    }
-    broker_up = 0;
-    if (all_passed && home[0] && !getenv("CG_TEST_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", home);
-    } else if (home[0]) {
-        fprintf(stderr, "the broker's logs are kept in %s\n", broker);
-    }
+    tk_own_broker_end(&own, all_passed);
     return 0;
 }
 
-/* Starts this test's own broker in a fresh home, once for all the tests (the helpers keep
- * clients of the first bootstrap they see), and points every helper at it. */
+/* Starts this test's own broker once for all the tests (the helpers keep clients of the first
+ * bootstrap they see), and points every helper at it. */
 static void own_broker_start(void)
 {
-    if (broker_up)
-        return;
-    snprintf(home, sizeof(home), "/tmp/cg-it-broker-XXXXXX");
-    assert_non_null(mkdtemp(home));
-    snprintf(broker, sizeof(broker), "%s/broker", home);
-    broker_up = 1;
-    int64_t t0 = tk_now_ms();
-    assert_int_equal(broker_script("start"), 0);
-    char path[400], bootstrap[128] = "";
-    snprintf(path, sizeof(path), "%s/bootstrap", broker);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    assert_non_null(fgets(bootstrap, sizeof(bootstrap), f));
-    fclose(f);
-    bootstrap[strcspn(bootstrap, "\n")] = '\0';
-    printf("own broker on %s, up in %lld ms\n", bootstrap, (long long)(tk_now_ms() - t0));
-    /* from here on, every helper talks to this broker */
-    setenv("COHORTGATE_TEST_BOOTSTRAP", bootstrap, 1);
+    assert_int_equal(tk_own_broker_start(&own), 0);
 }
 
-/* Sends sig to the broker: SIGKILL (it is gone: connections are refused; `restart` starts it
- * again with the same state), SIGSTOP (it is unreachable: connections hang, requests go
- * unanswered, as with a network partition; SIGCONT resumes it). */
 static void own_broker_signal(int sig)
 {
-    char path[400];
-    snprintf(path, sizeof(path), "%s/broker.pid", broker);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    long pid = 0;
-    assert_int_equal(fscanf(f, "%ld", &pid), 1);
-    fclose(f);
-    assert_true(pid > 0);
-    assert_int_equal(kill((pid_t)pid, sig), 0);
-    if (sig != SIGKILL)
-        return;
-    for (int i = 0; i < 200 && kill((pid_t)pid, 0) == 0; i++)
-        usleep(50 * 1000);
-    assert_int_not_equal(kill((pid_t)pid, 0), 0);
+    assert_int_equal(tk_own_broker_signal(&own, sig), 0);
+}
+
+static int broker_script(const char *cmd)
+{
+    return tk_own_broker_script(&own, cmd);
 }
 
 static void test_broker_restart_mid_stream(void **state)

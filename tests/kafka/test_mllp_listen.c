@@ -15,6 +15,7 @@
 #include "cg_gateway.h"
 #include "cg_hl7.h"
 #include "kafka_util.h"
+#include "mllp_test_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,180 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CORPUS       CG_SHARED_CORPUS "/hl7v2"
-#define N_CONNS      4
-#define MAX_MSGS     1024
-#define FRAME_LIMIT  (1 << 20)
-#define READ_TIMEOUT 1000
-#define IDLE_TIMEOUT 1500
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- an in-process listener ---- */
-
-typedef struct listener {
-    cg_config_t *cfg;
-    cg_gateway_t *gw;
-    pthread_t th;
-    cg_err_t rc;
-    int port;
-    char topic[128];
-} listener_t;
-
-static void *listener_main(void *arg)
-{
-    listener_t *l = arg;
-    char errstr[512];
-    l->rc = cg_gateway_run(l->gw, errstr, sizeof(errstr));
-    if (l->rc)
-        fprintf(stderr, "listen: %s\n", errstr);
-    return NULL;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int mllp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Starts a listener on a free port writing to a fresh topic; extra_listen and kafka are JSON
- * members added to "listen" and "kafka". */
-static void listener_start(listener_t *l, const char *bootstrap, const char *extra_listen,
-                           const char *extra_kafka)
-{
-    memset(l, 0, sizeof(*l));
-    l->port = free_port();
-    tk_unique_name(l->topic, sizeof(l->topic), "cg-mllp-raw");
-    if (!strcmp(bootstrap, tk_bootstrap()))
-        assert_int_equal(tk_create_topic(l->topic, 3), 0);
-    char text[2048];
-    snprintf(text, sizeof(text),
-             "{\"source\":\"mllp\",\"listen\":{\"address\":\"127.0.0.1:%d\",\"topic\":\"%s\","
-             "\"max_frame_bytes\":%d,\"read_timeout_ms\":%d,\"idle_timeout_ms\":%d%s},"
-             "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\"},"
-             "\"metrics\":{\"listen\":\"127.0.0.1:0\"},\"log\":{\"level\":\"warn\"},"
-             "\"delivery\":{\"drain_timeout_ms\":5000},"
-             "\"kafka\":{\"bootstrap.servers\":\"%s\"%s}}",
-             l->port, l->topic, FRAME_LIMIT, READ_TIMEOUT, IDLE_TIMEOUT, extra_listen, bootstrap,
-             extra_kafka);
-    cg_error_t err;
-    l->cfg = cg_config_load_string(text, "<test>", NULL, &err);
-    if (!l->cfg)
-        fprintf(stderr, "config: %s\n", err.text);
-    assert_non_null(l->cfg);
-    char errstr[512];
-    cg_gateway_opts_t o = {.passthrough = 1};
-    l->gw = cg_gateway_new(l->cfg, &o, errstr, sizeof(errstr));
-    if (!l->gw)
-        fprintf(stderr, "new: %s\n", errstr);
-    assert_non_null(l->gw);
-    assert_int_equal(pthread_create(&l->th, NULL, listener_main, l), 0);
-    for (int i = 0; i < 500; i++) { /* until it accepts */
-        int fd = mllp_connect(l->port);
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        usleep(10000);
-    }
-    fail_msg("the listener did not start");
-}
-
-static void listener_stop(listener_t *l)
-{
-    cg_gateway_stop(l->gw);
-    pthread_join(l->th, NULL);
-    cg_gateway_destroy(l->gw);
-    cg_config_destroy(l->cfg);
-}
-
-/* ---- an MLLP client ---- */
-
-static int send_frame(int fd, const char *msg, size_t len)
-{
-    char sb = 0x0b, eb[2] = {0x1c, 0x0d};
-    if (send(fd, &sb, 1, MSG_NOSIGNAL) != 1 || send(fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len ||
-        send(fd, eb, 2, MSG_NOSIGNAL) != 2)
-        return -1;
-    return 0;
-}
-
-/* Reads one framed ACK into buf (without framing) within timeout_ms; its length, or -1 on a
- * timeout, -2 when the listener closed the connection. */
-static int read_ack(int fd, char *buf, size_t size, int timeout_ms)
-{
-    size_t n = 0;
-    int64_t until = now_ms() + timeout_ms;
-    for (;;) {
-        char *eb = n > 1 ? memchr(buf, 0x1c, n) : NULL;
-        if (eb && eb + 1 < buf + n) {
-            size_t len = (size_t)(eb - buf) - 1; /* after the start byte */
-            memmove(buf, buf + 1, len);
-            buf[len] = '\0';
-            return (int)len;
-        }
-        int left = (int)(until - now_ms());
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            return -1;
-        ssize_t r = recv(fd, buf + n, size - 1 - n, 0);
-        if (r <= 0)
-            return -2;
-        n += (size_t)r;
-    }
-}
-
-/* Field n (>= 3) of the first segment of an HL7 message, split on its MSH-1 by hand. */
-static void field_of(const char *msg, size_t len, const char *seg, int n, char *out, size_t size)
-{
-    out[0] = '\0';
-    const char *s = msg, *end = msg + len;
-    while (s + 3 < end && memcmp(s, seg, 3)) { /* the segment at a line start */
-        while (s < end && *s != '\r' && *s != '\n')
-            s++;
-        while (s < end && (*s == '\r' || *s == '\n'))
-            s++;
-    }
-    if (s + 4 > end)
-        return;
-    char fs = s[3];
-    const char *p = s + 3;
-    int f = !strcmp(seg, "MSH") ? 1 : 0;
-    while (f < n && p < end && *p != '\r' && *p != '\n') {
-        p++;
-        if (p[-1] == fs)
-            f++;
-    }
-    if (f != n)
-        return;
-    size_t o = 0;
-    while (p < end && *p != fs && *p != '\r' && *p != '\n' && o + 1 < size)
-        out[o++] = *p++;
-    out[o] = '\0';
-}
+#define CORPUS   CG_SHARED_CORPUS "/hl7v2"
+#define N_CONNS  4
+#define MAX_MSGS 1024
 
 /* ---- the corpus, split into messages ---- */
 
@@ -261,31 +91,31 @@ typedef struct conn_job {
 static void *send_share(void *arg)
 {
     conn_job_t *j = arg;
-    int fd = mllp_connect(j->port);
+    int fd = mt_connect(j->port);
     char ack[8192], want[256], got[256], code[8];
     for (size_t i = (size_t)j->index; fd >= 0 && i < n_msgs; i += N_CONNS) {
-        int64_t t0 = now_ms();
-        if (send_frame(fd, msgs[i].bytes, msgs[i].len)) {
+        int64_t t0 = mt_now_ms();
+        if (mt_send_frame(fd, msgs[i].bytes, msgs[i].len)) {
             j->failures++;
             break;
         }
         char accept[8];
-        field_of(msgs[i].bytes, msgs[i].len, "MSH", 15, accept, sizeof(accept));
+        mt_field_of(msgs[i].bytes, msgs[i].len, "MSH", 15, accept, sizeof(accept));
         if (!strcmp(accept, "NE")) { /* the sender asks for no accept acknowledgement */
             snprintf(msgs[i].ack_code, sizeof(msgs[i].ack_code), "NE");
             continue;
         }
-        int n = read_ack(fd, ack, sizeof(ack), 15000);
-        if (now_ms() - t0 > j->worst_ms)
-            j->worst_ms = now_ms() - t0;
+        int n = mt_read_ack(fd, ack, sizeof(ack), 15000);
+        if (mt_now_ms() - t0 > j->worst_ms)
+            j->worst_ms = mt_now_ms() - t0;
         if (n < 0) {
             fprintf(stderr, "message %zu: no ACK (%d)\n", i, n);
             j->failures++;
             break;
         }
-        field_of(msgs[i].bytes, msgs[i].len, "MSH", 10, want, sizeof(want));
-        field_of(ack, (size_t)n, "MSA", 2, got, sizeof(got));
-        field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
+        mt_field_of(msgs[i].bytes, msgs[i].len, "MSH", 10, want, sizeof(want));
+        mt_field_of(ack, (size_t)n, "MSA", 2, got, sizeof(got));
+        mt_field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
         if (strcmp(want, got)) {
             fprintf(stderr, "message %zu: MSA-2 '%s', MSH-10 '%s'\n", i, got, want);
             j->failures++;
@@ -300,9 +130,9 @@ static void *send_share(void *arg)
 }
 
 /* GET /metrics of the listener's gateway into buf. */
-static void scrape(listener_t *l, char *buf, size_t size)
+static void scrape(mt_listener_t *l, char *buf, size_t size)
 {
-    int fd = mllp_connect(cg_gateway_metrics_port(l->gw));
+    int fd = mt_connect(cg_gateway_metrics_port(l->gw));
     assert_true(fd >= 0);
     const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
     assert_int_equal(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
@@ -334,8 +164,8 @@ static void test_corpus_over_connections(void **state)
     nftw(CORPUS, add_file, 16, FTW_PHYS);
     printf("corpus: %zu message(s)\n", n_msgs);
     assert_true(n_msgs > 100);
-    listener_t l;
-    listener_start(&l, tk_bootstrap(), "", ",\"linger.ms\":1");
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), "", ",\"linger.ms\":1");
     conn_job_t jobs[N_CONNS];
     pthread_t th[N_CONNS];
     for (int i = 0; i < N_CONNS; i++) {
@@ -355,7 +185,7 @@ static void test_corpus_over_connections(void **state)
         fputs(strstr(metrics, "cohortgate_mllp_ack_latency_seconds_bucket"), stdout);
     printf("%d connections: worst ACK latency %lld ms, %d ACK(s) within 10 ms\n", N_CONNS,
            (long long)worst, le10 ? atoi(le10 + 54) : -1);
-    listener_stop(&l);
+    mt_listener_stop(&l);
 
     tk_msg_t *out;
     size_t n_out = tk_read_all(l.topic, &out);
@@ -384,7 +214,7 @@ static void test_corpus_over_connections(void **state)
             /* the key: a keyed hash, no identifier */
             assert_int_equal(out[k].key_len, 64);
             char pid[256];
-            field_of(msgs[i].bytes, msgs[i].len, "PID", 3, pid, sizeof(pid));
+            mt_field_of(msgs[i].bytes, msgs[i].len, "PID", 3, pid, sizeof(pid));
             char *caret = strchr(pid, '^');
             if (caret)
                 *caret = '\0';
@@ -400,38 +230,30 @@ static void test_corpus_over_connections(void **state)
     tk_msgs_free(out, n_out);
 }
 
-static size_t make_adt(char *buf, size_t size, const char *ctrl, const char *name)
-{
-    return (size_t)snprintf(buf, size,
-                            "MSH|^~\\&|APP|FAC|CG|CG|20240101000000||ADT^A08|%s|P|2.5.1\r"
-                            "PID|1||P%s^^^HOSP^MR||%s\r",
-                            ctrl, ctrl, name);
-}
-
 static void test_resend_is_not_written_twice(void **state)
 {
     (void)state;
     if (!tk_bootstrap())
         skip();
-    listener_t l;
-    listener_start(&l, tk_bootstrap(), "", "");
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), "", "");
     char ctrl[64], a[512], b[512], ack[4096], code[8];
     snprintf(ctrl, sizeof(ctrl), "R%d", (int)getpid());
-    size_t na = make_adt(a, sizeof(a), ctrl, "DOE"), nb = make_adt(b, sizeof(b), ctrl, "ROE");
+    size_t na = mt_make_adt(a, sizeof(a), ctrl, "DOE"), nb = mt_make_adt(b, sizeof(b), ctrl, "ROE");
     /* sent, acknowledged; the ACK "lost": the sender connects again and resends */
     for (int round = 0; round < 3; round++) {
-        int fd = mllp_connect(l.port);
-        assert_int_equal(send_frame(fd, a, na), 0);
-        int n = read_ack(fd, ack, sizeof(ack), 10000);
+        int fd = mt_connect(l.port);
+        assert_int_equal(mt_send_frame(fd, a, na), 0);
+        int n = mt_read_ack(fd, ack, sizeof(ack), 10000);
         assert_true(n > 0);
-        field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
+        mt_field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
         assert_string_equal(code, "AA");
         close(fd);
     }
     /* the same MSH-10 with other bytes: a new message, written */
-    int fd = mllp_connect(l.port);
-    assert_int_equal(send_frame(fd, b, nb), 0);
-    assert_true(read_ack(fd, ack, sizeof(ack), 10000) > 0);
+    int fd = mt_connect(l.port);
+    assert_int_equal(mt_send_frame(fd, b, nb), 0);
+    assert_true(mt_read_ack(fd, ack, sizeof(ack), 10000) > 0);
     close(fd);
     static char metrics[1 << 16];
     scrape(&l, metrics, sizeof(metrics));
@@ -440,7 +262,7 @@ static void test_resend_is_not_written_twice(void **state)
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_acks_total{code=\"AA\"} 4\n"));
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_ack_latency_seconds_count 4\n"));
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_messages_total{sender=\"FAC\"} 4\n"));
-    listener_stop(&l);
+    mt_listener_stop(&l);
     tk_msg_t *out;
     size_t n_out = tk_read_all(l.topic, &out);
     assert_int_equal(n_out, 2);
@@ -481,21 +303,6 @@ static void *junk(void *arg)
 }
 
 /* 1 when the listener closed fd within ms */
-static int closed_within(int fd, int ms)
-{
-    char b[256];
-    int64_t until = now_ms() + ms;
-    while (now_ms() < until) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 50) > 0) {
-            ssize_t r = recv(fd, b, sizeof(b), 0);
-            if (r == 0 || (r < 0 && errno == ECONNRESET))
-                return 1;
-        }
-    }
-    return 0;
-}
-
 /* A resend while the first copy is still on its way to the broker (its connection closed before
  * the ACK; linger.ms holds the record back): the resend waits for that copy's delivery and is
  * acknowledged with its outcome; one copy on the topic. */
@@ -504,31 +311,31 @@ static void test_resend_while_in_flight(void **state)
     (void)state;
     if (!tk_bootstrap())
         skip();
-    listener_t l;
-    listener_start(&l, tk_bootstrap(), "", ",\"linger.ms\":1500");
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), "", ",\"linger.ms\":1500");
     char ctrl[64], a[512], ack[4096], code[8], ref[64];
     snprintf(ctrl, sizeof(ctrl), "F%d", (int)getpid());
-    size_t na = make_adt(a, sizeof(a), ctrl, "DOE");
-    int fd = mllp_connect(l.port);
-    assert_int_equal(send_frame(fd, a, na), 0);
+    size_t na = mt_make_adt(a, sizeof(a), ctrl, "DOE");
+    int fd = mt_connect(l.port);
+    assert_int_equal(mt_send_frame(fd, a, na), 0);
     usleep(200000); /* read by the listener, held by the producer */
     close(fd);      /* the ACK is lost with the connection */
     usleep(200000);
-    fd = mllp_connect(l.port);
-    int64_t t0 = now_ms();
-    assert_int_equal(send_frame(fd, a, na), 0);
-    int n = read_ack(fd, ack, sizeof(ack), 10000);
+    fd = mt_connect(l.port);
+    int64_t t0 = mt_now_ms();
+    assert_int_equal(mt_send_frame(fd, a, na), 0);
+    int n = mt_read_ack(fd, ack, sizeof(ack), 10000);
     assert_true(n > 0);
-    field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
-    field_of(ack, (size_t)n, "MSA", 2, ref, sizeof(ref));
+    mt_field_of(ack, (size_t)n, "MSA", 1, code, sizeof(code));
+    mt_field_of(ack, (size_t)n, "MSA", 2, ref, sizeof(ref));
     assert_string_equal(code, "AA");
     assert_string_equal(ref, ctrl);
-    assert_true(now_ms() - t0 >= 500); /* it waited for the first copy's delivery */
+    assert_true(mt_now_ms() - t0 >= 500); /* it waited for the first copy's delivery */
     close(fd);
     static char metrics[1 << 16];
     scrape(&l, metrics, sizeof(metrics));
     assert_non_null(strstr(metrics, "\ncohortgate_mllp_duplicates_total 1\n"));
-    listener_stop(&l);
+    mt_listener_stop(&l);
     tk_msg_t *out;
     size_t n_out = tk_read_all(l.topic, &out);
     assert_int_equal(n_out, 1);
@@ -540,44 +347,44 @@ static void test_hostile_peers_stall_no_one(void **state)
     (void)state;
     if (!tk_bootstrap())
         skip();
-    listener_t l;
-    listener_start(&l, tk_bootstrap(), "", "");
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), "", "");
     hostile_stop = 0;
-    int slow = mllp_connect(l.port), jnk = mllp_connect(l.port), big = mllp_connect(l.port);
+    int slow = mt_connect(l.port), jnk = mt_connect(l.port), big = mt_connect(l.port);
     int idle[20];
     for (int i = 0; i < 20; i++)
-        idle[i] = mllp_connect(l.port);
+        idle[i] = mt_connect(l.port);
     pthread_t ts, tj;
     pthread_create(&ts, NULL, slowloris, &slow);
     pthread_create(&tj, NULL, junk, &jnk);
     /* a frame past max_frame_bytes */
-    char *huge = malloc(FRAME_LIMIT + 4096);
-    memset(huge, 'Z', FRAME_LIMIT + 4096);
+    char *huge = malloc(MT_FRAME_LIMIT + 4096);
+    memset(huge, 'Z', MT_FRAME_LIMIT + 4096);
     huge[0] = 0x0b;
-    send(big, huge, FRAME_LIMIT + 4096, MSG_NOSIGNAL | MSG_DONTWAIT);
+    send(big, huge, MT_FRAME_LIMIT + 4096, MSG_NOSIGNAL | MSG_DONTWAIT);
     free(huge);
     /* meanwhile a good sender keeps its ACK latency */
-    int good = mllp_connect(l.port);
+    int good = mt_connect(l.port);
     char msg[512], ctrl[64], ack[4096], code[8];
     int64_t worst = 0;
     for (int i = 0; i < 50; i++) {
         snprintf(ctrl, sizeof(ctrl), "H%d-%d", (int)getpid(), i);
-        size_t n = make_adt(msg, sizeof(msg), ctrl, "DOE");
-        int64_t t0 = now_ms();
-        assert_int_equal(send_frame(good, msg, n), 0);
-        int r = read_ack(good, ack, sizeof(ack), 5000);
+        size_t n = mt_make_adt(msg, sizeof(msg), ctrl, "DOE");
+        int64_t t0 = mt_now_ms();
+        assert_int_equal(mt_send_frame(good, msg, n), 0);
+        int r = mt_read_ack(good, ack, sizeof(ack), 5000);
         assert_true(r > 0);
-        field_of(ack, (size_t)r, "MSA", 1, code, sizeof(code));
+        mt_field_of(ack, (size_t)r, "MSA", 1, code, sizeof(code));
         assert_string_equal(code, "AA");
-        if (now_ms() - t0 > worst)
-            worst = now_ms() - t0;
+        if (mt_now_ms() - t0 > worst)
+            worst = mt_now_ms() - t0;
     }
     printf("good sender: worst ACK latency %lld ms among hostile peers\n", (long long)worst);
     assert_true(worst < 2000);
-    assert_true(closed_within(big, 2000));                 /* over-size frame */
-    assert_true(closed_within(slow, READ_TIMEOUT + 1500)); /* slowloris */
-    assert_true(closed_within(idle[0], IDLE_TIMEOUT + 1500));
-    assert_true(closed_within(jnk, IDLE_TIMEOUT + 1500)); /* junk and no frame: idle */
+    assert_true(mt_closed_within(big, 2000));                    /* over-size frame */
+    assert_true(mt_closed_within(slow, MT_READ_TIMEOUT + 1500)); /* slowloris */
+    assert_true(mt_closed_within(idle[0], MT_IDLE_TIMEOUT + 1500));
+    assert_true(mt_closed_within(jnk, MT_IDLE_TIMEOUT + 1500)); /* junk and no frame: idle */
     hostile_stop = 1;
     pthread_join(ts, NULL);
     pthread_join(tj, NULL);
@@ -587,20 +394,7 @@ static void test_hostile_peers_stall_no_one(void **state)
     close(good);
     for (int i = 0; i < 20; i++)
         close(idle[i]);
-    listener_stop(&l);
-}
-
-/* Sends one message on fd and returns its MSA-1 in code ("" when no ACK came). */
-static void send_one(int fd, const char *ctrl, char *code, size_t size)
-{
-    char msg[512], ack[4096];
-    size_t n = make_adt(msg, sizeof(msg), ctrl, "DOE");
-    code[0] = '\0';
-    if (send_frame(fd, msg, n))
-        return;
-    int r = read_ack(fd, ack, sizeof(ack), 5000);
-    if (r > 0)
-        field_of(ack, (size_t)r, "MSA", 1, code, size);
+    mt_listener_stop(&l);
 }
 
 static void test_max_connections(void **state)
@@ -608,29 +402,29 @@ static void test_max_connections(void **state)
     (void)state;
     if (!tk_bootstrap())
         skip();
-    listener_t l;
-    listener_start(&l, tk_bootstrap(), ",\"max_connections\":3", "");
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), ",\"max_connections\":3", "");
     int fd[3];
     char code[8], ctrl[64];
     for (int i = 0; i < 3; i++) {
-        fd[i] = mllp_connect(l.port);
+        fd[i] = mt_connect(l.port);
         snprintf(ctrl, sizeof(ctrl), "M%d-%d", (int)getpid(), i);
-        send_one(fd[i], ctrl, code, sizeof(code));
+        mt_send_one(fd[i], ctrl, code, sizeof(code));
         assert_string_equal(code, "AA");
     }
-    int extra = mllp_connect(l.port); /* the kernel accepts it; the listener closes it */
-    assert_true(closed_within(extra, 2000));
+    int extra = mt_connect(l.port); /* the kernel accepts it; the listener closes it */
+    assert_true(mt_closed_within(extra, 2000));
     close(extra);
     close(fd[0]); /* a slot is free again */
     usleep(200000);
-    int again = mllp_connect(l.port);
+    int again = mt_connect(l.port);
     snprintf(ctrl, sizeof(ctrl), "M%d-again", (int)getpid());
-    send_one(again, ctrl, code, sizeof(code));
+    mt_send_one(again, ctrl, code, sizeof(code));
     assert_string_equal(code, "AA");
     close(again);
     close(fd[1]);
     close(fd[2]);
-    listener_stop(&l);
+    mt_listener_stop(&l);
 }
 
 /* A thousand connections that send nothing: the listener (epoll) serves a sender among them
@@ -653,26 +447,26 @@ static void test_thousand_idle(void **state)
                2 * IDLE + 256, (unsigned long long)rl.rlim_cur);
         skip();
     }
-    listener_t l;
-    listener_start(&l, tk_bootstrap(), ",\"max_connections\":1100", "");
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), ",\"max_connections\":1100", "");
     static int idle[IDLE];
-    int64_t t0 = now_ms();
+    int64_t t0 = mt_now_ms();
     for (int i = 0; i < IDLE; i++) {
-        idle[i] = mllp_connect(l.port);
+        idle[i] = mt_connect(l.port);
         assert_true(idle[i] >= 0);
     }
-    int64_t opened = now_ms() - t0;
-    int good = mllp_connect(l.port);
+    int64_t opened = mt_now_ms() - t0;
+    int good = mt_connect(l.port);
     assert_true(good >= 0);
     char ctrl[64], code[8];
     int64_t worst = 0;
     for (int i = 0; i < 50; i++) {
         snprintf(ctrl, sizeof(ctrl), "T%d-%d", (int)getpid(), i);
-        int64_t s = now_ms();
-        send_one(good, ctrl, code, sizeof(code));
+        int64_t s = mt_now_ms();
+        mt_send_one(good, ctrl, code, sizeof(code));
         assert_string_equal(code, "AA");
-        if (now_ms() - s > worst)
-            worst = now_ms() - s;
+        if (mt_now_ms() - s > worst)
+            worst = mt_now_ms() - s;
     }
     printf("1,000 idle connections (opened in %lld ms): worst ACK latency %lld ms\n",
            (long long)opened, (long long)worst);
@@ -680,7 +474,7 @@ static void test_thousand_idle(void **state)
     for (int i = 0; i < IDLE; i++)
         close(idle[i]);
     close(good);
-    listener_stop(&l);
+    mt_listener_stop(&l);
 }
 
 static void test_no_broker_no_aa(void **state)
@@ -689,24 +483,24 @@ static void test_no_broker_no_aa(void **state)
     if (!tk_bootstrap())
         skip();
     /* nothing listens on the bootstrap address: the message can never be stored */
-    listener_t l;
+    mt_listener_t l;
     char bs[64];
-    snprintf(bs, sizeof(bs), "127.0.0.1:%d", free_port());
-    listener_start(&l, bs, ",\"ack_timeout_ms\":8000", ",\"message.timeout.ms\":1500");
-    int fd = mllp_connect(l.port);
+    snprintf(bs, sizeof(bs), "127.0.0.1:%d", mt_free_port());
+    mt_listener_start(&l, bs, ",\"ack_timeout_ms\":8000", ",\"message.timeout.ms\":1500");
+    int fd = mt_connect(l.port);
     char msg[512], ack[4096], code[8];
-    size_t n = make_adt(msg, sizeof(msg), "NB1", "DOE");
-    assert_int_equal(send_frame(fd, msg, n), 0);
-    int r = read_ack(fd, ack, sizeof(ack), 10000);
+    size_t n = mt_make_adt(msg, sizeof(msg), "NB1", "DOE");
+    assert_int_equal(mt_send_frame(fd, msg, n), 0);
+    int r = mt_read_ack(fd, ack, sizeof(ack), 10000);
     if (r > 0) {
-        field_of(ack, (size_t)r, "MSA", 1, code, sizeof(code));
+        mt_field_of(ack, (size_t)r, "MSA", 1, code, sizeof(code));
         printf("no broker: %s\n", code);
         assert_string_equal(code, "AR");
     } else {
         assert_int_equal(r, -2); /* closed rather than acknowledged */
     }
     close(fd);
-    listener_stop(&l);
+    mt_listener_stop(&l);
 }
 
 int main(void)
