@@ -3,9 +3,9 @@
 # the latency from a record produced to its enter event visible to a read_committed consumer at
 # a fixed rate, and the time of one fixed batch against a small and a large database.
 #
-# One schema (`sink --init`), one record topic (keyed by person; 3 partitions on the test broker), the shipped
-# definitions (specs/cohorts/circe) and an events topic; every record goes through the sink,
-# made by tests/bench/cg_cohortload. In order:
+# One schema (`sink --init`), one record topic (keyed by person; 3 partitions on the test
+# broker), the shipped definitions (specs/cohorts/circe) and an events topic; every record goes
+# through the sink, made by tests/bench/cg_cohortload. In order:
 #   base:    BENCH_BASE rows (default 100000): persons, each a person record and 9 HbA1c 5.5 %
 #            measurements (no cohort), loaded by the sink (transactions of 20,000);
 #   batch:   against that base (ANALYZEd first), a warm-up batch and then BENCH_BATCH_ROUNDS
