@@ -82,6 +82,36 @@ static void write_pem(const char *name, X509 *cert, EVP_PKEY *key)
     fclose(f);
 }
 
+/* A CRL of issuer revoking cert (NULL: none), signed with issuer_key. */
+static void write_crl(const char *name, X509 *issuer, EVP_PKEY *issuer_key, X509 *cert)
+{
+    X509_CRL *crl = X509_CRL_new();
+    X509_CRL_set_version(crl, 1);
+    X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer));
+    ASN1_TIME *t = X509_gmtime_adj(NULL, -3600);
+    X509_CRL_set1_lastUpdate(crl, t);
+    X509_gmtime_adj(t, 86400);
+    X509_CRL_set1_nextUpdate(crl, t);
+    ASN1_TIME_free(t);
+    if (cert) {
+        X509_REVOKED *r = X509_REVOKED_new();
+        X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(cert));
+        ASN1_TIME *when = X509_gmtime_adj(NULL, -60);
+        X509_REVOKED_set_revocationDate(r, when);
+        ASN1_TIME_free(when);
+        X509_CRL_add0_revoked(crl, r);
+    }
+    X509_CRL_sort(crl);
+    assert_true(X509_CRL_sign(crl, issuer_key, EVP_sha256()) > 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    PEM_write_X509_CRL(f, crl);
+    fclose(f);
+    X509_CRL_free(crl);
+}
+
 static int setup_certs(void **state)
 {
     (void)state;
@@ -93,6 +123,13 @@ static int setup_certs(void **state)
     X509 *srv = make_cert("127.0.0.1", srv_key, ca, ca_key, 0);
     X509 *lab = make_cert("lab.example.org", lab_key, ca, ca_key, 0);
     X509 *rogue = make_cert("lab.example.org", rogue_key, NULL, NULL, 0); /* not from the CA */
+    EVP_PKEY *gone_key = make_key();
+    X509 *gone = make_cert("lab.example.org", gone_key, ca, ca_key, 0); /* revoked below */
+    write_pem("revoked.pem", gone, gone_key);
+    write_crl("crl.pem", ca, ca_key, gone);
+    write_crl("crl-empty.pem", ca, ca_key, NULL);
+    X509_free(gone);
+    EVP_PKEY_free(gone_key);
     write_pem("ca.pem", ca, NULL);
     write_pem("server.pem", srv, NULL);
     write_pem("server.key", NULL, srv_key);
@@ -464,6 +501,47 @@ static void test_allow_list(void **state)
     free(out);
 }
 
+/* listen.tls.crl_file: a revoked client certificate is refused in the handshake while another
+ * of the same CA still sends; a file with no CRL in it does not start. */
+static void test_crl_revoked_client(void **state)
+{
+    (void)state;
+    char members[1200];
+    snprintf(members, sizeof(members),
+             ",\"tls\":{\"cert_file\":\"%s/server.pem\",\"key_file\":\"%s/server.key\","
+             "\"client_ca_file\":\"%s/ca.pem\",\"crl_file\":\"%s/crl.pem\"}",
+             dir, dir, dir, dir);
+    listener_t l;
+    listener_start(&l, members);
+    client_t c;
+    char m[512], ack[2048];
+    if (client_open(&c, l.port, "revoked.pem") == 0)
+        assert_int_equal(
+            client_roundtrip(&c, msg_for("LAB", "CRL0001", m, sizeof(m)), ack, sizeof(ack)), -1);
+    client_close(&c);
+    assert_int_equal(client_open(&c, l.port, "lab.pem"), 0);
+    assert_true(client_roundtrip(&c, msg_for("LAB", "CRL0002", m, sizeof(m)), ack, sizeof(ack)) >
+                0);
+    assert_non_null(strstr(ack, "MSA|AA|CRL0002"));
+    client_close(&c);
+    char *out = listener_stop(&l);
+    assert_null(strstr(out, "CRL0001"));
+    assert_non_null(strstr(out, "CRL0002"));
+    free(out);
+    /* the CA's CRL without that entry: the same certificate gets through */
+    snprintf(members, sizeof(members),
+             ",\"tls\":{\"cert_file\":\"%s/server.pem\",\"key_file\":\"%s/server.key\","
+             "\"client_ca_file\":\"%s/ca.pem\",\"crl_file\":\"%s/crl-empty.pem\"}",
+             dir, dir, dir, dir);
+    listener_start(&l, members);
+    assert_int_equal(client_open(&c, l.port, "revoked.pem"), 0);
+    assert_true(client_roundtrip(&c, msg_for("LAB", "CRL0003", m, sizeof(m)), ack, sizeof(ack)) >
+                0);
+    assert_non_null(strstr(ack, "MSA|AA|CRL0003"));
+    client_close(&c);
+    free(listener_stop(&l));
+}
+
 /* What check -c refuses before binding: plaintext off loopback unless said, a bad allow list,
  * TLS files that do not load, senders without a client CA. */
 static void test_config_checks(void **state)
@@ -488,10 +566,19 @@ static void test_config_checks(void **state)
          "client_ca_file"},
         {"0.0.0.0:0", ",\"tls\":{\"cert_file\":\"%s/server.pem\",\"key_file\":\"%s/server.key\"}",
          NULL},
+        /* a CRL without a client CA; a CRL file that holds none */
+        {"127.0.0.1:0",
+         ",\"tls\":{\"cert_file\":\"%s/server.pem\",\"key_file\":\"%s/server.key\","
+         "\"crl_file\":\"%s/crl.pem\"}",
+         "client_ca_file"},
+        {"127.0.0.1:0",
+         ",\"tls\":{\"cert_file\":\"%s/server.pem\",\"key_file\":\"%s/server.key\","
+         "\"client_ca_file\":\"%s/ca.pem\",\"crl_file\":\"%s/ca.pem\"}",
+         "listen.tls.crl_file"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char members[1024], text[2048];
-        snprintf(members, sizeof(members), cases[i].members, dir, dir);
+        snprintf(members, sizeof(members), cases[i].members, dir, dir, dir, dir);
         snprintf(text, sizeof(text),
                  "{\"source\":\"mllp\",\"listen\":{\"address\":\"%s\"%s},"
                  "\"kafka\":{\"bootstrap.servers\":\"127.0.0.1:9\"},"
@@ -523,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_mtls_refuses_unknown_clients),
         cmocka_unit_test(test_send_command),
         cmocka_unit_test(test_allow_list),
+        cmocka_unit_test(test_crl_revoked_client),
         cmocka_unit_test(test_config_checks),
     };
     return cmocka_run_group_tests(tests, setup_certs, teardown_certs);

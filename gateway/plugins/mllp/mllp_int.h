@@ -29,6 +29,7 @@ typedef struct mllp_conf {
     char *tls_cert_file; /* listen.tls.*: NULL when not set */
     char *tls_key_file;
     char *tls_client_ca_file;
+    char *tls_crl_file;          /* revoked client certificates (PEM CRLs); NULL: none */
     cg_config_kv_t *tls_senders; /* certificate CN -> sending facilities (MSH-4.1) */
     size_t n_tls_senders;
 } mllp_conf_t;

@@ -67,6 +67,11 @@ static const cg_config_map_t mllp_config_map[] = {
      CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Mutual TLS: CA certificates (PEM) that sign the clients' certificates. When set, a client "
      "without a certificate they verify is refused in the handshake."),
+    CG_CONFIG_ROW_STRING("listen.tls.crl_file", mllp_conf_t, tls_crl_file, "",
+     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
+     "Mutual TLS: certificate revocation lists (PEM, one or more) of the client CA. When set, a "
+     "client whose certificate is revoked is refused in the handshake; so is one whose CA has "
+     "no CRL in the file. Read at start: restart to take a new CRL."),
     CG_CONFIG_ROW_MAP("listen.tls.senders", mllp_conf_t, tls_senders, n_tls_senders,
      "Mutual TLS: per client certificate (its subject's common name), the sending facilities "
      "(MSH-4.1) it may send for, separated by commas, e.g. {\"lab.example.org\": \"LAB,LAB2\"}. "

@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,13 +40,21 @@ mllp_tls_t *mllp_tls_new(const mllp_conf_t *cf, char *errstr, size_t errstr_size
         return NULL;
     }
     if (!cf->tls_cert_file) {
-        if (cf->tls_client_ca_file || cf->n_tls_senders) {
+        if (cf->tls_client_ca_file || cf->n_tls_senders || cf->tls_crl_file) {
             snprintf(errstr, errstr_size, "listen.tls.%s needs listen.tls.cert_file and key_file",
-                     cf->tls_client_ca_file ? "client_ca_file" : "senders");
+                     cf->tls_client_ca_file ? "client_ca_file"
+                     : cf->tls_crl_file     ? "crl_file"
+                                            : "senders");
             return NULL;
         }
         errstr[0] = '\0';
         return NULL; /* plaintext */
+    }
+    if (cf->tls_crl_file && !cf->tls_client_ca_file) {
+        snprintf(errstr, errstr_size,
+                 "listen.tls.crl_file revokes client certificates: it needs "
+                 "listen.tls.client_ca_file");
+        return NULL;
     }
     if (cf->n_tls_senders && !cf->tls_client_ca_file) {
         snprintf(
@@ -84,6 +93,17 @@ mllp_tls_t *mllp_tls_new(const mllp_conf_t *cf, char *errstr, size_t errstr_size
         }
         SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
         t->mtls = 1;
+    }
+    if (cf->tls_crl_file) { /* the leaf's revocation checked against the CA's CRL */
+        X509_STORE *store = SSL_CTX_get_cert_store(t->ctx);
+        X509_LOOKUP *lu = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
+        if (!lu || X509_load_crl_file(lu, cf->tls_crl_file, X509_FILETYPE_PEM) < 1) {
+            ssl_reason(why, sizeof(why));
+            snprintf(errstr, errstr_size, "listen.tls.crl_file %s: no CRL could be read (%s)",
+                     cf->tls_crl_file, why);
+            goto fail;
+        }
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
     }
     t->senders = cf->tls_senders;
     t->n_senders = cf->n_tls_senders;
