@@ -71,6 +71,8 @@ typedef struct cg_mllp_msh {
  * when parsed) and fills *err on failure; out is filled either way. */
 cg_err_t cg_mllp_msh_read(cg_hl7_msg_t *m, const char *buf, size_t len, cg_mllp_msh_t *out,
                           cg_error_t *err);
+/* The same from an MSH line by splitting it only (no decoder): what a batch's messages tell. */
+void cg_mllp_msh_split(const char *buf, size_t len, cg_mllp_msh_t *out);
 /* Enhanced acknowledgement mode: MSH-15 or MSH-16 is valued (commit codes CA/CE/CR). */
 int cg_mllp_msh_enhanced(const cg_mllp_msh_t *h);
 /* Whether an accept acknowledgement with this outcome is to be sent, per MSH-15 (AL or empty:
@@ -96,6 +98,25 @@ const char *cg_mllp_ack_code(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind);
  * separators in it are replaced by spaces). framed wraps it in MLLP's start and end bytes. */
 cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind, const char *text,
                            const char *control_id, time_t now, int framed, cg_buf_t *out);
+
+/* ---- batches (mllp_batch.c) ---- */
+
+/* Whether a frame is an HL7 batch: FHS or BHS first (after a BOM or blank lines). */
+int cg_mllp_is_batch(const char *buf, size_t len);
+/* Reads the batch buf with m and appends to base what its acknowledgement needs (its FHS and
+ * BHS lines, and per message whether it decodes and its MSH line); *n_msgs gets the messages.
+ * A message that does not decode is marked so (its ACK is AE); the batch is stored all the same
+ * and the gateway answers for each message. CG_OK; or the BTS/FTS count error (the batch lost a
+ * message on the way: the gateway dead-letters it whole) in *err; CG_ERR_NOT_HL7 for none. */
+cg_err_t cg_mllp_batch_scan(cg_hl7_msg_t *m, const char *buf, size_t len, cg_buf_t *base,
+                            size_t *n_msgs, cg_error_t *err);
+/* Appends the framed batch acknowledgement of base (cg_mllp_batch_scan's): FHS/BHS answering
+ * the batch (sender and receiver swapped, field 12 the answered field 11), one ACK per message
+ * (cg_mllp_ack_build; control ids control_id-1, -2, ...) coded as it decoded (AA/AE) when all
+ * is OK, else all of them `all` with text; BTS-1 the count, FTS-1 1 when there was an FHS. */
+cg_err_t cg_mllp_batch_ack_build(const char *base, size_t len, cg_mllp_ack_kind_t all,
+                                 const char *text, const char *control_id, time_t now,
+                                 cg_buf_t *out);
 
 /* ---- the listener's config (gateway/plugins/mllp/mllp_source.c) ---- */
 

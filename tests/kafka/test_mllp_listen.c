@@ -477,6 +477,49 @@ static void test_thousand_idle(void **state)
     mt_listener_stop(&l);
 }
 
+/* An FHS/BHS batch in one frame: stored whole, byte for byte, and answered with a batch of ACKs
+ * after its delivery, one AA per message naming its MSH-10. */
+static void test_batch_frame(void **state)
+{
+    (void)state;
+    if (!tk_bootstrap())
+        skip();
+    mt_listener_t l;
+    mt_listener_start(&l, tk_bootstrap(), "", "");
+    char batch[2048], ack[8192];
+    int pid = (int)getpid();
+    int n = snprintf(batch, sizeof(batch),
+                     "FHS|^~\\&|APP|FAC|CG|CG|20240101000000||||F%d\r"
+                     "BHS|^~\\&|APP|FAC|CG|CG|20240101000000||||B%d\r"
+                     "MSH|^~\\&|APP|FAC|CG|CG|20240101000000||ADT^A08|BA%d|P|2.5.1\r"
+                     "PID|1||PBA%d^^^HOSP^MR||DOE\r"
+                     "MSH|^~\\&|APP|FAC|CG|CG|20240101000000||ADT^A08|BB%d|P|2.5.1\r"
+                     "PID|1||PBB%d^^^HOSP^MR||ROE\r"
+                     "BTS|2\rFTS|1\r",
+                     pid, pid, pid, pid, pid, pid);
+    int fd = mt_connect(l.port);
+    assert_true(fd >= 0);
+    assert_int_equal(mt_send_frame(fd, batch, (size_t)n), 0);
+    int r = mt_read_ack(fd, ack, sizeof(ack), 10000);
+    assert_true(r > 0);
+    char want[64];
+    snprintf(want, sizeof(want), "\rMSA|AA|BA%d\r", pid);
+    assert_non_null(strstr(ack, want));
+    snprintf(want, sizeof(want), "\rMSA|AA|BB%d\r", pid);
+    assert_non_null(strstr(ack, want));
+    snprintf(want, sizeof(want), "|B%d\r", pid); /* BHS-12: the batch answered */
+    assert_non_null(strstr(ack, want));
+    assert_non_null(strstr(ack, "\rBTS|2\rFTS|1\r"));
+    close(fd);
+    mt_listener_stop(&l);
+    tk_msg_t *m;
+    size_t got = tk_read_all(l.topic, &m);
+    assert_int_equal(got, 1);
+    assert_int_equal(m[0].value_len, (size_t)n);
+    assert_memory_equal(m[0].value, batch, (size_t)n);
+    tk_msgs_free(m, got);
+}
+
 static void test_no_broker_no_aa(void **state)
 {
     (void)state;
@@ -515,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_hostile_peers_stall_no_one),
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_thousand_idle),
+        cmocka_unit_test(test_batch_frame),
         cmocka_unit_test(test_no_broker_no_aa),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -208,6 +208,75 @@ static void test_undecodable_still_answered(void **state)
     cg_hl7_msg_destroy(m);
 }
 
+/* A batch in one frame: answered with a batch of ACKs, one per message with its MSH-10 (AE for
+ * the one that does not decode), BHS-12 = the batch's BHS-11, FHS-12 = its FHS-11, BTS-1 the
+ * count; a batch whose BTS count disagrees, or one not stored, is answered AE/AR throughout. */
+static void test_batch_acknowledged_per_message(void **state)
+{
+    (void)state;
+    static const char batch[] =
+        "FHS|^~\\&|LIS|LAB|CG|CG|20240101000000||||FILE7\r"
+        "BHS|^~\\&|LIS|LAB|CG|CG|20240101000000||||BATCH9\r"
+        "MSH|^~\\&|LIS|LAB|CG|CG|20240101000000||ORU^R01|M1|P|2.5.1\rPID|1||1^^^H^MR\r"
+        "MSH|^~\\&|LIS|LAB|CG|CG|20240101000000||ORU^R01|M2|P|2.5.1\rPID|1||2^^^H^MR\r"
+        "MSH|^~\\&|LIS|LAB|CG|CG|20240101000000||ORU^R01|M3|P|2.5.1\r\x01\x02 not a segment\r"
+        "BTS|3\rFTS|1\r";
+    assert_true(cg_mllp_is_batch(batch, sizeof(batch) - 1));
+    assert_false(cg_mllp_is_batch(ADT, sizeof(ADT) - 1));
+    cg_hl7_options_t o;
+    cg_hl7_options_default(&o);
+    o.strict_segments = 1; /* so that the third message does not decode */
+    cg_hl7_msg_t *m = cg_hl7_msg_new(&o);
+    cg_buf_t base, ack;
+    cg_buf_init(&base);
+    cg_buf_init(&ack);
+    size_t n = 0;
+    cg_error_t err;
+    assert_int_equal(cg_mllp_batch_scan(m, batch, sizeof(batch) - 1, &base, &n, &err), CG_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(
+        cg_mllp_batch_ack_build(base.data, base.len, CG_MLLP_ACK_OK, NULL, "CGB", 0, &ack), CG_OK);
+    cg_buf_putc(&ack, '\0');
+    const char *a = ack.data;
+    assert_int_equal(a[0], CG_MLLP_SB);
+    assert_non_null(strstr(a, "FHS|^~\\&|CG|CG|LIS|LAB|19700101000000+0000||||CGB|FILE7\r"));
+    assert_non_null(strstr(a, "BHS|^~\\&|CG|CG|LIS|LAB|19700101000000+0000||||CGB|BATCH9\r"));
+    assert_non_null(strstr(a, "ACK^R01^ACK|CGB-1|"));
+    assert_non_null(strstr(a, "\rMSA|AA|M1\r"));
+    assert_non_null(strstr(a, "\rMSA|AA|M2\r"));
+    assert_non_null(strstr(a, "\rMSA|AE|M3|the message does not decode\r"));
+    assert_non_null(strstr(a, "\rBTS|3\rFTS|1\r\x1c\r"));
+    /* not stored: every message AR with the reason */
+    cg_buf_reset(&ack);
+    assert_int_equal(cg_mllp_batch_ack_build(base.data, base.len, CG_MLLP_ACK_REJECTED,
+                                             "not stored", "CGC", 0, &ack),
+                     CG_OK);
+    cg_buf_putc(&ack, '\0');
+    assert_non_null(strstr(ack.data, "\rMSA|AR|M1|not stored\r"));
+    assert_non_null(strstr(ack.data, "\rMSA|AR|M3|not stored\r"));
+    /* a BTS count that disagrees: the scan says so */
+    static const char lost[] =
+        "BHS|^~\\&|LIS|LAB|CG|CG|20240101000000||||B2\r"
+        "MSH|^~\\&|LIS|LAB|CG|CG|20240101000000||ORU^R01|M4|P|2.5.1\rPID|1||4^^^H^MR\r"
+        "BTS|2\r";
+    cg_buf_reset(&base);
+    assert_int_equal(cg_mllp_batch_scan(m, lost, sizeof(lost) - 1, &base, &n, &err),
+                     CG_ERR_HL7_SYNTAX);
+    assert_int_equal(n, 1);
+    cg_buf_reset(&ack);
+    assert_int_equal(cg_mllp_batch_ack_build(base.data, base.len, CG_MLLP_ACK_ERROR,
+                                             "BTS-1 disagrees", "CGD", 0, &ack),
+                     CG_OK);
+    cg_buf_putc(&ack, '\0');
+    assert_non_null(strstr(ack.data, "BHS|^~\\&|CG|CG|LIS|LAB|19700101000000+0000||||CGD|B2\r"));
+    assert_non_null(strstr(ack.data, "\rMSA|AE|M4|BTS-1 disagrees\r"));
+    assert_non_null(strstr(ack.data, "\rBTS|1\r\x1c"));
+    assert_null(strstr(ack.data, "FTS"));
+    cg_buf_free(&base);
+    cg_buf_free(&ack);
+    cg_hl7_msg_destroy(m);
+}
+
 static void test_dedup_window_and_bound(void **state)
 {
     (void)state;
@@ -239,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_enhanced_and_other_separators),
         cmocka_unit_test(test_undecodable_still_answered),
         cmocka_unit_test(test_dedup_window_and_bound),
+        cmocka_unit_test(test_batch_acknowledged_per_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

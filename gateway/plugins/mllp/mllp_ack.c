@@ -58,6 +58,14 @@ static void msh_split(const char *buf, size_t len, cg_mllp_msh_t *h)
     }
 }
 
+void cg_mllp_msh_split(const char *buf, size_t len, cg_mllp_msh_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->field_sep = '|';
+    out->comp_sep = '^';
+    msh_split(buf, len, out);
+}
+
 cg_err_t cg_mllp_msh_read(cg_hl7_msg_t *m, const char *buf, size_t len, cg_mllp_msh_t *out,
                           cg_error_t *err)
 {

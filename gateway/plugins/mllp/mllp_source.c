@@ -116,6 +116,7 @@ typedef struct mllp_pending {
     cg_mllp_ack_kind_t on_delivery; /* the outcome once delivered: OK, or ERROR (no decode) */
     int64_t received_ms;
     int has_id; /* id is valid: stored and acknowledged, it goes into the cache */
+    int batch;  /* an FHS/BHS batch: msh holds cg_mllp_batch_scan's base, not an MSH line */
     /* a resend of an orphan still in flight: acknowledged with the orphan's outcome */
     int waiting;
     int32_t wait_slot;
@@ -413,8 +414,23 @@ static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
         mllp_pending_t *p = c->head;
         cg_mllp_msh_t h;
         cg_error_t err;
-        cg_mllp_msh_read(ls->hl7, p->msh, p->msh_len, &h, &err);
-        if (cg_mllp_msh_wants_ack(&h, p->kind == CG_MLLP_ACK_OK)) {
+        if (p->batch) { /* a batch of acknowledgements, one per message */
+            char id[24];
+            snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
+                     ++ls->ack_no % 10000000000u);
+            if (cg_mllp_batch_ack_build(p->msh, p->msh_len, p->kind, p->reason, id, time(NULL),
+                                        &c->out) == CG_OK) {
+                ls->st.acks[p->kind]++;
+                cg_metric_inc(cg_metric_get1(ls->mx.acks, "batch"), 1);
+                cg_metric_observe(ls->mx.latency, (double)(now_ms() - p->received_ms) / 1000.0);
+            }
+            memset(&h, 0, sizeof(h)); /* no ACK of its own below */
+            h.fld[15] = (cg_slice_t){"NE", 2};
+            h.fld[16] = (cg_slice_t){"NE", 2};
+        } else {
+            cg_mllp_msh_read(ls->hl7, p->msh, p->msh_len, &h, &err);
+        }
+        if (!p->batch && cg_mllp_msh_wants_ack(&h, p->kind == CG_MLLP_ACK_OK)) {
             char id[24];
             snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
                      ++ls->ack_no % 10000000000u);
@@ -437,15 +453,10 @@ static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
         conn_write(ls, c); /* may close c */
 }
 
-static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64_t seq)
+/* A pending acknowledgement built later from base (n bytes: the MSH line, or a batch's base) */
+static mllp_pending_t *pending_add(mllp_conn_t *c, const char *base, size_t n, int64_t seq)
 {
-    const char *msh = h->found ? h->seps.ptr - 3 : NULL;
-    const char *end = msh, *stop = c->fr.frame.data + c->fr.frame.len;
-    if (msh && stop > msh + 4096)
-        stop = msh + 4096; /* an MSH line is short; a longer one is cut (its fields are early) */
-    while (msh && end < stop && *end != '\r' && *end != '\n') /* the MSH line: the ACK's base */
-        end++;
-    size_t n = (size_t)(end - msh);
+    const char *msh = base;
     mllp_pending_t *p = calloc(1, sizeof(*p) + n + 1);
     if (!p)
         return NULL;
@@ -461,6 +472,39 @@ static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64
     c->tail = p;
     c->n_pending++;
     return p;
+}
+
+/* Every message of a batch (base: cg_mllp_batch_scan's lines) is for a facility the client
+ * certificate may send for. */
+static int sender_allowed(mllp_source_t *ls, const mllp_conn_t *c, const cg_mllp_msh_t *h);
+
+static int batch_senders_allowed(mllp_source_t *ls, const mllp_conn_t *c, const cg_buf_t *base)
+{
+    const char *p = base->data, *end = p ? p + base->len : NULL;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        if (*p == '0' || *p == '1') {
+            cg_mllp_msh_t h;
+            cg_mllp_msh_split(p + 1, (size_t)(nl - p - 1), &h);
+            if (!sender_allowed(ls, c, &h))
+                return 0;
+        }
+        p = nl + 1;
+    }
+    return 1;
+}
+
+static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64_t seq)
+{
+    const char *msh = h->found ? h->seps.ptr - 3 : NULL;
+    const char *end = msh, *stop = c->fr.frame.data + c->fr.frame.len;
+    if (msh && stop > msh + 4096)
+        stop = msh + 4096; /* an MSH line is short; a longer one is cut (its fields are early) */
+    while (msh && end < stop && *end != '\r' && *end != '\n') /* the MSH line: the ACK's base */
+        end++;
+    return pending_add(c, msh, (size_t)(end - msh), seq);
 }
 
 /* The raw topic's key: a keyed hash (the pseudonym key) of the sending facility and the
@@ -560,25 +604,48 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     cg_mllp_msh_t h;
     cg_error_t err;
     memset(&err, 0, sizeof(err));
-    cg_err_t rc = cg_mllp_msh_read(ls->hl7, buf, len, &h, &err);
+    cg_buf_t base; /* a batch: what its acknowledgement needs (mllp_batch.c) */
+    cg_buf_init(&base);
+    size_t n_batch = 0;
+    int batch = cg_mllp_is_batch(buf, len);
+    cg_err_t rc = batch ? cg_mllp_batch_scan(ls->hl7, buf, len, &base, &n_batch, &err)
+                        : cg_mllp_msh_read(ls->hl7, buf, len, &h, &err);
+    if (batch) { /* its first message stands for it in the key and the metrics */
+        const char *first = base.data ? strstr(base.data, "\n0MSH") : NULL;
+        if (!first && base.data)
+            first = strstr(base.data, "\n1MSH");
+        const char *fe = first ? strchr(first + 1, '\n') : NULL;
+        if (first && fe)
+            cg_mllp_msh_split(first + 2, (size_t)(fe - first - 2), &h);
+        else
+            cg_mllp_msh_split("", 0, &h);
+        if (base.failed) {
+            cg_buf_free(&base);
+            conn_close(ls, c, "out of memory");
+            return;
+        }
+    }
     if (ls->mx.messages) { /* by sending facility: organisations, not patients */
         char sender[65];
         sender_name(&h, sender, sizeof(sender));
         cg_metric_inc(cg_metric_get1(ls->mx.messages, sender), 1);
         cg_metric_inc(cg_metric_get1(ls->mx.bytes, sender), len);
     }
-    if (c->ssl && !sender_allowed(ls, c, &h)) {
+    if (c->ssl && !(batch ? batch_senders_allowed(ls, c, &base) : sender_allowed(ls, c, &h))) {
         ls->st.wrong_sender++;
         cg_metric_inc(cg_metric_get1(ls->mx.refused, "sender"), 1);
         cg_log(CG_LOG_WARN, "listen.sender",
                "%s: client certificate '%s' may not send for this message's sending facility "
                "(listen.tls.senders): refused, not stored",
                c->remote, c->peer_cn);
-        mllp_pending_t *p = pending_new(c, &h, -1);
+        mllp_pending_t *p =
+            batch ? pending_add(c, base.data, base.len, -1) : pending_new(c, &h, -1);
+        cg_buf_free(&base);
         if (!p) {
             conn_close(ls, c, "out of memory");
             return;
         }
+        p->batch = batch;
         p->ready = 1;
         p->kind = CG_MLLP_ACK_REJECTED;
         p->received_ms = t;
@@ -589,7 +656,9 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     }
     unsigned char sha[32], id[32];
     sha256(buf, len, sha);
-    int has_id = rc == CG_OK && h.fld[10].len > 0;
+    /* a batch is not looked up among resends: its messages' ids are many, and one of them
+     * resent alone is its own frame */
+    int has_id = !batch && rc == CG_OK && h.fld[10].len > 0;
     if (has_id) { /* the sender (MSH-3, MSH-4) and its MSH-10, as a digest */
         cg_buf_t b;
         cg_buf_init(&b);
@@ -643,7 +712,10 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         return;
     }
     int64_t seq = ls->slot_seq[c->slot]++;
-    mllp_pending_t *p = pending_new(c, &h, seq);
+    mllp_pending_t *p = batch ? pending_add(c, base.data, base.len, seq) : pending_new(c, &h, seq);
+    cg_buf_free(&base);
+    if (p)
+        p->batch = batch;
     mllp_msg_t *m = calloc(1, sizeof(*m) + len);
     if (!p || !m) {
         free(m);
