@@ -70,10 +70,11 @@ struct cg_mapper {
     cg_err_t (*path_value)(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
     const cg_vocab_t *vocab;
     const char *utc_offset;
-    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
-    cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
-    cg_hl7_msg_t *last;  /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
-    cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
+    cg_pseudo_t *pseudo;                        /* our own clone: it keeps scratch state */
+    const cg_pseudo_authorities_t *authorities; /* the env's; NULL: refuse, no aliases */
+    cg_hl7_msg_t *msg;                          /* for cg_mapper_map_hl7 */
+    cg_hl7_msg_t *last; /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
+    cg_xml_doc_t *xdoc; /* for cg_mapper_map_xml; made on first use */
     cg_xml_eval_t *xev;
     cg_xml_options_t xml_opts;
     int xml_opts_set;
