@@ -184,7 +184,8 @@ const cg_config_map_t cg_config_core_map[] = {
      "the identifier's own (PID-3.4, MRG-1.4; a C-CDA id's root), else defaults[its sending "
      "facility], else, with missing \"facility\", the sending facility itself; then aliases "
      "apply. The sending facility is the spec's patient.facility: MSH-4.1, else MSH-4.2, for "
-     "HL7 v2; the custodian organization's id for the shipped C-CDA spec."),
+     "HL7 v2; the custodian organization's id for the shipped C-CDA spec. Read at start, like the "
+     "key: a reload (SIGHUP) keeps them."),
     CG_CONFIG_ROW_MAP("pseudonym.authorities.aliases", cg_config_t, auth_aliases, n_auth_aliases,
      "FROM: TO, applied to every authority before hashing (exact bytes, one step: TO may not be "
      "a FROM), so that the names one registry goes by hash alike: "

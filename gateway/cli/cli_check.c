@@ -251,6 +251,12 @@ int cg_cli_check(int argc, char **argv)
         size_t n = 0;
         cg_mapping_opts_t mo;
         cg_config_mapping_opts(cfg, &mo);
+        /* pseudonym.authorities that validate refused (located, above) would only be refused
+         * again without a place: check the rest without them */
+        cg_pseudo_authorities_t *valid = cg_pseudo_authorities_new(&mo.authorities, NULL, NULL, 0);
+        if (!valid)
+            mo.authorities = (cg_pseudo_authority_opts_t){.missing = CG_PSEUDO_MISSING_REFUSE};
+        cg_pseudo_authorities_destroy(valid);
         cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
         if (!m) {
             print_errors(errs, n);

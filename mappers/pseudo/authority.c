@@ -99,10 +99,16 @@ static int load_table(const char *table, const cg_pseudo_pair_t *in, size_t n, e
         if (bad_from || bad_name(in[i].to)) {
             if (bad)
                 *bad = (cg_pseudo_authority_bad_t){table, i};
-            set_err(errstr, errstr_size,
-                    "pseudonym.authorities.%s: %s %s an empty %s or one with the control "
-                    "character 0x1F",
-                    table, what, bad_from ? "names" : "maps to", bad_from ? key : "authority");
+            if (bad_from)
+                set_err(errstr, errstr_size,
+                        "pseudonym.authorities.%s: %s names an empty %s or one with the control "
+                        "character 0x1F",
+                        table, what, key);
+            else
+                set_err(errstr, errstr_size,
+                        "pseudonym.authorities.%s: '%s' maps to an empty authority or one with "
+                        "the control character 0x1F",
+                        table, in[i].from);
             return -1;
         }
         (*out)[i].from = strdup(in[i].from);
