@@ -905,6 +905,7 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
                 s->patient_authority = compile_expr(c, a);
             s->patient_facility = compile_facility(c, json_object_get(pat, "facility"));
             s->has_patient = 1;
+            cg_spec_warn_patient(c, pat);
         }
     }
     s->lets = compile_lets(c, json_object_get(root, "let"), &s->n_lets, 0);
