@@ -408,9 +408,18 @@ static cg_err_t eval_at_message(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
  * site's default for the sending facility fac_e, else (opt-in) the facility; aliased. A refusal
  * fails the message naming the paths and the rule, never a value. fac_at_message: fac_e is the
  * spec's patient facility, read at the message. */
+TRACE_FN trace_authority(cg_mapper_t *mp, const char *what, int from)
+{
+    if (from != CG_PSEUDO_AUTH_GIVEN)
+        cg_spec_trace_step(mp, "%s: no assigning authority; %s", what,
+                           from == CG_PSEUDO_AUTH_DEFAULT
+                               ? "its sending facility's default (pseudonym.authorities)"
+                               : "its sending facility is the authority (missing \"facility\")");
+}
+
 static cg_err_t resolve_authority(cg_mapper_t *mp, const char *what, const expr_t *id_e,
                                   const expr_t *auth_e, spec_val_t auth, const expr_t *fac_e,
-                                  int fac_at_message, cg_slice_t *out)
+                                  int fac_at_message, cg_slice_t *out, int *from_out)
 {
     cg_slice_t a = {auth.present && auth.s ? auth.s : "", auth.present ? auth.len : 0};
     spec_val_t fac = ABSENT;
@@ -422,15 +431,9 @@ static cg_err_t resolve_authority(cg_mapper_t *mp, const char *what, const expr_
     }
     cg_slice_t f = {fac.present && fac.s ? fac.s : "", fac.present ? fac.len : 0};
     cg_pseudo_authority_from_t from = cg_pseudo_authority(mp->authorities, a, f, out);
-    if (from != CG_PSEUDO_AUTH_NO_DEFAULT && from != CG_PSEUDO_AUTH_NO_FACILITY) {
-        if (mp->trace && from != CG_PSEUDO_AUTH_GIVEN)
-            cg_spec_trace_step(
-                mp, "%s: no assigning authority; %s", what,
-                from == CG_PSEUDO_AUTH_DEFAULT
-                    ? "the default of its sending facility (pseudonym.authorities)"
-                    : "its sending facility is the authority (missing \"facility\")");
+    *from_out = (int)from;
+    if (from != CG_PSEUDO_AUTH_NO_DEFAULT && from != CG_PSEUDO_AUTH_NO_FACILITY)
         return CG_OK;
-    }
     char ib[256], ab[256], fb[256];
     const char *in = expr_name(id_e, ib, sizeof(ib)), *an = expr_name(auth_e, ab, sizeof(ab));
     if (from == CG_PSEUDO_AUTH_NO_DEFAULT)
@@ -483,7 +486,7 @@ cg_err_t cg_spec_patient(cg_mapper_t *mp)
     cg_slice_t a, i = {id.s, id.len};
     mp->column = "patient.authority";
     rc = resolve_authority(mp, "the patient identifier", s->patient_id, s->patient_authority, auth,
-                           s->patient_facility, 1, &a);
+                           s->patient_facility, 1, &a, &mp->patient_from);
     mp->column = saved_col;
     if (rc)
         return rc;
@@ -629,10 +632,13 @@ static __attribute__((noinline)) cg_err_t eval_pseudonym(cg_mapper_t *mp, const 
         return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
     /* the same rules as the patient's: its sending facility unless the expression names one */
     cg_slice_t a;
+    int from;
     const expr_t *fac = e->u.list.items[2];
     if ((rc = resolve_authority(mp, "the identifier", e->u.list.items[0], e->u.list.items[1], auth,
-                                fac ? fac : mp->spec->patient_facility, !fac, &a)))
+                                fac ? fac : mp->spec->patient_facility, !fac, &a, &from)))
         return rc;
+    if (mp->trace)
+        trace_authority(mp, "the identifier", from);
     cg_pseudo_person_t who;
     rc = cg_pseudo_person(mp->pseudo, a, (cg_slice_t){id.s, id.len}, &who);
     if (rc)
@@ -739,6 +745,8 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     case EX_PATIENT:
         if ((rc = cg_spec_patient(mp)))
             break;
+        if (mp->trace) /* computed before the rules ran: its step is told where it is used */
+            trace_authority(mp, "the patient identifier", mp->patient_from);
         if (e->u.patient == PT_PERSON_ID) {
             /* every row of the patient has it: formatted once */
             if (!mp->person_id_text.present)

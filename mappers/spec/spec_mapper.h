@@ -117,6 +117,7 @@ struct cg_mapper {
     int msg_key_patient; /* XML: the patient's pseudonym joins it (document ids are reused) */
     cg_slice_t time_raw; /* MSH-7, the document's effectiveTime: the records' source time */
     int patient_state;   /* 0 not computed, 1 ok, -1 failed */
+    int patient_from;    /* where its authority came from (cg_pseudo_authority_from_t) */
     cg_pseudo_person_t person;
     spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
     spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */
