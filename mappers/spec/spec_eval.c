@@ -372,18 +372,23 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
 
 /* ---- patient ---- */
 
-/* An expression's name in a reason: its path, or a coalesce's paths ("A else B"). */
+/* An expression's name in a reason: its path, a coalesce's paths ("A else B"), a concat's
+ * ("A + B"). */
 static const char *expr_name(const expr_t *e, char *buf, size_t size)
 {
     if (!e)
         return "none";
-    if (e->kind != EX_COALESCE)
+    if (e->kind != EX_COALESCE && e->kind != EX_CONCAT)
         return e->text ? e->text : "?";
     size_t o = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < e->u.list.n && o < size; i++) {
         const char *t = e->u.list.items[i]->text;
-        int n = snprintf(buf + o, size - o, "%s%s", i ? " else " : "", t ? t : "?");
+        int n = snprintf(buf + o, size - o, "%s%s",
+                         !i                       ? ""
+                         : e->kind == EX_COALESCE ? " else "
+                                                  : " + ",
+                         t ? t : "?");
         o += n > 0 ? (size_t)n : 0;
     }
     return buf;
@@ -404,10 +409,7 @@ static cg_err_t eval_at_message(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
     return rc;
 }
 
-/* The authority an identifier is hashed under (cg_pseudo_authority): its own (auth), else the
- * site's default for the sending facility fac_e, else (opt-in) the facility; aliased. A refusal
- * fails the message naming the paths and the rule, never a value. fac_at_message: fac_e is the
- * spec's patient facility, read at the message. */
+/* --trace: where an identifier's authority came from, when not from the message. */
 TRACE_FN trace_authority(cg_mapper_t *mp, const char *what, int from)
 {
     if (from != CG_PSEUDO_AUTH_GIVEN)
@@ -417,6 +419,10 @@ TRACE_FN trace_authority(cg_mapper_t *mp, const char *what, int from)
                                : "its sending facility is the authority (missing \"facility\")");
 }
 
+/* The authority an identifier is hashed under (cg_pseudo_authority): its own (auth), else the
+ * site's default for the sending facility fac_e, else (opt-in) the facility; aliased. A refusal
+ * fails the message naming the paths and the rule, never a value. fac_at_message: fac_e is the
+ * spec's patient facility, read at the message. *from_out: where the authority came from. */
 static cg_err_t resolve_authority(cg_mapper_t *mp, const char *what, const expr_t *id_e,
                                   const expr_t *auth_e, spec_val_t auth, const expr_t *fac_e,
                                   int fac_at_message, cg_slice_t *out, int *from_out)
@@ -434,7 +440,7 @@ static cg_err_t resolve_authority(cg_mapper_t *mp, const char *what, const expr_
     *from_out = (int)from;
     if (from != CG_PSEUDO_AUTH_NO_DEFAULT && from != CG_PSEUDO_AUTH_NO_FACILITY)
         return CG_OK;
-    char ib[256], ab[256], fb[256];
+    char ib[512], ab[512], fb[512];
     const char *in = expr_name(id_e, ib, sizeof(ib)), *an = expr_name(auth_e, ab, sizeof(ab));
     if (from == CG_PSEUDO_AUTH_NO_DEFAULT)
         return cg_spec_fail_as(mp, CG_ERR_MAP, "no_authority",
