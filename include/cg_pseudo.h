@@ -115,7 +115,8 @@ typedef struct cg_pseudo_person {
 
 /* Pseudonym of a patient identifier. authority may be empty but may not contain NUL or 0x1F
  * (that would make the framing ambiguous); patient_id must be non-empty. CG_ERR_INVALID_ARG
- * otherwise (the identifier is not echoed anywhere). */
+ * otherwise (the identifier is not echoed anywhere). The mapping core never passes an empty
+ * authority: it chooses one with cg_pseudo_authority() or refuses the identifier. */
 cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
                           cg_pseudo_person_t *out);
 
