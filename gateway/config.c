@@ -560,6 +560,16 @@ static cg_config_t *build(json_t *root, const char *name, const char *base_dir)
         goto fail;
     for (size_t i = 0; i < c->n_spec_params; i++)
         c->spec_param_view[i] = (cg_spec_param_t){c->spec_params[i].key, c->spec_params[i].value};
+    /* pseudonym.authorities as cg_pseudo_authorities_new() takes them */
+    if (!(c->auth_alias_view = calloc(c->n_auth_aliases + 1, sizeof(*c->auth_alias_view))) ||
+        !(c->auth_default_view = calloc(c->n_auth_defaults + 1, sizeof(*c->auth_default_view))))
+        goto fail;
+    for (size_t i = 0; i < c->n_auth_aliases; i++)
+        c->auth_alias_view[i] =
+            (cg_pseudo_pair_t){c->auth_aliases[i].key, c->auth_aliases[i].value};
+    for (size_t i = 0; i < c->n_auth_defaults; i++)
+        c->auth_default_view[i] =
+            (cg_pseudo_pair_t){c->auth_defaults[i].key, c->auth_defaults[i].value};
     /* every registered plug-in's struct, so that each finds its own whichever is chosen */
     const cg_config_map_t *m;
     for (size_t i = 1; map_at(i); i++)
@@ -816,6 +826,8 @@ void cg_config_destroy(cg_config_t *c)
     free(c->plugins);
     unfill(cg_config_core_map, "", c);
     free(c->spec_param_view);
+    free(c->auth_alias_view);
+    free(c->auth_default_view);
     free(c->path);
     free(c->base_dir);
     free(c->text);
@@ -829,6 +841,15 @@ void cg_config_locate(const cg_config_t *cfg, const char *const *keys, const int
     *line = *col = 1;
     if (cfg && cfg->text && n_keys > 0 && n_keys <= 16)
         locate(cfg->text, keys, index ? index : zeros, n_keys, line, col);
+}
+
+cg_pseudo_authority_opts_t cg_config_authority_opts(const cg_config_t *cfg)
+{
+    return (cg_pseudo_authority_opts_t){.aliases = cfg->auth_alias_view,
+                                        .n_aliases = cfg->n_auth_aliases,
+                                        .defaults = cfg->auth_default_view,
+                                        .n_defaults = cfg->n_auth_defaults,
+                                        .missing = (cg_pseudo_missing_t)cfg->auth_missing};
 }
 
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
@@ -853,7 +874,8 @@ void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out)
                             .hl7 = &cfg->hl7,
                             .xml = &cfg->xml,
                             .params = cfg->spec_param_view,
-                            .n_params = cfg->n_spec_params};
+                            .n_params = cfg->n_spec_params,
+                            .authorities = cg_config_authority_opts(cfg)};
 }
 
 void cg_config_write_reference(FILE *out)

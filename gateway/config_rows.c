@@ -177,6 +177,30 @@ const cg_config_map_t cg_config_core_map[] = {
      "sent (an identifier: only where the consumers may hold it)."),
     CG_CONFIG_ROW_INT("pseudonym.date_shift_days", cg_config_t, date_shift_days, "0", 0, 3650,
      "Shift each patient's dates by a keyed offset in [-N, N] days; 0 keeps dates."),
+    CG_CONFIG_ROW_GROUP("pseudonym.authorities",
+     "Which assigning authority a patient identifier is hashed under: person_id is "
+     "HMAC-SHA256(key, authority 0x1F identifier), so the authority decides which identifiers "
+     "are one person (specs/README.md, \"Which identifier is the patient's\"). The authority is "
+     "the identifier's own (PID-3.4, MRG-1.4; a C-CDA id's root), else defaults[its sending "
+     "facility], else, with missing \"facility\", the sending facility itself; then aliases "
+     "apply. The sending facility is the spec's patient.facility: MSH-4.1, else MSH-4.2, for "
+     "HL7 v2; the custodian organization's id for the shipped C-CDA spec. Read at start, like the "
+     "key: a reload (SIGHUP) keeps them."),
+    CG_CONFIG_ROW_MAP("pseudonym.authorities.aliases", cg_config_t, auth_aliases, n_auth_aliases,
+     "FROM: TO, applied to every authority before hashing (exact bytes, one step: TO may not be "
+     "a FROM), so that the names one registry goes by hash alike: "
+     "{\"2.16.840.1.113883.19.5\": \"HOSP_A\"} makes a C-CDA id under that OID and an HL7 PID-3 "
+     "under the namespace HOSP_A one person."),
+    CG_CONFIG_ROW_MAP("pseudonym.authorities.defaults", cg_config_t, auth_defaults, n_auth_defaults,
+     "SENDING_FACILITY: AUTHORITY, the authority of an identifier that has none, by the "
+     "message's sending facility (exact bytes of MSH-4.1, else MSH-4.2): {\"HOSP_A\": "
+     "\"HOSP_A_MRN\"}."),
+    CG_CONFIG_ROW_ENUM("pseudonym.authorities.missing", cg_config_t, auth_missing, "refuse", "refuse|facility",
+     "An identifier without an authority whose sending facility has no default: refuse "
+     "dead-letters the message (stage map, the reason names the fields, never a value), as "
+     "hashing it without an authority would make the same local number at two hospitals one "
+     "person; facility hashes it under the sending facility (an opt-in for feeds that never "
+     "send authorities: each hospital's numbers stay its own, and link to no other feed)."),
     CG_CONFIG_ROW_GROUP("release",
      "Graded release (specs/classification/README.md): subscribers (a sponsor's pre-cohort feed, "
      "a disease database) each get their own topic of records under a data-use policy: only the "

@@ -45,6 +45,22 @@ size_t cg_config_validate(const cg_config_t *cfg, cg_error_t *errs, size_t max)
     /* a plug-in whose source and sink share one validate (Kafka's) validates once */
     if (kp->validate && !(kp->validate == sp->validate && kp->config_map == sp->config_map))
         run_validate(cfg, kp->config_map, kp->validate, errs, max, &n);
+    /* pseudonym.authorities: what the mapping bundle would refuse, at its place in the file */
+    cg_pseudo_authority_opts_t ao = cg_config_authority_opts(cfg);
+    cg_pseudo_authority_bad_t bad;
+    cg_config_problem_t apr = {.keys = {"pseudonym", "authorities"}, .n_keys = 2};
+    cg_pseudo_authorities_t *auth =
+        cg_pseudo_authorities_new(&ao, &bad, apr.text, sizeof(apr.text));
+    if (!auth) {
+        if (bad.table) {
+            const cg_pseudo_pair_t *t = !strcmp(bad.table, "aliases") ? ao.aliases : ao.defaults;
+            apr.keys[2] = bad.table;
+            apr.keys[3] = t[bad.index].from;
+            apr.n_keys = 4;
+        }
+        add(cfg, &apr, errs, max, &n);
+    }
+    cg_pseudo_authorities_destroy(auth);
     if (cfg->semantics == CG_DELIVERY_EXACTLY_ONCE && (!kp->txn_commit || !sp->seek)) {
         cg_config_problem_t pr = {.keys = {"delivery", "semantics"}, .n_keys = 2};
         snprintf(pr.text, sizeof(pr.text),

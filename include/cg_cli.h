@@ -78,6 +78,37 @@ size_t cg_cli_print_spec_warnings(FILE *out, const cg_specset_t *ss, int as_erro
 #define CG_CLI_MAX_PARAMS 32
 int cg_cli_parse_param(const char *cmd, char *arg, cg_spec_param_t *params, size_t *n, size_t max);
 
+/* pseudonym.authorities from the command line (map, test, check --spec): --authority-alias
+ * FROM=TO, --authority-default FACILITY=AUTHORITY (each repeatable), --authority-missing
+ * refuse|facility. Strings point into argv. */
+#define CG_CLI_MAX_AUTHORITIES 64
+typedef struct cg_cli_authorities {
+    cg_pseudo_pair_t aliases[CG_CLI_MAX_AUTHORITIES], defaults[CG_CLI_MAX_AUTHORITIES];
+    size_t n_aliases, n_defaults;
+    cg_pseudo_missing_t missing;
+} cg_cli_authorities_t;
+/* getopt_long codes of the three options (above any short option's) */
+enum { CG_CLI_OPT_AUTH_ALIAS = 0x300, CG_CLI_OPT_AUTH_DEFAULT, CG_CLI_OPT_AUTH_MISSING };
+#define CG_CLI_AUTHORITY_OPTIONS                                                                   \
+    {"authority-alias", required_argument, NULL, CG_CLI_OPT_AUTH_ALIAS},                           \
+        {"authority-default", required_argument, NULL, CG_CLI_OPT_AUTH_DEFAULT},                   \
+    {                                                                                              \
+        "authority-missing", required_argument, NULL, CG_CLI_OPT_AUTH_MISSING                      \
+    }
+#define CG_CLI_AUTHORITY_HELP                                                                      \
+    "      --authority-alias FROM=TO  hash identifiers under authority FROM as under TO (as\n"     \
+    "                        pseudonym.authorities.aliases); repeatable\n"                         \
+    "      --authority-default FACILITY=AUTHORITY  the authority of identifiers without one\n"     \
+    "                        from sending facility FACILITY (pseudonym.authorities.defaults);\n"   \
+    "                        repeatable\n"                                                         \
+    "      --authority-missing refuse|facility  an identifier without an authority and no\n"       \
+    "                        default: refuse it (the default: the message fails), or hash it\n"    \
+    "                        under its sending facility (pseudonym.authorities.missing)\n"
+/* Handles one of the options (code opt, value arg); -1 after printing what is wrong. */
+int cg_cli_parse_authority(const char *cmd, int opt, char *arg, cg_cli_authorities_t *a);
+/* As cg_mapping_opts_t.authorities takes them. */
+cg_pseudo_authority_opts_t cg_cli_authority_opts(const cg_cli_authorities_t *a);
+
 /* An option's milliseconds (1 to 86400000, a day) into *out; -1 after printing to stderr
  * "cohortgate CMD: OPTION takes milliseconds ...". */
 int cg_cli_parse_ms(const char *cmd, const char *option, const char *arg, int *out);

@@ -187,6 +187,12 @@ typedef struct cg_config {
     char *key_file;                   /* resolved, or NULL to use key_env */
     char *key_env;
     int date_shift_days;
+    /* pseudonym.authorities: aliases FROM: TO, defaults FACILITY: AUTHORITY, missing (a
+     * cg_pseudo_missing_t); the views are the same for cg_mapping_opts_t (strings borrowed) */
+    cg_config_kv_t *auth_aliases, *auth_defaults;
+    size_t n_auth_aliases, n_auth_defaults;
+    int auth_missing;
+    cg_pseudo_pair_t *auth_alias_view, *auth_default_view;
     char *cohorts;        /* resolved cohorts.path, or NULL for none */
     char *cohort_topic;   /* cohorts.topic template */
     cg_hl7_options_t hl7; /* hl7.*; default_charset points at hl7_charset */
@@ -234,6 +240,8 @@ void cg_config_write_reference(FILE *out);
 /* The mapping bundle the config names (mapping.*, pseudonym.*, cohorts.path, hl7.*), as run
  * and check load it. Strings point into cfg. */
 void cg_config_mapping_opts(const cg_config_t *cfg, cg_mapping_opts_t *out);
+/* pseudonym.authorities as the mapping bundle takes them (strings point into cfg). */
+cg_pseudo_authority_opts_t cg_config_authority_opts(const cg_config_t *cfg);
 /* The config struct a plug-in's rows (map) filled when the config was loaded; NULL when map is
  * NULL. */
 const void *cg_config_plugin_conf(const cg_config_t *cfg, const cg_config_map_t *map);

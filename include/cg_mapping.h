@@ -19,6 +19,7 @@
 #include "cg_cohort.h"
 #include "cg_err.h"
 #include "cg_hl7.h"
+#include "cg_pseudo.h"
 #include "cg_spec.h"
 #include "cg_xml.h"
 
@@ -67,6 +68,10 @@ typedef struct cg_mapping_opts {
     /* Wall-clock budget of one message's mapping (cg_spec_env_t.max_message_ms); 0: none */
     unsigned max_message_ms;
     size_t max_message_memory; /* bytes (cg_spec_env_t.max_message_memory); 0: none */
+    /* Which assigning authority identifiers are hashed under (pseudonym.authorities, the
+     * --authority-* options): copied, kept for reloads. All zero: no aliases, no defaults, an
+     * identifier without an authority is refused. */
+    cg_pseudo_authority_opts_t authorities;
 } cg_mapping_opts_t;
 
 typedef struct cg_mapping cg_mapping_t;

@@ -29,6 +29,12 @@
  * quarter of mapping's time. The length framing and the presence byte keep ("ab","c") apart
  * from ("a","bc") and an empty part from an absent one.
  *
+ * Assigning authorities (cg_pseudo_authority): the authority hashed is the identifier's own
+ * authority, else the site's default for the sending facility, else (an opt-in) the sending
+ * facility itself; any of them then passes through the alias table, so an OID and a namespace
+ * naming one registry hash alike. An identifier with none of these is refused: hashing it with
+ * an empty authority would merge the local numbers of every hospital that sends none.
+ *
  * Key material: a cg_pseudo_key_t holds the raw key in memory wiped (OPENSSL_cleanse) on
  * destroy. cg_pseudo_new() only borrows the key to precompute the HMAC inner/outer SHA-256
  * states, so the caller may destroy the key right after. No function here ever puts key bytes
@@ -109,7 +115,8 @@ typedef struct cg_pseudo_person {
 
 /* Pseudonym of a patient identifier. authority may be empty but may not contain NUL or 0x1F
  * (that would make the framing ambiguous); patient_id must be non-empty. CG_ERR_INVALID_ARG
- * otherwise (the identifier is not echoed anywhere). */
+ * otherwise (the identifier is not echoed anywhere). The mapping core never passes an empty
+ * authority: it chooses one with cg_pseudo_authority() or refuses the identifier. */
 cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
                           cg_pseudo_person_t *out);
 
@@ -117,6 +124,68 @@ cg_err_t cg_pseudo_person(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patie
  * rules as cg_pseudo_person(). */
 cg_err_t cg_pseudo_date_shift(cg_pseudo_t *p, cg_slice_t authority, cg_slice_t patient_id,
                               int *days);
+
+/* ---- assigning authorities (pseudonym.authorities, specs/README.md "Which identifier is the
+ * patient's") ---- */
+
+/* What an identifier without an assigning authority becomes when the sending facility has no
+ * default. */
+typedef enum cg_pseudo_missing {
+    CG_PSEUDO_MISSING_REFUSE = 0, /* refused: the message is dead-lettered (the default) */
+    CG_PSEUDO_MISSING_FACILITY,   /* the sending facility is the authority (an explicit opt-in) */
+} cg_pseudo_missing_t;
+
+/* One entry of a table: aliases FROM -> TO, defaults FACILITY -> AUTHORITY. */
+typedef struct cg_pseudo_pair {
+    const char *from, *to;
+} cg_pseudo_pair_t;
+
+/* The site's rules; strings borrowed for cg_pseudo_authorities_new() only. All zero: refuse
+ * every identifier without an authority, no aliases. */
+typedef struct cg_pseudo_authority_opts {
+    const cg_pseudo_pair_t *aliases;
+    size_t n_aliases;
+    const cg_pseudo_pair_t *defaults;
+    size_t n_defaults;
+    cg_pseudo_missing_t missing;
+} cg_pseudo_authority_opts_t;
+
+typedef struct cg_pseudo_authorities cg_pseudo_authorities_t;
+
+/* Where a bad entry of cg_pseudo_authority_opts_t is, for a located error. */
+typedef struct cg_pseudo_authority_bad {
+    const char *table; /* "aliases" or "defaults"; NULL: no entry (out of memory) */
+    size_t index;      /* the entry's index in that table */
+} cg_pseudo_authority_bad_t;
+
+/* Checks and copies o. Refused, with a reason in errstr (and the entry in *bad when not NULL):
+ * an empty name or value, a NUL or 0x1F in one (the hash's framing), a name twice in a table,
+ * an alias whose target is itself aliased (write the final name: one step, no chains), a
+ * missing value out of range. Caller owns the result. */
+cg_pseudo_authorities_t *cg_pseudo_authorities_new(const cg_pseudo_authority_opts_t *o,
+                                                   cg_pseudo_authority_bad_t *bad, char *errstr,
+                                                   size_t errstr_size);
+/* NULL-safe. */
+void cg_pseudo_authorities_destroy(cg_pseudo_authorities_t *a);
+cg_pseudo_missing_t cg_pseudo_authorities_missing(const cg_pseudo_authorities_t *a);
+
+/* Where the authority cg_pseudo_authority() chose came from. */
+typedef enum cg_pseudo_authority_from {
+    CG_PSEUDO_AUTH_GIVEN = 0,   /* the identifier's own */
+    CG_PSEUDO_AUTH_DEFAULT,     /* defaults[sending facility] */
+    CG_PSEUDO_AUTH_FACILITY,    /* the sending facility (missing "facility") */
+    CG_PSEUDO_AUTH_NO_DEFAULT,  /* refused: none, no default, missing "refuse" */
+    CG_PSEUDO_AUTH_NO_FACILITY, /* refused: none, and no sending facility to default by */
+} cg_pseudo_authority_from_t;
+
+/* The authority to hash for an identifier whose own is authority (empty: none) sent by
+ * facility (empty: unknown): the first of the identifier's own, defaults[facility] and (with
+ * missing "facility") the facility, then put through the aliases (exact bytes, one step).
+ * *out points into authority, facility or a (valid while a lives). a NULL: no aliases, no
+ * defaults, refuse. Returns where it came from; for the refusals *out is empty. */
+cg_pseudo_authority_from_t cg_pseudo_authority(const cg_pseudo_authorities_t *a,
+                                               cg_slice_t authority, cg_slice_t facility,
+                                               cg_slice_t *out);
 
 /* Most parts a row id takes (a spec's "id" or hash_id list is checked against it). */
 #define CG_PSEUDO_ID_MAX_PARTS 12

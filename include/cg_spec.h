@@ -35,6 +35,10 @@ typedef struct cg_spec_env {
     /* Pseudonyms and date shift (its range is the pseudo's); each mapper works on a clone.
      * Required by specs with a "patient". */
     const cg_pseudo_t *pseudo;
+    /* Which assigning authority an identifier is hashed under (pseudonym.authorities,
+     * cg_pseudo_authority): aliases, per-facility defaults, what to do without one. NULL: no
+     * aliases or defaults, and an identifier without an authority is refused. */
+    const struct cg_pseudo_authorities *authorities;
     /* Offset for HL7 times without one, as "+HH:MM"/"-HH:MM", or NULL to write local times
      * without an offset. */
     const char *source_utc_offset;

@@ -56,6 +56,10 @@ typedef struct cg_spec_format {
     /* A spec's "on_error" when it gives none: 1 "entry" (a document's entries are facts of
      * their own), 0 "message" (an HL7 v2 message is one fact). */
     int on_error_entry;
+    /* The sending facility when a spec's "patient" names none (JSON text of an expression,
+     * compiled with the spec): what an identifier without an assigning authority is defaulted
+     * by (pseudonym.authorities). NULL: the format has no such place (a spec names its own). */
+    const char *default_facility;
 
     /* ---- evaluation, on the input map() decoded ---- */
     /* Runs rule r: its foreach's items (each row's place), or once. */

@@ -22,23 +22,25 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: cohortgate check -c CONFIG\n"
-            "       cohortgate check --spec FILE|DIR [--spec ...] [--vocab DIR|FILE ...]\n"
-            "       cohortgate check --reference\n\n"
-            "Load a gateway config and everything it names as `run` would (vocabularies, the\n"
-            "pseudonym key, specs, cohorts), or compile mapping specs alone with the vocabularies\n"
-            "beside them, without connecting to anything.\n"
-            "Every error is printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if\n"
-            "there is any.\n\n"
-            "options:\n"
-            "  -c, --config FILE     gateway config to check\n"
-            "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile;\n"
-            "                        again for a layer over the ones before\n"
-            "      --vocab DIR|FILE  a vocabulary layer (default: each spec layer's vocab/)\n"
-            "      --param NAME=VALUE  with --spec: a value for the specs' parameter NAME\n"
-            "      --reference       print the reference of every config setting (Markdown)\n"
-            "  -h, --help            show this help\n");
+    fprintf(
+        out,
+        "usage: cohortgate check -c CONFIG\n"
+        "       cohortgate check --spec FILE|DIR [--spec ...] [--vocab DIR|FILE ...]\n"
+        "       cohortgate check --reference\n\n"
+        "Load a gateway config and everything it names as `run` would (vocabularies, the\n"
+        "pseudonym key, specs, cohorts), or compile mapping specs alone with the vocabularies\n"
+        "beside them, without connecting to anything.\n"
+        "Every error is printed as FILE:LINE:COLUMN: error: TEXT; the exit status is 1 if\n"
+        "there is any.\n\n"
+        "options:\n"
+        "  -c, --config FILE     gateway config to check\n"
+        "  -s, --spec FILE|DIR   a mapping spec, or a folder of *.json specs, to compile;\n"
+        "                        again for a layer over the ones before\n"
+        "      --vocab DIR|FILE  a vocabulary layer (default: each spec layer's vocab/)\n"
+        "      --param NAME=VALUE  with --spec: a value for the specs' parameter NAME\n"
+        "  with --spec, pseudonym.authorities (checked as -c checks them):\n" CG_CLI_AUTHORITY_HELP
+        "      --reference       print the reference of every config setting (Markdown)\n"
+        "  -h, --help            show this help\n");
 }
 
 static void print_errors(const cg_error_t *errs, size_t n)
@@ -91,13 +93,17 @@ static void warn_exposure(const char *config, const cg_config_t *cfg)
 }
 
 static int check_specs(const cg_cli_layers_t *specs, const cg_cli_layers_t *vocab,
-                       const cg_spec_param_t *params, size_t n_params)
+                       const cg_spec_param_t *params, size_t n_params,
+                       const cg_cli_authorities_t *auth)
 {
     static cg_error_t errs[CG_CHECK_MAX_ERRORS];
     size_t n = 0;
     const char *path = specs->paths[0]; /* the base layer names the set, as before layers */
     /* no key is needed to compile: it is used when mapping */
-    cg_mapping_opts_t mo = {.no_key = 1, .params = params, .n_params = n_params};
+    cg_mapping_opts_t mo = {.no_key = 1,
+                            .params = params,
+                            .n_params = n_params,
+                            .authorities = cg_cli_authority_opts(auth)};
     cg_cli_layers_opts(specs, vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
     if (!m) {
@@ -156,8 +162,10 @@ int cg_cli_check(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"reference", no_argument, NULL, 'R'},
         {"param", required_argument, NULL, 'P'},
+        CG_CLI_AUTHORITY_OPTIONS,
         {NULL, 0, NULL, 0},
     };
+    cg_cli_authorities_t auth = {.n_aliases = 0};
     cg_spec_param_t params[CG_CLI_MAX_PARAMS];
     size_t n_params = 0;
     const char *config = NULL;
@@ -173,6 +181,10 @@ int cg_cli_check(int argc, char **argv)
                 return CG_EXIT_USAGE;
         } else if (c == 'P') {
             if (cg_cli_parse_param("check", optarg, params, &n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
+        } else if (c == CG_CLI_OPT_AUTH_ALIAS || c == CG_CLI_OPT_AUTH_DEFAULT ||
+                   c == CG_CLI_OPT_AUTH_MISSING) {
+            if (cg_cli_parse_authority("check", c, optarg, &auth))
                 return CG_EXIT_USAGE;
         } else if (c == 'R') {
             cg_config_write_reference(stdout);
@@ -190,7 +202,7 @@ int cg_cli_check(int argc, char **argv)
         return CG_EXIT_USAGE;
     }
     int status = CG_EXIT_OK;
-    if (specs.n && check_specs(&specs, &vocab, params, n_params) != CG_EXIT_OK)
+    if (specs.n && check_specs(&specs, &vocab, params, n_params, &auth) != CG_EXIT_OK)
         status = CG_EXIT_FAILURE;
     if (config) {
         cg_config_t *cfg = cg_cli_load_config(config);
@@ -239,6 +251,12 @@ int cg_cli_check(int argc, char **argv)
         size_t n = 0;
         cg_mapping_opts_t mo;
         cg_config_mapping_opts(cfg, &mo);
+        /* pseudonym.authorities that validate refused (located, above) would only be refused
+         * again without a place: check the rest without them */
+        cg_pseudo_authorities_t *valid = cg_pseudo_authorities_new(&mo.authorities, NULL, NULL, 0);
+        if (!valid)
+            mo.authorities = (cg_pseudo_authority_opts_t){.missing = CG_PSEUDO_MISSING_REFUSE};
+        cg_pseudo_authorities_destroy(valid);
         cg_mapping_t *m = cg_mapping_load(&mo, errs, CG_CHECK_MAX_ERRORS, &n);
         if (!m) {
             print_errors(errs, n);

@@ -69,7 +69,8 @@ static void usage(FILE *out)
         "      --max-message-ms N  time budget of one message's mapping (default %d; 0: none)\n"
         "      --max-message-mb N  memory budget of its values in MiB (default %d; 0: none):\n"
         "                        past either, the message fails with MAP_LIMIT, as run\n"
-        "                        dead-letters it (mapping.max_message_ms, max_message_mb)\n"
+        "                        dead-letters it (mapping.max_message_ms, "
+        "max_message_mb)\n" CG_CLI_AUTHORITY_HELP
         "      --strict          refuse specs that check --spec warns about (a concept id from a\n"
         "                        raw code, an unknown vocabulary, …): warnings become errors\n"
         "  -t, --trace           add, for every column, the rule and source path behind it and\n"
@@ -92,6 +93,7 @@ typedef struct map_opts {
     long max_ms, max_mb;
     cg_spec_param_t params[CG_CLI_MAX_PARAMS];
     size_t n_params;
+    cg_cli_authorities_t auth;
 } map_opts_t;
 
 static void progress(const cg_cli_map_counts_t *c, int final)
@@ -612,6 +614,7 @@ int cg_cli_map(int argc, char **argv)
         {"max-message-ms", required_argument, NULL, 'M'},
         {"max-message-mb", required_argument, NULL, 'B'},
         {"config", required_argument, NULL, 'G'},
+        CG_CLI_AUTHORITY_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -674,6 +677,12 @@ int cg_cli_map(int argc, char **argv)
             break;
         case 'P':
             if (cg_cli_parse_param("map", optarg, o.params, &o.n_params, CG_CLI_MAX_PARAMS))
+                return CG_EXIT_USAGE;
+            break;
+        case CG_CLI_OPT_AUTH_ALIAS:
+        case CG_CLI_OPT_AUTH_DEFAULT:
+        case CG_CLI_OPT_AUTH_MISSING:
+            if (cg_cli_parse_authority("map", c, optarg, &o.auth))
                 return CG_EXIT_USAGE;
             break;
         case 'F':
@@ -756,7 +765,8 @@ int cg_cli_map(int argc, char **argv)
                             .max_message_memory = (size_t)o.max_mb << 20,
                             .hl7 = &hl7,
                             .params = o.params,
-                            .n_params = o.n_params};
+                            .n_params = o.n_params,
+                            .authorities = cg_cli_authority_opts(&o.auth)};
     cg_cli_layers_opts(&o.specs, &o.vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, 64, &n_errs);
     if (!m) {

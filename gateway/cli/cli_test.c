@@ -31,16 +31,21 @@ static void usage(FILE *out)
         "is 1 if any case fails.\n\n"
         "A case may hold case.json, a site's layers over the ones given here, its paths\n"
         "relative to the case folder: {\"specs\": [DIR...], \"vocab\": [DIR|FILE...],\n"
-        "\"cohorts\": DIR|FILE, \"params\": {NAME: VALUE}} (each optional; a string is a list\n"
-        "of one). \"vocab\" adds to --vocab, or to the vocab/ folders of the --spec layers when\n"
-        "there is none; without it every spec layer's vocab/ folder is one. With \"cohorts\",\n"
-        "records list their cohorts. \"params\" are the specs' parameters the expected output\n"
-        "was made with (a site's identifier types, say), over --param's.\n\n"
+        "\"cohorts\": DIR|FILE, \"params\": {NAME: VALUE}, \"authorities\": {\"aliases\": {FROM: "
+        "TO},\n"
+        "\"defaults\": {FACILITY: AUTHORITY}, \"missing\": \"refuse\"|\"facility\"}} (each "
+        "optional;\n"
+        "a string is a list of one). \"vocab\" adds to --vocab, or to the vocab/ folders of the\n"
+        "--spec layers when there is none; without it every spec layer's vocab/ folder is one.\n"
+        "With \"cohorts\", records list their cohorts. \"params\" are the specs' parameters the\n"
+        "expected output was made with (a site's identifier types, say), over --param's;\n"
+        "\"authorities\" its pseudonym.authorities, instead of the --authority-* options.\n\n"
         "options:\n"
         "  -s, --spec FILE|DIR   the specs under test; again for a layer over the ones before\n"
         "      --vocab DIR|FILE  vocabulary tables (again for a layer); default: the vocab/\n"
         "                        folder of each spec layer\n"
-        "      --param NAME=VALUE  a value for the specs' parameter NAME; repeatable\n"
+        "      --param NAME=VALUE  a value for the specs' parameter NAME; "
+        "repeatable\n" CG_CLI_AUTHORITY_HELP
         "      --key-file FILE   pseudonym key; default: the file `key` in the case folder,\n"
         "                        then COHORTGATE_PSEUDONYM_KEY. Expected pseudonyms depend on it.\n"
         "      --update          write what the specs produce as the expected output\n"
@@ -52,6 +57,7 @@ typedef struct test_ctx {
     cg_cli_layers_t specs, vocab;              /* the command line's layers */
     cg_spec_param_t params[CG_CLI_MAX_PARAMS]; /* the command line's --param */
     size_t n_params;
+    cg_cli_authorities_t auth; /* the command line's --authority-* */
     const char *key_file;
     int update;
     size_t passed, failed;
@@ -200,6 +206,61 @@ static int write_file(const char *path, const char *data, size_t len)
     return fclose(f) || rc ? -1 : 0;
 }
 
+/* A table of case.json's "authorities" ("aliases", "defaults") into pairs; -1 after printing. */
+static int case_pairs(const char *dir, const char *name, json_t *tab, cg_pseudo_pair_t *pairs,
+                      size_t *n)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(tab)) {
+        printf("FAIL %s: %s: authorities.%s is an object of NAME: VALUE\n", dir, CASE, name);
+        return -1;
+    }
+    json_object_foreach(tab, k, v)
+    {
+        if (!json_is_string(v) || *n == CG_CLI_MAX_AUTHORITIES) {
+            printf("FAIL %s: %s: authorities.%s: '%s' needs a string value\n", dir, CASE, name, k);
+            return -1;
+        }
+        pairs[(*n)++] = (cg_pseudo_pair_t){k, json_string_value(v)};
+    }
+    return 0;
+}
+
+/* case.json's "authorities" into a (strings borrowed from v); -1 after printing. */
+static int case_authorities(const char *dir, json_t *v, cg_cli_authorities_t *a)
+{
+    *a = (cg_cli_authorities_t){.n_aliases = 0};
+    const char *k;
+    json_t *x;
+    if (!json_is_object(v)) {
+        printf("FAIL %s: %s: authorities is {\"aliases\": {}, \"defaults\": {}, \"missing\": "
+               "\"refuse\"|\"facility\"}\n",
+               dir, CASE);
+        return -1;
+    }
+    json_object_foreach(v, k, x)
+    {
+        const char *m = json_string_value(x);
+        if (!strcmp(k, "aliases")) {
+            if (case_pairs(dir, k, x, a->aliases, &a->n_aliases))
+                return -1;
+        } else if (!strcmp(k, "defaults")) {
+            if (case_pairs(dir, k, x, a->defaults, &a->n_defaults))
+                return -1;
+        } else if (!strcmp(k, "missing") && m && (!strcmp(m, "refuse") || !strcmp(m, "facility"))) {
+            a->missing =
+                strcmp(m, "refuse") ? CG_PSEUDO_MISSING_FACILITY : CG_PSEUDO_MISSING_REFUSE;
+        } else {
+            printf("FAIL %s: %s: authorities: '%s' is not aliases, defaults or missing (refuse or "
+                   "facility)\n",
+                   dir, CASE, k);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* A case's own layers (case.json) over the command line's: its own bundle, or NULL after
  * printing why the case fails. */
 static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const char *file)
@@ -220,6 +281,7 @@ static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const ch
     size_t n_params = 0;
     for (size_t i = 0; i < t->n_params; i++)
         params[n_params++] = t->params[i];
+    cg_cli_authorities_t auth = t->auth;
     const char *k;
     json_t *v;
     int bad = 0;
@@ -248,8 +310,14 @@ static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const ch
             }
             continue;
         }
+        if (!strcmp(k, "authorities")) { /* instead of the command's */
+            if ((bad = case_authorities(dir, v, &auth) != 0))
+                break;
+            continue;
+        }
         if (!is_specs && !is_vocab && strcmp(k, "cohorts")) {
-            printf("FAIL %s: %s: unknown key '%s' (specs, vocab, cohorts, params)\n", dir, CASE, k);
+            printf("FAIL %s: %s: unknown key '%s' (specs, vocab, cohorts, params, authorities)\n",
+                   dir, CASE, k);
             bad = 1;
             break;
         }
@@ -284,8 +352,11 @@ static cg_mapping_t *case_mapping(const test_ctx_t *t, const char *dir, const ch
     }
     cg_error_t errs[16];
     size_t n_errs = 0;
-    cg_mapping_opts_t mo = {
-        .cohorts = cohorts, .no_key = 1, .params = params, .n_params = n_params};
+    cg_mapping_opts_t mo = {.cohorts = cohorts,
+                            .no_key = 1,
+                            .params = params,
+                            .n_params = n_params,
+                            .authorities = cg_cli_authority_opts(&auth)};
     cg_cli_layers_opts(&specs, &vocab, &mo);
     cg_mapping_t *m = cg_mapping_load(&mo, errs, 16, &n_errs); /* params live in root */
     json_decref(root);
@@ -450,6 +521,7 @@ int cg_cli_test(int argc, char **argv)
         {"update", no_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},
         {"param", required_argument, NULL, 'P'},
+        CG_CLI_AUTHORITY_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     test_ctx_t t = {0};
@@ -472,6 +544,12 @@ int cg_cli_test(int argc, char **argv)
             if (cg_cli_parse_param("test", optarg, t.params, &t.n_params, CG_CLI_MAX_PARAMS))
                 return CG_EXIT_USAGE;
             break;
+        case CG_CLI_OPT_AUTH_ALIAS:
+        case CG_CLI_OPT_AUTH_DEFAULT:
+        case CG_CLI_OPT_AUTH_MISSING:
+            if (cg_cli_parse_authority("test", c, optarg, &t.auth))
+                return CG_EXIT_USAGE;
+            break;
         case 'u':
             t.update = 1;
             break;
@@ -491,7 +569,10 @@ int cg_cli_test(int argc, char **argv)
     }
     cg_error_t errs[64];
     size_t n_errs = 0;
-    cg_mapping_opts_t mo = {.no_key = 1, .params = t.params, .n_params = t.n_params};
+    cg_mapping_opts_t mo = {.no_key = 1,
+                            .params = t.params,
+                            .n_params = t.n_params,
+                            .authorities = cg_cli_authority_opts(&t.auth)};
     cg_cli_layers_opts(&t.specs, &t.vocab, &mo);
     if (!(t.mapping = cg_mapping_load(&mo, errs, 64, &n_errs))) {
         cg_cli_print_errors(stderr, errs, n_errs, 64);

@@ -15,6 +15,7 @@ typedef struct mapping_base {
     int refs; /* bundles holding it; atomic, as a bundle may be destroyed on another thread */
     cg_vocab_t *vocab;
     cg_pseudo_t *pseudo; /* NULL with opts.no_key */
+    cg_pseudo_authorities_t *authorities;
     cg_hl7_options_t hl7;
     cg_xml_options_t xml;
     char *specs_path, *cohorts_path, *utc_offset, *charset;
@@ -48,6 +49,7 @@ static void base_release(mapping_base_t *b)
         return;
     cg_vocab_destroy(b->vocab);
     cg_pseudo_destroy(b->pseudo);
+    cg_pseudo_authorities_destroy(b->authorities);
     free(b->specs_path);
     for (size_t i = 0; i < b->n_spec_paths; i++)
         free(b->spec_paths[i]);
@@ -87,6 +89,7 @@ static cg_spec_env_t base_env(const mapping_base_t *b, const cg_pseudo_t *pseudo
 {
     return (cg_spec_env_t){.vocab = b->vocab,
                            .pseudo = pseudo,
+                           .authorities = b->authorities,
                            .source_utc_offset = b->utc_offset,
                            .hl7 = &b->hl7,
                            .xml = &b->xml,
@@ -190,6 +193,12 @@ static mapping_base_t *base_load(const cg_mapping_opts_t *o, cg_error_t *errs, s
     }
     if (nomem) {
         plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
+        goto fail;
+    }
+    char autherr[512];
+    if (!(b->authorities =
+              cg_pseudo_authorities_new(&o->authorities, NULL, autherr, sizeof(autherr)))) {
+        plain_error(errs, max_errs, n_errs, CG_ERR_CONFIG, "", autherr);
         goto fail;
     }
     /* vocabularies first: a spec that names a vocabulary is checked against them. Without

@@ -366,8 +366,21 @@ static expr_t **compile_list(cc_t *c, json_t *arr, const char *op, size_t *n)
 
 static const char *const expr_ops[] = {"path", "const",   "var",       "concat",  "coalesce",
                                        "if",   "patient", "pseudonym", "hash_id", NULL};
-static const char *const expr_mods[] = {"pipe", "default", "required", "sep",       "then",
-                                        "else", "ns",      "id",       "authority", NULL};
+static const char *const expr_mods[] = {"pipe", "default", "required",  "sep",      "then", "else",
+                                        "ns",   "id",      "authority", "facility", NULL};
+
+/* The patient's sending facility: the spec's "facility", else its format's default. */
+static expr_t *compile_facility(cc_t *c, json_t *f)
+{
+    if (f)
+        return compile_expr(c, f);
+    if (!c->spec->format->default_facility)
+        return NULL;
+    json_t *d = json_loads(c->spec->format->default_facility, 0, NULL);
+    expr_t *e = d ? compile_expr(c, d) : NULL;
+    json_decref(d); /* compiled expressions copy what they keep */
+    return e;
+}
 
 static expr_t *compile_expr(cc_t *c, json_t *j)
 {
@@ -483,15 +496,18 @@ static expr_t *compile_expr(cc_t *c, json_t *j)
             return NULL;
         }
         json_t *id = json_object_get(j, "id"), *auth = json_object_get(j, "authority");
+        json_t *fac = json_object_get(j, "facility");
         if (!id) {
             err_at(c, j, NULL, NULL, "'pseudonym' needs \"id\": the identifier's path");
             return NULL;
         }
-        e->u.list.n = 2;
-        e->u.list.items = alloc(c, 2 * sizeof(expr_t *));
+        /* the identifier, its authority, the sending facility (NULL: the patient's) */
+        e->u.list.n = 3;
+        e->u.list.items = alloc(c, 3 * sizeof(expr_t *));
         e->u.list.items[0] = compile_expr(c, id);
         e->u.list.items[1] = auth ? compile_expr(c, auth) : NULL;
-        bad |= !e->u.list.items[0] || (auth && !e->u.list.items[1]);
+        e->u.list.items[2] = fac ? compile_expr(c, fac) : NULL;
+        bad |= !e->u.list.items[0] || (auth && !e->u.list.items[1]) || (fac && !e->u.list.items[2]);
         e->text = "pseudonym";
     } else if (!strcmp(op, "patient")) {
         e->kind = EX_PATIENT;
@@ -877,7 +893,7 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
     }
     json_t *pat = json_object_get(root, "patient");
     if (pat) {
-        static const char *const pkeys[] = {"id", "authority", NULL};
+        static const char *const pkeys[] = {"id", "authority", "facility", NULL};
         if (!json_is_object(pat) || !json_object_get(pat, "id")) {
             err_at(c, pat, root, "patient",
                    "\"patient\" needs {\"id\": PATH, \"authority\": PATH}");
@@ -887,7 +903,9 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
             json_t *a = json_object_get(pat, "authority");
             if (a)
                 s->patient_authority = compile_expr(c, a);
+            s->patient_facility = compile_facility(c, json_object_get(pat, "facility"));
             s->has_patient = 1;
+            cg_spec_warn_patient(c, pat);
         }
     }
     s->lets = compile_lets(c, json_object_get(root, "let"), &s->n_lets, 0);

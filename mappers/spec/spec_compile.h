@@ -87,6 +87,9 @@ void cg_spec_warn_vocabulary(cc_t *c, const json_t *at, const char *name);
 void cg_spec_warn_path(cc_t *c, const json_t *at, const cg_hl7_path_t *p, int is_foreach);
 /* The spec is compiled: the whole-segment paths whose segment nothing else reads. */
 void cg_spec_warn_spec_done(cc_t *c);
+/* A "patient" (pat, compiled into the spec) without an authority: its identifiers are refused
+ * unless pseudonym.authorities gives their facility a default (or, without a facility, always). */
+void cg_spec_warn_patient(cc_t *c, const json_t *pat);
 
 /* ---- embedded documents (spec_document.c) ---- */
 

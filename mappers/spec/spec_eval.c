@@ -372,6 +372,94 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
 
 /* ---- patient ---- */
 
+/* An expression's name in a reason: its path, a coalesce's paths ("A else B"), a concat's
+ * ("A + B"). */
+static const char *expr_name(const expr_t *e, char *buf, size_t size)
+{
+    if (!e)
+        return "none";
+    if (e->kind != EX_COALESCE && e->kind != EX_CONCAT)
+        return e->text ? e->text : "?";
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < e->u.list.n && o < size; i++) {
+        const char *t = e->u.list.items[i]->text;
+        int n = snprintf(buf + o, size - o, "%s%s",
+                         !i                       ? ""
+                         : e->kind == EX_COALESCE ? " else "
+                                                  : " + ",
+                         t ? t : "?");
+        o += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
+}
+
+/* The value of e where the patient is read: the message (HL7 v2) or the document root (XML),
+ * whatever rule or foreach is running. */
+static cg_err_t eval_at_message(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+{
+    cg_hl7_scope_t saved = mp->scope;
+    const void *saved_node = mp->xnode;
+    if (mp->m)
+        mp->scope = cg_hl7_scope_message(mp->m);
+    mp->xnode = NULL;
+    cg_err_t rc = cg_spec_eval_expr(mp, e, out);
+    mp->scope = saved;
+    mp->xnode = saved_node;
+    return rc;
+}
+
+/* --trace: where an identifier's authority came from, when not from the message. */
+TRACE_FN trace_authority(cg_mapper_t *mp, const char *what, int from)
+{
+    if (from != CG_PSEUDO_AUTH_GIVEN)
+        cg_spec_trace_step(mp, "%s: no assigning authority; %s", what,
+                           from == CG_PSEUDO_AUTH_DEFAULT
+                               ? "its sending facility's default (pseudonym.authorities)"
+                               : "its sending facility is the authority (missing \"facility\")");
+}
+
+/* The authority an identifier is hashed under (cg_pseudo_authority): its own (auth), else the
+ * site's default for the sending facility fac_e, else (opt-in) the facility; aliased. A refusal
+ * fails the message naming the paths and the rule, never a value. fac_at_message: fac_e is the
+ * spec's patient facility, read at the message. *from_out: where the authority came from. */
+static cg_err_t resolve_authority(cg_mapper_t *mp, const char *what, const expr_t *id_e,
+                                  const expr_t *auth_e, spec_val_t auth, const expr_t *fac_e,
+                                  int fac_at_message, cg_slice_t *out, int *from_out)
+{
+    cg_slice_t a = {auth.present && auth.s ? auth.s : "", auth.present ? auth.len : 0};
+    spec_val_t fac = ABSENT;
+    if (!a.len && fac_e) {
+        cg_err_t rc =
+            fac_at_message ? eval_at_message(mp, fac_e, &fac) : cg_spec_eval_expr(mp, fac_e, &fac);
+        if (rc)
+            return rc;
+    }
+    cg_slice_t f = {fac.present && fac.s ? fac.s : "", fac.present ? fac.len : 0};
+    cg_pseudo_authority_from_t from = cg_pseudo_authority(mp->authorities, a, f, out);
+    *from_out = (int)from;
+    if (from != CG_PSEUDO_AUTH_NO_DEFAULT && from != CG_PSEUDO_AUTH_NO_FACILITY)
+        return CG_OK;
+    char ib[512], ab[512], fb[512];
+    const char *in = expr_name(id_e, ib, sizeof(ib)), *an = expr_name(auth_e, ab, sizeof(ab));
+    if (from == CG_PSEUDO_AUTH_NO_DEFAULT)
+        return cg_spec_fail_as(mp, CG_ERR_MAP, "no_authority",
+                               "%s (%s) has no assigning authority (%s) and "
+                               "pseudonym.authorities has no default for its sending facility "
+                               "(%s)",
+                               what, in, an, expr_name(fac_e, fb, sizeof(fb)));
+    if (!fac_e)
+        return cg_spec_fail_as(mp, CG_ERR_MAP, "no_authority",
+                               "%s (%s) has no assigning authority (%s) and the spec names no "
+                               "sending facility (\"patient\": {\"facility\": PATH}) for "
+                               "pseudonym.authorities to default it by",
+                               what, in, an);
+    return cg_spec_fail_as(mp, CG_ERR_MAP, "no_authority",
+                           "%s (%s) has no assigning authority (%s) and no sending facility "
+                           "(%s) for pseudonym.authorities to default it by",
+                           what, in, an, expr_name(fac_e, fb, sizeof(fb)));
+}
+
 cg_err_t cg_spec_patient(cg_mapper_t *mp)
 {
     if (mp->patient_state)
@@ -401,7 +489,13 @@ cg_err_t cg_spec_patient(cg_mapper_t *mp)
                             s->patient_id->text ? s->patient_id->text : "patient.id");
     if (!mp->pseudo)
         return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
-    cg_slice_t a = {auth.s ? auth.s : "", auth.len}, i = {id.s, id.len};
+    cg_slice_t a, i = {id.s, id.len};
+    mp->column = "patient.authority";
+    rc = resolve_authority(mp, "the patient identifier", s->patient_id, s->patient_authority, auth,
+                           s->patient_facility, 1, &a, &mp->patient_from);
+    mp->column = saved_col;
+    if (rc)
+        return rc;
     rc = cg_pseudo_person(mp->pseudo, a, i, &mp->person);
     if (!rc)
         rc = cg_pseudo_date_shift(mp->pseudo, a, i, &mp->shift_days);
@@ -542,9 +636,17 @@ static __attribute__((noinline)) cg_err_t eval_pseudonym(cg_mapper_t *mp, const 
         return rc;
     if (!mp->pseudo)
         return cg_spec_fail(mp, CG_ERR_MAP, "no pseudonym key: pseudonyms cannot be computed");
+    /* the same rules as the patient's: its sending facility unless the expression names one */
+    cg_slice_t a;
+    int from;
+    const expr_t *fac = e->u.list.items[2];
+    if ((rc = resolve_authority(mp, "the identifier", e->u.list.items[0], e->u.list.items[1], auth,
+                                fac ? fac : mp->spec->patient_facility, !fac, &a, &from)))
+        return rc;
+    if (mp->trace)
+        trace_authority(mp, "the identifier", from);
     cg_pseudo_person_t who;
-    rc = cg_pseudo_person(mp->pseudo, (cg_slice_t){auth.s ? auth.s : "", auth.len},
-                          (cg_slice_t){id.s, id.len}, &who);
+    rc = cg_pseudo_person(mp->pseudo, a, (cg_slice_t){id.s, id.len}, &who);
     if (rc)
         return cg_spec_fail(mp, CG_ERR_MAP, "an identifier cannot be pseudonymized (%s)",
                             cg_err2str(rc));
@@ -649,6 +751,8 @@ cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
     case EX_PATIENT:
         if ((rc = cg_spec_patient(mp)))
             break;
+        if (mp->trace) /* computed before the rules ran: its step is told where it is used */
+            trace_authority(mp, "the patient identifier", mp->patient_from);
         if (e->u.patient == PT_PERSON_ID) {
             /* every row of the patient has it: formatted once */
             if (!mp->person_id_text.present)

@@ -228,6 +228,9 @@ typedef struct cg_spec {
     int has_patient;
     expr_t *patient_id;
     expr_t *patient_authority;
+    /* the sending facility: what an identifier without an authority is defaulted by
+     * (pseudonym.authorities); the spec's "facility", else its format's default, else NULL */
+    expr_t *patient_facility;
     binding_t *lets;
     size_t n_lets;
     rule_t *rules;

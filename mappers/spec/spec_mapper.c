@@ -38,6 +38,7 @@ cg_mapper_t *cg_mapper_new(const cg_specset_t *ss, const cg_spec_env_t *env, cha
     cg_buf_init(&mp->steps);
     mp->vocab = env ? env->vocab : NULL;
     mp->utc_offset = env ? env->source_utc_offset : NULL;
+    mp->authorities = env ? env->authorities : NULL;
     cg_arena_init(&mp->arena, 64 * 1024);
     if (env) {
         mp->budget_ms = env->max_message_ms;

@@ -70,10 +70,11 @@ struct cg_mapper {
     cg_err_t (*path_value)(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
     const cg_vocab_t *vocab;
     const char *utc_offset;
-    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
-    cg_hl7_msg_t *msg;   /* for cg_mapper_map_hl7 */
-    cg_hl7_msg_t *last;  /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
-    cg_xml_doc_t *xdoc;  /* for cg_mapper_map_xml; made on first use */
+    cg_pseudo_t *pseudo;                        /* our own clone: it keeps scratch state */
+    const cg_pseudo_authorities_t *authorities; /* the env's; NULL: refuse, no aliases */
+    cg_hl7_msg_t *msg;                          /* for cg_mapper_map_hl7 */
+    cg_hl7_msg_t *last; /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
+    cg_xml_doc_t *xdoc; /* for cg_mapper_map_xml; made on first use */
     cg_xml_eval_t *xev;
     cg_xml_options_t xml_opts;
     int xml_opts_set;
@@ -116,6 +117,7 @@ struct cg_mapper {
     int msg_key_patient; /* XML: the patient's pseudonym joins it (document ids are reused) */
     cg_slice_t time_raw; /* MSH-7, the document's effectiveTime: the records' source time */
     int patient_state;   /* 0 not computed, 1 ok, -1 failed */
+    int patient_from;    /* where its authority came from (cg_pseudo_authority_from_t) */
     cg_pseudo_person_t person;
     spec_val_t person_id_text; /* the person_id as text, made once per patient (0 s: not yet) */
     spec_val_t person_sv;      /* its source value, in the arena: rows outlive mp->person */

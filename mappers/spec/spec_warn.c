@@ -6,7 +6,9 @@
  *  - an HL7 v2 message type or trigger event that is not one ("ORM^O1"): it never matches;
  *  - a lookup in a vocabulary nobody knows ("CPTX"): every code gives concept 0;
  *  - a path naming a whole segment that nothing else in the spec reads ("EHR" meant as a
- *    constant: a bare string is a path).
+ *    constant: a bare string is a path);
+ *  - a "patient" without an "authority": its identifiers are refused unless the site gives
+ *    their sending facility a default (pseudonym.authorities), always without a "facility".
  *
  * The compiler calls these hooks where it has the JSON value and the compiled form side by
  * side; nothing here runs when messages are mapped. */
@@ -230,4 +232,21 @@ void cg_spec_warn_spec_done(cc_t *c)
     c->seg_cands = NULL;
     c->segs_used = NULL;
     c->n_seg_cands = c->n_segs_used = 0;
+}
+
+/* ---- a patient without an authority ---- */
+
+void cg_spec_warn_patient(cc_t *c, const json_t *pat)
+{
+    if (json_object_get(pat, "authority"))
+        return;
+    if (!c->spec->patient_facility)
+        cg_spec_warn(c, pat, NULL, NULL,
+                     "\"patient\" has no \"authority\" and no \"facility\": every identifier "
+                     "will be refused (pseudonym.authorities cannot default it)");
+    else
+        cg_spec_warn(c, pat, NULL, NULL,
+                     "\"patient\" has no \"authority\": identifiers are refused unless "
+                     "pseudonym.authorities has a default for their sending facility, or missing "
+                     "\"facility\"");
 }

@@ -87,6 +87,21 @@ cmp -s "$tmp/out" "$tmp/typed" && no "patient_id_types changes the person" || ok
 expect 1 "map --param of no spec" -- "$cg" map --spec "$src/specs" --param 'patient_id_typo=MR' "$tmp/a04.hl7"
 has "$tmp/err" "parameter 'patient_id_typo': no loaded spec declares it" "an unknown parameter is named"
 expect 2 "map --param without =" -- "$cg" map --spec "$src/specs" --param 'patient_id_types' "$tmp/a04.hl7"
+# assigning authorities (specs/README.md, "What a pseudonym depends on"): refused without one
+printf 'MSH|^~\\&|A|HOSP_A|C|R|20240101||ADT^A04|Q1|P|2.5.1\rPID|1||88001||DOE||19600101|F\r' >"$tmp/hosp_a.hl7"
+printf 'MSH|^~\\&|A|HOSP_B|C|R|20240101||ADT^A04|Q2|P|2.5.1\rPID|1||88001||DOE||19600101|F\r' >"$tmp/hosp_b.hl7"
+expect 1 "map: no assigning authority" -- "$cg" map --spec "$src/specs" "$tmp/hosp_a.hl7"
+has "$tmp/err" 'hosp_a.hl7: message 1: map: the patient identifier \(PID-3\[5=\*\]\.1\) has no assigning authority' "map names the missing authority"
+grep -q 88001 "$tmp/err" && no "the refusal quotes the identifier" || ok
+expect 0 "map --authority-missing facility" -- "$cg" map --spec "$src/specs" --authority-missing facility "$tmp/hosp_a.hl7" "$tmp/hosp_b.hl7"
+[ "$(grep -o '"person_id":[0-9]*' "$tmp/out" | sort -u | wc -l)" = 2 ] && ok || no "two hospitals' 88001 are two persons"
+expect 0 "map --authority-default" -- "$cg" map --spec "$src/specs" --authority-default HOSP_A=MRN --authority-default HOSP_B=MRN "$tmp/hosp_a.hl7" "$tmp/hosp_b.hl7"
+[ "$(grep -o '"person_id":[0-9]*' "$tmp/out" | sort -u | wc -l)" = 1 ] && ok || no "one default for both facilities: one person"
+expect 2 "map --authority-missing merge" -- "$cg" map --spec "$src/specs" --authority-missing merge "$tmp/hosp_a.hl7"
+has "$tmp/err" "--authority-missing is refuse or facility" "a bad --authority-missing is named"
+expect 2 "map --authority-alias without =" -- "$cg" map --spec "$src/specs" --authority-alias HOSP_A "$tmp/hosp_a.hl7"
+expect 1 "check --spec, an alias chain" -- "$cg" check --spec "$src/specs" --authority-alias A=B --authority-alias B=C
+has "$tmp/err" "'A' maps to 'B', which is itself an alias" "check --spec refuses an alias chain"
 # warnings: check prints them located and passes, map --strict refuses them
 cat >"$tmp/warn.json" <<'JSON'
 {"spec": "w", "version": 1, "input": {"format": "hl7v2", "messages": ["ORM^O1"]},
@@ -99,7 +114,8 @@ expect 0 "check --spec with warnings" -- "$cg" check --spec "$tmp/warn.json"
 has "$tmp/err" 'warn.json:1:71: warning: .O1. is not an HL7 v2 trigger event' "check warns about ORM^O1, located"
 has "$tmp/err" 'warn.json:4:79: warning: rule .p.: procedure_concept_id is a concept id' "check warns about a raw concept id"
 has "$tmp/err" 'warning: rule .p.: "EHR" is a path' "check warns about a bare string segment"
-has "$tmp/out" 'ok \(1 spec\(s\), 4 warning\(s\)\)' "check counts the warnings"
+has "$tmp/err" 'warn.json:2:13: warning: "patient" has no "authority"' "check warns about a patient without an authority"
+has "$tmp/out" 'ok \(1 spec\(s\), 5 warning\(s\)\)' "check counts the warnings"
 expect 1 "map --strict" -- "$cg" map --strict --spec "$tmp/warn.json" "$tmp/a04.hl7"
 has "$tmp/err" 'warn.json:1:71: error: .O1. is not' "map --strict makes them errors"
 expect 0 "check --spec specs: no warnings" -- "$cg" check --spec "$src/specs"

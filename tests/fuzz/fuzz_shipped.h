@@ -1,5 +1,7 @@
 /* fuzz_shipped.h - the state the mapping fuzz targets share: every shipped spec compiled once
- * with the shipped vocabularies and a throwaway pseudonym key, and one mapper with tracing on. */
+ * with the shipped vocabularies and a throwaway pseudonym key, and one mapper with tracing on.
+ * Identifiers without an assigning authority take their sending facility's (missing
+ * "facility", an alias and a default too), so that inputs without PID-3.4 reach the rules. */
 #ifndef FUZZ_SHIPPED_H
 #define FUZZ_SHIPPED_H
 
@@ -13,6 +15,7 @@ static cg_specset_t *shipped;
 static cg_mapper_t *mapper;
 static cg_vocab_t *vocab;
 static cg_pseudo_t *pseudo;
+static cg_pseudo_authorities_t *authorities;
 
 static void fuzz_shipped_init(void)
 {
@@ -24,7 +27,14 @@ static void fuzz_shipped_init(void)
     cg_pseudo_key_destroy(k);
     vocab = cg_vocab_new();
     cg_vocab_load_csv_dir(vocab, CG_SOURCE_DIR "/specs/vocab", NULL, 0, &n);
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .source_utc_offset = "+01:00"};
+    static const cg_pseudo_pair_t aliases[] = {{"2.16.840.1.113883.19.5", "HOSP"}};
+    static const cg_pseudo_pair_t defaults[] = {{"H", "HOSP"}};
+    cg_pseudo_authority_opts_t ao = {aliases, 1, defaults, 1, CG_PSEUDO_MISSING_FACILITY};
+    authorities = cg_pseudo_authorities_new(&ao, NULL, err, sizeof(err));
+    cg_spec_env_t env = {.vocab = vocab,
+                         .pseudo = pseudo,
+                         .authorities = authorities,
+                         .source_utc_offset = "+01:00"};
     shipped = cg_specset_load(CG_SOURCE_DIR "/specs", &env, NULL, 0, &n);
     if (!shipped)
         abort(); /* the shipped specs must compile */

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         text[size] = '\0';
         cg_error_t errs[8];
         size_t n = 0;
-        cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+        cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .authorities = authorities};
         cg_specset_t *ss = cg_specset_load_string(text, "fuzz.json", &env, errs, 8, &n);
         if (ss) {
             char err[256];

@@ -92,6 +92,50 @@ static void test_exactly_once_needs_transactions(void **state)
     assert_non_null(strstr(errs[0].text, "the file sink has none"));
 }
 
+/* pseudonym.authorities: refused at the entry's place, the same reasons the bundle gives */
+static void test_authorities_located(void **state)
+{
+    (void)state;
+    cg_error_t errs[8];
+    const char *head = "{\"inputs\":[{\"topic\":\"a\"}],\"mapping\":{\"specs\":\"s\"},"
+                       "\"kafka\":{\"bootstrap.servers\":\"x\"},\n\"pseudonym\":{\n";
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "%s\"authorities\":{\"aliases\":{\n  \"2.16.840.1.113883.19.5\":\"HOSP_A\",\n"
+             "  \"HOSP_A\":\"HOSPITAL_A\"}}}}",
+             head);
+    expect_validate(text, 1, errs);
+    assert_int_equal(errs[0].line, 4);
+    assert_int_equal(errs[0].column, 3);
+    assert_non_null(strstr(errs[0].text, "which is itself an alias"));
+    snprintf(text, sizeof(text),
+             "%s\"authorities\":{\"missing\":\"facility\",\n\"defaults\":{\"HOSP_A\":\"A\",\n"
+             "  \"HOSP_B\":\"\"}}}}",
+             head);
+    expect_validate(text, 1, errs);
+    assert_int_equal(errs[0].line, 5);
+    assert_non_null(strstr(errs[0].text, "'HOSP_B' maps to an empty authority"));
+    /* the enum and unknown keys are the loader's, located as every setting */
+    cg_error_t err;
+    snprintf(text, sizeof(text), "%s\"authorities\":{\n\"missing\":\"merge\"}}}", head);
+    assert_null(cg_config_load_string(text, "t.json", "/base", &err));
+    assert_int_equal(err.line, 4);
+    assert_non_null(strstr(err.text, "refuse|facility"));
+    snprintf(text, sizeof(text),
+             "%s\"authorities\":{\"missing\":\"facility\",\"aliases\":{\"1.2\":\"A\"},"
+             "\"defaults\":{\"F\":\"1.2\"}}}}",
+             head);
+    expect_validate(text, 0, errs);
+    cg_config_t *c = load(text);
+    cg_mapping_opts_t mo;
+    cg_config_mapping_opts(c, &mo);
+    assert_int_equal(mo.authorities.missing, CG_PSEUDO_MISSING_FACILITY);
+    assert_int_equal(mo.authorities.n_aliases, 1);
+    assert_string_equal(mo.authorities.aliases[0].from, "1.2");
+    assert_string_equal(mo.authorities.defaults[0].to, "1.2");
+    cg_config_destroy(c);
+}
+
 /* "" where the documented default is "" (templated configs write it out) */
 static void test_explicit_empty_defaults(void **state)
 {
@@ -233,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_kafka_properties_through_librdkafka),
         cmocka_unit_test(test_topics),
         cmocka_unit_test(test_exactly_once_needs_transactions),
+        cmocka_unit_test(test_authorities_located),
         cmocka_unit_test(test_explicit_empty_defaults),
         cmocka_unit_test(test_every_empty_default_takes_empty),
         cmocka_unit_test(test_kafka_secrets),

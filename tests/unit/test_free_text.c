@@ -146,7 +146,7 @@ static cg_specset_t *load_rule(const char *rule_keys, const char *params, cg_err
     snprintf(spec, sizeof(spec),
              "{\"spec\": \"ft\", \"version\": 1,%s\n"
              " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
-             " \"patient\": {\"id\": \"PID-3.1\"},\n"
+             " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
              " \"rules\": [{\"name\": \"text\", \"table\": \"observation\", \"foreach\": "
              "\"OBX[*]\",%s\n"
              "  \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
@@ -258,7 +258,7 @@ static void test_rule_errors(void **state)
     const char *spec =
         "{\"spec\": \"n\", \"version\": 1,\n"
         " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"MDM^T02\"]},\n"
-        " \"patient\": {\"id\": \"PID-3.1\"},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
         " \"rules\": [{\"name\": \"note\", \"table\": \"note\",\n"
         "  \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
         "   \"note_date\": {\"const\": \"2024-01-01\"}, \"note_type_concept_id\": 0,\n"

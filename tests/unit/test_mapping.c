@@ -225,7 +225,7 @@ static void test_layers_override(void **state)
     write_text(site, "my-oru.json",
                "{\"spec\": \"hl7v2-oru-omop\", \"version\": 7,\n"
                " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
-               " \"patient\": {\"id\": \"PID-3.1\"},\n"
+               " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
                " \"rules\": [{\"name\": \"site-obx\", \"table\": \"measurement\", \"foreach\": "
                "\"OBX[*]\",\n"
                "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
@@ -340,7 +340,7 @@ static void test_layers_lookup_warnings(void **state)
     write_text(dir, "site.json",
                "{\"spec\": \"site-cpt\", \"version\": 1,\n"
                " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORM^O01\"]},\n"
-               " \"patient\": {\"id\": \"PID-3.1\"},\n"
+               " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
                " \"rules\": [{\"name\": \"p\", \"table\": \"procedure_occurrence\", \"foreach\": "
                "\"OBR[*]\",\n"
                "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"

@@ -146,7 +146,7 @@ static void test_compile_errors_are_located_and_all_reported(void **state)
     const char *text =
         "{\"spec\":\"t\",\"version\":1,\n"
         " \"input\":{\"format\":\"hl7v2\",\"messages\":[\"ORU^R01\"]},\n"
-        " \"patient\":{\"id\":\"PID-3.1\"},\n"
+        " \"patient\":{\"id\":\"PID-3.1\",\"authority\":\"PID-3.4.1\"},\n"
         " \"rules\":[{\"name\":\"r1\",\"table\":\"measurement\",\"foreach\":\"OBX[*]\",\n"
         "  \"columns\":{\"person_id\":{\"patient\":\"person_id\"},\n"
         "   \"measurement_concept_id\":{\"path\":\"OBX-3.1\",\"pipe\":[\"dte\"]},\n"
@@ -392,7 +392,8 @@ static void test_params(void **state)
     (void)state;
     const char *spec = "{\"spec\": \"p\", \"version\": 1, \"params\": {\"types\": \"MR|*\"},\n"
                        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ADT^A04\"]},\n"
-                       " \"patient\": {\"id\": \"PID-3[5=${types}].1\"},\n"
+                       " \"patient\": {\"id\": \"PID-3[5=${types}].1\", \"authority\": "
+                       "\"PID-3[5=${types}].4.1\"},\n"
                        " \"rules\": [{\"name\": \"r\", \"table\": \"observation\",\n"
                        "  \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
                        "   \"observation_concept_id\": 0, \"observation_type_concept_id\": 32817,\n"
@@ -445,7 +446,7 @@ static void test_when_before_rule_lets(void **state)
     const char *spec =
         "{\"spec\": \"when-first\", \"version\": 1,\n"
         " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
-        " \"patient\": {\"id\": \"PID-3.1\"},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
         " \"rules\": [\n"
         "  {\"name\": \"nm\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
         "   \"let\": {\"t\": {\"path\": \"OBX-14\", \"pipe\": [\"datetime\"]}},\n"
@@ -541,13 +542,13 @@ static void test_outcomes_and_no_research_content(void **state)
     const char *text = "{\"spec\": \"nrc\", \"version\": 1, \"input\": {\"format\": \"hl7v2\", "
                        "\"messages\": [\"SIU\", \"ADT^A20|A01\"]}, "
                        "\"no_research_content\": \"scheduling and bed status\"}";
-    const char *oru =
-        "{\"spec\": \"oru\", \"version\": 1, \"input\": {\"format\": \"hl7v2\", "
-        "\"messages\": [\"ORU^R01\", \"ADT^A01\"]}, \"patient\": {\"id\": \"PID-3.1\"}, "
-        "\"rules\": [{\"name\": \"r\", \"table\": \"observation\", \"foreach\": "
-        "\"OBX[*]\", \"columns\": {\"person_id\": {\"patient\": \"person_id\"}, "
-        "\"observation_concept_id\": 0, \"observation_date\": {\"path\": \"MSH-7\", "
-        "\"pipe\": [\"date\"]}, \"observation_type_concept_id\": 32817}}]}";
+    const char *oru = "{\"spec\": \"oru\", \"version\": 1, \"input\": {\"format\": \"hl7v2\", "
+                      "\"messages\": [\"ORU^R01\", \"ADT^A01\"]}, \"patient\": {\"id\": "
+                      "\"PID-3.1\", \"authority\": \"PID-3.4.1\"}, "
+                      "\"rules\": [{\"name\": \"r\", \"table\": \"observation\", \"foreach\": "
+                      "\"OBX[*]\", \"columns\": {\"person_id\": {\"patient\": \"person_id\"}, "
+                      "\"observation_concept_id\": 0, \"observation_date\": {\"path\": \"MSH-7\", "
+                      "\"pipe\": [\"date\"]}, \"observation_type_concept_id\": 32817}}]}";
     char both[2048];
     cg_error_t errs[4];
     size_t n_errs = 0;

@@ -36,7 +36,7 @@ static cg_specset_t *load(const char *messages, const char *columns, const cg_vo
     snprintf(text, sizeof(text),
              "{\"spec\": \"w\", \"version\": 1,\n"
              " \"input\": {\"format\": \"hl7v2\", \"messages\": [%s]},\n"
-             " \"patient\": {\"id\": \"PID-3.1\"},\n"
+             " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
              " \"rules\": [{\"name\": \"r\", \"table\": \"procedure_occurrence\", \"foreach\": "
              "\"OBR[*]\",\n"
              "  \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
@@ -153,6 +153,42 @@ static void test_bare_string_segment(void **state)
 }
 
 /* The shipped specs say nothing: they are the examples integration engineers copy. */
+/* A patient without an authority: refused unless the site defaults it (pseudonym.authorities) */
+static void test_patient_without_authority(void **state)
+{
+    (void)state;
+    static const char *const specs[][2] = {
+        {"{\"spec\": \"w\", \"version\": 1,\n"
+         " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+         " \"patient\": {\"id\": \"PID-3.1\"},\n"
+         " \"rules\": [{\"name\": \"r\", \"table\": \"death\", \"columns\": {\"person_id\": "
+         "{\"patient\": \"person_id\"}, \"death_date\": {\"path\": \"PID-29\", \"pipe\": "
+         "[\"date\"]}}}]}",
+         "3:13: \"patient\" has no \"authority\": identifiers are refused unless"},
+        {"{\"spec\": \"w\", \"version\": 1,\n"
+         " \"input\": {\"format\": \"xml\"},\n"
+         " \"patient\": {\"id\": \"hl7:recordTarget/hl7:patientRole/hl7:id/@extension\"},\n"
+         " \"rules\": [{\"name\": \"r\", \"table\": \"death\", \"columns\": {\"person_id\": "
+         "{\"patient\": \"person_id\"}, \"death_date\": {\"path\": \"hl7:effectiveTime/@value\", "
+         "\"pipe\": [\"date\"]}}}]}",
+         "3:13: \"patient\" has no \"authority\" and no \"facility\": every identifier will be "
+         "refused"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        cg_error_t errs[4];
+        size_t ne = 0;
+        cg_spec_env_t env = {.vocab = vocab};
+        cg_specset_t *ss = cg_specset_load_string(specs[i][0], "w.json", &env, errs, 4, &ne);
+        if (!ss)
+            fail_msg("%d:%d: %s", errs[0].line, errs[0].column, errs[0].text);
+        size_t n;
+        const char *w = warnings(ss, &n);
+        if (n != 1 || strncmp(w, specs[i][1], strlen(specs[i][1])))
+            fail_msg("expected '%s', got %zu:\n%s", specs[i][1], n, w);
+        cg_specset_destroy(ss);
+    }
+}
+
 static void test_shipped_specs_have_none(void **state)
 {
     (void)state;
@@ -174,9 +210,13 @@ static void test_shipped_specs_have_none(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_spec_has_none), cmocka_unit_test(test_concept_id_from_raw_code),
-        cmocka_unit_test(test_message_types),       cmocka_unit_test(test_unknown_vocabulary),
-        cmocka_unit_test(test_bare_string_segment), cmocka_unit_test(test_shipped_specs_have_none),
+        cmocka_unit_test(test_clean_spec_has_none),
+        cmocka_unit_test(test_concept_id_from_raw_code),
+        cmocka_unit_test(test_message_types),
+        cmocka_unit_test(test_unknown_vocabulary),
+        cmocka_unit_test(test_bare_string_segment),
+        cmocka_unit_test(test_shipped_specs_have_none),
+        cmocka_unit_test(test_patient_without_authority),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
