@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "cg_config.h"
 #include "cg_gateway.h"
+#include "gw_thread.h"
 #include "kafka_util.h"
 
 #define BATCH 6 /* inputs a batch; every third an HIV diagnosis */
@@ -111,33 +111,6 @@ static void batch(size_t want, seen_t *s)
     assert_int_equal(s->conditions, want);
 }
 
-static void reload_and_wait(cg_gateway_t *gw, uint64_t want_failures)
-{
-    cg_gateway_stats_t st;
-    cg_gateway_get_stats(gw, &st);
-    uint64_t before = st.reloads;
-    cg_gateway_reload(gw);
-    for (int i = 0; i < 300 && st.reloads == before; i++) {
-        usleep(100000);
-        cg_gateway_get_stats(gw, &st);
-    }
-    assert_int_equal(st.reloads, before + 1);
-    assert_int_equal(st.reload_failures, want_failures);
-}
-
-typedef struct run_ctx {
-    cg_gateway_t *gw;
-    cg_err_t rc;
-    char err[512];
-} run_ctx_t;
-
-static void *run(void *arg)
-{
-    run_ctx_t *c = arg;
-    c->rc = cg_gateway_run(c->gw, c->err, sizeof(c->err));
-    return NULL;
-}
-
 static void test_reload_policies(void **state)
 {
     (void)state;
@@ -164,12 +137,11 @@ static void test_reload_policies(void **state)
     cg_config_t *cfg = cg_config_load_file(path, &err);
     if (!cfg)
         fail_msg("%s:%d:%d: %s", err.file, err.line, err.column, err.text);
-    run_ctx_t c = {0};
+    gw_thread_t c = {0};
     c.gw = cg_gateway_new(cfg, NULL, c.err, sizeof(c.err));
     if (!c.gw)
         fail_msg("new: %s", c.err);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, run, &c), 0);
+    gw_thread_start(&c);
 
     seen_t s;
     /* level 5: every diagnosis, HIV too */
@@ -181,7 +153,7 @@ static void test_reload_policies(void **state)
 
     /* level 3 after a reload: the next batch's HIV diagnoses never arrive, under a new version */
     write_config("sponsor", "\"max_level\":3,\"levels\":{\"3\":\"generalize\"}");
-    reload_and_wait(c.gw, 0);
+    gw_thread_reload(&c, 0);
     batch(BATCH + (BATCH - BATCH / 3), &s);
     assert_int_equal(s.hiv, BATCH / 3); /* the first batch's only */
     assert_int_equal(s.n_versions, 2);
@@ -192,15 +164,14 @@ static void test_reload_policies(void **state)
     /* a policy check -c refuses (keep above max_level), and a renamed subscriber: both fail,
      * and level 3 goes on */
     write_config("sponsor", "\"max_level\":3,\"levels\":{\"4\":\"keep\"}");
-    reload_and_wait(c.gw, 1);
+    gw_thread_reload(&c, 1);
     write_config("sponsor-2", "\"max_level\":5");
-    reload_and_wait(c.gw, 2);
+    gw_thread_reload(&c, 2);
     batch(2 * (BATCH - BATCH / 3) + BATCH, &s);
     assert_int_equal(s.hiv, BATCH / 3);
     assert_int_equal(s.n_versions, 2);
 
-    cg_gateway_stop(c.gw);
-    pthread_join(th, NULL);
+    gw_thread_stop(&c);
     assert_int_equal(c.rc, CG_OK);
     cg_gateway_destroy(c.gw);
     cg_config_destroy(cfg);

@@ -5,7 +5,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include "cg_config.h"
 #include "cg_gateway.h"
+#include "gw_thread.h"
 #include "kafka_util.h"
 
 static char in_topic[128], out_topic[128], dlq_topic[128], group[128], dir[256], spec[300];
@@ -81,34 +81,6 @@ static char *wait_for(size_t n)
     return NULL;
 }
 
-/* Asks for a reload and waits until the gateway's loop has done it. */
-static void reload_and_wait(cg_gateway_t *gw, uint64_t want_failures)
-{
-    cg_gateway_stats_t st;
-    cg_gateway_get_stats(gw, &st);
-    uint64_t before = st.reloads;
-    cg_gateway_reload(gw);
-    for (int i = 0; i < 300 && st.reloads == before; i++) {
-        usleep(100000);
-        cg_gateway_get_stats(gw, &st);
-    }
-    assert_int_equal(st.reloads, before + 1);
-    assert_int_equal(st.reload_failures, want_failures);
-}
-
-typedef struct run_ctx {
-    cg_gateway_t *gw;
-    cg_err_t rc;
-    char err[512];
-} run_ctx_t;
-
-static void *run(void *arg)
-{
-    run_ctx_t *c = arg;
-    c->rc = cg_gateway_run(c->gw, c->err, sizeof(c->err));
-    return NULL;
-}
-
 static void test_reload_keeps_old_specs_on_error(void **state)
 {
     (void)state;
@@ -139,11 +111,10 @@ static void test_reload_keeps_old_specs_on_error(void **state)
     cg_error_t err;
     cg_config_t *cfg = cg_config_load_string(text, "<test>", NULL, &err);
     assert_non_null(cfg);
-    run_ctx_t c = {0};
+    gw_thread_t c = {0};
     c.gw = cg_gateway_new(cfg, NULL, c.err, sizeof(c.err));
     assert_non_null(c.gw);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, run, &c), 0);
+    gw_thread_start(&c);
 
     produce_one(1);
     char *v = wait_for(1);
@@ -152,7 +123,7 @@ static void test_reload_keeps_old_specs_on_error(void **state)
 
     /* a broken spec: the reload fails and version 1 keeps mapping */
     write_spec(1, 1);
-    reload_and_wait(c.gw, 1);
+    gw_thread_reload(&c, 1);
     produce_one(2);
     v = wait_for(2);
     assert_non_null(strstr(v, "\"spec_version\":1"));
@@ -160,15 +131,14 @@ static void test_reload_keeps_old_specs_on_error(void **state)
 
     /* a good spec: the reload switches to version 2 */
     write_spec(2, 0);
-    reload_and_wait(c.gw, 1);
+    gw_thread_reload(&c, 1);
     produce_one(3);
     v = wait_for(3);
     assert_non_null(strstr(v, "\"spec_version\":2"));
     free(v);
 
     /* stop drains and commits, as SIGTERM does */
-    cg_gateway_stop(c.gw);
-    pthread_join(th, NULL);
+    gw_thread_stop(&c);
     assert_int_equal(c.rc, CG_OK);
     cg_gateway_stats_t st;
     cg_gateway_get_stats(c.gw, &st);
