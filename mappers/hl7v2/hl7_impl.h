@@ -173,4 +173,11 @@ void cg_hl7__force_portable(int on);
  * field's size (hl7_parse.c). */
 void cg_hl7__force_walk(int on);
 
+/* The delimiter classes of a byte, innermost first (cls[] of the message). */
+enum { L_NONE = 0, L_SUB = 1, L_COMP = 2, L_REP = 3, L_FIELD = 4, L_SEG = 5 };
+/* hl7_access.c: the k-th part (1-based; 0: count them) at level lvl of leaves [l0, l1), as
+ * leaves [*k0, *k1); returns how many parts there are up to k. The indexer uses it too. */
+uint32_t cg_hl7__split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl,
+                              uint32_t k, uint32_t *k0, uint32_t *k1);
+
 #endif
