@@ -161,6 +161,18 @@ static void person_rec(out_t *o, int p)
 }
 
 /* One random record (or merge) for a random person. */
+/* 1: each fact id stays with one person (the two-instance test; see fact_id) */
+static int facts_stay;
+
+/* The id of a fact of table t (0 condition, 1 measurement, 2 drug): any person's, so that
+ * corrections move facts between persons; or, facts_stay, one of person p's own. */
+static long long fact_id(unsigned t, int p)
+{
+    if (facts_stay)
+        return FACT0 + 100000LL * (t + 1) + (long long)p * FACTS + rnd(FACTS);
+    return FACT0 + 1000 * (t + 1) + rnd(FACTS);
+}
+
 static void random_rec(out_t *o)
 {
     int p = (int)rnd(PERSONS);
@@ -171,7 +183,7 @@ static void random_rec(out_t *o)
     if (kind < 10) {
         person_rec(o, p);
     } else if (kind < 30) {
-        long long id = FACT0 + 1000 + rnd(FACTS);
+        long long id = fact_id(0, p);
         emit(o, pid,
              "{\"standard\":\"omop-cdm-5.4\",\"table\":\"condition_occurrence\",\"op\":\"upsert\","
              "\"row\":{\"condition_occurrence_id\":%lld,\"person_id\":%lld,"
@@ -179,7 +191,7 @@ static void random_rec(out_t *o)
              "\"condition_type_concept_id\":32817}}",
              id, pid, rnd(3) ? 201826 : 320128, d);
     } else if (kind < 62) {
-        long long id = FACT0 + 2000 + rnd(FACTS);
+        long long id = fact_id(1, p);
         int egfr = rnd(2);
         emit(o, pid,
              "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\",\"row\":{"
@@ -189,7 +201,7 @@ static void random_rec(out_t *o)
              id, pid, egfr ? 3049187 : 3004410, d, egfr ? 30 + rnd(60) : 5 + rnd(8), rnd(10),
              egfr ? 8795 : 8554);
     } else if (kind < 75) {
-        long long id = FACT0 + 3000 + rnd(FACTS);
+        long long id = fact_id(2, p);
         date_of(d2, sizeof(d2));
         emit(o, pid,
              "{\"standard\":\"omop-cdm-5.4\",\"table\":\"drug_exposure\",\"op\":\"upsert\","
@@ -204,7 +216,7 @@ static void random_rec(out_t *o)
         emit(o, pid,
              "{\"standard\":\"omop-cdm-5.4\",\"table\":\"%s\",\"op\":\"delete\",\"row\":{"
              "\"%s_id\":%lld,\"person_id\":%lld}}",
-             tables[t], tables[t], FACT0 + 1000 * (t + 1) + rnd(FACTS), pid);
+             tables[t], tables[t], fact_id(t, p), pid);
     } else if (kind < 96) { /* a person's delete (A29): every row of them */
         emit(o, pid,
              "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"delete\",\"row\":{"
@@ -603,12 +615,15 @@ static void test_kill9(void **state)
 }
 
 /* Two instances in one group, each evaluating the persons of its partitions (a merge's two
- * persons may be on both): the same cohort as a full recomputation, no duplicate row. */
+ * persons may be on both): the same cohort as a full recomputation, no duplicate row, and the
+ * disease schema right. Each fact stays with its person here: a fact moved between two persons
+ * that two instances load at the same moment is a known gap (specs/cohorts/CIRCE.md). */
 static void test_two_instances(void **state)
 {
     (void)state;
     run_t r;
     run_new(&r, "cg-it-cohort-two", 5);
+    facts_stay = 1;
     sink_init(&r);
     pid_t a = pt_sink_start(&r.pt, "sink-a.log", 0), b = pt_sink_start(&r.pt, "sink-b.log", 0);
     out_t o = {0};
@@ -623,6 +638,7 @@ static void test_two_instances(void **state)
     }
     sink_stop(&r, a);
     sink_stop(&r, b);
+    facts_stay = 0;
     free(o.values);
     free(o.keys);
     run_end(&r);
