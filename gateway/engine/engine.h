@@ -69,9 +69,11 @@ typedef struct job {
     uint32_t *withheld;
     int audited; /* its withheld rows are counted (cg_engine_release_count) */
     /* how it ended, for its outcome record (output.outcome_topic): "records", "no_rows",
-     * "no_research_content", "dead_letter"; the type label and declaring spec when known (the
-     * specs' or the config's strings); NULL when it was not mapped */
-    const char *oc_kind, *oc_type, *oc_spec;
+     * "no_research_content", "dead_letter"; the declaring spec when known (the specs' string);
+     * NULL when it was not mapped. The type label is copied: the mapper's points into the
+     * message, whose memory the next message on the worker reuses before this one is produced */
+    const char *oc_kind, *oc_spec;
+    char oc_type[64];
     int oc_done; /* its outcome record is handed to the sink */
 } job_t;
 

@@ -19,7 +19,8 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     j->n_recs = 0;
     j->next_rec = 0;
     j->audited = 0;
-    j->oc_kind = j->oc_type = j->oc_spec = NULL;
+    j->oc_kind = j->oc_spec = NULL;
+    j->oc_type[0] = '\0';
     j->oc_done = 0;
     if (j->withheld)
         memset(j->withheld, 0, gw->subs->n * CG_RELEASE__COUNT * sizeof(*j->withheld));
@@ -52,7 +53,7 @@ static void job_outcome(cg_engine_t *gw, job_t *j, const cg_source_msg_t *in,
     cg_map_outcome_t o;
     cg_mapping_worker_outcome(mw, &o);
     j->oc_kind = cg_map_outcome_name(o.kind);
-    j->oc_type = o.type;
+    snprintf(j->oc_type, sizeof(j->oc_type), "%s", o.type ? o.type : "");
     j->oc_spec = o.spec;
     cg_metrics_gw_input(gw->metrics, cg_map_outcome_name(o.kind), o.type);
     if (o.kind == CG_MAP_NO_ROWS)
@@ -182,14 +183,14 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         cg_error_format(&j->me, j->reason, sizeof(j->reason));
         cg_metrics_gw_input(gw->metrics, "dead_letter", entry);
         j->oc_kind = "dead_letter";
-        j->oc_type = entry;
+        snprintf(j->oc_type, sizeof(j->oc_type), "%s", entry);
         return;
     }
     if (how == 'n') { /* consumed quietly: no records, no findings, counted */
         j->rc = CG_OK;
         cg_metrics_gw_input(gw->metrics, "no_research_content", entry);
         j->oc_kind = "no_research_content";
-        j->oc_type = entry;
+        snprintf(j->oc_type, sizeof(j->oc_type), "%s", entry);
         cg_log(CG_LOG_DEBUG, "input.no_research_content",
                "%s partition %d offset %lld: %s: no research content on this input "
                "(inputs[].no_research_content)",

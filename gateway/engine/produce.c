@@ -147,7 +147,7 @@ static int produce_outcome(cg_engine_t *gw, job_t *j, int dead)
     cg_buf_init(&b);
     cg_buf_puts(&b, "{\"kind\":\"outcome\"");
     put_field(&b, "outcome", dead ? "dead_letter" : j->oc_kind ? j->oc_kind : "records");
-    if (j->oc_type && j->oc_type[0])
+    if (j->oc_type[0])
         put_field(&b, "type", j->oc_type);
     if (dead) {
         put_field(&b, "stage", j->me.stage ? j->me.stage : "map");
