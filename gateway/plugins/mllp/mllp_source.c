@@ -713,12 +713,12 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     }
     int64_t seq = ls->slot_seq[c->slot]++;
     mllp_pending_t *p = batch ? pending_add(c, base.data, base.len, seq) : pending_new(c, &h, seq);
-    cg_buf_free(&base);
     if (p)
         p->batch = batch;
     mllp_msg_t *m = calloc(1, sizeof(*m) + len);
     if (!p || !m) {
         free(m);
+        cg_buf_free(&base);
         conn_close(ls, c, "out of memory");
         return;
     }
@@ -733,6 +733,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     m->slot = c->slot;
     m->seq = seq;
     message_key(ls, &h, m->key);
+    cg_buf_free(&base); /* a batch's h pointed into it */
     snprintf(m->remote, sizeof(m->remote), "%s", c->remote);
     rfc3339_now(m->received, sizeof(m->received));
     hex(sha, 32, m->sha_hex);
