@@ -260,24 +260,10 @@ cg_err_t cg_spec_embed_document(cg_mapper_t *mp, uint64_t position)
 {
     (void)position; /* the document's rows are keyed by its own identity, not its place */
     const rule_t *r = mp->rule;
-    cg_err_t rc;
     int ok;
-    if (r->when && !r->when_uses_lets) {
-        if ((rc = cg_spec_eval_cond(mp, r->when, &ok)))
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
-    for (size_t i = 0; i < r->n_lets; i++)
-        if ((rc = mp->trace ? cg_spec_eval_binding(mp, r->lets[i].expr, mp->spec->n_lets + i)
-                            : eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
-            return rc;
-    if (r->when && r->when_uses_lets) {
-        if ((rc = cg_spec_eval_cond(mp, r->when, &ok)))
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
+    cg_err_t rc = cg_spec_rule_applies(mp, &ok);
+    if (rc || !ok)
+        return rc;
     spec_val_t data, enc = ABSENT;
     mp->column = "document.data";
     if ((rc = eval(mp, r->doc_data, &data)))

@@ -291,6 +291,9 @@ cg_err_t cg_spec_embed_document(cg_mapper_t *mp, uint64_t position);
 
 /* Makes the rule's row at position (1-based, for its id) when its condition holds. */
 cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position);
+/* Whether mp->rule applies here (its "when", its lets evaluated first when "when" reads them),
+ * within the message's time budget: *ok 1 or 0; the failure's code otherwise. */
+cg_err_t cg_spec_rule_applies(cg_mapper_t *mp, int *ok);
 /* Every spec ran: hands the rows out. */
 void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows);
 

@@ -249,31 +249,33 @@ static cg_row_t *push_row(cg_mapper_t *mp)
     return &mp->rows[mp->n_rows++];
 }
 
-cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
+cg_err_t cg_spec_rule_applies(cg_mapper_t *mp, int *ok)
 {
     const rule_t *r = mp->rule;
     cg_err_t rc;
-    int ok;
+    *ok = 1;
     if ((rc = cg_spec_budget(mp)))
         return rc;
     /* when first, unless it reads the rule's lets: most rules over OBX[*] make no row for most
      * OBX (one per value type), and their lets are then not worth evaluating */
-    if (r->when && !r->when_uses_lets) {
-        if ((rc = cg_spec_eval_cond(mp, r->when, &ok)))
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
+    if (r->when && !r->when_uses_lets && ((rc = cg_spec_eval_cond(mp, r->when, ok)) || !*ok))
+        return rc;
     for (size_t i = 0; i < r->n_lets; i++)
         if ((rc = mp->trace ? cg_spec_eval_binding(mp, r->lets[i].expr, mp->spec->n_lets + i)
                             : eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
             return rc;
-    if (r->when && r->when_uses_lets) {
-        if ((rc = cg_spec_eval_cond(mp, r->when, &ok)))
-            return rc;
-        if (!ok)
-            return CG_OK;
-    }
+    if (r->when && r->when_uses_lets)
+        return cg_spec_eval_cond(mp, r->when, ok);
+    return CG_OK;
+}
+
+cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
+{
+    const rule_t *r = mp->rule;
+    int ok;
+    cg_err_t rc = cg_spec_rule_applies(mp, &ok);
+    if (rc || !ok)
+        return rc;
     /* one value a column of the table, absent unless mapped: one allocation a row */
     const cg_target_table_t *t = r->table;
     size_t n_tab = t->n_columns;
