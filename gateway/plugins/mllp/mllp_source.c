@@ -414,29 +414,25 @@ static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
         mllp_pending_t *p = c->head;
         cg_mllp_msh_t h;
         cg_error_t err;
-        if (p->batch) { /* a batch of acknowledgements, one per message */
-            char id[24];
-            snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
-                     ++ls->ack_no % 10000000000u);
-            if (cg_mllp_batch_ack_build(p->msh, p->msh_len, p->kind, p->reason, id, time(NULL),
-                                        &c->out) == CG_OK) {
-                ls->st.acks[p->kind]++;
-                cg_metric_inc(cg_metric_get1(ls->mx.acks, "batch"), 1);
-                cg_metric_observe(ls->mx.latency, (double)(now_ms() - p->received_ms) / 1000.0);
-            }
-            memset(&h, 0, sizeof(h)); /* no ACK of its own below */
-            h.fld[15] = (cg_slice_t){"NE", 2};
-            h.fld[16] = (cg_slice_t){"NE", 2};
-        } else {
+        /* a batch always gets its batch of acknowledgements; a message as its MSH-15 says */
+        const char *code = "batch";
+        if (!p->batch) {
             cg_mllp_msh_read(ls->hl7, p->msh, p->msh_len, &h, &err);
+            code = cg_mllp_msh_wants_ack(&h, p->kind == CG_MLLP_ACK_OK)
+                       ? cg_mllp_ack_code(&h, p->kind)
+                       : NULL;
         }
-        if (!p->batch && cg_mllp_msh_wants_ack(&h, p->kind == CG_MLLP_ACK_OK)) {
+        if (code) {
             char id[24];
             snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
                      ++ls->ack_no % 10000000000u);
-            if (cg_mllp_ack_build(&h, p->kind, p->reason, id, time(NULL), 1, &c->out) == CG_OK) {
+            cg_err_t rc =
+                p->batch ? cg_mllp_batch_ack_build(p->msh, p->msh_len, p->kind, p->reason, id,
+                                                   time(NULL), &c->out)
+                         : cg_mllp_ack_build(&h, p->kind, p->reason, id, time(NULL), 1, &c->out);
+            if (rc == CG_OK) {
                 ls->st.acks[p->kind]++;
-                cg_metric_inc(cg_metric_get1(ls->mx.acks, cg_mllp_ack_code(&h, p->kind)), 1);
+                cg_metric_inc(cg_metric_get1(ls->mx.acks, code), 1);
                 cg_metric_observe(ls->mx.latency, (double)(now_ms() - p->received_ms) / 1000.0);
             }
         }
