@@ -42,6 +42,10 @@ typedef struct cg_kafka_conf {
     int embedded_partitions;
     cg_kafka_preload_t *preload;
     size_t n_preload;
+    int topics_create;      /* topics.create: destinations are created before the first record */
+    int topics_partitions;  /* topics.partitions; 0: the broker's num.partitions */
+    int topics_replication; /* topics.replication_factor; 0: the broker's default */
+    int topics_wait_ms;     /* topics.wait_ms: how long a new destination may hold records */
 } cg_kafka_conf_t;
 
 extern const cg_config_map_t cg_kafka_config_map[];
@@ -59,6 +63,26 @@ typedef void(cg_kafka_commit_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* librdkafka's statistics JSON (every statistics.interval.ms, 5000 unless kafka.* sets it);
  * return 0 to let librdkafka free json. */
 typedef int(cg_kafka_stats_cb)(rd_kafka_t *rk, char *json, size_t json_len, void *opaque);
+
+/* Destinations made ready before their first record, so that a producer never writes to a
+ * topic the broker is still creating (librdkafka 2.0 can then take a new topic's metadata for a
+ * vanished topic, restart its idempotence sequence, and have acknowledged records dropped by the
+ * broker as duplicates). One per producer; not thread-safe. */
+typedef struct cg_kafka_topics cg_kafka_topics_t;
+/* NULL when out of memory. Nothing connects until the first topic. */
+cg_kafka_topics_t *cg_kafka_topics_new(const cg_config_t *cfg, const char *bootstrap);
+void cg_kafka_topics_destroy(cg_kafka_topics_t *t);
+typedef int(cg_kafka_stop_cb)(void *opaque);
+/* Creates topic with the topics.* settings when topics.create (an existing topic is fine; a
+ * refusal, e.g. not authorized, is logged and the wait still runs), then waits at most
+ * topics.wait_ms until every partition of it has a leader. stop (may be NULL) ends the wait
+ * early: a stopping gateway's drain has its own bound. 0: ready (or nothing to do: t NULL, the
+ * embedded broker, topics.wait_ms 0); -1: not within the wait (logged; the producer then waits
+ * on the topic as it would have). */
+int cg_kafka_topics_ensure(cg_kafka_topics_t *t, const char *topic, cg_kafka_stop_cb *stop,
+                           void *opaque);
+int cg_kafka_topic_ensure(rd_kafka_t *rk, const cg_kafka_conf_t *kc, const char *topic,
+                          cg_kafka_stop_cb *stop, void *opaque);
 
 /* The transactional.id of an exactly-once gateway: delivery.transactional_id, or
  * "GROUP_ID.HOSTNAME" (stable across restarts, distinct between hosts). Written to buf. */

@@ -62,9 +62,15 @@ void feed_produce(const feed_t *f, int from, int to)
 cg_config_t *feed_config(const feed_t *f, const char *delivery, int workers,
                          const char *kafka_extra)
 {
+    return feed_config_top(f, delivery, workers, kafka_extra, "");
+}
+
+cg_config_t *feed_config_top(const feed_t *f, const char *delivery, int workers,
+                             const char *kafka_extra, const char *top_extra)
+{
     char text[4096];
     snprintf(text, sizeof(text),
-             "{\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
+             "{%s\"group_id\":\"%s\",\"inputs\":[{\"topic\":\"%s\"}],"
              "\"output\":{\"topic\":\"%s\",\"dead_letter_topic\":\"%s\"},"
              "\"mapping\":{\"specs\":\"" CG_SOURCE_DIR "/specs\"},"
              "\"pseudonym\":{\"key_file\":\"" CG_SOURCE_DIR "/tests/golden/key\","
@@ -72,7 +78,8 @@ cg_config_t *feed_config(const feed_t *f, const char *delivery, int workers,
              "\"delivery\":{%s},\"workers\":%d,"
              "\"log\":{\"level\":\"warn\"},\"metrics\":{\"listen\":\"off\"},"
              "\"kafka\":{%s\"bootstrap.servers\":\"%s\",\"session.timeout.ms\":6000}}",
-             f->group, f->in, f->out, f->dlq, delivery, workers, kafka_extra, tk_bootstrap());
+             top_extra, f->group, f->in, f->out, f->dlq, delivery, workers, kafka_extra,
+             tk_bootstrap());
     cg_error_t err;
     cg_config_t *cfg = cg_config_load_string(text, "<test>", NULL, &err);
     if (!cfg)
@@ -95,14 +102,15 @@ size_t feed_read(const char *topic, const char *isolation, int *seen)
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
     assert_non_null(rk);
     rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(FEED_PARTITIONS);
-    for (int p = 0; p < FEED_PARTITIONS; p++)
+    int parts = tk_partitions(topic); /* FEED_PARTITIONS, or what the gateway created */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(l);
     size_t n = 0;
     int eofs = 0, idle = 0;
-    while (eofs < FEED_PARTITIONS) {
+    while (eofs < parts) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
             assert_true((idle += 100) < 30000); /* a hang guard, not a timing assertion */

@@ -32,6 +32,9 @@ void feed_produce(const feed_t *f, int from, int to);
  */
 cg_config_t *feed_config(const feed_t *f, const char *delivery, int workers,
                          const char *kafka_extra);
+/* As feed_config, with top_extra ("\"topics\":{...},") at the config's top level. */
+cg_config_t *feed_config_top(const feed_t *f, const char *delivery, int workers,
+                             const char *kafka_extra, const char *top_extra);
 /* Reads topic from the beginning to its end with isolation ("read_committed" or
  * "read_uncommitted") and adds one to seen[i] for each record of input i. Returns the count. */
 size_t feed_read(const char *topic, const char *isolation, int *seen);

@@ -640,9 +640,25 @@ void gw_reconcile(gw_run_t *r, const char *label, const int64_t *committed, gw_r
     int shown = 0;
     for (int i = 0; i < n && shown < 10; i++)
         if (due[i] && lost[i]) {
-            fprintf(stderr, "%s: input %d (partition %d) lost\n", label, i, part[i]);
+            int64_t o = -1;
+            for (int64_t k = 0; k < n_at[part[i]]; k++)
+                if (at[part[i]][k] == i)
+                    o = k;
+            fprintf(stderr, "%s: input %d (partition %d offset %lld) lost\n", label, i, part[i],
+                    (long long)o);
             shown++;
         }
+    if (out->lost) {
+        /* what tells a skipped input from a lost record: where the group stands, and each
+         * instance's partition.started lines in its log */
+        int64_t c[64];
+        gw_committed(r, c);
+        for (int p = 0; p < r->partitions; p++)
+            fprintf(stderr, "%s: partition %d: %lld input(s), committed offset %lld\n", label, p,
+                    (long long)n_at[p], (long long)c[p]);
+        for (size_t t = 0; t < n_topics; t++)
+            fprintf(stderr, "%s: %zu message(s) on %s\n", label, n_msgs[t], topics[t]);
+    }
     printf("%s: %d inputs%s -> %zu records (%zu distinct rows) + %zu dead letters on %zu "
            "topics; lost %d; duplicates %zu (over %d replayed inputs)\n",
            label, committed ? out->committed_inputs : n,

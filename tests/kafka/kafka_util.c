@@ -64,6 +64,22 @@ int tk_create_topic(const char *topic, int partitions)
     return rc;
 }
 
+int tk_partitions(const char *topic)
+{
+    rd_kafka_t *q = tk_query_handle();
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(q, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = 0;
+    if (rd_kafka_metadata(q, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && !md->topics[0].err)
+            n = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(q);
+    return n;
+}
+
 rd_kafka_t *tk_producer(void)
 {
     char err[512];

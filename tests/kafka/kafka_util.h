@@ -14,6 +14,8 @@ const char *tk_bootstrap(void);
 void tk_unique_name(char *out, size_t n, const char *prefix);
 /* Creates a topic; returns 0 or -1 (reason printed). */
 int tk_create_topic(const char *topic, int partitions);
+/* Partitions of topic as the broker reports it; 0 when it does not exist (never creates it). */
+int tk_partitions(const char *topic);
 /* An idempotent producer with default settings; fatal on failure. */
 rd_kafka_t *tk_producer(void);
 

@@ -1,8 +1,9 @@
 /* test_kafka_drain.c - a stop drains within delivery.drain_timeout_ms even when the records
  * cannot be delivered, against the real broker.
  *
- * The record topic does not exist and may not be created (allow.auto.create.topics false), so
- * every record waits in the producer for topic.metadata.propagation.max.ms (30 s). A stop (what
+ * The record topic does not exist and may not be created (allow.auto.create.topics false,
+ * topics.wait_ms 0: the gateway neither creates it nor waits for it), so every
+ * record waits in the producer for topic.metadata.propagation.max.ms (30 s). A stop (what
  * SIGTERM does) must not wait for that: the gateway gives up after the 2 s drain timeout, says
  * so, returns CG_ERR_KAFKA_RETRY (the daemon exits 1) and commits nothing undelivered.
  */
@@ -43,7 +44,9 @@ static void stop_with_undeliverable_records(const char *semantics)
     char delivery[256];
     snprintf(delivery, sizeof(delivery), "\"semantics\":\"%s\",\"drain_timeout_ms\":2000",
              semantics);
-    cg_config_t *cfg = feed_config(&f, delivery, 1, "\"allow.auto.create.topics\":false,");
+    /* nor does the gateway create it */
+    cg_config_t *cfg = feed_config_top(&f, delivery, 1, "\"allow.auto.create.topics\":false,",
+                                       "\"topics\":{\"wait_ms\":0},");
     bg_t b = {0};
     b.gw = cg_gateway_new(cfg, NULL, b.err, sizeof(b.err));
     assert_non_null(b.gw);

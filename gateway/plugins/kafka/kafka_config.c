@@ -58,6 +58,26 @@ const cg_config_map_t cg_kafka_config_map[] = {
      "partitions at once; without it they wait until the group drops the dead member, "
      "session.timeout.ms (45 s by default). With it, a stopped instance that does not come back "
      "holds its partitions for session.timeout.ms too."),
+    CG_CONFIG_ROW_GROUP("topics",
+     "The topics the gateway writes to: output, dead-letter, quality, outcome, cohort, "
+     "subscriber and audit topics. Each is made ready before its first record: created when "
+     "missing, then waited for until every partition has a leader. A cohort's topics are new "
+     "when the cohort is, so a cluster without auto.create.topics.enable needs no one to "
+     "create them by hand, and no record goes to a topic the broker is still creating."),
+    CG_CONFIG_ROW_BOOL("topics.create", cg_kafka_conf_t, topics_create, "true",
+     "Create a missing topic (CreateTopics, which needs the Create ACL on the cluster or the "
+     "topic). false: topics are created by someone else, or by the broker's auto-creation; the "
+     "gateway still waits for each to be ready."),
+    CG_CONFIG_ROW_INT("topics.partitions", cg_kafka_conf_t, topics_partitions, "0", 0, 100000,
+     "Partitions of a topic the gateway creates. 0: the broker's num.partitions. Records are "
+     "keyed by the patient's pseudonym, so one patient's records stay in order in any case."),
+    CG_CONFIG_ROW_INT("topics.replication_factor", cg_kafka_conf_t, topics_replication, "0", 0, 1000,
+     "Replication factor of a topic the gateway creates. 0: the broker's "
+     "default.replication.factor."),
+    CG_CONFIG_ROW_INT("topics.wait_ms", cg_kafka_conf_t, topics_wait_ms, "10000", 0, 600000,
+     "How long the gateway waits for a new topic to be created and led, once, before its first "
+     "record; past it a warning is logged and the records wait in the producer as they would "
+     "for any topic (delivery.* and kafka.message.timeout.ms). 0: no wait, no creation."),
     CG_CONFIG_ROW_GROUP("embedded_broker",
      "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."),
     CG_CONFIG_ROW_BOOL("embedded_broker.enabled", cg_kafka_conf_t, embedded_enabled, "false",

@@ -17,6 +17,7 @@
 typedef struct kafka_topic {
     const char *dest; /* the engine's pointer (stable for the run) */
     rd_kafka_topic_t *rkt;
+    int ensured; /* made ready (cg_kafka_topic_ensure) before its first record */
 } kafka_topic_t;
 
 typedef struct kafka_sink {
@@ -32,6 +33,7 @@ typedef struct kafka_sink {
     rd_kafka_topic_t *quality_rkt; /* its delivery reports count as quality records */
     int txn_offsets_sent; /* the open transaction's offsets are sent: only the commit is left */
     cg_kafka_embedded_t *embedded; /* its own, when the source is not Kafka (listen's demo) */
+    cg_kafka_topics_t *ready;      /* destinations made ready before their first record */
 } kafka_sink_t;
 
 static int is_fenced(rd_kafka_resp_err_t err)
@@ -89,28 +91,47 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     cg_engine_delivered(k->engine, m->_private, dead);
 }
 
-/* The topic handle of a destination: by the engine's pointer, so no name is compared per
- * record once the topic is known. */
-static rd_kafka_topic_t *topic_of(kafka_sink_t *k, const char *dest, int dead)
+static int sink_stopping(void *opaque)
 {
-    for (size_t i = 0; i < k->n_topics; i++)
-        if (k->topics[i].dest == dest)
-            return k->topics[i].rkt;
+    return cg_engine_stopping(((kafka_sink_t *)opaque)->engine);
+}
+
+/* A handle for a destination not seen before. */
+static int add_topic(kafka_sink_t *k, const char *dest, int dead)
+{
     void *grown = realloc(k->topics, (k->n_topics + 1) * sizeof(*k->topics));
     if (!grown) {
         cg_engine_fatal(k->engine, CG_ERR_NOMEM, "out of memory for a topic handle");
-        return NULL;
+        return 0;
     }
     k->topics = grown;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->producer, dest, NULL);
     if (!rkt) {
         cg_engine_fatal(k->engine, CG_ERR_KAFKA, "cannot create a topic handle");
-        return NULL;
+        return 0;
     }
-    k->topics[k->n_topics++] = (kafka_topic_t){dest, rkt};
+    k->topics[k->n_topics++] = (kafka_topic_t){dest, rkt, 0};
     if (dead && !k->dlq_rkt)
         k->dlq_rkt = rkt;
-    return rkt;
+    return 1;
+}
+
+/* The topic handle of a destination: by the engine's pointer, so no name is compared per
+ * record once the topic is known. */
+static rd_kafka_topic_t *topic_of(kafka_sink_t *k, const char *dest, int dead, int for_record)
+{
+    size_t i = 0;
+    while (i < k->n_topics && k->topics[i].dest != dest)
+        i++;
+    if (i == k->n_topics && !add_topic(k, dest, dead))
+        return NULL;
+    /* made ready once, at its first record rather than at start, so that a broker that is
+     * down at start does not hold the start up */
+    if (for_record && !k->topics[i].ensured) {
+        k->topics[i].ensured = 1;
+        cg_kafka_topics_ensure(k->ready, dest, sink_stopping, k);
+    }
+    return k->topics[i].rkt;
 }
 
 static void ksink_destroy(void *ctx)
@@ -125,6 +146,7 @@ static void ksink_destroy(void *ctx)
         rd_kafka_flush(k->producer, 0); /* the engine drained already: what is left is lost */
         rd_kafka_destroy(k->producer);
     }
+    cg_kafka_topics_destroy(k->ready);
     cg_kafka_embedded_stop(k->embedded);
     free(k->bootstrap);
     free(k);
@@ -159,9 +181,13 @@ static void *ksink_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_
     k->producer = cg_kafka_producer_new(cfg, k->bootstrap, on_delivery, k, errstr, errstr_size);
     if (!k->producer)
         goto fail;
+    if (!(k->ready = cg_kafka_topics_new(cfg, k->bootstrap))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
     /* the dead-letter topic is known up front: its delivery reports say so */
-    if (!topic_of(k, cfg->output_topic, 0) || !topic_of(k, cfg->dead_letter_topic, 1) ||
-        !(k->quality_rkt = topic_of(k, cfg->quality_topic, 0))) {
+    if (!topic_of(k, cfg->output_topic, 0, 0) || !topic_of(k, cfg->dead_letter_topic, 1, 0) ||
+        !(k->quality_rkt = topic_of(k, cfg->quality_topic, 0, 0))) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -174,7 +200,7 @@ fail:
 static cg_sink_result_t ksink_produce(void *ctx, const cg_sink_record_t *rec)
 {
     kafka_sink_t *k = ctx;
-    rd_kafka_topic_t *rkt = topic_of(k, rec->dest, rec->dead_letter);
+    rd_kafka_topic_t *rkt = topic_of(k, rec->dest, rec->dead_letter, 1);
     if (!rkt)
         return CG_SINK_FAILED;
     rd_kafka_headers_t *h = rd_kafka_headers_new(rec->n_headers / 2);

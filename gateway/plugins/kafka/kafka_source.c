@@ -24,6 +24,13 @@ typedef struct kafka_source {
     int paused;          /* partitions assigned later are paused too */
     int n_assigned;      /* partitions assigned now */
     char end_topic[256]; /* the topic of the last end event (the message is gone by then) */
+    /* partitions assigned that have not delivered a message yet: the first one's offset says
+     * where consumption started (the committed offset, or auto.offset.reset) */
+    struct unstarted {
+        char *topic;
+        int32_t partition;
+    } * unstarted;
+    size_t n_unstarted;
 } kafka_source_t;
 
 static int64_t mono_ms(void)
@@ -88,6 +95,50 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     return 0;
 }
 
+static void unstarted_drop(kafka_source_t *ks, size_t i)
+{
+    free(ks->unstarted[i].topic);
+    ks->unstarted[i] = ks->unstarted[--ks->n_unstarted];
+}
+
+/* Logs the offset a partition's consumption started at: with partition.assigned and the
+ * group's commits, the log then shows every offset handed from one instance to another. */
+static void note_started(kafka_source_t *ks, const char *topic, int32_t partition, int64_t offset)
+{
+    for (size_t i = 0; i < ks->n_unstarted; i++)
+        if (ks->unstarted[i].partition == partition && !strcmp(ks->unstarted[i].topic, topic)) {
+            cg_log(CG_LOG_INFO, "partition.started", "%s [%" PRId32 "] at offset %" PRId64, topic,
+                   partition, offset);
+            unstarted_drop(ks, i);
+            return;
+        }
+}
+
+static void note_assigned(kafka_source_t *ks, const rd_kafka_topic_partition_list_t *parts)
+{
+    void *grown =
+        realloc(ks->unstarted, (ks->n_unstarted + (size_t)parts->cnt + 1) * sizeof(*ks->unstarted));
+    if (!grown)
+        return; /* a log line fewer */
+    ks->unstarted = grown;
+    for (int i = 0; i < parts->cnt; i++) {
+        char *t = strdup(parts->elems[i].topic);
+        if (t)
+            ks->unstarted[ks->n_unstarted++] = (struct unstarted){t, parts->elems[i].partition};
+    }
+}
+
+static void note_revoked(kafka_source_t *ks, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int k = 0; k < parts->cnt; k++)
+        for (size_t i = 0; i < ks->n_unstarted; i++)
+            if (ks->unstarted[i].partition == parts->elems[k].partition &&
+                !strcmp(ks->unstarted[i].topic, parts->elems[k].topic)) {
+                unstarted_drop(ks, i);
+                break;
+            }
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -124,6 +175,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (ks->paused) /* backpressure holds for new partitions too */
             rd_kafka_pause_partitions(rk, parts);
         ks->n_assigned += parts->cnt;
+        note_assigned(ks, parts);
         cg_engine_assigned(ks->engine, ks->n_assigned);
         return;
     }
@@ -140,6 +192,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     else
         cg_engine_fatal(ks->engine, CG_ERR_NOMEM, "out of memory revoking partitions");
     free(pos);
+    note_revoked(ks, parts);
     if (cooperative)
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else
@@ -157,6 +210,9 @@ static void ksrc_destroy(void *ctx)
     if (ks->consumer)
         rd_kafka_destroy(ks->consumer);
     cg_kafka_embedded_stop(ks->embedded);
+    while (ks->n_unstarted)
+        unstarted_drop(ks, 0);
+    free(ks->unstarted);
     free(ks->bootstrap);
     free(ks);
 }
@@ -257,6 +313,8 @@ static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         const char *topic = rd_kafka_topic_name(m->rkt);
         const cg_kafka_input_t *in = input_of(ks, topic);
+        if (ks->n_unstarted)
+            note_started(ks, topic, m->partition, m->offset);
         *msg = (cg_source_msg_t){.payload = m->payload,
                                  .len = m->len,
                                  .key = m->key,

@@ -49,6 +49,8 @@ struct pg_cohorts {
     size_t n_defs;
     char *diff_sql, *full_diff_sql;
     rd_kafka_t *producer;
+    cg_kafka_topics_t *ready; /* the event topic, made ready before its first event */
+    int topic_ensured;
     int delivery_failed; /* a delivery report of the current publish failed */
     uint64_t published, events;
     uint64_t txn_events[N_EVENTS]; /* of each kind, written by the open transaction */
@@ -135,6 +137,7 @@ void pg_cohorts_destroy(pg_cohorts_t *cs)
         rd_kafka_flush(cs->producer, 5000);
         rd_kafka_destroy(cs->producer);
     }
+    cg_kafka_topics_destroy(cs->ready);
     free(cs);
 }
 
@@ -769,6 +772,10 @@ int pg_cohorts_publisher(pg_cohorts_t *cs, const cg_config_t *cfg, char *errstr,
     cg_config_t plain = *cfg;
     plain.semantics = CG_DELIVERY_AT_LEAST_ONCE;
     cs->producer = cg_kafka_producer_new(&plain, bootstrap, on_delivery, cs, errstr, errstr_size);
+    if (cs->producer && !(cs->ready = cg_kafka_topics_new(cfg, bootstrap))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
     return cs->producer ? 0 : -1;
 }
 
@@ -776,6 +783,10 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
 {
     if (!cs || !cs->producer)
         return 0;
+    if (!cs->topic_ensured) { /* once, before any lock is taken */
+        cs->topic_ensured = 1;
+        cg_kafka_topics_ensure(cs->ready, cs->conf->cohort_topic, NULL, NULL);
+    }
     const char *sc = cs->conf->schema;
     for (;;) {
         cg_buf_t b;
