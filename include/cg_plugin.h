@@ -149,6 +149,10 @@ typedef struct cg_source_plugin {
     void (*txn_context_free)(void *txn_ctx);
     /* For logs: "4 topic(s) from HOST:PORT as group G". */
     void (*describe)(void *ctx, char *buf, size_t size);
+    /* SIGHUP: re-reads what the source takes from files (MLLP: TLS certificates, key, client
+     * CA and CRL). -1 with a reason when they do not load; the running ones then stay. NULL:
+     * nothing to re-read. */
+    int (*reload)(void *ctx, char *errstr, size_t errstr_size);
 
     /* ---- at-least-once sources that answer for each input (MLLP); NULL for Kafka ---- */
     /* A record of the input at pos could not be delivered: the source tells its sender (MLLP:

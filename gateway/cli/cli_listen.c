@@ -24,7 +24,9 @@ static void usage(FILE *out)
             "  -c, --config FILE   config (JSON; see config/README.md and config/listen.json)\n"
             "  -h, --help          show this help\n\n"
             "SIGTERM or SIGINT stops accepting, acknowledges what is delivered within\n"
-            "delivery.drain_timeout_ms, and closes the rest (their senders send them again).\n");
+            "delivery.drain_timeout_ms, and closes the rest (their senders send them again).\n"
+            "SIGHUP re-reads listen.tls.* files (certificate, key, client CA, CRL) for new\n"
+            "connections; open ones keep theirs; files that do not load leave the running ones.\n");
 }
 
 int cg_cli_listen(int argc, char **argv)
@@ -71,7 +73,7 @@ int cg_cli_listen(int argc, char **argv)
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
-    cg_err_t rc = cg_cli_daemon_run(gw, "listen", 0);
+    cg_err_t rc = cg_cli_daemon_run(gw, "listen", 1);
     cg_gateway_destroy(gw);
     cg_config_destroy(cfg);
     return rc == CG_OK ? CG_EXIT_OK : CG_EXIT_FAILURE;

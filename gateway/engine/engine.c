@@ -396,6 +396,20 @@ static void take_input(cg_engine_t *gw, int timeout_ms)
     gw->last_activity_ms = cg_engine_now_ms();
 }
 
+/* What the source reads from files (MLLP's TLS certificates and CRL), re-read. */
+static int reload_source(cg_engine_t *gw)
+{
+    if (!gw->source.p->reload)
+        return 0;
+    char why[512] = "";
+    if (gw->source.p->reload(gw->source.ctx, why, sizeof(why))) {
+        cg_log(CG_LOG_ERROR, "reload.failed", "%s: %s (the running ones stay)", gw->source.p->name,
+               why);
+        return -1;
+    }
+    return 0;
+}
+
 cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
 {
     const cg_config_t *cfg = gw->cfg;
@@ -429,17 +443,19 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         }
         if (gw->reload && !cg_engine_jobs_outstanding(gw)) { /* no record of the old specs waits */
             gw->reload = 0;
-            if (!gw->opts.passthrough) { /* nothing to reload */
-                /* each part swaps in alone when it compiles: a broken policy does not hold back
-                 * good specs, nor the reverse */
-                int ok = !reload_mapping(gw);
+            /* each part swaps in alone when it loads: a broken policy does not hold back good
+             * specs, nor a bad certificate either of them */
+            int ok = 1;
+            if (!gw->opts.passthrough) { /* pass-through maps nothing */
+                ok &= !reload_mapping(gw);
                 ok &= !reload_release(gw);
-                cg_metrics_gw_reload(gw->metrics, ok);
-                if (!ok)
-                    __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
-                /* last, atomically: a test thread watches it to know the reload has happened */
-                __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
             }
+            ok &= !reload_source(gw);
+            cg_metrics_gw_reload(gw->metrics, ok);
+            if (!ok)
+                __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
+            /* last, atomically: a test thread watches it to know the reload has happened */
+            __atomic_add_fetch(&gw->stats.reloads, 1, __ATOMIC_RELEASE);
         }
         if (gw->eos && gw->txn_failed)
             cg_engine_txn_abort(gw, NULL, 0, 1);

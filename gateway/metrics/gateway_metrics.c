@@ -156,9 +156,10 @@ cg_metrics_gw_t *cg_metrics_gw_new(size_t max_series, int health_grace_ms)
                          "Records and requests waiting in the producer's queue.", NULL);
     g->tx = cg_metrics_counter(m, "cohortgate_transactions_total",
                                "Kafka transactions (exactly-once delivery), by result.", "result");
-    g->reloads = cg_metrics_counter(
-        m, "cohortgate_reloads_total",
-        "Reloads of specs, cohorts and release policies (SIGHUP), by result.", "result");
+    g->reloads = cg_metrics_counter(m, "cohortgate_reloads_total",
+                                    "Reloads (SIGHUP) of specs, cohorts and release policies, or "
+                                    "of the listener's TLS files, by result.",
+                                    "result");
     cg_metric_t *paused = cg_metrics_gauge(
         m, "cohortgate_paused",
         "1 while input partitions are paused because the output side lags (backpressure).", NULL);

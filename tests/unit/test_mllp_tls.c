@@ -542,6 +542,97 @@ static void test_crl_revoked_client(void **state)
     free(listener_stop(&l));
 }
 
+/* Copies dir/from over dir/to (through a rename, as an operator's tooling would). */
+static void swap_file(const char *from, const char *to)
+{
+    char a[256], b[256], tmp[256];
+    snprintf(a, sizeof(a), "%s/%s", dir, from);
+    snprintf(b, sizeof(b), "%s/%s", dir, to);
+    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, to);
+    FILE *in = fopen(a, "rb"), *out = fopen(tmp, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+    assert_int_equal(rename(tmp, b), 0);
+}
+
+/* Reloads (what SIGHUP does) and waits until the listener has. */
+static void reload_and_wait(listener_t *l, uint64_t *failures)
+{
+    cg_gateway_stats_t st;
+    cg_gateway_get_stats(l->gw, &st);
+    uint64_t before = st.reloads;
+    cg_gateway_reload(l->gw);
+    for (int i = 0; i < 500 && st.reloads == before; i++) {
+        usleep(10000);
+        cg_gateway_get_stats(l->gw, &st);
+    }
+    assert_true(st.reloads > before);
+    *failures = st.reload_failures;
+}
+
+/* SIGHUP re-reads listen.tls.crl_file: a certificate revoked after the start is refused on its
+ * next connection, while the session it already had goes on; a CRL file that does not load
+ * leaves the running one. */
+static void test_crl_reloaded(void **state)
+{
+    (void)state;
+    swap_file("crl-empty.pem", "crl-live.pem");
+    char members[1200];
+    snprintf(members, sizeof(members),
+             ",\"tls\":{\"cert_file\":\"%s/server.pem\",\"key_file\":\"%s/server.key\","
+             "\"client_ca_file\":\"%s/ca.pem\",\"crl_file\":\"%s/crl-live.pem\"}",
+             dir, dir, dir, dir);
+    listener_t l;
+    listener_start(&l, members);
+    client_t open_one, c;
+    char m[512], ack[2048];
+    assert_int_equal(client_open(&open_one, l.port, "revoked.pem"), 0);
+    assert_true(
+        client_roundtrip(&open_one, msg_for("LAB", "HUP0001", m, sizeof(m)), ack, sizeof(ack)) > 0);
+    assert_non_null(strstr(ack, "MSA|AA|HUP0001"));
+
+    /* the certificate is revoked and the listener told */
+    swap_file("crl.pem", "crl-live.pem");
+    uint64_t failures;
+    reload_and_wait(&l, &failures);
+    assert_int_equal(failures, 0);
+    if (client_open(&c, l.port, "revoked.pem") == 0)
+        assert_int_equal(
+            client_roundtrip(&c, msg_for("LAB", "HUP0002", m, sizeof(m)), ack, sizeof(ack)), -1);
+    client_close(&c);
+    assert_int_equal(client_open(&c, l.port, "lab.pem"), 0);
+    assert_true(client_roundtrip(&c, msg_for("LAB", "HUP0003", m, sizeof(m)), ack, sizeof(ack)) >
+                0);
+    client_close(&c);
+    /* the session accepted before goes on */
+    assert_true(
+        client_roundtrip(&open_one, msg_for("LAB", "HUP0004", m, sizeof(m)), ack, sizeof(ack)) > 0);
+    assert_non_null(strstr(ack, "MSA|AA|HUP0004"));
+    client_close(&open_one);
+
+    /* a CRL file that is not one: the reload fails, the revocation stays in force */
+    swap_file("server.key", "crl-live.pem");
+    reload_and_wait(&l, &failures);
+    assert_int_equal(failures, 1);
+    if (client_open(&c, l.port, "revoked.pem") == 0)
+        assert_int_equal(
+            client_roundtrip(&c, msg_for("LAB", "HUP0005", m, sizeof(m)), ack, sizeof(ack)), -1);
+    client_close(&c);
+    char *out = listener_stop(&l);
+    assert_non_null(strstr(out, "HUP0001"));
+    assert_null(strstr(out, "HUP0002"));
+    assert_non_null(strstr(out, "HUP0003"));
+    assert_non_null(strstr(out, "HUP0004"));
+    assert_null(strstr(out, "HUP0005"));
+    free(out);
+}
+
 /* What check -c refuses before binding: plaintext off loopback unless said, a bad allow list,
  * TLS files that do not load, senders without a client CA. */
 static void test_config_checks(void **state)
@@ -611,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_send_command),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_crl_revoked_client),
+        cmocka_unit_test(test_crl_reloaded),
         cmocka_unit_test(test_config_checks),
     };
     return cmocka_run_group_tests(tests, setup_certs, teardown_certs);

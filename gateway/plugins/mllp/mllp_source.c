@@ -71,7 +71,8 @@ static const cg_config_map_t mllp_config_map[] = {
      CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
      "Mutual TLS: certificate revocation lists (PEM, one or more) of the client CA. When set, a "
      "client whose certificate is revoked is refused in the handshake; so is one whose CA has "
-     "no CRL in the file. Read at start: restart to take a new CRL."),
+     "no CRL in the file. Read at start and again on SIGHUP, with the certificate, key and "
+     "client CA, for the connections accepted after it (open ones keep theirs)."),
     CG_CONFIG_ROW_MAP("listen.tls.senders", mllp_conf_t, tls_senders, n_tls_senders,
      "Mutual TLS: per client certificate (its subject's common name), the sending facilities "
      "(MSH-4.1) it may send for, separated by commas, e.g. {\"lab.example.org\": \"LAB,LAB2\"}. "
@@ -1261,6 +1262,26 @@ static void mllp_describe(void *ctx, char *buf, size_t size)
              ls->bound[0] ? ls->bound : ls->conf->address, ls->conf->topic);
 }
 
+/* New TLS settings from the same files, for connections accepted from now on; an open session
+ * keeps the certificate and CRL it was accepted with (its SSL holds its context). */
+static int mllp_reload(void *ctx, char *errstr, size_t errstr_size)
+{
+    mllp_source_t *ls = ctx;
+    if (!ls->tls)
+        return 0; /* plaintext: nothing is read from files */
+    mllp_tls_t *fresh = mllp_tls_new(ls->conf, errstr, errstr_size);
+    if (!fresh)
+        return -1;
+    mllp_tls_destroy(ls->tls);
+    ls->tls = fresh;
+    cg_log(CG_LOG_INFO, "listen.tls_reloaded",
+           "certificate, key%s re-read; open connections keep theirs",
+           ls->conf->tls_crl_file         ? ", client CA and CRL"
+           : ls->conf->tls_client_ca_file ? " and client CA"
+                                          : "");
+    return 0;
+}
+
 const cg_source_plugin_t cg_mllp_source_plugin = {
     .name = "mllp",
     .desc = "an MLLP listener: HL7 v2 from interface engines, acknowledged once stored",
@@ -1276,4 +1297,5 @@ const cg_source_plugin_t cg_mllp_source_plugin = {
     .close = mllp_close,
     .destroy = mllp_destroy,
     .describe = mllp_describe,
+    .reload = mllp_reload,
 };
