@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 
 extern const cg_source_plugin_t cg_mllp_source_plugin;
+/* Its settings' rows (mllp_config.c). */
+extern const cg_config_map_t cg_mllp_config_map[];
 
-/* The listener's settings (its rows in mllp_source.c, listen.*). */
+/* The listener's settings (its rows in mllp_config.c, listen.*). */
 typedef struct mllp_conf {
     char *address;
     char *topic;

@@ -11,7 +11,7 @@
  * the broker reports them in. Hostile peers are bounded: frame size, connections, unacknowledged
  * messages per connection, and timeouts for idle peers, frames that never end (slowloris) and
  * acknowledgements the sender would no longer wait for (closed rather than sent late). */
-#include "mllp_int.h"
+#include "mllp_listener.h"
 
 #include "cg_log.h"
 #include "cg_metrics.h"
@@ -32,181 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MLLP_POS_TOPIC    "mllp" /* the topic of this source's positions (never a Kafka topic) */
-#define MLLP_READ_CHUNK   65536
-#define MLLP_READS_PER_IO 4         /* per connection and wake-up: one peer cannot hog the loop */
-#define MLLP_MAX_OUT      (1 << 20) /* ACK bytes a peer that does not read may leave queued */
-#define MLLP_SWEEP_MS     100       /* how often timeouts are looked at */
-#define MLLP_KEY_DOMAIN   "\0cohortgate/mllp-key/v1\x1F"
-#define MLLP_MAX_EVENTS   64
-
-/* clang-format off */
-static const cg_config_map_t mllp_config_map[] = {
-    CG_CONFIG_ROW_GROUP("listen",
-     "The MLLP listener of `cohortgate listen` (source \"mllp\"): HL7 v2 over MLLP in, each message "
-     "byte for byte to a raw topic, acknowledged only once the broker has it."),
-    CG_CONFIG_ROW_STRING("listen.address", mllp_conf_t, address, "127.0.0.1:2575", 0,
-     "HOST:PORT or [IPV6]:PORT to listen on (port 0 picks a free one). Loopback by default. "
-     "Any other address needs TLS (listen.tls.cert_file and key_file) or, said explicitly, "
-     "listen.plaintext."),
-    CG_CONFIG_ROW_BOOL("listen.plaintext", mllp_conf_t, plaintext, "false",
-     "Accept connections in plaintext on an address other than loopback (a trusted network, "
-     "or TLS terminated in front). Without it such an address needs listen.tls.*."),
-    CG_CONFIG_ROW_STRING("listen.allow", mllp_conf_t, allow, "", CG_CONFIG_F_EMPTY,
-     "Peers that may connect: IPv4 or IPv6 addresses or ADDRESS/PREFIX, separated by commas "
-     "(e.g. \"10.20.0.0/16, 192.168.1.7\"). Others are closed at accept. Empty: any."),
-    CG_CONFIG_ROW_GROUP("listen.tls",
-     "TLS on the listener (OpenSSL, TLS 1.2 or later). Off unless cert_file and key_file are set."),
-    CG_CONFIG_ROW_STRING("listen.tls.cert_file", mllp_conf_t, tls_cert_file, "",
-     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
-     "The server's certificate chain, PEM (the server certificate first)."),
-    CG_CONFIG_ROW_STRING("listen.tls.key_file", mllp_conf_t, tls_key_file, "",
-     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
-     "The server certificate's private key, PEM, unencrypted; keep it readable by the gateway only."),
-    CG_CONFIG_ROW_STRING("listen.tls.client_ca_file", mllp_conf_t, tls_client_ca_file, "",
-     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
-     "Mutual TLS: CA certificates (PEM) that sign the clients' certificates. When set, a client "
-     "without a certificate they verify is refused in the handshake."),
-    CG_CONFIG_ROW_STRING("listen.tls.crl_file", mllp_conf_t, tls_crl_file, "",
-     CG_CONFIG_F_PATH | CG_CONFIG_F_EMPTY,
-     "Mutual TLS: certificate revocation lists (PEM, one or more) of the client CA. When set, a "
-     "client whose certificate is revoked is refused in the handshake; so is one whose CA has "
-     "no CRL in the file. Read at start and again on SIGHUP, with the certificate, key and "
-     "client CA, for the connections accepted after it (open ones keep theirs)."),
-    CG_CONFIG_ROW_MAP("listen.tls.senders", mllp_conf_t, tls_senders, n_tls_senders,
-     "Mutual TLS: per client certificate (its subject's common name), the sending facilities "
-     "(MSH-4.1) it may send for, separated by commas, e.g. {\"lab.example.org\": \"LAB,LAB2\"}. "
-     "A message for another facility, or from a certificate not named, is refused (AR/CR) and "
-     "not stored. Empty: any verified client sends for any facility."),
-    CG_CONFIG_ROW_STRING("listen.topic", mllp_conf_t, topic, "cohortgate.raw", 0,
-     "Raw topic every message is written to, unchanged, keyed by a keyed hash of (sending "
-     "facility, patient identifier) with headers cg.mllp.remote, cg.mllp.received and "
-     "cg.mllp.sha256 (and cg.error.* when it does not decode)."),
-    CG_CONFIG_ROW_INT("listen.max_frame_bytes", mllp_conf_t, max_frame_bytes, "4194304", 64, 1073741824,
-     "Largest MLLP frame accepted; a larger one closes the connection."),
-    CG_CONFIG_ROW_INT("listen.max_connections", mllp_conf_t, max_connections, "256", 1, 65536,
-     "Connections open at once; more are accepted and closed at once."),
-    CG_CONFIG_ROW_INT("listen.max_unacked", mllp_conf_t, max_unacked, "64", 1, 100000,
-     "Messages of one connection waiting for their acknowledgement before the listener stops "
-     "reading from it (senders usually wait for each ACK: 1)."),
-    CG_CONFIG_ROW_INT("listen.idle_timeout_ms", mllp_conf_t, idle_timeout_ms, "300000", 100, 86400000,
-     "A connection with no complete frame and nothing to acknowledge for this long is closed."),
-    CG_CONFIG_ROW_INT("listen.read_timeout_ms", mllp_conf_t, read_timeout_ms, "30000", 100, 3600000,
-     "A frame must be complete this long after its start byte, or the connection is closed "
-     "(a slowloris peer)."),
-    CG_CONFIG_ROW_INT("listen.ack_timeout_ms", mllp_conf_t, ack_timeout_ms, "30000", 100, 3600000,
-     "A message still not delivered this long after it came is never acknowledged late: the "
-     "connection is closed, and the sender sends it again. Set it below the sender's own ACK "
-     "timeout."),
-    CG_CONFIG_ROW_INT("listen.dup_window_ms", mllp_conf_t, dup_window_ms, "600000", 0, 86400000,
-     "A message sent again within this long of being stored (same MSH-3, MSH-4 and MSH-10, same "
-     "bytes) is acknowledged again and not written twice; 0 writes every one."),
-    CG_CONFIG_ROW_INT("listen.dup_cache_entries", mllp_conf_t, dup_cache_entries, "100000", 1, 100000000,
-     "Stored messages remembered for dup_window_ms (about 100 bytes each); the oldest make room."),
-    CG_CONFIG_ROW_END,
-};
-/* clang-format on */
-
-/* A message waiting for its acknowledgement, in its connection's order. */
-typedef struct mllp_pending {
-    struct mllp_pending *next;
-    int32_t slot;
-    int64_t seq;                    /* its position; -1: a resend answered from the cache */
-    int ready;                      /* its outcome is known */
-    cg_mllp_ack_kind_t kind;        /* the outcome, once ready */
-    cg_mllp_ack_kind_t on_delivery; /* the outcome once delivered: OK, or ERROR (no decode) */
-    int64_t received_ms;
-    int has_id; /* id is valid: stored and acknowledged, it goes into the cache */
-    int batch;  /* an FHS/BHS batch: msh holds cg_mllp_batch_scan's base, not an MSH line */
-    /* a resend of an orphan still in flight: acknowledged with the orphan's outcome */
-    int waiting;
-    int32_t wait_slot;
-    int64_t wait_seq;
-    unsigned char id[32], sha[32];
-    char reason[160];
-    size_t msh_len;
-    char msh[]; /* the message's MSH line: its acknowledgement is built from it */
-} mllp_pending_t;
-
-typedef struct mllp_conn {
-    struct mllp_conn *next_dead; /* closed, freed once no epoll event can name it */
-    int fd;
-    int32_t slot;
-    uint32_t events; /* what epoll watches now */
-    char remote[64];
-    cg_mllp_framer_t fr;
-    int64_t last_frame_ms, frame_start_ms;
-    mllp_pending_t *head, *tail;
-    int n_pending;
-    cg_buf_t out;
-    size_t out_off;
-    SSL *ssl;           /* TLS, or NULL */
-    int handshaking;    /* the TLS handshake is not done */
-    int io_wants_write; /* TLS: reading (or the handshake) waits for the socket to be writable */
-    char peer_cn[128];  /* the verified client certificate's common name, or "" */
-} mllp_conn_t;
-
-/* One message handed to the engine: freed by release(). */
-typedef struct mllp_msg {
-    struct mllp_msg *next; /* in the ready queue */
-    int32_t slot;
-    int64_t seq;
-    char key[65];
-    const char *hdrs[14];
-    size_t n_hdrs;
-    char remote[64], received[32], sha_hex[65], err_code[32], err_reason[160];
-    size_t len;
-    char bytes[];
-} mllp_msg_t;
-
-typedef struct mllp_stats {
-    uint64_t accepted, refused, messages, bytes, junk_bytes, too_big, idle_closed, read_timeouts,
-        ack_timeouts, duplicates, reused_ids, undecodable, acks[3], not_allowed, tls_failed,
-        wrong_sender;
-} mllp_stats_t;
-
-/* The listener's series in the gateway's registry (/metrics); NULL-safe when metrics are off. */
-typedef struct mllp_metrics {
-    cg_metric_series_t *connections, *duplicates, *reused_ids, *junk, *latency;
-    cg_metric_t *acks, *closed, *refused, *messages, *bytes; /* the last two by sender */
-} mllp_metrics_t;
-
-typedef struct mllp_source {
-    cg_engine_t *engine;
-    const cg_config_t *cfg;
-    const mllp_conf_t *conf;
-    int epfd, lfd;
-    char bound[80];
-    mllp_conn_t **slots;
-    int n_conns, next_slot;
-    int64_t *slot_seq;
-    mllp_msg_t *rq_head, *rq_tail; /* framed, not yet handed out */
-    mllp_conn_t *dead;
-    /* in flight when their connection closed: once delivered they go into the resend cache,
-     * so the sender's resend is answered from it rather than written twice */
-    mllp_pending_t *orphans;
-    int n_waiting; /* pendings waiting on an orphan */
-    cg_pseudo_t *pseudo;
-    cg_hl7_msg_t *hl7;
-    mllp_dedup_t *dedup;
-    mllp_tls_t *tls;     /* NULL: plaintext */
-    mllp_allow_t *allow; /* listen.allow */
-    uint64_t ack_no;
-    time_t started;
-    int paused;
-    int64_t last_sweep_ms;
-    mllp_stats_t st;
-    mllp_metrics_t mx;
-    char rbuf[MLLP_READ_CHUNK];
-} mllp_source_t;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sha256(const void *a, size_t n, unsigned char out[32])
 {
     EVP_Digest(a, n, out, NULL, EVP_sha256(), NULL);
@@ -223,232 +48,6 @@ static void hex(const unsigned char *b, size_t n, char *out)
 }
 
 /* ---- connections ---- */
-
-static void conn_events(mllp_source_t *ls, mllp_conn_t *c)
-{
-    uint32_t ev = 0;
-    if (c->fd < 0)
-        return;
-    if (c->handshaking)
-        ev = c->io_wants_write ? EPOLLOUT : EPOLLIN;
-    else if (!ls->paused && c->n_pending < ls->conf->max_unacked)
-        ev |= c->io_wants_write ? EPOLLOUT : EPOLLIN;
-    if (c->out_off < c->out.len)
-        ev |= EPOLLOUT;
-    if (ev == c->events)
-        return;
-    struct epoll_event e = {.events = ev, .data.ptr = c};
-    epoll_ctl(ls->epfd, EPOLL_CTL_MOD, c->fd, &e);
-    c->events = ev;
-}
-
-static void conn_close(mllp_source_t *ls, mllp_conn_t *c, const char *why)
-{
-    if (why)
-        cg_log(CG_LOG_INFO, "listen.closed", "%s: %s (%d unacknowledged)", c->remote, why,
-               c->n_pending);
-    epoll_ctl(ls->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    SSL_free(c->ssl); /* no close_notify: the peer is gone or being dropped */
-    c->ssl = NULL;
-    close(c->fd);
-    while (c->head) { /* never acknowledged: the sender sends them again */
-        mllp_pending_t *p = c->head;
-        c->head = p->next;
-        if (p->waiting)
-            ls->n_waiting--;
-        if (!p->ready && p->seq >= 0 && p->has_id) {
-            p->next = ls->orphans;
-            ls->orphans = p;
-        } else {
-            free(p);
-        }
-    }
-    c->head = c->tail = NULL;
-    c->n_pending = 0;
-    c->fd = -1;
-    ls->st.junk_bytes += c->fr.junk;
-    cg_metric_inc(ls->mx.junk, c->fr.junk);
-    cg_metric_add(ls->mx.connections, -1);
-    cg_mllp_framer_free(&c->fr);
-    cg_buf_free(&c->out);
-    ls->slots[c->slot] = NULL;
-    ls->n_conns--;
-    c->next_dead = ls->dead;
-    ls->dead = c;
-}
-
-static void free_dead(mllp_source_t *ls)
-{
-    while (ls->dead) {
-        mllp_conn_t *c = ls->dead;
-        ls->dead = c->next_dead;
-        free(c);
-    }
-}
-
-/* send() or TLS: bytes sent (> 0), -1 to try again later, -2 failed (c is closed). */
-static ssize_t conn_send(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t n)
-{
-    if (c->ssl) {
-        size_t sent = 0;
-        char why[160];
-        switch (mllp_tls_send(c->ssl, buf, n, &sent, why, sizeof(why))) {
-        case MLLP_IO_OK:
-            return (ssize_t)sent;
-        case MLLP_IO_WANT_READ:
-        case MLLP_IO_WANT_WRITE:
-            return -1;
-        default:
-            conn_close(ls, c, "TLS write failed");
-            return -2;
-        }
-    }
-    for (;;) {
-        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
-        if (r > 0)
-            return r;
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return -1;
-        conn_close(ls, c, "write failed");
-        return -2;
-    }
-}
-
-/* recv() or TLS: bytes read (> 0), 0 when the peer closed, -1 to try again later, -2 failed
- * (c is closed). */
-static ssize_t conn_recv(mllp_source_t *ls, mllp_conn_t *c, char *buf, size_t n)
-{
-    if (c->ssl) {
-        size_t got = 0;
-        char why[160];
-        int wanted = c->io_wants_write;
-        c->io_wants_write = 0;
-        switch (mllp_tls_recv(c->ssl, buf, n, &got, why, sizeof(why))) {
-        case MLLP_IO_OK:
-            if (wanted)
-                conn_events(ls, c);
-            return (ssize_t)got;
-        case MLLP_IO_WANT_READ:
-            if (wanted)
-                conn_events(ls, c);
-            return -1;
-        case MLLP_IO_WANT_WRITE:
-            c->io_wants_write = 1;
-            conn_events(ls, c);
-            return -1;
-        case MLLP_IO_CLOSED:
-            return 0;
-        default:
-            cg_log(CG_LOG_WARN, "listen.tls", "%s: %s", c->remote, why);
-            conn_close(ls, c, "TLS read failed");
-            return -2;
-        }
-    }
-    for (;;) {
-        ssize_t r = recv(c->fd, buf, n, 0);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return -1;
-        conn_close(ls, c, "read failed");
-        return -2;
-    }
-}
-
-/* The TLS handshake, one step per readiness event; a peer that never finishes it is closed by
- * the read timeout (its start counts as a frame's). */
-static void conn_handshake(mllp_source_t *ls, mllp_conn_t *c)
-{
-    char why[256];
-    mllp_io_t r = mllp_tls_handshake(c->ssl, c->peer_cn, sizeof(c->peer_cn), why, sizeof(why));
-    if (r == MLLP_IO_WANT_READ || r == MLLP_IO_WANT_WRITE) {
-        c->io_wants_write = r == MLLP_IO_WANT_WRITE;
-        conn_events(ls, c);
-        return;
-    }
-    if (r != MLLP_IO_OK) {
-        ls->st.tls_failed++;
-        cg_metric_inc(cg_metric_get1(ls->mx.closed, "tls"), 1);
-        cg_log(CG_LOG_WARN, "listen.tls", "%s: TLS handshake failed: %s", c->remote,
-               r == MLLP_IO_CLOSED ? "closed by the peer" : why);
-        conn_close(ls, c, NULL);
-        return;
-    }
-    c->handshaking = 0;
-    c->io_wants_write = 0;
-    c->frame_start_ms = 0;
-    c->last_frame_ms = now_ms();
-    cg_log(CG_LOG_DEBUG, "listen.tls", "%s: TLS %s%s%s", c->remote, SSL_get_version(c->ssl),
-           c->peer_cn[0] ? ", client " : "", c->peer_cn);
-    conn_events(ls, c);
-}
-
-static void conn_write(mllp_source_t *ls, mllp_conn_t *c)
-{
-    while (c->out_off < c->out.len) {
-        ssize_t n = conn_send(ls, c, c->out.data + c->out_off, c->out.len - c->out_off);
-        if (n == -2)
-            return; /* closed */
-        if (n < 0)
-            break;
-        c->out_off += (size_t)n;
-    }
-    if (c->out_off == c->out.len) {
-        cg_buf_reset(&c->out);
-        c->out_off = 0;
-    } else if (c->out.len - c->out_off > MLLP_MAX_OUT) {
-        conn_close(ls, c, "the peer does not read its acknowledgements");
-        return;
-    }
-    conn_events(ls, c);
-}
-
-/* Sends the acknowledgements at the front of c whose outcome is known, in order. */
-static void conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
-{
-    int sent = 0;
-    while (c->head && c->head->ready) {
-        mllp_pending_t *p = c->head;
-        cg_mllp_msh_t h;
-        cg_error_t err;
-        /* a batch always gets its batch of acknowledgements; a message as its MSH-15 says */
-        const char *code = "batch";
-        if (!p->batch) {
-            cg_mllp_msh_read(ls->hl7, p->msh, p->msh_len, &h, &err);
-            code = cg_mllp_msh_wants_ack(&h, p->kind == CG_MLLP_ACK_OK)
-                       ? cg_mllp_ack_code(&h, p->kind)
-                       : NULL;
-        }
-        if (code) {
-            char id[24];
-            snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
-                     ++ls->ack_no % 10000000000u);
-            cg_err_t rc =
-                p->batch ? cg_mllp_batch_ack_build(p->msh, p->msh_len, p->kind, p->reason, id,
-                                                   time(NULL), &c->out)
-                         : cg_mllp_ack_build(&h, p->kind, p->reason, id, time(NULL), 1, &c->out);
-            if (rc == CG_OK) {
-                ls->st.acks[p->kind]++;
-                cg_metric_inc(cg_metric_get1(ls->mx.acks, code), 1);
-                cg_metric_observe(ls->mx.latency, (double)(now_ms() - p->received_ms) / 1000.0);
-            }
-        }
-        if (p->kind == CG_MLLP_ACK_OK && p->has_id && p->seq >= 0)
-            mllp_dedup_put(ls->dedup, p->id, p->sha, now_ms());
-        c->head = p->next;
-        if (!c->head)
-            c->tail = NULL;
-        c->n_pending--;
-        free(p);
-        sent = 1;
-    }
-    if (sent)
-        conn_write(ls, c); /* may close c */
-}
 
 /* A pending acknowledgement built later from base (n bytes: the MSH line, or a batch's base) */
 static mllp_pending_t *pending_add(mllp_conn_t *c, const char *base, size_t n, int64_t seq)
@@ -587,15 +186,15 @@ static void orphan_settled(mllp_source_t *ls, int32_t slot, int64_t seq, cg_mllp
                 any = 1;
             }
         if (any)
-            conn_flush_acks(ls, c);
+            mllp_conn_flush_acks(ls, c);
     }
 }
 
 /* A complete frame: answered from the cache when it is a resend, else queued for the engine
  * with a pending acknowledgement. */
-static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
+void mllp_conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
 {
-    int64_t t = now_ms();
+    int64_t t = mllp_now_ms();
     ls->st.messages++;
     ls->st.bytes += len;
     cg_mllp_msh_t h;
@@ -618,7 +217,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
             cg_mllp_msh_split("", 0, &h);
         if (base.failed) {
             cg_buf_free(&base);
-            conn_close(ls, c, "out of memory");
+            mllp_conn_close(ls, c, "out of memory");
             return;
         }
     }
@@ -639,7 +238,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
             batch ? pending_add(c, base.data, base.len, -1) : pending_new(c, &h, -1);
         cg_buf_free(&base);
         if (!p) {
-            conn_close(ls, c, "out of memory");
+            mllp_conn_close(ls, c, "out of memory");
             return;
         }
         p->batch = batch;
@@ -648,7 +247,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         p->received_ms = t;
         snprintf(p->reason, sizeof(p->reason),
                  "the client certificate may not send for this sending facility (MSH-4)");
-        conn_flush_acks(ls, c);
+        mllp_conn_flush_acks(ls, c);
         return;
     }
     unsigned char sha[32], id[32];
@@ -672,13 +271,13 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
             cg_metric_inc(ls->mx.duplicates, 1);
             mllp_pending_t *p = pending_new(c, &h, -1);
             if (!p) {
-                conn_close(ls, c, "out of memory");
+                mllp_conn_close(ls, c, "out of memory");
                 return;
             }
             p->ready = 1;
             p->kind = CG_MLLP_ACK_OK;
             p->received_ms = t;
-            conn_flush_acks(ls, c);
+            mllp_conn_flush_acks(ls, c);
             return;
         }
         if (d == MLLP_DEDUP_REUSED_ID) {
@@ -696,7 +295,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         cg_metric_inc(ls->mx.duplicates, 1);
         mllp_pending_t *w = pending_new(c, &h, -1);
         if (!w) {
-            conn_close(ls, c, "out of memory");
+            mllp_conn_close(ls, c, "out of memory");
             return;
         }
         w->received_ms = t;
@@ -705,7 +304,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         w->wait_seq = o->seq;
         ls->n_waiting++;
         if (c->n_pending >= ls->conf->max_unacked)
-            conn_events(ls, c);
+            mllp_conn_events(ls, c);
         return;
     }
     int64_t seq = ls->slot_seq[c->slot]++;
@@ -716,7 +315,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     if (!p || !m) {
         free(m);
         cg_buf_free(&base);
-        conn_close(ls, c, "out of memory");
+        mllp_conn_close(ls, c, "out of memory");
         return;
     }
     p->received_ms = t;
@@ -765,179 +364,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         ls->rq_head = m;
     ls->rq_tail = m;
     if (c->n_pending >= ls->conf->max_unacked)
-        conn_events(ls, c); /* stop reading it until acknowledgements go out */
-}
-
-static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
-{
-    char *buf = ls->rbuf;
-    for (int r = 0; r < MLLP_READS_PER_IO; r++) {
-        ssize_t n = conn_recv(ls, c, buf, MLLP_READ_CHUNK);
-        if (n == 0) {
-            conn_close(ls, c, NULL);
-            return;
-        }
-        if (n < 0)
-            return; /* later, or closed */
-        size_t off = 0;
-        while (off < (size_t)n) {
-            size_t used = 0;
-            cg_mllp_event_t ev = cg_mllp_framer_feed(&c->fr, buf + off, (size_t)n - off, &used);
-            off += used;
-            if (ev == CG_MLLP_TOO_BIG) {
-                ls->st.too_big++;
-                cg_metric_inc(cg_metric_get1(ls->mx.closed, "too_big"), 1);
-                cg_log(CG_LOG_WARN, "listen.too_big",
-                       "%s: a frame larger than listen.max_frame_bytes (%d)", c->remote,
-                       ls->conf->max_frame_bytes);
-                conn_close(ls, c, "frame too big");
-                return;
-            }
-            if (ev == CG_MLLP_FRAME) {
-                c->last_frame_ms = now_ms();
-                c->frame_start_ms = 0;
-                conn_frame(ls, c, c->fr.frame.data ? c->fr.frame.data : "", c->fr.frame.len);
-                if (c->fd < 0)
-                    return; /* closed */
-            }
-        }
-        if (cg_mllp_framer_in_frame(&c->fr) && !c->frame_start_ms)
-            c->frame_start_ms = now_ms();
-        /* TLS may hold decrypted bytes the socket no longer signals */
-        if (!(c->events & EPOLLIN) ||
-            ((size_t)n < MLLP_READ_CHUNK && !(c->ssl && SSL_pending(c->ssl))))
-            return;
-    }
-}
-
-static void accept_all(mllp_source_t *ls)
-{
-    for (;;) {
-        struct sockaddr_storage sa;
-        socklen_t sl = sizeof(sa);
-        int fd = accept4(ls->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or an error of that one connection */
-        if (!mllp_allow_check(ls->allow, &sa)) {
-            ls->st.not_allowed++;
-            cg_metric_inc(cg_metric_get1(ls->mx.closed, "not_allowed"), 1);
-            close(fd);
-            continue;
-        }
-        if (ls->n_conns >= ls->conf->max_connections) {
-            ls->st.refused++;
-            cg_metric_inc(cg_metric_get1(ls->mx.closed, "max_connections"), 1);
-            close(fd);
-            continue;
-        }
-        mllp_conn_t *c = calloc(1, sizeof(*c));
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        int slot = ls->next_slot;
-        while (ls->slots[slot])
-            slot = (slot + 1) % ls->conf->max_connections;
-        ls->next_slot = (slot + 1) % ls->conf->max_connections;
-        c->fd = fd;
-        c->slot = slot;
-        char host[INET6_ADDRSTRLEN] = "?";
-        int port = 0;
-        if (sa.ss_family == AF_INET) {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-            port = ntohs(s4->sin_port);
-            snprintf(c->remote, sizeof(c->remote), "%s:%d", host, port);
-        } else if (sa.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-            port = ntohs(s6->sin6_port);
-            snprintf(c->remote, sizeof(c->remote), "[%s]:%d", host, port);
-        }
-        if (ls->tls && !(c->ssl = mllp_tls_conn_new(ls->tls, fd))) {
-            close(fd);
-            free(c);
-            continue;
-        }
-        cg_mllp_framer_init(&c->fr, (size_t)ls->conf->max_frame_bytes);
-        cg_buf_init(&c->out);
-        c->last_frame_ms = now_ms();
-        c->handshaking = c->ssl != NULL;
-        if (c->handshaking)
-            c->frame_start_ms = c->last_frame_ms; /* the read timeout bounds the handshake */
-        c->events = c->handshaking ? EPOLLIN : ls->paused ? 0 : EPOLLIN;
-        struct epoll_event e = {.events = c->events, .data.ptr = c};
-        if (epoll_ctl(ls->epfd, EPOLL_CTL_ADD, fd, &e)) {
-            SSL_free(c->ssl);
-            cg_mllp_framer_free(&c->fr);
-            close(fd);
-            free(c);
-            continue;
-        }
-        ls->slots[slot] = c;
-        ls->n_conns++;
-        cg_metric_add(ls->mx.connections, 1);
-        ls->st.accepted++;
-    }
-}
-
-/* Timeouts: no one waits on a peer that stopped, and no acknowledgement goes out late. */
-static void sweep(mllp_source_t *ls, int64_t t)
-{
-    const mllp_conf_t *cf = ls->conf;
-    for (int i = 0; i < cf->max_connections; i++) {
-        mllp_conn_t *c = ls->slots[i];
-        if (!c)
-            continue;
-        if (c->head && !c->head->ready && t - c->head->received_ms > cf->ack_timeout_ms) {
-            ls->st.ack_timeouts++;
-            cg_metric_inc(cg_metric_get1(ls->mx.closed, "ack_timeout"), 1);
-            cg_log(CG_LOG_WARN, "listen.ack_timeout",
-                   "%s: a message not delivered within listen.ack_timeout_ms (%d): closing "
-                   "instead of acknowledging late",
-                   c->remote, cf->ack_timeout_ms);
-            conn_close(ls, c, "acknowledgement timeout");
-        } else if (c->frame_start_ms && t - c->frame_start_ms > cf->read_timeout_ms) {
-            ls->st.read_timeouts++;
-            cg_metric_inc(cg_metric_get1(ls->mx.closed, "read_timeout"), 1);
-            conn_close(ls, c, "frame not complete within listen.read_timeout_ms");
-        } else if (!c->head && !c->frame_start_ms && t - c->last_frame_ms > cf->idle_timeout_ms) {
-            ls->st.idle_closed++;
-            cg_metric_inc(cg_metric_get1(ls->mx.closed, "idle"), 1);
-            conn_close(ls, c, "idle");
-        }
-    }
-}
-
-static void io(mllp_source_t *ls, int timeout_ms)
-{
-    struct epoll_event ev[MLLP_MAX_EVENTS];
-    int n = epoll_wait(ls->epfd, ev, MLLP_MAX_EVENTS, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        mllp_conn_t *c = ev[i].data.ptr;
-        if (!c) {
-            accept_all(ls);
-            continue;
-        }
-        if (c->fd < 0) /* closed earlier in this batch */
-            continue;
-        if (c->handshaking) {
-            conn_handshake(ls, c);
-            continue;
-        }
-        int read_on_out = c->io_wants_write;
-        if (ev[i].events & EPOLLOUT)
-            conn_write(ls, c);
-        if (c->fd >= 0 && ((ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
-                           (read_on_out && (ev[i].events & EPOLLOUT))))
-            conn_read(ls, c);
-    }
-    int64_t t = now_ms();
-    if (t - ls->last_sweep_ms >= MLLP_SWEEP_MS) {
-        ls->last_sweep_ms = t;
-        sweep(ls, t);
-    }
-    free_dead(ls);
+        mllp_conn_events(ls, c); /* stop reading it until acknowledgements go out */
 }
 
 /* ---- the plug-in ---- */
@@ -991,8 +418,8 @@ static void mllp_destroy(void *ctx)
         return;
     for (int i = 0; ls->slots && i < ls->conf->max_connections; i++)
         if (ls->slots[i])
-            conn_close(ls, ls->slots[i], NULL);
-    free_dead(ls);
+            mllp_conn_close(ls, ls->slots[i], NULL);
+    mllp_free_dead(ls);
     while (ls->orphans) {
         mllp_pending_t *p = ls->orphans;
         ls->orphans = p->next;
@@ -1114,11 +541,11 @@ static cg_source_event_t mllp_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
 {
     mllp_source_t *ls = ctx;
     if (!ls->rq_head) {
-        io(ls, timeout_ms);
+        mllp_io(ls, timeout_ms);
         if (!ls->rq_head)
             return CG_SOURCE_NONE;
     } else {
-        io(ls, 0); /* keep accepting and reading while messages wait */
+        mllp_io(ls, 0); /* keep accepting and reading while messages wait */
     }
     mllp_msg_t *m = ls->rq_head;
     ls->rq_head = m->next;
@@ -1159,7 +586,7 @@ static int mllp_commit(void *ctx, const cg_source_pos_t *pos, size_t n, int sync
             mllp_pending_t *p = *o;
             if (p->slot == pos[i].partition && p->seq < pos[i].offset) {
                 if (p->on_delivery == CG_MLLP_ACK_OK)
-                    mllp_dedup_put(ls->dedup, p->id, p->sha, now_ms());
+                    mllp_dedup_put(ls->dedup, p->id, p->sha, mllp_now_ms());
                 *o = p->next;
                 p->next = settled;
                 settled = p;
@@ -1181,10 +608,10 @@ static int mllp_commit(void *ctx, const cg_source_pos_t *pos, size_t n, int sync
                 p->ready = 1;
                 p->kind = p->on_delivery;
             }
-        conn_flush_acks(ls, c);
+        mllp_conn_flush_acks(ls, c);
     }
     cg_engine_committed(ls->engine, pos, n);
-    free_dead(ls);
+    mllp_free_dead(ls);
     return 0;
 }
 
@@ -1213,8 +640,8 @@ static void mllp_reject(void *ctx, const cg_source_pos_t *pos, const char *reaso
             break;
         }
     if (c)
-        conn_flush_acks(ls, c);
-    free_dead(ls);
+        mllp_conn_flush_acks(ls, c);
+    mllp_free_dead(ls);
 }
 
 static void mllp_pause(void *ctx, int paused)
@@ -1223,7 +650,7 @@ static void mllp_pause(void *ctx, int paused)
     ls->paused = paused;
     for (int i = 0; i < ls->conf->max_connections; i++)
         if (ls->slots[i])
-            conn_events(ls, ls->slots[i]);
+            mllp_conn_events(ls, ls->slots[i]);
 }
 
 /* Stops accepting; what is unacknowledged stays so (the senders send it again). */
@@ -1238,8 +665,8 @@ static void mllp_close(void *ctx)
     }
     for (int i = 0; i < ls->conf->max_connections; i++)
         if (ls->slots[i])
-            conn_close(ls, ls->slots[i], NULL);
-    free_dead(ls);
+            mllp_conn_close(ls, ls->slots[i], NULL);
+    mllp_free_dead(ls);
     const mllp_stats_t *st = &ls->st;
     cg_log(CG_LOG_INFO, "listen.stopped",
            "%" PRIu64 " connection(s) (%" PRIu64 " refused), %" PRIu64 " message(s), %" PRIu64
@@ -1285,7 +712,7 @@ static int mllp_reload(void *ctx, char *errstr, size_t errstr_size)
 const cg_source_plugin_t cg_mllp_source_plugin = {
     .name = "mllp",
     .desc = "an MLLP listener: HL7 v2 from interface engines, acknowledged once stored",
-    .config_map = mllp_config_map,
+    .config_map = cg_mllp_config_map,
     .conf_size = sizeof(mllp_conf_t),
     .init = mllp_init,
     .start = mllp_start,
