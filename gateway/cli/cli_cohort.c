@@ -34,7 +34,8 @@ static void usage(FILE *out)
         "DEF...\n"
         "       cohortgate cohort count -c CONNINFO [--schema S] [--results-schema R] [--k N] "
         "[--json]\n"
-        "                               DEF...|ID...|--all\n\n"
+        "                               DEF...|ID...|--all\n"
+        "       cohortgate cohort withdraw -c CONNINFO [--schema S] [--dry-run] FILE|-\n\n"
         "Cohort definitions are OHDSI Circe cohort expressions (the JSON ATLAS exports), within\n"
         "the subset of specs/cohorts/CIRCE.md; anything outside it is refused with\n"
         "FILE:LINE:COLUMN naming the element. A DEF is a bare expression, or a definition\n"
@@ -53,7 +54,9 @@ static void usage(FILE *out)
         "  count     members (distinct persons in `cohort`) of each DEF, of each\n"
         "            cohort_definition_id given as a number, or of every definition (--all),\n"
         "            with small cells suppressed: a count below k is shown only as \"<k\"\n"
-        "            (\"<10\" by default, 0 included), as everywhere counts leave cohortgate\n\n"
+        "            (\"<10\" by default, 0 included), as everywhere counts leave cohortgate\n"
+        "  withdraw  a withdrawal list (pseudonyms, one a line) into the sink schema's\n"
+        "            cg_withdrawn: each person leaves every cohort (see withdraw --help)\n\n"
         "options:\n"
         "  -c, --db CONNINFO       libpq connection string (run, count, explain --person),\n"
         "                          e.g. 'host=/tmp dbname=omop'\n"
@@ -448,13 +451,16 @@ int cg_cli_cohort(int argc, char **argv)
         return argc < 2 ? CG_EXIT_USAGE : CG_EXIT_OK;
     }
     const char *action = argv[1];
+    if (!strcmp(action, "withdraw"))
+        return cg_cli_cohort_withdraw(argc - 1, argv + 1);
     int act = !strcmp(action, "check")     ? 0
               : !strcmp(action, "explain") ? 1
               : !strcmp(action, "run")     ? 2
               : !strcmp(action, "count")   ? 3
                                            : -1;
     if (act < 0) {
-        fprintf(stderr, "cohortgate cohort: unknown action '%s' (check, explain, run or count)\n",
+        fprintf(stderr,
+                "cohortgate cohort: unknown action '%s' (check, explain, run, count or withdraw)\n",
                 action);
         return CG_EXIT_USAGE;
     }

@@ -577,6 +577,49 @@ static void test_random(void **state)
                               r.pt.schema, who, last0),
                      memberships);
     check_all(&r, 0);
+
+    /* a withdrawal list from a file (`cohortgate cohort withdraw`), and no record after it:
+     * the sink honours it between batches, in its disease schema too */
+    long long who2 = pt_q_int("SELECT subject_id FROM %s.cohort WHERE subject_id <> %lld AND "
+                              "subject_id IN (SELECT person_id FROM %s.person) ORDER BY subject_id "
+                              "LIMIT 1",
+                              r.pt.schema, who, r.disease);
+    long long memberships2 = pt_q_int(
+        "SELECT count(DISTINCT cohort_definition_id) FROM %s.cohort WHERE subject_id = %lld",
+        r.pt.schema, who2);
+    long long last1 = pt_q_int("SELECT max(event_id) FROM %s.cg_cohort_events", r.pt.schema);
+    char list[400], out[400];
+    snprintf(list, sizeof(list), "%s/withdrawn.txt", r.pt.dir);
+    snprintf(out, sizeof(out), "%s/withdraw.out", r.pt.dir);
+    pt_sh("psql -qAt \"$COHORTGATE_TEST_PG\" -c \"SELECT '# consent withdrawn'; SELECT "
+          "'  ' || person_source_value FROM %s.person WHERE person_id = %lld\" > '%s'",
+          r.pt.schema, who2, list);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "%s cohort withdraw -c \"$COHORTGATE_TEST_PG\" --schema %s '%s' > '%s' 2>&1",
+             CG_GATEWAY_BIN, r.pt.schema, list, out);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tk_file_count(out, "1 pseudonym(s) withdrawn, 0 already withdrawn"), 1);
+    for (int i = 0; i < 200 && pt_q_int("SELECT count(*) FROM %s.cohort WHERE subject_id = %lld",
+                                        r.pt.schema, who2) > 0;
+         i++)
+        usleep(100000);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cohort WHERE subject_id = %lld", r.pt.schema, who2), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit' AND "
+                              "person_id = %lld AND event_id > %lld",
+                              r.pt.schema, who2, last1),
+                     memberships2);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.person WHERE person_id = %lld", r.disease, who2), 0);
+    /* the same list again changes nothing; a line that is no pseudonym writes nothing */
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tk_file_count(out, "0 pseudonym(s) withdrawn, 1 already withdrawn"), 1);
+    long long before = pt_q_int("SELECT count(*) FROM %s.cg_withdrawn", r.pt.schema);
+    pt_sh("printf 'abc\\nnot one\\n' > '%s'", list);
+    assert_true(system(cmd) != 0);
+    assert_int_equal(tk_file_count(out, "withdrawn.txt:2:1: not a pseudonym"), 1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_withdrawn", r.pt.schema), before);
     sink_stop(&r, pid);
     free(o.values);
     free(o.keys);

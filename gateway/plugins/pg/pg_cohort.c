@@ -56,6 +56,7 @@ struct pg_cohorts {
     uint64_t txn_events[N_EVENTS]; /* of each kind, written by the open transaction */
     cg_metric_series_t *m_events[N_EVENTS], *m_published;
     double next_lapse_s;              /* cg_metrics_now() of the next look for lapsed periods */
+    double next_withdrawal_s;         /* of the next look for withdrawals between batches */
     cg_metric_t *m_members, *m_small; /* per definition name */
     char **disease_sql;               /* per pg.cohorts.databases entry (pg_disease.c) */
     size_t n_disease;
@@ -560,6 +561,51 @@ static int evaluate(pg_cohorts_t *cs, PGconn *c, int full, char *errstr, size_t 
 int pg_cohorts_evaluate(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
 {
     return evaluate(cs, c, 0, errstr, errstr_size);
+}
+
+int pg_cohorts_withdrawals(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!cs || !cs->n_defs || !cs->conf->cohort_withdrawal_ms)
+        return 0;
+    double now = cg_metrics_now();
+    if (now < cs->next_withdrawal_s)
+        return 0;
+    cs->next_withdrawal_s = now + cs->conf->cohort_withdrawal_ms / 1000.0;
+    /* the partial index cg_withdrawn_pending makes the look cheap */
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "SELECT 1 FROM ");
+    pg_qual(&b, cs->conf->schema, "cg_withdrawn");
+    cg_buf_puts(&b, " WHERE applied_at IS NULL LIMIT 1");
+    cg_buf_putc(&b, '\0');
+    PGresult *r = b.data ? PQexec(c, b.data) : NULL;
+    cg_buf_free(&b);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    int pending = PQntuples(r) > 0;
+    PQclear(r);
+    if (!pending)
+        return 0;
+    /* the batch's evaluation with no batch: it takes the pending withdrawals as its changed
+     * persons, and their disease schemas follow */
+    int rc = pg_exec(c, "BEGIN", errstr, errstr_size);
+    if (!rc)
+        rc = evaluate(cs, c, 0, errstr, errstr_size);
+    if (!rc)
+        rc = pg_exec(c, "COMMIT", errstr, errstr_size);
+    if (rc)
+        PQclear(PQexec(c, "ROLLBACK"));
+    long long exits = (long long)cs->txn_events[1];
+    pg_cohorts_txn_end(cs, !rc);
+    if (rc)
+        return -1;
+    cg_log(CG_LOG_INFO, "pg.cohort_withdrawals",
+           "schema %s: withdrawals honoured between batches (%lld exit event(s))",
+           cs->conf->schema ? cs->conf->schema : "(search_path)", exits);
+    return 1;
 }
 
 /* The definitions whose id, version or compiled SQL differ from what the schema was last

@@ -72,6 +72,12 @@ const cg_config_map_t cg_pg_config_map[] = {
      "How often, at most, the sink looks for members whose last period's end date has passed "
      "(\"no longer a member today\") and writes one \"lapse\" event for each, once (after a "
      "commit, in a transaction of its own); 0: never."),
+    CG_CONFIG_ROW_INT("pg.cohorts.withdrawal_interval_ms", pg_conf_t, cohort_withdrawal_ms, "1000",
+     0, 86400000,
+     "How often, at most, the sink looks between batches for withdrawals not yet honoured "
+     "(pseudonyms in cg_withdrawn, e.g. from `cohortgate cohort withdraw`) and honours them in a "
+     "transaction of its own: the person leaves every cohort and disease schema with exit "
+     "events, whether records come or not. Every batch honours them too. 0: only batches."),
     CG_CONFIG_ROW_INT("pg.cohorts.count_interval_ms", pg_conf_t, cohort_count_ms, "10000", 0,
      86400000,
      "How often, at most, the sink counts each definition's members (distinct persons in "

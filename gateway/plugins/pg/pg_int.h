@@ -43,6 +43,7 @@ typedef struct pg_conf {
     int cohort_small_cell;       /* member counts below it leave as "below k" */
     int cohort_count_ms;         /* how often the member gauges are counted; 0: never */
     int cohort_lapse_ms;         /* how often lapsed periods are looked for; 0: never */
+    int cohort_withdrawal_ms;    /* how often, between batches, withdrawals are looked for */
     cg_config_kv_t *disease_dbs; /* pg.cohorts.databases: definition name -> schema */
     size_t n_disease_dbs;
     char *subscriber; /* release.subscribers[].name this database is; NULL or "": none */
@@ -267,5 +268,10 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
 int pg_cohorts_lapse(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 int pg_cohorts_count_members(pg_cohorts_t *cs, PGconn *c, int force, char *errstr,
                              size_t errstr_size);
+/* Between batches, outside a transaction, when pg.cohorts.withdrawal_interval_ms has passed:
+ * withdrawals not yet honoured are, in a transaction of their own (a batch honours them too).
+ * 1 when some were (their events wait in the outbox), 0 when none, -1 with the message (looked
+ * at again next time). */
+int pg_cohorts_withdrawals(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 
 #endif

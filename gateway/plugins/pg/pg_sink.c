@@ -574,6 +574,16 @@ static void pgs_poll(void *ctx, int timeout_ms)
         report_delivered(s);
         return;
     }
+    /* between batches: withdrawals need no record to be honoured, then their exit events go
+     * out (both rate-limited inside) */
+    if (s->cohorts && s->conn && !s->in_txn) {
+        char err[768];
+        int w = pg_cohorts_withdrawals(s->cohorts, s->conn, err, sizeof(err));
+        if (w < 0)
+            cg_log(CG_LOG_WARN, "pg.cohort_withdrawals_failed", "%s (looked for again later)", err);
+        else if (w > 0 && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
+            cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
+    }
     if (timeout_ms > 0) { /* nothing to report: the engine's wait, kept short */
         struct timespec ts = {0, (long)(timeout_ms < 5 ? timeout_ms : 5) * 1000000L};
         nanosleep(&ts, NULL);
