@@ -1,7 +1,8 @@
 /* mllp_conn.c - the MLLP listener's connections: one epoll loop on the engine's thread,
  * non-blocking sockets (TLS or plain), accepting within the limits, reading frames (handed to
- * mllp_conn_frame), writing acknowledgements in each connection's order, and the timeouts of
- * idle peers, frames that never end and acknowledgements the sender no longer waits for. */
+ * the message side's on_frame), writing acknowledgements in each connection's order, and the
+ * timeouts of idle peers, frames that never end and acknowledgements the sender no longer waits
+ * for. */
 #include "mllp_listener.h"
 
 #include "cg_log.h"
@@ -279,7 +280,7 @@ static void conn_read(mllp_source_t *ls, mllp_conn_t *c)
             if (ev == CG_MLLP_FRAME) {
                 c->last_frame_ms = mllp_now_ms();
                 c->frame_start_ms = 0;
-                mllp_conn_frame(ls, c, c->fr.frame.data ? c->fr.frame.data : "", c->fr.frame.len);
+                ls->on_frame(ls, c, c->fr.frame.data ? c->fr.frame.data : "", c->fr.frame.len);
                 if (c->fd < 0)
                     return; /* closed */
             }

@@ -87,7 +87,15 @@ typedef struct mllp_metrics {
     cg_metric_t *acks, *closed, *refused, *messages, *bytes; /* the last two by sender */
 } mllp_metrics_t;
 
+struct mllp_source;
+/* One framed message of c (buf: its bytes without the MLLP envelope), handed up by the reading
+ * side (mllp_conn.c) to the message side (mllp_source.c: queued for the engine, answered from
+ * the resend cache, or refused). */
+typedef void(mllp_frame_fn)(struct mllp_source *ls, struct mllp_conn *c, const char *buf,
+                            size_t len);
+
 typedef struct mllp_source {
+    mllp_frame_fn *on_frame;
     cg_engine_t *engine;
     const cg_config_t *cfg;
     const mllp_conf_t *conf;
@@ -130,11 +138,5 @@ void mllp_conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c);
 /* One turn of the epoll loop: accepts, reads (framing messages), writes, handshakes, and looks
  * at the timeouts; waits at most timeout_ms. */
 void mllp_io(mllp_source_t *ls, int timeout_ms);
-
-/* ---- mllp_source.c ---- */
-
-/* One framed message of c (buf: its bytes without the MLLP envelope): queued for the engine,
- * answered from the resend cache, or refused. */
-void mllp_conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len);
 
 #endif

@@ -192,7 +192,7 @@ static void orphan_settled(mllp_source_t *ls, int32_t slot, int64_t seq, cg_mllp
 
 /* A complete frame: answered from the cache when it is a resend, else queued for the engine
  * with a pending acknowledgement. */
-void mllp_conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
+static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_t len)
 {
     int64_t t = mllp_now_ms();
     ls->st.messages++;
@@ -453,6 +453,7 @@ static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
     }
     ls->lfd = ls->epfd = -1;
     ls->engine = env->engine;
+    ls->on_frame = conn_frame;
     ls->cfg = env->cfg;
     ls->conf = env->conf;
     ls->started = time(NULL);
