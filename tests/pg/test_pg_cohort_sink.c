@@ -46,7 +46,7 @@
 
 typedef struct run {
     pt_run_t pt;
-    char events[128], full[110], defs[300], disease[110];
+    char events[128], full[110], defs[300], disease[110], members[140];
     long long produced;
 } run_t;
 
@@ -58,14 +58,15 @@ static void run_new(run_t *r, const char *prefix, int txn_max)
     snprintf(r->full, sizeof(r->full), "%s_full", r->pt.schema);
     snprintf(r->disease, sizeof(r->disease), "%s_t2dm", r->pt.schema);
     snprintf(r->defs, sizeof(r->defs), "%s/defs", r->pt.dir);
+    snprintf(r->members, sizeof(r->members), "%s.members.t2dm", r->pt.name);
     pt_sh("mkdir -p '%s' && cp %s/specs/cohorts/circe/*.json '%s'/", r->defs, CG_SOURCE_DIR,
           r->defs);
-    char pg_more[700];
+    char pg_more[900];
     snprintf(pg_more, sizeof(pg_more),
              ", \"batch_rows\": 25, \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s\", "
              "\"count_interval_ms\": 100, \"lapse_interval_ms\": 100, \"small_cell\": 3, "
-             "\"databases\": {\"t2dm\": \"%s\"}}",
-             r->defs, r->events, r->disease);
+             "\"databases\": {\"t2dm\": \"%s\"}, \"rows_topic\": \"%s.members.{cohort}\"}",
+             r->defs, r->events, r->disease, r->pt.name);
     pt_write_config(&r->pt, r->pt.config, txn_max, 100, pg_more,
                     " \"metrics\": {\"listen\": \"127.0.0.1:0\"},");
     /* the full recomputation's results, apart */
@@ -103,6 +104,8 @@ static void wait_caught_up(const run_t *r)
     while (tk_now_ms() < until &&
            (pt_committed(&r->pt) < r->produced ||
             pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL",
+                     r->pt.schema) > 0 ||
+            pt_q_int("SELECT count(*) FROM %s.cg_cohort_rows WHERE published_at IS NULL",
                      r->pt.schema) > 0))
         usleep(50000);
     assert_int_equal(pt_committed(&r->pt), r->produced);
@@ -369,6 +372,86 @@ static void check_topic(const run_t *r, int allow_dups)
     tk_msgs_free(m, n);
 }
 
+/* pg.cohorts.rows_topic: the members' topic, each key's messages applied in order (an upsert
+ * sets a row, a delete takes it away), gives exactly the rows the t2dm disease schema holds in
+ * every table with a person, value for value. */
+static void check_members_topic(const run_t *r)
+{
+    tk_msg_t *m = NULL;
+    size_t n = tk_read_all(r->members, &m);
+    assert_true(n > 0);
+    json_t *state = json_object(); /* "table:key" -> row */
+    size_t deletes = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_loads(m[i].value, 0, NULL);
+        assert_non_null(v);
+        const char *table = json_string_value(json_object_get(v, "table"));
+        const char *op = json_string_value(json_object_get(v, "op"));
+        json_t *row = json_object_get(v, "row");
+        assert_non_null(table);
+        assert_non_null(op);
+        char hb[64];
+        assert_string_equal(tk_header(&m[i], "cg.table", hb, sizeof(hb)), table);
+        char kcol[80];
+        snprintf(kcol, sizeof(kcol), "%s_id", table);
+        json_t *k = json_object_get(row, kcol);
+        if (!k)
+            k = json_object_get(row, "person_id"); /* death: one row per person */
+        assert_non_null(k);
+        char id[200];
+        snprintf(id, sizeof(id), "%s:%lld", table, (long long)json_integer_value(k));
+        /* keyed by the row: a row that moves to another person keeps its key */
+        assert_non_null(m[i].key);
+        assert_string_equal(m[i].key, id);
+        if (!strcmp(op, "upsert")) {
+            json_object_set(state, id, row);
+        } else {
+            assert_string_equal(op, "delete");
+            json_object_del(state, id);
+            deletes++;
+        }
+        json_decref(v);
+    }
+    tk_msgs_free(m, n);
+    /* the schema's rows, the same way */
+    char sql[600];
+    snprintf(sql, sizeof(sql),
+             "SELECT c.table_name FROM information_schema.columns c WHERE c.table_schema = '%s' "
+             "AND c.column_name = 'person_id' ORDER BY 1",
+             r->disease);
+    PGresult *tables = PQexec(pt_pg, sql);
+    assert_int_equal(PQresultStatus(tables), PGRES_TUPLES_OK);
+    size_t held = 0;
+    for (int t = 0; t < PQntuples(tables); t++) {
+        const char *table = PQgetvalue(tables, t, 0);
+        snprintf(sql, sizeof(sql), "SELECT to_jsonb(x)::text FROM %s.%s x", r->disease, table);
+        PGresult *rows = PQexec(pt_pg, sql);
+        assert_int_equal(PQresultStatus(rows), PGRES_TUPLES_OK);
+        for (int i = 0; i < PQntuples(rows); i++) {
+            json_t *row = json_loads(PQgetvalue(rows, i, 0), 0, NULL);
+            assert_non_null(row);
+            char kcol[80], id[200];
+            snprintf(kcol, sizeof(kcol), "%s_id", table);
+            json_t *k = json_object_get(row, kcol);
+            if (!k)
+                k = json_object_get(row, "person_id");
+            snprintf(id, sizeof(id), "%s:%lld", table, (long long)json_integer_value(k));
+            json_t *got = json_object_get(state, id);
+            if (!got || !json_equal(got, row))
+                fail_msg("%s: the members' topic %s it: %s", id, got ? "differs on" : "lacks",
+                         PQgetvalue(rows, i, 0));
+            json_decref(row);
+            held++;
+        }
+        PQclear(rows);
+    }
+    PQclear(tables);
+    printf("members' topic: %zu message(s), %zu delete(s); %zu row(s) held, as the schema\n", n,
+           deletes, held);
+    assert_int_equal(json_object_size(state), held);
+    json_decref(state);
+}
+
 /* The t2dm disease schema (pg.cohorts.databases) holds exactly the rows of t2dm's members in
  * every table with a person, and t2dm's `cohort` rows. */
 static void check_disease(const run_t *r)
@@ -620,6 +703,8 @@ static void test_random(void **state)
     assert_true(system(cmd) != 0);
     assert_int_equal(tk_file_count(out, "withdrawn.txt:2:1: not a pseudonym"), 1);
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_withdrawn", r.pt.schema), before);
+    wait_caught_up(&r);
+    check_members_topic(&r);
     sink_stop(&r, pid);
     free(o.values);
     free(o.keys);
@@ -651,6 +736,7 @@ static void test_kill9(void **state)
     pid = pt_sink_start(&r.pt, "sink-2.log", 0);
     wait_caught_up(&r);
     check_all(&r, 1);
+    check_members_topic(&r); /* a row sent twice by the restart applies twice, to the same */
     sink_stop(&r, pid);
     free(o.values);
     free(o.keys);

@@ -51,7 +51,7 @@ struct pg_cohorts {
     rd_kafka_t *producer;
     cg_kafka_topics_t *ready; /* the event topic, made ready before its first event */
     int topic_ensured;
-    int delivery_failed; /* a delivery report of the current publish failed */
+    volatile int delivery_failed; /* a delivery report of the current publish failed */
     uint64_t published, events;
     uint64_t txn_events[N_EVENTS]; /* of each kind, written by the open transaction */
     cg_metric_series_t *m_events[N_EVENTS], *m_published;
@@ -60,6 +60,9 @@ struct pg_cohorts {
     cg_metric_t *m_members, *m_small; /* per definition name */
     char **disease_sql;               /* per pg.cohorts.databases entry (pg_disease.c) */
     size_t n_disease;
+    pg_members_dest_t *rows_dests; /* per entry, with pg.cohorts.rows_topic (pg_members.c) */
+    int rows_ensured;
+    uint64_t rows_published;
     double next_count_s; /* cg_metrics_now() of the next member count */
 };
 
@@ -129,9 +132,13 @@ void pg_cohorts_destroy(pg_cohorts_t *cs)
         free(cs->defs[i].full_sql);
     }
     free(cs->defs);
-    for (size_t i = 0; i < cs->n_disease; i++)
+    /* every entry: one that failed half-way may hold a part */
+    for (size_t i = 0; cs->disease_sql && i < cs->conf->n_disease_dbs; i++)
         free(cs->disease_sql[i]);
     free(cs->disease_sql);
+    for (size_t i = 0; cs->rows_dests && i < cs->conf->n_disease_dbs; i++)
+        free(cs->rows_dests[i].topic);
+    free(cs->rows_dests);
     free(cs->diff_sql);
     free(cs->full_diff_sql);
     if (cs->producer) {
@@ -210,7 +217,8 @@ static int disease_load(pg_cohorts_t *cs, char *errstr, size_t errstr_size)
     const pg_conf_t *conf = cs->conf;
     if (!conf->n_disease_dbs)
         return 0;
-    if (!(cs->disease_sql = calloc(conf->n_disease_dbs, sizeof(*cs->disease_sql))))
+    if (!(cs->disease_sql = calloc(conf->n_disease_dbs, sizeof(*cs->disease_sql))) ||
+        !(cs->rows_dests = calloc(conf->n_disease_dbs, sizeof(*cs->rows_dests))))
         return -1;
     for (size_t i = 0; i < conf->n_disease_dbs; i++) {
         const cg_config_kv_t *kv = &conf->disease_dbs[i];
@@ -241,8 +249,12 @@ static int disease_load(pg_cohorts_t *cs, char *errstr, size_t errstr_size)
                          conf->disease_dbs[k].key, kv->key, kv->value);
                 return -1;
             }
-        if (!(cs->disease_sql[i] = pg_disease_sql(conf->schema, kv->value, d->id)))
+        int rows = conf->cohort_rows_topic && *conf->cohort_rows_topic;
+        if (!(cs->disease_sql[i] = pg_disease_sql(conf->schema, kv->value, d->id, rows)))
             return -1;
+        if (rows && !(cs->rows_dests[i].topic = pg_members_topic(conf->cohort_rows_topic, kv->key)))
+            return -1;
+        cs->rows_dests[i].def = d->id;
         cs->n_disease++;
     }
     return 0;
@@ -825,14 +837,8 @@ int pg_cohorts_publisher(pg_cohorts_t *cs, const cg_config_t *cfg, char *errstr,
     return cs->producer ? 0 : -1;
 }
 
-int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
+static int publish_events(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
 {
-    if (!cs || !cs->producer)
-        return 0;
-    if (!cs->topic_ensured) { /* once, before any lock is taken */
-        cs->topic_ensured = 1;
-        cg_kafka_topics_ensure(cs->ready, cs->conf->cohort_topic, NULL, NULL);
-    }
     const char *sc = cs->conf->schema;
     for (;;) {
         cg_buf_t b;
@@ -927,4 +933,23 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
         if (n < PUBLISH_BATCH)
             return 0;
     }
+}
+
+int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!cs || !cs->producer)
+        return 0;
+    int rows = cs->rows_dests && cs->n_disease && cs->rows_dests[0].topic;
+    if (!cs->topic_ensured) { /* once, before any lock is taken */
+        cs->topic_ensured = 1;
+        cg_kafka_topics_ensure(cs->ready, cs->conf->cohort_topic, NULL, NULL);
+        for (size_t i = 0; rows && i < cs->n_disease; i++)
+            cg_kafka_topics_ensure(cs->ready, cs->rows_dests[i].topic, NULL, NULL);
+    }
+    if (publish_events(cs, c, errstr, errstr_size))
+        return -1;
+    return rows ? pg_members_publish(c, cs->producer, cs->conf->schema, cs->rows_dests,
+                                     cs->n_disease, &cs->delivery_failed, &cs->rows_published,
+                                     errstr, errstr_size)
+                : 0;
 }

@@ -67,6 +67,16 @@ const cg_config_map_t cg_pg_config_map[] = {
      "of the definition's members from every table with a person (their history when they "
      "enter, later rows as they come, updates and deletes), and loses a person's rows when they "
      "leave or withdraw; the definition's `cohort` rows go along."),
+    CG_CONFIG_ROW_STRING("pg.cohorts.rows_topic", pg_conf_t, cohort_rows_topic, "", CG_CONFIG_F_EMPTY,
+     "Kafka topic of the members' complete rows of each disease database of "
+     "pg.cohorts.databases, {cohort} standing for its DEFINITION key (e.g. "
+     "\"cohortgate.members.{cohort}\"), for subscribers that do not share the database: every "
+     "row the disease schema gets or loses goes, with the batch's transaction, to the outbox "
+     "cg_cohort_rows, then to the topic keyed by the row, \"TABLE:ID\" (a row that moves to another "
+     "person keeps its key, so its messages stay in order), as {\"row_event_id\", "
+     "\"cohort_definition_id\", \"table\", \"op\": \"upsert\" (the row as the schema holds it) "
+     "or \"delete\" (its key), \"person_id\", \"person_source_value\", \"row\"}, at least once "
+     "(skip a row_event_id seen). Empty (the default): none are written."),
     CG_CONFIG_ROW_INT("pg.cohorts.lapse_interval_ms", pg_conf_t, cohort_lapse_ms, "60000", 0,
      86400000,
      "How often, at most, the sink looks for members whose last period's end date has passed "

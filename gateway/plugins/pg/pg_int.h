@@ -44,6 +44,7 @@ typedef struct pg_conf {
     int cohort_count_ms;         /* how often the member gauges are counted; 0: never */
     int cohort_lapse_ms;         /* how often lapsed periods are looked for; 0: never */
     int cohort_withdrawal_ms;    /* how often, between batches, withdrawals are looked for */
+    char *cohort_rows_topic;     /* pg.cohorts.rows_topic: members' rows per disease cohort */
     cg_config_kv_t *disease_dbs; /* pg.cohorts.databases: definition name -> schema */
     size_t n_disease_dbs;
     char *subscriber; /* release.subscribers[].name this database is; NULL or "": none */
@@ -106,8 +107,24 @@ void pg_omop_ddl(cg_buf_t *b, const char *s, int id_type);
 /* pg_disease.c: the statements that bring disease schema `schema` of definition def in line with
  * main_schema for the persons of pg_temp.cg_changed_persons (malloc'ed; NULL: no memory), and the
  * temporary table they use. */
-char *pg_disease_sql(const char *main_schema, const char *schema, long long def);
+char *pg_disease_sql(const char *main_schema, const char *schema, long long def, int rows);
 void pg_disease_ddl(cg_buf_t *b);
+struct rd_kafka_s; /* librdkafka's rd_kafka_t */
+/* pg_members.c: the members' rows outbox (cg_cohort_rows), filled by pg_disease_sql's
+ * statements with rows, and its publisher. */
+typedef struct pg_members_dest {
+    long long def;
+    char *topic; /* pg.cohorts.rows_topic with the definition's {cohort} */
+} pg_members_dest_t;
+void pg_members_ddl(cg_buf_t *b, const char *schema);
+/* tmpl with {cohort} replaced (malloc'ed; NULL: no memory). */
+char *pg_members_topic(const char *tmpl, const char *cohort);
+/* Unsent outbox rows to their definition's topic, acknowledged, then marked sent; *failed is
+ * set by the producer's delivery callback. 0, or -1 with the message (sent after a later
+ * commit). */
+int pg_members_publish(PGconn *c, struct rd_kafka_s *producer, const char *schema,
+                       const pg_members_dest_t *dests, size_t n_dests, volatile int *failed,
+                       uint64_t *published, char *errstr, size_t errstr_size);
 int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
                         size_t errstr_size);
 /* The DDL of the release audit table (cohortgate_release_audit), idempotent: --init and the

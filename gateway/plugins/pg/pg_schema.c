@@ -180,6 +180,7 @@ void pg_release_ddl(cg_buf_t *b, const char *s)
 
 void pg_cohort_ddl(cg_buf_t *b, const char *s)
 {
+    pg_members_ddl(b, s);
     /* the outbox: one row per enter, exit or change, written with the rows that caused it */
     cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
     pg_qual(b, s, "cg_cohort_events");

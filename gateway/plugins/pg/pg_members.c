@@ -1,0 +1,171 @@
+/* pg_members.c - the members' complete rows on per-cohort Kafka topics (pg.cohorts.rows_topic),
+ * for subscribers that do not share the database.
+ *
+ * The disease schemas' statements (pg_disease.c) write every row they copy in or remove to the
+ * outbox cg_cohort_rows, in the batch's transaction; after the commit the unsent ones go to
+ * their definition's topic, then are marked sent: at least once, like the membership events. A
+ * record's key is the row's, "TABLE:ID": a row that moves from one person to another (a result
+ * re-attributed) is deleted and upserted under one key, so its messages stay in order on one
+ * partition, which a person's key would not give. A value is {"row_event_id",
+ * "cohort_definition_id", "table", "op": "upsert"|"delete", "person_id", "person_source_value",
+ * "row"}: an upsert carries the row as the disease schema holds it, a delete its key; a consumer
+ * that applies each key's messages in order holds the members' rows.
+ */
+#include "pg_int.h"
+
+#include "cg_log.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEMBERS_BATCH 5000
+
+char *pg_members_topic(const char *tmpl, const char *cohort)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    for (const char *t = tmpl; *t;) {
+        if (!strncmp(t, "{cohort}", 8)) {
+            cg_buf_puts(&b, cohort);
+            t += 8;
+        } else {
+            cg_buf_putc(&b, *t++);
+        }
+    }
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+void pg_members_ddl(cg_buf_t *b, const char *s)
+{
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_cohort_rows");
+    cg_buf_puts(b, " (row_event_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                   "cohort_definition_id bigint NOT NULL, person_id bigint NOT NULL, "
+                   "table_name text NOT NULL, row_key text NOT NULL, op text NOT NULL, "
+                   "row jsonb NOT NULL, "
+                   "created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);\n");
+    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_rows_unsent ON ");
+    pg_qual(b, s, "cg_cohort_rows");
+    cg_buf_puts(b, " (row_event_id) WHERE published_at IS NULL;\n");
+}
+
+static const char *topic_of(const pg_members_dest_t *d, size_t n, long long def)
+{
+    for (size_t i = 0; i < n; i++)
+        if (d[i].def == def)
+            return d[i].topic;
+    return NULL;
+}
+
+int pg_members_publish(PGconn *c, struct rd_kafka_s *producer, const char *schema,
+                       const pg_members_dest_t *dests, size_t n_dests, volatile int *failed,
+                       uint64_t *published, char *errstr, size_t errstr_size)
+{
+    for (;;) {
+        cg_buf_t b;
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "SELECT r.row_event_id, r.cohort_definition_id, r.table_name || ':' || "
+                        "r.row_key, "
+                        "jsonb_build_object('row_event_id', r.row_event_id, "
+                        "'cohort_definition_id', r.cohort_definition_id, 'table', r.table_name, "
+                        "'op', r.op, 'person_id', r.person_id, 'person_source_value', "
+                        "pe.person_source_value, 'row', r.row)::text, r.table_name, r.op FROM ");
+        pg_qual(&b, schema, "cg_cohort_rows");
+        cg_buf_puts(&b, " r LEFT JOIN ");
+        pg_qual(&b, schema, "person");
+        cg_buf_printf(&b,
+                      " pe ON pe.person_id = r.person_id WHERE r.published_at IS NULL ORDER BY "
+                      "r.row_event_id LIMIT %d FOR UPDATE OF r SKIP LOCKED",
+                      MEMBERS_BATCH);
+        cg_buf_putc(&b, '\0');
+        /* one publisher at a time (the events' lock), so a person's rows keep their order */
+        int rc = pg_exec(c, "BEGIN", errstr, errstr_size);
+        if (!rc) {
+            cg_buf_t lock;
+            cg_buf_init(&lock);
+            cg_buf_puts(&lock, "SELECT pg_advisory_xact_lock(hashtext('cohortgate:rows:' || $1))");
+            cg_buf_putc(&lock, '\0');
+            const char *lp[1] = {schema ? schema : ""};
+            PGresult *lr =
+                lock.data ? PQexecParams(c, lock.data, 1, NULL, lp, NULL, NULL, 0) : NULL;
+            if (PQresultStatus(lr) != PGRES_TUPLES_OK) {
+                pg_message(lr, c, errstr, errstr_size);
+                rc = -1;
+            }
+            PQclear(lr);
+            cg_buf_free(&lock);
+        }
+        PGresult *r = rc || !b.data ? NULL : PQexec(c, b.data);
+        cg_buf_free(&b);
+        if (!rc && PQresultStatus(r) != PGRES_TUPLES_OK) {
+            pg_message(r, c, errstr, errstr_size);
+            rc = -1;
+        }
+        int n = rc ? 0 : PQntuples(r);
+        *failed = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            const char *topic = topic_of(dests, n_dests, strtoll(PQgetvalue(r, i, 1), NULL, 10));
+            if (!topic)
+                continue; /* a definition no longer kept: marked sent below, never published */
+            const char *key = PQgetvalue(r, i, 2), *val = PQgetvalue(r, i, 3);
+            const char *tbl = PQgetvalue(r, i, 4), *op = PQgetvalue(r, i, 5);
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                RD_KAFKA_V_VALUE((void *)val, strlen(val)),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADER("cg.table", tbl, (ssize_t)strlen(tbl)),
+                RD_KAFKA_V_HEADER("cg.op", op, (ssize_t)strlen(op)), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(producer, 100);
+                i--;
+                continue;
+            }
+            if (e) {
+                snprintf(errstr, errstr_size, "%s: %s", topic, rd_kafka_err2str(e));
+                rc = -1;
+            }
+        }
+        /* every row acknowledged by the broker before it is marked sent */
+        if (!rc && n && (rd_kafka_flush(producer, 30000) || *failed)) {
+            snprintf(errstr, errstr_size, "members' rows: not every row was acknowledged");
+            rc = -1;
+        }
+        if (!rc && n) {
+            /* by id: a batch that took an id inside this range may commit after the SELECT */
+            cg_buf_init(&b);
+            cg_buf_puts(&b, "UPDATE ");
+            pg_qual(&b, schema, "cg_cohort_rows");
+            cg_buf_puts(&b, " SET published_at = now() WHERE row_event_id = ANY($1::bigint[])");
+            cg_buf_putc(&b, '\0');
+            cg_buf_t ids;
+            cg_buf_init(&ids);
+            for (int i = 0; i < n; i++)
+                cg_buf_printf(&ids, "%s%s", i ? "," : "{", PQgetvalue(r, i, 0));
+            cg_buf_puts(&ids, "}");
+            cg_buf_putc(&ids, '\0');
+            const char *p1[1] = {ids.data};
+            PGresult *u =
+                b.data && ids.data ? PQexecParams(c, b.data, 1, NULL, p1, NULL, NULL, 0) : NULL;
+            if (PQresultStatus(u) != PGRES_COMMAND_OK) {
+                pg_message(u, c, errstr, errstr_size);
+                rc = -1;
+            }
+            PQclear(u);
+            cg_buf_free(&ids);
+            cg_buf_free(&b);
+        }
+        PQclear(r);
+        if (rc) {
+            PQclear(PQexec(c, "ROLLBACK"));
+            return -1;
+        }
+        if (pg_exec(c, "COMMIT", errstr, errstr_size))
+            return -1;
+        *published += (uint64_t)n;
+        if (n < MEMBERS_BATCH)
+            return 0;
+    }
+}
