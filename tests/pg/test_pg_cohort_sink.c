@@ -738,6 +738,35 @@ static void test_kill9(void **state)
     check_all(&r, 1);
     check_members_topic(&r); /* a row sent twice by the restart applies twice, to the same */
     sink_stop(&r, pid);
+
+    /* pg.cohorts.rows_keep_hours (24): published outbox rows older than that go at the next
+     * publish after a start; younger ones, and the events (kept by default), stay */
+    long long rows = pt_q_int("SELECT count(*) FROM %s.cg_cohort_rows", r.pt.schema);
+    long long last_row = pt_q_int("SELECT max(row_event_id) FROM %s.cg_cohort_rows", r.pt.schema);
+    long long events = pt_q_int("SELECT count(*) FROM %s.cg_cohort_events", r.pt.schema);
+    pt_q_exec("UPDATE %s.cg_cohort_rows SET published_at = now() - interval '25 hours' WHERE "
+              "row_event_id %% 2 = 0",
+              r.pt.schema);
+    pt_q_exec("UPDATE %s.cg_cohort_events SET published_at = now() - interval '400 days'",
+              r.pt.schema);
+    long long aged =
+        pt_q_int("SELECT count(*) FROM %s.cg_cohort_rows WHERE row_event_id %% 2 = 0", r.pt.schema);
+    assert_true(aged > 0);
+    pid = pt_sink_start(&r.pt, "sink-3.log", 0);
+    for (int i = 0; i < 40; i++)
+        random_rec(&o);
+    produce_out(&r, &o);
+    wait_caught_up(&r);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_rows WHERE published_at < now() "
+                              "- interval '24 hours'",
+                              r.pt.schema),
+                     0);
+    /* of the rows there before, exactly the aged ones went */
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_rows WHERE row_event_id <= %lld",
+                              r.pt.schema, last_row),
+                     rows - aged);
+    assert_true(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events", r.pt.schema) >= events);
+    sink_stop(&r, pid);
     free(o.values);
     free(o.keys);
     run_end(&r);

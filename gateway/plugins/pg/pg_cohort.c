@@ -57,6 +57,7 @@ struct pg_cohorts {
     cg_metric_series_t *m_events[N_EVENTS], *m_published;
     double next_lapse_s;              /* cg_metrics_now() of the next look for lapsed periods */
     double next_withdrawal_s;         /* of the next look for withdrawals between batches */
+    double next_prune_s;              /* of the next pruning of published outbox rows */
     cg_metric_t *m_members, *m_small; /* per definition name */
     char **disease_sql;               /* per pg.cohorts.databases entry (pg_disease.c) */
     size_t n_disease;
@@ -948,8 +949,22 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
     }
     if (publish_events(cs, c, errstr, errstr_size))
         return -1;
-    return rows ? pg_members_publish(c, cs->producer, cs->conf->schema, cs->rows_dests,
-                                     cs->n_disease, &cs->delivery_failed, &cs->rows_published,
-                                     errstr, errstr_size)
-                : 0;
+    if (rows && pg_members_publish(c, cs->producer, cs->conf->schema, cs->rows_dests, cs->n_disease,
+                                   &cs->delivery_failed, &cs->rows_published, errstr, errstr_size))
+        return -1;
+    /* what was published and is old enough goes, every 10 minutes at most */
+    double now = cg_metrics_now();
+    if (now < cs->next_prune_s)
+        return 0;
+    cs->next_prune_s = now + 600;
+    long long deleted = 0;
+    if (pg_outbox_prune(c, cs->conf->schema, cs->conf->cohort_rows_keep_h,
+                        cs->conf->cohort_events_keep_d, &deleted, errstr, errstr_size))
+        return -1;
+    if (deleted)
+        cg_log(CG_LOG_INFO, "pg.cohort_outbox_pruned",
+               "%lld published outbox row(s) past pg.cohorts.rows_keep_hours / "
+               "events_keep_days deleted",
+               deleted);
+    return 0;
 }

@@ -77,6 +77,14 @@ const cg_config_map_t cg_pg_config_map[] = {
      "\"cohort_definition_id\", \"table\", \"op\": \"upsert\" (the row as the schema holds it) "
      "or \"delete\" (its key), \"person_id\", \"person_source_value\", \"row\"}, at least once "
      "(skip a row_event_id seen). Empty (the default): none are written."),
+    CG_CONFIG_ROW_INT("pg.cohorts.rows_keep_hours", pg_conf_t, cohort_rows_keep_h, "24", 0, 876000,
+     "How long rows of cg_cohort_rows (pg.cohorts.rows_topic's outbox) are kept once "
+     "published; older ones are deleted (looked at every 10 minutes, at most 50,000 a time). "
+     "0: kept."),
+    CG_CONFIG_ROW_INT("pg.cohorts.events_keep_days", pg_conf_t, cohort_events_keep_d, "0", 0, 36500,
+     "How long membership events of cg_cohort_events are kept once published (an audit of "
+     "membership changes); older ones are deleted like rows_keep_hours'. 0 (the default): "
+     "kept."),
     CG_CONFIG_ROW_INT("pg.cohorts.lapse_interval_ms", pg_conf_t, cohort_lapse_ms, "60000", 0,
      86400000,
      "How often, at most, the sink looks for members whose last period's end date has passed "

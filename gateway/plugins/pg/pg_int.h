@@ -45,6 +45,8 @@ typedef struct pg_conf {
     int cohort_lapse_ms;         /* how often lapsed periods are looked for; 0: never */
     int cohort_withdrawal_ms;    /* how often, between batches, withdrawals are looked for */
     char *cohort_rows_topic;     /* pg.cohorts.rows_topic: members' rows per disease cohort */
+    int cohort_rows_keep_h;      /* published outbox rows kept this long; 0: kept */
+    int cohort_events_keep_d;    /* published events kept this long; 0: kept */
     cg_config_kv_t *disease_dbs; /* pg.cohorts.databases: definition name -> schema */
     size_t n_disease_dbs;
     char *subscriber; /* release.subscribers[].name this database is; NULL or "": none */
@@ -117,6 +119,11 @@ typedef struct pg_members_dest {
     char *topic; /* pg.cohorts.rows_topic with the definition's {cohort} */
 } pg_members_dest_t;
 void pg_members_ddl(cg_buf_t *b, const char *schema);
+/* Deletes published rows of cg_cohort_rows older than rows_keep_h hours and published events of
+ * cg_cohort_events older than events_keep_d days (0: none), at most 50,000 of each; *deleted
+ * gets how many. 0, or -1 with the message. */
+int pg_outbox_prune(PGconn *c, const char *schema, int rows_keep_h, int events_keep_d,
+                    long long *deleted, char *errstr, size_t errstr_size);
 /* tmpl with {cohort} replaced (malloc'ed; NULL: no memory). */
 char *pg_members_topic(const char *tmpl, const char *cohort);
 /* Unsent outbox rows to their definition's topic, acknowledged, then marked sent; *failed is

@@ -169,3 +169,47 @@ int pg_members_publish(PGconn *c, struct rd_kafka_s *producer, const char *schem
             return 0;
     }
 }
+
+/* One table's published rows older than the cut, a bounded number a time. */
+static int prune_one(PGconn *c, const char *schema, const char *table, const char *id,
+                     const char *age, long long *deleted, char *errstr, size_t errstr_size)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "DELETE FROM ");
+    pg_qual(&b, schema, table);
+    cg_buf_printf(&b, " WHERE %s IN (SELECT %s FROM ", id, id);
+    pg_qual(&b, schema, table);
+    cg_buf_printf(&b, " WHERE published_at < now() - interval '%s' ORDER BY %s LIMIT 50000)", age,
+                  id);
+    cg_buf_putc(&b, '\0');
+    PGresult *r = b.data ? PQexec(c, b.data) : NULL;
+    cg_buf_free(&b);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    *deleted += atoll(PQcmdTuples(r));
+    PQclear(r);
+    return 0;
+}
+
+int pg_outbox_prune(PGconn *c, const char *schema, int rows_keep_h, int events_keep_d,
+                    long long *deleted, char *errstr, size_t errstr_size)
+{
+    char age[48];
+    *deleted = 0;
+    if (rows_keep_h > 0) {
+        snprintf(age, sizeof(age), "%d hours", rows_keep_h);
+        if (prune_one(c, schema, "cg_cohort_rows", "row_event_id", age, deleted, errstr,
+                      errstr_size))
+            return -1;
+    }
+    if (events_keep_d > 0) {
+        snprintf(age, sizeof(age), "%d days", events_keep_d);
+        if (prune_one(c, schema, "cg_cohort_events", "event_id", age, deleted, errstr, errstr_size))
+            return -1;
+    }
+    return 0;
+}
