@@ -29,8 +29,8 @@ int cg_cli_parse(int argc, char **argv);
 int cg_cli_check(int argc, char **argv);
 int cg_cli_test(int argc, char **argv);
 int cg_cli_cohort(int argc, char **argv);
-/* `cohortgate cohort withdraw` (cli_withdraw.c); argv[0] is "withdraw". */
-int cg_cli_cohort_withdraw(int argc, char **argv);
+/* `cohortgate cohort withdraw` and `retire` (cli_cohort_admin.c); argv[0] is the action. */
+int cg_cli_cohort_admin(int argc, char **argv);
 int cg_cli_schema(int argc, char **argv);
 
 /* Prints located errors as "FILE:LINE:COLUMN: error: TEXT" (or "FILE: error: TEXT"), one a

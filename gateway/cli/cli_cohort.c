@@ -35,7 +35,8 @@ static void usage(FILE *out)
         "       cohortgate cohort count -c CONNINFO [--schema S] [--results-schema R] [--k N] "
         "[--json]\n"
         "                               DEF...|ID...|--all\n"
-        "       cohortgate cohort withdraw -c CONNINFO [--schema S] [--dry-run] FILE|-\n\n"
+        "       cohortgate cohort withdraw -c CONNINFO [--schema S] [--dry-run] FILE|-\n"
+        "       cohortgate cohort retire -c CONNINFO [--schema S] ID...\n\n"
         "Cohort definitions are OHDSI Circe cohort expressions (the JSON ATLAS exports), within\n"
         "the subset of specs/cohorts/CIRCE.md; anything outside it is refused with\n"
         "FILE:LINE:COLUMN naming the element. A DEF is a bare expression, or a definition\n"
@@ -56,7 +57,9 @@ static void usage(FILE *out)
         "            with small cells suppressed: a count below k is shown only as \"<k\"\n"
         "            (\"<10\" by default, 0 included), as everywhere counts leave cohortgate\n"
         "  withdraw  a withdrawal list (pseudonyms, one a line) into the sink schema's\n"
-        "            cg_withdrawn: each person leaves every cohort (see withdraw --help)\n\n"
+        "            cg_withdrawn: each person leaves every cohort (see withdraw --help)\n"
+        "  retire    take definitions out of a sink schema: their members exit, their\n"
+        "            rows go (see retire --help)\n\n"
         "options:\n"
         "  -c, --db CONNINFO       libpq connection string (run, count, explain --person),\n"
         "                          e.g. 'host=/tmp dbname=omop'\n"
@@ -451,8 +454,8 @@ int cg_cli_cohort(int argc, char **argv)
         return argc < 2 ? CG_EXIT_USAGE : CG_EXIT_OK;
     }
     const char *action = argv[1];
-    if (!strcmp(action, "withdraw"))
-        return cg_cli_cohort_withdraw(argc - 1, argv + 1);
+    if (!strcmp(action, "withdraw") || !strcmp(action, "retire"))
+        return cg_cli_cohort_admin(argc - 1, argv + 1);
     int act = !strcmp(action, "check")     ? 0
               : !strcmp(action, "explain") ? 1
               : !strcmp(action, "run")     ? 2
@@ -460,7 +463,8 @@ int cg_cli_cohort(int argc, char **argv)
                                            : -1;
     if (act < 0) {
         fprintf(stderr,
-                "cohortgate cohort: unknown action '%s' (check, explain, run, count or withdraw)\n",
+                "cohortgate cohort: unknown action '%s' (check, explain, run, count, withdraw or "
+                "retire)\n",
                 action);
         return CG_EXIT_USAGE;
     }

@@ -703,7 +703,48 @@ static void test_random(void **state)
     assert_true(system(cmd) != 0);
     assert_int_equal(tk_file_count(out, "withdrawn.txt:2:1: not a pseudonym"), 1);
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_withdrawn", r.pt.schema), before);
+
+    /* a definition taken out of the folder: the sink says so at start, and `cohortgate cohort
+     * retire` takes it out of the schema with an exit for each member */
+    sink_stop(&r, pid);
+    pt_sh("rm '%s/t2dm-copy.json'", r.defs);
+    long long copy_members =
+        pt_q_int("SELECT count(DISTINCT subject_id) FROM %s.cohort WHERE cohort_definition_id = 11",
+                 r.pt.schema);
+    assert_true(copy_members > 0);
+    long long last2 = pt_q_int("SELECT max(event_id) FROM %s.cg_cohort_events", r.pt.schema);
+    pid = pt_sink_start(&r.pt, "sink-3.log", 0);
+    char log3[400];
+    snprintf(log3, sizeof(log3), "%s/sink-3.log", r.pt.dir);
+    for (int i = 0; i < 200 && tk_file_count(log3, "pg.cohorts_unconfigured") == 0; i++)
+        usleep(100000);
+    assert_int_equal(tk_file_count(log3, "holds cohort definition(s) 11, which"), 1);
+    snprintf(cmd, sizeof(cmd),
+             "%s cohort retire -c \"$COHORTGATE_TEST_PG\" --schema %s 11 > '%s' 2>&1",
+             CG_GATEWAY_BIN, r.pt.schema, out);
+    assert_int_equal(system(cmd), 0);
+    char said[120];
+    snprintf(said, sizeof(said), "definition 11 retired: %lld member(s) exited", copy_members);
+    assert_int_equal(tk_file_count(out, said), 1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit' AND "
+                              "cohort_definition_id = 11 AND event_id > %lld",
+                              r.pt.schema, last2),
+                     copy_members);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cohort WHERE cohort_definition_id = 11", r.pt.schema), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cohort_definition WHERE "
+                              "cohort_definition_id = 11",
+                              r.pt.schema),
+                     0);
+    assert_true(system(cmd) != 0); /* nothing left of it: refused */
+    assert_int_equal(tk_file_count(out, "definition 11: the schema has no rows or state of it"), 1);
+    for (int i = 0; i < 10; i++) /* a batch: its commit publishes the exits */
+        random_rec(&o);
+    produce_out(&r, &o);
     wait_caught_up(&r);
+    /* the full recomputation's schema keeps what `cohort run` wrote of 11 before */
+    pt_q_exec("DELETE FROM %s.cohort WHERE cohort_definition_id = 11", r.full);
+    check_all(&r, 0);
     check_members_topic(&r);
     sink_stop(&r, pid);
     free(o.values);

@@ -713,6 +713,27 @@ int pg_cohorts_sync(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_siz
                    "changed definitions)",
                    sc, cs->n_defs);
     }
+    if (!rc) {
+        /* definitions this schema holds that the config no longer names: their rows are no
+         * longer kept current; retiring them is an operator's decision, not a config typo's */
+        cg_buf_reset(&b);
+        cg_buf_puts(&b, "SELECT string_agg(cohort_definition_id::text, ', ' ORDER BY "
+                        "cohort_definition_id) FROM ");
+        pg_qual(&b, sc, "cg_cohort_state");
+        cg_buf_puts(&b, " WHERE cohort_definition_id NOT IN (");
+        for (size_t i = 0; i < cs->n_defs; i++)
+            cg_buf_printf(&b, "%s%lld", i ? ", " : "", cs->defs[i].id);
+        cg_buf_puts(&b, ")");
+        cg_buf_putc(&b, '\0');
+        PGresult *r = PQexec(c, b.data);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && !PQgetisnull(r, 0, 0))
+            cg_log(CG_LOG_WARN, "pg.cohorts_unconfigured",
+                   "schema %s holds cohort definition(s) %s, which pg.cohorts.definitions no "
+                   "longer names: their `cohort` rows are no longer kept current (`cohortgate "
+                   "cohort retire` takes them out, with exit events)",
+                   sc, PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
     cg_buf_free(&b);
     if (!rc)
         rc = pg_exec(c, "COMMIT", errstr, errstr_size);
