@@ -218,6 +218,11 @@ typedef struct cg_sink_plugin {
      * applies). 0, or -1 with a reason (the engine stops). */
     int (*stored_positions)(void *ctx, cg_source_pos_t *pos, size_t n, char *errstr,
                             size_t errstr_size);
+
+    /* SIGHUP: re-reads what the sink takes from files (PostgreSQL: the cohort definitions),
+     * taking it into use between transactions. -1 with a reason when they do not load; the
+     * running ones then stay. NULL: nothing to re-read. */
+    int (*reload)(void *ctx, char *errstr, size_t errstr_size);
 } cg_sink_plugin_t;
 
 /* Instances: a plug-in, its context and its config. */

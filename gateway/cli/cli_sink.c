@@ -41,6 +41,9 @@ static void usage(FILE *out)
             "variable pg.conninfo_env names (default COHORTGATE_PG_CONNINFO); the password from\n"
             "pg.password_file, PGPASSWORD or ~/.pgpass. None of them is logged.\n"
             "SIGTERM or SIGINT commits the open transaction within delivery.drain_timeout_ms.\n"
+            "SIGHUP re-reads pg.cohorts.definitions (the running ones stay when one does not\n"
+            "load): new and changed definitions are evaluated for every person, between\n"
+            "transactions; a definition that left the folder is warned of (cohort retire).\n"
             "Metrics and health: http://metrics.listen/metrics and /healthz.\n");
 }
 
@@ -137,7 +140,7 @@ int cg_cli_sink(int argc, char **argv)
         cg_config_destroy(cfg);
         return CG_EXIT_FAILURE;
     }
-    cg_err_t rc = cg_cli_daemon_run(gw, "sink", 0);
+    cg_err_t rc = cg_cli_daemon_run(gw, "sink", 1);
     cg_gateway_destroy(gw);
     cg_config_destroy(cfg);
     return rc == CG_OK ? CG_EXIT_OK : CG_EXIT_FAILURE;

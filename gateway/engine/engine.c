@@ -396,18 +396,24 @@ static void take_input(cg_engine_t *gw, int timeout_ms)
     gw->last_activity_ms = cg_engine_now_ms();
 }
 
-/* What the source reads from files (MLLP's TLS certificates and CRL), re-read. */
-static int reload_source(cg_engine_t *gw)
+/* What the plug-ins read from files (MLLP's TLS certificates and CRL, the PostgreSQL sink's
+ * cohort definitions), re-read. */
+static int reload_plugins(cg_engine_t *gw)
 {
-    if (!gw->source.p->reload)
-        return 0;
-    char why[512] = "";
-    if (gw->source.p->reload(gw->source.ctx, why, sizeof(why))) {
+    char why[1024] = "";
+    int rc = 0;
+    if (gw->source.p->reload && gw->source.p->reload(gw->source.ctx, why, sizeof(why))) {
         cg_log(CG_LOG_ERROR, "reload.failed", "%s: %s (the running ones stay)", gw->source.p->name,
                why);
-        return -1;
+        rc = -1;
     }
-    return 0;
+    why[0] = '\0';
+    if (gw->sink.p->reload && gw->sink.p->reload(gw->sink.ctx, why, sizeof(why))) {
+        cg_log(CG_LOG_ERROR, "reload.failed", "%s: %s (the running ones stay)", gw->sink.p->name,
+               why);
+        rc = -1;
+    }
+    return rc;
 }
 
 cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
@@ -450,7 +456,7 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
                 ok &= !reload_mapping(gw);
                 ok &= !reload_release(gw);
             }
-            ok &= !reload_source(gw);
+            ok &= !reload_plugins(gw);
             cg_metrics_gw_reload(gw->metrics, ok);
             if (!ok)
                 __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);

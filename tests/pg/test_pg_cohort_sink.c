@@ -745,6 +745,29 @@ static void test_random(void **state)
     /* the full recomputation's schema keeps what `cohort run` wrote of 11 before */
     pt_q_exec("DELETE FROM %s.cohort WHERE cohort_definition_id = 11", r.full);
     check_all(&r, 0);
+
+    /* SIGHUP re-reads the definitions: a broken one is refused with its place and the running
+     * ones go on; a new one is evaluated for every person, without a restart */
+    pt_sh("printf '{\\n  \"cohortgate\": {\"id\": 13,\\n' > '%s/broken.json'", r.defs);
+    kill(pid, SIGHUP);
+    for (int i = 0; i < 100 && tk_file_count(log3, "reload.failed") == 0; i++)
+        usleep(100000);
+    assert_int_equal(tk_file_count(log3, "broken.json:3:"), 1);
+    pt_sh("rm '%s/broken.json'", r.defs);
+    pt_sh("sed '0,/\"id\": 1,/s//\"id\": 12,/; s/\"name\": \"t2dm\"/\"name\": \"t2dm-hup\"/' "
+          "'%s/t2dm.json' > '%s/t2dm-hup.json'",
+          r.defs, r.defs);
+    kill(pid, SIGHUP);
+    for (int i = 0; i < 100 && tk_file_count(log3, "pg.cohorts_reloaded") == 0; i++)
+        usleep(100000);
+    assert_int_equal(tk_file_count(log3, "pg.cohorts_reloaded"), 1);
+    assert_true(pt_q_int("SELECT count(*) FROM %s.cohort WHERE cohort_definition_id = 12",
+                         r.pt.schema) > 0);
+    for (int i = 0; i < 10; i++) /* the sink still loads, and keeps 12 current */
+        random_rec(&o);
+    produce_out(&r, &o);
+    wait_caught_up(&r);
+    check_all(&r, 0);
     check_members_topic(&r);
     sink_stop(&r, pid);
     free(o.values);

@@ -422,6 +422,28 @@ int pg_cohorts_count_members(pg_cohorts_t *cs, PGconn *c, int force, char *errst
     return 0;
 }
 
+void pg_cohorts_swap(pg_cohorts_t *cs, pg_cohorts_t *fresh)
+{
+    /* the definitions' part of the struct, whole; the rest (publisher, metrics, counts,
+     * timers) is cs's and stays */
+    pg_cohorts_t t = *cs;
+    cs->defs = fresh->defs;
+    cs->n_defs = fresh->n_defs;
+    cs->diff_sql = fresh->diff_sql;
+    cs->full_diff_sql = fresh->full_diff_sql;
+    cs->disease_sql = fresh->disease_sql;
+    cs->n_disease = fresh->n_disease;
+    cs->rows_dests = fresh->rows_dests;
+    fresh->defs = t.defs;
+    fresh->n_defs = t.n_defs;
+    fresh->diff_sql = t.diff_sql;
+    fresh->full_diff_sql = t.full_diff_sql;
+    fresh->disease_sql = t.disease_sql;
+    fresh->n_disease = t.n_disease;
+    fresh->rows_dests = t.rows_dests;
+    cs->topic_ensured = 0; /* a new definition's rows topic is made ready too */
+}
+
 void pg_cohorts_txn_end(pg_cohorts_t *cs, int committed)
 {
     if (!cs)

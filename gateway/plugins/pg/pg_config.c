@@ -53,7 +53,9 @@ const cg_config_map_t cg_pg_config_map[] = {
      "A Circe cohort definition with its cohortgate header (id, version), or a folder whose "
      "*.json files are such definitions (e.g. specs/cohorts/circe); \"\" keeps no cohorts. A "
      "definition that does not load stops the sink at start with FILE:LINE:COLUMN; a new or "
-     "changed one is evaluated for every person at start."),
+     "changed one is evaluated for every person at start. SIGHUP reads them again (one that "
+     "does not load is refused with its place, and the running ones stay), new and changed "
+     "ones evaluated for every person between transactions."),
     CG_CONFIG_ROW_STRING("pg.cohorts.topic", pg_conf_t, cohort_topic, "cohort.events", 0,
      "Compacted Kafka topic of the membership events, keyed by \"DEFINITION_ID:PSEUDONYM\"; "
      "published after each commit from the outbox, at least once."),

@@ -266,6 +266,10 @@ typedef struct pg_cohorts pg_cohorts_t;
  * error (file:line:column) in errstr. */
 int pg_cohorts_load(const pg_conf_t *conf, pg_cohorts_t **out, char *errstr, size_t errstr_size);
 void pg_cohorts_destroy(pg_cohorts_t *cs);
+/* A reload: cs takes fresh's definitions (and the statements made of them), fresh gets cs's
+ * old ones (destroy it then); the publisher, metrics and counts stay cs's. Between
+ * transactions, then pg_cohorts_prepare and pg_cohorts_sync. */
+void pg_cohorts_swap(pg_cohorts_t *cs, pg_cohorts_t *fresh);
 size_t pg_cohorts_count(const pg_cohorts_t *cs);
 /* cohortgate_sink_cohort_events_total{event} and _published_total; metrics may be NULL. */
 void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics);

@@ -37,8 +37,9 @@ typedef struct pg_sink {
     const pg_conf_t *conf;
     PGconn *conn;
     pg_apply_t *apply;
-    pg_cohorts_t *cohorts; /* NULL: no cohort definitions configured */
-    int cohorts_synced;    /* the definitions were brought up to date on this run */
+    pg_cohorts_t *cohorts;  /* NULL: no cohort definitions configured */
+    int cohorts_synced;     /* the definitions were brought up to date on this run */
+    pg_cohorts_t *reloaded; /* SIGHUP's definitions, taken into use between transactions */
     int in_txn;
     int64_t next_connect_ms;
     void **tokens; /* staged records not yet reported delivered */
@@ -139,6 +140,7 @@ static void pgs_destroy(void *ctx)
         PQfinish(s->conn);
     pg_apply_destroy(s->apply);
     pg_cohorts_destroy(s->cohorts);
+    pg_cohorts_destroy(s->reloaded);
     for (size_t i = 0; i < s->n_starts; i++)
         free(s->starts[i].topic);
     free(s->starts);
@@ -567,6 +569,45 @@ static void report_delivered(pg_sink_t *s)
         cg_engine_delivered(s->engine, s->tokens[i], 0);
 }
 
+/* The definitions a SIGHUP loaded, in place of the running ones: the running publisher,
+ * metrics and counts stay; new and changed definitions are evaluated for every person now (a
+ * reconnect does it again if this fails). */
+static void take_reloaded(pg_sink_t *s)
+{
+    pg_cohorts_swap(s->cohorts, s->reloaded);
+    pg_cohorts_destroy(s->reloaded);
+    s->reloaded = NULL;
+    char err[768];
+    s->cohorts_synced = 0;
+    if (pg_cohorts_prepare(s->cohorts, s->conn, err, sizeof(err)) ||
+        pg_cohorts_sync(s->cohorts, s->conn, err, sizeof(err))) {
+        cg_log(CG_LOG_WARN, "pg.cohorts_sync_failed", "%s (again at the next connection)", err);
+        return;
+    }
+    s->cohorts_synced = 1;
+    cg_log(CG_LOG_INFO, "pg.cohorts_reloaded", "%zu cohort definitions from %s in use",
+           pg_cohorts_count(s->cohorts), s->conf->cohort_definitions);
+}
+
+/* SIGHUP: the cohort definitions, loaded and compiled now (a refusal keeps the running ones),
+ * taken into use between transactions (take_reloaded). */
+static int pgs_reload(void *ctx, char *errstr, size_t errstr_size)
+{
+    pg_sink_t *s = ctx;
+    if (!s->cohorts)
+        return 0; /* no definitions configured: a restart takes pg.cohorts.definitions */
+    pg_cohorts_t *fresh = NULL;
+    if (pg_cohorts_load(s->conf, &fresh, errstr, errstr_size))
+        return -1;
+    if (!fresh) {
+        snprintf(errstr, errstr_size, "pg.cohorts.definitions: no definitions");
+        return -1;
+    }
+    pg_cohorts_destroy(s->reloaded); /* two SIGHUPs before a pause: the later files win */
+    s->reloaded = fresh;
+    return 0;
+}
+
 static void pgs_poll(void *ctx, int timeout_ms)
 {
     pg_sink_t *s = ctx;
@@ -574,8 +615,11 @@ static void pgs_poll(void *ctx, int timeout_ms)
         report_delivered(s);
         return;
     }
-    /* between batches: withdrawals need no record to be honoured, then their exit events go
-     * out (both rate-limited inside) */
+    /* between batches: definitions a SIGHUP loaded go into use, new and changed ones
+     * evaluated for every person; withdrawals need no record to be honoured, then their exit
+     * events go out (both rate-limited inside) */
+    if (s->reloaded && s->conn && !s->in_txn)
+        take_reloaded(s);
     if (s->cohorts && s->conn && !s->in_txn) {
         char err[768];
         int w = pg_cohorts_withdrawals(s->cohorts, s->conn, err, sizeof(err));
@@ -836,4 +880,5 @@ const cg_sink_plugin_t cg_pg_sink_plugin = {
     .txn_commit = pgs_txn_commit,
     .txn_abort = pgs_txn_abort,
     .stored_positions = pgs_stored_positions,
+    .reload = pgs_reload,
 };
