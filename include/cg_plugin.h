@@ -262,8 +262,11 @@ void cg_engine_txn_failed(cg_engine_t *e, const char *reason);
 /* The gateway stops with this error (the first one wins). */
 void cg_engine_fatal(cg_engine_t *e, cg_err_t code, const char *reason);
 /* Partitions are being assigned: fills pos[i].offset with where the sink's own store says
- * to start (-1: no stored position, the source's rule applies). 0, or -1 after reporting a
- * fatal error. A source that can start at an offset calls it before taking the partitions. */
+ * to start (-1: no stored position). 1 when the sink keeps positions (then a partition without
+ * one starts as the source starts a group that never committed, from the start by default: the
+ * group's own commits, made for monitoring, must not skip what a new database lacks); 0 when it
+ * does not (the source's rule applies); -1 after reporting a fatal error. A source that can
+ * start at an offset calls it before taking the partitions. */
 int cg_engine_stored_positions(cg_engine_t *e, cg_source_pos_t *pos, size_t n);
 /* The source now holds n_assigned partitions, after an assignment. */
 void cg_engine_assigned(cg_engine_t *e, int n_assigned);

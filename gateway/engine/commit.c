@@ -190,6 +190,11 @@ void cg_engine_txn_commit(cg_engine_t *gw, const cg_source_pos_t *keep, size_t n
         if (offsets.n)
             STAT_ADD(gw, commits, 1);
         cg_metrics_gw_transaction(gw->metrics, "committed");
+        /* a sink that keeps the positions itself (a database) has them in its own commit;
+         * the group gets them too, in the background, so that its lag shows in the metrics
+         * and in the cluster's tools (the sink's positions still decide where to go on) */
+        if (offsets.n && gw->sink.p->stored_positions && gw->source.p->commit)
+            gw->source.p->commit(gw->source.ctx, offsets.v, offsets.n, 0);
     } else if (r == CG_TXN_ABORT) {
         cg_engine_txn_abort(gw, keep, n_keep, 1);
     } else {

@@ -70,7 +70,7 @@ int cg_engine_stored_positions(cg_engine_t *gw, cg_source_pos_t *pos, size_t n)
         cg_engine_fatal(gw, CG_ERR_IO, msg);
         return -1;
     }
-    return 0;
+    return 1;
 }
 
 void cg_engine_assigned(cg_engine_t *gw, int n_assigned)

@@ -825,6 +825,34 @@ static void test_metrics(void **state)
     assert_true(sample(m, "cohortgate_sink_batch_seconds_bucket{le=\"+Inf\"}") >= 1);
     assert_true(sample(m, "cohortgate_sink_batches_total{result=\"aborted\"}") >= 0);
     free(m);
+    /* the group gets the database's positions too (in the background, after each commit), so
+     * that its lag shows: in the cluster's tools, and as the lag gauge once statistics came
+     * (every 5 s) */
+    long long in_group = -1;
+    for (int tries = 0; tries < 100 && in_group != (long long)n; tries++) {
+        int64_t c[2];
+        assert_int_equal(tk_committed(r.name, r.topic, 2, c), 0);
+        in_group = (c[0] > 0 ? c[0] : 0) + (c[1] > 0 ? c[1] : 0);
+        if (in_group != (long long)n)
+            usleep(50000);
+    }
+    assert_int_equal(in_group, (long long)n);
+    char lag0[300], lag1[300];
+    snprintf(lag0, sizeof(lag0), "cohortgate_consumer_lag{topic=\"%s\",partition=\"0\"}", r.topic);
+    snprintf(lag1, sizeof(lag1), "cohortgate_consumer_lag{topic=\"%s\",partition=\"1\"}", r.topic);
+    long long l0 = -1, l1 = -1;
+    for (int tries = 0; tries < 160 && (l0 != 0 || l1 != 0); tries++) {
+        m = scrape(port);
+        assert_non_null(m);
+        l0 = sample(m, lag0);
+        l1 = sample(m, lag1);
+        free(m);
+        if (l0 != 0 || l1 != 0)
+            usleep(50000);
+    }
+    fprintf(stderr, "group committed %lld; consumer lag %lld and %lld\n", in_group, l0, l1);
+    assert_int_equal(l0, 0);
+    assert_int_equal(l1, 0);
     pt_sink_stop(pid, log);
     /* cdm_source: one row, the first load's date today */
     assert_int_equal(

@@ -139,6 +139,15 @@ static void note_revoked(kafka_source_t *ks, const rd_kafka_topic_partition_list
             }
 }
 
+/* Where a partition with no position starts: auto.offset.reset's end (earliest by default). */
+static int64_t reset_offset(const kafka_source_t *ks)
+{
+    const char *r = cg_kafka_get(ks->kc, "auto.offset.reset");
+    return r && (!strcmp(r, "latest") || !strcmp(r, "largest") || !strcmp(r, "end"))
+               ? RD_KAFKA_OFFSET_END
+               : RD_KAFKA_OFFSET_BEGINNING;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -153,10 +162,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         } else {
             for (int i = 0; i < parts->cnt; i++)
                 start[i] = (cg_source_pos_t){parts->elems[i].topic, parts->elems[i].partition, -1};
-            if (!cg_engine_stored_positions(ks->engine, start, (size_t)parts->cnt))
-                for (int i = 0; i < parts->cnt; i++)
-                    if (start[i].offset >= 0)
-                        parts->elems[i].offset = start[i].offset;
+            int kept = cg_engine_stored_positions(ks->engine, start, (size_t)parts->cnt);
+            for (int i = 0; kept >= 0 && i < parts->cnt; i++)
+                if (start[i].offset >= 0)
+                    parts->elems[i].offset = start[i].offset;
+                else if (kept == 1) /* never the group's commit: see cg_plugin.h */
+                    parts->elems[i].offset = reset_offset(ks);
             free(start);
         }
         for (int i = 0; i < parts->cnt; i++) {
@@ -164,6 +175,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 cg_log(CG_LOG_INFO, "partition.assigned",
                        "%s [%" PRId32 "] from offset %" PRId64 " (stored by the sink)",
                        parts->elems[i].topic, parts->elems[i].partition, parts->elems[i].offset);
+            else if (parts->elems[i].offset == RD_KAFKA_OFFSET_BEGINNING ||
+                     parts->elems[i].offset == RD_KAFKA_OFFSET_END)
+                cg_log(CG_LOG_INFO, "partition.assigned",
+                       "%s [%" PRId32 "] from its %s (the sink holds no position for it)",
+                       parts->elems[i].topic, parts->elems[i].partition,
+                       parts->elems[i].offset == RD_KAFKA_OFFSET_END ? "end" : "start");
             else
                 cg_log(CG_LOG_INFO, "partition.assigned", "%s [%" PRId32 "]", parts->elems[i].topic,
                        parts->elems[i].partition);
