@@ -14,6 +14,7 @@
  *              its last version, and every refused row is in cg_rejects exactly once.
  *   rebalance: a second instance joins the group mid-stream: the same end state.
  *   conn lost: the server drops the sink's connection three times mid-stream: the same.
+ *   restart:   a server of its own restarted mid-stream: the sink reconnects; the same.
  *   sigterm:   SIGTERM mid-stream commits what was consumed; a restart finishes the same.
  *   init:      --init twice is idempotent (cdm_source too); a config of the other id type is
  *              refused.
@@ -541,6 +542,59 @@ static void test_kill9(void **state)
     pt_run_end(&r);
 }
 
+/* The PostgreSQL server restarted mid-stream (its own server: a restart would cut the other
+ * tests' sessions on the shared one): the sink waits for it, reconnects and goes on, and the
+ * end state is the stream's, nothing lost or applied twice. */
+static void test_server_restart(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cg-it-pgrestart-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    pt_sh("chmod 755 '%s' && bash %s/tests/scripts/postgres.sh start '%s/pg' > '%s/start.out' "
+          "2>&1",
+          dir, CG_SOURCE_DIR, dir, dir);
+    char path[300], own[300] = "";
+    snprintf(path, sizeof(path), "%s/pg/conninfo", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(own, sizeof(own), f));
+    fclose(f);
+    own[strcspn(own, "\n")] = '\0';
+    /* every query and the sink (conninfo_env) go to that server for this case */
+    char *shared = strdup(getenv("COHORTGATE_TEST_PG"));
+    PGconn *shared_conn = pt_pg;
+    setenv("COHORTGATE_TEST_PG", own, 1);
+    pt_pg = PQconnectdb(own);
+    assert_int_equal(PQstatus(pt_pg), CONNECTION_OK);
+
+    pt_run_t r;
+    run_new(&r, "cg-it-sink-pgrestart", 3, 200);
+    stream_feed(&r);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-1.log", r.dir);
+    pid_t pid = pt_sink_start(&r, "sink-1.log", 3000);
+    pt_wait_committed(&r, KILL_INPUTS / 5);
+    long long before = pt_committed(&r);
+    pt_sh("bash %s/tests/scripts/postgres.sh restart '%s/pg' >> '%s/start.out' 2>&1", CG_SOURCE_DIR,
+          dir, dir);
+    PQreset(pt_pg);
+    assert_int_equal(PQstatus(pt_pg), CONNECTION_OK);
+    pt_wait_exit(pid, log); /* it caught up after the restart, then idled out */
+    fprintf(stderr, "server restarted with %lld of %d inputs committed; %d connection(s)\n", before,
+            KILL_INPUTS, tk_file_count(log, "pg.connected"));
+    assert_true(before < KILL_INPUTS);
+    assert_true(tk_file_count(log, "pg.connected") >= 2);
+    stream_check(&r);
+    pt_run_end(&r);
+
+    PQfinish(pt_pg);
+    pt_pg = shared_conn;
+    setenv("COHORTGATE_TEST_PG", shared, 1);
+    free(shared);
+    pt_sh("bash %s/tests/scripts/postgres.sh stop '%s/pg' >> '%s/start.out' 2>&1 && rm -rf '%s'",
+          CG_SOURCE_DIR, dir, dir, dir);
+}
+
 /* Two instances in one group: the second joins mid-stream and takes partitions over; the first
  * commits what it holds of them before they go, the second starts where the database says. */
 static void test_rebalance(void **state)
@@ -973,11 +1027,11 @@ static void test_load_vocab(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init),       cmocka_unit_test(test_golden),
-        cmocka_unit_test(test_lifecycle),  cmocka_unit_test(test_kill9),
-        cmocka_unit_test(test_rebalance),  cmocka_unit_test(test_conn_lost),
-        cmocka_unit_test(test_sigterm),    cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_load_vocab),
+        cmocka_unit_test(test_init),           cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_lifecycle),      cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_rebalance),      cmocka_unit_test(test_conn_lost),
+        cmocka_unit_test(test_server_restart), cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_load_vocab),
     };
     return PT_RUN_TESTS(tests);
 }

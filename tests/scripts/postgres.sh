@@ -5,6 +5,8 @@
 #   tests/scripts/postgres.sh start DIR   initdb a cluster in DIR/data and start it; prints
 #                                         export COHORTGATE_TEST_PG='host=127.0.0.1 port=N ...'
 #   tests/scripts/postgres.sh stop DIR    stop it (fast mode); safe to call twice
+#   tests/scripts/postgres.sh restart DIR stop it (fast mode: every session is cut) and start it
+#                                         again on the same port
 #
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` system user
 # (Debian's package creates it) and initdb/pg_ctl run through runuser; DIR is chowned to it.
@@ -133,11 +135,24 @@ stop() {
     log "PostgreSQL in $dir stopped"
 }
 
+restart() {
+    local dir=$1 bin
+    bin=$(find_bin)
+    (cd "$dir" && as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -m fast -w -t 60 \
+        restart >"$dir/pg_ctl.log" 2>&1) || {
+        cat "$dir/pg_ctl.log" >&2 || true
+        log_tail "$dir"
+        die "pg_ctl restart"
+    }
+    log "PostgreSQL in $dir restarted"
+}
+
 case "${1:-}" in
 start) start "${2:?usage: $0 start DIR}" ;;
 stop) stop "${2:?usage: $0 stop DIR}" ;;
+restart) restart "${2:?usage: $0 restart DIR}" ;;
 *)
-    echo "usage: $0 start DIR | stop DIR" >&2
+    echo "usage: $0 start DIR | stop DIR | restart DIR" >&2
     exit 2
     ;;
 esac
