@@ -15,6 +15,8 @@
  *   rebalance: a second instance joins the group mid-stream: the same end state.
  *   conn lost: the server drops the sink's connection three times mid-stream: the same.
  *   restart:   a server of its own restarted mid-stream: the sink reconnects; the same.
+ *   tls:       a server of its own that takes TLS only: the stream loads with verify-full;
+ *              with another CA the sink says why it cannot connect and loads nothing.
  *   sigterm:   SIGTERM mid-stream commits what was consumed; a restart finishes the same.
  *   init:      --init twice is idempotent (cdm_source too); a config of the other id type is
  *              refused.
@@ -542,31 +544,53 @@ static void test_kill9(void **state)
     pt_run_end(&r);
 }
 
-/* The PostgreSQL server restarted mid-stream (its own server: a restart would cut the other
- * tests' sessions on the shared one): the sink waits for it, reconnects and goes on, and the
- * end state is the stream's, nothing lost or applied twice. */
+/* A PostgreSQL server of a case's own (tests/scripts/postgres.sh, with tls: TLS only), which
+ * every query and the sink (pg.conninfo_env) use until own_server_end: a restart or a TLS setup
+ * must not touch the other tests' shared server. */
+typedef struct own_server {
+    char dir[64], conninfo[400];
+    char *shared;
+    PGconn *shared_conn;
+} own_server_t;
+
+static void own_server_start(own_server_t *o, const char *mode)
+{
+    snprintf(o->dir, sizeof(o->dir), "/tmp/cg-it-ownpg-XXXXXX");
+    assert_non_null(mkdtemp(o->dir));
+    pt_sh("chmod 755 '%s' && bash %s/tests/scripts/postgres.sh start '%s/pg' %s > '%s/start.out' "
+          "2>&1",
+          o->dir, CG_SOURCE_DIR, o->dir, mode, o->dir);
+    char path[300];
+    snprintf(path, sizeof(path), "%s/pg/conninfo", o->dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(o->conninfo, sizeof(o->conninfo), f));
+    fclose(f);
+    o->conninfo[strcspn(o->conninfo, "\n")] = '\0';
+    o->shared = strdup(getenv("COHORTGATE_TEST_PG"));
+    o->shared_conn = pt_pg;
+    setenv("COHORTGATE_TEST_PG", o->conninfo, 1);
+    pt_pg = PQconnectdb(o->conninfo);
+    assert_int_equal(PQstatus(pt_pg), CONNECTION_OK);
+}
+
+static void own_server_end(own_server_t *o)
+{
+    PQfinish(pt_pg);
+    pt_pg = o->shared_conn;
+    setenv("COHORTGATE_TEST_PG", o->shared, 1);
+    free(o->shared);
+    pt_sh("bash %s/tests/scripts/postgres.sh stop '%s/pg' >> '%s/start.out' 2>&1 && rm -rf '%s'",
+          CG_SOURCE_DIR, o->dir, o->dir, o->dir);
+}
+
+/* The PostgreSQL server restarted mid-stream: the sink waits for it, reconnects and goes on,
+ * and the end state is the stream's, nothing lost or applied twice. */
 static void test_server_restart(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/cg-it-pgrestart-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    pt_sh("chmod 755 '%s' && bash %s/tests/scripts/postgres.sh start '%s/pg' > '%s/start.out' "
-          "2>&1",
-          dir, CG_SOURCE_DIR, dir, dir);
-    char path[300], own[300] = "";
-    snprintf(path, sizeof(path), "%s/pg/conninfo", dir);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    assert_non_null(fgets(own, sizeof(own), f));
-    fclose(f);
-    own[strcspn(own, "\n")] = '\0';
-    /* every query and the sink (conninfo_env) go to that server for this case */
-    char *shared = strdup(getenv("COHORTGATE_TEST_PG"));
-    PGconn *shared_conn = pt_pg;
-    setenv("COHORTGATE_TEST_PG", own, 1);
-    pt_pg = PQconnectdb(own);
-    assert_int_equal(PQstatus(pt_pg), CONNECTION_OK);
-
+    own_server_t own;
+    own_server_start(&own, "");
     pt_run_t r;
     run_new(&r, "cg-it-sink-pgrestart", 3, 200);
     stream_feed(&r);
@@ -576,7 +600,7 @@ static void test_server_restart(void **state)
     pt_wait_committed(&r, KILL_INPUTS / 5);
     long long before = pt_committed(&r);
     pt_sh("bash %s/tests/scripts/postgres.sh restart '%s/pg' >> '%s/start.out' 2>&1", CG_SOURCE_DIR,
-          dir, dir);
+          own.dir, own.dir);
     PQreset(pt_pg);
     assert_int_equal(PQstatus(pt_pg), CONNECTION_OK);
     pt_wait_exit(pid, log); /* it caught up after the restart, then idled out */
@@ -586,13 +610,49 @@ static void test_server_restart(void **state)
     assert_true(tk_file_count(log, "pg.connected") >= 2);
     stream_check(&r);
     pt_run_end(&r);
+    own_server_end(&own);
+}
 
-    PQfinish(pt_pg);
-    pt_pg = shared_conn;
-    setenv("COHORTGATE_TEST_PG", shared, 1);
-    free(shared);
-    pt_sh("bash %s/tests/scripts/postgres.sh stop '%s/pg' >> '%s/start.out' 2>&1 && rm -rf '%s'",
-          CG_SOURCE_DIR, dir, dir, dir);
+/* TLS to PostgreSQL: a server that refuses plain TCP, the sink's connection string with
+ * sslmode=verify-full and the server's CA: the stream loads over TLS. The same with another CA:
+ * the sink says why it cannot connect, and loads nothing. */
+static void test_server_tls(void **state)
+{
+    (void)state;
+    own_server_t own;
+    own_server_start(&own, "tls");
+    pt_run_t r;
+    run_new(&r, "cg-it-sink-pgtls", 3, 200);
+    stream_feed(&r);
+    assert_int_equal(sink(&r, NULL, 1), 0);
+    stream_check(&r);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND "
+                              "ssl"),
+                     1);
+    /* another CA: verify-full refuses the server */
+    pt_sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj '/CN=other CA' -keyout "
+          "'%s/other.key' -out '%s/other.crt' > /dev/null 2>&1",
+          own.dir, own.dir);
+    char other[600], *ca = strstr(own.conninfo, "sslrootcert=");
+    assert_non_null(ca);
+    snprintf(other, sizeof(other), "%.*ssslrootcert=%s/other.crt", (int)(ca - own.conninfo),
+             own.conninfo, own.dir);
+    setenv("COHORTGATE_TEST_PG", other, 1);
+    pt_q_exec("DELETE FROM %s.cg_offsets", r.schema);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink-other.log", r.dir);
+    pid_t pid = pt_sink_start(&r, "sink-other.log", 0);
+    for (int i = 0; i < 100 && tk_file_count(log, "certificate verify failed") == 0; i++)
+        usleep(100000);
+    fprintf(stderr, "another CA: %d refusal(s) in the log\n",
+            tk_file_count(log, "certificate verify failed"));
+    assert_true(tk_file_count(log, "certificate verify failed") > 0);
+    kill(pid, SIGTERM);
+    pt_wait_status(pid, log);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_offsets", r.schema), 0);
+    setenv("COHORTGATE_TEST_PG", own.conninfo, 1);
+    pt_run_end(&r);
+    own_server_end(&own);
 }
 
 /* Two instances in one group: the second joins mid-stream and takes partitions over; the first
@@ -1030,8 +1090,9 @@ int main(void)
         cmocka_unit_test(test_init),           cmocka_unit_test(test_golden),
         cmocka_unit_test(test_lifecycle),      cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_rebalance),      cmocka_unit_test(test_conn_lost),
-        cmocka_unit_test(test_server_restart), cmocka_unit_test(test_sigterm),
-        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_load_vocab),
+        cmocka_unit_test(test_server_restart), cmocka_unit_test(test_server_tls),
+        cmocka_unit_test(test_sigterm),        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_load_vocab),
     };
     return PT_RUN_TESTS(tests);
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential cmake ninja-build pkg-config git ca-certificates curl
+  build-essential cmake ninja-build pkg-config git ca-certificates curl openssl
   libxml2-dev libjansson-dev librdkafka-dev libpcre2-dev libssl-dev
   libmicrohttpd-dev
   libsodium-dev

@@ -4,6 +4,10 @@
 #
 #   tests/scripts/postgres.sh start DIR   initdb a cluster in DIR/data and start it; prints
 #                                         export COHORTGATE_TEST_PG='host=127.0.0.1 port=N ...'
+#   tests/scripts/postgres.sh start DIR tls   the same, TLS only on 127.0.0.1: a test CA and a
+#                                         server certificate for 127.0.0.1 in DIR/tls (made with
+#                                         openssl), plain TCP refused; the printed conninfo has
+#                                         sslmode=verify-full and sslrootcert=DIR/tls/ca.crt
 #   tests/scripts/postgres.sh stop DIR    stop it (fast mode); safe to call twice
 #   tests/scripts/postgres.sh restart DIR stop it (fast mode: every session is cut) and start it
 #                                         again on the same port
@@ -53,8 +57,24 @@ log_tail() {
     fi
 }
 
+# A test CA and a server certificate for 127.0.0.1 (SAN IP) in $1/tls, for start DIR tls.
+make_tls() {
+    local t=$1/tls
+    mkdir -p "$t"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=cohortgate test PG CA" \
+        -keyout "$t/ca.key" -out "$t/ca.crt" >"$t/openssl.log" 2>&1 || die "openssl (CA)"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$t/server.key" \
+        -out "$t/server.csr" >>"$t/openssl.log" 2>&1 || die "openssl (server key)"
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$t/san.ext"
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial \
+        -days 2 -extfile "$t/san.ext" -out "$t/server.crt" >>"$t/openssl.log" 2>&1 ||
+        die "openssl (server certificate)"
+    chmod 600 "$t/server.key"
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$t"; fi
+}
+
 start() {
-    local dir=$1 bin port user
+    local dir=$1 tls=${2:-} bin port user
     bin=$(find_bin)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -74,6 +94,18 @@ start() {
         tail -n 30 "$dir/initdb.log" >&2
         die "initdb (log in $dir/initdb.log)"
     }
+    local ssl_conf="" conn_tls=""
+    if [ "$tls" = tls ]; then
+        make_tls "$dir"
+        ssl_conf="ssl = on
+ssl_cert_file = '$dir/tls/server.crt'
+ssl_key_file = '$dir/tls/server.key'"
+        conn_tls=" sslmode=verify-full sslrootcert=$dir/tls/ca.crt"
+        # TCP only over TLS; the unix socket stays for pg_ctl
+        printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n' \
+            >"$dir/data/pg_hba.conf"
+        if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/data/pg_hba.conf"; fi
+    fi
     local attempt
     for attempt in 1 2 3; do
         port=$(free_port)
@@ -87,15 +119,16 @@ synchronous_commit = off
 full_page_writes = off
 logging_collector = off
 log_min_messages = warning
+$ssl_conf
 CONF
         if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/data/cohortgate.conf"; fi
         grep -q "^include_if_exists = 'cohortgate.conf'" "$dir/data/postgresql.conf" ||
             echo "include_if_exists = 'cohortgate.conf'" >>"$dir/data/postgresql.conf"
         if (cd "$dir" && as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
             start >"$dir/pg_ctl.log" 2>&1); then
-            if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 2>/dev/null ||
+            if "$bin/pg_isready" -q -h "$dir" -p "$port" -t 10 2>/dev/null ||
                 [ ! -x "$bin/pg_isready" ]; then
-                local conninfo="host=127.0.0.1 port=$port dbname=postgres user=$user"
+                local conninfo="host=127.0.0.1 port=$port dbname=postgres user=$user$conn_tls"
                 echo "$conninfo" >"$dir/conninfo"
                 log "PostgreSQL $("$bin/postgres" -V | awk '{print $3}') up on 127.0.0.1:$port" \
                     "(data and log in $dir)"
@@ -148,7 +181,7 @@ restart() {
 }
 
 case "${1:-}" in
-start) start "${2:?usage: $0 start DIR}" ;;
+start) start "${2:?usage: $0 start DIR [tls]}" "${3:-}" ;;
 stop) stop "${2:?usage: $0 stop DIR}" ;;
 restart) restart "${2:?usage: $0 restart DIR}" ;;
 *)
