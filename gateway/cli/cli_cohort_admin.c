@@ -65,35 +65,50 @@ static int fail_db(PGconn *db, PGresult *r, const char *what)
     return CG_EXIT_FAILURE;
 }
 
-static int withdraw(int argc, char **argv)
+/* The options both actions take (--dry-run: withdraw only). CG_EXIT_OK to go on; else the
+ * exit status (help shown: -1 mapped to OK by the caller). */
+typedef struct admin_args {
+    const char *conninfo, *schema;
+    int dry;
+} admin_args_t;
+
+static int parse_args(int argc, char **argv, int dry_allowed, void (*usage)(FILE *),
+                      admin_args_t *a)
 {
     static const struct option longopts[] = {{"db", required_argument, NULL, 'c'},
                                              {"schema", required_argument, NULL, 's'},
                                              {"dry-run", no_argument, NULL, 'n'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *conninfo = NULL, *schema = NULL;
-    int dry = 0, ch;
+    memset(a, 0, sizeof(*a));
+    int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:s:nh", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            conninfo = optarg;
-            break;
-        case 's':
-            schema = optarg;
-            break;
-        case 'n':
-            dry = 1;
-            break;
-        case 'h':
-            withdraw_usage(stdout);
-            return CG_EXIT_OK;
-        default:
-            withdraw_usage(stderr);
+    while ((ch = getopt_long(argc, argv, dry_allowed ? "c:s:nh" : "c:s:h", longopts, NULL)) != -1) {
+        if (ch == 'c') {
+            a->conninfo = optarg;
+        } else if (ch == 's') {
+            a->schema = optarg;
+        } else if (ch == 'n' && dry_allowed) {
+            a->dry = 1;
+        } else if (ch == 'h') {
+            usage(stdout);
+            return -1;
+        } else {
+            usage(stderr);
             return CG_EXIT_USAGE;
         }
     }
+    return CG_EXIT_OK;
+}
+
+static int withdraw(int argc, char **argv)
+{
+    admin_args_t a;
+    int st = parse_args(argc, argv, 1, withdraw_usage, &a);
+    if (st)
+        return st < 0 ? CG_EXIT_OK : st;
+    const char *conninfo = a.conninfo, *schema = a.schema;
+    int dry = a.dry;
     if (optind != argc - 1 || (!conninfo && !dry)) {
         fprintf(stderr, "cohortgate cohort withdraw: %s\n",
                 optind != argc - 1 ? "one FILE (or -) is needed"
@@ -306,29 +321,11 @@ static int retire_one(PGconn *db, const char *schema, const char *id)
 
 static int retire(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"db", required_argument, NULL, 'c'},
-                                             {"schema", required_argument, NULL, 's'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *conninfo = NULL, *schema = NULL;
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            conninfo = optarg;
-            break;
-        case 's':
-            schema = optarg;
-            break;
-        case 'h':
-            retire_usage(stdout);
-            return CG_EXIT_OK;
-        default:
-            retire_usage(stderr);
-            return CG_EXIT_USAGE;
-        }
-    }
+    admin_args_t a;
+    int st = parse_args(argc, argv, 0, retire_usage, &a);
+    if (st)
+        return st < 0 ? CG_EXIT_OK : st;
+    const char *conninfo = a.conninfo, *schema = a.schema;
     if (!conninfo || optind >= argc) {
         fprintf(stderr, "cohortgate cohort retire: %s\n",
                 !conninfo ? "-c/--db CONNINFO is required" : "at least one definition ID");

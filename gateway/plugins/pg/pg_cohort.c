@@ -923,24 +923,9 @@ static int publish_events(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errs
         int n = rc ? 0 : PQntuples(r);
         cs->delivery_failed = 0;
         for (int i = 0; i < n && !rc; i++) {
-            const char *key = PQgetvalue(r, i, 1), *val = PQgetvalue(r, i, 2);
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                cs->producer, RD_KAFKA_V_TOPIC(cs->conf->cohort_topic),
-                RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)val, strlen(val)),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_HEADER("cg.cohort.event_id", PQgetvalue(r, i, 0),
-                                  (ssize_t)strlen(PQgetvalue(r, i, 0))),
-                RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(cs->producer, 100);
-                i--;
-                continue;
-            }
-            if (e) {
-                snprintf(errstr, errstr_size, "%s: %s", cs->conf->cohort_topic,
-                         rd_kafka_err2str(e));
-                rc = -1;
-            }
+            const char *hdrs[] = {"cg.cohort.event_id", PQgetvalue(r, i, 0)};
+            rc = pg_outbox_produce(cs->producer, cs->conf->cohort_topic, PQgetvalue(r, i, 1),
+                                   PQgetvalue(r, i, 2), hdrs, 2, errstr, errstr_size);
         }
         /* every event acknowledged by the broker before it is marked sent */
         if (!rc && n && (rd_kafka_flush(cs->producer, 30000) || cs->delivery_failed)) {
@@ -948,23 +933,9 @@ static int publish_events(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errs
                      cs->conf->cohort_topic);
             rc = -1;
         }
-        if (!rc && n) {
-            cg_buf_init(&b);
-            cg_buf_puts(&b, "UPDATE ");
-            pg_qual(&b, sc, "cg_cohort_events");
-            cg_buf_puts(&b, " SET published_at = now() WHERE event_id = ANY($1::bigint[])");
-            cg_buf_putc(&b, '\0');
-            cg_buf_t ids;
-            cg_buf_init(&ids);
-            for (int i = 0; i < n; i++)
-                cg_buf_printf(&ids, "%s%s", i ? "," : "{", PQgetvalue(r, i, 0));
-            cg_buf_puts(&ids, "}");
-            cg_buf_putc(&ids, '\0');
-            const char *p1[1] = {ids.data};
-            rc = ids.data ? exec_params(c, b.data, 1, p1, errstr, errstr_size) : -1;
-            cg_buf_free(&ids);
-            cg_buf_free(&b);
-        }
+        if (!rc && n)
+            rc = pg_outbox_mark_sent(c, sc, "cg_cohort_events", "event_id", r, n, errstr,
+                                     errstr_size);
         PQclear(r);
         if (rc) {
             PQclear(PQexec(c, "ROLLBACK"));

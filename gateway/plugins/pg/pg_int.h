@@ -112,6 +112,14 @@ void pg_omop_ddl(cg_buf_t *b, const char *s, int id_type);
 char *pg_disease_sql(const char *main_schema, const char *schema, long long def, int rows);
 void pg_disease_ddl(cg_buf_t *b);
 struct rd_kafka_s; /* librdkafka's rd_kafka_t */
+/* Outbox tables to Kafka (pg_members.c), for the events and the members' rows: marks the n
+ * rows of r (their ids in column 0) sent; produces one record, waiting while the producer's
+ * queue is full, with hdrs (name, value pairs). 0, or -1 with the message. */
+int pg_outbox_mark_sent(PGconn *c, const char *schema, const char *table, const char *id,
+                        const PGresult *r, int n, char *errstr, size_t errstr_size);
+int pg_outbox_produce(struct rd_kafka_s *producer, const char *topic, const char *key,
+                      const char *val, const char *const *hdrs, size_t n_hdrs, char *errstr,
+                      size_t errstr_size);
 /* pg_members.c: the members' rows outbox (cg_cohort_rows), filled by pg_disease_sql's
  * statements with rows, and its publisher. */
 typedef struct pg_members_dest {

@@ -60,7 +60,58 @@ static const char *topic_of(const pg_members_dest_t *d, size_t n, long long def)
     return NULL;
 }
 
-int pg_members_publish(PGconn *c, struct rd_kafka_s *producer, const char *schema,
+int pg_outbox_mark_sent(PGconn *c, const char *schema, const char *table, const char *id,
+                        const PGresult *r, int n, char *errstr, size_t errstr_size)
+{
+    /* by id: a batch that took an id inside the range sent may commit after its SELECT */
+    cg_buf_t b, ids;
+    cg_buf_init(&b);
+    cg_buf_init(&ids);
+    cg_buf_puts(&b, "UPDATE ");
+    pg_qual(&b, schema, table);
+    cg_buf_printf(&b, " SET published_at = now() WHERE %s = ANY($1::bigint[])", id);
+    cg_buf_putc(&b, '\0');
+    for (int i = 0; i < n; i++)
+        cg_buf_printf(&ids, "%s%s", i ? "," : "{", PQgetvalue(r, i, 0));
+    cg_buf_puts(&ids, "}");
+    cg_buf_putc(&ids, '\0');
+    int rc = -1;
+    if (b.data && ids.data) {
+        const char *p1[1] = {ids.data};
+        PGresult *u = PQexecParams(c, b.data, 1, NULL, p1, NULL, NULL, 0);
+        rc = PQresultStatus(u) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc)
+            pg_message(u, c, errstr, errstr_size);
+        PQclear(u);
+    }
+    cg_buf_free(&ids);
+    cg_buf_free(&b);
+    return rc;
+}
+
+int pg_outbox_produce(rd_kafka_t *producer, const char *topic, const char *key, const char *val,
+                      const char *const *hdrs, size_t n_hdrs, char *errstr, size_t errstr_size)
+{
+    for (;;) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs / 2);
+        for (size_t k = 0; k + 1 < n_hdrs; k += 2)
+            rd_kafka_header_add(h, hdrs[k], -1, hdrs[k + 1], -1);
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+            RD_KAFKA_V_VALUE((void *)val, strlen(val)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!e)
+            return 0;
+        rd_kafka_headers_destroy(h);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            snprintf(errstr, errstr_size, "%s: %s", topic, rd_kafka_err2str(e));
+            return -1;
+        }
+        rd_kafka_poll(producer, 100); /* the queue drains as deliveries come back */
+    }
+}
+
+int pg_members_publish(PGconn *c, rd_kafka_t *producer, const char *schema,
                        const pg_members_dest_t *dests, size_t n_dests, volatile int *failed,
                        uint64_t *published, char *errstr, size_t errstr_size)
 {
@@ -111,52 +162,17 @@ int pg_members_publish(PGconn *c, struct rd_kafka_s *producer, const char *schem
             if (!topic)
                 continue; /* a definition no longer kept: marked sent below, never published */
             const char *key = PQgetvalue(r, i, 2), *val = PQgetvalue(r, i, 3);
-            const char *tbl = PQgetvalue(r, i, 4), *op = PQgetvalue(r, i, 5);
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                RD_KAFKA_V_VALUE((void *)val, strlen(val)),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_HEADER("cg.table", tbl, (ssize_t)strlen(tbl)),
-                RD_KAFKA_V_HEADER("cg.op", op, (ssize_t)strlen(op)), RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(producer, 100);
-                i--;
-                continue;
-            }
-            if (e) {
-                snprintf(errstr, errstr_size, "%s: %s", topic, rd_kafka_err2str(e));
-                rc = -1;
-            }
+            const char *hdrs[] = {"cg.table", PQgetvalue(r, i, 4), "cg.op", PQgetvalue(r, i, 5)};
+            rc = pg_outbox_produce(producer, topic, key, val, hdrs, 4, errstr, errstr_size);
         }
         /* every row acknowledged by the broker before it is marked sent */
         if (!rc && n && (rd_kafka_flush(producer, 30000) || *failed)) {
             snprintf(errstr, errstr_size, "members' rows: not every row was acknowledged");
             rc = -1;
         }
-        if (!rc && n) {
-            /* by id: a batch that took an id inside this range may commit after the SELECT */
-            cg_buf_init(&b);
-            cg_buf_puts(&b, "UPDATE ");
-            pg_qual(&b, schema, "cg_cohort_rows");
-            cg_buf_puts(&b, " SET published_at = now() WHERE row_event_id = ANY($1::bigint[])");
-            cg_buf_putc(&b, '\0');
-            cg_buf_t ids;
-            cg_buf_init(&ids);
-            for (int i = 0; i < n; i++)
-                cg_buf_printf(&ids, "%s%s", i ? "," : "{", PQgetvalue(r, i, 0));
-            cg_buf_puts(&ids, "}");
-            cg_buf_putc(&ids, '\0');
-            const char *p1[1] = {ids.data};
-            PGresult *u =
-                b.data && ids.data ? PQexecParams(c, b.data, 1, NULL, p1, NULL, NULL, 0) : NULL;
-            if (PQresultStatus(u) != PGRES_COMMAND_OK) {
-                pg_message(u, c, errstr, errstr_size);
-                rc = -1;
-            }
-            PQclear(u);
-            cg_buf_free(&ids);
-            cg_buf_free(&b);
-        }
+        if (!rc && n)
+            rc = pg_outbox_mark_sent(c, schema, "cg_cohort_rows", "row_event_id", r, n, errstr,
+                                     errstr_size);
         PQclear(r);
         if (rc) {
             PQclear(PQexec(c, "ROLLBACK"));
