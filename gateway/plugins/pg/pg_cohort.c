@@ -881,73 +881,49 @@ int pg_cohorts_publisher(pg_cohorts_t *cs, const cg_config_t *cfg, char *errstr,
     return cs->producer ? 0 : -1;
 }
 
+static int event_row(void *ctx, const PGresult *r, int i, char *errstr, size_t errstr_size)
+{
+    const pg_cohorts_t *cs = ctx;
+    const char *hdrs[] = {"cg.cohort.event_id", PQgetvalue(r, i, 0)};
+    return pg_outbox_produce(cs->producer, cs->conf->cohort_topic, PQgetvalue(r, i, 1),
+                             PQgetvalue(r, i, 2), hdrs, 2, errstr, errstr_size);
+}
+
 static int publish_events(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
 {
     const char *sc = cs->conf->schema;
-    for (;;) {
-        cg_buf_t b;
-        cg_buf_init(&b);
-        cg_buf_puts(&b, "SELECT event_id, cohort_definition_id::text || ':' || "
-                        "coalesce(person_source_value, 'person_id:' || person_id::text), "
-                        "jsonb_build_object('event_id', event_id, 'event', event, "
-                        "'cohort_definition_id', cohort_definition_id, 'definition_version', "
-                        "definition_version, 'person_id', person_id, 'person_source_value', "
-                        "person_source_value, 'cohort_start_date', cohort_start_date, "
-                        "'cohort_end_date', cohort_end_date, 'periods', periods::jsonb, "
-                        "'source', CASE WHEN source_topic IS NULL THEN NULL ELSE "
-                        "jsonb_build_object('topic', source_topic, 'partition', source_partition, "
-                        "'offset', source_offset) END, 'time', created_at)::text FROM ");
-        pg_qual(&b, sc, "cg_cohort_events");
-        cg_buf_printf(&b,
-                      " WHERE published_at IS NULL ORDER BY event_id LIMIT %d FOR UPDATE SKIP "
-                      "LOCKED",
-                      PUBLISH_BATCH);
-        cg_buf_putc(&b, '\0');
-        /* one publisher at a time, so each key's events reach the topic in event_id order
-         * (compaction keeps the last); another instance's publish is short: wait for it */
-        cg_buf_t lock;
-        cg_buf_init(&lock);
-        cg_buf_puts(&lock, "SELECT pg_advisory_xact_lock(hashtext('cohortgate:publish:' || $1))");
-        cg_buf_putc(&lock, '\0');
-        const char *lp[1] = {sc};
-        int rc = pg_exec(c, "BEGIN", errstr, errstr_size);
-        if (!rc)
-            rc = lock.data ? exec_params(c, lock.data, 1, lp, errstr, errstr_size) : -1;
-        cg_buf_free(&lock);
-        PGresult *r = rc ? NULL : PQexec(c, b.data);
-        cg_buf_free(&b);
-        if (!rc && PQresultStatus(r) != PGRES_TUPLES_OK) {
-            pg_message(r, c, errstr, errstr_size);
-            rc = -1;
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "SELECT event_id, cohort_definition_id::text || ':' || "
+                    "coalesce(person_source_value, 'person_id:' || person_id::text), "
+                    "jsonb_build_object('event_id', event_id, 'event', event, "
+                    "'cohort_definition_id', cohort_definition_id, 'definition_version', "
+                    "definition_version, 'person_id', person_id, 'person_source_value', "
+                    "person_source_value, 'cohort_start_date', cohort_start_date, "
+                    "'cohort_end_date', cohort_end_date, 'periods', periods::jsonb, "
+                    "'source', CASE WHEN source_topic IS NULL THEN NULL ELSE "
+                    "jsonb_build_object('topic', source_topic, 'partition', source_partition, "
+                    "'offset', source_offset) END, 'time', created_at)::text FROM ");
+    pg_qual(&b, sc, "cg_cohort_events");
+    cg_buf_printf(&b,
+                  " WHERE published_at IS NULL ORDER BY event_id LIMIT %d FOR UPDATE SKIP "
+                  "LOCKED",
+                  PUBLISH_BATCH);
+    cg_buf_putc(&b, '\0');
+    if (!b.data)
+        return -1;
+    int n;
+    do { /* compaction keeps each key's last event: the lock keeps them in event_id order */
+        n = pg_outbox_batch(c, cs->producer, &cs->delivery_failed, "cohortgate:publish:", sc,
+                            b.data, "cg_cohort_events", "event_id", event_row, cs, errstr,
+                            errstr_size);
+        if (n > 0) {
+            cs->published += (uint64_t)n;
+            cg_metric_inc(cs->m_published, (uint64_t)n);
         }
-        int n = rc ? 0 : PQntuples(r);
-        cs->delivery_failed = 0;
-        for (int i = 0; i < n && !rc; i++) {
-            const char *hdrs[] = {"cg.cohort.event_id", PQgetvalue(r, i, 0)};
-            rc = pg_outbox_produce(cs->producer, cs->conf->cohort_topic, PQgetvalue(r, i, 1),
-                                   PQgetvalue(r, i, 2), hdrs, 2, errstr, errstr_size);
-        }
-        /* every event acknowledged by the broker before it is marked sent */
-        if (!rc && n && (rd_kafka_flush(cs->producer, 30000) || cs->delivery_failed)) {
-            snprintf(errstr, errstr_size, "%s: not every event was acknowledged",
-                     cs->conf->cohort_topic);
-            rc = -1;
-        }
-        if (!rc && n)
-            rc = pg_outbox_mark_sent(c, sc, "cg_cohort_events", "event_id", r, n, errstr,
-                                     errstr_size);
-        PQclear(r);
-        if (rc) {
-            PQclear(PQexec(c, "ROLLBACK"));
-            return -1;
-        }
-        if (pg_exec(c, "COMMIT", errstr, errstr_size))
-            return -1;
-        cs->published += (uint64_t)n;
-        cg_metric_inc(cs->m_published, (uint64_t)n);
-        if (n < PUBLISH_BATCH)
-            return 0;
-    }
+    } while (n == PUBLISH_BATCH);
+    cg_buf_free(&b);
+    return n < 0 ? -1 : 0;
 }
 
 int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)

@@ -117,6 +117,16 @@ struct rd_kafka_s; /* librdkafka's rd_kafka_t */
  * queue is full, with hdrs (name, value pairs). 0, or -1 with the message. */
 int pg_outbox_mark_sent(PGconn *c, const char *schema, const char *table, const char *id,
                         const PGresult *r, int n, char *errstr, size_t errstr_size);
+/* One row of an outbox batch handed to Kafka (pg_outbox_produce); 0, or -1 with the message. */
+typedef int(pg_outbox_row_fn)(void *ctx, const PGresult *r, int i, char *errstr,
+                              size_t errstr_size);
+/* One batch of an outbox table: BEGIN, the publishers' lock (lock || schema), select_sql (its
+ * column 0 the id), fn for each row, every record acknowledged (*failed, set by the producer's
+ * delivery callback, stays 0), the rows marked sent, COMMIT. The rows sent, or -1 with the
+ * message (rolled back: sent again later). */
+int pg_outbox_batch(PGconn *c, struct rd_kafka_s *producer, volatile int *failed, const char *lock,
+                    const char *schema, const char *select_sql, const char *table, const char *id,
+                    pg_outbox_row_fn *fn, void *ctx, char *errstr, size_t errstr_size);
 int pg_outbox_produce(struct rd_kafka_s *producer, const char *topic, const char *key,
                       const char *val, const char *const *hdrs, size_t n_hdrs, char *errstr,
                       size_t errstr_size);

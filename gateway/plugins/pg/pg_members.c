@@ -111,79 +111,95 @@ int pg_outbox_produce(rd_kafka_t *producer, const char *topic, const char *key, 
     }
 }
 
+int pg_outbox_batch(PGconn *c, rd_kafka_t *producer, volatile int *failed, const char *lock,
+                    const char *schema, const char *select_sql, const char *table, const char *id,
+                    pg_outbox_row_fn *fn, void *ctx, char *errstr, size_t errstr_size)
+{
+    /* one publisher at a time, so each key's records reach the topic in id order; another
+     * instance's batch is short: wait for it */
+    int rc = pg_exec(c, "BEGIN", errstr, errstr_size);
+    if (!rc) {
+        const char *p2[2] = {lock, schema ? schema : ""};
+        PGresult *lr = PQexecParams(c, "SELECT pg_advisory_xact_lock(hashtext($1 || $2))", 2, NULL,
+                                    p2, NULL, NULL, 0);
+        if (PQresultStatus(lr) != PGRES_TUPLES_OK) {
+            pg_message(lr, c, errstr, errstr_size);
+            rc = -1;
+        }
+        PQclear(lr);
+    }
+    PGresult *r = rc ? NULL : PQexec(c, select_sql);
+    if (!rc && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        rc = -1;
+    }
+    int n = rc ? 0 : PQntuples(r);
+    *failed = 0;
+    for (int i = 0; i < n && !rc; i++)
+        rc = fn(ctx, r, i, errstr, errstr_size);
+    /* every record acknowledged by the broker before its row is marked sent */
+    if (!rc && n && (rd_kafka_flush(producer, 30000) || *failed)) {
+        snprintf(errstr, errstr_size, "%s: not every record was acknowledged", table);
+        rc = -1;
+    }
+    if (!rc && n)
+        rc = pg_outbox_mark_sent(c, schema, table, id, r, n, errstr, errstr_size);
+    PQclear(r);
+    if (rc) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return -1;
+    }
+    return pg_exec(c, "COMMIT", errstr, errstr_size) ? -1 : n;
+}
+
+typedef struct members_ctx {
+    rd_kafka_t *producer;
+    const pg_members_dest_t *dests;
+    size_t n_dests;
+} members_ctx_t;
+
+static int members_row(void *ctx, const PGresult *r, int i, char *errstr, size_t errstr_size)
+{
+    const members_ctx_t *m = ctx;
+    const char *topic = topic_of(m->dests, m->n_dests, strtoll(PQgetvalue(r, i, 1), NULL, 10));
+    if (!topic)
+        return 0; /* a definition no longer kept: marked sent, never published */
+    const char *hdrs[] = {"cg.table", PQgetvalue(r, i, 4), "cg.op", PQgetvalue(r, i, 5)};
+    return pg_outbox_produce(m->producer, topic, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), hdrs, 4,
+                             errstr, errstr_size);
+}
+
 int pg_members_publish(PGconn *c, rd_kafka_t *producer, const char *schema,
                        const pg_members_dest_t *dests, size_t n_dests, volatile int *failed,
                        uint64_t *published, char *errstr, size_t errstr_size)
 {
-    for (;;) {
-        cg_buf_t b;
-        cg_buf_init(&b);
-        cg_buf_puts(&b, "SELECT r.row_event_id, r.cohort_definition_id, r.table_name || ':' || "
-                        "r.row_key, "
-                        "jsonb_build_object('row_event_id', r.row_event_id, "
-                        "'cohort_definition_id', r.cohort_definition_id, 'table', r.table_name, "
-                        "'op', r.op, 'person_id', r.person_id, 'person_source_value', "
-                        "pe.person_source_value, 'row', r.row)::text, r.table_name, r.op FROM ");
-        pg_qual(&b, schema, "cg_cohort_rows");
-        cg_buf_puts(&b, " r LEFT JOIN ");
-        pg_qual(&b, schema, "person");
-        cg_buf_printf(&b,
-                      " pe ON pe.person_id = r.person_id WHERE r.published_at IS NULL ORDER BY "
-                      "r.row_event_id LIMIT %d FOR UPDATE OF r SKIP LOCKED",
-                      MEMBERS_BATCH);
-        cg_buf_putc(&b, '\0');
-        /* one publisher at a time (the events' lock), so a person's rows keep their order */
-        int rc = pg_exec(c, "BEGIN", errstr, errstr_size);
-        if (!rc) {
-            cg_buf_t lock;
-            cg_buf_init(&lock);
-            cg_buf_puts(&lock, "SELECT pg_advisory_xact_lock(hashtext('cohortgate:rows:' || $1))");
-            cg_buf_putc(&lock, '\0');
-            const char *lp[1] = {schema ? schema : ""};
-            PGresult *lr =
-                lock.data ? PQexecParams(c, lock.data, 1, NULL, lp, NULL, NULL, 0) : NULL;
-            if (PQresultStatus(lr) != PGRES_TUPLES_OK) {
-                pg_message(lr, c, errstr, errstr_size);
-                rc = -1;
-            }
-            PQclear(lr);
-            cg_buf_free(&lock);
-        }
-        PGresult *r = rc || !b.data ? NULL : PQexec(c, b.data);
-        cg_buf_free(&b);
-        if (!rc && PQresultStatus(r) != PGRES_TUPLES_OK) {
-            pg_message(r, c, errstr, errstr_size);
-            rc = -1;
-        }
-        int n = rc ? 0 : PQntuples(r);
-        *failed = 0;
-        for (int i = 0; i < n && !rc; i++) {
-            const char *topic = topic_of(dests, n_dests, strtoll(PQgetvalue(r, i, 1), NULL, 10));
-            if (!topic)
-                continue; /* a definition no longer kept: marked sent below, never published */
-            const char *key = PQgetvalue(r, i, 2), *val = PQgetvalue(r, i, 3);
-            const char *hdrs[] = {"cg.table", PQgetvalue(r, i, 4), "cg.op", PQgetvalue(r, i, 5)};
-            rc = pg_outbox_produce(producer, topic, key, val, hdrs, 4, errstr, errstr_size);
-        }
-        /* every row acknowledged by the broker before it is marked sent */
-        if (!rc && n && (rd_kafka_flush(producer, 30000) || *failed)) {
-            snprintf(errstr, errstr_size, "members' rows: not every row was acknowledged");
-            rc = -1;
-        }
-        if (!rc && n)
-            rc = pg_outbox_mark_sent(c, schema, "cg_cohort_rows", "row_event_id", r, n, errstr,
-                                     errstr_size);
-        PQclear(r);
-        if (rc) {
-            PQclear(PQexec(c, "ROLLBACK"));
-            return -1;
-        }
-        if (pg_exec(c, "COMMIT", errstr, errstr_size))
-            return -1;
-        *published += (uint64_t)n;
-        if (n < MEMBERS_BATCH)
-            return 0;
-    }
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "SELECT r.row_event_id, r.cohort_definition_id, r.table_name || ':' || "
+                    "r.row_key, jsonb_build_object('row_event_id', r.row_event_id, "
+                    "'cohort_definition_id', r.cohort_definition_id, 'table', r.table_name, "
+                    "'op', r.op, 'person_id', r.person_id, 'person_source_value', "
+                    "pe.person_source_value, 'row', r.row)::text, r.table_name, r.op FROM ");
+    pg_qual(&b, schema, "cg_cohort_rows");
+    cg_buf_puts(&b, " r LEFT JOIN ");
+    pg_qual(&b, schema, "person");
+    cg_buf_printf(&b,
+                  " pe ON pe.person_id = r.person_id WHERE r.published_at IS NULL ORDER BY "
+                  "r.row_event_id LIMIT %d FOR UPDATE OF r SKIP LOCKED",
+                  MEMBERS_BATCH);
+    cg_buf_putc(&b, '\0');
+    if (!b.data)
+        return -1;
+    members_ctx_t m = {producer, dests, n_dests};
+    int n;
+    do {
+        n = pg_outbox_batch(c, producer, failed, "cohortgate:rows:", schema, b.data,
+                            "cg_cohort_rows", "row_event_id", members_row, &m, errstr, errstr_size);
+        if (n > 0)
+            *published += (uint64_t)n;
+    } while (n == MEMBERS_BATCH);
+    cg_buf_free(&b);
+    return n < 0 ? -1 : 0;
 }
 
 /* One table's published rows older than the cut, a bounded number a time. */
