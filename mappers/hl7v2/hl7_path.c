@@ -1,6 +1,6 @@
 /* hl7_path.c - the path language: compile once, evaluate per message (see cg_hl7.h and
  * specs/PATHS.md). A compiled path is a small value, so specs embed them without allocating. */
-#include "cg_hl7.h"
+#include "hl7_impl.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -381,9 +381,8 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
         return cg_hl7_path_next(&it, out);
     }
     /* One segment, one repetition (what specs read nearly always): path_next's steps for it,
-     * without the rest of the iterator's state. */
-    uint32_t s = begin_seg(&it, m, p, scope);
-    return s != CG_HL7_NO_SEG && read_value(m, p, s, fixed_rep(p), out);
+     * read where the index is at hand (hl7_access.c) */
+    return cg_hl7__path_first_one(m, p, scope, out);
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
