@@ -180,11 +180,4 @@ enum { L_NONE = 0, L_SUB = 1, L_COMP = 2, L_REP = 3, L_FIELD = 4, L_SEG = 5 };
 uint32_t cg_hl7__split_leaves(const cg_hl7_msg_t *m, uint32_t l0, uint32_t l1, unsigned lvl,
                               uint32_t k, uint32_t *k0, uint32_t *k1);
 
-/* hl7_access.c: cg_hl7_path_first for a path that reads one repetition of one segment (no [*],
- * no selector, a field): the same segment and value as the iterator's first match, found with
- * the index at hand (the iterator's state and the calls between the files cost more than the
- * read on the mapper's hot path). */
-int cg_hl7__path_first_one(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope,
-                           cg_hl7_match_t *out);
-
 #endif

@@ -1,6 +1,6 @@
 /* hl7_path.c - the path language: compile once, evaluate per message (see cg_hl7.h and
  * specs/PATHS.md). A compiled path is a small value, so specs embed them without allocating. */
-#include "hl7_impl.h"
+#include "cg_hl7.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -382,7 +382,13 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
     }
     /* One segment, one repetition (what specs read nearly always): path_next's steps for it,
      * read where the index is at hand (hl7_access.c) */
-    return cg_hl7__path_first_one(m, p, scope, out);
+    uint32_t s = cg_hl7_path_seg(m, p, scope);
+    return s != CG_HL7_NO_SEG && cg_hl7_path_read(m, p, s, out);
+}
+
+int cg_hl7_path_one(const cg_hl7_path_t *p)
+{
+    return p->seg_index != CG_HL7_ALL && p->rep != CG_HL7_ALL && p->field != 0;
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
