@@ -250,6 +250,14 @@ int cg_hl7_path_next(cg_hl7_iter_t *it, cg_hl7_match_t *out);
 /* First match of p in scope; 0 when none. */
 int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope,
                       cg_hl7_match_t *out);
+/* The same in two steps for a path that reads one repetition of one segment (a field, no [*],
+ * no selector: cg_hl7_path_one): the segment it reads in scope (CG_HL7_NO_SEG: none), then its
+ * value there (0: none). A spec engine can then keep values by segment: an OBR field read from
+ * each of the order's OBX is one segment's value. */
+int cg_hl7_path_one(const cg_hl7_path_t *p);
+uint32_t cg_hl7_path_seg(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope);
+int cg_hl7_path_read(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t seg,
+                     cg_hl7_match_t *out);
 /* Appends every match's decoded value to out, separated by sep (e.g. '~'); *count (may be NULL)
  * gets the number of matches. */
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,

@@ -455,3 +455,49 @@ uint32_t cg_hl7_seg_next(const cg_hl7_msg_t *cm, uint32_t from, const char *name
     m->next_memo[slot].found = found;
     return found;
 }
+
+/* The first segment named name in [from, end), or CG_HL7_NO_SEG. */
+static uint32_t next_named(const cg_hl7_msg_t *m, uint32_t from, uint32_t end, const char *name)
+{
+    uint32_t s = cg_hl7_seg_next(m, from, name);
+    return s != CG_HL7_NO_SEG && s < end ? s : CG_HL7_NO_SEG;
+}
+
+/* cg_hl7_path_first's steps for a path that reads one repetition of one segment, where the index
+ * is at hand (iterator state and calls between the files cost more than the read on the mapper's
+ * hot path): the segment as hl7_path.c's first_seg finds it ... */
+uint32_t cg_hl7_path_seg(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t sc)
+{
+    uint32_t end = sc.end < m->nsegs ? sc.end : m->nsegs, s;
+    if (sc.begin >= end)
+        return CG_HL7_NO_SEG;
+    if (p->seg_index >= 1) {
+        s = next_named(m, sc.begin, end, p->seg);
+        for (int k = 1; k < p->seg_index && s != CG_HL7_NO_SEG; k++)
+            s = next_named(m, s + 1, end, p->seg);
+        return s;
+    }
+    if (sc.cur != CG_HL7_NO_SEG && sc.cur < end && sc.cur >= sc.begin) {
+        if (!memcmp(m->segs[sc.cur].name, p->seg, 3))
+            return sc.cur; /* OBX-5 read for this OBX: the usual case */
+        s = cg_hl7_seg_prev(m, sc.cur, p->seg);
+        if (s != CG_HL7_NO_SEG && s >= sc.begin)
+            return s;
+    }
+    return next_named(m, sc.begin, end, p->seg);
+}
+
+/* ... and its value there, as read_value reads it */
+int cg_hl7_path_read(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s, cg_hl7_match_t *out)
+{
+    uint32_t rep = p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
+    if (!cg_hl7_get_raw(m, s, p->field, rep, p->comp, p->sub, &out->raw))
+        return 0;
+    out->seg = s;
+    out->field = p->field;
+    out->rep = rep;
+    out->comp = p->comp;
+    out->sub = p->sub;
+    out->literal = p->field <= 2 && !memcmp(m->segs[s].name, "MSH", 3);
+    return 1;
+}

@@ -381,9 +381,14 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
         return cg_hl7_path_next(&it, out);
     }
     /* One segment, one repetition (what specs read nearly always): path_next's steps for it,
-     * without the rest of the iterator's state. */
-    uint32_t s = begin_seg(&it, m, p, scope);
-    return s != CG_HL7_NO_SEG && read_value(m, p, s, fixed_rep(p), out);
+     * read where the index is at hand (hl7_access.c) */
+    uint32_t s = cg_hl7_path_seg(m, p, scope);
+    return s != CG_HL7_NO_SEG && cg_hl7_path_read(m, p, s, out);
+}
+
+int cg_hl7_path_one(const cg_hl7_path_t *p)
+{
+    return p->seg_index != CG_HL7_ALL && p->rep != CG_HL7_ALL && p->field != 0;
 }
 
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,

@@ -65,12 +65,58 @@ static __attribute__((noinline)) cg_err_t all_values(cg_mapper_t *mp, const cg_h
     return CG_OK;
 }
 
+/* The value of the path that reads one repetition of segment s (cg_hl7_path_one). */
+static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, spec_val_t *out)
+{
+    cg_hl7_match_t match;
+    cg_error_t he;
+    *out = ABSENT;
+    if (!cg_hl7_path_read(mp->m, p, s, &match))
+        return CG_OK;
+    if (raw_is_decoded(mp, match.raw, match.literal)) {
+        /* the usual case: the value is its raw bytes, used in place (valid until the next
+         * message) instead of decoded into scratch and copied to the arena */
+        if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
+            return CG_OK;
+        *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};
+        return CG_OK;
+    }
+    cg_buf_reset(&mp->scratch);
+    cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
+                                : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
+    if (rc != CG_OK)
+        return cg_spec_fail(mp, rc, "%s", he.text);
+    /* HL7's explicit null "" and an empty value both mean: no value */
+    if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))
+        return CG_OK;
+    *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
+    return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+}
+
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &e->u.path;
-    cg_error_t he;
-    cg_buf_reset(&mp->scratch);
     *out = ABSENT;
+    if (cg_hl7_path_one(p)) {
+        uint32_t s = cg_hl7_path_seg(mp->m, p, mp->scope);
+        if (s == CG_HL7_NO_SEG)
+            return CG_OK;
+        if (s == mp->scope.cur || !e->path_id || mp->scope.begin)
+            return one_value(mp, p, s, out);
+        /* another segment's field (the OBR's, the ORC's, read for each of the order's OBX): its
+         * value is that segment's, so the memo keeps it by the segment as well (the entry is
+         * what eval_path finds for the path read at that segment itself) */
+        path_memo_t *m = memo_slot_at(mp, e->path_id, s);
+        if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == s) {
+            *out = m->val;
+            return CG_OK;
+        }
+        cg_err_t rc = one_value(mp, p, s, out);
+        if (rc == CG_OK)
+            *m = (path_memo_t){mp->gen, e->path_id, s, 0, *out};
+        return rc;
+    }
+    cg_buf_reset(&mp->scratch);
     if (path_has_all(p)) {
         size_t count = 0;
         cg_err_t rc = all_values(mp, p, &count);
@@ -78,11 +124,10 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
             return rc;
     } else {
         cg_hl7_match_t match;
+        cg_error_t he;
         if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
             return CG_OK;
         if (raw_is_decoded(mp, match.raw, match.literal)) {
-            /* the usual case: the value is its raw bytes, used in place (valid until the next
-             * message) instead of decoded into scratch and copied to the arena */
             if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
                 return CG_OK;
             *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};

@@ -218,13 +218,19 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
 /* Runs rule r over the message (its foreach's segments, or once). */
 cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r);
 
-static inline path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
+/* The memo's slot for path_id read at segment cur. */
+static inline path_memo_t *memo_slot_at(cg_mapper_t *mp, uint32_t path_id, uint32_t cur)
 {
-    uint32_t h = (path_id * 0x9E3779B1u) ^ (mp->scope.cur * 0x85EBCA77u);
+    uint32_t h = (path_id * 0x9E3779B1u) ^ (cur * 0x85EBCA77u);
     h ^= h >> 15;
     h *= 0x2C1B3C6Du;
     h ^= h >> 12;
     return &mp->memo[h & (PATH_MEMO_SIZE - 1)];
+}
+
+static inline path_memo_t *memo_slot(cg_mapper_t *mp, uint32_t path_id)
+{
+    return memo_slot_at(mp, path_id, mp->scope.cur);
 }
 
 /* The value of path x in its format's language; memoized when the compiler gave it a path_id
