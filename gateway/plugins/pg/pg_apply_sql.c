@@ -74,6 +74,11 @@ void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq)
         cg_buf_printf(b, " WHERE cg_seq = %" PRId64 ") s", one_seq);
         return;
     }
+    if (one_seq == PG_ROWS_UNIQUE) { /* no key twice: no sort for the latest */
+        pg_stage_name(b, t);
+        cg_buf_puts(b, " s");
+        return;
+    }
     const cg_omop_column_t *key = pg_table_key(t);
     cg_buf_puts(b, "(SELECT DISTINCT ON (");
     pg_ident(b, key->name);

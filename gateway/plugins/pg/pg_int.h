@@ -169,10 +169,22 @@ void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
 /* The apply state, shared by pg_apply*.c (what pg_apply.c's functions keep up). */
 typedef struct stage {
     cg_buf_t copy; /* COPY text rows */
-    size_t n;
+    size_t n, n_del;
+    size_t key_col; /* the key's column index (pg_table_key) */
+    /* the batch's keys (an open-addressing set): when no key comes twice, the statements read
+     * the staging table as it is, without sorting it for the latest record per key */
+    uint64_t *keys;
+    size_t keys_cap, keys_n;
+    int key_zero, dup_keys;
     char *upsert_sql, *delete_sql, *idmap_sql; /* built on first use */
+    char *upsert1_sql, *delete1_sql;           /* the same when keys are unique in the batch */
     char *before_sql, *after_sql;              /* the persons it touches (track) */
 } stage_t;
+
+/* Where a staged record's original bytes are in pg_apply's raws (for a reject). */
+typedef struct raw_span {
+    size_t off, len;
+} raw_span_t;
 
 /* Rows of the open transaction released under one policy version, of one table and level:
  * the release audit's line (pg_apply_audit). */
@@ -195,6 +207,12 @@ struct pg_apply {
     size_t n_stages;
     size_t pending;
     cg_buf_t rejects; /* COPY text rows of cg_rejects */
+    /* the staged records' original bytes, kept here rather than sent with every row: only a
+     * row the database refuses needs them (pg_apply_raw) */
+    cg_buf_t raws;
+    raw_span_t *raw_at; /* by seq - raw_base - 1 */
+    size_t n_raw, cap_raw;
+    int64_t raw_base;
     size_t n_rejects;
     int64_t seq;
     pg_apply_stats_t st;
@@ -213,12 +231,17 @@ struct pg_apply {
 
 /* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
+/* pg_apply.c: the original bytes of the staged record seq of the batch (its reject's record);
+ * "" when not known. */
+const char *pg_apply_raw(const pg_apply_t *a, int64_t seq, size_t *len);
 /* pg_apply_audit.c: the open transaction's audit line of (policy, table, level), made when new:
  * its index, or -1 when out of memory. */
 long pg_audit_line(pg_apply_t *a, const char *policy, size_t table, int level);
 /* pg_apply_sql.c: expressions over a staged row `s` and statements of table t (one_seq > 0:
- * of that one record, else of the latest record per key); the char * are malloc'ed, NULL when
- * out of memory (or, for the id map and tracking, when t needs none). */
+ * of that one record, PG_ROWS_UNIQUE: of every staged record (their keys are unique), else of
+ * the latest record per key); the char * are malloc'ed, NULL when out of memory (or, for the id
+ * map and tracking, when t needs none). */
+#define PG_ROWS_UNIQUE ((int64_t)-1)
 void pg_id_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
                 const cg_omop_column_t *col);
 void pg_value_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
