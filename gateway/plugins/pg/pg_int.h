@@ -12,6 +12,7 @@
  *   pg_apply_merge.c    a person merge
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
  *                transaction, the outbox of enter/exit events and its publisher
+ *   pg_envelope.c  the common envelope read in place, without jansson
  *   pg_sink.c    the plug-in: config rows, envelopes parsed into staged rows, transactions
  */
 #ifndef CG_PG_INT_H
@@ -256,6 +257,28 @@ char *pg_track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after);
  * stored) observation_period anew; the batch's periods widened, and made anew where needed. */
 char *pg_periods_sql(const pg_conf_t *conf, const char *touched);
 int pg_derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+
+/* ---- pg_envelope.c ---- */
+#define PG_ENVELOPE_MAX_ROW 64
+
+typedef struct pg_envelope_member {
+    cg_slice_t key;
+    const char *value; /* the value's text in the record (not NUL-terminated); NULL: null */
+    size_t len;
+} pg_envelope_member_t;
+
+/* An envelope read in place: slices of the record's bytes. */
+typedef struct pg_envelope {
+    cg_slice_t standard, table, op;
+    pg_envelope_member_t row[PG_ENVELOPE_MAX_ROW];
+    size_t n_row;
+} pg_envelope_t;
+
+/* Reads raw when it is an envelope of the common form (an object with the strings "standard",
+ * "table" and "op" and a "row" of scalars; no escape, exponent or unusual number anywhere): 1,
+ * with every row value spelled as cg_omop_json_text() spells it. 0: the record needs jansson
+ * (it may still be a good record). */
+int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

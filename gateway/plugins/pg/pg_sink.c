@@ -54,6 +54,7 @@ typedef struct pg_sink {
     int cdm_source_due;      /* the open transaction refreshed it: the time moves on at commit */
     cg_metric_t *m_latency;
     cg_metric_series_t *m_committed, *m_aborted;
+    pg_envelope_t env;      /* the record being read (stage_fast) */
     const char *subscriber; /* pg.subscriber: only its records load; NULL: any record */
     int max_level;          /* that subscriber's */
 } pg_sink_t;
@@ -380,6 +381,78 @@ static int released_here(const pg_sink_t *s, const cg_sink_record_t *rec, const 
     return 0;
 }
 
+/* Stages a parsed row of table t (index ti), applying what is staged when the batch is full. */
+static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
+                     const char *const *vals, const size_t *lens, const pg_pos_t *pos,
+                     const char *raw, size_t raw_len, const char *policy, int level, char *errstr,
+                     size_t errstr_size)
+{
+    /* a person's or a visit's delete reaches into other tables: applied in its place */
+    int barrier = del && (!strcmp(t->name, "person") || !strcmp(t->name, "visit_occurrence"));
+    if (barrier && flush_staged(s, errstr, errstr_size))
+        return -1;
+    if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level)) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
+        flush_staged(s, errstr, errstr_size))
+        return -1;
+    return 0;
+}
+
+static int slice_is(cg_slice_t v, const char *lit)
+{
+    size_t n = strlen(lit);
+    return v.len == n && !memcmp(v.ptr, lit, n);
+}
+
+/* The common envelope read in place (pg_envelope.c) and staged: 1 (*rc says how it went), or 0
+ * when the record takes the general path (every record that path would reject does). */
+static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_pos_t *pos,
+                      const char *policy, int level, int *rc, char *errstr, size_t errstr_size)
+{
+    pg_envelope_t *e = &s->env;
+    if (!pg_envelope_scan(raw, raw_len, e) || !slice_is(e->standard, "omop-cdm-5.4"))
+        return 0;
+    int del = slice_is(e->op, "delete");
+    if (!del && !slice_is(e->op, "upsert"))
+        return 0;
+    char name[64];
+    if (e->table.len >= sizeof(name))
+        return 0;
+    memcpy(name, e->table.ptr, e->table.len);
+    name[e->table.len] = '\0';
+    const cg_omop_table_t *t = cg_omop_table(name);
+    int ti = t ? pg_table_index(t) : -1;
+    if (ti < 0 || !strcmp(name, "observation_period") || t->n_columns > PG_MAX_COLUMNS)
+        return 0;
+    const char *vals[PG_MAX_COLUMNS] = {0};
+    size_t lens[PG_MAX_COLUMNS] = {0};
+    for (size_t i = 0; i < e->n_row; i++) {
+        const pg_envelope_member_t *m = &e->row[i];
+        size_t ci;
+        if (m->key.len >= sizeof(name))
+            return 0;
+        memcpy(name, m->key.ptr, m->key.len);
+        name[m->key.len] = '\0';
+        if (!cg_omop_column(t, name, &ci))
+            return 0;
+        vals[ci] = m->value; /* a key named twice: the later value, as jansson keeps it */
+        lens[ci] = m->len;
+    }
+    for (size_t ci = 0; ci < t->n_columns; ci++)
+        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !id_text_ok(vals[ci], lens[ci]))
+            return 0;
+    size_t key_i;
+    cg_omop_column(t, pg_table_key(t)->name, &key_i);
+    if (!vals[key_i])
+        return 0;
+    *rc =
+        stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
+    return 1;
+}
+
 /* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
  * (errstr); a record the sink cannot apply is rejected and counts as handled. */
 static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_t *pos,
@@ -400,11 +473,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
             return 0;
         }
     }
+    int rc = 0;
+    if (stage_fast(s, raw, raw_len, pos, policy, level, &rc, errstr, errstr_size))
+        return rc;
     json_error_t jerr;
     json_t *env = json_loadb(raw, raw_len, 0, &jerr);
     char why[512];
     const char *state = "CGENV", *tname = NULL;
-    int rc = 0;
     if (!env || !json_is_object(env)) {
         snprintf(why, sizeof(why), "not a JSON object: %s", env ? "another JSON value" : jerr.text);
         goto reject;
@@ -513,16 +588,8 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         snprintf(why, sizeof(why), "%s record without its key %s", tname, key->name);
         goto reject;
     }
-    /* a person's or a visit's delete reaches into other tables: applied in its place */
-    int barrier = del && (!strcmp(tname, "person") || !strcmp(tname, "visit_occurrence"));
-    if (barrier && flush_staged(s, errstr, errstr_size))
-        rc = -1;
-    else if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy,
-                            level))
-        snprintf(errstr, errstr_size, "out of memory"), rc = -1;
-    else if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
-             flush_staged(s, errstr, errstr_size))
-        rc = -1;
+    rc =
+        stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
     json_decref(env);
     return rc;
 reject:
