@@ -134,6 +134,8 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].upsert_sql);
         free(a->stages[i].delete_sql);
         free(a->stages[i].upsert1_sql);
+        free(a->stages[i].insert_sql);
+        free(a->stages[i].idmap_fast_sql);
         free(a->stages[i].delete1_sql);
         free(a->stages[i].keys);
         free(a->stages[i].idmap_sql);

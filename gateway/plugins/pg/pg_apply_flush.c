@@ -54,8 +54,8 @@ static int copy_in(PGconn *c, const char *sql, const cg_buf_t *data, char *errst
     return ok ? 0 : -1;
 }
 
-/* Runs a bulk statement under a savepoint. 1 done (*affected), 0 the rows' fault (rolled back
- * to the savepoint), -1 the transaction's. */
+/* Runs a bulk statement under a savepoint. 1 done (*affected: the rows it wrote, or the number
+ * it answers), 0 the rows' fault (rolled back to the savepoint), -1 the transaction's. */
 static int run_guarded(PGconn *c, const char *sql, uint64_t *affected, char *errstr,
                        size_t errstr_size)
 {
@@ -65,7 +65,10 @@ static int run_guarded(PGconn *c, const char *sql, uint64_t *affected, char *err
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (affected)
-            *affected = strtoull(PQcmdTuples(r), NULL, 10);
+            *affected = strtoull(st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1
+                                     ? PQgetvalue(r, 0, 0)
+                                     : PQcmdTuples(r),
+                                 NULL, 10);
         PQclear(r);
         return pg_exec(c, "RELEASE SAVEPOINT cg_stmt", errstr, errstr_size) ? -1 : 1;
     }
@@ -161,24 +164,36 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
 {
     stage_t *s = &a->stages[ti];
     const cg_omop_table_t *t = pg_table_at(ti);
+    int unique = !s->dup_keys, all_new = 0;
     if (a->conf->id_type == PG_IDS_INTEGER) {
         if (!s->idmap_sql)
-            s->idmap_sql = pg_idmap_sql(a->conf, t);
-        if (s->idmap_sql && pg_exec(c, s->idmap_sql, errstr, errstr_size))
+            s->idmap_sql = pg_idmap_sql(a->conf, t, 0);
+        if (!s->idmap_fast_sql)
+            s->idmap_fast_sql = pg_idmap_sql(a->conf, t, 1);
+        uint64_t new_keys = 0;
+        int rc = s->idmap_fast_sql
+                     ? run_guarded(c, s->idmap_fast_sql, &new_keys, errstr, errstr_size)
+                     : 1;
+        if (rc < 0 || (rc == 0 && pg_exec(c, s->idmap_sql, errstr, errstr_size)))
             return -1;
+        /* a key not in the id map before names no row: every staged row is a plain insert */
+        all_new = rc == 1 && s->idmap_fast_sql && unique && !s->n_del && new_keys == s->n;
     }
-    int unique = !s->dup_keys;
     char **ups = unique ? &s->upsert1_sql : &s->upsert_sql;
     char **dels = unique ? &s->delete1_sql : &s->delete_sql;
     if (!*ups)
         *ups = pg_upsert_sql(a->conf, t, unique ? PG_ROWS_UNIQUE : 0);
     if (!*dels)
         *dels = pg_delete_sql(a->conf, t, unique ? PG_ROWS_UNIQUE : 0);
-    if (!*ups || !*dels)
+    if (all_new && !s->insert_sql)
+        s->insert_sql = pg_insert_sql(a->conf, t);
+    if (!*ups || !*dels || (all_new && !s->insert_sql))
         return -1;
     uint64_t upserted0 = a->st.upserted, deleted0 = a->st.deleted;
     uint64_t n = 0;
-    int rc = s->n_del < s->n ? run_guarded(c, *ups, &n, errstr, errstr_size) : 1;
+    int rc = all_new ? run_guarded(c, s->insert_sql, &n, errstr, errstr_size) : 0;
+    if (rc == 0) /* not all new, or refused (a row's fault, or a key there after all) */
+        rc = s->n_del < s->n ? run_guarded(c, *ups, &n, errstr, errstr_size) : 1;
     if (rc < 0)
         return -1;
     if (rc == 0 && row_by_row(a, c, ti, 0, errstr, errstr_size))

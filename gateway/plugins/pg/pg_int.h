@@ -179,6 +179,7 @@ typedef struct stage {
     int key_zero, dup_keys;
     char *upsert_sql, *delete_sql, *idmap_sql; /* built on first use */
     char *upsert1_sql, *delete1_sql;           /* the same when keys are unique in the batch */
+    char *insert_sql, *idmap_fast_sql;         /* when every staged key is new (integer ids) */
     char *before_sql, *after_sql;              /* the persons it touches (track) */
 } stage_t;
 
@@ -250,7 +251,9 @@ void pg_value_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
 void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq);
 char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
 char *pg_delete_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
-char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
+/* pg_insert_sql: the upsert of every staged record as a plain INSERT, for keys known new. */
+char *pg_insert_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
+char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int fast);
 void pg_track_insert(cg_buf_t *b, const char *src);
 char *pg_track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after);
 /* pg_apply_periods.c: the statement that makes the touched persons' (a SELECT of person ids as
