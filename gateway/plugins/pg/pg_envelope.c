@@ -31,6 +31,13 @@ static int str(scan_t *s, cg_slice_t *out)
     if (s->p >= s->end || *s->p != '"')
         return 0;
     const char *b = ++s->p;
+    /* nearly always printable ASCII up to the closing quote: checked eight bytes a step */
+    const char *q = memchr(b, '"', (size_t)(s->end - b));
+    if (q && cg_buf_json_plain(b, (size_t)(q - b))) {
+        *out = (cg_slice_t){b, (size_t)(q - b)};
+        s->p = q + 1;
+        return 1;
+    }
     while (s->p < s->end) {
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {
@@ -60,7 +67,7 @@ static int digit(char c)
 /* A number whose text is what cg_omop_json_text() writes for it: a 64-bit integer (no "-0"), or a
  * decimal without exponent whose last fraction digit is not 0, of at most 15 significant digits (so
  * no shorter text reads back to the same double) and, below 1, at most three zeros after the point
- * (so %g writes it without an exponent). */
+ * (so %g writes it without an exponent); or N.0 where N is 0 or ends in a digit other than 0. */
 static int num(scan_t *s, cg_slice_t *out)
 {
     const char *b = s->p, *p = s->p, *e = s->end;
@@ -91,7 +98,16 @@ static int num(scan_t *s, cg_slice_t *out)
     while (p < e && digit(*p))
         p++;
     size_t frac = (size_t)(p - f0);
-    if (!frac || p[-1] == '0' || (p < e && (*p == 'e' || *p == 'E')))
+    if (!frac || (p < e && (*p == 'e' || *p == 'E')))
+        return 0;
+    if (frac == 1 && *f0 == '0') { /* N.0: "%.*g" writes N, then ".0" is put back */
+        if (int_digits > 15 || (!int_zero && int0[int_digits - 1] == '0'))
+            return 0; /* 10.0 is written 1e+01 */
+        *out = (cg_slice_t){b, (size_t)(p - b)};
+        s->p = p;
+        return 1;
+    }
+    if (p[-1] == '0')
         return 0;
     size_t sig = int_zero ? frac : int_digits + frac;
     if (int_zero) { /* 0.000ddd: the zeros after the point are no significant digits */

@@ -32,6 +32,13 @@ typedef struct part_start {
     int64_t first; /* the first offset of the open transaction */
 } part_start_t;
 
+/* A table's columns as stage_fast looks them up for every record. */
+typedef struct pg_tinfo {
+    size_t key;                             /* the key column's index */
+    uint64_t ids;                           /* bit i: column i holds a row id (pg_column_is_id) */
+    unsigned char name_len[PG_MAX_COLUMNS]; /* strlen of each column's name */
+} pg_tinfo_t;
+
 typedef struct pg_sink {
     cg_engine_t *engine;
     const pg_conf_t *conf;
@@ -55,6 +62,7 @@ typedef struct pg_sink {
     cg_metric_t *m_latency;
     cg_metric_series_t *m_committed, *m_aborted;
     pg_envelope_t env;      /* the record being read (stage_fast) */
+    pg_tinfo_t *tinfo;      /* per pg_table_at(): what stage_fast looks up per record */
     const char *subscriber; /* pg.subscriber: only its records load; NULL: any record */
     int max_level;          /* that subscriber's */
 } pg_sink_t;
@@ -140,6 +148,7 @@ static void pgs_destroy(void *ctx)
         PQfinish(s->conn);
     pg_apply_destroy(s->apply);
     pg_cohorts_destroy(s->cohorts);
+    free(s->tinfo);
     for (size_t i = 0; i < s->n_starts; i++)
         free(s->starts[i].topic);
     free(s->starts);
@@ -178,6 +187,22 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
     }
     s->engine = env->engine;
     s->conf = env->conf;
+    if (!(s->tinfo = calloc(pg_table_count(), sizeof(*s->tinfo)))) {
+        pgs_destroy(s);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < pg_table_count(); i++) {
+        const cg_omop_table_t *t = pg_table_at(i);
+        pg_tinfo_t *ti = &s->tinfo[i];
+        cg_omop_column(t, pg_table_key(t)->name, &ti->key);
+        for (size_t k = 0; k < t->n_columns && k < PG_MAX_COLUMNS; k++) {
+            size_t n = strlen(t->columns[k].name);
+            ti->name_len[k] = (unsigned char)(n < 255 ? n : 255);
+            if (pg_column_is_id(&t->columns[k]))
+                ti->ids |= (uint64_t)1 << k;
+        }
+    }
     if (pg_cohorts_load(s->conf, &s->cohorts, errstr, errstr_size) ||
         pg_cohorts_publisher(s->cohorts, env->cfg, errstr, errstr_size)) {
         pgs_destroy(s);
@@ -429,24 +454,28 @@ static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_po
         return 0;
     const char *vals[PG_MAX_COLUMNS] = {0};
     size_t lens[PG_MAX_COLUMNS] = {0};
-    for (size_t i = 0; i < e->n_row; i++) {
+    const pg_tinfo_t *info = &s->tinfo[ti];
+    size_t ci = 0, nc = t->n_columns;
+    for (size_t i = 0; i < e->n_row; i++, ci++) {
         const pg_envelope_member_t *m = &e->row[i];
-        size_t ci;
-        if (m->key.len >= sizeof(name))
-            return 0;
-        memcpy(name, m->key.ptr, m->key.len);
-        name[m->key.len] = '\0';
-        if (!cg_omop_column(t, name, &ci))
-            return 0;
+        /* encoders write the columns in the table's order: looked for from the last one on */
+        size_t k = 0;
+        for (; k < nc; k++) {
+            size_t j = (ci + k) % nc;
+            if (info->name_len[j] == m->key.len &&
+                !memcmp(t->columns[j].name, m->key.ptr, m->key.len))
+                break;
+        }
+        if (k == nc)
+            return 0; /* no such column: the general path says so */
+        ci = (ci + k) % nc;
         vals[ci] = m->value; /* a key named twice: the later value, as jansson keeps it */
         lens[ci] = m->len;
     }
-    for (size_t ci = 0; ci < t->n_columns; ci++)
-        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !id_text_ok(vals[ci], lens[ci]))
+    for (size_t k = 0; k < nc; k++)
+        if (vals[k] && (info->ids >> k & 1) && !id_text_ok(vals[k], lens[k]))
             return 0;
-    size_t key_i;
-    cg_omop_column(t, pg_table_key(t)->name, &key_i);
-    if (!vals[key_i])
+    if (!vals[info->key])
         return 0;
     *rc =
         stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
