@@ -8,9 +8,12 @@
  * spell them. Anything else (an escape, an exponent, a real whose text is not its shortest
  * spelling, a nested row value, bad JSON) is left to the general path in pg_sink.c, which
  * parses it with jansson and says what is wrong with it: the fast path never rejects.
+ * pg_envelope_values then puts the row's values in its table's column order, with lookups
+ * prepared once per table (pg_envelope_tables) instead of string compares per field.
  */
 #include "pg_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 32
@@ -292,4 +295,83 @@ int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env)
     }
     ws(&s);
     return s.p == s.end && got_row && env->standard.ptr && env->table.ptr && env->op.ptr;
+}
+
+/* Whether text is a 64-bit id: digits (a sign allowed) that fit a bigint. Checked when a record
+ * is staged, once, so the staging tables type ids as bigint and the batch's statements never
+ * test them. */
+bool pg_id_text_ok(const char *t, size_t n)
+{
+    size_t neg = n && t[0] == '-';
+    if (n == neg || n - neg > 19)
+        return false;
+    for (size_t i = neg; i < n; i++)
+        if (t[i] < '0' || t[i] > '9')
+            return false;
+    return n - neg < 19 ||
+           memcmp(t + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
+}
+
+pg_tinfo_t *pg_envelope_tables(void)
+{
+    pg_tinfo_t *tinfo = calloc(pg_table_count(), sizeof(*tinfo));
+    for (size_t i = 0; tinfo && i < pg_table_count(); i++) {
+        const cg_omop_table_t *t = pg_table_at(i);
+        pg_tinfo_t *ti = &tinfo[i];
+        cg_omop_column(t, pg_table_key(t)->name, &ti->key);
+        for (size_t k = 0; k < t->n_columns && k < PG_MAX_COLUMNS; k++) {
+            size_t n = strlen(t->columns[k].name);
+            ti->name_len[k] = (unsigned char)(n < 255 ? n : 255);
+            if (pg_column_is_id(&t->columns[k]))
+                ti->ids |= (uint64_t)1 << k;
+        }
+    }
+    return tinfo;
+}
+
+static int slice_is(cg_slice_t v, const char *lit)
+{
+    size_t n = strlen(lit);
+    return v.len == n && !memcmp(v.ptr, lit, n);
+}
+
+int pg_envelope_values(const pg_envelope_t *e, const pg_tinfo_t *tinfo,
+                       const cg_omop_table_t **table, int *table_index, int *del, const char **vals,
+                       size_t *lens)
+{
+    if (!slice_is(e->standard, "omop-cdm-5.4"))
+        return 0;
+    *del = slice_is(e->op, "delete");
+    if (!*del && !slice_is(e->op, "upsert"))
+        return 0;
+    const cg_omop_table_t *t = cg_omop_table_n(e->table.ptr, e->table.len);
+    int ti = t ? pg_table_index(t) : -1;
+    if (ti < 0 || !strcmp(t->name, "observation_period") || t->n_columns > PG_MAX_COLUMNS)
+        return 0;
+    const pg_tinfo_t *info = &tinfo[ti];
+    size_t ci = 0, nc = t->n_columns;
+    for (size_t i = 0; i < e->n_row; i++, ci++) {
+        const pg_envelope_member_t *m = &e->row[i];
+        /* encoders write the columns in the table's order: looked for from the last one on */
+        size_t k = 0;
+        for (; k < nc; k++) {
+            size_t j = (ci + k) % nc;
+            if (info->name_len[j] == m->key.len &&
+                !memcmp(t->columns[j].name, m->key.ptr, m->key.len))
+                break;
+        }
+        if (k == nc)
+            return 0; /* no such column: the general path says so */
+        ci = (ci + k) % nc;
+        vals[ci] = m->value; /* a key named twice: the later value, as jansson keeps it */
+        lens[ci] = m->len;
+    }
+    for (size_t k = 0; k < nc; k++)
+        if (vals[k] && (info->ids >> k & 1) && !pg_id_text_ok(vals[k], lens[k]))
+            return 0;
+    if (!vals[info->key])
+        return 0;
+    *table = t;
+    *table_index = ti;
+    return 1;
 }

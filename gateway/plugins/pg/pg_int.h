@@ -25,6 +25,7 @@
 #include "cg_plugin.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Its config (pg.*), filled from its rows (pg_sink.c). */
@@ -262,7 +263,8 @@ char *pg_periods_sql(const pg_conf_t *conf, const char *touched);
 int pg_derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
 
 /* ---- pg_envelope.c ---- */
-#define PG_ENVELOPE_MAX_ROW 64
+#define PG_MAX_COLUMNS      64 /* of a table the sink applies records to */
+#define PG_ENVELOPE_MAX_ROW PG_MAX_COLUMNS
 
 typedef struct pg_envelope_member {
     cg_slice_t key;
@@ -282,6 +284,25 @@ typedef struct pg_envelope {
  * with every row value spelled as cg_omop_json_text() spells it. 0: the record needs jansson
  * (it may still be a good record). */
 int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env);
+
+/* A table's columns as pg_envelope_values looks them up for every record. */
+typedef struct pg_tinfo {
+    size_t key;                             /* the key column's index */
+    uint64_t ids;                           /* bit i: column i holds a row id (pg_column_is_id) */
+    unsigned char name_len[PG_MAX_COLUMNS]; /* strlen of each column's name */
+} pg_tinfo_t;
+
+/* One per pg_table_at(), malloc'ed (NULL: no memory). */
+pg_tinfo_t *pg_envelope_tables(void);
+/* A scanned envelope as a row to stage: its table, whether it is a delete, the values per
+ * column (vals and lens: PG_MAX_COLUMNS each, zeroed by the caller). 1, or 0 when it is no
+ * upsert or delete of omop-cdm-5.4 that the sink would stage as it is (the general path then
+ * says why, or stages it). */
+int pg_envelope_values(const pg_envelope_t *e, const pg_tinfo_t *tinfo,
+                       const cg_omop_table_t **table, int *table_index, int *del, const char **vals,
+                       size_t *lens);
+/* Whether text is a 64-bit integer id: digits (a sign allowed) that fit a bigint. */
+bool pg_id_text_ok(const char *t, size_t n);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

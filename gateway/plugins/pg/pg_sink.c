@@ -22,8 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PG_RECONNECT_MS  1000 /* between attempts while the database is away */
-#define PG_MAX_COLUMNS   64
+#define PG_RECONNECT_MS  1000  /* between attempts while the database is away */
 #define PG_CDM_SOURCE_MS 60000 /* cdm_source kept current at most this often */
 
 typedef struct part_start {
@@ -31,13 +30,6 @@ typedef struct part_start {
     int32_t partition;
     int64_t first; /* the first offset of the open transaction */
 } part_start_t;
-
-/* A table's columns as stage_fast looks them up for every record. */
-typedef struct pg_tinfo {
-    size_t key;                             /* the key column's index */
-    uint64_t ids;                           /* bit i: column i holds a row id (pg_column_is_id) */
-    unsigned char name_len[PG_MAX_COLUMNS]; /* strlen of each column's name */
-} pg_tinfo_t;
 
 typedef struct pg_sink {
     cg_engine_t *engine;
@@ -187,21 +179,10 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
     }
     s->engine = env->engine;
     s->conf = env->conf;
-    if (!(s->tinfo = calloc(pg_table_count(), sizeof(*s->tinfo)))) {
+    if (!(s->tinfo = pg_envelope_tables())) {
         pgs_destroy(s);
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
-    }
-    for (size_t i = 0; i < pg_table_count(); i++) {
-        const cg_omop_table_t *t = pg_table_at(i);
-        pg_tinfo_t *ti = &s->tinfo[i];
-        cg_omop_column(t, pg_table_key(t)->name, &ti->key);
-        for (size_t k = 0; k < t->n_columns && k < PG_MAX_COLUMNS; k++) {
-            size_t n = strlen(t->columns[k].name);
-            ti->name_len[k] = (unsigned char)(n < 255 ? n : 255);
-            if (pg_column_is_id(&t->columns[k]))
-                ti->ids |= (uint64_t)1 << k;
-        }
     }
     if (pg_cohorts_load(s->conf, &s->cohorts, errstr, errstr_size) ||
         pg_cohorts_publisher(s->cohorts, env->cfg, errstr, errstr_size)) {
@@ -339,25 +320,11 @@ static int refresh_cdm_source(pg_sink_t *s, char *errstr, size_t errstr_size)
     return pg_exec(s->conn, "RELEASE SAVEPOINT cg_cdm_source", errstr, errstr_size);
 }
 
-/* Whether text is a 64-bit id: digits (a sign allowed) that fit a bigint. Checked here, once,
- * so the staging tables type ids as bigint and the batch's statements never test them. */
-static bool id_text_ok(const char *t, size_t n)
-{
-    size_t neg = n && t[0] == '-';
-    if (n == neg || n - neg > 19)
-        return false;
-    for (size_t i = neg; i < n; i++)
-        if (t[i] < '0' || t[i] > '9')
-            return false;
-    return n - neg < 19 ||
-           memcmp(t + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
-}
-
 /* An id as records carry it: a JSON integer, or its digits as a string (output.ids_as_strings). */
 static bool is_json_id(const json_t *v)
 {
     const char *t = json_string_value(v);
-    return json_is_integer(v) || (t && id_text_ok(t, json_string_length(v)));
+    return json_is_integer(v) || (t && pg_id_text_ok(t, json_string_length(v)));
 }
 
 /* A header's value, or NULL. */
@@ -426,56 +393,17 @@ static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
     return 0;
 }
 
-static int slice_is(cg_slice_t v, const char *lit)
-{
-    size_t n = strlen(lit);
-    return v.len == n && !memcmp(v.ptr, lit, n);
-}
-
 /* The common envelope read in place (pg_envelope.c) and staged: 1 (*rc says how it went), or 0
  * when the record takes the general path (every record that path would reject does). */
 static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_pos_t *pos,
                       const char *policy, int level, int *rc, char *errstr, size_t errstr_size)
 {
-    pg_envelope_t *e = &s->env;
-    if (!pg_envelope_scan(raw, raw_len, e) || !slice_is(e->standard, "omop-cdm-5.4"))
-        return 0;
-    int del = slice_is(e->op, "delete");
-    if (!del && !slice_is(e->op, "upsert"))
-        return 0;
-    char name[64];
-    if (e->table.len >= sizeof(name))
-        return 0;
-    memcpy(name, e->table.ptr, e->table.len);
-    name[e->table.len] = '\0';
-    const cg_omop_table_t *t = cg_omop_table(name);
-    int ti = t ? pg_table_index(t) : -1;
-    if (ti < 0 || !strcmp(name, "observation_period") || t->n_columns > PG_MAX_COLUMNS)
-        return 0;
     const char *vals[PG_MAX_COLUMNS] = {0};
     size_t lens[PG_MAX_COLUMNS] = {0};
-    const pg_tinfo_t *info = &s->tinfo[ti];
-    size_t ci = 0, nc = t->n_columns;
-    for (size_t i = 0; i < e->n_row; i++, ci++) {
-        const pg_envelope_member_t *m = &e->row[i];
-        /* encoders write the columns in the table's order: looked for from the last one on */
-        size_t k = 0;
-        for (; k < nc; k++) {
-            size_t j = (ci + k) % nc;
-            if (info->name_len[j] == m->key.len &&
-                !memcmp(t->columns[j].name, m->key.ptr, m->key.len))
-                break;
-        }
-        if (k == nc)
-            return 0; /* no such column: the general path says so */
-        ci = (ci + k) % nc;
-        vals[ci] = m->value; /* a key named twice: the later value, as jansson keeps it */
-        lens[ci] = m->len;
-    }
-    for (size_t k = 0; k < nc; k++)
-        if (vals[k] && (info->ids >> k & 1) && !id_text_ok(vals[k], lens[k]))
-            return 0;
-    if (!vals[info->key])
+    const cg_omop_table_t *t;
+    int ti, del;
+    if (!pg_envelope_scan(raw, raw_len, &s->env) ||
+        !pg_envelope_values(&s->env, s->tinfo, &t, &ti, &del, vals, lens))
         return 0;
     *rc =
         stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
@@ -603,7 +531,7 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         }
     }
     for (size_t ci = 0; ci < t->n_columns; ci++)
-        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !id_text_ok(vals[ci], lens[ci])) {
+        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !pg_id_text_ok(vals[ci], lens[ci])) {
             state = "CGVAL";
             snprintf(why, sizeof(why), "%s.%s is not a 64-bit integer id", tname,
                      t->columns[ci].name);
