@@ -32,35 +32,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STAGE_COLS "cg_seq, cg_op, cg_topic, cg_part, cg_off, cg_raw"
-
 /* ---- COPY text ---- */
 
 static void copy_value(cg_buf_t *b, const char *v, size_t n)
 {
     if (!v) {
-        cg_buf_puts(b, "\\N");
+        cg_buf_append(b, "\\N", 2);
         return;
     }
+    /* runs without a byte to escape are copied whole: nearly every value is one */
+    size_t from = 0;
     for (size_t i = 0; i < n; i++) {
-        char ch = v[i];
+        char ch = v[i], esc;
         switch (ch) {
         case '\\':
-            cg_buf_puts(b, "\\\\");
+            esc = '\\';
             break;
         case '\t':
-            cg_buf_puts(b, "\\t");
+            esc = 't';
             break;
         case '\n':
-            cg_buf_puts(b, "\\n");
+            esc = 'n';
             break;
         case '\r':
-            cg_buf_puts(b, "\\r");
+            esc = 'r';
             break;
         default:
-            cg_buf_putc(b, ch);
+            continue;
         }
+        char pair[2] = {'\\', esc};
+        cg_buf_append(b, v + from, i - from);
+        cg_buf_append(b, pair, 2);
+        from = i + 1;
     }
+    cg_buf_append(b, v + from, n - from);
+}
+
+/* A decimal integer, without printf. */
+static void copy_int(cg_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[--i] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        tmp[--i] = '-';
+    cg_buf_append(b, tmp + i, sizeof(tmp) - i);
 }
 
 static void copy_str(cg_buf_t *b, const char *v)
@@ -85,9 +104,13 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
         free(a);
         return NULL;
     }
-    for (size_t i = 0; i < a->n_stages; i++)
+    for (size_t i = 0; i < a->n_stages; i++) {
+        const cg_omop_table_t *t = pg_table_at(i);
         cg_buf_init(&a->stages[i].copy);
+        cg_omop_column(t, pg_table_key(t)->name, &a->stages[i].key_col);
+    }
     cg_buf_init(&a->rejects);
+    cg_buf_init(&a->raws);
     cg_metrics_t *reg = metrics ? cg_metrics_gw_registry(metrics) : NULL;
     if (reg) {
         a->m_rows = cg_metrics_counter(reg, "cohortgate_sink_rows_total",
@@ -110,6 +133,11 @@ void pg_apply_destroy(pg_apply_t *a)
         cg_buf_free(&a->stages[i].copy);
         free(a->stages[i].upsert_sql);
         free(a->stages[i].delete_sql);
+        free(a->stages[i].upsert1_sql);
+        free(a->stages[i].insert_sql);
+        free(a->stages[i].idmap_fast_sql);
+        free(a->stages[i].delete1_sql);
+        free(a->stages[i].keys);
         free(a->stages[i].idmap_sql);
         free(a->stages[i].before_sql);
         free(a->stages[i].after_sql);
@@ -122,6 +150,8 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->audit[i].policy);
     free(a->audit);
     cg_buf_free(&a->rejects);
+    cg_buf_free(&a->raws);
+    free(a->raw_at);
     free(a->periods_sql);
     free(a->widen_sql);
     free(a);
@@ -187,10 +217,16 @@ size_t pg_apply_pending(const pg_apply_t *a)
 void pg_apply_clear(pg_apply_t *a)
 {
     for (size_t i = 0; i < a->n_stages; i++) {
-        cg_buf_reset(&a->stages[i].copy);
-        a->stages[i].n = 0;
+        stage_t *s = &a->stages[i];
+        cg_buf_reset(&s->copy);
+        if (s->keys_n)
+            memset(s->keys, 0, s->keys_cap * sizeof(*s->keys));
+        s->n = s->n_del = s->keys_n = 0;
+        s->key_zero = s->dup_keys = 0;
     }
     cg_buf_reset(&a->rejects);
+    cg_buf_reset(&a->raws);
+    a->n_raw = 0;
     a->n_rejects = 0;
     a->pending = 0;
     a->remake = 0;
@@ -220,7 +256,7 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");
         cg_buf_printf(&b, "cg_stg_%s", t->name);
         cg_buf_puts(&b, " (cg_seq bigint, cg_op \"char\", cg_topic text, cg_part integer, "
-                        "cg_off bigint, cg_raw text, cg_audit integer");
+                        "cg_off bigint, cg_audit integer");
         for (size_t k = 0; k < t->n_columns; k++) {
             cg_buf_puts(&b, ", ");
             pg_ident(&b, t->columns[k].name);
@@ -236,6 +272,87 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     return rc;
 }
 
+/* Notes a staged key; whether it came before in the batch is what dup_keys says. */
+static int note_key(stage_t *s, const char *v, size_t n)
+{
+    if (s->dup_keys)
+        return 0;
+    /* checked as a 64-bit integer when parsed (pg_sink.c); v need not end with a NUL */
+    uint64_t mag = 0;
+    int neg = n && v[0] == '-';
+    for (size_t i = (size_t)neg; i < n; i++)
+        mag = mag * 10 + (uint64_t)(v[i] - '0');
+    int64_t k = (int64_t)(neg ? 0 - mag : mag);
+    if (!k) {
+        s->dup_keys = s->key_zero;
+        s->key_zero = 1;
+        return 0;
+    }
+    if (2 * (s->keys_n + 1) > s->keys_cap) { /* at most half full */
+        size_t cap = s->keys_cap ? s->keys_cap * 2 : 1024;
+        uint64_t *nk = calloc(cap, sizeof(*nk));
+        if (!nk)
+            return -1;
+        for (size_t i = 0; i < s->keys_cap; i++) {
+            if (!s->keys[i])
+                continue;
+            size_t j = (size_t)((s->keys[i] * 0x9E3779B97F4A7C15ULL) >> 20) & (cap - 1);
+            while (nk[j])
+                j = (j + 1) & (cap - 1);
+            nk[j] = s->keys[i];
+        }
+        free(s->keys);
+        s->keys = nk;
+        s->keys_cap = cap;
+    }
+    uint64_t u = (uint64_t)k;
+    size_t j = (size_t)((u * 0x9E3779B97F4A7C15ULL) >> 20) & (s->keys_cap - 1);
+    while (s->keys[j]) {
+        if (s->keys[j] == u) {
+            s->dup_keys = 1;
+            return 0;
+        }
+        j = (j + 1) & (s->keys_cap - 1);
+    }
+    s->keys[j] = u;
+    s->keys_n++;
+    return 0;
+}
+
+/* Keeps a staged record's original bytes for its reject, if the database refuses it. */
+static int keep_raw(pg_apply_t *a, const char *raw, size_t raw_len)
+{
+    if (!a->pending)
+        a->raw_base = a->seq - 1; /* seq was just taken: the batch's records follow on */
+    size_t i = (size_t)(a->seq - a->raw_base - 1);
+    if (i >= a->cap_raw) {
+        size_t cap = a->cap_raw ? a->cap_raw * 2 : 1024;
+        while (cap <= i)
+            cap *= 2;
+        raw_span_t *p = realloc(a->raw_at, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        a->raw_at = p;
+        a->cap_raw = cap;
+    }
+    for (; a->n_raw < i; a->n_raw++) /* a gap (none expected): nothing known */
+        a->raw_at[a->n_raw] = (raw_span_t){0, 0};
+    a->raw_at[i] = (raw_span_t){a->raws.len, raw_len};
+    a->n_raw = i + 1;
+    return cg_buf_append(&a->raws, raw ? raw : "", raw ? raw_len : 0) == CG_OK ? 0 : -1;
+}
+
+const char *pg_apply_raw(const pg_apply_t *a, int64_t seq, size_t *len)
+{
+    int64_t i = seq - a->raw_base - 1;
+    if (i < 0 || (size_t)i >= a->n_raw || !a->raws.data) {
+        *len = 0;
+        return "";
+    }
+    *len = a->raw_at[i].len;
+    return a->raws.data + a->raw_at[i].off;
+}
+
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
                    const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len,
                    const char *policy, int level)
@@ -246,14 +363,21 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
     if (policy && level > 0 && (line = pg_audit_line(a, policy, table, level)) < 0)
         return -1;
     cg_buf_t *b = &s->copy;
-    cg_buf_printf(b, "%" PRId64 "\t%c\t", ++a->seq, del ? 'd' : 'u');
+    ++a->seq;
+    if (keep_raw(a, raw, raw_len) || note_key(s, values[s->key_col], lens[s->key_col]))
+        return -1;
+    copy_int(b, a->seq);
+    cg_buf_append(b, del ? "\td\t" : "\tu\t", 3);
     copy_str(b, pos->topic);
-    cg_buf_printf(b, "\t%" PRId32 "\t%" PRId64 "\t", pos->partition, pos->offset);
-    copy_value(b, raw, raw_len);
+    cg_buf_putc(b, '\t');
+    copy_int(b, pos->partition);
+    cg_buf_putc(b, '\t');
+    copy_int(b, pos->offset);
+    cg_buf_putc(b, '\t');
     if (line >= 0)
-        cg_buf_printf(b, "\t%ld", line);
+        copy_int(b, line);
     else
-        cg_buf_puts(b, "\t\\N");
+        cg_buf_append(b, "\\N", 2);
     for (size_t k = 0; k < t->n_columns; k++) {
         cg_buf_putc(b, '\t');
         copy_value(b, values[k], lens[k]);
@@ -261,6 +385,7 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
     if (cg_buf_putc(b, '\n') != CG_OK)
         return -1;
     s->n++;
+    s->n_del += del != 0;
     a->pending++;
     if (line >= 0)
         a->audit[line].rows++;

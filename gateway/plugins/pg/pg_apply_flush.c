@@ -54,8 +54,8 @@ static int copy_in(PGconn *c, const char *sql, const cg_buf_t *data, char *errst
     return ok ? 0 : -1;
 }
 
-/* Runs a bulk statement under a savepoint. 1 done (*affected), 0 the rows' fault (rolled back
- * to the savepoint), -1 the transaction's. */
+/* Runs a bulk statement under a savepoint. 1 done (*affected: the rows it wrote, or the number
+ * it answers), 0 the rows' fault (rolled back to the savepoint), -1 the transaction's. */
 static int run_guarded(PGconn *c, const char *sql, uint64_t *affected, char *errstr,
                        size_t errstr_size)
 {
@@ -65,7 +65,10 @@ static int run_guarded(PGconn *c, const char *sql, uint64_t *affected, char *err
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (affected)
-            *affected = strtoull(PQcmdTuples(r), NULL, 10);
+            *affected = strtoull(st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1
+                                     ? PQgetvalue(r, 0, 0)
+                                     : PQcmdTuples(r),
+                                 NULL, 10);
         PQclear(r);
         return pg_exec(c, "RELEASE SAVEPOINT cg_stmt", errstr, errstr_size) ? -1 : 1;
     }
@@ -86,7 +89,7 @@ static int row_by_row(pg_apply_t *a, PGconn *c, size_t ti, int del, char *errstr
     const cg_omop_table_t *t = pg_table_at(ti);
     cg_buf_t q;
     cg_buf_init(&q);
-    cg_buf_puts(&q, "SELECT cg_seq, cg_topic, cg_part, cg_off, cg_raw, cg_audit FROM ");
+    cg_buf_puts(&q, "SELECT cg_seq, cg_topic, cg_part, cg_off, cg_audit FROM ");
     pg_rows_from(&q, t, 0);
     cg_buf_printf(&q, " WHERE s.cg_op = '%c' ORDER BY cg_seq", del ? 'd' : 'u');
     cg_buf_putc(&q, '\0');
@@ -142,38 +145,55 @@ static int row_by_row(pg_apply_t *a, PGconn *c, size_t ti, int del, char *errstr
         }
         pg_pos_t pos = {PQgetvalue(rows, i, 1), (int32_t)atoi(PQgetvalue(rows, i, 2)),
                         strtoll(PQgetvalue(rows, i, 3), NULL, 10)};
-        const char *raw = PQgetvalue(rows, i, 4);
-        if (!PQgetisnull(rows, i, 5)) { /* refused: not loaded, not in the audit */
-            long line = strtol(PQgetvalue(rows, i, 5), NULL, 10);
+        size_t raw_len;
+        const char *raw = pg_apply_raw(a, seq, &raw_len);
+        if (!PQgetisnull(rows, i, 4)) { /* refused: not loaded, not in the audit */
+            long line = strtol(PQgetvalue(rows, i, 4), NULL, 10);
             if (line >= 0 && (size_t)line < a->n_audit)
                 a->audit[line].rows--;
         }
-        rc = pg_apply_reject(a, t->name, state, why, &pos, raw, strlen(raw));
+        rc = pg_apply_reject(a, t->name, state, why, &pos, raw, raw_len);
     }
     PQclear(rows);
     return rc;
 }
 
-/* One table's staged rows: ids, upserts, deletes. */
+/* One table's staged rows: ids, upserts, deletes (each statement only when the batch has rows
+ * for it; the plain read of the staging table when no key comes twice). */
 static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size)
 {
     stage_t *s = &a->stages[ti];
     const cg_omop_table_t *t = pg_table_at(ti);
+    int unique = !s->dup_keys, all_new = 0;
     if (a->conf->id_type == PG_IDS_INTEGER) {
         if (!s->idmap_sql)
-            s->idmap_sql = pg_idmap_sql(a->conf, t);
-        if (s->idmap_sql && pg_exec(c, s->idmap_sql, errstr, errstr_size))
+            s->idmap_sql = pg_idmap_sql(a->conf, t, 0);
+        if (!s->idmap_fast_sql)
+            s->idmap_fast_sql = pg_idmap_sql(a->conf, t, 1);
+        uint64_t new_keys = 0;
+        int rc = s->idmap_fast_sql
+                     ? run_guarded(c, s->idmap_fast_sql, &new_keys, errstr, errstr_size)
+                     : 1;
+        if (rc < 0 || (rc == 0 && pg_exec(c, s->idmap_sql, errstr, errstr_size)))
             return -1;
+        /* a key not in the id map before names no row: every staged row is a plain insert */
+        all_new = rc == 1 && s->idmap_fast_sql && unique && !s->n_del && new_keys == s->n;
     }
-    if (!s->upsert_sql)
-        s->upsert_sql = pg_upsert_sql(a->conf, t, 0);
-    if (!s->delete_sql)
-        s->delete_sql = pg_delete_sql(a->conf, t, 0);
-    if (!s->upsert_sql || !s->delete_sql)
+    char **ups = unique ? &s->upsert1_sql : &s->upsert_sql;
+    char **dels = unique ? &s->delete1_sql : &s->delete_sql;
+    if (!*ups)
+        *ups = pg_upsert_sql(a->conf, t, unique ? PG_ROWS_UNIQUE : 0);
+    if (!*dels)
+        *dels = pg_delete_sql(a->conf, t, unique ? PG_ROWS_UNIQUE : 0);
+    if (all_new && !s->insert_sql)
+        s->insert_sql = pg_insert_sql(a->conf, t);
+    if (!*ups || !*dels || (all_new && !s->insert_sql))
         return -1;
     uint64_t upserted0 = a->st.upserted, deleted0 = a->st.deleted;
     uint64_t n = 0;
-    int rc = run_guarded(c, s->upsert_sql, &n, errstr, errstr_size);
+    int rc = all_new ? run_guarded(c, s->insert_sql, &n, errstr, errstr_size) : 0;
+    if (rc == 0) /* not all new, or refused (a row's fault, or a key there after all) */
+        rc = s->n_del < s->n ? run_guarded(c, *ups, &n, errstr, errstr_size) : 1;
     if (rc < 0)
         return -1;
     if (rc == 0 && row_by_row(a, c, ti, 0, errstr, errstr_size))
@@ -181,7 +201,7 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
     if (rc == 1)
         a->st.upserted += n;
     n = 0;
-    rc = run_guarded(c, s->delete_sql, &n, errstr, errstr_size);
+    rc = s->n_del ? run_guarded(c, *dels, &n, errstr, errstr_size) : 1;
     if (rc < 0)
         return -1;
     if (rc == 0 && row_by_row(a, c, ti, 1, errstr, errstr_size))

@@ -27,6 +27,13 @@ void pg_id_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
     cg_buf_putc(&src, '\0');
     if (conf->id_type == PG_IDS_BIGINT) {
         cg_buf_puts(b, src.data);
+    } else if (!col->required) {
+        /* most optional ids are null: no index probe for them */
+        cg_buf_puts(b, "CASE WHEN s.");
+        pg_ident(b, col->name);
+        cg_buf_puts(b, " IS NOT NULL THEN (SELECT m.id FROM ");
+        pg_qual(b, conf->schema, "cg_id_map");
+        cg_buf_printf(b, " m WHERE m.source_id = %s) END", src.data);
     } else {
         cg_buf_puts(b, "(SELECT m.id FROM ");
         pg_qual(b, conf->schema, "cg_id_map");
@@ -74,6 +81,11 @@ void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq)
         cg_buf_printf(b, " WHERE cg_seq = %" PRId64 ") s", one_seq);
         return;
     }
+    if (one_seq == PG_ROWS_UNIQUE) { /* no key twice: no sort for the latest */
+        pg_stage_name(b, t);
+        cg_buf_puts(b, " s");
+        return;
+    }
     const cg_omop_column_t *key = pg_table_key(t);
     cg_buf_puts(b, "(SELECT DISTINCT ON (");
     pg_ident(b, key->name);
@@ -84,7 +96,8 @@ void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq)
     cg_buf_puts(b, ", cg_seq DESC) s");
 }
 
-char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq)
+/* plain: a plain INSERT, for rows whose keys are new (no conflict to look for). */
+static char *upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq, int plain)
 {
     const cg_omop_column_t *key = pg_table_key(t);
     cg_buf_t b;
@@ -108,6 +121,10 @@ char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one
         cg_buf_puts(&b, " AND NOT EXISTS (SELECT 1 FROM ");
         pg_qual(&b, conf->schema, "cg_person_merge");
         cg_buf_puts(&b, " g WHERE g.merged_source_id = s.person_id)");
+    }
+    if (plain) {
+        cg_buf_putc(&b, '\0');
+        return b.data;
     }
     cg_buf_puts(&b, " ON CONFLICT (");
     pg_ident(&b, key->name);
@@ -149,6 +166,16 @@ char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one
     }
     cg_buf_putc(&b, '\0');
     return b.data;
+}
+
+char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq)
+{
+    return upsert_sql(conf, t, one_seq, 0);
+}
+
+char *pg_insert_sql(const pg_conf_t *conf, const cg_omop_table_t *t)
+{
+    return upsert_sql(conf, t, PG_ROWS_UNIQUE, 1);
 }
 
 /* The keys whose latest record is a delete, as the table stores them. */
@@ -197,32 +224,48 @@ char *pg_delete_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one
 }
 
 /* New row ids of the staged rows into the id map, in order (two instances never wait on each
- * other in a cycle); ids already there are not offered, so the identity has no gaps. */
-char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t)
+ * other in a cycle); ids already there are not offered, so the identity has no gaps. One scan of
+ * the staging table for every id column. fast: without ON CONFLICT (a speculative insertion
+ * per id costs a lock and a WAL record more), and it answers how many of the staged keys were
+ * new; a concurrent instance's same new id then fails it (23505) and the other is run. */
+char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int fast)
 {
     cg_buf_t b;
     cg_buf_init(&b);
+    if (fast)
+        cg_buf_puts(&b, "WITH ins AS (");
     cg_buf_puts(&b, "INSERT INTO ");
     pg_qual(&b, conf->schema, "cg_id_map");
-    cg_buf_puts(&b, " (source_id) SELECT v FROM (SELECT DISTINCT v FROM (");
+    cg_buf_puts(&b, " (source_id) SELECT v FROM (SELECT DISTINCT x.v FROM ");
+    pg_stage_name(&b, t);
+    cg_buf_puts(&b, " s CROSS JOIN LATERAL (VALUES ");
     int first = 1;
     for (size_t k = 0; k < t->n_columns; k++) {
         const cg_omop_column_t *col = &t->columns[k];
         if (!pg_column_is_id(col))
             continue;
-        cg_buf_puts(&b, first ? "SELECT " : " UNION ALL SELECT ");
+        cg_buf_puts(&b, first ? "(s." : ", (s.");
         pg_ident(&b, col->name);
-        cg_buf_puts(&b, " FROM ");
-        pg_stage_name(&b, t);
+        cg_buf_putc(&b, ')');
         first = 0;
     }
     if (first) {
         cg_buf_free(&b);
         return NULL;
     }
-    cg_buf_puts(&b, ") x(v) WHERE v IS NOT NULL) y WHERE NOT EXISTS (SELECT 1 FROM ");
+    cg_buf_puts(&b, ") x(v) WHERE x.v IS NOT NULL) y WHERE NOT EXISTS (SELECT 1 FROM ");
     pg_qual(&b, conf->schema, "cg_id_map");
-    cg_buf_puts(&b, " m WHERE m.source_id = y.v) ORDER BY v ON CONFLICT DO NOTHING");
+    cg_buf_puts(&b, " m WHERE m.source_id = y.v) ORDER BY v");
+    if (fast) {
+        cg_buf_puts(&b, " RETURNING source_id) SELECT count(*) FROM ins WHERE source_id IN "
+                        "(SELECT ");
+        pg_ident(&b, pg_table_key(t)->name);
+        cg_buf_puts(&b, " FROM ");
+        pg_stage_name(&b, t);
+        cg_buf_puts(&b, ")");
+    } else {
+        cg_buf_puts(&b, " ON CONFLICT DO NOTHING");
+    }
     cg_buf_putc(&b, '\0');
     return b.data;
 }

@@ -12,6 +12,7 @@
  *   pg_apply_merge.c    a person merge
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
  *                transaction, the outbox of enter/exit events and its publisher
+ *   pg_envelope.c  the common envelope read in place, without jansson
  *   pg_sink.c    the plug-in: config rows, envelopes parsed into staged rows, transactions
  */
 #ifndef CG_PG_INT_H
@@ -24,6 +25,7 @@
 #include "cg_plugin.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Its config (pg.*), filled from its rows (pg_sink.c). */
@@ -212,10 +214,23 @@ void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
 /* The apply state, shared by pg_apply*.c (what pg_apply.c's functions keep up). */
 typedef struct stage {
     cg_buf_t copy; /* COPY text rows */
-    size_t n;
+    size_t n, n_del;
+    size_t key_col; /* the key's column index (pg_table_key) */
+    /* the batch's keys (an open-addressing set): when no key comes twice, the statements read
+     * the staging table as it is, without sorting it for the latest record per key */
+    uint64_t *keys;
+    size_t keys_cap, keys_n;
+    int key_zero, dup_keys;
     char *upsert_sql, *delete_sql, *idmap_sql; /* built on first use */
+    char *upsert1_sql, *delete1_sql;           /* the same when keys are unique in the batch */
+    char *insert_sql, *idmap_fast_sql;         /* when every staged key is new (integer ids) */
     char *before_sql, *after_sql;              /* the persons it touches (track) */
 } stage_t;
+
+/* Where a staged record's original bytes are in pg_apply's raws (for a reject). */
+typedef struct raw_span {
+    size_t off, len;
+} raw_span_t;
 
 /* Rows of the open transaction released under one policy version, of one table and level:
  * the release audit's line (pg_apply_audit). */
@@ -238,6 +253,12 @@ struct pg_apply {
     size_t n_stages;
     size_t pending;
     cg_buf_t rejects; /* COPY text rows of cg_rejects */
+    /* the staged records' original bytes, kept here rather than sent with every row: only a
+     * row the database refuses needs them (pg_apply_raw) */
+    cg_buf_t raws;
+    raw_span_t *raw_at; /* by seq - raw_base - 1 */
+    size_t n_raw, cap_raw;
+    int64_t raw_base;
     size_t n_rejects;
     int64_t seq;
     pg_apply_stats_t st;
@@ -256,12 +277,17 @@ struct pg_apply {
 
 /* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
+/* pg_apply.c: the original bytes of the staged record seq of the batch (its reject's record);
+ * "" when not known. */
+const char *pg_apply_raw(const pg_apply_t *a, int64_t seq, size_t *len);
 /* pg_apply_audit.c: the open transaction's audit line of (policy, table, level), made when new:
  * its index, or -1 when out of memory. */
 long pg_audit_line(pg_apply_t *a, const char *policy, size_t table, int level);
 /* pg_apply_sql.c: expressions over a staged row `s` and statements of table t (one_seq > 0:
- * of that one record, else of the latest record per key); the char * are malloc'ed, NULL when
- * out of memory (or, for the id map and tracking, when t needs none). */
+ * of that one record, PG_ROWS_UNIQUE: of every staged record (their keys are unique), else of
+ * the latest record per key); the char * are malloc'ed, NULL when out of memory (or, for the id
+ * map and tracking, when t needs none). */
+#define PG_ROWS_UNIQUE ((int64_t)-1)
 void pg_id_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
                 const cg_omop_column_t *col);
 void pg_value_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
@@ -269,13 +295,57 @@ void pg_value_expr(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t,
 void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq);
 char *pg_upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
 char *pg_delete_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
-char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
+/* pg_insert_sql: the upsert of every staged record as a plain INSERT, for keys known new. */
+char *pg_insert_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
+char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int fast);
 void pg_track_insert(cg_buf_t *b, const char *src);
 char *pg_track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after);
 /* pg_apply_periods.c: the statement that makes the touched persons' (a SELECT of person ids as
  * stored) observation_period anew; the batch's periods widened, and made anew where needed. */
 char *pg_periods_sql(const pg_conf_t *conf, const char *touched);
 int pg_derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+
+/* ---- pg_envelope.c ---- */
+#define PG_MAX_COLUMNS      64 /* of a table the sink applies records to */
+#define PG_ENVELOPE_MAX_ROW PG_MAX_COLUMNS
+
+typedef struct pg_envelope_member {
+    cg_slice_t key;
+    const char *value; /* the value's text in the record (not NUL-terminated); NULL: null */
+    size_t len;
+} pg_envelope_member_t;
+
+/* An envelope read in place: slices of the record's bytes. */
+typedef struct pg_envelope {
+    cg_slice_t standard, table, op;
+    pg_envelope_member_t row[PG_ENVELOPE_MAX_ROW];
+    size_t n_row;
+} pg_envelope_t;
+
+/* Reads raw when it is an envelope of the common form (an object with the strings "standard",
+ * "table" and "op" and a "row" of scalars; no escape, exponent or unusual number anywhere): 1,
+ * with every row value spelled as cg_omop_json_text() spells it. 0: the record needs jansson
+ * (it may still be a good record). */
+int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env);
+
+/* A table's columns as pg_envelope_values looks them up for every record. */
+typedef struct pg_tinfo {
+    size_t key;                             /* the key column's index */
+    uint64_t ids;                           /* bit i: column i holds a row id (pg_column_is_id) */
+    unsigned char name_len[PG_MAX_COLUMNS]; /* strlen of each column's name */
+} pg_tinfo_t;
+
+/* One per pg_table_at(), malloc'ed (NULL: no memory). */
+pg_tinfo_t *pg_envelope_tables(void);
+/* A scanned envelope as a row to stage: its table, whether it is a delete, the values per
+ * column (vals and lens: PG_MAX_COLUMNS each, zeroed by the caller). 1, or 0 when it is no
+ * upsert or delete of omop-cdm-5.4 that the sink would stage as it is (the general path then
+ * says why, or stages it). */
+int pg_envelope_values(const pg_envelope_t *e, const pg_tinfo_t *tinfo,
+                       const cg_omop_table_t **table, int *table_index, int *del, const char **vals,
+                       size_t *lens);
+/* Whether text is a 64-bit integer id: digits (a sign allowed) that fit a bigint. */
+bool pg_id_text_ok(const char *t, size_t n);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

@@ -22,8 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PG_RECONNECT_MS  1000 /* between attempts while the database is away */
-#define PG_MAX_COLUMNS   64
+#define PG_RECONNECT_MS  1000  /* between attempts while the database is away */
 #define PG_CDM_SOURCE_MS 60000 /* cdm_source kept current at most this often */
 
 typedef struct part_start {
@@ -55,6 +54,8 @@ typedef struct pg_sink {
     int cdm_source_due;      /* the open transaction refreshed it: the time moves on at commit */
     cg_metric_t *m_latency;
     cg_metric_series_t *m_committed, *m_aborted;
+    pg_envelope_t env;      /* the record being read (stage_fast) */
+    pg_tinfo_t *tinfo;      /* per pg_table_at(): what stage_fast looks up per record */
     const char *subscriber; /* pg.subscriber: only its records load; NULL: any record */
     int max_level;          /* that subscriber's */
 } pg_sink_t;
@@ -141,6 +142,7 @@ static void pgs_destroy(void *ctx)
     pg_apply_destroy(s->apply);
     pg_cohorts_destroy(s->cohorts);
     pg_cohorts_destroy(s->reloaded);
+    free(s->tinfo);
     for (size_t i = 0; i < s->n_starts; i++)
         free(s->starts[i].topic);
     free(s->starts);
@@ -179,6 +181,11 @@ static void *pgs_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_si
     }
     s->engine = env->engine;
     s->conf = env->conf;
+    if (!(s->tinfo = pg_envelope_tables())) {
+        pgs_destroy(s);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
     if (pg_cohorts_load(s->conf, &s->cohorts, errstr, errstr_size) ||
         pg_cohorts_publisher(s->cohorts, env->cfg, errstr, errstr_size)) {
         pgs_destroy(s);
@@ -315,25 +322,11 @@ static int refresh_cdm_source(pg_sink_t *s, char *errstr, size_t errstr_size)
     return pg_exec(s->conn, "RELEASE SAVEPOINT cg_cdm_source", errstr, errstr_size);
 }
 
-/* Whether text is a 64-bit id: digits (a sign allowed) that fit a bigint. Checked here, once,
- * so the staging tables type ids as bigint and the batch's statements never test them. */
-static bool id_text_ok(const char *t, size_t n)
-{
-    size_t neg = n && t[0] == '-';
-    if (n == neg || n - neg > 19)
-        return false;
-    for (size_t i = neg; i < n; i++)
-        if (t[i] < '0' || t[i] > '9')
-            return false;
-    return n - neg < 19 ||
-           memcmp(t + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
-}
-
 /* An id as records carry it: a JSON integer, or its digits as a string (output.ids_as_strings). */
 static bool is_json_id(const json_t *v)
 {
     const char *t = json_string_value(v);
-    return json_is_integer(v) || (t && id_text_ok(t, json_string_length(v)));
+    return json_is_integer(v) || (t && pg_id_text_ok(t, json_string_length(v)));
 }
 
 /* A header's value, or NULL. */
@@ -382,6 +375,43 @@ static int released_here(const pg_sink_t *s, const cg_sink_record_t *rec, const 
     return 0;
 }
 
+/* Stages a parsed row of table t (index ti), applying what is staged when the batch is full. */
+static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
+                     const char *const *vals, const size_t *lens, const pg_pos_t *pos,
+                     const char *raw, size_t raw_len, const char *policy, int level, char *errstr,
+                     size_t errstr_size)
+{
+    /* a person's or a visit's delete reaches into other tables: applied in its place */
+    int barrier = del && (!strcmp(t->name, "person") || !strcmp(t->name, "visit_occurrence"));
+    if (barrier && flush_staged(s, errstr, errstr_size))
+        return -1;
+    if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level)) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
+        flush_staged(s, errstr, errstr_size))
+        return -1;
+    return 0;
+}
+
+/* The common envelope read in place (pg_envelope.c) and staged: 1 (*rc says how it went), or 0
+ * when the record takes the general path (every record that path would reject does). */
+static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_pos_t *pos,
+                      const char *policy, int level, int *rc, char *errstr, size_t errstr_size)
+{
+    const char *vals[PG_MAX_COLUMNS] = {0};
+    size_t lens[PG_MAX_COLUMNS] = {0};
+    const cg_omop_table_t *t;
+    int ti, del;
+    if (!pg_envelope_scan(raw, raw_len, &s->env) ||
+        !pg_envelope_values(&s->env, s->tinfo, &t, &ti, &del, vals, lens))
+        return 0;
+    *rc =
+        stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
+    return 1;
+}
+
 /* Parses one envelope and stages it (or applies a merge). 0, or -1 when the transaction broke
  * (errstr); a record the sink cannot apply is rejected and counts as handled. */
 static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_t *pos,
@@ -402,11 +432,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
             return 0;
         }
     }
+    int rc = 0;
+    if (stage_fast(s, raw, raw_len, pos, policy, level, &rc, errstr, errstr_size))
+        return rc;
     json_error_t jerr;
     json_t *env = json_loadb(raw, raw_len, 0, &jerr);
     char why[512];
     const char *state = "CGENV", *tname = NULL;
-    int rc = 0;
     if (!env || !json_is_object(env)) {
         snprintf(why, sizeof(why), "not a JSON object: %s", env ? "another JSON value" : jerr.text);
         goto reject;
@@ -501,7 +533,7 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         }
     }
     for (size_t ci = 0; ci < t->n_columns; ci++)
-        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !id_text_ok(vals[ci], lens[ci])) {
+        if (vals[ci] && pg_column_is_id(&t->columns[ci]) && !pg_id_text_ok(vals[ci], lens[ci])) {
             state = "CGVAL";
             snprintf(why, sizeof(why), "%s.%s is not a 64-bit integer id", tname,
                      t->columns[ci].name);
@@ -515,16 +547,8 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         snprintf(why, sizeof(why), "%s record without its key %s", tname, key->name);
         goto reject;
     }
-    /* a person's or a visit's delete reaches into other tables: applied in its place */
-    int barrier = del && (!strcmp(tname, "person") || !strcmp(tname, "visit_occurrence"));
-    if (barrier && flush_staged(s, errstr, errstr_size))
-        rc = -1;
-    else if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy,
-                            level))
-        snprintf(errstr, errstr_size, "out of memory"), rc = -1;
-    else if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
-             flush_staged(s, errstr, errstr_size))
-        rc = -1;
+    rc =
+        stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
     json_decref(env);
     return rc;
 reject:
