@@ -18,8 +18,6 @@
  *   tls:       a server of its own that takes TLS only: the stream loads with verify-full;
  *              with another CA the sink says why it cannot connect and loads nothing.
  *   sigterm:   SIGTERM mid-stream commits what was consumed; a restart finishes the same.
- *   init:      --init twice is idempotent (cdm_source too); a config of the other id type is
- *              refused.
  *   metrics:   persons and measurements loaded once each, some refused: /metrics counts per
  *              table what the database holds, and the rejects cg_rejects holds; cdm_source
  *              holds one row, its first load today.
@@ -983,116 +981,14 @@ static void test_metrics(void **state)
     pt_run_end(&r);
 }
 
-static void test_init(void **state)
-{
-    (void)state;
-    pt_run_t r;
-    run_new(&r, "cg-it-sink-init", 1, 100);
-    assert_int_equal(sink(&r, "--init", 0), 0);
-    /* cdm_source: one row, which a second --init leaves as it is (not even rewritten) */
-    char cdm_sql[256];
-    snprintf(cdm_sql, sizeof(cdm_sql),
-             "SELECT count(*)::text || ' ' || string_agg(ctid::text || xmin::text, ',') FROM "
-             "%s.cdm_source",
-             r.schema);
-    char *cdm0 = pt_q_text(cdm_sql);
-    assert_int_equal(strncmp(cdm0, "1 ", 2), 0);
-    assert_int_equal(sink(&r, "--init", 0), 0);
-    char *cdm1 = pt_q_text(cdm_sql);
-    assert_string_equal(cdm0, cdm1);
-    free(cdm0);
-    free(cdm1);
-    assert_int_equal(pt_q_int("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-                              "'%s' AND table_name IN ('person', 'measurement', 'cg_offsets', "
-                              "'cg_id_map', 'cg_rejects')",
-                              r.schema),
-                     5);
-    /* the other id type is refused with a reason */
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "sed -i 's/\"batch_rows\"/\"id_type\": \"bigint\", \"batch_rows\"/' '%s'", r.config);
-    assert_int_equal(system(cmd), 0);
-    assert_int_equal(sink(&r, "--init", 0), 1);
-    char log[400];
-    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
-    assert_true(tk_file_count(log, "pg.id_type is bigint") > 0);
-    pt_run_end(&r);
-}
-
-/* sink --load-vocab DIR; its output in r->dir/vocab.log. */
-static int load_vocab(const pt_run_t *r, const char *dir)
-{
-    char log[400];
-    snprintf(log, sizeof(log), "%s/vocab.log", r->dir);
-    char *argv[] = {(char *)CG_GATEWAY_BIN, (char *)"sink", (char *)"-c", (char *)r->config,
-                    (char *)"--load-vocab", (char *)dir,    NULL};
-    pid_t pid = tk_spawn(argv, log, NULL);
-    assert_true(pid > 0);
-    return pt_wait_status(pid, log);
-}
-
-/* Athena's files into the vocabulary tables: quotes in names are data, the version reaches
- * cdm_source, a second load replaces the rows; a file the database refuses is named with its
- * line and leaves the tables as they were. */
-static void test_load_vocab(void **state)
-{
-    (void)state;
-    pt_run_t r;
-    run_new(&r, "cg-it-sink-vocab", 1, 100);
-    assert_int_equal(sink(&r, "--init", 0), 0);
-    char dir[400];
-    snprintf(dir, sizeof(dir), "%s/athena", r.dir);
-    pt_sh("mkdir -p '%s' && cp %s/tests/fixtures/vocab/athena/*.csv '%s'/ && printf "
-          "'vocabulary_id\\tvocabulary_name\\tvocabulary_reference\\tvocabulary_version\\t"
-          "vocabulary_concept_id\\nNone\\tOMOP Standardized Vocabularies\\tOMOP generated\\t"
-          "v5.0 20-NOV-26\\t44819096\\n' > '%s/VOCABULARY.csv' && printf "
-          "'1\\tA \"quoted\" name\\tCondition\\tSNOMED\\tClinical Finding\\tS\\t1\\t"
-          "19700101\\t20991231\\t\\n' >> '%s/CONCEPT.csv'",
-          dir, CG_SOURCE_DIR, dir, dir, dir);
-    for (int round = 0; round < 2; round++) { /* the second replaces, it does not add */
-        assert_int_equal(load_vocab(&r, dir), 0);
-        assert_int_equal(pt_q_int("SELECT count(*) FROM %s.concept", r.schema), 14);
-        assert_int_equal(pt_q_int("SELECT count(*) FROM %s.concept_relationship", r.schema), 12);
-        assert_int_equal(pt_q_int("SELECT count(*) FROM %s.concept WHERE concept_id = 1 AND "
-                                  "concept_name = 'A \"quoted\" name' AND valid_start_date = "
-                                  "DATE '1970-01-01' AND invalid_reason IS NULL",
-                                  r.schema),
-                         1);
-    }
-    char sql[400];
-    snprintf(sql, sizeof(sql), "SELECT vocabulary_version FROM %s.cdm_source", r.schema);
-    char *v = pt_q_text(sql);
-    assert_string_equal(v, "v5.0 20-NOV-26");
-    free(v);
-    /* the cohorts are evaluated anew at the next start: their state is gone */
-    pt_q_exec("INSERT INTO %s.cg_cohort_state (cohort_definition_id, definition_version, sql_md5) "
-              "VALUES (1, 1, 'x')",
-              r.schema);
-    assert_int_equal(load_vocab(&r, dir), 0);
-    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_state", r.schema), 0);
-    /* a refused line: FILE:LINE, and nothing changed */
-    assert_int_equal(load_vocab(&r, CG_SOURCE_DIR "/tests/fixtures/vocab/athena_bad"), 1);
-    char log[400];
-    snprintf(log, sizeof(log), "%s/vocab.log", r.dir);
-    assert_int_equal(tk_file_count(log, "athena_bad/CONCEPT.csv:3: invalid input syntax for type "
-                                        "date"),
-                     1);
-    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.concept", r.schema), 14);
-    /* a folder without vocabulary files */
-    assert_int_equal(load_vocab(&r, r.dir), 1);
-    assert_true(tk_file_count(log, "no vocabulary file") > 0);
-    pt_run_end(&r);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init),           cmocka_unit_test(test_golden),
-        cmocka_unit_test(test_lifecycle),      cmocka_unit_test(test_kill9),
-        cmocka_unit_test(test_rebalance),      cmocka_unit_test(test_conn_lost),
-        cmocka_unit_test(test_server_restart), cmocka_unit_test(test_server_tls),
-        cmocka_unit_test(test_sigterm),        cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_load_vocab),
+        cmocka_unit_test(test_golden),     cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_kill9),      cmocka_unit_test(test_rebalance),
+        cmocka_unit_test(test_conn_lost),  cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_server_tls), cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_metrics),
     };
     return PT_RUN_TESTS(tests);
 }
