@@ -483,7 +483,7 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         kp->poll(gw->sink.ctx, (waiting || (!can_poll && !gw->threaded)) ? 10 : 0);
         /* pass-through: what the poll just delivered is answered now (MLLP's ACKs), not after
          * the wait for input below, which its senders only send once answered: with nothing
-         * else in flight that wait ran its full 100 ms, and 15% of ACKs came that late */
+         * else in flight that wait ran its full 100 ms */
         if (!gw->eos && gw->opts.passthrough)
             cg_engine_commit_delivered(gw, 0);
         if (can_poll) {
@@ -498,7 +498,7 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         }
 
         t = cg_engine_now_ms();
-        if (!gw->eos && (t >= next_commit || gw->opts.passthrough)) {
+        if (!gw->eos && !gw->opts.passthrough && t >= next_commit) { /* pass-through: above */
             cg_engine_commit_delivered(gw, 0);
             next_commit = t + cfg->commit_interval_ms;
         }

@@ -70,6 +70,16 @@ struct pg_cohorts {
 /* lapse: a member's last period ended (its end date passed) since the last look */
 static const char *const event_names[N_EVENTS] = {"enter", "exit", "change", "lapse"};
 
+/* Whether a periodic look is due: every interval_ms at most (then the next one is armed). */
+static int due(double *next_s, int interval_ms)
+{
+    double now = cg_metrics_now();
+    if (now < *next_s)
+        return 0;
+    *next_s = now + interval_ms / 1000.0;
+    return 1;
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -602,10 +612,8 @@ int pg_cohorts_withdrawals(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t err
 {
     if (!cs || !cs->n_defs || !cs->conf->cohort_withdrawal_ms)
         return 0;
-    double now = cg_metrics_now();
-    if (now < cs->next_withdrawal_s)
+    if (!due(&cs->next_withdrawal_s, cs->conf->cohort_withdrawal_ms))
         return 0;
-    cs->next_withdrawal_s = now + cs->conf->cohort_withdrawal_ms / 1000.0;
     /* the partial index cg_withdrawn_pending makes the look cheap */
     cg_buf_t b;
     cg_buf_init(&b);
@@ -775,10 +783,8 @@ int pg_cohorts_lapse(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_si
 {
     if (!cs || !cs->n_defs || !cs->conf->cohort_lapse_ms)
         return 0;
-    double now = cg_metrics_now();
-    if (now < cs->next_lapse_s)
+    if (!due(&cs->next_lapse_s, cs->conf->cohort_lapse_ms))
         return 0;
-    cs->next_lapse_s = now + cs->conf->cohort_lapse_ms / 1000.0;
     const char *sc = cs->conf->schema;
     cg_buf_t b, ids;
     cg_buf_init(&b);
@@ -943,10 +949,8 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
                                    &cs->delivery_failed, &cs->rows_published, errstr, errstr_size))
         return -1;
     /* what was published and is old enough goes, every 10 minutes at most */
-    double now = cg_metrics_now();
-    if (now < cs->next_prune_s)
+    if (!due(&cs->next_prune_s, 600000))
         return 0;
-    cs->next_prune_s = now + 600;
     long long deleted = 0;
     if (pg_outbox_prune(c, cs->conf->schema, cs->conf->cohort_rows_keep_h,
                         cs->conf->cohort_events_keep_d, &deleted, errstr, errstr_size))
