@@ -245,5 +245,9 @@ cg_pseudo_authority_opts_t cg_config_authority_opts(const cg_config_t *cfg);
 /* The config struct a plug-in's rows (map) filled when the config was loaded; NULL when map is
  * NULL. */
 const void *cg_config_plugin_conf(const cg_config_t *cfg, const cg_config_map_t *map);
+/* A topic name from a template (cohorts.topic, pg.cohorts.rows_topic): {cohort} and {table}
+ * replaced (table may be NULL: {table} stays). Written to out (size > 0), cut to fit. */
+void cg_config_topic_name(const char *tmpl, const char *cohort, const char *table, char *out,
+                          size_t size);
 
 #endif

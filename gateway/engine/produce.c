@@ -17,26 +17,7 @@ static const char *cohort_dest(cg_engine_t *gw, const char *cohort, const char *
         if (gw->cdests[i].cohort == cohort && gw->cdests[i].table == table)
             return gw->cdests[i].name;
     char name[512];
-    size_t o = 0;
-    for (const char *t = gw->cfg->cohort_topic; *t && o + 1 < sizeof(name);) {
-        const char *sub = NULL;
-        size_t skip = 1;
-        if (!strncmp(t, "{cohort}", 8)) {
-            sub = cohort;
-            skip = 8;
-        } else if (!strncmp(t, "{table}", 7)) {
-            sub = table;
-            skip = 7;
-        }
-        if (sub)
-            o += (size_t)snprintf(name + o, sizeof(name) - o, "%s", sub);
-        else
-            name[o++] = *t;
-        t += skip;
-        if (o >= sizeof(name))
-            o = sizeof(name) - 1;
-    }
-    name[o] = '\0';
+    cg_config_topic_name(gw->cfg->cohort_topic, cohort, table, name, sizeof(name));
     for (size_t i = 0; i < gw->n_cdests; i++)
         if (!strcmp(gw->cdests[i].name, name)) { /* known by name, e.g. after a reload */
             gw->cdests[i].cohort = cohort;

@@ -24,18 +24,9 @@
 
 char *pg_members_topic(const char *tmpl, const char *cohort)
 {
-    cg_buf_t b;
-    cg_buf_init(&b);
-    for (const char *t = tmpl; *t;) {
-        if (!strncmp(t, "{cohort}", 8)) {
-            cg_buf_puts(&b, cohort);
-            t += 8;
-        } else {
-            cg_buf_putc(&b, *t++);
-        }
-    }
-    cg_buf_putc(&b, '\0');
-    return b.data;
+    char name[512];
+    cg_config_topic_name(tmpl, cohort, NULL, name, sizeof(name));
+    return strdup(name);
 }
 
 void pg_members_ddl(cg_buf_t *b, const char *s)
