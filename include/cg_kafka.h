@@ -103,8 +103,11 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const cg_kafka_conf_t 
                                   void *opaque, char *errstr, size_t errstr_size);
 
 /* A header's last value as a C string in buf (cut to size - 1 bytes), "" when the message has
- * none; returns buf. For callers that take strings, such as the metrics' labels. */
-const char *cg_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size);
+ * none; returns buf. For callers that take strings, such as the metrics' labels. at: the index
+ * the header has when the engine wrote the record (looked at first, so that a delivery report
+ * per record need not scan them all), or -1. */
+const char *cg_kafka_header(const rd_kafka_message_t *m, const char *name, int at, char *buf,
+                            size_t size);
 
 /* The embedded broker: librdkafka's in-process mock cluster, for the demo only. */
 typedef struct cg_kafka_embedded cg_kafka_embedded_t;

@@ -101,7 +101,9 @@ typedef struct cg_plugin_env {
     const void *conf;       /* this plug-in's config struct (cg_config_plugin_conf) */
     cg_engine_t *engine;
     cg_metrics_gw_t *metrics;
-    int exactly_once;               /* delivery.semantics is exactly-once */
+    int exactly_once; /* delivery.semantics is exactly-once */
+    int passthrough;  /* a pass-through run: a source hands out the inputs' headers (a mapping
+                       * run reads none, so a source need not copy them) */
     const struct cg_source *source; /* for a sink: the instance it runs with, already made */
 } cg_plugin_env_t;
 

@@ -235,7 +235,8 @@ static int plugins_new(cg_engine_t *gw, char *errstr, size_t errstr_size)
                            .conf = cg_config_plugin_conf(cfg, sp->config_map),
                            .engine = gw,
                            .metrics = gw->metrics,
-                           .exactly_once = gw->eos};
+                           .exactly_once = gw->eos,
+                           .passthrough = gw->opts.passthrough};
     gw->source.p = sp;
     if (!(gw->source.ctx = sp->init(&env, errstr, errstr_size)))
         return -1;

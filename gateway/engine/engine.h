@@ -103,6 +103,14 @@ typedef struct cohort_dest {
     char *name;
 } cohort_dest_t;
 
+/* A number's decimal text, formatted again only when the number changes: the provenance headers
+ * of one input's records repeat theirs. */
+typedef struct num_text {
+    int64_t v;
+    int set;
+    char s[24];
+} num_text_t;
+
 /* A partition known to be at its end (for --idle-exit): set by an end event, cleared by a
  * message of that partition. */
 typedef struct at_end {
@@ -133,6 +141,7 @@ struct cg_engine {
     int64_t audit_due_ms;        /* when the next audit records are due */
     cohort_dest_t *cdests;       /* cohort destinations produced to so far (cohorts x tables) */
     size_t n_cdests;
+    num_text_t hdr_part, hdr_off, hdr_ver; /* the last provenance header values written */
     volatile sig_atomic_t stop;
     volatile sig_atomic_t reload; /* SIGHUP: recompile specs and cohorts between messages */
     cg_err_t fatal;

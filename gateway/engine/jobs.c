@@ -44,6 +44,14 @@ job_rec_t *cg_engine_job_add_rec(job_t *j)
     return &j->recs[j->n_recs++];
 }
 
+/* The outcome's type, cut to fit (snprintf's "%s" cost more than the rest of the outcome). */
+static void set_oc_type(job_t *j, const char *type)
+{
+    size_t n = type ? strnlen(type, sizeof(j->oc_type) - 1) : 0;
+    memcpy(j->oc_type, type ? type : "", n);
+    j->oc_type[n] = '\0';
+}
+
 /* Every consumed input leaves a trace: one that maps to no record is counted by outcome and
  * type and logged (no rows at info: a reconciler may ask; declared no research content, the
  * bulk of an ADT feed's traffic, at debug), so "nothing to emit" is never "lost". */
@@ -53,7 +61,7 @@ static void job_outcome(cg_engine_t *gw, job_t *j, const cg_source_msg_t *in,
     cg_map_outcome_t o;
     cg_mapping_worker_outcome(mw, &o);
     j->oc_kind = cg_map_outcome_name(o.kind);
-    snprintf(j->oc_type, sizeof(j->oc_type), "%s", o.type ? o.type : "");
+    set_oc_type(j, o.type);
     j->oc_spec = o.spec;
     cg_metrics_gw_input(gw->metrics, cg_map_outcome_name(o.kind), o.type);
     if (o.kind == CG_MAP_NO_ROWS)
@@ -161,7 +169,8 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
     double t0 = cg_metrics_now();
     __atomic_store_n(&w->busy_partition, in->partition, __ATOMIC_RELAXED);
     __atomic_store_n(&w->busy_offset, in->offset, __ATOMIC_RELAXED);
-    __atomic_store_n(&w->busy_since_ms, cg_engine_now_ms(), __ATOMIC_RELEASE);
+    /* t0's clock is cg_engine_now_ms()'s (CLOCK_MONOTONIC): one reading a message */
+    __atomic_store_n(&w->busy_since_ms, (int64_t)(t0 * 1000), __ATOMIC_RELEASE);
     const char *buf = in->payload ? in->payload : "";
     cg_mapping_worker_set_hl7_charset(w->mw, in->charset);
     j->rc = cg_mapping_worker_map(w->mw, j->format, buf, in->len, &rows, &n, &j->me);
@@ -183,14 +192,14 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         cg_error_format(&j->me, j->reason, sizeof(j->reason));
         cg_metrics_gw_input(gw->metrics, "dead_letter", entry);
         j->oc_kind = "dead_letter";
-        snprintf(j->oc_type, sizeof(j->oc_type), "%s", entry);
+        set_oc_type(j, entry);
         return;
     }
     if (how == 'n') { /* consumed quietly: no records, no findings, counted */
         j->rc = CG_OK;
         cg_metrics_gw_input(gw->metrics, "no_research_content", entry);
         j->oc_kind = "no_research_content";
-        snprintf(j->oc_type, sizeof(j->oc_type), "%s", entry);
+        set_oc_type(j, entry);
         cg_log(CG_LOG_DEBUG, "input.no_research_content",
                "%s partition %d offset %lld: %s: no research content on this input "
                "(inputs[].no_research_content)",

@@ -49,6 +49,26 @@ void cg_engine_cohort_dests_free(cg_engine_t *gw)
     gw->n_cdests = 0;
 }
 
+static const char *num_text(num_text_t *t, int64_t v)
+{
+    if (t->set && t->v == v)
+        return t->s;
+    /* by hand: an offset changes with every input, and snprintf costs ten times this */
+    char tmp[24];
+    size_t n = sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[--n] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        tmp[--n] = '-';
+    memcpy(t->s, tmp + n, sizeof(tmp) - n);
+    t->s[sizeof(tmp) - n] = '\0';
+    t->v = v;
+    t->set = 1;
+    return t->s;
+}
+
 /* Hands one record to the sink with provenance headers (when in) before hdrs (name, value
  * pairs); dm NULL: a record of no input (the last audit records at shutdown). */
 cg_sink_result_t cg_engine_produce_one(cg_engine_t *gw, const char *dest, int dead, const void *key,
@@ -56,18 +76,15 @@ cg_sink_result_t cg_engine_produce_one(cg_engine_t *gw, const char *dest, int de
                                        const cg_source_msg_t *in, const char *const *hdrs,
                                        size_t n_hdrs, cg_delivery_msg_t *dm)
 {
-    char part[16], off[24];
     const char *all[6 + 18];
     size_t n = 0;
     if (in) {
-        snprintf(part, sizeof(part), "%" PRId32, in->partition);
-        snprintf(off, sizeof(off), "%" PRId64, in->offset);
         all[n++] = "cg.source.topic";
         all[n++] = in->topic;
         all[n++] = "cg.source.partition";
-        all[n++] = part;
+        all[n++] = num_text(&gw->hdr_part, in->partition);
         all[n++] = "cg.source.offset";
-        all[n++] = off;
+        all[n++] = num_text(&gw->hdr_off, in->offset);
     }
     for (size_t i = 0; i + 1 < n_hdrs && n + 2 <= sizeof(all) / sizeof(all[0]); i += 2) {
         all[n++] = hdrs[i];
@@ -190,12 +207,12 @@ static int produce_job(cg_engine_t *gw, job_t *j)
     }
     for (size_t total = dead ? 1 : j->n_recs; j->next_rec < total; j->next_rec++) {
         cg_sink_result_t rc;
-        char ver[16];
+        const char *ver;
         if (dead) {
             /* the original bytes and key, untouched; the spec headers only when a spec was
              * chosen */
             const cg_error_t *me = &j->me;
-            snprintf(ver, sizeof(ver), "%d", me->spec_version);
+            ver = num_text(&gw->hdr_ver, me->spec_version);
             const char *hdrs[] = {
                 "cg.error.stage",  me->stage ? me->stage : "map",
                 "cg.error.code",   cg_err_name(j->rc),
@@ -209,7 +226,7 @@ static int produce_job(cg_engine_t *gw, job_t *j)
                                        in->payload, in->len, in, hdrs, nh, j->dm);
         } else if (j->recs[j->next_rec].quality) {
             const job_rec_t *r = &j->recs[j->next_rec];
-            snprintf(ver, sizeof(ver), "%d", r->spec_version);
+            ver = num_text(&gw->hdr_ver, r->spec_version);
             const char *hdrs[] = {"cg.spec", r->spec, "cg.spec.version",   ver,
                                   "cg.rule", r->rule, "cg.quality.reason", r->quality};
             rc = cg_engine_produce_one(gw, gw->cfg->quality_topic, 0, NULL, 0,
@@ -221,7 +238,7 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             const job_rec_t *r = &j->recs[j->next_rec];
             const cg_subscriber_t *sub = &gw->subs->v[r->sub - 1];
             char level[4];
-            snprintf(ver, sizeof(ver), "%d", r->spec_version);
+            ver = num_text(&gw->hdr_ver, r->spec_version);
             snprintf(level, sizeof(level), "%d", r->level);
             const char *hdrs[] = {"cg.spec",         r->spec,
                                   "cg.spec.version", ver,
@@ -242,7 +259,7 @@ static int produce_job(cg_engine_t *gw, job_t *j)
                 r->cohort ? cohort_dest(gw, r->cohort, r->table) : gw->cfg->output_topic;
             if (!dest)
                 return -1;
-            snprintf(ver, sizeof(ver), "%d", r->spec_version);
+            ver = num_text(&gw->hdr_ver, r->spec_version);
             /* cg.op lets a consumer route deletes and merges without parsing the value */
             const char *hdrs[] = {"cg.spec", r->spec,   "cg.spec.version", ver,     "cg.table",
                                   r->table,  "cg.rule", r->rule,           "cg.op", r->op};

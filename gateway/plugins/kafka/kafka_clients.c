@@ -214,14 +214,22 @@ rd_kafka_t *cg_kafka_consumer_new(const cg_config_t *cfg, const cg_kafka_conf_t 
     return rk;
 }
 
-const char *cg_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size)
+const char *cg_kafka_header(const rd_kafka_message_t *m, const char *name, int at, char *buf,
+                            size_t size)
 {
     rd_kafka_headers_t *h = NULL;
     const void *v = NULL;
+    const char *found;
     size_t len = 0;
     buf[0] = '\0';
-    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return buf;
+    /* where the engine puts it (it writes each name once), else the last one */
+    int hit = at >= 0 && at < (int)rd_kafka_header_cnt(h) &&
+              !rd_kafka_header_get_all(h, (size_t)at, &found, &v, &len) && !strcmp(found, name);
+    if (hit || rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (!v)
+            return buf;
         len = len < size - 1 ? len : size - 1;
         memcpy(buf, v, len);
         buf[len] = '\0';

@@ -78,16 +78,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         cg_engine_record_failed(k->engine, m->_private, CG_ERR_KAFKA, reason, abortable);
         return;
     }
-    char v1[CG_METRICS_MAX_VALUE + 1], v2[CG_METRICS_MAX_VALUE + 1]; /* the metrics' labels */
+    /* the metrics' labels, from where the engine's records have them (produce.c: the three
+     * cg.source.* first, then the record's own in order) */
+    char v1[CG_METRICS_MAX_VALUE + 1], v2[CG_METRICS_MAX_VALUE + 1];
     if (dead)
-        cg_metrics_gw_dead_letter(k->metrics, cg_kafka_header(m, "cg.error.stage", v1, sizeof(v1)),
-                                  cg_kafka_header(m, "cg.error.code", v2, sizeof(v2)));
+        cg_metrics_gw_dead_letter(k->metrics,
+                                  cg_kafka_header(m, "cg.error.stage", 3, v1, sizeof(v1)),
+                                  cg_kafka_header(m, "cg.error.code", 4, v2, sizeof(v2)));
     else if (m->rkt == k->quality_rkt)
-        cg_metrics_gw_quality(k->metrics, cg_kafka_header(m, "cg.spec", v1, sizeof(v1)),
-                              cg_kafka_header(m, "cg.quality.reason", v2, sizeof(v2)));
+        cg_metrics_gw_quality(k->metrics, cg_kafka_header(m, "cg.spec", 3, v1, sizeof(v1)),
+                              cg_kafka_header(m, "cg.quality.reason", 6, v2, sizeof(v2)));
     else
         cg_metrics_gw_row_out(k->metrics, rd_kafka_topic_name(m->rkt),
-                              cg_kafka_header(m, "cg.spec", v1, sizeof(v1)));
+                              cg_kafka_header(m, "cg.spec", 3, v1, sizeof(v1)));
     cg_engine_delivered(k->engine, m->_private, dead);
 }
 

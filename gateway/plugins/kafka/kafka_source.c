@@ -21,6 +21,7 @@ typedef struct kafka_source {
     cg_kafka_embedded_t *embedded; /* NULL unless the config asks for the embedded broker */
     char *bootstrap;
     rd_kafka_t *consumer;
+    int headers;         /* hand out the inputs' headers (a pass-through run only) */
     int paused;          /* partitions assigned later are paused too */
     int n_assigned;      /* partitions assigned now */
     char end_topic[256]; /* the topic of the last end event (the message is gone by then) */
@@ -246,6 +247,7 @@ static void *ksrc_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
     ks->cfg = cfg;
     ks->kc = env->conf ? env->conf : cg_kafka_conf(cfg);
     ks->metrics = env->metrics;
+    ks->headers = env->passthrough;
     if (ks->kc->embedded_enabled) {
         if (!(ks->embedded = cg_kafka_embedded_start(cfg, errstr, errstr_size)))
             goto fail;
@@ -346,7 +348,8 @@ static cg_source_event_t ksrc_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
                                  .dl_types = in ? in->dead_letter : NULL,
                                  .n_dl_types = in ? in->n_dead_letter : 0,
                                  .opaque = m};
-        msg->headers = headers_of(m, &msg->n_headers);
+        if (ks->headers)
+            msg->headers = headers_of(m, &msg->n_headers);
         return CG_SOURCE_MSG;
     }
     cg_source_event_t ev = CG_SOURCE_ERROR;
