@@ -161,6 +161,11 @@ typedef struct cg_source_plugin {
      * AR) and the input counts as done, so later ones go on. Without it such a failure stops
      * the gateway and the input stays uncommitted. */
     void (*reject)(void *ctx, const cg_source_pos_t *pos, const char *reason);
+    /* Adds the sink's wake fd (cg_sink_plugin_t.wake_fd) to what poll() waits on: when it
+     * becomes readable, poll() drains it and returns CG_SOURCE_NONE at once, so delivery
+     * reports are served (and answered) without waiting out the timeout. NULL: the engine
+     * polls the sink on a short timer instead. */
+    void (*watch)(void *ctx, int fd);
 } cg_source_plugin_t;
 
 /* One encoded record, borrowed for the duration of produce(). */
@@ -225,6 +230,11 @@ typedef struct cg_sink_plugin {
      * taking it into use between transactions. -1 with a reason when they do not load; the
      * running ones then stay. NULL: nothing to re-read. */
     int (*reload)(void *ctx, char *errstr, size_t errstr_size);
+
+    /* A non-blocking fd that becomes readable when poll() has reports to serve (Kafka: the
+     * main queue went from empty to not empty), for a source that waits on fds (watch); -1 or
+     * NULL: none. Owned by the sink. */
+    int (*wake_fd)(void *ctx);
 } cg_sink_plugin_t;
 
 /* Instances: a plug-in, its context and its config. */

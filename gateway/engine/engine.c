@@ -424,6 +424,14 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
     const cg_sink_plugin_t *kp = gw->sink.p;
     if (sp->start(gw->source.ctx, errstr, errstr_size))
         return CG_ERR_KAFKA;
+    /* a source waiting on fds wakes when delivery reports arrive, rather than on a timer */
+    if (sp->watch && kp->wake_fd) {
+        int fd = kp->wake_fd(gw->sink.ctx);
+        if (fd >= 0) {
+            sp->watch(gw->source.ctx, fd);
+            gw->sink_wakes = 1;
+        }
+    }
     /* exactly-once: fences a previous instance and aborts what it left open */
     if (gw->eos && kp->txn_init(gw->sink.ctx, errstr, errstr_size) != CG_TXN_OK) {
         sp->close(gw->source.ctx);
@@ -490,9 +498,9 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
         if (can_poll) {
             /* a paused source is still polled: rebalances, max.poll.interval.ms */
             /* pass-through: delivery reports are what the senders wait for, so the source's
-             * wait is short while any is due */
-            int busy = cg_engine_jobs_outstanding(gw) ||
-                       (gw->opts.passthrough && cg_delivery_in_flight(gw->delivery));
+             * wait is short while any is due, unless their arrival wakes it (sink_wakes) */
+            int busy = cg_engine_jobs_outstanding(gw) || (gw->opts.passthrough && !gw->sink_wakes &&
+                                                          cg_delivery_in_flight(gw->delivery));
             take_input(gw, waiting ? 0 : busy ? 1 : 100);
         } else if (!waiting) {
             cg_engine_wait_done(gw, 10);

@@ -130,7 +130,8 @@ struct cg_engine {
     cg_metrics_gw_t *metrics; /* counters and gauges for /metrics; its endpoint's thread */
     worker_t *workers;
     int n_workers;
-    int threaded; /* n_workers > 1: each worker maps on a thread of its own */
+    int threaded;   /* n_workers > 1: each worker maps on a thread of its own */
+    int sink_wakes; /* the source's wait ends when the sink has reports (watch, wake_fd) */
     pthread_mutex_t mu;
     pthread_cond_t done_cv; /* a worker finished a job */
     int workers_stop;

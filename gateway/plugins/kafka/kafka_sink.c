@@ -8,8 +8,10 @@
 #include "cg_log.h"
 #include "cg_metrics_gw.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How long one resumable transactional call may block before the loop looks at stop requests. */
 #define CG_TXN_SLICE_MS 5000
@@ -34,6 +36,10 @@ typedef struct kafka_sink {
     int txn_offsets_sent; /* the open transaction's offsets are sent: only the commit is left */
     cg_kafka_embedded_t *embedded; /* its own, when the source is not Kafka (listen's demo) */
     cg_kafka_topics_t *ready;      /* destinations made ready before their first record */
+    /* wake_fd: a pipe librdkafka writes a byte to when delivery reports arrive on an empty
+     * main queue; made at the first ask (a source that waits on fds), else unused */
+    rd_kafka_queue_t *wake_q;
+    int wake[2];
 } kafka_sink_t;
 
 static int is_fenced(rd_kafka_resp_err_t err)
@@ -145,12 +151,19 @@ static void ksink_destroy(void *ctx)
     for (size_t i = 0; i < k->n_topics; i++)
         rd_kafka_topic_destroy(k->topics[i].rkt);
     free(k->topics);
+    if (k->wake_q) { /* no more writes to the pipe before it is closed */
+        rd_kafka_queue_io_event_enable(k->wake_q, -1, NULL, 0);
+        rd_kafka_queue_destroy(k->wake_q);
+    }
     if (k->producer) {
         rd_kafka_flush(k->producer, 0); /* the engine drained already: what is left is lost */
         rd_kafka_destroy(k->producer);
     }
     cg_kafka_topics_destroy(k->ready);
     cg_kafka_embedded_stop(k->embedded);
+    for (int i = 0; i < 2; i++)
+        if (k->wake[i] >= 0)
+            close(k->wake[i]);
     free(k->bootstrap);
     free(k);
 }
@@ -167,6 +180,7 @@ static void *ksink_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_
     k->cfg = cfg;
     k->metrics = env->metrics;
     k->eos = env->exactly_once;
+    k->wake[0] = k->wake[1] = -1;
     /* the embedded broker is the Kafka source's, and the sink writes to the cluster it reads;
      * with another source (MLLP) the sink starts one of its own */
     const cg_kafka_conf_t *kc = env->conf ? env->conf : cg_kafka_conf(cfg);
@@ -235,6 +249,20 @@ static cg_sink_result_t ksink_produce(void *ctx, const cg_sink_record_t *rec)
 static void ksink_poll(void *ctx, int timeout_ms)
 {
     rd_kafka_poll(((kafka_sink_t *)ctx)->producer, timeout_ms);
+}
+
+static int ksink_wake_fd(void *ctx)
+{
+    kafka_sink_t *k = ctx;
+    if (k->wake_q)
+        return k->wake[0];
+    if (pipe2(k->wake, O_NONBLOCK | O_CLOEXEC)) {
+        k->wake[0] = k->wake[1] = -1;
+        return -1; /* the engine polls on a timer instead */
+    }
+    k->wake_q = rd_kafka_queue_get_main(k->producer);
+    rd_kafka_queue_io_event_enable(k->wake_q, k->wake[1], "r", 1);
+    return k->wake[0];
 }
 
 static int ksink_flush(void *ctx, int timeout_ms)
@@ -401,4 +429,5 @@ const cg_sink_plugin_t cg_kafka_sink_plugin = {
     .txn_begin = ksink_txn_begin,
     .txn_commit = ksink_txn_commit,
     .txn_abort = ksink_txn_abort,
+    .wake_fd = ksink_wake_fd,
 };

@@ -403,6 +403,12 @@ void mllp_io(mllp_source_t *ls, int timeout_ms)
             accept_all(ls);
             continue;
         }
+        if (c == (mllp_conn_t *)ls) { /* the sink's wake fd: emptied, then back to the engine */
+            char drain[64];
+            while (read(ls->wake_fd, drain, sizeof(drain)) > 0)
+                ;
+            continue;
+        }
         if (c->fd < 0) /* closed earlier in this batch */
             continue;
         if (c->handshaking) {

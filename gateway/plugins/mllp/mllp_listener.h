@@ -100,6 +100,7 @@ typedef struct mllp_source {
     const cg_config_t *cfg;
     const mllp_conf_t *conf;
     int epfd, lfd;
+    int wake_fd; /* the sink's (watch): readable when delivery reports wait; -1 none */
     char bound[80];
     mllp_conn_t **slots;
     int n_conns, next_slot;

@@ -451,7 +451,7 @@ static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    ls->lfd = ls->epfd = -1;
+    ls->lfd = ls->epfd = ls->wake_fd = -1;
     ls->engine = env->engine;
     ls->on_frame = conn_frame;
     ls->cfg = env->cfg;
@@ -566,6 +566,15 @@ static cg_source_event_t mllp_poll(void *ctx, int timeout_ms, cg_source_msg_t *m
                              .headers = m->hdrs,
                              .n_headers = m->n_hdrs};
     return CG_SOURCE_MSG;
+}
+
+/* The sink's wake fd joins the epoll set, marked by the source's own pointer (mllp_io). */
+static void mllp_watch(void *ctx, int fd)
+{
+    mllp_source_t *ls = ctx;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = ls};
+    if (ls->wake_fd < 0 && fd >= 0 && !epoll_ctl(ls->epfd, EPOLL_CTL_ADD, fd, &e))
+        ls->wake_fd = fd;
 }
 
 static void mllp_release(void *ctx, cg_source_msg_t *msg)
@@ -726,4 +735,5 @@ const cg_source_plugin_t cg_mllp_source_plugin = {
     .destroy = mllp_destroy,
     .describe = mllp_describe,
     .reload = mllp_reload,
+    .watch = mllp_watch,
 };
