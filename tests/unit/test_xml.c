@@ -1,23 +1,18 @@
 /* test_xml.c - the hardened XML decoder (cg_xml.h, mappers/cda/xml.c): well-formed C-CDA, refused
- * DOCTYPEs (XXE, billion laughs, external DTDs), limits, broken input, encodings, the C-CDA
- * section kinds, the summary, and one parser reused many times. Fixtures: tests/unit/xml. */
-#include <arpa/inet.h>
+ * limits on attributes, encodings, the C-CDA section kinds, the summary, and one parser reused
+ * many times; hostile input is test_xml_hostile.c's. Fixtures: tests/unit/xml. */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <iconv.h>
 #include <jansson.h>
 #include <malloc.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -27,62 +22,7 @@
 #include <libxml/tree.h>
 
 #include "cg_xml.h"
-
-#define XML_FIXTURES CG_SOURCE_DIR "/tests/unit/xml"
-
-static char *read_path(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t r = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[r] = '\0';
-    *len = r;
-    return buf;
-}
-
-static char *fixture(const char *name, size_t *len)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", XML_FIXTURES, name);
-    char *b = read_path(path, len);
-    if (!b)
-        fail_msg("fixture %s missing", path);
-    return b;
-}
-
-static cg_err_t parse_str(cg_xml_doc_t *d, const char *s, cg_error_t *e)
-{
-    return cg_xml_parse(d, s, strlen(s), e);
-}
-
-/* Text content of the first element named name in the current document (a static copy). */
-static const char *text_of(cg_xml_doc_t *d, const char *name)
-{
-    static char buf[1024];
-    xmlNodePtr n = cg_xml_doc_root(d);
-    while (n) {
-        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name)) {
-            xmlChar *t = xmlNodeGetContent(n);
-            snprintf(buf, sizeof(buf), "%s", t ? (const char *)t : "");
-            xmlFree(t);
-            return buf;
-        }
-        if (n->children && n->type == XML_ELEMENT_NODE) {
-            n = n->children;
-            continue;
-        }
-        while (n && !n->next)
-            n = n->parent;
-        n = n ? n->next : NULL;
-    }
-    return NULL;
-}
+#include "xml_test_util.h"
 
 /* UTF-8 text converted to enc with iconv (malloc'ed, *len bytes). */
 static char *to_encoding(const char *utf8, const char *enc, size_t *len)
@@ -198,7 +138,7 @@ static void test_well_formed_cda(void **state)
 {
     (void)state;
     size_t len;
-    char *buf = fixture("ccda_small.xml", &len);
+    char *buf = xt_fixture("ccda_small.xml", &len);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     assert_non_null(d);
     assert_null(cg_xml_doc_tree(d));
@@ -211,9 +151,9 @@ static void test_well_formed_cda(void **state)
     assert_ptr_equal(root, xmlDocGetRootElement(doc));
     assert_string_equal((const char *)root->name, "ClinicalDocument");
     assert_string_equal((const char *)root->ns->href, "urn:hl7-org:v3");
-    assert_string_equal(text_of(d, "given"), "Zo\xc3\xab");
+    assert_string_equal(xt_text_of(d, "given"), "Zo\xc3\xab");
     /* CDATA reads as text; the space between two narrative elements survives */
-    assert_string_equal(text_of(d, "td"), "Type 2 diabetes");
+    assert_string_equal(xt_text_of(d, "td"), "Type 2 diabetes");
     const char *cdata = NULL;
     for (xmlNodePtr n = xmlDocGetRootElement(doc); n;) { /* the second td */
         if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, "tr")) {
@@ -252,335 +192,9 @@ static void test_unbound_prefix_tolerated(void **state)
      * well-formed XML 1.0, only not namespace-well-formed: parsed, prefix kept in the name */
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_error_t e;
-    assert_int_equal(parse_str(d, "<section><value xsi:type=\"PQ\" value=\"7\"/></section>", &e),
+    assert_int_equal(xt_parse_str(d, "<section><value xsi:type=\"PQ\" value=\"7\"/></section>", &e),
                      CG_OK);
     assert_string_equal((const char *)((xmlNodePtr)cg_xml_doc_root(d))->name, "section");
-    cg_xml_doc_destroy(d);
-}
-
-static void assert_refused(cg_xml_doc_t *d, const char *doc, const char *why)
-{
-    cg_error_t e;
-    void *before = cg_xml_doc_tree(d);
-    assert_int_equal(parse_str(d, doc, &e), CG_ERR_XML);
-    assert_int_equal(e.code, CG_ERR_XML);
-    if (!strstr(e.text, why))
-        fail_msg("reason '%s' does not say '%s'", e.text, why);
-    assert_null(strstr(e.text, "root:"));
-    assert_ptr_equal(cg_xml_doc_tree(d), before); /* a failed parse keeps the last document */
-}
-
-static void test_xxe_refused(void **state)
-{
-    (void)state;
-    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    assert_refused(d,
-                   "<?xml version=\"1.0\"?>\n"
-                   "<!DOCTYPE ClinicalDocument [\n"
-                   "  <!ENTITY xxe SYSTEM \"file:///etc/passwd\">\n"
-                   "]>\n"
-                   "<ClinicalDocument><title>&xxe;</title></ClinicalDocument>",
-                   "DOCTYPE declares entities ('xxe'); refused (XXE/entity expansion)");
-    assert_null(cg_xml_doc_tree(d));
-    cg_error_t e;
-    assert_int_equal(parse_str(d, "<a>ok</a>", &e), CG_OK);
-    void *good = cg_xml_doc_tree(d);
-    /* parameter entities, internal entities, unparsed entities: all refused, with the line */
-    assert_refused(d, "<!DOCTYPE a [<!ENTITY % pe SYSTEM \"file:///etc/passwd\"> %pe;]><a/>",
-                   "DOCTYPE declares entities ('pe')");
-    assert_refused(d, "<!DOCTYPE a [\n<!ENTITY name \"harmless\">]>\n<a>&name;</a>",
-                   "refused (XXE/entity expansion)");
-    assert_int_equal(parse_str(d, "<!DOCTYPE a [\n\n<!ENTITY n \"x\">]><a/>", &e), CG_ERR_XML);
-    assert_int_equal(e.line, 3);
-    assert_refused(d,
-                   "<!DOCTYPE a [<!NOTATION gif SYSTEM \"image/gif\">"
-                   "<!ENTITY pic SYSTEM \"file:///etc/passwd\" NDATA gif>]><a/>",
-                   "DOCTYPE declares entities ('pic')");
-    assert_ptr_equal(cg_xml_doc_tree(d), good);
-    assert_string_equal(text_of(d, "a"), "ok");
-    /* an undeclared entity without any DTD is plain malformed XML */
-    assert_int_equal(parse_str(d, "<a>&xxe;</a>", &e), CG_ERR_XML);
-    assert_non_null(strstr(e.text, "xxe"));
-    cg_xml_doc_destroy(d);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void test_billion_laughs(void **state)
-{
-    (void)state;
-    char doc[4096];
-    size_t n;
-    /* the classic shape: lolN refers to lol(N-1) ten times */
-    n = (size_t)snprintf(doc, sizeof(doc),
-                         "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n"
-                         "<!ENTITY lol \"lol\">\n");
-    for (int i = 1; i <= 9; i++) {
-        char prev[8];
-        if (i == 1)
-            strcpy(prev, "lol");
-        else
-            snprintf(prev, sizeof(prev), "lol%d", i - 1);
-        n += (size_t)snprintf(doc + n, sizeof(doc) - n, "<!ENTITY lol%d \"", i);
-        for (int k = 0; k < 10; k++)
-            n += (size_t)snprintf(doc + n, sizeof(doc) - n, "&%s;", prev);
-        n += (size_t)snprintf(doc + n, sizeof(doc) - n, "\">\n");
-    }
-    snprintf(doc + n, sizeof(doc) - n, "]>\n<lolz>&lol9;</lolz>\n");
-    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    double t0 = now();
-    for (int i = 0; i < 100; i++)
-        assert_refused(d, doc, "DOCTYPE declares entities ('lol')");
-    double per = (now() - t0) / 100;
-    if (per > 0.005)
-        fail_msg("billion laughs took %.3f ms per document", per * 1e3);
-    cg_xml_doc_destroy(d);
-}
-
-/* A listening socket on loopback: any attempt by the parser to fetch a DTD or entity from it
- * shows up as a pending connection. */
-static int listener(int *port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(s, 4), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
-    *port = ntohs(a.sin_port);
-    fcntl(s, F_SETFL, O_NONBLOCK);
-    return s;
-}
-
-static void test_external_dtd(void **state)
-{
-    (void)state;
-    /* Decision: a DOCTYPE naming an external DTD is accepted, and the DTD is never fetched
-     * (no network, no file): nothing in it can change the document. An entity that only such
-     * a DTD could declare is refused. */
-    int port, s = listener(&port);
-    char doc[512];
-    snprintf(doc, sizeof(doc),
-             "<?xml version=\"1.0\"?>\n<!DOCTYPE ClinicalDocument SYSTEM "
-             "\"http://127.0.0.1:%d/cda.dtd\">\n<ClinicalDocument>ok</ClinicalDocument>",
-             port);
-    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_error_t e;
-    assert_int_equal(parse_str(d, doc, &e), CG_OK);
-    assert_string_equal(text_of(d, "ClinicalDocument"), "ok");
-    snprintf(doc, sizeof(doc),
-             "<!DOCTYPE a PUBLIC \"-//X//DTD X//EN\" \"http://127.0.0.1:%d/x.dtd\">"
-             "<a>&secret;</a>",
-             port);
-    assert_refused(d, doc, "entity 'secret' is not declared");
-    snprintf(doc, sizeof(doc),
-             "<!DOCTYPE a [<!ENTITY remote SYSTEM \"http://127.0.0.1:%d/e\">]><a>&remote;</a>",
-             port);
-    assert_refused(d, doc, "DOCTYPE declares entities");
-    assert_int_equal(accept(s, NULL, NULL), -1);
-    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-    close(s);
-
-    /* a local DTD with an entity and a default attribute: neither may reach the document */
-    char dir[] = "/tmp/cg_xml_dtdXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char dtd[256];
-    snprintf(dtd, sizeof(dtd), "%s/x.dtd", dir);
-    FILE *f = fopen(dtd, "w");
-    assert_non_null(f);
-    fputs("<!ENTITY secret \"TOPSECRET\">\n<!ATTLIST a injected CDATA \"INJECTED\">\n", f);
-    fclose(f);
-    snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"file://%s\"><a>plain</a>", dtd);
-    assert_int_equal(parse_str(d, doc, &e), CG_OK);
-    xmlNodePtr root = cg_xml_doc_root(d);
-    assert_null(xmlHasProp(root, (const xmlChar *)"injected"));
-    assert_string_equal(text_of(d, "a"), "plain");
-    snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>&secret;</a>", dtd);
-    assert_refused(d, doc, "not declared");
-    assert_int_equal(parse_str(d, doc, &e), CG_ERR_XML);
-    assert_null(strstr(e.text, "TOPSECRET"));
-    unlink(dtd);
-    rmdir(dir);
-    cg_xml_doc_destroy(d);
-}
-
-/* Another part of the process may have turned libxml2's old global defaults on (entity
- * substitution, external DTD loading, validation): the decoder's own SAX table still refuses
- * entities and never loads a DTD. */
-static void test_hostile_globals(void **state)
-{
-    (void)state;
-    int old_subst = xmlSubstituteEntitiesDefault(1);
-    int old_load = xmlLoadExtDtdDefaultValue, old_valid = xmlDoValidityCheckingDefaultValue;
-    xmlLoadExtDtdDefaultValue = XML_DETECT_IDS | XML_COMPLETE_ATTRS;
-    xmlDoValidityCheckingDefaultValue = 1;
-    char dir[] = "/tmp/cg_xml_globXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char dtd[256], doc[512];
-    snprintf(dtd, sizeof(dtd), "%s/x.dtd", dir);
-    FILE *f = fopen(dtd, "w");
-    assert_non_null(f);
-    fputs("<!ENTITY secret \"TOPSECRET\">\n<!ATTLIST a injected CDATA \"INJECTED\">\n", f);
-    fclose(f);
-    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_error_t e;
-    snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>plain</a>", dtd);
-    assert_int_equal(parse_str(d, doc, &e), CG_OK);
-    assert_null(xmlHasProp(cg_xml_doc_root(d), (const xmlChar *)"injected"));
-    snprintf(doc, sizeof(doc), "<!DOCTYPE a SYSTEM \"%s\"><a>&secret;</a>", dtd);
-    assert_refused(d, doc, "not declared");
-    snprintf(doc, sizeof(doc), "<!DOCTYPE a [<!ENTITY x SYSTEM \"%s\">]><a>&x;</a>", dtd);
-    assert_refused(d, doc, "DOCTYPE declares entities ('x')");
-    cg_xml_doc_destroy(d);
-    unlink(dtd);
-    rmdir(dir);
-    xmlSubstituteEntitiesDefault(old_subst);
-    xmlLoadExtDtdDefaultValue = old_load;
-    xmlDoValidityCheckingDefaultValue = old_valid;
-}
-
-static char *nested(unsigned depth)
-{
-    char *s = malloc(depth * 7 + 16), *p = s;
-    for (unsigned i = 0; i < depth; i++)
-        p += sprintf(p, "<e>");
-    p += sprintf(p, "x");
-    for (unsigned i = 0; i < depth; i++)
-        p += sprintf(p, "</e>");
-    return s;
-}
-
-static void test_depth_limit(void **state)
-{
-    (void)state;
-    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_error_t e;
-    char *ok = nested(256), *deep = nested(257), *very = nested(100000);
-    assert_int_equal(parse_str(d, ok, &e), CG_OK);
-    assert_int_equal(parse_str(d, deep, &e), CG_ERR_XML);
-    assert_string_equal(e.text, "elements nested deeper than 256");
-    assert_int_equal(e.line, 1);
-    assert_true(e.column > 256 * 3);
-    assert_int_equal(parse_str(d, very, &e), CG_ERR_XML);
-    assert_string_equal(e.text, "elements nested deeper than 256");
-    cg_xml_doc_destroy(d);
-
-    cg_xml_options_t o;
-    cg_xml_options_default(&o);
-    o.max_depth = 10;
-    d = cg_xml_doc_new(&o);
-    free(ok);
-    free(deep);
-    ok = nested(10);
-    deep = nested(11);
-    assert_int_equal(parse_str(d, ok, &e), CG_OK);
-    assert_int_equal(parse_str(d, deep, &e), CG_ERR_XML);
-    assert_string_equal(e.text, "elements nested deeper than 10");
-    /* siblings do not add depth */
-    assert_int_equal(parse_str(d, "<a><b/><b/><b><c/></b></a>", &e), CG_OK);
-    cg_xml_doc_destroy(d);
-    free(ok);
-    free(deep);
-    free(very);
-}
-
-static void test_size_limit(void **state)
-{
-    (void)state;
-    cg_xml_options_t o;
-    cg_xml_options_default(&o);
-    o.max_bytes = 64;
-    cg_xml_doc_t *d = cg_xml_doc_new(&o);
-    char doc[128];
-    memset(doc, 0, sizeof(doc));
-    strcpy(doc, "<a>");
-    memset(doc + 3, 'x', 57);
-    strcpy(doc + 60, "</a>"); /* 64 bytes: at the limit */
-    cg_error_t e;
-    assert_int_equal(cg_xml_parse(d, doc, 64, &e), CG_OK);
-    memset(doc + 3, 'y', 58);
-    strcpy(doc + 61, "</a>");
-    assert_int_equal(cg_xml_parse(d, doc, 65, &e), CG_ERR_XML);
-    assert_string_equal(e.text, "document of 65 bytes is over the limit of 64 bytes");
-    assert_int_equal(e.line, 0);
-    assert_string_equal(text_of(d, "a"),
-                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-    cg_xml_doc_destroy(d);
-}
-
-/* Elements, attributes and text nodes count against max_nodes; past it the parse stops (and
- * with it the tree's memory), the bound named; blank indentation that is dropped costs none. */
-static void test_node_limit(void **state)
-{
-    (void)state;
-    cg_xml_options_t o;
-    cg_xml_options_default(&o);
-    assert_int_equal(o.max_nodes, 1000000);
-    o.max_nodes = 1000;
-    cg_xml_doc_t *d = cg_xml_doc_new(&o);
-    cg_buf_t b;
-    cg_buf_init(&b);
-    /* the root, then n elements of one attribute and one text node each: 1 + 3n nodes */
-    for (int n = 333; n <= 334; n++) {
-        cg_buf_reset(&b);
-        cg_buf_puts(&b, "<r xmlns=\"urn:hl7-org:v3\">\n");
-        for (int i = 0; i < n; i++)
-            cg_buf_printf(&b, "  <v a=\"%d\">x</v>\n", i);
-        cg_buf_puts(&b, "</r>");
-        cg_error_t e;
-        cg_err_t rc = cg_xml_parse(d, b.data, b.len, &e);
-        if (n == 333) {
-            assert_int_equal(rc, CG_OK); /* 1,000 nodes: at the limit */
-        } else {
-            assert_int_equal(rc, CG_ERR_XML);
-            assert_string_equal(
-                e.text, "more than 1000 nodes (elements, attributes and text; xml.max_nodes)");
-            assert_int_equal(e.line, 335);
-        }
-    }
-    cg_buf_free(&b);
-    cg_xml_doc_destroy(d);
-}
-
-static void test_truncated_and_not_xml(void **state)
-{
-    (void)state;
-    cg_xml_doc_t *d = cg_xml_doc_new(NULL);
-    cg_error_t e;
-    size_t len;
-    char *buf = fixture("ccda_small.xml", &len);
-    assert_int_equal(cg_xml_parse(d, buf, len / 2, &e), CG_ERR_XML);
-    assert_true(e.line > 10);
-    assert_true(e.column > 0);
-    assert_non_null(strstr(e.text, "Premature end of data"));
-    free(buf);
-    assert_int_equal(parse_str(d, "<a>\n<b>x</b>\n", &e), CG_ERR_XML);
-    assert_int_equal(e.line, 3);
-    assert_int_equal(parse_str(d, "<a><b></a>", &e), CG_ERR_XML);
-    assert_non_null(strstr(e.text, "mismatch"));
-    assert_int_equal(parse_str(d, "<a/><b/>", &e), CG_ERR_XML);
-    assert_non_null(strstr(e.text, "Extra content"));
-    const char hl7[] = "MSH|^~\\&|LAB|HOSP|||20240314||ORU^R01|1|P|2.5\rPID|1||42\r";
-    assert_false(cg_xml_sniff(hl7, sizeof(hl7) - 1));
-    assert_int_equal(parse_str(d, hl7, &e), CG_ERR_XML);
-    assert_int_equal(e.line, 1);
-    assert_int_equal(cg_xml_parse(d, "", 0, &e), CG_ERR_XML);
-    assert_string_equal(e.text, "empty document");
-    assert_int_equal(cg_xml_parse(d, "\0\0\0\0", 4, &e), CG_ERR_XML);
-    assert_int_equal(cg_xml_parse(d, NULL, 3, &e), CG_ERR_INVALID_ARG);
-    assert_int_equal(cg_xml_parse(NULL, "<a/>", 4, &e), CG_ERR_INVALID_ARG);
-    assert_null(cg_xml_doc_tree(d)); /* nothing ever parsed */
-    assert_int_equal(cg_xml_parse(d, "<a/>", 4, NULL), CG_OK);
-    assert_int_equal(cg_xml_parse(d, "<a", 2, NULL), CG_ERR_XML);
     cg_xml_doc_destroy(d);
 }
 
@@ -602,17 +216,17 @@ static void test_gb18030(void **state)
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_error_t e;
     assert_int_equal(cg_xml_parse(d, gb, len, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     char want[64];
     snprintf(want, sizeof(want), "%s \xe2\x82\xac\xf0\x9f\x98\x80", diagnosis); /* € and 😀 */
-    assert_string_equal(text_of(d, "dx"), want);
+    assert_string_equal(xt_text_of(d, "dx"), want);
     free(gb);
 
     /* GBK declared, GBK bytes */
     snprintf(utf8, sizeof(utf8), "<?xml version='1.0' encoding='GBK'?><name>%s</name>", chinese);
     gb = to_encoding(utf8, "GBK", &len);
     assert_int_equal(cg_xml_parse(d, gb, len, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     free(gb);
 
     /* no declaration: UTF-8 unless the options name another default */
@@ -627,21 +241,21 @@ static void test_gb18030(void **state)
     d = cg_xml_doc_new(&o);
     name[0] = 'X'; /* the doc keeps its own copy */
     assert_int_equal(cg_xml_parse(d, gb, len, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     /* a declaration without encoding still falls back to the default */
     free(gb);
     snprintf(utf8, sizeof(utf8), "<?xml version=\"1.0\"?><name>%s</name>", chinese);
     gb = to_encoding(utf8, "GB18030", &len);
     assert_int_equal(cg_xml_parse(d, gb, len, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     /* ... but a declared encoding or a BOM wins over the default */
     snprintf(utf8, sizeof(utf8), "<?xml version=\"1.0\" encoding=\"UTF-8\"?><name>%s</name>",
              chinese);
-    assert_int_equal(parse_str(d, utf8, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_int_equal(xt_parse_str(d, utf8, &e), CG_OK);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     snprintf(utf8, sizeof(utf8), "\xEF\xBB\xBF<name>%s</name>", chinese);
-    assert_int_equal(parse_str(d, utf8, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_int_equal(xt_parse_str(d, utf8, &e), CG_OK);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     free(gb);
     cg_xml_doc_destroy(d);
 
@@ -650,18 +264,18 @@ static void test_gb18030(void **state)
     d = cg_xml_doc_new(&o);
     assert_non_null(d);
     snprintf(utf8, sizeof(utf8), "<name>%s</name>", chinese);
-    assert_int_equal(parse_str(d, utf8, &e), CG_ERR_CHARSET);
+    assert_int_equal(xt_parse_str(d, utf8, &e), CG_ERR_CHARSET);
     assert_non_null(strstr(e.text, "'X-NOPE-42'"));
     snprintf(utf8, sizeof(utf8), "<?xml version='1.0' encoding='UTF-8'?><name>%s</name>", chinese);
-    assert_int_equal(parse_str(d, utf8, &e), CG_OK);
+    assert_int_equal(xt_parse_str(d, utf8, &e), CG_OK);
     cg_xml_doc_destroy(d);
 
     /* default_encoding "UTF-8" is the same as none */
     o.default_encoding = "utf-8";
     d = cg_xml_doc_new(&o);
     snprintf(utf8, sizeof(utf8), "<name>%s</name>", chinese);
-    assert_int_equal(parse_str(d, utf8, &e), CG_OK);
-    assert_string_equal(text_of(d, "name"), chinese);
+    assert_int_equal(xt_parse_str(d, utf8, &e), CG_OK);
+    assert_string_equal(xt_text_of(d, "name"), chinese);
     cg_xml_doc_destroy(d);
 }
 
@@ -672,14 +286,14 @@ static void test_latin1(void **state)
     cg_error_t e;
     const char doc[] = "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
                        "<patient family=\"M\xfcller\"><given>Ren\xe9\x65</given></patient>";
-    assert_int_equal(parse_str(d, doc, &e), CG_OK);
-    assert_string_equal(text_of(d, "given"), "Ren\xc3\xa9\x65");
+    assert_int_equal(xt_parse_str(d, doc, &e), CG_OK);
+    assert_string_equal(xt_text_of(d, "given"), "Ren\xc3\xa9\x65");
     xmlChar *fam = xmlGetProp(cg_xml_doc_root(d), (const xmlChar *)"family");
     assert_string_equal((const char *)fam, "M\xc3\xbcller");
     xmlFree(fam);
     /* the same bytes undeclared are not UTF-8: an error, not mojibake */
     const char *body = strchr(doc, '\n') + 1;
-    assert_int_equal(parse_str(d, body, &e), CG_ERR_CHARSET);
+    assert_int_equal(xt_parse_str(d, body, &e), CG_ERR_CHARSET);
     assert_int_equal(e.line, 1);
     assert_true(e.column > 0);
     assert_non_null(strstr(e.text, "0xFC"));
@@ -692,17 +306,17 @@ static void test_invalid_bytes(void **state)
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_error_t e;
     const char *good_doc = "<a>good</a>";
-    assert_int_equal(parse_str(d, good_doc, &e), CG_OK);
+    assert_int_equal(xt_parse_str(d, good_doc, &e), CG_OK);
     void *good = cg_xml_doc_tree(d);
     /* UTF-8 (by default): an invalid sequence on line 3 */
-    assert_int_equal(parse_str(d, "<a>\n<b>ok</b>\n<c>x\xC3\x28y</c></a>", &e), CG_ERR_CHARSET);
+    assert_int_equal(xt_parse_str(d, "<a>\n<b>ok</b>\n<c>x\xC3\x28y</c></a>", &e), CG_ERR_CHARSET);
     assert_int_equal(e.code, CG_ERR_CHARSET);
     assert_int_equal(e.line, 3);
     assert_true(e.column >= 5 && e.column <= 6);
     assert_non_null(strstr(e.text, "bytes not valid in UTF-8 (0xC3 0x28"));
     /* overlong and surrogate encodings too */
-    assert_int_equal(parse_str(d, "<a>\xC0\xAF</a>", &e), CG_ERR_CHARSET);
-    assert_int_equal(parse_str(d, "<a>\xED\xA0\x80</a>", &e), CG_ERR_CHARSET);
+    assert_int_equal(xt_parse_str(d, "<a>\xC0\xAF</a>", &e), CG_ERR_CHARSET);
+    assert_int_equal(xt_parse_str(d, "<a>\xED\xA0\x80</a>", &e), CG_ERR_CHARSET);
 
     /* GB18030 declared, 0xFF is never valid there: located by line and character column */
     char utf8[256];
@@ -724,25 +338,26 @@ static void test_invalid_bytes(void **state)
     free(gb);
     /* ... even after the root element, where libxml2 alone would drop it silently */
     const char tail[] = "<?xml version=\"1.0\" encoding=\"GB18030\"?>\n<a>x</a>\n\x81";
-    assert_int_equal(parse_str(d, tail, &e), CG_ERR_CHARSET);
+    assert_int_equal(xt_parse_str(d, tail, &e), CG_ERR_CHARSET);
     assert_int_equal(e.line, 3);
     assert_int_equal(cg_xml_parse(d, tail, sizeof(tail) - 2, &e), CG_OK); /* without it */
     assert_int_equal(cg_xml_parse(d, good_doc, strlen(good_doc), &e), CG_OK);
     good = cg_xml_doc_tree(d);
     /* libxml2's own ASCII decoder stops without a word: still a located charset error */
-    assert_int_equal(parse_str(d, "<?xml version='1.0' encoding='US-ASCII'?>\n<a>x\x80y</a>", &e),
-                     CG_ERR_CHARSET);
+    assert_int_equal(
+        xt_parse_str(d, "<?xml version='1.0' encoding='US-ASCII'?>\n<a>x\x80y</a>", &e),
+        CG_ERR_CHARSET);
     assert_int_equal(e.line, 2);
     assert_int_equal(e.column, 5);
     assert_non_null(strstr(e.text, "bytes not valid in US-ASCII at byte 46 (0x80"));
     /* an encoding nobody knows */
-    assert_int_equal(parse_str(d, "<?xml version='1.0' encoding='X-NOPE-42'?><a/>", &e),
+    assert_int_equal(xt_parse_str(d, "<?xml version='1.0' encoding='X-NOPE-42'?><a/>", &e),
                      CG_ERR_CHARSET);
     assert_non_null(strstr(e.text, "X-NOPE-42"));
     /* a control character in valid UTF-8 is an XML error, not a charset one */
-    assert_int_equal(parse_str(d, "<a>\x01</a>", &e), CG_ERR_XML);
+    assert_int_equal(xt_parse_str(d, "<a>\x01</a>", &e), CG_ERR_XML);
     assert_ptr_equal(cg_xml_doc_tree(d), good);
-    assert_string_equal(text_of(d, "a"), "good");
+    assert_string_equal(xt_text_of(d, "a"), "good");
     cg_xml_doc_destroy(d);
 }
 
@@ -820,7 +435,7 @@ static void test_summary(void **state)
 {
     (void)state;
     size_t len;
-    char *buf = fixture("ccda_small.xml", &len);
+    char *buf = xt_fixture("ccda_small.xml", &len);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_buf_t out;
     cg_buf_init(&out);
@@ -880,10 +495,10 @@ static void test_summary(void **state)
     json_decref(j);
 
     /* no namespace, no id, id without extension, quotes needing escapes */
-    assert_int_equal(parse_str(d,
-                               "<doc><id root=\"1.2\"/><section><title>a \"q\"</title>"
-                               "<entry/></section></doc>",
-                               NULL),
+    assert_int_equal(xt_parse_str(d,
+                                  "<doc><id root=\"1.2\"/><section><title>a \"q\"</title>"
+                                  "<entry/></section></doc>",
+                                  NULL),
                      CG_OK);
     j = summary_json(d);
     assert_true(json_is_null(json_object_get(j, "namespace")));
@@ -892,7 +507,7 @@ static void test_summary(void **state)
                             json_array_get(json_object_get(j, "sections"), 0), "title")),
                         "a \"q\"");
     json_decref(j);
-    assert_int_equal(parse_str(d, "<x:doc xmlns:x=\"urn:x\"><section/></x:doc>", NULL), CG_OK);
+    assert_int_equal(xt_parse_str(d, "<x:doc xmlns:x=\"urn:x\"><section/></x:doc>", NULL), CG_OK);
     j = summary_json(d);
     assert_true(json_is_null(json_object_get(j, "id")));
     assert_string_equal(json_string_value(json_object_get(j, "namespace")), "urn:x");
@@ -907,7 +522,7 @@ static void test_reuse(void **state)
 {
     (void)state;
     size_t len;
-    char *cda = fixture("ccda_small.xml", &len);
+    char *cda = xt_fixture("ccda_small.xml", &len);
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_error_t e;
     char doc[128];
@@ -915,24 +530,24 @@ static void test_reuse(void **state)
         switch (i % 5) {
         case 0:
             assert_int_equal(cg_xml_parse(d, cda, len, &e), CG_OK);
-            assert_string_equal(text_of(d, "family"), "Example");
+            assert_string_equal(xt_text_of(d, "family"), "Example");
             break;
         case 1: /* distinct names each time: the dictionary grows, results stay right */
             snprintf(doc, sizeof(doc), "<r%d a%d=\"v\"><n%d>%d</n%d></r%d>", i, i, i, i, i, i);
-            assert_int_equal(parse_str(d, doc, &e), CG_OK);
+            assert_int_equal(xt_parse_str(d, doc, &e), CG_OK);
             snprintf(doc, sizeof(doc), "n%d", i);
-            assert_int_equal(atoi(text_of(d, doc)), i);
+            assert_int_equal(atoi(xt_text_of(d, doc)), i);
             break;
         case 2:
-            assert_int_equal(parse_str(d, "<a><b></a>", &e), CG_ERR_XML);
+            assert_int_equal(xt_parse_str(d, "<a><b></a>", &e), CG_ERR_XML);
             assert_non_null(cg_xml_doc_tree(d)); /* the previous one stays */
             break;
         case 3:
-            assert_int_equal(parse_str(d, "<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>", &e),
+            assert_int_equal(xt_parse_str(d, "<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>", &e),
                              CG_ERR_XML);
             break;
         case 4:
-            assert_int_equal(parse_str(d, "<a>\xff</a>", &e), CG_ERR_CHARSET);
+            assert_int_equal(xt_parse_str(d, "<a>\xff</a>", &e), CG_ERR_CHARSET);
             break;
         }
     }
@@ -982,7 +597,7 @@ static void test_blank_text(void **state)
         "</ClinicalDocument>\n";
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_error_t e;
-    assert_int_equal(parse_str(d, cda, &e), CG_OK);
+    assert_int_equal(xt_parse_str(d, cda, &e), CG_OK);
     xmlNodePtr root = cg_xml_doc_root(d);
     for (xmlNodePtr c = root->children; c; c = c->next)
         assert_int_equal(c->type, XML_ELEMENT_NODE);                   /* no blanks, no comment */
@@ -997,16 +612,16 @@ static void test_blank_text(void **state)
     assert_int_equal(b.len, 5);
     assert_memory_equal(b.data, "Jo Li", 5);
     assert_int_equal(blank_children(d, "addr"), 3);
-    assert_string_equal(text_of(d, "value"), "ab"); /* one text node, as without the comment */
+    assert_string_equal(xt_text_of(d, "value"), "ab"); /* one text node, as without the comment */
     assert_int_equal(blank_children(d, "value"), 1);
-    assert_string_equal(text_of(d, "text"), "Type 2 diabetes");
+    assert_string_equal(xt_text_of(d, "text"), "Type 2 diabetes");
     assert_int_equal(blank_children(d, "act"), 2);
     assert_int_equal(blank_children(d, "ext"), 3);
     cg_xml_doc_destroy(d);
 
     /* vendor XML (no HL7 namespace) and the option keep everything */
     d = cg_xml_doc_new(NULL);
-    assert_int_equal(parse_str(d, "<r>\n <observation>\n  <code/>\n </observation>\n</r>", &e),
+    assert_int_equal(xt_parse_str(d, "<r>\n <observation>\n  <code/>\n </observation>\n</r>", &e),
                      CG_OK);
     assert_int_equal(blank_children(d, "observation"), 2);
     cg_xml_doc_destroy(d);
@@ -1014,7 +629,7 @@ static void test_blank_text(void **state)
     cg_xml_options_default(&o);
     o.keep_blank_text = 1;
     d = cg_xml_doc_new(&o);
-    assert_int_equal(parse_str(d, cda, &e), CG_OK);
+    assert_int_equal(xt_parse_str(d, cda, &e), CG_OK);
     assert_int_equal(blank_children(d, "observation"), 3);
     cg_xml_doc_destroy(d);
     cg_buf_free(&b);
@@ -1032,10 +647,10 @@ static void test_arena_lifetimes(void **state)
     cg_xml_doc_t *d = cg_xml_doc_new(NULL);
     cg_error_t e;
     for (int i = 0; i < 2000; i++) {
-        assert_int_equal(parse_str(d, with_tables, &e), CG_OK);
-        assert_string_equal(text_of(d, "s"), "one");
-        assert_int_equal(parse_str(d, "<r><s>", &e), CG_ERR_XML);
-        assert_string_equal(text_of(d, "s"), "one"); /* the last good tree */
+        assert_int_equal(xt_parse_str(d, with_tables, &e), CG_OK);
+        assert_string_equal(xt_text_of(d, "s"), "one");
+        assert_int_equal(xt_parse_str(d, "<r><s>", &e), CG_ERR_XML);
+        assert_string_equal(xt_text_of(d, "s"), "one"); /* the last good tree */
     }
     /* a big document needs several arena chunks; the next one reuses them */
     size_t cap = (size_t)4 << 20, n = 0;
@@ -1046,7 +661,7 @@ static void test_arena_lifetimes(void **state)
     n += (size_t)snprintf(big + n, cap - n, "</r>");
     for (int i = 0; i < 3; i++) {
         assert_int_equal(cg_xml_parse(d, big, n, &e), CG_OK);
-        assert_string_equal(text_of(d, "text"), "t 26");
+        assert_string_equal(xt_text_of(d, "text"), "t 26");
     }
     free(big);
     cg_xml_doc_destroy(d);
@@ -1135,7 +750,7 @@ static void test_corpus(void **state)
             if (n < 4 || strcmp(de->d_name + n - 4, ".xml"))
                 continue;
             size_t len;
-            char *buf = read_path(path, &len);
+            char *buf = xt_read_path(path, &len);
             cg_error_t e;
             if (cg_xml_parse(d, buf, len, &e) != CG_OK)
                 fail_msg("%s: line %d: %s", path, e.line, e.text);
@@ -1160,14 +775,6 @@ int main(void)
         cmocka_unit_test(test_too_many_attributes),
         cmocka_unit_test(test_well_formed_cda),
         cmocka_unit_test(test_unbound_prefix_tolerated),
-        cmocka_unit_test(test_xxe_refused),
-        cmocka_unit_test(test_billion_laughs),
-        cmocka_unit_test(test_external_dtd),
-        cmocka_unit_test(test_hostile_globals),
-        cmocka_unit_test(test_depth_limit),
-        cmocka_unit_test(test_size_limit),
-        cmocka_unit_test(test_node_limit),
-        cmocka_unit_test(test_truncated_and_not_xml),
         cmocka_unit_test(test_gb18030),
         cmocka_unit_test(test_latin1),
         cmocka_unit_test(test_invalid_bytes),
