@@ -111,6 +111,11 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
     }
     cg_buf_init(&a->rejects);
     cg_buf_init(&a->raws);
+    cg_buf_init(&a->direct);
+    cg_buf_init(&a->rest);
+    cg_buf_init(&a->par1);
+    cg_buf_init(&a->par2);
+    cg_buf_init(&a->par3);
     cg_metrics_t *reg = metrics ? cg_metrics_gw_registry(metrics) : NULL;
     if (reg) {
         a->m_rows = cg_metrics_counter(reg, "cohortgate_sink_rows_total",
@@ -141,6 +146,8 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].idmap_sql);
         free(a->stages[i].before_sql);
         free(a->stages[i].after_sql);
+        free(a->stages[i].direct_sql);
+        free(a->stages[i].direct_widen_sql);
     }
     free(a->stages);
     free(a->txn_upserted);
@@ -154,6 +161,16 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->raw_at);
     free(a->periods_sql);
     free(a->widen_sql);
+    free(a->ids_k);
+    free(a->ids_v);
+    free(a->ids_flags);
+    cg_buf_free(&a->direct);
+    cg_buf_free(&a->rest);
+    cg_buf_free(&a->par1);
+    cg_buf_free(&a->par2);
+    cg_buf_free(&a->par3);
+    free(a->ids_sql);
+    free(a->new_ids_sql);
     free(a);
 }
 
@@ -223,6 +240,7 @@ void pg_apply_clear(pg_apply_t *a)
             memset(s->keys, 0, s->keys_cap * sizeof(*s->keys));
         s->n = s->n_del = s->keys_n = 0;
         s->key_zero = s->dup_keys = 0;
+        s->staged = 0;
     }
     cg_buf_reset(&a->rejects);
     cg_buf_reset(&a->raws);
