@@ -171,6 +171,11 @@ void pg_apply_destroy(pg_apply_t *a)
     cg_buf_free(&a->par3);
     free(a->ids_sql);
     free(a->new_ids_sql);
+    free(a->id_seq);
+    free(a->cache_k);
+    free(a->cache_v);
+    free(a->pend_k);
+    free(a->pend_v);
     free(a);
 }
 
@@ -219,6 +224,12 @@ void pg_apply_txn_counted(pg_apply_t *a, int committed)
         a->txn_upserted[i] = a->txn_deleted[i] = 0;
     }
     a->n_audit = 0; /* the lines' policy strings are kept for reuse */
+    for (size_t i = 0; committed && a->cache_k && i < a->n_pend; i++) {
+        size_t j = pg_id_cache_slot(a->pend_k[i]);
+        a->cache_k[j] = a->pend_k[i];
+        a->cache_v[j] = a->pend_v[i];
+    }
+    a->n_pend = 0;
     for (size_t i = 0; committed && i < a->n_txn_rejects; i++)
         cg_metric_inc(
             cg_metric_get2(a->m_rejects, a->txn_rejects[i].table, a->txn_rejects[i].sqlstate),

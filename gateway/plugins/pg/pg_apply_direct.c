@@ -5,10 +5,15 @@
  * and ON CONFLICT buy nothing, so with integer ids a batch goes:
  *
  *   1. one SELECT of the batch's row ids already in the id map (and of its persons merged away:
- *      such a batch takes the statements, which follow the merge);
- *   2. under a savepoint, one INSERT of the new ids in order (two instances never wait on each
- *      other in a cycle) RETURNING their compact ids, without ON CONFLICT: a concurrent
- *      instance's same new id fails it (23505) and the statements run instead;
+ *      such a batch takes the statements, which follow the merge); ids a committed
+ *      transaction saw in the map are known without it (a small cache: persons and visits come
+ *      again and again), and the keys themselves are taken as new (a key there fails step 2,
+ *      whose nextvals are then lost, and the table's keys are looked up for its next 64
+ *      batches: at most one batch's ids lost in 64);
+ *   2. under a savepoint, compact ids for the new ids from the map's own sequence, and one COPY
+ *      of the pairs into the map in order (two instances never wait on each other in a cycle),
+ *      without ON CONFLICT: a concurrent instance's same new id fails it (23505) and the
+ *      statements run instead;
  *   3. the new keys' rows as COPY text with compact ids, one COPY into the table (PostgreSQL
  *      inserts them in bulk); a row it refuses (class 22, 23) rolls 2 and 3 back and every row
  *      of the table takes the statements, which reject the bad row alone;
@@ -24,7 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ID_USED = 1, ID_PERSON = 2, ID_NEW = 4 };
+/* an id of the batch: used; its value listed in $2 (a person); new to the id map; looked up
+ * (listed in $1, or known from the cache); a reference (in a column other than the key) */
+enum { ID_USED = 1, ID_PERSON = 2, ID_NEW = 4, ID_LISTED = 8, ID_REF = 16 };
 #define ID_UNKNOWN INT64_MIN
 
 static size_t id_slot(const pg_apply_t *a, int64_t k)
@@ -88,19 +95,15 @@ static long id_find(const pg_apply_t *a, int64_t k)
 #define STAGE_META 6
 static const char *split_line(const char *p, const char *end, const char **f, size_t *fl, size_t nf)
 {
-    size_t i = 0;
-    const char *from = p;
-    for (; p < end; p++) {
-        if (*p != '\t' && *p != '\n')
-            continue;
-        if (i < nf)
-            f[i] = from, fl[i] = (size_t)(p - from);
-        i++;
-        from = p + 1;
-        if (*p == '\n')
-            return i == nf ? p + 1 : NULL;
+    for (size_t i = 0; i < nf; i++) {
+        const char *q = memchr(p, i + 1 < nf ? '\t' : '\n', (size_t)(end - p));
+        if (!q)
+            return NULL;
+        f[i] = p;
+        fl[i] = (size_t)(q - p);
+        p = q + 1;
     }
-    return NULL;
+    return p;
 }
 
 static int is_null(const char *f, size_t n)
@@ -139,6 +142,12 @@ static void put_elem(cg_buf_t *b, const char *f, size_t n)
         cg_buf_puts(b, "NULL");
         return;
     }
+    if (!memchr(f, '\\', n) && !memchr(f, '"', n)) { /* a date: nearly always */
+        cg_buf_putc(b, '"');
+        cg_buf_append(b, f, n);
+        cg_buf_putc(b, '"');
+        return;
+    }
     cg_buf_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
         char ch = f[i];
@@ -158,22 +167,24 @@ static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t)
     const char *sc = a->conf->schema;
     cg_buf_t b;
     if (!a->ids_sql) {
+        /* scalar subqueries: one index probe per id, where a join of the array may scan the
+         * whole map */
         cg_buf_init(&b);
-        cg_buf_puts(&b, "SELECT m.source_id, m.id FROM ");
+        cg_buf_puts(&b, "SELECT x.v, x.id FROM (SELECT u.v, (SELECT m.id FROM ");
         pg_qual(&b, sc, "cg_id_map");
-        cg_buf_puts(&b, " m WHERE m.source_id = ANY ($1::bigint[]) UNION ALL SELECT "
-                        "g.merged_source_id, NULL FROM ");
+        cg_buf_puts(&b, " m WHERE m.source_id = u.v) AS id FROM unnest($1::bigint[]) u(v)) x WHERE "
+                        "x.id IS NOT NULL UNION ALL SELECT p.v, NULL FROM unnest($2::bigint[]) "
+                        "p(v) WHERE (SELECT true FROM ");
         pg_qual(&b, sc, "cg_person_merge");
-        cg_buf_puts(&b, " g WHERE g.merged_source_id = ANY ($2::bigint[])");
+        cg_buf_puts(&b, " g WHERE g.merged_source_id = p.v)");
         cg_buf_putc(&b, '\0');
         a->ids_sql = b.data;
     }
     if (!a->new_ids_sql) {
         cg_buf_init(&b);
-        cg_buf_puts(&b, "INSERT INTO ");
+        cg_buf_puts(&b, "COPY ");
         pg_qual(&b, sc, "cg_id_map");
-        cg_buf_puts(&b, " (source_id) SELECT v FROM unnest($1::bigint[]) v ORDER BY v RETURNING "
-                        "source_id, id");
+        cg_buf_puts(&b, " (source_id, id) FROM STDIN");
         cg_buf_putc(&b, '\0');
         a->new_ids_sql = b.data;
     }
@@ -235,16 +246,40 @@ static PGresult *run(PGconn *c, const char *sql, int n, const cg_buf_t *par, int
     return NULL;
 }
 
+/* An id learned in the open transaction, for the cache once it commits. */
+static int pend(pg_apply_t *a, int64_t k, int64_t v)
+{
+    if (a->n_pend == a->cap_pend) {
+        size_t cap = a->cap_pend ? a->cap_pend * 2 : 1024;
+        int64_t *nk = realloc(a->pend_k, cap * sizeof(*nk));
+        if (nk)
+            a->pend_k = nk;
+        int64_t *nv = nk ? realloc(a->pend_v, cap * sizeof(*nv)) : NULL;
+        if (!nv)
+            return -1;
+        a->pend_v = nv;
+        a->cap_pend = cap;
+    }
+    a->pend_k[a->n_pend] = k;
+    a->pend_v[a->n_pend++] = v;
+    return 0;
+}
+
+/* The look-up's answer (source id, compact id; a NULL id: a person merged away) into a's
+ * table. -1 when out of memory. */
 static int fill_ids(pg_apply_t *a, const PGresult *r, int *merged)
 {
     for (int i = 0; i < PQntuples(r); i++) {
         long j = id_find(a, strtoll(PQgetvalue(r, i, 0), NULL, 10));
         if (j < 0)
             continue;
-        if (PQgetisnull(r, i, 1))
+        if (PQgetisnull(r, i, 1)) {
             *merged = 1;
-        else
-            a->ids_v[j] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+            continue;
+        }
+        a->ids_v[j] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        if ((a->ids_flags[j] & ID_REF) && pend(a, a->ids_k[j], a->ids_v[j]))
+            return -1;
     }
     return 0;
 }
@@ -257,11 +292,17 @@ static int cmp_i64(const void *x, const void *y)
 
 /* Step 1: the batch's distinct ids into a's table and $1, its persons into $2; the ids already
  * mapped looked up. 1 go on, 0 not for this path, -1 the transaction's error. */
-static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *t, long pcol,
-                   char *errstr, size_t errstr_size)
+static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
+                   long pcol, int probe_keys, char *errstr, size_t errstr_size)
 {
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
+    if (!a->cache_k) {
+        a->cache_k = calloc(PG_ID_CACHE, sizeof(*a->cache_k));
+        a->cache_v = calloc(PG_ID_CACHE, sizeof(*a->cache_v));
+        if (!a->cache_k || !a->cache_v)
+            return -1;
+    }
     if (a->ids_n)
         memset(a->ids_flags, 0, a->ids_cap);
     a->ids_n = 0;
@@ -274,7 +315,7 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
         if (!(p = split_line(p, end, f, fl, nf)))
             return 0;
         for (size_t k = 0; k < t->n_columns; k++) {
-            if (!pg_column_is_id(&t->columns[k]))
+            if (!(ids >> k & 1))
                 continue;
             const char *v = f[STAGE_META + k];
             size_t n = fl[STAGE_META + k];
@@ -283,14 +324,22 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
                     return 0;
                 continue;
             }
-            long j = id_add(a, id_of(v, n));
+            int64_t id = id_of(v, n);
+            long j = id_add(a, id);
             if (j < 0)
                 return -1;
-            if (!(a->ids_flags[j] & ID_NEW)) { /* ID_NEW: "in $1" until the look-up answers */
-                if (a->par1.len > 1)
-                    cg_buf_putc(&a->par1, ',');
-                cg_buf_append(&a->par1, v, n);
-                a->ids_flags[j] |= ID_NEW;
+            if (k != s->key_col)
+                a->ids_flags[j] |= ID_REF;
+            if (!(a->ids_flags[j] & ID_LISTED)) {
+                size_t slot = pg_id_cache_slot(id);
+                if (a->cache_v[slot] && a->cache_k[slot] == id) {
+                    a->ids_v[j] = a->cache_v[slot];
+                } else if (probe_keys || k != s->key_col) {
+                    if (a->par1.len > 1)
+                        cg_buf_putc(&a->par1, ',');
+                    cg_buf_append(&a->par1, v, n);
+                }
+                a->ids_flags[j] |= ID_LISTED;
             }
             if ((long)k == pcol && !(a->ids_flags[j] & ID_PERSON)) {
                 if (a->par2.len > 1)
@@ -308,21 +357,16 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
     PGresult *r = run(c, a->ids_sql, 2, par, NULL, errstr, errstr_size);
     if (!r)
         return -1;
-    int merged = 0;
-    fill_ids(a, r, &merged);
+    int merged = 0, oom = fill_ids(a, r, &merged);
     PQclear(r);
+    if (oom)
+        return -1;
     if (merged)
         return 0;
-    /* ID_NEW from here on: not in the id map before this batch */
     int any = 0;
-    for (size_t j = 0; j < a->ids_cap; j++) {
-        if (!a->ids_flags[j])
-            continue;
-        if (a->ids_v[j] == ID_UNKNOWN)
+    for (size_t j = 0; j < a->ids_cap; j++)
+        if (a->ids_flags[j] && a->ids_v[j] == ID_UNKNOWN)
             a->ids_flags[j] |= ID_NEW;
-        else
-            a->ids_flags[j] &= (unsigned char)~ID_NEW;
-    }
     p = s->copy.data;
     while (p < end && !any) { /* a key new to the map: something for this path */
         p = split_line(p, end, f, fl, nf);
@@ -332,9 +376,30 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
     return any;
 }
 
-/* Step 2: the new ids into the id map, in order; their compact ids into a's table. */
+/* Step 2: compact ids for the new ids, from the id map's own sequence (one nextval each, as
+ * its identity would take), and the pairs COPY'd into it in order; their compact ids into a's
+ * table. */
 static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size_t errstr_size)
 {
+    if (!a->id_seq) {
+        cg_buf_t q;
+        cg_buf_init(&q);
+        pg_qual(&q, a->conf->schema, "cg_id_map");
+        cg_buf_putc(&q, '\0');
+        PGresult *r = q.data ? run(c, "SELECT pg_get_serial_sequence($1, 'id')", 1, &q, NULL,
+                                   errstr, errstr_size)
+                             : NULL;
+        cg_buf_free(&q);
+        if (!r)
+            return -1;
+        if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            a->id_seq = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (!a->id_seq) {
+            snprintf(errstr, errstr_size, "cg_id_map.id has no sequence");
+            return -1;
+        }
+    }
     size_t n = 0;
     int64_t *v = malloc((a->ids_n ? a->ids_n : 1) * sizeof(*v));
     if (!v)
@@ -343,33 +408,49 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
         if (a->ids_flags[j] & ID_NEW)
             v[n++] = a->ids_k[j];
     qsort(v, n, sizeof(*v), cmp_i64);
-    cg_buf_reset(&a->par1);
-    cg_buf_putc(&a->par1, '{');
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            cg_buf_putc(&a->par1, ',');
-        put_int(&a->par1, v[i]);
+    cg_buf_t par[2];
+    cg_buf_init(&par[0]);
+    cg_buf_init(&par[1]);
+    cg_buf_puts(&par[0], a->id_seq);
+    cg_buf_putc(&par[0], '\0');
+    put_int(&par[1], (int64_t)n);
+    cg_buf_putc(&par[1], '\0');
+    PGresult *r = par[0].data && par[1].data
+                      ? run(c, "SELECT nextval($1::regclass) FROM generate_series(1, $2::integer)",
+                            2, par, NULL, errstr, errstr_size)
+                      : NULL;
+    cg_buf_free(&par[0]);
+    cg_buf_free(&par[1]);
+    if (!r || (size_t)PQntuples(r) != n) {
+        if (r)
+            snprintf(errstr, errstr_size, "the id map's sequence answered %d ids, not %zu",
+                     PQntuples(r), n);
+        PQclear(r);
+        free(v);
+        return -1;
     }
-    free(v);
-    cg_buf_putc(&a->par1, '}');
-    if (cg_buf_putc(&a->par1, '\0') != CG_OK)
-        return -1;
-    PGresult *r = run(c, a->new_ids_sql, 1, &a->par1, rows_fault, errstr, errstr_size);
-    if (!r)
-        return -1;
-    int merged = 0;
-    fill_ids(a, r, &merged);
-    int all = (size_t)PQntuples(r) == n;
+    int rc = 0;
+    cg_buf_reset(&a->par1);
+    for (size_t i = 0; i < n && !rc; i++) {
+        long j = id_find(a, v[i]);
+        a->ids_v[j] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        put_int(&a->par1, v[i]);
+        cg_buf_putc(&a->par1, '\t');
+        put_int(&a->par1, a->ids_v[j]);
+        rc = cg_buf_putc(&a->par1, '\n') != CG_OK ||
+             ((a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]));
+    }
     PQclear(r);
-    if (!all)
-        snprintf(errstr, errstr_size, "the id map answered fewer new ids than it was given");
-    return all ? 0 : -1;
+    free(v);
+    if (rc)
+        return -1;
+    return pg_copy_in(c, a->new_ids_sql, &a->par1, rows_fault, errstr, errstr_size);
 }
 
 /* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
  * staged) into a->rest; with periods, the rows' persons and dates into $1..$3. */
-static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, long pcol, long c0,
-                      long c1, size_t *n_direct, size_t *n_rest)
+static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids, long pcol,
+                      long c0, long c1, size_t *n_direct, size_t *n_rest)
 {
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
@@ -389,17 +470,18 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, long 
             ++*n_rest;
             continue;
         }
+        /* the columns as staged, but for the ids: copied in runs between them */
+        const char *from = f[STAGE_META];
         for (size_t k = 0; k < t->n_columns; k++) {
             const char *v = f[STAGE_META + k];
             size_t n = fl[STAGE_META + k];
-            if (k)
-                cg_buf_putc(&a->direct, '\t');
-            if (pg_column_is_id(&t->columns[k]) && !is_null(v, n))
-                put_int(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
-            else
-                cg_buf_append(&a->direct, v, n);
+            if (!(ids >> k & 1) || is_null(v, n))
+                continue;
+            cg_buf_append(&a->direct, from, (size_t)(v - from));
+            put_int(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
+            from = v + n;
         }
-        cg_buf_putc(&a->direct, '\n');
+        cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
         if (periods) {
             const char *pv = f[STAGE_META + pcol];
             size_t pn = fl[STAGE_META + pcol];
@@ -443,25 +525,34 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t er
         c0 = cg_omop_column(t, d0, &k) ? (long)k : -1;
         c1 = d1 && cg_omop_column(t, d1, &k) ? (long)k : -1;
     }
+    uint64_t ids = 0; /* the id columns (a table has fewer than PG_MAX_COLUMNS) */
+    for (k = 0; k < t->n_columns && k < 64; k++)
+        ids |= (uint64_t)(pg_column_is_id(&t->columns[k]) != 0) << k;
     build_sql(a, s, t);
     if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
         return -1;
-    int rc = look_up(a, c, s, t, pcol, errstr, errstr_size);
+    int rc = look_up(a, c, s, t, ids, pcol, s->key_probes > 0, errstr, errstr_size);
     if (rc <= 0)
         return rc;
     if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
         return -1;
     int fault = 0;
-    size_t n_direct, n_rest;
+    size_t n_direct, n_rest, n_pend = a->n_pend;
     rc = map_new(a, c, &fault, errstr, errstr_size);
-    if (!rc && split_rows(a, s, t, pcol, c0, c1, &n_direct, &n_rest))
+    if (rc && fault && !s->key_probes) /* a key was there after all: look keys up a while */
+        s->key_probes = 64;
+    else if (!rc && s->key_probes)
+        s->key_probes--;
+    if (!rc && split_rows(a, s, t, ids, pcol, c0, c1, &n_direct, &n_rest))
         return -1;
     if (!rc)
         rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size);
     if (rc) {
         if (!fault) /* the transaction's error: it is aborted */
             return -1;
-        /* a row's fault, or a concurrent instance's same new id: the statements take them all */
+        /* a row's fault, or a concurrent instance's same new id: the statements take them all
+         * (the new ids are gone with the savepoint) */
+        a->n_pend = n_pend;
         return pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
                        errstr_size)
                    ? -1

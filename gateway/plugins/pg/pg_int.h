@@ -232,6 +232,7 @@ typedef struct stage {
     char *before_sql, *after_sql;              /* the persons it touches (track) */
     char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
     int staged;                                /* in its staging table (emptied after) */
+    unsigned key_probes; /* batches left whose keys are looked up before taken as new */
 } stage_t;
 
 /* Where a staged record's original bytes are in pg_apply's raws (for a reject). */
@@ -286,8 +287,21 @@ struct pg_apply {
     unsigned char *ids_flags;
     size_t ids_cap, ids_n;
     cg_buf_t direct, rest, par1, par2, par3;
-    char *ids_sql, *new_ids_sql;
+    char *ids_sql, *new_ids_sql, *id_seq;
+    /* ids the id map held when a transaction committed (a row id never changes its compact
+     * id), so persons and visits named again and again are not looked up each batch:
+     * direct-mapped, PG_ID_CACHE slots; those learned in the open transaction wait in pend_*
+     * until it commits (an aborted one's new ids are gone) */
+    int64_t *cache_k, *cache_v;
+    int64_t *pend_k, *pend_v;
+    size_t n_pend, cap_pend;
 };
+
+#define PG_ID_CACHE ((size_t)1 << 16)
+static inline size_t pg_id_cache_slot(int64_t k)
+{
+    return (size_t)(((uint64_t)k * 0x9E3779B97F4A7C15ULL) >> 40) & (PG_ID_CACHE - 1);
+}
 
 /* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
