@@ -25,6 +25,8 @@
  */
 #include "pg_int.h"
 
+#include "cg_log.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -553,6 +555,8 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t er
         /* a row's fault, or a concurrent instance's same new id: the statements take them all
          * (the new ids are gone with the savepoint) */
         a->n_pend = n_pend;
+        cg_log(CG_LOG_DEBUG, "pg.direct_refused", "%s: %zu rows by the statements (%s)", t->name,
+               s->n, errstr);
         return pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
                        errstr_size)
                    ? -1
@@ -569,6 +573,8 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t er
     }
     a->st.upserted += n_direct;
     a->txn_upserted[ti] += n_direct;
+    cg_log(CG_LOG_DEBUG, "pg.direct", "%s: %zu rows copied, %zu by the statements", t->name,
+           n_direct, n_rest);
     /* the rows left take the statements */
     cg_buf_t tmp = s->copy;
     s->copy = a->rest;
