@@ -19,6 +19,8 @@
  *   pg_apply_audit.c    the release audit lines of the open transaction
  *   pg_apply_sql.c      the statements per table: upsert, delete, id map, touched persons
  *   pg_apply_periods.c  observation_period kept as one span per person
+ *   pg_apply_direct.c   the rows whose keys are new to the id map, COPY'd straight into their
+ *                       table instead of steps 1 and 2 (integer ids, no cohort tracking)
  *   pg_apply_flush.c    running them (steps 1 to 3)
  *   pg_apply_merge.c    a person merge
  */

@@ -555,8 +555,11 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t er
         /* a row's fault, or a concurrent instance's same new id: the statements take them all
          * (the new ids are gone with the savepoint) */
         a->n_pend = n_pend;
-        cg_log(CG_LOG_DEBUG, "pg.direct_refused", "%s: %zu rows by the statements (%s)", t->name,
-               s->n, errstr);
+        /* PostgreSQL's text may quote a value: the rejects keep it, the log does not */
+        cg_log(CG_LOG_DEBUG, "pg.direct_refused",
+               "%s: the COPY was refused (a row, or a key already mapped): %zu rows by the "
+               "statements",
+               t->name, s->n);
         return pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
                        errstr_size)
                    ? -1

@@ -1,7 +1,8 @@
-/* pg_apply_flush.c - running a batch's statements in the open transaction: the COPY into the
- * staging tables, per table the id map, the bulk upsert and delete under a savepoint (row by
- * row when the database refuses the bulk one for the rows' fault), the touched persons, the
- * observation periods, then the rejects.
+/* pg_apply_flush.c - running a batch's statements in the open transaction: per table the rows
+ * of new keys COPY'd straight in (pg_apply_direct.c), the others through the COPY into its
+ * staging table, the id map, the bulk upsert and delete under a savepoint (row by row when the
+ * database refuses the bulk one for the rows' fault); the touched persons, the observation
+ * periods, then the rejects.
  */
 #include "pg_int.h"
 

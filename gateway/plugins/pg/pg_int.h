@@ -8,6 +8,7 @@
  *   pg_apply_audit.c    the release audit of the open transaction
  *   pg_apply_sql.c      the statements per table: upsert, delete, id map, touched persons
  *   pg_apply_periods.c  observation_period derived from the rows
+ *   pg_apply_direct.c   new keys' rows COPY'd straight into their table (integer ids)
  *   pg_apply_flush.c    a batch's statements run: COPY, bulk then row by row, rejects
  *   pg_apply_merge.c    a person merge
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
