@@ -4,19 +4,18 @@
  * staging table, the INSERT ... SELECT (a WAL record and an id-map probe per id column per row)
  * and ON CONFLICT buy nothing, so with integer ids a batch goes:
  *
- *   1. one SELECT of the batch's row ids already in the id map (and of its persons merged away:
- *      such a batch takes the statements, which follow the merge); ids a committed
- *      transaction saw in the map are known without it (a small cache: persons and visits come
- *      again and again), and the keys themselves are taken as new (a key there fails step 2,
- *      whose nextvals are then lost, and the table's keys are looked up for its next 64
- *      batches: at most one batch's ids lost in 64);
+ *   1. one SELECT of the batch's row ids already in the id map, an index probe each (and of
+ *      its persons merged away: such a batch takes the statements, which follow the merge);
+ *      ids a committed transaction saw in the map are known without it (a small cache:
+ *      persons and visits come again and again);
  *   2. under a savepoint, compact ids for the new ids from the map's own sequence, and one COPY
  *      of the pairs into the map in order (two instances never wait on each other in a cycle),
  *      without ON CONFLICT: a concurrent instance's same new id fails it (23505) and the
  *      statements run instead;
- *   3. the new keys' rows as COPY text with compact ids, one COPY into the table (PostgreSQL
- *      inserts them in bulk); a row it refuses (class 22, 23) rolls 2 and 3 back and every row
- *      of the table takes the statements, which reject the bad row alone;
+ *   3. under another, the new keys' rows as COPY text with compact ids, one COPY into the table
+ *      (PostgreSQL inserts them in bulk); a row it refuses (class 22, 23) rolls 3 back (the ids
+ *      stay mapped: no gap in the map's integers) and every row of the table takes the
+ *      statements, which reject the bad row alone;
  *   4. their persons' observation periods widened, from the rows' dates sent as arrays.
  *
  * The rows whose keys were there stay staged for pg_apply_sql.c's upsert. Not taken: bigint
@@ -295,7 +294,7 @@ static int cmp_i64(const void *x, const void *y)
 /* Step 1: the batch's distinct ids into a's table and $1, its persons into $2; the ids already
  * mapped looked up. 1 go on, 0 not for this path, -1 the transaction's error. */
 static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
-                   long pcol, int probe_keys, char *errstr, size_t errstr_size)
+                   long pcol, char *errstr, size_t errstr_size)
 {
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
@@ -336,7 +335,7 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
                 size_t slot = pg_id_cache_slot(id);
                 if (a->cache_v[slot] && a->cache_k[slot] == id) {
                     a->ids_v[j] = a->cache_v[slot];
-                } else if (probe_keys || k != s->key_col) {
+                } else {
                     if (a->par1.len > 1)
                         cg_buf_putc(&a->par1, ',');
                     cg_buf_append(&a->par1, v, n);
@@ -533,33 +532,35 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t er
     build_sql(a, s, t);
     if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
         return -1;
-    int rc = look_up(a, c, s, t, ids, pcol, s->key_probes > 0, errstr, errstr_size);
+    int rc = look_up(a, c, s, t, ids, pcol, errstr, errstr_size);
     if (rc <= 0)
         return rc;
-    if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
-        return -1;
+    /* the new ids, then the rows, each under a savepoint of its own: a row's fault rolls back
+     * the rows only, so the ids stay mapped and the map's integers keep no gap */
     int fault = 0;
     size_t n_direct, n_rest, n_pend = a->n_pend;
-    rc = map_new(a, c, &fault, errstr, errstr_size);
-    if (rc && fault && !s->key_probes) /* a key was there after all: look keys up a while */
-        s->key_probes = 64;
-    else if (!rc && s->key_probes)
-        s->key_probes--;
-    if (!rc && split_rows(a, s, t, ids, pcol, c0, c1, &n_direct, &n_rest))
+    const char *refused = NULL;
+    if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
         return -1;
-    if (!rc)
-        rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size);
+    rc = map_new(a, c, &fault, errstr, errstr_size);
+    if (rc) {
+        a->n_pend = n_pend; /* gone with the savepoint */
+        refused = "a concurrent instance's same new id";
+    } else if (pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size) ||
+               split_rows(a, s, t, ids, pcol, c0, c1, &n_direct, &n_rest) ||
+               pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size)) {
+        return -1;
+    } else if ((rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size))) {
+        refused = "a row";
+    }
     if (rc) {
         if (!fault) /* the transaction's error: it is aborted */
             return -1;
-        /* a row's fault, or a concurrent instance's same new id: the statements take them all
-         * (the new ids are gone with the savepoint) */
-        a->n_pend = n_pend;
         /* PostgreSQL's text may quote a value: the rejects keep it, the log does not */
         cg_log(CG_LOG_DEBUG, "pg.direct_refused",
-               "%s: the COPY was refused (a row, or a key already mapped): %zu rows by the "
-               "statements",
-               t->name, s->n);
+               "%s: the COPY was refused (%s): %zu rows by "
+               "the statements",
+               t->name, refused, s->n);
         return pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
                        errstr_size)
                    ? -1

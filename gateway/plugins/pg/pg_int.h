@@ -233,7 +233,6 @@ typedef struct stage {
     char *before_sql, *after_sql;              /* the persons it touches (track) */
     char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
     int staged;                                /* in its staging table (emptied after) */
-    unsigned key_probes; /* batches left whose keys are looked up before taken as new */
 } stage_t;
 
 /* Where a staged record's original bytes are in pg_apply's raws (for a reject). */
