@@ -14,6 +14,11 @@
 # RSS. Uses the broker and server of COHORTGATE_TEST_BOOTSTRAP / COHORTGATE_TEST_PG when set,
 # else starts both (tests/scripts/kafka-broker.sh, postgres.sh) and stops them on exit. On a
 # shared machine the figures move with the other load: the load average is printed.
+#
+# BENCH_SECONDS=N (the long run, for "peak RSS flat"): instead of the above, new measurement
+# rows are offered for N seconds at BENCH_RATE rows/s (default 20000, in one-second chunks of
+# cg_sinkgen) while one sink loads them; its RSS (VmRSS) is printed after its first commit, at
+# N/2 and at N seconds, then its peak (VmHWM) once it has caught up, with the rows/s it kept.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BENCH_BUILD_DIR:-$here/build-bench}
@@ -48,7 +53,11 @@ fi
 export COHORTGATE_TEST_PG
 psql() { command psql -qAtX "$COHORTGATE_TEST_PG" "$@"; }
 now() { date +%s.%N; }
-echo "bench_sink: $rows rows, transactions of $txn; $(nproc) CPU(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${BENCH_SECONDS:-}" ]; then
+    echo "bench_sink: ${BENCH_SECONDS} s at ${BENCH_RATE:-20000} rows/s, transactions of $txn; $(nproc) CPU(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+else
+    echo "bench_sink: $rows rows, transactions of $txn; $(nproc) CPU(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 
 id=$$-$(date +%s)
 topic=bench-sink-$id
@@ -61,6 +70,46 @@ config() { # config SCHEMA FILE
  "metrics": {"listen": "off"}, "log": {"level": "warn"}}
 JSON
 }
+if [ -n "${BENCH_SECONDS:-}" ]; then
+    secs=$BENCH_SECONDS rate=${BENCH_RATE:-20000}
+    long_schema=bench_long_${id//-/_}
+    config "$long_schema" "$tmp/long.json"
+    "$cg" sink --init -c "$tmp/long.json" >/dev/null
+    # the topic made (and the group's start) before the sink subscribes
+    "$gen" "$COHORTGATE_TEST_BOOTSTRAP" "$topic" "$rate" 2000 /dev/null 0 2>/dev/null ||
+        { echo "bench_sink: producing the input failed"; exit 1; }
+    "$cg" sink -c "$tmp/long.json" --idle-exit 5000 2>"$tmp/sink.log" &
+    pid=$!
+    rss() { awk -v k="$1:" '$1 == k {printf "%d MB", $2 / 1024}' "/proc/$pid/status"; }
+    committed() { psql -c "SELECT coalesce(sum(next_offset), 0) FROM $long_schema.cg_offsets"; }
+    until [ "$(committed)" -gt 0 ]; do
+        kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped:"; tail -5 "$tmp/sink.log"; exit 1; }
+        sleep 0.1
+    done
+    echo "offering $rate rows/s for $secs s; sink RSS after its first commit: $(rss VmRSS)"
+    t0=$(now)
+    for ((s = 1; s < secs; s++)); do
+        "$gen" "$COHORTGATE_TEST_BOOTSTRAP" "$topic" "$rate" 2000 /dev/null $((s * rate)) 2>/dev/null
+        [ "$s" -eq $((secs / 2)) ] && echo "at $s s: sink RSS $(rss VmRSS), $(committed) rows committed, load $(cut -d' ' -f1-3 /proc/loadavg)"
+        kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped:"; tail -5 "$tmp/sink.log"; exit 1; }
+        wait_s=$(echo "$t0 + $s + 1 - $(now)" | bc -l)
+        [ "${wait_s:0:1}" != "-" ] && sleep "$wait_s"
+    done
+    total=$((secs * rate))
+    echo "at $secs s: sink RSS $(rss VmRSS), $(committed) of $total rows committed, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    until [ "$(committed)" -ge "$total" ]; do
+        kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped:"; tail -5 "$tmp/sink.log"; exit 1; }
+        sleep 0.2
+    done
+    t1=$(now)
+    echo "caught up after $(printf %.1f "$(echo "$t1 - $t0" | bc -l)") s ($(printf %.0f "$(echo "($total - $rate) / ($t1 - $t0)" | bc -l)") rows/s kept); sink peak RSS $(rss VmHWM)"
+    [ "$(psql -c "SELECT count(*) FROM $long_schema.measurement")" = "$total" ]
+    kill -TERM "$pid"
+    wait "$pid" || true
+    psql -c "DROP SCHEMA $long_schema CASCADE" 2>/dev/null || true
+    exit 0
+fi
+
 "$gen" "$COHORTGATE_TEST_BOOTSTRAP" "$topic" "$rows" 2000 "$tmp/rows.copy" 2>/dev/null ||
     { echo "bench_sink: producing the input failed (does the broker create topics?)"; exit 1; }
 

@@ -10,12 +10,12 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: cg_sinkgen BOOTSTRAP TOPIC N PERSONS COPY_FILE\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: cg_sinkgen BOOTSTRAP TOPIC N PERSONS COPY_FILE [FIRST]\n");
         return 2;
     }
     const char *topic = argv[2];
-    long n = atol(argv[3]), persons = atol(argv[4]);
+    long n = atol(argv[3]), persons = atol(argv[4]), first = argc == 7 ? atol(argv[6]) : 0;
     FILE *copy = fopen(argv[5], "w");
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -30,7 +30,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cg_sinkgen: %s\n", err);
         return 1;
     }
-    for (long i = 0; i < n; i++) {
+    for (long i = first; i < first + n; i++) {
         long person = i % persons;
         char key[32], val[1024];
         snprintf(key, sizeof(key), "%ld", person);

@@ -19,6 +19,8 @@
  *   pg_apply_audit.c    the release audit lines of the open transaction
  *   pg_apply_sql.c      the statements per table: upsert, delete, id map, touched persons
  *   pg_apply_periods.c  observation_period kept as one span per person
+ *   pg_apply_direct.c   the rows whose keys are new to the id map, COPY'd straight into their
+ *                       table instead of steps 1 and 2 (integer ids, no cohort tracking)
  *   pg_apply_flush.c    running them (steps 1 to 3)
  *   pg_apply_merge.c    a person merge
  */
@@ -111,6 +113,11 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
     }
     cg_buf_init(&a->rejects);
     cg_buf_init(&a->raws);
+    cg_buf_init(&a->direct);
+    cg_buf_init(&a->rest);
+    cg_buf_init(&a->par1);
+    cg_buf_init(&a->par2);
+    cg_buf_init(&a->par3);
     cg_metrics_t *reg = metrics ? cg_metrics_gw_registry(metrics) : NULL;
     if (reg) {
         a->m_rows = cg_metrics_counter(reg, "cohortgate_sink_rows_total",
@@ -141,6 +148,8 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].idmap_sql);
         free(a->stages[i].before_sql);
         free(a->stages[i].after_sql);
+        free(a->stages[i].direct_sql);
+        free(a->stages[i].direct_widen_sql);
     }
     free(a->stages);
     free(a->txn_upserted);
@@ -154,6 +163,21 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->raw_at);
     free(a->periods_sql);
     free(a->widen_sql);
+    free(a->ids_k);
+    free(a->ids_v);
+    free(a->ids_flags);
+    cg_buf_free(&a->direct);
+    cg_buf_free(&a->rest);
+    cg_buf_free(&a->par1);
+    cg_buf_free(&a->par2);
+    cg_buf_free(&a->par3);
+    free(a->ids_sql);
+    free(a->new_ids_sql);
+    free(a->id_seq);
+    free(a->cache_k);
+    free(a->cache_v);
+    free(a->pend_k);
+    free(a->pend_v);
     free(a);
 }
 
@@ -202,6 +226,12 @@ void pg_apply_txn_counted(pg_apply_t *a, int committed)
         a->txn_upserted[i] = a->txn_deleted[i] = 0;
     }
     a->n_audit = 0; /* the lines' policy strings are kept for reuse */
+    for (size_t i = 0; committed && a->cache_k && i < a->n_pend; i++) {
+        size_t j = pg_id_cache_slot(a->pend_k[i]);
+        a->cache_k[j] = a->pend_k[i];
+        a->cache_v[j] = a->pend_v[i];
+    }
+    a->n_pend = 0;
     for (size_t i = 0; committed && i < a->n_txn_rejects; i++)
         cg_metric_inc(
             cg_metric_get2(a->m_rejects, a->txn_rejects[i].table, a->txn_rejects[i].sqlstate),
@@ -223,6 +253,7 @@ void pg_apply_clear(pg_apply_t *a)
             memset(s->keys, 0, s->keys_cap * sizeof(*s->keys));
         s->n = s->n_del = s->keys_n = 0;
         s->key_zero = s->dup_keys = 0;
+        s->staged = 0;
     }
     cg_buf_reset(&a->rejects);
     cg_buf_reset(&a->raws);

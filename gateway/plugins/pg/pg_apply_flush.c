@@ -1,7 +1,8 @@
-/* pg_apply_flush.c - running a batch's statements in the open transaction: the COPY into the
- * staging tables, per table the id map, the bulk upsert and delete under a savepoint (row by
- * row when the database refuses the bulk one for the rows' fault), the touched persons, the
- * observation periods, then the rejects.
+/* pg_apply_flush.c - running a batch's statements in the open transaction: per table the rows
+ * of new keys COPY'd straight in (pg_apply_direct.c), the others through the COPY into its
+ * staging table, the id map, the bulk upsert and delete under a savepoint (row by row when the
+ * database refuses the bulk one for the rows' fault); the touched persons, the observation
+ * periods, then the rejects.
  */
 #include "pg_int.h"
 
@@ -30,28 +31,6 @@ static int rows_fault(const PGresult *r)
 {
     const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     return st && (!strncmp(st, "22", 2) || !strncmp(st, "23", 2));
-}
-
-static int copy_in(PGconn *c, const char *sql, const cg_buf_t *data, char *errstr,
-                   size_t errstr_size)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        pg_message(r, c, errstr, errstr_size);
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    int ok = PQputCopyData(c, data->data, (int)data->len) == 1 && PQputCopyEnd(c, NULL) == 1;
-    r = PQgetResult(c);
-    if (!ok || PQresultStatus(r) != PGRES_COMMAND_OK) {
-        pg_message(r, c, errstr, errstr_size);
-        ok = 0;
-    }
-    PQclear(r);
-    while ((r = PQgetResult(c)))
-        PQclear(r);
-    return ok ? 0 : -1;
 }
 
 /* Runs a bulk statement under a savepoint. 1 done (*affected: the rows it wrote, or the number
@@ -214,34 +193,58 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
     return 0;
 }
 
+/* A table's staged rows into its staging table, for the statements. */
+static int stage_copy(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size)
+{
+    cg_buf_t sql;
+    cg_buf_init(&sql);
+    cg_buf_puts(&sql, "COPY ");
+    pg_stage_name(&sql, pg_table_at(ti));
+    cg_buf_puts(&sql, " FROM STDIN");
+    cg_buf_putc(&sql, '\0');
+    int rc =
+        sql.data ? pg_copy_in(c, sql.data, &a->stages[ti].copy, NULL, errstr, errstr_size) : -1;
+    cg_buf_free(&sql);
+    a->stages[ti].staged = 1;
+    return rc;
+}
+
 int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 {
     cg_buf_t sql;
     cg_buf_init(&sql);
     int rc = 0;
-    for (size_t i = 0; i < a->n_stages && !rc; i++) {
-        if (!a->stages[i].n)
-            continue;
-        cg_buf_reset(&sql);
-        cg_buf_puts(&sql, "COPY ");
-        pg_stage_name(&sql, pg_table_at(i));
-        cg_buf_puts(&sql, " FROM STDIN");
-        cg_buf_putc(&sql, '\0');
-        rc = copy_in(c, sql.data, &a->stages[i].copy, errstr, errstr_size);
+    if (a->track) {
+        /* every table staged first: the persons before the batch are read from the tables as
+         * they were */
+        for (size_t i = 0; i < a->n_stages && !rc; i++)
+            if (a->stages[i].n)
+                rc = stage_copy(a, c, i, errstr, errstr_size);
+        for (size_t i = 0; i < a->n_stages && !rc; i++)
+            rc = track_stage(a, c, i, 0, errstr, errstr_size);
+        for (size_t i = 0; i < a->n_stages && !rc; i++)
+            if (a->stages[i].n)
+                rc = apply_table(a, c, i, errstr, errstr_size);
+        for (size_t i = 0; i < a->n_stages && !rc; i++)
+            rc = track_stage(a, c, i, 1, errstr, errstr_size);
+    } else {
+        /* new keys' rows straight into their table, the rest through the staging table */
+        for (size_t i = 0; i < a->n_stages && !rc; i++) {
+            if (!a->stages[i].n)
+                continue;
+            int done = pg_apply_direct(a, c, i, errstr, errstr_size);
+            if (done < 0)
+                rc = -1;
+            else if (!done && !(rc = stage_copy(a, c, i, errstr, errstr_size)))
+                rc = apply_table(a, c, i, errstr, errstr_size);
+        }
     }
-    for (size_t i = 0; i < a->n_stages && !rc; i++)
-        rc = track_stage(a, c, i, 0, errstr, errstr_size);
-    for (size_t i = 0; i < a->n_stages && !rc; i++)
-        if (a->stages[i].n)
-            rc = apply_table(a, c, i, errstr, errstr_size);
-    for (size_t i = 0; i < a->n_stages && !rc; i++)
-        rc = track_stage(a, c, i, 1, errstr, errstr_size);
     if (!rc)
         rc = pg_derive_periods(a, c, errstr, errstr_size);
     /* the staging tables are the session's: emptied for the next batch */
     cg_buf_reset(&sql);
     for (size_t i = 0; i < a->n_stages && !rc; i++) {
-        if (!a->stages[i].n)
+        if (!a->stages[i].staged)
             continue;
         cg_buf_puts(&sql, sql.len ? ", " : "TRUNCATE ");
         pg_stage_name(&sql, pg_table_at(i));
@@ -257,7 +260,7 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         cg_buf_puts(&sql, " (topic, partition, \"offset\", table_name, sqlstate, reason, record) "
                           "FROM STDIN");
         cg_buf_putc(&sql, '\0');
-        rc = copy_in(c, sql.data, &a->rejects, errstr, errstr_size);
+        rc = pg_copy_in(c, sql.data, &a->rejects, NULL, errstr, errstr_size);
     }
     cg_buf_free(&sql);
     if (!rc)

@@ -25,6 +25,21 @@ static const struct {
     {"death", "death_date", NULL},
 };
 
+int pg_period_columns(const cg_omop_table_t *t, const char **start, const char **end)
+{
+    for (size_t i = 0; i < sizeof(period_dates) / sizeof(period_dates[0]); i++) {
+        if (strcmp(t->name, period_dates[i].table) ||
+            !cg_omop_column(t, period_dates[i].start, NULL))
+            continue;
+        *start = period_dates[i].start;
+        *end = period_dates[i].end && cg_omop_column(t, period_dates[i].end, NULL)
+                   ? period_dates[i].end
+                   : NULL;
+        return 1;
+    }
+    return 0;
+}
+
 /* The statements that make each touched person's observation_period one span from the first to
  * the last date of their rows (id: the person's own id; type 32817, EHR); a person with no
  * dated row, or no person row, has none. touched: a SELECT of person ids as stored. */

@@ -126,3 +126,30 @@ void pg_qual(cg_buf_t *b, const char *schema, const char *name)
     cg_buf_putc(b, '.');
     pg_ident(b, name);
 }
+
+int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault, char *errstr,
+               size_t errstr_size)
+{
+    if (rows_fault)
+        *rows_fault = 0;
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    int ok = PQputCopyData(c, data->data, (int)data->len) == 1 && PQputCopyEnd(c, NULL) == 1;
+    r = PQgetResult(c);
+    if (!ok || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        if (rows_fault && st)
+            *rows_fault = !strncmp(st, "22", 2) || !strncmp(st, "23", 2);
+        ok = 0;
+    }
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+    return ok ? 0 : -1;
+}

@@ -8,6 +8,7 @@
  *   pg_apply_audit.c    the release audit of the open transaction
  *   pg_apply_sql.c      the statements per table: upsert, delete, id map, touched persons
  *   pg_apply_periods.c  observation_period derived from the rows
+ *   pg_apply_direct.c   new keys' rows COPY'd straight into their table (integer ids)
  *   pg_apply_flush.c    a batch's statements run: COPY, bulk then row by row, rejects
  *   pg_apply_merge.c    a person merge
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
@@ -77,6 +78,11 @@ PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size);
 void pg_message(const PGresult *res, const PGconn *conn, char *buf, size_t size);
 /* Runs sql (no parameters); 0, or -1 with the message in errstr. */
 int pg_exec(PGconn *c, const char *sql, char *errstr, size_t errstr_size);
+/* Runs sql (a COPY ... FROM STDIN) with data as its input; 0, or -1 with the message and, when
+ * rows_fault is not NULL, whether the data was refused for a data or constraint error (SQLSTATE
+ * class 22 or 23) rather than for the connection's or transaction's sake. */
+int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault, char *errstr,
+               size_t errstr_size);
 /* Whether the connection is gone (so a batch is retried on a new one, not rejected). */
 int pg_conn_lost(PGconn *c);
 /* "schema"."name" into b, quoted as PostgreSQL needs. */
@@ -225,6 +231,8 @@ typedef struct stage {
     char *upsert1_sql, *delete1_sql;           /* the same when keys are unique in the batch */
     char *insert_sql, *idmap_fast_sql;         /* when every staged key is new (integer ids) */
     char *before_sql, *after_sql;              /* the persons it touches (track) */
+    char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
+    int staged;                                /* in its staging table (emptied after) */
 } stage_t;
 
 /* Where a staged record's original bytes are in pg_apply's raws (for a reject). */
@@ -273,7 +281,27 @@ struct pg_apply {
     int track;           /* touched persons into pg_temp.cg_changed_persons (cohorts) */
     audit_line_t *audit; /* the open transaction's; a staged row names its line (cg_audit) */
     size_t n_audit, cap_audit;
+    /* pg_apply_direct.c's, kept between batches: the batch's row ids -> compact ids (an
+     * open-addressing table), the COPY text of new rows and of the rest, parameters */
+    int64_t *ids_k, *ids_v;
+    unsigned char *ids_flags;
+    size_t ids_cap, ids_n;
+    cg_buf_t direct, rest, par1, par2, par3;
+    char *ids_sql, *new_ids_sql, *id_seq;
+    /* ids the id map held when a transaction committed (a row id never changes its compact
+     * id), so persons and visits named again and again are not looked up each batch:
+     * direct-mapped, PG_ID_CACHE slots; those learned in the open transaction wait in pend_*
+     * until it commits (an aborted one's new ids are gone) */
+    int64_t *cache_k, *cache_v;
+    int64_t *pend_k, *pend_v;
+    size_t n_pend, cap_pend;
 };
+
+#define PG_ID_CACHE ((size_t)1 << 16)
+static inline size_t pg_id_cache_slot(int64_t k)
+{
+    return (size_t)(((uint64_t)k * 0x9E3779B97F4A7C15ULL) >> 40) & (PG_ID_CACHE - 1);
+}
 
 /* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
@@ -304,6 +332,16 @@ char *pg_track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after);
  * stored) observation_period anew; the batch's periods widened, and made anew where needed. */
 char *pg_periods_sql(const pg_conf_t *conf, const char *touched);
 int pg_derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+/* pg_apply_periods.c: the date columns a row of t spans (*end NULL: its start only); 0 when t's
+ * rows make no observation period. */
+int pg_period_columns(const cg_omop_table_t *t, const char **start, const char **end);
+/* pg_apply_direct.c: the staged rows of table ti whose keys are new to the id map, COPY'd
+ * straight into the table with their compact ids (no staging table, no ON CONFLICT, no id
+ * lookups in SQL), their periods widened; the rows left (keys already there) stay staged for
+ * the statements of pg_apply_sql.c. 1 every row done, 0 rows left (all of them when the batch
+ * does not qualify or the database refused the COPY for a row's fault: rolled back), -1 the
+ * transaction cannot go on. */
+int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size);
 
 /* ---- pg_envelope.c ---- */
 #define PG_MAX_COLUMNS      64 /* of a table the sink applies records to */

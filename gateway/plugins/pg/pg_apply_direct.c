@@ -1,0 +1,588 @@
+/* pg_apply_direct.c - a table's staged rows whose keys are new, COPY'd straight into it.
+ *
+ * A key the id map has never seen names no row: its record is a plain insert. For those rows the
+ * staging table, the INSERT ... SELECT (a WAL record and an id-map probe per id column per row)
+ * and ON CONFLICT buy nothing, so with integer ids a batch goes:
+ *
+ *   1. one SELECT of the batch's row ids already in the id map, an index probe each (and of
+ *      its persons merged away: such a batch takes the statements, which follow the merge);
+ *      ids a committed transaction saw in the map are known without it (a small cache:
+ *      persons and visits come again and again);
+ *   2. under a savepoint, compact ids for the new ids from the map's own sequence, and one COPY
+ *      of the pairs into the map in order (two instances never wait on each other in a cycle),
+ *      without ON CONFLICT: a concurrent instance's same new id fails it (23505) and the
+ *      statements run instead;
+ *   3. under another, the new keys' rows as COPY text with compact ids, one COPY into the table
+ *      (PostgreSQL inserts them in bulk); a row it refuses (class 22, 23) rolls 3 back (the ids
+ *      stay mapped: no gap in the map's integers) and every row of the table takes the
+ *      statements, which reject the bad row alone;
+ *   4. their persons' observation periods widened, from the rows' dates sent as arrays.
+ *
+ * The rows whose keys were there stay staged for pg_apply_sql.c's upsert. Not taken: bigint
+ * ids, persons tracked for the cohorts (the tracking reads the staging tables), a key twice or a
+ * delete in the batch (order matters then), the person table (a merged person stays merged).
+ */
+#include "pg_int.h"
+
+#include "cg_log.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* an id of the batch: used; its value listed in $2 (a person); new to the id map; looked up
+ * (listed in $1, or known from the cache); a reference (in a column other than the key) */
+enum { ID_USED = 1, ID_PERSON = 2, ID_NEW = 4, ID_LISTED = 8, ID_REF = 16 };
+#define ID_UNKNOWN INT64_MIN
+
+static size_t id_slot(const pg_apply_t *a, int64_t k)
+{
+    return (size_t)(((uint64_t)k * 0x9E3779B97F4A7C15ULL) >> 20) & (a->ids_cap - 1);
+}
+
+/* The slot of k, added (its compact id unknown) when new; -1 when out of memory. */
+static long id_add(pg_apply_t *a, int64_t k)
+{
+    if (2 * (a->ids_n + 1) > a->ids_cap) { /* at most half full */
+        size_t cap = a->ids_cap ? a->ids_cap * 2 : 4096;
+        int64_t *nk = malloc(cap * sizeof(*nk)), *nv = malloc(cap * sizeof(*nv));
+        unsigned char *nf = calloc(cap, 1);
+        if (!nk || !nv || !nf) {
+            free(nk);
+            free(nv);
+            free(nf);
+            return -1;
+        }
+        int64_t *ok = a->ids_k, *ov = a->ids_v;
+        unsigned char *of = a->ids_flags;
+        size_t ocap = a->ids_cap;
+        a->ids_k = nk, a->ids_v = nv, a->ids_flags = nf, a->ids_cap = cap;
+        for (size_t i = 0; i < ocap; i++) {
+            if (!of[i])
+                continue;
+            size_t j = id_slot(a, ok[i]);
+            while (nf[j])
+                j = (j + 1) & (cap - 1);
+            nk[j] = ok[i], nv[j] = ov[i], nf[j] = of[i];
+        }
+        free(ok);
+        free(ov);
+        free(of);
+    }
+    size_t j = id_slot(a, k);
+    while (a->ids_flags[j]) {
+        if (a->ids_k[j] == k)
+            return (long)j;
+        j = (j + 1) & (a->ids_cap - 1);
+    }
+    a->ids_k[j] = k, a->ids_v[j] = ID_UNKNOWN, a->ids_flags[j] = ID_USED;
+    a->ids_n++;
+    return (long)j;
+}
+
+static long id_find(const pg_apply_t *a, int64_t k)
+{
+    size_t j = id_slot(a, k);
+    while (a->ids_flags[j]) {
+        if (a->ids_k[j] == k)
+            return (long)j;
+        j = (j + 1) & (a->ids_cap - 1);
+    }
+    return -1;
+}
+
+/* A staged row's fields: sequence, op, topic, partition, offset, audit line, then the columns
+ * (pg_apply_stage's COPY text: a field never holds a raw tab or newline). The line's end. */
+#define STAGE_META 6
+static const char *split_line(const char *p, const char *end, const char **f, size_t *fl, size_t nf)
+{
+    for (size_t i = 0; i < nf; i++) {
+        const char *q = memchr(p, i + 1 < nf ? '\t' : '\n', (size_t)(end - p));
+        if (!q)
+            return NULL;
+        f[i] = p;
+        fl[i] = (size_t)(q - p);
+        p = q + 1;
+    }
+    return p;
+}
+
+static int is_null(const char *f, size_t n)
+{
+    return n == 2 && f[0] == '\\' && f[1] == 'N';
+}
+
+/* An id field (checked as a 64-bit integer when staged). */
+static int64_t id_of(const char *v, size_t n)
+{
+    uint64_t mag = 0;
+    int neg = n && v[0] == '-';
+    for (size_t i = (size_t)neg; i < n; i++)
+        mag = mag * 10 + (uint64_t)(v[i] - '0');
+    return (int64_t)(neg ? 0 - mag : mag);
+}
+
+static void put_int(cg_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[--i] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        tmp[--i] = '-';
+    cg_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* An array literal's element from a COPY text field: NULL, or quoted (a date may be spelled
+ * with commas and spaces). */
+static void put_elem(cg_buf_t *b, const char *f, size_t n)
+{
+    if (is_null(f, n)) {
+        cg_buf_puts(b, "NULL");
+        return;
+    }
+    if (!memchr(f, '\\', n) && !memchr(f, '"', n)) { /* a date: nearly always */
+        cg_buf_putc(b, '"');
+        cg_buf_append(b, f, n);
+        cg_buf_putc(b, '"');
+        return;
+    }
+    cg_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        char ch = f[i];
+        if (ch == '\\' && i + 1 < n) { /* COPY's escapes */
+            ch = f[++i];
+            ch = ch == 't' ? '\t' : ch == 'n' ? '\n' : ch == 'r' ? '\r' : ch;
+        }
+        if (ch == '"' || ch == '\\')
+            cg_buf_putc(b, '\\');
+        cg_buf_putc(b, ch);
+    }
+    cg_buf_putc(b, '"');
+}
+
+static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t)
+{
+    const char *sc = a->conf->schema;
+    cg_buf_t b;
+    if (!a->ids_sql) {
+        /* scalar subqueries: one index probe per id, where a join of the array may scan the
+         * whole map */
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "SELECT x.v, x.id FROM (SELECT u.v, (SELECT m.id FROM ");
+        pg_qual(&b, sc, "cg_id_map");
+        cg_buf_puts(&b, " m WHERE m.source_id = u.v) AS id FROM unnest($1::bigint[]) u(v)) x WHERE "
+                        "x.id IS NOT NULL UNION ALL SELECT p.v, NULL FROM unnest($2::bigint[]) "
+                        "p(v) WHERE (SELECT true FROM ");
+        pg_qual(&b, sc, "cg_person_merge");
+        cg_buf_puts(&b, " g WHERE g.merged_source_id = p.v)");
+        cg_buf_putc(&b, '\0');
+        a->ids_sql = b.data;
+    }
+    if (!a->new_ids_sql) {
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "COPY ");
+        pg_qual(&b, sc, "cg_id_map");
+        cg_buf_puts(&b, " (source_id, id) FROM STDIN");
+        cg_buf_putc(&b, '\0');
+        a->new_ids_sql = b.data;
+    }
+    if (!s->direct_sql) {
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "COPY ");
+        pg_qual(&b, sc, t->name);
+        cg_buf_puts(&b, " (");
+        for (size_t k = 0; k < t->n_columns; k++) {
+            cg_buf_puts(&b, k ? ", " : "");
+            pg_ident(&b, t->columns[k].name);
+        }
+        cg_buf_puts(&b, ") FROM STDIN");
+        cg_buf_putc(&b, '\0');
+        s->direct_sql = b.data;
+    }
+    const char *d0, *d1;
+    if (!s->direct_widen_sql && pg_period_columns(t, &d0, &d1)) {
+        /* as pg_apply_periods.c's widening, over the rows' (person, start, end) */
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "WITH agg AS (SELECT u.p, min(u.d0) AS d0, max(greatest(u.d0, "
+                        "coalesce(u.d1, u.d0))) AS d1 FROM unnest($1::bigint[], $2::date[], "
+                        "$3::date[]) u(p, d0, d1) WHERE EXISTS (SELECT 1 FROM ");
+        pg_qual(&b, sc, "person");
+        cg_buf_puts(&b, " x WHERE x.person_id = u.p) GROUP BY u.p) INSERT INTO ");
+        pg_qual(&b, sc, "observation_period");
+        cg_buf_puts(&b,
+                    " AS o (observation_period_id, person_id, observation_period_start_date, "
+                    "observation_period_end_date, period_type_concept_id) SELECT p, p, d0, d1, "
+                    "32817 FROM agg ON CONFLICT (observation_period_id) DO UPDATE SET "
+                    "observation_period_start_date = least(o.observation_period_start_date, "
+                    "EXCLUDED.observation_period_start_date), observation_period_end_date = "
+                    "greatest(o.observation_period_end_date, "
+                    "EXCLUDED.observation_period_end_date) WHERE "
+                    "EXCLUDED.observation_period_start_date < o.observation_period_start_date OR "
+                    "EXCLUDED.observation_period_end_date > o.observation_period_end_date");
+        cg_buf_putc(&b, '\0');
+        s->direct_widen_sql = b.data;
+    }
+}
+
+/* Runs sql with text parameters; its result, or NULL with the message (*rows_fault: a data or
+ * constraint error). */
+static PGresult *run(PGconn *c, const char *sql, int n, const cg_buf_t *par, int *rows_fault,
+                     char *errstr, size_t errstr_size)
+{
+    const char *v[3];
+    for (int i = 0; i < n; i++)
+        v[i] = par[i].data;
+    PGresult *r = PQexecParams(c, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return r;
+    pg_message(r, c, errstr, errstr_size);
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (rows_fault)
+        *rows_fault = code && (!strncmp(code, "22", 2) || !strncmp(code, "23", 2));
+    PQclear(r);
+    return NULL;
+}
+
+/* An id learned in the open transaction, for the cache once it commits. */
+static int pend(pg_apply_t *a, int64_t k, int64_t v)
+{
+    if (a->n_pend == a->cap_pend) {
+        size_t cap = a->cap_pend ? a->cap_pend * 2 : 1024;
+        int64_t *nk = realloc(a->pend_k, cap * sizeof(*nk));
+        if (nk)
+            a->pend_k = nk;
+        int64_t *nv = nk ? realloc(a->pend_v, cap * sizeof(*nv)) : NULL;
+        if (!nv)
+            return -1;
+        a->pend_v = nv;
+        a->cap_pend = cap;
+    }
+    a->pend_k[a->n_pend] = k;
+    a->pend_v[a->n_pend++] = v;
+    return 0;
+}
+
+/* The look-up's answer (source id, compact id; a NULL id: a person merged away) into a's
+ * table. -1 when out of memory. */
+static int fill_ids(pg_apply_t *a, const PGresult *r, int *merged)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        long j = id_find(a, strtoll(PQgetvalue(r, i, 0), NULL, 10));
+        if (j < 0)
+            continue;
+        if (PQgetisnull(r, i, 1)) {
+            *merged = 1;
+            continue;
+        }
+        a->ids_v[j] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        if ((a->ids_flags[j] & ID_REF) && pend(a, a->ids_k[j], a->ids_v[j]))
+            return -1;
+    }
+    return 0;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Step 1: the batch's distinct ids into a's table and $1, its persons into $2; the ids already
+ * mapped looked up. 1 go on, 0 not for this path, -1 the transaction's error. */
+static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
+                   long pcol, char *errstr, size_t errstr_size)
+{
+    const char *f[STAGE_META + PG_MAX_COLUMNS];
+    size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
+    if (!a->cache_k) {
+        a->cache_k = calloc(PG_ID_CACHE, sizeof(*a->cache_k));
+        a->cache_v = calloc(PG_ID_CACHE, sizeof(*a->cache_v));
+        if (!a->cache_k || !a->cache_v)
+            return -1;
+    }
+    if (a->ids_n)
+        memset(a->ids_flags, 0, a->ids_cap);
+    a->ids_n = 0;
+    cg_buf_reset(&a->par1);
+    cg_buf_reset(&a->par2);
+    cg_buf_putc(&a->par1, '{');
+    cg_buf_putc(&a->par2, '{');
+    const char *p = s->copy.data, *end = p + s->copy.len;
+    while (p < end) {
+        if (!(p = split_line(p, end, f, fl, nf)))
+            return 0;
+        for (size_t k = 0; k < t->n_columns; k++) {
+            if (!(ids >> k & 1))
+                continue;
+            const char *v = f[STAGE_META + k];
+            size_t n = fl[STAGE_META + k];
+            if (is_null(v, n)) {
+                if (k == s->key_col) /* the statements say why */
+                    return 0;
+                continue;
+            }
+            int64_t id = id_of(v, n);
+            long j = id_add(a, id);
+            if (j < 0)
+                return -1;
+            if (k != s->key_col)
+                a->ids_flags[j] |= ID_REF;
+            if (!(a->ids_flags[j] & ID_LISTED)) {
+                size_t slot = pg_id_cache_slot(id);
+                if (a->cache_v[slot] && a->cache_k[slot] == id) {
+                    a->ids_v[j] = a->cache_v[slot];
+                } else {
+                    if (a->par1.len > 1)
+                        cg_buf_putc(&a->par1, ',');
+                    cg_buf_append(&a->par1, v, n);
+                }
+                a->ids_flags[j] |= ID_LISTED;
+            }
+            if ((long)k == pcol && !(a->ids_flags[j] & ID_PERSON)) {
+                if (a->par2.len > 1)
+                    cg_buf_putc(&a->par2, ',');
+                cg_buf_append(&a->par2, v, n);
+                a->ids_flags[j] |= ID_PERSON;
+            }
+        }
+    }
+    cg_buf_putc(&a->par1, '}');
+    cg_buf_putc(&a->par2, '}');
+    if (cg_buf_putc(&a->par1, '\0') != CG_OK || cg_buf_putc(&a->par2, '\0') != CG_OK)
+        return -1;
+    cg_buf_t par[2] = {a->par1, a->par2};
+    PGresult *r = run(c, a->ids_sql, 2, par, NULL, errstr, errstr_size);
+    if (!r)
+        return -1;
+    int merged = 0, oom = fill_ids(a, r, &merged);
+    PQclear(r);
+    if (oom)
+        return -1;
+    if (merged)
+        return 0;
+    int any = 0;
+    for (size_t j = 0; j < a->ids_cap; j++)
+        if (a->ids_flags[j] && a->ids_v[j] == ID_UNKNOWN)
+            a->ids_flags[j] |= ID_NEW;
+    p = s->copy.data;
+    while (p < end && !any) { /* a key new to the map: something for this path */
+        p = split_line(p, end, f, fl, nf);
+        long j = id_find(a, id_of(f[STAGE_META + s->key_col], fl[STAGE_META + s->key_col]));
+        any = j >= 0 && (a->ids_flags[j] & ID_NEW);
+    }
+    return any;
+}
+
+/* Step 2: compact ids for the new ids, from the id map's own sequence (one nextval each, as
+ * its identity would take), and the pairs COPY'd into it in order; their compact ids into a's
+ * table. */
+static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size_t errstr_size)
+{
+    if (!a->id_seq) {
+        cg_buf_t q;
+        cg_buf_init(&q);
+        pg_qual(&q, a->conf->schema, "cg_id_map");
+        cg_buf_putc(&q, '\0');
+        PGresult *r = q.data ? run(c, "SELECT pg_get_serial_sequence($1, 'id')", 1, &q, NULL,
+                                   errstr, errstr_size)
+                             : NULL;
+        cg_buf_free(&q);
+        if (!r)
+            return -1;
+        if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            a->id_seq = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (!a->id_seq) {
+            snprintf(errstr, errstr_size, "cg_id_map.id has no sequence");
+            return -1;
+        }
+    }
+    size_t n = 0;
+    int64_t *v = malloc((a->ids_n ? a->ids_n : 1) * sizeof(*v));
+    if (!v)
+        return -1;
+    for (size_t j = 0; j < a->ids_cap; j++)
+        if (a->ids_flags[j] & ID_NEW)
+            v[n++] = a->ids_k[j];
+    qsort(v, n, sizeof(*v), cmp_i64);
+    cg_buf_t par[2];
+    cg_buf_init(&par[0]);
+    cg_buf_init(&par[1]);
+    cg_buf_puts(&par[0], a->id_seq);
+    cg_buf_putc(&par[0], '\0');
+    put_int(&par[1], (int64_t)n);
+    cg_buf_putc(&par[1], '\0');
+    PGresult *r = par[0].data && par[1].data
+                      ? run(c, "SELECT nextval($1::regclass) FROM generate_series(1, $2::integer)",
+                            2, par, NULL, errstr, errstr_size)
+                      : NULL;
+    cg_buf_free(&par[0]);
+    cg_buf_free(&par[1]);
+    if (!r || (size_t)PQntuples(r) != n) {
+        if (r)
+            snprintf(errstr, errstr_size, "the id map's sequence answered %d ids, not %zu",
+                     PQntuples(r), n);
+        PQclear(r);
+        free(v);
+        return -1;
+    }
+    int rc = 0;
+    cg_buf_reset(&a->par1);
+    for (size_t i = 0; i < n && !rc; i++) {
+        long j = id_find(a, v[i]);
+        a->ids_v[j] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        put_int(&a->par1, v[i]);
+        cg_buf_putc(&a->par1, '\t');
+        put_int(&a->par1, a->ids_v[j]);
+        rc = cg_buf_putc(&a->par1, '\n') != CG_OK ||
+             ((a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]));
+    }
+    PQclear(r);
+    free(v);
+    if (rc)
+        return -1;
+    return pg_copy_in(c, a->new_ids_sql, &a->par1, rows_fault, errstr, errstr_size);
+}
+
+/* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
+ * staged) into a->rest; with periods, the rows' persons and dates into $1..$3. */
+static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids, long pcol,
+                      long c0, long c1, size_t *n_direct, size_t *n_rest)
+{
+    const char *f[STAGE_META + PG_MAX_COLUMNS];
+    size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
+    int periods = s->direct_widen_sql && pcol >= 0;
+    cg_buf_reset(&a->direct);
+    cg_buf_reset(&a->rest);
+    for (int i = 0; i < 3; i++)
+        cg_buf_reset(i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3);
+    const char *p = s->copy.data, *end = p + s->copy.len, *line;
+    *n_direct = *n_rest = 0;
+    while (p < end) {
+        line = p;
+        p = split_line(p, end, f, fl, nf);
+        long kj = id_find(a, id_of(f[STAGE_META + s->key_col], fl[STAGE_META + s->key_col]));
+        if (!(a->ids_flags[kj] & ID_NEW)) {
+            cg_buf_append(&a->rest, line, (size_t)(p - line));
+            ++*n_rest;
+            continue;
+        }
+        /* the columns as staged, but for the ids: copied in runs between them */
+        const char *from = f[STAGE_META];
+        for (size_t k = 0; k < t->n_columns; k++) {
+            const char *v = f[STAGE_META + k];
+            size_t n = fl[STAGE_META + k];
+            if (!(ids >> k & 1) || is_null(v, n))
+                continue;
+            cg_buf_append(&a->direct, from, (size_t)(v - from));
+            put_int(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
+            from = v + n;
+        }
+        cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
+        if (periods) {
+            const char *pv = f[STAGE_META + pcol];
+            size_t pn = fl[STAGE_META + pcol];
+            cg_buf_putc(&a->par1, *n_direct ? ',' : '{');
+            if (is_null(pv, pn))
+                cg_buf_puts(&a->par1, "NULL");
+            else
+                put_int(&a->par1, a->ids_v[id_find(a, id_of(pv, pn))]);
+            cg_buf_putc(&a->par2, *n_direct ? ',' : '{');
+            put_elem(&a->par2, f[STAGE_META + c0], fl[STAGE_META + c0]);
+            cg_buf_putc(&a->par3, *n_direct ? ',' : '{');
+            long e = c1 >= 0 ? c1 : c0;
+            put_elem(&a->par3, f[STAGE_META + e], fl[STAGE_META + e]);
+        }
+        ++*n_direct;
+    }
+    int ok = 1;
+    for (int i = 0; periods && i < 3; i++) {
+        cg_buf_t *b = i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3;
+        ok &= cg_buf_putc(b, '}') == CG_OK && cg_buf_putc(b, '\0') == CG_OK;
+    }
+    ok &= cg_buf_putc(&a->rest, '\0') == CG_OK && cg_buf_putc(&a->direct, '\0') == CG_OK;
+    if (a->rest.len)
+        a->rest.len--; /* NUL-terminated for safety, not part of the text */
+    if (a->direct.len)
+        a->direct.len--;
+    return ok ? 0 : -1;
+}
+
+int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size)
+{
+    stage_t *s = &a->stages[ti];
+    const cg_omop_table_t *t = pg_table_at(ti);
+    if (a->conf->id_type != PG_IDS_INTEGER || a->track || s->dup_keys || s->n_del || !s->n ||
+        !strcmp(t->name, "person") || !pg_column_is_id(&t->columns[s->key_col]))
+        return 0;
+    size_t k;
+    long pcol = cg_omop_column(t, "person_id", &k) ? (long)k : -1, c0 = -1, c1 = -1;
+    const char *d0, *d1;
+    if (pg_period_columns(t, &d0, &d1)) {
+        c0 = cg_omop_column(t, d0, &k) ? (long)k : -1;
+        c1 = d1 && cg_omop_column(t, d1, &k) ? (long)k : -1;
+    }
+    uint64_t ids = 0; /* the id columns (a table has fewer than PG_MAX_COLUMNS) */
+    for (k = 0; k < t->n_columns && k < 64; k++)
+        ids |= (uint64_t)(pg_column_is_id(&t->columns[k]) != 0) << k;
+    build_sql(a, s, t);
+    if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
+        return -1;
+    int rc = look_up(a, c, s, t, ids, pcol, errstr, errstr_size);
+    if (rc <= 0)
+        return rc;
+    /* the new ids, then the rows, each under a savepoint of its own: a row's fault rolls back
+     * the rows only, so the ids stay mapped and the map's integers keep no gap */
+    int fault = 0;
+    size_t n_direct, n_rest, n_pend = a->n_pend;
+    const char *refused = NULL;
+    if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
+        return -1;
+    rc = map_new(a, c, &fault, errstr, errstr_size);
+    if (rc) {
+        a->n_pend = n_pend; /* gone with the savepoint */
+        refused = "a concurrent instance's same new id";
+    } else if (pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size) ||
+               split_rows(a, s, t, ids, pcol, c0, c1, &n_direct, &n_rest) ||
+               pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size)) {
+        return -1;
+    } else if ((rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size))) {
+        refused = "a row";
+    }
+    if (rc) {
+        if (!fault) /* the transaction's error: it is aborted */
+            return -1;
+        /* PostgreSQL's text may quote a value: the rejects keep it, the log does not */
+        cg_log(CG_LOG_DEBUG, "pg.direct_refused",
+               "%s: the COPY was refused (%s): %zu rows by "
+               "the statements",
+               t->name, refused, s->n);
+        return pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
+                       errstr_size)
+                   ? -1
+                   : 0;
+    }
+    if (pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size))
+        return -1;
+    if (s->direct_widen_sql && pcol >= 0 && c0 >= 0) {
+        cg_buf_t par[3] = {a->par1, a->par2, a->par3};
+        PGresult *r = run(c, s->direct_widen_sql, 3, par, NULL, errstr, errstr_size);
+        if (!r)
+            return -1;
+        PQclear(r);
+    }
+    a->st.upserted += n_direct;
+    a->txn_upserted[ti] += n_direct;
+    cg_log(CG_LOG_DEBUG, "pg.direct", "%s: %zu rows copied, %zu by the statements", t->name,
+           n_direct, n_rest);
+    /* the rows left take the statements */
+    cg_buf_t tmp = s->copy;
+    s->copy = a->rest;
+    a->rest = tmp;
+    s->n = n_rest;
+    return n_rest ? 0 : 1;
+}

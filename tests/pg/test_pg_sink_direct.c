@@ -1,0 +1,200 @@
+/* test_pg_sink_direct.c - the sink's direct path (pg_apply_direct.c: rows whose keys are new to
+ * the id map COPY'd straight into their table) against the real broker and PostgreSQL server
+ * (labels kafka and pg; skipped, exit 77, unless both are set), one partition, small batches.
+ *
+ *   new:    40 persons, then 1,200 new measurements, 3 of which the database refuses (a source
+ *           value too long): the 1,197 others loaded with their persons' compact ids and
+ *           values, the 3 in cg_rejects once each, every person's observation_period spanning
+ *           its measurements' dates, no gap in the id map's integers; the log says rows were
+ *           copied, and that the batches with a bad row took the statements.
+ *   mixed:  a new process (nothing cached) gets 300 updates of those measurements interleaved
+ *           with 300 new ones at later dates: the new keys copied and the others upserted in
+ *           the same batches (the log says so): values updated, new rows in, one compact id
+ *           per row id and still no gap, periods widened.
+ *   merge:  person 2 merged into person 1, then 50 new measurements of person 2: they belong
+ *           to person 1.
+ */
+#include "pg_test_util.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define PERSON0 5000000000000LL
+#define MEAS0   6000000000000LL
+#define PERSONS 40
+#define FIRST   1200
+#define BAD(i)  ((i) == 100 || (i) == 600 || (i) == 1100)
+
+static void config(const pt_run_t *r)
+{
+    FILE *f = fopen(r->config, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
+            " \"output\": {\"sink\": \"pg\"},\n"
+            " \"delivery\": {\"transaction_max_messages\": 500, \"commit_interval_ms\": 200},\n"
+            " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
+            " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
+            "\"batch_rows\": 300},\n"
+            " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"debug\"}}\n",
+            r->name, r->topic, tk_bootstrap(), r->schema);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void measurement(rd_kafka_t *p, const pt_run_t *r, long long i, long long person,
+                        const char *date, long long value, int bad)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
+             "\"row\":{\"measurement_id\":%lld,\"person_id\":%lld,\"measurement_concept_id\":"
+             "3004410,\"measurement_date\":\"%s\",\"measurement_type_concept_id\":32856,"
+             "\"value_as_number\":%lld,\"measurement_source_value\":\"%s\"}}",
+             MEAS0 + i, PERSON0 + person, date, value,
+             bad ? "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" : "4548-4");
+    pt_produce(p, r->topic, "1", buf);
+}
+
+/* Runs the sink to its idle end, its log in DIR/name. */
+static void run_sink(const pt_run_t *r, const char *name)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/%s", r->dir, name);
+    assert_int_equal(pt_sink(r->config, NULL, 1, log), 0);
+}
+
+/* Persons whose observation_period is exactly the span of their measurements' dates. */
+static long long periods_exact(const pt_run_t *r)
+{
+    return pt_q_int("SELECT count(*) FROM %s.observation_period o JOIN (SELECT person_id, "
+                    "min(measurement_date) d0, max(measurement_date) d1 FROM %s.measurement "
+                    "GROUP BY 1) g ON g.person_id = o.person_id WHERE "
+                    "o.observation_period_start_date = g.d0 AND o.observation_period_end_date "
+                    "= g.d1 AND o.observation_period_id = o.person_id",
+                    r->schema, r->schema);
+}
+
+/* Measurements whose row id (through the id map) is i and value v, for i in [from, to). */
+static long long values_are(const pt_run_t *r, long long from, long long to, const char *v)
+{
+    return pt_q_int("SELECT count(*) FROM %s.measurement m JOIN %s.cg_id_map k ON k.id = "
+                    "m.measurement_id WHERE k.source_id >= %lld AND k.source_id < %lld AND "
+                    "m.value_as_number = %s",
+                    r->schema, r->schema, MEAS0 + from, MEAS0 + to, v);
+}
+
+static void test_direct(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-sink-direct", "records", 1);
+    config(&r);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+
+    /* new: persons (the statements), then new measurements (copied) */
+    rd_kafka_t *p = tk_producer();
+    for (int i = 0; i < PERSONS; i++) {
+        char buf[512];
+        snprintf(buf, sizeof(buf),
+                 "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\","
+                 "\"row\":{\"person_id\":%lld,\"gender_concept_id\":8507,\"year_of_birth\":1970,"
+                 "\"race_concept_id\":0,\"ethnicity_concept_id\":0}}",
+                 PERSON0 + i);
+        pt_produce(p, r.topic, "1", buf);
+    }
+    for (int i = 0; i < FIRST; i++) {
+        char date[16];
+        snprintf(date, sizeof(date), "2024-01-%02d", 1 + i % 28);
+        measurement(p, &r, i, i % PERSONS, date, i, BAD(i));
+    }
+    pt_producer_close(p);
+    run_sink(&r, "sink-1.log");
+    assert_int_equal(pt_committed(&r), PERSONS + FIRST);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r.schema), FIRST - 3);
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT \"offset\") FROM %s.cg_rejects WHERE "
+                              "sqlstate = '22001' AND table_name = 'measurement'",
+                              r.schema),
+                     3);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 3);
+    /* every row with its own value and its person's compact id */
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement m JOIN %s.cg_id_map k ON k.id "
+                              "= m.measurement_id JOIN %s.cg_id_map q ON q.id = m.person_id "
+                              "WHERE q.source_id = %lld + (k.source_id - %lld) %% %d AND "
+                              "m.value_as_number = k.source_id - %lld",
+                              r.schema, r.schema, r.schema, PERSON0, MEAS0, PERSONS, MEAS0),
+                     FIRST - 3);
+    assert_int_equal(periods_exact(&r), PERSONS);
+    /* a refused row cost its batch's compact ids nothing */
+    assert_int_equal(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
+                     pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    pt_sh("grep -q 'measurement: [0-9]* rows copied' '%s/sink-1.log'", r.dir);
+    pt_sh("grep -q 'pg.direct_refused.*measurement' '%s/sink-1.log'", r.dir);
+
+    /* mixed: updates and new keys in the same batches, from a process with nothing cached */
+    p = tk_producer();
+    for (int i = 0; i < 300; i++) {
+        measurement(p, &r, i, i % PERSONS, "2024-03-01", 10000 + i, 0);
+        measurement(p, &r, FIRST + i, i % PERSONS, "2024-04-01", FIRST + i, 0);
+    }
+    pt_producer_close(p);
+    run_sink(&r, "sink-2.log");
+    assert_int_equal(pt_committed(&r), PERSONS + FIRST + 600);
+    /* id 100 was refused before: its update is its first row */
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r.schema), FIRST - 3 + 301);
+    assert_int_equal(values_are(&r, 0, 300, "10000 + k.source_id - 6000000000000"), 300);
+    assert_int_equal(values_are(&r, 300, FIRST, "k.source_id - 6000000000000"), FIRST - 300 - 2);
+    assert_int_equal(values_are(&r, FIRST, FIRST + 300, "k.source_id - 6000000000000"), 300);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema),
+                     PERSONS + FIRST + 300);
+    assert_int_equal(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r.schema), PERSONS + FIRST + 300);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.observation_period WHERE "
+                              "observation_period_end_date = '2024-04-01'",
+                              r.schema),
+                     PERSONS);
+    assert_int_equal(periods_exact(&r), PERSONS);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 3);
+    pt_sh("grep -q 'measurement: [0-9]* rows copied, [1-9]' '%s/sink-2.log'", r.dir);
+
+    /* merge: person 2's new rows follow the merge to person 1 */
+    p = tk_producer();
+    char buf[512];
+    snprintf(buf, sizeof(buf),
+             "{\"standard\":\"cohortgate\",\"table\":\"cohortgate.person_merge\",\"op\":\"merge\","
+             "\"row\":{\"person_merge_id\":1,\"person_id\":%lld,\"merged_person_id\":%lld,"
+             "\"merge_date\":\"2024-04-11\"}}",
+             PERSON0 + 1, PERSON0 + 2);
+    pt_produce(p, r.topic, "1", buf);
+    for (int i = 0; i < 50; i++)
+        measurement(p, &r, 2000 + i, 2, "2024-05-01", i, 0);
+    pt_producer_close(p);
+    run_sink(&r, "sink-3.log");
+    assert_int_equal(pt_committed(&r), PERSONS + FIRST + 600 + 51);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement m JOIN %s.cg_id_map k ON k.id "
+                              "= m.measurement_id WHERE k.source_id >= %lld AND m.person_id = "
+                              "(SELECT id FROM %s.cg_id_map WHERE source_id = %lld)",
+                              r.schema, r.schema, MEAS0 + 2000, r.schema, PERSON0 + 1),
+                     50);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement WHERE person_id = (SELECT id "
+                              "FROM %s.cg_id_map WHERE source_id = %lld)",
+                              r.schema, r.schema, PERSON0 + 2),
+                     0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 3);
+    pt_run_end(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_direct),
+    };
+    return PT_RUN_TESTS(tests);
+}
