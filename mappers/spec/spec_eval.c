@@ -244,6 +244,16 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
         return CG_OK;
     case XF_UPPER:
     case XF_LOWER: {
+        /* codes mostly come in the wanted case already (OBX-11 "F", ORC-1 "NW"): then the value
+         * is its own result, and a copy per row would be waste */
+        char lo = x->kind == XF_UPPER ? 'a' : 'A';
+        size_t k = 0;
+        while (k < v.len && (v.s[k] < lo || v.s[k] > lo + 25))
+            k++;
+        if (k == v.len) {
+            *out = v;
+            return CG_OK;
+        }
         char *p = cg_arena_alloc(&mp->arena, v.len + 1);
         if (!p)
             return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
