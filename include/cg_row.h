@@ -84,6 +84,10 @@ typedef struct cg_row {
     const char *spec; /* the spec's name */
     int spec_version;
     const char *rule; /* the rule's name */
+    /* ,"spec":…,"spec_version":…,"rule":… as the JSON envelope writes these three, made once
+     * per rule; NULL: written from them (whoever changes one of them clears it) */
+    const char *json_prov;
+    uint32_t json_prov_len;
     /* The source message's id (MSH-10, a document's id) as records carry it: its keyed hash
      * (cg_pseudo_message_id) unless the mapping's message ids are plain (cg_mapping_opts_t) */
     cg_slice_t message_id;

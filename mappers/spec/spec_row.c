@@ -348,6 +348,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
                       .spec = mp->spec->name,
                       .spec_version = mp->spec->version,
                       .rule = r->name,
+                      .json_prov = r->json_prov,
+                      .json_prov_len = r->json_prov_len,
                       .trace = trace,
                       .trace_steps = trace ? trace + n_tab : NULL};
     return CG_OK;

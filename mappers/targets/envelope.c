@@ -149,13 +149,40 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
     if (cg_buf_reserve(out, 512) != CG_OK) /* most records fit: one reserve, then compares */
         return CG_ERR_NOMEM;
     w_t w = {out, out->data + out->len, out->data + out->cap};
-    PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
-    PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
-    const char *op_name = cg_row_op_name((cg_row_op_t)row->op);
-    PUT_KEY_STR(&w, ",\"op\":", op_name, strlen(op_name));
-    if (!room(&w, 16))
+    if (t->json_head) { /* made once per table: no lengths or escapes to look at per record */
+        if (!room(&w, (size_t)t->json_head_len + 48))
+            goto nomem;
+        memcpy(w.o, t->json_head, t->json_head_len);
+        w.o += t->json_head_len;
+    } else {
+        PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
+        PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
+    }
+    if (!room(&w, 48))
         goto nomem;
-    PUT_LIT(w.o, ",\"cohorts\":[");
+    /* ,"op":"NAME","cohorts":[ for each cg_row_op_t, in cg_row_op_name's order */
+    static const struct {
+        const char *s;
+        size_t n;
+    } op_json[] = {
+#define OP_JSON(name)                                                                              \
+    {",\"op\":\"" name "\",\"cohorts\":[", sizeof(",\"op\":\"" name "\",\"cohorts\":[") - 1}
+        OP_JSON("upsert"),
+        OP_JSON("delete"),
+        OP_JSON("merge"),
+        OP_JSON("retract"),
+#undef OP_JSON
+    };
+    if (row->op < sizeof(op_json) / sizeof(op_json[0])) {
+        memcpy(w.o, op_json[row->op].s, op_json[row->op].n);
+        w.o += op_json[row->op].n;
+    } else { /* an op newer than the table above */
+        const char *op_name = cg_row_op_name((cg_row_op_t)row->op);
+        PUT_KEY_STR(&w, ",\"op\":", op_name, strlen(op_name));
+        if (!room(&w, 16))
+            goto nomem;
+        PUT_LIT(w.o, ",\"cohorts\":[");
+    }
     for (size_t i = 0; i < n_cohorts; i++) {
         size_t cl = strlen(cohorts[i]);
         if (!room_str(&w, cl))
@@ -249,15 +276,22 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
     }
     if (row->source_time.len)
         PUT_KEY_STR(&w, ",\"time\":", row->source_time.ptr, row->source_time.len);
-    if (row->spec) {
-        PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
-        if (!room(&w, 48))
+    if (row->json_prov && row->spec && row->rule) { /* the same text, made once per rule */
+        if (!room(&w, (size_t)row->json_prov_len + 16))
             goto nomem;
-        PUT_LIT(w.o, ",\"spec_version\":");
-        w.o = put_int(w.o, row->spec_version);
+        memcpy(w.o, row->json_prov, row->json_prov_len);
+        w.o += row->json_prov_len;
+    } else {
+        if (row->spec) {
+            PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
+            if (!room(&w, 48))
+                goto nomem;
+            PUT_LIT(w.o, ",\"spec_version\":");
+            w.o = put_int(w.o, row->spec_version);
+        }
+        if (row->rule)
+            PUT_KEY_STR(&w, ",\"rule\":", row->rule, strlen(row->rule));
     }
-    if (row->rule)
-        PUT_KEY_STR(&w, ",\"rule\":", row->rule, strlen(row->rule));
     if (!room(&w, 4))
         goto nomem;
     *w.o++ = '}';
