@@ -1010,7 +1010,7 @@ static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
         return NULL;
     }
     unmemo_single_paths(ss);
-    if (cg_spec_select_build(ss) || cg_spec_prov_build(ss)) {
+    if (cg_spec_select_build(ss) || cg_spec_prepare(ss)) {
         if (n_errs)
             *n_errs = 1;
         if (c->e.errs && c->e.max)

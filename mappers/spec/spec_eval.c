@@ -544,10 +544,7 @@ cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     case CD_IN:
         if ((rc = eval(mp, c->a, &a)))
             return rc;
-        for (size_t i = 0; a.present && i < c->n_values; i++)
-            if (c->value_lens[i] == a.len &&
-                (!a.len || (c->values[i][0] == a.s[0] && !memcmp(c->values[i], a.s, a.len))))
-                *out = 1;
+        *out = cond_in(c, a);
         return CG_OK;
     case CD_REGEX: {
         if ((rc = eval(mp, c->a, &a)))

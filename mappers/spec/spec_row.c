@@ -258,8 +258,21 @@ cg_err_t cg_spec_rule_applies(cg_mapper_t *mp, int *ok)
         return rc;
     /* when first, unless it reads the rule's lets: most rules over OBX[*] make no row for most
      * OBX (one per value type), and their lets are then not worth evaluating */
-    if (r->when && !r->when_uses_lets && ((rc = cg_spec_eval_cond(mp, r->when, ok)) || !*ok))
+    if (r->guard) { /* its "in" first, inline; then the rest of an "all", in order */
+        spec_val_t a;
+        if ((rc = eval(mp, r->guard->a, &a)))
+            return rc;
+        if (!cond_in(r->guard, a)) {
+            *ok = 0;
+            return CG_OK;
+        }
+        for (size_t i = 1; r->guard != r->when && i < r->when->n_subs; i++)
+            if ((rc = cg_spec_eval_cond(mp, r->when->subs[i], ok)) || !*ok)
+                return rc;
+    } else if (r->when && !r->when_uses_lets &&
+               ((rc = cg_spec_eval_cond(mp, r->when, ok)) || !*ok)) {
         return rc;
+    }
     for (size_t i = 0; i < r->n_lets; i++)
         if ((rc = mp->trace ? cg_spec_eval_binding(mp, r->lets[i].expr, mp->spec->n_lets + i)
                             : eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
