@@ -159,6 +159,9 @@ struct cond {
 typedef struct binding {
     const char *name;
     expr_t *expr;
+    /* a rule's meta: "name": as the envelope writes it (spec_prepare.c; NULL: it escapes) */
+    const char *json_key;
+    uint32_t json_key_len;
 } binding_t;
 
 typedef struct column {

@@ -363,7 +363,10 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         if ((rc = eval(mp, r->meta[i].expr, &v)))
             return rc;
         if (v.present)
-            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name, {v.s, v.len, CG_VALUE_STRING, 0, 0}};
+            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name,
+                                             {v.s, v.len, CG_VALUE_STRING, 0, 0},
+                                             r->meta[i].json_key,
+                                             r->meta[i].json_key_len};
     }
     mp->column = NULL;
     cg_row_t *row = push_row(mp);
@@ -425,10 +428,13 @@ void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
     if (mp->n_rows && mp->message_id.len &&
         cg_spec_source_id(mp, mp->message_id.ptr, mp->message_id.len, &kv) == CG_OK && kv.present)
         mid = (cg_slice_t){kv.s, kv.len};
+    /* the same two texts in every record of the message: looked at for escapes once here */
+    uint8_t plain = cg_buf_json_plain(mid.ptr, mid.len) && cg_buf_json_plain(when.ptr, when.len);
     for (size_t i = 0; i < mp->n_rows; i++) {
         mp->rows[i].message_id = mid;
         mp->rows[i].person_key = key;
         mp->rows[i].source_time = when;
+        mp->rows[i].source_plain = plain;
     }
     *rows = mp->rows;
     *n_rows = mp->n_rows;

@@ -244,15 +244,20 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
     *w.o++ = '}';
     for (size_t i = 0; i < row->n_meta; i++) {
         const cg_row_meta_t *m = &row->meta[i];
-        size_t nl = strlen(m->name);
+        size_t nl = m->json_key ? m->json_key_len : strlen(m->name);
         if (!room(&w, STR_BOUND(nl) + STR_BOUND((size_t)m->value.len) + 16))
             goto nomem;
         if (i)
             *w.o++ = ',';
         else
             PUT_LIT(w.o, ",\"meta\":{");
-        w.o = put_str(out, w.o, m->name, nl);
-        *w.o++ = ':';
+        if (m->json_key) { /* "name": made once per rule */
+            memcpy(w.o, m->json_key, nl);
+            w.o += nl;
+        } else {
+            w.o = put_str(out, w.o, m->name, nl);
+            *w.o++ = ':';
+        }
         w.o = put_str(out, w.o, m->value.ptr, m->value.len);
     }
     if (!room(&w, 16))
@@ -269,13 +274,28 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
         w.o = put_int(w.o, src->offset);
         PUT_KEY_STR(&w, ",\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
                     row->message_id.len);
+    } else if (row->source_plain && row->message_id.len) { /* checked once per message */
+        if (!room(&w, row->message_id.len + 32))
+            goto nomem;
+        PUT_LIT(w.o, ",\"source\":{\"message_id\":\"");
+        memcpy(w.o, row->message_id.ptr, row->message_id.len);
+        w.o += row->message_id.len;
+        *w.o++ = '"';
     } else {
         PUT_KEY_STR(&w,
                     ",\"source\":{\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
                     row->message_id.len);
     }
-    if (row->source_time.len)
+    if (row->source_time.len && row->source_plain) { /* the mapper checked it per message */
+        if (!room(&w, row->source_time.len + 16))
+            goto nomem;
+        PUT_LIT(w.o, ",\"time\":\"");
+        memcpy(w.o, row->source_time.ptr, row->source_time.len);
+        w.o += row->source_time.len;
+        *w.o++ = '"';
+    } else if (row->source_time.len) {
         PUT_KEY_STR(&w, ",\"time\":", row->source_time.ptr, row->source_time.len);
+    }
     if (row->json_prov && row->spec && row->rule) { /* the same text, made once per rule */
         if (!room(&w, (size_t)row->json_prov_len + 16))
             goto nomem;
