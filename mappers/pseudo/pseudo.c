@@ -465,7 +465,7 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
         memcpy(o, head, 5);
         o += 5;
         if (ns.len)
-            memcpy(o, ns.ptr, ns.len);
+            cg_mem_copy(o, ns.ptr, ns.len);
         o += ns.len;
         for (size_t i = 0; i < n_parts; i++) {
             *o++ = frames[i][0];
@@ -474,7 +474,7 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
             memcpy(o, frames[i] + 1, 4);
             o += 4;
             if (parts[i].len)
-                memcpy(o, parts[i].ptr, parts[i].len);
+                cg_mem_copy(o, parts[i].ptr, parts[i].len);
             o += parts[i].len;
         }
         len = (size_t)(o - buf);

@@ -26,7 +26,7 @@ static inline char *put_str(cg_buf_t *b, char *o, const char *s, size_t n)
     }
     if (cg_buf_json_plain(s, n)) {
         o[0] = '"';
-        memcpy(o + 1, s, n);
+        cg_mem_copy(o + 1, s, n);
         o[n + 1] = '"';
         return o + n + 2;
     }
@@ -52,7 +52,7 @@ static char *put_int(char *o, int64_t x)
 {
     char tmp[24], *s = fmt_int(tmp + sizeof(tmp), x);
     size_t n = (size_t)(tmp + sizeof(tmp) - s);
-    memcpy(o, s, n);
+    cg_mem_copy(o, s, n);
     return o + n;
 }
 
@@ -214,22 +214,22 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
         case CG_VALUE_INTEGER:
             if ((flags & CG_ROW_ENCODE_IDS_AS_STRINGS) && c->type == CG_COL_INT64) {
                 *o++ = '"'; /* digits and a sign: nothing to escape */
-                memcpy(o, v->ptr, v->len);
+                cg_mem_copy(o, v->ptr, v->len);
                 o += v->len;
                 *o++ = '"';
                 break;
             }
-            memcpy(o, v->ptr, v->len);
+            cg_mem_copy(o, v->ptr, v->len);
             o += v->len;
             break;
         case CG_VALUE_NUMBER:
-            memcpy(o, v->ptr, v->len);
+            cg_mem_copy(o, v->ptr, v->len);
             o += v->len;
             break;
         default:
             if (v->plain) { /* the engine checked it already */
                 o[0] = '"';
-                memcpy(o + 1, v->ptr, v->len);
+                cg_mem_copy(o + 1, v->ptr, v->len);
                 o[v->len + 1] = '"';
                 o += v->len + 2;
             } else {
@@ -252,7 +252,7 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
         else
             PUT_LIT(w.o, ",\"meta\":{");
         if (m->json_key) { /* "name": made once per rule */
-            memcpy(w.o, m->json_key, nl);
+            cg_mem_copy(w.o, m->json_key, nl);
             w.o += nl;
         } else {
             w.o = put_str(out, w.o, m->name, nl);
