@@ -105,6 +105,9 @@ struct cg_mapper {
     char esc;          /* the message's escape character, '\0' when none */
     int cs_utf8;       /* its charset is UTF-8 */
     int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
+    /* the message's bytes: a short value is checked a word at a time when the word stays
+     * inside them (spec_hl7_value.c) */
+    const char *raw_begin, *raw_end;
     const spec_t *spec;
     const rule_t *rule;
     const char *column;
