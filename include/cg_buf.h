@@ -75,6 +75,34 @@ static inline size_t cg_utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* memcpy(d, s, n) for the short pieces of records and ids (codes, ids, names: mostly under 17
+ * bytes), inline: two overlapping loads and stores instead of a call into the library. Longer
+ * ones go to memcpy. d and s must not overlap, as for memcpy. */
+static inline void cg_mem_copy(void *d, const void *s, size_t n)
+{
+    unsigned char *o = (unsigned char *)d;
+    const unsigned char *i = (const unsigned char *)s;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, i, 8);
+        memcpy(&b, i + n - 8, 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, i, 4);
+        memcpy(&b, i + n - 4, 4);
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+    } else if (n && n < 4) {
+        o[0] = i[0];
+        o[n / 2] = i[n / 2];
+        o[n - 1] = i[n - 1];
+    } else if (n) {
+        memcpy(o, i, n);
+    }
+}
+
 /* Whether s[0..n) goes into a JSON string unchanged (printable ASCII and DEL, no '"' or '\\'):
  * names, codes and ids nearly always do, and copying them whole is cheaper than escaping. Eight
  * bytes a step: a byte >= 0x80, < 0x20, '"' or '\\' sets its top bit in one of the masks

@@ -50,7 +50,9 @@ typedef struct cg_value {
  * result's status. Present values only. */
 typedef struct cg_row_meta {
     const char *name;
-    cg_value_t value; /* CG_VALUE_STRING */
+    cg_value_t value;     /* CG_VALUE_STRING */
+    const char *json_key; /* "name": as the JSON envelope writes it, made once; NULL: escaped */
+    uint32_t json_key_len;
 } cg_row_meta_t;
 
 /* What a record does to the row with its id (the envelope's "op"). A consumer applies them in
@@ -84,6 +86,10 @@ typedef struct cg_row {
     const char *spec; /* the spec's name */
     int spec_version;
     const char *rule; /* the rule's name */
+    /* ,"spec":…,"spec_version":…,"rule":… as the JSON envelope writes these three, made once
+     * per rule; NULL: written from them (whoever changes one of them clears it) */
+    const char *json_prov;
+    uint32_t json_prov_len;
     /* The source message's id (MSH-10, a document's id) as records carry it: its keyed hash
      * (cg_pseudo_message_id) unless the mapping's message ids are plain (cg_mapping_opts_t) */
     cg_slice_t message_id;
@@ -91,6 +97,10 @@ typedef struct cg_row {
      * shifted like the row's dates; empty when it has none. Consumers order a fact's records by
      * it (last writer by source time), not by arrival. */
     cg_slice_t source_time;
+    /* message_id and source_time are known to need no JSON escaping (checked once per message
+     * by the mapper); 0: the encoder looks. Whoever replaces either with text that may need
+     * escaping clears it. */
+    uint8_t source_plain;
     /* With tracing on (cg_mapper_set_trace), per column (as values) the source of its value: the
      * rule's path or expression text, "row id (...)" for a generated id; NULL for absent columns.
      * The rule is the row's. NULL when tracing is off. */

@@ -77,8 +77,12 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
 cg_specset_t *cg_specset_load_string(const char *text, const char *name, const cg_spec_env_t *env,
                                      cg_error_t *errs, size_t max_errs, size_t *n_errs);
 /* The same from a list of spec files, compiled in order (the mapping bundle's layers, resolved
- * to files by cg_mapping_load: a spec name still appears once). */
-cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg_spec_env_t *env,
+ * to files by cg_mapping_load: a spec name still appears once). When texts and roots are given,
+ * a file whose text and root (json_loads with JSON_REJECT_DUPLICATES) are both set is compiled
+ * from them instead of being read and parsed again; roots stay the caller's. */
+struct json_t;
+cg_specset_t *cg_specset_load_files(const char *const *files, const char *const *texts,
+                                    struct json_t *const *roots, size_t n, const cg_spec_env_t *env,
                                     cg_error_t *errs, size_t max_errs, size_t *n_errs);
 size_t cg_specset_count(const cg_specset_t *ss);
 /* What compiled but is most likely a mistake (a concept id column taking a raw code, a message

@@ -75,6 +75,10 @@ struct cg_target_table {
      * upserted or deleted; the one op of a table of events (cohortgate.person_merge: merge) */
     uint8_t op;
     const void *impl; /* the target's own description (OMOP: its cg_omop_table_t) */
+    /* {"standard":"<target>","table":"<name>" as the JSON envelope starts every record of the
+     * table, made once (NULL: the envelope writes it piece by piece) */
+    const char *json_head;
+    uint32_t json_head_len;
 };
 
 /* Appends the record of row (cg_row.h) in the target's wire format; what flags and cohorts mean

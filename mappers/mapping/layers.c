@@ -88,8 +88,23 @@ static int json_name(const struct dirent *d)
     return d->d_name[0] != '.' && n > 5 && !strcmp(d->d_name + n - 5, ".json");
 }
 
+static void free_text(layer_spec_file_t *f)
+{
+    json_decref(f->root);
+    free(f->text);
+    f->root = NULL;
+    f->text = NULL;
+}
+
+void cg_mapping__spec_texts_free(layer_set_t *ls)
+{
+    for (size_t i = 0; i < ls->n_files; i++)
+        free_text(&ls->files[i]);
+}
+
 static void free_file(layer_spec_file_t *f)
 {
+    free_text(f);
     free(f->path);
     free(f->name);
     for (size_t i = 0; i < f->n_vocabs; i++)
@@ -107,17 +122,28 @@ static int add_file(layer_set_t *ls, size_t first_report, size_t layer, const ch
     cg_buf_t b;
     cg_buf_init(&b);
     json_t *root = NULL;
-    if (cg_buf_read_file(&b, path) == CG_OK && b.data)
-        root = json_loads(b.data, 0, NULL);
+    if (cg_buf_read_file(&b, path) == CG_OK && b.data) {
+        /* as the compiler parses it, kept for it; else leniently, for the name and lookups of
+         * a spec the compiler will refuse */
+        if ((root = json_loads(b.data, JSON_REJECT_DUPLICATES, NULL))) {
+            nf.root = root;
+            nf.text = b.data; /* taken from b */
+            cg_buf_init(&b);
+        } else {
+            root = json_loads(b.data, 0, NULL);
+        }
+    }
     cg_buf_free(&b);
     const char *name = json_string_value(json_object_get(root, "spec"));
     if (name && !(nf.name = strdup(name))) {
-        json_decref(root);
+        if (root != nf.root)
+            json_decref(root);
         free_file(&nf);
         return -1;
     }
     scan_lookups(&nf, root);
-    json_decref(root);
+    if (root != nf.root)
+        json_decref(root);
     cg_mapping_layer_t *here = &ls->layers[first_report + layer];
     for (size_t i = 0; nf.name && i < ls->n_files; i++) {
         layer_spec_file_t *old = &ls->files[i];

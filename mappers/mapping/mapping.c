@@ -240,15 +240,27 @@ static cg_mapping_t *compile(mapping_base_t *b, cg_error_t *errs, size_t max_err
         goto fail;
     layer_set_t *sl = &m->spec_layers;
     const char **files = calloc(sl->n_files + 1, sizeof(*files));
-    if (!files) {
+    const char **texts = calloc(sl->n_files + 1, sizeof(*texts));
+    struct json_t **roots = calloc(sl->n_files + 1, sizeof(*roots));
+    if (!files || !texts || !roots) {
+        free(files);
+        free(texts);
+        free(roots);
         plain_error(errs, max_errs, n_errs, CG_ERR_NOMEM, "mapping", "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < sl->n_files; i++)
+    for (size_t i = 0; i < sl->n_files; i++) {
         files[i] = sl->files[i].path;
-    m->specs = sl->n_files ? cg_specset_load_files(files, sl->n_files, &env, errs, max_errs, n_errs)
+        texts[i] = sl->files[i].text; /* parsed once, when the layers were resolved */
+        roots[i] = sl->files[i].root;
+    }
+    m->specs = sl->n_files ? cg_specset_load_files(files, texts, roots, sl->n_files, &env, errs,
+                                                   max_errs, n_errs)
                            : NULL;
     free(files);
+    free(texts);
+    free(roots);
+    cg_mapping__spec_texts_free(sl);
     if (!m->specs) {
         if (!*n_errs) /* a folder without specs is an error of its own */
             plain_error(errs, max_errs, n_errs, CG_ERR_SPEC, b->specs_path, "no spec found");

@@ -17,6 +17,11 @@ typedef struct layer_spec_file {
     size_t n_lookups, n_dynamic; /* its lookups; of them, with a vocabulary read from the input */
     char **vocabs;               /* the constant vocabularies its lookups name, each once */
     size_t n_vocabs;
+    /* its text and parse (as the compiler parses it), kept for the compiler so that the file is
+     * read and parsed once; NULL when it does not parse so (the compiler then says why), and
+     * after compiling (cg_mapping__spec_texts_free) */
+    char *text;
+    struct json_t *root;
 } layer_spec_file_t;
 
 /* Reports (strings owned here), spec files and warnings. Zero it to start; free with
@@ -35,6 +40,8 @@ typedef struct layer_set {
  * layer. -1 with the errors (a layer that cannot be read) counted in *n_errs. */
 int cg_mapping__spec_layers(layer_set_t *ls, const char *const *paths, size_t n, cg_error_t *errs,
                             size_t max_errs, size_t *n_errs);
+/* Drops the spec files' texts and parses once they are compiled. */
+void cg_mapping__spec_texts_free(layer_set_t *ls);
 /* Loads each vocabulary layer (a folder of *.csv or one file) into v as one load call and adds
  * one VOCAB report per layer. -1 when any layer had an error (all of them in errs). */
 int cg_mapping__vocab_layers(layer_set_t *ls, cg_vocab_t *v, const char *const *paths, size_t n,

@@ -416,16 +416,13 @@ static void put_u32be(unsigned char *b, uint32_t v)
     b[3] = (unsigned char)v;
 }
 
-cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
-                          const cg_slice_t *parts, size_t n_parts, int64_t *out)
+/* The framing of a keyed id: prefix, kind, ns; then a presence byte and, for a present part,
+ * its length (u32 BE) and bytes. The slices of it for hmac_parts (sl: 3 + 2 * n_parts entries),
+ * frames holding the presence bytes and lengths; returns how many. */
+static size_t key_id_slices(cg_pseudo_id_kind_t kind, cg_slice_t ns, const cg_slice_t *parts,
+                            size_t n_parts, unsigned char head[6], unsigned char frames[][5],
+                            cg_slice_t *sl)
 {
-    if (!p || !out || n_parts > CG_PSEUDO_ID_MAX_PARTS || (ns.len && !ns.ptr) ||
-        ns.len > UINT32_MAX)
-        return CG_ERR_INVALID_ARG;
-    /* the framing: prefix, kind, ns; then a presence byte and a length before each part. Short
-     * ids (nearly all) are packed into one buffer by hmac_parts, so one digest update. */
-    unsigned char head[6], frames[CG_PSEUDO_ID_MAX_PARTS][5];
-    cg_slice_t sl[3 + 2 * CG_PSEUDO_ID_MAX_PARTS];
     size_t n = 0;
     head[0] = (unsigned char)kind;
     put_u32be(head + 1, (uint32_t)ns.len);
@@ -433,52 +430,70 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
     sl[n++] = (cg_slice_t){(const char *)head, 5};
     sl[n++] = ns;
     for (size_t i = 0; i < n_parts; i++) {
+        frames[i][0] = parts[i].ptr != NULL;
+        if (!parts[i].ptr) {
+            sl[n++] = (cg_slice_t){(const char *)frames[i], 1};
+            continue;
+        }
+        put_u32be(frames[i] + 1, (uint32_t)parts[i].len);
+        sl[n++] = (cg_slice_t){(const char *)frames[i], 5};
+        sl[n++] = parts[i];
+    }
+    return n;
+}
+
+cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
+                          const cg_slice_t *parts, size_t n_parts, int64_t *out)
+{
+    if (!p || !out || n_parts > CG_PSEUDO_ID_MAX_PARTS || (ns.len && !ns.ptr) ||
+        ns.len > UINT32_MAX)
+        return CG_ERR_INVALID_ARG;
+    /* the framed length, and the parts checked, before anything is written */
+    size_t len = sizeof(row_id_prefix) - 1 + 5 + ns.len;
+    for (size_t i = 0; i < n_parts; i++) {
         if (!parts[i].ptr) {
             if (parts[i].len)
                 return CG_ERR_INVALID_ARG;
-            frames[i][0] = 0;
-            sl[n++] = (cg_slice_t){(const char *)frames[i], 1};
+            len += 1;
             continue;
         }
         if (parts[i].len > UINT32_MAX)
             return CG_ERR_INVALID_ARG;
-        frames[i][0] = 1;
-        put_u32be(frames[i] + 1, (uint32_t)parts[i].len);
-        sl[n++] = (cg_slice_t){(const char *)frames[i], 5};
-        sl[n++] = parts[i];
+        len += 5 + parts[i].len;
     }
     /* SipHash-2-4 under a key derived from the site key: a PRF like HMAC for these short
      * inputs at a tenth of its cost (one keyed id a row halved mapping throughput with
      * HMAC-SHA256). Inputs past the pack buffer are first reduced by HMAC; the leading byte
      * keeps the two forms apart. */
-    unsigned char buf[1 + PACK_MAX], h[SHA256_LEN];
-    size_t len = 0;
-    for (size_t i = 0; i < n && len <= PACK_MAX; i++)
-        len += sl[i].len;
+    unsigned char buf[1 + PACK_MAX];
     if (len <= PACK_MAX) {
-        /* packed here: the fixed pieces (prefix, frames) as stores, one copy per value (pack's
-         * copy per slice was a third of a row id's cost) */
+        /* packed here, straight from the parts: the fixed pieces as stores, one copy per value
+         * (a slice list built first, then packed, was a third of a row id's cost) */
         unsigned char *o = buf;
         *o++ = 0;
         memcpy(o, row_id_prefix, sizeof(row_id_prefix) - 1);
         o += sizeof(row_id_prefix) - 1;
-        memcpy(o, head, 5);
-        o += 5;
+        *o++ = (unsigned char)kind;
+        put_u32be(o, (uint32_t)ns.len);
+        o += 4;
         if (ns.len)
-            memcpy(o, ns.ptr, ns.len);
+            cg_mem_copy(o, ns.ptr, ns.len);
         o += ns.len;
         for (size_t i = 0; i < n_parts; i++) {
-            *o++ = frames[i][0];
-            if (!frames[i][0])
+            *o++ = parts[i].ptr != NULL;
+            if (!parts[i].ptr)
                 continue;
-            memcpy(o, frames[i] + 1, 4);
+            put_u32be(o, (uint32_t)parts[i].len);
             o += 4;
             if (parts[i].len)
-                memcpy(o, parts[i].ptr, parts[i].len);
+                cg_mem_copy(o, parts[i].ptr, parts[i].len);
             o += parts[i].len;
         }
         len = (size_t)(o - buf);
     } else {
+        unsigned char head[6], frames[CG_PSEUDO_ID_MAX_PARTS][5], h[SHA256_LEN];
+        cg_slice_t sl[3 + 2 * CG_PSEUDO_ID_MAX_PARTS];
+        size_t n = key_id_slices(kind, ns, parts, n_parts, head, frames, sl);
         cg_err_t rc = hmac_parts(p, sl, n, h);
         if (rc != CG_OK)
             return rc;

@@ -364,7 +364,8 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
     r->trace_steps = NULL;
     r->person_key = row->person_key.len ? (cg_slice_t){pc->key_out, 16} : row->person_key;
     out->key = r->person_key;
-    /* the message id only as the subscriber's pseudonym (retractions match on it) */
+    /* the message id only as the subscriber's pseudonym (retractions match on it); hex, and
+     * date_out's digits over a plain time, keep row->source_plain true */
     if (row->message_id.len) {
         if (!(pc->mid_len == row->message_id.len &&
               !memcmp(pc->mid_in, row->message_id.ptr, row->message_id.len))) {

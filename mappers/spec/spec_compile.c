@@ -932,23 +932,17 @@ static void compile_spec(cc_t *c, json_t *root, spec_t *s)
     c->rule = NULL;
 }
 
-static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char *name)
+/* Compiles root, parsed from text (JSON_REJECT_DUPLICATES), into a new spec; root stays the
+ * caller's. */
+static int add_spec_root(cg_specset_t *ss, cc_t *c, const char *text, json_t *root,
+                         const char *name)
 {
     c->file = name;
-    json_error_t je;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        size_t i = c->e.n++;
-        if (i < c->e.max && c->e.errs)
-            cg_error_set(&c->e.errs[i], CG_ERR_SPEC, name, je.line, je.column, "%s", je.text);
-        return -1;
-    }
     cg_jsonpos_t *jp = cg_jsonpos_build(text, root);
     c->jp = jp;
     spec_t *grown = realloc(ss->specs, (ss->n_specs + 1) * sizeof(*grown));
     if (!grown) {
         cg_jsonpos_destroy(jp);
-        json_decref(root);
         return -1;
     }
     ss->specs = grown;
@@ -963,8 +957,23 @@ static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char
                    "a spec named '%s' is loaded already (from %s)", s->name, ss->specs[k].file);
     c->jp = NULL;
     cg_jsonpos_destroy(jp);
-    json_decref(root);
     return c->e.n == before ? 0 : -1;
+}
+
+static int add_spec_text(cg_specset_t *ss, cc_t *c, const char *text, const char *name)
+{
+    c->file = name;
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        size_t i = c->e.n++;
+        if (i < c->e.max && c->e.errs)
+            cg_error_set(&c->e.errs[i], CG_ERR_SPEC, name, je.line, je.column, "%s", je.text);
+        return -1;
+    }
+    int rc = add_spec_root(ss, c, text, root, name);
+    json_decref(root);
+    return rc;
 }
 
 static char *read_text(const char *path, cc_t *c)
@@ -1010,7 +1019,7 @@ static cg_specset_t *finish(cg_specset_t *ss, cc_t *c, size_t *n_errs)
         return NULL;
     }
     unmemo_single_paths(ss);
-    if (cg_spec_select_build(ss)) {
+    if (cg_spec_select_build(ss) || cg_spec_prepare(ss)) {
         if (n_errs)
             *n_errs = 1;
         if (c->e.errs && c->e.max)
@@ -1078,7 +1087,8 @@ cg_specset_t *cg_specset_load(const char *path, const cg_spec_env_t *env, cg_err
     return finish(ss, &c, n_errs);
 }
 
-cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg_spec_env_t *env,
+cg_specset_t *cg_specset_load_files(const char *const *files, const char *const *texts,
+                                    struct json_t *const *roots, size_t n, const cg_spec_env_t *env,
                                     cg_error_t *errs, size_t max_errs, size_t *n_errs)
 {
     cg_specset_t *ss = specset_new();
@@ -1091,53 +1101,14 @@ cg_specset_t *cg_specset_load_files(const char *const *files, size_t n, const cg
         return NULL;
     c.w = (cg_jsonpos_errors_t){ss->warnings, CG_SPEC_MAX_WARNINGS, 0};
     for (size_t i = 0; i < n; i++) {
+        if (texts && roots && texts[i] && roots[i]) { /* read and parsed by the caller */
+            add_spec_root(ss, &c, texts[i], roots[i], files[i]);
+            continue;
+        }
         char *text = read_text(files[i], &c);
         if (text)
             add_spec_text(ss, &c, text, files[i]);
         free(text);
     }
     return finish(ss, &c, n_errs);
-}
-
-const char *cg_spec_vocab_dir(const char *path, char *buf, size_t size)
-{
-    struct stat st;
-    int is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-    const char *slash = strrchr(path, '/');
-    if (is_dir)
-        snprintf(buf, size, "%s/vocab", path);
-    else if (slash)
-        snprintf(buf, size, "%.*s/vocab", (int)(slash - path), path);
-    else
-        snprintf(buf, size, "vocab");
-    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? buf : NULL;
-}
-
-const cg_error_t *cg_specset_warnings(const cg_specset_t *ss, size_t *n)
-{
-    *n = ss ? ss->n_warnings : 0;
-    return ss ? ss->warnings : NULL;
-}
-
-size_t cg_specset_count(const cg_specset_t *ss)
-{
-    return ss ? ss->n_specs : 0;
-}
-
-void cg_specset_destroy(cg_specset_t *ss)
-{
-    if (!ss)
-        return;
-    for (size_t i = 0; i < ss->n_regexes; i++)
-        pcre2_code_free(ss->regexes[i]);
-    free(ss->regexes);
-    for (size_t i = 0; i < ss->n_owned; i++)
-        ss->owned[i].free(ss->owned[i].p);
-    free(ss->owned);
-    free(ss->specs);
-    free(ss->sel);
-    free(ss->sel_specs);
-    free(ss->warnings);
-    cg_arena_destroy(&ss->arena);
-    free(ss);
 }

@@ -196,28 +196,47 @@ static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
     return n ? cg_spec_val_copy(mp, buf, n) : ABSENT;
 }
 
+/* Two digits a pair, "00" to "99". */
+static const char digit_pairs[201] =
+    "0001020304050607080910111213141516171819202122232425262728293031"
+    "3233343536373839404142434445464748495051525354555657585960616263"
+    "6465666768697071727374757677787980818283848586878889909192939495"
+    "96979899";
+
+/* Eight digits of v (< 10^8) at o, zero-padded. */
+static void put8(char *o, uint32_t v)
+{
+    uint32_t hi = v / 10000, lo = v % 10000;
+    memcpy(o, digit_pairs + (hi / 100) * 2, 2);
+    memcpy(o + 2, digit_pairs + (hi % 100) * 2, 2);
+    memcpy(o + 4, digit_pairs + (lo / 100) * 2, 2);
+    memcpy(o + 6, digit_pairs + (lo % 100) * 2, 2);
+}
+
 /* By hand: snprintf cost more than the rest of writing an id column. */
 size_t cg_spec_fmt_int64(char *buf, int64_t x)
 {
-    /* two digits a step from the end: ids have 19 of them */
-    static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930"
-                                   "31323334353637383940414243444546474849505152535455565758596061"
-                                   "62636465666768697071727374757677787980818283848586878889909192"
-                                   "93949596979899";
-    char tmp[24];
+    /* eight digits a step from the end in 32-bit arithmetic (ids have 19 of them: two 64-bit
+     * divisions instead of nine), then two at a time */
+    char tmp[32];
     uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
     size_t n = sizeof(tmp);
-    while (u >= 100) {
-        unsigned d = (unsigned)(u % 100) * 2;
-        u /= 100;
-        tmp[--n] = pairs[d + 1];
-        tmp[--n] = pairs[d];
+    while (u >= 100000000u) {
+        n -= 8;
+        put8(tmp + n, (uint32_t)(u % 100000000u));
+        u /= 100000000u;
     }
-    if (u >= 10) {
-        tmp[--n] = pairs[u * 2 + 1];
-        tmp[--n] = pairs[u * 2];
+    uint32_t v = (uint32_t)u;
+    while (v >= 100) {
+        n -= 2;
+        memcpy(tmp + n, digit_pairs + (v % 100) * 2, 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        n -= 2;
+        memcpy(tmp + n, digit_pairs + v * 2, 2);
     } else {
-        tmp[--n] = (char)('0' + u);
+        tmp[--n] = (char)('0' + v);
     }
     if (x < 0)
         tmp[--n] = '-';
@@ -244,6 +263,16 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
         return CG_OK;
     case XF_UPPER:
     case XF_LOWER: {
+        /* codes mostly come in the wanted case already (OBX-11 "F", ORC-1 "NW"): then the value
+         * is its own result, and a copy per row would be waste */
+        char lo = x->kind == XF_UPPER ? 'a' : 'A';
+        size_t k = 0;
+        while (k < v.len && (v.s[k] < lo || v.s[k] > lo + 25))
+            k++;
+        if (k == v.len) {
+            *out = v;
+            return CG_OK;
+        }
         char *p = cg_arena_alloc(&mp->arena, v.len + 1);
         if (!p)
             return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
@@ -534,10 +563,7 @@ cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     case CD_IN:
         if ((rc = eval(mp, c->a, &a)))
             return rc;
-        for (size_t i = 0; a.present && i < c->n_values; i++)
-            if (c->value_lens[i] == a.len &&
-                (!a.len || (c->values[i][0] == a.s[0] && !memcmp(c->values[i], a.s, a.len))))
-                *out = 1;
+        *out = cond_in(c, a);
         return CG_OK;
     case CD_REGEX: {
         if ((rc = eval(mp, c->a, &a)))

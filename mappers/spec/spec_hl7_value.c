@@ -18,16 +18,36 @@ static int raw_is_decoded(const cg_mapper_t *mp, cg_slice_t raw, int literal)
     const unsigned char *q = (const unsigned char *)raw.ptr, *end = q + raw.len;
     const unsigned char esc = literal ? 0 : (unsigned char)mp->esc;
     /* eight bytes a step while they are ASCII without the escape character (a 0x00 escape is
-     * "none": matching NUL bytes then only sends them to the byte loop, which lets them pass) */
+     * "none": matching NUL bytes then only sends them to the byte loop, which lets them pass).
+     * A word with a hit, or one that may be (borrows spread only upwards from a real one), goes
+     * to the byte loop, which decides exactly. */
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u, em = ones * esc;
-    while (end - q >= 8) {
-        uint64_t w, x;
+    uint64_t w, x;
+    if (raw.len >= 8) {
+        while (end - q >= 8) {
+            memcpy(&w, q, 8);
+            x = w ^ em;
+            if ((w | ((x - ones) & ~x)) & high)
+                goto bytes;
+            q += 8;
+        }
+        if (q == end)
+            return mp->cs_utf8 || mp->cs_ascii;
+        memcpy(&w, end - 8, 8); /* the tail as the value's last word (its head checked) */
+        x = w ^ em;
+        if (!((w | ((x - ones) & ~x)) & high))
+            return mp->cs_utf8 || mp->cs_ascii;
+    } else if (raw.len && (const char *)q >= mp->raw_begin && (const char *)q + 8 <= mp->raw_end) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* a short value (most codes): one word of the message from it, its bytes the low ones;
+         * the bytes after it cannot set a bit below them */
         memcpy(&w, q, 8);
         x = w ^ em;
-        if ((w | ((x - ones) & ~x)) & high)
-            break;
-        q += 8;
+        if (!((w | ((x - ones) & ~x)) & high & ((UINT64_C(1) << (8 * raw.len)) - 1)))
+            return mp->cs_utf8 || mp->cs_ascii;
+#endif
     }
+bytes:
     while (q < end) {
         unsigned char c = *q;
         if (c < 0x80) {

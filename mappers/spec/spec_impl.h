@@ -159,6 +159,9 @@ struct cond {
 typedef struct binding {
     const char *name;
     expr_t *expr;
+    /* a rule's meta: "name": as the envelope writes it (spec_prepare.c; NULL: it escapes) */
+    const char *json_key;
+    uint32_t json_key_len;
 } binding_t;
 
 typedef struct column {
@@ -195,6 +198,12 @@ typedef struct cg_spec_rule {
      * specs map as if it came on its own, keyed to this spec's patient (spec_embed.c); the rule
      * makes no row of its own. doc_encoding: HL7 table 0299 (A, Hex, Base64; absent: A) */
     expr_t *doc_data, *doc_encoding;
+    /* its rows' provenance as the envelope writes it (cg_row_t.json_prov; spec_prepare.c) */
+    const char *json_prov;
+    uint32_t json_prov_len;
+    /* when itself, or its "all"'s first part, when that is an "in" on a plain path: tested
+     * inline first (spec_prepare.c); NULL: none */
+    const cond_t *guard;
 } rule_t;
 
 typedef struct trigger {
@@ -282,6 +291,9 @@ struct cg_specset {
 /* spec_select.c: builds ss->sel from the HL7 v2 specs' triggers (0, or -1 out of memory), and
  * finds the entry a message's MSH-9.1 and MSH-9.2 select (NULL: no spec takes it). */
 int cg_spec_select_build(cg_specset_t *ss);
+/* spec_prepare.c: each rule's json_prov (in the arena) and guard, once the set compiled (0, or
+ * -1 out of memory). */
+int cg_spec_prepare(cg_specset_t *ss);
 const select_entry_t *cg_spec_select_hl7(const cg_specset_t *ss, cg_slice_t type, cg_slice_t event);
 
 /* Compiled regexes run with these limits so a hostile input cannot make one run away. */

@@ -105,6 +105,9 @@ struct cg_mapper {
     char esc;          /* the message's escape character, '\0' when none */
     int cs_utf8;       /* its charset is UTF-8 */
     int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
+    /* the message's bytes: a short value is checked a word at a time when the word stays
+     * inside them (spec_hl7_value.c) */
+    const char *raw_begin, *raw_end;
     const spec_t *spec;
     const rule_t *rule;
     const char *column;
@@ -267,6 +270,25 @@ static inline cg_err_t eval(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
             return eval_path(mp, e, out);
     }
     return cg_spec_eval_expr(mp, e, out);
+}
+
+/* Whether a, a value, is one of in-condition c's values (absent never is). Inline: rules over
+ * the same segments are told apart by one (spec_prepare.c), once per segment and rule. */
+static inline int cond_in(const cond_t *c, spec_val_t a)
+{
+    if (!a.present)
+        return 0;
+    for (size_t i = 0; i < c->n_values; i++) {
+        if (c->value_lens[i] != a.len)
+            continue;
+        const char *v = c->values[i];
+        size_t k = 0;
+        while (k < a.len && v[k] == a.s[k])
+            k++;
+        if (k == a.len)
+            return 1;
+    }
+    return 0;
 }
 
 /* ---- XML documents (spec_xml.c) ---- */

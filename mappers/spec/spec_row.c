@@ -120,26 +120,15 @@ static spec_val_t cut_chars(spec_val_t v, size_t max)
     return (spec_val_t){v.s, (uint32_t)i, i > 0};
 }
 
-/* Types v for col into *out, checked against the column type; varchar values longer than the
- * column are cut at a character boundary (source values are often longer than 50). Numbers are
- * made canonical. The text stays where it is (the message, the arena) unless it changes. */
-static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_val_t v,
-                           const char *src_text, cg_value_t *out)
+/* set_column's cases past the common ones: numbers to make canonical, text to cut or check
+ * character by character, dates of another shape. Out of line, so that the common cases pay
+ * for none of its stack and registers. */
+static __attribute__((noinline)) cg_err_t set_column_slow(cg_mapper_t *mp,
+                                                          const cg_target_column_t *col,
+                                                          spec_val_t v, const char *src_text,
+                                                          cg_value_t *out)
 {
     cg_col_type_t t = col->type;
-    if (!v.present) {
-        if (col->required)
-            return cg_spec_fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)",
-                                col->name, src_text ? src_text : "?");
-        *out = (cg_value_t){NULL, 0, CG_VALUE_NULL, 0, 0};
-        return CG_OK;
-    }
-    if (is_numeric_type(t) && v.len <= 20 && canonical_int(v.s, v.len) &&
-        number_surely_ok(t, v.s, v.len)) {
-        /* ids and concept ids: already the text cg_spec_number would give */
-        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
-        return CG_OK;
-    }
     if (is_numeric_type(t)) {
         char num[128];
         size_t n = cg_spec_number(v.s, v.len, t != CG_COL_NUMBER, num, sizeof(num));
@@ -159,16 +148,6 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
         *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
         return CG_OK;
     }
-    /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
-     * cut and the check below reduce to a length limit */
-    if ((t == CG_COL_TEXT || (t == CG_COL_VARCHAR && col->max_length > 0)) &&
-        cg_buf_json_plain(v.s, v.len)) {
-        size_t n = v.len;
-        if (t == CG_COL_VARCHAR && n > (size_t)col->max_length)
-            n = (size_t)col->max_length;
-        *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING, 1, 0};
-        return CG_OK;
-    }
     if (t == CG_COL_VARCHAR && col->max_length > 0) {
         v = cut_chars(v, (size_t)col->max_length);
     }
@@ -179,6 +158,44 @@ static cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_
                                src_text ? src_text : "?");
     *out = (cg_value_t){v.s, v.len, kind_of[t], (uint8_t)iso, 0}; /* iso: digits, -, T, :, ., + */
     return CG_OK;
+}
+
+/* Types v for col into *out, checked against the column type; varchar values longer than the
+ * column are cut at a character boundary (source values are often longer than 50). Numbers are
+ * made canonical. The text stays where it is (the message, the arena) unless it changes. */
+static inline cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col, spec_val_t v,
+                                  const char *src_text, cg_value_t *out)
+{
+    cg_col_type_t t = col->type;
+    if (!v.present) {
+        if (col->required)
+            return cg_spec_fail(mp, CG_ERR_REQUIRED, "required column %s has no value (from %s)",
+                                col->name, src_text ? src_text : "?");
+        *out = (cg_value_t){NULL, 0, CG_VALUE_NULL, 0, 0};
+        return CG_OK;
+    }
+    if (is_numeric_type(t) && v.len <= 20 && canonical_int(v.s, v.len) &&
+        number_surely_ok(t, v.s, v.len)) {
+        /* ids and concept ids: already the text cg_spec_number would give */
+        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
+        return CG_OK;
+    }
+    /* plain ASCII text: one byte a character, valid UTF-8 without NUL, nothing to escape; the
+     * cut and the check below reduce to a length limit */
+    if ((t == CG_COL_TEXT || (t == CG_COL_VARCHAR && col->max_length > 0)) &&
+        cg_buf_json_plain(v.s, v.len)) {
+        size_t n = v.len;
+        if (t == CG_COL_VARCHAR && n > (size_t)col->max_length)
+            n = (size_t)col->max_length;
+        *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING, 1, 0};
+        return CG_OK;
+    }
+    /* a date or datetime as cg_spec_ts_to_iso writes it passes the check, which is skipped */
+    if ((t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len)) {
+        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
+        return CG_OK;
+    }
+    return set_column_slow(mp, col, v, src_text, out);
 }
 
 /* The row's id: the keyed hash of its table and the rule's "id" parts when the rule has them
@@ -258,8 +275,21 @@ cg_err_t cg_spec_rule_applies(cg_mapper_t *mp, int *ok)
         return rc;
     /* when first, unless it reads the rule's lets: most rules over OBX[*] make no row for most
      * OBX (one per value type), and their lets are then not worth evaluating */
-    if (r->when && !r->when_uses_lets && ((rc = cg_spec_eval_cond(mp, r->when, ok)) || !*ok))
+    if (r->guard) { /* its "in" first, inline; then the rest of an "all", in order */
+        spec_val_t a;
+        if ((rc = eval(mp, r->guard->a, &a)))
+            return rc;
+        if (!cond_in(r->guard, a)) {
+            *ok = 0;
+            return CG_OK;
+        }
+        for (size_t i = 1; r->guard != r->when && i < r->when->n_subs; i++)
+            if ((rc = cg_spec_eval_cond(mp, r->when->subs[i], ok)) || !*ok)
+                return rc;
+    } else if (r->when && !r->when_uses_lets &&
+               ((rc = cg_spec_eval_cond(mp, r->when, ok)) || !*ok)) {
         return rc;
+    }
     for (size_t i = 0; i < r->n_lets; i++)
         if ((rc = mp->trace ? cg_spec_eval_binding(mp, r->lets[i].expr, mp->spec->n_lets + i)
                             : eval(mp, r->lets[i].expr, &mp->vars[mp->spec->n_lets + i])))
@@ -333,7 +363,10 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         if ((rc = eval(mp, r->meta[i].expr, &v)))
             return rc;
         if (v.present)
-            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name, {v.s, v.len, CG_VALUE_STRING, 0, 0}};
+            meta[n_meta++] = (cg_row_meta_t){r->meta[i].name,
+                                             {v.s, v.len, CG_VALUE_STRING, 0, 0},
+                                             r->meta[i].json_key,
+                                             r->meta[i].json_key_len};
     }
     mp->column = NULL;
     cg_row_t *row = push_row(mp);
@@ -348,6 +381,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
                       .spec = mp->spec->name,
                       .spec_version = mp->spec->version,
                       .rule = r->name,
+                      .json_prov = r->json_prov,
+                      .json_prov_len = r->json_prov_len,
                       .trace = trace,
                       .trace_steps = trace ? trace + n_tab : NULL};
     return CG_OK;
@@ -393,10 +428,13 @@ void cg_spec_finish_rows(cg_mapper_t *mp, const cg_row_t **rows, size_t *n_rows)
     if (mp->n_rows && mp->message_id.len &&
         cg_spec_source_id(mp, mp->message_id.ptr, mp->message_id.len, &kv) == CG_OK && kv.present)
         mid = (cg_slice_t){kv.s, kv.len};
+    /* the same two texts in every record of the message: looked at for escapes once here */
+    uint8_t plain = cg_buf_json_plain(mid.ptr, mid.len) && cg_buf_json_plain(when.ptr, when.len);
     for (size_t i = 0; i < mp->n_rows; i++) {
         mp->rows[i].message_id = mid;
         mp->rows[i].person_key = key;
         mp->rows[i].source_time = when;
+        mp->rows[i].source_plain = plain;
     }
     *rows = mp->rows;
     *n_rows = mp->n_rows;

@@ -26,7 +26,7 @@ static inline char *put_str(cg_buf_t *b, char *o, const char *s, size_t n)
     }
     if (cg_buf_json_plain(s, n)) {
         o[0] = '"';
-        memcpy(o + 1, s, n);
+        cg_mem_copy(o + 1, s, n);
         o[n + 1] = '"';
         return o + n + 2;
     }
@@ -52,7 +52,7 @@ static char *put_int(char *o, int64_t x)
 {
     char tmp[24], *s = fmt_int(tmp + sizeof(tmp), x);
     size_t n = (size_t)(tmp + sizeof(tmp) - s);
-    memcpy(o, s, n);
+    cg_mem_copy(o, s, n);
     return o + n;
 }
 
@@ -149,13 +149,40 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
     if (cg_buf_reserve(out, 512) != CG_OK) /* most records fit: one reserve, then compares */
         return CG_ERR_NOMEM;
     w_t w = {out, out->data + out->len, out->data + out->cap};
-    PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
-    PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
-    const char *op_name = cg_row_op_name((cg_row_op_t)row->op);
-    PUT_KEY_STR(&w, ",\"op\":", op_name, strlen(op_name));
-    if (!room(&w, 16))
+    if (t->json_head) { /* made once per table: no lengths or escapes to look at per record */
+        if (!room(&w, (size_t)t->json_head_len + 48))
+            goto nomem;
+        memcpy(w.o, t->json_head, t->json_head_len);
+        w.o += t->json_head_len;
+    } else {
+        PUT_KEY_STR(&w, "{\"standard\":", t->target->name, strlen(t->target->name));
+        PUT_KEY_STR(&w, ",\"table\":", t->name, strlen(t->name));
+    }
+    if (!room(&w, 48))
         goto nomem;
-    PUT_LIT(w.o, ",\"cohorts\":[");
+    /* ,"op":"NAME","cohorts":[ for each cg_row_op_t, in cg_row_op_name's order */
+    static const struct {
+        const char *s;
+        size_t n;
+    } op_json[] = {
+#define OP_JSON(name)                                                                              \
+    {",\"op\":\"" name "\",\"cohorts\":[", sizeof(",\"op\":\"" name "\",\"cohorts\":[") - 1}
+        OP_JSON("upsert"),
+        OP_JSON("delete"),
+        OP_JSON("merge"),
+        OP_JSON("retract"),
+#undef OP_JSON
+    };
+    if (row->op < sizeof(op_json) / sizeof(op_json[0])) {
+        memcpy(w.o, op_json[row->op].s, op_json[row->op].n);
+        w.o += op_json[row->op].n;
+    } else { /* an op newer than the table above */
+        const char *op_name = cg_row_op_name((cg_row_op_t)row->op);
+        PUT_KEY_STR(&w, ",\"op\":", op_name, strlen(op_name));
+        if (!room(&w, 16))
+            goto nomem;
+        PUT_LIT(w.o, ",\"cohorts\":[");
+    }
     for (size_t i = 0; i < n_cohorts; i++) {
         size_t cl = strlen(cohorts[i]);
         if (!room_str(&w, cl))
@@ -187,22 +214,22 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
         case CG_VALUE_INTEGER:
             if ((flags & CG_ROW_ENCODE_IDS_AS_STRINGS) && c->type == CG_COL_INT64) {
                 *o++ = '"'; /* digits and a sign: nothing to escape */
-                memcpy(o, v->ptr, v->len);
+                cg_mem_copy(o, v->ptr, v->len);
                 o += v->len;
                 *o++ = '"';
                 break;
             }
-            memcpy(o, v->ptr, v->len);
+            cg_mem_copy(o, v->ptr, v->len);
             o += v->len;
             break;
         case CG_VALUE_NUMBER:
-            memcpy(o, v->ptr, v->len);
+            cg_mem_copy(o, v->ptr, v->len);
             o += v->len;
             break;
         default:
             if (v->plain) { /* the engine checked it already */
                 o[0] = '"';
-                memcpy(o + 1, v->ptr, v->len);
+                cg_mem_copy(o + 1, v->ptr, v->len);
                 o[v->len + 1] = '"';
                 o += v->len + 2;
             } else {
@@ -217,15 +244,20 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
     *w.o++ = '}';
     for (size_t i = 0; i < row->n_meta; i++) {
         const cg_row_meta_t *m = &row->meta[i];
-        size_t nl = strlen(m->name);
+        size_t nl = m->json_key ? m->json_key_len : strlen(m->name);
         if (!room(&w, STR_BOUND(nl) + STR_BOUND((size_t)m->value.len) + 16))
             goto nomem;
         if (i)
             *w.o++ = ',';
         else
             PUT_LIT(w.o, ",\"meta\":{");
-        w.o = put_str(out, w.o, m->name, nl);
-        *w.o++ = ':';
+        if (m->json_key) { /* "name": made once per rule */
+            cg_mem_copy(w.o, m->json_key, nl);
+            w.o += nl;
+        } else {
+            w.o = put_str(out, w.o, m->name, nl);
+            *w.o++ = ':';
+        }
         w.o = put_str(out, w.o, m->value.ptr, m->value.len);
     }
     if (!room(&w, 16))
@@ -242,22 +274,44 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
         w.o = put_int(w.o, src->offset);
         PUT_KEY_STR(&w, ",\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
                     row->message_id.len);
+    } else if (row->source_plain && row->message_id.len) { /* checked once per message */
+        if (!room(&w, row->message_id.len + 32))
+            goto nomem;
+        PUT_LIT(w.o, ",\"source\":{\"message_id\":\"");
+        memcpy(w.o, row->message_id.ptr, row->message_id.len);
+        w.o += row->message_id.len;
+        *w.o++ = '"';
     } else {
         PUT_KEY_STR(&w,
                     ",\"source\":{\"message_id\":", row->message_id.ptr ? row->message_id.ptr : "",
                     row->message_id.len);
     }
-    if (row->source_time.len)
-        PUT_KEY_STR(&w, ",\"time\":", row->source_time.ptr, row->source_time.len);
-    if (row->spec) {
-        PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
-        if (!room(&w, 48))
+    if (row->source_time.len && row->source_plain) { /* the mapper checked it per message */
+        if (!room(&w, row->source_time.len + 16))
             goto nomem;
-        PUT_LIT(w.o, ",\"spec_version\":");
-        w.o = put_int(w.o, row->spec_version);
+        PUT_LIT(w.o, ",\"time\":\"");
+        memcpy(w.o, row->source_time.ptr, row->source_time.len);
+        w.o += row->source_time.len;
+        *w.o++ = '"';
+    } else if (row->source_time.len) {
+        PUT_KEY_STR(&w, ",\"time\":", row->source_time.ptr, row->source_time.len);
     }
-    if (row->rule)
-        PUT_KEY_STR(&w, ",\"rule\":", row->rule, strlen(row->rule));
+    if (row->json_prov && row->spec && row->rule) { /* the same text, made once per rule */
+        if (!room(&w, (size_t)row->json_prov_len + 16))
+            goto nomem;
+        memcpy(w.o, row->json_prov, row->json_prov_len);
+        w.o += row->json_prov_len;
+    } else {
+        if (row->spec) {
+            PUT_KEY_STR(&w, ",\"spec\":", row->spec, strlen(row->spec));
+            if (!room(&w, 48))
+                goto nomem;
+            PUT_LIT(w.o, ",\"spec_version\":");
+            w.o = put_int(w.o, row->spec_version);
+        }
+        if (row->rule)
+            PUT_KEY_STR(&w, ",\"rule\":", row->rule, strlen(row->rule));
+    }
     if (!room(&w, 4))
         goto nomem;
     *w.o++ = '}';

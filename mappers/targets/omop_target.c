@@ -30,24 +30,54 @@ static cg_col_type_t col_type(const cg_omop_column_t *col)
     return CG_COL_TEXT;
 }
 
+#define HEAD_STANDARD "{\"standard\":"
+#define HEAD_TABLE    ",\"table\":"
+
+/* The envelope's fixed start of t's records into p (cg_target_table_t.json_head), when the
+ * names need no escaping (else left to the envelope); returns the end. */
+static char *put_head(cg_target_table_t *t, char *p)
+{
+    size_t sn = strlen(t->target->name), tn = strlen(t->name);
+    if (!sn || !tn || !cg_buf_json_plain(t->target->name, sn) || !cg_buf_json_plain(t->name, tn))
+        return p;
+    char *o = p;
+    memcpy(o, HEAD_STANDARD "\"", sizeof(HEAD_STANDARD));
+    o += sizeof(HEAD_STANDARD);
+    memcpy(o, t->target->name, sn);
+    o += sn;
+    memcpy(o, "\"" HEAD_TABLE "\"", sizeof(HEAD_TABLE) + 1);
+    o += sizeof(HEAD_TABLE) + 1;
+    memcpy(o, t->name, tn);
+    o += tn;
+    *o++ = '"';
+    t->json_head = p;
+    t->json_head_len = (uint32_t)(o - p);
+    return o;
+}
+
 cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_table_t *tables,
                                        size_t n_tables)
 {
-    size_t n_cols = 0, key_bytes = 0;
-    for (size_t t = 0; t < n_tables; t++)
+    size_t n_cols = 0, key_bytes = 0, head_bytes = 0;
+    for (size_t t = 0; t < n_tables; t++) {
+        head_bytes +=
+            sizeof(HEAD_STANDARD HEAD_TABLE) + strlen(target->name) + 4 + strlen(tables[t].name);
         for (size_t i = 0; i < tables[t].n_columns; i++) {
             size_t n = strlen(tables[t].columns[i].name) + 4;
             key_bytes += n > CG_TARGET_KEY_PAD ? n : CG_TARGET_KEY_PAD;
             n_cols++;
         }
+    }
     /* one block each: they live as long as the program */
     cg_target_table_t *tabs = calloc(n_tables, sizeof(*tabs));
     cg_target_column_t *cols = calloc(n_cols ? n_cols : 1, sizeof(*cols));
     char *keys = calloc(key_bytes ? key_bytes : 1, 1);
-    if (!tabs || !cols || !keys) {
+    char *heads = malloc(head_bytes ? head_bytes : 1);
+    if (!tabs || !cols || !keys || !heads) {
         free(tabs);
         free(cols);
         free(keys);
+        free(heads);
         return NULL;
     }
     for (size_t t = 0; t < n_tables; t++) {
@@ -58,6 +88,7 @@ cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_
         tt->columns = cols;
         tt->n_columns = ot->n_columns;
         tt->impl = ot;
+        heads = put_head(tt, heads);
         for (size_t i = 0; i < ot->n_columns; i++) {
             const cg_omop_column_t *oc = &ot->columns[i];
             cg_target_column_t *c = cols++;

@@ -58,7 +58,7 @@ static void test_envelope(void **state)
     const cg_target_table_t *t = cg_target_table_any("measurement");
     cg_value_t vals[64] = {{0}};
     set(t, vals, "value_as_number", CG_VALUE_NUMBER, "7.2");
-    cg_row_meta_t meta[] = {{"status", {"F", 1, CG_VALUE_STRING, 1, 0}}};
+    cg_row_meta_t meta[] = {{.name = "status", .value = {"F", 1, CG_VALUE_STRING, 1, 0}}};
     cg_row_t row = {.table = t,
                     .values = vals,
                     .meta = meta,
