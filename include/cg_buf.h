@@ -40,6 +40,11 @@ cg_err_t cg_buf_append(cg_buf_t *b, const void *p, size_t n);
 cg_err_t cg_buf_puts(cg_buf_t *b, const char *s);
 cg_err_t cg_buf_putc(cg_buf_t *b, char c);
 cg_err_t cg_buf_printf(cg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* v in decimal at buf (at least 21 bytes; no NUL), its length. By hand: snprintf costs more
+ * than the rest of writing an id column, and ids have 19 digits. */
+size_t cg_fmt_int64(char *buf, int64_t v);
+/* v in decimal, appended. */
+cg_err_t cg_buf_put_int64(cg_buf_t *b, int64_t v);
 /* Length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when the bytes there are not valid
  * UTF-8 (overlong, surrogate, beyond U+10FFFF, truncated). Inline: decoders and writers run it
  * on every non-ASCII byte. */

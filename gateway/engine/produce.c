@@ -53,17 +53,7 @@ static const char *num_text(num_text_t *t, int64_t v)
 {
     if (t->set && t->v == v)
         return t->s;
-    /* by hand: an offset changes with every input, and snprintf costs ten times this */
-    char tmp[24];
-    size_t n = sizeof(tmp);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do
-        tmp[--n] = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        tmp[--n] = '-';
-    memcpy(t->s, tmp + n, sizeof(tmp) - n);
-    t->s[sizeof(tmp) - n] = '\0';
+    t->s[cg_fmt_int64(t->s, v)] = '\0';
     t->v = v;
     t->set = 1;
     return t->s;

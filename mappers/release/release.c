@@ -122,24 +122,6 @@ static void keyed_text(const cg_policy_t *p, const char *text, size_t len, char 
     hex(md, 20, out);
 }
 
-static size_t put_int(char *o, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    int neg = v < 0;
-    uint64_t u = neg ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t w = 0;
-    if (neg)
-        o[w++] = '-';
-    while (n)
-        o[w++] = tmp[--n];
-    return w;
-}
-
 static int parse_int64(const cg_value_t *v, int64_t *out)
 {
     if (!v->len || v->len > 19)
@@ -173,7 +155,7 @@ static size_t rekey_id(const cg_policy_t *p, per_policy_t *c, const cg_value_t *
     int64_t id;
     if (parse_int64(in, &id))
         return 0;
-    size_t n = put_int(o, cg_pseudo_id64(p->pseudo, id));
+    size_t n = cg_fmt_int64(o, cg_pseudo_id64(p->pseudo, id));
     c->ids[slot].in_len = (uint8_t)in->len;
     memcpy(c->ids[slot].in, in->ptr, in->len);
     c->ids[slot].out_len = (uint8_t)n;
@@ -339,7 +321,7 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
             if (!parse_int64(in, &y) && y > 0 && y < 10000) {
                 int top = p->year_now - p->age_top;
                 y = y <= top ? top : y - y % 5; /* everyone at or above the top age: one band */
-                n = put_int(txt, y);
+                n = cg_fmt_int64(txt, y);
             }
         } else if (cp->gen == CG_GEN_ZIP3) {
             n = in->len < 3 ? in->len : 3;

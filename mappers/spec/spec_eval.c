@@ -196,60 +196,12 @@ static spec_val_t number_text(cg_mapper_t *mp, spec_val_t v, int integer_only)
     return n ? cg_spec_val_copy(mp, buf, n) : ABSENT;
 }
 
-/* Two digits a pair, "00" to "99". */
-static const char digit_pairs[201] =
-    "0001020304050607080910111213141516171819202122232425262728293031"
-    "3233343536373839404142434445464748495051525354555657585960616263"
-    "6465666768697071727374757677787980818283848586878889909192939495"
-    "96979899";
-
-/* Eight digits of v (< 10^8) at o, zero-padded. */
-static void put8(char *o, uint32_t v)
-{
-    uint32_t hi = v / 10000, lo = v % 10000;
-    memcpy(o, digit_pairs + (hi / 100) * 2, 2);
-    memcpy(o + 2, digit_pairs + (hi % 100) * 2, 2);
-    memcpy(o + 4, digit_pairs + (lo / 100) * 2, 2);
-    memcpy(o + 6, digit_pairs + (lo % 100) * 2, 2);
-}
-
-/* By hand: snprintf cost more than the rest of writing an id column. */
-size_t cg_spec_fmt_int64(char *buf, int64_t x)
-{
-    /* eight digits a step from the end in 32-bit arithmetic (ids have 19 of them: two 64-bit
-     * divisions instead of nine), then two at a time */
-    char tmp[32];
-    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    size_t n = sizeof(tmp);
-    while (u >= 100000000u) {
-        n -= 8;
-        put8(tmp + n, (uint32_t)(u % 100000000u));
-        u /= 100000000u;
-    }
-    uint32_t v = (uint32_t)u;
-    while (v >= 100) {
-        n -= 2;
-        memcpy(tmp + n, digit_pairs + (v % 100) * 2, 2);
-        v /= 100;
-    }
-    if (v >= 10) {
-        n -= 2;
-        memcpy(tmp + n, digit_pairs + v * 2, 2);
-    } else {
-        tmp[--n] = (char)('0' + v);
-    }
-    if (x < 0)
-        tmp[--n] = '-';
-    memcpy(buf, tmp + n, sizeof(tmp) - n);
-    return sizeof(tmp) - n;
-}
-
 static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
 {
     if (x == 0) /* unmapped concepts: common enough to skip the arena */
         return (spec_val_t){"0", 1, 1};
     char buf[24];
-    return cg_spec_val_copy(mp, buf, cg_spec_fmt_int64(buf, x));
+    return cg_spec_val_copy(mp, buf, cg_fmt_int64(buf, x));
 }
 
 static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)

@@ -211,8 +211,6 @@ cg_err_t cg_spec_eval_binding(cg_mapper_t *mp, const expr_t *e, size_t i);
 
 /* The spec's patient: pseudonym and date shift, computed once per spec run. */
 cg_err_t cg_spec_patient(cg_mapper_t *mp);
-/* Decimal text of x into buf (at least 21 bytes), not NUL-terminated; returns the length. */
-size_t cg_spec_fmt_int64(char *buf, int64_t x);
 
 /* ---- HL7 v2 paths (spec_hl7.c) ---- */
 

@@ -227,7 +227,7 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
     size_t n = 0;
     parts[n++] = (cg_slice_t){mp->spec->name, mp->spec->name_len};
     parts[n++] = (cg_slice_t){r->name, r->name_len};
-    parts[n++] = (cg_slice_t){pos, cg_spec_fmt_int64(pos, (int64_t)position)};
+    parts[n++] = (cg_slice_t){pos, cg_fmt_int64(pos, (int64_t)position)};
     for (size_t i = 0; i < mp->n_msg_key; i++)
         parts[n++] = mp->msg_key[i];
     if (mp->msg_key_patient)
@@ -328,7 +328,7 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         char *idbuf = cg_arena_alloc(&mp->arena, 24);
         if (!idbuf)
             return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
-        spec_val_t idv = {idbuf, (uint32_t)cg_spec_fmt_int64(idbuf, id), 1};
+        spec_val_t idv = {idbuf, (uint32_t)cg_fmt_int64(idbuf, id), 1};
         if ((rc = set_column(mp, r->pk.col, idv, "row id", &vals[r->pk.col->index])))
             return rc;
         if (trace)

@@ -35,25 +35,9 @@ static inline char *put_str(cg_buf_t *b, char *o, const char *s, size_t n)
     return b->data + b->len;
 }
 
-/* Decimal text of x ending at end; returns where it starts. */
-static char *fmt_int(char *end, int64_t x)
+static inline char *put_int(char *o, int64_t x)
 {
-    uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    do {
-        *--end = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (x < 0)
-        *--end = '-';
-    return end;
-}
-
-static char *put_int(char *o, int64_t x)
-{
-    char tmp[24], *s = fmt_int(tmp + sizeof(tmp), x);
-    size_t n = (size_t)(tmp + sizeof(tmp) - s);
-    cg_mem_copy(o, s, n);
-    return o + n;
+    return o + cg_fmt_int64(o, x);
 }
 
 /* A column's "name": key; short ones as one fixed-size copy (the padding is overwritten next). */

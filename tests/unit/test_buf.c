@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cg_buf.h"
@@ -91,12 +93,44 @@ static void test_read_file(void **state)
     cg_buf_free(&b);
 }
 
+/* cg_fmt_int64 against snprintf: the edges, every digit count, both signs. */
+static void check_int(int64_t v)
+{
+    char want[32], got[32];
+    snprintf(want, sizeof(want), "%" PRId64, v);
+    size_t n = cg_fmt_int64(got, v);
+    got[n] = '\0';
+    assert_string_equal(got, want);
+}
+
+static void test_fmt_int64(void **state)
+{
+    (void)state;
+    const int64_t edges[] = {0,        1,         9,         10,        99,        100,
+                             99999999, 100000000, 100000001, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        check_int(edges[i]);
+        check_int(-edges[i] == INT64_MIN ? edges[i] : -edges[i]);
+    }
+    uint64_t x = 88172645463325252ULL; /* xorshift: values of every length */
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        check_int((int64_t)(x >> (i % 64)));
+        check_int(-(int64_t)(x >> (1 + i % 63)));
+    }
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "id=");
+    cg_buf_put_int64(&b, -42);
+    assert_string_equal(b.data, "id=-42");
+    cg_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_escapes),
-        cmocka_unit_test(test_buf_growth_and_reset),
-        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_json_escapes), cmocka_unit_test(test_buf_growth_and_reset),
+        cmocka_unit_test(test_arena),        cmocka_unit_test(test_fmt_int64),
         cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,20 +70,6 @@ static void copy_value(cg_buf_t *b, const char *v, size_t n)
     cg_buf_append(b, v + from, n - from);
 }
 
-/* A decimal integer, without printf. */
-static void copy_int(cg_buf_t *b, int64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do
-        tmp[--i] = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        tmp[--i] = '-';
-    cg_buf_append(b, tmp + i, sizeof(tmp) - i);
-}
-
 static void copy_str(cg_buf_t *b, const char *v)
 {
     copy_value(b, v, v ? strlen(v) : 0);
@@ -397,16 +383,16 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
     ++a->seq;
     if (keep_raw(a, raw, raw_len) || note_key(s, values[s->key_col], lens[s->key_col]))
         return -1;
-    copy_int(b, a->seq);
+    cg_buf_put_int64(b, a->seq);
     cg_buf_append(b, del ? "\td\t" : "\tu\t", 3);
     copy_str(b, pos->topic);
     cg_buf_putc(b, '\t');
-    copy_int(b, pos->partition);
+    cg_buf_put_int64(b, pos->partition);
     cg_buf_putc(b, '\t');
-    copy_int(b, pos->offset);
+    cg_buf_put_int64(b, pos->offset);
     cg_buf_putc(b, '\t');
     if (line >= 0)
-        copy_int(b, line);
+        cg_buf_put_int64(b, line);
     else
         cg_buf_append(b, "\\N", 2);
     for (size_t k = 0; k < t->n_columns; k++) {

@@ -122,19 +122,6 @@ static int64_t id_of(const char *v, size_t n)
     return (int64_t)(neg ? 0 - mag : mag);
 }
 
-static void put_int(cg_buf_t *b, int64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do
-        tmp[--i] = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        tmp[--i] = '-';
-    cg_buf_append(b, tmp + i, sizeof(tmp) - i);
-}
-
 /* An array literal's element from a COPY text field: NULL, or quoted (a date may be spelled
  * with commas and spaces). */
 static void put_elem(cg_buf_t *b, const char *f, size_t n)
@@ -414,7 +401,7 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
     cg_buf_init(&par[1]);
     cg_buf_puts(&par[0], a->id_seq);
     cg_buf_putc(&par[0], '\0');
-    put_int(&par[1], (int64_t)n);
+    cg_buf_put_int64(&par[1], (int64_t)n);
     cg_buf_putc(&par[1], '\0');
     PGresult *r = par[0].data && par[1].data
                       ? run(c, "SELECT nextval($1::regclass) FROM generate_series(1, $2::integer)",
@@ -435,9 +422,9 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
     for (size_t i = 0; i < n && !rc; i++) {
         long j = id_find(a, v[i]);
         a->ids_v[j] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
-        put_int(&a->par1, v[i]);
+        cg_buf_put_int64(&a->par1, v[i]);
         cg_buf_putc(&a->par1, '\t');
-        put_int(&a->par1, a->ids_v[j]);
+        cg_buf_put_int64(&a->par1, a->ids_v[j]);
         rc = cg_buf_putc(&a->par1, '\n') != CG_OK ||
              ((a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]));
     }
@@ -479,7 +466,7 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             if (!(ids >> k & 1) || is_null(v, n))
                 continue;
             cg_buf_append(&a->direct, from, (size_t)(v - from));
-            put_int(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
+            cg_buf_put_int64(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
             from = v + n;
         }
         cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
@@ -490,7 +477,7 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             if (is_null(pv, pn))
                 cg_buf_puts(&a->par1, "NULL");
             else
-                put_int(&a->par1, a->ids_v[id_find(a, id_of(pv, pn))]);
+                cg_buf_put_int64(&a->par1, a->ids_v[id_find(a, id_of(pv, pn))]);
             cg_buf_putc(&a->par2, *n_direct ? ',' : '{');
             put_elem(&a->par2, f[STAGE_META + c0], fl[STAGE_META + c0]);
             cg_buf_putc(&a->par3, *n_direct ? ',' : '{');
