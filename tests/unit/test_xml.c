@@ -22,6 +22,7 @@
 #include <libxml/tree.h>
 
 #include "cg_xml.h"
+#include "test_hl7_util.h" /* th_read */
 #include "xml_test_util.h"
 
 /* UTF-8 text converted to enc with iconv (malloc'ed, *len bytes). */
@@ -559,23 +560,13 @@ static void test_reuse(void **state)
  * node. */
 static int blank_children(cg_xml_doc_t *d, const char *name)
 {
-    xmlNodePtr n = cg_xml_doc_root(d);
-    while (n) {
-        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name)) {
-            int blanks = 0;
-            for (xmlNodePtr c = n->children; c; c = c->next)
-                blanks += c->type == XML_TEXT_NODE;
-            return blanks;
-        }
-        if (n->children && n->type == XML_ELEMENT_NODE) {
-            n = n->children;
-            continue;
-        }
-        while (n && !n->next)
-            n = n->parent;
-        n = n ? n->next : NULL;
-    }
-    return -1;
+    xmlNodePtr n = xt_element(d, name);
+    if (!n)
+        return -1;
+    int blanks = 0;
+    for (xmlNodePtr c = n->children; c; c = c->next)
+        blanks += c->type == XML_TEXT_NODE;
+    return blanks;
 }
 
 /* Indentation between HL7 v3 structural elements is left out of the tree, comments and PIs
@@ -750,7 +741,7 @@ static void test_corpus(void **state)
             if (n < 4 || strcmp(de->d_name + n - 4, ".xml"))
                 continue;
             size_t len;
-            char *buf = xt_read_path(path, &len);
+            char *buf = th_read(path, &len);
             cg_error_t e;
             if (cg_xml_parse(d, buf, len, &e) != CG_OK)
                 fail_msg("%s: line %d: %s", path, e.line, e.text);
