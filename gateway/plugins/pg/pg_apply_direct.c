@@ -191,24 +191,14 @@ static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t)
     }
     const char *d0, *d1;
     if (!s->direct_widen_sql && pg_period_columns(t, &d0, &d1)) {
-        /* as pg_apply_periods.c's widening, over the rows' (person, start, end) */
+        /* pg_apply_periods.c's widening, over the rows' (person, start, end) */
         cg_buf_init(&b);
         cg_buf_puts(&b, "WITH agg AS (SELECT u.p, min(u.d0) AS d0, max(greatest(u.d0, "
                         "coalesce(u.d1, u.d0))) AS d1 FROM unnest($1::bigint[], $2::date[], "
                         "$3::date[]) u(p, d0, d1) WHERE EXISTS (SELECT 1 FROM ");
         pg_qual(&b, sc, "person");
         cg_buf_puts(&b, " x WHERE x.person_id = u.p) GROUP BY u.p) INSERT INTO ");
-        pg_qual(&b, sc, "observation_period");
-        cg_buf_puts(&b,
-                    " AS o (observation_period_id, person_id, observation_period_start_date, "
-                    "observation_period_end_date, period_type_concept_id) SELECT p, p, d0, d1, "
-                    "32817 FROM agg ON CONFLICT (observation_period_id) DO UPDATE SET "
-                    "observation_period_start_date = least(o.observation_period_start_date, "
-                    "EXCLUDED.observation_period_start_date), observation_period_end_date = "
-                    "greatest(o.observation_period_end_date, "
-                    "EXCLUDED.observation_period_end_date) WHERE "
-                    "EXCLUDED.observation_period_start_date < o.observation_period_start_date OR "
-                    "EXCLUDED.observation_period_end_date > o.observation_period_end_date");
+        pg_period_widen(&b, sc, "p");
         cg_buf_putc(&b, '\0');
         s->direct_widen_sql = b.data;
     }

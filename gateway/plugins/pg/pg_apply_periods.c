@@ -114,6 +114,23 @@ static char *touched_sql(const pg_conf_t *conf)
     return b.data;
 }
 
+/* The end of a widening: the observation_period upsert from the CTE agg (person, d0, d1; the
+ * person's column named person), each period only ever widened. After "INSERT INTO ". */
+void pg_period_widen(cg_buf_t *b, const char *schema, const char *person)
+{
+    pg_qual(b, schema, "observation_period");
+    cg_buf_puts(b, " AS o (observation_period_id, person_id, observation_period_start_date, "
+                   "observation_period_end_date, period_type_concept_id) SELECT ");
+    cg_buf_printf(b, "%s, %s", person, person);
+    cg_buf_puts(b, ", d0, d1, 32817 FROM agg ON CONFLICT (observation_period_id) DO "
+                   "UPDATE SET observation_period_start_date = "
+                   "least(o.observation_period_start_date, "
+                   "EXCLUDED.observation_period_start_date), observation_period_end_date = "
+                   "greatest(o.observation_period_end_date, EXCLUDED.observation_period_end_date) "
+                   "WHERE EXCLUDED.observation_period_start_date < o.observation_period_start_date "
+                   "OR EXCLUDED.observation_period_end_date > o.observation_period_end_date");
+}
+
 /* The periods of the persons whose rows a batch upserted, widened to those rows' dates (read
  * back from the tables by key, so a row PostgreSQL refused counts for nothing): one pass over
  * the batch, not over each person's history. */
@@ -151,17 +168,7 @@ static char *widen_sql(const pg_conf_t *conf)
                     "WHERE EXISTS (SELECT 1 FROM ");
     pg_qual(&b, sc, "person");
     cg_buf_puts(&b, " p WHERE p.person_id = g.person_id) GROUP BY g.person_id) INSERT INTO ");
-    pg_qual(&b, sc, "observation_period");
-    cg_buf_puts(&b,
-                " AS o (observation_period_id, person_id, observation_period_start_date, "
-                "observation_period_end_date, period_type_concept_id) SELECT person_id, "
-                "person_id, d0, d1, 32817 FROM agg ON CONFLICT (observation_period_id) DO "
-                "UPDATE SET observation_period_start_date = "
-                "least(o.observation_period_start_date, "
-                "EXCLUDED.observation_period_start_date), observation_period_end_date = "
-                "greatest(o.observation_period_end_date, EXCLUDED.observation_period_end_date) "
-                "WHERE EXCLUDED.observation_period_start_date < o.observation_period_start_date "
-                "OR EXCLUDED.observation_period_end_date > o.observation_period_end_date");
+    pg_period_widen(&b, sc, "person_id");
     cg_buf_putc(&b, '\0');
     return b.data;
 }

@@ -335,6 +335,9 @@ int pg_derive_periods(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size
 /* pg_apply_periods.c: the date columns a row of t spans (*end NULL: its start only); 0 when t's
  * rows make no observation period. */
 int pg_period_columns(const cg_omop_table_t *t, const char **start, const char **end);
+/* pg_apply_periods.c: appends the observation_period upsert of a widening, from a CTE agg of
+ * (person, d0, d1) whose person column is named person; after "INSERT INTO ". */
+void pg_period_widen(cg_buf_t *b, const char *schema, const char *person);
 /* pg_apply_direct.c: the staged rows of table ti whose keys are new to the id map, COPY'd
  * straight into the table with their compact ids (no staging table, no ON CONFLICT, no id
  * lookups in SQL), their periods widened; the rows left (keys already there) stay staged for
