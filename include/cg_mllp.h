@@ -90,6 +90,10 @@ typedef enum cg_mllp_ack_kind {
 /* The two-letter code of kind in h's mode ("AA", "CE", ...). */
 const char *cg_mllp_ack_code(const cg_mllp_msh_t *h, cg_mllp_ack_kind_t kind);
 
+/* now as an HL7 v2 DTM in UTC (YYYYMMDDHHMMSS+0000), in a per-thread buffer valid until the
+ * thread's next call with another second. */
+const char *cg_mllp_hl7_ts(time_t now);
+
 /* Appends h's acknowledgement to out, as HL7 v2 chapter 2 builds it: MSH with the message's
  * separators and encoding characters, sending and receiving application and facility swapped,
  * MSH-7 now (UTC), MSH-9 ACK^<trigger>^ACK, MSH-10 control_id (the ACK's own), MSH-11, MSH-12

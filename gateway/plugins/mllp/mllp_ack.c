@@ -168,6 +168,20 @@ static int seps_usable(cg_slice_t seps)
     return 1;
 }
 
+const char *cg_mllp_hl7_ts(time_t now)
+{
+    /* formatted once a second: every ACK carries it, and strftime per ACK showed in profiles */
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char ts[32];
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof(ts), "%Y%m%d%H%M%S+0000", &tm);
+        last = now;
+    }
+    return ts;
+}
+
 cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *msh, cg_mllp_ack_kind_t kind, const char *text,
                            const char *control_id, time_t now, int framed, cg_buf_t *out)
 {
@@ -201,13 +215,18 @@ cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *msh, cg_mllp_ack_kind_t kind, co
         cg_buf_putc(out, fs);
         put_slice(out, order[i]);
     }
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    char ts[32];
-    strftime(ts, sizeof(ts), "%Y%m%d%H%M%S+0000", &tm);
-    cg_buf_printf(out, "%c%s%c%cACK%c", fs, ts, fs, fs, cs);
+    cg_buf_putc(out, fs);
+    cg_buf_puts(out, cg_mllp_hl7_ts(now));
+    cg_buf_putc(out, fs);
+    cg_buf_putc(out, fs);
+    cg_buf_puts(out, "ACK");
+    cg_buf_putc(out, cs);
     put_slice(out, h->trigger);
-    cg_buf_printf(out, "%cACK%c%s%c", cs, fs, control_id, fs);
+    cg_buf_putc(out, cs);
+    cg_buf_puts(out, "ACK");
+    cg_buf_putc(out, fs);
+    cg_buf_puts(out, control_id);
+    cg_buf_putc(out, fs);
     put_slice(out, h->fld[11]); /* processing id */
     cg_buf_putc(out, fs);
     /* version: echoed; a message without one gets an ACK of 2.5.1 all the same, since a
@@ -217,10 +236,14 @@ cg_err_t cg_mllp_ack_build(const cg_mllp_msh_t *msh, cg_mllp_ack_kind_t kind, co
     else
         cg_buf_puts(out, CG_MLLP_ACK_DEFAULT_VERSION);
     if (h->fld[18].len) { /* MSH-13..17 empty, then the character set echoed */
-        cg_buf_printf(out, "%c%c%c%c%c%c", fs, fs, fs, fs, fs, fs);
+        for (int i = 0; i < 6; i++)
+            cg_buf_putc(out, fs);
         put_slice(out, h->fld[18]);
     }
-    cg_buf_printf(out, "\rMSA%c%s%c", fs, cg_mllp_ack_code(h, kind), fs);
+    cg_buf_puts(out, "\rMSA");
+    cg_buf_putc(out, fs);
+    cg_buf_puts(out, cg_mllp_ack_code(h, kind));
+    cg_buf_putc(out, fs);
     put_slice(out, h->fld[10]);
     if (kind != CG_MLLP_ACK_OK && text && *text) {
         cg_buf_putc(out, fs);

@@ -122,10 +122,8 @@ cg_err_t cg_mllp_batch_ack_build(const char *base, size_t len, cg_mllp_ack_kind_
                                  cg_buf_t *out)
 {
     size_t start = out->len;
-    struct tm tm;
-    gmtime_r(&now, &tm);
     char ts[32];
-    strftime(ts, sizeof(ts), "%Y%m%d%H%M%S+0000", &tm);
+    snprintf(ts, sizeof(ts), "%s", cg_mllp_hl7_ts(now));
     const char *p = base, *end = base + len;
     int has_fhs = len && base[0] == 'F', has_bhs = 0;
     for (const char *q = base; q && q < end;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -188,6 +189,22 @@ static void conn_handshake(mllp_source_t *ls, mllp_conn_t *c)
     mllp_conn_events(ls, c);
 }
 
+/* An ACK's own MSH-10: "CG", the listener's start time in 8 hex digits and the ACK's number in
+ * 10 decimal ones (by hand: snprintf per ACK showed in profiles). id: at least 21 bytes. */
+static void ack_control_id(char *id, uint32_t started, uint64_t no)
+{
+    static const char hexd[] = "0123456789abcdef";
+    id[0] = 'C';
+    id[1] = 'G';
+    for (int i = 0; i < 8; i++)
+        id[2 + i] = hexd[(started >> (28 - 4 * i)) & 0xf];
+    for (int i = 19; i >= 10; i--) {
+        id[i] = (char)('0' + no % 10);
+        no /= 10;
+    }
+    id[20] = '\0';
+}
+
 static void conn_write(mllp_source_t *ls, mllp_conn_t *c)
 {
     while (c->out_off < c->out.len) {
@@ -226,8 +243,7 @@ void mllp_conn_flush_acks(mllp_source_t *ls, mllp_conn_t *c)
         }
         if (code) {
             char id[24];
-            snprintf(id, sizeof(id), "CG%08" PRIx32 "%010" PRIu64, (uint32_t)ls->started,
-                     ++ls->ack_no % 10000000000u);
+            ack_control_id(id, (uint32_t)ls->started, ++ls->ack_no % 10000000000u);
             cg_err_t rc =
                 p->batch ? cg_mllp_batch_ack_build(p->msh, p->msh_len, p->kind, p->reason, id,
                                                    time(NULL), &c->out)
@@ -319,6 +335,9 @@ static void accept_all(mllp_source_t *ls)
             close(fd);
             continue;
         }
+        /* an ACK is one small write the sender waits for: never held back by Nagle */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         int slot = ls->next_slot;
         while (ls->slots[slot])
             slot = (slot + 1) % ls->conf->max_connections;
