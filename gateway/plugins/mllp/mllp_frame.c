@@ -46,10 +46,13 @@ cg_mllp_event_t cg_mllp_framer_feed(cg_mllp_framer_t *f, const char *buf, size_t
             f->state = INSIDE;
             continue;
         }
-        /* inside: copy up to the next end or start byte */
-        size_t n = 0;
-        while (i + n < len && buf[i + n] != CG_MLLP_EB && buf[i + n] != CG_MLLP_SB)
-            n++;
+        /* inside: copy up to the next end or start byte (two memchr: a byte loop over every
+         * message was the listener's costliest own code) */
+        const char *eb = memchr(buf + i, CG_MLLP_EB, len - i);
+        size_t n = eb ? (size_t)(eb - (buf + i)) : len - i;
+        const char *sb = memchr(buf + i, CG_MLLP_SB, n);
+        if (sb)
+            n = (size_t)(sb - (buf + i));
         if (f->frame.len + n > f->max_bytes) {
             *used = i;
             return CG_MLLP_TOO_BIG;

@@ -113,6 +113,10 @@ typedef struct mllp_source {
     int n_waiting; /* pendings waiting on an orphan */
     cg_pseudo_t *pseudo;
     cg_hl7_msg_t *hl7;
+    /* SHA-256 fetched once and one context reused: EVP_Digest with EVP_sha256() looked the
+     * algorithm up and allocated a context per message */
+    struct evp_md_st *sha_md;
+    struct evp_md_ctx_st *sha_ctx;
     mllp_dedup_t *dedup;
     mllp_tls_t *tls;     /* NULL: plaintext */
     mllp_allow_t *allow; /* listen.allow */

@@ -32,9 +32,20 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sha256(const void *a, size_t n, unsigned char out[32])
+/* SHA-256 of the n pieces p[i] (lengths len[i]), as one input. */
+static void sha256_parts(mllp_source_t *ls, const void *const *p, const size_t *len, size_t n,
+                         unsigned char out[32])
 {
-    EVP_Digest(a, n, out, NULL, EVP_sha256(), NULL);
+    int ok = EVP_DigestInit_ex2(ls->sha_ctx, ls->sha_md, NULL) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(ls->sha_ctx, p[i], len[i]) == 1;
+    if (!ok || EVP_DigestFinal_ex(ls->sha_ctx, out, NULL) != 1)
+        memset(out, 0, 32); /* cannot happen with the default provider loaded at start */
+}
+
+static void sha256(mllp_source_t *ls, const void *a, size_t n, unsigned char out[32])
+{
+    sha256_parts(ls, &a, &n, 1, out);
 }
 
 static void hex(const unsigned char *b, size_t n, char *out)
@@ -271,20 +282,15 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
         return;
     }
     unsigned char sha[32], id[32];
-    sha256(buf, len, sha);
+    sha256(ls, buf, len, sha);
     /* a batch is not looked up among resends: its messages' ids are many, and one of them
      * resent alone is its own frame */
     int has_id = !batch && rc == CG_OK && h.fld[10].len > 0;
     if (has_id) { /* the sender (MSH-3, MSH-4) and its MSH-10, as a digest */
-        cg_buf_t b;
-        cg_buf_init(&b);
-        cg_buf_append(&b, h.fld[3].ptr ? h.fld[3].ptr : "", h.fld[3].len);
-        cg_buf_putc(&b, 0x1F);
-        cg_buf_append(&b, h.fld[4].ptr ? h.fld[4].ptr : "", h.fld[4].len);
-        cg_buf_putc(&b, 0x1F);
-        cg_buf_append(&b, h.fld[10].ptr, h.fld[10].len);
-        sha256(b.data ? b.data : "", b.len, id);
-        cg_buf_free(&b);
+        const void *parts[] = {h.fld[3].ptr ? h.fld[3].ptr : "", "\x1f",
+                               h.fld[4].ptr ? h.fld[4].ptr : "", "\x1f", h.fld[10].ptr};
+        size_t lens[] = {h.fld[3].len, 1, h.fld[4].len, 1, h.fld[10].len};
+        sha256_parts(ls, parts, lens, 5, id);
         mllp_dedup_result_t d = mllp_dedup_check(ls->dedup, id, sha, t);
         if (d == MLLP_DEDUP_SAME) { /* stored already: acknowledged again, not written twice */
             ls->st.duplicates++;
@@ -458,6 +464,8 @@ static void mllp_destroy(void *ctx)
     free(ls->slot_seq);
     cg_pseudo_destroy(ls->pseudo);
     cg_hl7_msg_destroy(ls->hl7);
+    EVP_MD_CTX_free(ls->sha_ctx);
+    EVP_MD_free(ls->sha_md);
     mllp_dedup_destroy(ls->dedup);
     mllp_tls_destroy(ls->tls);
     mllp_allow_destroy(ls->allow);
@@ -486,6 +494,10 @@ static void *mllp_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_s
         goto fail;
     if (!(ls->tls = mllp_tls_new(cf, errstr, errstr_size)) && errstr[0])
         goto fail;
+    if (!(ls->sha_md = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(ls->sha_ctx = EVP_MD_CTX_new())) {
+        snprintf(errstr, errstr_size, "OpenSSL: no SHA-256");
+        goto fail;
+    }
     if (!(ls->hl7 = cg_hl7_msg_new(&cfg->hl7)) ||
         !(ls->dedup = mllp_dedup_new((size_t)cf->dup_cache_entries, cf->dup_window_ms)) ||
         !(ls->slots = calloc((size_t)cf->max_connections, sizeof(*ls->slots))) ||
