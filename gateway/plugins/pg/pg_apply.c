@@ -101,6 +101,7 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
     cg_buf_init(&a->raws);
     cg_buf_init(&a->direct);
     cg_buf_init(&a->rest);
+    cg_buf_init(&a->tracked);
     cg_buf_init(&a->par1);
     cg_buf_init(&a->par2);
     cg_buf_init(&a->par3);
@@ -154,10 +155,12 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->ids_flags);
     cg_buf_free(&a->direct);
     cg_buf_free(&a->rest);
+    cg_buf_free(&a->tracked);
     cg_buf_free(&a->par1);
     cg_buf_free(&a->par2);
     cg_buf_free(&a->par3);
     free(a->ids_sql);
+    free(a->track_direct_sql);
     free(a->new_ids_sql);
     free(a->id_seq);
     free(a->cache_k);
@@ -267,7 +270,10 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     if (a->track) /* seq: the last record that touched the person names it */
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS cg_changed_persons (person_id bigint "
                         "PRIMARY KEY, topic text, part integer, off bigint, seq bigint NOT "
-                        "NULL);\n");
+                        "NULL);\n"
+                        /* the persons of rows COPY'd straight into their table */
+                        "CREATE TEMP TABLE IF NOT EXISTS cg_direct_persons (pid bigint, cg_topic "
+                        "text, cg_part integer, cg_off bigint, cg_seq bigint);\n");
     for (size_t i = 0; i < a->n_stages; i++) {
         const cg_omop_table_t *t = pg_table_at(i);
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");

@@ -18,9 +18,12 @@
  *      statements, which reject the bad row alone;
  *   4. their persons' observation periods widened, from the rows' dates sent as arrays.
  *
+ * With cohorts, the persons of those rows join pg_temp.cg_changed_persons from the rows' own
+ * text (a row with a new key changed no person before the batch: only its own person counts).
+ *
  * The rows whose keys were there stay staged for pg_apply_sql.c's upsert. Not taken: bigint
- * ids, persons tracked for the cohorts (the tracking reads the staging tables), a key twice or a
- * delete in the batch (order matters then), the person table (a merged person stays merged).
+ * ids, a key twice or a delete in the batch (order matters then), the person table (a merged
+ * person stays merged).
  */
 #include "pg_int.h"
 
@@ -432,9 +435,10 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
 {
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
-    int periods = s->direct_widen_sql && pcol >= 0;
+    int periods = s->direct_widen_sql && pcol >= 0, track = a->track && pcol >= 0;
     cg_buf_reset(&a->direct);
     cg_buf_reset(&a->rest);
+    cg_buf_reset(&a->tracked);
     for (int i = 0; i < 3; i++)
         cg_buf_reset(i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3);
     const char *p = s->copy.data, *end = p + s->copy.len, *line;
@@ -460,14 +464,24 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             from = v + n;
         }
         cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
+        const char *pv = pcol >= 0 ? f[STAGE_META + pcol] : NULL;
+        size_t pn = pcol >= 0 ? fl[STAGE_META + pcol] : 0;
+        int64_t person = pv && !is_null(pv, pn) ? a->ids_v[id_find(a, id_of(pv, pn))] : -1;
+        if (track && person >= 0) { /* pid, topic, part, off, seq as staged */
+            cg_buf_put_int64(&a->tracked, person);
+            for (int m = 0; m < 4; m++) {
+                static const int meta[] = {2, 3, 4, 0};
+                cg_buf_putc(&a->tracked, '\t');
+                cg_buf_append(&a->tracked, f[meta[m]], fl[meta[m]]);
+            }
+            cg_buf_putc(&a->tracked, '\n');
+        }
         if (periods) {
-            const char *pv = f[STAGE_META + pcol];
-            size_t pn = fl[STAGE_META + pcol];
             cg_buf_putc(&a->par1, *n_direct ? ',' : '{');
-            if (is_null(pv, pn))
+            if (person < 0)
                 cg_buf_puts(&a->par1, "NULL");
             else
-                cg_buf_put_int64(&a->par1, a->ids_v[id_find(a, id_of(pv, pn))]);
+                cg_buf_put_int64(&a->par1, person);
             cg_buf_putc(&a->par2, *n_direct ? ',' : '{');
             put_elem(&a->par2, f[STAGE_META + c0], fl[STAGE_META + c0]);
             cg_buf_putc(&a->par3, *n_direct ? ',' : '{');
@@ -481,6 +495,7 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_t *b = i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3;
         ok &= cg_buf_putc(b, '}') == CG_OK && cg_buf_putc(b, '\0') == CG_OK;
     }
+    ok &= !a->tracked.failed;
     ok &= cg_buf_putc(&a->rest, '\0') == CG_OK && cg_buf_putc(&a->direct, '\0') == CG_OK;
     if (a->rest.len)
         a->rest.len--; /* NUL-terminated for safety, not part of the text */
@@ -489,11 +504,33 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
     return ok ? 0 : -1;
 }
 
+/* The direct rows' persons (a->tracked) into pg_temp.cg_changed_persons. */
+static int track_persons(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!a->track_direct_sql) {
+        cg_buf_t b;
+        cg_buf_init(&b);
+        pg_track_insert(&b, "SELECT pid, cg_topic, cg_part, cg_off, cg_seq FROM "
+                            "pg_temp.cg_direct_persons");
+        cg_buf_puts(&b, "; TRUNCATE pg_temp.cg_direct_persons");
+        cg_buf_putc(&b, '\0');
+        if (b.failed) {
+            cg_buf_free(&b);
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+        a->track_direct_sql = b.data;
+    }
+    return pg_copy_in(c, "COPY pg_temp.cg_direct_persons FROM STDIN", &a->tracked, NULL, errstr,
+                      errstr_size) ||
+           pg_exec(c, a->track_direct_sql, errstr, errstr_size);
+}
+
 int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size)
 {
     stage_t *s = &a->stages[ti];
     const cg_omop_table_t *t = pg_table_at(ti);
-    if (a->conf->id_type != PG_IDS_INTEGER || a->track || s->dup_keys || s->n_del || !s->n ||
+    if (a->conf->id_type != PG_IDS_INTEGER || s->dup_keys || s->n_del || !s->n ||
         !strcmp(t->name, "person") || !pg_column_is_id(&t->columns[s->key_col]))
         return 0;
     size_t k;
@@ -552,6 +589,8 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t er
             return -1;
         PQclear(r);
     }
+    if (a->tracked.len && track_persons(a, c, errstr, errstr_size))
+        return -1;
     a->st.upserted += n_direct;
     a->txn_upserted[ti] += n_direct;
     cg_log(CG_LOG_DEBUG, "pg.direct", "%s: %zu rows copied, %zu by the statements", t->name,

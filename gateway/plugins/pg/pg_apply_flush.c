@@ -215,8 +215,12 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     cg_buf_init(&sql);
     int rc = 0;
     if (a->track) {
-        /* every table staged first: the persons before the batch are read from the tables as
-         * they were */
+        /* new keys' rows straight into their table (they name no row the batch changes),
+         * then every table's rest staged: the persons before the batch are read from the
+         * tables as they were */
+        for (size_t i = 0; i < a->n_stages && !rc; i++)
+            if (a->stages[i].n && pg_apply_direct(a, c, i, errstr, errstr_size) < 0)
+                rc = -1;
         for (size_t i = 0; i < a->n_stages && !rc; i++)
             if (a->stages[i].n)
                 rc = stage_copy(a, c, i, errstr, errstr_size);

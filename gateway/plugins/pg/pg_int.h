@@ -287,7 +287,9 @@ struct pg_apply {
     unsigned char *ids_flags;
     size_t ids_cap, ids_n;
     cg_buf_t direct, rest, par1, par2, par3;
+    cg_buf_t tracked; /* with cohorts: the direct rows' persons, as pg_temp.cg_direct_persons */
     char *ids_sql, *new_ids_sql, *id_seq;
+    char *track_direct_sql; /* cg_direct_persons into cg_changed_persons, then emptied */
     /* ids the id map held when a transaction committed (a row id never changes its compact
      * id), so persons and visits named again and again are not looked up each batch:
      * direct-mapped, PG_ID_CACHE slots; those learned in the open transaction wait in pend_*
