@@ -255,12 +255,20 @@ static void criteria_base(cc_t *c, const json_t *crit, const char *ctx)
         P(", row_number() OVER (PARTITION BY T.person_id ORDER BY T.%s, T.%s) AS ordinal", k->start,
           k->id);
     P(" FROM %s%s T", c->cdm, k->table);
-    if (has_cs)
+    if (has_cs && !c->only)
         P(" JOIN codesets cs ON T.%s = cs.concept_id AND cs.codeset_id = %lld", k->concept, cs);
     /* every criterion's rows are the person's own: restricted here, below the window functions
-     * (First) that would keep the planner from pushing the restriction down itself */
-    if (c->only)
+     * (First) that would keep the planner from pushing the restriction down itself. The
+     * concepts too, as a second array: the index scan (or a BitmapAnd of the person and concept
+     * indexes) then reads only the persons' rows of the concept set, where the join read all
+     * their rows of the table first (the cost grew with each person's history) */
+    if (c->only) {
         P(" WHERE T.person_id = ANY (ARRAY(SELECT person_id FROM %s))", c->only);
+        if (has_cs)
+            P(" AND T.%s = ANY (ARRAY(SELECT DISTINCT concept_id FROM codesets WHERE codeset_id "
+              "= %lld))",
+              k->concept, cs);
+    }
     S(") C");
     char tb[400];
     if (need_person)
