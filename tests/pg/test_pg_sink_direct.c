@@ -13,6 +13,9 @@
  *           per row id and still no gap, periods widened.
  *   merge:  person 2 merged into person 1, then 50 new measurements of person 2: they belong
  *           to person 1.
+ *   cohorts: with the shipped t2dm definition, persons with HbA1c rows of 5 % (nobody enters),
+ *           then new measurements alone: copied straight in, and their persons evaluated: the
+ *           10 given an HbA1c of 7 % enter, the 30 still at 5 % do not.
  */
 #include "pg_test_util.h"
 
@@ -32,7 +35,8 @@
 #define FIRST   1200
 #define BAD(i)  ((i) == 100 || (i) == 600 || (i) == 1100)
 
-static void config(const pt_run_t *r)
+/* pg_more: more "pg" members, each after a comma, or "" */
+static void config(const pt_run_t *r, const char *pg_more)
 {
     FILE *f = fopen(r->config, "w");
     assert_non_null(f);
@@ -42,12 +46,13 @@ static void config(const pt_run_t *r)
             " \"delivery\": {\"transaction_max_messages\": 500, \"commit_interval_ms\": 200},\n"
             " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
             " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
-            "\"batch_rows\": 300},\n"
+            "\"batch_rows\": 300%s},\n"
             " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"debug\"}}\n",
-            r->name, r->topic, tk_bootstrap(), r->schema);
+            r->name, r->topic, tk_bootstrap(), r->schema, pg_more);
     assert_int_equal(fclose(f), 0);
 }
 
+/* An HbA1c (LOINC 4548-4, in %: the shipped t2dm definition's measurement). */
 static void measurement(rd_kafka_t *p, const pt_run_t *r, long long i, long long person,
                         const char *date, long long value, int bad)
 {
@@ -56,10 +61,24 @@ static void measurement(rd_kafka_t *p, const pt_run_t *r, long long i, long long
              "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
              "\"row\":{\"measurement_id\":%lld,\"person_id\":%lld,\"measurement_concept_id\":"
              "3004410,\"measurement_date\":\"%s\",\"measurement_type_concept_id\":32856,"
-             "\"value_as_number\":%lld,\"measurement_source_value\":\"%s\"}}",
+             "\"value_as_number\":%lld,\"unit_concept_id\":8554,\"measurement_source_value\":"
+             "\"%s\"}}",
              MEAS0 + i, PERSON0 + person, date, value,
              bad ? "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" : "4548-4");
     pt_produce(p, r->topic, "1", buf);
+}
+
+static void persons(rd_kafka_t *p, const pt_run_t *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char buf[512];
+        snprintf(buf, sizeof(buf),
+                 "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\","
+                 "\"row\":{\"person_id\":%lld,\"gender_concept_id\":8507,\"year_of_birth\":1970,"
+                 "\"race_concept_id\":0,\"ethnicity_concept_id\":0}}",
+                 PERSON0 + i);
+        pt_produce(p, r->topic, "1", buf);
+    }
 }
 
 /* Runs the sink to its idle end, its log in DIR/name. */
@@ -95,22 +114,14 @@ static void test_direct(void **state)
     (void)state;
     pt_run_t r;
     pt_run_new(&r, "cg-it-sink-direct", "records", 1);
-    config(&r);
+    config(&r, "");
     char log[400];
     snprintf(log, sizeof(log), "%s/init.log", r.dir);
     assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
 
     /* new: persons (the statements), then new measurements (copied) */
     rd_kafka_t *p = tk_producer();
-    for (int i = 0; i < PERSONS; i++) {
-        char buf[512];
-        snprintf(buf, sizeof(buf),
-                 "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\","
-                 "\"row\":{\"person_id\":%lld,\"gender_concept_id\":8507,\"year_of_birth\":1970,"
-                 "\"race_concept_id\":0,\"ethnicity_concept_id\":0}}",
-                 PERSON0 + i);
-        pt_produce(p, r.topic, "1", buf);
-    }
+    persons(p, &r, PERSONS);
     for (int i = 0; i < FIRST; i++) {
         char date[16];
         snprintf(date, sizeof(date), "2024-01-%02d", 1 + i % 28);
@@ -191,10 +202,58 @@ static void test_direct(void **state)
     pt_run_end(&r);
 }
 
+/* With cohorts (the shipped t2dm definition): new measurements still go straight in, and their
+ * persons are evaluated all the same: those with an HbA1c of 6.5 % or more enter (cohort rows
+ * and enter events), the others do not. */
+static void test_direct_cohorts(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-sink-direct-cohort", "records", 1);
+    char defs[400], more[1000];
+    snprintf(defs, sizeof(defs), "%s/defs", r.dir);
+    pt_sh("mkdir -p '%s' && cp %s/specs/cohorts/circe/t2dm.json '%s'/", defs, CG_SOURCE_DIR, defs);
+    snprintf(more, sizeof(more),
+             ", \"cohorts\": {\"definitions\": \"%s\", \"topic\": \"%s.cohort.events\"}", defs,
+             r.name);
+    config(&r, more);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    /* the persons, each with HbA1c rows of 5 %: nobody enters */
+    rd_kafka_t *p = tk_producer();
+    persons(p, &r, PERSONS);
+    for (int i = 0; i < 200; i++)
+        measurement(p, &r, i, i % PERSONS, "2024-02-01", 5, 0);
+    pt_producer_close(p);
+    run_sink(&r, "sink-1.log");
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cohort", r.schema), 0);
+    /* then new measurements alone (no person row in their batches, which would track the
+     * persons anyway): 7 % for persons 0-9, copied straight in, and those 10 enter */
+    p = tk_producer();
+    for (int i = 200; i < 400; i++)
+        measurement(p, &r, i, i % PERSONS, "2024-03-01", i % PERSONS < 10 ? 7 : 5, 0);
+    pt_producer_close(p);
+    run_sink(&r, "sink-2.log");
+    assert_int_equal(pt_committed(&r), PERSONS + 400);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r.schema), 400);
+    pt_sh("grep -q 'measurement: [0-9]* rows copied' '%s/sink-2.log'", r.dir);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cohort c JOIN %s.cg_id_map k ON k.id = "
+                              "c.subject_id WHERE c.cohort_definition_id = 1 AND k.source_id < "
+                              "%lld",
+                              r.schema, r.schema, PERSON0 + 10),
+                     10);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cohort", r.schema), 10);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'enter'", r.schema), 10);
+    pt_run_end(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_direct),
+        cmocka_unit_test(test_direct_cohorts),
     };
     return PT_RUN_TESTS(tests);
 }
