@@ -114,12 +114,26 @@ static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, s
     return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
 }
 
+/* The segment one-repetition path p reads in the current scope: the cursor itself when p names
+ * its segment without an index (OBX-5 for this OBX: most reads), found here without a call;
+ * else as cg_hl7_path_seg finds it (which gives the cursor in that case too). */
+static inline uint32_t path_seg(const cg_mapper_t *mp, const cg_hl7_path_t *p)
+{
+    uint32_t cur = mp->scope.cur;
+    if (p->seg_index == CG_HL7_FIRST && cur >= mp->scope.begin && cur < mp->scope.end) {
+        const char *n = cg_hl7_seg_name(mp->m, cur); /* "" past the last segment */
+        if (n[0] == p->seg[0] && n[1] == p->seg[1] && n[2] == p->seg[2])
+            return cur;
+    }
+    return cg_hl7_path_seg(mp->m, p, mp->scope);
+}
+
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &e->u.path;
     *out = ABSENT;
     if (cg_hl7_path_one(p)) {
-        uint32_t s = cg_hl7_path_seg(mp->m, p, mp->scope);
+        uint32_t s = path_seg(mp, p);
         if (s == CG_HL7_NO_SEG)
             return CG_OK;
         if (s == mp->scope.cur || !e->path_id || mp->scope.begin)
