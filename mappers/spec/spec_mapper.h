@@ -221,9 +221,9 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
 cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r);
 
 /* The memo's slot for path_id read at segment cur: a place hashed from cur plus the path_id, so
- * a segment's values (equal paths have near ids) share cache lines that the next rule over the
- * same segments finds again; a hash of both scattered them over the 128 KB table (callgrind's
- * cache model: a tenth fewer L1 read misses, no more collisions). */
+ * a segment's values (its paths were compiled together: near ids) share cache lines that the next
+ * rule over the same segments finds again; a hash of both scattered them over the 128 KB table
+ * (callgrind's cache model: a tenth fewer L1 read misses, no more collisions). */
 static inline path_memo_t *memo_slot_at(cg_mapper_t *mp, uint32_t path_id, uint32_t cur)
 {
     uint32_t h = cur * 0x9E3779B1u;
