@@ -254,10 +254,16 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
  * no selector: cg_hl7_path_one): the segment it reads in scope (CG_HL7_NO_SEG: none), then its
  * value there (0: none). A spec engine can then keep values by segment: an OBR field read from
  * each of the order's OBX is one segment's value. */
-int cg_hl7_path_one(const cg_hl7_path_t *p);
+static inline int cg_hl7_path_one(const cg_hl7_path_t *p)
+{
+    return p->seg_index != CG_HL7_ALL && p->rep != CG_HL7_ALL && p->field != 0;
+}
 uint32_t cg_hl7_path_seg(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope);
 int cg_hl7_path_read(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t seg,
                      cg_hl7_match_t *out);
+/* cg_hl7_path_read's value alone, for a reader that needs no match record: 0 when there is none
+ * (*raw then empty), 1 for a value, 2 for a literal one (MSH-1, MSH-2: decode without escapes). */
+int cg_hl7_path_raw(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t seg, cg_slice_t *raw);
 /* Appends every match's decoded value to out, separated by sep (e.g. '~'); *count (may be NULL)
  * gets the number of matches. */
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,

@@ -237,7 +237,7 @@ char *cg_arena_strndup(cg_arena_t *a, const char *s, size_t n)
     char *p = cg_arena_alloc(a, n + 1);
     if (!p)
         return NULL;
-    memcpy(p, s, n);
+    cg_mem_copy(p, s, n); /* mostly short values: codes, numbers, dates */
     p[n] = '\0';
     return p;
 }

@@ -70,8 +70,10 @@ uint32_t cg_hl7_field_count(const cg_hl7_msg_t *m, uint32_t seg)
     return m->segs[seg].header ? ntok : ntok - 1;
 }
 
-/* Token of field f in seg, or UINT32_MAX when absent. MSH-1 has no token. */
-static uint32_t field_tok(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field)
+/* Token of field f in seg, or UINT32_MAX when absent. MSH-1 has no token. Inline: it is a few
+ * loads, less than the call it cost on every field read. */
+static inline __attribute__((always_inline)) uint32_t field_tok(const cg_hl7_msg_t *m, uint32_t seg,
+                                                                uint32_t field)
 {
     if (seg >= m->nsegs)
         return UINT32_MAX;
@@ -344,8 +346,10 @@ uint32_t cg_hl7_sub_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, u
     return l1 - l0; /* inside a component, every delimiter separates subcomponents */
 }
 
-int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep, uint32_t comp,
-                   uint32_t sub, cg_slice_t *out)
+/* cg_hl7_get_raw, inline into the path readers: a spec's field read is on the mapper's hot path,
+ * where the call and the match record cost as much as the read. */
+static inline int get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep,
+                          uint32_t comp, uint32_t sub, cg_slice_t *out)
 {
     *out = (cg_slice_t){m->data, 0};
     if (seg >= m->nsegs)
@@ -394,6 +398,12 @@ int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t
         return 0;
     *out = leaves(m, s, l0 + sub - 1, l0 + sub);
     return 1;
+}
+
+int cg_hl7_get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep, uint32_t comp,
+                   uint32_t sub, cg_slice_t *out)
+{
+    return get_raw(m, seg, field, rep, comp, sub, out);
 }
 
 static void memo_live(cg_hl7_msg_t *m)
@@ -488,16 +498,24 @@ uint32_t cg_hl7_path_seg(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_s
 }
 
 /* ... and its value there, as read_value reads it */
-int cg_hl7_path_read(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s, cg_hl7_match_t *out)
+int cg_hl7_path_raw(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s, cg_slice_t *raw)
 {
     uint32_t rep = p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
-    if (!cg_hl7_get_raw(m, s, p->field, rep, p->comp, p->sub, &out->raw))
+    if (!get_raw(m, s, p->field, rep, p->comp, p->sub, raw))
+        return 0;
+    return p->field <= 2 && !memcmp(m->segs[s].name, "MSH", 3) ? 2 : 1;
+}
+
+int cg_hl7_path_read(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, uint32_t s, cg_hl7_match_t *out)
+{
+    int got = cg_hl7_path_raw(m, p, s, &out->raw);
+    if (!got)
         return 0;
     out->seg = s;
     out->field = p->field;
-    out->rep = rep;
+    out->rep = p->rep == CG_HL7_FIRST ? 1 : (uint32_t)p->rep;
     out->comp = p->comp;
     out->sub = p->sub;
-    out->literal = p->field <= 2 && !memcmp(m->segs[s].name, "MSH", 3);
+    out->literal = got == 2;
     return 1;
 }

@@ -386,11 +386,6 @@ int cg_hl7_path_first(const cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scop
     return s != CG_HL7_NO_SEG && cg_hl7_path_read(m, p, s, out);
 }
 
-int cg_hl7_path_one(const cg_hl7_path_t *p)
-{
-    return p->seg_index != CG_HL7_ALL && p->rep != CG_HL7_ALL && p->field != 0;
-}
-
 cg_err_t cg_hl7_path_get(cg_hl7_msg_t *m, const cg_hl7_path_t *p, cg_hl7_scope_t scope, char sep,
                          cg_buf_t *out, size_t *count, cg_error_t *err)
 {

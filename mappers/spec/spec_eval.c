@@ -587,10 +587,10 @@ static __attribute__((noinline)) cg_err_t eval_concat(cg_mapper_t *mp, const exp
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         if (i) {
-            memcpy(buf + o, e->u.list.sep, seplen);
+            cg_mem_copy(buf + o, e->u.list.sep, seplen); /* short pieces: no library call */
             o += seplen;
         }
-        memcpy(buf + o, parts[i].s, parts[i].len);
+        cg_mem_copy(buf + o, parts[i].s, parts[i].len);
         o += parts[i].len;
     }
     buf[o] = '\0';

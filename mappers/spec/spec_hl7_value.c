@@ -88,22 +88,23 @@ static __attribute__((noinline)) cg_err_t all_values(cg_mapper_t *mp, const cg_h
 /* The value of the path that reads one repetition of segment s (cg_hl7_path_one). */
 static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, spec_val_t *out)
 {
-    cg_hl7_match_t match;
+    cg_slice_t raw;
     cg_error_t he;
     *out = ABSENT;
-    if (!cg_hl7_path_read(mp->m, p, s, &match))
+    int got = cg_hl7_path_raw(mp->m, p, s, &raw);
+    if (!got)
         return CG_OK;
-    if (raw_is_decoded(mp, match.raw, match.literal)) {
+    if (raw_is_decoded(mp, raw, got == 2)) {
         /* the usual case: the value is its raw bytes, used in place (valid until the next
          * message) instead of decoded into scratch and copied to the arena */
-        if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
+        if (raw.len == 0 || (raw.len == 2 && !memcmp(raw.ptr, "\"\"", 2)))
             return CG_OK;
-        *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};
+        *out = (spec_val_t){raw.ptr, raw.len, 1};
         return CG_OK;
     }
     cg_buf_reset(&mp->scratch);
-    cg_err_t rc = match.literal ? cg_hl7_decode_noescape(mp->m, match.raw, &mp->scratch, &he)
-                                : cg_hl7_decode(mp->m, match.raw, &mp->scratch, &he);
+    cg_err_t rc = got == 2 ? cg_hl7_decode_noescape(mp->m, raw, &mp->scratch, &he)
+                           : cg_hl7_decode(mp->m, raw, &mp->scratch, &he);
     if (rc != CG_OK)
         return cg_spec_fail(mp, rc, "%s", he.text);
     /* HL7's explicit null "" and an empty value both mean: no value */
@@ -113,12 +114,26 @@ static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, s
     return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
 }
 
+/* The segment one-repetition path p reads in the current scope: the cursor itself when p names
+ * its segment without an index (OBX-5 for this OBX: most reads), found here without a call;
+ * else as cg_hl7_path_seg finds it (which gives the cursor in that case too). */
+static inline uint32_t path_seg(const cg_mapper_t *mp, const cg_hl7_path_t *p)
+{
+    uint32_t cur = mp->scope.cur;
+    if (p->seg_index == CG_HL7_FIRST && cur >= mp->scope.begin && cur < mp->scope.end) {
+        const char *n = cg_hl7_seg_name(mp->m, cur); /* "" past the last segment */
+        if (n[0] == p->seg[0] && n[1] == p->seg[1] && n[2] == p->seg[2])
+            return cur;
+    }
+    return cg_hl7_path_seg(mp->m, p, mp->scope);
+}
+
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &e->u.path;
     *out = ABSENT;
     if (cg_hl7_path_one(p)) {
-        uint32_t s = cg_hl7_path_seg(mp->m, p, mp->scope);
+        uint32_t s = path_seg(mp, p);
         if (s == CG_HL7_NO_SEG)
             return CG_OK;
         if (s == mp->scope.cur || !e->path_id || mp->scope.begin)

@@ -23,9 +23,11 @@ static int number_surely_ok(cg_col_type_t t, const char *num, size_t n)
         return 1;
     if (t == CG_COL_INT32)
         return digits <= 9;
-    /* BIGINT: 19 digits fit up to INT64_MAX (hashed ids are 63-bit, so nearly all of them) */
+    /* BIGINT: 19 digits fit up to INT64_MAX (hashed ids are 63-bit, so nearly all of them);
+     * below 9e18 without the compare */
     if (digits == 19)
-        return memcmp(num + (n - digits),
+        return num[n - digits] < '9' ||
+               memcmp(num + (n - digits),
                       num[0] == '-' ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
     return digits < 19;
 }
@@ -52,7 +54,7 @@ static int canonical_int(const char *s, size_t n)
     return 1;
 }
 
-static int two(const char *s, int *v)
+static inline __attribute__((always_inline)) int two(const char *s, int *v)
 {
     if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
         return 0;
@@ -329,7 +331,10 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         if (!idbuf)
             return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
         spec_val_t idv = {idbuf, (uint32_t)cg_fmt_int64(idbuf, id), 1};
-        if ((rc = set_column(mp, r->pk.col, idv, "row id", &vals[r->pk.col->index])))
+        /* a BIGINT key takes any int64 as cg_fmt_int64 wrote it: what set_column would find */
+        if (r->pk.col->type == CG_COL_INT64)
+            vals[r->pk.col->index] = (cg_value_t){idv.s, idv.len, CG_VALUE_INTEGER, 1, 0};
+        else if ((rc = set_column(mp, r->pk.col, idv, "row id", &vals[r->pk.col->index])))
             return rc;
         if (trace)
             trace[r->pk.col->index] = how;

@@ -17,6 +17,12 @@ static int digits(const char *s, size_t n)
     return v;
 }
 
+/* The number the two digits at s write. */
+static inline int two(const char *s)
+{
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
 /* Two decimal digits of v (0..99). */
 static void put2(char *o, int v)
 {
@@ -33,17 +39,23 @@ size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const cha
     }
     while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
         len--;
-    /* split off the zone: +ZZZZ / -ZZZZ after the digits */
+    /* split off the zone: +ZZZZ / -ZZZZ after the digits; the first '.' found on the way */
     size_t n = 0;
-    while (n < len && ((s[n] >= '0' && s[n] <= '9') || s[n] == '.'))
-        n++;
+    const char *frac = NULL;
+    for (; n < len; n++) {
+        if (s[n] >= '0' && s[n] <= '9')
+            continue;
+        if (s[n] != '.')
+            break;
+        if (!frac)
+            frac = s + n;
+    }
     const char *zone = NULL;
     if (n < len) {
         if ((s[n] != '+' && s[n] != '-') || len - n != 5 || digits(s + n + 1, 4) < 0)
             return 0;
         zone = s + n;
     }
-    const char *frac = memchr(s, '.', n);
     size_t main_len = frac ? (size_t)(frac - s) : n;
     size_t frac_len = frac ? n - main_len - 1 : 0;
     /* YYYY[MM[DD[HH[MM[SS]]]]]; the fraction only after seconds */
@@ -52,13 +64,18 @@ size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const cha
         return 0;
     if (frac && digits(frac + 1, frac_len) < 0)
         return 0;
-    int y = digits(s, 4), mo = 1, d = 1, h = -1, mi = -1, se = -1;
-    if (y < 0 || (main_len >= 6 && (mo = digits(s + 4, 2)) < 0) ||
-        (main_len >= 8 && (d = digits(s + 6, 2)) < 0) ||
-        (main_len >= 10 && (h = digits(s + 8, 2)) < 0) ||
-        (main_len >= 12 && (mi = digits(s + 10, 2)) < 0) ||
-        (main_len >= 14 && (se = digits(s + 12, 2)) < 0))
-        return 0;
+    /* the main part is digits (it ends at the first '.'): read without checks */
+    int y = two(s) * 100 + two(s + 2), mo = 1, d = 1, h = -1, mi = -1, se = -1;
+    if (main_len >= 6)
+        mo = two(s + 4);
+    if (main_len >= 8)
+        d = two(s + 6);
+    if (main_len >= 10)
+        h = two(s + 8);
+    if (main_len >= 12)
+        mi = two(s + 10);
+    if (main_len >= 14)
+        se = two(s + 12);
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > cg_date_days_in_month(y, mo) || h > 23 ||
         mi > 59 || se > 60)
         return 0;
@@ -66,24 +83,31 @@ size_t cg_spec_ts_to_iso(const char *s, size_t len, int want_datetime, const cha
         cg_date_civil_from_days(cg_date_days_from_civil(y, mo, d) + shift_days, &y, &mo, &d);
     if (y < 1 || y > 9999)
         return 0;
-    /* written by hand: snprintf was the largest single cost of mapping a result row */
+    /* written by hand: snprintf was the largest single cost of mapping a result row. Unshifted,
+     * the digits are the input's own (the same text put2 would write), copied */
     size_t w = 0;
-    put2(out + w, y / 100);
-    put2(out + w + 2, y % 100);
+    if (shift_days) {
+        put2(out + w, y / 100);
+        put2(out + w + 2, y % 100);
+        put2(out + w + 5, mo);
+        put2(out + w + 8, d);
+    } else {
+        memcpy(out + w, s, 4);
+        memcpy(out + w + 5, main_len >= 6 ? s + 4 : "01", 2);
+        memcpy(out + w + 8, main_len >= 8 ? s + 6 : "01", 2);
+    }
     out[w + 4] = '-';
-    put2(out + w + 5, mo);
     out[w + 7] = '-';
-    put2(out + w + 8, d);
     w += 10;
     if (want_datetime && h >= 0) {
         out[w] = 'T';
-        put2(out + w + 1, h);
+        memcpy(out + w + 1, s + 8, 2);
         out[w + 3] = ':';
-        put2(out + w + 4, mi < 0 ? 0 : mi);
+        memcpy(out + w + 4, mi < 0 ? "00" : s + 10, 2);
         w += 6;
         if (se >= 0) {
             out[w] = ':';
-            put2(out + w + 1, se);
+            memcpy(out + w + 1, s + 12, 2);
             w += 3;
         }
         if (frac) {
