@@ -79,6 +79,8 @@ static size_t pass(cg_mapping_worker_t *w, const input_t *in, size_t n_in, cg_po
             cg_row_encode(&rows[r], NULL, NULL, 0, 0, out);
             const char *set = NULL;
             int level = n_pol ? cg_catalogue_row_level(cat, &rows[r], &set) : 0;
+            if (n_pol && cg_release_row_prepare(s, &rows[r]) != CG_OK)
+                continue;
             for (size_t p = 0; p < n_pol; p++) {
                 cg_release_out_t o;
                 cg_release_outcome_t why;
