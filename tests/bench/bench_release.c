@@ -11,8 +11,9 @@
  * level 5 with free text, a level-4 database with its own date shift. --only base|release runs one
  * variant, for callgrind's instruction counts (steadier than time on a shared machine):
  *   valgrind --tool=callgrind bench_release --runs 1 --passes 1 --only release SPECS FILE...
- * --dump FILE writes every released record of the first pass (subscriber, key, envelope: one line
- * each) to FILE, so that a change to the release can be checked to leave its output identical.
+ * --dump FILE writes every released record of the first pass (subscriber, key, level, envelope: one
+ * line each; a row withheld: subscriber, why, level and code set) to FILE, so that a change to the
+ * release can be checked to leave its output identical.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,13 +86,17 @@ static size_t pass(cg_mapping_worker_t *w, const input_t *in, size_t n_in, cg_po
                 cg_release_out_t o;
                 cg_release_outcome_t why;
                 cg_release_row(pol[p], &rows[r], NULL, 0, level, set, t, s, &o, &why);
+                if (why != CG_RELEASE_OK && dump)
+                    fprintf(dump, "%s\t%s\t%d %s\n", cg_policy_name(pol[p]),
+                            cg_release_outcome_name(why), o.level, o.set ? o.set : "");
                 if (why == CG_RELEASE_OK) {
                     size_t at = out->len;
                     cg_row_encode(&o.row, &o.src, NULL, 0, 0, out);
                     released++;
                     if (dump)
-                        fprintf(dump, "%s\t%.*s\t%.*s\n", cg_policy_name(pol[p]), (int)o.key.len,
-                                o.key.ptr, (int)(out->len - at), out->data + at);
+                        fprintf(dump, "%s\t%.*s\t%d\t%.*s\n", cg_policy_name(pol[p]),
+                                (int)o.key.len, o.key.ptr, o.level, (int)(out->len - at),
+                                out->data + at);
                 }
             }
         }
