@@ -201,7 +201,7 @@ static size_t rekey_id(const cg_policy_t *p, per_policy_t *c, const parsed_t *in
         return 0;
     size_t slot = (size_t)(((uint64_t)in->id * 0x9E3779B97F4A7C15u) >> 60);
     if (c->ids[slot].used && c->ids[slot].in == in->id) {
-        memcpy(o, c->ids[slot].out, c->ids[slot].out_len);
+        memcpy(o, c->ids[slot].out, sizeof(c->ids[slot].out)); /* whole: o has the room */
         return c->ids[slot].out_len;
     }
     size_t n = cg_fmt_int64(o, cg_pseudo_id64(p->pseudo, in->id));
