@@ -43,13 +43,9 @@ static int ends_with(const char *s, const char *suffix)
 
 static cat_table_t *cat_table(const cg_catalogue_t *cat, const cg_target_table_t *t)
 {
-    uintptr_t a = (uintptr_t)t;
-    for (size_t k = 0; k < cat->n_spans; k++)
-        if (a >= cat->spans[k].lo && a < cat->spans[k].hi) {
-            cat_table_t *ct = &cat->tables[cat->spans[k].at + (a - cat->spans[k].lo) / sizeof(*t)];
-            if (ct->table == t)
-                return ct;
-        }
+    size_t at = cat_span_find(cat->spans, cat->n_spans, t);
+    if (at < cat->n_tables && cat->tables[at].table == t)
+        return &cat->tables[at];
     for (size_t i = 0; i < cat->n_tables; i++)
         if (cat->tables[i].table == t)
             return &cat->tables[i];

@@ -206,6 +206,9 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
     for (size_t ti = 0; cg_target_at(ti); ti++) {
         size_t n;
         const cg_target_table_t *tabs = cg_target_at(ti)->tables(&n);
+        if (tabs && p->n_spans < CAT_TARGETS_MAX)
+            p->spans[p->n_spans++] =
+                (cat_span_t){(uintptr_t)tabs, (uintptr_t)(tabs + n), p->n_tables};
         for (size_t k = 0; tabs && k < n; k++) {
             const cg_target_table_t *t = &tabs[k];
             const cat_table_t *ct = cg_release__table(cat, t);
@@ -314,6 +317,9 @@ int cg_policy_in_force(const cg_policy_t *p, time_t t)
 
 const table_plan_t *cg_policy__plan(const cg_policy_t *p, const cg_target_table_t *t)
 {
+    size_t at = cat_span_find(p->spans, p->n_spans, t);
+    if (at < p->n_tables && p->tables[at].table == t)
+        return &p->tables[at];
     for (size_t i = 0; i < p->n_tables; i++)
         if (p->tables[i].table == t)
             return &p->tables[i];

@@ -33,6 +33,8 @@ struct cg_policy {
     size_t n_cohorts;
     table_plan_t *tables;
     size_t n_tables;
+    cat_span_t spans[CAT_TARGETS_MAX]; /* a row's table's plan by its address */
+    size_t n_spans;
     cg_pseudo_t *pseudo; /* the subscriber's key (stateless: shared by threads) */
 };
 

@@ -17,9 +17,6 @@
  * releases each row to every subscriber in turn). */
 typedef struct per_policy {
     const cg_policy_t *policy;
-    /* the plan of the last table released (rows of an input are mostly of a few tables) */
-    const cg_target_table_t *table;
-    const table_plan_t *plan;
     char mid_in[CACHE_IN_MAX];
     size_t mid_len; /* SIZE_MAX: none cached */
     char mid_hex[41];
@@ -69,7 +66,6 @@ static per_policy_t *slot_of(cg_release_scratch_t *s, const cg_policy_t *p)
     per_policy_t *c = &s->slots[s->next_slot++ % CACHE_POLICIES];
     c->policy = p;
     c->mid_len = c->key_len = SIZE_MAX;
-    c->table = NULL;
     for (size_t i = 0; i < sizeof(c->ids) / sizeof(c->ids[0]); i++)
         c->ids[i].used = 0;
     return c;
@@ -165,7 +161,7 @@ static int two(const char *p)
 }
 
 /* Value c of the row as an id (id_state), once for every subscriber. */
-static const parsed_t *parsed_id(cg_release_scratch_t *s, size_t c, const cg_value_t *v)
+static inline const parsed_t *parsed_id(cg_release_scratch_t *s, size_t c, const cg_value_t *v)
 {
     parsed_t *x = &s->parsed[c];
     if (x->id_state == PARSE_NOT_YET)
@@ -173,24 +169,29 @@ static const parsed_t *parsed_id(cg_release_scratch_t *s, size_t c, const cg_val
     return x;
 }
 
-/* Value c of the row as a date's fields (date_state), once for every subscriber. */
-static const parsed_t *parsed_date(cg_release_scratch_t *s, size_t c, const cg_value_t *v)
+/* A date's fields into x (date_state PARSE_OK), or PARSE_NOT when v is no date. */
+static void parse_date(parsed_t *x, const cg_value_t *v)
 {
-    parsed_t *x = &s->parsed[c];
-    if (x->date_state != PARSE_NOT_YET)
-        return x;
     x->date_state = PARSE_NOT;
     const char *t = v->ptr;
     if (v->len < 10 || t[4] != '-' || t[7] != '-')
-        return x;
+        return;
     for (int i = 0; i < 10; i++)
         if (i != 4 && i != 7 && (t[i] < '0' || t[i] > '9'))
-            return x;
+            return;
     x->y = two(t) * 100 + two(t + 2);
     x->m = two(t + 5);
     x->d = two(t + 8);
     if (x->m >= 1 && x->m <= 12 && x->d >= 1 && x->d <= cg_date_days_in_month(x->y, x->m))
         x->date_state = PARSE_OK;
+}
+
+/* Value c of the row as a date's fields (date_state), once for every subscriber. */
+static inline const parsed_t *parsed_date(cg_release_scratch_t *s, size_t c, const cg_value_t *v)
+{
+    parsed_t *x = &s->parsed[c];
+    if (x->date_state == PARSE_NOT_YET)
+        parse_date(x, v);
     return x;
 }
 
@@ -313,12 +314,7 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
                         cg_release_outcome_t *outcome)
 {
     const cg_target_table_t *t = row->table;
-    per_policy_t *pc = slot_of(s, p);
-    if (pc->table != t) {
-        pc->plan = cg_policy__plan(p, t);
-        pc->table = t;
-    }
-    const table_plan_t *tp = pc->plan;
+    const table_plan_t *tp = cg_policy__plan(p, t);
     if (!tp || !tp->granted) {
         *outcome = CG_RELEASE_TABLE;
         return CG_OK;
@@ -354,6 +350,7 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
         s->cap_text = need;
     }
     s->used = 0;
+    per_policy_t *pc = slot_of(s, p);
     if (s->row != row || s->row_values != row->values) {
         /* not prepared (cg_release_row_prepare): parsed for this subscriber alone */
         if (cg_release_row_prepare(s, row) != CG_OK)

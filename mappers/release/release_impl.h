@@ -32,11 +32,22 @@ typedef struct cat_table {
 
 #define CAT_TARGETS_MAX 8
 
-/* A target's tables: one span of its table array, found at tables[at] in the catalogue. */
+/* A target's tables: one span of its table array, whose entries (the catalogue's, a policy's
+ * plans: one per table of every target, in the registry's order) begin at [at]. */
 typedef struct cat_span {
     uintptr_t lo, hi;
     size_t at;
 } cat_span_t;
+
+/* The entry of table t by its address in spans; SIZE_MAX when in none. */
+static inline size_t cat_span_find(const cat_span_t *spans, size_t n, const cg_target_table_t *t)
+{
+    uintptr_t a = (uintptr_t)t;
+    for (size_t k = 0; k < n; k++)
+        if (a >= spans[k].lo && a < spans[k].hi)
+            return spans[k].at + (a - spans[k].lo) / sizeof(*t);
+    return SIZE_MAX;
+}
 
 struct cg_catalogue {
     cat_table_t *tables;
