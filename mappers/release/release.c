@@ -100,13 +100,17 @@ static char *text_take(cg_release_scratch_t *s, size_t n)
     return t;
 }
 
+/* Lower-case hex of n bytes, two digits a byte from a table (a pseudonym a row and subscriber). */
 static void hex(const unsigned char *b, size_t n, char *out)
 {
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
+#define HEX_ROW(h)                                                                                 \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+    static const char pairs[513] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("3") HEX_ROW("4")
+        HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
+            HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
+#undef HEX_ROW
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, pairs + 2 * b[i], 2);
     out[2 * n] = '\0';
 }
 
