@@ -30,7 +30,7 @@ typedef struct per_policy {
         uint8_t used, out_len;
         int64_t in;
         char out[20];
-    } ids[16];
+    } ids[64];
 } per_policy_t;
 
 #define CACHE_POLICIES 8 /* more subscribers share the slots round-robin (recomputed) */
@@ -204,7 +204,7 @@ static size_t rekey_id(const cg_policy_t *p, per_policy_t *c, const parsed_t *in
 {
     if (in->id_state != PARSE_OK)
         return 0;
-    size_t slot = (size_t)(((uint64_t)in->id * 0x9E3779B97F4A7C15u) >> 60);
+    size_t slot = (size_t)(((uint64_t)in->id * 0x9E3779B97F4A7C15u) >> 58);
     if (c->ids[slot].used && c->ids[slot].in == in->id) {
         memcpy(o, c->ids[slot].out, sizeof(c->ids[slot].out)); /* whole: o has the room */
         return c->ids[slot].out_len;
