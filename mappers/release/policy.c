@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,8 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
         perr(&e, "out of memory");
         goto out;
     }
+    static atomic_uint_fast64_t serials;
+    p->serial = atomic_fetch_add(&serials, 1) + 1;
     if (def->max_level < 1 || def->max_level > CG_RELEASE_LEVEL_MAX)
         perr(&e, "max_level must be 1 to 5, not %d", def->max_level);
     if ((p->expires_at = cg_release_day_end(def->expires)) == (time_t)-1)

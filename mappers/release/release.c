@@ -17,6 +17,7 @@
  * releases each row to every subscriber in turn). */
 typedef struct per_policy {
     const cg_policy_t *policy;
+    uint64_t serial; /* the policy's: another at the same address is another */
     char mid_in[CACHE_IN_MAX];
     size_t mid_len; /* SIZE_MAX: none cached */
     char mid_hex[41];
@@ -69,10 +70,11 @@ struct cg_release_scratch {
 static per_policy_t *slot_of(cg_release_scratch_t *s, const cg_policy_t *p)
 {
     for (unsigned i = 0; i < CACHE_POLICIES; i++)
-        if (s->slots[i].policy == p)
+        if (s->slots[i].policy == p && s->slots[i].serial == p->serial)
             return &s->slots[i];
     per_policy_t *c = &s->slots[s->next_slot++ % CACHE_POLICIES];
     c->policy = p;
+    c->serial = p->serial;
     c->mid_len = c->key_len = SIZE_MAX;
     for (size_t i = 0; i < sizeof(c->ids) / sizeof(c->ids[0]); i++)
         c->ids[i].used = 0;

@@ -564,6 +564,37 @@ static void test_prepared_rows_release_the_same(void **state)
     cg_catalogue_destroy(cat);
 }
 
+static void test_a_new_policy_gets_nothing_of_the_last(void **state)
+{
+    (void)state;
+    cg_catalogue_t *cat = load_shipped();
+    cg_policy_def_t da = def_of("sponsor-a", 3), db = def_of("sponsor-b", 3);
+    cg_release_scratch_t *s = cg_release_scratch_new();
+    cg_buf_t kept, fresh;
+    cg_buf_init(&kept);
+    cg_buf_init(&fresh);
+    cg_value_t vals[64];
+    cg_row_t row = condition(vals, "E11.9");
+    row.person_key = (cg_slice_t){"4f1c0ffee", 9};
+    row.message_id = (cg_slice_t){"MSG00001", 8};
+    cg_policy_t *pa = compile(cat, &da);
+    release_each(&pa, 1, cat, &row, 1, s, &kept);
+    cg_policy_destroy(pa);
+    /* a reload: the next policy (another subscriber's) may be given the last one's address;
+     * its records must be what a scratch that never saw the last one makes */
+    cg_policy_t *pb = compile(cat, &db);
+    release_each(&pb, 1, cat, &row, 1, s, &kept);
+    cg_release_scratch_t *s2 = cg_release_scratch_new();
+    release_each(&pb, 1, cat, &row, 1, s2, &fresh);
+    assert_string_equal(kept.data, fresh.data);
+    cg_release_scratch_destroy(s2);
+    cg_release_scratch_destroy(s);
+    cg_policy_destroy(pb);
+    cg_buf_free(&kept);
+    cg_buf_free(&fresh);
+    cg_catalogue_destroy(cat);
+}
+
 static void test_policies_granting_too_much_are_refused(void **state)
 {
     (void)state;
@@ -619,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_transforms),
         cmocka_unit_test(test_grants_tables_cohorts_and_expiry),
         cmocka_unit_test(test_prepared_rows_release_the_same),
+        cmocka_unit_test(test_a_new_policy_gets_nothing_of_the_last),
         cmocka_unit_test(test_policies_granting_too_much_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
