@@ -75,6 +75,10 @@ void cg_metrics_gw_input(cg_metrics_gw_t *g, const char *outcome, const char *ty
 /* Graded release: n records of a level handed to a subscriber's topic; n rows withheld from it
  * for a reason (cg_release_outcome_name); whether its agreement is in force. */
 void cg_metrics_gw_released(cg_metrics_gw_t *g, const char *subscriber, int level, uint64_t n);
+/* The series cg_metrics_gw_released() counts into, for a caller that keeps it (one per
+ * subscriber and level) rather than find it by its labels per record; NULL without metrics. */
+cg_metric_series_t *cg_metrics_gw_released_series(cg_metrics_gw_t *g, const char *subscriber,
+                                                  int level);
 void cg_metrics_gw_withheld(cg_metrics_gw_t *g, const char *subscriber, const char *reason,
                             uint64_t n);
 void cg_metrics_gw_agreement(cg_metrics_gw_t *g, const char *subscriber, int in_force);

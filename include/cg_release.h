@@ -148,6 +148,12 @@ typedef struct cg_release_scratch cg_release_scratch_t;
 cg_release_scratch_t *cg_release_scratch_new(void);
 void cg_release_scratch_destroy(cg_release_scratch_t *s);
 
+/* Prepares s for releasing row to each subscriber in turn: what every subscriber's release reads
+ * of it (its ids, its dates) is then parsed once, not once per subscriber. Call it for each row
+ * before releasing it (and before releasing a row changed in place), or never: a row not
+ * prepared is parsed again for each subscriber. CG_OK, or CG_ERR_NOMEM. */
+cg_err_t cg_release_row_prepare(cg_release_scratch_t *s, const cg_row_t *row);
+
 /* Why a row was not released. */
 typedef enum cg_release_outcome {
     CG_RELEASE_OK = 0,

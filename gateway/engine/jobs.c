@@ -115,6 +115,8 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
     const cg_subscribers_t *subs = gw->subs;
     const char *set = NULL; /* the row's sensitive codes: the same for every subscriber */
     int level = cg_catalogue_row_level(subs->catalogue, row, &set);
+    if (cg_release_row_prepare(w->scratch, row) != CG_OK) /* its ids and dates, parsed once */
+        return CG_ERR_NOMEM;
     for (size_t s = 0; s < subs->n; s++) {
         cg_release_out_t out;
         cg_release_outcome_t why;

@@ -227,9 +227,13 @@ static int produce_job(cg_engine_t *gw, job_t *j)
              * would be the same in every subscriber's records and link them) */
             const job_rec_t *r = &j->recs[j->next_rec];
             const cg_subscriber_t *sub = &gw->subs->v[r->sub - 1];
+            static const char *const levels[] = {"0", "1", "2", "3", "4", "5"};
             char level[4];
             ver = num_text(&gw->hdr_ver, r->spec_version);
-            snprintf(level, sizeof(level), "%d", r->level);
+            if (r->level < sizeof(levels) / sizeof(levels[0]))
+                memcpy(level, levels[r->level], 2);
+            else
+                snprintf(level, sizeof(level), "%d", r->level);
             const char *hdrs[] = {"cg.spec",         r->spec,
                                   "cg.spec.version", ver,
                                   "cg.table",        r->table,

@@ -25,6 +25,8 @@ typedef struct release_audit {
     uint64_t withheld[CG_RELEASE__COUNT];
     int64_t since_ms; /* wall clock: the interval's start */
     int expired_logged;
+    /* the released records' metric series by level, found once (not by labels per record) */
+    cg_metric_series_t *series[CG_RELEASE_LEVEL_MAX + 1];
 } release_audit_t;
 
 static int64_t wall_ms(void)
@@ -63,6 +65,7 @@ void cg_engine_release_expired_logged(cg_engine_t *gw, size_t s)
 void cg_engine_release_policy_replaced(cg_engine_t *gw, size_t s)
 {
     gw->audit[s].expired_logged = 0; /* an agreement the new policy has expired is said again */
+    memset(gw->audit[s].series, 0, sizeof(gw->audit[s].series)); /* found again by name */
 }
 
 void cg_engine_release_count(cg_engine_t *gw, const job_t *j)
@@ -112,10 +115,16 @@ void cg_engine_release_counted(cg_engine_t *gw, const job_rec_t *r)
         memset(t, 0, sizeof(*t));
         t->table = r->table;
     }
-    if (r->level <= CG_RELEASE_LEVEL_MAX)
-        t->by_level[r->level]++;
     a->released++;
-    cg_metrics_gw_released(gw->metrics, gw->subs->v[r->sub - 1].name, r->level, 1);
+    const char *name = gw->subs->v[r->sub - 1].name;
+    if (r->level > CG_RELEASE_LEVEL_MAX) {
+        cg_metrics_gw_released(gw->metrics, name, r->level, 1);
+        return;
+    }
+    t->by_level[r->level]++;
+    if (!a->series[r->level])
+        a->series[r->level] = cg_metrics_gw_released_series(gw->metrics, name, r->level);
+    cg_metric_inc(a->series[r->level], 1);
 }
 
 /* The audit record of subscriber s since its last one (a new string). */

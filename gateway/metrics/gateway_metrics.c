@@ -274,12 +274,20 @@ void cg_metrics_gw_quality(cg_metrics_gw_t *g, const char *spec, const char *rea
         cg_metric_inc(cg_metric_get2(g->quality, spec, reason), 1);
 }
 
+cg_metric_series_t *cg_metrics_gw_released_series(cg_metrics_gw_t *g, const char *subscriber,
+                                                  int level)
+{
+    if (!g)
+        return NULL;
+    char l[16];
+    snprintf(l, sizeof(l), "%d", level);
+    return cg_metric_get2(g->released, subscriber, l);
+}
+
 void cg_metrics_gw_released(cg_metrics_gw_t *g, const char *subscriber, int level, uint64_t n)
 {
-    char l[4];
-    snprintf(l, sizeof(l), "%d", level);
     if (g && n)
-        cg_metric_inc(cg_metric_get2(g->released, subscriber, l), n);
+        cg_metric_inc(cg_metrics_gw_released_series(g, subscriber, level), n);
 }
 
 void cg_metrics_gw_withheld(cg_metrics_gw_t *g, const char *subscriber, const char *reason,

@@ -43,6 +43,9 @@ static int ends_with(const char *s, const char *suffix)
 
 static cat_table_t *cat_table(const cg_catalogue_t *cat, const cg_target_table_t *t)
 {
+    size_t at = cat_span_find(cat->spans, cat->n_spans, t);
+    if (at < cat->n_tables && cat->tables[at].table == t)
+        return &cat->tables[at];
     for (size_t i = 0; i < cat->n_tables; i++)
         if (cat->tables[i].table == t)
             return &cat->tables[i];
@@ -57,6 +60,9 @@ static int cat_init_tables(cg_catalogue_t *cat)
         const cg_target_table_t *tabs = cg_target_at(ti)->tables(&n);
         if (!tabs)
             return -1;
+        if (cat->n_spans < CAT_TARGETS_MAX)
+            cat->spans[cat->n_spans++] =
+                (cat_span_t){(uintptr_t)tabs, (uintptr_t)(tabs + n), cat->n_tables};
         for (size_t k = 0; k < n; k++) {
             cat_table_t *grown = realloc(cat->tables, (cat->n_tables + 1) * sizeof(*grown));
             if (!grown)
@@ -362,7 +368,15 @@ static void index_codes(cg_catalogue_t *cat)
         cat->kind_at[k] = cat->n_codes;
         cat->kind_n[k] = 0;
     }
+    memset(cat->first_char, 0, sizeof(cat->first_char));
     for (size_t i = cat->n_codes; i-- > 0;) {
+        const cat_code_t *e = &cat->codes[i];
+        if (e->kind != CAT_CONCEPT && e->len) { /* a range: its low to its high first character */
+            unsigned lo = (unsigned char)e->text[0];
+            unsigned hi = e->kind == CAT_RANGE ? (unsigned char)e->text[e->len / 2 + 1] : lo;
+            for (unsigned c = lo; c <= hi; c++)
+                cat->first_char[c / 8] |= (uint8_t)(1u << (c % 8));
+        }
         cat->kind_at[cat->codes[i].kind] = i;
         cat->kind_n[cat->codes[i].kind]++;
         if (cat->codes[i].kind == CAT_PREFIX && cat->codes[i].len > cat->max_prefix)
@@ -615,6 +629,9 @@ int cg_catalogue_row_level(const cg_catalogue_t *cat, const cg_row_t *row, const
             continue;
         char up[CAT_CODE_MAX];
         size_t n = v->len;
+        unsigned c0 = (unsigned char)toupper((unsigned char)v->ptr[0]);
+        if (!(cat->first_char[c0 / 8] & (1u << (c0 % 8))))
+            continue; /* no code, prefix or range begins so (most codes of most rows) */
         for (size_t k = 0; k < n; k++)
             up[k] = (char)toupper((unsigned char)v->ptr[k]);
         consider(find_text(cat, CAT_CODE, up, n), &level, &found);

@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,8 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
         perr(&e, "out of memory");
         goto out;
     }
+    static atomic_uint_fast64_t serials;
+    p->serial = atomic_fetch_add(&serials, 1) + 1;
     if (def->max_level < 1 || def->max_level > CG_RELEASE_LEVEL_MAX)
         perr(&e, "max_level must be 1 to 5, not %d", def->max_level);
     if ((p->expires_at = cg_release_day_end(def->expires)) == (time_t)-1)
@@ -206,6 +209,9 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
     for (size_t ti = 0; cg_target_at(ti); ti++) {
         size_t n;
         const cg_target_table_t *tabs = cg_target_at(ti)->tables(&n);
+        if (tabs && p->n_spans < CAT_TARGETS_MAX)
+            p->spans[p->n_spans++] =
+                (cat_span_t){(uintptr_t)tabs, (uintptr_t)(tabs + n), p->n_tables};
         for (size_t k = 0; tabs && k < n; k++) {
             const cg_target_table_t *t = &tabs[k];
             const cat_table_t *ct = cg_release__table(cat, t);
@@ -314,6 +320,9 @@ int cg_policy_in_force(const cg_policy_t *p, time_t t)
 
 const table_plan_t *cg_policy__plan(const cg_policy_t *p, const cg_target_table_t *t)
 {
+    size_t at = cat_span_find(p->spans, p->n_spans, t);
+    if (at < p->n_tables && p->tables[at].table == t)
+        return &p->tables[at];
     for (size_t i = 0; i < p->n_tables; i++)
         if (p->tables[i].table == t)
             return &p->tables[i];

@@ -24,6 +24,9 @@ typedef struct table_plan {
 } table_plan_t;
 
 struct cg_policy {
+    /* unique to this compiled policy in the process: a scratch's per-policy values (pseudonyms
+     * under its key) are kept by it, never by the address a later policy may be given */
+    uint64_t serial;
     char *name, *agreement;
     char version[96];
     time_t expires_at; /* the end of the agreement's last day */
@@ -33,6 +36,8 @@ struct cg_policy {
     size_t n_cohorts;
     table_plan_t *tables;
     size_t n_tables;
+    cat_span_t spans[CAT_TARGETS_MAX]; /* a row's table's plan by its address */
+    size_t n_spans;
     cg_pseudo_t *pseudo; /* the subscriber's key (stateless: shared by threads) */
 };
 

@@ -17,6 +17,7 @@
  * releases each row to every subscriber in turn). */
 typedef struct per_policy {
     const cg_policy_t *policy;
+    uint64_t serial; /* the policy's: another at the same address is another */
     char mid_in[CACHE_IN_MAX];
     size_t mid_len; /* SIZE_MAX: none cached */
     char mid_hex[41];
@@ -25,14 +26,32 @@ typedef struct per_policy {
     char key_out[17];
     int shift;
     /* the last site ids re-keyed (person_id, visit_occurrence_id ... recur in every row of an
-     * input): their text, direct-mapped by it */
+     * input), direct-mapped by their value */
     struct {
-        uint8_t in_len, out_len;
-        char in[20], out[20];
-    } ids[16];
+        uint8_t used, out_len;
+        int64_t in;
+        char out[20];
+    } ids[64];
+    /* the last dates written (a message's rows mostly share their dates and its source time):
+     * the text in and how (date_how), the text out; how 0: none */
+    struct {
+        uint8_t how, in_len, out_len;
+        int shift;
+        char in[VALUE_TEXT_MAX], out[VALUE_TEXT_MAX];
+    } dates[4];
+    unsigned next_date;
 } per_policy_t;
 
 #define CACHE_POLICIES 8 /* more subscribers share the slots round-robin (recomputed) */
+
+/* A value of the row parsed once for every subscriber (cg_release_row_prepare): an id, or a
+ * date's fields. */
+enum { PARSE_NOT_YET = 0, PARSE_OK, PARSE_NOT };
+typedef struct parsed {
+    uint8_t id_state, date_state;
+    int64_t id;
+    int y, m, d;
+} parsed_t;
 
 struct cg_release_scratch {
     cg_value_t *vals;
@@ -41,18 +60,26 @@ struct cg_release_scratch {
     size_t cap_text, used;
     per_policy_t slots[CACHE_POLICIES];
     unsigned next_slot;
+    /* the row prepared: its values parsed as subscribers need them, [n_columns] its source time */
+    const cg_row_t *row;
+    const cg_value_t *row_values;
+    parsed_t *parsed;
+    size_t cap_parsed;
 };
 
 static per_policy_t *slot_of(cg_release_scratch_t *s, const cg_policy_t *p)
 {
     for (unsigned i = 0; i < CACHE_POLICIES; i++)
-        if (s->slots[i].policy == p)
+        if (s->slots[i].policy == p && s->slots[i].serial == p->serial)
             return &s->slots[i];
     per_policy_t *c = &s->slots[s->next_slot++ % CACHE_POLICIES];
     c->policy = p;
+    c->serial = p->serial;
     c->mid_len = c->key_len = SIZE_MAX;
     for (size_t i = 0; i < sizeof(c->ids) / sizeof(c->ids[0]); i++)
-        c->ids[i].in_len = 0;
+        c->ids[i].used = 0;
+    for (size_t i = 0; i < sizeof(c->dates) / sizeof(c->dates[0]); i++)
+        c->dates[i].how = 0;
     return c;
 }
 
@@ -67,6 +94,7 @@ void cg_release_scratch_destroy(cg_release_scratch_t *s)
         return;
     free(s->vals);
     free(s->text);
+    free(s->parsed);
     free(s);
 }
 
@@ -84,13 +112,17 @@ static char *text_take(cg_release_scratch_t *s, size_t n)
     return t;
 }
 
+/* Lower-case hex of n bytes, two digits a byte from a table (a pseudonym a row and subscriber). */
 static void hex(const unsigned char *b, size_t n, char *out)
 {
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
+#define HEX_ROW(h)                                                                                 \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+    static const char pairs[513] = HEX_ROW("0") HEX_ROW("1") HEX_ROW("2") HEX_ROW("3") HEX_ROW("4")
+        HEX_ROW("5") HEX_ROW("6") HEX_ROW("7") HEX_ROW("8") HEX_ROW("9") HEX_ROW("a") HEX_ROW("b")
+            HEX_ROW("c") HEX_ROW("d") HEX_ROW("e") HEX_ROW("f");
+#undef HEX_ROW
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, pairs + 2 * b[i], 2);
     out[2 * n] = '\0';
 }
 
@@ -139,48 +171,72 @@ static int parse_int64(const cg_value_t *v, int64_t *out)
     return 0;
 }
 
-/* A site id's text re-keyed under p into o (at most 20 bytes); 0 when it is no id. */
-static size_t rekey_id(const cg_policy_t *p, per_policy_t *c, const cg_value_t *in, char *o)
-{
-    if (!in->len || in->len > 20)
-        return 0;
-    unsigned h = (unsigned)in->len;
-    for (uint32_t i = 0; i < in->len; i++)
-        h = h * 31u + (unsigned char)in->ptr[i];
-    size_t slot = h % (sizeof(c->ids) / sizeof(c->ids[0]));
-    if (c->ids[slot].in_len == in->len && !memcmp(c->ids[slot].in, in->ptr, in->len)) {
-        memcpy(o, c->ids[slot].out, c->ids[slot].out_len);
-        return c->ids[slot].out_len;
-    }
-    int64_t id;
-    if (parse_int64(in, &id))
-        return 0;
-    size_t n = cg_fmt_int64(o, cg_pseudo_id64(p->pseudo, id));
-    c->ids[slot].in_len = (uint8_t)in->len;
-    memcpy(c->ids[slot].in, in->ptr, in->len);
-    c->ids[slot].out_len = (uint8_t)n;
-    memcpy(c->ids[slot].out, o, n);
-    return n;
-}
-
 static int two(const char *p)
 {
     return (p[0] - '0') * 10 + (p[1] - '0');
 }
 
-/* A date or date-time value shifted by days and, with gen, cut to the month or year; the
- * written length, or 0 when the text is no date (then the column is dropped). */
-static size_t date_out(const cg_value_t *v, int days, int gen, int year_only, char *o)
+/* Value c of the row as an id (id_state), once for every subscriber. */
+static inline const parsed_t *parsed_id(cg_release_scratch_t *s, size_t c, const cg_value_t *v)
 {
+    parsed_t *x = &s->parsed[c];
+    if (x->id_state == PARSE_NOT_YET)
+        x->id_state = parse_int64(v, &x->id) ? PARSE_NOT : PARSE_OK;
+    return x;
+}
+
+/* A date's fields into x (date_state PARSE_OK), or PARSE_NOT when v is no date. */
+static void parse_date(parsed_t *x, const cg_value_t *v)
+{
+    x->date_state = PARSE_NOT;
     const char *t = v->ptr;
     if (v->len < 10 || t[4] != '-' || t[7] != '-')
-        return 0;
+        return;
     for (int i = 0; i < 10; i++)
         if (i != 4 && i != 7 && (t[i] < '0' || t[i] > '9'))
-            return 0;
-    int y = two(t) * 100 + two(t + 2), m = two(t + 5), d = two(t + 8);
-    if (m < 1 || m > 12 || d < 1 || d > cg_date_days_in_month(y, m))
+            return;
+    x->y = two(t) * 100 + two(t + 2);
+    x->m = two(t + 5);
+    x->d = two(t + 8);
+    if (x->m >= 1 && x->m <= 12 && x->d >= 1 && x->d <= cg_date_days_in_month(x->y, x->m))
+        x->date_state = PARSE_OK;
+}
+
+/* Value c of the row as a date's fields (date_state), once for every subscriber. */
+static inline const parsed_t *parsed_date(cg_release_scratch_t *s, size_t c, const cg_value_t *v)
+{
+    parsed_t *x = &s->parsed[c];
+    if (x->date_state == PARSE_NOT_YET)
+        parse_date(x, v);
+    return x;
+}
+
+/* A site id re-keyed under p into o (at most 20 bytes); 0 when it is no id. */
+static size_t rekey_id(const cg_policy_t *p, per_policy_t *c, const parsed_t *in, char *o)
+{
+    if (in->id_state != PARSE_OK)
         return 0;
+    size_t slot = (size_t)(((uint64_t)in->id * 0x9E3779B97F4A7C15u) >> 58);
+    if (c->ids[slot].used && c->ids[slot].in == in->id) {
+        memcpy(o, c->ids[slot].out, sizeof(c->ids[slot].out)); /* whole: o has the room */
+        return c->ids[slot].out_len;
+    }
+    size_t n = cg_fmt_int64(o, cg_pseudo_id64(p->pseudo, in->id));
+    c->ids[slot].used = 1;
+    c->ids[slot].in = in->id;
+    c->ids[slot].out_len = (uint8_t)n;
+    memcpy(c->ids[slot].out, o, n);
+    return n;
+}
+
+/* A date or date-time value (its fields in x) shifted by days and, with gen, cut to the month or
+ * year; the written length, or 0 when the text is no date (then the column is dropped). */
+static size_t date_out(const cg_value_t *v, const parsed_t *x, int days, int gen, int year_only,
+                       char *o)
+{
+    if (x->date_state != PARSE_OK)
+        return 0;
+    int y = x->y, m = x->m, d = x->d;
     if (days)
         cg_date_civil_from_days(cg_date_days_from_civil(y, m, d) + days, &y, &m, &d);
     if (y < 1 || y > 9999)
@@ -206,11 +262,80 @@ static size_t date_out(const cg_value_t *v, int days, int gen, int year_only, ch
             memcpy(o + w, "T00:00:00", 9);
             w += 9;
         } else if (v->len - 10 <= VALUE_TEXT_MAX - 10) { /* the time of day as it was */
-            memcpy(o + w, t + 10, v->len - 10);
+            memcpy(o + w, v->ptr + 10, v->len - 10);
             w += v->len - 10;
         }
     }
     return w;
+}
+
+/* Whether a and b's first n bytes are the same: a date's 10 to 24 as three 8-byte loads, no call.
+ */
+static inline int same_text(const char *a, const char *b, size_t n)
+{
+    if (n < 8 || n > 24)
+        return !memcmp(a, b, n);
+    uint64_t x[3], y[3];
+    memcpy(&x[0], a, 8);
+    memcpy(&y[0], b, 8);
+    memcpy(&x[1], a + (n - 8) / 2, 8);
+    memcpy(&y[1], b + (n - 8) / 2, 8);
+    memcpy(&x[2], a + n - 8, 8);
+    memcpy(&y[2], b + n - 8, 8);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2])) == 0;
+}
+
+/* date_out of value c (v) for p's slot pc, from pc's last dates when one was the same text
+ * written the same way (then not even parsed). */
+static size_t date_cached(cg_release_scratch_t *s, per_policy_t *pc, size_t c, const cg_value_t *v,
+                          int days, int gen, int year_only, char *o)
+{
+    uint8_t how = (uint8_t)(1u | (v->kind == CG_VALUE_DATETIME) << 1 | (gen != 0) << 2 |
+                            (year_only != 0) << 3);
+    const size_t n_dates = sizeof(pc->dates) / sizeof(pc->dates[0]);
+    if (v->len > VALUE_TEXT_MAX)
+        return date_out(v, parsed_date(s, c, v), days, gen, year_only, o);
+    for (size_t i = 0; i < n_dates; i++)
+        if (pc->dates[i].how == how && pc->dates[i].shift == days &&
+            pc->dates[i].in_len == v->len && same_text(pc->dates[i].in, v->ptr, v->len)) {
+            memcpy(o, pc->dates[i].out, pc->dates[i].out_len);
+            return pc->dates[i].out_len;
+        }
+    size_t n = date_out(v, parsed_date(s, c, v), days, gen, year_only, o);
+    size_t k = pc->next_date++ % n_dates;
+    pc->dates[k].how = how;
+    pc->dates[k].shift = days;
+    pc->dates[k].in_len = (uint8_t)v->len;
+    memcpy(pc->dates[k].in, v->ptr, v->len);
+    pc->dates[k].out_len = (uint8_t)n;
+    memcpy(pc->dates[k].out, o, n);
+    return n;
+}
+
+/* Room for row's parsed values, all to be parsed; -1 when it cannot grow. */
+static int parsed_reset(cg_release_scratch_t *s, const cg_row_t *row)
+{
+    size_t n = row->table->n_columns + 1; /* and the source time */
+    if (s->cap_parsed < n) {
+        parsed_t *x = realloc(s->parsed, n * sizeof(*x));
+        if (!x)
+            return -1;
+        s->parsed = x;
+        s->cap_parsed = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        s->parsed[i].id_state = s->parsed[i].date_state = PARSE_NOT_YET;
+    return 0;
+}
+
+cg_err_t cg_release_row_prepare(cg_release_scratch_t *s, const cg_row_t *row)
+{
+    s->row = NULL;
+    if (parsed_reset(s, row))
+        return CG_ERR_NOMEM;
+    s->row = row;
+    s->row_values = row->values;
+    return CG_OK;
 }
 
 /* The patient's key and date shift under p, computed once per patient (c: p's slot). */
@@ -285,6 +410,12 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
     }
     s->used = 0;
     per_policy_t *pc = slot_of(s, p);
+    if (s->row != row || s->row_values != row->values) {
+        /* not prepared (cg_release_row_prepare): parsed for this subscriber alone */
+        if (cg_release_row_prepare(s, row) != CG_OK)
+            return CG_ERR_NOMEM;
+        s->row = NULL;
+    }
     if (row->person_key.len)
         patient(p, pc, row->person_key);
     int shift = row->person_key.len ? pc->shift : 0;
@@ -308,17 +439,18 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
         char *txt = text_take(s, VALUE_TEXT_MAX);
         size_t n = 0;
         if (cp->action == P_REKEY_INT) {
-            n = rekey_id(p, pc, in, txt);
+            n = rekey_id(p, pc, parsed_id(s, c, in), txt);
         } else if (cp->action == P_REKEY_TEXT) {
             keyed_text(p, in->ptr, in->len, txt);
             n = 40;
             o->kind = CG_VALUE_STRING;
         } else if (is_date) {
             int gen = cp->action == P_GEN;
-            n = date_out(in, shift, gen, p->dates_year || cp->year, txt);
+            n = date_cached(s, pc, c, in, shift, gen, p->dates_year || cp->year, txt);
         } else if (cp->gen == CG_GEN_AGE_BAND) {
-            int64_t y;
-            if (!parse_int64(in, &y) && y > 0 && y < 10000) {
+            const parsed_t *x = parsed_id(s, c, in);
+            int64_t y = x->id;
+            if (x->id_state == PARSE_OK && y > 0 && y < 10000) {
                 int top = p->year_now - p->age_top;
                 y = y <= top ? top : y - y % 5; /* everyone at or above the top age: one band */
                 n = cg_fmt_int64(txt, y);
@@ -364,7 +496,8 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
         char *txt = text_take(s, VALUE_TEXT_MAX);
         size_t n = tp->time_action == P_DROP
                        ? 0
-                       : date_out(&tv, shift, tp->time_action == P_GEN, p->dates_year, txt);
+                       : date_cached(s, pc, t->n_columns, &tv, shift, tp->time_action == P_GEN,
+                                     p->dates_year, txt);
         r->source_time = (cg_slice_t){n ? txt : NULL, n};
     }
     out->level = level;

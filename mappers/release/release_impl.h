@@ -30,15 +30,40 @@ typedef struct cat_table {
     size_t n_concept, n_source;
 } cat_table_t;
 
+#define CAT_TARGETS_MAX 8
+
+/* A target's tables: one span of its table array, whose entries (the catalogue's, a policy's
+ * plans: one per table of every target, in the registry's order) begin at [at]. */
+typedef struct cat_span {
+    uintptr_t lo, hi;
+    size_t at;
+} cat_span_t;
+
+/* The entry of table t by its address in spans; SIZE_MAX when in none. */
+static inline size_t cat_span_find(const cat_span_t *spans, size_t n, const cg_target_table_t *t)
+{
+    uintptr_t a = (uintptr_t)t;
+    for (size_t k = 0; k < n; k++)
+        if (a >= spans[k].lo && a < spans[k].hi)
+            return spans[k].at + (a - spans[k].lo) / sizeof(*t);
+    return SIZE_MAX;
+}
+
 struct cg_catalogue {
     cat_table_t *tables;
     size_t n_tables;
+    /* each target's tables, so that a row's table is found by its address */
+    cat_span_t spans[CAT_TARGETS_MAX];
+    size_t n_spans;
     char **sets;
     size_t n_sets;
     cat_code_t *codes; /* sorted by kind, then value */
     size_t n_codes, cap_codes;
     size_t kind_at[CAT__KINDS], kind_n[CAT__KINDS];
     size_t max_prefix;
+    /* the upper-case first characters a code, a prefix or a range can begin with: a source
+     * value beginning with another is in no set */
+    uint8_t first_char[256 / 8];
     char version[13];
 };
 

@@ -11,6 +11,9 @@
  * level 5 with free text, a level-4 database with its own date shift. --only base|release runs one
  * variant, for callgrind's instruction counts (steadier than time on a shared machine):
  *   valgrind --tool=callgrind bench_release --runs 1 --passes 1 --only release SPECS FILE...
+ * --dump FILE writes every released record of the first pass (subscriber, key, level, envelope: one
+ * line each; a row withheld: subscriber, why, level and code set) to FILE, so that a change to the
+ * release can be checked to leave its output identical.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +64,7 @@ static char *slurp(const char *path, size_t *len)
  * rows released in total (to keep the work from being optimized away). */
 static size_t pass(cg_mapping_worker_t *w, const input_t *in, size_t n_in, cg_policy_t **pol,
                    size_t n_pol, const cg_catalogue_t *cat, cg_release_scratch_t *s, cg_buf_t *out,
-                   size_t *n_msgs)
+                   size_t *n_msgs, FILE *dump)
 {
     size_t released = 0;
     time_t t = time(NULL);
@@ -77,13 +80,23 @@ static size_t pass(cg_mapping_worker_t *w, const input_t *in, size_t n_in, cg_po
             cg_row_encode(&rows[r], NULL, NULL, 0, 0, out);
             const char *set = NULL;
             int level = n_pol ? cg_catalogue_row_level(cat, &rows[r], &set) : 0;
+            if (n_pol && cg_release_row_prepare(s, &rows[r]) != CG_OK)
+                continue;
             for (size_t p = 0; p < n_pol; p++) {
                 cg_release_out_t o;
                 cg_release_outcome_t why;
                 cg_release_row(pol[p], &rows[r], NULL, 0, level, set, t, s, &o, &why);
+                if (why != CG_RELEASE_OK && dump)
+                    fprintf(dump, "%s\t%s\t%d %s\n", cg_policy_name(pol[p]),
+                            cg_release_outcome_name(why), o.level, o.set ? o.set : "");
                 if (why == CG_RELEASE_OK) {
+                    size_t at = out->len;
                     cg_row_encode(&o.row, &o.src, NULL, 0, 0, out);
                     released++;
+                    if (dump)
+                        fprintf(dump, "%s\t%.*s\t%d\t%.*s\n", cg_policy_name(pol[p]),
+                                (int)o.key.len, o.key.ptr, o.level, (int)(out->len - at),
+                                out->data + at);
                 }
             }
         }
@@ -94,6 +107,7 @@ static size_t pass(cg_mapping_worker_t *w, const input_t *in, size_t n_in, cg_po
 int main(int argc, char **argv)
 {
     int runs = 5, passes = 20, n_subs = 3, a = 1, only = -1;
+    const char *dump_path = NULL;
     for (; a < argc && argv[a][0] == '-'; a += 2) {
         if (a + 1 >= argc)
             break;
@@ -105,10 +119,12 @@ int main(int argc, char **argv)
             n_subs = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--only"))
             only = !strcmp(argv[a + 1], "release");
+        else if (!strcmp(argv[a], "--dump"))
+            dump_path = argv[a + 1];
     }
     if (argc - a < 2 || runs < 1 || passes < 1 || n_subs < 1 || n_subs > 3) {
         fprintf(stderr, "usage: bench_release [--runs N] [--passes P] [--subscribers 1-3] "
-                        "[--only base|release] SPECS_DIR FILE...\n");
+                        "[--only base|release] [--dump FILE] SPECS_DIR FILE...\n");
         return 2;
     }
     const char *specs = argv[a++];
@@ -171,6 +187,11 @@ int main(int argc, char **argv)
         }
         in[i].format = in[i].len && in[i].buf[0] == '<' ? CG_INPUT_XML : CG_INPUT_HL7V2;
     }
+    FILE *dump = dump_path ? fopen(dump_path, "w") : NULL;
+    if (dump_path && !dump) {
+        fprintf(stderr, "bench_release: cannot write %s\n", dump_path);
+        return 1;
+    }
     cg_release_scratch_t *s = cg_release_scratch_new();
     cg_buf_t out;
     cg_buf_init(&out);
@@ -184,8 +205,10 @@ int main(int argc, char **argv)
                 continue;
             size_t nm = 0, nr = 0;
             double t0 = now();
-            for (int p = 0; p < passes; p++)
-                nr += pass(w, in, n_in, pol, with ? (size_t)n_subs : 0, cat, s, &out, &nm);
+            for (int p = 0; p < passes; p++) {
+                FILE *d = with && dump && !released && !nr ? dump : NULL; /* the first pass */
+                nr += pass(w, in, n_in, pol, with ? (size_t)n_subs : 0, cat, s, &out, &nm, d);
+            }
             double us = (now() - t0) * 1e6 / (double)(nm ? nm : 1);
             (with ? rel : base)[r] = us;
             msgs = nm;
@@ -203,6 +226,8 @@ int main(int argc, char **argv)
     printf("  map + encode + release + encode:  %8.2f us/message (median)\n", mr);
     printf("  release cost: %+.1f %% of mapping; %.2f us per message and subscriber\n",
            100.0 * (mr - mb) / mb, (mr - mb) / n_subs);
+    if (dump)
+        fclose(dump);
     for (size_t i = 0; i < n_in; i++)
         free(in[i].buf);
     free(in);

@@ -494,6 +494,107 @@ static void test_grants_tables_cohorts_and_expiry(void **state)
     cg_catalogue_destroy(cat);
 }
 
+/* The records of row for each of n policies into out[i] (encoded), prepared once or not. */
+static void release_each(cg_policy_t **p, size_t n, const cg_catalogue_t *cat, const cg_row_t *row,
+                         int prepare, cg_release_scratch_t *s, cg_buf_t *out)
+{
+    const char *set = NULL;
+    int level = cg_catalogue_row_level(cat, row, &set);
+    if (prepare)
+        assert_int_equal(cg_release_row_prepare(s, row), CG_OK);
+    for (size_t i = 0; i < n; i++) {
+        cg_release_out_t o;
+        cg_release_outcome_t why;
+        assert_int_equal(cg_release_row(p[i], row, NULL, 0, level, set, time(NULL), s, &o, &why),
+                         CG_OK);
+        assert_int_equal(why, CG_RELEASE_OK);
+        cg_buf_reset(&out[i]);
+        assert_int_equal(cg_row_encode(&o.row, &o.src, NULL, 0, 0, &out[i]), CG_OK);
+        assert_int_equal(cg_buf_append(&out[i], o.key.ptr, o.key.len), CG_OK);
+    }
+}
+
+static void test_prepared_rows_release_the_same(void **state)
+{
+    (void)state;
+    cg_catalogue_t *cat = load_shipped();
+    cg_policy_def_t d[3] = {def_of("sponsor", 3), def_of("registry", 5), def_of("disease-db", 4)};
+    d[0].levels[3] = CG_ACT_GENERALIZE;
+    d[2].date_shift_days = 30;
+    cg_policy_t *p[3] = {compile(cat, &d[0]), compile(cat, &d[1]), compile(cat, &d[2])};
+    cg_release_scratch_t *s = cg_release_scratch_new();
+    cg_buf_t each[3], once[3];
+    for (int i = 0; i < 3; i++) {
+        cg_buf_init(&each[i]);
+        cg_buf_init(&once[i]);
+    }
+    cg_value_t vals[64];
+    cg_row_t row = condition(vals, "E11.9");
+    row.person_key = (cg_slice_t){"4f1c0ffee", 9};
+    row.message_id = (cg_slice_t){"MSG00001", 8};
+    row.source_time = (cg_slice_t){"2024-03-14T08:30:00", 19};
+    release_each(p, 3, cat, &row, 0, s, each);
+    release_each(p, 3, cat, &row, 1, s, once);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(once[i].data, each[i].data);
+    /* the same row changed in place and prepared again: its new values, not the last row's */
+    row =
+        ROW("condition_occurrence", {"condition_occurrence_id", CG_VALUE_INTEGER, "1234567890999"},
+            {"person_id", CG_VALUE_INTEGER, "998877665500"},
+            {"condition_concept_id", CG_VALUE_INTEGER, "0"},
+            {"condition_start_date", CG_VALUE_DATE, "2023-12-31"},
+            {"condition_start_datetime", CG_VALUE_DATETIME, "2023-12-31T23:59:00"},
+            {"condition_type_concept_id", CG_VALUE_INTEGER, "32817"},
+            {"condition_source_value", CG_VALUE_STRING, "I10"});
+    row.person_key = (cg_slice_t){"4f1c0ffee", 9};
+    release_each(p, 3, cat, &row, 1, s, once);
+    cg_release_scratch_t *fresh = cg_release_scratch_new(); /* that never saw the first row */
+    release_each(p, 3, cat, &row, 0, fresh, each);
+    cg_release_scratch_destroy(fresh);
+    assert_non_null(strstr(once[0].data, "\"condition_start_date\":\"2023-12-01\""));
+    assert_non_null(strstr(once[1].data, "\"condition_start_date\":\"2023-12-31\""));
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(once[i].data, each[i].data);
+        assert_non_null(strstr(once[i].data, "\"person_id\":"));
+        cg_buf_free(&each[i]);
+        cg_buf_free(&once[i]);
+        cg_policy_destroy(p[i]);
+    }
+    cg_release_scratch_destroy(s);
+    cg_catalogue_destroy(cat);
+}
+
+static void test_a_new_policy_gets_nothing_of_the_last(void **state)
+{
+    (void)state;
+    cg_catalogue_t *cat = load_shipped();
+    cg_policy_def_t da = def_of("sponsor-a", 3), db = def_of("sponsor-b", 3);
+    cg_release_scratch_t *s = cg_release_scratch_new();
+    cg_buf_t kept, fresh;
+    cg_buf_init(&kept);
+    cg_buf_init(&fresh);
+    cg_value_t vals[64];
+    cg_row_t row = condition(vals, "E11.9");
+    row.person_key = (cg_slice_t){"4f1c0ffee", 9};
+    row.message_id = (cg_slice_t){"MSG00001", 8};
+    cg_policy_t *pa = compile(cat, &da);
+    release_each(&pa, 1, cat, &row, 1, s, &kept);
+    cg_policy_destroy(pa);
+    /* a reload: the next policy (another subscriber's) may be given the last one's address;
+     * its records must be what a scratch that never saw the last one makes */
+    cg_policy_t *pb = compile(cat, &db);
+    release_each(&pb, 1, cat, &row, 1, s, &kept);
+    cg_release_scratch_t *s2 = cg_release_scratch_new();
+    release_each(&pb, 1, cat, &row, 1, s2, &fresh);
+    assert_string_equal(kept.data, fresh.data);
+    cg_release_scratch_destroy(s2);
+    cg_release_scratch_destroy(s);
+    cg_policy_destroy(pb);
+    cg_buf_free(&kept);
+    cg_buf_free(&fresh);
+    cg_catalogue_destroy(cat);
+}
+
 static void test_policies_granting_too_much_are_refused(void **state)
 {
     (void)state;
@@ -548,6 +649,8 @@ int main(void)
         cmocka_unit_test(test_subscribers_ids_do_not_link),
         cmocka_unit_test(test_transforms),
         cmocka_unit_test(test_grants_tables_cohorts_and_expiry),
+        cmocka_unit_test(test_prepared_rows_release_the_same),
+        cmocka_unit_test(test_a_new_policy_gets_nothing_of_the_last),
         cmocka_unit_test(test_policies_granting_too_much_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
