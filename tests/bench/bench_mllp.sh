@@ -16,6 +16,9 @@
 #              RATE_S seconds; p50/p99/max latency from each message's scheduled time to its
 #              ACK (no coordinated omission), after the first WARMUP seconds
 #
+# Before each run the page cache is written back (sync): the broker's log from the run before
+# would otherwise be flushed by the kernel in one burst in the middle of this one.
+#
 # The listeners:
 #   cohortgate  `cohortgate listen` (the built binary): idempotent producer, acks=all, each
 #               message acknowledged after the broker's delivery report
@@ -182,11 +185,17 @@ run_load() {
     for other in "${!lpids[@]}"; do
         if [ "$other" != "$impl" ]; then kill -STOP "${lpids[$other]}"; fi
     done
+    sync # see below
     f=$("$lg" --port "$port" --connections "$conns" --duration "$flat" --warmup "$warmup" \
         --tag "$impl-$round-f") || {
         log "FAILED: the flat-out run against $impl ($f)"
         exit 1
     }
+    # the flat-out run left ~200 MB of the broker's log in dirty pages, which the kernel writes
+    # back 30 s later (vm.dirty_expire_centisecs) in one burst (270 MB/s, iowait 30 % seen on
+    # this machine): inside this run's window it stalled the broker's appends for up to 300 ms
+    # and measured the disk, not the listener. Written back here, before the run.
+    sync
     r=$("$lg" --port "$port" --connections "$conns" --duration "$rate_s" --warmup "$warmup" \
         --rate "$rate" --tag "$impl-$round-r") || {
         log "FAILED: the rate run against $impl ($r)"
