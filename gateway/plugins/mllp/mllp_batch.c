@@ -122,8 +122,8 @@ cg_err_t cg_mllp_batch_ack_build(const char *base, size_t len, cg_mllp_ack_kind_
                                  cg_buf_t *out)
 {
     size_t start = out->len;
-    char ts[32];
-    snprintf(ts, sizeof(ts), "%s", cg_mllp_hl7_ts(now));
+    /* the ACKs below format the same second: the per-thread buffer holds it throughout */
+    const char *ts = cg_mllp_hl7_ts(now);
     const char *p = base, *end = base + len;
     int has_fhs = len && base[0] == 'F', has_bhs = 0;
     for (const char *q = base; q && q < end;

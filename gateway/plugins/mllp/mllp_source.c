@@ -135,9 +135,9 @@ static void message_key(mllp_source_t *ls, const cg_mllp_msh_t *h, char out[65])
     hex(mac, 32, out);
 }
 
-/* out: at least 25 bytes. The seconds are formatted once a second (strftime per message
- * showed in profiles), the milliseconds by hand. */
-static void rfc3339_now(char *out, size_t n)
+/* YYYY-MM-DDTHH:MM:SS.mmmZ (24 bytes and its NUL). The seconds are formatted once a second
+ * (strftime per message showed in profiles), the milliseconds by hand. */
+static void rfc3339_now(char out[static 25])
 {
     static _Thread_local time_t last = (time_t)-1;
     static _Thread_local char secs[24];
@@ -149,10 +149,6 @@ static void rfc3339_now(char *out, size_t n)
         gmtime_r(&ts.tv_sec, &tm);
         secs_len = strftime(secs, sizeof(secs), "%Y-%m-%dT%H:%M:%S", &tm);
         last = ts.tv_sec;
-    }
-    if (n < secs_len + 6) {
-        snprintf(out, n, "%s", secs);
-        return;
     }
     long ms = ts.tv_nsec / 1000000;
     memcpy(out, secs, secs_len);
@@ -357,7 +353,7 @@ static void conn_frame(mllp_source_t *ls, mllp_conn_t *c, const char *buf, size_
     message_key(ls, &h, m->key);
     cg_buf_free(&base); /* a batch's h pointed into it */
     snprintf(m->remote, sizeof(m->remote), "%s", c->remote);
-    rfc3339_now(m->received, sizeof(m->received));
+    rfc3339_now(m->received);
     hex(sha, 32, m->sha_hex);
     size_t k = 0;
     m->hdrs[k++] = "cg.mllp.remote";
