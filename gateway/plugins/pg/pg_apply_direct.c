@@ -466,7 +466,8 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
         const char *pv = pcol >= 0 ? f[STAGE_META + pcol] : NULL;
         size_t pn = pcol >= 0 ? fl[STAGE_META + pcol] : 0;
-        int64_t person = pv && !is_null(pv, pn) ? a->ids_v[id_find(a, id_of(pv, pn))] : -1;
+        int64_t person =
+            (track || periods) && pv && !is_null(pv, pn) ? a->ids_v[id_find(a, id_of(pv, pn))] : -1;
         if (track && person >= 0) { /* pid, topic, part, off, seq as staged */
             cg_buf_put_int64(&a->tracked, person);
             for (int m = 0; m < 4; m++) {
