@@ -71,6 +71,25 @@ typedef struct cg_spec_format {
      * none, and specs that use it are refused. */
     cg_err_t (*reference)(struct cg_mapper *mp, const struct cg_spec_val *v,
                           struct cg_spec_val *out);
+
+    /* ---- anchored values (optional; NULL: the format has none) ---- */
+    /* For the compiler: the place compiled path e reads relative to a row of rule r, as a
+     * nonzero number equal for paths that always read the same place as each other, and not the
+     * row's own (HL7 v2: an unindexed one-repetition path of another segment than the foreach's,
+     * such as OBR-3.1 for OBX[*], which reads the OBX's order); 0 when it reads the row's own
+     * place, or a place that varies otherwise. An expression whose paths all give the same
+     * number is memoized by its place (spec_prepare.c). */
+    uint32_t (*anchor_group)(const struct cg_spec_rule *r, const struct cg_spec_expr *e);
+    /* At evaluation: the place path e reads in the current scope, into *place; 0, or -1 when
+     * values must not be memoized there (a partial scope). */
+    int (*anchor_place)(struct cg_mapper *mp, const struct cg_spec_expr *e, uint32_t *place);
+
+    /* ---- rules in one pass (optional; NULL: each rule runs on its own) ---- */
+    /* For the compiler: whether rules a and b go over the same items (the same foreach). */
+    int (*same_foreach)(const struct cg_spec_rule *a, const struct cg_spec_rule *b);
+    /* Runs rules[0..n), which go over the same items, in one pass: each item's rules in turn.
+     * The rows, and a failure, come out as if each rule had run on its own, in order. */
+    cg_err_t (*run_rules)(struct cg_mapper *mp, const struct cg_spec_rule *rules, size_t n);
 } cg_spec_format_t;
 
 /* ---- the registry (mappers/spec/spec_formats.c) ---- */

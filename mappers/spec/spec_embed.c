@@ -22,6 +22,8 @@ typedef struct saved {
     int msg_key_patient;
     cg_err_t (*run_rule)(cg_mapper_t *mp, const rule_t *r);
     cg_err_t (*path_value)(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+    cg_err_t (*run_rules)(cg_mapper_t *mp, const rule_t *rules, size_t n);
+    int (*anchor_place)(cg_mapper_t *mp, const expr_t *e, uint32_t *place);
     spec_val_t *vars;
     const char **var_steps;
 } saved_t;
@@ -38,7 +40,9 @@ static cg_err_t save(cg_mapper_t *mp, saved_t *s)
                    .n_msg_key = mp->n_msg_key,
                    .msg_key_patient = mp->msg_key_patient,
                    .run_rule = mp->run_rule,
-                   .path_value = mp->path_value};
+                   .path_value = mp->path_value,
+                   .run_rules = mp->run_rules,
+                   .anchor_place = mp->anchor_place};
     memcpy(s->msg_key, mp->msg_key, sizeof(s->msg_key));
     /* the XML specs' lets take the same slots as the message spec's */
     size_t n = mp->cap_vars + 1;
@@ -68,6 +72,8 @@ static void restore(cg_mapper_t *mp, const saved_t *s)
     mp->msg_key_patient = s->msg_key_patient;
     mp->run_rule = s->run_rule;
     mp->path_value = s->path_value;
+    mp->run_rules = s->run_rules;
+    mp->anchor_place = s->anchor_place;
     memcpy(mp->vars, s->vars, n * sizeof(*mp->vars));
     if (s->var_steps)
         memcpy(mp->var_steps, s->var_steps, n * sizeof(*mp->var_steps));

@@ -690,7 +690,45 @@ static __attribute__((noinline)) cg_err_t eval_coalesce_traced(cg_mapper_t *mp, 
     return rc;
 }
 
+static cg_err_t eval_anchored(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+static cg_err_t eval_unanchored(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+
 cg_err_t cg_spec_eval_expr(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+{
+    if (e->anchor_id && mp->anchor_place && !mp->trace) /* --trace tells every step */
+        return eval_anchored(mp, e, out);
+    return eval_unanchored(mp, e, out);
+}
+
+/* An anchored expression (spec_prepare.c): its value at its place, from the memo when a row
+ * before this one computed it there in this spec run. Failures are not kept: each row meets its
+ * own. */
+static __attribute__((noinline)) cg_err_t eval_anchored(cg_mapper_t *mp, const expr_t *e,
+                                                        spec_val_t *out)
+{
+    if (mp->scope.begin) /* a partial scope: no memo (eval_path) */
+        return eval_unanchored(mp, e, out);
+    place_memo_t *pm = &mp->places[(e->anchor_group * 0x9E3779B1u) >> 30];
+    uint32_t at;
+    if (pm->gen == mp->gen && pm->cur == mp->scope.cur && pm->group == e->anchor_group) {
+        at = pm->at;
+    } else {
+        if (mp->anchor_place(mp, e->anchor, &at))
+            return eval_unanchored(mp, e, out);
+        *pm = (place_memo_t){mp->gen, mp->scope.cur, e->anchor_group, at};
+    }
+    path_memo_t *m = memo_slot_at(mp, e->anchor_id, at);
+    if (m->gen == mp->gen && m->path_id == e->anchor_id && m->cur == at && m->run == mp->run) {
+        *out = m->val;
+        return CG_OK;
+    }
+    cg_err_t rc = eval_unanchored(mp, e, out);
+    if (rc == CG_OK)
+        *m = (path_memo_t){mp->gen, e->anchor_id, at, mp->run, *out};
+    return rc;
+}
+
+static cg_err_t eval_unanchored(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     cg_err_t rc = CG_OK;
     spec_val_t v = ABSENT;

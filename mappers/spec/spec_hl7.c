@@ -31,6 +31,76 @@ cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r)
     return CG_OK;
 }
 
+/* The rows rules[0..n) made since row first, interleaved item by item, in rule order as
+ * separate runs would have made them (stable: each rule's rows keep their item order). */
+static cg_err_t rows_by_rule(cg_mapper_t *mp, const rule_t *rules, size_t n, size_t first)
+{
+    size_t count = mp->n_rows - first, at[SPEC_FUSE_MAX + 1] = {0};
+    cg_row_t *rows = mp->rows + first;
+    uint8_t *which = cg_arena_alloc(&mp->arena, count ? count : 1);
+    if (!which)
+        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+    int sorted = 1;
+    for (size_t i = 0; i < count; i++) {
+        size_t k = 0;
+        while (k + 1 < n && rows[i].rule != rules[k].name)
+            k++;
+        which[i] = (uint8_t)k;
+        at[k + 1]++;
+        sorted &= !i || which[i] >= which[i - 1];
+    }
+    if (sorted)
+        return CG_OK;
+    cg_row_t *copy = cg_arena_alloc(&mp->arena, count * sizeof(*copy));
+    if (!copy)
+        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+    memcpy(copy, rows, count * sizeof(*copy));
+    for (size_t k = 1; k <= n; k++)
+        at[k] += at[k - 1];
+    for (size_t i = 0; i < count; i++)
+        rows[at[which[i]]++] = copy[i];
+    return CG_OK;
+}
+
+cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n)
+{
+    size_t first = mp->n_rows;
+    cg_hl7_iter_t it;
+    cg_hl7_match_t match;
+    uint64_t pos = 0;
+    cg_err_t rc = CG_OK;
+    cg_hl7_path_begin(&it, mp->m, &rules[0].foreach, cg_hl7_scope_message(mp->m));
+    while (!rc && cg_hl7_path_next(&it, &match)) {
+        mp->scope = cg_hl7_scope_at(mp->m, match.seg);
+        pos++;
+        for (size_t k = 0; k < n && !rc; k++) {
+            const rule_t *r = &rules[k];
+            if (r->guard) { /* most rules take few of the items: told apart here, inline */
+                spec_val_t a;
+                if ((rc = eval(mp, r->guard->a, &a)) || !cond_in(r->guard, a))
+                    continue;
+            }
+            mp->rule = r;
+            rc = cg_spec_emit_row(mp, pos);
+        }
+    }
+    if (!rc)
+        return rows_by_rule(mp, rules, n, first);
+    mp->n_rows = first;
+    if (rc == CG_ERR_MAP_LIMIT) /* a budget: the message's, whichever rule met it */
+        return rc;
+    /* a failure: the rules again one by one, so that the message fails as it would have (the
+     * first rule's failure, not the first item's; the first recorded wins, so it is forgotten) */
+    memset(mp->err, 0, sizeof(*mp->err));
+    mp->problem = NULL;
+    for (size_t k = 0; k < n; k++) {
+        mp->rule = &rules[k];
+        if ((rc = cg_spec_hl7_run_rule(mp, &rules[k])))
+            return rc;
+    }
+    return CG_OK;
+}
+
 static void msh_value(cg_mapper_t *mp, uint32_t field, uint32_t comp, cg_slice_t *out)
 {
     cg_slice_t raw;
@@ -48,6 +118,8 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     mp->last = msg;
     mp->run_rule = cg_spec_hl7_run_rule;
     mp->path_value = cg_spec_hl7_path_value;
+    mp->run_rules = cg_spec_hl7_run_rules;
+    mp->anchor_place = cg_spec_hl7_anchor_place;
 
     /* for raw_is_decoded: the same charset classes as the decoder's (hl7_parse.c) */
     const cg_hl7_delims_t *d = cg_hl7_msg_delims(msg);

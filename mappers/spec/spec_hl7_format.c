@@ -150,6 +150,25 @@ static void hl7_compile_input(cc_t *c, json_t *in, spec_t *s)
     }
 }
 
+/* An anchor group (cg_spec_format_t.anchor_group): unindexed one-repetition paths of the same
+ * segment read the same one from any row (path_seg: the row's own, else the nearest before it,
+ * else the first), so the segment's name is the group; the foreach's own segment is every row's
+ * own, nothing to share. */
+static uint32_t hl7_anchor_group(const rule_t *r, const expr_t *e)
+{
+    const cg_hl7_path_t *p = &e->u.path;
+    if (!cg_hl7_path_one(p) || p->seg_index != CG_HL7_FIRST || p->sel_len ||
+        !memcmp(p->seg, r->foreach.seg, 3))
+        return 0;
+    return (uint32_t)(unsigned char)p->seg[0] << 16 | (uint32_t)(unsigned char)p->seg[1] << 8 |
+           (unsigned char)p->seg[2];
+}
+
+static int hl7_same_foreach(const rule_t *a, const rule_t *b)
+{
+    return cg_hl7_path_equal(&a->foreach, &b->foreach);
+}
+
 /* In sniffing order the last (spec_formats.c): HL7 v2 has no reliable first bytes (MSH, FHS, BHS
  * or MLLP framing), so it takes what no other format claims. */
 const cg_spec_format_t cg_spec_format_hl7v2 = {
@@ -167,4 +186,8 @@ const cg_spec_format_t cg_spec_format_hl7v2 = {
     .run_rule = cg_spec_hl7_run_rule,
     .path_value = cg_spec_hl7_path_value,
     .reference = NULL,
+    .anchor_group = hl7_anchor_group,
+    .anchor_place = cg_spec_hl7_anchor_place,
+    .same_foreach = hl7_same_foreach,
+    .run_rules = cg_spec_hl7_run_rules,
 };

@@ -128,6 +128,14 @@ static inline uint32_t path_seg(const cg_mapper_t *mp, const cg_hl7_path_t *p)
     return cg_hl7_path_seg(mp->m, p, mp->scope);
 }
 
+int cg_spec_hl7_anchor_place(cg_mapper_t *mp, const expr_t *e, uint32_t *place)
+{
+    if (mp->scope.begin) /* a partial scope: as eval_path, no memo */
+        return -1;
+    *place = path_seg(mp, &e->u.path);
+    return 0;
+}
+
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
 {
     const cg_hl7_path_t *p = &e->u.path;

@@ -132,6 +132,15 @@ struct cg_spec_expr {
     const char *text; /* the source text, for --trace: the path, or a short description */
     uint32_t path_id; /* EX_PATH: the same for equal paths across the spec set, so the evaluator's
                          memo keys on one number; 0 for paths it does not memoize ([*]) */
+    /* A value that every row of a rule's foreach under the same other place shares: all its paths
+     * read one place that is not the row's own (OBR-3.1 and OBR-2.1 read for each OBX read its
+     * OBR), and nothing else in it varies by row (no variable, no patient). It is memoized by that
+     * place (spec_prepare.c, cg_spec_format_t.anchor_place): each OBX after an order's first
+     * finds what the first computed. anchor_id: its memo key, beyond the path ids (0: none);
+     * anchor: one of its paths, which names the place. */
+    uint32_t anchor_id;
+    uint32_t anchor_group; /* the format's number for its place (cg_spec_format_t.anchor_group) */
+    const struct cg_spec_expr *anchor;
 };
 
 typedef enum cond_kind {
@@ -204,7 +213,13 @@ typedef struct cg_spec_rule {
     /* when itself, or its "all"'s first part, when that is an "in" on a plain path: tested
      * inline first (spec_prepare.c); NULL: none */
     const cond_t *guard;
+    /* how many rules from this one on go over the same foreach in one pass, each item's rules in
+     * turn (the OBX rules told apart by OBX-2); 0 or 1: on its own (spec_prepare.c) */
+    uint32_t fuse_n;
 } rule_t;
+
+/* At most this many rules in one pass (the rows' reordering counts them on the stack). */
+#define SPEC_FUSE_MAX 16
 
 typedef struct trigger {
     char type[8];  /* MSH-9.1, e.g. "ORU" */
@@ -275,6 +290,7 @@ struct cg_specset {
     expr_t **path_first;         /* the first expression of each, while compiling */
     uint32_t *path_uses;         /* how many expressions read each, while compiling */
     size_t n_paths, cap_paths;
+    uint32_t n_anchors; /* anchored expressions (expr_t.anchor_id: n_paths + 1 ...) */
     /* what the formats' compilers made outside the arena (an XPath), with how to free it */
     struct spec_owned {
         void (*free)(void *);

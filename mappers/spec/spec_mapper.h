@@ -29,7 +29,7 @@ typedef struct path_memo {
     uint32_t path_id;
     uint32_t cur; /* the scope's cursor: the mapper's scopes span the whole message (begin 0,
                    * end its segment count, fixed by gen), so the cursor tells them apart */
-    uint32_t pad;
+    uint32_t run; /* an anchored value's spec run (cg_mapper.run); 0 for a path's */
     spec_val_t val;
 } __attribute__((aligned(32))) path_memo_t; /* 32 bytes: one cache line per probe */
 
@@ -62,6 +62,15 @@ typedef struct ts_memo {
     size_t iso_len;
 } ts_memo_t;
 
+/* The places anchored expressions read from the current row (spec_eval.c): the OBR and the ORC
+ * of an OBX, found once a row rather than once an expression. Keyed by the message (gen), the
+ * scope's cursor and the format's group for the place. */
+#define PLACE_MEMO_SIZE 4u
+
+typedef struct place_memo {
+    uint32_t gen, cur, group, at;
+} place_memo_t;
+
 struct cg_mapper {
     const cg_specset_t *ss;
     /* How the current input's rules run: set by its format's entry point (spec_hl7.c,
@@ -69,6 +78,12 @@ struct cg_mapper {
     cg_err_t (*run_rule)(cg_mapper_t *mp, const rule_t *r);
     /* The value of a path of its format (cg_spec_format_t.path_value), set alike. */
     cg_err_t (*path_value)(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
+    /* Rules over the same items in one pass (cg_spec_format_t.run_rules), set alike; NULL for a
+     * format without */
+    cg_err_t (*run_rules)(cg_mapper_t *mp, const rule_t *rules, size_t n);
+    /* The place an anchored expression reads (cg_spec_format_t.anchor_place), set alike; NULL
+     * for a format without anchors */
+    int (*anchor_place)(cg_mapper_t *mp, const expr_t *e, uint32_t *place);
     const cg_vocab_t *vocab;
     const char *utc_offset;
     cg_pseudo_t *pseudo;                        /* our own clone: it keeps scratch state */
@@ -93,7 +108,11 @@ struct cg_mapper {
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
+    place_memo_t places[PLACE_MEMO_SIZE];
     uint32_t gen; /* of the message being mapped; never 0 */
+    /* of the spec run (its patient and date shift) within the message: anchored values are
+     * memoized for it (path_memo_t.pad) */
+    uint32_t run;
     /* the per-message budget (cg_spec_env_t.max_message_ms): checked every BUDGET_EVERY rows
      * a rule considers, on a coarse clock, so that it costs nothing measurable */
     unsigned budget_ms;
@@ -219,6 +238,10 @@ cg_err_t cg_spec_patient(cg_mapper_t *mp);
 cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out);
 /* Runs rule r over the message (its foreach's segments, or once). */
 cg_err_t cg_spec_hl7_run_rule(cg_mapper_t *mp, const rule_t *r);
+/* Runs rules[0..n), which share their foreach, in one pass (cg_spec_format_t.run_rules). */
+cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n);
+/* cg_spec_format_t.anchor_place: the segment path e reads in the current scope. */
+int cg_spec_hl7_anchor_place(cg_mapper_t *mp, const expr_t *e, uint32_t *place);
 
 /* The memo's slot for path_id read at segment cur: a place hashed from cur plus the path_id, so
  * a segment's values (its paths were compiled together: near ids) share cache lines that the next

@@ -7,10 +7,14 @@
  * - each rule's guard: the "in" test on a plain path that its "when" is, or starts its "all"
  *   with ("OBX-2" in ["CE", "CWE"]). Rules over the same segments are told apart by it, and most
  *   segments fail it for most rules: spec_row.c tests it inline before the rest of the
- *   condition. */
+ *   condition;
+ * - the anchored expressions (expr_t.anchor_id): values a rule's rows share because everything
+ *   in them is read from one other place than the row's own (the OBX's order), memoized by that
+ *   place instead of computed again for each row. */
 #include "spec_impl.h"
 
 #include "cg_buf.h"
+#include "cg_spec_format.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -71,14 +75,177 @@ static void guard_build(rule_t *r)
         r->guard = r->when->subs[0];
 }
 
+/* ---- anchored expressions ---- */
+
+typedef struct anchor_walk {
+    uint32_t (*group_of)(const rule_t *r, const expr_t *e); /* the format's anchor_group */
+    const rule_t *rule;
+    uint32_t group;       /* the place its paths so far read (0: none yet) */
+    const expr_t *anchor; /* the first of them */
+} anchor_walk_t;
+
+static int anchored_cond(anchor_walk_t *w, const cond_t *c);
+
+/* Whether everything e's value depends on besides the message is the spec's (constants,
+ * transforms, vocabularies, the spec run's date shift, the pseudonym key) and its paths all read
+ * one place of the same group; a variable, the patient or a pseudonym (whose authority may be
+ * read at the message) makes it depend on more. */
+static int anchored_expr(anchor_walk_t *w, const expr_t *e)
+{
+    if (!e)
+        return 1;
+    switch (e->kind) {
+    case EX_PATH: {
+        uint32_t g = w->group_of(w->rule, e);
+        if (!g || (w->group && w->group != g))
+            return 0;
+        if (!w->group) {
+            w->group = g;
+            w->anchor = e;
+        }
+        break;
+    }
+    case EX_CONST:
+        break;
+    case EX_CONCAT:
+    case EX_COALESCE:
+    case EX_HASH_ID:
+        for (size_t i = 0; i < e->u.list.n; i++)
+            if (!anchored_expr(w, e->u.list.items[i]))
+                return 0;
+        break;
+    case EX_IF:
+        if (!anchored_cond(w, e->u.iff.cond) || !anchored_expr(w, e->u.iff.then) ||
+            !anchored_expr(w, e->u.iff.els))
+            return 0;
+        break;
+    case EX_VAR:
+    case EX_PATIENT:
+    case EX_PSEUDONYM:
+        return 0;
+    }
+    for (size_t i = 0; i < e->n_xforms; i++) {
+        const xform_t *x = &e->xforms[i];
+        if (x->kind == XF_REFERENCE ||
+            (x->kind == XF_LOOKUP && !anchored_expr(w, x->u.lookup.vocab_expr)))
+            return 0;
+    }
+    return anchored_expr(w, e->deflt);
+}
+
+static int anchored_cond(anchor_walk_t *w, const cond_t *c)
+{
+    if (!c)
+        return 1;
+    if (!anchored_expr(w, c->a) || !anchored_expr(w, c->b))
+        return 0;
+    for (size_t i = 0; i < c->n_subs; i++)
+        if (!anchored_cond(w, c->subs[i]))
+            return 0;
+    return 1;
+}
+
+static void anchor_cond(cg_specset_t *ss, anchor_walk_t *w, cond_t *c);
+
+/* Marks the largest anchored parts of e: e itself when it is anchored and worth a memo entry
+ * (a bare path already has the path memo), else its parts. */
+static void anchor_expr(cg_specset_t *ss, anchor_walk_t *w, expr_t *e)
+{
+    if (!e || e->kind == EX_CONST)
+        return;
+    w->group = 0;
+    w->anchor = NULL;
+    int bare = e->kind == EX_PATH && !e->n_xforms && !e->deflt && !e->required;
+    if (!bare && anchored_expr(w, e) && w->anchor) {
+        e->anchor = w->anchor;
+        e->anchor_group = w->group;
+        e->anchor_id = (uint32_t)ss->n_paths + ++ss->n_anchors;
+        return;
+    }
+    switch (e->kind) {
+    case EX_CONCAT:
+    case EX_COALESCE:
+    case EX_HASH_ID:
+    case EX_PSEUDONYM:
+        for (size_t i = 0; i < e->u.list.n; i++)
+            anchor_expr(ss, w, e->u.list.items[i]);
+        break;
+    case EX_IF:
+        anchor_cond(ss, w, e->u.iff.cond);
+        anchor_expr(ss, w, e->u.iff.then);
+        anchor_expr(ss, w, e->u.iff.els);
+        break;
+    default:
+        break;
+    }
+    for (size_t i = 0; i < e->n_xforms; i++)
+        if (e->xforms[i].kind == XF_LOOKUP)
+            anchor_expr(ss, w, e->xforms[i].u.lookup.vocab_expr);
+    anchor_expr(ss, w, e->deflt);
+}
+
+static void anchor_cond(cg_specset_t *ss, anchor_walk_t *w, cond_t *c)
+{
+    if (!c)
+        return;
+    anchor_expr(ss, w, c->a);
+    anchor_expr(ss, w, c->b);
+    for (size_t i = 0; i < c->n_subs; i++)
+        anchor_cond(ss, w, c->subs[i]);
+}
+
+/* The anchored expressions of a rule's rows: only a foreach's rows share places. */
+static void anchors_build(cg_specset_t *ss, const spec_t *s, rule_t *r)
+{
+    if (!s->format->anchor_group || !r->has_foreach)
+        return;
+    anchor_walk_t w = {s->format->anchor_group, r, 0, NULL};
+    anchor_cond(ss, &w, r->when);
+    anchor_cond(ss, &w, r->delete_when);
+    for (size_t i = 0; i < r->n_lets; i++)
+        anchor_expr(ss, &w, r->lets[i].expr);
+    for (size_t i = 0; i < r->n_id_parts; i++)
+        anchor_expr(ss, &w, r->id_parts[i]);
+    for (size_t i = 0; i < r->n_columns; i++)
+        anchor_expr(ss, &w, r->columns[i].expr);
+    for (size_t i = 0; i < r->n_meta; i++)
+        anchor_expr(ss, &w, r->meta[i].expr);
+}
+
+/* ---- rules in one pass ---- */
+
+static int fusable(const rule_t *r)
+{
+    return r->has_foreach && !r->doc_data && r->table;
+}
+
+/* Consecutive rules over the same foreach run in one pass (cg_spec_format_t.run_rules), unless
+ * the spec leaves failing entries out: its findings come in rule order. */
+static void fuse_build(const spec_t *s)
+{
+    const cg_spec_format_t *f = s->format;
+    if (!f->same_foreach || !f->run_rules || s->on_error_entry)
+        return;
+    for (size_t i = 0; i < s->n_rules;) {
+        size_t n = 1;
+        while (fusable(&s->rules[i]) && i + n < s->n_rules && n < SPEC_FUSE_MAX &&
+               fusable(&s->rules[i + n]) && f->same_foreach(&s->rules[i], &s->rules[i + n]))
+            n++;
+        s->rules[i].fuse_n = n > 1 ? (uint32_t)n : 0;
+        i += n;
+    }
+}
+
 int cg_spec_prepare(cg_specset_t *ss)
 {
     for (size_t i = 0; i < ss->n_specs; i++) {
         const spec_t *s = &ss->specs[i];
+        fuse_build(s);
         for (size_t k = 0; k < s->n_rules; k++) {
             if (prov_build(ss, s, &s->rules[k]) || meta_keys(ss, &s->rules[k]))
                 return -1;
             guard_build(&s->rules[k]);
+            anchors_build(ss, s, &s->rules[k]);
         }
     }
     return 0;

@@ -31,9 +31,19 @@ static cg_err_t run_spec(cg_mapper_t *mp, const spec_t *s)
     /* dates shift by the patient's offset, so the patient comes first when the spec has one */
     if (s->has_patient && !mp->embedded && (rc = cg_spec_patient(mp)))
         return rc;
-    for (size_t i = 0; i < s->n_rules; i++)
-        if ((rc = run_rule(mp, &s->rules[i])))
+    /* anchored values are the run's: its date shift, its spec's transforms */
+    if (++mp->run == 0)
+        mp->run = 1;
+    for (size_t i = 0; i < s->n_rules; i++) {
+        const rule_t *r = &s->rules[i];
+        if (r->fuse_n > 1 && mp->run_rules) { /* rules over the same items, in one pass */
+            if ((rc = mp->run_rules(mp, r, r->fuse_n)))
+                return rc;
+            i += r->fuse_n - 1;
+        } else if ((rc = run_rule(mp, r))) {
             return rc;
+        }
+    }
     return CG_OK;
 }
 
@@ -63,6 +73,7 @@ void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
         memset(mp->memo, 0, PATH_MEMO_SIZE * sizeof(*mp->memo));
         memset(mp->lookups, 0, sizeof(mp->lookups));
         memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
+        memset(mp->places, 0, sizeof(mp->places));
         mp->gen = 1;
     }
 }

@@ -157,6 +157,8 @@ cg_err_t cg_spec_xml_run_specs(cg_mapper_t *mp, size_t *matched)
     const xmlNode *root = cg_xml_doc_root(mp->xdoc);
     mp->run_rule = cg_spec_xml_run_rule;
     mp->path_value = cg_spec_xml_path_value;
+    mp->run_rules = NULL;
+    mp->anchor_place = NULL;
     cg_err_t rc;
     for (size_t i = 0; root && i < mp->ss->n_specs; i++) {
         const spec_t *s = &mp->ss->specs[i];
