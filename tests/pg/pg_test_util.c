@@ -103,6 +103,25 @@ void pt_sh(const char *fmt, ...)
     }
 }
 
+void pt_diagnose(const pt_run_t *r)
+{
+    char cmd[2048];
+    fprintf(stderr, "---- diagnosis of %s: the database's sessions and locks, the sink's threads\n",
+            r->name);
+    snprintf(cmd, sizeof(cmd),
+             "psql -X -q \"$COHORTGATE_TEST_PG\" -c \"SELECT pid, state, wait_event_type, "
+             "wait_event, now() - xact_start AS in_xact, left(query, 160) AS query FROM "
+             "pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()\" "
+             "-c \"SELECT locktype, relation::regclass, mode, granted, pid, classid, objid FROM "
+             "pg_locks WHERE NOT granted OR locktype = 'advisory'\" >&2; "
+             "for p in $(pgrep -f -- '-c %s'); do echo \"sink $p:\" >&2; "
+             "command -v gdb >/dev/null && timeout 60 gdb -p $p -batch -ex 'thread apply all bt' "
+             "2>/dev/null | grep -E '^(Thread|#)' >&2; done",
+             r->config);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(the diagnosis itself failed)\n");
+}
+
 void pt_run_new(pt_run_t *r, const char *prefix, const char *topic_suffix, int partitions)
 {
     memset(r, 0, sizeof(*r));
@@ -211,6 +230,8 @@ void pt_wait_committed(const pt_run_t *r, long long n)
     int64_t until = tk_now_ms() + PT_HANG_MS;
     while (pt_committed(r) < n && tk_now_ms() < until)
         usleep(20000);
+    if (pt_committed(r) < n)
+        pt_diagnose(r);
     assert_true(pt_committed(r) >= n);
 }
 

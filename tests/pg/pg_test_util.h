@@ -42,6 +42,9 @@ typedef struct pt_run {
     char name[96], topic[128], schema[96], dir[256], config[320];
 } pt_run_t;
 
+/* Prints what a hung wait needs to be understood: the database's sessions (what each waits for)
+ * and locks, and the stacks of the sink processes running with r's config (gdb, when there). */
+void pt_diagnose(const pt_run_t *r);
 /* Fills r for a new case and creates its directory and its topic with partitions partitions. */
 void pt_run_new(pt_run_t *r, const char *prefix, const char *topic_suffix, int partitions);
 /* Writes a sink config for r to path: transaction_max_messages txn_max, commit_interval_ms

@@ -108,6 +108,8 @@ static void wait_caught_up(const run_t *r)
             pt_q_int("SELECT count(*) FROM %s.cg_cohort_rows WHERE published_at IS NULL",
                      r->pt.schema) > 0))
         usleep(50000);
+    if (tk_now_ms() >= until)
+        pt_diagnose(&r->pt);
     assert_int_equal(pt_committed(&r->pt), r->produced);
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE published_at IS NULL",
                               r->pt.schema),
@@ -866,9 +868,47 @@ static void test_two_instances(void **state)
     run_end(&r);
 }
 
+/* A sink starting beside another that is writing: its start makes the outbox's and the disease
+ * schema's tables and indexes when missing, and must take no lock that waits for the other's
+ * writes (CREATE INDEX IF NOT EXISTS took a SHARE lock on each table before it looked, and two
+ * instances started together deadlocked). A session holding the writers' lock on those tables
+ * stands for the other sink. */
+static void test_start_beside_writer(void **state)
+{
+    (void)state;
+    run_t r;
+    run_new(&r, "cg-it-cohort-start", 5);
+    sink_init(&r);
+    PGconn *w = PQconnectdb(getenv("COHORTGATE_TEST_PG"));
+    assert_int_equal(PQstatus(w), CONNECTION_OK);
+    char sql[2048];
+    snprintf(
+        sql, sizeof(sql),
+        "BEGIN; LOCK TABLE %s.cg_cohort_rows, %s.cg_cohort_events, %s.cg_withdrawn, %s.cohort, "
+        "%s.person, %s.measurement, %s.condition_occurrence, %s.observation IN ROW EXCLUSIVE "
+        "MODE",
+        r.pt.schema, r.pt.schema, r.pt.schema, r.pt.schema, r.disease, r.disease, r.disease,
+        r.disease);
+    PGresult *res = PQexec(w, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    pid_t pid = pt_sink_start(&r.pt, "sink.log", 0);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r.pt.dir);
+    for (int i = 0; i < 300 && tk_file_count(log, "\"pg.connected\"") == 0; i++)
+        usleep(100000);
+    int started = tk_file_count(log, "\"pg.connected\"");
+    PQclear(PQexec(w, "ROLLBACK"));
+    PQfinish(w);
+    assert_int_equal(started, 1);
+    sink_stop(&r, pid);
+    run_end(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start_beside_writer),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_two_instances),

@@ -58,6 +58,7 @@ struct pg_cohorts {
     double next_lapse_s;              /* cg_metrics_now() of the next look for lapsed periods */
     double next_withdrawal_s;         /* of the next look for withdrawals between batches */
     double next_prune_s;              /* of the next pruning of published outbox rows */
+    double next_sweep_s;              /* of the next idle look at the outbox (pg_cohorts_sweep) */
     cg_metric_t *m_members, *m_small; /* per definition name */
     char **disease_sql;               /* per pg.cohorts.databases entry (pg_disease.c) */
     size_t n_disease;
@@ -932,6 +933,13 @@ static int publish_events(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errs
     return n < 0 ? -1 : 0;
 }
 
+int pg_cohorts_sweep(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!cs || !cs->producer || !due(&cs->next_sweep_s, PG_OUTBOX_SWEEP_MS))
+        return 0;
+    return pg_cohorts_publish(cs, c, errstr, errstr_size);
+}
+
 int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size)
 {
     if (!cs || !cs->producer)
@@ -948,6 +956,7 @@ int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_
     if (rows && pg_members_publish(c, cs->producer, cs->conf->schema, cs->rows_dests, cs->n_disease,
                                    &cs->delivery_failed, &cs->rows_published, errstr, errstr_size))
         return -1;
+    cs->next_sweep_s = cg_metrics_now() + PG_OUTBOX_SWEEP_MS / 1000.0; /* the outbox is empty */
     /* what was published and is old enough goes, every 10 minutes at most */
     if (!due(&cs->next_prune_s, 600000))
         return 0;

@@ -72,8 +72,21 @@ PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size)
     return c;
 }
 
+/* The SQLSTATE of the last error pg_message described on this thread ("" when it had none). */
+static _Thread_local char last_sqlstate[6];
+
+int pg_last_error_transient(void)
+{
+    /* deadlock_detected, serialization_failure, lock_not_available: another session's timing,
+     * gone on the next try */
+    return !strcmp(last_sqlstate, "40P01") || !strcmp(last_sqlstate, "40001") ||
+           !strcmp(last_sqlstate, "55P03");
+}
+
 void pg_message(const PGresult *res, const PGconn *conn, char *buf, size_t size)
 {
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", st ? st : "");
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     if (!primary)
@@ -125,6 +138,29 @@ void pg_qual(cg_buf_t *b, const char *schema, const char *name)
     pg_ident(b, schema);
     cg_buf_putc(b, '.');
     pg_ident(b, name);
+}
+
+void pg_index_ddl(cg_buf_t *b, const char *schema, const char *index, const char *table, int unique,
+                  const char *def)
+{
+    /* CREATE INDEX takes a SHARE lock on its table before it looks whether the index exists:
+     * run at every start, it would queue behind (and deadlock with) the writes of a sink that
+     * is already loading. The catalog is asked first, without a table lock. */
+    cg_buf_t q;
+    cg_buf_init(&q);
+    pg_qual(&q, schema, index);
+    cg_buf_puts(b, "DO $cg$BEGIN IF to_regclass('");
+    for (size_t i = 0; i < q.len; i++) { /* a literal: quotes doubled */
+        if (q.data[i] == '\'')
+            cg_buf_putc(b, '\'');
+        cg_buf_putc(b, q.data[i]);
+    }
+    cg_buf_free(&q);
+    cg_buf_printf(b, "') IS NULL THEN CREATE %sINDEX IF NOT EXISTS ", unique ? "UNIQUE " : "");
+    pg_ident(b, index);
+    cg_buf_puts(b, " ON ");
+    pg_qual(b, schema, table);
+    cg_buf_printf(b, " %s; END IF; END$cg$;\n", def);
 }
 
 int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault, char *errstr,

@@ -76,6 +76,9 @@ int pg_read_password(const char *path, char *buf, size_t size, char *errstr, siz
 PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size);
 /* PostgreSQL's message on one line (with its DETAIL). */
 void pg_message(const PGresult *res, const PGconn *conn, char *buf, size_t size);
+/* Whether the last error pg_message described on this thread is one that trying again clears
+ * (a deadlock, a serialization failure, a lock not available). */
+int pg_last_error_transient(void);
 /* Runs sql (no parameters); 0, or -1 with the message in errstr. */
 int pg_exec(PGconn *c, const char *sql, char *errstr, size_t errstr_size);
 /* Runs sql (a COPY ... FROM STDIN) with data as its input; 0, or -1 with the message and, when
@@ -88,6 +91,10 @@ int pg_conn_lost(PGconn *c);
 /* "schema"."name" into b, quoted as PostgreSQL needs. */
 void pg_qual(cg_buf_t *b, const char *schema, const char *name);
 void pg_ident(cg_buf_t *b, const char *name);
+/* CREATE [UNIQUE] INDEX index ON schema.table def (def: "(columns)" and any WHERE) when the
+ * index does not exist, without locking the table when it does (a statement of its own). */
+void pg_index_ddl(cg_buf_t *b, const char *schema, const char *index, const char *table, int unique,
+                  const char *def);
 
 /* ---- pg_schema.c ---- */
 /* Tables the sink applies records to, in foreign-key order (location, care_site, provider,
@@ -419,6 +426,11 @@ int pg_cohorts_sync(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_siz
 int pg_cohorts_evaluate(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 /* After a commit, outside a transaction: unsent events to the topic, then marked sent. */
 int pg_cohorts_publish(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
+/* While the sink is idle: pg_cohorts_publish when the outbox was not found empty for
+ * PG_OUTBOX_SWEEP_MS, so that what a publish left behind (a failure, a batch that skipped rows
+ * another session held) goes out without waiting for the next record. */
+#define PG_OUTBOX_SWEEP_MS 5000
+int pg_cohorts_sweep(pg_cohorts_t *cs, PGconn *c, char *errstr, size_t errstr_size);
 /* Counts each definition's members into the gauges when pg.cohorts.count_interval_ms has passed
  * since the last count (or force); 0, or -1 with the message (the gauges keep their values). */
 /* Writes a "lapse" event for each member whose last period ended since the day last looked at,

@@ -38,9 +38,8 @@ void pg_members_ddl(cg_buf_t *b, const char *s)
                    "table_name text NOT NULL, row_key text NOT NULL, op text NOT NULL, "
                    "row jsonb NOT NULL, "
                    "created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);\n");
-    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_rows_unsent ON ");
-    pg_qual(b, s, "cg_cohort_rows");
-    cg_buf_puts(b, " (row_event_id) WHERE published_at IS NULL;\n");
+    pg_index_ddl(b, s, "cg_cohort_rows_unsent", "cg_cohort_rows", 0,
+                 "(row_event_id) WHERE published_at IS NULL");
 }
 
 static const char *topic_of(const pg_members_dest_t *d, size_t n, long long def)

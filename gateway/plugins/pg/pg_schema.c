@@ -104,9 +104,7 @@ static void table_ddl(cg_buf_t *b, const char *schema, const cg_omop_table_t *t,
     }
     cg_buf_puts(b, ");\n");
     if (!pk && !strcmp(t->name, "death")) {
-        cg_buf_printf(b, "CREATE UNIQUE INDEX IF NOT EXISTS cg_death_person ON ");
-        pg_qual(b, schema, "death");
-        cg_buf_puts(b, " (person_id);\n");
+        pg_index_ddl(b, schema, "cg_death_person", "death", 1, "(person_id)");
     }
 }
 
@@ -125,11 +123,15 @@ static void table_indexes(cg_buf_t *b, const char *schema, const cg_omop_table_t
         }
         if (!want || (!strcmp(t->name, "death") && !strcmp(col->name, "person_id")))
             continue;
-        cg_buf_printf(b, "CREATE INDEX IF NOT EXISTS idx_%s_%s ON ", t->name, col->name);
-        pg_qual(b, schema, t->name);
-        cg_buf_puts(b, " (");
-        pg_ident(b, col->name);
-        cg_buf_puts(b, ");\n");
+        char name[160];
+        cg_buf_t def;
+        cg_buf_init(&def);
+        cg_buf_putc(&def, '(');
+        pg_ident(&def, col->name);
+        cg_buf_putc(&def, ')');
+        snprintf(name, sizeof(name), "idx_%s_%s", t->name, col->name);
+        pg_index_ddl(b, schema, name, t->name, 0, def.data ? def.data : "()");
+        cg_buf_free(&def);
     }
 }
 
@@ -162,9 +164,7 @@ static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
                    "timestamptz NOT NULL DEFAULT now(), topic text, partition integer, "
                    "\"offset\" bigint, table_name text, sqlstate text, reason text NOT NULL, "
                    "record text);\n");
-    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_rejects_table ON ");
-    pg_qual(b, s, "cg_rejects");
-    cg_buf_puts(b, " (table_name, sqlstate);\n");
+    pg_index_ddl(b, s, "cg_rejects_table", "cg_rejects", 0, "(table_name, sqlstate)");
 }
 
 void pg_release_ddl(cg_buf_t *b, const char *s)
@@ -190,12 +190,10 @@ void pg_cohort_ddl(cg_buf_t *b, const char *s)
                    "cohort_start_date date, cohort_end_date date, periods text NOT NULL, "
                    "source_topic text, source_partition integer, source_offset bigint, "
                    "created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);\n");
-    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_events_unsent ON ");
-    pg_qual(b, s, "cg_cohort_events");
-    cg_buf_puts(b, " (event_id) WHERE published_at IS NULL;\n");
-    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_events_person ON ");
-    pg_qual(b, s, "cg_cohort_events");
-    cg_buf_puts(b, " (cohort_definition_id, person_id);\n");
+    pg_index_ddl(b, s, "cg_cohort_events_unsent", "cg_cohort_events", 0,
+                 "(event_id) WHERE published_at IS NULL");
+    pg_index_ddl(b, s, "cg_cohort_events_person", "cg_cohort_events", 0,
+                 "(cohort_definition_id, person_id)");
     /* what each definition was last evaluated with in full */
     cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
     pg_qual(b, s, "cg_cohort_state");
@@ -212,12 +210,10 @@ void pg_cohort_ddl(cg_buf_t *b, const char *s)
     pg_qual(b, s, "cg_withdrawn");
     cg_buf_puts(b, " (person_source_value text PRIMARY KEY, withdrawn_at timestamptz NOT NULL "
                    "DEFAULT now(), applied_at timestamptz);\n");
-    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_withdrawn_pending ON ");
-    pg_qual(b, s, "cg_withdrawn");
-    cg_buf_puts(b, " (person_source_value) WHERE applied_at IS NULL;\n");
-    cg_buf_puts(b, "CREATE INDEX IF NOT EXISTS cg_cohort_definition_subject ON ");
-    pg_qual(b, s, "cohort");
-    cg_buf_puts(b, " (cohort_definition_id, subject_id);\n");
+    pg_index_ddl(b, s, "cg_withdrawn_pending", "cg_withdrawn", 0,
+                 "(person_source_value) WHERE applied_at IS NULL");
+    pg_index_ddl(b, s, "cg_cohort_definition_subject", "cohort", 0,
+                 "(cohort_definition_id, subject_id)");
 }
 
 void pg_omop_ddl(cg_buf_t *b, const char *schema, int id_type)

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #define PG_RECONNECT_MS  1000  /* between attempts while the database is away */
+#define PG_START_TRIES   5     /* a start that meets a deadlock: tries in all */
 #define PG_CDM_SOURCE_MS 60000 /* cdm_source kept current at most this often */
 
 typedef struct part_start {
@@ -650,7 +651,10 @@ static void pgs_poll(void *ctx, int timeout_ms)
         if (w < 0)
             cg_log(CG_LOG_WARN, "pg.cohort_withdrawals_failed", "%s (looked for again later)", err);
         else if (w > 0 && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
-            cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
+            cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
+                   "%s (sent again after the next commit, or within seconds while idle)", err);
+        else if (w == 0 && pg_cohorts_sweep(s->cohorts, s->conn, err, sizeof(err)))
+            cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent again within seconds)", err);
     }
     if (timeout_ms > 0) { /* nothing to report: the engine's wait, kept short */
         struct timespec ts = {0, (long)(timeout_ms < 5 ? timeout_ms : 5) * 1000000L};
@@ -682,13 +686,24 @@ static int pgs_fatal(void *ctx, char *reason, size_t size)
 static cg_txn_result_t pgs_txn_init(void *ctx, char *errstr, size_t errstr_size)
 {
     pg_sink_t *s = ctx;
-    s->next_connect_ms = 0;
-    if (ensure_conn(s, errstr, errstr_size))
-        return CG_TXN_FATAL;
+    /* another instance starting or loading beside this one may deadlock with its start (the
+     * definitions' evaluation): tried again, a few times, before the start fails */
+    for (int attempt = 1;; attempt++) {
+        s->next_connect_ms = 0;
+        if (!ensure_conn(s, errstr, errstr_size))
+            break;
+        if (s->fatal || attempt == PG_START_TRIES || !pg_last_error_transient())
+            return CG_TXN_FATAL;
+        cg_log(CG_LOG_WARN, "pg.start_retry", "%s (trying again, %d of %d)", errstr, attempt + 1,
+               PG_START_TRIES);
+        struct timespec ts = {0, 200000000L * attempt};
+        nanosleep(&ts, NULL);
+    }
     /* events a previous run committed and did not send */
     char err[768];
     if (s->cohorts && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
-        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
+        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
+               "%s (sent again after the next commit, or within seconds while idle)", err);
     return CG_TXN_OK;
 }
 
@@ -751,7 +766,8 @@ static void txn_committed(pg_sink_t *s, double t0)
     if (s->cohorts && s->conn && pg_cohorts_lapse(s->cohorts, s->conn, err, sizeof(err)))
         cg_log(CG_LOG_WARN, "pg.cohort_lapse_failed", "%s (looked for again later)", err);
     if (s->cohorts && s->conn && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
-        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent after a later commit)", err);
+        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
+               "%s (sent again after the next commit, or within seconds while idle)", err);
     if (s->cohorts && s->conn && pg_cohorts_count_members(s->cohorts, s->conn, 0, err, sizeof(err)))
         cg_log(CG_LOG_WARN, "pg.cohort_count_failed", "%s (counted after a later commit)", err);
 }
