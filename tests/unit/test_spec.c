@@ -309,6 +309,109 @@ static void test_oru_rows(void **state)
     cg_specset_destroy(ss);
 }
 
+/* ---- rules over the same foreach in one pass; values shared by an order's rows ---- */
+
+#define ORU2_HEAD                                                                                  \
+    "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M50|P|2.5.1\r"                              \
+    "PID|1||12345^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19670412|F\r"
+#define ORU2_ORDER1                                                                                \
+    "ORC|NW|O1|F1\r"                                                                               \
+    "OBR|1|O1|F1|4548-4^HbA1c^LN|||20240314093000\r"                                               \
+    "OBX|1|NM|4548-4^HbA1c^LN||7.2|%^percent^UCUM|4.0-5.6|H|||F\r"                                 \
+    "OBX|2|CE|5778-6^Color^LN||Y^Yellow^L||||||F\r"                                                \
+    "OBX|3|ST|8251-1^Comment^LN||ok||||||F\r"                                                      \
+    "OBX|4|NM|2345-7^Glucose^LN||99|mg/dL|||||F\r"
+#define ORU2_ORDER2                                                                                \
+    "ORC|CA|O2|F2\r"                                                                               \
+    "OBR|2|O2|F2|24331-1^Lipids^LN|||20240315080000\r"                                             \
+    "OBX|1|NM|2093-3^Cholesterol^LN||180|mg/dL|||||F\r"                                            \
+    "OBX|2|CE|5778-6^Color^LN||Y^Yellow^L||||||F\r"
+
+typedef struct row_seen {
+    char rule[40], id[24], when[24];
+    int op;
+} row_seen_t;
+
+/* What the test compares of each row: its rule, id, op and meta order_datetime. */
+static size_t rows_seen(cg_mapper_t *mp, const char *msg, row_seen_t *out, size_t max)
+{
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+    assert_true(n <= max);
+    for (size_t i = 0; i < n; i++) {
+        const cg_value_t *id = &rows[i].values[0]; /* the tables' first column is their key */
+        snprintf(out[i].rule, sizeof(out[i].rule), "%s", rows[i].rule);
+        snprintf(out[i].id, sizeof(out[i].id), "%.*s", (int)id->len, id->ptr);
+        out[i].op = rows[i].op;
+        out[i].when[0] = '\0';
+        for (size_t k = 0; k < rows[i].n_meta; k++)
+            if (!strcmp(rows[i].meta[k].name, "order_datetime"))
+                snprintf(out[i].when, sizeof(out[i].when), "%.*s", (int)rows[i].meta[k].value.len,
+                         rows[i].meta[k].value.ptr);
+    }
+    return n;
+}
+
+static void test_foreach_pass_and_order_values(void **state)
+{
+    (void)state;
+    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
+    assert_non_null(ss);
+    char err[256];
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    row_seen_t all[16], one[16], two[16];
+    size_t n = rows_seen(mp, ORU2_HEAD ORU2_ORDER1 ORU2_ORDER2, all, 16);
+    size_t n1 = rows_seen(mp, ORU2_HEAD ORU2_ORDER1, one, 16);
+    size_t n2 = rows_seen(mp, ORU2_HEAD ORU2_ORDER2, two, 16);
+    assert_int_equal(n, 6);
+    assert_int_equal(n1 + n2, n);
+    /* in rule order, each rule's rows in segment order, as rules run one after another: the
+     * numeric results of both orders, then the coded ones, then the text */
+    static const char *want_rules[] = {"obx-numeric", "obx-numeric", "obx-numeric",
+                                       "obx-coded",   "obx-coded",   "obx-text"};
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(all[i].rule, want_rules[i]);
+    /* each row has its own order's values (the id's filler number, ORC-1, OBR-7), though the
+     * order's values are computed once for all its results: the same as each order alone */
+    size_t i1 = 0, i2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        int first = i1 < n1 && !strcmp(one[i1].rule, all[i].rule) && !strcmp(one[i1].id, all[i].id);
+        const row_seen_t *alone = first ? &one[i1++] : &two[i2++];
+        assert_string_equal(alone->rule, all[i].rule);
+        assert_string_equal(alone->id, all[i].id);
+        assert_int_equal(alone->op, all[i].op);
+        assert_string_equal(alone->when, all[i].when);
+        /* the second order is cancelled (ORC-1 CA): its rows are retractions */
+        assert_int_equal(all[i].op, first ? CG_ROW_UPSERT : CG_ROW_DELETE);
+        if (!first)
+            assert_string_equal(all[i].when, "2024-03-15T08:00:00");
+        else
+            assert_string_equal(all[i].when, "2024-03-14T09:30:00");
+    }
+    assert_int_equal(i1, n1);
+    assert_int_equal(i2, n2);
+    /* the same coded result in both orders: two facts, two ids */
+    assert_string_not_equal(all[3].id, all[4].id);
+
+    /* two rules fail at different results: the message fails with the first rule's failure,
+     * as when the rules ran one by one, not with the first result's */
+    const cg_row_t *rows;
+    cg_error_t me;
+    const char *bad = ORU2_HEAD "OBR|1|O1|F1|4548-4^HbA1c^LN|||20240314093000\r"
+                                "OBX|1|CE|5778-6^Color^LN||Y^Yellow^L||||||F|||2024-03-14\r"
+                                "OBX|2|NM|4548-4^HbA1c^LN||7.4|%|||||F|||2024-03-14\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, bad, strlen(bad), &rows, &n, &me), CG_ERR_MAP);
+    assert_int_equal(n, 0);
+    assert_string_equal(me.rule, "obx-numeric");
+    assert_string_equal(me.out_column, "measurement_date");
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 static void test_required_failure_gives_no_rows(void **state)
 {
     (void)state;
@@ -648,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_domain_routes_the_row),
         cmocka_unit_test(test_when_before_rule_lets),
         cmocka_unit_test(test_outcomes_and_no_research_content),
+        cmocka_unit_test(test_foreach_pass_and_order_values),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
