@@ -236,15 +236,23 @@ static cg_specset_t *load_shipped(const char *name)
     return ss;
 }
 
+/* A mapper of the shipped ORU spec (and the set, to destroy after it). */
+static cg_mapper_t *oru_mapper(cg_specset_t **ss)
+{
+    *ss = load_shipped("hl7v2-oru-omop.json");
+    assert_non_null(*ss);
+    char err[256];
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_mapper_t *mp = cg_mapper_new(*ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    return mp;
+}
+
 static void test_oru_rows(void **state)
 {
     (void)state;
-    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
-    assert_non_null(ss);
-    char err[256];
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss;
+    cg_mapper_t *mp = oru_mapper(&ss);
     const cg_row_t *rows;
     size_t n;
     cg_error_t me;
@@ -357,12 +365,8 @@ static size_t rows_seen(cg_mapper_t *mp, const char *msg, row_seen_t *out, size_
 static void test_foreach_pass_and_order_values(void **state)
 {
     (void)state;
-    cg_specset_t *ss = load_shipped("hl7v2-oru-omop.json");
-    assert_non_null(ss);
-    char err[256];
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss;
+    cg_mapper_t *mp = oru_mapper(&ss);
     row_seen_t all[16], one[16], two[16];
     size_t n = rows_seen(mp, ORU2_HEAD ORU2_ORDER1 ORU2_ORDER2, all, 16);
     size_t n1 = rows_seen(mp, ORU2_HEAD ORU2_ORDER1, one, 16);
