@@ -99,6 +99,10 @@ int cg_pseudo_date_shift_days(const cg_pseudo_t *p);
 /* HMAC-SHA256(key, data) into out; the primitive the others build on (and what the RFC 4231
  * tests check). */
 cg_err_t cg_pseudo_hmac(cg_pseudo_t *p, const void *data, size_t len, unsigned char out[32]);
+/* The same of the concatenation of parts[0..n) (absent parts, ptr NULL, add nothing), without
+ * joining them first. */
+cg_err_t cg_pseudo_hmac_parts(cg_pseudo_t *p, const cg_slice_t *parts, size_t n,
+                              unsigned char out[32]);
 
 /* Length of a keyed message id in hex characters (without the NUL). */
 #define CG_PSEUDO_MESSAGE_ID_LEN 40

@@ -326,6 +326,17 @@ cg_err_t cg_pseudo_hmac(cg_pseudo_t *p, const void *data, size_t len, unsigned c
     return hmac_parts(p, &part, 1, out);
 }
 
+cg_err_t cg_pseudo_hmac_parts(cg_pseudo_t *p, const cg_slice_t *parts, size_t n,
+                              unsigned char out[32])
+{
+    if (!p || !out || (n && !parts))
+        return CG_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!parts[i].ptr && parts[i].len)
+            return CG_ERR_INVALID_ARG;
+    return hmac_parts(p, parts, n, out);
+}
+
 /* First 8 bytes big-endian, top bit cleared; 0 (probability 2^-63) becomes 1 so that 0 can
  * keep meaning "none" downstream. */
 static int64_t to_id63(const unsigned char *h)

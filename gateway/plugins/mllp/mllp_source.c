@@ -121,17 +121,16 @@ static mllp_pending_t *pending_new(mllp_conn_t *c, const cg_mllp_msh_t *h, int64
  * gives the same key. */
 static void message_key(mllp_source_t *ls, const cg_mllp_msh_t *h, char out[65])
 {
-    cg_buf_t b;
-    cg_buf_init(&b);
-    cg_buf_append(&b, MLLP_KEY_DOMAIN, sizeof(MLLP_KEY_DOMAIN) - 1);
-    cg_buf_append(&b, h->fld[4].ptr ? h->fld[4].ptr : "", h->fld[4].len);
-    cg_buf_putc(&b, 0x1F);
-    cg_buf_append(&b, h->pid_authority.ptr ? h->pid_authority.ptr : "", h->pid_authority.len);
-    cg_buf_putc(&b, 0x1F);
-    cg_buf_append(&b, h->pid_id.ptr ? h->pid_id.ptr : "", h->pid_id.len);
+    /* digested in pieces: no buffer joined per message */
+    const cg_slice_t parts[] = {
+        {MLLP_KEY_DOMAIN, sizeof(MLLP_KEY_DOMAIN) - 1},
+        {h->fld[4].ptr, h->fld[4].ptr ? h->fld[4].len : 0},
+        {"\x1F", 1},
+        {h->pid_authority.ptr, h->pid_authority.ptr ? h->pid_authority.len : 0},
+        {"\x1F", 1},
+        {h->pid_id.ptr, h->pid_id.ptr ? h->pid_id.len : 0}};
     unsigned char mac[32] = {0};
-    cg_pseudo_hmac(ls->pseudo, b.data ? b.data : "", b.len, mac);
-    cg_buf_free(&b);
+    cg_pseudo_hmac_parts(ls->pseudo, parts, sizeof(parts) / sizeof(parts[0]), mac);
     hex(mac, 32, out);
 }
 
