@@ -65,6 +65,7 @@ static cg_err_t rows_by_rule(cg_mapper_t *mp, const rule_t *rules, size_t n, siz
 cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n)
 {
     size_t first = mp->n_rows;
+    int had_failure = mp->err->code != CG_OK; /* an earlier one, which stays the first */
     cg_hl7_iter_t it;
     cg_hl7_match_t match;
     uint64_t pos = 0;
@@ -91,8 +92,10 @@ cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n)
         return rc;
     /* a failure: the rules again one by one, so that the message fails as it would have (the
      * first rule's failure, not the first item's; the first recorded wins, so it is forgotten) */
-    memset(mp->err, 0, sizeof(*mp->err));
-    mp->problem = NULL;
+    if (!had_failure) {
+        memset(mp->err, 0, sizeof(*mp->err));
+        mp->problem = NULL;
+    }
     for (size_t k = 0; k < n; k++) {
         mp->rule = &rules[k];
         if ((rc = cg_spec_hl7_run_rule(mp, &rules[k])))
