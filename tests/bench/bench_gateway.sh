@@ -43,12 +43,29 @@
 # The input topic has PARTITIONS partitions (default 4). BENCH_DELIVERY adds members to the
 # "delivery" object, e.g. BENCH_DELIVERY='"transaction_max_messages": 5000' to compare settings.
 # BENCH_RELEASE=N (1-3) adds N graded-release subscribers (release_config below), whose records
-# count as outputs like the others (the passthrough's plan includes them): compare a run with
-# BENCH_RELEASE=3 against one without for the cost of enforcement.
+# count as outputs like the others (the passthrough's plan includes them), and routes no cohorts
+# (the shipped ones stay out: each row's own record goes to the output topic), so that the run
+# without policies below can send exactly the same records.
+# BENCH_PLAIN=1 with BENCH_RELEASE=N is that run without policies, the one to compare a
+# BENCH_RELEASE=N run with for the cost of enforcement (issue #18): the same N subscribers get the
+# same rows with no policy work. It has no release section; instead, cohorts made from the N
+# policies (plain_cohorts below, from `bench_release --granted`, which compiles the same
+# policies): one per subscriber, named after it, that every row of a table its policy releases
+# joins, and "records" that every row joins (the release run's output-topic record), with the
+# topics NAME.release.{cohort}: each subscriber's records go to the very topic the release run
+# sends them to. Every row is then encoded once and produced 1 + N times, as the release run
+# produces it; what the release run does more is the policy work: each subscriber's copy
+# released (columns dropped and generalized, pseudonyms re-keyed, dates shifted) and encoded
+# again, the released records' headers and audit. Equal volume holds while no row is withheld
+# by its level (the load generator's messages carry no sensitive codes) and the tables granted
+# are the same (the policies above and bench_release's are one list); each run's notes give its
+# records and bytes (keys and values) to check it: the counts differ only by the release run's
+# audit records (one per subscriber and release.audit_interval_ms), and the plain run sends
+# about a fifth more bytes (each subscriber's copy is the whole row with its cohorts and source
+# position; a released one drops columns and the position), which only favours the release run.
 # BENCH_FANOUT=N (1-8) replaces the shipped cohorts with N cohorts that every row of the clinical
-# tables joins, so each row goes out N times with no policy applied: BENCH_FANOUT=4 produces
-# about the records of BENCH_RELEASE=3 (the output topic and three subscribers), the run to
-# compare it with for what enforcement costs apart from the volume it sends.
+# tables joins, so each row goes out N times with no policy applied (the volume only roughly
+# that of BENCH_RELEASE=N-1: prefer BENCH_PLAIN).
 #
 # usage: tests/bench/bench_gateway.sh [options]
 #   --duration S        seconds the rate phase streams (default 30; 600 for the 10-minute RSS run)
@@ -113,8 +130,9 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 else # refresh: the sources may have changed since it was configured
     cmake -S "$root" -B "$build" >/dev/null
 fi
-cmake --build "$build" --target cohortgate cg_loadgen cg_passthrough -j2 >/dev/null
+cmake --build "$build" --target cohortgate cg_loadgen cg_passthrough bench_release -j2 >/dev/null
 cg=$build/gateway/cohortgate
+br=$build/tests/bench/bench_release
 lg=$build/tests/bench/cg_loadgen
 pt=$build/tests/bench/cg_passthrough
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")
@@ -172,6 +190,21 @@ fanout_cohorts() {
     done
 }
 
+# plain_cohorts: BENCH_PLAIN's cohorts in $tmp/plain (see the header): per subscriber of the
+# first BENCH_RELEASE policies, every row of the tables it is granted; "records", every row
+plain_cohorts() {
+    local n=${BENCH_RELEASE:-0} sub rules all=""
+    [ "$n" -le 3 ] || n=3
+    mkdir -p "$tmp/plain"
+    "$br" --subscribers "$n" --granted "$root/specs" >"$tmp/granted"
+    for sub in $(cut -d' ' -f1 "$tmp/granted" | uniq); do
+        rules=$(awk -v s="$sub" '$1 == s { printf "%s{\"table\": \"%s\", \"column\": \"%s\"}", (n++ ? ", " : ""), $2, $3 }' "$tmp/granted")
+        printf '{"cohort": "%s", "version": 1, "match": [%s]}\n' "$sub" "$rules" >"$tmp/plain/$sub.json"
+    done
+    all=$(sort -u -k2,2 "$tmp/granted" | awk '{ printf "%s{\"table\": \"%s\", \"column\": \"%s\"}", (n++ ? ", " : ""), $2, $3 }')
+    printf '{"cohort": "records", "version": 1, "match": [%s]}\n' "$all" >"$tmp/plain/records.json"
+}
+
 # write_config NAME SEMANTICS WORKERS [INPUT]: the config of one run in $tmp/NAME.json, reading
 # INPUT (default NAME.raw); the passthrough reads the gateway's config format too
 write_config() {
@@ -184,19 +217,22 @@ write_config() {
     if knows metrics.listen; then
         extra="$extra\"metrics\": {\"listen\": \"127.0.0.1:0\"}, "
     fi
-    if [ "${BENCH_RELEASE:-0}" -gt 0 ]; then
+    local cohorts="\"cohorts\": {\"path\": \"$root/specs/cohorts\", \"topic\": \"$name.cohort.{cohort}.{table}\"},"
+    if [ "${BENCH_RELEASE:-0}" -gt 0 ] && [ "${BENCH_PLAIN:-0}" = 1 ]; then
+        plain_cohorts
+        cohorts="\"cohorts\": {\"path\": \"$tmp/plain\", \"topic\": \"$name.release.{cohort}\"},"
+    elif [ "${BENCH_RELEASE:-0}" -gt 0 ]; then
         extra="$extra$(release_config "$name")"
-    fi
-    local cohorts=$root/specs/cohorts
-    if [ "${BENCH_FANOUT:-0}" -gt 0 ]; then
+        cohorts=
+    elif [ "${BENCH_FANOUT:-0}" -gt 0 ]; then
         fanout_cohorts
-        cohorts=$tmp/fanout
+        cohorts="\"cohorts\": {\"path\": \"$tmp/fanout\", \"topic\": \"$name.cohort.{cohort}.{table}\"},"
     fi
     cat >"$tmp/$name.json" <<JSON
 {"group_id": "$name", "inputs": [{"topic": "$input"}],
  "output": {"topic": "$name.records", "dead_letter_topic": "$name.dlq"},
  "mapping": {"specs": "$root/specs"}, "pseudonym": {"key_file": "$tmp/key"},
- "cohorts": {"path": "$cohorts", "topic": "$name.cohort.{cohort}.{table}"},
+ $cohorts
  "delivery": {"semantics": "$sem"${BENCH_DELIVERY:+, $BENCH_DELIVERY}}, $extra
  "log": {"level": "info"}, "kafka": {"bootstrap.servers": "$boot"}}
 JSON
@@ -275,7 +311,8 @@ median_line() { sort -n -k1,1 "$1" | awk '{ l[NR] = $0 } END { print l[int((NR +
 runs_of() { cut -d' ' -f1 "$1" | paste -sd' '; }
 
 # flat_run NAME SEMANTICS WORKERS FILE [PLAN]: one flat-out run over the preloaded $flat_in, by the
-# gateway (by the passthrough with PLAN); appends "msgs/s rss0 rss1 hwm records span_s" to FILE
+# gateway (by the passthrough with PLAN); appends "msgs/s rss0 rss1 hwm records span_s bytes" to
+# FILE (bytes: the output records' keys and values)
 flat_run() {
     local n=$1 sem=$2 workers=$3 file=$4 plan=${5:-} s
     write_config "$n" "$sem" "$workers" "$flat_in"
@@ -287,7 +324,7 @@ flat_run() {
         notes+=("$n: only $(get matched "$s") of $messages inputs have output: $s")
     [ -z "$plan_records" ] || [ "$(get records "$s")" = "$plan_records" ] ||
         notes+=("$n: $(get records "$s") records where the plan has $plan_records")
-    echo "$(get rate "$s") $rss0 $rss1 $hwm $(get records "$s") $(get span_s "$s")" >>"$file"
+    echo "$(get rate "$s") $rss0 $rss1 $hwm $(get records "$s") $(get span_s "$s") $(get bytes "$s")" >>"$file"
 }
 
 if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
@@ -334,7 +371,7 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
             set -- $(median_line "$f")
             row "$sem" "$workers" "flat out, $messages preloaded" "$1" "-" "-" "-" "-" \
                 "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
-            notes+=("$sem/$workers flat out: msgs/s by round $(runs_of "$f"); the median run: $5 records in $6 s of output timestamps")
+            notes+=("$sem/$workers flat out: msgs/s by round $(runs_of "$f"); the median run: $5 records ($7 bytes) in $6 s of output timestamps")
             gw_rate=$1
             if [ -n "$plan" ]; then
                 set -- $(median_line "$tmp/flat.$sem.pt")
@@ -348,7 +385,7 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
             set -- $(median_line "$f")
             row "$sem" "-" "passthrough, $messages preloaded" "$1" "-" "-" "-" "-" \
                 "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
-            notes+=("$sem passthrough: msgs/s by round $(runs_of "$f"); the median run: $5 records in $6 s of output timestamps")
+            notes+=("$sem passthrough: msgs/s by round $(runs_of "$f"); the median run: $5 records ($7 bytes) in $6 s of output timestamps")
         fi
     done
 fi
