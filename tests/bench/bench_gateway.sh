@@ -43,7 +43,8 @@
 # The input topic has PARTITIONS partitions (default 4). BENCH_DELIVERY adds members to the
 # "delivery" object, e.g. BENCH_DELIVERY='"transaction_max_messages": 5000' to compare settings.
 # BENCH_RELEASE=N (1-3) adds N graded-release subscribers (release_config below), whose records
-# count as outputs like the others (the passthrough's plan includes them), and routes no cohorts
+# count as outputs like the others (not in the passthrough's plan, which is per input: they carry
+# no source position), and routes no cohorts
 # (the shipped ones stay out: each row's own record goes to the output topic), so that the run
 # without policies below can send exactly the same records.
 # BENCH_PLAIN=1 with BENCH_RELEASE=N is that run without policies, the one to compare a
@@ -56,7 +57,8 @@
 # sends them to. Every row is then encoded once and produced 1 + N times, as the release run
 # produces it; what the release run does more is the policy work: each subscriber's copy
 # released (columns dropped and generalized, pseudonyms re-keyed, dates shifted) and encoded
-# again, the released records' headers and audit. Equal volume holds while no row is withheld
+# again, the released records' own headers (subscriber, policy, level in place of the source
+# position), their counts and the audit. Equal volume holds while no row is withheld
 # by its level (the load generator's messages carry no sensitive codes) and the tables granted
 # are the same (the policies above and bench_release's are one list); each run's notes give its
 # records and bytes (keys and values) to check it: the counts are the same (the release run's
