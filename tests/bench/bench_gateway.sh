@@ -66,6 +66,10 @@
 # bytes (each subscriber's copy is the whole row with its cohorts and source position; a
 # released one drops columns and the position), which only favours the release run. The notes
 # also give the gateway's CPU seconds per round, steadier than msgs/s on a shared machine.
+# BENCH_PLAIN=pair with BENCH_RELEASE=N runs both in one invocation, on one broker: each flat-out
+# round runs the gateway with the policies and without (odd rounds with them first), and a table
+# gives the two medians of msgs/s and of CPU seconds and their ratios (issue #18's target: the
+# release run at 85 % or more of the run without policies).
 # BENCH_FANOUT=N (1-8) replaces the shipped cohorts with N cohorts that every row of the clinical
 # tables joins, so each row goes out N times with no policy applied (the volume only roughly
 # that of BENCH_RELEASE=N-1: prefer BENCH_PLAIN).
@@ -303,6 +307,10 @@ row() { rows+=("$(printf "$fmt" "$@")"); }
 notes=()
 ceil_rows=()
 cfmt='| %-13s | %7s | %14s | %18s | %21s | %13s |'
+pair_rows=()
+pfmt='| %-13s | %7s | %14s | %18s | %17s | %13s | %17s | %14s |'
+pair=0
+[ "${BENCH_PLAIN:-0}" != pair ] || [ "${BENCH_RELEASE:-0}" -le 0 ] || pair=1
 
 # the semantics x workers the gateway accepts; the others get a row that says so
 combos=()
@@ -322,6 +330,8 @@ done
 # the line of FILE ("msgs/s ...", one per run) with the median msgs/s; of an even count, the lower
 # of the two middle ones, so that the other columns come from a run that happened
 median_line() { sort -n -k1,1 "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+# the median of FILE's CPU seconds (field 8), the lower of the two middle ones of an even count
+median_cpu() { cut -d' ' -f8 "$1" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 runs_of() { cut -d' ' -f1 "$1" | paste -sd' '; }
 
 # flat_run NAME SEMANTICS WORKERS FILE [PLAN]: one flat-out run over the preloaded $flat_in, by the
@@ -377,7 +387,14 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
                 fi
                 for workers in "${ws[@]}"; do
                     log "$sem, $workers worker(s): flat out, round $r of $rounds"
+                    # BENCH_PLAIN=pair: the run without policies beside it, alternated
+                    [ "$pair" = 0 ] || [ $((r % 2)) = 1 ] ||
+                        BENCH_PLAIN=1 flat_run "cg-bench-$$-$sem-w$workers-r$r-plain" "$sem" \
+                            "$workers" "$tmp/flat.$sem.w$workers.plain"
                     flat_run "cg-bench-$$-$sem-w$workers-r$r" "$sem" "$workers" "$tmp/flat.$sem.w$workers"
+                    [ "$pair" = 0 ] || [ $((r % 2)) = 0 ] ||
+                        BENCH_PLAIN=1 flat_run "cg-bench-$$-$sem-w$workers-r$r-plain" "$sem" \
+                            "$workers" "$tmp/flat.$sem.w$workers.plain"
                 done
             done
         done
@@ -388,6 +405,18 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
                 "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
             notes+=("$sem/$workers flat out: msgs/s by round $(runs_of "$f"); the median run: $5 records ($7 bytes) in $6 s of output timestamps; CPU s by round $(cut -d' ' -f8 "$f" | paste -sd' ')")
             gw_rate=$1
+            if [ "$pair" = 1 ]; then
+                p=$f.plain
+                set -- $(median_line "$p")
+                row "$sem" "$workers" "flat out, no policies" "$1" "-" "-" "-" "-" \
+                    "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
+                notes+=("$sem/$workers flat out without policies: msgs/s by round $(runs_of "$p"); the median run: $5 records ($7 bytes) in $6 s of output timestamps; CPU s by round $(cut -d' ' -f8 "$p" | paste -sd' ')")
+                cpu_r=$(median_cpu "$f") cpu_p=$(median_cpu "$p")
+                pair_rows+=("$(printf "$pfmt" "$sem" "$workers" "$gw_rate" "$1" \
+                    "$(awk -v g="$gw_rate" -v p="$1" 'BEGIN { printf "%.1f %%", (p > 0 ? 100 * g / p : 0) }')" \
+                    "$cpu_r" "$cpu_p" \
+                    "$(awk -v g="$cpu_r" -v p="$cpu_p" 'BEGIN { printf "%.1f %%", (p > 0 ? 100 * g / p : 0) }')")")
+            fi
             if [ -n "$plan" ]; then
                 set -- $(median_line "$tmp/flat.$sem.pt")
                 ceil_rows+=("$(printf "$cfmt" "$sem" "$workers" "$gw_rate" "$1" \
@@ -454,6 +483,14 @@ if [ ${#ceil_rows[@]} -gt 0 ]; then
     printf "$cfmt\n" semantics workers "gateway msgs/s" "passthrough msgs/s" "gateway / passthrough" "records/input"
     printf '|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ---------------- -------------------- ----------------------- ---------------
     printf '%s\n' "${ceil_rows[@]}"
+fi
+if [ ${#pair_rows[@]} -gt 0 ]; then
+    echo
+    echo "cost of enforcement: flat out with ${BENCH_RELEASE} subscriber(s), medians of $rounds run(s) with the policies and $rounds without (the same records), alternated; target: 85 % or more"
+    echo
+    printf "$pfmt\n" semantics workers "release msgs/s" "no policies msgs/s" "release / none" "release CPU s" "no policies CPU s" "release / none"
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ---------------- -------------------- ------------------- --------------- ------------------- ----------------
+    printf '%s\n' "${pair_rows[@]}"
 fi
 echo
 for n in "${notes[@]}"; do echo "- $n"; done
