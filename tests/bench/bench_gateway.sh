@@ -43,12 +43,36 @@
 # The input topic has PARTITIONS partitions (default 4). BENCH_DELIVERY adds members to the
 # "delivery" object, e.g. BENCH_DELIVERY='"transaction_max_messages": 5000' to compare settings.
 # BENCH_RELEASE=N (1-3) adds N graded-release subscribers (release_config below), whose records
-# count as outputs like the others (the passthrough's plan includes them): compare a run with
-# BENCH_RELEASE=3 against one without for the cost of enforcement.
+# count as outputs like the others (not in the passthrough's plan, which is per input: they carry
+# no source position), and routes no cohorts
+# (the shipped ones stay out: each row's own record goes to the output topic), so that the run
+# without policies below can send exactly the same records.
+# BENCH_PLAIN=1 with BENCH_RELEASE=N is that run without policies, the one to compare a
+# BENCH_RELEASE=N run with for the cost of enforcement (issue #18): the same N subscribers get the
+# same rows with no policy work. It has no release section; instead, cohorts made from the N
+# policies (plain_cohorts below, from `bench_release --granted`, which compiles the same
+# policies): one per subscriber, named after it, that every row of a table its policy releases
+# joins, and "records" that every row joins (the release run's output-topic record), with the
+# topics NAME.release.{cohort}: each subscriber's records go to the very topic the release run
+# sends them to. Every row is then encoded once and produced 1 + N times, as the release run
+# produces it; what the release run does more is the policy work: each subscriber's copy
+# released (columns dropped and generalized, pseudonyms re-keyed, dates shifted) and encoded
+# again, the released records' own headers (subscriber, policy, level in place of the source
+# position), their counts and the audit. Equal volume holds while no row is withheld
+# by its level (the load generator's messages carry no sensitive codes) and the tables granted
+# are the same (the policies above and bench_release's are one list); each run's notes give its
+# records and bytes (keys and values) to check it: the counts are the same (the release run's
+# audit records are not counted: release_config), and the plain run sends about a fifth more
+# bytes (each subscriber's copy is the whole row with its cohorts and source position; a
+# released one drops columns and the position), which only favours the release run. The notes
+# also give the gateway's CPU seconds per round, steadier than msgs/s on a shared machine.
+# BENCH_PLAIN=pair with BENCH_RELEASE=N runs both in one invocation, on one broker: each flat-out
+# round runs the gateway with the policies and without (odd rounds with them first), and a table
+# gives the two medians of msgs/s and of CPU seconds and their ratios (issue #18's target: the
+# release run at 85 % or more of the run without policies).
 # BENCH_FANOUT=N (1-8) replaces the shipped cohorts with N cohorts that every row of the clinical
-# tables joins, so each row goes out N times with no policy applied: BENCH_FANOUT=4 produces
-# about the records of BENCH_RELEASE=3 (the output topic and three subscribers), the run to
-# compare it with for what enforcement costs apart from the volume it sends.
+# tables joins, so each row goes out N times with no policy applied (the volume only roughly
+# that of BENCH_RELEASE=N-1: prefer BENCH_PLAIN).
 #
 # usage: tests/bench/bench_gateway.sh [options]
 #   --duration S        seconds the rate phase streams (default 30; 600 for the 10-minute RSS run)
@@ -113,8 +137,9 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 else # refresh: the sources may have changed since it was configured
     cmake -S "$root" -B "$build" >/dev/null
 fi
-cmake --build "$build" --target cohortgate cg_loadgen cg_passthrough -j2 >/dev/null
+cmake --build "$build" --target cohortgate cg_loadgen cg_passthrough bench_release -j2 >/dev/null
 cg=$build/gateway/cohortgate
+br=$build/tests/bench/bench_release
 lg=$build/tests/bench/cg_loadgen
 pt=$build/tests/bench/cg_passthrough
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")
@@ -142,7 +167,11 @@ knows() { grep -qF "| \`$1\` |" "$tmp/reference.md"; }
 
 # release_config NAME: BENCH_RELEASE subscribers (at most 3) with topics NAME.release.*, so that
 # the output statistics count their records: a sponsor at level 3 with dates to the month, a
-# registry at level 5 with free text, a level-4 database with its own date shift
+# registry at level 5 with free text, a level-4 database with its own date shift. The audit topic
+# NAME-audit is outside the NAME. prefix the statistics read: its records are per interval, not
+# per input, and the last ones are written at SIGTERM, after the last input's records, so they
+# would stretch the span msgs/s is measured over by the time the harness takes to stop the run
+# (a second of a 7-second run)
 release_config() {
     local subs=(
         "{\"name\": \"sponsor\", \"topic\": \"$1.release.sponsor\", \"agreement\": \"B-1\", \"expires\": \"2999-12-31\", \"max_level\": 3, \"levels\": {\"3\": \"generalize\"}}"
@@ -153,7 +182,7 @@ release_config() {
     for ((i = 0; i < n; i++)); do
         list="$list${list:+, }${subs[$i]}"
     done
-    printf '"release": {"audit_topic": "%s.audit", "subscribers": [%s]}, ' "$1" "$list"
+    printf '"release": {"audit_topic": "%s-audit", "subscribers": [%s]}, ' "$1" "$list"
 }
 
 # fanout_cohorts: BENCH_FANOUT cohorts in $tmp/fanout that every row with a person_id joins
@@ -172,6 +201,21 @@ fanout_cohorts() {
     done
 }
 
+# plain_cohorts: BENCH_PLAIN's cohorts in $tmp/plain (see the header): per subscriber of the
+# first BENCH_RELEASE policies, every row of the tables it is granted; "records", every row
+plain_cohorts() {
+    local n=${BENCH_RELEASE:-0} sub rules all=""
+    [ "$n" -le 3 ] || n=3
+    mkdir -p "$tmp/plain"
+    "$br" --subscribers "$n" --granted "$root/specs" >"$tmp/granted"
+    for sub in $(cut -d' ' -f1 "$tmp/granted" | uniq); do
+        rules=$(awk -v s="$sub" '$1 == s { printf "%s{\"table\": \"%s\", \"column\": \"%s\"}", (n++ ? ", " : ""), $2, $3 }' "$tmp/granted")
+        printf '{"cohort": "%s", "version": 1, "match": [%s]}\n' "$sub" "$rules" >"$tmp/plain/$sub.json"
+    done
+    all=$(sort -u -k2,2 "$tmp/granted" | awk '{ printf "%s{\"table\": \"%s\", \"column\": \"%s\"}", (n++ ? ", " : ""), $2, $3 }')
+    printf '{"cohort": "records", "version": 1, "match": [%s]}\n' "$all" >"$tmp/plain/records.json"
+}
+
 # write_config NAME SEMANTICS WORKERS [INPUT]: the config of one run in $tmp/NAME.json, reading
 # INPUT (default NAME.raw); the passthrough reads the gateway's config format too
 write_config() {
@@ -184,19 +228,22 @@ write_config() {
     if knows metrics.listen; then
         extra="$extra\"metrics\": {\"listen\": \"127.0.0.1:0\"}, "
     fi
-    if [ "${BENCH_RELEASE:-0}" -gt 0 ]; then
+    local cohorts="\"cohorts\": {\"path\": \"$root/specs/cohorts\", \"topic\": \"$name.cohort.{cohort}.{table}\"},"
+    if [ "${BENCH_RELEASE:-0}" -gt 0 ] && [ "${BENCH_PLAIN:-0}" = 1 ]; then
+        plain_cohorts
+        cohorts="\"cohorts\": {\"path\": \"$tmp/plain\", \"topic\": \"$name.release.{cohort}\"},"
+    elif [ "${BENCH_RELEASE:-0}" -gt 0 ]; then
         extra="$extra$(release_config "$name")"
-    fi
-    local cohorts=$root/specs/cohorts
-    if [ "${BENCH_FANOUT:-0}" -gt 0 ]; then
+        cohorts=
+    elif [ "${BENCH_FANOUT:-0}" -gt 0 ]; then
         fanout_cohorts
-        cohorts=$tmp/fanout
+        cohorts="\"cohorts\": {\"path\": \"$tmp/fanout\", \"topic\": \"$name.cohort.{cohort}.{table}\"},"
     fi
     cat >"$tmp/$name.json" <<JSON
 {"group_id": "$name", "inputs": [{"topic": "$input"}],
  "output": {"topic": "$name.records", "dead_letter_topic": "$name.dlq"},
  "mapping": {"specs": "$root/specs"}, "pseudonym": {"key_file": "$tmp/key"},
- "cohorts": {"path": "$cohorts", "topic": "$name.cohort.{cohort}.{table}"},
+ $cohorts
  "delivery": {"semantics": "$sem"${BENCH_DELIVERY:+, $BENCH_DELIVERY}}, $extra
  "log": {"level": "info"}, "kafka": {"bootstrap.servers": "$boot"}}
 JSON
@@ -227,11 +274,18 @@ start_gateway() {
     rss0=$(status_kb "$gw_pid" VmRSS)
 }
 
-# stop_gateway NAME: SIGTERM, waits for exit 0; sets rss1, hwm
+# the CPU seconds (user + system, all threads) process $1 has used
+cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
+        "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# stop_gateway NAME: SIGTERM, waits for exit 0; sets rss1, hwm, cpu (CPU seconds until then)
 stop_gateway() {
     local name=$1 i rc=0
     rss1=$(status_kb "$gw_pid" VmRSS)
     hwm=$(status_kb "$gw_pid" VmHWM)
+    cpu=$(cpu_s "$gw_pid")
     kill -TERM "$gw_pid"
     wait "$gw_pid" || rc=$?
     gw_pid=
@@ -253,6 +307,10 @@ row() { rows+=("$(printf "$fmt" "$@")"); }
 notes=()
 ceil_rows=()
 cfmt='| %-13s | %7s | %14s | %18s | %21s | %13s |'
+pair_rows=()
+pfmt='| %-13s | %7s | %14s | %18s | %17s | %13s | %17s | %14s |'
+pair=0
+[ "${BENCH_PLAIN:-0}" != pair ] || [ "${BENCH_RELEASE:-0}" -le 0 ] || pair=1
 
 # the semantics x workers the gateway accepts; the others get a row that says so
 combos=()
@@ -272,10 +330,14 @@ done
 # the line of FILE ("msgs/s ...", one per run) with the median msgs/s; of an even count, the lower
 # of the two middle ones, so that the other columns come from a run that happened
 median_line() { sort -n -k1,1 "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+# the median of FILE's CPU seconds (field 8), the lower of the two middle ones of an even count
+median_cpu() { cut -d' ' -f8 "$1" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 runs_of() { cut -d' ' -f1 "$1" | paste -sd' '; }
 
 # flat_run NAME SEMANTICS WORKERS FILE [PLAN]: one flat-out run over the preloaded $flat_in, by the
-# gateway (by the passthrough with PLAN); appends "msgs/s rss0 rss1 hwm records span_s" to FILE
+# gateway (by the passthrough with PLAN); appends "msgs/s rss0 rss1 hwm records span_s bytes cpu"
+# to FILE (bytes: the output records' keys and values; cpu: the process's CPU seconds, start-up
+# included: steadier than msgs/s when other work shares the machine)
 flat_run() {
     local n=$1 sem=$2 workers=$3 file=$4 plan=${5:-} s
     write_config "$n" "$sem" "$workers" "$flat_in"
@@ -287,7 +349,7 @@ flat_run() {
         notes+=("$n: only $(get matched "$s") of $messages inputs have output: $s")
     [ -z "$plan_records" ] || [ "$(get records "$s")" = "$plan_records" ] ||
         notes+=("$n: $(get records "$s") records where the plan has $plan_records")
-    echo "$(get rate "$s") $rss0 $rss1 $hwm $(get records "$s") $(get span_s "$s")" >>"$file"
+    echo "$(get rate "$s") $rss0 $rss1 $hwm $(get records "$s") $(get span_s "$s") $(get bytes "$s") $cpu" >>"$file"
 }
 
 if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
@@ -325,7 +387,14 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
                 fi
                 for workers in "${ws[@]}"; do
                     log "$sem, $workers worker(s): flat out, round $r of $rounds"
+                    # BENCH_PLAIN=pair: the run without policies beside it, alternated
+                    [ "$pair" = 0 ] || [ $((r % 2)) = 1 ] ||
+                        BENCH_PLAIN=1 flat_run "cg-bench-$$-$sem-w$workers-r$r-plain" "$sem" \
+                            "$workers" "$tmp/flat.$sem.w$workers.plain"
                     flat_run "cg-bench-$$-$sem-w$workers-r$r" "$sem" "$workers" "$tmp/flat.$sem.w$workers"
+                    [ "$pair" = 0 ] || [ $((r % 2)) = 0 ] ||
+                        BENCH_PLAIN=1 flat_run "cg-bench-$$-$sem-w$workers-r$r-plain" "$sem" \
+                            "$workers" "$tmp/flat.$sem.w$workers.plain"
                 done
             done
         done
@@ -334,8 +403,20 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
             set -- $(median_line "$f")
             row "$sem" "$workers" "flat out, $messages preloaded" "$1" "-" "-" "-" "-" \
                 "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
-            notes+=("$sem/$workers flat out: msgs/s by round $(runs_of "$f"); the median run: $5 records in $6 s of output timestamps")
+            notes+=("$sem/$workers flat out: msgs/s by round $(runs_of "$f"); the median run: $5 records ($7 bytes) in $6 s of output timestamps; CPU s by round $(cut -d' ' -f8 "$f" | paste -sd' ')")
             gw_rate=$1
+            if [ "$pair" = 1 ]; then
+                p=$f.plain
+                set -- $(median_line "$p")
+                row "$sem" "$workers" "flat out, no policies" "$1" "-" "-" "-" "-" \
+                    "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
+                notes+=("$sem/$workers flat out without policies: msgs/s by round $(runs_of "$p"); the median run: $5 records ($7 bytes) in $6 s of output timestamps; CPU s by round $(cut -d' ' -f8 "$p" | paste -sd' ')")
+                cpu_r=$(median_cpu "$f") cpu_p=$(median_cpu "$p")
+                pair_rows+=("$(printf "$pfmt" "$sem" "$workers" "$gw_rate" "$1" \
+                    "$(awk -v g="$gw_rate" -v p="$1" 'BEGIN { printf "%.1f %%", (p > 0 ? 100 * g / p : 0) }')" \
+                    "$cpu_r" "$cpu_p" \
+                    "$(awk -v g="$cpu_r" -v p="$cpu_p" 'BEGIN { printf "%.1f %%", (p > 0 ? 100 * g / p : 0) }')")")
+            fi
             if [ -n "$plan" ]; then
                 set -- $(median_line "$tmp/flat.$sem.pt")
                 ceil_rows+=("$(printf "$cfmt" "$sem" "$workers" "$gw_rate" "$1" \
@@ -348,7 +429,7 @@ if [ "$do_flat" = 1 ] && [ ${#combos[@]} -gt 0 ]; then
             set -- $(median_line "$f")
             row "$sem" "-" "passthrough, $messages preloaded" "$1" "-" "-" "-" "-" \
                 "$(mb "$2")" "$(mb "$3")" "$(mb "$4")"
-            notes+=("$sem passthrough: msgs/s by round $(runs_of "$f"); the median run: $5 records in $6 s of output timestamps")
+            notes+=("$sem passthrough: msgs/s by round $(runs_of "$f"); the median run: $5 records ($7 bytes) in $6 s of output timestamps; CPU s by round $(cut -d' ' -f8 "$f" | paste -sd' ')")
         fi
     done
 fi
@@ -402,6 +483,14 @@ if [ ${#ceil_rows[@]} -gt 0 ]; then
     printf "$cfmt\n" semantics workers "gateway msgs/s" "passthrough msgs/s" "gateway / passthrough" "records/input"
     printf '|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ---------------- -------------------- ----------------------- ---------------
     printf '%s\n' "${ceil_rows[@]}"
+fi
+if [ ${#pair_rows[@]} -gt 0 ]; then
+    echo
+    echo "cost of enforcement: flat out with ${BENCH_RELEASE} subscriber(s), medians of $rounds run(s) with the policies and $rounds without (the same records), alternated; target: 85 % or more"
+    echo
+    printf "$pfmt\n" semantics workers "release msgs/s" "no policies msgs/s" "release / none" "release CPU s" "no policies CPU s" "release / none"
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------------- --------- ---------------- -------------------- ------------------- --------------- ------------------- ----------------
+    printf '%s\n' "${pair_rows[@]}"
 fi
 echo
 for n in "${notes[@]}"; do echo "- $n"; done

@@ -14,6 +14,10 @@
  * --dump FILE writes every released record of the first pass (subscriber, key, level, envelope: one
  * line each; a row withheld: subscriber, why, level and code set) to FILE, so that a change to the
  * release can be checked to leave its output identical.
+ * --granted prints, per subscriber, the OMOP tables its policy releases and a column every row of
+ * the table has (its primary key, else its first required column), one "SUBSCRIBER TABLE COLUMN"
+ * a line, and exits (no FILE needed): bench_gateway.sh's BENCH_PLAIN run makes from them cohorts
+ * that send each subscriber the rows its policy would release.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,11 +108,36 @@ static size_t pass(cg_mapping_worker_t *w, const input_t *in, size_t n_in, cg_po
     return released;
 }
 
+/* The --granted lines of policy p (see the header). */
+static void print_granted(const cg_policy_t *p)
+{
+    const cg_target_t *omop = cg_target_find("omop-cdm-5.4");
+    size_t n = 0;
+    const cg_target_table_t *tables = omop ? omop->tables(&n) : NULL;
+    for (size_t i = 0; tables && i < n; i++) {
+        const cg_target_table_t *t = &tables[i];
+        char *d = cg_policy_describe(p, t);
+        int granted = d && strstr(d, ": released\n") == d + strlen(t->name);
+        free(d);
+        const cg_target_column_t *col = t->pk;
+        for (size_t c = 0; !col && c < t->n_columns; c++)
+            if (t->columns[c].required)
+                col = &t->columns[c];
+        if (granted && col)
+            printf("%s %s %s\n", cg_policy_name(p), t->name, col->name);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    int runs = 5, passes = 20, n_subs = 3, a = 1, only = -1;
+    int runs = 5, passes = 20, n_subs = 3, a = 1, only = -1, granted = 0;
     const char *dump_path = NULL;
     for (; a < argc && argv[a][0] == '-'; a += 2) {
+        if (!strcmp(argv[a], "--granted")) {
+            granted = 1;
+            a--; /* takes no value */
+            continue;
+        }
         if (a + 1 >= argc)
             break;
         if (!strcmp(argv[a], "--runs"))
@@ -122,9 +151,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[a], "--dump"))
             dump_path = argv[a + 1];
     }
-    if (argc - a < 2 || runs < 1 || passes < 1 || n_subs < 1 || n_subs > 3) {
+    if (argc - a < 2 - granted || runs < 1 || passes < 1 || n_subs < 1 || n_subs > 3) {
         fprintf(stderr, "usage: bench_release [--runs N] [--passes P] [--subscribers 1-3] "
-                        "[--only base|release] [--dump FILE] SPECS_DIR FILE...\n");
+                        "[--only base|release] [--dump FILE] SPECS_DIR FILE...\n"
+                        "       bench_release [--subscribers 1-3] --granted SPECS_DIR\n");
         return 2;
     }
     const char *specs = argv[a++];
@@ -176,6 +206,18 @@ int main(int argc, char **argv)
             return 1;
         }
         cg_pseudo_key_destroy(sk);
+    }
+    if (granted) {
+        for (int i = 0; i < n_subs; i++) {
+            print_granted(pol[i]);
+            cg_policy_destroy(pol[i]);
+        }
+        cg_catalogue_destroy(cat);
+        cg_mapping_worker_destroy(w);
+        cg_mapping_destroy(m);
+        cg_pseudo_destroy(site);
+        cg_pseudo_key_destroy(k);
+        return 0;
     }
     size_t n_in = (size_t)(argc - a);
     input_t *in = calloc(n_in, sizeof(*in));

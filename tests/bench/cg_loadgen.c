@@ -14,12 +14,12 @@
  *       Reads TOPIC (the input) and every other topic whose name starts with PREFIX (the
  *       gateway's outputs) with a read_committed consumer, matches each output record to its
  *       input by its cg.source.partition and cg.source.offset headers, and prints one line:
- *       inputs, inputs with output, output records, the span from the first to the last output
- *       record timestamp and the messages/s over it, and the latency of each input (its last
- *       output record's timestamp minus its own, in ms: CreateTime on both sides) as p50, p99
- *       and max. --warmup S leaves out of the latencies the inputs of the first S seconds (by
- *       input timestamp) and prints them apart; --timeline prints each second's count and worst
- *       latency too.
+ *       inputs, inputs with output, output records and their bytes (keys and values), the
+ *       span from the first to the last output record timestamp and the messages/s over it, and
+ *       the latency of each input (its last output record's timestamp minus its own, in ms:
+ *       CreateTime on both sides) as p50, p99 and max. --warmup S leaves out of the latencies the
+ *       inputs of the first S seconds (by input timestamp) and prints them apart; --timeline
+ *       prints each second's count and worst latency too.
  */
 #include "kafka_util.h"
 
@@ -215,7 +215,7 @@ static int cmd_stats(const char *topic, const char *prefix, double warmup_s, int
     rd_kafka_assign(rk, l);
     char *at_end = calloc((size_t)n_parts + 1, 1); /* a partition counts once at its end */
     int eof = 0, idle = 0;
-    int64_t records = 0, first_out = INT64_MAX, last_out = 0, unmatched = 0;
+    int64_t records = 0, bytes = 0, first_out = INT64_MAX, last_out = 0, unmatched = 0;
     while (eof < n_parts && idle < 30000) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
@@ -241,6 +241,7 @@ static int cmd_stats(const char *topic, const char *prefix, double warmup_s, int
                 size_t pn, on;
                 char pb[16], ob[24];
                 records++;
+                bytes += (int64_t)(m->key_len + m->len);
                 if (rd_kafka_message_headers(m, &h) ||
                     rd_kafka_header_get_last(h, "cg.source.partition", &pv, &pn) ||
                     rd_kafka_header_get_last(h, "cg.source.offset", &ov, &on) || pn >= sizeof(pb) ||
@@ -311,12 +312,14 @@ static int cmd_stats(const char *topic, const char *prefix, double warmup_s, int
         for (int64_t sec = 0; sec < secs; sec++)
             printf("second=%" PRId64 " inputs=%" PRId64 " max_ms=%" PRId64 "\n", sec, sec_n[sec],
                    sec_max[sec]);
-    printf("inputs=%" PRId64 " matched=%" PRId64 " records=%" PRId64 " unmatched=%" PRId64
-           " span_s=%.2f rate=%.0f p50_ms=%" PRId64 " p99_ms=%" PRId64 " max_ms=%" PRId64
-           " warmup_inputs=%" PRId64 " warmup_p99_ms=%" PRId64 " warmup_max_ms=%" PRId64 "\n",
-           inputs, with_out, records, unmatched, span, span > 0 ? (double)with_out / span : 0.0,
-           PCT(lat, matched, 0.50), PCT(lat, matched, 0.99), matched ? lat[matched - 1] : -1,
-           n_warm, PCT(wlat, n_warm, 0.99), n_warm ? wlat[n_warm - 1] : -1);
+    printf("inputs=%" PRId64 " matched=%" PRId64 " records=%" PRId64 " bytes=%" PRId64
+           " unmatched=%" PRId64 " span_s=%.2f rate=%.0f p50_ms=%" PRId64 " p99_ms=%" PRId64
+           " max_ms=%" PRId64 " warmup_inputs=%" PRId64 " warmup_p99_ms=%" PRId64
+           " warmup_max_ms=%" PRId64 "\n",
+           inputs, with_out, records, bytes, unmatched, span,
+           span > 0 ? (double)with_out / span : 0.0, PCT(lat, matched, 0.50),
+           PCT(lat, matched, 0.99), matched ? lat[matched - 1] : -1, n_warm,
+           PCT(wlat, n_warm, 0.99), n_warm ? wlat[n_warm - 1] : -1);
     free(wlat);
     free(sec_n);
     free(sec_max);
