@@ -7,6 +7,9 @@
  *           values, the 3 in cg_rejects once each, every person's observation_period spanning
  *           its measurements' dates, no gap in the id map's integers; the log says rows were
  *           copied, and that the batches with a bad row took the statements.
+ *   running: the same in one long transaction: each full batch's COPY left running while the
+ *           next is read; those refused found when the answer is awaited, their rows then
+ *           through the statements (the same rejects, no gap, exact periods).
  *   mixed:  a new process (nothing cached) gets 300 updates of those measurements interleaved
  *           with 300 new ones at later dates: the new keys copied and the others upserted in
  *           the same batches (the log says so): values updated, new rows in, one compact id
@@ -35,21 +38,27 @@
 #define FIRST   1200
 #define BAD(i)  ((i) == 100 || (i) == 600 || (i) == 1100)
 
-/* pg_more: more "pg" members, each after a comma, or "" */
-static void config(const pt_run_t *r, const char *pg_more)
+/* delivery: the config's "delivery" object; pg_more: more "pg" members, each after a comma,
+ * or "" */
+static void config_delivery(const pt_run_t *r, const char *delivery, const char *pg_more)
 {
     FILE *f = fopen(r->config, "w");
     assert_non_null(f);
     fprintf(f,
             "{\"group_id\": \"%s\", \"inputs\": [{\"topic\": \"%s\"}],\n"
             " \"output\": {\"sink\": \"pg\"},\n"
-            " \"delivery\": {\"transaction_max_messages\": 500, \"commit_interval_ms\": 200},\n"
+            " \"delivery\": %s,\n"
             " \"kafka\": {\"bootstrap.servers\": \"%s\", \"session.timeout.ms\": 6000},\n"
             " \"pg\": {\"conninfo_env\": \"COHORTGATE_TEST_PG\", \"schema\": \"%s\", "
             "\"batch_rows\": 300%s},\n"
             " \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": \"debug\"}}\n",
-            r->name, r->topic, tk_bootstrap(), r->schema, pg_more);
+            r->name, r->topic, delivery, tk_bootstrap(), r->schema, pg_more);
     assert_int_equal(fclose(f), 0);
+}
+
+static void config(const pt_run_t *r, const char *pg_more)
+{
+    config_delivery(r, "{\"transaction_max_messages\": 500, \"commit_interval_ms\": 200}", pg_more);
 }
 
 /* An HbA1c (LOINC 4548-4, in %: the shipped t2dm definition's measurement). */
@@ -249,10 +258,56 @@ static void test_direct_cohorts(void **state)
     pt_run_end(&r);
 }
 
+/* Batches of new measurements inside one long transaction: each batch's COPY is left running
+ * while the next is read; the two whose COPY is refused (a bad row) find it when the answer is
+ * awaited, and their rows take the statements then, before the next batch: the bad rows alone
+ * rejected, once each, no gap in the id map, the periods exact. */
+static void test_direct_running(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-sink-direct-run", "records", 1);
+    config_delivery(&r, "{\"transaction_max_messages\": 100000, \"commit_interval_ms\": 60000}",
+                    "");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    rd_kafka_t *p = tk_producer();
+    persons(p, &r, PERSONS);
+    for (int i = 0; i < FIRST; i++) {
+        char date[16];
+        snprintf(date, sizeof(date), "2024-01-%02d", 1 + i % 28);
+        measurement(p, &r, i, i % PERSONS, date, i, BAD(i));
+    }
+    pt_producer_close(p);
+    run_sink(&r, "sink-1.log");
+    assert_int_equal(pt_committed(&r), PERSONS + FIRST);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r.schema), FIRST - 3);
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT \"offset\") FROM %s.cg_rejects WHERE "
+                              "sqlstate = '22001' AND table_name = 'measurement' AND record LIKE "
+                              "'%%xxxxxxxx%%'",
+                              r.schema),
+                     3);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 3);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement m JOIN %s.cg_id_map k ON k.id "
+                              "= m.measurement_id WHERE m.value_as_number = k.source_id - %lld",
+                              r.schema, r.schema, MEAS0),
+                     FIRST - 3);
+    assert_int_equal(periods_exact(&r), PERSONS);
+    assert_int_equal(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
+                     pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    pt_sh("grep -q 'measurement: [0-9]* rows copied, 0 by the statements (answer awaited' "
+          "'%s/sink-1.log'",
+          r.dir);
+    pt_sh("grep -q 'pg.direct_refused.*found when its answer was awaited' '%s/sink-1.log'", r.dir);
+    pt_run_end(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_direct),
+        cmocka_unit_test(test_direct_running),
         cmocka_unit_test(test_direct_cohorts),
     };
     return PT_RUN_TESTS(tests);

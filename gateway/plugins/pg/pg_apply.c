@@ -99,6 +99,8 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
     }
     cg_buf_init(&a->rejects);
     cg_buf_init(&a->raws);
+    cg_buf_init(&a->held_raws);
+    cg_buf_init(&a->held_copy);
     cg_buf_init(&a->direct);
     cg_buf_init(&a->rest);
     cg_buf_init(&a->tracked);
@@ -148,6 +150,9 @@ void pg_apply_destroy(pg_apply_t *a)
     cg_buf_free(&a->rejects);
     cg_buf_free(&a->raws);
     free(a->raw_at);
+    cg_buf_free(&a->held_raws);
+    free(a->held_raw_at);
+    cg_buf_free(&a->held_copy);
     free(a->periods_sql);
     free(a->widen_sql);
     free(a->ids_k);
@@ -367,13 +372,31 @@ static int keep_raw(pg_apply_t *a, const char *raw, size_t raw_len)
 
 const char *pg_apply_raw(const pg_apply_t *a, int64_t seq, size_t *len)
 {
-    int64_t i = seq - a->raw_base - 1;
-    if (i < 0 || (size_t)i >= a->n_raw || !a->raws.data) {
-        *len = 0;
-        return "";
+    int64_t i = seq - a->raw_base - 1, h = seq - a->held_raw_base - 1;
+    if (i >= 0 && (size_t)i < a->n_raw && a->raws.data) {
+        *len = a->raw_at[i].len;
+        return a->raws.data + a->raw_at[i].off;
     }
-    *len = a->raw_at[i].len;
-    return a->raws.data + a->raw_at[i].off;
+    if (h >= 0 && (size_t)h < a->held_n_raw && a->held_raws.data) { /* a running COPY's */
+        *len = a->held_raw_at[h].len;
+        return a->held_raws.data + a->held_raw_at[h].off;
+    }
+    *len = 0;
+    return "";
+}
+
+void pg_apply_hold_raws(pg_apply_t *a)
+{
+    cg_buf_t b = a->held_raws;
+    a->held_raws = a->raws;
+    a->raws = b;
+    cg_buf_reset(&a->raws);
+    raw_span_t *at = a->held_raw_at;
+    size_t cap = a->held_cap_raw;
+    a->held_raw_at = a->raw_at, a->held_cap_raw = a->cap_raw;
+    a->raw_at = at, a->cap_raw = cap;
+    a->held_n_raw = a->n_raw, a->held_raw_base = a->raw_base;
+    a->n_raw = 0;
 }
 
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,

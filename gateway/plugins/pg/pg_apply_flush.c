@@ -2,11 +2,15 @@
  * of new keys COPY'd straight in (pg_apply_direct.c), the others through the COPY into its
  * staging table, the id map, the bulk upsert and delete under a savepoint (row by row when the
  * database refuses the bulk one for the rows' fault); the touched persons, the observation
- * periods, then the rejects.
+ * periods, then the rejects. A flush's last COPY of new rows may be left running
+ * (pg_apply_settle waits for it, and puts its rows through the statements if it was refused).
  */
 #include "pg_int.h"
 
+#include "cg_log.h"
+
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,8 +213,81 @@ static int stage_copy(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t 
     return rc;
 }
 
-int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+/* A running COPY refused for a row's fault: its rows back to the savepoint (their ids stay
+ * mapped), then through the staging table and the statements, which reject the bad rows alone,
+ * before anything of the batch staged since. */
+static int settle_refused(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 {
+    size_t ti = a->inflight_ti;
+    stage_t *s = &a->stages[ti];
+    /* PostgreSQL's text may quote a value: the rejects keep it, the log does not */
+    cg_log(CG_LOG_DEBUG, "pg.direct_refused",
+           "%s: the COPY was refused (a row; found when its answer was awaited): %zu rows by "
+           "the statements",
+           pg_table_at(ti)->name, a->inflight_n);
+    if (pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
+                errstr_size))
+        return -1;
+    /* the table's rows staged since step aside; the periods' remake is theirs */
+    cg_buf_t next = s->copy;
+    size_t n = s->n, n_del = s->n_del;
+    int dup_keys = s->dup_keys, remake = a->remake;
+    s->copy = a->held_copy;
+    s->n = a->inflight_n;
+    s->n_del = 0, s->dup_keys = 0, a->remake = 0;
+    cg_buf_t sql;
+    cg_buf_init(&sql);
+    cg_buf_puts(&sql, "TRUNCATE ");
+    pg_stage_name(&sql, pg_table_at(ti));
+    cg_buf_putc(&sql, '\0');
+    int rc = !sql.data || stage_copy(a, c, ti, errstr, errstr_size) ||
+             apply_table(a, c, ti, errstr, errstr_size) ||
+             pg_derive_periods(a, c, errstr, errstr_size) ||
+             pg_exec(c, sql.data, errstr, errstr_size);
+    cg_buf_free(&sql);
+    a->held_copy = s->copy;
+    s->copy = next;
+    s->n = n, s->n_del = n_del, s->dup_keys = dup_keys, a->remake = remake;
+    s->staged = 0;
+    return rc ? -1 : 0;
+}
+
+int pg_apply_settle(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!a->inflight)
+        return 0;
+    a->inflight = 0;
+    int rc = -1, fault = 0;
+    const char *name = pg_table_at(a->inflight_ti)->name;
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        snprintf(errstr, errstr_size, "%s: no answer to the rows' COPY (connection lost)", name);
+    } else if (!pg_copy_result(c, &fault, errstr, errstr_size)) {
+        rc = pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size);
+        a->st.upserted += a->inflight_n;
+        a->txn_upserted[a->inflight_ti] += a->inflight_n;
+        cg_log(CG_LOG_DEBUG, "pg.direct",
+               "%s: %zu rows copied, 0 by the statements (answer awaited after the flush)", name,
+               a->inflight_n);
+    } else if (fault) {
+        rc = settle_refused(a, c, errstr, errstr_size);
+    }
+    cg_buf_reset(&a->held_copy);
+    a->held_n_raw = 0;
+    return rc;
+}
+
+static int any_staged(const pg_apply_t *a)
+{
+    for (size_t i = 0; i < a->n_stages; i++)
+        if (a->stages[i].staged)
+            return 1;
+    return 0;
+}
+
+int pg_apply_flush(pg_apply_t *a, PGconn *c, int run_on, char *errstr, size_t errstr_size)
+{
+    if (pg_apply_settle(a, c, errstr, errstr_size))
+        return -1;
     cg_buf_t sql;
     cg_buf_init(&sql);
     int rc = 0;
@@ -219,7 +296,7 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
          * then every table's rest staged: the persons before the batch are read from the
          * tables as they were */
         for (size_t i = 0; i < a->n_stages && !rc; i++)
-            if (a->stages[i].n && pg_apply_direct(a, c, i, errstr, errstr_size) < 0)
+            if (a->stages[i].n && pg_apply_direct(a, c, i, 0, errstr, errstr_size) < 0)
                 rc = -1;
         for (size_t i = 0; i < a->n_stages && !rc; i++)
             if (a->stages[i].n)
@@ -232,18 +309,24 @@ int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         for (size_t i = 0; i < a->n_stages && !rc; i++)
             rc = track_stage(a, c, i, 1, errstr, errstr_size);
     } else {
-        /* new keys' rows straight into their table, the rest through the staging table */
+        /* new keys' rows straight into their table, the rest through the staging table; the
+         * last table's COPY may be left running when no statement follows it (defer) */
+        size_t last = a->n_stages;
+        while (last > 0 && !a->stages[last - 1].n)
+            last--;
         for (size_t i = 0; i < a->n_stages && !rc; i++) {
             if (!a->stages[i].n)
                 continue;
-            int done = pg_apply_direct(a, c, i, errstr, errstr_size);
+            int defer = run_on && i + 1 == last && !any_staged(a) && !a->remake && !a->n_rejects;
+            int done = pg_apply_direct(a, c, i, defer, errstr, errstr_size);
             if (done < 0)
                 rc = -1;
             else if (!done && !(rc = stage_copy(a, c, i, errstr, errstr_size)))
                 rc = apply_table(a, c, i, errstr, errstr_size);
         }
     }
-    if (!rc)
+    /* the periods of the rows that took the statements (the staging tables are empty else) */
+    if (!rc && (any_staged(a) || a->remake))
         rc = pg_derive_periods(a, c, errstr, errstr_size);
     /* the staging tables are the session's: emptied for the next batch */
     cg_buf_reset(&sql);

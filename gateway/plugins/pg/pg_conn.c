@@ -163,11 +163,8 @@ void pg_index_ddl(cg_buf_t *b, const char *schema, const char *index, const char
     cg_buf_printf(b, " %s; END IF; END$cg$;\n", def);
 }
 
-int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault, char *errstr,
-               size_t errstr_size)
+int pg_copy_send(PGconn *c, const char *sql, const cg_buf_t *data, char *errstr, size_t errstr_size)
 {
-    if (rows_fault)
-        *rows_fault = 0;
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         pg_message(r, c, errstr, errstr_size);
@@ -175,17 +172,37 @@ int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault
         return -1;
     }
     PQclear(r);
-    int ok = PQputCopyData(c, data->data, (int)data->len) == 1 && PQputCopyEnd(c, NULL) == 1;
-    r = PQgetResult(c);
-    if (!ok || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQputCopyData(c, data->data, (int)data->len) == 1 && PQputCopyEnd(c, NULL) == 1)
+        return 0;
+    if (!pg_copy_result(c, NULL, errstr, errstr_size)) /* not sent, yet answered */
+        snprintf(errstr, errstr_size, "%s", PQerrorMessage(c));
+    return -1;
+}
+
+int pg_copy_result(PGconn *c, int *rows_fault, char *errstr, size_t errstr_size)
+{
+    if (rows_fault)
+        *rows_fault = 0;
+    PGresult *r = PQgetResult(c);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) {
         pg_message(r, c, errstr, errstr_size);
         const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         if (rows_fault && st)
             *rows_fault = !strncmp(st, "22", 2) || !strncmp(st, "23", 2);
-        ok = 0;
     }
     PQclear(r);
     while ((r = PQgetResult(c)))
         PQclear(r);
     return ok ? 0 : -1;
+}
+
+int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault, char *errstr,
+               size_t errstr_size)
+{
+    if (rows_fault)
+        *rows_fault = 0;
+    if (pg_copy_send(c, sql, data, errstr, errstr_size))
+        return -1;
+    return pg_copy_result(c, rows_fault, errstr, errstr_size);
 }

@@ -86,6 +86,12 @@ int pg_exec(PGconn *c, const char *sql, char *errstr, size_t errstr_size);
  * class 22 or 23) rather than for the connection's or transaction's sake. */
 int pg_copy_in(PGconn *c, const char *sql, const cg_buf_t *data, int *rows_fault, char *errstr,
                size_t errstr_size);
+/* pg_copy_in in two halves, so the caller works while the server runs the COPY: pg_copy_send
+ * sends the statement and all its data (0, or -1 with the message); pg_copy_result then waits
+ * for its answer, as pg_copy_in returns it. Nothing else may use c in between. */
+int pg_copy_send(PGconn *c, const char *sql, const cg_buf_t *data, char *errstr,
+                 size_t errstr_size);
+int pg_copy_result(PGconn *c, int *rows_fault, char *errstr, size_t errstr_size);
 /* Whether the connection is gone (so a batch is retried on a new one, not rejected). */
 int pg_conn_lost(PGconn *c);
 /* "schema"."name" into b, quoted as PostgreSQL needs. */
@@ -210,8 +216,16 @@ int pg_apply_reject(pg_apply_t *a, const char *table, const char *sqlstate, cons
 /* Rows staged and not applied. */
 size_t pg_apply_pending(const pg_apply_t *a);
 /* Applies what is staged into the open transaction, in foreign-key order; a row the database
- * refuses goes to the rejects table. -1 (errstr) only when the transaction cannot go on. */
-int pg_apply_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+ * refuses goes to the rejects table. -1 (errstr) only when the transaction cannot go on.
+ * run_on: the last statement, when it is the COPY of new rows, may be left running while the
+ * caller reads the next batch (pg_apply_settle). */
+int pg_apply_flush(pg_apply_t *a, PGconn *c, int run_on, char *errstr, size_t errstr_size);
+/* The answer of a COPY pg_apply_flush left running, waited for: call before anything else uses
+ * the connection in the open transaction. Refused for a row's fault, its rows take the
+ * statements then (the bad ones to the rejects, written by the next flush: pg_apply_pending
+ * counts them). 0, or -1 (errstr) when the transaction cannot go on. c NULL: the answer is
+ * dropped (an abort: the ROLLBACK drains it). */
+int pg_apply_settle(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
 /* Forgets what is staged (an abort). */
 void pg_apply_clear(pg_apply_t *a);
 /* The end of a transaction: when it committed, the rows it applied and the records it rejected
@@ -304,6 +318,15 @@ struct pg_apply {
     int64_t *cache_k, *cache_v;
     int64_t *pend_k, *pend_v;
     size_t n_pend, cap_pend;
+    /* a flush's last statement, a direct COPY under the savepoint cg_direct, left running
+     * while the next batch is read (pg_apply_settle waits for it): its table, and its rows as
+     * staged with their original bytes, which take the statements if it is refused */
+    int inflight;
+    size_t inflight_ti, inflight_n;
+    cg_buf_t held_copy, held_raws;
+    raw_span_t *held_raw_at;
+    size_t held_n_raw, held_cap_raw;
+    int64_t held_raw_base;
 };
 
 #define PG_ID_CACHE ((size_t)1 << 16)
@@ -312,6 +335,9 @@ static inline size_t pg_id_cache_slot(int64_t k)
     return (size_t)(((uint64_t)k * 0x9E3779B97F4A7C15ULL) >> 40) & (PG_ID_CACHE - 1);
 }
 
+/* pg_apply.c: the batch's original bytes kept for pg_apply_raw while its COPY runs (the held
+ * ones before are forgotten). */
+void pg_apply_hold_raws(pg_apply_t *a);
 /* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
 /* pg_apply.c: the original bytes of the staged record seq of the batch (its reject's record);
@@ -352,8 +378,10 @@ void pg_period_widen(cg_buf_t *b, const char *schema, const char *person);
  * lookups in SQL), their periods widened; the rows left (keys already there) stay staged for
  * the statements of pg_apply_sql.c. 1 every row done, 0 rows left (all of them when the batch
  * does not qualify or the database refused the COPY for a row's fault: rolled back), -1 the
- * transaction cannot go on. */
-int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t errstr_size);
+ * transaction cannot go on. defer: nothing follows in this flush, so when every row is new the
+ * rows' COPY is sent and left running (a->inflight, pg_apply_settle). */
+int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr,
+                    size_t errstr_size);
 
 /* ---- pg_envelope.c ---- */
 #define PG_MAX_COLUMNS      64 /* of a table the sink applies records to */

@@ -273,12 +273,16 @@ static cg_sink_result_t txn_broken(pg_sink_t *s, const char *what, const char *w
     return CG_SINK_FAILED;
 }
 
-static int flush_staged(pg_sink_t *s, char *errstr, size_t errstr_size)
+/* What is staged applied, and the connection free for the caller's statements; run_on: the
+ * last COPY may be left running (the batch was full: the engine reads the next one meanwhile,
+ * and the next use of the connection waits for it). */
+static int flush_staged(pg_sink_t *s, int run_on, char *errstr, size_t errstr_size)
 {
-    if (!pg_apply_pending(s->apply))
-        return 0;
     double t0 = cg_metrics_now();
-    int rc = pg_apply_flush(s->apply, s->conn, errstr, errstr_size);
+    /* a refused COPY's rows leave rejects pending: the flush writes them */
+    int rc = pg_apply_settle(s->apply, s->conn, errstr, errstr_size);
+    if (!rc && pg_apply_pending(s->apply))
+        rc = pg_apply_flush(s->apply, s->conn, run_on, errstr, errstr_size);
     s->txn_apply_s += cg_metrics_now() - t0;
     return rc;
 }
@@ -384,14 +388,14 @@ static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
 {
     /* a person's or a visit's delete reaches into other tables: applied in its place */
     int barrier = del && (!strcmp(t->name, "person") || !strcmp(t->name, "visit_occurrence"));
-    if (barrier && flush_staged(s, errstr, errstr_size))
+    if (barrier && flush_staged(s, 0, errstr, errstr_size))
         return -1;
     if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level)) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
     if ((barrier || pg_apply_pending(s->apply) >= (size_t)s->conf->batch_rows) &&
-        flush_staged(s, errstr, errstr_size))
+        flush_staged(s, !barrier, errstr, errstr_size))
         return -1;
     return 0;
 }
@@ -472,7 +476,7 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
             goto reject;
         }
         /* what came before the merge is applied first: a person's order holds */
-        rc = flush_staged(s, errstr, errstr_size) ||
+        rc = flush_staged(s, 0, errstr, errstr_size) ||
              pg_apply_merge(s->apply, s->conn, mv, sv, pos, errstr, errstr_size);
         json_decref(env);
         return rc ? -1 : 0;
@@ -780,7 +784,7 @@ static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, siz
     char err[768];
     if (!s->in_txn || !s->conn)
         return CG_TXN_ABORT;
-    if (flush_staged(s, err, sizeof(err))) {
+    if (flush_staged(s, 0, err, sizeof(err))) {
         cg_log(CG_LOG_WARN, "pg.batch_failed", "%s (the transaction is aborted)", err);
         return CG_TXN_ABORT;
     }
@@ -856,6 +860,8 @@ static cg_txn_result_t pgs_txn_commit(void *ctx, const cg_source_pos_t *pos, siz
 static cg_txn_result_t pgs_txn_abort(void *ctx)
 {
     pg_sink_t *s = ctx;
+    char err[768];
+    pg_apply_settle(s->apply, NULL, err, sizeof(err)); /* a running COPY's answer: dropped */
     if (s->conn && PQstatus(s->conn) == CONNECTION_OK && s->in_txn)
         PQclear(PQexec(s->conn, "ROLLBACK"));
     s->in_txn = 0;
@@ -873,6 +879,14 @@ static int pgs_stored_positions(void *ctx, cg_source_pos_t *pos, size_t n, char 
                                 size_t errstr_size)
 {
     pg_sink_t *s = ctx;
+    /* mid-transaction (a cooperative assignment): a running COPY's answer first; when the
+     * transaction cannot go on, it is over (the engine aborts it): the committed offsets hold */
+    char err[768];
+    if (s->conn && s->in_txn && pg_apply_settle(s->apply, s->conn, err, sizeof(err))) {
+        cg_engine_txn_failed(s->engine, err);
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+        s->in_txn = 0;
+    }
     if (ensure_conn(s, errstr, errstr_size)) {
         s->next_connect_ms = 0; /* one more try at once: an assignment cannot wait */
         if (ensure_conn(s, errstr, errstr_size))
