@@ -128,6 +128,19 @@ static void print_granted(const cg_policy_t *p)
     }
 }
 
+/* What main made, freed. */
+static void release_all(cg_policy_t **pol, int n, cg_catalogue_t *cat, cg_mapping_worker_t *w,
+                        cg_mapping_t *m, cg_pseudo_t *site, cg_pseudo_key_t *k)
+{
+    for (int i = 0; i < n; i++)
+        cg_policy_destroy(pol[i]);
+    cg_catalogue_destroy(cat);
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(m);
+    cg_pseudo_destroy(site);
+    cg_pseudo_key_destroy(k);
+}
+
 int main(int argc, char **argv)
 {
     int runs = 5, passes = 20, n_subs = 3, a = 1, only = -1, granted = 0;
@@ -208,15 +221,9 @@ int main(int argc, char **argv)
         cg_pseudo_key_destroy(sk);
     }
     if (granted) {
-        for (int i = 0; i < n_subs; i++) {
+        for (int i = 0; i < n_subs; i++)
             print_granted(pol[i]);
-            cg_policy_destroy(pol[i]);
-        }
-        cg_catalogue_destroy(cat);
-        cg_mapping_worker_destroy(w);
-        cg_mapping_destroy(m);
-        cg_pseudo_destroy(site);
-        cg_pseudo_key_destroy(k);
+        release_all(pol, n_subs, cat, w, m, site, k);
         return 0;
     }
     size_t n_in = (size_t)(argc - a);
@@ -277,12 +284,6 @@ int main(int argc, char **argv)
     free(rel);
     cg_buf_free(&out);
     cg_release_scratch_destroy(s);
-    for (int i = 0; i < n_subs; i++)
-        cg_policy_destroy(pol[i]);
-    cg_catalogue_destroy(cat);
-    cg_mapping_worker_destroy(w);
-    cg_mapping_destroy(m);
-    cg_pseudo_destroy(site);
-    cg_pseudo_key_destroy(k);
+    release_all(pol, n_subs, cat, w, m, site, k);
     return 0;
 }
