@@ -10,7 +10,9 @@
  *   condition;
  * - the anchored expressions (expr_t.anchor_id): values a rule's rows share because everything
  *   in them is read from one other place than the row's own (the OBX's order), memoized by that
- *   place instead of computed again for each row. */
+ *   place instead of computed again for each row;
+ * - which consecutive rules go over the same foreach in one pass (rule_t.fuse_n), where the
+ *   format can run them so (cg_spec_format_t.run_rules). */
 #include "spec_impl.h"
 
 #include "cg_buf.h"
