@@ -740,13 +740,9 @@ static void test_random(void **state)
                      0);
     assert_true(system(cmd) != 0); /* nothing left of it: refused */
     assert_int_equal(tk_file_count(out, "definition 11: the schema has no rows or state of it"), 1);
-    /* no record comes: the idle sink's look at the outbox publishes the exits within seconds */
+    /* no record comes: the idle sink's look at the outbox publishes the exits within seconds
+     * (wait_caught_up asserts that nothing is left unpublished) */
     wait_caught_up(&r);
-    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_cohort_events WHERE event = 'exit' AND "
-                              "cohort_definition_id = 11 AND event_id > %lld AND published_at IS "
-                              "NULL",
-                              r.pt.schema, last2),
-                     0);
     for (int i = 0; i < 10; i++)
         random_rec(&o);
     produce_out(&r, &o);

@@ -38,8 +38,13 @@ int pg_read_password(const char *path, char *buf, size_t size, char *errstr, siz
     return 0;
 }
 
+/* The SQLSTATE of the last error pg_message described on this thread ("" when it had none, or the
+ * last failure was a connection's). */
+static _Thread_local char last_sqlstate[6];
+
 PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size)
 {
+    last_sqlstate[0] = '\0'; /* a failure to connect has none: not one to retry at once */
     char pw[1024] = "";
     if (conf->password_file &&
         pg_read_password(conf->password_file, pw, sizeof(pw), errstr, errstr_size))
@@ -71,9 +76,6 @@ PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size)
     PQsetNoticeProcessor(c, quiet_notices, NULL);
     return c;
 }
-
-/* The SQLSTATE of the last error pg_message described on this thread ("" when it had none). */
-static _Thread_local char last_sqlstate[6];
 
 int pg_last_error_transient(void)
 {

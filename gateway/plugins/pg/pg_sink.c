@@ -637,6 +637,15 @@ static int pgs_reload(void *ctx, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* The outbox's unsent membership events to their topic; what fails stays for the next try. */
+static void publish_events(pg_sink_t *s)
+{
+    char err[768];
+    if (s->cohorts && s->conn && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
+        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
+               "%s (sent again after the next commit, or within seconds while idle)", err);
+}
+
 static void pgs_poll(void *ctx, int timeout_ms)
 {
     pg_sink_t *s = ctx;
@@ -654,10 +663,9 @@ static void pgs_poll(void *ctx, int timeout_ms)
         int w = pg_cohorts_withdrawals(s->cohorts, s->conn, err, sizeof(err));
         if (w < 0)
             cg_log(CG_LOG_WARN, "pg.cohort_withdrawals_failed", "%s (looked for again later)", err);
-        else if (w > 0 && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
-            cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
-                   "%s (sent again after the next commit, or within seconds while idle)", err);
-        else if (w == 0 && pg_cohorts_sweep(s->cohorts, s->conn, err, sizeof(err)))
+        else if (w > 0)
+            publish_events(s);
+        else if (pg_cohorts_sweep(s->cohorts, s->conn, err, sizeof(err)))
             cg_log(CG_LOG_WARN, "pg.cohort_publish_failed", "%s (sent again within seconds)", err);
     }
     if (timeout_ms > 0) { /* nothing to report: the engine's wait, kept short */
@@ -703,11 +711,7 @@ static cg_txn_result_t pgs_txn_init(void *ctx, char *errstr, size_t errstr_size)
         struct timespec ts = {0, 200000000L * attempt};
         nanosleep(&ts, NULL);
     }
-    /* events a previous run committed and did not send */
-    char err[768];
-    if (s->cohorts && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
-        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
-               "%s (sent again after the next commit, or within seconds while idle)", err);
+    publish_events(s); /* events a previous run committed and did not send */
     return CG_TXN_OK;
 }
 
@@ -765,13 +769,11 @@ static void txn_committed(pg_sink_t *s, double t0)
     if (s->cdm_source_due)
         s->cdm_source_next = mono_ms() + PG_CDM_SOURCE_MS;
     /* lapsed periods (at most every pg.cohorts.lapse_interval_ms), then the membership events
-     * the commits made, to their topic; what fails stays in the outbox for the next commit */
+     * the commits made, to their topic; what fails stays in the outbox for the next try */
     char err[768];
     if (s->cohorts && s->conn && pg_cohorts_lapse(s->cohorts, s->conn, err, sizeof(err)))
         cg_log(CG_LOG_WARN, "pg.cohort_lapse_failed", "%s (looked for again later)", err);
-    if (s->cohorts && s->conn && pg_cohorts_publish(s->cohorts, s->conn, err, sizeof(err)))
-        cg_log(CG_LOG_WARN, "pg.cohort_publish_failed",
-               "%s (sent again after the next commit, or within seconds while idle)", err);
+    publish_events(s);
     if (s->cohorts && s->conn && pg_cohorts_count_members(s->cohorts, s->conn, 0, err, sizeof(err)))
         cg_log(CG_LOG_WARN, "pg.cohort_count_failed", "%s (counted after a later commit)", err);
 }
