@@ -75,9 +75,10 @@ const cg_config_map_t cg_kafka_config_map[] = {
      "Replication factor of a topic the gateway creates. 0: the broker's "
      "default.replication.factor."),
     CG_CONFIG_ROW_INT("topics.wait_ms", cg_kafka_conf_t, topics_wait_ms, "10000", 0, 600000,
-     "How long the gateway waits for a new topic to be created and led, once, before its first "
-     "record; past it a warning is logged and the records wait in the producer as they would "
-     "for any topic (delivery.* and kafka.message.timeout.ms). 0: no wait, no creation."),
+     "How long the gateway waits, once and in the background, for a new topic to be created "
+     "and led after its first record; past it a warning is logged. Records meanwhile wait in "
+     "the producer as they would for any topic (delivery.* and kafka.message.timeout.ms). 0: "
+     "no wait, no creation."),
     CG_CONFIG_ROW_GROUP("embedded_broker",
      "An in-process Kafka broker (librdkafka's mock cluster) for demos; never for production."),
     CG_CONFIG_ROW_BOOL("embedded_broker.enabled", cg_kafka_conf_t, embedded_enabled, "false",

@@ -9,6 +9,7 @@
 #include "cg_metrics_gw.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,7 +20,7 @@
 typedef struct kafka_topic {
     const char *dest; /* the engine's pointer (stable for the run) */
     rd_kafka_topic_t *rkt;
-    int ensured; /* made ready (cg_kafka_topic_ensure) before its first record */
+    int ensured; /* handed to the ensure thread at its first record */
 } kafka_topic_t;
 
 typedef struct kafka_sink {
@@ -36,6 +37,17 @@ typedef struct kafka_sink {
     int txn_offsets_sent; /* the open transaction's offsets are sent: only the commit is left */
     cg_kafka_embedded_t *embedded; /* its own, when the source is not Kafka (listen's demo) */
     cg_kafka_topics_t *ready;      /* destinations made ready before their first record */
+    /* Topics are made ready (created, leaders waited for: up to topics.wait_ms) on a thread of
+     * their own, so that produce never blocks: the MLLP listener calls it from its event loop,
+     * which must go on serving connections while the broker is away. Records produced before
+     * a topic is ready wait in the producer, as they would for a leader. */
+    pthread_t ensure_thr;
+    int ensure_started;
+    pthread_mutex_t ensure_mu;
+    pthread_cond_t ensure_cv;
+    const char **ensure_q; /* destinations to make ready, in order (engine-stable pointers) */
+    size_t ensure_n, ensure_cap;
+    int ensure_quit;
     /* wake_fd: a pipe librdkafka writes a byte to when delivery reports arrive on an empty
      * main queue; made at the first ask (a source that waits on fds), else unused */
     rd_kafka_queue_t *wake_q;
@@ -102,7 +114,65 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 static int sink_stopping(void *opaque)
 {
-    return cg_engine_stopping(((kafka_sink_t *)opaque)->engine);
+    kafka_sink_t *k = opaque;
+    pthread_mutex_lock(&k->ensure_mu);
+    int quit = k->ensure_quit;
+    pthread_mutex_unlock(&k->ensure_mu);
+    return quit || cg_engine_stopping(k->engine);
+}
+
+static void *ensure_main(void *opaque)
+{
+    kafka_sink_t *k = opaque;
+    pthread_mutex_lock(&k->ensure_mu);
+    for (;;) {
+        while (!k->ensure_n && !k->ensure_quit)
+            pthread_cond_wait(&k->ensure_cv, &k->ensure_mu);
+        if (k->ensure_quit)
+            break;
+        const char *dest = k->ensure_q[0];
+        memmove(k->ensure_q, k->ensure_q + 1, --k->ensure_n * sizeof(*k->ensure_q));
+        pthread_mutex_unlock(&k->ensure_mu);
+        cg_kafka_topics_ensure(k->ready, dest, sink_stopping, k);
+        pthread_mutex_lock(&k->ensure_mu);
+    }
+    pthread_mutex_unlock(&k->ensure_mu);
+    return NULL;
+}
+
+/* Hands dest to the ensure thread (started at the first). Without memory or a thread the topic
+ * is simply not waited for: the producer still creates nothing and holds its records. */
+static void ensure_later(kafka_sink_t *k, const char *dest)
+{
+    pthread_mutex_lock(&k->ensure_mu);
+    if (k->ensure_n == k->ensure_cap) {
+        size_t cap = k->ensure_cap ? 2 * k->ensure_cap : 8;
+        const char **grown = realloc(k->ensure_q, cap * sizeof(*grown));
+        if (!grown) {
+            pthread_mutex_unlock(&k->ensure_mu);
+            cg_log(CG_LOG_WARN, "topic.not_ready", "%s: out of memory to make it ready", dest);
+            return;
+        }
+        k->ensure_q = grown;
+        k->ensure_cap = cap;
+    }
+    k->ensure_q[k->ensure_n++] = dest;
+    if (!k->ensure_started && pthread_create(&k->ensure_thr, NULL, ensure_main, k) == 0)
+        k->ensure_started = 1;
+    pthread_cond_signal(&k->ensure_cv);
+    pthread_mutex_unlock(&k->ensure_mu);
+}
+
+/* Stops the ensure thread: a wait for a topic ends at its next look at the stop flag. */
+static void ensure_stop(kafka_sink_t *k)
+{
+    pthread_mutex_lock(&k->ensure_mu);
+    k->ensure_quit = 1;
+    pthread_cond_signal(&k->ensure_cv);
+    pthread_mutex_unlock(&k->ensure_mu);
+    if (k->ensure_started)
+        pthread_join(k->ensure_thr, NULL);
+    k->ensure_started = 0;
 }
 
 /* A handle for a destination not seen before. */
@@ -135,10 +205,11 @@ static rd_kafka_topic_t *topic_of(kafka_sink_t *k, const char *dest, int dead, i
     if (i == k->n_topics && !add_topic(k, dest, dead))
         return NULL;
     /* made ready once, at its first record rather than at start, so that a broker that is
-     * down at start does not hold the start up */
+     * down at start does not hold the start up; in the background, so that produce never
+     * blocks */
     if (for_record && !k->topics[i].ensured) {
         k->topics[i].ensured = 1;
-        cg_kafka_topics_ensure(k->ready, dest, sink_stopping, k);
+        ensure_later(k, dest);
     }
     return k->topics[i].rkt;
 }
@@ -148,6 +219,8 @@ static void ksink_destroy(void *ctx)
     kafka_sink_t *k = ctx;
     if (!k)
         return;
+    ensure_stop(k);
+    free(k->ensure_q);
     for (size_t i = 0; i < k->n_topics; i++)
         rd_kafka_topic_destroy(k->topics[i].rkt);
     free(k->topics);
@@ -160,6 +233,8 @@ static void ksink_destroy(void *ctx)
         rd_kafka_destroy(k->producer);
     }
     cg_kafka_topics_destroy(k->ready);
+    pthread_cond_destroy(&k->ensure_cv);
+    pthread_mutex_destroy(&k->ensure_mu);
     cg_kafka_embedded_stop(k->embedded);
     for (int i = 0; i < 2; i++)
         if (k->wake[i] >= 0)
@@ -181,6 +256,8 @@ static void *ksink_init(const cg_plugin_env_t *env, char *errstr, size_t errstr_
     k->metrics = env->metrics;
     k->eos = env->exactly_once;
     k->wake[0] = k->wake[1] = -1;
+    pthread_mutex_init(&k->ensure_mu, NULL);
+    pthread_cond_init(&k->ensure_cv, NULL);
     /* the embedded broker is the Kafka source's, and the sink writes to the cluster it reads;
      * with another source (MLLP) the sink starts one of its own */
     const cg_kafka_conf_t *kc = env->conf ? env->conf : cg_kafka_conf(cfg);

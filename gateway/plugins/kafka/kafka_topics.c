@@ -73,7 +73,9 @@ static void create_topic(rd_kafka_t *rk, const cg_kafka_conf_t *kc, const char *
         ev = rd_kafka_queue_poll(q, 100);
     const char *why = NULL;
     rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (!ev) {
+    if (!ev && stop && stop(opaque)) {
+        /* stopping: nothing to say */
+    } else if (!ev) {
         why = "no answer";
     } else if (rd_kafka_event_error(ev)) {
         why = rd_kafka_event_error_string(ev);
@@ -147,7 +149,7 @@ int cg_kafka_topics_ensure(cg_kafka_topics_t *t, const char *topic, cg_kafka_sto
         }
     }
     rd_kafka_topic_destroy(rkt);
-    if (!ready)
+    if (!ready && !(stop && stop(opaque)))
         cg_log(CG_LOG_WARN, "topic.not_ready",
                "%s: no leader for every partition within topics.wait_ms (%d ms); its records "
                "wait in the producer",
