@@ -31,6 +31,7 @@ struct cg_metric_series {
 
 struct cg_metric {
     cg_metric_t *next;
+    uint64_t uid; /* never reused: tells a freed metric from one made at its address */
     metric_type_t type;
     char *name, *help;
     size_t n_labels;
@@ -198,6 +199,8 @@ static cg_metric_t *metric_add(cg_metrics_t *m, metric_type_t type, const char *
     cg_metric_t *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
+    static _Atomic uint64_t uids;
+    f->uid = atomic_fetch_add(&uids, 1) + 1;
     f->type = type;
     f->name = strdup(name);
     f->help = strdup(help ? help : "");
@@ -285,21 +288,60 @@ static cg_metric_series_t *find(cg_metric_t *f, size_t from, size_t to, uint64_t
     return NULL;
 }
 
+/* A thread's recent look-ups. Callers ask with the same label strings again and again (a topic's
+ * name, a spec's, per record), so a hit by the strings' addresses skips the length, the hash and
+ * the search; the text is still compared, so that another string written at a freed one's
+ * address never finds the wrong series, and the metric's uid tells a freed metric from one made
+ * at its address before the memo's series is looked at. */
+#define GET_MEMO 16
+typedef struct get_memo {
+    uint64_t uid;
+    const char *v[CG_METRICS_MAX_LABELS];
+    cg_metric_series_t *s;
+} get_memo_t;
+static _Thread_local get_memo_t get_memo[GET_MEMO];
+
+static get_memo_t *memo_slot(const cg_metric_t *f, const char *const *v)
+{
+    uintptr_t h = (uintptr_t)f->uid * 0x9E3779B1u;
+    for (size_t i = 0; i < f->n_labels; i++)
+        h ^= (uintptr_t)v[i] >> 3 ^ (uintptr_t)v[i] >> 9;
+    return &get_memo[h % GET_MEMO];
+}
+
+static int memo_hit(const get_memo_t *g, const cg_metric_t *f, const char *const *v)
+{
+    if (g->uid != f->uid)
+        return 0;
+    for (size_t i = 0; i < f->n_labels; i++)
+        if (g->v[i] != v[i] || strncmp(g->s->values[i], v[i], g->s->lens[i]) ||
+            v[i][g->s->lens[i]] != '\0')
+            return 0;
+    return 1;
+}
+
 cg_metric_series_t *cg_metric_get(cg_metric_t *f, const char *const *values)
 {
     if (!f)
         return NULL;
-    const char *v[CG_METRICS_MAX_LABELS];
+    const char *v[CG_METRICS_MAX_LABELS] = {NULL};
     size_t len[CG_METRICS_MAX_LABELS];
-    for (size_t i = 0; i < f->n_labels; i++) {
+    for (size_t i = 0; i < f->n_labels; i++)
         v[i] = values && values[i] ? values[i] : "";
+    get_memo_t *g = memo_slot(f, v);
+    if (memo_hit(g, f, v))
+        return g->s;
+    for (size_t i = 0; i < f->n_labels; i++)
         len[i] = strnlen(v[i], CG_METRICS_MAX_VALUE);
-    }
     uint64_t hash = hash_values(v, len, f->n_labels);
     size_t n = atomic_load_explicit(&f->n, memory_order_acquire);
     cg_metric_series_t *s = find(f, 0, n, hash, v, len);
-    if (s)
+    if (s) {
+        g->uid = f->uid;
+        memcpy(g->v, v, sizeof(g->v));
+        g->s = s;
         return s;
+    }
     if (n < f->cap) { /* a full metric never needs the lock again */
         pthread_mutex_lock(&f->lock);
         size_t n2 = atomic_load_explicit(&f->n, memory_order_relaxed);

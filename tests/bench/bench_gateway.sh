@@ -89,6 +89,9 @@
 #   --partitions P      input partitions (default 4)
 #   --warmup S          whole seconds at the start of the rate phase kept out of p50/p99/max
 #                       (default 5; 0 when the run is not longer than twice that)
+# BENCH_PERF=DIR: each gateway and passthrough run is profiled with `perf record -g`
+# from the moment it holds its partitions until just before SIGTERM, into DIR/NAME.data (read
+# with `perf report -i`); the sampling costs a few percent, so compare profiles, not msgs/s.
 # BENCH_BUILD_DIR: the build folder (default build-bench, configured Release with the tests);
 # BENCH_RSS_EVERY: seconds between RSS samples printed for rate runs of 120 s or more (default 60).
 # Example, the 10-minute flat-RSS run:
@@ -272,6 +275,12 @@ start_gateway() {
         sleep 0.05
     done
     rss0=$(status_kb "$gw_pid" VmRSS)
+    perf_pid=
+    if [ -n "${BENCH_PERF:-}" ]; then # a CPU profile of this run, once it holds its partitions
+        mkdir -p "$BENCH_PERF"
+        perf record -q -F 999 -g -p "$gw_pid" -o "$BENCH_PERF/$name.data" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
 }
 
 # the CPU seconds (user + system, all threads) process $1 has used
@@ -286,6 +295,11 @@ stop_gateway() {
     rss1=$(status_kb "$gw_pid" VmRSS)
     hwm=$(status_kb "$gw_pid" VmHWM)
     cpu=$(cpu_s "$gw_pid")
+    if [ -n "${perf_pid:-}" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        perf_pid=
+    fi
     kill -TERM "$gw_pid"
     wait "$gw_pid" || rc=$?
     gw_pid=

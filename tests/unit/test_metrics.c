@@ -133,6 +133,34 @@ static void test_counter_with_labels(void **state)
     cg_metrics_destroy(m);
 }
 
+/* Look-ups are remembered by the label strings' addresses (per thread): the text there and the
+ * metric must still be the ones remembered. Fails when the memo trusts an address alone. */
+static void test_lookups_by_address_check_the_text(void **state)
+{
+    (void)state;
+    char label[16] = "alpha";
+    for (int round = 0; round < 2; round++) { /* a second registry, maybe at the same address */
+        cg_metrics_t *m = cg_metrics_new(0);
+        cg_metric_t *c = cg_metrics_counter(m, "lookups_total", "Look-ups.", "topic,spec");
+        strcpy(label, "alpha");
+        cg_metric_series_t *a = cg_metric_get2(c, label, "s");
+        assert_ptr_equal(a, cg_metric_get2(c, label, "s")); /* a hit */
+        cg_metric_inc(a, 1);
+        strcpy(label, "beta"); /* the same address, another text */
+        cg_metric_series_t *b = cg_metric_get2(c, label, "s");
+        assert_ptr_not_equal(a, b);
+        strcpy(label, "alph"); /* a prefix of the remembered text */
+        assert_ptr_not_equal(a, cg_metric_get2(c, label, "s"));
+        strcpy(label, "alphabet"); /* longer than it */
+        assert_ptr_not_equal(a, cg_metric_get2(c, label, "s"));
+        strcpy(label, "alpha");
+        assert_ptr_equal(a, cg_metric_get2(c, label, "s"));
+        assert_int_equal(cg_metric_count(a), 1); /* the old registry's count is not seen */
+        assert_int_equal(cg_metric_series_count(c), 4);
+        cg_metrics_destroy(m);
+    }
+}
+
 static void test_bad_definitions_are_refused(void **state)
 {
     (void)state;
@@ -822,6 +850,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_with_labels),
+        cmocka_unit_test(test_lookups_by_address_check_the_text),
         cmocka_unit_test(test_bad_definitions_are_refused),
         cmocka_unit_test(test_label_values_and_help_are_escaped),
         cmocka_unit_test(test_histogram_buckets_sum_count),
