@@ -11,9 +11,11 @@
  *           next is read; those refused found when the answer is awaited, their rows then
  *           through the statements (the same rejects, no gap, exact periods).
  *   mixed:  a new process (nothing cached) gets 300 updates of those measurements interleaved
- *           with 300 new ones at later dates: the new keys copied and the others upserted in
- *           the same batches (the log says so): values updated, new rows in, one compact id
- *           per row id and still no gap, periods widened.
+ *           with 300 new ones at later dates: the first batch's keys, guessed new, are refused
+ *           by the id map and looked up (the log says so; the first run, all new, never
+ *           guessed wrong); the new keys copied and the others upserted in the same batches
+ *           (the log says so): values updated, new rows in, one compact id per row id and
+ *           still no gap (the refused guess's ids given out again), periods widened.
  *   merge:  person 2 merged into person 1, then 50 new measurements of person 2: they belong
  *           to person 1.
  *   cohorts: with the shipped t2dm definition, persons with HbA1c rows of 5 % (nobody enters),
@@ -163,6 +165,7 @@ static void test_direct(void **state)
                      pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
     pt_sh("grep -q 'measurement: [0-9]* rows copied' '%s/sink-1.log'", r.dir);
     pt_sh("grep -q 'pg.direct_refused.*measurement' '%s/sink-1.log'", r.dir);
+    pt_sh("! grep -q 'pg.direct_guess' '%s/sink-1.log'", r.dir);
 
     /* mixed: updates and new keys in the same batches, from a process with nothing cached */
     rd_kafka_t *p = tk_producer();
@@ -188,6 +191,9 @@ static void test_direct(void **state)
     assert_int_equal(periods_exact(&r), PERSONS);
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 3);
     pt_sh("grep -q 'measurement: [0-9]* rows copied, [1-9]' '%s/sink-2.log'", r.dir);
+    pt_sh("grep -q 'pg.direct_guess.*measurement' '%s/sink-2.log'", r.dir);
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT id) FROM %s.cg_id_map", r.schema),
+                     PERSONS + FIRST + 300);
 
     /* merge: person 2's new rows follow the merge to person 1 */
     p = tk_producer();

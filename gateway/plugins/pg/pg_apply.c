@@ -171,6 +171,7 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->cache_k);
     free(a->cache_v);
     free(a->pend_k);
+    free(a->pool);
     free(a->pend_v);
     free(a);
 }

@@ -7,7 +7,12 @@
  *   1. one SELECT of the batch's row ids already in the id map, an index probe each (and of
  *      its persons merged away: such a batch takes the statements, which follow the merge);
  *      ids a committed transaction saw in the map are known without it (a small cache:
- *      persons and visits come again and again);
+ *      persons and visits come again and again). The rows' own keys are probed only while the
+ *      table's recent batches had keys the map held (stage_t.probe_keys): else they are
+ *      guessed new, a fifth of the server's work saved on a feed of new facts, and 2's COPY
+ *      tells a wrong guess (a key the map holds: 23505): rolled back to the savepoint, the
+ *      batch is looked up and tried again, its ids given out again (a->pool: no gap), and the
+ *      table's next PG_PROBE_BATCHES batches are looked up first;
  *   2. under a savepoint, compact ids for the new ids from the map's own sequence, and one COPY
  *      of the pairs into the map in order (two instances never wait on each other in a cycle),
  *      without ON CONFLICT: a concurrent instance's same new id fails it (23505) and the
@@ -43,6 +48,8 @@
  * (listed in $1, or known from the cache); a reference (in a column other than the key) */
 enum { ID_USED = 1, ID_PERSON = 2, ID_NEW = 4, ID_LISTED = 8, ID_REF = 16 };
 #define ID_UNKNOWN INT64_MIN
+/* batches of a table looked up first after one that had a key the map held */
+#define PG_PROBE_BATCHES 16
 
 static size_t id_slot(const pg_apply_t *a, int64_t k)
 {
@@ -278,9 +285,10 @@ static int cmp_i64(const void *x, const void *y)
 }
 
 /* Step 1: the batch's distinct ids into a's table and $1, its persons into $2; the ids already
- * mapped looked up. 1 go on, 0 not for this path, -1 the transaction's error. */
+ * mapped looked up (the rows' own keys only when probe). 1 go on, 0 not for this path, -1 the
+ * transaction's error. */
 static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
-                   long pcol, char *errstr, size_t errstr_size)
+                   long pcol, int probe, char *errstr, size_t errstr_size)
 {
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
@@ -338,7 +346,8 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
         return -1;
     size_t nq = 0;
     for (size_t j = 0; j < a->ids_cap; j++)
-        if ((a->ids_flags[j] & ID_LISTED) && a->ids_v[j] == ID_UNKNOWN)
+        if ((a->ids_flags[j] & ID_LISTED) && a->ids_v[j] == ID_UNKNOWN &&
+            (probe || (a->ids_flags[j] & ID_REF)))
             q[nq++] = a->ids_k[j];
     qsort(q, nq, sizeof(*q), cmp_i64);
     for (size_t i = 0; i < nq; i++) {
@@ -371,12 +380,31 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
         long j = id_find(a, id_of(f[STAGE_META + s->key_col], fl[STAGE_META + s->key_col]));
         any = j >= 0 && (a->ids_flags[j] & ID_NEW);
     }
+    if (!any) /* every key known: updates, which the next batches may bring too */
+        s->probe_keys = PG_PROBE_BATCHES;
     return any;
 }
 
-/* Step 2: compact ids for the new ids, from the id map's own sequence (one nextval each, as
- * its identity would take), and the pairs COPY'd into it in order; their compact ids into a's
- * table. */
+/* Compact ids no row took, to be given out again (out of memory: a gap, nothing worse). */
+static void pool_put(pg_apply_t *a, const int64_t *ids, size_t n)
+{
+    if (a->pool_n + n > a->pool_cap) {
+        size_t cap = a->pool_cap ? a->pool_cap : 1024;
+        while (cap < a->pool_n + n)
+            cap *= 2;
+        int64_t *grown = realloc(a->pool, cap * sizeof(*grown));
+        if (!grown)
+            return;
+        a->pool = grown;
+        a->pool_cap = cap;
+    }
+    memcpy(a->pool + a->pool_n, ids, n * sizeof(*ids));
+    a->pool_n += n;
+}
+
+/* Step 2: compact ids for the new ids, from the pool and then the id map's own sequence (one
+ * nextval each, as its identity would take), and the pairs COPY'd into it in order; their
+ * compact ids into a's table. A refused COPY gives its ids back to the pool. */
 static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size_t errstr_size)
 {
     if (!a->id_seq) {
@@ -406,43 +434,60 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
         if (a->ids_flags[j] & ID_NEW)
             v[n++] = a->ids_k[j];
     qsort(v, n, sizeof(*v), cmp_i64);
-    cg_buf_t par[2];
-    cg_buf_init(&par[0]);
-    cg_buf_init(&par[1]);
-    cg_buf_puts(&par[0], a->id_seq);
-    cg_buf_putc(&par[0], '\0');
-    cg_buf_put_int64(&par[1], (int64_t)n);
-    cg_buf_putc(&par[1], '\0');
-    PGresult *r = par[0].data && par[1].data
-                      ? run(c, "SELECT nextval($1::regclass) FROM generate_series(1, $2::integer)",
-                            2, par, NULL, errstr, errstr_size)
-                      : NULL;
-    cg_buf_free(&par[0]);
-    cg_buf_free(&par[1]);
-    if (!r || (size_t)PQntuples(r) != n) {
-        if (r)
-            snprintf(errstr, errstr_size, "the id map's sequence answered %d ids, not %zu",
-                     PQntuples(r), n);
-        PQclear(r);
+    size_t from_pool = n < a->pool_n ? n : a->pool_n, draw = n - from_pool;
+    int64_t *got = malloc((n ? n : 1) * sizeof(*got));
+    if (!got) {
         free(v);
         return -1;
     }
+    PGresult *r = NULL;
+    if (draw) {
+        cg_buf_t par[2];
+        cg_buf_init(&par[0]);
+        cg_buf_init(&par[1]);
+        cg_buf_puts(&par[0], a->id_seq);
+        cg_buf_putc(&par[0], '\0');
+        cg_buf_put_int64(&par[1], (int64_t)draw);
+        cg_buf_putc(&par[1], '\0');
+        r = par[0].data && par[1].data
+                ? run(c, "SELECT nextval($1::regclass) FROM generate_series(1, $2::integer)", 2,
+                      par, NULL, errstr, errstr_size)
+                : NULL;
+        cg_buf_free(&par[0]);
+        cg_buf_free(&par[1]);
+        if (!r || (size_t)PQntuples(r) != draw) {
+            if (r)
+                snprintf(errstr, errstr_size, "the id map's sequence answered %d ids, not %zu",
+                         PQntuples(r), draw);
+            PQclear(r);
+            free(v);
+            free(got);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < from_pool; i++)
+        got[i] = a->pool[--a->pool_n];
+    for (size_t i = 0; i < draw; i++)
+        got[from_pool + i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+    PQclear(r);
     int rc = 0;
     cg_buf_reset(&a->par1);
     for (size_t i = 0; i < n && !rc; i++) {
         long j = id_find(a, v[i]);
-        a->ids_v[j] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        a->ids_v[j] = got[i];
         cg_buf_put_int64(&a->par1, v[i]);
         cg_buf_putc(&a->par1, '\t');
         cg_buf_put_int64(&a->par1, a->ids_v[j]);
         rc = cg_buf_putc(&a->par1, '\n') != CG_OK ||
              ((a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]));
     }
-    PQclear(r);
     free(v);
-    if (rc)
-        return -1;
-    return pg_copy_in(c, a->new_ids_sql, &a->par1, rows_fault, errstr, errstr_size);
+    if (!rc)
+        rc = pg_copy_in(c, a->new_ids_sql, &a->par1, rows_fault, errstr, errstr_size);
+    if (rc) /* the map holds none of them */
+        pool_put(a, got, n);
+    free(got);
+    return rc;
 }
 
 /* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
@@ -601,29 +646,47 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
     build_sql(a, s, t);
     if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
         return -1;
-    int rc = look_up(a, c, s, t, ids, pcol, errstr, errstr_size);
-    if (rc <= 0)
-        return rc;
     /* the new ids, then the rows, each under a savepoint of its own: a row's fault rolls back
      * the rows only, so the ids stay mapped and the map's integers keep no gap */
-    int fault = 0;
+    int rc, fault = 0, probe = s->probe_keys > 0;
     size_t n_direct, n_rest, n_pend = a->n_pend;
     const char *refused = NULL;
-    if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
-        return -1;
-    rc = map_new(a, c, &fault, errstr, errstr_size);
+    for (;;) {
+        if ((rc = look_up(a, c, s, t, ids, pcol, probe, errstr, errstr_size)) <= 0)
+            return rc;
+        if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
+            return -1;
+        rc = map_new(a, c, &fault, errstr, errstr_size);
+        if (!rc || !fault || probe)
+            break;
+        /* a key guessed new was in the map: looked up, and the table's next batches too */
+        cg_log(CG_LOG_DEBUG, "pg.direct_guess",
+               "%s: a key guessed new was mapped already: the batch is looked up", t->name);
+        a->n_pend = n_pend;
+        s->probe_keys = PG_PROBE_BATCHES;
+        probe = 1;
+        fault = 0;
+        if (pg_exec(c, "ROLLBACK TO SAVEPOINT cg_direct; RELEASE SAVEPOINT cg_direct", errstr,
+                    errstr_size))
+            return -1;
+    }
     if (rc) {
         a->n_pend = n_pend; /* gone with the savepoint */
         refused = "a concurrent instance's same new id";
     } else if (pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size) ||
                split_rows(a, s, t, ids, pcol, c0, c1, &n_direct, &n_rest)) {
         return -1;
-    } else if (defer && !n_rest && !a->tracked.len) {
-        return copy_deferred(a, c, ti, s, pcol, c0, errstr, errstr_size);
-    } else if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size)) {
-        return -1;
-    } else if ((rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size))) {
-        refused = "a row";
+    } else {
+        if (n_rest) /* keys the map held: updates, which the next batches may bring too */
+            s->probe_keys = PG_PROBE_BATCHES;
+        else if (probe)
+            s->probe_keys--;
+        if (defer && !n_rest && !a->tracked.len)
+            return copy_deferred(a, c, ti, s, pcol, c0, errstr, errstr_size);
+        if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
+            return -1;
+        if ((rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size)))
+            refused = "a row";
     }
     if (rc) {
         if (!fault) /* the transaction's error: it is aborted */

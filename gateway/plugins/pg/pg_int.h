@@ -254,6 +254,10 @@ typedef struct stage {
     char *before_sql, *after_sql;              /* the persons it touches (track) */
     char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
     int staged;                                /* in its staging table (emptied after) */
+    /* the direct path's batches left whose keys are looked up in the id map first: set after
+     * a batch in which some key was there already; at 0 keys are guessed new, unlooked-up, and
+     * the map's COPY refuses a wrong guess (pg_apply_direct.c) */
+    unsigned probe_keys;
 } stage_t;
 
 /* Where a staged record's original bytes are in pg_apply's raws (for a reject). */
@@ -318,6 +322,10 @@ struct pg_apply {
     int64_t *cache_k, *cache_v;
     int64_t *pend_k, *pend_v;
     size_t n_pend, cap_pend;
+    /* compact ids drawn from the map's sequence that no row took (a refused COPY into the
+     * map): given out before new ones are drawn, so a wrong guess leaves no gap */
+    int64_t *pool;
+    size_t pool_n, pool_cap;
     /* a flush's last statement, a direct COPY under the savepoint cg_direct, left running
      * while the next batch is read (pg_apply_settle waits for it): its table, and its rows as
      * staged with their original bytes, which take the statements if it is refused */
