@@ -156,6 +156,7 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->periods_sql);
     free(a->widen_sql);
     free(a->ids_k);
+    free(a->order);
     free(a->ids_v);
     free(a->ids_flags);
     cg_buf_free(&a->direct);

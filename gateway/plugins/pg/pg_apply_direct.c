@@ -91,6 +91,15 @@ static long id_add(pg_apply_t *a, int64_t k)
             return (long)j;
         j = (j + 1) & (a->ids_cap - 1);
     }
+    if (a->ids_n == a->order_cap) {
+        size_t cap = a->order_cap ? a->order_cap * 2 : 4096;
+        int64_t *grown = realloc(a->order, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        a->order = grown;
+        a->order_cap = cap;
+    }
+    a->order[a->ids_n] = k;
     a->ids_k[j] = k, a->ids_v[j] = ID_UNKNOWN, a->ids_flags[j] = ID_USED;
     a->ids_n++;
     return (long)j;
@@ -426,14 +435,14 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
             return -1;
         }
     }
+    /* the new ids in the order the rows name them */
     size_t n = 0;
     int64_t *v = malloc((a->ids_n ? a->ids_n : 1) * sizeof(*v));
     if (!v)
         return -1;
-    for (size_t j = 0; j < a->ids_cap; j++)
-        if (a->ids_flags[j] & ID_NEW)
-            v[n++] = a->ids_k[j];
-    qsort(v, n, sizeof(*v), cmp_i64);
+    for (size_t i = 0; i < a->ids_n; i++)
+        if (a->ids_flags[id_find(a, a->order[i])] & ID_NEW)
+            v[n++] = a->order[i];
     size_t from_pool = n < a->pool_n ? n : a->pool_n, draw = n - from_pool;
     int64_t *got = malloc((n ? n : 1) * sizeof(*got));
     if (!got) {
@@ -470,11 +479,17 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
     for (size_t i = 0; i < draw; i++)
         got[from_pool + i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
     PQclear(r);
+    /* compact ids ascending in the rows' order: the table's primary key then grows at its end
+     * as a plain COPY's does (a tenth less time than in the keys' order); the pairs go into
+     * the map in the keys' order (two instances never wait on each other in a cycle) */
+    qsort(got, n, sizeof(*got), cmp_i64);
+    for (size_t i = 0; i < n; i++)
+        a->ids_v[id_find(a, v[i])] = got[i];
+    qsort(v, n, sizeof(*v), cmp_i64);
     int rc = 0;
     cg_buf_reset(&a->par1);
     for (size_t i = 0; i < n && !rc; i++) {
         long j = id_find(a, v[i]);
-        a->ids_v[j] = got[i];
         cg_buf_put_int64(&a->par1, v[i]);
         cg_buf_putc(&a->par1, '\t');
         cg_buf_put_int64(&a->par1, a->ids_v[j]);

@@ -311,6 +311,8 @@ struct pg_apply {
     int64_t *ids_k, *ids_v;
     unsigned char *ids_flags;
     size_t ids_cap, ids_n;
+    int64_t *order; /* the batch's ids in the order the rows name them (ids_n of them) */
+    size_t order_cap;
     cg_buf_t direct, rest, par1, par2, par3;
     cg_buf_t tracked; /* with cohorts: the direct rows' persons, as pg_temp.cg_direct_persons */
     char *ids_sql, *new_ids_sql, *id_seq;
