@@ -18,6 +18,8 @@
  *           still no gap (the refused guess's ids given out again), periods widened.
  *   merge:  person 2 merged into person 1, then 50 new measurements of person 2: they belong
  *           to person 1.
+ *   spans:  persons loaded, then one batch with a person's dates out of order: the period is
+ *           widened from the first to the last date.
  *   cohorts: with the shipped t2dm definition, persons with HbA1c rows of 5 % (nobody enters),
  *           then new measurements alone: copied straight in, and their persons evaluated: the
  *           10 given an HbA1c of 7 % enter, the 30 still at 5 % do not.
@@ -222,6 +224,39 @@ static void test_direct(void **state)
     pt_run_end(&r);
 }
 
+/* One batch of new rows, a person's dates out of order (the last first, the first last): the
+ * period is widened from the batch's first to its last date, read per person. */
+static void test_direct_spans(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-sink-spans", "records", 1);
+    config(&r, "");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    /* the persons first, by a run of their own: a batch with a person row derives its
+     * persons' periods anew from the tables rather than widening them */
+    rd_kafka_t *p = tk_producer();
+    persons(p, &r, 2);
+    pt_producer_close(p);
+    run_sink(&r, "persons.log");
+    p = tk_producer();
+    static const char *const dates[] = {"2024-06-15", "2024-06-30", "2024-06-01", "2024-06-20"};
+    for (int i = 0; i < 8; i++)
+        measurement(p, &r, i, i % 2, dates[i / 2], i, 0);
+    pt_producer_close(p);
+    run_sink(&r, "sink.log");
+    pt_sh("grep -q 'measurement: [0-9]* rows copied' '%s/sink.log'", r.dir);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.observation_period WHERE "
+                              "observation_period_start_date = '2024-06-01' AND "
+                              "observation_period_end_date = '2024-06-30'",
+                              r.schema),
+                     2);
+    assert_int_equal(periods_exact(&r), 2);
+    pt_run_end(&r);
+}
+
 /* With cohorts (the shipped t2dm definition): new measurements still go straight in, and their
  * persons are evaluated all the same: those with an HbA1c of 6.5 % or more enter (cohort rows
  * and enter events), the others do not. */
@@ -307,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_direct),
         cmocka_unit_test(test_direct_running),
         cmocka_unit_test(test_direct_cohorts),
+        cmocka_unit_test(test_direct_spans),
     };
     return PT_RUN_TESTS(tests);
 }

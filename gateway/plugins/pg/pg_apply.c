@@ -157,6 +157,8 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->widen_sql);
     free(a->ids_k);
     free(a->order);
+    free(a->spans);
+    free(a->span_list);
     free(a->ids_v);
     free(a->ids_flags);
     cg_buf_free(&a->direct);

@@ -505,8 +505,59 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
     return rc;
 }
 
+/* A plain ISO date (YYYY-MM-DD), which orders as text. */
+static int iso_date(const char *v, size_t n)
+{
+    if (n != 10 || v[4] != '-' || v[7] != '-')
+        return 0;
+    for (size_t i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (v[i] < '0' || v[i] > '9'))
+            return 0;
+    return 1;
+}
+
+/* The periods' spans, per person (by the person's slot in a's id table): the first and last
+ * date of the batch's rows, so that the widening reads a row per person rather than per row.
+ * 0 when a date is not a plain ISO date or a row has no person: the rows then go as they are. */
+static int span_add(pg_apply_t *a, long slot, const char *d0, size_t n0, const char *d1, size_t n1)
+{
+    if (slot < 0 || !iso_date(d0, n0))
+        return 0;
+    if (is_null(d1, n1))
+        d1 = d0, n1 = n0;
+    else if (!iso_date(d1, n1))
+        return 0;
+    if (memcmp(d1, d0, 10) < 0)
+        d1 = d0;
+    if (a->span_cap < a->ids_cap) {
+        span_t *grown = realloc(a->spans, a->ids_cap * sizeof(*grown));
+        long *list = grown ? realloc(a->span_list, a->ids_cap * sizeof(*list)) : NULL;
+        if (grown)
+            a->spans = grown;
+        if (!list)
+            return 0;
+        a->span_list = list;
+        memset(a->spans + a->span_cap, 0, (a->ids_cap - a->span_cap) * sizeof(*grown));
+        a->span_cap = a->ids_cap;
+    }
+    span_t *sp = &a->spans[slot];
+    if (sp->gen != a->span_gen) {
+        sp->gen = a->span_gen;
+        memcpy(sp->d0, d0, 10);
+        memcpy(sp->d1, d1, 10);
+        a->span_list[a->span_n++] = slot;
+        return 1;
+    }
+    if (memcmp(d0, sp->d0, 10) < 0)
+        memcpy(sp->d0, d0, 10);
+    if (memcmp(d1, sp->d1, 10) > 0)
+        memcpy(sp->d1, d1, 10);
+    return 1;
+}
+
 /* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
- * staged) into a->rest; with periods, the rows' persons and dates into $1..$3. */
+ * staged) into a->rest; with periods, the rows' persons and dates into $1..$3 (a row per
+ * person when span_add took every row). */
 static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids, long pcol,
                       long c0, long c1, size_t *n_direct, size_t *n_rest)
 {
@@ -520,6 +571,9 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_reset(i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3);
     const char *p = s->copy.data, *end = p + s->copy.len, *line;
     *n_direct = *n_rest = 0;
+    int spans = periods;
+    a->span_gen++;
+    a->span_n = 0;
     while (p < end) {
         line = p;
         p = split_line(p, end, f, fl, nf);
@@ -543,8 +597,8 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
         const char *pv = pcol >= 0 ? f[STAGE_META + pcol] : NULL;
         size_t pn = pcol >= 0 ? fl[STAGE_META + pcol] : 0;
-        int64_t person =
-            (track || periods) && pv && !is_null(pv, pn) ? a->ids_v[id_find(a, id_of(pv, pn))] : -1;
+        long pj = (track || periods) && pv && !is_null(pv, pn) ? id_find(a, id_of(pv, pn)) : -1;
+        int64_t person = pj >= 0 ? a->ids_v[pj] : -1;
         if (track && person >= 0) { /* pid, topic, part, off, seq as staged */
             cg_buf_put_int64(&a->tracked, person);
             for (int m = 0; m < 4; m++) {
@@ -555,6 +609,10 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             cg_buf_putc(&a->tracked, '\n');
         }
         if (periods) {
+            long e = c1 >= 0 ? c1 : c0;
+            spans = spans && span_add(a, pj, f[STAGE_META + c0], fl[STAGE_META + c0],
+                                      c1 >= 0 ? f[STAGE_META + c1] : "\\N",
+                                      c1 >= 0 ? fl[STAGE_META + c1] : 2);
             cg_buf_putc(&a->par1, *n_direct ? ',' : '{');
             if (person < 0)
                 cg_buf_puts(&a->par1, "NULL");
@@ -563,10 +621,22 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             cg_buf_putc(&a->par2, *n_direct ? ',' : '{');
             put_elem(&a->par2, f[STAGE_META + c0], fl[STAGE_META + c0]);
             cg_buf_putc(&a->par3, *n_direct ? ',' : '{');
-            long e = c1 >= 0 ? c1 : c0;
             put_elem(&a->par3, f[STAGE_META + e], fl[STAGE_META + e]);
         }
         ++*n_direct;
+    }
+    if (spans && a->span_n) { /* the same widening from a row per person */
+        for (int i = 0; i < 3; i++)
+            cg_buf_reset(i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3);
+        for (size_t i = 0; i < a->span_n; i++) {
+            const span_t *sp = &a->spans[a->span_list[i]];
+            cg_buf_putc(&a->par1, i ? ',' : '{');
+            cg_buf_put_int64(&a->par1, a->ids_v[a->span_list[i]]);
+            cg_buf_putc(&a->par2, i ? ',' : '{');
+            cg_buf_append(&a->par2, sp->d0, 10);
+            cg_buf_putc(&a->par3, i ? ',' : '{');
+            cg_buf_append(&a->par3, sp->d1, 10);
+        }
     }
     int ok = 1;
     for (int i = 0; periods && i < 3; i++) {

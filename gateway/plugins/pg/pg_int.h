@@ -280,6 +280,11 @@ typedef struct pending_reject {
     uint64_t n;
 } pending_reject_t;
 
+typedef struct span {
+    unsigned gen;
+    char d0[10], d1[10]; /* ISO dates */
+} span_t;
+
 struct pg_apply {
     const pg_conf_t *conf;
     stage_t *stages; /* per pg_table_at() */
@@ -313,6 +318,12 @@ struct pg_apply {
     size_t ids_cap, ids_n;
     int64_t *order; /* the batch's ids in the order the rows name them (ids_n of them) */
     size_t order_cap;
+    /* the direct rows' date spans per person, by the person's slot in the id table (valid when
+     * gen is span_gen): the periods' widening gets a row per person (pg_apply_direct.c) */
+    span_t *spans;
+    long *span_list; /* the slots with a span, span_n of them */
+    size_t span_cap, span_n;
+    unsigned span_gen;
     cg_buf_t direct, rest, par1, par2, par3;
     cg_buf_t tracked; /* with cohorts: the direct rows' persons, as pg_temp.cg_direct_persons */
     char *ids_sql, *new_ids_sql, *id_seq;
