@@ -51,6 +51,22 @@ enum { ID_USED = 1, ID_PERSON = 2, ID_NEW = 4, ID_LISTED = 8, ID_REF = 16 };
 /* batches of a table looked up first after one that had a key the map held */
 #define PG_PROBE_BATCHES 16
 
+/* *arr with room for need ids (*cap doubled as needed); -1 when out of memory. */
+static int room_i64(int64_t **arr, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    int64_t *grown = realloc(*arr, c * sizeof(*grown));
+    if (!grown)
+        return -1;
+    *arr = grown;
+    *cap = c;
+    return 0;
+}
+
 static size_t id_slot(const pg_apply_t *a, int64_t k)
 {
     return (size_t)(((uint64_t)k * 0x9E3779B97F4A7C15ULL) >> 20) & (a->ids_cap - 1);
@@ -91,14 +107,8 @@ static long id_add(pg_apply_t *a, int64_t k)
             return (long)j;
         j = (j + 1) & (a->ids_cap - 1);
     }
-    if (a->ids_n == a->order_cap) {
-        size_t cap = a->order_cap ? a->order_cap * 2 : 4096;
-        int64_t *grown = realloc(a->order, cap * sizeof(*grown));
-        if (!grown)
-            return -1;
-        a->order = grown;
-        a->order_cap = cap;
-    }
+    if (room_i64(&a->order, &a->order_cap, a->ids_n + 1))
+        return -1;
     a->order[a->ids_n] = k;
     a->ids_k[j] = k, a->ids_v[j] = ID_UNKNOWN, a->ids_flags[j] = ID_USED;
     a->ids_n++;
@@ -252,17 +262,10 @@ static PGresult *run(PGconn *c, const char *sql, int n, const cg_buf_t *par, int
 /* An id learned in the open transaction, for the cache once it commits. */
 static int pend(pg_apply_t *a, int64_t k, int64_t v)
 {
-    if (a->n_pend == a->cap_pend) {
-        size_t cap = a->cap_pend ? a->cap_pend * 2 : 1024;
-        int64_t *nk = realloc(a->pend_k, cap * sizeof(*nk));
-        if (nk)
-            a->pend_k = nk;
-        int64_t *nv = nk ? realloc(a->pend_v, cap * sizeof(*nv)) : NULL;
-        if (!nv)
-            return -1;
-        a->pend_v = nv;
-        a->cap_pend = cap;
-    }
+    size_t cap_k = a->cap_pend, cap_v = a->cap_pend;
+    if (room_i64(&a->pend_k, &cap_k, a->n_pend + 1) || room_i64(&a->pend_v, &cap_v, a->n_pend + 1))
+        return -1;
+    a->cap_pend = cap_v; /* both arrays hold at least that many */
     a->pend_k[a->n_pend] = k;
     a->pend_v[a->n_pend++] = v;
     return 0;
@@ -397,16 +400,8 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
 /* Compact ids no row took, to be given out again (out of memory: a gap, nothing worse). */
 static void pool_put(pg_apply_t *a, const int64_t *ids, size_t n)
 {
-    if (a->pool_n + n > a->pool_cap) {
-        size_t cap = a->pool_cap ? a->pool_cap : 1024;
-        while (cap < a->pool_n + n)
-            cap *= 2;
-        int64_t *grown = realloc(a->pool, cap * sizeof(*grown));
-        if (!grown)
-            return;
-        a->pool = grown;
-        a->pool_cap = cap;
-    }
+    if (room_i64(&a->pool, &a->pool_cap, a->pool_n + n))
+        return;
     memcpy(a->pool + a->pool_n, ids, n * sizeof(*ids));
     a->pool_n += n;
 }
