@@ -230,6 +230,10 @@ void pg_apply_txn_counted(pg_apply_t *a, int committed)
         a->cache_v[j] = a->pend_v[i];
     }
     a->n_pend = 0;
+    /* ids drawn in a transaction that did not commit may be drawn again after a crash (the
+     * sequence's WAL need not have reached the disk): the pool gives out none of them */
+    if (!committed)
+        a->pool_n = 0;
     for (size_t i = 0; committed && i < a->n_txn_rejects; i++)
         cg_metric_inc(
             cg_metric_get2(a->m_rejects, a->txn_rejects[i].table, a->txn_rejects[i].sqlstate),

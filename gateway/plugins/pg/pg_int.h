@@ -336,7 +336,8 @@ struct pg_apply {
     int64_t *pend_k, *pend_v;
     size_t n_pend, cap_pend;
     /* compact ids drawn from the map's sequence that no row took (a refused COPY into the
-     * map): given out before new ones are drawn, so a wrong guess leaves no gap */
+     * map): given out before new ones are drawn, so a wrong guess leaves no gap; emptied when
+     * a transaction does not commit (pg_apply_txn_counted) */
     int64_t *pool;
     size_t pool_n, pool_cap;
     /* a flush's last statement, a direct COPY under the savepoint cg_direct, left running
