@@ -74,15 +74,26 @@ cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n)
     while (!rc && cg_hl7_path_next(&it, &match)) {
         mp->scope = cg_hl7_scope_at(mp->m, match.seg);
         pos++;
+        /* the guard's value, read once an item for the rules whose guards read the same path
+         * (OBX-2 for every OBX rule): a path's value is the same at the same place */
+        uint32_t gid = 0;
+        spec_val_t a = ABSENT;
         for (size_t k = 0; k < n && !rc; k++) {
             const rule_t *r = &rules[k];
             if (r->guard) { /* most rules take few of the items: told apart here, inline */
-                spec_val_t a;
-                if ((rc = eval(mp, r->guard->a, &a)) || !cond_in(r->guard, a))
+                const expr_t *g = r->guard->a;
+                if (!g->path_id || g->path_id != gid) {
+                    if ((rc = eval(mp, g, &a)))
+                        continue;
+                    gid = g->path_id;
+                }
+                if (!cond_in(r->guard, a))
                     continue;
             }
             mp->rule = r;
+            mp->guard_passed = r->guard != NULL; /* cg_spec_rule_applies need not test it again */
             rc = cg_spec_emit_row(mp, pos);
+            mp->guard_passed = 0;
         }
     }
     if (!rc)

@@ -62,6 +62,13 @@ typedef struct ts_memo {
     size_t iso_len;
 } ts_memo_t;
 
+/* The last date and the last datetime value that passed spec_row.c's shape check in this
+ * message: values stay put for the message, so the same slice passes again. */
+typedef struct iso_memo {
+    uint32_t gen, len;
+    const char *s;
+} iso_memo_t;
+
 /* The places anchored expressions read from the current row (spec_eval.c): the OBR and the ORC
  * of an OBX, found once a row rather than once an expression. Keyed by the message (gen), the
  * scope's cursor and the format's group for the place. */
@@ -109,7 +116,8 @@ struct cg_mapper {
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
     place_memo_t places[PLACE_MEMO_SIZE];
-    uint32_t gen; /* of the message being mapped; never 0 */
+    iso_memo_t iso_ok[2]; /* [0] a date column's, [1] a datetime column's */
+    uint32_t gen;         /* of the message being mapped; never 0 */
     /* of the spec run (its patient and date shift) within the message: anchored values are
      * memoized for it (path_memo_t.pad) */
     uint32_t run;
@@ -130,6 +138,7 @@ struct cg_mapper {
     const char *raw_begin, *raw_end;
     const spec_t *spec;
     const rule_t *rule;
+    int guard_passed; /* mp->rule's guard holds at this item: its rules' pass tested it */
     const char *column;
     cg_hl7_scope_t scope;
     cg_slice_t message_id;

@@ -192,10 +192,20 @@ static inline cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col
         *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING, 1, 0};
         return CG_OK;
     }
-    /* a date or datetime as cg_spec_ts_to_iso writes it passes the check, which is skipped */
-    if ((t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len)) {
-        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
-        return CG_OK;
+    /* a date or datetime as cg_spec_ts_to_iso writes it passes the check, which is skipped;
+     * the last one that passed is known by its slice (a message's rows share their times, and
+     * the transforms' memo gives them the same text) */
+    if (t == CG_COL_DATE || t == CG_COL_DATETIME) {
+        iso_memo_t *im = &mp->iso_ok[t == CG_COL_DATETIME];
+        if (im->gen == mp->gen && im->s == v.s && im->len == v.len) {
+            *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
+            return CG_OK;
+        }
+        if (iso_surely_ok(t, v.s, v.len)) {
+            *im = (iso_memo_t){mp->gen, v.len, v.s};
+            *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
+            return CG_OK;
+        }
     }
     return set_column_slow(mp, col, v, src_text, out);
 }
@@ -279,11 +289,13 @@ cg_err_t cg_spec_rule_applies(cg_mapper_t *mp, int *ok)
      * OBX (one per value type), and their lets are then not worth evaluating */
     if (r->guard) { /* its "in" first, inline; then the rest of an "all", in order */
         spec_val_t a;
-        if ((rc = eval(mp, r->guard->a, &a)))
-            return rc;
-        if (!cond_in(r->guard, a)) {
-            *ok = 0;
-            return CG_OK;
+        if (!mp->guard_passed) { /* else the rules' pass tested it (cg_spec_hl7_run_rules) */
+            if ((rc = eval(mp, r->guard->a, &a)))
+                return rc;
+            if (!cond_in(r->guard, a)) {
+                *ok = 0;
+                return CG_OK;
+            }
         }
         for (size_t i = 1; r->guard != r->when && i < r->when->n_subs; i++)
             if ((rc = cg_spec_eval_cond(mp, r->when->subs[i], ok)) || !*ok)

@@ -610,6 +610,115 @@ static void test_when_before_rule_lets(void **state)
     cg_specset_destroy(ss);
 }
 
+/* Rules over the same segments in one pass read a guard's path once an item for the rules whose
+ * guards read it (cg_spec_hl7_run_rules): each rule still takes exactly the items its own "when"
+ * holds for, a guard on another path in between included, as when each rule runs alone. */
+static void test_guards_share_a_read(void **state)
+{
+    (void)state;
+#define GUARD_COLS                                                                                 \
+    "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"                              \
+    "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"                \
+    "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]},\n"                   \
+    "     \"measurement_datetime\": {\"path\": \"OBX-14\", \"pipe\": [\"datetime\"]},\n"           \
+    "     \"value_as_number\": \"OBX-4\"}}"
+    const char *rules[] = {
+        "  {\"name\": \"nm\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"when\": {\"in\": [\"OBX-2\", [\"NM\"]]},\n" GUARD_COLS,
+        "  {\"name\": \"final\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"when\": {\"in\": [\"OBX-11\", [\"F\"]]},\n" GUARD_COLS,
+        "  {\"name\": \"x\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"when\": {\"all\": [{\"in\": [\"OBX-2\", [\"ST\", \"NM\"]]},\n"
+        "                       {\"eq\": [\"OBX-5\", {\"const\": \"x\"}]}]},\n" GUARD_COLS,
+        "  {\"name\": \"st\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"when\": {\"in\": [\"OBX-2\", [\"ST\"]]},\n" GUARD_COLS,
+    };
+#undef GUARD_COLS
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M60|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBX|1|NM|4548-4^HbA1c^LN|1|x|%|||||F|||20240314093000\r"
+                      "OBX|2|ST|8251-1^Note^LN|2|x||||||P|||20240314093000\r"
+                      "OBX|3|CE|5778-6^Color^LN|3|y||||||F|||20240315080000\r";
+    /* every rule in one spec (one pass), and each rule in a spec of its own */
+    char text[8192];
+    int o = snprintf(text, sizeof(text),
+                     "{\"spec\": \"guards\", \"version\": 1,\n"
+                     " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+                     " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+                     " \"rules\": [\n");
+    for (size_t i = 0; i < 4; i++)
+        o += snprintf(text + o, sizeof(text) - (size_t)o, "%s%s", i ? ",\n" : "", rules[i]);
+    snprintf(text + o, sizeof(text) - (size_t)o, "]}\n");
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(text, "guards.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    assert_int_equal(ne, 0);
+    assert_int_equal(ss->specs[0].rules[0].fuse_n, 4); /* the four in one pass */
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    cg_err_t mrc = cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me);
+    if (mrc)
+        fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.out_column, me.text);
+    assert_int_equal(mrc, CG_OK);
+    static const char *want_rule[] = {"nm", "final", "final", "x", "x", "st"};
+    static const char *want_sub[] = {"1", "1", "3", "1", "2", "2"};
+    static const char *want_time[] = {"2024-03-14T09:30:00", "2024-03-14T09:30:00",
+                                      "2024-03-15T08:00:00", "2024-03-14T09:30:00",
+                                      "2024-03-14T09:30:00", "2024-03-14T09:30:00"};
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(rows[i].rule, want_rule[i]);
+        const cg_value_t *v = cg_row_value_named(&rows[i], "value_as_number");
+        assert_int_equal(v->len, 1);
+        assert_memory_equal(v->ptr, want_sub[i], 1);
+        v = cg_row_value_named(&rows[i], "measurement_datetime");
+        assert_int_equal(v->len, strlen(want_time[i]));
+        assert_memory_equal(v->ptr, want_time[i], v->len);
+        v = cg_row_value_named(&rows[i], "measurement_date");
+        assert_int_equal(v->kind, CG_VALUE_DATE);
+        assert_memory_equal(v->ptr, want_time[i], 10);
+    }
+    /* each rule alone (no pass, no shared read): the same rows */
+    for (size_t k = 0; k < 4; k++) {
+        char one[4096];
+        snprintf(one, sizeof(one),
+                 "{\"spec\": \"guards\", \"version\": 1,\n"
+                 " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+                 " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+                 " \"rules\": [\n%s]}\n",
+                 rules[k]);
+        cg_specset_t *ss1 = cg_specset_load_string(one, "guard.json", &env, errs, 8, &ne);
+        assert_non_null(ss1);
+        assert_int_equal(ss1->specs[0].rules[0].fuse_n, 0);
+        cg_mapper_t *mp1 = cg_mapper_new(ss1, &env, err, sizeof(err));
+        assert_non_null(mp1);
+        const cg_row_t *rows1;
+        size_t n1;
+        assert_int_equal(cg_mapper_map_hl7(mp1, msg, strlen(msg), &rows1, &n1, &me), CG_OK);
+        static const char *names[] = {"nm", "final", "x", "st"};
+        size_t seen = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(rows[i].rule, names[k]))
+                continue;
+            assert_true(seen < n1);
+            assert_string_equal(rows1[seen].rule, names[k]);
+            assert_string_equal(row_json(&rows1[seen]), row_json(&rows[i]));
+            seen++;
+        }
+        assert_int_equal(seen, n1);
+        cg_mapper_destroy(mp1);
+        cg_specset_destroy(ss1);
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -756,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_when_before_rule_lets),
         cmocka_unit_test(test_outcomes_and_no_research_content),
         cmocka_unit_test(test_foreach_pass_and_order_values),
+        cmocka_unit_test(test_guards_share_a_read),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
