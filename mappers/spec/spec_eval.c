@@ -204,6 +204,24 @@ static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
     return cg_spec_val_copy(mp, buf, cg_fmt_int64(buf, x));
 }
 
+/* The ts memo's slot for the text of v: by its bytes, not its place, since a message's results
+ * mostly share their times (an order's OBX-14) in slices of their own. */
+static inline uint32_t ts_memo_slot(spec_val_t v)
+{
+    uint64_t h = v.len;
+    if (v.len >= 8) { /* TS values have 8 digits at least; the first and last eight */
+        uint64_t a, b;
+        memcpy(&a, v.s, 8);
+        memcpy(&b, v.s + v.len - 8, 8);
+        h ^= a ^ (b * 0x9E3779B97F4A7C15u);
+    } else {
+        for (uint32_t i = 0; i < v.len; i++)
+            h = h * 31 + (unsigned char)v.s[i];
+    }
+    h *= 0x9E3779B97F4A7C15u;
+    return (uint32_t)(h >> 40) & (TS_MEMO_SIZE - 1);
+}
+
 static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
 {
     *out = ABSENT;
@@ -242,10 +260,9 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     }
     case XF_DATE:
     case XF_DATETIME: {
-        ts_memo_t *tm = &mp->ts_memo[(((uintptr_t)v.s >> 2) ^ ((uintptr_t)v.s >> 7) ^ v.len) &
-                                     (TS_MEMO_SIZE - 1)];
-        if (tm->gen != mp->gen || tm->s != v.s || tm->len != v.len ||
-            tm->shift_days != mp->shift_days || tm->spec != mp->spec) {
+        ts_memo_t *tm = &mp->ts_memo[ts_memo_slot(v)];
+        if (tm->gen != mp->gen || tm->len != v.len || tm->shift_days != mp->shift_days ||
+            tm->spec != mp->spec || (tm->s != v.s && memcmp(tm->s, v.s, v.len))) {
             char buf[48];
             size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
             if (!n)

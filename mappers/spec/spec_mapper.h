@@ -48,8 +48,8 @@ typedef struct lookup_memo {
 /* TS conversions of this message: a row asks for the date and the datetime of the same value
  * (and the next rule over the same OBX again), so the datetime form is kept and the date is its
  * first 10 bytes (cg_spec_ts_to_iso writes the same date either way, and fails alike). Keyed by
- * the value slice, which stays put for the message, the spec (its patient's source value is the
- * one slice whose bytes change, per spec) and the date shift. */
+ * the value's text (an order's results share their times, each in a slice of its own; the first
+ * slice seen stays put for the message), the spec and the date shift. */
 #define TS_MEMO_SIZE 16u
 
 typedef struct ts_memo {

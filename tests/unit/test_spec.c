@@ -719,6 +719,60 @@ static void test_guards_share_a_read(void **state)
     cg_specset_destroy(ss);
 }
 
+/* Date conversions are memoized by the value's text: equal times in different slices share one,
+ * and times that agree in their first and last eight bytes (one memo slot) stay apart. */
+static void test_times_by_text(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"times\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"t\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]},\n"
+        "     \"measurement_datetime\": {\"path\": \"OBX-14\", \"pipe\": [\"datetime\"]}}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "times.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M61|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBX|1|NM|1^A^LN||1||||||F|||20240314093000.12\r"
+                      "OBX|2|NM|1^A^LN||1||||||F|||20240314193000.12\r"
+                      "OBX|3|NM|1^A^LN||1||||||F|||20240314093000.12\r"
+                      "OBX|4|NM|1^A^LN||1||||||F|||20240315093000.12\r";
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 4);
+    const cg_value_t *t[4], *d[4];
+    for (size_t i = 0; i < 4; i++) {
+        t[i] = cg_row_value_named(&rows[i], "measurement_datetime");
+        d[i] = cg_row_value_named(&rows[i], "measurement_date");
+        assert_int_equal(t[i]->kind, CG_VALUE_DATETIME);
+        assert_int_equal(d[i]->kind, CG_VALUE_DATE);
+        assert_true(t[i]->len > 19);
+        assert_int_equal(d[i]->len, 10);
+    }
+    assert_memory_equal(t[0]->ptr, "2024-03-14T09:30:00", 19);
+    assert_memory_equal(t[1]->ptr, "2024-03-14T19:30:00", 19);
+    assert_memory_equal(t[3]->ptr, "2024-03-15T09:30:00", 19);
+    assert_int_equal(t[2]->len, t[0]->len);
+    assert_memory_equal(t[2]->ptr, t[0]->ptr, t[0]->len);
+    assert_memory_equal(d[3]->ptr, "2024-03-15", 10);
+    assert_memory_equal(d[2]->ptr, "2024-03-14", 10);
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -866,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_outcomes_and_no_research_content),
         cmocka_unit_test(test_foreach_pass_and_order_values),
         cmocka_unit_test(test_guards_share_a_read),
+        cmocka_unit_test(test_times_by_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
