@@ -142,6 +142,8 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     mp->cs_utf8 = cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "UTF8"));
     mp->cs_ascii = cs && cs[0] && strncasecmp(cs, "UTF-16", 6) && strncasecmp(cs, "UTF-32", 6) &&
                    strncasecmp(cs, "UCS", 3);
+    mp->cs_plain = mp->cs_utf8 || mp->cs_ascii;
+    mp->esc_word = 0x0101010101010101u * (unsigned char)mp->esc;
     cg_slice_t bytes = cg_hl7_msg_bytes(msg);
     mp->raw_begin = bytes.ptr;
     mp->raw_end = bytes.ptr + bytes.len;

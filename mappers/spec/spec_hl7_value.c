@@ -64,6 +64,25 @@ bytes:
     return mp->cs_utf8 || mp->cs_ascii;
 }
 
+/* raw_is_decoded, with its commonest case inline at the call: an empty value, or a short one
+ * (most codes) checked as the low bytes of one word of the message. The same answers. */
+static inline int raw_plain(const cg_mapper_t *mp, cg_slice_t raw, int literal)
+{
+    if (!raw.len)
+        return mp->cs_plain;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (raw.len < 8 && !literal && raw.ptr >= mp->raw_begin && raw.ptr + 8 <= mp->raw_end) {
+        const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+        uint64_t w, x;
+        memcpy(&w, raw.ptr, 8);
+        x = w ^ mp->esc_word;
+        if (!((w | ((x - ones) & ~x)) & high & ((UINT64_C(1) << (8 * raw.len)) - 1)))
+            return mp->cs_plain;
+    }
+#endif
+    return raw_is_decoded(mp, raw, literal);
+}
+
 /* Every match of a [*] path into mp->scratch, joined by the enclosing concat's sep (else "~");
  * *count gets how many. Out of line: the one-value case below is the hot one. */
 static __attribute__((noinline)) cg_err_t all_values(cg_mapper_t *mp, const cg_hl7_path_t *p,
@@ -94,7 +113,7 @@ static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, s
     int got = cg_hl7_path_raw(mp->m, p, s, &raw);
     if (!got)
         return CG_OK;
-    if (raw_is_decoded(mp, raw, got == 2)) {
+    if (raw_plain(mp, raw, got == 2)) {
         /* the usual case: the value is its raw bytes, used in place (valid until the next
          * message) instead of decoded into scratch and copied to the arena */
         if (raw.len == 0 || (raw.len == 2 && !memcmp(raw.ptr, "\"\"", 2)))
@@ -170,7 +189,7 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
         cg_error_t he;
         if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
             return CG_OK;
-        if (raw_is_decoded(mp, match.raw, match.literal)) {
+        if (raw_plain(mp, match.raw, match.literal)) {
             if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
                 return CG_OK;
             *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};

@@ -133,6 +133,8 @@ struct cg_mapper {
     char esc;          /* the message's escape character, '\0' when none */
     int cs_utf8;       /* its charset is UTF-8 */
     int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
+    int cs_plain;      /* cs_utf8 || cs_ascii: ASCII without escapes is its own value */
+    uint64_t esc_word; /* esc in every byte of a word (spec_hl7_value.c) */
     /* the message's bytes: a short value is checked a word at a time when the word stays
      * inside them (spec_hl7_value.c) */
     const char *raw_begin, *raw_end;

@@ -773,6 +773,71 @@ static void test_times_by_text(void **state)
     cg_specset_destroy(ss);
 }
 
+static void assert_value(const cg_row_t *r, const char *col, const char *want)
+{
+    const cg_value_t *v = cg_row_value_named(r, col);
+    assert_non_null(v);
+    if (v->len != strlen(want) || memcmp(v->ptr, want, v->len))
+        fail_msg("%s: \"%.*s\", not \"%s\"", col, (int)v->len, v->ptr, want);
+}
+
+/* Short values are checked in place a word at a time (spec_hl7_value.c): those with an escape
+ * sequence or a byte above ASCII still go through the decoder, whatever their length or place
+ * (the message's last bytes included), and the escape character in MSH-2 stays literal. */
+static void test_short_values_decoded(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"short\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"s\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
+        "     \"measurement_source_value\": \"OBX-3.1\",\n"
+        "     \"unit_source_value\": \"OBX-6.1\",\n"
+        "     \"value_source_value\": {\"concat\": [\"MSH-2\", \"OBX-5\"], \"sep\": \" \"}}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "short.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    const char *utf8 = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M62|P|2.5.1|||||"
+                       "|UNICODE UTF-8\r"
+                       "PID|1||777^^^HOSP^MR\r"
+                       "OBX|1|ST|A\\T\\B^x^LN||\xc3\xa9|\\S\\\r"
+                       "OBX|2|ST|AB^x^LN||ab|mg\r"
+                       "OBX|3|ST|\\E\\^x^LN||x|\\T\\";
+    assert_int_equal(cg_mapper_map_hl7(mp, utf8, strlen(utf8), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 3);
+    assert_value(&rows[0], "measurement_source_value", "A&B");
+    assert_value(&rows[0], "unit_source_value", "^");
+    assert_value(&rows[0], "value_source_value", "^~\\& \xc3\xa9");
+    assert_value(&rows[1], "measurement_source_value", "AB");
+    assert_value(&rows[1], "unit_source_value", "mg");
+    assert_value(&rows[1], "value_source_value", "^~\\& ab");
+    assert_value(&rows[2], "measurement_source_value", "\\");
+    assert_value(&rows[2], "unit_source_value", "&"); /* the message's last three bytes */
+    /* Latin-1: a short value with a byte above ASCII is converted */
+    const char *latin1 = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M63|P|2.5.1|||||"
+                         "|8859/1\r"
+                         "PID|1||777^^^HOSP^MR\r"
+                         "OBX|1|ST|\xe9^x^LN||ok|mg\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, latin1, strlen(latin1), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 1);
+    assert_value(&rows[0], "measurement_source_value", "\xc3\xa9");
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -921,6 +986,7 @@ int main(void)
         cmocka_unit_test(test_foreach_pass_and_order_values),
         cmocka_unit_test(test_guards_share_a_read),
         cmocka_unit_test(test_times_by_text),
+        cmocka_unit_test(test_short_values_decoded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
