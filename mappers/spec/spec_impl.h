@@ -173,9 +173,19 @@ typedef struct binding {
     uint32_t json_key_len;
 } binding_t;
 
+/* What a numeric column's value is known to be when present, whatever the message
+ * (spec_prepare.c): then spec_row.c types it without making it canonical again. */
+typedef enum column_canon {
+    COL_CANON_NONE, /* anything: checked and made canonical per row */
+    COL_CANON_INT,  /* an integer as cg_spec_number writes it (ids, concept ids): only its range
+                     * is checked */
+    COL_CANON_NUM,  /* a decimal as cg_spec_number writes it, into a CG_COL_NUMBER column */
+} column_canon_t;
+
 typedef struct column {
     const cg_target_column_t *col; /* the target's column: name, type, index in the row */
     expr_t *expr;
+    uint8_t canon; /* column_canon_t */
 } column_t;
 
 typedef struct cg_spec_rule {

@@ -12,7 +12,9 @@
  *   in them is read from one other place than the row's own (the OBX's order), memoized by that
  *   place instead of computed again for each row;
  * - which consecutive rules go over the same foreach in one pass (rule_t.fuse_n), where the
- *   format can run them so (cg_spec_format_t.run_rules). */
+ *   format can run them so (cg_spec_format_t.run_rules);
+ * - which numeric columns get values that are canonical numbers already (column_t.canon: a
+ *   concept lookup's, a "number" transform's, a constant's), so that no row makes them so again. */
 #include "spec_impl.h"
 
 #include "cg_buf.h"
@@ -214,6 +216,116 @@ static void anchors_build(cg_specset_t *ss, const spec_t *s, rule_t *r)
         anchor_expr(ss, &w, r->meta[i].expr);
 }
 
+/* ---- numeric columns whose values are canonical already ---- */
+
+/* What an expression's present values are, as text: */
+enum {
+    CANON_NONE,  /* anything */
+    CANON_INT,   /* a fixed point of cg_spec_number, integers only */
+    CANON_NUM,   /* a fixed point of cg_spec_number */
+    CANON_ABSENT /* never present */
+};
+
+static int canon_join(int a, int b)
+{
+    if (a == CANON_ABSENT)
+        return b;
+    if (b == CANON_ABSENT)
+        return a;
+    if (a == CANON_NONE || b == CANON_NONE)
+        return CANON_NONE;
+    return a == CANON_INT && b == CANON_INT ? CANON_INT : CANON_NUM;
+}
+
+static int canon_text(const char *s, size_t n)
+{
+    char buf[128];
+    if (!s)
+        return CANON_ABSENT;
+    if (!n)
+        return CANON_NONE;
+    size_t k = cg_spec_number(s, n, 1, buf, sizeof(buf));
+    if (k == n && !memcmp(buf, s, n))
+        return CANON_INT;
+    k = cg_spec_number(s, n, 0, buf, sizeof(buf));
+    return k == n && !memcmp(buf, s, n) ? CANON_NUM : CANON_NONE;
+}
+
+/* The form of e's present values: made by a transform that writes numbers (number, integer, a
+ * concept lookup, unit), a person id or keyed id, or constants of that form; else anything. */
+static int canon_expr(const expr_t *e)
+{
+    if (!e)
+        return CANON_ABSENT;
+    int c = CANON_NONE;
+    if (e->n_xforms) {
+        const xform_t *x = &e->xforms[e->n_xforms - 1]; /* a present value went through all */
+        switch (x->kind) {
+        case XF_INTEGER:
+        case XF_UNIT:
+            c = CANON_INT;
+            break;
+        case XF_NUMBER:
+            c = CANON_NUM;
+            break;
+        case XF_LOOKUP:
+            c = x->u.lookup.want == LK_DOMAIN_ID ? CANON_NONE : CANON_INT;
+            break;
+        case XF_MAP:
+            c = CANON_ABSENT;
+            for (size_t i = 0; i < x->u.map.n; i++)
+                c = canon_join(c, canon_text(x->u.map.entries[i].to, x->u.map.entries[i].to_len));
+            if (x->u.map.deflt)
+                c = canon_join(c, canon_text(x->u.map.deflt->to, x->u.map.deflt->to_len));
+            break;
+        default:
+            c = CANON_NONE;
+            break;
+        }
+    } else {
+        switch (e->kind) {
+        case EX_CONST:
+            c = e->u.cst.present ? canon_text(e->u.cst.s, e->u.cst.len) : CANON_ABSENT;
+            break;
+        case EX_PATIENT:
+            c = e->u.patient == PT_PERSON_ID ? CANON_INT : CANON_NONE;
+            break;
+        case EX_PSEUDONYM:
+            c = e->part == PT_PERSON_ID ? CANON_INT : CANON_NONE;
+            break;
+        case EX_HASH_ID:
+            c = CANON_INT;
+            break;
+        case EX_IF:
+            c = canon_join(canon_expr(e->u.iff.then), canon_expr(e->u.iff.els));
+            break;
+        case EX_COALESCE:
+            c = CANON_ABSENT;
+            for (size_t i = 0; i < e->u.list.n; i++)
+                c = canon_join(c, canon_expr(e->u.list.items[i]));
+            break;
+        default:
+            c = CANON_NONE;
+            break;
+        }
+    }
+    return e->deflt ? canon_join(c, canon_expr(e->deflt)) : c;
+}
+
+static void canon_build(rule_t *r)
+{
+    for (size_t i = 0; i < r->n_columns; i++) {
+        column_t *c = &r->columns[i];
+        cg_col_type_t t = c->col->type;
+        int k = c->col->source_id ? CANON_NONE : canon_expr(c->expr);
+        c->canon = COL_CANON_NONE;
+        if (t == CG_COL_NUMBER && (k == CANON_INT || k == CANON_NUM))
+            c->canon = COL_CANON_NUM;
+        else if ((t == CG_COL_INT32 || t == CG_COL_INT64) && k == CANON_INT)
+            c->canon = COL_CANON_INT;
+    }
+}
+
 /* ---- rules in one pass ---- */
 
 static int fusable(const rule_t *r)
@@ -247,6 +359,7 @@ int cg_spec_prepare(cg_specset_t *ss)
             if (prov_build(ss, s, &s->rules[k]) || meta_keys(ss, &s->rules[k]))
                 return -1;
             guard_build(&s->rules[k]);
+            canon_build(&s->rules[k]);
             anchors_build(ss, s, &s->rules[k]);
         }
     }

@@ -363,7 +363,16 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
             rc = traced_column(mp, c, &v, trace, n_tab);
         else
             rc = eval(mp, c->expr, &v);
-        if (!rc && c->col->source_id && v.present)
+        if (rc)
+            return rc;
+        /* a value canonical already (spec_prepare.c): what set_column would find, cheaper */
+        if (v.present &&
+            (c->canon == COL_CANON_NUM ||
+             (c->canon == COL_CANON_INT && number_surely_ok(c->col->type, v.s, v.len)))) {
+            vals[c->col->index] = (cg_value_t){v.s, v.len, kind_of[c->col->type], 1, 0};
+            continue;
+        }
+        if (c->col->source_id && v.present)
             rc = cg_spec_source_id(mp, v.s, v.len, &v); /* as the records' message_id */
         if (rc || (rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
             return rc;

@@ -838,6 +838,108 @@ static void test_short_values_decoded(void **state)
     cg_specset_destroy(ss);
 }
 
+/* Numeric columns whose values are canonical numbers already (a concept lookup, "number", a
+ * person id, canonical constants and map entries) skip making them so (column_t.canon): the
+ * rows are the same as with every column checked, and the others are still made canonical. */
+static void test_canonical_columns(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"canon\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"c\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": {\"path\": \"OBX-3.1\", \"pipe\": [{\"lookup\":\n"
+        "       {\"vocabulary\": {\"path\": \"OBX-3.3\"}}}], \"default\": 0},\n"
+        "     \"measurement_type_concept_id\": {\"const\": \"0032817\"},\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
+        "     \"value_as_number\": {\"path\": \"OBX-5\", \"pipe\": [\"number\"]},\n"
+        "     \"range_low\": {\"const\": \"4.0\"},\n"
+        "     \"range_high\": {\"const\": \"5.6\"},\n"
+        "     \"operator_concept_id\": {\"path\": \"OBX-8\", \"pipe\": [{\"map\":\n"
+        "       {\"H\": \"007\", \"L\": \"4171756\"}}]},\n"
+        "     \"unit_concept_id\": {\"path\": \"OBX-6.1\", \"pipe\": [{\"map\":\n"
+        "       {\"%\": \"8554\", \"*\": null}}]},\n"
+        "     \"measurement_source_concept_id\": {\"if\": {\"present\": \"OBX-4\"},\n"
+        "       \"then\": {\"const\": \"12\"}, \"else\": {\"const\": \"-3\"}},\n"
+        "     \"value_as_concept_id\": {\"path\": \"OBX-4\", \"pipe\": [\"number\"]}}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "canon.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    rule_t *r = &ss->specs[0].rules[0];
+    static const struct {
+        const char *col;
+        int canon;
+    } want[] = {
+        {"person_id", COL_CANON_INT},
+        {"measurement_concept_id", COL_CANON_INT},
+        {"measurement_type_concept_id", COL_CANON_NONE}, /* "0032817" */
+        {"value_as_number", COL_CANON_NUM},
+        {"range_low", COL_CANON_NONE}, /* "4.0" */
+        {"range_high", COL_CANON_NUM},
+        {"operator_concept_id", COL_CANON_NONE}, /* "007" */
+        {"unit_concept_id", COL_CANON_INT},
+        {"measurement_source_concept_id", COL_CANON_INT},
+        {"value_as_concept_id", COL_CANON_NONE}, /* a decimal into an integer column */
+        {"measurement_date", COL_CANON_NONE},
+    };
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        size_t i = 0;
+        while (i < r->n_columns && strcmp(r->columns[i].col->name, want[k].col))
+            i++;
+        assert_true(i < r->n_columns);
+        if (r->columns[i].canon != want[k].canon)
+            fail_msg("%s: canon %d, not %d", want[k].col, r->columns[i].canon, want[k].canon);
+    }
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M64|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBX|1|NM|4548-4^HbA1c^LN|01|7.50|%||H\r"
+                      "OBX|2|NM|0000-0^None^LN||0042|mg||L\r";
+    char fast[2][2048], slow[2][2048];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) /* every column the general way */
+            for (size_t i = 0; i < r->n_columns; i++)
+                r->columns[i].canon = COL_CANON_NONE;
+        char err[256];
+        cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+        assert_non_null(mp);
+        const cg_row_t *rows;
+        size_t n;
+        cg_error_t me;
+        cg_err_t rc = cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me);
+        if (rc)
+            fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.out_column, me.text);
+        assert_int_equal(rc, CG_OK);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < 2; i++)
+            snprintf(pass ? slow[i] : fast[i], sizeof(fast[i]), "%s", row_json(&rows[i]));
+        if (!pass) {
+            assert_value(&rows[0], "measurement_concept_id", "3004410");
+            assert_value(&rows[0], "measurement_type_concept_id", "32817");
+            assert_value(&rows[0], "value_as_number", "7.5");
+            assert_value(&rows[0], "range_low", "4");
+            assert_value(&rows[0], "range_high", "5.6");
+            assert_value(&rows[0], "operator_concept_id", "7");
+            assert_value(&rows[0], "unit_concept_id", "8554");
+            assert_value(&rows[0], "measurement_source_concept_id", "12");
+            assert_value(&rows[1], "measurement_concept_id", "0");
+            assert_value(&rows[1], "value_as_number", "42");
+            assert_value(&rows[0], "value_as_concept_id", "1");
+            assert_value(&rows[1], "operator_concept_id", "4171756");
+            assert_value(&rows[1], "measurement_source_concept_id", "-3");
+            assert_int_equal(cg_row_value_named(&rows[1], "unit_concept_id")->kind, CG_VALUE_NULL);
+        }
+        cg_mapper_destroy(mp);
+    }
+    assert_string_equal(fast[0], slow[0]);
+    assert_string_equal(fast[1], slow[1]);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -987,6 +1089,7 @@ int main(void)
         cmocka_unit_test(test_guards_share_a_read),
         cmocka_unit_test(test_times_by_text),
         cmocka_unit_test(test_short_values_decoded),
+        cmocka_unit_test(test_canonical_columns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
