@@ -188,6 +188,38 @@ typedef struct column {
     uint8_t canon; /* column_canon_t */
 } column_t;
 
+/* The guards of a pass's rules that read the same path, as one table (spec_prepare.c): for each
+ * value any of them lists (of at most 8 bytes), which of the pass's rules take it. The path is
+ * read once an item and its value found here, instead of each rule's list compared in turn. */
+typedef struct fuse_guard {
+    uint64_t word; /* the value's bytes (cg_spec_pack8) */
+    uint32_t len;
+    uint32_t rules; /* bit k: rule k of the pass lists it */
+} fuse_guard_t;
+
+typedef struct fuse_table {
+    uint32_t path_id; /* the path the guards read (expr_t.path_id, not 0) */
+    uint32_t rules;   /* bit k: rule k's guard is in the table */
+    size_t n;
+    fuse_guard_t *values;
+} fuse_table_t;
+
+/* s[0..n), 1 <= n <= 8, as the low bytes of a word (the rest 0), without reading past it. */
+static inline uint64_t cg_spec_pack8(const char *s, uint32_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n >= 4) { /* the first and last four bytes; where they overlap, the same bytes */
+        uint32_t lo =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        const unsigned char *q = p + n - 4;
+        uint32_t hi =
+            (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+        return (uint64_t)lo | (uint64_t)hi << (8 * (n - 4));
+    }
+    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
+           (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
 typedef struct cg_spec_rule {
     const char *name;
     const cg_target_table_t *table; /* its target is the records' standard */
@@ -226,6 +258,8 @@ typedef struct cg_spec_rule {
     /* how many rules from this one on go over the same foreach in one pass, each item's rules in
      * turn (the OBX rules told apart by OBX-2); 0 or 1: on its own (spec_prepare.c) */
     uint32_t fuse_n;
+    /* the first rule of a pass: its rules' guards on one path as a table (NULL: none) */
+    const fuse_table_t *fuse_tab;
 } rule_t;
 
 /* At most this many rules in one pass (the rows' reordering counts them on the stack). */

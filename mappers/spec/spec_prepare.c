@@ -12,7 +12,8 @@
  *   in them is read from one other place than the row's own (the OBX's order), memoized by that
  *   place instead of computed again for each row;
  * - which consecutive rules go over the same foreach in one pass (rule_t.fuse_n), where the
- *   format can run them so (cg_spec_format_t.run_rules);
+ *   format can run them so (cg_spec_format_t.run_rules), and their guards on one path as one
+ *   table (rule_t.fuse_tab);
  * - which numeric columns get values that are canonical numbers already (column_t.canon: a
  *   concept lookup's, a "number" transform's, a constant's), so that no row makes them so again. */
 #include "spec_impl.h"
@@ -350,6 +351,50 @@ static void fuse_build(const spec_t *s)
     }
 }
 
+/* The guard table of the pass that starts at rules[0] (n rules): the guards that read the path
+ * the first one reads, when every value they list has at most 8 bytes. */
+static int fuse_table_build(cg_specset_t *ss, rule_t *rules, size_t n)
+{
+    rules[0].fuse_tab = NULL;
+    uint32_t path_id = 0, set = 0;
+    size_t n_values = 0;
+    for (size_t k = 0; k < n; k++) {
+        const cond_t *g = rules[k].guard;
+        if (!g || !g->a->path_id || (path_id && g->a->path_id != path_id))
+            continue;
+        path_id = g->a->path_id;
+        for (size_t i = 0; i < g->n_values; i++)
+            if (!g->value_lens[i] || g->value_lens[i] > 8)
+                return 0;
+        set |= UINT32_C(1) << k;
+        n_values += g->n_values;
+    }
+    if (!set || !n_values)
+        return 0;
+    fuse_table_t *t = cg_arena_alloc(&ss->arena, sizeof(*t));
+    fuse_guard_t *v = cg_arena_alloc(&ss->arena, n_values * sizeof(*v));
+    if (!t || !v)
+        return -1;
+    *t = (fuse_table_t){path_id, set, 0, v};
+    for (size_t k = 0; k < n; k++) {
+        if (!(set >> k & 1))
+            continue;
+        const cond_t *g = rules[k].guard;
+        for (size_t i = 0; i < g->n_values; i++) {
+            uint32_t len = (uint32_t)g->value_lens[i];
+            uint64_t w = cg_spec_pack8(g->values[i], len);
+            size_t j = 0;
+            while (j < t->n && (t->values[j].word != w || t->values[j].len != len))
+                j++;
+            if (j == t->n)
+                t->values[t->n++] = (fuse_guard_t){w, len, 0};
+            t->values[j].rules |= UINT32_C(1) << k;
+        }
+    }
+    rules[0].fuse_tab = t;
+    return 0;
+}
+
 int cg_spec_prepare(cg_specset_t *ss)
 {
     for (size_t i = 0; i < ss->n_specs; i++) {
@@ -362,6 +407,9 @@ int cg_spec_prepare(cg_specset_t *ss)
             canon_build(&s->rules[k]);
             anchors_build(ss, s, &s->rules[k]);
         }
+        for (size_t k = 0; k < s->n_rules; k++)
+            if (s->rules[k].fuse_n > 1 && fuse_table_build(ss, &s->rules[k], s->rules[k].fuse_n))
+                return -1;
     }
     return 0;
 }

@@ -656,6 +656,9 @@ static void test_guards_share_a_read(void **state)
     assert_non_null(ss);
     assert_int_equal(ne, 0);
     assert_int_equal(ss->specs[0].rules[0].fuse_n, 4); /* the four in one pass */
+    /* the guards on OBX-2 (rules 0, 2 and 3) as one table; rule 1's on OBX-11 apart */
+    assert_non_null(ss->specs[0].rules[0].fuse_tab);
+    assert_int_equal(ss->specs[0].rules[0].fuse_tab->rules, 0xD);
     char err[256];
     cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
     assert_non_null(mp);
