@@ -151,7 +151,33 @@ int cg_spec_hl7_anchor_place(cg_mapper_t *mp, const expr_t *e, uint32_t *place)
 {
     if (mp->scope.begin) /* a partial scope: as eval_path, no memo */
         return -1;
-    *place = path_seg(mp, &e->u.path);
+    const cg_hl7_path_t *p = &e->u.path;
+    uint32_t cur = mp->scope.cur;
+    if (p->seg_index != CG_HL7_FIRST || cur >= mp->scope.end) {
+        *place = path_seg(mp, p);
+        return 0;
+    }
+    /* the nearest segment of its name at or before the cursor (the OBX's OBR): from the answer
+     * at an earlier cursor of this message, when it was one of those, the segments since then
+     * are looked at; else path_seg's answer (which may be the first one after) is the start */
+    seg_place_t *sp = &mp->seg_places[((unsigned char)p->seg[0] + (unsigned char)p->seg[2]) &
+                                      (SEG_PLACE_SIZE - 1)];
+    if (sp->gen == mp->gen && sp->end == mp->scope.end && sp->from <= cur &&
+        cur - sp->from <= SEG_PLACE_SPAN && sp->at <= sp->from && !memcmp(sp->name, p->seg, 3)) {
+        uint32_t at = sp->at;
+        for (uint32_t s = sp->from + 1; s <= cur; s++) {
+            const char *n = cg_hl7_seg_name(mp->m, s);
+            if (n[0] == p->seg[0] && n[1] == p->seg[1] && n[2] == p->seg[2])
+                at = s;
+        }
+        sp->from = cur;
+        sp->at = at;
+        *place = at;
+        return 0;
+    }
+    uint32_t at = path_seg(mp, p);
+    *sp = (seg_place_t){mp->gen, cur, at, mp->scope.end, {p->seg[0], p->seg[1], p->seg[2], 0}};
+    *place = at;
     return 0;
 }
 

@@ -78,6 +78,17 @@ typedef struct place_memo {
     uint32_t gen, cur, group, at;
 } place_memo_t;
 
+/* The HL7 v2 places anchored expressions read (spec_hl7_value.c): per segment name, the nearest
+ * segment of that name at or before cursor from (at; at > from: none before, the first after),
+ * so that the next row's cursor looks at the segments since from, not back through the message. */
+#define SEG_PLACE_SIZE 4u
+#define SEG_PLACE_SPAN 16u /* farther on, the search from the cursor is as cheap */
+
+typedef struct seg_place {
+    uint32_t gen, from, at, end;
+    char name[4];
+} seg_place_t;
+
 struct cg_mapper {
     const cg_specset_t *ss;
     /* How the current input's rules run: set by its format's entry point (spec_hl7.c,
@@ -116,6 +127,7 @@ struct cg_mapper {
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
     place_memo_t places[PLACE_MEMO_SIZE];
+    seg_place_t seg_places[SEG_PLACE_SIZE];
     iso_memo_t iso_ok[2]; /* [0] a date column's, [1] a datetime column's */
     uint32_t gen;         /* of the message being mapped; never 0 */
     /* of the spec run (its patient and date shift) within the message: anchored values are

@@ -943,6 +943,80 @@ static void test_canonical_columns(void **state)
     cg_specset_destroy(ss);
 }
 
+/* Anchored values (an OBX's order's fields) are read at the place found from the previous
+ * row's (spec_hl7_value.c): the same as with --trace, which finds every place afresh, for a
+ * result before any order (the first one after), orders in turn, and a gap of many segments. */
+static void test_anchored_places(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"places\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"p\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
+        "     \"measurement_source_value\": {\"path\": \"OBR-3.1\", \"pipe\": [\"trim\"]},\n"
+        "     \"value_source_value\": {\"path\": \"ORC-1\", \"pipe\": [\"trim\"]},\n"
+        "     \"unit_source_value\": \"OBX-1\"}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "places.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    const rule_t *r = &ss->specs[0].rules[0];
+    size_t anchored = 0;
+    for (size_t i = 0; i < r->n_columns; i++)
+        anchored += r->columns[i].expr->anchor_id != 0;
+    assert_int_equal(anchored, 2); /* OBR-3.1 and ORC-1, read at the OBX's order */
+    char msg[4096];
+    int o = snprintf(msg, sizeof(msg),
+                     "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M65|P|2.5.1\r"
+                     "PID|1||777^^^HOSP^MR\r"
+                     "OBX|1|NM|1^A^LN||1\r"
+                     "ORC|NW\r"
+                     "OBR|1||F1\r"
+                     "OBX|2|NM|1^A^LN||1\r"
+                     "NTE|1||n\r"
+                     "OBX|3|NM|1^A^LN||1\r"
+                     "ORC|CA\r"
+                     "OBR|2||F2\r"
+                     "OBX|4|NM|1^A^LN||1\r"
+                     "OBX|5|NM|1^A^LN||1\r");
+    for (int i = 0; i < 20; i++)
+        o += snprintf(msg + o, sizeof(msg) - (size_t)o, "NTE|%d||gap\r", i + 2);
+    snprintf(msg + o, sizeof(msg) - (size_t)o,
+             "OBX|6|NM|1^A^LN||1\r"
+             "ORC|XO\r"
+             "OBR|3||F3\r"
+             "OBX|7|NM|1^A^LN||1\r");
+    static const char *want_obr[] = {"F1", "F1", "F1", "F2", "F2", "F2", "F3"};
+    static const char *want_orc[] = {"NW", "NW", "NW", "CA", "CA", "CA", "XO"};
+    char seen[2][7][64];
+    for (int trace = 0; trace < 2; trace++) {
+        char err[256];
+        cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+        assert_non_null(mp);
+        cg_mapper_set_trace(mp, trace); /* traced: every place found afresh */
+        const cg_row_t *rows;
+        size_t n;
+        cg_error_t me;
+        assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+        assert_int_equal(n, 7);
+        for (size_t i = 0; i < n; i++) {
+            assert_value(&rows[i], "measurement_source_value", want_obr[i]);
+            assert_value(&rows[i], "value_source_value", want_orc[i]);
+            snprintf(seen[trace][i], sizeof(seen[trace][i]), "%s", row_json(&rows[i]));
+        }
+        cg_mapper_destroy(mp);
+    }
+    for (size_t i = 0; i < 7; i++)
+        assert_string_equal(seen[0][i], seen[1][i]);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -1093,6 +1167,7 @@ int main(void)
         cmocka_unit_test(test_times_by_text),
         cmocka_unit_test(test_short_values_decoded),
         cmocka_unit_test(test_canonical_columns),
+        cmocka_unit_test(test_anchored_places),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
