@@ -155,6 +155,8 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
 {
     *out = ABSENT;
     if (x->kind == XF_REGEX_EXTRACT) {
+        if (!cg_spec_regex_may_match(x->u.re.need, v.s, v.len))
+            return CG_OK; /* no match: the byte every match holds is not there */
         int rc = pcre2_match(x->u.re.re, (PCRE2_SPTR)v.s, v.len, 0, 0, mp->md, mp->mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             return CG_OK;
@@ -537,7 +539,7 @@ cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     case CD_REGEX: {
         if ((rc = eval(mp, c->a, &a)))
             return rc;
-        if (!a.present)
+        if (!a.present || !cg_spec_regex_may_match(c->re_need, a.s, a.len))
             return CG_OK;
         int m = pcre2_match(c->re, (PCRE2_SPTR)a.s, a.len, 0, 0, mp->md, mp->mctx);
         if (m < 0 && m != PCRE2_ERROR_NOMATCH)

@@ -5,6 +5,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <string.h>
 
 #include "cg_hl7.h"
 #include "cg_spec.h"
@@ -86,6 +87,7 @@ typedef struct xform {
             pcre2_code *re;
             uint32_t group;
             const char *with; /* replacement, for REGEX_REPLACE */
+            int need;         /* a byte every match holds (cg_spec_regex_need), or -1 */
         } re;
         struct {
             map_entry_t *entries;
@@ -161,6 +163,7 @@ struct cond {
     size_t *value_lens;
     size_t n_values;
     pcre2_code *re; /* REGEX */
+    int re_need;    /* a byte every match holds (cg_spec_regex_need), or -1 */
     cond_t **subs;  /* NOT (1), ALL, ANY */
     size_t n_subs;
 };
@@ -355,6 +358,18 @@ int cg_spec_select_build(cg_specset_t *ss);
  * -1 out of memory). */
 int cg_spec_prepare(cg_specset_t *ss);
 const select_entry_t *cg_spec_select_hl7(const cg_specset_t *ss, cg_slice_t type, cg_slice_t event);
+
+/* A byte that every match of re holds, so that a value without it cannot match and the
+ * regex need not run (most OBX-7 reference ranges have no '-' for the range regexes): the
+ * literal PCRE2 records as required, when it is ASCII and not a letter (a caseless part of the
+ * pattern would match the other case); -1 when there is none. spec_compile.c. */
+int cg_spec_regex_need(const pcre2_code *re);
+
+/* Whether v[0..n) can match a regex whose needed byte is need (-1: any value can). */
+static inline int cg_spec_regex_may_match(int need, const char *v, size_t n)
+{
+    return need < 0 || (n && memchr(v, need, n));
+}
 
 /* Compiled regexes run with these limits so a hostile input cannot make one run away. */
 #define SPEC_REGEX_MATCH_LIMIT 100000u

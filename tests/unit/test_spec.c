@@ -1017,6 +1017,49 @@ static void test_anchored_places(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A regex is not run on a value without the byte every match holds (cg_spec_regex_need): such
+ * a value never matches, and the byte is only one no case folding could stand in for. */
+static void test_regex_needed_byte(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern;
+        int need; /* -2: any answer, checked for soundness only */
+    } pats[] = {
+        {"^\\s*([-+]?[0-9]*\\.?[0-9]+)\\s*-", '-'},
+        {"-\\s*([-+]?[0-9]*\\.?[0-9]+)\\s*$", '-'},
+        {"[0-9]+", -1},
+        {"(?i)ab", -1},
+        {"(?i:a)x", -1},
+        {"a|-", -1},
+        {"x:y", -2},
+        {"(?i)\\x{e9}t", -2},
+        {"(?<=-)[0-9]", -2},
+    };
+    static const char *values[] = {"4.0-5.6",   "<5.0",      "abc", "AB", "Ax", "x:y",
+                                   "\xc3\x89T", "\xc3\xa9t", "-1",  "1",  "",   "X:Y"};
+    pcre2_match_data *md = pcre2_match_data_create(8, NULL);
+    assert_non_null(md);
+    for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++) {
+        int code;
+        PCRE2_SIZE off;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)pats[i].pattern, PCRE2_ZERO_TERMINATED,
+                                       PCRE2_UTF, &code, &off, NULL);
+        assert_non_null(re);
+        int need = cg_spec_regex_need(re);
+        if (pats[i].need != -2 && need != pats[i].need)
+            fail_msg("%s: needs %d, not %d", pats[i].pattern, need, pats[i].need);
+        for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++) {
+            size_t n = strlen(values[k]);
+            int m = pcre2_match(re, (PCRE2_SPTR)values[k], n, 0, 0, md, NULL);
+            if (!cg_spec_regex_may_match(need, values[k], n) && m != PCRE2_ERROR_NOMATCH)
+                fail_msg("%s matches \"%s\" without byte %d", pats[i].pattern, values[k], need);
+        }
+        pcre2_code_free(re);
+    }
+    pcre2_match_data_free(md);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -1168,6 +1211,7 @@ int main(void)
         cmocka_unit_test(test_short_values_decoded),
         cmocka_unit_test(test_canonical_columns),
         cmocka_unit_test(test_anchored_places),
+        cmocka_unit_test(test_regex_needed_byte),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
