@@ -224,6 +224,29 @@ static inline uint32_t ts_memo_slot(spec_val_t v)
     return (uint32_t)(h >> 40) & (TS_MEMO_SIZE - 1);
 }
 
+/* The vocabulary_id a coding-system name stands for, as cg_vocab_lookup_system takes it
+ * (cg_vocab_system's, else the name itself): remembered by the name's text, since a message
+ * names a handful of systems on thousands of codes and the names table is searched by text. */
+static cg_slice_t vocab_of(cg_mapper_t *mp, cg_slice_t sys)
+{
+    if (sys.len > sizeof(mp->systems[0].name))
+        goto ask;
+    system_memo_t *sm =
+        &mp->systems[(sys.len + (unsigned char)sys.ptr[0]) & (SYSTEM_MEMO_SIZE - 1)];
+    if (sm->len == sys.len && sm->set && !memcmp(sm->name, sys.ptr, sys.len))
+        return sm->vocab ? (cg_slice_t){sm->vocab, sm->vocab_len} : sys;
+    const char *voc = cg_vocab_system(sys);
+    *sm = (system_memo_t){.len = (uint32_t)sys.len,
+                          .set = 1,
+                          .vocab = voc,
+                          .vocab_len = voc ? (uint32_t)strlen(voc) : 0};
+    memcpy(sm->name, sys.ptr, sys.len);
+    return voc ? (cg_slice_t){voc, sm->vocab_len} : sys;
+ask:;
+    const char *v = cg_vocab_system(sys);
+    return v ? (cg_slice_t){v, strlen(v)} : sys;
+}
+
 static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
 {
     *out = ABSENT;
@@ -327,7 +350,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
                 found = lm->found;
                 hit = lm->hit;
             } else {
-                found = cg_vocab_lookup_system(mp->vocab, voc, (cg_slice_t){v.s, v.len}, &hit);
+                found =
+                    cg_vocab_lookup(mp->vocab, vocab_of(mp, voc), (cg_slice_t){v.s, v.len}, &hit);
                 *lm = (lookup_memo_t){mp->gen, voc.ptr, v.s, voc.len, v.len, found, hit};
             }
         }

@@ -45,6 +45,17 @@ typedef struct lookup_memo {
     cg_vocab_hit_t hit;
 } lookup_memo_t;
 
+/* Coding-system names to vocabulary_ids (spec_eval.c), by the name's text: whatever the message,
+ * a name stands for the same vocabulary (cg_vocab_system's table is static). */
+#define SYSTEM_MEMO_SIZE 4u
+
+typedef struct system_memo {
+    char name[24];
+    uint32_t len, set;
+    const char *vocab; /* cg_vocab_system's answer (static), NULL: the name itself */
+    uint32_t vocab_len;
+} system_memo_t;
+
 /* TS conversions of this message: a row asks for the date and the datetime of the same value
  * (and the next rule over the same OBX again), so the datetime form is kept and the date is its
  * first 10 bytes (cg_spec_ts_to_iso writes the same date either way, and fails alike). Keyed by
@@ -125,6 +136,7 @@ struct cg_mapper {
     int message_id_plain;
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
+    system_memo_t systems[SYSTEM_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
     place_memo_t places[PLACE_MEMO_SIZE];
     seg_place_t seg_places[SEG_PLACE_SIZE];

@@ -1060,6 +1060,63 @@ static void test_regex_needed_byte(void **state)
     pcre2_match_data_free(md);
 }
 
+/* Lookups resolve a message's coding-system name once per name text (spec_eval.c): the same
+ * concepts as cg_vocab_lookup_system for each spelling, OIDs longer than the memo's names,
+ * unknown names taken as vocabulary ids, and names that share a memo slot in turn. */
+static void test_lookup_systems(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"systems\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"s\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": {\"path\": \"OBX-3.1\", \"pipe\": [{\"lookup\":\n"
+        "       {\"vocabulary\": {\"path\": \"OBX-3.3\"}}}], \"default\": 0},\n"
+        "     \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"}}}]}\n";
+    /* "LX": LN's memo slot, and no system: taken as a vocabulary id */
+    static const char *systems[] = {
+        "LN", "LX", "ln", "LOINC", "urn:oid:2.16.840.1.113883.6.1", "2.16.840.1.113883.6.1", "XYZ",
+        "LN", "NL", "lN", "SCT"};
+    const size_t n_sys = sizeof(systems) / sizeof(systems[0]);
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "systems.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    for (int round = 0; round < 2; round++) { /* the second finds the names remembered */
+        char msg[4096];
+        int o = snprintf(msg, sizeof(msg),
+                         "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M66|P|2.5.1\r"
+                         "PID|1||777^^^HOSP^MR\r");
+        for (size_t i = 0; i < n_sys; i++)
+            o += snprintf(msg + o, sizeof(msg) - (size_t)o, "OBX|%zu|NM|4548-4^HbA1c^%s||1\r",
+                          i + 1, systems[round ? n_sys - 1 - i : i]);
+        const cg_row_t *rows;
+        size_t n;
+        cg_error_t me;
+        assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+        assert_int_equal(n, n_sys);
+        for (size_t i = 0; i < n; i++) {
+            const char *sys = systems[round ? n_sys - 1 - i : i];
+            cg_vocab_hit_t hit;
+            int found = cg_vocab_lookup_system(vocab, (cg_slice_t){sys, strlen(sys)},
+                                               CG_SLICE_LIT("4548-4"), &hit);
+            char want[24];
+            snprintf(want, sizeof(want), "%d", found ? (int)hit.concept_id : 0);
+            assert_value(&rows[i], "measurement_concept_id", want);
+        }
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -1212,6 +1269,7 @@ int main(void)
         cmocka_unit_test(test_canonical_columns),
         cmocka_unit_test(test_anchored_places),
         cmocka_unit_test(test_regex_needed_byte),
+        cmocka_unit_test(test_lookup_systems),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
