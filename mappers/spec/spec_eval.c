@@ -233,7 +233,7 @@ static cg_slice_t vocab_of(cg_mapper_t *mp, cg_slice_t sys)
         goto ask;
     system_memo_t *sm =
         &mp->systems[(sys.len + (unsigned char)sys.ptr[0]) & (SYSTEM_MEMO_SIZE - 1)];
-    if (sm->len == sys.len && sm->set && !memcmp(sm->name, sys.ptr, sys.len))
+    if (sm->len == sys.len && sm->set && cg_spec_same(sm->name, sys.ptr, sys.len))
         return sm->vocab ? (cg_slice_t){sm->vocab, sm->vocab_len} : sys;
     const char *voc = cg_vocab_system(sys);
     *sm = (system_memo_t){.len = (uint32_t)sys.len,
@@ -287,7 +287,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_DATETIME: {
         ts_memo_t *tm = &mp->ts_memo[ts_memo_slot(v)];
         if (tm->gen != mp->gen || tm->len != v.len || tm->shift_days != mp->shift_days ||
-            tm->spec != mp->spec || (tm->s != v.s && memcmp(tm->s, v.s, v.len))) {
+            tm->spec != mp->spec || (tm->s != v.s && !cg_spec_same(tm->s, v.s, v.len))) {
             char buf[48];
             size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
             if (!n)
@@ -316,7 +316,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_MAP:
         for (size_t i = 0; i < x->u.map.n; i++) {
             const map_entry_t *m = &x->u.map.entries[i];
-            if (m->from_len == v.len && !memcmp(m->from, v.s, v.len)) {
+            if (m->from_len == v.len && cg_spec_same(m->from, v.s, v.len)) {
                 *out = (spec_val_t){m->to, m->to_len, m->to != NULL};
                 if (mp->trace)
                     trace_map(mp, v, *out, 1, 0);
@@ -540,7 +540,7 @@ static int val_eq(spec_val_t a, spec_val_t b)
 {
     if (!a.present || !b.present)
         return a.present == b.present;
-    return a.len == b.len && !memcmp(a.s, b.s, a.len);
+    return a.len == b.len && cg_spec_same(a.s, b.s, a.len);
 }
 
 cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)

@@ -15,6 +15,7 @@
 #include "cg_row.h"
 #include "cg_vocab.h"
 
+#include <string.h>
 #include <time.h>
 
 /* Values of single-valued paths already read in this message: rules over the same OBX ask for
@@ -237,6 +238,35 @@ cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
  * for failures whose text quotes the input. */
 cg_err_t cg_spec_fail_as(cg_mapper_t *mp, cg_err_t code, const char *problem, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Whether a[0..n) and b[0..n) are the same bytes: short texts (codes, times) as one or two
+ * words read from both ends, inline; memcmp's call cost more than the compare. */
+static inline int cg_spec_same(const char *a, const char *b, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b0, b, 8);
+        memcpy(&b1, b + n - 8, 8);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
+    if (n >= 4 && n < 8) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4);
+        memcpy(&a1, a + n - 4, 4);
+        memcpy(&b0, b, 4);
+        memcpy(&b1, b + n - 4, 4);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
+    if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i])
+                return 0;
+        return 1;
+    }
+    return !memcmp(a, b, n);
+}
 
 /* A copy of s[0..n) in the message arena (NUL-terminated); ABSENT when out of memory. */
 static inline spec_val_t cg_spec_val_copy(cg_mapper_t *mp, const char *s, size_t n)

@@ -11,6 +11,7 @@
 #include "cg_spec.h"
 #include "cg_vocab.h"
 #include "../../mappers/spec/spec_impl.h"
+#include "../../mappers/spec/spec_mapper.h"
 
 /* The row object of r's record ("{...}" and what follows it), as the encoder writes it; four
  * buffers in turn, so that a test can hold a few at once. */
@@ -1117,6 +1118,27 @@ static void test_lookup_systems(void **state)
     cg_specset_destroy(ss);
 }
 
+/* cg_spec_same against memcmp: every length to 40, equal and with one byte different at each
+ * place; exact-size buffers, so that a read past either end shows under the sanitizers. */
+static void test_same_text(void **state)
+{
+    (void)state;
+    for (size_t n = 0; n <= 40; n++) {
+        char *a = malloc(n ? n : 1), *b = malloc(n ? n : 1);
+        assert_true(a && b);
+        for (size_t i = 0; i < n; i++)
+            a[i] = b[i] = (char)('0' + i % 10);
+        assert_true(cg_spec_same(a, b, n));
+        for (size_t at = 0; at < n; at++) {
+            b[at] ^= 0x40;
+            assert_false(cg_spec_same(a, b, n));
+            b[at] ^= 0x40;
+        }
+        free(a);
+        free(b);
+    }
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -1270,6 +1292,7 @@ int main(void)
         cmocka_unit_test(test_anchored_places),
         cmocka_unit_test(test_regex_needed_byte),
         cmocka_unit_test(test_lookup_systems),
+        cmocka_unit_test(test_same_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
