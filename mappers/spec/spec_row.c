@@ -210,6 +210,9 @@ static inline cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col
     return set_column_slow(mp, col, v, src_text, out);
 }
 
+/* The room for a row id's text (cg_fmt_int64: at most 20 characters). */
+#define ROW_ID_TEXT 24
+
 /* The row's id: the keyed hash of its table and the rule's "id" parts when the rule has them
  * and all are present; else of the message's identity (mp->msg_key: never the message id
  * alone, which senders reuse), the spec, the rule and the row's position in it. *how says
@@ -320,10 +323,11 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     cg_err_t rc = cg_spec_rule_applies(mp, &ok);
     if (rc || !ok)
         return rc;
-    /* one value a column of the table, absent unless mapped: one allocation a row */
+    /* one value a column of the table, absent unless mapped, and the text of a generated key
+     * after them: one allocation a row */
     const cg_target_table_t *t = r->table;
     size_t n_tab = t->n_columns;
-    cg_value_t *vals = cg_arena_alloc(&mp->arena, n_tab * sizeof(*vals));
+    cg_value_t *vals = cg_arena_alloc(&mp->arena, n_tab * sizeof(*vals) + ROW_ID_TEXT);
     const char **trace = mp->trace ? cg_arena_alloc(&mp->arena, 2 * n_tab * sizeof(*trace)) : NULL;
     if (!vals || (mp->trace && !trace))
         return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
@@ -339,9 +343,7 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         mp->column = r->pk.col->name;
         if ((rc = row_id(mp, r, position, &id, &how)))
             return rc;
-        char *idbuf = cg_arena_alloc(&mp->arena, 24);
-        if (!idbuf)
-            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+        char *idbuf = (char *)(vals + n_tab);
         spec_val_t idv = {idbuf, (uint32_t)cg_fmt_int64(idbuf, id), 1};
         /* a BIGINT key takes any int64 as cg_fmt_int64 wrote it: what set_column would find */
         if (r->pk.col->type == CG_COL_INT64)
