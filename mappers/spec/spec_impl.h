@@ -138,8 +138,8 @@ struct cg_spec_expr {
      * read one place that is not the row's own (OBR-3.1 and OBR-2.1 read for each OBX read its
      * OBR), and nothing else in it varies by row (no variable, no patient). It is memoized by that
      * place (spec_prepare.c, cg_spec_format_t.anchor_place): each OBX after an order's first
-     * finds what the first computed. anchor_id: its memo key, beyond the path ids (0: none);
-     * anchor: one of its paths, which names the place. */
+     * finds what the first computed. anchor_id: its memo key, beyond the path ids, shared by the
+     * spec's same expressions (0: none); anchor: one of its paths, which names the place. */
     uint32_t anchor_id;
     uint32_t anchor_group; /* the format's number for its place (cg_spec_format_t.anchor_group) */
     const struct cg_spec_expr *anchor;

@@ -1139,6 +1139,70 @@ static void test_same_text(void **state)
     }
 }
 
+/* Anchored expressions the same in two rules share one memo id (spec_prepare.c): one rule's
+ * value at an order is the other's; expressions that differ in a transform keep their own. */
+static void test_anchored_shared(void **state)
+{
+    (void)state;
+#define SHARED_RULE(name, second)                                                                  \
+    "  {\"name\": \"" name "\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"            \
+    "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"                              \
+    "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"                \
+    "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"                                    \
+    "     \"measurement_source_value\": {\"path\": \"OBR-3.1\", \"pipe\": [\"trim\"]},\n"          \
+    "     \"value_source_value\": {\"path\": \"OBR-3.1\", \"pipe\": [\"" second "\"]}}}"
+    const char *spec =
+        "{\"spec\": \"shared\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n" SHARED_RULE("up", "upper") ",\n" SHARED_RULE("low", "lower") "]}\n";
+#undef SHARED_RULE
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "shared.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    const expr_t *e[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    for (int k = 0; k < 2; k++) {
+        const rule_t *r = &ss->specs[0].rules[k];
+        for (size_t i = 0; i < r->n_columns; i++) {
+            if (!strcmp(r->columns[i].col->name, "measurement_source_value"))
+                e[k][0] = r->columns[i].expr;
+            if (!strcmp(r->columns[i].col->name, "value_source_value"))
+                e[k][1] = r->columns[i].expr;
+        }
+    }
+    assert_true(e[0][0] && e[0][1] && e[1][0] && e[1][1]);
+    assert_true(e[0][0]->anchor_id && e[0][1]->anchor_id && e[1][1]->anchor_id);
+    assert_int_equal(e[0][0]->anchor_id, e[1][0]->anchor_id);     /* trim, trim: one id */
+    assert_int_not_equal(e[0][1]->anchor_id, e[1][1]->anchor_id); /* upper, lower: two */
+    assert_int_not_equal(e[0][0]->anchor_id, e[0][1]->anchor_id);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M67|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBR|1||Fa1 \r"
+                      "OBX|1|NM|1^A^LN||1\r"
+                      "OBX|2|NM|1^A^LN||1\r"
+                      "OBR|2||Gb2\r"
+                      "OBX|3|NM|1^A^LN||1\r";
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 6);
+    static const char *want_src[] = {"Fa1", "Fa1", "Gb2", "Fa1", "Fa1", "Gb2"};
+    static const char *want_val[] = {"FA1 ", "FA1 ", "GB2", "fa1 ", "fa1 ", "gb2"};
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(rows[i].rule, i < 3 ? "up" : "low");
+        assert_value(&rows[i], "measurement_source_value", want_src[i]);
+        assert_value(&rows[i], "value_source_value", want_val[i]);
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* A code whose standard concept is in the Observation domain goes to observation. */
 static void test_domain_routes_the_row(void **state)
 {
@@ -1293,6 +1357,7 @@ int main(void)
         cmocka_unit_test(test_regex_needed_byte),
         cmocka_unit_test(test_lookup_systems),
         cmocka_unit_test(test_same_text),
+        cmocka_unit_test(test_anchored_shared),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
