@@ -123,16 +123,23 @@ static inline int cg_buf_json_plain(const char *s, size_t n)
         if ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
             return 0;
     }
-    if (n >= 8 && i < n) { /* the tail: the last eight bytes, overlapping checked ones */
-        uint64_t w;
+    if (i == n)
+        return 1;
+    uint64_t w;
+    if (n >= 8) { /* the tail: the last eight bytes, overlapping checked ones */
         memcpy(&w, s + n - 8, 8);
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-        return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
+    } else if (n >= 4) { /* short codes: their first and last four bytes, overlapping */
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        w = a | (uint64_t)b << 32;
+    } else { /* one to three bytes, the rest of the word a plain 'a' */
+        const unsigned char *p = (const unsigned char *)s;
+        w = (ones * 'a' & ~(uint64_t)0xffffff) | p[0] | (uint64_t)p[n / 2] << 8 |
+            (uint64_t)p[n - 1] << 16;
     }
-    for (const unsigned char *p = (const unsigned char *)s; i < n; i++)
-        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
-            return 0;
-    return 1;
+    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+    return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
 }
 
 /* Appends the contents of the file at path (a pipe or /dev/stdin works too) and a NUL that does

@@ -32,10 +32,12 @@ struct cg_pseudo {
     int date_shift_days; /* N of [-N, N]; 0 = off */
     /* SipHash-2-4 key of row ids: HMAC(key, row_id_key_label), its first 16 bytes */
     unsigned char id_key[crypto_shorthash_siphash24_KEYBYTES];
+    /* SipHash's state after a packed row id's first 24 bytes, the same for every id of a kind
+     * (0x00, row_id_prefix, the kind: three whole blocks), for CG_PSEUDO_ID_KEY and _MESSAGE */
+    uint64_t id_pre[2][4];
 };
 
 static const char date_shift_prefix[] = "\0cohortgate/date-shift/v1\x1F";
-static const char row_id_prefix[] = "\0cohortgate/row-id/v4\x1F";
 static const char row_id_key_label[] = "\0cohortgate/row-id-key/v4";
 static const char message_id_prefix[] = "\0cohortgate/message-id/v1\x1F";
 
@@ -191,6 +193,102 @@ void cg_pseudo_destroy(cg_pseudo_t *p)
     free(p);
 }
 
+/* ---- SipHash-2-4 (Aumasson and Bernstein), for row ids: libsodium's crypto_shorthash_siphash24
+ * computes the same, but from the first byte on each time; a row id's first three blocks are
+ * the same for all ids of a kind, so their state is made once (id_pre) and each id absorbs the
+ * rest. test_pseudo checks it against libsodium. ---- */
+
+static inline uint64_t sip_le64(const unsigned char *b)
+{
+    uint64_t x;
+    memcpy(&x, b, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
+}
+
+#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND(v)                                                                               \
+    do {                                                                                           \
+        v[0] += v[1];                                                                              \
+        v[1] = SIP_ROTL(v[1], 13);                                                                 \
+        v[1] ^= v[0];                                                                              \
+        v[0] = SIP_ROTL(v[0], 32);                                                                 \
+        v[2] += v[3];                                                                              \
+        v[3] = SIP_ROTL(v[3], 16);                                                                 \
+        v[3] ^= v[2];                                                                              \
+        v[0] += v[3];                                                                              \
+        v[3] = SIP_ROTL(v[3], 21);                                                                 \
+        v[3] ^= v[0];                                                                              \
+        v[2] += v[1];                                                                              \
+        v[1] = SIP_ROTL(v[1], 17);                                                                 \
+        v[1] ^= v[2];                                                                              \
+        v[2] = SIP_ROTL(v[2], 32);                                                                 \
+    } while (0)
+
+static void sip_init(uint64_t v[4], const unsigned char key[16])
+{
+    uint64_t k0 = sip_le64(key), k1 = sip_le64(key + 8);
+    v[0] = k0 ^ UINT64_C(0x736f6d6570736575);
+    v[1] = k1 ^ UINT64_C(0x646f72616e646f6d);
+    v[2] = k0 ^ UINT64_C(0x6c7967656e657261);
+    v[3] = k1 ^ UINT64_C(0x7465646279746573);
+}
+
+static inline void sip_block(uint64_t v[4], uint64_t m)
+{
+    v[3] ^= m;
+    SIP_ROUND(v);
+    SIP_ROUND(v);
+    v[0] ^= m;
+}
+
+/* The hash of a message whose first whole blocks state v absorbed, in[0..n) its rest and
+ * total its length, written as libsodium writes it (8 bytes, little-endian) into out. */
+static void sip_finish(const uint64_t state[4], const unsigned char *in, size_t n, size_t total,
+                       unsigned char out[8])
+{
+    uint64_t v[4] = {state[0], state[1], state[2], state[3]};
+    for (; n >= 8; in += 8, n -= 8)
+        sip_block(v, sip_le64(in));
+    uint64_t b = (uint64_t)total << 56;
+    for (size_t i = 0; i < n; i++)
+        b |= (uint64_t)in[i] << (8 * i);
+    sip_block(v, b);
+    v[2] ^= 0xff;
+    SIP_ROUND(v);
+    SIP_ROUND(v);
+    SIP_ROUND(v);
+    SIP_ROUND(v);
+    b = v[0] ^ v[1] ^ v[2] ^ v[3];
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(b >> (8 * i));
+}
+
+static const char row_id_prefix[] = "\0cohortgate/row-id/v4\x1F";
+
+/* id_pre from id_key: the state after 0x00, row_id_prefix and the kind */
+static void id_pre_init(cg_pseudo_t *p)
+{
+    for (int k = 0; k < 2; k++) {
+        unsigned char head[24];
+        head[0] = 0;
+        memcpy(head + 1, row_id_prefix, sizeof(row_id_prefix) - 1);
+        head[23] = (unsigned char)(CG_PSEUDO_ID_KEY + k);
+        sip_init(p->id_pre[k], p->id_key);
+        for (int i = 0; i < 24; i += 8)
+            sip_block(p->id_pre[k], sip_le64(head + i));
+    }
+}
+
+static int force_library;
+
+void cg_pseudo__force_library(int on)
+{
+    __atomic_store_n(&force_library, on, __ATOMIC_RELAXED);
+}
+
 static cg_pseudo_t *alloc_pseudo(char *errstr, size_t errstr_size)
 {
     cg_pseudo_t *p = calloc(1, sizeof(*p));
@@ -240,9 +338,10 @@ cg_pseudo_t *cg_pseudo_new(const cg_pseudo_key_t *key, int date_shift_days, char
     OPENSSL_cleanse(k0, sizeof(k0));
     OPENSSL_cleanse(pad, sizeof(pad));
     unsigned char h[SHA256_LEN];
-    if (ok && cg_pseudo_hmac(p, row_id_key_label, sizeof(row_id_key_label) - 1, h) == CG_OK)
+    if (ok && cg_pseudo_hmac(p, row_id_key_label, sizeof(row_id_key_label) - 1, h) == CG_OK) {
         memcpy(p->id_key, h, sizeof(p->id_key));
-    else
+        id_pre_init(p);
+    } else
         ok = 0;
     OPENSSL_cleanse(h, sizeof(h));
     if (!ok) {
@@ -266,6 +365,7 @@ cg_pseudo_t *cg_pseudo_clone(const cg_pseudo_t *src, char *errstr, size_t errstr
     p->inner = src->inner;
     p->outer = src->outer;
     memcpy(p->id_key, src->id_key, sizeof(p->id_key));
+    memcpy(p->id_pre, src->id_pre, sizeof(p->id_pre));
     return p;
 }
 
@@ -477,6 +577,31 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
      * HMAC-SHA256). Inputs past the pack buffer are first reduced by HMAC; the leading byte
      * keeps the two forms apart. */
     unsigned char buf[1 + PACK_MAX];
+    unsigned char sh[crypto_shorthash_siphash24_BYTES];
+    if (len <= PACK_MAX && (kind == CG_PSEUDO_ID_KEY || kind == CG_PSEUDO_ID_MESSAGE) &&
+        !__atomic_load_n(&force_library, __ATOMIC_RELAXED)) {
+        /* as below, from the first byte after the kind on: its state is id_pre's */
+        unsigned char *o = buf;
+        put_u32be(o, (uint32_t)ns.len);
+        o += 4;
+        if (ns.len)
+            cg_mem_copy(o, ns.ptr, ns.len);
+        o += ns.len;
+        for (size_t i = 0; i < n_parts; i++) {
+            *o++ = parts[i].ptr != NULL;
+            if (!parts[i].ptr)
+                continue;
+            put_u32be(o, (uint32_t)parts[i].len);
+            o += 4;
+            if (parts[i].len)
+                cg_mem_copy(o, parts[i].ptr, parts[i].len);
+            o += parts[i].len;
+        }
+        size_t n = (size_t)(o - buf);
+        sip_finish(p->id_pre[kind - CG_PSEUDO_ID_KEY], buf, n, 24 + n, sh);
+        *out = to_id63(sh);
+        return CG_OK;
+    }
     if (len <= PACK_MAX) {
         /* packed here, straight from the parts: the fixed pieces as stores, one copy per value
          * (a slice list built first, then packed, was a third of a row id's cost) */
@@ -512,7 +637,6 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
         memcpy(buf + 1, h, SHA256_LEN);
         len = 1 + SHA256_LEN;
     }
-    unsigned char sh[crypto_shorthash_siphash24_BYTES];
     crypto_shorthash_siphash24(sh, buf, len, p->id_key);
     *out = to_id63(sh);
     return CG_OK;

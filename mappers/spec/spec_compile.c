@@ -36,6 +36,21 @@ static int keep_regex(cg_specset_t *ss, pcre2_code *re)
     return 0;
 }
 
+int cg_spec_regex_need(const pcre2_code *re)
+{
+    uint32_t type = 0, unit = 0;
+    static const uint32_t which[2][2] = {{PCRE2_INFO_LASTCODETYPE, PCRE2_INFO_LASTCODEUNIT},
+                                         {PCRE2_INFO_FIRSTCODETYPE, PCRE2_INFO_FIRSTCODEUNIT}};
+    for (int i = 0; i < 2; i++) {
+        if (pcre2_pattern_info(re, which[i][0], &type) != 0 || type != 1 ||
+            pcre2_pattern_info(re, which[i][1], &unit) != 0)
+            continue;
+        if (unit < 0x80 && !((unit | 0x20) >= 'a' && (unit | 0x20) <= 'z'))
+            return (int)unit;
+    }
+    return -1;
+}
+
 static pcre2_code *compile_regex(cc_t *c, const json_t *at, const char *pattern)
 {
     int code;
@@ -205,6 +220,7 @@ static int compile_xform(cc_t *c, json_t *j, xform_t *x)
             compile_regex(c, json_is_object(arg) ? json_object_get(arg, "pattern") : arg, pat);
         if (!x->u.re.re)
             return -1;
+        x->u.re.need = cg_spec_regex_need(x->u.re.re);
         uint32_t caps = 0;
         pcre2_pattern_info(x->u.re.re, PCRE2_INFO_CAPTURECOUNT, &caps);
         x->u.re.group = group ? (uint32_t)json_integer_value(group) : (caps >= 1 ? 1 : 0);
@@ -609,6 +625,7 @@ static cond_t *compile_cond(cc_t *c, json_t *j)
         }
         d->a = compile_expr(c, json_array_get(arg, 0));
         d->re = compile_regex(c, pat, json_string_value(pat));
+        d->re_need = d->re ? cg_spec_regex_need(d->re) : -1;
         return d->a && d->re ? d : NULL;
     }
     if (!strcmp(op, "present")) {

@@ -155,6 +155,8 @@ static cg_err_t regex_run(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_
 {
     *out = ABSENT;
     if (x->kind == XF_REGEX_EXTRACT) {
+        if (!cg_spec_regex_may_match(x->u.re.need, v.s, v.len))
+            return CG_OK; /* no match: the byte every match holds is not there */
         int rc = pcre2_match(x->u.re.re, (PCRE2_SPTR)v.s, v.len, 0, 0, mp->md, mp->mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             return CG_OK;
@@ -204,6 +206,47 @@ static spec_val_t int_text(cg_mapper_t *mp, int64_t x)
     return cg_spec_val_copy(mp, buf, cg_fmt_int64(buf, x));
 }
 
+/* The ts memo's slot for the text of v: by its bytes, not its place, since a message's results
+ * mostly share their times (an order's OBX-14) in slices of their own. */
+static inline uint32_t ts_memo_slot(spec_val_t v)
+{
+    uint64_t h = v.len;
+    if (v.len >= 8) { /* TS values have 8 digits at least; the first and last eight */
+        uint64_t a, b;
+        memcpy(&a, v.s, 8);
+        memcpy(&b, v.s + v.len - 8, 8);
+        h ^= a ^ (b * 0x9E3779B97F4A7C15u);
+    } else {
+        for (uint32_t i = 0; i < v.len; i++)
+            h = h * 31 + (unsigned char)v.s[i];
+    }
+    h *= 0x9E3779B97F4A7C15u;
+    return (uint32_t)(h >> 40) & (TS_MEMO_SIZE - 1);
+}
+
+/* The vocabulary_id a coding-system name stands for, as cg_vocab_lookup_system takes it
+ * (cg_vocab_system's, else the name itself): remembered by the name's text, since a message
+ * names a handful of systems on thousands of codes and the names table is searched by text. */
+static cg_slice_t vocab_of(cg_mapper_t *mp, cg_slice_t sys)
+{
+    if (sys.len > sizeof(mp->systems[0].name))
+        goto ask;
+    system_memo_t *sm =
+        &mp->systems[(sys.len + (unsigned char)sys.ptr[0]) & (SYSTEM_MEMO_SIZE - 1)];
+    if (sm->len == sys.len && sm->set && cg_spec_same(sm->name, sys.ptr, sys.len))
+        return sm->vocab ? (cg_slice_t){sm->vocab, sm->vocab_len} : sys;
+    const char *voc = cg_vocab_system(sys);
+    *sm = (system_memo_t){.len = (uint32_t)sys.len,
+                          .set = 1,
+                          .vocab = voc,
+                          .vocab_len = voc ? (uint32_t)strlen(voc) : 0};
+    memcpy(sm->name, sys.ptr, sys.len);
+    return voc ? (cg_slice_t){voc, sm->vocab_len} : sys;
+ask:;
+    const char *v = cg_vocab_system(sys);
+    return v ? (cg_slice_t){v, strlen(v)} : sys;
+}
+
 static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spec_val_t *out)
 {
     *out = ABSENT;
@@ -242,10 +285,9 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     }
     case XF_DATE:
     case XF_DATETIME: {
-        ts_memo_t *tm = &mp->ts_memo[(((uintptr_t)v.s >> 2) ^ ((uintptr_t)v.s >> 7) ^ v.len) &
-                                     (TS_MEMO_SIZE - 1)];
-        if (tm->gen != mp->gen || tm->s != v.s || tm->len != v.len ||
-            tm->shift_days != mp->shift_days || tm->spec != mp->spec) {
+        ts_memo_t *tm = &mp->ts_memo[ts_memo_slot(v)];
+        if (tm->gen != mp->gen || tm->len != v.len || tm->shift_days != mp->shift_days ||
+            tm->spec != mp->spec || (tm->s != v.s && !cg_spec_same(tm->s, v.s, v.len))) {
             char buf[48];
             size_t n = cg_spec_ts_to_iso(v.s, v.len, 1, mp->utc_offset, mp->shift_days, buf);
             if (!n)
@@ -274,7 +316,7 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_MAP:
         for (size_t i = 0; i < x->u.map.n; i++) {
             const map_entry_t *m = &x->u.map.entries[i];
-            if (m->from_len == v.len && !memcmp(m->from, v.s, v.len)) {
+            if (m->from_len == v.len && cg_spec_same(m->from, v.s, v.len)) {
                 *out = (spec_val_t){m->to, m->to_len, m->to != NULL};
                 if (mp->trace)
                     trace_map(mp, v, *out, 1, 0);
@@ -308,7 +350,8 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
                 found = lm->found;
                 hit = lm->hit;
             } else {
-                found = cg_vocab_lookup_system(mp->vocab, voc, (cg_slice_t){v.s, v.len}, &hit);
+                found =
+                    cg_vocab_lookup(mp->vocab, vocab_of(mp, voc), (cg_slice_t){v.s, v.len}, &hit);
                 *lm = (lookup_memo_t){mp->gen, voc.ptr, v.s, voc.len, v.len, found, hit};
             }
         }
@@ -497,7 +540,7 @@ static int val_eq(spec_val_t a, spec_val_t b)
 {
     if (!a.present || !b.present)
         return a.present == b.present;
-    return a.len == b.len && !memcmp(a.s, b.s, a.len);
+    return a.len == b.len && cg_spec_same(a.s, b.s, a.len);
 }
 
 cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
@@ -520,7 +563,7 @@ cg_err_t cg_spec_eval_cond(cg_mapper_t *mp, const cond_t *c, int *out)
     case CD_REGEX: {
         if ((rc = eval(mp, c->a, &a)))
             return rc;
-        if (!a.present)
+        if (!a.present || !cg_spec_regex_may_match(c->re_need, a.s, a.len))
             return CG_OK;
         int m = pcre2_match(c->re, (PCRE2_SPTR)a.s, a.len, 0, 0, mp->md, mp->mctx);
         if (m < 0 && m != PCRE2_ERROR_NOMATCH)

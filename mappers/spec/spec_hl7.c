@@ -62,6 +62,18 @@ static cg_err_t rows_by_rule(cg_mapper_t *mp, const rule_t *rules, size_t n, siz
     return CG_OK;
 }
 
+/* Which rules of table t take the value a (bit k: rule k of the pass): cond_in for each. */
+static inline uint32_t fuse_takes(const fuse_table_t *t, spec_val_t a)
+{
+    if (!a.present || !a.len || a.len > 8) /* every listed value has 1 to 8 bytes */
+        return 0;
+    uint64_t w = cg_spec_pack8(a.s, a.len);
+    for (size_t j = 0; j < t->n; j++)
+        if (t->values[j].word == w && t->values[j].len == a.len)
+            return t->values[j].rules;
+    return 0;
+}
+
 cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n)
 {
     size_t first = mp->n_rows;
@@ -71,18 +83,41 @@ cg_err_t cg_spec_hl7_run_rules(cg_mapper_t *mp, const rule_t *rules, size_t n)
     uint64_t pos = 0;
     cg_err_t rc = CG_OK;
     cg_hl7_path_begin(&it, mp->m, &rules[0].foreach, cg_hl7_scope_message(mp->m));
+    const fuse_table_t *tab = n > 1 ? rules[0].fuse_tab : NULL;
     while (!rc && cg_hl7_path_next(&it, &match)) {
         mp->scope = cg_hl7_scope_at(mp->m, match.seg);
         pos++;
+        /* the guard's value, read once an item for the rules whose guards read the same path
+         * (OBX-2 for every OBX rule): a path's value is the same at the same place; for the
+         * rules in the pass's table, which of them take it is found there once */
+        uint32_t gid = 0, takes = 0;
+        int found = 0;
+        spec_val_t a = ABSENT;
         for (size_t k = 0; k < n && !rc; k++) {
             const rule_t *r = &rules[k];
             if (r->guard) { /* most rules take few of the items: told apart here, inline */
-                spec_val_t a;
-                if ((rc = eval(mp, r->guard->a, &a)) || !cond_in(r->guard, a))
+                const expr_t *g = r->guard->a;
+                if (!g->path_id || g->path_id != gid) {
+                    if ((rc = eval(mp, g, &a)))
+                        continue;
+                    gid = g->path_id;
+                    found = 0;
+                }
+                if (tab && (tab->rules >> k & 1)) {
+                    if (!found) {
+                        takes = fuse_takes(tab, a);
+                        found = 1;
+                    }
+                    if (!(takes >> k & 1))
+                        continue;
+                } else if (!cond_in(r->guard, a)) {
                     continue;
+                }
             }
             mp->rule = r;
+            mp->guard_passed = r->guard != NULL; /* cg_spec_rule_applies need not test it again */
             rc = cg_spec_emit_row(mp, pos);
+            mp->guard_passed = 0;
         }
     }
     if (!rc)
@@ -131,6 +166,8 @@ cg_err_t cg_mapper_map_msg(cg_mapper_t *mp, cg_hl7_msg_t *msg, const cg_row_t **
     mp->cs_utf8 = cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "UTF8"));
     mp->cs_ascii = cs && cs[0] && strncasecmp(cs, "UTF-16", 6) && strncasecmp(cs, "UTF-32", 6) &&
                    strncasecmp(cs, "UCS", 3);
+    mp->cs_plain = mp->cs_utf8 || mp->cs_ascii;
+    mp->esc_word = 0x0101010101010101u * (unsigned char)mp->esc;
     cg_slice_t bytes = cg_hl7_msg_bytes(msg);
     mp->raw_begin = bytes.ptr;
     mp->raw_end = bytes.ptr + bytes.len;

@@ -64,6 +64,25 @@ bytes:
     return mp->cs_utf8 || mp->cs_ascii;
 }
 
+/* raw_is_decoded, with its commonest case inline at the call: an empty value, or a short one
+ * (most codes) checked as the low bytes of one word of the message. The same answers. */
+static inline int raw_plain(const cg_mapper_t *mp, cg_slice_t raw, int literal)
+{
+    if (!raw.len)
+        return mp->cs_plain;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (raw.len < 8 && !literal && raw.ptr >= mp->raw_begin && raw.ptr + 8 <= mp->raw_end) {
+        const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+        uint64_t w, x;
+        memcpy(&w, raw.ptr, 8);
+        x = w ^ mp->esc_word;
+        if (!((w | ((x - ones) & ~x)) & high & ((UINT64_C(1) << (8 * raw.len)) - 1)))
+            return mp->cs_plain;
+    }
+#endif
+    return raw_is_decoded(mp, raw, literal);
+}
+
 /* Every match of a [*] path into mp->scratch, joined by the enclosing concat's sep (else "~");
  * *count gets how many. Out of line: the one-value case below is the hot one. */
 static __attribute__((noinline)) cg_err_t all_values(cg_mapper_t *mp, const cg_hl7_path_t *p,
@@ -94,7 +113,7 @@ static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, s
     int got = cg_hl7_path_raw(mp->m, p, s, &raw);
     if (!got)
         return CG_OK;
-    if (raw_is_decoded(mp, raw, got == 2)) {
+    if (raw_plain(mp, raw, got == 2)) {
         /* the usual case: the value is its raw bytes, used in place (valid until the next
          * message) instead of decoded into scratch and copied to the arena */
         if (raw.len == 0 || (raw.len == 2 && !memcmp(raw.ptr, "\"\"", 2)))
@@ -132,7 +151,33 @@ int cg_spec_hl7_anchor_place(cg_mapper_t *mp, const expr_t *e, uint32_t *place)
 {
     if (mp->scope.begin) /* a partial scope: as eval_path, no memo */
         return -1;
-    *place = path_seg(mp, &e->u.path);
+    const cg_hl7_path_t *p = &e->u.path;
+    uint32_t cur = mp->scope.cur;
+    if (p->seg_index != CG_HL7_FIRST || cur >= mp->scope.end) {
+        *place = path_seg(mp, p);
+        return 0;
+    }
+    /* the nearest segment of its name at or before the cursor (the OBX's OBR): from the answer
+     * at an earlier cursor of this message, when it was one of those, the segments since then
+     * are looked at; else path_seg's answer (which may be the first one after) is the start */
+    seg_place_t *sp = &mp->seg_places[((unsigned char)p->seg[0] + (unsigned char)p->seg[2]) &
+                                      (SEG_PLACE_SIZE - 1)];
+    if (sp->gen == mp->gen && sp->end == mp->scope.end && sp->from <= cur &&
+        cur - sp->from <= SEG_PLACE_SPAN && sp->at <= sp->from && !memcmp(sp->name, p->seg, 3)) {
+        uint32_t at = sp->at;
+        for (uint32_t s = sp->from + 1; s <= cur; s++) {
+            const char *n = cg_hl7_seg_name(mp->m, s);
+            if (n[0] == p->seg[0] && n[1] == p->seg[1] && n[2] == p->seg[2])
+                at = s;
+        }
+        sp->from = cur;
+        sp->at = at;
+        *place = at;
+        return 0;
+    }
+    uint32_t at = path_seg(mp, p);
+    *sp = (seg_place_t){mp->gen, cur, at, mp->scope.end, {p->seg[0], p->seg[1], p->seg[2], 0}};
+    *place = at;
     return 0;
 }
 
@@ -170,7 +215,7 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
         cg_error_t he;
         if (!cg_hl7_path_first(mp->m, p, mp->scope, &match))
             return CG_OK;
-        if (raw_is_decoded(mp, match.raw, match.literal)) {
+        if (raw_plain(mp, match.raw, match.literal)) {
             if (match.raw.len == 0 || (match.raw.len == 2 && !memcmp(match.raw.ptr, "\"\"", 2)))
                 return CG_OK;
             *out = (spec_val_t){match.raw.ptr, match.raw.len, 1};

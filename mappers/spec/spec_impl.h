@@ -5,6 +5,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <string.h>
 
 #include "cg_hl7.h"
 #include "cg_spec.h"
@@ -86,6 +87,7 @@ typedef struct xform {
             pcre2_code *re;
             uint32_t group;
             const char *with; /* replacement, for REGEX_REPLACE */
+            int need;         /* a byte every match holds (cg_spec_regex_need), or -1 */
         } re;
         struct {
             map_entry_t *entries;
@@ -136,8 +138,8 @@ struct cg_spec_expr {
      * read one place that is not the row's own (OBR-3.1 and OBR-2.1 read for each OBX read its
      * OBR), and nothing else in it varies by row (no variable, no patient). It is memoized by that
      * place (spec_prepare.c, cg_spec_format_t.anchor_place): each OBX after an order's first
-     * finds what the first computed. anchor_id: its memo key, beyond the path ids (0: none);
-     * anchor: one of its paths, which names the place. */
+     * finds what the first computed. anchor_id: its memo key, beyond the path ids, shared by the
+     * spec's same expressions (0: none); anchor: one of its paths, which names the place. */
     uint32_t anchor_id;
     uint32_t anchor_group; /* the format's number for its place (cg_spec_format_t.anchor_group) */
     const struct cg_spec_expr *anchor;
@@ -161,6 +163,7 @@ struct cond {
     size_t *value_lens;
     size_t n_values;
     pcre2_code *re; /* REGEX */
+    int re_need;    /* a byte every match holds (cg_spec_regex_need), or -1 */
     cond_t **subs;  /* NOT (1), ALL, ANY */
     size_t n_subs;
 };
@@ -173,10 +176,52 @@ typedef struct binding {
     uint32_t json_key_len;
 } binding_t;
 
+/* What a numeric column's value is known to be when present, whatever the message
+ * (spec_prepare.c): then spec_row.c types it without making it canonical again. */
+typedef enum column_canon {
+    COL_CANON_NONE, /* anything: checked and made canonical per row */
+    COL_CANON_INT,  /* an integer as cg_spec_number writes it (ids, concept ids): only its range
+                     * is checked */
+    COL_CANON_NUM,  /* a decimal as cg_spec_number writes it, into a CG_COL_NUMBER column */
+} column_canon_t;
+
 typedef struct column {
     const cg_target_column_t *col; /* the target's column: name, type, index in the row */
     expr_t *expr;
+    uint8_t canon; /* column_canon_t */
 } column_t;
+
+/* The guards of a pass's rules that read the same path, as one table (spec_prepare.c): for each
+ * value any of them lists (of at most 8 bytes), which of the pass's rules take it. The path is
+ * read once an item and its value found here, instead of each rule's list compared in turn. */
+typedef struct fuse_guard {
+    uint64_t word; /* the value's bytes (cg_spec_pack8) */
+    uint32_t len;
+    uint32_t rules; /* bit k: rule k of the pass lists it */
+} fuse_guard_t;
+
+typedef struct fuse_table {
+    uint32_t path_id; /* the path the guards read (expr_t.path_id, not 0) */
+    uint32_t rules;   /* bit k: rule k's guard is in the table */
+    size_t n;
+    fuse_guard_t *values;
+} fuse_table_t;
+
+/* s[0..n), 1 <= n <= 8, as the low bytes of a word (the rest 0), without reading past it. */
+static inline uint64_t cg_spec_pack8(const char *s, uint32_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (n >= 4) { /* the first and last four bytes; where they overlap, the same bytes */
+        uint32_t lo =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        const unsigned char *q = p + n - 4;
+        uint32_t hi =
+            (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+        return (uint64_t)lo | (uint64_t)hi << (8 * (n - 4));
+    }
+    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
+           (uint64_t)p[n - 1] << (8 * (n - 1));
+}
 
 typedef struct cg_spec_rule {
     const char *name;
@@ -216,6 +261,8 @@ typedef struct cg_spec_rule {
     /* how many rules from this one on go over the same foreach in one pass, each item's rules in
      * turn (the OBX rules told apart by OBX-2); 0 or 1: on its own (spec_prepare.c) */
     uint32_t fuse_n;
+    /* the first rule of a pass: its rules' guards on one path as a table (NULL: none) */
+    const fuse_table_t *fuse_tab;
 } rule_t;
 
 /* At most this many rules in one pass (the rows' reordering counts them on the stack). */
@@ -311,6 +358,18 @@ int cg_spec_select_build(cg_specset_t *ss);
  * -1 out of memory). */
 int cg_spec_prepare(cg_specset_t *ss);
 const select_entry_t *cg_spec_select_hl7(const cg_specset_t *ss, cg_slice_t type, cg_slice_t event);
+
+/* A byte that every match of re holds, so that a value without it cannot match and the
+ * regex need not run (most OBX-7 reference ranges have no '-' for the range regexes): the
+ * literal PCRE2 records as required, when it is ASCII and not a letter (a caseless part of the
+ * pattern would match the other case); -1 when there is none. spec_compile.c. */
+int cg_spec_regex_need(const pcre2_code *re);
+
+/* Whether v[0..n) can match a regex whose needed byte is need (-1: any value can). */
+static inline int cg_spec_regex_may_match(int need, const char *v, size_t n)
+{
+    return need < 0 || (n && memchr(v, need, n));
+}
 
 /* Compiled regexes run with these limits so a hostile input cannot make one run away. */
 #define SPEC_REGEX_MATCH_LIMIT 100000u

@@ -15,6 +15,7 @@
 #include "cg_row.h"
 #include "cg_vocab.h"
 
+#include <string.h>
 #include <time.h>
 
 /* Values of single-valued paths already read in this message: rules over the same OBX ask for
@@ -45,11 +46,22 @@ typedef struct lookup_memo {
     cg_vocab_hit_t hit;
 } lookup_memo_t;
 
+/* Coding-system names to vocabulary_ids (spec_eval.c), by the name's text: whatever the message,
+ * a name stands for the same vocabulary (cg_vocab_system's table is static). */
+#define SYSTEM_MEMO_SIZE 4u
+
+typedef struct system_memo {
+    char name[24];
+    uint32_t len, set;
+    const char *vocab; /* cg_vocab_system's answer (static), NULL: the name itself */
+    uint32_t vocab_len;
+} system_memo_t;
+
 /* TS conversions of this message: a row asks for the date and the datetime of the same value
  * (and the next rule over the same OBX again), so the datetime form is kept and the date is its
  * first 10 bytes (cg_spec_ts_to_iso writes the same date either way, and fails alike). Keyed by
- * the value slice, which stays put for the message, the spec (its patient's source value is the
- * one slice whose bytes change, per spec) and the date shift. */
+ * the value's text (an order's results share their times, each in a slice of its own; the first
+ * slice seen stays put for the message), the spec and the date shift. */
 #define TS_MEMO_SIZE 16u
 
 typedef struct ts_memo {
@@ -62,6 +74,13 @@ typedef struct ts_memo {
     size_t iso_len;
 } ts_memo_t;
 
+/* The last date and the last datetime value that passed spec_row.c's shape check in this
+ * message: values stay put for the message, so the same slice passes again. */
+typedef struct iso_memo {
+    uint32_t gen, len;
+    const char *s;
+} iso_memo_t;
+
 /* The places anchored expressions read from the current row (spec_eval.c): the OBR and the ORC
  * of an OBX, found once a row rather than once an expression. Keyed by the message (gen), the
  * scope's cursor and the format's group for the place. */
@@ -70,6 +89,17 @@ typedef struct ts_memo {
 typedef struct place_memo {
     uint32_t gen, cur, group, at;
 } place_memo_t;
+
+/* The HL7 v2 places anchored expressions read (spec_hl7_value.c): per segment name, the nearest
+ * segment of that name at or before cursor from (at; at > from: none before, the first after),
+ * so that the next row's cursor looks at the segments since from, not back through the message. */
+#define SEG_PLACE_SIZE 4u
+#define SEG_PLACE_SPAN 16u /* farther on, the search from the cursor is as cheap */
+
+typedef struct seg_place {
+    uint32_t gen, from, at, end;
+    char name[4];
+} seg_place_t;
 
 struct cg_mapper {
     const cg_specset_t *ss;
@@ -107,9 +137,12 @@ struct cg_mapper {
     int message_id_plain;
     path_memo_t *memo; /* PATH_MEMO_SIZE entries */
     lookup_memo_t lookups[LOOKUP_MEMO_SIZE];
+    system_memo_t systems[SYSTEM_MEMO_SIZE];
     ts_memo_t ts_memo[TS_MEMO_SIZE];
     place_memo_t places[PLACE_MEMO_SIZE];
-    uint32_t gen; /* of the message being mapped; never 0 */
+    seg_place_t seg_places[SEG_PLACE_SIZE];
+    iso_memo_t iso_ok[2]; /* [0] a date column's, [1] a datetime column's */
+    uint32_t gen;         /* of the message being mapped; never 0 */
     /* of the spec run (its patient and date shift) within the message: anchored values are
      * memoized for it (path_memo_t.pad) */
     uint32_t run;
@@ -125,11 +158,14 @@ struct cg_mapper {
     char esc;          /* the message's escape character, '\0' when none */
     int cs_utf8;       /* its charset is UTF-8 */
     int cs_ascii;      /* or another one whose ASCII bytes decode to themselves */
+    int cs_plain;      /* cs_utf8 || cs_ascii: ASCII without escapes is its own value */
+    uint64_t esc_word; /* esc in every byte of a word (spec_hl7_value.c) */
     /* the message's bytes: a short value is checked a word at a time when the word stays
      * inside them (spec_hl7_value.c) */
     const char *raw_begin, *raw_end;
     const spec_t *spec;
     const rule_t *rule;
+    int guard_passed; /* mp->rule's guard holds at this item: its rules' pass tested it */
     const char *column;
     cg_hl7_scope_t scope;
     cg_slice_t message_id;
@@ -202,6 +238,35 @@ cg_err_t cg_spec_fail(cg_mapper_t *mp, cg_err_t code, const char *fmt, ...)
  * for failures whose text quotes the input. */
 cg_err_t cg_spec_fail_as(cg_mapper_t *mp, cg_err_t code, const char *problem, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Whether a[0..n) and b[0..n) are the same bytes: short texts (codes, times) as one or two
+ * words read from both ends, inline; memcmp's call cost more than the compare. */
+static inline int cg_spec_same(const char *a, const char *b, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b0, b, 8);
+        memcpy(&b1, b + n - 8, 8);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
+    if (n >= 4 && n < 8) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4);
+        memcpy(&a1, a + n - 4, 4);
+        memcpy(&b0, b, 4);
+        memcpy(&b1, b + n - 4, 4);
+        return !((a0 ^ b0) | (a1 ^ b1));
+    }
+    if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i])
+                return 0;
+        return 1;
+    }
+    return !memcmp(a, b, n);
+}
 
 /* A copy of s[0..n) in the message arena (NUL-terminated); ABSENT when out of memory. */
 static inline spec_val_t cg_spec_val_copy(cg_mapper_t *mp, const char *s, size_t n)

@@ -192,13 +192,26 @@ static inline cg_err_t set_column(cg_mapper_t *mp, const cg_target_column_t *col
         *out = (cg_value_t){v.s, (uint32_t)n, CG_VALUE_STRING, 1, 0};
         return CG_OK;
     }
-    /* a date or datetime as cg_spec_ts_to_iso writes it passes the check, which is skipped */
-    if ((t == CG_COL_DATE || t == CG_COL_DATETIME) && iso_surely_ok(t, v.s, v.len)) {
-        *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
-        return CG_OK;
+    /* a date or datetime as cg_spec_ts_to_iso writes it passes the check, which is skipped;
+     * the last one that passed is known by its slice (a message's rows share their times, and
+     * the transforms' memo gives them the same text) */
+    if (t == CG_COL_DATE || t == CG_COL_DATETIME) {
+        iso_memo_t *im = &mp->iso_ok[t == CG_COL_DATETIME];
+        if (im->gen == mp->gen && im->s == v.s && im->len == v.len) {
+            *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
+            return CG_OK;
+        }
+        if (iso_surely_ok(t, v.s, v.len)) {
+            *im = (iso_memo_t){mp->gen, v.len, v.s};
+            *out = (cg_value_t){v.s, v.len, kind_of[t], 1, 0};
+            return CG_OK;
+        }
     }
     return set_column_slow(mp, col, v, src_text, out);
 }
+
+/* The room for a row id's text (cg_fmt_int64: at most 20 characters). */
+#define ROW_ID_TEXT 24
 
 /* The row's id: the keyed hash of its table and the rule's "id" parts when the rule has them
  * and all are present; else of the message's identity (mp->msg_key: never the message id
@@ -279,11 +292,13 @@ cg_err_t cg_spec_rule_applies(cg_mapper_t *mp, int *ok)
      * OBX (one per value type), and their lets are then not worth evaluating */
     if (r->guard) { /* its "in" first, inline; then the rest of an "all", in order */
         spec_val_t a;
-        if ((rc = eval(mp, r->guard->a, &a)))
-            return rc;
-        if (!cond_in(r->guard, a)) {
-            *ok = 0;
-            return CG_OK;
+        if (!mp->guard_passed) { /* else the rules' pass tested it (cg_spec_hl7_run_rules) */
+            if ((rc = eval(mp, r->guard->a, &a)))
+                return rc;
+            if (!cond_in(r->guard, a)) {
+                *ok = 0;
+                return CG_OK;
+            }
         }
         for (size_t i = 1; r->guard != r->when && i < r->when->n_subs; i++)
             if ((rc = cg_spec_eval_cond(mp, r->when->subs[i], ok)) || !*ok)
@@ -308,10 +323,11 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     cg_err_t rc = cg_spec_rule_applies(mp, &ok);
     if (rc || !ok)
         return rc;
-    /* one value a column of the table, absent unless mapped: one allocation a row */
+    /* one value a column of the table, absent unless mapped, and the text of a generated key
+     * after them: one allocation a row */
     const cg_target_table_t *t = r->table;
     size_t n_tab = t->n_columns;
-    cg_value_t *vals = cg_arena_alloc(&mp->arena, n_tab * sizeof(*vals));
+    cg_value_t *vals = cg_arena_alloc(&mp->arena, n_tab * sizeof(*vals) + ROW_ID_TEXT);
     const char **trace = mp->trace ? cg_arena_alloc(&mp->arena, 2 * n_tab * sizeof(*trace)) : NULL;
     if (!vals || (mp->trace && !trace))
         return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
@@ -327,9 +343,7 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
         mp->column = r->pk.col->name;
         if ((rc = row_id(mp, r, position, &id, &how)))
             return rc;
-        char *idbuf = cg_arena_alloc(&mp->arena, 24);
-        if (!idbuf)
-            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+        char *idbuf = (char *)(vals + n_tab);
         spec_val_t idv = {idbuf, (uint32_t)cg_fmt_int64(idbuf, id), 1};
         /* a BIGINT key takes any int64 as cg_fmt_int64 wrote it: what set_column would find */
         if (r->pk.col->type == CG_COL_INT64)
@@ -351,7 +365,16 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
             rc = traced_column(mp, c, &v, trace, n_tab);
         else
             rc = eval(mp, c->expr, &v);
-        if (!rc && c->col->source_id && v.present)
+        if (rc)
+            return rc;
+        /* a value canonical already (spec_prepare.c): what set_column would find, cheaper */
+        if (v.present &&
+            (c->canon == COL_CANON_NUM ||
+             (c->canon == COL_CANON_INT && number_surely_ok(c->col->type, v.s, v.len)))) {
+            vals[c->col->index] = (cg_value_t){v.s, v.len, kind_of[c->col->type], 1, 0};
+            continue;
+        }
+        if (c->col->source_id && v.present)
             rc = cg_spec_source_id(mp, v.s, v.len, &v); /* as the records' message_id */
         if (rc || (rc = set_column(mp, c->col, v, c->expr->text, &vals[c->col->index])))
             return rc;

@@ -74,6 +74,8 @@ void cg_spec_begin_message(cg_mapper_t *mp, cg_error_t *err, cg_error_t *local,
         memset(mp->lookups, 0, sizeof(mp->lookups));
         memset(mp->ts_memo, 0, sizeof(mp->ts_memo));
         memset(mp->places, 0, sizeof(mp->places));
+        memset(mp->iso_ok, 0, sizeof(mp->iso_ok));
+        memset(mp->seg_places, 0, sizeof(mp->seg_places));
         mp->gen = 1;
     }
 }

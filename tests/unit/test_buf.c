@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cg_buf.h"
@@ -34,6 +35,32 @@ static void test_json_escapes(void **state)
     json_str("\xE5\xBC", 2, "\"\xEF\xBF\xBD\xEF\xBF\xBD\""); /* truncated sequence */
     json_str("\xED\xA0\x80", 3, "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""); /* surrogate */
     json_str("nul\0x", 5, "\"nul\\u0000x\"");
+}
+
+/* cg_buf_json_plain against a byte at a time: every length to 24 (the word, the two overlapping
+ * halves, the three single bytes) with each kind of byte at each place; exact-size buffers, so
+ * that a read past the end shows under the sanitizers. */
+static void test_json_plain(void **state)
+{
+    (void)state;
+    static const unsigned char kinds[] = {0x00, 0x1f, 0x20, '"', '\\', 'a', 0x7e, 0x7f, 0x80, 0xff};
+    for (size_t n = 0; n <= 24; n++) {
+        for (size_t at = 0; at < (n ? n : 1); at++) {
+            for (size_t k = 0; k < sizeof(kinds); k++) {
+                unsigned char *s = malloc(n ? n : 1);
+                assert_non_null(s);
+                memset(s, 'x', n);
+                if (n)
+                    s[at] = kinds[k];
+                int want = 1;
+                for (size_t i = 0; i < n; i++)
+                    if (s[i] < 0x20 || s[i] >= 0x80 || s[i] == '"' || s[i] == '\\')
+                        want = 0;
+                assert_int_equal(cg_buf_json_plain((const char *)s, n), want);
+                free(s);
+            }
+        }
+    }
 }
 
 static void test_buf_growth_and_reset(void **state)
@@ -132,7 +159,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_escapes), cmocka_unit_test(test_buf_growth_and_reset),
         cmocka_unit_test(test_arena),        cmocka_unit_test(test_fmt_int64),
-        cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_read_file),    cmocka_unit_test(test_json_plain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
