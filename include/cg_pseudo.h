@@ -206,9 +206,6 @@ typedef enum cg_pseudo_id_kind {
  * CG_ERR_INVALID_ARG for a NULL p or out, a part with len but no ptr, or a part over 4 GiB. */
 cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
                           const cg_slice_t *parts, size_t n_parts, int64_t *out);
-/* Tests only: on, cg_pseudo_key_id hashes every id with libsodium from its first byte, not
- * from the state its kind's fixed first blocks leave (the same ids). Process-wide. */
-void cg_pseudo__force_library(int on);
 
 /* An id of another key's ids under this key: SipHash-2-4 under the id key of the 8 bytes of id
  * (big-endian), reduced as a person_id. For re-keying a site's ids per subscriber (cg_release.h):

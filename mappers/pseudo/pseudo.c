@@ -282,13 +282,6 @@ static void id_pre_init(cg_pseudo_t *p)
     }
 }
 
-static int force_library;
-
-void cg_pseudo__force_library(int on)
-{
-    __atomic_store_n(&force_library, on, __ATOMIC_RELAXED);
-}
-
 static cg_pseudo_t *alloc_pseudo(char *errstr, size_t errstr_size)
 {
     cg_pseudo_t *p = calloc(1, sizeof(*p));
@@ -578,8 +571,7 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
      * keeps the two forms apart. */
     unsigned char buf[1 + PACK_MAX];
     unsigned char sh[crypto_shorthash_siphash24_BYTES];
-    if (len <= PACK_MAX && (kind == CG_PSEUDO_ID_KEY || kind == CG_PSEUDO_ID_MESSAGE) &&
-        !__atomic_load_n(&force_library, __ATOMIC_RELAXED)) {
+    if (len <= PACK_MAX && (kind == CG_PSEUDO_ID_KEY || kind == CG_PSEUDO_ID_MESSAGE)) {
         /* as below, from the first byte after the kind on: its state is id_pre's */
         unsigned char *o = buf;
         put_u32be(o, (uint32_t)ns.len);

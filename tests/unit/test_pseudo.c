@@ -21,6 +21,8 @@
 
 #include "cg_pseudo.h"
 
+#include <sodium.h>
+
 #define TEST_KEY "cohortgate-test-key-0123456789ab"
 
 static const cg_slice_t auth = CG_SLICE_LIT("HOSP-A");
@@ -162,9 +164,48 @@ static void test_row_id_pinned(void **state)
     cg_pseudo_destroy(p);
 }
 
-/* Row ids hash from the state the kind's fixed first blocks leave: the same ids as libsodium
- * hashing the whole framed input, for every length around the block size and past the packed
- * form's bound (HMAC-reduced), either kind, absent and empty parts. */
+/* The row id of the documented framing (cg_pseudo.h), computed here with libsodium from the
+ * whole input: the id key from the public HMAC, then SipHash-2-4 of 0x00 || prefix || kind ||
+ * u32be(len) ns || ns || per part 0x00, or 0x01 || u32be(len) || bytes. 0 when the framed input
+ * is past the packed form's 512 bytes (those are reduced by HMAC first: pinned above). */
+static int64_t row_id_by_library(cg_pseudo_t *p, int kind, cg_slice_t ns, const cg_slice_t *parts,
+                                 size_t n)
+{
+    static const char label[] = "\0cohortgate/row-id-key/v4";
+    static const char prefix[] = "\0cohortgate/row-id/v4\x1F";
+    unsigned char h[32], in[1024], *o = in;
+    assert_int_equal(cg_pseudo_hmac(p, label, sizeof(label) - 1, h), CG_OK);
+    *o++ = 0;
+    memcpy(o, prefix, sizeof(prefix) - 1);
+    o += sizeof(prefix) - 1;
+    *o++ = (unsigned char)kind;
+    for (int b = 3; b >= 0; b--)
+        *o++ = (unsigned char)(ns.len >> (8 * b));
+    memcpy(o, ns.ptr, ns.len);
+    o += ns.len;
+    for (size_t i = 0; i < n; i++) {
+        *o++ = parts[i].ptr != NULL;
+        if (!parts[i].ptr)
+            continue;
+        for (int b = 3; b >= 0; b--)
+            *o++ = (unsigned char)(parts[i].len >> (8 * b));
+        memcpy(o, parts[i].ptr, parts[i].len);
+        o += parts[i].len;
+    }
+    if ((size_t)(o - in) - 1 > 512)
+        return 0;
+    unsigned char sh[crypto_shorthash_siphash24_BYTES];
+    crypto_shorthash_siphash24(sh, in, (unsigned long long)(o - in), h);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | sh[i];
+    v &= UINT64_C(0x7FFFFFFFFFFFFFFF);
+    return v ? (int64_t)v : 1;
+}
+
+/* Row ids hash on from the state the kind's fixed first blocks leave (pseudo.c's own SipHash):
+ * the same ids as libsodium hashing the whole framed input, for every length around the block
+ * size up to the packed form's bound, either kind, absent and empty parts, and a clone's. */
 static void test_row_id_as_libsodium(void **state)
 {
     (void)state;
@@ -174,24 +215,26 @@ static void test_row_id_as_libsodium(void **state)
     static char text[700];
     for (size_t i = 0; i < sizeof(text); i++)
         text[i] = (char)('a' + (i * 7) % 26);
+    size_t checked = 0;
     for (size_t nl = 0; nl < 20; nl++) {
         for (size_t len = 0; len < 600; len += len < 40 ? 1 : 37) {
             cg_slice_t ns = {text + 3, nl};
             cg_slice_t parts[3] = {{text, len}, {NULL, 0}, {text + 5, len % 9}};
             for (int kind = CG_PSEUDO_ID_KEY; kind <= CG_PSEUDO_ID_MESSAGE; kind++) {
                 for (size_t np = 0; np <= 3; np++) {
-                    int64_t fast = 0, clone = 0, lib = 0;
+                    int64_t fast = 0, clone = 0, lib = row_id_by_library(p, kind, ns, parts, np);
                     assert_int_equal(cg_pseudo_key_id(p, kind, ns, parts, np, &fast), CG_OK);
                     assert_int_equal(cg_pseudo_key_id(c, kind, ns, parts, np, &clone), CG_OK);
-                    cg_pseudo__force_library(1);
-                    assert_int_equal(cg_pseudo_key_id(p, kind, ns, parts, np, &lib), CG_OK);
-                    cg_pseudo__force_library(0);
-                    assert_true(fast == lib);
-                    assert_true(clone == lib);
+                    assert_true(clone == fast);
+                    if (lib) {
+                        assert_true(fast == lib);
+                        checked++;
+                    }
                 }
             }
         }
     }
+    assert_true(checked > 1000);
     cg_pseudo_destroy(c);
     cg_pseudo_destroy(p);
 }
