@@ -546,6 +546,29 @@ static size_t key_id_slices(cg_pseudo_id_kind_t kind, cg_slice_t ns, const cg_sl
     return n;
 }
 
+/* A packed row id's framing after its kind, written at o: u32be(len) ns || ns, then per part
+ * 0x00 when absent, else 0x01 || u32be(len) || bytes. Its end. */
+static unsigned char *pack_id_rest(unsigned char *o, cg_slice_t ns, const cg_slice_t *parts,
+                                   size_t n_parts)
+{
+    put_u32be(o, (uint32_t)ns.len);
+    o += 4;
+    if (ns.len)
+        cg_mem_copy(o, ns.ptr, ns.len);
+    o += ns.len;
+    for (size_t i = 0; i < n_parts; i++) {
+        *o++ = parts[i].ptr != NULL;
+        if (!parts[i].ptr)
+            continue;
+        put_u32be(o, (uint32_t)parts[i].len);
+        o += 4;
+        if (parts[i].len)
+            cg_mem_copy(o, parts[i].ptr, parts[i].len);
+        o += parts[i].len;
+    }
+    return o;
+}
+
 cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
                           const cg_slice_t *parts, size_t n_parts, int64_t *out)
 {
@@ -573,23 +596,7 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
     unsigned char sh[crypto_shorthash_siphash24_BYTES];
     if (len <= PACK_MAX && (kind == CG_PSEUDO_ID_KEY || kind == CG_PSEUDO_ID_MESSAGE)) {
         /* as below, from the first byte after the kind on: its state is id_pre's */
-        unsigned char *o = buf;
-        put_u32be(o, (uint32_t)ns.len);
-        o += 4;
-        if (ns.len)
-            cg_mem_copy(o, ns.ptr, ns.len);
-        o += ns.len;
-        for (size_t i = 0; i < n_parts; i++) {
-            *o++ = parts[i].ptr != NULL;
-            if (!parts[i].ptr)
-                continue;
-            put_u32be(o, (uint32_t)parts[i].len);
-            o += 4;
-            if (parts[i].len)
-                cg_mem_copy(o, parts[i].ptr, parts[i].len);
-            o += parts[i].len;
-        }
-        size_t n = (size_t)(o - buf);
+        size_t n = (size_t)(pack_id_rest(buf, ns, parts, n_parts) - buf);
         sip_finish(p->id_pre[kind - CG_PSEUDO_ID_KEY], buf, n, 24 + n, sh);
         *out = to_id63(sh);
         return CG_OK;
@@ -602,22 +609,7 @@ cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t n
         memcpy(o, row_id_prefix, sizeof(row_id_prefix) - 1);
         o += sizeof(row_id_prefix) - 1;
         *o++ = (unsigned char)kind;
-        put_u32be(o, (uint32_t)ns.len);
-        o += 4;
-        if (ns.len)
-            cg_mem_copy(o, ns.ptr, ns.len);
-        o += ns.len;
-        for (size_t i = 0; i < n_parts; i++) {
-            *o++ = parts[i].ptr != NULL;
-            if (!parts[i].ptr)
-                continue;
-            put_u32be(o, (uint32_t)parts[i].len);
-            o += 4;
-            if (parts[i].len)
-                cg_mem_copy(o, parts[i].ptr, parts[i].len);
-            o += parts[i].len;
-        }
-        len = (size_t)(o - buf);
+        len = (size_t)(pack_id_rest(o, ns, parts, n_parts) - buf);
     } else {
         unsigned char head[6], frames[CG_PSEUDO_ID_MAX_PARTS][5], h[SHA256_LEN];
         cg_slice_t sl[3 + 2 * CG_PSEUDO_ID_MAX_PARTS];
