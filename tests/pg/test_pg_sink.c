@@ -645,15 +645,21 @@ static void test_server_tls(void **state)
      * took over the 10 s this waited before */
     for (int i = 0; i < 600 && tk_file_count(log, "certificate verify failed") == 0; i++)
         usleep(100000);
-    fprintf(stderr, "another CA: %d refusal(s) in the log\n",
-            tk_file_count(log, "certificate verify failed"));
-    assert_true(tk_file_count(log, "certificate verify failed") > 0);
+    int refused = tk_file_count(log, "certificate verify failed");
+    fprintf(stderr, "another CA: %d refusal(s) in the log\n", refused);
+    /* the good connection string back before anything can fail: the tests after this one
+     * use it (once a CI run failed here, and every later test with it) */
+    setenv("COHORTGATE_TEST_PG", own.conninfo, 1);
+    if (!refused) /* where the sink is, for the log: it said nothing for a minute */
+        pt_diagnose(&r);
     kill(pid, SIGTERM);
     pt_wait_status(pid, log);
-    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_offsets", r.schema), 0);
-    setenv("COHORTGATE_TEST_PG", own.conninfo, 1);
-    pt_run_end(&r);
+    long long offsets = pt_q_int("SELECT count(*) FROM %s.cg_offsets", r.schema);
+    if (refused)
+        pt_run_end(&r); /* else its logs stay */
     own_server_end(&own);
+    assert_true(refused > 0);
+    assert_int_equal(offsets, 0);
 }
 
 /* Two instances in one group: the second joins mid-stream and takes partitions over; the first
