@@ -1,0 +1,24 @@
+/* spec_test_util.h - what the spec tests share: the key and vocabulary every mapper of theirs
+ * uses (made by spec_test_setup), rows as the encoder writes them, and a column's value. */
+#ifndef SPEC_TEST_UTIL_H
+#define SPEC_TEST_UTIL_H
+
+#include "cg_pseudo.h"
+#include "cg_row.h"
+#include "cg_vocab.h"
+
+extern cg_pseudo_t *pseudo;
+extern cg_vocab_t *vocab;
+
+/* cmocka group setup and teardown: pseudo and vocab (tests/fixtures/spec/vocab). */
+int spec_test_setup(void **state);
+int spec_test_teardown(void **state);
+/* The row object of r's record ("{...}" and what follows it), as the encoder writes it (with
+ * flags), from just after from; four buffers in turn, so that a test can hold a few at once. */
+const char *encoded(const cg_row_t *r, unsigned flags, const char *from);
+const char *row_json(const cg_row_t *r);
+const char *row_trace(const cg_row_t *r);
+/* Fails unless r's column col holds exactly want. */
+void assert_value(const cg_row_t *r, const char *col, const char *want);
+
+#endif
