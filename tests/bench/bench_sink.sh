@@ -10,10 +10,19 @@
 #   sink: `cohortgate sink` into another fresh schema, from its start until the database holds
 #         every offset (wall, including the group join), and from its first committed
 #         transaction to its last (steady);
-# and prints rows/s, the sink's steady rate as a percentage of the COPY's, and the sink's peak
-# RSS. Uses the broker and server of COHORTGATE_TEST_BOOTSTRAP / COHORTGATE_TEST_PG when set,
-# else starts both (tests/scripts/kafka-broker.sh, postgres.sh) and stops them on exit. On a
-# shared machine the figures move with the other load: the load average is printed.
+#   connect: Kafka Connect standalone with Debezium's JDBC sink connector into a third fresh
+#         schema, from the same rows on a topic of their own in Connect's JSON with a schema
+#         (ids already integers: Connect has no id map), timed like the sink by polling the
+#         table's row count; upsert mode, at-least-once as Connect's sinks are; polls and
+#         batches of BENCH_TXN records and pgjdbc's reWriteBatchedInserts (each worth a third
+#         more rows/s here), BENCH_CONNECT_TASKS tasks (default 3, one per partition: a tenth
+#         more than one). Its jars come with Maven (tests/bench/connect/connect-peer.sh fetch);
+#         BENCH_CONNECT=0 skips it, and where they cannot be fetched the row says why;
+# and prints rows/s, the sink's steady rate as a percentage of the COPY's and as a ratio to
+# Connect's, and the sink's peak RSS. Uses the broker and server of COHORTGATE_TEST_BOOTSTRAP /
+# COHORTGATE_TEST_PG when set, else starts both (tests/scripts/kafka-broker.sh, postgres.sh) and
+# stops them on exit. On a shared machine the figures move with the other load: the load average
+# is printed.
 #
 # BENCH_SECONDS=N (the long run, for "peak RSS flat"): instead of the above, new measurement
 # rows are offered for N seconds at BENCH_RATE rows/s (default 20000, in one-second chunks of
@@ -112,6 +121,15 @@ fi
 
 "$gen" "$COHORTGATE_TEST_BOOTSTRAP" "$topic" "$rows" 2000 "$tmp/rows.copy" 2>/dev/null ||
     { echo "bench_sink: producing the input failed (does the broker create topics?)"; exit 1; }
+connect_why=
+if [ "${BENCH_CONNECT:-1}" = 0 ]; then
+    connect_why="skipped (BENCH_CONNECT=0)"
+elif ! bash "$here/tests/bench/connect/connect-peer.sh" fetch 2>"$tmp/connect-fetch.log"; then
+    connect_why="not run: $(tail -1 "$tmp/connect-fetch.log")"
+else
+    "$gen" --connect "$COHORTGATE_TEST_BOOTSTRAP" "$topic-connect" "$rows" 2000 /dev/null 2>/dev/null ||
+        { echo "bench_sink: producing Connect's input failed"; exit 1; }
+fi
 
 # plain COPY into the same table shape
 copy_schema=bench_copy_${id//-/_}
@@ -151,6 +169,67 @@ wall_s=$(echo "$t1 - $t0" | bc -l)
 steady_rows=$((rows - first_rows))
 steady_s=$(echo "$t1 - $first" | bc -l)
 
+# Kafka Connect with Debezium's JDBC sink, on the same rows
+if [ -z "$connect_why" ]; then
+    connect_schema=bench_connect_${id//-/_}
+    config "$connect_schema" "$tmp/connect.json"
+    "$cg" sink --init -c "$tmp/connect.json" >/dev/null
+    pg_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$COHORTGATE_TEST_PG")
+    pg_user=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' <<<"$COHORTGATE_TEST_PG")
+    pg_db=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' <<<"$COHORTGATE_TEST_PG")
+    cat >"$tmp/worker.properties" <<PROPS
+bootstrap.servers=$COHORTGATE_TEST_BOOTSTRAP
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter.schemas.enable=true
+offset.storage.file.filename=$tmp/connect.offsets
+offset.flush.interval.ms=1000
+listeners=http://127.0.0.1:0
+consumer.max.poll.records=$txn
+PROPS
+    cat >"$tmp/connector.properties" <<PROPS
+name=bench-connect-$id
+connector.class=io.debezium.connector.jdbc.JdbcSinkConnector
+tasks.max=${BENCH_CONNECT_TASKS:-3}
+topics=$topic-connect
+connection.url=jdbc:postgresql://127.0.0.1:$pg_port/${pg_db:-postgres}?reWriteBatchedInserts=true
+connection.username=$pg_user
+insert.mode=upsert
+primary.key.mode=record_value
+primary.key.fields=measurement_id
+schema.evolution=none
+collection.name.format=$connect_schema.measurement
+batch.size=$txn
+use.time.zone=UTC
+PROPS
+    counted() { psql -c "SELECT count(*) FROM $connect_schema.measurement"; }
+    t0=$(now)
+    bash "$here/tests/bench/connect/connect-peer.sh" run "$tmp/worker.properties" \
+        "$tmp/connector.properties" >"$tmp/connect.log" 2>&1 &
+    cpid=$!
+    cfirst=
+    while :; do
+        c=$(counted)
+        if [ -z "$cfirst" ] && [ "$c" -gt 0 ]; then cfirst=$(now) cfirst_rows=$c; fi
+        [ "$c" -ge "$rows" ] && break
+        if ! kill -0 "$cpid" 2>/dev/null || [ "$(echo "$(now) - $t0 > 600" | bc)" = 1 ]; then
+            connect_why="failed after $c of $rows rows: $(grep -m1 -E 'ERROR|Exception' "$tmp/connect.log" | cut -c1-160)"
+            break
+        fi
+        sleep 0.25
+    done
+    t1=$(now)
+    kill -TERM "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    if [ -z "$connect_why" ]; then
+        cwall_s=$(echo "$t1 - $t0" | bc -l)
+        csteady_rows=$((rows - cfirst_rows))
+        csteady_s=$(echo "$t1 - $cfirst" | bc -l)
+        # the same rows as the COPY's
+        [ "$(psql -c "SELECT count(*) FROM (SELECT * FROM $copy_schema.measurement EXCEPT SELECT * FROM $connect_schema.measurement) d")" = 0 ]
+    fi
+fi
+
 printf '%-34s %12s %10s\n' "" "seconds" "rows/s"
 printf '%-34s %12.2f %10.0f\n' "plain COPY (one \\copy)" "$copy_s" "$(echo "$rows / $copy_s" | bc -l)"
 printf '%-34s %12.2f %10.0f\n' "cohortgate sink, wall" "$wall_s" "$(echo "$rows / $wall_s" | bc -l)"
@@ -161,6 +240,19 @@ if [ "$steady_rows" -gt 0 ]; then
 else
     echo "(one transaction held every row: no steady figure; lower BENCH_TXN)"
 fi
+if [ -n "$connect_why" ]; then
+    echo "Kafka Connect + Debezium JDBC sink: $connect_why"
+else
+    printf '%-34s %12.2f %10.0f\n' "Kafka Connect + JDBC sink, wall" "$cwall_s" "$(echo "$rows / $cwall_s" | bc -l)"
+    if [ "$csteady_rows" -gt 0 ]; then
+        connect_rate=$(echo "$csteady_rows / $csteady_s" | bc -l)
+        printf '%-34s %12.2f %10.0f\n' "Kafka Connect, steady ($csteady_rows rows)" "$csteady_s" "$connect_rate"
+        [ "$steady_rows" -gt 0 ] && printf 'sink steady rate / Kafka Connect steady rate: %.2f\n' "$(echo "$rate / $connect_rate" | bc -l)"
+    fi
+fi
 [ -f "$tmp/rss" ] && echo "sink peak RSS: $(($(tail -1 "$tmp/rss") / 1024)) MB"
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 psql -c "DROP SCHEMA $copy_schema CASCADE; DROP SCHEMA $sink_schema CASCADE" 2>/dev/null || true
+if [ -n "${connect_schema:-}" ]; then
+    psql -c "DROP SCHEMA $connect_schema CASCADE" 2>/dev/null || true
+fi
