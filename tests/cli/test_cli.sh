@@ -306,6 +306,19 @@ sed -e 's#"conninfo": "[^"]*"#"conninfo": "host=127.0.0.1 port=1 dbname=omop con
 COHORTGATE_PG_CONNINFO= expect 1 "sink --init without a database" -- "$cg" sink --init -c "$tmp/sink-nodb.json"
 has "$tmp/err" "cannot connect to PostgreSQL \(host 127.0.0.1, port 1, database omop" "the failed connection names the server"
 if grep -q not-the-password "$tmp/err" "$tmp/out"; then no "the password is printed"; else ok; fi
+# a server that takes the connection and never answers: the sink gives up after its default
+# connect_timeout (10 s) instead of waiting in libpq for ever
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+print(s.getsockname()[1], flush=True)
+conns = [s.accept() for _ in range(4)]
+time.sleep(120)' >"$tmp/silent.port" &
+silent=$!
+for _ in $(seq 50); do [ -s "$tmp/silent.port" ] && break; sleep 0.1; done
+sed -e 's#"conninfo": "[^"]*"#"conninfo": "host=127.0.0.1 port='"$(cat "$tmp/silent.port")"' dbname=omop"#' "$tmp/sink.json" >"$tmp/sink-silent.json"
+COHORTGATE_PG_CONNINFO= expect 1 "sink --init against a server that never answers" -- timeout 60 "$cg" sink --init -c "$tmp/sink-silent.json"
+has "$tmp/err" "cannot connect to PostgreSQL \(host 127.0.0.1, port [0-9]+, database omop.*timeout expired" "the silent server times out"
+kill "$silent" 2>/dev/null || true
 
 # map --cohorts: records list the cohorts the gateway would route them to
 expect 0 "map --cohorts" -- "$cg" map -q --spec "$src/specs" --key-file "$src/tests/golden/key" --cohorts "$src/specs/cohorts" "$src/tests/golden/cda_ccd_sections/input.xml"

@@ -14,7 +14,8 @@ const cg_config_map_t cg_pg_config_map[] = {
     CG_CONFIG_ROW_STRING("pg.conninfo", pg_conf_t, conninfo, "host=127.0.0.1 dbname=omop", 0,
      "libpq connection string (keyword=value or postgresql:// URI), e.g. \"host=db.internal "
      "dbname=omop user=cohortgate sslmode=verify-full\". Never a password: `check` refuses one; "
-     "see pg.password_file and pg.conninfo_env. Loopback by default."),
+     "see pg.password_file and pg.conninfo_env. Loopback by default. connect_timeout is 10 s "
+     "unless the string or PGCONNECT_TIMEOUT sets it (libpq alone waits for ever)."),
     CG_CONFIG_ROW_STRING("pg.conninfo_env", pg_conf_t, conninfo_env, "COHORTGATE_PG_CONNINFO",
      CG_CONFIG_F_EMPTY,
      "Environment variable that, when set and not empty, holds the whole connection string "

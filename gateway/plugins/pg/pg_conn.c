@@ -49,17 +49,28 @@ PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size)
     if (conf->password_file &&
         pg_read_password(conf->password_file, pw, sizeof(pw), errstr, errstr_size))
         return NULL;
-    /* dbname is expanded as a whole conninfo; the password, when given, wins over it */
-    const char *keys[] = {"dbname", "password", "client_encoding", "application_name", NULL};
-    const char *vals[] = {conninfo_of(conf), pw[0] ? pw : NULL, "UTF8", "cohortgate-sink", NULL};
-    if (!pw[0]) { /* keep libpq's own password sources: no empty password */
-        keys[1] = "client_encoding";
-        vals[1] = "UTF8";
-        keys[2] = "application_name";
-        vals[2] = "cohortgate-sink";
-        keys[3] = NULL;
-        vals[3] = NULL;
+    /* dbname is expanded as a whole conninfo: keys before it are defaults the connection
+     * string overrides, keys after it win over it. A server that accepts the TCP connection and
+     * then says nothing would hold the sink in libpq forever: connect_timeout defaults to
+     * CG_PG_CONNECT_TIMEOUT unless the string or PGCONNECT_TIMEOUT sets one. */
+    const char *keys[6], *vals[6];
+    size_t n = 0;
+    const char *env_timeout = getenv("PGCONNECT_TIMEOUT");
+    if (!env_timeout || !*env_timeout) {
+        keys[n] = "connect_timeout";
+        vals[n++] = CG_PG_CONNECT_TIMEOUT;
     }
+    keys[n] = "dbname";
+    vals[n++] = conninfo_of(conf);
+    if (pw[0]) { /* else libpq's own password sources: no empty password */
+        keys[n] = "password";
+        vals[n++] = pw;
+    }
+    keys[n] = "client_encoding";
+    vals[n++] = "UTF8";
+    keys[n] = "application_name";
+    vals[n++] = "cohortgate-sink";
+    keys[n] = vals[n] = NULL;
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     memset(pw, 0, sizeof(pw));
     if (!c || PQstatus(c) != CONNECTION_OK) {

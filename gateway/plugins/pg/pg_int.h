@@ -72,6 +72,9 @@ const cg_config_subscriber_t *pg_config_subscriber(const pg_conf_t *conf, const 
 /* ---- pg_conn.c ---- */
 /* The first line of a password file into buf; -1 (errstr names the file) when unreadable. */
 int pg_read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size);
+/* Seconds libpq waits for a server to answer when neither the connection string nor
+ * PGCONNECT_TIMEOUT says (libpq's own default is forever). */
+#define CG_PG_CONNECT_TIMEOUT "10"
 /* Connects; on failure NULL with a reason that names host/port/database, never the secret. */
 PGconn *pg_connect(const pg_conf_t *conf, char *errstr, size_t errstr_size);
 /* PostgreSQL's message on one line (with its DETAIL). */
