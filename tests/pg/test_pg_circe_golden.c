@@ -264,11 +264,9 @@ static const golden_t goldens[] = {
      "6|2018-05-05|2020-12-31\n"},
 };
 
-static void test_circe_golden(void **state)
+/* A fresh schema holding the golden rows. */
+static void golden_schema(const char *schema)
 {
-    (void)state;
-    char schema[64];
-    snprintf(schema, sizeof schema, "cg_circe_%d_golden", (int)getpid());
     ct_make_schema(schema);
     json_error_t je;
     json_t *rows = json_loads(golden_rows, 0, &je);
@@ -276,6 +274,14 @@ static void test_circe_golden(void **state)
         fail_msg("golden rows: %d:%d: %s", je.line, je.column, je.text);
     ct_load_rows(schema, rows, "golden rows");
     json_decref(rows);
+}
+
+static void test_circe_golden(void **state)
+{
+    (void)state;
+    char schema[64];
+    snprintf(schema, sizeof schema, "cg_circe_%d_golden", (int)getpid());
+    golden_schema(schema);
     int failed = 0;
     for (size_t i = 0; i < sizeof goldens / sizeof goldens[0]; i++) {
         long long id = 100 + (long long)i;
@@ -445,13 +451,7 @@ static void test_circe_definition_and_count(void **state)
     (void)state;
     char schema[64], q[1024];
     snprintf(schema, sizeof schema, "cg_circe_%d_count", (int)getpid());
-    ct_make_schema(schema);
-    json_error_t je;
-    json_t *rows = json_loads(golden_rows, 0, &je);
-    if (!rows)
-        fail_msg("golden rows: %d:%d: %s", je.line, je.column, je.text);
-    ct_load_rows(schema, rows, "golden rows");
-    json_decref(rows);
+    golden_schema(schema);
     const char *bin = CG_COHORTGATE_BIN, *src = CG_SOURCE_DIR;
     cg_buf_t out;
 
