@@ -22,19 +22,12 @@ libs="$cache/kafka-$kafka_version/libs"
 
 log() { printf 'kafka-broker: %s\n' "$*" >&2; }
 
+# shellcheck source=maven-jars.sh
+. "$here/maven-jars.sh"
 fetch() {
-    if [ -f "$libs/.complete" ]; then
-        return 0
-    fi
-    log "fetching Apache Kafka $kafka_version broker jars with Maven into $libs"
-    rm -rf "$libs" && mkdir -p "$libs"
-    if ! mvn -q -B -f "$root/tests/kafka/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$libs" >&2; then
-        log "FAILED: Maven could not fetch org.apache.kafka:kafka_2.13:$kafka_version (see above)"
+    maven_jars "$root/tests/kafka/pom.xml" "$libs" \
+        "Apache Kafka $kafka_version broker jars (org.apache.kafka:kafka_2.13)" 'kafka_2.13-*.jar' ||
         exit 1
-    fi
-    ls "$libs"/kafka_2.13-*.jar >/dev/null
-    touch "$libs/.complete"
 }
 
 # C1 only starts the broker sooner, for tests; a benchmark wants the broker at full speed:

@@ -22,18 +22,14 @@ libs="$cache/connect-$version-debezium-$debezium/libs"
 
 log() { printf 'connect-peer: %s\n' "$*" >&2; }
 
+# shellcheck source=../../scripts/maven-jars.sh
+. "$here/../../scripts/maven-jars.sh"
 fetch() {
-    [ -f "$libs/.complete" ] && return 0
-    command -v mvn >/dev/null || { log "mvn is not installed: cannot fetch Kafka Connect"; exit 77; }
-    log "fetching Kafka Connect $version and Debezium's JDBC sink $debezium with Maven into $libs"
-    rm -rf "$libs" && mkdir -p "$libs"
-    if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$libs" >&2; then
-        log "FAILED: Maven could not fetch connect-runtime $version or debezium-connector-jdbc $debezium (see above)"
-        exit 1
-    fi
-    ls "$libs"/connect-runtime-*.jar "$libs"/debezium-connector-jdbc-*.jar >/dev/null
-    touch "$libs/.complete"
+    local rc=0
+    maven_jars "$here/pom.xml" "$libs" \
+        "Kafka Connect $version and Debezium's JDBC sink connector $debezium" \
+        'connect-runtime-*.jar' 'debezium-connector-jdbc-*.jar' || rc=$?
+    [ "$rc" = 0 ] || exit "$rc"
 }
 
 check() {

@@ -20,20 +20,13 @@ libs="$cache/hapi-$hapi_version/libs"
 
 log() { printf 'hapi-peer: %s\n' "$*" >&2; }
 
+# shellcheck source=../../scripts/maven-jars.sh
+. "$here/../../scripts/maven-jars.sh"
 fetch() {
-    if [ -f "$libs/.complete" ]; then
-        return 0
-    fi
-    command -v mvn >/dev/null || { log "mvn is not installed: cannot fetch the HAPI jars"; exit 77; }
-    log "fetching HAPI $hapi_version and the Kafka Java client with Maven into $libs"
-    rm -rf "$libs" && mkdir -p "$libs"
-    if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$libs" >&2; then
-        log "FAILED: Maven could not fetch ca.uhn.hapi:hapi-base:$hapi_version (see above)"
-        exit 1
-    fi
-    ls "$libs"/hapi-base-*.jar "$libs"/kafka-clients-*.jar >/dev/null
-    touch "$libs/.complete"
+    local rc=0
+    maven_jars "$here/pom.xml" "$libs" "HAPI $hapi_version and the Kafka Java client" \
+        'hapi-base-*.jar' 'kafka-clients-*.jar' || rc=$?
+    [ "$rc" = 0 ] || exit "$rc"
 }
 
 check() {
