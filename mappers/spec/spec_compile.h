@@ -110,4 +110,10 @@ int cg_spec_cc_check_keys(cc_t *c, json_t *obj, const char *what, const char *co
  * freed then: the caller still owns it). */
 int cg_spec_cc_own(cc_t *c, void (*free_fn)(void *), void *p);
 
+/* spec_compile.c: one spec of a set (c->ss) from its parsed root into s, errors into c; an
+ * expression (the compiler's c->expr); the single-reader paths unmemoized once a set is whole. */
+void cg_spec_compile_spec(cc_t *c, json_t *root, spec_t *s);
+expr_t *cg_spec_compile_expr(cc_t *c, json_t *j);
+void cg_spec_unmemo_single_paths(cg_specset_t *ss);
+
 #endif
