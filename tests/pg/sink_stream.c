@@ -29,13 +29,13 @@ int pt_stream_sink(const pt_run_t *r, const char *extra, int idle_exit)
 #define BAD(i)                                                                                     \
     ((i) >= PT_STREAM_INPUTS - PT_STREAM_IDS && (i) % (PT_STREAM_IDS / PT_STREAM_BAD) == 7)
 
-void pt_stream_feed(const pt_run_t *r)
+void pt_stream_produce(const pt_run_t *r, int from, int to)
 {
     char long_src[80];
     memset(long_src, 'x', 60);
     long_src[60] = '\0';
     rd_kafka_t *p = tk_producer();
-    for (int i = 0; i < PT_STREAM_INPUTS; i++) {
+    for (int i = from; i < to; i++) {
         int id = i % PT_STREAM_IDS, person = id % 200;
         char buf[1024], key[32];
         snprintf(buf, sizeof(buf),
@@ -48,6 +48,11 @@ void pt_stream_feed(const pt_run_t *r)
         pt_produce(p, r->topic, key, buf);
     }
     pt_producer_close(p);
+}
+
+void pt_stream_feed(const pt_run_t *r)
+{
+    pt_stream_produce(r, 0, PT_STREAM_INPUTS);
     assert_int_equal(pt_stream_sink(r, "--init", 0), 0);
 }
 

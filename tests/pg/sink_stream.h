@@ -20,6 +20,8 @@ void pt_stream_run_new(pt_run_t *r, const char *prefix, int partitions, int txn_
 int pt_stream_sink(const pt_run_t *r, const char *extra, int idle_exit);
 /* Produces the stream to r's topic and runs `sink --init`. */
 void pt_stream_feed(const pt_run_t *r);
+/* Produces the stream's inputs from to before to (in order) to r's topic. */
+void pt_stream_produce(const pt_run_t *r, int from, int to);
 /* Asserts the stream's end state: every input's offset, every measurement at its last good
  * version, every refused row in cg_rejects exactly once, compact ids without reuse. */
 void pt_stream_check(const pt_run_t *r);
