@@ -112,6 +112,8 @@ static const uint32_t kind_of[] = {
 /* v cut to at most max characters, at a character boundary (as the "truncate" transform). */
 static spec_val_t cut_chars(spec_val_t v, size_t max)
 {
+    if (v.len <= max) /* no more characters than bytes: nothing to cut */
+        return (spec_val_t){v.s, v.len, v.len > 0};
     size_t chars = 0, i = 0;
     while (i < v.len && chars < max) {
         i++;

@@ -183,6 +183,93 @@ static void test_times_by_text(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A value of no more bytes than a "truncate" limit or a varchar column's length is its own
+ * result without the walk over its characters; longer ones are cut at a character boundary,
+ * multi-byte characters counted as one. */
+static void test_truncate_short_values(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"cut\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"t\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
+        "     \"unit_source_value\": {\"path\": \"OBX-5\", \"pipe\": [{\"truncate\": 3}]},\n"
+        "     \"value_source_value\": \"OBX-5\"}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "cut.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    char e25[64] = "", e51[128] = "", e50[128] = ""; /* 25, 51 and 50 times U+00E9 */
+    for (int i = 0; i < 51; i++) {
+        if (i < 25)
+            strcat(e25, "\xC3\xA9");
+        if (i < 50)
+            strcat(e50, "\xC3\xA9");
+        strcat(e51, "\xC3\xA9");
+    }
+    const char *in[] = {"ab",
+                        "abc",
+                        "abcd",
+                        "\xC3\xA9",
+                        "\xC3\xA9\xC3\xA9",
+                        "\xC3\xA9\xC3\xA9\xC3\xA9",
+                        "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9",
+                        "a\xC3\xA9\xC3\xA9",
+                        e25,
+                        e51};
+    const char *cut3[] = {"ab",
+                          "abc",
+                          "abc",
+                          "\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9",
+                          "a\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9"};
+    const char *cut50[] = {"ab",
+                           "abc",
+                           "abcd",
+                           "\xC3\xA9",
+                           "\xC3\xA9\xC3\xA9",
+                           "\xC3\xA9\xC3\xA9\xC3\xA9",
+                           "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9",
+                           "a\xC3\xA9\xC3\xA9",
+                           e25,
+                           e50};
+    size_t nin = sizeof(in) / sizeof(in[0]);
+    char msg[2048];
+    int o = snprintf(msg, sizeof(msg),
+                     "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M62|P|2.5.1|||||"
+                     "|UNICODE UTF-8\rPID|1||777^^^HOSP^MR\r");
+    for (size_t i = 0; i < nin; i++)
+        o += snprintf(msg + o, sizeof(msg) - (size_t)o, "OBX|%zu|ST|1^A^LN||%s\r", i + 1, in[i]);
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, nin);
+    for (size_t i = 0; i < nin; i++) {
+        const cg_value_t *u = cg_row_value_named(&rows[i], "unit_source_value");
+        const cg_value_t *v = cg_row_value_named(&rows[i], "value_source_value");
+        assert_int_equal(u->len, strlen(cut3[i]));
+        assert_memory_equal(u->ptr, cut3[i], u->len);
+        assert_int_equal(v->len, strlen(cut50[i]));
+        assert_memory_equal(v->ptr, cut50[i], v->len);
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* Short values are checked in place a word at a time (spec_hl7_value.c): those with an escape
  * sequence or a byte above ASCII still go through the decoder, whatever their length or place
  * (the message's last bytes included), and the escape character in MSH-2 stays literal. */
@@ -608,7 +695,7 @@ int main(void)
         cmocka_unit_test(test_short_values_decoded), cmocka_unit_test(test_canonical_columns),
         cmocka_unit_test(test_anchored_places),      cmocka_unit_test(test_regex_needed_byte),
         cmocka_unit_test(test_lookup_systems),       cmocka_unit_test(test_same_text),
-        cmocka_unit_test(test_anchored_shared),
+        cmocka_unit_test(test_anchored_shared),      cmocka_unit_test(test_truncate_short_values),
     };
     return cmocka_run_group_tests(tests, spec_test_setup, spec_test_teardown);
 }
