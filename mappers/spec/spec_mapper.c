@@ -96,6 +96,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     if (!mp)
         return;
     cg_pseudo_destroy(mp->pseudo);
+    cg_pseudo_id_memo_clear(&mp->id_memo);
     free(mp->var_steps);
     cg_buf_free(&mp->steps);
     cg_hl7_msg_destroy(mp->msg);

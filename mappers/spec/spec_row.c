@@ -235,7 +235,8 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
             all &= parts[i].ptr != NULL;
         if (all) {
             *how = "row id (the rule's id)";
-            if ((rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_KEY, ns, parts, r->n_id_parts, id)))
+            if ((rc = cg_pseudo_key_id_memo(mp->pseudo, &mp->id_memo, CG_PSEUDO_ID_KEY, ns, parts,
+                                            r->n_id_parts, id)))
                 return cg_spec_fail(mp, rc, "row id failed");
             return CG_OK;
         }
@@ -252,7 +253,8 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
                                            : (cg_slice_t){NULL, 0};
     *how = mp->m ? "row id (MSH-3, MSH-4, MSH-7, MSH-10, rule, position)"
                  : "row id (document id, setId, versionNumber, time, patient, rule, position)";
-    if ((rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_MESSAGE, ns, parts, n, id)))
+    if ((rc = cg_pseudo_key_id_memo(mp->pseudo, &mp->id_memo, CG_PSEUDO_ID_MESSAGE, ns, parts, n,
+                                    id)))
         return cg_spec_fail(mp, rc, "row id failed");
     return CG_OK;
 }
