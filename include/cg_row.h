@@ -78,6 +78,11 @@ typedef struct cg_row {
     /* One per column of table, in its order (values[col->index]); CG_VALUE_ABSENT for a column
      * the rule does not map. */
     const cg_value_t *values;
+    /* The columns values may hold, ascending (a rule's columns and its key), when the producer
+     * knows them: the encoder looks at these alone. NULL: any column of table. Whoever gives a
+     * value to a column not listed clears it. */
+    const uint16_t *cols;
+    uint32_t n_cols;
     const cg_row_meta_t *meta;
     size_t n_meta;
     /* The patient's pseudonym, the records' key; empty when the spec has no patient. */

@@ -408,6 +408,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     *row = (cg_row_t){.table = t,
                       .op = del ? CG_ROW_DELETE : r->op,
                       .values = vals,
+                      .cols = r->row_cols,
+                      .n_cols = r->n_row_cols,
                       .meta = meta,
                       .n_meta = n_meta,
                       .spec = mp->spec->name,

@@ -270,6 +270,78 @@ static void test_truncate_short_values(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A rule's rows name the columns they may hold (cg_row_t.cols: its key and columns, ascending)
+ * and the encoder looks at those alone: the same records as from every column, for a rule
+ * with a generated key, one that sets its key itself, a null and a delete. */
+static void test_row_cols(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"cols\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"m\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"delete_when\": {\"in\": [\"OBX-11\", [\"D\"]]},\n"
+        "   \"columns\": {\"value_source_value\": \"OBX-5\", \"person_id\": {\"patient\": "
+        "\"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"unit_source_value\": \"OBX-6\",\n"
+        "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]}}},\n"
+        "  {\"name\": \"p\", \"table\": \"provider\",\n"
+        "   \"columns\": {\"provider_id\": {\"const\": \"42\"}, \"provider_name\": \"MSH-4\"}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "cols.json", &env, errs, 8, &ne);
+    if (!ss)
+        fprintf(stderr, "%s\n", errs[0].text);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M63|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBX|1|NM|1^A^LN||7|mg|||||F|||20240314093000\r"
+                      "OBX|2|NM|1^A^LN||||||||F|||20240314093000\r"
+                      "OBX|3|NM|1^A^LN||8|mg|||||D|||20240314093000\r";
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    cg_err_t mrc = cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me);
+    if (mrc)
+        fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.out_column, me.text);
+    assert_int_equal(mrc, CG_OK);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        const cg_row_t *r = &rows[i];
+        assert_non_null(r->cols);
+        assert_true(r->n_cols < r->table->n_columns); /* fewer than the table's */
+        for (size_t k = 1; k < r->n_cols; k++)
+            assert_true(r->cols[k - 1] < r->cols[k]);
+        cg_row_t every = *r;
+        every.cols = NULL;
+        every.n_cols = 0;
+        char *a = strdup(encoded(r, CG_ROW_ENCODE_TRACE, "")),
+             *b = strdup(encoded(&every, CG_ROW_ENCODE_TRACE, ""));
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+    /* the cases above were met: a delete, a null, the provider's own key */
+    size_t deletes = 0, nulls = 0, providers = 0;
+    for (size_t i = 0; i < n; i++) {
+        deletes += rows[i].op == CG_ROW_DELETE;
+        nulls += strstr(row_json(&rows[i]), "\"value_source_value\":null") != NULL;
+        providers += strstr(row_json(&rows[i]), "\"provider_id\":42") != NULL;
+    }
+    assert_int_equal(deletes, 1);
+    assert_int_equal(nulls, 1);
+    assert_int_equal(providers, 1);
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* Short values are checked in place a word at a time (spec_hl7_value.c): those with an escape
  * sequence or a byte above ASCII still go through the decoder, whatever their length or place
  * (the message's last bytes included), and the escape character in MSH-2 stays literal. */
@@ -691,11 +763,17 @@ static void test_anchored_shared(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_guards_share_a_read),  cmocka_unit_test(test_times_by_text),
-        cmocka_unit_test(test_short_values_decoded), cmocka_unit_test(test_canonical_columns),
-        cmocka_unit_test(test_anchored_places),      cmocka_unit_test(test_regex_needed_byte),
-        cmocka_unit_test(test_lookup_systems),       cmocka_unit_test(test_same_text),
-        cmocka_unit_test(test_anchored_shared),      cmocka_unit_test(test_truncate_short_values),
+        cmocka_unit_test(test_guards_share_a_read),
+        cmocka_unit_test(test_times_by_text),
+        cmocka_unit_test(test_short_values_decoded),
+        cmocka_unit_test(test_canonical_columns),
+        cmocka_unit_test(test_anchored_places),
+        cmocka_unit_test(test_regex_needed_byte),
+        cmocka_unit_test(test_lookup_systems),
+        cmocka_unit_test(test_same_text),
+        cmocka_unit_test(test_anchored_shared),
+        cmocka_unit_test(test_truncate_short_values),
+        cmocka_unit_test(test_row_cols),
     };
     return cmocka_run_group_tests(tests, spec_test_setup, spec_test_teardown);
 }
