@@ -107,6 +107,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     cg_arena_destroy(&mp->arena);
     cg_buf_free(&mp->scratch);
     free(mp->rows);
+    free(mp->rows_spare);
     free(mp->quality);
     free(mp->vars);
     free(mp->memo);

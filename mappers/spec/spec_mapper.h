@@ -131,6 +131,9 @@ struct cg_mapper {
     cg_buf_t scratch; /* decoding */
     cg_row_t *rows;   /* their values and meta are in the arena */
     size_t n_rows, cap_rows;
+    /* where a fused pass puts its rows in rule order (spec_hl7.c); then swapped with rows */
+    cg_row_t *rows_spare;
+    size_t cap_spare;
     spec_val_t *vars;
     size_t cap_vars;
     pcre2_match_data *md;

@@ -129,6 +129,84 @@ static void test_guards_share_a_read(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A fused pass puts its rows in rule order through the mapper's spare row array, which then
+ * becomes its rows: the rows made before the pass stay first and whole, and the next messages
+ * through the same mapper (more rows, so both arrays grow; fewer) get their own rows. */
+static void test_fused_rows_swap(void **state)
+{
+    (void)state;
+#define SWAP_RULE(name, type)                                                                      \
+    "  {\"name\": \"" name "\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"            \
+    "   \"when\": {\"in\": [\"OBX-2\", [\"" type "\"]]},\n"                                        \
+    "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"                              \
+    "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"                \
+    "     \"measurement_date\": {\"const\": \"2024-03-14\"}, \"value_source_value\": \"OBX-5\"}}"
+    const char *spec = "{\"spec\": \"swap\", \"version\": 1,\n"
+                       " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+                       " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+                       " \"rules\": [\n"
+                       "  {\"name\": \"prov\", \"table\": \"provider\",\n"
+                       "   \"columns\": {\"provider_id\": {\"const\": \"7\"}, \"provider_name\": "
+                       "\"MSH-4\"}},\n" SWAP_RULE("nm", "NM") ",\n" SWAP_RULE(
+                           "st", "ST") ",\n" SWAP_RULE("ce", "CE") "]}\n";
+#undef SWAP_RULE
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "swap.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    assert_int_equal(ss->specs[0].rules[1].fuse_n, 3);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    static const char *types[] = {"CE", "ST", "NM"};
+    size_t sizes[] = {7, 40, 5, 40};
+    for (size_t round = 0; round < sizeof(sizes) / sizeof(sizes[0]); round++) {
+        size_t nobx = sizes[round];
+        char *msg = malloc(256 + 64 * nobx);
+        assert_non_null(msg);
+        int o = sprintf(msg,
+                        "MSH|^~\\&|LAB|HOSP%zu|CG|RES|20240314101500||ORU^R01|M7%zu|P|2.5.1\r"
+                        "PID|1||777^^^HOSP^MR\r",
+                        round, round);
+        for (size_t i = 0; i < nobx; i++) /* the types in turn, so the pass's rows interleave */
+            o += sprintf(msg + o, "OBX|%zu|%s|1^A^LN||v%zu.%zu\r", i + 1, types[(i + round) % 3],
+                         round, i);
+        const cg_row_t *rows;
+        size_t n;
+        cg_error_t me;
+        assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+        assert_int_equal(n, 1 + nobx);
+        assert_string_equal(rows[0].rule, "prov");
+        const cg_value_t *pv = cg_row_value_named(&rows[0], "provider_name");
+        char hosp[16];
+        snprintf(hosp, sizeof(hosp), "HOSP%zu", round);
+        assert_int_equal(pv->len, strlen(hosp));
+        assert_memory_equal(pv->ptr, hosp, pv->len);
+        /* then nm's rows, st's, ce's, each in OBX order */
+        static const char *order[] = {"nm", "st", "ce"};
+        static const char *otype[] = {"NM", "ST", "CE"};
+        size_t r = 1;
+        for (size_t k = 0; k < 3; k++)
+            for (size_t i = 0; i < nobx; i++) {
+                if (strcmp(types[(i + round) % 3], otype[k]))
+                    continue;
+                assert_true(r < n);
+                assert_string_equal(rows[r].rule, order[k]);
+                char want[32];
+                snprintf(want, sizeof(want), "v%zu.%zu", round, i);
+                const cg_value_t *v = cg_row_value_named(&rows[r], "value_source_value");
+                assert_int_equal(v->len, strlen(want));
+                assert_memory_equal(v->ptr, want, v->len);
+                r++;
+            }
+        assert_int_equal(r, n);
+        free(msg);
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* Date conversions are memoized by the value's text: equal times in different slices share one,
  * and times that agree in their first and last eight bytes (one memo slot) stay apart. */
 static void test_times_by_text(void **state)
@@ -774,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_anchored_shared),
         cmocka_unit_test(test_truncate_short_values),
         cmocka_unit_test(test_row_cols),
+        cmocka_unit_test(test_fused_rows_swap),
     };
     return cmocka_run_group_tests(tests, spec_test_setup, spec_test_teardown);
 }
