@@ -193,29 +193,11 @@ int cg_spec_hl7_anchor_place(cg_mapper_t *mp, const expr_t *e, uint32_t *place)
     return 0;
 }
 
-cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+/* The value of the path p that reads every repetition or segment ([*]), or one by a selector:
+ * out of line, as the flattened reader below need not carry it. */
+static __attribute__((noinline)) cg_err_t many_value(cg_mapper_t *mp, const cg_hl7_path_t *p,
+                                                     spec_val_t *out)
 {
-    const cg_hl7_path_t *p = &e->u.path;
-    *out = ABSENT;
-    if (cg_hl7_path_one(p)) {
-        uint32_t s = path_seg(mp, p);
-        if (s == CG_HL7_NO_SEG)
-            return CG_OK;
-        if (s == mp->scope.cur || !e->path_id || mp->scope.begin)
-            return one_value(mp, p, s, out);
-        /* another segment's field (the OBR's, the ORC's, read for each of the order's OBX): its
-         * value is that segment's, so the memo keeps it by the segment as well (the entry is
-         * what eval_path finds for the path read at that segment itself) */
-        path_memo_t *m = memo_slot_at(mp, e->path_id, s);
-        if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == s) {
-            *out = m->val;
-            return CG_OK;
-        }
-        cg_err_t rc = one_value(mp, p, s, out);
-        if (rc == CG_OK)
-            *m = (path_memo_t){mp->gen, e->path_id, s, 0, *out};
-        return rc;
-    }
     cg_buf_reset(&mp->scratch);
     if (path_has_all(p)) {
         size_t count = 0;
@@ -243,4 +225,34 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
         return CG_OK;
     *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
     return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+}
+
+/* flatten: cg_hl7_path_raw (hl7_access.c) with its field walk, and cg_hl7_path_seg, inline in
+ * the one-value read, as the compiler left them calls of their own (a fifth of a read); the
+ * paths of many values stay a call (many_value). */
+__attribute__((flatten)) cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e,
+                                                         spec_val_t *out)
+{
+    const cg_hl7_path_t *p = &e->u.path;
+    *out = ABSENT;
+    if (cg_hl7_path_one(p)) {
+        uint32_t s = path_seg(mp, p);
+        if (s == CG_HL7_NO_SEG)
+            return CG_OK;
+        if (s == mp->scope.cur || !e->path_id || mp->scope.begin)
+            return one_value(mp, p, s, out);
+        /* another segment's field (the OBR's, the ORC's, read for each of the order's OBX): its
+         * value is that segment's, so the memo keeps it by the segment as well (the entry is
+         * what eval_path finds for the path read at that segment itself) */
+        path_memo_t *m = memo_slot_at(mp, e->path_id, s);
+        if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == s) {
+            *out = m->val;
+            return CG_OK;
+        }
+        cg_err_t rc = one_value(mp, p, s, out);
+        if (rc == CG_OK)
+            *m = (path_memo_t){mp->gen, e->path_id, s, 0, *out};
+        return rc;
+    }
+    return many_value(mp, p, out);
 }
