@@ -207,6 +207,29 @@ typedef enum cg_pseudo_id_kind {
 cg_err_t cg_pseudo_key_id(cg_pseudo_t *p, cg_pseudo_id_kind_t kind, cg_slice_t ns,
                           const cg_slice_t *parts, size_t n_parts, int64_t *out);
 
+/* What cg_pseudo_key_id_memo keeps between its calls: the whole 8-byte blocks of the last id's
+ * framing after its kind and SipHash's state after each, so that an id sharing its first parts
+ * with the last one (an order's results: table, facility, order number) absorbs only the blocks
+ * after them. One caller's (a mapper's), one thread's; all zero (empty) before the first use. */
+#define CG_PSEUDO_ID_MEMO_BLOCKS 16
+
+typedef struct cg_pseudo_id_memo {
+    const cg_pseudo_t *p; /* whose key made the states (NULL: empty) */
+    int kind;
+    uint32_t blocks; /* of words and states, valid */
+    uint64_t words[CG_PSEUDO_ID_MEMO_BLOCKS];
+    uint64_t states[CG_PSEUDO_ID_MEMO_BLOCKS][4];
+} cg_pseudo_id_memo_t;
+
+/* Empties memo, wiping its key-derived states (before it is freed, or its p changes). */
+void cg_pseudo_id_memo_clear(cg_pseudo_id_memo_t *memo);
+
+/* cg_pseudo_key_id's id, computed from the state memo kept for the longest run of whole blocks
+ * it shares with the last id memo saw; memo then holds this id's. memo NULL: cg_pseudo_key_id. */
+cg_err_t cg_pseudo_key_id_memo(cg_pseudo_t *p, cg_pseudo_id_memo_t *memo, cg_pseudo_id_kind_t kind,
+                               cg_slice_t ns, const cg_slice_t *parts, size_t n_parts,
+                               int64_t *out);
+
 /* An id of another key's ids under this key: SipHash-2-4 under the id key of the 8 bytes of id
  * (big-endian), reduced as a person_id. For re-keying a site's ids per subscriber (cg_release.h):
  * the same id gives the same result in every table, so joins hold, and two keys' results share

@@ -75,9 +75,14 @@ static inline const char *cg_row_op_name(cg_row_op_t op)
 typedef struct cg_row {
     const cg_target_table_t *table; /* table->target is the standard */
     uint8_t op;                     /* cg_row_op_t */
+    uint32_t n_cols;                /* of cols, below (here: in op's padding) */
     /* One per column of table, in its order (values[col->index]); CG_VALUE_ABSENT for a column
      * the rule does not map. */
     const cg_value_t *values;
+    /* The columns values may hold, ascending (a rule's columns and its key), when the producer
+     * knows them: the encoder looks at these alone. NULL: any column of table. Whoever gives a
+     * value to a column not listed clears it. */
+    const uint16_t *cols;
     const cg_row_meta_t *meta;
     size_t n_meta;
     /* The patient's pseudonym, the records' key; empty when the spec has no patient. */

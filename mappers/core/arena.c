@@ -293,34 +293,63 @@ static void put8(char *o, uint32_t v)
     memcpy(o + 6, digit_pairs + (lo % 100) * 2, 2);
 }
 
+/* How many decimal digits u has: from its bit length (log10(2) ~ 1233/4096), one compare. */
+static inline unsigned dec_digits(uint64_t u)
+{
+    static const uint64_t pow10[20] = {1u,
+                                       10u,
+                                       100u,
+                                       1000u,
+                                       10000u,
+                                       100000u,
+                                       1000000u,
+                                       10000000u,
+                                       100000000u,
+                                       1000000000u,
+                                       10000000000u,
+                                       100000000000u,
+                                       1000000000000u,
+                                       10000000000000u,
+                                       100000000000000u,
+                                       1000000000000000u,
+                                       10000000000000000u,
+                                       100000000000000000u,
+                                       1000000000000000000u,
+                                       10000000000000000000u};
+    if (u < 10)
+        return 1;
+    unsigned t = (unsigned)(64 - __builtin_clzll(u)) * 1233u >> 12;
+    return t + (u >= pow10[t]);
+}
+
 size_t cg_fmt_int64(char *buf, int64_t x)
 {
-    /* eight digits a step from the end in 32-bit arithmetic (ids have 19 of them: two 64-bit
-     * divisions instead of nine), then two at a time */
-    char tmp[32];
+    /* written in place from its last digit (its length known first: no copy from a scratch
+     * buffer, whose variable-length memcpy was a call per id); eight digits a step in 32-bit
+     * arithmetic (ids have 19 of them: two 64-bit divisions instead of nine), then two at a time */
     uint64_t u = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-    size_t n = sizeof(tmp);
+    size_t n = (x < 0) + dec_digits(u);
+    char *o = buf + n;
     while (u >= 100000000u) {
-        n -= 8;
-        put8(tmp + n, (uint32_t)(u % 100000000u));
+        o -= 8;
+        put8(o, (uint32_t)(u % 100000000u));
         u /= 100000000u;
     }
     uint32_t v = (uint32_t)u;
     while (v >= 100) {
-        n -= 2;
-        memcpy(tmp + n, digit_pairs + (v % 100) * 2, 2);
+        o -= 2;
+        memcpy(o, digit_pairs + (v % 100) * 2, 2);
         v /= 100;
     }
     if (v >= 10) {
-        n -= 2;
-        memcpy(tmp + n, digit_pairs + v * 2, 2);
+        o -= 2;
+        memcpy(o, digit_pairs + v * 2, 2);
     } else {
-        tmp[--n] = (char)('0' + v);
+        *--o = (char)('0' + v);
     }
     if (x < 0)
-        tmp[--n] = '-';
-    memcpy(buf, tmp + n, sizeof(tmp) - n);
-    return sizeof(tmp) - n;
+        buf[0] = '-';
+    return n;
 }
 
 cg_err_t cg_buf_put_int64(cg_buf_t *b, int64_t v)

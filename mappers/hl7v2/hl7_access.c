@@ -348,8 +348,10 @@ uint32_t cg_hl7_sub_count(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, u
 
 /* cg_hl7_get_raw, inline into the path readers: a spec's field read is on the mapper's hot path,
  * where the call and the match record cost as much as the read. */
-static inline int get_raw(const cg_hl7_msg_t *m, uint32_t seg, uint32_t field, uint32_t rep,
-                          uint32_t comp, uint32_t sub, cg_slice_t *out)
+static inline __attribute__((always_inline)) int get_raw(const cg_hl7_msg_t *m, uint32_t seg,
+                                                         uint32_t field, uint32_t rep,
+                                                         uint32_t comp, uint32_t sub,
+                                                         cg_slice_t *out)
 {
     *out = (cg_slice_t){m->data, 0};
     if (seg >= m->nsegs)

@@ -379,7 +379,12 @@ static cg_err_t apply_xform(cg_mapper_t *mp, const xform_t *x, spec_val_t v, spe
     case XF_REFERENCE: /* the compiler let it through only for formats that have one */
         return mp->spec->format->reference(mp, &v, out);
     case XF_TRUNCATE: {
-        /* cut at a character boundary */
+        /* cut at a character boundary; a value of no more bytes than the limit has no more
+         * characters either, and is its own result without the walk */
+        if (v.len <= x->u.truncate) {
+            *out = (spec_val_t){v.s, v.len, v.len > 0};
+            return CG_OK;
+        }
         size_t chars = 0, i = 0;
         while (i < v.len && chars < x->u.truncate) {
             i++;

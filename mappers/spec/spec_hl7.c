@@ -51,14 +51,28 @@ static cg_err_t rows_by_rule(cg_mapper_t *mp, const rule_t *rules, size_t n, siz
     }
     if (sorted)
         return CG_OK;
-    cg_row_t *copy = cg_arena_alloc(&mp->arena, count * sizeof(*copy));
-    if (!copy)
-        return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
-    memcpy(copy, rows, count * sizeof(*copy));
     for (size_t k = 1; k <= n; k++)
         at[k] += at[k - 1];
+    /* into the spare array, whole (the rows before first copied as they are), which then
+     * becomes mp->rows: each row is copied once, not to a copy and back */
+    if (mp->cap_spare < mp->n_rows) {
+        size_t cap = mp->cap_rows; /* >= n_rows */
+        cg_row_t *r = realloc(mp->rows_spare, cap * sizeof(*r));
+        if (!r)
+            return cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+        mp->rows_spare = r;
+        mp->cap_spare = cap;
+    }
+    cg_row_t *to = mp->rows_spare;
+    if (first)
+        memcpy(to, mp->rows, first * sizeof(*to));
     for (size_t i = 0; i < count; i++)
-        rows[at[which[i]]++] = copy[i];
+        to[first + at[which[i]]++] = rows[i];
+    mp->rows_spare = mp->rows;
+    mp->rows = to;
+    size_t cap = mp->cap_spare;
+    mp->cap_spare = mp->cap_rows;
+    mp->cap_rows = cap;
     return CG_OK;
 }
 

@@ -104,11 +104,32 @@ static __attribute__((noinline)) cg_err_t all_values(cg_mapper_t *mp, const cg_h
     return CG_OK;
 }
 
-/* The value of the path that reads one repetition of segment s (cg_hl7_path_one). */
-static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, spec_val_t *out)
+/* raw decoded into mp->scratch and copied to the arena: the value of a path whose bytes are
+ * not their own value (escapes, another charset). Out of line, with the decoder's error record:
+ * the caller's usual case below needs neither. */
+static __attribute__((noinline)) cg_err_t decoded_value(cg_mapper_t *mp, cg_slice_t raw,
+                                                        int literal, spec_val_t *out)
+{
+    cg_error_t he;
+    cg_buf_reset(&mp->scratch);
+    cg_err_t rc = literal ? cg_hl7_decode_noescape(mp->m, raw, &mp->scratch, &he)
+                          : cg_hl7_decode(mp->m, raw, &mp->scratch, &he);
+    if (rc != CG_OK)
+        return cg_spec_fail(mp, rc, "%s", he.text);
+    /* HL7's explicit null "" and an empty value both mean: no value */
+    if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))
+        return CG_OK;
+    *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
+    return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+}
+
+/* The value of the path that reads one repetition of segment s (cg_hl7_path_one). Inline in
+ * cg_spec_hl7_path_value: a call per field read, with the frame the decoder's error record
+ * made, cost a tenth of the read. */
+static inline __attribute__((always_inline)) cg_err_t
+one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, spec_val_t *out)
 {
     cg_slice_t raw;
-    cg_error_t he;
     *out = ABSENT;
     int got = cg_hl7_path_raw(mp->m, p, s, &raw);
     if (!got)
@@ -121,16 +142,7 @@ static cg_err_t one_value(cg_mapper_t *mp, const cg_hl7_path_t *p, uint32_t s, s
         *out = (spec_val_t){raw.ptr, raw.len, 1};
         return CG_OK;
     }
-    cg_buf_reset(&mp->scratch);
-    cg_err_t rc = got == 2 ? cg_hl7_decode_noescape(mp->m, raw, &mp->scratch, &he)
-                           : cg_hl7_decode(mp->m, raw, &mp->scratch, &he);
-    if (rc != CG_OK)
-        return cg_spec_fail(mp, rc, "%s", he.text);
-    /* HL7's explicit null "" and an empty value both mean: no value */
-    if (mp->scratch.len == 0 || (mp->scratch.len == 2 && !memcmp(mp->scratch.data, "\"\"", 2)))
-        return CG_OK;
-    *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
-    return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+    return decoded_value(mp, raw, got == 2, out);
 }
 
 /* The segment one-repetition path p reads in the current scope: the cursor itself when p names
@@ -181,29 +193,11 @@ int cg_spec_hl7_anchor_place(cg_mapper_t *mp, const expr_t *e, uint32_t *place)
     return 0;
 }
 
-cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *out)
+/* The value of the path p that reads every repetition or segment ([*]), or one by a selector:
+ * out of line, as the flattened reader below need not carry it. */
+static __attribute__((noinline)) cg_err_t many_value(cg_mapper_t *mp, const cg_hl7_path_t *p,
+                                                     spec_val_t *out)
 {
-    const cg_hl7_path_t *p = &e->u.path;
-    *out = ABSENT;
-    if (cg_hl7_path_one(p)) {
-        uint32_t s = path_seg(mp, p);
-        if (s == CG_HL7_NO_SEG)
-            return CG_OK;
-        if (s == mp->scope.cur || !e->path_id || mp->scope.begin)
-            return one_value(mp, p, s, out);
-        /* another segment's field (the OBR's, the ORC's, read for each of the order's OBX): its
-         * value is that segment's, so the memo keeps it by the segment as well (the entry is
-         * what eval_path finds for the path read at that segment itself) */
-        path_memo_t *m = memo_slot_at(mp, e->path_id, s);
-        if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == s) {
-            *out = m->val;
-            return CG_OK;
-        }
-        cg_err_t rc = one_value(mp, p, s, out);
-        if (rc == CG_OK)
-            *m = (path_memo_t){mp->gen, e->path_id, s, 0, *out};
-        return rc;
-    }
     cg_buf_reset(&mp->scratch);
     if (path_has_all(p)) {
         size_t count = 0;
@@ -231,4 +225,34 @@ cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e, spec_val_t *ou
         return CG_OK;
     *out = cg_spec_val_copy(mp, mp->scratch.data, mp->scratch.len);
     return out->present ? CG_OK : cg_spec_fail(mp, CG_ERR_NOMEM, "out of memory");
+}
+
+/* flatten: cg_hl7_path_raw (hl7_access.c) with its field walk, and cg_hl7_path_seg, inline in
+ * the one-value read, as the compiler left them calls of their own (a fifth of a read); the
+ * paths of many values stay a call (many_value). */
+__attribute__((flatten)) cg_err_t cg_spec_hl7_path_value(cg_mapper_t *mp, const expr_t *e,
+                                                         spec_val_t *out)
+{
+    const cg_hl7_path_t *p = &e->u.path;
+    *out = ABSENT;
+    if (cg_hl7_path_one(p)) {
+        uint32_t s = path_seg(mp, p);
+        if (s == CG_HL7_NO_SEG)
+            return CG_OK;
+        if (s == mp->scope.cur || !e->path_id || mp->scope.begin)
+            return one_value(mp, p, s, out);
+        /* another segment's field (the OBR's, the ORC's, read for each of the order's OBX): its
+         * value is that segment's, so the memo keeps it by the segment as well (the entry is
+         * what eval_path finds for the path read at that segment itself) */
+        path_memo_t *m = memo_slot_at(mp, e->path_id, s);
+        if (m->gen == mp->gen && m->path_id == e->path_id && m->cur == s) {
+            *out = m->val;
+            return CG_OK;
+        }
+        cg_err_t rc = one_value(mp, p, s, out);
+        if (rc == CG_OK)
+            *m = (path_memo_t){mp->gen, e->path_id, s, 0, *out};
+        return rc;
+    }
+    return many_value(mp, p, out);
 }

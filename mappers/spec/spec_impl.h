@@ -255,6 +255,10 @@ typedef struct cg_spec_rule {
     /* its rows' provenance as the envelope writes it (cg_row_t.json_prov; spec_prepare.c) */
     const char *json_prov;
     uint32_t json_prov_len;
+    /* the columns its rows may hold: its key and columns, ascending (cg_row_t.cols;
+     * spec_prepare.c); NULL: not made (every column is looked at) */
+    const uint16_t *row_cols;
+    uint32_t n_row_cols;
     /* when itself, or its "all"'s first part, when that is an "in" on a plain path: tested
      * inline first (spec_prepare.c); NULL: none */
     const cond_t *guard;

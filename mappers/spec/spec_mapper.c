@@ -96,6 +96,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     if (!mp)
         return;
     cg_pseudo_destroy(mp->pseudo);
+    cg_pseudo_id_memo_clear(&mp->id_memo);
     free(mp->var_steps);
     cg_buf_free(&mp->steps);
     cg_hl7_msg_destroy(mp->msg);
@@ -106,6 +107,7 @@ void cg_mapper_destroy(cg_mapper_t *mp)
     cg_arena_destroy(&mp->arena);
     cg_buf_free(&mp->scratch);
     free(mp->rows);
+    free(mp->rows_spare);
     free(mp->quality);
     free(mp->vars);
     free(mp->memo);

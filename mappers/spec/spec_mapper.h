@@ -116,7 +116,10 @@ struct cg_mapper {
     int (*anchor_place)(cg_mapper_t *mp, const expr_t *e, uint32_t *place);
     const cg_vocab_t *vocab;
     const char *utc_offset;
-    cg_pseudo_t *pseudo;                        /* our own clone: it keeps scratch state */
+    cg_pseudo_t *pseudo; /* our own clone: it keeps scratch state */
+    /* row ids' SipHash states by their leading blocks (spec_row.c): an order's results share
+     * their table, facility and order number */
+    cg_pseudo_id_memo_t id_memo;
     const cg_pseudo_authorities_t *authorities; /* the env's; NULL: refuse, no aliases */
     cg_hl7_msg_t *msg;                          /* for cg_mapper_map_hl7 */
     cg_hl7_msg_t *last; /* the last input, when it decoded as HL7 v2 (cg_mapper_msg_type) */
@@ -128,6 +131,9 @@ struct cg_mapper {
     cg_buf_t scratch; /* decoding */
     cg_row_t *rows;   /* their values and meta are in the arena */
     size_t n_rows, cap_rows;
+    /* where a fused pass puts its rows in rule order (spec_hl7.c); then swapped with rows */
+    cg_row_t *rows_spare;
+    size_t cap_spare;
     spec_val_t *vars;
     size_t cap_vars;
     pcre2_match_data *md;

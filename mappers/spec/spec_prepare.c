@@ -63,6 +63,44 @@ static int meta_keys(cg_specset_t *ss, rule_t *r)
     return 0;
 }
 
+/* The columns a rule's rows may hold, in the table's order (rule_t.row_cols): the encoder then
+ * skips the table's other columns (a measurement rule maps about half of them) without looking
+ * at their values. */
+static int row_cols_build(cg_specset_t *ss, rule_t *r)
+{
+    const cg_target_table_t *t = r->table;
+    if (!t || !t->n_columns || t->n_columns > UINT16_MAX)
+        return 0;
+    uint8_t *set = calloc(t->n_columns, 1);
+    if (!set)
+        return -1;
+    if (r->pk.col && r->pk.col->index < t->n_columns)
+        set[r->pk.col->index] = 1;
+    for (size_t i = 0; i < r->n_columns; i++) {
+        if (r->columns[i].col->index >= t->n_columns) { /* cannot be: left as it was */
+            free(set);
+            return 0;
+        }
+        set[r->columns[i].col->index] = 1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_columns; i++)
+        n += set[i];
+    uint16_t *cols = cg_arena_alloc(&ss->arena, (n ? n : 1) * sizeof(*cols));
+    if (!cols) {
+        free(set);
+        return -1;
+    }
+    n = 0;
+    for (size_t i = 0; i < t->n_columns; i++)
+        if (set[i])
+            cols[n++] = (uint16_t)i;
+    free(set);
+    r->row_cols = cols;
+    r->n_row_cols = (uint32_t)n;
+    return 0;
+}
+
 /* An "in" whose value is a path read as it is (no transform, default or requirement). */
 static int plain_in(const cond_t *c)
 {
@@ -540,7 +578,8 @@ int cg_spec_prepare(cg_specset_t *ss)
         seen.n = 0; /* shared within a spec: its own parameters and format */
         fuse_build(s);
         for (size_t k = 0; k < s->n_rules; k++) {
-            if (prov_build(ss, s, &s->rules[k]) || meta_keys(ss, &s->rules[k])) {
+            if (prov_build(ss, s, &s->rules[k]) || meta_keys(ss, &s->rules[k]) ||
+                row_cols_build(ss, &s->rules[k])) {
                 free(seen.e);
                 return -1;
             }

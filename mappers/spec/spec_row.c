@@ -112,6 +112,8 @@ static const uint32_t kind_of[] = {
 /* v cut to at most max characters, at a character boundary (as the "truncate" transform). */
 static spec_val_t cut_chars(spec_val_t v, size_t max)
 {
+    if (v.len <= max) /* no more characters than bytes: nothing to cut */
+        return (spec_val_t){v.s, v.len, v.len > 0};
     size_t chars = 0, i = 0;
     while (i < v.len && chars < max) {
         i++;
@@ -233,7 +235,8 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
             all &= parts[i].ptr != NULL;
         if (all) {
             *how = "row id (the rule's id)";
-            if ((rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_KEY, ns, parts, r->n_id_parts, id)))
+            if ((rc = cg_pseudo_key_id_memo(mp->pseudo, &mp->id_memo, CG_PSEUDO_ID_KEY, ns, parts,
+                                            r->n_id_parts, id)))
                 return cg_spec_fail(mp, rc, "row id failed");
             return CG_OK;
         }
@@ -250,7 +253,8 @@ static cg_err_t row_id(cg_mapper_t *mp, const rule_t *r, uint64_t position, int6
                                            : (cg_slice_t){NULL, 0};
     *how = mp->m ? "row id (MSH-3, MSH-4, MSH-7, MSH-10, rule, position)"
                  : "row id (document id, setId, versionNumber, time, patient, rule, position)";
-    if ((rc = cg_pseudo_key_id(mp->pseudo, CG_PSEUDO_ID_MESSAGE, ns, parts, n, id)))
+    if ((rc = cg_pseudo_key_id_memo(mp->pseudo, &mp->id_memo, CG_PSEUDO_ID_MESSAGE, ns, parts, n,
+                                    id)))
         return cg_spec_fail(mp, rc, "row id failed");
     return CG_OK;
 }
@@ -404,6 +408,8 @@ cg_err_t cg_spec_emit_row(cg_mapper_t *mp, uint64_t position)
     *row = (cg_row_t){.table = t,
                       .op = del ? CG_ROW_DELETE : r->op,
                       .values = vals,
+                      .cols = r->row_cols,
+                      .n_cols = r->n_row_cols,
                       .meta = meta,
                       .n_meta = n_meta,
                       .spec = mp->spec->name,

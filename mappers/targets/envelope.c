@@ -179,7 +179,11 @@ cg_err_t cg_target_json_envelope(const cg_row_t *row, const cg_row_source_t *src
         goto nomem;
     PUT_LIT(w.o, "],\"row\":{");
     int first = 1;
-    for (size_t i = 0; i < t->n_columns; i++) {
+    /* the columns the producer says may hold values, else all of them */
+    const uint16_t *cols = row->cols;
+    size_t n_cols = cols ? row->n_cols : t->n_columns;
+    for (size_t k = 0; k < n_cols; k++) {
+        size_t i = cols ? cols[k] : k;
         const cg_value_t *v = &row->values[i];
         if (v->kind == CG_VALUE_ABSENT)
             continue;

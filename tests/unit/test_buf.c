@@ -140,6 +140,21 @@ static void test_fmt_int64(void **state)
         if (edges[i] != INT64_MIN)
             check_int(-edges[i]);
     }
+    /* either side of every power of ten: the digit count is worked out before any digit */
+    int64_t p = 1;
+    for (int k = 0; k < 19; k++) {
+        p = k ? p * 10 : 1; /* 10^k, up to 10^18 */
+        check_int(p - 1);
+        check_int(p);
+        check_int(p + 1);
+        check_int(-p);
+        check_int(1 - p);
+        for (int b = 0; b < 63; b++) /* and either side of each power of two */
+            if (((int64_t)1 << b) > p / 2 && ((int64_t)1 << b) < p * 2) {
+                check_int(((int64_t)1 << b) - 1);
+                check_int((int64_t)1 << b);
+            }
+    }
     uint64_t x = 88172645463325252ULL; /* xorshift: values of every length */
     for (int i = 0; i < 200000; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;

@@ -239,6 +239,61 @@ static void test_row_id_as_libsodium(void **state)
     cg_pseudo_destroy(p);
 }
 
+/* Ids through a memo (cg_pseudo_key_id_memo) are the ids without one, whatever came before:
+ * ids sharing some leading blocks with the last one (an order's results), none, all of them,
+ * fewer or more than the memo keeps, the other kind, and another key's object on the same memo
+ * (its states are not the first's). */
+static void test_row_id_memo(void **state)
+{
+    (void)state;
+    cg_pseudo_t *p = make(TEST_KEY, strlen(TEST_KEY), 0);
+    cg_pseudo_t *q = make("another key, thirty-two bytes or more",
+                          strlen("another key, thirty-two bytes or more"), 0);
+    cg_pseudo_id_memo_t memo = {0};
+    static char text[400];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = (char)('a' + (i * 11) % 26);
+    cg_slice_t ns = {"measurement", 11};
+    size_t checked = 0, resumed = 0;
+    for (unsigned step = 0; step < 3000; step++) {
+        unsigned r = step * 2654435761u;
+        cg_pseudo_t *o = (r >> 7) % 13 ? p : q;
+        int kind = (r >> 11) % 7 ? CG_PSEUDO_ID_KEY : CG_PSEUDO_ID_MESSAGE;
+        /* a fixed first part, a second of a few texts, then parts that change most steps */
+        char last[2] = {(char)('A' + (r >> 3) % 3), 0};
+        cg_slice_t parts[4] = {{text, 10 + (r >> 5) % 3 * 8},
+                               {text + 40, (r >> 9) % 4 ? 17 : 3},
+                               {text + 100 + (r >> 13) % 7, (r >> 17) % 190},
+                               {last, (r >> 21) % 2}};
+        size_t np = 2 + (r >> 23) % 3;
+        if ((r >> 25) % 5 == 0)
+            parts[1] = (cg_slice_t){NULL, 0};
+        unsigned before = memo.p == o && memo.kind == kind ? memo.blocks : 0;
+        int64_t plain = 0, memoized = 0;
+        assert_int_equal(cg_pseudo_key_id(o, kind, ns, parts, np, &plain), CG_OK);
+        assert_int_equal(cg_pseudo_key_id_memo(o, &memo, kind, ns, parts, np, &memoized), CG_OK);
+        assert_true(memoized == plain);
+        assert_true(memo.p == o && memo.kind == kind);
+        resumed += before > 2;
+        int64_t lib = row_id_by_library(o, kind, ns, parts, np);
+        if (lib) {
+            assert_true(memoized == lib);
+            checked++;
+        }
+    }
+    assert_true(checked > 2000);
+    assert_true(resumed > 1000); /* the memo was used, not only filled */
+    /* a memo emptied is filled afresh; NULL is cg_pseudo_key_id */
+    cg_pseudo_id_memo_clear(&memo);
+    assert_null(memo.p);
+    int64_t a = 0, b = 0;
+    assert_int_equal(cg_pseudo_key_id_memo(p, NULL, CG_PSEUDO_ID_KEY, ns, &ns, 1, &a), CG_OK);
+    assert_int_equal(cg_pseudo_key_id(p, CG_PSEUDO_ID_KEY, ns, &ns, 1, &b), CG_OK);
+    assert_true(a == b);
+    cg_pseudo_destroy(q);
+    cg_pseudo_destroy(p);
+}
+
 static void test_date_shift_range(void **state)
 {
     (void)state;
@@ -435,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_person_pinned),
         cmocka_unit_test(test_row_id_pinned),
         cmocka_unit_test(test_row_id_as_libsodium),
+        cmocka_unit_test(test_row_id_memo),
         cmocka_unit_test(test_date_shift_range),
         cmocka_unit_test(test_invalid_identity),
         cmocka_unit_test(test_clone),

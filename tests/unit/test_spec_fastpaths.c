@@ -129,6 +129,84 @@ static void test_guards_share_a_read(void **state)
     cg_specset_destroy(ss);
 }
 
+/* A fused pass puts its rows in rule order through the mapper's spare row array, which then
+ * becomes its rows: the rows made before the pass stay first and whole, and the next messages
+ * through the same mapper (more rows, so both arrays grow; fewer) get their own rows. */
+static void test_fused_rows_swap(void **state)
+{
+    (void)state;
+#define SWAP_RULE(name, type)                                                                      \
+    "  {\"name\": \"" name "\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"            \
+    "   \"when\": {\"in\": [\"OBX-2\", [\"" type "\"]]},\n"                                        \
+    "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"                              \
+    "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"                \
+    "     \"measurement_date\": {\"const\": \"2024-03-14\"}, \"value_source_value\": \"OBX-5\"}}"
+    const char *spec = "{\"spec\": \"swap\", \"version\": 1,\n"
+                       " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+                       " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+                       " \"rules\": [\n"
+                       "  {\"name\": \"prov\", \"table\": \"provider\",\n"
+                       "   \"columns\": {\"provider_id\": {\"const\": \"7\"}, \"provider_name\": "
+                       "\"MSH-4\"}},\n" SWAP_RULE("nm", "NM") ",\n" SWAP_RULE(
+                           "st", "ST") ",\n" SWAP_RULE("ce", "CE") "]}\n";
+#undef SWAP_RULE
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "swap.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    assert_int_equal(ss->specs[0].rules[1].fuse_n, 3);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    static const char *types[] = {"CE", "ST", "NM"};
+    size_t sizes[] = {7, 40, 5, 40};
+    for (size_t round = 0; round < sizeof(sizes) / sizeof(sizes[0]); round++) {
+        size_t nobx = sizes[round];
+        char *msg = malloc(256 + 64 * nobx);
+        assert_non_null(msg);
+        int o = sprintf(msg,
+                        "MSH|^~\\&|LAB|HOSP%zu|CG|RES|20240314101500||ORU^R01|M7%zu|P|2.5.1\r"
+                        "PID|1||777^^^HOSP^MR\r",
+                        round, round);
+        for (size_t i = 0; i < nobx; i++) /* the types in turn, so the pass's rows interleave */
+            o += sprintf(msg + o, "OBX|%zu|%s|1^A^LN||v%zu.%zu\r", i + 1, types[(i + round) % 3],
+                         round, i);
+        const cg_row_t *rows;
+        size_t n;
+        cg_error_t me;
+        assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+        assert_int_equal(n, 1 + nobx);
+        assert_string_equal(rows[0].rule, "prov");
+        const cg_value_t *pv = cg_row_value_named(&rows[0], "provider_name");
+        char hosp[16];
+        snprintf(hosp, sizeof(hosp), "HOSP%zu", round);
+        assert_int_equal(pv->len, strlen(hosp));
+        assert_memory_equal(pv->ptr, hosp, pv->len);
+        /* then nm's rows, st's, ce's, each in OBX order */
+        static const char *order[] = {"nm", "st", "ce"};
+        static const char *otype[] = {"NM", "ST", "CE"};
+        size_t r = 1;
+        for (size_t k = 0; k < 3; k++)
+            for (size_t i = 0; i < nobx; i++) {
+                if (strcmp(types[(i + round) % 3], otype[k]))
+                    continue;
+                assert_true(r < n);
+                assert_string_equal(rows[r].rule, order[k]);
+                char want[32];
+                snprintf(want, sizeof(want), "v%zu.%zu", round, i);
+                const cg_value_t *v = cg_row_value_named(&rows[r], "value_source_value");
+                assert_int_equal(v->len, strlen(want));
+                assert_memory_equal(v->ptr, want, v->len);
+                r++;
+            }
+        assert_int_equal(r, n);
+        free(msg);
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 /* Date conversions are memoized by the value's text: equal times in different slices share one,
  * and times that agree in their first and last eight bytes (one memo slot) stay apart. */
 static void test_times_by_text(void **state)
@@ -179,6 +257,165 @@ static void test_times_by_text(void **state)
     assert_memory_equal(t[2]->ptr, t[0]->ptr, t[0]->len);
     assert_memory_equal(d[3]->ptr, "2024-03-15", 10);
     assert_memory_equal(d[2]->ptr, "2024-03-14", 10);
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
+/* A value of no more bytes than a "truncate" limit or a varchar column's length is its own
+ * result without the walk over its characters; longer ones are cut at a character boundary,
+ * multi-byte characters counted as one. */
+static void test_truncate_short_values(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"cut\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"t\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"columns\": {\"person_id\": {\"patient\": \"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
+        "     \"unit_source_value\": {\"path\": \"OBX-5\", \"pipe\": [{\"truncate\": 3}]},\n"
+        "     \"value_source_value\": \"OBX-5\"}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "cut.json", &env, errs, 8, &ne);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    char e25[64] = "", e51[128] = "", e50[128] = ""; /* 25, 51 and 50 times U+00E9 */
+    for (int i = 0; i < 51; i++) {
+        if (i < 25)
+            strcat(e25, "\xC3\xA9");
+        if (i < 50)
+            strcat(e50, "\xC3\xA9");
+        strcat(e51, "\xC3\xA9");
+    }
+    const char *in[] = {"ab",
+                        "abc",
+                        "abcd",
+                        "\xC3\xA9",
+                        "\xC3\xA9\xC3\xA9",
+                        "\xC3\xA9\xC3\xA9\xC3\xA9",
+                        "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9",
+                        "a\xC3\xA9\xC3\xA9",
+                        e25,
+                        e51};
+    const char *cut3[] = {"ab",
+                          "abc",
+                          "abc",
+                          "\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9",
+                          "a\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9",
+                          "\xC3\xA9\xC3\xA9\xC3\xA9"};
+    const char *cut50[] = {"ab",
+                           "abc",
+                           "abcd",
+                           "\xC3\xA9",
+                           "\xC3\xA9\xC3\xA9",
+                           "\xC3\xA9\xC3\xA9\xC3\xA9",
+                           "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9",
+                           "a\xC3\xA9\xC3\xA9",
+                           e25,
+                           e50};
+    size_t nin = sizeof(in) / sizeof(in[0]);
+    char msg[2048];
+    int o = snprintf(msg, sizeof(msg),
+                     "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M62|P|2.5.1|||||"
+                     "|UNICODE UTF-8\rPID|1||777^^^HOSP^MR\r");
+    for (size_t i = 0; i < nin; i++)
+        o += snprintf(msg + o, sizeof(msg) - (size_t)o, "OBX|%zu|ST|1^A^LN||%s\r", i + 1, in[i]);
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    assert_int_equal(cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, nin);
+    for (size_t i = 0; i < nin; i++) {
+        const cg_value_t *u = cg_row_value_named(&rows[i], "unit_source_value");
+        const cg_value_t *v = cg_row_value_named(&rows[i], "value_source_value");
+        assert_int_equal(u->len, strlen(cut3[i]));
+        assert_memory_equal(u->ptr, cut3[i], u->len);
+        assert_int_equal(v->len, strlen(cut50[i]));
+        assert_memory_equal(v->ptr, cut50[i], v->len);
+    }
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
+/* A rule's rows name the columns they may hold (cg_row_t.cols: its key and columns, ascending)
+ * and the encoder looks at those alone: the same records as from every column, for a rule
+ * with a generated key, one that sets its key itself, a null and a delete. */
+static void test_row_cols(void **state)
+{
+    (void)state;
+    const char *spec =
+        "{\"spec\": \"cols\", \"version\": 1,\n"
+        " \"input\": {\"format\": \"hl7v2\", \"messages\": [\"ORU^R01\"]},\n"
+        " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
+        " \"rules\": [\n"
+        "  {\"name\": \"m\", \"table\": \"measurement\", \"foreach\": \"OBX[*]\",\n"
+        "   \"delete_when\": {\"in\": [\"OBX-11\", [\"D\"]]},\n"
+        "   \"columns\": {\"value_source_value\": \"OBX-5\", \"person_id\": {\"patient\": "
+        "\"person_id\"},\n"
+        "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
+        "     \"unit_source_value\": \"OBX-6\",\n"
+        "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]}}},\n"
+        "  {\"name\": \"p\", \"table\": \"provider\",\n"
+        "   \"columns\": {\"provider_id\": {\"const\": \"42\"}, \"provider_name\": \"MSH-4\"}}]}\n";
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(spec, "cols.json", &env, errs, 8, &ne);
+    if (!ss)
+        fprintf(stderr, "%s\n", errs[0].text);
+    assert_non_null(ss);
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    assert_non_null(mp);
+    const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M63|P|2.5.1\r"
+                      "PID|1||777^^^HOSP^MR\r"
+                      "OBX|1|NM|1^A^LN||7|mg|||||F|||20240314093000\r"
+                      "OBX|2|NM|1^A^LN||||||||F|||20240314093000\r"
+                      "OBX|3|NM|1^A^LN||8|mg|||||D|||20240314093000\r";
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    cg_err_t mrc = cg_mapper_map_hl7(mp, msg, strlen(msg), &rows, &n, &me);
+    if (mrc)
+        fprintf(stderr, "%s: %s %s: %s\n", me.stage, me.rule, me.out_column, me.text);
+    assert_int_equal(mrc, CG_OK);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        const cg_row_t *r = &rows[i];
+        assert_non_null(r->cols);
+        assert_true(r->n_cols < r->table->n_columns); /* fewer than the table's */
+        for (size_t k = 1; k < r->n_cols; k++)
+            assert_true(r->cols[k - 1] < r->cols[k]);
+        cg_row_t every = *r;
+        every.cols = NULL;
+        every.n_cols = 0;
+        char *a = strdup(encoded(r, CG_ROW_ENCODE_TRACE, "")),
+             *b = strdup(encoded(&every, CG_ROW_ENCODE_TRACE, ""));
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+    /* the cases above were met: a delete, a null, the provider's own key */
+    size_t deletes = 0, nulls = 0, providers = 0;
+    for (size_t i = 0; i < n; i++) {
+        deletes += rows[i].op == CG_ROW_DELETE;
+        nulls += strstr(row_json(&rows[i]), "\"value_source_value\":null") != NULL;
+        providers += strstr(row_json(&rows[i]), "\"provider_id\":42") != NULL;
+    }
+    assert_int_equal(deletes, 1);
+    assert_int_equal(nulls, 1);
+    assert_int_equal(providers, 1);
     cg_mapper_destroy(mp);
     cg_specset_destroy(ss);
 }
@@ -604,11 +841,18 @@ static void test_anchored_shared(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_guards_share_a_read),  cmocka_unit_test(test_times_by_text),
-        cmocka_unit_test(test_short_values_decoded), cmocka_unit_test(test_canonical_columns),
-        cmocka_unit_test(test_anchored_places),      cmocka_unit_test(test_regex_needed_byte),
-        cmocka_unit_test(test_lookup_systems),       cmocka_unit_test(test_same_text),
+        cmocka_unit_test(test_guards_share_a_read),
+        cmocka_unit_test(test_times_by_text),
+        cmocka_unit_test(test_short_values_decoded),
+        cmocka_unit_test(test_canonical_columns),
+        cmocka_unit_test(test_anchored_places),
+        cmocka_unit_test(test_regex_needed_byte),
+        cmocka_unit_test(test_lookup_systems),
+        cmocka_unit_test(test_same_text),
         cmocka_unit_test(test_anchored_shared),
+        cmocka_unit_test(test_truncate_short_values),
+        cmocka_unit_test(test_row_cols),
+        cmocka_unit_test(test_fused_rows_swap),
     };
     return cmocka_run_group_tests(tests, spec_test_setup, spec_test_teardown);
 }
