@@ -20,6 +20,9 @@
  *           to person 1.
  *   spans:  persons loaded, then one batch with a person's dates out of order: the period is
  *           widened from the first to the last date.
+ *   columns: 300 new measurements without unit_source_value, then 300 with it, in one run:
+ *           the direct COPY (which names only the columns its rows were given) takes the new
+ *           column in.
  *   cohorts: with the shipped t2dm definition, persons with HbA1c rows of 5 % (nobody enters),
  *           then new measurements alone: copied straight in, and their persons evaluated: the
  *           10 given an HbA1c of 7 % enter, the 30 still at 5 % do not.
@@ -257,6 +260,54 @@ static void test_direct_spans(void **state)
     pt_run_end(&r);
 }
 
+/* One sink run: 300 new measurements without unit_source_value, then 300 with it. The direct
+ * COPY names only the columns its rows were given so far: the second batches' new column must
+ * widen it, never be dropped. */
+static void test_direct_columns(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-sink-cols", "records", 1);
+    config(&r, "");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    rd_kafka_t *p = tk_producer();
+    persons(p, &r, 2);
+    pt_producer_close(p);
+    run_sink(&r, "persons.log");
+    p = tk_producer();
+    for (int i = 0; i < 600; i++) {
+        char buf[1024];
+        snprintf(buf, sizeof(buf),
+                 "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
+                 "\"row\":{\"measurement_id\":%lld,\"person_id\":%lld,\"measurement_concept_id\":"
+                 "3004410,\"measurement_date\":\"2024-02-01\",\"measurement_type_concept_id\":"
+                 "32856,\"value_as_number\":%d%s}}",
+                 MEAS0 + i, PERSON0 + i % 2, i, i < 300 ? "" : ",\"unit_source_value\":\"%\"");
+        pt_produce(p, r.topic, "1", buf);
+    }
+    pt_producer_close(p);
+    run_sink(&r, "sink.log");
+    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    int copies = tk_file_count(log, "\"event\":\"pg.direct\",\"msg\":\"measurement: ");
+    fprintf(stderr, "%d batch(es) of measurements copied\n", copies);
+    assert_true(copies >= 2); /* the column came in a later batch than the first */
+    /* and no COPY was refused (its rows would have taken the statements instead) */
+    assert_int_equal(tk_file_count(log, "pg.direct_refused"), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", r.schema), 600);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement WHERE unit_source_value = '%%' "
+                              "AND value_as_number >= 300",
+                              r.schema),
+                     300);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.measurement WHERE unit_source_value IS NULL AND "
+                 "value_as_number < 300",
+                 r.schema),
+        300);
+    pt_run_end(&r);
+}
+
 /* With cohorts (the shipped t2dm definition): new measurements still go straight in, and their
  * persons are evaluated all the same: those with an HbA1c of 6.5 % or more enter (cohort rows
  * and enter events), the others do not. */
@@ -339,10 +390,9 @@ static void test_direct_running(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_direct),
-        cmocka_unit_test(test_direct_running),
-        cmocka_unit_test(test_direct_cohorts),
-        cmocka_unit_test(test_direct_spans),
+        cmocka_unit_test(test_direct),         cmocka_unit_test(test_direct_running),
+        cmocka_unit_test(test_direct_cohorts), cmocka_unit_test(test_direct_spans),
+        cmocka_unit_test(test_direct_columns),
     };
     return PT_RUN_TESTS(tests);
 }

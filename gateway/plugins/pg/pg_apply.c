@@ -254,6 +254,7 @@ void pg_apply_clear(pg_apply_t *a)
         if (s->keys_n)
             memset(s->keys, 0, s->keys_cap * sizeof(*s->keys));
         s->n = s->n_del = s->keys_n = 0;
+        s->used = 0;
         s->key_zero = s->dup_keys = 0;
         s->staged = 0;
     }
@@ -435,6 +436,8 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
     for (size_t k = 0; k < t->n_columns; k++) {
         cg_buf_putc(b, '\t');
         copy_value(b, values[k], lens[k]);
+        if (values[k] && k < 64)
+            s->used |= (uint64_t)1 << k;
     }
     if (cg_buf_putc(b, '\n') != CG_OK)
         return -1;

@@ -185,7 +185,8 @@ static void put_elem(cg_buf_t *b, const char *f, size_t n)
     cg_buf_putc(b, '"');
 }
 
-static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t)
+/* cols: the columns the direct COPY names (direct_cols). */
+static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t cols)
 {
     const char *sc = a->conf->schema;
     cg_buf_t b;
@@ -211,18 +212,24 @@ static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t)
         cg_buf_putc(&b, '\0');
         a->new_ids_sql = b.data;
     }
-    if (!s->direct_sql) {
+    if (!s->direct_sql || s->direct_cols != cols) {
+        free(s->direct_sql);
         cg_buf_init(&b);
         cg_buf_puts(&b, "COPY ");
         pg_qual(&b, sc, t->name);
         cg_buf_puts(&b, " (");
+        int first = 1;
         for (size_t k = 0; k < t->n_columns; k++) {
-            cg_buf_puts(&b, k ? ", " : "");
+            if (!(cols >> k & 1))
+                continue;
+            cg_buf_puts(&b, first ? "" : ", ");
             pg_ident(&b, t->columns[k].name);
+            first = 0;
         }
         cg_buf_puts(&b, ") FROM STDIN");
         cg_buf_putc(&b, '\0');
         s->direct_sql = b.data;
+        s->direct_cols = cols;
     }
     const char *d0, *d1;
     if (!s->direct_widen_sql && pg_period_columns(t, &d0, &d1)) {
@@ -553,9 +560,10 @@ static int span_add(pg_apply_t *a, long slot, const char *d0, size_t n0, const c
 /* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
  * staged) into a->rest; with periods, the rows' persons and dates into $1..$3 (a row per
  * person when span_add took every row). */
-static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids, long pcol,
-                      long c0, long c1, size_t *n_direct, size_t *n_rest)
+static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
+                      uint64_t cols, long pcol, long c0, long c1, size_t *n_direct, size_t *n_rest)
 {
+    uint64_t all = t->n_columns >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << t->n_columns) - 1;
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
     int periods = s->direct_widen_sql && pcol >= 0, track = a->track && pcol >= 0;
@@ -578,18 +586,35 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             ++*n_rest;
             continue;
         }
-        /* the columns as staged, but for the ids: copied in runs between them */
-        const char *from = f[STAGE_META];
-        for (size_t k = 0; k < t->n_columns; k++) {
-            const char *v = f[STAGE_META + k];
-            size_t n = fl[STAGE_META + k];
-            if (!(ids >> k & 1) || is_null(v, n))
-                continue;
-            cg_buf_append(&a->direct, from, (size_t)(v - from));
-            cg_buf_put_int64(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
-            from = v + n;
+        if (cols == all) { /* the columns as staged, but for the ids: copied in runs */
+            const char *from = f[STAGE_META];
+            for (size_t k = 0; k < t->n_columns; k++) {
+                const char *v = f[STAGE_META + k];
+                size_t n = fl[STAGE_META + k];
+                if (!(ids >> k & 1) || is_null(v, n))
+                    continue;
+                cg_buf_append(&a->direct, from, (size_t)(v - from));
+                cg_buf_put_int64(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
+                from = v + n;
+            }
+            cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
+        } else { /* the columns COPY names, one by one */
+            int first = 1;
+            for (size_t k = 0; k < t->n_columns; k++) {
+                if (!(cols >> k & 1))
+                    continue;
+                const char *v = f[STAGE_META + k];
+                size_t n = fl[STAGE_META + k];
+                if (!first)
+                    cg_buf_putc(&a->direct, '\t');
+                first = 0;
+                if ((ids >> k & 1) && !is_null(v, n))
+                    cg_buf_put_int64(&a->direct, a->ids_v[id_find(a, id_of(v, n))]);
+                else
+                    cg_buf_append(&a->direct, v, n);
+            }
+            cg_buf_putc(&a->direct, '\n');
         }
-        cg_buf_append(&a->direct, from, (size_t)(p - from)); /* with its newline */
         const char *pv = pcol >= 0 ? f[STAGE_META + pcol] : NULL;
         size_t pn = pcol >= 0 ? fl[STAGE_META + pcol] : 0;
         long pj = (track || periods) && pv && !is_null(pv, pn) ? id_find(a, id_of(pv, pn)) : -1;
@@ -723,7 +748,10 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
     uint64_t ids = 0; /* the id columns (a table has fewer than PG_MAX_COLUMNS) */
     for (k = 0; k < t->n_columns && k < 64; k++)
         ids |= (uint64_t)(pg_column_is_id(&t->columns[k]) != 0) << k;
-    build_sql(a, s, t);
+    /* the columns some staged row fills (and the key, which every direct row has) */
+    uint64_t all = t->n_columns >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << t->n_columns) - 1;
+    uint64_t cols = t->n_columns > 64 ? all : (s->used | (uint64_t)1 << s->key_col) & all;
+    build_sql(a, s, t, cols);
     if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
         return -1;
     /* the new ids, then the rows, each under a savepoint of its own: a row's fault rolls back
@@ -754,7 +782,7 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
         a->n_pend = n_pend; /* gone with the savepoint */
         refused = "a concurrent instance's same new id";
     } else if (pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size) ||
-               split_rows(a, s, t, ids, pcol, c0, c1, &n_direct, &n_rest)) {
+               split_rows(a, s, t, ids, cols, pcol, c0, c1, &n_direct, &n_rest)) {
         return -1;
     } else {
         if (n_rest) /* keys the map held: updates, which the next batches may bring too */

@@ -256,7 +256,11 @@ typedef struct stage {
     char *insert_sql, *idmap_fast_sql;         /* when every staged key is new (integer ids) */
     char *before_sql, *after_sql;              /* the persons it touches (track) */
     char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
-    int staged;                                /* in its staging table (emptied after) */
+    /* the columns any row staged since the last abort gave a value, and those direct_sql names:
+     * the direct COPY sends these alone (a field per absent column cost the server an eighth
+     * more per row); a column left out is NULL, as the OMOP tables have no defaults */
+    uint64_t used, direct_cols;
+    int staged; /* in its staging table (emptied after) */
     /* the direct path's batches left whose keys are looked up in the id map first: set after
      * a batch in which some key was there already; at 0 keys are guessed new, unlooked-up, and
      * the map's COPY refuses a wrong guess (pg_apply_direct.c) */
