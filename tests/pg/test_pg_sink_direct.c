@@ -227,24 +227,30 @@ static void test_direct(void **state)
     pt_run_end(&r);
 }
 
+/* A new case (one partition, --init done) whose two persons are loaded by a run of their own:
+ * a batch with a person row derives its persons' periods anew from the tables rather than
+ * widening them, so the next runs' rows take the direct path's widening. */
+static void two_persons(pt_run_t *r, const char *prefix)
+{
+    pt_run_new(r, prefix, "records", 1);
+    config(r, "");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r->dir);
+    assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
+    rd_kafka_t *p = tk_producer();
+    persons(p, r, 2);
+    pt_producer_close(p);
+    run_sink(r, "persons.log");
+}
+
 /* One batch of new rows, a person's dates out of order (the last first, the first last): the
  * period is widened from the batch's first to its last date, read per person. */
 static void test_direct_spans(void **state)
 {
     (void)state;
     pt_run_t r;
-    pt_run_new(&r, "cg-it-sink-spans", "records", 1);
-    config(&r, "");
-    char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
-    /* the persons first, by a run of their own: a batch with a person row derives its
-     * persons' periods anew from the tables rather than widening them */
+    two_persons(&r, "cg-it-sink-spans");
     rd_kafka_t *p = tk_producer();
-    persons(p, &r, 2);
-    pt_producer_close(p);
-    run_sink(&r, "persons.log");
-    p = tk_producer();
     static const char *const dates[] = {"2024-06-15", "2024-06-30", "2024-06-01", "2024-06-20"};
     for (int i = 0; i < 8; i++)
         measurement(p, &r, i, i % 2, dates[i / 2], i, 0);
@@ -267,16 +273,9 @@ static void test_direct_columns(void **state)
 {
     (void)state;
     pt_run_t r;
-    pt_run_new(&r, "cg-it-sink-cols", "records", 1);
-    config(&r, "");
+    two_persons(&r, "cg-it-sink-cols");
     char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
     rd_kafka_t *p = tk_producer();
-    persons(p, &r, 2);
-    pt_producer_close(p);
-    run_sink(&r, "persons.log");
-    p = tk_producer();
     for (int i = 0; i < 600; i++) {
         char buf[1024];
         snprintf(buf, sizeof(buf),
