@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cg_buf.h"
@@ -34,6 +35,29 @@ const char *row_trace(const cg_row_t *r)
 
 cg_pseudo_t *pseudo;
 cg_vocab_t *vocab;
+
+cg_specset_t *spec_test_load(const char *text, const char *name)
+{
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    cg_specset_t *ss = cg_specset_load_string(text, name, &env, errs, 8, &ne);
+    if (!ss && ne)
+        fprintf(stderr, "%s: %s\n", name, errs[0].text);
+    assert_non_null(ss);
+    return ss;
+}
+
+cg_mapper_t *spec_test_mapper(cg_specset_t *ss)
+{
+    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
+    char err[256];
+    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
+    if (!mp)
+        fprintf(stderr, "cg_mapper_new: %s\n", err);
+    assert_non_null(mp);
+    return mp;
+}
 
 int spec_test_setup(void **state)
 {

@@ -5,6 +5,7 @@
 
 #include "cg_pseudo.h"
 #include "cg_row.h"
+#include "cg_spec.h"
 #include "cg_vocab.h"
 
 extern cg_pseudo_t *pseudo;
@@ -18,6 +19,11 @@ int spec_test_teardown(void **state);
 const char *encoded(const cg_row_t *r, unsigned flags, const char *from);
 const char *row_json(const cg_row_t *r);
 const char *row_trace(const cg_row_t *r);
+/* The spec set of text (name: its file name in errors), with pseudo and vocab: fails the test,
+ * printing the first error, when it does not load. */
+cg_specset_t *spec_test_load(const char *text, const char *name);
+/* A mapper of ss with pseudo and vocab: fails the test when none is made. */
+cg_mapper_t *spec_test_mapper(cg_specset_t *ss);
 /* Fails unless r's column col holds exactly want. */
 void assert_value(const cg_row_t *r, const char *col, const char *want);
 

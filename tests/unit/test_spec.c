@@ -522,17 +522,8 @@ static void test_when_before_rule_lets(void **state)
         "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
         "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
         "     \"value_as_number\": {\"var\": \"v\"}}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "when-first.json", &env, errs, 8, &ne);
-    for (size_t i = 0; i < ne && i < 8; i++)
-        fprintf(stderr, "%d:%d: %s\n", errs[i].line, errs[i].column, errs[i].text);
-    assert_non_null(ss);
-    assert_int_equal(ne, 0);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss = spec_test_load(spec, "when-first.json");
+    cg_mapper_t *mp = spec_test_mapper(ss);
     const cg_row_t *rows;
     size_t n;
     cg_error_t me;

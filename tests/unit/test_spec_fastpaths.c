@@ -56,19 +56,12 @@ static void test_guards_share_a_read(void **state)
     for (size_t i = 0; i < 4; i++)
         o += snprintf(text + o, sizeof(text) - (size_t)o, "%s%s", i ? ",\n" : "", rules[i]);
     snprintf(text + o, sizeof(text) - (size_t)o, "]}\n");
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(text, "guards.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
-    assert_int_equal(ne, 0);
+    cg_specset_t *ss = spec_test_load(text, "guards.json");
     assert_int_equal(ss->specs[0].rules[0].fuse_n, 4); /* the four in one pass */
     /* the guards on OBX-2 (rules 0, 2 and 3) as one table; rule 1's on OBX-11 apart */
     assert_non_null(ss->specs[0].rules[0].fuse_tab);
     assert_int_equal(ss->specs[0].rules[0].fuse_tab->rules, 0xD);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_mapper_t *mp = spec_test_mapper(ss);
     const cg_row_t *rows;
     size_t n;
     cg_error_t me;
@@ -103,11 +96,9 @@ static void test_guards_share_a_read(void **state)
                  " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
                  " \"rules\": [\n%s]}\n",
                  rules[k]);
-        cg_specset_t *ss1 = cg_specset_load_string(one, "guard.json", &env, errs, 8, &ne);
-        assert_non_null(ss1);
+        cg_specset_t *ss1 = spec_test_load(one, "guard.json");
         assert_int_equal(ss1->specs[0].rules[0].fuse_n, 0);
-        cg_mapper_t *mp1 = cg_mapper_new(ss1, &env, err, sizeof(err));
-        assert_non_null(mp1);
+        cg_mapper_t *mp1 = spec_test_mapper(ss1);
         const cg_row_t *rows1;
         size_t n1;
         assert_int_equal(cg_mapper_map_hl7(mp1, msg, strlen(msg), &rows1, &n1, &me), CG_OK);
@@ -150,15 +141,9 @@ static void test_fused_rows_swap(void **state)
                        "\"MSH-4\"}},\n" SWAP_RULE("nm", "NM") ",\n" SWAP_RULE(
                            "st", "ST") ",\n" SWAP_RULE("ce", "CE") "]}\n";
 #undef SWAP_RULE
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "swap.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
+    cg_specset_t *ss = spec_test_load(spec, "swap.json");
     assert_int_equal(ss->specs[0].rules[1].fuse_n, 3);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_mapper_t *mp = spec_test_mapper(ss);
     static const char *types[] = {"CE", "ST", "NM"};
     size_t sizes[] = {7, 40, 5, 40};
     for (size_t round = 0; round < sizeof(sizes) / sizeof(sizes[0]); round++) {
@@ -222,14 +207,8 @@ static void test_times_by_text(void **state)
         "     \"measurement_concept_id\": 0, \"measurement_type_concept_id\": 32817,\n"
         "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]},\n"
         "     \"measurement_datetime\": {\"path\": \"OBX-14\", \"pipe\": [\"datetime\"]}}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "times.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss = spec_test_load(spec, "times.json");
+    cg_mapper_t *mp = spec_test_mapper(ss);
     const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M61|P|2.5.1\r"
                       "PID|1||777^^^HOSP^MR\r"
                       "OBX|1|NM|1^A^LN||1||||||F|||20240314093000.12\r"
@@ -278,14 +257,8 @@ static void test_truncate_short_values(void **state)
         "     \"measurement_date\": {\"const\": \"2024-03-14\"},\n"
         "     \"unit_source_value\": {\"path\": \"OBX-5\", \"pipe\": [{\"truncate\": 3}]},\n"
         "     \"value_source_value\": \"OBX-5\"}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "cut.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss = spec_test_load(spec, "cut.json");
+    cg_mapper_t *mp = spec_test_mapper(ss);
     char e25[64] = "", e51[128] = "", e50[128] = ""; /* 25, 51 and 50 times U+00E9 */
     for (int i = 0; i < 51; i++) {
         if (i < 25)
@@ -368,16 +341,8 @@ static void test_row_cols(void **state)
         "     \"measurement_date\": {\"path\": \"OBX-14\", \"pipe\": [\"date\"]}}},\n"
         "  {\"name\": \"p\", \"table\": \"provider\",\n"
         "   \"columns\": {\"provider_id\": {\"const\": \"42\"}, \"provider_name\": \"MSH-4\"}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "cols.json", &env, errs, 8, &ne);
-    if (!ss)
-        fprintf(stderr, "%s\n", errs[0].text);
-    assert_non_null(ss);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss = spec_test_load(spec, "cols.json");
+    cg_mapper_t *mp = spec_test_mapper(ss);
     const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M63|P|2.5.1\r"
                       "PID|1||777^^^HOSP^MR\r"
                       "OBX|1|NM|1^A^LN||7|mg|||||F|||20240314093000\r"
@@ -438,14 +403,8 @@ static void test_short_values_decoded(void **state)
         "     \"measurement_source_value\": \"OBX-3.1\",\n"
         "     \"unit_source_value\": \"OBX-6.1\",\n"
         "     \"value_source_value\": {\"concat\": [\"MSH-2\", \"OBX-5\"], \"sep\": \" \"}}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "short.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss = spec_test_load(spec, "short.json");
+    cg_mapper_t *mp = spec_test_mapper(ss);
     const cg_row_t *rows;
     size_t n;
     cg_error_t me;
@@ -504,11 +463,7 @@ static void test_canonical_columns(void **state)
         "     \"measurement_source_concept_id\": {\"if\": {\"present\": \"OBX-4\"},\n"
         "       \"then\": {\"const\": \"12\"}, \"else\": {\"const\": \"-3\"}},\n"
         "     \"value_as_concept_id\": {\"path\": \"OBX-4\", \"pipe\": [\"number\"]}}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "canon.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
+    cg_specset_t *ss = spec_test_load(spec, "canon.json");
     rule_t *r = &ss->specs[0].rules[0];
     static const struct {
         const char *col;
@@ -543,9 +498,7 @@ static void test_canonical_columns(void **state)
         if (pass) /* every column the general way */
             for (size_t i = 0; i < r->n_columns; i++)
                 r->columns[i].canon = COL_CANON_NONE;
-        char err[256];
-        cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-        assert_non_null(mp);
+        cg_mapper_t *mp = spec_test_mapper(ss);
         const cg_row_t *rows;
         size_t n;
         cg_error_t me;
@@ -597,11 +550,7 @@ static void test_anchored_places(void **state)
         "     \"measurement_source_value\": {\"path\": \"OBR-3.1\", \"pipe\": [\"trim\"]},\n"
         "     \"value_source_value\": {\"path\": \"ORC-1\", \"pipe\": [\"trim\"]},\n"
         "     \"unit_source_value\": \"OBX-1\"}}]}\n";
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "places.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
+    cg_specset_t *ss = spec_test_load(spec, "places.json");
     const rule_t *r = &ss->specs[0].rules[0];
     size_t anchored = 0;
     for (size_t i = 0; i < r->n_columns; i++)
@@ -632,9 +581,7 @@ static void test_anchored_places(void **state)
     static const char *want_orc[] = {"NW", "NW", "NW", "CA", "CA", "CA", "XO"};
     char seen[2][7][64];
     for (int trace = 0; trace < 2; trace++) {
-        char err[256];
-        cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-        assert_non_null(mp);
+        cg_mapper_t *mp = spec_test_mapper(ss);
         cg_mapper_set_trace(mp, trace); /* traced: every place found afresh */
         const cg_row_t *rows;
         size_t n;
@@ -718,14 +665,8 @@ static void test_lookup_systems(void **state)
         "LN", "LX", "ln", "LOINC", "urn:oid:2.16.840.1.113883.6.1", "2.16.840.1.113883.6.1", "XYZ",
         "LN", "NL", "lN", "SCT"};
     const size_t n_sys = sizeof(systems) / sizeof(systems[0]);
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "systems.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_specset_t *ss = spec_test_load(spec, "systems.json");
+    cg_mapper_t *mp = spec_test_mapper(ss);
     for (int round = 0; round < 2; round++) { /* the second finds the names remembered */
         char msg[4096];
         int o = snprintf(msg, sizeof(msg),
@@ -792,11 +733,7 @@ static void test_anchored_shared(void **state)
         " \"patient\": {\"id\": \"PID-3.1\", \"authority\": \"PID-3.4.1\"},\n"
         " \"rules\": [\n" SHARED_RULE("up", "upper") ",\n" SHARED_RULE("low", "lower") "]}\n";
 #undef SHARED_RULE
-    cg_error_t errs[8];
-    size_t ne = 0;
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_specset_t *ss = cg_specset_load_string(spec, "shared.json", &env, errs, 8, &ne);
-    assert_non_null(ss);
+    cg_specset_t *ss = spec_test_load(spec, "shared.json");
     const expr_t *e[2][2] = {{NULL, NULL}, {NULL, NULL}};
     for (int k = 0; k < 2; k++) {
         const rule_t *r = &ss->specs[0].rules[k];
@@ -812,9 +749,7 @@ static void test_anchored_shared(void **state)
     assert_int_equal(e[0][0]->anchor_id, e[1][0]->anchor_id);     /* trim, trim: one id */
     assert_int_not_equal(e[0][1]->anchor_id, e[1][1]->anchor_id); /* upper, lower: two */
     assert_int_not_equal(e[0][0]->anchor_id, e[0][1]->anchor_id);
-    char err[256];
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    cg_mapper_t *mp = spec_test_mapper(ss);
     const char *msg = "MSH|^~\\&|LAB|HOSP|CG|RES|20240314101500||ORU^R01|M67|P|2.5.1\r"
                       "PID|1||777^^^HOSP^MR\r"
                       "OBR|1||Fa1 \r"
