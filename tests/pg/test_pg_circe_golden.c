@@ -264,6 +264,29 @@ static const golden_t goldens[] = {
      "6|2018-05-05|2020-12-31\n"},
 };
 
+/* Runs a shell command (cohortgate's path is the first %s), its stdout and stderr in *out;
+ * returns its exit status. */
+static int sh(cg_buf_t *out, const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    cg_buf_init(out);
+    cg_buf_putc(out, '\0');
+    out->len = 0;
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[1024];
+    while (fgets(line, sizeof line, p))
+        cg_buf_puts(out, line);
+    int st = pclose(p);
+    printf("$ %s\n%s", cmd, out->data);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* A fresh schema holding the golden rows. */
 static void golden_schema(const char *schema)
 {
@@ -364,17 +387,12 @@ static void test_circe_golden(void **state)
     fputs(goldens[4].expr, f);
     fclose(f);
     for (int who = 1; who <= 2; who++) {
-        snprintf(cmd, sizeof cmd,
-                 "'%s' cohort explain -c \"$COHORTGATE_TEST_PG\" --schema %s --person %d %s",
-                 CG_COHORTGATE_BIN, schema, who, tmp);
-        p = popen(cmd, "r");
-        assert_non_null(p);
         cg_buf_t out;
-        cg_buf_init(&out);
-        while (fgets(line, sizeof line, p))
-            cg_buf_puts(&out, line);
-        assert_int_equal(pclose(p), 0);
-        printf("%s", out.data);
+        assert_int_equal(sh(&out,
+                            "'%s' cohort explain -c \"$COHORTGATE_TEST_PG\" --schema %s "
+                            "--person %d %s",
+                            CG_COHORTGATE_BIN, schema, who, tmp),
+                         0);
         if (who == 1) {
             assert_non_null(strstr(out.data, "IN: the person is a member"));
             assert_non_null(strstr(out.data, "2016-01-01 to 2020-12-31"));
@@ -387,18 +405,13 @@ static void test_circe_golden(void **state)
     unlink(tmp);
 
     /* a refused definition: nothing runs, the error names the element */
-    snprintf(cmd, sizeof cmd,
-             "'%s' cohort run -c \"$COHORTGATE_TEST_PG\" --schema %s "
-             "%s/allCriteria/allCriteriaExpression.json 2>&1",
-             CG_COHORTGATE_BIN, schema, CG_CIRCE_CONFORMANCE);
     if (access(CG_CIRCE_CONFORMANCE "/allCriteria/allCriteriaExpression.json", R_OK) == 0) {
-        p = popen(cmd, "r");
-        assert_non_null(p);
         cg_buf_t all;
-        cg_buf_init(&all);
-        while (fgets(line, sizeof line, p))
-            cg_buf_puts(&all, line);
-        assert_int_not_equal(pclose(p), 0);
+        assert_int_not_equal(sh(&all,
+                                "'%s' cohort run -c \"$COHORTGATE_TEST_PG\" --schema %s "
+                                "%s/allCriteria/allCriteriaExpression.json",
+                                CG_COHORTGATE_BIN, schema, CG_CIRCE_CONFORMANCE),
+                             0);
         assert_non_null(all.data);
         assert_non_null(strstr(all.data, "allCriteriaExpression.json:932:38: error: inclusion "
                                          "rule 7, correlated criterion 1 DrugExposure: element "
@@ -408,29 +421,6 @@ static void test_circe_golden(void **state)
     }
     snprintf(q, sizeof q, "SET client_min_messages = warning; DROP SCHEMA \"%s\" CASCADE", schema);
     ct_exec_ok(q);
-}
-
-/* Runs a shell command (cohortgate's path is the first %s), its stdout and stderr in *out;
- * returns its exit status. */
-static int sh(cg_buf_t *out, const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    cg_buf_init(out);
-    cg_buf_putc(out, '\0');
-    out->len = 0;
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char line[1024];
-    while (fgets(line, sizeof line, p))
-        cg_buf_puts(out, line);
-    int st = pclose(p);
-    printf("$ %s\n%s", cmd, out->data);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static char *query1(const char *sql)
