@@ -185,6 +185,12 @@ static void put_elem(cg_buf_t *b, const char *f, size_t n)
     cg_buf_putc(b, '"');
 }
 
+/* Every column of t, as a column set (a table the sink applies has at most 64). */
+static uint64_t all_columns(const cg_omop_table_t *t)
+{
+    return t->n_columns >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << t->n_columns) - 1;
+}
+
 /* cols: the columns the direct COPY names (direct_cols). */
 static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t cols)
 {
@@ -563,9 +569,9 @@ static int span_add(pg_apply_t *a, long slot, const char *d0, size_t n0, const c
 static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
                       uint64_t cols, long pcol, long c0, long c1, size_t *n_direct, size_t *n_rest)
 {
-    uint64_t all = t->n_columns >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << t->n_columns) - 1;
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
+    int as_staged = cols == all_columns(t);
     int periods = s->direct_widen_sql && pcol >= 0, track = a->track && pcol >= 0;
     cg_buf_reset(&a->direct);
     cg_buf_reset(&a->rest);
@@ -586,7 +592,7 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             ++*n_rest;
             continue;
         }
-        if (cols == all) { /* the columns as staged, but for the ids: copied in runs */
+        if (as_staged) { /* the columns as staged, but for the ids: copied in runs */
             const char *from = f[STAGE_META];
             for (size_t k = 0; k < t->n_columns; k++) {
                 const char *v = f[STAGE_META + k];
@@ -749,8 +755,7 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
     for (k = 0; k < t->n_columns && k < 64; k++)
         ids |= (uint64_t)(pg_column_is_id(&t->columns[k]) != 0) << k;
     /* the columns some staged row fills (and the key, which every direct row has) */
-    uint64_t all = t->n_columns >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << t->n_columns) - 1;
-    uint64_t cols = t->n_columns > 64 ? all : (s->used | (uint64_t)1 << s->key_col) & all;
+    uint64_t cols = (s->used | (uint64_t)1 << s->key_col) & all_columns(t);
     build_sql(a, s, t, cols);
     if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
         return -1;
