@@ -14,9 +14,9 @@
 #         schema, from the same rows on a topic of their own in Connect's JSON with a schema
 #         (ids already integers: Connect has no id map), timed like the sink by polling the
 #         table's row count; upsert mode, at-least-once as Connect's sinks are; polls and
-#         batches of BENCH_TXN records and pgjdbc's reWriteBatchedInserts (each worth a third
-#         more rows/s here), BENCH_CONNECT_TASKS tasks (default 3, one per partition: a tenth
-#         more than one). Its jars come with Maven (tests/bench/connect/connect-peer.sh fetch);
+#         batches of BENCH_TXN records, pgjdbc's reWriteBatchedInserts (a third more rows/s
+#         here), BENCH_CONNECT_TASKS tasks (default 3, one per partition: a tenth more than
+#         one). Its jars come with Maven (tests/bench/connect/connect-peer.sh fetch);
 #         BENCH_CONNECT=0 skips it, and where they cannot be fetched the row says why;
 # and prints rows/s, the sink's steady rate as a percentage of the COPY's and as a ratio to
 # Connect's, and the sink's peak RSS. Uses the broker and server of COHORTGATE_TEST_BOOTSTRAP /
