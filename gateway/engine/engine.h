@@ -75,6 +75,10 @@ typedef struct job {
     const char *oc_kind, *oc_spec;
     char oc_type[64];
     int oc_done; /* its outcome record is handed to the sink */
+    /* a document's (XML input's) records: its id as they carry it (source.message_id), NUL-ended
+     * in buf, for the cg.document header (a sink retracts a replaced document's rows by it);
+     * doc_len 0: not a document */
+    size_t doc_off, doc_len;
 } job_t;
 
 typedef struct worker {

@@ -22,6 +22,7 @@ void cg_engine_job_reset(cg_engine_t *gw, job_t *j)
     j->oc_kind = j->oc_spec = NULL;
     j->oc_type[0] = '\0';
     j->oc_done = 0;
+    j->doc_off = j->doc_len = 0;
     if (j->withheld)
         memset(j->withheld, 0, gw->subs->n * CG_RELEASE__COUNT * sizeof(*j->withheld));
     cg_buf_reset(&j->buf);
@@ -157,6 +158,15 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
     return CG_OK;
 }
 
+/* Whether an input is a document (XML: C-CDA and the like), whose rows a later version of it
+ * may retract. */
+static int is_document(cg_input_format_t format, const char *buf, size_t len)
+{
+    const cg_spec_format_t *xml = cg_spec_format_of(CG_INPUT_XML);
+    const cg_spec_format_t *f = cg_spec_format_of(format);
+    return (f ? f : cg_spec_format_sniff(buf, len)) == xml;
+}
+
 /* Decodes and maps a job's input into its records and their cohorts (on the job's worker). */
 void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
 {
@@ -217,6 +227,13 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         return;
     }
     job_outcome(gw, j, in, w->mw);
+    if (n && rows[0].message_id.len && is_document(j->format, buf, in->len)) {
+        j->doc_off = j->buf.len;
+        if (cg_buf_append(&j->buf, rows[0].message_id.ptr, rows[0].message_id.len) != CG_OK ||
+            cg_buf_putc(&j->buf, '\0') != CG_OK)
+            goto nomem;
+        j->doc_len = rows[0].message_id.len;
+    }
     cg_row_source_t src = {
         .topic = in->topic,
         .partition = in->partition,

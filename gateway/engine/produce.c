@@ -254,12 +254,16 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             if (!dest)
                 return -1;
             ver = num_text(&gw->hdr_ver, r->spec_version);
-            /* cg.op lets a consumer route deletes and merges without parsing the value */
-            const char *hdrs[] = {"cg.spec", r->spec,   "cg.spec.version", ver,     "cg.table",
-                                  r->table,  "cg.rule", r->rule,           "cg.op", r->op};
+            /* cg.op lets a consumer route deletes and merges without parsing the value;
+             * cg.document marks a document's rows (the PostgreSQL sink keeps which document
+             * stated each row, for a retraction of it) */
+            const char *hdrs[] = {"cg.spec", r->spec,       "cg.spec.version",
+                                  ver,       "cg.table",    r->table,
+                                  "cg.rule", r->rule,       "cg.op",
+                                  r->op,     "cg.document", j->buf.data + j->doc_off};
+            size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (j->doc_len ? 0 : 2);
             rc = cg_engine_produce_one(gw, dest, 0, j->buf.data + r->key_off, r->key_len,
-                                       j->buf.data + r->val_off, r->val_len, in, hdrs,
-                                       sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+                                       j->buf.data + r->val_off, r->val_len, in, hdrs, nh, j->dm);
         }
         if (rc == CG_SINK_FULL) {
             STAT_ADD(gw, queue_full, 1);

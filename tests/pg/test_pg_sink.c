@@ -231,10 +231,8 @@ static void test_golden(void **state)
     /* every table: one row per key whose last record is an upsert */
     size_t rejects = 3;
     for (size_t i = 0; i < n; i++) {
-        if (!strcmp(v[i].table, "cohortgate.document_retraction")) {
-            rejects++; /* not applied yet: kept as a reject, never dropped */
-            continue;
-        }
+        if (!strcmp(v[i].table, "cohortgate.document_retraction"))
+            continue; /* applied: these records carry no cg.document, so it finds no row */
         int seen = 0;
         for (size_t j = 0; j < i; j++)
             seen |= !strcmp(v[j].table, v[i].table);

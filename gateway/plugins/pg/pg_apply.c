@@ -21,6 +21,7 @@
  *   pg_apply_periods.c  observation_period kept as one span per person
  *   pg_apply_direct.c   the rows whose keys are new to the id map, COPY'd straight into their
  *                       table instead of steps 1 and 2 (integer ids, no cohort tracking)
+ *   pg_apply_docs.c     which document stated a row (cg_row_doc), a document's retraction
  *   pg_apply_flush.c    running them (steps 1 to 3)
  *   pg_apply_merge.c    a person merge
  */
@@ -107,6 +108,7 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
     cg_buf_init(&a->par1);
     cg_buf_init(&a->par2);
     cg_buf_init(&a->par3);
+    cg_buf_init(&a->docs);
     cg_metrics_t *reg = metrics ? cg_metrics_gw_registry(metrics) : NULL;
     if (reg) {
         a->m_rows = cg_metrics_counter(reg, "cohortgate_sink_rows_total",
@@ -167,6 +169,8 @@ void pg_apply_destroy(pg_apply_t *a)
     cg_buf_free(&a->par1);
     cg_buf_free(&a->par2);
     cg_buf_free(&a->par3);
+    cg_buf_free(&a->docs);
+    free(a->docs_sql);
     free(a->ids_sql);
     free(a->track_direct_sql);
     free(a->new_ids_sql);
@@ -264,6 +268,8 @@ void pg_apply_clear(pg_apply_t *a)
     a->n_rejects = 0;
     a->pending = 0;
     a->remake = 0;
+    cg_buf_reset(&a->docs);
+    a->n_docs = 0;
 }
 
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t)
@@ -288,6 +294,9 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
                         /* the persons of rows COPY'd straight into their table */
                         "CREATE TEMP TABLE IF NOT EXISTS cg_direct_persons (pid bigint, cg_topic "
                         "text, cg_part integer, cg_off bigint, cg_seq bigint);\n");
+    /* documents' rows (pg_apply_docs.c) */
+    cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS cg_stg_docs (table_name text, row_id bigint, "
+                    "doc text, seq bigint, del boolean);\n");
     for (size_t i = 0; i < a->n_stages; i++) {
         const cg_omop_table_t *t = pg_table_at(i);
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");

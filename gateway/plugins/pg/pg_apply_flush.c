@@ -286,7 +286,8 @@ static int any_staged(const pg_apply_t *a)
 
 int pg_apply_flush(pg_apply_t *a, PGconn *c, int run_on, char *errstr, size_t errstr_size)
 {
-    if (pg_apply_settle(a, c, errstr, errstr_size))
+    if (pg_apply_settle(a, c, errstr, errstr_size) ||
+        pg_apply_docs_flush(a, c, errstr, errstr_size))
         return -1;
     cg_buf_t sql;
     cg_buf_init(&sql);

@@ -11,6 +11,7 @@
  *   pg_apply_direct.c   new keys' rows COPY'd straight into their table (integer ids)
  *   pg_apply_flush.c    a batch's statements run: COPY, bulk then row by row, rejects
  *   pg_apply_merge.c    a person merge
+ *   pg_apply_docs.c     which document stated a row, and a document's retraction
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
  *                transaction, the outbox of enter/exit events and its publisher
  *   pg_envelope.c  the common envelope read in place, without jansson
@@ -176,6 +177,9 @@ int pg_members_publish(PGconn *c, struct rd_kafka_s *producer, const char *schem
                        uint64_t *published, char *errstr, size_t errstr_size);
 int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errstr,
                         size_t errstr_size);
+/* The DDL of cg_row_doc, which document stated each row of a document (table, row id as
+ * records carry it, document id), idempotent: --init and the sink's start. */
+void pg_docs_ddl(cg_buf_t *b, const char *schema);
 /* The DDL of the release audit table (cohortgate_release_audit), idempotent: --init and the
  * start of a sink whose pg.subscriber is set. */
 void pg_release_ddl(cg_buf_t *b, const char *schema);
@@ -206,6 +210,18 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
  * on. */
 int pg_apply_audit(pg_apply_t *a, PGconn *c, const char *subscriber, char *errstr,
                    size_t errstr_size);
+/* pg_apply_docs.c: the staged record seq of table is a document's row (its cg.document
+ * header, doc): the transaction's flush records which document stated the row's current version
+ * in cg_row_doc (a delete of the row forgets it). Call right after its pg_apply_stage. */
+int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const size_t *lens,
+                 const char *doc, int del);
+/* pg_apply_docs.c: a document retraction (cohortgate.document_retraction), applied after what
+ * is staged before it: every row of person (a row id, followed through a merge) whose current
+ * version the document doc stated is deleted, the person row aside; references to its
+ * retracted visits are set to null; the person's observation_period is made anew. *n gets
+ * the rows retracted. */
+int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc,
+                     const pg_pos_t *pos, long long *n, char *errstr, size_t errstr_size);
 /* A merge (merged person's rows to the survivor), applied after what is staged before it. */
 int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor,
                    const pg_pos_t *pos, char *errstr, size_t errstr_size);
@@ -356,7 +372,15 @@ struct pg_apply {
     raw_span_t *held_raw_at;
     size_t held_n_raw, held_cap_raw;
     int64_t held_raw_base;
+    /* documents' rows staged (pg_apply_doc): COPY text of pg_temp.cg_stg_docs, flushed into
+     * cg_row_doc before the tables (pg_apply_docs_flush) */
+    cg_buf_t docs;
+    size_t n_docs;
+    char *docs_sql;
 };
+
+/* pg_apply_docs.c: the staged documents' rows into cg_row_doc, at the start of a flush. */
+int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
 
 #define PG_ID_CACHE ((size_t)1 << 16)
 static inline size_t pg_id_cache_slot(int64_t k)

@@ -168,6 +168,17 @@ static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
                    "\"offset\" bigint, table_name text, sqlstate text, reason text NOT NULL, "
                    "record text);\n");
     pg_index_ddl(b, s, "cg_rejects_table", "cg_rejects", 0, "(table_name, sqlstate)");
+    pg_docs_ddl(b, s);
+}
+
+void pg_docs_ddl(cg_buf_t *b, const char *s)
+{
+    /* a retraction looks rows up by document, so its index leads with doc */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_row_doc");
+    cg_buf_puts(b, " (table_name text NOT NULL, row_id bigint NOT NULL, doc text NOT NULL, "
+                   "PRIMARY KEY (table_name, row_id));\n");
+    pg_index_ddl(b, s, "cg_row_doc_doc", "cg_row_doc", 0, "(doc)");
 }
 
 void pg_release_ddl(cg_buf_t *b, const char *s)
@@ -401,13 +412,13 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
     if (rc || pg_exec(c, "COMMIT", err, sizeof(err)))
         goto fail;
     if (summary)
-        snprintf(summary, summary_size,
-                 "schema %s: %zu OMOP CDM v" PG_CDM_VERSION " tables (%s ids, the sink applies %zu "
-                 "of them) and the sink's tables cg_offsets, cg_id_map, cg_person_merge, "
-                 "cg_rejects, cg_sink_meta, cohortgate_release_audit%s",
-                 conf->schema, n_tables, conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer",
-                 pg_table_count(),
-                 has_meta ? " (already there: nothing changed that existed)" : "");
+        snprintf(
+            summary, summary_size,
+            "schema %s: %zu OMOP CDM v" PG_CDM_VERSION " tables (%s ids, the sink applies %zu "
+            "of them) and the sink's tables cg_offsets, cg_id_map, cg_person_merge, cg_row_doc, "
+            "cg_rejects, cg_sink_meta, cohortgate_release_audit%s",
+            conf->schema, n_tables, conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer",
+            pg_table_count(), has_meta ? " (already there: nothing changed that existed)" : "");
     return 0;
 fail:
     PQclear(PQexec(c, "ROLLBACK"));

@@ -100,10 +100,12 @@ static int ensure_conn(pg_sink_t *s, char *errstr, size_t errstr_size)
         PQfinish(c);
         return -1;
     }
-    if (s->subscriber) { /* the audit table, for a schema made before it existed */
+    { /* tables of a schema made before they existed: the documents' rows, the audit */
         cg_buf_t ddl;
         cg_buf_init(&ddl);
-        pg_release_ddl(&ddl, s->conf->schema);
+        pg_docs_ddl(&ddl, s->conf->schema);
+        if (s->subscriber)
+            pg_release_ddl(&ddl, s->conf->schema);
         cg_buf_putc(&ddl, '\0');
         int bad = !ddl.data || pg_exec(c, ddl.data, errstr, errstr_size);
         cg_buf_free(&ddl);
@@ -383,14 +385,15 @@ static int released_here(const pg_sink_t *s, const cg_sink_record_t *rec, const 
 /* Stages a parsed row of table t (index ti), applying what is staged when the batch is full. */
 static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
                      const char *const *vals, const size_t *lens, const pg_pos_t *pos,
-                     const char *raw, size_t raw_len, const char *policy, int level, char *errstr,
-                     size_t errstr_size)
+                     const char *raw, size_t raw_len, const char *policy, int level,
+                     const char *doc, char *errstr, size_t errstr_size)
 {
     /* a person's or a visit's delete reaches into other tables: applied in its place */
     int barrier = del && (!strcmp(t->name, "person") || !strcmp(t->name, "visit_occurrence"));
     if (barrier && flush_staged(s, 0, errstr, errstr_size))
         return -1;
-    if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level)) {
+    if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level) ||
+        (doc && pg_apply_doc(s->apply, (size_t)ti, vals, lens, doc, del))) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
@@ -403,7 +406,8 @@ static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
 /* The common envelope read in place (pg_envelope.c) and staged: 1 (*rc says how it went), or 0
  * when the record takes the general path (every record that path would reject does). */
 static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_pos_t *pos,
-                      const char *policy, int level, int *rc, char *errstr, size_t errstr_size)
+                      const char *policy, int level, const char *doc, int *rc, char *errstr,
+                      size_t errstr_size)
 {
     const char *vals[PG_MAX_COLUMNS] = {0};
     size_t lens[PG_MAX_COLUMNS] = {0};
@@ -412,8 +416,8 @@ static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_po
     if (!pg_envelope_scan(raw, raw_len, &s->env) ||
         !pg_envelope_values(&s->env, s->tinfo, &t, &ti, &del, vals, lens))
         return 0;
-    *rc =
-        stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
+    *rc = stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, doc, errstr,
+                    errstr_size);
     return 1;
 }
 
@@ -437,8 +441,13 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
             return 0;
         }
     }
+    /* a document's row (the gateway's cg.document header): which document stated it is kept
+     * for a retraction of that document */
+    const char *doc = header(rec, "cg.document");
+    if (doc && !*doc)
+        doc = NULL;
     int rc = 0;
-    if (stage_fast(s, raw, raw_len, pos, policy, level, &rc, errstr, errstr_size))
+    if (stage_fast(s, raw, raw_len, pos, policy, level, doc, &rc, errstr, errstr_size))
         return rc;
     json_error_t jerr;
     json_t *env = json_loadb(raw, raw_len, 0, &jerr);
@@ -478,6 +487,34 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         /* what came before the merge is applied first: a person's order holds */
         rc = flush_staged(s, 0, errstr, errstr_size) ||
              pg_apply_merge(s->apply, s->conn, mv, sv, pos, errstr, errstr_size);
+        json_decref(env);
+        return rc ? -1 : 0;
+    }
+    if (!strcmp(standard, "cohortgate") && !strcmp(tname, "cohortgate.document_retraction") &&
+        !strcmp(op, "retract")) {
+        char pb[64];
+        const char *pv = NULL;
+        size_t pl;
+        bool q;
+        json_t *pj = json_object_get(row, "person_id");
+        const char *docid = json_string_value(json_object_get(row, "replaced_document_id"));
+        if (!is_json_id(pj) || !cg_omop_json_text(pj, pb, sizeof(pb), &pv, &pl, &q) || !docid ||
+            !*docid) {
+            state = "CGKEY";
+            snprintf(why, sizeof(why),
+                     "a document retraction needs an integer person_id and a "
+                     "replaced_document_id string");
+            goto reject;
+        }
+        /* what came before it is applied first, then the replaced document's rows go */
+        long long gone = 0;
+        rc = flush_staged(s, 0, errstr, errstr_size) ||
+             pg_apply_retract(s->apply, s->conn, pv, docid, pos, &gone, errstr, errstr_size);
+        if (!rc)
+            cg_log(CG_LOG_INFO, "sink.document_retracted",
+                   "%s [%" PRId32 "] offset %" PRId64 ": %lld row(s) of the replaced document "
+                   "retracted",
+                   pos->topic, pos->partition, pos->offset, gone);
         json_decref(env);
         return rc ? -1 : 0;
     }
@@ -552,8 +589,8 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         snprintf(why, sizeof(why), "%s record without its key %s", tname, key->name);
         goto reject;
     }
-    rc =
-        stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, errstr, errstr_size);
+    rc = stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, doc, errstr,
+                   errstr_size);
     json_decref(env);
     return rc;
 reject:

@@ -1,0 +1,218 @@
+/* pg_apply_docs.c - which document stated each row, and a document's retraction.
+ *
+ * A record the gateway made from a document (an XML input: C-CDA) carries the document's id in
+ * its cg.document header. The sink keeps, per such row, the document that stated its current
+ * version (cg_row_doc: table, row id as records carry it, document id), written with the batch.
+ * A document that replaces another sends a cohortgate.document_retraction record first: in its
+ * place in the stream, every row of that person whose current version the replaced document
+ * stated is deleted, then the replacing document's rows follow (README, "retract").
+ *
+ * Only documents' rows are kept there: a message's rows cost nothing. Row ids of documents and
+ * of messages never meet in the shipped specs (ids derive from each spec's own identities), so a
+ * message's upsert of a row a document stated does not take it out of cg_row_doc.
+ */
+#include "pg_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const size_t *lens,
+                 const char *doc, int del)
+{
+    const stage_t *s = &a->stages[table];
+    cg_buf_t *b = &a->docs;
+    /* names and ids need no COPY escaping: a table name, digits (checked when parsed) */
+    cg_buf_puts(b, pg_table_at(table)->name);
+    cg_buf_putc(b, '\t');
+    cg_buf_append(b, values[s->key_col], lens[s->key_col]);
+    cg_buf_putc(b, '\t');
+    for (const char *p = doc; *p; p++) { /* a document id is text: escaped as COPY needs */
+        if (*p == '\\' || *p == '\t' || *p == '\n' || *p == '\r')
+            cg_buf_putc(b, '\\');
+        cg_buf_putc(b, *p == '\t' ? 't' : *p == '\n' ? 'n' : *p == '\r' ? 'r' : *p);
+    }
+    cg_buf_printf(b, "\t%" PRId64 "\t%c\n", a->seq, del ? 't' : 'f');
+    if (b->failed)
+        return -1;
+    a->n_docs++;
+    return 0;
+}
+
+int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!a->n_docs)
+        return 0;
+    if (!a->docs_sql) {
+        /* per row, its latest record of the batch: a delete forgets the row, an upsert names
+         * its document */
+        const char *sc = a->conf->schema;
+        cg_buf_t b;
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "WITH l AS (SELECT DISTINCT ON (table_name, row_id) table_name, row_id, "
+                        "doc, del FROM pg_temp.cg_stg_docs ORDER BY table_name, row_id, seq DESC), "
+                        "gone AS (DELETE FROM ");
+        pg_qual(&b, sc, "cg_row_doc");
+        cg_buf_puts(&b, " x USING l WHERE l.del AND x.table_name = l.table_name AND x.row_id = "
+                        "l.row_id) INSERT INTO ");
+        pg_qual(&b, sc, "cg_row_doc");
+        cg_buf_puts(&b, " (table_name, row_id, doc) SELECT table_name, row_id, doc FROM l WHERE "
+                        "NOT del ON CONFLICT (table_name, row_id) DO UPDATE SET doc = "
+                        "EXCLUDED.doc WHERE ");
+        pg_qual(&b, sc, "cg_row_doc");
+        cg_buf_puts(&b, ".doc IS DISTINCT FROM EXCLUDED.doc");
+        cg_buf_putc(&b, '\0');
+        a->docs_sql = b.failed ? NULL : b.data;
+        if (!a->docs_sql) {
+            cg_buf_free(&b);
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+    }
+    int rc =
+        pg_copy_in(c, "COPY pg_temp.cg_stg_docs FROM STDIN", &a->docs, NULL, errstr, errstr_size);
+    if (!rc)
+        rc = pg_exec(c, a->docs_sql, errstr, errstr_size);
+    if (!rc)
+        rc = pg_exec(c, "TRUNCATE pg_temp.cg_stg_docs", errstr, errstr_size);
+    cg_buf_reset(&a->docs);
+    a->n_docs = 0;
+    return rc;
+}
+
+/* Runs one statement with the retraction's parameters ($1 person, $2 document); its row count
+ * into *n when n is not NULL. */
+static int run(PGconn *c, const char *sql, const char *const *params, long long *n, char *errstr,
+               size_t errstr_size)
+{
+    static const Oid types[2] = {20, 25}; /* int8, text: typed, so a statement may leave one out */
+    PGresult *r = PQexecParams(c, sql, 2, types, params, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        pg_message(r, c, errstr, errstr_size);
+    else if (n)
+        *n = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc,
+                     const pg_pos_t *pos, long long *n, char *errstr, size_t errstr_size)
+{
+    const pg_conf_t *conf = a->conf;
+    const char *sc = conf->schema;
+    int ints = conf->id_type == PG_IDS_INTEGER;
+    const char *params[2] = {person, doc};
+    *n = 0;
+    errstr[0] = '\0';
+    /* the person as the tables store them: followed through a merge, then the id map */
+    cg_buf_t pid, b;
+    cg_buf_init(&pid);
+    cg_buf_init(&b);
+    if (ints) {
+        cg_buf_puts(&pid, "(SELECT id FROM ");
+        pg_qual(&pid, sc, "cg_id_map");
+        cg_buf_puts(&pid, " WHERE source_id = ");
+    }
+    cg_buf_puts(&pid, "COALESCE((SELECT survivor_source_id FROM ");
+    pg_qual(&pid, sc, "cg_person_merge");
+    cg_buf_puts(&pid, " WHERE merged_source_id = $1), $1)");
+    if (ints)
+        cg_buf_putc(&pid, ')');
+    cg_buf_putc(&pid, '\0');
+    int rc = pid.failed ? -1 : 0;
+    long long visits = 0;
+    /* the events before the visits they name: no row is left naming a visit this deletes */
+    for (size_t i = pg_table_count(); i-- > 0 && !rc;) {
+        const cg_omop_table_t *t = pg_table_at(i);
+        if (!strcmp(t->name, "person") || !strcmp(t->name, "observation_period") ||
+            !cg_omop_column(t, "person_id", NULL))
+            continue;
+        const char *key = pg_table_key(t)->name;
+        cg_buf_reset(&b);
+        cg_buf_puts(&b, "WITH gone AS (DELETE FROM ");
+        pg_qual(&b, sc, t->name);
+        cg_buf_puts(&b, " t USING ");
+        pg_qual(&b, sc, "cg_row_doc");
+        if (ints) {
+            cg_buf_puts(&b, " d, ");
+            pg_qual(&b, sc, "cg_id_map");
+            cg_buf_puts(&b, " m WHERE m.source_id = d.row_id AND t.");
+            pg_ident(&b, key);
+            cg_buf_puts(&b, " = m.id");
+        } else {
+            cg_buf_puts(&b, " d WHERE t.");
+            pg_ident(&b, key);
+            cg_buf_puts(&b, " = d.row_id");
+        }
+        cg_buf_printf(&b,
+                      " AND d.table_name = '%s' AND d.doc = $2 AND t.person_id = %s RETURNING "
+                      "d.row_id) DELETE FROM ",
+                      t->name, pid.data);
+        pg_qual(&b, sc, "cg_row_doc");
+        cg_buf_printf(&b, " WHERE table_name = '%s' AND row_id IN (SELECT row_id FROM gone)",
+                      t->name);
+        cg_buf_putc(&b, '\0');
+        long long k = 0;
+        rc = b.failed ? -1 : run(c, b.data, params, &k, errstr, errstr_size);
+        if (!rc && k) {
+            a->txn_deleted[i] += (uint64_t)k;
+            a->st.deleted += (uint64_t)k;
+            *n += k;
+            if (!strcmp(t->name, "visit_occurrence") || !strcmp(t->name, "visit_detail"))
+                visits += k;
+        }
+    }
+    /* rows of the person's other sources that named a retracted visit: as a visit's delete
+     * leaves them */
+    for (size_t i = 0; i < pg_table_count() && !rc && visits; i++) {
+        const cg_omop_table_t *t = pg_table_at(i);
+        static const char *const refs[][2] = {{"visit_occurrence_id", "visit_occurrence"},
+                                              {"visit_detail_id", "visit_detail"}};
+        for (size_t r = 0; r < 2 && !rc; r++) {
+            if (!strcmp(t->name, refs[r][1]) || !cg_omop_column(t, refs[r][0], NULL) ||
+                !cg_omop_column(t, "person_id", NULL))
+                continue;
+            cg_buf_reset(&b);
+            cg_buf_puts(&b, "UPDATE ");
+            pg_qual(&b, sc, t->name);
+            cg_buf_printf(&b,
+                          " x SET %s = NULL WHERE x.person_id = %s AND x.%s IS NOT NULL AND "
+                          "NOT EXISTS (SELECT 1 FROM ",
+                          refs[r][0], pid.data, refs[r][0]);
+            pg_qual(&b, sc, refs[r][1]);
+            cg_buf_printf(&b, " v WHERE v.%s = x.%s)", refs[r][0], refs[r][0]);
+            cg_buf_putc(&b, '\0');
+            rc = b.failed ? -1 : run(c, b.data, params, NULL, errstr, errstr_size);
+        }
+    }
+    if (!rc && *n) {
+        cg_buf_reset(&b);
+        cg_buf_printf(&b, "SELECT %s", pid.data);
+        cg_buf_putc(&b, '\0');
+        char *periods = b.failed ? NULL : pg_periods_sql(conf, b.data);
+        rc = periods ? run(c, periods, params, NULL, errstr, errstr_size) : -1;
+        free(periods);
+    }
+    if (!rc && *n && a->track) { /* the person may leave cohorts */
+        char *topic = PQescapeLiteral(c, pos->topic, strlen(pos->topic));
+        cg_buf_t src;
+        cg_buf_init(&src);
+        cg_buf_printf(&src,
+                      "SELECT %s AS pid, %s::text AS cg_topic, %" PRId32 " AS cg_part, %" PRId64
+                      "::bigint AS cg_off, %" PRId64 "::bigint AS cg_seq",
+                      pid.data, topic ? topic : "NULL", pos->partition, pos->offset, ++a->seq);
+        cg_buf_putc(&src, '\0');
+        cg_buf_reset(&b);
+        pg_track_insert(&b, src.data);
+        cg_buf_putc(&b, '\0');
+        rc = b.failed || src.failed ? -1 : run(c, b.data, params, NULL, errstr, errstr_size);
+        cg_buf_free(&src);
+        PQfreemem(topic);
+    }
+    if (rc && !errstr[0])
+        snprintf(errstr, errstr_size, "out of memory");
+    cg_buf_free(&pid);
+    cg_buf_free(&b);
+    return rc;
+}

@@ -1,0 +1,205 @@
+/* test_pg_sink_docs.c - a C-CDA document replaced by a new version (relatedDocument RPLC),
+ * through the real gateway and the real sink: `cohortgate run` maps the documents from a raw
+ * topic into records (labels kafka and pg; exit 77 without a broker and a server), `cohortgate
+ * sink` applies them. tests/golden/lifecycle_ccda_replace: version 1 states three problems
+ * (E11.9, I10, J45.909); version 2 restates PRB-1 as E11.65, drops I10 and restates the asthma
+ * under a new entry id.
+ *
+ *   later:      version 1 loaded, then version 2 in a later run: the patient holds version 2's
+ *               problems only; a second patient whose document reuses version 1's id (senders
+ *               reuse document ids) keeps all of theirs; cg_row_doc names version 2 for the
+ *               patient's rows; a second sink pass changes nothing.
+ *   same batch: both versions in one transaction of the sink: the same end.
+ */
+#include "pg_test_util.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#ifndef CG_GATEWAY_BIN
+#error "CG_GATEWAY_BIN must name the cohortgate binary"
+#endif
+#ifndef CG_SOURCE_DIR
+#error "CG_SOURCE_DIR must name the source tree"
+#endif
+
+#define DOCS CG_SOURCE_DIR "/tests/golden/lifecycle_ccda_replace"
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* The raw topic of r (name.raw), and `cohortgate run` over it into r->topic to its end. */
+static void gateway_run(const pt_run_t *r)
+{
+    char cfg[400], log[400];
+    snprintf(cfg, sizeof(cfg), "%s/run.json", r->dir);
+    snprintf(log, sizeof(log), "%s/run.log", r->dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"group_id\": \"%s-run\", \"inputs\": [{\"topic\": \"%s.raw\", \"format\": "
+            "\"auto\"}], \"output\": {\"topic\": \"%s\", \"dead_letter_topic\": \"%s.dlq\"}, "
+            "\"mapping\": {\"specs\": \"%s/specs\"}, \"pseudonym\": {\"key_file\": "
+            "\"%s/tests/golden/key\"}, \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": "
+            "\"warn\"}, \"kafka\": {\"bootstrap.servers\": \"%s\"}}\n",
+            r->name, r->name, r->topic, r->name, CG_SOURCE_DIR, CG_SOURCE_DIR, tk_bootstrap());
+    fclose(f);
+    pt_sh("%s run -c '%s' --idle-exit 3000 --no-report > '%s' 2>&1 || { tail -5 '%s' >&2; "
+          "exit 1; }",
+          CG_GATEWAY_BIN, cfg, log, log);
+}
+
+/* Documents to the raw topic, each keyed by its file name. */
+static void produce_docs(const pt_run_t *r, const char *const *paths, size_t n)
+{
+    char raw[200];
+    snprintf(raw, sizeof(raw), "%s.raw", r->name);
+    rd_kafka_t *p = tk_producer();
+    for (size_t i = 0; i < n; i++) {
+        char *doc = slurp(paths[i]);
+        pt_produce(p, raw, strrchr(paths[i], '/') + 1, doc);
+        free(doc);
+    }
+    pt_producer_close(p);
+}
+
+static void sink_pass(const pt_run_t *r)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r->dir);
+    assert_int_equal(pt_sink(r->config, NULL, 1500, log), 0);
+}
+
+/* Version 1 with the patient's id changed: another patient's document with the same id. */
+static void other_patient(const pt_run_t *r, char *out, size_t n)
+{
+    snprintf(out, n, "%s/other.xml", r->dir);
+    pt_sh("sed 's/extension=\"MRN-4711\"/extension=\"MRN-4712\"/' '%s/1-original.xml' > '%s'", DOCS,
+          out);
+}
+
+static long long conditions(const pt_run_t *r, const char *mrn_person_filter)
+{
+    return pt_q_int("SELECT count(*) FROM %s.condition_occurrence WHERE %s", r->schema,
+                    mrn_person_filter);
+}
+
+/* The end state: the replaced patient (found by version 2's E11.65) holds version 2's problems,
+ * the other patient (with_other) version 1's. */
+static void check_end(const pt_run_t *r, int with_other)
+{
+    const char *s = r->schema;
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", s), 0);
+    /* the patient of version 2: its problems only */
+    char q[1200], *sources;
+    snprintf(q, sizeof(q),
+             "SELECT string_agg(condition_source_value, ',' ORDER BY condition_source_value) "
+             "FROM %s.condition_occurrence WHERE person_id IN (SELECT c.person_id FROM "
+             "%s.condition_occurrence c WHERE c.condition_source_value = 'E11.65')",
+             s, s);
+    sources = pt_q_text(q);
+    assert_string_equal(sources, "E11.65,J45.909");
+    free(sources);
+    if (with_other) { /* the other patient, whose document reuses version 1's id: untouched */
+        snprintf(q, sizeof(q),
+                 "SELECT string_agg(condition_source_value, ',' ORDER BY condition_source_value) "
+                 "FROM %s.condition_occurrence WHERE person_id NOT IN (SELECT c.person_id FROM "
+                 "%s.condition_occurrence c WHERE c.condition_source_value = 'E11.65')",
+                 s, s);
+        sources = pt_q_text(q);
+        assert_string_equal(sources, "E11.9,I10,J45.909");
+        free(sources);
+    }
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.person", s), with_other ? 2 : 1);
+    /* every person keeps one period, holding their rows */
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.observation_period", s), with_other ? 2 : 1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.condition_occurrence x WHERE NOT EXISTS "
+                              "(SELECT 1 FROM %s.observation_period o WHERE o.person_id = "
+                              "x.person_id AND x.condition_start_date BETWEEN "
+                              "o.observation_period_start_date AND o.observation_period_end_date)",
+                              s, s),
+                     0);
+    /* which document stated each row: version 2 for the patient's two problems and person,
+     * version 1 for the other's (the same document id, another person) */
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT doc) FROM %s.cg_row_doc", s),
+                     with_other ? 2 : 1);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_row_doc WHERE table_name = "
+                              "'condition_occurrence'",
+                              s),
+                     with_other ? 5 : 2);
+}
+
+static void test_later(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-docs", "records", 1);
+    pt_write_config(&r, r.config, 50, 100, "", "");
+    char log[400], other[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    other_patient(&r, other, sizeof(other));
+    const char *v1[] = {DOCS "/1-original.xml", other};
+    produce_docs(&r, v1, 2);
+    gateway_run(&r);
+    sink_pass(&r);
+    /* version 1 of both: three problems each */
+    assert_int_equal(conditions(&r, "true"), 6);
+    long long doc_rows = pt_q_int("SELECT count(*) FROM %s.cg_row_doc", r.schema);
+    assert_int_equal(doc_rows, 8); /* per patient: the person and three problems */
+    /* the two documents have one id: only the person tells their rows apart */
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT doc) FROM %s.cg_row_doc", r.schema), 1);
+    const char *v2[] = {DOCS "/2-replacement.xml"};
+    produce_docs(&r, v2, 1);
+    gateway_run(&r);
+    sink_pass(&r);
+    check_end(&r, 1);
+    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    assert_int_equal(tk_file_count(log, "sink.document_retracted"), 1);
+    /* again over the same topic: nothing changes */
+    pt_q_exec("DELETE FROM %s.cg_offsets", r.schema);
+    sink_pass(&r);
+    check_end(&r, 1);
+    pt_run_end(&r);
+}
+
+static void test_same_batch(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-docs1", "records", 1);
+    pt_write_config(&r, r.config, 500, 5000, "", "");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    const char *both[] = {DOCS "/1-original.xml", DOCS "/2-replacement.xml"};
+    produce_docs(&r, both, 2);
+    gateway_run(&r);
+    sink_pass(&r);
+    check_end(&r, 0);
+    pt_run_end(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_later),
+        cmocka_unit_test(test_same_batch),
+    };
+    return PT_RUN_TESTS(tests);
+}
