@@ -10,6 +10,12 @@
 
 static cg_log_level_t cg_log_level = CG_LOG_INFO;
 static const char *const cg_log_names[] = {"debug", "info", "warn", "error"};
+static char cg_log_instance[128]; /* "": none */
+
+void cg_log_set_instance(const char *name)
+{
+    snprintf(cg_log_instance, sizeof(cg_log_instance), "%s", name ? name : "");
+}
 
 void cg_log_set_level(cg_log_level_t level)
 {
@@ -52,6 +58,10 @@ void cg_log(cg_log_level_t level, const char *event, const char *fmt, ...)
     cg_buf_printf(&b, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":", when,
                   ts.tv_nsec / 1000000, cg_log_names[level]);
     cg_buf_put_json_str(&b, event, strlen(event));
+    if (cg_log_instance[0]) {
+        cg_buf_puts(&b, ",\"instance\":");
+        cg_buf_put_json_str(&b, cg_log_instance, strlen(cg_log_instance));
+    }
     cg_buf_puts(&b, ",\"msg\":");
     cg_buf_put_json_str(&b, msg, strlen(msg));
     cg_buf_puts(&b, "}\n");

@@ -70,6 +70,14 @@ void cg_cli_daemon_fail(const char *name, const char *fmt, ...)
  * result. */
 typedef struct cg_engine cg_gateway_t; /* cg_gateway.h */
 cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads);
+/* Several daemons of one command, one process each (isolated: a crash of one corrupts no
+ * other): forks child(i, ctx) for each of the n instances (at most CG_CLI_MAX_INSTANCES; its
+ * exit status is the child's), their log lines marked "instance": instances[i]. SIGTERM,
+ * SIGINT and SIGHUP are passed on to every child; when one ends in failure the others get
+ * SIGTERM. Waits for all; CG_EXIT_OK when every one exited 0. Call before any thread starts. */
+#define CG_CLI_MAX_INSTANCES 32
+int cg_cli_daemon_fork_each(const char *name, size_t n, const char *const *instances,
+                            int (*child)(size_t i, void *ctx), void *ctx);
 
 /* The spec set's warnings (cg_specset_warnings) as FILE:LINE:COLUMN: warning: TEXT, or as
  * errors (map --strict); returns how many there are. */

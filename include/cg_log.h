@@ -16,6 +16,9 @@ typedef enum cg_log_level {
 } cg_log_level_t;
 
 void cg_log_set_level(cg_log_level_t level);
+/* Adds "instance":name to every line after "event" (NULL or "": none), for a process that is
+ * one of several (each database of `cohortgate sink -c A -c B`). Set before threads start. */
+void cg_log_set_instance(const char *name);
 cg_log_level_t cg_log_get_level(void);
 /* Parses "debug", "info", "warn", "error"; returns -1 for anything else. */
 int cg_log_level_parse(const char *s);

@@ -9,10 +9,13 @@
 #include "cg_gateway.h"
 #include "cg_log.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CG_STOP_SLACK_S 5
@@ -69,6 +72,13 @@ cg_err_t cg_cli_daemon_run(cg_gateway_t *gw, const char *name, int reloads)
     if (reloads)
         sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error of that write only */
+    /* a supervisor (cg_cli_daemon_fork_each) forks with them blocked: handled from here on */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     char errstr[1024];
     /* the alarm, once armed, stays: freeing the gateway (joining its workers) is part of the
      * stop it bounds */
@@ -90,4 +100,89 @@ int cg_cli_parse_ms(const char *cmd, const char *option, const char *arg, int *o
     }
     *out = (int)v;
     return 0;
+}
+
+/* ---- several daemons of one command (cg_cli_daemon_fork_each) ---- */
+
+static pid_t cg_cli_children[CG_CLI_MAX_INSTANCES];
+static volatile sig_atomic_t cg_cli_n_children;
+
+static void forward_signal(int sig)
+{
+    int saved = errno;
+    for (sig_atomic_t i = 0; i < cg_cli_n_children; i++)
+        if (cg_cli_children[i] > 0)
+            kill(cg_cli_children[i], sig);
+    errno = saved;
+}
+
+int cg_cli_daemon_fork_each(const char *name, size_t n, const char *const *instances,
+                            int (*child)(size_t i, void *ctx), void *ctx)
+{
+    if (n > CG_CLI_MAX_INSTANCES)
+        n = CG_CLI_MAX_INSTANCES;
+    /* blocked until each child has its handlers (cg_cli_daemon_run), and until the forwarding
+     * below is in place: no signal meets a default action in between */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    fflush(NULL);
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            cg_cli_n_children = 0;
+            cg_log_set_instance(instances[i]);
+            _exit(child(i, ctx));
+        }
+        if (pid < 0) {
+            cg_log(CG_LOG_ERROR, "gateway.start_failed", "cohortgate %s: fork for %s: %s", name,
+                   instances[i], strerror(errno));
+            failed = 1;
+            break;
+        }
+        cg_cli_children[i] = pid;
+        cg_cli_n_children = (sig_atomic_t)(i + 1);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = forward_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    if (failed)
+        forward_signal(SIGTERM);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    /* one fate: when one ends in failure the others are stopped (drained), so a supervisor
+     * restarts the whole command and no database runs on unwatched */
+    size_t left = (size_t)cg_cli_n_children;
+    while (left > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        size_t i = 0;
+        while (i < (size_t)cg_cli_n_children && cg_cli_children[i] != pid)
+            i++;
+        if (i == (size_t)cg_cli_n_children)
+            continue;
+        cg_cli_children[i] = -1;
+        left--;
+        int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!ok && !failed && left > 0) {
+            cg_log(CG_LOG_ERROR, "gateway.instance_failed",
+                   "cohortgate %s: %s ended with %s %d: stopping the other %zu", name, instances[i],
+                   WIFEXITED(status) ? "exit status" : "signal",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), left);
+            forward_signal(SIGTERM);
+        }
+        failed |= !ok;
+    }
+    return failed ? CG_EXIT_FAILURE : CG_EXIT_OK;
 }
