@@ -4,7 +4,8 @@
  * the sink mid-stream (kill -9, the server, TLS, SIGTERM) is test_pg_sink_faults.c.
  *
  *   golden:    every golden case's records (but the merge cases) on 3 partitions, keyed by
- *              person: each table holds one row per key whose last record is an upsert, ids
+ *              person: each table holds one row per key whose newest record (by source time,
+ *              then arrival) is an upsert, ids
  *              are compact integers, the offsets reach the topic's end; a second run changes
  *              nothing; a replay of everything (offsets removed) rewrites no row (xmin kept).
  *   lifecycle: the lifecycle and merge goldens on one partition: deleted rows are gone, a
@@ -46,7 +47,8 @@ typedef struct rec {
     char op[16];
     char id[32]; /* the table's key value as text (person_id for death) */
     char merged[32];
-    char *row; /* the row object, keys sorted: equal rows, equal text */
+    char *row;     /* the row object, keys sorted: equal rows, equal text */
+    char time[40]; /* source.time; "" without */
 } rec_t;
 
 static const char *key_col(const char *table)
@@ -96,6 +98,9 @@ static size_t load_records(const char *const *globs, size_t n_globs, const char 
                 json_t *id = json_object_get(row, key_col(r->table));
                 if (json_is_integer(id))
                     snprintf(r->id, sizeof(r->id), "%lld", (long long)json_integer_value(id));
+                snprintf(r->time, sizeof(r->time), "%s",
+                         json_string_value(json_object_get(json_object_get(e, "source"), "time"))
+                             ?: "");
                 json_t *m = json_object_get(row, "merged_person_id");
                 if (json_is_integer(m))
                     snprintf(r->merged, sizeof(r->merged), "%lld",
@@ -151,12 +156,18 @@ static void free_records(rec_t *v, size_t n)
     free(v);
 }
 
-/* Whether record i is the last of its (table, id). */
+/* Whether record i is the one of its (table, id) that holds: the newest by source time, of
+ * those the last (README, "Order"; the records of one id here spell their times alike, so the
+ * text orders them). */
 static int is_last(const rec_t *v, size_t n, size_t i)
 {
-    for (size_t j = i + 1; j < n; j++)
-        if (!strcmp(v[j].table, v[i].table) && !strcmp(v[j].id, v[i].id))
+    for (size_t j = 0; j < n; j++) {
+        if (j == i || strcmp(v[j].table, v[i].table) || strcmp(v[j].id, v[i].id))
+            continue;
+        int c = strcmp(v[j].time, v[i].time);
+        if (c > 0 || (c == 0 && j > i))
             return 0;
+    }
     return 1;
 }
 

@@ -172,12 +172,55 @@ static void test_left_to_jansson(void **state)
                      1);
 }
 
+/* source.time is read beside the row (the stale-record rule), and checked as a time. */
+static void test_source_time(void **state)
+{
+    (void)state;
+    static pg_envelope_t e;
+    const char *env = "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\","
+                      "\"row\":{\"person_id\":1},\"meta\":{\"time\":\"no\"},\"source\":{"
+                      "\"message_id\":\"ab\",\"time\":\"2024-03-15T10:15:00-05:00\","
+                      "\"spec\":\"s\",\"spec_version\":1,\"rule\":\"r\"}}";
+    assert_int_equal(pg_envelope_scan(env, strlen(env), &e), 1);
+    assert_int_equal(e.time.len, strlen("2024-03-15T10:15:00-05:00"));
+    assert_memory_equal(e.time.ptr, "2024-03-15T10:15:00-05:00", e.time.len);
+    const char *no_source = "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":"
+                            "\"upsert\",\"row\":{\"person_id\":1}}";
+    assert_int_equal(pg_envelope_scan(no_source, strlen(no_source), &e), 1);
+    assert_null(e.time.ptr);
+    static const char *const good[] = {"2024-03-15",
+                                       "2024-03-15T10:15",
+                                       "2024-03-15T10:15:00",
+                                       "2024-03-15T10:15:00.123",
+                                       "2024-03-15T10:15:00Z",
+                                       "2024-03-15T10:15:00+01",
+                                       "2024-03-15T10:15-0500",
+                                       "2024-03-15T10:15:00.5+05:30"};
+    static const char *const bad[] = {"",
+                                      "2024-3-15",
+                                      "2024-03-15 10:15",
+                                      "2024-03-15T10",
+                                      "2024-03-15T10:15:0",
+                                      "2024-03-15T10:15:00.",
+                                      "2024-03-15T10:15:00X",
+                                      "2024-03-15T10:15:00+1",
+                                      "2024-03-15T10:15:00+05:3",
+                                      "20240315101500"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!pg_time_text_ok(good[i], strlen(good[i])))
+            fail_msg("refused: %s", good[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (pg_time_text_ok(bad[i], strlen(bad[i])))
+            fail_msg("taken: %s", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_common_envelope),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_left_to_jansson),
+        cmocka_unit_test(test_source_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

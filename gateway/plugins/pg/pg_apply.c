@@ -139,6 +139,8 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].idmap_sql);
         free(a->stages[i].before_sql);
         free(a->stages[i].after_sql);
+        free(a->stages[i].time_sql);
+        free(a->stages[i].time1_sql);
         free(a->stages[i].direct_sql);
         free(a->stages[i].direct_widen_sql);
     }
@@ -162,6 +164,7 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->spans);
     free(a->span_list);
     free(a->ids_v);
+    free(a->ids_t);
     free(a->ids_flags);
     cg_buf_free(&a->direct);
     cg_buf_free(&a->rest);
@@ -257,7 +260,7 @@ void pg_apply_clear(pg_apply_t *a)
         cg_buf_reset(&s->copy);
         if (s->keys_n)
             memset(s->keys, 0, s->keys_cap * sizeof(*s->keys));
-        s->n = s->n_del = s->keys_n = 0;
+        s->n = s->n_del = s->keys_n = s->timed = 0;
         s->used = 0;
         s->key_zero = s->dup_keys = 0;
         s->staged = 0;
@@ -302,7 +305,7 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");
         cg_buf_printf(&b, "cg_stg_%s", t->name);
         cg_buf_puts(&b, " (cg_seq bigint, cg_op \"char\", cg_topic text, cg_part integer, "
-                        "cg_off bigint, cg_audit integer");
+                        "cg_off bigint, cg_audit integer, cg_time timestamptz");
         for (size_t k = 0; k < t->n_columns; k++) {
             cg_buf_puts(&b, ", ");
             pg_ident(&b, t->columns[k].name);
@@ -419,7 +422,7 @@ void pg_apply_hold_raws(pg_apply_t *a)
 
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
                    const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len,
-                   const char *policy, int level)
+                   const char *policy, int level, const char *time, size_t time_len)
 {
     stage_t *s = &a->stages[table];
     const cg_omop_table_t *t = pg_table_at(table);
@@ -442,6 +445,8 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
         cg_buf_put_int64(b, line);
     else
         cg_buf_append(b, "\\N", 2);
+    cg_buf_putc(b, '\t');
+    copy_value(b, time, time_len); /* checked by pg_time_text_ok: nothing to escape */
     for (size_t k = 0; k < t->n_columns; k++) {
         cg_buf_putc(b, '\t');
         copy_value(b, values[k], lens[k]);
@@ -452,6 +457,7 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
         return -1;
     s->n++;
     s->n_del += del != 0;
+    s->timed += time != NULL;
     a->pending++;
     if (line >= 0)
         a->audit[line].rows++;

@@ -78,27 +78,30 @@ static long id_add(pg_apply_t *a, int64_t k)
     if (2 * (a->ids_n + 1) > a->ids_cap) { /* at most half full */
         size_t cap = a->ids_cap ? a->ids_cap * 2 : 4096;
         int64_t *nk = malloc(cap * sizeof(*nk)), *nv = malloc(cap * sizeof(*nv));
+        int64_t *nt = malloc(cap * sizeof(*nt));
         unsigned char *nf = calloc(cap, 1);
-        if (!nk || !nv || !nf) {
+        if (!nk || !nv || !nt || !nf) {
             free(nk);
             free(nv);
+            free(nt);
             free(nf);
             return -1;
         }
-        int64_t *ok = a->ids_k, *ov = a->ids_v;
+        int64_t *ok = a->ids_k, *ov = a->ids_v, *ot = a->ids_t;
         unsigned char *of = a->ids_flags;
         size_t ocap = a->ids_cap;
-        a->ids_k = nk, a->ids_v = nv, a->ids_flags = nf, a->ids_cap = cap;
+        a->ids_k = nk, a->ids_v = nv, a->ids_t = nt, a->ids_flags = nf, a->ids_cap = cap;
         for (size_t i = 0; i < ocap; i++) {
             if (!of[i])
                 continue;
             size_t j = id_slot(a, ok[i]);
             while (nf[j])
                 j = (j + 1) & (cap - 1);
-            nk[j] = ok[i], nv[j] = ov[i], nf[j] = of[i];
+            nk[j] = ok[i], nv[j] = ov[i], nt[j] = ot[i], nf[j] = of[i];
         }
         free(ok);
         free(ov);
+        free(ot);
         free(of);
     }
     size_t j = id_slot(a, k);
@@ -110,7 +113,7 @@ static long id_add(pg_apply_t *a, int64_t k)
     if (room_i64(&a->order, &a->order_cap, a->ids_n + 1))
         return -1;
     a->order[a->ids_n] = k;
-    a->ids_k[j] = k, a->ids_v[j] = ID_UNKNOWN, a->ids_flags[j] = ID_USED;
+    a->ids_k[j] = k, a->ids_v[j] = ID_UNKNOWN, a->ids_t[j] = -1, a->ids_flags[j] = ID_USED;
     a->ids_n++;
     return (long)j;
 }
@@ -126,9 +129,11 @@ static long id_find(const pg_apply_t *a, int64_t k)
     return -1;
 }
 
-/* A staged row's fields: sequence, op, topic, partition, offset, audit line, then the columns
- * (pg_apply_stage's COPY text: a field never holds a raw tab or newline). The line's end. */
-#define STAGE_META 6
+/* A staged row's fields: sequence, op, topic, partition, offset, audit line, source time, then
+ * the columns (pg_apply_stage's COPY text: a field never holds a raw tab or newline). The
+ * line's end. */
+#define STAGE_META 7
+#define STAGE_TIME 6
 static const char *split_line(const char *p, const char *end, const char **f, size_t *fl, size_t nf)
 {
     for (size_t i = 0; i < nf; i++) {
@@ -214,7 +219,7 @@ static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_init(&b);
         cg_buf_puts(&b, "COPY ");
         pg_qual(&b, sc, "cg_id_map");
-        cg_buf_puts(&b, " (source_id, id) FROM STDIN");
+        cg_buf_puts(&b, " (source_id, id, t) FROM STDIN");
         cg_buf_putc(&b, '\0');
         a->new_ids_sql = b.data;
     }
@@ -350,6 +355,8 @@ static int look_up(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *
                 return -1;
             if (k != s->key_col)
                 a->ids_flags[j] |= ID_REF;
+            else /* its source time goes into the map with it (a key comes once here) */
+                a->ids_t[j] = f[STAGE_TIME] - s->copy.data;
             if (!(a->ids_flags[j] & ID_LISTED)) {
                 size_t slot = pg_id_cache_slot(id);
                 if (a->cache_v[slot] && a->cache_k[slot] == id)
@@ -422,7 +429,8 @@ static void pool_put(pg_apply_t *a, const int64_t *ids, size_t n)
 /* Step 2: compact ids for the new ids, from the pool and then the id map's own sequence (one
  * nextval each, as its identity would take), and the pairs COPY'd into it in order; their
  * compact ids into a's table. A refused COPY gives its ids back to the pool. */
-static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size_t errstr_size)
+static int map_new(pg_apply_t *a, PGconn *c, const stage_t *s, int *rows_fault, char *errstr,
+                   size_t errstr_size)
 {
     if (!a->id_seq) {
         cg_buf_t q;
@@ -501,6 +509,14 @@ static int map_new(pg_apply_t *a, PGconn *c, int *rows_fault, char *errstr, size
         cg_buf_put_int64(&a->par1, v[i]);
         cg_buf_putc(&a->par1, '\t');
         cg_buf_put_int64(&a->par1, a->ids_v[j]);
+        cg_buf_putc(&a->par1, '\t');
+        if (a->ids_t[j] >= 0) { /* a key: its row's source time as staged (or \N) */
+            const char *tf = s->copy.data + a->ids_t[j];
+            const char *te = memchr(tf, '\t', s->copy.len - (size_t)a->ids_t[j]);
+            cg_buf_append(&a->par1, tf, te ? (size_t)(te - tf) : 0);
+        } else {
+            cg_buf_append(&a->par1, "\\N", 2);
+        }
         rc = cg_buf_putc(&a->par1, '\n') != CG_OK ||
              ((a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]));
     }
@@ -769,7 +785,7 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
             return rc;
         if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
             return -1;
-        rc = map_new(a, c, &fault, errstr, errstr_size);
+        rc = map_new(a, c, s, &fault, errstr, errstr_size);
         if (!rc || !fault || probe)
             break;
         /* a key guessed new was in the map: looked up, and the table's next batches too */

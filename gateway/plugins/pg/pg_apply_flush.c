@@ -191,6 +191,14 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
         return -1;
     if (rc == 1)
         a->st.deleted += n;
+    /* the applied versions' source times, for the next batches' stale records */
+    if (s->timed && a->conf->id_type == PG_IDS_INTEGER) {
+        char **times = unique ? &s->time1_sql : &s->time_sql;
+        if (!*times)
+            *times = pg_time_sql(a->conf, t, unique ? PG_ROWS_UNIQUE : 0);
+        if (!*times || pg_exec(c, *times, errstr, errstr_size))
+            return -1;
+    }
     /* row by row counts in st too; the metrics count them at the commit */
     a->txn_upserted[ti] += a->st.upserted - upserted0;
     a->txn_deleted[ti] += a->st.deleted - deleted0;
@@ -230,11 +238,12 @@ static int settle_refused(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_
         return -1;
     /* the table's rows staged since step aside; the periods' remake is theirs */
     cg_buf_t next = s->copy;
-    size_t n = s->n, n_del = s->n_del;
+    size_t n = s->n, n_del = s->n_del, timed = s->timed;
     int dup_keys = s->dup_keys, remake = a->remake;
     s->copy = a->held_copy;
     s->n = a->inflight_n;
     s->n_del = 0, s->dup_keys = 0, a->remake = 0;
+    s->timed = 1; /* not counted for the held rows: their times are written if they have any */
     cg_buf_t sql;
     cg_buf_init(&sql);
     cg_buf_puts(&sql, "TRUNCATE ");
@@ -248,6 +257,7 @@ static int settle_refused(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_
     a->held_copy = s->copy;
     s->copy = next;
     s->n = n, s->n_del = n_del, s->dup_keys = dup_keys, a->remake = remake;
+    s->timed = timed;
     s->staged = 0;
     return rc ? -1 : 0;
 }

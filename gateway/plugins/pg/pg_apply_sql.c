@@ -93,7 +93,21 @@ void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq)
     pg_stage_name(b, t);
     cg_buf_puts(b, " ORDER BY ");
     pg_ident(b, key->name);
-    cg_buf_puts(b, ", cg_seq DESC) s");
+    /* the newest by source time (none: the oldest), then the last to arrive */
+    cg_buf_puts(b, ", cg_time DESC NULLS LAST, cg_seq DESC) s");
+}
+
+/* " AND NOT stale": with integer ids, a record older by source time than the version the id
+ * map says was applied for its key is skipped (one without a time counts as the oldest). */
+static void not_stale(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t)
+{
+    if (conf->id_type != PG_IDS_INTEGER)
+        return;
+    cg_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
+    pg_qual(b, conf->schema, "cg_id_map");
+    cg_buf_puts(b, " m0 WHERE m0.source_id = s.");
+    pg_ident(b, pg_table_key(t)->name);
+    cg_buf_puts(b, " AND m0.t > coalesce(s.cg_time, '-infinity'))");
 }
 
 /* plain: a plain INSERT, for rows whose keys are new (no conflict to look for). */
@@ -126,6 +140,7 @@ static char *upsert_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t
         cg_buf_putc(&b, '\0');
         return b.data;
     }
+    not_stale(&b, conf, t);
     cg_buf_puts(&b, " ON CONFLICT (");
     pg_ident(&b, key->name);
     cg_buf_puts(&b, ")");
@@ -186,7 +201,9 @@ static void deleted_keys(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table
     pg_value_expr(b, conf, t, pg_table_key(t));
     cg_buf_puts(b, " FROM ");
     pg_rows_from(b, t, one_seq);
-    cg_buf_puts(b, " WHERE s.cg_op = 'd')");
+    cg_buf_puts(b, " WHERE s.cg_op = 'd'");
+    not_stale(b, conf, t);
+    cg_buf_puts(b, ")");
 }
 
 /* A delete; a person's takes every row of that person_id with it, a visit's leaves no row
@@ -266,6 +283,21 @@ char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int fast)
     } else {
         cg_buf_puts(&b, " ON CONFLICT DO NOTHING");
     }
+    cg_buf_putc(&b, '\0');
+    return b.data;
+}
+
+char *pg_time_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq)
+{
+    cg_buf_t b;
+    cg_buf_init(&b);
+    cg_buf_puts(&b, "UPDATE ");
+    pg_qual(&b, conf->schema, "cg_id_map");
+    cg_buf_puts(&b, " m SET t = s.cg_time FROM ");
+    pg_rows_from(&b, t, one_seq);
+    cg_buf_puts(&b, " WHERE m.source_id = s.");
+    pg_ident(&b, pg_table_key(t)->name);
+    cg_buf_puts(&b, " AND s.cg_time IS NOT NULL AND (m.t IS NULL OR m.t < s.cg_time)");
     cg_buf_putc(&b, '\0');
     return b.data;
 }

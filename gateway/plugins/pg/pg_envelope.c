@@ -249,11 +249,48 @@ static int row(scan_t *s, pg_envelope_t *env)
     }
 }
 
+/* The source object: its "time" (a string) kept, the other members passed over. */
+static int source(scan_t *s, pg_envelope_t *env)
+{
+    if (s->p >= s->end || *s->p != '{')
+        return skip(s, 1); /* not an object: the general path decides */
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return 1;
+    }
+    for (;;) {
+        cg_slice_t k;
+        if (!str(s, &k))
+            return 0;
+        ws(s);
+        if (s->p >= s->end || *s->p++ != ':')
+            return 0;
+        ws(s);
+        if (k.len == 4 && !memcmp(k.ptr, "time", 4) && s->p < s->end && *s->p == '"') {
+            if (!str(s, &env->time))
+                return 0;
+        } else if (!skip(s, 2)) {
+            return 0;
+        }
+        ws(s);
+        if (s->p >= s->end)
+            return 0;
+        char c = *s->p++;
+        if (c == '}')
+            return 1;
+        if (c != ',')
+            return 0;
+        ws(s);
+    }
+}
+
 int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env)
 {
     scan_t s = {raw, raw + len};
     int got_row = 0;
-    env->standard = env->table = env->op = (cg_slice_t){NULL, 0};
+    env->standard = env->table = env->op = env->time = (cg_slice_t){NULL, 0};
     env->n_row = 0;
     ws(&s);
     if (s.p >= s.end || *s.p++ != '{')
@@ -280,6 +317,9 @@ int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env)
             if (!row(&s, env))
                 return 0;
             got_row = 1;
+        } else if (k.len == 6 && !memcmp(k.ptr, "source", 6)) {
+            if (!source(&s, env))
+                return 0;
         } else if (!skip(&s, 1)) {
             return 0;
         }
@@ -295,6 +335,49 @@ int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env)
     }
     ws(&s);
     return s.p == s.end && got_row && env->standard.ptr && env->table.ptr && env->op.ptr;
+}
+
+bool pg_time_text_ok(const char *t, size_t n)
+{
+    /* YYYY-MM-DD, then THH:MM[:SS[.f…]], then Z, ±HH, ±HHMM or ±HH:MM (README, "Types") */
+    static const char date[] = "dddd-dd-dd";
+    if (n < 10)
+        return false;
+    for (size_t i = 0; i < 10; i++)
+        if (date[i] == 'd' ? !digit(t[i]) : t[i] != date[i])
+            return false;
+    size_t i = 10;
+    if (i == n)
+        return true;
+    if (t[i] != 'T' || n < i + 6 || !digit(t[i + 1]) || !digit(t[i + 2]) || t[i + 3] != ':' ||
+        !digit(t[i + 4]) || !digit(t[i + 5]))
+        return false;
+    i += 6;
+    if (i + 3 <= n && t[i] == ':') {
+        if (!digit(t[i + 1]) || !digit(t[i + 2]))
+            return false;
+        i += 3;
+        if (i < n && t[i] == '.') {
+            size_t f = ++i;
+            while (i < n && digit(t[i]))
+                i++;
+            if (i == f)
+                return false;
+        }
+    }
+    if (i == n)
+        return true;
+    if (t[i] == 'Z')
+        return i + 1 == n;
+    if (t[i] != '+' && t[i] != '-')
+        return false;
+    size_t z = n - i - 1; /* HH, HHMM or HH:MM */
+    const char *h = t + i + 1;
+    if (z == 2)
+        return digit(h[0]) && digit(h[1]);
+    if (z == 4)
+        return digit(h[0]) && digit(h[1]) && digit(h[2]) && digit(h[3]);
+    return z == 5 && digit(h[0]) && digit(h[1]) && h[2] == ':' && digit(h[3]) && digit(h[4]);
 }
 
 /* Whether text is a 64-bit id: digits (a sign allowed) that fit a bigint. Checked when a record

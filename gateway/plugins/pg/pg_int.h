@@ -180,6 +180,9 @@ int pg_cdm_source_write(PGconn *c, const pg_conf_t *conf, int loaded, char *errs
 /* The DDL of cg_row_doc, which document stated each row of a document (table, row id as
  * records carry it, document id), idempotent: --init and the sink's start. */
 void pg_docs_ddl(cg_buf_t *b, const char *schema);
+/* What a schema made by an earlier --init lacks (cg_row_doc, cg_id_map.t), added at the sink's
+ * start, idempotent. */
+void pg_upgrade_ddl(cg_buf_t *b, const char *schema);
 /* The DDL of the release audit table (cohortgate_release_audit), idempotent: --init and the
  * start of a sink whose pg.subscriber is set. */
 void pg_release_ddl(cg_buf_t *b, const char *schema);
@@ -198,12 +201,14 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics);
 void pg_apply_destroy(pg_apply_t *a);
 /* The connection's per-session statements and staging tables; after each (re)connect. */
 int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
-/* Stages an upsert or delete of table (values: one text per column or NULL). policy and level:
+/* Stages an upsert or delete of table (values: one text per column or NULL). time: the
+ * record's source.time (pg_time_text_ok; NULL: none), by which a record older than the row's
+ * version already applied is stale and skipped (integer ids; README, "Order"). policy and level:
  * what the record was released under (its cg.policy and cg.level headers), counted in the
  * release audit (pg_apply_audit) unless the database refuses the row; NULL and 0: none. */
 int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *values,
                    const size_t *lens, const pg_pos_t *pos, const char *raw, size_t raw_len,
-                   const char *policy, int level);
+                   const char *policy, int level, const char *time, size_t time_len);
 /* In the open transaction, before it commits: the rows the transaction loaded per (policy,
  * table, level) into cohortgate_release_audit as subscriber's, one INSERT; nothing when it
  * loaded none. Call after the last flush. -1 with the reason when the transaction cannot go
@@ -261,6 +266,7 @@ void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
 typedef struct stage {
     cg_buf_t copy; /* COPY text rows */
     size_t n, n_del;
+    size_t timed;   /* staged rows with a source time: their times go into the id map */
     size_t key_col; /* the key's column index (pg_table_key) */
     /* the batch's keys (an open-addressing set): when no key comes twice, the statements read
      * the staging table as it is, without sorting it for the latest record per key */
@@ -271,6 +277,7 @@ typedef struct stage {
     char *upsert1_sql, *delete1_sql;           /* the same when keys are unique in the batch */
     char *insert_sql, *idmap_fast_sql;         /* when every staged key is new (integer ids) */
     char *before_sql, *after_sql;              /* the persons it touches (track) */
+    char *time_sql, *time1_sql;                /* the applied versions' times (integer ids) */
     char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
     /* the columns any row staged since the last abort gave a value, and those direct_sql names:
      * the direct COPY sends these alone (a field per absent column cost the server an eighth
@@ -337,6 +344,7 @@ struct pg_apply {
     /* pg_apply_direct.c's, kept between batches: the batch's row ids -> compact ids (an
      * open-addressing table), the COPY text of new rows and of the rest, parameters */
     int64_t *ids_k, *ids_v;
+    int64_t *ids_t; /* a key's staged source time: its offset in the stage's COPY text, or -1 */
     unsigned char *ids_flags;
     size_t ids_cap, ids_n;
     int64_t *order; /* the batch's ids in the order the rows name them (ids_n of them) */
@@ -414,6 +422,9 @@ char *pg_delete_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one
 /* pg_insert_sql: the upsert of every staged record as a plain INSERT, for keys known new. */
 char *pg_insert_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
 char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int fast);
+/* The source times of the staged keys' latest records into the id map (cg_id_map.t), where
+ * newer than what it holds: after the upsert and the delete, which skip stale records. */
+char *pg_time_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
 void pg_track_insert(cg_buf_t *b, const char *src);
 char *pg_track_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int after);
 /* pg_apply_periods.c: the statement that makes the touched persons' (a SELECT of person ids as
@@ -449,6 +460,7 @@ typedef struct pg_envelope_member {
 /* An envelope read in place: slices of the record's bytes. */
 typedef struct pg_envelope {
     cg_slice_t standard, table, op;
+    cg_slice_t time; /* source.time; {NULL, 0} when absent */
     pg_envelope_member_t row[PG_ENVELOPE_MAX_ROW];
     size_t n_row;
 } pg_envelope_t;
@@ -475,6 +487,9 @@ pg_tinfo_t *pg_envelope_tables(void);
 int pg_envelope_values(const pg_envelope_t *e, const pg_tinfo_t *tinfo,
                        const cg_omop_table_t **table, int *table_index, int *del, const char **vals,
                        size_t *lens);
+/* Whether text is a source time as records spell it (README, "Types": a date, or a datetime
+ * with an optional zone), which PostgreSQL reads as timestamptz. */
+bool pg_time_text_ok(const char *t, size_t n);
 /* Whether text is a 64-bit integer id: digits (a sign allowed) that fit a bigint. */
 bool pg_id_text_ok(const char *t, size_t n);
 

@@ -103,7 +103,7 @@ static int ensure_conn(pg_sink_t *s, char *errstr, size_t errstr_size)
     { /* tables of a schema made before they existed: the documents' rows, the audit */
         cg_buf_t ddl;
         cg_buf_init(&ddl);
-        pg_docs_ddl(&ddl, s->conf->schema);
+        pg_upgrade_ddl(&ddl, s->conf->schema);
         if (s->subscriber)
             pg_release_ddl(&ddl, s->conf->schema);
         cg_buf_putc(&ddl, '\0');
@@ -386,13 +386,17 @@ static int released_here(const pg_sink_t *s, const cg_sink_record_t *rec, const 
 static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
                      const char *const *vals, const size_t *lens, const pg_pos_t *pos,
                      const char *raw, size_t raw_len, const char *policy, int level,
-                     const char *doc, char *errstr, size_t errstr_size)
+                     const char *doc, cg_slice_t time, char *errstr, size_t errstr_size)
 {
     /* a person's or a visit's delete reaches into other tables: applied in its place */
     int barrier = del && (!strcmp(t->name, "person") || !strcmp(t->name, "visit_occurrence"));
     if (barrier && flush_staged(s, 0, errstr, errstr_size))
         return -1;
-    if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level) ||
+    /* a time the database could not read is no time: the record still applies, in order */
+    if (time.ptr && !pg_time_text_ok(time.ptr, time.len))
+        time = (cg_slice_t){NULL, 0};
+    if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level,
+                       time.ptr, time.len) ||
         (doc && pg_apply_doc(s->apply, (size_t)ti, vals, lens, doc, del))) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
@@ -416,8 +420,8 @@ static int stage_fast(pg_sink_t *s, const char *raw, size_t raw_len, const pg_po
     if (!pg_envelope_scan(raw, raw_len, &s->env) ||
         !pg_envelope_values(&s->env, s->tinfo, &t, &ti, &del, vals, lens))
         return 0;
-    *rc = stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, doc, errstr,
-                    errstr_size);
+    *rc = stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, doc, s->env.time,
+                    errstr, errstr_size);
     return 1;
 }
 
@@ -589,7 +593,9 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         snprintf(why, sizeof(why), "%s record without its key %s", tname, key->name);
         goto reject;
     }
-    rc = stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, doc, errstr,
+    json_t *tj = json_object_get(json_object_get(env, "source"), "time");
+    cg_slice_t time = {json_string_value(tj), json_string_length(tj)};
+    rc = stage_row(s, t, ti, del, vals, lens, pos, raw, raw_len, policy, level, doc, time, errstr,
                    errstr_size);
     json_decref(env);
     return rc;
