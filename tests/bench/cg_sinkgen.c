@@ -80,9 +80,9 @@ int main(int argc, char **argv)
                 "\"measurement_type_concept_id\":32856,"
                 "\"value_as_number\":%ld.%ld,\"unit_concept_id\":8554,"
                 "\"measurement_source_value\":\"4548-4\",\"unit_source_value\":\"%%\"},"
-                "\"source\":{\"topic\":\"hosp-a.raw\",\"partition\":0,\"offset\":%ld,"
+                "\"source\":{\"message_id\":\"%016lx\",\"time\":\"2024-03-14T10:%02ld:00\","
                 "\"spec\":\"hl7v2-oru-omop\",\"spec_version\":1,\"rule\":\"obx-numeric\"}}",
-                mid, pid, i % 60, 5 + i % 7, i % 10, i);
+                mid, pid, i % 60, 5 + i % 7, i % 10, (unsigned long)i * 2654435761UL, i % 60);
         fprintf(copy,
                 "%ld\t%ld\t3004410\t2024-03-14\t2024-03-14 10:%02ld:00\t32856\t%ld.%ld\t8554\t"
                 "4548-4\t%%\n",
