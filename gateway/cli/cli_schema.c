@@ -72,12 +72,13 @@ static json_t *row_headers(json_t *tables, int released)
             json_array_append_new(req, json_string(*h));
     } else {
         source_headers(props, req);
-        json_object_set_new(props, "cg.document",
-                            json_pack("{s:s, s:s}", "description",
-                                      "on the records of a document (an XML input): its id as "
-                                      "the record's source.message_id spells it",
-                                      "type", "string"));
     }
+    json_object_set_new(props, "cg.document",
+                        json_pack("{s:s, s:s}", "description",
+                                  "on the records of a document (an XML input): its id as the "
+                                  "record's source.message_id spells it (a subscriber's: its "
+                                  "pseudonym)",
+                                  "type", "string"));
     json_object_set_new(props, "cg.spec", json_pack("{s:s}", "type", "string"));
     json_object_set_new(props, "cg.spec.version",
                         json_pack("{s:s, s:s}", "type", "string", "pattern", DIGITS));

@@ -48,6 +48,9 @@ typedef struct job_rec {
     size_t key_off, key_len, val_off, val_len; /* in the job's buf */
     int sub;       /* a subscriber's record: its index + 1 (release.c); 0: not released */
     uint8_t level; /* a subscriber's record: the row's level */
+    /* a subscriber's record of a document: its pseudonym of the document id, NUL-ended in the
+     * job's buf (cg.document); doc_len 0: none */
+    size_t doc_off, doc_len;
 } job_rec_t;
 
 /* One input message on its way: mapped by a worker, produced by the engine thread. */

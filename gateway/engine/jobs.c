@@ -140,6 +140,15 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
         size_t val_len = j->buf.len - val_off, key_off = j->buf.len;
         if (out.key.len && cg_buf_append(&j->buf, out.key.ptr, out.key.len) != CG_OK)
             return CG_ERR_NOMEM;
+        /* a document's row: the subscriber's pseudonym of the document's id for cg.document,
+         * as its records' source.message_id and its retractions' replaced_document_id say it */
+        size_t doc_off = j->buf.len, doc_len = 0;
+        if (j->doc_len && out.row.message_id.len) {
+            if (cg_buf_append(&j->buf, out.row.message_id.ptr, out.row.message_id.len) != CG_OK ||
+                cg_buf_putc(&j->buf, '\0') != CG_OK)
+                return CG_ERR_NOMEM;
+            doc_len = out.row.message_id.len;
+        }
         job_rec_t *r = cg_engine_job_add_rec(j);
         if (!r)
             return CG_ERR_NOMEM;
@@ -153,7 +162,9 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
                          .val_off = val_off,
                          .val_len = val_len,
                          .sub = (int)s + 1,
-                         .level = (uint8_t)out.level};
+                         .level = (uint8_t)out.level,
+                         .doc_off = doc_off,
+                         .doc_len = doc_len};
     }
     return CG_OK;
 }
@@ -256,19 +267,16 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
             job_rec_t *r = cg_engine_job_add_rec(j);
             if (!r)
                 goto nomem;
-            *r = (job_rec_t){n_cohorts ? cohorts[k] : NULL,
-                             rows[i].table->name,
-                             rows[i].spec,
-                             rows[i].rule,
-                             cg_row_op_name((cg_row_op_t)rows[i].op),
-                             NULL,
-                             rows[i].spec_version,
-                             key_off,
-                             rows[i].person_key.len,
-                             val_off,
-                             val_len,
-                             0,
-                             0};
+            *r = (job_rec_t){.cohort = n_cohorts ? cohorts[k] : NULL,
+                             .table = rows[i].table->name,
+                             .spec = rows[i].spec,
+                             .rule = rows[i].rule,
+                             .op = cg_row_op_name((cg_row_op_t)rows[i].op),
+                             .spec_version = rows[i].spec_version,
+                             .key_off = key_off,
+                             .key_len = rows[i].person_key.len,
+                             .val_off = val_off,
+                             .val_len = val_len};
         }
         if (gw->subs && release_row(gw, w, j, &rows[i], cohorts, n_cohorts, now))
             goto nomem;

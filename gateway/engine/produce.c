@@ -241,10 +241,11 @@ static int produce_job(cg_engine_t *gw, job_t *j)
                                   "cg.op",           r->op,
                                   "cg.subscriber",   sub->name,
                                   "cg.policy",       cg_policy_version(sub->policy),
-                                  "cg.level",        level};
+                                  "cg.level",        level,
+                                  "cg.document",     j->buf.data + r->doc_off};
+            size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (r->doc_len ? 0 : 2);
             rc = cg_engine_produce_one(gw, sub->topic, 0, j->buf.data + r->key_off, r->key_len,
-                                       j->buf.data + r->val_off, r->val_len, NULL, hdrs,
-                                       sizeof(hdrs) / sizeof(hdrs[0]), j->dm);
+                                       j->buf.data + r->val_off, r->val_len, NULL, hdrs, nh, j->dm);
             if (rc == CG_SINK_OK)
                 cg_engine_release_counted(gw, r);
         } else {

@@ -10,6 +10,8 @@
  *               reuse document ids) keeps all of theirs; cg_row_doc names version 2 for the
  *               patient's rows; a second sink pass changes nothing.
  *   same batch: both versions in one transaction of the sink: the same end.
+ *   released:   through graded release into a subscriber's database (pg.subscriber): the same
+ *               end, with the subscriber's pseudonyms of the document ids.
  */
 #include "pg_test_util.h"
 
@@ -43,21 +45,35 @@ static char *slurp(const char *path)
     return strdup(buf);
 }
 
-/* The raw topic of r (name.raw), and `cohortgate run` over it into r->topic to its end. */
-static void gateway_run(const pt_run_t *r)
+/* The subscriber of the released case: level 4 (a replaced document's id is an identifier),
+ * its topic the sink's. */
+#define SUBSCRIBER                                                                                 \
+    "{\"name\": \"registry\", \"topic\": \"%s\", \"agreement\": \"D1\", \"expires\": "             \
+    "\"2999-01-01\", \"max_level\": 4}"
+
+/* The raw topic of r (name.raw), and `cohortgate run` over it into r->topic (released: to the
+ * subscriber, whose topic is r->topic) to its end. */
+static void gateway_run(const pt_run_t *r, int released)
 {
     char cfg[400], log[400];
     snprintf(cfg, sizeof(cfg), "%s/run.json", r->dir);
     snprintf(log, sizeof(log), "%s/run.log", r->dir);
     FILE *f = fopen(cfg, "w");
     assert_non_null(f);
+    char release[600] = "";
+    if (released)
+        snprintf(release, sizeof(release),
+                 "\"release\": {\"audit_topic\": \"%s.audit\", \"subscribers\": [" SUBSCRIBER
+                 "]}, ",
+                 r->name, r->topic);
     fprintf(f,
             "{\"group_id\": \"%s-run\", \"inputs\": [{\"topic\": \"%s.raw\", \"format\": "
-            "\"auto\"}], \"output\": {\"topic\": \"%s\", \"dead_letter_topic\": \"%s.dlq\"}, "
+            "\"auto\"}], \"output\": {\"topic\": \"%s%s\", \"dead_letter_topic\": \"%s.dlq\"}, "
             "\"mapping\": {\"specs\": \"%s/specs\"}, \"pseudonym\": {\"key_file\": "
-            "\"%s/tests/golden/key\"}, \"metrics\": {\"listen\": \"off\"}, \"log\": {\"level\": "
-            "\"warn\"}, \"kafka\": {\"bootstrap.servers\": \"%s\"}}\n",
-            r->name, r->name, r->topic, r->name, CG_SOURCE_DIR, CG_SOURCE_DIR, tk_bootstrap());
+            "\"%s/tests/golden/key\"}, %s\"metrics\": {\"listen\": \"off\"}, \"log\": "
+            "{\"level\": \"warn\"}, \"kafka\": {\"bootstrap.servers\": \"%s\"}}\n",
+            r->name, r->name, r->topic, released ? ".all" : "", r->name, CG_SOURCE_DIR,
+            CG_SOURCE_DIR, release, tk_bootstrap());
     fclose(f);
     pt_sh("%s run -c '%s' --idle-exit 3000 --no-report > '%s' 2>&1 || { tail -5 '%s' >&2; "
           "exit 1; }",
@@ -156,7 +172,7 @@ static void test_later(void **state)
     other_patient(&r, other, sizeof(other));
     const char *v1[] = {DOCS "/1-original.xml", other};
     produce_docs(&r, v1, 2);
-    gateway_run(&r);
+    gateway_run(&r, 0);
     sink_pass(&r);
     /* version 1 of both: three problems each */
     assert_int_equal(conditions(&r, "true"), 6);
@@ -166,7 +182,7 @@ static void test_later(void **state)
     assert_int_equal(pt_q_int("SELECT count(DISTINCT doc) FROM %s.cg_row_doc", r.schema), 1);
     const char *v2[] = {DOCS "/2-replacement.xml"};
     produce_docs(&r, v2, 1);
-    gateway_run(&r);
+    gateway_run(&r, 0);
     sink_pass(&r);
     check_end(&r, 1);
     snprintf(log, sizeof(log), "%s/sink.log", r.dir);
@@ -189,9 +205,36 @@ static void test_same_batch(void **state)
     assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
     const char *both[] = {DOCS "/1-original.xml", DOCS "/2-replacement.xml"};
     produce_docs(&r, both, 2);
-    gateway_run(&r);
+    gateway_run(&r, 0);
     sink_pass(&r);
     check_end(&r, 0);
+    pt_run_end(&r);
+}
+
+/* The same through graded release into a subscriber's database (pg.subscriber): the records
+ * and the retraction carry the subscriber's pseudonyms of the document ids, alike. */
+static void test_released(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-docs2", "records", 1);
+    char top[700];
+    snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r.topic);
+    pt_write_config(&r, r.config, 50, 100, ", \"subscriber\": \"registry\"", top);
+    char log[400], other[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    other_patient(&r, other, sizeof(other));
+    const char *v1[] = {DOCS "/1-original.xml", other};
+    produce_docs(&r, v1, 2);
+    gateway_run(&r, 1);
+    sink_pass(&r);
+    assert_int_equal(conditions(&r, "true"), 6);
+    const char *v2[] = {DOCS "/2-replacement.xml"};
+    produce_docs(&r, v2, 1);
+    gateway_run(&r, 1);
+    sink_pass(&r);
+    check_end(&r, 1);
     pt_run_end(&r);
 }
 
@@ -200,6 +243,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_later),
         cmocka_unit_test(test_same_batch),
+        cmocka_unit_test(test_released),
     };
     return PT_RUN_TESTS(tests);
 }
