@@ -809,6 +809,8 @@ static cg_config_t *load_file(const char *path, cg_error_t *err, cg_error_t *mor
         snprintf(dirbuf, sizeof(dirbuf), "%s", path);
         c = load_string(text.data ? text.data : "", path, dirname(dirbuf), err, more, max_more,
                         n_errs);
+        if (c)
+            c->from_file = 1;
     }
     cg_buf_free(&text);
     fclose(f);

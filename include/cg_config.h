@@ -152,6 +152,7 @@ typedef struct cg_config_plugin {
 
 typedef struct cg_config {
     char *path;                  /* file the config came from ("<string>" otherwise) */
+    int from_file;               /* loaded from path (a SIGHUP reads it again), not from text */
     char *source;                /* the source plug-in (cg_plugin.h) */
     char *sink;                  /* the sink plug-in (output.sink) */
     cg_config_plugin_t *plugins; /* every registered plug-in's config struct */

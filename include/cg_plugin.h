@@ -152,9 +152,11 @@ typedef struct cg_source_plugin {
     /* For logs: "4 topic(s) from HOST:PORT as group G". */
     void (*describe)(void *ctx, char *buf, size_t size);
     /* SIGHUP: re-reads what the source takes from files (MLLP: TLS certificates, key, client
-     * CA and CRL). -1 with a reason when they do not load; the running ones then stay. NULL:
-     * nothing to re-read. */
-    int (*reload)(void *ctx, char *errstr, size_t errstr_size);
+     * CA and CRL). fresh: the config file read again (NULL when it did not load, or the config
+     * came from no file): the plug-in may take settings of it, keeping no pointer into it. -1
+     * with a reason when they do not load; the running ones then stay. NULL: nothing to
+     * re-read. */
+    int (*reload)(void *ctx, const cg_config_t *fresh, char *errstr, size_t errstr_size);
 
     /* ---- at-least-once sources that answer for each input (MLLP); NULL for Kafka ---- */
     /* A record of the input at pos could not be delivered: the source tells its sender (MLLP:
@@ -226,10 +228,11 @@ typedef struct cg_sink_plugin {
     int (*stored_positions)(void *ctx, cg_source_pos_t *pos, size_t n, char *errstr,
                             size_t errstr_size);
 
-    /* SIGHUP: re-reads what the sink takes from files (PostgreSQL: the cohort definitions),
-     * taking it into use between transactions. -1 with a reason when they do not load; the
-     * running ones then stay. NULL: nothing to re-read. */
-    int (*reload)(void *ctx, char *errstr, size_t errstr_size);
+    /* SIGHUP: re-reads what the sink takes from files (PostgreSQL: its live settings of fresh,
+     * the config file read again as for a source's reload, and the cohort definitions), taking
+     * it into use between transactions. -1 with a reason when they do not load; the running
+     * ones then stay. NULL: nothing to re-read. */
+    int (*reload)(void *ctx, const cg_config_t *fresh, char *errstr, size_t errstr_size);
 
     /* A non-blocking fd that becomes readable when poll() has reports to serve (Kafka: the
      * main queue went from empty to not empty), for a source that waits on fds (watch); -1 or

@@ -47,9 +47,12 @@ static void usage(FILE *out)
             "variable pg.conninfo_env names (default COHORTGATE_PG_CONNINFO); the password from\n"
             "pg.password_file, PGPASSWORD or ~/.pgpass. None of them is logged.\n"
             "SIGTERM or SIGINT commits the open transaction within delivery.drain_timeout_ms.\n"
-            "SIGHUP re-reads pg.cohorts.definitions (the running ones stay when one does not\n"
-            "load): new and changed definitions are evaluated for every person, between\n"
-            "transactions; a definition that left the folder is warned of (cohort retire).\n"
+            "SIGHUP reads CONFIG again and takes log.level, pg.batch_rows, cdm_source's names\n"
+            "and the pg.cohorts settings that can change live (config/README.md, \"SIGHUP\");\n"
+            "it re-reads pg.cohorts.definitions: new and changed definitions are evaluated for\n"
+            "every person, between transactions; a definition that left the folder is warned\n"
+            "of (cohort retire). A bad file or a setting that needs a restart is refused and\n"
+            "everything runs on as it was.\n"
             "Metrics and health: http://metrics.listen/metrics and /healthz.\n");
 }
 

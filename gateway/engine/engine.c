@@ -398,22 +398,35 @@ static void take_input(cg_engine_t *gw, int timeout_ms)
 }
 
 /* What the plug-ins read from files (MLLP's TLS certificates and CRL, the PostgreSQL sink's
- * cohort definitions), re-read. */
+ * live settings and cohort definitions), re-read, with the config file read again. */
 static int reload_plugins(cg_engine_t *gw)
 {
     char why[1024] = "";
     int rc = 0;
-    if (gw->source.p->reload && gw->source.p->reload(gw->source.ctx, why, sizeof(why))) {
+    cg_config_t *fresh = NULL;
+    if ((gw->source.p->reload || gw->sink.p->reload) && gw->cfg->from_file) {
+        cg_error_t err[1];
+        size_t n = 0;
+        fresh = cg_config_load_file_all(gw->cfg->path, err, 1, &n);
+        if (!fresh && n && !gw->subs) { /* (with subscribers, reload_release said it) */
+            cg_log(CG_LOG_ERROR, "reload.failed", "config: %s (the running settings stay)",
+                   cg_error_format(&err[0], why, sizeof(why)));
+            rc = -1;
+        }
+        why[0] = '\0';
+    }
+    if (gw->source.p->reload && gw->source.p->reload(gw->source.ctx, fresh, why, sizeof(why))) {
         cg_log(CG_LOG_ERROR, "reload.failed", "%s: %s (the running ones stay)", gw->source.p->name,
                why);
         rc = -1;
     }
     why[0] = '\0';
-    if (gw->sink.p->reload && gw->sink.p->reload(gw->sink.ctx, why, sizeof(why))) {
+    if (gw->sink.p->reload && gw->sink.p->reload(gw->sink.ctx, fresh, why, sizeof(why))) {
         cg_log(CG_LOG_ERROR, "reload.failed", "%s: %s (the running ones stay)", gw->sink.p->name,
                why);
         rc = -1;
     }
+    cg_config_destroy(fresh);
     return rc;
 }
 

@@ -7,6 +7,8 @@
  *   load vocab: --load-vocab DIR loads Athena's files: quotes in names are data, the version
  *               reaches cdm_source, a second load replaces the rows; a file the database refuses
  *               is named with its line and leaves the tables as they were.
+ *   reload:     SIGHUP reads the config again: live settings taken, others refused, a broken
+ *               file named, the sink loading throughout.
  */
 #include "pg_test_util.h"
 
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <signal.h>
 #include <unistd.h>
 
 static void run_new(pt_run_t *r, const char *prefix, int partitions, int txn_max)
@@ -136,11 +139,77 @@ static void test_load_vocab(void **state)
     pt_run_end(&r);
 }
 
+/* One person row for person id i to r's topic. */
+static void person(const pt_run_t *r, int i)
+{
+    char v[400], key[32];
+    snprintf(v, sizeof(v),
+             "{\"standard\":\"omop-cdm-5.4\",\"table\":\"person\",\"op\":\"upsert\",\"row\":{"
+             "\"person_id\":%d,\"gender_concept_id\":8532,\"year_of_birth\":1970,"
+             "\"race_concept_id\":0,\"ethnicity_concept_id\":0}}",
+             940000 + i);
+    snprintf(key, sizeof(key), "%d", i);
+    rd_kafka_t *p = tk_producer();
+    pt_produce(p, r->topic, key, v);
+    pt_producer_close(p);
+}
+
+/* Waits for needle in log (up to 10 s); how many times it is there. */
+static int wait_log(const char *log, const char *needle)
+{
+    for (int i = 0; i < 100 && tk_file_count(log, needle) == 0; i++)
+        usleep(100000);
+    return tk_file_count(log, needle);
+}
+
+/* SIGHUP reads the config file again: live settings are taken (log.level, pg.batch_rows), a
+ * setting that needs a restart or a broken file is refused and the sink goes on as it was. */
+static void test_reload(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    run_new(&r, "cg-it-sink-hup", 1, 1);
+    assert_int_equal(sink(&r, "--init", 0), 0);
+    pid_t pid = pt_sink_start(&r, "sink.log", 0);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
+    person(&r, 1);
+    pt_wait_committed(&r, 1);
+    assert_int_equal(tk_file_count(log, "\"level\":\"debug\""), 0);
+    /* live: the log level and the batch size */
+    pt_sh("sed -i 's/\"batch_rows\": 300/\"batch_rows\": 40/; s/\"level\": \"info\"/\"level\": "
+          "\"debug\"/' '%s'",
+          r.config);
+    kill(pid, SIGHUP);
+    assert_int_equal(wait_log(log, "settings taken: pg.batch_rows"), 1);
+    person(&r, 2);
+    pt_wait_committed(&r, 2);
+    assert_true(wait_log(log, "\"level\":\"debug\"") > 0);
+    /* a setting the sink made its connection of: refused, the sink goes on */
+    pt_sh("sed -i 's/\"schema\": \"%s\"/\"schema\": \"elsewhere\"/' '%s'", r.schema, r.config);
+    kill(pid, SIGHUP);
+    assert_int_equal(wait_log(log, "'pg.schema' changed: a restart takes it"), 1);
+    person(&r, 3);
+    pt_wait_committed(&r, 3);
+    /* a broken file: its place, and the sink goes on */
+    pt_sh("printf '{\n  \"pg\": \n' > '%s'", r.config);
+    kill(pid, SIGHUP);
+    char where[500];
+    snprintf(where, sizeof(where), "%s:3:", r.config);
+    assert_int_equal(wait_log(log, where), 1);
+    person(&r, 4);
+    pt_wait_committed(&r, 4);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.person", r.schema), 4);
+    pt_sink_stop(pid, log);
+    pt_run_end(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_load_vocab),
+        cmocka_unit_test(test_reload),
     };
     return PT_RUN_TESTS(tests);
 }

@@ -728,8 +728,9 @@ static void mllp_describe(void *ctx, char *buf, size_t size)
 
 /* New TLS settings from the same files, for connections accepted from now on; an open session
  * keeps the certificate and CRL it was accepted with (its SSL holds its context). */
-static int mllp_reload(void *ctx, char *errstr, size_t errstr_size)
+static int mllp_reload(void *ctx, const cg_config_t *cfg, char *errstr, size_t errstr_size)
 {
+    (void)cfg; /* the files of the running listen.tls settings, read again */
     mllp_source_t *ls = ctx;
     if (!ls->tls)
         return 0; /* plaintext: nothing is read from files */

@@ -3,6 +3,7 @@
 #include "pg_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* clang-format off */
@@ -151,4 +152,104 @@ size_t pg_config_validate(const void *conf_, const cg_config_t *cfg, cg_config_p
         }
     }
     return 1;
+}
+
+/* ---- SIGHUP ---- */
+
+/* The settings a SIGHUP changes in a running sink; the others need a restart (they shape its
+ * connection, schema, topics and producers, made at start). */
+static const char *const live_rows[] = {
+    "pg.batch_rows",
+    "pg.cdm_source_name",
+    "pg.cdm_source_abbreviation",
+    "pg.cdm_holder",
+    "pg.cohorts.definitions",
+    "pg.cohorts.rows_keep_hours",
+    "pg.cohorts.events_keep_days",
+    "pg.cohorts.lapse_interval_ms",
+    "pg.cohorts.withdrawal_interval_ms",
+    "pg.cohorts.count_interval_ms",
+    "pg.cohorts.small_cell",
+};
+
+static int is_live(const char *name)
+{
+    for (size_t i = 0; i < sizeof(live_rows) / sizeof(live_rows[0]); i++)
+        if (!strcmp(live_rows[i], name))
+            return 1;
+    return 0;
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return (!a || !*a) ? (!b || !*b) : (b && !strcmp(a, b));
+}
+
+/* Whether a row's field is the same in both. */
+static int same_field(const cg_config_map_t *row, const char *a, const char *b)
+{
+    switch (row->type) {
+    case CG_CONFIG_STRING:
+        return str_eq(*(char *const *)(a + row->offset), *(char *const *)(b + row->offset));
+    case CG_CONFIG_MAP: {
+        size_t na = *(const size_t *)(a + row->count_offset);
+        size_t nb = *(const size_t *)(b + row->count_offset);
+        const cg_config_kv_t *ka = *(cg_config_kv_t *const *)(a + row->offset);
+        const cg_config_kv_t *kb = *(cg_config_kv_t *const *)(b + row->offset);
+        if (na != nb)
+            return 0;
+        for (size_t i = 0; i < na; i++)
+            if (!str_eq(ka[i].key, kb[i].key) || !str_eq(ka[i].value, kb[i].value))
+                return 0;
+        return 1;
+    }
+    case CG_CONFIG_INT:
+    case CG_CONFIG_BOOL:
+    case CG_CONFIG_ENUM:
+        return !memcmp(a + row->offset, b + row->offset, row->size);
+    default:
+        return 1; /* pg.* has no other kind */
+    }
+}
+
+int pg_config_reload(pg_conf_t *run, const pg_conf_t *fresh, char *changed, size_t changed_size,
+                     char *errstr, size_t errstr_size)
+{
+    char *r = (char *)run;
+    const char *f = (const char *)fresh;
+    /* first every setting a restart needs unchanged, then the live ones taken */
+    for (const cg_config_map_t *row = cg_pg_config_map; row->name; row++) {
+        if (row->offset == CG_CONFIG_NO_FIELD || same_field(row, r, f))
+            continue;
+        /* definitions are taken from another path, not turned on or off (the publisher and
+         * the outbox are made at start) */
+        int toggled = !strcmp(row->name, "pg.cohorts.definitions") &&
+                      (!run->cohort_definitions != !fresh->cohort_definitions);
+        if (!is_live(row->name) || toggled) {
+            snprintf(errstr, errstr_size, "'%s' changed: a restart takes it", row->name);
+            return -1;
+        }
+    }
+    size_t o = 0;
+    changed[0] = '\0';
+    for (const cg_config_map_t *row = cg_pg_config_map; row->name; row++) {
+        if (row->offset == CG_CONFIG_NO_FIELD || same_field(row, r, f))
+            continue;
+        if (row->type == CG_CONFIG_STRING) {
+            char **to = (char **)(r + row->offset);
+            const char *from = *(char *const *)(f + row->offset);
+            char *dup = from ? strdup(from) : NULL;
+            if (from && !dup) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+            }
+            free(*to);
+            *to = dup;
+        } else {
+            memcpy(r + row->offset, f + row->offset, row->size);
+        }
+        if (o < changed_size)
+            o += (size_t)snprintf(changed + o, changed_size - o, "%s%s", o ? ", " : "", row->name);
+    }
+    return 0;
 }

@@ -70,6 +70,13 @@ size_t pg_config_validate(const void *conf, const cg_config_t *cfg, cg_config_pr
  * it names none. */
 const cg_config_subscriber_t *pg_config_subscriber(const pg_conf_t *conf, const cg_config_t *cfg);
 
+/* SIGHUP: the live settings of fresh (the config file read again) into the running run, the
+ * names of those that changed into changed ("" none); -1 with why, and nothing changed, when a
+ * setting that needs a restart differs (the connection, schema, id type, topics, disease
+ * schemas, subscriber, whether cohorts are on). */
+int pg_config_reload(pg_conf_t *run, const pg_conf_t *fresh, char *changed, size_t changed_size,
+                     char *errstr, size_t errstr_size);
+
 /* ---- pg_conn.c ---- */
 /* The first line of a password file into buf; -1 (errstr names the file) when unreadable. */
 int pg_read_password(const char *path, char *buf, size_t size, char *errstr, size_t errstr_size);

@@ -661,22 +661,45 @@ static void take_reloaded(pg_sink_t *s)
            pg_cohorts_count(s->cohorts), s->conf->cohort_definitions);
 }
 
-/* SIGHUP: the cohort definitions, loaded and compiled now (a refusal keeps the running ones),
- * taken into use between transactions (take_reloaded). */
-static int pgs_reload(void *ctx, char *errstr, size_t errstr_size)
+/* SIGHUP: the config file read again (cfg; NULL: it did not load); its live settings
+ * (pg_config_reload: the batch size, cdm_source's names, the cohort engine's intervals and small
+ * cell, the definitions' path) and log.level taken, and the cohort definitions loaded and compiled
+ * now, taken into use between transactions (take_reloaded). Anything refused (a bad file, a setting
+ * that needs a restart, a definition that does not compile) keeps everything running as it was. */
+static int pgs_reload(void *ctx, const cg_config_t *cfg, char *errstr, size_t errstr_size)
 {
     pg_sink_t *s = ctx;
-    if (!s->cohorts)
-        return 0; /* no definitions configured: a restart takes pg.cohorts.definitions */
-    pg_cohorts_t *fresh = NULL;
-    if (pg_cohorts_load(s->conf, &fresh, errstr, errstr_size))
-        return -1;
-    if (!fresh) {
-        snprintf(errstr, errstr_size, "pg.cohorts.definitions: no definitions");
-        return -1;
+    const pg_conf_t *fresh = cfg ? cg_config_plugin_conf(cfg, cg_pg_config_map) : s->conf;
+    char changed[512] = "";
+    pg_cohorts_t *defs = NULL;
+    int rc = 0;
+    /* the new definitions must compile before any setting is taken */
+    if (s->cohorts && cfg && fresh->cohort_definitions) {
+        rc = pg_cohorts_load(fresh, &defs, errstr, errstr_size);
+        pg_cohorts_destroy(defs);
+        defs = NULL;
     }
-    pg_cohorts_destroy(s->reloaded); /* two SIGHUPs before a pause: the later files win */
-    s->reloaded = fresh;
+    if (!rc && cfg)
+        rc = pg_config_reload((pg_conf_t *)s->conf, fresh, changed, sizeof(changed), errstr,
+                              errstr_size);
+    if (!rc && s->cohorts) { /* for use, bound to the running settings */
+        if (pg_cohorts_load(s->conf, &defs, errstr, errstr_size))
+            rc = -1;
+        else if (!defs) {
+            snprintf(errstr, errstr_size, "pg.cohorts.definitions: no definitions");
+            rc = -1;
+        }
+    }
+    if (!rc && cfg)
+        cg_log_set_level((cg_log_level_t)cfg->log_level);
+    if (rc)
+        return -1;
+    if (changed[0])
+        cg_log(CG_LOG_INFO, "pg.reloaded", "settings taken: %s", changed);
+    if (defs) {
+        pg_cohorts_destroy(s->reloaded); /* two SIGHUPs before a pause: the later files win */
+        s->reloaded = defs;
+    }
     return 0;
 }
 
