@@ -160,33 +160,40 @@ static void check_end(const pt_run_t *r, int with_other)
                      with_other ? 5 : 2);
 }
 
+/* r's schema made, then version 1 of both patients' documents through the gateway (released:
+ * to the subscriber) and the sink, then version 2 of the first: the end state. */
+static void load_versions(const pt_run_t *r, int released)
+{
+    char log[400], other[400];
+    snprintf(log, sizeof(log), "%s/init.log", r->dir);
+    assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
+    other_patient(r, other, sizeof(other));
+    const char *v1[] = {DOCS "/1-original.xml", other};
+    produce_docs(r, v1, 2);
+    gateway_run(r, released);
+    sink_pass(r);
+    /* version 1 of both: three problems each; per patient the person and three problems
+     * stated by a document */
+    assert_int_equal(conditions(r, "true"), 6);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_row_doc", r->schema), 8);
+    /* the two documents have one id: only the person tells their rows apart */
+    assert_int_equal(pt_q_int("SELECT count(DISTINCT doc) FROM %s.cg_row_doc", r->schema), 1);
+    const char *v2[] = {DOCS "/2-replacement.xml"};
+    produce_docs(r, v2, 1);
+    gateway_run(r, released);
+    sink_pass(r);
+    check_end(r, 1);
+    snprintf(log, sizeof(log), "%s/sink.log", r->dir);
+    assert_int_equal(tk_file_count(log, "sink.document_retracted"), 1);
+}
+
 static void test_later(void **state)
 {
     (void)state;
     pt_run_t r;
     pt_run_new(&r, "cg-it-docs", "records", 1);
     pt_write_config(&r, r.config, 50, 100, "", "");
-    char log[400], other[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
-    other_patient(&r, other, sizeof(other));
-    const char *v1[] = {DOCS "/1-original.xml", other};
-    produce_docs(&r, v1, 2);
-    gateway_run(&r, 0);
-    sink_pass(&r);
-    /* version 1 of both: three problems each */
-    assert_int_equal(conditions(&r, "true"), 6);
-    long long doc_rows = pt_q_int("SELECT count(*) FROM %s.cg_row_doc", r.schema);
-    assert_int_equal(doc_rows, 8); /* per patient: the person and three problems */
-    /* the two documents have one id: only the person tells their rows apart */
-    assert_int_equal(pt_q_int("SELECT count(DISTINCT doc) FROM %s.cg_row_doc", r.schema), 1);
-    const char *v2[] = {DOCS "/2-replacement.xml"};
-    produce_docs(&r, v2, 1);
-    gateway_run(&r, 0);
-    sink_pass(&r);
-    check_end(&r, 1);
-    snprintf(log, sizeof(log), "%s/sink.log", r.dir);
-    assert_int_equal(tk_file_count(log, "sink.document_retracted"), 1);
+    load_versions(&r, 0);
     /* again over the same topic: nothing changes */
     pt_q_exec("DELETE FROM %s.cg_offsets", r.schema);
     sink_pass(&r);
@@ -221,20 +228,7 @@ static void test_released(void **state)
     char top[700];
     snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r.topic);
     pt_write_config(&r, r.config, 50, 100, ", \"subscriber\": \"registry\"", top);
-    char log[400], other[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
-    other_patient(&r, other, sizeof(other));
-    const char *v1[] = {DOCS "/1-original.xml", other};
-    produce_docs(&r, v1, 2);
-    gateway_run(&r, 1);
-    sink_pass(&r);
-    assert_int_equal(conditions(&r, "true"), 6);
-    const char *v2[] = {DOCS "/2-replacement.xml"};
-    produce_docs(&r, v2, 1);
-    gateway_run(&r, 1);
-    sink_pass(&r);
-    check_end(&r, 1);
+    load_versions(&r, 1);
     pt_run_end(&r);
 }
 

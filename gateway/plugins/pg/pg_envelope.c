@@ -212,48 +212,13 @@ static int skip(scan_t *s, int depth)
     }
 }
 
-/* The row object: its members in order (a key named twice is kept twice; the later wins when
- * they are applied, as jansson's last value does). */
-static int row(scan_t *s, pg_envelope_t *env)
+/* An object's members, each value read by member (after the key and its colon; 0 refuses the
+ * envelope). 1 when the object was read whole. */
+typedef int(member_fn)(scan_t *s, cg_slice_t key, pg_envelope_t *env);
+static int object(scan_t *s, member_fn *member, pg_envelope_t *env)
 {
-    env->n_row = 0;
     if (s->p >= s->end || *s->p != '{')
         return 0;
-    s->p++;
-    ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return 1;
-    }
-    for (;;) {
-        if (env->n_row == PG_ENVELOPE_MAX_ROW)
-            return 0;
-        pg_envelope_member_t *m = &env->row[env->n_row++];
-        if (!str(s, &m->key))
-            return 0;
-        ws(s);
-        if (s->p >= s->end || *s->p++ != ':')
-            return 0;
-        ws(s);
-        if (!scalar(s, &m->value, &m->len))
-            return 0;
-        ws(s);
-        if (s->p >= s->end)
-            return 0;
-        char c = *s->p++;
-        if (c == '}')
-            return 1;
-        if (c != ',')
-            return 0;
-        ws(s);
-    }
-}
-
-/* The source object: its "time" (a string) kept, the other members passed over. */
-static int source(scan_t *s, pg_envelope_t *env)
-{
-    if (s->p >= s->end || *s->p != '{')
-        return skip(s, 1); /* not an object: the general path decides */
     s->p++;
     ws(s);
     if (s->p < s->end && *s->p == '}') {
@@ -268,12 +233,8 @@ static int source(scan_t *s, pg_envelope_t *env)
         if (s->p >= s->end || *s->p++ != ':')
             return 0;
         ws(s);
-        if (k.len == 4 && !memcmp(k.ptr, "time", 4) && s->p < s->end && *s->p == '"') {
-            if (!str(s, &env->time))
-                return 0;
-        } else if (!skip(s, 2)) {
+        if (!member(s, k, env))
             return 0;
-        }
         ws(s);
         if (s->p >= s->end)
             return 0;
@@ -284,6 +245,25 @@ static int source(scan_t *s, pg_envelope_t *env)
             return 0;
         ws(s);
     }
+}
+
+/* A member of the row object: kept in order (a key named twice is kept twice; the later wins
+ * when they are applied, as jansson's last value does). */
+static int row_member(scan_t *s, cg_slice_t key, pg_envelope_t *env)
+{
+    if (env->n_row == PG_ENVELOPE_MAX_ROW)
+        return 0;
+    pg_envelope_member_t *m = &env->row[env->n_row++];
+    m->key = key;
+    return scalar(s, &m->value, &m->len);
+}
+
+/* A member of the source object: its "time" (a string) kept, the others passed over. */
+static int source_member(scan_t *s, cg_slice_t key, pg_envelope_t *env)
+{
+    if (key.len == 4 && !memcmp(key.ptr, "time", 4) && s->p < s->end && *s->p == '"')
+        return str(s, &env->time);
+    return skip(s, 2);
 }
 
 int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env)
@@ -314,11 +294,12 @@ int pg_envelope_scan(const char *raw, size_t len, pg_envelope_t *env)
             if (!str(&s, field))
                 return 0;
         } else if (k.len == 3 && !memcmp(k.ptr, "row", 3)) {
-            if (!row(&s, env))
+            env->n_row = 0;
+            if (!object(&s, row_member, env))
                 return 0;
             got_row = 1;
-        } else if (k.len == 6 && !memcmp(k.ptr, "source", 6)) {
-            if (!source(&s, env))
+        } else if (k.len == 6 && !memcmp(k.ptr, "source", 6) && s.p < s.end && *s.p == '{') {
+            if (!object(&s, source_member, env))
                 return 0;
         } else if (!skip(&s, 1)) {
             return 0;

@@ -15,6 +15,7 @@
  *   pg_cohort.c  cohort membership: the changed persons re-evaluated in each batch's
  *                transaction, the outbox of enter/exit events and its publisher
  *   pg_envelope.c  the common envelope read in place, without jansson
+ *   pg_record.c  cohortgate's own records (merge, retraction) read for the sink
  *   pg_sink.c    the plug-in: config rows, envelopes parsed into staged rows, transactions
  */
 #ifndef CG_PG_INT_H
@@ -499,6 +500,20 @@ int pg_envelope_values(const pg_envelope_t *e, const pg_tinfo_t *tinfo,
 bool pg_time_text_ok(const char *t, size_t n);
 /* Whether text is a 64-bit integer id: digits (a sign allowed) that fit a bigint. */
 bool pg_id_text_ok(const char *t, size_t n);
+
+/* ---- pg_record.c ---- */
+struct json_t; /* jansson's */
+/* An id's text as records carry it: text points into buf, or into the record. */
+typedef struct pg_id_buf {
+    char buf[64];
+    const char *text;
+} pg_id_buf_t;
+/* A cohortgate.person_merge record's persons; 0, or -1 with why (a reject's reason). */
+int pg_record_merge(const struct json_t *row, pg_id_buf_t *merged, pg_id_buf_t *survivor, char *why,
+                    size_t why_size);
+/* A cohortgate.document_retraction record's person and replaced document; 0, or -1 with why. */
+int pg_record_retraction(const struct json_t *row, pg_id_buf_t *person, const char **doc, char *why,
+                         size_t why_size);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

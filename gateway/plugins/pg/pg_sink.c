@@ -329,13 +329,6 @@ static int refresh_cdm_source(pg_sink_t *s, char *errstr, size_t errstr_size)
     return pg_exec(s->conn, "RELEASE SAVEPOINT cg_cdm_source", errstr, errstr_size);
 }
 
-/* An id as records carry it: a JSON integer, or its digits as a string (output.ids_as_strings). */
-static bool is_json_id(const json_t *v)
-{
-    const char *t = json_string_value(v);
-    return json_is_integer(v) || (t && pg_id_text_ok(t, json_string_length(v)));
-}
-
 /* A header's value, or NULL. */
 static const char *header(const cg_sink_record_t *rec, const char *name)
 {
@@ -473,47 +466,29 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
     }
     if (!strcmp(standard, "cohortgate") && !strcmp(tname, "cohortgate.person_merge") &&
         !strcmp(op, "merge")) {
-        char mb[64], sb[64];
-        const char *mv = NULL, *sv = NULL;
-        size_t ml, sl;
-        bool q;
-        json_t *mj = json_object_get(row, "merged_person_id"),
-               *sj = json_object_get(row, "person_id");
-        if (!is_json_id(mj) || !is_json_id(sj) ||
-            !cg_omop_json_text(mj, mb, sizeof(mb), &mv, &ml, &q) ||
-            !cg_omop_json_text(sj, sb, sizeof(sb), &sv, &sl, &q)) {
-            state = "CGKEY";
-            snprintf(why, sizeof(why),
-                     "a merge needs integer person_id and merged_person_id (numbers, or strings "
-                     "of digits as output.ids_as_strings writes them)");
+        pg_id_buf_t merged, survivor;
+        state = "CGKEY";
+        if (pg_record_merge(row, &merged, &survivor, why, sizeof(why)))
             goto reject;
-        }
         /* what came before the merge is applied first: a person's order holds */
-        rc = flush_staged(s, 0, errstr, errstr_size) ||
-             pg_apply_merge(s->apply, s->conn, mv, sv, pos, errstr, errstr_size);
+        rc =
+            flush_staged(s, 0, errstr, errstr_size) ||
+            pg_apply_merge(s->apply, s->conn, merged.text, survivor.text, pos, errstr, errstr_size);
         json_decref(env);
         return rc ? -1 : 0;
     }
     if (!strcmp(standard, "cohortgate") && !strcmp(tname, "cohortgate.document_retraction") &&
         !strcmp(op, "retract")) {
-        char pb[64];
-        const char *pv = NULL;
-        size_t pl;
-        bool q;
-        json_t *pj = json_object_get(row, "person_id");
-        const char *docid = json_string_value(json_object_get(row, "replaced_document_id"));
-        if (!is_json_id(pj) || !cg_omop_json_text(pj, pb, sizeof(pb), &pv, &pl, &q) || !docid ||
-            !*docid) {
-            state = "CGKEY";
-            snprintf(why, sizeof(why),
-                     "a document retraction needs an integer person_id and a "
-                     "replaced_document_id string");
+        pg_id_buf_t person;
+        const char *docid;
+        state = "CGKEY";
+        if (pg_record_retraction(row, &person, &docid, why, sizeof(why)))
             goto reject;
-        }
         /* what came before it is applied first, then the replaced document's rows go */
         long long gone = 0;
         rc = flush_staged(s, 0, errstr, errstr_size) ||
-             pg_apply_retract(s->apply, s->conn, pv, docid, pos, &gone, errstr, errstr_size);
+             pg_apply_retract(s->apply, s->conn, person.text, docid, pos, &gone, errstr,
+                              errstr_size);
         if (!rc)
             cg_log(CG_LOG_INFO, "sink.document_retracted",
                    "%s [%" PRId32 "] offset %" PRId64 ": %lld row(s) of the replaced document "
