@@ -18,7 +18,7 @@
 #include <string.h>
 
 int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const size_t *lens,
-                 const char *doc, int del)
+                 const char *doc, int del, const char *time, size_t time_len)
 {
     const stage_t *s = &a->stages[table];
     cg_buf_t *b = &a->docs;
@@ -32,7 +32,12 @@ int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const s
             cg_buf_putc(b, '\\');
         cg_buf_putc(b, *p == '\t' ? 't' : *p == '\n' ? 'n' : *p == '\r' ? 'r' : *p);
     }
-    cg_buf_printf(b, "\t%" PRId64 "\t%c\n", a->seq, del ? 't' : 'f');
+    cg_buf_printf(b, "\t%" PRId64 "\t%c\t", a->seq, del ? 't' : 'f');
+    if (time) /* checked by pg_time_text_ok: nothing to escape */
+        cg_buf_append(b, time, time_len);
+    else
+        cg_buf_append(b, "\\N", 2);
+    cg_buf_putc(b, '\n');
     if (b->failed)
         return -1;
     a->n_docs++;
@@ -44,14 +49,22 @@ int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_si
     if (!a->n_docs)
         return 0;
     if (!a->docs_sql) {
-        /* per row, its latest record of the batch: a delete forgets the row, an upsert names
-         * its document */
+        /* per row, its record of the batch that holds (the newest by source time, then the
+         * last), unless stale, as the tables' statements decide (pg_apply_sql.c): a delete
+         * forgets the row, an upsert names its document */
         const char *sc = a->conf->schema;
         cg_buf_t b;
         cg_buf_init(&b);
-        cg_buf_puts(&b, "WITH l AS (SELECT DISTINCT ON (table_name, row_id) table_name, row_id, "
-                        "doc, del FROM pg_temp.cg_stg_docs ORDER BY table_name, row_id, seq DESC), "
-                        "gone AS (DELETE FROM ");
+        cg_buf_puts(&b, "WITH l0 AS (SELECT DISTINCT ON (table_name, row_id) table_name, row_id, "
+                        "doc, del, t FROM pg_temp.cg_stg_docs ORDER BY table_name, row_id, t DESC "
+                        "NULLS LAST, seq DESC), l AS (SELECT * FROM l0");
+        if (a->conf->id_type == PG_IDS_INTEGER) {
+            cg_buf_puts(&b, " WHERE NOT EXISTS (SELECT 1 FROM ");
+            pg_qual(&b, sc, "cg_id_map");
+            cg_buf_puts(&b, " m0 WHERE m0.source_id = l0.row_id AND m0.t > coalesce(l0.t, "
+                            "'-infinity'))");
+        }
+        cg_buf_puts(&b, "), gone AS (DELETE FROM ");
         pg_qual(&b, sc, "cg_row_doc");
         cg_buf_puts(&b, " x USING l WHERE l.del AND x.table_name = l.table_name AND x.row_id = "
                         "l.row_id) INSERT INTO ");

@@ -224,10 +224,11 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
 int pg_apply_audit(pg_apply_t *a, PGconn *c, const char *subscriber, char *errstr,
                    size_t errstr_size);
 /* pg_apply_docs.c: the staged record seq of table is a document's row (its cg.document
- * header, doc): the transaction's flush records which document stated the row's current version
- * in cg_row_doc (a delete of the row forgets it). Call right after its pg_apply_stage. */
+ * header, doc; time: its source time as staged): the transaction's flush records which document
+ * stated the row's current version in cg_row_doc (a delete of the row forgets it; a stale
+ * record changes nothing). Call right after its pg_apply_stage. */
 int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const size_t *lens,
-                 const char *doc, int del);
+                 const char *doc, int del, const char *time, size_t time_len);
 /* pg_apply_docs.c: a document retraction (cohortgate.document_retraction), applied after what
  * is staged before it: every row of person (a row id, followed through a merge) whose current
  * version the document doc stated is deleted, the person row aside; references to its

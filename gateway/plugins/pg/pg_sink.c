@@ -390,7 +390,7 @@ static int stage_row(pg_sink_t *s, const cg_omop_table_t *t, int ti, int del,
         time = (cg_slice_t){NULL, 0};
     if (pg_apply_stage(s->apply, (size_t)ti, del, vals, lens, pos, raw, raw_len, policy, level,
                        time.ptr, time.len) ||
-        (doc && pg_apply_doc(s->apply, (size_t)ti, vals, lens, doc, del))) {
+        (doc && pg_apply_doc(s->apply, (size_t)ti, vals, lens, doc, del, time.ptr, time.len))) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
