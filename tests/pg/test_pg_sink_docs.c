@@ -162,13 +162,23 @@ static void check_end(const pt_run_t *r, int with_other)
                      with_other ? 5 : 2);
 }
 
-/* r's schema made, then version 1 of both patients' documents through the gateway (released:
- * to the subscriber) and the sink, then version 2 of the first: the end state. */
+/* A case: its names, topic and sink config (transactions of txn_max, commit_ms; pg_more and
+ * top_more as pt_write_config takes them), and its schema made by --init. */
+static void case_new(pt_run_t *r, const char *prefix, int txn_max, int commit_ms,
+                     const char *pg_more, const char *top_more)
+{
+    pt_run_new(r, prefix, "records", 1);
+    pt_write_config(r, r->config, txn_max, commit_ms, pg_more, top_more);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r->dir);
+    assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
+}
+
+/* Version 1 of both patients' documents through the gateway (released: to the subscriber) and
+ * the sink, then version 2 of the first: the end state. */
 static void load_versions(const pt_run_t *r, int released)
 {
     char log[400], other[400];
-    snprintf(log, sizeof(log), "%s/init.log", r->dir);
-    assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
     other_patient(r, other, sizeof(other));
     const char *v1[] = {DOCS "/1-original.xml", other};
     produce_docs(r, v1, 2);
@@ -193,8 +203,7 @@ static void test_later(void **state)
 {
     (void)state;
     pt_run_t r;
-    pt_run_new(&r, "cg-it-docs", "records", 1);
-    pt_write_config(&r, r.config, 50, 100, "", "");
+    case_new(&r, "cg-it-docs", 50, 100, "", "");
     load_versions(&r, 0);
     /* again over the same topic: nothing changes */
     pt_q_exec("DELETE FROM %s.cg_offsets", r.schema);
@@ -208,11 +217,7 @@ static void test_same_batch(void **state)
 {
     (void)state;
     pt_run_t r;
-    pt_run_new(&r, "cg-it-docs1", "records", 1);
-    pt_write_config(&r, r.config, 500, 5000, ", \"id_type\": \"bigint\"", "");
-    char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    case_new(&r, "cg-it-docs1", 500, 5000, ", \"id_type\": \"bigint\"", "");
     const char *both[] = {DOCS "/1-original.xml", DOCS "/2-replacement.xml"};
     produce_docs(&r, both, 2);
     gateway_run(&r, 0);
@@ -241,11 +246,7 @@ static void test_out_of_order(void **state)
 {
     (void)state;
     pt_run_t r;
-    pt_run_new(&r, "cg-it-docs3", "records", 1);
-    pt_write_config(&r, r.config, 50, 100, "", "");
-    char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    case_new(&r, "cg-it-docs3", 50, 100, "", "");
     const char *v2[] = {DOCS "/2-replacement.xml"};
     produce_docs(&r, v2, 1);
     gateway_run(&r, 0);
@@ -280,10 +281,14 @@ static void test_released(void **state)
 {
     (void)state;
     pt_run_t r;
+    /* the subscriber's topic is the case's: its name first, then the config */
     pt_run_new(&r, "cg-it-docs2", "records", 1);
     char top[700];
     snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r.topic);
     pt_write_config(&r, r.config, 50, 100, ", \"subscriber\": \"registry\"", top);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
     load_versions(&r, 1);
     pt_run_end(&r);
 }
