@@ -57,13 +57,8 @@ int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_si
         cg_buf_init(&b);
         cg_buf_puts(&b, "WITH l0 AS (SELECT DISTINCT ON (table_name, row_id) table_name, row_id, "
                         "doc, del, t FROM pg_temp.cg_stg_docs ORDER BY table_name, row_id, t DESC "
-                        "NULLS LAST, seq DESC), l AS (SELECT * FROM l0");
-        if (a->conf->id_type == PG_IDS_INTEGER) {
-            cg_buf_puts(&b, " WHERE NOT EXISTS (SELECT 1 FROM ");
-            pg_qual(&b, sc, "cg_id_map");
-            cg_buf_puts(&b, " m0 WHERE m0.source_id = l0.row_id AND m0.t > coalesce(l0.t, "
-                            "'-infinity'))");
-        }
+                        "NULLS LAST, seq DESC), l AS (SELECT * FROM l0 WHERE true");
+        pg_not_stale(&b, a->conf, "l0.row_id", "l0.t");
         cg_buf_puts(&b, "), gone AS (DELETE FROM ");
         pg_qual(&b, sc, "cg_row_doc");
         cg_buf_puts(&b, " x USING l WHERE l.del AND x.table_name = l.table_name AND x.row_id = "

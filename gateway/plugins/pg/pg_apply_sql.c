@@ -97,17 +97,26 @@ void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq)
     cg_buf_puts(b, ", cg_time DESC NULLS LAST, cg_seq DESC) s");
 }
 
-/* " AND NOT stale": with integer ids, a record older by source time than the version the id
- * map says was applied for its key is skipped (one without a time counts as the oldest). */
-static void not_stale(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t)
+void pg_not_stale(cg_buf_t *b, const pg_conf_t *conf, const char *key, const char *time)
 {
     if (conf->id_type != PG_IDS_INTEGER)
         return;
     cg_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
     pg_qual(b, conf->schema, "cg_id_map");
-    cg_buf_puts(b, " m0 WHERE m0.source_id = s.");
-    pg_ident(b, pg_table_key(t)->name);
-    cg_buf_puts(b, " AND m0.t > coalesce(s.cg_time, '-infinity'))");
+    cg_buf_printf(b, " m0 WHERE m0.source_id = %s AND m0.t > coalesce(%s, '-infinity'))", key,
+                  time);
+}
+
+/* pg_not_stale of a staged row `s` of t. */
+static void not_stale(cg_buf_t *b, const pg_conf_t *conf, const cg_omop_table_t *t)
+{
+    cg_buf_t key;
+    cg_buf_init(&key);
+    cg_buf_puts(&key, "s.");
+    pg_ident(&key, pg_table_key(t)->name);
+    cg_buf_putc(&key, '\0');
+    pg_not_stale(b, conf, key.data ? key.data : "NULL", "s.cg_time");
+    cg_buf_free(&key);
 }
 
 /* plain: a plain INSERT, for rows whose keys are new (no conflict to look for). */

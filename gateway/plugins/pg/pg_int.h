@@ -431,6 +431,10 @@ char *pg_delete_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one
 /* pg_insert_sql: the upsert of every staged record as a plain INSERT, for keys known new. */
 char *pg_insert_sql(const pg_conf_t *conf, const cg_omop_table_t *t);
 char *pg_idmap_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int fast);
+/* " AND NOT stale" of a record with row id key and source time time (SQL expressions): with
+ * integer ids, a record older by source time than the version the id map says was applied for
+ * its id is skipped (one without a time counts as the oldest); bigint ids: nothing. */
+void pg_not_stale(cg_buf_t *b, const pg_conf_t *conf, const char *key, const char *time);
 /* The source times of the staged keys' latest records into the id map (cg_id_map.t), where
  * newer than what it holds: after the upsert and the delete, which skip stale records. */
 char *pg_time_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_seq);
