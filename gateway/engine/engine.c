@@ -152,22 +152,25 @@ static const char *same_subscribers(const cg_subscribers_t *subs, const cg_confi
     return NULL;
 }
 
-/* SIGHUP: the release section and the catalogue read again and every policy compiled anew,
- * swapped in only when all compile (as check -c would accept them). What the old policies
- * released is audited under their version first. Adding, removing or renaming subscribers
- * needs a restart. Runs with no job in any ring, as reload_mapping. */
-static int reload_release(cg_engine_t *gw)
+/* SIGHUP: the release section (of fresh, the config file read again) and the catalogue read
+ * again and every policy compiled anew, swapped in only when all compile (as check -c would
+ * accept them); *taken when the engine keeps fresh (its subscribers name its strings). What the
+ * old policies released is audited under their version first. Adding, removing or renaming
+ * subscribers needs a restart. Runs with no job in any ring, as reload_mapping. */
+static int reload_release(cg_engine_t *gw, cg_config_t *fresh, int *taken)
 {
     if (!gw->subs)
         return 0;
+    if (!fresh) /* load_fresh said why */
+        return -1;
     enum { MAX_ERRS = 32 };
     cg_error_t errs[MAX_ERRS];
     size_t n = 0;
     char loc[1024] = "";
     cg_subscribers_t *subs = NULL;
-    cg_config_t *cfg = cg_config_load_file_all(gw->cfg->path, errs, MAX_ERRS, &n);
-    const char *changed = cfg ? same_subscribers(gw->subs, cfg) : NULL;
-    if (cfg && !changed)
+    cg_config_t *cfg = fresh;
+    const char *changed = same_subscribers(gw->subs, cfg);
+    if (!changed)
         subs = cg_subscribers_load(cfg, gw->mapping, errs, MAX_ERRS, &n);
     if (!subs) {
         for (size_t i = 1; !changed && i < n && i < MAX_ERRS; i++)
@@ -179,7 +182,6 @@ static int reload_release(cg_engine_t *gw)
                        : "out of memory");
         if (changed)
             cg_log(CG_LOG_ERROR, "reload.failed", "release: restart to change subscribers");
-        cg_config_destroy(cfg);
         return -1;
     }
     if ((gw->eos && cg_engine_txn_begin(gw)) || cg_engine_audit_produce(gw, NULL, 1) != 1)
@@ -190,6 +192,7 @@ static int reload_release(cg_engine_t *gw)
     cg_config_destroy(gw->release_cfg);
     gw->subs = subs;
     gw->release_cfg = cfg;
+    *taken = 1;
     time_t now = time(NULL);
     for (size_t i = 0; i < subs->n; i++) {
         const cg_subscriber_t *s = &subs->v[i];
@@ -397,24 +400,34 @@ static void take_input(cg_engine_t *gw, int timeout_ms)
     gw->last_activity_ms = cg_engine_now_ms();
 }
 
+/* SIGHUP's config: the file read again, once, for the release section and the plug-ins that
+ * reload; NULL (said why, *ok cleared) when it does not load, or when none of them is there or
+ * the config came from no file. */
+static cg_config_t *load_fresh(cg_engine_t *gw, int *ok)
+{
+    if (!gw->cfg->from_file || !(gw->subs || gw->source.p->reload || gw->sink.p->reload))
+        return NULL;
+    enum { MAX_ERRS = 32 };
+    cg_error_t errs[MAX_ERRS];
+    size_t n = 0;
+    char loc[1024];
+    cg_config_t *fresh = cg_config_load_file_all(gw->cfg->path, errs, MAX_ERRS, &n);
+    if (fresh)
+        return fresh;
+    for (size_t i = 1; i < n && i < MAX_ERRS; i++)
+        cg_log(CG_LOG_ERROR, "config.invalid", "%s", cg_error_format(&errs[i], loc, sizeof(loc)));
+    cg_log(CG_LOG_ERROR, "reload.failed", "config: %s (the running settings stay)",
+           n ? cg_error_format(&errs[0], loc, sizeof(loc)) : "out of memory");
+    *ok = 0;
+    return NULL;
+}
+
 /* What the plug-ins read from files (MLLP's TLS certificates and CRL, the PostgreSQL sink's
- * live settings and cohort definitions), re-read, with the config file read again. */
-static int reload_plugins(cg_engine_t *gw)
+ * live settings of fresh and its cohort definitions), re-read. */
+static int reload_plugins(cg_engine_t *gw, const cg_config_t *fresh)
 {
     char why[1024] = "";
     int rc = 0;
-    cg_config_t *fresh = NULL;
-    if ((gw->source.p->reload || gw->sink.p->reload) && gw->cfg->from_file) {
-        cg_error_t err[1];
-        size_t n = 0;
-        fresh = cg_config_load_file_all(gw->cfg->path, err, 1, &n);
-        if (!fresh && n && !gw->subs) { /* (with subscribers, reload_release said it) */
-            cg_log(CG_LOG_ERROR, "reload.failed", "config: %s (the running settings stay)",
-                   cg_error_format(&err[0], why, sizeof(why)));
-            rc = -1;
-        }
-        why[0] = '\0';
-    }
     if (gw->source.p->reload && gw->source.p->reload(gw->source.ctx, fresh, why, sizeof(why))) {
         cg_log(CG_LOG_ERROR, "reload.failed", "%s: %s (the running ones stay)", gw->source.p->name,
                why);
@@ -426,7 +439,6 @@ static int reload_plugins(cg_engine_t *gw)
                why);
         rc = -1;
     }
-    cg_config_destroy(fresh);
     return rc;
 }
 
@@ -473,12 +485,15 @@ cg_err_t cg_gateway_run(cg_gateway_t *gw, char *errstr, size_t errstr_size)
             gw->reload = 0;
             /* each part swaps in alone when it loads: a broken policy does not hold back good
              * specs, nor a bad certificate either of them */
-            int ok = 1;
-            if (!gw->opts.passthrough) { /* pass-through maps nothing */
+            int ok = 1, taken = 0;
+            cg_config_t *fresh = load_fresh(gw, &ok);
+            if (!gw->opts.passthrough) /* pass-through maps nothing */
                 ok &= !reload_mapping(gw);
-                ok &= !reload_release(gw);
-            }
-            ok &= !reload_plugins(gw);
+            ok &= !reload_plugins(gw, fresh);
+            if (!gw->opts.passthrough)
+                ok &= !reload_release(gw, fresh, &taken);
+            if (!taken)
+                cg_config_destroy(fresh);
             cg_metrics_gw_reload(gw->metrics, ok);
             if (!ok)
                 __atomic_add_fetch(&gw->stats.reload_failures, 1, __ATOMIC_RELEASE);
