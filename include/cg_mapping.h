@@ -146,6 +146,9 @@ void cg_mapping_worker_destroy(cg_mapping_worker_t *w);
 cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format, const char *buf,
                                size_t len, const cg_row_t **rows, size_t *n_rows, cg_error_t *err);
 /* The same for an HL7 v2 message already decoded (by a cg_hl7_reader). */
+/* The input format cg_mapping_worker_map() last mapped with (CG_INPUT_AUTO: the one it
+ * sniffed); NULL before the first. */
+const cg_spec_format_t *cg_mapping_worker_format(const cg_mapping_worker_t *w);
 cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,
                                    size_t *n_rows, cg_error_t *err);
 /* The quality findings of the last input that mapped (entries left out, cg_mapper_quality):

@@ -56,6 +56,9 @@ typedef struct cg_spec_format {
     /* A spec's "on_error" when it gives none: 1 "entry" (a document's entries are facts of
      * their own), 0 "message" (an HL7 v2 message is one fact). */
     int on_error_entry;
+    /* Whether an input is a document that a later version may replace (C-CDA: relatedDocument
+     * RPLC): its records carry its id in cg.document, by which a sink retracts its rows. */
+    int documents;
     /* The sending facility when a spec's "patient" names none (JSON text of an expression,
      * compiled with the spec): what an identifier without an assigning authority is defaulted
      * by (pseudonym.authorities). NULL: the format has no such place (a spec names its own). */

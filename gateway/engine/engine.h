@@ -48,8 +48,8 @@ typedef struct job_rec {
     size_t key_off, key_len, val_off, val_len; /* in the job's buf */
     int sub;       /* a subscriber's record: its index + 1 (release.c); 0: not released */
     uint8_t level; /* a subscriber's record: the row's level */
-    /* a subscriber's record of a document: its pseudonym of the document id, NUL-ended in the
-     * job's buf (cg.document); doc_len 0: none */
+    /* a record of a document: the document's id as the record carries it (a subscriber's: its
+     * pseudonym of it), NUL-ended in the job's buf, for cg.document; doc_len 0: none */
     size_t doc_off, doc_len;
 } job_rec_t;
 
@@ -78,8 +78,8 @@ typedef struct job {
     const char *oc_kind, *oc_spec;
     char oc_type[64];
     int oc_done; /* its outcome record is handed to the sink */
-    /* a document's (XML input's) records: its id as they carry it (source.message_id), NUL-ended
-     * in buf, for the cg.document header (a sink retracts a replaced document's rows by it);
+    /* a document's (XML input's) id as its records carry it (source.message_id), NUL-ended in
+     * buf, for their cg.document header (a sink retracts a replaced document's rows by it);
      * doc_len 0: not a document */
     size_t doc_off, doc_len;
 } job_t;

@@ -169,15 +169,6 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
     return CG_OK;
 }
 
-/* Whether an input is a document (XML: C-CDA and the like), whose rows a later version of it
- * may retract. */
-static int is_document(cg_input_format_t format, const char *buf, size_t len)
-{
-    const cg_spec_format_t *xml = cg_spec_format_of(CG_INPUT_XML);
-    const cg_spec_format_t *f = cg_spec_format_of(format);
-    return (f ? f : cg_spec_format_sniff(buf, len)) == xml;
-}
-
 /* Decodes and maps a job's input into its records and their cohorts (on the job's worker). */
 void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
 {
@@ -238,7 +229,9 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         return;
     }
     job_outcome(gw, j, in, w->mw);
-    if (n && rows[0].message_id.len && is_document(j->format, buf, in->len)) {
+    /* a document, whose rows a later version of it may retract: its id for cg.document */
+    const cg_spec_format_t *input = cg_mapping_worker_format(w->mw);
+    if (n && rows[0].message_id.len && input && input->documents) {
         j->doc_off = j->buf.len;
         if (cg_buf_append(&j->buf, rows[0].message_id.ptr, rows[0].message_id.len) != CG_OK ||
             cg_buf_putc(&j->buf, '\0') != CG_OK)
@@ -276,7 +269,9 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                              .key_off = key_off,
                              .key_len = rows[i].person_key.len,
                              .val_off = val_off,
-                             .val_len = val_len};
+                             .val_len = val_len,
+                             .doc_off = j->doc_off,
+                             .doc_len = j->doc_len};
         }
         if (gw->subs && release_row(gw, w, j, &rows[i], cohorts, n_cohorts, now))
             goto nomem;

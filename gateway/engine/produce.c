@@ -261,8 +261,8 @@ static int produce_job(cg_engine_t *gw, job_t *j)
             const char *hdrs[] = {"cg.spec", r->spec,       "cg.spec.version",
                                   ver,       "cg.table",    r->table,
                                   "cg.rule", r->rule,       "cg.op",
-                                  r->op,     "cg.document", j->buf.data + j->doc_off};
-            size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (j->doc_len ? 0 : 2);
+                                  r->op,     "cg.document", j->buf.data + r->doc_off};
+            size_t nh = sizeof(hdrs) / sizeof(hdrs[0]) - (r->doc_len ? 0 : 2);
             rc = cg_engine_produce_one(gw, dest, 0, j->buf.data + r->key_off, r->key_len,
                                        j->buf.data + r->val_off, r->val_len, in, hdrs, nh, j->dm);
         }

@@ -40,7 +40,8 @@ struct cg_mapping {
 
 struct cg_mapping_worker {
     cg_mapper_t *mapper;
-    cg_cohort_router_t *router; /* NULL without cohorts */
+    cg_cohort_router_t *router;    /* NULL without cohorts */
+    const cg_spec_format_t *input; /* of the last input mapped (auto: as sniffed) */
 };
 
 static void base_release(mapping_base_t *b)
@@ -427,7 +428,13 @@ cg_err_t cg_mapping_worker_map(cg_mapping_worker_t *w, cg_input_format_t format,
     const cg_spec_format_t *f = cg_spec_format_of(format);
     if (!f) /* auto: by the input's first bytes */
         f = cg_spec_format_sniff(buf, len);
+    w->input = f;
     return f->map(w->mapper, buf, len, rows, n_rows, err);
+}
+
+const cg_spec_format_t *cg_mapping_worker_format(const cg_mapping_worker_t *w)
+{
+    return w->input;
 }
 
 cg_err_t cg_mapping_worker_map_msg(cg_mapping_worker_t *w, cg_hl7_msg_t *msg, const cg_row_t **rows,

@@ -181,6 +181,7 @@ const cg_spec_format_t cg_spec_format_hl7v2 = {
     .compile_foreach = hl7_compile_foreach,
     .path_hint = "'path' takes a string such as \"PID-5.1\"",
     .on_error_entry = 0,
+    .documents = 0,
     /* MSH-4 sending facility: its namespace id, else its universal id (an OID) */
     .default_facility = "{\"coalesce\": [\"MSH-4.1\", \"MSH-4.2\"]}",
     .run_rule = cg_spec_hl7_run_rule,

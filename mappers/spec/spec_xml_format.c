@@ -179,6 +179,7 @@ const cg_spec_format_t cg_spec_format_xml = {
     .compile_foreach = xml_compile_foreach,
     .path_hint = "'path' takes an XPath such as \"hl7:code/@code\"",
     .on_error_entry = 1,
+    .documents = 1,
     .run_rule = cg_spec_xml_run_rule,
     .path_value = cg_spec_xml_path_value,
     .reference = cg_spec_xml_reference,
