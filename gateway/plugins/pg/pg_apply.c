@@ -37,7 +37,7 @@
 
 /* ---- COPY text ---- */
 
-static void copy_value(cg_buf_t *b, const char *v, size_t n)
+void pg_copy_value(cg_buf_t *b, const char *v, size_t n)
 {
     if (!v) {
         cg_buf_append(b, "\\N", 2);
@@ -73,7 +73,7 @@ static void copy_value(cg_buf_t *b, const char *v, size_t n)
 
 static void copy_str(cg_buf_t *b, const char *v)
 {
-    copy_value(b, v, v ? strlen(v) : 0);
+    pg_copy_value(b, v, v ? strlen(v) : 0);
 }
 
 pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
@@ -446,10 +446,10 @@ int pg_apply_stage(pg_apply_t *a, size_t table, int del, const char *const *valu
     else
         cg_buf_append(b, "\\N", 2);
     cg_buf_putc(b, '\t');
-    copy_value(b, time, time_len); /* checked by pg_time_text_ok: nothing to escape */
+    pg_copy_value(b, time, time_len);
     for (size_t k = 0; k < t->n_columns; k++) {
         cg_buf_putc(b, '\t');
-        copy_value(b, values[k], lens[k]);
+        pg_copy_value(b, values[k], lens[k]);
         if (values[k] && k < 64)
             s->used |= (uint64_t)1 << k;
     }
@@ -483,7 +483,7 @@ static int text_ok(const char *v, size_t n)
 static void copy_raw(cg_buf_t *b, const char *raw, size_t n)
 {
     if (!raw || text_ok(raw, n)) {
-        copy_value(b, raw ? raw : "", n);
+        pg_copy_value(b, raw ? raw : "", n);
         return;
     }
     static const char hex[] = "0123456789abcdef";

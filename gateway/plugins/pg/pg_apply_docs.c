@@ -27,16 +27,9 @@ int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const s
     cg_buf_putc(b, '\t');
     cg_buf_append(b, values[s->key_col], lens[s->key_col]);
     cg_buf_putc(b, '\t');
-    for (const char *p = doc; *p; p++) { /* a document id is text: escaped as COPY needs */
-        if (*p == '\\' || *p == '\t' || *p == '\n' || *p == '\r')
-            cg_buf_putc(b, '\\');
-        cg_buf_putc(b, *p == '\t' ? 't' : *p == '\n' ? 'n' : *p == '\r' ? 'r' : *p);
-    }
+    pg_copy_value(b, doc, strlen(doc));
     cg_buf_printf(b, "\t%" PRId64 "\t%c\t", a->seq, del ? 't' : 'f');
-    if (time) /* checked by pg_time_text_ok: nothing to escape */
-        cg_buf_append(b, time, time_len);
-    else
-        cg_buf_append(b, "\\N", 2);
+    pg_copy_value(b, time, time_len);
     cg_buf_putc(b, '\n');
     if (b->failed)
         return -1;

@@ -408,6 +408,8 @@ static inline size_t pg_id_cache_slot(int64_t k)
 /* pg_apply.c: the batch's original bytes kept for pg_apply_raw while its COPY runs (the held
  * ones before are forgotten). */
 void pg_apply_hold_raws(pg_apply_t *a);
+/* pg_apply.c: v (n bytes; NULL: \N) as a COPY text field, escaped. */
+void pg_copy_value(cg_buf_t *b, const char *v, size_t n);
 /* pg_apply.c: the staging table of t, "pg_temp.cg_stg_<table>". */
 void pg_stage_name(cg_buf_t *b, const cg_omop_table_t *t);
 /* pg_apply.c: the original bytes of the staged record seq of the batch (its reject's record);
