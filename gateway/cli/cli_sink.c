@@ -119,6 +119,13 @@ static int run_child(size_t i, void *ctx)
     return run_one(s->cfgs[i], s->idle_ms);
 }
 
+/* Whether a metrics.listen address is a fixed one: not "off", not port 0 (any free port). */
+static int fixed_address(const char *listen)
+{
+    size_t n = listen ? strlen(listen) : 0;
+    return n && strcmp(listen, "off") && !(n >= 2 && !strcmp(listen + n - 2, ":0"));
+}
+
 /* Several databases at once: each needs a consumer group and a metrics address of its own. */
 static int distinct(const char *const *paths, cg_config_t **cfgs, size_t n)
 {
@@ -128,10 +135,8 @@ static int distinct(const char *const *paths, cg_config_t **cfgs, size_t n)
             const cg_kafka_conf_t *ki = cg_kafka_conf(cfgs[i]), *kj = cg_kafka_conf(cfgs[j]);
             if (ki && kj && ki->group_id && kj->group_id && !strcmp(ki->group_id, kj->group_id))
                 what = "group_id (the databases would split one group's partitions)";
-            else if (cfgs[i]->metrics_listen && cfgs[j]->metrics_listen &&
-                     strcmp(cfgs[i]->metrics_listen, "off") &&
-                     !strcmp(cfgs[i]->metrics_listen, cfgs[j]->metrics_listen) &&
-                     !strstr(cfgs[i]->metrics_listen, ":0"))
+            else if (fixed_address(cfgs[i]->metrics_listen) && cfgs[j]->metrics_listen &&
+                     !strcmp(cfgs[i]->metrics_listen, cfgs[j]->metrics_listen))
                 what = "metrics.listen (one address serves one database)";
             if (what) {
                 cg_cli_daemon_fail("cohortgate sink",

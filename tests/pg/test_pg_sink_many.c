@@ -5,8 +5,8 @@
  *   two:      --init of both, then both streams loaded to their end states, every log line
  *             marked with its instance; SIGTERM to the command stops both, drained (exit 0).
  *   one fate: a config whose schema was never made fails at start: the other is stopped and
- *             the command exits 1, saying which; configs sharing a group_id are refused before
- *             anything starts.
+ *             the command exits 1, saying which; configs sharing a group_id or a metrics
+ *             address are refused before anything starts (port 0 is no shared address).
  */
 #include "sink_stream.h"
 
@@ -101,6 +101,22 @@ static void test_one_fate(void **state)
     pid = start_both(&a, &b, "--idle-exit", log);
     assert_int_equal(pt_wait_status(pid, log), 1);
     assert_int_equal(tk_file_count(log, "have the same group_id"), 1);
+    /* one metrics address for two databases: refused too (port 0, any free port, is not one) */
+    pt_write_config(&b, b.config, 500, 200, "", " \"metrics\": {\"listen\": \"127.0.0.1:0\"},\n");
+    pt_write_config(&a, a.config, 500, 200, "", " \"metrics\": {\"listen\": \"127.0.0.1:0\"},\n");
+    snprintf(log, sizeof(log), "%s/sink-port0.log", a.dir);
+    pid = start_both(&a, &b, "--idle-exit", log);
+    assert_int_equal(pt_wait_status(pid, log), 1); /* b's schema was never made */
+    assert_int_equal(tk_file_count(log, "have the same"), 0);
+    assert_true(tk_file_count(log, "gateway.instance_failed") > 0);
+    pt_write_config(&b, b.config, 500, 200, "",
+                    " \"metrics\": {\"listen\": \"127.0.0.1:19464\"},\n");
+    pt_write_config(&a, a.config, 500, 200, "",
+                    " \"metrics\": {\"listen\": \"127.0.0.1:19464\"},\n");
+    snprintf(log, sizeof(log), "%s/sink-port.log", a.dir);
+    pid = start_both(&a, &b, "--idle-exit", log);
+    assert_int_equal(pt_wait_status(pid, log), 1);
+    assert_int_equal(tk_file_count(log, "have the same metrics.listen"), 1);
     pt_run_end(&a);
     pt_run_end(&b);
 }
