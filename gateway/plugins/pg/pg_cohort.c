@@ -433,6 +433,11 @@ int pg_cohorts_count_members(pg_cohorts_t *cs, PGconn *c, int force, char *errst
     return 0;
 }
 
+void pg_cohorts_bind(pg_cohorts_t *cs, const pg_conf_t *conf)
+{
+    cs->conf = conf;
+}
+
 void pg_cohorts_swap(pg_cohorts_t *cs, pg_cohorts_t *fresh)
 {
     /* the definitions' part of the struct, whole; the rest (publisher, metrics, counts,

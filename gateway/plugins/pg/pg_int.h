@@ -533,6 +533,8 @@ void pg_cohorts_destroy(pg_cohorts_t *cs);
  * old ones (destroy it then); the publisher, metrics and counts stay cs's. Between
  * transactions, then pg_cohorts_prepare and pg_cohorts_sync. */
 void pg_cohorts_swap(pg_cohorts_t *cs, pg_cohorts_t *fresh);
+/* Points cs at conf (loaded under another struct of the same settings: a SIGHUP's config). */
+void pg_cohorts_bind(pg_cohorts_t *cs, const pg_conf_t *conf);
 size_t pg_cohorts_count(const pg_cohorts_t *cs);
 /* cohortgate_sink_cohort_events_total{event} and _published_total; metrics may be NULL. */
 void pg_cohorts_metrics(pg_cohorts_t *cs, cg_metrics_gw_t *metrics);

@@ -648,27 +648,26 @@ static int pgs_reload(void *ctx, const cg_config_t *cfg, char *errstr, size_t er
     char changed[512] = "";
     pg_cohorts_t *defs = NULL;
     int rc = 0;
-    /* the new definitions must compile before any setting is taken */
-    if (s->cohorts && cfg && fresh->cohort_definitions) {
+    /* the definitions compiled before any setting is taken: a refusal changes nothing */
+    if (s->cohorts && fresh->cohort_definitions)
         rc = pg_cohorts_load(fresh, &defs, errstr, errstr_size);
-        pg_cohorts_destroy(defs);
-        defs = NULL;
-    }
     if (!rc && cfg)
         rc = pg_config_reload((pg_conf_t *)s->conf, fresh, changed, sizeof(changed), errstr,
                               errstr_size);
-    if (!rc && s->cohorts) { /* for use, bound to the running settings */
-        if (pg_cohorts_load(s->conf, &defs, errstr, errstr_size))
-            rc = -1;
-        else if (!defs) {
-            snprintf(errstr, errstr_size, "pg.cohorts.definitions: no definitions");
-            rc = -1;
-        }
+    if (!rc && s->cohorts && !defs) {
+        snprintf(errstr, errstr_size, "pg.cohorts.definitions: no definitions");
+        rc = -1;
     }
-    if (!rc && cfg)
-        cg_log_set_level((cg_log_level_t)cfg->log_level);
-    if (rc)
+    if (rc) {
+        pg_cohorts_destroy(defs);
         return -1;
+    }
+    /* fresh goes with the config file read again; the settings it was compiled under that a
+     * reload may not change are the running ones' */
+    if (defs)
+        pg_cohorts_bind(defs, s->conf);
+    if (cfg)
+        cg_log_set_level((cg_log_level_t)cfg->log_level);
     if (changed[0])
         cg_log(CG_LOG_INFO, "pg.reloaded", "settings taken: %s", changed);
     if (defs) {
