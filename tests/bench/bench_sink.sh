@@ -28,6 +28,9 @@
 # rows are offered for N seconds at BENCH_RATE rows/s (default 20000, in one-second chunks of
 # cg_sinkgen) while one sink loads them; its RSS (VmRSS) is printed after its first commit, at
 # N/2 and at N seconds, then its peak (VmHWM) once it has caught up, with the rows/s it kept.
+#
+# BENCH_COPY_FORMAT=text runs the sink with pg.copy_format "text" (default "binary"), for an
+# A/B of the direct path's COPY formats on one build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BENCH_BUILD_DIR:-$here/build-bench}
@@ -61,7 +64,17 @@ if [ -z "${COHORTGATE_TEST_BOOTSTRAP:-}" ]; then
 fi
 export COHORTGATE_TEST_PG
 psql() { command psql -qAtX "$COHORTGATE_TEST_PG" "$@"; }
-now() { date +%s.%N; }
+# The progress polls go through one psql session kept open (a coprocess), not a psql per poll:
+# starting psql and a server backend twenty times a second took about a quarter of this 2-core
+# machine's CPU (perf, by command) from the sink being measured, and none from the plain COPY.
+# ask SQL: its one-line answer in $ANS. Called in this shell, never in $(...): a subshell does not
+# have the coprocess's pipes.
+coproc POLL { command psql -qAtX "$COHORTGATE_TEST_PG" 2>&1; }
+ask() {
+    printf '%s;\n' "$1" >&"${POLL[1]}"
+    IFS= read -r -t 30 ANS <&"${POLL[0]}" || { echo "bench_sink: the polling psql did not answer"; exit 1; }
+}
+now() { echo "$EPOCHREALTIME"; }
 if [ -n "${BENCH_SECONDS:-}" ]; then
     echo "bench_sink: ${BENCH_SECONDS} s at ${BENCH_RATE:-20000} rows/s, transactions of $txn; $(nproc) CPU(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
 else
@@ -75,7 +88,7 @@ config() { # config SCHEMA FILE
 {"group_id": "bench-sink-$id-$1", "inputs": [{"topic": "$topic"}], "output": {"sink": "pg"},
  "delivery": {"transaction_max_messages": $txn, "commit_interval_ms": 1000},
  "kafka": {"bootstrap.servers": "$COHORTGATE_TEST_BOOTSTRAP"},
- "pg": {"conninfo_env": "COHORTGATE_TEST_PG", "schema": "$1"},
+ "pg": {"conninfo_env": "COHORTGATE_TEST_PG", "schema": "$1", "copy_format": "${BENCH_COPY_FORMAT:-binary}"},
  "metrics": {"listen": "off"}, "log": {"level": "warn"}}
 JSON
 }
@@ -90,8 +103,8 @@ if [ -n "${BENCH_SECONDS:-}" ]; then
     "$cg" sink -c "$tmp/long.json" --idle-exit 5000 2>"$tmp/sink.log" &
     pid=$!
     rss() { awk -v k="$1:" '$1 == k {printf "%d MB", $2 / 1024}' "/proc/$pid/status"; }
-    committed() { psql -c "SELECT coalesce(sum(next_offset), 0) FROM $long_schema.cg_offsets"; }
-    until [ "$(committed)" -gt 0 ]; do
+    committed() { ask "SELECT coalesce(sum(next_offset), 0) FROM $long_schema.cg_offsets"; }
+    until committed && [ "$ANS" -gt 0 ]; do
         kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped:"; tail -5 "$tmp/sink.log"; exit 1; }
         sleep 0.1
     done
@@ -99,14 +112,15 @@ if [ -n "${BENCH_SECONDS:-}" ]; then
     t0=$(now)
     for ((s = 1; s < secs; s++)); do
         "$gen" "$COHORTGATE_TEST_BOOTSTRAP" "$topic" "$rate" 2000 /dev/null $((s * rate)) 2>/dev/null
-        [ "$s" -eq $((secs / 2)) ] && echo "at $s s: sink RSS $(rss VmRSS), $(committed) rows committed, load $(cut -d' ' -f1-3 /proc/loadavg)"
+        [ "$s" -eq $((secs / 2)) ] && committed && echo "at $s s: sink RSS $(rss VmRSS), $ANS rows committed, load $(cut -d' ' -f1-3 /proc/loadavg)"
         kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped:"; tail -5 "$tmp/sink.log"; exit 1; }
         wait_s=$(echo "$t0 + $s + 1 - $(now)" | bc -l)
         [ "${wait_s:0:1}" != "-" ] && sleep "$wait_s"
     done
     total=$((secs * rate))
-    echo "at $secs s: sink RSS $(rss VmRSS), $(committed) of $total rows committed, load $(cut -d' ' -f1-3 /proc/loadavg)"
-    until [ "$(committed)" -ge "$total" ]; do
+    committed
+    echo "at $secs s: sink RSS $(rss VmRSS), $ANS of $total rows committed, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    until committed && [ "$ANS" -ge "$total" ]; do
         kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped:"; tail -5 "$tmp/sink.log"; exit 1; }
         sleep 0.2
     done
@@ -145,7 +159,7 @@ copy_s=$(echo "$t1 - $t0" | bc -l)
 sink_schema=bench_sink_${id//-/_}
 config "$sink_schema" "$tmp/sink.json"
 "$cg" sink --init -c "$tmp/sink.json" >/dev/null
-committed() { psql -c "SELECT coalesce(sum(next_offset), 0) FROM $sink_schema.cg_offsets"; }
+committed() { ask "SELECT coalesce(sum(next_offset), 0) FROM $sink_schema.cg_offsets"; }
 t0=$(now)
 if [ -x /usr/bin/time ]; then
     /usr/bin/time -f %M -o "$tmp/rss" "$cg" sink -c "$tmp/sink.json" --idle-exit 1000 2>"$tmp/sink.log" &
@@ -155,7 +169,8 @@ fi
 pid=$!
 first=
 while :; do
-    c=$(committed)
+    committed
+    c=$ANS
     if [ -z "$first" ] && [ "$c" -gt 0 ]; then first=$(now) first_rows=$c; fi
     [ "$c" -ge "$rows" ] && break
     kill -0 "$pid" 2>/dev/null || { echo "bench_sink: the sink stopped early:"; tail -5 "$tmp/sink.log"; exit 1; }
@@ -202,14 +217,15 @@ collection.name.format=$connect_schema.measurement
 batch.size=$txn
 use.time.zone=UTC
 PROPS
-    counted() { psql -c "SELECT count(*) FROM $connect_schema.measurement"; }
+    counted() { ask "SELECT count(*) FROM $connect_schema.measurement"; }
     t0=$(now)
     bash "$here/tests/bench/connect/connect-peer.sh" run "$tmp/worker.properties" \
         "$tmp/connector.properties" >"$tmp/connect.log" 2>&1 &
     cpid=$!
     cfirst=
     while :; do
-        c=$(counted)
+        counted
+        c=$ANS
         if [ -z "$cfirst" ] && [ "$c" -gt 0 ]; then cfirst=$(now) cfirst_rows=$c; fi
         [ "$c" -ge "$rows" ] && break
         if ! kill -0 "$cpid" 2>/dev/null || [ "$(echo "$(now) - $t0 > 600" | bc)" = 1 ]; then

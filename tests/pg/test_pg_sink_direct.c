@@ -195,7 +195,7 @@ static void test_direct(void **state)
                      PERSONS);
     assert_int_equal(periods_exact(&r), PERSONS);
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), 3);
-    pt_sh("grep -q 'measurement: [0-9]* rows copied, [1-9]' '%s/sink-2.log'", r.dir);
+    pt_sh("grep -q 'measurement: [0-9]* rows copied (binary), [1-9]' '%s/sink-2.log'", r.dir);
     pt_sh("grep -q 'pg.direct_guess.*measurement' '%s/sink-2.log'", r.dir);
     assert_int_equal(pt_q_int("SELECT count(DISTINCT id) FROM %s.cg_id_map", r.schema),
                      PERSONS + FIRST + 300);
@@ -379,11 +379,126 @@ static void test_direct_running(void **state)
     assert_int_equal(periods_exact(&r), PERSONS);
     assert_int_equal(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
                      pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
-    pt_sh("grep -q 'measurement: [0-9]* rows copied, 0 by the statements (answer awaited' "
+    pt_sh("grep -q 'measurement: [0-9]* rows copied (binary), 0 by the statements (answer awaited' "
           "'%s/sink-1.log'",
           r.dir);
     pt_sh("grep -q 'pg.direct_refused.*found when its answer was awaited' '%s/sink-1.log'", r.dir);
     pt_run_end(&r);
+}
+
+/* pg.copy_format: the direct path's binary COPY (pg_copy_binary.c) gives the rows the text COPY
+ * gives, value for value. Awkward spellings of every type the binary format encodes (numbers
+ * with exponents, negative zero, trailing zeros, times with zones and fractions, dates before
+ * 2000 and at the ends of the range, text with escapes and UTF-8), and in one batch a time with
+ * seven fraction digits, which the binary path does not encode: that batch goes as text. The
+ * same records are loaded into a schema with "text": the two agree on every column (compared
+ * through the id map, whose compact ids differ, and its source times). */
+static const char *const bin_numbers[] = {"0",      "-0",       "5.0",     "-12.345",
+                                          "1e+01",  "1.50e1",   "-2.5E-3", "123456789012.000100",
+                                          "0.0001", "99999999", "1e100",   "-7"};
+static const char *const bin_datetimes[] = {
+    "2024-03-14T10:00:00", "2024-03-14T10:00:00.5",     "2024-03-14T10:00:00.123456",
+    "2024-03-14T10:00",    "2024-03-14T23:59:59+05:00", "2024-03-14T10:00:00Z",
+    "1899-12-31T00:00:00", "2024-02-29T12:00:00-0330",  "2024-03-14 10:00:00",
+    "2024-03-14",          "0001-01-01T00:00:00",       "9999-12-31T23:59:59.999999"};
+static const char *const bin_dates[] = {"2024-02-29", "1900-01-01", "1999-12-31",
+                                        "2000-01-01", "9999-12-31", "0001-01-01"};
+static const char *const bin_texts[] = {
+    "a\\tb",     "back\\\\slash", "line\\nbreak", "\u00fcn\u00efc\u00f8d\u00e9 \u20ac",
+    "quote\\\"", "\\r\\f\\b",     "plain",        ""};
+#define BIN_ROWS 900
+
+static void bin_records(const pt_run_t *r)
+{
+    rd_kafka_t *p = tk_producer();
+    for (int i = 0; i < BIN_ROWS; i++) {
+        char buf[2048];
+        const char *nb = bin_numbers[i % 12], *dt = bin_datetimes[(i / 3) % 12];
+        /* the batch of rows 300..599 holds one time the binary path leaves to the server */
+        if (i == 450)
+            dt = "2024-03-14T10:00:00.1234567";
+        snprintf(buf, sizeof(buf),
+                 "{\"standard\":\"omop-cdm-5.4\",\"table\":\"measurement\",\"op\":\"upsert\","
+                 "\"row\":{\"measurement_id\":%lld,\"person_id\":%lld,\"measurement_concept_id\":"
+                 "3004410,\"measurement_date\":\"%s\",\"measurement_datetime\":\"%s\","
+                 "\"measurement_time\":\"10:00\",\"measurement_type_concept_id\":32856,"
+                 "\"value_as_number\":%s,\"range_low\":%s,\"range_high\":%s,"
+                 "\"unit_concept_id\":8554,\"measurement_source_value\":\"%s\","
+                 "\"value_source_value\":\"%s\"},"
+                 "\"source\":{\"time\":\"%s\"}}",
+                 MEAS0 + i, PERSON0 + i % 2, bin_dates[i % 6], dt, nb, bin_numbers[(i + 5) % 12],
+                 bin_numbers[(i + 7) % 12], bin_texts[i % 8], bin_texts[(i + 3) % 8],
+                 bin_datetimes[(i + 1) % 12]);
+        pt_produce(p, r->topic, "1", buf);
+    }
+    pt_producer_close(p);
+}
+
+/* r's measurements by their row ids and persons' (through the id map), every other column as
+ * its jsonb text (numbers keep their scale), and the id map's source time. */
+static void bin_rows_sql(char *buf, size_t size, const char *schema)
+{
+    snprintf(buf, size,
+             "SELECT k.source_id, q.source_id AS person, k.t, (to_jsonb(m) - 'measurement_id' - "
+             "'person_id')::text AS rest FROM %s.measurement m JOIN %s.cg_id_map k ON k.id = "
+             "m.measurement_id JOIN %s.cg_id_map q ON q.id = m.person_id",
+             schema, schema, schema);
+}
+
+static void test_direct_binary(void **state)
+{
+    (void)state;
+    pt_run_t bin, text;
+    two_persons(&bin, "cg-it-sink-bin");
+    bin_records(&bin);
+    run_sink(&bin, "sink.log");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/sink.log", bin.dir);
+    int n_bin = tk_file_count(log, "rows copied (binary)");
+    int n_text = tk_file_count(log, "rows copied (text)");
+    fprintf(stderr, "batches copied: %d binary, %d text\n", n_bin, n_text);
+    assert_true(n_bin >= 2);
+    assert_int_equal(n_text, 1); /* the batch with seven fraction digits */
+    assert_int_equal(tk_file_count(log, "pg.direct_refused"), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", bin.schema), BIN_ROWS);
+
+    /* the same records, as text, into a schema of their own */
+    pt_run_new(&text, "cg-it-sink-bintext", "unused", 1);
+    snprintf(text.topic, sizeof(text.topic), "%s", bin.topic);
+    config(&text, ", \"copy_format\": \"text\"");
+    snprintf(log, sizeof(log), "%s/init.log", text.dir);
+    assert_int_equal(pt_sink(text.config, "--init", 0, log), 0);
+    run_sink(&text, "sink.log");
+    snprintf(log, sizeof(log), "%s/sink.log", text.dir);
+    assert_int_equal(tk_file_count(log, "rows copied (binary)"), 0);
+    assert_true(tk_file_count(log, "rows copied (text)") >= 3);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", text.schema), BIN_ROWS);
+
+    char a[512], b[512];
+    bin_rows_sql(a, sizeof(a), bin.schema);
+    bin_rows_sql(b, sizeof(b), text.schema);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM (%s) x", a), BIN_ROWS);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM (%s EXCEPT %s) d", a, b), 0);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM (%s EXCEPT %s) d", b, a), 0);
+    /* and the values are the ones sent: a few read back */
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement WHERE value_as_number::text = "
+                              "'15.0'",
+                              bin.schema),
+                     BIN_ROWS / 12);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement WHERE "
+                              "measurement_datetime = '2024-03-14 23:59:59'",
+                              bin.schema),
+                     BIN_ROWS / 12);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement WHERE "
+                              "measurement_source_value = E'a\\tb'",
+                              bin.schema),
+                     BIN_ROWS / 8 + (BIN_ROWS % 8 > 0));
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_id_map k JOIN %s.measurement m ON "
+                              "m.measurement_id = k.id WHERE k.t = '2024-03-14 18:59:59+00'",
+                              bin.schema, bin.schema),
+                     BIN_ROWS / 12);
+    pt_run_end(&text);
+    pt_run_end(&bin);
 }
 
 int main(void)
@@ -391,7 +506,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_direct),         cmocka_unit_test(test_direct_running),
         cmocka_unit_test(test_direct_cohorts), cmocka_unit_test(test_direct_spans),
-        cmocka_unit_test(test_direct_columns),
+        cmocka_unit_test(test_direct_columns), cmocka_unit_test(test_direct_binary),
     };
     return PT_RUN_TESTS(tests);
 }

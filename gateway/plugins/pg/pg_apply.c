@@ -142,6 +142,7 @@ void pg_apply_destroy(pg_apply_t *a)
         free(a->stages[i].time_sql);
         free(a->stages[i].time1_sql);
         free(a->stages[i].direct_sql);
+        free(a->stages[i].direct_bin_sql);
         free(a->stages[i].direct_widen_sql);
     }
     free(a->stages);
@@ -177,6 +178,7 @@ void pg_apply_destroy(pg_apply_t *a)
     free(a->ids_sql);
     free(a->track_direct_sql);
     free(a->new_ids_sql);
+    free(a->new_ids_bin_sql);
     free(a->id_seq);
     free(a->cache_k);
     free(a->cache_v);
@@ -287,6 +289,11 @@ void pg_apply_track_persons(pg_apply_t *a, int on)
 
 int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 {
+    /* a new session: the binary COPY's types and zone asked for again (pg_copy_binary.c) */
+    a->zone_utc = -1;
+    a->map_bin_known = 0;
+    for (size_t i = 0; i < a->n_stages; i++)
+        a->stages[i].bin_known = 0;
     cg_buf_t b;
     cg_buf_init(&b);
     cg_buf_puts(&b, "SET client_min_messages = warning;\n");

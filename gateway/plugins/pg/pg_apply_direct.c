@@ -223,8 +223,16 @@ static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_putc(&b, '\0');
         a->new_ids_sql = b.data;
     }
-    if (!s->direct_sql || s->direct_cols != cols) {
+    if (!a->new_ids_bin_sql && a->new_ids_sql) {
+        cg_buf_init(&b);
+        cg_buf_printf(&b, "%s WITH (FORMAT binary)", a->new_ids_sql);
+        cg_buf_putc(&b, '\0');
+        a->new_ids_bin_sql = b.data;
+    }
+    if (!s->direct_sql || !s->direct_bin_sql || s->direct_cols != cols) {
         free(s->direct_sql);
+        free(s->direct_bin_sql);
+        s->direct_bin_sql = NULL;
         cg_buf_init(&b);
         cg_buf_puts(&b, "COPY ");
         pg_qual(&b, sc, t->name);
@@ -241,6 +249,12 @@ static void build_sql(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
         cg_buf_putc(&b, '\0');
         s->direct_sql = b.data;
         s->direct_cols = cols;
+        if (s->direct_sql) {
+            cg_buf_init(&b);
+            cg_buf_printf(&b, "%s WITH (FORMAT binary)", s->direct_sql);
+            cg_buf_putc(&b, '\0');
+            s->direct_bin_sql = b.data;
+        }
     }
     const char *d0, *d1;
     if (!s->direct_widen_sql && pg_period_columns(t, &d0, &d1)) {
@@ -426,6 +440,44 @@ static void pool_put(pg_apply_t *a, const int64_t *ids, size_t n)
     a->pool_n += n;
 }
 
+/* The pairs of the new ids v[0..n) (sorted) into a->par1 as COPY rows of the id map, binary or
+ * text; 1 when binary was asked for and a time is not of a spelling it encodes, -1 when out of
+ * memory. */
+static int map_pairs(pg_apply_t *a, const stage_t *s, const int64_t *v, size_t n, int binary)
+{
+    cg_buf_t *b = &a->par1;
+    cg_buf_reset(b);
+    if (binary)
+        pg_bin_header(b);
+    for (size_t i = 0; i < n; i++) {
+        long j = id_find(a, v[i]);
+        const char *tf = "\\N";
+        size_t tl = 2;
+        if (a->ids_t[j] >= 0) { /* a key: its row's source time as staged (or \N) */
+            tf = s->copy.data + a->ids_t[j];
+            const char *te = memchr(tf, '\t', s->copy.len - (size_t)a->ids_t[j]);
+            tl = te ? (size_t)(te - tf) : 0;
+        }
+        if (binary) {
+            pg_bin_tuple(b, 3);
+            if (pg_bin_int(b, (pg_bin_type_t)a->map_bin[0], v[i]) ||
+                pg_bin_int(b, (pg_bin_type_t)a->map_bin[1], a->ids_v[j]) ||
+                pg_bin_field(b, (pg_bin_type_t)a->map_bin[2], tf, tl))
+                return 1;
+            continue;
+        }
+        cg_buf_put_int64(b, v[i]);
+        cg_buf_putc(b, '\t');
+        cg_buf_put_int64(b, a->ids_v[j]);
+        cg_buf_putc(b, '\t');
+        cg_buf_append(b, tf, tl);
+        cg_buf_putc(b, '\n');
+    }
+    if (binary)
+        pg_bin_trailer(b);
+    return b->failed ? -1 : 0;
+}
+
 /* Step 2: compact ids for the new ids, from the pool and then the id map's own sequence (one
  * nextval each, as its identity would take), and the pairs COPY'd into it in order; their
  * compact ids into a's table. A refused COPY gives its ids back to the pool. */
@@ -451,6 +503,9 @@ static int map_new(pg_apply_t *a, PGconn *c, const stage_t *s, int *rows_fault, 
             return -1;
         }
     }
+    int bin_ok = pg_bin_map_ready(a, c, errstr, errstr_size);
+    if (bin_ok < 0)
+        return -1;
     /* the new ids in the order the rows name them */
     size_t n = 0;
     int64_t *v = malloc((a->ids_n ? a->ids_n : 1) * sizeof(*v));
@@ -503,26 +558,19 @@ static int map_new(pg_apply_t *a, PGconn *c, const stage_t *s, int *rows_fault, 
         a->ids_v[id_find(a, v[i])] = got[i];
     qsort(v, n, sizeof(*v), cmp_i64);
     int rc = 0;
-    cg_buf_reset(&a->par1);
     for (size_t i = 0; i < n && !rc; i++) {
         long j = id_find(a, v[i]);
-        cg_buf_put_int64(&a->par1, v[i]);
-        cg_buf_putc(&a->par1, '\t');
-        cg_buf_put_int64(&a->par1, a->ids_v[j]);
-        cg_buf_putc(&a->par1, '\t');
-        if (a->ids_t[j] >= 0) { /* a key: its row's source time as staged (or \N) */
-            const char *tf = s->copy.data + a->ids_t[j];
-            const char *te = memchr(tf, '\t', s->copy.len - (size_t)a->ids_t[j]);
-            cg_buf_append(&a->par1, tf, te ? (size_t)(te - tf) : 0);
-        } else {
-            cg_buf_append(&a->par1, "\\N", 2);
-        }
-        rc = cg_buf_putc(&a->par1, '\n') != CG_OK ||
-             ((a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]));
+        rc = (a->ids_flags[j] & ID_REF) && pend(a, v[i], a->ids_v[j]);
+    }
+    int bin = bin_ok;
+    if (!rc && (!bin || map_pairs(a, s, v, n, 1))) {
+        bin = 0;
+        rc = map_pairs(a, s, v, n, 0);
     }
     free(v);
     if (!rc)
-        rc = pg_copy_in(c, a->new_ids_sql, &a->par1, rows_fault, errstr, errstr_size);
+        rc = pg_copy_in(c, bin ? a->new_ids_bin_sql : a->new_ids_sql, &a->par1, rows_fault, errstr,
+                        errstr_size);
     if (rc) /* the map holds none of them */
         pool_put(a, got, n);
     free(got);
@@ -582,8 +630,31 @@ static int span_add(pg_apply_t *a, long slot, const char *d0, size_t n0, const c
 /* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
  * staged) into a->rest; with periods, the rows' persons and dates into $1..$3 (a row per
  * person when span_add took every row). */
+/* A direct row's fields f (the columns cols, ids as their compact ids) as a binary COPY row;
+ * 1 when a value is not of a spelling pg_copy_binary.c encodes. */
+static int bin_row(pg_apply_t *a, const stage_t *s, const cg_omop_table_t *t, const char *const *f,
+                   const size_t *fl, uint64_t ids, uint64_t cols)
+{
+    pg_bin_tuple(&a->direct, __builtin_popcountll(cols));
+    for (size_t k = 0; k < t->n_columns; k++) {
+        if (!(cols >> k & 1))
+            continue;
+        const char *v = f[STAGE_META + k];
+        size_t n = fl[STAGE_META + k];
+        pg_bin_type_t bt = (pg_bin_type_t)s->bin_types[k];
+        if ((ids >> k & 1) && !is_null(v, n)
+                ? pg_bin_int(&a->direct, bt, a->ids_v[id_find(a, id_of(v, n))])
+                : pg_bin_field(&a->direct, bt, v, n))
+            return 1;
+    }
+    return 0;
+}
+
+/* binary: the direct rows in COPY's binary format (1 when a value does not go: the caller
+ * splits again as text). */
 static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
-                      uint64_t cols, long pcol, long c0, long c1, size_t *n_direct, size_t *n_rest)
+                      uint64_t cols, long pcol, long c0, long c1, size_t *n_direct, size_t *n_rest,
+                      int binary)
 {
     const char *f[STAGE_META + PG_MAX_COLUMNS];
     size_t fl[STAGE_META + PG_MAX_COLUMNS], nf = STAGE_META + t->n_columns;
@@ -599,6 +670,8 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
     int spans = periods;
     a->span_gen++;
     a->span_n = 0;
+    if (binary)
+        pg_bin_header(&a->direct);
     while (p < end) {
         line = p;
         p = split_line(p, end, f, fl, nf);
@@ -608,7 +681,10 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             ++*n_rest;
             continue;
         }
-        if (as_staged) { /* the columns as staged, but for the ids: copied in runs */
+        if (binary) {
+            if (bin_row(a, s, t, f, fl, ids, cols))
+                return 1;
+        } else if (as_staged) { /* the columns as staged, but for the ids: copied in runs */
             const char *from = f[STAGE_META];
             for (size_t k = 0; k < t->n_columns; k++) {
                 const char *v = f[STAGE_META + k];
@@ -680,6 +756,8 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
             cg_buf_append(&a->par3, sp->d1, 10);
         }
     }
+    if (binary)
+        pg_bin_trailer(&a->direct);
     int ok = 1;
     for (int i = 0; periods && i < 3; i++) {
         cg_buf_t *b = i == 0 ? &a->par1 : i == 1 ? &a->par2 : &a->par3;
@@ -692,6 +770,19 @@ static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint6
     if (a->direct.len)
         a->direct.len--;
     return ok ? 0 : -1;
+}
+
+/* split_rows in the binary format when bin and every value goes, else as text
+ * (a->direct_binary says which); -1 when out of memory. */
+static int split_any(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
+                     uint64_t cols, long pcol, long c0, long c1, size_t *n_direct, size_t *n_rest,
+                     int bin)
+{
+    int rc = bin ? split_rows(a, s, t, ids, cols, pcol, c0, c1, n_direct, n_rest, 1) : 1;
+    a->direct_binary = rc == 0;
+    if (rc == 1)
+        rc = split_rows(a, s, t, ids, cols, pcol, c0, c1, n_direct, n_rest, 0);
+    return rc ? -1 : 0;
 }
 
 /* The direct rows' persons (a->tracked) into pg_temp.cg_changed_persons. */
@@ -738,7 +829,8 @@ static int copy_deferred(pg_apply_t *a, PGconn *c, size_t ti, stage_t *s, long p
 {
     if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size) ||
         widen_direct(a, c, s, pcol, c0, errstr, errstr_size) ||
-        pg_copy_send(c, s->direct_sql, &a->direct, errstr, errstr_size))
+        pg_copy_send(c, a->direct_binary ? s->direct_bin_sql : s->direct_sql, &a->direct, errstr,
+                     errstr_size))
         return -1;
     a->inflight = 1;
     a->inflight_ti = ti;
@@ -773,7 +865,11 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
     /* the columns some staged row fills (and the key, which every direct row has) */
     uint64_t cols = (s->used | (uint64_t)1 << s->key_col) & all_columns(t);
     build_sql(a, s, t, cols);
-    if (!a->ids_sql || !a->new_ids_sql || !s->direct_sql)
+    if (!a->ids_sql || !a->new_ids_sql || !a->new_ids_bin_sql || !s->direct_sql ||
+        !s->direct_bin_sql)
+        return -1;
+    int bin = pg_bin_table_ready(a, c, s, t, cols, errstr, errstr_size);
+    if (bin < 0)
         return -1;
     /* the new ids, then the rows, each under a savepoint of its own: a row's fault rolls back
      * the rows only, so the ids stay mapped and the map's integers keep no gap */
@@ -803,7 +899,7 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
         a->n_pend = n_pend; /* gone with the savepoint */
         refused = "a concurrent instance's same new id";
     } else if (pg_exec(c, "RELEASE SAVEPOINT cg_direct", errstr, errstr_size) ||
-               split_rows(a, s, t, ids, cols, pcol, c0, c1, &n_direct, &n_rest)) {
+               split_any(a, s, t, ids, cols, pcol, c0, c1, &n_direct, &n_rest, bin)) {
         return -1;
     } else {
         if (n_rest) /* keys the map held: updates, which the next batches may bring too */
@@ -814,7 +910,8 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
             return copy_deferred(a, c, ti, s, pcol, c0, errstr, errstr_size);
         if (pg_exec(c, "SAVEPOINT cg_direct", errstr, errstr_size))
             return -1;
-        if ((rc = pg_copy_in(c, s->direct_sql, &a->direct, &fault, errstr, errstr_size)))
+        if ((rc = pg_copy_in(c, a->direct_binary ? s->direct_bin_sql : s->direct_sql, &a->direct,
+                             &fault, errstr, errstr_size)))
             refused = "a row";
     }
     if (rc) {
@@ -838,8 +935,8 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
         return -1;
     a->st.upserted += n_direct;
     a->txn_upserted[ti] += n_direct;
-    cg_log(CG_LOG_DEBUG, "pg.direct", "%s: %zu rows copied, %zu by the statements", t->name,
-           n_direct, n_rest);
+    cg_log(CG_LOG_DEBUG, "pg.direct", "%s: %zu rows copied (%s), %zu by the statements", t->name,
+           n_direct, a->direct_binary ? "binary" : "text", n_rest);
     /* the rows left take the statements */
     cg_buf_t tmp = s->copy;
     s->copy = a->rest;

@@ -276,8 +276,8 @@ int pg_apply_settle(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
         a->st.upserted += a->inflight_n;
         a->txn_upserted[a->inflight_ti] += a->inflight_n;
         cg_log(CG_LOG_DEBUG, "pg.direct",
-               "%s: %zu rows copied, 0 by the statements (answer awaited after the flush)", name,
-               a->inflight_n);
+               "%s: %zu rows copied (%s), 0 by the statements (answer awaited after the flush)",
+               name, a->inflight_n, a->direct_binary ? "binary" : "text");
     } else if (fault) {
         rc = settle_refused(a, c, errstr, errstr_size);
     }

@@ -36,6 +36,12 @@ const cg_config_map_t cg_pg_config_map[] = {
      "Rows staged before they are applied (COPY and one upsert per table) inside the open "
      "transaction; delivery.transaction_max_messages and delivery.commit_interval_ms say when "
      "it commits."),
+    CG_CONFIG_ROW_ENUM("pg.copy_format", pg_conf_t, copy_text, "binary", "binary|text",
+     "Format of the COPYs that load rows whose keys are new (and their id map pairs). binary: "
+     "PostgreSQL's binary format, for the values spelled plainly (integers, decimal numbers, "
+     "ISO dates and times, text): the server checks them without parsing them, a tenth to a "
+     "fifth less of its time; a batch with a value of another spelling goes as text, so what "
+     "the server accepts or refuses is the same either way. text: always as text."),
     CG_CONFIG_ROW_STRING("pg.cdm_source_name", pg_conf_t, cdm_source_name, "", CG_CONFIG_F_EMPTY,
      "cdm_source.cdm_source_name, the name OHDSI tools show for the database; \"\" picks "
      "\"cohortgate OMOP CDM (schema SCHEMA)\"."),
@@ -160,6 +166,7 @@ size_t pg_config_validate(const void *conf_, const cg_config_t *cfg, cg_config_p
  * connection, schema, topics and producers, made at start). */
 static const char *const live_rows[] = {
     "pg.batch_rows",
+    "pg.copy_format",
     "pg.cdm_source_name",
     "pg.cdm_source_abbreviation",
     "pg.cdm_holder",

@@ -31,6 +31,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define PG_MAX_COLUMNS 64 /* of a table the sink applies records to */
+
 /* Its config (pg.*), filled from its rows (pg_sink.c). */
 typedef struct pg_conf {
     char *conninfo;      /* libpq keyword/value string or URI, without password */
@@ -39,6 +41,7 @@ typedef struct pg_conf {
     char *schema;
     int id_type; /* 0 integer (through the id map), 1 bigint (the row ids as they are) */
     int batch_rows;
+    int copy_text;         /* pg.copy_format: 0 binary, 1 text */
     char *cdm_source_name; /* cdm_source's row; "" picks a default (pg_cdm_source_write) */
     char *cdm_source_abbreviation;
     char *cdm_holder;
@@ -288,6 +291,11 @@ typedef struct stage {
     char *before_sql, *after_sql;              /* the persons it touches (track) */
     char *time_sql, *time1_sql;                /* the applied versions' times (integer ids) */
     char *direct_sql, *direct_widen_sql;       /* new keys' rows COPY'd as they are */
+    char *direct_bin_sql;                      /* the same COPY in the binary format */
+    /* the binary COPY types of the table's columns on this connection (pg_copy_binary.c):
+     * bin_known 0 until asked for */
+    uint8_t bin_types[PG_MAX_COLUMNS];
+    int bin_known;
     /* the columns any row staged since the last abort gave a value, and those direct_sql names:
      * the direct COPY sends these alone (a field per absent column cost the server an eighth
      * more per row); a column left out is NULL, as the OMOP tables have no defaults */
@@ -366,7 +374,12 @@ struct pg_apply {
     unsigned span_gen;
     cg_buf_t direct, rest, par1, par2, par3;
     cg_buf_t tracked; /* with cohorts: the direct rows' persons, as pg_temp.cg_direct_persons */
-    char *ids_sql, *new_ids_sql, *id_seq;
+    char *ids_sql, *new_ids_sql, *new_ids_bin_sql, *id_seq;
+    /* the direct path's COPYs in the binary format (pg.copy_format): the session's zone is UTC
+     * (-1 not asked yet on this connection), the id map's columns' binary types
+     * (map_bin_known 0 until asked for), and whether a->direct holds binary rows */
+    int zone_utc, map_bin_known, direct_binary;
+    uint8_t map_bin[3];
     char *track_direct_sql; /* cg_direct_persons into cg_changed_persons, then emptied */
     /* ids the id map held when a transaction committed (a row id never changes its compact
      * id), so persons and visits named again and again are not looked up each batch:
@@ -395,6 +408,44 @@ struct pg_apply {
     size_t n_docs;
     char *docs_sql;
 };
+
+/* ---- pg_copy_binary.c: COPY's binary format, from values staged as COPY text ---- */
+typedef enum {
+    PG_BIN_NONE = 0, /* a type not encoded here: the COPY goes as text */
+    PG_BIN_INT2,
+    PG_BIN_INT4,
+    PG_BIN_INT8,
+    PG_BIN_NUMERIC,
+    PG_BIN_DATE,
+    PG_BIN_TIMESTAMP,
+    PG_BIN_TIMESTAMPTZ_UTC, /* timestamptz in a session whose zone is UTC */
+    PG_BIN_TEXT,            /* text, varchar, bpchar */
+} pg_bin_type_t;
+/* The binary type of a server type oid; session_utc: the session's TimeZone is UTC. */
+pg_bin_type_t pg_bin_type_of(unsigned oid, int session_utc);
+/* Whether a TimeZone setting's name is UTC by another name. */
+int pg_bin_zone_is_utc(const char *zone);
+/* The binary types of table's columns names[0..n) into types (PG_BIN_NONE for one the table
+ * does not have), and whether the session's zone is UTC into *zone_utc; -1 with why. */
+int pg_bin_fetch_types(PGconn *c, const char *schema, const char *table, const char *const *names,
+                       size_t n, uint8_t *types, int *zone_utc, char *errstr, size_t errstr_size);
+void pg_bin_header(cg_buf_t *b);
+void pg_bin_trailer(cg_buf_t *b);
+void pg_bin_tuple(cg_buf_t *b, int n_fields);
+void pg_bin_null(cg_buf_t *b);
+/* An integer field of type t (INT2, INT4, INT8); -1 when it does not fit. */
+int pg_bin_int(cg_buf_t *b, pg_bin_type_t t, int64_t v);
+/* The COPY text field v[0..n) ("\\N": NULL) as a field of type t; -1, with b's end to be
+ * thrown away, when it is not one of the plain spellings encoded here: the caller sends the
+ * batch as text then, and the server reads it as it would have. */
+int pg_bin_field(cg_buf_t *b, pg_bin_type_t t, const char *v, size_t n);
+/* Whether t's direct COPY of the columns cols goes binary on this connection (pg.copy_format,
+ * and each such column of a type encoded here, as the catalog says: asked once per
+ * connection); -1 the transaction's error. */
+int pg_bin_table_ready(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table_t *t,
+                       uint64_t cols, char *errstr, size_t errstr_size);
+/* The same for the id map's pairs (source_id, id, t). */
+int pg_bin_map_ready(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
 
 /* pg_apply_docs.c: the staged documents' rows into cg_row_doc, at the start of a flush. */
 int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
@@ -463,7 +514,6 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
                     size_t errstr_size);
 
 /* ---- pg_envelope.c ---- */
-#define PG_MAX_COLUMNS      64 /* of a table the sink applies records to */
 #define PG_ENVELOPE_MAX_ROW PG_MAX_COLUMNS
 
 typedef struct pg_envelope_member {
