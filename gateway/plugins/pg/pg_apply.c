@@ -175,6 +175,7 @@ void pg_apply_destroy(pg_apply_t *a)
     cg_buf_free(&a->par3);
     cg_buf_free(&a->docs);
     free(a->docs_sql);
+    free(a->retracted_sql);
     free(a->ids_sql);
     free(a->track_direct_sql);
     free(a->new_ids_sql);
@@ -306,7 +307,7 @@ int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
                         "text, cg_part integer, cg_off bigint, cg_seq bigint);\n");
     /* documents' rows (pg_apply_docs.c) */
     cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS cg_stg_docs (table_name text, row_id bigint, "
-                    "doc text, seq bigint, del boolean, t timestamptz);\n");
+                    "doc text, seq bigint, del boolean, t timestamptz, person bigint);\n");
     for (size_t i = 0; i < a->n_stages; i++) {
         const cg_omop_table_t *t = pg_table_at(i);
         cg_buf_puts(&b, "CREATE TEMP TABLE IF NOT EXISTS ");

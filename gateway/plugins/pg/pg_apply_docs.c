@@ -13,6 +13,8 @@
  */
 #include "pg_int.h"
 
+#include "cg_log.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +32,131 @@ int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const s
     pg_copy_value(b, doc, strlen(doc));
     cg_buf_printf(b, "\t%" PRId64 "\t%c\t", a->seq, del ? 't' : 'f');
     pg_copy_value(b, time, time_len);
+    /* its person, for cg_doc_retracted (the person table's rows are never left out) */
+    const cg_omop_table_t *t = pg_table_at(table);
+    size_t pk;
+    cg_buf_putc(b, '\t');
+    if (strcmp(t->name, "person") && cg_omop_column(t, "person_id", &pk) && values[pk] && lens[pk])
+        cg_buf_append(b, values[pk], lens[pk]);
+    else
+        cg_buf_append(b, "\\N", 2);
     cg_buf_putc(b, '\n');
     if (b->failed)
         return -1;
     a->n_docs++;
+    return 0;
+}
+
+/* Whether the staged line at p (its first field, cg_seq) is one of seqs[0..n) (sorted). */
+static int line_in(const char *p, const int64_t *seqs, size_t n)
+{
+    int64_t seq = strtoll(p, NULL, 10);
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (seqs[mid] == seq)
+            return 1;
+        if (seqs[mid] < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* Takes the records seqs[0..n) (sorted) out of the tables' stages: rows of documents a
+ * retraction replaced, which came after it. Counted as unchanged: nothing of theirs applies. */
+static void unstage(pg_apply_t *a, const int64_t *seqs, size_t n)
+{
+    for (size_t i = 0; i < a->n_stages; i++) {
+        stage_t *s = &a->stages[i];
+        if (!s->n)
+            continue;
+        const char *p = s->copy.data, *end = p + s->copy.len;
+        size_t w = 0;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+            if (!line_in(p, seqs, n)) {
+                memmove(s->copy.data + w, p, len);
+                w += len;
+                p += len;
+                continue;
+            }
+            /* seq, op, topic, part, off, audit line, time: its counts go with it */
+            const char *f[7];
+            f[0] = p;
+            for (int k = 1; k < 7; k++) {
+                const char *tab = memchr(f[k - 1], '\t', (size_t)(p + len - f[k - 1]));
+                f[k] = tab ? tab + 1 : p + len;
+            }
+            s->n--;
+            s->n_del -= f[1][0] == 'd';
+            s->timed -= !(f[6][0] == '\\' && f[6][1] == 'N');
+            if (f[5][0] != '\\') {
+                long line = strtol(f[5], NULL, 10);
+                if (line >= 0 && (size_t)line < a->n_audit)
+                    a->audit[line].rows--;
+            }
+            a->pending--;
+            a->st.unchanged++;
+            p += len;
+        }
+        s->copy.len = w;
+    }
+}
+
+static int cmp_seq(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The staged documents' rows whose document a retraction replaced for their person
+ * (cg_doc_retracted): out of cg_stg_docs and out of the tables' stages, before anything of
+ * theirs applies. A replaced version that comes after its replacement (a replay, the records
+ * and a cohort's topic read in no common order) then brings back nothing it dropped. */
+static int drop_retracted(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
+{
+    if (!a->retracted_sql) {
+        cg_buf_t b;
+        cg_buf_init(&b);
+        cg_buf_puts(&b, "WITH x AS (DELETE FROM pg_temp.cg_stg_docs s WHERE s.person IS NOT NULL "
+                        "AND EXISTS (SELECT 1 FROM ");
+        pg_qual(&b, a->conf->schema, "cg_doc_retracted");
+        cg_buf_puts(&b, " r WHERE r.doc = s.doc AND r.person_id = s.person) RETURNING s.seq) "
+                        "SELECT seq FROM x ORDER BY seq");
+        cg_buf_putc(&b, '\0');
+        a->retracted_sql = b.failed ? NULL : b.data;
+        if (!a->retracted_sql) {
+            cg_buf_free(&b);
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+    }
+    PGresult *r = PQexec(c, a->retracted_sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_message(r, c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    size_t n = (size_t)PQntuples(r);
+    int64_t *seqs = n ? malloc(n * sizeof(*seqs)) : NULL;
+    if (n && !seqs) {
+        PQclear(r);
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+    PQclear(r);
+    if (n) {
+        qsort(seqs, n, sizeof(*seqs), cmp_seq);
+        unstage(a, seqs, n);
+        cg_log(CG_LOG_INFO, "pg.retracted_rows",
+               "%zu record(s) of replaced documents left out: they came after the retraction", n);
+    }
+    free(seqs);
     return 0;
 }
 
@@ -72,6 +195,8 @@ int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_si
     }
     int rc =
         pg_copy_in(c, "COPY pg_temp.cg_stg_docs FROM STDIN", &a->docs, NULL, errstr, errstr_size);
+    if (!rc)
+        rc = drop_retracted(a, c, errstr, errstr_size);
     if (!rc)
         rc = pg_exec(c, a->docs_sql, errstr, errstr_size);
     if (!rc)
@@ -123,6 +248,13 @@ int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *d
     cg_buf_putc(&pid, '\0');
     int rc = pid.failed ? -1 : 0;
     long long visits = 0;
+    if (!rc) { /* remembered: the replaced version's records may still come (drop_retracted) */
+        cg_buf_puts(&b, "INSERT INTO ");
+        pg_qual(&b, sc, "cg_doc_retracted");
+        cg_buf_puts(&b, " (doc, person_id) VALUES ($2, $1) ON CONFLICT DO NOTHING");
+        cg_buf_putc(&b, '\0');
+        rc = b.failed ? -1 : run(c, b.data, params, NULL, errstr, errstr_size);
+    }
     /* the events before the visits they name: no row is left naming a visit this deletes */
     for (size_t i = pg_table_count(); i-- > 0 && !rc;) {
         const cg_omop_table_t *t = pg_table_at(i);

@@ -407,6 +407,7 @@ struct pg_apply {
     cg_buf_t docs;
     size_t n_docs;
     char *docs_sql;
+    char *retracted_sql; /* the staged rows of replaced documents (pg_apply_docs.c) */
 };
 
 /* ---- pg_copy_binary.c: COPY's binary format, from values staged as COPY text ---- */

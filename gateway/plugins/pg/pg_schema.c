@@ -202,6 +202,12 @@ void pg_docs_ddl(cg_buf_t *b, const char *s)
     cg_buf_puts(b, " (table_name text NOT NULL, row_id bigint NOT NULL, doc text NOT NULL, "
                    "PRIMARY KEY (table_name, row_id));\n");
     pg_index_ddl(b, s, "cg_row_doc_doc", "cg_row_doc", 0, "(doc)");
+    /* the documents a retraction replaced, per person (senders reuse document ids across
+     * patients): a replaced version's records that come after its retraction are left out */
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_doc_retracted");
+    cg_buf_puts(b, " (doc text NOT NULL, person_id bigint NOT NULL, retracted_at timestamptz NOT "
+                   "NULL DEFAULT now(), PRIMARY KEY (doc, person_id));\n");
 }
 
 void pg_release_ddl(cg_buf_t *b, const char *s)
@@ -439,6 +445,7 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
             summary, summary_size,
             "schema %s: %zu OMOP CDM v" PG_CDM_VERSION " tables (%s ids, the sink applies %zu "
             "of them) and the sink's tables cg_offsets, cg_id_map, cg_person_merge, cg_row_doc, "
+            "cg_doc_retracted, "
             "cg_rejects, cg_sink_meta, cohortgate_release_audit%s",
             conf->schema, n_tables, conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer",
             pg_table_count(), has_meta ? " (already there: nothing changed that existed)" : "");
