@@ -11,6 +11,9 @@
  *   two topics: the delete on one topic, the older upsert on another (a cohort topic beside
  *               the records topic) read after it: the row stays away.
  *   no time:    records without source.time apply in their order, as before.
+ *
+ * The first three again with bigint ids (pg.id_type), whose applied times live in cg_row_time
+ * instead of the id map.
  */
 #include "pg_test_util.h"
 
@@ -27,10 +30,15 @@
 #define PERSON 930000001LL
 #define RESULT 931000001LL
 
+/* the cases' "pg" members: "" (integer ids), or bigint ids for the *_bigint cases */
+static const char *pg_more = "";
+
 static void run_new(pt_run_t *r, const char *prefix, int txn_max)
 {
-    pt_run_new(r, prefix, "records", 1);
-    pt_write_config(r, r->config, txn_max, 100, "", "");
+    char name[96];
+    snprintf(name, sizeof(name), "%s%s", prefix, *pg_more ? "-b" : "");
+    pt_run_new(r, name, "records", 1);
+    pt_write_config(r, r->config, txn_max, 100, pg_more, "");
     char log[400];
     snprintf(log, sizeof(log), "%s/init.log", r->dir);
     assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
@@ -193,6 +201,20 @@ static void test_no_time(void **state)
     pt_run_end(&r);
 }
 
+static int bigint_ids(void **state)
+{
+    (void)state;
+    pg_more = ", \"id_type\": \"bigint\"";
+    return 0;
+}
+
+static int integer_ids(void **state)
+{
+    (void)state;
+    pg_more = "";
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +222,9 @@ int main(void)
         cmocka_unit_test(test_same_batch),
         cmocka_unit_test(test_two_topics),
         cmocka_unit_test(test_no_time),
+        cmocka_unit_test_setup_teardown(test_later, bigint_ids, integer_ids),
+        cmocka_unit_test_setup_teardown(test_same_batch, bigint_ids, integer_ids),
+        cmocka_unit_test_setup_teardown(test_two_topics, bigint_ids, integer_ids),
     };
     return PT_RUN_TESTS(tests);
 }

@@ -192,7 +192,7 @@ static int apply_table(pg_apply_t *a, PGconn *c, size_t ti, char *errstr, size_t
     if (rc == 1)
         a->st.deleted += n;
     /* the applied versions' source times, for the next batches' stale records */
-    if (s->timed && a->conf->id_type == PG_IDS_INTEGER) {
+    if (s->timed) {
         char **times = unique ? &s->time1_sql : &s->time_sql;
         if (!*times)
             *times = pg_time_sql(a->conf, t, unique ? PG_ROWS_UNIQUE : 0);

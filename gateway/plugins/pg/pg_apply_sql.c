@@ -99,10 +99,9 @@ void pg_rows_from(cg_buf_t *b, const cg_omop_table_t *t, int64_t one_seq)
 
 void pg_not_stale(cg_buf_t *b, const pg_conf_t *conf, const char *key, const char *time)
 {
-    if (conf->id_type != PG_IDS_INTEGER)
-        return;
+    /* the applied versions' times: the id map's with integer ids, cg_row_time's with bigint */
     cg_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
-    pg_qual(b, conf->schema, "cg_id_map");
+    pg_qual(b, conf->schema, conf->id_type == PG_IDS_INTEGER ? "cg_id_map" : "cg_row_time");
     cg_buf_printf(b, " m0 WHERE m0.source_id = %s AND m0.t > coalesce(%s, '-infinity'))", key,
                   time);
 }
@@ -300,6 +299,18 @@ char *pg_time_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_s
 {
     cg_buf_t b;
     cg_buf_init(&b);
+    if (conf->id_type != PG_IDS_INTEGER) { /* one row per key (pg_rows_from) */
+        cg_buf_puts(&b, "INSERT INTO ");
+        pg_qual(&b, conf->schema, "cg_row_time");
+        cg_buf_puts(&b, " AS m (source_id, t) SELECT s.");
+        pg_ident(&b, pg_table_key(t)->name);
+        cg_buf_puts(&b, ", s.cg_time FROM ");
+        pg_rows_from(&b, t, one_seq);
+        cg_buf_puts(&b, " WHERE s.cg_time IS NOT NULL ON CONFLICT (source_id) DO UPDATE SET t = "
+                        "EXCLUDED.t WHERE m.t < EXCLUDED.t");
+        cg_buf_putc(&b, '\0');
+        return b.data;
+    }
     cg_buf_puts(&b, "UPDATE ");
     pg_qual(&b, conf->schema, "cg_id_map");
     cg_buf_puts(&b, " m SET t = s.cg_time FROM ");

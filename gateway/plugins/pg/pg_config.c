@@ -27,7 +27,7 @@ const cg_config_map_t cg_pg_config_map[] = {
      "~/.pgpass). Never logged."),
     CG_CONFIG_ROW_STRING("pg.schema", pg_conf_t, schema, "cdm", 0,
      "Schema of the OMOP tables and the sink's own (cg_offsets, cg_id_map, cg_person_merge, cg_row_doc, "
-     "cg_doc_retracted, "
+     "cg_doc_retracted, cg_row_time, "
      "cg_rejects, cg_sink_meta); `cohortgate sink --init` creates it."),
     CG_CONFIG_ROW_ENUM("pg.id_type", pg_conf_t, id_type, "integer", "integer|bigint",
      "integer: the stock OMOP DDL; each 63-bit row id gets a compact integer through cg_id_map "

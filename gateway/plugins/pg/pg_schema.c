@@ -135,6 +135,16 @@ static void table_indexes(cg_buf_t *b, const char *schema, const cg_omop_table_t
     }
 }
 
+/* With bigint ids, the source time of the version (or delete) applied for each row id: the
+ * stale-record rule's memory, which cg_id_map.t is with integer ids (README, "Order"). Made in
+ * every schema (empty with integer ids), so a schema's id type never lacks it. */
+static void row_time_ddl(cg_buf_t *b, const char *s)
+{
+    cg_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    pg_qual(b, s, "cg_row_time");
+    cg_buf_puts(b, " (source_id bigint PRIMARY KEY, t timestamptz NOT NULL);\n");
+}
+
 /* The sink's own tables. */
 static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
 {
@@ -171,11 +181,13 @@ static void sink_ddl(cg_buf_t *b, const char *s, int id_type)
                    "record text);\n");
     pg_index_ddl(b, s, "cg_rejects_table", "cg_rejects", 0, "(table_name, sqlstate)");
     pg_docs_ddl(b, s);
+    row_time_ddl(b, s);
 }
 
 void pg_upgrade_ddl(cg_buf_t *b, const char *s)
 {
     pg_docs_ddl(b, s);
+    row_time_ddl(b, s);
     /* cg_id_map.t, in a schema made before it: added only when missing (ALTER TABLE would
      * wait for every sink's open transaction even when there is nothing to do) */
     cg_buf_t q;
@@ -445,7 +457,7 @@ int pg_schema_create(PGconn *c, const pg_conf_t *conf, char *summary, size_t sum
             summary, summary_size,
             "schema %s: %zu OMOP CDM v" PG_CDM_VERSION " tables (%s ids, the sink applies %zu "
             "of them) and the sink's tables cg_offsets, cg_id_map, cg_person_merge, cg_row_doc, "
-            "cg_doc_retracted, "
+            "cg_doc_retracted, cg_row_time, "
             "cg_rejects, cg_sink_meta, cohortgate_release_audit%s",
             conf->schema, n_tables, conf->id_type == PG_IDS_BIGINT ? "bigint" : "integer",
             pg_table_count(), has_meta ? " (already there: nothing changed that existed)" : "");
