@@ -174,6 +174,12 @@ static void test_timestamps(void **state)
     refused(PG_BIN_TIMESTAMP, "2024-03-14T10:00:00 CET");
     refused(PG_BIN_TIMESTAMP, "2024-03-14T10:00:00+16:00");
     refused(PG_BIN_TIMESTAMP, "epoch");
+    /* a zone straight after a date: the server reads "-05" as a fourth part of the date */
+    refused(PG_BIN_TIMESTAMP, "2020-01-01-05");
+    refused(PG_BIN_TIMESTAMPTZ_UTC, "2020-01-01-05:30");
+    refused(PG_BIN_TIMESTAMPTZ_UTC, "2020-01-01-0530");
+    refused(PG_BIN_TIMESTAMPTZ_UTC, "2020-01-01Z");
+    refused(PG_BIN_TIMESTAMPTZ_UTC, "2000-01-01T01:00:00+05:");
 }
 
 static void test_text(void **state)

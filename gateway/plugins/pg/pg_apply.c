@@ -223,6 +223,8 @@ static void note_reject(pg_apply_t *a, const char *table, const char *sqlstate)
 
 void pg_apply_txn_counted(pg_apply_t *a, int committed)
 {
+    if (!committed) /* the binary COPY's types asked for again: a column may have changed */
+        pg_bin_forget(a);
     for (size_t i = 0; i < a->n_stages; i++) {
         if (committed && a->m_rows) {
             const char *name = pg_table_at(i)->name;
@@ -291,10 +293,7 @@ void pg_apply_track_persons(pg_apply_t *a, int on)
 int pg_apply_prepare(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
 {
     /* a new session: the binary COPY's types and zone asked for again (pg_copy_binary.c) */
-    a->zone_utc = -1;
-    a->map_bin_known = 0;
-    for (size_t i = 0; i < a->n_stages; i++)
-        a->stages[i].bin_known = 0;
+    pg_bin_forget(a);
     cg_buf_t b;
     cg_buf_init(&b);
     cg_buf_puts(&b, "SET client_min_messages = warning;\n");

@@ -915,7 +915,8 @@ int pg_apply_direct(pg_apply_t *a, PGconn *c, size_t ti, int defer, char *errstr
             refused = "a row";
     }
     if (rc) {
-        if (!fault) /* the transaction's error: it is aborted */
+        pg_bin_forget(a); /* a binary field of a type changed since: asked for again */
+        if (!fault)       /* the transaction's error: it is aborted */
             return -1;
         /* PostgreSQL's text may quote a value: the rejects keep it, the log does not */
         cg_log(CG_LOG_DEBUG, "pg.direct_refused",

@@ -279,6 +279,7 @@ int pg_apply_settle(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
                "%s: %zu rows copied (%s), 0 by the statements (answer awaited after the flush)",
                name, a->inflight_n, a->direct_binary ? "binary" : "text");
     } else if (fault) {
+        pg_bin_forget(a);
         rc = settle_refused(a, c, errstr, errstr_size);
     }
     cg_buf_reset(&a->held_copy);

@@ -306,8 +306,9 @@ char *pg_time_sql(const pg_conf_t *conf, const cg_omop_table_t *t, int64_t one_s
         pg_ident(&b, pg_table_key(t)->name);
         cg_buf_puts(&b, ", s.cg_time FROM ");
         pg_rows_from(&b, t, one_seq);
-        cg_buf_puts(&b, " WHERE s.cg_time IS NOT NULL ON CONFLICT (source_id) DO UPDATE SET t = "
-                        "EXCLUDED.t WHERE m.t < EXCLUDED.t");
+        /* in key order: two instances never wait on each other in a cycle */
+        cg_buf_puts(&b, " WHERE s.cg_time IS NOT NULL ORDER BY 1 ON CONFLICT (source_id) DO "
+                        "UPDATE SET t = EXCLUDED.t WHERE m.t < EXCLUDED.t");
         cg_buf_putc(&b, '\0');
         return b.data;
     }

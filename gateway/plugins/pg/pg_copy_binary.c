@@ -9,10 +9,12 @@
  *
  * Only the plain spellings are encoded: the ones the text input functions read the same way
  * without doubt (an optionally signed decimal integer; [-]digits[.digits][e[+-]digits]; YYYY-MM-DD
- * with a valid day; YYYY-MM-DD[T ]HH:MM[:SS[.f{1,6}]] with an optional zone; text with the escapes
- * pg_copy_value writes). Anything else (an exponent, a leap second, 24:00, "infinity", an octal
- * escape) makes pg_bin_field answer -1 and the caller sends the batch as text, so the server
- * reads, accepts or refuses exactly what it would have: binary never changes a result.
+ * with a valid day; YYYY-MM-DD[[T ]HH:MM[:SS[.f{1,6}]][Z|±HH[[:]MM]]]; text with the one-letter
+ * escapes). Anything else (an exponent past 100, a leap second, 24:00, a zone after a bare date,
+ * "infinity", an octal escape) makes pg_bin_field answer -1 and the caller sends the batch as
+ * text, so the server reads, accepts or refuses exactly what it would have: binary never changes
+ * a result. The column types are asked for again after a refused binary COPY or an aborted
+ * transaction (a column's type altered under a running sink).
  */
 #include "pg_int.h"
 
@@ -318,7 +320,9 @@ static int parse_timestamp(const char *v, size_t n, int64_t *us, int32_t *offset
         }
         t = ((int64_t)hh * 3600 + (int64_t)mm * 60 + ss) * 1000000 + frac;
     }
-    if (i < n) { /* the zone */
+    if (i < n) { /* the zone, only after a time: a date's "-05" reads as a fourth date part */
+        if (i == 10)
+            return -1;
         *has_zone = 1;
         if (v[i] == 'Z' && i + 1 == n) {
             i++;
@@ -328,8 +332,8 @@ static int parse_timestamp(const char *v, size_t n, int64_t *us, int32_t *offset
             if (n < i + 3 || !num2(v + i + 1, &oh) || oh > 15)
                 return -1;
             i += 3;
-            if (i < n && v[i] == ':')
-                i++;
+            if (i < n && v[i] == ':' && ++i == n)
+                return -1; /* "+05:" : left to the server */
             if (i < n) {
                 if (n != i + 2 || !num2(v + i, &om) || om > 59)
                     return -1;
@@ -521,4 +525,12 @@ int pg_bin_map_ready(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size)
     }
     return a->map_bin[0] != PG_BIN_NONE && a->map_bin[1] != PG_BIN_NONE &&
            a->map_bin[2] != PG_BIN_NONE;
+}
+
+void pg_bin_forget(pg_apply_t *a)
+{
+    a->zone_utc = -1;
+    a->map_bin_known = 0;
+    for (size_t i = 0; i < a->n_stages; i++)
+        a->stages[i].bin_known = 0;
 }

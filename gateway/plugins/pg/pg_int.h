@@ -447,6 +447,8 @@ int pg_bin_table_ready(pg_apply_t *a, PGconn *c, stage_t *s, const cg_omop_table
                        uint64_t cols, char *errstr, size_t errstr_size);
 /* The same for the id map's pairs (source_id, id, t). */
 int pg_bin_map_ready(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
+/* Forgets the types and zone asked for (a new session, an aborted transaction, a refused COPY). */
+void pg_bin_forget(pg_apply_t *a);
 
 /* pg_apply_docs.c: the staged documents' rows into cg_row_doc, at the start of a flush. */
 int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_size);
