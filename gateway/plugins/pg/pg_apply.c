@@ -97,6 +97,8 @@ pg_apply_t *pg_apply_new(const pg_conf_t *conf, cg_metrics_gw_t *metrics)
         const cg_omop_table_t *t = pg_table_at(i);
         cg_buf_init(&a->stages[i].copy);
         cg_omop_column(t, pg_table_key(t)->name, &a->stages[i].key_col);
+        size_t pc;
+        a->stages[i].person_col = cg_omop_column(t, "person_id", &pc) ? (long)pc : -1;
     }
     cg_buf_init(&a->rejects);
     cg_buf_init(&a->raws);

@@ -627,9 +627,6 @@ static int span_add(pg_apply_t *a, long slot, const char *d0, size_t n0, const c
     return 1;
 }
 
-/* Step 3's text: the new keys' rows with compact ids into a->direct, the others (as they were
- * staged) into a->rest; with periods, the rows' persons and dates into $1..$3 (a row per
- * person when span_add took every row). */
 /* A direct row's fields f (the columns cols, ids as their compact ids) as a binary COPY row;
  * 1 when a value is not of a spelling pg_copy_binary.c encodes. */
 static int bin_row(pg_apply_t *a, const stage_t *s, const cg_omop_table_t *t, const char *const *f,
@@ -650,8 +647,10 @@ static int bin_row(pg_apply_t *a, const stage_t *s, const cg_omop_table_t *t, co
     return 0;
 }
 
-/* binary: the direct rows in COPY's binary format (1 when a value does not go: the caller
- * splits again as text). */
+/* Step 3's rows: the new keys' rows with compact ids into a->direct (binary: in COPY's binary
+ * format, 1 when a value does not go and the caller splits again as text), the others (as they
+ * were staged) into a->rest; with periods, the rows' persons and dates into $1..$3 (a row per
+ * person when span_add took every row). */
 static int split_rows(pg_apply_t *a, stage_t *s, const cg_omop_table_t *t, uint64_t ids,
                       uint64_t cols, long pcol, long c0, long c1, size_t *n_direct, size_t *n_rest,
                       int binary)

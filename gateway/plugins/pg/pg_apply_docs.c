@@ -33,10 +33,9 @@ int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const s
     cg_buf_printf(b, "\t%" PRId64 "\t%c\t", a->seq, del ? 't' : 'f');
     pg_copy_value(b, time, time_len);
     /* its person, for cg_doc_retracted (the person table's rows are never left out) */
-    const cg_omop_table_t *t = pg_table_at(table);
-    size_t pk;
+    long pk = s->person_col;
     cg_buf_putc(b, '\t');
-    if (strcmp(t->name, "person") && cg_omop_column(t, "person_id", &pk) && values[pk] && lens[pk])
+    if (pk >= 0 && pk != (long)s->key_col && values[pk] && lens[pk])
         cg_buf_append(b, values[pk], lens[pk]);
     else
         cg_buf_append(b, "\\N", 2);
@@ -47,21 +46,10 @@ int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const s
     return 0;
 }
 
-/* Whether the staged line at p (its first field, cg_seq) is one of seqs[0..n) (sorted). */
-static int line_in(const char *p, const int64_t *seqs, size_t n)
+static int cmp_seq(const void *x, const void *y)
 {
-    int64_t seq = strtoll(p, NULL, 10);
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (seqs[mid] == seq)
-            return 1;
-        if (seqs[mid] < seq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
 }
 
 /* Takes the records seqs[0..n) (sorted) out of the tables' stages: rows of documents a
@@ -77,7 +65,8 @@ static void unstage(pg_apply_t *a, const int64_t *seqs, size_t n)
         while (p < end) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-            if (!line_in(p, seqs, n)) {
+            int64_t seq = strtoll(p, NULL, 10); /* the line's first field, cg_seq */
+            if (!bsearch(&seq, seqs, n, sizeof(*seqs), cmp_seq)) {
                 memmove(s->copy.data + w, p, len);
                 w += len;
                 p += len;
@@ -104,12 +93,6 @@ static void unstage(pg_apply_t *a, const int64_t *seqs, size_t n)
         }
         s->copy.len = w;
     }
-}
-
-static int cmp_seq(const void *x, const void *y)
-{
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
 }
 
 /* The staged documents' rows whose document a retraction replaced for their person
@@ -150,8 +133,7 @@ static int drop_retracted(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_
     for (size_t i = 0; i < n; i++)
         seqs[i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
     PQclear(r);
-    if (n) {
-        qsort(seqs, n, sizeof(*seqs), cmp_seq);
+    if (n) { /* in order (the query's ORDER BY), for unstage's bsearch */
         unstage(a, seqs, n);
         cg_log(CG_LOG_INFO, "pg.retracted_rows",
                "%zu record(s) of replaced documents left out: they came after the retraction", n);

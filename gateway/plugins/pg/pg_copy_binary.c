@@ -108,28 +108,21 @@ void pg_bin_null(cg_buf_t *b)
     put_be(b, 0xFFFFFFFFu, 4);
 }
 
+/* A fixed-width field: its length, then v's low width bytes. */
+static void put_fixed(cg_buf_t *b, uint64_t v, int width)
+{
+    put_be(b, (uint64_t)width, 4);
+    put_be(b, v, width);
+}
+
 int pg_bin_int(cg_buf_t *b, pg_bin_type_t t, int64_t v)
 {
-    switch (t) {
-    case PG_BIN_INT2:
-        if (v < INT16_MIN || v > INT16_MAX)
-            return -1;
-        put_be(b, 2, 4);
-        put_be(b, (uint64_t)v, 2);
-        return 0;
-    case PG_BIN_INT4:
-        if (v < INT32_MIN || v > INT32_MAX)
-            return -1;
-        put_be(b, 4, 4);
-        put_be(b, (uint64_t)v, 4);
-        return 0;
-    case PG_BIN_INT8:
-        put_be(b, 8, 4);
-        put_be(b, (uint64_t)v, 8);
-        return 0;
-    default:
+    int width = t == PG_BIN_INT2 ? 2 : t == PG_BIN_INT4 ? 4 : t == PG_BIN_INT8 ? 8 : 0;
+    if (!width ||
+        (width < 8 && (v < -(INT64_C(1) << (8 * width - 1)) || v >= INT64_C(1) << (8 * width - 1))))
         return -1;
-    }
+    put_fixed(b, (uint64_t)v, width);
+    return 0;
 }
 
 static int dig(char c)
@@ -431,8 +424,7 @@ int pg_bin_field(cg_buf_t *b, pg_bin_type_t t, const char *v, size_t n)
     case PG_BIN_DATE:
         if (n != 10 || parse_date(v, &x))
             return -1;
-        put_be(b, 4, 4);
-        put_be(b, (uint64_t)x, 4);
+        put_fixed(b, (uint64_t)x, 4);
         return 0;
     case PG_BIN_TIMESTAMP: /* a zone written is ignored, as timestamp_in ignores it */
     case PG_BIN_TIMESTAMPTZ_UTC:
@@ -440,8 +432,7 @@ int pg_bin_field(cg_buf_t *b, pg_bin_type_t t, const char *v, size_t n)
             return -1;
         if (t == PG_BIN_TIMESTAMPTZ_UTC)
             x -= (int64_t)off * 1000000;
-        put_be(b, 8, 4);
-        put_be(b, (uint64_t)x, 8);
+        put_fixed(b, (uint64_t)x, 8);
         return 0;
     case PG_BIN_TEXT:
         return put_text(b, v, n);

@@ -278,8 +278,9 @@ void pg_apply_get_stats(const pg_apply_t *a, pg_apply_stats_t *out);
 typedef struct stage {
     cg_buf_t copy; /* COPY text rows */
     size_t n, n_del;
-    size_t timed;   /* staged rows with a source time: their times go into the id map */
-    size_t key_col; /* the key's column index (pg_table_key) */
+    size_t timed;    /* staged rows with a source time: their times go into the id map */
+    size_t key_col;  /* the key's column index (pg_table_key) */
+    long person_col; /* person_id's column index; -1 when the table has none */
     /* the batch's keys (an open-addressing set): when no key comes twice, the statements read
      * the staging table as it is, without sorting it for the latest record per key */
     uint64_t *keys;
