@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz-smoke.sh - builds the libFuzzer targets (clang, -DCG_FUZZ=ON) in their own build directory
 # and runs each for a fixed short time. Exits non-zero on any crash, leak, timeout or sanitizer
-# report. Environment: FUZZ_SECONDS (default 40 per target), FUZZ_BUILD_DIR, FUZZ_JOBS.
+# report. Environment: FUZZ_SECONDS (default 40 per target), FUZZ_BUILD_DIR, FUZZ_JOBS (build jobs),
+# FUZZ_PARALLEL (targets run at once, default nproc).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -58,24 +59,39 @@ put("parse", "r17-charsets.hl7", "".join(msh % ("M%d" % i, "||||||" + c) + pid f
 PY
 cp "$work"/parse/r17-* "$work/spec/"
 
-status=0
-run() {
+# The targets run FUZZ_PARALLEL at a time (default: the machine's cores; each fuzzer is one
+# process on one core), so the smoke costs about 2 x FUZZ_SECONDS of wall time on two cores.
+parallel=${FUZZ_PARALLEL:-$(nproc)}
+run() { # one target; its report goes to $work/$target.out, printed in order after the wait
     local target=$1 corpus=$2 maxlen=$3
-    echo "fuzz-smoke: $target for ${seconds}s (max_len $maxlen)"
-    if ! "$build/tests/fuzz/$target" "$corpus" -max_total_time="$seconds" -max_len="$maxlen" \
-        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/" \
-        >"$work/$target.log" 2>&1; then
-        echo "fuzz-smoke: $target FAILED" >&2
-        tail -n 60 "$work/$target.log" >&2
-        ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null >&2 || true
-        status=1
-    else
+    {
+        echo "fuzz-smoke: $target for ${seconds}s (max_len $maxlen)"
+        if ! "$build/tests/fuzz/$target" "$corpus" -max_total_time="$seconds" -max_len="$maxlen" \
+            -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$target-" \
+            >"$work/$target.log" 2>&1; then
+            echo "fuzz-smoke: $target FAILED"
+            tail -n 60 "$work/$target.log"
+            ls "$work/$target"-crash-* "$work/$target"-leak-* "$work/$target"-timeout-* \
+                "$work/$target"-oom-* 2>/dev/null || true
+            exit 1
+        fi
         grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$work/$target.log" || true
         echo "fuzz-smoke: $target ok"
-    fi
+    } >"$work/$target.out" 2>&1
 }
-run fuzz_hl7_parse "$work/parse" 8192
-run fuzz_hl7_path "$work/path" 64
-run fuzz_spec "$work/spec" 16384
-run fuzz_xml "$work/xml" 32768
+targets=("fuzz_hl7_parse $work/parse 8192" "fuzz_hl7_path $work/path 64"
+    "fuzz_spec $work/spec 16384" "fuzz_xml $work/xml 32768")
+status=0
+for ((i = 0; i < ${#targets[@]}; i += parallel)); do
+    pids=() names=()
+    for t in "${targets[@]:i:parallel}"; do
+        read -r name corpus maxlen <<<"$t"
+        run "$name" "$corpus" "$maxlen" &
+        pids+=($!) names+=("$name")
+    done
+    for k in "${!pids[@]}"; do
+        wait "${pids[$k]}" || status=1
+        cat "$work/${names[$k]}.out"
+    done
+done
 exit $status
