@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_pg_specs.sh COHORTGATE CG_OMOP_LOAD SOURCE_DIR - OMOP conformance of the shipped specs:
-# every row they produce from the golden inputs and from ../shared/corpus/hl7v2 (when present)
-# must insert into the CDM tables of a real PostgreSQL server (COHORTGATE_TEST_PG) with no type,
+# every row they produce from the golden inputs (HL7 v2 and C-CDA) and from ../shared/corpus's
+# hl7v2 and ccda folders (when present) must insert into the CDM tables of a real PostgreSQL server (COHORTGATE_TEST_PG) with no type,
 # NOT NULL or length error. Rows with a stable id arriving again (a visit updated by a later
 # event) replace the earlier one, as a sink does.
 set -uo pipefail
@@ -43,14 +43,25 @@ check() { # check NAME MAP_OPTION... -- FILE...
 }
 
 check golden -- "$src"/tests/golden/*/input.hl7
-corpus=$src/../shared/corpus/hl7v2
-if [ -d "$corpus" ]; then
-    find "$corpus" -type f | sort >"$tmp/files"
+# the documents of the C-CDA cases, in each case's order (a replacement after what it replaces)
+mapfile -t docs < <(find "$src"/tests/golden -name '*.xml' | sort)
+check golden_ccda -- "${docs[@]}"
+corpus=$src/../shared/corpus
+if [ -d "$corpus/hl7v2" ]; then
+    find "$corpus/hl7v2" -type f | sort >"$tmp/files"
     mapfile -t files <"$tmp/files"
     # the corpus's feeds mostly send no assigning authority: each facility is its own
     check corpus --authority-missing facility -- "${files[@]}"
 else
-    echo "SKIPPED corpus: $corpus not found"
+    echo "SKIPPED corpus: $corpus/hl7v2 not found"
+fi
+if [ -d "$corpus/ccda" ]; then
+    # its section fragments (no header) fail to map, on stderr; the documents' rows must load
+    find "$corpus/ccda" -type f | sort >"$tmp/docs"
+    mapfile -t files <"$tmp/docs"
+    check corpus_ccda -- "${files[@]}"
+else
+    echo "SKIPPED corpus_ccda: $corpus/ccda not found"
 fi
 [ $status -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $status
