@@ -322,6 +322,19 @@ static void check_state(db_t *db, const char *const *want)
     assert_true(ok);
 }
 
+/* check_state of the lines of a and then of b (both NULL-terminated). */
+static void check_state_of(db_t *db, const char *const *a, const char *const *b)
+{
+    const char *all[MAX_ROWS + 1];
+    size_t n = 0;
+    for (const char *const *l = a; *l; l++)
+        all[n++] = *l;
+    for (const char *const *l = b; *l; l++)
+        all[n++] = *l;
+    all[n] = NULL;
+    check_state(db, all);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -369,20 +382,31 @@ static void test_result_lifecycle(void **state)
     check_state(&late, corrected);
 }
 
-/* A01 -> A11: the visit is gone, its diagnosis stays without a visit. */
-static void test_cancel_admit(void **state)
+/* A visit cancelled: A01 -> A11 (cancel admit), A05 (pre-admit, with its reason) -> A27 (cancel
+ * pending admit). The visit is gone, its diagnosis stays without a visit. */
+static void test_visit_cancelled(void **state)
 {
     (void)state;
-    db_t db = {0};
-    feed_hl7(&db, "lifecycle_a01_a11", NULL);
-    const char *const want[] = {
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "- | care_site care_site_source_value=GENHOSP/4W",
-        "- | provider provider_source_value=1234",
-        "GENHOSP/100234 | condition_occurrence condition_source_value=E11.9 "
-        "condition_start_date=2024-03-14 | visit=null",
-        NULL};
-    check_state(&db, want);
+    static const struct {
+        const char *dir, *care_site, *diagnosis;
+    } cases[] = {
+        {"lifecycle_a01_a11", "GENHOSP/4W",
+         "condition_source_value=E11.9 condition_start_date=2024-03-14"},
+        {"lifecycle_a05_a27", "GENHOSP/5E",
+         "condition_source_value=K80.20 condition_start_date=2024-06-12"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        db_t db = {0};
+        feed_hl7(&db, cases[i].dir, NULL);
+        char care_site[128], diagnosis[256];
+        snprintf(care_site, sizeof(care_site), "- | care_site care_site_source_value=%s",
+                 cases[i].care_site);
+        snprintf(diagnosis, sizeof(diagnosis),
+                 "GENHOSP/100234 | condition_occurrence %s | visit=null", cases[i].diagnosis);
+        const char *const want[] = {"GENHOSP/100234 | person year_of_birth=1967", care_site,
+                                    "- | provider provider_source_value=1234", diagnosis, NULL};
+        check_state(&db, want);
+    }
 }
 
 /* A01 -> A08 -> A03 -> A13: one visit, updated, discharged, discharge cancelled. */
@@ -404,17 +428,28 @@ static void test_cancel_discharge(void **state)
     check_state(&db, want);
 }
 
-/* RDE new order -> order cancelled (ORC-1 CA): nothing left. */
+/* An order cancelled: an RDE new order -> ORC-1 CA; an order with two ask-at-order-entry
+ * observations -> cancelled by the filler, ORC-1 OC. Nothing is left. */
 static void test_order_cancel(void **state)
 {
     (void)state;
-    db_t db = {0};
-    feed_hl7(&db, "lifecycle_order_cancel", (const int[]){0, -1});
-    const char *const ordered[] = {"GENHOSP/100234 | drug_exposure drug_source_value=860975", NULL};
-    check_state(&db, ordered);
-    feed_hl7(&db, "lifecycle_order_cancel", (const int[]){1, -1});
-    const char *const none[] = {NULL};
-    check_state(&db, none);
+    static const char *const rde[] = {"GENHOSP/100234 | drug_exposure drug_source_value=860975",
+                                      NULL};
+    static const char *const orm[] = {
+        "GENHOSP/100234 | measurement measurement_source_value=29463-7 value_as_number=68.2 | "
+        "visit=null",
+        "GENHOSP/100234 | measurement measurement_source_value=49541-6 | visit=null", NULL};
+    static const struct {
+        const char *dir;
+        const char *const *ordered;
+    } cases[] = {{"lifecycle_order_cancel", rde}, {"lifecycle_order_cancel_oc", orm}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        db_t db = {0};
+        feed_hl7(&db, cases[i].dir, (const int[]){0, -1});
+        check_state(&db, cases[i].ordered);
+        feed_hl7(&db, cases[i].dir, (const int[]){1, -1});
+        check_state(&db, (const char *const[]){NULL});
+    }
 }
 
 /* Two reports; the CBC's results are withdrawn (OBX-11 W, wrong patient): its three rows go,
@@ -423,39 +458,20 @@ static void test_result_withdrawn(void **state)
 {
     (void)state;
     db_t db = {0};
+    const char *const kept[] = {
+        "GENHOSP/100234 | measurement measurement_source_value=2345-7 value_as_number=98 | "
+        "visit=null",
+        NULL};
     feed_hl7(&db, "lifecycle_result_withdrawn", (const int[]){0, 1, -1});
-    const char *const reported[] = {
-        "GENHOSP/100234 | measurement measurement_source_value=718-7 value_as_number=13.2 | "
-        "visit=null",
-        "GENHOSP/100234 | measurement measurement_source_value=6690-2 value_as_number=7.4 | "
-        "visit=null",
-        "GENHOSP/100234 | observation observation_source_value=8251-1",
-        "GENHOSP/100234 | measurement measurement_source_value=2345-7 value_as_number=98 | "
-        "visit=null",
-        NULL};
-    check_state(&db, reported);
+    check_state_of(&db, kept,
+                   (const char *const[]){
+                       "GENHOSP/100234 | measurement measurement_source_value=718-7 "
+                       "value_as_number=13.2 | visit=null",
+                       "GENHOSP/100234 | measurement measurement_source_value=6690-2 "
+                       "value_as_number=7.4 | visit=null",
+                       "GENHOSP/100234 | observation observation_source_value=8251-1", NULL});
     feed_hl7(&db, "lifecycle_result_withdrawn", (const int[]){2, -1});
-    const char *const withdrawn[] = {
-        "GENHOSP/100234 | measurement measurement_source_value=2345-7 value_as_number=98 | "
-        "visit=null",
-        NULL};
-    check_state(&db, withdrawn);
-}
-
-/* An order with two ask-at-order-entry observations, cancelled by the filler (ORC-1 OC). */
-static void test_order_cancel_oc(void **state)
-{
-    (void)state;
-    db_t db = {0};
-    feed_hl7(&db, "lifecycle_order_cancel_oc", (const int[]){0, -1});
-    const char *const ordered[] = {
-        "GENHOSP/100234 | measurement measurement_source_value=29463-7 value_as_number=68.2 | "
-        "visit=null",
-        "GENHOSP/100234 | measurement measurement_source_value=49541-6 | visit=null", NULL};
-    check_state(&db, ordered);
-    feed_hl7(&db, "lifecycle_order_cancel_oc", (const int[]){1, -1});
-    const char *const none[] = {NULL};
-    check_state(&db, none);
+    check_state(&db, kept);
 }
 
 /* A01 on 4W -> A02 to the ICU -> A12 (cancel transfer): the visit is on 4W again. */
@@ -463,76 +479,53 @@ static void test_cancel_transfer(void **state)
 {
     (void)state;
     db_t db = {0};
+    const char *const sites[] = {"GENHOSP/100234 | person year_of_birth=1967",
+                                 "- | care_site care_site_source_value=GENHOSP/4W",
+                                 "- | care_site care_site_source_value=GENHOSP/ICU",
+                                 "- | provider provider_source_value=1234", NULL};
     feed_hl7(&db, "lifecycle_a02_a12", (const int[]){0, 1, -1});
-    const char *const transferred[] = {
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-10 visit_end_date=2024-06-10 "
-        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/ICU",
-        "- | care_site care_site_source_value=GENHOSP/4W",
-        "- | care_site care_site_source_value=GENHOSP/ICU",
-        "- | provider provider_source_value=1234",
-        NULL};
-    check_state(&db, transferred);
+    check_state_of(
+        &db, sites,
+        (const char *const[]){
+            "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-10 "
+            "visit_end_date=2024-06-10 visit_end_datetime=null discharged_to_source_value=null | "
+            "care_site=GENHOSP/ICU",
+            NULL});
     feed_hl7(&db, "lifecycle_a02_a12", (const int[]){2, -1});
-    const char *const back[] = {
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-10 visit_end_date=2024-06-10 "
-        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/4W",
-        "- | care_site care_site_source_value=GENHOSP/4W",
-        "- | care_site care_site_source_value=GENHOSP/ICU",
-        "- | provider provider_source_value=1234",
-        NULL};
-    check_state(&db, back);
-}
-
-/* A05 (pre-admit, with its reason) -> A27 (cancel pending admit): the visit is gone, the
- * diagnosis stays without one. */
-static void test_cancel_pending_admit(void **state)
-{
-    (void)state;
-    db_t db = {0};
-    feed_hl7(&db, "lifecycle_a05_a27", NULL);
-    const char *const want[] = {
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "- | care_site care_site_source_value=GENHOSP/5E",
-        "- | provider provider_source_value=1234",
-        "GENHOSP/100234 | condition_occurrence condition_source_value=K80.20 "
-        "condition_start_date=2024-06-12 | visit=null",
-        NULL};
-    check_state(&db, want);
+    check_state_of(
+        &db, sites,
+        (const char *const[]){
+            "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-10 "
+            "visit_end_date=2024-06-10 visit_end_datetime=null discharged_to_source_value=null | "
+            "care_site=GENHOSP/4W",
+            NULL});
 }
 
 /* A28 (a person added in error, with an allergy) -> A29 (delete person): nothing of 300555 is
- * left; another patient's rows stay. */
+ * left; another patient's rows (an A05's) stay. */
 static void test_delete_person(void **state)
 {
     (void)state;
     db_t db = {0};
+    const char *const other[] = {
+        "GENHOSP/100234 | person year_of_birth=1967",
+        "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-17 visit_end_date=2024-06-17 "
+        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/5E",
+        "- | care_site care_site_source_value=GENHOSP/5E",
+        "- | provider provider_source_value=1234",
+        "GENHOSP/100234 | condition_occurrence condition_source_value=K80.20 "
+        "condition_start_date=2024-06-12 | visit=ok",
+        NULL};
     feed_hl7(&db, "lifecycle_a05_a27", (const int[]){0, -1});
     feed_hl7(&db, "lifecycle_a28_a29", (const int[]){0, -1});
-    const char *const added[] = {
-        "GENHOSP/300555 | person year_of_birth=1981",
-        "GENHOSP/300555 | observation observation_source_value=7980 value_source_value=7980",
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-17 visit_end_date=2024-06-17 "
-        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/5E",
-        "- | care_site care_site_source_value=GENHOSP/5E",
-        "- | provider provider_source_value=1234",
-        "GENHOSP/100234 | condition_occurrence condition_source_value=K80.20 "
-        "condition_start_date=2024-06-12 | visit=ok",
-        NULL};
-    check_state(&db, added);
+    check_state_of(
+        &db, other,
+        (const char *const[]){
+            "GENHOSP/300555 | person year_of_birth=1981",
+            "GENHOSP/300555 | observation observation_source_value=7980 value_source_value=7980",
+            NULL});
     feed_hl7(&db, "lifecycle_a28_a29", (const int[]){1, -1});
-    const char *const deleted[] = {
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-17 visit_end_date=2024-06-17 "
-        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/5E",
-        "- | care_site care_site_source_value=GENHOSP/5E",
-        "- | provider provider_source_value=1234",
-        "GENHOSP/100234 | condition_occurrence condition_source_value=K80.20 "
-        "condition_start_date=2024-06-12 | visit=ok",
-        NULL};
-    check_state(&db, deleted);
+    check_state(&db, other);
 }
 
 /* 900111 and 100234 admitted; A40 merges 900111 into 100234; A47 re-keys 100234 as 100777:
@@ -632,12 +625,11 @@ static void test_collisions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_result_lifecycle),     cmocka_unit_test(test_cancel_admit),
-        cmocka_unit_test(test_cancel_discharge),     cmocka_unit_test(test_order_cancel),
-        cmocka_unit_test(test_merge_and_rekey),      cmocka_unit_test(test_document_replacement),
-        cmocka_unit_test(test_collisions),           cmocka_unit_test(test_result_withdrawn),
-        cmocka_unit_test(test_order_cancel_oc),      cmocka_unit_test(test_cancel_transfer),
-        cmocka_unit_test(test_cancel_pending_admit), cmocka_unit_test(test_delete_person),
+        cmocka_unit_test(test_result_lifecycle), cmocka_unit_test(test_visit_cancelled),
+        cmocka_unit_test(test_cancel_discharge), cmocka_unit_test(test_order_cancel),
+        cmocka_unit_test(test_merge_and_rekey),  cmocka_unit_test(test_document_replacement),
+        cmocka_unit_test(test_collisions),       cmocka_unit_test(test_result_withdrawn),
+        cmocka_unit_test(test_cancel_transfer),  cmocka_unit_test(test_delete_person),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
