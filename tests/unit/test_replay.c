@@ -27,6 +27,7 @@
 typedef struct entry {
     char table[48];
     int64_t id, person_id, visit_id; /* visit_id: its visit_occurrence_id, 0 when none */
+    int64_t care_site_id;            /* a visit's care_site_id, 0 when none */
     char message_id[96];             /* the source document or message of this version */
     char time[40];                   /* its source time */
     char summary[256];               /* "table col=value ..." of a few telling columns */
@@ -53,6 +54,7 @@ static const char *const shown[][5] = {
     {"condition_occurrence", "condition_source_value", "condition_start_date", NULL},
     {"measurement", "measurement_source_value", "value_as_number", NULL},
     {"drug_exposure", "drug_source_value", NULL},
+    {"observation", "observation_source_value", "value_source_value", NULL},
     {"death", "death_date", NULL},
 };
 
@@ -126,6 +128,7 @@ static void apply(db_t *db, const cg_row_t *r)
         e->id = id;
         e->person_id = person;
         e->visit_id = strcmp(table, "visit_occurrence") ? int_value(r, "visit_occurrence_id") : 0;
+        e->care_site_id = strcmp(table, "visit_occurrence") ? 0 : int_value(r, "care_site_id");
         snprintf(e->message_id, sizeof(e->message_id), "%.*s", (int)r->message_id.len,
                  r->message_id.ptr);
         snprintf(e->time, sizeof(e->time), "%s", time);
@@ -246,6 +249,7 @@ static const char *const people[][2] = {
     {"GENHOSP", "100234"},
     {"GENHOSP", "900111"},
     {"GENHOSP", "100777"},
+    {"GENHOSP", "300555"},
     {"HOSPA", "555"},
     {"HOSPB", "777"},
     {"2.16.840.1.113883.19.5.99999.2", "MRN-4711"},
@@ -271,7 +275,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The state as sorted lines "person-label | summary [| visit=ok|null|dangling]". */
+/* The state as sorted lines "person-label | summary [| visit=ok|null|dangling]", a visit's with
+ * "| care_site=" the source value of the care_site row its care_site_id names (null, dangling). */
 static void check_state(db_t *db, const char *const *want)
 {
     char *got[MAX_ROWS];
@@ -285,6 +290,14 @@ static void check_state(db_t *db, const char *const *want)
                      !e->visit_id                                ? "null"
                      : find(db, "visit_occurrence", e->visit_id) ? "ok"
                                                                  : "dangling");
+        if (!strcmp(e->table, "visit_occurrence")) {
+            const entry_t *c = e->care_site_id ? find(db, "care_site", e->care_site_id) : NULL;
+            const char *v = c ? strstr(c->summary, "care_site_source_value=") : NULL;
+            snprintf(line + n, sizeof(line) - (size_t)n, " | care_site=%s",
+                     v                 ? v + strlen("care_site_source_value=")
+                     : e->care_site_id ? "dangling"
+                                       : "null");
+        }
         got[i] = strdup(line);
     }
     qsort(got, db->n, sizeof(got[0]), cmp_str);
@@ -307,6 +320,19 @@ static void check_state(db_t *db, const char *const *want)
         free(got[i]);
     free(w);
     assert_true(ok);
+}
+
+/* check_state of the lines of a and then of b (both NULL-terminated). */
+static void check_state_of(db_t *db, const char *const *a, const char *const *b)
+{
+    const char *all[MAX_ROWS + 1];
+    size_t n = 0;
+    for (const char *const *l = a; *l; l++)
+        all[n++] = *l;
+    for (const char *const *l = b; *l; l++)
+        all[n++] = *l;
+    all[n] = NULL;
+    check_state(db, all);
 }
 
 static int setup(void **state)
@@ -356,20 +382,31 @@ static void test_result_lifecycle(void **state)
     check_state(&late, corrected);
 }
 
-/* A01 -> A11: the visit is gone, its diagnosis stays without a visit. */
-static void test_cancel_admit(void **state)
+/* A visit cancelled: A01 -> A11 (cancel admit), A05 (pre-admit, with its reason) -> A27 (cancel
+ * pending admit). The visit is gone, its diagnosis stays without a visit. */
+static void test_visit_cancelled(void **state)
 {
     (void)state;
-    db_t db = {0};
-    feed_hl7(&db, "lifecycle_a01_a11", NULL);
-    const char *const want[] = {
-        "GENHOSP/100234 | person year_of_birth=1967",
-        "- | care_site care_site_source_value=GENHOSP/4W",
-        "- | provider provider_source_value=1234",
-        "GENHOSP/100234 | condition_occurrence condition_source_value=E11.9 "
-        "condition_start_date=2024-03-14 | visit=null",
-        NULL};
-    check_state(&db, want);
+    static const struct {
+        const char *dir, *care_site, *diagnosis;
+    } cases[] = {
+        {"lifecycle_a01_a11", "GENHOSP/4W",
+         "condition_source_value=E11.9 condition_start_date=2024-03-14"},
+        {"lifecycle_a05_a27", "GENHOSP/5E",
+         "condition_source_value=K80.20 condition_start_date=2024-06-12"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        db_t db = {0};
+        feed_hl7(&db, cases[i].dir, NULL);
+        char care_site[128], diagnosis[256];
+        snprintf(care_site, sizeof(care_site), "- | care_site care_site_source_value=%s",
+                 cases[i].care_site);
+        snprintf(diagnosis, sizeof(diagnosis),
+                 "GENHOSP/100234 | condition_occurrence %s | visit=null", cases[i].diagnosis);
+        const char *const want[] = {"GENHOSP/100234 | person year_of_birth=1967", care_site,
+                                    "- | provider provider_source_value=1234", diagnosis, NULL};
+        check_state(&db, want);
+    }
 }
 
 /* A01 -> A08 -> A03 -> A13: one visit, updated, discharged, discharge cancelled. */
@@ -381,7 +418,7 @@ static void test_cancel_discharge(void **state)
     const char *const want[] = {
         "GENHOSP/100234 | person year_of_birth=1967",
         "GENHOSP/100234 | visit_occurrence visit_start_date=2024-03-14 visit_end_date=2024-03-14 "
-        "visit_end_datetime=null discharged_to_source_value=null",
+        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/5E",
         "- | care_site care_site_source_value=GENHOSP/4W",
         "- | care_site care_site_source_value=GENHOSP/5E",
         "- | provider provider_source_value=1234",
@@ -391,17 +428,104 @@ static void test_cancel_discharge(void **state)
     check_state(&db, want);
 }
 
-/* RDE new order -> order cancelled (ORC-1 CA): nothing left. */
+/* An order cancelled: an RDE new order -> ORC-1 CA; an order with two ask-at-order-entry
+ * observations -> cancelled by the filler, ORC-1 OC. Nothing is left. */
 static void test_order_cancel(void **state)
 {
     (void)state;
+    static const char *const rde[] = {"GENHOSP/100234 | drug_exposure drug_source_value=860975",
+                                      NULL};
+    static const char *const orm[] = {
+        "GENHOSP/100234 | measurement measurement_source_value=29463-7 value_as_number=68.2 | "
+        "visit=null",
+        "GENHOSP/100234 | measurement measurement_source_value=49541-6 | visit=null", NULL};
+    static const struct {
+        const char *dir;
+        const char *const *ordered;
+    } cases[] = {{"lifecycle_order_cancel", rde}, {"lifecycle_order_cancel_oc", orm}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        db_t db = {0};
+        feed_hl7(&db, cases[i].dir, (const int[]){0, -1});
+        check_state(&db, cases[i].ordered);
+        feed_hl7(&db, cases[i].dir, (const int[]){1, -1});
+        check_state(&db, (const char *const[]){NULL});
+    }
+}
+
+/* Two reports; the CBC's results are withdrawn (OBX-11 W, wrong patient): its three rows go,
+ * the other report's glucose stays. */
+static void test_result_withdrawn(void **state)
+{
+    (void)state;
     db_t db = {0};
-    feed_hl7(&db, "lifecycle_order_cancel", (const int[]){0, -1});
-    const char *const ordered[] = {"GENHOSP/100234 | drug_exposure drug_source_value=860975", NULL};
-    check_state(&db, ordered);
-    feed_hl7(&db, "lifecycle_order_cancel", (const int[]){1, -1});
-    const char *const none[] = {NULL};
-    check_state(&db, none);
+    const char *const kept[] = {
+        "GENHOSP/100234 | measurement measurement_source_value=2345-7 value_as_number=98 | "
+        "visit=null",
+        NULL};
+    feed_hl7(&db, "lifecycle_result_withdrawn", (const int[]){0, 1, -1});
+    check_state_of(&db, kept,
+                   (const char *const[]){
+                       "GENHOSP/100234 | measurement measurement_source_value=718-7 "
+                       "value_as_number=13.2 | visit=null",
+                       "GENHOSP/100234 | measurement measurement_source_value=6690-2 "
+                       "value_as_number=7.4 | visit=null",
+                       "GENHOSP/100234 | observation observation_source_value=8251-1", NULL});
+    feed_hl7(&db, "lifecycle_result_withdrawn", (const int[]){2, -1});
+    check_state(&db, kept);
+}
+
+/* A01 on 4W -> A02 to the ICU -> A12 (cancel transfer): the visit is on 4W again. */
+static void test_cancel_transfer(void **state)
+{
+    (void)state;
+    db_t db = {0};
+    const char *const sites[] = {"GENHOSP/100234 | person year_of_birth=1967",
+                                 "- | care_site care_site_source_value=GENHOSP/4W",
+                                 "- | care_site care_site_source_value=GENHOSP/ICU",
+                                 "- | provider provider_source_value=1234", NULL};
+    feed_hl7(&db, "lifecycle_a02_a12", (const int[]){0, 1, -1});
+    check_state_of(
+        &db, sites,
+        (const char *const[]){
+            "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-10 "
+            "visit_end_date=2024-06-10 visit_end_datetime=null discharged_to_source_value=null | "
+            "care_site=GENHOSP/ICU",
+            NULL});
+    feed_hl7(&db, "lifecycle_a02_a12", (const int[]){2, -1});
+    check_state_of(
+        &db, sites,
+        (const char *const[]){
+            "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-10 "
+            "visit_end_date=2024-06-10 visit_end_datetime=null discharged_to_source_value=null | "
+            "care_site=GENHOSP/4W",
+            NULL});
+}
+
+/* A28 (a person added in error, with an allergy) -> A29 (delete person): nothing of 300555 is
+ * left; another patient's rows (an A05's) stay. */
+static void test_delete_person(void **state)
+{
+    (void)state;
+    db_t db = {0};
+    const char *const other[] = {
+        "GENHOSP/100234 | person year_of_birth=1967",
+        "GENHOSP/100234 | visit_occurrence visit_start_date=2024-06-17 visit_end_date=2024-06-17 "
+        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/5E",
+        "- | care_site care_site_source_value=GENHOSP/5E",
+        "- | provider provider_source_value=1234",
+        "GENHOSP/100234 | condition_occurrence condition_source_value=K80.20 "
+        "condition_start_date=2024-06-12 | visit=ok",
+        NULL};
+    feed_hl7(&db, "lifecycle_a05_a27", (const int[]){0, -1});
+    feed_hl7(&db, "lifecycle_a28_a29", (const int[]){0, -1});
+    check_state_of(
+        &db, other,
+        (const char *const[]){
+            "GENHOSP/300555 | person year_of_birth=1981",
+            "GENHOSP/300555 | observation observation_source_value=7980 value_source_value=7980",
+            NULL});
+    feed_hl7(&db, "lifecycle_a28_a29", (const int[]){1, -1});
+    check_state(&db, other);
 }
 
 /* 900111 and 100234 admitted; A40 merges 900111 into 100234; A47 re-keys 100234 as 100777:
@@ -414,9 +538,9 @@ static void test_merge_and_rekey(void **state)
     const char *const want[] = {
         "GENHOSP/100777 | person year_of_birth=1967",
         "GENHOSP/100777 | visit_occurrence visit_start_date=2024-03-01 visit_end_date=2024-03-01 "
-        "visit_end_datetime=null discharged_to_source_value=null",
+        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/ED",
         "GENHOSP/100777 | visit_occurrence visit_start_date=2024-03-14 visit_end_date=2024-03-14 "
-        "visit_end_datetime=null discharged_to_source_value=null",
+        "visit_end_datetime=null discharged_to_source_value=null | care_site=GENHOSP/4W",
         "GENHOSP/100777 | condition_occurrence condition_source_value=J18.9 "
         "condition_start_date=2024-03-01 | visit=ok",
         "- | care_site care_site_source_value=GENHOSP/ED",
@@ -501,10 +625,11 @@ static void test_collisions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_result_lifecycle), cmocka_unit_test(test_cancel_admit),
+        cmocka_unit_test(test_result_lifecycle), cmocka_unit_test(test_visit_cancelled),
         cmocka_unit_test(test_cancel_discharge), cmocka_unit_test(test_order_cancel),
         cmocka_unit_test(test_merge_and_rekey),  cmocka_unit_test(test_document_replacement),
-        cmocka_unit_test(test_collisions),
+        cmocka_unit_test(test_collisions),       cmocka_unit_test(test_result_withdrawn),
+        cmocka_unit_test(test_cancel_transfer),  cmocka_unit_test(test_delete_person),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
