@@ -6,9 +6,7 @@
 #include <string.h>
 
 #include "fuzz_shipped.h"
-#include "cg_pseudo.h"
 #include "cg_spec.h"
-#include "cg_vocab.h"
 
 static void init(void)
 {
@@ -19,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!mapper)
+    if (!worker)
         init();
     if (size && data[0] == '{') {
         char *text = malloc(size + 1);
@@ -27,7 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         text[size] = '\0';
         cg_error_t errs[8];
         size_t n = 0;
-        cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .authorities = authorities};
+        /* spec text in memory, which a bundle cannot load (it reads files): compiled by hand */
+        cg_spec_env_t env = {.vocab = cg_mapping_vocab(shipped),
+                             .pseudo = cg_mapping_pseudo(shipped),
+                             .authorities = authorities};
         cg_specset_t *ss = cg_specset_load_string(text, "fuzz.json", &env, errs, 8, &n);
         if (ss) {
             char err[256];
@@ -46,6 +47,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const cg_row_t *rows;
     size_t n;
     cg_error_t me;
-    cg_mapper_map_hl7(mapper, (const char *)data, size, &rows, &n, &me);
+    cg_mapping_worker_map(worker, CG_INPUT_HL7V2, (const char *)data, size, &rows, &n, &me);
     return 0;
 }

@@ -7,9 +7,7 @@
 #include <string.h>
 
 #include "fuzz_shipped.h"
-#include "cg_pseudo.h"
 #include "cg_spec.h"
-#include "cg_vocab.h"
 #include "cg_xml.h"
 
 static cg_xml_doc_t *doc;
@@ -34,13 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!mapper)
+    if (!worker)
         init();
     const char *buf = (const char *)data;
     const cg_row_t *rows;
     size_t n;
     cg_error_t me;
-    cg_mapper_map_xml(mapper, buf, size, &rows, &n, &me);
+    cg_mapping_worker_map(worker, CG_INPUT_XML, buf, size, &rows, &n, &me);
     for (size_t i = 0; i < n; i++) {
         cg_buf_t out;
         cg_buf_init(&out);

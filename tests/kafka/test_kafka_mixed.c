@@ -16,10 +16,9 @@
 
 #include "cg_config.h"
 #include "cg_gateway.h"
-#include "cg_pseudo.h"
-#include "cg_spec.h"
-#include "cg_vocab.h"
+#include "cg_mapping.h"
 #include "kafka_util.h"
+#include "spec_test_util.h"
 
 #define N_INPUTS   160
 #define PARTITIONS 3
@@ -109,20 +108,11 @@ static expect_t want[N_INPUTS];
 
 static void expect_all(void)
 {
-    char err[256];
-    cg_pseudo_key_t *k =
-        cg_pseudo_key_load(CG_SOURCE_DIR "/tests/golden/key", NULL, err, sizeof(err));
-    cg_pseudo_t *ps = cg_pseudo_new(k, 0, err, sizeof(err));
-    cg_pseudo_key_destroy(k);
-    cg_vocab_t *v = cg_vocab_new();
-    size_t nv = 0;
-    assert_int_equal(cg_vocab_load_csv_dir(v, CG_SOURCE_DIR "/specs/vocab", NULL, 0, &nv), CG_OK);
-    cg_spec_env_t env = {.vocab = v, .pseudo = ps};
-    size_t ne = 0;
-    cg_specset_t *ss = cg_specset_load(CG_SOURCE_DIR "/specs", &env, NULL, 0, &ne);
-    assert_non_null(ss);
-    cg_mapper_t *mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    assert_non_null(mp);
+    /* the bundle the gateway's config below names: the shipped specs and the golden key */
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs",
+                           .key_file = CG_SOURCE_DIR "/tests/golden/key"};
+    cg_mapping_worker_t *w;
+    cg_mapping_t *m = spec_test_mapping(&o, &w);
     char buf[4096];
     for (int i = 0; i < N_INPUTS; i++) {
         size_t len = make_input(i, buf, sizeof(buf));
@@ -130,7 +120,7 @@ static void expect_all(void)
         size_t n;
         cg_error_t me;
         memset(&want[i], 0, sizeof(want[i]));
-        if (cg_mapper_map(mp, buf, len, &rows, &n, &me) == CG_OK) {
+        if (cg_mapping_worker_map(w, CG_INPUT_AUTO, buf, len, &rows, &n, &me) == CG_OK) {
             assert_true(n > 0);
             snprintf(want[i].id, sizeof(want[i].id), "%.*s", (int)rows[0].message_id.len,
                      rows[0].message_id.ptr);
@@ -140,10 +130,8 @@ static void expect_all(void)
             snprintf(want[i].code, sizeof(want[i].code), "%s", cg_err_name(me.code));
         }
     }
-    cg_mapper_destroy(mp);
-    cg_specset_destroy(ss);
-    cg_vocab_destroy(v);
-    cg_pseudo_destroy(ps);
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(m);
 }
 
 static int input_of(const char *message_id)

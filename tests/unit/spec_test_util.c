@@ -59,6 +59,20 @@ cg_mapper_t *spec_test_mapper(cg_specset_t *ss)
     return mp;
 }
 
+cg_mapping_t *spec_test_mapping(const cg_mapping_opts_t *o, cg_mapping_worker_t **w)
+{
+    cg_error_t errs[8];
+    size_t ne = 0;
+    cg_mapping_t *m = cg_mapping_load(o, errs, 8, &ne);
+    if (!m)
+        fail_msg("mapping: %s:%d:%d: %s", errs[0].file, errs[0].line, errs[0].column, errs[0].text);
+    char err[256];
+    *w = cg_mapping_worker_new(m, err, sizeof(err));
+    if (!*w)
+        fail_msg("cg_mapping_worker_new: %s", err);
+    return m;
+}
+
 int spec_test_setup(void **state)
 {
     (void)state;

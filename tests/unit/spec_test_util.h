@@ -1,8 +1,10 @@
 /* spec_test_util.h - what the spec tests share: the key and vocabulary every mapper of theirs
- * uses (made by spec_test_setup), rows as the encoder writes them, and a column's value. */
+ * uses (made by spec_test_setup), rows as the encoder writes them, and a column's value; and for
+ * the tests of the shipped specs, a mapping bundle loaded as the commands load it. */
 #ifndef SPEC_TEST_UTIL_H
 #define SPEC_TEST_UTIL_H
 
+#include "cg_mapping.h"
 #include "cg_pseudo.h"
 #include "cg_row.h"
 #include "cg_spec.h"
@@ -24,6 +26,9 @@ const char *row_trace(const cg_row_t *r);
 cg_specset_t *spec_test_load(const char *text, const char *name);
 /* A mapper of ss with pseudo and vocab: fails the test when none is made. */
 cg_mapper_t *spec_test_mapper(cg_specset_t *ss);
+/* The bundle of o (cg_mapping_load, as run, map, test and check load theirs) and a worker of it
+ * in *w: fails the test, printing the first error, when either is not made. */
+cg_mapping_t *spec_test_mapping(const cg_mapping_opts_t *o, cg_mapping_worker_t **w);
 /* Fails unless r's column col holds exactly want. */
 void assert_value(const cg_row_t *r, const char *col, const char *want);
 

@@ -22,10 +22,9 @@
 #include <jansson.h>
 #include <sys/stat.h>
 
-#include "cg_pseudo.h"
+#include "cg_mapping.h"
+#include "spec_test_util.h"
 #include "test_hl7_util.h"
-#include "cg_spec.h"
-#include "cg_vocab.h"
 
 #define MAX_REASONS 64
 
@@ -48,7 +47,7 @@ static const char *const tables[] = {"person",
                                      "cohortgate.document_retraction",
                                      NULL};
 
-static cg_mapper_t *mp;
+static cg_mapping_worker_t *mw;
 static tally_t docs, as_is, wrapped;
 static size_t transfer_summary_findings;
 
@@ -78,7 +77,7 @@ static void map_one(tally_t *t, const char *path, const char *buf, size_t len)
     size_t n;
     cg_error_t e;
     t->files++;
-    cg_err_t rc = cg_mapper_map_xml(mp, buf, len, &rows, &n, &e);
+    cg_err_t rc = cg_mapping_worker_map(mw, CG_INPUT_XML, buf, len, &rows, &n, &e);
     if (rc) {
         t->failed++;
         if (!e.stage || !e.text[0])
@@ -89,7 +88,7 @@ static void map_one(tally_t *t, const char *path, const char *buf, size_t len)
     t->mapped++;
     t->rows += n;
     const cg_quality_t *q;
-    size_t nq = cg_mapper_quality(mp, &q);
+    size_t nq = cg_mapping_worker_quality(mw, &q);
     t->left_out += nq;
     for (size_t i = 0; i < nq; i++) {
         char line[1536];
@@ -246,27 +245,10 @@ static void test_corpus(void **state)
         printf("SKIPPED: ../shared/corpus/ccda not found (%s)\n", dir);
         skip();
     }
-    char errstr[256];
-    cg_pseudo_key_t *key =
-        cg_pseudo_key_load(CG_SOURCE_DIR "/tests/golden/key", NULL, errstr, sizeof(errstr));
-    assert_non_null(key);
-    cg_pseudo_t *pseudo = cg_pseudo_new(key, 0, errstr, sizeof(errstr));
-    assert_non_null(pseudo);
-    cg_vocab_t *vocab = cg_vocab_new();
-    assert_non_null(vocab);
-    cg_error_t verr[4];
-    size_t nv = 0;
-    assert_int_equal(cg_vocab_load_csv_dir(vocab, CG_SOURCE_DIR "/specs/vocab", verr, 4, &nv),
-                     CG_OK);
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo};
-    cg_error_t errs[8];
-    size_t n_errs = 0;
-    cg_specset_t *ss =
-        cg_specset_load(CG_SOURCE_DIR "/specs/cda-ccda-omop.json", &env, errs, 8, &n_errs);
-    if (!ss)
-        fail_msg("spec: %s:%d:%d: %s", errs[0].file, errs[0].line, errs[0].column, errs[0].text);
-    mp = cg_mapper_new(ss, &env, errstr, sizeof(errstr));
-    assert_non_null(mp);
+    /* the CDA spec alone, with the vocabularies beside it (specs/vocab) */
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs/cda-ccda-omop.json",
+                           .key_file = CG_SOURCE_DIR "/tests/golden/key"};
+    cg_mapping_t *m = spec_test_mapping(&o, &mw);
 
     walk(dir);
 
@@ -282,11 +264,8 @@ static void test_corpus(void **state)
     assert_int_equal(docs.failed, 0);
     assert_int_equal(transfer_summary_findings, 1);
 
-    cg_mapper_destroy(mp);
-    cg_specset_destroy(ss);
-    cg_vocab_destroy(vocab);
-    cg_pseudo_destroy(pseudo);
-    cg_pseudo_key_destroy(key);
+    cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(m);
 }
 
 int main(void)

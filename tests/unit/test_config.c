@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cg_buf.h"
 #include "cg_config.h"
 #include "cg_kafka.h"
 
@@ -271,12 +272,11 @@ static void test_readme_reference_matches_table(void **state)
     cg_config_write_reference(m);
     fclose(m);
 
-    FILE *f = fopen(CG_SOURCE_DIR "/config/README.md", "rb");
-    assert_non_null(f);
-    static char doc[65536];
-    size_t n = fread(doc, 1, sizeof(doc) - 1, f);
-    fclose(f);
-    doc[n] = '\0';
+    /* the whole file: a fixed buffer would cut the END marker off as the README grows */
+    cg_buf_t b;
+    cg_buf_init(&b);
+    assert_int_equal(cg_buf_read_file(&b, CG_SOURCE_DIR "/config/README.md"), CG_OK);
+    const char *doc = b.data;
     const char *begin = strstr(doc, "<!-- BEGIN REFERENCE -->\n");
     const char *end = strstr(doc, "<!-- END REFERENCE -->");
     assert_non_null(begin);
@@ -286,6 +286,7 @@ static void test_readme_reference_matches_table(void **state)
         fail_msg("config/README.md is out of date: regenerate its table with "
                  "`cohortgate check --reference`");
     free(gen);
+    cg_buf_free(&b);
 }
 
 int main(void)

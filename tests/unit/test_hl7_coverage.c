@@ -22,9 +22,8 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-#include "cg_pseudo.h"
-#include "cg_spec.h"
-#include "cg_vocab.h"
+#include "cg_mapping.h"
+#include "spec_test_util.h"
 #include "test_hl7_util.h"
 
 /* The corpus's broken files (paths under corpus/hl7v2) and what their dead letter says. */
@@ -70,7 +69,7 @@ static struct {
 static size_t n_types, n_messages, n_failed, n_rows, n_files;
 static int refuse_pass;  /* the default: identifiers without an authority are refused */
 static size_t n_refused; /* by it */
-static cg_mapper_t *mp;
+static cg_mapping_worker_t *mw;
 static cg_hl7_msg_t *msg;
 static const char *root_dir;
 
@@ -96,7 +95,7 @@ static void verdict(const char *rel, cg_err_t rc, const cg_error_t *e, size_t n)
         if (b < N_BROKEN)
             fail_msg("%s is listed as broken but maps", rel);
         cg_map_outcome_t o;
-        cg_mapper_outcome(mp, &o);
+        cg_mapping_worker_outcome(mw, &o);
         assert_true(o.type && o.type[0]);
         assert_true((o.kind == CG_MAP_ROWS) == (n > 0));
         count(o.type, o.kind);
@@ -139,13 +138,13 @@ static void check_file(const char *path)
     while (cg_hl7_reader_more(&rd)) {
         cg_err_t rc = cg_hl7_reader_next(&rd, msg, &e);
         if (rc == CG_OK)
-            rc = cg_mapper_map_msg(mp, msg, &rows, &n, &e);
+            rc = cg_mapping_worker_map_msg(mw, msg, &rows, &n, &e);
         else
             e.stage = "decode";
         verdict(rel, rc, &e, rc ? 0 : n);
     }
     if (n_messages == before) /* no message: as the gateway maps the same bytes */
-        verdict(rel, cg_mapper_map(mp, buf, len, &rows, &n, &e), &e, n);
+        verdict(rel, cg_mapping_worker_map(mw, CG_INPUT_AUTO, buf, len, &rows, &n, &e), &e, n);
     free(buf);
 }
 
@@ -178,28 +177,11 @@ static void test_every_message_has_a_declared_handling(void **state)
         printf("SKIPPED: ../shared/corpus/hl7v2 not found (%s)\n", root_dir);
         skip();
     }
-    char errstr[256];
-    cg_pseudo_key_t *key =
-        cg_pseudo_key_load(CG_SOURCE_DIR "/tests/golden/key", NULL, errstr, sizeof(errstr));
-    assert_non_null(key);
-    cg_pseudo_t *pseudo = cg_pseudo_new(key, 0, errstr, sizeof(errstr));
-    assert_non_null(pseudo);
-    cg_vocab_t *vocab = cg_vocab_new();
-    size_t nv = 0;
-    assert_int_equal(cg_vocab_load_csv_dir(vocab, CG_SOURCE_DIR "/specs/vocab", NULL, 0, &nv),
-                     CG_OK);
-    cg_pseudo_authority_opts_t ao = {.missing = CG_PSEUDO_MISSING_FACILITY};
-    cg_pseudo_authorities_t *auth = cg_pseudo_authorities_new(&ao, NULL, errstr, sizeof(errstr));
-    assert_non_null(auth);
-    cg_spec_env_t env = {.vocab = vocab, .pseudo = pseudo, .authorities = auth};
-    cg_error_t errs[8];
-    size_t n_errs = 0;
-    cg_specset_t *ss = cg_specset_load(CG_SOURCE_DIR "/specs", &env, errs, 8, &n_errs);
-    if (!ss)
-        fail_msg("spec: %s:%d:%d: %s", errs[0].file, errs[0].line, errs[0].column, errs[0].text);
-    mp = cg_mapper_new(ss, &env, errstr, sizeof(errstr));
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs",
+                           .key_file = CG_SOURCE_DIR "/tests/golden/key",
+                           .authorities = {.missing = CG_PSEUDO_MISSING_FACILITY}};
+    cg_mapping_t *m = spec_test_mapping(&o, &mw);
     msg = cg_hl7_msg_new(NULL);
-    assert_non_null(mp);
     assert_non_null(msg);
 
     walk(root_dir);
@@ -216,10 +198,10 @@ static void test_every_message_has_a_declared_handling(void **state)
     assert_true(n_rows > 0);
 
     /* the default, refuse: the messages without an authority fail, for that reason */
-    cg_mapper_t *with_facility = mp;
-    cg_spec_env_t refusing = {.vocab = vocab, .pseudo = pseudo};
-    mp = cg_mapper_new(ss, &refusing, errstr, sizeof(errstr));
-    assert_non_null(mp);
+    cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(m);
+    o.authorities.missing = CG_PSEUDO_MISSING_REFUSE;
+    m = spec_test_mapping(&o, &mw);
     refuse_pass = 1;
     walk(root_dir);
     refuse_pass = 0;
@@ -227,16 +209,10 @@ static void test_every_message_has_a_declared_handling(void **state)
            "missing assigning authority\n",
            n_refused);
     assert_true(n_refused > 0);
-    cg_mapper_destroy(mp);
-    mp = with_facility;
 
     cg_hl7_msg_destroy(msg);
-    cg_mapper_destroy(mp);
-    cg_specset_destroy(ss);
-    cg_vocab_destroy(vocab);
-    cg_pseudo_authorities_destroy(auth);
-    cg_pseudo_destroy(pseudo);
-    cg_pseudo_key_destroy(key);
+    cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(m);
 }
 
 /* The message types issue 12 lists, each as a minimal message (MSH, EVN, PID): every one has a
@@ -245,17 +221,10 @@ static void test_every_message_has_a_declared_handling(void **state)
 static void test_listed_types_have_a_declared_handling(void **state)
 {
     (void)state;
-    char errstr[256];
-    cg_pseudo_key_t *key =
-        cg_pseudo_key_load(CG_SOURCE_DIR "/tests/golden/key", NULL, errstr, sizeof(errstr));
-    cg_pseudo_t *pseudo = cg_pseudo_new(key, 0, errstr, sizeof(errstr));
-    cg_spec_env_t env = {.pseudo = pseudo};
-    cg_error_t errs[8];
-    size_t n_errs = 0;
-    cg_specset_t *ss = cg_specset_load(CG_SOURCE_DIR "/specs", &env, errs, 8, &n_errs);
-    assert_non_null(ss);
-    cg_mapper_t *m = cg_mapper_new(ss, &env, errstr, sizeof(errstr));
-    assert_non_null(m);
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs",
+                           .key_file = CG_SOURCE_DIR "/tests/golden/key"};
+    cg_mapping_worker_t *w;
+    cg_mapping_t *m = spec_test_mapping(&o, &w);
     static const char *const listed[] = {
         "ORU^R01", "OUL^R22", "OUL^R23", "OUL^R24", "ORM^O01", "OML^O21", "OMG^O19",
         "RDE^O11", "RDE^O25", "RDS^O13", "RAS^O17", "VXU^V04", "PPR^PC1", "PPR^PC2",
@@ -281,7 +250,7 @@ static void test_listed_types_have_a_declared_handling(void **state)
         const cg_row_t *rows;
         size_t n_out;
         cg_error_t e;
-        cg_err_t rc = cg_mapper_map_hl7(m, text, (size_t)n, &rows, &n_out, &e);
+        cg_err_t rc = cg_mapping_worker_map(w, CG_INPUT_HL7V2, text, (size_t)n, &rows, &n_out, &e);
         if (rc)
             fail_msg("%s: %s: %s", type, e.stage ? e.stage : "?", e.text);
         n_checked++;
@@ -294,7 +263,7 @@ static void test_listed_types_have_a_declared_handling(void **state)
         const cg_row_t *rows;
         size_t n_out;
         cg_error_t e;
-        if (cg_mapper_map_hl7(m, text, (size_t)n, &rows, &n_out, &e))
+        if (cg_mapping_worker_map(w, CG_INPUT_HL7V2, text, (size_t)n, &rows, &n_out, &e))
             fail_msg("%s: %s: %s", listed[k], e.stage ? e.stage : "?", e.text);
         n_checked++;
     }
@@ -303,13 +272,12 @@ static void test_listed_types_have_a_declared_handling(void **state)
     const cg_row_t *rows;
     size_t n_out;
     cg_error_t e;
-    assert_int_equal(cg_mapper_map_hl7(m, z, strlen(z), &rows, &n_out, &e), CG_ERR_MAP);
+    assert_int_equal(cg_mapping_worker_map(w, CG_INPUT_HL7V2, z, strlen(z), &rows, &n_out, &e),
+                     CG_ERR_MAP);
     assert_string_equal(e.stage, "select");
     assert_non_null(strstr(e.text, "no spec takes ZZZ^Z01"));
-    cg_mapper_destroy(m);
-    cg_specset_destroy(ss);
-    cg_pseudo_destroy(pseudo);
-    cg_pseudo_key_destroy(key);
+    cg_mapping_worker_destroy(w);
+    cg_mapping_destroy(m);
 }
 
 int main(void)

@@ -10,46 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cg_pseudo.h"
-#include "cg_spec.h"
-#include "cg_vocab.h"
+#include "cg_mapping.h"
+#include "spec_test_util.h"
 
-static cg_pseudo_t *pseudo;
-static cg_vocab_t *vocab;
+static cg_mapping_t *bundle;
+static cg_mapping_worker_t *mw;
+/* what test_document_rule_compile_errors compiles its own specs with: the bundle's */
 static cg_spec_env_t env;
-static cg_specset_t *ss;
-static cg_mapper_t *mp;
 
 static int setup(void **state)
 {
     (void)state;
-    char err[256];
-    cg_pseudo_key_t *k =
-        cg_pseudo_key_new("0123456789abcdef0123456789abcdef", 32, err, sizeof(err));
-    pseudo = cg_pseudo_new(k, 0, err, sizeof(err));
-    cg_pseudo_key_destroy(k);
-    vocab = cg_vocab_new();
-    size_t n = 0;
-    cg_vocab_load_csv_dir(vocab, CG_SOURCE_DIR "/specs/vocab", NULL, 0, &n);
-    env = (cg_spec_env_t){.vocab = vocab, .pseudo = pseudo};
-    cg_error_t errs[4];
-    size_t ne = 0;
-    ss = cg_specset_load(CG_SOURCE_DIR "/specs", &env, errs, 4, &ne);
-    if (!ss) {
-        fprintf(stderr, "%s:%d:%d: %s\n", errs[0].file, errs[0].line, errs[0].column, errs[0].text);
-        return -1;
-    }
-    mp = cg_mapper_new(ss, &env, err, sizeof(err));
-    return pseudo && vocab && n == 0 && mp ? 0 : -1;
+    cg_mapping_opts_t o = {.specs = CG_SOURCE_DIR "/specs",
+                           .key_file = CG_SOURCE_DIR "/tests/golden/key"};
+    bundle = spec_test_mapping(&o, &mw);
+    env = (cg_spec_env_t){.vocab = cg_mapping_vocab(bundle), .pseudo = cg_mapping_pseudo(bundle)};
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    cg_mapper_destroy(mp);
-    cg_specset_destroy(ss);
-    cg_pseudo_destroy(pseudo);
-    cg_vocab_destroy(vocab);
+    cg_mapping_worker_destroy(mw);
+    cg_mapping_destroy(bundle);
     return 0;
 }
 
@@ -161,7 +144,8 @@ static void test_escaped_and_base64_map_alike(void **state)
     assert_true(asprintf(&ed, "TRANS^TEXT^XML^Base64^%s", b) > 0);
     char *m1 = message(esc, "TX"), *m2 = message(ed, "ED");
 
-    assert_int_equal(cg_mapper_map(mp, m1, strlen(m1), &rows, &n, &e), CG_OK);
+    assert_int_equal(cg_mapping_worker_map(mw, CG_INPUT_AUTO, m1, strlen(m1), &rows, &n, &e),
+                     CG_OK);
     const cg_row_t *note = find(rows, n, "note"), *cond = find(rows, n, "condition_occurrence");
     assert_non_null(note);
     assert_non_null(cond);
@@ -171,14 +155,19 @@ static void test_escaped_and_base64_map_alike(void **state)
     int64_t person = id_of(note, "person_id"), cid = id_of(cond, "condition_occurrence_id");
     assert_int_equal(id_of(cond, "person_id"), person);
     char m1_id[CG_PSEUDO_MESSAGE_ID_LEN + 1]; /* the message's, M1, keyed */
-    assert_int_equal(cg_pseudo_message_id(pseudo, CG_SLICE_LIT("M1"), m1_id), CG_OK);
+    char err[256];
+    cg_pseudo_t *ps = cg_pseudo_clone(env.pseudo, err, sizeof(err)); /* the bundle's is const */
+    assert_non_null(ps);
+    assert_int_equal(cg_pseudo_message_id(ps, CG_SLICE_LIT("M1"), m1_id), CG_OK);
+    cg_pseudo_destroy(ps);
     assert_int_equal(cond->message_id.len, CG_PSEUDO_MESSAGE_ID_LEN);
     assert_memory_equal(cond->message_id.ptr, m1_id, CG_PSEUDO_MESSAGE_ID_LEN);
     const cg_value_t *src = cg_row_value_named(cond, "condition_source_value");
     assert_int_equal(src->len, 9);
     assert_memory_equal(src->ptr, "195967001", 9);
 
-    assert_int_equal(cg_mapper_map(mp, m2, strlen(m2), &rows, &n, &e), CG_OK);
+    assert_int_equal(cg_mapping_worker_map(mw, CG_INPUT_AUTO, m2, strlen(m2), &rows, &n, &e),
+                     CG_OK);
     cond = find(rows, n, "condition_occurrence");
     assert_non_null(cond);
     assert_int_equal(id_of(cond, "condition_occurrence_id"), cid);
@@ -187,7 +176,8 @@ static void test_escaped_and_base64_map_alike(void **state)
 
     /* a TX that is not a document stays the note alone */
     char *plain = message("Discharged in good condition.", "TX");
-    assert_int_equal(cg_mapper_map(mp, plain, strlen(plain), &rows, &n, &e), CG_OK);
+    assert_int_equal(cg_mapping_worker_map(mw, CG_INPUT_AUTO, plain, strlen(plain), &rows, &n, &e),
+                     CG_OK);
     assert_int_equal(n, 1);
     free(plain);
     free(esc), free(b), free(ed), free(m1), free(m2);
@@ -200,7 +190,8 @@ static void expect_broken(const char *msg, const char *want)
     const cg_row_t *rows;
     size_t n;
     cg_error_t e;
-    assert_int_not_equal(cg_mapper_map(mp, msg, strlen(msg), &rows, &n, &e), CG_OK);
+    assert_int_not_equal(cg_mapping_worker_map(mw, CG_INPUT_AUTO, msg, strlen(msg), &rows, &n, &e),
+                         CG_OK);
     assert_int_equal(n, 0);
     assert_non_null(e.stage);
     assert_string_equal(e.stage, "decode");
@@ -265,7 +256,8 @@ static void test_broken_document(void **state)
     const cg_row_t *rows;
     size_t n;
     cg_error_t e;
-    assert_int_equal(cg_mapper_map(mp, m, strlen(m), &rows, &n, &e), CG_ERR_MAP);
+    assert_int_equal(cg_mapping_worker_map(mw, CG_INPUT_AUTO, m, strlen(m), &rows, &n, &e),
+                     CG_ERR_MAP);
     assert_int_equal(e.segment, 5);
     assert_non_null(strstr(e.text, "embedded document: no spec takes XML documents with root "
                                    "element <Other>"));
@@ -275,7 +267,7 @@ static void test_broken_document(void **state)
     /* and the mapper is fine for the next message */
     char *esc = escaped(DOC);
     m = message(esc, "TX");
-    assert_int_equal(cg_mapper_map(mp, m, strlen(m), &rows, &n, &e), CG_OK);
+    assert_int_equal(cg_mapping_worker_map(mw, CG_INPUT_AUTO, m, strlen(m), &rows, &n, &e), CG_OK);
     assert_non_null(find(rows, n, "condition_occurrence"));
     free(m), free(esc);
 }
