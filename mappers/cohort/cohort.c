@@ -407,11 +407,6 @@ size_t cg_cohortset_count(const cg_cohortset_t *cs)
     return cs ? cs->n : 0;
 }
 
-const char *cg_cohortset_name(const cg_cohortset_t *cs, size_t i)
-{
-    return cs && i < cs->n ? cs->cohorts[i].name : NULL;
-}
-
 void cg_cohortset_destroy(cg_cohortset_t *cs)
 {
     if (!cs)
