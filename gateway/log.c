@@ -27,14 +27,6 @@ cg_log_level_t cg_log_get_level(void)
     return cg_log_level;
 }
 
-int cg_log_level_parse(const char *s)
-{
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, cg_log_names[i]))
-            return i;
-    return -1;
-}
-
 void cg_log(cg_log_level_t level, const char *event, const char *fmt, ...)
 {
     if (level < cg_log_level)

@@ -149,20 +149,8 @@ cg_err_t cg_buf_read_file(cg_buf_t *b, const char *path);
  * not valid UTF-8 are written as U+FFFD so the output is always valid JSON. */
 cg_err_t cg_buf_put_json_str(cg_buf_t *b, const char *s, size_t n);
 
-/* Inline fast paths of cg_buf_append and cg_buf_putc for hot loops writing many small pieces:
- * the same bytes and result; only the call is saved when the buffer has room. */
-static inline cg_err_t cg_buf_append_fast(cg_buf_t *b, const void *p, size_t n)
-{
-    if (b->cap - b->len > n && !b->failed) { /* len < cap always holds once allocated */
-        if (n)                               /* p may be NULL when n is 0 */
-            memcpy(b->data + b->len, p, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return CG_OK;
-    }
-    return cg_buf_append(b, p, n);
-}
-
+/* Inline fast path of cg_buf_putc for hot loops writing many single bytes: the same bytes and
+ * result; only the call is saved when the buffer has room. */
 static inline cg_err_t cg_buf_putc_fast(cg_buf_t *b, char c)
 {
     if (b->cap - b->len > 1 && !b->failed) {

@@ -26,8 +26,6 @@ cg_cohortset_t *cg_cohortset_load(const char *path, cg_error_t *errs, size_t max
 cg_cohortset_t *cg_cohortset_load_string(const char *text, const char *name, cg_error_t *errs,
                                          size_t max_errs, size_t *n_errs);
 size_t cg_cohortset_count(const cg_cohortset_t *cs);
-/* Name of cohort i. */
-const char *cg_cohortset_name(const cg_cohortset_t *cs, size_t i);
 /* NULL-safe. */
 void cg_cohortset_destroy(cg_cohortset_t *cs);
 

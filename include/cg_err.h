@@ -87,5 +87,10 @@ const char *cg_error_where(const cg_error_t *e, char *buf, size_t size);
  * for config and spec errors, no place when none is known). Callers put what only they know
  * (the input's name, the message number, the stage) before it. Returns buf. */
 const char *cg_error_format(const cg_error_t *e, char *buf, size_t size);
+/* The same with a label after the place, as compilers print: "WHERE: error: rule R: TEXT" (label
+ * "error", "warning"; NULL: none, as cg_error_format). Returns buf. */
+const char *cg_error_format_as(const cg_error_t *e, const char *label, char *buf, size_t size);
+/* A buffer cg_error_format_as never cuts (place, a short label, rule and text at their most). */
+#define CG_ERROR_FORMAT_SIZE (sizeof(((cg_error_t *)0)->file) + 64 + 32 + 72 + 1024)
 
 #endif

@@ -21,13 +21,17 @@ cg_jsonpos_t *cg_jsonpos_build(const char *text, json_t *root);
 /* NULL-safe. */
 void cg_jsonpos_destroy(cg_jsonpos_t *jp);
 
-/* A located error list, as spec and cohort compilers keep one: every error counts in n, the
- * first max are kept in errs (which may be NULL). */
+/* A located error list, as spec, cohort and policy compilers keep one: every error counts in n,
+ * the first max are kept in errs (which may be NULL). */
 typedef struct cg_jsonpos_errors {
     cg_error_t *errs;
     size_t max, n;
 } cg_jsonpos_errors_t;
 
+/* Adds an error at file:line:column (line 0: the file alone; file NULL or "": nowhere), the
+ * text formatted like vprintf: for lists whose places come from elsewhere (a config's setting). */
+void cg_jsonpos_errors_add(cg_jsonpos_errors_t *e, cg_err_t code, const char *file, int line,
+                           int column, const char *fmt, va_list ap);
 /* Adds an error located at value at, else at key `key` of obj, else at obj, with what (e.g.
  * "rule 'x': ", may be "") before the formatted text. */
 void cg_jsonpos_error(cg_jsonpos_errors_t *e, const cg_jsonpos_t *jp, cg_err_t code,

@@ -81,8 +81,6 @@ typedef int(cg_kafka_stop_cb)(void *opaque);
  * on the topic as it would have). */
 int cg_kafka_topics_ensure(cg_kafka_topics_t *t, const char *topic, cg_kafka_stop_cb *stop,
                            void *opaque);
-int cg_kafka_topic_ensure(rd_kafka_t *rk, const cg_kafka_conf_t *kc, const char *topic,
-                          cg_kafka_stop_cb *stop, void *opaque);
 
 /* The transactional.id of an exactly-once gateway: delivery.transactional_id, or
  * "GROUP_ID.HOSTNAME" (stable across restarts, distinct between hosts). Written to buf. */

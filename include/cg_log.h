@@ -20,8 +20,6 @@ void cg_log_set_level(cg_log_level_t level);
  * one of several (each database of `cohortgate sink -c A -c B`). Set before threads start. */
 void cg_log_set_instance(const char *name);
 cg_log_level_t cg_log_get_level(void);
-/* Parses "debug", "info", "warn", "error"; returns -1 for anything else. */
-int cg_log_level_parse(const char *s);
 void cg_log(cg_log_level_t level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -84,8 +84,6 @@ cg_class_column_t cg_catalogue_column(const cg_catalogue_t *cat, const cg_target
  * id in a *_concept_id column, a source code in a *_source_value column), 0 for none; *set gets
  * the set's name. */
 int cg_catalogue_row_level(const cg_catalogue_t *cat, const cg_row_t *row, const char **set);
-/* The category's name as the catalogue spells it ("health_status"). */
-const char *cg_release_category_name(cg_release_category_t c);
 
 /* What to do with the columns of one level (a policy's "levels"). */
 typedef enum cg_release_action {

@@ -24,7 +24,7 @@
 typedef enum cg_input_format {
     CG_INPUT_HL7V2 = 0,
     CG_INPUT_XML,
-    CG_INPUT_AUTO, /* per input: XML when it starts with '<' (cg_xml_sniff), else HL7 v2 */
+    CG_INPUT_AUTO, /* per input: XML when it starts with '<' (cg_spec_format_sniff), else HL7 v2 */
 } cg_input_format_t;
 
 struct json_t;     /* jansson's */

@@ -71,6 +71,10 @@ struct cg_target_table {
     const cg_target_column_t *columns; /* in the standard's order; a primary key comes first */
     size_t n_columns;
     const cg_target_column_t *pk; /* NULL when the table has none (death, fact_relationship) */
+    /* The column naming the person a row is about (OMOP: person_id), or NULL when rows are about
+     * no one person (concept, location): a delete carries it beside the key, and the spec
+     * compiler asks for it rather than assume a standard's naming. */
+    const cg_target_column_t *person;
     /* The op of its rows (cg_row_op_t, cg_row.h): CG_ROW_UPSERT (0) for a table whose rows are
      * upserted or deleted; the one op of a table of events (cohortgate.person_merge: merge) */
     uint8_t op;
@@ -89,7 +93,7 @@ typedef cg_err_t (*cg_target_encode_fn)(const struct cg_row *row, const struct c
 
 struct cg_target {
     const char *name; /* the records' "standard": "omop-cdm-5.4" */
-    const char *what; /* for messages: "an OMOP CDM v5.4 table" */
+    const char *what; /* for messages: "an OMOP CDM v5.4 table" (cg_target_what_list) */
     /* Its tables (built on first use, then fixed); *n gets their count. NULL when out of memory. */
     const cg_target_table_t *(*tables)(size_t *n);
     /* Whether text fits col: quoted says it is a string's content (else a number's spelling);
@@ -108,6 +112,10 @@ const cg_target_table_t *cg_target_table(const cg_target_t *t, const char *name)
 /* The table named name in any target (table names are unique across targets: cohortgate's own
  * are "cohortgate.*"), or NULL. */
 const cg_target_table_t *cg_target_table_any(const char *name);
+/* For an error about a table name: every target's what joined by " or " ("an OMOP CDM v5.4
+ * table or a cohortgate.* table"), only targets with a table of rows of op op (cg_row_op_t) when
+ * op >= 0. Returns buf. */
+const char *cg_target_what_list(int op, char *buf, size_t size);
 /* The column named name of table, or NULL. */
 const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const char *name);
 /* For an error about a column name the table lacks: "did you mean 'C'? its columns: A, B, …"

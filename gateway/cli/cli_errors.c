@@ -12,9 +12,8 @@
 void cg_cli_print_errors(FILE *out, const cg_error_t *errs, size_t n, size_t max)
 {
     for (size_t i = 0; i < n && i < max; i++) {
-        char where[512];
-        cg_error_where(&errs[i], where, sizeof(where));
-        fprintf(out, "%s%serror: %s\n", where, where[0] ? ": " : "", errs[i].text);
+        char line[CG_ERROR_FORMAT_SIZE];
+        fprintf(out, "%s\n", cg_error_format_as(&errs[i], "error", line, sizeof(line)));
     }
     if (n > max)
         fprintf(out, "… and %zu more error(s)\n", n - max);
@@ -25,10 +24,9 @@ size_t cg_cli_print_spec_warnings(FILE *out, const cg_specset_t *ss, int as_erro
     size_t n;
     const cg_error_t *w = cg_specset_warnings(ss, &n);
     for (size_t i = 0; i < n && i < CG_SPEC_MAX_WARNINGS; i++) {
-        char where[512];
-        cg_error_where(&w[i], where, sizeof(where));
-        fprintf(out, "%s%s%s: %s\n", where, where[0] ? ": " : "", as_errors ? "error" : "warning",
-                w[i].text);
+        char line[CG_ERROR_FORMAT_SIZE];
+        fprintf(out, "%s\n",
+                cg_error_format_as(&w[i], as_errors ? "error" : "warning", line, sizeof(line)));
     }
     if (n > CG_SPEC_MAX_WARNINGS)
         fprintf(out, "… and %zu more warning(s)\n", n - CG_SPEC_MAX_WARNINGS);
@@ -49,7 +47,7 @@ cg_config_t *cg_cli_load_config(const char *path)
 static void log_errors(const cg_error_t *errs, size_t n, size_t max)
 {
     for (size_t i = 0; i < n && i < max; i++) {
-        char text[1024];
+        char text[CG_ERROR_FORMAT_SIZE];
         cg_log(CG_LOG_ERROR, "config.invalid", "%s", cg_error_format(&errs[i], text, sizeof(text)));
     }
     if (n > max)

@@ -68,8 +68,7 @@ void cg_cli_print_warnings(FILE *warn, const cg_mapping_t *m)
     const cg_error_t *w;
     size_t n = cg_mapping_warnings(m, &w);
     for (size_t i = 0; i < n; i++) {
-        char where[512];
-        cg_error_where(&w[i], where, sizeof(where));
-        fprintf(warn, "%s%swarning: %s\n", where, where[0] ? ": " : "", w[i].text);
+        char line[CG_ERROR_FORMAT_SIZE];
+        fprintf(warn, "%s\n", cg_error_format_as(&w[i], "warning", line, sizeof(line)));
     }
 }

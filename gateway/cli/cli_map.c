@@ -8,7 +8,7 @@
 #include "cg_mapping.h"
 #include "cg_pseudo.h"
 #include "cg_spec.h"
-#include "cg_xml.h"
+#include "cg_spec_format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -244,6 +244,12 @@ static void map_no_message(cg_mapping_worker_t *mw, const char *name, const char
     }
 }
 
+/* Whether an input is an XML document: the input-format registry says, as the mapper's does. */
+static int is_xml(const char *buf, size_t len)
+{
+    return cg_spec_format_sniff(buf, len)->format == CG_INPUT_XML;
+}
+
 /* An XML input is one document (CDA and vendor XML are sent one per file or record). */
 static size_t map_xml(cg_mapping_worker_t *mw, const char *name, const char *buf, size_t len,
                       int trace, FILE *out, FILE *errs, cg_cli_map_counts_t *cnt, cg_buf_t *line)
@@ -364,10 +370,10 @@ size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
     cg_buf_t line;
     cg_buf_init(&line);
     size_t before = cnt->messages, failed_before = cnt->failed;
-    size_t failed = cg_xml_sniff(buf, len)
+    size_t failed = is_xml(buf, len)
                         ? map_xml(mw, name, buf, len, trace, out, errs, cnt, &line)
                         : map_reader(mw, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
-    if (!cg_xml_sniff(buf, len) && rd.count_error_at) {
+    if (!is_xml(buf, len) && rd.count_error_at) {
         put_count_error(&rd, name, errs, cnt);
         failed++;
     }
@@ -470,9 +476,9 @@ static int map_stream(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *na
             fill += (size_t)r;
         }
         /* an XML document is read whole (up to STREAM_MAX) */
-        if (!started && cg_xml_sniff(buf, fill) && !eof && grow(&buf, &cap))
+        if (!started && is_xml(buf, fill) && !eof && grow(&buf, &cap))
             continue;
-        if (!started && cg_xml_sniff(buf, fill)) {
+        if (!started && is_xml(buf, fill)) {
             map_xml(mw, name, buf, fill, trace, out, errs, cnt, &line);
             if (!eof)
                 fprintf(errs, "%s: XML input longer than %zu bytes: the rest is not read\n", name,
@@ -551,7 +557,7 @@ int cg_cli_map_file(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char *path
     cg_buf_t line;
     cg_buf_init(&line);
     size_t before = cnt->messages;
-    if (cg_xml_sniff(buf, (size_t)st.st_size))
+    if (is_xml(buf, (size_t)st.st_size))
         map_xml(mw, path, buf, (size_t)st.st_size, trace, out, errs, cnt, &line);
     else {
         map_reader(mw, msg, path, &rd, 0, buf, trace, out, errs, cnt, &line);

@@ -1,14 +1,15 @@
 /* cli_parse.c - `cohortgate parse`: decode HL7 v2 files and XML clinical documents and print
  * structure, values or counts.
  *
- * Each input is told apart by cg_xml_sniff: XML is one document per file, anything else is
- * read as HL7 v2 (one or many messages). Each message or document is rendered into a buffer
- * first and printed only when it decoded completely, so a bad one never leaves half a JSON
- * object on stdout; its error goes to stderr as "FILE: message N: reason" (or "FILE: document
- * N: reason") and the exit status says that something failed.
+ * Each input is told apart by the input-format registry (cg_spec_format_sniff): XML is one
+ * document per file, anything else is read as HL7 v2 (one or many messages). Each message or
+ * document is rendered into a buffer first and printed only when it decoded completely, so a bad
+ * one never leaves half a JSON object on stdout; its error goes to stderr as "FILE: message N:
+ * reason" (or "FILE: document N: reason") and the exit status says that something failed.
  */
 #include "cg_cli.h"
 #include "cg_hl7.h"
+#include "cg_spec_format.h"
 #include "cg_xml.h"
 
 #include <errno.h>
@@ -385,7 +386,7 @@ static int parse_file(const char *file, const parse_opts_t *o, cg_hl7_msg_t *m, 
     const char *shown = strcmp(file, "-") ? file : "(stdin)";
     st->files++;
     st->bytes += len;
-    if (cg_xml_sniff(data, len)) {
+    if (cg_spec_format_sniff(data, len)->format == CG_INPUT_XML) {
         int xml_failed = parse_xml(shown, data, len, o, x, st, tmp, out);
         free(data);
         return xml_failed;

@@ -14,17 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The specs' warnings (cg_specset_warnings: what check --spec prints), one log line each, so
- * that a daemon started without a check still says what is most likely a mistake. */
-static void log_spec_warnings(const cg_specset_t *ss)
+/* What `check` warns about, one log line each, so that a daemon started without a check still
+ * says what is most likely a mistake: the spec layers' (lookups that find no vocabulary), then
+ * the specs' own (cg_specset_warnings, at most CG_SPEC_MAX_WARNINGS as check --spec prints). */
+static void log_warnings(const cg_mapping_t *m)
 {
-    size_t n;
-    const cg_error_t *w = cg_specset_warnings(ss, &n);
-    for (size_t i = 0; i < n && i < CG_SPEC_MAX_WARNINGS; i++) {
-        char where[512];
-        cg_log(CG_LOG_WARN, "spec.warning", "%s: %s", cg_error_where(&w[i], where, sizeof(where)),
-               w[i].text);
-    }
+    const cg_error_t *w;
+    size_t n = cg_mapping_warnings(m, &w), n_spec;
+    const cg_error_t *sw = cg_specset_warnings(cg_mapping_specs(m), &n_spec);
+    char line[CG_ERROR_FORMAT_SIZE];
+    for (size_t i = 0; i < n; i++)
+        cg_log(CG_LOG_WARN, "mapping.warning", "%s", cg_error_format(&w[i], line, sizeof(line)));
+    for (size_t i = 0; i < n_spec && i < CG_SPEC_MAX_WARNINGS; i++)
+        cg_log(CG_LOG_WARN, "spec.warning", "%s", cg_error_format(&sw[i], line, sizeof(line)));
 }
 
 /* Loads what mapping needs (cg_mapping.h): vocabularies, the pseudonym key, specs, cohorts. */
@@ -55,16 +57,11 @@ static int load_mapping(cg_engine_t *gw, char *errstr, size_t errstr_size)
         return -1;
     for (int i = 0; i < gw->n_workers; i++)
         gw->workers[i].mw = mws[i];
-    /* what `check` warns about (a spec whose lookups find no vocabulary) */
-    const cg_error_t *warns;
-    size_t n_warns = cg_mapping_warnings(gw->mapping, &warns);
-    for (size_t i = 0; i < n_warns; i++)
-        cg_log(CG_LOG_WARN, "mapping.warning", "%s: %s", warns[i].file, warns[i].text);
     const cg_cohortset_t *cohorts = cg_mapping_cohorts(gw->mapping);
     if (cohorts)
         cg_log(CG_LOG_INFO, "cohorts.loaded", "%zu cohort(s) from %s", cg_cohortset_count(cohorts),
                cg_mapping_cohorts_path(gw->mapping));
-    log_spec_warnings(cg_mapping_specs(gw->mapping));
+    log_warnings(gw->mapping);
     cg_log(CG_LOG_INFO, "mapping.loaded", "%zu spec(s) from %s, %zu vocabulary code(s)",
            cg_specset_count(cg_mapping_specs(gw->mapping)), cg_mapping_specs_path(gw->mapping),
            cg_vocab_count(cg_mapping_vocab(gw->mapping)));
@@ -320,11 +317,7 @@ static int reload_mapping(cg_engine_t *gw)
     for (size_t i = 0; i < gw->n_cdests; i++) /* the old cohort names are freed */
         gw->cdests[i].cohort = NULL;
     gw->mapping = m;
-    const cg_error_t *warns; /* a reload re-reads the spec layers: they may warn anew */
-    size_t n_warns = cg_mapping_warnings(m, &warns);
-    for (size_t i = 0; i < n_warns; i++)
-        cg_log(CG_LOG_WARN, "mapping.warning", "%s: %s", warns[i].file, warns[i].text);
-    log_spec_warnings(cg_mapping_specs(m));
+    log_warnings(m); /* a reload re-reads the spec layers: they may warn anew */
     cg_log(CG_LOG_INFO, "reload.done", "%zu spec(s), %zu cohort(s) in use",
            cg_specset_count(cg_mapping_specs(m)), cg_cohortset_count(cg_mapping_cohorts(m)));
     return 0;

@@ -4,6 +4,7 @@
  * text names. */
 #include "cg_subscribers.h"
 
+#include "cg_jsonpos.h"
 #include "cg_pseudo.h"
 
 #include <libgen.h>
@@ -13,10 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* The errors of the config's release section, located at its settings. */
 typedef struct errs {
     const cg_config_t *cfg;
-    cg_error_t *v;
-    size_t max, n;
+    cg_jsonpos_errors_t list;
 } errs_t;
 
 /* An error at release.subscribers[i].key (key NULL: the element; sub: a key below it). */
@@ -29,15 +30,10 @@ static void at(errs_t *e, size_t i, const char *key, const char *sub, const char
     int n = key ? (sub ? 5 : 4) : 3;
     int line = 1, col = 1;
     cg_config_locate(e->cfg, keys, index, n, &line, &col);
-    if (e->n < e->max) {
-        char text[sizeof(e->v[0].text)];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(text, sizeof(text), fmt, ap);
-        va_end(ap);
-        cg_error_set(&e->v[e->n], CG_ERR_CONFIG, e->cfg->path, line, col, "%s", text);
-    }
-    e->n++;
+    va_list ap;
+    va_start(ap, fmt);
+    cg_jsonpos_errors_add(&e->list, CG_ERR_CONFIG, e->cfg->path, line, col, fmt, ap);
+    va_end(ap);
 }
 
 char **cg_subscribers_layers(const cg_config_t *cfg, size_t *n)
@@ -174,12 +170,12 @@ static cg_pseudo_key_t *key_of(errs_t *e, size_t i, const cg_config_subscriber_t
 cg_subscribers_t *cg_subscribers_load(const cg_config_t *cfg, const cg_mapping_t *m,
                                       cg_error_t *errs, size_t max, size_t *n_errs)
 {
-    errs_t e = {cfg, errs, errs ? max : 0, 0};
+    errs_t e = {cfg, {errs, errs ? max : 0, 0}};
     cg_subscribers_t *s = calloc(1, sizeof(*s));
     if (!s || (cfg->n_subscribers && !(s->v = calloc(cfg->n_subscribers, sizeof(*s->v))))) {
-        if (e.max)
+        if (e.list.max)
             cg_error_set(&errs[0], CG_ERR_NOMEM, cfg->path, 0, 0, "out of memory");
-        e.n = 1;
+        e.list.n = 1;
         goto out;
     }
     if (!cfg->n_subscribers)
@@ -213,11 +209,11 @@ cg_subscribers_t *cg_subscribers_load(const cg_config_t *cfg, const cg_mapping_t
         goto out;
     }
     size_t nc = 0;
-    s->catalogue =
-        cg_catalogue_load((const char *const *)layers, n_layers, e.max > e.n ? errs + e.n : NULL,
-                          e.max > e.n ? e.max - e.n : 0, &nc);
+    s->catalogue = cg_catalogue_load((const char *const *)layers, n_layers,
+                                     e.list.max > e.list.n ? errs + e.list.n : NULL,
+                                     e.list.max > e.list.n ? e.list.max - e.list.n : 0, &nc);
     cg_subscribers_free_layers(layers, n_layers);
-    e.n += nc;
+    e.list.n += nc;
     if (!s->catalogue)
         goto out;
     for (size_t i = 0; i < cfg->n_subscribers; i++) {
@@ -236,15 +232,15 @@ cg_subscribers_t *cg_subscribers_load(const cg_config_t *cfg, const cg_mapping_t
         for (size_t x = 0; x < np && x < 16; x++)
             locate_compile(&e, i, perrs[x].text);
         if (np > 16)
-            e.n += np - 16;
+            e.list.n += np - 16;
         s->v[s->n++] = (cg_subscriber_t){c->name, c->topic, p};
         if (!p)
             s->n--;
     }
 out:
     if (n_errs)
-        *n_errs = e.n;
-    if (e.n) {
+        *n_errs = e.list.n;
+    if (e.list.n) {
         cg_subscribers_destroy(s);
         return NULL;
     }

@@ -125,10 +125,12 @@ static void compile_match(cc_t *c, json_t *j, match_t *m)
             err_at(c, v, j, k, "unknown key '%s' in a match", k);
     }
     json_t *t = json_object_get(j, "table"), *col = json_object_get(j, "column");
-    const cg_target_table_t *table =
-        cg_target_table(cg_target_find("omop-cdm-5.4"), json_string_value(t));
-    if (!table) {
-        err_at(c, t, j, "table", "\"table\" must name an OMOP CDM v5.4 table, not '%s'",
+    /* any target's table of facts (upserted rows); a table of events (a merge) joins no cohort */
+    const cg_target_table_t *table = cg_target_table_any(json_string_value(t));
+    if (!table || table->op != CG_ROW_UPSERT) {
+        char what[200];
+        err_at(c, t, j, "table", "\"table\" must name %s, not '%s'",
+               cg_target_what_list(CG_ROW_UPSERT, what, sizeof(what)),
                json_is_string(t) ? json_string_value(t) : "?");
         return;
     }
@@ -403,11 +405,6 @@ cg_cohortset_t *cg_cohortset_load(const char *path, cg_error_t *errs, size_t max
 size_t cg_cohortset_count(const cg_cohortset_t *cs)
 {
     return cs ? cs->n : 0;
-}
-
-const char *cg_cohortset_name(const cg_cohortset_t *cs, size_t i)
-{
-    return cs && i < cs->n ? cs->cohorts[i].name : NULL;
 }
 
 void cg_cohortset_destroy(cg_cohortset_t *cs)

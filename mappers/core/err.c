@@ -128,12 +128,18 @@ const char *cg_error_where(const cg_error_t *e, char *buf, size_t size)
     return buf;
 }
 
-const char *cg_error_format(const cg_error_t *e, char *buf, size_t size)
+const char *cg_error_format_as(const cg_error_t *e, const char *label, char *buf, size_t size)
 {
     char where[sizeof(e->file) + 64];
     cg_error_where(e, where, sizeof(where));
     if (size)
-        snprintf(buf, size, "%s%s%s%s%s%s", where, where[0] ? ": " : "", e->rule[0] ? "rule " : "",
-                 e->rule, e->rule[0] ? ": " : "", e->text);
+        snprintf(buf, size, "%s%s%s%s%s%s%s%s", where, where[0] ? ": " : "", label ? label : "",
+                 label ? ": " : "", e->rule[0] ? "rule " : "", e->rule, e->rule[0] ? ": " : "",
+                 e->text);
     return buf;
+}
+
+const char *cg_error_format(const cg_error_t *e, char *buf, size_t size)
+{
+    return cg_error_format_as(e, NULL, buf, size);
 }

@@ -195,6 +195,17 @@ static cg_jsonpos_loc_t key_loc(const cg_jsonpos_t *jp, const json_t *obj, const
     return loc_of(jp, get(jp, obj, key));
 }
 
+void cg_jsonpos_errors_add(cg_jsonpos_errors_t *e, cg_err_t code, const char *file, int line,
+                           int column, const char *fmt, va_list ap)
+{
+    size_t i = e->n++;
+    if (i >= e->max || !e->errs)
+        return;
+    char msg[sizeof(e->errs[i].text)];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cg_error_set(&e->errs[i], code, file, line, column, "%s", msg);
+}
+
 void cg_jsonpos_error(cg_jsonpos_errors_t *e, const cg_jsonpos_t *jp, cg_err_t code,
                       const char *file, const json_t *at, const json_t *obj, const char *key,
                       const char *what, const char *fmt, va_list ap)

@@ -19,11 +19,6 @@ static const char *const category_names[CG_CAT__COUNT] = {"personal_attributes",
                                                           "medical_application", "payment",
                                                           "health_resources",    "public_health"};
 
-const char *cg_release_category_name(cg_release_category_t c)
-{
-    return (unsigned)c < CG_CAT__COUNT ? category_names[c] : "?";
-}
-
 static const char *const flag_names[] = {"identifier", "quasi", "free_text", "sensitive",
                                          "pseudonym"};
 static const char *const gen_names[] = {"", "date", "age_band", "zip3"};

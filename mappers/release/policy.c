@@ -4,6 +4,8 @@
  * the same policies and releasing a row never has to decide anything. */
 #include "policy_impl.h"
 
+#include "cg_jsonpos.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -12,24 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct perr {
-    cg_error_t *errs;
-    size_t max, n;
-    const char *name;
-} perr_t;
-
-static void perr(perr_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void perr(perr_t *e, const char *fmt, ...)
+/* An error of the policy named name (its subscriber): the caller locates it by its text. */
+static void perr(cg_jsonpos_errors_t *e, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void perr(cg_jsonpos_errors_t *e, const char *name, const char *fmt, ...)
 {
-    if (e->n < e->max) {
-        char text[sizeof(e->errs[0].text)];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(text, sizeof(text), fmt, ap);
-        va_end(ap);
-        cg_error_set(&e->errs[e->n], CG_ERR_CONFIG, e->name, 0, 0, "%s", text);
-    }
-    e->n++;
+    va_list ap;
+    va_start(ap, fmt);
+    cg_jsonpos_errors_add(e, CG_ERR_CONFIG, name, 0, 0, fmt, ap);
+    va_end(ap);
 }
 
 cg_pseudo_key_t *cg_release_derive_key(const cg_pseudo_t *site, const char *name, char *errstr,
@@ -151,37 +144,38 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                                const cg_pseudo_key_t *key, cg_error_t *errs, size_t max_errs,
                                size_t *n_errs)
 {
-    perr_t e = {errs, errs ? max_errs : 0, 0, def && def->name ? def->name : "policy"};
+    cg_jsonpos_errors_t e = {errs, errs ? max_errs : 0, 0};
+    const char *name = def && def->name ? def->name : "policy";
     cg_policy_t *p = calloc(1, sizeof(*p));
     char errstr[256];
     if (!p) {
-        perr(&e, "out of memory");
+        perr(&e, name, "out of memory");
         goto out;
     }
     static atomic_uint_fast64_t serials;
     p->serial = atomic_fetch_add(&serials, 1) + 1;
     if (def->max_level < 1 || def->max_level > CG_RELEASE_LEVEL_MAX)
-        perr(&e, "max_level must be 1 to 5, not %d", def->max_level);
+        perr(&e, name, "max_level must be 1 to 5, not %d", def->max_level);
     if ((p->expires_at = cg_release_day_end(def->expires)) == (time_t)-1)
-        perr(&e, "expires must be the agreement's last day as YYYY-MM-DD, not '%s'",
+        perr(&e, name, "expires must be the agreement's last day as YYYY-MM-DD, not '%s'",
              def->expires ? def->expires : "");
     for (int l = 1; l <= CG_RELEASE_LEVEL_MAX; l++)
         if (def->levels[l] == CG_ACT_KEEP && l > def->max_level)
-            perr(&e,
+            perr(&e, name,
                  "levels.%d: keep grants level-%d columns to a subscriber whose max_level is %d "
                  "(the catalogue forbids it: generalize or drop them)",
                  l, l, def->max_level);
     for (size_t i = 0; i < def->n_tables; i++)
         if (!cg_target_table_any(def->tables[i]))
-            perr(&e, "tables: no target has a table '%s'", def->tables[i]);
+            perr(&e, name, "tables: no target has a table '%s'", def->tables[i]);
     if (e.n)
         goto out;
     if (!(p->name = strdup(def->name)) || !(p->agreement = strdup(def->agreement))) {
-        perr(&e, "out of memory");
+        perr(&e, name, "out of memory");
         goto out;
     }
     if (!(p->pseudo = cg_pseudo_new(key, 0, errstr, sizeof(errstr)))) {
-        perr(&e, "key: %s", errstr);
+        perr(&e, name, "key: %s", errstr);
         goto out;
     }
     p->max_level = def->max_level;
@@ -194,12 +188,12 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
     p->year_now = tm.tm_year + 1900;
     if (def->n_cohorts) {
         if (!(p->cohorts = calloc(def->n_cohorts, sizeof(*p->cohorts)))) {
-            perr(&e, "out of memory");
+            perr(&e, name, "out of memory");
             goto out;
         }
         for (size_t i = 0; i < def->n_cohorts; i++)
             if (!(p->cohorts[p->n_cohorts++] = strdup(def->cohorts[i]))) {
-                perr(&e, "out of memory");
+                perr(&e, name, "out of memory");
                 goto out;
             }
     }
@@ -217,7 +211,7 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
             const cat_table_t *ct = cg_release__table(cat, t);
             table_plan_t *grown = realloc(p->tables, (p->n_tables + 1) * sizeof(*grown));
             if (!grown || !ct) {
-                perr(&e, "out of memory");
+                perr(&e, name, "out of memory");
                 goto out;
             }
             p->tables = grown;
@@ -225,7 +219,7 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
             memset(tp, 0, sizeof(*tp));
             tp->table = t;
             if (!(tp->cols = calloc(t->n_columns ? t->n_columns : 1, sizeof(*tp->cols)))) {
-                perr(&e, "out of memory");
+                perr(&e, name, "out of memory");
                 goto out;
             }
             int banded = 0;
@@ -251,7 +245,7 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                     continue;
                 if (explicit_grant) {
                     cg_class_column_t cc = ct->cols[c];
-                    perr(&e,
+                    perr(&e, name,
                          "tables: '%s' cannot be released to this subscriber: its required column "
                          "%s (level %d%s) would be dropped at max_level %d",
                          t->name, col->name, cc.level,

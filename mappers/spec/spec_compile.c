@@ -730,9 +730,9 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
     if (doc) /* no row of its own: its value is a document the XML specs map (spec_embed.c) */
         cg_spec_document_compile(c, j, doc, r);
     else if (!table || !(r->table = cg_target_table_any(table))) {
-        err_at(c, t, j, "table",
-               "\"table\" must name an OMOP CDM v5.4 table (or cohortgate.person_merge), not '%s'",
-               table ? table : "?");
+        char what[200];
+        err_at(c, t, j, "table", "\"table\" must name %s, not '%s'",
+               cg_target_what_list(-1, what, sizeof(what)), table ? table : "?");
         return;
     }
     json_t *fe = json_object_get(j, "foreach");
@@ -800,7 +800,7 @@ static void compile_rule(cc_t *c, json_t *j, rule_t *r)
         r->n_columns++;
         if (col->primary_key)
             r->sets_pk = 1;
-        if (!strcmp(col->name, "person_id"))
+        if (col == r->table->person)
             r->person = cc;
     }
     cg_spec_warn_columns(c, cols, r);

@@ -62,7 +62,8 @@ static const cg_target_mark_t source_ids[] = {
 static void build(void)
 {
     cg_target_table_t *t =
-        cg_target_from_omop(&cg_target_cohortgate, schema, sizeof(schema) / sizeof(schema[0]));
+        cg_target_from_omop(&cg_target_cohortgate, schema, sizeof(schema) / sizeof(schema[0]),
+                            "person_id"); /* named as OMOP's: a consumer joins them */
     cg_target_mark(t, sizeof(schema) / sizeof(schema[0]), NULL, source_ids);
     if (t) { /* in schema[]'s order: their records' one op each */
         t[0].op = CG_ROW_MERGE;
@@ -82,7 +83,7 @@ static const cg_target_table_t *cohortgate_tables(size_t *n)
 
 const cg_target_t cg_target_cohortgate = {
     .name = "cohortgate",
-    .what = "a cohortgate table",
+    .what = "a cohortgate.* table",
     .tables = cohortgate_tables,
     .check = cg_target_omop_check,
     .encode = cg_target_json_envelope,

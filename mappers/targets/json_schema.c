@@ -66,16 +66,8 @@ static json_t *column_schema(const cg_target_column_t *c, unsigned flags, int nu
     return s;
 }
 
-static const cg_target_column_t *column_named(const cg_target_table_t *t, const char *name)
-{
-    for (size_t i = 0; i < t->n_columns; i++)
-        if (!strcmp(t->columns[i].name, name))
-            return &t->columns[i];
-    return NULL;
-}
-
 /* What "row" holds for table t: every column typed; an upsert (merge, retract) carries the
- * required columns, non-null; a delete carries the key and person_id only. */
+ * required columns, non-null; a delete carries the key and the person column only. */
 static json_t *row_schema(const cg_target_table_t *t, unsigned flags)
 {
     json_t *props = json_object(), *req = json_array(), *nonnull = json_object();
@@ -99,8 +91,8 @@ static json_t *row_schema(const cg_target_table_t *t, unsigned flags)
     json_t *keys = json_array();
     if (t->pk)
         json_array_append_new(keys, json_string(t->pk->name));
-    if (column_named(t, "person_id") && (!t->pk || strcmp(t->pk->name, "person_id")))
-        json_array_append_new(keys, json_string("person_id"));
+    if (t->person && t->person != t->pk)
+        json_array_append_new(keys, json_string(t->person->name));
     json_t *del = json_pack("{s:{s:{s:O, s:{s:O}}}}", "properties", "row", "required", keys,
                             "propertyNames", "enum", keys);
     json_decref(keys);

@@ -56,7 +56,7 @@ static char *put_head(cg_target_table_t *t, char *p)
 }
 
 cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_table_t *tables,
-                                       size_t n_tables)
+                                       size_t n_tables, const char *person_key)
 {
     size_t n_cols = 0, key_bytes = 0, head_bytes = 0;
     for (size_t t = 0; t < n_tables; t++) {
@@ -110,6 +110,8 @@ cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_
             keys += n + 4 > CG_TARGET_KEY_PAD ? n + 4 : CG_TARGET_KEY_PAD;
             if (oc->primary_key && !tt->pk)
                 tt->pk = c;
+            if (person_key && !strcmp(oc->name, person_key))
+                tt->person = c;
         }
     }
     return tabs;
@@ -167,8 +169,8 @@ static const cg_target_mark_t omop_free_text[] = {
 
 static void omop_build(void)
 {
-    cg_target_table_t *t =
-        cg_target_from_omop(&cg_target_omop_cdm54, cg_omop_cdm54_tables, cg_omop_cdm54_n_tables);
+    cg_target_table_t *t = cg_target_from_omop(&cg_target_omop_cdm54, cg_omop_cdm54_tables,
+                                               cg_omop_cdm54_n_tables, "person_id");
     cg_target_mark(t, cg_omop_cdm54_n_tables, omop_free_text, NULL);
     omop_tabs = t;
     omop_n = omop_tabs ? cg_omop_cdm54_n_tables : 0;

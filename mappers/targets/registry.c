@@ -42,6 +42,24 @@ const cg_target_table_t *cg_target_table_any(const char *name)
     return t;
 }
 
+const char *cg_target_what_list(int op, char *buf, size_t size)
+{
+    size_t o = 0;
+    if (!size)
+        return buf;
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_TARGETS && o < size; i++) {
+        size_t n = 0;
+        const cg_target_table_t *tabs = targets[i]->tables(&n);
+        int has = op < 0;
+        for (size_t k = 0; tabs && !has && k < n; k++)
+            has = tabs[k].op == op;
+        if (has)
+            o += (size_t)snprintf(buf + o, size - o, "%s%s", o ? " or " : "", targets[i]->what);
+    }
+    return buf;
+}
+
 const cg_target_column_t *cg_target_column(const cg_target_table_t *table, const char *name)
 {
     for (size_t i = 0; table && name && i < table->n_columns; i++)

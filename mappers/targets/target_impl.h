@@ -11,11 +11,12 @@ extern const cg_target_t cg_target_omop_cdm54;
 extern const cg_target_t cg_target_cohortgate;
 
 /* Generic tables for schema tables typed as OMOP's (cg_omop_table_t): OMOP CDM v5.4 itself and
- * cohortgate's own tables, which use OMOP's types so that they are checked alike. Allocated once
+ * cohortgate's own tables, which use OMOP's types so that they are checked alike. A table's
+ * column named person_key (the target's naming) is its person column. Allocated once
  * for the program's lifetime (never freed: the registry hands out pointers into them). NULL when
  * out of memory. */
 cg_target_table_t *cg_target_from_omop(const cg_target_t *target, const cg_omop_table_t *tables,
-                                       size_t n_tables);
+                                       size_t n_tables, const char *person_key);
 /* A column a target marks (cg_target_column_t.free_text, .source_id): lists end with a NULL table.
  */
 typedef struct cg_target_mark {

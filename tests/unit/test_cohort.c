@@ -134,7 +134,8 @@ static void test_errors_located(void **state)
     assert_int_equal(errs[0].line, 1);
     assert_non_null(strstr(errs[0].text, "lower-case"));
     assert_int_equal(errs[1].line, 2);
-    assert_non_null(strstr(errs[1].text, "'measurment'"));
+    assert_string_equal(errs[1].text,
+                        "cohort '?': \"table\" must name an OMOP CDM v5.4 table, not 'measurment'");
     assert_int_equal(errs[2].line, 3);
     assert_non_null(strstr(errs[2].text, "no column 'nope'"));
     assert_int_equal(errs[3].line, 4);
@@ -142,6 +143,13 @@ static void test_errors_located(void **state)
     assert_int_equal(errs[4].line, 5);
     assert_non_null(strstr(errs[4].text, "needs \"value\""));
     assert_string_equal(errs[4].file, "c.json");
+    /* another target's table of events (a merge) joins no cohort */
+    assert_null(cg_cohortset_load_string("{\"cohort\":\"m\",\"version\":1,\"match\":[{\"table\":"
+                                         "\"cohortgate.person_merge\",\"column\":\"person_id\","
+                                         "\"in\":[\"1\"]}]}",
+                                         "m.json", errs, 8, &n));
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(errs[0].text, "not 'cohortgate.person_merge'"));
 }
 
 int main(void)

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cg_err.h"
@@ -40,12 +41,30 @@ static void test_error_set(void **state)
     assert_int_equal(cg_error_set(NULL, CG_ERR_IO, NULL, 0, 0, "x"), CG_ERR_IO);
 }
 
+/* The one writer of errors: the place, a label when asked, the rule when known, the text. */
+static void test_error_format(void **state)
+{
+    (void)state;
+    cg_error_t e;
+    char buf[CG_ERROR_FORMAT_SIZE];
+    cg_error_set(&e, CG_ERR_SPEC, "x.json", 3, 7, "bad");
+    assert_string_equal(cg_error_format(&e, buf, sizeof(buf)), "x.json:3:7: bad");
+    assert_string_equal(cg_error_format_as(&e, "error", buf, sizeof(buf)),
+                        "x.json:3:7: error: bad");
+    cg_error_set(&e, CG_ERR_SPEC, NULL, 0, 0, "bad");
+    assert_string_equal(cg_error_format_as(&e, "warning", buf, sizeof(buf)), "warning: bad");
+    snprintf(e.rule, sizeof(e.rule), "r1");
+    assert_string_equal(cg_error_format_as(&e, "error", buf, sizeof(buf)), "error: rule r1: bad");
+    assert_string_equal(cg_error_format(&e, buf, sizeof(buf)), "rule r1: bad");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_code_described),
         cmocka_unit_test(test_classes),
         cmocka_unit_test(test_error_set),
+        cmocka_unit_test(test_error_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,6 +50,15 @@ static void test_registry(void **state)
     assert_string_equal(pm->target->name, "cohortgate");
     assert_null(cg_target_table(omop, "cohortgate.person_merge"));
     assert_ptr_equal(cg_target_table_any("measurement"), m);
+    /* the person column is the target's to name: the spec compiler asks for it */
+    assert_ptr_equal(m->person, cg_target_column(m, "person_id"));
+    assert_ptr_equal(pm->person, cg_target_column(pm, "person_id"));
+    assert_null(cg_target_table(omop, "concept")->person);
+    char what[200];
+    assert_string_equal(cg_target_what_list(-1, what, sizeof(what)),
+                        "an OMOP CDM v5.4 table or a cohortgate.* table");
+    assert_string_equal(cg_target_what_list(CG_ROW_UPSERT, what, sizeof(what)),
+                        "an OMOP CDM v5.4 table");
 }
 
 static void test_envelope(void **state)
