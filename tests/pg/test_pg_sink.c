@@ -171,6 +171,17 @@ static int is_last(const rec_t *v, size_t n, size_t i)
     return 1;
 }
 
+/* Whether a person delete (ADT A29) of record i's person arrives after it: it takes every row of
+ * that person_id with it (README, "What goes out"), rows that no delete of their own names. */
+static int person_deleted_after(const rec_t *v, size_t n, size_t i)
+{
+    for (size_t k = i + 1; k < n; k++)
+        if (!strcmp(v[k].table, "person") && !strcmp(v[k].op, "delete") &&
+            !strcmp(v[k].key, v[i].key))
+            return 1;
+    return 0;
+}
+
 /* A checksum of the OMOP tables the sink wrote; with xmin, equal only when no row was written
  * at all. */
 static const char *const all_tables[] = {
@@ -192,6 +203,25 @@ static char *state_sum(const char *schema, const char *const *tables, int with_x
                               tables[i]);
     snprintf(sql + o, sizeof(sql) - o, ")");
     return pt_q_text(sql);
+}
+
+/* The gap in cg_id_map's integers the sink said it left at its stop (pg.id_gap), 0 when it
+ * said none. */
+static long long id_gap_said(const pt_run_t *r)
+{
+    char path[512], line[1024];
+    snprintf(path, sizeof(path), "%s/sink.log", r->dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long long n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        const char *m = strstr(line, "\"event\":\"pg.id_gap\"");
+        const char *msg = m ? strstr(m, "\"msg\":\"") : NULL;
+        if (msg)
+            n += strtoll(msg + 7, NULL, 10);
+    }
+    fclose(f);
+    return n;
 }
 
 /* ---- the cases ---- */
@@ -239,7 +269,8 @@ static void test_golden(void **state)
                               r.schema),
                      2);
 
-    /* every table: one row per key whose last record is an upsert */
+    /* every table: one row per key whose last record is an upsert, unless its person is
+     * deleted after it */
     size_t rejects = 3;
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(v[i].table, "cohortgate.document_retraction"))
@@ -251,7 +282,8 @@ static void test_golden(void **state)
             continue;
         long long want = 0;
         for (size_t j = i; j < n; j++)
-            if (!strcmp(v[j].table, v[i].table) && is_last(v, n, j) && !strcmp(v[j].op, "upsert"))
+            if (!strcmp(v[j].table, v[i].table) && is_last(v, n, j) && !strcmp(v[j].op, "upsert") &&
+                !person_deleted_after(v, n, j))
                 want++;
         long long got = pt_q_int("SELECT count(*) FROM %s.%s", r.schema, v[i].table);
         if (got != want)
@@ -259,9 +291,13 @@ static void test_golden(void **state)
         assert_int_equal(got, want);
     }
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", r.schema), (long long)rejects);
-    /* ids are compact integers from the id map: no gap without an aborted transaction */
-    assert_int_equal(pt_q_int("SELECT max(id) FROM %s.cg_id_map", r.schema),
-                     pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
+    /* ids are compact integers from the id map: no gap without an aborted transaction, but
+     * for the ids a refused guess drew that no later row took, which the sink says at its stop
+     * (which batches guess wrong depends on how the records fall into batches) */
+    long long gap = pt_q_int("SELECT max(id) - count(*) FROM %s.cg_id_map", r.schema);
+    fprintf(stderr, "cg_id_map: a gap of %lld id(s), %lld said by the sink\n", gap,
+            id_gap_said(&r));
+    assert_int_equal(gap, id_gap_said(&r));
     assert_true(pt_q_int("SELECT max(person_id) FROM %s.person", r.schema) <=
                 pt_q_int("SELECT count(*) FROM %s.cg_id_map", r.schema));
     assert_int_equal(

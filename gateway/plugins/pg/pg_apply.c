@@ -129,6 +129,14 @@ void pg_apply_destroy(pg_apply_t *a)
 {
     if (!a)
         return;
+    /* ids a refused guess drew and no later new row took (pg_apply_direct.c): the sequence
+     * gives nothing back, so cg_id_map's integers keep a gap of as many; said, so that a gap
+     * has its cause in the log */
+    if (a->pool_n)
+        cg_log(CG_LOG_INFO, "pg.id_gap",
+               "%zu compact id(s) drawn for a batch looked up again went to no row: a gap of as "
+               "many in cg_id_map's integers",
+               a->pool_n);
     for (size_t i = 0; i < a->n_stages; i++) {
         cg_buf_free(&a->stages[i].copy);
         free(a->stages[i].upsert_sql);
