@@ -370,10 +370,10 @@ size_t cg_cli_map_buffer(cg_mapping_worker_t *mw, cg_hl7_msg_t *msg, const char 
     cg_buf_t line;
     cg_buf_init(&line);
     size_t before = cnt->messages, failed_before = cnt->failed;
-    size_t failed = is_xml(buf, len)
-                        ? map_xml(mw, name, buf, len, trace, out, errs, cnt, &line)
+    int xml = is_xml(buf, len);
+    size_t failed = xml ? map_xml(mw, name, buf, len, trace, out, errs, cnt, &line)
                         : map_reader(mw, msg, name, &rd, 0, NULL, trace, out, errs, cnt, &line);
-    if (!is_xml(buf, len) && rd.count_error_at) {
+    if (!xml && rd.count_error_at) {
         put_count_error(&rd, name, errs, cnt);
         failed++;
     }

@@ -64,8 +64,11 @@ cg_mapping_t *spec_test_mapping(const cg_mapping_opts_t *o, cg_mapping_worker_t 
     cg_error_t errs[8];
     size_t ne = 0;
     cg_mapping_t *m = cg_mapping_load(o, errs, 8, &ne);
-    if (!m)
-        fail_msg("mapping: %s:%d:%d: %s", errs[0].file, errs[0].line, errs[0].column, errs[0].text);
+    if (!m) {
+        char line[CG_ERROR_FORMAT_SIZE];
+        fail_msg("mapping: %s",
+                 ne ? cg_error_format(&errs[0], line, sizeof(line)) : "no error said");
+    }
     char err[256];
     *w = cg_mapping_worker_new(m, err, sizeof(err));
     if (!*w)

@@ -95,6 +95,18 @@ static void unstage(pg_apply_t *a, const int64_t *seqs, size_t n)
     }
 }
 
+/* A statement built once: b's text into *slot (NUL-ended), or -1 (out of memory, b freed). */
+static int keep_sql(cg_buf_t *b, char **slot, char *errstr, size_t errstr_size)
+{
+    cg_buf_putc(b, '\0');
+    *slot = b->failed ? NULL : b->data;
+    if (*slot)
+        return 0;
+    cg_buf_free(b);
+    snprintf(errstr, errstr_size, "out of memory");
+    return -1;
+}
+
 /* The staged documents' rows whose document a retraction replaced for their person
  * (cg_doc_retracted): out of cg_stg_docs and out of the tables' stages, before anything of
  * theirs applies. A replaced version that comes after its replacement (a replay, the records
@@ -109,13 +121,8 @@ static int drop_retracted(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_
         pg_qual(&b, a->conf->schema, "cg_doc_retracted");
         cg_buf_puts(&b, " r WHERE r.doc = s.doc AND r.person_id = s.person) RETURNING s.seq) "
                         "SELECT seq FROM x ORDER BY seq");
-        cg_buf_putc(&b, '\0');
-        a->retracted_sql = b.failed ? NULL : b.data;
-        if (!a->retracted_sql) {
-            cg_buf_free(&b);
-            snprintf(errstr, errstr_size, "out of memory");
+        if (keep_sql(&b, &a->retracted_sql, errstr, errstr_size))
             return -1;
-        }
     }
     PGresult *r = PQexec(c, a->retracted_sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -167,13 +174,8 @@ int pg_apply_docs_flush(pg_apply_t *a, PGconn *c, char *errstr, size_t errstr_si
                         "EXCLUDED.doc WHERE ");
         pg_qual(&b, sc, "cg_row_doc");
         cg_buf_puts(&b, ".doc IS DISTINCT FROM EXCLUDED.doc");
-        cg_buf_putc(&b, '\0');
-        a->docs_sql = b.failed ? NULL : b.data;
-        if (!a->docs_sql) {
-            cg_buf_free(&b);
-            snprintf(errstr, errstr_size, "out of memory");
+        if (keep_sql(&b, &a->docs_sql, errstr, errstr_size))
             return -1;
-        }
     }
     int rc =
         pg_copy_in(c, "COPY pg_temp.cg_stg_docs FROM STDIN", &a->docs, NULL, errstr, errstr_size);
