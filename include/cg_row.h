@@ -55,6 +55,13 @@ typedef struct cg_row_meta {
     uint32_t json_key_len;
 } cg_row_meta_t;
 
+/* The meta fact naming the order a row came from (a keyed hash of its placer number, the specs'
+ * {"hash_id": …, "ns": "order"}), and the table whose records retract an order's rows by it
+ * (its column order_id). Meta is not released, save this one: re-keyed as that column is, to a
+ * subscriber the column goes to, so that the subscriber can apply the retraction too. */
+#define CG_ROW_META_ORDER_ID    "order_id"
+#define CG_ROW_ORDER_RETRACTION "cohortgate.order_retraction"
+
 /* What a record does to the row with its id (the envelope's "op"). A consumer applies them in
  * order per person (the records' key) and has the source's current truth; specs/README.md
  * ("What goes out") says what each means for a database. */
@@ -62,7 +69,8 @@ typedef enum cg_row_op {
     CG_ROW_UPSERT = 0, /* insert the row, or replace the one with its id */
     CG_ROW_DELETE,     /* retract the row with its id (only the id and person_id are set) */
     CG_ROW_MERGE,      /* cohortgate.person_merge: move merged_person_id's rows to person_id */
-    CG_ROW_RETRACT,    /* cohortgate.document_retraction: retract every row of that document */
+    CG_ROW_RETRACT,    /* cohortgate.document_retraction, .order_retraction: retract every row of
+                        * that document, of that order */
 } cg_row_op_t;
 
 /* The op's name as records spell it ("upsert"). */

@@ -49,7 +49,8 @@ typedef struct job_rec {
     int sub;       /* a subscriber's record: its index + 1 (release.c); 0: not released */
     uint8_t level; /* a subscriber's record: the row's level */
     /* a record of a document: the document's id as the record carries it (a subscriber's: its
-     * pseudonym of it), NUL-ended in the job's buf, for cg.document; doc_len 0: none */
+     * pseudonym of it); of an order's row, "order:" and its meta order_id (cg_row.h); NUL-ended
+     * in the job's buf, for cg.document; doc_len 0: none */
     size_t doc_off, doc_len;
 } job_rec_t;
 

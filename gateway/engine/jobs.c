@@ -108,6 +108,26 @@ static int feed_handling(const cg_source_msg_t *in, cg_mapping_worker_t *mw, con
     return how;
 }
 
+/* The cg.document of a row that is not a document's: "order:" and its meta order_id (the order
+ * an order cancel retracts by it, cg_row.h), NUL-ended at the end of buf; *len 0: none. */
+static cg_err_t order_doc(cg_buf_t *buf, const cg_row_t *row, size_t *off, size_t *len)
+{
+    *len = 0;
+    for (size_t i = 0; i < row->n_meta; i++) {
+        const cg_row_meta_t *m = &row->meta[i];
+        if (strcmp(m->name, CG_ROW_META_ORDER_ID) || !m->value.len)
+            continue;
+        *off = buf->len;
+        if (cg_buf_append(buf, "order:", 6) != CG_OK ||
+            cg_buf_append(buf, m->value.ptr, m->value.len) != CG_OK ||
+            cg_buf_putc(buf, '\0') != CG_OK)
+            return CG_ERR_NOMEM;
+        *len = 6 + m->value.len;
+        break;
+    }
+    return CG_OK;
+}
+
 /* The row's records for each subscriber under its policy (cg_release.h): its topic, its level,
  * its pseudonyms; rows withheld are counted in the job, by subscriber and reason. */
 static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row_t *row,
@@ -148,6 +168,8 @@ static cg_err_t release_row(cg_engine_t *gw, worker_t *w, job_t *j, const cg_row
                 cg_buf_putc(&j->buf, '\0') != CG_OK)
                 return CG_ERR_NOMEM;
             doc_len = out.row.message_id.len;
+        } else if (order_doc(&j->buf, &out.row, &doc_off, &doc_len) != CG_OK) {
+            return CG_ERR_NOMEM; /* the subscriber's pseudonym of the order, as released */
         }
         job_rec_t *r = cg_engine_job_add_rec(j);
         if (!r)
@@ -254,6 +276,9 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
         if (rows[i].person_key.len &&
             cg_buf_append(&j->buf, rows[i].person_key.ptr, rows[i].person_key.len) != CG_OK)
             goto nomem;
+        size_t doc_off = j->doc_off, doc_len = j->doc_len;
+        if (!doc_len && order_doc(&j->buf, &rows[i], &doc_off, &doc_len) != CG_OK)
+            goto nomem;
         /* keyed by the patient's pseudonym: one patient's records stay in order; a record in
          * no cohort goes to the output topic, one in cohorts to each cohort's topic */
         for (size_t k = 0; k < (n_cohorts ? n_cohorts : 1); k++) {
@@ -270,8 +295,8 @@ void cg_engine_map_job(cg_engine_t *gw, worker_t *w, job_t *j)
                              .key_len = rows[i].person_key.len,
                              .val_off = val_off,
                              .val_len = val_len,
-                             .doc_off = j->doc_off,
-                             .doc_len = j->doc_len};
+                             .doc_off = doc_off,
+                             .doc_len = doc_len};
         }
         if (gw->subs && release_row(gw, w, j, &rows[i], cohorts, n_cohorts, now))
             goto nomem;

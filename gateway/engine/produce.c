@@ -256,8 +256,8 @@ static int produce_job(cg_engine_t *gw, job_t *j)
                 return -1;
             ver = num_text(&gw->hdr_ver, r->spec_version);
             /* cg.op lets a consumer route deletes and merges without parsing the value;
-             * cg.document marks a document's rows (the PostgreSQL sink keeps which document
-             * stated each row, for a retraction of it) */
+             * cg.document marks a document's rows, and an order's ("order:ID"): the
+             * PostgreSQL sink keeps which stated each row, for a retraction of it */
             const char *hdrs[] = {"cg.spec", r->spec,       "cg.spec.version",
                                   ver,       "cg.table",    r->table,
                                   "cg.rule", r->rule,       "cg.op",

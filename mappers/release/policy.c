@@ -256,6 +256,10 @@ cg_policy_t *cg_policy_compile(const cg_catalogue_t *cat, const cg_policy_def_t 
                 break;
             }
             tp->time_action = time_action;
+            if (tp->granted && !strcmp(t->name, CG_ROW_ORDER_RETRACTION)) {
+                const cg_target_column_t *oc = cg_target_column(t, "order_id");
+                p->order_ids = oc && tp->cols[oc->index].action == P_REKEY_TEXT;
+            }
         }
     }
     if (e.n)

@@ -39,6 +39,8 @@ struct cg_policy {
     cat_span_t spans[CAT_TARGETS_MAX]; /* a row's table's plan by its address */
     size_t n_spans;
     cg_pseudo_t *pseudo; /* the subscriber's key (stateless: shared by threads) */
+    /* rows' meta order_id goes out (re-keyed as text): the subscriber gets order retractions */
+    int order_ids;
 };
 
 const table_plan_t *cg_policy__plan(const cg_policy_t *p, const cg_target_table_t *t);

@@ -65,6 +65,7 @@ struct cg_release_scratch {
     const cg_value_t *row_values;
     parsed_t *parsed;
     size_t cap_parsed;
+    cg_row_meta_t meta; /* a released row's one meta fact (release_order_id) */
 };
 
 static per_policy_t *slot_of(cg_release_scratch_t *s, const cg_policy_t *p)
@@ -367,6 +368,27 @@ static int in_cohorts(const cg_policy_t *p, const char *const *cohorts, size_t n
     return 0;
 }
 
+/* The row's meta order_id, re-keyed as cohortgate.order_retraction.order_id is (keyed_text),
+ * as out's one meta fact. */
+static void release_order_id(const cg_policy_t *p, const cg_row_t *row, cg_release_scratch_t *s,
+                             cg_row_t *out)
+{
+    for (size_t i = 0; i < row->n_meta; i++) {
+        const cg_row_meta_t *m = &row->meta[i];
+        if (strcmp(m->name, CG_ROW_META_ORDER_ID) || !m->value.len)
+            continue;
+        char *txt = text_take(s, VALUE_TEXT_MAX);
+        keyed_text(p, m->value.ptr, m->value.len, txt);
+        s->meta = (cg_row_meta_t){.name = m->name,
+                                  .value = {txt, 40, CG_VALUE_STRING, 1, 0},
+                                  .json_key = m->json_key,
+                                  .json_key_len = m->json_key_len};
+        out->meta = &s->meta;
+        out->n_meta = 1;
+        return;
+    }
+}
+
 cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *const *cohorts,
                         size_t n_cohorts, int level, const char *set, time_t now,
                         cg_release_scratch_t *s, cg_release_out_t *out,
@@ -474,6 +496,8 @@ cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *c
     r->values = s->vals;
     r->meta = NULL; /* a spec's extra facts are not in the catalogue: not released */
     r->n_meta = 0;
+    if (p->order_ids) /* save the order a row came from, which its retraction names */
+        release_order_id(p, row, s, r);
     r->trace = NULL;
     r->trace_steps = NULL;
     r->person_key = row->person_key.len ? (cg_slice_t){pc->key_out, 16} : row->person_key;

@@ -41,11 +41,27 @@ static const cg_omop_column_t document_retraction_columns[] = {
      false},
 };
 
+/* An order cancel (HL7 ORC-1 CA, OC): op "retract". A consumer retracts every row of person_id
+ * that its record says came from that order (its meta "order_id", the same keyed hash of the
+ * order's placer number, equals order_id), the results the cancel does not repeat included.
+ * order_control keeps which cancel (CA, OC). */
+static const cg_omop_column_t order_retraction_columns[] = {
+    {"order_retraction_id", "bigint", CG_OMOP_BIGINT, 0, true, true, false, NULL, NULL, false},
+    {"person_id", "bigint", CG_OMOP_BIGINT, 0, true, false, false, NULL, NULL, false},
+    {"order_id", "varchar(50)", CG_OMOP_VARCHAR, 50, true, false, false, NULL, NULL, false},
+    {"order_control", "varchar(2)", CG_OMOP_VARCHAR, 2, false, false, false, NULL, NULL, false},
+    {"retraction_date", "date", CG_OMOP_DATE, 0, true, false, false, NULL, NULL, false},
+    {"retraction_datetime", "datetime", CG_OMOP_DATETIME, 0, false, false, false, NULL, NULL,
+     false},
+};
+
 static const cg_omop_table_t schema[] = {
     {"cohortgate.person_merge", "COHORTGATE", false, person_merge_columns,
      sizeof(person_merge_columns) / sizeof(person_merge_columns[0])},
     {"cohortgate.document_retraction", "COHORTGATE", false, document_retraction_columns,
      sizeof(document_retraction_columns) / sizeof(document_retraction_columns[0])},
+    {"cohortgate.order_retraction", "COHORTGATE", false, order_retraction_columns,
+     sizeof(order_retraction_columns) / sizeof(order_retraction_columns[0])},
 };
 
 static const cg_target_table_t *tabs;
@@ -68,6 +84,7 @@ static void build(void)
     if (t) { /* in schema[]'s order: their records' one op each */
         t[0].op = CG_ROW_MERGE;
         t[1].op = CG_ROW_RETRACT;
+        t[2].op = CG_ROW_RETRACT;
     }
     tabs = t;
     n_tabs = t ? sizeof(schema) / sizeof(schema[0]) : 0;

@@ -24,7 +24,8 @@ def cohortgate_columns():
     src = open(os.path.join(ROOT, 'mappers', 'targets', 'cohortgate_target.c')).read()
     out = []
     for table, var in (('cohortgate.person_merge', 'person_merge_columns'),
-                       ('cohortgate.document_retraction', 'document_retraction_columns')):
+                       ('cohortgate.document_retraction', 'document_retraction_columns'),
+                       ('cohortgate.order_retraction', 'order_retraction_columns')):
         body = re.search(r'%s\[\] = \{(.*?)\n\};' % var, src, re.S).group(1)
         out += [(table, c) for c in re.findall(r'^\s*\{"([a-z_]+)"', body, re.M)]
     return out

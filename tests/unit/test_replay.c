@@ -3,7 +3,8 @@
  * upsert replaces the row with its id unless the stored version is newer by source time, delete
  * retracts it (a person delete retracts all of the person's rows, a visit delete clears the
  * visit_occurrence_id of rows that name it), merge moves the merged person's rows to the
- * survivor, retract drops the rows whose current version came from the replaced document. The
+ * survivor, retract drops the rows whose current version came from the replaced document (or,
+ * for an order retraction, from the cancelled order: meta order_id). The
  * final state is compared with one written by hand, rows named by content and person label (the
  * ids are 63-bit hashes), so what is checked is what a research database would hold. */
 #include <setjmp.h>
@@ -29,6 +30,7 @@ typedef struct entry {
     int64_t id, person_id, visit_id; /* visit_id: its visit_occurrence_id, 0 when none */
     int64_t care_site_id;            /* a visit's care_site_id, 0 when none */
     char message_id[96];             /* the source document or message of this version */
+    char order_id[32];               /* its meta order_id: the order it came from, "" none */
     char time[40];                   /* its source time */
     char summary[256];               /* "table col=value ..." of a few telling columns */
 } entry_t;
@@ -132,6 +134,10 @@ static void apply(db_t *db, const cg_row_t *r)
         snprintf(e->message_id, sizeof(e->message_id), "%.*s", (int)r->message_id.len,
                  r->message_id.ptr);
         snprintf(e->time, sizeof(e->time), "%s", time);
+        for (size_t m = 0; m < r->n_meta; m++)
+            if (!strcmp(r->meta[m].name, CG_ROW_META_ORDER_ID))
+                snprintf(e->order_id, sizeof(e->order_id), "%.*s", (int)r->meta[m].value.len,
+                         r->meta[m].value.ptr);
         summarize(r, e->summary, sizeof(e->summary));
         return;
     }
@@ -164,10 +170,13 @@ static void apply(db_t *db, const cg_row_t *r)
         return;
     }
     case CG_ROW_RETRACT: {
-        char doc[96];
-        text_value(r, "replaced_document_id", doc, sizeof(doc));
+        int order = !strcmp(table, CG_ROW_ORDER_RETRACTION);
+        char what[96];
+        text_value(r, order ? "order_id" : "replaced_document_id", what, sizeof(what));
+        assert_true(what[0] != '\0');
         for (size_t i = db->n; i-- > 0;)
-            if (db->rows[i].person_id == person && !strcmp(db->rows[i].message_id, doc))
+            if (db->rows[i].person_id == person &&
+                !strcmp(order ? db->rows[i].order_id : db->rows[i].message_id, what))
                 drop(db, i);
         return;
     }
@@ -452,6 +461,26 @@ static void test_order_cancel(void **state)
     }
 }
 
+/* A lab's results of two orders in one ORU; the first order is cancelled by its placer (ORC-1
+ * CA) in an ORM that repeats none of its results: its two results go, the other order's stays. */
+static void test_order_cancel_results(void **state)
+{
+    (void)state;
+    db_t db = {0};
+    feed_hl7(&db, "lifecycle_order_cancel_results", (const int[]){0, -1});
+    static const char *const potassium =
+        "GENHOSP/100234 | measurement measurement_source_value=2823-3 value_as_number=4.1 | "
+        "visit=null";
+    check_state(
+        &db, (const char *const[]){"GENHOSP/100234 | measurement measurement_source_value=2345-7 "
+                                   "value_as_number=98 | visit=null",
+                                   "GENHOSP/100234 | measurement measurement_source_value=2951-2 "
+                                   "value_as_number=139 | visit=null",
+                                   potassium, NULL});
+    feed_hl7(&db, "lifecycle_order_cancel_results", (const int[]){1, -1});
+    check_state(&db, (const char *const[]){potassium, NULL});
+}
+
 /* Two reports; the CBC's results are withdrawn (OBX-11 W, wrong patient): its three rows go,
  * the other report's glucose stays. */
 static void test_result_withdrawn(void **state)
@@ -625,11 +654,12 @@ static void test_collisions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_result_lifecycle), cmocka_unit_test(test_visit_cancelled),
-        cmocka_unit_test(test_cancel_discharge), cmocka_unit_test(test_order_cancel),
-        cmocka_unit_test(test_merge_and_rekey),  cmocka_unit_test(test_document_replacement),
-        cmocka_unit_test(test_collisions),       cmocka_unit_test(test_result_withdrawn),
-        cmocka_unit_test(test_cancel_transfer),  cmocka_unit_test(test_delete_person),
+        cmocka_unit_test(test_result_lifecycle),     cmocka_unit_test(test_visit_cancelled),
+        cmocka_unit_test(test_cancel_discharge),     cmocka_unit_test(test_order_cancel),
+        cmocka_unit_test(test_order_cancel_results), cmocka_unit_test(test_merge_and_rekey),
+        cmocka_unit_test(test_document_replacement), cmocka_unit_test(test_collisions),
+        cmocka_unit_test(test_result_withdrawn),     cmocka_unit_test(test_cancel_transfer),
+        cmocka_unit_test(test_delete_person),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

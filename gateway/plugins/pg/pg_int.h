@@ -232,11 +232,11 @@ int pg_apply_audit(pg_apply_t *a, PGconn *c, const char *subscriber, char *errst
  * record changes nothing). Call right after its pg_apply_stage. */
 int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const size_t *lens,
                  const char *doc, int del, const char *time, size_t time_len);
-/* pg_apply_docs.c: a document retraction (cohortgate.document_retraction), applied after what
- * is staged before it: every row of person (a row id, followed through a merge) whose current
- * version the document doc stated is deleted, the person row aside; references to its
- * retracted visits are set to null; the person's observation_period is made anew. *n gets
- * the rows retracted. */
+/* pg_apply_docs.c: a retraction (cohortgate.document_retraction, .order_retraction), applied
+ * after what is staged before it: every row of person (a row id, followed through a merge) whose
+ * current version the document (or "order:ID") doc stated is deleted, the person row aside;
+ * references to its retracted visits are set to null; the person's observation_period is made anew.
+ * *n gets the rows retracted. */
 int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc,
                      const pg_pos_t *pos, long long *n, char *errstr, size_t errstr_size);
 /* A merge (merged person's rows to the survivor), applied after what is staged before it. */
@@ -572,9 +572,11 @@ typedef struct pg_id_buf {
 /* A cohortgate.person_merge record's persons; 0, or -1 with why (a reject's reason). */
 int pg_record_merge(const struct json_t *row, pg_id_buf_t *merged, pg_id_buf_t *survivor, char *why,
                     size_t why_size);
-/* A cohortgate.document_retraction record's person and replaced document; 0, or -1 with why. */
-int pg_record_retraction(const struct json_t *row, pg_id_buf_t *person, const char **doc, char *why,
-                         size_t why_size);
+/* A retraction's person and what it retracts, as cg.document names it (into doc): a
+ * cohortgate.document_retraction's replaced document, a cohortgate.order_retraction's (order 1)
+ * "order:" and its order; 0, or -1 with why. */
+int pg_record_retraction(const struct json_t *row, int order, pg_id_buf_t *person, char *doc,
+                         size_t doc_size, char *why, size_t why_size);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

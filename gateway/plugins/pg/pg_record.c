@@ -1,7 +1,8 @@
 /* pg_record.c - the parts of cohortgate's own records the sink applies (README, "What every
  * record says it does"): a person merge (cohortgate.person_merge: the survivor and the merged
- * person) and a document retraction (cohortgate.document_retraction: the person and the replaced
- * document), read from the record's row, with what is missing said for the rejects.
+ * person) and a retraction (cohortgate.document_retraction: the person and the replaced
+ * document; cohortgate.order_retraction: the person and the cancelled order), read from the
+ * record's row, with what is missing said for the rejects.
  */
 #include "pg_int.h"
 
@@ -35,15 +36,17 @@ int pg_record_merge(const struct json_t *row, pg_id_buf_t *merged, pg_id_buf_t *
     return -1;
 }
 
-int pg_record_retraction(const struct json_t *row, pg_id_buf_t *person, const char **doc, char *why,
-                         size_t why_size)
+int pg_record_retraction(const struct json_t *row, int order, pg_id_buf_t *person, char *doc,
+                         size_t doc_size, char *why, size_t why_size)
 {
-    *doc = json_string_value(json_object_get(row, "replaced_document_id"));
-    if (id_member(row, "person_id", person->buf, sizeof(person->buf), &person->text) && *doc &&
-        **doc)
+    /* an order's rows carry "order:" and its id in cg.document (the gateway's jobs.c) */
+    const json_t *v = json_object_get(row, order ? "order_id" : "replaced_document_id");
+    const char *id = json_string_value(v);
+    if (id_member(row, "person_id", person->buf, sizeof(person->buf), &person->text) && id && *id &&
+        (size_t)snprintf(doc, doc_size, "%s%s", order ? "order:" : "", id) < doc_size)
         return 0;
-    snprintf(why, why_size,
-             "a document retraction needs an integer person_id and a replaced_document_id "
-             "string");
+    snprintf(why, why_size, "%s needs an integer person_id and a%s string",
+             order ? "an order retraction" : "a document retraction",
+             order ? "n order_id" : " replaced_document_id");
     return -1;
 }

@@ -477,23 +477,25 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
         json_decref(env);
         return rc ? -1 : 0;
     }
-    if (!strcmp(standard, "cohortgate") && !strcmp(tname, "cohortgate.document_retraction") &&
-        !strcmp(op, "retract")) {
+    int order = !strcmp(tname, CG_ROW_ORDER_RETRACTION);
+    if (!strcmp(standard, "cohortgate") &&
+        (order || !strcmp(tname, "cohortgate.document_retraction")) && !strcmp(op, "retract")) {
         pg_id_buf_t person;
-        const char *docid;
+        char docid[320];
         state = "CGKEY";
-        if (pg_record_retraction(row, &person, &docid, why, sizeof(why)))
+        if (pg_record_retraction(row, order, &person, docid, sizeof(docid), why, sizeof(why)))
             goto reject;
-        /* what came before it is applied first, then the replaced document's rows go */
+        /* what came before it is applied first, then the replaced document's (the cancelled
+         * order's) rows go */
         long long gone = 0;
         rc = flush_staged(s, 0, errstr, errstr_size) ||
              pg_apply_retract(s->apply, s->conn, person.text, docid, pos, &gone, errstr,
                               errstr_size);
         if (!rc)
-            cg_log(CG_LOG_INFO, "sink.document_retracted",
-                   "%s [%" PRId32 "] offset %" PRId64 ": %lld row(s) of the replaced document "
-                   "retracted",
-                   pos->topic, pos->partition, pos->offset, gone);
+            cg_log(CG_LOG_INFO, order ? "sink.order_retracted" : "sink.document_retracted",
+                   "%s [%" PRId32 "] offset %" PRId64 ": %lld row(s) of the %s retracted",
+                   pos->topic, pos->partition, pos->offset, gone,
+                   order ? "cancelled order" : "replaced document");
         json_decref(env);
         return rc ? -1 : 0;
     }
