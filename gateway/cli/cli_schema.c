@@ -77,7 +77,8 @@ static json_t *row_headers(json_t *tables, int released)
                         json_pack("{s:s, s:s}", "description",
                                   "on the records of a document (an XML input): its id as the "
                                   "record's source.message_id spells it (a subscriber's: its "
-                                  "pseudonym)",
+                                  "pseudonym); on an order's results: order: and the "
+                                  "record's meta.order_id",
                                   "type", "string"));
     json_object_set_new(props, "cg.spec", json_pack("{s:s}", "type", "string"));
     json_object_set_new(props, "cg.spec.version",

@@ -15,6 +15,13 @@
  *               and the second patient's document of the same id still loads.
  *   released:   through graded release into a subscriber's database (pg.subscriber): the same
  *               end, with the subscriber's pseudonyms of the document ids.
+ *
+ * An order cancelled after its results (tests/golden/lifecycle_order_cancel_results): an ORU
+ * with the results of two orders, then the placer's ORM with ORC-1 CA for the first, repeating
+ * none of its results. The cancel's cohortgate.order_retraction retracts the first order's two
+ * results, whose rows the sink kept as the order's ("order:ID" in cg.document); the potassium
+ * of the other order stays. In a later run, in the same batch (bigint ids), and released to a
+ * subscriber (the rows' meta order_id and the retraction re-keyed alike).
  */
 #include "pg_test_util.h"
 
@@ -290,6 +297,84 @@ static void test_released(void **state)
     pt_run_end(&r);
 }
 
+#define ORDERS CG_SOURCE_DIR "/tests/golden/lifecycle_order_cancel_results/input.hl7"
+
+/* The results, then (later: after a sink pass of them) the cancel; the end state. */
+static void load_order_cancel(const pt_run_t *r, int released, int later)
+{
+    const char *s = r->schema;
+    /* one message a file (msg00: the ORU, msg01: the cancel), a line each in the case */
+    pt_sh("cd '%s' && csplit -s -z -f msg '%s' '/^MSH|/' '{*}'", r->dir, ORDERS);
+    char oru[400], cancel[400], log[400];
+    snprintf(oru, sizeof(oru), "%s/msg00", r->dir);
+    snprintf(cancel, sizeof(cancel), "%s/msg01", r->dir);
+    const char *first[] = {oru, cancel};
+    produce_docs(r, first, later ? 1 : 2);
+    gateway_run(r, released);
+    sink_pass(r);
+    if (later) {
+        assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", s), 3);
+        /* each result is kept as its order's: two orders */
+        assert_int_equal(
+            pt_q_int("SELECT count(*) FROM %s.cg_row_doc WHERE doc LIKE 'order:%%'", s), 3);
+        assert_int_equal(pt_q_int("SELECT count(DISTINCT doc) FROM %s.cg_row_doc", s), 2);
+        produce_docs(r, (const char *const[]){cancel}, 1);
+        gateway_run(r, released);
+        sink_pass(r);
+    }
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_rejects", s), 0);
+    char q[300];
+    snprintf(q, sizeof(q), "SELECT string_agg(measurement_source_value, ',') FROM %s.measurement",
+             s);
+    char *left = pt_q_text(q);
+    assert_string_equal(left, "2823-3");
+    free(left);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_row_doc", s), 1);
+    assert_int_equal(
+        pt_q_int("SELECT count(*) FROM %s.cg_doc_retracted WHERE doc LIKE 'order:%%'", s), 1);
+    snprintf(log, sizeof(log), "%s/sink.log", r->dir);
+    assert_int_equal(tk_file_count(log, "sink.order_retracted"), 1);
+}
+
+static void test_order_cancel_later(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    case_new(&r, "cg-it-ord", 50, 100, "", "");
+    load_order_cancel(&r, 0, 1);
+    pt_run_end(&r);
+}
+
+static void test_order_cancel_same_batch(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    case_new(&r, "cg-it-ord1", 500, 5000, ", \"id_type\": \"bigint\"", "");
+    load_order_cancel(&r, 0, 0);
+    pt_run_end(&r);
+}
+
+static void test_order_cancel_released(void **state)
+{
+    (void)state;
+    pt_run_t r;
+    pt_run_new(&r, "cg-it-ord2", "records", 1);
+    char top[700];
+    snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r.topic);
+    pt_write_config(&r, r.config, 50, 100, ", \"subscriber\": \"registry\"", top);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r.dir);
+    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    load_order_cancel(&r, 1, 1);
+    /* the subscriber's pseudonym of the order: 40 hex digits, not the site's decimal hash */
+    char q[200];
+    snprintf(q, sizeof(q), "SELECT max(doc) FROM %s.cg_row_doc", r.schema);
+    char *doc = pt_q_text(q);
+    assert_int_equal(strlen(doc), strlen("order:") + 40);
+    free(doc);
+    pt_run_end(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +382,9 @@ int main(void)
         cmocka_unit_test(test_same_batch),
         cmocka_unit_test(test_released),
         cmocka_unit_test(test_out_of_order),
+        cmocka_unit_test(test_order_cancel_later),
+        cmocka_unit_test(test_order_cancel_same_batch),
+        cmocka_unit_test(test_order_cancel_released),
     };
     return PT_RUN_TESTS(tests);
 }

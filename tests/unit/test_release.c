@@ -318,6 +318,30 @@ static void test_subscribers_ids_do_not_link(void **state)
     assert_string_equal(col(&out, "replaced_document_id", b1), a_mid);
     assert_string_equal(col(&out, "person_id", b2), a_person);
     assert_int_equal(out.level, 3);
+    /* an order's result keeps, of its meta, only the order, re-keyed as the order retraction's
+     * order_id is, so that the subscriber's database can retract the order's rows */
+    cg_row_meta_t facts[] = {
+        {"result_status", {"final", 5, CG_VALUE_STRING, 1, 0}, NULL, 0},
+        {CG_ROW_META_ORDER_ID, {"8695025451611635292", 19, CG_VALUE_STRING, 1, 0}, NULL, 0}};
+    row.meta = facts;
+    row.n_meta = 2;
+    assert_int_equal(rel(pa, cat, &row, NULL, 0, now, s, &out, &why), CG_OK);
+    assert_int_equal(out.row.n_meta, 1);
+    assert_string_equal(out.row.meta[0].name, CG_ROW_META_ORDER_ID);
+    char order[48];
+    snprintf(order, sizeof(order), "%.*s", (int)out.row.meta[0].value.len,
+             out.row.meta[0].value.ptr);
+    assert_int_equal(strlen(order), 40);
+    cg_row_t cancel = ROW(CG_ROW_ORDER_RETRACTION, {"order_retraction_id", CG_VALUE_INTEGER, "78"},
+                          {"person_id", CG_VALUE_INTEGER, "998877665544"},
+                          {"order_id", CG_VALUE_STRING, "8695025451611635292"},
+                          {"retraction_date", CG_VALUE_DATE, "2024-03-15"});
+    cancel.person_key = row.person_key;
+    assert_int_equal(rel(pa, cat, &cancel, NULL, 0, now, s, &out, &why), CG_OK);
+    assert_int_equal(why, CG_RELEASE_OK);
+    assert_string_equal(col(&out, "order_id", b1), order);
+    assert_int_equal(rel(pb, cat, &cancel, NULL, 0, now, s, &out, &why), CG_OK);
+    assert_string_not_equal(col(&out, "order_id", b1), order); /* another subscriber's */
     cg_release_scratch_destroy(s);
     cg_policy_destroy(pa);
     cg_policy_destroy(pb);
@@ -470,6 +494,13 @@ static void test_grants_tables_cohorts_and_expiry(void **state)
     assert_int_equal(why, CG_RELEASE_COHORT);
     assert_int_equal(rel(p, cat, &row, cohorts, 1, now, s, &out, &why), CG_OK);
     assert_int_equal(why, CG_RELEASE_OK);
+    /* without cohortgate.order_retraction, no order retraction to apply: no meta at all */
+    cg_row_meta_t order = {CG_ROW_META_ORDER_ID, {"42", 2, CG_VALUE_STRING, 1, 0}, NULL, 0};
+    row.meta = &order;
+    row.n_meta = 1;
+    assert_int_equal(rel(p, cat, &row, cohorts, 1, now, s, &out, &why), CG_OK);
+    assert_int_equal(why, CG_RELEASE_OK);
+    assert_int_equal(out.row.n_meta, 0);
     cg_policy_destroy(p);
     /* an agreement that ended yesterday stops the feed; one ending today still runs */
     char day[16];

@@ -1,4 +1,4 @@
-/* pg_apply_docs.c - which document stated each row, and a document's retraction.
+/* pg_apply_docs.c - which document (or order) stated each row, and its retraction.
  *
  * A record the gateway made from a document (an XML input: C-CDA) carries the document's id in
  * its cg.document header. The sink keeps, per such row, the document that stated its current
@@ -7,7 +7,9 @@
  * place in the stream, every row of that person whose current version the replaced document
  * stated is deleted, then the replacing document's rows follow (README, "retract").
  *
- * Only documents' rows are kept there: a message's rows cost nothing. Row ids of documents and
+ * An order's results carry "order:" and the order's id there instead (meta order_id; the
+ * gateway's jobs.c), and an order cancel (cohortgate.order_retraction) retracts them alike.
+ * Only those rows are kept: other messages' rows cost nothing. Row ids of documents and
  * of messages never meet in the shipped specs (ids derive from each spec's own identities), so a
  * message's upsert of a row a document stated does not take it out of cg_row_doc.
  */
