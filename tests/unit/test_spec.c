@@ -700,6 +700,69 @@ static void test_outcomes_and_no_research_content(void **state)
     assert_int_equal(errs[1].line, 1);
 }
 
+/* The text of a row's meta fact name, or of its column name when meta has none; "" absent. */
+static void fact_of(const cg_row_t *r, const char *name, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (size_t m = 0; m < r->n_meta; m++)
+        if (!strcmp(r->meta[m].name, name))
+            snprintf(out, n, "%.*s", (int)r->meta[m].value.len, r->meta[m].value.ptr);
+    const cg_value_t *v = out[0] ? NULL : cg_row_value_named(r, name);
+    if (v && v->ptr)
+        snprintf(out, n, "%.*s", (int)v->len, v->ptr);
+}
+
+/* An order's results and its cancel name the order alike: two orders' results in an ORU, then
+ * a placer's ORM cancelling both, the second ORC without its placer number (the OBR has it).
+ * Each cancel names its own order, as that order's results carry it. */
+static void test_order_cancel_names_each_order(void **state)
+{
+    (void)state;
+    cg_specset_t *ss;
+    cg_mapper_t *mp = oru_mapper(&ss);
+    const cg_row_t *rows;
+    size_t n;
+    cg_error_t me;
+    char results[2][32], cancels[2][32];
+    const char *oru = ORU2_HEAD ORU2_ORDER1 "ORC|RE|O2|F2\r"
+                                            "OBR|2|O2|F2|24331-1^Lipids^LN|||20240315080000\r"
+                                            "OBX|1|NM|2093-3^Cholesterol^LN||180|mg/dL|||||F\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, oru, strlen(oru), &rows, &n, &me), CG_OK);
+    results[0][0] = results[1][0] = '\0';
+    for (size_t i = 0; i < n; i++) { /* a result of each order: HbA1c of O1, cholesterol of O2 */
+        char code[32];
+        fact_of(&rows[i], "measurement_source_value", code, sizeof(code));
+        int k = !strcmp(code, "4548-4") ? 0 : !strcmp(code, "2093-3") ? 1 : -1;
+        if (k >= 0)
+            fact_of(&rows[i], CG_ROW_META_ORDER_ID, results[k], sizeof(results[k]));
+    }
+    assert_true(results[0][0] && results[1][0]);
+    assert_string_not_equal(results[0], results[1]);
+    const char *cancel = "MSH|^~\\&|EPIC|HOSP|CG|RES|20240316101500||ORM^O01|M51|P|2.5.1\r"
+                         "PID|1||12345^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19670412|F\r"
+                         "ORC|CA|O1\r"
+                         "OBR|1|O1||4548-4^HbA1c^LN\r"
+                         "ORC|CA\r"
+                         "OBR|2|O2||24331-1^Lipids^LN\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, cancel, strlen(cancel), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rows[i].op, CG_ROW_RETRACT);
+        fact_of(&rows[i], "order_id", cancels[i], sizeof(cancels[i]));
+    }
+    assert_string_equal(cancels[0], results[0]);
+    assert_string_equal(cancels[1], results[1]);
+    /* an order that goes on (ORC-1 NW, XO...) retracts nothing */
+    const char *update = "MSH|^~\\&|EPIC|HOSP|CG|RES|20240316101500||ORM^O01|M52|P|2.5.1\r"
+                         "PID|1||12345^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19670412|F\r"
+                         "ORC|XO|O1\r"
+                         "OBR|1|O1||4548-4^HbA1c^LN\r";
+    assert_int_equal(cg_mapper_map_hl7(mp, update, strlen(update), &rows, &n, &me), CG_OK);
+    assert_int_equal(n, 0);
+    cg_mapper_destroy(mp);
+    cg_specset_destroy(ss);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_when_before_rule_lets),
         cmocka_unit_test(test_outcomes_and_no_research_content),
         cmocka_unit_test(test_foreach_pass_and_order_values),
+        cmocka_unit_test(test_order_cancel_names_each_order),
     };
     return cmocka_run_group_tests(tests, spec_test_setup, spec_test_teardown);
 }
