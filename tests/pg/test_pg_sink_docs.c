@@ -21,7 +21,9 @@
  * none of its results. The cancel's cohortgate.order_retraction retracts the first order's two
  * results, whose rows the sink kept as the order's ("order:ID" in cg.document); the potassium
  * of the other order stays. In a later run, in the same batch (bigint ids), and released to a
- * subscriber (the rows' meta order_id and the retraction re-keyed alike).
+ * subscriber (the rows' meta order_id and the retraction re-keyed alike, and the cancel an OC,
+ * the filler's). A cancel request (CA) may be refused, so the order's results sent again come
+ * back; after an OC they are left out.
  */
 #include "pg_test_util.h"
 
@@ -299,12 +301,15 @@ static void test_released(void **state)
 
 #define ORDERS CG_SOURCE_DIR "/tests/golden/lifecycle_order_cancel_results/input.hl7"
 
-/* The results, then (later: after a sink pass of them) the cancel; the end state. */
-static void load_order_cancel(const pt_run_t *r, int released, int later)
+/* The results, then (later: after a sink pass of them) the cancel (ORC-1 control, CA or OC); the
+ * end state; then the results again. */
+static void load_order_cancel(const pt_run_t *r, int released, int later, const char *control)
 {
     const char *s = r->schema;
     /* one message a file (msg00: the ORU, msg01: the cancel), a line each in the case */
-    pt_sh("cd '%s' && csplit -s -z -f msg '%s' '/^MSH|/' '{*}'", r->dir, ORDERS);
+    pt_sh(
+        "cd '%s' && csplit -s -z -f msg '%s' '/^MSH|/' '{*}' && sed -i 's/ORC|CA|/ORC|%s|/' msg01",
+        r->dir, ORDERS, control);
     char oru[400], cancel[400], log[400];
     snprintf(oru, sizeof(oru), "%s/msg00", r->dir);
     snprintf(cancel, sizeof(cancel), "%s/msg01", r->dir);
@@ -330,10 +335,16 @@ static void load_order_cancel(const pt_run_t *r, int released, int later)
     assert_string_equal(left, "2823-3");
     free(left);
     assert_int_equal(pt_q_int("SELECT count(*) FROM %s.cg_row_doc", s), 1);
+    int oc = !strcmp(control, "OC"); /* an order cancelled stays so; a request may be refused */
     assert_int_equal(
-        pt_q_int("SELECT count(*) FROM %s.cg_doc_retracted WHERE doc LIKE 'order:%%'", s), 1);
+        pt_q_int("SELECT count(*) FROM %s.cg_doc_retracted WHERE doc LIKE 'order:%%'", s), oc);
     snprintf(log, sizeof(log), "%s/sink.log", r->dir);
     assert_int_equal(tk_file_count(log, "sink.order_retracted"), 1);
+    /* the results sent again: back after a refused request, left out after an OC */
+    produce_docs(r, (const char *const[]){oru}, 1);
+    gateway_run(r, released);
+    sink_pass(r);
+    assert_int_equal(pt_q_int("SELECT count(*) FROM %s.measurement", s), oc ? 1 : 3);
 }
 
 static void test_order_cancel_later(void **state)
@@ -341,7 +352,7 @@ static void test_order_cancel_later(void **state)
     (void)state;
     pt_run_t r;
     case_new(&r, "cg-it-ord", 50, 100, "", "");
-    load_order_cancel(&r, 0, 1);
+    load_order_cancel(&r, 0, 1, "CA");
     pt_run_end(&r);
 }
 
@@ -350,7 +361,7 @@ static void test_order_cancel_same_batch(void **state)
     (void)state;
     pt_run_t r;
     case_new(&r, "cg-it-ord1", 500, 5000, ", \"id_type\": \"bigint\"", "");
-    load_order_cancel(&r, 0, 0);
+    load_order_cancel(&r, 0, 0, "CA");
     pt_run_end(&r);
 }
 
@@ -365,7 +376,7 @@ static void test_order_cancel_released(void **state)
     char log[400];
     snprintf(log, sizeof(log), "%s/init.log", r.dir);
     assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
-    load_order_cancel(&r, 1, 1);
+    load_order_cancel(&r, 1, 1, "OC");
     /* the subscriber's pseudonym of the order: 40 hex digits, not the site's decimal hash */
     char q[200];
     snprintf(q, sizeof(q), "SELECT max(doc) FROM %s.cg_row_doc", r.schema);

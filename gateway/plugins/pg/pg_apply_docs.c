@@ -208,7 +208,7 @@ static int run(PGconn *c, const char *sql, const char *const *params, long long 
     return ok ? 0 : -1;
 }
 
-int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc,
+int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc, int remember,
                      const pg_pos_t *pos, long long *n, char *errstr, size_t errstr_size)
 {
     const pg_conf_t *conf = a->conf;
@@ -234,7 +234,7 @@ int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *d
     cg_buf_putc(&pid, '\0');
     int rc = pid.failed ? -1 : 0;
     long long visits = 0;
-    if (!rc) { /* remembered: the replaced version's records may still come (drop_retracted) */
+    if (!rc && remember) { /* the replaced version's records may still come (drop_retracted) */
         cg_buf_puts(&b, "INSERT INTO ");
         pg_qual(&b, sc, "cg_doc_retracted");
         cg_buf_puts(&b, " (doc, person_id) VALUES ($2, $1) ON CONFLICT DO NOTHING");

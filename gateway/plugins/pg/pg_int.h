@@ -234,10 +234,11 @@ int pg_apply_doc(pg_apply_t *a, size_t table, const char *const *values, const s
                  const char *doc, int del, const char *time, size_t time_len);
 /* pg_apply_docs.c: a retraction (cohortgate.document_retraction, .order_retraction), applied
  * after what is staged before it: every row of person (a row id, followed through a merge) whose
- * current version the document (or "order:ID") doc stated is deleted, the person row aside;
+ * current version the document (or "order:ID") doc stated is deleted, the person row aside (with
+ * remember, for good: doc's later records for person are left out, cg_doc_retracted);
  * references to its retracted visits are set to null; the person's observation_period is made anew.
  * *n gets the rows retracted. */
-int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc,
+int pg_apply_retract(pg_apply_t *a, PGconn *c, const char *person, const char *doc, int remember,
                      const pg_pos_t *pos, long long *n, char *errstr, size_t errstr_size);
 /* A merge (merged person's rows to the survivor), applied after what is staged before it. */
 int pg_apply_merge(pg_apply_t *a, PGconn *c, const char *merged, const char *survivor,
@@ -574,9 +575,10 @@ int pg_record_merge(const struct json_t *row, pg_id_buf_t *merged, pg_id_buf_t *
                     size_t why_size);
 /* A retraction's person and what it retracts, as cg.document names it (into doc): a
  * cohortgate.document_retraction's replaced document, a cohortgate.order_retraction's (order 1)
- * "order:" and its order; 0, or -1 with why. */
+ * "order:" and its order; *remember 0 for what may come back: an order's cancel request (CA),
+ * which the filler may refuse. 0, or -1 with why. */
 int pg_record_retraction(const struct json_t *row, int order, pg_id_buf_t *person, char *doc,
-                         size_t doc_size, char *why, size_t why_size);
+                         size_t doc_size, int *remember, char *why, size_t why_size);
 
 /* ---- pg_cohort.c ---- */
 typedef struct pg_cohorts pg_cohorts_t;

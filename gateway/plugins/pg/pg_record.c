@@ -37,8 +37,12 @@ int pg_record_merge(const struct json_t *row, pg_id_buf_t *merged, pg_id_buf_t *
 }
 
 int pg_record_retraction(const struct json_t *row, int order, pg_id_buf_t *person, char *doc,
-                         size_t doc_size, char *why, size_t why_size)
+                         size_t doc_size, int *remember, char *why, size_t why_size)
 {
+    /* a cancel request (CA) may be refused (UC) and the order's results come after all; an
+     * order cancelled (OC) or a replaced document stays retracted */
+    const char *control = order ? json_string_value(json_object_get(row, "order_control")) : NULL;
+    *remember = !(control && !strcmp(control, "CA"));
     /* an order's rows carry "order:" and its id in cg.document (the gateway's jobs.c) */
     const json_t *v = json_object_get(row, order ? "order_id" : "replaced_document_id");
     const char *id = json_string_value(v);

@@ -481,15 +481,17 @@ static int stage_record(pg_sink_t *s, const cg_sink_record_t *rec, const pg_pos_
     if (!strcmp(standard, "cohortgate") &&
         (order || !strcmp(tname, "cohortgate.document_retraction")) && !strcmp(op, "retract")) {
         pg_id_buf_t person;
-        char docid[320];
+        char docid[1040]; /* "order:" and 255 characters of UTF-8 at most, as the tables allow */
+        int remember;
         state = "CGKEY";
-        if (pg_record_retraction(row, order, &person, docid, sizeof(docid), why, sizeof(why)))
+        if (pg_record_retraction(row, order, &person, docid, sizeof(docid), &remember, why,
+                                 sizeof(why)))
             goto reject;
         /* what came before it is applied first, then the replaced document's (the cancelled
          * order's) rows go */
         long long gone = 0;
         rc = flush_staged(s, 0, errstr, errstr_size) ||
-             pg_apply_retract(s->apply, s->conn, person.text, docid, pos, &gone, errstr,
+             pg_apply_retract(s->apply, s->conn, person.text, docid, remember, pos, &gone, errstr,
                               errstr_size);
         if (!rc)
             cg_log(CG_LOG_INFO, order ? "sink.order_retracted" : "sink.document_retracted",
