@@ -184,6 +184,19 @@ static void case_new(pt_run_t *r, const char *prefix, int txn_max, int commit_ms
     assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
 }
 
+/* A case whose sink is the subscriber's (pg.subscriber), its database made by --init. The
+ * subscriber's topic is the case's: its name first, then the config. */
+static void subscriber_case_new(pt_run_t *r, const char *prefix)
+{
+    pt_run_new(r, prefix, "records", 1);
+    char top[700];
+    snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r->topic);
+    pt_write_config(r, r->config, 50, 100, ", \"subscriber\": \"registry\"", top);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/init.log", r->dir);
+    assert_int_equal(pt_sink(r->config, "--init", 0, log), 0);
+}
+
 /* Version 1 of both patients' documents through the gateway (released: to the subscriber) and
  * the sink, then version 2 of the first: the end state. */
 static void load_versions(const pt_run_t *r, int released)
@@ -287,14 +300,7 @@ static void test_released(void **state)
 {
     (void)state;
     pt_run_t r;
-    /* the subscriber's topic is the case's: its name first, then the config */
-    pt_run_new(&r, "cg-it-docs2", "records", 1);
-    char top[700];
-    snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r.topic);
-    pt_write_config(&r, r.config, 50, 100, ", \"subscriber\": \"registry\"", top);
-    char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    subscriber_case_new(&r, "cg-it-docs2");
     load_versions(&r, 1);
     pt_run_end(&r);
 }
@@ -369,13 +375,7 @@ static void test_order_cancel_released(void **state)
 {
     (void)state;
     pt_run_t r;
-    pt_run_new(&r, "cg-it-ord2", "records", 1);
-    char top[700];
-    snprintf(top, sizeof(top), " \"release\": {\"subscribers\": [" SUBSCRIBER "]},\n", r.topic);
-    pt_write_config(&r, r.config, 50, 100, ", \"subscriber\": \"registry\"", top);
-    char log[400];
-    snprintf(log, sizeof(log), "%s/init.log", r.dir);
-    assert_int_equal(pt_sink(r.config, "--init", 0, log), 0);
+    subscriber_case_new(&r, "cg-it-ord2");
     load_order_cancel(&r, 1, 1, "OC");
     /* the subscriber's pseudonym of the order: 40 hex digits, not the site's decimal hash */
     char q[200];
