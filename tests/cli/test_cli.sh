@@ -78,6 +78,17 @@ if grep -q "$site_pid" "$tmp/out"; then no "map --for kept the site's person_id"
 expect 2 "map --for without --config" -- "$cg" map --spec "$src/specs" --for sponsor "$tmp/hiv.hl7"
 expect 2 "map --for an undeclared subscriber" -- "$cg" map --spec "$src/specs" --for nobody --config "$tmp/rel.json" "$tmp/hiv.hl7"
 has "$tmp/err" "declares no subscriber 'nobody'" "map --for names the missing subscriber"
+# a cohort-scoped subscriber gets a result of its cohort and the result's delete (OBX-11 D),
+# whose values say nothing of a cohort: every cohort gets a delete
+cat >"$tmp/relc.json" <<JSON
+{"inputs": [{"topic": "raw"}], "kafka": {"bootstrap.servers": "127.0.0.1:9"},
+ "mapping": {"specs": "$src/specs"},
+ "release": {"subscribers": [{"name": "sponsor", "topic": "rel.s", "agreement": "D1",
+   "expires": "2999-01-01", "max_level": 3, "cohorts": ["t2dm"]}]}}
+JSON
+expect 0 "map --for a cohort's subscriber" -- "$cg" map --spec "$src/specs" --cohorts "$src/specs/cohorts" --for sponsor --config "$tmp/relc.json" "$src/tests/golden/lifecycle_result/input.hl7"
+has "$tmp/err" 'released to sponsor: 4 record\(s\); withheld: 0 table_not_granted, 0 not_in_cohort' "map --for releases a cohort's result and its delete"
+has "$tmp/out" '"op":"delete"' "map --for: the delete is among them"
 # identifiers by type (specs/README.md, "Which identifier is the patient's"): --param sets it
 printf 'MSH|^~\\&|A|H|C|R|20240101||ADT^A04|P1|P|2.5.1\rPID|1||H1^^^H^MR~N1^^^CHN^NNCHN||DOE||19600101|F\r' >"$tmp/a04.hl7"
 expect 0 "map --param" -- "$cg" map --spec "$src/specs" --param 'patient_id_types=NNCHN|*' "$tmp/a04.hl7"

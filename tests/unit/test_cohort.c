@@ -44,6 +44,20 @@ static void test_shipped_cohorts_route(void **state)
     /* the same code in another table is no match */
     row = ROW("observation", {"observation_source_value", CG_VALUE_STRING, "E11.9"});
     assert_int_equal(cg_cohort_route(r, &row, &names), 0);
+    /* a delete (a withdrawn result: its id and person only), a person's delete, a merge and a
+     * retraction say nothing by their values: every cohort gets them, so that a cohort's
+     * database undoes what it holds */
+    static const char *const undo[] = {"measurement", "person", "cohortgate.person_merge",
+                                       "cohortgate.order_retraction"};
+    static const uint8_t ops[] = {CG_ROW_DELETE, CG_ROW_DELETE, CG_ROW_MERGE, CG_ROW_RETRACT};
+    for (size_t i = 0; i < 4; i++) {
+        row = ROW(undo[i], {"person_id", CG_VALUE_INTEGER, "5"});
+        row.op = ops[i];
+        assert_int_equal(cg_cohort_route(r, &row, &names), 2);
+        assert_true((!strcmp(names[0], "t2dm") && !strcmp(names[1], "ckd")) ||
+                    (!strcmp(names[0], "ckd") && !strcmp(names[1], "t2dm")));
+        assert_non_null(cg_cohort_route_why(r, 1));
+    }
     cg_cohort_router_destroy(r);
     cg_cohortset_destroy(cs);
 }
