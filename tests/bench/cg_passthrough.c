@@ -422,7 +422,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     pt_t *pt = opaque;
-    int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    const char *protocol = rd_kafka_rebalance_protocol(rk); /* NULL before the first join */
+    int cooperative = protocol && !strcmp(protocol, "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
             track_t *t = track_of(pt, parts->elems[i].partition);

@@ -153,7 +153,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     kafka_source_t *ks = opaque;
-    int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    /* NULL while no protocol is agreed yet (a close before the group's first join) */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    int cooperative = protocol && !strcmp(protocol, "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         /* a sink that stores offsets itself (in its database transaction) says where each
          * partition starts; elsewhere the group's committed offset applies */
