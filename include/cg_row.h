@@ -61,6 +61,9 @@ typedef struct cg_row_meta {
  * subscriber the column goes to, so that the subscriber can apply the retraction too. */
 #define CG_ROW_META_ORDER_ID    "order_id"
 #define CG_ROW_ORDER_RETRACTION "cohortgate.order_retraction"
+/* An order as the gateway's cg.document header and the sink's cg_row_doc name it: this and the
+ * order's id (documents are named by their id alone). */
+#define CG_ROW_ORDER_DOC_PREFIX "order:"
 
 /* What a record does to the row with its id (the envelope's "op"). A consumer applies them in
  * order per person (the records' key) and has the source's current truth; specs/README.md
@@ -139,6 +142,9 @@ static inline const cg_value_t *cg_row_value(const cg_row_t *row, size_t i)
 /* The value of the column named name; NULL when the table has no such column. For tests and
  * tools: the hot path resolves the index once (cg_target_column) and uses cg_row_value. */
 const cg_value_t *cg_row_value_named(const cg_row_t *row, const char *name);
+
+/* The row's meta fact name, NULL when it has none (or an empty one). */
+const cg_row_meta_t *cg_row_meta(const cg_row_t *row, const char *name);
 
 /* Where a record's input came from, beside the row's own provenance. topic may be NULL outside
  * Kafka (files): then topic, partition and offset are left out. Strings are borrowed. */

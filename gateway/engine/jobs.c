@@ -112,19 +112,15 @@ static int feed_handling(const cg_source_msg_t *in, cg_mapping_worker_t *mw, con
  * an order cancel retracts by it, cg_row.h), NUL-ended at the end of buf; *len 0: none. */
 static cg_err_t order_doc(cg_buf_t *buf, const cg_row_t *row, size_t *off, size_t *len)
 {
+    const cg_row_meta_t *m = cg_row_meta(row, CG_ROW_META_ORDER_ID);
     *len = 0;
-    for (size_t i = 0; i < row->n_meta; i++) {
-        const cg_row_meta_t *m = &row->meta[i];
-        if (strcmp(m->name, CG_ROW_META_ORDER_ID) || !m->value.len)
-            continue;
-        *off = buf->len;
-        if (cg_buf_append(buf, "order:", 6) != CG_OK ||
-            cg_buf_append(buf, m->value.ptr, m->value.len) != CG_OK ||
-            cg_buf_putc(buf, '\0') != CG_OK)
-            return CG_ERR_NOMEM;
-        *len = 6 + m->value.len;
-        break;
-    }
+    if (!m)
+        return CG_OK;
+    *off = buf->len;
+    if (cg_buf_puts(buf, CG_ROW_ORDER_DOC_PREFIX) != CG_OK ||
+        cg_buf_append(buf, m->value.ptr, m->value.len) != CG_OK || cg_buf_putc(buf, '\0') != CG_OK)
+        return CG_ERR_NOMEM;
+    *len = buf->len - 1 - *off;
     return CG_OK;
 }
 

@@ -505,17 +505,14 @@ size_t cg_cohort_route(cg_cohort_router_t *r, const cg_row_t *row, const char *c
     /* a delete, a merge or a retraction carries no values to judge by, and undoes what any
      * cohort may hold (a person's delete takes all of their rows): to every cohort, whose
      * database applies it or finds nothing to change */
-    if (row->op != CG_ROW_UPSERT) {
-        for (size_t i = 0; r->cs && i < r->cs->n; i++) {
-            r->why[n] = "every cohort: a delete, merge or retraction undoes what any may hold";
-            r->hits[n++] = r->cs->cohorts[i].name;
-        }
-        *names = r->hits;
-        r->n_hits = n;
-        return n;
-    }
+    int undo = row->op != CG_ROW_UPSERT;
     for (size_t i = 0; r->cs && i < r->cs->n; i++) {
         const cohort_t *co = &r->cs->cohorts[i];
+        if (undo) {
+            r->why[n] = "every cohort: a delete, merge or retraction undoes what any may hold";
+            r->hits[n++] = co->name;
+            continue;
+        }
         for (size_t k = 0; k < co->n_matches; k++)
             if (matches(r, &co->matches[k], row)) {
                 r->why[n] = co->matches[k].why;

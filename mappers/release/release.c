@@ -373,20 +373,17 @@ static int in_cohorts(const cg_policy_t *p, const char *const *cohorts, size_t n
 static void release_order_id(const cg_policy_t *p, const cg_row_t *row, cg_release_scratch_t *s,
                              cg_row_t *out)
 {
-    for (size_t i = 0; i < row->n_meta; i++) {
-        const cg_row_meta_t *m = &row->meta[i];
-        if (strcmp(m->name, CG_ROW_META_ORDER_ID) || !m->value.len)
-            continue;
-        char *txt = text_take(s, VALUE_TEXT_MAX);
-        keyed_text(p, m->value.ptr, m->value.len, txt);
-        s->meta = (cg_row_meta_t){.name = m->name,
-                                  .value = {txt, 40, CG_VALUE_STRING, 1, 0},
-                                  .json_key = m->json_key,
-                                  .json_key_len = m->json_key_len};
-        out->meta = &s->meta;
-        out->n_meta = 1;
+    const cg_row_meta_t *m = cg_row_meta(row, CG_ROW_META_ORDER_ID);
+    if (!m)
         return;
-    }
+    char *txt = text_take(s, VALUE_TEXT_MAX);
+    keyed_text(p, m->value.ptr, m->value.len, txt);
+    s->meta = (cg_row_meta_t){.name = m->name,
+                              .value = {txt, 40, CG_VALUE_STRING, 1, 0},
+                              .json_key = m->json_key,
+                              .json_key_len = m->json_key_len};
+    out->meta = &s->meta;
+    out->n_meta = 1;
 }
 
 cg_err_t cg_release_row(const cg_policy_t *p, const cg_row_t *row, const char *const *cohorts,

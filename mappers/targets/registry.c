@@ -125,6 +125,14 @@ const char *cg_target_column_hint(const cg_target_table_t *table, const char *na
     return buf;
 }
 
+const cg_row_meta_t *cg_row_meta(const cg_row_t *row, const char *name)
+{
+    for (size_t i = 0; i < row->n_meta; i++)
+        if (!strcmp(row->meta[i].name, name))
+            return row->meta[i].value.len ? &row->meta[i] : NULL;
+    return NULL;
+}
+
 const cg_value_t *cg_row_value_named(const cg_row_t *row, const char *name)
 {
     const cg_target_column_t *c = cg_target_column(row->table, name);

@@ -134,10 +134,10 @@ static void apply(db_t *db, const cg_row_t *r)
         snprintf(e->message_id, sizeof(e->message_id), "%.*s", (int)r->message_id.len,
                  r->message_id.ptr);
         snprintf(e->time, sizeof(e->time), "%s", time);
-        for (size_t m = 0; m < r->n_meta; m++)
-            if (!strcmp(r->meta[m].name, CG_ROW_META_ORDER_ID))
-                snprintf(e->order_id, sizeof(e->order_id), "%.*s", (int)r->meta[m].value.len,
-                         r->meta[m].value.ptr);
+        const cg_row_meta_t *order = cg_row_meta(r, CG_ROW_META_ORDER_ID);
+        if (order)
+            snprintf(e->order_id, sizeof(e->order_id), "%.*s", (int)order->value.len,
+                     order->value.ptr);
         summarize(r, e->summary, sizeof(e->summary));
         return;
     }

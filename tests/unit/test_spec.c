@@ -295,6 +295,16 @@ typedef struct row_seen {
     int op;
 } row_seen_t;
 
+/* The text of a row's meta fact name, or of its column name when meta has none; "" absent. */
+static void fact_of(const cg_row_t *r, const char *name, char *out, size_t n)
+{
+    const cg_row_meta_t *m = cg_row_meta(r, name);
+    const cg_value_t *v = m ? &m->value : cg_row_value_named(r, name);
+    out[0] = '\0';
+    if (v && v->ptr)
+        snprintf(out, n, "%.*s", (int)v->len, v->ptr);
+}
+
 /* The order retractions of the last rows_seen, which leaves them out. */
 static size_t retractions;
 
@@ -320,11 +330,7 @@ static size_t rows_seen(cg_mapper_t *mp, const char *msg, row_seen_t *out, size_
         snprintf(out[i].rule, sizeof(out[i].rule), "%s", row->rule);
         snprintf(out[i].id, sizeof(out[i].id), "%.*s", (int)id->len, id->ptr);
         out[i].op = row->op;
-        out[i].when[0] = '\0';
-        for (size_t m = 0; m < row->n_meta; m++)
-            if (!strcmp(row->meta[m].name, "order_datetime"))
-                snprintf(out[i].when, sizeof(out[i].when), "%.*s", (int)row->meta[m].value.len,
-                         row->meta[m].value.ptr);
+        fact_of(row, "order_datetime", out[i].when, sizeof(out[i].when));
     }
     return o;
 }
@@ -698,18 +704,6 @@ static void test_outcomes_and_no_research_content(void **state)
     assert_non_null(strstr(errs[0].text, "non-empty string"));
     assert_non_null(strstr(errs[1].text, "has no \"rules\""));
     assert_int_equal(errs[1].line, 1);
-}
-
-/* The text of a row's meta fact name, or of its column name when meta has none; "" absent. */
-static void fact_of(const cg_row_t *r, const char *name, char *out, size_t n)
-{
-    out[0] = '\0';
-    for (size_t m = 0; m < r->n_meta; m++)
-        if (!strcmp(r->meta[m].name, name))
-            snprintf(out, n, "%.*s", (int)r->meta[m].value.len, r->meta[m].value.ptr);
-    const cg_value_t *v = out[0] ? NULL : cg_row_value_named(r, name);
-    if (v && v->ptr)
-        snprintf(out, n, "%.*s", (int)v->len, v->ptr);
 }
 
 /* An order's results and its cancel name the order alike: two orders' results in an ORU, then

@@ -47,7 +47,8 @@ int pg_record_retraction(const struct json_t *row, int order, pg_id_buf_t *perso
     const json_t *v = json_object_get(row, order ? "order_id" : "replaced_document_id");
     const char *id = json_string_value(v);
     if (id_member(row, "person_id", person->buf, sizeof(person->buf), &person->text) && id && *id &&
-        (size_t)snprintf(doc, doc_size, "%s%s", order ? "order:" : "", id) < doc_size)
+        (size_t)snprintf(doc, doc_size, "%s%s", order ? CG_ROW_ORDER_DOC_PREFIX : "", id) <
+            doc_size)
         return 0;
     snprintf(why, why_size, "%s needs an integer person_id and a%s string",
              order ? "an order retraction" : "a document retraction",
